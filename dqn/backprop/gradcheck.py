@@ -1,0 +1,56 @@
+"""One numerical gradient checker: centred finite differences, and ``rel_error``.
+
+Both return values and never print. Use float64: with h = 1e-5 the centred difference has
+truncation error O(h^2) ~ 1e-10 and rounding error ~ eps / h ~ 1e-11, so a correct backward
+pass agrees to rel_error < 1e-7, while a wrong one is usually off by more than 1e-2. In
+float32 (eps ~ 1e-7) the rounding error alone is ~1e-2, so the check cannot tell the two apart.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def numerical_gradient(
+    f: Callable[[np.ndarray], float], x: np.ndarray, h: float = 1e-5
+) -> np.ndarray:
+    """d f / d x for a scalar-valued f, by (f(x + h e_i) - f(x - h e_i)) / 2h per element.
+
+    ``x`` is perturbed in place (so f may close over it, e.g. a weight matrix inside a
+    network) and every element is restored to its exact original value before returning.
+    """
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        old = x[i].copy()
+        try:
+            x[i] = old + h
+            f_plus = float(f(x))
+            x[i] = old - h
+            f_minus = float(f(x))
+        finally:
+            x[i] = old
+        grad[i] = (f_plus - f_minus) / (2.0 * h)
+    return grad
+
+
+def numerical_gradient_array(
+    f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, dout: np.ndarray, h: float = 1e-5
+) -> np.ndarray:
+    """Gradient of sum(f(x) * dout) with respect to x, for an array-valued f.
+
+    This is what a backward pass returns when handed ``dout`` as the upstream gradient.
+    ``x`` is perturbed in place and restored exactly, as in ``numerical_gradient``.
+    """
+    # Copy f's output: f may return a view of x or of a buffer it reuses.
+    return numerical_gradient(lambda _: np.sum(np.array(f(x), copy=True) * dout), x, h)
+
+
+def rel_error(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| / max(1e-8, |a| + |b|), element-wise; the floor keeps exact zeros quiet."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))

@@ -1,0 +1,72 @@
+"""dqn-backprop end to end, its argument errors, and the no-TensorFlow import guarantee."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dqn.backprop.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ["sigmoid_saturation.png", "dead_relus.png", "rnn_gradients.png",
+           "clipped_delta_vs_huber.png"]
+
+
+def test_importing_the_backprop_package_does_not_import_tensorflow_or_pyplot():
+    code = (
+        "import sys\n"
+        "import dqn.backprop, dqn.backprop.layers, dqn.backprop.losses, dqn.backprop.mlp\n"
+        "import dqn.backprop.gradcheck, dqn.backprop.demos, dqn.backprop.plots\n"
+        "import dqn.backprop.cli\n"
+        "print('tensorflow' in sys.modules, 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_cli_prints_the_four_tables_and_writes_four_pngs(tmp_path, capsys):
+    out_dir = tmp_path / "figs"
+    assert main(["--out", str(out_dir)]) == 0
+    stdout = capsys.readouterr().out
+    for name in FIGURES:
+        data = (out_dir / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    # A number per demo that the demo tests also assert.
+    assert "max sigmoid'(x) on a grid over [-20, 20]: 0.25 at x = 0" in stdout
+    assert "dead weights bit-identical = True" in stdout
+    assert "6.376e+08" in stdout  # 1.5^50
+    assert "[0.25, 0.25, -0.125, -0.25]" in stdout and "1.15625" in stdout
+    assert "[0, 0.5, -0.25, 0]" in stdout and "[1.5, 0.5, -0.25, -1]" in stdout
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["--seed", "x"], ["--out"]])
+def test_bad_arguments_give_one_line_and_exit_code_2(argv, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("dqn-backprop: error:")
+
+
+def test_out_that_is_a_file_is_an_argument_error(tmp_path, capsys):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    assert main(["--out", str(not_a_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_script_wrapper_exits_2_without_traceback():
+    # The script's own directory is sys.path[0]; make sure this checkout's dqn is importable.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "backprop_demos.py"), "--nope"],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "dqn-backprop: error: unrecognized arguments: --nope"
+
+
+def test_help_exits_0(capsys):
+    assert main(["--help"]) == 0
+    assert "--out" in capsys.readouterr().out

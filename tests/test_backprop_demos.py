@@ -1,0 +1,163 @@
+"""Each demo's claim, asserted on its own numbers (default seed 0)."""
+
+import numpy as np
+import pytest
+
+from dqn.backprop import demos
+
+
+@pytest.fixture(scope="module")
+def sigmoid():
+    return demos.sigmoid_saturation()
+
+
+@pytest.fixture(scope="module")
+def relu():
+    return demos.dead_relus()
+
+
+@pytest.fixture(scope="module")
+def rnn():
+    return demos.rnn_gradients()
+
+
+@pytest.fixture(scope="module")
+def losses():
+    return demos.clipped_delta_vs_huber()
+
+
+# --------------------------------------------------------------------------- 1. sigmoid
+
+
+def test_sigmoid_derivative_peaks_at_exactly_a_quarter_at_zero(sigmoid):
+    # s(0) = 1/2 exactly, so s(0)(1 - s(0)) = 1/4 exactly in floating point.
+    assert sigmoid.max_local_grad == 0.25
+    assert sigmoid.argmax_x == 0.0
+    assert np.all(sigmoid.local_grad[sigmoid.grid != 0] < 0.25)
+
+
+def test_plus_minus_400_init_saturates_and_glorot_does_not(sigmoid):
+    lo, hi = sigmoid.preact_range["saturated"]
+    assert lo < -300 and hi > 300  # the post's regime: pre-activations span about +/-400
+    assert sigmoid.frac_below_1e6["saturated"] >= 0.90
+    assert sigmoid.frac_below_1e6["glorot"] == 0.0
+    # Glorot keeps sigmoid' near its N(0, 1) average of ~0.2; the +/-400 init kills it.
+    assert 0.15 < sigmoid.mean_local_grad["glorot"] < 0.25
+    assert sigmoid.mean_local_grad["saturated"] < 0.01
+
+
+def test_weight_gradient_collapses_relative_to_the_weights(sigmoid):
+    rel = {k: sigmoid.weight_grad_norm[k] / sigmoid.weight_norm[k] for k in ("saturated", "glorot")}
+    assert rel["saturated"] < 1e-2 * rel["glorot"]
+
+
+def test_gradient_through_L_sigmoid_layers_shrinks_by_at_least_4_to_the_minus_L(sigmoid):
+    # ||dx_{l-1}|| = ||(dx_l * s'(z_l)) W_l^T|| <= ||W_l||_2 max s' ||dx_l|| = ||dx_l|| / 4.
+    assert np.array_equal(sigmoid.depth_bound, 0.25 ** sigmoid.depths.astype(float))
+    assert np.all(sigmoid.depth_ratio <= sigmoid.depth_bound)
+    assert np.all(sigmoid.depth_ratio > 0)
+
+
+# --------------------------------------------------------------------------- 2. dead ReLUs
+
+
+def test_dead_fraction_zero_at_sane_lr_and_large_at_aggressive_lr(relu):
+    # Calibrated on seed 0: 0.00 at lr 1, 0.15 at lr 3, 1.00 at lr 10.
+    assert relu.dead_fraction[1.0] == 0.0
+    assert 0.0 < relu.dead_fraction[3.0] < 0.5
+    assert relu.dead_fraction[10.0] >= 0.9
+    assert relu.accuracy[1.0] >= 0.95  # the sane run really trained
+
+
+def test_dead_unit_gets_exactly_zero_gradient(relu):
+    assert relu.n_dead_probed > 0
+    assert relu.dead_grad_max_abs == 0.0
+    assert relu.live_grad_max_abs > 1e-4
+
+
+def test_dead_unit_weights_stay_bit_identical_while_live_ones_move(relu):
+    assert relu.dead_weights_unchanged is True
+    assert relu.live_weights_changed > 1e-3
+
+
+def test_dead_fraction_never_decreases_once_units_die(relu):
+    # A dead unit's incoming weights get no gradient, so nothing can revive it.
+    for curve in relu.dead_fraction_curve.values():
+        assert np.all(np.diff(curve) >= 0)
+
+
+# --------------------------------------------------------------------------- 3. RNN
+
+
+def test_zero_input_rnn_gradient_ratio_is_rho_to_the_T(rnn):
+    for rho in rnn.rhos:
+        expected = rho ** rnn.horizons.astype(float)
+        assert np.max(np.abs(rnn.ratio[rho] - expected) / expected) <= 1e-9, rho
+    assert rnn.max_rel_err_vs_rho_T <= 1e-9
+    t50 = {rho: rnn.ratio[rho][49] for rho in rnn.rhos}
+    assert t50[0.9] == pytest.approx(5.154e-3, rel=1e-3)
+    assert t50[1.1] == pytest.approx(117.39, rel=1e-4)
+    assert t50[1.5] == pytest.approx(6.376e8, rel=1e-3)
+
+
+def test_with_real_inputs_tanh_saturation_makes_rho_above_one_vanish(rnn):
+    assert rnn.ratio_with_inputs[(1.5, 0.0)] > 1e8  # linear regime: explodes
+    assert rnn.ratio_with_inputs[(1.5, 0.1)] > 1.0  # small inputs: still explodes
+    assert rnn.ratio_with_inputs[(1.5, 2.0)] < 1e-3  # saturating inputs: vanishes
+    assert rnn.ratio_with_inputs[(1.1, 1.0)] < 1e-3
+
+
+def test_global_norm_clipping_bounds_the_update_and_keeps_its_direction(rnn):
+    assert rnn.raw_grad_norm > 100 * rnn.clip_norm
+    assert rnn.global_clip_norm == pytest.approx(rnn.clip_norm, rel=1e-12)
+    assert rnn.global_clip_cosine == pytest.approx(1.0, abs=1e-12)
+    # Element-wise clipping neither bounds the norm nor keeps the direction.
+    assert rnn.elementwise_clip_norm > rnn.clip_norm
+    assert rnn.elementwise_clip_cosine < 0.9
+
+
+def test_clipping_the_min_char_rnn_example(rnn):
+    # [3, 40, -0.5] has norm 40.115; scaled to norm 5: [0.374, 4.986, -0.062].
+    assert rnn.example_global == pytest.approx([0.374, 4.986, -0.062], abs=5e-4)
+    assert rnn.example_elementwise.tolist() == [3.0, 5.0, -0.5]
+    # cosine = (9 + 200 + 0.25) / (40.115 * 5.855) = 0.891
+    assert rnn.example_elementwise_cosine == pytest.approx(0.891, abs=5e-4)
+
+
+# --------------------------------------------------------------------------- 4. losses
+
+
+def test_clipped_delta_gradient_is_zero_exactly_outside_the_bound(losses):
+    assert losses.zero_grad_matches_outside is True
+    assert losses.zero_grad_min_abs == 1.01  # grid step 0.01; at |e| = 1 the gradient is e
+    assert np.all(losses.grad["huber"][losses.grid != 0] != 0)
+
+
+def test_heavy_tailed_td_errors_lose_their_gradient_at_the_closed_form_rate(losses):
+    # Student-t(2): P(|T| > 1) = 1 - 1/sqrt(3) = 0.4226; binomial std with n = 1e5 is 0.0016.
+    assert losses.heavy_tail_expected == pytest.approx(1 - 1 / np.sqrt(3), rel=1e-15)
+    assert losses.heavy_tail_zero_frac == pytest.approx(losses.heavy_tail_expected, abs=0.007)
+    # N(0, 1): P(|Z| > 1) = 0.3173.
+    assert losses.gaussian_zero_frac == pytest.approx(0.3173, abs=0.007)
+
+
+def test_worked_example_as_stated_in_the_2016_terms(losses):
+    assert losses.example_td_error.tolist() == [-3.0, -1.0, 0.5, 2.0]
+    # mean(clip(d)^2) and mean(d^2), without the 0.5: dL/dQ = -2 clip(d) 1[|d|<=1] / 4, -2 d / 4
+    assert losses.example_dq_2016["clipped_delta"].tolist() == [0.0, 0.5, -0.25, 0.0]
+    assert losses.example_dq_2016["l2"].tolist() == [1.5, 0.5, -0.25, -1.0]
+    # Huber_1 is the same function in both conventions: dL/dQ = -clip(d, -1, 1) / 4.
+    assert losses.example_dq["huber"].tolist() == [0.25, 0.25, -0.125, -0.25]
+    # (2.5 + 0.5 + 0.125 + 1.5) / 4
+    assert losses.example_value["huber"] == 1.15625
+
+
+def test_worked_example_in_the_package_convention(losses):
+    # With 0.5 scaling, l2 and clipped_delta are half the unscaled forms above.
+    assert losses.example_dq["clipped_delta"].tolist() == [0.0, 0.25, -0.125, 0.0]
+    assert losses.example_dq["l2"].tolist() == [0.75, 0.25, -0.125, -0.5]
+    assert losses.example_dq["clipped_grad"].tolist() == losses.example_dq["huber"].tolist()
+    # values: mean(0.5 clip^2) = (0.5 + 0.5 + 0.125 + 0.5) / 4; mean(0.5 d^2) = 7.125 / 4
+    assert losses.example_value["clipped_delta"] == 0.40625
+    assert losses.example_value["l2"] == losses.example_value["clipped_grad"] == 1.78125
+    assert losses.example_value_2016 == {"clipped_delta": 0.8125, "l2": 3.5625}
