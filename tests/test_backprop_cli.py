@@ -19,6 +19,8 @@ def test_importing_the_backprop_package_does_not_import_tensorflow_or_pyplot():
         "import sys\n"
         "import dqn.backprop, dqn.backprop.layers, dqn.backprop.losses, dqn.backprop.mlp\n"
         "import dqn.backprop.gradcheck, dqn.backprop.demos, dqn.backprop.plots\n"
+        "import dqn.backprop.demos.sigmoid, dqn.backprop.demos.dead_relu\n"
+        "import dqn.backprop.demos.rnn, dqn.backprop.demos.td_losses\n"
         "import dqn.backprop.cli\n"
         "print('tensorflow' in sys.modules, 'matplotlib.pyplot' in sys.modules)\n"
     )

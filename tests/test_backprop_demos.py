@@ -37,17 +37,18 @@ def test_sigmoid_derivative_peaks_at_exactly_a_quarter_at_zero(sigmoid):
 
 
 def test_plus_minus_400_init_saturates_and_glorot_does_not(sigmoid):
-    lo, hi = sigmoid.preact_range["saturated"]
-    assert lo < -300 and hi > 300  # the post's regime: pre-activations span about +/-400
-    assert sigmoid.frac_below_1e6["saturated"] >= 0.90
-    assert sigmoid.frac_below_1e6["glorot"] == 0.0
+    saturated, glorot = sigmoid.inits["saturated"], sigmoid.inits["glorot"]
+    lo, hi = saturated.preact_range
+    assert lo < -300 and hi > 300  # the post's regime: pre-activations of several hundred
+    assert saturated.frac_below_1e6 >= 0.90
+    assert glorot.frac_below_1e6 == 0.0
     # Glorot keeps sigmoid' near its N(0, 1) average of ~0.2; the +/-400 init kills it.
-    assert 0.15 < sigmoid.mean_local_grad["glorot"] < 0.25
-    assert sigmoid.mean_local_grad["saturated"] < 0.01
+    assert 0.15 < glorot.mean_local_grad < 0.25
+    assert saturated.mean_local_grad < 0.01
 
 
 def test_weight_gradient_collapses_relative_to_the_weights(sigmoid):
-    rel = {k: sigmoid.weight_grad_norm[k] / sigmoid.weight_norm[k] for k in ("saturated", "glorot")}
+    rel = {k: i.weight_grad_norm / i.weight_norm for k, i in sigmoid.inits.items()}
     assert rel["saturated"] < 1e-2 * rel["glorot"]
 
 

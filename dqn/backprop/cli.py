@@ -44,12 +44,10 @@ def _vec(v: np.ndarray) -> str:
 
 
 def report_sigmoid(r: demos.SigmoidResult) -> str:
-    inits = list(r.frac_below_1e6)
-    rows = [[name, f"{r.preact_std[name]:.1f}",
-             f"[{r.preact_range[name][0]:.0f}, {r.preact_range[name][1]:.0f}]",
-             f"{r.mean_local_grad[name]:.3g}", f"{100 * r.frac_below_1e6[name]:.1f}%",
-             f"{r.weight_grad_norm[name]:.3g}",
-             f"{r.weight_grad_norm[name] / r.weight_norm[name]:.3g}"] for name in inits]
+    rows = [[name, f"{i.preact_std:.1f}", f"[{i.preact_range[0]:.0f}, {i.preact_range[1]:.0f}]",
+             f"{i.mean_local_grad:.3g}", f"{100 * i.frac_below_1e6:.1f}%",
+             f"{i.weight_grad_norm:.3g}", f"{i.weight_grad_norm / i.weight_norm:.3g}"]
+            for name, i in r.inits.items()]
     out = f"max sigmoid'(x) on a grid over [-20, 20]: {r.max_local_grad!r} at x = {r.argmax_x:g}\n"
     out += _table("", ["init", "z std", "z range", "mean sigmoid'", "< 1e-6",
                        "||dW||", "||dW||/||W||"], rows)
@@ -84,7 +82,8 @@ def report_rnn(r: demos.RNNResult) -> str:
     out += _table(f"\nsame ratio at T = {r.horizons[-1]} with N(0, 1) inputs, by input scale:",
                   ["rho"] + [f"x{s:g}" for s in r.input_scales], rows)
     return out + (
-        f"\nclipping an exploding RNN gradient (global norm {r.raw_grad_norm:.4g}) at "
+        f"\nclipping the exploding gradient of (dWx, dWh, db) at rho {r.exploding_case[0]:g}, "
+        f"input scale {r.exploding_case[1]:g} (global norm {r.raw_grad_norm:.4g}) at "
         f"{r.clip_norm:g}:\n"
         f"  by global norm: norm {r.global_clip_norm:.4g}, cosine {r.global_clip_cosine:.4f}\n"
         f"  element-wise  : norm {r.elementwise_clip_norm:.4g}, "

@@ -38,8 +38,8 @@ def plot_sigmoid(r: SigmoidResult, path: Path) -> Path:
     ax[0].set(xlim=(-10, 10), xlabel="x", ylabel="sigmoid'(x)", title="max 0.25 at x = 0")
     floor = 1e-300  # log scale: exact zeros (sigmoid rounded to 1) are drawn at the floor
     bins = np.linspace(-300, 0, 61)
-    for name, g in r.local_grads.items():
-        ax[1].hist(np.log10(np.maximum(g, floor)), bins=bins, alpha=0.6, label=name)
+    for name, init in r.inits.items():
+        ax[1].hist(np.log10(np.maximum(init.local_grads, floor)), bins=bins, alpha=0.6, label=name)
     ax[1].axvline(-6, ls=":", c="k")
     ax[1].set(xlabel="log10 sigmoid'(z) per unit and sample", ylabel="count",
               title="local gradients: +/-400 init vs Glorot")
