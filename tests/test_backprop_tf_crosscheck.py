@@ -8,14 +8,13 @@ are defined by the same comparison (clip and ReLU masks, the bound itself).
 
 import numpy as np
 import pytest
+import tensorflow as tf  # a hard dependency of the package: missing TF is a failure, not a skip
 
-tf = pytest.importorskip("tensorflow")
-
-import dqn.losses as tf_losses  # noqa: E402 - after the TensorFlow import check
-from dqn.backprop import layers  # noqa: E402
-from dqn.backprop.gradcheck import rel_error  # noqa: E402
-from dqn.backprop.losses import LOSSES  # noqa: E402
-from dqn.backprop.mlp import clip_by_global_norm  # noqa: E402
+import dqn.losses as tf_losses
+from dqn.backprop import layers
+from dqn.backprop.gradcheck import rel_error
+from dqn.backprop.losses import LOSSES
+from dqn.backprop.mlp import clip_by_global_norm
 
 F64 = 1e-12
 
