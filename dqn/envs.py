@@ -7,7 +7,7 @@ import difflib
 import gymnasium as gym
 
 from dqn.config import DQNConfig
-from dqn.errors import ConfigError
+from dqn.errors import ConfigError, UnsupportedSpaceError
 
 
 def make_env(env_id: str) -> gym.Env:
@@ -28,3 +28,30 @@ def solve_return(config: DQNConfig, env: gym.Env) -> float | None:
         return config.solve_return
     spec = env.spec
     return None if spec is None or spec.reward_threshold is None else float(spec.reward_threshold)
+
+
+def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> tuple[int, int]:
+    """(obs_dim, n_actions) for a 1-D Box observation and a Discrete action space, else an error."""
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise UnsupportedSpaceError(
+            f"unsupported action space {action_space}: DQN needs a Discrete action space"
+        )
+    if int(action_space.start) != 0:
+        raise UnsupportedSpaceError(
+            f"unsupported action space {action_space}: Discrete actions must start at 0"
+        )
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise UnsupportedSpaceError(
+            f"unsupported observation space {observation_space}: this DQN needs a 1-D Box "
+            "(vector observations); flatten images or dicts with a gymnasium wrapper first"
+        )
+    return int(observation_space.shape[0]), int(action_space.n)
+
+
+def check_env(env_id: str) -> tuple[int, int]:
+    """Make the env once and check its spaces: (obs_dim, n_actions), or a clear error."""
+    env = make_env(env_id)
+    try:
+        return check_spaces(env.observation_space, env.action_space)
+    finally:
+        env.close()

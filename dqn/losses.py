@@ -35,12 +35,14 @@ def huber(td_error: tf.Tensor, bound: float = 1.0) -> tf.Tensor:
     """Huber loss with delta = bound: 0.5 e^2 for |e| <= bound, bound * (|e| - 0.5 bound) beyond.
 
     Gradient: clip(td_error, -bound, bound), the clipped error DQN (Mnih et al. 2015) intended.
-    Written with ``minimum`` rather than ``where`` so both pieces stay finite for any input.
+    ``tf.where`` differentiates both branches and masks them, so the gradient is exactly the
+    clipped error (a sum of pieces such as ``min(|e|, b)`` would add rounding); ``<=`` at the
+    boundary as in ``keras.losses.Huber``.
     """
     abs_error = tf.abs(td_error)
-    quadratic = tf.minimum(abs_error, bound)
-    linear = abs_error - quadratic
-    return 0.5 * tf.square(quadratic) + bound * linear
+    return tf.where(
+        abs_error <= bound, 0.5 * tf.square(td_error), bound * (abs_error - 0.5 * bound)
+    )
 
 
 def clipped_grad(td_error: tf.Tensor, bound: float = 1.0) -> tf.Tensor:

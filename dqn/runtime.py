@@ -22,3 +22,29 @@ def configure_tensorflow(num_threads: int) -> None:
         threading.set_inter_op_parallelism_threads(num_threads)
     except RuntimeError:
         pass  # TF already initialised in this process; its first setting stands
+
+
+def import_tensorflow_quietly(num_threads: int = 1):
+    """Import TensorFlow and start its runtime with stderr muted, for command-line tools.
+
+    TF >= 2.20 prints absl start-up lines ("Could not find cuda drivers", "failed call to
+    cuInit") before any Python logging setting can reach them; they are noise on a CPU machine
+    and would bury the one-line errors the CLI promises. Library code never calls this.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            configure_tensorflow(num_threads)  # before the first op, or it cannot apply
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+            tf.constant(0.0) + 1.0  # first op: device and XLA-service start-up messages
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return tf

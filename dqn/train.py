@@ -15,11 +15,12 @@ import gymnasium as gym
 import keras
 import numpy as np
 
-from dqn.agent import METRIC_NAMES, DQNAgent
+from dqn.agent import DQNAgent
 from dqn.config import DQNConfig
 from dqn.envs import make_env, solve_return
 from dqn.replay import ReplayBuffer
 from dqn.runtime import configure_tensorflow
+from dqn.update import IS_MAX_METRIC, METRIC_NAMES
 
 METRICS_COLUMNS = (
     "env_step", "grad_steps", "episodes", "epsilon", "train_return_mean", "eval_return_mean",
@@ -129,8 +130,7 @@ def train(
 
     history: list[dict[str, float]] = []
     episode_returns: list[float] = []
-    metric_sum = np.zeros(len(METRIC_NAMES))
-    metric_count = 0
+    metrics = _MetricWindow()
     first_solve = None
     eval_mean = eval_std = float("nan")
     eval_seconds = 0.0
@@ -160,8 +160,7 @@ def train(
 
             if step > config.learning_starts_env_steps and step % config.train_every_env_steps == 0:
                 batch = replay.sample(config.batch_size, config.gradient_steps_per_train)
-                metric_sum += agent.update_raw(batch)
-                metric_count += 1
+                metrics.add(agent.update_raw(batch))
 
             if step % config.eval_every_env_steps == 0 or step == config.total_env_steps:
                 t0 = time.perf_counter()
@@ -173,10 +172,8 @@ def train(
                     first_solve = step
                 row = _metrics_row(
                     step, agent, episode_returns, epsilon, eval_mean, eval_std,
-                    metric_sum / max(metric_count, 1) if metric_count else None,
+                    metrics.pop(),
                 )
-                metric_sum[:] = 0.0
-                metric_count = 0
                 history.append(row)
                 csv_writer.writerow(row)
                 csv_file.flush()
@@ -229,11 +226,27 @@ def train(
     )
 
 
+class _MetricWindow:
+    """Aggregates update metrics between two metrics.csv rows (mean, or max for max-metrics)."""
+
+    def __init__(self) -> None:
+        self._rows: list[np.ndarray] = []
+
+    def add(self, values: np.ndarray) -> None:
+        self._rows.append(values)
+
+    def pop(self) -> np.ndarray | None:
+        if not self._rows:
+            return None
+        rows, self._rows = np.stack(self._rows), []
+        return np.where(IS_MAX_METRIC, rows.max(axis=0), rows.mean(axis=0))
+
+
 def _metrics_row(step, agent, episode_returns, epsilon, eval_mean, eval_std, metrics) -> dict:
     recent = episode_returns[-10:]
     row = {
         "env_step": step,
-        "grad_steps": int(agent.grad_steps.numpy()),
+        "grad_steps": agent.grad_steps,
         "episodes": len(episode_returns),
         "epsilon": round(epsilon, 6),
         "train_return_mean": float(np.mean(recent)) if recent else float("nan"),

@@ -1,0 +1,166 @@
+"""The Q-learning update as pure TensorFlow functions of (state, batch) -> (state, metrics).
+
+A burst of K gradient steps is one compiled call: a ``tf.while_loop`` over K batches sampled
+up front. The replay buffer does not change during a burst, so this is exactly K sequential
+updates (a test checks it), but it costs one call's dispatch instead of K.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import tensorflow as tf
+
+from dqn.config import DQNConfig
+
+Forward = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+LossFn = Callable[[tf.Tensor, float], tf.Tensor]
+
+# Per-step metrics, in the order of the vector a step returns. "mean" ones are averaged over a
+# burst, "max" ones take the burst's maximum.
+STEP_METRICS = (
+    ("loss", "mean"),
+    ("td_error_abs_mean", "mean"),
+    ("td_error_abs_p50", "mean"),
+    ("td_error_abs_p90", "mean"),
+    ("td_error_abs_p99", "mean"),
+    ("td_error_abs_max", "max"),
+    ("zero_grad_fraction", "mean"),  # samples whose loss gradient is exactly 0
+    ("over_bound_fraction", "mean"),  # samples with |td_error| > loss_bound, any loss
+    ("q_mean", "mean"),
+    ("q_abs_max", "max"),
+    ("grad_norm", "mean"),  # global norm before clipping
+)
+METRIC_NAMES = tuple(name for name, _ in STEP_METRICS)
+IS_MAX_METRIC = tuple(kind == "max" for _, kind in STEP_METRICS)
+
+
+class LearnerState(NamedTuple):
+    """Everything an update reads and writes, as tensors (flat parameter vectors)."""
+
+    online: tf.Tensor  # [P] online network parameters
+    target: tf.Tensor  # [P] target network parameters
+    adam_m: tf.Tensor  # [P] Adam first moment
+    adam_v: tf.Tensor  # [P] Adam second moment
+    adam_step: tf.Tensor  # [] float32, Adam's step count (bias correction)
+    grad_steps: tf.Tensor  # [] int64, gradient steps taken (target sync schedule)
+
+
+def td_targets(
+    rewards: tf.Tensor,
+    terminated: tf.Tensor,
+    gamma: float,
+    next_q_target: tf.Tensor,
+    next_q_online: tf.Tensor | None = None,
+) -> tf.Tensor:
+    """r_t + gamma * (1 - terminated_t) * v(s_t), shape [batch].
+
+    v(s_t) = max_a Q_target(s_t, a), or with Double DQN Q_target(s_t, argmax_a Q_online(s_t, a)).
+    Only true termination stops the bootstrap; a time-limit truncation is stored as not terminated.
+    """
+    if next_q_online is None:
+        next_v = tf.reduce_max(next_q_target, axis=1)
+    else:
+        best = tf.argmax(next_q_online, axis=1, output_type=tf.int32)
+        next_v = tf.gather(next_q_target, best, batch_dims=1)
+    return rewards + gamma * (1.0 - terminated) * next_v
+
+
+def adam_update(
+    params: tf.Tensor, grads: tf.Tensor, m: tf.Tensor, v: tf.Tensor, step: tf.Tensor,
+    learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One Adam step, the same arithmetic as ``keras.optimizers.Adam`` (a test checks it)."""
+    step = step + 1.0
+    alpha = learning_rate * tf.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+    m = m + (grads - m) * (1.0 - beta_1)
+    v = v + (tf.square(grads) - v) * (1.0 - beta_2)
+    params = params - alpha * m / (tf.sqrt(v) + epsilon)
+    return params, m, v, step
+
+
+def sync_target(target: tf.Tensor, online: tf.Tensor, tau: float) -> tf.Tensor:
+    """tau * online + (1 - tau) * target; tau == 1 is an exact copy."""
+    return online if tau == 1.0 else tau * online + (1.0 - tau) * target
+
+
+def _abs_quantiles(x: tf.Tensor) -> list[tf.Tensor]:
+    """Median, 90% and 99% (nearest rank) and max of |x| over a batch."""
+    s = tf.sort(tf.abs(x))
+    n = tf.shape(s)[0]
+    nf = tf.cast(n, tf.float32)
+
+    def at(q: float) -> tf.Tensor:
+        return s[tf.minimum(tf.cast(tf.math.ceil(q * nf), tf.int32) - 1, n - 1)]
+
+    return [at(0.5), at(0.9), at(0.99), s[-1]]
+
+
+def train_step(
+    state: LearnerState, batch: tuple[tf.Tensor, ...], forward: Forward, loss_fn: LossFn,
+    config: DQNConfig,
+) -> tuple[LearnerState, tf.Tensor]:
+    """One gradient step on one batch; returns the new state and the STEP_METRICS vector."""
+    obs, actions, rewards, next_obs, terminated = batch
+    next_q_online = forward(state.online, next_obs) if config.double_dqn else None
+    target = tf.stop_gradient(
+        td_targets(rewards, terminated, config.gamma, forward(state.target, next_obs), next_q_online)
+    )
+    params = state.online
+    with tf.GradientTape() as tape:
+        tape.watch(params)
+        q = forward(params, obs)
+        q_sa = tf.gather(q, actions, batch_dims=1)
+        td_error = target - q_sa
+        loss = tf.reduce_mean(loss_fn(td_error, config.loss_bound))
+    # dloss/dq_sa comes out of the same backward pass: a sample whose entry is exactly 0 teaches
+    # the network nothing (the clipped_delta bug, wherever |td_error| > bound).
+    grads, dq_sa = tape.gradient(loss, [params, q_sa])
+    grad_norm = tf.norm(grads)
+    if config.max_grad_norm is not None:
+        grads = grads * (config.max_grad_norm / tf.maximum(grad_norm, config.max_grad_norm))
+    online, m, v, adam_step = adam_update(
+        params, grads, state.adam_m, state.adam_v, state.adam_step, config.learning_rate,
+        epsilon=config.adam_epsilon,
+    )
+    grad_steps = state.grad_steps + 1
+    due = tf.equal(grad_steps % config.target_update_every_grad_steps, 0)
+    new_target = tf.where(due, sync_target(state.target, online, config.target_tau), state.target)
+    abs_td = tf.abs(td_error)
+    metrics = tf.stack([
+        loss,
+        tf.reduce_mean(abs_td),
+        *_abs_quantiles(td_error),
+        tf.reduce_mean(tf.cast(tf.equal(dq_sa, 0.0), tf.float32)),
+        tf.reduce_mean(tf.cast(abs_td > config.loss_bound, tf.float32)),
+        tf.reduce_mean(q_sa),
+        tf.reduce_max(tf.abs(q)),
+        grad_norm,
+    ])
+    return LearnerState(online, new_target, m, v, adam_step, grad_steps), metrics
+
+
+def make_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig):
+    """A function (state, obs, actions, rewards, next_obs, terminated) -> (state, sums, maxes).
+
+    Batch tensors have a leading [K] axis: K gradient steps run in one ``tf.while_loop``.
+    ``sums`` and ``maxes`` accumulate STEP_METRICS over the K steps.
+    """
+    n = len(STEP_METRICS)
+
+    def burst(state: LearnerState, obs, actions, rewards, next_obs, terminated):
+        k = tf.shape(actions)[0]
+
+        def body(i, state, sums, maxes):
+            batch = (obs[i], actions[i], rewards[i], next_obs[i], terminated[i])
+            state, metrics = train_step(state, batch, forward, loss_fn, config)
+            return i + 1, state, sums + metrics, tf.maximum(maxes, metrics)
+
+        _, state, sums, maxes = tf.while_loop(
+            lambda i, *_: i < k,
+            body,
+            (tf.constant(0), state, tf.zeros([n]), tf.fill([n], float("-inf"))),
+        )
+        return state, sums, maxes
+
+    return burst

@@ -1,0 +1,113 @@
+"""DQNAgent: spaces, separate networks, acting, and an exact save/load round trip."""
+
+import gymnasium as gym
+import keras
+import numpy as np
+import pytest
+
+from dqn import DQNAgent, DQNConfig
+from dqn.errors import CheckpointError, UnsupportedSpaceError
+from dqn.replay import ReplayBuffer
+
+OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+ACTIONS = gym.spaces.Discrete(2)
+SMALL = DQNConfig(
+    hidden_sizes=(16, 16), batch_size=8, learning_rate=1e-2, max_grad_norm=5.0, jit_compile=False
+)
+
+
+def make_replay(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    buf = ReplayBuffer(n, 3, np.random.default_rng(seed))
+    for _ in range(n):
+        buf.add(rng.normal(size=3), rng.integers(2), rng.normal(), rng.normal(size=3), rng.random() < 0.1)
+    return buf
+
+
+@pytest.mark.parametrize(
+    "obs_space, act_space, message",
+    [
+        (gym.spaces.Box(0, 255, (84, 84, 3), np.uint8), ACTIONS, "1-D Box"),
+        (gym.spaces.Dict({"a": OBS}), ACTIONS, "1-D Box"),
+        (OBS, gym.spaces.Box(-1, 1, (1,)), "Discrete action space"),
+        (OBS, gym.spaces.MultiDiscrete([2, 2]), "Discrete action space"),
+        (OBS, gym.spaces.Discrete(3, start=1), "must start at 0"),
+    ],
+)
+def test_unsupported_spaces_are_refused(obs_space, act_space, message):
+    with pytest.raises(UnsupportedSpaceError, match=message):
+        DQNAgent(obs_space, act_space, SMALL)
+
+
+def test_online_and_target_share_no_variables():
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    assert agent.online is not agent.target
+    assert not {id(v) for v in agent.online.weights} & {id(v) for v in agent.target.weights}
+    agent.update(make_replay().sample(8, num_batches=3))  # online moves, target (sync 128) stays
+    online_w, target_w = agent.online.get_weights(), agent.target.get_weights()
+    assert not all(np.array_equal(a, b) for a, b in zip(online_w, target_w))
+
+
+def test_numpy_mirror_matches_the_keras_model():
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(activation="tanh"))
+    agent.update(make_replay().sample(8, num_batches=5))
+    obs = np.random.default_rng(1).normal(size=(32, 3)).astype(np.float32)
+    np.testing.assert_allclose(agent.q_values(obs), agent.online(obs).numpy(), rtol=1e-5, atol=1e-6)
+    assert agent.q_values(obs[0]).shape == (2,)
+
+
+def test_epsilon_greedy_is_greedy_at_zero_and_uniform_at_one():
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    obs = np.zeros(3, np.float32)
+    greedy = int(np.argmax(agent.q_values(obs)))
+    assert all(agent.act(obs, 0.0) == greedy for _ in range(20))
+    picks = [agent.act(obs, 1.0) for _ in range(2000)]
+    assert 0.45 < np.mean(picks) < 0.55
+
+
+def test_a_custom_network_that_is_not_a_chain_still_works():
+    def build(obs_dim, n_actions):
+        x = keras.Input((obs_dim,))
+        h = keras.layers.Dense(8, activation="relu")(x)
+        skip = keras.layers.Concatenate()([x, h])
+        return keras.Model(x, keras.layers.Dense(n_actions)(skip))
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL, network_fn=build)
+    metrics = agent.update(make_replay().sample(8, num_batches=2))
+    assert np.isfinite(metrics["loss"])
+    obs = np.ones((4, 3), np.float32)
+    np.testing.assert_allclose(agent.q_values(obs), agent.online(obs).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_save_load_round_trip_gives_identical_q_values_and_next_update(tmp_path):
+    replay = make_replay()
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(target_update_every_grad_steps=3))
+    agent.update(replay.sample(8, num_batches=4))
+    agent.save(tmp_path / "ckpt")
+    loaded = DQNAgent.load(tmp_path / "ckpt")
+    obs = np.random.default_rng(2).normal(size=(16, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.q_values(obs), agent.q_values(obs))
+    np.testing.assert_array_equal(loaded.target.get_weights()[0], agent.target.get_weights()[0])
+    assert loaded.grad_steps == agent.grad_steps == 4
+    batch = replay.sample(8, num_batches=2)
+    assert loaded.update(batch) == agent.update(batch)
+    np.testing.assert_array_equal(loaded.q_values(obs), agent.q_values(obs))
+    # Exploration continues the same random stream.
+    assert [loaded.act(obs[0], 0.5) for _ in range(20)] == [agent.act(obs[0], 0.5) for _ in range(20)]
+
+
+def test_loading_a_missing_or_incomplete_checkpoint_names_the_problem(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint folder not found"):
+        DQNAgent.load(tmp_path / "nope")
+    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "optimizer.npz").unlink()
+    with pytest.raises(CheckpointError, match="missing optimizer.npz"):
+        DQNAgent.load(tmp_path / "ckpt")
+
+
+def test_a_truncated_weights_file_is_reported_as_corrupt(tmp_path):
+    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / "online.keras"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt checkpoint"):
+        DQNAgent.load(tmp_path / "ckpt")

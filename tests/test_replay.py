@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from dqn.replay import Batch, ReplayBuffer
+
+
+def filled(n, capacity=5, seed=0):
+    buf = ReplayBuffer(capacity, obs_dim=2, rng=np.random.default_rng(seed))
+    for i in range(n):
+        buf.add([i, -i], i % 3, float(i), [i + 1, -i - 1], terminated=(i % 4 == 3))
+    return buf
+
+
+def test_ring_overwrites_the_oldest_and_keeps_its_position():
+    buf = filled(7)  # capacity 5: transitions 0 and 1 overwritten by 5 and 6
+    assert len(buf) == 5 and buf.position == 2
+    assert sorted(buf.rewards.tolist()) == [2, 3, 4, 5, 6]
+    assert buf.obs[0].tolist() == [5, -5] and buf.next_obs[1].tolist() == [7, -7]
+    assert buf.terminated.tolist() == [0, 0, 0, 1, 0]  # only transition 3 was terminal
+
+
+def test_sample_draws_only_filled_slots():
+    buf = filled(3, capacity=100)
+    batch = buf.sample(1000)
+    assert isinstance(batch, Batch)
+    assert set(batch.rewards.tolist()) == {0.0, 1.0, 2.0}
+    # Each field comes from the same transition.
+    np.testing.assert_array_equal(batch.obs[:, 0], batch.rewards)
+    np.testing.assert_array_equal(batch.next_obs[:, 0], batch.rewards + 1)
+
+
+def test_sample_many_batches_has_a_leading_k_axis():
+    batch = filled(10, capacity=10).sample(8, num_batches=3)
+    assert batch.obs.shape == (3, 8, 2) and batch.actions.shape == (3, 8)
+    assert batch.obs.dtype == np.float32 and batch.actions.dtype == np.int32
+
+
+def test_sampling_is_seeded_by_the_buffer_generator():
+    a = filled(10, capacity=10, seed=1).sample(16)
+    b = filled(10, capacity=10, seed=1).sample(16)
+    c = filled(10, capacity=10, seed=2).sample(16)
+    np.testing.assert_array_equal(a.rewards, b.rewards)
+    assert not np.array_equal(a.rewards, c.rewards)
+
+
+def test_empty_buffer_refuses_to_sample():
+    with pytest.raises(ValueError, match="empty"):
+        ReplayBuffer(4, 1, np.random.default_rng(0)).sample(2)

@@ -1,0 +1,123 @@
+"""The pure update functions on hand-computed batches."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from dqn import losses
+from dqn.config import DQNConfig
+from dqn.update import (
+    METRIC_NAMES, LearnerState, adam_update, make_burst, sync_target, td_targets, train_step,
+)
+
+
+def test_td_targets_bootstrap_unless_terminated():
+    # Three transitions, gamma 0.9. next_q_target rows: max is 2, 5, 1.
+    rewards = tf.constant([1.0, 1.0, 0.5])
+    # Transition 0 terminated (no bootstrap). Transition 1 was cut by the time limit: stored as
+    # NOT terminated, so it bootstraps like any other. Transition 2 is an ordinary step.
+    terminated = tf.constant([1.0, 0.0, 0.0])
+    next_q = tf.constant([[2.0, 0.0], [5.0, 3.0], [-1.0, 1.0]])
+    y = td_targets(rewards, terminated, 0.9, next_q).numpy()
+    np.testing.assert_allclose(y, [1.0, 1.0 + 0.9 * 5.0, 0.5 + 0.9 * 1.0])
+
+
+def test_double_dqn_evaluates_the_online_argmax_with_the_target_net():
+    rewards = tf.constant([0.0, 1.0])
+    terminated = tf.constant([0.0, 0.0])
+    next_q_target = tf.constant([[10.0, 1.0], [2.0, 7.0]])
+    next_q_online = tf.constant([[0.0, 3.0], [4.0, 1.0]])  # argmax: action 1, then action 0
+    y = td_targets(rewards, terminated, 0.5, next_q_target, next_q_online).numpy()
+    # Row 0: Q_target(s', 1) = 1 -> 0 + 0.5 * 1; row 1: Q_target(s', 0) = 2 -> 1 + 0.5 * 2.
+    np.testing.assert_allclose(y, [0.5, 2.0])
+    # Plain DQN would take the max of the target row instead: 5 and 4.5.
+    np.testing.assert_allclose(td_targets(rewards, terminated, 0.5, next_q_target).numpy(), [5.0, 4.5])
+
+
+def test_adam_update_matches_keras_adam():
+    rng = np.random.default_rng(0)
+    w0 = rng.normal(size=7).astype(np.float32)
+    var = keras.Variable(w0)
+    opt = keras.optimizers.Adam(learning_rate=0.01, epsilon=1e-7)
+    params, m, v, step = tf.constant(w0), tf.zeros(7), tf.zeros(7), tf.constant(0.0)
+    for _ in range(5):
+        g = rng.normal(size=7).astype(np.float32)
+        opt.apply([tf.constant(g)], [var])
+        params, m, v, step = adam_update(params, tf.constant(g), m, v, step, 0.01, epsilon=1e-7)
+    np.testing.assert_allclose(params.numpy(), var.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_sync_target_hard_and_soft():
+    online, target = tf.constant([1.0, 2.0]), tf.constant([3.0, 6.0])
+    np.testing.assert_array_equal(sync_target(target, online, 1.0).numpy(), [1.0, 2.0])
+    np.testing.assert_allclose(sync_target(target, online, 0.25).numpy(), [2.5, 5.0])
+
+
+def linear_forward(flat, obs):
+    """Q(s, a) = s . W[:, a], W = flat reshaped [2, 2]: a tiny net with hand-checkable math."""
+    return tf.matmul(obs, tf.reshape(flat, [2, 2]))
+
+
+def state_for(flat):
+    flat = tf.constant(flat, tf.float32)
+    z = tf.zeros_like(flat)
+    return LearnerState(flat, flat, z, z, tf.constant(0.0), tf.constant(0, tf.int64))
+
+
+def test_zero_grad_fraction_is_exact_for_known_td_errors():
+    # W = 0 so Q = 0 and td_error = reward (terminated: no bootstrap): rewards -3, -1, 0.5, 2.
+    batch = (
+        tf.constant([[1.0, 0.0]] * 4), tf.constant([0, 1, 0, 1]),
+        tf.constant([-3.0, -1.0, 0.5, 2.0]), tf.constant([[0.0, 0.0]] * 4), tf.ones(4),
+    )
+    for loss, zero_fraction in (("clipped_delta", 0.5), ("huber", 0.0), ("l2", 0.0)):
+        cfg = DQNConfig(loss=loss)
+        _, metrics = train_step(state_for(np.zeros(4)), batch, linear_forward, losses.get(loss), cfg)
+        m = dict(zip(METRIC_NAMES, metrics.numpy()))
+        assert m["zero_grad_fraction"] == zero_fraction, loss
+        assert m["over_bound_fraction"] == 0.5  # |-3| and |2| exceed the bound, whatever the loss
+        assert m["td_error_abs_max"] == 3.0
+
+
+def test_a_fused_burst_equals_k_single_steps_on_the_same_batches():
+    rng = np.random.default_rng(0)
+    k, b = 6, 5
+    batches = (
+        rng.normal(size=(k, b, 2)).astype(np.float32), rng.integers(0, 2, (k, b)).astype(np.int32),
+        rng.normal(size=(k, b)).astype(np.float32), rng.normal(size=(k, b, 2)).astype(np.float32),
+        (rng.random((k, b)) < 0.2).astype(np.float32),
+    )
+    cfg = DQNConfig(loss="huber", target_update_every_grad_steps=4, double_dqn=True, max_grad_norm=0.5)
+    loss_fn = losses.get(cfg.loss)
+    start = state_for(rng.normal(size=4))
+    fused, sums, maxes = tf.function(make_burst(linear_forward, loss_fn, cfg))(start, *batches)
+    state, per_step = start, []
+    for i in range(k):
+        state, metrics = train_step(state, tuple(tf.constant(x[i]) for x in batches),
+                                    linear_forward, loss_fn, cfg)
+        per_step.append(metrics.numpy())
+    for a, b_ in zip(fused, state):
+        np.testing.assert_allclose(a.numpy(), b_.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(sums.numpy(), np.sum(per_step, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(maxes.numpy(), np.max(per_step, axis=0), rtol=1e-6)
+    assert int(fused.grad_steps) == k
+    # The target was synced at grad step 4 and not after: it equals the online params of step 4.
+    assert not np.allclose(fused.target.numpy(), fused.online.numpy())
+
+
+def test_hard_target_sync_happens_every_n_grad_steps():
+    rng = np.random.default_rng(1)
+    cfg = DQNConfig(target_update_every_grad_steps=3)
+    state = state_for(rng.normal(size=4))
+    batch = (tf.constant(rng.normal(size=(4, 2)), tf.float32), tf.constant([0, 1, 1, 0]),
+             tf.ones(4), tf.constant(rng.normal(size=(4, 2)), tf.float32), tf.zeros(4))
+    targets = []
+    for _ in range(6):
+        state, _ = train_step(state, batch, linear_forward, losses.huber, cfg)
+        targets.append((state.target.numpy().copy(), state.online.numpy().copy()))
+    initial = state_for(np.zeros(4))  # noqa: F841 (documentation: targets start at the init)
+    for step, (target, online) in enumerate(targets, start=1):
+        if step % 3 == 0:
+            np.testing.assert_array_equal(target, online)
+        else:
+            assert not np.array_equal(target, online)
