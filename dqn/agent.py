@@ -23,10 +23,18 @@ from dqn.errors import CheckpointError
 from dqn.io import atomic_write_text, commit_dir, fresh_tmp_dir
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
 from dqn.replay import Batch
-from dqn.update import IS_MAX_METRIC, METRIC_NAMES, LearnerState, make_burst
+from dqn.update import IS_MAX_METRIC, METRIC_NAMES, LearnerState, loss_and_grad, make_burst
 
 CHECKPOINT_FILES = ("config.yaml", "agent.json", "online.keras", "target.keras", "optimizer.npz")
 _FORMAT_VERSION = 1
+
+
+def _tensors(batch: Batch) -> tuple[tf.Tensor, ...]:
+    return (
+        tf.constant(batch.obs, tf.float32), tf.constant(batch.actions, tf.int32),
+        tf.constant(batch.rewards, tf.float32), tf.constant(batch.next_obs, tf.float32),
+        tf.constant(batch.terminated, tf.float32),
+    )
 
 
 class DQNAgent:
@@ -65,10 +73,14 @@ class DQNAgent:
             adam_step=tf.constant(0.0), grad_steps=tf.constant(0, tf.int64),
         )
         self.rng = np.random.default_rng([config.seed, 1])  # exploration only
-        burst = make_burst(self._net.forward, losses.get(config.loss), config)
+        loss_fn = losses.get(config.loss)
+        burst = make_burst(self._net.forward, loss_fn, config)
         self._burst = tf.function(burst, jit_compile=config.jit_compile, reduce_retracing=True)
         self._compiled: dict[tuple, Callable] = {}
         self._q_fn = tf.function(self._net.forward)
+        self._grad_fn = tf.function(
+            lambda state, batch: loss_and_grad(state, batch, self._net.forward, loss_fn, config)
+        )
         self._online_flat = flat
         self._mirror = NumpyMLP.mirror(self._net, flat)
         self._models_stale = False
@@ -104,11 +116,7 @@ class DQNAgent:
         """Like ``update``, as an array ordered as METRIC_NAMES (no dict on the hot path)."""
         if batch.actions.ndim == 1:
             batch = Batch(*(x[None] for x in batch))
-        args = (
-            tf.constant(batch.obs, tf.float32), tf.constant(batch.actions, tf.int32),
-            tf.constant(batch.rewards, tf.float32), tf.constant(batch.next_obs, tf.float32),
-            tf.constant(batch.terminated, tf.float32),
-        )
+        args = _tensors(batch)
         # Calling the concrete function skips tf.function's argument matching (~50 us a call).
         key = batch.actions.shape
         fn = self._compiled.get(key)
@@ -118,6 +126,34 @@ class DQNAgent:
         self._on_params_changed()
         k = batch.actions.shape[0]
         return np.where(IS_MAX_METRIC, maxes.numpy(), sums.numpy() / k)
+
+    def diagnose(self, batch: Batch) -> dict[str, float]:
+        """Diagnostics on a probe batch [batch, ...], without updating anything.
+
+        Per-layer gradient norms of the loss, and for a mirrored MLP the fraction of dead
+        (ReLU) or saturated (tanh, sigmoid) hidden units over the batch's states.
+        """
+        from dqn.diagnostics import hidden_unit_stats, layer_grad_norms
+
+        tensors = _tensors(batch)
+        grads = self._grad_fn(self.state, tensors).grads.numpy()
+        out = {
+            f"grad_norm/{k}": v for k, v in layer_grad_norms(grads, self._net.layer_slices()).items()
+        }
+        if self._mirror is not None:
+            hidden = self._mirror.hidden_activations(batch.obs)
+            out.update(hidden_unit_stats(hidden, self._mirror.activation_names))
+        return out
+
+    def diagnostic_names(self) -> list[str]:
+        """The keys ``diagnose`` returns, in order."""
+        from dqn.diagnostics import unit_columns
+
+        names = [f"grad_norm/{k}" for k in self._net.layer_slices()]
+        if self._mirror is not None:
+            for i, kind in unit_columns(self._mirror.activation_names):
+                names.append(f"{kind}_fraction/hidden_{i}")
+        return names
 
     @property
     def grad_steps(self) -> int:

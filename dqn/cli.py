@@ -7,6 +7,7 @@ line on stderr with exit code 2, before TensorFlow is even imported where possib
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -142,6 +143,65 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         f"{agent.config.env_id}: greedy return {mean:.1f} +/- {std:.1f} over {args.episodes} "
         f"episodes (min {min(returns):g}, max {max(returns):g})"
     )
+    return 0
+
+
+# ---------------------------------------------------------------------- dqn-compare
+def compare_parser() -> argparse.ArgumentParser:
+    from dqn.compare import DEFAULT_VARIANTS
+
+    p = _Parser(
+        prog="dqn-compare",
+        description="Train loss variants x seeds with one config, in parallel, resumably.",
+    )
+    p.add_argument("--config", type=Path, help="YAML run config shared by every variant")
+    p.add_argument(
+        "--variants", nargs="+", default=list(DEFAULT_VARIANTS), metavar="VARIANT",
+        help="a loss name, or LABEL:key=value,key=value (default: %(default)s)",
+    )
+    p.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
+    p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument(
+        "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        help="override config keys for every variant",
+    )
+    p.add_argument("--out", type=Path, default=Path("results/compare"), help="output folder")
+    p.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help="parallel training processes, one TF thread each (default: number of cores)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def compare_main(argv: Sequence[str] | None = None) -> int:
+    args = compare_parser().parse_args(argv)
+    prog = "dqn-compare"
+    if args.seeds <= 0 or args.workers <= 0 or args.first_seed < 0:
+        return _fail(prog, "--seeds and --workers must be > 0 and --first-seed >= 0")
+    try:
+        from dqn.compare import Variant, run_comparison, seed_table
+        from dqn.config import DQNConfig
+        from dqn.envs import check_env
+
+        base = DQNConfig.from_yaml(args.config, list(args.set))
+        check_env(base.env_id)
+        variants = [Variant.parse(v) for v in args.variants]
+        labels = [v.label for v in variants]
+        if len(set(labels)) != len(labels):
+            raise DQNError(f"variant labels must be unique, got {', '.join(labels)}")
+        seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+        rows = run_comparison(
+            base, variants, seeds, args.out, workers=args.workers, progress=not args.no_progress
+        )
+    except DQNError as exc:
+        return _fail(prog, exc)
+    except OSError as exc:
+        return _fail(prog, f"cannot write to {args.out}: {exc.strerror}")
+    print(seed_table(rows))
+    print()
+    print((args.out / "summary.md").read_text())
+    print(f"results, summary and figures: {args.out}/")
     return 0
 
 

@@ -43,6 +43,8 @@ class DQNConfig:
     """Discount factor, in (0, 1]."""
     learning_rate: float = 2.3e-3
     """Adam step size."""
+    learning_rate_end: float | None = None
+    """Decay the learning rate linearly to this value over the run's gradient steps; None: constant."""
     adam_epsilon: float = 1e-7
     """Adam's epsilon (Keras default)."""
     loss: str = "huber"
@@ -291,4 +293,17 @@ def _check_values(c: DQNConfig) -> None:
     )
     if c.max_grad_norm is not None:
         positive("max_grad_norm")
+    if c.learning_rate_end is not None:
+        need(
+            c.learning_rate_end >= 0,
+            f"config key 'learning_rate_end' must be >= 0 or null, got {c.learning_rate_end!r}",
+        )
+
+
+def total_grad_steps(c: DQNConfig) -> int:
+    """Gradient steps a full run takes: one burst every train_every_env_steps after learning starts."""
+    bursts = c.total_env_steps // c.train_every_env_steps - (
+        c.learning_starts_env_steps // c.train_every_env_steps
+    )
+    return max(bursts, 0) * c.gradient_steps_per_train
     need(c.env_id.strip() == c.env_id, f"config key 'env_id' has stray spaces: {c.env_id!r}")

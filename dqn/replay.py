@@ -50,16 +50,19 @@ class ReplayBuffer:
         self.position = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    def sample(self, batch_size: int, num_batches: int | None = None) -> Batch:
+    def sample(
+        self, batch_size: int, num_batches: int | None = None, rng: np.random.Generator | None = None
+    ) -> Batch:
         """Uniform sample (with replacement) of filled slots.
 
         With ``num_batches=k`` the arrays have leading shape [k, batch_size]: k independent
-        batches drawn at once for a fused burst of k gradient steps.
+        batches drawn at once for a fused burst of k gradient steps. ``rng`` draws from another
+        generator (e.g. a diagnostics probe) without disturbing the buffer's own stream.
         """
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         shape = (batch_size,) if num_batches is None else (num_batches, batch_size)
-        idx = self.rng.integers(0, self.size, size=shape)
+        idx = (self.rng if rng is None else rng).integers(0, self.size, size=shape)
         return Batch(
             self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx],
             self.terminated[idx],

@@ -22,6 +22,7 @@ from dqn.replay import ReplayBuffer
 from dqn.runtime import configure_tensorflow
 from dqn.update import IS_MAX_METRIC, METRIC_NAMES
 
+PROBE_SIZE = 1024  # states of the fixed probe batch for dead-unit and per-layer diagnostics
 METRICS_COLUMNS = (
     "env_step", "grad_steps", "episodes", "epsilon", "train_return_mean", "eval_return_mean",
     "eval_return_std", *METRIC_NAMES,
@@ -138,7 +139,9 @@ def train(
 
     bar = _progress_bar(config.total_env_steps, progress)
     csv_file = open(run_dir / "metrics.csv", "w", newline="")
-    csv_writer = csv.DictWriter(csv_file, fieldnames=METRICS_COLUMNS)
+    columns = [*METRICS_COLUMNS, *agent.diagnostic_names()]
+    probe = None  # fixed probe batch of replay transitions, drawn once learning has started
+    csv_writer = csv.DictWriter(csv_file, fieldnames=columns)
     csv_writer.writeheader()
 
     obs, _ = env.reset(seed=config.seed)
@@ -174,6 +177,11 @@ def train(
                     step, agent, episode_returns, epsilon, eval_mean, eval_std,
                     metrics.pop(),
                 )
+                if probe is None and step > config.learning_starts_env_steps:
+                    probe = replay.sample(PROBE_SIZE, rng=np.random.default_rng([config.seed, 3]))
+                diagnostics = agent.diagnose(probe) if probe is not None else {}
+                for name in agent.diagnostic_names():
+                    row[name] = diagnostics.get(name, float("nan"))
                 history.append(row)
                 csv_writer.writerow(row)
                 csv_file.flush()

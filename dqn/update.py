@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
-from dqn.config import DQNConfig
+from dqn.config import DQNConfig, total_grad_steps
 
 Forward = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 LossFn = Callable[[tf.Tensor, float], tf.Tensor]
@@ -84,6 +84,14 @@ def sync_target(target: tf.Tensor, online: tf.Tensor, tau: float) -> tf.Tensor:
     return online if tau == 1.0 else tau * online + (1.0 - tau) * target
 
 
+def learning_rate_at(grad_steps: tf.Tensor, config: DQNConfig) -> tf.Tensor:
+    """Constant, or linear from learning_rate to learning_rate_end over the run's grad steps."""
+    if config.learning_rate_end is None:
+        return tf.constant(config.learning_rate)
+    frac = tf.minimum(1.0, tf.cast(grad_steps, tf.float32) / max(total_grad_steps(config), 1))
+    return config.learning_rate + frac * (config.learning_rate_end - config.learning_rate)
+
+
 def _abs_quantiles(x: tf.Tensor) -> list[tf.Tensor]:
     """Median, 90% and 99% (nearest rank) and max of |x| over a batch."""
     s = tf.sort(tf.abs(x))
@@ -96,11 +104,22 @@ def _abs_quantiles(x: tf.Tensor) -> list[tf.Tensor]:
     return [at(0.5), at(0.9), at(0.99), s[-1]]
 
 
-def train_step(
+class LossGrad(NamedTuple):
+    """One batch's loss, its gradient, and what the diagnostics need from the same pass."""
+
+    loss: tf.Tensor  # []
+    grads: tf.Tensor  # [P] d loss / d online params
+    td_error: tf.Tensor  # [batch] target - Q(s, a)
+    dq_sa: tf.Tensor  # [batch] d loss / d Q(s, a): exactly 0 where a sample teaches nothing
+    q: tf.Tensor  # [batch, n_actions]
+    q_sa: tf.Tensor  # [batch]
+
+
+def loss_and_grad(
     state: LearnerState, batch: tuple[tf.Tensor, ...], forward: Forward, loss_fn: LossFn,
     config: DQNConfig,
-) -> tuple[LearnerState, tf.Tensor]:
-    """One gradient step on one batch; returns the new state and the STEP_METRICS vector."""
+) -> LossGrad:
+    """The TD loss of a batch (mean of the element-wise loss) and its gradient."""
     obs, actions, rewards, next_obs, terminated = batch
     next_q_online = forward(state.online, next_obs) if config.double_dqn else None
     target = tf.stop_gradient(
@@ -116,25 +135,36 @@ def train_step(
     # dloss/dq_sa comes out of the same backward pass: a sample whose entry is exactly 0 teaches
     # the network nothing (the clipped_delta bug, wherever |td_error| > bound).
     grads, dq_sa = tape.gradient(loss, [params, q_sa])
+    return LossGrad(loss, grads, td_error, dq_sa, q, q_sa)
+
+
+def train_step(
+    state: LearnerState, batch: tuple[tf.Tensor, ...], forward: Forward, loss_fn: LossFn,
+    config: DQNConfig,
+) -> tuple[LearnerState, tf.Tensor]:
+    """One gradient step on one batch; returns the new state and the STEP_METRICS vector."""
+    out = loss_and_grad(state, batch, forward, loss_fn, config)
+    grads = out.grads
     grad_norm = tf.norm(grads)
     if config.max_grad_norm is not None:
+        # Global-norm clipping (Pascanu et al. 2013): scales, so the direction is kept.
         grads = grads * (config.max_grad_norm / tf.maximum(grad_norm, config.max_grad_norm))
     online, m, v, adam_step = adam_update(
-        params, grads, state.adam_m, state.adam_v, state.adam_step, config.learning_rate,
-        epsilon=config.adam_epsilon,
+        state.online, grads, state.adam_m, state.adam_v, state.adam_step,
+        learning_rate_at(state.grad_steps, config), epsilon=config.adam_epsilon,
     )
     grad_steps = state.grad_steps + 1
     due = tf.equal(grad_steps % config.target_update_every_grad_steps, 0)
     new_target = tf.where(due, sync_target(state.target, online, config.target_tau), state.target)
-    abs_td = tf.abs(td_error)
+    abs_td = tf.abs(out.td_error)
     metrics = tf.stack([
-        loss,
+        out.loss,
         tf.reduce_mean(abs_td),
-        *_abs_quantiles(td_error),
-        tf.reduce_mean(tf.cast(tf.equal(dq_sa, 0.0), tf.float32)),
+        *_abs_quantiles(out.td_error),
+        tf.reduce_mean(tf.cast(tf.equal(out.dq_sa, 0.0), tf.float32)),
         tf.reduce_mean(tf.cast(abs_td > config.loss_bound, tf.float32)),
-        tf.reduce_mean(q_sa),
-        tf.reduce_max(tf.abs(q)),
+        tf.reduce_mean(out.q_sa),
+        tf.reduce_max(tf.abs(out.q)),
         grad_norm,
     ])
     return LearnerState(online, new_target, m, v, adam_step, grad_steps), metrics

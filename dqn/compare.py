@@ -1,0 +1,203 @@
+"""Run variants x seeds of one config in worker processes, resumably; collect one row per run.
+
+A variant is a label plus config overrides (``"l2+clip:loss=l2,max_grad_norm=10"``). Every
+finished run leaves ``runs/<variant>-seed<k>/result.json`` (written atomically), so an
+interrupted comparison restarts where it stopped and never redoes a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from dqn.config import DQNConfig, parse_overrides
+from dqn.errors import ConfigError
+from dqn.io import atomic_write_text
+
+DEFAULT_VARIANTS = (
+    "l2",
+    "clipped_delta",
+    "huber",
+    "clipped_grad",
+    "l2+gradclip:loss=l2,max_grad_norm=10",
+)
+RESULT_COLUMNS = (
+    "variant", "loss", "seed", "first_solve_env_step", "final_eval_mean", "eval_auc",
+    "zero_grad_fraction_mean", "over_bound_fraction_mean", "q_abs_max", "train_seconds",
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    overrides: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        """``"huber"`` (a loss name) or ``"label:key=value,key=value"``."""
+        label, sep, rest = text.partition(":")
+        label = label.strip()
+        if not label:
+            raise ConfigError(f"variant {text!r} has no name")
+        if not sep:
+            return cls(label, (("loss", label),))
+        items = [item for item in rest.split(",") if item.strip()]
+        return cls(label, tuple(parse_overrides(items).items()))
+
+    def config(self, base: DQNConfig, seed: int) -> DQNConfig:
+        return base.replace(**dict(self.overrides), seed=seed)
+
+
+def run_name(label: str, seed: int) -> str:
+    return f"{label}-seed{seed}"
+
+
+def summarize_run(history: Sequence[Mapping[str, float]], first_solve: int | None) -> dict:
+    """The per-run numbers of results.csv from the metrics rows of one run."""
+    evals = np.array([row["eval_return_mean"] for row in history], float)
+    zero = np.array([row["zero_grad_fraction"] for row in history], float)
+    over = np.array([row["over_bound_fraction"] for row in history], float)
+    qmax = np.array([row["q_abs_max"] for row in history], float)
+    return {
+        "first_solve_env_step": first_solve,
+        "final_eval_mean": float(evals[-1]),
+        # Area under the evaluation curve, as the mean evaluation over the run's checkpoints.
+        "eval_auc": float(evals.mean()),
+        "zero_grad_fraction_mean": _nanmean(zero),
+        "over_bound_fraction_mean": _nanmean(over),
+        "q_abs_max": float(np.nanmax(qmax)) if np.isfinite(qmax).any() else float("nan"),
+    }
+
+
+def _nanmean(x: np.ndarray) -> float:
+    return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
+
+
+def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict:
+    """Train one run in a worker process (one TF thread) and write its result.json."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from dqn.runtime import import_tensorflow_quietly
+
+    config = DQNConfig.from_dict(config_dict)
+    import_tensorflow_quietly(config.num_threads)
+    from dqn.train import train
+
+    run_path = Path(run_dir)
+    result = train(config, run_dir=run_path / "run", progress=False)
+    row = {
+        "variant": label,
+        "loss": config.loss,
+        "seed": config.seed,
+        **summarize_run(result.history, result.first_solve_env_step),
+        "train_seconds": round(result.train_seconds, 2),
+        "curve": [[r["env_step"], r["eval_return_mean"]] for r in result.history],
+    }
+    atomic_write_text(run_path / "result.json", json.dumps(row))
+    return row
+
+
+def run_comparison(
+    base: DQNConfig,
+    variants: Sequence[Variant],
+    seeds: Sequence[int],
+    out_dir: str | Path,
+    workers: int = 2,
+    progress: bool = True,
+) -> list[dict]:
+    """Train every (variant, seed) not already finished in ``out_dir``; return all rows."""
+    out = Path(out_dir)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    jobs, rows = [], {}
+    for variant in variants:
+        for seed in seeds:
+            cfg = variant.config(base, seed)  # validates every config before any work starts
+            name = run_name(variant.label, seed)
+            done = out / "runs" / name / "result.json"
+            if done.is_file():
+                rows[name] = json.loads(done.read_text())
+                continue
+            # A run killed half-way left a partial folder: start it again from scratch.
+            _remove_partial(out / "runs" / name)
+            jobs.append((name, cfg.to_dict(), variant.label, str(out / "runs" / name)))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        total = len(variants) * len(seeds)
+        bar = tqdm(total=total, initial=total - len(jobs), unit="run", dynamic_ncols=True)
+    if jobs:
+        import multiprocessing as mp
+
+        # spawn: TensorFlow is not fork-safe.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            pending = {pool.submit(_run_worker, cfg, label, path): name
+                       for name, cfg, label, path in jobs}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    rows[pending.pop(fut)] = fut.result()
+                    if bar is not None:
+                        bar.update(1)
+    if bar is not None:
+        bar.close()
+    ordered = [rows[run_name(v.label, s)] for v in variants for s in seeds]
+    write_results(ordered, out)
+    write_report(ordered, out, _threshold(base))
+    return ordered
+
+
+def _threshold(base: DQNConfig) -> float:
+    from dqn.envs import make_env, solve_return
+
+    env = make_env(base.env_id)
+    threshold = solve_return(base, env)
+    env.close()
+    return float("inf") if threshold is None else threshold
+
+
+def write_report(rows: Sequence[dict], out: Path, threshold: float) -> None:
+    from dqn.report import plot_all, summary_markdown
+
+    atomic_write_text(out / "summary.md", summary_markdown(rows, threshold))
+    plot_all(out, rows)
+
+
+def _remove_partial(path: Path) -> None:
+    import shutil
+
+    if path.exists():
+        shutil.rmtree(path)
+
+
+def write_results(rows: Sequence[dict], out: Path) -> None:
+    import csv
+    import io
+
+    atomic_write_text(out / "results.json", json.dumps(list(rows), indent=1))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row[k] is None else row[k]) for k in RESULT_COLUMNS})
+    atomic_write_text(out / "results.csv", buf.getvalue())
+
+
+def seed_table(rows: Sequence[dict], threshold: float = 475.0) -> str:
+    """A markdown table: one line per run (steps to first solve, final evaluation, seconds)."""
+    lines = [
+        "| variant | seed | env steps to first eval >= %g | final eval | train seconds |" % threshold,
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        solved = r["first_solve_env_step"]
+        lines.append(
+            f"| {r['variant']} | {r['seed']} | {solved if solved is not None else 'not reached'} "
+            f"| {r['final_eval_mean']:.1f} | {r['train_seconds']:.1f} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""summary.md and the figures of a loss comparison, from its results and per-run metrics.csv."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from dqn.stats import iqm_ci, probability_of_improvement_ci
+
+CURVE_SERIES = {
+    "zero_grad_fraction.png": (["zero_grad_fraction"], "fraction of batch with zero loss gradient"),
+    "td_error_quantiles.png": (
+        ["td_error_abs_p50", "td_error_abs_p90", "td_error_abs_p99"], "|TD error| quantile"
+    ),
+}
+
+
+def _fmt_ci(point: float, low: float, high: float, digits: int = 0) -> str:
+    return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def group(rows: Sequence[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r["variant"], []).append(r)
+    return out
+
+
+def summary_markdown(rows: Sequence[dict], threshold: float, seed: int = 0) -> str:
+    """Per variant: solve rate, median steps to solve, IQM of final eval and AUC with 95% CIs."""
+    groups = group(rows)
+    lines = [
+        f"| variant | runs | solved (eval >= {threshold:g}) | median env steps to solve "
+        "| final eval, IQM [95% CI] | eval AUC, IQM [95% CI] | zero-grad fraction | max abs Q "
+        "| train s (median) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, runs in groups.items():
+        solved = [r["first_solve_env_step"] for r in runs if r["first_solve_env_step"] is not None]
+        final = [r["final_eval_mean"] for r in runs]
+        auc = [r["eval_auc"] for r in runs]
+        zero = [r["zero_grad_fraction_mean"] for r in runs]
+        qmax = [r["q_abs_max"] for r in runs]
+        lines.append(
+            f"| {label} | {len(runs)} | {len(solved)}/{len(runs)} "
+            f"| {int(np.median(solved)) if solved else 'n/a'} "
+            f"| {_fmt_ci(*iqm_ci(final, seed=seed))} | {_fmt_ci(*iqm_ci(auc, seed=seed))} "
+            f"| {np.nanmean(zero):.3f} | {np.nanmax(qmax):.1f} "
+            f"| {np.median([r['train_seconds'] for r in runs]):.1f} |"
+        )
+    text = "\n".join(lines)
+    if "huber" in groups and "clipped_delta" in groups:
+        for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):
+            x = [r[metric] for r in groups["huber"]]
+            y = [r[metric] for r in groups["clipped_delta"]]
+            p, lo, hi = probability_of_improvement_ci(x, y, seed=seed)
+            text += (
+                f"\n\nP(huber > clipped_delta) on {name}: {p:.2f} [95% CI {lo:.2f}, {hi:.2f}]"
+            )
+    return text + "\n"
+
+
+def read_metrics(path: Path) -> dict[str, np.ndarray]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return {k: np.array([float(r[k]) if r[k] != "" else math.nan for r in rows]) for k in rows[0]}
+
+
+def load_curves(out: Path, rows: Sequence[dict]) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Per variant, the metrics.csv columns of each of its runs."""
+    from dqn.compare import run_name
+
+    curves: dict[str, list[dict[str, np.ndarray]]] = {}
+    for r in rows:
+        path = out / "runs" / run_name(r["variant"], r["seed"]) / "run" / "metrics.csv"
+        if path.is_file():
+            curves.setdefault(r["variant"], []).append(read_metrics(path))
+    return curves
+
+
+def _stack(runs: list[dict[str, np.ndarray]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    n = min(len(r["env_step"]) for r in runs)
+    return runs[0]["env_step"][:n], np.stack([r[key][:n] for r in runs])
+
+
+def plot_all(out: Path, rows: Sequence[dict], seed: int = 0) -> list[Path]:
+    """Write learning_curves.png, zero_grad_fraction.png, td_error_quantiles.png, dead_units.png."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # Rows before learning starts hold NaN diagnostics: an all-NaN column is expected.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _plot_all(out, rows, seed)
+
+
+def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = load_curves(out, rows)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, runs in curves.items():
+        steps, evals = _stack(runs, "eval_return_mean")
+        cis = np.array([iqm_ci(evals[:, j], seed=seed) for j in range(evals.shape[1])])
+        (line,) = ax.plot(steps, cis[:, 0], label=label)
+        ax.fill_between(steps, cis[:, 1], cis[:, 2], color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="env steps", ylabel="greedy evaluation return (IQM, 95% CI)")
+    ax.legend(fontsize=8)
+    written.append(_save(fig, out / "learning_curves.png"))
+
+    for filename, (keys, ylabel) in CURVE_SERIES.items():
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for label, runs in curves.items():
+            color = None
+            for key, style in zip(keys, ("-", "--", ":")):
+                steps, values = _stack(runs, key)
+                (line,) = ax.plot(steps, np.nanmedian(values, axis=0), style, color=color,
+                                  label=f"{label} {key.rsplit('_', 1)[-1]}" if len(keys) > 1 else label)
+                color = line.get_color()
+        ax.set(xlabel="env steps", ylabel=f"{ylabel} (median over seeds)")
+        if filename.startswith("td_error"):
+            ax.set_yscale("log")
+        ax.legend(fontsize=7, ncol=2)
+        written.append(_save(fig, out / filename))
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, runs in curves.items():
+        color = None
+        unit_keys = [k for k in runs[0] if "_fraction/hidden_" in k]
+        for key, style in zip(unit_keys, ("-", "--", ":", "-.")):
+            steps, values = _stack(runs, key)
+            (line,) = ax.plot(steps, np.nanmean(values, axis=0), style, color=color,
+                              label=f"{label} {key}")
+            color = line.get_color()
+    ax.set(xlabel="env steps", ylabel="dead (ReLU) / saturated units, mean over seeds")
+    ax.legend(fontsize=7, ncol=2)
+    written.append(_save(fig, out / "dead_units.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+

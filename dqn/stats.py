@@ -1,0 +1,62 @@
+"""Aggregate statistics of many runs, after Agarwal et al. 2021 ("Deep RL at the Edge of the
+Statistical Precipice"): interquartile mean (IQM), percentile bootstrap confidence intervals,
+and the probability of improvement. scipy does the trimming and the bootstrap.
+
+With one task (one env), the stratified bootstrap of that paper is the ordinary bootstrap over
+runs: strata are tasks, and there is one.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+
+def iqm(x: Sequence[float], axis: int = -1) -> np.ndarray | float:
+    """Mean of the middle 50% of the values (25% trimmed from each end)."""
+    return stats.trim_mean(np.asarray(x, float), 0.25, axis=axis)
+
+
+def iqm_ci(
+    x: Sequence[float], confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """(IQM, low, high): percentile-bootstrap interval of the IQM over runs, deterministic."""
+    x = np.asarray(x, float)
+    point = float(iqm(x))
+    if len(x) < 2 or np.all(x == x[0]):
+        return point, point, point
+    res = stats.bootstrap(
+        (x,), iqm, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+        vectorized=True, rng=np.random.default_rng(seed),
+    )
+    return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
+    """P(X > Y) + 0.5 P(X = Y) for a random run of X against one of Y (Mann-Whitney U / nm)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    u = stats.mannwhitneyu(x, y, alternative="two-sided").statistic
+    return float(u / (len(x) * len(y)))
+
+
+def probability_of_improvement_ci(
+    x: Sequence[float], y: Sequence[float], confidence: float = 0.95, n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(P(X > Y), low, high) with a percentile bootstrap over the runs of each."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    point = probability_of_improvement(x, y)
+    if len(x) < 2 or len(y) < 2:
+        return point, point, point
+
+    def statistic(a, b):
+        return probability_of_improvement(a, b)
+
+    res = stats.bootstrap(
+        (x, y), statistic, n_resamples=n_resamples, confidence_level=confidence,
+        method="percentile", vectorized=False, rng=np.random.default_rng(seed),
+    )
+    low, high = res.confidence_interval
+    return point, float(np.nan_to_num(low, nan=point)), float(np.nan_to_num(high, nan=point))
