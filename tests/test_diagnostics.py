@@ -1,0 +1,62 @@
+"""Dead and saturated units, per-layer gradient norms."""
+
+import gymnasium as gym
+import numpy as np
+
+from dqn import DQNAgent, DQNConfig
+from dqn.diagnostics import (
+    dead_unit_fraction, hidden_unit_stats, layer_grad_norms, saturated_unit_fraction,
+)
+from dqn.replay import ReplayBuffer
+
+
+def test_dead_unit_fraction_counts_units_zero_on_every_state():
+    hidden = np.array([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0], [0.0, 3.0, 0.0, 0.0]])
+    assert dead_unit_fraction(hidden) == 0.5  # units 0 and 3
+
+
+def test_saturated_fraction_for_tanh_and_sigmoid():
+    tanh_out = np.array([[0.999, 0.5, -0.995], [0.995, 0.999, -0.999]])
+    assert saturated_unit_fraction(tanh_out, "tanh") == 2 / 3
+    sig_out = np.array([[0.001, 0.5], [0.999, 0.5]])
+    assert saturated_unit_fraction(sig_out, "sigmoid") == 0.5
+    stats = hidden_unit_stats([tanh_out], ["tanh", "linear"])
+    assert stats == {"saturated_fraction/hidden_0": 2 / 3}
+
+
+def test_layer_grad_norms():
+    norms = layer_grad_norms(np.array([3.0, 4.0, 0.0, 12.0]), {"a": slice(0, 2), "b": slice(2, 4)})
+    assert norms == {"a": 5.0, "b": 12.0}
+
+
+def test_a_unit_forced_dead_is_reported_by_the_agent():
+    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    cfg = DQNConfig(hidden_sizes=(4,), jit_compile=False)
+    agent = DQNAgent(obs_space, gym.spaces.Discrete(2), cfg)
+    kernel, bias, *rest = agent.online.get_weights()
+    kernel[:, 1] = 0.0
+    bias[1] = -1.0  # unit 1: pre-activation -1 on every state -> ReLU output 0 -> dead
+    kernel[:, [0, 2, 3]] = np.abs(kernel[:, [0, 2, 3]]) + 0.1
+    bias[[0, 2, 3]] = 5.0  # other units positive on every state in [-1, 1]^3
+    agent.online.set_weights([kernel, bias, *rest])
+    agent = _reload_weights(agent)
+    replay = ReplayBuffer(64, 3, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    for _ in range(64):
+        replay.add(rng.uniform(-1, 1, 3), rng.integers(2), 1.0, rng.uniform(-1, 1, 3), False)
+    diag = agent.diagnose(replay.sample(64))
+    assert diag["dead_fraction/hidden_0"] == 0.25
+    assert set(diag) == set(agent.diagnostic_names())
+    assert diag["grad_norm/hidden_0"] > 0 and diag["grad_norm/q"] > 0
+
+
+def _reload_weights(agent):
+    """Rebuild the agent around its edited Keras model (weights edited outside training)."""
+    model = agent.online
+    target = agent.target
+    target.set_weights(model.get_weights())
+    built = iter([model, target])
+    return DQNAgent(
+        gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2), agent.config,
+        network_fn=lambda o, n: next(built),
+    )
