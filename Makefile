@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test test-fast backprop clean-venv
+.PHONY: train test test-fast backprop bench clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,18 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+# `make bench`: dqn against Stable-Baselines3 side by side (scripts/bench.py; ARGS="--quick" to
+# check that it runs). The "bench" extra (SB3, CPU torch) is installed only when it is missing.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	@$(BIN)/python -c "import torch, stable_baselines3" 2>/dev/null \
+		|| $(BIN)/python -m pip install --quiet -e ".[bench]"
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python scripts/bench.py $(ARGS)
 
 backprop: $(STAMP)
 	$(BIN)/dqn-backprop --out results/backprop
