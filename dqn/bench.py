@@ -380,8 +380,12 @@ def _work_dqn_throughput(job: dict[str, Any]) -> dict[str, Any]:
     s = Settings.from_dict(job["settings"])
     made: list[StepClock] = []
     total = s.total_env_steps
-    config = _dqn_base_config(job).replace(
-        **{**dqn_overrides(s), "env_id": register_clocked_env(s.env_id, made)}, seed=job["seed"],
+    base = _dqn_base_config(job)
+    # One env, as in SB3's runs, should the config use a vectorized mode.
+    single_env = {"num_envs": 1} if hasattr(base, "num_envs") else {}
+    config = base.replace(
+        **{**dqn_overrides(s), "env_id": register_clocked_env(s.env_id, made)}, **single_env,
+        seed=job["seed"],
         # No evaluation or checkpoint inside the timed steps (one of each follows the last).
         eval_every_env_steps=total, eval_episodes=1, checkpoint_every_env_steps=total + 1,
     )
