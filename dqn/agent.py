@@ -17,15 +17,16 @@ import numpy as np
 import tensorflow as tf
 
 from dqn import losses
+from dqn.checkpoint import resolve_agent_dir
 from dqn.config import DQNConfig
 from dqn.envs import check_spaces
 from dqn.errors import CheckpointError
 from dqn.io import atomic_write_text, commit_dir, fresh_tmp_dir
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
 from dqn.replay import Batch
+from dqn.run_state import check_agent_files
 from dqn.update import IS_MAX_METRIC, METRIC_NAMES, LearnerState, loss_and_grad, make_burst
 
-CHECKPOINT_FILES = ("config.yaml", "agent.json", "online.keras", "target.keras", "optimizer.npz")
 _FORMAT_VERSION = 1
 
 
@@ -214,15 +215,13 @@ class DQNAgent:
 
     @classmethod
     def load(cls, directory: str | Path) -> "DQNAgent":
-        """Rebuild a saved agent: its Q-values and its next update are identical."""
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise CheckpointError(f"checkpoint folder not found: {directory}")
-        missing = [f for f in CHECKPOINT_FILES if not (directory / f).is_file()]
-        if missing:
-            raise CheckpointError(
-                f"{directory} is not a complete checkpoint: missing {', '.join(missing)}"
-            )
+        """Rebuild a saved agent: its Q-values and its next update are identical.
+
+        ``directory`` is an agent folder (``save``), a checkpoint folder (checked against its
+        manifest) or a run folder (its newest good checkpoint).
+        """
+        directory = resolve_agent_dir(Path(directory))
+        check_agent_files(directory)
         config = DQNConfig.from_yaml(directory / "config.yaml")
         try:
             meta = json.loads((directory / "agent.json").read_text())

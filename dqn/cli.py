@@ -1,21 +1,27 @@
 """Command-line entry points: ``dqn-train`` and ``dqn-evaluate``.
 
 Bad input (a config key, value or file, a loss or env name, a checkpoint) is reported as one
-line on stderr with exit code 2, before TensorFlow is even imported where possible.
+line on stderr with exit code 2, before TensorFlow is even imported where possible. A run that
+diverges exits with code 3; one stopped by a signal with 128 + the signal (130 for SIGINT,
+143 for SIGTERM) after saving a checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-from dqn.errors import DQNError
+from dqn.errors import DivergenceError, DQNError
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,9 +31,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _fail(prog: str, exc: BaseException) -> int:
+def _fail(prog: str, exc: BaseException | str, code: int = EXIT_USAGE) -> int:
     print(f"{prog}: error: {exc}", file=sys.stderr)
-    return EXIT_USAGE
+    return code
+
+
+@contextlib.contextmanager
+def _one_line_warnings(prog: str) -> Iterator[None]:
+    """Inside, a warning prints as ``prog: warning: message``: one line, no source excerpt."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def _quiet_tensorflow(num_threads: int = 1) -> None:
@@ -47,9 +65,13 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument(
         "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-        help="override config keys, values as YAML (e.g. --set double_dqn=true 'hidden_sizes=[64,64]')",
+        help="override config keys, values as YAML (--set double_dqn=true 'hidden_sizes=[64,64]')",
     )
     p.add_argument("--run-dir", type=Path, help="write the run here instead of output_dir/<name>")
+    p.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR",
+        help="continue RUN_DIR from its newest good checkpoint, exactly (no other options)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -57,30 +79,62 @@ def train_parser() -> argparse.ArgumentParser:
 def train_main(argv: Sequence[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     prog = "dqn-train"
+    changes = (args.config, args.loss, args.seed, args.run_dir)
+    if args.resume is not None and (args.set or any(c is not None for c in changes)):
+        return _fail(
+            prog, "--resume continues a run with its own config: it takes no --config, --loss, "
+            "--seed, --set or --run-dir"
+        )
     try:
-        from dqn.config import DQNConfig
-
-        overrides = list(args.set)
-        if args.loss is not None:
-            overrides.append(f"loss={args.loss}")
-        if args.seed is not None:
-            overrides.append(f"seed={args.seed}")
-        config = DQNConfig.from_yaml(args.config, overrides)
-        from dqn.envs import check_env
-
-        check_env(config.env_id)  # an unknown id or space fails here, before TF is imported
-        if args.run_dir is not None and args.run_dir.exists() and any(args.run_dir.iterdir()):
-            raise DQNError(f"run folder {args.run_dir} already exists and is not empty")
-        _quiet_tensorflow(config.num_threads)
-        from dqn.train import train
-
-        result = train(config, run_dir=args.run_dir, progress=not args.no_progress)
+        with _one_line_warnings(prog):
+            result = _resume(args) if args.resume is not None else _train(args)
+    except DivergenceError as exc:
+        return _fail(prog, exc, EXIT_DIVERGED)
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:
         return _fail(prog, f"cannot write the run: {exc.strerror}: {exc.filename}")
+    except KeyboardInterrupt:  # a second Ctrl-C while the checkpoint was being written
+        return _fail(prog, "interrupted twice; the previous checkpoint is intact", EXIT_INTERRUPTED)
     _print_summary(result)
-    return EXIT_INTERRUPTED if result.interrupted else 0
+    return 128 + result.stop_signal if result.stop_signal is not None else 0
+
+
+def _train(args: argparse.Namespace):
+    from dqn.checkpoint import make_run_dir
+    from dqn.config import DQNConfig
+    from dqn.envs import check_env
+
+    overrides = list(args.set)
+    if args.loss is not None:
+        overrides.append(f"loss={args.loss}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    config = DQNConfig.from_yaml(args.config, overrides)
+    check_env(config.env_id)  # an unknown id or space fails here, before TF is imported
+    run_dir = args.run_dir
+    if run_dir is None:
+        run_dir = make_run_dir(config)  # an unwritable output_dir fails here, before TF too
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise DQNError(f"run folder {run_dir} already exists and is not empty")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    _quiet_tensorflow(config.num_threads)
+    from dqn.train import train
+
+    return train(config, run_dir=run_dir, progress=not args.no_progress)
+
+
+def _resume(args: argparse.Namespace):
+    from dqn.run_state import prepare_resume
+
+    # Everything but the agent is read and checked here, before TF is imported: a bad run
+    # folder or a corrupt checkpoint costs a fraction of a second to report.
+    config = prepare_resume(args.resume).config
+    _quiet_tensorflow(config.num_threads)
+    from dqn.train import resume
+
+    return resume(args.resume, progress=not args.no_progress)
 
 
 def _print_summary(result) -> None:
@@ -90,7 +144,7 @@ def _print_summary(result) -> None:
     lines = [
         "",
         f"{s['env_id']} / {s['loss']} / seed {s['seed']}: {s['env_steps']} env steps"
-        + (" (interrupted; checkpoint saved)" if s["interrupted"] else ""),
+        + (" (interrupted; checkpoint saved, continue with --resume)" if s["interrupted"] else ""),
         f"  final greedy evaluation: {s['final_eval_mean']:.1f} +/- {s['final_eval_std']:.1f}",
     ]
     if threshold is not None:
@@ -100,7 +154,7 @@ def _print_summary(result) -> None:
         )
     lines += [
         f"  wall time: {s['train_seconds']:.1f} s training + {s['eval_seconds']:.1f} s evaluation",
-        f"  run folder: {result.run_dir}  (metrics.csv, tb/, checkpoint/)",
+        f"  run folder: {result.run_dir}  (metrics.csv, tb/, checkpoints/)",
     ]
     print("\n".join(lines))
 
@@ -108,7 +162,10 @@ def _print_summary(result) -> None:
 # ---------------------------------------------------------------------- dqn-evaluate
 def evaluate_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dqn-evaluate", description="Greedy evaluation of a saved agent.")
-    p.add_argument("path", type=Path, help="a run folder or a checkpoint folder")
+    p.add_argument(
+        "path", type=Path,
+        help="a run folder (its newest good checkpoint), a checkpoint folder or an agent folder",
+    )
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
     p.add_argument(
         "--seed", type=int, default=10_000, help="episode i is reset with seed + i (default 10000)"
@@ -122,19 +179,20 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if args.episodes <= 0:
         return _fail(prog, f"--episodes must be > 0, got {args.episodes}")
     try:
-        from dqn.errors import CheckpointError
+        from dqn.checkpoint import resolve_agent_dir
+        from dqn.envs import check_env, make_env
+        from dqn.run_state import check_agent_fits, read_agent_config
 
-        path = args.path
-        if (path / "checkpoint").is_dir():
-            path = path / "checkpoint"
-        if not path.is_dir():
-            raise CheckpointError(f"no run or checkpoint folder at {args.path}")
+        with _one_line_warnings(prog):
+            agent_dir = resolve_agent_dir(args.path)
+        config = read_agent_config(agent_dir)
+        obs_dim, n_actions = check_env(config.env_id)
+        check_agent_fits(agent_dir, config.env_id, obs_dim, n_actions)
         _quiet_tensorflow()
         from dqn.agent import DQNAgent
-        from dqn.envs import make_env
         from dqn.train import evaluate
 
-        agent = DQNAgent.load(path)
+        agent = DQNAgent.load(agent_dir)
         env = make_env(agent.config.env_id)
         mean, std, returns = evaluate(agent, env, args.episodes, args.seed)
     except DQNError as exc:

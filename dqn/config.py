@@ -43,7 +43,7 @@ class DQNConfig:
     """Discount factor, in (0, 1]."""
     learning_rate: float = 2.3e-3
     """Adam step size."""
-    learning_rate_end: float | None = None
+    learning_rate_end: float | None = 0.0
     """Decay the learning rate linearly to this value over the run's gradient steps; None: constant."""
     adam_epsilon: float = 1e-7
     """Adam's epsilon (Keras default)."""
@@ -91,12 +91,22 @@ class DQNConfig:
 
     checkpoint_every_env_steps: int = 10_000
     """Checkpoint period, in env steps (a checkpoint is also written at the end and on Ctrl-C)."""
+    keep_checkpoints: int = 3
+    """Checkpoints kept in ``run_dir/checkpoints``: the newest ones; older ones are deleted."""
+    max_abs_q: float | None = None
+    """Divergence guard: stop when any |Q| in an update exceeds this. None: automatic, 10 x
+    r_max / (1 - gamma) where the env's per-step reward bound r_max is known (see
+    ``dqn.divergence``), else only NaN/inf stop training."""
     output_dir: str = "runs"
     """Parent folder of run folders."""
     num_threads: int = 1
     """TensorFlow intra-op threads. 1 is fastest for small nets on few cores."""
     jit_compile: bool = True
     """Compile the update with XLA."""
+    deterministic: bool = True
+    """Enable ``tf.config.experimental.enable_op_determinism()``, so that a seed gives the same
+    metrics.csv on the same machine. Once on, it stays on in the process (TF has no off switch);
+    a custom ``network_fn`` should seed its initializers."""
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -263,7 +273,7 @@ def _check_values(c: DQNConfig) -> None:
         "total_env_steps", "buffer_size", "batch_size", "learning_rate", "adam_epsilon",
         "loss_bound", "target_update_every_grad_steps", "train_every_env_steps",
         "gradient_steps_per_train", "eval_every_env_steps", "eval_episodes",
-        "checkpoint_every_env_steps", "num_threads",
+        "checkpoint_every_env_steps", "keep_checkpoints", "num_threads",
     ):
         positive(name)
     need(c.loss in LOSS_NAMES, f"unknown loss {c.loss!r}; valid losses: {', '.join(LOSS_NAMES)}")
@@ -293,6 +303,8 @@ def _check_values(c: DQNConfig) -> None:
     )
     if c.max_grad_norm is not None:
         positive("max_grad_norm")
+    if c.max_abs_q is not None:
+        positive("max_abs_q")
     if c.learning_rate_end is not None:
         need(
             c.learning_rate_end >= 0,

@@ -1,4 +1,4 @@
-"""User-facing errors. The CLI prints any of these as one line and exits with code 2."""
+"""User-facing errors. The CLI prints any of these as one line: exit code 2, or 3 for divergence."""
 
 
 class DQNError(Exception):
@@ -15,3 +15,11 @@ class UnsupportedSpaceError(DQNError, ValueError):
 
 class CheckpointError(DQNError):
     """A checkpoint or run folder is missing, incomplete or corrupt."""
+
+
+class DivergenceError(DQNError):
+    """Training diverged (NaN/inf or |Q| over the bound); the last good checkpoint is intact."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint was skipped (corrupt or incomplete) in favour of an older good one."""

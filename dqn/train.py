@@ -1,13 +1,15 @@
-"""train(config) -> TrainResult: the DQN loop, its evaluation, logging and checkpoints."""
+"""train(config) / resume(run_dir) -> TrainResult: the DQN loop, its evaluation, logging and
+checkpoints (``dqn.checkpoint``, ``dqn.run_state``)."""
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -15,10 +17,16 @@ import gymnasium as gym
 import keras
 import numpy as np
 
+from dqn import checkpoint
 from dqn.agent import DQNAgent
 from dqn.config import DQNConfig
+from dqn.divergence import check_update, q_bound
 from dqn.envs import make_env, solve_return
+from dqn.envstate import capture_env_state, restore_env_state
+from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
+from dqn.io import atomic_write_text
 from dqn.replay import ReplayBuffer
+from dqn.run_state import LoopState, metrics_csv_rows, prepare_resume, save_run_state
 from dqn.runtime import configure_tensorflow
 from dqn.update import IS_MAX_METRIC, METRIC_NAMES
 
@@ -70,6 +78,7 @@ class TrainResult:
     interrupted: bool = False
     solve_return: float | None = None
     summary: dict = field(default_factory=dict)
+    stop_signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
 
 
 class _Interrupt:
@@ -97,12 +106,13 @@ class _Interrupt:
             signal.signal(sig, handler)
 
 
-def make_run_dir(config: DQNConfig) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    name = f"{config.env_id.replace('/', '_')}-{config.loss}-seed{config.seed}-{stamp}"
-    path = Path(config.output_dir) / name
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+def configure_runtime(config: DQNConfig) -> None:
+    """TF threads, and op determinism if asked (Keras initializers here are seeded already)."""
+    configure_tensorflow(config.num_threads)
+    if config.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def train(
@@ -113,140 +123,214 @@ def train(
     progress: bool = True,
     log_tensorboard: bool = True,
 ) -> TrainResult:
-    """Train a DQN agent as configured; write the run folder; return what it produced."""
-    configure_tensorflow(config.num_threads)
-    import tensorflow as tf
+    """Train a DQN agent as configured; write the run folder; return what it produced.
 
+    Raises DivergenceError if the loss, a gradient or |Q| blows up (see ``dqn.divergence``).
+    """
+    configure_runtime(config)
     env = make_env(config.env_id)
-    eval_env = make_env(config.env_id)
-    threshold = solve_return(config, env)
     agent = DQNAgent(env.observation_space, env.action_space, config, network_fn)
     replay = ReplayBuffer(
         config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
     )
-    run_dir = Path(run_dir) if run_dir is not None else make_run_dir(config)
+    run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.to_yaml(run_dir / "config.yaml")
-    writer = tf.summary.create_file_writer(str(run_dir / "tb")) if log_tensorboard else None
-
-    history: list[dict[str, float]] = []
-    episode_returns: list[float] = []
-    metrics = _MetricWindow()
-    first_solve = None
-    eval_mean = eval_std = float("nan")
-    eval_seconds = 0.0
-    interrupted = False
-
-    bar = _progress_bar(config.total_env_steps, progress)
-    csv_file = open(run_dir / "metrics.csv", "w", newline="")
-    columns = [*METRICS_COLUMNS, *agent.diagnostic_names()]
-    probe = None  # fixed probe batch of replay transitions, drawn once learning has started
-    csv_writer = csv.DictWriter(csv_file, fieldnames=columns)
-    csv_writer.writeheader()
-
     obs, _ = env.reset(seed=config.seed)
-    episode_return = 0.0
+    loop = LoopState(columns=[*METRICS_COLUMNS, *agent.diagnostic_names()], obs=obs)
+    return _run(config, run_dir, env, agent, replay, loop, progress, log_tensorboard)
+
+
+def resume(
+    run_dir: str | Path, *, progress: bool = True, log_tensorboard: bool = True
+) -> TrainResult:
+    """Continue a run from its newest good checkpoint, exactly as if it had never stopped.
+
+    A corrupt or incomplete newer checkpoint is skipped with a CheckpointWarning and renamed
+    ``corrupt-step-...``. The run's metrics.csv is cut back to the checkpoint's rows.
+    """
+    run_dir = Path(run_dir)
+    ready = prepare_resume(run_dir)
+    for line in ready.skipped:
+        warnings.warn(
+            f"skipping checkpoint {line}; resuming from {ready.checkpoint.name}",
+            CheckpointWarning, stacklevel=2,
+        )
+    config, snapshot = ready.config, ready.env_snapshot
+    if snapshot.uncaptured:
+        warnings.warn(
+            f"{config.env_id} keeps state in {', '.join(snapshot.uncaptured)}, which a checkpoint "
+            "cannot capture: the resumed run may differ from an uninterrupted one",
+            CheckpointWarning, stacklevel=2,
+        )
+    env = make_env(config.env_id)
+    try:
+        restore_env_state(env, snapshot)
+    except ValueError as exc:
+        raise CheckpointError(
+            f"checkpoint {ready.checkpoint.name} does not fit {config.env_id}: {exc}"
+        ) from None
+    configure_runtime(config)
+    agent = DQNAgent.load(ready.checkpoint / "agent")
+    checkpoint.set_aside(run_dir, ready.loop.env_step)
+    return _run(config, run_dir, env, agent, ready.replay, ready.loop, progress, log_tensorboard)
+
+
+def _run(
+    config: DQNConfig, run_dir: Path, env: gym.Env, agent: DQNAgent, replay: ReplayBuffer,
+    loop: LoopState, progress: bool, log_tensorboard: bool,
+) -> TrainResult:
+    """The loop, from ``loop.env_step + 1`` to the end (or a signal, or divergence)."""
+    import tensorflow as tf
+
+    eval_env = make_env(config.env_id)  # stateless between evaluations: reset with fixed seeds
+    threshold = solve_return(config, env)
+    bound = q_bound(config, env)
+    # Rows after the checkpoint (if any) are recomputed: metrics.csv restarts from its rows.
+    atomic_write_text(
+        run_dir / "metrics.csv", metrics_csv_rows(loop.columns, loop.history, header=True)
+    )
+    csv_file = open(run_dir / "metrics.csv", "a", newline="")
+    csv_writer = csv.DictWriter(csv_file, fieldnames=loop.columns)
+    writer = tf.summary.create_file_writer(str(run_dir / "tb")) if log_tensorboard else None
+    bar = _progress_bar(config.total_env_steps, loop.env_step, progress)
+    metrics = _MetricWindow(loop.window)
+    seconds_before = loop.train_seconds + loop.eval_seconds
     start = time.perf_counter()
-    with _Interrupt() as stop:
-        for step in range(1, config.total_env_steps + 1):
-            epsilon = linear_epsilon(step, config)
-            action = agent.act(obs, epsilon)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            # terminated, not done: a time-limit cut is not terminal and must bootstrap.
-            replay.add(obs, action, reward, next_obs, terminated)
-            obs = next_obs
-            episode_return += float(reward)
-            if terminated or truncated:
-                episode_returns.append(episode_return)
-                episode_return = 0.0
-                obs, _ = env.reset()
 
-            if step > config.learning_starts_env_steps and step % config.train_every_env_steps == 0:
-                batch = replay.sample(config.batch_size, config.gradient_steps_per_train)
-                metrics.add(agent.update_raw(batch))
+    def save_checkpoint(step: int) -> None:
+        loop.env_step, loop.obs, loop.episode_return = step, obs, episode_return
+        loop.window = metrics.rows
+        loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
+        checkpoint.write_checkpoint(
+            run_dir, step,
+            lambda folder: save_run_state(folder, agent, replay, loop, capture_env_state(env)),
+            config.keep_checkpoints,
+        )
 
-            if step % config.eval_every_env_steps == 0 or step == config.total_env_steps:
-                t0 = time.perf_counter()
-                eval_mean, eval_std, _ = evaluate(
-                    agent, eval_env, config.eval_episodes, config.eval_seed
-                )
-                eval_seconds += time.perf_counter() - t0
-                if first_solve is None and threshold is not None and eval_mean >= threshold:
-                    first_solve = step
-                row = _metrics_row(
-                    step, agent, episode_returns, epsilon, eval_mean, eval_std,
-                    metrics.pop(),
-                )
-                if probe is None and step > config.learning_starts_env_steps:
-                    probe = replay.sample(PROBE_SIZE, rng=np.random.default_rng([config.seed, 3]))
-                diagnostics = agent.diagnose(probe) if probe is not None else {}
-                for name in agent.diagnostic_names():
-                    row[name] = diagnostics.get(name, float("nan"))
-                history.append(row)
-                csv_writer.writerow(row)
-                csv_file.flush()
-                if writer is not None:
-                    _write_tensorboard(writer, row)
-                if bar is not None:
-                    bar.set_postfix(
-                        ret=f"{row['train_return_mean']:.0f}", eps=f"{epsilon:.2f}",
-                        eval=f"{eval_mean:.0f}", refresh=False,
-                    )
+    obs, episode_return = loop.obs, loop.episode_return
+    episode_returns, step, saved_step, stop_signal = loop.episode_returns, loop.env_step, None, None
+    try:
+        with _Interrupt() as stop:
+            for step in range(loop.env_step + 1, config.total_env_steps + 1):
+                epsilon = linear_epsilon(step, config)
+                action = agent.act(obs, epsilon)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                # terminated, not done: a time-limit cut is not terminal and must bootstrap.
+                replay.add(obs, action, reward, next_obs, terminated)
+                obs = next_obs
+                episode_return += float(reward)
+                if terminated or truncated:
+                    episode_returns.append(episode_return)
+                    episode_return = 0.0
+                    obs, _ = env.reset()
 
-            if step % config.checkpoint_every_env_steps == 0:
-                agent.save(run_dir / "checkpoint")
-            if bar is not None and step % 250 == 0:
-                bar.update(250)
-            if stop.signum is not None:
-                interrupted = True
-                break
+                if (step > config.learning_starts_env_steps
+                        and step % config.train_every_env_steps == 0):
+                    batch = replay.sample(config.batch_size, config.gradient_steps_per_train)
+                    values = agent.update_raw(batch)
+                    check_update(values, METRIC_NAMES, bound, step)  # before anything is saved
+                    metrics.add(values)
 
-    train_seconds = time.perf_counter() - start - eval_seconds
-    if bar is not None:
-        bar.close()
-    csv_file.close()
-    if writer is not None:
-        writer.close()
-    agent.save(run_dir / "checkpoint")
+                if step % config.eval_every_env_steps == 0 or step == config.total_env_steps:
+                    row = _evaluate_and_log(config, agent, eval_env, replay, loop, step,
+                                            epsilon, metrics.pop(), threshold)
+                    csv_writer.writerow(row)
+                    csv_file.flush()
+                    if writer is not None:
+                        _write_tensorboard(writer, row)
+                    if bar is not None:
+                        bar.set_postfix(
+                            ret=f"{row['train_return_mean']:.0f}", eps=f"{epsilon:.2f}",
+                            eval=f"{loop.eval_mean:.0f}", refresh=False,
+                        )
+
+                if step % config.checkpoint_every_env_steps == 0 or step == config.total_env_steps:
+                    save_checkpoint(step)
+                    saved_step = step
+                if bar is not None and step % 250 == 0:
+                    bar.update(250)
+                if stop.signum is not None:
+                    stop_signal = stop.signum
+                    break
+            if stop_signal is not None and saved_step != step:
+                save_checkpoint(step)  # a full, resumable checkpoint of where the signal found us
+    except DivergenceError as exc:
+        _write_summary(run_dir, config, loop, step, threshold, stop_signal, str(exc))
+        raise
+    finally:
+        csv_file.close()
+        if writer is not None:
+            writer.close()
+        if bar is not None:
+            bar.close()
+
+    train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
+    loop.train_seconds = train_seconds
+    summary = _write_summary(run_dir, config, loop, step, threshold, stop_signal, None)
+    return TrainResult(
+        agent=agent, run_dir=run_dir, history=loop.history, episode_returns=episode_returns,
+        first_solve_env_step=loop.first_solve, final_eval_mean=loop.eval_mean,
+        final_eval_std=loop.eval_std, train_seconds=train_seconds,
+        eval_seconds=loop.eval_seconds, interrupted=stop_signal is not None,
+        solve_return=threshold, summary=summary, stop_signal=stop_signal,
+    )
+
+
+def _evaluate_and_log(config, agent, eval_env, replay, loop, step, epsilon, window, threshold):
+    """Evaluate greedily, update ``loop`` (history, first solve, probe) and return the row."""
+    t0 = time.perf_counter()
+    loop.eval_mean, loop.eval_std, _ = evaluate(
+        agent, eval_env, config.eval_episodes, config.eval_seed
+    )
+    loop.eval_seconds += time.perf_counter() - t0
+    if loop.first_solve is None and threshold is not None and loop.eval_mean >= threshold:
+        loop.first_solve = step
+    row = _metrics_row(
+        step, agent, loop.episode_returns, epsilon, loop.eval_mean, loop.eval_std, window
+    )
+    if loop.probe is None and step > config.learning_starts_env_steps:
+        loop.probe = replay.sample(PROBE_SIZE, rng=np.random.default_rng([config.seed, 3]))
+    diagnostics = agent.diagnose(loop.probe) if loop.probe is not None else {}
+    for name in agent.diagnostic_names():
+        row[name] = diagnostics.get(name, float("nan"))
+    loop.history.append(row)
+    return row
+
+
+def _write_summary(run_dir, config, loop, step, threshold, stop_signal, diverged) -> dict:
     summary = {
         "env_id": config.env_id,
         "loss": config.loss,
         "seed": config.seed,
         "env_steps": step,
-        "interrupted": interrupted,
+        "interrupted": stop_signal is not None,
+        "stop_signal": stop_signal,
+        "diverged": diverged,
         "solve_return": threshold,
-        "first_solve_env_step": first_solve,
-        "final_eval_mean": eval_mean,
-        "final_eval_std": eval_std,
-        "train_seconds": round(train_seconds, 3),
-        "eval_seconds": round(eval_seconds, 3),
+        "first_solve_env_step": loop.first_solve,
+        "final_eval_mean": loop.eval_mean,
+        "final_eval_std": loop.eval_std,
+        "train_seconds": round(loop.train_seconds, 3),
+        "eval_seconds": round(loop.eval_seconds, 3),
     }
-    import json
-
-    from dqn.io import atomic_write_text
-
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    return TrainResult(
-        agent=agent, run_dir=run_dir, history=history, episode_returns=episode_returns,
-        first_solve_env_step=first_solve, final_eval_mean=eval_mean, final_eval_std=eval_std,
-        train_seconds=train_seconds, eval_seconds=eval_seconds, interrupted=interrupted,
-        solve_return=threshold, summary=summary,
-    )
+    return summary
 
 
 class _MetricWindow:
     """Aggregates update metrics between two metrics.csv rows (mean, or max for max-metrics)."""
 
-    def __init__(self) -> None:
-        self._rows: list[np.ndarray] = []
+    def __init__(self, rows: list[np.ndarray] | None = None) -> None:
+        self.rows: list[np.ndarray] = list(rows or [])  # a checkpoint saves the open window
 
     def add(self, values: np.ndarray) -> None:
-        self._rows.append(values)
+        self.rows.append(values)
 
     def pop(self) -> np.ndarray | None:
-        if not self._rows:
+        if not self.rows:
             return None
-        rows, self._rows = np.stack(self._rows), []
+        rows, self.rows = np.stack(self.rows), []
         return np.where(IS_MAX_METRIC, rows.max(axis=0), rows.mean(axis=0))
 
 
@@ -275,12 +359,12 @@ def _write_tensorboard(writer, row: dict) -> None:
                 tf.summary.scalar(key, value)
 
 
-def _progress_bar(total: int, enabled: bool):
+def _progress_bar(total: int, initial: int, enabled: bool):
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="step", dynamic_ncols=True, mininterval=0.5)
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
 
 
-__all__ = ["TrainResult", "evaluate", "linear_epsilon", "train"]
+__all__ = ["TrainResult", "evaluate", "linear_epsilon", "resume", "train"]

@@ -1,4 +1,33 @@
 import os
+import shutil
+
+import pytest
 
 # Quiet TensorFlow's C++ start-up logs in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A run small enough to train in-process in a few seconds, with several checkpoints.
+TINY_RUN = dict(
+    total_env_steps=600, learning_starts_env_steps=100, train_every_env_steps=4,
+    gradient_steps_per_train=2, hidden_sizes=(16,), batch_size=32, buffer_size=1000,
+    eval_every_env_steps=100, eval_episodes=1, checkpoint_every_env_steps=200,
+    keep_checkpoints=5, target_update_every_grad_steps=50, jit_compile=False,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished CartPole run (checkpoints at 200, 400, 600); copy it before changing it."""
+    from dqn import DQNConfig, train
+
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    train(DQNConfig(**TINY_RUN), run_dir=run_dir, progress=False, log_tensorboard=False)
+    return run_dir
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path):
+    """A private copy of ``tiny_run`` to damage or resume."""
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    return copy

@@ -97,7 +97,7 @@ def test_save_load_round_trip_gives_identical_q_values_and_next_update(tmp_path)
 
 
 def test_loading_a_missing_or_incomplete_checkpoint_names_the_problem(tmp_path):
-    with pytest.raises(CheckpointError, match="checkpoint folder not found"):
+    with pytest.raises(CheckpointError, match="no run, checkpoint or agent folder"):
         DQNAgent.load(tmp_path / "nope")
     DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "ckpt")
     (tmp_path / "ckpt" / "optimizer.npz").unlink()

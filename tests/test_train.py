@@ -1,7 +1,7 @@
 """The training loop: pure helpers fast, and seeded runs that really learn (slow)."""
 
 import csv
-import os
+import json
 import signal
 import subprocess
 import sys
@@ -90,7 +90,8 @@ def test_cartpole_learns_with_the_default_config(tmp_path, seed):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_with_143(tmp_path):
+    # SIGINT (exit 130) and resuming from the checkpoint: tests/test_reliability.py.
     run_dir = tmp_path / "run"
     code = "import sys; from dqn.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
     proc = subprocess.Popen(
@@ -102,10 +103,12 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     while not (run_dir / "metrics.csv").is_file() or not read_metrics(run_dir):
         assert time.time() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 143, err
     assert "interrupted; checkpoint saved" in out
     assert "Traceback" not in err
-    assert (run_dir / "checkpoint" / "online.keras").is_file()
-    assert os.path.getsize(run_dir / "summary.json") > 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stop_signal"] == signal.SIGTERM
+    step = summary["env_steps"]
+    assert (run_dir / "checkpoints" / f"step-{step:09d}" / "agent" / "online.keras").is_file()

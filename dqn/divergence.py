@@ -1,0 +1,67 @@
+"""The divergence guard: stop a run whose loss, gradient or Q-values blow up, and say why.
+
+Checked once per update burst on the burst's metrics vector (``dqn.update.STEP_METRICS``), so
+it costs a few numpy comparisons per burst and nothing per env step.
+
+The |Q| bound: a return is at most r_max / (1 - gamma) when every reward is in [-r_max, r_max],
+so |Q| far above that is divergence, not learning. Gymnasium 1.x dropped ``Env.reward_range``,
+so r_max comes from, in order: the config's ``max_abs_q`` (the bound itself); a finite
+``reward_range`` the env still declares (user envs may); the table below for gymnasium's
+classic-control envs. Otherwise only NaN and inf stop training.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from dqn.config import DQNConfig
+from dqn.errors import DivergenceError
+
+BOUND_MULTIPLE = 10.0  # generous: early overestimation can exceed the true bound a few times
+# Largest |reward| of one step, from each env's documentation.
+KNOWN_REWARD_MAX = {
+    "CartPole-v0": 1.0, "CartPole-v1": 1.0,  # +1 per step
+    "Acrobot-v1": 1.0,  # -1 per step, 0 at the goal
+    "MountainCar-v0": 1.0,  # -1 per step
+}
+
+
+def reward_max(env: gym.Env) -> float | None:
+    """The largest |reward| of one step if known, else None."""
+    reward_range = getattr(env.unwrapped, "reward_range", None)
+    if reward_range is not None and all(math.isfinite(r) for r in reward_range):
+        return float(max(abs(r) for r in reward_range))
+    spec = env.spec
+    return KNOWN_REWARD_MAX.get(spec.id) if spec is not None else None
+
+
+def q_bound(config: DQNConfig, env: gym.Env) -> float:
+    """The |Q| above which training stops (inf: only NaN/inf are checked)."""
+    if config.max_abs_q is not None:
+        return config.max_abs_q
+    r_max = reward_max(env)
+    if r_max is None or config.gamma >= 1.0:
+        return math.inf
+    return BOUND_MULTIPLE * r_max / (1.0 - config.gamma)
+
+
+def check_update(metrics: np.ndarray, names: Sequence[str], bound: float, env_step: int) -> None:
+    """Raise DivergenceError naming the step, the metric, the cause and the remedy."""
+    bad = ~np.isfinite(metrics)
+    if bad.any():
+        name = names[int(np.argmax(bad))]
+        problem = f"{name} became {metrics[int(np.argmax(bad))]}"
+    else:
+        q_abs_max = float(metrics[list(names).index("q_abs_max")])
+        if q_abs_max <= bound:
+            return
+        problem = f"q_abs_max reached {q_abs_max:.4g} > max_abs_q = {bound:.4g}"
+    raise DivergenceError(
+        f"training diverged at env step {env_step}: {problem}; likely exploding gradients or "
+        "too high a learning rate: set max_grad_norm (e.g. 10) or lower learning_rate. "
+        "The last good checkpoint is intact"
+    )

@@ -1,0 +1,246 @@
+"""What a training checkpoint holds besides the agent, and how it is written and read back.
+
+A checkpoint folder (see ``dqn.checkpoint``) holds:
+
+- ``agent/``: ``DQNAgent.save`` (config, both networks, Adam state, exploration RNG, counters);
+- ``replay.npz``: the filled part of the replay ring, its write position and its RNG state;
+- ``loop.npz`` / ``loop.json``: the loop's counters, the current observation and episode return,
+  all episode returns, the metric window since the last metrics row, the diagnostics probe
+  batch, ``first_solve``, and the training env's state (``dqn.envstate``);
+- ``metrics.csv``: the rows written so far, restored verbatim on resume.
+
+Everything is JSON, CSV or ``.npz`` read with ``allow_pickle=False``. No TensorFlow here: the
+command line checks a checkpoint before it imports TF.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from dqn.checkpoint import latest_good_checkpoint
+from dqn.config import DQNConfig
+from dqn.envs import check_env
+from dqn.envstate import EnvSnapshot
+from dqn.errors import CheckpointError, ConfigError
+from dqn.io import atomic_write_text
+from dqn.replay import Batch, ReplayBuffer
+
+_FORMAT_VERSION = 1
+AGENT_FILES = ("config.yaml", "agent.json", "online.keras", "target.keras", "optimizer.npz")
+_INT_COLUMNS = ("env_step", "grad_steps", "episodes")
+
+
+@dataclass
+class LoopState:
+    """The training loop between two env steps: enough, with agent and replay, to continue."""
+
+    columns: list[str]
+    obs: np.ndarray
+    env_step: int = 0
+    episode_return: float = 0.0
+    episode_returns: list[float] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+    window: list[np.ndarray] = field(default_factory=list)  # update metrics since the last row
+    probe: Batch | None = None
+    first_solve: int | None = None
+    eval_mean: float = math.nan
+    eval_std: float = math.nan
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------- metrics.csv
+def metrics_csv_header(columns: list[str]) -> str:
+    return metrics_csv_rows(columns, [], header=True)
+
+
+def metrics_csv_rows(columns: list[str], rows: list[dict], header: bool = False) -> str:
+    """The exact text ``csv.DictWriter`` writes for these rows (floats as repr: round trip)."""
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def parse_metrics_csv(text: str) -> list[dict[str, float]]:
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    return [{k: int(v) if k in _INT_COLUMNS else float(v) for k, v in r.items()} for r in rows]
+
+
+# ---------------------------------------------------------------------- writing
+def save_run_state(folder: Path, agent: Any, replay: ReplayBuffer, loop: LoopState,
+                   env_snapshot: EnvSnapshot) -> None:
+    """Fill a checkpoint folder (``agent`` is anything with ``save(folder)``: a DQNAgent)."""
+    agent.save(folder / "agent")
+    save_replay(replay, folder / "replay.npz")
+    arrays = {
+        "obs": np.asarray(loop.obs),
+        "episode_returns": np.asarray(loop.episode_returns, np.float64),
+        # The window keeps its dtype (float32): a mean over float64 copies would differ.
+        "window": np.stack(loop.window) if loop.window else np.zeros((0, 0), np.float32),
+        **{f"probe.{k}": v for k, v in (loop.probe._asdict() if loop.probe else {}).items()},
+        **{f"env.{k}": v for k, v in env_snapshot.arrays.items()},
+    }
+    with open(folder / "loop.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    meta = {
+        "format_version": _FORMAT_VERSION,
+        "env_step": loop.env_step,
+        "episode_return": loop.episode_return,
+        "first_solve": loop.first_solve,
+        "eval_mean": loop.eval_mean,
+        "eval_std": loop.eval_std,
+        "train_seconds": loop.train_seconds,
+        "eval_seconds": loop.eval_seconds,
+        "has_probe": loop.probe is not None,
+        "env_layers": env_snapshot.layers,
+        "env_uncaptured": env_snapshot.uncaptured,
+    }
+    atomic_write_text(folder / "loop.json", json.dumps(meta, indent=1))
+    text = metrics_csv_rows(loop.columns, loop.history, header=True)
+    atomic_write_text(folder / "metrics.csv", text)
+
+
+def save_replay(replay: ReplayBuffer, path: Path) -> None:
+    n = replay.size
+    with open(path, "wb") as fh:
+        np.savez(
+            fh, obs=replay.obs[:n], actions=replay.actions[:n], rewards=replay.rewards[:n],
+            next_obs=replay.next_obs[:n], terminated=replay.terminated[:n],
+            position=np.int64(replay.position), capacity=np.int64(replay.capacity),
+            rng_state=np.array(json.dumps(replay.rng.bit_generator.state)),
+        )
+
+
+# ---------------------------------------------------------------------- reading
+def check_agent_files(agent_dir: Path) -> None:
+    """CheckpointError unless ``agent_dir`` holds every file ``DQNAgent.save`` writes."""
+    agent_dir = Path(agent_dir)
+    if not agent_dir.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {agent_dir}")
+    missing = [f for f in AGENT_FILES if not (agent_dir / f).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"{agent_dir} is not a complete checkpoint: missing {', '.join(missing)}"
+        )
+
+
+def read_agent_config(agent_dir: Path) -> DQNConfig:
+    """The config saved with an agent (``<checkpoint>/agent/config.yaml``)."""
+    check_agent_files(agent_dir)
+    try:
+        return DQNConfig.from_yaml(Path(agent_dir) / "config.yaml")
+    except ConfigError as exc:
+        raise CheckpointError(f"the agent in {agent_dir} has a bad config: {exc}") from None
+
+
+def check_agent_fits(agent_dir: Path, env_id: str, obs_dim: int, n_actions: int) -> None:
+    """CheckpointError unless the saved agent's input and output sizes match the env's."""
+    agent_json = Path(agent_dir) / "agent.json"
+    try:
+        meta = json.loads(agent_json.read_text())
+        saved = (int(meta["obs_dim"]), int(meta["n_actions"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{agent_json} is missing or unreadable") from None
+    if saved != (obs_dim, n_actions):
+        raise CheckpointError(
+            f"the agent in {agent_dir} was saved for observations of shape ({saved[0]},) and "
+            f"{saved[1]} actions, but {env_id} has ({obs_dim},) and {n_actions}"
+        )
+
+
+def load_replay(path: Path, capacity: int, obs_dim: int) -> ReplayBuffer:
+    """Rebuild a replay buffer saved by ``save_replay``; CheckpointError if anything is off."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+        state = json.loads(str(data["rng_state"]))
+        rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+        rng.bit_generator.state = state
+        n = len(data["actions"])
+        shapes_ok = (
+            int(data["capacity"]) == capacity and 0 <= int(data["position"]) < capacity
+            and n <= capacity and data["obs"].shape == data["next_obs"].shape == (n, obs_dim)
+            and data["rewards"].shape == data["terminated"].shape == (n,)
+        )
+    except Exception as exc:  # zip, JSON, a pickled array (refused), a missing key
+        raise CheckpointError(f"{path} is not a readable replay buffer: {exc}") from None
+    if not shapes_ok:
+        raise CheckpointError(f"{path} does not fit a replay of {capacity} x {obs_dim}")
+    replay = ReplayBuffer(capacity, obs_dim, rng)
+    for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
+        getattr(replay, name)[:n] = data[name]
+    replay.size, replay.position = n, int(data["position"])
+    return replay
+
+
+def load_run_state(
+    folder: Path, config: DQNConfig, obs_dim: int
+) -> tuple[LoopState, ReplayBuffer, EnvSnapshot]:
+    """The loop state, replay buffer and env snapshot of a verified checkpoint folder."""
+    folder = Path(folder)
+    replay = load_replay(folder / "replay.npz", config.buffer_size, obs_dim)
+    try:
+        meta = json.loads((folder / "loop.json").read_text())
+        with np.load(folder / "loop.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        text = (folder / "metrics.csv").read_text()
+        history = parse_metrics_csv(text)
+        columns = text.splitlines()[0].split(",")
+        probe = None
+        if meta["has_probe"]:
+            probe = Batch(*(arrays[f"probe.{k}"] for k in Batch._fields))
+        env = EnvSnapshot(
+            meta["env_layers"],
+            {k[len("env."):]: v for k, v in arrays.items() if k.startswith("env.")},
+            meta["env_uncaptured"],
+        )
+        loop = LoopState(
+            columns=columns, obs=arrays["obs"], env_step=int(meta["env_step"]),
+            episode_return=float(meta["episode_return"]),
+            episode_returns=arrays["episode_returns"].tolist(), history=history,
+            window=list(arrays["window"]), probe=probe, first_solve=meta["first_solve"],
+            eval_mean=meta["eval_mean"], eval_std=meta["eval_std"],
+            train_seconds=meta["train_seconds"], eval_seconds=meta["eval_seconds"],
+        )
+    except Exception as exc:  # JSON, zip, CSV, a missing key
+        raise CheckpointError(f"checkpoint {folder.name} cannot be resumed: {exc!r}") from None
+    if loop.obs.shape != (obs_dim,):
+        raise CheckpointError(f"checkpoint {folder.name} holds an observation of another shape")
+    return loop, replay, env
+
+
+class Resumable(NamedTuple):
+    """A run's newest good checkpoint, read and checked: all that resuming needs but the agent."""
+
+    checkpoint: Path
+    skipped: list[str]  # why each newer checkpoint was skipped, one line each
+    config: DQNConfig
+    loop: LoopState
+    replay: ReplayBuffer
+    env_snapshot: EnvSnapshot
+
+
+def prepare_resume(run_dir: Path) -> Resumable:
+    """Find, verify and read the checkpoint to resume; CheckpointError naming what is wrong."""
+    found = latest_good_checkpoint(run_dir)
+    config = read_agent_config(found.path / "agent")
+    obs_dim, n_actions = check_env(config.env_id)
+    check_agent_fits(found.path / "agent", config.env_id, obs_dim, n_actions)
+    loop, replay, snapshot = load_run_state(found.path, config, obs_dim)
+    if loop.env_step >= config.total_env_steps:
+        raise CheckpointError(
+            f"run {run_dir} is already complete ({loop.env_step} of {config.total_env_steps} "
+            "env steps); nothing to resume"
+        )
+    return Resumable(found.path, found.skipped, config, loop, replay, snapshot)

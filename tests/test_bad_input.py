@@ -1,0 +1,335 @@
+"""Bad input, through the command line and the Python API.
+
+For every case: a one-line error that names the problem, exit code 2 (the CLI), no traceback,
+and the files on disk exactly as they were before (nothing half-written, no temporary files).
+Most cases call the CLI entry points in-process (fast); a few run them as real processes to
+show the same holds for the exit code and stderr of a process.
+"""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dqn import DQNConfig
+from dqn.checkpoint import list_checkpoints, write_manifest
+from dqn.cli import evaluate_main, train_main
+from dqn.errors import CheckpointError, ConfigError, UnsupportedSpaceError
+
+ROOT = Path(__file__).resolve().parent.parent
+CARTPOLE_YAML = str(ROOT / "configs" / "cartpole.yaml")
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` and the sha256 of its bytes."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def assert_refused(main, args, fragments, capsys, workdir: Path):
+    """Run ``main(args)`` in-process: exit 2, one stderr line naming the problem, no writes."""
+    before = tree(workdir)
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert tree(workdir) == before  # nothing written, nothing half-written
+
+
+def latest(run_dir: Path) -> Path:
+    return list_checkpoints(run_dir)[0]
+
+
+def only_latest(run_dir: Path) -> Path:
+    """Delete all but the newest checkpoint: no older one to fall back to."""
+    for old in list_checkpoints(run_dir)[1:]:
+        shutil.rmtree(old)
+    return latest(run_dir)
+
+
+# ---------------------------------------------------------------------- dqn-train: config
+def not_yaml(tmp):
+    (tmp / "bad.yaml").write_text("loss: [huber\n")
+    return ["--config", tmp / "bad.yaml"]
+
+
+def unknown_key_yaml(tmp):
+    (tmp / "bad.yaml").write_text("gamma: 0.9\nlearning_rat: 0.1\n")
+    return ["--config", tmp / "bad.yaml"]
+
+
+def list_yaml(tmp):
+    (tmp / "bad.yaml").write_text("- gamma\n- 0.9\n")
+    return ["--config", tmp / "bad.yaml"]
+
+
+def output_under_a_file(tmp):
+    # Tests may run as root, where chmod does not stop writes; a path under a file always fails.
+    (tmp / "afile").write_text("not a folder\n")
+    return ["--config", CARTPOLE_YAML, "--set", f"output_dir={tmp / 'afile' / 'sub'}"]
+
+
+def run_dir_not_empty(tmp):
+    (tmp / "taken").mkdir()
+    (tmp / "taken" / "notes.txt").write_text("mine\n")
+    return ["--run-dir", tmp / "taken"]
+
+
+TRAIN_CASES = {
+    "unknown env id": (
+        ["--set", "env_id=CartPol-v1"], ["unknown env id 'CartPol-v1'", "CartPole-v1"]
+    ),
+    "continuous action space": (["--set", "env_id=Pendulum-v1"], ["Discrete action space"]),
+    "discrete observation space": (
+        ["--set", "env_id=FrozenLake-v1"], ["observation space Discrete(16)", "1-D Box"]
+    ),
+    "tuple observation space": (
+        ["--set", "env_id=Blackjack-v1"], ["observation space Tuple", "1-D Box"]
+    ),
+    "zero total steps": (["--set", "total_env_steps=0"], ["'total_env_steps' must be > 0"]),
+    "negative total steps": (["--set", "total_env_steps=-100"], ["'total_env_steps' must be > 0"]),
+    "batch larger than buffer": (
+        ["--set", "batch_size=200", "buffer_size=100"],
+        ["'batch_size' (200) must be <= buffer_size"],
+    ),
+    "learning starts after the end": (
+        ["--set", "learning_starts_env_steps=100", "total_env_steps=100"], ["never train"]
+    ),
+    "gamma 1.5": (["--set", "gamma=1.5"], ["'gamma' must be in (0, 1]"]),
+    "wrong type": (["--set", "batch_size=many"], ["'batch_size' must be an integer, got 'many'"]),
+    "wrong type, list": (
+        ["--set", "hidden_sizes=wide"], ["'hidden_sizes' must be a list of integers"]
+    ),
+    "unknown key": (
+        ["--set", "learning_rat=0.1"], ["unknown config key 'learning_rat'", "valid keys"]
+    ),
+    "unknown loss": (
+        ["--loss", "mse"], ["unknown loss 'mse'", "l2, clipped_delta, huber, clipped_grad"]
+    ),
+    "override without =": (["--set", "gamma"], ["not of the form key=value"]),
+    "zero checkpoints kept": (["--set", "keep_checkpoints=0"], ["'keep_checkpoints' must be > 0"]),
+    "negative Q bound": (["--set", "max_abs_q=-1"], ["'max_abs_q' must be > 0"]),
+    "deterministic not a bool": (
+        ["--set", "deterministic=sometimes"], ["'deterministic' must be a bool"]
+    ),
+    "missing config file": (["--config", "no/such.yaml"], ["config file not found: no/such.yaml"]),
+    "config not YAML": (not_yaml, ["not valid YAML (line 2)"]),
+    "YAML with an unknown key": (unknown_key_yaml, ["unknown config key 'learning_rat'"]),
+    "YAML that is a list": (list_yaml, ["must hold a mapping of key: value"]),
+    "unwritable output folder": (output_under_a_file, ["cannot write the run", "afile"]),
+    "run folder not empty": (run_dir_not_empty, ["already exists and is not empty"]),
+}
+
+
+@pytest.mark.parametrize("case", list(TRAIN_CASES))
+def test_train_refuses(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args, fragments = TRAIN_CASES[case]
+    args = args(tmp_path) if callable(args) else args
+    output = ["--set", f"output_dir={tmp_path / 'runs'}"] if "output_dir" not in str(args) else []
+    assert_refused(train_main, [*args, *output, "--no-progress"], fragments, capsys, tmp_path)
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------- dqn-train --resume
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def truncated_weights(run):
+    truncate(only_latest(run) / "agent" / "online.keras")
+
+
+def corrupted_replay(run):
+    replay = only_latest(run) / "replay.npz"
+    data = bytearray(replay.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    replay.write_bytes(bytes(data))
+
+
+def pickled_replay(run):
+    # A replay file that would need pickle to load, with a manifest that matches it (as a
+    # crafted checkpoint would have): np.load(allow_pickle=False) must refuse it.
+    ckpt = only_latest(run)
+    np.savez(ckpt / "replay.npz", obs=np.array([{"x": 1}], dtype=object))
+    write_manifest(ckpt, 600)
+
+
+def missing_manifest(run):
+    (only_latest(run) / "manifest.json").unlink()
+
+
+def other_env(run):
+    # The checkpoint says Acrobot-v1 (6-D observations, 3 actions); its networks take 4 and give 2.
+    ckpt = only_latest(run)
+    config = ckpt / "agent" / "config.yaml"
+    config.write_text(config.read_text().replace("CartPole-v1", "Acrobot-v1"))
+    write_manifest(ckpt, 600)
+
+
+def not_a_run(run):
+    shutil.rmtree(run)
+    run.mkdir()
+    (run / "notes.txt").write_text("just a folder\n")
+
+
+RESUME_CASES = {
+    "missing run folder": (shutil.rmtree, ["run folder not found"]),
+    "not a run folder": (not_a_run, ["is not a run folder with checkpoints"]),
+    "truncated weights file": (
+        truncated_weights,
+        ["no intact checkpoint", "agent/online.keras does not match its checksum"],
+    ),
+    "corrupted replay file": (corrupted_replay, ["replay.npz does not match its checksum"]),
+    "replay file that needs pickle": (pickled_replay, ["not a readable replay buffer", "pickle"]),
+    "checkpoint without manifest": (missing_manifest, ["no manifest.json (incomplete)"]),
+    "checkpoint of another observation shape": (
+        other_env, ["saved for observations of shape (4,) and 2 actions", "Acrobot-v1 has (6,)"]
+    ),
+    "run already complete": (lambda run: None, ["already complete (600 of 600 env steps)"]),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_refuses(case, tiny_run_copy, capsys):
+    damage, fragments = RESUME_CASES[case]
+    damage(tiny_run_copy)
+    args = ["--resume", tiny_run_copy, "--no-progress"]
+    assert_refused(train_main, args, fragments, capsys, tiny_run_copy.parent)
+
+
+def test_resume_takes_no_other_options(tiny_run_copy, capsys):
+    args = ["--resume", tiny_run_copy, "--set", "gamma=0.5"]
+    assert_refused(train_main, args, ["--resume", "takes no"], capsys, tiny_run_copy.parent)
+
+
+# ---------------------------------------------------------------------- dqn-evaluate
+def agent_for_other_shape(tmp):
+    from dqn.agent import DQNAgent
+
+    space = gym.spaces.Box(-1, 1, (6,), np.float32)
+    DQNAgent(space, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=(8,))).save(tmp / "agent")
+    return tmp / "agent"
+
+
+def truncated_agent(tmp):
+    from dqn.agent import DQNAgent
+
+    space = gym.spaces.Box(-1, 1, (4,), np.float32)
+    DQNAgent(space, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=(8,))).save(tmp / "agent")
+    truncate(tmp / "agent" / "target.keras")
+    return tmp / "agent"
+
+
+def empty_folder(tmp):
+    (tmp / "empty").mkdir()
+    return tmp / "empty"
+
+
+EVALUATE_CASES = {
+    "missing folder": (lambda tmp: tmp / "nowhere", ["no run, checkpoint or agent folder"]),
+    "empty folder": (empty_folder, ["not a complete checkpoint: missing config.yaml"]),
+    "agent for another observation shape": (
+        agent_for_other_shape, ["saved for observations of shape (6,)", "CartPole-v1 has (4,)"]
+    ),
+    "truncated weights, no manifest": (truncated_agent, ["corrupt checkpoint"]),
+}
+
+
+@pytest.mark.parametrize("case", list(EVALUATE_CASES))
+def test_evaluate_refuses(case, tmp_path, capsys):
+    path = EVALUATE_CASES[case][0](tmp_path)
+    assert_refused(evaluate_main, [path], EVALUATE_CASES[case][1], capsys, tmp_path)
+
+
+def test_evaluate_refuses_a_run_whose_only_checkpoint_is_corrupt(tiny_run_copy, capsys):
+    truncate(only_latest(tiny_run_copy) / "agent" / "target.keras")
+    fragments = ["no intact checkpoint", "agent/target.keras does not match its checksum"]
+    assert_refused(evaluate_main, [tiny_run_copy], fragments, capsys, tiny_run_copy.parent)
+
+
+def test_evaluate_refuses_zero_episodes(tiny_run, capsys):
+    assert_refused(evaluate_main, [tiny_run, "--episodes", "0"], ["--episodes must be > 0"],
+                   capsys, tiny_run)
+
+
+# ---------------------------------------------------------------------- as real processes
+def run_cli(main, *args, cwd):
+    code = f"import sys; from dqn.cli import {main}; sys.exit({main}(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "main, args, fragment",
+    [
+        ("train_main", ["--bogus"], "unrecognized arguments: --bogus"),
+        ("train_main", ["--set", "env_id=CartPol-v1"], "unknown env id"),
+        ("train_main", ["--resume", "nowhere"], "run folder not found: nowhere"),
+        # Fails after TensorFlow is imported: its start-up noise must stay off stderr.
+        ("evaluate_main", ["agent"], "corrupt checkpoint"),
+    ],
+)
+def test_a_refusing_process_prints_one_line_and_exits_2(main, args, fragment, tmp_path):
+    truncated_agent(tmp_path)
+    before = tree(tmp_path)
+    proc = run_cli(main, *args, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and fragment in proc.stderr
+    assert tree(tmp_path) == before
+
+
+# ---------------------------------------------------------------------- Python API
+class ImageEnv(gym.Env):
+    observation_space = gym.spaces.Box(0, 255, (32, 32, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+
+class DictEnv(gym.Env):
+    observation_space = gym.spaces.Dict({"pos": gym.spaces.Box(-1, 1, (2,), np.float32)})
+    action_space = gym.spaces.Discrete(2)
+
+
+@pytest.mark.parametrize("env_class", [ImageEnv, DictEnv])
+def test_train_refuses_image_and_dict_observations(env_class, tmp_path):
+    from dqn import train
+
+    env_id = f"Bad{env_class.__name__}-v0"
+    gym.register(env_id, entry_point=env_class)
+    with pytest.raises(UnsupportedSpaceError, match="this DQN needs a 1-D Box"):
+        train(DQNConfig(env_id=env_id, output_dir=str(tmp_path / "runs")), progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_api_errors_are_the_same_as_the_cli_ones(tmp_path):
+    from dqn.train import resume
+
+    with pytest.raises(ConfigError, match=r"'gamma' must be in \(0, 1\]"):
+        DQNConfig(gamma=1.5)
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        (tmp_path / "bad.yaml").write_text("{gamma: \n")
+        DQNConfig.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(CheckpointError, match="not a run folder"):
+        resume(tmp_path)
+    assert tree(tmp_path) == {"bad.yaml": hashlib.sha256(b"{gamma: \n").hexdigest()}
+
+
+def test_a_checkpoint_manifest_is_json_listing_every_file(tiny_run):
+    ckpt = latest(tiny_run)
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    files = {p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*") if p.is_file()}
+    assert set(manifest["sha256"]) == files - {"manifest.json"}

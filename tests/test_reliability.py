@@ -1,0 +1,298 @@
+"""Reliability: exact resume, determinism, safe checkpoints, the divergence guard, interrupts.
+
+Fast tests check each piece on its own (env state, replay, checkpoints, the guard) and resume a
+tiny run in-process from a copied checkpoint. Slow tests run ``dqn-train`` as a process and kill
+it (SIGKILL, SIGINT) at an arbitrary step, then resume it: metrics.csv must equal, byte for byte,
+the one of a run that was never stopped. These runs are short (6000 steps, a [32, 32] net).
+"""
+
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dqn import DQNConfig
+from dqn.checkpoint import (
+    latest_good_checkpoint, list_checkpoints, verify_checkpoint, write_checkpoint,
+)
+from dqn.divergence import check_update, q_bound
+from dqn.envstate import capture_env_state, restore_env_state
+from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
+from dqn.replay import ReplayBuffer
+from dqn.run_state import load_replay, save_replay
+from dqn.update import METRIC_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------------- env state
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"])
+def test_an_env_restored_mid_episode_continues_exactly(env_id):
+    rng = np.random.default_rng(0)
+    env = gym.make(env_id)
+    env.reset(seed=3)
+    for _ in range(17):  # mid-episode: none of these envs can end in 17 steps
+        env.step(int(rng.integers(env.action_space.n)))
+    snapshot = capture_env_state(env)
+    snapshot = snapshot._replace(layers=json.loads(json.dumps(snapshot.layers)))  # as on disk
+    actions = rng.integers(env.action_space.n, size=600).tolist()
+
+    def play(e):
+        out = []
+        for a in actions:  # crosses episode ends: the env's own RNG must be restored too
+            obs, reward, terminated, truncated, _ = e.step(a)
+            out.append((obs.tobytes(), reward, terminated, truncated))
+            if terminated or truncated:
+                out.append(e.reset()[0].tobytes())
+        return out
+
+    restored = gym.make(env_id)
+    restore_env_state(restored, snapshot)
+    assert play(restored) == play(env)
+    assert snapshot.uncaptured == []
+
+
+# ---------------------------------------------------------------------- replay
+def test_replay_round_trip_continues_the_same_samples(tmp_path):
+    rng = np.random.default_rng(1)
+    replay = ReplayBuffer(50, 3, np.random.default_rng(7))
+    for _ in range(70):  # wrapped around: position != size
+        replay.add(rng.normal(size=3), rng.integers(2), rng.normal(), rng.normal(size=3), False)
+    replay.sample(8, 2)
+    save_replay(replay, tmp_path / "replay.npz")
+    loaded = load_replay(tmp_path / "replay.npz", 50, 3)
+    assert (loaded.position, loaded.size) == (replay.position, replay.size) == (20, 50)
+    for a, b in zip(loaded.sample(8, 3), replay.sample(8, 3)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(CheckpointError, match="does not fit a replay of 100 x 3"):
+        load_replay(tmp_path / "replay.npz", 100, 3)
+
+
+# ---------------------------------------------------------------------- checkpoints
+def fill_with(text):
+    return lambda folder: (folder / "a.txt").write_text(text)
+
+
+def test_checkpoints_keep_the_newest_k_and_detect_damage(tmp_path):
+    for step in (100, 200, 300, 400):
+        write_checkpoint(tmp_path, step, fill_with(f"at {step}"), keep=3)
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "step-000000400", "step-000000300", "step-000000200"
+    ]
+    (tmp_path / "checkpoints" / "step-000000400" / "a.txt").write_text("at 40")  # truncated
+    with pytest.raises(CheckpointError, match="a.txt does not match its checksum"):
+        verify_checkpoint(tmp_path / "checkpoints" / "step-000000400")
+    found = latest_good_checkpoint(tmp_path)
+    assert found.path.name == "step-000000300"
+    assert found.skipped == [
+        "step-000000400: a.txt does not match its checksum (truncated or corrupt)"
+    ]
+
+
+def test_a_failed_checkpoint_write_leaves_nothing_behind(tmp_path):
+    write_checkpoint(tmp_path, 100, fill_with("ok"), keep=3)
+
+    def crash(folder):
+        (folder / "half.txt").write_text("half")
+        raise KeyboardInterrupt  # e.g. a second Ctrl-C while writing
+
+    with pytest.raises(KeyboardInterrupt):
+        write_checkpoint(tmp_path, 200, crash, keep=3)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-000000100"]
+
+
+# ---------------------------------------------------------------------- divergence guard
+def test_the_q_bound_is_ten_times_the_largest_return_where_known():
+    cartpole = gym.make("CartPole-v1")
+    # r_max = 1 per step, gamma = 0.99: returns <= 1 / (1 - 0.99) = 100, bound 10 x 100.
+    assert q_bound(DQNConfig(gamma=0.99), cartpole) == pytest.approx(1000.0)
+    assert q_bound(DQNConfig(max_abs_q=5.0), cartpole) == 5.0
+    assert q_bound(DQNConfig(gamma=1.0), cartpole) == math.inf
+    # FrozenLake still declares reward_range = (0, 1); an env that declares nothing gets no bound.
+    assert q_bound(DQNConfig(gamma=0.9), gym.make("FrozenLake-v1")) == pytest.approx(100.0)
+    assert q_bound(DQNConfig(), NoRewardRange()) == math.inf
+
+
+class NoRewardRange(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+
+def test_the_guard_names_the_step_the_metric_and_the_remedy():
+    metrics = np.ones(len(METRIC_NAMES), np.float32)
+    check_update(metrics, METRIC_NAMES, 10.0, 100)  # fine: no error
+    metrics[METRIC_NAMES.index("grad_norm")] = np.inf
+    with pytest.raises(DivergenceError, match="env step 1234: grad_norm became inf.*max_grad_norm"):
+        check_update(metrics, METRIC_NAMES, 10.0, 1234)
+    metrics = np.ones(len(METRIC_NAMES), np.float32)
+    metrics[METRIC_NAMES.index("q_abs_max")] = 11.0
+    message = "q_abs_max reached 11 > max_abs_q = 10.*learning_rate"
+    with pytest.raises(DivergenceError, match=message):
+        check_update(metrics, METRIC_NAMES, 10.0, 7)
+
+
+# ---------------------------------------------------------------------- resume, in-process
+def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
+    from dqn.train import resume
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(tiny_run / "config.yaml", run)
+    for step in ("step-000000200", "step-000000400"):
+        shutil.copytree(tiny_run / "checkpoints" / step, run / "checkpoints" / step)
+    # The newer one is damaged: resume warns, falls back to step 200 and sets 400 aside.
+    weights = run / "checkpoints" / "step-000000400" / "agent" / "online.keras"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    (run / "metrics.csv").write_text("rows written after the checkpoint, then a kill\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = resume(run, progress=False, log_tensorboard=False)
+    messages = [str(w.message) for w in caught if w.category is CheckpointWarning]
+    assert messages == [
+        "skipping checkpoint step-000000400: agent/online.keras does not match its checksum "
+        "(truncated or corrupt); resuming from step-000000200"
+    ]
+    assert (run / "checkpoints" / "corrupt-step-000000400").is_dir()
+    assert (run / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
+    assert len(result.history) == 6 and result.history[-1]["env_step"] == 600
+
+
+# ---------------------------------------------------------------------- determinism (slow)
+@pytest.mark.slow
+def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path):
+    from dqn import train
+
+    from conftest import TINY_RUN
+
+    config = DQNConfig(**{**TINY_RUN, "jit_compile": True, "deterministic": True})
+
+    def metrics(cfg, name):
+        train(cfg, run_dir=tmp_path / name, progress=False, log_tensorboard=False)
+        return (tmp_path / name / "metrics.csv").read_bytes()
+
+    first = metrics(config, "a")
+    assert metrics(config, "b") == first
+    assert metrics(config.replace(seed=1), "c") != first
+
+
+# ---------------------------------------------------------------------- processes (slow)
+# Checkpoints every 700 steps, rows every 500: a checkpoint falls between two rows (an open
+# metric window) and, for CartPole, almost surely mid-episode.
+SHORT = [
+    "total_env_steps=6000", "hidden_sizes=[32,32]", "learning_starts_env_steps=500",
+    "train_every_env_steps=8", "gradient_steps_per_train=2", "target_update_every_grad_steps=100",
+    "checkpoint_every_env_steps=700", "eval_every_env_steps=500", "eval_episodes=2",
+    "epsilon_decay_fraction=0.3",
+]
+TRAIN = "import sys; from dqn.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, "-c", TRAIN, *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start_run(run_dir, *extra):
+    return start("--config", ROOT / "configs" / "cartpole.yaml", "--no-progress",
+                 "--run-dir", run_dir, "--set", *SHORT, *extra)
+
+
+def finish(proc, timeout=300):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def rows(run_dir):
+    path = run_dir / "metrics.csv"
+    return path.read_text().splitlines()[1:] if path.is_file() else []
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """All the processes at once (they share two cores): an uninterrupted run, a diverging run,
+    and one run stopped by each signal once it has checkpointed, then resumed."""
+    base = tmp_path_factory.mktemp("runs")
+    full, diverging = start_run(base / "full"), start_run(
+        base / "diverging", "learning_rate=10", "loss=l2", "max_grad_norm=null",
+        "learning_starts_env_steps=1000",
+    )
+    stopped = {sig: start_run(base / sig.name) for sig in (signal.SIGKILL, signal.SIGINT)}
+    results = {}
+    deadline = time.time() + 240
+    while len(results) < len(stopped):
+        for sig, proc in stopped.items():
+            # Past the first checkpoint (700) and the row at 1500: the signal lands wherever
+            # the loop happens to be (for SIGINT that step is where the checkpoint is written).
+            if sig not in results and len(rows(base / sig.name)) >= 3:
+                proc.send_signal(sig)
+                results[sig] = (*finish(proc, 60), rows(base / sig.name))
+            assert proc.poll() is None or sig in results, finish(proc)
+        assert time.time() < deadline
+        time.sleep(0.05)
+    resumes = {sig: start("--resume", base / sig.name, "--no-progress") for sig in stopped}
+    return {
+        "base": base,
+        "full": finish(full),
+        "diverging": finish(diverging),
+        "stopped": results,
+        "resumed": {sig: finish(proc) for sig, proc in resumes.items()},
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_a_stopped_run_resumes_to_the_same_metrics(sig, runs):
+    base = runs["base"]
+    assert runs["full"][0] == 0, runs["full"][2]
+    code, out, err, rows_when_stopped = runs["stopped"][sig]
+    assert 3 <= len(rows_when_stopped) < 12
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL
+    else:
+        assert code == 130, err
+        assert "Traceback" not in err and "interrupted; checkpoint saved" in out
+    resumed_code, _, resumed_err = runs["resumed"][sig]
+    assert resumed_code == 0, resumed_err
+    resumed_metrics = (base / sig.name / "metrics.csv").read_bytes()
+    assert resumed_metrics == (base / "full" / "metrics.csv").read_bytes()
+    assert len(rows(base / "full")) == 12
+
+
+@pytest.mark.slow
+def test_sigint_writes_a_full_checkpoint_where_the_signal_found_the_run(runs):
+    run_dir = runs["base"] / "SIGINT"
+    checkpoints = [p.name for p in list_checkpoints(run_dir)]  # after the resumed run: 3 kept
+    assert checkpoints == ["step-000006000", "step-000005600", "step-000004900"]
+    set_aside = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert not [name for name in set_aside if name.startswith((".", "corrupt"))]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["env_steps"] == 6000 and summary["interrupted"] is False
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_with_exit_3_and_keeps_its_last_checkpoint(runs):
+    from dqn.agent import DQNAgent
+
+    run_dir = runs["base"] / "diverging"
+    code, _, err = runs["diverging"]
+    assert code == 3, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "training diverged at env step" in lines[0]
+    assert "max_grad_norm" in lines[0] and "learning_rate" in lines[0]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["diverged"] in lines[0]
+    [last] = list_checkpoints(run_dir)  # from before divergence; the diverged state is not saved
+    assert last.name == "step-000000700" and summary["env_steps"] < 1400
+    verify_checkpoint(last)
+    agent = DQNAgent.load(run_dir)
+    assert np.isfinite(agent.q_values(np.zeros(4, np.float32))).all()
