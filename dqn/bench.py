@@ -426,7 +426,11 @@ def _work_dqn_solve(job: dict[str, Any]) -> dict[str, Any]:
         f"{'x'.join(map(str, config.hidden_sizes))} net, {config.total_env_steps} steps, "
         f"train every {config.train_every_env_steps} x {config.gradient_steps_per_train}, "
         f"{config.loss}, lr {config.learning_rate:g}"
-    ) + (", double DQN" if config.double_dqn else "")
+    )
+    lr_end = getattr(config, "learning_rate_end", None)
+    summary += f" -> {lr_end:g}" if lr_end is not None else ""
+    summary += f", grad norm <= {config.max_grad_norm:g}" if config.max_grad_norm else ""
+    summary += ", double DQN" if config.double_dqn else ""
     return {"runs": runs, "threads": _dqn_threads(config), "config_summary": summary}
 
 
