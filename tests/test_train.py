@@ -80,13 +80,16 @@ def test_every_loss_trains_end_to_end_with_the_default_config(tmp_path, loss):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1])
-def test_cartpole_learns_with_the_default_config(tmp_path, seed):
-    # Random play scores ~20; every seed tried (0-4) reaches a greedy mean >= 200 by 20k steps.
-    cfg = CARTPOLE.replace(seed=seed, total_env_steps=20_000, output_dir=str(tmp_path))
+@pytest.mark.parametrize("seed", [2, 4])
+def test_cartpole_is_solved_with_the_default_config(tmp_path, seed):
+    # The default config, unchanged (its schedules are fractions of the 50k steps). Every seed
+    # tried (0-4) reaches a greedy mean >= 475 and ends at 500; seeds 2 and 4 are the two that
+    # took longest (first >= 475 at 30,000 and 25,000 env steps). Random play scores about 20.
+    cfg = CARTPOLE.replace(seed=seed, output_dir=str(tmp_path), checkpoint_every_env_steps=50_000)
     result = train(cfg, progress=False, log_tensorboard=False)
-    best = max(row["eval_return_mean"] for row in result.history)
-    assert best >= 200, [row["eval_return_mean"] for row in result.history]
+    evals = [row["eval_return_mean"] for row in result.history]
+    assert result.first_solve_env_step is not None, evals
+    assert result.final_eval_mean >= 200, evals
 
 
 @pytest.mark.slow
