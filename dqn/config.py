@@ -103,6 +103,9 @@ class DQNConfig:
     """TensorFlow intra-op threads. 1 is fastest for small nets on few cores."""
     jit_compile: bool = True
     """Compile the update with XLA."""
+    diagnostics: bool = True
+    """Compute the backprop diagnostics: TD-error quantiles and zero-gradient fraction in every
+    update, per-layer gradient norms and dead units on a probe batch at every metrics row."""
     deterministic: bool = True
     """Enable ``tf.config.experimental.enable_op_determinism()``, so that a seed gives the same
     metrics.csv on the same machine. Once on, it stays on in the process (TF has no off switch);

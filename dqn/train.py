@@ -289,7 +289,7 @@ def _evaluate_and_log(config, agent, eval_env, replay, loop, step, epsilon, wind
     row = _metrics_row(
         step, agent, loop.episode_returns, epsilon, loop.eval_mean, loop.eval_std, window
     )
-    if loop.probe is None and step > config.learning_starts_env_steps:
+    if config.diagnostics and loop.probe is None and step > config.learning_starts_env_steps:
         loop.probe = replay.sample(PROBE_SIZE, rng=np.random.default_rng([config.seed, 3]))
     diagnostics = agent.diagnose(loop.probe) if loop.probe is not None else {}
     for name in agent.diagnostic_names():

@@ -132,9 +132,12 @@ def loss_and_grad(
         q_sa = tf.gather(q, actions, batch_dims=1)
         td_error = target - q_sa
         loss = tf.reduce_mean(loss_fn(td_error, config.loss_bound))
-    # dloss/dq_sa comes out of the same backward pass: a sample whose entry is exactly 0 teaches
-    # the network nothing (the clipped_delta bug, wherever |td_error| > bound).
-    grads, dq_sa = tape.gradient(loss, [params, q_sa])
+    if config.diagnostics:
+        # dloss/dq_sa comes out of the same backward pass: a sample whose entry is exactly 0
+        # teaches the network nothing (the clipped_delta bug, wherever |td_error| > bound).
+        grads, dq_sa = tape.gradient(loss, [params, q_sa])
+    else:
+        grads, dq_sa = tape.gradient(loss, params), tf.fill(tf.shape(q_sa), float("nan"))
     return LossGrad(loss, grads, td_error, dq_sa, q, q_sa)
 
 
@@ -156,18 +159,25 @@ def train_step(
     grad_steps = state.grad_steps + 1
     due = tf.equal(grad_steps % config.target_update_every_grad_steps, 0)
     new_target = tf.where(due, sync_target(state.target, online, config.target_tau), state.target)
+    return LearnerState(online, new_target, m, v, adam_step, grad_steps), _step_metrics(
+        out, grad_norm, config
+    )
+
+
+def _step_metrics(out: LossGrad, grad_norm: tf.Tensor, config: DQNConfig) -> tf.Tensor:
+    """The STEP_METRICS vector; with diagnostics off only loss, Q and gradient norm (rest NaN)."""
+    nan = tf.constant(float("nan"))
     abs_td = tf.abs(out.td_error)
-    metrics = tf.stack([
-        out.loss,
-        tf.reduce_mean(abs_td),
-        *_abs_quantiles(out.td_error),
-        tf.reduce_mean(tf.cast(tf.equal(out.dq_sa, 0.0), tf.float32)),
-        tf.reduce_mean(tf.cast(abs_td > config.loss_bound, tf.float32)),
-        tf.reduce_mean(out.q_sa),
-        tf.reduce_max(tf.abs(out.q)),
+    if config.diagnostics:
+        td_stats = [tf.reduce_mean(abs_td), *_abs_quantiles(out.td_error)]
+        zero = tf.reduce_mean(tf.cast(tf.equal(out.dq_sa, 0.0), tf.float32))
+        over = tf.reduce_mean(tf.cast(abs_td > config.loss_bound, tf.float32))
+    else:
+        td_stats, zero, over = [nan] * 5, nan, nan
+    return tf.stack([
+        out.loss, *td_stats, zero, over, tf.reduce_mean(out.q_sa), tf.reduce_max(tf.abs(out.q)),
         grad_norm,
     ])
-    return LearnerState(online, new_target, m, v, adam_step, grad_steps), metrics
 
 
 def make_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig):

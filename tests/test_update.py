@@ -121,3 +121,20 @@ def test_hard_target_sync_happens_every_n_grad_steps():
             np.testing.assert_array_equal(target, online)
         else:
             assert not np.array_equal(target, online)
+
+
+def test_diagnostics_off_learns_the_same_and_reports_only_cheap_metrics():
+    rng = np.random.default_rng(3)
+    batch = (tf.constant(rng.normal(size=(8, 2)), tf.float32), tf.constant(rng.integers(0, 2, 8), tf.int32),
+             tf.constant(rng.normal(size=8), tf.float32), tf.constant(rng.normal(size=(8, 2)), tf.float32),
+             tf.zeros(8))
+    start = state_for(rng.normal(size=4))
+    on, m_on = train_step(start, batch, linear_forward, losses.huber, DQNConfig())
+    off, m_off = train_step(start, batch, linear_forward, losses.huber, DQNConfig(diagnostics=False))
+    np.testing.assert_array_equal(on.online.numpy(), off.online.numpy())
+    on_d, off_d = dict(zip(METRIC_NAMES, m_on.numpy())), dict(zip(METRIC_NAMES, m_off.numpy()))
+    for name in METRIC_NAMES:
+        if name in ("loss", "q_mean", "q_abs_max", "grad_norm"):
+            assert off_d[name] == on_d[name], name
+        else:
+            assert np.isnan(off_d[name]), name
