@@ -49,12 +49,18 @@ def q_bound(config: DQNConfig, env: gym.Env) -> float:
     return BOUND_MULTIPLE * r_max / (1.0 - config.gamma)
 
 
+# The metrics every update computes. The others (TD-error quantiles, zero-gradient fraction) are
+# NaN by design when ``config.diagnostics`` is off, so they must not count as divergence.
+GUARDED_METRICS = ("loss", "q_mean", "q_abs_max", "grad_norm")
+
+
 def check_update(metrics: np.ndarray, names: Sequence[str], bound: float, env_step: int) -> None:
     """Raise DivergenceError naming the step, the metric, the cause and the remedy."""
-    bad = ~np.isfinite(metrics)
-    if bad.any():
-        name = names[int(np.argmax(bad))]
-        problem = f"{name} became {metrics[int(np.argmax(bad))]}"
+    for name in GUARDED_METRICS:
+        value = metrics[list(names).index(name)]
+        if not np.isfinite(value):
+            problem = f"{name} became {value}"
+            break
     else:
         q_abs_max = float(metrics[list(names).index("q_abs_max")])
         if q_abs_max <= bound:

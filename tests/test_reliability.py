@@ -130,6 +130,8 @@ class NoRewardRange(gym.Env):
 def test_the_guard_names_the_step_the_metric_and_the_remedy():
     metrics = np.ones(len(METRIC_NAMES), np.float32)
     check_update(metrics, METRIC_NAMES, 10.0, 100)  # fine: no error
+    metrics[METRIC_NAMES.index("td_error_abs_p99")] = np.nan  # diagnostics off: NaN by design
+    check_update(metrics, METRIC_NAMES, 10.0, 100)
     metrics[METRIC_NAMES.index("grad_norm")] = np.inf
     with pytest.raises(DivergenceError, match="env step 1234: grad_norm became inf.*max_grad_norm"):
         check_update(metrics, METRIC_NAMES, 10.0, 1234)
