@@ -23,9 +23,12 @@ from dqn.envs import check_spaces
 from dqn.errors import CheckpointError
 from dqn.io import atomic_write_text, commit_dir, fresh_tmp_dir
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
-from dqn.replay import Batch
+from dqn.replay import Batch, pack_batch
 from dqn.run_state import check_agent_files
-from dqn.update import IS_MAX_METRIC, METRIC_NAMES, LearnerState, loss_and_grad, make_burst
+from dqn.update import (
+    IS_MAX_METRIC, METRIC_NAMES, LearnerState, loss_and_grad, make_packed_burst, pack_state,
+    unpack_state,
+)
 
 _FORMAT_VERSION = 1
 
@@ -75,7 +78,7 @@ class DQNAgent:
         )
         self.rng = np.random.default_rng([config.seed, 1])  # exploration only
         loss_fn = losses.get(config.loss)
-        burst = make_burst(self._net.forward, loss_fn, config)
+        burst = make_packed_burst(self._net.forward, loss_fn, config, self.obs_dim)
         self._burst = tf.function(burst, jit_compile=config.jit_compile, reduce_retracing=True)
         self._compiled: dict[tuple, Callable] = {}
         self._q_fn = tf.function(self._net.forward)
@@ -94,7 +97,7 @@ class DQNAgent:
         if self._mirror is not None:
             q = self._mirror(batch)
         else:
-            q = self._q_fn(self.state.online, tf.constant(batch)).numpy()
+            q = self._q_fn(self._packed[0], tf.constant(batch)).numpy()
         return q[0] if obs.ndim == 1 else q
 
     def act(self, obs: np.ndarray, epsilon: float = 0.0) -> int:
@@ -115,18 +118,32 @@ class DQNAgent:
 
     def update_raw(self, batch: Batch) -> np.ndarray:
         """Like ``update``, as an array ordered as METRIC_NAMES (no dict on the hot path)."""
-        if batch.actions.ndim == 1:
-            batch = Batch(*(x[None] for x in batch))
-        args = _tensors(batch)
+        return self.update_rows(pack_batch(batch))
+
+    def update_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Gradient steps on packed replay rows [B, W] or [K, B, W] (``ReplayBuffer.sample_rows``)."""
+        if rows.ndim == 2:
+            rows = rows[None]
+        args = (*self._packed, tf.constant(rows, tf.float32))
         # Calling the concrete function skips tf.function's argument matching (~50 us a call).
-        key = batch.actions.shape
-        fn = self._compiled.get(key)
+        fn = self._compiled.get(rows.shape)
         if fn is None:
-            fn = self._compiled[key] = self._burst.get_concrete_function(self.state, *args)
-        self.state, sums, maxes = fn(self.state, *args)
+            fn = self._compiled[rows.shape] = self._burst.get_concrete_function(*args)
+        *packed, metrics = fn(*args)
+        self._packed = tuple(packed)
         self._on_params_changed()
-        k = batch.actions.shape[0]
-        return np.where(IS_MAX_METRIC, maxes.numpy(), sums.numpy() / k)
+        metrics = metrics.numpy()
+        n = len(METRIC_NAMES)
+        return np.where(IS_MAX_METRIC, metrics[n:], metrics[:n] / rows.shape[0])
+
+    @property
+    def state(self) -> LearnerState:
+        """The learner state (parameters, Adam moments, counters) as tensors."""
+        return unpack_state(*self._packed)
+
+    @state.setter
+    def state(self, state: LearnerState) -> None:
+        self._packed = pack_state(state)
 
     def diagnose(self, batch: Batch) -> dict[str, float]:
         """Diagnostics on a probe batch [batch, ...], without updating anything.
@@ -158,10 +175,10 @@ class DQNAgent:
 
     @property
     def grad_steps(self) -> int:
-        return int(self.state.grad_steps)
+        return int(self._packed[2])
 
     def _on_params_changed(self) -> None:
-        self._online_flat = self.state.online.numpy()
+        self._online_flat = self._packed[0].numpy()
         if self._mirror is not None:
             self._mirror.load(self._online_flat)
         self._models_stale = True

@@ -313,6 +313,7 @@ def _check_values(c: DQNConfig) -> None:
             c.learning_rate_end >= 0,
             f"config key 'learning_rate_end' must be >= 0 or null, got {c.learning_rate_end!r}",
         )
+    need(c.env_id.strip() == c.env_id, f"config key 'env_id' has stray spaces: {c.env_id!r}")
 
 
 def total_grad_steps(c: DQNConfig) -> int:
@@ -321,4 +322,3 @@ def total_grad_steps(c: DQNConfig) -> int:
         c.learning_starts_env_steps // c.train_every_env_steps
     )
     return max(bursts, 0) * c.gradient_steps_per_train
-    need(c.env_id.strip() == c.env_id, f"config key 'env_id' has stray spaces: {c.env_id!r}")

@@ -28,11 +28,14 @@ class ReplayBuffer:
         if capacity <= 0:
             raise ValueError(f"capacity must be > 0, got {capacity}")
         self.capacity = int(capacity)
-        self.obs = np.zeros((capacity, obs_dim), np.float32)
-        self.next_obs = np.zeros((capacity, obs_dim), np.float32)
-        self.actions = np.zeros(capacity, np.int32)
-        self.rewards = np.zeros(capacity, np.float32)
-        self.terminated = np.zeros(capacity, np.float32)
+        self.obs_dim = int(obs_dim)
+        # One float32 row per transition, [obs | next_obs | action, reward, terminated]: a
+        # sample is one fancy-index and the compiled update takes one tensor instead of five
+        # (each tensor argument of a TF call costs dispatch time). The named fields are views.
+        self.rows = np.zeros((capacity, row_width(obs_dim)), np.float32)
+        d = obs_dim
+        self.obs, self.next_obs = self.rows[:, :d], self.rows[:, d : 2 * d]
+        self.actions, self.rewards, self.terminated = (self.rows[:, 2 * d + i] for i in range(3))
         self.rng = rng
         self.position = 0  # next slot to write
         self.size = 0  # filled slots
@@ -59,11 +62,36 @@ class ReplayBuffer:
         batches drawn at once for a fused burst of k gradient steps. ``rng`` draws from another
         generator (e.g. a diagnostics probe) without disturbing the buffer's own stream.
         """
+        return unpack_rows(self.sample_rows(batch_size, num_batches, rng), self.obs_dim)
+
+    def sample_rows(
+        self, batch_size: int, num_batches: int | None = None, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """Like ``sample``, as packed rows [..., row_width(obs_dim)] (the training fast path)."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         shape = (batch_size,) if num_batches is None else (num_batches, batch_size)
         idx = (self.rng if rng is None else rng).integers(0, self.size, size=shape)
-        return Batch(
-            self.obs[idx], self.actions[idx], self.rewards[idx], self.next_obs[idx],
-            self.terminated[idx],
-        )
+        return self.rows[idx]
+
+
+def row_width(obs_dim: int) -> int:
+    return 2 * obs_dim + 3
+
+
+def pack_batch(batch: Batch) -> np.ndarray:
+    """Batch -> packed float32 rows (actions stored as floats: exact below 2**24)."""
+    columns = (batch.actions, batch.rewards, batch.terminated)
+    return np.concatenate(
+        [np.asarray(batch.obs, np.float32), np.asarray(batch.next_obs, np.float32),
+         np.stack([np.asarray(c, np.float32) for c in columns], axis=-1)],
+        axis=-1,
+    )
+
+
+def unpack_rows(rows: np.ndarray, obs_dim: int) -> Batch:
+    d = obs_dim
+    return Batch(
+        rows[..., :d], rows[..., 2 * d].astype(np.int32), rows[..., 2 * d + 1],
+        rows[..., d : 2 * d], rows[..., 2 * d + 2],
+    )

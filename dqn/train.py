@@ -227,8 +227,8 @@ def _run(
 
                 if (step > config.learning_starts_env_steps
                         and step % config.train_every_env_steps == 0):
-                    batch = replay.sample(config.batch_size, config.gradient_steps_per_train)
-                    values = agent.update_raw(batch)
+                    rows = replay.sample_rows(config.batch_size, config.gradient_steps_per_train)
+                    values = agent.update_rows(rows)
                     check_update(values, METRIC_NAMES, bound, step)  # before anything is saved
                     metrics.add(values)
 

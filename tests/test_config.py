@@ -99,3 +99,16 @@ def test_the_shipped_cartpole_config_loads():
 
     cfg = DQNConfig.from_yaml(Path(__file__).parent.parent / "configs" / "cartpole.yaml")
     assert cfg.env_id == "CartPole-v1" and cfg.loss == "huber"
+
+
+def test_env_id_with_stray_spaces_is_refused():
+    with pytest.raises(ConfigError, match="stray spaces"):
+        DQNConfig(env_id=" CartPole-v1")
+
+
+def test_total_grad_steps_counts_bursts_after_learning_starts():
+    # Bursts at env steps 256, 512, ..., 49920 (195 of them); the first 3 (<= 1000) are before
+    # learning starts: 192 bursts of 128 gradient steps.
+    from dqn.config import total_grad_steps
+
+    assert total_grad_steps(DQNConfig()) == 192 * 128

@@ -138,3 +138,25 @@ def test_diagnostics_off_learns_the_same_and_reports_only_cheap_metrics():
             assert off_d[name] == on_d[name], name
         else:
             assert np.isnan(off_d[name]), name
+
+
+def test_the_packed_burst_computes_exactly_what_the_plain_burst_does():
+    from dqn.replay import Batch, pack_batch
+    from dqn.update import make_packed_burst, pack_state, unpack_state
+
+    rng = np.random.default_rng(5)
+    k, b = 3, 4
+    batch = Batch(
+        rng.normal(size=(k, b, 2)).astype(np.float32), rng.integers(0, 2, (k, b)).astype(np.int32),
+        rng.normal(size=(k, b)).astype(np.float32), rng.normal(size=(k, b, 2)).astype(np.float32),
+        (rng.random((k, b)) < 0.3).astype(np.float32),
+    )
+    cfg = DQNConfig(target_update_every_grad_steps=2)
+    start = state_for(rng.normal(size=4))
+    plain, sums, maxes = make_burst(linear_forward, losses.huber, cfg)(start, *batch)
+    *packed, metrics = make_packed_burst(linear_forward, losses.huber, cfg, obs_dim=2)(
+        *pack_state(start), tf.constant(pack_batch(batch))
+    )
+    for a, b_ in zip(unpack_state(*packed), plain):
+        np.testing.assert_array_equal(a.numpy(), b_.numpy())
+    np.testing.assert_array_equal(metrics.numpy(), np.concatenate([sums.numpy(), maxes.numpy()]))

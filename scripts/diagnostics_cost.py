@@ -1,0 +1,46 @@
+"""What the backprop diagnostics cost: train the same config with them on and off, side by side.
+
+    python scripts/diagnostics_cost.py [--config configs/cartpole.yaml] [--seeds 2]
+
+Runs alternate (on, off, on, off, ...) in this one process so that both see the same machine.
+Prints the training wall time of each (evaluation excluded) and the ratio on/off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/cartpole.yaml")
+    parser.add_argument("--seeds", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    from dqn.config import DQNConfig
+    from dqn.runtime import import_tensorflow_quietly
+
+    base = DQNConfig.from_yaml(args.config)
+    import_tensorflow_quietly(base.num_threads)
+    from dqn.train import train
+
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(args.seeds):
+            for on in (True, False):
+                cfg = base.replace(seed=seed, diagnostics=on, output_dir=tmp)
+                result = train(cfg, progress=False, log_tensorboard=False)
+                seconds[on].append(result.train_seconds)
+                print(f"seed {seed} diagnostics {'on ' if on else 'off'}: "
+                      f"{result.train_seconds:.2f} s", flush=True)
+    on, off = statistics.median(seconds[True]), statistics.median(seconds[False])
+    print(f"\nmedian train seconds: diagnostics on {on:.2f}, off {off:.2f}; "
+          f"on/off = {on / off:.3f} (target <= 1.10)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
