@@ -29,7 +29,8 @@ DEFAULT_VARIANTS = (
 )
 RESULT_COLUMNS = (
     "variant", "loss", "seed", "first_solve_env_step", "final_eval_mean", "eval_auc",
-    "zero_grad_fraction_mean", "over_bound_fraction_mean", "q_abs_max", "train_seconds",
+    "zero_grad_fraction_mean", "over_bound_fraction_mean", "q_abs_max", "diverged_at_env_step",
+    "train_seconds",
 )
 
 
@@ -88,15 +89,30 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict:
     import_tensorflow_quietly(config.num_threads)
     from dqn.train import train
 
+    from dqn.errors import DivergenceError
+    from dqn.report import read_metrics
+
     run_path = Path(run_dir)
-    result = train(config, run_dir=run_path / "run", progress=False)
+    try:
+        result = train(config, run_dir=run_path / "run", progress=False)
+        history, first_solve, seconds = result.history, result.first_solve_env_step, result.train_seconds
+        diverged_at = None
+    except DivergenceError:
+        # Divergence is an outcome of the loss under test, not a failure of the comparison: keep
+        # the evaluations made before the guard stopped the run and say where it stopped.
+        summary = json.loads((run_path / "run" / "summary.json").read_text())
+        columns = read_metrics(run_path / "run" / "metrics.csv")
+        history = [dict(zip(columns, values)) for values in zip(*columns.values())]
+        first_solve, seconds = summary["first_solve_env_step"], summary["train_seconds"]
+        diverged_at = summary["env_steps"]
     row = {
         "variant": label,
         "loss": config.loss,
         "seed": config.seed,
-        **summarize_run(result.history, result.first_solve_env_step),
-        "train_seconds": round(result.train_seconds, 2),
-        "curve": [[r["env_step"], r["eval_return_mean"]] for r in result.history],
+        **summarize_run(history, first_solve),
+        "diverged_at_env_step": diverged_at,
+        "train_seconds": round(seconds, 2),
+        "curve": [[r["env_step"], r["eval_return_mean"]] for r in history],
     }
     atomic_write_text(run_path / "result.json", json.dumps(row))
     return row
@@ -184,7 +200,7 @@ def write_results(rows: Sequence[dict], out: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in RESULT_COLUMNS})
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in RESULT_COLUMNS})
     atomic_write_text(out / "results.csv", buf.getvalue())
 
 

@@ -34,10 +34,11 @@ def summary_markdown(rows: Sequence[dict], threshold: float, seed: int = 0) -> s
     """Per variant: solve rate, median steps to solve, IQM of final eval and AUC with 95% CIs."""
     groups = group(rows)
     lines = [
-        f"| variant | runs | solved (eval >= {threshold:g}) | median env steps to solve "
+        f"| variant | runs | solved (eval >= {threshold:g}) | still >= {threshold:g} at the end "
+        "| median env steps to solve "
         "| final eval, IQM [95% CI] | eval AUC, IQM [95% CI] | zero-grad fraction | max abs Q "
-        "| train s (median) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| diverged | train s (median) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, runs in groups.items():
         solved = [r["first_solve_env_step"] for r in runs if r["first_solve_env_step"] is not None]
@@ -47,12 +48,19 @@ def summary_markdown(rows: Sequence[dict], threshold: float, seed: int = 0) -> s
         qmax = [r["q_abs_max"] for r in runs]
         lines.append(
             f"| {label} | {len(runs)} | {len(solved)}/{len(runs)} "
+            f"| {sum(f >= threshold for f in final)}/{len(runs)} "
             f"| {int(np.median(solved)) if solved else 'n/a'} "
             f"| {_fmt_ci(*iqm_ci(final, seed=seed))} | {_fmt_ci(*iqm_ci(auc, seed=seed))} "
             f"| {np.nanmean(zero):.3f} | {np.nanmax(qmax):.1f} "
+            f"| {sum(r.get('diverged_at_env_step') is not None for r in runs)} "
             f"| {np.median([r['train_seconds'] for r in runs]):.1f} |"
         )
-    text = "\n".join(lines)
+    text = "\n".join(lines) + (
+        "\n\nFinal eval: the greedy evaluation at the last step (for a run the divergence guard "
+        "stopped, its last evaluation before the stop). Eval AUC: the mean of all evaluations. "
+        "Intervals: 95% percentile bootstrap over runs (scipy). Zero-grad fraction: share of "
+        "sampled transitions whose loss gradient was exactly 0, averaged over training."
+    )
     if "huber" in groups and "clipped_delta" in groups:
         for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):
             x = [r[metric] for r in groups["huber"]]
@@ -83,8 +91,13 @@ def load_curves(out: Path, rows: Sequence[dict]) -> dict[str, list[dict[str, np.
 
 
 def _stack(runs: list[dict[str, np.ndarray]], key: str) -> tuple[np.ndarray, np.ndarray]:
-    n = min(len(r["env_step"]) for r in runs)
-    return runs[0]["env_step"][:n], np.stack([r[key][:n] for r in runs])
+    """[runs, evaluations] of one column; a run stopped early (diverged) is padded with NaN."""
+    longest = max(runs, key=lambda r: len(r["env_step"]))
+    n = len(longest["env_step"])
+    values = np.full((len(runs), n), np.nan)
+    for i, r in enumerate(runs):
+        values[i, : len(r[key])] = r[key]
+    return longest["env_step"], values
 
 
 def plot_all(out: Path, rows: Sequence[dict], seed: int = 0) -> list[Path]:
@@ -107,10 +120,14 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
     written = []
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, runs in curves.items():
+    styles = ("-", "--", "-.", ":")
+    for i, (label, runs) in enumerate(curves.items()):
         steps, evals = _stack(runs, "eval_return_mean")
-        cis = np.array([iqm_ci(evals[:, j], seed=seed) for j in range(evals.shape[1])])
-        (line,) = ax.plot(steps, cis[:, 0], label=label)
+        cis = np.array([iqm_ci(col[np.isfinite(col)], seed=seed) for col in evals.T])
+        # Variants with identical gradients (huber, clipped_grad) draw identical curves:
+        # distinct dashes keep both visible.
+        (line,) = ax.plot(steps, cis[:, 0], styles[i % len(styles)], lw=2.2 - 0.3 * (i % 4),
+                          label=label)
         ax.fill_between(steps, cis[:, 1], cis[:, 2], color=line.get_color(), alpha=0.2)
     ax.set(xlabel="env steps", ylabel="greedy evaluation return (IQM, 95% CI)")
     ax.legend(fontsize=8)

@@ -67,3 +67,17 @@ def test_smoke_comparison_writes_every_output_and_resumes(tmp_path):
     for key in RESULT_COLUMNS:
         if key != "train_seconds":
             assert redone[key] == lost_row[key], key
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_the_divergence_guard_is_recorded_not_fatal(tmp_path):
+    # |Q| passes 0.5 within a few hundred updates: the guard stops that run; the comparison
+    # records where, keeps the evaluations made before, and still writes every output.
+    cfg = TINY.replace(max_abs_q=0.5)
+    rows = run_comparison(cfg, [Variant.parse("l2")], [0], tmp_path, workers=1, progress=False)
+    (row,) = rows
+    assert row["diverged_at_env_step"] is not None
+    assert row["diverged_at_env_step"] < cfg.total_env_steps
+    for name in OUTPUTS:
+        assert (tmp_path / name).is_file(), name
+    assert "| l2 | 1 |" in (tmp_path / "summary.md").read_text()
