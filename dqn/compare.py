@@ -61,6 +61,10 @@ def run_name(label: str, seed: int) -> str:
 
 def summarize_run(history: Sequence[Mapping[str, float]], first_solve: int | None) -> dict:
     """The per-run numbers of results.csv from the metrics rows of one run."""
+    if not history:  # stopped (diverged) before its first evaluation
+        nan = float("nan")
+        return {"first_solve_env_step": first_solve, "final_eval_mean": nan, "eval_auc": nan,
+                "zero_grad_fraction_mean": nan, "over_bound_fraction_mean": nan, "q_abs_max": nan}
     evals = np.array([row["eval_return_mean"] for row in history], float)
     zero = np.array([row["zero_grad_fraction"] for row in history], float)
     over = np.array([row["over_bound_fraction"] for row in history], float)

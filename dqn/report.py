@@ -51,7 +51,7 @@ def summary_markdown(rows: Sequence[dict], threshold: float, seed: int = 0) -> s
             f"| {sum(f >= threshold for f in final)}/{len(runs)} "
             f"| {int(np.median(solved)) if solved else 'n/a'} "
             f"| {_fmt_ci(*iqm_ci(final, seed=seed))} | {_fmt_ci(*iqm_ci(auc, seed=seed))} "
-            f"| {np.nanmean(zero):.3f} | {np.nanmax(qmax):.1f} "
+            f"| {_nan_safe(np.nanmean, zero):.3f} | {_nan_safe(np.nanmax, qmax):.1f} "
             f"| {sum(r.get('diverged_at_env_step') is not None for r in runs)} "
             f"| {np.median([r['train_seconds'] for r in runs]):.1f} |"
         )
@@ -72,10 +72,18 @@ def summary_markdown(rows: Sequence[dict], threshold: float, seed: int = 0) -> s
     return text + "\n"
 
 
+def _nan_safe(fn, values) -> float:
+    """fn over the finite values; NaN (no warning) when there are none."""
+    x = np.asarray(values, float)
+    return float(fn(x)) if np.isfinite(x).any() else float("nan")
+
+
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
     with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return {k: np.array([float(r[k]) if r[k] != "" else math.nan for r in rows]) for k in rows[0]}
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        columns = reader.fieldnames or []
+    return {k: np.array([float(r[k]) if r[k] != "" else math.nan for r in rows]) for k in columns}
 
 
 def load_curves(out: Path, rows: Sequence[dict]) -> dict[str, list[dict[str, np.ndarray]]]:

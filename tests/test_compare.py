@@ -73,7 +73,7 @@ def test_smoke_comparison_writes_every_output_and_resumes(tmp_path):
 def test_a_run_stopped_by_the_divergence_guard_is_recorded_not_fatal(tmp_path):
     # |Q| passes 0.5 within a few hundred updates: the guard stops that run; the comparison
     # records where, keeps the evaluations made before, and still writes every output.
-    cfg = TINY.replace(max_abs_q=0.5)
+    cfg = TINY.replace(max_abs_q=0.5, eval_every_env_steps=250)
     rows = run_comparison(cfg, [Variant.parse("l2")], [0], tmp_path, workers=1, progress=False)
     (row,) = rows
     assert row["diverged_at_env_step"] is not None
