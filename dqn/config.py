@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -234,7 +234,8 @@ def _coerce(name: str, value: Any, kind: str) -> Any:
     raise AssertionError(kind)
 
 
-_KINDS = {int: "an integer", float: "a number", bool: "a bool", str: "a string"}
+# Field annotations are strings here (``from __future__ import annotations``): "float | None".
+_KINDS = {"int": "an integer", "float": "a number", "bool": "a bool", "str": "a string"}
 
 
 def _check_types(cfg: DQNConfig) -> None:
@@ -250,7 +251,7 @@ def _check_types(cfg: DQNConfig) -> None:
         if optional and value is None:
             continue
         base = str(f.type).split("|")[0].strip()
-        kind = {"int": "an integer", "float": "a number", "bool": "a bool", "str": "a string"}[base]
+        kind = _KINDS[base]
         if optional:
             kind_msg = kind + " or null"
             try:
