@@ -7,7 +7,6 @@ compiled function, and keeps the numpy mirror used for acting in step with the w
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +20,7 @@ from dqn.checkpoint import resolve_agent_dir
 from dqn.config import DQNConfig
 from dqn.envs import check_spaces
 from dqn.errors import CheckpointError
-from dqn.io import atomic_write_text, commit_dir, fresh_tmp_dir
+from dqn.io import atomic_write_text, write_dir_atomically
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
 from dqn.replay import Batch, pack_batch
 from dqn.run_state import check_agent_files
@@ -205,30 +204,25 @@ class DQNAgent:
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
         """Write config, both networks, Adam state and counters; atomic (temp folder + rename)."""
-        final = Path(directory)
-        tmp = fresh_tmp_dir(final)
-        try:
-            self.config.to_yaml(tmp / "config.yaml")
-            self.online.save(tmp / "online.keras")
-            self.target.save(tmp / "target.keras")
-            s = self.state
-            np.savez(
-                tmp / "optimizer.npz", adam_m=s.adam_m.numpy(), adam_v=s.adam_v.numpy(),
-                adam_step=s.adam_step.numpy(),
-            )
-            meta = {
-                "format_version": _FORMAT_VERSION,
-                "obs_dim": self.obs_dim,
-                "n_actions": self.n_actions,
-                "grad_steps": self.grad_steps,
-                "rng_state": self.rng.bit_generator.state,
-            }
-            atomic_write_text(tmp / "agent.json", json.dumps(meta, indent=1))
-            commit_dir(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return final
+        return write_dir_atomically(Path(directory), self._write)
+
+    def _write(self, folder: Path) -> None:
+        self.config.to_yaml(folder / "config.yaml")
+        self.online.save(folder / "online.keras")
+        self.target.save(folder / "target.keras")
+        s = self.state
+        np.savez(
+            folder / "optimizer.npz", adam_m=s.adam_m.numpy(), adam_v=s.adam_v.numpy(),
+            adam_step=s.adam_step.numpy(),
+        )
+        meta = {
+            "format_version": _FORMAT_VERSION,
+            "obs_dim": self.obs_dim,
+            "n_actions": self.n_actions,
+            "grad_steps": self.grad_steps,
+            "rng_state": self.rng.bit_generator.state,
+        }
+        atomic_write_text(folder / "agent.json", json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, directory: str | Path) -> "DQNAgent":

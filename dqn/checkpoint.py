@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 
 from dqn.config import DQNConfig
 from dqn.errors import CheckpointError, CheckpointWarning
-from dqn.io import atomic_write_text, commit_dir, fresh_tmp_dir
+from dqn.io import atomic_write_text, write_dir_atomically
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
@@ -66,15 +66,11 @@ def write_checkpoint(
     run_dir: Path, env_step: int, fill: Callable[[Path], None], keep: int
 ) -> Path:
     """Call ``fill(tmp_folder)``, add the manifest, rename into place, prune to ``keep``."""
-    final = checkpoint_dir(run_dir, env_step)
-    tmp = fresh_tmp_dir(final)
-    try:
-        fill(tmp)
-        write_manifest(tmp, env_step)
-        commit_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    def fill_and_sign(folder: Path) -> None:
+        fill(folder)
+        write_manifest(folder, env_step)  # last: a folder with a manifest is complete
+
+    final = write_dir_atomically(checkpoint_dir(run_dir, env_step), fill_and_sign)
     for old in list_checkpoints(run_dir)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return final

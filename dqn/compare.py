@@ -8,7 +8,6 @@ interrupted comparison restarts where it stopped and never redoes a finished run
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +85,6 @@ def _nanmean(x: np.ndarray) -> float:
 
 def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict:
     """Train one run in a worker process (one TF thread) and write its result.json."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from dqn.runtime import import_tensorflow_quietly
 
     config = DQNConfig.from_dict(config_dict)

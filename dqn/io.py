@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -25,6 +26,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> Path:
+    """Call ``fill(tmp)`` on a new folder beside ``final``, then rename it into place.
+
+    A failure (or Ctrl-C) while filling removes the temporary folder and leaves any previous
+    ``final`` untouched: a reader never sees half a folder.
+    """
+    final = Path(final)
+    tmp = fresh_tmp_dir(final)
+    try:
+        fill(tmp)
+        commit_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
 
 
 def fresh_tmp_dir(final: Path) -> Path:

@@ -100,15 +100,11 @@ _NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 class NumpyMLP:
     """A numpy forward pass over views of a flat parameter vector (a chain of Dense layers)."""
 
-    def __init__(self, network: FlatNetwork):
+    def __init__(self, network: FlatNetwork, activation_names: list[str]):
+        """Use ``NumpyMLP.mirror``, which checks that the model is a chain it can reproduce."""
         self._network = network
-        self._activations = [
-            _NUMPY_ACTIVATIONS[keras.activations.serialize(layer.activation)]
-            for layer in _dense_layers(network.model)
-        ]
-        self.activation_names = [
-            keras.activations.serialize(layer.activation) for layer in _dense_layers(network.model)
-        ]
+        self.activation_names = activation_names
+        self._activations = [_NUMPY_ACTIVATIONS[name] for name in activation_names]
         self.params: list[tuple[np.ndarray, np.ndarray]] = []
 
     @classmethod
@@ -124,7 +120,7 @@ class NumpyMLP:
             return None
         if any(not lyr.use_bias for lyr in layers) or len(network.shapes) != 2 * len(layers):
             return None
-        mirror = cls(network)
+        mirror = cls(network, names)
         mirror.load(flat)
         # Dense layers could be wired as something other than a chain (skips, concatenations):
         # accept the mirror only if it reproduces the model on a probe batch.
@@ -160,6 +156,3 @@ class NumpyMLP:
             out.append(x)
         return out
 
-
-def _dense_layers(model: keras.Model) -> list[keras.layers.Dense]:
-    return [lyr for lyr in model.layers if isinstance(lyr, keras.layers.Dense)]

@@ -6,12 +6,11 @@ import os
 
 
 def configure_tensorflow(num_threads: int) -> None:
-    """Quiet TF's C++ logs and set its thread pools (a no-op once TF has started running ops).
+    """Set TF's thread pools (a no-op once TF has started running ops).
 
     On a 2-core machine the small matrices of a DQN are fastest on one thread: more threads add
     synchronisation but no useful parallel work (measured by ``scripts/bench.py``).
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     threading = tf.config.threading

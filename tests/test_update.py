@@ -91,11 +91,12 @@ def test_a_fused_burst_equals_k_single_steps_on_the_same_batches():
     loss_fn = losses.get(cfg.loss)
     start = state_for(rng.normal(size=4))
     fused, sums, maxes = tf.function(make_burst(linear_forward, loss_fn, cfg))(start, *batches)
-    state, per_step = start, []
+    state, per_step, online_after = start, [], []
     for i in range(k):
         state, metrics = train_step(state, tuple(tf.constant(x[i]) for x in batches),
                                     linear_forward, loss_fn, cfg)
         per_step.append(metrics.numpy())
+        online_after.append(state.online.numpy())
     for a, b_ in zip(fused, state):
         np.testing.assert_allclose(a.numpy(), b_.numpy(), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(sums.numpy(), np.sum(per_step, axis=0), rtol=1e-5)
@@ -103,6 +104,7 @@ def test_a_fused_burst_equals_k_single_steps_on_the_same_batches():
     assert int(fused.grad_steps) == k
     # The target was synced at grad step 4 and not after: it equals the online params of step 4.
     assert not np.allclose(fused.target.numpy(), fused.online.numpy())
+    np.testing.assert_allclose(fused.target.numpy(), online_after[3], rtol=1e-6, atol=1e-7)
 
 
 def test_hard_target_sync_happens_every_n_grad_steps():
@@ -115,7 +117,6 @@ def test_hard_target_sync_happens_every_n_grad_steps():
     for _ in range(6):
         state, _ = train_step(state, batch, linear_forward, losses.huber, cfg)
         targets.append((state.target.numpy().copy(), state.online.numpy().copy()))
-    initial = state_for(np.zeros(4))  # noqa: F841 (documentation: targets start at the init)
     for step, (target, online) in enumerate(targets, start=1):
         if step % 3 == 0:
             np.testing.assert_array_equal(target, online)
