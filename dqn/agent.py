@@ -19,6 +19,7 @@ from dqn import losses
 from dqn.checkpoint import resolve_agent_dir
 from dqn.config import DQNConfig
 from dqn.envs import check_spaces
+from dqn.fastcall import flat_caller
 from dqn.errors import CheckpointError
 from dqn.io import atomic_write_text, write_dir_atomically
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
@@ -92,6 +93,8 @@ class DQNAgent:
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q(s, .) for one observation [obs_dim] or a batch [n, obs_dim]."""
         obs = np.asarray(obs, np.float32)
+        if self._mirror is not None and obs.shape == (self.obs_dim,):
+            return self._mirror(obs)  # the acting hot path: one observation, no reshapes
         batch = obs.reshape(-1, self.obs_dim)
         if self._mirror is not None:
             q = self._mirror(batch)
@@ -103,7 +106,7 @@ class DQNAgent:
         """Epsilon-greedy action for one observation (greedy when epsilon is 0)."""
         if epsilon > 0.0 and self.rng.random() < epsilon:
             return int(self.rng.integers(self.n_actions))
-        return int(np.argmax(self.q_values(obs)))
+        return int(self.q_values(obs).argmax())
 
     # ------------------------------------------------------------------ learning
     def update(self, batch: Batch) -> dict[str, float]:
@@ -124,10 +127,12 @@ class DQNAgent:
         if rows.ndim == 2:
             rows = rows[None]
         args = (*self._packed, tf.constant(rows, tf.float32))
-        # Calling the concrete function skips tf.function's argument matching (~50 us a call).
+        # One compiled function per batch shape, called with flat tensors (``dqn.fastcall``):
+        # tf.function's own argument handling costs more than a small network's update.
         fn = self._compiled.get(rows.shape)
         if fn is None:
-            fn = self._compiled[rows.shape] = self._burst.get_concrete_function(*args)
+            concrete = self._burst.get_concrete_function(*args)
+            fn = self._compiled[rows.shape] = flat_caller(concrete, probe_args=args)
         *packed, metrics = fn(*args)
         self._packed = tuple(packed)
         self._on_params_changed()

@@ -12,6 +12,7 @@ classic-control envs. Otherwise only NaN and inf stop training.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -54,8 +55,16 @@ def q_bound(config: DQNConfig, env: gym.Env) -> float:
 GUARDED_METRICS = ("loss", "q_mean", "q_abs_max", "grad_norm")
 
 
+@functools.lru_cache(maxsize=8)
+def _indices(names: tuple[str, ...]) -> tuple[list[int], int]:
+    return [names.index(n) for n in GUARDED_METRICS], names.index("q_abs_max")
+
+
 def check_update(metrics: np.ndarray, names: Sequence[str], bound: float, env_step: int) -> None:
     """Raise DivergenceError naming the step, the metric, the cause and the remedy."""
+    guarded, q_index = _indices(tuple(names))
+    if np.isfinite(metrics[guarded]).all() and metrics[q_index] <= bound:
+        return  # the common case, checked once per update: keep it cheap
     for name in GUARDED_METRICS:
         value = metrics[list(names).index(name)]
         if not np.isfinite(value):

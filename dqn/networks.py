@@ -135,13 +135,19 @@ class NumpyMLP:
 
     def load(self, flat: np.ndarray) -> None:
         """Point the layers at a new flat vector (views, no copy)."""
-        offsets = np.cumsum([0, *self._network.sizes])
-        arrays = [
-            flat[a:b].reshape(s) for a, b, s in zip(offsets[:-1], offsets[1:], self._network.shapes)
-        ]
+        if not hasattr(self, "_slices"):
+            offsets = np.cumsum([0, *self._network.sizes]).tolist()
+            self._slices = list(zip(offsets[:-1], offsets[1:], self._network.shapes))
+        arrays = [flat[a:b].reshape(s) for a, b, s in self._slices]
         self.params = list(zip(arrays[0::2], arrays[1::2]))
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """Q-values of one observation [obs_dim] -> [n_actions], or of a batch [n, obs_dim].
+
+        One observation goes through matrix-vector products, half the cost of a [1, obs_dim]
+        batch (BLAS gemv instead of gemm; the same float32 sums as a batch of one, which a
+        test checks, so no action changes).
+        """
         x = np.asarray(obs, np.float32)
         for (w, b), act in zip(self.params, self._activations):
             x = act(x @ w + b)

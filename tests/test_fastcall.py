@@ -1,0 +1,73 @@
+"""The direct call of a compiled function returns exactly what the public call returns."""
+
+import numpy as np
+import tensorflow as tf
+
+from dqn import DQNAgent, DQNConfig
+from dqn import fastcall
+from dqn.fastcall import flat_caller, is_fast, public_caller
+from tests.test_agent import ACTIONS, OBS, SMALL, make_replay
+
+
+def _concrete():
+    @tf.function(jit_compile=True)
+    def f(x, y):
+        return x * 2.0 + tf.reduce_sum(y), tf.shape(y)[0] + 1
+
+    args = (tf.constant([1.0, 2.0, 3.0]), tf.constant([[0.5, 0.25]]))
+    return f.get_concrete_function(*args), args
+
+
+def test_the_direct_call_is_taken_and_returns_the_public_calls_bytes():
+    concrete, args = _concrete()
+    fast = flat_caller(concrete, probe_args=args)
+    assert is_fast(fast)  # this TensorFlow has the runtime entry point
+    got, want = fast(*args), public_caller(concrete)(*args)
+    assert [g.numpy().tobytes() for g in got] == [w.numpy().tobytes() for w in want]
+    np.testing.assert_array_equal(got[0].numpy(), [2.75, 4.75, 6.75])
+    assert int(got[1]) == 2
+
+
+def test_without_the_runtime_entry_point_the_public_call_is_used(monkeypatch):
+    concrete, args = _concrete()
+    monkeypatch.setattr(fastcall, "_runtime_caller", lambda c: None)
+    caller = flat_caller(concrete, probe_args=args)
+    assert not is_fast(caller)
+    np.testing.assert_array_equal(caller(*args)[0].numpy(), [2.75, 4.75, 6.75])
+
+
+def test_a_fast_path_that_disagrees_with_the_public_call_is_rejected(monkeypatch):
+    concrete, args = _concrete()
+    wrong = lambda *tensors: [tf.zeros([3]), tf.constant(0)]  # noqa: E731
+    monkeypatch.setattr(fastcall, "_runtime_caller", lambda c: wrong)
+    assert not is_fast(flat_caller(concrete, probe_args=args))
+    assert flat_caller(concrete, probe_args=args) is not wrong
+
+
+def test_agent_updates_through_either_call_path_are_bit_identical(monkeypatch):
+    config = SMALL.replace(jit_compile=True)
+    replay = make_replay()
+    batches = [replay.sample_rows(config.batch_size, 3) for _ in range(5)]
+    fast_agent = DQNAgent(OBS, ACTIONS, config)
+    fast_metrics = [fast_agent.update_rows(rows) for rows in batches]
+    monkeypatch.setattr(
+        "dqn.agent.flat_caller", lambda concrete, probe_args=None: public_caller(concrete)
+    )
+    slow_agent = DQNAgent(OBS, ACTIONS, config)
+    slow_metrics = [slow_agent.update_rows(rows) for rows in batches]
+    assert all(is_fast(fn) for fn in fast_agent._compiled.values())
+    assert not any(is_fast(fn) for fn in slow_agent._compiled.values())
+    np.testing.assert_array_equal(fast_metrics, slow_metrics)
+    for a, b in zip(fast_agent.state, slow_agent.state):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_acting_on_one_observation_equals_a_batch_of_one_bit_for_bit():
+    # gemv for one observation, gemm for a [1, obs_dim] batch: same float32 sums here, so the
+    # faster path changes no action (a batch of many rows may round differently, as any gemm).
+    for hidden in [(64, 64), (256, 256)]:
+        agent = DQNAgent(OBS, ACTIONS, SMALL.replace(hidden_sizes=hidden))
+        obs = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+        single = np.stack([agent.q_values(o) for o in obs])
+        batch_of_one = np.stack([agent.q_values(o[None])[0] for o in obs])
+        np.testing.assert_array_equal(single, batch_of_one)
