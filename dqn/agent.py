@@ -23,6 +23,7 @@ from dqn.fastcall import flat_caller
 from dqn.errors import CheckpointError
 from dqn.io import atomic_write_text, write_dir_atomically
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
+from dqn.numpy_update import NumpyLearner
 from dqn.replay import Batch, pack_batch
 from dqn.run_state import check_agent_files
 from dqn.update import (
@@ -72,6 +73,7 @@ class DQNAgent:
         self._target_model = target_model
         flat = self._net.read()
         zeros = tf.zeros([self._net.size])
+        self._numpy_learner: NumpyLearner | None = None
         self.state = LearnerState(
             online=tf.constant(flat), target=tf.constant(flat), adam_m=zeros, adam_v=zeros,
             adam_step=tf.constant(0.0), grad_steps=tf.constant(0, tf.int64),
@@ -88,6 +90,18 @@ class DQNAgent:
         self._online_flat = flat
         self._mirror = NumpyMLP.mirror(self._net, flat)
         self._models_stale = False
+        if config.learner == "numpy":
+            if self._mirror is None:
+                raise ValueError(
+                    "learner 'numpy' needs a chain of Dense layers (the default MLP); "
+                    "use learner 'tensorflow' for this network"
+                )
+            self._numpy_learner = NumpyLearner(
+                self._net.shapes, self._mirror.activation_names, config, flat
+            )
+            # The mirror views the learner's online vector, which is updated in place.
+            self._online_flat = self._numpy_learner.online
+            self._mirror.load(self._online_flat)
 
     # ------------------------------------------------------------------ acting
     def q_values(self, obs: np.ndarray) -> np.ndarray:
@@ -126,6 +140,10 @@ class DQNAgent:
         """Gradient steps on packed replay rows [B, W] or [K, B, W] (``ReplayBuffer.sample_rows``)."""
         if rows.ndim == 2:
             rows = rows[None]
+        if self._numpy_learner is not None:
+            metrics = self._numpy_learner.burst(rows, self.obs_dim)
+            self._models_stale = True
+            return metrics
         args = (*self._packed, tf.constant(rows, tf.float32))
         # One compiled function per batch shape, called with flat tensors (``dqn.fastcall``):
         # tf.function's own argument handling costs more than a small network's update.
@@ -143,11 +161,28 @@ class DQNAgent:
     @property
     def state(self) -> LearnerState:
         """The learner state (parameters, Adam moments, counters) as tensors."""
-        return unpack_state(*self._packed)
+        learner = self._numpy_learner
+        if learner is None:
+            return unpack_state(*self._packed)
+        return LearnerState(
+            online=tf.constant(learner.online), target=tf.constant(learner.target),
+            adam_m=tf.constant(learner.adam_m), adam_v=tf.constant(learner.adam_v),
+            adam_step=tf.constant(learner.adam_step, tf.float32),
+            grad_steps=tf.constant(learner.grad_steps, tf.int64),
+        )
 
     @state.setter
     def state(self, state: LearnerState) -> None:
-        self._packed = pack_state(state)
+        learner = self._numpy_learner
+        if learner is None:
+            self._packed = pack_state(state)
+            return
+        # Copy into the learner's arrays: the acting mirror keeps viewing ``online``.
+        for name in ("online", "target", "adam_m", "adam_v"):
+            getattr(learner, name)[:] = np.asarray(getattr(state, name), np.float32)
+        learner.adam_step = np.float32(state.adam_step)
+        learner.grad_steps = int(state.grad_steps)
+        self._models_stale = True
 
     def diagnose(self, batch: Batch) -> dict[str, float]:
         """Diagnostics on a probe batch [batch, ...], without updating anything.
@@ -179,6 +214,8 @@ class DQNAgent:
 
     @property
     def grad_steps(self) -> int:
+        if self._numpy_learner is not None:
+            return self._numpy_learner.grad_steps
         return int(self._packed[2])
 
     def _on_params_changed(self) -> None:

@@ -63,7 +63,8 @@ def _indices(names: tuple[str, ...]) -> tuple[list[int], int]:
 def check_update(metrics: np.ndarray, names: Sequence[str], bound: float, env_step: int) -> None:
     """Raise DivergenceError naming the step, the metric, the cause and the remedy."""
     guarded, q_index = _indices(tuple(names))
-    if np.isfinite(metrics[guarded]).all() and metrics[q_index] <= bound:
+    values = metrics.tolist()
+    if values[q_index] <= bound and all(math.isfinite(values[i]) for i in guarded):
         return  # the common case, checked once per update: keep it cheap
     for name in GUARDED_METRICS:
         value = metrics[list(names).index(name)]

@@ -22,6 +22,21 @@ def make_env(env_id: str) -> gym.Env:
         raise ConfigError(f"env {env_id!r} needs an extra package: {exc}") from None
 
 
+def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``env_id`` stepped together, autoresetting on the next step.
+
+    ``gym.make_vec`` uses the env's own vectorized implementation where it registers one
+    (CartPole does: one numpy step for all copies) and a synchronous loop otherwise.
+    """
+    make_env(env_id).close()  # the same one-line errors for an unknown id or a missing extra
+    envs = gym.make_vec(env_id, num_envs=num_envs)
+    mode = envs.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+    if mode != gym.vector.AutoresetMode.NEXT_STEP:
+        envs.close()
+        raise ConfigError(f"{env_id}'s vector env autoresets in mode {mode}; need NEXT_STEP")
+    return envs
+
+
 def solve_return(config: DQNConfig, env: gym.Env) -> float | None:
     """The evaluation mean that counts as solved: the config's, else the env's reward_threshold."""
     if config.solve_return is not None:

@@ -235,6 +235,11 @@ def prepare_resume(run_dir: Path) -> Resumable:
     """Find, verify and read the checkpoint to resume; CheckpointError naming what is wrong."""
     found = latest_good_checkpoint(run_dir)
     config = read_agent_config(found.path / "agent")
+    if config.num_envs > 1:  # its checkpoints hold the agent only: say so, not "corrupt"
+        raise ConfigError(
+            f"{run_dir} ran with num_envs: {config.num_envs}; only num_envs: 1 runs can be "
+            "resumed (vectorized runs keep agent-only checkpoints, which dqn-evaluate reads)"
+        )
     obs_dim, n_actions = check_env(config.env_id)
     check_agent_fits(found.path / "agent", config.env_id, obs_dim, n_actions)
     loop, replay, snapshot = load_run_state(found.path, config, obs_dim)

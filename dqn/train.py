@@ -126,7 +126,13 @@ def train(
     """Train a DQN agent as configured; write the run folder; return what it produced.
 
     Raises DivergenceError if the loss, a gradient or |Q| blows up (see ``dqn.divergence``).
+    With ``config.num_envs`` > 1 the run steps a vector env (``dqn.vector_train``).
     """
+    if config.num_envs > 1:
+        from dqn.vector_train import train_vectorized
+
+        return train_vectorized(config, network_fn=network_fn, run_dir=run_dir,
+                                progress=progress, log_tensorboard=log_tensorboard)
     configure_runtime(config)
     env = make_env(config.env_id)
     agent = DQNAgent(env.observation_space, env.action_space, config, network_fn)

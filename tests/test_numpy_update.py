@@ -1,0 +1,139 @@
+"""The numpy learner: its gradient against finite differences, its update against the
+TensorFlow learner, and the agent, save/load and training with ``learner: numpy``."""
+
+import numpy as np
+import pytest
+
+from dqn import DQNAgent, DQNConfig
+from dqn.config import LOSS_NAMES
+from dqn.numpy_update import NumpyLearner
+from tests.test_agent import ACTIONS, OBS, SMALL, make_replay
+
+SHAPES = [(3, 5), (5,), (5, 4), (4,), (4, 2), (2,)]
+
+
+def float64_learner(config, seed=0):
+    rng = np.random.default_rng(seed)
+    size = sum(int(np.prod(s)) for s in SHAPES)
+    flat = rng.normal(scale=0.7, size=size)
+    learner = NumpyLearner(SHAPES, [config.activation, config.activation, "linear"], config, flat,
+                           dtype=np.float64)
+    learner.target[:] = flat + rng.normal(scale=0.1, size=size)  # a target that differs
+    return learner
+
+
+def batch(seed=1, n=16, td_scale=1.0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, 3)), rng.integers(0, 2, n), td_scale * rng.normal(size=n),
+            rng.normal(size=(n, 3)), (rng.random(n) < 0.2).astype(np.float64))
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("activation", ["tanh", "relu", "sigmoid", "elu"])
+@pytest.mark.parametrize("double_dqn", [False, True])
+def test_the_gradient_matches_central_differences(loss, activation, double_dqn):
+    config = DQNConfig(loss=loss, activation=activation, double_dqn=double_dqn, loss_bound=1.0)
+    learner = float64_learner(config)
+    data = batch(td_scale=3.0)  # rewards spread TD errors on both sides of the bound
+    _, grads, td_error, *_ = learner.loss_and_grad(*data)
+    grads = grads.copy()
+    # clipped_grad's backward rule is Huber's derivative by design, not its value's.
+    value_of = "huber" if loss == "clipped_grad" else loss
+    check = float64_learner(config.replace(loss=value_of))
+
+    def loss_at(flat):
+        check.online[:] = flat
+        return check.loss_and_grad(*data)[0]
+
+    flat, eps = check.online.copy(), 1e-6
+    numeric = np.array([
+        (loss_at(flat + eps * e) - loss_at(flat - eps * e)) / (2 * eps) for e in np.eye(len(flat))
+    ])
+    np.testing.assert_allclose(grads, numeric, rtol=1e-6, atol=1e-8)
+    if loss == "clipped_delta":  # the bug: samples beyond the bound give exactly zero gradient
+        assert (np.abs(td_error) > 1.0).any()
+
+
+def test_zero_gradient_samples_are_exactly_those_beyond_the_bound_for_clipped_delta():
+    learner = float64_learner(DQNConfig(loss="clipped_delta", activation="tanh"))
+    _, _, td_error, dq_sa, *_ = learner.loss_and_grad(*batch(td_scale=3.0))
+    np.testing.assert_array_equal(dq_sa == 0.0, np.abs(td_error) > 1.0)
+
+
+def _pair(config, replay, steps=12, k=3):
+    tf_agent = DQNAgent(OBS, ACTIONS, config)
+    np_agent = DQNAgent(OBS, ACTIONS, config.replace(learner="numpy"))
+    for _ in range(steps):
+        rows = replay.sample_rows(config.batch_size, k)
+        tf_metrics, np_metrics = tf_agent.update_rows(rows), np_agent.update_rows(rows)
+    return tf_agent, np_agent, tf_metrics, np_metrics
+
+
+@pytest.mark.parametrize("changes", [
+    {"loss": "huber"},
+    {"loss": "clipped_delta"},
+    {"loss": "l2", "max_grad_norm": 0.5},
+    {"loss": "clipped_grad", "double_dqn": True, "target_tau": 0.25,
+     "target_update_every_grad_steps": 5},
+    {"activation": "tanh", "learning_rate_end": None},
+    {"diagnostics": False},
+])
+def test_the_numpy_learner_follows_the_tensorflow_learner(changes):
+    config = SMALL.replace(total_env_steps=2_000, **changes)
+    tf_agent, np_agent, tf_metrics, np_metrics = _pair(config, make_replay(256))
+    assert np_agent.grad_steps == tf_agent.grad_steps == 36
+    for name in ("online", "target", "adam_m", "adam_v"):
+        a, b = getattr(tf_agent.state, name).numpy(), getattr(np_agent.state, name).numpy()
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(np_metrics, tf_metrics, rtol=1e-4, atol=1e-6)
+    obs = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    np.testing.assert_allclose(np_agent.q_values(obs), tf_agent.q_values(obs), rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_the_keras_views_and_acting_see_the_numpy_learners_weights():
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner="numpy"))
+    replay = make_replay()
+    before = agent.q_values(np.zeros(3, np.float32)).copy()
+    agent.update_rows(replay.sample_rows(SMALL.batch_size, 4))
+    after = agent.q_values(np.zeros(3, np.float32))
+    assert not np.array_equal(before, after)  # acting follows the in-place update
+    keras_q = np.asarray(agent.online(np.zeros((1, 3), np.float32)))[0]
+    np.testing.assert_allclose(keras_q, after, rtol=1e-5, atol=1e-6)
+
+
+def test_save_and_load_continue_a_numpy_learner_exactly(tmp_path):
+    config = SMALL.replace(learner="numpy")
+    agent = DQNAgent(OBS, ACTIONS, config)
+    replay = make_replay()
+    for _ in range(3):
+        agent.update_rows(replay.sample_rows(config.batch_size, 2))
+    agent.save(tmp_path / "agent")
+    loaded = DQNAgent.load(tmp_path / "agent")
+    assert loaded.grad_steps == agent.grad_steps == 6
+    rows = replay.sample_rows(config.batch_size, 2)
+    np.testing.assert_array_equal(loaded.update_rows(rows), agent.update_rows(rows))
+    for a, b in zip(loaded.state, agent.state):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_network_that_is_not_a_dense_chain_is_refused_with_the_alternative():
+    import keras
+
+    def two_inputs_net(obs_dim, n_actions):
+        x = keras.Input((obs_dim,))
+        h = keras.layers.Dense(8, activation="relu")(x)
+        q = keras.layers.Dense(n_actions)(keras.layers.Concatenate()([x, h]))
+        return keras.Model(x, q)
+
+    with pytest.raises(ValueError, match="learner 'tensorflow'"):
+        DQNAgent(OBS, ACTIONS, SMALL.replace(learner="numpy"), two_inputs_net)
+
+
+@pytest.mark.slow
+def test_the_numpy_learner_solves_cartpole_with_the_default_config(tmp_path):
+    from dqn.train import train
+
+    config = DQNConfig.from_yaml("configs/cartpole.yaml").replace(learner="numpy", seed=2)
+    result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    assert result.first_solve_env_step is not None
