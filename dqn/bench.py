@@ -367,13 +367,14 @@ def _train_dqn(config, made: list[StepClock]):
         )
     evals = [c for c in made if c.resets and c.resets[0][1] == config.eval_seed]
     trains = [c for c in made if c not in evals]
-    return result, trains[0], evals[0] if evals else None
+    return result, trains[0] if trains else None, evals[0] if evals else None
 
 
 def _dqn_threads(config) -> str:
-    threads = getattr(config, "num_threads", "?")
-    jit = " + XLA" if getattr(config, "jit_compile", False) else ""
-    return f"TF {threads} thread{'s' if threads != 1 else ''} (config num_threads){jit}"
+    threads = config.num_threads
+    jit = " + XLA" if config.jit_compile else ""
+    return (f"TF and BLAS {threads} thread{'s' if threads != 1 else ''} (config num_threads)"
+            f"{jit}")
 
 
 def _work_dqn_throughput(job: dict[str, Any]) -> dict[str, Any]:
@@ -381,17 +382,36 @@ def _work_dqn_throughput(job: dict[str, Any]) -> dict[str, Any]:
     made: list[StepClock] = []
     total = s.total_env_steps
     base = _dqn_base_config(job)
-    # One env, as in SB3's runs, should the config use a vectorized mode.
-    single_env = {"num_envs": 1} if hasattr(base, "num_envs") else {}
     config = base.replace(
-        **{**dqn_overrides(s), "env_id": register_clocked_env(s.env_id, made)}, **single_env,
-        seed=job["seed"],
+        **{**dqn_overrides(s), "env_id": register_clocked_env(s.env_id, made)},
+        num_envs=1,  # one env, as in SB3's runs (see _work_dqn_vector for more)
+        **job.get("overrides", {}), seed=job["seed"],
         # No evaluation or checkpoint inside the timed steps (one of each follows the last).
         eval_every_env_steps=total, eval_episodes=1, checkpoint_every_env_steps=total + 1,
     )
     _, clock, _ = _train_dqn(config, made)
     elapsed = clock.elapsed_at(job["marks"])
     return {"elapsed": [elapsed[m] for m in job["marks"]], "threads": _dqn_threads(config)}
+
+
+def _work_dqn_vector(job: dict[str, Any]) -> dict[str, Any]:
+    """A whole run with ``num_envs`` > 1, timed by dqn's own training clock.
+
+    A vector env steps all its copies in one call, so there is no per-env step to wrap with a
+    StepClock: the time is ``TrainResult.train_seconds`` (from the first reset to the end of
+    the loop, evaluation excluded; one evaluation follows the last step).
+    """
+    s = Settings.from_dict(job["settings"])
+    total = s.total_env_steps
+    config = _dqn_base_config(job).replace(
+        **dqn_overrides(s), **job["overrides"], seed=job["seed"],
+        eval_every_env_steps=total, eval_episodes=1, checkpoint_every_env_steps=total + 1,
+    )
+    result, _, _ = _train_dqn(config, [])
+    return {
+        "seconds": result.train_seconds, "env_steps": int(result.history[-1]["env_step"]),
+        "threads": _dqn_threads(config),
+    }
 
 
 def _work_dqn_solve(job: dict[str, Any]) -> dict[str, Any]:
@@ -509,6 +529,7 @@ def _work_matmul(job: dict[str, Any]) -> dict[str, Any]:
 
 WORKERS = {
     "dqn_throughput": _work_dqn_throughput,
+    "dqn_vector": _work_dqn_vector,
     "dqn_solve": _work_dqn_solve,
     "sb3_throughput": _work_sb3_throughput,
     "sb3_solve": _work_sb3_solve,

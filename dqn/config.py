@@ -101,7 +101,8 @@ class DQNConfig:
     output_dir: str = "runs"
     """Parent folder of run folders."""
     num_threads: int = 1
-    """TensorFlow intra-op threads. 1 is fastest for small nets on few cores."""
+    """Threads of TensorFlow (intra- and inter-op) and of numpy's BLAS. 1 is fastest for the
+    small networks of a DQN on few cores."""
     jit_compile: bool = True
     """Compile the update with XLA."""
     num_envs: int = 1

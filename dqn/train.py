@@ -27,7 +27,7 @@ from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.io import atomic_write_text
 from dqn.replay import ReplayBuffer
 from dqn.run_state import LoopState, metrics_csv_rows, prepare_resume, save_run_state
-from dqn.runtime import configure_tensorflow
+from dqn.runtime import configure_blas, configure_tensorflow
 from dqn.update import IS_MAX_METRIC, METRIC_NAMES
 
 PROBE_SIZE = 1024  # states of the fixed probe batch for dead-unit and per-layer diagnostics
@@ -107,8 +107,9 @@ class _Interrupt:
 
 
 def configure_runtime(config: DQNConfig) -> None:
-    """TF threads, and op determinism if asked (Keras initializers here are seeded already)."""
+    """TF and BLAS threads, and op determinism if asked (Keras initializers are seeded)."""
     configure_tensorflow(config.num_threads)
+    configure_blas(config.num_threads)
     if config.deterministic:
         import tensorflow as tf
 

@@ -9,6 +9,8 @@ prints one markdown table with both numbers and their ratio:
   (d) configs/cartpole.yaml over N seeds (SB3 on its zoo settings): time to first solve, final eval
   (e) CleanRL's dqn.py settings: env steps/s against the figure quoted in issue 5 (not run here)
 
+(a), (b), (c) and (e) also run dqn with ``learner: numpy``; (e) also with 8 vectorized envs.
+
     python scripts/bench.py                  # everything (about 10-15 minutes on 2 quiet cores)
     python scripts/bench.py --quick          # tiny step counts: checks that it all runs
     python scripts/bench.py --regimes a,d --seeds 3 --out results/bench.md
@@ -69,17 +71,25 @@ def timed(label: str, job: dict, extra_env: dict | None = None) -> dict | None:
     return out
 
 
-def throughput_pair(settings: bench.Settings, marks: list[int], config: Path) -> tuple:
+NUMPY = {"learner": "numpy"}
+VECTOR_ENVS = 8  # (e), vectorized: envs stepped together
+
+
+def throughput_runs(settings: bench.Settings, marks: list[int], config: Path) -> dict:
+    """dqn (as configured: the TensorFlow learner), dqn with the numpy learner, and SB3."""
     job = {"settings": settings.to_dict(), "seed": 0, "marks": marks}
-    dqn = timed("dqn", {**job, "worker": "dqn_throughput", "config": str(config)})
-    sb3 = timed("SB3", {**job, "worker": "sb3_throughput", "torch_threads": 1})
-    return dqn, sb3
+    dqn_job = {**job, "worker": "dqn_throughput", "config": str(config)}
+    return {
+        "dqn": timed("dqn", dqn_job),
+        "dqn_numpy": timed("dqn, learner numpy", {**dqn_job, "overrides": NUMPY}),
+        "sb3": timed("SB3", {**job, "worker": "sb3_throughput", "torch_threads": 1}),
+    }
 
 
 # ---------------------------------------------------------------------- regimes
 def regime_a(quick: bool, config: Path) -> dict:
     s = bench.ZOO.replace(total_env_steps=3_000) if quick else bench.ZOO
-    dqn, sb3 = throughput_pair(s, [s.total_env_steps], config)
+    runs = throughput_runs(s, [s.total_env_steps], config)
     shape = (s.batch_size, s.hidden_sizes[0], s.hidden_sizes[1])
     rate = timed(
         "matmul rate", {"worker": "matmul", "shape": shape, "seconds": 0.5 if quick else 3.0},
@@ -89,8 +99,7 @@ def regime_a(quick: bool, config: Path) -> dict:
     flops = bench.grad_step_flops(4, s.hidden_sizes, 2, s.batch_size)
     steps = bench.grad_steps_within(s)
     return {
-        "settings": s, "dqn": dqn, "sb3": sb3, "grad_steps": steps, "flops_per_step": flops,
-        "rate": rate,
+        "settings": s, **runs, "grad_steps": steps, "flops_per_step": flops, "rate": rate,
         "floor_seconds": steps * flops / rate["flops_per_second"] if rate else None,
     }
 
@@ -101,8 +110,8 @@ def regime_rate(s: bench.Settings, quick: bool, config: Path) -> dict:
         s = s.replace(learning_starts_env_steps=500)
     first = s.learning_starts_env_steps + warmup
     s = s.replace(total_env_steps=first + measured)
-    dqn, sb3 = throughput_pair(s, [first, first + measured], config)
-    return {"settings": s, "dqn": dqn, "sb3": sb3, "measured": measured}
+    runs = throughput_runs(s, [first, first + measured], config)
+    return {"settings": s, **runs, "measured": measured}
 
 
 def regime_d(quick: bool, config: Path, seeds: int) -> dict:
@@ -125,9 +134,14 @@ def regime_e(quick: bool, config: Path) -> dict:
     s = bench.CLEANRL
     if quick:
         s = s.replace(total_env_steps=3_000, learning_starts_env_steps=1_000)
-    job = {"settings": s.to_dict(), "seed": 0, "marks": [s.total_env_steps]}
-    dqn = timed("dqn", {**job, "worker": "dqn_throughput", "config": str(config)})
-    return {"settings": s, "dqn": dqn}
+    job = {"settings": s.to_dict(), "seed": 0, "marks": [s.total_env_steps], "config": str(config)}
+    dqn = timed("dqn", {**job, "worker": "dqn_throughput"})
+    dqn_numpy = timed("dqn, learner numpy", {**job, "worker": "dqn_throughput", "overrides": NUMPY})
+    vector = timed(
+        f"dqn, learner numpy, {VECTOR_ENVS} envs",
+        {**job, "worker": "dqn_vector", "overrides": {**NUMPY, "num_envs": VECTOR_ENVS}},
+    )
+    return {"settings": s, "dqn": dqn, "dqn_numpy": dqn_numpy, "vector": vector}
 
 
 # ---------------------------------------------------------------------- summaries
@@ -184,13 +198,15 @@ def table(results: dict, quick: bool) -> str:
     if "a" in results:
         r = results["a"]
         s = r["settings"]
-        d, b = (x["elapsed"][0] if x else None for x in (r["dqn"], r["sb3"]))
+        d, n, b = (x["elapsed"][0] if x else None for x in (r["dqn"], r["dqn_numpy"], r["sb3"]))
         note_threads(r["dqn"], r["sb3"])
         add(f"(a) zoo: {s.total_env_steps:,} steps, 256x256, 128 grad steps / 256 env steps",
             "train wall s (lower is better)", fmt(d), fmt(b), ratio(d, b), TARGETS["a"])
+        add("(a) the same, dqn with learner: numpy", "train wall s", fmt(n), fmt(b), ratio(n, b),
+            "")
         floor = r["floor_seconds"]
         if floor:
-            add(f"(a) compute floor: {fmt(floor)} s (see below)", "wall / floor",
+            add(f"(a) compute floor: {fmt(floor)} s (see below)", "wall / floor (dqn: TF)",
                 ratio(d, floor), ratio(b, floor), "", "")
             extra.append(
                 f"- Compute floor of (a): {r['grad_steps']:,} gradient steps x "
@@ -203,12 +219,14 @@ def table(results: dict, quick: bool) -> str:
     for key, what in (("b", "every env step"), ("c", "every 4 env steps")):
         if key in results:
             r = results[key]
-            d, b = (r["measured"] / (x["elapsed"][1] - x["elapsed"][0]) if x else None
-                    for x in (r["dqn"], r["sb3"]))
+            d, n, b = (r["measured"] / (x["elapsed"][1] - x["elapsed"][0]) if x else None
+                       for x in (r["dqn"], r["dqn_numpy"], r["sb3"]))
             note_threads(r["dqn"], r["sb3"])
             add(f"({key}) 64x64, batch 64, 1 grad step {what}, target copy / 500 steps",
                 f"env steps/s over {r['measured']:,} steps after warm-up", fmt(d, 0), fmt(b, 0),
                 ratio(d, b), TARGETS[key])
+            add(f"({key}) the same, dqn with learner: numpy", "env steps/s", fmt(n, 0),
+                fmt(b, 0), ratio(n, b), TARGETS[key])
     if "d" in results:
         r = results["d"]
         d, b = solve_summary(r["dqn"]), solve_summary(r["sb3"])
@@ -235,16 +253,26 @@ def table(results: dict, quick: bool) -> str:
     if "e" in results:
         r = results["e"]
         s = r["settings"]
-        d = s.total_env_steps / r["dqn"]["elapsed"][0] if r["dqn"] else None
+        quoted = f"{CLEANRL_STEPS_PER_SECOND:,} (CleanRL, quoted in issue 5, not run here)"
+        rate = (lambda x: s.total_env_steps / x["elapsed"][0] if x else None)
+        d, n = rate(r["dqn"]), rate(r["dqn_numpy"])
+        v = r["vector"]["env_steps"] / r["vector"]["seconds"] if r["vector"] else None
         note_threads(r["dqn"], None)
         add(f"(e) CleanRL settings: {s.total_env_steps:,} steps, 120x84, batch 128, "
-            "1 grad step / 10 env steps", "env steps/s (whole run)", fmt(d, 0),
-            f"{CLEANRL_STEPS_PER_SECOND:,} (CleanRL, quoted in issue 5, not run here)",
+            "1 grad step / 10 env steps", "env steps/s (whole run)", fmt(d, 0), quoted,
             ratio(d, CLEANRL_STEPS_PER_SECOND), TARGETS["e"])
+        add("(e) the same, dqn with learner: numpy", "env steps/s", fmt(n, 0), quoted,
+            ratio(n, CLEANRL_STEPS_PER_SECOND), TARGETS["e"])
+        add(f"(e) the same, learner: numpy, num_envs: {VECTOR_ENVS} (vectorized)",
+            "env steps/s", fmt(v, 0), quoted, ratio(v, CLEANRL_STEPS_PER_SECOND), TARGETS["e"])
         extra.append(
             "- (e): CleanRL's figure is quoted from issue 5, not measured here. dqn runs CleanRL's "
             "settings with its l2 loss, 0.5 e^2, where CleanRL's F.mse_loss is e^2: the gradient "
-            "differs by a factor 2, which Adam cancels up to its epsilon."
+            "differs by a factor 2, which Adam cancels up to its epsilon. The vectorized row "
+            f"steps {VECTOR_ENVS} CartPole copies in gymnasium's vector implementation, so an "
+            f"update can only come between loop steps of {VECTOR_ENVS} transitions (the ratio "
+            "of updates to transitions is unchanged); it is timed by dqn's own training clock "
+            "(first reset to last step, the final evaluation excluded)."
         )
     add("threads", "", threads["dqn"] or "-", threads["sb3"] or "-", "", "")
     lines = ["\n".join(rows), "", *notes(quick, extra)]
