@@ -127,25 +127,38 @@ def test_table_from_worker_results():
     threads = {"threads": "x"}
     results = {
         "a": {"settings": zoo, "dqn": {"elapsed": [10.0], **threads},
+              "dqn_numpy": {"elapsed": [12.0], **threads},
               "sb3": {"elapsed": [40.0], **threads}, "grad_steps": 100, "flops_per_step": 1e9,
               "rate": {"flops_per_second": 2e10, "how": "numpy"}, "floor_seconds": 5.0},
         "b": {"settings": rate, "measured": 10_000, "dqn": {"elapsed": [1.0, 3.0], **threads},
-              "sb3": {"elapsed": [1.0, 9.0], **threads}},
+              "dqn_numpy": None, "sb3": {"elapsed": [1.0, 9.0], **threads}},
         "d": {"seeds": 2, "eval": script.EVAL, "sb3": None, "dqn": {
             "config_summary": "c", **threads, "runs": [
                 {"curve": [(2500, 10.0, 1.0), (5000, 500.0, 3.0)], "threshold": 475.0},
                 {"curve": [(2500, 480.0, 2.0), (5000, 300.0, 4.0)], "threshold": 475.0},
             ]}},
-        "e": {"settings": bench.CLEANRL, "dqn": {"elapsed": [4.0], **threads}},
+        "e": {"settings": bench.CLEANRL, "dqn": {"elapsed": [4.0], **threads},
+              "dqn_numpy": {"elapsed": [5.0], **threads},
+              "vector": {"seconds": 2.0, "env_steps": 100_004, **threads}},
     }
     text = script.table(results, quick=False)
-    row = {line.split(" | ")[1]: line for line in text.splitlines() if line.count("|") > 5}
-    assert "| 10.0 | 40.0 | 0.25x |" in row["train wall s (lower is better)"]
-    assert "| 2.00x | 8.00x |" in row["wall / floor"]  # 10 / 5 and 40 / 5
-    # (b): 10,000 steps in 2 s and in 8 s.
-    assert "| 5,000 | 1,250 | 4.00x |" in row["env steps/s over 10,000 steps after warm-up"]
+    row = {line.split(" | ")[0] + line.split(" | ")[1]: line
+           for line in text.splitlines() if line.count("|") > 5}
+
+    def find(fragment):
+        (line,) = [v for k, v in row.items() if fragment in k]
+        return line
+
+    assert "| 10.0 | 40.0 | 0.25x |" in find("(a) zoo")
+    assert "| 12.0 | 40.0 | 0.30x |" in find("(a) the same, dqn with learner: numpy")
+    assert "| 2.00x | 8.00x |" in find("wall / floor")  # 10 / 5 and 40 / 5
+    # (b): 10,000 steps in 2 s and in 8 s; the numpy learner's run failed.
+    assert "| 5,000 | 1,250 | 4.00x |" in find("(b) 64x64")
+    assert "| failed | 1,250 | - |" in find("(b) the same")
     # (d): both seeds solve (at 3.0 s and 2.0 s: median 2.5); one ends below 475; SB3 failed.
-    assert "| 2.5 | failed |" in row["median train wall s to first eval >= 475"]
-    assert "| 1/2 | failed |" in row["seeds >= 475 at end"]
-    # (e): 100,000 steps in 4 s against the quoted 8,100/s.
-    assert "| 25,000 |" in row["env steps/s (whole run)"]
+    assert "| 2.5 | failed |" in find("median train wall s to first eval >= 475")
+    assert "| 1/2 | failed |" in find("seeds >= 475 at end")
+    # (e): 100,000 steps in 4 s and 5 s against the quoted 8,100/s; 100,004 in 2 s vectorized.
+    assert "| 25,000 |" in find("(e) CleanRL settings")
+    assert "| 20,000 |" in find("(e) the same, dqn with learner: numpy")
+    assert "| 50,002 |" in find("(vectorized)")
