@@ -137,3 +137,21 @@ def test_the_numpy_learner_solves_cartpole_with_the_default_config(tmp_path):
     config = DQNConfig.from_yaml("configs/cartpole.yaml").replace(learner="numpy", seed=2)
     result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
     assert result.first_solve_env_step is not None
+
+
+def test_a_numpy_learner_run_resumes_from_a_checkpoint_to_the_same_metrics(tmp_path):
+    import shutil
+
+    from dqn.train import resume, train
+    from tests.conftest import TINY_RUN
+
+    config = DQNConfig(**TINY_RUN).replace(learner="numpy")
+    full = tmp_path / "full"
+    train(config, run_dir=full, progress=False, log_tensorboard=False)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(full / "config.yaml", run)
+    shutil.copytree(full / "checkpoints" / "step-000000200", run / "checkpoints" / "step-000000200")
+    result = resume(run, progress=False, log_tensorboard=False)
+    assert result.agent.grad_steps > 0
+    assert (run / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
