@@ -188,19 +188,10 @@ def _run(
     loop: LoopState, progress: bool, log_tensorboard: bool,
 ) -> TrainResult:
     """The loop, from ``loop.env_step + 1`` to the end (or a signal, or divergence)."""
-    import tensorflow as tf
-
     eval_env = make_env(config.env_id)  # stateless between evaluations: reset with fixed seeds
     threshold = solve_return(config, env)
     bound = q_bound(config, env)
-    # Rows after the checkpoint (if any) are recomputed: metrics.csv restarts from its rows.
-    atomic_write_text(
-        run_dir / "metrics.csv", metrics_csv_rows(loop.columns, loop.history, header=True)
-    )
-    csv_file = open(run_dir / "metrics.csv", "a", newline="")
-    csv_writer = csv.DictWriter(csv_file, fieldnames=loop.columns)
-    writer = tf.summary.create_file_writer(str(run_dir / "tb")) if log_tensorboard else None
-    bar = _progress_bar(config.total_env_steps, loop.env_step, progress)
+    log = RunLog(run_dir, loop, config.total_env_steps, progress, log_tensorboard)
     metrics = _MetricWindow(loop.window)
     seconds_before = loop.train_seconds + loop.eval_seconds
     start = time.perf_counter()
@@ -240,23 +231,14 @@ def _run(
                     metrics.add(values)
 
                 if step % config.eval_every_env_steps == 0 or step == config.total_env_steps:
-                    row = _evaluate_and_log(config, agent, eval_env, replay, loop, step,
-                                            epsilon, metrics.pop(), threshold)
-                    csv_writer.writerow(row)
-                    csv_file.flush()
-                    if writer is not None:
-                        _write_tensorboard(writer, row)
-                    if bar is not None:
-                        bar.set_postfix(
-                            ret=f"{row['train_return_mean']:.0f}", eps=f"{epsilon:.2f}",
-                            eval=f"{loop.eval_mean:.0f}", refresh=False,
-                        )
+                    log.write(_evaluate_and_log(config, agent, eval_env, replay, loop, step,
+                                                epsilon, metrics.pop(), threshold))
 
                 if step % config.checkpoint_every_env_steps == 0 or step == config.total_env_steps:
                     save_checkpoint(step)
                     saved_step = step
-                if bar is not None and step % 250 == 0:
-                    bar.update(250)
+                if step % 250 == 0:
+                    log.advance_to(step)
                 if stop.signum is not None:
                     stop_signal = stop.signum
                     break
@@ -266,21 +248,63 @@ def _run(
         _write_summary(run_dir, config, loop, step, threshold, stop_signal, str(exc))
         raise
     finally:
-        csv_file.close()
-        if writer is not None:
-            writer.close()
-        if bar is not None:
-            bar.close()
+        log.close()
 
-    train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
-    loop.train_seconds = train_seconds
+    loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
+    return finish(run_dir, config, agent, loop, step, threshold, stop_signal)
+
+
+class RunLog:
+    """Where a run's metrics rows go: metrics.csv (flushed per row), TensorBoard, the bar."""
+
+    def __init__(self, run_dir: Path, loop: LoopState, total: int, progress: bool,
+                 log_tensorboard: bool) -> None:
+        import tensorflow as tf
+
+        # Rows after the checkpoint (if any) are recomputed: metrics.csv restarts from its rows.
+        atomic_write_text(
+            run_dir / "metrics.csv", metrics_csv_rows(loop.columns, loop.history, header=True)
+        )
+        self._file = open(run_dir / "metrics.csv", "a", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=loop.columns)
+        self._tb = tf.summary.create_file_writer(str(run_dir / "tb")) if log_tensorboard else None
+        self._bar = _progress_bar(total, loop.env_step, progress)
+        self._shown = loop.env_step
+
+    def write(self, row: dict) -> None:
+        self._csv.writerow(row)
+        self._file.flush()
+        if self._tb is not None:
+            _write_tensorboard(self._tb, row)
+        if self._bar is not None:
+            self._bar.set_postfix(
+                ret=f"{row['train_return_mean']:.0f}", eps=f"{row['epsilon']:.2f}",
+                eval=f"{row['eval_return_mean']:.0f}", refresh=False,
+            )
+
+    def advance_to(self, step: int) -> None:
+        if self._bar is not None:
+            self._bar.update(step - self._shown)
+        self._shown = step
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._bar is not None:
+            self._bar.close()
+
+
+def finish(run_dir, config, agent, loop, step, threshold, stop_signal) -> TrainResult:
+    """Write summary.json and return the TrainResult of a run that ended without diverging."""
     summary = _write_summary(run_dir, config, loop, step, threshold, stop_signal, None)
     return TrainResult(
-        agent=agent, run_dir=run_dir, history=loop.history, episode_returns=episode_returns,
-        first_solve_env_step=loop.first_solve, final_eval_mean=loop.eval_mean,
-        final_eval_std=loop.eval_std, train_seconds=train_seconds,
-        eval_seconds=loop.eval_seconds, interrupted=stop_signal is not None,
-        solve_return=threshold, summary=summary, stop_signal=stop_signal,
+        agent=agent, run_dir=run_dir, history=loop.history,
+        episode_returns=loop.episode_returns, first_solve_env_step=loop.first_solve,
+        final_eval_mean=loop.eval_mean, final_eval_std=loop.eval_std,
+        train_seconds=loop.train_seconds, eval_seconds=loop.eval_seconds,
+        interrupted=stop_signal is not None, solve_return=threshold, summary=summary,
+        stop_signal=stop_signal,
     )
 
 

@@ -17,7 +17,6 @@ with ``num_envs`` > 1 cannot be resumed.
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Callable
@@ -31,12 +30,11 @@ from dqn.config import DQNConfig
 from dqn.divergence import check_update, q_bound
 from dqn.envs import check_spaces, make_env, make_vector_env, solve_return
 from dqn.errors import DivergenceError
-from dqn.io import atomic_write_text
 from dqn.replay import ReplayBuffer
-from dqn.run_state import LoopState, metrics_csv_rows
+from dqn.run_state import LoopState
 from dqn.train import (
-    METRICS_COLUMNS, TrainResult, _evaluate_and_log, _Interrupt, _MetricWindow, _progress_bar,
-    _write_summary, _write_tensorboard, configure_runtime, linear_epsilon,
+    METRICS_COLUMNS, RunLog, TrainResult, _evaluate_and_log, _Interrupt, _MetricWindow,
+    _write_summary, configure_runtime, finish, linear_epsilon,
 )
 from dqn.update import METRIC_NAMES
 
@@ -56,8 +54,6 @@ def train_vectorized(
     log_tensorboard: bool = True,
 ) -> TrainResult:
     """``dqn.train.train`` for ``config.num_envs`` > 1 (see the module docstring)."""
-    import tensorflow as tf
-
     configure_runtime(config)
     n = config.num_envs
     envs = make_vector_env(config.env_id, n)
@@ -73,11 +69,7 @@ def train_vectorized(
 
     obs, _ = envs.reset(seed=config.seed)
     loop = LoopState(columns=[*METRICS_COLUMNS, *agent.diagnostic_names()], obs=obs)
-    atomic_write_text(run_dir / "metrics.csv", metrics_csv_rows(loop.columns, [], header=True))
-    csv_file = open(run_dir / "metrics.csv", "a", newline="")
-    csv_writer = csv.DictWriter(csv_file, fieldnames=loop.columns)
-    writer = tf.summary.create_file_writer(str(run_dir / "tb")) if log_tensorboard else None
-    bar = _progress_bar(config.total_env_steps, 0, progress)
+    log = RunLog(run_dir, loop, config.total_env_steps, progress, log_tensorboard)
     metrics = _MetricWindow()
     start = time.perf_counter()
 
@@ -88,7 +80,7 @@ def train_vectorized(
 
     resetting = np.zeros(n, bool)  # envs whose next step is an autoreset, not a transition
     returns = np.zeros(n)
-    step, shown, stop_signal, epsilon = 0, 0, None, config.epsilon_start
+    step, shown, stop_signal = 0, 0, None
     rng = agent.rng
     try:
         with _Interrupt() as stop:
@@ -121,19 +113,12 @@ def train_vectorized(
 
                 done = step >= config.total_env_steps
                 if multiples_between(before, step, config.eval_every_env_steps) or done:
-                    row = _evaluate_and_log(config, agent, eval_env, replay, loop, step, epsilon,
-                                            metrics.pop(), threshold)
-                    csv_writer.writerow(row)
-                    csv_file.flush()
-                    if writer is not None:
-                        _write_tensorboard(writer, row)
-                    if bar is not None:
-                        bar.set_postfix(eval=f"{loop.eval_mean:.0f}", eps=f"{epsilon:.2f}",
-                                        refresh=False)
+                    log.write(_evaluate_and_log(config, agent, eval_env, replay, loop, step,
+                                                epsilon, metrics.pop(), threshold))
                 if multiples_between(before, step, config.checkpoint_every_env_steps) or done:
                     save_checkpoint(step)
-                if bar is not None and step - shown >= 250:
-                    bar.update(step - shown)
+                if step - shown >= 250:
+                    log.advance_to(step)
                     shown = step
                 if stop.signum is not None:
                     stop_signal = stop.signum
@@ -143,24 +128,12 @@ def train_vectorized(
         _write_summary(run_dir, config, loop, step, threshold, stop_signal, str(exc))
         raise
     finally:
-        csv_file.close()
+        log.advance_to(step)
+        log.close()
         envs.close()
-        if writer is not None:
-            writer.close()
-        if bar is not None:
-            bar.update(step - shown)
-            bar.close()
 
     loop.train_seconds = time.perf_counter() - start - loop.eval_seconds
-    summary = _write_summary(run_dir, config, loop, step, threshold, stop_signal, None)
-    return TrainResult(
-        agent=agent, run_dir=run_dir, history=loop.history,
-        episode_returns=loop.episode_returns, first_solve_env_step=loop.first_solve,
-        final_eval_mean=loop.eval_mean, final_eval_std=loop.eval_std,
-        train_seconds=loop.train_seconds, eval_seconds=loop.eval_seconds,
-        interrupted=stop_signal is not None, solve_return=threshold, summary=summary,
-        stop_signal=stop_signal,
-    )
+    return finish(run_dir, config, agent, loop, step, threshold, stop_signal)
 
 
 __all__ = ["multiples_between", "train_vectorized"]

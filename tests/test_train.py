@@ -115,3 +115,18 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_143(tmp_path):
     assert summary["stop_signal"] == signal.SIGTERM
     step = summary["env_steps"]
     assert (run_dir / "checkpoints" / f"step-{step:09d}" / "agent" / "online.keras").is_file()
+
+
+def test_dqn_train_stays_the_function_whichever_import_comes_first():
+    import subprocess
+    import sys
+
+    code = (
+        "import dqn.vector_train, dqn.train, dqn\n"  # submodule imports bind dqn.train ...
+        "from dqn import train\n"
+        "from dqn.train import resume\n"
+        "assert callable(train) and train is dqn.train and train.__name__ == 'train'\n"
+        "assert callable(resume)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
