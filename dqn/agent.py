@@ -19,8 +19,8 @@ from dqn import losses
 from dqn.checkpoint import resolve_agent_dir
 from dqn.config import DQNConfig
 from dqn.envs import check_spaces
+from dqn.errors import CheckpointError, ConfigError
 from dqn.fastcall import flat_caller
-from dqn.errors import CheckpointError
 from dqn.io import atomic_write_text, write_dir_atomically
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
 from dqn.numpy_update import NumpyLearner
@@ -92,7 +92,7 @@ class DQNAgent:
         self._models_stale = False
         if config.learner == "numpy":
             if self._mirror is None:
-                raise ValueError(
+                raise ConfigError(
                     "learner 'numpy' needs a chain of Dense layers (the default MLP); "
                     "use learner 'tensorflow' for this network"
                 )

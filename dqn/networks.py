@@ -106,6 +106,8 @@ class NumpyMLP:
         self.activation_names = activation_names
         self._activations = [_NUMPY_ACTIVATIONS[name] for name in activation_names]
         self.params: list[tuple[np.ndarray, np.ndarray]] = []
+        offsets = np.cumsum([0, *network.sizes]).tolist()
+        self._slices = list(zip(offsets[:-1], offsets[1:], network.shapes))
 
     @classmethod
     def mirror(cls, network: FlatNetwork, flat: np.ndarray) -> "NumpyMLP | None":
@@ -135,9 +137,6 @@ class NumpyMLP:
 
     def load(self, flat: np.ndarray) -> None:
         """Point the layers at a new flat vector (views, no copy)."""
-        if not hasattr(self, "_slices"):
-            offsets = np.cumsum([0, *self._network.sizes]).tolist()
-            self._slices = list(zip(offsets[:-1], offsets[1:], self._network.shapes))
         arrays = [flat[a:b].reshape(s) for a, b, s in self._slices]
         self.params = list(zip(arrays[0::2], arrays[1::2]))
 
