@@ -17,6 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dqn.numpy_update import ACTIVATIONS as NUMPY_ACTIVATIONS
+
 NetworkFn = Callable[[int, int], keras.Model]
 
 
@@ -88,15 +90,6 @@ class FlatNetwork:
         return out
 
 
-_NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "linear": lambda x: x,
-    "relu": lambda x: np.maximum(x, 0.0),
-    "tanh": np.tanh,
-    "sigmoid": lambda x: 0.5 * (1.0 + np.tanh(0.5 * x)),  # overflow-free logistic
-    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
-}
-
-
 class NumpyMLP:
     """A numpy forward pass over views of a flat parameter vector (a chain of Dense layers)."""
 
@@ -104,7 +97,7 @@ class NumpyMLP:
         """Use ``NumpyMLP.mirror``, which checks that the model is a chain it can reproduce."""
         self._network = network
         self.activation_names = activation_names
-        self._activations = [_NUMPY_ACTIVATIONS[name] for name in activation_names]
+        self._activations = [NUMPY_ACTIVATIONS[name] for name in activation_names]
         self.params: list[tuple[np.ndarray, np.ndarray]] = []
         offsets = np.cumsum([0, *network.sizes]).tolist()
         self._slices = list(zip(offsets[:-1], offsets[1:], network.shapes))
@@ -118,7 +111,7 @@ class NumpyMLP:
         if not layers or not all(isinstance(lyr, keras.layers.Dense) for lyr in layers):
             return None
         names = [keras.activations.serialize(lyr.activation) for lyr in layers]
-        if any(not isinstance(n, str) or n not in _NUMPY_ACTIVATIONS for n in names):
+        if any(not isinstance(n, str) or n not in NUMPY_ACTIVATIONS for n in names):
             return None
         if any(not lyr.use_bias for lyr in layers) or len(network.shapes) != 2 * len(layers):
             return None

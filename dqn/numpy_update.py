@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -37,14 +37,14 @@ _ACTIVATION_GRADS = {
     "sigmoid": lambda z, a: a * (1.0 - a),
     "elu": lambda z, a: np.where(z > 0, 1.0, a + 1.0),
 }
-_ACTIVATIONS = {
-    "linear": None,
+# The numpy forms of the Keras activations a Dense chain may use (also the acting mirror's).
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "linear": lambda z: z,
     "relu": lambda z: np.maximum(z, 0.0),
     "tanh": np.tanh,
     "sigmoid": lambda z: 0.5 * (1.0 + np.tanh(0.5 * z)),  # overflow-free logistic
     "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0.0))),
 }
-SUPPORTED_ACTIVATIONS = tuple(_ACTIVATIONS)
 
 
 @functools.lru_cache(maxsize=16)
@@ -68,11 +68,11 @@ class NumpyLearner:
     ):
         if len(shapes) != 2 * len(activations):
             raise ValueError("a Dense chain has a kernel and a bias per layer")
-        unknown = [a for a in activations if a not in _ACTIVATIONS]
+        unknown = [a for a in activations if a not in ACTIVATIONS]
         if unknown:
             raise ValueError(
                 f"learner 'numpy' has no activation {unknown[0]!r}; it supports "
-                f"{', '.join(SUPPORTED_ACTIVATIONS)}"
+                f"{', '.join(ACTIVATIONS)}"
             )
         self.config = config
         self.dtype = dtype  # float32 to train; float64 lets tests check gradients numerically
@@ -81,7 +81,7 @@ class NumpyLearner:
         self.size = int(sum(sizes))
         offsets = np.cumsum([0, *sizes]).tolist()
         self._slices = list(zip(offsets[:-1], offsets[1:]))
-        self._act = [_ACTIVATIONS[a] for a in activations]
+        self._act = [ACTIVATIONS[a] for a in activations]
         self._act_grad = [_ACTIVATION_GRADS[a] for a in activations]
         self._loss = LOSS_PAIRS[config.loss]
         # The state. ``online`` keeps its identity across updates (the acting mirror views it).
@@ -107,9 +107,7 @@ class NumpyLearner:
     def forward(self, layers: list[tuple[np.ndarray, np.ndarray]], obs: np.ndarray) -> np.ndarray:
         x = obs
         for (w, b), act in zip(layers, self._act):
-            x = x @ w + b
-            if act is not None:
-                x = act(x)
+            x = act(x @ w + b)
         return x
 
     # ------------------------------------------------------------------ one step
@@ -135,7 +133,7 @@ class NumpyLearner:
         for (w, b), act in zip(self._online_layers, self._act):
             inputs.append(x)
             z = x @ w + b
-            x = z if act is None else act(z)
+            x = act(z)
             zs.append(z)
             outs.append(x)
         q = x
