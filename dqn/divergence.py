@@ -63,19 +63,15 @@ def _indices(names: tuple[str, ...]) -> tuple[list[int], int]:
 def check_update(metrics: np.ndarray, names: Sequence[str], bound: float, env_step: int) -> None:
     """Raise DivergenceError naming the step, the metric, the cause and the remedy."""
     guarded, q_index = _indices(tuple(names))
-    values = metrics.tolist()
-    if values[q_index] <= bound and all(math.isfinite(values[i]) for i in guarded):
-        return  # the common case, checked once per update: keep it cheap
-    for name in GUARDED_METRICS:
-        value = metrics[list(names).index(name)]
-        if not np.isfinite(value):
-            problem = f"{name} became {value}"
+    values = metrics.tolist()  # plain floats: this runs after every update, so keep it cheap
+    for name, i in zip(GUARDED_METRICS, guarded):
+        if not math.isfinite(values[i]):
+            problem = f"{name} became {values[i]}"
             break
     else:
-        q_abs_max = float(metrics[list(names).index("q_abs_max")])
-        if q_abs_max <= bound:
+        if values[q_index] <= bound:
             return
-        problem = f"q_abs_max reached {q_abs_max:.4g} > max_abs_q = {bound:.4g}"
+        problem = f"q_abs_max reached {values[q_index]:.4g} > max_abs_q = {bound:.4g}"
     raise DivergenceError(
         f"training diverged at env step {env_step}: {problem}; likely exploding gradients or "
         "too high a learning rate: set max_grad_norm (e.g. 10) or lower learning_rate. "

@@ -137,15 +137,24 @@ def train(
     configure_runtime(config)
     env = make_env(config.env_id)
     agent = DQNAgent(env.observation_space, env.action_space, config, network_fn)
+    replay, run_dir = start_run(config, agent, run_dir)
+    obs, _ = env.reset(seed=config.seed)
+    loop = LoopState(columns=[*METRICS_COLUMNS, *agent.diagnostic_names()], obs=obs)
+    return _run(config, run_dir, env, agent, replay, loop, progress, log_tensorboard)
+
+
+def start_run(
+    config: DQNConfig, agent: DQNAgent, run_dir: str | Path | None
+) -> tuple[ReplayBuffer, Path]:
+    """A new run's replay buffer (sampling from its own seeded stream) and its folder, with
+    the resolved config.yaml written."""
     replay = ReplayBuffer(
         config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
     )
     run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.to_yaml(run_dir / "config.yaml")
-    obs, _ = env.reset(seed=config.seed)
-    loop = LoopState(columns=[*METRICS_COLUMNS, *agent.diagnostic_names()], obs=obs)
-    return _run(config, run_dir, env, agent, replay, loop, progress, log_tensorboard)
+    return replay, run_dir
 
 
 def resume(
@@ -282,7 +291,10 @@ class RunLog:
                 eval=f"{row['eval_return_mean']:.0f}", refresh=False,
             )
 
-    def advance_to(self, step: int) -> None:
+    def advance_to(self, step: int, every: int = 0) -> None:
+        """Move the bar to ``step`` if it lags by at least ``every`` steps."""
+        if step - self._shown < every:
+            return
         if self._bar is not None:
             self._bar.update(step - self._shown)
         self._shown = step

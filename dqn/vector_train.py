@@ -30,11 +30,10 @@ from dqn.config import DQNConfig
 from dqn.divergence import check_update, q_bound
 from dqn.envs import check_spaces, make_env, make_vector_env, solve_return
 from dqn.errors import DivergenceError
-from dqn.replay import ReplayBuffer
 from dqn.run_state import LoopState
 from dqn.train import (
     METRICS_COLUMNS, RunLog, TrainResult, _evaluate_and_log, _Interrupt, _MetricWindow,
-    _write_summary, configure_runtime, finish, linear_epsilon,
+    _write_summary, configure_runtime, finish, linear_epsilon, start_run,
 )
 from dqn.update import METRIC_NAMES
 
@@ -59,10 +58,7 @@ def train_vectorized(
     envs = make_vector_env(config.env_id, n)
     check_spaces(envs.single_observation_space, envs.single_action_space)
     agent = DQNAgent(envs.single_observation_space, envs.single_action_space, config, network_fn)
-    replay = ReplayBuffer(config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2]))
-    run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(run_dir / "config.yaml")
+    replay, run_dir = start_run(config, agent, run_dir)
     eval_env = make_env(config.env_id)
     threshold = solve_return(config, eval_env)
     bound = q_bound(config, eval_env)
@@ -80,7 +76,7 @@ def train_vectorized(
 
     resetting = np.zeros(n, bool)  # envs whose next step is an autoreset, not a transition
     returns = np.zeros(n)
-    step, shown, stop_signal = 0, 0, None
+    step, stop_signal = 0, None
     rng = agent.rng
     try:
         with _Interrupt() as stop:
@@ -117,9 +113,7 @@ def train_vectorized(
                                                 epsilon, metrics.pop(), threshold))
                 if multiples_between(before, step, config.checkpoint_every_env_steps) or done:
                     save_checkpoint(step)
-                if step - shown >= 250:
-                    log.advance_to(step)
-                    shown = step
+                log.advance_to(step, every=250)
                 if stop.signum is not None:
                     stop_signal = stop.signum
                     save_checkpoint(step)
