@@ -214,8 +214,13 @@ def compare_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", type=Path, help="YAML run config shared by every variant")
     p.add_argument(
-        "--variants", nargs="+", default=list(DEFAULT_VARIANTS), metavar="VARIANT",
-        help="a loss name, or LABEL:key=value,key=value (default: %(default)s)",
+        "--variants", nargs="+", metavar="VARIANT",
+        help="a loss name, or LABEL:key=value,key=value (default: "
+        + " ".join(DEFAULT_VARIANTS) + ")",
+    )
+    p.add_argument(
+        "--variants-file", type=Path, metavar="YAML",
+        help="read the variants from a YAML mapping of label to overrides (a committed sweep)",
     )
     p.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
@@ -238,13 +243,20 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     if args.seeds <= 0 or args.workers <= 0 or args.first_seed < 0:
         return _fail(prog, "--seeds and --workers must be > 0 and --first-seed >= 0")
     try:
-        from dqn.compare import Variant, run_comparison, seed_table
+        from dqn.compare import (
+            DEFAULT_VARIANTS, Variant, read_variants_file, run_comparison, seed_table,
+        )
         from dqn.config import DQNConfig
         from dqn.envs import check_env
 
         base = DQNConfig.from_yaml(args.config, list(args.set))
         check_env(base.env_id)
-        variants = [Variant.parse(v) for v in args.variants]
+        if args.variants_file is not None:
+            if args.variants is not None:
+                raise DQNError("give either --variants or --variants-file, not both")
+            variants = read_variants_file(args.variants_file)
+        else:
+            variants = [Variant.parse(v) for v in args.variants or DEFAULT_VARIANTS]
         labels = [v.label for v in variants]
         if len(set(labels)) != len(labels):
             raise DQNError(f"variant labels must be unique, got {', '.join(labels)}")

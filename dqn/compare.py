@@ -54,6 +54,41 @@ class Variant:
         return base.replace(**dict(self.overrides), seed=seed)
 
 
+def read_variants_file(path: str | Path) -> list[Variant]:
+    """Variants from a YAML file: a mapping of label to config overrides, in file order.
+
+    ``{baseline: {}, double: {double_dqn: true}}``: a sweep kept as data, so that it can be
+    rerun and reviewed. Overrides are validated later, with the base config they change.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"variants file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise ConfigError(f"variants file {path} is not valid YAML") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(
+            f"variants file {path} must map each variant label to its overrides, "
+            "e.g. 'double: {double_dqn: true}'"
+        )
+    variants = []
+    for label, overrides in data.items():
+        if not isinstance(label, str) or not label.strip() or ":" in label:
+            raise ConfigError(f"variants file {path}: bad variant label {label!r}")
+        if overrides is None:
+            overrides = {}
+        if not isinstance(overrides, dict):
+            raise ConfigError(
+                f"variants file {path}: variant {label!r} must map config keys to values, "
+                f"got {overrides!r}"
+            )
+        variants.append(Variant(label.strip(), tuple(overrides.items())))
+    return variants
+
+
 def run_name(label: str, seed: int) -> str:
     return f"{label}-seed{seed}"
 
@@ -130,11 +165,13 @@ def run_comparison(
 ) -> list[dict]:
     """Train every (variant, seed) not already finished in ``out_dir``; return all rows."""
     out = Path(out_dir)
+    # Every config is validated before anything is written: a bad variant leaves no folder.
+    configs = {(v.label, seed): v.config(base, seed) for v in variants for seed in seeds}
     (out / "runs").mkdir(parents=True, exist_ok=True)
     jobs, rows = [], {}
     for variant in variants:
         for seed in seeds:
-            cfg = variant.config(base, seed)  # validates every config before any work starts
+            cfg = configs[variant.label, seed]
             name = run_name(variant.label, seed)
             done = out / "runs" / name / "result.json"
             if done.is_file():

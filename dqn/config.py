@@ -85,6 +85,9 @@ class DQNConfig:
     """Greedy evaluation period, in env steps (also the period of metrics.csv rows)."""
     eval_episodes: int = 10
     """Episodes per greedy evaluation; episode i is reset with seed eval_seed + i."""
+    final_eval_episodes: int = 100
+    """Episodes of the greedy evaluation at the last step (the last metrics.csv row: the run's
+    final evaluation). 100 is CartPole-v1's criterion: a mean of 475 over 100 episodes."""
     eval_seed: int = 10_000
     """Seed of the first evaluation episode."""
     solve_return: float | None = None
@@ -292,6 +295,7 @@ def _check_values(c: DQNConfig) -> None:
         "total_env_steps", "buffer_size", "batch_size", "learning_rate", "adam_epsilon",
         "loss_bound", "target_update_every_grad_steps", "train_every_env_steps",
         "gradient_steps_per_train", "eval_every_env_steps", "eval_episodes",
+        "final_eval_episodes",
         "checkpoint_every_env_steps", "keep_checkpoints", "num_threads", "num_envs",
     ):
         positive(name)

@@ -323,9 +323,9 @@ def finish(run_dir, config, agent, loop, step, threshold, stop_signal) -> TrainR
 def _evaluate_and_log(config, agent, eval_env, replay, loop, step, epsilon, window, threshold):
     """Evaluate greedily, update ``loop`` (history, first solve, probe) and return the row."""
     t0 = time.perf_counter()
-    loop.eval_mean, loop.eval_std, _ = evaluate(
-        agent, eval_env, config.eval_episodes, config.eval_seed
-    )
+    final = step >= config.total_env_steps
+    episodes = config.final_eval_episodes if final else config.eval_episodes
+    loop.eval_mean, loop.eval_std, _ = evaluate(agent, eval_env, episodes, config.eval_seed)
     loop.eval_seconds += time.perf_counter() - t0
     if loop.first_solve is None and threshold is not None and loop.eval_mean >= threshold:
         loop.first_solve = step

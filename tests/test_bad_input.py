@@ -333,3 +333,48 @@ def test_a_checkpoint_manifest_is_json_listing_every_file(tiny_run):
     manifest = json.loads((ckpt / "manifest.json").read_text())
     files = {p.relative_to(ckpt).as_posix() for p in ckpt.rglob("*") if p.is_file()}
     assert set(manifest["sha256"]) == files - {"manifest.json"}
+
+
+# ---------------------------------------------------------------------- dqn-compare
+def variants_file(text):
+    def make(tmp):
+        (tmp / "sweep.yaml").write_text(text)
+        return ["--variants-file", tmp / "sweep.yaml"]
+
+    return make
+
+
+COMPARE_CASES = {
+    "missing variants file": (["--variants-file", "no/sweep.yaml"], ["variants file not found"]),
+    "variants file not YAML": (variants_file("a: [1,\n"), ["is not valid YAML"]),
+    "variants file that is a list": (
+        variants_file("- a\n- b\n"), ["must map each variant label to its overrides"]
+    ),
+    "variant that is not a mapping": (
+        variants_file("fast: 3\n"), ["variant 'fast' must map config keys to values"]
+    ),
+    "variant with an unknown key": (
+        variants_file("fast: {learning_rat: 0.1}\n"), ["unknown config key 'learning_rat'"]
+    ),
+    "variant with a bad value": (
+        variants_file("ok: {}\nbad: {gamma: 2}\n"), ["'gamma' must be in (0, 1]"]
+    ),
+    "variants and a variants file": (
+        lambda tmp: [*variants_file("a: {}\n")(tmp), "--variants", "huber"], ["not both"]
+    ),
+    "unknown loss variant": (["--variants", "hubre"], ["unknown loss 'hubre'"]),
+}
+
+
+@pytest.mark.parametrize("case", list(COMPARE_CASES))
+def test_compare_refuses(case, tmp_path, capsys, monkeypatch):
+    from dqn.cli import compare_main
+
+    monkeypatch.chdir(tmp_path)
+    args, fragments = COMPARE_CASES[case]
+    args = args(tmp_path) if callable(args) else args
+    assert_refused(
+        compare_main, [*args, "--out", tmp_path / "out", "--seeds", "1", "--no-progress"],
+        fragments, capsys, tmp_path,
+    )
+    assert not (tmp_path / "out").exists()

@@ -81,3 +81,28 @@ def test_a_run_stopped_by_the_divergence_guard_is_recorded_not_fatal(tmp_path):
     for name in OUTPUTS:
         assert (tmp_path / name).is_file(), name
     assert "| l2 | 1 |" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_variants_file_keeps_its_order_and_overrides(tmp_path):
+    from dqn.compare import read_variants_file
+
+    path = tmp_path / "sweep.yaml"
+    path.write_text("# a sweep\nbase: {}\nsync16: {target_update_every_grad_steps: 16}\n"
+                    "double: {double_dqn: true, max_grad_norm: 10}\nempty:\n")
+    variants = read_variants_file(path)
+    assert [v.label for v in variants] == ["base", "sync16", "double", "empty"]
+    assert variants[0].config(TINY, 3) == TINY.replace(seed=3)
+    assert variants[1].config(TINY, 0).target_update_every_grad_steps == 16
+    assert variants[2].config(TINY, 0).double_dqn and variants[2].config(TINY, 0).max_grad_norm == 10
+    assert variants[3].overrides == ()
+
+
+def test_the_committed_sweep_file_builds_valid_configs():
+    from pathlib import Path
+
+    from dqn.compare import read_variants_file
+
+    root = Path(__file__).resolve().parent.parent / "configs" / "sweeps"
+    base = DQNConfig.from_yaml(root / "cartpole-trust-base.yaml")
+    for variant in read_variants_file(root / "cartpole-trust.yaml"):
+        variant.config(base, 0)  # raises ConfigError on a bad key or value

@@ -130,15 +130,6 @@ def test_a_network_that_is_not_a_dense_chain_is_refused_with_the_alternative():
         DQNAgent(OBS, ACTIONS, SMALL.replace(learner="numpy"), two_inputs_net)
 
 
-@pytest.mark.slow
-def test_the_numpy_learner_solves_cartpole_with_the_default_config(tmp_path):
-    from dqn.train import train
-
-    config = DQNConfig.from_yaml("configs/cartpole.yaml").replace(learner="numpy", seed=2)
-    result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
-    assert result.first_solve_env_step is not None
-
-
 def test_a_numpy_learner_run_resumes_from_a_checkpoint_to_the_same_metrics(tmp_path):
     import shutil
 
