@@ -42,6 +42,9 @@ class DQNConfig:
     """Transitions per gradient step."""
     gamma: float = 0.99
     """Discount factor, in (0, 1]."""
+    n_step: int = 1
+    """Steps of reward summed before bootstrapping: the target is r_{t+1} + ... +
+    gamma^(n-1) r_{t+n} + gamma^n max_a Q_target(s_{t+n}, a) (``dqn.nstep``). 1: plain DQN."""
     learning_rate: float = 2.3e-3
     """Adam step size."""
     learning_rate_end: float | None = 0.0
@@ -295,7 +298,7 @@ def _check_values(c: DQNConfig) -> None:
         "total_env_steps", "buffer_size", "batch_size", "learning_rate", "adam_epsilon",
         "loss_bound", "target_update_every_grad_steps", "train_every_env_steps",
         "gradient_steps_per_train", "eval_every_env_steps", "eval_episodes",
-        "final_eval_episodes",
+        "final_eval_episodes", "n_step",
         "checkpoint_every_env_steps", "keep_checkpoints", "num_threads", "num_envs",
     ):
         positive(name)
@@ -338,6 +341,11 @@ def _check_values(c: DQNConfig) -> None:
             f"config key 'learning_rate_end' must be >= 0 or null, got {c.learning_rate_end!r}",
         )
     need(c.env_id.strip() == c.env_id, f"config key 'env_id' has stray spaces: {c.env_id!r}")
+
+
+def bootstrap_discount(c: DQNConfig) -> float:
+    """gamma^n: the discount of the bootstrapped term of an n-step TD target."""
+    return c.gamma**c.n_step
 
 
 def total_grad_steps(c: DQNConfig) -> int:

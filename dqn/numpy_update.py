@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from dqn.backprop.losses import LOSSES as LOSS_PAIRS
-from dqn.config import DQNConfig, total_grad_steps
+from dqn.config import DQNConfig, bootstrap_discount, total_grad_steps
 from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
 
 # Derivative of each activation, from its input z and output a (as TensorFlow's gradients).
@@ -125,7 +125,7 @@ class NumpyLearner:
             next_v = next_q[rows, best]
         else:
             next_v = next_q.max(axis=1)
-        target = rewards + self.dtype(c.gamma) * (1.0 - terminated) * next_v
+        target = rewards + self.dtype(bootstrap_discount(c)) * (1.0 - terminated) * next_v
 
         # Forward, keeping each layer's input, pre-activation and output for the backward pass.
         inputs, zs, outs = [], [], []

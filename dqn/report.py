@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from dqn.stats import iqm_ci, probability_of_improvement_ci
+from dqn.stats import iqm_ci, median_ci, probability_of_improvement_ci, proportion_ci
 
 CURVE_SERIES = {
     "zero_grad_fraction.png": (["zero_grad_fraction"], "fraction of batch with zero loss gradient"),
@@ -30,36 +30,54 @@ def group(rows: Sequence[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def _rate(successes: int, runs: int) -> str:
+    low, high = proportion_ci(successes, runs)
+    return f"{successes}/{runs} [{low:.2f}, {high:.2f}]"
+
+
+def _steps(value: float) -> str:
+    return "not reached" if not math.isfinite(value) else f"{value:,.0f}"
+
+
 def summary_markdown(rows: Sequence[dict], threshold: float, seed: int = 0) -> str:
-    """Per variant: solve rate, median steps to solve, IQM of final eval and AUC with 95% CIs."""
+    """Per variant: solve rates, median steps to solve, IQM of final eval and AUC, each with a
+    95% interval (Clopper-Pearson, order statistics, percentile bootstrap)."""
     groups = group(rows)
     lines = [
-        f"| variant | runs | solved (eval >= {threshold:g}) | still >= {threshold:g} at the end "
-        "| median env steps to solve "
+        f"| variant | runs | solved (eval >= {threshold:g}) [95% CI] "
+        f"| final eval >= {threshold:g} [95% CI] "
+        "| median env steps to first solve [95% CI] "
         "| final eval, IQM [95% CI] | eval AUC, IQM [95% CI] | zero-grad fraction | max abs Q "
         "| diverged | train s (median) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, runs in groups.items():
-        solved = [r["first_solve_env_step"] for r in runs if r["first_solve_env_step"] is not None]
+        # A run that never solved counts as infinitely late: the median is over every run.
+        first = [r["first_solve_env_step"] for r in runs]
+        first = [math.inf if f is None else float(f) for f in first]
+        solved = sum(math.isfinite(f) for f in first)
         final = [r["final_eval_mean"] for r in runs]
         auc = [r["eval_auc"] for r in runs]
         zero = [r["zero_grad_fraction_mean"] for r in runs]
         qmax = [r["q_abs_max"] for r in runs]
+        median, low, high = median_ci(first)
         lines.append(
-            f"| {label} | {len(runs)} | {len(solved)}/{len(runs)} "
-            f"| {sum(f >= threshold for f in final)}/{len(runs)} "
-            f"| {int(np.median(solved)) if solved else 'n/a'} "
+            f"| {label} | {len(runs)} | {_rate(solved, len(runs))} "
+            f"| {_rate(sum(f >= threshold for f in final), len(runs))} "
+            f"| {_steps(median)} [{_steps(low)}, {_steps(high)}] "
             f"| {_fmt_ci(*iqm_ci(final, seed=seed))} | {_fmt_ci(*iqm_ci(auc, seed=seed))} "
             f"| {_nan_safe(np.nanmean, zero):.3f} | {_nan_safe(np.nanmax, qmax):.1f} "
             f"| {sum(r.get('diverged_at_env_step') is not None for r in runs)} "
             f"| {np.median([r['train_seconds'] for r in runs]):.1f} |"
         )
     text = "\n".join(lines) + (
-        "\n\nFinal eval: the greedy evaluation at the last step (for a run the divergence guard "
-        "stopped, its last evaluation before the stop). Eval AUC: the mean of all evaluations. "
-        "Intervals: 95% percentile bootstrap over runs (scipy). Zero-grad fraction: share of "
-        "sampled transitions whose loss gradient was exactly 0, averaged over training."
+        "\n\nFinal eval: the greedy evaluation at the last step, over final_eval_episodes "
+        "episodes (for a run the divergence guard stopped, its last evaluation before the "
+        "stop). Eval AUC: the mean of all evaluations. First solve: the first periodic "
+        "evaluation >= the threshold; a run that never got there counts as infinitely late. "
+        "Intervals: Clopper-Pearson for rates, order statistics for the median, percentile "
+        "bootstrap over runs (scipy) for IQMs. Zero-grad fraction: share of sampled "
+        "transitions whose loss gradient was exactly 0, averaged over training."
     )
     if "huber" in groups and "clipped_delta" in groups:
         for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):

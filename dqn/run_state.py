@@ -55,6 +55,8 @@ class LoopState:
     eval_std: float = math.nan
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
+    # n-step returns: the steps still waiting for their n-th successor (dqn.nstep), as arrays.
+    pending: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- metrics.csv
@@ -90,6 +92,7 @@ def save_run_state(folder: Path, agent: Any, replay: ReplayBuffer, loop: LoopSta
         "window": np.stack(loop.window) if loop.window else np.zeros((0, 0), np.float32),
         **{f"probe.{k}": v for k, v in (loop.probe._asdict() if loop.probe else {}).items()},
         **{f"env.{k}": v for k, v in env_snapshot.arrays.items()},
+        **{f"pending.{k}": v for k, v in loop.pending.items()},
     }
     with open(folder / "loop.npz", "wb") as fh:
         np.savez(fh, **arrays)
@@ -212,6 +215,8 @@ def load_run_state(
             window=list(arrays["window"]), probe=probe, first_solve=meta["first_solve"],
             eval_mean=meta["eval_mean"], eval_std=meta["eval_std"],
             train_seconds=meta["train_seconds"], eval_seconds=meta["eval_seconds"],
+            pending={k[len("pending."):]: v for k, v in arrays.items()
+                     if k.startswith("pending.")},
         )
     except Exception as exc:  # JSON, zip, CSV, a missing key
         raise CheckpointError(f"checkpoint {folder.name} cannot be resumed: {exc!r}") from None

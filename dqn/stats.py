@@ -1,6 +1,7 @@
 """Aggregate statistics of many runs, after Agarwal et al. 2021 ("Deep RL at the Edge of the
 Statistical Precipice"): interquartile mean (IQM), percentile bootstrap confidence intervals,
-and the probability of improvement. scipy does the trimming and the bootstrap.
+and the probability of improvement; plus exact intervals for a success rate (Clopper-Pearson)
+and for a median (order statistics). scipy does the trimming, the bootstrap and the binomials.
 
 With one task (one env), the stratified bootstrap of that paper is the ordinary bootstrap over
 runs: strata are tasks, and there is one.
@@ -60,3 +61,29 @@ def probability_of_improvement_ci(
     )
     low, high = res.confidence_interval
     return point, float(np.nan_to_num(low, nan=point)), float(np.nan_to_num(high, nan=point))
+
+
+def proportion_ci(successes: int, runs: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson ("exact") interval of a success probability from ``successes``/``runs``."""
+    ci = stats.binomtest(successes, runs).proportion_ci(confidence, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def median_ci(
+    x: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """(median, low, high): distribution-free interval from order statistics.
+
+    The interval [x_(j), x_(k)] (sorted, 1-based) covers the true median with probability
+    P(j <= B < k), B ~ Binomial(n, 1/2); j and k are the symmetric pair that reaches
+    ``confidence``. Values may be inf (a run that never got there): only ranks matter.
+    """
+    x = np.sort(np.asarray(x, float))
+    n = len(x)
+    point = float(np.median(x)) if np.isfinite(np.median(x)) else float("inf")
+    # The smallest j with P(B <= j) >= alpha/2, so that P(B < j) < alpha/2 on each side.
+    j = max(int(stats.binom.ppf((1 - confidence) / 2, n, 0.5)), 1)
+    k = n - j + 1
+    if k <= j:
+        return point, float(x[0]), float(x[-1])
+    return point, float(x[j - 1]), float(x[k - 1])

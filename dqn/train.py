@@ -25,6 +25,7 @@ from dqn.envs import make_env, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.io import atomic_write_text
+from dqn.nstep import NStepWindow
 from dqn.replay import ReplayBuffer
 from dqn.run_state import LoopState, metrics_csv_rows, prepare_resume, save_run_state
 from dqn.runtime import configure_blas, configure_tensorflow
@@ -208,6 +209,7 @@ def _run(
     def save_checkpoint(step: int) -> None:
         loop.env_step, loop.obs, loop.episode_return = step, obs, episode_return
         loop.window = metrics.rows
+        loop.pending = pending.arrays(agent.obs_dim)
         loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
         checkpoint.write_checkpoint(
             run_dir, step,
@@ -216,6 +218,9 @@ def _run(
         )
 
     obs, episode_return = loop.obs, loop.episode_return
+    pending = NStepWindow(config.n_step, config.gamma)
+    if loop.pending:
+        pending.load(**loop.pending)
     episode_returns, step, saved_step, stop_signal = loop.episode_returns, loop.env_step, None, None
     try:
         with _Interrupt() as stop:
@@ -224,7 +229,8 @@ def _run(
                 action = agent.act(obs, epsilon)
                 next_obs, reward, terminated, truncated, _ = env.step(action)
                 # terminated, not done: a time-limit cut is not terminal and must bootstrap.
-                replay.add(obs, action, reward, next_obs, terminated)
+                for t in pending.push(obs, action, reward, next_obs, terminated, truncated):
+                    replay.add(*t)
                 obs = next_obs
                 episode_return += float(reward)
                 if terminated or truncated:

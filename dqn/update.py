@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 
 import tensorflow as tf
 
-from dqn.config import DQNConfig, total_grad_steps
+from dqn.config import DQNConfig, bootstrap_discount, total_grad_steps
 from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES, STEP_METRICS  # noqa: F401 (re-exported)
 
 Forward = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -106,7 +106,8 @@ def loss_and_grad(
     obs, actions, rewards, next_obs, terminated = batch
     next_q_online = forward(state.online, next_obs) if config.double_dqn else None
     target = tf.stop_gradient(
-        td_targets(rewards, terminated, config.gamma, forward(state.target, next_obs), next_q_online)
+        td_targets(rewards, terminated, bootstrap_discount(config),
+                   forward(state.target, next_obs), next_q_online)
     )
     params = state.online
     with tf.GradientTape() as tape:

@@ -30,6 +30,7 @@ from dqn.config import DQNConfig
 from dqn.divergence import check_update, q_bound
 from dqn.envs import check_spaces, make_env, make_vector_env, solve_return
 from dqn.errors import DivergenceError
+from dqn.nstep import NStepWindow
 from dqn.run_state import LoopState
 from dqn.train import (
     METRICS_COLUMNS, RunLog, TrainResult, _evaluate_and_log, _Interrupt, _MetricWindow,
@@ -75,6 +76,7 @@ def train_vectorized(
         )
 
     resetting = np.zeros(n, bool)  # envs whose next step is an autoreset, not a transition
+    windows = [NStepWindow(config.n_step, config.gamma) for _ in range(n)]
     returns = np.zeros(n)
     step, stop_signal = 0, None
     rng = agent.rng
@@ -88,8 +90,14 @@ def train_vectorized(
                     actions = np.where(explore, rng.integers(agent.n_actions, size=n), actions)
                 next_obs, rewards, terminated, truncated, _ = envs.step(actions)
                 real = ~resetting
-                replay.add_batch(obs[real], actions[real], rewards[real], next_obs[real],
-                                 terminated[real])
+                if config.n_step == 1:
+                    replay.add_batch(obs[real], actions[real], rewards[real], next_obs[real],
+                                     terminated[real])
+                else:
+                    for i in np.flatnonzero(real):
+                        for t in windows[i].push(obs[i], actions[i], rewards[i], next_obs[i],
+                                                 terminated[i], truncated[i]):
+                            replay.add(*t)
                 returns += np.where(real, rewards, 0.0)
                 resetting = (terminated | truncated) & real
                 for i in np.flatnonzero(resetting):

@@ -54,6 +54,18 @@ def test_the_gradient_matches_central_differences(loss, activation, double_dqn):
         assert (np.abs(td_error) > 1.0).any()
 
 
+def test_an_n_step_target_bootstraps_with_gamma_to_the_n():
+    # Stored rewards are already n-step sums (dqn.nstep): the only change in the target is the
+    # discount of the bootstrapped term, gamma^n. So n = 3 with gamma 0.9 must give exactly the
+    # TD errors of n = 1 with gamma 0.729.
+    data = batch()
+    three = float64_learner(DQNConfig(n_step=3, gamma=0.9)).loss_and_grad(*data)[2]
+    one = float64_learner(DQNConfig(n_step=1, gamma=0.9**3)).loss_and_grad(*data)[2]
+    np.testing.assert_array_equal(three, one)
+    plain = float64_learner(DQNConfig(n_step=1, gamma=0.9)).loss_and_grad(*data)[2]
+    assert not np.array_equal(three, plain)
+
+
 def test_zero_gradient_samples_are_exactly_those_beyond_the_bound_for_clipped_delta():
     learner = float64_learner(DQNConfig(loss="clipped_delta", activation="tanh"))
     _, _, td_error, dq_sa, *_ = learner.loss_and_grad(*batch(td_scale=3.0))
@@ -77,6 +89,7 @@ def _pair(config, replay, steps=12, k=3):
      "target_update_every_grad_steps": 5},
     {"activation": "tanh", "learning_rate_end": None},
     {"diagnostics": False},
+    {"n_step": 3, "gamma": 0.9},
 ])
 def test_the_numpy_learner_follows_the_tensorflow_learner(changes):
     config = SMALL.replace(total_env_steps=2_000, **changes)

@@ -168,6 +168,27 @@ def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
     assert len(result.history) == 6 and result.history[-1]["env_step"] == 600
 
 
+def test_an_n_step_run_resumes_with_its_pending_steps(tmp_path):
+    # With n_step 3 a checkpoint taken mid-episode holds up to 2 steps still waiting for their
+    # third successor; resuming without them would store other transitions than the full run.
+    from dqn import train
+    from dqn.train import resume
+
+    from conftest import TINY_RUN
+
+    config = DQNConfig(**TINY_RUN).replace(n_step=3)
+    train(config, run_dir=tmp_path / "full", progress=False, log_tensorboard=False)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(tmp_path / "full" / "config.yaml", run)
+    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-000000200",
+                    run / "checkpoints" / "step-000000200")
+    with np.load(run / "checkpoints" / "step-000000200" / "loop.npz") as npz:
+        assert 1 <= len(npz["pending.actions"]) <= 2  # mid-episode at step 200
+    resume(run, progress=False, log_tensorboard=False)
+    assert (run / "metrics.csv").read_bytes() == (tmp_path / "full" / "metrics.csv").read_bytes()
+
+
 # ---------------------------------------------------------------------- determinism (slow)
 @pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path):

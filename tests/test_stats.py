@@ -36,3 +36,30 @@ def test_probability_of_improvement():
     assert probability_of_improvement([1, 2], [2, 2]) == 0.25
     p, low, high = probability_of_improvement_ci(np.arange(10.0) + 100, np.arange(10.0), seed=0)
     assert (p, low, high) == (1.0, 1.0, 1.0)
+
+
+def test_proportion_interval_is_clopper_pearson():
+    from dqn.stats import proportion_ci
+
+    # 30 of 30: the lower bound solves p^30 = 0.025, p = 0.025 ** (1 / 30) = 0.8843.
+    low, high = proportion_ci(30, 30)
+    assert low == pytest.approx(0.025 ** (1 / 30)) and high == 1.0
+    # 0 of 30 mirrors it.
+    assert proportion_ci(0, 30) == pytest.approx((0.0, 1 - 0.025 ** (1 / 30)))
+
+
+def test_median_interval_from_order_statistics():
+    from scipy import stats
+
+    from dqn.stats import median_ci
+
+    # n = 30: P(B <= 9) = 0.0214 and P(B <= 10) = 0.0494 for B ~ Bin(30, 1/2), so the 95%
+    # interval is [x_(10), x_(21)] (coverage 1 - 2 * 0.0214 = 0.957).
+    assert stats.binom.cdf(9, 30, 0.5) < 0.025 < stats.binom.cdf(10, 30, 0.5)
+    x = np.arange(1.0, 31.0)
+    assert median_ci(x) == (15.5, 10.0, 21.0)
+    # Runs that never got there count as inf: only their rank matters.
+    y = np.concatenate([np.arange(1.0, 21.0), np.full(10, np.inf)])
+    assert median_ci(y) == (15.5, 10.0, np.inf)
+    z = np.concatenate([np.arange(1.0, 11.0), np.full(20, np.inf)])
+    assert median_ci(z)[0] == np.inf

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -30,36 +29,14 @@ def test_linear_epsilon_schedule():
     assert linear_epsilon(5, cfg.replace(epsilon_decay_fraction=0.0)) == 0.1
 
 
-class EchoEnv(gym.Env):
-    """A user-defined env: 2-D observations, 3 actions, reward 1 for action 2, 20 steps long."""
-
-    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    action_space = gym.spaces.Discrete(3)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self.np_random.uniform(-1, 1, 2).astype(np.float32), {}
-
-    def step(self, action):
-        self.t += 1
-        obs = self.np_random.uniform(-1, 1, 2).astype(np.float32)
-        return obs, float(action == 2), False, self.t >= 20, {}
-
-
 def test_train_accepts_any_registered_env_with_vector_obs_and_discrete_actions(tmp_path):
-    gym.register("EchoEnv-v0", entry_point=EchoEnv)
-    cfg = DQNConfig(
-        env_id="EchoEnv-v0", total_env_steps=1200, learning_starts_env_steps=200,
-        train_every_env_steps=4, gradient_steps_per_train=2, hidden_sizes=(16,),
-        eval_every_env_steps=600, eval_episodes=2, learning_rate=1e-2, gamma=0.5,
-        target_update_every_grad_steps=20, epsilon_decay_fraction=0.5, jit_compile=False,
-        output_dir=str(tmp_path),
-    )
-    result = train(cfg, progress=False)
+    from tests.test_learning import ECHO
+
+    result = train(ECHO.replace(output_dir=str(tmp_path)), progress=False)
     assert result.solve_return is None  # the env declares no reward_threshold
-    assert result.final_eval_mean == 20.0  # learned to always press 2
     assert result.run_dir.parent == tmp_path
+    assert [row["env_step"] for row in result.history] == [600, 1200]
+    assert result.agent.grad_steps == 2 * (1200 - 200) // 4
 
 
 def read_metrics(run_dir):
