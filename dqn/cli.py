@@ -141,11 +141,14 @@ def _print_summary(result) -> None:
     s = result.summary
     solved = s["first_solve_env_step"]
     threshold = s["solve_return"]
+    config = result.agent.config
+    episodes = config.eval_episodes if s["interrupted"] else config.final_eval_episodes
     lines = [
         "",
         f"{s['env_id']} / {s['loss']} / seed {s['seed']}: {s['env_steps']} env steps"
         + (" (interrupted; checkpoint saved, continue with --resume)" if s["interrupted"] else ""),
-        f"  final greedy evaluation: {s['final_eval_mean']:.1f} +/- {s['final_eval_std']:.1f}",
+        f"  final greedy evaluation ({episodes} episodes): "
+        f"{s['final_eval_mean']:.1f} +/- {s['final_eval_std']:.1f}",
     ]
     if threshold is not None:
         lines.append(

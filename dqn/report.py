@@ -111,8 +111,10 @@ def load_curves(out: Path, rows: Sequence[dict]) -> dict[str, list[dict[str, np.
     curves: dict[str, list[dict[str, np.ndarray]]] = {}
     for r in rows:
         path = out / "runs" / run_name(r["variant"], r["seed"]) / "run" / "metrics.csv"
-        if path.is_file():
-            curves.setdefault(r["variant"], []).append(read_metrics(path))
+        metrics = read_metrics(path) if path.is_file() else {}
+        # A run the divergence guard stopped before its first evaluation has no curve to draw.
+        if len(metrics.get("env_step", ())) > 0:
+            curves.setdefault(r["variant"], []).append(metrics)
     return curves
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from dqn.compare import RESULT_COLUMNS, Variant, run_comparison, summarize_run
@@ -106,3 +107,17 @@ def test_the_committed_sweep_file_builds_valid_configs():
     base = DQNConfig.from_yaml(root / "cartpole-trust-base.yaml")
     for variant in read_variants_file(root / "cartpole-trust.yaml"):
         variant.config(base, 0)  # raises ConfigError on a bad key or value
+
+
+def test_the_figures_skip_a_variant_whose_runs_stopped_before_any_evaluation(tmp_path):
+    # sync8 of the default-config sweep: every run hit the divergence guard at its first burst.
+    from dqn.report import load_curves
+
+    header = "env_step,eval_return_mean\n"
+    for name, text in (("ok-seed0", header + "2500,20.0\n5000,40.0\n"), ("early-seed0", header)):
+        (tmp_path / "runs" / name / "run").mkdir(parents=True)
+        (tmp_path / "runs" / name / "run" / "metrics.csv").write_text(text)
+    rows = [{"variant": "ok", "seed": 0}, {"variant": "early", "seed": 0}]
+    curves = load_curves(tmp_path, rows)
+    assert list(curves) == ["ok"]
+    np.testing.assert_array_equal(curves["ok"][0]["eval_return_mean"], [20.0, 40.0])
