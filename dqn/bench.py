@@ -357,7 +357,7 @@ def _train_dqn(config, made: list[StepClock]):
     """``dqn.train`` in a scratch folder; returns (result, training clock, evaluation clock)."""
     import tempfile
 
-    from dqn.train import train
+    from dqn.loop import train
 
     made.clear()
     with tempfile.TemporaryDirectory() as tmp:

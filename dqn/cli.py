@@ -120,7 +120,7 @@ def _train(args: argparse.Namespace):
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
     _quiet_tensorflow(config.num_threads)
-    from dqn.train import train
+    from dqn.loop import train
 
     return train(config, run_dir=run_dir, progress=not args.no_progress)
 
@@ -132,7 +132,7 @@ def _resume(args: argparse.Namespace):
     # folder or a corrupt checkpoint costs a fraction of a second to report.
     config = prepare_resume(args.resume).config
     _quiet_tensorflow(config.num_threads)
-    from dqn.train import resume
+    from dqn.loop import resume
 
     return resume(args.resume, progress=not args.no_progress)
 
@@ -193,7 +193,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         check_agent_fits(agent_dir, config.env_id, obs_dim, n_actions)
         _quiet_tensorflow()
         from dqn.agent import DQNAgent
-        from dqn.train import evaluate
+        from dqn.evaluation import evaluate
 
         agent = DQNAgent.load(agent_dir)
         env = make_env(agent.config.env_id)

@@ -124,7 +124,7 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict:
 
     config = DQNConfig.from_dict(config_dict)
     import_tensorflow_quietly(config.num_threads)
-    from dqn.train import train
+    from dqn.loop import train
 
     from dqn.errors import DivergenceError
     from dqn.report import read_metrics

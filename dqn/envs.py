@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+from typing import NamedTuple
 
 import gymnasium as gym
+import numpy as np
 
 from dqn.config import DQNConfig
 from dqn.errors import ConfigError, UnsupportedSpaceError
@@ -70,3 +72,90 @@ def check_env(env_id: str) -> tuple[int, int]:
         return check_spaces(env.observation_space, env.action_space)
     finally:
         env.close()
+
+
+# ---------------------------------------------------------------------- stepping n envs
+class EnvSteps(NamedTuple):
+    """What one loop step of n envs produced; every array has a leading [n] axis."""
+
+    next_obs: np.ndarray  # the observation each env stepped into (before any reset)
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    real: np.ndarray  # False for a vector env's autoreset step: no transition happened
+
+
+class OneEnv:
+    """One ``gym.Env`` seen as a vector of one: it resets as soon as an episode ends, so every
+    step is a transition and no action is spent on a reset."""
+
+    n = 1
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env = env
+        self.obs: np.ndarray | None = None  # [1, obs_dim] once reset
+        self.pending_reset = np.zeros(1, bool)  # never: kept for the shape of a checkpoint
+
+    def reset(self, seed: int) -> None:
+        self.obs = self.env.reset(seed=seed)[0][None]
+
+    def step(self, actions: np.ndarray) -> EnvSteps:
+        next_obs, reward, terminated, truncated, _ = self.env.step(int(actions[0]))
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = self.env.reset()
+        self.obs = obs[None]
+        return EnvSteps(next_obs[None], np.array([reward], np.float64),
+                        np.array([terminated]), np.array([truncated]), np.ones(1, bool))
+
+    @property
+    def state_holder(self) -> gym.Env:
+        """The object whose attributes hold the env state (``dqn.envstate``)."""
+        return self.env
+
+    @property
+    def spaces(self) -> tuple[gym.Space, gym.Space]:
+        """(observation space, action space) of one env."""
+        return self.env.observation_space, self.env.action_space
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class VectorEnvs:
+    """A gymnasium vector env in NEXT_STEP autoreset mode: the step after an episode ends
+    returns the next episode's first observation with reward 0, which is not a transition."""
+
+    def __init__(self, envs: gym.vector.VectorEnv) -> None:
+        self.envs = envs
+        self.n = envs.num_envs
+        self.obs: np.ndarray | None = None  # [n, obs_dim] once reset
+        self.pending_reset = np.zeros(self.n, bool)  # envs whose next step is an autoreset
+
+    def reset(self, seed: int) -> None:
+        self.obs = self.envs.reset(seed=seed)[0]
+
+    def step(self, actions: np.ndarray) -> EnvSteps:
+        next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
+        real = ~self.pending_reset
+        self.pending_reset = (terminated | truncated) & real
+        self.obs = next_obs
+        return EnvSteps(next_obs, np.asarray(rewards, np.float64), terminated, truncated, real)
+
+    @property
+    def state_holder(self) -> gym.vector.VectorEnv:
+        return self.envs
+
+    @property
+    def spaces(self) -> tuple[gym.Space, gym.Space]:
+        return self.envs.single_observation_space, self.envs.single_action_space
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def make_stepper(env_id: str, num_envs: int) -> OneEnv | VectorEnvs:
+    """``num_envs`` copies of ``env_id`` behind one interface (not reset yet)."""
+    if num_envs == 1:
+        return OneEnv(make_env(env_id))
+    return VectorEnvs(make_vector_env(env_id, num_envs))

@@ -43,9 +43,10 @@ class LoopState:
     """The training loop between two env steps: enough, with agent and replay, to continue."""
 
     columns: list[str]
-    obs: np.ndarray
+    obs: np.ndarray  # [n_envs, obs_dim]: where each env is
     env_step: int = 0
-    episode_return: float = 0.0
+    open_returns: np.ndarray = field(default_factory=lambda: np.zeros(1))  # [n_envs]
+    pending_reset: np.ndarray = field(default_factory=lambda: np.zeros(1, bool))  # [n_envs]
     episode_returns: list[float] = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
     window: list[np.ndarray] = field(default_factory=list)  # update metrics since the last row
@@ -55,8 +56,8 @@ class LoopState:
     eval_std: float = math.nan
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
-    # n-step returns: the steps still waiting for their n-th successor (dqn.nstep), as arrays.
-    pending: dict[str, np.ndarray] = field(default_factory=dict)
+    # n-step returns: per env, the steps still waiting for their n-th successor (dqn.nstep).
+    pending: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------- metrics.csv
@@ -87,19 +88,21 @@ def save_run_state(folder: Path, agent: Any, replay: ReplayBuffer, loop: LoopSta
     save_replay(replay, folder / "replay.npz")
     arrays = {
         "obs": np.asarray(loop.obs),
+        "open_returns": np.asarray(loop.open_returns, np.float64),
+        "pending_reset": np.asarray(loop.pending_reset, bool),
         "episode_returns": np.asarray(loop.episode_returns, np.float64),
         # The window keeps its dtype (float32): a mean over float64 copies would differ.
         "window": np.stack(loop.window) if loop.window else np.zeros((0, 0), np.float32),
         **{f"probe.{k}": v for k, v in (loop.probe._asdict() if loop.probe else {}).items()},
         **{f"env.{k}": v for k, v in env_snapshot.arrays.items()},
-        **{f"pending.{k}": v for k, v in loop.pending.items()},
+        **{f"pending{i}.{k}": v for i, arrays in enumerate(loop.pending)
+           for k, v in arrays.items()},
     }
     with open(folder / "loop.npz", "wb") as fh:
         np.savez(fh, **arrays)
     meta = {
         "format_version": _FORMAT_VERSION,
         "env_step": loop.env_step,
-        "episode_return": loop.episode_return,
         "first_solve": loop.first_solve,
         "eval_mean": loop.eval_mean,
         "eval_std": loop.eval_std,
@@ -208,20 +211,21 @@ def load_run_state(
             {k[len("env."):]: v for k, v in arrays.items() if k.startswith("env.")},
             meta["env_uncaptured"],
         )
+        n = len(arrays["obs"])
         loop = LoopState(
             columns=columns, obs=arrays["obs"], env_step=int(meta["env_step"]),
-            episode_return=float(meta["episode_return"]),
+            open_returns=arrays["open_returns"], pending_reset=arrays["pending_reset"],
             episode_returns=arrays["episode_returns"].tolist(), history=history,
             window=list(arrays["window"]), probe=probe, first_solve=meta["first_solve"],
             eval_mean=meta["eval_mean"], eval_std=meta["eval_std"],
             train_seconds=meta["train_seconds"], eval_seconds=meta["eval_seconds"],
-            pending={k[len("pending."):]: v for k, v in arrays.items()
-                     if k.startswith("pending.")},
+            pending=[{k.split(".", 1)[1]: v for k, v in arrays.items()
+                      if k.startswith(f"pending{i}.")} for i in range(n)],
         )
     except Exception as exc:  # JSON, zip, CSV, a missing key
         raise CheckpointError(f"checkpoint {folder.name} cannot be resumed: {exc!r}") from None
-    if loop.obs.shape != (obs_dim,):
-        raise CheckpointError(f"checkpoint {folder.name} holds an observation of another shape")
+    if loop.obs.shape != (config.num_envs, obs_dim):
+        raise CheckpointError(f"checkpoint {folder.name} holds observations of another shape")
     return loop, replay, env
 
 
@@ -240,11 +244,6 @@ def prepare_resume(run_dir: Path) -> Resumable:
     """Find, verify and read the checkpoint to resume; CheckpointError naming what is wrong."""
     found = latest_good_checkpoint(run_dir)
     config = read_agent_config(found.path / "agent")
-    if config.num_envs > 1:  # its checkpoints hold the agent only: say so, not "corrupt"
-        raise ConfigError(
-            f"{run_dir} ran with num_envs: {config.num_envs}; only num_envs: 1 runs can be "
-            "resumed (vectorized runs keep agent-only checkpoints, which dqn-evaluate reads)"
-        )
     obs_dim, n_actions = check_env(config.env_id)
     check_agent_fits(found.path / "agent", config.env_id, obs_dim, n_actions)
     loop, replay, snapshot = load_run_state(found.path, config, obs_dim)

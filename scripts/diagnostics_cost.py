@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = DQNConfig.from_yaml(args.config)
     import_tensorflow_quietly(base.num_threads)
-    from dqn.train import train
+    from dqn.loop import train
 
     seconds: dict[bool, list[float]] = {True: [], False: []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -316,7 +316,7 @@ def test_train_refuses_image_and_dict_observations(env_class, tmp_path):
 
 
 def test_api_errors_are_the_same_as_the_cli_ones(tmp_path):
-    from dqn.train import resume
+    from dqn.loop import resume
 
     with pytest.raises(ConfigError, match=r"'gamma' must be in \(0, 1\]"):
         DQNConfig(gamma=1.5)

@@ -16,7 +16,7 @@ from scipy import stats
 
 from dqn.compare import Variant, run_comparison
 from dqn.config import DQNConfig
-from dqn.train import train
+from dqn.loop import train
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = DQNConfig.from_yaml(ROOT / "configs" / "cartpole.yaml")

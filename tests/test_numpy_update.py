@@ -146,7 +146,7 @@ def test_a_network_that_is_not_a_dense_chain_is_refused_with_the_alternative():
 def test_a_numpy_learner_run_resumes_from_a_checkpoint_to_the_same_metrics(tmp_path):
     import shutil
 
-    from dqn.train import resume, train
+    from dqn.loop import resume, train
     from tests.conftest import TINY_RUN
 
     config = DQNConfig(**TINY_RUN).replace(learner="numpy")

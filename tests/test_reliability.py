@@ -144,7 +144,7 @@ def test_the_guard_names_the_step_the_metric_and_the_remedy():
 
 # ---------------------------------------------------------------------- resume, in-process
 def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
-    from dqn.train import resume
+    from dqn.loop import resume
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -172,7 +172,7 @@ def test_an_n_step_run_resumes_with_its_pending_steps(tmp_path):
     # With n_step 3 a checkpoint taken mid-episode holds up to 2 steps still waiting for their
     # third successor; resuming without them would store other transitions than the full run.
     from dqn import train
-    from dqn.train import resume
+    from dqn.loop import resume
 
     from conftest import TINY_RUN
 
@@ -184,7 +184,7 @@ def test_an_n_step_run_resumes_with_its_pending_steps(tmp_path):
     shutil.copytree(tmp_path / "full" / "checkpoints" / "step-000000200",
                     run / "checkpoints" / "step-000000200")
     with np.load(run / "checkpoints" / "step-000000200" / "loop.npz") as npz:
-        assert 1 <= len(npz["pending.actions"]) <= 2  # mid-episode at step 200
+        assert 1 <= len(npz["pending0.actions"]) <= 2  # mid-episode at step 200
     resume(run, progress=False, log_tensorboard=False)
     assert (run / "metrics.csv").read_bytes() == (tmp_path / "full" / "metrics.csv").read_bytes()
 

@@ -13,7 +13,7 @@ import pytest
 
 from dqn import DQNConfig, train
 from dqn.config import LOSS_NAMES
-from dqn.train import linear_epsilon
+from dqn.loop import linear_epsilon
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = DQNConfig.from_yaml(ROOT / "configs" / "cartpole.yaml")
@@ -81,16 +81,16 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_143(tmp_path):
     assert (run_dir / "checkpoints" / f"step-{step:09d}" / "agent" / "online.keras").is_file()
 
 
-def test_dqn_train_stays_the_function_whichever_import_comes_first():
+def test_train_is_a_function_and_the_loop_a_module_whatever_the_import_order():
     import subprocess
     import sys
 
     code = (
-        "import dqn.vector_train, dqn.train, dqn\n"  # submodule imports bind dqn.train ...
+        "import dqn.loop, dqn\n"
         "from dqn import train\n"
-        "from dqn.train import resume\n"
-        "assert callable(train) and train is dqn.train and train.__name__ == 'train'\n"
-        "assert callable(resume)\n"
+        "from dqn.loop import resume\n"
+        "assert callable(train) and train is dqn.loop.train and train.__name__ == 'train'\n"
+        "assert callable(resume) and dqn.train is train\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -103,7 +103,7 @@ def test_the_last_evaluation_uses_final_eval_episodes(tmp_path, monkeypatch):
 
     from tests.conftest import TINY_RUN
 
-    loop = importlib.import_module("dqn.train")
+    loop = importlib.import_module("dqn.loop")
 
     calls = []
     real = loop.evaluate

@@ -4,11 +4,9 @@ import numpy as np
 import pytest
 
 from dqn import DQNAgent, DQNConfig
-from dqn.cli import train_main
 from dqn.replay import ReplayBuffer
-from dqn.train import train
-from dqn.vector_train import multiples_between
-from tests.test_bad_input import assert_refused
+from dqn.loop import train
+from dqn.loop import multiples_between
 
 
 def test_multiples_between_counts_the_periods_a_loop_step_crosses():
@@ -62,22 +60,35 @@ def test_a_vectorized_run_stores_no_autoreset_step(tmp_path, monkeypatch):
     # observation with reward 0. Storing it would teach a transition that never happened:
     # every stored CartPole transition has reward 1.
     stored = []
-    original = ReplayBuffer.add_batch
+    original = ReplayBuffer.add
 
-    def spy(self, obs, actions, rewards, next_obs, terminated):
-        stored.append(np.asarray(rewards).copy())
-        return original(self, obs, actions, rewards, next_obs, terminated)
+    def spy(self, obs, action, reward, next_obs, terminated):
+        stored.append(reward)
+        return original(self, obs, action, reward, next_obs, terminated)
 
-    monkeypatch.setattr(ReplayBuffer, "add_batch", spy)
+    monkeypatch.setattr(ReplayBuffer, "add", spy)
     result = train(TINY, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
-    rewards = np.concatenate(stored)
+    rewards = np.array(stored)
     assert len(result.episode_returns) > 20  # many autoresets happened
     assert len(rewards) == int(result.history[-1]["env_step"])
     np.testing.assert_array_equal(rewards, 1.0)
 
 
-def test_a_vectorized_run_cannot_be_resumed_and_says_why(tmp_path, capsys):
+def test_a_vectorized_run_resumes_from_a_checkpoint_to_the_same_metrics(tmp_path):
+    # The vector env's state (physics, step counters, autoreset flags, its generator), the
+    # envs waiting for an autoreset and each env's n-step window are all in the checkpoint.
+    import shutil
+
+    from dqn.checkpoint import list_checkpoints
+    from dqn.loop import resume
+
+    config = TINY.replace(n_step=3)
+    full = tmp_path / "full"
+    train(config, run_dir=full, progress=False, log_tensorboard=False)
+    first = list_checkpoints(full)[-1]  # the oldest: mid-run
     run = tmp_path / "run"
-    train(TINY, run_dir=run, progress=False, log_tensorboard=False)
-    assert_refused(train_main, ["--resume", run], ["num_envs: 4", "only num_envs: 1"], capsys,
-                   tmp_path)
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(full / "config.yaml", run)
+    shutil.copytree(first, run / "checkpoints" / first.name)
+    resume(run, progress=False, log_tensorboard=False)
+    assert (run / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()

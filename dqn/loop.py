@@ -1,0 +1,261 @@
+"""train(config) / resume(run_dir) -> TrainResult: the one DQN loop, for one env or a vector.
+
+Each loop step: epsilon, act on every env's observation, step the envs, store the transitions
+(n-step windows per env, ``dqn.nstep``), run the gradient steps owed (one burst per
+``train_every_env_steps`` transitions), check for divergence, evaluate and checkpoint on their
+periods. With one env a loop step is one transition; a vector of n envs stores up to n per
+loop step and runs the bursts those transitions owe in one call, so the ratio of updates to
+transitions is the same and an update can only come between loop steps. Periods are counted
+in stored transitions (``multiples_between``), which for one env is ``step % every == 0``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from dqn import checkpoint
+from dqn.agent import DQNAgent
+from dqn.config import DQNConfig
+from dqn.divergence import check_update, q_bound
+from dqn.envs import make_env, make_stepper, solve_return
+from dqn.envstate import capture_env_state, restore_env_state
+from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
+from dqn.evaluation import evaluate
+from dqn.nstep import NStepWindow
+from dqn.replay import ReplayBuffer
+from dqn.run_log import (
+    METRICS_COLUMNS, Interrupt, MetricWindow, RunLog, metrics_row, write_summary,
+)
+from dqn.run_state import LoopState, prepare_resume, save_run_state
+from dqn.runtime import configure_blas, configure_tensorflow
+from dqn.step_metrics import METRIC_NAMES
+
+PROBE_SIZE = 1024  # states of the fixed probe batch for dead-unit and per-layer diagnostics
+
+
+def linear_epsilon(env_step: int, config: DQNConfig) -> float:
+    """Epsilon at ``env_step``: linear from start to end over the decay fraction, then flat."""
+    decay_steps = config.epsilon_decay_fraction * config.total_env_steps
+    if decay_steps <= 0:
+        return config.epsilon_end
+    frac = min(1.0, env_step / decay_steps)
+    return config.epsilon_start + frac * (config.epsilon_end - config.epsilon_start)
+
+
+def multiples_between(lo: int, hi: int, every: int, after: int = 0) -> int:
+    """How many multiples of ``every`` lie in (lo, hi] and are > ``after``."""
+    lo = max(lo, after)
+    return max(hi // every - lo // every, 0)
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. ``history`` holds the metrics.csv rows as dicts."""
+
+    agent: DQNAgent
+    run_dir: Path
+    history: list[dict[str, float]]
+    episode_returns: list[float]
+    first_solve_env_step: int | None
+    final_eval_mean: float
+    final_eval_std: float
+    train_seconds: float
+    eval_seconds: float
+    interrupted: bool = False
+    solve_return: float | None = None
+    summary: dict = field(default_factory=dict)
+    stop_signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
+
+
+def configure_runtime(config: DQNConfig) -> None:
+    """TF and BLAS threads, and op determinism if asked (Keras initializers are seeded)."""
+    configure_tensorflow(config.num_threads)
+    configure_blas(config.num_threads)
+    if config.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def train(
+    config: DQNConfig,
+    *,
+    network_fn: Callable[[int, int], keras.Model] | None = None,
+    run_dir: str | Path | None = None,
+    progress: bool = True,
+    log_tensorboard: bool = True,
+) -> TrainResult:
+    """Train a DQN agent as configured; write the run folder; return what it produced.
+
+    Raises DivergenceError if the loss, a gradient or |Q| blows up (see ``dqn.divergence``).
+    """
+    configure_runtime(config)
+    envs = make_stepper(config.env_id, config.num_envs)
+    agent = DQNAgent(*envs.spaces, config, network_fn)
+    replay = ReplayBuffer(
+        config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
+    )
+    run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.to_yaml(run_dir / "config.yaml")
+    envs.reset(config.seed)
+    loop = LoopState(
+        columns=[*METRICS_COLUMNS, *agent.diagnostic_names()], obs=envs.obs,
+        open_returns=np.zeros(envs.n), pending_reset=np.zeros(envs.n, bool),
+    )
+    return _run(config, run_dir, envs, agent, replay, loop, progress, log_tensorboard)
+
+
+def resume(
+    run_dir: str | Path, *, progress: bool = True, log_tensorboard: bool = True
+) -> TrainResult:
+    """Continue a run from its newest good checkpoint, exactly as if it had never stopped.
+
+    A corrupt or incomplete newer checkpoint is skipped with a CheckpointWarning and renamed
+    ``corrupt-step-...``. The run's metrics.csv is cut back to the checkpoint's rows.
+    """
+    run_dir = Path(run_dir)
+    ready = prepare_resume(run_dir)
+    for line in ready.skipped:
+        warnings.warn(
+            f"skipping checkpoint {line}; resuming from {ready.checkpoint.name}",
+            CheckpointWarning, stacklevel=2,
+        )
+    config, snapshot = ready.config, ready.env_snapshot
+    if snapshot.uncaptured:
+        warnings.warn(
+            f"{config.env_id} keeps state in {', '.join(snapshot.uncaptured)}, which a checkpoint "
+            "cannot capture: the resumed run may differ from an uninterrupted one",
+            CheckpointWarning, stacklevel=2,
+        )
+    envs = make_stepper(config.env_id, config.num_envs)
+    try:
+        restore_env_state(envs.state_holder, snapshot)
+    except ValueError as exc:
+        raise CheckpointError(
+            f"checkpoint {ready.checkpoint.name} does not fit {config.env_id}: {exc}"
+        ) from None
+    envs.obs, envs.pending_reset = ready.loop.obs, ready.loop.pending_reset.copy()
+    configure_runtime(config)
+    agent = DQNAgent.load(ready.checkpoint / "agent")
+    checkpoint.set_aside(run_dir, ready.loop.env_step)
+    return _run(config, run_dir, envs, agent, ready.replay, ready.loop, progress, log_tensorboard)
+
+
+def _run(config: DQNConfig, run_dir: Path, envs, agent: DQNAgent, replay: ReplayBuffer,
+         loop: LoopState, progress: bool, log_tensorboard: bool) -> TrainResult:
+    """The loop, from ``loop.env_step`` to the end (or a signal, or divergence)."""
+    eval_env = make_env(config.env_id)  # stateless between evaluations: reset with fixed seeds
+    threshold = solve_return(config, eval_env)
+    bound = q_bound(config, eval_env)
+    log = RunLog(run_dir, loop, config.total_env_steps, progress, log_tensorboard)
+    metrics = MetricWindow(loop.window)
+    windows = [NStepWindow(config.n_step, config.gamma) for _ in range(envs.n)]
+    for window, arrays in zip(windows, loop.pending):
+        window.load(**arrays)
+    returns = np.array(loop.open_returns, np.float64)
+    seconds_before = loop.train_seconds + loop.eval_seconds
+    start = time.perf_counter()
+
+    def save_checkpoint(step: int) -> None:
+        loop.env_step, loop.obs, loop.open_returns = step, envs.obs, returns.copy()
+        loop.pending_reset = envs.pending_reset.copy()
+        loop.window = metrics.rows
+        loop.pending = [w.arrays(agent.obs_dim) for w in windows]
+        loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
+        checkpoint.write_checkpoint(
+            run_dir, step,
+            lambda folder: save_run_state(folder, agent, replay, loop,
+                                          capture_env_state(envs.state_holder)),
+            config.keep_checkpoints,
+        )
+
+    step, saved_step, stop_signal = loop.env_step, None, None
+    try:
+        with Interrupt() as stop:
+            while step < config.total_env_steps:
+                epsilon = linear_epsilon(step + 1, config)
+                obs = envs.obs
+                actions = agent.act_batch(obs, epsilon)
+                out = envs.step(actions)
+                for i in np.flatnonzero(out.real):
+                    # terminated, not done: a time-limit cut is not terminal and bootstraps.
+                    for t in windows[i].push(obs[i], actions[i], out.rewards[i], out.next_obs[i],
+                                             out.terminated[i], out.truncated[i]):
+                        replay.add(*t)
+                returns += np.where(out.real, out.rewards, 0.0)
+                for i in np.flatnonzero(out.real & (out.terminated | out.truncated)):
+                    loop.episode_returns.append(float(returns[i]))
+                    returns[i] = 0.0
+                before, step = step, step + int(out.real.sum())
+
+                bursts = multiples_between(before, step, config.train_every_env_steps,
+                                           config.learning_starts_env_steps)
+                if bursts:
+                    rows = replay.sample_rows(config.batch_size,
+                                              bursts * config.gradient_steps_per_train)
+                    values = agent.update_rows(rows)
+                    check_update(values, METRIC_NAMES, bound, step)  # before anything is saved
+                    metrics.add(values)
+
+                done = step >= config.total_env_steps
+                if multiples_between(before, step, config.eval_every_env_steps) or done:
+                    log.write(_evaluate_and_log(config, agent, eval_env, replay, loop, step,
+                                                epsilon, metrics.pop(), threshold))
+                if multiples_between(before, step, config.checkpoint_every_env_steps) or done:
+                    save_checkpoint(step)
+                    saved_step = step
+                log.advance_to(step, every=250)
+                if stop.signum is not None:
+                    stop_signal = stop.signum
+                    break
+            if stop_signal is not None and saved_step != step:
+                save_checkpoint(step)  # a full, resumable checkpoint of where the signal found us
+    except DivergenceError as exc:
+        write_summary(run_dir, config, loop, step, threshold, stop_signal, str(exc))
+        raise
+    finally:
+        log.advance_to(step)
+        log.close()
+        envs.close()
+
+    loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
+    summary = write_summary(run_dir, config, loop, step, threshold, stop_signal, None)
+    return TrainResult(
+        agent=agent, run_dir=run_dir, history=loop.history,
+        episode_returns=loop.episode_returns, first_solve_env_step=loop.first_solve,
+        final_eval_mean=loop.eval_mean, final_eval_std=loop.eval_std,
+        train_seconds=loop.train_seconds, eval_seconds=loop.eval_seconds,
+        interrupted=stop_signal is not None, solve_return=threshold, summary=summary,
+        stop_signal=stop_signal,
+    )
+
+
+def _evaluate_and_log(config, agent, eval_env, replay, loop, step, epsilon, window, threshold):
+    """Evaluate greedily, update ``loop`` (history, first solve, probe) and return the row."""
+    t0 = time.perf_counter()
+    final = step >= config.total_env_steps
+    episodes = config.final_eval_episodes if final else config.eval_episodes
+    loop.eval_mean, loop.eval_std, _ = evaluate(agent, eval_env, episodes, config.eval_seed)
+    loop.eval_seconds += time.perf_counter() - t0
+    if loop.first_solve is None and threshold is not None and loop.eval_mean >= threshold:
+        loop.first_solve = step
+    row = metrics_row(step, agent.grad_steps, loop.episode_returns, epsilon, loop.eval_mean,
+                      loop.eval_std, window)
+    if config.diagnostics and loop.probe is None and step > config.learning_starts_env_steps:
+        loop.probe = replay.sample(PROBE_SIZE, rng=np.random.default_rng([config.seed, 3]))
+    diagnostics = agent.diagnose(loop.probe) if loop.probe is not None else {}
+    for name in agent.diagnostic_names():
+        row[name] = diagnostics.get(name, float("nan"))
+    loop.history.append(row)
+    return row
+
+
+__all__ = ["TrainResult", "linear_epsilon", "multiples_between", "resume", "train"]

@@ -1,0 +1,162 @@
+"""What a run reports while it trains: metrics.csv rows, TensorBoard, the progress bar, the
+window of update metrics between two rows, summary.json, and SIGINT/SIGTERM as a flag."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import signal
+from pathlib import Path
+
+import numpy as np
+
+from dqn.io import atomic_write_text
+from dqn.run_state import LoopState, metrics_csv_rows
+from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES
+
+METRICS_COLUMNS = (
+    "env_step", "grad_steps", "episodes", "epsilon", "train_return_mean", "eval_return_mean",
+    "eval_return_std", *METRIC_NAMES,
+)
+
+
+class RunLog:
+    """Where a run's metrics rows go: metrics.csv (flushed per row), TensorBoard, the bar."""
+
+    def __init__(self, run_dir: Path, loop: LoopState, total: int, progress: bool,
+                 log_tensorboard: bool) -> None:
+        import tensorflow as tf
+
+        # Rows after the checkpoint (if any) are recomputed: metrics.csv restarts from its rows.
+        atomic_write_text(
+            run_dir / "metrics.csv", metrics_csv_rows(loop.columns, loop.history, header=True)
+        )
+        self._file = open(run_dir / "metrics.csv", "a", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=loop.columns)
+        self._tb = tf.summary.create_file_writer(str(run_dir / "tb")) if log_tensorboard else None
+        self._bar = _progress_bar(total, loop.env_step, progress)
+        self._shown = loop.env_step
+
+    def write(self, row: dict) -> None:
+        self._csv.writerow(row)
+        self._file.flush()
+        if self._tb is not None:
+            _write_tensorboard(self._tb, row)
+        if self._bar is not None:
+            self._bar.set_postfix(
+                ret=f"{row['train_return_mean']:.0f}", eps=f"{row['epsilon']:.2f}",
+                eval=f"{row['eval_return_mean']:.0f}", refresh=False,
+            )
+
+    def advance_to(self, step: int, every: int = 0) -> None:
+        """Move the bar to ``step`` if it lags by at least ``every`` steps."""
+        if step - self._shown < every:
+            return
+        if self._bar is not None:
+            self._bar.update(step - self._shown)
+        self._shown = step
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+        if self._bar is not None:
+            self._bar.close()
+
+
+class MetricWindow:
+    """Aggregates update metrics between two metrics.csv rows (mean, or max for max-metrics)."""
+
+    def __init__(self, rows: list[np.ndarray] | None = None) -> None:
+        self.rows: list[np.ndarray] = list(rows or [])  # a checkpoint saves the open window
+
+    def add(self, values: np.ndarray) -> None:
+        self.rows.append(values)
+
+    def pop(self) -> np.ndarray | None:
+        if not self.rows:
+            return None
+        rows, self.rows = np.stack(self.rows), []
+        return np.where(IS_MAX_METRIC, rows.max(axis=0), rows.mean(axis=0))
+
+
+def metrics_row(step: int, grad_steps: int, episode_returns: list[float], epsilon: float,
+                eval_mean: float, eval_std: float, metrics: np.ndarray | None) -> dict:
+    """One metrics.csv row (without the probe diagnostics)."""
+    recent = episode_returns[-10:]
+    row = {
+        "env_step": step,
+        "grad_steps": grad_steps,
+        "episodes": len(episode_returns),
+        "epsilon": round(epsilon, 6),
+        "train_return_mean": float(np.mean(recent)) if recent else float("nan"),
+        "eval_return_mean": eval_mean,
+        "eval_return_std": eval_std,
+    }
+    for i, name in enumerate(METRIC_NAMES):
+        row[name] = float(metrics[i]) if metrics is not None else float("nan")
+    return row
+
+
+def write_summary(run_dir: Path, config, loop: LoopState, step: int, threshold: float | None,
+                  stop_signal: int | None, diverged: str | None) -> dict:
+    summary = {
+        "env_id": config.env_id,
+        "loss": config.loss,
+        "seed": config.seed,
+        "env_steps": step,
+        "interrupted": stop_signal is not None,
+        "stop_signal": stop_signal,
+        "diverged": diverged,
+        "solve_return": threshold,
+        "first_solve_env_step": loop.first_solve,
+        "final_eval_mean": loop.eval_mean,
+        "final_eval_std": loop.eval_std,
+        "train_seconds": round(loop.train_seconds, 3),
+        "eval_seconds": round(loop.eval_seconds, 3),
+    }
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+class Interrupt:
+    """Turns SIGINT/SIGTERM into a flag checked by the loop, so a checkpoint can be saved."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "Interrupt":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _write_tensorboard(writer, row: dict) -> None:
+    import tensorflow as tf
+
+    with writer.as_default(step=int(row["env_step"])):
+        for key, value in row.items():
+            if key != "env_step" and isinstance(value, float) and math.isfinite(value):
+                tf.summary.scalar(key, value)
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
