@@ -9,10 +9,10 @@ common source of silently different DQN runs: env steps and gradient steps diffe
 from __future__ import annotations
 
 import dataclasses
-import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import yaml
 
@@ -27,7 +27,8 @@ LEARNERS = ("tensorflow", "numpy")
 
 @dataclass(frozen=True)
 class DQNConfig:
-    """Hyperparameters of one DQN run. Build it with keywords, ``from_yaml`` or ``replace``."""
+    """Hyperparameters of one DQN run. Build it with keywords, ``from_yaml`` or ``replace``.
+    Each field's type, null and bounds are its row of ``FIELDS``, below the class."""
 
     env_id: str = "CartPole-v1"
     """Gymnasium id of the environment (1-D Box observations, Discrete actions)."""
@@ -134,8 +135,7 @@ class DQNConfig:
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
-        _check_types(self)
-        _check_values(self)
+        _validate(self)
 
     # ------------------------------------------------------------------ I/O
     @classmethod
@@ -216,131 +216,150 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-# ---------------------------------------------------------------------- type checks
-def _coerce(name: str, value: Any, kind: str) -> Any:
-    """Return value converted to kind, or raise ConfigError naming the key and expected type.
+# ---------------------------------------------------------------------- validation
+# A field's kind, worded as its type error words it.
+INT, NUM, BOOL, STR, INTS = "an integer", "a number", "a bool", "a string", "a list of integers"
+# A row's rule, checked on a value of its kind (never on None): a bound, worded as its error
+# words it (a key of BOUNDS), or the tuple of the allowed values, or None (any value of the kind).
+Rule = str | tuple[str, ...] | None
 
-    YAML 1.1 reads ``1e-3`` as a string and ``1e5`` too; numbers written that way are accepted.
-    Booleans are never accepted as numbers (``True == 1`` in Python).
-    """
 
-    def fail() -> ConfigError:
-        return ConfigError(f"config key {name!r} must be {kind}, got {value!r}")
+class Field(NamedTuple):
+    kind: str
+    nullable: bool  # None (YAML null) is accepted
+    rule: Rule
 
-    if kind == "a bool":
-        if isinstance(value, bool):
-            return value
-        raise fail()
-    if kind == "a string":
-        if isinstance(value, str) and value:
-            return value
-        raise fail()
-    if isinstance(value, bool):
-        raise fail()
-    if isinstance(value, str):
+
+BOUNDS: dict[str, Callable[[Any], bool]] = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    ">= 0 or null": lambda v: v >= 0,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+    "in (0, 1]": lambda v: 0 < v <= 1,
+}
+
+# One row per DQNConfig field, in field order (tests/test_config.py checks that they match).
+# fmt: off
+FIELDS: dict[str, Field] = {
+    # key                               kind  null?  rule
+    "env_id":                         Field(STR,  False, None),  # and RULES
+    "seed":                           Field(INT,  False, ">= 0"),
+    "total_env_steps":                Field(INT,  False, "> 0"),
+    "buffer_size":                    Field(INT,  False, "> 0"),
+    "batch_size":                     Field(INT,  False, "> 0"),  # and RULES
+    "gamma":                          Field(NUM,  False, "in (0, 1]"),
+    "n_step":                         Field(INT,  False, "> 0"),
+    "learning_rate":                  Field(NUM,  False, "> 0"),
+    "learning_rate_end":              Field(NUM,  True,  ">= 0 or null"),
+    "adam_epsilon":                   Field(NUM,  False, "> 0"),
+    "loss":                           Field(STR,  False, LOSS_NAMES),
+    "loss_bound":                     Field(NUM,  False, "> 0"),
+    "max_grad_norm":                  Field(NUM,  True,  "> 0"),
+    "hidden_sizes":                   Field(INTS, False, None),  # and RULES
+    "activation":                     Field(STR,  False, ACTIVATIONS),
+    "double_dqn":                     Field(BOOL, False, None),
+    "target_update_every_grad_steps": Field(INT,  False, "> 0"),
+    "target_tau":                     Field(NUM,  False, "in (0, 1]"),
+    "train_every_env_steps":          Field(INT,  False, "> 0"),
+    "gradient_steps_per_train":       Field(INT,  False, "> 0"),
+    "learning_starts_env_steps":      Field(INT,  False, None),  # and RULES
+    "epsilon_start":                  Field(NUM,  False, "in [0, 1]"),
+    "epsilon_end":                    Field(NUM,  False, "in [0, 1]"),
+    "epsilon_decay_fraction":         Field(NUM,  False, "in [0, 1]"),
+    "eval_every_env_steps":           Field(INT,  False, "> 0"),
+    "eval_episodes":                  Field(INT,  False, "> 0"),
+    "final_eval_episodes":            Field(INT,  False, "> 0"),
+    "eval_seed":                      Field(INT,  False, None),
+    "solve_return":                   Field(NUM,  True,  None),
+    "checkpoint_every_env_steps":     Field(INT,  False, "> 0"),
+    "keep_checkpoints":               Field(INT,  False, "> 0"),
+    "max_abs_q":                      Field(NUM,  True,  "> 0"),
+    "output_dir":                     Field(STR,  False, None),
+    "num_threads":                    Field(INT,  False, "> 0"),
+    "jit_compile":                    Field(BOOL, False, None),
+    "num_envs":                       Field(INT,  False, "> 0"),
+    "learner":                        Field(STR,  False, LEARNERS),
+    "diagnostics":                    Field(BOOL, False, None),
+    "deterministic":                  Field(BOOL, False, None),
+}
+
+# Rules beyond one row's bound, checked after the rows: name -> (holds, error message).
+RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]] = {
+    "env_id has no stray spaces": (
+        lambda c: c.env_id.strip() == c.env_id,
+        lambda c: f"config key 'env_id' has stray spaces: {c.env_id!r}"),
+    "at least one hidden layer": (
+        lambda c: len(c.hidden_sizes) >= 1,
+        lambda c: "config key 'hidden_sizes' must list at least one layer width"),
+    "positive layer widths": (
+        lambda c: all(h > 0 for h in c.hidden_sizes),
+        lambda c: "config key 'hidden_sizes' must hold positive widths, "
+                  f"got {list(c.hidden_sizes)}"),
+    "the batch fits the buffer": (
+        lambda c: c.batch_size <= c.buffer_size,
+        lambda c: f"config key 'batch_size' ({c.batch_size}) must be <= buffer_size "
+                  f"({c.buffer_size})"),
+    "learning starts before the end": (
+        lambda c: 0 <= c.learning_starts_env_steps < c.total_env_steps,
+        lambda c: "config key 'learning_starts_env_steps' must be in [0, total_env_steps = "
+                  f"{c.total_env_steps}), got {c.learning_starts_env_steps}: "
+                  "the agent would never train"),
+}
+# fmt: on
+
+
+class _NotKind(Exception):  # args: (kind, the value as read: a YAML 1.1 number as its number)
+    pass
+
+
+def _coerce(kind: str, value: Any) -> Any:
+    """value as kind, or raise _NotKind. YAML 1.1 reads ``1e-3`` and ``1e5`` as strings: they
+    are numbers here. A bool is never a number (``True == 1``); an integral float is an integer."""
+    if kind in (INT, NUM) and isinstance(value, str):
         try:
             value = float(value)
         except ValueError:
-            raise fail() from None
-    if kind == "an integer":
-        if isinstance(value, int):
+            pass
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if (kind == BOOL and isinstance(value, bool)) or (kind == STR and isinstance(value, str)):
+        if value != "":
             return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise fail()
-    if kind == "a number":
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return float(value)
-        raise fail()
-    raise AssertionError(kind)
+    if kind == INTS and isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return tuple(_coerce(INT, v) for v in value)
+    if kind == INT and number and (isinstance(value, int) or value.is_integer()):
+        return int(value)
+    if kind == NUM and number and abs(value) <= sys.float_info.max:  # finite (and fits a float)
+        return float(value)
+    raise _NotKind(kind, value)
 
 
-# Field annotations are strings here (``from __future__ import annotations``): "float | None".
-_KINDS = {"int": "an integer", "float": "a number", "bool": "a bool", "str": "a string"}
+def _rule_error(key: str, rule: Rule, v: Any) -> str | None:
+    if isinstance(rule, str) and not BOUNDS[rule](v):
+        return f"config key {key!r} must be {rule}, got {v!r}"
+    if isinstance(rule, tuple) and v not in rule:
+        plural = key + ("es" if key.endswith("s") else "s")  # losses, activations, learners
+        return f"unknown {key} {v!r}; valid {plural}: {', '.join(rule)}"
+    return None
 
 
-def _check_types(cfg: DQNConfig) -> None:
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if f.name == "hidden_sizes":
-            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-                raise ConfigError(f"config key 'hidden_sizes' must be a list of integers, got {value!r}")
-            sizes = tuple(_coerce("hidden_sizes", v, "an integer") for v in value)
-            object.__setattr__(cfg, f.name, sizes)
+def _validate(cfg: DQNConfig) -> None:
+    """Convert every field to its kind, then check the rows' rules, then RULES."""
+    for key, field in FIELDS.items():
+        raw = getattr(cfg, key)
+        if raw is None and field.nullable:
             continue
-        optional = "None" in str(f.type)
-        if optional and value is None:
-            continue
-        base = str(f.type).split("|")[0].strip()
-        kind = _KINDS[base]
-        if optional:
-            kind_msg = kind + " or null"
-            try:
-                value = _coerce(f.name, value, kind)
-            except ConfigError:
-                raise ConfigError(f"config key {f.name!r} must be {kind_msg}, got {value!r}") from None
-        else:
-            value = _coerce(f.name, value, kind)
-        object.__setattr__(cfg, f.name, value)
-
-
-# ---------------------------------------------------------------------- value checks
-def _check_values(c: DQNConfig) -> None:
-    def need(ok: bool, msg: str) -> None:
-        if not ok:
-            raise ConfigError(msg)
-
-    def positive(name: str) -> None:
-        v = getattr(c, name)
-        need(v > 0, f"config key {name!r} must be > 0, got {v!r}")
-
-    for name in (
-        "total_env_steps", "buffer_size", "batch_size", "learning_rate", "adam_epsilon",
-        "loss_bound", "target_update_every_grad_steps", "train_every_env_steps",
-        "gradient_steps_per_train", "eval_every_env_steps", "eval_episodes",
-        "final_eval_episodes", "n_step",
-        "checkpoint_every_env_steps", "keep_checkpoints", "num_threads", "num_envs",
-    ):
-        positive(name)
-    need(c.loss in LOSS_NAMES, f"unknown loss {c.loss!r}; valid losses: {', '.join(LOSS_NAMES)}")
-    need(
-        c.activation in ACTIVATIONS,
-        f"unknown activation {c.activation!r}; valid activations: {', '.join(ACTIVATIONS)}",
-    )
-    need(
-        c.learner in LEARNERS,
-        f"unknown learner {c.learner!r}; valid learners: {', '.join(LEARNERS)}",
-    )
-    need(0 < c.gamma <= 1, f"config key 'gamma' must be in (0, 1], got {c.gamma!r}")
-    need(0 < c.target_tau <= 1, f"config key 'target_tau' must be in (0, 1], got {c.target_tau!r}")
-    need(
-        c.batch_size <= c.buffer_size,
-        f"config key 'batch_size' ({c.batch_size}) must be <= buffer_size ({c.buffer_size})",
-    )
-    need(
-        0 <= c.learning_starts_env_steps < c.total_env_steps,
-        f"config key 'learning_starts_env_steps' must be in [0, total_env_steps = "
-        f"{c.total_env_steps}), got {c.learning_starts_env_steps}: the agent would never train",
-    )
-    need(c.seed >= 0, f"config key 'seed' must be >= 0, got {c.seed}")
-    for name in ("epsilon_start", "epsilon_end", "epsilon_decay_fraction"):
-        v = getattr(c, name)
-        need(0 <= v <= 1, f"config key {name!r} must be in [0, 1], got {v!r}")
-    need(len(c.hidden_sizes) >= 1, "config key 'hidden_sizes' must list at least one layer width")
-    need(
-        all(h > 0 for h in c.hidden_sizes),
-        f"config key 'hidden_sizes' must hold positive widths, got {list(c.hidden_sizes)}",
-    )
-    if c.max_grad_norm is not None:
-        positive("max_grad_norm")
-    if c.max_abs_q is not None:
-        positive("max_abs_q")
-    if c.learning_rate_end is not None:
-        need(
-            c.learning_rate_end >= 0,
-            f"config key 'learning_rate_end' must be >= 0 or null, got {c.learning_rate_end!r}",
-        )
-    need(c.env_id.strip() == c.env_id, f"config key 'env_id' has stray spaces: {c.env_id!r}")
+        try:
+            object.__setattr__(cfg, key, _coerce(field.kind, raw))
+        except _NotKind as bad:
+            kind, shown = (f"{field.kind} or null", raw) if field.nullable else bad.args
+            raise ConfigError(f"config key {key!r} must be {kind}, got {shown!r}") from None
+    for key, field in FIELDS.items():
+        value = getattr(cfg, key)
+        if value is not None and (message := _rule_error(key, field.rule, value)):
+            raise ConfigError(message)
+    for holds, message_of in RULES.values():
+        if not holds(cfg):
+            raise ConfigError(message_of(cfg))
 
 
 def bootstrap_discount(c: DQNConfig) -> float:

@@ -112,3 +112,100 @@ def test_total_grad_steps_counts_bursts_after_learning_starts():
     from dqn.config import total_grad_steps
 
     assert total_grad_steps(DQNConfig()) == 192 * 128
+
+
+# ---------------------------------------------------------------------- the validation table
+def test_the_table_has_one_row_per_field_in_field_order():
+    from dqn.config import BOUNDS, FIELDS, field_names
+
+    assert list(FIELDS) == field_names()  # no field without a row, no row without a field
+    for key, row in FIELDS.items():
+        assert row.rule is None or isinstance(row.rule, tuple) or row.rule in BOUNDS, key
+
+
+def test_the_table_agrees_with_the_field_types():
+    # The annotations are only read here, as a cross-check: validation reads the table.
+    import types
+    import typing
+
+    from dqn.config import BOOL, FIELDS, INT, INTS, NUM, STR
+
+    kinds = {int: INT, float: NUM, bool: BOOL, str: STR, tuple[int, ...]: INTS}
+    for key, hint in typing.get_type_hints(DQNConfig).items():
+        nullable = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
+        base = [t for t in typing.get_args(hint) if t is not type(None)][0] if nullable else hint
+        assert (FIELDS[key].kind, FIELDS[key].nullable) == (kinds[base], nullable), key
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        # integer
+        ({"batch_size": "many"}, "config key 'batch_size' must be an integer, got 'many'"),
+        ({"batch_size": 64.5}, "config key 'batch_size' must be an integer, got 64.5"),
+        ({"batch_size": True}, "config key 'batch_size' must be an integer, got True"),
+        ({"seed": -1}, "config key 'seed' must be >= 0, got -1"),
+        ({"num_envs": 0}, "config key 'num_envs' must be > 0, got 0"),
+        # number
+        ({"learning_rate": "fast"}, "config key 'learning_rate' must be a number, got 'fast'"),
+        ({"learning_rate": True}, "config key 'learning_rate' must be a number, got True"),
+        ({"learning_rate": float("inf")}, "config key 'learning_rate' must be a number, got inf"),
+        ({"gamma": "nan"}, "config key 'gamma' must be a number, got nan"),
+        ({"gamma": 0}, "config key 'gamma' must be in (0, 1], got 0.0"),
+        ({"epsilon_start": 1.5}, "config key 'epsilon_start' must be in [0, 1], got 1.5"),
+        # nullable number
+        ({"max_grad_norm": "x"}, "config key 'max_grad_norm' must be a number or null, got 'x'"),
+        ({"solve_return": False}, "config key 'solve_return' must be a number or null, got False"),
+        ({"max_abs_q": -1}, "config key 'max_abs_q' must be > 0, got -1.0"),
+        (
+            {"learning_rate_end": -0.1},
+            "config key 'learning_rate_end' must be >= 0 or null, got -0.1",
+        ),
+        # bool
+        ({"double_dqn": "yes"}, "config key 'double_dqn' must be a bool, got 'yes'"),
+        ({"jit_compile": 1}, "config key 'jit_compile' must be a bool, got 1"),
+        # string
+        ({"loss": 3}, "config key 'loss' must be a string, got 3"),
+        ({"output_dir": ""}, "config key 'output_dir' must be a string, got ''"),
+        ({"learner": "jax"}, "unknown learner 'jax'; valid learners: tensorflow, numpy"),
+        ({"env_id": "CartPole-v1 "}, "config key 'env_id' has stray spaces: 'CartPole-v1 '"),
+        # list of integers
+        ({"hidden_sizes": 64}, "config key 'hidden_sizes' must be a list of integers, got 64"),
+        ({"hidden_sizes": [8, "wide"]}, "config key 'hidden_sizes' must be an integer, got 'wide'"),
+        (
+            {"hidden_sizes": [8, -1]},
+            "config key 'hidden_sizes' must hold positive widths, got [8, -1]",
+        ),
+        # across fields
+        (
+            {"learning_starts_env_steps": -1},
+            "config key 'learning_starts_env_steps' must be in [0, total_env_steps = 50000), "
+            "got -1: the agent would never train",
+        ),
+    ],
+)
+def test_each_kind_of_row_refuses_with_its_exact_message(changes, message):
+    with pytest.raises(ConfigError) as refused:
+        DQNConfig(**changes)
+    assert str(refused.value) == message
+
+
+def test_values_are_stored_as_their_kind():
+    # YAML 1.1 number strings, integral floats and lists become the kind of the row.
+    cfg = DQNConfig(
+        learning_rate="1e-3", total_env_steps="1e5", eval_seed=2e3, max_grad_norm="10",
+        hidden_sizes=[32.0, "16"], gamma=1, solve_return=None, learning_rate_end=None,
+    )
+    assert cfg.learning_rate == 1e-3 and type(cfg.learning_rate) is float
+    assert cfg.total_env_steps == 100_000 and type(cfg.total_env_steps) is int
+    assert cfg.eval_seed == 2_000 and type(cfg.eval_seed) is int
+    assert cfg.max_grad_norm == 10.0 and type(cfg.max_grad_norm) is float
+    assert cfg.hidden_sizes == (32, 16) and all(type(h) is int for h in cfg.hidden_sizes)
+    assert cfg.gamma == 1.0 and type(cfg.gamma) is float
+    assert cfg.solve_return is None and cfg.learning_rate_end is None
+
+
+def test_yaml_overrides_written_as_yaml_1_1_strings_are_numbers():
+    cfg = DQNConfig.from_yaml(None, ["adam_epsilon=1e-8", "buffer_size=1e4", "max_abs_q=1e3"])
+    assert (cfg.adam_epsilon, cfg.buffer_size, cfg.max_abs_q) == (1e-8, 10_000, 1000.0)
+    assert type(cfg.buffer_size) is int
