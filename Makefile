@@ -22,8 +22,9 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
-# `make bench`: dqn against Stable-Baselines3 side by side (scripts/bench.py; ARGS="--quick" to
-# check that it runs). The "bench" extra (SB3, CPU torch) is installed only when it is missing.
+# `make bench`: dqn against Stable-Baselines3 side by side (`python -m benchmarks.bench`;
+# ARGS="--quick" to check that it runs). The "bench" extra (SB3, CPU torch) is installed only
+# when it is missing.
 BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)
@@ -32,7 +33,7 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	$(BIN)/python scripts/bench.py $(ARGS)
+	$(BIN)/python -m benchmarks.bench $(ARGS)
 
 backprop: $(STAMP)
 	$(BIN)/dqn-backprop --out results/backprop

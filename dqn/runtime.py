@@ -9,7 +9,7 @@ def configure_tensorflow(num_threads: int) -> None:
     """Set TF's thread pools (a no-op once TF has started running ops).
 
     On a 2-core machine the small matrices of a DQN are fastest on one thread: more threads add
-    synchronisation but no useful parallel work (measured by ``scripts/bench.py``).
+    synchronisation but no useful parallel work (measured by ``python -m benchmarks.bench``).
     """
     import tensorflow as tf
 

@@ -3,24 +3,13 @@
 No timing is asserted, and nothing here needs torch (the one SB3 check skips without it).
 """
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import gymnasium as gym
 import pytest
 
-from dqn import bench
+from benchmarks import bench, clock, floor, regimes, sb3_worker, settings, table
 from dqn.config import DQNConfig, total_grad_steps
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_grad_step_flops_of_a_tiny_net():
@@ -28,51 +17,58 @@ def test_grad_step_flops_of_a_tiny_net():
     # Backward: dW of both layers (96) plus dx of the second layer only (48) = 144.
     # One step: online forward 96 + target forward 96 + backward 144 = 336;
     # double DQN adds an online forward on s': 432.
-    assert bench.mlp_forward_flops(4, [2, 3, 2]) == 96
-    assert bench.grad_step_flops(2, [3], 2, batch=4) == 336
-    assert bench.grad_step_flops(2, [3], 2, batch=4, double_dqn=True) == 432
+    assert floor.mlp_forward_flops(4, [2, 3, 2]) == 96
+    assert floor.grad_step_flops(2, [3], 2, batch=4) == 336
+    assert floor.grad_step_flops(2, [3], 2, batch=4, double_dqn=True) == 432
 
 
 def test_zoo_floor_counts():
     # [4 -> 256 -> 256 -> 2], batch 64: forward 2*64*(4*256 + 256*256 + 256*2) = 8,585,216.
     forward = 8_585_216
-    assert bench.grad_step_flops(4, [256, 256], 2, batch=64) == 4 * forward - 2 * 64 * 4 * 256
+    assert floor.grad_step_flops(4, [256, 256], 2, batch=64) == 4 * forward - 2 * 64 * 4 * 256
     # Bursts after env steps 1024, 1280, ..., 49920: 192 of 128 gradient steps.
-    assert bench.grad_steps_within(bench.ZOO) == 192 * 128
+    assert floor.grad_steps(settings.ZOO) == 192 * 128
 
 
 @pytest.mark.parametrize("name", ["ZOO", "EVERY_STEP", "EVERY_4_STEPS", "CLEANRL"])
-def test_grad_step_count_agrees_with_dqn_config(name):
-    s = getattr(bench, name)
-    config = DQNConfig().replace(**bench.dqn_overrides(s))
-    assert bench.grad_steps_within(s) == total_grad_steps(config)
+def test_grad_step_count_agrees_with_dqn_config_and_sb3(name):
+    s = getattr(settings, name)
+    config = DQNConfig().replace(**settings.dqn_overrides(s))
+    assert floor.grad_steps(s) == total_grad_steps(config)
+    # SB3's schedule, step by step: a burst after every train_freq-th env step past
+    # learning_starts.
+    bursts = sum(
+        1 for step in range(1, s.total_env_steps + 1)
+        if step % s.train_every_env_steps == 0 and step > s.learning_starts_env_steps
+    )
+    assert floor.grad_steps(s) == bursts * s.gradient_steps_per_train
 
 
 def test_target_period_in_grad_steps():
     # SB3 syncs every 10 env steps between bursts of 128: one sync per burst.
-    assert bench.target_update_every_grad_steps(bench.ZOO) == 128
-    assert bench.target_update_every_grad_steps(bench.EVERY_STEP) == 500
-    assert bench.target_update_every_grad_steps(bench.EVERY_4_STEPS) == 125
-    assert bench.target_update_every_grad_steps(bench.CLEANRL) == 50
+    assert settings.target_update_every_grad_steps(settings.ZOO) == 128
+    assert settings.target_update_every_grad_steps(settings.EVERY_STEP) == 500
+    assert settings.target_update_every_grad_steps(settings.EVERY_4_STEPS) == 125
+    assert settings.target_update_every_grad_steps(settings.CLEANRL) == 50
     with pytest.raises(ValueError, match="multiple"):
-        bench.target_update_every_grad_steps(bench.EVERY_4_STEPS.replace(
+        settings.target_update_every_grad_steps(settings.EVERY_4_STEPS.replace(
             target_update_every_env_steps=502))
 
 
 def test_settings_round_trip_and_sb3_kwargs():
-    s = bench.ZOO
-    assert bench.Settings.from_dict(s.to_dict()) == s
-    kw = bench.sb3_kwargs(s, seed=3)
+    s = settings.ZOO
+    assert settings.Settings.from_dict(s.to_dict()) == s
+    kw = settings.sb3_kwargs(s, seed=3)
     assert (kw["train_freq"], kw["gradient_steps"], kw["target_update_interval"]) == (256, 128, 10)
     assert kw["policy_kwargs"]["net_arch"] == [256, 256]
     with pytest.raises(ValueError, match="Huber"):
-        bench.sb3_kwargs(bench.CLEANRL)
+        settings.sb3_kwargs(settings.CLEANRL)
 
 
 def test_sb3_accepts_the_kwargs():
     pytest.importorskip("torch")
     sb3 = pytest.importorskip("stable_baselines3")
-    model = sb3.DQN("MlpPolicy", gym.make("CartPole-v1"), **bench.sb3_kwargs(bench.ZOO))
+    model = sb3.DQN("MlpPolicy", gym.make("CartPole-v1"), **settings.sb3_kwargs(settings.ZOO))
     assert model.target_update_interval == 10 and model.max_grad_norm == 10.0
     widths = [m.out_features for m in model.q_net.q_net if hasattr(m, "out_features")]
     assert widths == [256, 256, 2]
@@ -83,16 +79,16 @@ def test_eval_windows_and_train_seconds():
     # and ends at t=2.0; evaluation 2 starts at t=10.0 and ends at t=10.3.
     resets = [(0, 10000, 1.0), (3, 10001, 1.5), (5, 10000, 10.0)]
     steps = [1.1, 1.2, 1.4, 1.6, 2.0, 10.1, 10.3]
-    windows = bench.eval_windows(resets, steps, 10000)
+    windows = clock.eval_windows(resets, steps, 10000)
     assert windows == [(1.0, 2.0), (10.0, 10.3)]
     # From 0.5 to 5.0 with the first evaluation (1 s) taken out: 3.5 s.
-    assert bench.train_seconds_at(0.5, 5.0, windows) == pytest.approx(3.5)
-    assert bench.train_seconds_at(0.5, 11.0, windows) == pytest.approx(10.5 - 1.0 - 0.3)
+    assert clock.train_seconds_at(0.5, 5.0, windows) == pytest.approx(3.5)
+    assert clock.train_seconds_at(0.5, 11.0, windows) == pytest.approx(10.5 - 1.0 - 0.3)
 
 
 def test_step_clock_through_a_registered_id():
     made = []
-    env_id = bench.register_clocked_env("CartPole-v1", made)
+    env_id = clock.register_clocked_env("CartPole-v1", made)
     try:
         env = gym.make(env_id)
         assert made == [env] and env.spec.reward_threshold == 475
@@ -108,22 +104,21 @@ def test_step_clock_through_a_registered_id():
 
 def test_first_solve():
     curve = [(2500, 100.0, 1.0), (5000, 480.0, 2.5), (7500, 500.0, 4.0)]
-    assert bench.first_solve(curve, 475.0) == (5000, 2.5)
-    assert bench.first_solve(curve[:1], 475.0) is None
+    assert table.first_solve(curve, 475.0) == (5000, 2.5)
+    assert table.first_solve(curve[:1], 475.0) is None
 
 
 def test_missing_extra_prints_how_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)  # find_spec then returns None
-    assert bench.missing_extra() == bench.INSTALL_HINT
-    assert load_script().main(["--quick"]) == 2
+    assert sb3_worker.missing_extra() == sb3_worker.INSTALL_HINT
+    assert bench.main(["--quick"]) == 2
     err = capsys.readouterr().err
     assert 'pip install -e ".[bench]"' in err and "make bench" in err
 
 
 def test_table_from_worker_results():
-    script = load_script()
-    zoo = bench.ZOO
-    rate = bench.EVERY_STEP.replace(total_env_steps=12_000)
+    zoo = settings.ZOO
+    rate = settings.EVERY_STEP.replace(total_env_steps=12_000)
     threads = {"threads": "x"}
     results = {
         "a": {"settings": zoo, "dqn": {"elapsed": [10.0], **threads},
@@ -132,16 +127,16 @@ def test_table_from_worker_results():
               "rate": {"flops_per_second": 2e10, "how": "numpy"}, "floor_seconds": 5.0},
         "b": {"settings": rate, "measured": 10_000, "dqn": {"elapsed": [1.0, 3.0], **threads},
               "dqn_numpy": None, "sb3": {"elapsed": [1.0, 9.0], **threads}},
-        "d": {"seeds": 2, "eval": script.EVAL, "sb3": None, "dqn": {
+        "d": {"seeds": 2, "eval": regimes.EVAL, "sb3": None, "dqn": {
             "config_summary": "c", **threads, "runs": [
                 {"curve": [(2500, 10.0, 1.0), (5000, 500.0, 3.0)], "threshold": 475.0},
                 {"curve": [(2500, 480.0, 2.0), (5000, 300.0, 4.0)], "threshold": 475.0},
             ]}},
-        "e": {"settings": bench.CLEANRL, "dqn": {"elapsed": [4.0], **threads},
+        "e": {"settings": settings.CLEANRL, "dqn": {"elapsed": [4.0], **threads},
               "dqn_numpy": {"elapsed": [5.0], **threads},
               "vector": {"seconds": 2.0, "env_steps": 100_004, **threads}},
     }
-    text = script.table(results, quick=False)
+    text = table.table(results, quick=False)
     row = {line.split(" | ")[0] + line.split(" | ")[1]: line
            for line in text.splitlines() if line.count("|") > 5}
 

@@ -1,6 +1,6 @@
 """What the backprop diagnostics cost: train the same config with them on and off, side by side.
 
-    python scripts/diagnostics_cost.py [--config configs/cartpole.yaml] [--seeds 2]
+    python -m benchmarks.diagnostics_cost [--config configs/cartpole.yaml] [--seeds 2]
 
 Runs alternate (on, off, on, off, ...) in this one process so that both see the same machine.
 Prints the training wall time of each (evaluation excluded) and the ratio on/off.

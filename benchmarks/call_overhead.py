@@ -1,12 +1,12 @@
 """What one update costs on this machine, and how much of it is TensorFlow's call overhead.
 
-    python scripts/call_overhead.py
+    python -m benchmarks.call_overhead      # from the repository root
 
 Prints microseconds per call, best of 3 timed loops, one thread:
 - a trivial XLA-compiled function (4 small tensors in, 4 out) called through the public
   ``ConcreteFunction`` and through ``dqn.fastcall``: the fixed cost of any TF call;
 - one gradient step of a [64, 64] Q-network on a batch of 64 (regimes (b), (c) of
-  scripts/bench.py) and of a [120, 84] one on a batch of 128 (regime (e)) through
+  benchmarks/bench.py) and of a [120, 84] one on a batch of 128 (regime (e)) through
   ``DQNAgent.update_rows``, with ``learner: tensorflow`` and ``learner: numpy``.
 """
 
@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -1,0 +1,15 @@
+"""Benchmarks of ``dqn``: against Stable-Baselines3, and of its own costs.
+
+Not part of the installed package (the wheel holds ``dqn*`` only), so that ``dqn`` never needs
+torch or Stable-Baselines3. Run from the repository root:
+
+    python -m benchmarks.bench               # dqn vs SB3 (``make bench``; needs the "bench" extra)
+    python -m benchmarks.call_overhead       # one update, and TensorFlow's per-call overhead
+    python -m benchmarks.diagnostics_cost    # training time with the diagnostics on and off
+
+The library code of ``benchmarks.bench``, one concept per module:
+``settings`` (the regimes' hyperparameters for both libraries), ``floor`` (FLOP counts and the
+compute floor), ``clock`` (the per-step wall clock), ``worker`` (one job per process),
+``dqn_worker`` / ``sb3_worker`` (the jobs of each library), ``regimes`` (which jobs each regime
+runs) and ``table`` (the markdown table).
+"""

@@ -1,0 +1,86 @@
+"""dqn against Stable-Baselines3, side by side on this machine: ``python -m benchmarks.bench``.
+
+Runs each regime with both libraries one after the other (each run in its own process) and
+prints one markdown table with both numbers and their ratio:
+
+  (a) rl-baselines3-zoo CartPole-v1 settings: wall seconds for 50k env steps, and the compute floor
+  (b) one gradient step per env step, [64, 64] net: env steps/s
+  (c) one gradient step per 4 env steps: env steps/s
+  (d) configs/cartpole.yaml over N seeds (SB3 on its zoo settings): time to first solve, final eval
+  (e) CleanRL's dqn.py settings: env steps/s against the figure quoted in issue 5 (not run here)
+
+(a), (b), (c) and (e) also run dqn with ``learner: numpy``; (e) also with 8 vectorized envs.
+Run from the repository root:
+
+    python -m benchmarks.bench               # everything (about 10-15 minutes on 2 quiet cores)
+    python -m benchmarks.bench --quick       # tiny step counts: checks that it all runs
+    python -m benchmarks.bench --regimes a,d --seeds 3 --out results/bench.md
+
+Needs the "bench" extra (``pip install -e ".[bench]"`` or ``make bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmarks import regimes
+from benchmarks.regimes import REGIMES
+from benchmarks.sb3_worker import missing_extra
+from benchmarks.settings import EVERY_4_STEPS, EVERY_STEP
+from benchmarks.table import table
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "configs" / "cartpole.yaml"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("--quick", action="store_true", help="tiny step counts, to check it runs")
+    p.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated, of a,b,c,d,e")
+    p.add_argument("--seeds", type=int, help="seeds of (d) (default 5; 2 with --quick)")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="dqn config of (d)")
+    p.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    args = p.parse_args(argv)
+    args.regimes = [r.strip() for r in args.regimes.split(",") if r.strip()]
+    bad = [r for r in args.regimes if r not in REGIMES]
+    if bad:
+        p.error(f"unknown regime {bad[0]!r}; choose from {','.join(REGIMES)}")
+    if args.seeds is None:
+        args.seeds = 2 if args.quick else 5
+    if args.seeds < 1:
+        p.error("--seeds must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    hint = missing_extra()
+    if hint:
+        print(hint, file=sys.stderr)
+        return 2
+    results = {}
+    for key in args.regimes:
+        print(f"({key})", file=sys.stderr)
+        if key == "a":
+            results[key] = regimes.regime_a(args.quick, args.config)
+        elif key in ("b", "c"):
+            s = EVERY_STEP if key == "b" else EVERY_4_STEPS
+            results[key] = regimes.regime_rate(s, args.quick, args.config)
+        elif key == "d":
+            results[key] = regimes.regime_d(args.quick, args.config, args.seeds)
+        else:
+            results[key] = regimes.regime_e(args.quick, args.config)
+    text = table(results, args.quick)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The dqn side of the benchmark: ``dqn.loop.train`` runs timed by the step clock.
+
+Each function here is one worker job (see ``benchmarks.worker``), run in a process of its own,
+and returns plain JSON-able values. TensorFlow is imported by ``dqn.loop.train`` inside the job, so
+the process that launches the jobs never loads it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.clock import StepClock, eval_windows, register_clocked_env, train_seconds_at
+from benchmarks.settings import Settings, dqn_overrides
+
+
+def _base_config(job: dict[str, Any]):
+    from dqn.config import DQNConfig
+
+    return DQNConfig.from_yaml(job["config"]) if job.get("config") else DQNConfig()
+
+
+def _train(config, made: list[StepClock]):
+    """``dqn.loop.train`` in a scratch folder; returns (result, training clock, evaluation clock)."""
+    from dqn.loop import train
+
+    made.clear()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(
+            config.replace(output_dir=tmp), run_dir=Path(tmp) / "run", progress=False,
+            log_tensorboard=False,
+        )
+    evals = [c for c in made if c.resets and c.resets[0][1] == config.eval_seed]
+    trains = [c for c in made if c not in evals]
+    return result, trains[0] if trains else None, evals[0] if evals else None
+
+
+def _threads(config) -> str:
+    threads = config.num_threads
+    jit = " + XLA" if config.jit_compile else ""
+    return (f"TF and BLAS {threads} thread{'s' if threads != 1 else ''} (config num_threads)"
+            f"{jit}")
+
+
+def work_throughput(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker ``dqn_throughput``: seconds from the first reset to each env step in ``marks``."""
+    s = Settings.from_dict(job["settings"])
+    made: list[StepClock] = []
+    total = s.total_env_steps
+    base = _base_config(job)
+    config = base.replace(
+        **{**dqn_overrides(s), "env_id": register_clocked_env(s.env_id, made)},
+        num_envs=1,  # one env, as in SB3's runs (see work_vector for more)
+        **job.get("overrides", {}), seed=job["seed"],
+        # No evaluation or checkpoint inside the timed steps (one of each follows the last).
+        eval_every_env_steps=total, eval_episodes=1, checkpoint_every_env_steps=total + 1,
+    )
+    _, clock, _ = _train(config, made)
+    elapsed = clock.elapsed_at(job["marks"])
+    return {"elapsed": [elapsed[m] for m in job["marks"]], "threads": _threads(config)}
+
+
+def work_vector(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker ``dqn_vector``: a whole run with ``num_envs`` > 1, timed by dqn's own clock.
+
+    A vector env steps all its copies in one call, so there is no per-env step to wrap with a
+    StepClock: the time is ``TrainResult.train_seconds`` (from the first reset to the end of
+    the loop, evaluation excluded; one evaluation follows the last step).
+    """
+    s = Settings.from_dict(job["settings"])
+    total = s.total_env_steps
+    config = _base_config(job).replace(
+        **dqn_overrides(s), **job["overrides"], seed=job["seed"],
+        eval_every_env_steps=total, eval_episodes=1, checkpoint_every_env_steps=total + 1,
+    )
+    result, _, _ = _train(config, [])
+    return {
+        "seconds": result.train_seconds, "env_steps": int(result.history[-1]["env_step"]),
+        "threads": _threads(config),
+    }
+
+
+def work_solve(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker ``dqn_solve``: the configured run over ``seeds``, with its evaluation curve.
+
+    Curve rows are (env_step, eval_return_mean, train seconds so far), evaluation time excluded.
+    """
+    base = _base_config(job)
+    made: list[StepClock] = []
+    overrides = {
+        "env_id": register_clocked_env(base.env_id, made),
+        "eval_every_env_steps": job["eval_every_env_steps"],
+        "eval_episodes": job["eval_episodes"],
+        "eval_seed": job["eval_seed"],
+    }
+    if job.get("total_env_steps"):
+        overrides["total_env_steps"] = job["total_env_steps"]
+    # SB3 writes no checkpoints; dqn's periodic ones are left out of the timed run too.
+    total = overrides.get("total_env_steps", base.total_env_steps)
+    overrides["checkpoint_every_env_steps"] = total + 1
+    runs = []
+    for seed in job["seeds"]:
+        config = base.replace(**overrides, seed=seed)
+        result, clock, eval_clock = _train(config, made)
+        windows = eval_windows(eval_clock.resets, eval_clock.step_times, config.eval_seed)
+        curve = [
+            (int(row["env_step"]), float(row["eval_return_mean"]),
+             train_seconds_at(clock.start, clock.step_times[int(row["env_step"]) - 1], windows))
+            for row in result.history
+        ]
+        runs.append({
+            "seed": seed, "curve": curve, "threshold": result.solve_return,
+            "reported_train_seconds": result.train_seconds,
+        })
+    summary = (
+        f"{'x'.join(map(str, config.hidden_sizes))} net, {config.total_env_steps} steps, "
+        f"train every {config.train_every_env_steps} x {config.gradient_steps_per_train}, "
+        f"{config.loss}, lr {config.learning_rate:g}"
+    )
+    lr_end = getattr(config, "learning_rate_end", None)
+    summary += f" -> {lr_end:g}" if lr_end is not None else ""
+    summary += f", grad norm <= {config.max_grad_norm:g}" if config.max_grad_norm else ""
+    summary += ", double DQN" if config.double_dqn else ""
+    return {"runs": runs, "threads": _threads(config), "config_summary": summary}

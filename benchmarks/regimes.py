@@ -1,0 +1,91 @@
+"""The five regimes of ``python -m benchmarks.bench``: which jobs each one runs, with what.
+
+Each ``regime_*`` function launches its worker jobs (one process each, see
+``benchmarks.worker``) and returns the raw results that ``benchmarks.table`` formats.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.floor import grad_step_flops, grad_steps
+from benchmarks.settings import CLEANRL, ZOO, Settings
+from benchmarks.worker import timed
+
+REGIMES = ("a", "b", "c", "d", "e")
+EVAL = {"eval_every_env_steps": 2_500, "eval_episodes": 10, "eval_seed": 10_000}
+WARMUP_ENV_STEPS, MEASURED_ENV_STEPS = 1_000, 10_000  # (b), (c): timed after learning starts
+NUMPY = {"learner": "numpy"}
+VECTOR_ENVS = 8  # (e), vectorized: envs stepped together
+
+
+def throughput_runs(settings: Settings, marks: list[int], config: Path) -> dict:
+    """dqn (as configured: the TensorFlow learner), dqn with the numpy learner, and SB3."""
+    job = {"settings": settings.to_dict(), "seed": 0, "marks": marks}
+    dqn_job = {**job, "worker": "dqn_throughput", "config": str(config)}
+    return {
+        "dqn": timed("dqn", dqn_job),
+        "dqn_numpy": timed("dqn, learner numpy", {**dqn_job, "overrides": NUMPY}),
+        "sb3": timed("SB3", {**job, "worker": "sb3_throughput", "torch_threads": 1}),
+    }
+
+
+def regime_a(quick: bool, config: Path) -> dict:
+    """rl-baselines3-zoo settings: wall seconds of the whole run, and its compute floor."""
+    s = ZOO.replace(total_env_steps=3_000) if quick else ZOO
+    runs = throughput_runs(s, [s.total_env_steps], config)
+    shape = (s.batch_size, s.hidden_sizes[0], s.hidden_sizes[1])
+    rate = timed(
+        "matmul rate", {"worker": "matmul", "shape": shape, "seconds": 0.5 if quick else 3.0},
+        # One BLAS thread, like both libraries.
+        {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    )
+    flops = grad_step_flops(4, s.hidden_sizes, 2, s.batch_size)
+    steps = grad_steps(s)
+    return {
+        "settings": s, **runs, "grad_steps": steps, "flops_per_step": flops, "rate": rate,
+        "floor_seconds": steps * flops / rate["flops_per_second"] if rate else None,
+    }
+
+
+def regime_rate(s: Settings, quick: bool, config: Path) -> dict:
+    """(b), (c): env steps per second over the measured steps after learning starts + warm-up."""
+    warmup, measured = (200, 1_000) if quick else (WARMUP_ENV_STEPS, MEASURED_ENV_STEPS)
+    if quick:
+        s = s.replace(learning_starts_env_steps=500)
+    first = s.learning_starts_env_steps + warmup
+    s = s.replace(total_env_steps=first + measured)
+    runs = throughput_runs(s, [first, first + measured], config)
+    return {"settings": s, **runs, "measured": measured}
+
+
+def regime_d(quick: bool, config: Path, seeds: int) -> dict:
+    """dqn's config against SB3's zoo settings over seeds: time to first solve, final eval."""
+    evaluation = {**EVAL, "eval_every_env_steps": 1_000} if quick else EVAL
+    total = 3_000 if quick else None
+    job = {"seeds": list(range(seeds)), **evaluation}
+    dqn = timed(
+        f"dqn x {seeds} seeds",
+        {**job, "worker": "dqn_solve", "config": str(config), "total_env_steps": total},
+    )
+    zoo = ZOO.replace(total_env_steps=total) if quick else ZOO
+    sb3 = timed(
+        f"SB3 x {seeds} seeds",
+        {**job, "worker": "sb3_solve", "settings": zoo.to_dict(), "torch_threads": 1},
+    )
+    return {"dqn": dqn, "sb3": sb3, "seeds": seeds, "eval": evaluation}
+
+
+def regime_e(quick: bool, config: Path) -> dict:
+    """CleanRL's settings: dqn's env steps per second (CleanRL's own figure is quoted)."""
+    s = CLEANRL
+    if quick:
+        s = s.replace(total_env_steps=3_000, learning_starts_env_steps=1_000)
+    job = {"settings": s.to_dict(), "seed": 0, "marks": [s.total_env_steps], "config": str(config)}
+    dqn = timed("dqn", {**job, "worker": "dqn_throughput"})
+    dqn_numpy = timed("dqn, learner numpy", {**job, "worker": "dqn_throughput", "overrides": NUMPY})
+    vector = timed(
+        f"dqn, learner numpy, {VECTOR_ENVS} envs",
+        {**job, "worker": "dqn_vector", "overrides": {**NUMPY, "num_envs": VECTOR_ENVS}},
+    )
+    return {"settings": s, "dqn": dqn, "dqn_numpy": dqn_numpy, "vector": vector}
