@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test test-fast backprop bench clean-venv
+.PHONY: train test test-fast lint backprop bench clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+# ruff (pinned in the dev extra): lint rules and formatting, as configured in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # `make bench`: dqn against Stable-Baselines3 side by side (`python -m benchmarks.bench`;
 # ARGS="--quick" to check that it runs). The "bench" extra (SB3, CPU torch) is installed only

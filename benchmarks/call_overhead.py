@@ -45,8 +45,12 @@ def main() -> int:
     from dqn.replay import ReplayBuffer
 
     size = 4_610  # parameters of a [4 -> 64 -> 64 -> 2] MLP
-    args = (tf.zeros([size]), tf.zeros([3 * size + 1]), tf.constant(0, tf.int64),
-            tf.zeros([1, 64, 11]))
+    args = (
+        tf.zeros([size]),
+        tf.zeros([3 * size + 1]),
+        tf.constant(0, tf.int64),
+        tf.zeros([1, 64, 11]),
+    )
 
     @tf.function(jit_compile=True)
     def trivial(online, rest, steps, rows):
@@ -54,24 +58,36 @@ def main() -> int:
 
     concrete = trivial.get_concrete_function(*args)
     fast, public = flat_caller(concrete, args), public_caller(concrete)
-    print(f"trivial XLA call, public ConcreteFunction call: {best_of(lambda: public(*args), 2000):6.0f} us")
-    print(f"trivial XLA call, dqn.fastcall ({'direct' if is_fast(fast) else 'fallback'}):"
-          f"{best_of(lambda: fast(*args), 2000):14.0f} us")
+    public_us = best_of(lambda: public(*args), 2000)
+    print(f"trivial XLA call, public ConcreteFunction call: {public_us:6.0f} us")
+    print(
+        f"trivial XLA call, dqn.fastcall ({'direct' if is_fast(fast) else 'fallback'}):"
+        f"{best_of(lambda: fast(*args), 2000):14.0f} us"
+    )
 
     env = gym.make("CartPole-v1")
     replay = ReplayBuffer(10_000, 4, np.random.default_rng(0))
     rng = np.random.default_rng(1)
     for _ in range(5_000):
-        replay.add(rng.normal(size=4), rng.integers(2), 1.0, rng.normal(size=4), rng.random() < 0.05)
+        replay.add(
+            rng.normal(size=4), rng.integers(2), 1.0, rng.normal(size=4), rng.random() < 0.05
+        )
     for hidden, batch in (((64, 64), 64), ((120, 84), 128)):
         rows = replay.sample_rows(batch, 1)
         for learner in ("tensorflow", "numpy"):
-            config = DQNConfig(hidden_sizes=hidden, batch_size=batch, max_grad_norm=10.0,
-                               learning_rate_end=None, learner=learner)
+            config = DQNConfig(
+                hidden_sizes=hidden,
+                batch_size=batch,
+                max_grad_norm=10.0,
+                learning_rate_end=None,
+                learner=learner,
+            )
             agent = DQNAgent(env.observation_space, env.action_space, config)
-            us = best_of(lambda: agent.update_rows(rows), 1000)
+            us = best_of(lambda agent=agent, rows=rows: agent.update_rows(rows), 1000)
             net = f"[{hidden[0]}, {hidden[1]}]"
-            print(f"one {net} gradient step, batch {batch}, learner {learner + ':':11s} {us:6.0f} us")
+            print(
+                f"one {net} gradient step, batch {batch}, learner {learner + ':':11s} {us:6.0f} us"
+            )
     return 0
 
 

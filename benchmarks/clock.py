@@ -10,7 +10,7 @@ inside ``dqn.loop.train``, which makes its own envs from ``config.env_id``.
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 
@@ -86,7 +86,10 @@ def register_clocked_env(env_id: str, made: list[StepClock]) -> str:
 
     # The inner env already has its time limit and checks; the outer id adds no wrapper.
     gym.register(
-        clocked_id, entry_point=make, reward_threshold=spec.reward_threshold,
-        order_enforce=False, disable_env_checker=True,
+        clocked_id,
+        entry_point=make,
+        reward_threshold=spec.reward_threshold,
+        order_enforce=False,
+        disable_env_checker=True,
     )
     return clocked_id

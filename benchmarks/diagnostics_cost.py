@@ -34,11 +34,16 @@ def main(argv: list[str] | None = None) -> int:
                 cfg = base.replace(seed=seed, diagnostics=on, output_dir=tmp)
                 result = train(cfg, progress=False, log_tensorboard=False)
                 seconds[on].append(result.train_seconds)
-                print(f"seed {seed} diagnostics {'on ' if on else 'off'}: "
-                      f"{result.train_seconds:.2f} s", flush=True)
+                print(
+                    f"seed {seed} diagnostics {'on ' if on else 'off'}: "
+                    f"{result.train_seconds:.2f} s",
+                    flush=True,
+                )
     on, off = statistics.median(seconds[True]), statistics.median(seconds[False])
-    print(f"\nmedian train seconds: diagnostics on {on:.2f}, off {off:.2f}; "
-          f"on/off = {on / off:.3f} (target <= 1.10)")
+    print(
+        f"\nmedian train seconds: diagnostics on {on:.2f}, off {off:.2f}; "
+        f"on/off = {on / off:.3f} (target <= 1.10)"
+    )
     return 0
 
 

@@ -22,13 +22,15 @@ def _base_config(job: dict[str, Any]):
 
 
 def _train(config, made: list[StepClock]):
-    """``dqn.loop.train`` in a scratch folder; returns (result, training clock, evaluation clock)."""
+    """``dqn.loop.train`` in a scratch folder: (result, training clock, evaluation clock)."""
     from dqn.loop import train
 
     made.clear()
     with tempfile.TemporaryDirectory() as tmp:
         result = train(
-            config.replace(output_dir=tmp), run_dir=Path(tmp) / "run", progress=False,
+            config.replace(output_dir=tmp),
+            run_dir=Path(tmp) / "run",
+            progress=False,
             log_tensorboard=False,
         )
     evals = [c for c in made if c.resets and c.resets[0][1] == config.eval_seed]
@@ -39,8 +41,7 @@ def _train(config, made: list[StepClock]):
 def _threads(config) -> str:
     threads = config.num_threads
     jit = " + XLA" if config.jit_compile else ""
-    return (f"TF and BLAS {threads} thread{'s' if threads != 1 else ''} (config num_threads)"
-            f"{jit}")
+    return f"TF and BLAS {threads} thread{'s' if threads != 1 else ''} (config num_threads){jit}"
 
 
 def work_throughput(job: dict[str, Any]) -> dict[str, Any]:
@@ -52,9 +53,12 @@ def work_throughput(job: dict[str, Any]) -> dict[str, Any]:
     config = base.replace(
         **{**dqn_overrides(s), "env_id": register_clocked_env(s.env_id, made)},
         num_envs=1,  # one env, as in SB3's runs (see work_vector for more)
-        **job.get("overrides", {}), seed=job["seed"],
+        **job.get("overrides", {}),
+        seed=job["seed"],
         # No evaluation or checkpoint inside the timed steps (one of each follows the last).
-        eval_every_env_steps=total, eval_episodes=1, checkpoint_every_env_steps=total + 1,
+        eval_every_env_steps=total,
+        eval_episodes=1,
+        checkpoint_every_env_steps=total + 1,
     )
     _, clock, _ = _train(config, made)
     elapsed = clock.elapsed_at(job["marks"])
@@ -71,12 +75,17 @@ def work_vector(job: dict[str, Any]) -> dict[str, Any]:
     s = Settings.from_dict(job["settings"])
     total = s.total_env_steps
     config = _base_config(job).replace(
-        **dqn_overrides(s), **job["overrides"], seed=job["seed"],
-        eval_every_env_steps=total, eval_episodes=1, checkpoint_every_env_steps=total + 1,
+        **dqn_overrides(s),
+        **job["overrides"],
+        seed=job["seed"],
+        eval_every_env_steps=total,
+        eval_episodes=1,
+        checkpoint_every_env_steps=total + 1,
     )
     result, _, _ = _train(config, [])
     return {
-        "seconds": result.train_seconds, "env_steps": int(result.history[-1]["env_step"]),
+        "seconds": result.train_seconds,
+        "env_steps": int(result.history[-1]["env_step"]),
         "threads": _threads(config),
     }
 
@@ -105,14 +114,21 @@ def work_solve(job: dict[str, Any]) -> dict[str, Any]:
         result, clock, eval_clock = _train(config, made)
         windows = eval_windows(eval_clock.resets, eval_clock.step_times, config.eval_seed)
         curve = [
-            (int(row["env_step"]), float(row["eval_return_mean"]),
-             train_seconds_at(clock.start, clock.step_times[int(row["env_step"]) - 1], windows))
+            (
+                int(row["env_step"]),
+                float(row["eval_return_mean"]),
+                train_seconds_at(clock.start, clock.step_times[int(row["env_step"]) - 1], windows),
+            )
             for row in result.history
         ]
-        runs.append({
-            "seed": seed, "curve": curve, "threshold": result.solve_return,
-            "reported_train_seconds": result.train_seconds,
-        })
+        runs.append(
+            {
+                "seed": seed,
+                "curve": curve,
+                "threshold": result.solve_return,
+                "reported_train_seconds": result.train_seconds,
+            }
+        )
     summary = (
         f"{'x'.join(map(str, config.hidden_sizes))} net, {config.total_env_steps} steps, "
         f"train every {config.train_every_env_steps} x {config.gradient_steps_per_train}, "

@@ -8,11 +8,11 @@ much of its time goes to everything else (framework calls, replay, bookkeeping).
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
-
-from dqn.config import DQNConfig, total_grad_steps
+from collections.abc import Sequence
+from typing import Any
 
 from benchmarks.settings import Settings, dqn_overrides
+from dqn.config import DQNConfig, total_grad_steps
 
 
 def mlp_forward_flops(batch: int, sizes: Sequence[int]) -> int:

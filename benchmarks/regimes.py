@@ -36,14 +36,19 @@ def regime_a(quick: bool, config: Path) -> dict:
     runs = throughput_runs(s, [s.total_env_steps], config)
     shape = (s.batch_size, s.hidden_sizes[0], s.hidden_sizes[1])
     rate = timed(
-        "matmul rate", {"worker": "matmul", "shape": shape, "seconds": 0.5 if quick else 3.0},
+        "matmul rate",
+        {"worker": "matmul", "shape": shape, "seconds": 0.5 if quick else 3.0},
         # One BLAS thread, like both libraries.
         {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     )
     flops = grad_step_flops(4, s.hidden_sizes, 2, s.batch_size)
     steps = grad_steps(s)
     return {
-        "settings": s, **runs, "grad_steps": steps, "flops_per_step": flops, "rate": rate,
+        "settings": s,
+        **runs,
+        "grad_steps": steps,
+        "flops_per_step": flops,
+        "rate": rate,
         "floor_seconds": steps * flops / rate["flops_per_second"] if rate else None,
     }
 

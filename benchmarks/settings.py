@@ -36,38 +36,58 @@ class Settings:
     """torch.optim.Adam's default, which SB3 and CleanRL use."""
     env_id: str = "CartPole-v1"
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Settings":
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
         return cls(**{**data, "hidden_sizes": tuple(data["hidden_sizes"])})
 
 
 # rl-baselines3-zoo's CartPole-v1 DQN hyperparameters (all else at SB3 defaults: tau 1, Huber,
 # max_grad_norm 10, Adam).
 ZOO = Settings(
-    total_env_steps=50_000, hidden_sizes=(256, 256), batch_size=64, learning_rate=2.3e-3,
-    buffer_size=100_000, learning_starts_env_steps=1_000, train_every_env_steps=256,
-    gradient_steps_per_train=128, target_update_every_env_steps=10, epsilon_end=0.04,
-    epsilon_decay_fraction=0.16, loss="huber", max_grad_norm=10.0,
+    total_env_steps=50_000,
+    hidden_sizes=(256, 256),
+    batch_size=64,
+    learning_rate=2.3e-3,
+    buffer_size=100_000,
+    learning_starts_env_steps=1_000,
+    train_every_env_steps=256,
+    gradient_steps_per_train=128,
+    target_update_every_env_steps=10,
+    epsilon_end=0.04,
+    epsilon_decay_fraction=0.16,
+    loss="huber",
+    max_grad_norm=10.0,
 )
 # One gradient step after every env step, a small net, a hard target copy every 500 env steps.
 EVERY_STEP = ZOO.replace(
-    hidden_sizes=(64, 64), train_every_env_steps=1, gradient_steps_per_train=1,
+    hidden_sizes=(64, 64),
+    train_every_env_steps=1,
+    gradient_steps_per_train=1,
     target_update_every_env_steps=500,
 )
 EVERY_4_STEPS = EVERY_STEP.replace(train_every_env_steps=4)
 # CleanRL dqn.py defaults. Its loss is F.mse_loss = mean(e^2); dqn's l2 is 0.5 e^2, so dqn's
 # gradient is half of CleanRL's, which Adam's per-parameter scaling cancels (up to its epsilon).
 CLEANRL = Settings(
-    total_env_steps=100_000, hidden_sizes=(120, 84), batch_size=128, learning_rate=2.5e-4,
-    buffer_size=10_000, learning_starts_env_steps=10_000, train_every_env_steps=10,
-    gradient_steps_per_train=1, target_update_every_env_steps=500, epsilon_end=0.05,
-    epsilon_decay_fraction=0.5, loss="l2", max_grad_norm=None,
+    total_env_steps=100_000,
+    hidden_sizes=(120, 84),
+    batch_size=128,
+    learning_rate=2.5e-4,
+    buffer_size=10_000,
+    learning_starts_env_steps=10_000,
+    train_every_env_steps=10,
+    gradient_steps_per_train=1,
+    target_update_every_env_steps=500,
+    epsilon_end=0.05,
+    epsilon_decay_fraction=0.5,
+    loss="l2",
+    max_grad_norm=None,
 )
 
 

@@ -10,10 +10,10 @@ import os
 import platform
 import statistics
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Sequence
 
 from benchmarks.regimes import VECTOR_ENVS
 
@@ -87,14 +87,27 @@ def table(results: dict, quick: bool) -> str:
         s = r["settings"]
         d, n, b = (x["elapsed"][0] if x else None for x in (r["dqn"], r["dqn_numpy"], r["sb3"]))
         note_threads(r["dqn"], r["sb3"])
-        add(f"(a) zoo: {s.total_env_steps:,} steps, 256x256, 128 grad steps / 256 env steps",
-            "train wall s (lower is better)", fmt(d), fmt(b), ratio(d, b), TARGETS["a"])
-        add("(a) the same, dqn with learner: numpy", "train wall s", fmt(n), fmt(b), ratio(n, b),
-            "")
+        add(
+            f"(a) zoo: {s.total_env_steps:,} steps, 256x256, 128 grad steps / 256 env steps",
+            "train wall s (lower is better)",
+            fmt(d),
+            fmt(b),
+            ratio(d, b),
+            TARGETS["a"],
+        )
+        add(
+            "(a) the same, dqn with learner: numpy", "train wall s", fmt(n), fmt(b), ratio(n, b), ""
+        )
         floor = r["floor_seconds"]
         if floor:
-            add(f"(a) compute floor: {fmt(floor)} s (see below)", "wall / floor (dqn: TF)",
-                ratio(d, floor), ratio(b, floor), "", "")
+            add(
+                f"(a) compute floor: {fmt(floor)} s (see below)",
+                "wall / floor (dqn: TF)",
+                ratio(d, floor),
+                ratio(b, floor),
+                "",
+                "",
+            )
             extra.append(
                 f"- Compute floor of (a): {r['grad_steps']:,} gradient steps x "
                 f"{r['flops_per_step'] / 1e6:.1f} MFLOP = "
@@ -106,30 +119,65 @@ def table(results: dict, quick: bool) -> str:
     for key, what in (("b", "every env step"), ("c", "every 4 env steps")):
         if key in results:
             r = results[key]
-            d, n, b = (r["measured"] / (x["elapsed"][1] - x["elapsed"][0]) if x else None
-                       for x in (r["dqn"], r["dqn_numpy"], r["sb3"]))
+            d, n, b = (
+                r["measured"] / (x["elapsed"][1] - x["elapsed"][0]) if x else None
+                for x in (r["dqn"], r["dqn_numpy"], r["sb3"])
+            )
             note_threads(r["dqn"], r["sb3"])
-            add(f"({key}) 64x64, batch 64, 1 grad step {what}, target copy / 500 steps",
-                f"env steps/s over {r['measured']:,} steps after warm-up", fmt(d, 0), fmt(b, 0),
-                ratio(d, b), TARGETS[key])
-            add(f"({key}) the same, dqn with learner: numpy", "env steps/s", fmt(n, 0),
-                fmt(b, 0), ratio(n, b), TARGETS[key])
+            add(
+                f"({key}) 64x64, batch 64, 1 grad step {what}, target copy / 500 steps",
+                f"env steps/s over {r['measured']:,} steps after warm-up",
+                fmt(d, 0),
+                fmt(b, 0),
+                ratio(d, b),
+                TARGETS[key],
+            )
+            add(
+                f"({key}) the same, dqn with learner: numpy",
+                "env steps/s",
+                fmt(n, 0),
+                fmt(b, 0),
+                ratio(n, b),
+                TARGETS[key],
+            )
     if "d" in results:
         r = results["d"]
         d, b = solve_summary(r["dqn"]), solve_summary(r["sb3"])
         note_threads(r["dqn"], r["sb3"])
         config = r["dqn"]["config_summary"] if r["dqn"] else "?"
         first = f"(d) dqn: cartpole.yaml ({config}); SB3: zoo; {r['seeds']} seeds"
-        g = (lambda x, k: x[k] if x else None)
-        add(first, "median train wall s to first eval >= 475", fmt(g(d, "seconds")),
-            fmt(g(b, "seconds")), ratio(g(d, "seconds"), g(b, "seconds")), TARGETS["d"])
-        add("(d)", "median env steps to first eval >= 475", fmt(g(d, "steps"), 0),
-            fmt(g(b, "steps"), 0), ratio(g(d, "steps"), g(b, "steps")))
+        g = lambda x, k: x[k] if x else None
+        add(
+            first,
+            "median train wall s to first eval >= 475",
+            fmt(g(d, "seconds")),
+            fmt(g(b, "seconds")),
+            ratio(g(d, "seconds"), g(b, "seconds")),
+            TARGETS["d"],
+        )
+        add(
+            "(d)",
+            "median env steps to first eval >= 475",
+            fmt(g(d, "steps"), 0),
+            fmt(g(b, "steps"), 0),
+            ratio(g(d, "steps"), g(b, "steps")),
+        )
         for key, measure in (("solved", "seeds that solved"), ("stable", "seeds >= 475 at end")):
-            add("(d)", measure, f"{d[key]}/{d['n']}" if d else "failed",
-                f"{b[key]}/{b['n']}" if b else "failed", "", "all" if key == "stable" else "")
-        add("(d)", "mean final eval return", fmt(g(d, "final_mean")), fmt(g(b, "final_mean")),
-            ratio(g(d, "final_mean"), g(b, "final_mean")))
+            add(
+                "(d)",
+                measure,
+                f"{d[key]}/{d['n']}" if d else "failed",
+                f"{b[key]}/{b['n']}" if b else "failed",
+                "",
+                "all" if key == "stable" else "",
+            )
+        add(
+            "(d)",
+            "mean final eval return",
+            fmt(g(d, "final_mean")),
+            fmt(g(b, "final_mean")),
+            ratio(g(d, "final_mean"), g(b, "final_mean")),
+        )
         extra.append(
             f"- (d): evaluation every {r['eval']['eval_every_env_steps']:,} env steps, "
             f"{r['eval']['eval_episodes']} greedy episodes on a separate env, episode i seeded "
@@ -141,17 +189,35 @@ def table(results: dict, quick: bool) -> str:
         r = results["e"]
         s = r["settings"]
         quoted = f"{CLEANRL_STEPS_PER_SECOND:,} (CleanRL, quoted in issue 5, not run here)"
-        rate = (lambda x: s.total_env_steps / x["elapsed"][0] if x else None)
+        rate = lambda x: s.total_env_steps / x["elapsed"][0] if x else None
         d, n = rate(r["dqn"]), rate(r["dqn_numpy"])
         v = r["vector"]["env_steps"] / r["vector"]["seconds"] if r["vector"] else None
         note_threads(r["dqn"], None)
-        add(f"(e) CleanRL settings: {s.total_env_steps:,} steps, 120x84, batch 128, "
-            "1 grad step / 10 env steps", "env steps/s (whole run)", fmt(d, 0), quoted,
-            ratio(d, CLEANRL_STEPS_PER_SECOND), TARGETS["e"])
-        add("(e) the same, dqn with learner: numpy", "env steps/s", fmt(n, 0), quoted,
-            ratio(n, CLEANRL_STEPS_PER_SECOND), TARGETS["e"])
-        add(f"(e) the same, learner: numpy, num_envs: {VECTOR_ENVS} (vectorized)",
-            "env steps/s", fmt(v, 0), quoted, ratio(v, CLEANRL_STEPS_PER_SECOND), TARGETS["e"])
+        add(
+            f"(e) CleanRL settings: {s.total_env_steps:,} steps, 120x84, batch 128, "
+            "1 grad step / 10 env steps",
+            "env steps/s (whole run)",
+            fmt(d, 0),
+            quoted,
+            ratio(d, CLEANRL_STEPS_PER_SECOND),
+            TARGETS["e"],
+        )
+        add(
+            "(e) the same, dqn with learner: numpy",
+            "env steps/s",
+            fmt(n, 0),
+            quoted,
+            ratio(n, CLEANRL_STEPS_PER_SECOND),
+            TARGETS["e"],
+        )
+        add(
+            f"(e) the same, learner: numpy, num_envs: {VECTOR_ENVS} (vectorized)",
+            "env steps/s",
+            fmt(v, 0),
+            quoted,
+            ratio(v, CLEANRL_STEPS_PER_SECOND),
+            TARGETS["e"],
+        )
         extra.append(
             "- (e): CleanRL's figure is quoted from issue 5, not measured here. dqn runs CleanRL's "
             "settings with its l2 loss, 0.5 e^2, where CleanRL's F.mse_loss is e^2: the gradient "
@@ -169,8 +235,10 @@ def table(results: dict, quick: bool) -> str:
 def notes(quick: bool, extra: list[str]) -> list[str]:
     out = []
     if quick:
-        out.append("**--quick: tiny step counts; these numbers check that the benchmark runs, "
-                   "they measure nothing.**")
+        out.append(
+            "**--quick: tiny step counts; these numbers check that the benchmark runs, "
+            "they measure nothing.**"
+        )
         out.append("")
     out += [
         "- Same hyperparameters in both libraries (Adam eps 1e-8, Huber, max grad norm 10, tau 1, "

@@ -13,8 +13,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from benchmarks import dqn_worker, floor, sb3_worker
 
@@ -35,11 +36,14 @@ def run_worker(job: dict, extra_env: dict | None = None) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(extra_env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.worker", json.dumps(job)],
-        capture_output=True, text=True, env=env, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
     )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
+            return json.loads(line[len(RESULT_PREFIX) :])
     tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
     raise RuntimeError(f"worker {job['worker']} failed (exit {proc.returncode}):\n{tail}")
 

@@ -1,14 +1,14 @@
-"""DQNAgent: the learner state, one compiled update, epsilon-greedy acting, save and load.
+"""DQNAgent: a Q-network, one learner, epsilon-greedy acting, save and load.
 
-The math is in ``dqn.update`` (pure functions of tensors); this class holds the state and the
-compiled function, and keeps the numpy mirror used for acting in step with the weights.
+The update is the learner's (``dqn.learner``: TensorFlow or numpy, chosen by the config); the
+agent acts through a numpy mirror of the online weights and keeps it in step after each burst.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import keras
@@ -20,24 +20,43 @@ from dqn.checkpoint import resolve_agent_dir
 from dqn.config import DQNConfig
 from dqn.envs import check_spaces
 from dqn.errors import CheckpointError, ConfigError
-from dqn.fastcall import flat_caller
 from dqn.io import atomic_write_text, write_dir_atomically
+from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
-from dqn.numpy_update import NumpyLearner
+from dqn.numpy_learner import NumpyLearner
 from dqn.replay import Batch, pack_batch
 from dqn.run_state import check_agent_files
-from dqn.update import (
-    IS_MAX_METRIC, METRIC_NAMES, LearnerState, loss_and_grad, make_packed_burst, pack_state,
-    unpack_state,
-)
+from dqn.step_metrics import METRIC_NAMES
+from dqn.tf_learner import LearnerState, TFLearner, loss_and_grad
 
 _FORMAT_VERSION = 1
 
 
+def _make_learner(
+    config: DQNConfig,
+    net: FlatNetwork,
+    mirror: NumpyMLP | None,
+    loss_fn,
+    obs_dim: int,
+    flat: np.ndarray,
+) -> Learner:
+    """The one place that picks the backend (``config.learner``); see ``dqn.learner``."""
+    if config.learner == "numpy":
+        if mirror is None:
+            raise ConfigError(
+                "learner 'numpy' needs a chain of Dense layers (the default MLP); "
+                "use learner 'tensorflow' for this network"
+            )
+        return NumpyLearner(net.shapes, mirror.activation_names, config, flat)
+    return TFLearner(net.forward, loss_fn, config, obs_dim, flat)
+
+
 def _tensors(batch: Batch) -> tuple[tf.Tensor, ...]:
     return (
-        tf.constant(batch.obs, tf.float32), tf.constant(batch.actions, tf.int32),
-        tf.constant(batch.rewards, tf.float32), tf.constant(batch.next_obs, tf.float32),
+        tf.constant(batch.obs, tf.float32),
+        tf.constant(batch.actions, tf.int32),
+        tf.constant(batch.rewards, tf.float32),
+        tf.constant(batch.next_obs, tf.float32),
         tf.constant(batch.terminated, tf.float32),
     )
 
@@ -72,36 +91,16 @@ class DQNAgent:
         self._net = FlatNetwork(online_model)
         self._target_model = target_model
         flat = self._net.read()
-        zeros = tf.zeros([self._net.size])
-        self._numpy_learner: NumpyLearner | None = None
-        self.state = LearnerState(
-            online=tf.constant(flat), target=tf.constant(flat), adam_m=zeros, adam_v=zeros,
-            adam_step=tf.constant(0.0), grad_steps=tf.constant(0, tf.int64),
-        )
         self.rng = np.random.default_rng([config.seed, 1])  # exploration only
         loss_fn = losses.get(config.loss)
-        burst = make_packed_burst(self._net.forward, loss_fn, config, self.obs_dim)
-        self._burst = tf.function(burst, jit_compile=config.jit_compile, reduce_retracing=True)
-        self._compiled: dict[tuple, Callable] = {}
         self._q_fn = tf.function(self._net.forward)
         self._grad_fn = tf.function(
             lambda state, batch: loss_and_grad(state, batch, self._net.forward, loss_fn, config)
         )
-        self._online_flat = flat
         self._mirror = NumpyMLP.mirror(self._net, flat)
+        self.learner = _make_learner(config, self._net, self._mirror, loss_fn, self.obs_dim, flat)
+        self._after_update()
         self._models_stale = False
-        if config.learner == "numpy":
-            if self._mirror is None:
-                raise ConfigError(
-                    "learner 'numpy' needs a chain of Dense layers (the default MLP); "
-                    "use learner 'tensorflow' for this network"
-                )
-            self._numpy_learner = NumpyLearner(
-                self._net.shapes, self._mirror.activation_names, config, flat
-            )
-            # The mirror views the learner's online vector, which is updated in place.
-            self._online_flat = self._numpy_learner.online
-            self._mirror.load(self._online_flat)
 
     # ------------------------------------------------------------------ acting
     def q_values(self, obs: np.ndarray) -> np.ndarray:
@@ -113,7 +112,7 @@ class DQNAgent:
         if self._mirror is not None:
             q = self._mirror(batch)
         else:
-            q = self._q_fn(self._packed[0], tf.constant(batch)).numpy()
+            q = self._q_fn(tf.constant(self.learner.online), tf.constant(batch)).numpy()
         return q[0] if obs.ndim == 1 else q
 
     def act(self, obs: np.ndarray, epsilon: float = 0.0) -> int:
@@ -145,7 +144,7 @@ class DQNAgent:
     def update(self, batch: Batch) -> dict[str, float]:
         """Gradient steps on a batch [batch, ...] (one step) or [k, batch, ...] (k steps).
 
-        Returns metrics over the steps (see ``dqn.update.STEP_METRICS``): the loss, |td_error|
+        Returns metrics over the steps (see ``dqn.tf_learner.STEP_METRICS``): the loss, |td_error|
         statistics, the fraction of samples whose loss gradient is exactly zero, Q statistics
         and the gradient's global norm.
         """
@@ -156,52 +155,27 @@ class DQNAgent:
         return self.update_rows(pack_batch(batch))
 
     def update_rows(self, rows: np.ndarray) -> np.ndarray:
-        """Gradient steps on packed replay rows [B, W] or [K, B, W] (``ReplayBuffer.sample_rows``)."""
+        """Gradient steps on packed replay rows [B, W] or [K, B, W] (from ``sample_rows``)."""
         if rows.ndim == 2:
             rows = rows[None]
-        if self._numpy_learner is not None:
-            metrics = self._numpy_learner.burst(rows, self.obs_dim)
-            self._models_stale = True
-            return metrics
-        args = (*self._packed, tf.constant(rows, tf.float32))
-        # One compiled function per batch shape, called with flat tensors (``dqn.fastcall``):
-        # tf.function's own argument handling costs more than a small network's update.
-        fn = self._compiled.get(rows.shape)
-        if fn is None:
-            concrete = self._burst.get_concrete_function(*args)
-            fn = self._compiled[rows.shape] = flat_caller(concrete, probe_args=args)
-        *packed, metrics = fn(*args)
-        self._packed = tuple(packed)
-        self._on_params_changed()
-        metrics = metrics.numpy()
-        n = len(METRIC_NAMES)
-        return np.where(IS_MAX_METRIC, metrics[n:], metrics[:n] / rows.shape[0])
+        metrics = self.learner.burst(rows)
+        self._after_update()
+        return metrics
+
+    def _after_update(self) -> None:
+        if self._mirror is not None:
+            self._mirror.load(self.learner.online)  # views: a few microseconds
+        self._models_stale = True
 
     @property
-    def state(self) -> LearnerState:
-        """The learner state (parameters, Adam moments, counters) as tensors."""
-        learner = self._numpy_learner
-        if learner is None:
-            return unpack_state(*self._packed)
-        return LearnerState(
-            online=tf.constant(learner.online), target=tf.constant(learner.target),
-            adam_m=tf.constant(learner.adam_m), adam_v=tf.constant(learner.adam_v),
-            adam_step=tf.constant(learner.adam_step, tf.float32),
-            grad_steps=tf.constant(learner.grad_steps, tf.int64),
-        )
+    def state(self) -> LearnerArrays:
+        """The learner state (parameters, Adam moments, counters) as numpy arrays."""
+        return self.learner.state
 
     @state.setter
-    def state(self, state: LearnerState) -> None:
-        learner = self._numpy_learner
-        if learner is None:
-            self._packed = pack_state(state)
-            return
-        # Copy into the learner's arrays: the acting mirror keeps viewing ``online``.
-        for name in ("online", "target", "adam_m", "adam_v"):
-            getattr(learner, name)[:] = np.asarray(getattr(state, name), np.float32)
-        learner.adam_step = np.float32(state.adam_step)
-        learner.grad_steps = int(state.grad_steps)
-        self._models_stale = True
+    def state(self, state: LearnerArrays) -> None:
+        self.learner.state = state
+        self._after_update()
 
     def diagnose(self, batch: Batch) -> dict[str, float]:
         """Diagnostics on a probe batch [batch, ...], without updating anything.
@@ -211,10 +185,14 @@ class DQNAgent:
         """
         from dqn.diagnostics import hidden_unit_stats, layer_grad_norms
 
-        tensors = _tensors(batch)
-        grads = self._grad_fn(self.state, tensors).grads.numpy()
+        s = self.state
+        state = LearnerState(
+            *(tf.constant(a, tf.float32) for a in s[:5]), tf.constant(s.grad_steps, tf.int64)
+        )
+        grads = self._grad_fn(state, _tensors(batch)).grads.numpy()
         out = {
-            f"grad_norm/{k}": v for k, v in layer_grad_norms(grads, self._net.layer_slices()).items()
+            f"grad_norm/{k}": v
+            for k, v in layer_grad_norms(grads, self._net.layer_slices()).items()
         }
         if self._mirror is not None:
             hidden = self._mirror.hidden_activations(batch.obs)
@@ -233,15 +211,7 @@ class DQNAgent:
 
     @property
     def grad_steps(self) -> int:
-        if self._numpy_learner is not None:
-            return self._numpy_learner.grad_steps
-        return int(self._packed[2])
-
-    def _on_params_changed(self) -> None:
-        self._online_flat = self._packed[0].numpy()
-        if self._mirror is not None:
-            self._mirror.load(self._online_flat)
-        self._models_stale = True
+        return self.learner.grad_steps
 
     # ------------------------------------------------------------------ Keras views
     @property
@@ -258,8 +228,8 @@ class DQNAgent:
 
     def _sync_models(self) -> None:
         if self._models_stale:
-            self._net.write(self._online_flat)
-            self._net.write(self.state.target.numpy(), self._target_model)
+            self._net.write(self.learner.online)
+            self._net.write(self.state.target, self._target_model)
             self._models_stale = False
 
     # ------------------------------------------------------------------ persistence
@@ -273,8 +243,10 @@ class DQNAgent:
         self.target.save(folder / "target.keras")
         s = self.state
         np.savez(
-            folder / "optimizer.npz", adam_m=s.adam_m.numpy(), adam_v=s.adam_v.numpy(),
-            adam_step=s.adam_step.numpy(),
+            folder / "optimizer.npz",
+            adam_m=s.adam_m,
+            adam_v=s.adam_v,
+            adam_step=np.float32(s.adam_step),
         )
         meta = {
             "format_version": _FORMAT_VERSION,
@@ -286,7 +258,7 @@ class DQNAgent:
         atomic_write_text(folder / "agent.json", json.dumps(meta, indent=1))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "DQNAgent":
+    def load(cls, directory: str | Path) -> DQNAgent:
         """Rebuild a saved agent: its Q-values and its next update are identical.
 
         ``directory`` is an agent folder (``save``), a checkpoint folder (checked against its
@@ -313,11 +285,11 @@ class DQNAgent:
         if adam["adam_m"].shape != (agent._net.size,) or target_flat.shape != (agent._net.size,):
             raise CheckpointError(f"corrupt checkpoint in {directory}: parameter sizes differ")
         agent.state = agent.state._replace(
-            target=tf.constant(target_flat),
-            adam_m=tf.constant(adam["adam_m"]),
-            adam_v=tf.constant(adam["adam_v"]),
-            adam_step=tf.constant(adam["adam_step"], tf.float32),
-            grad_steps=tf.constant(int(meta["grad_steps"]), tf.int64),
+            target=target_flat,
+            adam_m=adam["adam_m"],
+            adam_v=adam["adam_v"],
+            adam_step=np.float32(adam["adam_step"]),
+            grad_steps=int(meta["grad_steps"]),
         )
         agent.rng.bit_generator.state = meta["rng_state"]
         return agent

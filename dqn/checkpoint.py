@@ -18,9 +18,10 @@ import json
 import re
 import shutil
 import warnings
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from dqn.config import DQNConfig
 from dqn.errors import CheckpointError, CheckpointWarning
@@ -62,10 +63,9 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------- writing
-def write_checkpoint(
-    run_dir: Path, env_step: int, fill: Callable[[Path], None], keep: int
-) -> Path:
+def write_checkpoint(run_dir: Path, env_step: int, fill: Callable[[Path], None], keep: int) -> Path:
     """Call ``fill(tmp_folder)``, add the manifest, rename into place, prune to ``keep``."""
+
     def fill_and_sign(folder: Path) -> None:
         fill(folder)
         write_manifest(folder, env_step)  # last: a folder with a manifest is complete
@@ -84,7 +84,8 @@ def write_manifest(folder: Path, env_step: int) -> None:
 
 def _files(folder: Path) -> list[str]:
     return sorted(
-        p.relative_to(folder).as_posix() for p in folder.rglob("*")
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
         if p.is_file() and p.name != MANIFEST
     )
 
@@ -158,7 +159,8 @@ def resolve_agent_dir(path: Path) -> Path:
         found = latest_good_checkpoint(path)
         for line in found.skipped:
             warnings.warn(
-                f"skipping checkpoint {line}; using {found.path.name}", CheckpointWarning,
+                f"skipping checkpoint {line}; using {found.path.name}",
+                CheckpointWarning,
                 stacklevel=2,
             )
         return found.path / "agent"

@@ -14,8 +14,8 @@ import os
 import signal
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from dqn.errors import DivergenceError, DQNError
 
@@ -64,12 +64,18 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", help="TD loss: l2, clipped_delta, huber or clipped_grad")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument(
-        "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
         help="override config keys, values as YAML (--set double_dqn=true 'hidden_sizes=[64,64]')",
     )
     p.add_argument("--run-dir", type=Path, help="write the run here instead of output_dir/<name>")
     p.add_argument(
-        "--resume", type=Path, metavar="RUN_DIR",
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
         help="continue RUN_DIR from its newest good checkpoint, exactly (no other options)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -82,8 +88,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     changes = (args.config, args.loss, args.seed, args.run_dir)
     if args.resume is not None and (args.set or any(c is not None for c in changes)):
         return _fail(
-            prog, "--resume continues a run with its own config: it takes no --config, --loss, "
-            "--seed, --set or --run-dir"
+            prog,
+            "--resume continues a run with its own config: it takes no --config, --loss, "
+            "--seed, --set or --run-dir",
         )
     try:
         with _one_line_warnings(prog):
@@ -166,7 +173,8 @@ def _print_summary(result) -> None:
 def evaluate_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dqn-evaluate", description="Greedy evaluation of a saved agent.")
     p.add_argument(
-        "path", type=Path,
+        "path",
+        type=Path,
         help="a run folder (its newest good checkpoint), a checkpoint folder or an agent folder",
     )
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
@@ -217,23 +225,34 @@ def compare_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", type=Path, help="YAML run config shared by every variant")
     p.add_argument(
-        "--variants", nargs="+", metavar="VARIANT",
+        "--variants",
+        nargs="+",
+        metavar="VARIANT",
         help="a loss name, or LABEL:key=value,key=value (default: "
-        + " ".join(DEFAULT_VARIANTS) + ")",
+        + " ".join(DEFAULT_VARIANTS)
+        + ")",
     )
     p.add_argument(
-        "--variants-file", type=Path, metavar="YAML",
+        "--variants-file",
+        type=Path,
+        metavar="YAML",
         help="read the variants from a YAML mapping of label to overrides (a committed sweep)",
     )
     p.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument(
-        "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
         help="override config keys for every variant",
     )
     p.add_argument("--out", type=Path, default=Path("results/compare"), help="output folder")
     p.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1,
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
         help="parallel training processes, one TF thread each (default: number of cores)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -247,7 +266,11 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         return _fail(prog, "--seeds and --workers must be > 0 and --first-seed >= 0")
     try:
         from dqn.compare import (
-            DEFAULT_VARIANTS, Variant, read_variants_file, run_comparison, seed_table,
+            DEFAULT_VARIANTS,
+            Variant,
+            read_variants_file,
+            run_comparison,
+            seed_table,
         )
         from dqn.config import DQNConfig
         from dqn.envs import check_env

@@ -8,16 +8,18 @@ interrupted comparison restarts where it stopped and never redoes a finished run
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from dqn.config import DQNConfig, parse_overrides
 from dqn.errors import ConfigError
 from dqn.io import atomic_write_text
+from dqn.report import read_metrics, run_name
 
 DEFAULT_VARIANTS = (
     "l2",
@@ -27,8 +29,16 @@ DEFAULT_VARIANTS = (
     "l2+gradclip:loss=l2,max_grad_norm=10",
 )
 RESULT_COLUMNS = (
-    "variant", "loss", "seed", "first_solve_env_step", "final_eval_mean", "eval_auc",
-    "zero_grad_fraction_mean", "over_bound_fraction_mean", "q_abs_max", "diverged_at_env_step",
+    "variant",
+    "loss",
+    "seed",
+    "first_solve_env_step",
+    "final_eval_mean",
+    "eval_auc",
+    "zero_grad_fraction_mean",
+    "over_bound_fraction_mean",
+    "q_abs_max",
+    "diverged_at_env_step",
     "train_seconds",
 )
 
@@ -39,7 +49,7 @@ class Variant:
     overrides: tuple[tuple[str, Any], ...]
 
     @classmethod
-    def parse(cls, text: str) -> "Variant":
+    def parse(cls, text: str) -> Variant:
         """``"huber"`` (a loss name) or ``"label:key=value,key=value"``."""
         label, sep, rest = text.partition(":")
         label = label.strip()
@@ -89,16 +99,18 @@ def read_variants_file(path: str | Path) -> list[Variant]:
     return variants
 
 
-def run_name(label: str, seed: int) -> str:
-    return f"{label}-seed{seed}"
-
-
 def summarize_run(history: Sequence[Mapping[str, float]], first_solve: int | None) -> dict:
     """The per-run numbers of results.csv from the metrics rows of one run."""
     if not history:  # stopped (diverged) before its first evaluation
         nan = float("nan")
-        return {"first_solve_env_step": first_solve, "final_eval_mean": nan, "eval_auc": nan,
-                "zero_grad_fraction_mean": nan, "over_bound_fraction_mean": nan, "q_abs_max": nan}
+        return {
+            "first_solve_env_step": first_solve,
+            "final_eval_mean": nan,
+            "eval_auc": nan,
+            "zero_grad_fraction_mean": nan,
+            "over_bound_fraction_mean": nan,
+            "q_abs_max": nan,
+        }
     evals = np.array([row["eval_return_mean"] for row in history], float)
     zero = np.array([row["zero_grad_fraction"] for row in history], float)
     over = np.array([row["over_bound_fraction"] for row in history], float)
@@ -124,15 +136,17 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict:
 
     config = DQNConfig.from_dict(config_dict)
     import_tensorflow_quietly(config.num_threads)
-    from dqn.loop import train
-
     from dqn.errors import DivergenceError
-    from dqn.report import read_metrics
+    from dqn.loop import train
 
     run_path = Path(run_dir)
     try:
         result = train(config, run_dir=run_path / "run", progress=False)
-        history, first_solve, seconds = result.history, result.first_solve_env_step, result.train_seconds
+        history, first_solve, seconds = (
+            result.history,
+            result.first_solve_env_step,
+            result.train_seconds,
+        )
         diverged_at = None
     except DivergenceError:
         # Divergence is an outcome of the loss under test, not a failure of the comparison: keep
@@ -191,8 +205,9 @@ def run_comparison(
 
         # spawn: TensorFlow is not fork-safe.
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            pending = {pool.submit(_run_worker, cfg, label, path): name
-                       for name, cfg, label, path in jobs}
+            pending = {
+                pool.submit(_run_worker, cfg, label, path): name for name, cfg, label, path in jobs
+            }
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
@@ -217,7 +232,7 @@ def _threshold(base: DQNConfig) -> float:
 
 
 def write_report(rows: Sequence[dict], out: Path, threshold: float) -> None:
-    from dqn.report import plot_all, summary_markdown
+    from dqn.report import plot_all, summary_markdown  # matplotlib: imported when used
 
     atomic_write_text(out / "summary.md", summary_markdown(rows, threshold))
     plot_all(out, rows)
@@ -246,7 +261,8 @@ def write_results(rows: Sequence[dict], out: Path) -> None:
 def seed_table(rows: Sequence[dict], threshold: float = 475.0) -> str:
     """A markdown table: one line per run (steps to first solve, final evaluation, seconds)."""
     lines = [
-        "| variant | seed | env steps to first eval >= %g | final eval | train seconds |" % threshold,
+        f"| variant | seed | env steps to first eval >= {threshold:g} | final eval "
+        "| train seconds |",
         "|---|---|---|---|---|",
     ]
     for r in rows:

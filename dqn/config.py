@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -49,13 +50,14 @@ class DQNConfig:
     learning_rate: float = 2.3e-3
     """Adam step size."""
     learning_rate_end: float | None = 0.0
-    """Decay the learning rate linearly to this value over the run's gradient steps; None: constant."""
+    """Decay the learning rate linearly to this value over the run's gradient steps; None:
+    constant."""
     adam_epsilon: float = 1e-7
     """Adam's epsilon (Keras default)."""
     loss: str = "huber"
     """Element-wise loss of the TD error: one of LOSS_NAMES."""
     loss_bound: float = 1.0
-    """Clip bound of ``clipped_delta``/``clipped_grad`` and delta of ``huber`` (unused by ``l2``)."""
+    """Clip bound of ``clipped_delta``/``clipped_grad``, delta of ``huber`` (unused by ``l2``)."""
     max_grad_norm: float | None = None
     """Clip the gradient by global norm to this value (Pascanu et al. 2013); None: no clipping."""
 
@@ -64,7 +66,8 @@ class DQNConfig:
     activation: str = "relu"
     """Hidden activation: one of ACTIVATIONS."""
     double_dqn: bool = False
-    """Select the next action with the online net, evaluate it with the target net (van Hasselt 2016)."""
+    """Select the next action with the online net, evaluate it with the target net (van Hasselt
+    2016)."""
 
     target_update_every_grad_steps: int = 128
     """Sync the target network every this many gradient steps."""
@@ -95,7 +98,8 @@ class DQNConfig:
     eval_seed: int = 10_000
     """Seed of the first evaluation episode."""
     solve_return: float | None = None
-    """Evaluation mean that counts as solved; None: the env's reward_threshold (475 for CartPole-v1)."""
+    """Evaluation mean that counts as solved; None: the env's reward_threshold (475 for
+    CartPole-v1)."""
 
     checkpoint_every_env_steps: int = 10_000
     """Checkpoint period, in env steps (a checkpoint is also written at the end and on Ctrl-C)."""
@@ -120,8 +124,8 @@ class DQNConfig:
     (still one burst per train_every_env_steps transitions). Such runs write agent-only
     checkpoints and cannot be resumed."""
     learner: str = "tensorflow"
-    """What runs the gradient steps: "tensorflow" (``dqn.update``, compiled with XLA) or
-    "numpy" (``dqn.numpy_update``: the same update written out in numpy for a chain of Dense
+    """What runs the gradient steps: "tensorflow" (``dqn.tf_learner``, compiled with XLA) or
+    "numpy" (``dqn.numpy_learner``: the same update written out in numpy for a chain of Dense
     layers, such as the default MLP). On a CPU, numpy is faster when the network is small and
     updates are frequent, because each TensorFlow call costs hundreds of microseconds of
     dispatch. Results agree to float32 rounding, not bit for bit."""
@@ -139,10 +143,12 @@ class DQNConfig:
 
     # ------------------------------------------------------------------ I/O
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "DQNConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> DQNConfig:
         """Build from a mapping; unknown keys are an error naming the valid ones."""
         if not isinstance(data, Mapping):
-            raise ConfigError(f"a config must be a mapping of key: value, got {type(data).__name__}")
+            raise ConfigError(
+                f"a config must be a mapping of key: value, got {type(data).__name__}"
+            )
         unknown = sorted(set(data) - set(field_names()))
         if unknown:
             raise ConfigError(
@@ -153,7 +159,7 @@ class DQNConfig:
     @classmethod
     def from_yaml(
         cls, path: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] = ()
-    ) -> "DQNConfig":
+    ) -> DQNConfig:
         """Load ``configs/*.yaml`` (safe loader), then apply overrides.
 
         ``overrides`` is a mapping or a list of ``"key=value"`` strings, values parsed as YAML
@@ -165,7 +171,7 @@ class DQNConfig:
         data.update(parse_overrides(overrides))
         return cls.from_dict(data)
 
-    def replace(self, **changes: Any) -> "DQNConfig":
+    def replace(self, **changes: Any) -> DQNConfig:
         """A validated copy with some fields changed."""
         return self.from_dict({**self.to_dict(), **changes})
 
@@ -368,7 +374,7 @@ def bootstrap_discount(c: DQNConfig) -> float:
 
 
 def total_grad_steps(c: DQNConfig) -> int:
-    """Gradient steps a full run takes: one burst every train_every_env_steps after learning starts."""
+    """Gradient steps a full run takes: a burst every train_every_env_steps once learning starts."""
     bursts = c.total_env_steps // c.train_every_env_steps - (
         c.learning_starts_env_steps // c.train_every_env_steps
     )

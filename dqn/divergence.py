@@ -1,6 +1,6 @@
 """The divergence guard: stop a run whose loss, gradient or Q-values blow up, and say why.
 
-Checked once per update burst on the burst's metrics vector (``dqn.update.STEP_METRICS``), so
+Checked once per update burst on the burst's metrics vector (``dqn.tf_learner.STEP_METRICS``), so
 it costs a few numpy comparisons per burst and nothing per env step.
 
 The |Q| bound: a return is at most r_max / (1 - gamma) when every reward is in [-r_max, r_max],
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -25,7 +25,8 @@ from dqn.errors import DivergenceError
 BOUND_MULTIPLE = 10.0  # generous: early overestimation can exceed the true bound a few times
 # Largest |reward| of one step, from each env's documentation.
 KNOWN_REWARD_MAX = {
-    "CartPole-v0": 1.0, "CartPole-v1": 1.0,  # +1 per step
+    "CartPole-v0": 1.0,
+    "CartPole-v1": 1.0,  # +1 per step
     "Acrobot-v1": 1.0,  # -1 per step, 0 at the goal
     "MountainCar-v0": 1.0,  # -1 per step
 }

@@ -105,8 +105,13 @@ class OneEnv:
         if terminated or truncated:
             obs, _ = self.env.reset()
         self.obs = obs[None]
-        return EnvSteps(next_obs[None], np.array([reward], np.float64),
-                        np.array([terminated]), np.array([truncated]), np.ones(1, bool))
+        return EnvSteps(
+            next_obs[None],
+            np.array([reward], np.float64),
+            np.array([terminated]),
+            np.array([truncated]),
+            np.ones(1, bool),
+        )
 
     @property
     def state_holder(self) -> gym.Env:

@@ -17,7 +17,7 @@ public call for good (slower, same results). Tests check both paths against each
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
@@ -40,8 +40,9 @@ class _RuntimeCall:
     __slots__ = ("concrete", "name", "num_outputs", "captures", "attrs", "ctx", "execute")
 
     def __call__(self, *tensors):
-        return self.execute(self.name, self.num_outputs, [*tensors, *self.captures], self.attrs,
-                            self.ctx)
+        return self.execute(
+            self.name, self.num_outputs, [*tensors, *self.captures], self.attrs, self.ctx
+        )
 
 
 def _runtime_caller(concrete) -> _RuntimeCall | None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -31,7 +31,12 @@ from dqn.evaluation import evaluate
 from dqn.nstep import NStepWindow
 from dqn.replay import ReplayBuffer
 from dqn.run_log import (
-    METRICS_COLUMNS, Interrupt, MetricWindow, RunLog, metrics_row, write_summary,
+    METRICS_COLUMNS,
+    Interrupt,
+    MetricWindow,
+    RunLog,
+    metrics_row,
+    write_summary,
 )
 from dqn.run_state import LoopState, prepare_resume, save_run_state
 from dqn.runtime import configure_blas, configure_tensorflow
@@ -107,8 +112,10 @@ def train(
     config.to_yaml(run_dir / "config.yaml")
     envs.reset(config.seed)
     loop = LoopState(
-        columns=[*METRICS_COLUMNS, *agent.diagnostic_names()], obs=envs.obs,
-        open_returns=np.zeros(envs.n), pending_reset=np.zeros(envs.n, bool),
+        columns=[*METRICS_COLUMNS, *agent.diagnostic_names()],
+        obs=envs.obs,
+        open_returns=np.zeros(envs.n),
+        pending_reset=np.zeros(envs.n, bool),
     )
     return _run(config, run_dir, envs, agent, replay, loop, progress, log_tensorboard)
 
@@ -126,14 +133,16 @@ def resume(
     for line in ready.skipped:
         warnings.warn(
             f"skipping checkpoint {line}; resuming from {ready.checkpoint.name}",
-            CheckpointWarning, stacklevel=2,
+            CheckpointWarning,
+            stacklevel=2,
         )
     config, snapshot = ready.config, ready.env_snapshot
     if snapshot.uncaptured:
         warnings.warn(
             f"{config.env_id} keeps state in {', '.join(snapshot.uncaptured)}, which a checkpoint "
             "cannot capture: the resumed run may differ from an uninterrupted one",
-            CheckpointWarning, stacklevel=2,
+            CheckpointWarning,
+            stacklevel=2,
         )
     envs = make_stepper(config.env_id, config.num_envs)
     try:
@@ -149,8 +158,16 @@ def resume(
     return _run(config, run_dir, envs, agent, ready.replay, ready.loop, progress, log_tensorboard)
 
 
-def _run(config: DQNConfig, run_dir: Path, envs, agent: DQNAgent, replay: ReplayBuffer,
-         loop: LoopState, progress: bool, log_tensorboard: bool) -> TrainResult:
+def _run(
+    config: DQNConfig,
+    run_dir: Path,
+    envs,
+    agent: DQNAgent,
+    replay: ReplayBuffer,
+    loop: LoopState,
+    progress: bool,
+    log_tensorboard: bool,
+) -> TrainResult:
     """The loop, from ``loop.env_step`` to the end (or a signal, or divergence)."""
     eval_env = make_env(config.env_id)  # stateless between evaluations: reset with fixed seeds
     threshold = solve_return(config, eval_env)
@@ -171,9 +188,11 @@ def _run(config: DQNConfig, run_dir: Path, envs, agent: DQNAgent, replay: Replay
         loop.pending = [w.arrays(agent.obs_dim) for w in windows]
         loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
         checkpoint.write_checkpoint(
-            run_dir, step,
-            lambda folder: save_run_state(folder, agent, replay, loop,
-                                          capture_env_state(envs.state_holder)),
+            run_dir,
+            step,
+            lambda folder: save_run_state(
+                folder, agent, replay, loop, capture_env_state(envs.state_holder)
+            ),
             config.keep_checkpoints,
         )
 
@@ -187,8 +206,14 @@ def _run(config: DQNConfig, run_dir: Path, envs, agent: DQNAgent, replay: Replay
                 out = envs.step(actions)
                 for i in np.flatnonzero(out.real):
                     # terminated, not done: a time-limit cut is not terminal and bootstraps.
-                    for t in windows[i].push(obs[i], actions[i], out.rewards[i], out.next_obs[i],
-                                             out.terminated[i], out.truncated[i]):
+                    for t in windows[i].push(
+                        obs[i],
+                        actions[i],
+                        out.rewards[i],
+                        out.next_obs[i],
+                        out.terminated[i],
+                        out.truncated[i],
+                    ):
                         replay.add(*t)
                 returns += np.where(out.real, out.rewards, 0.0)
                 for i in np.flatnonzero(out.real & (out.terminated | out.truncated)):
@@ -196,19 +221,32 @@ def _run(config: DQNConfig, run_dir: Path, envs, agent: DQNAgent, replay: Replay
                     returns[i] = 0.0
                 before, step = step, step + int(out.real.sum())
 
-                bursts = multiples_between(before, step, config.train_every_env_steps,
-                                           config.learning_starts_env_steps)
+                bursts = multiples_between(
+                    before, step, config.train_every_env_steps, config.learning_starts_env_steps
+                )
                 if bursts:
-                    rows = replay.sample_rows(config.batch_size,
-                                              bursts * config.gradient_steps_per_train)
+                    rows = replay.sample_rows(
+                        config.batch_size, bursts * config.gradient_steps_per_train
+                    )
                     values = agent.update_rows(rows)
                     check_update(values, METRIC_NAMES, bound, step)  # before anything is saved
                     metrics.add(values)
 
                 done = step >= config.total_env_steps
                 if multiples_between(before, step, config.eval_every_env_steps) or done:
-                    log.write(_evaluate_and_log(config, agent, eval_env, replay, loop, step,
-                                                epsilon, metrics.pop(), threshold))
+                    log.write(
+                        _evaluate_and_log(
+                            config,
+                            agent,
+                            eval_env,
+                            replay,
+                            loop,
+                            step,
+                            epsilon,
+                            metrics.pop(),
+                            threshold,
+                        )
+                    )
                 if multiples_between(before, step, config.checkpoint_every_env_steps) or done:
                     save_checkpoint(step)
                     saved_step = step
@@ -229,11 +267,18 @@ def _run(config: DQNConfig, run_dir: Path, envs, agent: DQNAgent, replay: Replay
     loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
     summary = write_summary(run_dir, config, loop, step, threshold, stop_signal, None)
     return TrainResult(
-        agent=agent, run_dir=run_dir, history=loop.history,
-        episode_returns=loop.episode_returns, first_solve_env_step=loop.first_solve,
-        final_eval_mean=loop.eval_mean, final_eval_std=loop.eval_std,
-        train_seconds=loop.train_seconds, eval_seconds=loop.eval_seconds,
-        interrupted=stop_signal is not None, solve_return=threshold, summary=summary,
+        agent=agent,
+        run_dir=run_dir,
+        history=loop.history,
+        episode_returns=loop.episode_returns,
+        first_solve_env_step=loop.first_solve,
+        final_eval_mean=loop.eval_mean,
+        final_eval_std=loop.eval_std,
+        train_seconds=loop.train_seconds,
+        eval_seconds=loop.eval_seconds,
+        interrupted=stop_signal is not None,
+        solve_return=threshold,
+        summary=summary,
         stop_signal=stop_signal,
     )
 
@@ -247,8 +292,9 @@ def _evaluate_and_log(config, agent, eval_env, replay, loop, step, epsilon, wind
     loop.eval_seconds += time.perf_counter() - t0
     if loop.first_solve is None and threshold is not None and loop.eval_mean >= threshold:
         loop.first_solve = step
-    row = metrics_row(step, agent.grad_steps, loop.episode_returns, epsilon, loop.eval_mean,
-                      loop.eval_std, window)
+    row = metrics_row(
+        step, agent.grad_steps, loop.episode_returns, epsilon, loop.eval_mean, loop.eval_std, window
+    )
     if config.diagnostics and loop.probe is None and step > config.learning_starts_env_steps:
         loop.probe = replay.sample(PROBE_SIZE, rng=np.random.default_rng([config.seed, 3]))
     diagnostics = agent.diagnose(loop.probe) if loop.probe is not None else {}

@@ -8,7 +8,7 @@ All use the 0.5 scaling, so inside ``[-bound, bound]`` every one has gradient ``
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import tensorflow as tf
 

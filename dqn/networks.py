@@ -11,13 +11,13 @@ a forward pass of a [64, 64] net for one observation is a few microseconds in nu
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from dqn.numpy_update import ACTIVATIONS as NUMPY_ACTIVATIONS
+from dqn.activations import ACTIVATIONS as NUMPY_ACTIVATIONS
 
 NetworkFn = Callable[[int, int], keras.Model]
 
@@ -103,7 +103,7 @@ class NumpyMLP:
         self._slices = list(zip(offsets[:-1], offsets[1:], network.shapes))
 
     @classmethod
-    def mirror(cls, network: FlatNetwork, flat: np.ndarray) -> "NumpyMLP | None":
+    def mirror(cls, network: FlatNetwork, flat: np.ndarray) -> NumpyMLP | None:
         """A mirror if the model is a plain chain of Dense layers we can reproduce, else None."""
         layers = [
             lyr for lyr in network.model.layers if not isinstance(lyr, keras.layers.InputLayer)
@@ -153,4 +153,3 @@ class NumpyMLP:
             x = act(x @ w + b)
             out.append(x)
         return out
-

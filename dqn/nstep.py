@@ -45,8 +45,9 @@ class NStepWindow:
     def __len__(self) -> int:
         return len(self.actions)
 
-    def push(self, obs, action: int, reward: float, next_obs, terminated: bool,
-             truncated: bool) -> list[Transition]:
+    def push(
+        self, obs, action: int, reward: float, next_obs, terminated: bool, truncated: bool
+    ) -> list[Transition]:
         """Add one env step; return the transitions it completes (oldest first)."""
         self.obs.append(np.array(obs, np.float32))  # a copy: vector envs reuse their buffers
         self.actions.append(int(action))

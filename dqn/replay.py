@@ -17,6 +17,26 @@ class Batch(NamedTuple):
     terminated: np.ndarray
 
 
+class RowLayout(NamedTuple):
+    """Where each field of a transition sits in a packed replay row (float32).
+
+    The one definition of the layout: the buffer, both learners and ``pack_batch`` read it.
+    """
+
+    obs: slice
+    next_obs: slice
+    action: int  # stored as a float: exact below 2**24
+    reward: int
+    terminated: int
+    width: int
+
+
+def row_layout(obs_dim: int) -> RowLayout:
+    """[obs | next_obs | action, reward, terminated] for observations of ``obs_dim``."""
+    d = obs_dim
+    return RowLayout(slice(0, d), slice(d, 2 * d), 2 * d, 2 * d + 1, 2 * d + 2, 2 * d + 3)
+
+
 class ReplayBuffer:
     """A ring of ``capacity`` transitions; the oldest is overwritten once full.
 
@@ -32,10 +52,12 @@ class ReplayBuffer:
         # One float32 row per transition, [obs | next_obs | action, reward, terminated]: a
         # sample is one fancy-index and the compiled update takes one tensor instead of five
         # (each tensor argument of a TF call costs dispatch time). The named fields are views.
-        self.rows = np.zeros((capacity, row_width(obs_dim)), np.float32)
-        d = obs_dim
-        self.obs, self.next_obs = self.rows[:, :d], self.rows[:, d : 2 * d]
-        self.actions, self.rewards, self.terminated = (self.rows[:, 2 * d + i] for i in range(3))
+        layout = row_layout(obs_dim)
+        self.rows = np.zeros((capacity, layout.width), np.float32)
+        self.obs, self.next_obs = self.rows[:, layout.obs], self.rows[:, layout.next_obs]
+        self.actions, self.rewards, self.terminated = (
+            self.rows[:, i] for i in (layout.action, layout.reward, layout.terminated)
+        )
         self.rng = rng
         self.position = 0  # next slot to write
         self.size = 0  # filled slots
@@ -61,7 +83,8 @@ class ReplayBuffer:
         start = self.position
         if n > self.capacity:  # only the newest capacity transitions survive, in their slots
             obs, actions, rewards, next_obs, terminated = (
-                np.asarray(a)[-self.capacity:] for a in (obs, actions, rewards, next_obs, terminated)
+                np.asarray(a)[-self.capacity :]
+                for a in (obs, actions, rewards, next_obs, terminated)
             )
             start = (start + n - self.capacity) % self.capacity
         idx = (start + np.arange(min(n, self.capacity))) % self.capacity
@@ -74,7 +97,10 @@ class ReplayBuffer:
         self.size = min(self.size + n, self.capacity)
 
     def sample(
-        self, batch_size: int, num_batches: int | None = None, rng: np.random.Generator | None = None
+        self,
+        batch_size: int,
+        num_batches: int | None = None,
+        rng: np.random.Generator | None = None,
     ) -> Batch:
         """Uniform sample (with replacement) of filled slots.
 
@@ -85,7 +111,10 @@ class ReplayBuffer:
         return unpack_rows(self.sample_rows(batch_size, num_batches, rng), self.obs_dim)
 
     def sample_rows(
-        self, batch_size: int, num_batches: int | None = None, rng: np.random.Generator | None = None
+        self,
+        batch_size: int,
+        num_batches: int | None = None,
+        rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """Like ``sample``, as packed rows [..., row_width(obs_dim)] (the training fast path)."""
         if self.size == 0:
@@ -96,22 +125,28 @@ class ReplayBuffer:
 
 
 def row_width(obs_dim: int) -> int:
-    return 2 * obs_dim + 3
+    return row_layout(obs_dim).width
 
 
 def pack_batch(batch: Batch) -> np.ndarray:
-    """Batch -> packed float32 rows (actions stored as floats: exact below 2**24)."""
-    columns = (batch.actions, batch.rewards, batch.terminated)
-    return np.concatenate(
-        [np.asarray(batch.obs, np.float32), np.asarray(batch.next_obs, np.float32),
-         np.stack([np.asarray(c, np.float32) for c in columns], axis=-1)],
-        axis=-1,
-    )
+    """Batch -> packed float32 rows, as ``row_layout`` places them."""
+    obs = np.asarray(batch.obs, np.float32)
+    layout = row_layout(obs.shape[-1])
+    rows = np.empty((*obs.shape[:-1], layout.width), np.float32)
+    rows[..., layout.obs] = obs
+    rows[..., layout.next_obs] = batch.next_obs
+    rows[..., layout.action] = batch.actions
+    rows[..., layout.reward] = batch.rewards
+    rows[..., layout.terminated] = batch.terminated
+    return rows
 
 
 def unpack_rows(rows: np.ndarray, obs_dim: int) -> Batch:
-    d = obs_dim
+    layout = row_layout(obs_dim)
     return Batch(
-        rows[..., :d], rows[..., 2 * d].astype(np.int32), rows[..., 2 * d + 1],
-        rows[..., d : 2 * d], rows[..., 2 * d + 2],
+        rows[..., layout.obs],
+        rows[..., layout.action].astype(np.int32),
+        rows[..., layout.reward],
+        rows[..., layout.next_obs],
+        rows[..., layout.terminated],
     )

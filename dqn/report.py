@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -14,7 +14,8 @@ from dqn.stats import iqm_ci, median_ci, probability_of_improvement_ci, proporti
 CURVE_SERIES = {
     "zero_grad_fraction.png": (["zero_grad_fraction"], "fraction of batch with zero loss gradient"),
     "td_error_quantiles.png": (
-        ["td_error_abs_p50", "td_error_abs_p90", "td_error_abs_p99"], "|TD error| quantile"
+        ["td_error_abs_p50", "td_error_abs_p90", "td_error_abs_p99"],
+        "|TD error| quantile",
     ),
 }
 
@@ -84,9 +85,7 @@ def summary_markdown(rows: Sequence[dict], threshold: float, seed: int = 0) -> s
             x = [r[metric] for r in groups["huber"]]
             y = [r[metric] for r in groups["clipped_delta"]]
             p, lo, hi = probability_of_improvement_ci(x, y, seed=seed)
-            text += (
-                f"\n\nP(huber > clipped_delta) on {name}: {p:.2f} [95% CI {lo:.2f}, {hi:.2f}]"
-            )
+            text += f"\n\nP(huber > clipped_delta) on {name}: {p:.2f} [95% CI {lo:.2f}, {hi:.2f}]"
     return text + "\n"
 
 
@@ -104,10 +103,13 @@ def read_metrics(path: Path) -> dict[str, np.ndarray]:
     return {k: np.array([float(r[k]) if r[k] != "" else math.nan for r in rows]) for k in columns}
 
 
+def run_name(label: str, seed: int) -> str:
+    """The folder of one (variant, seed) run of a study: ``runs/<label>-seed<seed>``."""
+    return f"{label}-seed{seed}"
+
+
 def load_curves(out: Path, rows: Sequence[dict]) -> dict[str, list[dict[str, np.ndarray]]]:
     """Per variant, the metrics.csv columns of each of its runs."""
-    from dqn.compare import run_name
-
     curves: dict[str, list[dict[str, np.ndarray]]] = {}
     for r in rows:
         path = out / "runs" / run_name(r["variant"], r["seed"]) / "run" / "metrics.csv"
@@ -154,8 +156,9 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
         cis = np.array([iqm_ci(col[np.isfinite(col)], seed=seed) for col in evals.T])
         # Variants with identical gradients (huber, clipped_grad) draw identical curves:
         # distinct dashes keep both visible.
-        (line,) = ax.plot(steps, cis[:, 0], styles[i % len(styles)], lw=2.2 - 0.3 * (i % 4),
-                          label=label)
+        (line,) = ax.plot(
+            steps, cis[:, 0], styles[i % len(styles)], lw=2.2 - 0.3 * (i % 4), label=label
+        )
         ax.fill_between(steps, cis[:, 1], cis[:, 2], color=line.get_color(), alpha=0.2)
     ax.set(xlabel="env steps", ylabel="greedy evaluation return (IQM, 95% CI)")
     ax.legend(fontsize=8)
@@ -167,8 +170,13 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
             color = None
             for key, style in zip(keys, ("-", "--", ":")):
                 steps, values = _stack(runs, key)
-                (line,) = ax.plot(steps, np.nanmedian(values, axis=0), style, color=color,
-                                  label=f"{label} {key.rsplit('_', 1)[-1]}" if len(keys) > 1 else label)
+                (line,) = ax.plot(
+                    steps,
+                    np.nanmedian(values, axis=0),
+                    style,
+                    color=color,
+                    label=f"{label} {key.rsplit('_', 1)[-1]}" if len(keys) > 1 else label,
+                )
                 color = line.get_color()
         ax.set(xlabel="env steps", ylabel=f"{ylabel} (median over seeds)")
         if filename.startswith("td_error"):
@@ -182,8 +190,9 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
         unit_keys = [k for k in runs[0] if "_fraction/hidden_" in k]
         for key, style in zip(unit_keys, ("-", "--", ":", "-.")):
             steps, values = _stack(runs, key)
-            (line,) = ax.plot(steps, np.nanmean(values, axis=0), style, color=color,
-                              label=f"{label} {key}")
+            (line,) = ax.plot(
+                steps, np.nanmean(values, axis=0), style, color=color, label=f"{label} {key}"
+            )
             color = line.get_color()
     ax.set(xlabel="env steps", ylabel="dead (ReLU) / saturated units, mean over seeds")
     ax.legend(fontsize=7, ncol=2)
@@ -200,4 +209,3 @@ def _save(fig, path: Path) -> Path:
     plt.close(fig)
     tmp.replace(path)
     return path
-

@@ -16,16 +16,23 @@ from dqn.run_state import LoopState, metrics_csv_rows
 from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES
 
 METRICS_COLUMNS = (
-    "env_step", "grad_steps", "episodes", "epsilon", "train_return_mean", "eval_return_mean",
-    "eval_return_std", *METRIC_NAMES,
+    "env_step",
+    "grad_steps",
+    "episodes",
+    "epsilon",
+    "train_return_mean",
+    "eval_return_mean",
+    "eval_return_std",
+    *METRIC_NAMES,
 )
 
 
 class RunLog:
     """Where a run's metrics rows go: metrics.csv (flushed per row), TensorBoard, the bar."""
 
-    def __init__(self, run_dir: Path, loop: LoopState, total: int, progress: bool,
-                 log_tensorboard: bool) -> None:
+    def __init__(
+        self, run_dir: Path, loop: LoopState, total: int, progress: bool, log_tensorboard: bool
+    ) -> None:
         import tensorflow as tf
 
         # Rows after the checkpoint (if any) are recomputed: metrics.csv restarts from its rows.
@@ -45,8 +52,10 @@ class RunLog:
             _write_tensorboard(self._tb, row)
         if self._bar is not None:
             self._bar.set_postfix(
-                ret=f"{row['train_return_mean']:.0f}", eps=f"{row['epsilon']:.2f}",
-                eval=f"{row['eval_return_mean']:.0f}", refresh=False,
+                ret=f"{row['train_return_mean']:.0f}",
+                eps=f"{row['epsilon']:.2f}",
+                eval=f"{row['eval_return_mean']:.0f}",
+                refresh=False,
             )
 
     def advance_to(self, step: int, every: int = 0) -> None:
@@ -81,8 +90,15 @@ class MetricWindow:
         return np.where(IS_MAX_METRIC, rows.max(axis=0), rows.mean(axis=0))
 
 
-def metrics_row(step: int, grad_steps: int, episode_returns: list[float], epsilon: float,
-                eval_mean: float, eval_std: float, metrics: np.ndarray | None) -> dict:
+def metrics_row(
+    step: int,
+    grad_steps: int,
+    episode_returns: list[float],
+    epsilon: float,
+    eval_mean: float,
+    eval_std: float,
+    metrics: np.ndarray | None,
+) -> dict:
     """One metrics.csv row (without the probe diagnostics)."""
     recent = episode_returns[-10:]
     row = {
@@ -99,8 +115,15 @@ def metrics_row(step: int, grad_steps: int, episode_returns: list[float], epsilo
     return row
 
 
-def write_summary(run_dir: Path, config, loop: LoopState, step: int, threshold: float | None,
-                  stop_signal: int | None, diverged: str | None) -> dict:
+def write_summary(
+    run_dir: Path,
+    config,
+    loop: LoopState,
+    step: int,
+    threshold: float | None,
+    stop_signal: int | None,
+    diverged: str | None,
+) -> dict:
     summary = {
         "env_id": config.env_id,
         "loss": config.loss,
@@ -127,7 +150,7 @@ class Interrupt:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> "Interrupt":
+    def __enter__(self) -> Interrupt:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)

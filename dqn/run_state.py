@@ -81,8 +81,9 @@ def parse_metrics_csv(text: str) -> list[dict[str, float]]:
 
 
 # ---------------------------------------------------------------------- writing
-def save_run_state(folder: Path, agent: Any, replay: ReplayBuffer, loop: LoopState,
-                   env_snapshot: EnvSnapshot) -> None:
+def save_run_state(
+    folder: Path, agent: Any, replay: ReplayBuffer, loop: LoopState, env_snapshot: EnvSnapshot
+) -> None:
     """Fill a checkpoint folder (``agent`` is anything with ``save(folder)``: a DQNAgent)."""
     agent.save(folder / "agent")
     save_replay(replay, folder / "replay.npz")
@@ -95,8 +96,9 @@ def save_run_state(folder: Path, agent: Any, replay: ReplayBuffer, loop: LoopSta
         "window": np.stack(loop.window) if loop.window else np.zeros((0, 0), np.float32),
         **{f"probe.{k}": v for k, v in (loop.probe._asdict() if loop.probe else {}).items()},
         **{f"env.{k}": v for k, v in env_snapshot.arrays.items()},
-        **{f"pending{i}.{k}": v for i, arrays in enumerate(loop.pending)
-           for k, v in arrays.items()},
+        **{
+            f"pending{i}.{k}": v for i, arrays in enumerate(loop.pending) for k, v in arrays.items()
+        },
     }
     with open(folder / "loop.npz", "wb") as fh:
         np.savez(fh, **arrays)
@@ -121,9 +123,14 @@ def save_replay(replay: ReplayBuffer, path: Path) -> None:
     n = replay.size
     with open(path, "wb") as fh:
         np.savez(
-            fh, obs=replay.obs[:n], actions=replay.actions[:n], rewards=replay.rewards[:n],
-            next_obs=replay.next_obs[:n], terminated=replay.terminated[:n],
-            position=np.int64(replay.position), capacity=np.int64(replay.capacity),
+            fh,
+            obs=replay.obs[:n],
+            actions=replay.actions[:n],
+            rewards=replay.rewards[:n],
+            next_obs=replay.next_obs[:n],
+            terminated=replay.terminated[:n],
+            position=np.int64(replay.position),
+            capacity=np.int64(replay.capacity),
             rng_state=np.array(json.dumps(replay.rng.bit_generator.state)),
         )
 
@@ -175,8 +182,10 @@ def load_replay(path: Path, capacity: int, obs_dim: int) -> ReplayBuffer:
         rng.bit_generator.state = state
         n = len(data["actions"])
         shapes_ok = (
-            int(data["capacity"]) == capacity and 0 <= int(data["position"]) < capacity
-            and n <= capacity and data["obs"].shape == data["next_obs"].shape == (n, obs_dim)
+            int(data["capacity"]) == capacity
+            and 0 <= int(data["position"]) < capacity
+            and n <= capacity
+            and data["obs"].shape == data["next_obs"].shape == (n, obs_dim)
             and data["rewards"].shape == data["terminated"].shape == (n,)
         )
     except Exception as exc:  # zip, JSON, a pickled array (refused), a missing key
@@ -208,19 +217,29 @@ def load_run_state(
             probe = Batch(*(arrays[f"probe.{k}"] for k in Batch._fields))
         env = EnvSnapshot(
             meta["env_layers"],
-            {k[len("env."):]: v for k, v in arrays.items() if k.startswith("env.")},
+            {k[len("env.") :]: v for k, v in arrays.items() if k.startswith("env.")},
             meta["env_uncaptured"],
         )
         n = len(arrays["obs"])
         loop = LoopState(
-            columns=columns, obs=arrays["obs"], env_step=int(meta["env_step"]),
-            open_returns=arrays["open_returns"], pending_reset=arrays["pending_reset"],
-            episode_returns=arrays["episode_returns"].tolist(), history=history,
-            window=list(arrays["window"]), probe=probe, first_solve=meta["first_solve"],
-            eval_mean=meta["eval_mean"], eval_std=meta["eval_std"],
-            train_seconds=meta["train_seconds"], eval_seconds=meta["eval_seconds"],
-            pending=[{k.split(".", 1)[1]: v for k, v in arrays.items()
-                      if k.startswith(f"pending{i}.")} for i in range(n)],
+            columns=columns,
+            obs=arrays["obs"],
+            env_step=int(meta["env_step"]),
+            open_returns=arrays["open_returns"],
+            pending_reset=arrays["pending_reset"],
+            episode_returns=arrays["episode_returns"].tolist(),
+            history=history,
+            window=list(arrays["window"]),
+            probe=probe,
+            first_solve=meta["first_solve"],
+            eval_mean=meta["eval_mean"],
+            eval_std=meta["eval_std"],
+            train_seconds=meta["train_seconds"],
+            eval_seconds=meta["eval_seconds"],
+            pending=[
+                {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"pending{i}.")}
+                for i in range(n)
+            ],
         )
     except Exception as exc:  # JSON, zip, CSV, a missing key
         raise CheckpointError(f"checkpoint {folder.name} cannot be resumed: {exc!r}") from None

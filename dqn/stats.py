@@ -9,7 +9,7 @@ runs: strata are tasks, and there is one.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
@@ -29,8 +29,13 @@ def iqm_ci(
     if len(x) < 2 or np.all(x == x[0]):
         return point, point, point
     res = stats.bootstrap(
-        (x,), iqm, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
-        vectorized=True, rng=np.random.default_rng(seed),
+        (x,),
+        iqm,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=True,
+        rng=np.random.default_rng(seed),
     )
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
@@ -43,7 +48,10 @@ def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def probability_of_improvement_ci(
-    x: Sequence[float], y: Sequence[float], confidence: float = 0.95, n_resamples: int = 2000,
+    x: Sequence[float],
+    y: Sequence[float],
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
     seed: int = 0,
 ) -> tuple[float, float, float]:
     """(P(X > Y), low, high) with a percentile bootstrap over the runs of each."""
@@ -56,8 +64,13 @@ def probability_of_improvement_ci(
         return probability_of_improvement(a, b)
 
     res = stats.bootstrap(
-        (x, y), statistic, n_resamples=n_resamples, confidence_level=confidence,
-        method="percentile", vectorized=False, rng=np.random.default_rng(seed),
+        (x, y),
+        statistic,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        vectorized=False,
+        rng=np.random.default_rng(seed),
     )
     low, high = res.confidence_interval
     return point, float(np.nan_to_num(low, nan=point)), float(np.nan_to_num(high, nan=point))
@@ -69,9 +82,7 @@ def proportion_ci(successes: int, runs: int, confidence: float = 0.95) -> tuple[
     return float(ci.low), float(ci.high)
 
 
-def median_ci(
-    x: Sequence[float], confidence: float = 0.95
-) -> tuple[float, float, float]:
+def median_ci(x: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """(median, low, high): distribution-free interval from order statistics.
 
     The interval [x_(j), x_(k)] (sorted, 1-based) covers the true median with probability

@@ -55,13 +55,18 @@ def q_propagation(runs: list[Path]) -> str:
         if not q:
             continue
         k = step // config.train_every_env_steps - (
-            config.learning_starts_env_steps // config.train_every_env_steps)
-        parts.append(f"{step // 1000}k: {np.median(q):.1f} (after {k} syncs "
-                     f"{(1 - config.gamma**k) * ceiling:.1f})")
+            config.learning_starts_env_steps // config.train_every_env_steps
+        )
+        parts.append(
+            f"{step // 1000}k: {np.median(q):.1f} (after {k} syncs "
+            f"{(1 - config.gamma**k) * ceiling:.1f})"
+        )
     peaks = [np.nanmax(m["q_mean"]) for m in metrics if np.isfinite(m["q_mean"]).any()]
     over = sum(p > ceiling for p in peaks)
-    return (f"median mean Q {'; '.join(parts)}; runs whose mean Q exceeded 1/(1-gamma) = "
-            f"{ceiling:.0f}: {over} of {len(peaks)}")
+    return (
+        f"median mean Q {'; '.join(parts)}; runs whose mean Q exceeded 1/(1-gamma) = "
+        f"{ceiling:.0f}: {over} of {len(peaks)}"
+    )
 
 
 def main() -> None:
@@ -78,16 +83,19 @@ def main() -> None:
     for study in args.studies:
         rows = json.loads((study / "results.json").read_text())
         for label in dict.fromkeys(r["variant"] for r in rows):
-            runs = [study / "runs" / f"{label}-seed{r['seed']}" for r in rows
-                    if r["variant"] == label]
+            runs = [
+                study / "runs" / f"{label}-seed{r['seed']}" for r in rows if r["variant"] == label
+            ]
             print(f"{study.name} / {label}: {q_propagation(runs)}")
             for r, run in zip([r for r in rows if r["variant"] == label], runs):
                 if r["diverged_at_env_step"] is not None or r["final_eval_mean"] >= 475:
                     continue
                 ends = episode_ends(DQNAgent.load(run / "run"), args.episodes)
                 total = {k: total[k] + ends[k] for k in total}
-                print(f"    seed {r['seed']}: final eval {r['final_eval_mean']:.1f}; "
-                      + ", ".join(f"{k}: {v}" for k, v in ends.items()))
+                print(
+                    f"    seed {r['seed']}: final eval {r['final_eval_mean']:.1f}; "
+                    + ", ".join(f"{k}: {v}" for k, v in ends.items())
+                )
     print(f"all final policies below 475 (not stopped by the guard), episode ends: {total}")
 
 

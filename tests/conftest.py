@@ -8,10 +8,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # A run small enough to train in-process in a few seconds, with several checkpoints.
 TINY_RUN = dict(
-    total_env_steps=600, learning_starts_env_steps=100, train_every_env_steps=4,
-    gradient_steps_per_train=2, hidden_sizes=(16,), batch_size=32, buffer_size=1000,
-    eval_every_env_steps=100, eval_episodes=1, checkpoint_every_env_steps=200,
-    keep_checkpoints=5, target_update_every_grad_steps=50, jit_compile=False,
+    total_env_steps=600,
+    learning_starts_env_steps=100,
+    train_every_env_steps=4,
+    gradient_steps_per_train=2,
+    hidden_sizes=(16,),
+    batch_size=32,
+    buffer_size=1000,
+    eval_every_env_steps=100,
+    eval_episodes=1,
+    checkpoint_every_env_steps=200,
+    keep_checkpoints=5,
+    target_update_every_grad_steps=50,
+    jit_compile=False,
 )
 
 

@@ -20,7 +20,13 @@ def make_replay(n=64, seed=0):
     rng = np.random.default_rng(seed)
     buf = ReplayBuffer(n, 3, np.random.default_rng(seed))
     for _ in range(n):
-        buf.add(rng.normal(size=3), rng.integers(2), rng.normal(), rng.normal(size=3), rng.random() < 0.1)
+        buf.add(
+            rng.normal(size=3),
+            rng.integers(2),
+            rng.normal(),
+            rng.normal(size=3),
+            rng.random() < 0.1,
+        )
     return buf
 
 
@@ -93,7 +99,9 @@ def test_save_load_round_trip_gives_identical_q_values_and_next_update(tmp_path)
     assert loaded.update(batch) == agent.update(batch)
     np.testing.assert_array_equal(loaded.q_values(obs), agent.q_values(obs))
     # Exploration continues the same random stream.
-    assert [loaded.act(obs[0], 0.5) for _ in range(20)] == [agent.act(obs[0], 0.5) for _ in range(20)]
+    assert [loaded.act(obs[0], 0.5) for _ in range(20)] == [
+        agent.act(obs[0], 0.5) for _ in range(20)
+    ]
 
 
 def test_loading_a_missing_or_incomplete_checkpoint_names_the_problem(tmp_path):

@@ -10,8 +10,12 @@ import pytest
 from dqn.backprop.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-FIGURES = ["sigmoid_saturation.png", "dead_relus.png", "rnn_gradients.png",
-           "clipped_delta_vs_huber.png"]
+FIGURES = [
+    "sigmoid_saturation.png",
+    "dead_relus.png",
+    "rnn_gradients.png",
+    "clipped_delta_vs_huber.png",
+]
 
 
 def test_importing_the_backprop_package_does_not_import_tensorflow_or_pyplot():
@@ -24,8 +28,9 @@ def test_importing_the_backprop_package_does_not_import_tensorflow_or_pyplot():
         "import dqn.backprop.cli\n"
         "print('tensorflow' in sys.modules, 'matplotlib.pyplot' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert out.stdout.split() == ["False", "False"]
 
 
@@ -63,8 +68,13 @@ def test_out_that_is_a_file_is_an_argument_error(tmp_path, capsys):
 def test_script_wrapper_exits_2_without_traceback():
     # The script's own directory is sys.path[0]; make sure this checkout's dqn is importable.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "backprop_demos.py"), "--nope"],
-                         capture_output=True, text=True, cwd=ROOT, env=env)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "backprop_demos.py"), "--nope"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     assert out.returncode == 2
     assert out.stderr.strip() == "dqn-backprop: error: unrecognized arguments: --nope"
 

@@ -91,23 +91,30 @@ def test_sigmoid_is_overflow_free_and_saturates_to_an_exact_zero_gradient():
 def test_rnn_step_gradients(rng):
     n, d, h = 3, 4, 5
     x, h_prev = rng.standard_normal((n, d)), rng.standard_normal((n, h))
-    wx, wh, b = (rng.standard_normal((d, h)) * 0.5, rng.standard_normal((h, h)) * 0.5,
-                 rng.standard_normal(h))
+    wx, wh, b = (
+        rng.standard_normal((d, h)) * 0.5,
+        rng.standard_normal((h, h)) * 0.5,
+        rng.standard_normal(h),
+    )
     dout = rng.standard_normal((n, h))
     _, cache = rnn_step_forward(x, h_prev, wx, wh, b)
     g = rnn_step_backward(dout, cache)
     arrays = {"dx": x, "dh_prev": h_prev, "dwx": wx, "dwh": wh, "db": b}
     for name, arr in arrays.items():
         num = numerical_gradient_array(
-            lambda _: rnn_step_forward(x, h_prev, wx, wh, b)[0], arr, dout)
+            lambda _: rnn_step_forward(x, h_prev, wx, wh, b)[0], arr, dout
+        )
         assert rel_error(getattr(g, name), num) <= TOL, name
 
 
 def test_rnn_sequence_backprop_through_time(rng):
     n, t, d, h = 2, 6, 3, 4
     x, h0 = rng.standard_normal((n, t, d)), rng.standard_normal((n, h))
-    wx, wh, b = (rng.standard_normal((d, h)) * 0.5, rng.standard_normal((h, h)) * 0.5,
-                 rng.standard_normal(h))
+    wx, wh, b = (
+        rng.standard_normal((d, h)) * 0.5,
+        rng.standard_normal((h, h)) * 0.5,
+        rng.standard_normal(h),
+    )
     dh = rng.standard_normal((n, t, h))  # the loss sees every state, not just the last
     hs, cache = rnn_forward(x, h0, wx, wh, b)
     assert hs.shape == (n, t, h)
@@ -123,7 +130,8 @@ def test_softmax_cross_entropy_gradient(rng):
     loss, cache = softmax_cross_entropy_forward(logits, labels)
     # Closed form at equal logits: every probability is 1/C, so the loss is log C.
     assert softmax_cross_entropy_forward(np.zeros((2, 3)), np.array([0, 1]))[0] == (
-        pytest.approx(np.log(3.0), rel=1e-15))
+        pytest.approx(np.log(3.0), rel=1e-15)
+    )
     num = numerical_gradient(lambda v: softmax_cross_entropy_forward(v, labels)[0], logits)
     assert rel_error(softmax_cross_entropy_backward(1.0, cache), num) <= TOL
 
@@ -148,8 +156,11 @@ def test_no_pair_modifies_dout_or_its_inputs(rng):
     seq = rng.standard_normal((3, 2, 4))
     dseq = rng.standard_normal((3, 2, 4))
     originals = [a.copy() for a in (x, w, b, h0, dout, seq, dseq)]
-    for forward, backward in ((sigmoid_forward, sigmoid_backward),
-                              (tanh_forward, tanh_backward), (relu_forward, relu_backward)):
+    for forward, backward in (
+        (sigmoid_forward, sigmoid_backward),
+        (tanh_forward, tanh_backward),
+        (relu_forward, relu_backward),
+    ):
         backward(dout, forward(x)[1])
     linear_backward(dout, linear_forward(x, w, b)[1])
     rnn_step_backward(dout, rnn_step_forward(x, h0, w, w, b)[1])

@@ -47,9 +47,11 @@ def test_linear_matches_tf_matmul(rng):
 
 @pytest.mark.parametrize(
     "tf_op, forward, backward",
-    [(tf.sigmoid, layers.sigmoid_forward, layers.sigmoid_backward),
-     (tf.tanh, layers.tanh_forward, layers.tanh_backward),
-     (tf.nn.relu, layers.relu_forward, layers.relu_backward)],
+    [
+        (tf.sigmoid, layers.sigmoid_forward, layers.sigmoid_backward),
+        (tf.tanh, layers.tanh_forward, layers.tanh_backward),
+        (tf.nn.relu, layers.relu_forward, layers.relu_backward),
+    ],
     ids=["sigmoid", "tanh", "relu"],
 )
 def test_activations_match_tf(rng, tf_op, forward, backward):
@@ -84,8 +86,9 @@ def test_clip_by_value_gradient_is_one_on_the_closed_interval():
 def test_losses_match_dqn_losses(rng, name, bound):
     # Random TD errors plus exactly +/-bound, 0, and points just either side of the bound.
     near = [np.nextafter(bound, 0.0), np.nextafter(bound, 10.0)]
-    e = np.concatenate([4 * bound * rng.standard_normal(40),
-                        [0.0, bound, -bound], near, [-v for v in near]])
+    e = np.concatenate(
+        [4 * bound * rng.standard_normal(40), [0.0, bound, -bound], near, [-v for v in near]]
+    )
     dout = rng.standard_normal(e.shape)
     tf_fn = tf_losses.LOSSES[name]
     out, (de,) = tape_grads(lambda v: tf_fn(v, bound), [e], dout)
@@ -103,10 +106,12 @@ def test_worked_example_through_tf_formulations():
     formulations = {
         "2016": lambda t, q: tf.reduce_mean(tf.square(tf.clip_by_value(t - q, -1.0, 1.0))),
         "mse": lambda t, q: tf.reduce_mean(tf.square(t - q)),
-        "where_huber": lambda t, q: tf.reduce_mean(tf.where(
-            tf.abs(t - q) < 1.0, 0.5 * tf.square(t - q), tf.abs(t - q) - 0.5)),
+        "where_huber": lambda t, q: tf.reduce_mean(
+            tf.where(tf.abs(t - q) < 1.0, 0.5 * tf.square(t - q), tf.abs(t - q) - 0.5)
+        ),
         "keras_huber": lambda t, q: tf.keras.losses.Huber(delta=1.0, dtype="float64")(
-            t[None], q[None]),
+            t[None], q[None]
+        ),
     }
     got = {k: tape_grads(f, [target, q], np.float64(1.0)) for k, f in formulations.items()}
     assert got["2016"][1][1].tolist() == [0.0, 0.5, -0.25, 0.0]

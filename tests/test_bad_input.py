@@ -30,7 +30,8 @@ def tree(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` and the sha256 of its bytes."""
     return {
         p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*")) if p.is_file()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -88,14 +89,17 @@ def run_dir_not_empty(tmp):
 
 TRAIN_CASES = {
     "unknown env id": (
-        ["--set", "env_id=CartPol-v1"], ["unknown env id 'CartPol-v1'", "CartPole-v1"]
+        ["--set", "env_id=CartPol-v1"],
+        ["unknown env id 'CartPol-v1'", "CartPole-v1"],
     ),
     "continuous action space": (["--set", "env_id=Pendulum-v1"], ["Discrete action space"]),
     "discrete observation space": (
-        ["--set", "env_id=FrozenLake-v1"], ["observation space Discrete(16)", "1-D Box"]
+        ["--set", "env_id=FrozenLake-v1"],
+        ["observation space Discrete(16)", "1-D Box"],
     ),
     "tuple observation space": (
-        ["--set", "env_id=Blackjack-v1"], ["observation space Tuple", "1-D Box"]
+        ["--set", "env_id=Blackjack-v1"],
+        ["observation space Tuple", "1-D Box"],
     ),
     "zero total steps": (["--set", "total_env_steps=0"], ["'total_env_steps' must be > 0"]),
     "negative total steps": (["--set", "total_env_steps=-100"], ["'total_env_steps' must be > 0"]),
@@ -104,24 +108,29 @@ TRAIN_CASES = {
         ["'batch_size' (200) must be <= buffer_size"],
     ),
     "learning starts after the end": (
-        ["--set", "learning_starts_env_steps=100", "total_env_steps=100"], ["never train"]
+        ["--set", "learning_starts_env_steps=100", "total_env_steps=100"],
+        ["never train"],
     ),
     "gamma 1.5": (["--set", "gamma=1.5"], ["'gamma' must be in (0, 1]"]),
     "wrong type": (["--set", "batch_size=many"], ["'batch_size' must be an integer, got 'many'"]),
     "wrong type, list": (
-        ["--set", "hidden_sizes=wide"], ["'hidden_sizes' must be a list of integers"]
+        ["--set", "hidden_sizes=wide"],
+        ["'hidden_sizes' must be a list of integers"],
     ),
     "unknown key": (
-        ["--set", "learning_rat=0.1"], ["unknown config key 'learning_rat'", "valid keys"]
+        ["--set", "learning_rat=0.1"],
+        ["unknown config key 'learning_rat'", "valid keys"],
     ),
     "unknown loss": (
-        ["--loss", "mse"], ["unknown loss 'mse'", "l2, clipped_delta, huber, clipped_grad"]
+        ["--loss", "mse"],
+        ["unknown loss 'mse'", "l2, clipped_delta, huber, clipped_grad"],
     ),
     "override without =": (["--set", "gamma"], ["not of the form key=value"]),
     "zero checkpoints kept": (["--set", "keep_checkpoints=0"], ["'keep_checkpoints' must be > 0"]),
     "negative Q bound": (["--set", "max_abs_q=-1"], ["'max_abs_q' must be > 0"]),
     "deterministic not a bool": (
-        ["--set", "deterministic=sometimes"], ["'deterministic' must be a bool"]
+        ["--set", "deterministic=sometimes"],
+        ["'deterministic' must be a bool"],
     ),
     "missing config file": (["--config", "no/such.yaml"], ["config file not found: no/such.yaml"]),
     "config not YAML": (not_yaml, ["not valid YAML (line 2)"]),
@@ -195,7 +204,8 @@ RESUME_CASES = {
     "replay file that needs pickle": (pickled_replay, ["not a readable replay buffer", "pickle"]),
     "checkpoint without manifest": (missing_manifest, ["no manifest.json (incomplete)"]),
     "checkpoint of another observation shape": (
-        other_env, ["saved for observations of shape (4,) and 2 actions", "Acrobot-v1 has (6,)"]
+        other_env,
+        ["saved for observations of shape (4,) and 2 actions", "Acrobot-v1 has (6,)"],
     ),
     "run already complete": (lambda run: None, ["already complete (600 of 600 env steps)"]),
 }
@@ -241,7 +251,8 @@ EVALUATE_CASES = {
     "missing folder": (lambda tmp: tmp / "nowhere", ["no run, checkpoint or agent folder"]),
     "empty folder": (empty_folder, ["not a complete checkpoint: missing config.yaml"]),
     "agent for another observation shape": (
-        agent_for_other_shape, ["saved for observations of shape (6,)", "CartPole-v1 has (4,)"]
+        agent_for_other_shape,
+        ["saved for observations of shape (6,)", "CartPole-v1 has (4,)"],
     ),
     "truncated weights, no manifest": (truncated_agent, ["corrupt checkpoint"]),
 }
@@ -260,15 +271,19 @@ def test_evaluate_refuses_a_run_whose_only_checkpoint_is_corrupt(tiny_run_copy, 
 
 
 def test_evaluate_refuses_zero_episodes(tiny_run, capsys):
-    assert_refused(evaluate_main, [tiny_run, "--episodes", "0"], ["--episodes must be > 0"],
-                   capsys, tiny_run)
+    assert_refused(
+        evaluate_main, [tiny_run, "--episodes", "0"], ["--episodes must be > 0"], capsys, tiny_run
+    )
 
 
 # ---------------------------------------------------------------------- as real processes
 def run_cli(main, *args, cwd):
     code = f"import sys; from dqn.cli import {main}; sys.exit({main}(sys.argv[1:]))"
     return subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+        [sys.executable, "-c", code, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
 
@@ -348,19 +363,24 @@ COMPARE_CASES = {
     "missing variants file": (["--variants-file", "no/sweep.yaml"], ["variants file not found"]),
     "variants file not YAML": (variants_file("a: [1,\n"), ["is not valid YAML"]),
     "variants file that is a list": (
-        variants_file("- a\n- b\n"), ["must map each variant label to its overrides"]
+        variants_file("- a\n- b\n"),
+        ["must map each variant label to its overrides"],
     ),
     "variant that is not a mapping": (
-        variants_file("fast: 3\n"), ["variant 'fast' must map config keys to values"]
+        variants_file("fast: 3\n"),
+        ["variant 'fast' must map config keys to values"],
     ),
     "variant with an unknown key": (
-        variants_file("fast: {learning_rat: 0.1}\n"), ["unknown config key 'learning_rat'"]
+        variants_file("fast: {learning_rat: 0.1}\n"),
+        ["unknown config key 'learning_rat'"],
     ),
     "variant with a bad value": (
-        variants_file("ok: {}\nbad: {gamma: 2}\n"), ["'gamma' must be in (0, 1]"]
+        variants_file("ok: {}\nbad: {gamma: 2}\n"),
+        ["'gamma' must be in (0, 1]"],
     ),
     "variants and a variants file": (
-        lambda tmp: [*variants_file("a: {}\n")(tmp), "--variants", "huber"], ["not both"]
+        lambda tmp: [*variants_file("a: {}\n")(tmp), "--variants", "huber"],
+        ["not both"],
     ),
     "unknown loss variant": (["--variants", "hubre"], ["unknown loss 'hubre'"]),
 }
@@ -374,7 +394,10 @@ def test_compare_refuses(case, tmp_path, capsys, monkeypatch):
     args, fragments = COMPARE_CASES[case]
     args = args(tmp_path) if callable(args) else args
     assert_refused(
-        compare_main, [*args, "--out", tmp_path / "out", "--seeds", "1", "--no-progress"],
-        fragments, capsys, tmp_path,
+        compare_main,
+        [*args, "--out", tmp_path / "out", "--seeds", "1", "--no-progress"],
+        fragments,
+        capsys,
+        tmp_path,
     )
     assert not (tmp_path / "out").exists()

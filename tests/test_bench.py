@@ -38,7 +38,8 @@ def test_grad_step_count_agrees_with_dqn_config_and_sb3(name):
     # SB3's schedule, step by step: a burst after every train_freq-th env step past
     # learning_starts.
     bursts = sum(
-        1 for step in range(1, s.total_env_steps + 1)
+        1
+        for step in range(1, s.total_env_steps + 1)
         if step % s.train_every_env_steps == 0 and step > s.learning_starts_env_steps
     )
     assert floor.grad_steps(s) == bursts * s.gradient_steps_per_train
@@ -51,8 +52,9 @@ def test_target_period_in_grad_steps():
     assert settings.target_update_every_grad_steps(settings.EVERY_4_STEPS) == 125
     assert settings.target_update_every_grad_steps(settings.CLEANRL) == 50
     with pytest.raises(ValueError, match="multiple"):
-        settings.target_update_every_grad_steps(settings.EVERY_4_STEPS.replace(
-            target_update_every_env_steps=502))
+        settings.target_update_every_grad_steps(
+            settings.EVERY_4_STEPS.replace(target_update_every_env_steps=502)
+        )
 
 
 def test_settings_round_trip_and_sb3_kwargs():
@@ -121,24 +123,49 @@ def test_table_from_worker_results():
     rate = settings.EVERY_STEP.replace(total_env_steps=12_000)
     threads = {"threads": "x"}
     results = {
-        "a": {"settings": zoo, "dqn": {"elapsed": [10.0], **threads},
-              "dqn_numpy": {"elapsed": [12.0], **threads},
-              "sb3": {"elapsed": [40.0], **threads}, "grad_steps": 100, "flops_per_step": 1e9,
-              "rate": {"flops_per_second": 2e10, "how": "numpy"}, "floor_seconds": 5.0},
-        "b": {"settings": rate, "measured": 10_000, "dqn": {"elapsed": [1.0, 3.0], **threads},
-              "dqn_numpy": None, "sb3": {"elapsed": [1.0, 9.0], **threads}},
-        "d": {"seeds": 2, "eval": regimes.EVAL, "sb3": None, "dqn": {
-            "config_summary": "c", **threads, "runs": [
-                {"curve": [(2500, 10.0, 1.0), (5000, 500.0, 3.0)], "threshold": 475.0},
-                {"curve": [(2500, 480.0, 2.0), (5000, 300.0, 4.0)], "threshold": 475.0},
-            ]}},
-        "e": {"settings": settings.CLEANRL, "dqn": {"elapsed": [4.0], **threads},
-              "dqn_numpy": {"elapsed": [5.0], **threads},
-              "vector": {"seconds": 2.0, "env_steps": 100_004, **threads}},
+        "a": {
+            "settings": zoo,
+            "dqn": {"elapsed": [10.0], **threads},
+            "dqn_numpy": {"elapsed": [12.0], **threads},
+            "sb3": {"elapsed": [40.0], **threads},
+            "grad_steps": 100,
+            "flops_per_step": 1e9,
+            "rate": {"flops_per_second": 2e10, "how": "numpy"},
+            "floor_seconds": 5.0,
+        },
+        "b": {
+            "settings": rate,
+            "measured": 10_000,
+            "dqn": {"elapsed": [1.0, 3.0], **threads},
+            "dqn_numpy": None,
+            "sb3": {"elapsed": [1.0, 9.0], **threads},
+        },
+        "d": {
+            "seeds": 2,
+            "eval": regimes.EVAL,
+            "sb3": None,
+            "dqn": {
+                "config_summary": "c",
+                **threads,
+                "runs": [
+                    {"curve": [(2500, 10.0, 1.0), (5000, 500.0, 3.0)], "threshold": 475.0},
+                    {"curve": [(2500, 480.0, 2.0), (5000, 300.0, 4.0)], "threshold": 475.0},
+                ],
+            },
+        },
+        "e": {
+            "settings": settings.CLEANRL,
+            "dqn": {"elapsed": [4.0], **threads},
+            "dqn_numpy": {"elapsed": [5.0], **threads},
+            "vector": {"seconds": 2.0, "env_steps": 100_004, **threads},
+        },
     }
     text = table.table(results, quick=False)
-    row = {line.split(" | ")[0] + line.split(" | ")[1]: line
-           for line in text.splitlines() if line.count("|") > 5}
+    row = {
+        line.split(" | ")[0] + line.split(" | ")[1]: line
+        for line in text.splitlines()
+        if line.count("|") > 5
+    }
 
     def find(fragment):
         (line,) = [v for k, v in row.items() if fragment in k]

@@ -20,15 +20,29 @@ def run(module_main, *args, cwd):
 def test_train_then_evaluate_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
     proc = run(
-        "train_main", "--config", str(ROOT / "configs" / "cartpole.yaml"), "--no-progress",
-        "--run-dir", str(run_dir), "--set", "total_env_steps=3000", "learning_starts_env_steps=500",
-        "eval_every_env_steps=1000", "hidden_sizes=[32,32]", "train_every_env_steps=4",
-        "gradient_steps_per_train=1", cwd=tmp_path,
+        "train_main",
+        "--config",
+        str(ROOT / "configs" / "cartpole.yaml"),
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "total_env_steps=3000",
+        "learning_starts_env_steps=500",
+        "eval_every_env_steps=1000",
+        "hidden_sizes=[32,32]",
+        "train_every_env_steps=4",
+        "gradient_steps_per_train=1",
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert "final greedy evaluation" in proc.stdout
-    for name in ("config.yaml", "metrics.csv", "summary.json",
-                 "checkpoints/step-000003000/agent/online.keras"):
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "summary.json",
+        "checkpoints/step-000003000/agent/online.keras",
+    ):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tb").iterdir()), "no TensorBoard event file"
     rows = (run_dir / "metrics.csv").read_text().strip().splitlines()

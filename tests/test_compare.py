@@ -1,4 +1,4 @@
-"""The loss comparison: variant parsing, a smoke run writing every output, resume, reproducibility."""
+"""The loss comparison: variants, a smoke run writing every output, resume, reproducibility."""
 
 import json
 
@@ -10,12 +10,24 @@ from dqn.config import DQNConfig
 from dqn.errors import ConfigError
 
 TINY = DQNConfig(
-    total_env_steps=2000, learning_starts_env_steps=500, eval_every_env_steps=1000,
-    eval_episodes=3, hidden_sizes=(16, 16), train_every_env_steps=50,
-    gradient_steps_per_train=10, target_update_every_grad_steps=20,
+    total_env_steps=2000,
+    learning_starts_env_steps=500,
+    eval_every_env_steps=1000,
+    eval_episodes=3,
+    hidden_sizes=(16, 16),
+    train_every_env_steps=50,
+    gradient_steps_per_train=10,
+    target_update_every_grad_steps=20,
 )
-OUTPUTS = ("results.csv", "results.json", "summary.md", "learning_curves.png",
-           "zero_grad_fraction.png", "td_error_quantiles.png", "dead_units.png")
+OUTPUTS = (
+    "results.csv",
+    "results.json",
+    "summary.md",
+    "learning_curves.png",
+    "zero_grad_fraction.png",
+    "td_error_quantiles.png",
+    "dead_units.png",
+)
 
 
 def test_variant_parsing():
@@ -29,12 +41,24 @@ def test_variant_parsing():
 
 def test_summarize_run_on_hand_made_rows():
     rows = [
-        {"eval_return_mean": 10.0, "zero_grad_fraction": float("nan"),
-         "over_bound_fraction": float("nan"), "q_abs_max": float("nan")},
-        {"eval_return_mean": 30.0, "zero_grad_fraction": 0.5, "over_bound_fraction": 0.5,
-         "q_abs_max": 7.0},
-        {"eval_return_mean": 50.0, "zero_grad_fraction": 0.1, "over_bound_fraction": 0.3,
-         "q_abs_max": 9.0},
+        {
+            "eval_return_mean": 10.0,
+            "zero_grad_fraction": float("nan"),
+            "over_bound_fraction": float("nan"),
+            "q_abs_max": float("nan"),
+        },
+        {
+            "eval_return_mean": 30.0,
+            "zero_grad_fraction": 0.5,
+            "over_bound_fraction": 0.5,
+            "q_abs_max": 7.0,
+        },
+        {
+            "eval_return_mean": 50.0,
+            "zero_grad_fraction": 0.1,
+            "over_bound_fraction": 0.3,
+            "q_abs_max": 9.0,
+        },
     ]
     s = summarize_run(rows, first_solve=None)
     assert s["final_eval_mean"] == 50.0 and s["eval_auc"] == 30.0
@@ -47,7 +71,11 @@ def test_smoke_comparison_writes_every_output_and_resumes(tmp_path):
     variants = [Variant.parse("huber"), Variant.parse("clipped_delta")]
     rows = run_comparison(TINY, variants, [0, 1], tmp_path, workers=2, progress=False)
     assert [(r["variant"], r["seed"]) for r in rows] == [
-        ("huber", 0), ("huber", 1), ("clipped_delta", 0), ("clipped_delta", 1)]
+        ("huber", 0),
+        ("huber", 1),
+        ("clipped_delta", 0),
+        ("clipped_delta", 1),
+    ]
     for name in OUTPUTS:
         assert (tmp_path / name).is_file(), name
     header = (tmp_path / "results.csv").read_text().splitlines()[0]
@@ -88,13 +116,17 @@ def test_a_variants_file_keeps_its_order_and_overrides(tmp_path):
     from dqn.compare import read_variants_file
 
     path = tmp_path / "sweep.yaml"
-    path.write_text("# a sweep\nbase: {}\nsync16: {target_update_every_grad_steps: 16}\n"
-                    "double: {double_dqn: true, max_grad_norm: 10}\nempty:\n")
+    path.write_text(
+        "# a sweep\nbase: {}\nsync16: {target_update_every_grad_steps: 16}\n"
+        "double: {double_dqn: true, max_grad_norm: 10}\nempty:\n"
+    )
     variants = read_variants_file(path)
     assert [v.label for v in variants] == ["base", "sync16", "double", "empty"]
     assert variants[0].config(TINY, 3) == TINY.replace(seed=3)
     assert variants[1].config(TINY, 0).target_update_every_grad_steps == 16
-    assert variants[2].config(TINY, 0).double_dqn and variants[2].config(TINY, 0).max_grad_norm == 10
+    assert (
+        variants[2].config(TINY, 0).double_dqn and variants[2].config(TINY, 0).max_grad_norm == 10
+    )
     assert variants[3].overrides == ()
 
 

@@ -61,7 +61,12 @@ def test_overrides_apply_after_the_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("loss: l2\nseed: 3\n")
     cfg = DQNConfig.from_yaml(path, ["loss=clipped_delta", "double_dqn=true", "hidden_sizes=[8]"])
-    assert (cfg.loss, cfg.seed, cfg.double_dqn, cfg.hidden_sizes) == ("clipped_delta", 3, True, (8,))
+    assert (cfg.loss, cfg.seed, cfg.double_dqn, cfg.hidden_sizes) == (
+        "clipped_delta",
+        3,
+        True,
+        (8,),
+    )
     assert DQNConfig.from_yaml(None, {"max_grad_norm": None}).max_grad_norm is None
 
 
@@ -193,8 +198,14 @@ def test_each_kind_of_row_refuses_with_its_exact_message(changes, message):
 def test_values_are_stored_as_their_kind():
     # YAML 1.1 number strings, integral floats and lists become the kind of the row.
     cfg = DQNConfig(
-        learning_rate="1e-3", total_env_steps="1e5", eval_seed=2e3, max_grad_norm="10",
-        hidden_sizes=[32.0, "16"], gamma=1, solve_return=None, learning_rate_end=None,
+        learning_rate="1e-3",
+        total_env_steps="1e5",
+        eval_seed=2e3,
+        max_grad_norm="10",
+        hidden_sizes=[32.0, "16"],
+        gamma=1,
+        solve_return=None,
+        learning_rate_end=None,
     )
     assert cfg.learning_rate == 1e-3 and type(cfg.learning_rate) is float
     assert cfg.total_env_steps == 100_000 and type(cfg.total_env_steps) is int

@@ -5,7 +5,10 @@ import numpy as np
 
 from dqn import DQNAgent, DQNConfig
 from dqn.diagnostics import (
-    dead_unit_fraction, hidden_unit_stats, layer_grad_norms, saturated_unit_fraction,
+    dead_unit_fraction,
+    hidden_unit_stats,
+    layer_grad_norms,
+    saturated_unit_fraction,
 )
 from dqn.replay import ReplayBuffer
 
@@ -57,6 +60,8 @@ def _reload_weights(agent):
     target.set_weights(model.get_weights())
     built = iter([model, target])
     return DQNAgent(
-        gym.spaces.Box(-1, 1, (3,), np.float32), gym.spaces.Discrete(2), agent.config,
+        gym.spaces.Box(-1, 1, (3,), np.float32),
+        gym.spaces.Discrete(2),
+        agent.config,
         network_fn=lambda o, n: next(built),
     )

@@ -3,8 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from dqn import DQNAgent, DQNConfig
-from dqn import fastcall
+from dqn import DQNAgent, fastcall
 from dqn.fastcall import flat_caller, is_fast, public_caller
 from tests.test_agent import ACTIONS, OBS, SMALL, make_replay
 
@@ -51,15 +50,15 @@ def test_agent_updates_through_either_call_path_are_bit_identical(monkeypatch):
     fast_agent = DQNAgent(OBS, ACTIONS, config)
     fast_metrics = [fast_agent.update_rows(rows) for rows in batches]
     monkeypatch.setattr(
-        "dqn.agent.flat_caller", lambda concrete, probe_args=None: public_caller(concrete)
+        "dqn.tf_learner.flat_caller", lambda concrete, probe_args=None: public_caller(concrete)
     )
     slow_agent = DQNAgent(OBS, ACTIONS, config)
     slow_metrics = [slow_agent.update_rows(rows) for rows in batches]
-    assert all(is_fast(fn) for fn in fast_agent._compiled.values())
-    assert not any(is_fast(fn) for fn in slow_agent._compiled.values())
+    assert all(is_fast(fn) for fn in fast_agent.learner._compiled.values())
+    assert not any(is_fast(fn) for fn in slow_agent.learner._compiled.values())
     np.testing.assert_array_equal(fast_metrics, slow_metrics)
     for a, b in zip(fast_agent.state, slow_agent.state):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(a, b)
 
 
 def test_acting_on_one_observation_equals_a_batch_of_one_bit_for_bit():

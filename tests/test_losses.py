@@ -86,5 +86,7 @@ def test_loss_table_matches_the_config_names():
 
 
 def test_unknown_loss_name_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown loss 'mse'.*l2, clipped_delta, huber, clipped_grad"):
+    with pytest.raises(
+        ValueError, match="unknown loss 'mse'.*l2, clipped_delta, huber, clipped_grad"
+    ):
         losses.get("mse")

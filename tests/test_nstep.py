@@ -10,18 +10,28 @@ def steps(window, rewards, terminated_at=None, truncated_at=None):
     """Push one step per reward (observations are the step index); collect what comes out."""
     out = []
     for t, r in enumerate(rewards):
-        out += window.push(np.array([t], np.float32), t % 2, r, np.array([t + 1], np.float32),
-                           terminated=t == terminated_at, truncated=t == truncated_at)
+        out += window.push(
+            np.array([t], np.float32),
+            t % 2,
+            r,
+            np.array([t + 1], np.float32),
+            terminated=t == terminated_at,
+            truncated=t == truncated_at,
+        )
     return [(int(o[0]), a, r, int(n[0]), term) for o, a, r, n, term in out]
 
 
 def test_n_1_stores_every_step_as_it_comes():
     assert steps(NStepWindow(1, 0.9), [1.0, 2.0, 3.0]) == [
-        (0, 0, 1.0, 1, False), (1, 1, 2.0, 2, False), (2, 0, 3.0, 3, False)]
+        (0, 0, 1.0, 1, False),
+        (1, 1, 2.0, 2, False),
+        (2, 0, 3.0, 3, False),
+    ]
 
 
 def test_a_full_window_gives_the_discounted_sum_and_the_state_n_steps_later():
-    # n = 3, gamma = 0.5: R_0 = 1 + 0.5 * 2 + 0.25 * 4 = 3 and s_3; R_1 = 2 + 0.5 * 4 + 0.25 * 8 = 6.
+    # n = 3, gamma = 0.5: R_0 = 1 + 0.5 * 2 + 0.25 * 4 = 3 and s_3;
+    # R_1 = 2 + 0.5 * 4 + 0.25 * 8 = 6 and s_4.
     out = steps(NStepWindow(3, 0.5), [1.0, 2.0, 4.0, 8.0])
     assert out == [(0, 0, 3.0, 3, False), (1, 1, 6.0, 4, False)]
 
@@ -52,8 +62,12 @@ def test_a_window_saved_and_loaded_continues_the_same():
     second = NStepWindow(4, 0.9)
     second.load(**first.arrays(obs_dim=1))
     for t, r in enumerate(rewards[3:], start=3):
-        got += [(int(o[0]), a, r_, int(n[0]), term) for o, a, r_, n, term in second.push(
-            np.array([t], np.float32), t % 2, r, np.array([t + 1], np.float32), False, False)]
+        got += [
+            (int(o[0]), a, r_, int(n[0]), term)
+            for o, a, r_, n, term in second.push(
+                np.array([t], np.float32), t % 2, r, np.array([t + 1], np.float32), False, False
+            )
+        ]
     assert got == expected
 
 

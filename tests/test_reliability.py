@@ -22,14 +22,17 @@ import pytest
 
 from dqn import DQNConfig
 from dqn.checkpoint import (
-    latest_good_checkpoint, list_checkpoints, verify_checkpoint, write_checkpoint,
+    latest_good_checkpoint,
+    list_checkpoints,
+    verify_checkpoint,
+    write_checkpoint,
 )
 from dqn.divergence import check_update, q_bound
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.replay import ReplayBuffer
 from dqn.run_state import load_replay, save_replay
-from dqn.update import METRIC_NAMES
+from dqn.tf_learner import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,7 +89,9 @@ def test_checkpoints_keep_the_newest_k_and_detect_damage(tmp_path):
     for step in (100, 200, 300, 400):
         write_checkpoint(tmp_path, step, fill_with(f"at {step}"), keep=3)
     assert [p.name for p in list_checkpoints(tmp_path)] == [
-        "step-000000400", "step-000000300", "step-000000200"
+        "step-000000400",
+        "step-000000300",
+        "step-000000200",
     ]
     (tmp_path / "checkpoints" / "step-000000400" / "a.txt").write_text("at 40")  # truncated
     with pytest.raises(CheckpointError, match="a.txt does not match its checksum"):
@@ -171,18 +176,19 @@ def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
 def test_an_n_step_run_resumes_with_its_pending_steps(tmp_path):
     # With n_step 3 a checkpoint taken mid-episode holds up to 2 steps still waiting for their
     # third successor; resuming without them would store other transitions than the full run.
+    from conftest import TINY_RUN
+
     from dqn import train
     from dqn.loop import resume
-
-    from conftest import TINY_RUN
 
     config = DQNConfig(**TINY_RUN).replace(n_step=3)
     train(config, run_dir=tmp_path / "full", progress=False, log_tensorboard=False)
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     shutil.copy(tmp_path / "full" / "config.yaml", run)
-    shutil.copytree(tmp_path / "full" / "checkpoints" / "step-000000200",
-                    run / "checkpoints" / "step-000000200")
+    shutil.copytree(
+        tmp_path / "full" / "checkpoints" / "step-000000200", run / "checkpoints" / "step-000000200"
+    )
     with np.load(run / "checkpoints" / "step-000000200" / "loop.npz") as npz:
         assert 1 <= len(npz["pending0.actions"]) <= 2  # mid-episode at step 200
     resume(run, progress=False, log_tensorboard=False)
@@ -192,9 +198,9 @@ def test_an_n_step_run_resumes_with_its_pending_steps(tmp_path):
 # ---------------------------------------------------------------------- determinism (slow)
 @pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path):
-    from dqn import train
-
     from conftest import TINY_RUN
+
+    from dqn import train
 
     config = DQNConfig(**{**TINY_RUN, "jit_compile": True, "deterministic": True})
 
@@ -211,22 +217,40 @@ def test_same_seed_same_metrics_other_seed_other_metrics(tmp_path):
 # Checkpoints every 700 steps, rows every 500: a checkpoint falls between two rows (an open
 # metric window) and, for CartPole, almost surely mid-episode.
 SHORT = [
-    "total_env_steps=6000", "hidden_sizes=[32,32]", "learning_starts_env_steps=500",
-    "train_every_env_steps=8", "gradient_steps_per_train=2", "target_update_every_grad_steps=100",
-    "checkpoint_every_env_steps=700", "eval_every_env_steps=500", "eval_episodes=2",
+    "total_env_steps=6000",
+    "hidden_sizes=[32,32]",
+    "learning_starts_env_steps=500",
+    "train_every_env_steps=8",
+    "gradient_steps_per_train=2",
+    "target_update_every_grad_steps=100",
+    "checkpoint_every_env_steps=700",
+    "eval_every_env_steps=500",
+    "eval_episodes=2",
     "epsilon_decay_fraction=0.3",
 ]
 TRAIN = "import sys; from dqn.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
 
 
 def start(*args):
-    return subprocess.Popen([sys.executable, "-c", TRAIN, *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", TRAIN, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def start_run(run_dir, *extra):
-    return start("--config", ROOT / "configs" / "cartpole.yaml", "--no-progress",
-                 "--run-dir", run_dir, "--set", *SHORT, *extra)
+    return start(
+        "--config",
+        ROOT / "configs" / "cartpole.yaml",
+        "--no-progress",
+        "--run-dir",
+        run_dir,
+        "--set",
+        *SHORT,
+        *extra,
+    )
 
 
 def finish(proc, timeout=300):
@@ -244,9 +268,15 @@ def runs(tmp_path_factory):
     """All the processes at once (they share two cores): an uninterrupted run, a diverging run,
     and one run stopped by each signal once it has checkpointed, then resumed."""
     base = tmp_path_factory.mktemp("runs")
-    full, diverging = start_run(base / "full"), start_run(
-        base / "diverging", "learning_rate=10", "loss=l2", "max_grad_norm=null",
-        "learning_starts_env_steps=1000",
+    full, diverging = (
+        start_run(base / "full"),
+        start_run(
+            base / "diverging",
+            "learning_rate=10",
+            "loss=l2",
+            "max_grad_norm=null",
+            "learning_starts_env_steps=1000",
+        ),
     )
     stopped = {sig: start_run(base / sig.name) for sig in (signal.SIGKILL, signal.SIGINT)}
     results = {}

@@ -20,8 +20,13 @@ CARTPOLE = DQNConfig.from_yaml(ROOT / "configs" / "cartpole.yaml")
 
 
 def test_linear_epsilon_schedule():
-    cfg = DQNConfig(total_env_steps=1000, epsilon_start=1.0, epsilon_end=0.1,
-                    epsilon_decay_fraction=0.5, learning_starts_env_steps=10)
+    cfg = DQNConfig(
+        total_env_steps=1000,
+        epsilon_start=1.0,
+        epsilon_end=0.1,
+        epsilon_decay_fraction=0.5,
+        learning_starts_env_steps=10,
+    )
     assert linear_epsilon(0, cfg) == 1.0
     assert linear_epsilon(250, cfg) == pytest.approx(0.55)
     assert linear_epsilon(500, cfg) == pytest.approx(0.1)
@@ -47,8 +52,9 @@ def read_metrics(run_dir):
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", [n for n in LOSS_NAMES if n != "huber"])
 def test_every_loss_trains_end_to_end_with_the_default_config(tmp_path, loss):
-    cfg = CARTPOLE.replace(loss=loss, total_env_steps=4000, eval_every_env_steps=2000,
-                           output_dir=str(tmp_path))
+    cfg = CARTPOLE.replace(
+        loss=loss, total_env_steps=4000, eval_every_env_steps=2000, output_dir=str(tmp_path)
+    )
     result = train(cfg, progress=False)
     rows = read_metrics(result.run_dir)
     assert [int(r["env_step"]) for r in rows] == [2000, 4000]
@@ -62,9 +68,21 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_143(tmp_path):
     run_dir = tmp_path / "run"
     code = "import sys; from dqn.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--config", str(ROOT / "configs" / "cartpole.yaml"),
-         "--run-dir", str(run_dir), "--no-progress", "--set", "total_env_steps=1000000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--config",
+            str(ROOT / "configs" / "cartpole.yaml"),
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+            "--set",
+            "total_env_steps=1000000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 120
     while not (run_dir / "metrics.csv").is_file() or not read_metrics(run_dir):

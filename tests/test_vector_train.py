@@ -1,12 +1,10 @@
 """Training with num_envs > 1: the bookkeeping of a vector env (learning: test_learning)."""
 
 import numpy as np
-import pytest
 
 from dqn import DQNAgent, DQNConfig
+from dqn.loop import multiples_between, train
 from dqn.replay import ReplayBuffer
-from dqn.loop import train
-from dqn.loop import multiples_between
 
 
 def test_multiples_between_counts_the_periods_a_loop_step_crosses():
@@ -32,10 +30,19 @@ def test_a_batch_add_equals_adding_one_by_one_across_the_ring_end():
 
 
 TINY = DQNConfig(
-    hidden_sizes=(16,), batch_size=16, total_env_steps=1_000, learning_starts_env_steps=200,
-    train_every_env_steps=10, gradient_steps_per_train=2, eval_every_env_steps=500,
-    eval_episodes=2, checkpoint_every_env_steps=500, num_envs=4, learner="numpy",
-    epsilon_decay_fraction=0.5, jit_compile=False,
+    hidden_sizes=(16,),
+    batch_size=16,
+    total_env_steps=1_000,
+    learning_starts_env_steps=200,
+    train_every_env_steps=10,
+    gradient_steps_per_train=2,
+    eval_every_env_steps=500,
+    eval_episodes=2,
+    checkpoint_every_env_steps=500,
+    num_envs=4,
+    learner="numpy",
+    epsilon_decay_fraction=0.5,
+    jit_compile=False,
 )
 
 

@@ -21,12 +21,20 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dqn-backprop", description="Run the four backprop demos, print their "
-                "numbers and write one PNG figure per demo.")
-    p.add_argument("--out", type=Path, default=Path("results/backprop"),
-                   help="directory for the four PNG figures (default: results/backprop)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of every demo (default 0, the one the docs quote)")
+    p = _Parser(
+        prog="dqn-backprop",
+        description="Run the four backprop demos, print their "
+        "numbers and write one PNG figure per demo.",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/backprop"),
+        help="directory for the four PNG figures (default: results/backprop)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of every demo (default 0, the one the docs quote)"
+    )
     return p
 
 
@@ -44,25 +52,49 @@ def _vec(v: np.ndarray) -> str:
 
 
 def report_sigmoid(r: demos.SigmoidResult) -> str:
-    rows = [[name, f"{i.preact_std:.1f}", f"[{i.preact_range[0]:.0f}, {i.preact_range[1]:.0f}]",
-             f"{i.mean_local_grad:.3g}", f"{100 * i.frac_below_1e6:.1f}%",
-             f"{i.weight_grad_norm:.3g}", f"{i.weight_grad_norm / i.weight_norm:.3g}"]
-            for name, i in r.inits.items()]
+    rows = [
+        [
+            name,
+            f"{i.preact_std:.1f}",
+            f"[{i.preact_range[0]:.0f}, {i.preact_range[1]:.0f}]",
+            f"{i.mean_local_grad:.3g}",
+            f"{100 * i.frac_below_1e6:.1f}%",
+            f"{i.weight_grad_norm:.3g}",
+            f"{i.weight_grad_norm / i.weight_norm:.3g}",
+        ]
+        for name, i in r.inits.items()
+    ]
     out = f"max sigmoid'(x) on a grid over [-20, 20]: {r.max_local_grad!r} at x = {r.argmax_x:g}\n"
-    out += _table("", ["init", "z std", "z range", "mean sigmoid'", "< 1e-6",
-                       "||dW||", "||dW||/||W||"], rows)
-    rows = [[str(d), f"{q:.3e}", f"{b:.3e}", f"{q / b:.3f}"]
-            for d, q, b in zip(r.depths, r.depth_ratio, r.depth_bound)]
-    return out + _table("\nthrough L sigmoid layers, orthogonal weights (spectral norm 1):",
-                        ["L", "||dx_0||/||dx_L||", "4^-L", "ratio/bound"], rows)
+    out += _table(
+        "", ["init", "z std", "z range", "mean sigmoid'", "< 1e-6", "||dW||", "||dW||/||W||"], rows
+    )
+    rows = [
+        [str(d), f"{q:.3e}", f"{b:.3e}", f"{q / b:.3f}"]
+        for d, q, b in zip(r.depths, r.depth_ratio, r.depth_bound)
+    ]
+    return out + _table(
+        "\nthrough L sigmoid layers, orthogonal weights (spectral norm 1):",
+        ["L", "||dx_0||/||dx_L||", "4^-L", "ratio/bound"],
+        rows,
+    )
 
 
 def report_dead_relus(r: demos.DeadReluResult) -> str:
-    rows = [[f"{lr:g}", f"{r.losses[lr][-1]:.4f}", f"{r.accuracy[lr]:.3f}",
-             f"{r.dead_fraction[lr]:.2f}"] for lr in r.learning_rates]
-    out = _table("full-batch SGD on 2-class spirals, H = 100, He init, "
-                 f"{len(r.losses[r.learning_rates[0]])} steps:",
-                 ["lr", "final loss", "accuracy", "dead fraction"], rows)
+    rows = [
+        [
+            f"{lr:g}",
+            f"{r.losses[lr][-1]:.4f}",
+            f"{r.accuracy[lr]:.3f}",
+            f"{r.dead_fraction[lr]:.2f}",
+        ]
+        for lr in r.learning_rates
+    ]
+    out = _table(
+        "full-batch SGD on 2-class spirals, H = 100, He init, "
+        f"{len(r.losses[r.learning_rates[0]])} steps:",
+        ["lr", "final loss", "accuracy", "dead fraction"],
+        rows,
+    )
     return out + (
         f"\nlr {r.probe_lr:g} run, {r.n_dead_probed} dead units: max |grad| of their weights = "
         f"{r.dead_grad_max_abs:g} (live units: {r.live_grad_max_abs:.3g})\n"
@@ -74,13 +106,21 @@ def report_dead_relus(r: demos.DeadReluResult) -> str:
 def report_rnn(r: demos.RNNResult) -> str:
     shown = [t for t in (1, 10, 25, 50) if t <= r.horizons[-1]]
     rows = [[f"{rho:g}"] + [f"{r.ratio[rho][t - 1]:.4g}" for t in shown] for rho in r.rhos]
-    out = _table("||dL/dh0|| / ||dL/dh_T||, W_hh = rho Q, zero inputs (= rho^T, max rel. "
-                 f"error {r.max_rel_err_vs_rho_T:.1e}):", ["rho"] + [f"T={t}" for t in shown],
-                 rows)
-    rows = [[f"{rho:g}"] + [f"{r.ratio_with_inputs[(rho, s)]:.3g}" for s in r.input_scales]
-            for rho in r.rhos]
-    out += _table(f"\nsame ratio at T = {r.horizons[-1]} with N(0, 1) inputs, by input scale:",
-                  ["rho"] + [f"x{s:g}" for s in r.input_scales], rows)
+    out = _table(
+        "||dL/dh0|| / ||dL/dh_T||, W_hh = rho Q, zero inputs (= rho^T, max rel. "
+        f"error {r.max_rel_err_vs_rho_T:.1e}):",
+        ["rho"] + [f"T={t}" for t in shown],
+        rows,
+    )
+    rows = [
+        [f"{rho:g}"] + [f"{r.ratio_with_inputs[(rho, s)]:.3g}" for s in r.input_scales]
+        for rho in r.rhos
+    ]
+    out += _table(
+        f"\nsame ratio at T = {r.horizons[-1]} with N(0, 1) inputs, by input scale:",
+        ["rho"] + [f"x{s:g}" for s in r.input_scales],
+        rows,
+    )
     return out + (
         f"\nclipping the exploding gradient of (dWx, dWh, db) at rho {r.exploding_case[0]:g}, "
         f"input scale {r.exploding_case[1]:g} (global norm {r.raw_grad_norm:.4g}) at "
@@ -95,20 +135,28 @@ def report_rnn(r: demos.RNNResult) -> str:
 
 
 def report_losses(r: demos.LossesResult) -> str:
-    out = (f"clipped_delta gradient is exactly 0 for |e| > {r.bound:g} and only there: "
-           f"{r.zero_grad_matches_outside} (smallest such |e| on the grid: "
-           f"{r.zero_grad_min_abs:g})\n"
-           f"samples with zero gradient: Student-t(df={r.heavy_tail_df:g}) "
-           f"{100 * r.heavy_tail_zero_frac:.1f}% (exact {100 * r.heavy_tail_expected:.1f}%), "
-           f"N(0, 1) {100 * r.gaussian_zero_frac:.1f}%, n = {r.heavy_tail_n}\n")
-    rows = [[name, f"{r.example_value[name]:g}", _vec(r.example_dq[name])]
-            for name in r.example_dq]
+    out = (
+        f"clipped_delta gradient is exactly 0 for |e| > {r.bound:g} and only there: "
+        f"{r.zero_grad_matches_outside} (smallest such |e| on the grid: "
+        f"{r.zero_grad_min_abs:g})\n"
+        f"samples with zero gradient: Student-t(df={r.heavy_tail_df:g}) "
+        f"{100 * r.heavy_tail_zero_frac:.1f}% (exact {100 * r.heavy_tail_expected:.1f}%), "
+        f"N(0, 1) {100 * r.gaussian_zero_frac:.1f}%, n = {r.heavy_tail_n}\n"
+    )
+    rows = [[name, f"{r.example_value[name]:g}", _vec(r.example_dq[name])] for name in r.example_dq]
     # Without the 0.5: the 2016 code's mean(clip(e)^2) and plain MSE mean(e^2) (twice the above).
-    rows += [[label, f"{r.example_value_2016[name]:g}", _vec(r.example_dq_2016[name])]
-             for label, name in (("mean(clip(e)^2), 2016 code", "clipped_delta"),
-                                 ("mean(e^2), MSE", "l2"))]
-    return out + _table(f"\nworked example, td_error = target - Q = {_vec(r.example_td_error)}, "
-                        "mean over 4:", ["loss", "value", "dL/dQ"], rows)
+    rows += [
+        [label, f"{r.example_value_2016[name]:g}", _vec(r.example_dq_2016[name])]
+        for label, name in (
+            ("mean(clip(e)^2), 2016 code", "clipped_delta"),
+            ("mean(e^2), MSE", "l2"),
+        )
+    ]
+    return out + _table(
+        f"\nworked example, td_error = target - Q = {_vec(r.example_td_error)}, mean over 4:",
+        ["loss", "value", "dL/dQ"],
+        rows,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,14 +174,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     steps = [
-        ("1. sigmoid saturation", demos.sigmoid_saturation, report_sigmoid, plots.plot_sigmoid,
-         "sigmoid_saturation.png"),
-        ("2. dead ReLUs", demos.dead_relus, report_dead_relus, plots.plot_dead_relus,
-         "dead_relus.png"),
-        ("3. RNN gradients", demos.rnn_gradients, report_rnn, plots.plot_rnn,
-         "rnn_gradients.png"),
-        ("4. clipped delta vs Huber", demos.clipped_delta_vs_huber, report_losses,
-         plots.plot_losses, "clipped_delta_vs_huber.png"),
+        (
+            "1. sigmoid saturation",
+            demos.sigmoid_saturation,
+            report_sigmoid,
+            plots.plot_sigmoid,
+            "sigmoid_saturation.png",
+        ),
+        (
+            "2. dead ReLUs",
+            demos.dead_relus,
+            report_dead_relus,
+            plots.plot_dead_relus,
+            "dead_relus.png",
+        ),
+        ("3. RNN gradients", demos.rnn_gradients, report_rnn, plots.plot_rnn, "rnn_gradients.png"),
+        (
+            "4. clipped delta vs Huber",
+            demos.clipped_delta_vs_huber,
+            report_losses,
+            plots.plot_losses,
+            "clipped_delta_vs_huber.png",
+        ),
     ]
     for title, run, report, plot, filename in steps:
         result = run(seed=args.seed)

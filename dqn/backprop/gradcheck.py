@@ -8,7 +8,7 @@ float32 (eps ~ 1e-7) the rounding error alone is ~1e-2, so the check cannot tell
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

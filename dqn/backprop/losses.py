@@ -23,7 +23,8 @@ place where forward value and backward rule are deliberately not a derivative pa
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,9 +44,7 @@ def l2_backward(dout: np.ndarray, cache: LossCache) -> np.ndarray:
     return dout * cache.td_error
 
 
-def clipped_delta_forward(
-    td_error: np.ndarray, bound: float = 1.0
-) -> tuple[np.ndarray, LossCache]:
+def clipped_delta_forward(td_error: np.ndarray, bound: float = 1.0) -> tuple[np.ndarray, LossCache]:
     """0.5 clip(e, -b, b)^2 per element: constant b^2 / 2 for |e| > b."""
     return 0.5 * np.clip(td_error, -bound, bound) ** 2, LossCache(td_error, bound)
 
@@ -73,9 +72,7 @@ def huber_backward(dout: np.ndarray, cache: LossCache) -> np.ndarray:
     return dout * np.clip(e, -b, b)
 
 
-def clipped_grad_forward(
-    td_error: np.ndarray, bound: float = 1.0
-) -> tuple[np.ndarray, LossCache]:
+def clipped_grad_forward(td_error: np.ndarray, bound: float = 1.0) -> tuple[np.ndarray, LossCache]:
     """Reports 0.5 e^2 (the unclipped squared error) as its value."""
     return 0.5 * td_error**2, LossCache(td_error, bound)
 

@@ -102,9 +102,7 @@ def init_mlp(n_in: int, n_hidden: int, n_out: int, rng: np.random.Generator) -> 
     )
 
 
-def mlp_forward(
-    params: MLPParams, x: np.ndarray, labels: np.ndarray
-) -> tuple[float, MLPCache]:
+def mlp_forward(params: MLPParams, x: np.ndarray, labels: np.ndarray) -> tuple[float, MLPCache]:
     """x: (N, D), labels: (N,) -> mean cross-entropy; the cache holds the hidden layer."""
     pre, fc1 = linear_forward(x, params.w1, params.b1)
     hidden, relu = relu_forward(pre)
@@ -145,9 +143,7 @@ def sgd_step(params: MLPParams, grads: MLPParams, lr: float) -> MLPParams:
     return MLPParams(*(p - lr * g for p, g in zip(params, grads)))
 
 
-def clip_by_global_norm(
-    grads: list[np.ndarray], max_norm: float
-) -> tuple[list[np.ndarray], float]:
+def clip_by_global_norm(grads: list[np.ndarray], max_norm: float) -> tuple[list[np.ndarray], float]:
     """Scale every gradient by max_norm / max(global_norm, max_norm) (Pascanu et al. 2013).
 
     One common factor for all tensors, so the update keeps its direction and its norm is at

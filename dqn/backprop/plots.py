@@ -41,8 +41,11 @@ def plot_sigmoid(r: SigmoidResult, path: Path) -> Path:
     for name, init in r.inits.items():
         ax[1].hist(np.log10(np.maximum(init.local_grads, floor)), bins=bins, alpha=0.6, label=name)
     ax[1].axvline(-6, ls=":", c="k")
-    ax[1].set(xlabel="log10 sigmoid'(z) per unit and sample", ylabel="count",
-              title="local gradients: +/-400 init vs Glorot")
+    ax[1].set(
+        xlabel="log10 sigmoid'(z) per unit and sample",
+        ylabel="count",
+        title="local gradients: +/-400 init vs Glorot",
+    )
     ax[1].legend()
     ax[2].semilogy(r.depths, r.depth_ratio, "o-", label="measured ||dx_0|| / ||dx_L||")
     ax[2].semilogy(r.depths, r.depth_bound, "k--", label="bound 4^-L")
@@ -58,8 +61,12 @@ def plot_dead_relus(r: DeadReluResult, path: Path) -> Path:
         ax[0].semilogy(r.losses[lr], label=f"lr {lr:g}")
         ax[1].plot(r.dead_fraction_curve[lr], label=f"lr {lr:g}")
     ax[0].set(xlabel="SGD step", ylabel="cross-entropy", title="training loss (spirals)")
-    ax[1].set(xlabel="SGD step", ylabel="fraction of dead hidden units", ylim=(-0.05, 1.05),
-              title="dead ReLUs never come back")
+    ax[1].set(
+        xlabel="SGD step",
+        ylabel="fraction of dead hidden units",
+        ylim=(-0.05, 1.05),
+        title="dead ReLUs never come back",
+    )
     for a in ax:
         a.legend()
     return _save(fig, path)
@@ -71,8 +78,11 @@ def plot_rnn(r: RNNResult, path: Path) -> Path:
     for rho in r.rhos:
         (line,) = ax[0].semilogy(r.horizons, r.ratio[rho], "o", ms=3, label=f"rho {rho:g}")
         ax[0].semilogy(r.horizons, rho**r.horizons, "-", c=line.get_color(), lw=0.8)
-    ax[0].set(xlabel="T", ylabel="||dL/dh0|| / ||dL/dh_T||",
-              title="zero inputs: measured (dots) = rho^T (lines)")
+    ax[0].set(
+        xlabel="T",
+        ylabel="||dL/dh0|| / ||dL/dh_T||",
+        title="zero inputs: measured (dots) = rho^T (lines)",
+    )
     ax[0].legend()
     x = np.arange(len(r.input_scales))
     width = 0.8 / len(r.rhos)
@@ -81,8 +91,11 @@ def plot_rnn(r: RNNResult, path: Path) -> Path:
         ax[1].bar(x + i * width, np.log10(vals), width, label=f"rho {rho:g}")
     ax[1].axhline(0, c="k", lw=0.8)
     ax[1].set_xticks(x + 0.4 - width / 2, [f"{s:g}" for s in r.input_scales])
-    ax[1].set(xlabel="input scale", ylabel=f"log10 ratio at T = {r.horizons[-1]}",
-              title="with inputs, tanh saturation can make rho > 1 vanish")
+    ax[1].set(
+        xlabel="input scale",
+        ylabel=f"log10 ratio at T = {r.horizons[-1]}",
+        title="with inputs, tanh saturation can make rho > 1 vanish",
+    )
     ax[1].legend()
     return _save(fig, path)
 
@@ -105,8 +118,11 @@ def plot_losses(r: LossesResult, path: Path) -> Path:
     for i, (label, g) in enumerate(zip(labels, dq)):
         ax[2].bar(x + (i - 1) * 0.27, g, 0.27, label=label)
     ax[2].set_xticks(x, [f"{e:g}" for e in r.example_td_error])
-    ax[2].set(xlabel="TD error (target - Q)", ylabel="dL/dQ (0.5-scaled, mean over 4)",
-              title="worked example")
+    ax[2].set(
+        xlabel="TD error (target - Q)",
+        ylabel="dL/dQ (0.5-scaled, mean over 4)",
+        title="worked example",
+    )
     ax[2].axhline(0, c="k", lw=0.8)
     ax[2].legend(fontsize=8)
     return _save(fig, path)

@@ -61,8 +61,9 @@ def sigmoid_saturation(
             preact_range=(float(z.min()), float(z.max())),
             frac_below_1e6=float(np.mean(local_grads < 1e-6)),
             mean_local_grad=float(local_grads.mean()),
-            weight_grad_norm=float(np.linalg.norm(
-                linear_backward(sigmoid_backward(dout, act), lin).dw)),
+            weight_grad_norm=float(
+                np.linalg.norm(linear_backward(sigmoid_backward(dout, act), lin).dw)
+            ),
             weight_norm=float(np.linalg.norm(w)),
         )
 

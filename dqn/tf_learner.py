@@ -7,11 +7,16 @@ updates (a test checks it), but it costs one call's dispatch instead of K.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 from dqn.config import DQNConfig, bootstrap_discount, total_grad_steps
+from dqn.fastcall import flat_caller
+from dqn.learner import LearnerArrays
+from dqn.replay import row_layout
 from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES, STEP_METRICS  # noqa: F401 (re-exported)
 
 Forward = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -50,8 +55,15 @@ def td_targets(
 
 
 def adam_update(
-    params: tf.Tensor, grads: tf.Tensor, m: tf.Tensor, v: tf.Tensor, step: tf.Tensor,
-    learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+    params: tf.Tensor,
+    grads: tf.Tensor,
+    m: tf.Tensor,
+    v: tf.Tensor,
+    step: tf.Tensor,
+    learning_rate: float,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """One Adam step, the same arithmetic as ``keras.optimizers.Adam`` (a test checks it)."""
     step = step + 1.0
@@ -99,15 +111,23 @@ class LossGrad(NamedTuple):
 
 
 def loss_and_grad(
-    state: LearnerState, batch: tuple[tf.Tensor, ...], forward: Forward, loss_fn: LossFn,
+    state: LearnerState,
+    batch: tuple[tf.Tensor, ...],
+    forward: Forward,
+    loss_fn: LossFn,
     config: DQNConfig,
 ) -> LossGrad:
     """The TD loss of a batch (mean of the element-wise loss) and its gradient."""
     obs, actions, rewards, next_obs, terminated = batch
     next_q_online = forward(state.online, next_obs) if config.double_dqn else None
     target = tf.stop_gradient(
-        td_targets(rewards, terminated, bootstrap_discount(config),
-                   forward(state.target, next_obs), next_q_online)
+        td_targets(
+            rewards,
+            terminated,
+            bootstrap_discount(config),
+            forward(state.target, next_obs),
+            next_q_online,
+        )
     )
     params = state.online
     with tf.GradientTape() as tape:
@@ -126,7 +146,10 @@ def loss_and_grad(
 
 
 def train_step(
-    state: LearnerState, batch: tuple[tf.Tensor, ...], forward: Forward, loss_fn: LossFn,
+    state: LearnerState,
+    batch: tuple[tf.Tensor, ...],
+    forward: Forward,
+    loss_fn: LossFn,
     config: DQNConfig,
 ) -> tuple[LearnerState, tf.Tensor]:
     """One gradient step on one batch; returns the new state and the STEP_METRICS vector."""
@@ -137,8 +160,13 @@ def train_step(
         # Global-norm clipping (Pascanu et al. 2013): scales, so the direction is kept.
         grads = grads * (config.max_grad_norm / tf.maximum(grad_norm, config.max_grad_norm))
     online, m, v, adam_step = adam_update(
-        state.online, grads, state.adam_m, state.adam_v, state.adam_step,
-        learning_rate_at(state.grad_steps, config), epsilon=config.adam_epsilon,
+        state.online,
+        grads,
+        state.adam_m,
+        state.adam_v,
+        state.adam_step,
+        learning_rate_at(state.grad_steps, config),
+        epsilon=config.adam_epsilon,
     )
     grad_steps = state.grad_steps + 1
     due = tf.equal(grad_steps % config.target_update_every_grad_steps, 0)
@@ -158,10 +186,17 @@ def _step_metrics(out: LossGrad, grad_norm: tf.Tensor, config: DQNConfig) -> tf.
         over = tf.reduce_mean(tf.cast(abs_td > config.loss_bound, tf.float32))
     else:
         td_stats, zero, over = [nan] * 5, nan, nan
-    return tf.stack([
-        out.loss, *td_stats, zero, over, tf.reduce_mean(out.q_sa), tf.reduce_max(tf.abs(out.q)),
-        grad_norm,
-    ])
+    return tf.stack(
+        [
+            out.loss,
+            *td_stats,
+            zero,
+            over,
+            tf.reduce_mean(out.q_sa),
+            tf.reduce_max(tf.abs(out.q)),
+            grad_norm,
+        ]
+    )
 
 
 def make_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig):
@@ -198,15 +233,22 @@ def pack_state(state: LearnerState) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
 
 def unpack_state(online: tf.Tensor, rest: tf.Tensor, grad_steps: tf.Tensor) -> LearnerState:
     p = tf.shape(online)[0]
-    return LearnerState(online, rest[:p], rest[p : 2 * p], rest[2 * p : 3 * p], rest[3 * p],
-                        grad_steps)
+    return LearnerState(
+        online, rest[:p], rest[p : 2 * p], rest[2 * p : 3 * p], rest[3 * p], grad_steps
+    )
 
 
 def unpack_rows(rows: tf.Tensor, obs_dim: int) -> tuple[tf.Tensor, ...]:
-    """Packed replay rows [..., 2 obs_dim + 3] -> (obs, actions, rewards, next_obs, terminated)."""
-    d = obs_dim
-    return (rows[..., :d], tf.cast(rows[..., 2 * d], tf.int32), rows[..., 2 * d + 1],
-            rows[..., d : 2 * d], rows[..., 2 * d + 2])
+    """Packed replay rows (``dqn.replay.row_layout``) -> (obs, actions, rewards, next_obs,
+    terminated)."""
+    layout = row_layout(obs_dim)
+    return (
+        rows[..., layout.obs],
+        tf.cast(rows[..., layout.action], tf.int32),
+        rows[..., layout.reward],
+        rows[..., layout.next_obs],
+        rows[..., layout.terminated],
+    )
 
 
 def make_packed_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig, obs_dim: int):
@@ -226,3 +268,66 @@ def make_packed_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig, obs_
         return online, rest, grad_steps, tf.concat([sums, maxes], axis=0)
 
     return packed
+
+
+class TFLearner:
+    """The learner contract (``dqn.learner``) on TensorFlow: the burst above, compiled with XLA
+    and called through ``dqn.fastcall``; the state lives in three tensors between calls."""
+
+    def __init__(
+        self, forward: Forward, loss_fn: LossFn, config: DQNConfig, obs_dim: int, online: np.ndarray
+    ) -> None:
+        burst = make_packed_burst(forward, loss_fn, config, obs_dim)
+        self._burst = tf.function(burst, jit_compile=config.jit_compile, reduce_retracing=True)
+        self._compiled: dict[tuple, Callable] = {}
+        flat = tf.constant(online)
+        zeros = tf.zeros_like(flat)
+        self._packed = pack_state(
+            LearnerState(flat, flat, zeros, zeros, tf.constant(0.0), tf.constant(0, tf.int64))
+        )
+        self.online = np.array(online, np.float32)
+
+    def burst(self, rows: np.ndarray) -> np.ndarray:
+        args = (*self._packed, tf.constant(rows, tf.float32))
+        # One compiled function per batch shape, called with flat tensors (``dqn.fastcall``):
+        # tf.function's own argument handling costs more than a small network's update.
+        fn = self._compiled.get(rows.shape)
+        if fn is None:
+            concrete = self._burst.get_concrete_function(*args)
+            fn = self._compiled[rows.shape] = flat_caller(concrete, probe_args=args)
+        *packed, metrics = fn(*args)
+        self._packed = tuple(packed)
+        self.online = self._packed[0].numpy()
+        metrics = metrics.numpy()
+        n = len(METRIC_NAMES)
+        return np.where(IS_MAX_METRIC, metrics[n:], metrics[:n] / rows.shape[0])
+
+    @property
+    def state(self) -> LearnerArrays:
+        s = unpack_state(*self._packed)
+        return LearnerArrays(
+            s.online.numpy(),
+            s.target.numpy(),
+            s.adam_m.numpy(),
+            s.adam_v.numpy(),
+            np.float32(s.adam_step.numpy()),
+            int(s.grad_steps.numpy()),
+        )
+
+    @state.setter
+    def state(self, state: LearnerArrays) -> None:
+        self._packed = pack_state(
+            LearnerState(
+                tf.constant(state.online, tf.float32),
+                tf.constant(state.target, tf.float32),
+                tf.constant(state.adam_m, tf.float32),
+                tf.constant(state.adam_v, tf.float32),
+                tf.constant(state.adam_step, tf.float32),
+                tf.constant(state.grad_steps, tf.int64),
+            )
+        )
+        self.online = np.array(state.online, np.float32)
+
+    @property
+    def grad_steps(self) -> int:
+        return int(self._packed[2])

@@ -1,10 +1,10 @@
-"""The Q-learning update of ``dqn.update``, written out in numpy for a chain of Dense layers.
+"""The Q-learning update of ``dqn.tf_learner``, written out in numpy for a chain of Dense layers.
 
 Why a second implementation: on a CPU, one call into TensorFlow costs a few hundred
 microseconds of dispatch before any arithmetic, while a small network's whole gradient step
 is a few dozen numpy operations on tiny arrays. When a DQN trains after every env step or
 every few, that call is most of the time. ``learner: numpy`` in the config runs this module
-instead; ``learner: tensorflow`` (the default) runs ``dqn.update`` under XLA.
+instead; ``learner: tensorflow`` (the default) runs ``dqn.tf_learner`` under XLA.
 
 It is the same algorithm, step by step: TD targets from the target network (or Double DQN),
 the element-wise TD loss and its backward rule from ``dqn.backprop.losses`` (the same
@@ -21,36 +21,22 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from dqn.activations import ACTIVATION_GRADS, ACTIVATIONS
 from dqn.backprop.losses import LOSSES as LOSS_PAIRS
 from dqn.config import DQNConfig, bootstrap_discount, total_grad_steps
+from dqn.learner import LearnerArrays
+from dqn.replay import row_layout
 from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
-
-# Derivative of each activation, from its input z and output a (as TensorFlow's gradients).
-_ACTIVATION_GRADS = {
-    "linear": None,
-    "relu": lambda z, a: z > 0,  # ReluGrad: 0 at z == 0
-    "tanh": lambda z, a: 1.0 - a * a,
-    "sigmoid": lambda z, a: a * (1.0 - a),
-    "elu": lambda z, a: np.where(z > 0, 1.0, a + 1.0),
-}
-# The numpy forms of the Keras activations a Dense chain may use (also the acting mirror's).
-ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "linear": lambda z: z,
-    "relu": lambda z: np.maximum(z, 0.0),
-    "tanh": np.tanh,
-    "sigmoid": lambda z: 0.5 * (1.0 + np.tanh(0.5 * z)),  # overflow-free logistic
-    "elu": lambda z: np.where(z > 0, z, np.expm1(np.minimum(z, 0.0))),
-}
 
 
 @functools.lru_cache(maxsize=16)
 def _ranks(n: int) -> list[int]:
     """Indices of the nearest-rank 50/90/99% quantiles in a sorted batch of n, computed in
-    float32 as ``dqn.update._abs_quantiles`` does (float64 would differ, e.g. 0.99 * 100)."""
+    float32 as ``dqn.tf_learner._abs_quantiles`` does (float64 would differ, e.g. 0.99 * 100)."""
     return [min(math.ceil(np.float32(p) * np.float32(n)) - 1, n - 1) for p in (0.5, 0.9, 0.99)]
 
 
@@ -63,8 +49,12 @@ class NumpyLearner:
     """
 
     def __init__(
-        self, shapes: Sequence[tuple[int, ...]], activations: Sequence[str], config: DQNConfig,
-        online: np.ndarray, dtype: type = np.float32,
+        self,
+        shapes: Sequence[tuple[int, ...]],
+        activations: Sequence[str],
+        config: DQNConfig,
+        online: np.ndarray,
+        dtype: type = np.float32,
     ):
         if len(shapes) != 2 * len(activations):
             raise ValueError("a Dense chain has a kernel and a bias per layer")
@@ -82,7 +72,7 @@ class NumpyLearner:
         offsets = np.cumsum([0, *sizes]).tolist()
         self._slices = list(zip(offsets[:-1], offsets[1:]))
         self._act = [ACTIVATIONS[a] for a in activations]
-        self._act_grad = [_ACTIVATION_GRADS[a] for a in activations]
+        self._act_grad = [ACTIVATION_GRADS[a] for a in activations]
         self._loss = LOSS_PAIRS[config.loss]
         # The state. ``online`` keeps its identity across updates (the acting mirror views it).
         self.online = np.array(online, dtype)
@@ -97,6 +87,7 @@ class NumpyLearner:
         self._online_layers = self.layers(self.online)
         self._target_layers = self.layers(self.target)
         self._grad_layers = self.layers(self._grads)
+        self._layout = row_layout(self.shapes[0][0])  # the first kernel is [obs_dim, width]
 
     # ------------------------------------------------------------------ views
     def layers(self, flat: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -112,7 +103,7 @@ class NumpyLearner:
 
     # ------------------------------------------------------------------ one step
     def loss_and_grad(self, obs, actions, rewards, next_obs, terminated):
-        """(loss, grads [P], td_error, dq_sa, q, q_sa) of one batch, as ``dqn.update``.
+        """(loss, grads [P], td_error, dq_sa, q, q_sa) of one batch, as ``dqn.tf_learner``.
 
         ``grads`` is a buffer that the next call overwrites.
         """
@@ -181,9 +172,10 @@ class NumpyLearner:
         frac = min(1.0, self.grad_steps / self._total_grad_steps)
         return c.learning_rate + frac * (c.learning_rate_end - c.learning_rate)
 
-    def _adam(self, grads: np.ndarray, learning_rate: float, beta_1: float = 0.9,
-              beta_2: float = 0.999) -> None:
-        """``dqn.update.adam_update`` in place (Keras' arithmetic)."""
+    def _adam(
+        self, grads: np.ndarray, learning_rate: float, beta_1: float = 0.9, beta_2: float = 0.999
+    ) -> None:
+        """``dqn.tf_learner.adam_update`` in place (Keras' arithmetic)."""
         self.adam_step = np.float32(self.adam_step + 1.0)
         step = float(self.adam_step)
         alpha = learning_rate * np.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
@@ -207,26 +199,55 @@ class NumpyLearner:
         else:
             td_stats, zero, over = [np.nan] * 5, np.nan, np.nan
         return np.array(
-            [loss, *td_stats, zero, over, q_sa.sum(dtype=np.float64) / n, np.abs(q).max(),
-             grad_norm],
+            [
+                loss,
+                *td_stats,
+                zero,
+                over,
+                q_sa.sum(dtype=np.float64) / n,
+                np.abs(q).max(),
+                grad_norm,
+            ],
             np.float32,
         )
 
-    # ------------------------------------------------------------------ bursts
-    def burst(self, rows: np.ndarray, obs_dim: int) -> np.ndarray:
-        """K gradient steps on packed rows [K, B, 2 obs_dim + 3]; metrics as the TF burst.
+    # ------------------------------------------------------------------ the contract
+    def burst(self, rows: np.ndarray) -> np.ndarray:
+        """K gradient steps on packed rows [K, B, W] (``dqn.replay.row_layout``).
 
         Returns the per-step metrics averaged over the burst ("mean" ones) or their maximum
-        ("max" ones), in STEP_METRICS order.
+        ("max" ones), in STEP_METRICS order, as the TensorFlow learner does.
         """
-        d = obs_dim
+        layout = self._layout
         sums = np.zeros(len(STEP_METRICS), np.float64)
         maxes = np.full(len(STEP_METRICS), -np.inf)
         for batch in rows:
             m = self.step(
-                batch[:, :d], batch[:, 2 * d].astype(np.intp), batch[:, 2 * d + 1],
-                batch[:, d : 2 * d], batch[:, 2 * d + 2],
+                batch[:, layout.obs],
+                batch[:, layout.action].astype(np.intp),
+                batch[:, layout.reward],
+                batch[:, layout.next_obs],
+                batch[:, layout.terminated],
             )
             sums += m
             np.maximum(maxes, m, out=maxes)
         return np.where(IS_MAX_METRIC, maxes, sums / len(rows)).astype(np.float32)
+
+    @property
+    def state(self) -> LearnerArrays:
+        return LearnerArrays(
+            self.online.copy(),
+            self.target.copy(),
+            self.adam_m.copy(),
+            self.adam_v.copy(),
+            np.float32(self.adam_step),
+            self.grad_steps,
+        )
+
+    @state.setter
+    def state(self, state: LearnerArrays) -> None:
+        # Copy into the arrays in place: the acting mirror keeps viewing ``online``.
+        for name in ("online", "target", "adam_m", "adam_v"):
+            getattr(self, name)[:] = np.asarray(getattr(state, name), self.dtype)
+        self.adam_step = np.float32(state.adam_step)
+        self.grad_steps = int(state.grad_steps)

@@ -6,7 +6,7 @@ import pytest
 
 from dqn import DQNAgent, DQNConfig
 from dqn.config import LOSS_NAMES
-from dqn.numpy_update import NumpyLearner
+from dqn.numpy_learner import NumpyLearner
 from tests.test_agent import ACTIONS, OBS, SMALL, make_replay
 
 SHAPES = [(3, 5), (5,), (5, 4), (4,), (4, 2), (2,)]
@@ -16,16 +16,22 @@ def float64_learner(config, seed=0):
     rng = np.random.default_rng(seed)
     size = sum(int(np.prod(s)) for s in SHAPES)
     flat = rng.normal(scale=0.7, size=size)
-    learner = NumpyLearner(SHAPES, [config.activation, config.activation, "linear"], config, flat,
-                           dtype=np.float64)
+    learner = NumpyLearner(
+        SHAPES, [config.activation, config.activation, "linear"], config, flat, dtype=np.float64
+    )
     learner.target[:] = flat + rng.normal(scale=0.1, size=size)  # a target that differs
     return learner
 
 
 def batch(seed=1, n=16, td_scale=1.0):
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(n, 3)), rng.integers(0, 2, n), td_scale * rng.normal(size=n),
-            rng.normal(size=(n, 3)), (rng.random(n) < 0.2).astype(np.float64))
+    return (
+        rng.normal(size=(n, 3)),
+        rng.integers(0, 2, n),
+        td_scale * rng.normal(size=n),
+        rng.normal(size=(n, 3)),
+        (rng.random(n) < 0.2).astype(np.float64),
+    )
 
 
 @pytest.mark.parametrize("loss", LOSS_NAMES)
@@ -46,9 +52,9 @@ def test_the_gradient_matches_central_differences(loss, activation, double_dqn):
         return check.loss_and_grad(*data)[0]
 
     flat, eps = check.online.copy(), 1e-6
-    numeric = np.array([
-        (loss_at(flat + eps * e) - loss_at(flat - eps * e)) / (2 * eps) for e in np.eye(len(flat))
-    ])
+    numeric = np.array(
+        [(loss_at(flat + eps * e) - loss_at(flat - eps * e)) / (2 * eps) for e in np.eye(len(flat))]
+    )
     np.testing.assert_allclose(grads, numeric, rtol=1e-6, atol=1e-8)
     if loss == "clipped_delta":  # the bug: samples beyond the bound give exactly zero gradient
         assert (np.abs(td_error) > 1.0).any()
@@ -81,27 +87,33 @@ def _pair(config, replay, steps=12, k=3):
     return tf_agent, np_agent, tf_metrics, np_metrics
 
 
-@pytest.mark.parametrize("changes", [
-    {"loss": "huber"},
-    {"loss": "clipped_delta"},
-    {"loss": "l2", "max_grad_norm": 0.5},
-    {"loss": "clipped_grad", "double_dqn": True, "target_tau": 0.25,
-     "target_update_every_grad_steps": 5},
-    {"activation": "tanh", "learning_rate_end": None},
-    {"diagnostics": False},
-    {"n_step": 3, "gamma": 0.9},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"loss": "huber"},
+        {"loss": "clipped_delta"},
+        {"loss": "l2", "max_grad_norm": 0.5},
+        {
+            "loss": "clipped_grad",
+            "double_dqn": True,
+            "target_tau": 0.25,
+            "target_update_every_grad_steps": 5,
+        },
+        {"activation": "tanh", "learning_rate_end": None},
+        {"diagnostics": False},
+        {"n_step": 3, "gamma": 0.9},
+    ],
+)
 def test_the_numpy_learner_follows_the_tensorflow_learner(changes):
     config = SMALL.replace(total_env_steps=2_000, **changes)
     tf_agent, np_agent, tf_metrics, np_metrics = _pair(config, make_replay(256))
     assert np_agent.grad_steps == tf_agent.grad_steps == 36
     for name in ("online", "target", "adam_m", "adam_v"):
-        a, b = getattr(tf_agent.state, name).numpy(), getattr(np_agent.state, name).numpy()
+        a, b = getattr(tf_agent.state, name), getattr(np_agent.state, name)
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=name)
     np.testing.assert_allclose(np_metrics, tf_metrics, rtol=1e-4, atol=1e-6)
     obs = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
-    np.testing.assert_allclose(np_agent.q_values(obs), tf_agent.q_values(obs), rtol=1e-4,
-                               atol=1e-6)
+    np.testing.assert_allclose(np_agent.q_values(obs), tf_agent.q_values(obs), rtol=1e-4, atol=1e-6)
 
 
 def test_the_keras_views_and_acting_see_the_numpy_learners_weights():
@@ -127,7 +139,7 @@ def test_save_and_load_continue_a_numpy_learner_exactly(tmp_path):
     rows = replay.sample_rows(config.batch_size, 2)
     np.testing.assert_array_equal(loaded.update_rows(rows), agent.update_rows(rows))
     for a, b in zip(loaded.state, agent.state):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
+        np.testing.assert_array_equal(a, b)
 
 
 def test_a_network_that_is_not_a_dense_chain_is_refused_with_the_alternative():

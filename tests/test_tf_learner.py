@@ -6,8 +6,14 @@ import tensorflow as tf
 
 from dqn import losses
 from dqn.config import DQNConfig
-from dqn.update import (
-    METRIC_NAMES, LearnerState, adam_update, make_burst, sync_target, td_targets, train_step,
+from dqn.tf_learner import (
+    METRIC_NAMES,
+    LearnerState,
+    adam_update,
+    make_burst,
+    sync_target,
+    td_targets,
+    train_step,
 )
 
 
@@ -31,7 +37,9 @@ def test_double_dqn_evaluates_the_online_argmax_with_the_target_net():
     # Row 0: Q_target(s', 1) = 1 -> 0 + 0.5 * 1; row 1: Q_target(s', 0) = 2 -> 1 + 0.5 * 2.
     np.testing.assert_allclose(y, [0.5, 2.0])
     # Plain DQN would take the max of the target row instead: 5 and 4.5.
-    np.testing.assert_allclose(td_targets(rewards, terminated, 0.5, next_q_target).numpy(), [5.0, 4.5])
+    np.testing.assert_allclose(
+        td_targets(rewards, terminated, 0.5, next_q_target).numpy(), [5.0, 4.5]
+    )
 
 
 def test_adam_update_matches_keras_adam():
@@ -67,12 +75,17 @@ def state_for(flat):
 def test_zero_grad_fraction_is_exact_for_known_td_errors():
     # W = 0 so Q = 0 and td_error = reward (terminated: no bootstrap): rewards -3, -1, 0.5, 2.
     batch = (
-        tf.constant([[1.0, 0.0]] * 4), tf.constant([0, 1, 0, 1]),
-        tf.constant([-3.0, -1.0, 0.5, 2.0]), tf.constant([[0.0, 0.0]] * 4), tf.ones(4),
+        tf.constant([[1.0, 0.0]] * 4),
+        tf.constant([0, 1, 0, 1]),
+        tf.constant([-3.0, -1.0, 0.5, 2.0]),
+        tf.constant([[0.0, 0.0]] * 4),
+        tf.ones(4),
     )
     for loss, zero_fraction in (("clipped_delta", 0.5), ("huber", 0.0), ("l2", 0.0)):
         cfg = DQNConfig(loss=loss)
-        _, metrics = train_step(state_for(np.zeros(4)), batch, linear_forward, losses.get(loss), cfg)
+        _, metrics = train_step(
+            state_for(np.zeros(4)), batch, linear_forward, losses.get(loss), cfg
+        )
         m = dict(zip(METRIC_NAMES, metrics.numpy()))
         assert m["zero_grad_fraction"] == zero_fraction, loss
         assert m["over_bound_fraction"] == 0.5  # |-3| and |2| exceed the bound, whatever the loss
@@ -83,18 +96,23 @@ def test_a_fused_burst_equals_k_single_steps_on_the_same_batches():
     rng = np.random.default_rng(0)
     k, b = 6, 5
     batches = (
-        rng.normal(size=(k, b, 2)).astype(np.float32), rng.integers(0, 2, (k, b)).astype(np.int32),
-        rng.normal(size=(k, b)).astype(np.float32), rng.normal(size=(k, b, 2)).astype(np.float32),
+        rng.normal(size=(k, b, 2)).astype(np.float32),
+        rng.integers(0, 2, (k, b)).astype(np.int32),
+        rng.normal(size=(k, b)).astype(np.float32),
+        rng.normal(size=(k, b, 2)).astype(np.float32),
         (rng.random((k, b)) < 0.2).astype(np.float32),
     )
-    cfg = DQNConfig(loss="huber", target_update_every_grad_steps=4, double_dqn=True, max_grad_norm=0.5)
+    cfg = DQNConfig(
+        loss="huber", target_update_every_grad_steps=4, double_dqn=True, max_grad_norm=0.5
+    )
     loss_fn = losses.get(cfg.loss)
     start = state_for(rng.normal(size=4))
     fused, sums, maxes = tf.function(make_burst(linear_forward, loss_fn, cfg))(start, *batches)
     state, per_step, online_after = start, [], []
     for i in range(k):
-        state, metrics = train_step(state, tuple(tf.constant(x[i]) for x in batches),
-                                    linear_forward, loss_fn, cfg)
+        state, metrics = train_step(
+            state, tuple(tf.constant(x[i]) for x in batches), linear_forward, loss_fn, cfg
+        )
         per_step.append(metrics.numpy())
         online_after.append(state.online.numpy())
     for a, b_ in zip(fused, state):
@@ -111,8 +129,13 @@ def test_hard_target_sync_happens_every_n_grad_steps():
     rng = np.random.default_rng(1)
     cfg = DQNConfig(target_update_every_grad_steps=3)
     state = state_for(rng.normal(size=4))
-    batch = (tf.constant(rng.normal(size=(4, 2)), tf.float32), tf.constant([0, 1, 1, 0]),
-             tf.ones(4), tf.constant(rng.normal(size=(4, 2)), tf.float32), tf.zeros(4))
+    batch = (
+        tf.constant(rng.normal(size=(4, 2)), tf.float32),
+        tf.constant([0, 1, 1, 0]),
+        tf.ones(4),
+        tf.constant(rng.normal(size=(4, 2)), tf.float32),
+        tf.zeros(4),
+    )
     targets = []
     for _ in range(6):
         state, _ = train_step(state, batch, linear_forward, losses.huber, cfg)
@@ -126,12 +149,18 @@ def test_hard_target_sync_happens_every_n_grad_steps():
 
 def test_diagnostics_off_learns_the_same_and_reports_only_cheap_metrics():
     rng = np.random.default_rng(3)
-    batch = (tf.constant(rng.normal(size=(8, 2)), tf.float32), tf.constant(rng.integers(0, 2, 8), tf.int32),
-             tf.constant(rng.normal(size=8), tf.float32), tf.constant(rng.normal(size=(8, 2)), tf.float32),
-             tf.zeros(8))
+    batch = (
+        tf.constant(rng.normal(size=(8, 2)), tf.float32),
+        tf.constant(rng.integers(0, 2, 8), tf.int32),
+        tf.constant(rng.normal(size=8), tf.float32),
+        tf.constant(rng.normal(size=(8, 2)), tf.float32),
+        tf.zeros(8),
+    )
     start = state_for(rng.normal(size=4))
     on, m_on = train_step(start, batch, linear_forward, losses.huber, DQNConfig())
-    off, m_off = train_step(start, batch, linear_forward, losses.huber, DQNConfig(diagnostics=False))
+    off, m_off = train_step(
+        start, batch, linear_forward, losses.huber, DQNConfig(diagnostics=False)
+    )
     np.testing.assert_array_equal(on.online.numpy(), off.online.numpy())
     on_d, off_d = dict(zip(METRIC_NAMES, m_on.numpy())), dict(zip(METRIC_NAMES, m_off.numpy()))
     for name in METRIC_NAMES:
@@ -143,13 +172,15 @@ def test_diagnostics_off_learns_the_same_and_reports_only_cheap_metrics():
 
 def test_the_packed_burst_computes_exactly_what_the_plain_burst_does():
     from dqn.replay import Batch, pack_batch
-    from dqn.update import make_packed_burst, pack_state, unpack_state
+    from dqn.tf_learner import make_packed_burst, pack_state, unpack_state
 
     rng = np.random.default_rng(5)
     k, b = 3, 4
     batch = Batch(
-        rng.normal(size=(k, b, 2)).astype(np.float32), rng.integers(0, 2, (k, b)).astype(np.int32),
-        rng.normal(size=(k, b)).astype(np.float32), rng.normal(size=(k, b, 2)).astype(np.float32),
+        rng.normal(size=(k, b, 2)).astype(np.float32),
+        rng.integers(0, 2, (k, b)).astype(np.int32),
+        rng.normal(size=(k, b)).astype(np.float32),
+        rng.normal(size=(k, b, 2)).astype(np.float32),
         (rng.random((k, b)) < 0.3).astype(np.float32),
     )
     cfg = DQNConfig(target_update_every_grad_steps=2)
