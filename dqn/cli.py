@@ -111,6 +111,8 @@ def _train(args: argparse.Namespace):
     from dqn.checkpoint import make_run_dir
     from dqn.config import DQNConfig
     from dqn.envs import check_env
+    from dqn.replay import check_replay_fits
+    from dqn.runtime import available_memory_bytes
 
     overrides = list(args.set)
     if args.loss is not None:
@@ -118,7 +120,8 @@ def _train(args: argparse.Namespace):
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     config = DQNConfig.from_yaml(args.config, overrides)
-    check_env(config.env_id)  # an unknown id or space fails here, before TF is imported
+    obs_dim, _ = check_env(config.env_id)  # an unknown id or space fails here, before TF
+    check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes())
     run_dir = args.run_dir
     if run_dir is None:
         run_dir = make_run_dir(config)  # an unwritable output_dir fails here, before TF too

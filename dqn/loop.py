@@ -29,7 +29,7 @@ from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.evaluation import evaluate
 from dqn.nstep import NStepWindow
-from dqn.replay import ReplayBuffer
+from dqn.replay import ReplayBuffer, check_replay_fits
 from dqn.run_log import (
     METRICS_COLUMNS,
     Interrupt,
@@ -39,7 +39,7 @@ from dqn.run_log import (
     write_summary,
 )
 from dqn.run_state import LoopState, prepare_resume, save_run_state
-from dqn.runtime import configure_blas, configure_tensorflow
+from dqn.runtime import available_memory_bytes, configure_blas, configure_tensorflow
 from dqn.step_metrics import METRIC_NAMES
 
 PROBE_SIZE = 1024  # states of the fixed probe batch for dead-unit and per-layer diagnostics
@@ -104,6 +104,7 @@ def train(
     configure_runtime(config)
     envs = make_stepper(config.env_id, config.num_envs)
     agent = DQNAgent(*envs.spaces, config, network_fn)
+    check_replay_fits(config.buffer_size, agent.obs_dim, available_memory_bytes())
     replay = ReplayBuffer(
         config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
     )

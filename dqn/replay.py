@@ -124,6 +124,20 @@ class ReplayBuffer:
         return self.rows[idx]
 
 
+def check_replay_fits(capacity: int, obs_dim: int, available: int | None) -> None:
+    """ConfigError, before anything is allocated or written, if a replay of ``capacity``
+    transitions needs more than ``available`` bytes (None: not known, no check)."""
+    from dqn.errors import ConfigError
+
+    needed = capacity * row_layout(obs_dim).width * np.dtype(np.float32).itemsize
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"a replay of buffer_size={capacity} transitions of {obs_dim}-D observations needs "
+            f"{needed:,} bytes, but {available:,} bytes of memory are available; "
+            "lower buffer_size"
+        )
+
+
 def row_width(obs_dim: int) -> int:
     return row_layout(obs_dim).width
 

@@ -60,3 +60,19 @@ def import_tensorflow_quietly(num_threads: int = 1):
         os.dup2(saved, 2)
         os.close(saved)
     return tf
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the machine can give a new allocation without swapping (Linux MemAvailable;
+    elsewhere free physical pages); None if the platform says neither."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

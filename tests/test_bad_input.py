@@ -102,6 +102,14 @@ TRAIN_CASES = {
         ["observation space Tuple", "1-D Box"],
     ),
     "zero total steps": (["--set", "total_env_steps=0"], ["'total_env_steps' must be > 0"]),
+    "replay larger than memory": (
+        ["--set", "buffer_size=100000000000"],
+        [
+            "buffer_size=100000000000",
+            "needs 4,400,000,000,000 bytes",
+            "bytes of memory are available",
+        ],
+    ),
     "negative total steps": (["--set", "total_env_steps=-100"], ["'total_env_steps' must be > 0"]),
     "batch larger than buffer": (
         ["--set", "batch_size=200", "buffer_size=100"],

@@ -46,3 +46,14 @@ def test_sampling_is_seeded_by_the_buffer_generator():
 def test_empty_buffer_refuses_to_sample():
     with pytest.raises(ValueError, match="empty"):
         ReplayBuffer(4, 1, np.random.default_rng(0)).sample(2)
+
+
+def test_a_replay_that_cannot_fit_is_refused_with_the_bytes_needed_and_available():
+    from dqn.errors import ConfigError
+    from dqn.replay import check_replay_fits
+
+    # 1000 transitions of 4-D observations: rows of 2 * 4 + 3 = 11 float32, 44,000 bytes.
+    check_replay_fits(1000, 4, available=44_000)
+    check_replay_fits(1000, 4, available=None)  # unknown: no check
+    with pytest.raises(ConfigError, match="needs 44,000 bytes, but 43,999 bytes"):
+        check_replay_fits(1000, 4, available=43_999)
