@@ -16,8 +16,9 @@ import numpy as np
 import tensorflow as tf
 
 from dqn import losses
-from dqn.checkpoint import resolve_agent_dir
+from dqn.agent_files import FORMAT_VERSION, check_agent_files, resolve_agent_dir
 from dqn.config import DQNConfig
+from dqn.diagnostics import hidden_unit_stats, layer_grad_norms, unit_columns
 from dqn.envs import check_spaces
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text, write_dir_atomically
@@ -25,11 +26,8 @@ from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
 from dqn.numpy_learner import NumpyLearner
 from dqn.replay import Batch, pack_batch
-from dqn.run_state import check_agent_files
 from dqn.step_metrics import METRIC_NAMES
 from dqn.tf_learner import LearnerState, TFLearner, loss_and_grad
-
-_FORMAT_VERSION = 1
 
 
 def _make_learner(
@@ -144,7 +142,7 @@ class DQNAgent:
     def update(self, batch: Batch) -> dict[str, float]:
         """Gradient steps on a batch [batch, ...] (one step) or [k, batch, ...] (k steps).
 
-        Returns metrics over the steps (see ``dqn.tf_learner.STEP_METRICS``): the loss, |td_error|
+        Returns metrics over the steps (see ``dqn.step_metrics.STEP_METRICS``): the loss, |td_error|
         statistics, the fraction of samples whose loss gradient is exactly zero, Q statistics
         and the gradient's global norm.
         """
@@ -183,8 +181,6 @@ class DQNAgent:
         Per-layer gradient norms of the loss, and for a mirrored MLP the fraction of dead
         (ReLU) or saturated (tanh, sigmoid) hidden units over the batch's states.
         """
-        from dqn.diagnostics import hidden_unit_stats, layer_grad_norms
-
         s = self.state
         state = LearnerState(
             *(tf.constant(a, tf.float32) for a in s[:5]), tf.constant(s.grad_steps, tf.int64)
@@ -201,8 +197,6 @@ class DQNAgent:
 
     def diagnostic_names(self) -> list[str]:
         """The keys ``diagnose`` returns, in order."""
-        from dqn.diagnostics import unit_columns
-
         names = [f"grad_norm/{k}" for k in self._net.layer_slices()]
         if self._mirror is not None:
             for i, kind in unit_columns(self._mirror.activation_names):
@@ -249,7 +243,7 @@ class DQNAgent:
             adam_step=np.float32(s.adam_step),
         )
         meta = {
-            "format_version": _FORMAT_VERSION,
+            "format_version": FORMAT_VERSION,
             "obs_dim": self.obs_dim,
             "n_actions": self.n_actions,
             "grad_steps": self.grad_steps,

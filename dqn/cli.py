@@ -193,9 +193,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if args.episodes <= 0:
         return _fail(prog, f"--episodes must be > 0, got {args.episodes}")
     try:
-        from dqn.checkpoint import resolve_agent_dir
+        from dqn.agent_files import check_agent_fits, read_agent_config, resolve_agent_dir
         from dqn.envs import check_env, make_env
-        from dqn.run_state import check_agent_fits, read_agent_config
 
         with _one_line_warnings(prog):
             agent_dir = resolve_agent_dir(args.path)

@@ -1,7 +1,7 @@
 """What backprop is doing inside the Q-network, on a fixed probe batch (numpy only).
 
 The per-update numbers (zero-gradient fraction, TD-error quantiles, Q statistics, global
-gradient norm) come out of the compiled update itself (``dqn.tf_learner.STEP_METRICS``). The ones
+gradient norm) come out of the compiled update itself (``dqn.step_metrics.STEP_METRICS``). The ones
 here need a whole batch of states at once and run only when a metrics row is written: dead or
 saturated hidden units and the gradient norm of each layer.
 """

@@ -1,6 +1,6 @@
 """The divergence guard: stop a run whose loss, gradient or Q-values blow up, and say why.
 
-Checked once per update burst on the burst's metrics vector (``dqn.tf_learner.STEP_METRICS``), so
+Checked once per update burst on the burst's metrics vector (``dqn.step_metrics.STEP_METRICS``), so
 it costs a few numpy comparisons per burst and nothing per env step.
 
 The |Q| bound: a return is at most r_max / (1 - gamma) when every reward is in [-r_max, r_max],

@@ -2,7 +2,8 @@
 
 A checkpoint folder (see ``dqn.checkpoint``) holds:
 
-- ``agent/``: ``DQNAgent.save`` (config, both networks, Adam state, exploration RNG, counters);
+- ``agent/``: ``DQNAgent.save`` (config, both networks, Adam state, exploration RNG, counters;
+  its files and the checks on them are ``dqn.agent_files``);
 - ``replay.npz``: the filled part of the replay ring, its write position and its RNG state;
 - ``loop.npz`` / ``loop.json``: the loop's counters, the current observation and episode return,
   all episode returns, the metric window since the last metrics row, the diagnostics probe
@@ -25,16 +26,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from dqn.checkpoint import latest_good_checkpoint
+from dqn.agent_files import check_agent_fits, latest_good_checkpoint, read_agent_config
 from dqn.config import DQNConfig
 from dqn.envs import check_env
 from dqn.envstate import EnvSnapshot
-from dqn.errors import CheckpointError, ConfigError
+from dqn.errors import CheckpointError
 from dqn.io import atomic_write_text
 from dqn.replay import Batch, ReplayBuffer
 
 _FORMAT_VERSION = 1
-AGENT_FILES = ("config.yaml", "agent.json", "online.keras", "target.keras", "optimizer.npz")
 _INT_COLUMNS = ("env_step", "grad_steps", "episodes")
 
 
@@ -136,42 +136,6 @@ def save_replay(replay: ReplayBuffer, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- reading
-def check_agent_files(agent_dir: Path) -> None:
-    """CheckpointError unless ``agent_dir`` holds every file ``DQNAgent.save`` writes."""
-    agent_dir = Path(agent_dir)
-    if not agent_dir.is_dir():
-        raise CheckpointError(f"checkpoint folder not found: {agent_dir}")
-    missing = [f for f in AGENT_FILES if not (agent_dir / f).is_file()]
-    if missing:
-        raise CheckpointError(
-            f"{agent_dir} is not a complete checkpoint: missing {', '.join(missing)}"
-        )
-
-
-def read_agent_config(agent_dir: Path) -> DQNConfig:
-    """The config saved with an agent (``<checkpoint>/agent/config.yaml``)."""
-    check_agent_files(agent_dir)
-    try:
-        return DQNConfig.from_yaml(Path(agent_dir) / "config.yaml")
-    except ConfigError as exc:
-        raise CheckpointError(f"the agent in {agent_dir} has a bad config: {exc}") from None
-
-
-def check_agent_fits(agent_dir: Path, env_id: str, obs_dim: int, n_actions: int) -> None:
-    """CheckpointError unless the saved agent's input and output sizes match the env's."""
-    agent_json = Path(agent_dir) / "agent.json"
-    try:
-        meta = json.loads(agent_json.read_text())
-        saved = (int(meta["obs_dim"]), int(meta["n_actions"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{agent_json} is missing or unreadable") from None
-    if saved != (obs_dim, n_actions):
-        raise CheckpointError(
-            f"the agent in {agent_dir} was saved for observations of shape ({saved[0]},) and "
-            f"{saved[1]} actions, but {env_id} has ({obs_dim},) and {n_actions}"
-        )
-
-
 def load_replay(path: Path, capacity: int, obs_dim: int) -> ReplayBuffer:
     """Rebuild a replay buffer saved by ``save_replay``; CheckpointError if anything is off."""
     try:

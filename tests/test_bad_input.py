@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from dqn import DQNConfig
-from dqn.checkpoint import list_checkpoints, write_manifest
+from dqn.agent_files import list_checkpoints
+from dqn.checkpoint import write_manifest
 from dqn.cli import evaluate_main, train_main
 from dqn.errors import CheckpointError, ConfigError, UnsupportedSpaceError
 

@@ -21,12 +21,8 @@ import numpy as np
 import pytest
 
 from dqn import DQNConfig
-from dqn.checkpoint import (
-    latest_good_checkpoint,
-    list_checkpoints,
-    verify_checkpoint,
-    write_checkpoint,
-)
+from dqn.agent_files import latest_good_checkpoint, list_checkpoints, verify_checkpoint
+from dqn.checkpoint import write_checkpoint
 from dqn.divergence import check_update, q_bound
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError

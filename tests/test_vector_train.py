@@ -86,7 +86,7 @@ def test_a_vectorized_run_resumes_from_a_checkpoint_to_the_same_metrics(tmp_path
     # envs waiting for an autoreset and each env's n-step window are all in the checkpoint.
     import shutil
 
-    from dqn.checkpoint import list_checkpoints
+    from dqn.agent_files import list_checkpoints
     from dqn.loop import resume
 
     config = TINY.replace(n_step=3)
