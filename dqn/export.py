@@ -1,0 +1,253 @@
+"""``dqn-export``: a trained agent's Q-network as a TensorFlow SavedModel, to serve without dqn.
+
+The SavedModel holds the online network's weights and two signatures, plain TensorFlow ops
+only (``tf.saved_model.load`` works in a process that has neither dqn nor Keras imported):
+
+- ``q_values`` (also ``serving_default``): ``obs`` float32 [batch, obs_dim] -> ``q_values``
+  float32 [batch, n_actions];
+- ``action``: ``obs`` -> ``action`` int64 [batch], the greedy action (argmax; ties go to the
+  lowest index, as numpy's argmax in ``DQNAgent.act``).
+
+``serving_default`` is ``q_values``: it loses nothing (the action is its argmax, while
+exploration, action masks or a confidence check need the values), it is what the Keras model
+computes, and converters that take one signature (TFLite, TF.js) pick ``serving_default``; a
+float32 output also converts everywhere, unlike int64 (TF.js has no int64).
+
+``--tflite`` adds ``model.tflite`` (the ``q_values`` signature) to the same folder. The folder
+is written beside ``--out`` under a temporary name and renamed into place when complete: a
+failure or Ctrl-C leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from dqn.cli import EXIT_INTERRUPTED, _fail, _one_line_warnings, _Parser
+from dqn.errors import CheckpointError, DQNError
+
+PROG = "dqn-export"
+TFLITE_FILE = "model.tflite"
+SIGNATURES = ("q_values", "action")
+SERVING_DEFAULT = "q_values"
+
+
+def export_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Write a trained agent's Q-network as a TensorFlow SavedModel "
+        "(signatures q_values and action), loadable without dqn.",
+    )
+    p.add_argument(
+        "path",
+        type=Path,
+        help="a run folder (its newest good checkpoint), a checkpoint folder or an agent folder",
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="the SavedModel folder to create (new or empty)"
+    )
+    p.add_argument(
+        "--tflite", action="store_true", help=f"also write {TFLITE_FILE} (the q_values signature)"
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = export_parser().parse_args(argv)
+    out: Path = args.out
+    try:
+        _check_out(out)
+        with _one_line_warnings(PROG):
+            agent_dir, obs_dim, n_actions = _check_agent(args.path)
+    except DQNError as exc:
+        return _fail(PROG, exc)
+    created = _missing_parents(out)
+    tmp = None
+    try:
+        from dqn.io import fresh_tmp_dir
+
+        tmp = fresh_tmp_dir(out)  # an unwritable --out fails here, before TensorFlow
+        _chmod_as_new_folder(tmp)
+        with _one_line_warnings(PROG):
+            _write(agent_dir, tmp, tflite=args.tflite)
+        _move_into_place(tmp, out)
+    except BaseException as exc:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # innermost first; only folders this call made, only if empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        if isinstance(exc, DQNError):
+            return _fail(PROG, exc)
+        if isinstance(exc, OSError):
+            return _fail(PROG, f"cannot write {out}: {exc.strerror or exc}")
+        if isinstance(exc, KeyboardInterrupt):
+            return _fail(PROG, "interrupted; nothing written", EXIT_INTERRUPTED)
+        raise
+    what = f"SavedModel{' and ' + TFLITE_FILE if args.tflite else ''}"
+    print(
+        f"{PROG}: wrote {what} of {agent_dir} to {out}/ with signatures "
+        f"q_values (serving_default): obs float32 [batch, {obs_dim}] -> q_values float32 "
+        f"[batch, {n_actions}]; action: obs -> action int64 [batch] (greedy)"
+    )
+    return 0
+
+
+def _check_out(out: Path) -> None:
+    if out.name in ("", ".", ".."):
+        raise DQNError(f"--out must name a new folder, not {out}")
+    if out.exists() and not out.is_dir():
+        raise DQNError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise DQNError(f"--out {out} already exists and is not empty")
+    above = out.absolute().parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise DQNError(f"cannot write --out {out}: {above} is not a folder")
+
+
+def _check_agent(path: Path) -> tuple[Path, int, int]:
+    """The agent folder for ``path`` and its network's sizes, read without TensorFlow."""
+    from dqn.checkpoint import resolve_agent_dir
+    from dqn.run_state import check_agent_files
+
+    agent_dir = resolve_agent_dir(path)
+    check_agent_files(agent_dir)
+    try:
+        meta = json.loads((agent_dir / "agent.json").read_text())
+        return agent_dir, int(meta["obs_dim"]), int(meta["n_actions"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{agent_dir / 'agent.json'} is unreadable") from None
+
+
+def _missing_parents(out: Path) -> list[Path]:
+    """The folders above ``out`` that writing it would create, innermost first."""
+    missing = []
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    return missing
+
+
+def _chmod_as_new_folder(folder: Path) -> None:
+    """mkdtemp makes a private (0700) folder; a model folder is for others to read (a server
+    running as another user), so give it the permissions ``mkdir`` would: 0777 less umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished folder to ``out``; refuse if something was written there since."""
+    try:
+        os.rename(tmp, out)  # POSIX: replaces an empty folder, refuses a non-empty one
+    except OSError:
+        if out.is_dir() and not any(out.iterdir()):  # Windows renames onto nothing
+            out.rmdir()
+            os.rename(tmp, out)
+        elif out.exists():
+            raise DQNError(f"--out {out} appeared while exporting; not replaced") from None
+        else:
+            raise
+
+
+def _write(agent_dir: Path, folder: Path, tflite: bool) -> None:
+    from dqn.runtime import import_tensorflow_quietly
+
+    tf = import_tensorflow_quietly()
+    from dqn.agent import DQNAgent
+
+    agent = DQNAgent.load(agent_dir)
+    try:
+        save_policy(agent.online, agent.obs_dim, folder)
+    except tf.errors.OpError as exc:  # TensorFlow's own file errors (disk full, permissions)
+        raise DQNError(f"cannot write the SavedModel: {exc.message}") from None
+    if tflite:
+        write_tflite(folder, folder / TFLITE_FILE)
+
+
+def policy_module(model, obs_dim: int):
+    """A ``tf.Module`` with the ``q_values`` and ``action`` functions of a Keras Q-network.
+
+    The module tracks the model's variables, not the model: the SavedModel holds TensorFlow
+    variables and graphs, no Keras objects, and nothing of dqn.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, obs_dim], tf.float32, name="obs")
+
+    class QPolicy(tf.Module):
+        def __init__(self):
+            super().__init__(name="dqn_policy")
+            # Plain tf.Variables (Keras 3 wraps each in a KerasVariable): what the functions
+            # read, and all that is saved besides them.
+            self.weights = [v.value for v in model.variables]
+
+        @tf.function(input_signature=[spec], autograph=False)
+        def q_values(self, obs):
+            return {"q_values": tf.cast(model(obs, training=False), tf.float32)}
+
+        @tf.function(input_signature=[spec], autograph=False)
+        def action(self, obs):
+            q = self.q_values(obs)["q_values"]
+            return {"action": tf.argmax(q, axis=1, output_type=tf.int64)}
+
+    return QPolicy()
+
+
+def save_policy(model, obs_dim: int, folder: Path) -> None:
+    """Write the SavedModel of ``policy_module(model, obs_dim)`` into ``folder``."""
+    import tensorflow as tf
+
+    module = policy_module(model, obs_dim)
+    q_values = module.q_values.get_concrete_function()
+    signatures = {
+        "serving_default": q_values,
+        "q_values": q_values,
+        "action": module.action.get_concrete_function(),
+    }
+    tf.saved_model.save(module, str(folder), signatures=signatures)
+
+
+def write_tflite(saved_model: Path, path: Path) -> None:
+    """Convert the SavedModel's ``q_values`` signature to a TFLite flatbuffer at ``path``."""
+    import tensorflow as tf
+
+    converter_class = getattr(getattr(tf, "lite", None), "TFLiteConverter", None)
+    if converter_class is None:
+        raise DQNError("--tflite: this TensorFlow build has no TFLite converter (tf.lite)")
+    converter = converter_class.from_saved_model(str(saved_model), signature_keys=["q_values"])
+    try:
+        flatbuffer = _muted_stderr(converter.convert)
+    except Exception as exc:  # the converter's own error types differ between TF versions
+        message = str(exc).strip().splitlines()
+        raise DQNError(
+            f"--tflite: conversion failed: {message[0] if message else type(exc).__name__}"
+        ) from None
+    path.write_bytes(flatbuffer)
+
+
+def _muted_stderr(fn):
+    """Call ``fn`` with file descriptor 2 sent to /dev/null (the MLIR converter's C++ logs)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            return fn()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""dqn-export: the SavedModel (and TFLite model) of an agent, served by processes without dqn."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dqn import DQNConfig
+from dqn.export import main
+from tests.test_bad_input import assert_refused, only_latest, tree, truncate, truncated_agent
+
+ROOT = Path(__file__).resolve().parent.parent
+RTOL = ATOL = 1e-5
+
+# Both scripts run in a fresh interpreter that cannot import dqn (a finder refuses it) and
+# check at the end that it never did: only tensorflow and numpy serve the exported models.
+NO_DQN = """
+import sys
+
+class NoDQN:
+    def find_spec(self, name, path=None, target=None):
+        if name == "dqn" or name.startswith("dqn."):
+            raise ImportError("the exported model must not need dqn")
+
+sys.meta_path.insert(0, NoDQN())
+import numpy as np
+import tensorflow as tf
+
+obs_path, results_path, *models = sys.argv[1:]
+obs = np.load(obs_path)
+results = {}
+"""
+
+SAVED_MODEL_SCRIPT = (
+    NO_DQN
+    + """
+for i, folder in enumerate(models):
+    model = tf.saved_model.load(folder)
+    assert sorted(model.signatures) == ["action", "q_values", "serving_default"]
+    x = tf.constant(obs)
+    results[f"q_values{i}"] = model.signatures["q_values"](obs=x)["q_values"].numpy()
+    results[f"default{i}"] = model.signatures["serving_default"](obs=x)["q_values"].numpy()
+    results[f"action{i}"] = model.signatures["action"](obs=x)["action"].numpy()
+assert "dqn" not in sys.modules
+np.savez(results_path, **results)
+"""
+)
+
+TFLITE_SCRIPT = (
+    NO_DQN
+    + """
+for i, path in enumerate(models):
+    interpreter = tf.lite.Interpreter(model_path=path)
+    assert list(interpreter.get_signature_list()) == ["q_values"]
+    results[f"q_values{i}"] = interpreter.get_signature_runner("q_values")(obs=obs)["q_values"]
+assert "dqn" not in sys.modules
+np.savez(results_path, **results)
+"""
+)
+
+
+def tflite_missing() -> str | None:
+    """Why this TensorFlow build cannot convert to or run TFLite, or None if it can."""
+    import tensorflow as tf
+
+    lite = getattr(tf, "lite", None)
+    for name in ("TFLiteConverter", "Interpreter"):
+        if getattr(lite, name, None) is None:
+            return f"this TensorFlow build has no tf.lite.{name}"
+    return None
+
+
+def untrained_agent(folder: Path) -> Path:
+    """An agent whose greedy actions are spread over 3 actions (the tiny run's are not)."""
+    from dqn.agent import DQNAgent
+
+    space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    config = DQNConfig(hidden_sizes=(32, 32), activation="tanh", seed=1)
+    DQNAgent(space, gym.spaces.Discrete(3), config).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    """The tiny run exported by a ``python -m dqn.export`` process, an untrained 3-action agent
+    exported in-process into an existing empty folder, 1,000 observations and what
+    ``DQNAgent.load(...).q_values`` says about them."""
+    from dqn.agent import DQNAgent
+
+    tmp = tmp_path_factory.mktemp("export")
+    tflite = ["--tflite"] if tflite_missing() is None else []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.run(
+        [sys.executable, "-m", "dqn.export", str(tiny_run), "--out", "run_model", *tflite],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    agent = untrained_agent(tmp / "agent")
+    (tmp / "agent_model").mkdir()
+    assert main([str(agent), "--out", str(tmp / "agent_model"), *tflite]) == 0
+    obs = np.random.default_rng(0).normal(size=(1000, 4)).astype(np.float32)
+    np.save(tmp / "obs.npy", obs)
+    expected = [DQNAgent.load(path).q_values(obs) for path in (tiny_run, agent)]
+    return {
+        "tmp": tmp,
+        "process": process,
+        "models": [tmp / "run_model", tmp / "agent_model"],
+        "expected": expected,
+    }
+
+
+def serve(script: str, exported, models: list[Path]) -> dict[str, np.ndarray]:
+    """Run ``script`` in a fresh Python (no dqn) on the exported models; its results."""
+    tmp = exported["tmp"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "obs.npy", "results.npz", *map(str, models)],
+        cwd=tmp,
+        env={**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    with np.load(tmp / "results.npz") as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+@pytest.mark.slow
+def test_the_export_process_prints_one_line_and_writes_a_savedmodel(exported):
+    proc = exported["process"]
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # TensorFlow's and the converter's start-up logs are muted
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout
+    for fragment in ("run_model", "q_values (serving_default)", "action int64", "step-000000600"):
+        assert fragment in lines[0], lines[0]
+    out = exported["tmp"] / "run_model"
+    assert (out / "saved_model.pb").is_file() and (out / "variables").is_dir()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.slow
+def test_the_savedmodel_serves_the_agents_q_values_and_actions_without_dqn(exported):
+    results = serve(SAVED_MODEL_SCRIPT, exported, exported["models"])
+    for i, expected in enumerate(exported["expected"]):
+        q, action = results[f"q_values{i}"], results[f"action{i}"]
+        assert q.dtype == np.float32 and q.shape == expected.shape
+        np.testing.assert_allclose(q, expected, rtol=RTOL, atol=ATOL)
+        np.testing.assert_array_equal(results[f"default{i}"], q)
+        assert action.dtype == np.int64 and action.shape == (1000,)
+        np.testing.assert_array_equal(action, expected.argmax(axis=1))
+    # The untrained agent's actions are spread: the action signature is not constant.
+    assert len(np.unique(results["action1"])) == 3
+
+
+@pytest.mark.slow
+def test_the_tflite_model_serves_the_agents_q_values_without_dqn(exported):
+    reason = tflite_missing()
+    if reason is not None:
+        pytest.skip(f"--tflite not tested: {reason}")
+    models = [folder / "model.tflite" for folder in exported["models"]]
+    results = serve(TFLITE_SCRIPT, exported, models)
+    for i, expected in enumerate(exported["expected"]):
+        q = results[f"q_values{i}"]
+        assert q.dtype == np.float32 and q.shape == expected.shape
+        np.testing.assert_allclose(q, expected, rtol=RTOL, atol=ATOL)
+        np.testing.assert_array_equal(q.argmax(axis=1), expected.argmax(axis=1))
+
+
+# ---------------------------------------------------------------------- bad input
+def not_empty(tmp):
+    (tmp / "out").mkdir()
+    (tmp / "out" / "notes.txt").write_text("mine\n")
+    return "out"
+
+
+def a_file(tmp):
+    (tmp / "out").write_text("not a folder\n")
+    return "out"
+
+
+def under_a_file(tmp):
+    # Tests may run as root, where chmod does not stop writes; a path under a file always fails.
+    (tmp / "afile").write_text("not a folder\n")
+    return "afile/sub/out"
+
+
+OUT_CASES = {
+    "non-empty out folder": (not_empty, ["out already exists and is not empty"]),
+    "out is a file": (a_file, ["out exists and is not a folder"]),
+    "out under a file": (under_a_file, ["cannot write --out", "afile is not a folder"]),
+}
+
+
+@pytest.mark.parametrize("case", list(OUT_CASES))
+def test_export_refuses_an_out_it_cannot_create(case, tiny_run, tmp_path, capsys):
+    make, fragments = OUT_CASES[case]
+    out = tmp_path / make(tmp_path)
+    assert_refused(main, [tiny_run, "--out", out], fragments, capsys, tmp_path)
+
+
+def test_export_refuses_a_missing_run_folder(tmp_path, capsys):
+    args = [tmp_path / "nowhere", "--out", tmp_path / "out"]
+    assert_refused(main, args, ["no run, checkpoint or agent folder"], capsys, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_refuses_a_run_whose_only_checkpoint_is_corrupt(tiny_run_copy, capsys):
+    truncate(only_latest(tiny_run_copy) / "agent" / "online.keras")
+    args = [tiny_run_copy, "--out", tiny_run_copy.parent / "out"]
+    fragments = ["no intact checkpoint", "agent/online.keras does not match its checksum"]
+    assert_refused(main, args, fragments, capsys, tiny_run_copy.parent)
+
+
+def test_export_refuses_a_corrupt_agent_and_removes_what_it_started(tmp_path, capsys):
+    # Found only when Keras reads the weights, after the temporary folder and the missing
+    # parents of --out were made: all of it is removed again.
+    agent = truncated_agent(tmp_path)
+    args = [agent, "--out", tmp_path / "new" / "deeper" / "out"]
+    assert_refused(main, args, ["corrupt checkpoint"], capsys, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent"]
+
+
+def test_export_needs_out(tiny_run, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tiny_run)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1 and "--out" in lines[0], lines
+
+
+def test_a_refusing_export_process_prints_one_line_and_exits_2(tmp_path):
+    # Fails after TensorFlow is imported: its start-up noise must stay off stderr.
+    truncated_agent(tmp_path)
+    before = tree(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dqn.export", "agent", "--out", "out"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "corrupt checkpoint" in proc.stderr
+    assert tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["agent"]
