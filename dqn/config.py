@@ -11,231 +11,26 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
 
 from dqn.errors import ConfigError
+from dqn.io import atomic_write_text
 
 # The loss names live here (not only in dqn.losses) so that validating a config needs no
 # TensorFlow import; tests/test_losses.py checks that both lists agree.
 LOSS_NAMES = ("l2", "clipped_delta", "huber", "clipped_grad")
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu")
 LEARNERS = ("tensorflow", "numpy")
+Overrides = Mapping[str, Any] | Sequence[str]  # {"seed": 3}, or ["seed=3"] with values as YAML
 
-
-@dataclass(frozen=True)
-class DQNConfig:
-    """Hyperparameters of one DQN run. Build it with keywords, ``from_yaml`` or ``replace``.
-    Each field's type, null and bounds are its row of ``FIELDS``, below the class."""
-
-    env_id: str = "CartPole-v1"
-    """Gymnasium id of the environment (1-D Box observations, Discrete actions)."""
-    seed: int = 0
-    """Seeds the env, the network initialisation, exploration and replay sampling."""
-    total_env_steps: int = 50_000
-    """Length of training, in environment steps."""
-
-    buffer_size: int = 100_000
-    """Replay capacity, in transitions (a ring: the oldest are overwritten)."""
-    batch_size: int = 64
-    """Transitions per gradient step."""
-    gamma: float = 0.99
-    """Discount factor, in (0, 1]."""
-    n_step: int = 1
-    """Steps of reward summed before bootstrapping: the target is r_{t+1} + ... +
-    gamma^(n-1) r_{t+n} + gamma^n max_a Q_target(s_{t+n}, a) (``dqn.nstep``). 1: plain DQN."""
-    learning_rate: float = 2.3e-3
-    """Adam step size."""
-    learning_rate_end: float | None = 0.0
-    """Decay the learning rate linearly to this value over the run's gradient steps; None:
-    constant."""
-    adam_epsilon: float = 1e-7
-    """Adam's epsilon (Keras default)."""
-    loss: str = "huber"
-    """Element-wise loss of the TD error: one of LOSS_NAMES."""
-    loss_bound: float = 1.0
-    """Clip bound of ``clipped_delta``/``clipped_grad``, delta of ``huber`` (unused by ``l2``)."""
-    max_grad_norm: float | None = None
-    """Clip the gradient by global norm to this value (Pascanu et al. 2013); None: no clipping."""
-
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Widths of the hidden Dense layers of the Q-network."""
-    activation: str = "relu"
-    """Hidden activation: one of ACTIVATIONS."""
-    double_dqn: bool = False
-    """Select the next action with the online net, evaluate it with the target net (van Hasselt
-    2016)."""
-
-    target_update_every_grad_steps: int = 128
-    """Sync the target network every this many gradient steps."""
-    target_tau: float = 1.0
-    """Sync weight: target <- tau * online + (1 - tau) * target. 1.0 is a hard copy."""
-
-    train_every_env_steps: int = 256
-    """Run a burst of gradient steps every this many env steps."""
-    gradient_steps_per_train: int = 128
-    """Gradient steps in each burst."""
-    learning_starts_env_steps: int = 1_000
-    """Env steps of pure data collection before the first gradient step."""
-
-    epsilon_start: float = 1.0
-    """Exploration rate at step 0."""
-    epsilon_end: float = 0.04
-    """Exploration rate once the linear decay is over."""
-    epsilon_decay_fraction: float = 0.16
-    """Fraction of total_env_steps over which epsilon decays linearly."""
-
-    eval_every_env_steps: int = 2_500
-    """Greedy evaluation period, in env steps (also the period of metrics.csv rows)."""
-    eval_episodes: int = 10
-    """Episodes per greedy evaluation; episode i is reset with seed eval_seed + i."""
-    final_eval_episodes: int = 100
-    """Episodes of the greedy evaluation at the last step (the last metrics.csv row: the run's
-    final evaluation). 100 is CartPole-v1's criterion: a mean of 475 over 100 episodes."""
-    eval_seed: int = 10_000
-    """Seed of the first evaluation episode."""
-    solve_return: float | None = None
-    """Evaluation mean that counts as solved; None: the env's reward_threshold (475 for
-    CartPole-v1)."""
-
-    checkpoint_every_env_steps: int = 10_000
-    """Checkpoint period, in env steps (a checkpoint is also written at the end and on Ctrl-C)."""
-    keep_checkpoints: int = 3
-    """Checkpoints kept in ``run_dir/checkpoints``: the newest ones; older ones are deleted."""
-    max_abs_q: float | None = None
-    """Divergence guard: stop when any |Q| in an update exceeds this. None: automatic, 10 x
-    r_max / (1 - gamma) where the env's per-step reward bound r_max is known (see
-    ``dqn.divergence``), else only NaN/inf stop training."""
-    output_dir: str = "runs"
-    """Parent folder of run folders."""
-    num_threads: int = 1
-    """Threads of TensorFlow (intra- and inter-op) and of numpy's BLAS. 1 is fastest for the
-    small networks of a DQN on few cores."""
-    jit_compile: bool = True
-    """Compile the update with XLA."""
-    num_envs: int = 1
-    """Environments stepped together (a gymnasium vector env; the env's own vectorized
-    implementation where it has one, as CartPole does). Above 1, training trades the strict
-    one-env order of updates for throughput: every loop step collects num_envs transitions,
-    acts on them in one batch, and runs the gradient steps owed for them in one call
-    (still one burst per train_every_env_steps transitions). Such runs write agent-only
-    checkpoints and cannot be resumed."""
-    learner: str = "tensorflow"
-    """What runs the gradient steps: "tensorflow" (``dqn.tf_learner``, compiled with XLA) or
-    "numpy" (``dqn.numpy_learner``: the same update written out in numpy for a chain of Dense
-    layers, such as the default MLP). On a CPU, numpy is faster when the network is small and
-    updates are frequent, because each TensorFlow call costs hundreds of microseconds of
-    dispatch. Results agree to float32 rounding, not bit for bit."""
-    diagnostics: bool = True
-    """Compute the backprop diagnostics: TD-error quantiles and zero-gradient fraction in every
-    update, per-layer gradient norms and dead units on a probe batch at every metrics row."""
-    deterministic: bool = True
-    """Enable ``tf.config.experimental.enable_op_determinism()``, so that a seed gives the same
-    metrics.csv on the same machine. Once on, it stays on in the process (TF has no off switch);
-    a custom ``network_fn`` should seed its initializers."""
-
-    # ------------------------------------------------------------------ validation
-    def __post_init__(self) -> None:
-        _validate(self)
-
-    # ------------------------------------------------------------------ I/O
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DQNConfig:
-        """Build from a mapping; unknown keys are an error naming the valid ones."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(
-                f"a config must be a mapping of key: value, got {type(data).__name__}"
-            )
-        unknown = sorted(set(data) - set(field_names()))
-        if unknown:
-            raise ConfigError(
-                f"unknown config key {unknown[0]!r}; valid keys: {', '.join(field_names())}"
-            )
-        return cls(**dict(data))
-
-    @classmethod
-    def from_yaml(
-        cls, path: str | Path | None = None, overrides: Mapping[str, Any] | Sequence[str] = ()
-    ) -> DQNConfig:
-        """Load ``configs/*.yaml`` (safe loader), then apply overrides.
-
-        ``overrides`` is a mapping or a list of ``"key=value"`` strings, values parsed as YAML
-        (``--set hidden_sizes=[64,64] double_dqn=true``).
-        """
-        data: dict[str, Any] = {}
-        if path is not None:
-            data = _read_yaml(Path(path))
-        data.update(parse_overrides(overrides))
-        return cls.from_dict(data)
-
-    def replace(self, **changes: Any) -> DQNConfig:
-        """A validated copy with some fields changed."""
-        return self.from_dict({**self.to_dict(), **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["hidden_sizes"] = list(self.hidden_sizes)
-        return d
-
-    def to_yaml(self, path: str | Path) -> None:
-        """Write atomically (temporary file, then rename)."""
-        from dqn.io import atomic_write_text
-
-        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
-
-
-def field_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(DQNConfig)]
-
-
-def parse_overrides(overrides: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
-    if isinstance(overrides, Mapping):
-        return dict(overrides)
-    out: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else raw
-        except yaml.YAMLError:
-            out[key.strip()] = raw
-    return out
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"config file {path} is not valid YAML{line}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of key: value")
-    return data
-
-
-# ---------------------------------------------------------------------- validation
 # A field's kind, worded as its type error words it.
 INT, NUM, BOOL, STR, INTS = "an integer", "a number", "a bool", "a string", "a list of integers"
 # A row's rule, checked on a value of its kind (never on None): a bound, worded as its error
 # words it (a key of BOUNDS), or the tuple of the allowed values, or None (any value of the kind).
 Rule = str | tuple[str, ...] | None
-
-
-class Field(NamedTuple):
-    kind: str
-    nullable: bool  # None (YAML null) is accepted
-    rule: Rule
-
-
 BOUNDS: dict[str, Callable[[Any], bool]] = {
     "> 0": lambda v: v > 0,
     ">= 0": lambda v: v >= 0,
@@ -244,51 +39,162 @@ BOUNDS: dict[str, Callable[[Any], bool]] = {
     "in (0, 1]": lambda v: 0 < v <= 1,
 }
 
-# One row per DQNConfig field, in field order (tests/test_config.py checks that they match).
-# fmt: off
-FIELDS: dict[str, Field] = {
-    # key                               kind  null?  rule
-    "env_id":                         Field(STR,  False, None),  # and RULES
-    "seed":                           Field(INT,  False, ">= 0"),
-    "total_env_steps":                Field(INT,  False, "> 0"),
-    "buffer_size":                    Field(INT,  False, "> 0"),
-    "batch_size":                     Field(INT,  False, "> 0"),  # and RULES
-    "gamma":                          Field(NUM,  False, "in (0, 1]"),
-    "n_step":                         Field(INT,  False, "> 0"),
-    "learning_rate":                  Field(NUM,  False, "> 0"),
-    "learning_rate_end":              Field(NUM,  True,  ">= 0 or null"),
-    "adam_epsilon":                   Field(NUM,  False, "> 0"),
-    "loss":                           Field(STR,  False, LOSS_NAMES),
-    "loss_bound":                     Field(NUM,  False, "> 0"),
-    "max_grad_norm":                  Field(NUM,  True,  "> 0"),
-    "hidden_sizes":                   Field(INTS, False, None),  # and RULES
-    "activation":                     Field(STR,  False, ACTIVATIONS),
-    "double_dqn":                     Field(BOOL, False, None),
-    "target_update_every_grad_steps": Field(INT,  False, "> 0"),
-    "target_tau":                     Field(NUM,  False, "in (0, 1]"),
-    "train_every_env_steps":          Field(INT,  False, "> 0"),
-    "gradient_steps_per_train":       Field(INT,  False, "> 0"),
-    "learning_starts_env_steps":      Field(INT,  False, None),  # and RULES
-    "epsilon_start":                  Field(NUM,  False, "in [0, 1]"),
-    "epsilon_end":                    Field(NUM,  False, "in [0, 1]"),
-    "epsilon_decay_fraction":         Field(NUM,  False, "in [0, 1]"),
-    "eval_every_env_steps":           Field(INT,  False, "> 0"),
-    "eval_episodes":                  Field(INT,  False, "> 0"),
-    "final_eval_episodes":            Field(INT,  False, "> 0"),
-    "eval_seed":                      Field(INT,  False, None),
-    "solve_return":                   Field(NUM,  True,  None),
-    "checkpoint_every_env_steps":     Field(INT,  False, "> 0"),
-    "keep_checkpoints":               Field(INT,  False, "> 0"),
-    "max_abs_q":                      Field(NUM,  True,  "> 0"),
-    "output_dir":                     Field(STR,  False, None),
-    "num_threads":                    Field(INT,  False, "> 0"),
-    "jit_compile":                    Field(BOOL, False, None),
-    "num_envs":                       Field(INT,  False, "> 0"),
-    "learner":                        Field(STR,  False, LEARNERS),
-    "diagnostics":                    Field(BOOL, False, None),
-    "deterministic":                  Field(BOOL, False, None),
-}
 
+class Field(NamedTuple):
+    kind: str
+    nullable: bool  # None (YAML null) is accepted
+    rule: Rule
+    meaning: str  # what the field does, in which units
+
+
+def row(default: Any, kind: str, null: bool, rule: Rule, meaning: str) -> Any:
+    """A DQNConfig field: its default, and its Field row kept in the field's metadata."""
+    return dataclasses.field(default=default, metadata={"row": Field(kind, null, rule, meaning)})
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNConfig:
+    """Hyperparameters of one DQN run. Build it with keywords, ``from_yaml`` or ``replace``.
+
+    The body is the table of fields: name: type = default, then the row that validates it (kind,
+    null allowed, rule: a bound or the allowed values; RULES adds cross-field checks) and what
+    the field means, with units. ``FIELDS[name]`` is the row, ``FIELDS[name].meaning`` the text."""
+
+    # fmt: off
+    # field: type                      = row(default,       kind, null?, rule,          meaning)
+    env_id: str                        = row("CartPole-v1", STR,  False, None,
+        "Gymnasium id of the environment (1-D Box observations, Discrete actions)")
+    seed: int                          = row(0,             INT,  False, ">= 0",
+        "Seeds the env, the network initialisation, exploration and replay sampling")
+    total_env_steps: int               = row(50_000,        INT,  False, "> 0",
+        "Length of training, in environment steps")
+    buffer_size: int                   = row(100_000,       INT,  False, "> 0",
+        "Replay capacity, in transitions (a ring: the oldest are overwritten)")
+    batch_size: int                    = row(64,            INT,  False, "> 0",
+        "Transitions per gradient step")
+    gamma: float                       = row(0.99,          NUM,  False, "in (0, 1]",
+        "Discount factor")
+    n_step: int                        = row(1,             INT,  False, "> 0",
+        "Steps of reward summed before bootstrapping: the target is r_{t+1} + ... + gamma^(n-1) "
+        "r_{t+n} + gamma^n max_a Q_target(s_{t+n}, a) (dqn.nstep). 1: plain DQN")
+    learning_rate: float               = row(2.3e-3,        NUM,  False, "> 0",
+        "Adam step size")
+    learning_rate_end: float | None    = row(0.0,           NUM,  True,  ">= 0 or null",
+        "Decay the learning rate linearly to this over the run's gradient steps; null: constant")
+    adam_epsilon: float                = row(1e-7,          NUM,  False, "> 0",
+        "Adam's epsilon (Keras default)")
+    loss: str                          = row("huber",       STR,  False, LOSS_NAMES,
+        "Element-wise loss of the TD error")
+    loss_bound: float                  = row(1.0,           NUM,  False, "> 0",
+        "Clip bound of clipped_delta and clipped_grad, delta of huber (unused by l2)")
+    max_grad_norm: float | None        = row(None,          NUM,  True,  "> 0",
+        "Clip the gradient by global norm to this (Pascanu et al. 2013); null: no clipping")
+    hidden_sizes: tuple[int, ...]      = row((256, 256),    INTS, False, None,
+        "Widths of the hidden Dense layers of the Q-network")
+    activation: str                    = row("relu",        STR,  False, ACTIVATIONS,
+        "Hidden activation")
+    double_dqn: bool                   = row(False,         BOOL, False, None,
+        "The online net selects the next action, the target net evaluates it (van Hasselt 2016)")
+    target_update_every_grad_steps: int = row(128,          INT,  False, "> 0",
+        "Sync the target network every this many gradient steps")
+    target_tau: float                  = row(1.0,           NUM,  False, "in (0, 1]",
+        "Sync weight: target <- tau * online + (1 - tau) * target. 1.0 is a hard copy")
+    train_every_env_steps: int         = row(256,           INT,  False, "> 0",
+        "Run a burst of gradient steps every this many env steps")
+    gradient_steps_per_train: int      = row(128,           INT,  False, "> 0",
+        "Gradient steps in each burst")
+    learning_starts_env_steps: int     = row(1_000,         INT,  False, None,
+        "Env steps of pure data collection before the first gradient step")
+    epsilon_start: float               = row(1.0,           NUM,  False, "in [0, 1]",
+        "Exploration rate at step 0")
+    epsilon_end: float                 = row(0.04,          NUM,  False, "in [0, 1]",
+        "Exploration rate once the linear decay is over")
+    epsilon_decay_fraction: float      = row(0.16,          NUM,  False, "in [0, 1]",
+        "Fraction of total_env_steps over which epsilon decays linearly")
+    eval_every_env_steps: int          = row(2_500,         INT,  False, "> 0",
+        "Greedy evaluation period, in env steps (also the period of metrics.csv rows)")
+    eval_episodes: int                 = row(10,            INT,  False, "> 0",
+        "Episodes per greedy evaluation; episode i is reset with seed eval_seed + i")
+    final_eval_episodes: int           = row(100,           INT,  False, "> 0",
+        "Episodes of the greedy evaluation at the last step (the last metrics.csv row: the run's "
+        "final evaluation). 100 is CartPole-v1's criterion: a mean of 475 over 100 episodes")
+    eval_seed: int                     = row(10_000,        INT,  False, None,
+        "Seed of the first evaluation episode")
+    solve_return: float | None         = row(None,          NUM,  True,  None,
+        "Evaluation mean counted as solved; null: the env's reward_threshold (CartPole-v1: 475)")
+    checkpoint_every_env_steps: int    = row(10_000,        INT,  False, "> 0",
+        "Checkpoint period, in env steps (a checkpoint is also written at the end and on Ctrl-C)")
+    keep_checkpoints: int              = row(3,             INT,  False, "> 0",
+        "Checkpoints kept in run_dir/checkpoints: the newest ones; older ones are deleted")
+    max_abs_q: float | None            = row(None,          NUM,  True,  "> 0",
+        "Divergence guard: stop when any |Q| in an update exceeds this. null: automatic, 10 x "
+        "r_max / (1 - gamma) where the env's per-step reward bound r_max is known "
+        "(dqn.divergence), else only NaN/inf stop training")
+    output_dir: str                    = row("runs",        STR,  False, None,
+        "Parent folder of run folders")
+    num_threads: int                   = row(1,             INT,  False, "> 0",
+        "Threads of TensorFlow (intra- and inter-op) and of numpy's BLAS. 1 is fastest for the "
+        "small networks of a DQN on few cores")
+    jit_compile: bool                  = row(True,          BOOL, False, None,
+        "Compile the update with XLA")
+    num_envs: int                      = row(1,             INT,  False, "> 0",
+        "Environments stepped together (a gymnasium vector env; the env's own vectorized version "
+        "where it has one, as CartPole does). Above 1, training trades the strict one-env order "
+        "of updates for throughput: every loop step collects num_envs transitions, acts on them "
+        "in one batch and runs the gradient steps owed for them in one call (still one burst per "
+        "train_every_env_steps transitions). Such runs checkpoint and resume like one-env runs")
+    learner: str                       = row("tensorflow",  STR,  False, LEARNERS,
+        "What runs the gradient steps: tensorflow (dqn.tf_learner, compiled with XLA) or numpy "
+        "(dqn.numpy_learner: the same update written out in numpy for a chain of Dense layers, "
+        "such as the default MLP). On a CPU, numpy is faster when the network is small and "
+        "updates are frequent, because each TensorFlow call costs hundreds of microseconds of "
+        "dispatch. Results agree to float32 rounding, not bit for bit")
+    diagnostics: bool                  = row(True,          BOOL, False, None,
+        "Compute the backprop diagnostics: TD-error quantiles and zero-gradient fraction in every "
+        "update, per-layer gradient norms and dead units on a probe batch at every metrics row")
+    deterministic: bool                = row(True,          BOOL, False, None,
+        "Enable tf.config.experimental.enable_op_determinism(), so that a seed gives the same "
+        "metrics.csv on the same machine. Once on, it stays on in the process (TF has no off "
+        "switch); a custom network_fn should seed its initializers")
+    # fmt: on
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DQNConfig:
+        """Build from a mapping; unknown keys are an error naming the valid ones."""
+        if not isinstance(data, Mapping):
+            got = type(data).__name__
+            raise ConfigError(f"a config must be a mapping of key: value, got {got}")
+        if unknown := sorted(set(data) - set(FIELDS)):
+            valid = ", ".join(FIELDS)
+            raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {valid}")
+        return cls(**dict(data))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None = None, overrides: Overrides = ()) -> DQNConfig:
+        """Load ``configs/*.yaml`` (safe loader), then apply ``overrides``: a mapping or a list
+        of ``"key=value"`` strings, values parsed as YAML (``--set hidden_sizes=[64,64]``)."""
+        data = _read_yaml(Path(path)) if path is not None else {}
+        return cls.from_dict({**data, **parse_overrides(overrides)})
+
+    def replace(self, **changes: Any) -> DQNConfig:
+        """A validated copy with some fields changed."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "hidden_sizes": list(self.hidden_sizes)}
+
+    def to_yaml(self, path: str | Path) -> None:
+        """Write atomically (temporary file, then rename)."""
+        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+# The rows, in field order: the class body above is where they are read and written.
+FIELDS: dict[str, Field] = {f.name: f.metadata["row"] for f in dataclasses.fields(DQNConfig)}
+
+# fmt: off
 # Rules beyond one row's bound, checked after the rows: name -> (holds, error message).
 RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]] = {
     "env_id has no stray spaces": (
@@ -314,8 +220,40 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
 # fmt: on
 
 
-class _NotKind(Exception):  # args: (kind, the value as read: a YAML 1.1 number as its number)
-    pass
+def field_names() -> list[str]:
+    return list(FIELDS)
+
+
+def parse_overrides(overrides: Overrides) -> dict[str, Any]:
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{line}") from None
+    if not isinstance(data, dict | None):
+        raise ConfigError(f"config file {path} must hold a mapping of key: value")
+    return data or {}
+
+
+class _NotKind(Exception): ...  # args: (kind, the value as read: a YAML 1.1 number as its number)
 
 
 def _coerce(kind: str, value: Any) -> Any:
@@ -339,15 +277,6 @@ def _coerce(kind: str, value: Any) -> Any:
     raise _NotKind(kind, value)
 
 
-def _rule_error(key: str, rule: Rule, v: Any) -> str | None:
-    if isinstance(rule, str) and not BOUNDS[rule](v):
-        return f"config key {key!r} must be {rule}, got {v!r}"
-    if isinstance(rule, tuple) and v not in rule:
-        plural = key + ("es" if key.endswith("s") else "s")  # losses, activations, learners
-        return f"unknown {key} {v!r}; valid {plural}: {', '.join(rule)}"
-    return None
-
-
 def _validate(cfg: DQNConfig) -> None:
     """Convert every field to its kind, then check the rows' rules, then RULES."""
     for key, field in FIELDS.items():
@@ -360,9 +289,12 @@ def _validate(cfg: DQNConfig) -> None:
             kind, shown = (f"{field.kind} or null", raw) if field.nullable else bad.args
             raise ConfigError(f"config key {key!r} must be {kind}, got {shown!r}") from None
     for key, field in FIELDS.items():
-        value = getattr(cfg, key)
-        if value is not None and (message := _rule_error(key, field.rule, value)):
-            raise ConfigError(message)
+        v, rule = getattr(cfg, key), field.rule
+        if v is not None and isinstance(rule, str) and not BOUNDS[rule](v):
+            raise ConfigError(f"config key {key!r} must be {rule}, got {v!r}")
+        if v is not None and isinstance(rule, tuple) and v not in rule:
+            plural = key + ("es" if key.endswith("s") else "s")  # losses, activations, learners
+            raise ConfigError(f"unknown {key} {v!r}; valid {plural}: {', '.join(rule)}")
     for holds, message_of in RULES.values():
         if not holds(cfg):
             raise ConfigError(message_of(cfg))
@@ -375,7 +307,6 @@ def bootstrap_discount(c: DQNConfig) -> float:
 
 def total_grad_steps(c: DQNConfig) -> int:
     """Gradient steps a full run takes: a burst every train_every_env_steps once learning starts."""
-    bursts = c.total_env_steps // c.train_every_env_steps - (
-        c.learning_starts_env_steps // c.train_every_env_steps
-    )
+    every = c.train_every_env_steps
+    bursts = c.total_env_steps // every - c.learning_starts_env_steps // every
     return max(bursts, 0) * c.gradient_steps_per_train

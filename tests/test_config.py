@@ -121,11 +121,23 @@ def test_total_grad_steps_counts_bursts_after_learning_starts():
 
 # ---------------------------------------------------------------------- the validation table
 def test_the_table_has_one_row_per_field_in_field_order():
-    from dqn.config import BOUNDS, FIELDS, field_names
+    from dqn.config import BOUNDS, FIELDS, Field, field_names
 
-    assert list(FIELDS) == field_names()  # no field without a row, no row without a field
+    names = [f.name for f in dataclasses.fields(DQNConfig)]
+    assert list(FIELDS) == field_names() == names  # no field without a row, in field order
     for key, row in FIELDS.items():
+        assert isinstance(row, Field), key
         assert row.rule is None or isinstance(row.rule, tuple) or row.rule in BOUNDS, key
+
+
+def test_every_row_says_what_its_field_means():
+    # The meaning column is the fields' documentation: every row has one, and the string pieces
+    # it is written in (in the class body) are joined with exactly one space.
+    from dqn.config import FIELDS
+
+    for key, row in FIELDS.items():
+        assert isinstance(row.meaning, str) and row.meaning.strip(), key
+        assert row.meaning == row.meaning.strip() and "  " not in row.meaning, key
 
 
 def test_the_table_agrees_with_the_field_types():
