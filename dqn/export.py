@@ -116,8 +116,7 @@ def _check_out(out: Path) -> None:
 
 def _check_agent(path: Path) -> tuple[Path, int, int]:
     """The agent folder for ``path`` and its network's sizes, read without TensorFlow."""
-    from dqn.checkpoint import resolve_agent_dir
-    from dqn.run_state import check_agent_files
+    from dqn.agent_files import check_agent_files, resolve_agent_dir
 
     agent_dir = resolve_agent_dir(path)
     check_agent_files(agent_dir)
