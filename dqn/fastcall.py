@@ -2,11 +2,11 @@
 
 Why this module exists: on a CPU, ``ConcreteFunction.__call__`` spends most of its time in
 Python, binding the arguments to the function's signature, flattening and packing nests and
-checking types: about 300 us a call on a 2-core machine, more than one gradient step of a
-[64, 64] network takes. When the agent trains after every env step, that binding is most of the
-step. TensorFlow's own eager call path ends in one op execution of the traced function by name,
-with the flat list of inputs followed by the captured tensors; ``flat_caller`` goes there
-directly (about 80 us).
+checking types, which can cost more than one gradient step of a small network
+(``python -m benchmarks.call_overhead`` measures both). When the agent trains after every env
+step, that binding is most of the step. TensorFlow's own eager call path ends in one op
+execution of the traced function by name, with the flat list of inputs followed by the
+captured tensors; ``flat_caller`` goes there directly.
 
 That entry point is not public API. ``flat_caller`` therefore checks that every piece it needs
 exists, that it runs in eager mode, and that the fast call returns exactly what the public call

@@ -5,8 +5,8 @@ microseconds of dispatch, more than the arithmetic of a small MLP. So the learne
 weights of a network in ONE float32 vector, runs the Keras model functionally on it
 (``model.stateless_call``), and only writes the weights back into the Keras variables when a
 user asks for the model. Acting goes through ``NumpyMLP``, a numpy view of the same vector:
-a forward pass of a [64, 64] net for one observation is a few microseconds in numpy, against
-~100+ us for any TensorFlow call.
+one observation through a small MLP is a few numpy operations, far cheaper than any
+TensorFlow call's dispatch.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import os
 def configure_tensorflow(num_threads: int) -> None:
     """Set TF's thread pools (a no-op once TF has started running ops).
 
-    On a 2-core machine the small matrices of a DQN are fastest on one thread: more threads add
-    synchronisation but no useful parallel work (measured by ``python -m benchmarks.bench``).
+    The small matrices of a DQN leave a second thread little parallel work and add
+    synchronisation, so few threads are fastest on a small machine (README, Performance).
     """
     import tensorflow as tf
 
@@ -26,10 +26,9 @@ def configure_tensorflow(num_threads: int) -> None:
 def configure_blas(num_threads: int) -> None:
     """Cap the BLAS threads numpy uses (the numpy learner, acting, diagnostics).
 
-    On 2 cores OpenBLAS' default of two threads made the numpy learner about a fifth slower in
-    the benchmark's train-every-step and zoo regimes than one thread. The cap changed no
-    result of the TensorFlow learner: the default config's runs reproduce their metrics.csv
-    byte for byte.
+    BLAS libraries start one thread per core, which for the small matrices of a DQN costs
+    more in synchronisation than it gains (README, Performance). The cap changes speed, not
+    results.
     """
     from threadpoolctl import threadpool_limits
 

@@ -186,17 +186,8 @@ def _step_metrics(out: LossGrad, grad_norm: tf.Tensor, config: DQNConfig) -> tf.
         over = tf.reduce_mean(tf.cast(abs_td > config.loss_bound, tf.float32))
     else:
         td_stats, zero, over = [nan] * 5, nan, nan
-    return tf.stack(
-        [
-            out.loss,
-            *td_stats,
-            zero,
-            over,
-            tf.reduce_mean(out.q_sa),
-            tf.reduce_max(tf.abs(out.q)),
-            grad_norm,
-        ]
-    )
+    q_stats = [tf.reduce_mean(out.q_sa), tf.reduce_max(tf.abs(out.q))]
+    return tf.stack([out.loss, *td_stats, zero, over, *q_stats, grad_norm])
 
 
 def make_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig):
@@ -241,13 +232,14 @@ def unpack_state(online: tf.Tensor, rest: tf.Tensor, grad_steps: tf.Tensor) -> L
 def unpack_rows(rows: tf.Tensor, obs_dim: int) -> tuple[tf.Tensor, ...]:
     """Packed replay rows (``dqn.replay.row_layout``) -> (obs, actions, rewards, next_obs,
     terminated)."""
-    layout = row_layout(obs_dim)
+    at = row_layout(obs_dim)
+    actions = tf.cast(rows[..., at.action], tf.int32)
     return (
-        rows[..., layout.obs],
-        tf.cast(rows[..., layout.action], tf.int32),
-        rows[..., layout.reward],
-        rows[..., layout.next_obs],
-        rows[..., layout.terminated],
+        rows[..., at.obs],
+        actions,
+        rows[..., at.reward],
+        rows[..., at.next_obs],
+        rows[..., at.terminated],
     )
 
 
@@ -305,27 +297,13 @@ class TFLearner:
     @property
     def state(self) -> LearnerArrays:
         s = unpack_state(*self._packed)
-        return LearnerArrays(
-            s.online.numpy(),
-            s.target.numpy(),
-            s.adam_m.numpy(),
-            s.adam_v.numpy(),
-            np.float32(s.adam_step.numpy()),
-            int(s.grad_steps.numpy()),
-        )
+        vectors = (t.numpy() for t in (s.online, s.target, s.adam_m, s.adam_v))
+        return LearnerArrays(*vectors, np.float32(s.adam_step.numpy()), int(s.grad_steps))
 
     @state.setter
     def state(self, state: LearnerArrays) -> None:
-        self._packed = pack_state(
-            LearnerState(
-                tf.constant(state.online, tf.float32),
-                tf.constant(state.target, tf.float32),
-                tf.constant(state.adam_m, tf.float32),
-                tf.constant(state.adam_v, tf.float32),
-                tf.constant(state.adam_step, tf.float32),
-                tf.constant(state.grad_steps, tf.int64),
-            )
-        )
+        floats = (tf.constant(a, tf.float32) for a in state[:5])  # vectors and adam_step
+        self._packed = pack_state(LearnerState(*floats, tf.constant(state.grad_steps, tf.int64)))
         self.online = np.array(state.online, np.float32)
 
     @property
