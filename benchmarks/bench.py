@@ -7,12 +7,14 @@ prints one markdown table with both numbers and their ratio:
   (b) one gradient step per env step, [64, 64] net: env steps/s
   (c) one gradient step per 4 env steps: env steps/s
   (d) configs/cartpole.yaml over N seeds (SB3 on its zoo settings): time to first solve, final eval
-  (e) CleanRL's dqn.py settings: env steps/s against the figure quoted in issue 5 (not run here)
+  (e) CleanRL's dqn.py settings (SB3 with its Huber loss): env steps/s of the whole run
 
-(a), (b), (c) and (e) also run dqn with ``learner: numpy``; (e) also with 8 vectorized envs.
+(a), (b), (c) and (e) also run dqn with ``learner: numpy``; (e) also with 8 vectorized envs
+(against the same one-env SB3 run). CleanRL itself is not run (its dqn.py is a script, not a
+package); its figure from another machine is a reference in (e)'s note, not a divisor.
 Run from the repository root:
 
-    python -m benchmarks.bench               # everything (about 10-15 minutes on 2 quiet cores)
+    python -m benchmarks.bench               # everything (17 min on 2 cores before (e) ran SB3)
     python -m benchmarks.bench --quick       # tiny step counts: checks that it all runs
     python -m benchmarks.bench --regimes a,d --seeds 3 --out results/bench.md
 

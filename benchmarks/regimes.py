@@ -19,14 +19,20 @@ NUMPY = {"learner": "numpy"}
 VECTOR_ENVS = 8  # (e), vectorized: envs stepped together
 
 
-def throughput_runs(settings: Settings, marks: list[int], config: Path) -> dict:
-    """dqn (as configured: the TensorFlow learner), dqn with the numpy learner, and SB3."""
+def throughput_runs(
+    settings: Settings, marks: list[int], config: Path, sb3_settings: Settings | None = None
+) -> dict:
+    """dqn (as configured: the TensorFlow learner), dqn with the numpy learner, and SB3.
+
+    SB3 runs ``sb3_settings`` if given (``settings`` otherwise), with the same marks.
+    """
     job = {"settings": settings.to_dict(), "seed": 0, "marks": marks}
     dqn_job = {**job, "worker": "dqn_throughput", "config": str(config)}
+    sb3_job = {**job, "settings": (sb3_settings or settings).to_dict()}
     return {
         "dqn": timed("dqn", dqn_job),
         "dqn_numpy": timed("dqn, learner numpy", {**dqn_job, "overrides": NUMPY}),
-        "sb3": timed("SB3", {**job, "worker": "sb3_throughput", "torch_threads": 1}),
+        "sb3": timed("SB3", {**sb3_job, "worker": "sb3_throughput", "torch_threads": 1}),
     }
 
 
@@ -81,16 +87,28 @@ def regime_d(quick: bool, config: Path, seeds: int) -> dict:
     return {"dqn": dqn, "sb3": sb3, "seeds": seeds, "eval": evaluation}
 
 
-def regime_e(quick: bool, config: Path) -> dict:
-    """CleanRL's settings: dqn's env steps per second (CleanRL's own figure is quoted)."""
+def e_settings(quick: bool) -> tuple[Settings, Settings]:
+    """(e)'s settings for dqn and for SB3: CleanRL's, except that SB3 trains with Huber.
+
+    SB3's DQN has no other loss; dqn keeps CleanRL's squared error (see ``settings.CLEANRL``).
+    Everything else, and so the work per env step, is the same in both.
+    """
     s = CLEANRL
     if quick:
         s = s.replace(total_env_steps=3_000, learning_starts_env_steps=1_000)
-    job = {"settings": s.to_dict(), "seed": 0, "marks": [s.total_env_steps], "config": str(config)}
-    dqn = timed("dqn", {**job, "worker": "dqn_throughput"})
-    dqn_numpy = timed("dqn, learner numpy", {**job, "worker": "dqn_throughput", "overrides": NUMPY})
+    return s, s.replace(loss="huber")
+
+
+def regime_e(quick: bool, config: Path) -> dict:
+    """CleanRL's settings: env steps per second of the whole run, dqn and SB3 in this run.
+
+    The same throughput runs as (a), marked at the last step, plus dqn vectorized.
+    """
+    s, sb3 = e_settings(quick)
+    runs = throughput_runs(s, [s.total_env_steps], config, sb3_settings=sb3)
+    job = {"settings": s.to_dict(), "seed": 0, "config": str(config)}
     vector = timed(
         f"dqn, learner numpy, {VECTOR_ENVS} envs",
         {**job, "worker": "dqn_vector", "overrides": {**NUMPY, "num_envs": VECTOR_ENVS}},
     )
-    return {"settings": s, "dqn": dqn, "dqn_numpy": dqn_numpy, "vector": vector}
+    return {"settings": s, "sb3_settings": sb3, **runs, "vector": vector}

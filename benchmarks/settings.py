@@ -74,6 +74,8 @@ EVERY_STEP = ZOO.replace(
 EVERY_4_STEPS = EVERY_STEP.replace(train_every_env_steps=4)
 # CleanRL dqn.py defaults. Its loss is F.mse_loss = mean(e^2); dqn's l2 is 0.5 e^2, so dqn's
 # gradient is half of CleanRL's, which Adam's per-parameter scaling cancels (up to its epsilon).
+# SB3's DQN has only Huber, so regime (e) runs SB3 on these settings with loss="huber"
+# (regimes.e_settings); without a max_grad_norm SB3 clips at an infinite norm (sb3_kwargs).
 CLEANRL = Settings(
     total_env_steps=100_000,
     hidden_sizes=(120, 84),

@@ -67,13 +67,59 @@ def test_settings_round_trip_and_sb3_kwargs():
         settings.sb3_kwargs(settings.CLEANRL)
 
 
-def test_sb3_accepts_the_kwargs():
+@pytest.mark.parametrize("quick", [False, True])
+def test_regime_e_runs_sb3_on_cleanrl_settings(quick):
+    dqn_s, sb3_s = regimes.e_settings(quick)
+    # dqn runs CleanRL's settings as they are; SB3 the same but for its only loss.
+    assert dqn_s.loss == "l2" and sb3_s == dqn_s.replace(loss="huber")
+    short = {"total_env_steps": 3_000, "learning_starts_env_steps": 1_000} if quick else {}
+    assert dqn_s == settings.CLEANRL.replace(**short)
+    kw = settings.sb3_kwargs(sb3_s, seed=0)
+    assert kw["policy_kwargs"]["net_arch"] == [120, 84]
+    assert (kw["batch_size"], kw["learning_rate"], kw["buffer_size"]) == (128, 2.5e-4, 10_000)
+    assert (kw["train_freq"], kw["gradient_steps"], kw["target_update_interval"]) == (10, 1, 500)
+    assert (kw["exploration_fraction"], kw["exploration_final_eps"]) == (0.5, 0.05)
+    assert kw["max_grad_norm"] == float("inf") and kw["tau"] == 1.0
+    # Both libraries take the same number of gradient steps, so the same work per env step.
+    config = DQNConfig().replace(**settings.dqn_overrides(dqn_s))
+    assert total_grad_steps(config) == floor.grad_steps(sb3_s)
+    assert kw["learning_starts"] == (1_000 if quick else 10_000)
+
+
+def test_regime_e_jobs(monkeypatch):
+    # No process is started: the jobs regime (e) would launch, recorded.
+    jobs = {}
+    monkeypatch.setattr(regimes, "timed", lambda label, job, env=None: jobs.setdefault(label, job))
+    out = regimes.regime_e(quick=False, config=bench.DEFAULT_CONFIG)
+    dqn_s, sb3_s = regimes.e_settings(False)
+    assert out["settings"] == dqn_s and out["sb3_settings"] == sb3_s
+    sb3 = jobs["SB3"]
+    # SB3's run is the throughput worker of (a), (b), (c): the same step clock and marks as dqn's.
+    assert sb3["worker"] == "sb3_throughput" and sb3["torch_threads"] == 1
+    assert settings.Settings.from_dict(sb3["settings"]) == sb3_s
+    for label in ("dqn", "dqn, learner numpy"):
+        assert jobs[label]["worker"] == "dqn_throughput"
+        assert settings.Settings.from_dict(jobs[label]["settings"]) == dqn_s
+        assert jobs[label]["marks"] == sb3["marks"] == [100_000]
+    (vector,) = [job for job in jobs.values() if job["worker"] == "dqn_vector"]
+    assert vector["overrides"] == {"learner": "numpy", "num_envs": regimes.VECTOR_ENVS}
+
+
+@pytest.mark.parametrize(
+    "s, target_period, max_norm, widths",
+    [
+        (settings.ZOO, 10, 10.0, [256, 256, 2]),
+        (regimes.e_settings(False)[1], 500, float("inf"), [120, 84, 2]),
+    ],
+    ids=["zoo", "e"],
+)
+def test_sb3_accepts_the_kwargs(s, target_period, max_norm, widths):
     pytest.importorskip("torch")
     sb3 = pytest.importorskip("stable_baselines3")
-    model = sb3.DQN("MlpPolicy", gym.make("CartPole-v1"), **settings.sb3_kwargs(settings.ZOO))
-    assert model.target_update_interval == 10 and model.max_grad_norm == 10.0
-    widths = [m.out_features for m in model.q_net.q_net if hasattr(m, "out_features")]
-    assert widths == [256, 256, 2]
+    model = sb3.DQN("MlpPolicy", gym.make("CartPole-v1"), **settings.sb3_kwargs(s))
+    assert model.target_update_interval == target_period and model.max_grad_norm == max_norm
+    layers = [m.out_features for m in model.q_net.q_net if hasattr(m, "out_features")]
+    assert layers == widths
 
 
 def test_eval_windows_and_train_seconds():
@@ -155,8 +201,10 @@ def test_table_from_worker_results():
         },
         "e": {
             "settings": settings.CLEANRL,
+            "sb3_settings": settings.CLEANRL.replace(loss="huber"),
             "dqn": {"elapsed": [4.0], **threads},
             "dqn_numpy": {"elapsed": [5.0], **threads},
+            "sb3": {"elapsed": [20.0], **threads},
             "vector": {"seconds": 2.0, "env_steps": 100_004, **threads},
         },
     }
@@ -180,7 +228,19 @@ def test_table_from_worker_results():
     # (d): both seeds solve (at 3.0 s and 2.0 s: median 2.5); one ends below 475; SB3 failed.
     assert "| 2.5 | failed |" in find("median train wall s to first eval >= 475")
     assert "| 1/2 | failed |" in find("seeds >= 475 at end")
-    # (e): 100,000 steps in 4 s and 5 s against the quoted 8,100/s; 100,004 in 2 s vectorized.
-    assert "| 25,000 |" in find("(e) CleanRL settings")
-    assert "| 20,000 |" in find("(e) the same, dqn with learner: numpy")
-    assert "| 50,002 |" in find("(vectorized)")
+    # (e): 100,000 steps in 4 s and 5 s, 100,004 in 2 s vectorized; SB3's 100,000 in 20 s.
+    assert "| 25,000 | 5,000 | 5.00x | >= 3 |" in find(
+        "(e) CleanRL settings: 100,000 steps, 120x84"
+    )
+    assert "| 20,000 | 5,000 | 4.00x | >= 3 |" in find("(e) the same, dqn with learner: numpy")
+    assert "| 50,002 | 5,000 | 10.00x | >= 3 |" in find("(vectorized")
+    # CleanRL's quoted figure is no row's divisor, only a reference in (e)'s note.
+    table_rows = text.split("\n\n")[0]
+    assert "8,100" not in table_rows and "CleanRL settings" in table_rows
+    (note,) = [line for line in text.splitlines() if line.startswith("- (e):")]
+    assert "8,100 env steps/s" in note and "not run here, measured on another machine" in note
+    # SB3 failed in (e): no ratio, and no fallback to the quoted figure.
+    results["e"]["sb3"] = None
+    failed = table.table({"e": results["e"]}, quick=False)
+    (line,) = [v for v in failed.splitlines() if v.startswith("| (e) the same, dqn with learner")]
+    assert "| 20,000 | failed | - | >= 3 |" in line
