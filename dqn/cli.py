@@ -255,7 +255,19 @@ def compare_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=os.cpu_count() or 1,
-        help="parallel training processes, one TF thread each (default: number of cores)",
+        help="parallel training processes, one TF thread each (default: number of cores); "
+        "with --backend ray and no --address, the CPUs of the local Ray",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="run in local processes (default) or as Ray tasks (the 'ray' extra)",
+    )
+    p.add_argument(
+        "--address",
+        help="with --backend ray: the Ray cluster (HEAD:6379); OUT must be on a filesystem "
+        "every node sees (default: start a local Ray)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -266,6 +278,8 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     prog = "dqn-compare"
     if args.seeds <= 0 or args.workers <= 0 or args.first_seed < 0:
         return _fail(prog, "--seeds and --workers must be > 0 and --first-seed >= 0")
+    if args.address is not None and args.backend != "ray":
+        return _fail(prog, "--address is the Ray cluster to use: give it with --backend ray")
     try:
         from dqn.compare import (
             DEFAULT_VARIANTS,
@@ -290,7 +304,14 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
             raise DQNError(f"variant labels must be unique, got {', '.join(labels)}")
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         rows = run_comparison(
-            base, variants, seeds, args.out, workers=args.workers, progress=not args.no_progress
+            base,
+            variants,
+            seeds,
+            args.out,
+            workers=args.workers,
+            progress=not args.no_progress,
+            backend=args.backend,
+            address=args.address,
         )
     except DQNError as exc:
         return _fail(prog, exc)

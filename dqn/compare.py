@@ -8,7 +8,7 @@ interrupted comparison restarts where it stopped and never redoes a finished run
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,15 +131,18 @@ def _nanmean(x: np.ndarray) -> float:
 
 
 def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict:
-    """Train one run in a worker process (one TF thread) and write its result.json."""
+    """Train one run in a worker process of either backend (one TF thread); write result.json."""
     from dqn.runtime import import_tensorflow_quietly
 
     config = DQNConfig.from_dict(config_dict)
+    run_path = Path(run_dir)
+    # A run killed half-way (or a Ray task retried after its node died) left a partial folder:
+    # start it again from scratch.
+    _remove_partial(run_path)
     import_tensorflow_quietly(config.num_threads)
     from dqn.errors import DivergenceError
     from dqn.loop import train
 
-    run_path = Path(run_dir)
     try:
         result = train(config, run_dir=run_path / "run", progress=False)
         history, first_solve, seconds = (
@@ -169,6 +172,10 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict:
     return row
 
 
+# One run to do: (run name, config dict, variant label, absolute run folder).
+Job = tuple[str, dict, str, str]
+
+
 def run_comparison(
     base: DQNConfig,
     variants: Sequence[Variant],
@@ -176,50 +183,73 @@ def run_comparison(
     out_dir: str | Path,
     workers: int = 2,
     progress: bool = True,
+    backend: str = "local",
+    address: str | None = None,
 ) -> list[dict]:
-    """Train every (variant, seed) not already finished in ``out_dir``; return all rows."""
+    """Train every (variant, seed) not already finished in ``out_dir``; return all rows.
+
+    ``backend="local"`` runs them in ``workers`` local processes; ``"ray"`` as Ray tasks, on a
+    local Ray of ``workers`` CPUs or on the cluster at ``address`` (see ``dqn.ray_backend``).
+    """
     out = Path(out_dir)
     # Every config is validated before anything is written: a bad variant leaves no folder.
     configs = {(v.label, seed): v.config(base, seed) for v in variants for seed in seeds}
+    run_jobs = _backend(backend, workers, address)  # Ray missing: refused here, nothing written
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    jobs, rows = [], {}
+    jobs: list[Job] = []
+    rows: dict[str, dict] = {}
     for variant in variants:
         for seed in seeds:
-            cfg = configs[variant.label, seed]
             name = run_name(variant.label, seed)
             done = out / "runs" / name / "result.json"
             if done.is_file():
                 rows[name] = json.loads(done.read_text())
                 continue
-            # A run killed half-way left a partial folder: start it again from scratch.
-            _remove_partial(out / "runs" / name)
-            jobs.append((name, cfg.to_dict(), variant.label, str(out / "runs" / name)))
+            cfg = configs[variant.label, seed].to_dict()
+            jobs.append((name, cfg, variant.label, str((out / "runs" / name).resolve())))
     bar = None
     if progress:
         from tqdm import tqdm
 
         total = len(variants) * len(seeds)
         bar = tqdm(total=total, initial=total - len(jobs), unit="run", dynamic_ncols=True)
-    if jobs:
-        import multiprocessing as mp
-
-        # spawn: TensorFlow is not fork-safe.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            pending = {
-                pool.submit(_run_worker, cfg, label, path): name for name, cfg, label, path in jobs
-            }
-            while pending:
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    rows[pending.pop(fut)] = fut.result()
-                    if bar is not None:
-                        bar.update(1)
+    for name, row in run_jobs(jobs) if jobs else ():
+        rows[name] = row
+        if bar is not None:
+            bar.update(1)
     if bar is not None:
         bar.close()
     ordered = [rows[run_name(v.label, s)] for v in variants for s in seeds]
     write_results(ordered, out)
     write_report(ordered, out, _threshold(base))
     return ordered
+
+
+def _backend(backend: str, workers: int, address: str | None) -> Callable[[list[Job]], Iterator]:
+    """The one part a backend owns: run these jobs, yield (name, row) as each finishes."""
+    if backend == "local":
+        return lambda jobs: run_local(jobs, workers)
+    if backend == "ray":
+        from dqn.ray_backend import require_ray, run_ray
+
+        require_ray()
+        return lambda jobs: run_ray(_run_worker, jobs, workers, address)
+    raise ConfigError(f"unknown backend {backend!r}: local or ray")
+
+
+def run_local(jobs: Sequence[Job], workers: int) -> Iterator[tuple[str, dict]]:
+    """Run the jobs in ``workers`` local processes; yield (name, row) as each finishes."""
+    import multiprocessing as mp
+
+    # spawn: TensorFlow is not fork-safe.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        pending = {
+            pool.submit(_run_worker, cfg, label, path): name for name, cfg, label, path in jobs
+        }
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                yield pending.pop(fut), fut.result()
 
 
 def _threshold(base: DQNConfig) -> float:

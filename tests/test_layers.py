@@ -21,7 +21,7 @@ LAYERS = {
     2: {"learner", "tf_learner", "numpy_learner"},
     3: {"agent", "agent_files", "evaluation"},
     4: {"loop", "run_log", "run_state", "checkpoint", "divergence"},
-    5: {"compare", "report", "stats"},
+    5: {"compare", "ray_backend", "report", "stats"},
     6: {"cli", "export", "__init__"},  # command-line faces; the package's lazy public API
 }
 LAYER_NAMES = {0: "helpers", 1: "math", 2: "learners", 3: "agent", 4: "run", 5: "study", 6: "face"}

@@ -1,0 +1,74 @@
+"""The Ray backend of ``dqn-compare``: one Ray task per run, on a local Ray or a cluster.
+
+Ray is an optional extra (``pip install -e ".[ray]"``), imported inside the functions only, so
+``dqn.compare`` imports without it. Each task calls the local backend's worker function, in one
+of Ray's worker processes (started fresh, not forked: TensorFlow is imported inside the task),
+and writes its run folder and ``result.json`` itself. So on a cluster the output folder must be
+on a filesystem every node sees at the same path, and dqn must be installed on every node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+from dqn.errors import DQNError
+
+RAY_MISSING = '--backend ray needs Ray: pip install -e ".[ray]"'
+
+
+def require_ray():
+    """The ``ray`` module, or a one-line DQNError naming the fix."""
+    try:
+        import ray
+    except ImportError:
+        raise DQNError(RAY_MISSING) from None
+    return ray
+
+
+def run_ray(
+    worker: Callable[[dict, str, str], dict],
+    jobs: Sequence[tuple[str, dict, str, str]],
+    workers: int,
+    address: str | None = None,
+) -> Iterator[tuple[str, dict]]:
+    """Run ``worker(config_dict, label, run_dir)`` per job as a Ray task of one CPU; yield
+    (name, row) as each finishes.
+
+    Uses the Ray this process is already connected to, if any; else connects to ``address``, or
+    without one starts a local Ray of ``workers`` CPUs, and shuts it down at the end.
+    """
+    ray = require_ray()
+    started = not ray.is_initialized()
+    if started:
+        options = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
+        if address is None and not os.environ.get("RAY_ADDRESS"):
+            options["num_cpus"] = workers  # a new local Ray (a cluster has its own CPUs)
+        with _ray_warnings_muted():
+            ray.init(address=address, **options)
+    try:
+        # Application errors are not retried; a task whose worker or node died is (Ray's
+        # default), and the worker starts that run's folder again from scratch.
+        task = ray.remote(num_cpus=1)(worker)
+        pending = {task.remote(cfg, label, path): name for name, cfg, label, path in jobs}
+        while pending:
+            finished, _ = ray.wait(list(pending), num_returns=1)
+            for ref in finished:
+                yield pending.pop(ref), ray.get(ref)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _ray_warnings_muted() -> Iterator[None]:
+    """Ray's start-up notices (token authentication, resources) are not the comparison's."""
+    logger = logging.getLogger("ray")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

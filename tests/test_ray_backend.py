@@ -1,0 +1,96 @@
+"""``dqn-compare --backend ray``: refused in one line without Ray; with Ray, the same results as
+the local backend for the same seeds, and resumable."""
+
+import os
+import sys
+
+import pytest
+
+from dqn.cli import compare_main
+from tests.test_bad_input import assert_refused
+from tests.test_compare import TINY
+
+VARIANTS = ["huber", "clipped_delta"]
+
+
+def compare_args(out, *extra):
+    """2 variants x 2 seeds of the tiny config (written next to ``out``)."""
+    config = out.parent / "tiny.yaml"
+    if not config.exists():
+        TINY.to_yaml(config)
+    args = ["--config", str(config), "--variants", *VARIANTS, "--seeds", "2"]
+    return [*args, "--out", str(out), "--no-progress", *extra]
+
+
+def test_without_ray_the_ray_backend_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    monkeypatch.chdir(tmp_path)
+    args = compare_args(tmp_path / "out", "--backend", "ray")
+    assert_refused(
+        compare_main,
+        args,
+        ["--backend ray needs Ray", 'pip install -e ".[ray]"'],
+        capsys,
+        tmp_path,
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_address_without_the_ray_backend_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = compare_args(tmp_path / "out", "--address", "head:6379")
+    assert_refused(compare_main, args, ["--address", "--backend ray"], capsys, tmp_path)
+
+
+@pytest.fixture
+def local_ray():
+    ray = pytest.importorskip("ray", reason="Ray not installed (the 'ray' extra)")
+    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False, configure_logging=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def result_rows(out):
+    import csv
+
+    with open(out / "results.csv", newline="") as fh:
+        return [
+            {k: v for k, v in row.items() if k != "train_seconds"} for row in csv.DictReader(fh)
+        ]
+
+
+@pytest.mark.slow
+def test_the_ray_backend_gives_the_local_results_and_resumes(tmp_path, local_ray, capsys):
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert compare_main(compare_args(local, "--workers", "2")) == 0
+    assert compare_main(compare_args(remote, "--backend", "ray")) == 0
+    capsys.readouterr()
+
+    rows = result_rows(remote)
+    assert [(r["variant"], r["seed"]) for r in rows] == [
+        (v, str(s)) for v in VARIANTS for s in (0, 1)
+    ]
+    assert rows == result_rows(local)
+    names = sorted(p.name for p in (local / "runs").iterdir())
+    assert names == sorted(p.name for p in (remote / "runs").iterdir()) and len(names) == 4
+    for name in names:
+        metrics = [out / "runs" / name / "run" / "metrics.csv" for out in (local, remote)]
+        assert metrics[0].read_bytes() == metrics[1].read_bytes(), name
+
+    # The tasks ran this checkout's dqn in Ray's own worker processes, not in this one.
+    @local_ray.remote(num_cpus=1)
+    def where():
+        import dqn
+
+        return dqn.__file__, os.getpid()
+
+    file, pid = local_ray.get(where.remote())
+    assert file == sys.modules["dqn"].__file__ and pid != os.getpid()
+
+    # Resumable: a second call on the same OUT redoes nothing.
+    done = {p: p.stat().st_mtime_ns for p in (remote / "runs").glob("*/result.json")}
+    assert compare_main(compare_args(remote, "--backend", "ray")) == 0
+    assert {p: p.stat().st_mtime_ns for p in done} == done
+    assert result_rows(remote) == rows
