@@ -230,9 +230,11 @@ def _backend(backend: str, workers: int, address: str | None) -> Callable[[list[
     if backend == "local":
         return lambda jobs: run_local(jobs, workers)
     if backend == "ray":
-        from dqn.ray_backend import require_ray, run_ray
+        from dqn.ray_backend import check_reachable, require_ray, run_ray
 
         require_ray()
+        if address is not None:
+            check_reachable(address)
         return lambda jobs: run_ray(_run_worker, jobs, workers, address)
     raise ConfigError(f"unknown backend {backend!r}: local or ray")
 

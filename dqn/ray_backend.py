@@ -28,6 +28,22 @@ def require_ray():
     return ray
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A one-line DQNError unless something listens at ``address`` (HOST:PORT, optionally
+    ``ray://HOST:PORT``): ``ray.init`` itself retries an unreachable address for minutes."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        if address == "auto":
+            return  # Ray finds the cluster this machine belongs to
+        raise DQNError(f"--address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379) or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise DQNError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
 def run_ray(
     worker: Callable[[dict, str, str], dict],
     jobs: Sequence[tuple[str, dict, str, str]],

@@ -94,3 +94,30 @@ def test_the_ray_backend_gives_the_local_results_and_resumes(tmp_path, local_ray
     assert compare_main(compare_args(remote, "--backend", "ray")) == 0
     assert {p: p.stat().st_mtime_ns for p in done} == done
     assert result_rows(remote) == rows
+
+
+def test_an_unreachable_cluster_address_is_refused_before_anything_is_written(tmp_path, capsys):
+    # Nothing listens on port 1 of this machine: refused at once, not retried for minutes.
+    pytest.importorskip("ray")
+    from dqn.cli import compare_main
+
+    out = tmp_path / "out"
+    code = compare_main(
+        [
+            "--backend",
+            "ray",
+            "--address",
+            "127.0.0.1:1",
+            "--seeds",
+            "1",
+            "--variants",
+            "huber",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert "cannot reach a Ray cluster at 127.0.0.1:1" in lines[0]
+    assert not out.exists()
