@@ -23,3 +23,7 @@ class DivergenceError(DQNError):
 
 class CheckpointWarning(UserWarning):
     """A checkpoint was skipped (corrupt or incomplete) in favour of an older good one."""
+
+
+class ThreadsWarning(UserWarning):
+    """TensorFlow was running before dqn could set its thread pools (they cannot change then)."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 
+_WARNED_THREADS = False  # the ThreadsWarning is said once per process
+
 
 def configure_tensorflow(num_threads: int) -> None:
-    """Set TF's thread pools (a no-op once TF has started running ops).
+    """Set TF's thread pools; once TF has run an op they are fixed, and this warns once.
 
     The small matrices of a DQN leave a second thread little parallel work and add
     synchronisation, so few threads are fastest on a small machine (README, Performance).
@@ -19,8 +21,28 @@ def configure_tensorflow(num_threads: int) -> None:
     try:
         threading.set_intra_op_parallelism_threads(num_threads)
         threading.set_inter_op_parallelism_threads(num_threads)
-    except RuntimeError:
-        pass  # TF already initialised in this process; its first setting stands
+    except RuntimeError:  # TF already initialised in this process: its first setting stands
+        _warn_threads_fixed(threading.get_intra_op_parallelism_threads(), num_threads)
+
+
+def _warn_threads_fixed(current: int, wanted: int) -> None:
+    global _WARNED_THREADS
+    if _WARNED_THREADS:
+        return
+    _WARNED_THREADS = True
+    import warnings
+
+    from dqn.errors import ThreadsWarning
+
+    have = f"{current} threads" if current else "one thread per core"
+    warnings.warn(
+        f"TensorFlow was already running (with {have}) when dqn asked for num_threads="
+        f"{wanted}, and its thread pools cannot change once it runs: training may be slower "
+        f"and less even than from a fresh process. Call dqn.runtime.configure_tensorflow("
+        f"{wanted}) before your first TensorFlow operation, or train with learner: numpy.",
+        ThreadsWarning,
+        stacklevel=4,
+    )
 
 
 def configure_blas(num_threads: int) -> None:

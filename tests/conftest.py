@@ -6,6 +6,15 @@ import pytest
 # Quiet TensorFlow's C++ start-up logs in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+def pytest_configure(config):
+    # In-process runs train as a fresh process would: TensorFlow's thread pools are fixed by
+    # its first operation, so set them (num_threads 1, the default) before any test runs one.
+    from dqn.runtime import configure_tensorflow
+
+    configure_tensorflow(1)
+
+
 # A run small enough to train in-process in a few seconds, with several checkpoints.
 TINY_RUN = dict(
     total_env_steps=600,
