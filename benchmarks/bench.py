@@ -8,13 +8,14 @@ prints one markdown table with both numbers and their ratio:
   (c) one gradient step per 4 env steps: env steps/s
   (d) configs/cartpole.yaml over N seeds (SB3 on its zoo settings): time to first solve, final eval
   (e) CleanRL's dqn.py settings (SB3 with its Huber loss): env steps/s of the whole run
+  (f) the library path: dqn's default config from a fresh process and after TensorFlow ran
 
 (a), (b), (c) and (e) also run dqn with ``learner: numpy``; (e) also with 8 vectorized envs
 (against the same one-env SB3 run). CleanRL itself is not run (its dqn.py is a script, not a
 package); its figure from another machine is a reference in (e)'s note, not a divisor.
 Run from the repository root:
 
-    python -m benchmarks.bench               # everything (17 min on 2 cores before (e) ran SB3)
+    python -m benchmarks.bench               # everything (about 20 min on 2 cores)
     python -m benchmarks.bench --quick       # tiny step counts: checks that it all runs
     python -m benchmarks.bench --regimes a,d --seeds 3 --out results/bench.md
 
@@ -74,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             results[key] = regimes.regime_rate(s, args.quick, args.config)
         elif key == "d":
             results[key] = regimes.regime_d(args.quick, args.config, args.seeds)
-        else:
+        elif key == "e":
             results[key] = regimes.regime_e(args.quick, args.config)
+        else:
+            results[key] = regimes.regime_f(args.quick, args.config)
     text = table(results, args.quick)
     print(text)
     if args.out:

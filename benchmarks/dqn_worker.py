@@ -139,3 +139,18 @@ def work_solve(job: dict[str, Any]) -> dict[str, Any]:
     summary += f", grad norm <= {config.max_grad_norm:g}" if config.max_grad_norm else ""
     summary += ", double DQN" if config.double_dqn else ""
     return {"runs": runs, "threads": _threads(config), "config_summary": summary}
+
+
+def work_library_path(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker ``dqn_library_path``: the default config, trained from this fresh process, or
+    (``warm``) after TensorFlow already ran an operation, as in a notebook or a project with
+    TensorFlow code of its own; ``TrainResult.train_seconds``."""
+    if job["warm"]:
+        import tensorflow as tf
+
+        (tf.constant([[1.0]]) @ tf.constant([[2.0]])).numpy()
+    from dqn.config import parse_overrides
+
+    config = _base_config(job).replace(seed=job["seed"], **parse_overrides(job["overrides"]))
+    result, _, _ = _train(config, [])
+    return {"seconds": result.train_seconds, "threads": _threads(config)}

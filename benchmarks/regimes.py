@@ -12,7 +12,8 @@ from benchmarks.floor import grad_step_flops, grad_steps
 from benchmarks.settings import CLEANRL, ZOO, Settings
 from benchmarks.worker import timed
 
-REGIMES = ("a", "b", "c", "d", "e")
+REGIMES = ("a", "b", "c", "d", "e", "f")
+LIBRARY_PATH_RUNS, LIBRARY_PATH_SEED = 3, 4  # (f): runs of each kind, alternating
 EVAL = {"eval_every_env_steps": 2_500, "eval_episodes": 10, "eval_seed": 10_000}
 WARMUP_ENV_STEPS, MEASURED_ENV_STEPS = 1_000, 10_000  # (b), (c): timed after learning starts
 NUMPY = {"learner": "numpy"}
@@ -112,3 +113,22 @@ def regime_e(quick: bool, config: Path) -> dict:
         {**job, "worker": "dqn_vector", "overrides": {**NUMPY, "num_envs": VECTOR_ENVS}},
     )
     return {"settings": s, "sb3_settings": sb3, **runs, "vector": vector}
+
+
+def regime_f(quick: bool, config: Path) -> dict:
+    """The library path: the default config trained from a fresh process (the CLI's path) and
+    after TensorFlow already ran (a notebook, a project with its own TensorFlow code),
+    alternating, LIBRARY_PATH_RUNS of each; each run in a process of its own."""
+    overrides = ["total_env_steps=3000", "learning_starts_env_steps=1000"] if quick else []
+    runs: dict[str, list] = {"fresh": [], "warm": []}
+    for _ in range(1 if quick else LIBRARY_PATH_RUNS):
+        for kind in runs:
+            job = {
+                "worker": "dqn_library_path",
+                "warm": kind == "warm",
+                "config": str(config),
+                "seed": LIBRARY_PATH_SEED,
+                "overrides": overrides,
+            }
+            runs[kind].append(timed(f"dqn, {kind} process", job))
+    return runs

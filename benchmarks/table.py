@@ -21,7 +21,7 @@ from benchmarks.regimes import VECTOR_ENVS
 # quoted in issue 5 (gymnasium 0.29), measured on another machine and not run here.
 CLEANRL_STEPS_PER_SECOND = 8_100
 # (e)'s target was first set against CleanRL's dqn.py; it applies to the ratio against SB3.
-TARGETS = {"a": "<= 0.3", "b": ">= 4", "c": ">= 4", "d": "<= 0.3", "e": ">= 3"}
+TARGETS = {"a": "<= 0.3", "b": ">= 4", "c": ">= 4", "d": "<= 0.3", "e": ">= 3", "f": "<= 1.1"}
 
 
 def first_solve(curve: Sequence[Sequence[float]], threshold: float) -> tuple[int, float] | None:
@@ -240,9 +240,39 @@ def table(results: dict, quick: bool) -> str:
             f"at these settings, {CLEANRL_STEPS_PER_SECOND:,} env steps/s (issue 5, gymnasium "
             "0.29); no number in the table is divided by it."
         )
+    if "f" in results:
+        seconds = {k: [x["seconds"] for x in v if x] for k, v in results["f"].items()}
+        fresh, warm = (median_or_none(seconds[k]) for k in ("fresh", "warm"))
+        runs = ", ".join(f"{x:.1f}" for x in seconds["warm"])
+        add(
+            "(f) library path: default config, fresh process (the CLI's path)",
+            "median train wall s",
+            fmt(fresh),
+            "-",
+            "",
+            "",
+        )
+        add(
+            f"(f) the same, TensorFlow ran before train (runs: {runs})",
+            "median train wall s",
+            fmt(warm),
+            "-",
+            ratio(warm, fresh) + " of fresh",
+            TARGETS["f"],
+        )
+        extra.append(
+            "- (f): dqn against itself, no SB3. The default config (seed 4), each run in a "
+            "process of its own, alternating: fresh processes, and processes that ran a "
+            "TensorFlow operation before train (TensorFlow's thread pools are then fixed, "
+            "and dqn says so in a ThreadsWarning). The ratio is warm / fresh."
+        )
     add("threads", "", threads["dqn"] or "-", threads["sb3"] or "-", "", "")
     lines = ["\n".join(rows), "", *notes(quick, extra)]
     return "\n".join(lines) + "\n"
+
+
+def median_or_none(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
 
 
 def notes(quick: bool, extra: list[str]) -> list[str]:

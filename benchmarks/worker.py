@@ -24,6 +24,7 @@ RESULT_PREFIX = "BENCH_RESULT "
 WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "dqn_throughput": dqn_worker.work_throughput,
     "dqn_vector": dqn_worker.work_vector,
+    "dqn_library_path": dqn_worker.work_library_path,
     "dqn_solve": dqn_worker.work_solve,
     "sb3_throughput": sb3_worker.work_throughput,
     "sb3_solve": sb3_worker.work_solve,

@@ -4,6 +4,7 @@ No timing is asserted, and nothing here needs torch (the one SB3 check skips wit
 """
 
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -244,3 +245,23 @@ def test_table_from_worker_results():
     failed = table.table({"e": results["e"]}, quick=False)
     (line,) = [v for v in failed.splitlines() if v.startswith("| (e) the same, dqn with learner")]
     assert "| 20,000 | failed | - | >= 3 |" in line
+
+
+def test_regime_f_alternates_fresh_and_warm_runs_and_reports_their_medians(monkeypatch):
+    from benchmarks import regimes
+    from benchmarks.table import table
+
+    jobs = []
+
+    def fake_timed(label, job):
+        jobs.append(job)
+        return {"seconds": 20.0 if job["warm"] else 10.0 + len(jobs), "threads": "1"}
+
+    monkeypatch.setattr(regimes, "timed", fake_timed)
+    runs = regimes.regime_f(False, Path("configs/cartpole.yaml"))
+    assert [j["warm"] for j in jobs] == [False, True] * regimes.LIBRARY_PATH_RUNS
+    assert {j["seed"] for j in jobs} == {regimes.LIBRARY_PATH_SEED}
+    # fresh runs took 11, 13, 15 s (median 13); warm 20 s each: 20 / 13 = 1.54x.
+    text = table({"f": runs}, quick=False)
+    assert "| median train wall s | 13.0 | - |  |  |" in text
+    assert "| median train wall s | 20.0 | - | 1.54x of fresh | <= 1.1 |" in text
