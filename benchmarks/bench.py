@@ -15,7 +15,7 @@ prints one markdown table with both numbers and their ratio:
 package); its figure from another machine is a reference in (e)'s note, not a divisor.
 Run from the repository root:
 
-    python -m benchmarks.bench               # everything (about 20 min on 2 cores)
+    python -m benchmarks.bench               # everything ((a)-(d) and a dqn-only (e): 17 min)
     python -m benchmarks.bench --quick       # tiny step counts: checks that it all runs
     python -m benchmarks.bench --regimes a,d --seeds 3 --out results/bench.md
 
