@@ -122,18 +122,13 @@ class DQNAgent:
     def act_batch(self, obs: np.ndarray, epsilon: float = 0.0) -> np.ndarray:
         """Epsilon-greedy actions [n] for observations [n, obs_dim], one draw per env.
 
-        For n = 1 this draws the same random numbers as ``act`` (``random(1)`` and
-        ``integers(k, size=1)`` consume a Generator's stream as ``random()`` and
-        ``integers(k)`` do), so one env acts exactly as before.
+        One observation goes through ``act`` (matrix-vector products, no Q when exploring).
         """
         n = len(obs)
+        if n == 1:
+            return np.array([self.act(obs[0], epsilon)])
         explore = self.rng.random(n) < epsilon if epsilon > 0.0 else np.zeros(n, bool)
-        if explore.all():
-            actions = np.zeros(n, np.int64)
-        elif n == 1:  # the acting hot path: matrix-vector products
-            actions = np.array([self.q_values(obs[0]).argmax()])
-        else:
-            actions = self.q_values(obs).argmax(axis=1)
+        actions = self.q_values(obs).argmax(axis=1)
         if explore.any():
             actions = np.where(explore, self.rng.integers(self.n_actions, size=n), actions)
         return actions

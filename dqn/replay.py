@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dqn.errors import ConfigError
+
 
 class Batch(NamedTuple):
     """Transitions (s_tm1, a_tm1, r_t, s_t, terminated_t); leading shape [batch] or [k, batch]."""
@@ -127,8 +129,6 @@ class ReplayBuffer:
 def check_replay_fits(capacity: int, obs_dim: int, available: int | None) -> None:
     """ConfigError, before anything is allocated or written, if a replay of ``capacity``
     transitions needs more than ``available`` bytes (None: not known, no check)."""
-    from dqn.errors import ConfigError
-
     needed = capacity * row_layout(obs_dim).width * np.dtype(np.float32).itemsize
     if available is not None and needed > available:
         raise ConfigError(
