@@ -50,4 +50,32 @@ class Learner(Protocol):
     def grad_steps(self) -> int: ...
 
 
-__all__ = ["Learner", "LearnerArrays"]
+class PopulationLearner(Protocol):
+    """The contract for M members trained in one program (``dqn.population``).
+
+    Each member has its own parameters, target, Adam state and gradient-step count, stacked on
+    a leading member axis, and its own update settings (``dqn.members.MemberSettings``). Nothing
+    couples members: a member's numbers depend only on its own state and rows.
+
+    - ``burst(rows, active) -> metrics``: K gradient steps for every active member on packed
+      rows [M, K, B, W]; returns STEP_METRICS per member [M, n] (mean or max over the burst).
+      An inactive member (``active[m]`` False: stopped by the divergence guard) is left exactly
+      as it was; its metrics row is NaN.
+    - ``online``: [M, P] online parameters (acting reads them).
+    - ``member_state(m)`` / ``set_member_state(m, arrays)``: one member's ``LearnerArrays``.
+    - ``grad_steps``: [M] gradient steps taken per member.
+    """
+
+    online: np.ndarray
+
+    def burst(self, rows: np.ndarray, active: np.ndarray) -> np.ndarray: ...
+
+    def member_state(self, m: int) -> LearnerArrays: ...
+
+    def set_member_state(self, m: int, state: LearnerArrays) -> None: ...
+
+    @property
+    def grad_steps(self) -> np.ndarray: ...
+
+
+__all__ = ["Learner", "LearnerArrays", "PopulationLearner"]

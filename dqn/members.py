@@ -1,0 +1,123 @@
+"""A population's members: which config keys they must share, and their per-member settings.
+
+A population trains P members in one program (``dqn.population``). A member is a config: the
+base config with a variant's overrides and a seed. What shapes the program (spaces, network,
+batch, the schedule of bursts, evaluations and checkpoints, the learner) must be the same for
+all; what only changes numbers inside the update or the acting (loss, learning rate and its
+schedule, gamma and n-step, Huber bound, gradient clipping, Double DQN, target sync, epsilon,
+replay size, seed) may differ. The population learners read the per-member numbers as [P]
+arrays (``MemberSettings``). No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from dqn.config import LOSS_NAMES, DQNConfig, bootstrap_discount, total_grad_steps
+from dqn.errors import ConfigError
+
+# Keys every member of one population shares: they fix the shapes, the loop's schedule or
+# the backend of the one compiled program.
+SHARED_KEYS = (
+    "env_id",
+    "hidden_sizes",
+    "activation",
+    "batch_size",
+    "total_env_steps",
+    "train_every_env_steps",
+    "gradient_steps_per_train",
+    "learning_starts_env_steps",
+    "eval_every_env_steps",
+    "eval_episodes",
+    "final_eval_episodes",
+    "eval_seed",
+    "checkpoint_every_env_steps",
+    "keep_checkpoints",
+    "num_envs",
+    "learner",
+    "jit_compile",
+    "diagnostics",
+    "num_threads",
+    "deterministic",
+)
+
+
+def population_mismatch(configs: Sequence[DQNConfig]) -> str | None:
+    """Why these configs cannot share one population, or None if they can."""
+    if not configs:
+        return "a population needs at least one member"
+    first = configs[0]
+    for key in SHARED_KEYS:
+        values = {repr(getattr(c, key)) for c in configs}
+        if len(values) > 1:
+            return f"members differ in {key!r} ({', '.join(sorted(values))}), which they must share"
+    if first.num_envs != 1:
+        return f"population members step one env each (num_envs 1), got num_envs={first.num_envs}"
+    return None
+
+
+def check_population(configs: Sequence[DQNConfig]) -> None:
+    """ConfigError naming the first key the members must share but do not."""
+    why = population_mismatch(configs)
+    if why is not None:
+        raise ConfigError(f"cannot train these configs as one population: {why}")
+
+
+class MemberSettings(NamedTuple):
+    """The numbers of the update that may differ between members, each a [P] array."""
+
+    loss_id: np.ndarray  # int: index into LOSS_NAMES
+    loss_bound: np.ndarray  # float32
+    learning_rate: np.ndarray  # float64: start of the schedule
+    learning_rate_end: np.ndarray  # float64: end of the schedule (= start when constant)
+    total_grad_steps: np.ndarray  # int: length of the schedule (>= 1)
+    discount: np.ndarray  # float64: gamma^n, the bootstrap discount
+    double_dqn: np.ndarray  # bool
+    max_grad_norm: np.ndarray  # float32: inf for no clipping
+    target_every: np.ndarray  # int: target sync period in gradient steps
+    target_tau: np.ndarray  # float32
+    adam_epsilon: np.ndarray  # float32
+
+
+def member_settings(configs: Sequence[DQNConfig]) -> MemberSettings:
+    def col(fn, dtype):
+        return np.array([fn(c) for c in configs], dtype)
+
+    return MemberSettings(
+        loss_id=col(lambda c: LOSS_NAMES.index(c.loss), np.int64),
+        loss_bound=col(lambda c: c.loss_bound, np.float32),
+        learning_rate=col(lambda c: c.learning_rate, np.float64),
+        learning_rate_end=col(
+            lambda c: c.learning_rate if c.learning_rate_end is None else c.learning_rate_end,
+            np.float64,
+        ),
+        total_grad_steps=col(lambda c: max(total_grad_steps(c), 1), np.int64),
+        discount=col(bootstrap_discount, np.float64),
+        double_dqn=col(lambda c: c.double_dqn, bool),
+        max_grad_norm=col(
+            lambda c: np.inf if c.max_grad_norm is None else c.max_grad_norm, np.float32
+        ),
+        target_every=col(lambda c: c.target_update_every_grad_steps, np.int64),
+        target_tau=col(lambda c: c.target_tau, np.float32),
+        adam_epsilon=col(lambda c: c.adam_epsilon, np.float32),
+    )
+
+
+def learning_rates(settings: MemberSettings, grad_steps: np.ndarray) -> np.ndarray:
+    """Each member's learning rate before its next step (float64 [P]), as the single learners
+    compute it: constant, or linear from start to end over the run's gradient steps."""
+    frac = np.minimum(1.0, grad_steps / settings.total_grad_steps)
+    return settings.learning_rate + frac * (settings.learning_rate_end - settings.learning_rate)
+
+
+__all__ = [
+    "SHARED_KEYS",
+    "MemberSettings",
+    "check_population",
+    "learning_rates",
+    "member_settings",
+    "population_mismatch",
+]
