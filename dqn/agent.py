@@ -59,6 +59,39 @@ def _tensors(batch: Batch) -> tuple[tf.Tensor, ...]:
     )
 
 
+def write_agent_folder(
+    folder: Path,
+    config: DQNConfig,
+    online: keras.Model,
+    target: keras.Model,
+    state: LearnerArrays,
+    sizes: tuple[int, int],
+    rng_state: dict,
+) -> None:
+    """The files of a saved agent (``dqn.agent_files``): the models hold the weights to save.
+
+    Also how a population member (``dqn.population``) saves itself, so that a member's folder
+    loads with ``DQNAgent.load`` like a single run's.
+    """
+    config.to_yaml(folder / "config.yaml")
+    online.save(folder / "online.keras")
+    target.save(folder / "target.keras")
+    np.savez(
+        folder / "optimizer.npz",
+        adam_m=state.adam_m,
+        adam_v=state.adam_v,
+        adam_step=np.float32(state.adam_step),
+    )
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "obs_dim": sizes[0],
+        "n_actions": sizes[1],
+        "grad_steps": int(state.grad_steps),
+        "rng_state": rng_state,
+    }
+    atomic_write_text(folder / "agent.json", json.dumps(meta, indent=1))
+
+
 class DQNAgent:
     """Deep Q-learning agent for vector observations and discrete actions.
 
@@ -227,24 +260,15 @@ class DQNAgent:
         return write_dir_atomically(Path(directory), self._write)
 
     def _write(self, folder: Path) -> None:
-        self.config.to_yaml(folder / "config.yaml")
-        self.online.save(folder / "online.keras")
-        self.target.save(folder / "target.keras")
-        s = self.state
-        np.savez(
-            folder / "optimizer.npz",
-            adam_m=s.adam_m,
-            adam_v=s.adam_v,
-            adam_step=np.float32(s.adam_step),
+        write_agent_folder(
+            folder,
+            self.config,
+            self.online,
+            self.target,
+            self.state,
+            (self.obs_dim, self.n_actions),
+            self.rng.bit_generator.state,
         )
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "obs_dim": self.obs_dim,
-            "n_actions": self.n_actions,
-            "grad_steps": self.grad_steps,
-            "rng_state": self.rng.bit_generator.state,
-        }
-        atomic_write_text(folder / "agent.json", json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, directory: str | Path) -> DQNAgent:

@@ -123,6 +123,7 @@ def write_summary(
     threshold: float | None,
     stop_signal: int | None,
     diverged: str | None,
+    extra: dict | None = None,
 ) -> dict:
     summary = {
         "env_id": config.env_id,
@@ -138,6 +139,7 @@ def write_summary(
         "final_eval_std": loop.eval_std,
         "train_seconds": round(loop.train_seconds, 3),
         "eval_seconds": round(loop.eval_seconds, 3),
+        **(extra or {}),
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     return summary

@@ -1,0 +1,184 @@
+"""train_population(config, members) / resume_population(folder): many runs in one program.
+
+The one loop of ``dqn.loop`` for M members in lockstep: every loop step acts for all members
+with one batched forward pass, steps each member's own env, stores each member's transitions
+in its own replay ring, and runs the gradient steps owed as ONE burst of the population
+learner (``dqn.learner.PopulationLearner``: parameters stacked on a member axis, batched
+matmuls) for every member at once. Members are configs that share ``dqn.members.SHARED_KEYS``
+and may differ in everything else (loss, learning rate, gamma, clipping, Double DQN, target
+sync, epsilon, seed), so one program can hold all the loss variants of a study.
+
+Each member writes the run folder a single run writes (config.yaml, metrics.csv, tb/,
+checkpoints/, summary.json): ``dqn-evaluate``, ``DQNAgent.load`` and the comparison report read
+it unchanged. A member stopped by the divergence guard is recorded as stopped (its
+summary.json says where and why) and the others go on. The population folder holds
+``population.json`` (the members and their run folders) and ``population-step.json`` (the
+newest step at which every running member has a checkpoint), from which
+``resume_population`` continues exactly, also after SIGKILL.
+
+Nothing couples members: a member's trajectory depends only on its own config and seed
+(tests perturb one member and check that the others stay bit-identical).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dqn.config import DQNConfig
+from dqn.errors import CheckpointError, ConfigError, DivergenceError
+from dqn.io import atomic_write_text
+from dqn.members import check_population
+from dqn.replay import check_population_fits
+
+Progress = Callable[[int], None]  # called with the env steps (summed over members) just done
+
+
+@dataclass(frozen=True)
+class Member:
+    """One run of a population: the base config's overrides and the seed, and a label that
+    names its run folder (``<label>-seed<seed>``)."""
+
+    overrides: Mapping[str, Any]
+    seed: int
+    label: str = "member"
+
+    def config(self, base: DQNConfig) -> DQNConfig:
+        return base.replace(**dict(self.overrides), seed=self.seed)
+
+
+@dataclass
+class MemberResult:
+    """What one member produced (its run folder holds the rest; ``DQNAgent.load(run_dir)``)."""
+
+    config: DQNConfig
+    run_dir: Path
+    history: list[dict[str, float]]
+    first_solve_env_step: int | None
+    final_eval_mean: float
+    final_eval_std: float
+    diverged: str | None
+    train_seconds: float
+    summary: dict
+
+
+def as_member(item: Member | tuple) -> Member:
+    """A Member from a Member or an (overrides, seed) pair."""
+    if isinstance(item, Member):
+        return item
+    overrides, seed = item
+    return Member(dict(overrides or {}), int(seed))
+
+
+def train_population(
+    config: DQNConfig,
+    members: Sequence[Member | tuple],
+    *,
+    out_dir: str | Path | None = None,
+    run_dirs: Sequence[str | Path] | None = None,
+    progress: bool | Progress = True,
+    log_tensorboard: bool = True,
+) -> list[MemberResult]:
+    """Train every member of ``members`` on ``config`` in one program; one run folder each.
+
+    ``out_dir`` holds the population's own files (default: a new folder under
+    ``config.output_dir``); ``run_dirs`` the members' folders (default: ``out_dir/<label>-
+    seed<k>``). Every member config is validated, the members checked to share what they must,
+    and the memory of all replay rings checked, before anything is written.
+    """
+    members = [as_member(m) for m in members]
+    configs = [m.config(config) for m in members]
+    check_population(configs)
+    from dqn.envs import check_env
+    from dqn.runtime import available_memory_bytes
+
+    obs_dim, _ = check_env(config.env_id)
+    check_population_fits([c.buffer_size for c in configs], obs_dim, available_memory_bytes())
+    if out_dir is None:
+        out_dir = Path(config.output_dir) / f"population-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(out_dir)
+    if run_dirs is None:
+        run_dirs = [out / f"{m.label}-seed{m.seed}" for m in members]
+    if len(run_dirs) != len(members):
+        raise ConfigError(f"{len(members)} members but {len(run_dirs)} run folders")
+    out.mkdir(parents=True, exist_ok=True)
+    entries = [
+        {
+            "label": m.label,
+            "seed": m.seed,
+            "run_dir": _relative(Path(d), out),
+            "config": c.to_dict(),
+        }
+        for m, d, c in zip(members, run_dirs, configs)
+    ]
+    atomic_write_text(out / POPULATION_FILE, json.dumps({"members": entries}, indent=1))
+    (out / STEP_FILE).unlink(missing_ok=True)
+    from dqn.population_loop import PopulationLoop
+
+    loop = PopulationLoop.start(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
+    return loop.run(progress)
+
+
+def resume_population(
+    out_dir: str | Path, *, progress: bool | Progress = True, log_tensorboard: bool = True
+) -> list[MemberResult]:
+    """Continue a population from the newest step at which every running member checkpointed,
+    exactly as if it had never stopped (members stopped by the guard stay stopped)."""
+    out = Path(out_dir)
+    configs, run_dirs = read_population(out)
+    step_file = out / STEP_FILE
+    if not step_file.is_file():
+        raise CheckpointError(f"population {out} has no checkpoint yet ({STEP_FILE} is missing)")
+    try:
+        marker = json.loads(step_file.read_text())
+        step, stopped = int(marker["env_step"]), [int(i) for i in marker["stopped"]]
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"population {out}: {STEP_FILE} is corrupt") from None
+    if step >= configs[0].total_env_steps:
+        raise CheckpointError(f"population {out} is already complete ({step} env steps)")
+    from dqn.population_loop import PopulationLoop
+
+    loop = PopulationLoop.resume(configs, run_dirs, out, step, stopped, log_tensorboard)
+    return loop.run(progress)
+
+
+POPULATION_FILE = "population.json"
+STEP_FILE = "population-step.json"
+
+
+def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
+    """The members' configs and run folders of a population folder; CheckpointError if not."""
+    path = out / POPULATION_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{out} is not a population folder ({POPULATION_FILE} is missing)")
+    try:
+        entries = json.loads(path.read_text())["members"]
+        configs = [DQNConfig.from_dict(e["config"]) for e in entries]
+        run_dirs = [out / e["run_dir"] for e in entries]
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"population {out}: {POPULATION_FILE} is corrupt: {exc}") from None
+    return configs, run_dirs
+
+
+def write_step_marker(out: Path, env_step: int, stopped: list[int]) -> None:
+    atomic_write_text(out / STEP_FILE, json.dumps({"env_step": env_step, "stopped": stopped}))
+
+
+def _relative(path: Path, start: Path) -> str:
+    return os.path.relpath(path.resolve(), start.resolve())
+
+
+__all__ = [
+    "DivergenceError",
+    "Member",
+    "MemberResult",
+    "as_member",
+    "read_population",
+    "resume_population",
+    "train_population",
+]

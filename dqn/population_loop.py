@@ -1,0 +1,489 @@
+"""The population's loop (``dqn.population``): ``dqn.loop``'s steps for M members in lockstep.
+
+Per loop step: one batched forward pass gives every member's Q-values; each member draws its
+own epsilon-greedy action from its own RNG, steps its own env (reset as soon as an episode
+ends, as a one-env run does), and pushes the step through its own n-step window into its own
+replay ring. When a burst is owed (the same env steps for all: the schedule is shared), each
+member samples its rows from its own ring and ONE call of the population learner runs the
+burst for all. Evaluations run all members' greedy episodes in lockstep; checkpoints write
+each member's checkpoint exactly as a single run does, then the population's step marker.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from dqn import checkpoint
+from dqn.agent_files import checkpoint_dir, list_checkpoints, verify_checkpoint
+from dqn.config import DQNConfig
+from dqn.diagnostics import hidden_unit_stats, layer_grad_norms, unit_columns
+from dqn.divergence import check_update, q_bound
+from dqn.envs import check_spaces, make_env, solve_return
+from dqn.envstate import capture_env_state, restore_env_state
+from dqn.errors import CheckpointError, DivergenceError
+from dqn.evaluation import evaluate_members
+from dqn.io import write_dir_atomically
+from dqn.learner import LearnerArrays
+from dqn.loop import PROBE_SIZE, configure_runtime, linear_epsilon, multiples_between
+from dqn.nstep import NStepWindow
+from dqn.numpy_population import NumpyPopulationLearner
+from dqn.population import MemberResult, write_step_marker
+from dqn.replay import ReplayBuffer, row_layout
+from dqn.run_log import METRICS_COLUMNS, Interrupt, MetricWindow, RunLog, metrics_row, write_summary
+from dqn.run_state import LoopState, load_run_state, save_run_state
+from dqn.step_metrics import METRIC_NAMES
+
+
+@dataclass
+class Slot:
+    """One member's own pieces: nothing here is shared with another member."""
+
+    config: DQNConfig
+    run_dir: Path
+    env: gym.Env
+    eval_env: gym.Env
+    replay: ReplayBuffer
+    rng: np.random.Generator  # exploration, as DQNAgent.rng
+    window: NStepWindow
+    loop: LoopState
+    metrics: MetricWindow
+    threshold: float | None
+    bound: float
+    log: RunLog | None = None
+    stopped: str | None = None  # why the divergence guard stopped it
+
+
+class Network:
+    """What every member's network shares: shapes, activations, layer names, and one pair of
+    Keras models to write a member's weights into when it saves (the agent format)."""
+
+    def __init__(self, config: DQNConfig, obs_dim: int, n_actions: int) -> None:
+        from dqn.networks import FlatNetwork, build_mlp
+
+        self.obs_dim, self.n_actions = obs_dim, n_actions
+        self.flat = FlatNetwork(self.build(config))
+        self.target_model = self.build(config)
+        self.activations = [config.activation] * len(config.hidden_sizes) + ["linear"]
+        self.slices = self.flat.layer_slices()
+        self._build_mlp = build_mlp
+
+    def build(self, config: DQNConfig):
+        from dqn.networks import build_mlp
+
+        return build_mlp(
+            self.obs_dim, self.n_actions, config.hidden_sizes, config.activation, config.seed
+        )
+
+    def initial(self, config: DQNConfig) -> np.ndarray:
+        """The member's initial parameters: those DQNAgent builds for the same seed."""
+        from dqn.networks import FlatNetwork
+
+        return FlatNetwork(self.build(config)).read()
+
+    def diagnostic_names(self) -> list[str]:
+        names = [f"grad_norm/{k}" for k in self.slices]
+        return names + [f"{kind}_fraction/hidden_{i}" for i, kind in unit_columns(self.activations)]
+
+    def save_agent(self, folder: Path, config: DQNConfig, state: LearnerArrays, rng) -> None:
+        from dqn.agent import write_agent_folder
+
+        def fill(tmp: Path) -> None:
+            self.flat.write(state.online)
+            self.flat.write(state.target, self.target_model)
+            write_agent_folder(
+                tmp,
+                config,
+                self.flat.model,
+                self.target_model,
+                state,
+                (self.obs_dim, self.n_actions),
+                rng.bit_generator.state,
+            )
+
+        write_dir_atomically(folder, fill)
+
+
+class _MemberAgent:
+    """What ``save_run_state`` needs of an agent: ``save(folder)``."""
+
+    def __init__(self, save) -> None:
+        self.save = save
+
+
+def _make_learner(configs, net: Network, online: np.ndarray):
+    if configs[0].learner == "numpy":
+        return NumpyPopulationLearner(net.flat.shapes, net.activations, configs, online)
+    from dqn.tf_population import TFPopulationLearner
+
+    return TFPopulationLearner(net.flat.shapes, net.activations, configs, online)
+
+
+class PopulationLoop:
+    def __init__(self, slots: list[Slot], net: Network, learner, out: Path, step: int) -> None:
+        self.slots, self.net, self.learner, self.out, self.step = slots, net, learner, out, step
+        # The acting and diagnostics path is numpy on stacked views, whichever the learner.
+        self.lens = (
+            learner
+            if isinstance(learner, NumpyPopulationLearner)
+            else NumpyPopulationLearner(
+                net.flat.shapes, net.activations, [s.config for s in slots], learner.online
+            )
+        )
+        self.obs = np.stack([s.loop.obs[0] for s in slots]).astype(np.float32)
+        self.returns = np.array([float(s.loop.open_returns[0]) for s in slots])
+        self.eval_elapsed = 0.0  # evaluation wall time since this loop started
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def start(cls, configs, run_dirs, out: Path, log_tensorboard: bool) -> PopulationLoop:
+        configure_runtime(configs[0])
+        first_env = make_env(configs[0].env_id)
+        obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
+        first_env.close()
+        net = Network(configs[0], obs_dim, n_actions)
+        online = np.stack([net.initial(c) for c in configs])
+        columns = [*METRICS_COLUMNS, *net.diagnostic_names()]
+        slots = []
+        for config, run_dir in zip(configs, run_dirs):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config.to_yaml(run_dir / "config.yaml")
+            env = make_env(config.env_id)
+            obs = env.reset(seed=config.seed)[0][None]
+            loop = LoopState(columns=columns, obs=obs)
+            replay = ReplayBuffer(
+                config.buffer_size, obs_dim, np.random.default_rng([config.seed, 2])
+            )
+            rng = np.random.default_rng([config.seed, 1])
+            slots.append(_slot(config, run_dir, env, replay, rng, loop, MetricWindow()))
+        learner = _make_learner(configs, net, online)
+        self = cls(slots, net, learner, out, 0)
+        self._open_logs(log_tensorboard)
+        return self
+
+    @classmethod
+    def resume(cls, configs, run_dirs, out, step, stopped, log_tensorboard) -> PopulationLoop:
+        from dqn.agent import DQNAgent
+
+        configure_runtime(configs[0])
+        first_env = make_env(configs[0].env_id)
+        obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
+        first_env.close()
+        net = Network(configs[0], obs_dim, n_actions)
+        slots, states = [], []
+        for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
+            folder = checkpoint_dir(run_dir, step)
+            if i in stopped:  # its folder is final; it only keeps its place on the member axis
+                state = LearnerArrays(*(np.zeros(net.flat.size, np.float32),) * 4, np.float32(0), 0)
+                loop = LoopState(columns=[], obs=np.zeros((1, obs_dim), np.float32))
+                slot = _slot(config, run_dir, make_env(config.env_id), None, None, loop, None)
+                slot.stopped = "stopped before the checkpoint"
+            else:
+                verify_checkpoint(folder)  # CheckpointError naming what is wrong
+                agent = DQNAgent.load(folder / "agent")
+                state = agent.state
+                loop, replay, snapshot = load_run_state(folder, config, obs_dim)
+                env = make_env(config.env_id)
+                try:
+                    restore_env_state(env, snapshot)
+                except ValueError as exc:
+                    raise CheckpointError(f"checkpoint {folder} does not fit: {exc}") from None
+                slot = _slot(
+                    config, run_dir, env, replay, agent.rng, loop, MetricWindow(loop.window)
+                )
+                slot.window.load(**loop.pending[0])
+                for newer in list_checkpoints(run_dir):  # superseded: they are recomputed
+                    if checkpoint.checkpoint_step(newer) > step:
+                        import shutil
+
+                        shutil.rmtree(newer)
+            slots.append(slot)
+            states.append(state)
+        learner = _make_learner(configs, net, np.stack([s.online for s in states]))
+        for i, state in enumerate(states):
+            learner.set_member_state(i, state)
+        self = cls(slots, net, learner, out, step)
+        self._open_logs(log_tensorboard)
+        return self
+
+    def _open_logs(self, log_tensorboard: bool) -> None:
+        total = self.slots[0].config.total_env_steps
+        for slot in self.running():
+            slot.log = RunLog(slot.run_dir, slot.loop, total, False, log_tensorboard)
+
+    def running(self) -> list[Slot]:
+        return [s for s in self.slots if s.stopped is None]
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, progress) -> list[MemberResult]:
+        from dqn.population_progress import progress_reporter
+
+        shared = self.slots[0].config
+        active = np.array([s.stopped is None for s in self.slots])
+        report = progress_reporter(progress, self)
+        start, seconds_before = time.perf_counter(), [s.loop.train_seconds for s in self.slots]
+        eps = EpsilonSchedule([s.config for s in self.slots])
+        step, saved = self.step, None
+        stop_signal = None
+        try:
+            with Interrupt() as stop:
+                while step < shared.total_env_steps and active.any():
+                    epsilon = eps.at(step + 1)
+                    self._act_and_store(epsilon, active)
+                    before, step = step, step + 1
+                    bursts = multiples_between(
+                        before, step, shared.train_every_env_steps, shared.learning_starts_env_steps
+                    )
+                    if bursts:
+                        self._burst(bursts * shared.gradient_steps_per_train, active, step)
+                    done = step >= shared.total_env_steps
+                    if multiples_between(before, step, shared.eval_every_env_steps) or done:
+                        self._evaluate(step, epsilon, active, done)
+                    self.step = step
+                    self._set_seconds(start, seconds_before)
+                    if multiples_between(before, step, shared.checkpoint_every_env_steps) or done:
+                        self._checkpoint(step)
+                        saved = step
+                    report(step, int(active.sum()))
+                    if stop.signum is not None:
+                        stop_signal = stop.signum
+                        break
+                if stop_signal is not None and saved != step:
+                    self._checkpoint(step)
+        finally:
+            report.close()
+            for slot in self.running():
+                slot.log.close()
+                slot.env.close()
+        return [self._finish(slot, step, stop_signal) for slot in self.slots]
+
+    def _act_and_store(self, epsilon: np.ndarray, active: np.ndarray) -> None:
+        q = self.lens.forward(self.lens.layers(self.learner.online), self.obs[:, None, :])[:, 0]
+        greedy = q.argmax(axis=1)
+        for i in np.flatnonzero(active):
+            slot = self.slots[i]
+            # DQNAgent.act's draws, in its order, from the member's own generator.
+            if epsilon[i] > 0.0 and slot.rng.random() < epsilon[i]:
+                action = int(slot.rng.integers(self.net.n_actions))
+            else:
+                action = int(greedy[i])
+            next_obs, reward, terminated, truncated, _ = slot.env.step(action)
+            for t in slot.window.push(self.obs[i], action, reward, next_obs, terminated, truncated):
+                slot.replay.add(*t)
+            self.returns[i] += reward
+            if terminated or truncated:
+                slot.loop.episode_returns.append(float(self.returns[i]))
+                self.returns[i] = 0.0
+                next_obs, _ = slot.env.reset()
+            self.obs[i] = next_obs
+
+    def _burst(self, k: int, active: np.ndarray, step: int) -> None:
+        shared = self.slots[0].config
+        width = row_layout(self.net.obs_dim).width
+        rows = np.zeros((len(self.slots), k, shared.batch_size, width), np.float32)
+        for i in np.flatnonzero(active):
+            rows[i] = self.slots[i].replay.sample_rows(shared.batch_size, k)
+        values = self.learner.burst(rows, active)
+        for i in np.flatnonzero(active):
+            slot = self.slots[i]
+            try:
+                check_update(values[i], METRIC_NAMES, slot.bound, step)
+            except DivergenceError as exc:
+                slot.stopped = str(exc)
+                active[i] = False
+                write_summary(
+                    slot.run_dir,
+                    slot.config,
+                    slot.loop,
+                    step,
+                    slot.threshold,
+                    None,
+                    slot.stopped,
+                    self._summary_extra(),
+                )
+                slot.log.close()
+                slot.env.close()
+                continue
+            slot.metrics.add(values[i])
+
+    def _evaluate(self, step: int, epsilon: np.ndarray, active: np.ndarray, final: bool) -> None:
+        shared = self.slots[0].config
+        t0 = time.perf_counter()
+        idx = np.flatnonzero(active)
+        layers = self.lens.layers(self.learner.online)
+        full = np.zeros((len(self.slots), 1, self.net.obs_dim), np.float32)
+
+        def q_values(obs: np.ndarray) -> np.ndarray:
+            full[idx, 0] = obs
+            return self.lens.forward(layers, full)[idx, 0]
+
+        episodes = shared.final_eval_episodes if final else shared.eval_episodes
+        envs = [self.slots[i].eval_env for i in idx]
+        results = evaluate_members(q_values, envs, episodes, shared.eval_seed)
+        share = (time.perf_counter() - t0) / len(idx)
+        self.eval_elapsed += time.perf_counter() - t0
+        if shared.diagnostics and step > shared.learning_starts_env_steps:
+            for i in idx:
+                slot = self.slots[i]
+                if slot.loop.probe is None:
+                    rng = np.random.default_rng([slot.config.seed, 3])
+                    slot.loop.probe = slot.replay.sample(PROBE_SIZE, rng=rng)
+        diagnostics = self._diagnose(idx)
+        for j, i in enumerate(idx):
+            slot, (mean, std) = self.slots[i], results[j]
+            loop = slot.loop
+            loop.eval_mean, loop.eval_std = mean, std
+            loop.eval_seconds += share
+            if loop.first_solve is None and slot.threshold is not None and mean >= slot.threshold:
+                loop.first_solve = step
+            row = metrics_row(
+                step,
+                int(self.learner.grad_steps[i]),
+                loop.episode_returns,
+                float(epsilon[i]),
+                mean,
+                std,
+                slot.metrics.pop(),
+            )
+            for name in self.net.diagnostic_names():
+                row[name] = diagnostics.get(i, {}).get(name, float("nan"))
+            loop.history.append(row)
+            slot.log.write(row)
+
+    def _diagnose(self, idx: np.ndarray) -> dict[int, dict[str, float]]:
+        """Per-layer gradient norms and dead/saturated units on each member's probe batch."""
+        probed = [i for i in idx if self.slots[i].loop.probe is not None]
+        if not probed:
+            return {}
+        lens = self.lens
+        if lens is not self.learner:  # the TF learner's state, seen through numpy views
+            lens.online[:] = self.learner.online
+            for i in probed:
+                lens.target[i] = self.learner.member_state(i).target
+        n = PROBE_SIZE
+        d = self.net.obs_dim
+        obs = np.zeros((len(self.slots), n, d), np.float32)
+        next_obs = np.zeros_like(obs)
+        actions = np.zeros((len(self.slots), n), np.intp)
+        rewards = np.zeros((len(self.slots), n), np.float32)
+        terminated = np.zeros_like(rewards)
+        for i in probed:
+            p = self.slots[i].loop.probe
+            obs[i], next_obs[i], actions[i] = p.obs, p.next_obs, p.actions
+            rewards[i], terminated[i] = p.rewards, p.terminated
+        with np.errstate(all="ignore"):
+            grads = lens.loss_and_grad(obs, actions, rewards, next_obs, terminated)[1]
+            hidden = lens.hidden(obs)
+        out = {}
+        for i in probed:
+            stats = {
+                f"grad_norm/{k}": v for k, v in layer_grad_norms(grads[i], self.net.slices).items()
+            }
+            stats.update(hidden_unit_stats([h[i] for h in hidden], self.net.activations))
+            out[i] = stats
+        return out
+
+    def _set_seconds(self, start: float, seconds_before: list[float]) -> None:
+        """A member's train_seconds: its share of the population's training wall time."""
+        share = (time.perf_counter() - start - self.eval_elapsed) / len(self.slots)
+        for i, slot in enumerate(self.slots):
+            if slot.stopped is None:
+                slot.loop.train_seconds = seconds_before[i] + share
+
+    def _checkpoint(self, step: int) -> None:
+        for i, slot in enumerate(self.slots):
+            if slot.stopped is not None:
+                continue
+            loop = slot.loop
+            loop.env_step, loop.obs = step, self.obs[i][None].copy()
+            loop.open_returns = np.array([self.returns[i]])
+            loop.pending_reset = np.zeros(1, bool)
+            loop.window = slot.metrics.rows
+            loop.pending = [slot.window.arrays(self.net.obs_dim)]
+            state = self.learner.member_state(i)
+            agent = _MemberAgent(
+                lambda folder, s=state, c=slot.config, r=slot.rng: self.net.save_agent(
+                    folder, c, s, r
+                )
+            )
+            checkpoint.write_checkpoint(
+                slot.run_dir,
+                step,
+                lambda folder, slot=slot, agent=agent: save_run_state(
+                    folder, agent, slot.replay, slot.loop, capture_env_state(slot.env)
+                ),
+                slot.config.keep_checkpoints,
+            )
+        # Last: the step is resumable only once every running member has its checkpoint.
+        stopped = [i for i, s in enumerate(self.slots) if s.stopped is not None]
+        write_step_marker(self.out, step, stopped)
+
+    def _summary_extra(self) -> dict:
+        return {"population_members": len(self.slots)}
+
+    def _finish(self, slot: Slot, step: int, stop_signal: int | None) -> MemberResult:
+        import json
+
+        from dqn.run_state import parse_metrics_csv
+
+        if slot.stopped is None:
+            summary = write_summary(
+                slot.run_dir,
+                slot.config,
+                slot.loop,
+                step,
+                slot.threshold,
+                stop_signal,
+                None,
+                self._summary_extra(),
+            )
+        else:
+            summary = json.loads((slot.run_dir / "summary.json").read_text())
+        history = slot.loop.history
+        if not slot.loop.columns:  # stopped before a resume: its rows are on disk
+            history = parse_metrics_csv((slot.run_dir / "metrics.csv").read_text())
+        return MemberResult(
+            config=slot.config,
+            run_dir=slot.run_dir,
+            history=history,
+            first_solve_env_step=summary["first_solve_env_step"],
+            final_eval_mean=summary["final_eval_mean"],
+            final_eval_std=summary["final_eval_std"],
+            diverged=summary["diverged"],
+            train_seconds=summary["train_seconds"],
+            summary=summary,
+        )
+
+
+class EpsilonSchedule:
+    """Every member's epsilon at an env step (each its own linear schedule)."""
+
+    def __init__(self, configs: list[DQNConfig]) -> None:
+        self.configs = configs
+
+    def at(self, env_step: int) -> np.ndarray:
+        return np.array([linear_epsilon(env_step, c) for c in self.configs])
+
+
+def _slot(config, run_dir, env, replay, rng, loop, metrics) -> Slot:
+    eval_env = make_env(config.env_id)  # stateless between evaluations: reset with fixed seeds
+    return Slot(
+        config=config,
+        run_dir=run_dir,
+        env=env,
+        eval_env=eval_env,
+        replay=replay,
+        rng=rng,
+        window=NStepWindow(config.n_step, config.gamma),
+        loop=loop,
+        metrics=metrics,
+        threshold=solve_return(config, eval_env),
+        bound=q_bound(config, eval_env),
+    )
+
+
+__all__ = ["PopulationLoop"]

@@ -1,0 +1,132 @@
+"""The numpy population learner: each member is ``NumpyLearner`` with its own config, to
+float32 rounding, and no member's numbers depend on another's."""
+
+import numpy as np
+import pytest
+
+from dqn import DQNConfig
+from dqn.config import LOSS_NAMES
+from dqn.numpy_learner import NumpyLearner
+from dqn.numpy_population import NumpyPopulationLearner
+from dqn.replay import row_layout
+
+OBS_DIM, N_ACTIONS, HIDDEN, BATCH = 4, 2, (16, 16), 32
+SHAPES = [(4, 16), (16,), (16, 16), (16,), (16, 2), (2,)]
+ACTS = ["relu", "relu", "linear"]
+BASE = DQNConfig(hidden_sizes=HIDDEN, batch_size=BATCH, total_env_steps=20_000)
+VARIANTS = [
+    {"loss": "huber"},
+    {"loss": "l2", "learning_rate": 1e-3, "max_grad_norm": 10.0},
+    {"loss": "clipped_delta", "gamma": 0.95, "target_update_every_grad_steps": 7},
+    {"loss": "clipped_grad", "double_dqn": True, "target_tau": 0.1, "n_step": 3},
+    {"loss": "huber", "loss_bound": 2.0, "learning_rate_end": None, "adam_epsilon": 1e-5},
+]
+
+
+def initial_params(members, seed=0):
+    size = sum(int(np.prod(s)) for s in SHAPES)
+    rng = np.random.default_rng(seed)
+    return (0.3 * rng.normal(size=(members, size))).astype(np.float32)
+
+
+def random_rows(members, k, seed=1):
+    """CartPole-scale packed rows [M, K, B, W]; rewards of 1 and Q-scale TD errors."""
+    rng = np.random.default_rng(seed)
+    at = row_layout(OBS_DIM)
+    rows = np.zeros((members, k, BATCH, at.width), np.float32)
+    rows[..., at.obs] = rng.normal(size=(members, k, BATCH, OBS_DIM))
+    rows[..., at.next_obs] = rng.normal(size=(members, k, BATCH, OBS_DIM))
+    rows[..., at.action] = rng.integers(0, N_ACTIONS, (members, k, BATCH))
+    rows[..., at.reward] = 3.0 * rng.random((members, k, BATCH))  # errors beyond the bound too
+    rows[..., at.terminated] = rng.random((members, k, BATCH)) < 0.1
+    return rows
+
+
+def run_population(configs, params, rows, bursts, active=None):
+    pop = NumpyPopulationLearner(SHAPES, ACTS, configs, params)
+    metrics = [pop.burst(rows[:, i::bursts][:, :1], active) for i in range(bursts)]
+    return pop, np.stack(metrics, axis=1)  # [M, bursts, n]
+
+
+def run_single(config, params, rows, bursts):
+    single = NumpyLearner(SHAPES, ACTS, config, params)
+    return single, np.stack([single.burst(rows[i::bursts][:1]) for i in range(bursts)])
+
+
+# Float32 rounding: both sides do the same float32 operations, but BLAS sums a stacked product
+# in another order than a 2-D one, so parameters drift apart by a few ulps per update.
+RTOL, ATOL = 2e-4, 2e-6
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v["loss"] for v in VARIANTS])
+def test_a_population_of_one_is_the_single_learner_over_100_updates(variant):
+    config = BASE.replace(**variant)
+    params, rows = initial_params(1), random_rows(1, 100)
+    pop, pop_metrics = run_population([config], params, rows, 100)
+    single, single_metrics = run_single(config, params[0], rows[0], 100)
+    state = pop.member_state(0)
+    for name in ("online", "target", "adam_m", "adam_v"):
+        np.testing.assert_allclose(getattr(state, name), getattr(single, name), RTOL, ATOL)
+    assert state.grad_steps == single.grad_steps == 100
+    np.testing.assert_allclose(pop_metrics[0], single_metrics, rtol=1e-4, atol=1e-5)
+
+
+def test_every_member_of_a_mixed_population_is_its_own_single_learner():
+    configs = [BASE.replace(**v, seed=i) for i, v in enumerate(VARIANTS)]
+    params, rows = initial_params(len(configs)), random_rows(len(configs), 50)
+    pop, pop_metrics = run_population(configs, params, rows, 50)
+    for m, config in enumerate(configs):
+        single, single_metrics = run_single(config, params[m], rows[m], 50)
+        np.testing.assert_allclose(pop.online[m], single.online, RTOL, ATOL)
+        np.testing.assert_allclose(pop.target[m], single.target, RTOL, ATOL)
+        np.testing.assert_allclose(pop_metrics[m], single_metrics, rtol=1e-4, atol=1e-5)
+
+
+def test_perturbing_one_member_leaves_every_other_member_bit_identical():
+    configs = [BASE.replace(**v, seed=i) for i, v in enumerate(VARIANTS)]
+    params, rows = initial_params(len(configs)), random_rows(len(configs), 40)
+    perturbed = params.copy()
+    perturbed[2] += np.float32(0.05)
+    a, metrics_a = run_population(configs, params, rows, 40)
+    b, metrics_b = run_population(configs, perturbed, rows, 40)
+    others = [0, 1, 3, 4]
+    np.testing.assert_array_equal(metrics_a[others], metrics_b[others])
+    np.testing.assert_array_equal(a.online[others], b.online[others])
+    assert not np.array_equal(a.online[2], b.online[2])
+
+
+def test_a_stopped_member_is_frozen_and_a_nan_member_touches_no_other():
+    configs = [BASE.replace(**v, seed=i) for i, v in enumerate(VARIANTS[:3])]
+    params, rows = initial_params(3), random_rows(3, 10)
+    clean, clean_metrics = run_population(configs, params, rows, 10)
+    poisoned = params.copy()
+    poisoned[0] = np.nan
+    active = np.array([False, True, True])
+    pop, metrics = run_population(configs, poisoned, rows, 10, active)
+    assert np.isnan(metrics[0]).all() and pop.grad_steps[0] == 0
+    assert np.isnan(pop.online[0]).all() and (pop.adam_m[0] == 0).all()
+    np.testing.assert_array_equal(metrics[1:], clean_metrics[1:])
+    np.testing.assert_array_equal(pop.online[1:], clean.online[1:])
+
+
+def test_a_member_state_round_trips():
+    configs = [BASE.replace(seed=i) for i in range(3)]
+    pop, _ = run_population(configs, initial_params(3), random_rows(3, 5), 5)
+    state = pop.member_state(1)
+    other = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(3, seed=9))
+    other.set_member_state(1, state)
+    for got, want in zip(other.member_state(1), state):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_members_that_must_share_a_key_are_refused():
+    from dqn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="batch_size"):
+        NumpyPopulationLearner(
+            SHAPES, ACTS, [BASE, BASE.replace(batch_size=16)], initial_params(2)
+        )
+
+
+def test_every_loss_is_covered():
+    assert {v["loss"] for v in VARIANTS} == set(LOSS_NAMES)
