@@ -34,6 +34,12 @@ from dqn.config import DQNConfig
 from dqn.errors import CheckpointError, ConfigError, DivergenceError
 from dqn.io import atomic_write_text
 from dqn.members import check_population
+from dqn.population_loop import (
+    POPULATION_FILE,
+    STEP_FILE,
+    MemberResult,
+    PopulationLoop,
+)
 from dqn.replay import check_population_fits
 
 Progress = Callable[[int], None]  # called with the env steps (summed over members) just done
@@ -50,21 +56,6 @@ class Member:
 
     def config(self, base: DQNConfig) -> DQNConfig:
         return base.replace(**dict(self.overrides), seed=self.seed)
-
-
-@dataclass
-class MemberResult:
-    """What one member produced (its run folder holds the rest; ``DQNAgent.load(run_dir)``)."""
-
-    config: DQNConfig
-    run_dir: Path
-    history: list[dict[str, float]]
-    first_solve_env_step: int | None
-    final_eval_mean: float
-    final_eval_std: float
-    diverged: str | None
-    train_seconds: float
-    summary: dict
 
 
 def as_member(item: Member | tuple) -> Member:
@@ -118,8 +109,6 @@ def train_population(
     ]
     atomic_write_text(out / POPULATION_FILE, json.dumps({"members": entries}, indent=1))
     (out / STEP_FILE).unlink(missing_ok=True)
-    from dqn.population_loop import PopulationLoop
-
     loop = PopulationLoop.start(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
     return loop.run(progress)
 
@@ -141,14 +130,8 @@ def resume_population(
         raise CheckpointError(f"population {out}: {STEP_FILE} is corrupt") from None
     if step >= configs[0].total_env_steps:
         raise CheckpointError(f"population {out} is already complete ({step} env steps)")
-    from dqn.population_loop import PopulationLoop
-
     loop = PopulationLoop.resume(configs, run_dirs, out, step, stopped, log_tensorboard)
     return loop.run(progress)
-
-
-POPULATION_FILE = "population.json"
-STEP_FILE = "population-step.json"
 
 
 def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
@@ -163,10 +146,6 @@ def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"population {out}: {POPULATION_FILE} is corrupt: {exc}") from None
     return configs, run_dirs
-
-
-def write_step_marker(out: Path, env_step: int, stopped: list[int]) -> None:
-    atomic_write_text(out / STEP_FILE, json.dumps({"env_step": env_step, "stopped": stopped}))
 
 
 def _relative(path: Path, start: Path) -> str:

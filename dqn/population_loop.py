@@ -11,6 +11,7 @@ each member's checkpoint exactly as a single run does, then the population's ste
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +28,37 @@ from dqn.envs import check_spaces, make_env, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, DivergenceError
 from dqn.evaluation import evaluate_members
-from dqn.io import write_dir_atomically
+from dqn.io import atomic_write_text, write_dir_atomically
 from dqn.learner import LearnerArrays
 from dqn.loop import PROBE_SIZE, configure_runtime, linear_epsilon, multiples_between
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
-from dqn.population import MemberResult, write_step_marker
 from dqn.replay import ReplayBuffer, row_layout
 from dqn.run_log import METRICS_COLUMNS, Interrupt, MetricWindow, RunLog, metrics_row, write_summary
 from dqn.run_state import LoopState, load_run_state, save_run_state
 from dqn.step_metrics import METRIC_NAMES
+
+POPULATION_FILE = "population.json"  # the members: their configs and run folders
+STEP_FILE = "population-step.json"  # the newest step every running member checkpointed
+
+
+@dataclass
+class MemberResult:
+    """What one member produced (its run folder holds the rest; ``DQNAgent.load(run_dir)``)."""
+
+    config: DQNConfig
+    run_dir: Path
+    history: list[dict[str, float]]
+    first_solve_env_step: int | None
+    final_eval_mean: float
+    final_eval_std: float
+    diverged: str | None
+    train_seconds: float
+    summary: dict
+
+
+def write_step_marker(out: Path, env_step: int, stopped: list[int]) -> None:
+    atomic_write_text(out / STEP_FILE, json.dumps({"env_step": env_step, "stopped": stopped}))
 
 
 @dataclass
@@ -426,7 +448,6 @@ class PopulationLoop:
         return {"population_members": len(self.slots)}
 
     def _finish(self, slot: Slot, step: int, stop_signal: int | None) -> MemberResult:
-        import json
 
         from dqn.run_state import parse_metrics_csv
 
@@ -486,4 +507,4 @@ def _slot(config, run_dir, env, replay, rng, loop, metrics) -> Slot:
     )
 
 
-__all__ = ["PopulationLoop"]
+__all__ = ["POPULATION_FILE", "STEP_FILE", "MemberResult", "PopulationLoop"]

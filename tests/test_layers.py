@@ -18,9 +18,10 @@ HELPERS = {"config", "errors", "envs", "envstate", "io", "runtime"}
 LAYERS = {
     1: {"losses", "networks", "activations", "diagnostics", "nstep", "step_metrics", "replay"}
     | {"fastcall", "backprop"},  # math and replay; the numpy backprop lab
-    2: {"learner", "tf_learner", "numpy_learner"},
+    2: {"learner", "tf_learner", "numpy_learner", "members", "numpy_population", "tf_population"},
     3: {"agent", "agent_files", "evaluation"},
-    4: {"loop", "run_log", "run_state", "checkpoint", "divergence"},
+    4: {"loop", "run_log", "run_state", "checkpoint", "divergence"}
+    | {"population", "population_loop", "population_progress"},  # one run, or M in lockstep
     5: {"compare", "ray_backend", "report", "stats"},
     6: {"cli", "export", "__init__"},  # command-line faces; the package's lazy public API
 }

@@ -123,9 +123,7 @@ def test_members_that_must_share_a_key_are_refused():
     from dqn.errors import ConfigError
 
     with pytest.raises(ConfigError, match="batch_size"):
-        NumpyPopulationLearner(
-            SHAPES, ACTS, [BASE, BASE.replace(batch_size=16)], initial_params(2)
-        )
+        NumpyPopulationLearner(SHAPES, ACTS, [BASE, BASE.replace(batch_size=16)], initial_params(2))
 
 
 def test_every_loss_is_covered():

@@ -1,0 +1,186 @@
+"""Populations: members in one program equal single runs, touch nothing of each other, stop
+alone, resume exactly, and write run folders the rest of the package reads.
+
+Tiny runs (a [32, 32] net, 3,000 env steps) with the numpy learner for the loop's own
+properties; ``tests/test_tf_population.py`` and ``tests/test_numpy_population.py`` hold each
+population learner equal to its single learner update by update.
+"""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dqn import DQNAgent, DQNConfig
+from dqn.errors import ConfigError
+from dqn.population import Member, resume_population, train_population
+from dqn.replay import check_population_fits
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(
+    hidden_sizes=[32, 32],
+    total_env_steps=3_000,
+    learning_starts_env_steps=500,
+    train_every_env_steps=64,
+    gradient_steps_per_train=16,
+    target_update_every_grad_steps=32,
+    eval_every_env_steps=1_000,
+    eval_episodes=3,
+    final_eval_episodes=5,
+    checkpoint_every_env_steps=1_000,
+    n_step=3,
+    learner="numpy",
+)
+BASE = DQNConfig.from_yaml(ROOT / "configs" / "cartpole.yaml", TINY)
+
+
+def metrics_text(run_dir: Path) -> str:
+    return (Path(run_dir) / "metrics.csv").read_text()
+
+
+def columns(text: str) -> dict[str, list[str]]:
+    lines = [line.split(",") for line in text.splitlines()]
+    return {name: [row[i] for row in lines[1:]] for i, name in enumerate(lines[0])}
+
+
+def test_a_population_of_one_is_the_single_run(tmp_path):
+    from dqn.loop import train
+
+    config = BASE.replace(seed=5)
+    single = train(config, run_dir=tmp_path / "single", progress=False, log_tensorboard=False)
+    [member] = train_population(
+        BASE, [({}, 5)], out_dir=tmp_path / "pop", progress=False, log_tensorboard=False
+    )
+    a, b = columns(metrics_text(single.run_dir)), columns(metrics_text(member.run_dir))
+    assert list(a) == list(b)
+    # Same env steps, episodes, exploration and evaluations; the update metrics agree to float32
+    # rounding (BLAS sums a stacked product in another order than a 2-D one).
+    for name in ("env_step", "grad_steps", "episodes", "epsilon", "train_return_mean"):
+        assert a[name] == b[name], name
+    for name in ("loss", "q_mean", "grad_norm", "td_error_abs_mean"):
+        np.testing.assert_allclose(np.float64(a[name]), np.float64(b[name]), rtol=1e-3)
+    np.testing.assert_allclose(
+        np.float64(a["eval_return_mean"]), np.float64(b["eval_return_mean"]), rtol=0.05
+    )
+
+
+def test_changing_one_member_leaves_the_others_bit_identical(tmp_path):
+    members = [Member({"loss": "huber"}, 1, "a"), Member({"loss": "l2"}, 2, "b")]
+    changed = Member({"loss": "huber", "learning_rate": 0.01}, 1, "a")
+    first = train_population(
+        BASE, [*members, Member({}, 3, "c")], out_dir=tmp_path / "x", progress=False
+    )
+    second = train_population(
+        BASE, [changed, members[1], Member({}, 3, "c")], out_dir=tmp_path / "y", progress=False
+    )
+    assert metrics_text(first[0].run_dir) != metrics_text(second[0].run_dir)
+    for i in (1, 2):
+        assert metrics_text(first[i].run_dir) == metrics_text(second[i].run_dir)
+
+
+def test_a_diverging_member_is_stopped_and_the_others_go_on(tmp_path):
+    wild = Member({"loss": "l2", "learning_rate": 5.0, "learning_rate_end": None}, 1, "wild")
+    calm = Member({}, 2, "calm")
+    alone = train_population(BASE, [calm], out_dir=tmp_path / "alone", progress=False)
+    both = train_population(BASE, [wild, calm], out_dir=tmp_path / "both", progress=False)
+    assert both[0].diverged and "diverged at env step" in both[0].diverged
+    summary = json.loads((both[0].run_dir / "summary.json").read_text())
+    assert summary["diverged"] == both[0].diverged and summary["env_steps"] < 3_000
+    assert both[1].diverged is None and both[1].summary["env_steps"] == 3_000
+    assert metrics_text(both[1].run_dir) == metrics_text(alone[0].run_dir)
+
+
+def test_member_folders_load_as_agents_and_evaluate(tmp_path):
+    [member] = train_population(BASE, [({}, 0)], out_dir=tmp_path / "p", progress=False)
+    agent = DQNAgent.load(member.run_dir)
+    assert agent.grad_steps == int(columns(metrics_text(member.run_dir))["grad_steps"][-1])
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "dqn-evaluate"), str(member.run_dir), "--episodes", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+
+
+def test_members_that_cannot_share_a_program_are_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ConfigError, match="hidden_sizes"):
+        train_population(
+            BASE,
+            [({}, 0), ({"hidden_sizes": [8]}, 1)],
+            out_dir=tmp_path / "p",
+            progress=False,
+        )
+    with pytest.raises(ConfigError, match="unknown loss"):
+        train_population(BASE, [({"loss": "hubr"}, 0)], out_dir=tmp_path / "p", progress=False)
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_population_that_does_not_fit_in_memory_is_refused_with_the_bytes():
+    with pytest.raises(ConfigError) as err:
+        check_population_fits([100_000] * 50, 4, available=100_000_000)
+    message = str(err.value)
+    # 50 rings x 100,000 transitions x (2 * 4 + 3) float32 = 220,000,000 bytes.
+    assert "220,000,000 bytes" in message and "100,000,000 bytes" in message
+    check_population_fits([100_000] * 50, 4, available=220_000_000)  # exactly fits
+
+
+def test_a_population_beyond_this_machine_leaves_no_folder(tmp_path):
+    with pytest.raises(ConfigError, match="bytes of memory are available"):
+        train_population(
+            BASE.replace(buffer_size=10**9),
+            [({}, s) for s in range(200)],
+            out_dir=tmp_path / "p",
+            progress=False,
+        )
+    assert not (tmp_path / "p").exists()
+
+
+# ---------------------------------------------------------------------- resume
+RUNNER = """
+import sys
+from dqn import DQNConfig
+from dqn.population import Member, train_population
+base = DQNConfig.from_yaml(sys.argv[1], {overrides!r})
+members = [Member({{"loss": "huber"}}, 0, "a"), Member({{"loss": "l2"}}, 1, "b"),
+           Member({{"loss": "clipped_delta"}}, 2, "c")]
+train_population(base, members, out_dir=sys.argv[2], progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_a_population_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
+    overrides = {**TINY, "total_env_steps": 6_000}
+    script = RUNNER.format(overrides=overrides)
+    config = str(ROOT / "configs" / "cartpole.yaml")
+    whole = tmp_path / "whole"
+    subprocess.run([sys.executable, "-c", script, config, str(whole)], check=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", script, config, str(killed)])
+    marker = killed / "population-step.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if marker.is_file() and json.loads(marker.read_text())["env_step"] >= 2_000:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads(marker.read_text())["env_step"] < 6_000, "killed too late to test resume"
+    results = resume_population(killed, progress=False)
+    for label, result in zip("abc", results):
+        assert metrics_text(result.run_dir) == metrics_text(
+            whole / f"{label}-seed{'abc'.index(label)}"
+        )
+
+
+def test_resume_refuses_a_folder_that_is_not_a_population(tmp_path):
+    from dqn.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="not a population folder"):
+        resume_population(tmp_path)
+    shutil.rmtree(tmp_path)
