@@ -269,6 +269,13 @@ def compare_parser() -> argparse.ArgumentParser:
         help="with --backend ray: the Ray cluster (HEAD:6379); OUT must be on a filesystem "
         "every node sees (default: start a local Ray)",
     )
+    p.add_argument(
+        "--runner",
+        choices=("population", "process"),
+        default="population",
+        help="population (default): the runs that can share one program train as populations, "
+        "one chunk per worker; process: one process per run",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -312,6 +319,7 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
             progress=not args.no_progress,
             backend=args.backend,
             address=args.address,
+            runner=args.runner,
         )
     except DQNError as exc:
         return _fail(prog, exc)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dqn.config import DQNConfig
-from dqn.errors import CheckpointError, ConfigError, DivergenceError
+from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text
 from dqn.members import check_population
 from dqn.population_loop import (
@@ -40,7 +40,7 @@ from dqn.population_loop import (
     MemberResult,
     PopulationLoop,
 )
-from dqn.replay import check_population_fits
+from dqn.replay import check_population_fits, row_layout
 
 Progress = Callable[[int], None]  # called with the env steps (summed over members) just done
 
@@ -86,10 +86,8 @@ def train_population(
     configs = [m.config(config) for m in members]
     check_population(configs)
     from dqn.envs import check_env
-    from dqn.runtime import available_memory_bytes
 
-    obs_dim, _ = check_env(config.env_id)
-    check_population_fits([c.buffer_size for c in configs], obs_dim, available_memory_bytes())
+    check_memory(configs, *check_env(config.env_id))
     if out_dir is None:
         out_dir = Path(config.output_dir) / f"population-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(out_dir)
@@ -148,12 +146,41 @@ def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
     return configs, run_dirs
 
 
+def member_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
+    """Memory one member holds besides its replay ring, in bytes (float32): its replay ring is
+    (2 obs_dim + 3) x 4 bytes per transition; then 6 copies of its P parameters (online, target,
+    Adam's two moments, the gradient, the acting view), a burst of sampled rows, and the
+    activations of its diagnostics probe batch (3 arrays per hidden unit per probe state)."""
+    from dqn.loop import PROBE_SIZE
+
+    widths = [obs_dim, *config.hidden_sizes, n_actions]
+    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    rows = config.gradient_steps_per_train * config.batch_size * row_layout(obs_dim).width
+    activations = 3 * PROBE_SIZE * sum(widths[1:])
+    return 4 * (6 * params + rows + activations)
+
+
+def check_memory(configs: Sequence[DQNConfig], obs_dim: int, n_actions: int) -> None:
+    """A one-line ConfigError, before anything is written, if these members cannot all be held
+    in this machine's available memory at once: bytes needed and available."""
+    from dqn.runtime import available_memory_bytes
+
+    check_population_fits(
+        [c.buffer_size for c in configs],
+        obs_dim,
+        available_memory_bytes(),
+        sum(member_bytes(c, obs_dim, n_actions) for c in configs),
+    )
+
+
 def _relative(path: Path, start: Path) -> str:
     return os.path.relpath(path.resolve(), start.resolve())
 
 
 __all__ = [
-    "DivergenceError",
+    "STEP_FILE",
+    "check_memory",
+    "member_bytes",
     "Member",
     "MemberResult",
     "as_member",

@@ -1,4 +1,5 @@
-"""The Ray backend of ``dqn-compare``: one Ray task per run, on a local Ray or a cluster.
+"""The Ray backend of ``dqn-compare``: one Ray task per run or per population chunk, on a
+local Ray or a cluster.
 
 Ray is an optional extra (``pip install -e ".[ray]"``), imported inside the functions only, so
 ``dqn.compare`` imports without it. Each task calls the local backend's worker function, in one
@@ -45,13 +46,13 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def run_ray(
-    worker: Callable[[dict, str, str], dict],
-    jobs: Sequence[tuple[str, dict, str, str]],
+    worker: Callable[..., object],
+    jobs: Sequence[tuple],
     workers: int,
     address: str | None = None,
-) -> Iterator[tuple[str, dict]]:
-    """Run ``worker(config_dict, label, run_dir)`` per job as a Ray task of one CPU; yield
-    (name, row) as each finishes.
+) -> Iterator[tuple[str, object]]:
+    """Run ``worker(*args)`` per job ``(name, *args)`` as a Ray task of one CPU; yield
+    (name, result) as each finishes. A job is one run, or one population chunk.
 
     Uses the Ray this process is already connected to, if any; else connects to ``address``, or
     without one starts a local Ray of ``workers`` CPUs, and shuts it down at the end.
@@ -68,7 +69,7 @@ def run_ray(
         # Application errors are not retried; a task whose worker or node died is (Ray's
         # default), and the worker starts that run's folder again from scratch.
         task = ray.remote(num_cpus=1)(worker)
-        pending = {task.remote(cfg, label, path): name for name, cfg, label, path in jobs}
+        pending = {task.remote(*args): name for name, *args in jobs}
         while pending:
             finished, _ = ray.wait(list(pending), num_returns=1)
             for ref in finished:

@@ -138,17 +138,16 @@ def check_replay_fits(capacity: int, obs_dim: int, available: int | None) -> Non
         )
 
 
-def check_population_fits(capacities: list[int], obs_dim: int, available: int | None) -> None:
-    """``check_replay_fits`` for a population: P rings, one per member, all allocated up front.
-
-    Memory grows linearly in members and in buffer_size: (2 obs_dim + 3) float32 per transition
-    per member, plus a few MB per member for networks, Adam and run logs.
-    """
+def check_population_fits(
+    capacities: list[int], obs_dim: int, available: int | None, other_bytes: int = 0
+) -> None:
+    """``check_replay_fits`` for a population: one ring per member, all allocated up front,
+    plus ``other_bytes`` the members hold besides (parameters, Adam, activations)."""
     row = row_layout(obs_dim).width * np.dtype(np.float32).itemsize
-    needed = sum(capacities) * row
+    needed = sum(capacities) * row + other_bytes
     if available is not None and needed > available:
         raise ConfigError(
-            f"the replay rings of {len(capacities)} members ({sum(capacities):,} transitions of "
+            f"{len(capacities)} members (replay rings of {sum(capacities):,} transitions of "
             f"{obs_dim}-D observations) need {needed:,} bytes, but {available:,} bytes of memory "
             "are available; train fewer members at once or lower buffer_size"
         )
