@@ -154,3 +154,84 @@ def work_library_path(job: dict[str, Any]) -> dict[str, Any]:
     config = _base_config(job).replace(seed=job["seed"], **parse_overrides(job["overrides"]))
     result, _, _ = _train(config, [])
     return {"seconds": result.train_seconds, "threads": _threads(config)}
+
+
+def work_population_throughput(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker ``dqn_population``: a population of ``members`` runs with these settings in one
+    process, timed by the step clocks of its members' training envs.
+
+    A loop step ends when the last member's env has stepped, so the time at a mark is the latest
+    of the members' clocks at that step; the aggregate rate counts every member's steps.
+    """
+    from dqn.population import Member, train_population
+
+    s = Settings.from_dict(job["settings"])
+    made: list[StepClock] = []
+    total = s.total_env_steps
+    base = _base_config(job).replace(
+        **{**dqn_overrides(s), "env_id": register_clocked_env(s.env_id, made)},
+        num_envs=1,
+        **job.get("overrides", {}),
+        eval_every_env_steps=total,
+        eval_episodes=1,
+        final_eval_episodes=1,
+        checkpoint_every_env_steps=total + 1,
+    )
+    seeds = range(job["first_seed"], job["first_seed"] + job["members"])
+    with tempfile.TemporaryDirectory() as tmp:
+        train_population(
+            base.replace(output_dir=tmp),
+            [Member({}, seed) for seed in seeds],
+            out_dir=Path(tmp) / "population",
+            progress=False,
+            log_tensorboard=False,
+        )
+    trains = [c for c in made if len(c.step_times) >= max(job["marks"])]
+    at = {m: max(c.step_times[m - 1] for c in trains) for m in job["marks"]}
+    start = min(c.start for c in trains)
+    return {
+        "elapsed": [at[m] - start for m in job["marks"]],
+        "members": len(trains),
+        "threads": _threads(base),
+    }
+
+
+def work_study(job: dict[str, Any]) -> dict[str, Any]:
+    """Worker ``dqn_study``: ``dqn-compare``'s study (variants x seeds of a config) with a
+    runner, in a scratch folder: its wall time, and per run its gradient steps and outcome."""
+    import time
+
+    from benchmarks.floor import grad_step_flops
+    from dqn.compare import Variant, run_comparison
+    from dqn.config import parse_overrides
+    from dqn.envs import check_env
+    from dqn.report import read_metrics
+
+    base = _base_config(job).replace(**parse_overrides(job.get("overrides", [])))
+    obs_dim, n_actions = check_env(base.env_id)
+    variants = [Variant.parse(v) for v in job["variants"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        rows = run_comparison(
+            base,
+            variants,
+            list(range(job["seeds"])),
+            tmp,
+            workers=job["workers"],
+            progress=False,
+            runner=job["runner"],
+        )
+        wall = time.perf_counter() - t0
+        grad_steps = []
+        for metrics in sorted(Path(tmp, "runs").glob("*/run/metrics.csv")):
+            column = read_metrics(metrics)["grad_steps"]
+            grad_steps.append(int(column[-1]) if len(column) else 0)
+    return {
+        "wall_seconds": wall,
+        "grad_steps": grad_steps,
+        "runs": len(rows),
+        "final_evals": [r["final_eval_mean"] for r in rows],
+        "variants": [r["variant"] for r in rows],
+        "flops_per_step": grad_step_flops(obs_dim, base.hidden_sizes, n_actions, base.batch_size),
+        "threads": _threads(base),
+    }

@@ -26,6 +26,8 @@ WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "dqn_vector": dqn_worker.work_vector,
     "dqn_library_path": dqn_worker.work_library_path,
     "dqn_solve": dqn_worker.work_solve,
+    "dqn_population": dqn_worker.work_population_throughput,
+    "dqn_study": dqn_worker.work_study,
     "sb3_throughput": sb3_worker.work_throughput,
     "sb3_solve": sb3_worker.work_solve,
     "matmul": floor.work_matmul,

@@ -73,6 +73,7 @@ class NumpyPopulationLearner:
         self.adam_step = np.zeros(m, np.float32)
         self.grad_steps = np.zeros(m, np.int64)
         self._grads = np.zeros((m, p), np.float32)
+        self._scratch = np.zeros((m, p), np.float32)
         self._online_layers = self.layers(self.online)
         self._target_layers = self.layers(self.target)
         self._grad_layers = self.layers(self._grads)
@@ -184,18 +185,26 @@ class NumpyPopulationLearner:
         return self._metrics(loss, td_error, dq_sa, q, q_sa, grad_norm)
 
     def _adam(self, grads: np.ndarray, learning_rate: np.ndarray) -> None:
-        """``NumpyLearner._adam`` per member, in place (Keras' arithmetic)."""
+        """``NumpyLearner._adam`` per member, in place (Keras' arithmetic, in the same order).
+
+        Written with one preallocated scratch array: temporaries of [M, P] would cost a page
+        fault per page on every step, more than the arithmetic."""
         self.adam_step += np.float32(1.0)
         step = self.adam_step.astype(np.float64)
         alpha = learning_rate * np.sqrt(1.0 - BETA_2**step) / (1.0 - BETA_1**step)
-        m, v = self.adam_m, self.adam_v
-        m += (grads - m) * np.float32(1.0 - BETA_1)
-        v += (grads * grads - v) * np.float32(1.0 - BETA_2)
-        update = np.sqrt(v)
-        update += self.settings.adam_epsilon[:, None]
-        np.divide(m, update, out=update)
-        update *= alpha.astype(np.float32)[:, None]
-        self.online -= update
+        m, v, tmp = self.adam_m, self.adam_v, self._scratch
+        np.subtract(grads, m, out=tmp)
+        tmp *= np.float32(1.0 - BETA_1)
+        m += tmp
+        np.multiply(grads, grads, out=tmp)
+        tmp -= v
+        tmp *= np.float32(1.0 - BETA_2)
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += self.settings.adam_epsilon[:, None]
+        np.divide(m, tmp, out=tmp)
+        tmp *= alpha.astype(np.float32)[:, None]
+        self.online -= tmp
 
     def _metrics(self, loss, td_error, dq_sa, q, q_sa, grad_norm) -> np.ndarray:
         m, n = td_error.shape

@@ -1,0 +1,142 @@
+"""The population regimes of ``python -m benchmarks.bench`` (p1, p2, p3), with their rows.
+
+- (p1) regimes (b) and (c) with 32 members: aggregate env steps/s of a population against
+  Stable-Baselines3's single run in the same benchmark run. Both layouts that use the two
+  cores are measured: one process with two threads on the batched work, and two processes of
+  16 members each (started together; their rates add up).
+- (p2) the default loss study, 5 variants x 10 seeds of configs/cartpole.yaml, as
+  ``dqn-compare`` runs it: wall time with populations and with one process per run, and the
+  study's compute floor (the matmul FLOPs of every gradient step the runs took, at the
+  measured one-thread matmul rate times the machine's cores).
+- (p3) the 30-seed check of the default config: wall time with populations.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks.settings import EVERY_4_STEPS, EVERY_STEP
+from benchmarks.worker import run_worker, timed
+
+MEMBERS = 32
+STUDY_VARIANTS = (
+    "l2",
+    "clipped_delta",
+    "huber",
+    "clipped_grad",
+    "l2+gradclip:loss=l2,max_grad_norm=10",
+)
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+TWO_THREADS = {"OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+LEARNERS = {"tensorflow": {}, "numpy": {"learner": "numpy"}}
+
+
+def _together(label: str, jobs: list[dict], env: dict) -> list[dict | None]:
+    """Run worker jobs at the same time, one process each."""
+    print(f"  {label} ...", end="", file=sys.stderr, flush=True)
+
+    def one(job):
+        try:
+            return run_worker(job, env)
+        except RuntimeError as exc:
+            print(f" FAILED\n{exc}", file=sys.stderr)
+            return None
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        out = list(pool.map(one, jobs))
+    print(" done", file=sys.stderr)
+    return out
+
+
+def regime_p1(quick: bool, config: Path) -> dict:
+    """(p1): for (b) and (c), SB3's single run and 32-member populations, each learner, in one
+    process of 1 or 2 threads, or two processes of 16."""
+    warmup, measured = (200, 1_000) if quick else (1_000, 5_000)
+    members = 4 if quick else MEMBERS
+    out = {}
+    for key, s in (("b", EVERY_STEP), ("c", EVERY_4_STEPS)):
+        if quick:
+            s = s.replace(learning_starts_env_steps=500)
+        first = s.learning_starts_env_steps + warmup
+        s = s.replace(total_env_steps=first + measured)
+        marks = [first, first + measured]
+        job = {"settings": s.to_dict(), "marks": marks, "seed": 0}
+        runs = {
+            "sb3": timed(f"({key}) SB3", {**job, "worker": "sb3_throughput", "torch_threads": 1})
+        }
+        for learner, overrides in LEARNERS.items():
+            pop = {**job, "worker": "dqn_population", "config": str(config), "first_seed": 0}
+            one = {**pop, "members": members, "overrides": {**overrides, "num_threads": 1}}
+            two = {**one, "overrides": {**overrides, "num_threads": 2}}
+            half = members // 2
+            runs[f"{learner}/1 process, 1 thread"] = timed(
+                f"({key}) {learner}, {members} members, 1 thread", one, ONE_THREAD
+            )
+            runs[f"{learner}/1 process, 2 threads"] = timed(
+                f"({key}) {learner}, {members} members, 2 threads", two, TWO_THREADS
+            )
+            pair = [{**one, "members": half}, {**one, "members": half, "first_seed": half}]
+            runs[f"{learner}/2 processes"] = _together(
+                f"({key}) {learner}, 2 processes of {half}", pair, ONE_THREAD
+            )
+        out[key] = {"settings": s, "measured": measured, "members": members, "runs": runs}
+    return out
+
+
+def aggregate_rate(run, measured: int) -> float | None:
+    """Env steps/s summed over members (and over processes, for a pair run together)."""
+    if run is None:
+        return None
+    if isinstance(run, list):
+        rates = [aggregate_rate(r, measured) for r in run]
+        return None if None in rates else sum(rates)
+    return run["members"] * measured / (run["elapsed"][1] - run["elapsed"][0])
+
+
+def regime_p2(quick: bool, config: Path) -> dict:
+    """(p2): the default loss study with populations and with one process per run."""
+    seeds = 2 if quick else 10
+    overrides = ["total_env_steps=3000"] if quick else []
+    job = {
+        "worker": "dqn_study",
+        "config": str(config),
+        "variants": list(STUDY_VARIANTS),
+        "seeds": seeds,
+        "workers": os.cpu_count() or 1,
+        "overrides": overrides,
+    }
+    runs = {
+        runner: timed(f"study, {runner} runner", {**job, "runner": runner}, ONE_THREAD)
+        for runner in ("population", "process")
+    }
+    rate = timed(
+        "matmul rate",
+        {"worker": "matmul", "shape": (64, 256, 256), "seconds": 0.5 if quick else 3.0},
+        ONE_THREAD,
+    )
+    return {"runs": runs, "rate": rate, "seeds": seeds, "cores": os.cpu_count() or 1}
+
+
+def regime_p3(quick: bool, config: Path) -> dict:
+    """(p3): the trust check, 30 seeds of the default config, with populations."""
+    seeds = 2 if quick else 30
+    job = {
+        "worker": "dqn_study",
+        "config": str(config),
+        "variants": ["default:"],
+        "seeds": seeds,
+        "workers": os.cpu_count() or 1,
+        "runner": "population",
+        "overrides": ["total_env_steps=3000"] if quick else [],
+    }
+    return {"run": timed(f"{seeds} seeds, population runner", job, ONE_THREAD), "seeds": seeds}
+
+
+def study_floor(run: dict | None, rate: dict | None, cores: int) -> float | None:
+    """Seconds the study's gradient steps need at ``cores`` x the one-thread matmul rate."""
+    if run is None or rate is None:
+        return None
+    return sum(run["grad_steps"]) * run["flops_per_step"] / (rate["flops_per_second"] * cores)

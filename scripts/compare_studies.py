@@ -1,0 +1,103 @@
+"""Two studies of the same variants and seeds, run two ways: are their outcomes distinguishable?
+
+    python scripts/compare_studies.py results/compare results/compare-pop [--out FILE.md]
+
+Reads each study's results.json (``dqn-compare``) and prints, per variant, the runs that ended
+solved (final evaluation >= 475) in each with Clopper-Pearson intervals, the medians of the
+final evaluation and of the evaluation AUC, and two-sample tests of both: Mann-Whitney U and
+Kolmogorov-Smirnov, with their p-values (scipy). The two ways are typically the per-process
+runner and populations (``--runner process`` / ``population``), whose runs of one seed agree
+to float32 rounding and so are not expected to be identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from dqn.stats import proportion_ci
+
+THRESHOLD = 475.0
+
+
+def load(folder: Path) -> dict[str, list[dict]]:
+    rows = json.loads((folder / "results.json").read_text())
+    out: dict[str, list[dict]] = {}
+    for row in rows:
+        out.setdefault(row["variant"], []).append(row)
+    return out
+
+
+def p_values(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(Mann-Whitney U, Kolmogorov-Smirnov) two-sided p-values; 1.0 for identical samples."""
+    if np.array_equal(np.sort(a), np.sort(b)):
+        return 1.0, 1.0
+    mw = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
+    ks = stats.ks_2samp(a, b).pvalue
+    return float(mw), float(ks)
+
+
+def _column(rows: list[dict], seeds: list[int], key: str) -> np.ndarray:
+    by_seed = {r["seed"]: r[key] for r in rows}
+    return np.array([by_seed[s] for s in seeds], float)
+
+
+def solved(x: np.ndarray) -> str:
+    """Runs whose final evaluation reached the threshold, with their Clopper-Pearson interval."""
+    k, n = int((x >= THRESHOLD).sum()), len(x)
+    low, high = proportion_ci(k, n)
+    return f"{k}/{n} [{low:.2f}, {high:.2f}]"
+
+
+def table(first: Path, second: Path) -> str:
+    a, b = load(first), load(second)
+    lines = [
+        f"A = {first}, B = {second}; per variant, the runs of the seeds both hold.",
+        "",
+        "| variant | runs | solved at end A | solved at end B | median final A / B "
+        "| final eval: MWU p / KS p | median AUC A / B | AUC: MWU p / KS p |",
+        "|---|---:|---|---|---|---|---|---|",
+    ]
+    for variant in a:
+        if variant not in b:
+            continue
+        seeds = sorted({r["seed"] for r in a[variant]} & {r["seed"] for r in b[variant]})
+        fa, fb = (_column(x[variant], seeds, "final_eval_mean") for x in (a, b))
+        ua, ub = (_column(x[variant], seeds, "eval_auc") for x in (a, b))
+        fa, fb, ua, ub = (np.nan_to_num(x, nan=0.0) for x in (fa, fb, ua, ub))  # diverged: 0
+        n = len(seeds)
+
+        mf, kf = p_values(fa, fb)
+        mu, ku = p_values(ua, ub)
+        lines.append(
+            f"| {variant} | {n} | {solved(fa)} | {solved(fb)} | "
+            f"{np.median(fa):.1f} / {np.median(fb):.1f} | {mf:.2f} / {kf:.2f} | "
+            f"{np.median(ua):.1f} / {np.median(ub):.1f} | {mu:.2f} / {ku:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("first", type=Path)
+    p.add_argument("second", type=Path)
+    p.add_argument("--out", type=Path, help="also write the table here")
+    args = p.parse_args(argv)
+    for folder in (args.first, args.second):
+        if not (folder / "results.json").is_file():
+            print(f"compare_studies: {folder} has no results.json", file=sys.stderr)
+            return 2
+    text = table(args.first, args.second)
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
