@@ -9,6 +9,10 @@ prints one markdown table with both numbers and their ratio:
   (d) configs/cartpole.yaml over N seeds (SB3 on its zoo settings): time to first solve, final eval
   (e) CleanRL's dqn.py settings (SB3 with its Huber loss): env steps/s of the whole run
   (f) the library path: dqn's default config from a fresh process and after TensorFlow ran
+  (p1) populations of 32 members at (b) and (c)'s settings: aggregate env steps/s against SB3
+  (p2) the default loss study (5 variants x 10 seeds): populations, one process per run, and
+       the study's compute floor
+  (p3) the 30-seed check of the default config with populations: wall time
 
 (a), (b), (c) and (e) also run dqn with ``learner: numpy``; (e) also with 8 vectorized envs
 (against the same one-env SB3 run). CleanRL itself is not run (its dqn.py is a script, not a
@@ -28,7 +32,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks import regimes
+from benchmarks import populations, regimes
 from benchmarks.regimes import REGIMES
 from benchmarks.sb3_worker import missing_extra
 from benchmarks.settings import EVERY_4_STEPS, EVERY_STEP
@@ -43,7 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--quick", action="store_true", help="tiny step counts, to check it runs")
-    p.add_argument("--regimes", default=",".join(REGIMES), help="comma-separated, of a,b,c,d,e")
+    p.add_argument(
+        "--regimes", default=",".join(REGIMES), help="comma-separated, of " + ",".join(REGIMES)
+    )
     p.add_argument("--seeds", type=int, help="seeds of (d) (default 5; 2 with --quick)")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="dqn config of (d)")
     p.add_argument("--out", type=Path, help="also write the table to this markdown file")
@@ -77,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             results[key] = regimes.regime_d(args.quick, args.config, args.seeds)
         elif key == "e":
             results[key] = regimes.regime_e(args.quick, args.config)
-        else:
+        elif key == "f":
             results[key] = regimes.regime_f(args.quick, args.config)
+        else:
+            regime = getattr(populations, f"regime_{key}")
+            results[key] = regime(args.quick, args.config)
     text = table(results, args.quick)
     print(text)
     if args.out:

@@ -12,7 +12,7 @@ from benchmarks.floor import grad_step_flops, grad_steps
 from benchmarks.settings import CLEANRL, ZOO, Settings
 from benchmarks.worker import timed
 
-REGIMES = ("a", "b", "c", "d", "e", "f")
+REGIMES = ("a", "b", "c", "d", "e", "f", "p1", "p2", "p3")
 LIBRARY_PATH_RUNS, LIBRARY_PATH_SEED = 3, 4  # (f): runs of each kind, alternating
 EVAL = {"eval_every_env_steps": 2_500, "eval_episodes": 10, "eval_seed": 10_000}
 WARMUP_ENV_STEPS, MEASURED_ENV_STEPS = 1_000, 10_000  # (b), (c): timed after learning starts

@@ -22,6 +22,7 @@ from benchmarks.regimes import VECTOR_ENVS
 CLEANRL_STEPS_PER_SECOND = 8_100
 # (e)'s target was first set against CleanRL's dqn.py; it applies to the ratio against SB3.
 TARGETS = {"a": "<= 0.3", "b": ">= 4", "c": ">= 4", "d": "<= 0.3", "e": ">= 3", "f": "<= 1.1"}
+TARGETS.update({"p1": ">= 20", "p2": "<= 1.25 floor"})
 
 
 def first_solve(curve: Sequence[Sequence[float]], threshold: float) -> tuple[int, float] | None:
@@ -266,9 +267,85 @@ def table(results: dict, quick: bool) -> str:
             "TensorFlow operation before train (TensorFlow's thread pools are then fixed, "
             "and dqn says so in a ThreadsWarning). The ratio is warm / fresh."
         )
+    population_rows(results, add, extra)
     add("threads", "", threads["dqn"] or "-", threads["sb3"] or "-", "", "")
     lines = ["\n".join(rows), "", *notes(quick, extra)]
     return "\n".join(lines) + "\n"
+
+
+def population_rows(results: dict, add, extra: list[str]) -> None:
+    """The rows of (p1), (p2), (p3) (``benchmarks.populations``)."""
+    from benchmarks.populations import aggregate_rate, study_floor
+
+    if "p1" in results:
+        for key, r in results["p1"].items():
+            sb3 = r["runs"]["sb3"]
+            b = r["measured"] / (sb3["elapsed"][1] - sb3["elapsed"][0]) if sb3 else None
+            for layout, run in r["runs"].items():
+                if layout == "sb3":
+                    continue
+                learner, how = layout.split("/")
+                d = aggregate_rate(run, r["measured"])
+                add(
+                    f"(p1) ({key})'s settings, {r['members']} members, learner {learner}, {how}",
+                    "aggregate env steps/s (SB3: one run)",
+                    fmt(d, 0),
+                    fmt(b, 0),
+                    ratio(d, b),
+                    TARGETS["p1"],
+                )
+        extra.append(
+            "- (p1): a population trains its members in lockstep in one program; its rate is "
+            "every member's env steps over the measured window (from the latest member clock at "
+            'the first mark to the latest at the second). "2 processes" runs two populations '
+            "of half the members at the same time, one thread each, and adds their rates; "
+            '"2 threads" gives TensorFlow (intra- and inter-op) and BLAS two threads in one '
+            "process. SB3 is one run of the same settings, in this benchmark run."
+        )
+    if "p2" in results:
+        r = results["p2"]
+        pop, proc = r["runs"]["population"], r["runs"]["process"]
+        floor = study_floor(pop, r["rate"], r["cores"])
+        wall = lambda x: x["wall_seconds"] if x else None  # noqa: E731
+        add(
+            f"(p2) loss study: 5 variants x {r['seeds']} seeds, configs/cartpole.yaml, "
+            "populations (dqn-compare's default)",
+            "wall s / compute floor",
+            fmt(wall(pop)),
+            "-",
+            ratio(wall(pop), floor) + " of floor" if floor else "-",
+            TARGETS["p2"],
+        )
+        add(
+            "(p2) the same, one process per run (--runner process)",
+            "wall s; populations' speed-up",
+            fmt(wall(proc)),
+            "-",
+            ratio(wall(proc), wall(pop)),
+            "",
+        )
+        if floor:
+            extra.append(
+                f"- (p2): the compute floor is {fmt(floor)} s: the {sum(pop['grad_steps']):,} "
+                f"gradient steps the population study's runs took x "
+                f"{pop['flops_per_step'] / 1e6:.1f} MFLOP of matmuls each, at "
+                f"{r['rate']['flops_per_second'] / 1e9:.1f} GFLOP/s ({r['rate']['how']}, measured "
+                f"in this run) x {r['cores']} cores. Wall times hold everything: process start, "
+                "TensorFlow import, evaluation (10 episodes every 2,500 env steps, 100 at the "
+                "end), checkpoints, the report and figures."
+            )
+    if "p3" in results:
+        r = results["p3"]
+        run = r["run"]
+        solved = sum(f >= 475.0 for f in run["final_evals"]) if run else None
+        add(
+            f"(p3) trust check: configs/cartpole.yaml x {r['seeds']} seeds, populations",
+            "wall s; runs >= 475 at the end",
+            fmt(run["wall_seconds"]) if run else "failed",
+            "-",
+            f"{solved}/{r['seeds']}" if run else "",
+            "",
+        )
 
 
 def median_or_none(values: Sequence[float]) -> float | None:

@@ -265,3 +265,59 @@ def test_regime_f_alternates_fresh_and_warm_runs_and_reports_their_medians(monke
     text = table({"f": runs}, quick=False)
     assert "| median train wall s | 13.0 | - |  |  |" in text
     assert "| median train wall s | 20.0 | - | 1.54x of fresh | <= 1.1 |" in text
+
+
+def test_population_rows_from_worker_results():
+    """(p1) adds the two processes' rates; (p2) divides by the floor of the steps taken."""
+    members = {"members": 32, "threads": "x"}
+    results = {
+        "p1": {
+            "b": {
+                "settings": settings.EVERY_STEP,
+                "measured": 1_000,
+                "members": 32,
+                "runs": {
+                    "sb3": {"elapsed": [1.0, 2.0], "threads": "x"},  # 1,000 env steps/s
+                    "numpy/1 process, 1 thread": {"elapsed": [1.0, 2.0], **members},
+                    "numpy/2 processes": [
+                        {"elapsed": [0.0, 1.0], "members": 16},  # 16,000 env steps/s
+                        {"elapsed": [0.0, 2.0], "members": 16},  # 8,000
+                    ],
+                    "tensorflow/1 process, 2 threads": None,
+                },
+            }
+        },
+        "p2": {
+            "seeds": 10,
+            "cores": 2,
+            "rate": {"flops_per_second": 1e10, "how": "numpy"},
+            "runs": {
+                # 2,000 steps x 1 GFLOP at 2 x 10 GFLOP/s: a floor of 100 s.
+                "population": {
+                    "wall_seconds": 125.0,
+                    "grad_steps": [1_000, 1_000],
+                    "flops_per_step": 1e9,
+                },
+                "process": {
+                    "wall_seconds": 375.0,
+                    "grad_steps": [1_000, 1_000],
+                    "flops_per_step": 1e9,
+                },
+            },
+        },
+        "p3": {"seeds": 2, "run": {"wall_seconds": 50.0, "final_evals": [500.0, 100.0]}},
+    }
+    text = table.table(results, quick=False)
+    lines = text.splitlines()
+
+    def find(fragment):
+        (line,) = [line for line in lines if fragment in line]
+        return line
+
+    assert "| 32,000 | 1,000 | 32.00x | >= 20 |" in find("learner numpy, 1 process, 1 thread")
+    assert "| 24,000 | 1,000 | 24.00x | >= 20 |" in find("learner numpy, 2 processes")
+    assert "| failed | 1,000 | - | >= 20 |" in find("learner tensorflow, 1 process, 2 threads")
+    assert "| 125.0 | - | 1.25x of floor | <= 1.25 floor |" in find("(p2) loss study")
+    assert "| 375.0 | - | 3.00x |" in find("(p2) the same, one process per run")
+    assert "| 50.0 | - | 1/2 |" in find("(p3) trust check")
+    assert "the 2,000 gradient steps" in text
