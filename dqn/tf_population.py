@@ -1,0 +1,303 @@
+"""M members' Q-learning updates as one compiled TensorFlow program (``dqn.learner``).
+
+Why one program: on a CPU each TensorFlow call costs hundreds of microseconds of dispatch, and
+M single learners pay it M times per burst for networks whose arithmetic is smaller still. Here
+member m's parameters are row m of an [M, P] tensor and a Dense layer is one batched matmul over
+the member axis ([M, B, in] x [M, in, out]), so K gradient steps of all M members are one call.
+The gain is that dispatch: with long bursts of large networks there is little left to save, and
+M members' state outgrows the caches one member's fits in, so a step can then cost more per
+member than a single learner's.
+
+Per member, the arithmetic is that of ``dqn.tf_learner.train_step`` with the member's config:
+the same loss functions (``dqn.losses``), the same Adam, clipping, schedule and target sync, in
+float32 with the same constants. The settings that may differ (``dqn.members.MemberSettings``)
+are [M] constants of the compiled function. Where a member's choice changes the computation
+(loss, gradient clipping, soft target sync), each variant present in the population is computed
+for all members and ``tf.where`` picks each member's: ``tf.where`` masks the other branches'
+gradients rather than scaling them, so a member's gradient is exactly its own loss's. Double
+DQN's extra forward pass, a network's worth of arithmetic, runs for the members that use it only.
+
+Nothing couples members. Every op works row by row on the member axis, except the sum of the
+members' losses that the tape differentiates, and d(sum)/d(loss_m) is 1 whatever the other
+losses are: a member with NaN parameters leaves the others bit-identical (tests check it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from dqn import losses
+from dqn.config import LOSS_NAMES, DQNConfig
+from dqn.fastcall import flat_caller
+from dqn.learner import LearnerArrays
+from dqn.members import check_population, member_settings
+from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
+from dqn.tf_learner import LearnerState, adam_update, unpack_rows
+
+# The TensorFlow ops the Keras activations of a Dense layer run (Keras 3, TensorFlow backend).
+ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    "linear": lambda z: z,
+    "relu": tf.nn.relu,
+    "tanh": tf.math.tanh,
+    "sigmoid": tf.math.sigmoid,
+    "elu": tf.nn.elu,
+}
+
+
+def dense_chain(shapes: Sequence[tuple[int, ...]], activations: Sequence[str]):
+    """``forward(params [M, P], x [M, B, in]) -> [M, B, out]`` for a chain of Dense layers whose
+    parameters lie in each row as [W0, b0, W1, b1, ...] (``dqn.networks.FlatNetwork``)."""
+    sizes = [math.prod(s) for s in shapes]
+    acts = [ACTIVATIONS[a] for a in activations]
+
+    def forward(params: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+        parts = tf.split(params, sizes, axis=1)
+        for w, b, shape, act in zip(parts[0::2], parts[1::2], shapes[0::2], acts):
+            # Keras' Dense: matmul, add the bias, then the activation.
+            x = act(tf.matmul(x, tf.reshape(w, [-1, *shape])) + b[:, None, :])
+        return x
+
+    return forward
+
+
+def _quantile_ranks(n: tf.Tensor) -> tf.Tensor:
+    """Nearest-rank indices of the 50/90/99% quantiles in a sorted batch of n, computed in
+    float32 as ``dqn.tf_learner._abs_quantiles`` does."""
+    nf = tf.cast(n, tf.float32)
+    ranks = [tf.cast(tf.math.ceil(q * nf), tf.int32) - 1 for q in (0.5, 0.9, 0.99)]
+    return tf.minimum(tf.stack(ranks), n - 1)
+
+
+def make_population_burst(
+    shapes: Sequence[tuple[int, ...]], activations: Sequence[str], configs: Sequence[DQNConfig]
+):
+    """(online [M, P], rest [M, 3P + 1], grad_steps [M], rows [M, K, B, W], active [M]) ->
+    (online, rest, grad_steps, sums | maxes [M, 2 n]), n = len(STEP_METRICS).
+
+    ``rest`` is target | adam_m | adam_v | adam_step per row (``pack``). Inactive members come
+    out exactly as they went in, with NaN metrics.
+    """
+    forward = dense_chain(shapes, activations)
+    obs_dim, n = shapes[0][0], len(STEP_METRICS)
+    s = member_settings(configs)
+    # The per-member numbers, rounded to float32 where the single learner rounds them: Python
+    # floats (float64) meet float32 tensors there, so 1 - tau and end - start are float64 first.
+    f32 = {
+        "bound": s.loss_bound,
+        "lr_start": s.learning_rate,
+        "lr_delta": s.learning_rate_end - s.learning_rate,
+        "lr_steps": s.total_grad_steps,
+        "discount": s.discount,
+        "max_norm": s.max_grad_norm,
+        "tau": s.target_tau,
+        "one_minus_tau": np.array([1.0 - c.target_tau for c in configs]),
+        "epsilon": s.adam_epsilon,
+    }
+    f32 = {k: np.asarray(v, np.float32) for k, v in f32.items()}
+    loss_ids = sorted(set(s.loss_id.tolist()))
+    clip, soft = np.isfinite(s.max_grad_norm), s.target_tau != 1.0
+    diagnostics = configs[0].diagnostics
+
+    def const(name: str) -> tf.Tensor:  # [M]
+        return tf.constant(f32[name])
+
+    def column(name: str) -> tf.Tensor:  # [M, 1], to broadcast over a row
+        return tf.constant(f32[name][:, None])
+
+    def pick(where: np.ndarray, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+        """a for members where ``where`` holds, else b; no select when all agree."""
+        return a if where.all() else b if not where.any() else tf.where(where[:, None], a, b)
+
+    def elementwise_loss(td_error: tf.Tensor) -> tf.Tensor:
+        out = None
+        for i in loss_ids:
+            value = losses.LOSSES[LOSS_NAMES[i]](td_error, column("bound"))
+            out = value if out is None else pick(s.loss_id == i, value, out)
+        return out
+
+    def step(state: LearnerState, rows: tf.Tensor) -> tuple[LearnerState, tf.Tensor]:
+        obs, actions, rewards, next_obs, terminated = unpack_rows(rows, obs_dim)
+        next_q = forward(state.target, next_obs)
+        next_v = tf.reduce_max(next_q, axis=2)
+        if s.double_dqn.all():
+            best = tf.argmax(forward(state.online, next_obs), axis=2, output_type=tf.int32)
+            next_v = tf.gather(next_q, best, batch_dims=2)
+        elif s.double_dqn.any():  # the extra forward pass for the Double DQN members only
+            rows_of = np.flatnonzero(s.double_dqn)[:, None]
+            q_online = forward(tf.gather_nd(state.online, rows_of), tf.gather_nd(next_obs, rows_of))
+            best = tf.argmax(q_online, axis=2, output_type=tf.int32)
+            chosen = tf.gather(tf.gather_nd(next_q, rows_of), best, batch_dims=2)
+            next_v = tf.tensor_scatter_nd_update(next_v, rows_of, chosen)
+        target = tf.stop_gradient(rewards + column("discount") * (1.0 - terminated) * next_v)
+        params = state.online
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            q = forward(params, obs)
+            q_sa = tf.gather(q, actions, batch_dims=2)
+            td_error = target - q_sa
+            loss = tf.reduce_mean(elementwise_loss(td_error), axis=1)
+            total = tf.reduce_sum(loss)  # d total / d loss_m = 1: each member's own gradient
+        if diagnostics:
+            grads, dq_sa = tape.gradient(total, [params, q_sa])
+        else:
+            grads, dq_sa = tape.gradient(total, params), None
+        grad_norm = tf.norm(grads, axis=1)
+        if clip.any():
+            max_norm = column("max_norm")
+            scaled = grads * (max_norm / tf.maximum(grad_norm[:, None], max_norm))
+            grads = pick(clip, scaled, grads)
+        # learning_rate_at's arithmetic; a constant rate has lr_delta 0, so lr is exactly start.
+        frac = tf.minimum(1.0, tf.cast(state.grad_steps, tf.float32) / const("lr_steps"))
+        lr = const("lr_start") + frac * const("lr_delta")
+        online, m, v, adam_step = adam_update(
+            params,
+            grads,
+            state.adam_m,
+            state.adam_v,
+            state.adam_step[:, None],
+            lr[:, None],
+            epsilon=column("epsilon"),
+        )
+        grad_steps = state.grad_steps + 1
+        due = tf.equal(grad_steps % tf.constant(s.target_every), 0)
+        synced = online
+        if soft.any():
+            mixed = column("tau") * online + column("one_minus_tau") * state.target
+            synced = pick(soft, mixed, online)
+        new_target = tf.where(due[:, None], synced, state.target)
+        new = LearnerState(online, new_target, m, v, adam_step[:, 0], grad_steps)
+        return new, metrics(loss, td_error, dq_sa, q, q_sa, grad_norm)
+
+    def metrics(loss, td_error, dq_sa, q, q_sa, grad_norm) -> tf.Tensor:
+        """``dqn.tf_learner._step_metrics`` per member: [M, n]."""
+        abs_td = tf.abs(td_error)
+        if diagnostics:
+            ordered = tf.sort(abs_td, axis=1)
+            quantiles = tf.gather(ordered, _quantile_ranks(tf.shape(abs_td)[1]), axis=1)
+            zero = tf.reduce_mean(tf.cast(tf.equal(dq_sa, 0.0), tf.float32), axis=1)
+            over = tf.reduce_mean(tf.cast(abs_td > column("bound"), tf.float32), axis=1)
+            diag = [tf.reduce_mean(abs_td, axis=1)[:, None], quantiles, ordered[:, -1:]]
+            diag += [zero[:, None], over[:, None]]
+        else:
+            diag = [tf.fill([tf.shape(loss)[0], 7], float("nan"))]
+        q_stats = [tf.reduce_mean(q_sa, axis=1), tf.reduce_max(tf.abs(q), axis=[1, 2])]
+        return tf.concat([loss[:, None], *diag, tf.stack([*q_stats, grad_norm], axis=1)], 1)
+
+    def burst(online, rest, grad_steps, rows, active):
+        start = unpack(online, rest, grad_steps)
+        k, members = tf.shape(rows)[1], tf.shape(rows)[0]
+
+        def body(i, state, sums, maxes):
+            state, m = step(state, rows[:, i])
+            return i + 1, state, sums + m, tf.maximum(maxes, m)
+
+        zeros, lows = tf.zeros([members, n]), tf.fill([members, n], float("-inf"))
+        _, end, sums, maxes = tf.while_loop(
+            lambda i, *_: i < k, body, (tf.constant(0), start, zeros, lows)
+        )
+        keep = [
+            tf.where(tf.reshape(active, [-1] + [1] * (a.shape.rank - 1)), a, b)
+            for a, b in zip(end, start)
+        ]
+        out = tf.where(active[:, None], tf.concat([sums, maxes], 1), float("nan"))
+        return (*pack(LearnerState(*keep)), out)
+
+    return burst
+
+
+def pack(state: LearnerState) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(online [M, P], rest [M, 3P + 1] = target | adam_m | adam_v | adam_step, grad_steps)."""
+    rest = [state.target, state.adam_m, state.adam_v, state.adam_step[:, None]]
+    return state.online, tf.concat(rest, axis=1), state.grad_steps
+
+
+def unpack(online: tf.Tensor, rest: tf.Tensor, grad_steps: tf.Tensor) -> LearnerState:
+    p = tf.shape(online)[1]
+    return LearnerState(
+        online, rest[:, :p], rest[:, p : 2 * p], rest[:, 2 * p : 3 * p], rest[:, 3 * p], grad_steps
+    )
+
+
+class TFPopulationLearner:
+    """The population learner contract (``dqn.learner.PopulationLearner``) on TensorFlow.
+
+    ``shapes`` are one member's parameter shapes in flat order ([W0, b0, W1, b1, ...], a chain
+    of Dense layers), ``activations`` each layer's activation, ``configs`` the M members (they
+    must share ``dqn.members.SHARED_KEYS``), ``online`` [M, P] their initial parameters. The
+    state lives in three tensors between calls, as in ``dqn.tf_learner.TFLearner``.
+    """
+
+    def __init__(
+        self,
+        shapes: Sequence[tuple[int, ...]],
+        activations: Sequence[str],
+        configs: Sequence[DQNConfig],
+        online: np.ndarray,
+    ) -> None:
+        check_population(configs)
+        shapes = [tuple(int(d) for d in s) for s in shapes]
+        if len(shapes) != 2 * len(activations):
+            raise ValueError("a Dense chain has a kernel and a bias per layer")
+        unknown = [a for a in activations if a not in ACTIVATIONS]
+        if unknown:
+            raise ValueError(f"no activation {unknown[0]!r}; supported: {', '.join(ACTIVATIONS)}")
+        for i, (w, b) in enumerate(zip(shapes[0::2], shapes[1::2])):
+            chained = i == 0 or w[0] == shapes[2 * i - 2][1]
+            if len(w) != 2 or b != (w[1],) or not chained:
+                raise ValueError(f"layer {i}: shapes {w}, {b} do not continue a Dense chain")
+        online = np.array(online, np.float32)
+        size = sum(math.prod(s) for s in shapes)
+        if online.shape != (len(configs), size):
+            raise ValueError(f"online must be [{len(configs)}, {size}], got {online.shape}")
+        burst = make_population_burst(shapes, activations, configs)
+        self._burst = tf.function(burst, jit_compile=configs[0].jit_compile, reduce_retracing=True)
+        self._compiled: dict[tuple, Callable] = {}
+        flat, zeros = tf.constant(online), tf.zeros_like(online)
+        steps, members = tf.zeros([len(configs)], tf.int64), len(configs)
+        self._packed = pack(LearnerState(flat, flat, zeros, zeros, tf.zeros([members]), steps))
+        self._active: tuple[bytes, tf.Tensor] = (b"", tf.constant(True))
+        self.online = online
+
+    def burst(self, rows: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """K gradient steps of every active member on rows [M, K, B, W]; [M, n] metrics."""
+        active = np.asarray(active, bool)
+        if active.shape != (self.online.shape[0],) or rows.shape[0] != active.shape[0]:
+            raise ValueError(f"rows {rows.shape} and active {active.shape} must be per member")
+        if self._active[0] != active.tobytes():  # the mask rarely changes: reuse its tensor
+            self._active = (active.tobytes(), tf.constant(active))
+        args = (*self._packed, tf.constant(rows, tf.float32), self._active[1])
+        fn = self._compiled.get(rows.shape)
+        if fn is None:
+            concrete = self._burst.get_concrete_function(*args)
+            fn = self._compiled[rows.shape] = flat_caller(concrete, probe_args=args)
+        *packed, metrics = fn(*args)
+        self._packed = tuple(packed)
+        self.online = self._packed[0].numpy()
+        metrics, n = metrics.numpy(), len(STEP_METRICS)
+        return np.where(IS_MAX_METRIC, metrics[:, n:], metrics[:, :n] / rows.shape[1])
+
+    def member_state(self, m: int) -> LearnerArrays:
+        p = self.online.shape[1]
+        rest = self._packed[1][m].numpy()
+        vectors = (rest[i * p : (i + 1) * p].copy() for i in range(3))
+        online = self._packed[0][m].numpy().copy()
+        return LearnerArrays(online, *vectors, np.float32(rest[3 * p]), int(self._packed[2][m]))
+
+    def set_member_state(self, m: int, state: LearnerArrays) -> None:
+        online, rest, steps = (np.array(t) for t in self._packed)
+        online[m] = state.online
+        rest[m] = np.concatenate([state.target, state.adam_m, state.adam_v, [state.adam_step]])
+        steps[m] = state.grad_steps
+        self._packed = (tf.constant(online), tf.constant(rest), tf.constant(steps))
+        self.online = self._packed[0].numpy()
+
+    @property
+    def grad_steps(self) -> np.ndarray:
+        return self._packed[2].numpy().copy()
+
+
+__all__ = ["ACTIVATIONS", "TFPopulationLearner", "dense_chain", "make_population_burst"]

@@ -1,0 +1,256 @@
+"""The population learner: each member follows its own single TensorFlow learner, and members
+never touch each other's numbers (bit for bit)."""
+
+import functools
+
+import numpy as np
+import pytest
+
+from dqn import losses
+from dqn.config import LOSS_NAMES, DQNConfig
+from dqn.errors import ConfigError
+from dqn.networks import FlatNetwork, build_mlp
+from dqn.replay import row_layout
+from dqn.step_metrics import METRIC_NAMES
+from dqn.tf_learner import TFLearner
+from dqn.tf_population import TFPopulationLearner
+
+OBS_DIM, N_ACTIONS, HIDDEN, BATCH = 4, 2, (16, 16), 32
+# A 100-step schedule, so that learning_rate_end is reached within a test.
+BASE = DQNConfig(
+    hidden_sizes=HIDDEN,
+    batch_size=BATCH,
+    learning_rate=1e-3,
+    learning_rate_end=None,
+    target_update_every_grad_steps=10,
+    total_env_steps=100,
+    learning_starts_env_steps=0,
+    train_every_env_steps=1,
+    gradient_steps_per_train=1,
+    jit_compile=False,
+)
+# Float32 rounding, not bit equality: the batched layers sum a bias's gradient over the batch in
+# another order than Keras' Dense layers do (last-bit differences), and Adam's normalised steps
+# carry such differences on through 100 updates.
+TOL = dict(rtol=1e-5, atol=1e-6)
+
+
+def network(config, seed):
+    model = build_mlp(OBS_DIM, N_ACTIONS, config.hidden_sizes, config.activation, seed)
+    return FlatNetwork(model)
+
+
+def shapes_and_activations(config):
+    net = network(config, 0)
+    return net.shapes, [config.activation] * len(config.hidden_sizes) + ["linear"]
+
+
+def initial_params(config, members):
+    return _initial_params(config.hidden_sizes, config.activation, members).copy()
+
+
+@functools.lru_cache
+def _initial_params(hidden_sizes, activation, members):
+    config = BASE.replace(hidden_sizes=hidden_sizes, activation=activation)
+    return np.stack([network(config, seed).read() for seed in range(members)])
+
+
+def cartpole_rows(rng, *lead):
+    """Packed rows [*lead, B, W] on CartPole's scale: reward 1, a few terminations."""
+    shape, at = (*lead, BATCH), row_layout(OBS_DIM)
+    rows = np.empty((*shape, at.width), np.float32)
+    obs = rng.normal(size=(*shape, OBS_DIM)) * [0.5, 0.8, 0.08, 0.8]
+    rows[..., at.obs] = obs
+    rows[..., at.next_obs] = obs + rng.normal(size=obs.shape) * [0.02, 0.2, 0.004, 0.3]
+    rows[..., at.action] = rng.integers(0, N_ACTIONS, shape)
+    rows[..., at.reward] = 1.0
+    rows[..., at.terminated] = rng.random(shape) < 0.05
+    return rows
+
+
+def single(config, flat):
+    net = network(config, 0)
+    return TFLearner(net.forward, losses.get(config.loss), config, OBS_DIM, flat)
+
+
+def population(configs, online):
+    shapes, acts = shapes_and_activations(configs[0])
+    return TFPopulationLearner(shapes, acts, configs, online)
+
+
+def assert_member_equals(pop, m, learner, **tol):
+    want, got = learner.state, pop.member_state(m)
+    for name in ("online", "target", "adam_m", "adam_v"):
+        np.testing.assert_allclose(getattr(got, name), getattr(want, name), **tol, err_msg=name)
+    assert got.adam_step == want.adam_step and got.grad_steps == want.grad_steps
+
+
+def run_against_singles(configs, bursts, k, seed=0):
+    """A population and one single learner per member on the same rows; compares every burst."""
+    online = initial_params(configs[0], len(configs)) * np.float32(1.5)  # larger TD errors
+    pop = population(configs, online)
+    singles = [single(c, online[m]) for m, c in enumerate(configs)]
+    rng = np.random.default_rng(seed)
+    active = np.ones(len(configs), bool)
+    for _ in range(bursts):
+        rows = cartpole_rows(rng, len(configs), k)
+        got = pop.burst(rows, active)
+        for m, learner in enumerate(singles):
+            np.testing.assert_allclose(got[m], learner.burst(rows[m]), **TOL, err_msg=f"m{m}")
+    for m, learner in enumerate(singles):
+        assert_member_equals(pop, m, learner, **TOL)
+    return pop, got
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        *({"loss": loss, "loss_bound": 0.5} for loss in LOSS_NAMES),
+        {"double_dqn": True, "jit_compile": True},
+        {"max_grad_norm": 0.05, "learning_rate_end": 1e-4, "jit_compile": True},
+        {"target_tau": 0.25, "activation": "tanh", "diagnostics": False},
+    ],
+)
+def test_a_population_of_one_is_the_single_learner(changes):
+    config = BASE.replace(**changes)
+    pop, metrics = run_against_singles([config], bursts=25, k=4)
+    assert pop.grad_steps.tolist() == [100]
+    if config.diagnostics:  # TD errors fell on both sides of the bound
+        over = metrics[0][METRIC_NAMES.index("over_bound_fraction")]
+        assert 0.0 < over < 1.0
+    if config.max_grad_norm is not None:  # the clip was active
+        assert metrics[0][METRIC_NAMES.index("grad_norm")] > config.max_grad_norm
+
+
+MIXED = [
+    BASE.replace(jit_compile=True),
+    BASE.replace(
+        jit_compile=True,
+        loss="clipped_delta",
+        loss_bound=0.5,
+        learning_rate=3e-3,
+        gamma=0.9,
+        target_update_every_grad_steps=7,
+    ),
+    BASE.replace(jit_compile=True, loss="l2", double_dqn=True, max_grad_norm=0.5, n_step=3),
+    BASE.replace(
+        jit_compile=True,
+        loss="clipped_grad",
+        target_tau=0.25,
+        target_update_every_grad_steps=5,
+        adam_epsilon=1e-5,
+    ),
+    BASE.replace(
+        jit_compile=True, double_dqn=True, learning_rate_end=2e-4, max_grad_norm=0.3, gamma=0.95
+    ),
+]
+
+
+def test_each_member_of_a_mixed_population_is_its_own_single_learner():
+    pop, _ = run_against_singles(MIXED, bursts=10, k=5, seed=1)
+    assert pop.grad_steps.tolist() == [50] * 5
+
+
+def run(configs, online, bursts=4, k=3, active=None, seed=2):
+    pop = population(configs, online)
+    rng = np.random.default_rng(seed)
+    active = np.ones(len(configs), bool) if active is None else active
+    metrics = [pop.burst(cartpole_rows(rng, len(configs), k), active) for _ in range(bursts)]
+    return pop, np.stack(metrics)
+
+
+@pytest.fixture(scope="module")
+def mixed_run():
+    """The unperturbed run the isolation tests compare against (read it, do not burst it)."""
+    online = initial_params(BASE, len(MIXED))
+    return (online, *run(MIXED, online))
+
+
+def assert_members_identical(a, b, members):
+    for m in members:
+        for x, y in zip(a.member_state(m), b.member_state(m)):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_perturbing_one_member_changes_no_other_member(mixed_run):
+    online, base, base_metrics = mixed_run
+    perturbed = online.copy()
+    perturbed[2] += np.random.default_rng(9).normal(scale=0.1, size=perturbed.shape[1])
+    changed, changed_metrics = run(MIXED, perturbed)
+    others = [0, 1, 3, 4]
+    assert_members_identical(base, changed, others)
+    np.testing.assert_array_equal(changed_metrics[:, others], base_metrics[:, others])
+    assert not np.array_equal(changed.member_state(2).online, base.member_state(2).online)
+
+
+def test_an_inactive_member_is_left_alone_and_changes_no_other(mixed_run):
+    online, base, base_metrics = mixed_run
+    start = population(MIXED, online).member_state(1)
+    paused, metrics = run(MIXED, online, active=np.array([True, False, True, True, True]))
+    for x, y in zip(paused.member_state(1), start):
+        np.testing.assert_array_equal(x, y)
+    assert np.isnan(metrics[:, 1]).all()
+    others = [0, 2, 3, 4]
+    assert_members_identical(base, paused, others)
+    np.testing.assert_array_equal(metrics[:, others], base_metrics[:, others])
+
+
+def test_nan_and_inf_parameters_of_a_member_change_no_other(mixed_run):
+    online, base, base_metrics = mixed_run
+    broken = online.copy()
+    broken[0, :5] = np.nan  # first-kernel entries: every Q of member 0 is NaN
+    broken[3, -1] = np.inf  # a bias of the Q head: member 3's TD errors are inf - inf
+    bad, bad_metrics = run(MIXED, broken)
+    assert np.isnan(bad_metrics[:, 0, 0]).all() and not np.isfinite(bad_metrics[:, 3, 0]).any()
+    assert_members_identical(base, bad, [1, 2, 4])
+    np.testing.assert_array_equal(bad_metrics[:, [1, 2, 4]], base_metrics[:, [1, 2, 4]])
+
+
+def test_member_states_round_trip_and_continue_identically():
+    online = initial_params(BASE, len(MIXED))
+    pop, _ = run(MIXED, online, bursts=2)
+    saved = [pop.member_state(m) for m in range(len(MIXED))]
+    steps = pop.grad_steps
+    rows = cartpole_rows(np.random.default_rng(3), len(MIXED), 3)
+    active = np.ones(len(MIXED), bool)
+    first = pop.burst(rows, active)
+    after = [pop.member_state(m) for m in range(len(MIXED))]
+    for m, state in enumerate(saved):  # back to the saved states, every array of them
+        pop.set_member_state(m, state)
+    np.testing.assert_array_equal(pop.grad_steps, steps)
+    np.testing.assert_array_equal(pop.online, np.stack([s.online for s in saved]))
+    np.testing.assert_array_equal(pop.burst(rows, active), first)
+    for m, state in enumerate(after):
+        for x, y in zip(pop.member_state(m), state):
+            np.testing.assert_array_equal(x, y)
+    assert pop.grad_steps.tolist() == [9] * len(MIXED)
+    assert isinstance(pop.member_state(0).grad_steps, int)
+
+
+def test_zero_gradients_are_exactly_the_clipped_delta_samples_beyond_the_bound():
+    # All parameters 0: Q = 0, and with every transition terminal td_error = reward exactly.
+    # Two of the six rewards lie beyond the bound 1 and two exactly on it, where the clip still
+    # passes the gradient (tf.clip_by_value).
+    configs = [BASE.replace(loss=loss) for loss in LOSS_NAMES]
+    online = np.zeros_like(initial_params(BASE, len(configs)))
+    at = row_layout(OBS_DIM)
+    rows = np.zeros((len(configs), 1, 6, at.width), np.float32)
+    rows[..., at.reward] = [-3.0, -1.0, -0.5, 0.5, 1.0, 2.0]
+    rows[..., at.terminated] = 1.0
+    metrics = population(configs, online).burst(rows, np.ones(len(configs), bool))
+    zero = metrics[:, METRIC_NAMES.index("zero_grad_fraction")]
+    np.testing.assert_allclose(
+        zero, [0.0 if loss != "clipped_delta" else 2 / 6 for loss in LOSS_NAMES]
+    )
+    np.testing.assert_allclose(metrics[:, METRIC_NAMES.index("over_bound_fraction")], 2 / 6)
+
+
+def test_members_that_cannot_share_a_program_or_wrong_shapes_are_refused():
+    shapes, acts = shapes_and_activations(BASE)
+    online = initial_params(BASE, 2)
+    with pytest.raises(ConfigError, match="batch_size"):
+        TFPopulationLearner(shapes, acts, [BASE, BASE.replace(batch_size=64)], online)
+    with pytest.raises(ValueError, match="online must be"):
+        TFPopulationLearner(shapes, acts, [BASE], online)
+    with pytest.raises(ValueError, match="activation"):
+        TFPopulationLearner(shapes, ["relu", "swish", "linear"], [BASE, BASE], online)
