@@ -1,8 +1,11 @@
 """dqn: a small, fast and honest TensorFlow DQN, with a numpy backprop lab beside it.
 
-The public API is four names::
+The public API is five names::
 
-    from dqn import DQNAgent, DQNConfig, train, TrainResult
+    from dqn import DQNAgent, DQNConfig, train, TrainResult, train_population
+
+(``train_population`` trains many seeds and variants in one program; ``dqn.population`` has its
+``Member`` and ``resume_population``.)
 
 They are imported lazily (PEP 562) so that ``import dqn.backprop`` and
 ``import dqn.config`` never pay for, or depend on, a TensorFlow import.
@@ -11,13 +14,14 @@ They are imported lazily (PEP 562) so that ``import dqn.backprop`` and
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["DQNAgent", "DQNConfig", "TrainResult", "train"]
+__all__ = ["DQNAgent", "DQNConfig", "TrainResult", "train", "train_population"]
 
 _LAZY = {
     "DQNAgent": "dqn.agent",
     "DQNConfig": "dqn.config",
     "TrainResult": "dqn.loop",
     "train": "dqn.loop",
+    "train_population": "dqn.population",
 }
 
 

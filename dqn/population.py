@@ -48,7 +48,8 @@ Progress = Callable[[int], None]  # called with the env steps (summed over membe
 @dataclass(frozen=True)
 class Member:
     """One run of a population: the base config's overrides and the seed, and a label that
-    names its run folder (``<label>-seed<seed>``)."""
+    names its run folder (``<label>-seed<seed>``; an (overrides, seed) pair is labelled
+    ``member<i>`` by its place in the list)."""
 
     overrides: Mapping[str, Any]
     seed: int
@@ -58,12 +59,17 @@ class Member:
         return base.replace(**dict(self.overrides), seed=self.seed)
 
 
-def as_member(item: Member | tuple) -> Member:
-    """A Member from a Member or an (overrides, seed) pair."""
+def as_member(item: Member | tuple, index: int = 0) -> Member:
+    """A Member from a Member or an (overrides, seed) pair (labelled ``member<index>``)."""
     if isinstance(item, Member):
         return item
-    overrides, seed = item
-    return Member(dict(overrides or {}), int(seed))
+    try:
+        overrides, seed = item
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"a member is a Member or an (overrides, seed) pair, got {item!r}"
+        ) from None
+    return Member(dict(overrides or {}), int(seed), f"member{index}")
 
 
 def train_population(
@@ -82,7 +88,7 @@ def train_population(
     seed<k>``). Every member config is validated, the members checked to share what they must,
     and the memory of all replay rings checked, before anything is written.
     """
-    members = [as_member(m) for m in members]
+    members = [as_member(m, i) for i, m in enumerate(members)]
     configs = [m.config(config) for m in members]
     check_population(configs)
     from dqn.envs import check_env
@@ -95,6 +101,10 @@ def train_population(
         run_dirs = [out / f"{m.label}-seed{m.seed}" for m in members]
     if len(run_dirs) != len(members):
         raise ConfigError(f"{len(members)} members but {len(run_dirs)} run folders")
+    folders = [Path(d).resolve() for d in run_dirs]
+    if len(set(folders)) != len(folders):
+        twice = next(str(d) for d in folders if folders.count(d) > 1)
+        raise ConfigError(f"two members would write the same run folder {twice}: give them labels")
     out.mkdir(parents=True, exist_ok=True)
     entries = [
         {

@@ -184,3 +184,17 @@ def test_resume_refuses_a_folder_that_is_not_a_population(tmp_path):
     with pytest.raises(CheckpointError, match="not a population folder"):
         resume_population(tmp_path)
     shutil.rmtree(tmp_path)
+
+
+def test_pairs_get_one_folder_each_and_a_clash_is_refused(tmp_path):
+    from dqn.population import as_member
+
+    pairs = [({"loss": "huber"}, 0), ({"loss": "l2"}, 0)]
+    assert [as_member(p, i).label for i, p in enumerate(pairs)] == ["member0", "member1"]
+    with pytest.raises(ConfigError, match="same run folder"):
+        train_population(
+            BASE, [Member({}, 0, "x"), Member({"loss": "l2"}, 0, "x")], out_dir=tmp_path / "p"
+        )
+    with pytest.raises(ConfigError, match="an \\(overrides, seed\\) pair"):
+        train_population(BASE, [3], out_dir=tmp_path / "p")
+    assert not (tmp_path / "p").exists()
