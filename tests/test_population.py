@@ -198,3 +198,22 @@ def test_pairs_get_one_folder_each_and_a_clash_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="an \\(overrides, seed\\) pair"):
         train_population(BASE, [3], out_dir=tmp_path / "p")
     assert not (tmp_path / "p").exists()
+
+
+def test_a_tensorflow_population_resumes_from_an_older_step_exactly(tmp_path):
+    # Resuming from the step-2,000 marker of a finished population recomputes steps 2,001 to
+    # 3,000 (the newer checkpoints are dropped): every member's metrics.csv must come out the
+    # same, byte for byte. The SIGKILL test above does this with a real kill (numpy learner).
+    base = BASE.replace(learner="tensorflow")
+    members = [Member({"loss": "huber"}, 0, "a"), Member({"loss": "clipped_delta"}, 1, "b")]
+    whole = train_population(base, members, out_dir=tmp_path / "whole", progress=False)
+    shutil.copytree(tmp_path / "whole", tmp_path / "again")
+    (tmp_path / "again" / "population-step.json").write_text(
+        json.dumps({"env_step": 2_000, "stopped": []})
+    )
+    again = resume_population(tmp_path / "again", progress=False)
+    for first, second in zip(whole, again):
+        assert second.run_dir.parent.name == "again"
+        assert metrics_text(first.run_dir) == metrics_text(second.run_dir)
+        steps = sorted(p.name for p in (second.run_dir / "checkpoints").iterdir())
+        assert steps[-1] == "step-000003000"
