@@ -1,4 +1,5 @@
-"""Run variants x seeds of one config in worker processes, resumably; collect one row per run.
+"""A study: variants x seeds of one config, run resumably (``dqn.study_runs``); one row per run,
+results.csv and results.json, the summary with its statistics, and the figures.
 
 A variant is a label plus config overrides (``"l2+clip:loss=l2,max_grad_norm=10"``). Every
 finished run leaves ``runs/<variant>-seed<k>/result.json`` (written atomically), so an
@@ -7,20 +8,17 @@ interrupted comparison restarts where it stopped and never redoes a finished run
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dqn.config import DQNConfig, parse_overrides
 from dqn.errors import ConfigError
 from dqn.io import atomic_write_text
-from dqn.report import read_metrics, run_name
+from dqn.report import run_name
+from dqn.study_runs import RUNNERS, Job, backend_runner, make_tasks
 
 DEFAULT_VARIANTS = (
     "l2",
@@ -100,144 +98,6 @@ def read_variants_file(path: str | Path) -> list[Variant]:
     return variants
 
 
-def summarize_run(history: Sequence[Mapping[str, float]], first_solve: int | None) -> dict:
-    """The per-run numbers of results.csv from the metrics rows of one run."""
-    if not history:  # stopped (diverged) before its first evaluation
-        nan = float("nan")
-        return {
-            "first_solve_env_step": first_solve,
-            "final_eval_mean": nan,
-            "eval_auc": nan,
-            "zero_grad_fraction_mean": nan,
-            "over_bound_fraction_mean": nan,
-            "q_abs_max": nan,
-        }
-    evals = np.array([row["eval_return_mean"] for row in history], float)
-    zero = np.array([row["zero_grad_fraction"] for row in history], float)
-    over = np.array([row["over_bound_fraction"] for row in history], float)
-    qmax = np.array([row["q_abs_max"] for row in history], float)
-    return {
-        "first_solve_env_step": first_solve,
-        "final_eval_mean": float(evals[-1]),
-        # Area under the evaluation curve, as the mean evaluation over the run's checkpoints.
-        "eval_auc": float(evals.mean()),
-        "zero_grad_fraction_mean": _nanmean(zero),
-        "over_bound_fraction_mean": _nanmean(over),
-        "q_abs_max": float(np.nanmax(qmax)) if np.isfinite(qmax).any() else float("nan"),
-    }
-
-
-def _nanmean(x: np.ndarray) -> float:
-    return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
-
-
-def _result_row(config, label, history, first_solve, seconds, diverged_at) -> dict:
-    """One run's row of results.json (and its result.json)."""
-    return {
-        "variant": label,
-        "loss": config.loss,
-        "seed": config.seed,
-        **summarize_run(history, first_solve),
-        "diverged_at_env_step": diverged_at,
-        "train_seconds": round(seconds, 2),
-        "curve": [[r["env_step"], r["eval_return_mean"]] for r in history],
-    }
-
-
-def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict:
-    """Train one run in a worker process of either backend (one TF thread); write result.json."""
-    from dqn.runtime import import_tensorflow_quietly
-
-    config = DQNConfig.from_dict(config_dict)
-    run_path = Path(run_dir)
-    # A run killed half-way (or a Ray task retried after its node died) left a partial folder:
-    # start it again from scratch.
-    _remove_partial(run_path)
-    import_tensorflow_quietly(config.num_threads)
-    from dqn.errors import DivergenceError
-    from dqn.loop import train
-
-    try:
-        result = train(config, run_dir=run_path / "run", progress=False)
-        history, first_solve, seconds = (
-            result.history,
-            result.first_solve_env_step,
-            result.train_seconds,
-        )
-        diverged_at = None
-    except DivergenceError:
-        # Divergence is an outcome of the loss under test, not a failure of the comparison: keep
-        # the evaluations made before the guard stopped the run and say where it stopped.
-        summary = json.loads((run_path / "run" / "summary.json").read_text())
-        columns = read_metrics(run_path / "run" / "metrics.csv")
-        history = [dict(zip(columns, values)) for values in zip(*columns.values())]
-        first_solve, seconds = summary["first_solve_env_step"], summary["train_seconds"]
-        diverged_at = summary["env_steps"]
-    row = _result_row(config, label, history, first_solve, seconds, diverged_at)
-    atomic_write_text(run_path / "result.json", json.dumps(row))
-    return row
-
-
-def _population_worker(jobs: list, folder: str, task_name: str = "") -> list[tuple[str, dict]]:
-    """Train a chunk of runs as one population (``dqn.population``) in one worker process;
-    write each run's result.json. A chunk killed half-way resumes from its step marker."""
-    from dqn.runtime import import_tensorflow_quietly
-
-    configs = [DQNConfig.from_dict(cfg) for _, cfg, _, _ in jobs]
-    import_tensorflow_quietly(configs[0].num_threads)
-    from dqn.population import Member, resume_population, train_population
-
-    out = Path(folder)
-    run_dirs = [Path(path) / "run" for *_, path in jobs]
-    queue = _PROGRESS_QUEUE
-    report = (lambda n: queue.put((task_name, n))) if queue is not None else False
-    if _can_resume(out, configs, run_dirs):
-        results = resume_population(out, progress=report)
-    else:
-        _remove_partial(out)
-        for *_, path in jobs:
-            _remove_partial(Path(path))
-        members = [
-            Member({k: v for k, v in c.to_dict().items() if k != "seed"}, c.seed, label)
-            for c, (_, _, label, _) in zip(configs, jobs)
-        ]
-        results = train_population(
-            configs[0], members, out_dir=out, run_dirs=run_dirs, progress=report
-        )
-    rows = []
-    for (name, _, label, path), r in zip(jobs, results):
-        diverged_at = r.summary["env_steps"] if r.diverged else None
-        row = _result_row(
-            r.config, label, r.history, r.first_solve_env_step, r.train_seconds, diverged_at
-        )
-        atomic_write_text(Path(path) / "result.json", json.dumps(row))
-        rows.append((name, row))
-    return rows
-
-
-def _can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
-    """True if ``out`` holds a checkpointed, unfinished population of exactly these runs."""
-    from dqn.errors import CheckpointError
-    from dqn.population import STEP_FILE, read_population
-
-    try:
-        saved, dirs = read_population(out)
-        step = json.loads((out / STEP_FILE).read_text())["env_step"]
-    except (CheckpointError, OSError, ValueError, KeyError):
-        return False
-    same_dirs = [d.resolve() for d in dirs] == [d.resolve() for d in run_dirs]
-    return saved == configs and same_dirs and step < configs[0].total_env_steps
-
-
-# One run to do: (run name, config dict, variant label, absolute run folder).
-Job = tuple[str, dict, str, str]
-# One task for a worker process or a Ray task: (name, worker function, its arguments). A task
-# is one run (``_run_worker``, returns its row) or a population chunk (``_population_worker``,
-# returns (name, row) per run).
-Task = tuple[str, Callable, tuple]
-RUNNERS = ("population", "process")
-
-
 def run_comparison(
     base: DQNConfig,
     variants: Sequence[Variant],
@@ -262,7 +122,9 @@ def run_comparison(
     out = Path(out_dir)
     # Every config is validated before anything is written: a bad variant leaves no folder.
     configs = {(v.label, seed): v.config(base, seed) for v in variants for seed in seeds}
-    run_tasks = _backend(backend, workers, address)  # Ray missing: refused here, nothing written
+    run_tasks = backend_runner(
+        backend, workers, address
+    )  # Ray missing: refused here, nothing written
     if runner == "population" and address is None:
         from dqn.envs import check_env
         from dqn.population import check_memory
@@ -281,7 +143,7 @@ def run_comparison(
                 continue
             cfg = configs[variant.label, seed].to_dict()
             jobs.append((name, cfg, variant.label, str((out / "runs" / name).resolve())))
-    tasks = _tasks(jobs, out, workers, runner)
+    tasks = make_tasks(jobs, out, workers, runner)
     steps = base.total_env_steps
     bar = None
     if progress:
@@ -317,90 +179,6 @@ def run_comparison(
     return ordered
 
 
-def _tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Task]:
-    """The runs as tasks: populations of what can share a program, else one task per run."""
-    import hashlib
-
-    from dqn.members import SHARED_KEYS, population_mismatch
-
-    tasks: list[Task] = []
-    groups: dict[tuple, list[Job]] = {}
-    for job in jobs:
-        cfg = job[1]
-        alone = runner == "process" or population_mismatch([DQNConfig.from_dict(cfg)])
-        if alone:
-            tasks.append((job[0], _run_worker, (cfg, job[2], job[3])))
-        else:
-            groups.setdefault(tuple(repr(cfg[k]) for k in SHARED_KEYS), []).append(job)
-    for group in groups.values():
-        n = min(workers, len(group))
-        for i in range(n):
-            # Interleaved: every chunk gets a share of every variant (one that diverges early,
-            # and so leaves its chunk lighter, does not all land in one chunk).
-            chunk = group[i::n]
-            names = "\n".join(job[0] for job in chunk)
-            key = hashlib.sha1(names.encode()).hexdigest()[:12]
-            folder = str((out / "populations" / key).resolve())
-            tasks.append((f"population-{key}", _population_worker, (chunk, folder)))
-    return tasks
-
-
-def _backend(backend: str, workers: int, address: str | None) -> Callable[..., Iterator]:
-    """The one part a backend owns: run these tasks, yield (task name, result) as each ends."""
-    if backend == "local":
-        return lambda tasks, on_steps: run_local(tasks, workers, on_steps)
-    if backend == "ray":
-        from dqn.ray_backend import check_reachable, require_ray, run_ray
-
-        require_ray()
-        if address is not None:
-            check_reachable(address)
-        return lambda tasks, on_steps: run_ray(
-            _call, [(name, fn, args) for name, fn, args in tasks], workers, address
-        )
-    raise ConfigError(f"unknown backend {backend!r}: local or ray")
-
-
-def _call(fn: Callable, args: tuple):
-    return fn(*args)
-
-
-def run_local(
-    tasks: Sequence[Task], workers: int, on_steps: Callable[[str, int], None] | None = None
-) -> Iterator[tuple[str, object]]:
-    """Run the tasks in ``workers`` local processes; yield (name, result) as each finishes.
-    Population chunks report the env steps they train to ``on_steps(task name, steps)``."""
-    import multiprocessing as mp
-    import queue as queues
-
-    # spawn: TensorFlow is not fork-safe. The queue reaches the workers when they start (a
-    # queue cannot be sent with a task).
-    context = mp.get_context("spawn")
-    steps = context.Queue() if on_steps is not None else None
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_set_progress_queue, initargs=(steps,)
-    ) as pool:
-        pending = {}
-        for name, fn, args in tasks:
-            extra = (name,) if fn is _population_worker else ()
-            pending[pool.submit(fn, *args, *extra)] = name
-        while pending:
-            finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            with contextlib.suppress(queues.Empty):
-                while steps is not None:
-                    on_steps(*steps.get_nowait())
-            for fut in finished:
-                yield pending.pop(fut), fut.result()
-
-
-_PROGRESS_QUEUE = None  # in a local worker process: where population chunks report env steps
-
-
-def _set_progress_queue(queue) -> None:
-    global _PROGRESS_QUEUE
-    _PROGRESS_QUEUE = queue
-
-
 def _threshold(base: DQNConfig) -> float:
     from dqn.envs import make_env, solve_return
 
@@ -415,13 +193,6 @@ def write_report(rows: Sequence[dict], out: Path, threshold: float) -> None:
 
     atomic_write_text(out / "summary.md", summary_markdown(rows, threshold))
     plot_all(out, rows)
-
-
-def _remove_partial(path: Path) -> None:
-    import shutil
-
-    if path.exists():
-        shutil.rmtree(path)
 
 
 def write_results(rows: Sequence[dict], out: Path) -> None:

@@ -24,23 +24,40 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from dqn import checkpoint
+from dqn.agent_files import checkpoint_dir, list_checkpoints, verify_checkpoint
 from dqn.config import DQNConfig
+from dqn.divergence import q_bound
+from dqn.envs import check_spaces, make_env, solve_return
+from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text
+from dqn.learner import LearnerArrays
+from dqn.loop import configure_runtime
 from dqn.members import check_population
-from dqn.population_loop import (
+from dqn.nstep import NStepWindow
+from dqn.numpy_population import NumpyPopulationLearner
+from dqn.population_files import (
     POPULATION_FILE,
     STEP_FILE,
     MemberResult,
-    PopulationLoop,
+    Network,
+    read_population,
+    read_step_marker,
 )
-from dqn.replay import check_population_fits, row_layout
+from dqn.population_loop import PopulationLoop, Slot
+from dqn.replay import ReplayBuffer, check_population_fits, row_layout
+from dqn.run_log import METRICS_COLUMNS, MetricWindow
+from dqn.run_state import LoopState, load_run_state
 
 Progress = Callable[[int], None]  # called with the env steps (summed over members) just done
 
@@ -117,7 +134,7 @@ def train_population(
     ]
     atomic_write_text(out / POPULATION_FILE, json.dumps({"members": entries}, indent=1))
     (out / STEP_FILE).unlink(missing_ok=True)
-    loop = PopulationLoop.start(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
+    loop = _new_loop(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
     return loop.run(progress)
 
 
@@ -128,32 +145,101 @@ def resume_population(
     exactly as if it had never stopped (members stopped by the guard stay stopped)."""
     out = Path(out_dir)
     configs, run_dirs = read_population(out)
-    step_file = out / STEP_FILE
-    if not step_file.is_file():
-        raise CheckpointError(f"population {out} has no checkpoint yet ({STEP_FILE} is missing)")
-    try:
-        marker = json.loads(step_file.read_text())
-        step, stopped = int(marker["env_step"]), [int(i) for i in marker["stopped"]]
-    except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"population {out}: {STEP_FILE} is corrupt") from None
+    step, stopped = read_step_marker(out)
     if step >= configs[0].total_env_steps:
         raise CheckpointError(f"population {out} is already complete ({step} env steps)")
-    loop = PopulationLoop.resume(configs, run_dirs, out, step, stopped, log_tensorboard)
+    loop = _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard)
     return loop.run(progress)
 
 
-def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
-    """The members' configs and run folders of a population folder; CheckpointError if not."""
-    path = out / POPULATION_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{out} is not a population folder ({POPULATION_FILE} is missing)")
-    try:
-        entries = json.loads(path.read_text())["members"]
-        configs = [DQNConfig.from_dict(e["config"]) for e in entries]
-        run_dirs = [out / e["run_dir"] for e in entries]
-    except (ValueError, KeyError, TypeError, ConfigError) as exc:
-        raise CheckpointError(f"population {out}: {POPULATION_FILE} is corrupt: {exc}") from None
-    return configs, run_dirs
+def _make_learner(configs, net: Network, online: np.ndarray):
+    if configs[0].learner == "numpy":
+        return NumpyPopulationLearner(net.flat.shapes, net.activations, configs, online)
+    from dqn.tf_population import TFPopulationLearner
+
+    return TFPopulationLearner(net.flat.shapes, net.activations, configs, online)
+
+
+def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> PopulationLoop:
+    configure_runtime(configs[0])
+    first_env = make_env(configs[0].env_id)
+    obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
+    first_env.close()
+    net = Network(configs[0], obs_dim, n_actions)
+    online = np.stack([net.initial(c) for c in configs])
+    columns = [*METRICS_COLUMNS, *net.diagnostic_names()]
+    slots = []
+    for config, run_dir in zip(configs, run_dirs):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.to_yaml(run_dir / "config.yaml")
+        env = make_env(config.env_id)
+        obs = env.reset(seed=config.seed)[0][None]
+        loop = LoopState(columns=columns, obs=obs)
+        replay = ReplayBuffer(config.buffer_size, obs_dim, np.random.default_rng([config.seed, 2]))
+        rng = np.random.default_rng([config.seed, 1])
+        slots.append(_slot(config, run_dir, env, replay, rng, loop, MetricWindow()))
+    learner = _make_learner(configs, net, online)
+    loop = PopulationLoop(slots, net, learner, out, 0)
+    loop.open_logs(log_tensorboard)
+    return loop
+
+
+def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> PopulationLoop:
+    from dqn.agent import DQNAgent
+
+    configure_runtime(configs[0])
+    first_env = make_env(configs[0].env_id)
+    obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
+    first_env.close()
+    net = Network(configs[0], obs_dim, n_actions)
+    slots, states = [], []
+    for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
+        folder = checkpoint_dir(run_dir, step)
+        if i in stopped:  # its folder is final; it only keeps its place on the member axis
+            state = LearnerArrays(*(np.zeros(net.flat.size, np.float32),) * 4, np.float32(0), 0)
+            loop = LoopState(columns=[], obs=np.zeros((1, obs_dim), np.float32))
+            slot = _slot(config, run_dir, make_env(config.env_id), None, None, loop, None)
+            slot.stopped = "stopped before the checkpoint"
+        else:
+            verify_checkpoint(folder)  # CheckpointError naming what is wrong
+            agent = DQNAgent.load(folder / "agent")
+            state = agent.state
+            loop, replay, snapshot = load_run_state(folder, config, obs_dim)
+            env = make_env(config.env_id)
+            try:
+                restore_env_state(env, snapshot)
+            except ValueError as exc:
+                raise CheckpointError(f"checkpoint {folder} does not fit: {exc}") from None
+            slot = _slot(config, run_dir, env, replay, agent.rng, loop, MetricWindow(loop.window))
+            slot.window.load(**loop.pending[0])
+            for newer in list_checkpoints(run_dir):  # superseded: they are recomputed
+                if checkpoint.checkpoint_step(newer) > step:
+                    shutil.rmtree(newer)
+        slots.append(slot)
+        states.append(state)
+    learner = _make_learner(configs, net, np.stack([s.online for s in states]))
+    for i, state in enumerate(states):
+        learner.set_member_state(i, state)
+    loop = PopulationLoop(slots, net, learner, out, step)
+    loop.open_logs(log_tensorboard)
+    return loop
+
+
+def _slot(config, run_dir, env, replay, rng, loop, metrics) -> Slot:
+    eval_env = make_env(config.env_id)  # stateless between evaluations: reset with fixed seeds
+    return Slot(
+        config=config,
+        run_dir=run_dir,
+        env=env,
+        eval_env=eval_env,
+        replay=replay,
+        rng=rng,
+        window=NStepWindow(config.n_step, config.gamma),
+        loop=loop,
+        metrics=metrics,
+        threshold=solve_return(config, eval_env),
+        bound=q_bound(config, eval_env),
+    )
 
 
 def member_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:

@@ -20,45 +20,20 @@ import gymnasium as gym
 import numpy as np
 
 from dqn import checkpoint
-from dqn.agent_files import checkpoint_dir, list_checkpoints, verify_checkpoint
 from dqn.config import DQNConfig
-from dqn.diagnostics import hidden_unit_stats, layer_grad_norms, unit_columns
-from dqn.divergence import check_update, q_bound
-from dqn.envs import check_spaces, make_env, solve_return
-from dqn.envstate import capture_env_state, restore_env_state
-from dqn.errors import CheckpointError, DivergenceError
+from dqn.diagnostics import hidden_unit_stats, layer_grad_norms
+from dqn.divergence import check_update
+from dqn.envstate import capture_env_state
+from dqn.errors import DivergenceError
 from dqn.evaluation import evaluate_members
-from dqn.io import atomic_write_text, write_dir_atomically
-from dqn.learner import LearnerArrays
-from dqn.loop import PROBE_SIZE, configure_runtime, linear_epsilon, multiples_between
+from dqn.loop import PROBE_SIZE, linear_epsilon, multiples_between
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
+from dqn.population_files import MemberAgent, MemberResult, Network, write_step_marker
 from dqn.replay import ReplayBuffer, row_layout
-from dqn.run_log import METRICS_COLUMNS, Interrupt, MetricWindow, RunLog, metrics_row, write_summary
-from dqn.run_state import LoopState, load_run_state, save_run_state
+from dqn.run_log import Interrupt, MetricWindow, RunLog, metrics_row, write_summary
+from dqn.run_state import LoopState, save_run_state
 from dqn.step_metrics import METRIC_NAMES
-
-POPULATION_FILE = "population.json"  # the members: their configs and run folders
-STEP_FILE = "population-step.json"  # the newest step every running member checkpointed
-
-
-@dataclass
-class MemberResult:
-    """What one member produced (its run folder holds the rest; ``DQNAgent.load(run_dir)``)."""
-
-    config: DQNConfig
-    run_dir: Path
-    history: list[dict[str, float]]
-    first_solve_env_step: int | None
-    final_eval_mean: float
-    final_eval_std: float
-    diverged: str | None
-    train_seconds: float
-    summary: dict
-
-
-def write_step_marker(out: Path, env_step: int, stopped: list[int]) -> None:
-    atomic_write_text(out / STEP_FILE, json.dumps({"env_step": env_step, "stopped": stopped}))
 
 
 @dataclass
@@ -80,71 +55,6 @@ class Slot:
     stopped: str | None = None  # why the divergence guard stopped it
 
 
-class Network:
-    """What every member's network shares: shapes, activations, layer names, and one pair of
-    Keras models to write a member's weights into when it saves (the agent format)."""
-
-    def __init__(self, config: DQNConfig, obs_dim: int, n_actions: int) -> None:
-        from dqn.networks import FlatNetwork, build_mlp
-
-        self.obs_dim, self.n_actions = obs_dim, n_actions
-        self.flat = FlatNetwork(self.build(config))
-        self.target_model = self.build(config)
-        self.activations = [config.activation] * len(config.hidden_sizes) + ["linear"]
-        self.slices = self.flat.layer_slices()
-        self._build_mlp = build_mlp
-
-    def build(self, config: DQNConfig):
-        from dqn.networks import build_mlp
-
-        return build_mlp(
-            self.obs_dim, self.n_actions, config.hidden_sizes, config.activation, config.seed
-        )
-
-    def initial(self, config: DQNConfig) -> np.ndarray:
-        """The member's initial parameters: those DQNAgent builds for the same seed."""
-        from dqn.networks import FlatNetwork
-
-        return FlatNetwork(self.build(config)).read()
-
-    def diagnostic_names(self) -> list[str]:
-        names = [f"grad_norm/{k}" for k in self.slices]
-        return names + [f"{kind}_fraction/hidden_{i}" for i, kind in unit_columns(self.activations)]
-
-    def save_agent(self, folder: Path, config: DQNConfig, state: LearnerArrays, rng) -> None:
-        from dqn.agent import write_agent_folder
-
-        def fill(tmp: Path) -> None:
-            self.flat.write(state.online)
-            self.flat.write(state.target, self.target_model)
-            write_agent_folder(
-                tmp,
-                config,
-                self.flat.model,
-                self.target_model,
-                state,
-                (self.obs_dim, self.n_actions),
-                rng.bit_generator.state,
-            )
-
-        write_dir_atomically(folder, fill)
-
-
-class _MemberAgent:
-    """What ``save_run_state`` needs of an agent: ``save(folder)``."""
-
-    def __init__(self, save) -> None:
-        self.save = save
-
-
-def _make_learner(configs, net: Network, online: np.ndarray):
-    if configs[0].learner == "numpy":
-        return NumpyPopulationLearner(net.flat.shapes, net.activations, configs, online)
-    from dqn.tf_population import TFPopulationLearner
-
-    return TFPopulationLearner(net.flat.shapes, net.activations, configs, online)
-
-
 class PopulationLoop:
     def __init__(self, slots: list[Slot], net: Network, learner, out: Path, step: int) -> None:
         self.slots, self.net, self.learner, self.out, self.step = slots, net, learner, out, step
@@ -161,78 +71,7 @@ class PopulationLoop:
         self.eval_elapsed = 0.0  # evaluation wall time since this loop started
 
     # ------------------------------------------------------------------ building
-    @classmethod
-    def start(cls, configs, run_dirs, out: Path, log_tensorboard: bool) -> PopulationLoop:
-        configure_runtime(configs[0])
-        first_env = make_env(configs[0].env_id)
-        obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
-        first_env.close()
-        net = Network(configs[0], obs_dim, n_actions)
-        online = np.stack([net.initial(c) for c in configs])
-        columns = [*METRICS_COLUMNS, *net.diagnostic_names()]
-        slots = []
-        for config, run_dir in zip(configs, run_dirs):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            config.to_yaml(run_dir / "config.yaml")
-            env = make_env(config.env_id)
-            obs = env.reset(seed=config.seed)[0][None]
-            loop = LoopState(columns=columns, obs=obs)
-            replay = ReplayBuffer(
-                config.buffer_size, obs_dim, np.random.default_rng([config.seed, 2])
-            )
-            rng = np.random.default_rng([config.seed, 1])
-            slots.append(_slot(config, run_dir, env, replay, rng, loop, MetricWindow()))
-        learner = _make_learner(configs, net, online)
-        self = cls(slots, net, learner, out, 0)
-        self._open_logs(log_tensorboard)
-        return self
-
-    @classmethod
-    def resume(cls, configs, run_dirs, out, step, stopped, log_tensorboard) -> PopulationLoop:
-        from dqn.agent import DQNAgent
-
-        configure_runtime(configs[0])
-        first_env = make_env(configs[0].env_id)
-        obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
-        first_env.close()
-        net = Network(configs[0], obs_dim, n_actions)
-        slots, states = [], []
-        for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
-            folder = checkpoint_dir(run_dir, step)
-            if i in stopped:  # its folder is final; it only keeps its place on the member axis
-                state = LearnerArrays(*(np.zeros(net.flat.size, np.float32),) * 4, np.float32(0), 0)
-                loop = LoopState(columns=[], obs=np.zeros((1, obs_dim), np.float32))
-                slot = _slot(config, run_dir, make_env(config.env_id), None, None, loop, None)
-                slot.stopped = "stopped before the checkpoint"
-            else:
-                verify_checkpoint(folder)  # CheckpointError naming what is wrong
-                agent = DQNAgent.load(folder / "agent")
-                state = agent.state
-                loop, replay, snapshot = load_run_state(folder, config, obs_dim)
-                env = make_env(config.env_id)
-                try:
-                    restore_env_state(env, snapshot)
-                except ValueError as exc:
-                    raise CheckpointError(f"checkpoint {folder} does not fit: {exc}") from None
-                slot = _slot(
-                    config, run_dir, env, replay, agent.rng, loop, MetricWindow(loop.window)
-                )
-                slot.window.load(**loop.pending[0])
-                for newer in list_checkpoints(run_dir):  # superseded: they are recomputed
-                    if checkpoint.checkpoint_step(newer) > step:
-                        import shutil
-
-                        shutil.rmtree(newer)
-            slots.append(slot)
-            states.append(state)
-        learner = _make_learner(configs, net, np.stack([s.online for s in states]))
-        for i, state in enumerate(states):
-            learner.set_member_state(i, state)
-        self = cls(slots, net, learner, out, step)
-        self._open_logs(log_tensorboard)
-        return self
-
-    def _open_logs(self, log_tensorboard: bool) -> None:
+    def open_logs(self, log_tensorboard: bool) -> None:
         total = self.slots[0].config.total_env_steps
         for slot in self.running():
             slot.log = RunLog(slot.run_dir, slot.loop, total, False, log_tensorboard)
@@ -427,7 +266,7 @@ class PopulationLoop:
             loop.window = slot.metrics.rows
             loop.pending = [slot.window.arrays(self.net.obs_dim)]
             state = self.learner.member_state(i)
-            agent = _MemberAgent(
+            agent = MemberAgent(
                 lambda folder, s=state, c=slot.config, r=slot.rng: self.net.save_agent(
                     folder, c, s, r
                 )
@@ -490,21 +329,4 @@ class EpsilonSchedule:
         return np.array([linear_epsilon(env_step, c) for c in self.configs])
 
 
-def _slot(config, run_dir, env, replay, rng, loop, metrics) -> Slot:
-    eval_env = make_env(config.env_id)  # stateless between evaluations: reset with fixed seeds
-    return Slot(
-        config=config,
-        run_dir=run_dir,
-        env=env,
-        eval_env=eval_env,
-        replay=replay,
-        rng=rng,
-        window=NStepWindow(config.n_step, config.gamma),
-        loop=loop,
-        metrics=metrics,
-        threshold=solve_return(config, eval_env),
-        bound=q_bound(config, eval_env),
-    )
-
-
-__all__ = ["POPULATION_FILE", "STEP_FILE", "MemberResult", "PopulationLoop"]
+__all__ = ["EpsilonSchedule", "PopulationLoop", "Slot"]

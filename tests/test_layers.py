@@ -21,8 +21,8 @@ LAYERS = {
     2: {"learner", "tf_learner", "numpy_learner", "members", "numpy_population", "tf_population"},
     3: {"agent", "agent_files", "evaluation"},
     4: {"loop", "run_log", "run_state", "checkpoint", "divergence"}
-    | {"population", "population_loop", "population_progress"},  # one run, or M in lockstep
-    5: {"compare", "ray_backend", "report", "stats"},
+    | {"population", "population_loop", "population_progress", "population_files"},
+    5: {"compare", "study_runs", "ray_backend", "report", "stats"},
     6: {"cli", "export", "__init__"},  # command-line faces; the package's lazy public API
 }
 LAYER_NAMES = {0: "helpers", 1: "math", 2: "learners", 3: "agent", 4: "run", 5: "study", 6: "face"}

@@ -1,0 +1,140 @@
+"""What a population keeps besides its members' run folders, and how a member saves.
+
+- ``population.json``: the members (config and run folder each), written before training;
+- ``population-step.json``: the newest env step at which every running member has a good
+  checkpoint, and the members the divergence guard stopped before it; written after the last
+  member's checkpoint of a step, so it only ever names a step that can be resumed;
+- ``Network``: what every member's network shares (shapes, activations, the diagnostics' layer
+  names) and one pair of Keras models into which a member's weights are written when it saves,
+  in the format of ``DQNAgent.save``: a member's checkpoint is a single run's checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dqn.config import DQNConfig
+from dqn.diagnostics import unit_columns
+from dqn.errors import CheckpointError, ConfigError
+from dqn.io import atomic_write_text, write_dir_atomically
+from dqn.learner import LearnerArrays
+
+POPULATION_FILE = "population.json"  # the members: their configs and run folders
+STEP_FILE = "population-step.json"  # the newest step every running member checkpointed
+
+
+@dataclass
+class MemberResult:
+    """What one member produced (its run folder holds the rest; ``DQNAgent.load(run_dir)``)."""
+
+    config: DQNConfig
+    run_dir: Path
+    history: list[dict[str, float]]
+    first_solve_env_step: int | None
+    final_eval_mean: float
+    final_eval_std: float
+    diverged: str | None
+    train_seconds: float
+    summary: dict
+
+
+def write_step_marker(out: Path, env_step: int, stopped: list[int]) -> None:
+    atomic_write_text(out / STEP_FILE, json.dumps({"env_step": env_step, "stopped": stopped}))
+
+
+def read_step_marker(out: Path) -> tuple[int, list[int]]:
+    """(env step, stopped members) of a population's step marker; CheckpointError if none."""
+    path = out / STEP_FILE
+    if not path.is_file():
+        raise CheckpointError(f"population {out} has no checkpoint yet ({STEP_FILE} is missing)")
+    try:
+        marker = json.loads(path.read_text())
+        return int(marker["env_step"]), [int(i) for i in marker["stopped"]]
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"population {out}: {STEP_FILE} is corrupt") from None
+
+
+def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
+    """The members' configs and run folders of a population folder; CheckpointError if not."""
+    path = out / POPULATION_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{out} is not a population folder ({POPULATION_FILE} is missing)")
+    try:
+        entries = json.loads(path.read_text())["members"]
+        configs = [DQNConfig.from_dict(e["config"]) for e in entries]
+        run_dirs = [out / e["run_dir"] for e in entries]
+    except (ValueError, KeyError, TypeError, ConfigError) as exc:
+        raise CheckpointError(f"population {out}: {POPULATION_FILE} is corrupt: {exc}") from None
+    return configs, run_dirs
+
+
+class Network:
+    """What every member's network shares: shapes, activations, layer names, and one pair of
+    Keras models to write a member's weights into when it saves (the agent format)."""
+
+    def __init__(self, config: DQNConfig, obs_dim: int, n_actions: int) -> None:
+        from dqn.networks import FlatNetwork
+
+        self.obs_dim, self.n_actions = obs_dim, n_actions
+        self.flat = FlatNetwork(self.build(config))
+        self.target_model = self.build(config)
+        self.activations = [config.activation] * len(config.hidden_sizes) + ["linear"]
+        self.slices = self.flat.layer_slices()
+
+    def build(self, config: DQNConfig):
+        from dqn.networks import build_mlp
+
+        return build_mlp(
+            self.obs_dim, self.n_actions, config.hidden_sizes, config.activation, config.seed
+        )
+
+    def initial(self, config: DQNConfig) -> np.ndarray:
+        """The member's initial parameters: those DQNAgent builds for the same seed."""
+        from dqn.networks import FlatNetwork
+
+        return FlatNetwork(self.build(config)).read()
+
+    def diagnostic_names(self) -> list[str]:
+        names = [f"grad_norm/{k}" for k in self.slices]
+        return names + [f"{kind}_fraction/hidden_{i}" for i, kind in unit_columns(self.activations)]
+
+    def save_agent(self, folder: Path, config: DQNConfig, state: LearnerArrays, rng) -> None:
+        from dqn.agent import write_agent_folder
+
+        def fill(tmp: Path) -> None:
+            self.flat.write(state.online)
+            self.flat.write(state.target, self.target_model)
+            write_agent_folder(
+                tmp,
+                config,
+                self.flat.model,
+                self.target_model,
+                state,
+                (self.obs_dim, self.n_actions),
+                rng.bit_generator.state,
+            )
+
+        write_dir_atomically(folder, fill)
+
+
+class MemberAgent:
+    """What ``save_run_state`` needs of an agent: ``save(folder)``."""
+
+    def __init__(self, save) -> None:
+        self.save = save
+
+
+__all__ = [
+    "POPULATION_FILE",
+    "STEP_FILE",
+    "MemberAgent",
+    "MemberResult",
+    "Network",
+    "read_population",
+    "read_step_marker",
+    "write_step_marker",
+]
