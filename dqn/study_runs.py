@@ -26,6 +26,7 @@ Job = tuple[str, dict, str, str]
 # returns (name, row) per run).
 Task = tuple[str, Callable, tuple]
 RUNNERS = ("population", "process")
+MAX_CHUNK = 25  # members per population chunk at most
 
 
 def summarize_run(history: Sequence[Mapping[str, float]], first_solve: int | None) -> dict:
@@ -173,7 +174,10 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
         else:
             groups.setdefault(tuple(repr(cfg[k]) for k in SHARED_KEYS), []).append(job)
     for group in groups.values():
-        n = min(workers, len(group))
+        # At least one chunk per worker, and no chunk above MAX_CHUNK members: more members
+        # share the dispatch of one call, but past a few dozen [256, 256] networks the stacked
+        # state outgrows the caches and each member's step gets slower (README, Populations).
+        n = min(len(group), max(workers, -(-len(group) // MAX_CHUNK)))
         for i in range(n):
             # Interleaved: every chunk gets a share of every variant (one that diverges early,
             # and so leaves its chunk lighter, does not all land in one chunk).
