@@ -1,0 +1,85 @@
+"""How a member's gradient step costs with the population's size: ``python -m
+benchmarks.population_scaling [--members 1 4 13 25 50] [--hidden 256]``.
+
+For each size M, in a fresh process (one thread, as dqn's default), a population learner of M
+members of the default network runs bursts of 128 steps on batches of 64; it prints the time of
+one step for all members, per member, and the matmul rate it reaches. The [256, 256] network's
+stacked state ([M, P] parameters, Adam moments, activations of M batches) outgrows the CPU's
+caches as M grows, which is why ``dqn-compare`` caps population chunks (``study_runs.MAX_CHUNK``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPEATS = 3  # timed bursts after the compiling one; the best is kept
+
+
+def measure(members: int, hidden: int, learner: str) -> dict:
+    import numpy as np
+
+    from benchmarks.floor import grad_step_flops
+    from dqn.config import DQNConfig
+    from dqn.replay import row_layout
+    from dqn.runtime import configure_blas, configure_tensorflow
+
+    configure_tensorflow(1)
+    configure_blas(1)
+    k, batch = 128, 64
+    shapes = [(4, hidden), (hidden,), (hidden, hidden), (hidden,), (hidden, 2), (2,)]
+    config = DQNConfig(hidden_sizes=(hidden, hidden), learner=learner)
+    configs = [config.replace(seed=i) for i in range(members)]
+    size = sum(int(np.prod(s)) for s in shapes)
+    rng = np.random.default_rng(0)
+    online = (0.05 * rng.normal(size=(members, size))).astype(np.float32)
+    if learner == "numpy":
+        from dqn.numpy_population import NumpyPopulationLearner as Learner
+    else:
+        from dqn.tf_population import TFPopulationLearner as Learner
+    pop = Learner(shapes, ["relu", "relu", "linear"], configs, online)
+    at = row_layout(4)
+    rows = np.zeros((members, k, batch, at.width), np.float32)
+    rows[..., at.obs] = rng.normal(size=(members, k, batch, 4))
+    rows[..., at.next_obs] = rng.normal(size=(members, k, batch, 4))
+    rows[..., at.action] = rng.integers(0, 2, (members, k, batch))
+    rows[..., at.reward] = 1.0
+    active = np.ones(members, bool)
+    pop.burst(rows, active)  # compiles
+    best = float("inf")
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        pop.burst(rows, active)
+        best = min(best, (time.perf_counter() - t0) / k)
+    flops = grad_step_flops(4, (hidden, hidden), 2, batch) * members
+    return {"members": members, "step_ms": best * 1e3, "gflops": flops / best / 1e9}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--members", type=int, nargs="+", default=[1, 4, 13, 25, 50])
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--learner", choices=("tensorflow", "numpy"), default="tensorflow")
+    p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process's job
+    args = p.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(args.one, args.hidden, args.learner)))
+        return 0
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1"}
+    print(f"| members | step, all members (ms) | per member (us) | GFLOP/s | ({args.learner})")
+    print("|---:|---:|---:|---:|")
+    for m in args.members:
+        cmd = [sys.executable, "-m", "benchmarks.population_scaling", "--one", str(m)]
+        cmd += ["--hidden", str(args.hidden), "--learner", args.learner]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {m} | {r['step_ms']:.2f} | {r['step_ms'] * 1e3 / m:.0f} | {r['gflops']:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
