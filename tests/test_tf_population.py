@@ -254,3 +254,29 @@ def test_members_that_cannot_share_a_program_or_wrong_shapes_are_refused():
         TFPopulationLearner(shapes, acts, [BASE], online)
     with pytest.raises(ValueError, match="activation"):
         TFPopulationLearner(shapes, ["relu", "swish", "linear"], [BASE, BASE], online)
+
+
+def test_members_stepped_in_groups_give_the_numbers_of_one_group(monkeypatch):
+    # Big networks run their members in groups, each through all K steps before the next
+    # (tf_population.group_size): only the order of independent work changes, so each member's
+    # numbers must stay those of the one-group program, to float32 rounding at most.
+    import dqn.tf_population as tp
+
+    online = initial_params(BASE, len(MIXED))
+    one_group, one_metrics = run(MIXED, online)
+    monkeypatch.setattr(tp, "group_size", lambda shapes: 2)  # groups of 2, 2 and 1
+    grouped, grouped_metrics = run(MIXED, online)
+    np.testing.assert_allclose(grouped_metrics, one_metrics, rtol=1e-5, atol=1e-6)
+    for m in range(len(MIXED)):
+        for x, y in zip(grouped.member_state(m), one_group.member_state(m)):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_the_group_size_keeps_one_groups_state_within_the_budget():
+    big = [(4, 256), (256,), (256, 256), (256,), (256, 2), (2,)]  # 67,586 parameters
+    small = [(4, 64), (64,), (64, 64), (64,), (64, 2), (2,)]  # 4,546
+    from dqn.tf_population import GROUP_BYTES, group_size
+
+    assert group_size(big) == 4 and 4 * 16 * 67_586 <= GROUP_BYTES < 5 * 16 * 67_586
+    assert group_size(small) == 61
+    assert group_size([(4, 4096), (4096,), (4096, 4096), (4096,)]) == 1
