@@ -18,7 +18,13 @@ from dqn.config import DQNConfig, parse_overrides
 from dqn.errors import ConfigError
 from dqn.io import atomic_write_text
 from dqn.report import run_name
-from dqn.study_runs import RUNNERS, Job, backend_runner, make_tasks
+from dqn.study_runs import (
+    RUNNERS,
+    Job,
+    backend_runner,
+    make_tasks,
+    summarize_run,  # noqa: F401 (results.csv columns, re-exported)
+)
 
 DEFAULT_VARIANTS = (
     "l2",
