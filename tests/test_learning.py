@@ -46,7 +46,12 @@ def final_evals(config: DQNConfig, out) -> dict[tuple[str, int], float]:
     finals = {}
     for learner, seeds in SEEDS.items():
         variant = Variant(learner, (("learner", learner),))
-        for r in run_comparison(config, [variant], seeds, out / learner, progress=False):
+        # One process per run, as the runs that measured P_SEED were trained (populations
+        # agree with them to float32 rounding, which on CartPole is another trajectory).
+        runs = run_comparison(
+            config, [variant], seeds, out / learner, progress=False, runner="process"
+        )
+        for r in runs:
             finals[learner, r["seed"]] = r["final_eval_mean"]
     return finals
 
