@@ -133,7 +133,7 @@ def run_comparison(
     )  # Ray missing: refused here, nothing written
     if runner == "population" and address is None:
         from dqn.envs import check_env
-        from dqn.population import check_memory
+        from dqn.members import check_memory
 
         # The workers hold their chunks' members at once: all of them, on this machine.
         check_memory(list(configs.values()), *check_env(base.env_id))

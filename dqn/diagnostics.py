@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+PROBE_SIZE = 1024  # states of the fixed probe batch for dead-unit and per-layer diagnostics
+
 # A tanh/sigmoid unit counts as saturated on a state where its local derivative is below 2% of
 # its maximum: |tanh| > 0.99 (1 - y^2 < 0.02) or a sigmoid output outside [0.005, 0.995].
 _SATURATED = {

@@ -23,6 +23,7 @@ import numpy as np
 from dqn import checkpoint
 from dqn.agent import DQNAgent
 from dqn.config import DQNConfig
+from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
 from dqn.envs import make_env, make_stepper, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
@@ -41,8 +42,6 @@ from dqn.run_log import (
 from dqn.run_state import LoopState, prepare_resume, save_run_state
 from dqn.runtime import available_memory_bytes, configure_blas, configure_tensorflow
 from dqn.step_metrics import METRIC_NAMES
-
-PROBE_SIZE = 1024  # states of the fixed probe batch for dead-unit and per-layer diagnostics
 
 
 def linear_epsilon(env_step: int, config: DQNConfig) -> float:

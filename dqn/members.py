@@ -17,7 +17,10 @@ from typing import NamedTuple
 import numpy as np
 
 from dqn.config import LOSS_NAMES, DQNConfig, bootstrap_discount, total_grad_steps
+from dqn.diagnostics import PROBE_SIZE
 from dqn.errors import ConfigError
+from dqn.replay import check_population_fits, row_layout
+from dqn.runtime import available_memory_bytes
 
 # Keys every member of one population shares: they fix the shapes, the loop's schedule or
 # the backend of the one compiled program.
@@ -113,8 +116,33 @@ def learning_rates(settings: MemberSettings, grad_steps: np.ndarray) -> np.ndarr
     return settings.learning_rate + frac * (settings.learning_rate_end - settings.learning_rate)
 
 
+def member_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
+    """Memory one member holds besides its replay ring, in bytes (float32): its replay ring is
+    (2 obs_dim + 3) x 4 bytes per transition; then 6 copies of its P parameters (online, target,
+    Adam's two moments, the gradient, the acting view), a burst of sampled rows, and the
+    activations of its diagnostics probe batch (3 arrays per hidden unit per probe state)."""
+    widths = [obs_dim, *config.hidden_sizes, n_actions]
+    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    rows = config.gradient_steps_per_train * config.batch_size * row_layout(obs_dim).width
+    activations = 3 * PROBE_SIZE * sum(widths[1:])
+    return 4 * (6 * params + rows + activations)
+
+
+def check_memory(configs: Sequence[DQNConfig], obs_dim: int, n_actions: int) -> None:
+    """A one-line ConfigError, before anything is written, if these members cannot all be held
+    in this machine's available memory at once: bytes needed and available."""
+    check_population_fits(
+        [c.buffer_size for c in configs],
+        obs_dim,
+        available_memory_bytes(),
+        sum(member_bytes(c, obs_dim, n_actions) for c in configs),
+    )
+
+
 __all__ = [
     "SHARED_KEYS",
+    "check_memory",
+    "member_bytes",
     "MemberSettings",
     "check_population",
     "learning_rates",

@@ -43,7 +43,7 @@ from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text
 from dqn.learner import LearnerArrays
 from dqn.loop import configure_runtime
-from dqn.members import check_population
+from dqn.members import check_memory, check_population, member_bytes  # noqa: F401
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
 from dqn.population_files import (
@@ -55,7 +55,7 @@ from dqn.population_files import (
     read_step_marker,
 )
 from dqn.population_loop import PopulationLoop, Slot
-from dqn.replay import ReplayBuffer, check_population_fits, row_layout
+from dqn.replay import ReplayBuffer
 from dqn.run_log import METRICS_COLUMNS, MetricWindow
 from dqn.run_state import LoopState, load_run_state
 
@@ -239,33 +239,6 @@ def _slot(config, run_dir, env, replay, rng, loop, metrics) -> Slot:
         metrics=metrics,
         threshold=solve_return(config, eval_env),
         bound=q_bound(config, eval_env),
-    )
-
-
-def member_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
-    """Memory one member holds besides its replay ring, in bytes (float32): its replay ring is
-    (2 obs_dim + 3) x 4 bytes per transition; then 6 copies of its P parameters (online, target,
-    Adam's two moments, the gradient, the acting view), a burst of sampled rows, and the
-    activations of its diagnostics probe batch (3 arrays per hidden unit per probe state)."""
-    from dqn.loop import PROBE_SIZE
-
-    widths = [obs_dim, *config.hidden_sizes, n_actions]
-    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-    rows = config.gradient_steps_per_train * config.batch_size * row_layout(obs_dim).width
-    activations = 3 * PROBE_SIZE * sum(widths[1:])
-    return 4 * (6 * params + rows + activations)
-
-
-def check_memory(configs: Sequence[DQNConfig], obs_dim: int, n_actions: int) -> None:
-    """A one-line ConfigError, before anything is written, if these members cannot all be held
-    in this machine's available memory at once: bytes needed and available."""
-    from dqn.runtime import available_memory_bytes
-
-    check_population_fits(
-        [c.buffer_size for c in configs],
-        obs_dim,
-        available_memory_bytes(),
-        sum(member_bytes(c, obs_dim, n_actions) for c in configs),
     )
 
 

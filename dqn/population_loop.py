@@ -21,12 +21,12 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.config import DQNConfig
-from dqn.diagnostics import hidden_unit_stats, layer_grad_norms
+from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
 from dqn.divergence import check_update
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError
 from dqn.evaluation import evaluate_members
-from dqn.loop import PROBE_SIZE, linear_epsilon, multiples_between
+from dqn.loop import linear_epsilon, multiples_between
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
 from dqn.population_files import MemberAgent, MemberResult, Network, write_step_marker
