@@ -161,7 +161,7 @@ def run_comparison(
             initial=(total - len(jobs)) * steps,
             unit="step",
             unit_scale=True,
-            desc=f"{len(jobs)} runs ({len(tasks)} tasks)",
+            desc=_bar_label(len(jobs), tasks),
             dynamic_ncols=True,
         )
     counted: dict[str, int] = {}  # env steps the bar has counted per task
@@ -183,6 +183,14 @@ def run_comparison(
     write_results(ordered, out)
     write_report(ordered, out, _threshold(base))
     return ordered
+
+
+def _bar_label(runs: int, tasks: list) -> str:
+    """ "150 runs in 6 populations", "4 runs in 4 processes": what the bar is counting."""
+    populations = sum(name.startswith("population-") for name, _, _ in tasks)
+    if populations == len(tasks):
+        return f"{runs} runs in {populations} population{'s' * (populations != 1)}"
+    return f"{runs} runs in {len(tasks)} tasks ({populations} populations)"
 
 
 def _threshold(base: DQNConfig) -> float:
