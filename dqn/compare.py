@@ -188,9 +188,11 @@ def run_comparison(
 def _bar_label(runs: int, tasks: list) -> str:
     """ "150 runs in 6 populations", "4 runs in 4 processes": what the bar is counting."""
     populations = sum(name.startswith("population-") for name, _, _ in tasks)
-    if populations == len(tasks):
-        return f"{runs} runs in {populations} population{'s' * (populations != 1)}"
-    return f"{runs} runs in {len(tasks)} tasks ({populations} populations)"
+    if populations == 0:
+        return f"{runs} runs, a process each"
+    alone = len(tasks) - populations
+    label = f"{runs} runs in {populations} population{'s' * (populations != 1)}"
+    return label + (f" and {alone} single processes" if alone else "")
 
 
 def _threshold(base: DQNConfig) -> float:
