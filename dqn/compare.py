@@ -192,7 +192,7 @@ def _bar_label(runs: int, tasks: list) -> str:
         return f"{runs} runs, a process each"
     alone = len(tasks) - populations
     label = f"{runs} runs in {populations} population{'s' * (populations != 1)}"
-    return label + (f" and {alone} single processes" if alone else "")
+    return label + (f" and {alone} in processes of their own" if alone else "")
 
 
 def _threshold(base: DQNConfig) -> float:
