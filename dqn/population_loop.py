@@ -69,6 +69,9 @@ class PopulationLoop:
         self.obs = np.stack([s.loop.obs[0] for s in slots]).astype(np.float32)
         self.returns = np.array([float(s.loop.open_returns[0]) for s in slots])
         self.eval_elapsed = 0.0  # evaluation wall time since this loop started
+        # Views of the online parameters for acting, made again only when a burst replaces
+        # the array (the TF learner returns a new one; the numpy learner updates in place).
+        self.acting = self.lens.layers(learner.online)
 
     # ------------------------------------------------------------------ building
     def open_logs(self, log_tensorboard: bool) -> None:
@@ -123,7 +126,7 @@ class PopulationLoop:
         return [self._finish(slot, step, stop_signal) for slot in self.slots]
 
     def _act_and_store(self, epsilon: np.ndarray, active: np.ndarray) -> None:
-        q = self.lens.forward(self.lens.layers(self.learner.online), self.obs[:, None, :])[:, 0]
+        q = self.lens.forward(self.acting, self.obs[:, None, :])[:, 0]
         greedy = q.argmax(axis=1)
         for i in np.flatnonzero(active):
             slot = self.slots[i]
@@ -149,6 +152,8 @@ class PopulationLoop:
         for i in np.flatnonzero(active):
             rows[i] = self.slots[i].replay.sample_rows(shared.batch_size, k)
         values = self.learner.burst(rows, active)
+        if self.learner is not self.lens:
+            self.acting = self.lens.layers(self.learner.online)
         for i in np.flatnonzero(active):
             slot = self.slots[i]
             try:
@@ -175,7 +180,7 @@ class PopulationLoop:
         shared = self.slots[0].config
         t0 = time.perf_counter()
         idx = np.flatnonzero(active)
-        layers = self.lens.layers(self.learner.online)
+        layers = self.acting
         full = np.zeros((len(self.slots), 1, self.net.obs_dim), np.float32)
 
         def q_values(obs: np.ndarray) -> np.ndarray:
