@@ -99,9 +99,19 @@ def flat_caller(concrete, probe_args: Sequence[tf.Tensor] | None = None) -> Call
     return fast
 
 
+def call_compiled(cache: dict, function, args: Sequence[tf.Tensor], key) -> list:
+    """Run ``function`` (a ``tf.function``) on ``args`` through the flat caller kept in
+    ``cache[key]``, tracing and checking it on first use (one per batch shape, say)."""
+    fn = cache.get(key)
+    if fn is None:
+        concrete = function.get_concrete_function(*args)
+        fn = cache[key] = flat_caller(concrete, probe_args=args)
+    return fn(*args)
+
+
 def is_fast(caller: Caller) -> bool:
     """True if ``caller`` is the direct runtime call (for tests and benchmarks)."""
     return isinstance(caller, _RuntimeCall)
 
 
-__all__ = ["flat_caller", "is_fast", "public_caller"]
+__all__ = ["call_compiled", "flat_caller", "is_fast", "public_caller"]

@@ -69,6 +69,34 @@ def check_population(configs: Sequence[DQNConfig]) -> None:
         raise ConfigError(f"cannot train these configs as one population: {why}")
 
 
+def check_members(
+    configs: Sequence[DQNConfig],
+    shapes: Sequence[tuple[int, ...]],
+    activations: Sequence[str],
+    supported: Sequence[str],
+    online: np.ndarray,
+) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """What both population learners check of their arguments: members that can share a
+    program, a chain of Dense layers ([W0, b0, W1, b1, ...]) with ``supported`` activations,
+    and [M, P] float32 initial parameters. Returns (shapes as int tuples, online)."""
+    check_population(configs)
+    shapes = [tuple(int(d) for d in s) for s in shapes]
+    if len(shapes) != 2 * len(activations):
+        raise ValueError("a Dense chain has a kernel and a bias per layer")
+    unknown = [a for a in activations if a not in supported]
+    if unknown:
+        raise ValueError(f"no activation {unknown[0]!r}; supported: {', '.join(supported)}")
+    for i, (w, b) in enumerate(zip(shapes[0::2], shapes[1::2])):
+        chained = i == 0 or w[0] == shapes[2 * i - 2][1]
+        if len(w) != 2 or b != (w[1],) or not chained:
+            raise ValueError(f"layer {i}: shapes {w}, {b} do not continue a Dense chain")
+    online = np.array(online, np.float32)
+    size = sum(int(np.prod(s)) for s in shapes)
+    if online.shape != (len(configs), size):
+        raise ValueError(f"online must be [{len(configs)}, {size}], got {online.shape}")
+    return shapes, online
+
+
 class MemberSettings(NamedTuple):
     """The numbers of the update that may differ between members, each a [P] array."""
 
@@ -141,6 +169,7 @@ def check_memory(configs: Sequence[DQNConfig], obs_dim: int, n_actions: int) -> 
 
 __all__ = [
     "SHARED_KEYS",
+    "check_members",
     "check_memory",
     "member_bytes",
     "MemberSettings",

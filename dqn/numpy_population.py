@@ -24,7 +24,7 @@ from dqn.activations import ACTIVATION_GRADS, ACTIVATIONS
 from dqn.backprop.losses import LOSSES as LOSS_PAIRS
 from dqn.config import LOSS_NAMES, DQNConfig
 from dqn.learner import LearnerArrays
-from dqn.members import check_population, learning_rates, member_settings
+from dqn.members import check_members, learning_rates, member_settings
 from dqn.numpy_learner import _ranks
 from dqn.replay import row_layout
 from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
@@ -47,9 +47,7 @@ class NumpyPopulationLearner:
         configs: Sequence[DQNConfig],
         online: np.ndarray,
     ):
-        check_population(configs)
-        if len(shapes) != 2 * len(activations):
-            raise ValueError("a Dense chain has a kernel and a bias per layer")
+        shapes, online = check_members(configs, shapes, activations, ACTIVATIONS, online)
         self.configs = list(configs)
         self.settings = member_settings(configs)
         self.diagnostics = configs[0].diagnostics
@@ -60,13 +58,8 @@ class NumpyPopulationLearner:
         self._act = [ACTIVATIONS[a] for a in activations]
         self._act_grad = [ACTIVATION_GRADS[a] for a in activations]
         self._layout = row_layout(self.shapes[0][0])
-        online = np.asarray(online, np.float32)
         m, p = online.shape
-        if p != sum(sizes):
-            raise ValueError(
-                f"online parameters have {p} entries per member, shapes need {sum(sizes)}"
-            )
-        self.online = online.copy()
+        self.online = online  # check_members made it a fresh float32 array
         self.target = online.copy()
         self.adam_m = np.zeros((m, p), np.float32)
         self.adam_v = np.zeros((m, p), np.float32)

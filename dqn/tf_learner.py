@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from dqn.config import DQNConfig, bootstrap_discount, total_grad_steps
-from dqn.fastcall import flat_caller
+from dqn.fastcall import call_compiled
 from dqn.learner import LearnerArrays
 from dqn.replay import row_layout
 from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES, STEP_METRICS  # noqa: F401 (re-exported)
@@ -283,11 +283,7 @@ class TFLearner:
         args = (*self._packed, tf.constant(rows, tf.float32))
         # One compiled function per batch shape, called with flat tensors (``dqn.fastcall``):
         # tf.function's own argument handling costs more than a small network's update.
-        fn = self._compiled.get(rows.shape)
-        if fn is None:
-            concrete = self._burst.get_concrete_function(*args)
-            fn = self._compiled[rows.shape] = flat_caller(concrete, probe_args=args)
-        *packed, metrics = fn(*args)
+        *packed, metrics = call_compiled(self._compiled, self._burst, args, rows.shape)
         self._packed = tuple(packed)
         self.online = self._packed[0].numpy()
         metrics = metrics.numpy()

@@ -32,9 +32,9 @@ import tensorflow as tf
 
 from dqn import losses
 from dqn.config import LOSS_NAMES, DQNConfig
-from dqn.fastcall import flat_caller
+from dqn.fastcall import call_compiled
 from dqn.learner import LearnerArrays
-from dqn.members import check_population, member_settings
+from dqn.members import check_members, member_settings
 from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
 from dqn.tf_learner import LearnerState, adam_update, unpack_rows
 
@@ -282,21 +282,7 @@ class TFPopulationLearner:
         configs: Sequence[DQNConfig],
         online: np.ndarray,
     ) -> None:
-        check_population(configs)
-        shapes = [tuple(int(d) for d in s) for s in shapes]
-        if len(shapes) != 2 * len(activations):
-            raise ValueError("a Dense chain has a kernel and a bias per layer")
-        unknown = [a for a in activations if a not in ACTIVATIONS]
-        if unknown:
-            raise ValueError(f"no activation {unknown[0]!r}; supported: {', '.join(ACTIVATIONS)}")
-        for i, (w, b) in enumerate(zip(shapes[0::2], shapes[1::2])):
-            chained = i == 0 or w[0] == shapes[2 * i - 2][1]
-            if len(w) != 2 or b != (w[1],) or not chained:
-                raise ValueError(f"layer {i}: shapes {w}, {b} do not continue a Dense chain")
-        online = np.array(online, np.float32)
-        size = sum(math.prod(s) for s in shapes)
-        if online.shape != (len(configs), size):
-            raise ValueError(f"online must be [{len(configs)}, {size}], got {online.shape}")
+        shapes, online = check_members(configs, shapes, activations, ACTIVATIONS, online)
         burst = make_population_burst(shapes, activations, configs)
         self._burst = tf.function(burst, jit_compile=configs[0].jit_compile, reduce_retracing=True)
         self._compiled: dict[tuple, Callable] = {}
@@ -314,11 +300,7 @@ class TFPopulationLearner:
         if self._active[0] != active.tobytes():  # the mask rarely changes: reuse its tensor
             self._active = (active.tobytes(), tf.constant(active))
         args = (*self._packed, tf.constant(rows, tf.float32), self._active[1])
-        fn = self._compiled.get(rows.shape)
-        if fn is None:
-            concrete = self._burst.get_concrete_function(*args)
-            fn = self._compiled[rows.shape] = flat_caller(concrete, probe_args=args)
-        *packed, metrics = fn(*args)
+        *packed, metrics = call_compiled(self._compiled, self._burst, args, rows.shape)
         self._packed = tuple(packed)
         self.online = self._packed[0].numpy()
         metrics, n = metrics.numpy(), len(STEP_METRICS)

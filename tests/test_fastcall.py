@@ -50,7 +50,7 @@ def test_agent_updates_through_either_call_path_are_bit_identical(monkeypatch):
     fast_agent = DQNAgent(OBS, ACTIONS, config)
     fast_metrics = [fast_agent.update_rows(rows) for rows in batches]
     monkeypatch.setattr(
-        "dqn.tf_learner.flat_caller", lambda concrete, probe_args=None: public_caller(concrete)
+        "dqn.fastcall.flat_caller", lambda concrete, probe_args=None: public_caller(concrete)
     )
     slow_agent = DQNAgent(OBS, ACTIONS, config)
     slow_metrics = [slow_agent.update_rows(rows) for rows in batches]
