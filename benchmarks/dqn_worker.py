@@ -8,6 +8,7 @@ the process that launches the jobs never loads it.
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,16 +145,25 @@ def work_solve(job: dict[str, Any]) -> dict[str, Any]:
 def work_library_path(job: dict[str, Any]) -> dict[str, Any]:
     """Worker ``dqn_library_path``: the default config, trained from this fresh process, or
     (``warm``) after TensorFlow already ran an operation, as in a notebook or a project with
-    TensorFlow code of its own; ``TrainResult.train_seconds``."""
+    TensorFlow code of its own. ``seconds``: ``TrainResult.train_seconds``; ``wait_seconds``:
+    from after the caller's own TensorFlow work to ``train``'s return, everything dqn does in
+    between (in a fresh process TensorFlow's import, with TensorFlow running first the start of
+    the learner's process); ``learner``: the class that trained."""
     if job["warm"]:
         import tensorflow as tf
 
         (tf.constant([[1.0]]) @ tf.constant([[2.0]])).numpy()
+    t0 = time.perf_counter()
     from dqn.config import parse_overrides
 
     config = _base_config(job).replace(seed=job["seed"], **parse_overrides(job["overrides"]))
     result, _, _ = _train(config, [])
-    return {"seconds": result.train_seconds, "threads": _threads(config)}
+    return {
+        "seconds": result.train_seconds,
+        "wait_seconds": time.perf_counter() - t0,
+        "learner": type(result.agent.learner).__name__,
+        "threads": _threads(config),
+    }
 
 
 def work_population_throughput(job: dict[str, Any]) -> dict[str, Any]:

@@ -242,9 +242,16 @@ def table(results: dict, quick: bool) -> str:
             "0.29); no number in the table is divided by it."
         )
     if "f" in results:
-        seconds = {k: [x["seconds"] for x in v if x] for k, v in results["f"].items()}
+        runs_f = {k: [x for x in v if x] for k, v in results["f"].items()}
+        seconds = {k: [x["seconds"] for x in v] for k, v in runs_f.items()}
+        waits = {
+            k: [x.get("wait_seconds") for x in v if x.get("wait_seconds")]
+            for k, v in runs_f.items()
+        }
         fresh, warm = (median_or_none(seconds[k]) for k in ("fresh", "warm"))
+        wait_fresh, wait_warm = (median_or_none(waits[k]) for k in ("fresh", "warm"))
         runs = ", ".join(f"{x:.1f}" for x in seconds["warm"])
+        learners = sorted({x.get("learner", "?") for x in runs_f["warm"]})
         add(
             "(f) library path: default config, fresh process (the CLI's path)",
             "median train wall s",
@@ -261,11 +268,22 @@ def table(results: dict, quick: bool) -> str:
             ratio(warm, fresh) + " of fresh",
             TARGETS["f"],
         )
+        if wait_fresh and wait_warm:
+            add(
+                "(f) the same, from the caller's last line to train's return",
+                "median wait s (fresh / TF first)",
+                f"{wait_fresh:.1f} / {wait_warm:.1f}",
+                "-",
+                ratio(wait_warm, wait_fresh) + " of fresh",
+                "",
+            )
         extra.append(
             "- (f): dqn against itself, no SB3. The default config (seed 4), each run in a "
             "process of its own, alternating: fresh processes, and processes that ran a "
-            "TensorFlow operation before train (TensorFlow's thread pools are then fixed, "
-            "and dqn says so in a ThreadsWarning). The ratio is warm / fresh."
+            "TensorFlow operation before train (TensorFlow's thread pools are then fixed; the "
+            f"learner then ran as {', '.join(learners)}). The ratio is TF first / fresh. The "
+            "wait row also counts what dqn does before its clock starts: TensorFlow's import "
+            "in a fresh process, the learner process's start when TensorFlow ran first."
         )
     population_rows(results, add, extra)
     add("threads", "", threads["dqn"] or "-", threads["sb3"] or "-", "", "")

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dqn import losses
+from dqn import learner_process, losses
 from dqn.agent_files import FORMAT_VERSION, check_agent_files, resolve_agent_dir
 from dqn.config import DQNConfig
 from dqn.diagnostics import hidden_unit_stats, layer_grad_norms, unit_columns
@@ -26,6 +26,7 @@ from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
 from dqn.numpy_learner import NumpyLearner
 from dqn.replay import Batch, pack_batch
+from dqn.runtime import configure_tensorflow, warn_threads_fixed
 from dqn.step_metrics import METRIC_NAMES
 from dqn.tf_learner import LearnerState, TFLearner, loss_and_grad
 
@@ -35,10 +36,17 @@ def _make_learner(
     net: FlatNetwork,
     mirror: NumpyMLP | None,
     loss_fn,
-    obs_dim: int,
+    sizes: tuple[int, int],
     flat: np.ndarray,
+    own_pools: bool,
+    default_network: bool,
 ) -> Learner:
-    """The one place that picks the backend (``config.learner``); see ``dqn.learner``."""
+    """The one place that picks the backend (``config.learner``); see ``dqn.learner``.
+
+    ``own_pools`` False: TensorFlow ran before dqn could set its threads. The TF learner of the
+    default network then runs in a fresh process (``dqn.learner_process``), as it would from the
+    command line; a network of the caller's cannot be rebuilt there and stays, with a warning.
+    """
     if config.learner == "numpy":
         if mirror is None:
             raise ConfigError(
@@ -46,7 +54,11 @@ def _make_learner(
                 "use learner 'tensorflow' for this network"
             )
         return NumpyLearner(net.shapes, mirror.activation_names, config, flat)
-    return TFLearner(net.forward, loss_fn, config, obs_dim, flat)
+    if not own_pools:
+        if default_network and learner_process.supported():
+            return learner_process.ProcessLearner(config, *sizes, flat)
+        warn_threads_fixed(config.num_threads, "training this network")
+    return TFLearner(net.forward, loss_fn, config, sizes[0], flat)
 
 
 def _tensors(batch: Batch) -> tuple[tf.Tensor, ...]:
@@ -108,6 +120,8 @@ class DQNAgent:
     ):
         self.config = config
         self.obs_dim, self.n_actions = check_spaces(observation_space, action_space)
+        own_pools = configure_tensorflow(config.num_threads)  # before the models' first ops
+        default_network = network_fn is None
         if network_fn is None:
 
             def network_fn(obs_dim: int, n_actions: int) -> keras.Model:
@@ -129,7 +143,16 @@ class DQNAgent:
             lambda state, batch: loss_and_grad(state, batch, self._net.forward, loss_fn, config)
         )
         self._mirror = NumpyMLP.mirror(self._net, flat)
-        self.learner = _make_learner(config, self._net, self._mirror, loss_fn, self.obs_dim, flat)
+        self.learner = _make_learner(
+            config,
+            self._net,
+            self._mirror,
+            loss_fn,
+            (self.obs_dim, self.n_actions),
+            flat,
+            own_pools,
+            default_network,
+        )
         self._after_update()
         self._models_stale = False
 

@@ -29,6 +29,7 @@ from dqn.envs import make_env, make_stepper, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.evaluation import evaluate
+from dqn.learner_process import ProcessLearner
 from dqn.nstep import NStepWindow
 from dqn.replay import ReplayBuffer, check_replay_fits
 from dqn.run_log import (
@@ -40,7 +41,7 @@ from dqn.run_log import (
     write_summary,
 )
 from dqn.run_state import LoopState, prepare_resume, save_run_state
-from dqn.runtime import available_memory_bytes, configure_blas, configure_tensorflow
+from dqn.runtime import available_memory_bytes, configure_runtime
 from dqn.step_metrics import METRIC_NAMES
 
 
@@ -76,16 +77,6 @@ class TrainResult:
     solve_return: float | None = None
     summary: dict = field(default_factory=dict)
     stop_signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
-
-
-def configure_runtime(config: DQNConfig) -> None:
-    """TF and BLAS threads, and op determinism if asked (Keras initializers are seeded)."""
-    configure_tensorflow(config.num_threads)
-    configure_blas(config.num_threads)
-    if config.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
 
 
 def train(
@@ -179,6 +170,8 @@ def _run(
         window.load(**arrays)
     returns = np.array(loop.open_returns, np.float64)
     seconds_before = loop.train_seconds + loop.eval_seconds
+    if isinstance(agent.learner, ProcessLearner):
+        agent.learner.start()  # before the clock, as a command-line run imports TF before it
     start = time.perf_counter()
 
     def save_checkpoint(step: int) -> None:
@@ -265,6 +258,8 @@ def _run(
         envs.close()
 
     loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
+    if isinstance(agent.learner, ProcessLearner):
+        agent.learner.stop()  # the returned agent holds its state; no process left behind
     summary = write_summary(run_dir, config, loop, step, threshold, stop_signal, None)
     return TrainResult(
         agent=agent,

@@ -42,7 +42,6 @@ from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text
 from dqn.learner import LearnerArrays
-from dqn.loop import configure_runtime
 from dqn.members import check_memory, check_population, member_bytes  # noqa: F401
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
@@ -58,6 +57,7 @@ from dqn.population_loop import PopulationLoop, Slot
 from dqn.replay import ReplayBuffer
 from dqn.run_log import METRICS_COLUMNS, MetricWindow
 from dqn.run_state import LoopState, load_run_state
+from dqn.runtime import configure_runtime
 
 Progress = Callable[[int], None]  # called with the env steps (summed over members) just done
 
@@ -155,8 +155,11 @@ def resume_population(
 def _make_learner(configs, net: Network, online: np.ndarray):
     if configs[0].learner == "numpy":
         return NumpyPopulationLearner(net.flat.shapes, net.activations, configs, online)
+    from dqn.runtime import configure_tensorflow, warn_threads_fixed
     from dqn.tf_population import TFPopulationLearner
 
+    if not configure_tensorflow(configs[0].num_threads):  # TF ran first: its pools are fixed
+        warn_threads_fixed(configs[0].num_threads, "a population's learner")
     return TFPopulationLearner(net.flat.shapes, net.activations, configs, online)
 
 

@@ -7,42 +7,67 @@ import os
 _WARNED_THREADS = False  # the ThreadsWarning is said once per process
 
 
-def configure_tensorflow(num_threads: int) -> None:
-    """Set TF's thread pools; once TF has run an op they are fixed, and this warns once.
+def configure_tensorflow(num_threads: int) -> bool:
+    """Set TF's thread pools to ``num_threads``; False if TF already runs with other pools.
 
-    The small matrices of a DQN leave a second thread little parallel work and add
-    synchronisation, so few threads are fastest on a small machine (README, Performance).
+    Once TF has run an operation its pools are fixed. The small matrices of a DQN leave a
+    second thread little parallel work and add synchronisation, so few threads are fastest on a
+    small machine (README, Performance); with fixed pools ``DQNAgent`` moves its TF learner to
+    a fresh process (``dqn.learner_process``), and what cannot move says so in a ThreadsWarning.
     """
     import tensorflow as tf
 
     threading = tf.config.threading
-    if threading.get_intra_op_parallelism_threads() == num_threads:
-        return
+    if _pools(threading) == (num_threads, num_threads):
+        return True
     try:
         threading.set_intra_op_parallelism_threads(num_threads)
         threading.set_inter_op_parallelism_threads(num_threads)
     except RuntimeError:  # TF already initialised in this process: its first setting stands
-        _warn_threads_fixed(threading.get_intra_op_parallelism_threads(), num_threads)
+        return _pools(threading) == (num_threads, num_threads)
+    return True
 
 
-def _warn_threads_fixed(current: int, wanted: int) -> None:
+def _pools(threading) -> tuple[int, int]:
+    """(intra, inter) threads TF uses; 0 ("one per core") read as the core count."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    got = threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
+    return tuple(n or cores or 1 for n in got)
+
+
+def warn_threads_fixed(wanted: int, what: str) -> None:
+    """Say once per process that ``what`` runs on TF's fixed pools instead of ``wanted`` threads."""
     global _WARNED_THREADS
     if _WARNED_THREADS:
         return
     _WARNED_THREADS = True
     import warnings
 
+    import tensorflow as tf
+
     from dqn.errors import ThreadsWarning
 
+    current = tf.config.threading.get_intra_op_parallelism_threads()
     have = f"{current} threads" if current else "one thread per core"
     warnings.warn(
         f"TensorFlow was already running (with {have}) when dqn asked for num_threads="
-        f"{wanted}, and its thread pools cannot change once it runs: training may be slower "
+        f"{wanted}, and its thread pools cannot change once it runs: {what} may be slower "
         f"and less even than from a fresh process. Call dqn.runtime.configure_tensorflow("
         f"{wanted}) before your first TensorFlow operation, or train with learner: numpy.",
         ThreadsWarning,
-        stacklevel=4,
+        stacklevel=3,
     )
+
+
+def configure_runtime(config) -> None:
+    """TF and BLAS threads of a ``DQNConfig``, and op determinism if asked (Keras initializers
+    are seeded)."""
+    configure_tensorflow(config.num_threads)
+    configure_blas(config.num_threads)
+    if config.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def configure_blas(num_threads: int) -> None:

@@ -18,7 +18,8 @@ HELPERS = {"config", "errors", "envs", "envstate", "io", "runtime"}
 LAYERS = {
     1: {"losses", "networks", "activations", "diagnostics", "nstep", "step_metrics", "replay"}
     | {"fastcall", "backprop"},  # math and replay; the numpy backprop lab
-    2: {"learner", "tf_learner", "numpy_learner", "members", "numpy_population", "tf_population"},
+    2: {"learner", "tf_learner", "numpy_learner", "members", "numpy_population", "tf_population"}
+    | {"learner_process"},
     3: {"agent", "agent_files", "evaluation"},
     4: {"loop", "run_log", "run_state", "checkpoint", "divergence"}
     | {"population", "population_loop", "population_progress", "population_files"},

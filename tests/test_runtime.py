@@ -1,37 +1,147 @@
-"""Thread settings: TensorFlow's pools can only be set before it runs; dqn says so, once."""
+"""Thread settings: TensorFlow's pools can only be set before it runs. When TensorFlow ran first,
+the default network's learner moves to a fresh process and trains exactly as the CLI does; a
+network dqn cannot rebuild there stays in place, and dqn says so, once."""
 
+import json
+import os
 import subprocess
 import sys
 
-WARNS = (
+import numpy as np
+import pytest
+
+from dqn import DQNConfig
+from dqn.learner_process import LearnerProcessError, ProcessLearner
+
+TF_FIRST = "import tensorflow as tf\n(tf.constant([[1.0]]) @ tf.constant([[2.0]])).numpy()\n"
+
+AGENTS = (
     "import warnings, json\n"
     "{before}"
+    "import gymnasium as gym, keras\n"
+    "from dqn import DQNConfig\n"
+    "from dqn.agent import DQNAgent\n"
     "from dqn.runtime import configure_tensorflow\n"
+    "env = gym.make('CartPole-v1')\n"
+    "def own(obs_dim, n_actions):\n"
+    "    return keras.Sequential([keras.Input((obs_dim,)), keras.layers.Dense(n_actions)])\n"
     "with warnings.catch_warnings(record=True) as caught:\n"
     "    warnings.simplefilter('always')\n"
-    "    configure_tensorflow(1)\n"
-    "    configure_tensorflow(1)\n"
+    "    pools = configure_tensorflow(1)\n"
+    "    default = DQNAgent(env.observation_space, env.action_space, DQNConfig())\n"
+    "    custom = [DQNAgent(env.observation_space, env.action_space, DQNConfig(), own)\n"
+    "              for _ in range(2)]\n"
     "said = [str(w.message) for w in caught if w.category.__name__ == 'ThreadsWarning']\n"
-    "print(json.dumps(said))\n"
+    "print(json.dumps({{'pools': pools, 'said': said,\n"
+    "    'learners': [type(a.learner).__name__ for a in (default, *custom)]}}))\n"
 )
 
 
-def warnings_when(before: str) -> list[str]:
-    import json
-
-    code = WARNS.format(before=before)
+def run_python(code: str) -> str:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return proc.stdout.strip().splitlines()[-1]
 
 
-def test_a_fresh_process_sets_the_threads_without_a_warning():
-    assert warnings_when("") == []
+def agents_when(before: str) -> dict:
+    return json.loads(run_python(AGENTS.format(before=before)))
 
 
-def test_tensorflow_running_first_gives_one_warning_naming_the_cause_and_the_fix():
-    started = "import tensorflow as tf\n(tf.constant([[1.0]]) @ tf.constant([[2.0]])).numpy()\n"
-    messages = warnings_when(started)
-    assert len(messages) == 1, messages  # once, though asked twice
-    assert "TensorFlow was already running" in messages[0]
-    assert "configure_tensorflow(1) before your first TensorFlow operation" in messages[0]
+def test_a_fresh_process_sets_the_threads_and_learns_in_place_without_a_warning():
+    got = agents_when("")
+    assert got["pools"] is True
+    assert got["said"] == []
+    assert got["learners"] == ["TFLearner", "TFLearner", "TFLearner"]
+
+
+def test_tensorflow_running_first_moves_the_default_learner_out_and_warns_once_for_the_rest():
+    got = agents_when(TF_FIRST)
+    assert got["pools"] is False
+    # The default MLP is rebuilt in a fresh process; a network of the caller's cannot be.
+    assert got["learners"] == ["ProcessLearner", "TFLearner", "TFLearner"]
+    assert len(got["said"]) == 1, got["said"]  # once, though two agents fell back
+    assert "TensorFlow was already running" in got["said"][0]
+    assert "configure_tensorflow(1) before your first TensorFlow operation" in got["said"][0]
+
+
+TRAIN = (
+    "{before}"
+    "import sys\n"
+    "from dqn import DQNConfig, train\n"
+    "config = DQNConfig(total_env_steps=1200, learning_starts_env_steps=200,\n"
+    "    train_every_env_steps=8, gradient_steps_per_train=4, hidden_sizes=(32, 32),\n"
+    "    buffer_size=2000, eval_every_env_steps=400, eval_episodes=2, final_eval_episodes=2,\n"
+    "    checkpoint_every_env_steps=600, seed=5)\n"
+    "result = train(config, run_dir=sys.argv[1], progress=False, log_tensorboard=False)\n"
+    "print(type(result.agent.learner).__name__, result.agent.learner.__dict__.get('_conn'))\n"
+)
+
+
+def test_training_after_tensorflow_ran_writes_the_same_bytes_as_a_fresh_process(tmp_path):
+    """The point of the learner process: same program, same threads, same metrics.csv."""
+    out = {}
+    for name, before in (("fresh", ""), ("tf_first", TF_FIRST)):
+        code = TRAIN.format(before=before)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path / name)], capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out[name] = proc.stdout.strip().splitlines()[-1]
+    assert out["fresh"] == "TFLearner None"
+    assert out["tf_first"] == "ProcessLearner None"  # trained there, stopped after the run
+    fresh = (tmp_path / "fresh" / "metrics.csv").read_bytes()
+    assert fresh.count(b"\n") == 4  # a row per evaluation
+    assert (tmp_path / "tf_first" / "metrics.csv").read_bytes() == fresh
+
+
+def config_for_learner():
+    return DQNConfig(hidden_sizes=(16, 16), batch_size=8, target_update_every_grad_steps=3)
+
+
+def rows_for(rng, k=4, b=8, obs_dim=4):
+    rows = rng.normal(size=(k, b, 2 * obs_dim + 3)).astype(np.float32)
+    rows[..., 2 * obs_dim] = rng.integers(0, 2, size=(k, b))  # action
+    rows[..., 2 * obs_dim + 2] = rng.random((k, b)) < 0.2  # terminated
+    return rows
+
+
+def test_the_process_learner_is_the_tf_learner_bit_for_bit_and_starts_only_to_learn():
+    from dqn import losses
+    from dqn.networks import FlatNetwork, build_mlp
+    from dqn.tf_learner import TFLearner
+
+    config = config_for_learner()
+    net = FlatNetwork(build_mlp(4, 2, config.hidden_sizes, config.activation, config.seed))
+    flat = net.read()
+    here = TFLearner(net.forward, losses.get(config.loss), config, 4, flat)
+    there = ProcessLearner(config, 4, 2, flat)
+    # Reading and restoring state (loading, saving, evaluating) starts no process.
+    there.state = there.state
+    assert not there.started and there.grad_steps == 0
+    np.testing.assert_array_equal(there.online, flat)
+    rng = np.random.default_rng(0)
+    try:
+        for i in range(6):
+            rows = rows_for(rng)
+            assert here.burst(rows).tobytes() == there.burst(rows).tobytes(), i
+            assert here.online.tobytes() == there.online.tobytes()
+            if i == 2:  # take the state back, end the process; the next burst starts another
+                there.stop()
+                assert not there.started
+        assert there.started and there.grad_steps == here.grad_steps == 24
+        for a, b in zip(here.state, there.state):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    finally:
+        there.close()
+
+
+def test_a_dead_learner_process_is_one_clear_error():
+    config = config_for_learner()
+    learner = ProcessLearner(config, 4, 2, np.zeros(16 * 4 + 16 + 16 * 16 + 16 + 16 * 2 + 2))
+    learner.start()
+    learner._proc.kill()
+    learner._proc.wait()
+    with pytest.raises(LearnerProcessError, match="ended unexpectedly"):
+        learner.burst(rows_for(np.random.default_rng(1)))
+    learner.close()
+    assert os.name == "posix"  # the only platform where dqn moves the learner out

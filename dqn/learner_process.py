@@ -1,0 +1,215 @@
+"""The TensorFlow learner in a fresh process, for a process whose TensorFlow already runs.
+
+Why: TensorFlow fixes its thread pools at its first operation. In a notebook or a project with
+TensorFlow code of its own they are fixed before ``dqn`` can ask for ``num_threads`` (one, by
+default), and with two threads XLA splits the small matrices of a DQN's update across both:
+some processes then run the burst faster, others several times slower, decided at start-up
+(README, "Use it in your own project"). A fresh process sets its pools before its first
+operation, as the command line does, so the learner there runs exactly as in ``dqn-train``:
+same program, same threads, same bits.
+
+``ProcessLearner`` keeps the learner contract (``dqn.learner``). It holds the state itself until
+the first burst (loading, saving and evaluating an agent start no process); ``start`` launches
+the process, which ``train`` does before its clock starts, as a fresh command-line process also
+imports TensorFlow before it trains. Each burst sends the packed rows and gets the metrics and
+the online parameters back (a few hundred kB through a socket: well under a millisecond against
+tens of milliseconds of gradient steps).
+
+The child is ``python -m dqn.learner_process FD`` (not ``multiprocessing``: spawning would run a
+user's unguarded script again). It serves one socket and ends when it closes. No TensorFlow
+import here in the parent.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import weakref
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+from dqn.learner import LearnerArrays
+
+
+class LearnerProcessError(RuntimeError):
+    """The learner process failed or ended; the message says how."""
+
+
+def supported() -> bool:
+    """Sockets passed to a child by descriptor: POSIX only."""
+    return os.name == "posix"
+
+
+def _package_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def _shutdown(proc: subprocess.Popen, conn: Connection) -> None:
+    try:
+        conn.close()  # the child's recv ends: it exits
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class ProcessLearner:
+    """The learner contract, served by ``dqn.tf_learner.TFLearner`` in a fresh process."""
+
+    def __init__(self, config, obs_dim: int, n_actions: int, online: np.ndarray) -> None:
+        self._config, self._sizes = config, (obs_dim, n_actions)
+        online = np.array(online, np.float32)
+        zeros = np.zeros_like(online)
+        self._state = LearnerArrays(online, online.copy(), zeros, zeros.copy(), np.float32(0), 0)
+        self.online = online
+        self._conn: Connection | None = None
+
+    # ------------------------------------------------------------------ process
+    @property
+    def started(self) -> bool:
+        return self._conn is not None
+
+    def start(self) -> None:
+        """Launch the learner process with the current state and wait until it is ready."""
+        if self._conn is not None:
+            return
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_package_root(), env.get("PYTHONPATH")) if p
+        )
+        with theirs:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "dqn.learner_process",
+                    str(theirs.fileno()),
+                    str(self._config.num_threads),
+                ],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        self._proc = proc
+        self._conn = Connection(ours.detach())
+        self._finalizer = weakref.finalize(self, _shutdown, proc, self._conn)
+        self._ask("init", (self._config, self._sizes, self._state))
+        self._state = None  # the process holds it from now on
+
+    def stop(self) -> None:
+        """Take the state back and end the process (a later burst starts a new one)."""
+        if self._conn is not None:
+            state = self._ask("state")
+            self.close()
+            self._state = state
+
+    def close(self) -> None:
+        """End the process, state and all (also done when the learner is garbage collected)."""
+        if self._conn is not None:
+            self._finalizer()
+            self._conn = None
+
+    def _ask(self, op: str, arg=None):
+        try:
+            self._conn.send((op, arg))
+            kind, payload = self._conn.recv()
+        except (EOFError, OSError):
+            code = self._proc.poll()
+            raise LearnerProcessError(
+                f"the learner process ended unexpectedly (exit code {code})"
+            ) from None
+        if kind == "error":
+            raise LearnerProcessError(f"the learner process failed: {payload}")
+        return payload
+
+    # ------------------------------------------------------------------ contract
+    def burst(self, rows: np.ndarray) -> np.ndarray:
+        self.start()
+        metrics, self.online, self._grad_steps = self._ask("burst", rows)
+        return metrics
+
+    @property
+    def state(self) -> LearnerArrays:
+        return self._state if self._conn is None else self._ask("state")
+
+    @state.setter
+    def state(self, state: LearnerArrays) -> None:
+        state = LearnerArrays(
+            *(np.array(a, np.float32) for a in state[:4]),
+            np.float32(state.adam_step),
+            int(state.grad_steps),
+        )
+        if self._conn is None:
+            self._state = state
+        else:
+            self._ask("set_state", state)
+        self.online = state.online
+
+    @property
+    def grad_steps(self) -> int:
+        return self._state.grad_steps if self._conn is None else self._grad_steps
+
+
+# ---------------------------------------------------------------------- the child
+def _build(config, sizes, state):
+    """The learner ``DQNAgent`` builds in a fresh process, with this state."""
+    from dqn import losses
+    from dqn.networks import FlatNetwork, build_mlp
+    from dqn.runtime import configure_runtime
+    from dqn.tf_learner import TFLearner
+
+    configure_runtime(config)
+    obs_dim, n_actions = sizes
+    model = build_mlp(obs_dim, n_actions, config.hidden_sizes, config.activation, config.seed)
+    net = FlatNetwork(model)
+    learner = TFLearner(net.forward, losses.get(config.loss), config, obs_dim, state.online)
+    learner.state = state
+    return learner
+
+
+def _serve(conn: Connection) -> None:
+    learner = None
+    while True:
+        try:
+            op, arg = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            if op == "init":
+                learner = _build(*arg)
+                out = None
+            elif op == "burst":
+                metrics = learner.burst(arg)
+                out = (metrics, learner.online, learner.grad_steps)
+            elif op == "state":
+                out = learner.state
+            elif op == "set_state":
+                learner.state = arg
+                out = None
+            else:
+                raise ValueError(f"unknown request {op!r}")
+        except Exception as exc:  # sent back whole: the parent raises it as one line
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            continue
+        conn.send(("ok", out))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    from dqn.runtime import import_tensorflow_quietly
+
+    # Before the first operation, as the command line does: the whole point of this process.
+    import_tensorflow_quietly(int(argv[1]))
+    _serve(Connection(int(argv[0])))
+
+
+if __name__ == "__main__":
+    main()
