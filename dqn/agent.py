@@ -23,7 +23,7 @@ from dqn.envs import check_spaces
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text, write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
-from dqn.networks import FlatNetwork, NumpyMLP, build_mlp
+from dqn.networks import FlatNetwork, NumpyMLP, build_mlp, is_default_mlp
 from dqn.numpy_learner import NumpyLearner
 from dqn.replay import Batch, pack_batch
 from dqn.runtime import configure_tensorflow, warn_threads_fixed
@@ -121,7 +121,7 @@ class DQNAgent:
         self.config = config
         self.obs_dim, self.n_actions = check_spaces(observation_space, action_space)
         own_pools = configure_tensorflow(config.num_threads)  # before the models' first ops
-        default_network = network_fn is None
+        own_network = network_fn is not None
         if network_fn is None:
 
             def network_fn(obs_dim: int, n_actions: int) -> keras.Model:
@@ -143,15 +143,17 @@ class DQNAgent:
             lambda state, batch: loss_and_grad(state, batch, self._net.forward, loss_fn, config)
         )
         self._mirror = NumpyMLP.mirror(self._net, flat)
+        sizes = (self.obs_dim, self.n_actions)
         self.learner = _make_learner(
             config,
             self._net,
             self._mirror,
             loss_fn,
-            (self.obs_dim, self.n_actions),
+            sizes,
             flat,
             own_pools,
-            default_network,
+            # A loaded checkpoint's network is the default one if the run's was.
+            own_pools or not own_network or is_default_mlp(online_model, *sizes, config),
         )
         self._after_update()
         self._models_stale = False

@@ -97,6 +97,9 @@ class ProcessLearner:
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 env=env,
+                # Its own session: Ctrl-C in a terminal reaches the training process, whose
+                # handler stops at a checkpoint, which needs the learner's state still here.
+                start_new_session=True,
             )
         self._proc = proc
         self._conn = Connection(ours.detach())
@@ -196,15 +199,24 @@ def _serve(conn: Connection) -> None:
                 out = None
             else:
                 raise ValueError(f"unknown request {op!r}")
+            reply = ("ok", out)
         except Exception as exc:  # sent back whole: the parent raises it as one line
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-            continue
-        conn.send(("ok", out))
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except OSError:  # the training process is gone: nothing left to serve
+            return
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    import signal
+
     from dqn.runtime import import_tensorflow_quietly
+
+    # Interrupts are the training process's to handle: this one ends when its socket closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     # Before the first operation, as the command line does: the whole point of this process.
     import_tensorflow_quietly(int(argv[1]))

@@ -41,6 +41,20 @@ def build_mlp(
     return keras.Model(inputs, q, name="q_network")
 
 
+def is_default_mlp(model: keras.Model, obs_dim: int, n_actions: int, config) -> bool:
+    """True if ``model`` is the MLP ``build_mlp`` makes for ``config`` (a loaded checkpoint's,
+    say), so that an equal one can be rebuilt elsewhere. Compared as JSON: a Keras config read
+    back from a file holds lists where a fresh one holds tuples."""
+    import json
+
+    default = build_mlp(obs_dim, n_actions, config.hidden_sizes, config.activation, config.seed)
+
+    def text(m: keras.Model) -> str:
+        return json.dumps(m.get_config(), sort_keys=True, default=str)
+
+    return text(model) == text(default)
+
+
 class FlatNetwork:
     """A Keras model seen as a pure function ``forward(flat_params, obs) -> q_values``."""
 

@@ -29,11 +29,14 @@ AGENTS = (
     "    warnings.simplefilter('always')\n"
     "    pools = configure_tensorflow(1)\n"
     "    default = DQNAgent(env.observation_space, env.action_space, DQNConfig())\n"
+    "    import tempfile, pathlib\n"
+    "    folder = pathlib.Path(tempfile.mkdtemp()) / 'agent'\n"
+    "    loaded = DQNAgent.load(default.save(folder))\n"
     "    custom = [DQNAgent(env.observation_space, env.action_space, DQNConfig(), own)\n"
     "              for _ in range(2)]\n"
     "said = [str(w.message) for w in caught if w.category.__name__ == 'ThreadsWarning']\n"
     "print(json.dumps({{'pools': pools, 'said': said,\n"
-    "    'learners': [type(a.learner).__name__ for a in (default, *custom)]}}))\n"
+    "    'learners': [type(a.learner).__name__ for a in (default, loaded, *custom)]}}))\n"
 )
 
 
@@ -51,14 +54,15 @@ def test_a_fresh_process_sets_the_threads_and_learns_in_place_without_a_warning(
     got = agents_when("")
     assert got["pools"] is True
     assert got["said"] == []
-    assert got["learners"] == ["TFLearner", "TFLearner", "TFLearner"]
+    assert got["learners"] == ["TFLearner"] * 4
 
 
 def test_tensorflow_running_first_moves_the_default_learner_out_and_warns_once_for_the_rest():
     got = agents_when(TF_FIRST)
     assert got["pools"] is False
-    # The default MLP is rebuilt in a fresh process; a network of the caller's cannot be.
-    assert got["learners"] == ["ProcessLearner", "TFLearner", "TFLearner"]
+    # The default MLP (built, or loaded from a run that used it) is rebuilt in a fresh process;
+    # a network of the caller's cannot be.
+    assert got["learners"] == ["ProcessLearner", "ProcessLearner", "TFLearner", "TFLearner"]
     assert len(got["said"]) == 1, got["said"]  # once, though two agents fell back
     assert "TensorFlow was already running" in got["said"][0]
     assert "configure_tensorflow(1) before your first TensorFlow operation" in got["said"][0]
@@ -135,9 +139,27 @@ def test_the_process_learner_is_the_tf_learner_bit_for_bit_and_starts_only_to_le
         there.close()
 
 
+def test_an_interrupt_aimed_at_the_learner_process_leaves_it_serving():
+    """Ctrl-C and SIGTERM are the training process's to handle (it saves a checkpoint, which
+    needs the learner's state): the learner process keeps serving until its socket closes."""
+    import signal
+
+    config = config_for_learner()
+    learner = ProcessLearner(config, 4, 2, np.zeros(386, np.float32))
+    try:
+        learner.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(learner._proc.pid, sig)
+        learner.burst(rows_for(np.random.default_rng(2)))
+        assert learner.state.grad_steps == 4
+    finally:
+        learner.close()
+    assert learner._proc.wait(timeout=30) == 0  # ended by the closed socket, cleanly
+
+
 def test_a_dead_learner_process_is_one_clear_error():
     config = config_for_learner()
-    learner = ProcessLearner(config, 4, 2, np.zeros(16 * 4 + 16 + 16 * 16 + 16 + 16 * 2 + 2))
+    learner = ProcessLearner(config, 4, 2, np.zeros(386, np.float32))  # [16, 16]
     learner.start()
     learner._proc.kill()
     learner._proc.wait()
