@@ -104,7 +104,12 @@ class ProcessLearner:
         self._proc = proc
         self._conn = Connection(ours.detach())
         self._finalizer = weakref.finalize(self, _shutdown, proc, self._conn)
-        self._ask("init", (self._config, self._sizes, self._state))
+        try:
+            self._ask("init", (self._config, self._sizes, self._state))
+        except LearnerProcessError:
+            self.close()  # the state stays here; a later call may try again
+            raise
+        self._grad_steps = self._state.grad_steps
         self._state = None  # the process holds it from now on
 
     def stop(self) -> None:
@@ -154,6 +159,7 @@ class ProcessLearner:
             self._state = state
         else:
             self._ask("set_state", state)
+            self._grad_steps = state.grad_steps
         self.online = state.online
 
     @property

@@ -125,6 +125,8 @@ def test_the_process_learner_is_the_tf_learner_bit_for_bit_and_starts_only_to_le
     np.testing.assert_array_equal(there.online, flat)
     rng = np.random.default_rng(0)
     try:
+        there.start()
+        assert there.started and there.grad_steps == 0
         for i in range(6):
             rows = rows_for(rng)
             assert here.burst(rows).tobytes() == there.burst(rows).tobytes(), i
