@@ -45,7 +45,8 @@ def _make_learner(
 
     ``own_pools`` False: TensorFlow ran before dqn could set its threads. The TF learner of the
     default network then runs in a fresh process (``dqn.learner_process``), as it would from the
-    command line; a network of the caller's cannot be rebuilt there and stays, with a warning.
+    command line, if its bursts are long enough to pay for the round trip; a network of the
+    caller's cannot be rebuilt there and stays, with a warning.
     """
     if config.learner == "numpy":
         if mirror is None:
@@ -54,7 +55,8 @@ def _make_learner(
                 "use learner 'tensorflow' for this network"
             )
         return NumpyLearner(net.shapes, mirror.activation_names, config, flat)
-    if not own_pools:
+    # Short bursts of a small network stay: the round trip would cost more than the threads.
+    if not own_pools and learner_process.worth_a_process(config, net.shapes):
         if default_network and learner_process.supported():
             return learner_process.ProcessLearner(config, *sizes, flat)
         warn_threads_fixed(config.num_threads, "training this network")

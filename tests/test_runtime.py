@@ -23,8 +23,11 @@ AGENTS = (
     "from dqn.agent import DQNAgent\n"
     "from dqn.runtime import configure_tensorflow\n"
     "env = gym.make('CartPole-v1')\n"
-    "def own(obs_dim, n_actions):\n"
-    "    return keras.Sequential([keras.Input((obs_dim,)), keras.layers.Dense(n_actions)])\n"
+    "def own(obs_dim, n_actions):  # not the default MLP: tanh\n"
+    "    layers = [keras.layers.Dense(256, 'tanh'), keras.layers.Dense(256, 'tanh')]\n"
+    "    head = keras.layers.Dense(n_actions)\n"
+    "    return keras.Sequential([keras.Input((obs_dim,)), *layers, head])\n"
+    "small = DQNConfig(hidden_sizes=(64, 64), gradient_steps_per_train=1)\n"
     "with warnings.catch_warnings(record=True) as caught:\n"
     "    warnings.simplefilter('always')\n"
     "    pools = configure_tensorflow(1)\n"
@@ -34,9 +37,10 @@ AGENTS = (
     "    loaded = DQNAgent.load(default.save(folder))\n"
     "    custom = [DQNAgent(env.observation_space, env.action_space, DQNConfig(), own)\n"
     "              for _ in range(2)]\n"
+    "    short = DQNAgent(env.observation_space, env.action_space, small)\n"
     "said = [str(w.message) for w in caught if w.category.__name__ == 'ThreadsWarning']\n"
     "print(json.dumps({{'pools': pools, 'said': said,\n"
-    "    'learners': [type(a.learner).__name__ for a in (default, loaded, *custom)]}}))\n"
+    "    'learners': [type(a.learner).__name__ for a in (default, loaded, *custom, short)]}}))\n"
 )
 
 
@@ -54,15 +58,17 @@ def test_a_fresh_process_sets_the_threads_and_learns_in_place_without_a_warning(
     got = agents_when("")
     assert got["pools"] is True
     assert got["said"] == []
-    assert got["learners"] == ["TFLearner"] * 4
+    assert got["learners"] == ["TFLearner"] * 5
 
 
 def test_tensorflow_running_first_moves_the_default_learner_out_and_warns_once_for_the_rest():
     got = agents_when(TF_FIRST)
     assert got["pools"] is False
     # The default MLP (built, or loaded from a run that used it) is rebuilt in a fresh process;
-    # a network of the caller's cannot be.
-    assert got["learners"] == ["ProcessLearner", "ProcessLearner", "TFLearner", "TFLearner"]
+    # a network of the caller's cannot be; one-step bursts of [64, 64] are not worth a process.
+    assert got["learners"] == ["ProcessLearner", "ProcessLearner", "TFLearner", "TFLearner"] + [
+        "TFLearner"
+    ]
     assert len(got["said"]) == 1, got["said"]  # once, though two agents fell back
     assert "TensorFlow was already running" in got["said"][0]
     assert "configure_tensorflow(1) before your first TensorFlow operation" in got["said"][0]
@@ -73,7 +79,7 @@ TRAIN = (
     "import sys\n"
     "from dqn import DQNConfig, train\n"
     "config = DQNConfig(total_env_steps=1200, learning_starts_env_steps=200,\n"
-    "    train_every_env_steps=8, gradient_steps_per_train=4, hidden_sizes=(32, 32),\n"
+    "    train_every_env_steps=32, gradient_steps_per_train=32, hidden_sizes=(256, 256),\n"
     "    buffer_size=2000, eval_every_env_steps=400, eval_episodes=2, final_eval_episodes=2,\n"
     "    checkpoint_every_env_steps=600, seed=5)\n"
     "result = train(config, run_dir=sys.argv[1], progress=False, log_tensorboard=False)\n"
@@ -139,6 +145,22 @@ def test_the_process_learner_is_the_tf_learner_bit_for_bit_and_starts_only_to_le
             assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     finally:
         there.close()
+
+
+def test_a_process_is_only_worth_it_for_long_bursts():
+    from dqn.learner_process import MIN_BURST_FLOP, burst_flop, worth_a_process
+
+    def shapes(*sizes):
+        return [s for a, b in zip(sizes, sizes[1:]) for s in ((a, b), (b,))]
+
+    default = DQNConfig.from_yaml("configs/cartpole.yaml")
+    # 8 B in out per kernel and step: 8 * 64 * (4*256 + 256*256 + 256*2) = 34.3 MFLOP, x 128.
+    assert burst_flop(default, shapes(4, 256, 256, 2)) == 128 * 8 * 64 * 67072
+    assert worth_a_process(default, shapes(4, 256, 256, 2))
+    one_step = DQNConfig(hidden_sizes=(64, 64), gradient_steps_per_train=1)
+    assert burst_flop(one_step, shapes(4, 64, 64, 2)) == 8 * 64 * (4 * 64 + 64 * 64 + 64 * 2)
+    assert burst_flop(one_step, shapes(4, 64, 64, 2)) < MIN_BURST_FLOP / 100
+    assert not worth_a_process(one_step, shapes(4, 64, 64, 2))
 
 
 def test_an_interrupt_aimed_at_the_learner_process_leaves_it_serving():
