@@ -1,0 +1,67 @@
+"""What a burst costs through the learner process against in place, in a process where
+TensorFlow ran first (its pools then have one thread per core): the round trip that
+``dqn.learner_process.MIN_BURST_FLOP`` weighs against the fixed threads.
+
+    python -m benchmarks.learner_process_cost            # [64, 64] x 1 step, default x 128
+    python -m benchmarks.learner_process_cost --shape 120,84:1
+
+Each shape is HIDDEN:K (hidden sizes, gradient steps per burst), batch 64, on random rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def measure(hidden: tuple[int, ...], k: int) -> dict[str, float]:
+    from dqn import DQNConfig, losses
+    from dqn.learner_process import ProcessLearner, burst_flop
+    from dqn.networks import FlatNetwork, build_mlp
+    from dqn.replay import row_layout
+    from dqn.tf_learner import TFLearner
+
+    config = DQNConfig(hidden_sizes=hidden, batch_size=64, gradient_steps_per_train=k)
+    net = FlatNetwork(build_mlp(4, 2, hidden, "relu", 0))
+    rng = np.random.default_rng(0)
+    at = row_layout(4)
+    rows = rng.normal(size=(k, 64, at.width)).astype(np.float32)
+    rows[..., at.action] = rng.integers(0, 2, size=(k, 64))
+    rows[..., at.terminated] = 0.0
+    here = TFLearner(net.forward, losses.get(config.loss), config, 4, net.read())
+    there = ProcessLearner(config, 4, 2, net.read())
+    there.start()
+    calls = max(20, 2000 // k)
+    out = {"gflop": burst_flop(config, net.shapes) / 1e9}
+    try:
+        for name, learner in (("in place", here), ("learner process", there)):
+            learner.burst(rows)  # compile
+            t = time.perf_counter()
+            for _ in range(calls):
+                learner.burst(rows)
+            out[name] = (time.perf_counter() - t) / calls * 1e3
+    finally:
+        there.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shape", nargs="+", default=["64,64:1", "256,256:128"])
+    args = p.parse_args(argv)
+    import tensorflow as tf
+
+    (tf.constant([[1.0]]) @ tf.constant([[2.0]])).numpy()  # TensorFlow first, as in a notebook
+    for shape in args.shape:
+        hidden, k = shape.split(":")
+        r = measure(tuple(int(h) for h in hidden.split(",")), int(k))
+        print(
+            f"[{hidden}] x {k} steps ({r['gflop']:.3f} GFLOP): ms per burst in place "
+            f"{r['in place']:.3f}, through the learner process {r['learner process']:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
