@@ -19,6 +19,7 @@ equal). No TensorFlow import here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -78,4 +79,30 @@ class PopulationLearner(Protocol):
     def grad_steps(self) -> np.ndarray: ...
 
 
-__all__ = ["Learner", "LearnerArrays", "PopulationLearner"]
+def mlp_forward_flops(batch: int, sizes: Sequence[int]) -> int:
+    """Matmul FLOPs of one forward pass of an MLP with layer widths ``sizes`` (input first).
+
+    [m, k] x [k, n] is m*n dot products of length k: 2*m*k*n FLOPs (a multiply and an add each).
+    Bias adds and activations are O(m*n) and left out.
+    """
+    return sum(2 * batch * k * n for k, n in zip(sizes[:-1], sizes[1:]))
+
+
+def grad_step_flops(
+    obs_dim: int, hidden_sizes: Sequence[int], n_actions: int, batch: int, double_dqn: bool = False
+) -> int:
+    """Matmul FLOPs of one DQN gradient step on a batch.
+
+    Forward of the online net on s_tm1, forward of the target net on s_t (and of the online net
+    on s_t too for double DQN), then backward through the online net: per layer dW = x^T dout
+    costs one forward's worth, dx = dout W^T another, except at the input layer, where no dx is
+    needed. So backward is a little under twice the forward.
+    """
+    sizes = [obs_dim, *hidden_sizes, n_actions]
+    forward = mlp_forward_flops(batch, sizes)
+    backward = 2 * forward - 2 * batch * sizes[0] * sizes[1]
+    next_forwards = 2 if double_dqn else 1
+    return forward * (1 + next_forwards) + backward
+
+
+__all__ = ["Learner", "LearnerArrays", "PopulationLearner", "grad_step_flops", "mlp_forward_flops"]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn.learner import LearnerArrays
+from dqn.learner import LearnerArrays, grad_step_flops
 
 
 class LearnerProcessError(RuntimeError):
@@ -53,10 +53,16 @@ def supported() -> bool:
 MIN_BURST_FLOP = 1e9
 
 
-def burst_flop(config, shapes) -> float:
-    """Matmul FLOPs of one burst: per gradient step and Dense kernel [in, out], the online
-    forward, the target forward and the backward pass's two products, 2 B in out each."""
-    per_step = sum(8 * config.batch_size * s[0] * s[1] for s in shapes if len(s) == 2)
+def burst_flop(config, shapes) -> int:
+    """Matmul FLOPs of one burst of a Dense chain with these parameter shapes
+    (``dqn.learner.grad_step_flops`` per gradient step; other layers are not counted)."""
+    kernels = [s for s in shapes if len(s) == 2]
+    if not kernels:
+        return 0
+    widths = [kernels[0][0], *(k[1] for k in kernels)]
+    per_step = grad_step_flops(
+        widths[0], widths[1:-1], widths[-1], config.batch_size, config.double_dqn
+    )
     return config.gradient_steps_per_train * per_step
 
 

@@ -154,11 +154,14 @@ def test_a_process_is_only_worth_it_for_long_bursts():
         return [s for a, b in zip(sizes, sizes[1:]) for s in ((a, b), (b,))]
 
     default = DQNConfig.from_yaml("configs/cartpole.yaml")
-    # 8 B in out per kernel and step: 8 * 64 * (4*256 + 256*256 + 256*2) = 34.3 MFLOP, x 128.
-    assert burst_flop(default, shapes(4, 256, 256, 2)) == 128 * 8 * 64 * 67072
+    # Per step: online and target forwards, 2 * 64 * (4*256 + 256*256 + 256*2) = 8,585,216
+    # each, and a backward of two forwards less the input layer's dx: 34.2 MFLOP, x 128.
+    forward = 2 * 64 * 67072
+    assert burst_flop(default, shapes(4, 256, 256, 2)) == 128 * (4 * forward - 2 * 64 * 4 * 256)
     assert worth_a_process(default, shapes(4, 256, 256, 2))
     one_step = DQNConfig(hidden_sizes=(64, 64), gradient_steps_per_train=1)
-    assert burst_flop(one_step, shapes(4, 64, 64, 2)) == 8 * 64 * (4 * 64 + 64 * 64 + 64 * 2)
+    small_forward = 2 * 64 * (4 * 64 + 64 * 64 + 64 * 2)
+    assert burst_flop(one_step, shapes(4, 64, 64, 2)) == 4 * small_forward - 2 * 64 * 4 * 64
     assert burst_flop(one_step, shapes(4, 64, 64, 2)) < MIN_BURST_FLOP / 100
     assert not worth_a_process(one_step, shapes(4, 64, 64, 2))
 
