@@ -39,14 +39,14 @@ def _make_learner(
     sizes: tuple[int, int],
     flat: np.ndarray,
     own_pools: bool,
-    default_network: bool,
+    custom_network: bool,
 ) -> Learner:
     """The one place that picks the backend (``config.learner``); see ``dqn.learner``.
 
     ``own_pools`` False: TensorFlow ran before dqn could set its threads. The TF learner of the
-    default network then runs in a fresh process (``dqn.learner_process``), as it would from the
-    command line, if its bursts are long enough to pay for the round trip; a network of the
-    caller's cannot be rebuilt there and stays, with a warning.
+    default network (built, or loaded from a run that used it) then runs in a fresh process
+    (``dqn.learner_process``), as it would from the command line, if its bursts are long enough
+    to pay for the round trip; another network cannot be rebuilt there and stays, with a warning.
     """
     if config.learner == "numpy":
         if mirror is None:
@@ -57,7 +57,8 @@ def _make_learner(
         return NumpyLearner(net.shapes, mirror.activation_names, config, flat)
     # Short bursts of a small network stay: the round trip would cost more than the threads.
     if not own_pools and learner_process.worth_a_process(config, net.shapes):
-        if default_network and learner_process.supported():
+        default = not custom_network or is_default_mlp(net.model, *sizes, config)
+        if default and learner_process.supported():
             return learner_process.ProcessLearner(config, *sizes, flat)
         warn_threads_fixed(config.num_threads, "training this network")
     return TFLearner(net.forward, loss_fn, config, sizes[0], flat)
@@ -123,7 +124,7 @@ class DQNAgent:
         self.config = config
         self.obs_dim, self.n_actions = check_spaces(observation_space, action_space)
         own_pools = configure_tensorflow(config.num_threads)  # before the models' first ops
-        own_network = network_fn is not None
+        custom_network = network_fn is not None
         if network_fn is None:
 
             def network_fn(obs_dim: int, n_actions: int) -> keras.Model:
@@ -145,17 +146,15 @@ class DQNAgent:
             lambda state, batch: loss_and_grad(state, batch, self._net.forward, loss_fn, config)
         )
         self._mirror = NumpyMLP.mirror(self._net, flat)
-        sizes = (self.obs_dim, self.n_actions)
         self.learner = _make_learner(
             config,
             self._net,
             self._mirror,
             loss_fn,
-            sizes,
+            (self.obs_dim, self.n_actions),
             flat,
             own_pools,
-            # A loaded checkpoint's network is the default one if the run's was.
-            own_pools or not own_network or is_default_mlp(online_model, *sizes, config),
+            custom_network,
         )
         self._after_update()
         self._models_stale = False

@@ -152,19 +152,19 @@ def resume_population(
     return loop.run(progress)
 
 
-def _make_learner(configs, net: Network, online: np.ndarray):
+def _make_learner(configs, net: Network, online: np.ndarray, own_pools: bool):
     if configs[0].learner == "numpy":
         return NumpyPopulationLearner(net.flat.shapes, net.activations, configs, online)
-    from dqn.runtime import configure_tensorflow, warn_threads_fixed
+    from dqn.runtime import warn_threads_fixed
     from dqn.tf_population import TFPopulationLearner
 
-    if not configure_tensorflow(configs[0].num_threads):  # TF ran first: its pools are fixed
+    if not own_pools:  # TF ran first: its pools are fixed (configure_runtime said so)
         warn_threads_fixed(configs[0].num_threads, "a population's learner")
     return TFPopulationLearner(net.flat.shapes, net.activations, configs, online)
 
 
 def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> PopulationLoop:
-    configure_runtime(configs[0])
+    own_pools = configure_runtime(configs[0])
     first_env = make_env(configs[0].env_id)
     obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
     first_env.close()
@@ -181,7 +181,7 @@ def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> Population
         replay = ReplayBuffer(config.buffer_size, obs_dim, np.random.default_rng([config.seed, 2]))
         rng = np.random.default_rng([config.seed, 1])
         slots.append(_slot(config, run_dir, env, replay, rng, loop, MetricWindow()))
-    learner = _make_learner(configs, net, online)
+    learner = _make_learner(configs, net, online, own_pools)
     loop = PopulationLoop(slots, net, learner, out, 0)
     loop.open_logs(log_tensorboard)
     return loop
@@ -190,7 +190,7 @@ def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> Population
 def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> PopulationLoop:
     from dqn.agent import DQNAgent
 
-    configure_runtime(configs[0])
+    own_pools = configure_runtime(configs[0])
     first_env = make_env(configs[0].env_id)
     obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
     first_env.close()
@@ -220,7 +220,7 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
                     shutil.rmtree(newer)
         slots.append(slot)
         states.append(state)
-    learner = _make_learner(configs, net, np.stack([s.online for s in states]))
+    learner = _make_learner(configs, net, np.stack([s.online for s in states]), own_pools)
     for i, state in enumerate(states):
         learner.set_member_state(i, state)
     loop = PopulationLoop(slots, net, learner, out, step)

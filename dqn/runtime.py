@@ -59,15 +59,16 @@ def warn_threads_fixed(wanted: int, what: str) -> None:
     )
 
 
-def configure_runtime(config) -> None:
+def configure_runtime(config) -> bool:
     """TF and BLAS threads of a ``DQNConfig``, and op determinism if asked (Keras initializers
-    are seeded)."""
-    configure_tensorflow(config.num_threads)
+    are seeded). Returns ``configure_tensorflow``'s answer: are TF's pools the ones asked for?"""
+    own_pools = configure_tensorflow(config.num_threads)
     configure_blas(config.num_threads)
     if config.deterministic:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    return own_pools
 
 
 def configure_blas(num_threads: int) -> None:
