@@ -19,7 +19,6 @@ CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cartpole.yaml"
 
 CHILD = """
 import json, os, sys, time
-import numpy as np
 import tensorflow as tf
 threads, bursts = int(sys.argv[1]), int(sys.argv[2])
 tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -27,19 +26,15 @@ tf.config.threading.set_inter_op_parallelism_threads(threads)
 import gymnasium as gym
 from dqn import DQNConfig, losses
 from dqn.networks import FlatNetwork, build_mlp
-from dqn.replay import row_layout
 from dqn.tf_learner import TFLearner
+from benchmarks.rows import random_rows
 config = DQNConfig.from_yaml(sys.argv[3])
 env = gym.make(config.env_id)
 obs_dim, n_actions = env.observation_space.shape[0], int(env.action_space.n)
 net = FlatNetwork(build_mlp(obs_dim, n_actions, config.hidden_sizes, config.activation, 0))
 learner = TFLearner(net.forward, losses.get(config.loss), config, obs_dim, net.read())
-rng = np.random.default_rng(0)
-at = row_layout(obs_dim)
 k, b = config.gradient_steps_per_train, config.batch_size
-rows = rng.normal(size=(k, b, at.width)).astype(np.float32)
-rows[..., at.action] = rng.integers(0, n_actions, size=(k, b))
-rows[..., at.terminated] = rng.random((k, b)) < 0.05
+rows = random_rows((k, b), obs_dim, n_actions, terminated=0.05)
 learner.burst(rows)  # compile
 t, c = time.perf_counter(), os.times()
 for _ in range(bursts):

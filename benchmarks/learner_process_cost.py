@@ -13,23 +13,17 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 
 def measure(hidden: tuple[int, ...], k: int) -> dict[str, float]:
+    from benchmarks.rows import random_rows
     from dqn import DQNConfig, losses
     from dqn.learner_process import ProcessLearner, burst_flop
     from dqn.networks import FlatNetwork, build_mlp
-    from dqn.replay import row_layout
     from dqn.tf_learner import TFLearner
 
     config = DQNConfig(hidden_sizes=hidden, batch_size=64, gradient_steps_per_train=k)
     net = FlatNetwork(build_mlp(4, 2, hidden, "relu", 0))
-    rng = np.random.default_rng(0)
-    at = row_layout(4)
-    rows = rng.normal(size=(k, 64, at.width)).astype(np.float32)
-    rows[..., at.action] = rng.integers(0, 2, size=(k, 64))
-    rows[..., at.terminated] = 0.0
+    rows = random_rows((k, 64), 4, 2, terminated=0.0)
     here = TFLearner(net.forward, losses.get(config.loss), config, 4, net.read())
     there = ProcessLearner(config, 4, 2, net.read())
     there.start()
@@ -42,9 +36,20 @@ def measure(hidden: tuple[int, ...], k: int) -> dict[str, float]:
             for _ in range(calls):
                 learner.burst(rows)
             out[name] = (time.perf_counter() - t) / calls * 1e3
+        out["mb"] = _resident_mb(there._proc.pid)
     finally:
         there.close()
     return out
+
+
+def _resident_mb(pid: int) -> float:
+    """Resident memory of a process (Linux VmRSS), in MB; NaN elsewhere."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            line = next(x for x in fh if x.startswith("VmRSS:"))
+        return int(line.split()[1]) / 1000
+    except (OSError, StopIteration):
+        return float("nan")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
         r = measure(tuple(int(h) for h in hidden.split(",")), int(k))
         print(
             f"[{hidden}] x {k} steps ({r['gflop']:.3f} GFLOP): ms per burst in place "
-            f"{r['in place']:.3f}, through the learner process {r['learner process']:.3f}"
+            f"{r['in place']:.3f}, through the learner process {r['learner process']:.3f}; "
+            f"learner process resident {r['mb']:.0f} MB"
         )
 
 

@@ -47,7 +47,7 @@ def supported() -> bool:
 # A burst below this many matmul FLOPs stays in the caller's process: each burst's round trip
 # through the socket costs ~0.25 ms and more with the bytes, more than TensorFlow's fixed
 # threads cost a small network's short burst (``python -m benchmarks.learner_process_cost``,
-# TensorFlow run first: [64, 64], batch 64, one step per burst, 0.28 ms in place, 0.54 ms
+# TensorFlow run first: [64, 64], batch 64, one step per burst, 0.27 ms in place, 0.52 ms
 # through the process). Long bursts of a large network are where the fixed threads made
 # training erratic (README, "Use it in your own project").
 MIN_BURST_FLOP = 1e9
