@@ -42,7 +42,7 @@ from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text
 from dqn.learner import LearnerArrays
-from dqn.members import check_memory, check_population, member_bytes  # noqa: F401
+from dqn.members import check_memory, check_population
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
 from dqn.population_files import (
@@ -251,8 +251,6 @@ def _relative(path: Path, start: Path) -> str:
 
 __all__ = [
     "STEP_FILE",
-    "check_memory",
-    "member_bytes",
     "Member",
     "MemberResult",
     "as_member",
