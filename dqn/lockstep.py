@@ -1,0 +1,239 @@
+"""Stepping the members' own envs together: one numpy step for all CartPoles, else a loop.
+
+A population steps M envs per loop step, each its own seeded gymnasium env (a member's
+trajectory must not depend on the others). Through gymnasium that is M calls of
+``TimeLimit -> OrderEnforcing -> PassiveEnvChecker -> CartPoleEnv.step``, about 13 us each, of
+which the physics is a few dozen float64 operations: in small-network populations it was
+half of the loop. ``CartPoleLockstep`` does the same arithmetic for all members in one pass of
+numpy, operation by operation in gymnasium's order, so every observation, reward and flag is
+bit-identical to what each env would have returned (float64 +, *, / are correctly rounded
+whether on a scalar or an array; ``cos``/``sin`` are called per element on a float64 scalar,
+exactly as gymnasium calls them, so no vectorized transcendental can round differently).
+
+What stays in gymnasium: every reset (it draws from the env's own ``np_random``), the first
+steps of an env (while its ``PassiveEnvChecker`` still checks), and a step after termination.
+The envs' own attributes are the state a checkpoint captures (``dqn.envstate``), so ``sync()``
+writes the numpy state back into them; call it before capturing or closing.
+
+``VectorEnv`` (gymnasium's own ``CartPoleVectorEnv``) is not used: it seeds and resets all its
+copies from one generator, while a member's env must be the env its single run would make.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
+
+_PHYSICS = (
+    "gravity",
+    "masspole",
+    "total_mass",
+    "length",
+    "polemass_length",
+    "force_mag",
+    "tau",
+    "kinematics_integrator",
+    "theta_threshold_radians",
+    "x_threshold",
+    "_sutton_barto_reward",
+)
+_WRAPPERS = (TimeLimit, OrderEnforcing, PassiveEnvChecker)
+
+
+class Lockstep:
+    """M gymnasium envs, stepped one by one (any env)."""
+
+    def __init__(self, envs: list[gym.Env]) -> None:
+        self.envs = envs
+
+    def reset(self, i: int, seed: int | None = None) -> np.ndarray:
+        """Env i's first observation of a new episode (``reset(seed=seed)``)."""
+        return self.envs[i].reset(seed=seed)[0]
+
+    def step(self, actions: np.ndarray, idx: np.ndarray):
+        """Step env idx[j] with actions[j]: (next_obs [k, d], rewards, terminated, truncated)."""
+        out = [self.envs[i].step(int(a)) for i, a in zip(idx, actions)]
+        return (
+            np.array([o[0] for o in out], np.float32).reshape(len(out), -1),
+            np.array([o[1] for o in out], np.float64),
+            np.array([o[2] for o in out], bool),
+            np.array([o[3] for o in out], bool),
+        )
+
+    def sync(self) -> None:
+        """Nothing to write back: the envs hold their own state."""
+
+
+def _chain(env: gym.Env) -> list:
+    layers = [env]
+    while isinstance(layers[-1], gym.Wrapper):
+        layers.append(layers[-1].env)
+    return layers
+
+
+def is_plain_cartpole(env: gym.Env) -> bool:
+    """A gymnasium CartPoleEnv behind at most its registration's standard wrappers, not rendering."""
+    chain = _chain(env)
+    core = chain[-1]
+    if type(core) is not CartPoleEnv or core.render_mode is not None:
+        return False
+    wrappers = [type(w) for w in chain[:-1]]
+    return all(t in _WRAPPERS for t in wrappers) and len(set(wrappers)) == len(wrappers)
+
+
+def lockstep(envs: list[gym.Env]) -> Lockstep:
+    """The fastest exact way to step these envs together."""
+    if envs and all(is_plain_cartpole(e) for e in envs):
+        first = envs[0].unwrapped
+        same = all(
+            getattr(e.unwrapped, name) == getattr(first, name) for e in envs for name in _PHYSICS
+        )
+        if same:
+            return CartPoleLockstep(envs)
+    return Lockstep(envs)
+
+
+class CartPoleLockstep(Lockstep):
+    """All members' CartPole physics in one numpy pass; bit-identical to gymnasium's step."""
+
+    def __init__(self, envs: list[gym.Env]) -> None:
+        super().__init__(envs)
+        self.cores = [e.unwrapped for e in envs]
+        self.limits = [_find(e, TimeLimit) for e in envs]
+        self.checkers = [_find(e, PassiveEnvChecker) for e in envs]
+        self.orders = [_find(e, OrderEnforcing) for e in envs]
+        self.p = {name: getattr(self.cores[0], name) for name in _PHYSICS}
+        m = len(envs)
+        self.max_steps = np.array(
+            [np.inf if t is None else t._max_episode_steps for t in self.limits], np.float64
+        )
+        self.state = np.zeros((m, 4), np.float64)
+        self.elapsed = np.zeros(m, np.int64)
+        self.ready = np.zeros(m, bool)  # env i may take its next step here
+        self.dirty = np.zeros(m, bool)  # env i's own attributes lag behind self.state
+        self.ended = np.zeros(m, bool)  # env i's last step terminated its episode
+        for i in range(m):
+            self._pull(i)
+
+    # -------------------------------------------------------------- gymnasium <-> arrays
+    def _pull(self, i: int) -> None:
+        """Take env i's state from its attributes (after a reset or a step through gym)."""
+        core, limit, checker, order = (
+            self.cores[i],
+            self.limits[i],
+            self.checkers[i],
+            self.orders[i],
+        )
+        self.ready[i] = (
+            core.state is not None
+            and core.steps_beyond_terminated is None
+            and (checker is None or checker.checked_data_reuse)
+            and (order is None or order._has_reset)
+            and (limit is None or limit._elapsed_steps is not None)
+        )
+        if core.state is not None:
+            self.state[i] = core.state
+        self.elapsed[i] = 0 if limit is None or limit._elapsed_steps is None else limit._elapsed_steps
+        self.ended[i] = core.steps_beyond_terminated is not None
+        self.dirty[i] = False
+
+    def _push(self, i: int) -> None:
+        core = self.cores[i]
+        core.state = self.state[i].copy()
+        core.steps_beyond_terminated = 0 if self.ended[i] else None
+        if self.limits[i] is not None:
+            self.limits[i]._elapsed_steps = int(self.elapsed[i])
+        self.dirty[i] = False
+
+    def sync(self) -> None:
+        for i in np.flatnonzero(self.dirty):
+            self._push(i)
+
+    # -------------------------------------------------------------- stepping
+    def reset(self, i: int, seed: int | None = None) -> np.ndarray:
+        obs = self.envs[i].reset(seed=seed)[0]
+        self._pull(i)
+        return obs
+
+    def step(self, actions: np.ndarray, idx: np.ndarray):
+        idx = np.asarray(idx, np.intp)
+        actions = np.asarray(actions)
+        fast = self.ready[idx]
+        if not fast.all():  # through gymnasium, then back into the arrays
+            slow = np.flatnonzero(~fast)
+            for j in slow:
+                if self.dirty[idx[j]]:
+                    self._push(idx[j])
+            steps = super().step(actions[slow], idx[slow])
+            for j in slow:
+                self._pull(idx[j])
+        next_obs = np.empty((len(idx), 4), np.float32)
+        rewards = np.empty(len(idx), np.float64)
+        terminated = np.empty(len(idx), bool)
+        truncated = np.empty(len(idx), bool)
+        if fast.any():
+            f = np.flatnonzero(fast)
+            rows = idx[f]
+            obs, rew, term, trunc = self._physics(actions[f], rows)
+            next_obs[f], rewards[f], terminated[f], truncated[f] = obs, rew, term, trunc
+        if not fast.all():
+            next_obs[slow], rewards[slow], terminated[slow], truncated[slow] = steps
+        return next_obs, rewards, terminated, truncated
+
+    def _physics(self, actions: np.ndarray, rows: np.ndarray):
+        """gymnasium's CartPoleEnv.step and TimeLimit.step, for rows of the state at once.
+
+        Every line is gymnasium's expression in gymnasium's order (IEEE float64 arithmetic
+        rounds the same on a scalar and on each element of an array).
+        """
+        p = self.p
+        bad = (actions != 0) & (actions != 1)
+        if bad.any():  # CartPoleEnv.step asserts the same: a clear error, not a wrong step
+            a = actions[np.flatnonzero(bad)[0]]
+            raise AssertionError(f"{a!r} ({type(a)}) invalid")
+        x, x_dot, theta, theta_dot = self.state[rows].T
+        force = np.where(actions == 1, p["force_mag"], -p["force_mag"])
+        costheta = np.array([np.cos(t) for t in theta])
+        sintheta = np.array([np.sin(t) for t in theta])
+        temp = (force + p["polemass_length"] * np.square(theta_dot) * sintheta) / p["total_mass"]
+        thetaacc = (p["gravity"] * sintheta - costheta * temp) / (
+            p["length"] * (4.0 / 3.0 - p["masspole"] * np.square(costheta) / p["total_mass"])
+        )
+        xacc = temp - p["polemass_length"] * thetaacc * costheta / p["total_mass"]
+        tau = p["tau"]
+        if p["kinematics_integrator"] == "euler":
+            x = x + tau * x_dot
+            x_dot = x_dot + tau * xacc
+            theta = theta + tau * theta_dot
+            theta_dot = theta_dot + tau * thetaacc
+        else:  # semi-implicit euler
+            x_dot = x_dot + tau * xacc
+            x = x + tau * x_dot
+            theta_dot = theta_dot + tau * thetaacc
+            theta = theta + tau * theta_dot
+        state = np.stack([x, x_dot, theta, theta_dot], axis=1)
+        self.state[rows] = state
+        xt, tt = p["x_threshold"], p["theta_threshold_radians"]
+        terminated = (x < -xt) | (x > xt) | (theta < -tt) | (theta > tt)
+        if p["_sutton_barto_reward"]:
+            rewards = np.where(terminated, -1.0, 0.0)
+        else:
+            rewards = np.ones(len(rows))
+        self.elapsed[rows] += 1
+        truncated = self.elapsed[rows] >= self.max_steps[rows]  # TimeLimit.step
+        self.ended[rows] = terminated
+        self.ready[rows] = ~terminated  # a step after termination goes through gymnasium
+        self.dirty[rows] = True
+        return state.astype(np.float32), rewards, terminated, truncated
+
+
+def _find(env: gym.Env, kind: type) -> gym.Wrapper | None:
+    for layer in _chain(env):
+        if isinstance(layer, kind):
+            return layer
+    return None
+
+
+__all__ = ["CartPoleLockstep", "Lockstep", "is_plain_cartpole", "lockstep"]

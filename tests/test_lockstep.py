@@ -1,0 +1,120 @@
+"""dqn.lockstep: M CartPoles stepped in one numpy pass return exactly what gymnasium returns."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dqn.envstate import capture_env_state
+from dqn.lockstep import CartPoleLockstep, Lockstep, is_plain_cartpole, lockstep
+
+
+def _balancer(obs: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """Push toward the falling side (episodes reach the 500-step limit), with random actions."""
+    greedy = (obs[:, 2] + 0.5 * obs[:, 3] > 0).astype(np.int64)
+    random = rng.integers(0, 2, len(obs))
+    return np.where(rng.random(len(obs)) < noise, random, greedy)
+
+
+def _snapshots_equal(a: gym.Env, b: gym.Env) -> None:
+    sa, sb = capture_env_state(a), capture_env_state(b)
+    assert sa.layers == sb.layers
+    assert sa.arrays.keys() == sb.arrays.keys()
+    for key in sa.arrays:
+        np.testing.assert_array_equal(sa.arrays[key], sb.arrays[key])
+
+
+def _run_both(make, m: int, steps: int, noise, sync_every: int = 0):
+    """Step m envs through gymnasium and m through lockstep with the same actions; compare."""
+    ref = [make() for _ in range(m)]
+    mine = [make() for _ in range(m)]
+    obs = np.stack([e.reset(seed=10 + i)[0] for i, e in enumerate(ref)])
+    steps_ = lockstep(mine)
+    obs2 = np.stack([steps_.reset(i, seed=10 + i) for i in range(m)])
+    np.testing.assert_array_equal(obs, obs2)
+    rng = np.random.default_rng(0)
+    counts = {"terminated": 0, "truncated": 0}
+    for t in range(steps):
+        actions = _balancer(obs, rng, noise[t % len(noise)] if isinstance(noise, list) else noise)
+        idx = np.flatnonzero(rng.random(m) < 0.9)  # some members sit a step out
+        got = steps_.step(actions[idx], idx)
+        for j, i in enumerate(idx):
+            o, r, term, trunc, _ = ref[i].step(int(actions[i]))
+            assert np.array_equal(got[0][j], o), (t, i)
+            assert (got[1][j], got[2][j], got[3][j]) == (r, term, trunc), (t, i)
+            assert got[0].dtype == o.dtype and type(got[1][j].item()) is type(r)
+            obs[i] = o
+            if term or trunc:
+                counts["terminated" if term else "truncated"] += 1
+                obs[i] = ref[i].reset()[0]
+                assert np.array_equal(steps_.reset(i), obs[i])
+        if sync_every and t % sync_every == 0:
+            steps_.sync()
+            for a, b in zip(ref, mine):
+                _snapshots_equal(a, b)
+    steps_.sync()
+    for a, b in zip(ref, mine):
+        _snapshots_equal(a, b)
+    return steps_, counts
+
+
+def test_cartpole_steps_bit_identical_through_resets_and_time_limits():
+    steps, counts = _run_both(lambda: gym.make("CartPole-v1"), 6, 3000, [0.02, 0.5], 97)
+    assert isinstance(steps, CartPoleLockstep)
+    # both ways an episode ends happened, so both paths of the comparison ran
+    assert counts["terminated"] > 10 and counts["truncated"] >= 2, counts
+
+
+@pytest.mark.parametrize("variant", ["semi-implicit", "sutton_barto"])
+def test_cartpole_variants_follow_the_env_attributes(variant):
+    def make():
+        if variant == "sutton_barto":
+            return gym.make("CartPole-v1", sutton_barto_reward=True)
+        env = gym.make("CartPole-v1")
+        env.unwrapped.kinematics_integrator = "semi-implicit"
+        return env
+
+    steps, counts = _run_both(make, 3, 800, 0.3)
+    assert isinstance(steps, CartPoleLockstep) and counts["terminated"] > 0
+
+
+def test_a_step_after_termination_goes_through_gymnasium():
+    ref, mine = gym.make("CartPole-v1"), gym.make("CartPole-v1")
+    ref.reset(seed=3)
+    steps = lockstep([mine])
+    steps.reset(0, seed=3)
+    while True:  # always push right: the pole falls
+        got = steps.step(np.array([1]), np.array([0]))
+        want = ref.step(1)
+        assert np.array_equal(got[0][0], want[0]) and got[1][0] == want[1]
+        if want[2]:
+            break
+    for _ in range(2):  # gymnasium's own answer past the end: reward 0, still terminated
+        got = steps.step(np.array([0]), np.array([0]))
+        want = ref.step(0)
+        assert np.array_equal(got[0][0], want[0]) and (got[1][0], got[2][0]) == want[1:3]
+    steps.sync()
+    _snapshots_equal(ref, mine)
+
+
+def test_other_envs_and_wrapped_cartpoles_step_one_by_one():
+    assert is_plain_cartpole(gym.make("CartPole-v1"))
+    assert is_plain_cartpole(gym.make("CartPole-v1", disable_env_checker=True))
+    wrapped = gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
+    assert not is_plain_cartpole(wrapped)
+    assert not is_plain_cartpole(gym.make("CartPole-v1", render_mode="rgb_array"))
+    assert type(lockstep([gym.make("Acrobot-v1")])) is Lockstep
+    assert type(lockstep([gym.make("CartPole-v1"), wrapped])) is Lockstep
+    other = gym.make("CartPole-v1")
+    other.unwrapped.force_mag = 20.0  # members must share the physics to share a pass
+    assert type(lockstep([gym.make("CartPole-v1"), other])) is Lockstep
+
+
+def test_an_invalid_action_is_refused_as_gymnasium_refuses_it():
+    steps = lockstep([gym.make("CartPole-v1")])
+    steps.reset(0, seed=0)
+    for a in (0, 1):  # past the checker's first steps
+        steps.step(np.array([a]), np.array([0]))
+    with pytest.raises(AssertionError, match="invalid"):
+        steps.step(np.array([2]), np.array([0]))
