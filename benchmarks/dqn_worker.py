@@ -168,18 +168,24 @@ def work_library_path(job: dict[str, Any]) -> dict[str, Any]:
 
 def work_population_throughput(job: dict[str, Any]) -> dict[str, Any]:
     """Worker ``dqn_population``: a population of ``members`` runs with these settings in one
-    process, timed by the step clocks of its members' training envs.
+    process, timed by the population's own progress callback.
 
-    A loop step ends when the last member's env has stepped, so the time at a mark is the latest
-    of the members' clocks at that step; the aggregate rate counts every member's steps.
+    Not by step clocks around each member's env: a wrapped env is stepped by gymnasium one by
+    one, while the population steps plain CartPoles in one numpy pass (``dqn.lockstep``). The
+    callback fires at the end of every ``REPORT_EVERY``-th loop step, when every member has
+    stepped, acted and learned for it, so marks must be multiples of ``REPORT_EVERY``; the run
+    goes one report past the last mark, so its final evaluation and checkpoint are not timed.
     """
     from dqn.population import Member, train_population
+    from dqn.population_progress import REPORT_EVERY
 
     s = Settings.from_dict(job["settings"])
-    made: list[StepClock] = []
-    total = s.total_env_steps
+    marks = job["marks"]
+    if any(m % REPORT_EVERY for m in marks):
+        raise ValueError(f"population marks must be multiples of {REPORT_EVERY}: {marks}")
+    total = max(marks) + REPORT_EVERY
     base = _base_config(job).replace(
-        **{**dqn_overrides(s), "env_id": register_clocked_env(s.env_id, made)},
+        **dqn_overrides(s.replace(total_env_steps=total)),
         num_envs=1,
         **job.get("overrides", {}),
         eval_every_env_steps=total,
@@ -188,20 +194,21 @@ def work_population_throughput(job: dict[str, Any]) -> dict[str, Any]:
         checkpoint_every_env_steps=total + 1,
     )
     seeds = range(job["first_seed"], job["first_seed"] + job["members"])
+    reports: list[float] = []  # reports[k]: the time at env step REPORT_EVERY * (k + 1)
     with tempfile.TemporaryDirectory() as tmp:
-        train_population(
+        start = time.perf_counter()
+        results = train_population(
             base.replace(output_dir=tmp),
             [Member({}, seed) for seed in seeds],
             out_dir=Path(tmp) / "population",
-            progress=False,
+            progress=lambda member_steps: reports.append(time.perf_counter()),
             log_tensorboard=False,
         )
-    trains = [c for c in made if len(c.step_times) >= max(job["marks"])]
-    at = {m: max(c.step_times[m - 1] for c in trains) for m in job["marks"]}
-    start = min(c.start for c in trains)
+    if any(r.diverged for r in results):
+        raise RuntimeError("a member diverged: the aggregate rate would count fewer members")
     return {
-        "elapsed": [at[m] - start for m in job["marks"]],
-        "members": len(trains),
+        "elapsed": [reports[m // REPORT_EVERY - 1] - start for m in marks],
+        "members": len(results),
         "threads": _threads(base),
     }
 

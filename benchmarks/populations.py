@@ -54,7 +54,7 @@ def _together(label: str, jobs: list[dict], env: dict) -> list[dict | None]:
 def regime_p1(quick: bool, config: Path) -> dict:
     """(p1): for (b) and (c), SB3's single run and 32-member populations, each learner, in one
     process of 1 or 2 threads, or two processes of 16."""
-    warmup, measured = (200, 1_000) if quick else (1_000, 5_000)
+    warmup, measured = (250, 1_000) if quick else (1_000, 5_000)  # marks: multiples of 250
     members = 4 if quick else MEMBERS
     out = {}
     for key, s in (("b", EVERY_STEP), ("c", EVERY_4_STEPS)):

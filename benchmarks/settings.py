@@ -127,6 +127,7 @@ def dqn_overrides(s: Settings) -> dict[str, Any]:
         "target_tau": 1.0,
         "double_dqn": False,
         "gamma": s.gamma,
+        "n_step": 1,  # SB3's DQN learns from one-step targets; the default config uses 10
         "loss": s.loss,
         "loss_bound": 1.0,
         "max_grad_norm": s.max_grad_norm,

@@ -314,8 +314,10 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                 )
         extra.append(
             "- (p1): a population trains its members in lockstep in one program; its rate is "
-            "every member's env steps over the measured window (from the latest member clock at "
-            'the first mark to the latest at the second). "2 processes" runs two populations '
+            "every member's env steps over the measured window, timed by the population's "
+            "progress callback at the end of the loop steps of the two marks (when every member "
+            "has stepped, acted and learned; its plain CartPoles step in one numpy pass, which "
+            'a clock wrapper around each env would turn off). "2 processes" runs two populations '
             "of half the members at the same time, one thread each, and adds their rates; "
             '"2 threads" gives TensorFlow (intra- and inter-op) and BLAS two threads in one '
             "process. SB3 is one run of the same settings, in this benchmark run."
@@ -379,9 +381,10 @@ def notes(quick: bool, extra: list[str]) -> list[str]:
         )
         out.append("")
     out += [
-        "- Same hyperparameters in both libraries (Adam eps 1e-8, tau 1, no double DQN; Huber "
-        "and max grad norm 10 except in (e), see below); each run in its own process. Times "
-        "come from the same wrapper around the training env (wall time after each env step), "
+        "- Same hyperparameters in both libraries (Adam eps 1e-8, tau 1, one-step targets, no "
+        "double DQN; Huber and max grad norm 10 except in (e), see below); each run in its own "
+        "process. Times come from the same wrapper around the training env (wall time after "
+        "each env step), "
         "so they hold everything a library does per step; start-up and XLA compilation are "
         "inside (a), (d), (e), and inside the warm-up that (b) and (c) leave out.",
         *extra,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from dqn.lockstep import lockstep
+
 
 def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, float, list[float]]:
     """(mean, std, returns) of ``episodes`` greedy episodes, episode i reset with seed + i.
@@ -35,25 +37,27 @@ def evaluate_members(
     Returns (mean, std) per policy.
     """
     k = len(envs)
-    obs = np.stack([env.reset(seed=seed)[0] for env in envs]).astype(np.float32)
+    steps = lockstep(envs)  # CartPoles: one numpy pass for all, the same numbers as env.step
+    obs = np.stack([steps.reset(i, seed=seed) for i in range(k)]).astype(np.float32)
     returns: list[list[float]] = [[] for _ in range(k)]
     totals = np.zeros(k)
-    running = list(range(k))
-    while running:
+    running = np.arange(k)
+    while len(running):
         actions = q_values(obs).argmax(axis=1)
+        next_obs, rewards, terminated, truncated = steps.step(actions[running], running)
         still = []
-        for i in running:
-            next_obs, reward, terminated, truncated, _ = envs[i].step(int(actions[i]))
-            totals[i] += float(reward)
-            if terminated or truncated:
+        for j, i in enumerate(running):
+            totals[i] += float(rewards[j])
+            obs[i] = next_obs[j]
+            if terminated[j] or truncated[j]:
                 returns[i].append(float(totals[i]))
                 totals[i] = 0.0
                 if len(returns[i]) == episodes:
                     continue
-                next_obs, _ = envs[i].reset(seed=seed + len(returns[i]))
-            obs[i] = next_obs
+                obs[i] = steps.reset(i, seed=seed + len(returns[i]))
             still.append(i)
-        running = still
+        running = np.array(still, np.intp)
+    steps.sync()
     return [(float(np.mean(r)), float(np.std(r))) for r in returns]
 
 

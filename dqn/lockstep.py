@@ -74,7 +74,7 @@ def _chain(env: gym.Env) -> list:
 
 
 def is_plain_cartpole(env: gym.Env) -> bool:
-    """A gymnasium CartPoleEnv behind at most its registration's standard wrappers, not rendering."""
+    """A gymnasium CartPoleEnv behind at most its standard wrappers, and not rendering."""
     chain = _chain(env)
     core = chain[-1]
     if type(core) is not CartPoleEnv or core.render_mode is not None:
@@ -135,7 +135,8 @@ class CartPoleLockstep(Lockstep):
         )
         if core.state is not None:
             self.state[i] = core.state
-        self.elapsed[i] = 0 if limit is None or limit._elapsed_steps is None else limit._elapsed_steps
+        elapsed = None if limit is None else limit._elapsed_steps
+        self.elapsed[i] = 0 if elapsed is None else elapsed
         self.ended[i] = core.steps_beyond_terminated is not None
         self.dirty[i] = False
 

@@ -26,6 +26,7 @@ from dqn.divergence import check_update
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError
 from dqn.evaluation import evaluate_members
+from dqn.lockstep import lockstep
 from dqn.loop import linear_epsilon, multiples_between
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
@@ -72,6 +73,9 @@ class PopulationLoop:
         # Views of the online parameters for acting, made again only when a burst replaces
         # the array (the TF learner returns a new one; the numpy learner updates in place).
         self.acting = self.lens.layers(learner.online)
+        # All members' envs step together (one numpy pass for CartPoles, bit-identical to
+        # each env's own step); the envs' attributes are synced back before a checkpoint.
+        self.envs = lockstep([s.env for s in slots])
 
     # ------------------------------------------------------------------ building
     def open_logs(self, log_tensorboard: bool) -> None:
@@ -128,22 +132,29 @@ class PopulationLoop:
     def _act_and_store(self, epsilon: np.ndarray, active: np.ndarray) -> None:
         q = self.lens.forward(self.acting, self.obs[:, None, :])[:, 0]
         greedy = q.argmax(axis=1)
-        for i in np.flatnonzero(active):
-            slot = self.slots[i]
+        idx = np.flatnonzero(active)
+        actions = np.empty(len(idx), np.int64)
+        for j, i in enumerate(idx):
+            rng = self.slots[i].rng
             # DQNAgent.act's draws, in its order, from the member's own generator.
-            if epsilon[i] > 0.0 and slot.rng.random() < epsilon[i]:
-                action = int(slot.rng.integers(self.net.n_actions))
+            if epsilon[i] > 0.0 and rng.random() < epsilon[i]:
+                actions[j] = rng.integers(self.net.n_actions)
             else:
-                action = int(greedy[i])
-            next_obs, reward, terminated, truncated, _ = slot.env.step(action)
-            for t in slot.window.push(self.obs[i], action, reward, next_obs, terminated, truncated):
+                actions[j] = greedy[i]
+        next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
+        for j, i in enumerate(idx):
+            slot, reward = self.slots[i], float(rewards[j])
+            term, trunc = bool(terminated[j]), bool(truncated[j])
+            action = int(actions[j])
+            for t in slot.window.push(self.obs[i], action, reward, next_obs[j], term, trunc):
                 slot.replay.add(*t)
             self.returns[i] += reward
-            if terminated or truncated:
+            if term or trunc:
                 slot.loop.episode_returns.append(float(self.returns[i]))
                 self.returns[i] = 0.0
-                next_obs, _ = slot.env.reset()
-            self.obs[i] = next_obs
+                self.obs[i] = self.envs.reset(i)
+            else:
+                self.obs[i] = next_obs[j]
 
     def _burst(self, k: int, active: np.ndarray, step: int) -> None:
         shared = self.slots[0].config
@@ -261,6 +272,7 @@ class PopulationLoop:
                 slot.loop.train_seconds = seconds_before[i] + share
 
     def _checkpoint(self, step: int) -> None:
+        self.envs.sync()
         for i, slot in enumerate(self.slots):
             if slot.stopped is not None:
                 continue

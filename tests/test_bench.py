@@ -46,6 +46,18 @@ def test_grad_step_count_agrees_with_dqn_config_and_sb3(name):
     assert floor.grad_steps(s) == bursts * s.gradient_steps_per_train
 
 
+@pytest.mark.parametrize("name", ["ZOO", "EVERY_STEP", "EVERY_4_STEPS", "CLEANRL"])
+def test_the_settings_override_what_the_default_config_changed(name):
+    """The workers start from configs/cartpole.yaml; SB3 has none of its two changes."""
+    s = getattr(settings, name)
+    default = DQNConfig.from_yaml(Path(__file__).parent.parent / "configs" / "cartpole.yaml")
+    assert default.n_step > 1 and default.learning_rate_end is not None  # what it changed
+    config = default.replace(**settings.dqn_overrides(s))
+    assert config.n_step == 1  # SB3's DQN: one-step TD targets
+    assert config.learning_rate_end is None  # SB3's constant learning rate
+    assert config.max_grad_norm == s.max_grad_norm
+
+
 def test_target_period_in_grad_steps():
     # SB3 syncs every 10 env steps between bursts of 128: one sync per burst.
     assert settings.target_update_every_grad_steps(settings.ZOO) == 128
