@@ -333,3 +333,11 @@ def test_population_rows_from_worker_results():
     assert "| 375.0 | - | 3.00x |" in find("(p2) the same, one process per run")
     assert "| 50.0 | - | 1/2 |" in find("(p3) trust check")
     assert "the 2,000 gradient steps" in text
+
+
+def test_lockstep_cost_runs_both_ways(capsys):
+    from benchmarks import lockstep_cost
+
+    assert lockstep_cost.main(["--members", "3", "--steps", "200", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "gymnasium, one by one" in out and "dqn.lockstep" in out and "x faster" in out
