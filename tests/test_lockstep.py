@@ -79,6 +79,7 @@ def test_cartpole_variants_follow_the_env_attributes(variant):
     assert isinstance(steps, CartPoleLockstep) and counts["terminated"] > 0
 
 
+@pytest.mark.filterwarnings("ignore:.*already returned terminated")  # gymnasium's, expected
 def test_a_step_after_termination_goes_through_gymnasium():
     ref, mine = gym.make("CartPole-v1"), gym.make("CartPole-v1")
     ref.reset(seed=3)
