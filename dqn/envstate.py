@@ -32,7 +32,8 @@ class EnvSnapshot(NamedTuple):
     uncaptured: list[str]  # attributes of the innermost env that are state we cannot record
 
 
-def _chain(env: gym.Env) -> list[Any]:
+def wrapper_chain(env: gym.Env) -> list[Any]:
+    """Every layer of a wrapped env, outermost first: [env, its inner env, ..., unwrapped]."""
     layers = [env]
     while hasattr(layers[-1], "env") and layers[-1] is not layers[-1].unwrapped:
         layers.append(layers[-1].env)
@@ -42,7 +43,7 @@ def _chain(env: gym.Env) -> list[Any]:
 def capture_env_state(env: gym.Env) -> EnvSnapshot:
     """Everything plain in each layer's ``__dict__``: scalars, arrays, numpy generators."""
     layers, arrays, uncaptured = [], {}, []
-    chain = _chain(env)
+    chain = wrapper_chain(env)
     for i, layer in enumerate(chain):
         record: dict[str, Any] = {}
         for name, value in vars(layer).items():
@@ -69,7 +70,7 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> None:
 
     Raises ValueError if the wrapper chain differs (another env id or other wrappers).
     """
-    chain = _chain(env)
+    chain = wrapper_chain(env)
     if len(chain) != len(snapshot.layers):
         raise ValueError(
             f"the env has {len(chain)} wrapper layers, the snapshot {len(snapshot.layers)}"

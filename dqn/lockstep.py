@@ -2,9 +2,9 @@
 
 A population steps M envs per loop step, each its own seeded gymnasium env (a member's
 trajectory must not depend on the others). Through gymnasium that is M calls of
-``TimeLimit -> OrderEnforcing -> PassiveEnvChecker -> CartPoleEnv.step``, about 13 us each, of
-which the physics is a few dozen float64 operations: in small-network populations it was
-half of the loop. ``CartPoleLockstep`` does the same arithmetic for all members in one pass of
+``TimeLimit -> OrderEnforcing -> PassiveEnvChecker -> CartPoleEnv.step``, of which the physics
+is a few dozen float64 operations (``python -m benchmarks.lockstep_cost`` times both ways).
+``CartPoleLockstep`` does the same arithmetic for all members in one pass of
 numpy, operation by operation in gymnasium's order, so every observation, reward and flag is
 bit-identical to what each env would have returned (float64 +, *, / are correctly rounded
 whether on a scalar or an array; ``cos``/``sin`` are called per element on a float64 scalar,
@@ -25,6 +25,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
+
+from dqn.envstate import wrapper_chain
 
 _PHYSICS = (
     "gravity",
@@ -66,16 +68,9 @@ class Lockstep:
         """Nothing to write back: the envs hold their own state."""
 
 
-def _chain(env: gym.Env) -> list:
-    layers = [env]
-    while isinstance(layers[-1], gym.Wrapper):
-        layers.append(layers[-1].env)
-    return layers
-
-
 def is_plain_cartpole(env: gym.Env) -> bool:
     """A gymnasium CartPoleEnv behind at most its standard wrappers, and not rendering."""
-    chain = _chain(env)
+    chain = wrapper_chain(env)
     core = chain[-1]
     if type(core) is not CartPoleEnv or core.render_mode is not None:
         return False
@@ -231,7 +226,7 @@ class CartPoleLockstep(Lockstep):
 
 
 def _find(env: gym.Env, kind: type) -> gym.Wrapper | None:
-    for layer in _chain(env):
+    for layer in wrapper_chain(env):
         if isinstance(layer, kind):
             return layer
     return None
