@@ -27,36 +27,42 @@ def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, floa
 
 
 def evaluate_members(
-    q_values, envs: list[gym.Env], episodes: int, seed: int
+    q_values, envs: list[list[gym.Env]], episodes: int, seed: int
 ) -> list[tuple[float, float]]:
-    """``evaluate`` for several policies at once, in lockstep: one batched Q call per step.
+    """``evaluate`` for several policies at once: each policy's episodes side by side.
 
-    ``q_values(obs [k, obs_dim]) -> [k, n_actions]`` gives policy i's Q-values in row i
-    (k = len(envs)). Policy i's episodes are exactly those ``evaluate`` runs for it alone (env i,
-    episode j reset with seed + j, greedy actions); a finished policy's row is ignored.
-    Returns (mean, std) per policy.
+    ``envs[i]`` are policy i's envs, W of them (the same W for every policy): its ``episodes``
+    episodes run in waves of W at once, episode j on env j % W, reset with seed + j: the episodes
+    ``evaluate`` runs for it alone one after another (an episode depends only on its reset seed
+    and the greedy policy; a batched forward pass may round a Q-value differently from a
+    one-row one, which can only matter where two actions' values tie to float32 rounding).
+    ``q_values(obs [k, W, obs_dim]) -> [k, W, n_actions]``
+    gives policy i's Q-values in row i (k = len(envs)): every step is one batched forward pass
+    for all of them, a matrix product per layer instead of k x W matrix-vector products. Rows of
+    finished episodes are ignored. Returns (mean, std) per policy.
     """
-    k = len(envs)
-    steps = lockstep(envs)  # CartPoles: one numpy pass for all, the same numbers as env.step
-    obs = np.stack([steps.reset(i, seed=seed) for i in range(k)]).astype(np.float32)
-    returns: list[list[float]] = [[] for _ in range(k)]
-    totals = np.zeros(k)
-    running = np.arange(k)
-    while len(running):
-        actions = q_values(obs).argmax(axis=1)
-        next_obs, rewards, terminated, truncated = steps.step(actions[running], running)
-        still = []
-        for j, i in enumerate(running):
-            totals[i] += float(rewards[j])
-            obs[i] = next_obs[j]
-            if terminated[j] or truncated[j]:
-                returns[i].append(float(totals[i]))
-                totals[i] = 0.0
-                if len(returns[i]) == episodes:
-                    continue
-                obs[i] = steps.reset(i, seed=seed + len(returns[i]))
-            still.append(i)
-        running = np.array(still, np.intp)
+    k, width = len(envs), len(envs[0])
+    if any(len(e) != width for e in envs):
+        raise ValueError("every policy needs the same number of evaluation envs")
+    flat = [env for member in envs for env in member]  # env (i, j) at i * width + j
+    steps = lockstep(flat)  # CartPoles: one numpy pass for all, the same numbers as env.step
+    returns = np.zeros((k, episodes))
+    for first in range(0, episodes, width):
+        n = min(width, episodes - first)
+        running = np.array([i * width + j for i in range(k) for j in range(n)], np.intp)
+        obs = np.zeros((k * width, np.prod(flat[0].observation_space.shape)), np.float32)
+        for e in running:
+            obs[e] = steps.reset(int(e), seed=int(seed + first + e % width))
+        totals = np.zeros(k * width)
+        while len(running):
+            actions = q_values(obs.reshape(k, width, -1)).argmax(axis=2).reshape(-1)
+            next_obs, rewards, terminated, truncated = steps.step(actions[running], running)
+            totals[running] += rewards
+            obs[running] = next_obs
+            ended = terminated | truncated
+            for e in running[ended]:
+                returns[e // width, first + e % width] = totals[e]
+            running = running[~ended]
     steps.sync()
     return [(float(np.mean(r)), float(np.std(r))) for r in returns]
 

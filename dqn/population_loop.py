@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -23,6 +23,7 @@ from dqn import checkpoint
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
 from dqn.divergence import check_update
+from dqn.envs import make_env
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError
 from dqn.evaluation import evaluate_members
@@ -54,6 +55,12 @@ class Slot:
     bound: float
     log: RunLog | None = None
     stopped: str | None = None  # why the divergence guard stopped it
+    eval_envs: list[gym.Env] = field(default_factory=list)  # more copies of eval_env
+
+
+# Evaluation episodes a member plays side by side (in waves of this many): each step is then one
+# matrix product per layer for all of them. 100 covers the default final evaluation in one wave.
+PARALLEL_EPISODES = 100
 
 
 class PopulationLoop:
@@ -192,14 +199,15 @@ class PopulationLoop:
         t0 = time.perf_counter()
         idx = np.flatnonzero(active)
         layers = self.acting
-        full = np.zeros((len(self.slots), 1, self.net.obs_dim), np.float32)
+        episodes = shared.final_eval_episodes if final else shared.eval_episodes
+        width = min(episodes, PARALLEL_EPISODES)
+        full = np.zeros((len(self.slots), width, self.net.obs_dim), np.float32)
 
         def q_values(obs: np.ndarray) -> np.ndarray:
-            full[idx, 0] = obs
-            return self.lens.forward(layers, full)[idx, 0]
+            full[idx] = obs
+            return self.lens.forward(layers, full)[idx]
 
-        episodes = shared.final_eval_episodes if final else shared.eval_episodes
-        envs = [self.slots[i].eval_env for i in idx]
+        envs = [self._eval_envs(self.slots[i], width) for i in idx]
         results = evaluate_members(q_values, envs, episodes, shared.eval_seed)
         share = (time.perf_counter() - t0) / len(idx)
         self.eval_elapsed += time.perf_counter() - t0
@@ -230,6 +238,14 @@ class PopulationLoop:
                 row[name] = diagnostics.get(i, {}).get(name, float("nan"))
             loop.history.append(row)
             slot.log.write(row)
+
+    @staticmethod
+    def _eval_envs(slot: Slot, width: int) -> list[gym.Env]:
+        """The member's evaluation env and as many more copies as episodes run side by side
+        (each episode is reset with its own seed, so any fresh copy plays it the same)."""
+        while len(slot.eval_envs) < width - 1:
+            slot.eval_envs.append(make_env(slot.config.env_id))
+        return [slot.eval_env, *slot.eval_envs[: width - 1]]
 
     def _diagnose(self, idx: np.ndarray) -> dict[int, dict[str, float]]:
         """Per-layer gradient norms and dead/saturated units on each member's probe batch."""

@@ -341,3 +341,10 @@ def test_lockstep_cost_runs_both_ways(capsys):
     assert lockstep_cost.main(["--members", "3", "--steps", "200", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "gymnasium, one by one" in out and "dqn.lockstep" in out and "x faster" in out
+
+
+def test_eval_width_plays_the_same_episodes_both_ways(capsys):
+    from benchmarks import eval_width
+
+    assert eval_width.main(["--members", "2", "--hidden", "8", "--episodes", "3"]) == 0
+    assert "side by side" in capsys.readouterr().out

@@ -1,0 +1,53 @@
+"""dqn.evaluation: a population's evaluation plays each policy's episodes side by side, and
+they are exactly the episodes a one-policy evaluation plays one after another."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dqn.evaluation import evaluate, evaluate_members
+
+
+def linear_q(weights: np.ndarray):
+    """Q = obs . W with elementwise ops only, so a row's value never depends on the batch."""
+
+    def q(obs: np.ndarray) -> np.ndarray:  # [..., d] -> [..., 2]
+        out = np.zeros((*obs.shape[:-1], weights.shape[1]))
+        for d in range(weights.shape[0]):
+            out += obs[..., d, None].astype(np.float64) * weights[d]
+        return out
+
+    return q
+
+
+class Greedy:
+    def __init__(self, q):
+        self.q = q
+
+    def act(self, obs: np.ndarray) -> int:
+        return int(self.q(obs[None])[0].argmax())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: gym.make("CartPole-v1"),
+        lambda: gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1")),
+    ],
+)
+@pytest.mark.parametrize("width", [1, 3, 7])
+def test_side_by_side_episodes_are_the_one_by_one_episodes(make, width):
+    rng = np.random.default_rng(2)
+    # a balancing policy, and two noisier ones: episodes of 48 steps to the 500-step limit,
+    # different lengths within a wave, so envs finish at different steps
+    base = np.array([[0, 0.1], [0, 0.5], [0, 4.0], [0, 1.0]])
+    weights = [base + rng.normal(0, s, (4, 2)) for s in (0.0, 1.0, 3.0)]
+    qs = [linear_q(w) for w in weights]
+    expected = [evaluate(Greedy(q), make(), 7, seed=100)[:2] for q in qs]
+
+    def q_values(obs):  # [3, width, 4] -> [3, width, 2], policy i on row i
+        return np.stack([q(o) for q, o in zip(qs, obs)])
+
+    envs = [[make() for _ in range(width)] for _ in qs]
+    assert evaluate_members(q_values, envs, 7, seed=100) == expected
+    assert len({m for m, _ in expected}) == 3  # three different policies, three different means
