@@ -134,6 +134,9 @@ class PopulationLoop:
             for slot in self.running():
                 slot.log.close()
                 slot.env.close()
+            for slot in self.slots:
+                for env in (slot.eval_env, *slot.eval_envs):
+                    env.close()
         return [self._finish(slot, step, stop_signal) for slot in self.slots]
 
     def _act_and_store(self, epsilon: np.ndarray, active: np.ndarray) -> None:
