@@ -49,13 +49,16 @@ def columns(text: str) -> dict[str, list[str]]:
     return {name: [row[i] for row in lines[1:]] for i, name in enumerate(lines[0])}
 
 
-def test_a_population_of_one_is_the_single_run(tmp_path):
+# CartPole steps through dqn.lockstep's numpy pass, Acrobot one env at a time through gymnasium.
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
+def test_a_population_of_one_is_the_single_run(tmp_path, env_id):
     from dqn.loop import train
 
-    config = BASE.replace(seed=5)
+    base = BASE.replace(env_id=env_id)
+    config = base.replace(seed=5)
     single = train(config, run_dir=tmp_path / "single", progress=False, log_tensorboard=False)
     [member] = train_population(
-        BASE, [({}, 5)], out_dir=tmp_path / "pop", progress=False, log_tensorboard=False
+        base, [({}, 5)], out_dir=tmp_path / "pop", progress=False, log_tensorboard=False
     )
     a, b = columns(metrics_text(single.run_dir)), columns(metrics_text(member.run_dir))
     assert list(a) == list(b)
