@@ -49,16 +49,6 @@ class NStepWindow:
         self, obs, action: int, reward: float, next_obs, terminated: bool, truncated: bool
     ) -> list[Transition]:
         """Add one env step; return the transitions it completes (oldest first)."""
-        if self.n == 1:  # one-step targets: the step is its own transition (same values)
-            return [
-                Transition(
-                    np.array(obs, np.float32),
-                    int(action),
-                    0.0 + float(reward),
-                    next_obs,
-                    bool(terminated),
-                )
-            ]
         self.obs.append(np.array(obs, np.float32))  # a copy: vector envs reuse their buffers
         self.actions.append(int(action))
         self.rewards.append(float(reward))
