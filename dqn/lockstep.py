@@ -154,29 +154,29 @@ class CartPoleLockstep(Lockstep):
         return obs
 
     def step(self, actions: np.ndarray, idx: np.ndarray):
-        idx = np.asarray(idx, np.intp)
-        actions = np.asarray(actions)
+        idx, actions = np.asarray(idx, np.intp), np.asarray(actions)
+        n = len(idx)
+        out = (
+            np.empty((n, 4), np.float32),
+            np.empty(n, np.float64),
+            np.empty(n, bool),
+            np.empty(n, bool),
+        )
         fast = self.ready[idx]
-        if not fast.all():  # through gymnasium, then back into the arrays
-            slow = np.flatnonzero(~fast)
-            for j in slow:
-                if self.dirty[idx[j]]:
-                    self._push(idx[j])
-            steps = super().step(actions[slow], idx[slow])
-            for j in slow:
-                self._pull(idx[j])
-        next_obs = np.empty((len(idx), 4), np.float32)
-        rewards = np.empty(len(idx), np.float64)
-        terminated = np.empty(len(idx), bool)
-        truncated = np.empty(len(idx), bool)
-        if fast.any():
-            f = np.flatnonzero(fast)
-            rows = idx[f]
-            obs, rew, term, trunc = self._physics(actions[f], rows)
-            next_obs[f], rewards[f], terminated[f], truncated[f] = obs, rew, term, trunc
-        if not fast.all():
-            next_obs[slow], rewards[slow], terminated[slow], truncated[slow] = steps
-        return next_obs, rewards, terminated, truncated
+        slow = np.flatnonzero(~fast)
+        if len(slow):  # through gymnasium, from and back into the arrays
+            for i in idx[slow]:
+                if self.dirty[i]:
+                    self._push(i)
+            for o, got in zip(out, super().step(actions[slow], idx[slow])):
+                o[slow] = got
+            for i in idx[slow]:
+                self._pull(i)
+        quick = np.flatnonzero(fast)
+        if len(quick):
+            for o, got in zip(out, self._physics(actions[quick], idx[quick])):
+                o[quick] = got
+        return out
 
     def _physics(self, actions: np.ndarray, rows: np.ndarray):
         """gymnasium's CartPoleEnv.step and TimeLimit.step, for rows of the state at once.
