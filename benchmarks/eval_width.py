@@ -21,7 +21,14 @@ import numpy as np
 from dqn.evaluation import evaluate_members
 from dqn.runtime import configure_blas
 
-BALANCE = np.array([[0, 0.1], [0, 0.5], [0, 4.0], [0, 1.0]])  # Q = obs . BALANCE pushes upright
+BALANCE = (0.1, 0.5, 4.0, 1.0)  # Q(right) - Q(left) = obs . BALANCE pushes the pole upright
+
+
+def balance_q(obs: np.ndarray) -> np.ndarray:
+    """[..., 4] -> [..., 2], elementwise only: a row's actions never depend on how many rows
+    share the call (a matrix product could round a row differently at another width)."""
+    right = sum(obs[..., d].astype(np.float64) * w for d, w in enumerate(BALANCE))
+    return np.stack([np.zeros_like(right), right], axis=-1)
 
 
 def stacked_q(members: int, hidden: int, seed: int = 0):
@@ -41,7 +48,7 @@ def stacked_q(members: int, hidden: int, seed: int = 0):
             x = np.matmul(x, w) + b
             if k < len(layers) - 1:
                 x = np.maximum(x, 0.0)
-        return 0.0 * x + obs @ BALANCE
+        return 0.0 * x + balance_q(obs)
 
     return q_values
 
