@@ -73,6 +73,36 @@ def test_a_population_of_one_is_the_single_run(tmp_path, env_id):
     )
 
 
+def test_cartpoles_stepped_in_one_pass_write_what_gymnasium_one_by_one_writes(
+    tmp_path, monkeypatch
+):
+    """dqn.lockstep in training and evaluation changes no byte a member writes (timings aside):
+    metrics, replay, the loop's arrays, the env state a checkpoint holds."""
+    import dqn.evaluation
+    import dqn.lockstep
+    import dqn.population_loop
+
+    members = [({"loss": "huber"}, 1), ({"loss": "l2"}, 2), ({}, 3)]
+    fast = train_population(BASE, members, out_dir=tmp_path / "fast", progress=False)
+    with monkeypatch.context() as m:  # every env stepped by gymnasium itself
+        for module in (dqn.evaluation, dqn.population_loop):
+            m.setattr(module, "lockstep", dqn.lockstep.Lockstep)
+        slow = train_population(BASE, members, out_dir=tmp_path / "slow", progress=False)
+    assert isinstance(dqn.population_loop.lockstep([]), dqn.lockstep.Lockstep)  # restored
+    for a, b in zip(fast, slow):
+        files = sorted(p.relative_to(a.run_dir) for p in a.run_dir.rglob("*") if p.is_file())
+        data = [f for f in files if f.suffix in (".csv", ".npz")]
+        assert len([f for f in data if f.name == "loop.npz"]) == 3  # three checkpoints each
+        for f in data:
+            assert (a.run_dir / f).read_bytes() == (b.run_dir / f).read_bytes(), f
+        for loop_json in a.run_dir.glob("checkpoints/*/loop.json"):  # env state, counters
+            ours = json.loads(loop_json.read_text())
+            theirs = json.loads((b.run_dir / loop_json.relative_to(a.run_dir)).read_text())
+            for timing in ("train_seconds", "eval_seconds"):
+                del ours[timing], theirs[timing]
+            assert ours == theirs
+
+
 def test_changing_one_member_leaves_the_others_bit_identical(tmp_path):
     members = [Member({"loss": "huber"}, 1, "a"), Member({"loss": "l2"}, 2, "b")]
     changed = Member({"loss": "huber", "learning_rate": 0.01}, 1, "a")
