@@ -348,3 +348,19 @@ def test_eval_width_plays_the_same_episodes_both_ways(capsys):
 
     assert eval_width.main(["--members", "2", "--hidden", "8", "--episodes", "3"]) == 0
     assert "side by side" in capsys.readouterr().out
+
+
+def test_learner_anatomy_states_the_floor_ratios_of_its_rates():
+    from benchmarks.learner_anatomy import report
+
+    out = report({"numpy": 100.0, "xla": 80.0, "step": 50.0}, members=3, hidden=16)
+    assert "| XLA: the step's four hidden-layer products alone | 80.0 | 1.25 |" in out
+    assert "| XLA: the whole population step (matmul FLOPs / time) | 50.0 | 2.00 |" in out
+    assert "at least 1.25x the compute floor; its whole step takes 2.00x" in out
+
+
+def test_learner_anatomy_runs(capsys):
+    from benchmarks import learner_anatomy
+
+    assert learner_anatomy.main(["--members", "2", "--hidden", "8", "--seconds", "0.05"]) == 0
+    assert "floor rate / this" in capsys.readouterr().out

@@ -1,0 +1,117 @@
+"""How far a population's gradient step can get to the compute floor: ``python -m
+benchmarks.learner_anatomy [--members 25] [--hidden 256]``.
+
+The loss study's target (p2) is a wall time within 1.25x of its compute floor, the matmul FLOPs of
+its gradient steps at numpy's one-thread [64, H] x [H, H] rate. In one process (one thread), side
+by side, this measures:
+
+- numpy: that rate (``benchmarks.floor.matmul_rate``, the floor's own measurement);
+- XLA matmuls: the hidden layer's four [64, H] x [H, H]-sized products of a DQN step (forward of
+  the online and of the target net, dx and dW of the backward pass) for M stacked members, as
+  batched matmuls in one compiled loop, with nothing else in it but an add that keeps every
+  product used;
+- the whole step of ``dqn.tf_population`` for the same members (what ``population_scaling``
+  times).
+
+If XLA's matmuls alone run slower than numpy's, a TensorFlow learner cannot reach the floor
+whatever else it saves: the ratio numpy rate / XLA rate is a lower bound of learner / floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+K, BATCH = 128, 64  # the default config's burst and batch
+
+
+def xla_matmul_rate(members: int, hidden: int, repeats: int = 3) -> float:
+    """FLOP/s of the step's four hidden-layer products, batched over members, in XLA."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((members, BATCH, hidden), dtype=np.float32))
+    d = tf.constant(rng.standard_normal((members, BATCH, hidden), dtype=np.float32))
+    w = tf.constant(0.01 * rng.standard_normal((members, hidden, hidden), dtype=np.float32))
+
+    @tf.function(jit_compile=True)
+    def chain(x, d, w):
+        def body(i, x, d, acc):
+            online = tf.matmul(x, w)
+            target = tf.matmul(d, w)
+            dx = tf.matmul(d, w, transpose_b=True)
+            dw = tf.matmul(x, d, transpose_a=True)
+            # Each product feeds the next iteration, so none is dead code and none is hoisted.
+            return i + 1, online + target, dx, acc + dw
+
+        return tf.while_loop(lambda i, *_: i < K, body, (tf.constant(0), x, d, tf.zeros_like(w)))
+
+    chain(x, d, w)[3].numpy()  # compiles
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        chain(x, d, w)[3].numpy()
+        best = min(best, time.perf_counter() - t0)
+    return 4 * 2 * BATCH * hidden * hidden * members * K / best
+
+
+def measure(members: int, hidden: int, seconds: float) -> dict:
+    from benchmarks.floor import matmul_rate
+    from benchmarks.population_scaling import measure as step
+    from dqn.runtime import configure_blas, configure_tensorflow
+
+    configure_tensorflow(1)
+    configure_blas(1)
+    numpy_rate = matmul_rate(BATCH, hidden, hidden, seconds=seconds)
+    xla_rate = xla_matmul_rate(members, hidden)
+    full = step(members, hidden, "tensorflow")
+    return {"numpy": numpy_rate / 1e9, "xla": xla_rate / 1e9, "step": full["gflops"]}
+
+
+def report(r: dict, members: int, hidden: int) -> str:
+    """The printout for rates ``r`` (GFLOP/s of ``numpy``, ``xla`` and ``step``)."""
+    m, h = members, hidden
+    lines = [
+        f"| one thread, {m} members of [{h}, {h}], batch {BATCH} | GFLOP/s | floor rate / this |",
+        "|---|---:|---:|",
+        f"| numpy [{BATCH}, {h}] x [{h}, {h}] (the floor's rate) | {r['numpy']:.1f} | 1.00 |",
+    ]
+    rows = [
+        ("XLA: the step's four hidden-layer products alone", r["xla"]),
+        ("XLA: the whole population step (matmul FLOPs / time)", r["step"]),
+    ]
+    lines += [f"| {label} | {rate:.1f} | {r['numpy'] / rate:.2f} |" for label, rate in rows]
+    lines.append(
+        f"\nFrom its matmuls alone, a TensorFlow learner of these members takes at least "
+        f"{r['numpy'] / r['xla']:.2f}x the compute floor; its whole step takes "
+        f"{r['numpy'] / r['step']:.2f}x."
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--members", type=int, default=25)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--seconds", type=float, default=2.0, help="timing of the numpy rate")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # the child's job
+    args = p.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure(args.members, args.hidden, args.seconds)))
+        return 0
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "benchmarks.learner_anatomy", "--one"]
+    cmd += ["--members", str(args.members), "--hidden", str(args.hidden)]
+    cmd += ["--seconds", str(args.seconds)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    print(report(json.loads(out.stdout.strip().splitlines()[-1]), args.members, args.hidden))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
