@@ -8,8 +8,8 @@ by side, this measures:
 - numpy: that rate (``benchmarks.floor.matmul_rate``, the floor's own measurement);
 - XLA matmuls: the hidden layer's four [64, H] x [H, H]-sized products of a DQN step (forward of
   the online and of the target net, dx and dW of the backward pass) for M stacked members, as
-  batched matmuls in one compiled loop, with nothing else in it but an add that keeps every
-  product used;
+  batched matmuls in one compiled loop per group of members (the learner's groups), with nothing
+  else in it but an add that keeps every product used;
 - the whole step of ``dqn.tf_population`` for the same members (what ``population_scaling``
   times).
 
@@ -30,16 +30,21 @@ K, BATCH = 128, 64  # the default config's burst and batch
 
 
 def xla_matmul_rate(members: int, hidden: int, repeats: int = 3) -> float:
-    """FLOP/s of the step's four hidden-layer products, batched over members, in XLA."""
+    """FLOP/s of the step's four hidden-layer products, batched over members, in XLA, in the
+    learner's groups of members (``dqn.tf_population.group_size``), each through all K steps."""
     import numpy as np
     import tensorflow as tf
 
+    from dqn.tf_population import group_size
+
+    shapes = [(4, hidden), (hidden,), (hidden, hidden), (hidden,), (hidden, 2), (2,)]
+    group = group_size(shapes)
+    spans = [(a, min(a + group, members)) for a in range(0, members, group)]
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((members, BATCH, hidden), dtype=np.float32))
     d = tf.constant(rng.standard_normal((members, BATCH, hidden), dtype=np.float32))
     w = tf.constant(0.01 * rng.standard_normal((members, hidden, hidden), dtype=np.float32))
 
-    @tf.function(jit_compile=True)
     def chain(x, d, w):
         def body(i, x, d, acc):
             online = tf.matmul(x, w)
@@ -49,13 +54,18 @@ def xla_matmul_rate(members: int, hidden: int, repeats: int = 3) -> float:
             # Each product feeds the next iteration, so none is dead code and none is hoisted.
             return i + 1, online + target, dx, acc + dw
 
-        return tf.while_loop(lambda i, *_: i < K, body, (tf.constant(0), x, d, tf.zeros_like(w)))
+        start = (tf.constant(0), x, d, tf.zeros_like(w))
+        return tf.while_loop(lambda i, *_: i < K, body, start)[3]
 
-    chain(x, d, w)[3].numpy()  # compiles
+    @tf.function(jit_compile=True)
+    def groups(x, d, w):
+        return [chain(x[a:b], d[a:b], w[a:b]) for a, b in spans]
+
+    [t.numpy() for t in groups(x, d, w)]  # compiles
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        chain(x, d, w)[3].numpy()
+        [t.numpy() for t in groups(x, d, w)]
         best = min(best, time.perf_counter() - t0)
     return 4 * 2 * BATCH * hidden * hidden * members * K / best
 
@@ -71,6 +81,11 @@ def measure(members: int, hidden: int, seconds: float) -> dict:
     xla_rate = xla_matmul_rate(members, hidden)
     full = step(members, hidden, "tensorflow")
     return {"numpy": numpy_rate / 1e9, "xla": xla_rate / 1e9, "step": full["gflops"]}
+
+
+def work(job: dict) -> dict:
+    """Worker ``anatomy`` (``benchmarks.worker``): the three rates, in GFLOP/s."""
+    return measure(job["members"], job["hidden"], job["seconds"])
 
 
 def report(r: dict, members: int, hidden: int) -> str:

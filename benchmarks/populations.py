@@ -117,7 +117,22 @@ def regime_p2(quick: bool, config: Path) -> dict:
         {"worker": "matmul", "shape": (64, 256, 256), "seconds": 0.5 if quick else 3.0},
         ONE_THREAD,
     )
-    return {"runs": runs, "rate": rate, "seeds": seeds, "cores": os.cpu_count() or 1}
+    # How close a TF learner's step can get to that floor, on this machine: its matmuls alone
+    # and its whole step against the floor's rate, for one process's share of the members.
+    members = -(-len(STUDY_VARIANTS) * seeds // (os.cpu_count() or 1))
+    anatomy = timed(
+        "learner anatomy",
+        {"worker": "anatomy", "members": members, "hidden": 256, "seconds": 0.5 if quick else 3.0},
+        ONE_THREAD,
+    )
+    return {
+        "runs": runs,
+        "rate": rate,
+        "anatomy": anatomy,
+        "members": members,
+        "seeds": seeds,
+        "cores": os.cpu_count() or 1,
+    }
 
 
 def regime_p3(quick: bool, config: Path) -> dict:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import dqn_worker, floor, sb3_worker
+from benchmarks import dqn_worker, floor, learner_anatomy, sb3_worker
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT_PREFIX = "BENCH_RESULT "
@@ -31,6 +31,7 @@ WORKERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "sb3_throughput": sb3_worker.work_throughput,
     "sb3_solve": sb3_worker.work_solve,
     "matmul": floor.work_matmul,
+    "anatomy": learner_anatomy.work,
 }
 
 

@@ -303,6 +303,8 @@ def test_population_rows_from_worker_results():
             "seeds": 10,
             "cores": 2,
             "rate": {"flops_per_second": 1e10, "how": "numpy"},
+            "members": 25,
+            "anatomy": {"numpy": 90.0, "xla": 72.0, "step": 60.0},
             "runs": {
                 # 2,000 steps x 1 GFLOP at 2 x 10 GFLOP/s: a floor of 100 s.
                 "population": {
@@ -331,6 +333,8 @@ def test_population_rows_from_worker_results():
     assert "| failed | 1,000 | - | >= 20 |" in find("learner tensorflow, 1 process, 2 threads")
     assert "| 125.0 | - | 1.25x of floor | <= 1.25 floor |" in find("(p2) loss study")
     assert "| 375.0 | - | 3.00x |" in find("(p2) the same, one process per run")
+    assert "| 72.0 | 90.0 | 1.25x of floor |  |" in find("(p2) a TF learner's matmuls alone")
+    assert "| 60.0 | 90.0 | 1.50x of floor |  |" in find("(p2) a TF learner's whole population")
     assert "| 50.0 | - | 1/2 |" in find("(p3) trust check")
     assert "the 2,000 gradient steps" in text
 

@@ -280,3 +280,32 @@ def test_the_group_size_keeps_one_groups_state_within_the_budget():
     assert group_size(big) == 4 and 4 * 16 * 67_586 <= GROUP_BYTES < 5 * 16 * 67_586
     assert group_size(small) == 61
     assert group_size([(4, 4096), (4096,), (4096, 4096), (4096,)]) == 1
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_narrow_layers_gradient_is_the_matmuls_closed_form(jit):
+    """y = x W per member: dL/dx = dy W^T and dL/dW = x^T dy (float64 reference), through the
+    column-by-column backward pass that Q-heads of <= NARROW actions take."""
+    import tensorflow as tf
+
+    from dqn.tf_population import NARROW, narrow_matmul
+
+    rng = np.random.default_rng(0)
+    for out in (1, 2, NARROW):
+        x = rng.normal(size=(3, 5, 7)).astype(np.float32)
+        w = rng.normal(size=(3, 7, out)).astype(np.float32)
+        dy = rng.normal(size=(3, 5, out)).astype(np.float32)
+
+        @tf.function(jit_compile=jit)
+        def grads(x, w, dy):
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                y = narrow_matmul(x, w)
+                loss = tf.reduce_sum(y * dy)
+            return (y, *tape.gradient(loss, [x, w]))
+
+        y, dx, dw = (t.numpy() for t in grads(tf.constant(x), tf.constant(w), tf.constant(dy)))
+        x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
+        np.testing.assert_allclose(y, x64 @ w64, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dx, dy64 @ w64.transpose(0, 2, 1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(dw, x64.transpose(0, 2, 1) @ dy64, rtol=1e-5, atol=1e-5)
