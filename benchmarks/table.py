@@ -286,7 +286,8 @@ def table(results: dict, quick: bool) -> str:
             "in a fresh process, the learner process's start when TensorFlow ran first."
         )
     population_rows(results, add, extra)
-    add("threads", "", threads["dqn"] or "-", threads["sb3"] or "-", "", "")
+    if threads["dqn"] or threads["sb3"]:  # the single-run regimes' thread settings
+        add("threads", "", threads["dqn"] or "-", threads["sb3"] or "-", "", "")
     lines = ["\n".join(rows), "", *notes(quick, extra)]
     return "\n".join(lines) + "\n"
 

@@ -337,6 +337,7 @@ def test_population_rows_from_worker_results():
     assert "| 60.0 | 90.0 | 1.50x of floor |  |" in find("(p2) a TF learner's whole population")
     assert "| 50.0 | - | 1/2 |" in find("(p3) trust check")
     assert "the 2,000 gradient steps" in text
+    assert "| threads |" not in text  # no single-run regime ran: no thread settings to show
 
 
 def test_lockstep_cost_runs_both_ways(capsys):
