@@ -11,7 +11,9 @@ by side, this measures:
   batched matmuls in one compiled loop per group of members (the learner's groups), with nothing
   else in it but an add that keeps every product used;
 - the whole step of ``dqn.tf_population`` for the same members (what ``population_scaling``
-  times).
+  times);
+- the Q-head's two backward products alone, as XLA dots and as the learner computes them
+  (``narrow_matmul``), in microseconds per member and step.
 
 If XLA's matmuls alone run slower than numpy's, a TensorFlow learner cannot reach the floor
 whatever else it saves: the ratio numpy rate / XLA rate is a lower bound of learner / floor.
@@ -70,6 +72,51 @@ def xla_matmul_rate(members: int, hidden: int, repeats: int = 3) -> float:
     return 4 * 2 * BATCH * hidden * hidden * members * K / best
 
 
+def head_backward_us(members: int, hidden: int, actions: int = 2, repeats: int = 3) -> dict:
+    """Microseconds per member and step of a Q-head's two backward products, dy W^T and x^T dy
+    ([B, hidden] -> ``actions``), as XLA dots and as ``dqn.tf_population.narrow_matmul``'s
+    column-by-column multiply-adds, each in a compiled K-step loop."""
+    import numpy as np
+    import tensorflow as tf
+
+    from dqn.tf_population import narrow_matmul
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((members, BATCH, hidden), dtype=np.float32))
+    w = tf.constant(rng.standard_normal((members, hidden, actions), dtype=np.float32))
+    dy = tf.constant(rng.standard_normal((members, BATCH, actions), dtype=np.float32))
+
+    def dots(x, w, dy):
+        return tf.matmul(dy, w, transpose_b=True), tf.matmul(x, dy, transpose_a=True)
+
+    def columns(x, w, dy):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            y = narrow_matmul(x, w)
+        return tape.gradient(y, [x, w], output_gradients=dy)
+
+    out = {}
+    for name, products in (("dots", dots), ("columns", columns)):
+
+        @tf.function(jit_compile=True)
+        def loop(x, w, dy, products=products):
+            def body(i, x, acc):
+                dx, dw = products(x, w, dy)
+                # dx feeds the next step and dw a sum, so neither product is dead or hoisted.
+                return i + 1, x + 1e-3 * dx, acc + dw
+
+            return tf.while_loop(lambda i, *_: i < K, body, (0, x, tf.zeros_like(w)))[2]
+
+        loop(x, w, dy).numpy()  # compiles
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            loop(x, w, dy).numpy()
+            best = min(best, time.perf_counter() - t0)
+        out[name] = best / (K * members) * 1e6
+    return out
+
+
 def measure(members: int, hidden: int, seconds: float) -> dict:
     from benchmarks.floor import matmul_rate
     from benchmarks.population_scaling import measure as step
@@ -80,7 +127,14 @@ def measure(members: int, hidden: int, seconds: float) -> dict:
     numpy_rate = matmul_rate(BATCH, hidden, hidden, seconds=seconds)
     xla_rate = xla_matmul_rate(members, hidden)
     full = step(members, hidden, "tensorflow")
-    return {"numpy": numpy_rate / 1e9, "xla": xla_rate / 1e9, "step": full["gflops"]}
+    head = head_backward_us(members, hidden)
+    return {
+        "numpy": numpy_rate / 1e9,
+        "xla": xla_rate / 1e9,
+        "step": full["gflops"],
+        "head_dots_us": head["dots"],
+        "head_columns_us": head["columns"],
+    }
 
 
 def work(job: dict) -> dict:
@@ -101,6 +155,15 @@ def report(r: dict, members: int, hidden: int) -> str:
         ("XLA: the whole population step (matmul FLOPs / time)", r["step"]),
     ]
     lines += [f"| {label} | {rate:.1f} | {r['numpy'] / rate:.2f} |" for label, rate in rows]
+    if "head_dots_us" in r:
+        lines += [
+            "",
+            f"| the Q-head's backward products ([{BATCH}, {h}] -> 2: dy W^T, x^T dy) | us per "
+            "member-step |",
+            "|---|---:|",
+            f"| as XLA dots | {r['head_dots_us']:.1f} |",
+            f"| column by column (dqn.tf_population.narrow_matmul) | {r['head_columns_us']:.1f} |",
+        ]
     lines.append(
         f"\nFrom its matmuls alone, a TensorFlow learner of these members takes at least "
         f"{r['numpy'] / r['xla']:.2f}x the compute floor; its whole step takes "

@@ -58,10 +58,11 @@ def narrow_matmul(x: tf.Tensor, w: tf.Tensor):
     """``tf.matmul(x [M, B, in], w [M, in, out])`` for a small ``out``, with the same gradient
     computed column by column.
 
-    Why: XLA on CPU runs the two backward products of such a layer, dy [B, out] x W^T and
-    x^T x dy, as dots of a tiny inner or outer dimension that take ~20x their arithmetic
-    (a [64, 256] -> 2 head: ~18 and ~23 us per member against ~2 and ~5 us written as out
-    broadcast multiply-adds). Same sums, in another order: float32 rounding may differ.
+    Why: XLA on CPU runs the two backward products of such a layer, dy W^T (an inner
+    dimension of ``out``) and x^T dy (``out`` columns), as dots that cost several times their
+    arithmetic; as ``out`` broadcast multiply-adds they cost a third of that
+    (``python -m benchmarks.learner_anatomy`` times both). Same sums in another order, so
+    float32 rounding may differ from the dots'.
     """
     y = tf.matmul(x, w)
 
