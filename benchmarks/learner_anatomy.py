@@ -12,8 +12,8 @@ by side, this measures:
   else in it but an add that keeps every product used;
 - the whole step of ``dqn.tf_population`` for the same members (what ``population_scaling``
   times);
-- the Q-head's two backward products alone, as XLA dots and as the learner computes them
-  (``narrow_matmul``), in microseconds per member and step.
+- the Q-head's two backward products alone, through ``tf.matmul``'s gradient (XLA dots) and as
+  the learner computes them (``narrow_matmul``), in microseconds per member and step.
 
 If XLA's matmuls alone run slower than numpy's, a TensorFlow learner cannot reach the floor
 whatever else it saves: the ratio numpy rate / XLA rate is a lower bound of learner / floor.
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-K, BATCH = 128, 64  # the default config's burst and batch
+from benchmarks.population_scaling import BATCH, K, default_shapes
 
 
 def xla_matmul_rate(members: int, hidden: int, repeats: int = 3) -> float:
@@ -39,8 +39,7 @@ def xla_matmul_rate(members: int, hidden: int, repeats: int = 3) -> float:
 
     from dqn.tf_population import group_size
 
-    shapes = [(4, hidden), (hidden,), (hidden, hidden), (hidden,), (hidden, 2), (2,)]
-    group = group_size(shapes)
+    group = group_size(default_shapes(hidden))
     spans = [(a, min(a + group, members)) for a in range(0, members, group)]
     rng = np.random.default_rng(0)
     x = tf.constant(rng.standard_normal((members, BATCH, hidden), dtype=np.float32))
@@ -74,8 +73,10 @@ def xla_matmul_rate(members: int, hidden: int, repeats: int = 3) -> float:
 
 def head_backward_us(members: int, hidden: int, actions: int = 2, repeats: int = 3) -> dict:
     """Microseconds per member and step of a Q-head's two backward products, dy W^T and x^T dy
-    ([B, hidden] -> ``actions``), as XLA dots and as ``dqn.tf_population.narrow_matmul``'s
-    column-by-column multiply-adds, each in a compiled K-step loop."""
+    ([B, hidden] -> ``actions``), through ``tf.matmul``'s gradient (XLA dots) and through
+    ``dqn.tf_population.narrow_matmul``'s (column-by-column multiply-adds), each taken by a tape
+    as the learner takes it, in a compiled K-step loop (neither gradient reads the forward's
+    output, so XLA drops that matmul in both)."""
     import numpy as np
     import tensorflow as tf
 
@@ -86,17 +87,17 @@ def head_backward_us(members: int, hidden: int, actions: int = 2, repeats: int =
     w = tf.constant(rng.standard_normal((members, hidden, actions), dtype=np.float32))
     dy = tf.constant(rng.standard_normal((members, BATCH, actions), dtype=np.float32))
 
-    def dots(x, w, dy):
-        return tf.matmul(dy, w, transpose_b=True), tf.matmul(x, dy, transpose_a=True)
+    def through(layer):  # both gradients of the layer, as the learner's tape takes them
+        def products(x, w, dy):
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                y = layer(x, w)
+            return tape.gradient(y, [x, w], output_gradients=dy)
 
-    def columns(x, w, dy):
-        with tf.GradientTape() as tape:
-            tape.watch([x, w])
-            y = narrow_matmul(x, w)
-        return tape.gradient(y, [x, w], output_gradients=dy)
+        return products
 
     out = {}
-    for name, products in (("dots", dots), ("columns", columns)):
+    for name, products in (("dots", through(tf.matmul)), ("columns", through(narrow_matmul))):
 
         @tf.function(jit_compile=True)
         def loop(x, w, dy, products=products):
@@ -158,11 +159,12 @@ def report(r: dict, members: int, hidden: int) -> str:
     if "head_dots_us" in r:
         lines += [
             "",
-            f"| the Q-head's backward products ([{BATCH}, {h}] -> 2: dy W^T, x^T dy) | us per "
+            f"| the Q-head's backward ([{BATCH}, {h}] -> 2: dy W^T and x^T dy) | us per "
             "member-step |",
             "|---|---:|",
-            f"| as XLA dots | {r['head_dots_us']:.1f} |",
-            f"| column by column (dqn.tf_population.narrow_matmul) | {r['head_columns_us']:.1f} |",
+            f"| backward as XLA dots (tf.matmul's gradient) | {r['head_dots_us']:.1f} |",
+            f"| backward column by column (dqn.tf_population.narrow_matmul) | "
+            f"{r['head_columns_us']:.1f} |",
         ]
     lines.append(
         f"\nFrom its matmuls alone, a TensorFlow learner of these members takes at least "

@@ -21,6 +21,9 @@ from pathlib import Path
 from benchmarks.settings import EVERY_4_STEPS, EVERY_STEP
 from benchmarks.worker import run_worker, timed
 
+# The default config's batch and layer width: the shape of (p2)'s floor rate and anatomy.
+BATCH, HIDDEN = 64, 256
+
 MEMBERS = 32
 STUDY_VARIANTS = (
     "l2",
@@ -112,9 +115,10 @@ def regime_p2(quick: bool, config: Path) -> dict:
         runner: timed(f"study, {runner} runner", {**job, "runner": runner}, ONE_THREAD)
         for runner in ("population", "process")
     }
+    seconds = 0.5 if quick else 3.0  # of the matmul rate's timing
     rate = timed(
         "matmul rate",
-        {"worker": "matmul", "shape": (64, 256, 256), "seconds": 0.5 if quick else 3.0},
+        {"worker": "matmul", "shape": (BATCH, HIDDEN, HIDDEN), "seconds": seconds},
         ONE_THREAD,
     )
     # How close a TF learner's step can get to that floor, on this machine: its matmuls alone
@@ -122,7 +126,7 @@ def regime_p2(quick: bool, config: Path) -> dict:
     members = -(-len(STUDY_VARIANTS) * seeds // (os.cpu_count() or 1))
     anatomy = timed(
         "learner anatomy",
-        {"worker": "anatomy", "members": members, "hidden": 256, "seconds": 0.5 if quick else 3.0},
+        {"worker": "anatomy", "members": members, "hidden": HIDDEN, "seconds": seconds},
         ONE_THREAD,
     )
     return {

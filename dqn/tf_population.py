@@ -60,7 +60,7 @@ def narrow_matmul(x: tf.Tensor, w: tf.Tensor):
 
     Why: XLA on CPU runs the two backward products of such a layer, dy W^T (an inner
     dimension of ``out``) and x^T dy (``out`` columns), as dots that cost several times their
-    arithmetic; as ``out`` broadcast multiply-adds they cost a third of that
+    arithmetic; as ``out`` broadcast multiply-adds they cost less than half of that
     (``python -m benchmarks.learner_anatomy`` times both). Same sums in another order, so
     float32 rounding may differ from the dots'.
     """

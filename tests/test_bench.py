@@ -364,7 +364,8 @@ def test_learner_anatomy_states_the_floor_ratios_of_its_rates():
     assert "at least 1.25x the compute floor; its whole step takes 2.00x" in out
     out = report({"numpy": 1.0, "xla": 1.0, "step": 1.0, "head_dots_us": 40.0,
                   "head_columns_us": 7.0}, members=3, hidden=16)  # fmt: skip
-    assert "| as XLA dots | 40.0 |" in out and "(dqn.tf_population.narrow_matmul) | 7.0 |" in out
+    assert "| backward as XLA dots (tf.matmul's gradient) | 40.0 |" in out
+    assert "| backward column by column (dqn.tf_population.narrow_matmul) | 7.0 |" in out
 
 
 def test_learner_anatomy_runs(capsys):
