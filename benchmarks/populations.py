@@ -18,11 +18,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks.population_scaling import BATCH
 from benchmarks.settings import EVERY_4_STEPS, EVERY_STEP
 from benchmarks.worker import run_worker, timed
-
-# The default config's batch and layer width: the shape of (p2)'s floor rate and anatomy.
-BATCH, HIDDEN = 64, 256
 
 MEMBERS = 32
 STUDY_VARIANTS = (
@@ -99,6 +97,30 @@ def aggregate_rate(run, measured: int) -> float | None:
     return run["members"] * measured / (run["elapsed"][1] - run["elapsed"][0])
 
 
+def floor_shape(config: Path) -> tuple[int, int, int]:
+    """(batch, in, out) of the matmul whose one-thread rate prices (p2)'s floor: the config's
+    batch through its largest hidden-to-hidden layer (a single hidden layer: [width, width]),
+    the product that dominates a gradient step's arithmetic."""
+    from dqn.config import DQNConfig
+
+    c = DQNConfig.from_yaml(config)
+    sizes = c.hidden_sizes
+    pairs = list(zip(sizes[:-1], sizes[1:])) or [(sizes[0], sizes[0])]
+    fan_in, fan_out = max(pairs, key=lambda pair: pair[0] * pair[1])
+    return c.batch_size, fan_in, fan_out
+
+
+def anatomy_hidden(config: Path) -> int | None:
+    """The hidden width H for ``benchmarks.learner_anatomy``, which times CartPole's
+    4 -> H -> H -> 2 network at batch 64; None for a config of another shape (no anatomy)."""
+    from dqn.config import DQNConfig
+
+    c = DQNConfig.from_yaml(config)
+    sizes = c.hidden_sizes
+    shaped = c.env_id.startswith("CartPole") and len(sizes) == 2 and sizes[0] == sizes[1]
+    return sizes[0] if shaped and c.batch_size == BATCH else None
+
+
 def regime_p2(quick: bool, config: Path) -> dict:
     """(p2): the default loss study with populations and with one process per run."""
     seeds = 2 if quick else 10
@@ -116,23 +138,25 @@ def regime_p2(quick: bool, config: Path) -> dict:
         for runner in ("population", "process")
     }
     seconds = 0.5 if quick else 3.0  # of the matmul rate's timing
-    rate = timed(
-        "matmul rate",
-        {"worker": "matmul", "shape": (BATCH, HIDDEN, HIDDEN), "seconds": seconds},
-        ONE_THREAD,
-    )
+    shape = floor_shape(config)
+    matmul = {"worker": "matmul", "shape": shape, "seconds": seconds}
+    rate = timed("matmul rate", matmul, ONE_THREAD)
     # How close a TF learner's step can get to that floor, on this machine: its matmuls alone
     # and its whole step against the floor's rate, for one process's share of the members.
     members = -(-len(STUDY_VARIANTS) * seeds // (os.cpu_count() or 1))
-    anatomy = timed(
-        "learner anatomy",
-        {"worker": "anatomy", "members": members, "hidden": HIDDEN, "seconds": seconds},
-        ONE_THREAD,
-    )
+    hidden = anatomy_hidden(config)
+    anatomy = None
+    if hidden is not None:
+        anatomy = timed(
+            "learner anatomy",
+            {"worker": "anatomy", "members": members, "hidden": hidden, "seconds": seconds},
+            ONE_THREAD,
+        )
     return {
         "runs": runs,
         "rate": rate,
         "anatomy": anatomy,
+        "hidden": hidden,
         "members": members,
         "seeds": seeds,
         "cores": os.cpu_count() or 1,

@@ -351,17 +351,19 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                 ("(p2) a TF learner's matmuls alone", an["xla"]),
                 ("(p2) a TF learner's whole population step", an["step"]),
             ):
+                h = r.get("hidden", 256)
                 add(
-                    f"{label}, {r['members']} members of [256, 256] (benchmarks.learner_anatomy)",
+                    f"{label}, {r['members']} members of [{h}, {h}] (benchmarks.learner_anatomy)",
                     "GFLOP/s (numpy: the floor's rate)",
                     fmt(rate),
                     fmt(an["numpy"]),
                     ratio(an["numpy"], rate) + " of floor",
                     "",
                 )
+            h = r.get("hidden", 256)
             extra.append(
                 "- (p2) learner anatomy: in one process, one thread, side by side: numpy's "
-                "[64, 256] x [256, 256] matmul (the floor's rate), XLA's batched matmuls of a "
+                f"[64, {h}] x [{h}, {h}] matmul (the floor's rate), XLA's batched matmuls of a "
                 "step's four hidden-layer products (forward of the online and target nets, dx, "
                 "dW) in a compiled loop with nothing else, and the whole population step of "
                 "that many members. A TensorFlow learner's study cannot come closer to its "
