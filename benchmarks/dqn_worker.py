@@ -7,6 +7,7 @@ the process that launches the jobs never loads it.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -222,6 +223,7 @@ def work_study(job: dict[str, Any]) -> dict[str, Any]:
     from dqn.compare import Variant, run_comparison
     from dqn.config import parse_overrides
     from dqn.envs import check_env
+    from dqn.population_files import TIMING_FILE
     from dqn.report import read_metrics
 
     base = _base_config(job).replace(**parse_overrides(job.get("overrides", [])))
@@ -243,9 +245,12 @@ def work_study(job: dict[str, Any]) -> dict[str, Any]:
         for metrics in sorted(Path(tmp, "runs").glob("*/run/metrics.csv")):
             column = read_metrics(metrics)["grad_steps"]
             grad_steps.append(int(column[-1]) if len(column) else 0)
+        # Each population chunk's loop: its wall time and the learner's and evaluations' shares.
+        timings = [json.loads(p.read_text()) for p in sorted(Path(tmp).rglob(TIMING_FILE))]
     return {
         "wall_seconds": wall,
         "grad_steps": grad_steps,
+        "timings": timings,
         "runs": len(rows),
         "final_evals": [r["final_eval_mean"] for r in rows],
         "variants": [r["variant"] for r in rows],

@@ -345,6 +345,33 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
             ratio(wall(proc), wall(pop)),
             "",
         )
+        timings = (pop or {}).get("timings") or []
+        if timings:
+            n = len(timings)
+            mean = lambda key: sum(t[key] for t in timings) / n  # noqa: E731
+            loop, learner, evals = (
+                mean("loop_seconds"),
+                mean("learner_seconds"),
+                mean("evaluation_seconds"),
+            )
+            rest = loop - learner - evals
+            add(
+                f"(p2) where a population's loop went, mean of its {n} chunks of "
+                f"{timings[0]['members']} members: learner / evaluations / the rest",
+                "s (share of the loop)",
+                " / ".join(f"{x:.1f} ({x / loop:.0%})" for x in (learner, evals, rest)),
+                "-",
+                f"loop {loop:.1f} s",
+                "",
+            )
+            extra.append(
+                "- (p2) a population's loop: its own timing (`timing.json` in the population "
+                "folder): the learner's calls (the first one includes tracing and XLA "
+                f"compilation, {mean('first_learner_call_seconds'):.1f} s), the evaluations "
+                "(greedy episodes and the diagnostics probe) and the rest of the loop (acting, "
+                "env steps, replay, checkpoints, logs). Outside the loop and in the study's wall "
+                "time: process start, TensorFlow import, building the members, the report."
+            )
         an = r.get("anatomy")
         if an:
             for label, rate in (

@@ -25,6 +25,7 @@ from dqn.learner import LearnerArrays
 
 POPULATION_FILE = "population.json"  # the members: their configs and run folders
 STEP_FILE = "population-step.json"  # the newest step every running member checkpointed
+TIMING_FILE = "timing.json"  # where the loop's wall time went (``write_timing``)
 
 
 @dataclass
@@ -44,6 +45,12 @@ class MemberResult:
 
 def write_step_marker(out: Path, env_step: int, stopped: list[int]) -> None:
     atomic_write_text(out / STEP_FILE, json.dumps({"env_step": env_step, "stopped": stopped}))
+
+
+def write_timing(out: Path, timing: dict) -> None:
+    """The population loop's wall time and its learner's and evaluations' shares, in seconds,
+    for the env steps this process ran (a resumed population overwrites it with its own)."""
+    atomic_write_text(out / TIMING_FILE, json.dumps(timing, indent=1))
 
 
 def read_step_marker(out: Path) -> tuple[int, list[int]]:

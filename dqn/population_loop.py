@@ -31,7 +31,13 @@ from dqn.lockstep import lockstep
 from dqn.loop import linear_epsilon, multiples_between
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
-from dqn.population_files import MemberAgent, MemberResult, Network, write_step_marker
+from dqn.population_files import (
+    MemberAgent,
+    MemberResult,
+    Network,
+    write_step_marker,
+    write_timing,
+)
 from dqn.replay import ReplayBuffer, row_layout
 from dqn.run_log import Interrupt, MetricWindow, RunLog, metrics_row, write_summary
 from dqn.run_state import LoopState, save_run_state
@@ -77,6 +83,8 @@ class PopulationLoop:
         self.obs = np.stack([s.loop.obs[0] for s in slots]).astype(np.float32)
         self.returns = np.array([float(s.loop.open_returns[0]) for s in slots])
         self.eval_elapsed = 0.0  # evaluation wall time since this loop started
+        self.learner_elapsed: list[float] = []  # wall time of each learner call (the first
+        # one includes tracing and XLA compilation)
         # Views of the online parameters for acting, made again only when a burst replaces
         # the array (the TF learner returns a new one; the numpy learner updates in place).
         self.acting = self.lens.layers(learner.online)
@@ -103,6 +111,7 @@ class PopulationLoop:
         start, seconds_before = time.perf_counter(), [s.loop.train_seconds for s in self.slots]
         eps = EpsilonSchedule([s.config for s in self.slots])
         step, saved = self.step, None
+        first = step
         stop_signal = None
         try:
             with Interrupt() as stop:
@@ -129,6 +138,7 @@ class PopulationLoop:
                         break
                 if stop_signal is not None and saved != step:
                     self._checkpoint(step)
+            self._write_timing(first, step, time.perf_counter() - start)
         finally:
             report.close()
             for slot in self.running():
@@ -172,7 +182,9 @@ class PopulationLoop:
         rows = np.zeros((len(self.slots), k, shared.batch_size, width), np.float32)
         for i in np.flatnonzero(active):
             rows[i] = self.slots[i].replay.sample_rows(shared.batch_size, k)
+        t0 = time.perf_counter()
         values = self.learner.burst(rows, active)
+        self.learner_elapsed.append(time.perf_counter() - t0)
         if self.learner is not self.lens:
             self.acting = self.lens.layers(self.learner.online)
         for i in np.flatnonzero(active):
@@ -318,6 +330,21 @@ class PopulationLoop:
         # Last: the step is resumable only once every running member has its checkpoint.
         stopped = [i for i, s in enumerate(self.slots) if s.stopped is not None]
         write_step_marker(self.out, step, stopped)
+
+    def _write_timing(self, first: int, last: int, seconds: float) -> None:
+        calls = self.learner_elapsed
+        write_timing(
+            self.out,
+            {
+                "env_steps": [first, last],
+                "members": len(self.slots),
+                "loop_seconds": seconds,
+                "learner_seconds": sum(calls),
+                "learner_calls": len(calls),
+                "first_learner_call_seconds": calls[0] if calls else 0.0,
+                "evaluation_seconds": self.eval_elapsed,
+            },
+        )
 
     def _summary_extra(self) -> dict:
         return {"population_members": len(self.slots)}

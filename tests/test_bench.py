@@ -312,6 +312,22 @@ def test_population_rows_from_worker_results():
                     "wall_seconds": 125.0,
                     "grad_steps": [1_000, 1_000],
                     "flops_per_step": 1e9,
+                    "timings": [  # two chunks: means loop 110, learner 75, evaluations 15
+                        {
+                            "members": 25,
+                            "loop_seconds": 100.0,
+                            "learner_seconds": 70.0,
+                            "evaluation_seconds": 10.0,
+                            "first_learner_call_seconds": 3.0,
+                        },
+                        {
+                            "members": 25,
+                            "loop_seconds": 120.0,
+                            "learner_seconds": 80.0,
+                            "evaluation_seconds": 20.0,
+                            "first_learner_call_seconds": 5.0,
+                        },
+                    ],
                 },
                 "process": {
                     "wall_seconds": 375.0,
@@ -337,6 +353,9 @@ def test_population_rows_from_worker_results():
     assert "| 72.0 | 90.0 | 1.25x of floor |  |" in find("(p2) a TF learner's matmuls alone")
     assert "| 60.0 | 90.0 | 1.50x of floor |  |" in find("(p2) a TF learner's whole population")
     assert "25 members of [128, 128]" in find("(p2) a TF learner's matmuls alone")
+    loop = find("where a population's loop went, mean of its 2 chunks of 25 members")
+    assert "| 75.0 (68%) / 15.0 (14%) / 20.0 (18%) | - | loop 110.0 s |" in loop
+    assert "compilation, 4.0 s)" in text
     assert "| 50.0 | - | 1/2 |" in find("(p3) trust check")
     assert "the 2,000 gradient steps" in text
     assert "| threads |" not in text  # no single-run regime ran: no thread settings to show

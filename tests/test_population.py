@@ -141,6 +141,18 @@ def test_member_folders_load_as_agents_and_evaluate(tmp_path):
     assert out.returncode == 0, out.stderr
 
 
+def test_a_population_writes_where_its_loop_time_went(tmp_path):
+    [member] = train_population(BASE, [({}, 0)], out_dir=tmp_path / "p", progress=False)
+    timing = json.loads((tmp_path / "p" / "timing.json").read_text())
+    assert timing["env_steps"] == [0, 3_000] and timing["members"] == 1
+    # One learner call per burst of gradient_steps_per_train (16) steps.
+    grad_steps = int(columns(metrics_text(member.run_dir))["grad_steps"][-1])
+    assert timing["learner_calls"] * 16 == grad_steps > 0
+    parts = timing["learner_seconds"] + timing["evaluation_seconds"]
+    assert 0 < timing["first_learner_call_seconds"] <= timing["learner_seconds"]
+    assert timing["evaluation_seconds"] > 0 and parts <= timing["loop_seconds"]
+
+
 def test_members_that_cannot_share_a_program_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match="hidden_sizes"):
         train_population(
