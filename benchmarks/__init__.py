@@ -8,6 +8,7 @@ torch or Stable-Baselines3. Run from the repository root:
     python -m benchmarks.diagnostics_cost    # training time with the diagnostics on and off
     python -m benchmarks.population_scaling  # a population's gradient step against its size
     python -m benchmarks.learner_anatomy     # a population step's matmuls against the floor's rate
+    python -m benchmarks.first_call          # a population learner's first call (compilation)
 
 The library code of ``benchmarks.bench``, one concept per module:
 ``settings`` (the regimes' hyperparameters for both libraries), ``floor`` (FLOP counts and the

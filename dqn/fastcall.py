@@ -79,20 +79,28 @@ def _same(a: Sequence, b: Sequence) -> bool:
     return True
 
 
-def flat_caller(concrete, probe_args: Sequence[tf.Tensor] | None = None) -> Caller:
+def flat_caller(
+    concrete, probe_args: Sequence[tf.Tensor] | None = None, probe_out: list | None = None
+) -> Caller:
     """A function ``call(*tensors) -> list[tf.Tensor]`` that runs ``concrete``.
 
     ``tensors`` must be EagerTensors matching the concrete function's flat signature.
     With ``probe_args`` (a valid argument list), the fast path is accepted only if it returns
     the same bytes as the public call on them; pass arguments whose results do not depend on
-    hidden state (the function must be pure for this check).
+    hidden state (the function must be pure for this check). ``probe_out``, a list, receives
+    the public call's outputs on ``probe_args`` when the check got that far, so that a caller
+    need not run the function a third time on the same arguments.
     """
     fast = _runtime_caller(concrete)
     if fast is None:
         return public_caller(concrete)
     if probe_args is not None:
         try:
-            if not _same(fast(*probe_args), public_caller(concrete)(*probe_args)):
+            got = fast(*probe_args)
+            want = public_caller(concrete)(*probe_args)
+            if probe_out is not None:
+                probe_out.extend(want)
+            if not _same(got, want):
                 return public_caller(concrete)
         except (TypeError, ValueError, tf.errors.OpError):
             return public_caller(concrete)
@@ -105,7 +113,10 @@ def call_compiled(cache: dict, function, args: Sequence[tf.Tensor], key) -> list
     fn = cache.get(key)
     if fn is None:
         concrete = function.get_concrete_function(*args)
-        fn = cache[key] = flat_caller(concrete, probe_args=args)
+        first: list = []
+        fn = cache[key] = flat_caller(concrete, probe_args=args, probe_out=first)
+        if first:  # the check already ran the function on these arguments (it is pure)
+            return first
     return fn(*args)
 
 

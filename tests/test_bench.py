@@ -384,6 +384,16 @@ def test_p2_prices_its_floor_at_the_configs_own_largest_product(tmp_path):
     assert anatomy_hidden(config(env_id="Acrobot-v1", hidden_sizes=(64, 64))) is None
 
 
+def test_first_call_runs_both_ways(capsys):
+    from benchmarks import first_call
+    from dqn import fastcall, tf_population
+
+    assert first_call.main(["--members", "2", "--hidden", "8", "--pairs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "| third run |" in text and "| check's outputs |" in text
+    assert tf_population.call_compiled is fastcall.call_compiled  # put back
+
+
 def test_lockstep_cost_runs_both_ways(capsys):
     from benchmarks import lockstep_cost
 

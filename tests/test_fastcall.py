@@ -43,6 +43,23 @@ def test_a_fast_path_that_disagrees_with_the_public_call_is_rejected(monkeypatch
     assert flat_caller(concrete, probe_args=args) is not wrong
 
 
+def test_a_first_call_returns_the_checks_own_outputs_without_a_third_run():
+    executions = tf.Variable(0)
+
+    @tf.function
+    def f(x):
+        executions.assign_add(1)
+        return x * 3.0
+
+    cache, args = {}, (tf.constant([1.0, 2.0]),)
+    out = fastcall.call_compiled(cache, f, args, "k")
+    np.testing.assert_array_equal(out[0].numpy(), [3.0, 6.0])
+    assert int(executions.numpy()) == 2  # the check's fast and public calls, and no third
+    assert is_fast(cache["k"])
+    np.testing.assert_array_equal(fastcall.call_compiled(cache, f, args, "k")[0].numpy(), [3, 6])
+    assert int(executions.numpy()) == 3
+
+
 def test_agent_updates_through_either_call_path_are_bit_identical(monkeypatch):
     config = SMALL.replace(jit_compile=True)
     replay = make_replay()
@@ -50,7 +67,7 @@ def test_agent_updates_through_either_call_path_are_bit_identical(monkeypatch):
     fast_agent = DQNAgent(OBS, ACTIONS, config)
     fast_metrics = [fast_agent.update_rows(rows) for rows in batches]
     monkeypatch.setattr(
-        "dqn.fastcall.flat_caller", lambda concrete, probe_args=None: public_caller(concrete)
+        "dqn.fastcall.flat_caller", lambda concrete, **probe: public_caller(concrete)
     )
     slow_agent = DQNAgent(OBS, ACTIONS, config)
     slow_metrics = [slow_agent.update_rows(rows) for rows in batches]
