@@ -355,9 +355,10 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                 mean("evaluation_seconds"),
             )
             rest = loop - learner - evals
+            sizes = ", ".join(str(m) for m in sorted({t["members"] for t in timings}))
             add(
                 f"(p2) where a population's loop went, mean of its {n} chunks of "
-                f"{timings[0]['members']} members: learner / evaluations / the rest",
+                f"{sizes} members: learner / evaluations / the rest",
                 "s (share of the loop)",
                 " / ".join(f"{x:.1f} ({x / loop:.0%})" for x in (learner, evals, rest)),
                 "-",

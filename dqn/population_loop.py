@@ -83,8 +83,9 @@ class PopulationLoop:
         self.obs = np.stack([s.loop.obs[0] for s in slots]).astype(np.float32)
         self.returns = np.array([float(s.loop.open_returns[0]) for s in slots])
         self.eval_elapsed = 0.0  # evaluation wall time since this loop started
-        self.learner_elapsed: list[float] = []  # wall time of each learner call (the first
-        # one includes tracing and XLA compilation)
+        # Wall time of the learner's calls since this loop started: all of them, and the first
+        # alone (with the TF learner it traces and compiles the burst).
+        self.learner_elapsed, self.learner_calls, self.first_learner_call = 0.0, 0, 0.0
         # Views of the online parameters for acting, made again only when a burst replaces
         # the array (the TF learner returns a new one; the numpy learner updates in place).
         self.acting = self.lens.layers(learner.online)
@@ -184,7 +185,11 @@ class PopulationLoop:
             rows[i] = self.slots[i].replay.sample_rows(shared.batch_size, k)
         t0 = time.perf_counter()
         values = self.learner.burst(rows, active)
-        self.learner_elapsed.append(time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        self.learner_elapsed += seconds
+        self.learner_calls += 1
+        if self.learner_calls == 1:
+            self.first_learner_call = seconds
         if self.learner is not self.lens:
             self.acting = self.lens.layers(self.learner.online)
         for i in np.flatnonzero(active):
@@ -332,16 +337,15 @@ class PopulationLoop:
         write_step_marker(self.out, step, stopped)
 
     def _write_timing(self, first: int, last: int, seconds: float) -> None:
-        calls = self.learner_elapsed
         write_timing(
             self.out,
             {
                 "env_steps": [first, last],
                 "members": len(self.slots),
                 "loop_seconds": seconds,
-                "learner_seconds": sum(calls),
-                "learner_calls": len(calls),
-                "first_learner_call_seconds": calls[0] if calls else 0.0,
+                "learner_seconds": self.learner_elapsed,
+                "learner_calls": self.learner_calls,
+                "first_learner_call_seconds": self.first_learner_call,
                 "evaluation_seconds": self.eval_elapsed,
             },
         )
