@@ -4,8 +4,9 @@ benchmarks.first_call [--members 25] [--hidden 256] [--pairs 2]``.
 On a new shape, ``dqn.fastcall.call_compiled`` traces and compiles the burst, then checks the
 fast call against TensorFlow's public one by running both on the call's own arguments. It
 returns the public call's outputs from that check; before, it ran the burst a third time.
-Alternating in one process (one thread), each on a new learner: the first call's wall time
-both ways, and the next call's (one burst) for scale.
+Alternating in one process (one thread), each on a new learner, the first of each pair
+alternating too: the first call's wall time both ways, and the next call's (one burst) for
+scale.
 """
 
 from __future__ import annotations
@@ -26,35 +27,21 @@ def third_run_call(cache: dict, function, args, key):
 
 
 def measure(members: int, hidden: int, pairs: int) -> list[tuple[str, float, float]]:
-    import numpy as np
-
-    from benchmarks.population_scaling import BATCH, K, default_shapes
+    from benchmarks.population_scaling import random_population
     from dqn import fastcall, tf_population
-    from dqn.config import DQNConfig
-    from dqn.replay import row_layout
     from dqn.runtime import configure_blas, configure_tensorflow
 
     configure_tensorflow(1)
     configure_blas(1)
-    shapes = default_shapes(hidden)
-    size = sum(int(np.prod(s)) for s in shapes)
-    rng = np.random.default_rng(0)
-    online = (0.05 * rng.normal(size=(members, size))).astype(np.float32)
-    at = row_layout(4)
-    rows = np.zeros((members, K, BATCH, at.width), np.float32)
-    rows[..., at.obs] = rng.normal(size=(members, K, BATCH, 4))
-    rows[..., at.next_obs] = rng.normal(size=(members, K, BATCH, 4))
-    rows[..., at.action] = rng.integers(0, 2, (members, K, BATCH))
-    configs = [DQNConfig(hidden_sizes=(hidden, hidden), seed=i) for i in range(members)]
-    active = np.ones(members, bool)
     out = []
     try:
-        for _ in range(pairs):
-            for label, call in (("third run", third_run_call), ("check's outputs", None)):
+        ways = [("third run", third_run_call), ("check's outputs", None)]
+        for pair in range(pairs):
+            # The process's first learner also pays TensorFlow's own first-use costs: which way
+            # goes first alternates from pair to pair.
+            for label, call in ways[:: 1 if pair % 2 == 0 else -1]:
                 tf_population.call_compiled = call or fastcall.call_compiled
-                pop = tf_population.TFPopulationLearner(
-                    shapes, ["relu", "relu", "linear"], configs, online
-                )
+                pop, rows, active = random_population(members, hidden)  # a new learner
                 t0 = time.perf_counter()
                 pop.burst(rows, active)
                 first = time.perf_counter() - t0

@@ -26,17 +26,14 @@ def default_shapes(hidden: int) -> list[tuple[int, ...]]:
     return [(4, hidden), (hidden,), (hidden, hidden), (hidden,), (hidden, 2), (2,)]
 
 
-def measure(members: int, hidden: int, learner: str) -> dict:
+def random_population(members: int, hidden: int, learner: str = "tensorflow"):
+    """(learner, rows [M, K, B, W], active [M]): a population learner of ``members`` default
+    networks with random parameters, and one burst of random replay rows for it."""
     import numpy as np
 
-    from benchmarks.floor import grad_step_flops
     from dqn.config import DQNConfig
     from dqn.replay import row_layout
-    from dqn.runtime import configure_blas, configure_tensorflow
 
-    configure_tensorflow(1)
-    configure_blas(1)
-    k, batch = K, BATCH
     shapes = default_shapes(hidden)
     config = DQNConfig(hidden_sizes=(hidden, hidden), learner=learner)
     configs = [config.replace(seed=i) for i in range(members)]
@@ -49,12 +46,22 @@ def measure(members: int, hidden: int, learner: str) -> dict:
         from dqn.tf_population import TFPopulationLearner as Learner
     pop = Learner(shapes, ["relu", "relu", "linear"], configs, online)
     at = row_layout(4)
-    rows = np.zeros((members, k, batch, at.width), np.float32)
-    rows[..., at.obs] = rng.normal(size=(members, k, batch, 4))
-    rows[..., at.next_obs] = rng.normal(size=(members, k, batch, 4))
-    rows[..., at.action] = rng.integers(0, 2, (members, k, batch))
+    rows = np.zeros((members, K, BATCH, at.width), np.float32)
+    rows[..., at.obs] = rng.normal(size=(members, K, BATCH, 4))
+    rows[..., at.next_obs] = rng.normal(size=(members, K, BATCH, 4))
+    rows[..., at.action] = rng.integers(0, 2, (members, K, BATCH))
     rows[..., at.reward] = 1.0
-    active = np.ones(members, bool)
+    return pop, rows, np.ones(members, bool)
+
+
+def measure(members: int, hidden: int, learner: str) -> dict:
+    from benchmarks.floor import grad_step_flops
+    from dqn.runtime import configure_blas, configure_tensorflow
+
+    configure_tensorflow(1)
+    configure_blas(1)
+    k, batch = K, BATCH
+    pop, rows, active = random_population(members, hidden, learner)
     pop.burst(rows, active)  # compiles
     best = float("inf")
     for _ in range(REPEATS):
