@@ -21,6 +21,7 @@ from pathlib import Path
 from benchmarks.population_scaling import BATCH
 from benchmarks.settings import EVERY_4_STEPS, EVERY_STEP
 from benchmarks.worker import run_worker, timed
+from dqn.config import DQNConfig
 
 MEMBERS = 32
 STUDY_VARIANTS = (
@@ -97,25 +98,19 @@ def aggregate_rate(run, measured: int) -> float | None:
     return run["members"] * measured / (run["elapsed"][1] - run["elapsed"][0])
 
 
-def floor_shape(config: Path) -> tuple[int, int, int]:
+def floor_shape(c: DQNConfig) -> tuple[int, int, int]:
     """(batch, in, out) of the matmul whose one-thread rate prices (p2)'s floor: the config's
     batch through its largest hidden-to-hidden layer (a single hidden layer: [width, width]),
     the product that dominates a gradient step's arithmetic."""
-    from dqn.config import DQNConfig
-
-    c = DQNConfig.from_yaml(config)
     sizes = c.hidden_sizes
     pairs = list(zip(sizes[:-1], sizes[1:])) or [(sizes[0], sizes[0])]
     fan_in, fan_out = max(pairs, key=lambda pair: pair[0] * pair[1])
     return c.batch_size, fan_in, fan_out
 
 
-def anatomy_hidden(config: Path) -> int | None:
+def anatomy_hidden(c: DQNConfig) -> int | None:
     """The hidden width H for ``benchmarks.learner_anatomy``, which times CartPole's
     4 -> H -> H -> 2 network at batch 64; None for a config of another shape (no anatomy)."""
-    from dqn.config import DQNConfig
-
-    c = DQNConfig.from_yaml(config)
     sizes = c.hidden_sizes
     shaped = c.env_id.startswith("CartPole") and len(sizes) == 2 and sizes[0] == sizes[1]
     return sizes[0] if shaped and c.batch_size == BATCH else None
@@ -138,13 +133,13 @@ def regime_p2(quick: bool, config: Path) -> dict:
         for runner in ("population", "process")
     }
     seconds = 0.5 if quick else 3.0  # of the matmul rate's timing
-    shape = floor_shape(config)
-    matmul = {"worker": "matmul", "shape": shape, "seconds": seconds}
+    study = DQNConfig.from_yaml(config)
+    matmul = {"worker": "matmul", "shape": floor_shape(study), "seconds": seconds}
     rate = timed("matmul rate", matmul, ONE_THREAD)
     # How close a TF learner's step can get to that floor, on this machine: its matmuls alone
     # and its whole step against the floor's rate, for one process's share of the members.
     members = -(-len(STUDY_VARIANTS) * seeds // (os.cpu_count() or 1))
-    hidden = anatomy_hidden(config)
+    hidden = anatomy_hidden(study)
     anatomy = None
     if hidden is not None:
         anatomy = timed(

@@ -375,11 +375,11 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
             )
         an = r.get("anatomy")
         if an:
+            h = r.get("hidden", 256)  # results from before the width was recorded: the default
             for label, rate in (
                 ("(p2) a TF learner's matmuls alone", an["xla"]),
                 ("(p2) a TF learner's whole population step", an["step"]),
             ):
-                h = r.get("hidden", 256)
                 add(
                     f"{label}, {r['members']} members of [{h}, {h}] (benchmarks.learner_anatomy)",
                     "GFLOP/s (numpy: the floor's rate)",
@@ -388,7 +388,6 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                     ratio(an["numpy"], rate) + " of floor",
                     "",
                 )
-            h = r.get("hidden", 256)
             extra.append(
                 "- (p2) learner anatomy: in one process, one thread, side by side: numpy's "
                 f"[64, {h}] x [{h}, {h}] matmul (the floor's rate), XLA's batched matmuls of a "

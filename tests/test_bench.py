@@ -361,27 +361,22 @@ def test_population_rows_from_worker_results():
     assert "| threads |" not in text  # no single-run regime ran: no thread settings to show
 
 
-def test_p2_prices_its_floor_at_the_configs_own_largest_product(tmp_path):
+def test_p2_prices_its_floor_at_the_configs_own_largest_product():
     from benchmarks.populations import anatomy_hidden, floor_shape
 
-    default = bench.DEFAULT_CONFIG
+    default = DQNConfig.from_yaml(bench.DEFAULT_CONFIG)
     assert floor_shape(default) == (64, 256, 256)
     assert anatomy_hidden(default) == 256
 
-    def config(**fields):
-        path = tmp_path / "c.yaml"
-        DQNConfig(**fields).to_yaml(path)
-        return path
-
     # [4 -> 120 -> 84 -> 2]: the hidden-to-hidden layer 120 x 84 is the step's big product.
-    assert floor_shape(config(hidden_sizes=(120, 84), batch_size=128)) == (128, 120, 84)
-    assert floor_shape(config(hidden_sizes=(32,), batch_size=16)) == (16, 32, 32)
-    assert floor_shape(config(hidden_sizes=(8, 64, 16), batch_size=32)) == (32, 64, 16)
+    assert floor_shape(DQNConfig(hidden_sizes=(120, 84), batch_size=128)) == (128, 120, 84)
+    assert floor_shape(DQNConfig(hidden_sizes=(32,), batch_size=16)) == (16, 32, 32)
+    assert floor_shape(DQNConfig(hidden_sizes=(8, 64, 16), batch_size=32)) == (32, 64, 16)
     # The anatomy times 4 -> H -> H -> 2 at batch 64, so only such configs get one.
-    assert anatomy_hidden(config(hidden_sizes=(64, 64), batch_size=64)) == 64
-    assert anatomy_hidden(config(hidden_sizes=(120, 84), batch_size=64)) is None
-    assert anatomy_hidden(config(hidden_sizes=(64, 64), batch_size=32)) is None
-    assert anatomy_hidden(config(env_id="Acrobot-v1", hidden_sizes=(64, 64))) is None
+    assert anatomy_hidden(DQNConfig(hidden_sizes=(64, 64), batch_size=64)) == 64
+    assert anatomy_hidden(DQNConfig(hidden_sizes=(120, 84), batch_size=64)) is None
+    assert anatomy_hidden(DQNConfig(hidden_sizes=(64, 64), batch_size=32)) is None
+    assert anatomy_hidden(DQNConfig(env_id="Acrobot-v1", hidden_sizes=(64, 64))) is None
 
 
 def test_first_call_runs_both_ways(capsys):
