@@ -422,3 +422,21 @@ def test_learner_anatomy_runs(capsys):
 
     assert learner_anatomy.main(["--members", "2", "--hidden", "8", "--seconds", "0.05"]) == 0
     assert "floor rate / this" in capsys.readouterr().out
+
+
+def test_xla_schedule_reports_medians_and_the_ratio_per_work():
+    from benchmarks.xla_schedule import ROWS, table
+
+    def side(us, switches):
+        return {key: (us * (i + 1), switches) for i, (key, _) in enumerate(ROWS)}
+
+    runs = {
+        "sequential": [side(100.0, 0.0), side(120.0, 0.0), side(110.0, 0.0)],
+        "concurrent": [side(150.0, 2.0), side(130.0, 2.0), side(140.0, 2.0)],
+    }
+    lines = table(runs)
+    assert lines[0].startswith("median of 3 processes per side")
+    assert len(lines) == 3 + len(ROWS)
+    # First work: medians 110 and 140 us; 140 / 110 = 1.27x. Second: 220 and 280.
+    assert lines[3].endswith("| 110 (0.0) | 140 (2.0) | 1.27x |")
+    assert lines[4].endswith("| 220 (0.0) | 280 (2.0) | 1.27x |")

@@ -194,3 +194,90 @@ def test_a_dead_learner_process_is_one_clear_error():
         learner.burst(rows_for(np.random.default_rng(1)))
     learner.close()
     assert not learner.started and learner._proc.poll() is not None  # nothing left behind
+
+
+# ---------------------------------------------------------------- XLA's schedule (runtime.py)
+SCHEDULE = (
+    "import hashlib, json, os, resource\n"
+    "from dqn.runtime import configure_tensorflow\n"
+    "configure_tensorflow(1)\n"
+    "flags = os.environ.get('XLA_FLAGS')\n"
+    "from benchmarks.population_scaling import random_population\n"
+    "pop, rows, active = random_population(2, 64)  # (b)'s network: [64, 64], batch 64\n"
+    "digest = hashlib.sha256()\n"
+    "for _ in range(3):\n"
+    "    digest.update(pop.burst(rows[:, :8], active).tobytes())\n"
+    "pop.burst(rows[:, :1], active)  # compiles the one-step burst\n"
+    "before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw\n"
+    "for i in range(100):\n"
+    "    digest.update(pop.burst(rows[:, i:i + 1], active).tobytes())\n"
+    "switches = (resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before) / 100\n"
+    "for m in range(2):\n"
+    "    for part in pop.member_state(m):\n"
+    "        digest.update(__import__('numpy').asarray(part).tobytes())\n"
+    "print(json.dumps({'flags': flags, 'digest': digest.hexdigest(), 'switches': switches}))\n"
+)
+
+
+def schedule_run(xla_flags: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    proc = subprocess.run([sys.executable, "-c", SCHEDULE], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_one_thread_runs_xla_programs_on_the_calling_thread_with_the_same_results():
+    import tensorflow as tf
+
+    from dqn.runtime import SEQUENTIAL_XLA_FLAG, SEQUENTIAL_XLA_SINCE, tf_version
+
+    if tf_version(tf.__version__) < SEQUENTIAL_XLA_SINCE:
+        pytest.skip(f"TensorFlow {tf.__version__} has no {SEQUENTIAL_XLA_FLAG}")
+    ours = schedule_run(None)
+    assert ours["flags"] is None  # set for XLA's first compilation only, then taken back
+    # No hand-off to TF's pool: a call blocks on nothing (XLA's concurrent schedule made two
+    # voluntary context switches per one-step call here).
+    assert ours["switches"] < 0.5, ours
+    concurrent = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+    theirs = schedule_run(concurrent)
+    assert theirs["flags"] == concurrent  # the caller's own setting of the flag stands
+    assert theirs["digest"] == ours["digest"]  # the schedule changes speed, not results
+
+
+def test_the_xla_flag_is_offered_only_to_a_tensorflow_that_knows_it(monkeypatch):
+    """XLA aborts the process on a flag it does not know; the flag is only in XLA_FLAGS for
+    the compilation that reads it."""
+    from types import SimpleNamespace
+
+    from dqn import runtime
+
+    seen = []
+
+    def fake_tf(version):
+        def function(fn, jit_compile):
+            seen.append(os.environ.get("XLA_FLAGS"))
+            return lambda x: x
+
+        return SimpleNamespace(__version__=version, function=function, constant=lambda x: x)
+
+    for version, flags in (("2.17.1", None), ("2.18.0", None), ("2.21.0", "--xla_other=1")):
+        monkeypatch.setattr(runtime, "_XLA_CONFIGURED", False)
+        if flags is None:
+            monkeypatch.delenv("XLA_FLAGS", raising=False)
+        else:
+            monkeypatch.setenv("XLA_FLAGS", flags)
+        seen.clear()
+        runtime.configure_xla(fake_tf(version))
+        assert os.environ.get("XLA_FLAGS") == flags  # as it was
+        if version == "2.17.1":
+            assert seen == []
+        else:
+            expected = runtime.SEQUENTIAL_XLA_FLAG
+            assert seen == [expected if flags is None else f"{flags} {expected}"]
+        runtime.configure_xla(fake_tf(version))  # once per process
+        assert len(seen) == (version != "2.17.1")
+    assert runtime.tf_version("2.19.0-rc1") == (2, 19)
+    assert runtime.tf_version("nightly") == (0, 0)
