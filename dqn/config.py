@@ -134,7 +134,8 @@ class DQNConfig:
         "Parent folder of run folders")
     num_threads: int                   = row(1,             INT,  False, "> 0",
         "Threads of TensorFlow (intra- and inter-op) and of numpy's BLAS. 1 is fastest for the "
-        "small networks of a DQN on few cores")
+        "small networks of a DQN on few cores; with 1, XLA also runs each compiled update on the "
+        "calling thread (dqn.runtime)")
     jit_compile: bool                  = row(True,          BOOL, False, None,
         "Compile the update with XLA")
     num_envs: int                      = row(1,             INT,  False, "> 0",

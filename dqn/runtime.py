@@ -38,7 +38,7 @@ def configure_tensorflow(num_threads: int) -> bool:
             threading.set_inter_op_parallelism_threads(num_threads)
         except RuntimeError:  # TF already initialised in this process: its first setting stands
             own = _pools(threading) == (num_threads, num_threads)
-    if num_threads == 1:
+    if num_threads == 1 and own:  # pools of more threads than asked: XLA's concurrency may use them
         configure_xla(tf)
     return own
 
