@@ -32,17 +32,30 @@ def best_of(fn, loops: int, repeats: int = 3) -> float:
     return best * 1e6
 
 
+def random_replay():
+    """A replay of 5,000 random CartPole-shaped transitions to sample update rows from."""
+    import numpy as np
+
+    from dqn.replay import ReplayBuffer
+
+    replay = ReplayBuffer(10_000, 4, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    for _ in range(5_000):
+        replay.add(
+            rng.normal(size=4), rng.integers(2), 1.0, rng.normal(size=4), rng.random() < 0.05
+        )
+    return replay
+
+
 def main() -> int:
     from dqn.runtime import configure_blas, import_tensorflow_quietly
 
     tf = import_tensorflow_quietly(1)
     configure_blas(1)
     import gymnasium as gym
-    import numpy as np
 
     from dqn import DQNAgent, DQNConfig
     from dqn.fastcall import flat_caller, is_fast, public_caller
-    from dqn.replay import ReplayBuffer
 
     size = 4_610  # parameters of a [4 -> 64 -> 64 -> 2] MLP
     args = (
@@ -66,12 +79,7 @@ def main() -> int:
     )
 
     env = gym.make("CartPole-v1")
-    replay = ReplayBuffer(10_000, 4, np.random.default_rng(0))
-    rng = np.random.default_rng(1)
-    for _ in range(5_000):
-        replay.add(
-            rng.normal(size=4), rng.integers(2), 1.0, rng.normal(size=4), rng.random() < 0.05
-        )
+    replay = random_replay()
     for hidden, batch in (((64, 64), 64), ((120, 84), 128)):
         rows = replay.sample_rows(batch, 1)
         for learner in ("tensorflow", "numpy"):

@@ -25,7 +25,8 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
+
+from benchmarks.call_overhead import best_of, random_replay
 
 CONCURRENT = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
 ROWS = (
@@ -37,18 +38,12 @@ ROWS = (
 
 
 def timed(fn, loops: int) -> tuple[float, float]:
-    """(best us per call of 3 loops, voluntary context switches per call over them)."""
-    for _ in range(max(1, loops // 10)):
-        fn()
-    switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / loops)
-    switches = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - switches
-    return best * 1e6, switches / (3 * loops)
+    """(``call_overhead.best_of``: best us per call of 3 loops, voluntary context switches per
+    call over its warm-up and loops)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+    us = best_of(fn, loops)
+    calls = loops // 10 + 3 * loops
+    return us, (resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before) / calls
 
 
 def measure() -> dict:
@@ -57,20 +52,13 @@ def measure() -> dict:
     import_tensorflow_quietly(1)
     configure_blas(1)
     import gymnasium as gym
-    import numpy as np
 
     from benchmarks.population_scaling import random_population
     from dqn import DQNAgent, DQNConfig
-    from dqn.replay import ReplayBuffer
 
     out = {}
     env = gym.make("CartPole-v1")
-    replay = ReplayBuffer(10_000, 4, np.random.default_rng(0))
-    rng = np.random.default_rng(1)
-    for _ in range(5_000):
-        replay.add(
-            rng.normal(size=4), rng.integers(2), 1.0, rng.normal(size=4), rng.random() < 0.05
-        )
+    replay = random_replay()
     for key, hidden, batch in (("step_64", (64, 64), 64), ("step_120", (120, 84), 128)):
         config = DQNConfig(hidden_sizes=hidden, batch_size=batch, learning_rate_end=None)
         agent = DQNAgent(env.observation_space, env.action_space, config)
@@ -80,6 +68,7 @@ def measure() -> dict:
     one = rows[:, :1]
     out["pop16"] = timed(lambda: pop.burst(one, active), 300)
     pop, rows, active = random_population(25, 256)
+    pop.burst(rows, active)  # compiles
     us, switches = timed(lambda: pop.burst(rows, active), 1)
     out["pop25"] = (us / rows.shape[1], switches)
     return out

@@ -199,6 +199,7 @@ def test_a_dead_learner_process_is_one_clear_error():
 # ---------------------------------------------------------------- XLA's schedule (runtime.py)
 SCHEDULE = (
     "import hashlib, json, os, resource\n"
+    "import numpy as np\n"
     "from dqn.runtime import configure_tensorflow\n"
     "configure_tensorflow(1)\n"
     "flags = os.environ.get('XLA_FLAGS')\n"
@@ -214,7 +215,7 @@ SCHEDULE = (
     "switches = (resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before) / 100\n"
     "for m in range(2):\n"
     "    for part in pop.member_state(m):\n"
-    "        digest.update(__import__('numpy').asarray(part).tobytes())\n"
+    "        digest.update(np.asarray(part).tobytes())\n"
     "print(json.dumps({'flags': flags, 'digest': digest.hexdigest(), 'switches': switches}))\n"
 )
 
