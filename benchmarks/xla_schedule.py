@@ -5,8 +5,8 @@ With ``num_threads: 1`` dqn asks XLA to schedule its programs for memory, which 
 calling thread (``dqn.runtime.SEQUENTIAL_XLA_FLAG``); XLA's default schedules them for
 concurrency and hands their independent parts to TensorFlow's one-thread pool. A process's XLA
 flags are fixed at its first compilation, so each side runs in its own fresh process: dqn's
-setting, and the same process started with ``XLA_FLAGS=--xla_cpu_enable_concurrency_
-optimized_scheduler=true`` (the caller's setting wins). Pairs alternate which side goes first.
+setting, and the same process started with ``XLA_FLAGS`` setting that flag ``=true`` (the
+caller's setting wins). Pairs alternate which side goes first.
 
 Each process times, best of 3 loops, one thread: one gradient step of the TF learner
 (``DQNAgent.update_rows``) for regime (b)'s [64, 64] net on a batch of 64 and regime (e)'s
@@ -27,8 +27,9 @@ import subprocess
 import sys
 
 from benchmarks.call_overhead import best_of, random_replay
+from dqn.runtime import XLA_SCHEDULER
 
-CONCURRENT = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+CONCURRENT = f"--{XLA_SCHEDULER}=true"
 ROWS = (
     ("step_64", "TF learner, one [64, 64] step, batch 64 (b)"),
     ("step_120", "TF learner, one [120, 84] step, batch 128 (e)"),

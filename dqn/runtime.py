@@ -7,15 +7,16 @@ import re
 
 _WARNED_THREADS = False  # the ThreadsWarning is said once per process
 
-# XLA:CPU (in TensorFlow >= 2.18) schedules a compiled program for concurrency and runs its
+# XLA:CPU (as in TensorFlow 2.21) schedules a compiled program for concurrency and runs its
 # independent parts (the online and target nets' forward passes, say) on TF's intra-op pool.
 # With one thread that pool is one more thread: every call hands work to it and waits, two
 # context switches that cost more than the arithmetic of a small network's step. Scheduled for
 # memory instead, the program runs on the calling thread, op for op the same: results are
-# bit-identical (tests/test_runtime.py), a [64, 64] TF learner's step is ~25% shorter
-# (``python -m benchmarks.call_overhead``). Older TF has no such flag, and XLA aborts the
-# process on a flag it does not know, hence the version check.
-SEQUENTIAL_XLA_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+# bit-identical (tests/test_runtime.py), a [64, 64] TF learner's step 1.32x shorter side by
+# side (``python -m benchmarks.xla_schedule``). TensorFlow < 2.18 has no such flag, and XLA
+# aborts the process on a flag it does not know, hence the version check.
+XLA_SCHEDULER = "xla_cpu_enable_concurrency_optimized_scheduler"
+SEQUENTIAL_XLA_FLAG = f"--{XLA_SCHEDULER}=false"
 SEQUENTIAL_XLA_SINCE = (2, 18)
 _XLA_CONFIGURED = False
 
@@ -27,6 +28,8 @@ def configure_tensorflow(num_threads: int) -> bool:
     second thread little parallel work and add synchronisation, so few threads are fastest on a
     small machine (README, Performance); with fixed pools ``DQNAgent`` moves its TF learner to
     a fresh process (``dqn.learner_process``), and what cannot move says so in a ThreadsWarning.
+    With one thread of its own it also sets XLA's schedule (``configure_xla``), which compiles
+    a trivial function and so starts TF's runtime: the pools are fixed from then on.
     """
     import tensorflow as tf
 
@@ -53,9 +56,10 @@ def configure_xla(tf) -> None:
     has compiled before in this process (its flags are then fixed; speed only, never results).
     """
     global _XLA_CONFIGURED
+    if _XLA_CONFIGURED:
+        return
     before = os.environ.get("XLA_FLAGS")
-    name = SEQUENTIAL_XLA_FLAG.split("=")[0].lstrip("-")
-    if _XLA_CONFIGURED or name in (before or ""):
+    if XLA_SCHEDULER in (before or ""):  # the caller's own setting stands
         return
     _XLA_CONFIGURED = True
     if tf_version(tf.__version__) < SEQUENTIAL_XLA_SINCE:
