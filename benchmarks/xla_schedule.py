@@ -39,12 +39,13 @@ ROWS = (
 
 
 def timed(fn, loops: int) -> tuple[float, float]:
-    """(``call_overhead.best_of``: best us per call of 3 loops, voluntary context switches per
-    call over its warm-up and loops)."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+    """(``call_overhead.best_of``: best us per call of 3 loops, then voluntary context switches
+    per call over one more loop of as many calls)."""
     us = best_of(fn, loops)
-    calls = loops // 10 + 3 * loops
-    return us, (resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before) / calls
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+    for _ in range(loops):
+        fn()
+    return us, (resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw - before) / loops
 
 
 def measure() -> dict:
