@@ -10,11 +10,11 @@ _WARNED_THREADS = False  # the ThreadsWarning is said once per process
 # XLA:CPU (as in TensorFlow 2.21) schedules a compiled program for concurrency and runs its
 # independent parts (the online and target nets' forward passes, say) on TF's intra-op pool.
 # With one thread that pool is one more thread: every call hands work to it and waits, two
-# context switches that cost more than the arithmetic of a small network's step. Scheduled for
-# memory instead, the program runs on the calling thread, op for op the same: results are
-# bit-identical (tests/test_runtime.py), a [64, 64] TF learner's step 1.32x shorter side by
-# side (``python -m benchmarks.xla_schedule``). TensorFlow < 2.18 has no such flag, and XLA
-# aborts the process on a flag it does not know, hence the version check.
+# context switches per call. Scheduled for memory instead, the program runs on the calling
+# thread, op for op the same: results are bit-identical (tests/test_runtime.py), and a [64, 64]
+# TF learner's one-step call is shorter (``python -m benchmarks.xla_schedule`` times both).
+# TensorFlow < 2.18 has no such flag, and XLA aborts the process on a flag it does not know,
+# hence the version check.
 XLA_SCHEDULER = "xla_cpu_enable_concurrency_optimized_scheduler"
 SEQUENTIAL_XLA_FLAG = f"--{XLA_SCHEDULER}=false"
 SEQUENTIAL_XLA_SINCE = (2, 18)
