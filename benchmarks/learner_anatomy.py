@@ -5,7 +5,9 @@ The loss study's target (p2) is a wall time within 1.25x of its compute floor, t
 its gradient steps at numpy's one-thread [64, H] x [H, H] rate. In one process (one thread), side
 by side, this measures:
 
-- numpy: that rate (``benchmarks.floor.matmul_rate``, the floor's own measurement);
+- numpy: that rate (``benchmarks.floor.matmul_rate``, the floor's own measurement), and the
+  rate of a [1024, 1024] x [1024, 1024] product, the core's best float32 matmul rate, which says
+  how close the floor's rate already is to what the core can do at all;
 - XLA matmuls: the hidden layer's four [64, H] x [H, H]-sized products of a DQN step (forward of
   the online and of the target net, dx and dW of the backward pass) for M stacked members, as
   batched matmuls in one compiled loop per group of members (the learner's groups), with nothing
@@ -17,6 +19,8 @@ by side, this measures:
 
 If XLA's matmuls alone run slower than numpy's, a TensorFlow learner cannot reach the floor
 whatever else it saves: the ratio numpy rate / XLA rate is a lower bound of learner / floor.
+A wall time of ``x`` times the floor means the study's matmul FLOPs, over its whole wall time
+and all cores, ran at ``floor rate / x``: (p2)'s 1.25x asks for 80% of the floor's rate.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ import sys
 import time
 
 from benchmarks.population_scaling import BATCH, K, default_shapes
+
+# The side of the square product whose rate stands for the core's best float32 matmul rate:
+# large enough that packing and loop overheads vanish (numpy's rate is flat from here on).
+BEST = 1024
 
 
 def xla_matmul_rate(members: int, hidden: int, repeats: int = 3) -> float:
@@ -126,11 +134,13 @@ def measure(members: int, hidden: int, seconds: float) -> dict:
     configure_tensorflow(1)
     configure_blas(1)
     numpy_rate = matmul_rate(BATCH, hidden, hidden, seconds=seconds)
+    best_rate = matmul_rate(BEST, BEST, BEST, seconds=seconds)
     xla_rate = xla_matmul_rate(members, hidden)
     full = step(members, hidden, "tensorflow")
     head = head_backward_us(members, hidden)
     return {
         "numpy": numpy_rate / 1e9,
+        "best": best_rate / 1e9,
         "xla": xla_rate / 1e9,
         "step": full["gflops"],
         "head_dots_us": head["dots"],
@@ -144,7 +154,8 @@ def work(job: dict) -> dict:
 
 
 def report(r: dict, members: int, hidden: int) -> str:
-    """The printout for rates ``r`` (GFLOP/s of ``numpy``, ``xla`` and ``step``)."""
+    """The printout for rates ``r`` (GFLOP/s of ``numpy``, ``xla`` and ``step``; ``best``, the
+    large product's rate, when measured)."""
     m, h = members, hidden
     lines = [
         f"| one thread, {m} members of [{h}, {h}], batch {BATCH} | GFLOP/s | floor rate / this |",
@@ -166,6 +177,13 @@ def report(r: dict, members: int, hidden: int) -> str:
             f"| backward column by column (dqn.tf_population.narrow_matmul) | "
             f"{r['head_columns_us']:.1f} |",
         ]
+    if "best" in r:
+        lines.append(
+            f"\nThe floor's rate is {r['numpy'] / r['best']:.0%} of numpy's [{BEST}, {BEST}] x "
+            f"[{BEST}, {BEST}] rate, {r['best']:.1f} GFLOP/s, the core's best: a study at 1.25x "
+            f"its floor runs its matmuls at {r['numpy'] / r['best'] / 1.25:.0%} of that over "
+            "its whole wall time."
+        )
     lines.append(
         f"\nFrom its matmuls alone, a TensorFlow learner of these members takes at least "
         f"{r['numpy'] / r['xla']:.2f}x the compute floor; its whole step takes "

@@ -388,13 +388,26 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                     ratio(an["numpy"], rate) + " of floor",
                     "",
                 )
+            if "best" in an:  # results from before the core's best rate was measured lack it
+                add(
+                    "(p2) the core's best float32 matmul rate: numpy [1024, 1024] x [1024, 1024] "
+                    "(benchmarks.learner_anatomy)",
+                    "GFLOP/s (numpy: the floor's rate)",
+                    fmt(an["best"]),
+                    fmt(an["numpy"]),
+                    f"the floor's rate is {an['numpy'] / an['best']:.0%} of it",
+                    "",
+                )
             extra.append(
                 "- (p2) learner anatomy: in one process, one thread, side by side: numpy's "
                 f"[64, {h}] x [{h}, {h}] matmul (the floor's rate), XLA's batched matmuls of a "
                 "step's four hidden-layer products (forward of the online and target nets, dx, "
                 "dW) in a compiled loop with nothing else, and the whole population step of "
                 "that many members. A TensorFlow learner's study cannot come closer to its "
-                "floor than its matmuls' ratio."
+                "floor than its matmuls' ratio. A study at x times its floor ran its matmul "
+                "FLOPs at the floor's rate / x over its wall time on all cores: 1.25x asks for "
+                "80% of the floor's rate, whose share of the core's best rate the row above "
+                "gives."
             )
         if floor:
             extra.append(

@@ -304,7 +304,7 @@ def test_population_rows_from_worker_results():
             "cores": 2,
             "rate": {"flops_per_second": 1e10, "how": "numpy"},
             "members": 25,
-            "anatomy": {"numpy": 90.0, "xla": 72.0, "step": 60.0},
+            "anatomy": {"numpy": 90.0, "best": 100.0, "xla": 72.0, "step": 60.0},
             "hidden": 128,
             "runs": {
                 # 2,000 steps x 1 GFLOP at 2 x 10 GFLOP/s: a floor of 100 s.
@@ -353,6 +353,8 @@ def test_population_rows_from_worker_results():
     assert "| 72.0 | 90.0 | 1.25x of floor |  |" in find("(p2) a TF learner's matmuls alone")
     assert "| 60.0 | 90.0 | 1.50x of floor |  |" in find("(p2) a TF learner's whole population")
     assert "25 members of [128, 128]" in find("(p2) a TF learner's matmuls alone")
+    best = find("(p2) the core's best float32 matmul rate")
+    assert "| 100.0 | 90.0 | the floor's rate is 90% of it |  |" in best
     loop = find("where a population's loop went, mean of its 2 chunks of 25 members")
     assert "| 75.0 (68%) / 15.0 (14%) / 20.0 (18%) | - | loop 110.0 s |" in loop
     assert "compilation, 4.0 s)" in text
@@ -415,6 +417,11 @@ def test_learner_anatomy_states_the_floor_ratios_of_its_rates():
                   "head_columns_us": 7.0}, members=3, hidden=16)  # fmt: skip
     assert "| backward as XLA dots (tf.matmul's gradient) | 40.0 |" in out
     assert "| backward column by column (dqn.tf_population.narrow_matmul) | 7.0 |" in out
+    assert "core's best" not in out  # results from before it was measured
+    # 1.25x the floor at a floor rate of 80 GFLOP/s is 64 GFLOP/s: 64% of a best of 100.
+    out = report({"numpy": 80.0, "best": 100.0, "xla": 80.0, "step": 50.0}, members=3, hidden=16)
+    assert "The floor's rate is 80% of numpy's [1024, 1024] x [1024, 1024] rate" in out
+    assert "at 1.25x its floor runs its matmuls at 64% of that" in out
 
 
 def test_learner_anatomy_runs(capsys):
