@@ -389,9 +389,11 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                     "",
                 )
             if "best" in an:  # results from before the core's best rate was measured lack it
+                from benchmarks.learner_anatomy import BEST
+
                 add(
-                    "(p2) the core's best float32 matmul rate: numpy [1024, 1024] x [1024, 1024] "
-                    "(benchmarks.learner_anatomy)",
+                    f"(p2) the core's best float32 matmul rate: numpy [{BEST}, {BEST}] x "
+                    f"[{BEST}, {BEST}] (benchmarks.learner_anatomy)",
                     "GFLOP/s (numpy: the floor's rate)",
                     fmt(an["best"]),
                     fmt(an["numpy"]),
@@ -406,8 +408,8 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                 "that many members. A TensorFlow learner's study cannot come closer to its "
                 "floor than its matmuls' ratio. A study at x times its floor ran its matmul "
                 "FLOPs at the floor's rate / x over its wall time on all cores: 1.25x asks for "
-                "80% of the floor's rate, whose share of the core's best rate the row above "
-                "gives."
+                "80% of the floor's rate, whose share of the core's best rate the best-rate "
+                "row gives."
             )
         if floor:
             extra.append(
