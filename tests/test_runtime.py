@@ -233,7 +233,8 @@ def schedule_run(xla_flags: str | None) -> dict:
 def test_one_thread_runs_xla_programs_on_the_calling_thread_with_the_same_results():
     import tensorflow as tf
 
-    from dqn.runtime import SEQUENTIAL_XLA_FLAG, SEQUENTIAL_XLA_SINCE, XLA_SCHEDULER, tf_version
+    from benchmarks.xla_schedule import CONCURRENT as concurrent
+    from dqn.runtime import SEQUENTIAL_XLA_FLAG, SEQUENTIAL_XLA_SINCE, tf_version
 
     if tf_version(tf.__version__) < SEQUENTIAL_XLA_SINCE:
         pytest.skip(f"TensorFlow {tf.__version__} has no {SEQUENTIAL_XLA_FLAG}")
@@ -242,7 +243,6 @@ def test_one_thread_runs_xla_programs_on_the_calling_thread_with_the_same_result
     # No hand-off to TF's pool: a call blocks on nothing (XLA's concurrent schedule made two
     # voluntary context switches per one-step call here).
     assert ours["switches"] < 0.5, ours
-    concurrent = f"--{XLA_SCHEDULER}=true"
     theirs = schedule_run(concurrent)
     assert theirs["flags"] == concurrent  # the caller's own setting of the flag stands
     assert theirs["digest"] == ours["digest"]  # the schedule changes speed, not results
