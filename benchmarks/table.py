@@ -15,6 +15,7 @@ from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
+from benchmarks.learner_anatomy import BEST, P2_TARGET
 from benchmarks.regimes import VECTOR_ENVS
 
 # A reference in (e)'s note only, never a divisor: CleanRL's dqn.py at its default settings,
@@ -22,7 +23,7 @@ from benchmarks.regimes import VECTOR_ENVS
 CLEANRL_STEPS_PER_SECOND = 8_100
 # (e)'s target was first set against CleanRL's dqn.py; it applies to the ratio against SB3.
 TARGETS = {"a": "<= 0.3", "b": ">= 4", "c": ">= 4", "d": "<= 0.3", "e": ">= 3", "f": "<= 1.1"}
-TARGETS.update({"p1": ">= 20", "p2": "<= 1.25 floor"})
+TARGETS.update({"p1": ">= 20", "p2": f"<= {P2_TARGET} floor"})
 
 
 def first_solve(curve: Sequence[Sequence[float]], threshold: float) -> tuple[int, float] | None:
@@ -389,8 +390,6 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                     "",
                 )
             if "best" in an:  # results from before the core's best rate was measured lack it
-                from benchmarks.learner_anatomy import BEST
-
                 add(
                     f"(p2) the core's best float32 matmul rate: numpy [{BEST}, {BEST}] x "
                     f"[{BEST}, {BEST}] (benchmarks.learner_anatomy)",
@@ -407,9 +406,9 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                 "dW) in a compiled loop with nothing else, and the whole population step of "
                 "that many members. A TensorFlow learner's study cannot come closer to its "
                 "floor than its matmuls' ratio. A study at x times its floor ran its matmul "
-                "FLOPs at the floor's rate / x over its wall time on all cores: 1.25x asks for "
-                "80% of the floor's rate, whose share of the core's best rate the best-rate "
-                "row gives."
+                "FLOPs at the floor's rate / x over its wall time on all cores: "
+                f"{P2_TARGET}x asks for {1 / P2_TARGET:.0%} of the floor's rate, whose share of "
+                "the core's best rate the best-rate row gives."
             )
         if floor:
             extra.append(
