@@ -7,13 +7,14 @@
 - (p2) the default loss study, 5 variants x 10 seeds of configs/cartpole.yaml, as
   ``dqn-compare`` runs it: wall time with populations and with one process per run, and the
   study's compute floor (the matmul FLOPs of every gradient step the runs took, at the
-  measured one-thread matmul rate times the machine's cores).
+  one-thread matmul rate of as many processes as the study has workers, measured all at once
+  and added up: what the machine's cores do together, SMT siblings, shared caches and a
+  container's CPU quota included).
 - (p3) the 30-seed check of the default config: wall time with populations.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +23,7 @@ from benchmarks.population_scaling import BATCH
 from benchmarks.settings import EVERY_4_STEPS, EVERY_STEP
 from benchmarks.worker import run_worker, timed
 from dqn.config import DQNConfig
+from dqn.runtime import usable_cores
 
 MEMBERS = 32
 STUDY_VARIANTS = (
@@ -125,7 +127,7 @@ def regime_p2(quick: bool, config: Path) -> dict:
         "config": str(config),
         "variants": list(STUDY_VARIANTS),
         "seeds": seeds,
-        "workers": os.cpu_count() or 1,
+        "workers": usable_cores(),
         "overrides": overrides,
     }
     runs = {
@@ -136,9 +138,16 @@ def regime_p2(quick: bool, config: Path) -> dict:
     study = DQNConfig.from_yaml(config)
     matmul = {"worker": "matmul", "shape": floor_shape(study), "seconds": seconds}
     rate = timed("matmul rate", matmul, ONE_THREAD)
+    # The floor's rate: one such process per worker, all at once, their rates added. On a
+    # machine whose workers share physical cores (SMT) or a CPU quota, this is less than
+    # workers x ``rate``, and the floor must not count cores the study cannot have.
+    workers = usable_cores()
+    together = _together(
+        f"matmul rate, {workers} processes at once", [matmul] * workers, ONE_THREAD
+    )
     # How close a TF learner's step can get to that floor, on this machine: its matmuls alone
     # and its whole step against the floor's rate, for one process's share of the members.
-    members = -(-len(STUDY_VARIANTS) * seeds // (os.cpu_count() or 1))
+    members = -(-len(STUDY_VARIANTS) * seeds // workers)
     hidden = anatomy_hidden(study)
     anatomy = None
     if hidden is not None:
@@ -150,11 +159,12 @@ def regime_p2(quick: bool, config: Path) -> dict:
     return {
         "runs": runs,
         "rate": rate,
+        "together": together,
         "anatomy": anatomy,
         "hidden": hidden,
         "members": members,
         "seeds": seeds,
-        "cores": os.cpu_count() or 1,
+        "cores": workers,
     }
 
 
@@ -166,15 +176,27 @@ def regime_p3(quick: bool, config: Path) -> dict:
         "config": str(config),
         "variants": ["default:"],
         "seeds": seeds,
-        "workers": os.cpu_count() or 1,
+        "workers": usable_cores(),
         "runner": "population",
         "overrides": ["total_env_steps=3000"] if quick else [],
     }
     return {"run": timed(f"{seeds} seeds, population runner", job, ONE_THREAD), "seeds": seeds}
 
 
-def study_floor(run: dict | None, rate: dict | None, cores: int) -> float | None:
-    """Seconds the study's gradient steps need at ``cores`` x the one-thread matmul rate."""
-    if run is None or rate is None:
+def floor_rate(r: dict) -> float | None:
+    """FLOP/s of the (p2) floor: the rates of its processes measured together, added up.
+
+    Results from before that measurement (no ``"together"``) have the one-thread rate measured
+    alone times the cores.
+    """
+    together = r.get("together")
+    if together is not None:
+        return None if None in together else sum(t["flops_per_second"] for t in together)
+    return r["rate"]["flops_per_second"] * r["cores"] if r.get("rate") else None
+
+
+def study_floor(run: dict | None, rate: float | None) -> float | None:
+    """Seconds the study's gradient steps need at ``rate`` FLOP/s (``floor_rate``)."""
+    if run is None or not rate:
         return None
-    return sum(run["grad_steps"]) * run["flops_per_step"] / (rate["flops_per_second"] * cores)
+    return sum(run["grad_steps"]) * run["flops_per_step"] / rate

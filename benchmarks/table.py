@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmarks.learner_anatomy import BEST, P2_TARGET
 from benchmarks.regimes import VECTOR_ENVS
+from dqn.runtime import usable_cores
 
 # A reference in (e)'s note only, never a divisor: CleanRL's dqn.py at its default settings,
 # quoted in issue 5 (gymnasium 0.29), measured on another machine and not run here.
@@ -295,7 +296,7 @@ def table(results: dict, quick: bool) -> str:
 
 def population_rows(results: dict, add, extra: list[str]) -> None:
     """The rows of (p1), (p2), (p3) (``benchmarks.populations``)."""
-    from benchmarks.populations import aggregate_rate, study_floor
+    from benchmarks.populations import aggregate_rate, floor_rate, study_floor
 
     if "p1" in results:
         for key, r in results["p1"].items():
@@ -327,7 +328,8 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
     if "p2" in results:
         r = results["p2"]
         pop, proc = r["runs"]["population"], r["runs"]["process"]
-        floor = study_floor(pop, r["rate"], r["cores"])
+        floor_flops = floor_rate(r)
+        floor = study_floor(pop, floor_flops)
         wall = lambda x: x["wall_seconds"] if x else None  # noqa: E731
         add(
             f"(p2) loss study: 5 variants x {r['seeds']} seeds, configs/cartpole.yaml, "
@@ -410,15 +412,32 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                 f"{P2_TARGET}x asks for {1 / P2_TARGET:.0%} of the floor's rate, whose share of "
                 "the core's best rate the best-rate row gives."
             )
+        together = r.get("together")
+        alone = r["rate"]["flops_per_second"] if r.get("rate") else None
+        if together is not None:  # results from before this measurement lack it
+            add(
+                f"(p2) the floor's rate: {r['cores']} one-thread processes at once, added up, "
+                f"against {r['cores']} x one alone",
+                "GFLOP/s",
+                fmt(floor_flops / 1e9 if floor_flops else None),
+                fmt(alone * r["cores"] / 1e9 if alone else None),
+                ratio(floor_flops, alone * r["cores"] if alone else None),
+                "",
+            )
         if floor:
+            how = (
+                f"{r['cores']} processes of it at once, added up"
+                if together is not None
+                else f"one process alone x {r['cores']} cores"
+            )
             extra.append(
                 f"- (p2): the compute floor is {fmt(floor)} s: the {sum(pop['grad_steps']):,} "
                 f"gradient steps the population study's runs took x "
                 f"{pop['flops_per_step'] / 1e6:.1f} MFLOP of matmuls each, at "
-                f"{r['rate']['flops_per_second'] / 1e9:.1f} GFLOP/s ({r['rate']['how']}, measured "
-                f"in this run) x {r['cores']} cores. Wall times hold everything: process start, "
-                "TensorFlow import, evaluation (10 episodes every 2,500 env steps, 100 at the "
-                "end), checkpoints, the report and figures."
+                f"{floor_flops / 1e9:.1f} GFLOP/s ({r['rate']['how']}, {how}, measured in this "
+                "run; the study runs as many worker processes). Wall times hold everything: "
+                "process start, TensorFlow import, evaluation (10 episodes every 2,500 env steps, "
+                "100 at the end), checkpoints, the report and figures."
             )
     if "p3" in results:
         r = results["p3"]
@@ -477,7 +496,8 @@ def machine() -> str:
             return "-"
 
     return (
-        f"Machine: {cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"Machine: {cpu}, {os.cpu_count()} CPUs ({usable_cores()} usable); "
+        f"Python {platform.python_version()}, "
         f"TensorFlow {v('tensorflow')}, Keras {v('keras')}, torch {v('torch')}, "
         f"Stable-Baselines3 {v('stable-baselines3')}, gymnasium {v('gymnasium')}; "
         f"{datetime.now():%Y-%m-%d %H:%M}; `python -m benchmarks.bench {' '.join(sys.argv[1:])}`"

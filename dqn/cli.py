@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 import warnings
@@ -254,8 +253,9 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
-        help="parallel training processes, one TF thread each (default: number of cores); "
+        default=None,
+        help="parallel training processes, one TF thread each (default: the CPUs this process "
+        "may use, after its affinity and a container's CPU quota); "
         "with --backend ray and no --address, the CPUs of the local Ray",
     )
     p.add_argument(
@@ -283,6 +283,10 @@ def compare_parser() -> argparse.ArgumentParser:
 def compare_main(argv: Sequence[str] | None = None) -> int:
     args = compare_parser().parse_args(argv)
     prog = "dqn-compare"
+    if args.workers is None:
+        from dqn.runtime import usable_cores
+
+        args.workers = usable_cores()
     if args.seeds <= 0 or args.workers <= 0 or args.first_seed < 0:
         return _fail(prog, "--seeds and --workers must be > 0 and --first-seed >= 0")
     if args.address is not None and args.backend != "ray":

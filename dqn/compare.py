@@ -109,7 +109,7 @@ def run_comparison(
     variants: Sequence[Variant],
     seeds: Sequence[int],
     out_dir: str | Path,
-    workers: int = 2,
+    workers: int | None = None,
     progress: bool = True,
     backend: str = "local",
     address: str | None = None,
@@ -121,10 +121,15 @@ def run_comparison(
     (``dqn.population``), split into ``workers`` chunks so that every core has one; the rest,
     and every run with ``runner="process"``, train one process per run. ``backend="local"``
     runs the tasks in ``workers`` local processes; ``"ray"`` as Ray tasks, on a local Ray of
-    ``workers`` CPUs or on the cluster at ``address`` (see ``dqn.ray_backend``).
+    ``workers`` CPUs or on the cluster at ``address`` (see ``dqn.ray_backend``). ``workers``
+    defaults to the CPUs this process may use (``dqn.runtime.usable_cores``).
     """
     if runner not in RUNNERS:
         raise ConfigError(f"unknown runner {runner!r}; valid runners: {', '.join(RUNNERS)}")
+    if workers is None:
+        from dqn.runtime import usable_cores
+
+        workers = usable_cores()
     out = Path(out_dir)
     # Every config is validated before anything is written: a bad variant leaves no folder.
     configs = {(v.label, seed): v.config(base, seed) for v in variants for seed in seeds}

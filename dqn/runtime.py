@@ -80,6 +80,20 @@ def tf_version(text: str) -> tuple[int, int]:
     return (int(found[1]), int(found[2])) if found else (0, 0)
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on, at least 1: the machine's count capped by the process's
+    CPU affinity (``taskset``, a batch scheduler) and a container's CPU quota (cgroups, as
+    Docker's ``--cpus`` sets it).
+
+    Why not ``os.cpu_count()``: it counts the machine's CPUs, so a 2-CPU container on a
+    64-core host would start 64 training processes that share 2 CPUs' time. joblib's count reads
+    the affinity mask and both cgroup versions' quota files (``LOKY_MAX_CPU_COUNT`` caps it too).
+    """
+    from joblib import cpu_count
+
+    return max(1, int(cpu_count()))
+
+
 def _pools(threading) -> tuple[int, int]:
     """(intra, inter) threads TF uses; 0 ("one per core") read as the core count."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

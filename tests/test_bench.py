@@ -363,6 +363,31 @@ def test_population_rows_from_worker_results():
     assert "| threads |" not in text  # no single-run regime ran: no thread settings to show
 
 
+def test_p2_floor_adds_the_rates_its_processes_measured_together():
+    """Two one-thread processes at once that each ran at 8.5 GFLOP/s (one alone: 10) price the
+    floor at 17 GFLOP/s, not 2 x 10: cores that slow each other down are not counted twice."""
+    run = {"wall_seconds": 125.0, "grad_steps": [1_000, 1_000], "flops_per_step": 1.7e9}
+    alone = {"flops_per_second": 1e10, "how": "numpy"}
+    together = [{"flops_per_second": 8.5e9, "how": "numpy"}] * 2
+    p2 = {"seeds": 10, "cores": 2, "rate": alone, "together": together, "members": 25}
+    p2["runs"] = {"population": run, "process": None}
+    lines = table.table({"p2": p2}, quick=False).splitlines()
+
+    def find(fragment):
+        (line,) = [line for line in lines if fragment in line]
+        return line
+
+    # 2,000 steps x 1.7 GFLOP at 17 GFLOP/s: a floor of 200 s.
+    assert "| 125.0 | - | 0.62x of floor |" in find("(p2) loss study")
+    assert "| 17.0 | 20.0 | 0.85x |" in find("(p2) the floor's rate: 2 one-thread processes")
+    assert "2 processes of it at once, added up" in find("the compute floor is 200.0 s")
+    # A process that failed to report leaves no floor rather than a wrong one.
+    p2["together"] = [together[0], None]
+    text = table.table({"p2": p2}, quick=False)
+    assert "| 125.0 | - | - |" in text
+    assert "the compute floor is" not in text
+
+
 def test_p2_prices_its_floor_at_the_configs_own_largest_product():
     from benchmarks.populations import anatomy_hidden, floor_shape
 

@@ -282,3 +282,20 @@ def test_the_xla_flag_is_offered_only_to_a_tensorflow_that_knows_it(monkeypatch)
         assert len(seen) == (version != "2.17.1")
     assert runtime.tf_version("2.19.0-rc1") == (2, 19)
     assert runtime.tf_version("nightly") == (0, 0)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_usable_cores_follows_the_affinity_mask_not_the_machine():
+    """A process pinned to one CPU (as ``taskset -c 0`` pins it) may use one, whatever
+    ``os.cpu_count()`` says; ``dqn-compare``'s default --workers is this count."""
+    code = (
+        "import os\n"
+        "from dqn.runtime import usable_cores\n"
+        "whole = usable_cores()\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "print(whole, usable_cores(), os.cpu_count())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    whole, pinned, machine = map(int, out.stdout.split())
+    assert pinned == 1
+    assert 1 <= whole <= len(os.sched_getaffinity(0)) <= machine
