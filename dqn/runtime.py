@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 _WARNED_THREADS = False  # the ThreadsWarning is said once per process
 
@@ -176,16 +177,95 @@ def import_tensorflow_quietly(num_threads: int = 1):
 
 
 def available_memory_bytes() -> int | None:
-    """Memory the machine can give a new allocation without swapping (Linux MemAvailable;
-    elsewhere free physical pages); None if the platform says neither."""
+    """Memory a new allocation can get without swapping or the kernel's OOM killer: Linux's
+    MemAvailable (elsewhere free physical pages), lowered to what the process's cgroups still
+    allow (``cgroup_memory_headroom``); None if the platform says nothing.
+
+    Why the cgroups: in a container (Docker's ``--memory``, a Kubernetes limit) /proc/meminfo
+    shows the host's memory, and a population sized to it would be killed part-way through.
+    """
+    machine = None
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    machine = int(line.split()[1]) * 1024
+                    break
     except OSError:
         pass
+    if machine is None:
+        try:
+            machine = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    limits = [x for x in (machine, cgroup_memory_headroom()) if x is not None]
+    return min(limits) if limits else None
+
+
+# cgroup v1 writes "no limit" as the largest page-aligned int64; anything this large is none.
+_NO_LIMIT = 1 << 60
+
+
+def cgroup_memory_headroom(
+    root: str | Path = "/sys/fs/cgroup", membership: str | Path = "/proc/self/cgroup"
+) -> int | None:
+    """Bytes this process's memory cgroup, and each ancestor with a limit, can still charge:
+    the smallest limit - (usage - inactive file cache) among them. None without a limit (or
+    without cgroups).
+
+    cgroup v2 (a ``0::<path>`` line in ``membership``): memory.max, memory.current and
+    memory.stat's inactive_file under ``root``/<path>; v1 (a ``memory`` controller line):
+    memory.limit_in_bytes, memory.usage_in_bytes and total_inactive_file under
+    ``root``/memory/<path>. Inactive file pages are left out of the usage because the kernel
+    drops them before it kills anything (Docker's ``stats`` counts usage the same way). A path
+    missing under ``root`` (a container that sees the host's path) is looked for from its
+    nearest existing ancestor.
+    """
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
+        with open(membership) as fh:
+            lines = [line.rstrip("\n").split(":", 2) for line in fh]
+    except OSError:
         return None
+    for fields in lines:
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
+        if controllers == "":
+            mount, files = Path(root), ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):
+            mount = Path(root) / "memory"
+            files = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        folder = mount.joinpath(*[p for p in path.split("/") if p])
+        room = []
+        while True:
+            if folder.is_dir():
+                headroom = _cgroup_headroom(folder, *files)
+                if headroom is not None:
+                    room.append(headroom)
+            if folder == mount:
+                break
+            folder = folder.parent
+        if room:
+            return max(0, min(room))
+    return None
+
+
+def _cgroup_headroom(folder: Path, limit_file: str, usage_file: str, inactive: str) -> int | None:
+    """limit - (usage - inactive file pages) of one cgroup folder; None without a limit or
+    with files that do not say."""
+    try:
+        limit_text = (folder / limit_file).read_text().strip()
+        if limit_text == "max" or int(limit_text) >= _NO_LIMIT:
+            return None
+        usage = int((folder / usage_file).read_text())
+        cache = 0
+        for line in (folder / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == inactive:
+                cache = int(value)
+                break
+    except (OSError, ValueError):
+        return None
+    return int(limit_text) - max(0, usage - cache)

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from dqn import DQNConfig
+from dqn import DQNConfig, runtime
 from dqn.learner_process import LearnerProcessError, ProcessLearner
 
 TF_FIRST = "import tensorflow as tf\n(tf.constant([[1.0]]) @ tf.constant([[2.0]])).numpy()\n"
@@ -299,3 +299,68 @@ def test_usable_cores_follows_the_affinity_mask_not_the_machine():
     whole, pinned, machine = map(int, out.stdout.split())
     assert pinned == 1
     assert 1 <= whole <= len(os.sched_getaffinity(0)) <= machine
+
+
+def _cgroup(folder, limit_file, limit, usage_file, usage, inactive_key, inactive):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / limit_file).write_text(f"{limit}\n")
+    (folder / usage_file).write_text(f"{usage}\n")
+    (folder / "memory.stat").write_text(f"anon 1\n{inactive_key} {inactive}\nactive_file 7\n")
+
+
+def test_cgroup_v2_headroom_is_the_tightest_limit_minus_usage_without_inactive_cache(tmp_path):
+    """A container limit shows in memory.max, not in /proc/meminfo: 4 GB allowed, 1 GB charged
+    of which 0.3 GB inactive file cache leaves 3.3 GB; a parent allowing 2 GB with 1.5 GB
+    charged leaves 0.5 GB, and the tighter one counts."""
+    membership = tmp_path / "cgroup"
+    membership.write_text("0::/user.slice/app\n")
+    app = tmp_path / "user.slice" / "app"
+    v2 = ("memory.max", "memory.current", "inactive_file")
+
+    def make(folder, limit, usage, inactive):
+        _cgroup(folder, v2[0], limit, v2[1], usage, v2[2], inactive)
+
+    make(app, 4_000_000_000, 1_000_000_000, 300_000_000)
+    assert runtime.cgroup_memory_headroom(tmp_path, membership) == 3_300_000_000
+    make(app.parent, 2_000_000_000, 1_500_000_000, 0)
+    assert runtime.cgroup_memory_headroom(tmp_path, membership) == 500_000_000
+    make(app.parent, "max", 1_500_000_000, 0)  # no limit there: the app's own stands
+    assert runtime.cgroup_memory_headroom(tmp_path, membership) == 3_300_000_000
+    make(app, "max", 1_000_000_000, 0)
+    assert runtime.cgroup_memory_headroom(tmp_path, membership) is None
+
+
+def test_cgroup_v1_headroom_and_its_no_limit_value(tmp_path):
+    """v1 keeps the memory controller in its own tree; 'no limit' is the largest page-aligned
+    int64, and a container that sees the host's path finds its limit at the mount's root."""
+    membership = tmp_path / "cgroup"
+    membership.write_text("5:cpu,cpuacct:/\n4:memory:/docker/abc\n0::/\n")
+    v1 = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+
+    def make(folder, limit, usage, inactive):
+        _cgroup(folder, v1[0], limit, v1[1], usage, v1[2], inactive)
+
+    make(tmp_path / "memory", 9223372036854771712, 5_000_000_000, 0)
+    assert runtime.cgroup_memory_headroom(tmp_path, membership) is None
+    make(tmp_path / "memory", 1_000_000_000, 600_000_000, 100_000_000)  # /docker/abc absent
+    assert runtime.cgroup_memory_headroom(tmp_path, membership) == 500_000_000
+    make(tmp_path / "memory" / "docker" / "abc", 800_000_000, 900_000_000, 0)  # over: none left
+    assert runtime.cgroup_memory_headroom(tmp_path, membership) == 0
+    assert runtime.cgroup_memory_headroom(tmp_path, tmp_path / "absent") is None
+
+
+def test_a_population_over_its_containers_memory_limit_is_refused_before_anything(
+    monkeypatch, tmp_path
+):
+    """The machine may have plenty; a cgroup limit of 5 MB still refuses 2 members whose
+    replay rings alone need 8.8 MB (100,000 transitions of 11 float32 each), with the one-line
+    error, and writes nothing."""
+    from dqn.errors import ConfigError
+    from dqn.population import train_population
+
+    monkeypatch.setattr(runtime, "cgroup_memory_headroom", lambda *a, **k: 5_000_000)
+    assert runtime.available_memory_bytes() == 5_000_000
+    out = tmp_path / "pop"
+    with pytest.raises(ConfigError, match=r"need [\d,]+ bytes, but 5,000,000 bytes of memory"):
+        train_population(DQNConfig(), [({}, 0), ({}, 1)], out_dir=out, progress=False)
+    assert not out.exists()
