@@ -279,6 +279,16 @@ def test_regime_f_alternates_fresh_and_warm_runs_and_reports_their_medians(monke
     assert "| median train wall s | 20.0 | - | 1.54x of fresh | <= 1.1 |" in text
 
 
+def only_line(text):
+    """``find(fragment)``: the one line of ``text`` that holds ``fragment`` (fails on 0 or 2)."""
+
+    def find(fragment):
+        (line,) = [line for line in text.splitlines() if fragment in line]
+        return line
+
+    return find
+
+
 def test_population_rows_from_worker_results():
     """(p1) adds the two processes' rates; (p2) divides by the floor of the steps taken."""
     members = {"members": 32, "threads": "x"}
@@ -339,11 +349,7 @@ def test_population_rows_from_worker_results():
         "p3": {"seeds": 2, "run": {"wall_seconds": 50.0, "final_evals": [500.0, 100.0]}},
     }
     text = table.table(results, quick=False)
-    lines = text.splitlines()
-
-    def find(fragment):
-        (line,) = [line for line in lines if fragment in line]
-        return line
+    find = only_line(text)
 
     assert "| 32,000 | 1,000 | 32.00x | >= 20 |" in find("learner numpy, 1 process, 1 thread")
     assert "| 24,000 | 1,000 | 24.00x | >= 20 |" in find("learner numpy, 2 processes")
@@ -371,11 +377,7 @@ def test_p2_floor_adds_the_rates_its_processes_measured_together():
     together = [{"flops_per_second": 8.5e9, "how": "numpy"}] * 2
     p2 = {"seeds": 10, "cores": 2, "rate": alone, "together": together, "members": 25}
     p2["runs"] = {"population": run, "process": None}
-    lines = table.table({"p2": p2}, quick=False).splitlines()
-
-    def find(fragment):
-        (line,) = [line for line in lines if fragment in line]
-        return line
+    find = only_line(table.table({"p2": p2}, quick=False))
 
     # 2,000 steps x 1.7 GFLOP at 17 GFLOP/s: a floor of 200 s.
     assert "| 125.0 | - | 0.62x of floor |" in find("(p2) loss study")
