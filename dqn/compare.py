@@ -24,6 +24,7 @@ from dqn.study_runs import (
     backend_runner,
     make_tasks,
     summarize_run,  # noqa: F401 (results.csv columns, re-exported)
+    task_configs,
 )
 
 DEFAULT_VARIANTS = (
@@ -136,13 +137,6 @@ def run_comparison(
     run_tasks = backend_runner(
         backend, workers, address
     )  # Ray missing: refused here, nothing written
-    if runner == "population" and address is None:
-        from dqn.envs import check_env
-        from dqn.members import check_memory
-
-        # The workers hold their chunks' members at once: all of them, on this machine.
-        check_memory(list(configs.values()), *check_env(base.env_id))
-    (out / "runs").mkdir(parents=True, exist_ok=True)
     jobs: list[Job] = []
     rows: dict[str, dict] = {}
     for variant in variants:
@@ -155,6 +149,17 @@ def run_comparison(
             cfg = configs[variant.label, seed].to_dict()
             jobs.append((name, cfg, variant.label, str((out / "runs" / name).resolve())))
     tasks = make_tasks(jobs, out, workers, runner)
+    if runner == "population" and address is None:
+        from dqn.envs import check_env
+        from dqn.members import check_memory, heaviest_at_once
+
+        # On this machine the workers run ``workers`` tasks at a time, each holding its
+        # chunk's members: the heaviest that many chunks must fit, before anything is written.
+        obs_dim, n_actions = check_env(base.env_id)
+        chunks = [[DQNConfig.from_dict(c) for c in task_configs(t)] for t in tasks]
+        held = heaviest_at_once(chunks, workers, obs_dim, n_actions)
+        check_memory(held, obs_dim, n_actions, processes=len(held))
+    (out / "runs").mkdir(parents=True, exist_ok=True)
     steps = base.total_env_steps
     bar = None
     if progress:

@@ -11,6 +11,8 @@ arrays (``MemberSettings``). No TensorFlow here.
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -137,6 +139,22 @@ def member_settings(configs: Sequence[DQNConfig]) -> MemberSettings:
     )
 
 
+# How much member state one group of members may hold (4 float32 vectors of P: online, target,
+# Adam's two moments). Each group runs its K steps before the next one starts, so only one
+# group's state has to stay in the CPU's caches. Measured (``python -m
+# benchmarks.population_scaling``): [256, 256] members (1.1 MB each) step at a single member's
+# rate in groups of 4 and ~25% slower all 25 together; [64, 64] members (73 KB each) are
+# fastest all in one group, where every extra group's ops cost more than the caches save.
+GROUP_BYTES = 4_500_000
+
+
+def group_size(shapes: Sequence[tuple[int, ...]]) -> int:
+    """Members per group of ``dqn.tf_population`` for a network of these parameter shapes (at
+    least 1)."""
+    state_bytes = 4 * 4 * sum(math.prod(s) for s in shapes)
+    return max(1, GROUP_BYTES // state_bytes)
+
+
 def learning_rates(settings: MemberSettings, grad_steps: np.ndarray) -> np.ndarray:
     """Each member's learning rate before its next step (float64 [P]), as the single learners
     compute it: constant, or linear from start to end over the run's gradient steps."""
@@ -156,19 +174,84 @@ def member_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
     return 4 * (6 * params + rows + activations)
 
 
-def check_memory(configs: Sequence[DQNConfig], obs_dim: int, n_actions: int) -> None:
-    """A one-line ConfigError, before anything is written, if these members cannot all be held
-    in this machine's available memory at once: bytes needed and available."""
+# What a training process holds before its first member: Python, numpy, TensorFlow's runtime and
+# thread pools. Measured (``python -m benchmarks.population_memory``, TensorFlow 2.21, one thread,
+# by the intercept of peak RSS over member counts): 802 MB with [256, 256] networks, 814 MB with
+# [64, 64]; rounded up.
+PROCESS_BYTES = 850_000_000
+# What one group of members (``group_size``) adds to a TensorFlow population beyond its members'
+# ``member_bytes``: its copy of the step in the compiled program, the compiler's working memory
+# and the program's buffers. Measured by the same benchmark: 25 [256, 256] members (7 groups)
+# peaked 18 MB a member above ``member_bytes`` and its ring, ~72 MB a group of 4; 32 [64, 64]
+# members (one group) 0.6 MB a member above them, ~19 MB for the group.
+PROGRAM_BYTES = 75_000_000
+
+
+def population_bytes(
+    configs: Sequence[DQNConfig], obs_dim: int, n_actions: int, runtime: bool
+) -> int:
+    """Memory one population of these members needs at its peak, in bytes: every replay ring
+    full, ``member_bytes`` per member, ``PROGRAM_BYTES`` per compiled group (TensorFlow
+    learner), and ``PROCESS_BYTES`` if ``runtime`` (a process that has yet to load it)."""
+    if not configs:
+        return 0
+    ring = row_layout(obs_dim).width * np.dtype(np.float32).itemsize
+    members = sum(c.buffer_size * ring + member_bytes(c, obs_dim, n_actions) for c in configs)
+    widths = [obs_dim, *configs[0].hidden_sizes, n_actions]
+    shapes = [s for a, b in zip(widths[:-1], widths[1:]) for s in ((a, b), (b,))]
+    compiled = configs[0].learner == "tensorflow"
+    groups = -(-len(configs) // group_size(shapes)) if compiled else 0
+    return members + groups * PROGRAM_BYTES + (PROCESS_BYTES if runtime else 0)
+
+
+def check_memory(
+    chunks: Sequence[Sequence[DQNConfig]], obs_dim: int, n_actions: int, processes: int = 0
+) -> None:
+    """A one-line ConfigError, before anything is written, if these populations cannot all be
+    held in the available memory at once (``dqn.runtime.available_memory_bytes``): bytes needed
+    and available. ``processes``: how many of them start a process of their own (dqn-compare's
+    workers); with 0, one population trains in this process, which counts TensorFlow's runtime
+    only if it has not loaded it yet."""
+    if processes == 0:
+        runtimes = [("tensorflow" not in sys.modules)] * len(chunks)
+    else:
+        runtimes = [i < processes for i in range(len(chunks))]
+    needed = sum(
+        population_bytes(chunk, obs_dim, n_actions, runtime)
+        for chunk, runtime in zip(chunks, runtimes)
+    )
+    capacities = [c.buffer_size for chunk in chunks for c in chunk]
+    rings = sum(capacities) * row_layout(obs_dim).width * np.dtype(np.float32).itemsize
     check_population_fits(
-        [c.buffer_size for c in configs],
-        obs_dim,
-        available_memory_bytes(),
-        sum(member_bytes(c, obs_dim, n_actions) for c in configs),
+        capacities, obs_dim, available_memory_bytes(), needed - rings, processes=sum(runtimes)
     )
 
 
+def heaviest_at_once(
+    chunks: Sequence[Sequence[DQNConfig]], at_once: int, obs_dim: int, n_actions: int
+) -> list[Sequence[DQNConfig]]:
+    """The ``at_once`` chunks that need the most memory (``population_bytes``): the most that a
+    pool running ``at_once`` chunks at a time holds together.
+
+    Why not every chunk: a study of more chunks than workers never holds them all at once, and
+    a check of all of them would refuse a study that fits (a 150-run study on two workers holds
+    two chunks of 25, not six).
+    """
+
+    def need(chunk: Sequence[DQNConfig]) -> int:
+        return population_bytes(chunk, obs_dim, n_actions, runtime=True)
+
+    return sorted(chunks, key=need, reverse=True)[: max(1, at_once)]
+
+
 __all__ = [
+    "GROUP_BYTES",
+    "PROCESS_BYTES",
+    "PROGRAM_BYTES",
     "SHARED_KEYS",
+    "group_size",
+    "population_bytes",
+    "heaviest_at_once",
     "check_members",
     "check_memory",
     "member_bytes",

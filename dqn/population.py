@@ -110,7 +110,7 @@ def train_population(
     check_population(configs)
     from dqn.envs import check_env
 
-    check_memory(configs, *check_env(config.env_id))
+    check_memory([configs], *check_env(config.env_id))
     if out_dir is None:
         out_dir = Path(config.output_dir) / f"population-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(out_dir)

@@ -139,17 +139,24 @@ def check_replay_fits(capacity: int, obs_dim: int, available: int | None) -> Non
 
 
 def check_population_fits(
-    capacities: list[int], obs_dim: int, available: int | None, other_bytes: int = 0
+    capacities: list[int],
+    obs_dim: int,
+    available: int | None,
+    other_bytes: int = 0,
+    processes: int = 0,
 ) -> None:
     """``check_replay_fits`` for a population: one ring per member, all allocated up front,
-    plus ``other_bytes`` the members hold besides (parameters, Adam, activations)."""
+    plus ``other_bytes`` the members and their ``processes`` hold besides (parameters, Adam,
+    activations, compiled programs, the processes' runtimes)."""
     row = row_layout(obs_dim).width * np.dtype(np.float32).itemsize
     needed = sum(capacities) * row + other_bytes
     if available is not None and needed > available:
+        runtimes = f", in {processes} new processes" if processes > 1 else ""
+        runtimes = ", with TensorFlow's runtime" if processes == 1 else runtimes
         raise ConfigError(
             f"{len(capacities)} members (replay rings of {sum(capacities):,} transitions of "
-            f"{obs_dim}-D observations) need {needed:,} bytes, but {available:,} bytes of memory "
-            "are available; train fewer members at once or lower buffer_size"
+            f"{obs_dim}-D observations{runtimes}) need {needed:,} bytes, but {available:,} bytes "
+            "of memory are available; train fewer members at once or lower buffer_size"
         )
 
 

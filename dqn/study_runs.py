@@ -189,6 +189,12 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
     return tasks
 
 
+def task_configs(task: Task) -> list[dict]:
+    """The config dicts of the runs one task trains: a population chunk's members, or one run."""
+    _, fn, args = task
+    return [job[1] for job in args[0]] if fn is _population_worker else [args[0]]
+
+
 def backend_runner(backend: str, workers: int, address: str | None) -> Callable[..., Iterator]:
     """The one part a backend owns: run these tasks, yield (task name, result) as each ends."""
     if backend == "local":
@@ -252,4 +258,13 @@ def _remove_partial(path: Path) -> None:
         shutil.rmtree(path)
 
 
-__all__ = ["RUNNERS", "Job", "Task", "backend_runner", "make_tasks", "run_local", "summarize_run"]
+__all__ = [
+    "RUNNERS",
+    "Job",
+    "Task",
+    "backend_runner",
+    "make_tasks",
+    "run_local",
+    "summarize_run",
+    "task_configs",
+]

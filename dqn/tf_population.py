@@ -34,7 +34,7 @@ from dqn import losses
 from dqn.config import LOSS_NAMES, DQNConfig
 from dqn.fastcall import call_compiled
 from dqn.learner import LearnerArrays
-from dqn.members import check_members, member_settings
+from dqn.members import GROUP_BYTES, check_members, group_size, member_settings
 from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
 from dqn.tf_learner import LearnerState, adam_update, unpack_rows
 
@@ -215,21 +215,6 @@ def make_step(
     return step
 
 
-# How much member state one group of members may hold (4 float32 vectors of P: online, target,
-# Adam's two moments). Each group runs its K steps before the next one starts, so only one
-# group's state has to stay in the CPU's caches. Measured (``python -m
-# benchmarks.population_scaling``): [256, 256] members (1.1 MB each) step at a single member's
-# rate in groups of 4 and ~25% slower all 25 together; [64, 64] members (73 KB each) are
-# fastest all in one group, where every extra group's ops cost more than the caches save.
-GROUP_BYTES = 4_500_000
-
-
-def group_size(shapes: Sequence[tuple[int, ...]]) -> int:
-    """Members per group for a network of these parameter shapes (at least 1)."""
-    state_bytes = 4 * 4 * sum(math.prod(s) for s in shapes)
-    return max(1, GROUP_BYTES // state_bytes)
-
-
 def make_population_burst(
     shapes: Sequence[tuple[int, ...]],
     activations: Sequence[str],
@@ -357,6 +342,7 @@ class TFPopulationLearner:
 
 __all__ = [
     "ACTIVATIONS",
+    "GROUP_BYTES",
     "TFPopulationLearner",
     "group_size",
     "dense_chain",

@@ -153,3 +153,48 @@ def test_the_figures_skip_a_variant_whose_runs_stopped_before_any_evaluation(tmp
     curves = load_curves(tmp_path, rows)
     assert list(curves) == ["ok"]
     np.testing.assert_array_equal(curves["ok"][0]["eval_return_mean"], [20.0, 40.0])
+
+
+def test_the_memory_check_counts_the_heaviest_chunks_that_run_at_once():
+    """A pool of 2 workers holds 2 chunks at a time: at worst the two that need the most, here
+    [big, big] and [small, big], not the three small members nor the lone big one."""
+    from dqn.members import heaviest_at_once
+
+    small, big = DQNConfig(buffer_size=1_000), DQNConfig(buffer_size=200_000)
+    chunks = [[small] * 3, [big] * 2, [small, big], [big]]
+    held = heaviest_at_once(chunks, 2, obs_dim=4, n_actions=2)
+    assert held == [[big] * 2, [small, big]]
+    assert len(heaviest_at_once(chunks, 9, 4, 2)) == 4  # more workers than chunks: every one
+
+
+def test_a_study_is_refused_only_when_the_chunks_it_holds_at_once_do_not_fit(tmp_path, monkeypatch):
+    """60 runs on 2 workers train as 3 chunks of 20, 2 at a time: 2 processes of 20 members
+    must fit, not 60 members. One byte short is refused with nothing written; exactly enough
+    goes on (to the training, which this test stops)."""
+    from dqn import compare, runtime
+    from dqn.members import population_bytes
+
+    class Trains(Exception):
+        pass
+
+    def no_training(*args):
+        def run(tasks, on_steps):
+            raise Trains(len(tasks))
+            yield
+
+        return run
+
+    monkeypatch.setattr(compare, "backend_runner", no_training)
+    base = DQNConfig()
+    two = 2 * population_bytes([base] * 20, 4, 2, runtime=True)
+    variants = [Variant.parse("l2"), Variant.parse("huber")]
+
+    monkeypatch.setattr(runtime, "cgroup_memory_headroom", lambda *a, **k: two - 1)
+    with pytest.raises(ConfigError, match=r"40 members .*in 2 new processes\) need"):
+        run_comparison(base, variants, range(30), tmp_path / "refused", workers=2, progress=False)
+    assert not (tmp_path / "refused").exists()
+
+    monkeypatch.setattr(runtime, "cgroup_memory_headroom", lambda *a, **k: two)
+    with pytest.raises(Trains) as trained:
+        run_comparison(base, variants, range(30), tmp_path / "fits", workers=2, progress=False)
+    assert trained.value.args == (3,)
