@@ -156,7 +156,8 @@ def check_population_fits(
         raise ConfigError(
             f"{len(capacities)} members (replay rings of {sum(capacities):,} transitions of "
             f"{obs_dim}-D observations{runtimes}) need {needed:,} bytes, but {available:,} bytes "
-            "of memory are available; train fewer members at once or lower buffer_size"
+            "of memory are available; train fewer members at once (dqn-compare: fewer --workers) "
+            "or lower buffer_size"
         )
 
 
