@@ -31,7 +31,7 @@ def one(members: int, steps: int, hidden: int) -> dict:
     from dqn.config import DQNConfig
     from dqn.members import member_bytes, population_bytes
     from dqn.population import Member, train_population
-    from dqn.replay import row_layout
+    from dqn.replay import ring_bytes
 
     base = DQNConfig.from_yaml("configs/cartpole.yaml").replace(
         total_env_steps=steps, hidden_sizes=(hidden, hidden)
@@ -43,14 +43,13 @@ def one(members: int, steps: int, hidden: int) -> dict:
             out_dir=tmp,
             progress=False,
         )
-    row = row_layout(4).width * 4
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    untouched = members * max(0, base.buffer_size - steps) * row
+    untouched = members * ring_bytes(max(0, base.buffer_size - steps), 4)
     return {
         "members": members,
         "peak": peak,
         "untouched": untouched,
-        "estimate": members * (base.buffer_size * row + member_bytes(base, 4, 2)),
+        "estimate": members * (ring_bytes(base.buffer_size, 4) + member_bytes(base, 4, 2)),
         "check": population_bytes([base] * members, 4, 2, runtime=True),
     }
 

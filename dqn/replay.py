@@ -126,10 +126,15 @@ class ReplayBuffer:
         return self.rows[idx]
 
 
+def ring_bytes(capacity: int, obs_dim: int) -> int:
+    """Bytes of a full replay ring of ``capacity`` packed float32 rows."""
+    return capacity * row_layout(obs_dim).width * np.dtype(np.float32).itemsize
+
+
 def check_replay_fits(capacity: int, obs_dim: int, available: int | None) -> None:
     """ConfigError, before anything is allocated or written, if a replay of ``capacity``
     transitions needs more than ``available`` bytes (None: not known, no check)."""
-    needed = capacity * row_layout(obs_dim).width * np.dtype(np.float32).itemsize
+    needed = ring_bytes(capacity, obs_dim)
     if available is not None and needed > available:
         raise ConfigError(
             f"a replay of buffer_size={capacity} transitions of {obs_dim}-D observations needs "
@@ -148,8 +153,7 @@ def check_population_fits(
     """``check_replay_fits`` for a population: one ring per member, all allocated up front,
     plus ``other_bytes`` the members and their ``processes`` hold besides (parameters, Adam,
     activations, compiled programs, the processes' runtimes)."""
-    row = row_layout(obs_dim).width * np.dtype(np.float32).itemsize
-    needed = sum(capacities) * row + other_bytes
+    needed = ring_bytes(sum(capacities), obs_dim) + other_bytes
     if available is not None and needed > available:
         runtimes = f", in {processes} new processes" if processes > 1 else ""
         runtimes = ", with TensorFlow's runtime" if processes == 1 else runtimes
