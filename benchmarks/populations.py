@@ -122,12 +122,13 @@ def regime_p2(quick: bool, config: Path) -> dict:
     """(p2): the default loss study with populations and with one process per run."""
     seeds = 2 if quick else 10
     overrides = ["total_env_steps=3000"] if quick else []
+    workers = usable_cores()
     job = {
         "worker": "dqn_study",
         "config": str(config),
         "variants": list(STUDY_VARIANTS),
         "seeds": seeds,
-        "workers": usable_cores(),
+        "workers": workers,
         "overrides": overrides,
     }
     runs = {
@@ -141,7 +142,6 @@ def regime_p2(quick: bool, config: Path) -> dict:
     # The floor's rate: one such process per worker, all at once, their rates added. On a
     # machine whose workers share physical cores (SMT) or a CPU quota, this is less than
     # workers x ``rate``, and the floor must not count cores the study cannot have.
-    workers = usable_cores()
     together = _together(
         f"matmul rate, {workers} processes at once", [matmul] * workers, ONE_THREAD
     )

@@ -413,15 +413,15 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                 "the core's best rate the best-rate row gives."
             )
         together = r.get("together")
-        alone = r["rate"]["flops_per_second"] if r.get("rate") else None
+        alone = r["rate"]["flops_per_second"] * r["cores"] if r.get("rate") else None
         if together is not None:  # results from before this measurement lack it
             add(
                 f"(p2) the floor's rate: {r['cores']} one-thread processes at once, added up, "
                 f"against {r['cores']} x one alone",
                 "GFLOP/s",
                 fmt(floor_flops / 1e9 if floor_flops else None),
-                fmt(alone * r["cores"] / 1e9 if alone else None),
-                ratio(floor_flops, alone * r["cores"] if alone else None),
+                fmt(alone / 1e9 if alone else None),
+                ratio(floor_flops, alone),
                 "",
             )
         if floor:

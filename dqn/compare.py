@@ -158,7 +158,7 @@ def run_comparison(
         obs_dim, n_actions = check_env(base.env_id)
         chunks = [[DQNConfig.from_dict(c) for c in task_configs(t)] for t in tasks]
         held = heaviest_at_once(chunks, workers, obs_dim, n_actions)
-        check_memory(held, obs_dim, n_actions, processes=len(held))
+        check_memory(held, obs_dim, n_actions, new_processes=True)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     steps = base.total_env_steps
     bar = None

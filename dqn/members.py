@@ -21,7 +21,7 @@ import numpy as np
 from dqn.config import LOSS_NAMES, DQNConfig, bootstrap_discount, total_grad_steps
 from dqn.diagnostics import PROBE_SIZE
 from dqn.errors import ConfigError
-from dqn.replay import check_population_fits, row_layout
+from dqn.replay import check_population_fits, ring_bytes, row_layout
 from dqn.runtime import available_memory_bytes
 
 # Keys every member of one population shares: they fix the shapes, the loop's schedule or
@@ -162,15 +162,20 @@ def learning_rates(settings: MemberSettings, grad_steps: np.ndarray) -> np.ndarr
     return settings.learning_rate + frac * (settings.learning_rate_end - settings.learning_rate)
 
 
+def parameter_shapes(config: DQNConfig, obs_dim: int, n_actions: int) -> list[tuple[int, ...]]:
+    """One member's parameter shapes in flat order, [W0, b0, W1, b1, ...], for its MLP."""
+    widths = [obs_dim, *config.hidden_sizes, n_actions]
+    return [s for a, b in zip(widths[:-1], widths[1:]) for s in ((a, b), (b,))]
+
+
 def member_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
     """Memory one member holds besides its replay ring, in bytes (float32): its replay ring is
     (2 obs_dim + 3) x 4 bytes per transition; then 6 copies of its P parameters (online, target,
     Adam's two moments, the gradient, the acting view), a burst of sampled rows, and the
     activations of its diagnostics probe batch (3 arrays per hidden unit per probe state)."""
-    widths = [obs_dim, *config.hidden_sizes, n_actions]
-    params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    params = sum(math.prod(s) for s in parameter_shapes(config, obs_dim, n_actions))
     rows = config.gradient_steps_per_train * config.batch_size * row_layout(obs_dim).width
-    activations = 3 * PROBE_SIZE * sum(widths[1:])
+    activations = 3 * PROBE_SIZE * (sum(config.hidden_sizes) + n_actions)
     return 4 * (6 * params + rows + activations)
 
 
@@ -191,39 +196,42 @@ def population_bytes(
     configs: Sequence[DQNConfig], obs_dim: int, n_actions: int, runtime: bool
 ) -> int:
     """Memory one population of these members needs at its peak, in bytes: every replay ring
-    full, ``member_bytes`` per member, ``PROGRAM_BYTES`` per compiled group (TensorFlow
-    learner), and ``PROCESS_BYTES`` if ``runtime`` (a process that has yet to load it)."""
+    full, and ``besides_rings``."""
+    rings = sum(ring_bytes(c.buffer_size, obs_dim) for c in configs)
+    return rings + besides_rings(configs, obs_dim, n_actions, runtime)
+
+
+def besides_rings(configs: Sequence[DQNConfig], obs_dim: int, n_actions: int, runtime: bool) -> int:
+    """What a population holds besides its replay rings: ``member_bytes`` per member,
+    ``PROGRAM_BYTES`` per compiled group (TensorFlow learner), and ``PROCESS_BYTES`` if
+    ``runtime`` (a process that has yet to load it)."""
     if not configs:
         return 0
-    ring = row_layout(obs_dim).width * np.dtype(np.float32).itemsize
-    members = sum(c.buffer_size * ring + member_bytes(c, obs_dim, n_actions) for c in configs)
-    widths = [obs_dim, *configs[0].hidden_sizes, n_actions]
-    shapes = [s for a, b in zip(widths[:-1], widths[1:]) for s in ((a, b), (b,))]
+    members = sum(member_bytes(c, obs_dim, n_actions) for c in configs)
+    shapes = parameter_shapes(configs[0], obs_dim, n_actions)
     compiled = configs[0].learner == "tensorflow"
     groups = -(-len(configs) // group_size(shapes)) if compiled else 0
     return members + groups * PROGRAM_BYTES + (PROCESS_BYTES if runtime else 0)
 
 
 def check_memory(
-    chunks: Sequence[Sequence[DQNConfig]], obs_dim: int, n_actions: int, processes: int = 0
+    chunks: Sequence[Sequence[DQNConfig]],
+    obs_dim: int,
+    n_actions: int,
+    new_processes: bool = False,
 ) -> None:
     """A one-line ConfigError, before anything is written, if these populations cannot all be
     held in the available memory at once (``dqn.runtime.available_memory_bytes``): bytes needed
-    and available. ``processes``: how many of them start a process of their own (dqn-compare's
-    workers); with 0, one population trains in this process, which counts TensorFlow's runtime
-    only if it has not loaded it yet."""
-    if processes == 0:
-        runtimes = [("tensorflow" not in sys.modules)] * len(chunks)
-    else:
-        runtimes = [i < processes for i in range(len(chunks))]
-    needed = sum(
-        population_bytes(chunk, obs_dim, n_actions, runtime)
-        for chunk, runtime in zip(chunks, runtimes)
-    )
-    capacities = [c.buffer_size for chunk in chunks for c in chunk]
-    rings = sum(capacities) * row_layout(obs_dim).width * np.dtype(np.float32).itemsize
+    and available. With ``new_processes`` each trains in a process of its own (dqn-compare's
+    workers); without, in this process, which counts TensorFlow's runtime only if it has not
+    loaded it yet."""
+    runtime = new_processes or "tensorflow" not in sys.modules
     check_population_fits(
-        capacities, obs_dim, available_memory_bytes(), needed - rings, processes=sum(runtimes)
+        [c.buffer_size for chunk in chunks for c in chunk],
+        obs_dim,
+        available_memory_bytes(),
+        sum(besides_rings(chunk, obs_dim, n_actions, runtime) for chunk in chunks),
+        processes=len(chunks) if runtime else 0,
     )
 
 
@@ -249,7 +257,9 @@ __all__ = [
     "PROCESS_BYTES",
     "PROGRAM_BYTES",
     "SHARED_KEYS",
+    "besides_rings",
     "group_size",
+    "parameter_shapes",
     "population_bytes",
     "heaviest_at_once",
     "check_members",
