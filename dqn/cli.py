@@ -283,11 +283,8 @@ def compare_parser() -> argparse.ArgumentParser:
 def compare_main(argv: Sequence[str] | None = None) -> int:
     args = compare_parser().parse_args(argv)
     prog = "dqn-compare"
-    if args.workers is None:
-        from dqn.runtime import usable_cores
-
-        args.workers = usable_cores()
-    if args.seeds <= 0 or args.workers <= 0 or args.first_seed < 0:
+    # --workers left out: run_comparison's default, the CPUs this process may use.
+    if args.seeds <= 0 or (args.workers is not None and args.workers <= 0) or args.first_seed < 0:
         return _fail(prog, "--seeds and --workers must be > 0 and --first-seed >= 0")
     if args.address is not None and args.backend != "ray":
         return _fail(prog, "--address is the Ray cluster to use: give it with --backend ray")
