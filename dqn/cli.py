@@ -191,6 +191,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     prog = "dqn-evaluate"
     if args.episodes <= 0:
         return _fail(prog, f"--episodes must be > 0, got {args.episodes}")
+    if not 0 <= args.seed < 2**32:  # the range of config key eval_seed
+        return _fail(prog, f"--seed must be in [0, 2**32 - 1], got {args.seed}")
     try:
         from dqn.agent_files import check_agent_fits, read_agent_config, resolve_agent_dir
         from dqn.envs import check_env, make_env

@@ -31,12 +31,15 @@ INT, NUM, BOOL, STR, INTS = "an integer", "a number", "a bool", "a string", "a l
 # A row's rule, checked on a value of its kind (never on None): a bound, worded as its error
 # words it (a key of BOUNDS), or the tuple of the allowed values, or None (any value of the kind).
 Rule = str | tuple[str, ...] | None
+SEED_RANGE = "in [0, 2**32 - 1]"
 BOUNDS: dict[str, Callable[[Any], bool]] = {
     "> 0": lambda v: v > 0,
     ">= 0": lambda v: v >= 0,
     ">= 0 or null": lambda v: v >= 0,
     "in [0, 1]": lambda v: 0 <= v <= 1,
     "in (0, 1]": lambda v: 0 < v <= 1,
+    # Seeds reach numpy's legacy seeding (Keras' set_random_seed), which takes 32 bits.
+    SEED_RANGE: lambda v: 0 <= v < 2**32,
 }
 
 
@@ -64,7 +67,7 @@ class DQNConfig:
     # field: type                      = row(default,       kind, null?, rule,          meaning)
     env_id: str                        = row("CartPole-v1", STR,  False, None,
         "Gymnasium id of the environment (1-D Box observations, Discrete actions)")
-    seed: int                          = row(0,             INT,  False, ">= 0",
+    seed: int                          = row(0,             INT,  False, SEED_RANGE,
         "Seeds the env, the network initialisation, exploration and replay sampling")
     total_env_steps: int               = row(50_000,        INT,  False, "> 0",
         "Length of training, in environment steps")
@@ -118,7 +121,7 @@ class DQNConfig:
     final_eval_episodes: int           = row(100,           INT,  False, "> 0",
         "Episodes of the greedy evaluation at the last step (the last metrics.csv row: the run's "
         "final evaluation). 100 is CartPole-v1's criterion: a mean of 475 over 100 episodes")
-    eval_seed: int                     = row(10_000,        INT,  False, None,
+    eval_seed: int                     = row(10_000,        INT,  False, SEED_RANGE,
         "Seed of the first evaluation episode")
     solve_return: float | None         = row(None,          NUM,  True,  None,
         "Evaluation mean counted as solved; null: the env's reward_threshold (CartPole-v1: 475)")
@@ -168,6 +171,8 @@ class DQNConfig:
         if not isinstance(data, Mapping):
             got = type(data).__name__
             raise ConfigError(f"a config must be a mapping of key: value, got {got}")
+        if bad := [k for k in data if not isinstance(k, str)]:
+            raise ConfigError(f"config keys must be strings, got {bad[0]!r}")
         if unknown := sorted(set(data) - set(FIELDS)):
             valid = ", ".join(FIELDS)
             raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {valid}")
@@ -217,6 +222,13 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
         lambda c: "config key 'learning_starts_env_steps' must be in [0, total_env_steps = "
                   f"{c.total_env_steps}), got {c.learning_starts_env_steps}: "
                   "the agent would never train"),
+    # The first n-step transition is stored after n_step env steps of each env; the loop trains
+    # at env steps > learning_starts_env_steps and would sample an empty buffer before it.
+    "the buffer holds a transition when learning starts": (
+        lambda c: c.learning_starts_env_steps >= c.num_envs * c.n_step - 1,
+        lambda c: "config key 'learning_starts_env_steps' must be >= num_envs * n_step - 1 = "
+                  f"{c.num_envs * c.n_step - 1}, got {c.learning_starts_env_steps}: the first "
+                  "n-step transition is stored only after n_step steps of each env"),
 }
 # fmt: on
 
@@ -240,15 +252,42 @@ def parse_overrides(overrides: Overrides) -> dict[str, Any]:
     return out
 
 
+class _RepeatedKey(Exception): ...  # args: (key, line number)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a mapping that sets a key twice: plain YAML keeps the last
+    value without a word, so ``seed: 1`` further up a file would be silently ignored."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` overrides by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise _RepeatedKey(key, key_node.start_mark.line + 1)
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base loader says so
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{line}") from None
+    except _RepeatedKey as exc:
+        key, line = exc.args
+        raise ConfigError(
+            f"config file {path} sets key {key!r} twice (again on line {line})"
+        ) from None
     if not isinstance(data, dict | None):
         raise ConfigError(f"config file {path} must hold a mapping of key: value")
     return data or {}

@@ -22,6 +22,11 @@ def make_env(env_id: str) -> gym.Env:
         return gym.make(env_id)
     except gym.error.DependencyNotInstalled as exc:
         raise ConfigError(f"env {env_id!r} needs an extra package: {exc}") from None
+    except (ImportError, gym.error.Error) as exc:
+        # Registered ids whose code is not importable here: gymnasium's JAX envs (phys2d/,
+        # tabular/), ids moved to other projects (MuJoCo v2/v3), the gym compatibility shims.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"env {env_id!r} cannot be made here: {first}") from None
 
 
 def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:

@@ -4,8 +4,10 @@ window of update metrics between two rows, summary.json, and SIGINT/SIGTERM as a
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
+import re
 import signal
 from pathlib import Path
 
@@ -35,13 +37,17 @@ class RunLog:
     ) -> None:
         import tensorflow as tf
 
+        # TensorBoard's writer first: if tb/ cannot be written, metrics.csv is left as it was.
+        self._tb_dir = run_dir / "tb"
+        self._tb = None
+        if log_tensorboard:
+            self._tb = _tensorboard(self._tb_dir, tf.summary.create_file_writer, str(self._tb_dir))
         # Rows after the checkpoint (if any) are recomputed: metrics.csv restarts from its rows.
         atomic_write_text(
             run_dir / "metrics.csv", metrics_csv_rows(loop.columns, loop.history, header=True)
         )
         self._file = open(run_dir / "metrics.csv", "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=loop.columns)
-        self._tb = tf.summary.create_file_writer(str(run_dir / "tb")) if log_tensorboard else None
         self._bar = _progress_bar(total, loop.env_step, progress)
         self._shown = loop.env_step
 
@@ -49,7 +55,7 @@ class RunLog:
         self._csv.writerow(row)
         self._file.flush()
         if self._tb is not None:
-            _write_tensorboard(self._tb, row)
+            _tensorboard(self._tb_dir, _write_tensorboard, self._tb, row)
         if self._bar is not None:
             self._bar.set_postfix(
                 ret=f"{row['train_return_mean']:.0f}",
@@ -69,7 +75,7 @@ class RunLog:
     def close(self) -> None:
         self._file.close()
         if self._tb is not None:
-            self._tb.close()
+            _tensorboard(self._tb_dir, self._tb.close)
         if self._bar is not None:
             self._bar.close()
 
@@ -168,6 +174,21 @@ class Interrupt:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def _tensorboard(tb_dir: Path, fn, *args):
+    """``fn(*args)``, with TensorFlow's file errors as OSError: they are not one (a tb/ folder
+    that cannot be written, a full disk), and the command line reports an OSError in one line."""
+    import tensorflow as tf
+
+    try:
+        return fn(*args)
+    except tf.errors.OpError as exc:
+        # "{{function_node ...}} Not a directory [Op:CreateSummaryFileWriter] name: ...": the
+        # middle is the message.
+        text = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", exc.message, flags=re.S).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise OSError(errno.EIO, first, str(tb_dir)) from None
 
 
 def _write_tensorboard(writer, row: dict) -> None:

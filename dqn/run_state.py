@@ -30,7 +30,7 @@ from dqn.agent_files import check_agent_fits, latest_good_checkpoint, read_agent
 from dqn.config import DQNConfig
 from dqn.envs import check_env
 from dqn.envstate import EnvSnapshot
-from dqn.errors import CheckpointError
+from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text
 from dqn.replay import Batch, ReplayBuffer
 
@@ -223,12 +223,33 @@ class Resumable(NamedTuple):
     env_snapshot: EnvSnapshot
 
 
+def check_run_config(run_dir: Path, config: DQNConfig) -> None:
+    """CheckpointError if the run's config.yaml no longer says what its checkpoint was trained
+    with: a resumed run continues as it was trained, so an edit there would take no effect and
+    leave a config.yaml that describes a run that never happened."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return  # written at the start of every run; an older or hand-made folder may lack it
+    try:
+        written = DQNConfig.from_yaml(path).to_dict()
+    except ConfigError as exc:
+        raise CheckpointError(f"cannot resume {run_dir}: {exc}") from None
+    trained = config.to_dict()
+    if changed := [k for k in trained if written.get(k) != trained[k]]:
+        raise CheckpointError(
+            f"{path} differs from the config {run_dir} was trained with ({', '.join(changed)}); "
+            "a resumed run continues with its own config: restore config.yaml, or start a new "
+            "run with the new settings"
+        )
+
+
 def prepare_resume(run_dir: Path) -> Resumable:
     """Find, verify and read the checkpoint to resume; CheckpointError naming what is wrong."""
     found = latest_good_checkpoint(run_dir)
     config = read_agent_config(found.path / "agent")
     obs_dim, n_actions = check_env(config.env_id)
     check_agent_fits(found.path / "agent", config.env_id, obs_dim, n_actions)
+    check_run_config(run_dir, config)
     loop, replay, snapshot = load_run_state(found.path, config, obs_dim)
     if loop.env_step >= config.total_env_steps:
         raise CheckpointError(

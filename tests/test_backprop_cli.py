@@ -49,12 +49,18 @@ def test_cli_prints_the_four_tables_and_writes_four_pngs(tmp_path, capsys):
     assert "[0, 0.5, -0.25, 0]" in stdout and "[1.5, 0.5, -0.25, -1]" in stdout
 
 
-@pytest.mark.parametrize("argv", [["--bogus"], ["--seed", "x"], ["--out"]])
+@pytest.mark.parametrize("argv", [["--bogus"], ["--seed", "x"], ["--out"], ["--seed", "-1"]])
 def test_bad_arguments_give_one_line_and_exit_code_2(argv, capsys):
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and captured.err.startswith("dqn-backprop: error:")
+
+
+def test_a_bad_seed_is_refused_before_out_is_created(tmp_path, capsys):
+    assert main(["--seed", str(2**32), "--out", str(tmp_path / "figs")]) == 2
+    assert "--seed must be in [0, 2**32 - 1]" in capsys.readouterr().err
+    assert not (tmp_path / "figs").exists()
 
 
 def test_out_that_is_a_file_is_an_argument_error(tmp_path, capsys):

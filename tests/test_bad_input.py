@@ -76,6 +76,24 @@ def list_yaml(tmp):
     return ["--config", tmp / "bad.yaml"]
 
 
+def repeated_key_yaml(tmp):
+    # Plain YAML keeps the last value: the first would be ignored without a word.
+    (tmp / "bad.yaml").write_text("seed: 1\ngamma: 0.9\nseed: 2\n")
+    return ["--config", tmp / "bad.yaml"]
+
+
+def number_key_yaml(tmp):
+    (tmp / "bad.yaml").write_text("1: 2\ngamma: 0.9\n")
+    return ["--config", tmp / "bad.yaml"]
+
+
+def unimportable_env(tmp):
+    # Registered, but its code cannot be imported here (as gymnasium's JAX envs without jax).
+    if "DqnTestUnimportable-v0" not in gym.registry:
+        gym.register("DqnTestUnimportable-v0", entry_point="no_such_module_for_dqn:Env")
+    return ["--set", "env_id=DqnTestUnimportable-v0"]
+
+
 def output_under_a_file(tmp):
     # Tests may run as root, where chmod does not stop writes; a path under a file always fails.
     (tmp / "afile").write_text("not a folder\n")
@@ -101,6 +119,16 @@ TRAIN_CASES = {
     "tuple observation space": (
         ["--set", "env_id=Blackjack-v1"],
         ["observation space Tuple", "1-D Box"],
+    ),
+    "env whose code cannot be imported": (
+        unimportable_env,
+        ["env 'DqnTestUnimportable-v0' cannot be made here", "no_such_module_for_dqn"],
+    ),
+    "seed past 32 bits": (["--seed", str(2**32)], ["'seed' must be in [0, 2**32 - 1]"]),
+    "negative evaluation seed": (["--set", "eval_seed=-1"], ["'eval_seed' must be in [0, 2**32"]),
+    "learning starts before the first n-step transition": (
+        ["--set", "n_step=10", "learning_starts_env_steps=0", "train_every_env_steps=1"],
+        ["'learning_starts_env_steps' must be >= num_envs * n_step - 1 = 9, got 0"],
     ),
     "zero total steps": (["--set", "total_env_steps=0"], ["'total_env_steps' must be > 0"]),
     "replay larger than memory": (
@@ -145,6 +173,8 @@ TRAIN_CASES = {
     "config not YAML": (not_yaml, ["not valid YAML (line 2)"]),
     "YAML with an unknown key": (unknown_key_yaml, ["unknown config key 'learning_rat'"]),
     "YAML that is a list": (list_yaml, ["must hold a mapping of key: value"]),
+    "YAML that sets a key twice": (repeated_key_yaml, ["sets key 'seed' twice (again on line 3)"]),
+    "YAML with a number for a key": (number_key_yaml, ["config keys must be strings, got 1"]),
     "unwritable output folder": (output_under_a_file, ["cannot write the run", "afile"]),
     "run folder not empty": (run_dir_not_empty, ["already exists and is not empty"]),
 }
@@ -196,6 +226,19 @@ def other_env(run):
     write_manifest(ckpt, 600)
 
 
+def edited_config(run):
+    # The run's config.yaml edited after training, and a checkpoint to resume from (step 400).
+    shutil.rmtree(latest(run))
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("loss: huber", "loss: l2"))
+
+
+def tensorboard_folder_is_a_file(run):
+    # TensorFlow's own file errors are not OSError; they must still end in one line.
+    shutil.rmtree(latest(run))
+    (run / "tb").write_text("not a folder\n")
+
+
 def not_a_run(run):
     shutil.rmtree(run)
     run.mkdir()
@@ -215,6 +258,14 @@ RESUME_CASES = {
     "checkpoint of another observation shape": (
         other_env,
         ["saved for observations of shape (4,) and 2 actions", "Acrobot-v1 has (6,)"],
+    ),
+    "config.yaml edited since training": (
+        edited_config,
+        ["config.yaml differs from the config", "was trained with (loss)", "restore config.yaml"],
+    ),
+    "tb/ that cannot be written": (
+        tensorboard_folder_is_a_file,
+        ["cannot write the run: Not a directory", "tb"],
     ),
     "run already complete": (lambda run: None, ["already complete (600 of 600 env steps)"]),
 }
@@ -283,6 +334,11 @@ def test_evaluate_refuses_zero_episodes(tiny_run, capsys):
     assert_refused(
         evaluate_main, [tiny_run, "--episodes", "0"], ["--episodes must be > 0"], capsys, tiny_run
     )
+
+
+def test_evaluate_refuses_a_negative_seed(tiny_run, capsys):
+    fragments = ["--seed must be in [0, 2**32 - 1], got -5"]
+    assert_refused(evaluate_main, [tiny_run, "--seed", "-5"], fragments, capsys, tiny_run)
 
 
 # ---------------------------------------------------------------------- as real processes

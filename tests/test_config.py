@@ -161,7 +161,7 @@ def test_the_table_agrees_with_the_field_types():
         ({"batch_size": "many"}, "config key 'batch_size' must be an integer, got 'many'"),
         ({"batch_size": 64.5}, "config key 'batch_size' must be an integer, got 64.5"),
         ({"batch_size": True}, "config key 'batch_size' must be an integer, got True"),
-        ({"seed": -1}, "config key 'seed' must be >= 0, got -1"),
+        ({"seed": -1}, "config key 'seed' must be in [0, 2**32 - 1], got -1"),
         ({"num_envs": 0}, "config key 'num_envs' must be > 0, got 0"),
         # number
         ({"learning_rate": "fast"}, "config key 'learning_rate' must be a number, got 'fast'"),

@@ -23,8 +23,10 @@ BASE = DQNConfig(
     learning_rate=1e-3,
     learning_rate_end=None,
     target_update_every_grad_steps=10,
-    total_env_steps=100,
-    learning_starts_env_steps=0,
+    # 100 gradient steps; learning starts at 2 so that members with n_step=3 may join (a run
+    # stores its first 3-step transition at env step 3).
+    total_env_steps=102,
+    learning_starts_env_steps=2,
     train_every_env_steps=1,
     gradient_steps_per_train=1,
     jit_compile=False,

@@ -1,8 +1,10 @@
 """Training with num_envs > 1: the bookkeeping of a vector env (learning: test_learning)."""
 
 import numpy as np
+import pytest
 
 from dqn import DQNAgent, DQNConfig
+from dqn.errors import ConfigError
 from dqn.loop import multiples_between, train
 from dqn.replay import ReplayBuffer
 
@@ -99,3 +101,23 @@ def test_a_vectorized_run_resumes_from_a_checkpoint_to_the_same_metrics(tmp_path
     shutil.copytree(first, run / "checkpoints" / first.name)
     resume(run, progress=False, log_tensorboard=False)
     assert (run / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
+
+
+@pytest.mark.parametrize("num_envs", [1, 4])
+def test_learning_may_start_as_soon_as_the_first_n_step_transition_is_stored(tmp_path, num_envs):
+    # Each env stores its first 3-step transition after 3 of its own steps, so the buffer is
+    # first non-empty at env step num_envs * 3: the earliest learning start the config allows.
+    config = TINY.replace(
+        num_envs=num_envs,
+        n_step=3,
+        learning_starts_env_steps=num_envs * 3 - 1,
+        train_every_env_steps=1,
+        gradient_steps_per_train=1,
+        total_env_steps=40,
+        eval_every_env_steps=40,
+        checkpoint_every_env_steps=40,
+    )
+    result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    assert result.agent.grad_steps > 0
+    with pytest.raises(ConfigError, match="must be >= num_envs \\* n_step - 1"):
+        config.replace(learning_starts_env_steps=num_envs * 3 - 2)

@@ -167,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
+    if not 0 <= args.seed < 2**32:  # numpy's seeding range; checked before --out is created
+        print(
+            f"dqn-backprop: error: --seed must be in [0, 2**32 - 1], got {args.seed}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
