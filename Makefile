@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test test-fast lint backprop bench clean-venv
+.PHONY: train test test-fast test-other-cpu lint backprop bench clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+# The whole suite rounding as another CPU would: XLA compiled for SSE4.2 (no AVX, no FMA) and
+# OpenBLAS's Haswell kernels send every seed down other float trajectories than this machine's
+# own kernels (`python -m benchmarks.rounding` prints digests that show it). x86-64 only.
+OTHER_CPU := XLA_FLAGS="$$XLA_FLAGS --xla_cpu_max_isa=SSE4_2" OPENBLAS_CORETYPE=Haswell
+
+test-other-cpu: $(STAMP)
+	$(OTHER_CPU) $(BIN)/python -m pytest $(ARGS)
 
 # ruff (pinned in the dev extra): lint rules and formatting, as configured in pyproject.toml.
 lint: $(STAMP)

@@ -28,12 +28,14 @@ SOLVED = 475.0  # CartPole-v1's criterion: mean return over 100 episodes (final_
 SEEDS = {"tensorflow": (1000, 1001, 1002, 1003), "numpy": (1004, 1005, 1006, 1007)}
 RUNS = sum(len(seeds) for seeds in SEEDS.values())
 # Measured on seeds 0-29 with each learner (docs/trust.md): the default config's final
-# evaluation was >= 475 in 60 of 60 runs (the two learners send a seed down different float
-# trajectories; the 60 are taken as independent draws). With the learning rate at 1e-12
+# evaluation was >= 475 in 60 of 60 runs on this machine's kernels, and in 58 of 60 with the
+# kernels of `make test-other-cpu` (XLA compiled for SSE4.2, OpenBLAS's Haswell kernels), so
+# 118 of 120 (each learner and each set of kernels sends a seed down another float
+# trajectory; the 120 are taken as independent draws). With the learning rate at 1e-12
 # (learning broken: the agent stays its initial network, the same for both learners) in 0 of
 # 30 distinct runs. One-sided 95% Clopper-Pearson bounds on the per-run probabilities:
 # pessimistic values to plan with on a machine that rounds differently.
-P_SEED = stats.beta.ppf(0.05, 60, 1)  # 0.05 ** (1/60) = 0.9513
+P_SEED = stats.beta.ppf(0.05, 118, 3)  # 0.9485
 P_BROKEN = stats.beta.ppf(0.95, 1, 30)  # 1 - 0.05 ** (1/30) = 0.0950
 MIN_SOLVED = 5
 FALSE_FAILURE = stats.binom.cdf(MIN_SOLVED - 1, RUNS, P_SEED)
@@ -57,7 +59,7 @@ def final_evals(config: DQNConfig, out) -> dict[tuple[str, int], float]:
 
 
 def test_the_thresholds_have_false_result_probabilities_below_1e_3():
-    assert FALSE_FAILURE == pytest.approx(3.4e-4, rel=0.05)
+    assert FALSE_FAILURE == pytest.approx(4.2e-4, rel=0.05)
     assert FALSE_FAILURE <= 1e-3
     assert FALSE_PASS == pytest.approx(3.4e-4, rel=0.05)
     assert FALSE_PASS <= 1e-3
@@ -67,9 +69,9 @@ def test_the_thresholds_have_false_result_probabilities_below_1e_3():
 def test_the_default_config_solves_cartpole_on_most_seeds_with_both_learners(tmp_path):
     """At least MIN_SOLVED = 5 of the 8 runs end >= 475.
 
-    False failure on a machine where the default works: with p >= P_SEED = 0.9513 per run,
+    False failure on a machine where the default works: with p >= P_SEED = 0.9485 per run,
     P(X <= 4) for X ~ Binomial(8, p) = sum_{j=0..4} C(8, j) p^j (1 - p)^(8 - j); the j = 4 term
-    dominates, 70 * 0.9513^4 * 0.0487^4 = 3.2e-4, and the sum is 3.4e-4 <= 1e-3.
+    dominates, 70 * 0.9485^4 * 0.0515^4 = 4.0e-4, and the sum is 4.2e-4 <= 1e-3.
     """
     finals = final_evals(CARTPOLE, tmp_path)
     assert sum(f >= SOLVED for f in finals.values()) >= MIN_SOLVED, finals
