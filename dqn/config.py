@@ -9,6 +9,7 @@ common source of silently different DQN runs: env steps and gradient steps diffe
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -55,8 +56,18 @@ def row(default: Any, kind: str, null: bool, rule: Rule, meaning: str) -> Any:
     return dataclasses.field(default=default, metadata={"row": Field(kind, null, rule, meaning)})
 
 
+class _KnownKeys(type):
+    """Makes ``DQNConfig(gama=0.9)`` the ConfigError naming the valid keys that ``from_dict``
+    gives, instead of the dataclass's bare TypeError."""
+
+    def __call__(cls, *args: Any, **kwargs: Any):
+        if unknown := sorted(set(kwargs) - set(FIELDS)):
+            raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(FIELDS)}")
+        return super().__call__(*args, **kwargs)
+
+
 @dataclasses.dataclass(frozen=True)
-class DQNConfig:
+class DQNConfig(metaclass=_KnownKeys):
     """Hyperparameters of one DQN run. Build it with keywords, ``from_yaml`` or ``replace``.
 
     The body is the table of fields: name: type = default, then the row that validates it (kind,
@@ -173,10 +184,7 @@ class DQNConfig:
             raise ConfigError(f"a config must be a mapping of key: value, got {got}")
         if bad := [k for k in data if not isinstance(k, str)]:
             raise ConfigError(f"config keys must be strings, got {bad[0]!r}")
-        if unknown := sorted(set(data) - set(FIELDS)):
-            valid = ", ".join(FIELDS)
-            raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {valid}")
-        return cls(**dict(data))
+        return cls(**dict(data))  # unknown keys: _KnownKeys
 
     @classmethod
     def from_yaml(cls, path: str | Path | None = None, overrides: Overrides = ()) -> DQNConfig:
@@ -304,6 +312,10 @@ def _coerce(kind: str, value: Any) -> Any:
             value = float(value)
         except ValueError:
             pass
+    # numbers.Real, not (int, float): numpy's scalars (np.int64(3), np.float32(0.5)) are numbers
+    # too, taken as the Python number they hold.
+    if isinstance(value, numbers.Real) and hasattr(value, "item"):
+        value = value.item()
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if (kind == BOOL and isinstance(value, bool)) or (kind == STR and isinstance(value, str)):
         if value != "":

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from dqn.config import ACTIVATIONS, LOSS_NAMES, DQNConfig
@@ -162,6 +163,8 @@ def test_the_table_agrees_with_the_field_types():
         ({"batch_size": 64.5}, "config key 'batch_size' must be an integer, got 64.5"),
         ({"batch_size": True}, "config key 'batch_size' must be an integer, got True"),
         ({"seed": -1}, "config key 'seed' must be in [0, 2**32 - 1], got -1"),
+        ({"seed": 2**32}, "config key 'seed' must be in [0, 2**32 - 1], got 4294967296"),
+        ({"eval_seed": -1}, "config key 'eval_seed' must be in [0, 2**32 - 1], got -1"),
         ({"num_envs": 0}, "config key 'num_envs' must be > 0, got 0"),
         # number
         ({"learning_rate": "fast"}, "config key 'learning_rate' must be a number, got 'fast'"),
@@ -205,6 +208,19 @@ def test_each_kind_of_row_refuses_with_its_exact_message(changes, message):
     with pytest.raises(ConfigError) as refused:
         DQNConfig(**changes)
     assert str(refused.value) == message
+
+
+def test_an_unknown_keyword_names_the_valid_keys():
+    with pytest.raises(ConfigError, match="unknown config key 'gama'; valid keys: env_id, seed"):
+        DQNConfig(gama=0.9)
+
+
+def test_numpy_scalars_are_numbers():
+    cfg = DQNConfig(seed=np.int64(3), gamma=np.float32(0.5), hidden_sizes=[np.int64(8)])
+    assert (cfg.seed, cfg.gamma, cfg.hidden_sizes) == (3, 0.5, (8,))
+    assert type(cfg.seed) is int and type(cfg.gamma) is float
+    with pytest.raises(ConfigError, match="'double_dqn' must be a bool"):
+        DQNConfig(double_dqn=np.float64(1.0))
 
 
 def test_values_are_stored_as_their_kind():
