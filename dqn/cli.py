@@ -110,6 +110,7 @@ def _train(args: argparse.Namespace):
     from dqn.checkpoint import make_run_dir
     from dqn.config import DQNConfig
     from dqn.envs import check_env
+    from dqn.members import member_bytes
     from dqn.replay import check_replay_fits
     from dqn.runtime import available_memory_bytes
 
@@ -119,8 +120,11 @@ def _train(args: argparse.Namespace):
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     config = DQNConfig.from_yaml(args.config, overrides)
-    obs_dim, _ = check_env(config.env_id)  # an unknown id or space fails here, before TF
-    check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes())
+    obs_dim, n_actions = check_env(config.env_id)  # an unknown id or space fails here, before TF
+    # The network too: its parameters' copies (dqn.members.member_bytes), so that
+    # hidden_sizes=[100000, 100000] is refused here rather than running out of memory in TF.
+    network = member_bytes(config, obs_dim, n_actions)
+    check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes(), network)
     run_dir = args.run_dir
     if run_dir is None:
         run_dir = make_run_dir(config)  # an unwritable output_dir fails here, before TF too

@@ -25,11 +25,12 @@ from dqn.agent import DQNAgent
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
-from dqn.envs import make_env, make_stepper, solve_return
+from dqn.envs import check_spaces, make_env, make_stepper, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.evaluation import evaluate
 from dqn.learner_process import ProcessLearner
+from dqn.members import member_bytes
 from dqn.nstep import NStepWindow
 from dqn.replay import ReplayBuffer, check_replay_fits
 from dqn.run_log import (
@@ -93,8 +94,12 @@ def train(
     """
     configure_runtime(config)
     envs = make_stepper(config.env_id, config.num_envs)
+    obs_dim, n_actions = check_spaces(*envs.spaces)
+    # Checked before the agent is built, which is where an MLP too large for memory would fail;
+    # a network_fn's size is unknown until it is built, so only its replay is counted.
+    network = member_bytes(config, obs_dim, n_actions) if network_fn is None else 0
+    check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes(), network)
     agent = DQNAgent(*envs.spaces, config, network_fn)
-    check_replay_fits(config.buffer_size, agent.obs_dim, available_memory_bytes())
     replay = ReplayBuffer(
         config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
     )

@@ -131,15 +131,19 @@ def ring_bytes(capacity: int, obs_dim: int) -> int:
     return capacity * row_layout(obs_dim).width * np.dtype(np.float32).itemsize
 
 
-def check_replay_fits(capacity: int, obs_dim: int, available: int | None) -> None:
+def check_replay_fits(
+    capacity: int, obs_dim: int, available: int | None, network_bytes: int = 0
+) -> None:
     """ConfigError, before anything is allocated or written, if a replay of ``capacity``
-    transitions needs more than ``available`` bytes (None: not known, no check)."""
-    needed = ring_bytes(capacity, obs_dim)
+    transitions, and ``network_bytes`` for the network's parameters and what goes with them,
+    need more than ``available`` bytes (None: not known, no check)."""
+    needed = ring_bytes(capacity, obs_dim) + network_bytes
     if available is not None and needed > available:
+        network, remedy = (" and the network", " or hidden_sizes") if network_bytes else ("", "")
         raise ConfigError(
-            f"a replay of buffer_size={capacity} transitions of {obs_dim}-D observations needs "
-            f"{needed:,} bytes, but {available:,} bytes of memory are available; "
-            "lower buffer_size"
+            f"a replay of buffer_size={capacity} transitions of {obs_dim}-D observations"
+            f"{network} needs {needed:,} bytes, but {available:,} bytes of memory are available; "
+            f"lower buffer_size{remedy}"
         )
 
 

@@ -22,6 +22,7 @@ from dqn.agent_files import list_checkpoints
 from dqn.checkpoint import write_manifest
 from dqn.cli import evaluate_main, train_main
 from dqn.errors import CheckpointError, ConfigError, UnsupportedSpaceError
+from dqn.members import member_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE_YAML = str(ROOT / "configs" / "cartpole.yaml")
@@ -135,9 +136,14 @@ TRAIN_CASES = {
         ["--set", "buffer_size=100000000000"],
         [
             "buffer_size=100000000000",
-            "needs 4,400,000,000,000 bytes",
+            # 4.4e12 bytes of replay rows (11 float32s each), and the default network's copies
+            f"needs {4_400_000_000_000 + member_bytes(DQNConfig(), 4, 2):,} bytes",
             "bytes of memory are available",
         ],
+    ),
+    "network larger than memory": (
+        ["--set", "hidden_sizes=[100000, 100000]"],
+        ["and the network needs", "lower buffer_size or hidden_sizes"],
     ),
     "negative total steps": (["--set", "total_env_steps=-100"], ["'total_env_steps' must be > 0"]),
     "batch larger than buffer": (
