@@ -16,11 +16,21 @@ import numpy as np
 import tensorflow as tf
 
 from dqn import learner_process, losses
-from dqn.agent_files import FORMAT_VERSION, check_agent_files, resolve_agent_dir
+from dqn.agent_files import (
+    FORMAT_VERSION,
+    archive_problem,
+    check_config_env,
+    check_network_fits,
+    check_save_target,
+    corrupt_file,
+    read_agent_config,
+    read_agent_meta,
+    resolve_agent_dir,
+)
 from dqn.config import DQNConfig
 from dqn.diagnostics import hidden_unit_stats, layer_grad_norms, unit_columns
 from dqn.envs import check_spaces
-from dqn.errors import CheckpointError, ConfigError
+from dqn.errors import ConfigError
 from dqn.io import atomic_write_text, write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp, is_default_mlp
@@ -282,8 +292,16 @@ class DQNAgent:
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
-        """Write config, both networks, Adam state and counters; atomic (temp folder + rename)."""
-        return write_dir_atomically(Path(directory), self._write)
+        """Write config, both networks, Adam state and counters; atomic (temp folder + rename).
+
+        ``directory`` is a new path, an empty folder or an earlier agent save, which is
+        replaced as a whole (saving the latest agent to the same folder again and again). An
+        existing file, or a folder holding anything else (a run folder, files of yours, the
+        agent inside a checkpoint) is refused with a DQNError before anything is written.
+        """
+        directory = Path(directory)
+        check_save_target(directory)
+        return write_dir_atomically(directory, self._write)
 
     def _write(self, folder: Path) -> None:
         write_agent_folder(
@@ -301,36 +319,43 @@ class DQNAgent:
         """Rebuild a saved agent: its Q-values and its next update are identical.
 
         ``directory`` is an agent folder (``save``), a checkpoint folder (checked against its
-        manifest) or a run folder (its newest good checkpoint).
+        manifest) or a run folder (its newest good checkpoint). The files are checked against
+        each other (``dqn.agent_files``): agent.json's sizes against the networks' and, in a
+        checkpoint, config.yaml's env against them; a CheckpointError names the file and the
+        field that is wrong.
         """
         directory = resolve_agent_dir(Path(directory))
-        check_agent_files(directory)
-        config = DQNConfig.from_yaml(directory / "config.yaml")
-        try:
-            meta = json.loads((directory / "agent.json").read_text())
-            obs_dim, n_actions = int(meta["obs_dim"]), int(meta["n_actions"])
-            models = [
-                keras.models.load_model(directory / name, compile=False, safe_mode=True)
-                for name in ("online.keras", "target.keras")
-            ]
-            with np.load(directory / "optimizer.npz", allow_pickle=False) as npz:
-                adam = {k: npz[k] for k in ("adam_m", "adam_v", "adam_step")}
-        except Exception as exc:  # zip, HDF5, JSON and Keras each raise their own types
-            raise CheckpointError(f"corrupt checkpoint in {directory}: {exc}") from None
+        config = read_agent_config(directory)  # after checking that every file is there
+        meta = read_agent_meta(directory)
+        models = [_load_model(directory / name) for name in ("online.keras", "target.keras")]
+        for name, model in zip(("online.keras", "target.keras"), models):
+            check_network_fits(directory, name, _sizes(model), meta)
+        check_config_env(directory, config, meta)
+        adam = _load_adam(directory / "optimizer.npz")
         built = iter(models)
-        space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
-        agent = cls(space, gym.spaces.Discrete(n_actions), config, lambda o, n: next(built))
+        space = gym.spaces.Box(-np.inf, np.inf, (meta.obs_dim,), np.float32)
+        agent = cls(space, gym.spaces.Discrete(meta.n_actions), config, lambda o, n: next(built))
         target_flat = FlatNetwork(models[1]).read()
-        if adam["adam_m"].shape != (agent._net.size,) or target_flat.shape != (agent._net.size,):
-            raise CheckpointError(f"corrupt checkpoint in {directory}: parameter sizes differ")
+        size = (agent._net.size,)
+        if target_flat.shape != size:
+            raise corrupt_file(
+                directory / "target.keras",
+                f"{target_flat.size} parameters, online.keras has {size[0]}",
+            )
+        for key in ("adam_m", "adam_v"):
+            if adam[key].shape != size:
+                raise corrupt_file(
+                    directory / "optimizer.npz",
+                    f"{key} has shape {adam[key].shape}, the networks have {size[0]} parameters",
+                )
         agent.state = agent.state._replace(
             target=target_flat,
             adam_m=adam["adam_m"],
             adam_v=adam["adam_v"],
             adam_step=np.float32(adam["adam_step"]),
-            grad_steps=int(meta["grad_steps"]),
+            grad_steps=meta.grad_steps,
         )
-        agent.rng.bit_generator.state = meta["rng_state"]
+        agent.rng.bit_generator.state = meta.rng_state
         return agent
 
     def __repr__(self) -> str:
@@ -338,3 +363,48 @@ class DQNAgent:
             f"DQNAgent(obs_dim={self.obs_dim}, n_actions={self.n_actions}, "
             f"loss={self.config.loss!r}, grad_steps={self.grad_steps})"
         )
+
+
+# ---------------------------------------------------------------------- reading a saved agent
+def _load_model(path: Path) -> keras.Model:
+    # Keras reports a file that is not a zip as "File not found"; say what it is.
+    if why := archive_problem(path):
+        raise corrupt_file(path, why)
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # zip, HDF5, JSON and Keras each raise their own types
+        raise corrupt_file(path, _first_line(exc)) from None
+
+
+def _load_adam(path: Path) -> dict[str, np.ndarray]:
+    # np.load calls any file that is not a zip "pickled data"; say what it is.
+    if why := archive_problem(path):
+        raise corrupt_file(path, why)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            adam = {k: npz[k] for k in ("adam_m", "adam_v", "adam_step")}
+    except Exception as exc:  # zip, a pickled array (refused), a missing key
+        raise corrupt_file(path, _first_line(exc)) from None
+    if adam["adam_step"].shape != ():
+        raise corrupt_file(path, f"adam_step has shape {adam['adam_step'].shape}, not a scalar")
+    return adam
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _sizes(model: keras.Model) -> tuple[int | None, int | None]:
+    """(input, output) widths of a loaded Q-network."""
+    return _width(model, "input_shape"), _width(model, "output_shape")
+
+
+def _width(model: keras.Model, attr: str) -> int | None:
+    """k of a model's one [batch, k] input or output; None for anything else."""
+    try:
+        shape = getattr(model, attr)
+    except (AttributeError, ValueError):  # a model without a defined input or output
+        return None
+    one = isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[1], int)
+    return shape[1] if one else None

@@ -6,8 +6,9 @@ version, input and output sizes, gradient steps, exploration RNG state), both ne
 ``.keras`` files and Adam's state in ``optimizer.npz``.
 
 A run saves its agent inside each checkpoint, ``<run>/checkpoints/step-<env_step:09d>/agent/``;
-a checkpoint is good when every file matches its ``manifest.json`` (sha256, written last). The
-run layer writes checkpoints (``dqn.checkpoint``) and what they hold besides the agent
+a checkpoint is good when its ``manifest.json`` (sha256, written last) lists every file it holds,
+and a run's checkpoint every file of ``CHECKPOINT_FILES``, and each file matches it. The run
+layer writes checkpoints (``dqn.checkpoint``) and what they hold besides the agent
 (``dqn.run_state``). The reading side of those names and of the manifest is here, because
 ``DQNAgent.load`` takes a run folder, a checkpoint folder or an agent folder
 (``resolve_agent_dir``) and the agent does not import the run layer.
@@ -19,17 +20,27 @@ import hashlib
 import json
 import re
 import warnings
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from dqn.config import DQNConfig
-from dqn.errors import CheckpointError, CheckpointWarning, ConfigError
+from dqn.envs import check_env
+from dqn.errors import CheckpointError, CheckpointWarning, ConfigError, DQNError
 
 FORMAT_VERSION = 1  # of agent.json
 AGENT_FILES = ("config.yaml", "agent.json", "online.keras", "target.keras", "optimizer.npz")
+# What a run's checkpoint holds besides its agent (written by dqn.run_state.save_run_state).
+RUN_STATE_FILES = ("replay.npz", "loop.npz", "loop.json", "metrics.csv")
+CHECKPOINT_FILES = (*(f"agent/{name}" for name in AGENT_FILES), *RUN_STATE_FILES)
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step-(\d{9})$")
+# Both are zip archives: a file that is not one is reported as such, not by what the reader
+# guesses from its first bytes (np.load calls any non-zip "pickled data").
+_ARCHIVES = {".keras": "a valid Keras file", ".npz": "a valid npz archive"}
 
 
 # ---------------------------------------------------------------------- the agent folder
@@ -56,17 +67,161 @@ def read_agent_config(agent_dir: Path) -> DQNConfig:
 
 def check_agent_fits(agent_dir: Path, env_id: str, obs_dim: int, n_actions: int) -> None:
     """CheckpointError unless the saved agent's input and output sizes match the env's."""
-    agent_json = Path(agent_dir) / "agent.json"
-    try:
-        meta = json.loads(agent_json.read_text())
-        saved = (int(meta["obs_dim"]), int(meta["n_actions"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{agent_json} is missing or unreadable") from None
+    meta = read_agent_meta(agent_dir)
+    saved = (meta.obs_dim, meta.n_actions)
     if saved != (obs_dim, n_actions):
         raise CheckpointError(
             f"the agent in {agent_dir} was saved for observations of shape ({saved[0]},) and "
             f"{saved[1]} actions, but {env_id} has ({obs_dim},) and {n_actions}"
         )
+
+
+def corrupt_file(path: Path, problem: str) -> CheckpointError:
+    """The one-line error for a saved file that is there but wrong: names it and the problem."""
+    path = Path(path)
+    return CheckpointError(f"corrupt checkpoint in {path.parent}: {path.name}: {problem}")
+
+
+class AgentMeta(NamedTuple):
+    """``agent.json``, checked: what ``DQNAgent.load`` needs besides the networks and Adam."""
+
+    obs_dim: int
+    n_actions: int
+    grad_steps: int
+    rng_state: dict  # of the exploration generator (numpy's default_rng, PCG64)
+
+
+def read_agent_meta(agent_dir: Path) -> AgentMeta:
+    """``agent.json`` of an agent folder; CheckpointError naming the field that is wrong."""
+    path = Path(agent_dir) / "agent.json"
+    try:
+        meta = json.loads(path.read_text())
+    except OSError:
+        raise CheckpointError(f"{path} is missing or unreadable") from None
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        raise corrupt_file(path, "not JSON") from None
+    if not isinstance(meta, dict):
+        raise corrupt_file(path, "not a JSON object")
+    version = _field(meta, "format_version", path)
+    if version != FORMAT_VERSION:
+        raise corrupt_file(path, f"format_version {version!r} is not {FORMAT_VERSION}")
+    return AgentMeta(
+        obs_dim=_count(meta, "obs_dim", path, least=1),
+        n_actions=_count(meta, "n_actions", path, least=1),
+        grad_steps=_count(meta, "grad_steps", path, least=0),
+        rng_state=_rng_state(meta, path),
+    )
+
+
+def _field(meta: dict, key: str, path: Path):
+    if key not in meta:
+        raise corrupt_file(path, f"{key} is missing")
+    return meta[key]
+
+
+def _count(meta: dict, key: str, path: Path, least: int) -> int:
+    value = _field(meta, key, path)
+    # bool is an int to Python: a JSON true must not pass for 1.
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise corrupt_file(path, f"{key} must be an integer >= {least}, got {value!r}")
+    return value
+
+
+def _rng_state(meta: dict, path: Path) -> dict:
+    state = _field(meta, "rng_state", path)
+    try:  # the generator the agent explores with takes it, or says why not
+        np.random.default_rng().bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError):
+        raise corrupt_file(path, "rng_state is not a numpy PCG64 generator state") from None
+    return state
+
+
+def archive_problem(path: Path) -> str | None:
+    """Why ``path``, a ``.keras`` or ``.npz`` file, is not the zip archive these are ("not a
+    valid npz archive (not a zip archive)"), or None."""
+    kind = _ARCHIVES.get(Path(path).suffix)
+    if kind is None or zipfile.is_zipfile(path):
+        return None
+    return f"not {kind} (not a zip archive)"
+
+
+def check_network_fits(
+    agent_dir: Path, name: str, sizes: tuple[int | None, int | None], meta: AgentMeta
+) -> None:
+    """CheckpointError unless the network in file ``name``, of (input, output) ``sizes`` (None:
+    not one [batch, k] tensor), takes agent.json's observations and gives its actions.
+
+    Its hidden layers are not compared with config.yaml: a network of your own (``network_fn``)
+    has layers of its own, whatever the config's hidden_sizes say.
+    """
+    agent_dir = Path(agent_dir)
+    if None in sizes:
+        raise corrupt_file(agent_dir / name, "not a Q-network with one [batch, obs_dim] input")
+    for key, saved, real, what in (
+        ("obs_dim", meta.obs_dim, sizes[0], "takes observations of size"),
+        ("n_actions", meta.n_actions, sizes[1], "gives Q-values for"),
+    ):
+        if saved != real:
+            raise corrupt_file(
+                agent_dir / "agent.json", f"{key} is {saved} but {name} {what} {real}"
+            )
+
+
+def check_config_env(agent_dir: Path, config: DQNConfig, meta: AgentMeta) -> None:
+    """In a run's checkpoint, CheckpointError unless config.yaml's env_id has agent.json's sizes.
+
+    Only there is env_id known to be the env the networks were built for: a bare
+    ``DQNAgent.save`` holds an agent built for any spaces, with whatever env_id its config has.
+    An env that cannot be made here (an extra not installed, an id its training script
+    registered) is not checked: the networks load without it.
+    """
+    agent_dir = Path(agent_dir)
+    if not (agent_dir.parent / MANIFEST).is_file():
+        return
+    try:
+        sizes = check_env(config.env_id)
+    except ConfigError:
+        return
+    except DQNError as exc:  # an env whose spaces DQN cannot handle was never trained here
+        raise corrupt_file(agent_dir / "config.yaml", f"env_id: {exc}") from None
+    if sizes != (meta.obs_dim, meta.n_actions):
+        raise corrupt_file(
+            agent_dir / "config.yaml",
+            f"env_id {config.env_id} has observations of shape ({sizes[0]},) and {sizes[1]} "
+            f"actions, but the networks take ({meta.obs_dim},) and give {meta.n_actions}",
+        )
+
+
+def check_save_target(path: Path) -> None:
+    """DQNError unless ``DQNAgent.save`` may write ``path``, before anything is written.
+
+    Allowed: a new path, an empty folder, or an earlier agent save (a folder holding nothing
+    but ``AGENT_FILES``), which is replaced as a whole. Anything else would be lost with it: a
+    file, a run folder, a folder of the user's, or the agent inside a checkpoint (its manifest
+    would no longer match and the run would lose that checkpoint).
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_symlink() or not path.is_dir():  # a link would be replaced, not followed
+        raise DQNError(f"cannot save the agent to {path}: it exists and is not a folder")
+    if (path.parent / MANIFEST).is_file():
+        raise DQNError(
+            f"cannot save the agent to {path}: it is inside checkpoint {path.parent}, "
+            "whose checksums it would break; save to a new folder"
+        )
+    others = sorted(p.name for p in path.iterdir() if p.name not in AGENT_FILES or not p.is_file())
+    if others:
+        raise DQNError(
+            f"cannot save the agent to {path}: it holds {_some(others)}, which an agent save "
+            "would replace; save to a new folder, an empty one or an earlier agent save"
+        )
+
+
+def _some(names: list[str], most: int = 3) -> str:
+    """A few names for a one-line message."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
 
 
 # ---------------------------------------------------------------------- checkpoints of a run
@@ -112,24 +267,54 @@ def _sha256(path: Path) -> str:
 
 
 def verify_checkpoint(folder: Path) -> None:
-    """Raise CheckpointError saying what is wrong unless every file matches the manifest."""
+    """Raise CheckpointError saying what is wrong unless the checkpoint is good: its manifest
+    lists every file it holds (and, for a run's checkpoint, every file of CHECKPOINT_FILES),
+    each file matches its checksum, and each archive (.keras, .npz) is one."""
     folder = Path(folder)
+    expected = _read_manifest(folder)
+    problem = _listing_problem(expected, set(_files(folder))) or _content_problem(folder, expected)
+    if problem:
+        raise CheckpointError(f"{folder.name}: {problem}")
+
+
+def _read_manifest(folder: Path) -> dict[str, str]:
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        expected = dict(manifest["sha256"])
+        expected = json.loads((folder / MANIFEST).read_text())["sha256"]
     except FileNotFoundError:
         raise CheckpointError(f"{folder.name}: no {MANIFEST} (incomplete)") from None
     except (ValueError, KeyError, TypeError):
         raise CheckpointError(f"{folder.name}: {MANIFEST} is unreadable") from None
-    present = set(_files(folder))
-    missing = sorted(set(expected) - present)
-    if missing:
-        raise CheckpointError(f"{folder.name}: missing {', '.join(missing)}")
+    if not isinstance(expected, dict):
+        raise CheckpointError(f"{folder.name}: {MANIFEST} is unreadable")
+    return expected
+
+
+def _listing_problem(expected: dict[str, str], present: set[str]) -> str | None:
+    """What is wrong with the manifest's list of files, or None.
+
+    A file the manifest does not list was never checked, so it cannot count as good. Which
+    files a checkpoint needs is its writer's business (``dqn.checkpoint`` writes whatever it
+    is given); a checkpoint holding any of a run's files must hold them all, or resuming from
+    it fails where falling back to an older one would not.
+    """
+    needed = set(CHECKPOINT_FILES) if set(CHECKPOINT_FILES) & (present | set(expected)) else set()
+    if missing := sorted((set(expected) | needed) - present):
+        return f"missing {', '.join(missing)}"
+    if unlisted := sorted(present - set(expected)):
+        return f"{MANIFEST} does not list {_some(unlisted)} (incomplete manifest)"
+    if not expected:
+        return f"{MANIFEST} lists no files"
+    return None
+
+
+def _content_problem(folder: Path, expected: dict[str, str]) -> str | None:
+    """The first listed file that does not match its checksum or is no archive, or None."""
     for rel in sorted(expected):
         if _sha256(folder / rel) != expected[rel]:
-            raise CheckpointError(
-                f"{folder.name}: {rel} does not match its checksum (truncated or corrupt)"
-            )
+            return f"{rel} does not match its checksum (truncated or corrupt)"
+        if why := archive_problem(folder / rel):  # a manifest signed over garbage
+            return f"{rel} is {why}"
+    return None
 
 
 class Found(NamedTuple):

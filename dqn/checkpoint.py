@@ -8,8 +8,9 @@ No TensorFlow here: what goes into a checkpoint is the caller's business (see
 - A checkpoint is filled in a hidden temporary folder beside its final name and renamed into
   place, so a crash (even SIGKILL) leaves either the old set of checkpoints or the new one.
 - ``manifest.json`` is written last and lists the sha256 of every other file. A checkpoint
-  without a manifest, with a missing file or a checksum mismatch is not "good"; resume falls
-  back to the newest good one.
+  without a manifest, with a missing file, a file its manifest does not list (for a run's
+  checkpoint, any of ``CHECKPOINT_FILES`` missing), a checksum mismatch or an archive that is
+  not one is not "good" (``verify_checkpoint``); resume falls back to the newest good one.
 - Only the newest ``keep`` checkpoints are kept.
 """
 

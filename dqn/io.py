@@ -52,7 +52,13 @@ def fresh_tmp_dir(final: Path) -> Path:
 
 
 def commit_dir(tmp: Path, final: Path) -> None:
-    """Move a fully written folder into place, replacing any previous one at ``final``."""
+    """Move a fully written folder into place, replacing any previous folder at ``final``.
+
+    A file at ``final`` is refused (NotADirectoryError), not replaced: no caller means to swap
+    a file for a folder, and the file would be lost (it used to be left as ``.<name>.old``).
+    """
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise NotADirectoryError(f"{final} exists and is not a folder; not replaced")
     if final.exists():
         old = final.with_name(f".{final.name}.old")
         shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,278 @@
+"""Bad agent folders, checkpoints and save targets: a one-line error naming the file and the
+field, and nothing on disk written, replaced or deleted.
+
+Agents are a 16-unit CartPole MLP saved once per module and copied; run checkpoints come from
+the session's tiny run (``tests/conftest.py``), copied before they are damaged.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dqn import DQNConfig
+from dqn.agent import DQNAgent
+from dqn.agent_files import CHECKPOINT_FILES, latest_good_checkpoint, verify_checkpoint
+from dqn.checkpoint import write_manifest
+from dqn.cli import evaluate_main, train_main
+from dqn.errors import CheckpointError, DQNError
+from dqn.export import main as export_main
+from dqn.io import write_dir_atomically
+from dqn.run_state import prepare_resume
+from tests.test_bad_input import latest, only_latest, tree
+
+CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+CONFIG = DQNConfig(hidden_sizes=(16,), jit_compile=False)
+
+
+def listing(folder: Path) -> dict[str, str]:
+    """Every file's checksum and every folder (temporary ones too) under ``folder``."""
+    folders = {p.relative_to(folder).as_posix(): "dir" for p in folder.rglob("*") if p.is_dir()}
+    return {**tree(folder), **folders}
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> Path:
+    """An untrained CartPole agent's folder; copy it (``agent_copy``) before changing it."""
+    folder = tmp_path_factory.mktemp("saved") / "agent"
+    DQNAgent(CARTPOLE_OBS, gym.spaces.Discrete(2), CONFIG).save(folder)
+    return folder
+
+
+@pytest.fixture
+def agent_copy(saved, tmp_path) -> Path:
+    copy = tmp_path / "agent"
+    shutil.copytree(saved, copy)
+    return copy
+
+
+def edit_json(path: Path, **changes) -> None:
+    """Set keys of a JSON object file (None removes the key)."""
+    data = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    path.write_text(json.dumps(data))
+
+
+def edit_text(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def refusal(main, args, capsys, workdir: Path) -> str:
+    """The one stderr line of ``main(args)``, which must exit 2 and change nothing on disk."""
+    before = listing(workdir)
+    code = main([str(a) for a in args])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert listing(workdir) == before
+    return lines[0]
+
+
+def assert_load_refused(path: Path, fragments: list[str], workdir: Path) -> str:
+    """DQNAgent.load(path) raises a one-line CheckpointError holding ``fragments``; no writes."""
+    before = listing(workdir)
+    with pytest.raises(CheckpointError) as refused:
+        DQNAgent.load(path)
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1, message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert listing(workdir) == before
+    return message
+
+
+# ---------------------------------------------------------------------- 1. save's target
+def test_saving_onto_a_run_folder_is_refused_and_loses_nothing(tiny_run_copy):
+    (tiny_run_copy / "notes.txt").write_text("what I tried\n")
+    agent = DQNAgent.load(tiny_run_copy)
+    before = listing(tiny_run_copy.parent)
+    with pytest.raises(DQNError, match=r"cannot save the agent to .*run: it holds checkpoints, "):
+        agent.save(tiny_run_copy)
+    assert listing(tiny_run_copy.parent) == before
+
+
+def test_saving_onto_a_file_is_refused_and_leaves_no_old_copy(saved, tmp_path):
+    target = tmp_path / "policy.bin"
+    target.write_text("someone's file\n")
+    with pytest.raises(DQNError, match="policy.bin: it exists and is not a folder"):
+        DQNAgent.load(saved).save(target)
+    assert listing(tmp_path) == {"policy.bin": tree(tmp_path)["policy.bin"]}
+
+
+def test_saving_onto_a_folder_with_other_files_is_refused(agent_copy, tmp_path):
+    (agent_copy / "notes.txt").write_text("keep me\n")
+    before = listing(tmp_path)
+    with pytest.raises(DQNError, match="it holds notes.txt, which an agent save would replace"):
+        DQNAgent.load(agent_copy).save(agent_copy)
+    assert listing(tmp_path) == before
+
+
+def test_saving_onto_the_agent_of_a_checkpoint_is_refused(tiny_run_copy):
+    agent_dir = latest(tiny_run_copy) / "agent"
+    before = listing(tiny_run_copy)
+    with pytest.raises(DQNError, match="inside checkpoint .*step-000000600"):
+        DQNAgent.load(agent_dir).save(agent_dir)
+    assert listing(tiny_run_copy) == before
+    verify_checkpoint(latest(tiny_run_copy))  # still good
+
+
+def test_saving_again_replaces_an_earlier_save_and_an_empty_folder_is_fine(saved, tmp_path):
+    agent = DQNAgent.load(saved)
+    (tmp_path / "empty").mkdir()
+    for target in (tmp_path / "empty", tmp_path / "latest", tmp_path / "latest"):
+        agent.save(target)
+        assert sorted(tree(target)) == sorted(tree(saved))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "latest"]  # no leftovers
+
+
+def test_an_atomic_folder_write_never_replaces_a_file(tmp_path):
+    (tmp_path / "out").write_text("a file\n")
+    with pytest.raises(NotADirectoryError, match="exists and is not a folder"):
+        write_dir_atomically(tmp_path / "out", lambda folder: (folder / "x").write_text("x"))
+    assert listing(tmp_path) == {"out": tree(tmp_path)["out"]}
+
+
+# ---------------------------------------------------------------------- 2. inconsistent folders
+BAD_FOLDERS = {
+    "no grad_steps": (
+        lambda d: edit_json(d / "agent.json", grad_steps=None),
+        ["agent.json: grad_steps is missing"],
+    ),
+    "bad rng_state": (
+        lambda d: edit_json(d / "agent.json", rng_state=5),
+        ["agent.json: rng_state is not a numpy PCG64 generator state"],
+    ),
+    "obs_dim 0": (
+        lambda d: edit_json(d / "agent.json", obs_dim=0),
+        ["agent.json: obs_dim must be an integer >= 1, got 0"],
+    ),
+    "obs_dim of another env": (
+        lambda d: edit_json(d / "agent.json", obs_dim=6),
+        ["agent.json: obs_dim is 6 but online.keras takes observations of size 4"],
+    ),
+    "n_actions of another env": (
+        lambda d: edit_json(d / "agent.json", n_actions=3),
+        ["agent.json: n_actions is 3 but online.keras gives Q-values for 2"],
+    ),
+    "grad_steps true": (
+        lambda d: edit_json(d / "agent.json", grad_steps=True),
+        ["agent.json: grad_steps must be an integer >= 0, got True"],
+    ),
+    "no format_version": (
+        lambda d: edit_json(d / "agent.json", format_version=None),
+        ["agent.json: format_version is missing"],
+    ),
+    "agent.json a list": (
+        lambda d: (d / "agent.json").write_text("[1, 2]"),
+        ["agent.json: not a JSON object"],
+    ),
+    "Adam moments of another size": (
+        lambda d: np.savez(
+            d / "optimizer.npz",
+            adam_m=np.zeros(3, np.float32),
+            adam_v=np.zeros(3, np.float32),
+            adam_step=np.float32(1),
+        ),
+        ["optimizer.npz: adam_m has shape (3,), the networks have 114 parameters"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FOLDERS))
+def test_loading_an_inconsistent_agent_folder_names_the_file_and_field(case, agent_copy, tmp_path):
+    damage, fragments = BAD_FOLDERS[case]
+    damage(agent_copy)
+    assert_load_refused(agent_copy, ["corrupt checkpoint in", *fragments], tmp_path)
+
+
+@pytest.mark.parametrize("main", [evaluate_main, export_main], ids=["evaluate", "export"])
+def test_the_command_line_refuses_an_agent_without_grad_steps(main, agent_copy, tmp_path, capsys):
+    edit_json(agent_copy / "agent.json", grad_steps=None)
+    args = [agent_copy] + (["--out", tmp_path / "out"] if main is export_main else [])
+    assert "agent.json: grad_steps is missing" in refusal(main, args, capsys, tmp_path)
+
+
+def test_a_checkpoint_whose_config_names_another_env_is_refused(tiny_run_copy):
+    # Acrobot-v1: 6-D observations, 3 actions; the checkpoint's networks take 4 and give 2.
+    ckpt = only_latest(tiny_run_copy)
+    edit_text(ckpt / "agent" / "config.yaml", "CartPole-v1", "Acrobot-v1")
+    write_manifest(ckpt, 600)  # as a crafted or hand-edited checkpoint would be signed
+    fragments = ["config.yaml: env_id Acrobot-v1 has observations of shape (6,) and 3 actions"]
+    assert_load_refused(tiny_run_copy, fragments, tiny_run_copy)
+
+
+# ---------------------------------------------------------------------- 3. the manifest's list
+def empty_manifest(ckpt: Path) -> None:
+    (ckpt / "manifest.json").write_text(json.dumps({"sha256": {}}))
+
+
+def loop_file_gone(ckpt: Path) -> None:
+    (ckpt / "loop.npz").unlink()
+    write_manifest(ckpt, 600)  # signs what is left: loop.npz is neither there nor listed
+
+
+def agent_only_manifest(ckpt: Path) -> None:
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    listed = {k: v for k, v in manifest["sha256"].items() if k.startswith("agent/")}
+    (ckpt / "manifest.json").write_text(json.dumps({"sha256": listed}))
+
+
+BAD_MANIFESTS = {
+    "lists nothing": (empty_manifest, "manifest.json does not list agent/agent.json, "),
+    "a needed file gone from both": (loop_file_gone, "step-000000600: missing loop.npz"),
+    "lists only the agent": (agent_only_manifest, "manifest.json does not list loop.json, "),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MANIFESTS))
+def test_a_manifest_missing_needed_files_is_corrupt_and_resume_falls_back(case, tiny_run_copy):
+    damage, fragment = BAD_MANIFESTS[case]
+    damage(latest(tiny_run_copy))
+    found = latest_good_checkpoint(tiny_run_copy)
+    assert found.path.name == "step-000000400"
+    assert len(found.skipped) == 1 and fragment in found.skipped[0], found.skipped
+    assert prepare_resume(tiny_run_copy).checkpoint.name == "step-000000400"
+
+
+def test_an_empty_checkpoint_with_an_empty_manifest_is_not_good(tmp_path):
+    folder = tmp_path / "checkpoints" / "step-000000100"
+    folder.mkdir(parents=True)
+    empty_manifest(folder)
+    with pytest.raises(CheckpointError, match="step-000000100: manifest.json lists no files"):
+        verify_checkpoint(folder)
+
+
+def test_a_real_checkpoint_holds_exactly_the_files_a_checkpoint_needs(tiny_run):
+    manifest = json.loads((latest(tiny_run) / "manifest.json").read_text())
+    assert sorted(manifest["sha256"]) == sorted(CHECKPOINT_FILES)
+
+
+# ---------------------------------------------------------------------- 4. what a garbage file is
+@pytest.mark.parametrize(
+    "name, fragment, wrong",
+    [
+        ("online.keras", "online.keras: not a valid Keras file", "File not found"),
+        ("optimizer.npz", "optimizer.npz: not a valid npz archive", "pickled"),
+    ],
+)
+def test_a_garbage_file_is_called_what_it_is_not(name, fragment, wrong, agent_copy, tmp_path):
+    (agent_copy / name).write_bytes(np.random.default_rng(0).bytes(4096))
+    assert wrong not in assert_load_refused(agent_copy, [fragment], tmp_path)
+
+
+def test_resume_calls_a_garbage_loop_file_not_an_npz_archive(tiny_run_copy, capsys):
+    ckpt = only_latest(tiny_run_copy)
+    (ckpt / "loop.npz").write_bytes(np.random.default_rng(0).bytes(4096))
+    write_manifest(ckpt, 600)
+    args = ["--resume", tiny_run_copy, "--no-progress"]
+    line = refusal(train_main, args, capsys, tiny_run_copy.parent)
+    assert "no intact checkpoint" in line and "loop.npz is not a valid npz archive" in line, line
+    assert "pickle" not in line
