@@ -6,7 +6,6 @@ agent acts through a numpy mirror of the online weights and keeps it in step aft
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,8 +16,6 @@ import tensorflow as tf
 
 from dqn import learner_process, losses
 from dqn.agent_files import (
-    FORMAT_VERSION,
-    archive_problem,
     check_config_env,
     check_network_fits,
     check_save_target,
@@ -27,11 +24,12 @@ from dqn.agent_files import (
     read_agent_meta,
     resolve_agent_dir,
 )
+from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
 from dqn.config import DQNConfig
 from dqn.diagnostics import hidden_unit_stats, layer_grad_norms, unit_columns
 from dqn.envs import check_spaces
 from dqn.errors import ConfigError
-from dqn.io import atomic_write_text, write_dir_atomically
+from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp, is_default_mlp
 from dqn.numpy_learner import NumpyLearner
@@ -82,39 +80,6 @@ def _tensors(batch: Batch) -> tuple[tf.Tensor, ...]:
         tf.constant(batch.next_obs, tf.float32),
         tf.constant(batch.terminated, tf.float32),
     )
-
-
-def write_agent_folder(
-    folder: Path,
-    config: DQNConfig,
-    online: keras.Model,
-    target: keras.Model,
-    state: LearnerArrays,
-    sizes: tuple[int, int],
-    rng_state: dict,
-) -> None:
-    """The files of a saved agent (``dqn.agent_files``): the models hold the weights to save.
-
-    Also how a population member (``dqn.population``) saves itself, so that a member's folder
-    loads with ``DQNAgent.load`` like a single run's.
-    """
-    config.to_yaml(folder / "config.yaml")
-    online.save(folder / "online.keras")
-    target.save(folder / "target.keras")
-    np.savez(
-        folder / "optimizer.npz",
-        adam_m=state.adam_m,
-        adam_v=state.adam_v,
-        adam_step=np.float32(state.adam_step),
-    )
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "obs_dim": sizes[0],
-        "n_actions": sizes[1],
-        "grad_steps": int(state.grad_steps),
-        "rng_state": rng_state,
-    }
-    atomic_write_text(folder / "agent.json", json.dumps(meta, indent=1))
 
 
 class DQNAgent:
@@ -327,11 +292,11 @@ class DQNAgent:
         directory = resolve_agent_dir(Path(directory))
         config = read_agent_config(directory)  # after checking that every file is there
         meta = read_agent_meta(directory)
-        models = [_load_model(directory / name) for name in ("online.keras", "target.keras")]
+        models = [load_model_file(directory / name) for name in ("online.keras", "target.keras")]
         for name, model in zip(("online.keras", "target.keras"), models):
-            check_network_fits(directory, name, _sizes(model), meta)
+            check_network_fits(directory, name, network_sizes(model), meta)
         check_config_env(directory, config, meta)
-        adam = _load_adam(directory / "optimizer.npz")
+        adam = load_adam_file(directory / "optimizer.npz")
         built = iter(models)
         space = gym.spaces.Box(-np.inf, np.inf, (meta.obs_dim,), np.float32)
         agent = cls(space, gym.spaces.Discrete(meta.n_actions), config, lambda o, n: next(built))
@@ -363,48 +328,3 @@ class DQNAgent:
             f"DQNAgent(obs_dim={self.obs_dim}, n_actions={self.n_actions}, "
             f"loss={self.config.loss!r}, grad_steps={self.grad_steps})"
         )
-
-
-# ---------------------------------------------------------------------- reading a saved agent
-def _load_model(path: Path) -> keras.Model:
-    # Keras reports a file that is not a zip as "File not found"; say what it is.
-    if why := archive_problem(path):
-        raise corrupt_file(path, why)
-    try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # zip, HDF5, JSON and Keras each raise their own types
-        raise corrupt_file(path, _first_line(exc)) from None
-
-
-def _load_adam(path: Path) -> dict[str, np.ndarray]:
-    # np.load calls any file that is not a zip "pickled data"; say what it is.
-    if why := archive_problem(path):
-        raise corrupt_file(path, why)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            adam = {k: npz[k] for k in ("adam_m", "adam_v", "adam_step")}
-    except Exception as exc:  # zip, a pickled array (refused), a missing key
-        raise corrupt_file(path, _first_line(exc)) from None
-    if adam["adam_step"].shape != ():
-        raise corrupt_file(path, f"adam_step has shape {adam['adam_step'].shape}, not a scalar")
-    return adam
-
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _sizes(model: keras.Model) -> tuple[int | None, int | None]:
-    """(input, output) widths of a loaded Q-network."""
-    return _width(model, "input_shape"), _width(model, "output_shape")
-
-
-def _width(model: keras.Model, attr: str) -> int | None:
-    """k of a model's one [batch, k] input or output; None for anything else."""
-    try:
-        shape = getattr(model, attr)
-    except (AttributeError, ValueError):  # a model without a defined input or output
-        return None
-    one = isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[1], int)
-    return shape[1] if one else None

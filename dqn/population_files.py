@@ -110,7 +110,7 @@ class Network:
         return names + [f"{kind}_fraction/hidden_{i}" for i, kind in unit_columns(self.activations)]
 
     def save_agent(self, folder: Path, config: DQNConfig, state: LearnerArrays, rng) -> None:
-        from dqn.agent import write_agent_folder
+        from dqn.agent_io import write_agent_folder
 
         def fill(tmp: Path) -> None:
             self.flat.write(state.online)

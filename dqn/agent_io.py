@@ -1,0 +1,94 @@
+"""An agent folder's files as TensorFlow and numpy write and read them (``DQNAgent.save`` and
+``load``; a population member saves through ``write_agent_folder`` too). What the files must
+hold, and the checks that need no TensorFlow, are in ``dqn.agent_files``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from dqn.agent_files import FORMAT_VERSION, archive_problem, corrupt_file
+from dqn.config import DQNConfig
+from dqn.io import atomic_write_text
+from dqn.learner import LearnerArrays
+
+
+def write_agent_folder(
+    folder: Path,
+    config: DQNConfig,
+    online: keras.Model,
+    target: keras.Model,
+    state: LearnerArrays,
+    sizes: tuple[int, int],
+    rng_state: dict,
+) -> None:
+    """The files of a saved agent (``dqn.agent_files``): the models hold the weights to save.
+
+    Also how a population member (``dqn.population``) saves itself, so that a member's folder
+    loads with ``DQNAgent.load`` like a single run's.
+    """
+    config.to_yaml(folder / "config.yaml")
+    online.save(folder / "online.keras")
+    target.save(folder / "target.keras")
+    np.savez(
+        folder / "optimizer.npz",
+        adam_m=state.adam_m,
+        adam_v=state.adam_v,
+        adam_step=np.float32(state.adam_step),
+    )
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "obs_dim": sizes[0],
+        "n_actions": sizes[1],
+        "grad_steps": int(state.grad_steps),
+        "rng_state": rng_state,
+    }
+    atomic_write_text(folder / "agent.json", json.dumps(meta, indent=1))
+
+
+def load_model_file(path: Path) -> keras.Model:
+    # Keras reports a file that is not a zip as "File not found"; say what it is.
+    if why := archive_problem(path):
+        raise corrupt_file(path, why)
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # zip, HDF5, JSON and Keras each raise their own types
+        raise corrupt_file(path, _first_line(exc)) from None
+
+
+def load_adam_file(path: Path) -> dict[str, np.ndarray]:
+    # np.load calls any file that is not a zip "pickled data"; say what it is.
+    if why := archive_problem(path):
+        raise corrupt_file(path, why)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            adam = {k: npz[k] for k in ("adam_m", "adam_v", "adam_step")}
+    except Exception as exc:  # zip, a pickled array (refused), a missing key
+        raise corrupt_file(path, _first_line(exc)) from None
+    if adam["adam_step"].shape != ():
+        raise corrupt_file(path, f"adam_step has shape {adam['adam_step'].shape}, not a scalar")
+    return adam
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def network_sizes(model: keras.Model) -> tuple[int | None, int | None]:
+    """(input, output) widths of a loaded Q-network."""
+    return _width(model, "input_shape"), _width(model, "output_shape")
+
+
+def _width(model: keras.Model, attr: str) -> int | None:
+    """k of a model's one [batch, k] input or output; None for anything else."""
+    try:
+        shape = getattr(model, attr)
+    except (AttributeError, ValueError):  # a model without a defined input or output
+        return None
+    one = isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[1], int)
+    return shape[1] if one else None
