@@ -16,8 +16,9 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from dqn.errors import DivergenceError, DQNError
+from dqn.errors import DivergenceError, DQNError, WorkerError
 
+EXIT_FAILED = 1  # a run crashed: not the user's input
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
@@ -328,6 +329,8 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
             address=args.address,
             runner=args.runner,
         )
+    except WorkerError as exc:  # a crash, not bad input
+        return _fail(prog, exc, EXIT_FAILED)
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:

@@ -3,7 +3,8 @@ results.csv and results.json, the summary with its statistics, and the figures.
 
 A variant is a label plus config overrides (``"l2+clip:loss=l2,max_grad_norm=10"``). Every
 finished run leaves ``runs/<variant>-seed<k>/result.json`` (written atomically), so an
-interrupted comparison restarts where it stopped and never redoes a finished run.
+interrupted comparison restarts where it stopped and never redoes a finished run; a run
+folder trained with other settings is refused, neither reused nor overwritten.
 """
 
 from __future__ import annotations
@@ -14,17 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dqn.config import DQNConfig, parse_overrides
-from dqn.errors import ConfigError
+from dqn.config import DQNConfig, load_yaml, parse_overrides
+from dqn.errors import ConfigError, WorkerError
 from dqn.io import atomic_write_text
+from dqn.members import check_label
 from dqn.report import run_name
 from dqn.study_runs import (
     RUNNERS,
     Job,
+    TaskFailed,
     backend_runner,
+    failure_message,
     make_tasks,
+    settings_difference,
     summarize_run,  # noqa: F401 (results.csv columns, re-exported)
     task_configs,
+    task_runs,
 )
 
 DEFAULT_VARIANTS = (
@@ -54,20 +60,48 @@ class Variant:
     label: str
     overrides: tuple[tuple[str, Any], ...]
 
+    def __post_init__(self) -> None:
+        check_label(self.label, "variant label")
+        for key, _ in self.overrides:
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"variant {self.label!r}: config keys must be strings, got {key!r}"
+                )
+            if key == "seed":
+                raise ConfigError(
+                    f"variant {self.label!r} sets 'seed': every variant runs on the same seeds, "
+                    "set with --seeds and --first-seed (the seeds of run_comparison)"
+                )
+
     @classmethod
     def parse(cls, text: str) -> Variant:
-        """``"huber"`` (a loss name) or ``"label:key=value,key=value"``."""
+        """``"huber"`` (a loss name) or ``"label:key=value,key=value"``; a comma inside
+        brackets belongs to its value (``"wide:hidden_sizes=[512,512],loss=l2"``)."""
         label, sep, rest = text.partition(":")
         label = label.strip()
         if not label:
             raise ConfigError(f"variant {text!r} has no name")
         if not sep:
             return cls(label, (("loss", label),))
-        items = [item for item in rest.split(",") if item.strip()]
+        items = [item for item in _split_top_level(rest) if item.strip()]
         return cls(label, tuple(parse_overrides(items).items()))
 
     def config(self, base: DQNConfig, seed: int) -> DQNConfig:
         return base.replace(**dict(self.overrides), seed=seed)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside ``[...]`` and ``{...}`` (YAML lists and maps)."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        elif char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    return [*items, text[start:]]
 
 
 def read_variants_file(path: str | Path) -> list[Variant]:
@@ -76,15 +110,8 @@ def read_variants_file(path: str | Path) -> list[Variant]:
     ``{baseline: {}, double: {double_dqn: true}}``: a sweep kept as data, so that it can be
     rerun and reviewed. Overrides are validated later, with the base config they change.
     """
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"variants file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError):
-        raise ConfigError(f"variants file {path} is not valid YAML") from None
+    data = load_yaml(path, "variants file")  # a label given twice is refused there
     if not isinstance(data, dict) or not data:
         raise ConfigError(
             f"variants file {path} must map each variant label to its overrides, "
@@ -92,8 +119,6 @@ def read_variants_file(path: str | Path) -> list[Variant]:
         )
     variants = []
     for label, overrides in data.items():
-        if not isinstance(label, str) or not label.strip() or ":" in label:
-            raise ConfigError(f"variants file {path}: bad variant label {label!r}")
         if overrides is None:
             overrides = {}
         if not isinstance(overrides, dict):
@@ -101,7 +126,10 @@ def read_variants_file(path: str | Path) -> list[Variant]:
                 f"variants file {path}: variant {label!r} must map config keys to values, "
                 f"got {overrides!r}"
             )
-        variants.append(Variant(label.strip(), tuple(overrides.items())))
+        try:
+            variants.append(Variant(label, tuple(overrides.items())))
+        except ConfigError as exc:
+            raise ConfigError(f"variants file {path}: {exc}") from None
     return variants
 
 
@@ -132,6 +160,9 @@ def run_comparison(
 
         workers = usable_cores()
     out = Path(out_dir)
+    for what, items in (("variant label", [v.label for v in variants]), ("seed", list(seeds))):
+        if repeated := [x for x in items if items.count(x) > 1]:
+            raise ConfigError(f"{what} {repeated[0]!r} is given twice: each names its own runs")
     # Every config is validated before anything is written: a bad variant leaves no folder.
     configs = {(v.label, seed): v.config(base, seed) for v in variants for seed in seeds}
     run_tasks = backend_runner(
@@ -139,15 +170,27 @@ def run_comparison(
     )  # Ray missing: refused here, nothing written
     jobs: list[Job] = []
     rows: dict[str, dict] = {}
+    changed: list[tuple[str, str]] = []  # (run, what differs) of runs made with other settings
     for variant in variants:
         for seed in seeds:
             name = run_name(variant.label, seed)
-            done = out / "runs" / name / "result.json"
-            if done.is_file():
-                rows[name] = json.loads(done.read_text())
-                continue
+            folder = out / "runs" / name
             cfg = configs[variant.label, seed].to_dict()
-            jobs.append((name, cfg, variant.label, str((out / "runs" / name).resolve())))
+            # A folder left by another study (other config, --set or variant overrides) is
+            # neither reported as this one's nor overwritten.
+            if (difference := settings_difference(folder, cfg)) is not None:
+                changed.append((name, difference))
+            elif (folder / "result.json").is_file():
+                rows[name] = json.loads((folder / "result.json").read_text())
+            else:
+                jobs.append((name, cfg, variant.label, str(folder.resolve())))
+    if changed:
+        (name, difference), others = changed[0], len(changed) - 1
+        also = f" (and {others} more run{'s' * (others != 1)})" if others else ""
+        raise ConfigError(
+            f"{out / 'runs' / name}{also}: trained with other settings ({difference}); "
+            "give another output folder (--out), or the settings it was trained with"
+        )
     tasks = make_tasks(jobs, out, workers, runner)
     if runner == "population" and address is None:
         from dqn.envs import check_env
@@ -180,15 +223,27 @@ def run_comparison(
         counted[task_name] = counted.get(task_name, 0) + n
         bar.update(n)
 
-    for task_name, result in run_tasks(tasks, on_steps if bar else None) if tasks else ():
-        finished = result if isinstance(result, list) else [(task_name, result)]
-        for name, row in finished:
-            rows[name] = row
-        if bar is not None:  # a task's remaining steps (stopped members never report theirs)
-            bar.update(len(finished) * steps - counted.pop(task_name, 0))
-            bar.set_postfix(runs_done=len(rows), refresh=False)
-    if bar is not None:
-        bar.close()
+    runs_of = {task[0]: task_runs(task) for task in tasks}
+    failed = []  # (runs of the task, its TaskFailed): the others go on, then one error
+    try:
+        for task_name, result in run_tasks(tasks, on_steps if bar else None) if tasks else ():
+            if isinstance(result, TaskFailed):
+                failed.append((runs_of[task_name], result))
+                counted.pop(task_name, 0)
+                if bar is not None:
+                    bar.set_postfix(runs_done=len(rows), failed=len(failed), refresh=False)
+                continue
+            finished = result if isinstance(result, list) else [(task_name, result)]
+            for name, row in finished:
+                rows[name] = row
+            if bar is not None:  # a task's remaining steps (stopped members never report theirs)
+                bar.update(len(finished) * steps - counted.pop(task_name, 0))
+                bar.set_postfix(runs_done=len(rows), refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    if failed:  # nothing reports a study with runs missing; the finished ones are kept
+        raise WorkerError(failure_message(failed))
     ordered = [rows[run_name(v.label, s)] for v in variants for s in seeds]
     write_results(ordered, out)
     write_report(ordered, out, _threshold(base))

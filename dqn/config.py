@@ -282,20 +282,24 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def load_yaml(path: Path, what: str = "config file") -> Any:
+    """A YAML file's data (safe loader), or a ConfigError naming ``what`` and ``path``: missing,
+    not YAML (with the line), or a mapping that sets a key twice."""
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{what} not found: {path}")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"config file {path} is not valid YAML{line}") from None
+        raise ConfigError(f"{what} {path} is not valid YAML{line}") from None
     except _RepeatedKey as exc:
         key, line = exc.args
-        raise ConfigError(
-            f"config file {path} sets key {key!r} twice (again on line {line})"
-        ) from None
+        raise ConfigError(f"{what} {path} sets key {key!r} twice (again on line {line})") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = load_yaml(path)
     if not isinstance(data, dict | None):
         raise ConfigError(f"config file {path} must hold a mapping of key: value")
     return data or {}

@@ -21,6 +21,12 @@ class DivergenceError(DQNError):
     """Training diverged (NaN/inf or |Q| over the bound); the last good checkpoint is intact."""
 
 
+class WorkerError(DQNError):
+    """A study's run crashed in its worker process: not bad input (validation caught none), so
+    the command line exits 1. The finished runs are kept; the traceback is in the task's
+    error.txt."""
+
+
 class CheckpointWarning(UserWarning):
     """A checkpoint was skipped (corrupt or incomplete) in favour of an older good one."""
 

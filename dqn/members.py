@@ -12,6 +12,7 @@ arrays (``MemberSettings``). No TensorFlow here.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -23,6 +24,18 @@ from dqn.diagnostics import PROBE_SIZE
 from dqn.errors import ConfigError
 from dqn.replay import check_population_fits, ring_bytes, row_layout
 from dqn.runtime import available_memory_bytes
+
+# A member's or a variant's label names its run folders (``<label>-seed<k>``): no path
+# separators, no leading dot, no spaces, so that a label cannot place a run outside its study.
+LABEL_CHARS = "letters, digits and _ . + - (not starting with .)"
+_LABEL = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
+
+
+def check_label(label: object, what: str) -> None:
+    """ConfigError unless ``label`` may name run folders; ``what`` names it in the message."""
+    if not isinstance(label, str) or not _LABEL.fullmatch(label):
+        raise ConfigError(f"{what} {label!r} may hold only {LABEL_CHARS}")
+
 
 # Keys every member of one population shares: they fix the shapes, the loop's schedule or
 # the backend of the one compiled program.

@@ -42,7 +42,7 @@ from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text
 from dqn.learner import LearnerArrays
-from dqn.members import check_memory, check_population
+from dqn.members import check_label, check_memory, check_population
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
 from dqn.population_files import (
@@ -72,6 +72,21 @@ class Member:
     seed: int
     label: str = "member"
 
+    def __post_init__(self) -> None:
+        check_label(self.label, "member label")
+        if not isinstance(self.overrides, Mapping):
+            raise ConfigError(
+                f"member {self.label!r}: overrides must map config keys to values, "
+                f"got {self.overrides!r}"
+            )
+        if bad := [k for k in self.overrides if not isinstance(k, str)]:
+            raise ConfigError(f"member {self.label!r}: config keys must be strings, got {bad[0]!r}")
+        if "seed" in self.overrides:
+            raise ConfigError(
+                f"member {self.label!r} sets 'seed' in its overrides: a member's seed is its "
+                "own field, Member(overrides, seed, label)"
+            )
+
     def config(self, base: DQNConfig) -> DQNConfig:
         return base.replace(**dict(self.overrides), seed=self.seed)
 
@@ -82,11 +97,12 @@ def as_member(item: Member | tuple, index: int = 0) -> Member:
         return item
     try:
         overrides, seed = item
+        overrides, seed = dict(overrides or {}), int(seed)
     except (TypeError, ValueError):
         raise ConfigError(
             f"a member is a Member or an (overrides, seed) pair, got {item!r}"
         ) from None
-    return Member(dict(overrides or {}), int(seed), f"member{index}")
+    return Member(overrides, seed, f"member{index}")
 
 
 def train_population(

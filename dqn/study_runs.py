@@ -10,7 +10,9 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,6 +29,34 @@ Job = tuple[str, dict, str, str]
 Task = tuple[str, Callable, tuple]
 RUNNERS = ("population", "process")
 MAX_CHUNK = 25  # members per population chunk at most
+ERROR_FILE = "error.txt"  # a failed task's traceback, in its run or population folder
+# Where a run is written when no folder is given: a study always gives one, so a rerun with
+# another output_dir is the same study.
+NOT_SETTINGS = ("output_dir",)
+
+
+class TaskFailed(NamedTuple):
+    """What a task returns instead of raising: its error in one line and its traceback file.
+    The study goes on with its other tasks, then raises one WorkerError for all that failed."""
+
+    error: str
+    traceback_file: str | None
+
+
+def settings_difference(run_folder: Path, config: Mapping) -> str | None:
+    """How the config a study's run folder was trained with differs from ``config`` (a config
+    dict), as ``"gamma: 0.99 there, 0.5 now"``; None if they are the same or if the folder holds
+    no run yet (a run killed before it wrote its config.yaml starts again)."""
+    recorded = Path(run_folder) / "run" / "config.yaml"
+    if not recorded.is_file():
+        finished = (Path(run_folder) / "result.json").is_file()
+        return "its run/config.yaml is missing, so they cannot be compared" if finished else None
+    try:
+        there = DQNConfig.from_yaml(recorded).to_dict()
+    except ConfigError as exc:
+        return f"its run/config.yaml cannot be read: {exc}"
+    keys = [k for k in config if k not in NOT_SETTINGS and there.get(k) != config[k]]
+    return "; ".join(f"{k}: {there.get(k)!r} there, {config[k]!r} now" for k in keys) or None
 
 
 def summarize_run(history: Sequence[Mapping[str, float]], first_solve: int | None) -> dict:
@@ -120,6 +150,7 @@ def _population_worker(jobs: list, folder: str, task_name: str = "") -> list[tup
     run_dirs = [Path(path) / "run" for *_, path in jobs]
     queue = _PROGRESS_QUEUE
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
+    (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
     if _can_resume(out, configs, run_dirs):
         results = resume_population(out, progress=report)
     else:
@@ -195,6 +226,26 @@ def task_configs(task: Task) -> list[dict]:
     return [job[1] for job in args[0]] if fn is _population_worker else [args[0]]
 
 
+def task_runs(task: Task) -> list[str]:
+    """The names of the runs one task trains."""
+    name, fn, args = task
+    return [job[0] for job in args[0]] if fn is _population_worker else [name]
+
+
+def failure_message(failed: Sequence[tuple[list[str], TaskFailed]]) -> str:
+    """One line for the tasks that failed: their runs, the first error, where its traceback is."""
+    runs = [run for names, _ in failed for run in names]
+    shown = ", ".join(runs[:4]) + (f" and {len(runs) - 4} more" if len(runs) > 4 else "")
+    first = failed[0][1]
+    where = f"traceback in {first.traceback_file}" if first.traceback_file else "no traceback"
+    others = len({f.traceback_file for _, f in failed} - {first.traceback_file})
+    also = f"; {others} other task(s) too, each with its {ERROR_FILE}" if others else ""
+    return (
+        f"{len(runs)} run{'s' * (len(runs) != 1)} failed ({shown}): {first.error} "
+        f"({where}{also}); the finished runs are kept: a rerun trains only the others"
+    )
+
+
 def backend_runner(backend: str, workers: int, address: str | None) -> Callable[..., Iterator]:
     """The one part a backend owns: run these tasks, yield (task name, result) as each ends."""
     if backend == "local":
@@ -211,8 +262,26 @@ def backend_runner(backend: str, workers: int, address: str | None) -> Callable[
     raise ConfigError(f"unknown backend {backend!r}: local or ray")
 
 
-def _call(fn: Callable, args: tuple):
-    return fn(*args)
+def _call(fn: Callable, args: tuple, extra: tuple = ()) -> object:
+    """``fn(*args, *extra)`` in a worker process (local or Ray): its result, or, if it raises,
+    a TaskFailed whose traceback is written to the task's folder (the worker's own output may
+    be on another node, or scrolled away under the progress bar)."""
+    try:
+        return fn(*args, *extra)
+    except Exception as exc:
+        import traceback
+
+        lines = str(exc).strip().splitlines()
+        error = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        folder = {_population_worker: 1, _run_worker: 2}.get(fn)
+        if folder is None:
+            return TaskFailed(error, None)
+        path = Path(args[folder]) / ERROR_FILE
+        try:
+            atomic_write_text(path, traceback.format_exc())
+        except OSError:
+            return TaskFailed(error, None)
+        return TaskFailed(error, str(path))
 
 
 def run_local(
@@ -233,14 +302,18 @@ def run_local(
         pending = {}
         for name, fn, args in tasks:
             extra = (name,) if fn is _population_worker else ()
-            pending[pool.submit(fn, *args, *extra)] = name
+            pending[pool.submit(_call, fn, args, extra)] = name
         while pending:
             finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             with contextlib.suppress(queues.Empty):
                 while steps is not None:
                     on_steps(*steps.get_nowait())
             for fut in finished:
-                yield pending.pop(fut), fut.result()
+                try:
+                    result = fut.result()
+                except BrokenProcessPool:  # killed (out of memory, a signal): no traceback
+                    result = TaskFailed("its worker process died (killed, or out of memory)", None)
+                yield pending.pop(fut), result
 
 
 _PROGRESS_QUEUE = None  # in a local worker process: where population chunks report env steps
@@ -259,12 +332,17 @@ def _remove_partial(path: Path) -> None:
 
 
 __all__ = [
+    "ERROR_FILE",
     "RUNNERS",
     "Job",
     "Task",
+    "TaskFailed",
     "backend_runner",
+    "failure_message",
     "make_tasks",
     "run_local",
+    "settings_difference",
     "summarize_run",
     "task_configs",
+    "task_runs",
 ]

@@ -20,7 +20,7 @@ LAYERS = {
     | {"fastcall", "backprop"},  # math and replay; the numpy backprop lab
     2: {"learner", "tf_learner", "numpy_learner", "members", "numpy_population", "tf_population"}
     | {"learner_process"},
-    3: {"agent", "agent_files", "evaluation"},
+    3: {"agent", "agent_files", "agent_io", "evaluation"},
     4: {"loop", "run_log", "run_state", "checkpoint", "divergence"}
     | {"population", "population_loop", "population_progress", "population_files"},
     5: {"compare", "study_runs", "ray_backend", "report", "stats"},

@@ -1,0 +1,351 @@
+"""Bad input to a study (``dqn-compare``, ``run_comparison``, ``train_population``): a one-line
+error naming the problem, exit code 2 from the CLI, and nothing written.
+
+- a rerun on an output folder whose runs were trained with other settings is refused (the
+  same settings still skip finished runs and train the rest);
+- a label that would name a folder outside the output folder (or a nested one) is refused;
+- a variant or member that sets ``seed``, or a config key that is not a string, is refused;
+- ``hidden_sizes=[8,8]`` inside ``--variants`` is one override, not two;
+- a run that crashes in its worker is reported in one line naming the runs and the file that
+  holds the traceback; the study's other runs are kept.
+
+Studies here train in this process (the backend is replaced by a loop over the tasks), with
+the numpy learner and a few hundred env steps, so no worker process starts except where the
+worker processes are what is tested.
+"""
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from dqn import compare
+from dqn.cli import compare_main
+from dqn.compare import Variant, read_variants_file, run_comparison
+from dqn.config import DQNConfig
+from dqn.errors import ConfigError, DQNError, WorkerError
+from dqn.population import Member, train_population
+from dqn.study_runs import ERROR_FILE, TaskFailed, run_local, task_runs
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(
+    total_env_steps=300,
+    learning_starts_env_steps=100,
+    train_every_env_steps=10,
+    gradient_steps_per_train=2,
+    hidden_sizes=[8],
+    batch_size=16,
+    buffer_size=500,
+    eval_every_env_steps=150,
+    eval_episodes=1,
+    final_eval_episodes=1,
+    checkpoint_every_env_steps=150,
+    target_update_every_grad_steps=10,
+    learner="numpy",
+)
+BASE = DQNConfig(**TINY)
+TWO = [Variant.parse("l2"), Variant.parse("huber")]
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` and the sha256 of its bytes."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Run a study's tasks one after another in this process; record the runs each trained."""
+    trained: list[str] = []
+
+    def backend(name, workers, address):
+        def run(tasks, on_steps):
+            for task_name, fn, args in tasks:
+                result = fn(*args)
+                finished = result if isinstance(result, list) else [(task_name, result)]
+                trained.extend(name for name, _ in finished)
+                yield task_name, result
+
+        return run
+
+    monkeypatch.setattr(compare, "backend_runner", backend)
+    return trained
+
+
+def refused_cli(args, capsys, workdir: Path) -> str:
+    """``dqn-compare args``: exit 2, one stderr line, no file under ``workdir`` changed."""
+    before = tree(workdir)
+    code = compare_main([str(a) for a in [*args, "--no-progress", "--workers", "1"]])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert tree(workdir) == before
+    return lines[0]
+
+
+def tiny_yaml(folder: Path) -> Path:
+    path = folder / "tiny.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in TINY.items()))
+    return path
+
+
+# ---------------------------------------------------------------------- finished runs reused
+@pytest.fixture
+def study(tmp_path, in_process):
+    """A finished study of l2 and huber on seeds 0 and 1, trained with BASE."""
+    out = tmp_path / "study"
+    rows = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner="process")
+    assert sorted(in_process) == ["huber-seed0", "huber-seed1", "l2-seed0", "l2-seed1"]
+    in_process.clear()
+    return out, rows
+
+
+def test_the_same_study_again_skips_its_finished_runs_and_trains_the_rest(study, in_process):
+    out, rows = study
+    (out / "runs" / "huber-seed1" / "result.json").unlink()  # killed before it finished
+    again = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner="process")
+    assert in_process == ["huber-seed1"]
+    assert [r["final_eval_mean"] for r in again[:3]] == [r["final_eval_mean"] for r in rows[:3]]
+
+
+@pytest.mark.parametrize(
+    "change, keys",
+    [
+        (dict(base=BASE.replace(gamma=0.5, loss_bound=3.0)), ["gamma", "loss_bound"]),
+        (dict(base=BASE.replace(total_env_steps=400)), ["total_env_steps"]),
+        (dict(variants=[Variant("l2", (("loss", "huber"),)), TWO[1]]), ["loss"]),
+    ],
+    ids=["--set", "another config", "another variant under the same label"],
+)
+def test_a_rerun_with_other_settings_is_refused_before_anything_is_written(
+    study, in_process, change, keys
+):
+    out, _ = study
+    before = tree(out)
+    args = dict(base=BASE, variants=TWO) | change
+    with pytest.raises(ConfigError) as refused:
+        run_comparison(args["base"], args["variants"], [0, 1], out, workers=1, progress=False)
+    message = str(refused.value)
+    assert "\n" not in message and "trained with other settings" in message
+    assert "l2-seed0" in message and "--out" in message
+    assert all(f"{key}:" in message for key in keys), message
+    assert in_process == [] and tree(out) == before
+
+
+def test_an_unfinished_run_of_other_settings_is_refused_too_and_kept(study, in_process):
+    # Its folder would otherwise be wiped and trained again with the new settings.
+    out, _ = study
+    (out / "runs" / "l2-seed1" / "result.json").unlink()
+    before = tree(out)
+    with pytest.raises(ConfigError, match=r"l2-seed1: trained with other settings \(gamma: "):
+        run_comparison(BASE.replace(gamma=0.5), [TWO[0]], [1], out, workers=1, progress=False)
+    assert in_process == [] and tree(out) == before
+
+
+def test_the_command_line_refuses_a_rerun_with_another_set(tmp_path, in_process, capsys):
+    config, out = tiny_yaml(tmp_path), tmp_path / "out"
+    args = ["--config", config, "--variants", "l2", "huber", "--seeds", "1", "--out", out]
+    assert compare_main([str(a) for a in [*args, "--no-progress", "--workers", "1"]]) == 0
+    capsys.readouterr()
+    line = refused_cli([*args, "--set", "gamma=0.5", "loss_bound=3"], capsys, tmp_path)
+    assert "runs/l2-seed0 (and 1 more run): trained with other settings" in line
+    assert "gamma: 0.99 there, 0.5 now; loss_bound: 1.0 there, 3.0 now" in line
+
+
+def test_a_label_or_seed_given_twice_is_refused(tmp_path, in_process):
+    # Both would train the same run folder, at the same time.
+    with pytest.raises(ConfigError, match="variant label 'l2' is given twice"):
+        run_comparison(BASE, [TWO[0], TWO[0]], [0], tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="seed 3 is given twice"):
+        run_comparison(BASE, TWO, [3, 3], tmp_path / "out", progress=False)
+    assert in_process == [] and list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- labels
+ESCAPES = ["../../escaped", "a/b", ".hidden", "..", "a b", "a\\b", ""]
+
+
+@pytest.mark.parametrize("label", ESCAPES[:-1])
+def test_a_variant_label_that_is_not_a_plain_name_is_refused(label, tmp_path, capsys):
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    config, out = tiny_yaml(tmp_path), tmp_path / "deep" / "er" / "out"
+    line = refused_cli(
+        ["--config", config, "--variants", f"{label}:loss=l2", "--seeds", "1", "--out", out],
+        capsys,
+        tmp_path,
+    )
+    assert f"variant label {label!r} may hold only letters, digits and _ . + -" in line
+    assert not out.exists()
+
+
+def test_a_variants_file_label_that_is_not_a_plain_name_is_refused(tmp_path, capsys):
+    (tmp_path / "sweep.yaml").write_text("ok: {}\n../../escaped: {loss: l2}\n")
+    line = refused_cli(
+        ["--variants-file", tmp_path / "sweep.yaml", "--seeds", "1", "--out", tmp_path / "out"],
+        capsys,
+        tmp_path,
+    )
+    assert "sweep.yaml: variant label '../../escaped' may hold only" in line
+
+
+def test_a_variants_file_that_names_a_variant_twice_is_refused(tmp_path, capsys):
+    # Plain YAML would keep the second and drop the first without a word.
+    (tmp_path / "sweep.yaml").write_text("a: {}\nb: {gamma: 0.9}\na: {loss: l2}\n")
+    line = refused_cli(
+        ["--variants-file", tmp_path / "sweep.yaml", "--seeds", "1", "--out", tmp_path / "out"],
+        capsys,
+        tmp_path,
+    )
+    assert "sweep.yaml sets key 'a' twice (again on line 3)" in line
+
+
+@pytest.mark.parametrize("label", ESCAPES)
+def test_the_api_refuses_such_labels_for_variants_and_members(label, tmp_path):
+    with pytest.raises(ConfigError, match="may hold only letters, digits"):
+        Variant(label, ())
+    with pytest.raises(ConfigError, match=re.escape(f"member label {label!r} may hold only")):
+        train_population(BASE, [Member({}, 0, label)], out_dir=tmp_path / "p", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_labels_in_use_stay_valid():
+    # The README's and the docs' commands, and every committed sweep.
+    for text in ("l2+gradclip:loss=l2", "numpy-8envs:num_envs=8", "previous-default:n_step=1"):
+        Variant.parse(text)
+    for text in ("tensorflow-lr0:learning_rate=1e-12", "polyak0.05:target_tau=0.05", "A_1"):
+        Variant.parse(text)
+    for path in sorted((ROOT / "configs" / "sweeps").glob("cartpole-trust*.yaml")):
+        if path.name != "cartpole-trust-base.yaml":
+            assert read_variants_file(path)
+    assert Member({}, 0).label == "member" and Member({}, 0, "member3").label == "member3"
+
+
+# ---------------------------------------------------------------------- seed, keys
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--variants", "a:seed=5"], "variant 'a' sets 'seed'"),
+        ("a: {seed: 3}\n", "variant 'a' sets 'seed'"),
+        ("a: {1: 2}\n", "variant 'a': config keys must be strings, got 1"),
+        ("1: {gamma: 0.9}\n", "variant label 1 may hold only letters"),
+    ],
+    ids=["--variants", "variants file", "a number as key", "a number as label"],
+)
+def test_a_variant_that_sets_the_seed_or_a_key_that_is_not_text_is_refused(
+    args, fragment, tmp_path, capsys
+):
+    if isinstance(args, str):
+        (tmp_path / "sweep.yaml").write_text(args)
+        args = ["--variants-file", tmp_path / "sweep.yaml"]
+    line = refused_cli([*args, "--seeds", "1", "--out", tmp_path / "out"], capsys, tmp_path)
+    assert fragment in line
+    if "seed" in fragment:
+        assert "--seeds and --first-seed" in line
+
+
+@pytest.mark.parametrize(
+    "member, fragment",
+    [
+        (lambda: Member({"seed": 3}, 0, "a"), "member 'a' sets 'seed' in its overrides"),
+        (lambda: ({"seed": 3}, 0), "member 'member0' sets 'seed'"),
+        (lambda: Member({1: 2}, 0, "a"), "member 'a': config keys must be strings, got 1"),
+    ],
+    ids=["Member", "pair", "a number as key"],
+)
+def test_a_member_that_sets_the_seed_or_a_key_that_is_not_text_is_refused(
+    member, fragment, tmp_path
+):
+    with pytest.raises(ConfigError, match=fragment):
+        train_population(BASE, [member()], out_dir=tmp_path / "p", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- list values
+def test_a_list_value_in_a_variant_keeps_its_commas():
+    v = Variant.parse("wide:hidden_sizes=[8,8],loss=l2, gamma=0.9")
+    assert dict(v.overrides) == {"hidden_sizes": [8, 8], "loss": "l2", "gamma": 0.9}
+    assert v.config(BASE, 0).hidden_sizes == (8, 8)
+    assert dict(Variant.parse("x:hidden_sizes=[4, 4]").overrides) == {"hidden_sizes": [4, 4]}
+
+
+# ---------------------------------------------------------------------- a worker crashes
+def test_a_worker_that_raises_returns_its_error_and_keeps_the_traceback(tmp_path):
+    # A config dict no DQNConfig accepts: both worker functions raise before any training.
+    from dqn.study_runs import make_tasks
+
+    jobs = [
+        ("l2-seed0", {"gamma": 2.0}, "l2", str(tmp_path / "runs" / "l2-seed0")),
+        ("huber-seed0", {"gamma": 3.0}, "huber", str(tmp_path / "runs" / "huber-seed0")),
+    ]
+    [alone] = make_tasks(jobs[:1], tmp_path, 1, "process")
+    good = (*jobs[1][:1], BASE.to_dict(), *jobs[1][2:])
+    [(name, fn, (_, folder))] = make_tasks([good], tmp_path, 1, "population")
+    chunk = ("population-x", fn, ([jobs[1]], folder))  # the chunk, with the bad config
+    results = dict(run_local([alone, chunk], workers=1))
+    assert results["l2-seed0"].error.startswith("ConfigError: config key 'gamma'")
+    assert results["l2-seed0"].traceback_file == str(tmp_path / "runs" / "l2-seed0" / ERROR_FILE)
+    assert "Traceback" in Path(results["l2-seed0"].traceback_file).read_text()
+    folder = Path(folder)
+    assert results["population-x"].traceback_file == str(folder / ERROR_FILE)
+    assert "config key 'gamma'" in (folder / ERROR_FILE).read_text()
+
+
+def test_a_worker_process_that_dies_is_a_failed_task(tmp_path):
+    [(name, result)] = run_local([("killed-seed0", os._exit, (9,))], workers=1)
+    assert name == "killed-seed0"
+    assert result == TaskFailed("its worker process died (killed, or out of memory)", None)
+
+
+def test_a_failed_run_is_one_line_naming_it_and_its_traceback(tmp_path, monkeypatch, capsys):
+    """The other runs finish and keep their result.json; no results.csv or summary claims
+    a study with runs missing; the CLI prints one line and exits with an error code."""
+    finished = []
+
+    def backend(name, workers, address):
+        def run(tasks, on_steps):
+            for task_name, fn, args in tasks:
+                if task_runs((task_name, fn, args))[0].startswith("l2"):
+                    yield task_name, TaskFailed("RuntimeError: boom", f"/x/{task_name}/error.txt")
+                else:
+                    finished.append(task_name)
+                    yield task_name, fn(*args)
+
+        return run
+
+    monkeypatch.setattr(compare, "backend_runner", backend)
+    out = tmp_path / "out"
+    with pytest.raises(WorkerError) as failed:
+        run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner="process")
+    assert isinstance(failed.value, DQNError)
+    assert str(failed.value) == (
+        "2 runs failed (l2-seed0, l2-seed1): RuntimeError: boom (traceback in "
+        "/x/l2-seed0/error.txt; 1 other task(s) too, each with its error.txt); the finished "
+        "runs are kept: a rerun trains only the others"
+    )
+    assert finished == ["huber-seed0", "huber-seed1"]
+    assert (out / "runs" / "huber-seed1" / "result.json").is_file()
+    assert not (out / "results.csv").exists() and not (out / "summary.md").exists()
+
+    args = ["--config", tiny_yaml(tmp_path), "--variants", "l2", "--seeds", "1"]
+    code = compare_main([str(a) for a in [*args, "--out", tmp_path / "cli", "--no-progress"]])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, lines  # a crash, not bad input (2)
+    assert "1 run failed (l2-seed0): RuntimeError: boom (traceback in" in lines[0]
+
+
+def test_a_population_chunk_that_fails_names_every_run_in_it(tmp_path, monkeypatch):
+    def backend(name, workers, address):
+        def run(tasks, on_steps):
+            for task_name, _, _ in tasks:
+                yield task_name, TaskFailed("RuntimeError: boom", f"/x/{task_name}/error.txt")
+
+        return run
+
+    monkeypatch.setattr(compare, "backend_runner", backend)
+    with pytest.raises(WorkerError, match=r"^2 runs failed \(l2-seed0, huber-seed0\): Runtime"):
+        run_comparison(BASE, TWO, [0], tmp_path, workers=1, progress=False)
+    assert not (tmp_path / "results.json").exists()
