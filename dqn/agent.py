@@ -25,7 +25,7 @@ from dqn.agent_files import (
     resolve_agent_dir,
 )
 from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
-from dqn.config import DQNConfig
+from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import hidden_unit_stats, layer_grad_norms, unit_columns
 from dqn.envs import check_spaces
 from dqn.errors import ConfigError
@@ -96,6 +96,7 @@ class DQNAgent:
         config: DQNConfig,
         network_fn: Callable[[int, int], keras.Model] | None = None,
     ):
+        check_is_config(config)
         self.config = config
         self.obs_dim, self.n_actions = check_spaces(observation_space, action_space)
         own_pools = configure_tensorflow(config.num_threads)  # before the models' first ops

@@ -241,6 +241,16 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
 # fmt: on
 
 
+def check_is_config(config: object) -> None:
+    """ConfigError unless ``config`` is a DQNConfig: a dict or a YAML path would otherwise fail
+    later with an AttributeError far from the call that passed it."""
+    if not isinstance(config, DQNConfig):
+        raise ConfigError(
+            f"expected a DQNConfig, got {type(config).__name__}: build one with DQNConfig(...), "
+            "DQNConfig.from_dict(mapping) or DQNConfig.from_yaml(path)"
+        )
+
+
 def field_names() -> list[str]:
     return list(FIELDS)
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.agent import DQNAgent
-from dqn.config import DQNConfig
+from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
 from dqn.envs import check_spaces, make_env, make_stepper, solve_return
@@ -92,6 +92,7 @@ def train(
 
     Raises DivergenceError if the loss, a gradient or |Q| blows up (see ``dqn.divergence``).
     """
+    check_is_config(config)
     configure_runtime(config)
     envs = make_stepper(config.env_id, config.num_envs)
     obs_dim, n_actions = check_spaces(*envs.spaces)

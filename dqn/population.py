@@ -35,7 +35,7 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.agent_files import checkpoint_dir, list_checkpoints, verify_checkpoint
-from dqn.config import DQNConfig
+from dqn.config import DQNConfig, check_is_config
 from dqn.divergence import q_bound
 from dqn.envs import check_spaces, make_env, solve_return
 from dqn.envstate import restore_env_state
@@ -122,6 +122,7 @@ def train_population(
     and the memory of all replay rings checked, before anything is written.
     """
     members = [as_member(m, i) for i, m in enumerate(members)]
+    check_is_config(config)
     configs = [m.config(config) for m in members]
     check_population(configs)
     from dqn.envs import check_env

@@ -414,6 +414,20 @@ def test_api_errors_are_the_same_as_the_cli_ones(tmp_path):
     assert tree(tmp_path) == {"bad.yaml": hashlib.sha256(b"{gamma: \n").hexdigest()}
 
 
+def test_a_dict_for_a_config_is_named_as_such(tmp_path):
+    from dqn import DQNAgent, train, train_population
+
+    space, actions = gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2)
+    for call in (
+        lambda: train({"seed": 0}),
+        lambda: train_population({"seed": 0}, [({}, 0)], out_dir=tmp_path / "pop"),
+        lambda: DQNAgent(space, actions, {"seed": 0}),
+    ):
+        with pytest.raises(ConfigError, match="expected a DQNConfig, got dict"):
+            call()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_checkpoint_manifest_is_json_listing_every_file(tiny_run):
     ckpt = latest(tiny_run)
     manifest = json.loads((ckpt / "manifest.json").read_text())
