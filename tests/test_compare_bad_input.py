@@ -182,25 +182,29 @@ def test_a_variant_label_that_is_not_a_plain_name_is_refused(label, tmp_path, ca
     assert not out.exists()
 
 
-def test_a_variants_file_label_that_is_not_a_plain_name_is_refused(tmp_path, capsys):
-    (tmp_path / "sweep.yaml").write_text("ok: {}\n../../escaped: {loss: l2}\n")
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        (
+            "ok: {}\n../../escaped: {loss: l2}\n",
+            "sweep.yaml: variant label '../../escaped' may hold",
+        ),
+        # Plain YAML would keep the second and drop the first without a word.
+        (
+            "a: {}\nb: {gamma: 0.9}\na: {loss: l2}\n",
+            "sweep.yaml sets key 'a' twice (again on line 3)",
+        ),
+    ],
+    ids=["a label that is not a plain name", "a variant named twice"],
+)
+def test_a_variants_file_with_a_bad_label_is_refused(text, fragment, tmp_path, capsys):
+    (tmp_path / "sweep.yaml").write_text(text)
     line = refused_cli(
         ["--variants-file", tmp_path / "sweep.yaml", "--seeds", "1", "--out", tmp_path / "out"],
         capsys,
         tmp_path,
     )
-    assert "sweep.yaml: variant label '../../escaped' may hold only" in line
-
-
-def test_a_variants_file_that_names_a_variant_twice_is_refused(tmp_path, capsys):
-    # Plain YAML would keep the second and drop the first without a word.
-    (tmp_path / "sweep.yaml").write_text("a: {}\nb: {gamma: 0.9}\na: {loss: l2}\n")
-    line = refused_cli(
-        ["--variants-file", tmp_path / "sweep.yaml", "--seeds", "1", "--out", tmp_path / "out"],
-        capsys,
-        tmp_path,
-    )
-    assert "sweep.yaml sets key 'a' twice (again on line 3)" in line
+    assert fragment in line
 
 
 @pytest.mark.parametrize("label", ESCAPES)
