@@ -50,9 +50,12 @@ def run_ray(
     jobs: Sequence[tuple],
     workers: int,
     address: str | None = None,
+    on_crash: Callable[[str], object] | None = None,
 ) -> Iterator[tuple[str, object]]:
     """Run ``worker(*args)`` per job ``(name, *args)`` as a Ray task of one CPU; yield
-    (name, result) as each finishes. A job is one run, or one population chunk.
+    (name, result) as each finishes. A job is one run, or one population chunk. A task whose
+    worker or node died (after Ray's retries) yields ``on_crash(why)`` (default: Ray's error is
+    raised).
 
     Uses the Ray this process is already connected to, if any; else connects to ``address``, or
     without one starts a local Ray of ``workers`` CPUs, and shuts it down at the end.
@@ -73,7 +76,14 @@ def run_ray(
         while pending:
             finished, _ = ray.wait(list(pending), num_returns=1)
             for ref in finished:
-                yield pending.pop(ref), ray.get(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    if on_crash is None:
+                        raise
+                    lines = str(exc).strip().splitlines()
+                    result = on_crash(lines[0] if lines else type(exc).__name__)
+                yield pending.pop(ref), result
     finally:
         if started:
             ray.shutdown()

@@ -256,8 +256,12 @@ def backend_runner(backend: str, workers: int, address: str | None) -> Callable[
         require_ray()
         if address is not None:
             check_reachable(address)
+
+        def crashed(why: str) -> TaskFailed:  # _call returns the task's own errors: this is Ray's
+            return TaskFailed(f"its Ray worker died: {why}", None)
+
         return lambda tasks, on_steps: run_ray(
-            _call, [(name, fn, args) for name, fn, args in tasks], workers, address
+            _call, [(name, fn, args) for name, fn, args in tasks], workers, address, crashed
         )
     raise ConfigError(f"unknown backend {backend!r}: local or ray")
 

@@ -121,3 +121,14 @@ def test_an_unreachable_cluster_address_is_refused_before_anything_is_written(tm
     assert code == 2 and len(lines) == 1, lines
     assert "cannot reach a Ray cluster at 127.0.0.1:1" in lines[0]
     assert not out.exists()
+
+
+def test_a_ray_worker_that_dies_is_handed_to_on_crash(local_ray):
+    # os._exit kills the worker process itself: Ray retries the task, then reports the death.
+    from dqn.ray_backend import run_ray
+
+    def die(code):
+        os._exit(code)
+
+    [(name, result)] = list(run_ray(die, [("dies", 9)], 1, on_crash=lambda why: ("died", why)))
+    assert name == "dies" and result[0] == "died" and result[1]
