@@ -241,6 +241,14 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
 # fmt: on
 
 
+def changed_keys(
+    recorded: Mapping[str, Any], config: Mapping[str, Any], ignore: Sequence[str] = ()
+) -> list[str]:
+    """The keys of ``config`` (a config dict) whose value differs from ``recorded`` (the dict of
+    a config.yaml a run wrote): what a resume or a study's rerun would silently change."""
+    return [k for k in config if k not in ignore and recorded.get(k) != config[k]]
+
+
 def check_is_config(config: object) -> None:
     """ConfigError unless ``config`` is a DQNConfig: a dict or a YAML path would otherwise fail
     later with an AttributeError far from the call that passed it."""

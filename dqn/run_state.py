@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from dqn.agent_files import check_agent_fits, latest_good_checkpoint, read_agent_config
-from dqn.config import DQNConfig
+from dqn.config import DQNConfig, changed_keys
 from dqn.envs import check_env
 from dqn.envstate import EnvSnapshot
 from dqn.errors import CheckpointError, ConfigError
@@ -234,8 +234,7 @@ def check_run_config(run_dir: Path, config: DQNConfig) -> None:
         written = DQNConfig.from_yaml(path).to_dict()
     except ConfigError as exc:
         raise CheckpointError(f"cannot resume {run_dir}: {exc}") from None
-    trained = config.to_dict()
-    if changed := [k for k in trained if written.get(k) != trained[k]]:
+    if changed := changed_keys(written, config.to_dict()):
         raise CheckpointError(
             f"{path} differs from the config {run_dir} was trained with ({', '.join(changed)}); "
             "a resumed run continues with its own config: restore config.yaml, or start a new "

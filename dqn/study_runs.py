@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dqn.config import DQNConfig
+from dqn.config import DQNConfig, changed_keys
 from dqn.errors import ConfigError
 from dqn.io import atomic_write_text
 from dqn.report import read_metrics
@@ -55,7 +55,7 @@ def settings_difference(run_folder: Path, config: Mapping) -> str | None:
         there = DQNConfig.from_yaml(recorded).to_dict()
     except ConfigError as exc:
         return f"its run/config.yaml cannot be read: {exc}"
-    keys = [k for k in config if k not in NOT_SETTINGS and there.get(k) != config[k]]
+    keys = changed_keys(there, config, NOT_SETTINGS)
     return "; ".join(f"{k}: {there.get(k)!r} there, {config[k]!r} now" for k in keys) or None
 
 
