@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from dqn.errors import DivergenceError, DQNError, WorkerError
+from dqn.errors import DivergenceError, DQNError, StudyInterrupted, WorkerError
 
 EXIT_FAILED = 1  # a run crashed: not the user's input
 EXIT_USAGE = 2
@@ -46,6 +46,21 @@ def _one_line_warnings(prog: str) -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """Inside, SIGTERM raises KeyboardInterrupt as SIGINT does, so a study stopped before its
+    runs start (or by a second signal) says so in one line instead of dying silently."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _quiet_tensorflow(num_threads: int = 1) -> None:
@@ -108,7 +123,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace):
-    from dqn.checkpoint import make_run_dir
+    from dqn.checkpoint import check_new_folder, make_run_dir
     from dqn.config import DQNConfig
     from dqn.envs import check_env
     from dqn.members import member_bytes
@@ -129,9 +144,8 @@ def _train(args: argparse.Namespace):
     run_dir = args.run_dir
     if run_dir is None:
         run_dir = make_run_dir(config)  # an unwritable output_dir fails here, before TF too
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise DQNError(f"run folder {run_dir} already exists and is not empty")
     else:
+        check_new_folder(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
     _quiet_tensorflow(config.num_threads)
     from dqn.loop import train
@@ -194,10 +208,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = evaluate_parser().parse_args(argv)
     prog = "dqn-evaluate"
-    if args.episodes <= 0:
-        return _fail(prog, f"--episodes must be > 0, got {args.episodes}")
-    if not 0 <= args.seed < 2**32:  # the range of config key eval_seed
-        return _fail(prog, f"--seed must be in [0, 2**32 - 1], got {args.seed}")
+    from dqn.config import MAX_EVAL_EPISODES
+
+    if not 1 <= args.episodes <= MAX_EVAL_EPISODES:
+        return _fail(prog, f"--episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {args.episodes}")
+    if not 0 <= args.seed <= 2**32 - args.episodes:  # episode i's seed, seed + i, is 32-bit
+        return _fail(prog, f"--seed must be in [0, 2**32 - episodes], got {args.seed}")
     try:
         from dqn.agent_files import check_agent_fits, read_agent_config, resolve_agent_dir
         from dqn.envs import check_env, make_env
@@ -318,23 +334,33 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         if len(set(labels)) != len(labels):
             raise DQNError(f"variant labels must be unique, got {', '.join(labels)}")
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-        rows = run_comparison(
-            base,
-            variants,
-            seeds,
-            args.out,
-            workers=args.workers,
-            progress=not args.no_progress,
-            backend=args.backend,
-            address=args.address,
-            runner=args.runner,
-        )
+        with _sigterm_as_ctrl_c():
+            rows = run_comparison(
+                base,
+                variants,
+                seeds,
+                args.out,
+                workers=args.workers,
+                progress=not args.no_progress,
+                backend=args.backend,
+                address=args.address,
+                runner=args.runner,
+            )
     except WorkerError as exc:  # a crash, not bad input
         return _fail(prog, exc, EXIT_FAILED)
+    except StudyInterrupted as exc:
+        return _fail(prog, exc, 128 + exc.signum)
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:
         return _fail(prog, f"cannot write to {args.out}: {exc.strerror}")
+    except KeyboardInterrupt:  # before the runs started, or a second signal (workers killed)
+        return _fail(
+            prog,
+            "interrupted at once; finished runs and the checkpoints written so far are kept, "
+            "and the same command continues",
+            EXIT_INTERRUPTED,
+        )
     print(seed_table(rows))
     print()
     print((args.out / "summary.md").read_text())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dqn.config import DQNConfig, load_yaml, parse_overrides
-from dqn.errors import ConfigError, WorkerError
+from dqn.errors import ConfigError, StudyInterrupted, WorkerError
 from dqn.io import atomic_write_text
 from dqn.members import check_label
 from dqn.report import run_name
@@ -24,6 +24,7 @@ from dqn.study_runs import (
     RUNNERS,
     Job,
     TaskFailed,
+    TaskInterrupted,
     backend_runner,
     failure_message,
     make_tasks,
@@ -225,10 +226,14 @@ def run_comparison(
 
     runs_of = {task[0]: task_runs(task) for task in tasks}
     failed = []  # (runs of the task, its TaskFailed): the others go on, then one error
+    stopped: list[TaskInterrupted] = []  # tasks a signal stopped before they finished
     try:
         for task_name, result in run_tasks(tasks, on_steps if bar else None) if tasks else ():
-            if isinstance(result, TaskFailed):
-                failed.append((runs_of[task_name], result))
+            if isinstance(result, TaskFailed | TaskInterrupted):
+                if isinstance(result, TaskFailed):
+                    failed.append((runs_of[task_name], result))
+                else:
+                    stopped.append(result)
                 counted.pop(task_name, 0)
                 if bar is not None:
                     bar.set_postfix(runs_done=len(rows), failed=len(failed), refresh=False)
@@ -244,6 +249,15 @@ def run_comparison(
             bar.close()
     if failed:  # nothing reports a study with runs missing; the finished ones are kept
         raise WorkerError(failure_message(failed))
+    if stopped:
+        import signal
+
+        total, left = len(variants) * len(seeds), len(variants) * len(seeds) - len(rows)
+        raise StudyInterrupted(
+            f"interrupted: {len(rows)} of {total} runs finished and are kept; the same command "
+            f"trains the other {left}, each from its newest checkpoint",
+            stopped[0].signum or signal.SIGINT,
+        )
     ordered = [rows[run_name(v.label, s)] for v in variants for s in seeds]
     write_results(ordered, out)
     write_report(ordered, out, _threshold(base))

@@ -78,6 +78,13 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> None:
     for layer, record in zip(chain, snapshot.layers):
         for name, entry in record.items():
             setattr(layer, name, _value(entry, snapshot.arrays))
+        # Gymnasium's PassiveEnvChecker (1.4) keeps the first step's (obs, info), not plain data
+        # and so not captured, to warn on the second step if an env reuses its buffers. Restored
+        # between those two steps (a checkpoint at env step 1), it would compare with None and
+        # crash: the warning is about the env's code, and an env of this id was checked already.
+        if getattr(layer, "checked_data_reuse", True) is False:
+            if getattr(layer, "_previous_data", None) is None:
+                layer.checked_data_reuse = True
 
 
 def _value(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:

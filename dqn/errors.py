@@ -13,6 +13,11 @@ class UnsupportedSpaceError(DQNError, ValueError):
     """The environment's observation or action space is not one DQN here handles."""
 
 
+class InputError(DQNError, ValueError):
+    """An argument of the agent's Python API (an observation, a batch, epsilon, a network_fn's
+    model) has the wrong shape, type or range."""
+
+
 class CheckpointError(DQNError):
     """A checkpoint or run folder is missing, incomplete or corrupt."""
 
@@ -25,6 +30,16 @@ class WorkerError(DQNError):
     """A study's run crashed in its worker process: not bad input (validation caught none), so
     the command line exits 1. The finished runs are kept; the traceback is in the task's
     error.txt."""
+
+
+class StudyInterrupted(DQNError):
+    """A study stopped by SIGINT or SIGTERM: its finished runs are kept, and the same command
+    trains the others, each interrupted one from its newest checkpoint. The command line exits
+    with 128 + the signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 class CheckpointWarning(UserWarning):

@@ -51,15 +51,20 @@ def run_ray(
     workers: int,
     address: str | None = None,
     on_crash: Callable[[str], object] | None = None,
+    on_stop: Callable[[int], object] | None = None,
 ) -> Iterator[tuple[str, object]]:
     """Run ``worker(*args)`` per job ``(name, *args)`` as a Ray task of one CPU; yield
     (name, result) as each finishes. A job is one run, or one population chunk. A task whose
     worker or node died (after Ray's retries) yields ``on_crash(why)`` (default: Ray's error is
-    raised).
+    raised). With ``on_stop``, SIGINT or SIGTERM cancels every unfinished task (a running one
+    is killed: what it wrote is its checkpoints, each written atomically) and each yields
+    ``on_stop(signal)``.
 
     Uses the Ray this process is already connected to, if any; else connects to ``address``, or
     without one starts a local Ray of ``workers`` CPUs, and shuts it down at the end.
     """
+    from dqn.run_log import Interrupt
+
     ray = require_ray()
     started = not ray.is_initialized()
     if started:
@@ -73,17 +78,24 @@ def run_ray(
         # default), and the worker starts that run's folder again from scratch.
         task = ray.remote(num_cpus=1)(worker)
         pending = {task.remote(*args): name for name, *args in jobs}
-        while pending:
-            finished, _ = ray.wait(list(pending), num_returns=1)
-            for ref in finished:
-                try:
-                    result = ray.get(ref)
-                except ray.exceptions.RayError as exc:
-                    if on_crash is None:
-                        raise
-                    lines = str(exc).strip().splitlines()
-                    result = on_crash(lines[0] if lines else type(exc).__name__)
-                yield pending.pop(ref), result
+        with Interrupt() if on_stop is not None else contextlib.nullcontext() as signals:
+            while pending:
+                if signals is not None and signals.signum is not None:
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    for name in pending.values():
+                        yield name, on_stop(signals.signum)
+                    return
+                finished, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                for ref in finished:
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        if on_crash is None:
+                            raise
+                        lines = str(exc).strip().splitlines()
+                        result = on_crash(lines[0] if lines else type(exc).__name__)
+                    yield pending.pop(ref), result
     finally:
         if started:
             ray.shutdown()

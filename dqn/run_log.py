@@ -152,13 +152,25 @@ def write_summary(
 
 
 class Interrupt:
-    """Turns SIGINT/SIGTERM into a flag checked by the loop, so a checkpoint can be saved."""
+    """Turns SIGINT/SIGTERM into a flag checked by the loop, so a checkpoint can be saved.
+
+    In a study's worker process (``share_stop``) the flag is the study's shared stop event
+    instead: the study sets it when it is interrupted, and the worker's own signals set it too.
+    """
 
     def __init__(self) -> None:
-        self.signum: int | None = None
+        self._signum: int | None = None
         self._previous: dict[int, object] = {}
 
+    @property
+    def signum(self) -> int | None:
+        if self._signum is None and _SHARED_STOP is not None and _SHARED_STOP.is_set():
+            self._signum = signal.SIGINT
+        return self._signum
+
     def __enter__(self) -> Interrupt:
+        if _SHARED_STOP is not None:  # the worker's handlers already set the shared flag
+            return self
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -167,13 +179,32 @@ class Interrupt:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.signum is not None:  # second Ctrl-C: stop now
+        if self._signum is not None:  # second Ctrl-C: stop now
             raise KeyboardInterrupt
-        self.signum = signum
+        self._signum = signum
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+_SHARED_STOP = None  # in a study's worker process: the study's stop event (``share_stop``)
+
+
+def share_stop(event) -> None:
+    """Make ``event`` (a multiprocessing Event) this worker process's stop flag: SIGINT and
+    SIGTERM set it, at any time (a Ctrl-C reaches every process of the terminal's group, and
+    one that arrives before a run's loop starts must still stop it), and every run's loop
+    stops, with a checkpoint, once it is set by any process."""
+    global _SHARED_STOP
+    _SHARED_STOP = event
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: event.set())
+
+
+def stop_requested() -> bool:
+    """True in a study's worker process whose study has been interrupted."""
+    return _SHARED_STOP is not None and _SHARED_STOP.is_set()
 
 
 def _tensorboard(tb_dir: Path, fn, *args):

@@ -35,6 +35,13 @@ ERROR_FILE = "error.txt"  # a failed task's traceback, in its run or population 
 NOT_SETTINGS = ("output_dir",)
 
 
+class TaskInterrupted(NamedTuple):
+    """What a task returns when the study was interrupted before it finished: no result.json is
+    written, so a rerun trains its runs again, resuming each from its newest checkpoint."""
+
+    signum: int | None = None  # the signal the study got, when the main process knows it
+
+
 class TaskFailed(NamedTuple):
     """What a task returns instead of raising: its error in one line and its traceback file.
     The study goes on with its other tasks, then raises one WorkerError for all that failed."""
@@ -103,21 +110,24 @@ def _result_row(config, label, history, first_solve, seconds, diverged_at) -> di
     }
 
 
-def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict:
-    """Train one run in a worker process of either backend (one TF thread); write result.json."""
+def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInterrupted:
+    """Train one run in a worker process of either backend (one TF thread); write result.json,
+    unless the study was interrupted (the run's checkpoint is kept for the rerun)."""
+    from dqn.run_log import stop_requested
     from dqn.runtime import import_tensorflow_quietly
 
+    if stop_requested():  # interrupted before this task started
+        return TaskInterrupted()
     config = DQNConfig.from_dict(config_dict)
     run_path = Path(run_dir)
-    # A run killed half-way (or a Ray task retried after its node died) left a partial folder:
-    # start it again from scratch.
-    _remove_partial(run_path)
+    (run_path / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
     import_tensorflow_quietly(config.num_threads)
     from dqn.errors import DivergenceError
-    from dqn.loop import train
 
     try:
-        result = train(config, run_dir=run_path / "run", progress=False)
+        result = _train_or_resume(config, run_path / "run")
+        if result.interrupted:
+            return TaskInterrupted()
         history, first_solve, seconds = (
             result.history,
             result.first_solve_env_step,
@@ -137,11 +147,38 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict:
     return row
 
 
-def _population_worker(jobs: list, folder: str, task_name: str = "") -> list[tuple[str, dict]]:
+def _train_or_resume(config: DQNConfig, run_dir: Path):
+    """Resume the run an interrupted or killed attempt left in ``run_dir`` from its newest good
+    checkpoint (the study checked that it was made with ``config``); else train it afresh, over
+    whatever partial folder there is (a run killed before its first checkpoint, or a Ray task
+    retried after its node died)."""
+    import warnings
+
+    from dqn.errors import CheckpointError, CheckpointWarning
+    from dqn.loop import resume, train
+
+    if (run_dir / "config.yaml").is_file():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", CheckpointWarning)  # a corrupt newer one: skipped
+                return resume(run_dir, progress=False)
+        except CheckpointError:
+            pass
+    _remove_partial(run_dir)
+    return train(config, run_dir=run_dir, progress=False)
+
+
+def _population_worker(
+    jobs: list, folder: str, task_name: str = ""
+) -> list[tuple[str, dict]] | TaskInterrupted:
     """Train a chunk of runs as one population (``dqn.population``) in one worker process;
-    write each run's result.json. A chunk killed half-way resumes from its step marker."""
+    write each run's result.json, unless the study was interrupted (the chunk's checkpoint is
+    kept for the rerun). A chunk interrupted or killed half-way resumes from its step marker."""
+    from dqn.run_log import stop_requested
     from dqn.runtime import import_tensorflow_quietly
 
+    if stop_requested():
+        return TaskInterrupted()
     configs = [DQNConfig.from_dict(cfg) for _, cfg, _, _ in jobs]
     import_tensorflow_quietly(configs[0].num_threads)
     from dqn.population import Member, resume_population, train_population
@@ -151,7 +188,7 @@ def _population_worker(jobs: list, folder: str, task_name: str = "") -> list[tup
     queue = _PROGRESS_QUEUE
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
-    if _can_resume(out, configs, run_dirs):
+    if can_resume(out, configs, run_dirs):
         results = resume_population(out, progress=report)
     else:
         _remove_partial(out)
@@ -164,6 +201,9 @@ def _population_worker(jobs: list, folder: str, task_name: str = "") -> list[tup
         results = train_population(
             configs[0], members, out_dir=out, run_dirs=run_dirs, progress=report
         )
+    # Members the guard stopped keep their final folders; the others stopped with the signal.
+    if any(r.summary.get("interrupted") for r in results):
+        return TaskInterrupted()
     rows = []
     for (name, _, label, path), r in zip(jobs, results):
         diverged_at = r.summary["env_steps"] if r.diverged else None
@@ -175,10 +215,10 @@ def _population_worker(jobs: list, folder: str, task_name: str = "") -> list[tup
     return rows
 
 
-def _can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
+def can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
     """True if ``out`` holds a checkpointed, unfinished population of exactly these runs."""
     from dqn.errors import CheckpointError
-    from dqn.population import STEP_FILE, read_population
+    from dqn.population_files import STEP_FILE, read_population
 
     try:
         saved, dirs = read_population(out)
@@ -205,6 +245,14 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
         else:
             groups.setdefault(tuple(repr(cfg[k]) for k in SHARED_KEYS), []).append(job)
     for group in groups.values():
+        # Chunks an interrupted or killed study left half-trained are resumed as they were
+        # (their runs would otherwise be regrouped with the study's other unfinished runs, and
+        # start again); the other runs are chunked afresh.
+        for chunk, folder in _resumable_chunks(out, group):
+            tasks.append(_population_task(chunk, folder))
+            group = [job for job in group if job not in chunk]
+        if not group:
+            continue
         # At least one chunk per worker, and no chunk above MAX_CHUNK members: more members
         # share the dispatch of one call, but past a few dozen [256, 256] networks the stacked
         # state outgrows the caches and each member's step gets slower (README, Populations).
@@ -215,9 +263,35 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
             chunk = group[i::n]
             names = "\n".join(job[0] for job in chunk)
             key = hashlib.sha1(names.encode()).hexdigest()[:12]
-            folder = str((out / "populations" / key).resolve())
-            tasks.append((f"population-{key}", _population_worker, (chunk, folder)))
+            tasks.append(_population_task(chunk, out / "populations" / key))
     return tasks
+
+
+def _population_task(chunk: list[Job], folder: Path) -> Task:
+    return (f"population-{folder.name}", _population_worker, (chunk, str(folder.resolve())))
+
+
+def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path]]:
+    """The chunks of ``group`` that ``out/populations`` holds checkpointed and unfinished (each
+    with its runs in the order it was trained in), with their folders."""
+    from dqn.errors import CheckpointError
+    from dqn.population_files import read_population
+
+    by_dir = {(Path(job[3]) / "run").resolve(): job for job in group}
+    chunks: list[tuple[list[Job], Path]] = []
+    folders = (out / "populations").glob("*") if (out / "populations").is_dir() else ()
+    for folder in sorted(folders):
+        try:
+            _, dirs = read_population(folder)
+        except (CheckpointError, OSError):
+            continue
+        jobs = [by_dir.get(d.resolve()) for d in dirs]
+        if None in jobs or any(job in chunk for chunk, _ in chunks for job in jobs):
+            continue
+        configs = [DQNConfig.from_dict(job[1]) for job in jobs]
+        if can_resume(folder, configs, [Path(job[3]) / "run" for job in jobs]):
+            chunks.append((jobs, folder))
+    return chunks
 
 
 def task_configs(task: Task) -> list[dict]:
@@ -261,7 +335,12 @@ def backend_runner(backend: str, workers: int, address: str | None) -> Callable[
             return TaskFailed(f"its Ray worker died: {why}", None)
 
         return lambda tasks, on_steps: run_ray(
-            _call, [(name, fn, args) for name, fn, args in tasks], workers, address, crashed
+            _call,
+            [(name, fn, args) for name, fn, args in tasks],
+            workers,
+            address,
+            crashed,
+            TaskInterrupted,
         )
     raise ConfigError(f"unknown backend {backend!r}: local or ray")
 
@@ -292,40 +371,76 @@ def run_local(
     tasks: Sequence[Task], workers: int, on_steps: Callable[[str, int], None] | None = None
 ) -> Iterator[tuple[str, object]]:
     """Run the tasks in ``workers`` local processes; yield (name, result) as each finishes.
-    Population chunks report the env steps they train to ``on_steps(task name, steps)``."""
+    Population chunks report the env steps they train to ``on_steps(task name, steps)``.
+
+    SIGINT or SIGTERM (to this process or to a worker) stops the study: tasks not started are
+    cancelled, running ones save a checkpoint and return, and each yields a TaskInterrupted. A
+    second signal kills the workers at once (their checkpoints are written atomically) and
+    raises KeyboardInterrupt.
+    """
     import multiprocessing as mp
     import queue as queues
 
-    # spawn: TensorFlow is not fork-safe. The queue reaches the workers when they start (a
-    # queue cannot be sent with a task).
+    from dqn.run_log import Interrupt
+
+    # spawn: TensorFlow is not fork-safe. The queue and the stop event reach the workers when
+    # they start (neither can be sent with a task).
     context = mp.get_context("spawn")
     steps = context.Queue() if on_steps is not None else None
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_set_progress_queue, initargs=(steps,)
-    ) as pool:
-        pending = {}
-        for name, fn, args in tasks:
-            extra = (name,) if fn is _population_worker else ()
-            pending[pool.submit(_call, fn, args, extra)] = name
-        while pending:
-            finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            with contextlib.suppress(queues.Empty):
-                while steps is not None:
-                    on_steps(*steps.get_nowait())
-            for fut in finished:
-                try:
-                    result = fut.result()
-                except BrokenProcessPool:  # killed (out of memory, a signal): no traceback
-                    result = TaskFailed("its worker process died (killed, or out of memory)", None)
-                yield pending.pop(fut), result
+    stop = context.Event()
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(steps, stop)
+    )
+    try:
+        with Interrupt() as signals:
+            pending = {}
+            for name, fn, args in tasks:
+                extra = (name,) if fn is _population_worker else ()
+                pending[pool.submit(_call, fn, args, extra)] = name
+            while pending:
+                if signals.signum is not None:
+                    stop.set()  # the workers' loops stop at their next step
+                if stop.is_set():  # by this process, or by a worker's own signal
+                    for fut in pending:
+                        fut.cancel()  # the tasks not started (a running one cannot be)
+                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                with contextlib.suppress(queues.Empty):
+                    while steps is not None:
+                        on_steps(*steps.get_nowait())
+                for fut in finished:
+                    yield pending.pop(fut), _outcome(fut, signals.signum)
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()  # a second signal, or the caller gave up: stop now, not at the end
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _outcome(fut, signum: int | None) -> object:
+    """A finished future's result as the study sees it."""
+    if fut.cancelled():
+        return TaskInterrupted(signum)
+    try:
+        result = fut.result()
+    except BrokenProcessPool:  # killed (out of memory, a signal): no traceback
+        return TaskFailed("its worker process died (killed, or out of memory)", None)
+    except KeyboardInterrupt:  # a worker's second signal, before its loop had started
+        return TaskInterrupted(signum)
+    return TaskInterrupted(signum) if isinstance(result, TaskInterrupted) else result
 
 
 _PROGRESS_QUEUE = None  # in a local worker process: where population chunks report env steps
 
 
-def _set_progress_queue(queue) -> None:
+def _start_worker(queue, stop) -> None:
+    """A local worker process's set-up: the progress queue, and the study's stop event as its
+    loops' stop flag (``dqn.run_log.share_stop``)."""
+    from dqn.run_log import share_stop
+
     global _PROGRESS_QUEUE
     _PROGRESS_QUEUE = queue
+    share_stop(stop)
 
 
 def _remove_partial(path: Path) -> None:

@@ -35,11 +35,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------------- env state
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1", "MountainCar-v0"])
-def test_an_env_restored_mid_episode_continues_exactly(env_id):
+@pytest.mark.parametrize("steps", [1, 17])  # 1: between gymnasium's checks of steps 1 and 2
+def test_an_env_restored_mid_episode_continues_exactly(env_id, steps):
     rng = np.random.default_rng(0)
     env = gym.make(env_id)
     env.reset(seed=3)
-    for _ in range(17):  # mid-episode: none of these envs can end in 17 steps
+    for _ in range(steps):  # mid-episode: none of these envs can end in 17 steps
         env.step(int(rng.integers(env.action_space.n)))
     snapshot = capture_env_state(env)
     snapshot = snapshot._replace(layers=json.loads(json.dumps(snapshot.layers)))  # as on disk

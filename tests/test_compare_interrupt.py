@@ -1,0 +1,186 @@
+"""An interrupted study: Ctrl-C (SIGINT to the terminal's whole process group) or SIGTERM (to
+dqn-compare alone) stops every worker with a checkpoint, records no cut-short run as finished,
+says so in one line, and exits 128 + the signal. The same command then trains what is left,
+each interrupted run or population chunk from its checkpoint, and every run's metrics.csv
+comes out byte for byte as in a study that was never stopped.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dqn.config import DQNConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = {
+    "hidden_sizes": "[32,32]",
+    "total_env_steps": 5000,
+    "learning_starts_env_steps": 500,
+    "train_every_env_steps": 64,
+    "gradient_steps_per_train": 16,
+    "target_update_every_grad_steps": 32,
+    "eval_every_env_steps": 1000,
+    "eval_episodes": 3,
+    "final_eval_episodes": 5,
+    "checkpoint_every_env_steps": 500,
+    "learner": "numpy",
+}
+VARIANTS = ("huber", "l2")
+SEEDS = 2
+RUNS = [f"{v}-seed{s}" for v in VARIANTS for s in range(SEEDS)]
+
+
+def compare_command(out: Path, runner: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from dqn.cli import compare_main; sys.exit(compare_main())",
+        "--config",
+        str(ROOT / "configs" / "cartpole.yaml"),
+        "--set",
+        *(f"{k}={v}" for k, v in SETTINGS.items()),
+        "--variants",
+        *VARIANTS,
+        "--seeds",
+        str(SEEDS),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--runner",
+        runner,
+        "--no-progress",
+    ]
+
+
+def checkpointed(out: Path) -> bool:
+    """True once some run of the study has written a checkpoint past its first one."""
+    return any(
+        len(list((out / "runs" / name / "run" / "checkpoints").glob("step-*"))) >= 2
+        for name in RUNS
+    )
+
+
+def last_env_step(run: Path) -> int:
+    lines = (run / "run" / "metrics.csv").read_text().splitlines()
+    return int(lines[-1].split(",")[0])
+
+
+def stop_mid_study(out: Path, runner: str, sig: int, whole_group: bool):
+    proc = subprocess.Popen(
+        compare_command(out, runner),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal gives a command
+    )
+    deadline = time.monotonic() + 240
+    while not checkpointed(out):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.05)
+    if whole_group:  # a terminal's Ctrl-C reaches dqn-compare and every worker
+        os.killpg(proc.pid, sig)
+    else:  # `kill PID`: dqn-compare alone, which must stop its workers itself
+        proc.send_signal(sig)
+    out_text, err = proc.communicate(timeout=120)
+    return proc.returncode, out_text, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "runner, sig, whole_group",
+    [("population", signal.SIGINT, True), ("process", signal.SIGTERM, False)],
+)
+def test_an_interrupted_study_keeps_only_finished_runs_and_resumes_exactly(
+    tmp_path, runner, sig, whole_group
+):
+    out = tmp_path / "study"
+    code, _, err = stop_mid_study(out, runner, sig, whole_group)
+    assert code == 128 + sig, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "interrupted:" in err and "the same command trains the other" in err, err
+    total = int(SETTINGS["total_env_steps"])
+    finished = [n for n in RUNS if (out / "runs" / n / "result.json").is_file()]
+    assert len(finished) < len(RUNS), "the study ended before the signal: nothing tested"
+    assert f"{len(finished)} of {len(RUNS)} runs finished" in err
+    for name in finished:  # a result.json is only ever a finished run's
+        assert last_env_step(out / "runs" / name) == total
+    assert not (out / "results.json").exists()
+    # The interrupted runs' folders, as the signal left them: a rerun must resume them, not
+    # train them afresh (which would write their config.yaml again).
+    written = {
+        name: (out / "runs" / name / "run" / "config.yaml").stat().st_mtime_ns
+        for name in RUNS
+        if name not in finished and (out / "runs" / name / "run" / "checkpoints").is_dir()
+    }
+    assert written, "no run was interrupted after its first checkpoint: resume not tested"
+
+    done = subprocess.run(compare_command(out, runner), capture_output=True, text=True)
+    tracebacks = [p.read_text() for p in out.rglob("error.txt")]
+    assert done.returncode == 0, (done.stderr, tracebacks)
+    rows = json.loads((out / "results.json").read_text())
+    assert [f"{r['variant']}-seed{r['seed']}" for r in rows] == RUNS
+    for name, mtime in written.items():
+        assert (out / "runs" / name / "run" / "config.yaml").stat().st_mtime_ns == mtime, name
+
+    # The same runs, never stopped, in this process: as one population (its members, like
+    # runs, do not depend on each other: tests/test_population.py), or as single runs.
+    from dqn.loop import train
+    from dqn.population import Member, train_population
+
+    base = DQNConfig.from_yaml(
+        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SETTINGS.items()]
+    )
+    pairs = [(v, s) for v in VARIANTS for s in range(SEEDS)]
+    if runner == "population":
+        members = [Member({"loss": v}, s, v) for v, s in pairs]
+        whole = train_population(base, members, out_dir=tmp_path / "whole", progress=False)
+        references = [member.run_dir for member in whole]
+    else:
+        references = [tmp_path / "whole" / name for name in RUNS]
+        for (v, s), run_dir in zip(pairs, references):
+            train(base.replace(loss=v, seed=s), run_dir=run_dir, progress=False)
+    for name, reference in zip(RUNS, references):
+        resumed = (out / "runs" / name / "run" / "metrics.csv").read_text()
+        assert resumed == (reference / "metrics.csv").read_text(), name
+
+
+def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
+    # Two of five runs were a chunk when the study stopped; the others are chunked afresh.
+    # Regrouped with them, the two would start again instead of resuming.
+    from dqn.population_files import STEP_FILE
+    from dqn.study_runs import make_tasks, task_runs
+
+    base = DQNConfig.from_yaml(
+        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SETTINGS.items()]
+    )
+    jobs = [
+        (f"huber-seed{s}", base.replace(seed=s).to_dict(), "huber", str(tmp_path / f"r{s}"))
+        for s in range(5)
+    ]
+
+    def left_chunk(name: str, chunk: list, env_step: int) -> Path:
+        folder = tmp_path / "populations" / name
+        folder.mkdir(parents=True)
+        members = [{"config": job[1], "run_dir": str(Path(job[3]) / "run")} for job in chunk]
+        (folder / "population.json").write_text(json.dumps({"members": members}))
+        (folder / STEP_FILE).write_text(json.dumps({"env_step": env_step, "stopped": []}))
+        return folder
+
+    stopped = left_chunk("stopped", [jobs[3], jobs[1]], env_step=1000)
+    left_chunk("finished", [jobs[0], jobs[2]], env_step=int(SETTINGS["total_env_steps"]))
+    tasks = make_tasks(jobs, tmp_path, workers=2, runner="population")
+    assert task_runs(tasks[0]) == ["huber-seed3", "huber-seed1"]  # in its order
+    assert tasks[0][2][1] == str(stopped.resolve())
+    assert sorted(run for task in tasks[1:] for run in task_runs(task)) == [
+        "huber-seed0",
+        "huber-seed2",
+        "huber-seed4",
+    ]
