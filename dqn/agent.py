@@ -28,15 +28,15 @@ from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_a
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import hidden_unit_stats, layer_grad_norms, unit_columns
 from dqn.envs import check_spaces
-from dqn.errors import ConfigError
+from dqn.errors import ConfigError, InputError
 from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NumpyMLP, build_mlp, is_default_mlp
 from dqn.numpy_learner import NumpyLearner
-from dqn.replay import Batch, pack_batch
+from dqn.replay import Batch, check_batch, pack_batch
 from dqn.runtime import configure_tensorflow, warn_threads_fixed
 from dqn.step_metrics import METRIC_NAMES
-from dqn.tf_learner import LearnerState, TFLearner, loss_and_grad
+from dqn.tf_learner import TFLearner, loss_and_grad, probe_gradient
 
 
 def _make_learner(
@@ -72,14 +72,26 @@ def _make_learner(
     return TFLearner(net.forward, loss_fn, config, sizes[0], flat)
 
 
-def _tensors(batch: Batch) -> tuple[tf.Tensor, ...]:
-    return (
-        tf.constant(batch.obs, tf.float32),
-        tf.constant(batch.actions, tf.int32),
-        tf.constant(batch.rewards, tf.float32),
-        tf.constant(batch.next_obs, tf.float32),
-        tf.constant(batch.terminated, tf.float32),
-    )
+def _check_network(online, target, obs_dim: int, n_actions: int) -> None:
+    """ConfigError unless a network_fn built two separate Keras models that map observations
+    [n, obs_dim] to Q-values [n, n_actions]: found when the agent is built, not mid-run."""
+    for model in (online, target):
+        if not isinstance(model, keras.Model):
+            raise ConfigError(f"network_fn must return a keras.Model, got {type(model).__name__}")
+    if {id(v) for v in online.weights} & {id(v) for v in target.weights}:
+        raise ConfigError("network_fn must build a new model on each call (no shared variables)")
+    try:
+        shape = tuple(online(np.zeros((2, obs_dim), np.float32)).shape)
+    except Exception as exc:  # Keras raises many kinds for an input it cannot take
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(
+            f"network_fn's model cannot take observations of shape [n, {obs_dim}]: {first}"
+        ) from None
+    if shape != (2, n_actions):
+        raise ConfigError(
+            f"network_fn's model maps observations [2, {obs_dim}] to shape {list(shape)}; "
+            f"DQN needs Q-values [2, {n_actions}], one per action"
+        )
 
 
 class DQNAgent:
@@ -110,8 +122,8 @@ class DQNAgent:
 
         online_model = network_fn(self.obs_dim, self.n_actions)
         target_model = network_fn(self.obs_dim, self.n_actions)
-        if {id(v) for v in online_model.weights} & {id(v) for v in target_model.weights}:
-            raise ValueError("network_fn must build a new model on each call (no shared variables)")
+        if custom_network:
+            _check_network(online_model, target_model, self.obs_dim, self.n_actions)
         self._net = FlatNetwork(online_model)
         self._target_model = target_model
         flat = self._net.read()
@@ -141,6 +153,11 @@ class DQNAgent:
         obs = np.asarray(obs, np.float32)
         if self._mirror is not None and obs.shape == (self.obs_dim,):
             return self._mirror(obs)  # the acting hot path: one observation, no reshapes
+        if obs.shape[-1:] != (self.obs_dim,) or obs.ndim > 2:
+            raise InputError(
+                f"observations must have shape [{self.obs_dim}] or [n, {self.obs_dim}], "
+                f"got {list(obs.shape)}"
+            )
         batch = obs.reshape(-1, self.obs_dim)
         if self._mirror is not None:
             q = self._mirror(batch)
@@ -150,6 +167,13 @@ class DQNAgent:
 
     def act(self, obs: np.ndarray, epsilon: float = 0.0) -> int:
         """Epsilon-greedy action for one observation (greedy when epsilon is 0)."""
+        if not 0.0 <= epsilon <= 1.0:  # NaN too
+            raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
+        if np.shape(obs) != (self.obs_dim,):
+            raise InputError(
+                f"act takes one observation of shape [{self.obs_dim}], got {list(np.shape(obs))} "
+                "(act_batch takes [n, obs_dim])"
+            )
         if epsilon > 0.0 and self.rng.random() < epsilon:
             return int(self.rng.integers(self.n_actions))
         return int(self.q_values(obs).argmax())
@@ -159,6 +183,13 @@ class DQNAgent:
 
         One observation goes through ``act`` (matrix-vector products, no Q when exploring).
         """
+        if np.ndim(obs) != 2 or np.shape(obs)[1] != self.obs_dim:
+            raise InputError(
+                f"act_batch takes observations of shape [n, {self.obs_dim}], "
+                f"got {list(np.shape(obs))}"
+            )
+        if not 0.0 <= epsilon <= 1.0:
+            raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
         n = len(obs)
         if n == 1:
             return np.array([self.act(obs[0], epsilon)])
@@ -180,6 +211,7 @@ class DQNAgent:
 
     def update_raw(self, batch: Batch) -> np.ndarray:
         """Like ``update``, as an array ordered as METRIC_NAMES (no dict on the hot path)."""
+        check_batch(batch, self.obs_dim, self.n_actions)
         return self.update_rows(pack_batch(batch))
 
     def update_rows(self, rows: np.ndarray) -> np.ndarray:
@@ -211,11 +243,12 @@ class DQNAgent:
         Per-layer gradient norms of the loss, and for a mirrored MLP the fraction of dead
         (ReLU) or saturated (tanh, sigmoid) hidden units over the batch's states.
         """
-        s = self.state
-        state = LearnerState(
-            *(tf.constant(a, tf.float32) for a in s[:5]), tf.constant(s.grad_steps, tf.int64)
-        )
-        grads = self._grad_fn(state, _tensors(batch)).grads.numpy()
+        if isinstance(self.learner, learner_process.ProcessLearner):
+            # Where the learner runs: its threads, so its rounding (this process's TensorFlow
+            # ran first, with other pools, which sum the gradient in another order).
+            grads = self.learner.probe_gradient(batch)
+        else:
+            grads = probe_gradient(self._grad_fn, self.state, batch)
         out = {
             f"grad_norm/{k}": v
             for k, v in layer_grad_norms(grads, self._net.layer_slices()).items()

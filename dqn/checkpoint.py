@@ -24,6 +24,7 @@ from pathlib import Path
 
 from dqn.agent_files import MANIFEST, checkpoint_dir, checkpoint_step, checksums, list_checkpoints
 from dqn.config import DQNConfig
+from dqn.errors import ConfigError
 from dqn.io import atomic_write_text, write_dir_atomically
 
 _FORMAT_VERSION = 1
@@ -36,6 +37,22 @@ def make_run_dir(config: DQNConfig) -> Path:
     path = Path(config.output_dir) / name
     path.mkdir(parents=True, exist_ok=False)
     return path
+
+
+def check_new_folder(
+    path: str | Path, what: str = "run folder", resume: str = "dqn-train --resume"
+) -> None:
+    """ConfigError unless ``path`` is absent or an empty folder: a run, or a population, never
+    writes over another (its config.yaml, metrics and checkpoints would be mixed with the new
+    run's). ``resume`` names what continues a stopped one."""
+    path = Path(path)
+    if path.is_file() or (path.exists() and not path.is_dir()):
+        raise ConfigError(f"{what} {path} is a file: give a folder that does not exist yet")
+    if path.is_dir() and any(path.iterdir()):
+        raise ConfigError(
+            f"{what} {path} already exists and is not empty: give a new folder (a stopped "
+            f"one continues with {resume})"
+        )
 
 
 def write_checkpoint(run_dir: Path, env_step: int, fill: Callable[[Path], None], keep: int) -> Path:

@@ -41,7 +41,11 @@ BOUNDS: dict[str, Callable[[Any], bool]] = {
     "in (0, 1]": lambda v: 0 < v <= 1,
     # Seeds reach numpy's legacy seeding (Keras' set_random_seed), which takes 32 bits.
     SEED_RANGE: lambda v: 0 <= v < 2**32,
+    # An evaluation keeps every episode's return, and a million CartPole episodes already take
+    # hours: a larger count is a typo, refused before it runs out of memory mid-run.
+    "in [1, 1_000_000]": lambda v: 1 <= v <= 1_000_000,
 }
+MAX_EVAL_EPISODES = 1_000_000
 
 
 class Field(NamedTuple):
@@ -127,9 +131,9 @@ class DQNConfig(metaclass=_KnownKeys):
         "Fraction of total_env_steps over which epsilon decays linearly")
     eval_every_env_steps: int          = row(2_500,         INT,  False, "> 0",
         "Greedy evaluation period, in env steps (also the period of metrics.csv rows)")
-    eval_episodes: int                 = row(10,            INT,  False, "> 0",
+    eval_episodes: int                 = row(10,            INT,  False, "in [1, 1_000_000]",
         "Episodes per greedy evaluation; episode i is reset with seed eval_seed + i")
-    final_eval_episodes: int           = row(100,           INT,  False, "> 0",
+    final_eval_episodes: int           = row(100,           INT,  False, "in [1, 1_000_000]",
         "Episodes of the greedy evaluation at the last step (the last metrics.csv row: the run's "
         "final evaluation). 100 is CartPole-v1's criterion: a mean of 475 over 100 episodes")
     eval_seed: int                     = row(10_000,        INT,  False, SEED_RANGE,
@@ -232,6 +236,11 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
                   "the agent would never train"),
     # The first n-step transition is stored after n_step env steps of each env; the loop trains
     # at env steps > learning_starts_env_steps and would sample an empty buffer before it.
+    "evaluation seeds stay 32-bit": (
+        lambda c: c.eval_seed + max(c.eval_episodes, c.final_eval_episodes) <= 2**32,
+        lambda c: "config key 'eval_seed' must leave room for its episodes' seeds "
+                  "(eval_seed + i, each in [0, 2**32 - 1]): eval_seed + "
+                  f"{max(c.eval_episodes, c.final_eval_episodes)} episodes > 2**32"),
     "the buffer holds a transition when learning starts": (
         lambda c: c.learning_starts_env_steps >= c.num_envs * c.n_step - 1,
         lambda c: "config key 'learning_starts_env_steps' must be >= num_envs * n_step - 1 = "

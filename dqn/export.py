@@ -107,6 +107,10 @@ def _check_out(out: Path) -> None:
         raise DQNError(f"--out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         raise DQNError(f"--out {out} already exists and is not empty")
+    from dqn.agent_files import CHECKPOINTS
+
+    if out.absolute().parent.name == CHECKPOINTS:  # resume would take it for a broken checkpoint
+        raise DQNError(f"--out {out} is inside a run's {CHECKPOINTS}/ folder: export elsewhere")
     above = out.absolute().parent
     while not above.exists() and above != above.parent:
         above = above.parent

@@ -193,26 +193,38 @@ class ProcessLearner:
     def grad_steps(self) -> int:
         return self._state.grad_steps if self._conn is None else self._grad_steps
 
+    def probe_gradient(self, batch) -> np.ndarray:
+        """``dqn.tf_learner.probe_gradient`` at the current state, computed in the process."""
+        self.start()
+        return self._ask("probe_gradient", batch)
+
 
 # ---------------------------------------------------------------------- the child
 def _build(config, sizes, state):
-    """The learner ``DQNAgent`` builds in a fresh process, with this state."""
+    """The learner ``DQNAgent`` builds in a fresh process, with this state, and the compiled
+    gradient its diagnostics read (``DQNAgent.diagnose``)."""
+    import tensorflow as tf
+
     from dqn import losses
     from dqn.networks import FlatNetwork, build_mlp
     from dqn.runtime import configure_runtime
-    from dqn.tf_learner import TFLearner
+    from dqn.tf_learner import TFLearner, loss_and_grad
 
     configure_runtime(config)
     obs_dim, n_actions = sizes
     model = build_mlp(obs_dim, n_actions, config.hidden_sizes, config.activation, config.seed)
     net = FlatNetwork(model)
-    learner = TFLearner(net.forward, losses.get(config.loss), config, obs_dim, state.online)
+    loss_fn = losses.get(config.loss)
+    learner = TFLearner(net.forward, loss_fn, config, obs_dim, state.online)
     learner.state = state
-    return learner
+    grad_fn = tf.function(
+        lambda state, batch: loss_and_grad(state, batch, net.forward, loss_fn, config)
+    )
+    return learner, grad_fn
 
 
 def _serve(conn: Connection) -> None:
-    learner = None
+    learner = grad_fn = None
     while True:
         try:
             op, arg = conn.recv()
@@ -220,8 +232,12 @@ def _serve(conn: Connection) -> None:
             return
         try:
             if op == "init":
-                learner = _build(*arg)
+                learner, grad_fn = _build(*arg)
                 out = None
+            elif op == "probe_gradient":
+                from dqn.tf_learner import probe_gradient
+
+                out = probe_gradient(grad_fn, learner.state, arg)
             elif op == "burst":
                 metrics = learner.burst(arg)
                 out = (metrics, learner.online, learner.grad_steps)

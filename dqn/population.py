@@ -23,11 +23,12 @@ Nothing couples members: a member's trajectory depends only on its own config an
 from __future__ import annotations
 
 import json
+import operator
 import os
 import shutil
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ from dqn.population_files import (
 from dqn.population_loop import PopulationLoop, Slot
 from dqn.replay import ReplayBuffer
 from dqn.run_log import METRICS_COLUMNS, MetricWindow
-from dqn.run_state import LoopState, load_run_state
+from dqn.run_state import LoopState, check_run_config, load_run_state
 from dqn.runtime import configure_runtime
 
 Progress = Callable[[int], None]  # called with the env steps (summed over members) just done
@@ -97,7 +98,9 @@ def as_member(item: Member | tuple, index: int = 0) -> Member:
         return item
     try:
         overrides, seed = item
-        overrides, seed = dict(overrides or {}), int(seed)
+        if isinstance(seed, bool):
+            raise TypeError
+        overrides, seed = dict(overrides or {}), operator.index(seed)  # 1.7 is not a seed
     except (TypeError, ValueError):
         raise ConfigError(
             f"a member is a Member or an (overrides, seed) pair, got {item!r}"
@@ -128,17 +131,23 @@ def train_population(
     from dqn.envs import check_env
 
     check_memory([configs], *check_env(config.env_id))
-    if out_dir is None:
-        out_dir = Path(config.output_dir) / f"population-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out_dir is None:  # to the microsecond: two populations started together get two
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        out_dir = Path(config.output_dir) / f"population-{stamp}"
     out = Path(out_dir)
     if run_dirs is None:
         run_dirs = [out / f"{m.label}-seed{m.seed}" for m in members]
-    if len(run_dirs) != len(members):
-        raise ConfigError(f"{len(members)} members but {len(run_dirs)} run folders")
+    if isinstance(run_dirs, str | Path) or len(run_dirs) != len(members):
+        raise ConfigError(f"{len(members)} members need a list of {len(members)} run folders")
     folders = [Path(d).resolve() for d in run_dirs]
     if len(set(folders)) != len(folders):
         twice = next(str(d) for d in folders if folders.count(d) > 1)
         raise ConfigError(f"two members would write the same run folder {twice}: give them labels")
+    # Nothing is written over an earlier population or run (resume_population continues one).
+    resume = "dqn.population.resume_population"
+    checkpoint.check_new_folder(out, "population folder", resume)
+    for folder in run_dirs:
+        checkpoint.check_new_folder(folder, "run folder", resume)
     out.mkdir(parents=True, exist_ok=True)
     entries = [
         {
@@ -162,11 +171,49 @@ def resume_population(
     exactly as if it had never stopped (members stopped by the guard stay stopped)."""
     out = Path(out_dir)
     configs, run_dirs = read_population(out)
-    step, stopped = read_step_marker(out)
-    if step >= configs[0].total_env_steps:
-        raise CheckpointError(f"population {out} is already complete ({step} env steps)")
+    marker, stopped = read_step_marker(out)
+    if marker >= configs[0].total_env_steps:
+        raise CheckpointError(f"population {out} is already complete ({marker} env steps)")
+    running = [(c, d) for i, (c, d) in enumerate(zip(configs, run_dirs)) if i not in stopped]
+    if not running:
+        raise CheckpointError(f"population {out}: the divergence guard stopped every member")
+    for config, run_dir in running:
+        check_run_config(run_dir, config)  # an edited config.yaml would take no effect
+    step = _common_good_step(running, marker, out)
     loop = _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard)
     return loop.run(progress)
+
+
+def _common_good_step(running: list, marker: int, out: Path) -> int:
+    """The newest env step, at most the step marker's, at which every running member has a
+    good checkpoint: the marker's step, unless a member's checkpoint there was damaged since
+    (then an older common one, with a CheckpointWarning; members are independent, so going
+    back only recomputes steps). CheckpointError naming the member if there is none."""
+    import warnings
+
+    from dqn.errors import CheckpointWarning
+
+    first_problem = None
+    steps = [checkpoint.checkpoint_step(p) for p in list_checkpoints(running[0][1])]
+    for step in [s for s in steps if s <= marker]:
+        for _, run_dir in running:
+            try:
+                verify_checkpoint(checkpoint_dir(run_dir, step))
+            except CheckpointError as exc:
+                first_problem = first_problem or f"member {_relative(run_dir, out)}: {exc}"
+                break
+        else:
+            if step != marker:
+                warnings.warn(
+                    f"population {out} resumes from env step {step}, not {marker}: {first_problem}",
+                    CheckpointWarning,
+                    stacklevel=3,
+                )
+            return step
+    raise CheckpointError(
+        f"population {out} cannot resume: no env step up to {marker} at which every running "
+        f"member has a good checkpoint ({first_problem or 'none has a checkpoint'})"
+    )
 
 
 def _make_learner(configs, net: Network, online: np.ndarray, own_pools: bool):
@@ -221,8 +268,7 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
             slot = _slot(config, run_dir, make_env(config.env_id), None, None, loop, None)
             slot.stopped = "stopped before the checkpoint"
         else:
-            verify_checkpoint(folder)  # CheckpointError naming what is wrong
-            agent = DQNAgent.load(folder / "agent")
+            agent = DQNAgent.load(folder / "agent")  # verified by _common_good_step
             state = agent.state
             loop, replay, snapshot = load_run_state(folder, config, obs_dim)
             env = make_env(config.env_id)
@@ -232,11 +278,12 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
                 raise CheckpointError(f"checkpoint {folder} does not fit: {exc}") from None
             slot = _slot(config, run_dir, env, replay, agent.rng, loop, MetricWindow(loop.window))
             slot.window.load(**loop.pending[0])
-            for newer in list_checkpoints(run_dir):  # superseded: they are recomputed
-                if checkpoint.checkpoint_step(newer) > step:
-                    shutil.rmtree(newer)
         slots.append(slot)
         states.append(state)
+    for i, run_dir in enumerate(run_dirs):  # all loaded: the newer ones are recomputed
+        for newer in list_checkpoints(run_dir) if i not in stopped else ():
+            if checkpoint.checkpoint_step(newer) > step:
+                shutil.rmtree(newer)
     learner = _make_learner(configs, net, np.stack([s.online for s in states]), own_pools)
     for i, state in enumerate(states):
         learner.set_member_state(i, state)

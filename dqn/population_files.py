@@ -74,6 +74,8 @@ def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
         entries = json.loads(path.read_text())["members"]
         configs = [DQNConfig.from_dict(e["config"]) for e in entries]
         run_dirs = [out / e["run_dir"] for e in entries]
+        if not configs:
+            raise ValueError("it lists no members")
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"population {out}: {POPULATION_FILE} is corrupt: {exc}") from None
     return configs, run_dirs

@@ -173,6 +173,39 @@ def row_width(obs_dim: int) -> int:
     return row_layout(obs_dim).width
 
 
+def check_batch(batch: Batch, obs_dim: int, n_actions: int) -> None:
+    """InputError naming the first field of a hand-made batch that the learner cannot take:
+    observations [..., obs_dim], every other field of their leading shape ([batch] or
+    [k, batch]), numbers only, nothing infinite or NaN, actions integers in [0, n_actions)."""
+    from dqn.errors import InputError
+
+    if not isinstance(batch, Batch):
+        raise InputError(f"expected a dqn.replay.Batch, got {type(batch).__name__}")
+    lead = np.shape(batch.obs)[:-1]
+    if np.shape(batch.obs)[-1:] != (obs_dim,) or len(lead) not in (1, 2) or 0 in lead:
+        raise InputError(
+            f"batch.obs must have shape [batch, {obs_dim}] or [k, batch, {obs_dim}], "
+            f"got {list(np.shape(batch.obs))}"
+        )
+    shapes = {"next_obs": (*lead, obs_dim), "actions": lead, "rewards": lead, "terminated": lead}
+    for name in Batch._fields:
+        value = np.asarray(getattr(batch, name))
+        if value.shape != shapes.get(name, value.shape):
+            raise InputError(
+                f"batch.{name} must have shape {list(shapes[name])}, got {list(value.shape)}"
+            )
+        if value.dtype != bool and not np.issubdtype(value.dtype, np.number):
+            raise InputError(f"batch.{name} must hold numbers, got dtype {value.dtype}")
+        if not np.isfinite(value.astype(np.float64)).all():
+            raise InputError(f"batch.{name} holds NaN or infinite values")
+    actions = np.asarray(batch.actions, np.float64)
+    if (actions != np.round(actions)).any() or actions.min() < 0 or actions.max() >= n_actions:
+        raise InputError(
+            f"batch.actions must be integers in [0, {n_actions}), "
+            f"got values from {actions.min():g} to {actions.max():g}"
+        )
+
+
 def pack_batch(batch: Batch) -> np.ndarray:
     """Batch -> packed float32 rows, as ``row_layout`` places them."""
     obs = np.asarray(batch.obs, np.float32)

@@ -145,6 +145,24 @@ def loss_and_grad(
     return LossGrad(loss, grads, td_error, dq_sa, q, q_sa)
 
 
+def probe_gradient(grad_fn, arrays, batch) -> np.ndarray:
+    """The flat loss gradient of ``batch`` (a replay Batch) at the parameters of ``arrays`` (a
+    LearnerArrays), nothing updated: what the per-layer gradient-norm diagnostics read.
+    ``grad_fn(state, batch) -> LossGrad`` is ``loss_and_grad`` with a network, loss and config
+    bound, compiled with ``tf.function``."""
+    state = LearnerState(
+        *(tf.constant(a, tf.float32) for a in arrays[:5]), tf.constant(arrays[5], tf.int64)
+    )
+    tensors = (
+        tf.constant(batch.obs, tf.float32),
+        tf.constant(batch.actions, tf.int32),
+        tf.constant(batch.rewards, tf.float32),
+        tf.constant(batch.next_obs, tf.float32),
+        tf.constant(batch.terminated, tf.float32),
+    )
+    return grad_fn(state, tensors).grads.numpy()
+
+
 def train_step(
     state: LearnerState,
     batch: tuple[tf.Tensor, ...],

@@ -119,3 +119,70 @@ def test_a_truncated_weights_file_is_reported_as_corrupt(tmp_path):
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="corrupt checkpoint"):
         DQNAgent.load(tmp_path / "ckpt")
+
+
+# ---------------------------------------------------------------------- bad arguments
+def test_acting_refuses_observations_of_another_shape_and_epsilon_outside_0_1():
+    from dqn.errors import InputError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    cases = [
+        (lambda: agent.act(np.zeros((2, 3))), "act takes one observation of shape \\[3\\]"),
+        (lambda: agent.act(np.zeros(4)), "act takes one observation"),
+        (lambda: agent.act(np.zeros(3), epsilon=1.5), "epsilon must be in \\[0, 1\\]"),
+        (lambda: agent.act(np.zeros(3), epsilon=float("nan")), "epsilon must be in"),
+        (lambda: agent.act_batch(np.zeros(3)), "act_batch takes observations of shape"),
+        (lambda: agent.act_batch(np.zeros((2, 4))), "\\[n, 3\\], got \\[2, 4\\]"),
+        (lambda: agent.act_batch(np.zeros((2, 3)), -0.1), "epsilon must be in"),
+        (lambda: agent.q_values(np.zeros((2, 2, 3))), "shape \\[3\\] or \\[n, 3\\]"),
+        (lambda: agent.q_values(np.zeros(6)), "got \\[6\\]"),
+    ]
+    for call, message in cases:
+        with pytest.raises(InputError, match=message):
+            call()
+    assert agent.act_batch(np.zeros((2, 3)), 1.0).shape == (2,)  # the edges are allowed
+    assert agent.act(np.zeros(3), 0.0) in (0, 1)
+
+
+def test_update_refuses_a_batch_the_learner_cannot_take():
+    from dqn.errors import InputError
+    from dqn.replay import Batch
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    good = make_replay().sample(8)
+    before = agent.state.online.copy()
+    cases = {
+        "action 2 of 2": (good._replace(actions=np.full(8, 2)), "integers in \\[0, 2\\)"),
+        "action 0.5": (good._replace(actions=np.full(8, 0.5)), "integers in"),
+        "obs width": (good._replace(obs=np.zeros((8, 4))), "batch.obs must have shape"),
+        "next_obs rows": (good._replace(next_obs=np.zeros((7, 3))), "batch.next_obs must"),
+        "reward NaN": (good._replace(rewards=np.full(8, np.nan)), "batch.rewards holds NaN"),
+        "text": (good._replace(terminated=np.array(["no"] * 8)), "must hold numbers"),
+        "a tuple": (tuple(good), "expected a dqn.replay.Batch, got tuple"),
+    }
+    for name, (batch, message) in cases.items():
+        with pytest.raises(InputError, match=message) as err:
+            agent.update(batch)
+        assert "\n" not in str(err.value), name
+    np.testing.assert_array_equal(agent.state.online, before)  # no step was taken
+    assert agent.grad_steps == 0
+    assert isinstance(good, Batch) and np.isfinite(agent.update(good)["loss"])
+
+
+def test_a_network_fn_is_checked_when_the_agent_is_built():
+    from dqn.errors import ConfigError
+
+    def mlp(obs_dim, outputs):
+        return keras.Sequential([keras.Input((obs_dim,)), keras.layers.Dense(outputs)])
+
+    shared = mlp(3, 2)
+    cases = [
+        (lambda o, n: mlp(o, n + 1), "to shape \\[2, 3\\]; DQN needs Q-values \\[2, 2\\]"),
+        (lambda o, n: mlp(o + 1, n), "cannot take observations of shape \\[n, 3\\]"),
+        (lambda o, n: "a model", "must return a keras.Model, got str"),
+        (lambda o, n: shared, "a new model on each call"),
+    ]
+    for network_fn, message in cases:
+        with pytest.raises(ConfigError, match=message) as err:
+            DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn)
+        assert "\n" not in str(err.value)

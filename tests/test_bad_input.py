@@ -336,14 +336,20 @@ def test_evaluate_refuses_a_run_whose_only_checkpoint_is_corrupt(tiny_run_copy, 
     assert_refused(evaluate_main, [tiny_run_copy], fragments, capsys, tiny_run_copy.parent)
 
 
-def test_evaluate_refuses_zero_episodes(tiny_run, capsys):
-    assert_refused(
-        evaluate_main, [tiny_run, "--episodes", "0"], ["--episodes must be > 0"], capsys, tiny_run
-    )
+@pytest.mark.parametrize("episodes", ["0", "1000001"])
+def test_evaluate_refuses_zero_or_a_million_and_one_episodes(episodes, tiny_run, capsys):
+    fragments = [f"--episodes must be in [1, 1_000_000], got {episodes}"]
+    assert_refused(evaluate_main, [tiny_run, "--episodes", episodes], fragments, capsys, tiny_run)
+
+
+def test_evaluate_refuses_seeds_past_32_bits_for_its_last_episode(tiny_run, capsys):
+    args = [tiny_run, "--seed", str(2**32 - 5), "--episodes", "10"]
+    fragments = ["--seed must be in [0, 2**32 - episodes], got 4294967291"]
+    assert_refused(evaluate_main, args, fragments, capsys, tiny_run)
 
 
 def test_evaluate_refuses_a_negative_seed(tiny_run, capsys):
-    fragments = ["--seed must be in [0, 2**32 - 1], got -5"]
+    fragments = ["--seed must be in [0, 2**32 - episodes], got -5"]
     assert_refused(evaluate_main, [tiny_run, "--seed", "-5"], fragments, capsys, tiny_run)
 
 

@@ -353,3 +353,31 @@ def test_a_population_chunk_that_fails_names_every_run_in_it(tmp_path, monkeypat
     with pytest.raises(WorkerError, match=r"^2 runs failed \(l2-seed0, huber-seed0\): Runtime"):
         run_comparison(BASE, TWO, [0], tmp_path, workers=1, progress=False)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_the_api_never_trains_over_an_earlier_run_or_population(tmp_path):
+    from dqn.loop import train
+
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "config.yaml").write_text("seed: 3\n")
+    (tmp_path / "a-file").write_text("x")
+    before = tree(tmp_path)
+    calls = {
+        "train into a run": lambda: train(BASE, run_dir=earlier, progress=False),
+        "a population into it": lambda: train_population(BASE, [({}, 0)], out_dir=earlier),
+        "a member into it": lambda: train_population(
+            BASE, [({}, 0)], out_dir=tmp_path / "new", run_dirs=[earlier]
+        ),
+        "train into a file": lambda: train(BASE, run_dir=tmp_path / "a-file", progress=False),
+        "a population into a file": lambda: train_population(
+            BASE, [({}, 0)], out_dir=tmp_path / "a-file"
+        ),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ConfigError, match="already exists and is not empty|is a file") as err:
+            call()
+        assert "\n" not in str(err.value), name
+    assert tree(tmp_path) == before and not (tmp_path / "new").exists()
+    with pytest.raises(ConfigError, match="list of 1 run folders"):
+        train_population(BASE, [({}, 0)], out_dir=tmp_path / "new", run_dirs=str(earlier))

@@ -166,6 +166,16 @@ def test_the_table_agrees_with_the_field_types():
         ({"seed": 2**32}, "config key 'seed' must be in [0, 2**32 - 1], got 4294967296"),
         ({"eval_seed": -1}, "config key 'eval_seed' must be in [0, 2**32 - 1], got -1"),
         ({"num_envs": 0}, "config key 'num_envs' must be > 0, got 0"),
+        (
+            {"final_eval_episodes": 10**11},
+            "config key 'final_eval_episodes' must be in [1, 1_000_000], got 100000000000",
+        ),
+        ({"eval_episodes": 0}, "config key 'eval_episodes' must be in [1, 1_000_000], got 0"),
+        (
+            {"eval_seed": 2**32 - 50},
+            "config key 'eval_seed' must leave room for its episodes' seeds (eval_seed + i, "
+            "each in [0, 2**32 - 1]): eval_seed + 100 episodes > 2**32",
+        ),
         # number
         ({"learning_rate": "fast"}, "config key 'learning_rate' must be a number, got 'fast'"),
         ({"learning_rate": True}, "config key 'learning_rate' must be a number, got True"),

@@ -196,8 +196,14 @@ def under_a_file(tmp):
     return "afile/sub/out"
 
 
+def in_checkpoints(tmp):
+    (tmp / "run" / "checkpoints").mkdir(parents=True)
+    return "run/checkpoints/step-000999999"
+
+
 OUT_CASES = {
     "non-empty out folder": (not_empty, ["out already exists and is not empty"]),
+    "out among checkpoints": (in_checkpoints, ["inside a run's checkpoints/ folder"]),
     "out is a file": (a_file, ["out exists and is not a folder"]),
     "out under a file": (under_a_file, ["cannot write --out", "afile is not a folder"]),
 }

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from dqn import DQNAgent, DQNConfig
-from dqn.errors import ConfigError
+from dqn.errors import CheckpointError, ConfigError
 from dqn.population import Member, resume_population, train_population
 from dqn.replay import check_population_fits
 
@@ -260,8 +260,10 @@ def test_pairs_get_one_folder_each_and_a_clash_is_refused(tmp_path):
         train_population(
             BASE, [Member({}, 0, "x"), Member({"loss": "l2"}, 0, "x")], out_dir=tmp_path / "p"
         )
-    with pytest.raises(ConfigError, match="an \\(overrides, seed\\) pair"):
-        train_population(BASE, [3], out_dir=tmp_path / "p")
+    for bad in (3, ({}, 1.7), ({}, True), ({}, "1")):  # a seed is an integer, not rounded
+        with pytest.raises(ConfigError, match="an \\(overrides, seed\\) pair"):
+            train_population(BASE, [bad], out_dir=tmp_path / "p")
+    assert as_member(({}, np.int64(4))).seed == 4
     assert not (tmp_path / "p").exists()
 
 
@@ -282,3 +284,37 @@ def test_a_tensorflow_population_resumes_from_an_older_step_exactly(tmp_path):
         assert metrics_text(first.run_dir) == metrics_text(second.run_dir)
         steps = sorted(p.name for p in (second.run_dir / "checkpoints").iterdir())
         assert steps[-1] == "step-000003000"
+
+
+def test_a_damaged_member_checkpoint_sends_the_population_back_to_an_older_common_step(
+    tmp_path,
+):
+    from dqn.errors import CheckpointWarning
+
+    members = [Member({"loss": "huber"}, 0, "a"), Member({"loss": "l2"}, 1, "b")]
+    whole = train_population(BASE, members, out_dir=tmp_path / "whole", progress=False)
+    again = tmp_path / "again"
+    shutil.copytree(tmp_path / "whole", again)
+    (again / "population-step.json").write_text(json.dumps({"env_step": 2_000, "stopped": []}))
+    # An edited config.yaml is refused first, and nothing is deleted.
+    config_file = again / "b-seed1" / "config.yaml"
+    original = config_file.read_text()
+    config_file.write_text(original.replace("gamma: 0.99", "gamma: 0.5"))
+    listing = sorted(str(p.relative_to(again)) for p in again.rglob("*"))
+    with pytest.raises(CheckpointError, match="config.yaml differs .* \\(gamma\\)"):
+        resume_population(again, progress=False)
+    assert sorted(str(p.relative_to(again)) for p in again.rglob("*")) == listing
+    config_file.write_text(original)
+
+    damaged = again / "b-seed1" / "checkpoints" / "step-000002000" / "replay.npz"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.warns(CheckpointWarning, match="resumes from env step 1000, not 2000: member b"):
+        resumed = resume_population(again, progress=False)
+    for first, second in zip(whole, resumed):
+        assert metrics_text(first.run_dir) == metrics_text(second.run_dir)
+
+
+def test_a_population_folder_listing_no_members_is_refused(tmp_path):
+    (tmp_path / "population.json").write_text('{"members": []}')
+    with pytest.raises(CheckpointError, match="lists no members"):
+        resume_population(tmp_path)
