@@ -94,7 +94,7 @@ def train(
     """
     check_is_config(config)
     if run_dir is not None:
-        checkpoint.check_new_folder(run_dir, resume="dqn.resume(run_dir)")
+        checkpoint.check_new_folder(run_dir, resume="dqn.loop.resume(run_dir)")
     configure_runtime(config)
     envs = make_stepper(config.env_id, config.num_envs)
     obs_dim, n_actions = check_spaces(*envs.spaces)

@@ -20,7 +20,7 @@ from dqn.config import DQNConfig
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {
     "hidden_sizes": "[32,32]",
-    "total_env_steps": 5000,
+    "total_env_steps": 3000,
     "learning_starts_env_steps": 500,
     "train_every_env_steps": 64,
     "gradient_steps_per_train": 16,
