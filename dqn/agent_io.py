@@ -13,6 +13,7 @@ import numpy as np
 
 from dqn.agent_files import FORMAT_VERSION, archive_problem, corrupt_file
 from dqn.config import DQNConfig
+from dqn.errors import CheckpointError
 from dqn.io import atomic_write_text
 from dqn.learner import LearnerArrays
 
@@ -57,6 +58,20 @@ def load_model_file(path: Path) -> keras.Model:
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # zip, HDF5, JSON and Keras each raise their own types
+        text = str(exc)
+        # A network_fn's own layers: the file is fine, but Keras will not rebuild them safely.
+        if "Lambda" in text and "unsafe" in text:
+            raise CheckpointError(
+                f"{path}: the network has a Lambda layer, which Keras does not load in safe "
+                "mode (its code would run); write the layer as a class registered with "
+                "@keras.saving.register_keras_serializable()"
+            ) from None
+        if "Could not locate class" in text or "register_keras_serializable" in text:
+            raise CheckpointError(
+                f"{path}: the network uses a layer class Keras cannot find: "
+                f"{_first_line(exc)} (import the module that defines it, registered with "
+                "@keras.saving.register_keras_serializable(), before loading)"
+            ) from None
         raise corrupt_file(path, _first_line(exc)) from None
 
 

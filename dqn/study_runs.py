@@ -188,7 +188,7 @@ def _population_worker(
     queue = _PROGRESS_QUEUE
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
-    if can_resume(out, configs, run_dirs):
+    if _can_resume(out, configs, run_dirs):
         results = resume_population(out, progress=report)
     else:
         _remove_partial(out)
@@ -215,7 +215,7 @@ def _population_worker(
     return rows
 
 
-def can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
+def _can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
     """True if ``out`` holds a checkpointed, unfinished population of exactly these runs."""
     from dqn.errors import CheckpointError
     from dqn.population_files import STEP_FILE, read_population
@@ -289,7 +289,7 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
         if None in jobs or any(job in chunk for chunk, _ in chunks for job in jobs):
             continue
         configs = [DQNConfig.from_dict(job[1]) for job in jobs]
-        if can_resume(folder, configs, [Path(job[3]) / "run" for job in jobs]):
+        if _can_resume(folder, configs, [Path(job[3]) / "run" for job in jobs]):
             chunks.append((jobs, folder))
     return chunks
 

@@ -186,3 +186,29 @@ def test_a_network_fn_is_checked_when_the_agent_is_built():
         with pytest.raises(ConfigError, match=message) as err:
             DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn)
         assert "\n" not in str(err.value)
+
+
+def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(tmp_path):
+    from dqn.errors import CheckpointError
+
+    def with_lambda(obs_dim, n_actions):
+        x = keras.Input((obs_dim,))
+        h = keras.layers.Lambda(lambda t: t * 2.0)(x)
+        return keras.Model(x, keras.layers.Dense(n_actions)(h))
+
+    class Doubling(keras.layers.Layer):  # not registered: Keras cannot find it by name
+        def call(self, x):
+            return x * 2.0
+
+    def with_own_layer(obs_dim, n_actions):
+        x = keras.Input((obs_dim,))
+        return keras.Model(x, keras.layers.Dense(n_actions)(Doubling()(x)))
+
+    for name, network_fn, message in [
+        ("lambda", with_lambda, "has a Lambda layer, which Keras does not load in safe mode"),
+        ("own", with_own_layer, "uses a layer class Keras cannot find"),
+    ]:
+        DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn).save(tmp_path / name)
+        with pytest.raises(CheckpointError, match=message) as err:
+            DQNAgent.load(tmp_path / name)
+        assert "corrupt" not in str(err.value) and "\n" not in str(err.value)
