@@ -1,16 +1,14 @@
 """How a study's runs are run: each (variant, seed) in a process of its own, or the runs that
-can share one program as population chunks (``dqn.population``); in local worker processes or
-as Ray tasks (``dqn.ray_backend``). Every finished run leaves ``result.json`` beside its run
-folder, which is what makes a study resumable (``dqn.compare``).
+can share one program as population chunks (``dqn.population``); in local worker processes
+(``dqn.local_backend``) or as Ray tasks (``dqn.ray_backend``). Every finished run leaves
+``result.json`` beside its run folder, which is what makes a study resumable
+(``dqn.compare``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import NamedTuple
 
@@ -174,6 +172,7 @@ def _population_worker(
     """Train a chunk of runs as one population (``dqn.population``) in one worker process;
     write each run's result.json, unless the study was interrupted (the chunk's checkpoint is
     kept for the rerun). A chunk interrupted or killed half-way resumes from its step marker."""
+    from dqn.local_backend import progress_queue
     from dqn.run_log import stop_requested
     from dqn.runtime import import_tensorflow_quietly
 
@@ -185,7 +184,7 @@ def _population_worker(
 
     out = Path(folder)
     run_dirs = [Path(path) / "run" for *_, path in jobs]
-    queue = _PROGRESS_QUEUE
+    queue = progress_queue()  # None in a Ray worker
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
     if _can_resume(out, configs, run_dirs):
@@ -268,7 +267,8 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
 
 
 def _population_task(chunk: list[Job], folder: Path) -> Task:
-    return (f"population-{folder.name}", _population_worker, (chunk, str(folder.resolve())))
+    name = f"population-{folder.name}"  # also the name it reports its progress under
+    return (name, _population_worker, (chunk, str(folder.resolve()), name))
 
 
 def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path]]:
@@ -345,12 +345,12 @@ def backend_runner(backend: str, workers: int, address: str | None) -> Callable[
     raise ConfigError(f"unknown backend {backend!r}: local or ray")
 
 
-def _call(fn: Callable, args: tuple, extra: tuple = ()) -> object:
-    """``fn(*args, *extra)`` in a worker process (local or Ray): its result, or, if it raises,
-    a TaskFailed whose traceback is written to the task's folder (the worker's own output may
-    be on another node, or scrolled away under the progress bar)."""
+def _call(fn: Callable, args: tuple) -> object:
+    """``fn(*args)`` in a worker process (local or Ray): its result, or, if it raises, a
+    TaskFailed whose traceback is written to the task's folder (the worker's own output may be
+    on another node, or scrolled away under the progress bar)."""
     try:
-        return fn(*args, *extra)
+        return fn(*args)
     except Exception as exc:
         import traceback
 
@@ -370,77 +370,20 @@ def _call(fn: Callable, args: tuple, extra: tuple = ()) -> object:
 def run_local(
     tasks: Sequence[Task], workers: int, on_steps: Callable[[str, int], None] | None = None
 ) -> Iterator[tuple[str, object]]:
-    """Run the tasks in ``workers`` local processes; yield (name, result) as each finishes.
-    Population chunks report the env steps they train to ``on_steps(task name, steps)``.
+    """The study's tasks on the local backend (``dqn.local_backend``): yield (name, result) as
+    each finishes. A worker process that died is a TaskFailed; once the study is stopped by a
+    signal, a task that did not finish is a TaskInterrupted."""
+    from dqn.local_backend import run_local as run_in_processes
 
-    SIGINT or SIGTERM (to this process or to a worker) stops the study: tasks not started are
-    cancelled, running ones save a checkpoint and return, and each yields a TaskInterrupted. A
-    second signal kills the workers at once (their checkpoints are written atomically) and
-    raises KeyboardInterrupt.
-    """
-    import multiprocessing as mp
-    import queue as queues
+    def crashed(why: str) -> TaskFailed:
+        return TaskFailed(why, None)
 
-    from dqn.run_log import Interrupt
+    def stopped(signum: int | None, result: object) -> object:
+        finished = result is not None and not isinstance(result, TaskInterrupted)
+        return result if finished else TaskInterrupted(signum)
 
-    # spawn: TensorFlow is not fork-safe. The queue and the stop event reach the workers when
-    # they start (neither can be sent with a task).
-    context = mp.get_context("spawn")
-    steps = context.Queue() if on_steps is not None else None
-    stop = context.Event()
-    pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(steps, stop)
-    )
-    try:
-        with Interrupt() as signals:
-            pending = {}
-            for name, fn, args in tasks:
-                extra = (name,) if fn is _population_worker else ()
-                pending[pool.submit(_call, fn, args, extra)] = name
-            while pending:
-                if signals.signum is not None:
-                    stop.set()  # the workers' loops stop at their next step
-                if stop.is_set():  # by this process, or by a worker's own signal
-                    for fut in pending:
-                        fut.cancel()  # the tasks not started (a running one cannot be)
-                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                with contextlib.suppress(queues.Empty):
-                    while steps is not None:
-                        on_steps(*steps.get_nowait())
-                for fut in finished:
-                    yield pending.pop(fut), _outcome(fut, signals.signum)
-    except BaseException:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.kill()  # a second signal, or the caller gave up: stop now, not at the end
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _outcome(fut, signum: int | None) -> object:
-    """A finished future's result as the study sees it."""
-    if fut.cancelled():
-        return TaskInterrupted(signum)
-    try:
-        result = fut.result()
-    except BrokenProcessPool:  # killed (out of memory, a signal): no traceback
-        return TaskFailed("its worker process died (killed, or out of memory)", None)
-    except KeyboardInterrupt:  # a worker's second signal, before its loop had started
-        return TaskInterrupted(signum)
-    return TaskInterrupted(signum) if isinstance(result, TaskInterrupted) else result
-
-
-_PROGRESS_QUEUE = None  # in a local worker process: where population chunks report env steps
-
-
-def _start_worker(queue, stop) -> None:
-    """A local worker process's set-up: the progress queue, and the study's stop event as its
-    loops' stop flag (``dqn.run_log.share_stop``)."""
-    from dqn.run_log import share_stop
-
-    global _PROGRESS_QUEUE
-    _PROGRESS_QUEUE = queue
-    share_stop(stop)
+    jobs = [(name, fn, args) for name, fn, args in tasks]
+    return run_in_processes(_call, jobs, workers, on_steps, crashed, stopped)
 
 
 def _remove_partial(path: Path) -> None:

@@ -287,8 +287,8 @@ def test_a_worker_that_raises_returns_its_error_and_keeps_the_traceback(tmp_path
     ]
     [alone] = make_tasks(jobs[:1], tmp_path, 1, "process")
     good = (*jobs[1][:1], BASE.to_dict(), *jobs[1][2:])
-    [(name, fn, (_, folder))] = make_tasks([good], tmp_path, 1, "population")
-    chunk = ("population-x", fn, ([jobs[1]], folder))  # the chunk, with the bad config
+    [(name, fn, (_, folder, _))] = make_tasks([good], tmp_path, 1, "population")
+    chunk = ("population-x", fn, ([jobs[1]], folder, "population-x"))  # with the bad config
     results = dict(run_local([alone, chunk], workers=1))
     assert results["l2-seed0"].error.startswith("ConfigError: config key 'gamma'")
     assert results["l2-seed0"].traceback_file == str(tmp_path / "runs" / "l2-seed0" / ERROR_FILE)

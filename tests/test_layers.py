@@ -23,7 +23,7 @@ LAYERS = {
     3: {"agent", "agent_files", "agent_io", "evaluation"},
     4: {"loop", "run_log", "run_state", "checkpoint", "divergence"}
     | {"population", "population_loop", "population_progress", "population_files"},
-    5: {"compare", "study_runs", "ray_backend", "report", "stats"},
+    5: {"compare", "study_runs", "local_backend", "ray_backend", "report", "stats"},
     6: {"cli", "export", "__init__"},  # command-line faces; the package's lazy public API
 }
 LAYER_NAMES = {0: "helpers", 1: "math", 2: "learners", 3: "agent", 4: "run", 5: "study", 6: "face"}

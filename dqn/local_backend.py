@@ -1,0 +1,106 @@
+"""The local backend of ``dqn-compare``: tasks in worker processes of this machine.
+
+Like ``dqn.ray_backend`` it runs any ``worker(*args)`` and knows nothing of what a task is
+(``dqn.study_runs`` does). What it owns is the processes: started with ``spawn`` (TensorFlow is
+not fork-safe), one task at a time each, a queue on which tasks report progress, and the
+study's stop. SIGINT or SIGTERM, to the study's process alone (``kill PID``) or to the whole
+process group (Ctrl-C in a terminal), sets one stop event that every worker shares
+(``dqn.run_log.share_stop``): each running task's loop saves a checkpoint and returns, and the
+tasks not started are cancelled. A second signal kills the workers at once, which their
+atomically written checkpoints make safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+_PROGRESS_QUEUE = None  # in a worker process: where a task reports its progress
+
+
+def progress_queue():
+    """In a local worker process, the queue on which a task puts ``(its name, env steps)``;
+    None elsewhere (a Ray worker, the study's own process)."""
+    return _PROGRESS_QUEUE
+
+
+def run_local(
+    worker: Callable[..., object],
+    jobs: Sequence[tuple],
+    workers: int,
+    on_steps: Callable[[str, int], None] | None = None,
+    on_crash: Callable[[str], object] | None = None,
+    on_stop: Callable[[int | None, object], object] | None = None,
+) -> Iterator[tuple[str, object]]:
+    """Run ``worker(*args)`` per job ``(name, *args)`` in ``workers`` local processes; yield
+    (name, result) as each finishes. What tasks put on ``progress_queue()`` reaches
+    ``on_steps``. A task whose process died yields ``on_crash(why)`` (default: the error is
+    raised). Once the study is stopped, each task that ends yields ``on_stop(signal, its result)``
+    instead: its result is None if it was cancelled before it started, and the signal None if
+    only a worker was signalled."""
+    import multiprocessing as mp
+    import queue as queues
+
+    from dqn.run_log import Interrupt
+
+    # The queue and the stop event reach the workers when they start (neither can be sent with
+    # a task).
+    context = mp.get_context("spawn")
+    steps = context.Queue() if on_steps is not None else None
+    stop = context.Event()
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(steps, stop)
+    )
+    try:
+        with Interrupt() as signals:
+            pending = {pool.submit(worker, *args): name for name, *args in jobs}
+            while pending:
+                if signals.signum is not None:
+                    stop.set()  # the workers' loops stop at their next step
+                if stop.is_set():  # by this process, or by a worker's own signal
+                    for fut in pending:
+                        fut.cancel()  # the tasks not started (a running one cannot be)
+                finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                with contextlib.suppress(queues.Empty):
+                    while steps is not None:
+                        on_steps(*steps.get_nowait())
+                for fut in finished:
+                    result = _result(fut, on_crash)
+                    if stop.is_set() and on_stop is not None:
+                        result = on_stop(signals.signum, result)
+                    yield pending.pop(fut), result
+    except BaseException:
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.kill()  # a second signal, or the caller gave up: stop now, not at the end
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _result(fut, on_crash) -> object:
+    """A finished future's result; None if it was cancelled or a signal ended it early."""
+    if fut.cancelled():
+        return None
+    try:
+        return fut.result()
+    except BrokenProcessPool:  # killed (out of memory, a signal): no traceback
+        if on_crash is None:
+            raise
+        return on_crash("its worker process died (killed, or out of memory)")
+    except KeyboardInterrupt:  # a worker's second signal, before its loop had started
+        return None
+
+
+def _start_worker(queue, stop) -> None:
+    """A worker process's set-up: the progress queue, and the study's stop event as its loops'
+    stop flag (``dqn.run_log.share_stop``)."""
+    from dqn.run_log import share_stop
+
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = queue
+    share_stop(stop)
+
+
+__all__ = ["progress_queue", "run_local"]
