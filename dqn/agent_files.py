@@ -364,4 +364,9 @@ def resolve_agent_dir(path: Path) -> Path:
     if (path / MANIFEST).is_file() or _STEP_DIR.match(path.name):
         verify_checkpoint(path)
         return path / "agent"
+    if (path / "metrics.csv").is_file() and not (path / "agent.json").is_file():
+        raise CheckpointError(
+            f"run {path} has no checkpoint yet (no {CHECKPOINTS}/ folder): a run writes its "
+            "first one after checkpoint_every_env_steps, at its end, or when it is interrupted"
+        )
     return path

@@ -313,6 +313,14 @@ def empty_folder(tmp):
     return tmp / "empty"
 
 
+def run_without_checkpoint(tmp):
+    run = tmp / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "metrics.csv").write_text("env_step,grad_steps\n")
+    return run
+
+
 EVALUATE_CASES = {
     "missing folder": (lambda tmp: tmp / "nowhere", ["no run, checkpoint or agent folder"]),
     "empty folder": (empty_folder, ["not a complete checkpoint: missing config.yaml"]),
@@ -321,6 +329,7 @@ EVALUATE_CASES = {
         ["saved for observations of shape (6,)", "CartPole-v1 has (4,)"],
     ),
     "truncated weights, no manifest": (truncated_agent, ["corrupt checkpoint"]),
+    "run before its first checkpoint": (run_without_checkpoint, ["has no checkpoint yet"]),
 }
 
 
