@@ -72,6 +72,11 @@ def _make_learner(
     return TFLearner(net.forward, loss_fn, config, sizes[0], flat)
 
 
+def _check_epsilon(epsilon: float) -> None:
+    if not 0.0 <= epsilon <= 1.0:  # NaN too
+        raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
+
+
 def _check_network(online, target, obs_dim: int, n_actions: int) -> None:
     """ConfigError unless a network_fn built two separate Keras models that map observations
     [n, obs_dim] to Q-values [n, n_actions]: found when the agent is built, not mid-run."""
@@ -167,8 +172,7 @@ class DQNAgent:
 
     def act(self, obs: np.ndarray, epsilon: float = 0.0) -> int:
         """Epsilon-greedy action for one observation (greedy when epsilon is 0)."""
-        if not 0.0 <= epsilon <= 1.0:  # NaN too
-            raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
+        _check_epsilon(epsilon)
         if np.shape(obs) != (self.obs_dim,):
             raise InputError(
                 f"act takes one observation of shape [{self.obs_dim}], got {list(np.shape(obs))} "
@@ -188,8 +192,7 @@ class DQNAgent:
                 f"act_batch takes observations of shape [n, {self.obs_dim}], "
                 f"got {list(np.shape(obs))}"
             )
-        if not 0.0 <= epsilon <= 1.0:
-            raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
+        _check_epsilon(epsilon)
         n = len(obs)
         if n == 1:
             return np.array([self.act(obs[0], epsilon)])

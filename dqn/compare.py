@@ -252,7 +252,8 @@ def run_comparison(
     if stopped:
         import signal
 
-        total, left = len(variants) * len(seeds), len(variants) * len(seeds) - len(rows)
+        total = len(variants) * len(seeds)
+        left = total - len(rows)
         raise StudyInterrupted(
             f"interrupted: {len(rows)} of {total} runs finished and are kept; the same command "
             f"trains the other {left}, each from its newest checkpoint",

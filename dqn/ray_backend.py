@@ -51,14 +51,14 @@ def run_ray(
     workers: int,
     address: str | None = None,
     on_crash: Callable[[str], object] | None = None,
-    on_stop: Callable[[int], object] | None = None,
+    on_stop: Callable[[int | None, object], object] | None = None,
 ) -> Iterator[tuple[str, object]]:
     """Run ``worker(*args)`` per job ``(name, *args)`` as a Ray task of one CPU; yield
     (name, result) as each finishes. A job is one run, or one population chunk. A task whose
     worker or node died (after Ray's retries) yields ``on_crash(why)`` (default: Ray's error is
     raised). With ``on_stop``, SIGINT or SIGTERM cancels every unfinished task (a running one
     is killed: what it wrote is its checkpoints, each written atomically) and each yields
-    ``on_stop(signal)``.
+    ``on_stop(signal, None)``, as ``dqn.local_backend.run_local`` yields for a cancelled task.
 
     Uses the Ray this process is already connected to, if any; else connects to ``address``, or
     without one starts a local Ray of ``workers`` CPUs, and shuts it down at the end.
@@ -84,7 +84,7 @@ def run_ray(
                     for ref in pending:
                         ray.cancel(ref, force=True)
                     for name in pending.values():
-                        yield name, on_stop(signals.signum)
+                        yield name, on_stop(signals.signum, None)
                     return
                 finished, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 for ref in finished:

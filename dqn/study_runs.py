@@ -340,9 +340,16 @@ def backend_runner(backend: str, workers: int, address: str | None) -> Callable[
             workers,
             address,
             crashed,
-            TaskInterrupted,
+            _stopped,
         )
     raise ConfigError(f"unknown backend {backend!r}: local or ray")
+
+
+def _stopped(signum: int | None, result: object) -> object:
+    """What a task that ended after the study was stopped counts as (either backend): its
+    result if it finished, else a TaskInterrupted carrying the study's signal."""
+    finished = result is not None and not isinstance(result, TaskInterrupted)
+    return result if finished else TaskInterrupted(signum)
 
 
 def _call(fn: Callable, args: tuple) -> object:
@@ -378,12 +385,8 @@ def run_local(
     def crashed(why: str) -> TaskFailed:
         return TaskFailed(why, None)
 
-    def stopped(signum: int | None, result: object) -> object:
-        finished = result is not None and not isinstance(result, TaskInterrupted)
-        return result if finished else TaskInterrupted(signum)
-
     jobs = [(name, fn, args) for name, fn, args in tasks]
-    return run_in_processes(_call, jobs, workers, on_steps, crashed, stopped)
+    return run_in_processes(_call, jobs, workers, on_steps, crashed, _stopped)
 
 
 def _remove_partial(path: Path) -> None:
