@@ -3,7 +3,11 @@
 - (p1) regimes (b) and (c) with 32 members: aggregate env steps/s of a population against
   Stable-Baselines3's single run in the same benchmark run. Both layouts that use the two
   cores are measured: one process with two threads on the batched work, and two processes of
-  16 members each (started together; their rates add up).
+  16 members each (started together; their rates add up). The two-process layouts, the ones
+  held to the target, run in ``P1_ROUNDS`` rounds, each with its own SB3 run just before them:
+  a 5,000-step window of a 2-core machine shared with other tenants moves by 20-30% from one
+  minute to the next, SB3's and dqn's alike, so a ratio is taken within a round and the table
+  gives the rounds' median and range.
 - (p2) the default loss study, 5 variants x 10 seeds of configs/cartpole.yaml, as
   ``dqn-compare`` runs it: wall time with populations and with one process per run, and the
   study's compute floor (the matmul FLOPs of every gradient step the runs took, at the
@@ -26,6 +30,8 @@ from dqn.config import DQNConfig
 from dqn.runtime import usable_cores
 
 MEMBERS = 32
+# Rounds of (p1)'s two-process layouts, each against an SB3 run of its own (module docstring).
+P1_ROUNDS = 3
 STUDY_VARIANTS = (
     "l2",
     "clipped_delta",
@@ -57,7 +63,8 @@ def _together(label: str, jobs: list[dict], env: dict) -> list[dict | None]:
 
 def regime_p1(quick: bool, config: Path) -> dict:
     """(p1): for (b) and (c), SB3's single run and 32-member populations, each learner, in one
-    process of 1 or 2 threads, or two processes of 16."""
+    process of 1 or 2 threads, or two processes of 16; the two-process layouts and SB3 in
+    ``P1_ROUNDS`` rounds (``rounds``; ``runs`` is the first)."""
     warmup, measured = (250, 1_000) if quick else (1_000, 5_000)  # marks: multiples of 250
     members = 4 if quick else MEMBERS
     out = {}
@@ -68,26 +75,53 @@ def regime_p1(quick: bool, config: Path) -> dict:
         s = s.replace(total_env_steps=first + measured)
         marks = [first, first + measured]
         job = {"settings": s.to_dict(), "marks": marks, "seed": 0}
-        runs = {
-            "sb3": timed(f"({key}) SB3", {**job, "worker": "sb3_throughput", "torch_threads": 1})
+        rounds = []
+        for n in range(1 if quick else P1_ROUNDS):
+            tag = f"({key}) round {n + 1}"
+            sb3_job = {**job, "worker": "sb3_throughput", "torch_threads": 1}
+            runs = {"sb3": timed(f"{tag}: SB3", sb3_job)}
+            for learner, overrides in LEARNERS.items():
+                pop = {**job, "worker": "dqn_population", "config": str(config), "first_seed": 0}
+                one = {**pop, "members": members, "overrides": {**overrides, "num_threads": 1}}
+                two = {**one, "overrides": {**overrides, "num_threads": 2}}
+                half = members // 2
+                if n == 0:  # the one-process layouts: once, for the comparison of layouts
+                    runs[f"{learner}/1 process, 1 thread"] = timed(
+                        f"{tag}: {learner}, {members} members, 1 thread", one, ONE_THREAD
+                    )
+                    runs[f"{learner}/1 process, 2 threads"] = timed(
+                        f"{tag}: {learner}, {members} members, 2 threads", two, TWO_THREADS
+                    )
+                pair = [{**one, "members": half}, {**one, "members": half, "first_seed": half}]
+                runs[f"{learner}/2 processes"] = _together(
+                    f"{tag}: {learner}, 2 processes of {half}", pair, ONE_THREAD
+                )
+            rounds.append(runs)
+        out[key] = {
+            "settings": s,
+            "measured": measured,
+            "members": members,
+            "runs": rounds[0],
+            "rounds": rounds,
         }
-        for learner, overrides in LEARNERS.items():
-            pop = {**job, "worker": "dqn_population", "config": str(config), "first_seed": 0}
-            one = {**pop, "members": members, "overrides": {**overrides, "num_threads": 1}}
-            two = {**one, "overrides": {**overrides, "num_threads": 2}}
-            half = members // 2
-            runs[f"{learner}/1 process, 1 thread"] = timed(
-                f"({key}) {learner}, {members} members, 1 thread", one, ONE_THREAD
-            )
-            runs[f"{learner}/1 process, 2 threads"] = timed(
-                f"({key}) {learner}, {members} members, 2 threads", two, TWO_THREADS
-            )
-            pair = [{**one, "members": half}, {**one, "members": half, "first_seed": half}]
-            runs[f"{learner}/2 processes"] = _together(
-                f"({key}) {learner}, 2 processes of {half}", pair, ONE_THREAD
-            )
-        out[key] = {"settings": s, "measured": measured, "members": members, "runs": runs}
     return out
+
+
+def round_ratios(r: dict, layout: str) -> list[float] | None:
+    """(p1): ``layout``'s aggregate rate over its round's SB3 rate, for each round of ``r``
+    (a regime's result); None if a run of any round failed."""
+    ratios = []
+    for runs in r.get("rounds", [r["runs"]]):
+        d, b = aggregate_rate(runs.get(layout), r["measured"]), sb3_rate(runs, r["measured"])
+        if d is None or b is None:
+            return None
+        ratios.append(d / b)
+    return ratios
+
+
+def sb3_rate(runs: dict, measured: int) -> float | None:
+    sb3 = runs.get("sb3")
+    return None if sb3 is None else measured / (sb3["elapsed"][1] - sb3["elapsed"][0])
 
 
 def aggregate_rate(run, measured: int) -> float | None:

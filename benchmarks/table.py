@@ -296,23 +296,45 @@ def table(results: dict, quick: bool) -> str:
 
 def population_rows(results: dict, add, extra: list[str]) -> None:
     """The rows of (p1), (p2), (p3) (``benchmarks.populations``)."""
-    from benchmarks.populations import aggregate_rate, floor_rate, study_floor
+    from benchmarks.populations import (
+        aggregate_rate,
+        floor_rate,
+        round_ratios,
+        sb3_rate,
+        study_floor,
+    )
 
     if "p1" in results:
         for key, r in results["p1"].items():
-            sb3 = r["runs"]["sb3"]
-            b = r["measured"] / (sb3["elapsed"][1] - sb3["elapsed"][0]) if sb3 else None
+            rounds = r.get("rounds", [r["runs"]])
+            sb3 = [sb3_rate(runs, r["measured"]) for runs in rounds]
             for layout, run in r["runs"].items():
                 if layout == "sb3":
                     continue
                 learner, how = layout.split("/")
-                d = aggregate_rate(run, r["measured"])
+                label = f"(p1) ({key})'s settings, {r['members']} members, learner {learner}, {how}"
+                if all(layout in runs for runs in rounds[1:]) and len(rounds) > 1:
+                    rates = [aggregate_rate(runs[layout], r["measured"]) for runs in rounds]
+                    ratios = round_ratios(r, layout)
+                    shown = "-"
+                    if ratios is not None:
+                        each = ", ".join(f"{x:.2f}x" for x in ratios)
+                        shown = f"{statistics.median(ratios):.2f}x (rounds: {each})"
+                    add(
+                        f"{label}, median of {len(rounds)} rounds",
+                        "aggregate env steps/s (SB3: one run a round)",
+                        fmt(None if None in rates else median_or_none(rates), 0),
+                        fmt(None if None in sb3 else median_or_none(sb3), 0),
+                        shown,
+                        TARGETS["p1"],
+                    )
+                    continue
                 add(
-                    f"(p1) ({key})'s settings, {r['members']} members, learner {learner}, {how}",
+                    label,
                     "aggregate env steps/s (SB3: one run)",
-                    fmt(d, 0),
-                    fmt(b, 0),
-                    ratio(d, b),
+                    fmt(aggregate_rate(run, r["measured"]), 0),
+                    fmt(sb3[0], 0),
+                    ratio(aggregate_rate(run, r["measured"]), sb3[0]),
                     TARGETS["p1"],
                 )
         extra.append(
@@ -323,7 +345,11 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
             'a clock wrapper around each env would turn off). "2 processes" runs two populations '
             "of half the members at the same time, one thread each, and adds their rates; "
             '"2 threads" gives TensorFlow (intra- and inter-op) and BLAS two threads in one '
-            "process. SB3 is one run of the same settings, in this benchmark run."
+            "process. SB3 is one run of the same settings, in this benchmark run. The "
+            '"2 processes" layouts run in rounds, each round an SB3 run and then each '
+            "learner's pair: the ratio is taken within a round (the machine's speed drifts "
+            "between rounds, for SB3 and dqn alike), and the row gives the median of the "
+            "rounds' rates and ratios, and every round's ratio."
         )
     if "p2" in results:
         r = results["p2"]

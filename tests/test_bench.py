@@ -474,3 +474,34 @@ def test_xla_schedule_reports_medians_and_the_ratio_per_work():
     # First work: medians 110 and 140 us; 140 / 110 = 1.27x. Second: 220 and 280.
     assert lines[3].endswith("| 110 (0.0) | 140 (2.0) | 1.27x |")
     assert lines[4].endswith("| 220 (0.0) | 280 (2.0) | 1.27x |")
+
+
+def test_p1_rounds_take_each_ratio_within_its_round():
+    """Round 1: SB3 1,000/s, dqn 20,000/s (20x); round 2: SB3 500/s (the machine slowed),
+    dqn 12,500/s (25x); round 3: SB3 2,000/s, dqn 36,000/s (18x). The row gives the median
+    rate of each side and the median of the three within-round ratios (20x), not a ratio of
+    medians across rounds, and lists every round's."""
+
+    def pair(seconds):  # two processes of 16 members, 1,000 env steps each in `seconds`
+        return [{"elapsed": [0.0, seconds], "members": 16}] * 2
+
+    def sb3(seconds):
+        return {"elapsed": [0.0, seconds], "threads": "x"}
+
+    layout = "tensorflow/2 processes"
+    rounds = [
+        {"sb3": sb3(1.0), "tensorflow/1 process, 1 thread": None, layout: pair(1.6)},
+        {"sb3": sb3(2.0), layout: pair(2.56)},
+        {"sb3": sb3(0.5), layout: pair(32 / 36)},
+    ]
+    r = {"settings": settings.EVERY_STEP, "measured": 1_000, "members": 32}
+    results = {"p1": {"c": {**r, "runs": rounds[0], "rounds": rounds}}}
+    find = only_line(table.table(results, quick=False))
+
+    row = find("learner tensorflow, 2 processes, median of 3 rounds")
+    assert "| 20,000 | 1,000 | 20.00x (rounds: 20.00x, 25.00x, 18.00x) | >= 20 |" in row
+    assert "| failed | 1,000 | - | >= 20 |" in find("learner tensorflow, 1 process, 1 thread")
+
+    rounds[1][layout] = None  # a failed run in any round: no median ratio
+    row = only_line(table.table(results, quick=False))("2 processes, median of 3 rounds")
+    assert "| failed | 1,000 | - | >= 20 |" in row
