@@ -36,7 +36,7 @@ from dqn.numpy_learner import NumpyLearner
 from dqn.replay import Batch, check_batch, pack_batch
 from dqn.runtime import configure_tensorflow, warn_threads_fixed
 from dqn.step_metrics import METRIC_NAMES
-from dqn.tf_learner import TFLearner, loss_and_grad, probe_gradient
+from dqn.tf_learner import TFLearner
 
 
 def _make_learner(
@@ -135,9 +135,6 @@ class DQNAgent:
         self.rng = np.random.default_rng([config.seed, 1])  # exploration only
         loss_fn = losses.get(config.loss)
         self._q_fn = tf.function(self._net.forward)
-        self._grad_fn = tf.function(
-            lambda state, batch: loss_and_grad(state, batch, self._net.forward, loss_fn, config)
-        )
         self._mirror = NumpyMLP.mirror(self._net, flat)
         self.learner = _make_learner(
             config,
@@ -246,12 +243,10 @@ class DQNAgent:
         Per-layer gradient norms of the loss, and for a mirrored MLP the fraction of dead
         (ReLU) or saturated (tanh, sigmoid) hidden units over the batch's states.
         """
-        if isinstance(self.learner, learner_process.ProcessLearner):
-            # Where the learner runs: its threads, so its rounding (this process's TensorFlow
-            # ran first, with other pools, which sum the gradient in another order).
-            grads = self.learner.probe_gradient(batch)
-        else:
-            grads = probe_gradient(self._grad_fn, self.state, batch)
+        # Where the learner computes its updates: its backend, threads and process, so the
+        # norms are those of the gradients it steps with (a learner process's pools sum in
+        # another order than this process's TensorFlow).
+        grads = self.learner.probe_gradient(batch)
         out = {
             f"grad_norm/{k}": v
             for k, v in layer_grad_norms(grads, self._net.layer_slices()).items()

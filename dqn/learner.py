@@ -9,7 +9,11 @@ float32 vectors of P parameters (the layout of ``dqn.networks.FlatNetwork``), an
 - ``online``: the current online parameters as a numpy vector (the agent acts with them);
 - ``state``: every array that decides the next update, as a ``LearnerArrays`` (read it to save,
   assign it to restore);
-- ``grad_steps``: gradient steps taken so far.
+- ``grad_steps``: gradient steps taken so far;
+- ``probe_gradient(batch) -> grads [P]``: the flat loss gradient of one batch (a
+  ``dqn.replay.Batch``) at the current parameters, nothing updated: what the per-layer
+  gradient-norm diagnostics read, computed by the backend that computes the updates (its
+  rounding, its threads, its process).
 
 Two implementations compute the same update: ``dqn.tf_learner.TFLearner`` (TensorFlow, XLA;
 any Keras network) and ``dqn.numpy_learner.NumpyLearner`` (numpy, an explicit backward pass;
@@ -49,6 +53,8 @@ class Learner(Protocol):
 
     @property
     def grad_steps(self) -> int: ...
+
+    def probe_gradient(self, batch) -> np.ndarray: ...
 
 
 class PopulationLearner(Protocol):

@@ -289,6 +289,9 @@ class TFLearner:
     ) -> None:
         burst = make_packed_burst(forward, loss_fn, config, obs_dim)
         self._burst = tf.function(burst, jit_compile=config.jit_compile, reduce_retracing=True)
+        self._grad_fn = tf.function(
+            lambda state, batch: loss_and_grad(state, batch, forward, loss_fn, config)
+        )
         self._compiled: dict[tuple, Callable] = {}
         flat = tf.constant(online)
         zeros = tf.zeros_like(flat)
@@ -323,3 +326,6 @@ class TFLearner:
     @property
     def grad_steps(self) -> int:
         return int(self._packed[2])
+
+    def probe_gradient(self, batch) -> np.ndarray:
+        return probe_gradient(self._grad_fn, self.state, batch)

@@ -2,7 +2,8 @@
 
     python scripts/compare_studies.py results/compare results/compare-pop [--out FILE.md]
 
-Reads each study's results.json (``dqn-compare``) and prints, per variant, the runs that ended
+Reads each study's results.json (``dqn-compare``), or its results.csv where only that was kept
+(docs/compare holds the csv of a study whose run folders are gone), and prints, per variant, the runs that ended
 solved (final evaluation >= 475) in each with Clopper-Pearson intervals, the medians of the
 final evaluation and of the evaluation AUC, and two-sample tests of both: Mann-Whitney U and
 Kolmogorov-Smirnov, with their p-values (scipy). The two ways are typically the per-process
@@ -13,6 +14,7 @@ to float32 rounding and so are not expected to be identical.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -26,11 +28,23 @@ THRESHOLD = 475.0
 
 
 def load(folder: Path) -> dict[str, list[dict]]:
-    rows = json.loads((folder / "results.json").read_text())
+    if (folder / "results.json").is_file():
+        rows = json.loads((folder / "results.json").read_text())
+    else:  # the same rows as text: an empty cell (a run that never solved) is None
+        with open(folder / "results.csv", newline="") as f:
+            rows = [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
     out: dict[str, list[dict]] = {}
     for row in rows:
         out.setdefault(row["variant"], []).append(row)
     return out
+
+
+def _cell(key: str, text: str):
+    if key in ("variant", "loss"):
+        return text
+    if text == "":
+        return None
+    return int(text) if key == "seed" else float(text)
 
 
 def p_values(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -89,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="also write the table here")
     args = p.parse_args(argv)
     for folder in (args.first, args.second):
-        if not (folder / "results.json").is_file():
-            print(f"compare_studies: {folder} has no results.json", file=sys.stderr)
+        if not any((folder / name).is_file() for name in ("results.json", "results.csv")):
+            print(f"compare_studies: {folder} has no results.json or results.csv", file=sys.stderr)
             return 2
     text = table(args.first, args.second)
     print(text)

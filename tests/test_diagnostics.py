@@ -65,3 +65,37 @@ def _reload_weights(agent):
         agent.config,
         network_fn=lambda o, n: next(built),
     )
+
+
+def _agents_and_replay(learners):
+    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    cfg = DQNConfig(hidden_sizes=(8, 8), jit_compile=False, batch_size=16)
+    agents = [
+        DQNAgent(obs_space, gym.spaces.Discrete(2), cfg.replace(learner=name)) for name in learners
+    ]
+    replay = ReplayBuffer(256, 3, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    for _ in range(256):
+        replay.add(
+            rng.uniform(-1, 1, 3), rng.integers(2), rng.normal(), rng.uniform(-1, 1, 3), False
+        )
+    return agents, replay
+
+
+def test_each_learner_probes_the_gradient_it_steps_with_and_probing_changes_nothing():
+    """The TF and numpy learners start from the same parameters (same seed): their probe
+    gradients agree to float32 rounding, before and after a step. A probe between two steps
+    leaves the training exactly as without it (the numpy learner's gradient buffer is the
+    one its steps use)."""
+    (tf_agent, np_agent, np_twin), replay = _agents_and_replay(["tensorflow", "numpy", "numpy"])
+    probe, rng = replay.sample(64, rng=np.random.default_rng(2)), np.random.default_rng(3)
+    batches = [replay.sample(16, rng=rng) for _ in range(2)]
+    for step in range(2):
+        g_tf, g_np = tf_agent.learner.probe_gradient(probe), np_agent.learner.probe_gradient(probe)
+        assert g_tf.shape == g_np.shape == tf_agent.state.online.shape
+        np.testing.assert_allclose(g_np, g_tf, rtol=1e-4, atol=1e-6)
+        assert np.abs(g_np).max() > 0
+        for agent in (tf_agent, np_agent, np_twin):
+            agent.update(batches[step])
+    for a, b in zip(np_agent.state, np_twin.state):  # np_twin was never probed
+        np.testing.assert_array_equal(a, b)
