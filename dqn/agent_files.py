@@ -37,6 +37,9 @@ RUN_STATE_FILES = ("replay.npz", "loop.npz", "loop.json", "metrics.csv")
 CHECKPOINT_FILES = (*(f"agent/{name}" for name in AGENT_FILES), *RUN_STATE_FILES)
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
+# dqn-compare keeps each run's folder inside an entry beside its result.json:
+# <study>/runs/<variant>-seed<k>/run (``dqn.study_runs``).
+STUDY_RUN = "run"
 _STEP_DIR = re.compile(r"^step-(\d{9})$")
 # Both are zip archives: a file that is not one is reported as such, not by what the reader
 # guesses from its first bytes (np.load calls any non-zip "pickled data").
@@ -347,7 +350,8 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
 
 def resolve_agent_dir(path: Path) -> Path:
     """The agent folder to load for ``path``: a run folder (its newest good checkpoint, with a
-    CheckpointWarning per newer one skipped), a checkpoint folder (verified) or an agent folder.
+    CheckpointWarning per newer one skipped), a study's run entry (the run folder inside it), a
+    checkpoint folder (verified) or an agent folder.
     """
     path = Path(path)
     if not path.is_dir():
@@ -364,6 +368,8 @@ def resolve_agent_dir(path: Path) -> Path:
     if (path / MANIFEST).is_file() or _STEP_DIR.match(path.name):
         verify_checkpoint(path)
         return path / "agent"
+    if (path / STUDY_RUN).is_dir() and not (path / "agent.json").is_file():
+        return resolve_agent_dir(path / STUDY_RUN)
     if (path / "metrics.csv").is_file() and not (path / "agent.json").is_file():
         raise CheckpointError(
             f"run {path} has no checkpoint yet (no {CHECKPOINTS}/ folder): a run writes its "

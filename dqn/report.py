@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dqn.agent_files import STUDY_RUN
 from dqn.stats import iqm_ci, median_ci, probability_of_improvement_ci, proportion_ci
 
 CURVE_SERIES = {
@@ -112,7 +113,7 @@ def load_curves(out: Path, rows: Sequence[dict]) -> dict[str, list[dict[str, np.
     """Per variant, the metrics.csv columns of each of its runs."""
     curves: dict[str, list[dict[str, np.ndarray]]] = {}
     for r in rows:
-        path = out / "runs" / run_name(r["variant"], r["seed"]) / "run" / "metrics.csv"
+        path = out / "runs" / run_name(r["variant"], r["seed"]) / STUDY_RUN / "metrics.csv"
         metrics = read_metrics(path) if path.is_file() else {}
         # A run the divergence guard stopped before its first evaluation has no curve to draw.
         if len(metrics.get("env_step", ())) > 0:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dqn.agent_files import STUDY_RUN
 from dqn.config import DQNConfig, changed_keys
 from dqn.errors import ConfigError
 from dqn.io import atomic_write_text
@@ -52,7 +53,7 @@ def settings_difference(run_folder: Path, config: Mapping) -> str | None:
     """How the config a study's run folder was trained with differs from ``config`` (a config
     dict), as ``"gamma: 0.99 there, 0.5 now"``; None if they are the same or if the folder holds
     no run yet (a run killed before it wrote its config.yaml starts again)."""
-    recorded = Path(run_folder) / "run" / "config.yaml"
+    recorded = Path(run_folder) / STUDY_RUN / "config.yaml"
     if not recorded.is_file():
         finished = (Path(run_folder) / "result.json").is_file()
         return "its run/config.yaml is missing, so they cannot be compared" if finished else None
@@ -123,7 +124,7 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
     from dqn.errors import DivergenceError
 
     try:
-        result = _train_or_resume(config, run_path / "run")
+        result = _train_or_resume(config, run_path / STUDY_RUN)
         if result.interrupted:
             return TaskInterrupted()
         history, first_solve, seconds = (
@@ -135,8 +136,8 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
     except DivergenceError:
         # Divergence is an outcome of the loss under test, not a failure of the comparison: keep
         # the evaluations made before the guard stopped the run and say where it stopped.
-        summary = json.loads((run_path / "run" / "summary.json").read_text())
-        columns = read_metrics(run_path / "run" / "metrics.csv")
+        summary = json.loads((run_path / STUDY_RUN / "summary.json").read_text())
+        columns = read_metrics(run_path / STUDY_RUN / "metrics.csv")
         history = [dict(zip(columns, values)) for values in zip(*columns.values())]
         first_solve, seconds = summary["first_solve_env_step"], summary["train_seconds"]
         diverged_at = summary["env_steps"]
@@ -183,7 +184,7 @@ def _population_worker(
     from dqn.population import Member, resume_population, train_population
 
     out = Path(folder)
-    run_dirs = [Path(path) / "run" for *_, path in jobs]
+    run_dirs = [Path(path) / STUDY_RUN for *_, path in jobs]
     queue = progress_queue()  # None in a Ray worker
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
@@ -277,7 +278,7 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
     from dqn.errors import CheckpointError
     from dqn.population_files import read_population
 
-    by_dir = {(Path(job[3]) / "run").resolve(): job for job in group}
+    by_dir = {(Path(job[3]) / STUDY_RUN).resolve(): job for job in group}
     chunks: list[tuple[list[Job], Path]] = []
     folders = (out / "populations").glob("*") if (out / "populations").is_dir() else ()
     for folder in sorted(folders):
@@ -289,7 +290,7 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
         if None in jobs or any(job in chunk for chunk, _ in chunks for job in jobs):
             continue
         configs = [DQNConfig.from_dict(job[1]) for job in jobs]
-        if _can_resume(folder, configs, [Path(job[3]) / "run" for job in jobs]):
+        if _can_resume(folder, configs, [Path(job[3]) / STUDY_RUN for job in jobs]):
             chunks.append((jobs, folder))
     return chunks
 

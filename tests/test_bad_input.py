@@ -321,6 +321,14 @@ def run_without_checkpoint(tmp):
     return run
 
 
+def study_entry_without_checkpoint(tmp):
+    """dqn-compare's entry of a run (runs/<variant>-seed<k>/run) before its first checkpoint."""
+    entry = tmp / "huber-seed0"
+    entry.mkdir()
+    run_without_checkpoint(entry)
+    return entry
+
+
 EVALUATE_CASES = {
     "missing folder": (lambda tmp: tmp / "nowhere", ["no run, checkpoint or agent folder"]),
     "empty folder": (empty_folder, ["not a complete checkpoint: missing config.yaml"]),
@@ -330,6 +338,10 @@ EVALUATE_CASES = {
     ),
     "truncated weights, no manifest": (truncated_agent, ["corrupt checkpoint"]),
     "run before its first checkpoint": (run_without_checkpoint, ["has no checkpoint yet"]),
+    "study entry before its run's first checkpoint": (
+        study_entry_without_checkpoint,
+        ["huber-seed0/run has no checkpoint yet"],
+    ),
 }
 
 
@@ -337,6 +349,18 @@ EVALUATE_CASES = {
 def test_evaluate_refuses(case, tmp_path, capsys):
     path = EVALUATE_CASES[case][0](tmp_path)
     assert_refused(evaluate_main, [path], EVALUATE_CASES[case][1], capsys, tmp_path)
+
+
+def test_a_study_entry_loads_the_run_inside_it(tiny_run_copy, tmp_path):
+    """``dqn-evaluate <study>/runs/huber-seed0`` evaluates the run that entry holds, as
+    ``.../huber-seed0/run`` does."""
+    from dqn.agent_files import STUDY_RUN, resolve_agent_dir
+
+    entry = tmp_path / "huber-seed0"
+    entry.mkdir()
+    tiny_run_copy.rename(entry / STUDY_RUN)
+    assert resolve_agent_dir(entry) == resolve_agent_dir(entry / STUDY_RUN)
+    assert resolve_agent_dir(entry).parts[-5:-3] == ("huber-seed0", STUDY_RUN)
 
 
 def test_evaluate_refuses_a_run_whose_only_checkpoint_is_corrupt(tiny_run_copy, capsys):
