@@ -6,10 +6,10 @@ Reads each study's results.json (``dqn-compare``), or its results.csv where only
 (docs/compare holds the csv of a study whose run folders are gone), and prints, per variant,
 the runs that ended solved (final evaluation >= 475) in each with Clopper-Pearson intervals,
 the medians of the final evaluation and of the evaluation AUC, and two-sample tests of both:
-Mann-Whitney U and
-Kolmogorov-Smirnov, with their p-values (scipy). The two ways are typically the per-process
-runner and populations (``--runner process`` / ``population``), whose runs of one seed agree
-to float32 rounding and so are not expected to be identical.
+Mann-Whitney U and Kolmogorov-Smirnov, with their p-values (scipy). The two ways are
+typically the per-process runner and populations (``--runner process`` / ``population``),
+whose runs of one seed agree to float32 rounding and so are not expected to be identical, or
+one study on two machines.
 """
 
 from __future__ import annotations
