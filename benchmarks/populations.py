@@ -5,9 +5,9 @@
   cores are measured: one process with two threads on the batched work, and two processes of
   16 members each (started together; their rates add up). The two-process layouts, the ones
   held to the target, run in ``P1_ROUNDS`` rounds, each with its own SB3 run just before them:
-  a 5,000-step window of a 2-core machine shared with other tenants moves by 20-30% from one
+  the rate of a 5,000-step window on a 2-core machine shared with other tenants moves from one
   minute to the next, SB3's and dqn's alike, so a ratio is taken within a round and the table
-  gives the rounds' median and range.
+  gives the rounds' median and each round's ratio.
 - (p2) the default loss study, 5 variants x 10 seeds of configs/cartpole.yaml, as
   ``dqn-compare`` runs it: wall time with populations and with one process per run, and the
   study's compute floor (the matmul FLOPs of every gradient step the runs took, at the
