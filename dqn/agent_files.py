@@ -368,9 +368,11 @@ def resolve_agent_dir(path: Path) -> Path:
     if (path / MANIFEST).is_file() or _STEP_DIR.match(path.name):
         verify_checkpoint(path)
         return path / "agent"
-    if (path / STUDY_RUN).is_dir() and not (path / "agent.json").is_file():
+    if (path / "agent.json").is_file():  # an agent folder (DQNAgent.save)
+        return path
+    if (path / STUDY_RUN).is_dir():
         return resolve_agent_dir(path / STUDY_RUN)
-    if (path / "metrics.csv").is_file() and not (path / "agent.json").is_file():
+    if (path / "metrics.csv").is_file():
         raise CheckpointError(
             f"run {path} has no checkpoint yet (no {CHECKPOINTS}/ folder): a run writes its "
             "first one after checkpoint_every_env_steps, at its end, or when it is interrupted"

@@ -236,9 +236,8 @@ class NumpyLearner:
     def probe_gradient(self, batch) -> np.ndarray:
         """The flat loss gradient of ``batch`` (a replay Batch) at the current parameters, as
         a step would compute it, nothing updated."""
-        arrays = (np.asarray(a, self.dtype) for a in (batch.obs, batch.rewards, batch.next_obs))
-        obs, rewards, next_obs = arrays
-        terminated = np.asarray(batch.terminated, self.dtype)
+        floats = (batch.obs, batch.rewards, batch.next_obs, batch.terminated)
+        obs, rewards, next_obs, terminated = (np.asarray(a, self.dtype) for a in floats)
         actions = np.asarray(batch.actions, np.intp)
         with np.errstate(all="ignore"):  # a diverging network's NaN is what the probe reports
             grads = self.loss_and_grad(obs, actions, rewards, next_obs, terminated)[1]

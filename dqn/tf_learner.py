@@ -153,14 +153,18 @@ def probe_gradient(grad_fn, arrays, batch) -> np.ndarray:
     state = LearnerState(
         *(tf.constant(a, tf.float32) for a in arrays[:5]), tf.constant(arrays[5], tf.int64)
     )
-    tensors = (
+    return grad_fn(state, batch_tensors(batch)).grads.numpy()
+
+
+def batch_tensors(batch) -> tuple[tf.Tensor, ...]:
+    """A replay Batch as the tensors ``loss_and_grad`` takes."""
+    return (
         tf.constant(batch.obs, tf.float32),
         tf.constant(batch.actions, tf.int32),
         tf.constant(batch.rewards, tf.float32),
         tf.constant(batch.next_obs, tf.float32),
         tf.constant(batch.terminated, tf.float32),
     )
-    return grad_fn(state, tensors).grads.numpy()
 
 
 def train_step(
@@ -328,4 +332,6 @@ class TFLearner:
         return int(self._packed[2])
 
     def probe_gradient(self, batch) -> np.ndarray:
-        return probe_gradient(self._grad_fn, self.state, batch)
+        # From the state tensors as they are: no round trip through numpy arrays.
+        state = unpack_state(*self._packed)
+        return self._grad_fn(state, batch_tensors(batch)).grads.numpy()
