@@ -13,7 +13,11 @@ float32 vectors of P parameters (the layout of ``dqn.networks.FlatNetwork``), an
 - ``probe_gradient(batch) -> grads [P]``: the flat loss gradient of one batch (a
   ``dqn.replay.Batch``) at the current parameters, nothing updated: what the per-layer
   gradient-norm diagnostics read, computed by the backend that computes the updates (its
-  rounding, its threads, its process).
+  rounding, its threads, its process);
+- ``start()`` / ``stop()``: called by the training loop around a run. A learner that computes
+  in another process (``dqn.learner_process.ProcessLearner``) starts it before the clock and,
+  at the end, takes its state back and ends it, so that the agent a run returns holds no
+  process; a learner in the calling process has nothing to start (``InProcess``).
 
 Two implementations compute the same update: ``dqn.tf_learner.TFLearner`` (TensorFlow, XLA;
 any Keras network) and ``dqn.numpy_learner.NumpyLearner`` (numpy, an explicit backward pass;
@@ -55,6 +59,21 @@ class Learner(Protocol):
     def grad_steps(self) -> int: ...
 
     def probe_gradient(self, batch) -> np.ndarray: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class InProcess:
+    """``start`` and ``stop`` of a learner that computes in the calling process: nothing to
+    acquire before a run, nothing to hand back after it."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
 
 class PopulationLearner(Protocol):
@@ -111,4 +130,11 @@ def grad_step_flops(
     return forward * (1 + next_forwards) + backward
 
 
-__all__ = ["Learner", "LearnerArrays", "PopulationLearner", "grad_step_flops", "mlp_forward_flops"]
+__all__ = [
+    "InProcess",
+    "Learner",
+    "LearnerArrays",
+    "PopulationLearner",
+    "grad_step_flops",
+    "mlp_forward_flops",
+]

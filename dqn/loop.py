@@ -29,7 +29,6 @@ from dqn.envs import check_spaces, make_env, make_stepper, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.evaluation import evaluate
-from dqn.learner_process import ProcessLearner
 from dqn.members import member_bytes
 from dqn.nstep import NStepWindow
 from dqn.replay import ReplayBuffer, check_replay_fits
@@ -178,8 +177,7 @@ def _run(
         window.load(**arrays)
     returns = np.array(loop.open_returns, np.float64)
     seconds_before = loop.train_seconds + loop.eval_seconds
-    if isinstance(agent.learner, ProcessLearner):
-        agent.learner.start()  # before the clock, as a command-line run imports TF before it
+    agent.learner.start()  # before the clock, as a command-line run imports TF before it
     start = time.perf_counter()
 
     def save_checkpoint(step: int) -> None:
@@ -266,8 +264,7 @@ def _run(
         envs.close()
 
     loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
-    if isinstance(agent.learner, ProcessLearner):
-        agent.learner.stop()  # the returned agent holds its state; no process left behind
+    agent.learner.stop()  # the returned agent holds its state; no process left behind
     summary = write_summary(run_dir, config, loop, step, threshold, stop_signal, None)
     return TrainResult(
         agent=agent,

@@ -28,7 +28,7 @@ import numpy as np
 from dqn.activations import ACTIVATION_GRADS, ACTIVATIONS
 from dqn.backprop.losses import LOSSES as LOSS_PAIRS
 from dqn.config import DQNConfig, bootstrap_discount, total_grad_steps
-from dqn.learner import LearnerArrays
+from dqn.learner import InProcess, LearnerArrays
 from dqn.replay import row_layout
 from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
 
@@ -40,7 +40,7 @@ def _ranks(n: int) -> list[int]:
     return [min(math.ceil(np.float32(p) * np.float32(n)) - 1, n - 1) for p in (0.5, 0.9, 0.99)]
 
 
-class NumpyLearner:
+class NumpyLearner(InProcess):
     """Learner state as numpy arrays, updated in place by ``burst``.
 
     ``shapes`` are the parameter shapes in flat order, [W0, b0, W1, b1, ...] (a Dense chain,

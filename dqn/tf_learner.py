@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from dqn.config import DQNConfig, bootstrap_discount, total_grad_steps
 from dqn.fastcall import call_compiled
-from dqn.learner import LearnerArrays
+from dqn.learner import InProcess, LearnerArrays
 from dqn.replay import row_layout
 from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES, STEP_METRICS  # noqa: F401 (re-exported)
 
@@ -284,7 +284,7 @@ def make_packed_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig, obs_
     return packed
 
 
-class TFLearner:
+class TFLearner(InProcess):
     """The learner contract (``dqn.learner``) on TensorFlow: the burst above, compiled with XLA
     and called through ``dqn.fastcall``; the state lives in three tensors between calls."""
 

@@ -147,6 +147,29 @@ def test_the_process_learner_is_the_tf_learner_bit_for_bit_and_starts_only_to_le
         there.close()
 
 
+def test_every_learner_offers_the_whole_learner_contract():
+    # The loop and the agent call these on whichever learner they hold, without asking which.
+    from dqn import losses
+    from dqn.learner import Learner
+    from dqn.networks import FlatNetwork, build_mlp
+    from dqn.numpy_learner import NumpyLearner
+    from dqn.tf_learner import TFLearner
+
+    config = config_for_learner()
+    net = FlatNetwork(build_mlp(4, 2, config.hidden_sizes, config.activation, config.seed))
+    flat = net.read()
+    learners = [
+        TFLearner(net.forward, losses.get(config.loss), config, 4, flat),
+        NumpyLearner(net.shapes, ["relu", "relu", "linear"], config, flat),
+        ProcessLearner(config, 4, 2, flat),  # no process until start or a burst
+    ]
+    contract = {n for n in vars(Learner) if not n.startswith("_")} | set(Learner.__annotations__)
+    assert {"burst", "state", "grad_steps", "probe_gradient", "start", "stop"} <= contract
+    for learner in learners:
+        missing = sorted(n for n in contract if not hasattr(learner, n))
+        assert not missing, f"{type(learner).__name__} lacks {missing}"
+
+
 def test_a_process_is_only_worth_it_for_long_bursts():
     from dqn.learner_process import MIN_BURST_FLOP, burst_flop, worth_a_process
 
