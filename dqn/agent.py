@@ -316,10 +316,10 @@ class DQNAgent:
         """Rebuild a saved agent: its Q-values and its next update are identical.
 
         ``directory`` is an agent folder (``save``), a checkpoint folder (checked against its
-        manifest) or a run folder (its newest good checkpoint). The files are checked against
-        each other (``dqn.agent_files``): agent.json's sizes against the networks' and, in a
-        checkpoint, config.yaml's env against them; a CheckpointError names the file and the
-        field that is wrong.
+        manifest) or a run folder (its newest good checkpoint); a folder of runs is refused,
+        naming them. The files are checked against each other (``dqn.agent_files``):
+        agent.json's sizes against the networks' and, in a checkpoint, config.yaml's env against
+        them; a CheckpointError names the file and the field that is wrong.
         """
         directory = resolve_agent_dir(Path(directory))
         config = read_agent_config(directory)  # after checking that every file is there

@@ -377,4 +377,23 @@ def resolve_agent_dir(path: Path) -> Path:
             f"run {path} has no checkpoint yet (no {CHECKPOINTS}/ folder): a run writes its "
             "first one after checkpoint_every_env_steps, at its end, or when it is interrupted"
         )
-    return path
+    if runs := _runs_inside(path):
+        shown = ", ".join(str(r) for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
+        raise CheckpointError(f"{path} holds {len(runs)} runs, not one: give one of them ({shown})")
+    return path  # what is missing is then said by the file checks
+
+
+def _runs_inside(folder: Path) -> list[Path]:
+    """The runs a population folder, a study folder (its ``runs/``) or an ``output_dir`` of
+    single runs holds: subfolders that are a run, a study's run entry or an agent folder."""
+
+    def loadable(d: Path) -> bool:
+        return any(
+            (d / name).exists() for name in (CHECKPOINTS, "metrics.csv", STUDY_RUN, "agent.json")
+        )
+
+    for where in (folder, folder / "runs"):
+        if where.is_dir():
+            if found := sorted(d for d in where.iterdir() if d.is_dir() and loadable(d)):
+                return found
+    return []

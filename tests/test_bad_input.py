@@ -313,9 +313,9 @@ def empty_folder(tmp):
     return tmp / "empty"
 
 
-def run_without_checkpoint(tmp):
-    run = tmp / "run"
-    run.mkdir()
+def run_without_checkpoint(tmp, name="run"):
+    run = tmp / name
+    run.mkdir(parents=True)
     (run / "config.yaml").write_text("seed: 0\n")
     (run / "metrics.csv").write_text("env_step,grad_steps\n")
     return run
@@ -327,6 +327,23 @@ def study_entry_without_checkpoint(tmp):
     entry.mkdir()
     run_without_checkpoint(entry)
     return entry
+
+
+def population_folder(tmp):
+    """A population's folder: a run per member beside population.json."""
+    pop = tmp / "pop"
+    for name in ("member0-seed0", "member1-seed1"):
+        run_without_checkpoint(pop, name)
+    (pop / "population.json").write_text("{}")
+    return pop
+
+
+def study_folder(tmp):
+    """dqn-compare's --out folder: its run entries in runs/."""
+    study = tmp / "study"
+    for name in ("huber-seed0", "l2-seed0", "l2-seed1", "l2-seed2"):
+        run_without_checkpoint(study / "runs" / name)
+    return study
 
 
 EVALUATE_CASES = {
@@ -341,6 +358,14 @@ EVALUATE_CASES = {
     "study entry before its run's first checkpoint": (
         study_entry_without_checkpoint,
         ["huber-seed0/run has no checkpoint yet"],
+    ),
+    "population folder": (
+        population_folder,
+        ["pop holds 2 runs, not one: give one of them", "pop/member0-seed0, ", "member1-seed1)"],
+    ),
+    "study folder": (
+        study_folder,
+        ["study holds 4 runs", "study/runs/huber-seed0, ", "runs/l2-seed1, ..."],
     ),
 }
 
