@@ -250,7 +250,9 @@ def _run(
                     save_checkpoint(step)
                     saved_step = step
                 log.advance_to(step, every=250)
-                if stop.signum is not None:
+                # A signal during the last step (its final evaluation and checkpoint) finds the
+                # run complete: it ends as a finished run, not as an interrupted one.
+                if stop.signum is not None and not done:
                     stop_signal = stop.signum
                     break
             if stop_signal is not None and saved_step != step:

@@ -134,7 +134,7 @@ class PopulationLoop:
                         self._checkpoint(step)
                         saved = step
                     report(step, int(active.sum()))
-                    if stop.signum is not None:
+                    if stop.signum is not None and not done:  # after the last step: finished
                         stop_signal = stop.signum
                         break
                 if stop_signal is not None and saved != step:

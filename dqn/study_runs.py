@@ -120,30 +120,46 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
     config = DQNConfig.from_dict(config_dict)
     run_path = Path(run_dir)
     (run_path / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
-    import_tensorflow_quietly(config.num_threads)
-    from dqn.errors import DivergenceError
+    row = ended_row(config, label, run_path / STUDY_RUN)
+    if row is None:  # not ended yet (or never started)
+        import_tensorflow_quietly(config.num_threads)
+        from dqn.errors import DivergenceError
 
-    try:
-        result = _train_or_resume(config, run_path / STUDY_RUN)
-        if result.interrupted:
-            return TaskInterrupted()
-        history, first_solve, seconds = (
-            result.history,
-            result.first_solve_env_step,
-            result.train_seconds,
-        )
-        diverged_at = None
-    except DivergenceError:
-        # Divergence is an outcome of the loss under test, not a failure of the comparison: keep
-        # the evaluations made before the guard stopped the run and say where it stopped.
-        summary = json.loads((run_path / STUDY_RUN / "summary.json").read_text())
-        columns = read_metrics(run_path / STUDY_RUN / "metrics.csv")
-        history = [dict(zip(columns, values)) for values in zip(*columns.values())]
-        first_solve, seconds = summary["first_solve_env_step"], summary["train_seconds"]
-        diverged_at = summary["env_steps"]
-    row = _result_row(config, label, history, first_solve, seconds, diverged_at)
+        try:
+            result = _train_or_resume(config, run_path / STUDY_RUN)
+            if result.interrupted:
+                return TaskInterrupted()
+            history, first_solve = result.history, result.first_solve_env_step
+            row = _result_row(config, label, history, first_solve, result.train_seconds, None)
+        except DivergenceError:
+            # Divergence is an outcome of the loss under test, not a failure of the comparison:
+            # the row keeps the evaluations made before the guard stopped the run, and where.
+            row = ended_row(config, label, run_path / STUDY_RUN)
+            if row is None:  # no summary of where it stopped: the failure is the error
+                raise
     atomic_write_text(run_path / "result.json", json.dumps(row))
     return row
+
+
+def ended_row(config: DQNConfig, label: str, run: Path) -> dict | None:
+    """The result row of a run that has ended, read from its folder (summary.json and
+    metrics.csv), or None if it has not: a run stopped by the divergence guard, or one that took
+    all its env steps but whose worker was killed before it wrote result.json (rerunning it
+    would train it again from scratch, as its final checkpoint has nothing left to resume)."""
+    try:
+        summary = json.loads((run / "summary.json").read_text())
+        ended = summary["diverged"] or (
+            not summary["interrupted"] and summary["env_steps"] >= config.total_env_steps
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not ended:
+        return None
+    columns = read_metrics(run / "metrics.csv")
+    history = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    diverged_at = summary["env_steps"] if summary["diverged"] else None
+    first_solve, seconds = summary["first_solve_env_step"], summary["train_seconds"]
+    return _result_row(config, label, history, first_solve, seconds, diverged_at)
 
 
 def _train_or_resume(config: DQNConfig, run_dir: Path):
@@ -188,6 +204,11 @@ def _population_worker(
     queue = progress_queue()  # None in a Ray worker
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
+    ended = [ended_row(c, label, d) for c, (_, _, label, _), d in zip(configs, jobs, run_dirs)]
+    if all(row is not None for row in ended):  # killed after its end, before its result.json
+        for (*_, path), row in zip(jobs, ended):
+            atomic_write_text(Path(path) / "result.json", json.dumps(row))
+        return [(name, row) for (name, *_), row in zip(jobs, ended)]
     if _can_resume(out, configs, run_dirs):
         results = resume_population(out, progress=report)
     else:

@@ -82,12 +82,14 @@ def test_smoke_comparison_writes_every_output_and_resumes(tmp_path):
     assert header.split(",") == list(RESULT_COLUMNS)
     assert "P(huber > clipped_delta)" in (tmp_path / "summary.md").read_text()
 
-    # Interrupt: one run lost its result (killed mid-way), the others are finished.
+    # Interrupt: one run lost its result and its final summary (killed before it ended), the
+    # others are finished.
     finished = tmp_path / "runs" / "huber-seed0" / "result.json"
     before = finished.stat().st_mtime_ns
     lost = tmp_path / "runs" / "clipped_delta-seed1" / "result.json"
     lost_row = json.loads(lost.read_text())
     lost.unlink()
+    (lost.parent / "run" / "summary.json").unlink()
     again = run_comparison(TINY, variants, [0, 1], tmp_path, workers=1, progress=False)
     assert finished.stat().st_mtime_ns == before  # not redone
     assert lost.is_file()  # redone

@@ -106,10 +106,35 @@ def study(tmp_path, in_process):
 
 def test_the_same_study_again_skips_its_finished_runs_and_trains_the_rest(study, in_process):
     out, rows = study
-    (out / "runs" / "huber-seed1" / "result.json").unlink()  # killed before it finished
+    run = out / "runs" / "huber-seed1"
+    (run / "result.json").unlink()  # killed before it ended: no result, no final summary
+    (run / "run" / "summary.json").unlink()
+    written = (run / "run" / "config.yaml").stat().st_mtime_ns
     again = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner="process")
     assert in_process == ["huber-seed1"]
-    assert [r["final_eval_mean"] for r in again[:3]] == [r["final_eval_mean"] for r in rows[:3]]
+    assert (run / "run" / "config.yaml").stat().st_mtime_ns != written  # trained again
+    assert [r["final_eval_mean"] for r in again] == [r["final_eval_mean"] for r in rows]
+
+
+@pytest.mark.parametrize("runner", ["process", "population"])
+def test_a_run_that_ended_but_lost_its_result_is_read_back_not_trained_again(
+    tmp_path, in_process, runner
+):
+    """A worker killed between a run's end and its result.json: the run's folder says it ended
+    (summary.json, metrics.csv), and its final checkpoint has nothing left to resume, so the
+    rerun reads its row back instead of training it from scratch."""
+    out = tmp_path / "study"
+    rows = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner=runner)
+    lost = [out / "runs" / name for name in ("l2-seed1", "huber-seed0")]
+    for run in lost:
+        (run / "result.json").unlink()
+    before = tree(out)
+    again = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner=runner)
+    assert again == rows  # wall times too: read from the runs' summaries
+    after = tree(out)
+    trained = {k for k in after if before.get(k) != after[k] and "/run/" in k}
+    assert trained == set(), trained  # no run folder was touched (config.yaml, metrics.csv...)
+    assert all((run / "result.json").is_file() for run in lost)
 
 
 @pytest.mark.parametrize(

@@ -129,6 +129,28 @@ def test_a_diverging_member_is_stopped_and_the_others_go_on(tmp_path):
     assert metrics_text(both[1].run_dir) == metrics_text(alone[0].run_dir)
 
 
+@pytest.mark.parametrize("final, interrupted", [(False, True), (True, False)])
+def test_a_signal_during_the_last_step_finds_the_population_complete(
+    tmp_path, monkeypatch, final, interrupted
+):
+    """As a single run (tests/test_train.py): a signal during the final evaluation ends every
+    member as finished; one during an earlier evaluation stops them at a checkpoint."""
+    from dqn.population_loop import PopulationLoop
+
+    evaluate = PopulationLoop._evaluate
+
+    def signalled(self, step, epsilon, active, last):
+        if last == final:
+            signal.raise_signal(signal.SIGTERM)
+        return evaluate(self, step, epsilon, active, last)
+
+    monkeypatch.setattr(PopulationLoop, "_evaluate", signalled)
+    results = train_population(BASE, [Member({}, 1), Member({}, 2)], out_dir=tmp_path / "p")
+    for r in results:
+        assert r.summary["interrupted"] is interrupted
+        assert r.summary["env_steps"] == (3_000 if final else 1_000)
+
+
 def test_member_folders_load_as_agents_and_evaluate(tmp_path):
     [member] = train_population(BASE, [({}, 0)], out_dir=tmp_path / "p", progress=False)
     agent = DQNAgent.load(member.run_dir)

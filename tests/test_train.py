@@ -99,6 +99,44 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_143(tmp_path):
     assert (run_dir / "checkpoints" / f"step-{step:09d}" / "agent" / "online.keras").is_file()
 
 
+SHORT = CARTPOLE.replace(
+    total_env_steps=600,
+    learning_starts_env_steps=100,
+    train_every_env_steps=10,
+    gradient_steps_per_train=2,
+    hidden_sizes=(8,),
+    eval_every_env_steps=300,
+    eval_episodes=1,
+    final_eval_episodes=1,
+    checkpoint_every_env_steps=300,
+    learner="numpy",
+)
+
+
+@pytest.mark.parametrize("at_step, interrupted", [(300, True), (600, False)])
+def test_a_signal_during_the_last_step_finds_the_run_complete(
+    tmp_path, monkeypatch, at_step, interrupted
+):
+    """SIGTERM during an evaluation: mid-run it stops the run at a checkpoint; during the last
+    step's (before its final checkpoint) the run has taken every step, so it ends finished,
+    which a study then records as a result rather than training it again."""
+    from dqn import loop
+
+    evaluate = loop._evaluate_and_log
+
+    def signalled(config, agent, eval_env, replay, state, step, *rest):
+        if step == at_step:
+            signal.raise_signal(signal.SIGTERM)  # the loop's handler sets its stop flag
+        return evaluate(config, agent, eval_env, replay, state, step, *rest)
+
+    monkeypatch.setattr(loop, "_evaluate_and_log", signalled)
+    result = train(SHORT.replace(output_dir=str(tmp_path)), progress=False)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert result.interrupted is interrupted and summary["interrupted"] is interrupted
+    assert summary["env_steps"] == at_step
+    assert result.stop_signal == (signal.SIGTERM if interrupted else None)
+
+
 def test_train_is_a_function_and_the_loop_a_module_whatever_the_import_order():
     import subprocess
     import sys
