@@ -307,8 +307,13 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     args = compare_parser().parse_args(argv)
     prog = "dqn-compare"
     # --workers left out: run_comparison's default, the CPUs this process may use.
-    if args.seeds <= 0 or (args.workers is not None and args.workers <= 0) or args.first_seed < 0:
-        return _fail(prog, "--seeds and --workers must be > 0 and --first-seed >= 0")
+    for flag, value, rule, ok in (
+        ("--seeds", args.seeds, "> 0", args.seeds > 0),
+        ("--workers", args.workers, "> 0", args.workers is None or args.workers > 0),
+        ("--first-seed", args.first_seed, ">= 0", args.first_seed >= 0),
+    ):
+        if not ok:
+            return _fail(prog, f"{flag} must be {rule}, got {value}")
     if args.address is not None and args.backend != "ray":
         return _fail(prog, "--address is the Ray cluster to use: give it with --backend ray")
     try:

@@ -277,6 +277,25 @@ def test_a_variant_that_sets_the_seed_or_a_key_that_is_not_text_is_refused(
 
 
 @pytest.mark.parametrize(
+    "flag, value, fragment",
+    [
+        ("--seeds", "0", "--seeds must be > 0, got 0"),
+        ("--workers", "0", "--workers must be > 0, got 0"),
+        ("--first-seed", "-1", "--first-seed must be >= 0, got -1"),
+    ],
+)
+def test_a_count_out_of_range_is_named_with_its_value(flag, value, fragment, tmp_path, capsys):
+    config = tiny_yaml(tmp_path)  # were it accepted, a tiny study
+    counts = {"--seeds": "1", "--workers": "1", "--first-seed": "0", flag: value}
+    args = ["--config", config, "--out", tmp_path / "out", "--no-progress"]
+    args += [a for pair in counts.items() for a in pair]
+    code = compare_main([str(a) for a in args])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], lines
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
     "member, fragment",
     [
         (lambda: Member({"seed": 3}, 0, "a"), "member 'a' sets 'seed' in its overrides"),
