@@ -120,7 +120,7 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
     config = DQNConfig.from_dict(config_dict)
     run_path = Path(run_dir)
     (run_path / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
-    row = ended_row(config, label, run_path / STUDY_RUN)
+    row = _ended_row(config, label, run_path / STUDY_RUN)
     if row is None:  # not ended yet (or never started)
         import_tensorflow_quietly(config.num_threads)
         from dqn.errors import DivergenceError
@@ -134,18 +134,20 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
         except DivergenceError:
             # Divergence is an outcome of the loss under test, not a failure of the comparison:
             # the row keeps the evaluations made before the guard stopped the run, and where.
-            row = ended_row(config, label, run_path / STUDY_RUN)
+            row = _ended_row(config, label, run_path / STUDY_RUN)
             if row is None:  # no summary of where it stopped: the failure is the error
                 raise
     atomic_write_text(run_path / "result.json", json.dumps(row))
     return row
 
 
-def ended_row(config: DQNConfig, label: str, run: Path) -> dict | None:
-    """The result row of a run that has ended, read from its folder (summary.json and
-    metrics.csv), or None if it has not: a run stopped by the divergence guard, or one that took
-    all its env steps but whose worker was killed before it wrote result.json (rerunning it
-    would train it again from scratch, as its final checkpoint has nothing left to resume)."""
+def _ended_row(config: DQNConfig, label: str, run: Path) -> dict | None:
+    """The result row of a run that has ended (the divergence guard stopped it, or it took all
+    its env steps), read from its folder (summary.json, metrics.csv); None if it has not.
+
+    Also what a rerun needs for a run whose worker was killed between its end and its
+    result.json: its final checkpoint has nothing left to resume, so it would otherwise be
+    trained again from scratch."""
     try:
         summary = json.loads((run / "summary.json").read_text())
         ended = summary["diverged"] or (
@@ -204,7 +206,7 @@ def _population_worker(
     queue = progress_queue()  # None in a Ray worker
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
-    ended = [ended_row(c, label, d) for c, (_, _, label, _), d in zip(configs, jobs, run_dirs)]
+    ended = [_ended_row(c, label, d) for c, (_, _, label, _), d in zip(configs, jobs, run_dirs)]
     if all(row is not None for row in ended):  # killed after its end, before its result.json
         for (*_, path), row in zip(jobs, ended):
             atomic_write_text(Path(path) / "result.json", json.dumps(row))
