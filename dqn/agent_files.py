@@ -377,6 +377,11 @@ def resolve_agent_dir(path: Path) -> Path:
             f"run {path} has no checkpoint yet (no {CHECKPOINTS}/ folder): a run writes its "
             "first one after checkpoint_every_env_steps, at its end, or when it is interrupted"
         )
+    if (path / "saved_model.pb").is_file():
+        raise CheckpointError(
+            f"{path} is an exported policy (a SavedModel, as dqn-export writes), not a run or "
+            "agent folder: load it with tf.saved_model.load, or give the run it came from"
+        )
     if runs := _runs_inside(path):
         shown = ", ".join(str(r) for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
         raise CheckpointError(f"{path} holds {len(runs)} runs, not one: give one of them ({shown})")

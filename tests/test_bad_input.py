@@ -329,6 +329,13 @@ def study_entry_without_checkpoint(tmp):
     return entry
 
 
+def exported_policy(tmp):
+    """What dqn-export writes: a SavedModel folder."""
+    (tmp / "model").mkdir()
+    (tmp / "model" / "saved_model.pb").write_bytes(b"")
+    return tmp / "model"
+
+
 def population_folder(tmp):
     """A population's folder: a run per member beside population.json."""
     pop = tmp / "pop"
@@ -358,6 +365,10 @@ EVALUATE_CASES = {
     "study entry before its run's first checkpoint": (
         study_entry_without_checkpoint,
         ["huber-seed0/run has no checkpoint yet"],
+    ),
+    "exported policy": (
+        exported_policy,
+        ["is an exported policy (a SavedModel", "tf.saved_model.load"],
     ),
     "population folder": (
         population_folder,
