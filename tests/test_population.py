@@ -145,7 +145,8 @@ def test_a_signal_during_the_last_step_finds_the_population_complete(
         return evaluate(self, step, epsilon, active, last)
 
     monkeypatch.setattr(PopulationLoop, "_evaluate", signalled)
-    results = train_population(BASE, [Member({}, 1), Member({}, 2)], out_dir=tmp_path / "p")
+    members = [Member({}, 1), Member({}, 2)]
+    results = train_population(BASE, members, out_dir=tmp_path / "p", progress=False)
     for r in results:
         assert r.summary["interrupted"] is interrupted
         assert r.summary["env_steps"] == (3_000 if final else 1_000)
