@@ -99,20 +99,6 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_143(tmp_path):
     assert (run_dir / "checkpoints" / f"step-{step:09d}" / "agent" / "online.keras").is_file()
 
 
-SHORT = CARTPOLE.replace(
-    total_env_steps=600,
-    learning_starts_env_steps=100,
-    train_every_env_steps=10,
-    gradient_steps_per_train=2,
-    hidden_sizes=(8,),
-    eval_every_env_steps=300,
-    eval_episodes=1,
-    final_eval_episodes=1,
-    checkpoint_every_env_steps=300,
-    learner="numpy",
-)
-
-
 @pytest.mark.parametrize("at_step, interrupted", [(300, True), (600, False)])
 def test_a_signal_during_the_last_step_finds_the_run_complete(
     tmp_path, monkeypatch, at_step, interrupted
@@ -121,6 +107,7 @@ def test_a_signal_during_the_last_step_finds_the_run_complete(
     step's (before its final checkpoint) the run has taken every step, so it ends finished,
     which a study then records as a result rather than training it again."""
     from dqn import loop
+    from tests.conftest import TINY_RUN  # 600 env steps, an evaluation every 100
 
     evaluate = loop._evaluate_and_log
 
@@ -130,7 +117,8 @@ def test_a_signal_during_the_last_step_finds_the_run_complete(
         return evaluate(config, agent, eval_env, replay, state, step, *rest)
 
     monkeypatch.setattr(loop, "_evaluate_and_log", signalled)
-    result = train(SHORT.replace(output_dir=str(tmp_path)), progress=False)
+    config = DQNConfig(**TINY_RUN, learner="numpy", output_dir=str(tmp_path))
+    result = train(config, progress=False)
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert result.interrupted is interrupted and summary["interrupted"] is interrupted
     assert summary["env_steps"] == at_step
