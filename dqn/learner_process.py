@@ -194,37 +194,30 @@ class ProcessLearner:
         return self._state.grad_steps if self._conn is None else self._grad_steps
 
     def probe_gradient(self, batch) -> np.ndarray:
-        """``dqn.tf_learner.probe_gradient`` at the current state, computed in the process."""
+        """``TFLearner.probe_gradient`` at the current state, computed in the process."""
         self.start()
         return self._ask("probe_gradient", batch)
 
 
 # ---------------------------------------------------------------------- the child
 def _build(config, sizes, state):
-    """The learner ``DQNAgent`` builds in a fresh process, with this state, and the compiled
-    gradient its diagnostics read (``DQNAgent.diagnose``)."""
-    import tensorflow as tf
-
+    """The learner ``DQNAgent`` builds, in a fresh process, with this state."""
     from dqn import losses
     from dqn.networks import FlatNetwork, build_mlp
     from dqn.runtime import configure_runtime
-    from dqn.tf_learner import TFLearner, loss_and_grad
+    from dqn.tf_learner import TFLearner
 
     configure_runtime(config)
     obs_dim, n_actions = sizes
     model = build_mlp(obs_dim, n_actions, config.hidden_sizes, config.activation, config.seed)
     net = FlatNetwork(model)
-    loss_fn = losses.get(config.loss)
-    learner = TFLearner(net.forward, loss_fn, config, obs_dim, state.online)
+    learner = TFLearner(net.forward, losses.get(config.loss), config, obs_dim, state.online)
     learner.state = state
-    grad_fn = tf.function(
-        lambda state, batch: loss_and_grad(state, batch, net.forward, loss_fn, config)
-    )
-    return learner, grad_fn
+    return learner
 
 
 def _serve(conn: Connection) -> None:
-    learner = grad_fn = None
+    learner = None
     while True:
         try:
             op, arg = conn.recv()
@@ -232,12 +225,10 @@ def _serve(conn: Connection) -> None:
             return
         try:
             if op == "init":
-                learner, grad_fn = _build(*arg)
+                learner = _build(*arg)
                 out = None
             elif op == "probe_gradient":
-                from dqn.tf_learner import probe_gradient
-
-                out = probe_gradient(grad_fn, learner.state, arg)
+                out = learner.probe_gradient(arg)
             elif op == "burst":
                 metrics = learner.burst(arg)
                 out = (metrics, learner.online, learner.grad_steps)

@@ -145,17 +145,6 @@ def loss_and_grad(
     return LossGrad(loss, grads, td_error, dq_sa, q, q_sa)
 
 
-def probe_gradient(grad_fn, arrays, batch) -> np.ndarray:
-    """The flat loss gradient of ``batch`` (a replay Batch) at the parameters of ``arrays`` (a
-    LearnerArrays), nothing updated: what the per-layer gradient-norm diagnostics read.
-    ``grad_fn(state, batch) -> LossGrad`` is ``loss_and_grad`` with a network, loss and config
-    bound, compiled with ``tf.function``."""
-    state = LearnerState(
-        *(tf.constant(a, tf.float32) for a in arrays[:5]), tf.constant(arrays[5], tf.int64)
-    )
-    return grad_fn(state, batch_tensors(batch)).grads.numpy()
-
-
 def batch_tensors(batch) -> tuple[tf.Tensor, ...]:
     """A replay Batch as the tensors ``loss_and_grad`` takes."""
     return (
