@@ -191,26 +191,37 @@ def _population_worker(
     """Train a chunk of runs as one population (``dqn.population``) in one worker process;
     write each run's result.json, unless the study was interrupted (the chunk's checkpoint is
     kept for the rerun). A chunk interrupted or killed half-way resumes from its step marker."""
-    from dqn.local_backend import progress_queue
     from dqn.run_log import stop_requested
-    from dqn.runtime import import_tensorflow_quietly
 
     if stop_requested():
         return TaskInterrupted()
     configs = [DQNConfig.from_dict(cfg) for _, cfg, _, _ in jobs]
+    out = Path(folder)
+    run_dirs = [Path(path) / STUDY_RUN for *_, path in jobs]
+    (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
+    rows = [_ended_row(c, label, d) for c, (_, _, label, _), d in zip(configs, jobs, run_dirs)]
+    if None in rows:  # else every run ended, and the worker was killed before its result.json
+        rows = _train_chunk(jobs, configs, out, run_dirs, task_name)
+        if rows is None:
+            return TaskInterrupted()
+    for (*_, path), row in zip(jobs, rows):
+        atomic_write_text(Path(path) / "result.json", json.dumps(row))
+    return [(name, row) for (name, *_), row in zip(jobs, rows)]
+
+
+def _train_chunk(
+    jobs: list, configs: list[DQNConfig], out: Path, run_dirs: list[Path], task_name: str
+) -> list[dict] | None:
+    """Train (or resume) the chunk's population; its runs' result rows, or None if the study
+    was interrupted."""
+    from dqn.local_backend import progress_queue
+    from dqn.runtime import import_tensorflow_quietly
+
     import_tensorflow_quietly(configs[0].num_threads)
     from dqn.population import Member, resume_population, train_population
 
-    out = Path(folder)
-    run_dirs = [Path(path) / STUDY_RUN for *_, path in jobs]
     queue = progress_queue()  # None in a Ray worker
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
-    (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
-    ended = [_ended_row(c, label, d) for c, (_, _, label, _), d in zip(configs, jobs, run_dirs)]
-    if all(row is not None for row in ended):  # killed after its end, before its result.json
-        for (*_, path), row in zip(jobs, ended):
-            atomic_write_text(Path(path) / "result.json", json.dumps(row))
-        return [(name, row) for (name, *_), row in zip(jobs, ended)]
     if _can_resume(out, configs, run_dirs):
         results = resume_population(out, progress=report)
     else:
@@ -226,16 +237,18 @@ def _population_worker(
         )
     # Members the guard stopped keep their final folders; the others stopped with the signal.
     if any(r.summary.get("interrupted") for r in results):
-        return TaskInterrupted()
-    rows = []
-    for (name, _, label, path), r in zip(jobs, results):
-        diverged_at = r.summary["env_steps"] if r.diverged else None
-        row = _result_row(
-            r.config, label, r.history, r.first_solve_env_step, r.train_seconds, diverged_at
+        return None
+    return [
+        _result_row(
+            r.config,
+            label,
+            r.history,
+            r.first_solve_env_step,
+            r.train_seconds,
+            r.summary["env_steps"] if r.diverged else None,
         )
-        atomic_write_text(Path(path) / "result.json", json.dumps(row))
-        rows.append((name, row))
-    return rows
+        for (_, _, label, _), r in zip(jobs, results)
+    ]
 
 
 def _can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
