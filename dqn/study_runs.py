@@ -105,7 +105,8 @@ def _result_row(config, label, history, first_solve, seconds, diverged_at) -> di
         **summarize_run(history, first_solve),
         "diverged_at_env_step": diverged_at,
         "train_seconds": round(seconds, 2),
-        "curve": [[r["env_step"], r["eval_return_mean"]] for r in history],
+        # Plain numbers, whether the history was kept in memory or read from metrics.csv.
+        "curve": [[int(r["env_step"]), float(r["eval_return_mean"])] for r in history],
     }
 
 
@@ -129,8 +130,11 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
             result = _train_or_resume(config, run_path / STUDY_RUN)
             if result.interrupted:
                 return TaskInterrupted()
-            history, first_solve = result.history, result.first_solve_env_step
-            row = _result_row(config, label, history, first_solve, result.train_seconds, None)
+            # The seconds as the run's summary.json rounds them, as a row read back has them.
+            seconds = result.summary["train_seconds"]
+            row = _result_row(
+                config, label, result.history, result.first_solve_env_step, seconds, None
+            )
         except DivergenceError:
             # Divergence is an outcome of the loss under test, not a failure of the comparison:
             # the row keeps the evaluations made before the guard stopped the run, and where.

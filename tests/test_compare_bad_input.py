@@ -137,6 +137,34 @@ def test_a_run_that_ended_but_lost_its_result_is_read_back_not_trained_again(
     assert all((run / "result.json").is_file() for run in lost)
 
 
+def test_a_trained_row_takes_its_seconds_from_the_summary_as_a_row_read_back_does(
+    tmp_path, monkeypatch
+):
+    """Rounding once, not twice: summary.json keeps 3 decimals and a row 2, so a row made from
+    the wall time itself (0.1149 -> 0.11) would differ from the same run's row read back from
+    its summary (0.115 -> 0.12)."""
+    import dataclasses
+    import json
+
+    from dqn import study_runs
+
+    train = study_runs._train_or_resume
+
+    def near_a_boundary(config, run_dir):
+        result = train(config, run_dir)
+        summary = {**result.summary, "train_seconds": 0.115}
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        return dataclasses.replace(result, train_seconds=0.1149, summary=summary)
+
+    monkeypatch.setattr(study_runs, "_train_or_resume", near_a_boundary)
+    entry = tmp_path / "l2-seed0"
+    trained = study_runs._run_worker(BASE.replace(loss="l2").to_dict(), "l2", str(entry))
+    (entry / "result.json").unlink()
+    read_back = study_runs._run_worker(BASE.replace(loss="l2").to_dict(), "l2", str(entry))
+    assert trained["train_seconds"] == read_back["train_seconds"] == 0.12
+    assert trained == read_back
+
+
 @pytest.mark.parametrize(
     "change, keys",
     [
