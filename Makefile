@@ -16,11 +16,16 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/dqn-train --config configs/cartpole.yaml $(ARGS)
 
+# Two pytest workers, a test file each at a time (its module fixtures are built once): the
+# suite's single-process tests then use both cores, and the tests that train in two processes
+# share them with whatever the other worker runs. ARGS="-n 0" runs it in one process.
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(PYTEST) $(ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(ARGS)
+	$(PYTEST) -m "not slow" $(ARGS)
 
 # The whole suite rounding as another CPU would: XLA compiled for SSE4.2 (no AVX, no FMA) and
 # OpenBLAS's Haswell kernels send every seed down other float trajectories than this machine's
@@ -28,7 +33,7 @@ test-fast: $(STAMP)
 OTHER_CPU := XLA_FLAGS="$$XLA_FLAGS --xla_cpu_max_isa=SSE4_2" OPENBLAS_CORETYPE=Haswell
 
 test-other-cpu: $(STAMP)
-	$(OTHER_CPU) $(BIN)/python -m pytest $(ARGS)
+	$(OTHER_CPU) $(PYTEST) $(ARGS)
 
 # ruff (pinned in the dev extra): lint rules and formatting, as configured in pyproject.toml.
 lint: $(STAMP)

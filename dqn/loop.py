@@ -259,6 +259,9 @@ def _run(
                 save_checkpoint(step)  # a full, resumable checkpoint of where the signal found us
     except DivergenceError as exc:
         write_summary(run_dir, config, loop, step, threshold, stop_signal, str(exc))
+        # The traceback keeps the agent alive (an interactive session holds on to it), and
+        # with it a learner process: take the state back and end it here.
+        agent.learner.stop()
         raise
     finally:
         log.advance_to(step)

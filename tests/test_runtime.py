@@ -84,6 +84,17 @@ TRAIN = (
     "    checkpoint_every_env_steps=600, seed=5)\n"
     "result = train(config, run_dir=sys.argv[1], progress=False, log_tensorboard=False)\n"
     "print(type(result.agent.learner).__name__, result.agent.learner.__dict__.get('_conn'))\n"
+    "# A run stopped by the divergence guard (|Q| > 1e-6 at the first update) ends its learner\n"
+    "# process too, though the exception's traceback still holds the agent.\n"
+    "import traceback\n"
+    "from dqn.errors import DivergenceError\n"
+    "try:\n"
+    "    train(config.replace(max_abs_q=1e-6), run_dir=sys.argv[1] + '-diverged',\n"
+    "        progress=False, log_tensorboard=False)\n"
+    "except DivergenceError as exc:\n"
+    "    run = [f for f, _ in traceback.walk_tb(exc.__traceback__) if f.f_code.co_name == '_run']\n"
+    "    learner = run[0].f_locals['agent'].learner\n"
+    "    print(type(learner).__name__, learner.__dict__.get('_conn'))\n"
 )
 
 
@@ -96,9 +107,10 @@ def test_training_after_tensorflow_ran_writes_the_same_bytes_as_a_fresh_process(
             [sys.executable, "-c", code, str(tmp_path / name)], capture_output=True, text=True
         )
         assert proc.returncode == 0, proc.stderr[-2000:]
-        out[name] = proc.stdout.strip().splitlines()[-1]
-    assert out["fresh"] == "TFLearner None"
-    assert out["tf_first"] == "ProcessLearner None"  # trained there, stopped after the run
+        out[name] = proc.stdout.strip().splitlines()[-2:]
+    assert out["fresh"] == ["TFLearner None"] * 2
+    # Trained there, and stopped after the run, whether it finished or diverged.
+    assert out["tf_first"] == ["ProcessLearner None"] * 2
     fresh = (tmp_path / "fresh" / "metrics.csv").read_bytes()
     assert fresh.count(b"\n") == 4  # a row per evaluation
     assert (tmp_path / "tf_first" / "metrics.csv").read_bytes() == fresh
