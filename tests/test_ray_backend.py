@@ -137,9 +137,11 @@ def test_a_ray_worker_that_dies_is_handed_to_on_crash(local_ray):
     assert name == "dies" and result[0] == "died" and result[1]
 
 
-def test_a_local_ray_that_dqn_starts_runs_the_tasks_at_this_process_priority():
+def test_a_local_ray_that_dqn_starts_runs_the_tasks_at_this_process_priority(monkeypatch):
     ray = pytest.importorskip("ray", reason="Ray not installed (the 'ray' extra)")
     from dqn.ray_backend import run_ray
+
+    monkeypatch.delenv("RAY_worker_niceness", raising=False)  # a value of the user's is kept
 
     assert not ray.is_initialized()  # so run_ray starts its own, and shuts it down after
 
