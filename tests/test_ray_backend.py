@@ -137,16 +137,21 @@ def test_a_ray_worker_that_dies_is_handed_to_on_crash(local_ray):
     assert name == "dies" and result[0] == "died" and result[1]
 
 
-def test_a_local_ray_that_dqn_starts_runs_the_tasks_at_this_process_priority(monkeypatch):
+@pytest.mark.parametrize("users", [None, "5"])
+def test_a_local_ray_that_dqn_starts_runs_the_tasks_at_this_process_priority(monkeypatch, users):
+    """Unless the user set RAY_worker_niceness: then their value."""
     ray = pytest.importorskip("ray", reason="Ray not installed (the 'ray' extra)")
     from dqn.ray_backend import run_ray
 
-    monkeypatch.delenv("RAY_worker_niceness", raising=False)  # a value of the user's is kept
-
+    if users is None:
+        monkeypatch.delenv("RAY_worker_niceness", raising=False)
+    else:
+        monkeypatch.setenv("RAY_worker_niceness", users)
     assert not ray.is_initialized()  # so run_ray starts its own, and shuts it down after
 
     def niceness():
         return os.nice(0)
 
-    assert list(run_ray(niceness, [("nice",)], 1)) == [("nice", os.nice(0))]
-    assert not ray.is_initialized() and "RAY_worker_niceness" not in os.environ
+    expected = os.nice(0) if users is None else int(users)
+    assert list(run_ray(niceness, [("nice",)], 1)) == [("nice", expected)]
+    assert not ray.is_initialized() and os.environ.get("RAY_worker_niceness") == users
