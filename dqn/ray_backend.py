@@ -106,10 +106,11 @@ def run_ray(
 def _workers_at_our_priority(local: bool) -> Iterator[None]:
     """While a local Ray starts: its workers at this process's priority, as the local backend's.
 
-    Ray renices its workers to 15 (``RAY_worker_niceness``); here the runs are the command's
-    whole work, and at 15 anything else on the machine takes the cores from them (next to two
-    busy processes, a study of 4 tiny runs was more than 10x slower at 15 than at 0). A value
-    the user set is kept, and a cluster's workers are the cluster's business."""
+    Ray raises its workers' niceness by 15 (``RAY_worker_niceness``, an increment); here the
+    runs are the command's whole work, and at +15 anything else on the machine takes the cores
+    from them (next to two busy processes, a study of 4 tiny runs was more than 10x slower at
+    +15 than at +0). A value the user set is kept, and a cluster's workers are the cluster's
+    business."""
     name = "RAY_worker_niceness"
     if not local or name in os.environ:
         yield
