@@ -105,7 +105,7 @@ def _result_row(config, label, history, first_solve, seconds, diverged_at) -> di
         **summarize_run(history, first_solve),
         "diverged_at_env_step": diverged_at,
         "train_seconds": round(seconds, 2),
-        # Plain numbers, whether the history was kept in memory or read from metrics.csv.
+        # Plain numbers for JSON (metrics.csv is read as numpy floats).
         "curve": [[int(r["env_step"]), float(r["eval_return_mean"])] for r in history],
     }
 
@@ -121,37 +121,29 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
     config = DQNConfig.from_dict(config_dict)
     run_path = Path(run_dir)
     (run_path / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
-    row = _ended_row(config, label, run_path / STUDY_RUN)
-    if row is None:  # not ended yet (or never started)
+    run = run_path / STUDY_RUN
+    if _ended_summary(config, run) is None:
         import_tensorflow_quietly(config.num_threads)
         from dqn.errors import DivergenceError
 
         try:
-            result = _train_or_resume(config, run_path / STUDY_RUN)
-            if result.interrupted:
+            if _train_or_resume(config, run).interrupted:
                 return TaskInterrupted()
-            # The seconds as the run's summary.json rounds them, as a row read back has them.
-            seconds = result.summary["train_seconds"]
-            row = _result_row(
-                config, label, result.history, result.first_solve_env_step, seconds, None
-            )
         except DivergenceError:
             # Divergence is an outcome of the loss under test, not a failure of the comparison:
             # the row keeps the evaluations made before the guard stopped the run, and where.
-            row = _ended_row(config, label, run_path / STUDY_RUN)
-            if row is None:  # no summary of where it stopped: the failure is the error
-                raise
+            pass
+    row = _ended_row(config, label, run)
     atomic_write_text(run_path / "result.json", json.dumps(row))
     return row
 
 
-def _ended_row(config: DQNConfig, label: str, run: Path) -> dict | None:
-    """The result row of a run that has ended (the divergence guard stopped it, or it took all
-    its env steps), read from its folder (summary.json, metrics.csv); None if it has not.
+def _ended_summary(config: DQNConfig, run: Path) -> dict | None:
+    """The run's summary.json if the run has ended (the divergence guard stopped it, or it took
+    all its env steps); None if it has not (or never started).
 
-    Also what a rerun needs for a run whose worker was killed between its end and its
-    result.json: its final checkpoint has nothing left to resume, so it would otherwise be
-    trained again from scratch."""
+    A run that ended but has no result.json (its worker was killed in between) is read back,
+    not trained again: its final checkpoint has nothing left to resume."""
     try:
         summary = json.loads((run / "summary.json").read_text())
         ended = summary["diverged"] or (
@@ -159,8 +151,16 @@ def _ended_row(config: DQNConfig, label: str, run: Path) -> dict | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not ended:
-        return None
+    return summary if ended else None
+
+
+def _ended_row(config: DQNConfig, label: str, run: Path) -> dict:
+    """The result row of a run that has ended, read from its folder (summary.json,
+    metrics.csv). Every row is made this way, whether the run was trained just now or ended
+    before, so a rerun gives the same row (wall time rounded once, from the summary)."""
+    summary = _ended_summary(config, run)
+    if summary is None:  # the loops write the final summary before they return or raise
+        raise RuntimeError(f"run {run} ended without a final summary.json")
     columns = read_metrics(run / "metrics.csv")
     history = [dict(zip(columns, values)) for values in zip(*columns.values())]
     diverged_at = summary["env_steps"] if summary["diverged"] else None
@@ -203,11 +203,11 @@ def _population_worker(
     out = Path(folder)
     run_dirs = [Path(path) / STUDY_RUN for *_, path in jobs]
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
+    # Unless every run ended (and the worker was killed before their result.json).
+    unended = any(_ended_summary(c, d) is None for c, d in zip(configs, run_dirs))
+    if unended and not _train_chunk(jobs, configs, out, run_dirs, task_name):
+        return TaskInterrupted()
     rows = [_ended_row(c, label, d) for c, (_, _, label, _), d in zip(configs, jobs, run_dirs)]
-    if None in rows:  # else every run ended, and the worker was killed before its result.json
-        rows = _train_chunk(jobs, configs, out, run_dirs, task_name)
-        if rows is None:
-            return TaskInterrupted()
     for (*_, path), row in zip(jobs, rows):
         atomic_write_text(Path(path) / "result.json", json.dumps(row))
     return [(name, row) for (name, *_), row in zip(jobs, rows)]
@@ -215,9 +215,8 @@ def _population_worker(
 
 def _train_chunk(
     jobs: list, configs: list[DQNConfig], out: Path, run_dirs: list[Path], task_name: str
-) -> list[dict] | None:
-    """Train (or resume) the chunk's population; its runs' result rows, or None if the study
-    was interrupted."""
+) -> bool:
+    """Train (or resume) the chunk's population; False if the study was interrupted."""
     from dqn.local_backend import progress_queue
     from dqn.runtime import import_tensorflow_quietly
 
@@ -240,19 +239,7 @@ def _train_chunk(
             configs[0], members, out_dir=out, run_dirs=run_dirs, progress=report
         )
     # Members the guard stopped keep their final folders; the others stopped with the signal.
-    if any(r.summary.get("interrupted") for r in results):
-        return None
-    return [
-        _result_row(
-            r.config,
-            label,
-            r.history,
-            r.first_solve_env_step,
-            r.train_seconds,
-            r.summary["env_steps"] if r.diverged else None,
-        )
-        for (_, _, label, _), r in zip(jobs, results)
-    ]
+    return not any(r.summary.get("interrupted") for r in results)
 
 
 def _can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
