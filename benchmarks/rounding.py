@@ -4,8 +4,10 @@ Prints a digest of the parameters each population learner (TensorFlow under XLA,
 after 16 gradient steps of 4 default [256, 256] networks on fixed random rows. On one machine
 and one set of library versions the digests repeat exactly; a CPU whose kernels round
 differently gives other digests. Run it under the settings of ``make test-other-cpu``
-(``XLA_FLAGS=--xla_cpu_max_isa=SSE4_2 OPENBLAS_CORETYPE=Haswell``) to see that they change both
-learners' rounding on this machine, which is what makes that target a stand-in for another CPU.
+(``XLA_FLAGS=--xla_cpu_max_isa=SSE4_2 OPENBLAS_CORETYPE=Sandybridge``) to see that they change
+both learners' rounding on this machine, which is what makes that target a stand-in for another
+CPU. (``OPENBLAS_CORETYPE=Haswell``, the target's setting before, changes nothing on an AVX2 CPU:
+OpenBLAS runs its Haswell kernels there already.)
 """
 
 from __future__ import annotations

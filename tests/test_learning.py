@@ -27,14 +27,15 @@ SOLVED = 475.0  # CartPole-v1's criterion: mean return over 100 episodes (final_
 # seed's run is its initial network, the same for both learners).
 SEEDS = {"tensorflow": (1000, 1001, 1002, 1003), "numpy": (1004, 1005, 1006, 1007)}
 RUNS = sum(len(seeds) for seeds in SEEDS.values())
-# Measured on seeds 0-29 with each learner (docs/trust.md): the default config's final
-# evaluation was >= 475 in 60 of 60 runs on this machine's kernels, and in 58 of 60 with the
-# kernels of `make test-other-cpu` (XLA compiled for SSE4.2, OpenBLAS's Haswell kernels), so
-# 118 of 120 (each learner and each set of kernels sends a seed down another float
-# trajectory; the 120 are taken as independent draws). With the learning rate at 1e-12
-# (learning broken: the agent stays its initial network, the same for both learners) in 0 of
-# 30 distinct runs. One-sided 95% Clopper-Pearson bounds on the per-run probabilities:
-# pessimistic values to plan with on a machine that rounds differently.
+# Measured on seeds 0-29 as populations, the runner these tests use (docs/trust.md): the default
+# config's final evaluation was >= 475 in 118 of 120 runs, 30 in each of four rounding regimes:
+# TensorFlow with XLA's AVX2/FMA kernels (30) and compiled for SSE4.2 (30), numpy with OpenBLAS's
+# Haswell (28) and Sandybridge (30) kernels; each regime sends a seed down another float
+# trajectory, and the 120 are taken as independent draws. (One process per run, with this
+# machine's kernels: 60 of 60.) With the learning rate at 1e-12 (learning broken: the agent
+# stays its initial network, the same for both learners and both runners) in 0 of 30 distinct
+# runs. One-sided 95% Clopper-Pearson bounds on the per-run probabilities: pessimistic values to
+# plan with on a machine that rounds differently.
 P_SEED = stats.beta.ppf(0.05, 118, 3)  # 0.9485
 P_BROKEN = stats.beta.ppf(0.95, 1, 30)  # 1 - 0.05 ** (1/30) = 0.0950
 MIN_SOLVED = 5
@@ -48,11 +49,9 @@ def final_evals(config: DQNConfig, out) -> dict[tuple[str, int], float]:
     finals = {}
     for learner, seeds in SEEDS.items():
         variant = Variant(learner, (("learner", learner),))
-        # One process per run, as the runs that measured P_SEED were trained (populations
-        # agree with them to float32 rounding, which on CartPole is another trajectory).
-        runs = run_comparison(
-            config, [variant], seeds, out / learner, progress=False, runner="process"
-        )
+        # As populations, dqn-compare's default runner, as the runs that measured P_SEED were
+        # trained (a population's batched products are another rounding of a single run's).
+        runs = run_comparison(config, [variant], seeds, out / learner, progress=False)
         for r in runs:
             finals[learner, r["seed"]] = r["final_eval_mean"]
     return finals
