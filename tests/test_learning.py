@@ -86,8 +86,8 @@ def test_the_same_check_fails_when_learning_is_broken(tmp_path):
     here: with 10-step returns it still ended >= 475 on 5 of 30 seeds; README.)
 
     The runs are 5,000 env steps, not 50,000: at this learning rate a run ends as its initial
-    network whatever its length (the 8 final evaluations of 5,000- and 50,000-step runs were
-    identical, 28 s against 120 s here), so a short run is the same draw.
+    network whatever its length (trained as here, the 8 final evaluations of 5,000- and
+    50,000-step runs were identical, 37.5 s against 150.8 s), so a short run is the same draw.
     """
     broken = CARTPOLE.replace(learning_rate=BROKEN_LEARNING_RATE, total_env_steps=5_000)
     finals = final_evals(broken, tmp_path)
