@@ -96,20 +96,6 @@ def _nanmean(x: np.ndarray) -> float:
     return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
 
 
-def _result_row(config, label, history, first_solve, seconds, diverged_at) -> dict:
-    """One run's row of results.json (and its result.json)."""
-    return {
-        "variant": label,
-        "loss": config.loss,
-        "seed": config.seed,
-        **summarize_run(history, first_solve),
-        "diverged_at_env_step": diverged_at,
-        "train_seconds": round(seconds, 2),
-        # Plain numbers for JSON (metrics.csv is read as numpy floats).
-        "curve": [[int(r["env_step"]), float(r["eval_return_mean"])] for r in history],
-    }
-
-
 def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInterrupted:
     """Train one run in a worker process of either backend (one TF thread); write result.json,
     unless the study was interrupted (the run's checkpoint is kept for the rerun)."""
@@ -155,17 +141,24 @@ def _ended_summary(config: DQNConfig, run: Path) -> dict | None:
 
 
 def _ended_row(config: DQNConfig, label: str, run: Path) -> dict:
-    """The result row of a run that has ended, read from its folder (summary.json,
-    metrics.csv). Every row is made this way, whether the run was trained just now or ended
-    before, so a rerun gives the same row (wall time rounded once, from the summary)."""
+    """The row of results.json (and the run's result.json) of a run that has ended, read from
+    its folder (summary.json, metrics.csv). Every row is made this way, whether the run was
+    trained just now or ended before, so a rerun gives the same row."""
     summary = _ended_summary(config, run)
     if summary is None:  # the loops write the final summary before they return or raise
         raise RuntimeError(f"run {run} ended without a final summary.json")
     columns = read_metrics(run / "metrics.csv")
     history = [dict(zip(columns, values)) for values in zip(*columns.values())]
-    diverged_at = summary["env_steps"] if summary["diverged"] else None
-    first_solve, seconds = summary["first_solve_env_step"], summary["train_seconds"]
-    return _result_row(config, label, history, first_solve, seconds, diverged_at)
+    return {
+        "variant": label,
+        "loss": config.loss,
+        "seed": config.seed,
+        **summarize_run(history, summary["first_solve_env_step"]),
+        "diverged_at_env_step": summary["env_steps"] if summary["diverged"] else None,
+        "train_seconds": round(summary["train_seconds"], 2),
+        # Plain numbers for JSON (metrics.csv is read as numpy floats).
+        "curve": [[int(r["env_step"]), float(r["eval_return_mean"])] for r in history],
+    }
 
 
 def _train_or_resume(config: DQNConfig, run_dir: Path):

@@ -43,12 +43,14 @@ def test_an_address_without_the_ray_backend_is_refused(tmp_path, capsys, monkeyp
 
 
 @pytest.fixture
-def local_ray(monkeypatch):
+def local_ray():
     ray = pytest.importorskip("ray", reason="Ray not installed (the 'ray' extra)")
-    # As dqn starts a local Ray (below): workers not reniced by +15, which on cores shared with
-    # other tests made this file's study ~10x slower.
-    monkeypatch.setenv("RAY_worker_niceness", "0")
-    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False, configure_logging=False)
+    from dqn.ray_backend import _workers_at_our_priority
+
+    # Started as dqn starts a local Ray (below): workers not reniced by +15, which on cores
+    # shared with other tests made this file's study ~10x slower.
+    with _workers_at_our_priority(local=True):
+        ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False, configure_logging=False)
     try:
         yield ray
     finally:
