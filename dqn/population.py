@@ -57,7 +57,7 @@ from dqn.population_files import (
 from dqn.population_loop import PopulationLoop, Slot
 from dqn.replay import ReplayBuffer
 from dqn.run_log import METRICS_COLUMNS, MetricWindow
-from dqn.run_state import LoopState, check_run_config, load_run_state
+from dqn.run_state import LoopState, check_run_config, ended_summary, load_run_state
 from dqn.runtime import configure_runtime
 
 Progress = Callable[[int], None]  # called with the env steps (summed over members) just done
@@ -168,11 +168,15 @@ def resume_population(
     out_dir: str | Path, *, progress: bool | Progress = True, log_tensorboard: bool = True
 ) -> list[MemberResult]:
     """Continue a population from the newest step at which every running member checkpointed,
-    exactly as if it had never stopped (members stopped by the guard stay stopped)."""
+    exactly as if it had never stopped (members stopped by the guard stay stopped).
+
+    A population killed after its final checkpoint but before every member's summary.json is
+    finished from that checkpoint: the summaries are written, nothing is trained again."""
     out = Path(out_dir)
     configs, run_dirs = read_population(out)
     marker, stopped = read_step_marker(out)
-    if marker >= configs[0].total_env_steps:
+    total = configs[0].total_env_steps
+    if marker >= total and all(ended_summary(d, total) is not None for d in run_dirs):
         raise CheckpointError(f"population {out} is already complete ({marker} env steps)")
     running = [(c, d) for i, (c, d) in enumerate(zip(configs, run_dirs)) if i not in stopped]
     if not running:

@@ -139,7 +139,8 @@ class PopulationLoop:
                         break
                 if stop_signal is not None and saved != step:
                     self._checkpoint(step)
-            self._write_timing(first, step, time.perf_counter() - start)
+            if step > first:  # a population finished from its final checkpoint ran no step
+                self._write_timing(first, step, time.perf_counter() - start)
         finally:
             report.close()
             for slot in self.running():

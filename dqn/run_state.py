@@ -242,6 +242,22 @@ def check_run_config(run_dir: Path, config: DQNConfig) -> None:
         )
 
 
+def ended_summary(run_dir: Path, total_env_steps: int) -> dict | None:
+    """The run's summary.json if it says the run has ended (the divergence guard stopped it, or
+    it took all ``total_env_steps`` without a signal); None if not, or if there is none.
+
+    A run killed after its final checkpoint but before its summary has no ended summary: its
+    resume writes the summary from that checkpoint, without a step of training."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+        ended = summary["diverged"] or (
+            not summary["interrupted"] and summary["env_steps"] >= total_env_steps
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return summary if ended else None
+
+
 def prepare_resume(run_dir: Path) -> Resumable:
     """Find, verify and read the checkpoint to resume; CheckpointError naming what is wrong."""
     found = latest_good_checkpoint(run_dir)
@@ -250,7 +266,8 @@ def prepare_resume(run_dir: Path) -> Resumable:
     check_agent_fits(found.path / "agent", config.env_id, obs_dim, n_actions)
     check_run_config(run_dir, config)
     loop, replay, snapshot = load_run_state(found.path, config, obs_dim)
-    if loop.env_step >= config.total_env_steps:
+    complete = loop.env_step >= config.total_env_steps
+    if complete and ended_summary(run_dir, config.total_env_steps) is not None:
         raise CheckpointError(
             f"run {run_dir} is already complete ({loop.env_step} of {config.total_env_steps} "
             "env steps); nothing to resume"

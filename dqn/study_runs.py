@@ -125,19 +125,12 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
 
 
 def _ended_summary(config: DQNConfig, run: Path) -> dict | None:
-    """The run's summary.json if the run has ended (the divergence guard stopped it, or it took
-    all its env steps); None if it has not (or never started).
+    """The run's summary.json if the run has ended (``dqn.run_state.ended_summary``). A run that
+    ended but has no result.json (its worker was killed in between) is read back, not trained
+    again: its final checkpoint has nothing left to resume."""
+    from dqn.run_state import ended_summary
 
-    A run that ended but has no result.json (its worker was killed in between) is read back,
-    not trained again: its final checkpoint has nothing left to resume."""
-    try:
-        summary = json.loads((run / "summary.json").read_text())
-        ended = summary["diverged"] or (
-            not summary["interrupted"] and summary["env_steps"] >= config.total_env_steps
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return summary if ended else None
+    return ended_summary(run, config.total_env_steps)
 
 
 def _ended_row(config: DQNConfig, label: str, run: Path) -> dict:
@@ -236,17 +229,18 @@ def _train_chunk(
 
 
 def _can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
-    """True if ``out`` holds a checkpointed, unfinished population of exactly these runs."""
+    """True if ``out`` holds a checkpointed population of exactly these runs (one that took
+    all its steps is finished from its final checkpoint, not trained again)."""
     from dqn.errors import CheckpointError
-    from dqn.population_files import STEP_FILE, read_population
+    from dqn.population_files import read_population, read_step_marker
 
     try:
         saved, dirs = read_population(out)
-        step = json.loads((out / STEP_FILE).read_text())["env_step"]
-    except (CheckpointError, OSError, ValueError, KeyError):
+        read_step_marker(out)  # it has a checkpoint
+    except (CheckpointError, OSError):
         return False
     same_dirs = [d.resolve() for d in dirs] == [d.resolve() for d in run_dirs]
-    return saved == configs and same_dirs and step < configs[0].total_env_steps
+    return saved == configs and same_dirs
 
 
 def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Task]:
@@ -293,8 +287,9 @@ def _population_task(chunk: list[Job], folder: Path) -> Task:
 
 
 def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path]]:
-    """The chunks of ``group`` that ``out/populations`` holds checkpointed and unfinished (each
-    with its runs in the order it was trained in), with their folders."""
+    """The chunks of ``group`` that ``out/populations`` holds checkpointed (each with its runs
+    in the order it was trained in), with their folders: unfinished ones resume, and those
+    killed after their final checkpoint are finished from it."""
     from dqn.errors import CheckpointError
     from dqn.population_files import read_population
 

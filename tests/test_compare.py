@@ -8,6 +8,7 @@ import pytest
 from dqn.compare import RESULT_COLUMNS, Variant, run_comparison, summarize_run
 from dqn.config import DQNConfig
 from dqn.errors import ConfigError
+from dqn.population_files import read_population
 
 TINY = DQNConfig(
     total_env_steps=2000,
@@ -82,14 +83,30 @@ def test_smoke_comparison_writes_every_output_and_resumes(tmp_path):
     assert header.split(",") == list(RESULT_COLUMNS)
     assert "P(huber > clipped_delta)" in (tmp_path / "summary.md").read_text()
 
-    # Interrupt: one run lost its result and its final summary (killed before it ended), the
-    # others are finished.
-    finished = tmp_path / "runs" / "huber-seed0" / "result.json"
+    # Killed: in one chunk, one run lost its result.json and its summary.json; the chunk's
+    # other run is finished. In the other chunk, both lost their result.json and one its
+    # summary.json, after the final checkpoint (the window between that and the summaries).
+    chunks = sorted(
+        sorted(d.parent.name for d in read_population(folder)[1])
+        for folder in (tmp_path / "populations").iterdir()
+    )
+    assert chunks == [
+        ["clipped_delta-seed0", "huber-seed0"],
+        ["clipped_delta-seed1", "huber-seed1"],
+    ]
+    runs = tmp_path / "runs"
+    finished = runs / "huber-seed1" / "result.json"
     before = finished.stat().st_mtime_ns
-    lost = tmp_path / "runs" / "clipped_delta-seed1" / "result.json"
+    lost = runs / "clipped_delta-seed1" / "result.json"
     lost_row = json.loads(lost.read_text())
     lost.unlink()
     (lost.parent / "run" / "summary.json").unlink()
+    for name in ("huber-seed0", "clipped_delta-seed0"):
+        (runs / name / "result.json").unlink()
+    (runs / "huber-seed0" / "run" / "summary.json").unlink()
+    manifests = {
+        m: m.stat().st_mtime_ns for m in runs.glob("*seed0/run/checkpoints/*/manifest.json")
+    }
     again = run_comparison(TINY, variants, [0, 1], tmp_path, workers=1, progress=False)
     assert finished.stat().st_mtime_ns == before  # not redone
     assert lost.is_file()  # redone
@@ -98,6 +115,9 @@ def test_smoke_comparison_writes_every_output_and_resumes(tmp_path):
     for key in RESULT_COLUMNS:
         if key != "train_seconds":
             assert redone[key] == lost_row[key], key
+    # The other chunk was finished from its final checkpoint, not trained again: the same rows.
+    assert [again[0], again[2]] == [rows[0], rows[2]]
+    assert {m: m.stat().st_mtime_ns for m in manifests} == manifests
 
 
 @pytest.mark.slow

@@ -309,6 +309,27 @@ def test_a_tensorflow_population_resumes_from_an_older_step_exactly(tmp_path):
         assert steps[-1] == "step-000003000"
 
 
+def test_a_population_killed_before_its_summaries_is_finished_not_trained_again(tmp_path):
+    """Killed after the final checkpoint, before b's summary.json: resume writes it from that
+    checkpoint and trains no step (no checkpoint written again, timing.json as it was)."""
+    members = [Member({"loss": "huber"}, 0, "a"), Member({"loss": "l2"}, 1, "b")]
+    whole = train_population(BASE, members, out_dir=tmp_path / "p", progress=False)
+    with pytest.raises(CheckpointError, match="already complete"):
+        resume_population(tmp_path / "p", progress=False)
+    summaries = [(r.run_dir / "summary.json").read_text() for r in whole]
+    metrics = [metrics_text(r.run_dir) for r in whole]
+    timing = (tmp_path / "p" / "timing.json").read_text()
+    final = whole[1].run_dir / "checkpoints" / "step-000003000" / "manifest.json"
+    written = final.stat().st_mtime_ns
+    (whole[1].run_dir / "summary.json").unlink()
+    finished = resume_population(tmp_path / "p", progress=False)
+    assert [(r.run_dir / "summary.json").read_text() for r in finished] == summaries
+    assert [metrics_text(r.run_dir) for r in finished] == metrics
+    assert [r.final_eval_mean for r in finished] == [r.final_eval_mean for r in whole]
+    assert final.stat().st_mtime_ns == written
+    assert (tmp_path / "p" / "timing.json").read_text() == timing
+
+
 def test_a_damaged_member_checkpoint_sends_the_population_back_to_an_older_common_step(
     tmp_path,
 ):

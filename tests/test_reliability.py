@@ -170,6 +170,30 @@ def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
     assert len(result.history) == 6 and result.history[-1]["env_step"] == 600
 
 
+def test_a_run_killed_after_its_final_checkpoint_is_finished_not_trained_again(
+    tiny_run, tiny_run_copy
+):
+    """Killed between the final checkpoint and summary.json: resume writes the summary from the
+    checkpoint (the final evaluation is in it) and trains no step; after that, the run is
+    complete and resume refuses."""
+    from dqn.loop import resume
+
+    run = tiny_run_copy
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").unlink()
+    final = run / "checkpoints" / "step-000000600" / "manifest.json"
+    written = final.stat().st_mtime_ns
+    (run / "metrics.csv").write_text("a half-written row, then a kill\n")
+    result = resume(run, progress=False, log_tensorboard=False)
+    again = json.loads((run / "summary.json").read_text())
+    assert again.pop("train_seconds") == pytest.approx(summary.pop("train_seconds"), abs=0.5)
+    assert again == summary and result.final_eval_mean == summary["final_eval_mean"]
+    assert (run / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
+    assert final.stat().st_mtime_ns == written  # no checkpoint written again
+    with pytest.raises(CheckpointError, match="already complete"):
+        resume(run, progress=False, log_tensorboard=False)
+
+
 def test_an_n_step_run_resumes_with_its_pending_steps(tmp_path):
     # With n_step 3 a checkpoint taken mid-episode holds up to 2 steps still waiting for their
     # third successor; resuming without them would store other transitions than the full run.
