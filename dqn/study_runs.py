@@ -207,13 +207,18 @@ def _train_chunk(
     from dqn.runtime import import_tensorflow_quietly
 
     import_tensorflow_quietly(configs[0].num_threads)
+    from dqn.errors import CheckpointError
     from dqn.population import Member, resume_population, train_population
 
     queue = progress_queue()  # None in a Ray worker
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
+    results = None
     if _can_resume(out, configs, run_dirs):
-        results = resume_population(out, progress=report)
-    else:
+        try:
+            results = resume_population(out, progress=report)
+        except CheckpointError:  # no step at which every member has a good checkpoint
+            pass  # trained afresh, as a single run with no good checkpoint is
+    if results is None:
         _remove_partial(out)
         for *_, path in jobs:
             _remove_partial(Path(path))

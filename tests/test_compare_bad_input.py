@@ -17,6 +17,7 @@ worker processes are what is tested.
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -107,12 +108,18 @@ def study(tmp_path, in_process):
 def test_the_same_study_again_skips_its_finished_runs_and_trains_the_rest(study, in_process):
     out, rows = study
     run = out / "runs" / "huber-seed1"
-    (run / "result.json").unlink()  # killed before it ended: no result, no final summary
+    (run / "result.json").unlink()  # killed before its first checkpoint: no result, no summary
     (run / "run" / "summary.json").unlink()
-    written = (run / "run" / "config.yaml").stat().st_mtime_ns
+    shutil.rmtree(run / "run" / "checkpoints")
+    # Killed after its final checkpoint, before its summary.json: finished from the checkpoint.
+    ended = out / "runs" / "huber-seed0"
+    (ended / "result.json").unlink()
+    (ended / "run" / "summary.json").unlink()
+    written = {r: (r / "run" / "config.yaml").stat().st_mtime_ns for r in (run, ended)}
     again = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner="process")
-    assert in_process == ["huber-seed1"]
-    assert (run / "run" / "config.yaml").stat().st_mtime_ns != written  # trained again
+    assert in_process == ["huber-seed0", "huber-seed1"]
+    assert (run / "run" / "config.yaml").stat().st_mtime_ns != written[run]  # trained again
+    assert (ended / "run" / "config.yaml").stat().st_mtime_ns == written[ended]  # not trained
     assert [r["final_eval_mean"] for r in again] == [r["final_eval_mean"] for r in rows]
 
 
@@ -135,6 +142,43 @@ def test_a_run_that_ended_but_lost_its_result_is_read_back_not_trained_again(
     trained = {k for k in after if before.get(k) != after[k] and "/run/" in k}
     assert trained == set(), trained  # no run folder was touched (config.yaml, metrics.csv...)
     assert all((run / "result.json").is_file() for run in lost)
+
+
+@pytest.mark.parametrize("runner", ["process", "population"])
+def test_a_run_killed_before_its_summary_is_finished_from_its_final_checkpoint(
+    tmp_path, in_process, runner
+):
+    """A worker killed between a run's final checkpoint and its summary.json: the rerun writes
+    the summary from that checkpoint (its final evaluation is in it) and trains no step."""
+    out = tmp_path / "study"
+    rows = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner=runner)
+    for run in (out / "runs").iterdir():  # one chunk of four with populations: all lost
+        (run / "result.json").unlink()
+    for name in ("l2-seed1", "huber-seed0"):
+        (out / "runs" / name / "run" / "summary.json").unlink()
+    checkpoints = {k: v for k, v in tree(out).items() if "/checkpoints/" in k}
+    again = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner=runner)
+    assert {k: v for k, v in tree(out).items() if "/checkpoints/" in k} == checkpoints
+    for first, second in zip(rows, again):  # a single run's clock also ran while it finished
+        assert second.pop("train_seconds") == pytest.approx(first.pop("train_seconds"), abs=0.5)
+        assert second == first
+
+
+def test_a_chunk_whose_checkpoints_were_lost_is_trained_afresh(tmp_path, in_process):
+    """No step at which every member has a checkpoint (one member's were deleted): the chunk
+    starts again, as a single run with no good checkpoint does, instead of failing."""
+    out = tmp_path / "study"
+    rows = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False)
+    for run in (out / "runs").iterdir():
+        (run / "result.json").unlink()
+    run = out / "runs" / "huber-seed1" / "run"
+    (run / "summary.json").unlink()
+    shutil.rmtree(run / "checkpoints")
+    in_process.clear()
+    again = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False)
+    assert sorted(in_process) == ["huber-seed0", "huber-seed1", "l2-seed0", "l2-seed1"]
+    assert (run / "checkpoints").is_dir()
+    assert [r["curve"] for r in again] == [r["curve"] for r in rows]
 
 
 def test_a_trained_row_takes_its_seconds_from_the_summary_as_a_row_read_back_does(

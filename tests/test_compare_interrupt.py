@@ -159,8 +159,9 @@ def test_an_interrupted_study_keeps_only_finished_runs_and_resumes_exactly(
 
 
 def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
-    # Two of five runs were a chunk when the study stopped; the others are chunked afresh.
-    # Regrouped with them, the two would start again instead of resuming.
+    # Two of five runs were a chunk when the study stopped, two others a chunk that took all its
+    # steps (killed before their summaries); the fifth is chunked afresh. Regrouped with it, the
+    # first two would start again instead of resuming, the next two instead of being finished.
     from dqn.population_files import STEP_FILE
     from dqn.study_runs import make_tasks, task_runs
 
@@ -181,12 +182,10 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
         return folder
 
     stopped = left_chunk("stopped", [jobs[3], jobs[1]], env_step=1000)
-    left_chunk("finished", [jobs[0], jobs[2]], env_step=int(SETTINGS["total_env_steps"]))
+    ended = left_chunk("ended", [jobs[2], jobs[0]], env_step=int(SETTINGS["total_env_steps"]))
     tasks = make_tasks(jobs, tmp_path, workers=2, runner="population")
-    assert task_runs(tasks[0]) == ["huber-seed3", "huber-seed1"]  # in its order
-    assert tasks[0][2][1] == str(stopped.resolve())
-    assert sorted(run for task in tasks[1:] for run in task_runs(task)) == [
-        "huber-seed0",
-        "huber-seed2",
-        "huber-seed4",
-    ]
+    assert task_runs(tasks[0]) == ["huber-seed2", "huber-seed0"]  # in its order
+    assert tasks[0][2][1] == str(ended.resolve())
+    assert task_runs(tasks[1]) == ["huber-seed3", "huber-seed1"]
+    assert tasks[1][2][1] == str(stopped.resolve())
+    assert [task_runs(task) for task in tasks[2:]] == [["huber-seed4"]]
