@@ -50,11 +50,8 @@ def final_evals(config: DQNConfig, out) -> dict[tuple[str, int], float]:
     for learner, seeds in SEEDS.items():
         variant = Variant(learner, (("learner", learner),))
         # As populations, dqn-compare's default runner, as the runs that measured P_SEED were
-        # trained (a population's batched products are another rounding of a single run's). One
-        # worker: a chunk of four runs per learner, not two of two, shares one process's
-        # start-up and per-step costs among four (the 8 runs of the check below took 257 s of
-        # CPU so, against 309 s in chunks of two, with the same 8 final evaluations).
-        runs = run_comparison(config, [variant], seeds, out / learner, workers=1, progress=False)
+        # trained (a population's batched products are another rounding of a single run's).
+        runs = run_comparison(config, [variant], seeds, out / learner, progress=False)
         for r in runs:
             finals[learner, r["seed"]] = r["final_eval_mean"]
     return finals
@@ -90,7 +87,7 @@ def test_the_same_check_fails_when_learning_is_broken(tmp_path):
 
     The runs are 5,000 env steps, not 50,000: at this learning rate a run ends as its initial
     network whatever its length (trained as here, the 8 final evaluations of 5,000- and
-    50,000-step runs were identical, 46.3 s against 261.0 s), so a short run is the same draw.
+    50,000-step runs were identical, 37.5 s against 150.8 s), so a short run is the same draw.
     """
     broken = CARTPOLE.replace(learning_rate=BROKEN_LEARNING_RATE, total_env_steps=5_000)
     finals = final_evals(broken, tmp_path)
