@@ -218,16 +218,21 @@ def _train_chunk(
             results = resume_population(out, progress=report)
         except CheckpointError:  # no step at which every member has a good checkpoint
             pass  # trained afresh, as a single run with no good checkpoint is
-    if results is None:
+    if results is None:  # afresh; a run that ended is kept (it may only lack its result.json)
+        todo = [
+            (job, c, d)
+            for job, c, d in zip(jobs, configs, run_dirs)
+            if _ended_summary(c, d) is None
+        ]
         _remove_partial(out)
-        for *_, path in jobs:
+        for (*_, path), _, _ in todo:
             _remove_partial(Path(path))
         members = [
             Member({k: v for k, v in c.to_dict().items() if k != "seed"}, c.seed, label)
-            for c, (_, _, label, _) in zip(configs, jobs)
+            for (_, _, label, _), c, _ in todo
         ]
         results = train_population(
-            configs[0], members, out_dir=out, run_dirs=run_dirs, progress=report
+            todo[0][1], members, out_dir=out, run_dirs=[d for *_, d in todo], progress=report
         )
     # Members the guard stopped keep their final folders; the others stopped with the signal.
     return not any(r.summary.get("interrupted") for r in results)

@@ -164,6 +164,35 @@ def test_a_run_killed_before_its_summary_is_finished_from_its_final_checkpoint(
         assert second == first
 
 
+def test_a_run_that_ended_is_not_trained_again_with_runs_that_never_started(tmp_path, in_process):
+    """Killed while one chunk wrote its result.json files and before the other chunk started:
+    the rerun groups the ended run that lacks one with the two that never started, and trains
+    only those two."""
+    from dqn.population_files import read_population
+
+    out = tmp_path / "study"
+    rows = run_comparison(BASE, TWO, [0, 1], out, workers=2, progress=False)
+    chunks = {
+        folder: sorted(d.parent.name for d in read_population(folder)[1])
+        for folder in (out / "populations").iterdir()
+    }
+    assert sorted(chunks.values()) == [["huber-seed0", "l2-seed0"], ["huber-seed1", "l2-seed1"]]
+    (out / "runs" / "huber-seed0" / "result.json").unlink()
+    for folder, names in chunks.items():
+        if names == ["huber-seed1", "l2-seed1"]:
+            shutil.rmtree(folder)
+            for name in names:
+                shutil.rmtree(out / "runs" / name)
+    ended = {k: v for k, v in tree(out).items() if k.startswith("runs/huber-seed0/run/")}
+    in_process.clear()
+    again = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False)
+    assert sorted(in_process) == ["huber-seed0", "huber-seed1", "l2-seed1"]  # one chunk
+    assert {k: v for k, v in tree(out).items() if k.startswith("runs/huber-seed0/run/")} == ended
+    for first, second in zip(rows, again):  # the two trained again took their own wall time
+        assert second.pop("train_seconds") == pytest.approx(first.pop("train_seconds"), abs=0.5)
+        assert second == first
+
+
 def test_a_chunk_whose_checkpoints_were_lost_is_trained_afresh(tmp_path, in_process):
     """No step at which every member has a checkpoint (one member's were deleted): the chunk
     starts again, as a single run with no good checkpoint does, instead of failing."""
