@@ -19,6 +19,7 @@ from dqn.config import DQNConfig, changed_keys
 from dqn.errors import ConfigError
 from dqn.io import atomic_write_text
 from dqn.report import read_metrics
+from dqn.run_state import ended_summary
 
 # One run to do: (run name, config dict, variant label, absolute run folder).
 Job = tuple[str, dict, str, str]
@@ -108,7 +109,8 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
     run_path = Path(run_dir)
     (run_path / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
     run = run_path / STUDY_RUN
-    if _ended_summary(config, run) is None:
+    # A run that ended but has no result.json (its worker was killed in between) is read back.
+    if ended_summary(run, config.total_env_steps) is None:
         import_tensorflow_quietly(config.num_threads)
         from dqn.errors import DivergenceError
 
@@ -124,20 +126,11 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
     return row
 
 
-def _ended_summary(config: DQNConfig, run: Path) -> dict | None:
-    """The run's summary.json if the run has ended (``dqn.run_state.ended_summary``). A run that
-    ended but has no result.json (its worker was killed in between) is read back, not trained
-    again: its final checkpoint has nothing left to resume."""
-    from dqn.run_state import ended_summary
-
-    return ended_summary(run, config.total_env_steps)
-
-
 def _ended_row(config: DQNConfig, label: str, run: Path) -> dict:
     """The row of results.json (and the run's result.json) of a run that has ended, read from
     its folder (summary.json, metrics.csv). Every row is made this way, whether the run was
     trained just now or ended before, so a rerun gives the same row."""
-    summary = _ended_summary(config, run)
+    summary = ended_summary(run, config.total_env_steps)
     if summary is None:  # the loops write the final summary before they return or raise
         raise RuntimeError(f"run {run} ended without a final summary.json")
     columns = read_metrics(run / "metrics.csv")
@@ -189,9 +182,9 @@ def _population_worker(
     out = Path(folder)
     run_dirs = [Path(path) / STUDY_RUN for *_, path in jobs]
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
-    # Unless every run ended (and the worker was killed before their result.json).
-    unended = any(_ended_summary(c, d) is None for c, d in zip(configs, run_dirs))
-    if unended and not _train_chunk(jobs, configs, out, run_dirs, task_name):
+    # Runs that ended but have no result.json (the worker was killed in between) are read back.
+    unended = [ended_summary(d, c.total_env_steps) is None for c, d in zip(configs, run_dirs)]
+    if any(unended) and not _train_chunk(jobs, configs, out, run_dirs, unended, task_name):
         return TaskInterrupted()
     rows = [_ended_row(c, label, d) for c, (_, _, label, _), d in zip(configs, jobs, run_dirs)]
     for (*_, path), row in zip(jobs, rows):
@@ -200,9 +193,15 @@ def _population_worker(
 
 
 def _train_chunk(
-    jobs: list, configs: list[DQNConfig], out: Path, run_dirs: list[Path], task_name: str
+    jobs: list,
+    configs: list[DQNConfig],
+    out: Path,
+    run_dirs: list[Path],
+    unended: list[bool],
+    task_name: str,
 ) -> bool:
-    """Train (or resume) the chunk's population; False if the study was interrupted."""
+    """Train (or resume) the chunk's population; False if the study was interrupted. Trained
+    afresh, it holds only the ``unended`` runs: one that ended is kept, not trained again."""
     from dqn.local_backend import progress_queue
     from dqn.runtime import import_tensorflow_quietly
 
@@ -218,12 +217,8 @@ def _train_chunk(
             results = resume_population(out, progress=report)
         except CheckpointError:  # no step at which every member has a good checkpoint
             pass  # trained afresh, as a single run with no good checkpoint is
-    if results is None:  # afresh; a run that ended is kept (it may only lack its result.json)
-        todo = [
-            (job, c, d)
-            for job, c, d in zip(jobs, configs, run_dirs)
-            if _ended_summary(c, d) is None
-        ]
+    if results is None:
+        todo = [run for run, train in zip(zip(jobs, configs, run_dirs), unended) if train]
         _remove_partial(out)
         for (*_, path), _, _ in todo:
             _remove_partial(Path(path))
