@@ -16,6 +16,7 @@ from scipy import stats
 
 from dqn.compare import Variant, run_comparison
 from dqn.config import DQNConfig
+from dqn.local_backend import run_local
 from dqn.loop import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,13 +46,27 @@ BROKEN_LEARNING_RATE = 1e-12
 
 
 def final_evals(config: DQNConfig, out) -> dict[tuple[str, int], float]:
-    """Train the 8 runs (each learner on its own seeds); their final evaluations."""
+    """Train the 8 runs (each learner on its own seeds); their final evaluations.
+
+    As populations, dqn-compare's default runner, as the runs that measured P_SEED were trained
+    (a population's batched products are another rounding of a single run's). Each learner's
+    four runs are one population, and the two learners' studies run side by side, one process
+    each: two chunks of two per learner cost a start-up and a loop more per chunk.
+    """
+    studies = [
+        (
+            learner,
+            config,
+            [Variant(learner, (("learner", learner),))],
+            seeds,
+            out / learner,
+            1,
+            False,
+        )
+        for learner, seeds in SEEDS.items()
+    ]
     finals = {}
-    for learner, seeds in SEEDS.items():
-        variant = Variant(learner, (("learner", learner),))
-        # As populations, dqn-compare's default runner, as the runs that measured P_SEED were
-        # trained (a population's batched products are another rounding of a single run's).
-        runs = run_comparison(config, [variant], seeds, out / learner, progress=False)
+    for learner, runs in run_local(run_comparison, studies, workers=2):
         for r in runs:
             finals[learner, r["seed"]] = r["final_eval_mean"]
     return finals
@@ -86,8 +101,8 @@ def test_the_same_check_fails_when_learning_is_broken(tmp_path):
     here: with 10-step returns it still ended >= 475 on 5 of 30 seeds; README.)
 
     The runs are 5,000 env steps, not 50,000: at this learning rate a run ends as its initial
-    network whatever its length (trained as here, the 8 final evaluations of 5,000- and
-    50,000-step runs were identical, 37.5 s against 150.8 s), so a short run is the same draw.
+    network whatever its length (as populations of two and of four, the 8 final evaluations of
+    5,000- and 50,000-step runs were identical), so a short run is the same draw.
     """
     broken = CARTPOLE.replace(learning_rate=BROKEN_LEARNING_RATE, total_env_steps=5_000)
     finals = final_evals(broken, tmp_path)
