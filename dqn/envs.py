@@ -65,7 +65,8 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> tuple
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise UnsupportedSpaceError(
             f"unsupported observation space {observation_space}: this DQN needs a 1-D Box "
-            "(vector observations); flatten images or dicts with a gymnasium wrapper first"
+            "(vector observations); wrap the env in gymnasium.wrappers.FlattenObservation "
+            "(Discrete becomes one-hot; Tuple, Dict and image spaces one vector)"
         )
     return int(observation_space.shape[0]), int(action_space.n)
 
