@@ -17,6 +17,7 @@ No TensorFlow here: what goes into a checkpoint is the caller's business (see
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from datetime import datetime
@@ -33,7 +34,8 @@ _FORMAT_VERSION = 1
 def make_run_dir(config: DQNConfig) -> Path:
     """A new folder ``output_dir/<env>-<loss>-seed<k>-<timestamp>`` (OSError if impossible)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    name = f"{config.env_id.replace('/', '_')}-{config.loss}-seed{config.seed}-{stamp}"
+    env = re.sub(r"[/:]", "_", config.env_id)  # ALE/Pong-v5, module:EnvId: one folder name
+    name = f"{env}-{config.loss}-seed{config.seed}-{stamp}"
     path = Path(config.output_dir) / name
     path.mkdir(parents=True, exist_ok=False)
     return path

@@ -81,7 +81,8 @@ class DQNConfig(metaclass=_KnownKeys):
     # fmt: off
     # field: type                      = row(default,       kind, null?, rule,          meaning)
     env_id: str                        = row("CartPole-v1", STR,  False, None,
-        "Gymnasium id of the environment (1-D Box observations, Discrete actions)")
+        "Gymnasium id of the environment (1-D Box observations, Discrete actions); "
+        "module:EnvId imports the module that registers it first")
     seed: int                          = row(0,             INT,  False, SEED_RANGE,
         "Seeds the env, the network initialisation, exploration and replay sampling")
     total_env_steps: int               = row(50_000,        INT,  False, "> 0",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -13,10 +14,18 @@ from dqn.errors import ConfigError, UnsupportedSpaceError
 
 
 def make_env(env_id: str) -> gym.Env:
-    """``gym.make(env_id)``; an unknown id is a ConfigError naming the closest registered ids."""
-    if env_id not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=5, cutoff=0.5)
+    """``gym.make(env_id)``; an unknown id is a ConfigError naming the closest registered ids.
+
+    ``module:EnvId`` (gymnasium's syntax) imports ``module`` first, for the registrations it
+    makes: the id then names the env in every process that makes it, a study's workers too.
+    """
+    name = _import_registering_module(env_id)
+    if name not in gym.registry:
+        close = difflib.get_close_matches(name, list(gym.registry), n=5, cutoff=0.5)
+        # An id registered by the caller's own code is unknown in a fresh worker process.
+        mine = "" if ":" in env_id else ", or module:EnvId for an env a module of yours registers"
         hint = f"; did you mean: {', '.join(close)}" if close else "; e.g. CartPole-v1, Acrobot-v1"
+        hint += mine
         raise ConfigError(f"unknown env id {env_id!r}{hint}")
     try:
         return gym.make(env_id)
@@ -27,6 +36,26 @@ def make_env(env_id: str) -> gym.Env:
         # tabular/), ids moved to other projects (MuJoCo v2/v3), the gym compatibility shims.
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"env {env_id!r} cannot be made here: {first}") from None
+
+
+def _import_registering_module(env_id: str) -> str:
+    """The env name of ``module:EnvId`` once ``module`` is imported (an id without a module is
+    its own name); a module that cannot be imported is a ConfigError naming it."""
+    if ":" not in env_id:
+        return env_id
+    module, _, name = env_id.partition(":")
+    if not module or not name or ":" in name:
+        raise ConfigError(f"env id {env_id!r}: give an id, or module:EnvId (one ':')")
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # the user's module: whatever it raised, in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = "; it must be installed or on PYTHONPATH" if isinstance(exc, ImportError) else ""
+        raise ConfigError(
+            f"env id {env_id!r}: module {module!r} cannot be imported ({type(exc).__name__}: "
+            f"{first}){where}"
+        ) from None
+    return name
 
 
 def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:

@@ -121,6 +121,11 @@ TRAIN_CASES = {
         ["--set", "env_id=Blackjack-v1"],
         ["observation space Tuple", "1-D Box", "FlattenObservation"],
     ),
+    "env id whose module cannot be imported": (
+        ["--set", "env_id=no_such_module_for_dqn:Foo-v1"],
+        ["module 'no_such_module_for_dqn' cannot be imported", "PYTHONPATH"],
+    ),
+    "env id with two modules": (["--set", "env_id=a:b:C-v1"], ["module:EnvId (one ':')"]),
     "env whose code cannot be imported": (
         unimportable_env,
         ["env 'DqnTestUnimportable-v0' cannot be made here", "no_such_module_for_dqn"],
@@ -474,30 +479,6 @@ def test_train_refuses_image_and_dict_observations(env_class, tmp_path):
     with pytest.raises(UnsupportedSpaceError, match="this DQN needs a 1-D Box"):
         train(DQNConfig(env_id=env_id, output_dir=str(tmp_path / "runs")), progress=False)
     assert not (tmp_path / "runs").exists()
-
-
-def flattened(env_id: str, **kwargs) -> gym.Env:
-    return gym.wrappers.FlattenObservation(gym.make(env_id, **kwargs))
-
-
-@pytest.mark.parametrize("env_id, obs_dim", [("FrozenLake-v1", 16), ("Blackjack-v1", 32 + 11 + 2)])
-def test_the_wrapper_the_space_error_names_makes_the_env_trainable(env_id, obs_dim, tmp_path):
-    """The refusal's advice works: FlattenObservation turns Discrete(16) into a one-hot of 16
-    and Blackjack's Tuple into one of 32 + 11 + 2; both train, and the agent acts on them."""
-    from dqn import DQNAgent, train
-    from tests.conftest import TINY_RUN
-
-    flat_id = f"DqnTestFlat{env_id}"
-    if flat_id not in gym.registry:
-        gym.register(flat_id, entry_point=flattened, kwargs={"env_id": env_id})
-    config = DQNConfig(**{**TINY_RUN, "env_id": flat_id})
-    result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
-    assert np.isfinite(result.final_eval_mean)
-    env = gym.make(flat_id)
-    obs, _ = env.reset(seed=0)
-    assert obs.shape == (obs_dim,) and obs.sum() == (1 if env_id == "FrozenLake-v1" else 3)
-    agent = DQNAgent.load(result.run_dir)
-    assert agent.q_values(obs).shape == (env.action_space.n,)
 
 
 def test_api_errors_are_the_same_as_the_cli_ones(tmp_path):

@@ -1,0 +1,88 @@
+"""Envs of your own: ``module:EnvId`` ids, and the wrapper a refused observation space names."""
+
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dqn import DQNAgent, DQNConfig, train
+from dqn.envs import check_env
+from dqn.errors import ConfigError, UnsupportedSpaceError
+from tests.conftest import TINY_RUN
+
+# A user's module that registers, on import, two envs dqn refuses as gymnasium ships them
+# (FrozenLake's Discrete(16) and Blackjack's Tuple observations), flattened to vectors.
+MODULE = """
+import gymnasium as gym
+
+
+def flattened(env_id, **kwargs):
+    return gym.wrappers.FlattenObservation(gym.make(env_id, **kwargs))
+
+
+for name in ("FrozenLake-v1", "Blackjack-v1"):
+    if f"DqnTestFlat{name}" not in gym.registry:
+        gym.register(f"DqnTestFlat{name}", entry_point=flattened, kwargs={"env_id": name})
+"""
+NAME = "dqn_test_user_envs"
+
+
+@pytest.fixture
+def module_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "code"
+    folder.mkdir()
+    (folder / f"{NAME}.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(folder)
+    return folder
+
+
+def test_a_fresh_process_given_only_the_id_imports_the_module_and_makes_the_env(module_dir):
+    # As a study's worker does: nothing registered beforehand, no TensorFlow needed.
+    code = (
+        "import sys; from dqn.envs import check_env; "
+        "print(check_env(sys.argv[1]), 'tensorflow' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(module_dir)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, f"{NAME}:DqnTestFlatFrozenLake-v1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert out.stdout.split() == ["(16,", "4)", "False"]
+
+
+@pytest.mark.parametrize("env, obs_dim", [("FrozenLake-v1", 16), ("Blackjack-v1", 32 + 11 + 2)])
+def test_the_wrapper_a_refused_space_names_makes_the_env_trainable(env, obs_dim, module_dir):
+    """The refusal's advice works: FlattenObservation turns Discrete(16) into a one-hot of 16,
+    and Blackjack's Tuple(Discrete(32), Discrete(11), Discrete(2)) into one of 32 + 11 + 2."""
+    with pytest.raises(UnsupportedSpaceError, match="FlattenObservation"):
+        check_env(env)
+    env_id = f"{NAME}:DqnTestFlat{env}"
+    assert check_env(env_id)[0] == obs_dim
+    output_dir = module_dir.parent / "runs"
+    config = DQNConfig(**{**TINY_RUN, "env_id": env_id, "output_dir": str(output_dir)})
+    result = train(config, progress=False, log_tensorboard=False)
+    # One folder name for the id, whatever the file system makes of ':'.
+    assert result.run_dir.parent == output_dir
+    assert result.run_dir.name.startswith(f"{NAME}_DqnTestFlat{env}-huber-seed0-")
+    assert np.isfinite(result.final_eval_mean)
+    made = gym.make(env_id)
+    obs, _ = made.reset(seed=0)
+    assert obs.shape == (obs_dim,) and obs.sum() == (1 if env == "FrozenLake-v1" else 3)
+    agent = DQNAgent.load(result.run_dir)
+    assert agent.q_values(obs).shape == (made.action_space.n,)
+
+
+def test_a_module_that_fails_on_import_is_named_in_one_line(module_dir):
+    raising = "raise RuntimeError('no licence\\nfound')\n"
+    (module_dir / "dqn_test_raising_envs.py").write_text(raising)
+    with pytest.raises(ConfigError) as err:
+        check_env("dqn_test_raising_envs:Foo-v1")
+    message = str(err.value)
+    assert "module 'dqn_test_raising_envs' cannot be imported (RuntimeError: no licence)" in message
+    assert "\n" not in message and "PYTHONPATH" not in message
