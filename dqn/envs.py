@@ -22,10 +22,9 @@ def make_env(env_id: str) -> gym.Env:
     name = _import_registering_module(env_id)
     if name not in gym.registry:
         close = difflib.get_close_matches(name, list(gym.registry), n=5, cutoff=0.5)
-        # An id registered by the caller's own code is unknown in a fresh worker process.
-        mine = "" if ":" in env_id else ", or module:EnvId for an env a module of yours registers"
         hint = f"; did you mean: {', '.join(close)}" if close else "; e.g. CartPole-v1, Acrobot-v1"
-        hint += mine
+        if ":" not in env_id:  # an id the caller's own code registered is unknown in a worker
+            hint += ", or module:EnvId for an env a module of yours registers"
         raise ConfigError(f"unknown env id {env_id!r}{hint}")
     try:
         return gym.make(env_id)
@@ -34,8 +33,7 @@ def make_env(env_id: str) -> gym.Env:
     except (ImportError, gym.error.Error) as exc:
         # Registered ids whose code is not importable here: gymnasium's JAX envs (phys2d/,
         # tabular/), ids moved to other projects (MuJoCo v2/v3), the gym compatibility shims.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"env {env_id!r} cannot be made here: {first}") from None
+        raise ConfigError(f"env {env_id!r} cannot be made here: {_first_line(exc)}") from None
 
 
 def _import_registering_module(env_id: str) -> str:
@@ -49,13 +47,18 @@ def _import_registering_module(env_id: str) -> str:
     try:
         importlib.import_module(module)
     except Exception as exc:  # the user's module: whatever it raised, in one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = "; it must be installed or on PYTHONPATH" if isinstance(exc, ImportError) else ""
         raise ConfigError(
             f"env id {env_id!r}: module {module!r} cannot be imported ({type(exc).__name__}: "
-            f"{first}){where}"
+            f"{_first_line(exc)}){where}"
         ) from None
     return name
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line of text (its type's name if it has none): a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:

@@ -218,16 +218,24 @@ def _train_chunk(
         except CheckpointError:  # no step at which every member has a good checkpoint
             pass  # trained afresh, as a single run with no good checkpoint is
     if results is None:
-        todo = [run for run, train in zip(zip(jobs, configs, run_dirs), unended) if train]
+        todo = [i for i, train in enumerate(unended) if train]
         _remove_partial(out)
-        for (*_, path), _, _ in todo:
-            _remove_partial(Path(path))
+        for i in todo:
+            _remove_partial(Path(jobs[i][3]))
         members = [
-            Member({k: v for k, v in c.to_dict().items() if k != "seed"}, c.seed, label)
-            for (_, _, label, _), c, _ in todo
+            Member(
+                {k: v for k, v in configs[i].to_dict().items() if k != "seed"},
+                configs[i].seed,
+                jobs[i][2],
+            )
+            for i in todo
         ]
         results = train_population(
-            todo[0][1], members, out_dir=out, run_dirs=[d for *_, d in todo], progress=report
+            configs[todo[0]],
+            members,
+            out_dir=out,
+            run_dirs=[run_dirs[i] for i in todo],
+            progress=report,
         )
     # Members the guard stopped keep their final folders; the others stopped with the signal.
     return not any(r.summary.get("interrupted") for r in results)
