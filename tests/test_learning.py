@@ -7,6 +7,7 @@ threshold chosen so that a machine where the default config works fails the test
 probability <= 1e-3 (the binomial tail below), and a config that does not learn fails it.
 """
 
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -53,20 +54,13 @@ def final_evals(config: DQNConfig, out) -> dict[tuple[str, int], float]:
     four runs are one population, and the two learners' studies run side by side, one process
     each: two chunks of two per learner cost a start-up and a loop more per chunk.
     """
+    one_population = partial(run_comparison, workers=1, progress=False)  # pickles to a worker
     studies = [
-        (
-            learner,
-            config,
-            [Variant(learner, (("learner", learner),))],
-            seeds,
-            out / learner,
-            1,
-            False,
-        )
+        (learner, config, [Variant(learner, (("learner", learner),))], seeds, out / learner)
         for learner, seeds in SEEDS.items()
     ]
     finals = {}
-    for learner, runs in run_local(run_comparison, studies, workers=2):
+    for learner, runs in run_local(one_population, studies, workers=2):
         for r in runs:
             finals[learner, r["seed"]] = r["final_eval_mean"]
     return finals
