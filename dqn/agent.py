@@ -203,6 +203,11 @@ class DQNAgent:
     def update(self, batch: Batch) -> dict[str, float]:
         """Gradient steps on a batch [batch, ...] (one step) or [k, batch, ...] (k steps).
 
+        The transitions are ``config.n_step``-step ones, as the training loop stores them
+        (``dqn.nstep``): ``rewards`` the discounted sum of n rewards, ``next_obs`` the observation
+        n steps on, bootstrapped with gamma^n. The default config has n_step=10: an agent fed
+        one-step transitions of your own needs ``n_step=1``.
+
         Returns metrics over the steps (see ``dqn.step_metrics.STEP_METRICS``): the loss, |td_error|
         statistics, the fraction of samples whose loss gradient is exactly zero, Q statistics
         and the gradient's global norm.

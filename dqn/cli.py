@@ -75,7 +75,11 @@ def train_parser() -> argparse.ArgumentParser:
         prog="dqn-train",
         description="Train a DQN agent on a Gymnasium env (vector observations, discrete actions).",
     )
-    p.add_argument("--config", type=Path, help="YAML run config (e.g. configs/cartpole.yaml)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="YAML run config; without it, DQNConfig's defaults (those of configs/cartpole.yaml)",
+    )
     p.add_argument("--loss", help="TD loss: l2, clipped_delta, huber or clipped_grad")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument(
@@ -247,7 +251,11 @@ def compare_parser() -> argparse.ArgumentParser:
         prog="dqn-compare",
         description="Train loss variants x seeds with one config, in parallel, resumably.",
     )
-    p.add_argument("--config", type=Path, help="YAML run config shared by every variant")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="YAML run config shared by every variant (default: DQNConfig's defaults)",
+    )
     p.add_argument(
         "--variants",
         nargs="+",

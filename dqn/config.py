@@ -93,7 +93,7 @@ class DQNConfig(metaclass=_KnownKeys):
         "Transitions per gradient step")
     gamma: float                       = row(0.99,          NUM,  False, "in (0, 1]",
         "Discount factor")
-    n_step: int                        = row(1,             INT,  False, "> 0",
+    n_step: int                        = row(10,            INT,  False, "> 0",
         "Steps of reward summed before bootstrapping: the target is r_{t+1} + ... + gamma^(n-1) "
         "r_{t+n} + gamma^n max_a Q_target(s_{t+n}, a) (dqn.nstep). 1: plain DQN")
     learning_rate: float               = row(2.3e-3,        NUM,  False, "> 0",

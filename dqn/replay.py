@@ -10,7 +10,10 @@ from dqn.errors import ConfigError
 
 
 class Batch(NamedTuple):
-    """Transitions (s_tm1, a_tm1, r_t, s_t, terminated_t); leading shape [batch] or [k, batch]."""
+    """Transitions (s_tm1, a_tm1, r_t, s_t, terminated_t); leading shape [batch] or [k, batch].
+
+    With n-step returns (``config.n_step`` = n) a transition spans n env steps: ``rewards`` is
+    r_{t+1} + ... + gamma^(n-1) r_{t+n} and ``next_obs`` is s_{t+n} (``dqn.nstep``)."""
 
     obs: np.ndarray
     actions: np.ndarray

@@ -11,8 +11,15 @@ from dqn.replay import ReplayBuffer
 
 OBS = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
 ACTIONS = gym.spaces.Discrete(2)
+# One-step targets (the default is 10-step): the update as these tests write it out; the tests
+# that are about n-step returns set n_step themselves.
 SMALL = DQNConfig(
-    hidden_sizes=(16, 16), batch_size=8, learning_rate=1e-2, max_grad_norm=5.0, jit_compile=False
+    hidden_sizes=(16, 16),
+    batch_size=8,
+    learning_rate=1e-2,
+    max_grad_norm=5.0,
+    n_step=1,
+    jit_compile=False,
 )
 
 

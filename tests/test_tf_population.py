@@ -27,6 +27,7 @@ BASE = DQNConfig(
     # stores its first 3-step transition at env step 3).
     total_env_steps=102,
     learning_starts_env_steps=2,
+    n_step=1,  # the default is 10, which would need learning_starts_env_steps >= 9
     train_every_env_steps=1,
     gradient_steps_per_train=1,
     jit_compile=False,

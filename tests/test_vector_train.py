@@ -42,6 +42,7 @@ TINY = DQNConfig(
     eval_episodes=2,
     checkpoint_every_env_steps=500,
     num_envs=4,
+    n_step=1,  # one transition stored per env step (the tests count them)
     learner="numpy",
     epsilon_decay_fraction=0.5,
     jit_compile=False,
