@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dqn.config import DQNConfig
+from dqn.config import DQNConfig, read_saved_config
 from dqn.envs import check_env
 from dqn.errors import CheckpointError, CheckpointWarning, ConfigError, DQNError
 
@@ -63,7 +63,7 @@ def read_agent_config(agent_dir: Path) -> DQNConfig:
     """The config saved with an agent (``<checkpoint>/agent/config.yaml``)."""
     check_agent_files(agent_dir)
     try:
-        return DQNConfig.from_yaml(Path(agent_dir) / "config.yaml")
+        return read_saved_config(Path(agent_dir) / "config.yaml")
     except ConfigError as exc:
         raise CheckpointError(f"the agent in {agent_dir} has a bad config: {exc}") from None
 

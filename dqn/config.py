@@ -251,6 +251,25 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
 # fmt: on
 
 
+# A config dqn saved (the config.yaml of a run, a checkpoint or an agent; population.json) holds
+# every key of its day. A key added since then takes the value runs had before it existed, which
+# is not always today's default: n_step came with default 1 (one-step targets, as before it), and
+# the default is 10 since configs/cartpole.yaml, measured with 10-step returns, became DQNConfig's
+# defaults. Read as today's default, a run saved before n_step would resume, or pass for a rerun
+# of a study, with other targets than it was trained with.
+SAVED_BEFORE_KEY: dict[str, Any] = {"n_step": 1}
+
+
+def saved_config(data: Mapping[str, Any]) -> DQNConfig:
+    """The config of a mapping dqn wrote earlier (see ``SAVED_BEFORE_KEY``)."""
+    return DQNConfig.from_dict({**SAVED_BEFORE_KEY, **data})
+
+
+def read_saved_config(path: str | Path) -> DQNConfig:
+    """The config of a config.yaml dqn wrote (a run's, a checkpoint's, an agent's)."""
+    return saved_config(_read_yaml(Path(path)))
+
+
 def changed_keys(
     recorded: Mapping[str, Any], config: Mapping[str, Any], ignore: Sequence[str] = ()
 ) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn.config import DQNConfig
+from dqn.config import DQNConfig, saved_config
 from dqn.diagnostics import unit_columns
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text, write_dir_atomically
@@ -72,7 +72,7 @@ def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
         raise CheckpointError(f"{out} is not a population folder ({POPULATION_FILE} is missing)")
     try:
         entries = json.loads(path.read_text())["members"]
-        configs = [DQNConfig.from_dict(e["config"]) for e in entries]
+        configs = [saved_config(e["config"]) for e in entries]
         run_dirs = [out / e["run_dir"] for e in entries]
         if not configs:
             raise ValueError("it lists no members")

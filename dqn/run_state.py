@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from dqn.agent_files import check_agent_fits, latest_good_checkpoint, read_agent_config
-from dqn.config import DQNConfig, changed_keys
+from dqn.config import DQNConfig, changed_keys, read_saved_config
 from dqn.envs import check_env
 from dqn.envstate import EnvSnapshot
 from dqn.errors import CheckpointError, ConfigError
@@ -231,7 +231,7 @@ def check_run_config(run_dir: Path, config: DQNConfig) -> None:
     if not path.is_file():
         return  # written at the start of every run; an older or hand-made folder may lack it
     try:
-        written = DQNConfig.from_yaml(path).to_dict()
+        written = read_saved_config(path).to_dict()
     except ConfigError as exc:
         raise CheckpointError(f"cannot resume {run_dir}: {exc}") from None
     if changed := changed_keys(written, config.to_dict()):

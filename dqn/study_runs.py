@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dqn.agent_files import STUDY_RUN
-from dqn.config import DQNConfig, changed_keys
+from dqn.config import DQNConfig, changed_keys, read_saved_config
 from dqn.errors import ConfigError
 from dqn.io import atomic_write_text
 from dqn.report import read_metrics
@@ -59,7 +59,7 @@ def settings_difference(run_folder: Path, config: Mapping) -> str | None:
         finished = (Path(run_folder) / "result.json").is_file()
         return "its run/config.yaml is missing, so they cannot be compared" if finished else None
     try:
-        there = DQNConfig.from_yaml(recorded).to_dict()
+        there = read_saved_config(recorded).to_dict()
     except ConfigError as exc:
         return f"its run/config.yaml cannot be read: {exc}"
     keys = changed_keys(there, config, NOT_SETTINGS)

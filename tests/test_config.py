@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from dqn.config import ACTIVATIONS, LOSS_NAMES, DQNConfig
-from dqn.errors import ConfigError
+from dqn.errors import CheckpointError, ConfigError
 
 
 def test_defaults_are_valid_and_frozen():
@@ -267,3 +268,20 @@ def test_yaml_overrides_written_as_yaml_1_1_strings_are_numbers():
     cfg = DQNConfig.from_yaml(None, ["adam_epsilon=1e-8", "buffer_size=1e4", "max_abs_q=1e3"])
     assert (cfg.adam_epsilon, cfg.buffer_size, cfg.max_abs_q) == (1e-8, 10_000, 1000.0)
     assert type(cfg.buffer_size) is int
+
+
+def test_a_config_saved_before_n_step_existed_reads_as_one_step_targets(tmp_path):
+    # n_step came with default 1 and defaults to 10 now. A run, checkpoint or agent saved
+    # before it has no n_step key and was trained with one-step targets: read as 10, it would
+    # resume, or pass for a run of a new study, with other targets than it learned from.
+    from dqn.config import read_saved_config
+    from dqn.run_state import check_run_config
+
+    old = {k: v for k, v in DQNConfig().to_dict().items() if k != "n_step"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    assert read_saved_config(path).n_step == 1
+    assert DQNConfig.from_yaml(path).n_step == 10  # a config file of the user's: today's default
+    check_run_config(tmp_path, DQNConfig(n_step=1))  # the run's own config: no difference
+    with pytest.raises(CheckpointError, match=r"differs .* \(n_step\)"):
+        check_run_config(tmp_path, DQNConfig())
