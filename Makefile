@@ -31,10 +31,14 @@ test-fast: $(STAMP)
 # OpenBLAS's Sandybridge kernels (AVX, no FMA) send every seed down other float trajectories
 # than this machine's own kernels (`python -m benchmarks.rounding` prints digests that show it).
 # Not Haswell: OpenBLAS already picks those for AVX2 CPUs (AMD Zen too), where they would change
-# nothing. x86-64 only.
+# nothing. x86-64 only. On an AVX CPU without AVX2 (Sandy and Ivy Bridge) the Sandybridge
+# kernels are OpenBLAS's own choice: the target says so, since only XLA's rounding changes there.
 OTHER_CPU := XLA_FLAGS="$$XLA_FLAGS --xla_cpu_max_isa=SSE4_2" OPENBLAS_CORETYPE=Sandybridge
 
 test-other-cpu: $(STAMP)
+	@if [ -r /proc/cpuinfo ] && grep -qw avx /proc/cpuinfo && ! grep -qw avx2 /proc/cpuinfo; then \
+		echo "test-other-cpu: this CPU runs OpenBLAS's Sandybridge kernels already;" \
+			"numpy rounds as it does without this target (XLA does not)" >&2; fi
 	$(OTHER_CPU) $(PYTEST) $(ARGS)
 
 # ruff (pinned in the dev extra): lint rules and formatting, as configured in pyproject.toml.
