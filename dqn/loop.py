@@ -177,7 +177,8 @@ def _run(
         window.load(**arrays)
     returns = np.array(loop.open_returns, np.float64)
     seconds_before = loop.train_seconds + loop.eval_seconds
-    agent.learner.start()  # before the clock, as a command-line run imports TF before it
+    if loop.env_step < config.total_env_steps:  # a run resumed at its end only writes its summary
+        agent.learner.start()  # before the clock, as a command-line run imports TF before it
     start = time.perf_counter()
 
     def save_checkpoint(step: int) -> None:

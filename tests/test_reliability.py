@@ -171,13 +171,23 @@ def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
 
 
 def test_a_run_killed_after_its_final_checkpoint_is_finished_not_trained_again(
-    tiny_run, tiny_run_copy
+    tiny_run, tiny_run_copy, monkeypatch
 ):
     """Killed between the final checkpoint and summary.json: resume writes the summary from the
-    checkpoint (the final evaluation is in it) and trains no step; after that, the run is
-    complete and resume refuses."""
+    checkpoint (the final evaluation is in it) and trains no step, nor starts its learner (a
+    process of its own when TensorFlow ran first); after that, the run is complete and resume
+    refuses."""
+    from dqn.agent import DQNAgent
     from dqn.loop import resume
 
+    started, load = [], DQNAgent.load
+
+    def load_and_watch(folder):
+        agent = load(folder)
+        agent.learner.start = lambda: started.append(folder)
+        return agent
+
+    monkeypatch.setattr(DQNAgent, "load", staticmethod(load_and_watch))
     run = tiny_run_copy
     summary = json.loads((run / "summary.json").read_text())
     (run / "summary.json").unlink()
@@ -190,6 +200,7 @@ def test_a_run_killed_after_its_final_checkpoint_is_finished_not_trained_again(
     assert again == summary and result.final_eval_mean == summary["final_eval_mean"]
     assert (run / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
     assert final.stat().st_mtime_ns == written  # no checkpoint written again
+    assert started == []
     with pytest.raises(CheckpointError, match="already complete"):
         resume(run, progress=False, log_tensorboard=False)
 
