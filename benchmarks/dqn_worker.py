@@ -224,7 +224,7 @@ def work_study(job: dict[str, Any]) -> dict[str, Any]:
     from dqn.config import parse_overrides
     from dqn.envs import check_env
     from dqn.population_files import TIMING_FILE
-    from dqn.report import read_metrics
+    from dqn.run_log import read_metrics
 
     base = _base_config(job).replace(**parse_overrides(job.get("overrides", [])))
     obs_dim, n_actions = check_env(base.env_id)

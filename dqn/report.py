@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dqn.agent_files import STUDY_RUN
+from dqn.run_log import read_metrics
 from dqn.stats import iqm_ci, median_ci, probability_of_improvement_ci, proportion_ci
 
 CURVE_SERIES = {
@@ -94,14 +94,6 @@ def _nan_safe(fn, values) -> float:
     """fn over the finite values; NaN (no warning) when there are none."""
     x = np.asarray(values, float)
     return float(fn(x)) if np.isfinite(x).any() else float("nan")
-
-
-def read_metrics(path: Path) -> dict[str, np.ndarray]:
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        columns = reader.fieldnames or []
-    return {k: np.array([float(r[k]) if r[k] != "" else math.nan for r in rows]) for k in columns}
 
 
 def run_name(label: str, seed: int) -> str:

@@ -80,6 +80,15 @@ class RunLog:
             self._bar.close()
 
 
+def read_metrics(path: Path) -> dict[str, np.ndarray]:
+    """A metrics.csv as columns (NaN where a row has no value)."""
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        columns = reader.fieldnames or []
+    return {k: np.array([float(r[k]) if r[k] != "" else math.nan for r in rows]) for k in columns}
+
+
 class MetricWindow:
     """Aggregates update metrics between two metrics.csv rows (mean, or max for max-metrics)."""
 

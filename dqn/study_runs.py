@@ -18,7 +18,7 @@ from dqn.agent_files import STUDY_RUN
 from dqn.config import DQNConfig, changed_keys, read_saved_config
 from dqn.errors import ConfigError
 from dqn.io import atomic_write_text
-from dqn.report import read_metrics
+from dqn.run_log import read_metrics
 from dqn.run_state import ended_summary
 
 # One run to do: (run name, config dict, variant label, absolute run folder).

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from dqn.config import DQNConfig
-from dqn.report import read_metrics
+from dqn.run_log import read_metrics
 
 X_LIMIT, THETA_LIMIT = 2.4, 12 * 2 * math.pi / 360
 

@@ -1,6 +1,8 @@
 """The loss comparison: variants, a smoke run writing every output, resume, reproducibility."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -132,6 +134,17 @@ def test_a_run_stopped_by_the_divergence_guard_is_recorded_not_fatal(tmp_path):
     for name in OUTPUTS:
         assert (tmp_path / name).is_file(), name
     assert "| l2 | 1 |" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_study_worker_does_not_load_the_report_and_its_statistics():
+    # A worker process (dqn.study_runs) reads its runs' metrics.csv; the report, with
+    # scipy.stats (0.75 s to import after TensorFlow), is the parent's, once per study.
+    code = (
+        "import sys, dqn.study_runs\n"
+        "print([m for m in ('dqn.report', 'scipy.stats') if m in sys.modules])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 def test_a_variants_file_keeps_its_order_and_overrides(tmp_path):
