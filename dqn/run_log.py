@@ -1,5 +1,6 @@
-"""What a run reports while it trains: metrics.csv rows, TensorBoard, the progress bar, the
-window of update metrics between two rows, summary.json, and SIGINT/SIGTERM as a flag."""
+"""What a run reports while it trains: metrics.csv rows (and ``read_metrics``, which reads them
+back for a study's row and report), TensorBoard, the progress bar, the window of update metrics
+between two rows, summary.json, and SIGINT/SIGTERM as a flag."""
 
 from __future__ import annotations
 
