@@ -19,6 +19,7 @@ from dqn.compare import Variant, run_comparison
 from dqn.config import DQNConfig
 from dqn.local_backend import run_local
 from dqn.loop import train
+from dqn.run_log import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = DQNConfig.from_yaml(ROOT / "configs" / "cartpole.yaml")
@@ -94,13 +95,23 @@ def test_the_same_check_fails_when_learning_is_broken(tmp_path):
     dominates, and the sum is 3.4e-4 <= 1e-3. (The 2016 clipped-delta bug is no such check
     here: with 10-step returns it still ended >= 475 on 5 of 30 seeds; README.)
 
-    The runs are 5,000 env steps, not 50,000: at this learning rate a run ends as its initial
-    network whatever its length (as populations of two and of four, the 8 final evaluations of
-    5,000- and 50,000-step runs were identical), so a short run is the same draw.
+    The runs are 1,500 env steps, not 50,000 (two bursts of 128 gradient steps, at env steps
+    1,024 and 1,280): Adam moves a parameter by about the learning rate a step, so at 1e-12 a
+    weight's step is below float32's resolution of it and a bias, which starts at 0, stays
+    within ~1e-9 of it: a run acts as its initial network whatever its length (as populations
+    of two and of four, the 8 final evaluations of 1,300-, 1,500-, 5,000- and 50,000-step runs
+    were identical), and a short run is the same draw.
     """
-    broken = CARTPOLE.replace(learning_rate=BROKEN_LEARNING_RATE, total_env_steps=5_000)
+    broken = CARTPOLE.replace(learning_rate=BROKEN_LEARNING_RATE, total_env_steps=1_500)
     finals = final_evals(broken, tmp_path)
     assert sum(f >= SOLVED for f in finals.values()) < MIN_SOLVED, finals
+    grad_steps = {  # the learner ran: a broken learning rate, not a run that never learned
+        (learner, seed): read_metrics(
+            tmp_path / learner / "runs" / f"{learner}-seed{seed}" / "run" / "metrics.csv"
+        )["grad_steps"][-1]
+        for learner, seed in finals
+    }
+    assert all(steps == 2 * 128 for steps in grad_steps.values()), grad_steps
 
 
 # ---------------------------------------------------------------------- a user-defined env
