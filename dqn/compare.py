@@ -184,7 +184,7 @@ def run_comparison(
             elif (folder / "result.json").is_file():
                 rows[name] = json.loads((folder / "result.json").read_text())
             else:
-                jobs.append((name, cfg, variant.label, str(folder.resolve())))
+                jobs.append(Job(name, cfg, variant.label, str(folder.resolve())))
     if changed:
         (name, difference), others = changed[0], len(changed) - 1
         also = f" (and {others} more run{'s' * (others != 1)})" if others else ""

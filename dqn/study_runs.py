@@ -21,8 +21,16 @@ from dqn.io import atomic_write_text
 from dqn.run_log import read_metrics
 from dqn.run_state import ended_summary
 
-# One run to do: (run name, config dict, variant label, absolute run folder).
-Job = tuple[str, dict, str, str]
+
+class Job(NamedTuple):
+    """One run to do. A tuple, so that it pickles to a worker process or a Ray task as is."""
+
+    name: str  # the run's name in the study, "<variant>-seed<k>"
+    config: dict  # its DQNConfig as a dict
+    label: str  # its variant's label
+    folder: str  # its folder in the study (absolute); the run itself is in STUDY_RUN under it
+
+
 # One task for a worker process or a Ray task: (name, worker function, its arguments). A task
 # is one run (``_run_worker``, returns its row) or a population chunk (``_population_worker``,
 # returns (name, row) per run).
@@ -178,18 +186,18 @@ def _population_worker(
 
     if stop_requested():
         return TaskInterrupted()
-    configs = [DQNConfig.from_dict(cfg) for _, cfg, _, _ in jobs]
+    configs = [DQNConfig.from_dict(job.config) for job in jobs]
     out = Path(folder)
-    run_dirs = [Path(path) / STUDY_RUN for *_, path in jobs]
+    run_dirs = [Path(job.folder) / STUDY_RUN for job in jobs]
     (out / ERROR_FILE).unlink(missing_ok=True)  # an earlier attempt's
     # Runs that ended but have no result.json (the worker was killed in between) are read back.
     unended = [ended_summary(d, c.total_env_steps) is None for c, d in zip(configs, run_dirs)]
     if any(unended) and not _train_chunk(jobs, configs, out, run_dirs, unended, task_name):
         return TaskInterrupted()
-    rows = [_ended_row(c, label, d) for c, (_, _, label, _), d in zip(configs, jobs, run_dirs)]
-    for (*_, path), row in zip(jobs, rows):
-        atomic_write_text(Path(path) / "result.json", json.dumps(row))
-    return [(name, row) for (name, *_), row in zip(jobs, rows)]
+    rows = [_ended_row(c, job.label, d) for c, job, d in zip(configs, jobs, run_dirs)]
+    for job, row in zip(jobs, rows):
+        atomic_write_text(Path(job.folder) / "result.json", json.dumps(row))
+    return [(job.name, row) for job, row in zip(jobs, rows)]
 
 
 def _train_chunk(
@@ -221,12 +229,12 @@ def _train_chunk(
         todo = [i for i, train in enumerate(unended) if train]
         _remove_partial(out)
         for i in todo:
-            _remove_partial(Path(jobs[i][3]))
+            _remove_partial(Path(jobs[i].folder))
         members = [
             Member(
                 {k: v for k, v in configs[i].to_dict().items() if k != "seed"},
                 configs[i].seed,
-                jobs[i][2],
+                jobs[i].label,
             )
             for i in todo
         ]
@@ -265,12 +273,11 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
     tasks: list[Task] = []
     groups: dict[tuple, list[Job]] = {}
     for job in jobs:
-        cfg = job[1]
-        alone = runner == "process" or population_mismatch([DQNConfig.from_dict(cfg)])
+        alone = runner == "process" or population_mismatch([DQNConfig.from_dict(job.config)])
         if alone:
-            tasks.append((job[0], _run_worker, (cfg, job[2], job[3])))
+            tasks.append((job.name, _run_worker, (job.config, job.label, job.folder)))
         else:
-            groups.setdefault(tuple(repr(cfg[k]) for k in SHARED_KEYS), []).append(job)
+            groups.setdefault(tuple(repr(job.config[k]) for k in SHARED_KEYS), []).append(job)
     for group in groups.values():
         # Chunks an interrupted or killed study left half-trained are resumed as they were
         # (their runs would otherwise be regrouped with the study's other unfinished runs, and
@@ -288,7 +295,7 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
             # Interleaved: every chunk gets a share of every variant (one that diverges early,
             # and so leaves its chunk lighter, does not all land in one chunk).
             chunk = group[i::n]
-            names = "\n".join(job[0] for job in chunk)
+            names = "\n".join(job.name for job in chunk)
             key = hashlib.sha1(names.encode()).hexdigest()[:12]
             tasks.append(_population_task(chunk, out / "populations" / key))
     return tasks
@@ -306,7 +313,7 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
     from dqn.errors import CheckpointError
     from dqn.population_files import read_population
 
-    by_dir = {(Path(job[3]) / STUDY_RUN).resolve(): job for job in group}
+    by_dir = {(Path(job.folder) / STUDY_RUN).resolve(): job for job in group}
     chunks: list[tuple[list[Job], Path]] = []
     folders = (out / "populations").glob("*") if (out / "populations").is_dir() else ()
     for folder in sorted(folders):
@@ -317,8 +324,8 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
         jobs = [by_dir.get(d.resolve()) for d in dirs]
         if None in jobs or any(job in chunk for chunk, _ in chunks for job in jobs):
             continue
-        configs = [DQNConfig.from_dict(job[1]) for job in jobs]
-        if _can_resume(folder, configs, [Path(job[3]) / STUDY_RUN for job in jobs]):
+        configs = [DQNConfig.from_dict(job.config) for job in jobs]
+        if _can_resume(folder, configs, [Path(job.folder) / STUDY_RUN for job in jobs]):
             chunks.append((jobs, folder))
     return chunks
 
@@ -326,13 +333,13 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
 def task_configs(task: Task) -> list[dict]:
     """The config dicts of the runs one task trains: a population chunk's members, or one run."""
     _, fn, args = task
-    return [job[1] for job in args[0]] if fn is _population_worker else [args[0]]
+    return [job.config for job in args[0]] if fn is _population_worker else [args[0]]
 
 
 def task_runs(task: Task) -> list[str]:
     """The names of the runs one task trains."""
     name, fn, args = task
-    return [job[0] for job in args[0]] if fn is _population_worker else [name]
+    return [job.name for job in args[0]] if fn is _population_worker else [name]
 
 
 def failure_message(failed: Sequence[tuple[list[str], TaskFailed]]) -> str:

@@ -424,14 +424,14 @@ def test_a_list_value_in_a_variant_keeps_its_commas():
 # ---------------------------------------------------------------------- a worker crashes
 def test_a_worker_that_raises_returns_its_error_and_keeps_the_traceback(tmp_path):
     # A config dict no DQNConfig accepts: both worker functions raise before any training.
-    from dqn.study_runs import make_tasks
+    from dqn.study_runs import Job, make_tasks
 
     jobs = [
-        ("l2-seed0", {"gamma": 2.0}, "l2", str(tmp_path / "runs" / "l2-seed0")),
-        ("huber-seed0", {"gamma": 3.0}, "huber", str(tmp_path / "runs" / "huber-seed0")),
+        Job("l2-seed0", {"gamma": 2.0}, "l2", str(tmp_path / "runs" / "l2-seed0")),
+        Job("huber-seed0", {"gamma": 3.0}, "huber", str(tmp_path / "runs" / "huber-seed0")),
     ]
     [alone] = make_tasks(jobs[:1], tmp_path, 1, "process")
-    good = (*jobs[1][:1], BASE.to_dict(), *jobs[1][2:])
+    good = jobs[1]._replace(config=BASE.to_dict())
     [(name, fn, (_, folder, _))] = make_tasks([good], tmp_path, 1, "population")
     chunk = ("population-x", fn, ([jobs[1]], folder, "population-x"))  # with the bad config
     results = dict(run_local([alone, chunk], workers=1))

@@ -163,20 +163,22 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
     # steps (killed before their summaries); the fifth is chunked afresh. Regrouped with it, the
     # first two would start again instead of resuming, the next two instead of being finished.
     from dqn.population_files import STEP_FILE
-    from dqn.study_runs import make_tasks, task_runs
+    from dqn.study_runs import Job, make_tasks, task_runs
 
     base = DQNConfig.from_yaml(
         ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SETTINGS.items()]
     )
     jobs = [
-        (f"huber-seed{s}", base.replace(seed=s).to_dict(), "huber", str(tmp_path / f"r{s}"))
+        Job(f"huber-seed{s}", base.replace(seed=s).to_dict(), "huber", str(tmp_path / f"r{s}"))
         for s in range(5)
     ]
 
     def left_chunk(name: str, chunk: list, env_step: int) -> Path:
         folder = tmp_path / "populations" / name
         folder.mkdir(parents=True)
-        members = [{"config": job[1], "run_dir": str(Path(job[3]) / "run")} for job in chunk]
+        members = [
+            {"config": job.config, "run_dir": str(Path(job.folder) / "run")} for job in chunk
+        ]
         (folder / "population.json").write_text(json.dumps({"members": members}))
         (folder / STEP_FILE).write_text(json.dumps({"env_step": env_step, "stopped": []}))
         return folder
