@@ -85,9 +85,10 @@ def test_smoke_comparison_writes_every_output_and_resumes(tmp_path):
     assert header.split(",") == list(RESULT_COLUMNS)
     assert "P(huber > clipped_delta)" in (tmp_path / "summary.md").read_text()
 
-    # Killed: in one chunk, one run lost its result.json and its summary.json; the chunk's
-    # other run is finished. In the other chunk, both lost their result.json and one its
-    # summary.json, after the final checkpoint (the window between that and the summaries).
+    # In one chunk, a run's result.json and summary.json were deleted, its sibling's kept (no
+    # kill leaves this: a worker writes result.json files after all summaries): that run alone
+    # is trained again, afresh. The other chunk was killed after its final checkpoint (the
+    # window before the summaries): both lost their result.json and one its summary.json.
     chunks = sorted(
         sorted(d.parent.name for d in read_population(folder)[1])
         for folder in (tmp_path / "populations").iterdir()
