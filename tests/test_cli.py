@@ -50,3 +50,36 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     proc = run("evaluate_main", str(run_dir), "--episodes", "3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "greedy return" in proc.stdout
+
+
+def make_recipe(target: str) -> list[str]:
+    """The command of a Makefile target's one-command recipe, as arguments ($(ARGS) left out)."""
+    import shlex
+
+    lines = (ROOT / "Makefile").read_text().replace("\\\n", " ").splitlines()
+    start = lines.index(next(line for line in lines if line.startswith(f"{target}:")))
+    [command] = [line.strip() for line in lines[start + 1 :] if line.startswith("\t")][:1]
+    return [arg for arg in shlex.split(command) if arg != "$(ARGS)"]
+
+
+def test_make_trust_is_the_30_seed_check_of_the_default_config(monkeypatch):
+    """`make trust` (README: "On your machine") trains seeds 0-29 of DQNConfig()'s own config,
+    one variant of it, nothing changed; checked on the arguments it gives the study."""
+    from dqn import compare
+    from dqn.cli import compare_main
+    from dqn.config import DQNConfig
+
+    program, *args = make_recipe("trust")
+    assert program == "$(BIN)/dqn-compare"
+    got = {}
+
+    def study(base, variants, seeds, out, **kwargs):
+        got.update(base=base, variants=variants, seeds=seeds, out=out)
+        raise compare.ConfigError("stopped here")  # no training: the arguments are the check
+
+    monkeypatch.setattr(compare, "run_comparison", study)
+    monkeypatch.chdir(ROOT)  # the recipe's paths are the repository's
+    assert compare_main(args) == 2
+    [variant] = got["variants"]
+    assert variant.config(got["base"], 0) == DQNConfig(seed=0)
+    assert got["seeds"] == list(range(30)) and got["out"] == Path("results/trust-check")
