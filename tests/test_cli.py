@@ -57,9 +57,8 @@ def make_recipe(target: str) -> list[str]:
     import shlex
 
     lines = (ROOT / "Makefile").read_text().replace("\\\n", " ").splitlines()
-    start = lines.index(next(line for line in lines if line.startswith(f"{target}:")))
-    [command] = [line.strip() for line in lines[start + 1 :] if line.startswith("\t")][:1]
-    return [arg for arg in shlex.split(command) if arg != "$(ARGS)"]
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"{target}:"))
+    return [arg for arg in shlex.split(lines[start + 1]) if arg != "$(ARGS)"]
 
 
 def test_make_trust_is_the_30_seed_check_of_the_default_config(monkeypatch):
@@ -68,6 +67,7 @@ def test_make_trust_is_the_30_seed_check_of_the_default_config(monkeypatch):
     from dqn import compare
     from dqn.cli import compare_main
     from dqn.config import DQNConfig
+    from dqn.errors import ConfigError
 
     program, *args = make_recipe("trust")
     assert program == "$(BIN)/dqn-compare"
@@ -75,7 +75,7 @@ def test_make_trust_is_the_30_seed_check_of_the_default_config(monkeypatch):
 
     def study(base, variants, seeds, out, **kwargs):
         got.update(base=base, variants=variants, seeds=seeds, out=out)
-        raise compare.ConfigError("stopped here")  # no training: the arguments are the check
+        raise ConfigError("stopped here")  # no training: the arguments are the check
 
     monkeypatch.setattr(compare, "run_comparison", study)
     monkeypatch.chdir(ROOT)  # the recipe's paths are the repository's

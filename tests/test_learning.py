@@ -33,12 +33,12 @@ RUNS = sum(len(seeds) for seeds in SEEDS.values())
 # Measured on seeds 0-29 as populations, the runner these tests use (docs/trust.md): the default
 # config's final evaluation was >= 475 in 118 of 120 runs, 30 in each of four rounding regimes:
 # TensorFlow with XLA's AVX2/FMA kernels (30) and compiled for SSE4.2 (30), numpy with OpenBLAS's
-# Haswell (28) and Sandybridge (30) kernels; each regime sends a seed down another float
-# trajectory, and the 120 are taken as independent draws. (One process per run, with the first
-# machine's kernels: 60 of 60.) With the learning rate at 1e-12 (learning broken: the agent
-# stays its initial network, the same for both learners and both runners) in 0 of 30 distinct
-# runs. One-sided 95% Clopper-Pearson bounds on the per-run probabilities: pessimistic values to
-# plan with on a machine that rounds differently.
+# Haswell (28) and Sandybridge (30) kernels; each regime sends a seed down another float trajectory,
+# and the 120 are taken as independent draws. (One process per run: 60 of 60 with the first
+# machine's kernels, 29 of 30 TensorFlow runs on the second CPU.) With the learning rate at 1e-12
+# (learning broken: the agent stays its initial network, the same for both learners and both
+# runners) in 0 of 30 distinct runs. One-sided 95% Clopper-Pearson bounds on the per-run
+# probabilities: pessimistic values to plan with on a machine that rounds differently.
 P_SEED = stats.beta.ppf(0.05, 118, 3)  # 0.9485
 P_BROKEN = stats.beta.ppf(0.95, 1, 30)  # 1 - 0.05 ** (1/30) = 0.0950
 MIN_SOLVED = 5
