@@ -37,6 +37,9 @@ test-fast: $(STAMP)
 OTHER_CPU := XLA_FLAGS="$$XLA_FLAGS --xla_cpu_max_isa=SSE4_2" OPENBLAS_CORETYPE=Sandybridge
 
 test-other-cpu: $(STAMP)
+	@case "$$(uname -m)" in x86_64|amd64) ;; *) echo "test-other-cpu: x86-64 only (XLA's SSE4.2" \
+		"build and OpenBLAS's Sandybridge kernels are x86 kernels); this machine is $$(uname -m)" >&2; \
+		exit 2;; esac
 	@if [ -r /proc/cpuinfo ] && grep -qw avx /proc/cpuinfo && ! grep -qw avx2 /proc/cpuinfo; then \
 		echo "test-other-cpu: this CPU runs OpenBLAS's Sandybridge kernels already;" \
 			"numpy rounds as it does without this target (XLA does not)" >&2; fi

@@ -83,3 +83,31 @@ def test_make_trust_is_the_30_seed_check_of_the_default_config(monkeypatch):
     [variant] = got["variants"]
     assert variant.config(got["base"], 0) == DQNConfig(seed=0)
     assert got["seeds"] == list(range(30)) and got["out"] == Path("results/trust-check")
+
+
+def test_make_test_other_cpu_is_refused_in_one_line_off_x86(tmp_path):
+    """Its XLA and OpenBLAS settings name x86 kernels: elsewhere the target says so and exits 2.
+    Run with a `uname` that answers aarch64; the venv is taken as built (-o), and ARGS would
+    only collect one file if the refusal were missing."""
+    import os
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "uname").write_text("#!/bin/sh\necho aarch64\n")
+    (fake / "uname").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}{os.pathsep}{os.environ['PATH']}"}
+    args = [
+        "-o",
+        ".venv/.installed",
+        "test-other-cpu",
+        "ARGS=--collect-only -q tests/test_config.py",
+    ]
+    proc = subprocess.run(
+        ["make", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "test-other-cpu: x86-64 only" in proc.stderr and "this machine is aarch64" in proc.stderr
+    assert "collected" not in proc.stdout
