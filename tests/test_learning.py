@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from dqn.agent_files import STUDY_RUN
 from dqn.compare import Variant, run_comparison
 from dqn.config import DQNConfig
 from dqn.local_backend import run_local
 from dqn.loop import train
+from dqn.report import run_name
 from dqn.run_log import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +109,7 @@ def test_the_same_check_fails_when_learning_is_broken(tmp_path):
     assert sum(f >= SOLVED for f in finals.values()) < MIN_SOLVED, finals
     grad_steps = {  # the learner ran: a broken learning rate, not a run that never learned
         (learner, seed): read_metrics(
-            tmp_path / learner / "runs" / f"{learner}-seed{seed}" / "run" / "metrics.csv"
+            tmp_path / learner / "runs" / run_name(learner, seed) / STUDY_RUN / "metrics.csv"
         )["grad_steps"][-1]
         for learner, seed in finals
     }
