@@ -361,11 +361,23 @@ def test_population_rows_from_worker_results():
     assert "25 members of [128, 128]" in find("(p2) a TF learner's matmuls alone")
     best = find("(p2) the core's best float32 matmul rate")
     assert "| 100.0 | 90.0 | the floor's rate is 90% of it |  |" in best
+    # The core's best rate (100) beats the floor's (90): at it the floor is 90 s, not 100.
+    fastest = find("against its floor at the fastest one-thread matmul rate")
+    assert "(numpy [1024, 1024], 1.11x the floor's rate)" in fastest
+    assert "| 125.0 | - | 1.39x of that floor |  |" in fastest
     loop = find("where a population's loop went, mean of its 2 chunks of 25 members")
     assert "| 75.0 (68%) / 15.0 (14%) / 20.0 (18%) | - | loop 110.0 s |" in loop
     assert "compilation, 4.0 s)" in text
     assert "| 50.0 | - | 1/2 |" in find("(p3) trust check")
     assert "the 2,000 gradient steps" in text
+    # XLA's matmuls faster than numpy's (as on an AVX-512 CPU where OpenBLAS runs AVX2 kernels).
+    results["p2"]["anatomy"] = {"numpy": 90.0, "best": 100.0, "xla": 150.0, "step": 120.0}
+    fastest = only_line(table.table(results, quick=False))("at the fastest one-thread")
+    assert "(XLA's batched products, 1.67x the floor's rate)" in fastest
+    assert "| 125.0 | - | 2.08x of that floor |  |" in fastest
+    # No rate beats numpy's: the floor is already at the fastest rate, and no row repeats it.
+    results["p2"]["anatomy"] = {"numpy": 90.0, "best": 90.0, "xla": 72.0, "step": 60.0}
+    assert "at the fastest one-thread" not in table.table(results, quick=False)
     assert "| threads |" not in text  # no single-run regime ran: no thread settings to show
 
 
