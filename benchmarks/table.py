@@ -427,11 +427,11 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                     f"the floor's rate is {an['numpy'] / an['best']:.0%} of it",
                     "",
                 )
-            # The floor is priced at numpy's rate. Where a core runs faster kernels than the ones
-            # numpy's OpenBLAS picks for it (on an AVX-512 CPU it may pick AVX2 ones, while XLA
-            # compiles for AVX-512), that rate is not what the core can do, and a floor the
-            # learner's matmuls beat is no floor: so the study is also held against the floor at
-            # the fastest one-thread rate of this run, scaled by its ratio to numpy's.
+            # The floor is priced at numpy's rate. Where XLA's code for a CPU multiplies faster
+            # than numpy's BLAS does on it (as on an AVX-512 EPYC whose OpenBLAS reports its
+            # Haswell kernels), that rate is not what the core can do, and a floor the learner's
+            # matmuls beat is no floor: so the study is also held against the floor at the
+            # fastest one-thread rate of this run, scaled by its ratio to numpy's.
             fastest = max(an["numpy"], an["xla"], an.get("best", 0.0))
             if floor and fastest > an["numpy"]:
                 which = "XLA's batched products" if fastest == an["xla"] else "numpy [1024, 1024]"
