@@ -370,7 +370,7 @@ def test_population_rows_from_worker_results():
     assert "compilation, 4.0 s)" in text
     assert "| 50.0 | - | 1/2 |" in find("(p3) trust check")
     assert "the 2,000 gradient steps" in text
-    # XLA's matmuls faster than numpy's (as on an AVX-512 CPU where OpenBLAS runs AVX2 kernels).
+    # XLA's matmuls faster than numpy's (as on an AVX-512 EPYC whose OpenBLAS reports Haswell).
     results["p2"]["anatomy"] = {"numpy": 90.0, "best": 100.0, "xla": 150.0, "step": 120.0}
     fastest = only_line(table.table(results, quick=False))("at the fastest one-thread")
     assert "(XLA's batched products, 1.67x the floor's rate)" in fastest
