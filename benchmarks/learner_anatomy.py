@@ -13,7 +13,9 @@ by side, this measures:
   batched matmuls in one compiled loop per group of members (the learner's groups), with nothing
   else in it but an add that keeps every product used;
 - the whole step of ``dqn.tf_population`` for the same members (what ``population_scaling``
-  times);
+  times), and the same program with Adam's update swapped for a plain gradient step (the same
+  passes over the gradient and parameters, without the moments), timed alternately with it:
+  what Adam's elementwise work costs of the step;
 - the Q-head's two backward products alone, through ``tf.matmul``'s gradient (XLA dots) and as
   the learner computes them (``narrow_matmul``), in microseconds per member and step.
 
@@ -128,6 +130,43 @@ def head_backward_us(members: int, hidden: int, actions: int = 2, repeats: int =
     return out
 
 
+def sgd_update(params, grads, m, v, step, learning_rate, **_):
+    """``adam_update``'s signature, a plain gradient step: the moments pass through unchanged."""
+    return params - learning_rate * grads, m, v, step + 1.0
+
+
+def plain_step_population(members: int, hidden: int):
+    """``random_population``'s learner with ``sgd_update`` in Adam's place, after one burst:
+    the program is traced with the plain step, so it keeps it for every later call."""
+    from unittest import mock
+
+    import dqn.tf_population
+    from benchmarks.population_scaling import random_population
+
+    with mock.patch.object(dqn.tf_population, "adam_update", sgd_update):
+        learner, rows, active = random_population(members, hidden)
+        learner.burst(rows, active)
+    return learner
+
+
+def adam_share(members: int, hidden: int, rounds: int = 5) -> dict:
+    """Seconds per step of the population learner and of the same learner with ``sgd_update``
+    in Adam's place, each the best of ``rounds`` bursts taken alternately (one of each per
+    round, so that a change in the machine's speed reaches both)."""
+    from benchmarks.population_scaling import random_population
+
+    adam, rows, active = random_population(members, hidden)
+    adam.burst(rows, active)  # compiles
+    sgd = plain_step_population(members, hidden)
+    best = {"adam": float("inf"), "sgd": float("inf")}
+    for _ in range(rounds):
+        for name, learner in (("adam", adam), ("sgd", sgd)):
+            t0 = time.perf_counter()
+            learner.burst(rows, active)
+            best[name] = min(best[name], (time.perf_counter() - t0) / K)
+    return best
+
+
 def measure(members: int, hidden: int, seconds: float) -> dict:
     from benchmarks.floor import matmul_rate
     from benchmarks.population_scaling import measure as step
@@ -140,11 +179,13 @@ def measure(members: int, hidden: int, seconds: float) -> dict:
     xla_rate = xla_matmul_rate(members, hidden)
     full = step(members, hidden, "tensorflow")
     head = head_backward_us(members, hidden)
+    share = adam_share(members, hidden)
     return {
         "numpy": numpy_rate / 1e9,
         "best": best_rate / 1e9,
         "xla": xla_rate / 1e9,
         "step": full["gflops"],
+        "adam_fraction": 1.0 - share["sgd"] / share["adam"],
         "head_dots_us": head["dots"],
         "head_columns_us": head["columns"],
     }
@@ -179,6 +220,12 @@ def report(r: dict, members: int, hidden: int) -> str:
             f"| backward column by column (dqn.tf_population.narrow_matmul) | "
             f"{r['head_columns_us']:.1f} |",
         ]
+    if "adam_fraction" in r:
+        lines.append(
+            f"\nAdam's update is {r['adam_fraction']:.0%} of the whole step: the step with a plain "
+            "gradient step in its place (the same program otherwise, timed alternately with it) "
+            f"takes {1 - r['adam_fraction']:.0%} of its time."
+        )
     if "best" in r:
         lines.append(
             f"\nThe floor's rate is {r['numpy'] / r['best']:.0%} of numpy's [{BEST}, {BEST}] x "

@@ -417,6 +417,16 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                     ratio(an["numpy"], rate) + " of floor",
                     "",
                 )
+            if "adam_fraction" in an:  # results from before this measurement lack it
+                add(
+                    "(p2) of that whole step, Adam's update: the step with a plain gradient "
+                    "step in its place, timed alternately (benchmarks.learner_anatomy)",
+                    "share of the step's time",
+                    f"{an['adam_fraction']:.0%}",
+                    "-",
+                    "",
+                    "",
+                )
             if "best" in an:  # results from before the core's best rate was measured lack it
                 add(
                     f"(p2) the core's best float32 matmul rate: numpy [{BEST}, {BEST}] x "

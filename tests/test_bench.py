@@ -378,6 +378,11 @@ def test_population_rows_from_worker_results():
     # No rate beats numpy's: the floor is already at the fastest rate, and no row repeats it.
     results["p2"]["anatomy"] = {"numpy": 90.0, "best": 90.0, "xla": 72.0, "step": 60.0}
     assert "at the fastest one-thread" not in table.table(results, quick=False)
+    # Adam's share of the step, when the anatomy measured it (older results did not).
+    assert "Adam's update" not in text
+    results["p2"]["anatomy"]["adam_fraction"] = 0.114
+    adam = only_line(table.table(results, quick=False))("of that whole step, Adam's update")
+    assert "| share of the step's time | 11% | - |" in adam
     assert "| threads |" not in text  # no single-run regime ran: no thread settings to show
 
 
@@ -467,7 +472,29 @@ def test_learner_anatomy_runs(capsys):
     from benchmarks import learner_anatomy
 
     assert learner_anatomy.main(["--members", "2", "--hidden", "8", "--seconds", "0.05"]) == 0
-    assert "floor rate / this" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "floor rate / this" in out
+    assert "Adam's update is " in out
+
+
+def test_the_anatomys_plain_step_really_replaces_adam():
+    """What the Adam row times without Adam: Adam's moments stay zero through the traced burst
+    and a later one (the plain step is in the compiled program), while Adam's own do not."""
+    import dqn.tf_population
+    from benchmarks.learner_anatomy import plain_step_population, sgd_update
+    from benchmarks.population_scaling import random_population
+
+    assert dqn.tf_population.adam_update is not sgd_update  # the patch is undone
+    plain = plain_step_population(2, 8)
+    _, rows, active = random_population(2, 8)
+    plain.burst(rows, active)
+    for m in range(2):
+        state = plain.member_state(m)
+        assert not state.adam_m.any() and not state.adam_v.any()
+        assert state.grad_steps == 2 * rows.shape[1]
+    adam = random_population(2, 8)[0]
+    adam.burst(rows, active)
+    assert adam.member_state(0).adam_m.any()
 
 
 def test_xla_schedule_reports_medians_and_the_ratio_per_work():
