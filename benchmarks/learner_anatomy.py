@@ -13,9 +13,9 @@ by side, this measures:
   batched matmuls in one compiled loop per group of members (the learner's groups), with nothing
   else in it but an add that keeps every product used;
 - the whole step of ``dqn.tf_population`` for the same members (what ``population_scaling``
-  times), and the same program with Adam's update swapped for a plain gradient step (the same
-  passes over the gradient and parameters, without the moments), timed alternately with it:
-  what Adam's elementwise work costs of the step;
+  times), alternately with the same program with Adam's update swapped for a plain gradient
+  step (the same passes over the gradient and parameters, without the moments): what Adam's
+  elementwise work costs of the step;
 - the Q-head's two backward products alone, through ``tf.matmul``'s gradient (XLA dots) and as
   the learner computes them (``narrow_matmul``), in microseconds per member and step.
 
@@ -168,8 +168,7 @@ def adam_share(members: int, hidden: int, rounds: int = 5) -> dict:
 
 
 def measure(members: int, hidden: int, seconds: float) -> dict:
-    from benchmarks.floor import matmul_rate
-    from benchmarks.population_scaling import measure as step
+    from benchmarks.floor import grad_step_flops, matmul_rate
     from dqn.runtime import configure_blas, configure_tensorflow
 
     configure_tensorflow(1)
@@ -177,14 +176,14 @@ def measure(members: int, hidden: int, seconds: float) -> dict:
     numpy_rate = matmul_rate(BATCH, hidden, hidden, seconds=seconds)
     best_rate = matmul_rate(BEST, BEST, BEST, seconds=seconds)
     xla_rate = xla_matmul_rate(members, hidden)
-    full = step(members, hidden, "tensorflow")
     head = head_backward_us(members, hidden)
-    share = adam_share(members, hidden)
+    share = adam_share(members, hidden)  # its Adam learner is the whole step's measurement
+    flops = grad_step_flops(4, (hidden, hidden), 2, BATCH) * members
     return {
         "numpy": numpy_rate / 1e9,
         "best": best_rate / 1e9,
         "xla": xla_rate / 1e9,
-        "step": full["gflops"],
+        "step": flops / share["adam"] / 1e9,
         "adam_fraction": 1.0 - share["sgd"] / share["adam"],
         "head_dots_us": head["dots"],
         "head_columns_us": head["columns"],

@@ -484,8 +484,8 @@ def test_the_anatomys_plain_step_really_replaces_adam():
     from benchmarks.learner_anatomy import plain_step_population, sgd_update
     from benchmarks.population_scaling import random_population
 
-    assert dqn.tf_population.adam_update is not sgd_update  # the patch is undone
     plain = plain_step_population(2, 8)
+    assert dqn.tf_population.adam_update is not sgd_update  # the patch is undone
     _, rows, active = random_population(2, 8)
     plain.burst(rows, active)
     for m in range(2):
