@@ -383,13 +383,17 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                 mean("learner_seconds"),
                 mean("evaluation_seconds"),
             )
-            rest = loop - learner - evals
+            # Older results did not time the diagnostics probe apart: it is in their rest.
+            probe = all("diagnostics_seconds" in t for t in timings)
+            parts = [learner, evals, *([mean("diagnostics_seconds")] if probe else [])]
+            parts.append(loop - sum(parts))
+            names = "learner / evaluations / " + ("diagnostics probe / " if probe else "")
             sizes = ", ".join(str(m) for m in sorted({t["members"] for t in timings}))
             add(
                 f"(p2) where a population's loop went, mean of its {n} chunks of "
-                f"{sizes} members: learner / evaluations / the rest",
+                f"{sizes} members: {names}the rest",
                 "s (share of the loop)",
-                " / ".join(f"{x:.1f} ({x / loop:.0%})" for x in (learner, evals, rest)),
+                " / ".join(f"{x:.1f} ({x / loop:.0%})" for x in parts),
                 "-",
                 f"loop {loop:.1f} s",
                 "",
@@ -398,8 +402,15 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                 "- (p2) a population's loop: its own timing (`timing.json` in the population "
                 "folder): the learner's calls (the first one includes tracing and XLA "
                 f"compilation, {mean('first_learner_call_seconds'):.1f} s), the evaluations "
-                "(greedy episodes and the diagnostics probe) and the rest of the loop (acting, "
-                "env steps, replay, checkpoints, logs). Outside the loop and in the study's wall "
+                "(greedy episodes), "
+                + (
+                    "the diagnostics probe (per-layer gradient norms, dead units), "
+                    if probe
+                    else ""
+                )
+                + "and the rest of the loop (acting, env steps, replay, "
+                + ("" if probe else "the diagnostics probe, ")
+                + "checkpoints, logs). Outside the loop and in the study's wall "
                 "time: process start, TensorFlow import, building the members, the report."
             )
         an = r.get("anatomy")

@@ -83,6 +83,9 @@ class PopulationLoop:
         self.obs = np.stack([s.loop.obs[0] for s in slots]).astype(np.float32)
         self.returns = np.array([float(s.loop.open_returns[0]) for s in slots])
         self.eval_elapsed = 0.0  # evaluation wall time since this loop started
+        # The diagnostics probe's, apart: a single run counts it as training time, not
+        # evaluation (``dqn.loop``), and so does this loop's members' train_seconds.
+        self.diagnostics_elapsed = 0.0
         # Wall time of the learner's calls since this loop started: all of them, and the first
         # alone (with the TF learner it traces and compiles the burst).
         self.learner_elapsed, self.learner_calls, self.first_learner_call = 0.0, 0, 0.0
@@ -238,7 +241,9 @@ class PopulationLoop:
                 if slot.loop.probe is None:
                     rng = np.random.default_rng([slot.config.seed, 3])
                     slot.loop.probe = slot.replay.sample(PROBE_SIZE, rng=rng)
+        t0 = time.perf_counter()
         diagnostics = self._diagnose(idx)
+        self.diagnostics_elapsed += time.perf_counter() - t0
         for j, i in enumerate(idx):
             slot, (mean, std) = self.slots[i], results[j]
             loop = slot.loop
@@ -348,6 +353,7 @@ class PopulationLoop:
                 "learner_calls": self.learner_calls,
                 "first_learner_call_seconds": self.first_learner_call,
                 "evaluation_seconds": self.eval_elapsed,
+                "diagnostics_seconds": self.diagnostics_elapsed,
             },
         )
 

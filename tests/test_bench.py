@@ -368,6 +368,14 @@ def test_population_rows_from_worker_results():
     loop = find("where a population's loop went, mean of its 2 chunks of 25 members")
     assert "| 75.0 (68%) / 15.0 (14%) / 20.0 (18%) | - | loop 110.0 s |" in loop
     assert "compilation, 4.0 s)" in text
+    assert "the rest of the loop (acting, env steps, replay, the diagnostics probe," in text
+    # Newer results time the diagnostics probe apart from the rest.
+    for chunk, probe in zip(results["p2"]["runs"]["population"]["timings"], (4.0, 6.0)):
+        chunk["diagnostics_seconds"] = probe
+    text = table.table(results, quick=False)
+    loop = only_line(text)("learner / evaluations / diagnostics probe / the rest")
+    assert "| 75.0 (68%) / 15.0 (14%) / 5.0 (5%) / 15.0 (14%) | - | loop 110.0 s |" in loop
+    assert "the diagnostics probe (per-layer gradient norms, dead units), and the rest" in text
     assert "| 50.0 | - | 1/2 |" in find("(p3) trust check")
     assert "the 2,000 gradient steps" in text
     # XLA's matmuls faster than numpy's (as on an AVX-512 EPYC whose OpenBLAS reports Haswell).
@@ -544,3 +552,66 @@ def test_p1_rounds_take_each_ratio_within_its_round():
     rounds[1][layout] = None  # a failed run in any round: no median ratio
     row = only_line(table.table(results, quick=False))("2 processes, median of 3 rounds")
     assert "| failed | 1,000 | - | >= 20 |" in row
+
+
+HLO = """\
+%while_body (arg: (s32[], f32[4,67586])) -> (s32[], f32[4,67586]) {
+  %arg = (s32[], f32[4,67586]{1,0}) parameter(0)
+  %flat = f32[4,67586]{1,0} get-tuple-element(%arg), index=1
+  %x = f32[4,64,4]{2,1,0} fusion(%flat), kind=kLoop, calls=%c1
+  %w1 = f32[4,4,256]{2,1,0} fusion(%flat), kind=kLoop, calls=%c2
+  %w2 = f32[4,256,256]{2,1,0} fusion(%flat), kind=kLoop, calls=%c3, metadata={op_type="SplitV"}
+  %first = f32[4,64,256]{2,1,0} dot(%x, %w1), lhs_batch_dims={0}, lhs_contracting_dims={2}
+  %relu = f32[4,64,256]{2,1,0} fusion(%first, %flat), kind=kLoop, calls=%c4
+  %hidden = f32[4,64,256]{2,1,0} dot(%relu, %w2), lhs_batch_dims={0}, lhs_contracting_dims={2}
+  %dw = f32[4,256,256]{2,1,0} dot(%relu, %hidden), lhs_batch_dims={0}, lhs_contracting_dims={1}
+  %one = f32[64,256]{1,0} dot(%relu1, %w2one), lhs_contracting_dims={1}
+  %relu1 = f32[64,256]{1,0} fusion(%flat), kind=kLoop, calls=%c5
+  %w2one = f32[256,256]{1,0} fusion(%flat), kind=kLoop, calls=%c6
+  %adam = f32[4,67586]{1,0} fusion(%flat, %dw), kind=kLoop, calls=%c7, metadata={op_type="Sub"}
+  %flatone = f32[67586]{0} fusion(%flat), kind=kLoop, calls=%c8
+  ROOT %tuple = (s32[], f32[4,67586]{1,0}) tuple(%i, %adam)
+}
+"""
+
+
+def test_the_step_profile_sorts_ops_into_the_kinds_the_floor_needs():
+    """A hidden-layer product has an [H, H] matrix among its operands or as its output (the
+    first layer's product has the same output shape, and is not one); a pass over parameters
+    writes [H, H] or a flat parameter row; with a group of one, XLA drops the member axis."""
+    from benchmarks.step_profile import KINDS, family, hlo_ops, kind_of
+
+    ops = hlo_ops(HLO)
+    assert "tuple" not in ops and "arg" not in ops  # tuple-shaped: no one output array
+    assert ops["hidden"].operands == ("relu", "w2") and ops["hidden"].shape == (4, 64, 256)
+    assert ops["adam"].source == "Sub" and ops["relu"].source == ""
+    products, others, passes, rest = KINDS
+    expected = {
+        "first": others,
+        "hidden": products,
+        "dw": products,
+        "one": products,
+        "w2": passes,
+        "w2one": passes,
+        "adam": passes,
+        "flatone": passes,
+        "relu": rest,
+        "x": rest,
+        "w1": rest,
+    }
+    assert {name: kind_of(ops[name], ops, 256) for name in expected} == expected
+    assert family("MatMul_1.116") == "MatMul_1" and family("wrapped_multiply") == "wrapped_multiply"
+
+
+def test_step_profile_runs_and_finds_every_hidden_layer_product(capsys):
+    import re
+
+    from benchmarks import step_profile
+
+    # 5 members of [32, 32] are one group; the table rows are the four kinds and their sum.
+    assert step_profile.main(["--members", "5", "--hidden", "32"]) == 0
+    out = capsys.readouterr().out
+    for kind in (*step_profile.KINDS, "all ops, added up"):
+        assert f"| {kind} |" in out
+    found, expected = re.search(r"products recorded: ([\d,]+) \(.*: ([\d,]+)\)", out).groups()
+    assert found == expected == "512"  # 4 a step x 128 steps x 1 group
