@@ -143,7 +143,7 @@ def measure(members: int, hidden: int, folder: Path) -> dict:
         kind = kind_of(op, ops, hidden)
         by_kind[kind] += s
         counts[kind] += n
-        # A family's row shows its first group's op (the groups differ only in size).
+        # A family's row shows one group's op (the groups differ only in size).
         key = (family(name), kind)
         row = families.setdefault(key, [family(name), op.source, kind, list(op.shape), 0])
         row[4] += s
@@ -174,24 +174,21 @@ def report(r: dict, members: int, hidden: int) -> str:
         f"| {kind} | {s * per_step:.1f} | {s / total:.0%} |" for kind, s in r["kinds"].items()
     ]
     lines.append(f"| all ops, added up | {total * per_step:.1f} | 100% |")
-    if "top" in r:
-        lines += [
-            "",
-            "| costliest ops (XLA's names, all groups) | from TF op | output (one group) | kind "
-            "| us per member-step |",
-            "|---|---|---|---|---:|",
-        ]
-        lines += [
-            f"| {name} | {source or '-'} | {shape} | {kind} | {s * per_step:.1f} |"
-            for name, source, kind, shape, s in r["top"]
-        ]
-    if "counts" in r:
-        expected, groups = 4 * r["steps"] * r["groups"], r["groups"]
-        lines.append(
-            f"\nHidden-layer products recorded: {r['counts'][KINDS[0]]:,} (4 a step in each of "
-            f"{groups} group{'s' * (groups != 1)} of members over {r['steps']} steps: "
-            f"{expected:,})."
-        )
+    lines += [
+        "",
+        "| costliest ops (XLA's names, all groups) | from TF op | output (one group) | kind | us "
+        "per member-step |",
+        "|---|---|---|---|---:|",
+    ]
+    lines += [
+        f"| {name} | {source or '-'} | {shape} | {kind} | {s * per_step:.1f} |"
+        for name, source, kind, shape, s in r["top"]
+    ]
+    expected, groups = 4 * r["steps"] * r["groups"], r["groups"]
+    lines.append(
+        f"\nHidden-layer products recorded: {r['counts'][KINDS[0]]:,} (4 a step in each of "
+        f"{groups} group{'s' * (groups != 1)} of members over {r['steps']} steps: {expected:,})."
+    )
     lines.append(
         f"\nThe burst took {r['traced'] * per_step:.1f} us per member-step while recorded and "
         f"{r['untraced'] * per_step:.1f} untraced (best of 3): recording added "
