@@ -398,20 +398,15 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
                 f"loop {loop:.1f} s",
                 "",
             )
+            probe_part = "the diagnostics probe (per-layer gradient norms, dead units), "
+            rest_part = "acting, env steps, replay, " + ("" if probe else "the diagnostics probe, ")
             extra.append(
                 "- (p2) a population's loop: its own timing (`timing.json` in the population "
                 "folder): the learner's calls (the first one includes tracing and XLA "
                 f"compilation, {mean('first_learner_call_seconds'):.1f} s), the evaluations "
-                "(greedy episodes), "
-                + (
-                    "the diagnostics probe (per-layer gradient norms, dead units), "
-                    if probe
-                    else ""
-                )
-                + "and the rest of the loop (acting, env steps, replay, "
-                + ("" if probe else "the diagnostics probe, ")
-                + "checkpoints, logs). Outside the loop and in the study's wall "
-                "time: process start, TensorFlow import, building the members, the report."
+                f"(greedy episodes), {probe_part if probe else ''}and the rest of the loop "
+                f"({rest_part}checkpoints, logs). Outside the loop and in the study's wall time: "
+                "process start, TensorFlow import, building the members, the report."
             )
         an = r.get("anatomy")
         if an:
