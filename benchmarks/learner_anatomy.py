@@ -196,8 +196,8 @@ def work(job: dict) -> dict:
 
 
 def report(r: dict, members: int, hidden: int) -> str:
-    """The printout for rates ``r`` (GFLOP/s of ``numpy``, ``xla`` and ``step``; ``best``, the
-    large product's rate, when measured)."""
+    """The printout for rates ``r`` (GFLOP/s of ``numpy``, ``xla`` and ``step``; when measured,
+    ``best``, the large product's rate, the Q-head's ``head_*_us`` and ``adam_fraction``)."""
     m, h = members, hidden
     lines = [
         f"| one thread, {m} members of [{h}, {h}], batch {BATCH} | GFLOP/s | floor rate / this |",

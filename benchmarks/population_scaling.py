@@ -56,6 +56,16 @@ def random_population(members: int, hidden: int, learner: str = "tensorflow"):
     return pop, rows, np.ones(members, bool)
 
 
+def best_burst_seconds(learner, rows, active, repeats: int = REPEATS) -> float:
+    """The shortest wall time of ``repeats`` bursts of an already compiled ``learner``."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        learner.burst(rows, active)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def measure(members: int, hidden: int, learner: str) -> dict:
     from benchmarks.floor import grad_step_flops
     from dqn.runtime import configure_blas, configure_tensorflow
@@ -65,11 +75,7 @@ def measure(members: int, hidden: int, learner: str) -> dict:
     k, batch = K, BATCH
     pop, rows, active = random_population(members, hidden, learner)
     pop.burst(rows, active)  # compiles
-    best = float("inf")
-    for _ in range(REPEATS):
-        t0 = time.perf_counter()
-        pop.burst(rows, active)
-        best = min(best, (time.perf_counter() - t0) / k)
+    best = best_burst_seconds(pop, rows, active) / k
     flops = grad_step_flops(4, (hidden, hidden), 2, batch) * members
     return {"members": members, "step_ms": best * 1e3, "gflops": flops / best / 1e9}
 

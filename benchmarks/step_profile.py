@@ -112,7 +112,13 @@ def measure(members: int, hidden: int, folder: Path) -> dict:
     """Profile one burst of ``members`` (the XLA flags were set before TensorFlow started)."""
     import tensorflow as tf
 
-    from benchmarks.population_scaling import K, default_shapes, random_population
+    from benchmarks.population_scaling import (
+        REPEATS,
+        K,
+        best_burst_seconds,
+        default_shapes,
+        random_population,
+    )
     from dqn.runtime import configure_blas, configure_tensorflow
     from dqn.tf_population import group_size
 
@@ -120,11 +126,7 @@ def measure(members: int, hidden: int, folder: Path) -> dict:
     configure_blas(1)
     learner, rows, active = random_population(members, hidden)
     learner.burst(rows, active)  # compiles (and dumps the optimized program)
-    untraced = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        learner.burst(rows, active)
-        untraced = min(untraced, time.perf_counter() - t0)
+    untraced = best_burst_seconds(learner, rows, active)
     tf.profiler.experimental.start(str(folder / "trace"))
     t0 = time.perf_counter()
     learner.burst(rows, active)
@@ -156,6 +158,7 @@ def measure(members: int, hidden: int, folder: Path) -> dict:
         "kinds": by_kind,
         "counts": counts,
         "steps": K,
+        "repeats": REPEATS,
         "groups": groups,
         "top": top,
     }
@@ -191,7 +194,7 @@ def report(r: dict, members: int, hidden: int) -> str:
     )
     lines.append(
         f"\nThe burst took {r['traced'] * per_step:.1f} us per member-step while recorded and "
-        f"{r['untraced'] * per_step:.1f} untraced (best of 3): recording added "
+        f"{r['untraced'] * per_step:.1f} untraced (best of {r['repeats']}): recording added "
         f"{r['traced'] / r['untraced'] - 1:.0%}. Every recorded op pays for its record, so the "
         "many small ops' share (the rest) is an upper bound."
     )
