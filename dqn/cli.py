@@ -333,10 +333,8 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
             seed_table,
         )
         from dqn.config import DQNConfig
-        from dqn.envs import check_env
 
         base = DQNConfig.from_yaml(args.config, list(args.set))
-        check_env(base.env_id)
         if args.variants_file is not None:
             if args.variants is not None:
                 raise DQNError("give either --variants or --variants-file, not both")

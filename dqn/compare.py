@@ -166,6 +166,11 @@ def run_comparison(
             raise ConfigError(f"{what} {repeated[0]!r} is given twice: each names its own runs")
     # Every config is validated before anything is written: a bad variant leaves no folder.
     configs = {(v.label, seed): v.config(base, seed) for v in variants for seed in seeds}
+    # So is every env the study trains on (a variant may name another): an unknown id or an
+    # unsupported space is refused here rather than in a worker after the other runs trained.
+    from dqn.envs import check_env
+
+    spaces = {env: check_env(env) for env in sorted({c.env_id for c in configs.values()})}
     run_tasks = backend_runner(
         backend, workers, address
     )  # Ray missing: refused here, nothing written
@@ -194,15 +199,12 @@ def run_comparison(
         )
     tasks = make_tasks(jobs, out, workers, runner)
     if runner == "population" and address is None:
-        from dqn.envs import check_env
         from dqn.members import check_memory, heaviest_at_once
 
         # On this machine the workers run ``workers`` tasks at a time, each holding its
         # chunk's members: the heaviest that many chunks must fit, before anything is written.
-        obs_dim, n_actions = check_env(base.env_id)
         chunks = [[DQNConfig.from_dict(c) for c in task_configs(t)] for t in tasks]
-        held = heaviest_at_once(chunks, workers, obs_dim, n_actions)
-        check_memory(held, obs_dim, n_actions, new_processes=True)
+        check_memory(heaviest_at_once(chunks, workers, spaces), spaces, new_processes=True)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     steps = base.total_env_steps
     bar = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -229,30 +229,30 @@ def besides_rings(configs: Sequence[DQNConfig], obs_dim: int, n_actions: int, ru
 
 def check_memory(
     chunks: Sequence[Sequence[DQNConfig]],
-    obs_dim: int,
-    n_actions: int,
+    spaces: Mapping[str, tuple[int, int]],
     new_processes: bool = False,
 ) -> None:
     """A one-line ConfigError, before anything is written, if these populations cannot all be
     held in the available memory at once (``dqn.runtime.available_memory_bytes``): bytes needed
-    and available. With ``new_processes`` each trains in a process of its own (dqn-compare's
-    workers); without, in this process, which counts TensorFlow's runtime only if it has not
-    loaded it yet."""
+    and available. ``spaces`` gives each env id's (obs_dim, n_actions) (``dqn.envs.check_env``):
+    a study's variants may train on other envs. With ``new_processes`` each trains in a process
+    of its own (dqn-compare's workers); without, in this process, which counts TensorFlow's
+    runtime only if it has not loaded it yet."""
     runtime = new_processes or "tensorflow" not in sys.modules
     check_population_fits(
-        [c.buffer_size for chunk in chunks for c in chunk],
-        obs_dim,
+        [(c.buffer_size, spaces[c.env_id][0]) for chunk in chunks for c in chunk],
         available_memory_bytes(),
-        sum(besides_rings(chunk, obs_dim, n_actions, runtime) for chunk in chunks),
+        sum(besides_rings(chunk, *spaces[chunk[0].env_id], runtime) for chunk in chunks),
         processes=len(chunks) if runtime else 0,
     )
 
 
 def heaviest_at_once(
-    chunks: Sequence[Sequence[DQNConfig]], at_once: int, obs_dim: int, n_actions: int
+    chunks: Sequence[Sequence[DQNConfig]], at_once: int, spaces: Mapping[str, tuple[int, int]]
 ) -> list[Sequence[DQNConfig]]:
-    """The ``at_once`` chunks that need the most memory (``population_bytes``): the most that a
-    pool running ``at_once`` chunks at a time holds together.
+    """The ``at_once`` chunks that need the most memory (``population_bytes``, with each chunk's
+    env's (obs_dim, n_actions) from ``spaces``): the most that a pool running ``at_once`` chunks
+    at a time holds together.
 
     Why not every chunk: a study of more chunks than workers never holds them all at once, and
     a check of all of them would refuse a study that fits (a 150-run study on two workers holds
@@ -260,7 +260,7 @@ def heaviest_at_once(
     """
 
     def need(chunk: Sequence[DQNConfig]) -> int:
-        return population_bytes(chunk, obs_dim, n_actions, runtime=True)
+        return population_bytes(chunk, *spaces[chunk[0].env_id], runtime=True)
 
     return sorted(chunks, key=need, reverse=True)[: max(1, at_once)]
 

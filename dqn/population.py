@@ -130,7 +130,8 @@ def train_population(
     check_population(configs)
     from dqn.envs import check_env
 
-    check_memory([configs], *check_env(config.env_id))
+    env_id = configs[0].env_id  # the members' own: an override may name another env than config's
+    check_memory([configs], {env_id: check_env(env_id)})
     if out_dir is None:  # to the microsecond: two populations started together get two
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         out_dir = Path(config.output_dir) / f"population-{stamp}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -151,22 +152,24 @@ def check_replay_fits(
 
 
 def check_population_fits(
-    capacities: list[int],
-    obs_dim: int,
+    rings: Sequence[tuple[int, int]],
     available: int | None,
     other_bytes: int = 0,
     processes: int = 0,
 ) -> None:
     """``check_replay_fits`` for a population: one ring per member, all allocated up front,
-    plus ``other_bytes`` the members and their ``processes`` hold besides (parameters, Adam,
-    activations, compiled programs, the processes' runtimes)."""
-    needed = ring_bytes(sum(capacities), obs_dim) + other_bytes
+    each given as (capacity, obs_dim), plus ``other_bytes`` the members and their
+    ``processes`` hold besides (parameters, Adam, activations, compiled programs, the
+    processes' runtimes)."""
+    needed = sum(ring_bytes(capacity, obs_dim) for capacity, obs_dim in rings) + other_bytes
     if available is not None and needed > available:
         runtimes = f", in {processes} new processes" if processes > 1 else ""
         runtimes = ", with TensorFlow's runtime" if processes == 1 else runtimes
+        transitions = sum(capacity for capacity, _ in rings)
+        dims = " and ".join(f"{d}-D" for d in sorted({obs_dim for _, obs_dim in rings}))
         raise ConfigError(
-            f"{len(capacities)} members (replay rings of {sum(capacities):,} transitions of "
-            f"{obs_dim}-D observations{runtimes}) need {needed:,} bytes, but {available:,} bytes "
+            f"{len(rings)} members (replay rings of {transitions:,} transitions of "
+            f"{dims} observations{runtimes}) need {needed:,} bytes, but {available:,} bytes "
             "of memory are available; train fewer members at once (dqn-compare: fewer --workers) "
             "or lower buffer_size"
         )

@@ -198,9 +198,29 @@ def test_the_memory_check_counts_the_heaviest_chunks_that_run_at_once():
 
     small, big = DQNConfig(buffer_size=1_000), DQNConfig(buffer_size=200_000)
     chunks = [[small] * 3, [big] * 2, [small, big], [big]]
-    held = heaviest_at_once(chunks, 2, obs_dim=4, n_actions=2)
+    spaces = {"CartPole-v1": (4, 2)}
+    held = heaviest_at_once(chunks, 2, spaces)
     assert held == [[big] * 2, [small, big]]
-    assert len(heaviest_at_once(chunks, 9, 4, 2)) == 4  # more workers than chunks: every one
+    assert len(heaviest_at_once(chunks, 9, spaces)) == 4  # more workers than chunks: every one
+
+
+def test_the_memory_check_counts_each_chunk_with_its_own_envs_observations(monkeypatch):
+    """A variant may train on another env, and its rings hold rows of its own observations:
+    Acrobot's 6-D rows (2 * 6 + 3 floats) outweigh CartPole's 4-D ones (2 * 4 + 3). Two chunks
+    held at once need the sum of their own estimates: exactly that fits, a byte less is
+    refused, naming both observation sizes."""
+    from dqn import members
+    from dqn.members import check_memory, heaviest_at_once, population_bytes
+
+    cart, acro = DQNConfig(), DQNConfig(env_id="Acrobot-v1")
+    spaces = {"CartPole-v1": (4, 2), "Acrobot-v1": (6, 3)}
+    assert heaviest_at_once([[cart] * 3, [acro] * 3], 1, spaces) == [[acro] * 3]
+    need = population_bytes([cart] * 3, 4, 2, True) + population_bytes([acro] * 3, 6, 3, True)
+    monkeypatch.setattr(members, "available_memory_bytes", lambda: need)
+    check_memory([[cart] * 3, [acro] * 3], spaces, new_processes=True)
+    monkeypatch.setattr(members, "available_memory_bytes", lambda: need - 1)
+    with pytest.raises(ConfigError, match=r"6 members \(replay rings .* 4-D and 6-D obs"):
+        check_memory([[cart] * 3, [acro] * 3], spaces, new_processes=True)
 
 
 def test_a_study_is_refused_only_when_the_chunks_it_holds_at_once_do_not_fit(tmp_path, monkeypatch):

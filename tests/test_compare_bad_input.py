@@ -26,7 +26,7 @@ from dqn import compare
 from dqn.cli import compare_main
 from dqn.compare import Variant, read_variants_file, run_comparison
 from dqn.config import DQNConfig
-from dqn.errors import ConfigError, DQNError, WorkerError
+from dqn.errors import ConfigError, DQNError, UnsupportedSpaceError, WorkerError
 from dqn.population import Member, train_population
 from dqn.study_runs import ERROR_FILE, TaskFailed, run_local, task_runs
 
@@ -410,6 +410,40 @@ def test_a_member_that_sets_the_seed_or_a_key_that_is_not_text_is_refused(
 ):
     with pytest.raises(ConfigError, match=fragment):
         train_population(BASE, [member()], out_dir=tmp_path / "p", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- envs of variants
+OTHER_ENVS = [
+    ("Pendulum-v1", UnsupportedSpaceError, "DQN needs a Discrete action space"),
+    ("NoSuchEnv-v0", ConfigError, "unknown env id 'NoSuchEnv-v0'"),
+]
+
+
+@pytest.mark.parametrize("env_id, error, fragment", OTHER_ENVS, ids=["continuous", "unknown"])
+def test_a_variant_on_an_env_dqn_cannot_train_is_refused_before_any_run(
+    env_id, error, fragment, tmp_path, in_process, capsys
+):
+    """Not after the study's other runs trained, in a worker, with a traceback: the variant's
+    env is checked with the base config's, before anything is written."""
+    bad = Variant.parse(f"other:env_id={env_id}")
+    with pytest.raises(error, match=fragment):
+        run_comparison(BASE, [TWO[0], bad], [0], tmp_path / "api", progress=False)
+    args = ["--config", tiny_yaml(tmp_path), "--variants", "l2", f"other:env_id={env_id}"]
+    code = compare_main([str(a) for a in [*args, "--seeds", "1", "--out", tmp_path / "cli"]])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and fragment in lines[0], lines
+    assert in_process == [] and not (tmp_path / "api").exists()
+    assert not (tmp_path / "cli").exists()
+
+
+@pytest.mark.parametrize("env_id, error, fragment", OTHER_ENVS, ids=["continuous", "unknown"])
+def test_members_on_an_env_dqn_cannot_train_are_refused_before_anything_is_written(
+    env_id, error, fragment, tmp_path
+):
+    """The members' env is the one that counts, not the base config's."""
+    with pytest.raises(error, match=fragment):
+        train_population(BASE, [({"env_id": env_id}, 0)], out_dir=tmp_path / "p", progress=False)
     assert list(tmp_path.iterdir()) == []
 
 

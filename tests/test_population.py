@@ -192,11 +192,11 @@ def test_members_that_cannot_share_a_program_are_refused_before_anything_is_writ
 
 def test_a_population_that_does_not_fit_in_memory_is_refused_with_the_bytes():
     with pytest.raises(ConfigError) as err:
-        check_population_fits([100_000] * 50, 4, available=100_000_000)
+        check_population_fits([(100_000, 4)] * 50, available=100_000_000)
     message = str(err.value)
     # 50 rings x 100,000 transitions x (2 * 4 + 3) float32 = 220,000,000 bytes.
     assert "220,000,000 bytes" in message and "100,000,000 bytes" in message
-    check_population_fits([100_000] * 50, 4, available=220_000_000)  # exactly fits
+    check_population_fits([(100_000, 4)] * 50, available=220_000_000)  # exactly fits
 
 
 def test_a_populations_memory_is_rings_members_compiled_groups_and_a_runtime():
