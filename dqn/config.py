@@ -28,7 +28,13 @@ LEARNERS = ("tensorflow", "numpy")
 Overrides = Mapping[str, Any] | Sequence[str]  # {"seed": 3}, or ["seed=3"] with values as YAML
 
 # A field's kind, worded as its type error words it.
-INT, NUM, BOOL, STR, INTS = "an integer", "a number", "a bool", "a string", "a list of integers"
+INT, NUM, BOOL, STR, INTS = (
+    "an integer",
+    "a number",
+    "a bool",
+    "a non-empty string",
+    "a list of integers",
+)
 # A row's rule, checked on a value of its kind (never on None): a bound, worded as its error
 # words it (a key of BOUNDS), or the tuple of the allowed values, or None (any value of the kind).
 Rule = str | tuple[str, ...] | None

@@ -205,8 +205,8 @@ def test_the_table_agrees_with_the_field_types():
         ({"double_dqn": "yes"}, "config key 'double_dqn' must be a bool, got 'yes'"),
         ({"jit_compile": 1}, "config key 'jit_compile' must be a bool, got 1"),
         # string
-        ({"loss": 3}, "config key 'loss' must be a string, got 3"),
-        ({"output_dir": ""}, "config key 'output_dir' must be a string, got ''"),
+        ({"loss": 3}, "config key 'loss' must be a non-empty string, got 3"),
+        ({"output_dir": ""}, "config key 'output_dir' must be a non-empty string, got ''"),
         ({"learner": "jax"}, "unknown learner 'jax'; valid learners: tensorflow, numpy"),
         ({"env_id": "CartPole-v1 "}, "config key 'env_id' has stray spaces: 'CartPole-v1 '"),
         # list of integers
