@@ -77,6 +77,25 @@ def _check_epsilon(epsilon: float) -> None:
         raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
 
 
+def _observations(obs, method: str) -> np.ndarray:
+    """``obs`` as float32, or an InputError if it is not numbers or holds a NaN or inf."""
+    try:
+        obs = np.asarray(obs, np.float32)
+    except (TypeError, ValueError):
+        raise InputError(f"{method} takes numbers, got {obs!r:.80}") from None
+    # A NaN observation gives NaN Q-values, and argmax of NaNs is action 0: a silent wrong answer.
+    if np.isfinite(obs).all():
+        return obs
+    if obs.ndim < 2:
+        raise InputError(f"{method} got an observation with NaN or inf: {obs.tolist()}")
+    rows = obs.reshape(len(obs), -1)
+    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    raise InputError(
+        f"{method} got NaN or inf in {len(bad)} of {len(obs)} observations; the first, row "
+        f"{bad[0]}: {rows[bad[0]].tolist()}"
+    )
+
+
 def _check_network(online, target, obs_dim: int, n_actions: int) -> None:
     """ConfigError unless a network_fn built two separate Keras models that map observations
     [n, obs_dim] to Q-values [n, n_actions]: found when the agent is built, not mid-run."""
@@ -152,7 +171,10 @@ class DQNAgent:
     # ------------------------------------------------------------------ acting
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q(s, .) for one observation [obs_dim] or a batch [n, obs_dim]."""
-        obs = np.asarray(obs, np.float32)
+        obs = _observations(obs, "q_values")
+        return self._q_values(obs)
+
+    def _q_values(self, obs: np.ndarray) -> np.ndarray:
         if self._mirror is not None and obs.shape == (self.obs_dim,):
             return self._mirror(obs)  # the acting hot path: one observation, no reshapes
         if obs.shape[-1:] != (self.obs_dim,) or obs.ndim > 2:
@@ -175,9 +197,10 @@ class DQNAgent:
                 f"act takes one observation of shape [{self.obs_dim}], got {list(np.shape(obs))} "
                 "(act_batch takes [n, obs_dim])"
             )
+        obs = _observations(obs, "act")
         if epsilon > 0.0 and self.rng.random() < epsilon:
             return int(self.rng.integers(self.n_actions))
-        return int(self.q_values(obs).argmax())
+        return int(self._q_values(obs).argmax())
 
     def act_batch(self, obs: np.ndarray, epsilon: float = 0.0) -> np.ndarray:
         """Epsilon-greedy actions [n] for observations [n, obs_dim], one draw per env.
@@ -193,8 +216,9 @@ class DQNAgent:
         n = len(obs)
         if n == 1:
             return np.array([self.act(obs[0], epsilon)])
+        obs = _observations(obs, "act_batch")
         explore = self.rng.random(n) < epsilon if epsilon > 0.0 else np.zeros(n, bool)
-        actions = self.q_values(obs).argmax(axis=1)
+        actions = self._q_values(obs).argmax(axis=1)
         if explore.any():
             actions = np.where(explore, self.rng.integers(self.n_actions, size=n), actions)
         return actions

@@ -100,6 +100,11 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> tuple
             "(vector observations); wrap the env in gymnasium.wrappers.FlattenObservation "
             "(Discrete becomes one-hot; Tuple, Dict and image spaces one vector)"
         )
+    if observation_space.shape[0] == 0:
+        raise UnsupportedSpaceError(
+            f"unsupported observation space {observation_space}: it has no dimensions, so "
+            "there is nothing for a Q-network to see"
+        )
     return int(observation_space.shape[0]), int(action_space.n)
 
 

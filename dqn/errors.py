@@ -26,6 +26,12 @@ class DivergenceError(DQNError):
     """Training diverged (NaN/inf or |Q| over the bound); the last good checkpoint is intact."""
 
 
+class NonFiniteEnvError(DivergenceError):
+    """The env returned a NaN or inf observation or reward. The run stops as a divergence does
+    (recorded as stopped, its last good checkpoint intact), but the message names the env, not
+    the learner: a NaN input would otherwise surface updates later as a 'diverged' loss."""
+
+
 class WorkerError(DQNError):
     """A study's run crashed in its worker process: not bad input (validation caught none), so
     the command line exits 1. The finished runs are kept; the traceback is in the task's

@@ -24,7 +24,7 @@ from dqn import checkpoint
 from dqn.agent import DQNAgent
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import PROBE_SIZE
-from dqn.divergence import check_update, q_bound
+from dqn.divergence import check_env_values, check_update, q_bound
 from dqn.envs import check_spaces, make_env, make_stepper, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
@@ -89,7 +89,8 @@ def train(
 ) -> TrainResult:
     """Train a DQN agent as configured; write the run folder; return what it produced.
 
-    Raises DivergenceError if the loss, a gradient or |Q| blows up (see ``dqn.divergence``).
+    Raises DivergenceError if the loss, a gradient or |Q| blows up (see ``dqn.divergence``),
+    and its subclass NonFiniteEnvError if the env returns a NaN or inf observation or reward.
     """
     check_is_config(config)
     if run_dir is not None:
@@ -202,8 +203,10 @@ def _run(
             while step < config.total_env_steps:
                 epsilon = linear_epsilon(step + 1, config)
                 obs = envs.obs
+                check_env_values(step, obs)  # the reset observations too
                 actions = agent.act_batch(obs, epsilon)
                 out = envs.step(actions)
+                check_env_values(step, out.next_obs, out.rewards)  # before replay stores them
                 for i in np.flatnonzero(out.real):
                     # terminated, not done: a time-limit cut is not terminal and bootstraps.
                     for t in windows[i].push(

@@ -22,7 +22,7 @@ import numpy as np
 from dqn import checkpoint
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
-from dqn.divergence import check_update
+from dqn.divergence import check_env_values, check_update
 from dqn.envs import make_env
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError
@@ -60,7 +60,7 @@ class Slot:
     threshold: float | None
     bound: float
     log: RunLog | None = None
-    stopped: str | None = None  # why the divergence guard stopped it
+    stopped: str | None = None  # why the divergence guard (or a NaN from its env) stopped it
     eval_envs: list[gym.Env] = field(default_factory=list)  # more copies of eval_env
 
 
@@ -121,7 +121,7 @@ class PopulationLoop:
             with Interrupt() as stop:
                 while step < shared.total_env_steps and active.any():
                     epsilon = eps.at(step + 1)
-                    self._act_and_store(epsilon, active)
+                    self._act_and_store(epsilon, active, step)
                     before, step = step, step + 1
                     bursts = multiples_between(
                         before, step, shared.train_every_env_steps, shared.learning_starts_env_steps
@@ -154,7 +154,8 @@ class PopulationLoop:
                     env.close()
         return [self._finish(slot, step, stop_signal) for slot in self.slots]
 
-    def _act_and_store(self, epsilon: np.ndarray, active: np.ndarray) -> None:
+    def _act_and_store(self, epsilon: np.ndarray, active: np.ndarray, step: int) -> None:
+        self._stop_non_finite(active, step, range(len(self.slots)), self.obs)  # resets too
         q = self.lens.forward(self.acting, self.obs[:, None, :])[:, 0]
         greedy = q.argmax(axis=1)
         idx = np.flatnonzero(active)
@@ -167,7 +168,10 @@ class PopulationLoop:
             else:
                 actions[j] = greedy[i]
         next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
+        self._stop_non_finite(active, step, idx, next_obs, rewards)  # before replay stores them
         for j, i in enumerate(idx):
+            if not active[i]:
+                continue
             slot, reward = self.slots[i], float(rewards[j])
             term, trunc = bool(terminated[j]), bool(truncated[j])
             action = int(actions[j])
@@ -197,26 +201,44 @@ class PopulationLoop:
         if self.learner is not self.lens:
             self.acting = self.lens.layers(self.learner.online)
         for i in np.flatnonzero(active):
-            slot = self.slots[i]
             try:
-                check_update(values[i], METRIC_NAMES, slot.bound, step)
+                check_update(values[i], METRIC_NAMES, self.slots[i].bound, step)
             except DivergenceError as exc:
-                slot.stopped = str(exc)
-                active[i] = False
-                write_summary(
-                    slot.run_dir,
-                    slot.config,
-                    slot.loop,
-                    step,
-                    slot.threshold,
-                    None,
-                    slot.stopped,
-                    self._summary_extra(),
-                )
-                slot.log.close()
-                slot.env.close()
+                self._stop(i, active, step, exc)
                 continue
-            slot.metrics.add(values[i])
+            self.slots[i].metrics.add(values[i])
+
+    def _stop_non_finite(self, active, step, members, obs, rewards=None) -> None:
+        """Stop each active member whose env returned a NaN or inf: member ``members[j]``'s
+        observation is ``obs[j]`` and its reward ``rewards[j]``. The others go on."""
+        if np.isfinite(obs).all() and (rewards is None or np.isfinite(rewards).all()):
+            return  # the one check of almost every step
+        for j, i in enumerate(members):
+            if not active[i]:
+                continue
+            try:
+                check_env_values(step, obs[j], None if rewards is None else rewards[j])
+            except DivergenceError as exc:
+                self._stop(i, active, step, exc)
+
+    def _stop(self, i: int, active: np.ndarray, step: int, exc: DivergenceError) -> None:
+        """Member i stops as a single run would: its summary says why; the others go on."""
+        slot = self.slots[i]
+        slot.stopped = str(exc)
+        active[i] = False
+        self.obs[i] = 0.0  # its row still goes through the acting pass: zeros, as on a resume
+        write_summary(
+            slot.run_dir,
+            slot.config,
+            slot.loop,
+            step,
+            slot.threshold,
+            None,
+            slot.stopped,
+            self._summary_extra(),
+        )
+        slot.log.close()
+        slot.env.close()
 
     def _evaluate(self, step: int, epsilon: np.ndarray, active: np.ndarray, final: bool) -> None:
         shared = self.slots[0].config

@@ -45,6 +45,7 @@ def make_replay(n=64, seed=0):
         (OBS, gym.spaces.Box(-1, 1, (1,)), "Discrete action space"),
         (OBS, gym.spaces.MultiDiscrete([2, 2]), "Discrete action space"),
         (OBS, gym.spaces.Discrete(3, start=1), "must start at 0"),
+        (gym.spaces.Box(-1, 1, (0,), np.float32), ACTIONS, "it has no dimensions"),
     ],
 )
 def test_unsupported_spaces_are_refused(obs_space, act_space, message):
@@ -149,6 +150,33 @@ def test_acting_refuses_observations_of_another_shape_and_epsilon_outside_0_1():
             call()
     assert agent.act_batch(np.zeros((2, 3)), 1.0).shape == (2,)  # the edges are allowed
     assert agent.act(np.zeros(3), 0.0) in (0, 1)
+
+
+def test_acting_refuses_nan_and_inf_observations_before_any_exploration_draw():
+    # Q-values of a NaN observation are NaN, and argmax of NaNs is 0: a silent wrong action.
+    from dqn.errors import InputError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    nan, rows = np.array([0.0, np.nan, 0.0]), np.zeros((4, 3))
+    rows[2, 0] = rows[3, 1] = np.inf
+    draws = agent.rng.bit_generator.state
+    cases = [
+        (lambda: agent.act(nan), r"act got an observation with NaN or inf: \[0.0, nan, 0.0\]"),
+        (lambda: agent.act(nan, epsilon=1.0), "act got an observation with NaN or inf"),
+        (
+            lambda: agent.act_batch(rows, 1.0),
+            r"NaN or inf in 2 of 4 observations; the first, row 2",
+        ),
+        (lambda: agent.act_batch(nan[None]), "act got an observation with NaN or inf"),
+        (lambda: agent.q_values(nan), "q_values got an observation with NaN or inf"),
+        (lambda: agent.q_values(rows), "q_values got NaN or inf in 2 of 4"),
+        (lambda: agent.act(["a", "b", "c"]), "act takes numbers, got \\['a', 'b', 'c'\\]"),
+    ]
+    for call, message in cases:
+        with pytest.raises(InputError, match=message):
+            call()
+    assert agent.rng.bit_generator.state == draws  # refused before exploring: no draw spent
+    assert agent.act(np.full(3, 1e6)) in (0, 1)  # large is not infinite
 
 
 def test_update_refuses_a_batch_the_learner_cannot_take():

@@ -1,0 +1,92 @@
+"""An env that returns NaN or inf stops its run (or its member) with a message naming the env.
+
+Without the check a NaN observation reaches the replay buffer, its Q-values are NaN (and argmax
+of NaNs is action 0), and the divergence guard stops the run updates later blaming the learner.
+"""
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+from dqn import DQNConfig, train
+from dqn.divergence import check_env_values
+from dqn.errors import NonFiniteEnvError
+from dqn.population import Member, train_population
+from tests.conftest import TINY_RUN
+
+
+class BrokenCartPole(CartPoleEnv):
+    """CartPole whose ``broken_at``-th step (counted over episodes) returns a NaN or inf, if
+    its first reset had seed 1 (a run's or member's training env with seed 1)."""
+
+    def __init__(self, broken_at: int, what: str, **kwargs):
+        super().__init__(**kwargs)
+        self.broken_at, self.what, self.steps, self.first_seed = broken_at, what, 0, None
+
+    def reset(self, *, seed=None, options=None):
+        if self.first_seed is None:
+            self.first_seed = seed
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        self.steps += 1
+        if self.steps == self.broken_at and self.first_seed == 1:
+            if self.what == "obs":
+                obs = obs.copy()
+                obs[2] = np.nan
+            else:
+                reward = np.inf
+        return obs, reward, terminated, truncated, info
+
+
+for _what in ("obs", "reward"):
+    if f"DqnTestBroken-{_what}-v0" not in gym.registry:
+        gym.register(
+            f"DqnTestBroken-{_what}-v0",
+            entry_point=BrokenCartPole,
+            kwargs={"broken_at": 300, "what": _what},
+            max_episode_steps=500,
+        )
+
+
+def test_finite_values_pass_and_the_first_bad_one_is_named():
+    check_env_values(7, np.zeros((3, 4), np.float32), np.ones(3))
+    check_env_values(7, np.zeros(4, np.float32))  # one observation, no rewards
+    obs = np.zeros((3, 2), np.float32)
+    obs[1, 1] = -np.inf
+    with pytest.raises(NonFiniteEnvError, match=r"after env step 7: .* observation \[0.0, -inf\]"):
+        check_env_values(7, obs, np.ones(3))
+    with pytest.raises(NonFiniteEnvError, match="the env returned the reward nan"):
+        check_env_values(7, np.zeros((3, 2)), np.array([1.0, np.nan, 1.0]))
+
+
+@pytest.mark.parametrize(
+    "what, shown", [("obs", r"observation \[.*, nan, .*\]"), ("reward", "reward inf")]
+)
+def test_a_nan_from_the_env_stops_the_run_naming_the_env_not_the_learner(tmp_path, what, shown):
+    config = DQNConfig(**TINY_RUN).replace(env_id=f"DqnTestBroken-{what}-v0", seed=1)
+    with pytest.raises(
+        NonFiniteEnvError, match=f"after env step 299: the env returned the {shown}"
+    ):
+        train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["env_steps"] == 299 and "the learner did not diverge" in summary["diverged"]
+
+
+def test_a_member_whose_env_returns_nan_stops_and_the_others_go_on(tmp_path):
+    base = DQNConfig(**TINY_RUN).replace(
+        env_id="DqnTestBroken-obs-v0", learner="numpy", eval_every_env_steps=500
+    )
+    broken = Member({}, 1, "broken")
+    calm = Member({}, 2, "calm")
+    alone = train_population(base, [calm], out_dir=tmp_path / "alone", progress=False)
+    both = train_population(base, [broken, calm], out_dir=tmp_path / "both", progress=False)
+    assert "after env step 299: the env returned the observation" in both[0].diverged
+    assert json.loads((both[0].run_dir / "summary.json").read_text())["env_steps"] == 299
+    assert both[1].diverged is None and both[1].summary["env_steps"] == 600
+    metrics = [(r.run_dir / "metrics.csv").read_text() for r in (both[1], alone[0])]
+    assert metrics[0] == metrics[1]
