@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from dqn.errors import DivergenceError, DQNError, StudyInterrupted, WorkerError
+from dqn.errors import ConfigError, DivergenceError, DQNError, StudyInterrupted, WorkerError
 
 EXIT_FAILED = 1  # a run crashed: not the user's input
 EXIT_USAGE = 2
@@ -128,17 +128,19 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace):
     from dqn.checkpoint import check_new_folder, make_run_dir
-    from dqn.config import DQNConfig
+    from dqn.config import DQNConfig, parse_overrides
     from dqn.envs import check_env
     from dqn.members import member_bytes
     from dqn.replay import check_replay_fits
     from dqn.runtime import available_memory_bytes
 
     overrides = list(args.set)
-    if args.loss is not None:
-        overrides.append(f"loss={args.loss}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
+    given = parse_overrides(overrides)  # a key given twice is refused there
+    for flag, key, value in (("--loss", "loss", args.loss), ("--seed", "seed", args.seed)):
+        if value is not None:
+            if key in given:
+                raise ConfigError(f"{flag} and --set {key}=... both set {key!r}: give it once")
+            overrides.append(f"{key}={value}")
     config = DQNConfig.from_yaml(args.config, overrides)
     obs_dim, n_actions = check_env(config.env_id)  # an unknown id or space fails here, before TF
     # The network too: its parameters' copies (dqn.members.member_bytes), so that
@@ -327,13 +329,17 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     try:
         from dqn.compare import (
             DEFAULT_VARIANTS,
+            STUDY_OWNS,
             Variant,
             read_variants_file,
             run_comparison,
             seed_table,
         )
-        from dqn.config import DQNConfig
+        from dqn.config import DQNConfig, parse_overrides
 
+        for key in parse_overrides(list(args.set)):
+            if key in STUDY_OWNS:
+                raise DQNError(f"--set {key}: {STUDY_OWNS[key]}")
         base = DQNConfig.from_yaml(args.config, list(args.set))
         if args.variants_file is not None:
             if args.variants is not None:

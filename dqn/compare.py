@@ -56,6 +56,15 @@ RESULT_COLUMNS = (
 )
 
 
+# Config keys a study sets itself, so that an override of them (a variant's or --set) would be
+# ignored without a word: refused, saying what sets them.
+STUDY_OWNS = {
+    "seed": "every variant runs on the same seeds, set with --seeds and --first-seed "
+    "(the seeds of run_comparison)",
+    "output_dir": "a study writes every run under its own folder (--out, run_comparison's out_dir)",
+}
+
+
 @dataclass(frozen=True)
 class Variant:
     label: str
@@ -68,11 +77,8 @@ class Variant:
                 raise ConfigError(
                     f"variant {self.label!r}: config keys must be strings, got {key!r}"
                 )
-            if key == "seed":
-                raise ConfigError(
-                    f"variant {self.label!r} sets 'seed': every variant runs on the same seeds, "
-                    "set with --seeds and --first-seed (the seeds of run_comparison)"
-                )
+            if key in STUDY_OWNS:
+                raise ConfigError(f"variant {self.label!r} sets {key!r}: {STUDY_OWNS[key]}")
 
     @classmethod
     def parse(cls, text: str) -> Variant:
@@ -85,7 +91,11 @@ class Variant:
         if not sep:
             return cls(label, (("loss", label),))
         items = [item for item in _split_top_level(rest) if item.strip()]
-        return cls(label, tuple(parse_overrides(items).items()))
+        try:
+            overrides = parse_overrides(items)
+        except ConfigError as exc:
+            raise ConfigError(f"variant {label!r}: {exc}") from None
+        return cls(label, tuple(overrides.items()))
 
     def config(self, base: DQNConfig, seed: int) -> DQNConfig:
         return base.replace(**dict(self.overrides), seed=seed)

@@ -306,6 +306,8 @@ def parse_overrides(overrides: Overrides) -> dict[str, Any]:
         key, sep, raw = str(item).partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} is not of the form key=value")
+        if key.strip() in out:  # as in a YAML file: the last value must not win without a word
+            raise ConfigError(f"override key {key.strip()!r} is given twice")
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else raw
         except yaml.YAMLError:

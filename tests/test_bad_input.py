@@ -174,6 +174,15 @@ TRAIN_CASES = {
         ["unknown loss 'mse'", "l2, clipped_delta, huber, clipped_grad"],
     ),
     "override without =": (["--set", "gamma"], ["not of the form key=value"]),
+    "override given twice": (["--set", "seed=1", "seed=2"], ["override key 'seed' is given twice"]),
+    "--loss and --set loss": (
+        ["--loss", "huber", "--set", "loss=l2"],
+        ["--loss and --set loss=... both set 'loss': give it once"],
+    ),
+    "--seed and --set seed": (
+        ["--seed", "1", "--set", "seed=1"],
+        ["--seed and --set seed=... both set 'seed'"],
+    ),
     "zero checkpoints kept": (["--set", "keep_checkpoints=0"], ["'keep_checkpoints' must be > 0"]),
     "negative Q bound": (["--set", "max_abs_q=-1"], ["'max_abs_q' must be > 0"]),
     "deterministic not a bool": (
@@ -548,6 +557,18 @@ COMPARE_CASES = {
         ["not both"],
     ),
     "unknown loss variant": (["--variants", "hubre"], ["unknown loss 'hubre'"]),
+    "variant setting a key twice": (
+        ["--variants", "a:loss=l2,loss=huber"],
+        ["variant 'a': override key 'loss' is given twice"],
+    ),
+    # The study sets these itself: an override of them would be ignored without a word.
+    "variant setting the seed": (["--variants", "a:seed=3"], ["variant 'a' sets 'seed'"]),
+    "variant setting the output folder": (
+        variants_file("a: {output_dir: elsewhere}\n"),
+        ["variant 'a' sets 'output_dir': a study writes every run under its own folder"],
+    ),
+    "--set seed in a study": (["--set", "seed=3"], ["--set seed: every variant runs on the same"]),
+    "--set output_dir in a study": (["--set", "output_dir=x"], ["--set output_dir: a study"]),
 }
 
 
