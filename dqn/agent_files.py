@@ -336,6 +336,7 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
     if not candidates:
         raise CheckpointError(
             f"{run_dir} is not a run folder with checkpoints (no {CHECKPOINTS}/step-* inside)"
+            + _what_it_is(run_dir)
         )
     skipped = []
     for path in candidates:
@@ -346,6 +347,22 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
             continue
         return Found(path, skipped)
     raise CheckpointError(f"no intact checkpoint in {run_dir}: {'; '.join(skipped)}")
+
+
+def _what_it_is(folder: Path) -> str:
+    """What a folder without checkpoints is, where it is one of the package's other folders."""
+    if (folder / "population.json").is_file():
+        return ": it is a population folder, which dqn.resume_population(folder) resumes"
+    if (folder / STUDY_RUN).is_dir():
+        return (
+            f": it is a study's entry for one run ({folder / STUDY_RUN}); the study's own "
+            "dqn-compare command resumes every run of the study"
+        )
+    if (folder / "runs").is_dir() and _runs_inside(folder):
+        return ": it is a study folder, which its own dqn-compare command resumes"
+    if (folder / "metrics.csv").is_file():
+        return ": the run has written none yet (the first comes after checkpoint_every_env_steps)"
+    return ""
 
 
 def resolve_agent_dir(path: Path) -> Path:

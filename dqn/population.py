@@ -87,6 +87,11 @@ class Member:
                 f"member {self.label!r} sets 'seed' in its overrides: a member's seed is its "
                 "own field, Member(overrides, seed, label)"
             )
+        if "output_dir" in self.overrides:  # it would be ignored without a word
+            raise ConfigError(
+                f"member {self.label!r} sets 'output_dir' in its overrides: a population writes "
+                "its members under its own folder (train_population's out_dir and run_dirs)"
+            )
 
     def config(self, base: DQNConfig) -> DQNConfig:
         return base.replace(**dict(self.overrides), seed=self.seed)

@@ -232,7 +232,7 @@ def _train_chunk(
             _remove_partial(Path(jobs[i].folder))
         members = [
             Member(
-                {k: v for k, v in configs[i].to_dict().items() if k != "seed"},
+                {k: v for k, v in configs[i].to_dict().items() if k not in ("seed", "output_dir")},
                 configs[i].seed,
                 jobs[i].label,
             )

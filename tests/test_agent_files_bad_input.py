@@ -276,3 +276,25 @@ def test_resume_calls_a_garbage_loop_file_not_an_npz_archive(tiny_run_copy, caps
     line = refusal(train_main, args, capsys, tiny_run_copy.parent)
     assert "no intact checkpoint" in line and "loop.npz is not a valid npz archive" in line, line
     assert "pickle" not in line
+
+
+# Folders the package writes that are not a run: resuming one says what it is and what resumes it.
+NOT_RUNS = {
+    "population": ({"population.json": "{}"}, "it is a population folder, which dqn.resume_pop"),
+    "study run entry": ({"run/metrics.csv": ""}, "it is a study's entry for one run"),
+    "study": ({"runs/l2-seed0/run/metrics.csv": ""}, "it is a study folder, which its own dqn-co"),
+    "run without checkpoints": ({"metrics.csv": ""}, "the run has written none yet"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_RUNS))
+def test_resuming_a_folder_that_is_not_a_run_says_what_it_is(case, tmp_path, capsys):
+    files, fragment = NOT_RUNS[case]
+    for name, text in files.items():
+        (tmp_path / "f" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "f" / name).write_text(text)
+    before = tree(tmp_path)
+    assert train_main(["--resume", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a run folder with checkpoints" in err[0], err
+    assert fragment in err[0] and tree(tmp_path) == before

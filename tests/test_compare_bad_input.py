@@ -402,8 +402,9 @@ def test_a_count_out_of_range_is_named_with_its_value(flag, value, fragment, tmp
         (lambda: Member({"seed": 3}, 0, "a"), "member 'a' sets 'seed' in its overrides"),
         (lambda: ({"seed": 3}, 0), "member 'member0' sets 'seed'"),
         (lambda: Member({1: 2}, 0, "a"), "member 'a': config keys must be strings, got 1"),
+        (lambda: ({"output_dir": "x"}, 0), "member 'member0' sets 'output_dir'"),
     ],
-    ids=["Member", "pair", "a number as key"],
+    ids=["Member", "pair", "a number as key", "output_dir"],
 )
 def test_a_member_that_sets_the_seed_or_a_key_that_is_not_text_is_refused(
     member, fragment, tmp_path
