@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from dqn.config import DQNConfig
-from dqn.errors import DivergenceError, NonFiniteEnvError
+from dqn.errors import DivergenceError
 
 BOUND_MULTIPLE = 10.0  # generous: early overestimation can exceed the true bound a few times
 # Largest |reward| of one step, from each env's documentation.
@@ -77,26 +77,4 @@ def check_update(metrics: np.ndarray, names: Sequence[str], bound: float, env_st
         f"training diverged at env step {env_step}: {problem}; likely exploding gradients or "
         "too high a learning rate: set max_grad_norm (e.g. 10) or lower learning_rate. "
         "The last good checkpoint is intact"
-    )
-
-
-def check_env_values(env_step: int, obs: np.ndarray, rewards: np.ndarray | None = None) -> None:
-    """Raise NonFiniteEnvError if an observation (a row of ``obs``) or a reward is NaN or inf.
-
-    The loops call it on what every env step returned, before it reaches the replay buffer:
-    a few microseconds per step, against a NaN that poisons every batch that samples it.
-    """
-    if np.isfinite(obs).all() and (rewards is None or np.isfinite(rewards).all()):
-        return
-    rows = np.asarray(obs).reshape(-1, np.shape(obs)[-1])
-    bad = ~np.isfinite(rows).all(axis=1)
-    if bad.any():
-        what = f"observation {rows[bad.argmax()].tolist()}"
-    else:
-        rewards = np.asarray(rewards).reshape(-1)
-        what = f"reward {rewards[~np.isfinite(rewards)][0]}"
-    raise NonFiniteEnvError(
-        f"training stopped after env step {env_step}: the env returned the {what} (NaN or inf); "
-        "the learner did not diverge: fix the env, or wrap it (e.g. "
-        "gymnasium.wrappers.TransformObservation). The last good checkpoint is intact"
     )

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from dqn.config import DQNConfig
-from dqn.errors import ConfigError, UnsupportedSpaceError
+from dqn.errors import ConfigError, NonFiniteEnvError, UnsupportedSpaceError
 
 
 def make_env(env_id: str) -> gym.Env:
@@ -115,6 +115,39 @@ def check_env(env_id: str) -> tuple[int, int]:
         return check_spaces(env.observation_space, env.action_space)
     finally:
         env.close()
+
+
+# ---------------------------------------------------------------------- NaN and inf
+def non_finite(obs: np.ndarray, rewards=None) -> str | None:
+    """``"the observation [...]"`` or ``"the reward inf"`` for the first NaN or inf among the
+    observations (rows of ``obs``) and rewards, or None when all are finite (the cheap case)."""
+    if np.isfinite(obs).all() and (rewards is None or np.isfinite(rewards).all()):
+        return None
+    rows = np.asarray(obs).reshape(-1, np.shape(obs)[-1])
+    bad = ~np.isfinite(rows).all(axis=1)
+    if bad.any():
+        return f"the observation {rows[bad.argmax()].tolist()}"
+    rewards = np.asarray(rewards).reshape(-1)
+    return f"the reward {rewards[~np.isfinite(rewards)][0]}"
+
+
+def env_error(head: str, what: str) -> NonFiniteEnvError:
+    """The error for an env that returned ``what`` (``non_finite``'s answer)."""
+    return NonFiniteEnvError(
+        f"{head}: the env returned {what} (NaN or inf); the learner did not diverge: fix the "
+        "env, or wrap it (e.g. gymnasium.wrappers.TransformObservation)"
+    )
+
+
+def check_env_values(env_step: int, obs: np.ndarray, rewards: np.ndarray | None = None) -> None:
+    """Raise NonFiniteEnvError if an observation (a row of ``obs``) or a reward is NaN or inf.
+
+    The loops call it on what every env step returned, before it reaches the replay buffer:
+    a few microseconds per step, against a NaN that poisons every batch that samples it.
+    """
+    if (what := non_finite(obs, rewards)) is not None:
+        head = f"training stopped after env step {env_step} (the last good checkpoint is intact)"
+        raise env_error(head, what)
 
 
 # ---------------------------------------------------------------------- stepping n envs

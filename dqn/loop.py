@@ -24,8 +24,8 @@ from dqn import checkpoint
 from dqn.agent import DQNAgent
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import PROBE_SIZE
-from dqn.divergence import check_env_values, check_update, q_bound
-from dqn.envs import check_spaces, make_env, make_stepper, solve_return
+from dqn.divergence import check_update, q_bound
+from dqn.envs import check_env_values, check_spaces, make_env, make_stepper, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.evaluation import evaluate

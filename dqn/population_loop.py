@@ -22,10 +22,10 @@ import numpy as np
 from dqn import checkpoint
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
-from dqn.divergence import check_env_values, check_update
-from dqn.envs import make_env
+from dqn.divergence import check_update
+from dqn.envs import check_env_values, make_env
 from dqn.envstate import capture_env_state
-from dqn.errors import DivergenceError
+from dqn.errors import DivergenceError, NonFiniteEnvError
 from dqn.evaluation import evaluate_members
 from dqn.lockstep import lockstep
 from dqn.loop import linear_epsilon, multiples_between
@@ -267,6 +267,9 @@ class PopulationLoop:
         diagnostics = self._diagnose(idx)
         self.diagnostics_elapsed += time.perf_counter() - t0
         for j, i in enumerate(idx):
+            if isinstance(results[j], NonFiniteEnvError):  # its eval env returned a NaN or inf
+                self._stop(i, active, step, results[j])  # as a single run's evaluation stops it
+                continue
             slot, (mean, std) = self.slots[i], results[j]
             loop = slot.loop
             loop.eval_mean, loop.eval_std = mean, std

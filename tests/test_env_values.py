@@ -12,19 +12,22 @@ import pytest
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from dqn import DQNConfig, train
-from dqn.divergence import check_env_values
+from dqn.envs import check_env_values
 from dqn.errors import NonFiniteEnvError
+from dqn.evaluation import evaluate_members
 from dqn.population import Member, train_population
 from tests.conftest import TINY_RUN
 
 
 class BrokenCartPole(CartPoleEnv):
     """CartPole whose ``broken_at``-th step (counted over episodes) returns a NaN or inf, if
-    its first reset had seed 1 (a run's or member's training env with seed 1)."""
+    its first reset had seed ``broken_seed`` (1: a run's or member's training env with seed 1;
+    10000: an evaluation env, whose first episode is reset with eval_seed)."""
 
-    def __init__(self, broken_at: int, what: str, **kwargs):
+    def __init__(self, broken_at: int, what: str, broken_seed: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.broken_at, self.what, self.steps, self.first_seed = broken_at, what, 0, None
+        self.broken_seed = broken_seed
 
     def reset(self, *, seed=None, options=None):
         if self.first_seed is None:
@@ -34,7 +37,7 @@ class BrokenCartPole(CartPoleEnv):
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(action)
         self.steps += 1
-        if self.steps == self.broken_at and self.first_seed == 1:
+        if self.steps == self.broken_at and self.first_seed == self.broken_seed:
             if self.what == "obs":
                 obs = obs.copy()
                 obs[2] = np.nan
@@ -51,6 +54,13 @@ for _what in ("obs", "reward"):
             kwargs={"broken_at": 300, "what": _what},
             max_episode_steps=500,
         )
+if "DqnTestBrokenEval-v0" not in gym.registry:  # the 5th step of the first evaluation
+    gym.register(
+        "DqnTestBrokenEval-v0",
+        entry_point=BrokenCartPole,
+        kwargs={"broken_at": 5, "what": "obs", "broken_seed": 10_000},
+        max_episode_steps=500,
+    )
 
 
 def test_finite_values_pass_and_the_first_bad_one_is_named():
@@ -58,7 +68,10 @@ def test_finite_values_pass_and_the_first_bad_one_is_named():
     check_env_values(7, np.zeros(4, np.float32))  # one observation, no rewards
     obs = np.zeros((3, 2), np.float32)
     obs[1, 1] = -np.inf
-    with pytest.raises(NonFiniteEnvError, match=r"after env step 7: .* observation \[0.0, -inf\]"):
+    with pytest.raises(
+        NonFiniteEnvError,
+        match=r"after env step 7 .*: the env returned the observation \[0.0, -inf\]",
+    ):
         check_env_values(7, obs, np.ones(3))
     with pytest.raises(NonFiniteEnvError, match="the env returned the reward nan"):
         check_env_values(7, np.zeros((3, 2)), np.array([1.0, np.nan, 1.0]))
@@ -70,7 +83,7 @@ def test_finite_values_pass_and_the_first_bad_one_is_named():
 def test_a_nan_from_the_env_stops_the_run_naming_the_env_not_the_learner(tmp_path, what, shown):
     config = DQNConfig(**TINY_RUN).replace(env_id=f"DqnTestBroken-{what}-v0", seed=1)
     with pytest.raises(
-        NonFiniteEnvError, match=f"after env step 299: the env returned the {shown}"
+        NonFiniteEnvError, match=f"after env step 299 .*: the env returned the {shown}"
     ):
         train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -85,8 +98,63 @@ def test_a_member_whose_env_returns_nan_stops_and_the_others_go_on(tmp_path):
     calm = Member({}, 2, "calm")
     alone = train_population(base, [calm], out_dir=tmp_path / "alone", progress=False)
     both = train_population(base, [broken, calm], out_dir=tmp_path / "both", progress=False)
-    assert "after env step 299: the env returned the observation" in both[0].diverged
+    assert "after env step 299 (the last good checkpoint is intact): the env returned the " in (
+        both[0].diverged
+    )
     assert json.loads((both[0].run_dir / "summary.json").read_text())["env_steps"] == 299
+    assert both[1].diverged is None and both[1].summary["env_steps"] == 600
+    metrics = [(r.run_dir / "metrics.csv").read_text() for r in (both[1], alone[0])]
+    assert metrics[0] == metrics[1]
+
+
+def test_a_nan_in_an_evaluation_stops_the_run_at_that_evaluation(tmp_path):
+    config = DQNConfig(**TINY_RUN).replace(env_id="DqnTestBrokenEval-v0")
+    head = "the greedy evaluation stopped in its episode reset with seed 10000: the env returned"
+    with pytest.raises(NonFiniteEnvError, match=f"{head} the observation"):
+        train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["env_steps"] == 100 and head in summary["diverged"]  # the first evaluation
+
+
+def test_evaluating_policies_side_by_side_stops_only_the_one_whose_env_returns_nan():
+    def q_values(obs):  # [k, W, 4] -> [k, W, 2]: push the cart toward the pole's lean
+        return np.stack([-obs[..., 2], obs[..., 2]], axis=-1)
+
+    def envs(env_id):
+        return [gym.make(env_id) for _ in range(2)]
+
+    alone = evaluate_members(q_values, [envs("CartPole-v1")], 4, 10_000)
+    both = evaluate_members(
+        q_values, [envs("DqnTestBrokenEval-v0"), envs("CartPole-v1")], 4, 10_000
+    )
+    assert isinstance(both[0], NonFiniteEnvError) and "reset with seed 10000" in str(both[0])
+    assert both[1] == alone[0] and np.isfinite(alone[0]).all()
+
+
+def test_a_member_whose_evaluation_returns_nan_stops_and_the_others_go_on(tmp_path, monkeypatch):
+    # Members share eval_seed, so their eval envs are alike: member 0's evaluation is made to
+    # fail at env step 300 to see the population stop it as the training env's NaN does.
+    import dqn.population_loop as population_loop
+
+    def failing(q_values, envs, episodes, seed):
+        results = evaluate_members(q_values, envs, episodes, seed)
+        if len(envs) == 2 and failing.calls == 2:
+            results[0] = NonFiniteEnvError("the greedy evaluation stopped: the env returned NaN")
+        failing.calls += 1
+        return results
+
+    failing.calls = 0
+    base = DQNConfig(**TINY_RUN).replace(learner="numpy")
+    alone = train_population(base, [Member({}, 2, "calm")], out_dir=tmp_path / "a", progress=False)
+    monkeypatch.setattr(population_loop, "evaluate_members", failing)
+    both = train_population(
+        base,
+        [Member({}, 1, "broken"), Member({}, 2, "calm")],
+        out_dir=tmp_path / "b",
+        progress=False,
+    )
+    assert both[0].diverged == "the greedy evaluation stopped: the env returned NaN"
+    assert json.loads((both[0].run_dir / "summary.json").read_text())["env_steps"] == 300
     assert both[1].diverged is None and both[1].summary["env_steps"] == 600
     metrics = [(r.run_dir / "metrics.csv").read_text() for r in (both[1], alone[0])]
     assert metrics[0] == metrics[1]
