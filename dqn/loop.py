@@ -199,14 +199,16 @@ def _run(
 
     step, saved_step, stop_signal = loop.env_step, None, None
     try:
+        check_env_values(step, envs.obs)  # the first observations (a reset or a checkpoint's)
         with Interrupt() as stop:
             while step < config.total_env_steps:
                 epsilon = linear_epsilon(step + 1, config)
                 obs = envs.obs
-                check_env_values(step, obs)  # the reset observations too
                 actions = agent.act_batch(obs, epsilon)
                 out = envs.step(actions)
                 check_env_values(step, out.next_obs, out.rewards)  # before replay stores them
+                if out.terminated.any() or out.truncated.any():
+                    check_env_values(step, envs.obs)  # the first observations of new episodes
                 for i in np.flatnonzero(out.real):
                     # terminated, not done: a time-limit cut is not terminal and bootstraps.
                     for t in windows[i].push(

@@ -23,7 +23,7 @@ from dqn import checkpoint
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
 from dqn.divergence import check_update
-from dqn.envs import check_env_values, make_env
+from dqn.envs import all_finite, check_env_values, make_env
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError
 from dqn.evaluation import evaluate_members
@@ -211,7 +211,7 @@ class PopulationLoop:
     def _stop_non_finite(self, active, step, members, obs, rewards=None) -> None:
         """Stop each active member whose env returned a NaN or inf: member ``members[j]``'s
         observation is ``obs[j]`` and its reward ``rewards[j]``. The others go on."""
-        if np.isfinite(obs).all() and (rewards is None or np.isfinite(rewards).all()):
+        if all_finite(obs) and (rewards is None or all_finite(rewards)):
             return  # the one check of almost every step
         for j, i in enumerate(members):
             if not active[i]:
