@@ -63,6 +63,14 @@ if "DqnTestBrokenEval-v0" not in gym.registry:  # the 5th step of the first eval
     )
 
 
+def test_all_finite_is_exact_where_its_quick_sum_overflows_or_cancels():
+    from dqn.envs import all_finite
+
+    assert all_finite([1e308, 1e308]) and all_finite(np.full(100, 1e308))  # sums overflow
+    assert not all_finite([np.inf, -np.inf]) and not all_finite(np.r_[np.zeros(99), np.nan])
+    assert not all_finite(np.float32(np.inf)) and all_finite(np.zeros((0, 4)))
+
+
 def test_finite_values_pass_and_the_first_bad_one_is_named():
     check_env_values(7, np.zeros((3, 4), np.float32), np.ones(3))
     check_env_values(7, np.zeros(4, np.float32))  # one observation, no rewards
