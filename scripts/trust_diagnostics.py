@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -69,18 +70,38 @@ def q_propagation(runs: list[Path]) -> str:
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="+", type=Path)
     parser.add_argument("--episodes", type=int, default=20)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    # Checked before TensorFlow loads: one line and exit 2, as the package's commands do.
+    problems = [
+        f"{s} has no results.json" for s in args.studies if not (s / "results.json").is_file()
+    ]
+    if args.episodes <= 0:
+        problems.append(f"--episodes must be > 0, got {args.episodes}")
+    if problems:
+        print(f"trust_diagnostics: {problems[0]}", file=sys.stderr)
+        return 2
+    from dqn.errors import DQNError
+
+    try:
+        report(args.studies, args.episodes)
+    except DQNError as exc:
+        print(f"trust_diagnostics: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def report(studies: list[Path], episodes: int) -> None:
     from dqn.runtime import import_tensorflow_quietly
 
     import_tensorflow_quietly(1)
     from dqn import DQNAgent
 
     total = {"cart": 0, "pole": 0, "time limit": 0}
-    for study in args.studies:
+    for study in studies:
         rows = json.loads((study / "results.json").read_text())
         for label in dict.fromkeys(r["variant"] for r in rows):
             runs = [
@@ -90,7 +111,7 @@ def main() -> None:
             for r, run in zip([r for r in rows if r["variant"] == label], runs):
                 if r["diverged_at_env_step"] is not None or r["final_eval_mean"] >= 475:
                     continue
-                ends = episode_ends(DQNAgent.load(run / "run"), args.episodes)
+                ends = episode_ends(DQNAgent.load(run / "run"), episodes)
                 total = {k: total[k] + ends[k] for k in total}
                 print(
                     f"    seed {r['seed']}: final eval {r['final_eval_mean']:.1f}; "
@@ -100,4 +121,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
