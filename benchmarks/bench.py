@@ -58,10 +58,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     bad = [r for r in args.regimes if r not in REGIMES]
     if bad:
         p.error(f"unknown regime {bad[0]!r}; choose from {','.join(REGIMES)}")
+    if not args.regimes:
+        p.error(f"--regimes names none; choose from {','.join(REGIMES)}")
     if args.seeds is None:
         args.seeds = 2 if args.quick else 5
     if args.seeds < 1:
         p.error("--seeds must be >= 1")
+    # Checked before a run that may take half an hour, not when its table is written.
+    from dqn.config import DQNConfig
+    from dqn.errors import ConfigError
+
+    try:
+        DQNConfig.from_yaml(args.config)
+    except ConfigError as exc:
+        p.error(str(exc))
+    if args.out is not None:
+        if args.out.is_dir():
+            p.error(f"--out {args.out} is a folder; give the markdown file to write")
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            p.error(f"cannot write --out {args.out}: {exc.strerror}: {exc.filename}")
     return args
 
 
@@ -91,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     text = table(results, args.quick)
     print(text)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
+        from dqn.io import atomic_write_text
+
+        atomic_write_text(args.out, text)
     return 0
 
 

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.args import positive_int
+
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cartpole.yaml"
 
 CHILD = """
@@ -59,8 +61,8 @@ def one(threads: int, bursts: int) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--processes", type=int, default=5)
-    p.add_argument("--bursts", type=int, default=20)
+    p.add_argument("--processes", type=positive_int, default=5)
+    p.add_argument("--bursts", type=positive_int, default=20)
     args = p.parse_args(argv)
     for threads in (1, 2):
         runs = [one(threads, args.bursts) for _ in range(args.processes)]

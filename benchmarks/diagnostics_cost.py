@@ -13,11 +13,13 @@ import statistics
 import sys
 import tempfile
 
+from benchmarks.args import positive_int
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/cartpole.yaml")
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=positive_int, default=2)
     args = parser.parse_args(argv)
 
     from dqn.config import DQNConfig

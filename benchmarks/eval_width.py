@@ -18,6 +18,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
+from benchmarks.args import positive_int
 from dqn.evaluation import evaluate_members
 from dqn.runtime import configure_blas
 
@@ -62,9 +63,9 @@ def timed(q_values, members: int, episodes: int, width: int) -> tuple[float, flo
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--members", type=int, default=25)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--episodes", type=int, nargs="+", default=[10, 100])
+    p.add_argument("--members", type=positive_int, default=25)
+    p.add_argument("--hidden", type=positive_int, default=256)
+    p.add_argument("--episodes", type=positive_int, nargs="+", default=[10, 100])
     args = p.parse_args(argv)
     configure_blas(1)
     q_values = stacked_q(args.members, args.hidden)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from benchmarks.args import positive_int
+
 
 def third_run_call(cache: dict, function, args, key):
     """``call_compiled`` as it was: the check's outputs dropped, the function run again."""
@@ -55,9 +57,9 @@ def measure(members: int, hidden: int, pairs: int) -> list[tuple[str, float, flo
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--members", type=int, default=25)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--pairs", type=int, default=2)
+    p.add_argument("--members", type=positive_int, default=25)
+    p.add_argument("--hidden", type=positive_int, default=256)
+    p.add_argument("--pairs", type=positive_int, default=2)
     args = p.parse_args(argv)
     shape = f"{args.members} members of [{args.hidden}, {args.hidden}]"
     print(f"| {shape} | first call (s) | next call (s) |")

@@ -13,6 +13,7 @@ import time
 import gymnasium as gym
 import numpy as np
 
+from benchmarks.args import positive_int
 from dqn.lockstep import Lockstep, lockstep
 
 
@@ -32,9 +33,9 @@ def run(steps: Lockstep, m: int, n: int, seed: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--members", type=int, default=16)
-    p.add_argument("--steps", type=int, default=5_000)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--members", type=positive_int, default=16)
+    p.add_argument("--steps", type=positive_int, default=5_000)
+    p.add_argument("--repeats", type=positive_int, default=3)
     args = p.parse_args(argv)
     m, n = args.members, args.steps
     best = {"gymnasium, one by one": float("inf"), "dqn.lockstep": float("inf")}

@@ -18,6 +18,8 @@ import json
 import subprocess
 import sys
 
+from benchmarks.args import positive_int
+
 
 def one(members: int, steps: int, hidden: int) -> dict:
     """Train a population of ``members`` in this process; its peak RSS and the estimate."""
@@ -56,9 +58,11 @@ def one(members: int, steps: int, hidden: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--members", type=int, nargs="+", default=[1, 25])
-    p.add_argument("--steps", type=int, default=3_000)
-    p.add_argument("--hidden", type=int, default=256, help="hidden width H of 4 -> H -> H -> 2")
+    p.add_argument("--members", type=positive_int, nargs="+", default=[1, 25])
+    p.add_argument("--steps", type=positive_int, default=3_000)
+    p.add_argument(
+        "--hidden", type=positive_int, default=256, help="hidden width H of 4 -> H -> H -> 2"
+    )
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process's job
     args = p.parse_args(argv)
     if args.one is not None:

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks.args import positive_int
+
 REPEATS = 3  # timed bursts after the compiling one; the best is kept
 K, BATCH = 128, 64  # the default config's burst and batch
 
@@ -82,8 +84,8 @@ def measure(members: int, hidden: int, learner: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--members", type=int, nargs="+", default=[1, 4, 13, 25, 50])
-    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--members", type=positive_int, nargs="+", default=[1, 4, 13, 25, 50])
+    p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--learner", choices=("tensorflow", "numpy"), default="tensorflow")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process's job
     args = p.parse_args(argv)

@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from benchmarks.args import positive_int
+
 KINDS = (
     "hidden-layer products",
     "other products",
@@ -203,8 +205,8 @@ def report(r: dict, members: int, hidden: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--members", type=int, default=25)
-    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--members", type=positive_int, default=25)
+    p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--one", help=argparse.SUPPRESS)  # the child's job: its scratch folder
     args = p.parse_args(argv)
     if args.one:

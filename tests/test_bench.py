@@ -615,3 +615,25 @@ def test_step_profile_runs_and_finds_every_hidden_layer_product(capsys):
         assert f"| {kind} |" in out
     found, expected = re.search(r"products recorded: ([\d,]+) \(.*: ([\d,]+)\)", out).groups()
     assert found == expected == "512"  # 4 a step x 128 steps x 1 group
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--regimes", ""], "--regimes names none"),
+        (["--regimes", "a,zz"], "unknown regime 'zz'"),
+        (["--config", "no/such.yaml"], "config file not found"),
+        (["--out", "."], "is a folder; give the markdown file to write"),
+        (["--out", "afile/table.md"], "cannot write --out afile/table.md"),
+    ],
+)
+def test_the_bench_refuses_bad_arguments_before_it_runs(
+    argv, fragment, tmp_path, monkeypatch, capsys
+):
+    # Before, an unwritable --out failed after the whole run (half an hour for all regimes).
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse_args(argv)
+    assert exit_.value.code == 2 and fragment in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"]
