@@ -273,6 +273,9 @@ def start(*args):
 
 
 def start_run(run_dir, *extra):
+    """A SHORT run; ``extra`` overrides replace SHORT's values of their keys (a key may be
+    given only once on the command line)."""
+    keys = {item.partition("=")[0] for item in extra}
     return start(
         "--config",
         ROOT / "configs" / "cartpole.yaml",
@@ -280,7 +283,7 @@ def start_run(run_dir, *extra):
         "--run-dir",
         run_dir,
         "--set",
-        *SHORT,
+        *[item for item in SHORT if item.partition("=")[0] not in keys],
         *extra,
     )
 
