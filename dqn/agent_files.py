@@ -352,7 +352,7 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
 def _what_it_is(folder: Path) -> str:
     """What a folder without checkpoints is, where it is one of the package's other folders."""
     if (folder / "population.json").is_file():
-        return ": it is a population folder, which dqn.resume_population(folder) resumes"
+        return ": it is a population folder, which dqn.population.resume_population(folder) resumes"
     if (folder / STUDY_RUN).is_dir():
         return (
             f": it is a study's entry for one run ({folder / STUDY_RUN}); the study's own "

@@ -280,7 +280,10 @@ def test_resume_calls_a_garbage_loop_file_not_an_npz_archive(tiny_run_copy, caps
 
 # Folders the package writes that are not a run: resuming one says what it is and what resumes it.
 NOT_RUNS = {
-    "population": ({"population.json": "{}"}, "it is a population folder, which dqn.resume_pop"),
+    "population": (
+        {"population.json": "{}"},
+        "it is a population folder, which dqn.population.resume_pop",
+    ),
     "study run entry": ({"run/metrics.csv": ""}, "it is a study's entry for one run"),
     "study": ({"runs/l2-seed0/run/metrics.csv": ""}, "it is a study folder, which its own dqn-co"),
     "run without checkpoints": ({"metrics.csv": ""}, "the run has written none yet"),
