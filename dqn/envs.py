@@ -118,6 +118,37 @@ def check_env(env_id: str) -> tuple[int, int]:
         env.close()
 
 
+# ---------------------------------------------------------------------- what an env returns
+def env_name(env: gym.Env) -> str:
+    return repr(env.spec.id) if env.spec is not None else type(env.unwrapped).__name__
+
+
+def checked_obs(obs, shape: tuple[int, ...], env: gym.Env) -> np.ndarray:
+    """``obs`` as an array, or an UnsupportedSpaceError if it is not numbers of the shape the
+    env's observation space declares (``shape``): an env of the user's own that returns a
+    list, a [1, d] array or d + 1 values is named here, not by numpy deep in the loop."""
+    obs = np.asarray(obs)
+    if obs.shape != shape or obs.dtype.kind not in "biuf":
+        got = f"shape {obs.shape}" if obs.shape != shape else f"{obs.dtype} values"
+        raise UnsupportedSpaceError(
+            f"env {env_name(env)} returned an observation of {got}, where its observation "
+            f"space is {env.observation_space}"
+        )
+    return obs
+
+
+def checked_reward(reward, env: gym.Env) -> float:
+    """``reward`` as a float, or an UnsupportedSpaceError if it is not one number."""
+    if not isinstance(reward, (str, bytes)) and np.ndim(reward) == 0:
+        try:
+            return float(reward)
+        except (TypeError, ValueError):
+            pass
+    raise UnsupportedSpaceError(
+        f"env {env_name(env)} returned the reward {reward!r:.60}: a reward is one number"
+    )
+
+
 # ---------------------------------------------------------------------- NaN and inf
 def all_finite(values) -> bool:
     """True when no value is NaN or inf; costs well under a microsecond for one env's step."""
@@ -182,21 +213,23 @@ class OneEnv:
 
     def __init__(self, env: gym.Env) -> None:
         self.env = env
+        self.shape = env.observation_space.shape
         self.obs: np.ndarray | None = None  # [1, obs_dim] once reset
         self.pending_reset = np.zeros(1, bool)  # never: kept for the shape of a checkpoint
 
     def reset(self, seed: int) -> None:
-        self.obs = self.env.reset(seed=seed)[0][None]
+        self.obs = checked_obs(self.env.reset(seed=seed)[0], self.shape, self.env)[None]
 
     def step(self, actions: np.ndarray) -> EnvSteps:
         next_obs, reward, terminated, truncated, _ = self.env.step(int(actions[0]))
+        next_obs = checked_obs(next_obs, self.shape, self.env)
         obs = next_obs
         if terminated or truncated:
-            obs, _ = self.env.reset()
+            obs = checked_obs(self.env.reset()[0], self.shape, self.env)
         self.obs = obs[None]
         return EnvSteps(
             next_obs[None],
-            np.array([reward], np.float64),
+            np.array([checked_reward(reward, self.env)], np.float64),
             np.array([terminated]),
             np.array([truncated]),
             np.ones(1, bool),

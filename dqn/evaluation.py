@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from dqn.envs import env_error, non_finite
+from dqn.envs import checked_obs, checked_reward, env_error, non_finite
 from dqn.errors import NonFiniteEnvError
 from dqn.lockstep import lockstep
 
@@ -17,15 +17,16 @@ def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, floa
     library's policy (the benchmarks evaluate Stable-Baselines3 models this way). An env that
     returns a NaN or inf raises NonFiniteEnvError.
     """
-    returns = []
+    returns, shape = [], env.observation_space.shape
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
+        obs = checked_obs(env.reset(seed=seed + i)[0], shape, env)
         total, done, reward = 0.0, False, 0.0
         while not done:
             if (what := non_finite(obs, reward)) is not None:
                 raise env_error(_head(seed + i), what)
             obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
-            total += float(reward)
+            obs, reward = checked_obs(obs, shape, env), checked_reward(reward, env)
+            total += reward
             done = terminated or truncated
         if (what := non_finite(obs, reward)) is not None:
             raise env_error(_head(seed + i), what)

@@ -26,6 +26,7 @@ import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
+from dqn.envs import checked_obs, checked_reward
 from dqn.envstate import wrapper_chain
 
 _PHYSICS = (
@@ -49,17 +50,21 @@ class Lockstep:
 
     def __init__(self, envs: list[gym.Env]) -> None:
         self.envs = envs
+        self.shape = envs[0].observation_space.shape if envs else ()
 
     def reset(self, i: int, seed: int | None = None) -> np.ndarray:
         """Env i's first observation of a new episode (``reset(seed=seed)``)."""
-        return self.envs[i].reset(seed=seed)[0]
+        return checked_obs(self.envs[i].reset(seed=seed)[0], self.shape, self.envs[i])
 
     def step(self, actions: np.ndarray, idx: np.ndarray):
         """Step env idx[j] with actions[j]: (next_obs [k, d], rewards, terminated, truncated)."""
         out = [self.envs[i].step(int(a)) for i, a in zip(idx, actions)]
+        envs = [self.envs[i] for i in idx]
         return (
-            np.array([o[0] for o in out], np.float32).reshape(len(out), -1),
-            np.array([o[1] for o in out], np.float64),
+            np.array(
+                [checked_obs(o[0], self.shape, e) for o, e in zip(out, envs)], np.float32
+            ).reshape(len(out), -1),
+            np.array([checked_reward(o[1], e) for o, e in zip(out, envs)], np.float64),
             np.array([o[2] for o in out], bool),
             np.array([o[3] for o in out], bool),
         )

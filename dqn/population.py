@@ -38,7 +38,7 @@ from dqn import checkpoint
 from dqn.agent_files import checkpoint_dir, list_checkpoints, verify_checkpoint
 from dqn.config import DQNConfig, check_is_config
 from dqn.divergence import q_bound
-from dqn.envs import check_spaces, make_env, solve_return
+from dqn.envs import check_spaces, checked_obs, make_env, solve_return
 from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text
@@ -250,7 +250,7 @@ def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> Population
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
         env = make_env(config.env_id)
-        obs = env.reset(seed=config.seed)[0][None]
+        obs = checked_obs(env.reset(seed=config.seed)[0], (obs_dim,), env)[None]
         loop = LoopState(columns=columns, obs=obs)
         replay = ReplayBuffer(config.buffer_size, obs_dim, np.random.default_rng([config.seed, 2]))
         rng = np.random.default_rng([config.seed, 1])

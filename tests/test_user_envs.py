@@ -1,6 +1,7 @@
 """Envs of your own: ``module:EnvId`` ids, and the wrapper a refused observation space names."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -86,3 +87,68 @@ def test_a_module_that_fails_on_import_is_named_in_one_line(module_dir):
     message = str(err.value)
     assert "module 'dqn_test_raising_envs' cannot be imported (RuntimeError: no licence)" in message
     assert "\n" not in message and "PYTHONPATH" not in message
+
+
+class SloppyEnv(gym.Env):
+    """A vector env of the user's own that, after ``after`` steps in all, returns ``obs`` and
+    ``reward`` instead of a float32 [4] observation and a float."""
+
+    observation_space = gym.spaces.Box(-10, 10, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, after, obs, reward):
+        self.after, self.bad_obs, self.bad_reward, self.steps, self.t = after, obs, reward, 0, 0
+
+    def _obs(self):
+        return self.bad_obs if self.steps >= self.after else np.zeros(4, np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.steps, self.t = self.steps + 1, self.t + 1
+        reward = self.bad_reward if self.steps >= self.after else 1.0
+        return self._obs(), reward, self.t >= 20, False, {}
+
+
+SLOPPY = {
+    "a [1, 4] observation": (np.zeros((1, 4)), 1.0, "an observation of shape (1, 4), where"),
+    "5 values": (np.zeros(5), 1.0, "an observation of shape (5,), where its observation space"),
+    "text": (np.array(["a"] * 4), 1.0, "an observation of <U1 values"),
+    "a reward array": (np.zeros(4), np.ones(1), "the reward array([1.]): a reward is one number"),
+    "a reward string": (np.zeros(4), "1", "the reward '1': a reward is one number"),
+}
+
+
+@pytest.mark.parametrize("population", [False, True], ids=["run", "population"])
+@pytest.mark.parametrize("case", list(SLOPPY))
+def test_an_env_returning_what_its_spaces_do_not_say_is_named(case, population, tmp_path):
+    from dqn import train_population
+
+    obs, reward, fragment = SLOPPY[case]
+    env_id = f"DqnTestSloppy{list(SLOPPY).index(case)}-v0"
+    if env_id not in gym.registry:
+        gym.register(
+            env_id, entry_point=SloppyEnv, kwargs={"after": 150, "obs": obs, "reward": reward}
+        )
+    config = DQNConfig(**TINY_RUN).replace(env_id=env_id, learner="numpy")
+    with pytest.raises(
+        UnsupportedSpaceError, match=f"env '{env_id}' returned {re.escape(fragment)}"
+    ):
+        if population:
+            train_population(config, [({}, 0), ({}, 1)], out_dir=tmp_path / "p", progress=False)
+        else:
+            train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+
+
+def test_an_observation_given_as_a_list_of_numbers_is_taken(tmp_path):
+    env_id = "DqnTestListObs-v0"
+    if env_id not in gym.registry:
+        gym.register(
+            env_id, entry_point=SloppyEnv, kwargs={"after": 0, "obs": [0.0] * 4, "reward": 1}
+        )
+    config = DQNConfig(**TINY_RUN).replace(env_id=env_id)
+    result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    assert result.final_eval_mean == 20.0  # every episode lasts its 20 steps
