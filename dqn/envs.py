@@ -139,11 +139,10 @@ def checked_obs(obs, shape: tuple[int, ...], env: gym.Env) -> np.ndarray:
 
 def checked_reward(reward, env: gym.Env) -> float:
     """``reward`` as a float, or an UnsupportedSpaceError if it is not one number."""
-    if not isinstance(reward, (str, bytes)) and np.ndim(reward) == 0:
-        try:
-            return float(reward)
-        except (TypeError, ValueError):
-            pass
+    if isinstance(reward, (int, float, np.integer, np.floating, np.bool_)):
+        return float(reward)
+    if isinstance(reward, np.ndarray) and reward.ndim == 0 and reward.dtype.kind in "biuf":
+        return float(reward)
     raise UnsupportedSpaceError(
         f"env {env_name(env)} returned the reward {reward!r:.60}: a reward is one number"
     )
