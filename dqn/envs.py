@@ -120,6 +120,7 @@ def check_env(env_id: str) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------- what an env returns
 def env_name(env: gym.Env) -> str:
+    """How an error names the env: its registered id, else its class."""
     return repr(env.spec.id) if env.spec is not None else type(env.unwrapped).__name__
 
 
@@ -186,7 +187,7 @@ def check_env_values(env_step: int, obs: np.ndarray, rewards: np.ndarray | None 
     """Raise NonFiniteEnvError if an observation (a row of ``obs``) or a reward is NaN or inf.
 
     The loops call it on what every env step returned, before it reaches the replay buffer:
-    a few microseconds per step, against a NaN that poisons every batch that samples it.
+    under a microsecond per step, against a NaN that poisons every batch that samples it.
     """
     if (what := non_finite(obs, rewards)) is not None:
         head = f"training stopped after env step {env_step} (the last good checkpoint is intact)"
