@@ -129,6 +129,12 @@ def train_population(
     seed<k>``). Every member config is validated, the members checked to share what they must,
     and the memory of all replay rings checked, before anything is written.
     """
+    if isinstance(members, Member | Mapping | str) or (
+        isinstance(members, tuple) and len(members) == 2 and isinstance(members[0], Mapping)
+    ):  # one member where a list of them belongs
+        raise ConfigError(
+            f"members is a list of members, [Member(...)] or [(overrides, seed)], got {members!r}"
+        )
     members = [as_member(m, i) for i, m in enumerate(members)]
     check_is_config(config)
     configs = [m.config(config) for m in members]
@@ -149,6 +155,17 @@ def train_population(
     if len(set(folders)) != len(folders):
         twice = next(str(d) for d in folders if folders.count(d) > 1)
         raise ConfigError(f"two members would write the same run folder {twice}: give them labels")
+    # A run folder that is or holds the population's folder or another run's mixes their files
+    # (runs inside the population's folder are its default).
+    population = out.resolve()
+    for folder in folders:
+        inside = [d for d in (population, *folders) if d != folder and d.is_relative_to(folder)]
+        if folder == population or inside:
+            what = "the population folder" if population in (folder, *inside[:1]) else inside[0]
+            raise ConfigError(
+                f"run folder {folder} {'is' if folder == population else 'holds'} {what}: "
+                "give each member its own folder"
+            )
     # Nothing is written over an earlier population or run (resume_population continues one).
     resume = "dqn.population.resume_population"
     checkpoint.check_new_folder(out, "population folder", resume)

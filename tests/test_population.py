@@ -7,6 +7,7 @@ population learner equal to its single learner update by update.
 """
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -289,6 +290,27 @@ def test_pairs_get_one_folder_each_and_a_clash_is_refused(tmp_path):
             train_population(BASE, [bad], out_dir=tmp_path / "p")
     assert as_member(({}, np.int64(4))).seed == 4
     assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(
+    "members, out, run_dirs, fragment",
+    [
+        (Member({}, 1), "p", None, "members is a list of members"),
+        (({}, 1), "p", None, "members is a list of members"),
+        ([({}, 1)], "p", ["p"], "run folder {tmp}/p is the population folder"),
+        ([({}, 1)], "r/p", ["r"], "run folder {tmp}/r holds the population folder"),
+        ([({}, 1), ({}, 2)], "p", ["r", "r/s"], "run folder {tmp}/r holds {tmp}/r/s"),
+    ],
+    ids=["one Member", "one pair", "run is population", "run holds population", "nested runs"],
+)
+def test_members_and_folders_that_would_mix_are_refused(
+    members, out, run_dirs, fragment, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    tmp = tmp_path.resolve()
+    with pytest.raises(ConfigError, match=re.escape(fragment.format(tmp=tmp))):
+        train_population(BASE, members, out_dir=out, run_dirs=run_dirs, progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_tensorflow_population_resumes_from_an_older_step_exactly(tmp_path):
