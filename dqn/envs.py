@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
+import os
+import traceback
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -260,14 +262,39 @@ class VectorEnvs:
         self.pending_reset = np.zeros(self.n, bool)  # envs whose next step is an autoreset
 
     def reset(self, seed: int) -> None:
-        self.obs = self.envs.reset(seed=seed)[0]
+        try:
+            self.obs = self.envs.reset(seed=seed)[0]
+        except (TypeError, ValueError) as exc:
+            if (error := self._gathering_error(exc)) is None:
+                raise  # the env's own error
+            raise error from exc
 
     def step(self, actions: np.ndarray) -> EnvSteps:
-        next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
+        try:
+            next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
+        except (TypeError, ValueError) as exc:
+            if (error := self._gathering_error(exc)) is None:
+                raise  # the env's own error
+            raise error from exc
         real = ~self.pending_reset
         self.pending_reset = (terminated | truncated) & real
         self.obs = next_obs
         return EnvSteps(next_obs, np.asarray(rewards, np.float64), terminated, truncated, real)
+
+    def _gathering_error(self, exc: Exception) -> UnsupportedSpaceError | None:
+        """Where gymnasium could not gather the copies' values into arrays (an observation of
+        another shape or not of numbers, a reward that is not one number), an error naming the
+        env, since numpy's names neither; None where the env itself raised ``exc``."""
+        frames = [f.filename for f in traceback.extract_tb(exc.__traceback__)]
+        outside_numpy = [f for f in frames if f"{os.sep}numpy{os.sep}" not in f]
+        if not outside_numpy or f"gymnasium{os.sep}vector{os.sep}" not in outside_numpy[-1]:
+            return None
+        name = repr(self.envs.spec.id) if self.envs.spec is not None else "?"
+        return UnsupportedSpaceError(
+            f"env {name} (a vector of {self.n}) returned values gymnasium cannot gather "
+            f"({exc}): each observation must be numbers of shape "
+            f"{self.envs.single_observation_space.shape}, each reward one number"
+        )
 
     @property
     def state_holder(self) -> gym.vector.VectorEnv:

@@ -152,3 +152,34 @@ def test_an_observation_given_as_a_list_of_numbers_is_taken(tmp_path):
     config = DQNConfig(**TINY_RUN).replace(env_id=env_id)
     result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
     assert result.final_eval_mean == 20.0  # every episode lasts its 20 steps
+
+
+@pytest.mark.parametrize("case", [c for c in SLOPPY if c != "a reward string"])
+def test_a_vector_env_whose_copies_return_what_their_spaces_do_not_say_is_named(case, tmp_path):
+    # num_envs > 1: gymnasium's vector env gathers the values (a string reward it converts).
+    obs, reward, _ = SLOPPY[case]
+    env_id = f"DqnTestSloppyVector{list(SLOPPY).index(case)}-v0"
+    if env_id not in gym.registry:
+        gym.register(
+            env_id, entry_point=SloppyEnv, kwargs={"after": 150, "obs": obs, "reward": reward}
+        )
+    config = DQNConfig(**TINY_RUN).replace(env_id=env_id, num_envs=2)
+    with pytest.raises(UnsupportedSpaceError, match=f"env '{env_id}' \\(a vector of 2\\) returned"):
+        train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+
+
+class FailingEnv(SloppyEnv):
+    def step(self, action):
+        raise ValueError("the simulator lost its licence")
+
+
+def test_an_env_s_own_error_in_a_vector_env_is_passed_on_as_it_is(tmp_path):
+    if "DqnTestFailing-v0" not in gym.registry:
+        gym.register(
+            "DqnTestFailing-v0",
+            entry_point=FailingEnv,
+            kwargs={"after": 10**9, "obs": None, "reward": None},
+        )
+    config = DQNConfig(**TINY_RUN).replace(env_id="DqnTestFailing-v0", num_envs=2)
+    with pytest.raises(ValueError, match="^the simulator lost its licence$"):
+        train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
