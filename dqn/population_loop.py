@@ -129,7 +129,8 @@ class PopulationLoop:
                     if bursts:
                         self._burst(bursts * shared.gradient_steps_per_train, active, step)
                     done = step >= shared.total_env_steps
-                    if multiples_between(before, step, shared.eval_every_env_steps) or done:
+                    evaluate = multiples_between(before, step, shared.eval_every_env_steps) or done
+                    if evaluate and active.any():  # this step's stops may have left none
                         self._evaluate(step, epsilon, active, done)
                     self.step = step
                     self._set_seconds(start, seconds_before)

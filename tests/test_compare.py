@@ -254,3 +254,22 @@ def test_a_study_is_refused_only_when_the_chunks_it_holds_at_once_do_not_fit(tmp
     with pytest.raises(Trains) as trained:
         run_comparison(base, variants, range(30), tmp_path / "fits", workers=2, progress=False)
     assert trained.value.args == (3,)
+
+
+def test_a_study_on_an_env_without_a_threshold_says_so_rather_than_eval_inf():
+    from dqn.report import summary_markdown
+
+    row = dict(
+        variant="l2",
+        seed=0,
+        first_solve_env_step=None,
+        final_eval_mean=-80.0,
+        eval_auc=-90.0,
+        zero_grad_fraction_mean=0.0,
+        q_abs_max=5.0,
+        diverged_at_env_step=None,
+        train_seconds=1.0,
+    )
+    header = summary_markdown([row, {**row, "seed": 1}], float("inf")).splitlines()[0]
+    assert "solved (no threshold: set solve_return)" in header and "inf" not in header
+    assert "solved (eval >= -100)" in summary_markdown([row, {**row, "seed": 1}], -100.0)

@@ -166,3 +166,11 @@ def test_a_member_whose_evaluation_returns_nan_stops_and_the_others_go_on(tmp_pa
     assert both[1].diverged is None and both[1].summary["env_steps"] == 600
     metrics = [(r.run_dir / "metrics.csv").read_text() for r in (both[1], alone[0])]
     assert metrics[0] == metrics[1]
+
+
+def test_a_population_whose_every_member_stops_at_an_evaluation_step_ends_cleanly(tmp_path):
+    # The NaN comes at env step 300, where an evaluation is due (every 100): with no member left
+    # the loop must not evaluate an empty population.
+    base = DQNConfig(**TINY_RUN).replace(env_id="DqnTestBroken-obs-v0", learner="numpy")
+    [only] = train_population(base, [Member({}, 1)], out_dir=tmp_path / "p", progress=False)
+    assert "after env step 299" in only.diverged and only.summary["env_steps"] == 299

@@ -130,6 +130,15 @@ def test_a_diverging_member_is_stopped_and_the_others_go_on(tmp_path):
     assert metrics_text(both[1].run_dir) == metrics_text(alone[0].run_dir)
 
 
+def test_a_population_the_guard_stops_whole_at_an_evaluation_step_ends_cleanly(tmp_path):
+    # The first burst (env step 512) trips the guard for both members, and 512 is an
+    # evaluation step: with no member left the loop must not evaluate an empty population.
+    config = BASE.replace(eval_every_env_steps=512, max_abs_q=1e-6)
+    results = train_population(config, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
+    for r in results:
+        assert "diverged at env step 512" in r.diverged and r.summary["env_steps"] == 512
+
+
 @pytest.mark.parametrize("final, interrupted", [(False, True), (True, False)])
 def test_a_signal_during_the_last_step_finds_the_population_complete(
     tmp_path, monkeypatch, final, interrupted
