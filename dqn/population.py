@@ -203,8 +203,15 @@ def resume_population(
         raise CheckpointError(f"population {out} is already complete ({marker} env steps)")
     running = [(c, d) for i, (c, d) in enumerate(zip(configs, run_dirs)) if i not in stopped]
     if not running:
-        raise CheckpointError(f"population {out}: the divergence guard stopped every member")
+        raise CheckpointError(
+            f"population {out}: every member was stopped (by the divergence guard, or a NaN or "
+            "inf from its env); nothing to resume"
+        )
     for config, run_dir in running:
+        if not Path(run_dir).is_dir():
+            raise CheckpointError(
+                f"population {out}: member {_relative(run_dir, out)}'s run folder is missing"
+            )
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
     step = _common_good_step(running, marker, out)
     loop = _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard)

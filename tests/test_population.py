@@ -277,6 +277,16 @@ def test_a_population_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
         )
 
 
+def test_resuming_a_population_whose_member_folder_is_gone_names_it(tmp_path):
+    from dqn.errors import CheckpointError
+
+    config = BASE.replace(total_env_steps=1_000, eval_every_env_steps=500)
+    train_population(config, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
+    shutil.rmtree(tmp_path / "p" / "member1-seed2")
+    with pytest.raises(CheckpointError, match="member member1-seed2's run folder is missing"):
+        resume_population(tmp_path / "p")
+
+
 def test_resume_refuses_a_folder_that_is_not_a_population(tmp_path):
     from dqn.errors import CheckpointError
 
