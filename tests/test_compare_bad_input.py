@@ -561,3 +561,18 @@ def test_the_api_never_trains_over_an_earlier_run_or_population(tmp_path):
     assert tree(tmp_path) == before and not (tmp_path / "new").exists()
     with pytest.raises(ConfigError, match="list of 1 run folders"):
         train_population(BASE, [({}, 0)], out_dir=tmp_path / "new", run_dirs=str(earlier))
+
+
+@pytest.mark.parametrize("kind", ["run", "population"])
+def test_a_study_into_a_run_or_population_folder_is_refused_and_changes_nothing(kind, tmp_path):
+    from dqn import train
+
+    folder = tmp_path / kind
+    if kind == "run":
+        train(BASE, run_dir=folder, progress=False, log_tensorboard=False)
+    else:
+        train_population(BASE, [({}, 0)], out_dir=folder, progress=False, log_tensorboard=False)
+    before = tree(folder)
+    with pytest.raises(ConfigError, match=f"{re.escape(str(folder))} holds a run, population"):
+        run_comparison(BASE, TWO, [0], folder, workers=1, progress=False)
+    assert tree(folder) == before
