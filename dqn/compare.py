@@ -10,7 +10,7 @@ folder trained with other settings is refused, neither reused nor overwritten.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -285,7 +285,8 @@ def run_comparison(
         )
     ordered = [rows[run_name(v.label, s)] for v in variants for s in seeds]
     write_results(ordered, out)
-    write_report(ordered, out, _threshold(base))
+    # Each variant's own: a variant may name another env or set its own solve_return.
+    write_report(ordered, out, {v.label: _threshold(configs[v.label, seeds[0]]) for v in variants})
     return ordered
 
 
@@ -299,16 +300,16 @@ def _bar_label(runs: int, tasks: list) -> str:
     return label + (f" and {alone} in processes of their own" if alone else "")
 
 
-def _threshold(base: DQNConfig) -> float:
+def _threshold(config: DQNConfig) -> float:
     from dqn.envs import make_env, solve_return
 
-    env = make_env(base.env_id)
-    threshold = solve_return(base, env)
+    env = make_env(config.env_id)
+    threshold = solve_return(config, env)
     env.close()
     return float("inf") if threshold is None else threshold
 
 
-def write_report(rows: Sequence[dict], out: Path, threshold: float) -> None:
+def write_report(rows: Sequence[dict], out: Path, threshold: float | Mapping[str, float]) -> None:
     from dqn.report import plot_all, summary_markdown  # matplotlib: imported when used
 
     atomic_write_text(out / "summary.md", summary_markdown(rows, threshold))

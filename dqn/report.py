@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +41,27 @@ def _steps(value: float) -> str:
     return "not reached" if not math.isfinite(value) else f"{value:,.0f}"
 
 
-def summary_markdown(rows: Sequence[dict], threshold: float, seed: int = 0) -> str:
+def _bar(threshold: float) -> str:
+    return f">= {threshold:g}" if math.isfinite(threshold) else "no threshold"
+
+
+def summary_markdown(
+    rows: Sequence[dict], threshold: float | Mapping[str, float], seed: int = 0
+) -> str:
     """Per variant: solve rates, median steps to solve, IQM of final eval and AUC, each with a
-    95% interval (Clopper-Pearson, order statistics, percentile bootstrap)."""
+    95% interval (Clopper-Pearson, order statistics, percentile bootstrap).
+
+    ``threshold``: the final evaluation that counts as solved, for every variant or per variant
+    label (variants on other envs, or with their own ``solve_return``, have their own)."""
     groups = group(rows)
+    bars = threshold if isinstance(threshold, Mapping) else dict.fromkeys(groups, threshold)
+    shared = len({bars[label] for label in groups}) <= 1
+    first = bars[next(iter(groups))] if groups else math.inf
     # An env without a reward threshold, and no solve_return, solves nothing: say why.
-    if math.isfinite(threshold):
-        solved, final_solved = f"solved (eval >= {threshold:g})", f"final eval >= {threshold:g}"
+    if not shared:
+        solved, final_solved = "solved (eval >= its threshold)", "final eval >= its threshold"
+    elif math.isfinite(first):
+        solved, final_solved = f"solved (eval >= {first:g})", f"final eval >= {first:g}"
     else:
         solved, final_solved = "solved (no threshold: set solve_return)", "final eval solved"
     lines = [
@@ -68,9 +82,11 @@ def summary_markdown(rows: Sequence[dict], threshold: float, seed: int = 0) -> s
         zero = [r["zero_grad_fraction_mean"] for r in runs]
         qmax = [r["q_abs_max"] for r in runs]
         median, low, high = median_ci(first)
+        bar = bars[label]
+        shown = label if shared else f"{label} ({_bar(bar)})"
         lines.append(
-            f"| {label} | {len(runs)} | {_rate(solved, len(runs))} "
-            f"| {_rate(sum(f >= threshold for f in final), len(runs))} "
+            f"| {shown} | {len(runs)} | {_rate(solved, len(runs))} "
+            f"| {_rate(sum(f >= bar for f in final), len(runs))} "
             f"| {_steps(median)} [{_steps(low)}, {_steps(high)}] "
             f"| {_fmt_ci(*iqm_ci(final, seed=seed))} | {_fmt_ci(*iqm_ci(auc, seed=seed))} "
             f"| {_nan_safe(np.nanmean, zero):.3f} | {_nan_safe(np.nanmax, qmax):.1f} "

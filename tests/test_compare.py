@@ -273,3 +273,28 @@ def test_a_study_on_an_env_without_a_threshold_says_so_rather_than_eval_inf():
     header = summary_markdown([row, {**row, "seed": 1}], float("inf")).splitlines()[0]
     assert "solved (no threshold: set solve_return)" in header and "inf" not in header
     assert "solved (eval >= -100)" in summary_markdown([row, {**row, "seed": 1}], -100.0)
+
+
+def test_variants_with_their_own_thresholds_are_counted_each_against_its_own():
+    # A variant on Acrobot (solved at -100) beside CartPole ones (475): each counts its own.
+    from dqn.report import summary_markdown
+
+    row = dict(
+        variant="cartpole",
+        seed=0,
+        first_solve_env_step=None,
+        final_eval_mean=470.0,
+        eval_auc=400.0,
+        zero_grad_fraction_mean=0.0,
+        q_abs_max=5.0,
+        diverged_at_env_step=None,
+        train_seconds=1.0,
+    )
+    acrobot = {**row, "variant": "acrobot", "final_eval_mean": -90.0, "first_solve_env_step": 9}
+    text = summary_markdown([row, acrobot], {"cartpole": 475.0, "acrobot": -100.0})
+    lines = text.splitlines()
+    assert "solved (eval >= its threshold)" in lines[0]
+    assert lines[2].startswith("| cartpole (>= 475) | 1 | 0/1") and "| 0/1 [" in lines[2]
+    assert lines[3].startswith("| acrobot (>= -100) | 1 | 1/1") and lines[3].count("| 1/1 [") == 2
+    same = summary_markdown([row], {"cartpole": 475.0}).splitlines()
+    assert "solved (eval >= 475)" in same[0] and same[2].startswith("| cartpole | 1 |")
