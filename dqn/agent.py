@@ -27,7 +27,7 @@ from dqn.agent_files import (
 from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import hidden_unit_stats, layer_grad_norms, unit_columns
-from dqn.envs import all_finite, check_spaces
+from dqn.envs import check_spaces, non_finite_rows
 from dqn.errors import ConfigError, InputError
 from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
@@ -84,15 +84,15 @@ def _observations(obs, method: str) -> np.ndarray:
     except (TypeError, ValueError):
         raise InputError(f"{method} takes numbers, got {obs!r:.80}") from None
     # A NaN observation gives NaN Q-values, and argmax of NaNs is action 0: a silent wrong answer.
-    if all_finite(obs):
+    rows = obs if obs.ndim < 2 else obs.reshape(len(obs), -1)
+    if not (bad := non_finite_rows(rows)):
         return obs
     if obs.ndim < 2:
         raise InputError(f"{method} got an observation with NaN or inf: {obs.tolist()}")
-    rows = obs.reshape(len(obs), -1)
-    bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+    first = next(iter(bad))
     raise InputError(
         f"{method} got NaN or inf in {len(bad)} of {len(obs)} observations; the first, row "
-        f"{bad[0]}: {rows[bad[0]].tolist()}"
+        f"{first}: {rows[first].tolist()}"
     )
 
 

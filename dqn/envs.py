@@ -164,25 +164,37 @@ def all_finite(values) -> bool:
     return bool(np.isfinite(values).all())
 
 
-def non_finite(obs: np.ndarray, rewards=None) -> str | None:
-    """``"the observation [...]"`` or ``"the reward inf"`` for the first NaN or inf among the
-    observations (rows of ``obs``) and rewards, or None when all are finite (the cheap case)."""
+def non_finite_rows(obs, rewards=None) -> dict[int, str]:
+    """Row j -> ``"the observation [...]"`` or ``"the reward inf"``, for each observation (a row
+    of ``obs``; one observation is one row) or reward (``rewards[j]``) that is NaN or inf, in row
+    order; empty, at the price of ``all_finite``, when every value is finite."""
     if all_finite(obs) and (rewards is None or all_finite(rewards)):
-        return None
-    rows = np.asarray(obs).reshape(-1, np.shape(obs)[-1])
-    bad = ~np.isfinite(rows).all(axis=1)
-    if bad.any():
-        return f"the observation {rows[bad.argmax()].tolist()}"
-    rewards = np.asarray(rewards).reshape(-1)
-    return f"the reward {rewards[~np.isfinite(rewards)][0]}"
+        return {}
+    rows = np.atleast_1d(np.asarray(obs))
+    rows = rows.reshape(-1, rows.shape[-1])
+    bad_obs = ~np.isfinite(rows).all(axis=1)
+    bad = bad_obs.copy()
+    if rewards is not None:
+        rewards = np.asarray(rewards, np.float64).reshape(-1)
+        bad |= ~np.isfinite(rewards)
+    return {
+        int(j): f"the observation {rows[j].tolist()}" if bad_obs[j] else f"the reward {rewards[j]}"
+        for j in np.flatnonzero(bad)
+    }
 
 
 def env_error(head: str, what: str) -> NonFiniteEnvError:
-    """The error for an env that returned ``what`` (``non_finite``'s answer)."""
+    """The error for an env that returned ``what`` (a ``non_finite_rows`` value)."""
     return NonFiniteEnvError(
         f"{head}: the env returned {what} (NaN or inf); the learner did not diverge: fix the "
         "env, or wrap it (e.g. gymnasium.wrappers.TransformObservation)"
     )
+
+
+def training_stop(env_step: int, what: str) -> NonFiniteEnvError:
+    """The error that stops a run (or a population's member) whose env returned ``what``."""
+    head = f"training stopped after env step {env_step} (the last good checkpoint is intact)"
+    return env_error(head, what)
 
 
 def check_env_values(env_step: int, obs: np.ndarray, rewards: np.ndarray | None = None) -> None:
@@ -191,9 +203,8 @@ def check_env_values(env_step: int, obs: np.ndarray, rewards: np.ndarray | None 
     The loops call it on what every env step returned, before it reaches the replay buffer:
     under a microsecond per step, against a NaN that poisons every batch that samples it.
     """
-    if (what := non_finite(obs, rewards)) is not None:
-        head = f"training stopped after env step {env_step} (the last good checkpoint is intact)"
-        raise env_error(head, what)
+    if found := non_finite_rows(obs, rewards):
+        raise training_stop(env_step, next(iter(found.values())))
 
 
 # ---------------------------------------------------------------------- stepping n envs

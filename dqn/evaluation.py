@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from dqn.envs import checked_obs, checked_reward, env_error, non_finite
+from dqn.envs import checked_obs, checked_reward, env_error, non_finite_rows
 from dqn.errors import NonFiniteEnvError
 from dqn.lockstep import lockstep
 
@@ -18,18 +18,23 @@ def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, floa
     returns a NaN or inf raises NonFiniteEnvError.
     """
     returns, shape = [], env.observation_space.shape
+
+    def checked(reset_seed: int, obs, reward=None):
+        """What the env returned, held to its spaces and refused if NaN or inf."""
+        obs = checked_obs(obs, shape, env)
+        reward = None if reward is None else checked_reward(reward, env)
+        if found := non_finite_rows(obs, reward):
+            raise env_error(_head(reset_seed), next(iter(found.values())))
+        return obs, reward
+
     for i in range(episodes):
-        obs = checked_obs(env.reset(seed=seed + i)[0], shape, env)
-        total, done, reward = 0.0, False, 0.0
+        obs, _ = checked(seed + i, env.reset(seed=seed + i)[0])
+        total, done = 0.0, False
         while not done:
-            if (what := non_finite(obs, reward)) is not None:
-                raise env_error(_head(seed + i), what)
             obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
-            obs, reward = checked_obs(obs, shape, env), checked_reward(reward, env)
+            obs, reward = checked(seed + i, obs, reward)
             total += reward
             done = terminated or truncated
-        if (what := non_finite(obs, reward)) is not None:
-            raise env_error(_head(seed + i), what)
         returns.append(total)
     return float(np.mean(returns)), float(np.std(returns)), returns
 
@@ -63,15 +68,15 @@ def evaluate_members(
     returns = np.zeros((k, episodes))
     errors: dict[int, NonFiniteEnvError] = {}
 
-    def stop_non_finite(where: np.ndarray, obs: np.ndarray, rewards=None) -> np.ndarray:
-        """``where`` (envs, rows of ``obs``) without the policies whose env returned a NaN."""
-        if non_finite(obs, rewards) is None:
-            return where  # the one check of almost every step
-        for j, e in enumerate(where):
-            what = non_finite(obs[j], None if rewards is None else rewards[j])
-            if what is not None and e // width not in errors:
-                errors[e // width] = env_error(_head(seed + first + e % width), what)
-        return np.array([e for e in where if e // width not in errors], np.intp)
+    def kept(where: np.ndarray, obs: np.ndarray, rewards=None) -> np.ndarray | None:
+        """Which of the envs ``where`` (rows of ``obs``) go on once the policies one of whose
+        envs returned a NaN or inf have their error: None when all go on."""
+        found = non_finite_rows(obs, rewards)
+        for j, what in found.items():
+            errors.setdefault(
+                where[j] // width, env_error(_head(seed + first + where[j] % width), what)
+            )
+        return ~np.isin(where // width, list(errors)) if found else None
 
     for first in range(0, episodes, width):
         n = min(width, episodes - first)
@@ -81,14 +86,13 @@ def evaluate_members(
         obs = np.zeros((k * width, np.prod(flat[0].observation_space.shape)), np.float32)
         for e in running:
             obs[e] = steps.reset(int(e), seed=int(seed + first + e % width))
-        running = stop_non_finite(running, obs[running])
+        if (keep := kept(running, obs[running])) is not None:
+            running = running[keep]
         totals = np.zeros(k * width)
         while len(running):
             actions = q_values(obs.reshape(k, width, -1)).argmax(axis=2).reshape(-1)
             next_obs, rewards, terminated, truncated = steps.step(actions[running], running)
-            kept = stop_non_finite(running, next_obs, rewards)
-            if len(kept) < len(running):
-                keep = np.isin(running, kept)
+            if (keep := kept(running, next_obs, rewards)) is not None:
                 running, next_obs, rewards = running[keep], next_obs[keep], rewards[keep]
                 terminated, truncated = terminated[keep], truncated[keep]
             totals[running] += rewards

@@ -23,7 +23,7 @@ from dqn import checkpoint
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
 from dqn.divergence import check_update
-from dqn.envs import all_finite, check_env_values, make_env
+from dqn.envs import make_env, non_finite_rows, training_stop
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError
 from dqn.evaluation import evaluate_members
@@ -119,6 +119,9 @@ class PopulationLoop:
         stop_signal = None
         try:
             with Interrupt() as stop:
+                # The first observations (a reset's or a checkpoint's); later ones are checked
+                # as the step or reset that returns them.
+                self._stop_non_finite(active, step, range(len(self.slots)), self.obs)
                 while step < shared.total_env_steps and active.any():
                     epsilon = eps.at(step + 1)
                     self._act_and_store(epsilon, active, step)
@@ -156,7 +159,6 @@ class PopulationLoop:
         return [self._finish(slot, step, stop_signal) for slot in self.slots]
 
     def _act_and_store(self, epsilon: np.ndarray, active: np.ndarray, step: int) -> None:
-        self._stop_non_finite(active, step, range(len(self.slots)), self.obs)  # resets too
         q = self.lens.forward(self.acting, self.obs[:, None, :])[:, 0]
         greedy = q.argmax(axis=1)
         idx = np.flatnonzero(active)
@@ -170,6 +172,7 @@ class PopulationLoop:
                 actions[j] = greedy[i]
         next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
         self._stop_non_finite(active, step, idx, next_obs, rewards)  # before replay stores them
+        reset = []
         for j, i in enumerate(idx):
             if not active[i]:
                 continue
@@ -183,8 +186,11 @@ class PopulationLoop:
                 slot.loop.episode_returns.append(float(self.returns[i]))
                 self.returns[i] = 0.0
                 self.obs[i] = self.envs.reset(i)
+                reset.append(i)
             else:
                 self.obs[i] = next_obs[j]
+        if reset:
+            self._stop_non_finite(active, step, reset, self.obs[reset])  # new episodes' first
 
     def _burst(self, k: int, active: np.ndarray, step: int) -> None:
         shared = self.slots[0].config
@@ -212,15 +218,9 @@ class PopulationLoop:
     def _stop_non_finite(self, active, step, members, obs, rewards=None) -> None:
         """Stop each active member whose env returned a NaN or inf: member ``members[j]``'s
         observation is ``obs[j]`` and its reward ``rewards[j]``. The others go on."""
-        if all_finite(obs) and (rewards is None or all_finite(rewards)):
-            return  # the one check of almost every step
-        for j, i in enumerate(members):
-            if not active[i]:
-                continue
-            try:
-                check_env_values(step, obs[j], None if rewards is None else rewards[j])
-            except DivergenceError as exc:
-                self._stop(i, active, step, exc)
+        for j, what in non_finite_rows(obs, rewards).items():
+            if active[members[j]]:
+                self._stop(members[j], active, step, training_stop(step, what))
 
     def _stop(self, i: int, active: np.ndarray, step: int, exc: DivergenceError) -> None:
         """Member i stops as a single run would: its summary says why; the others go on."""

@@ -32,7 +32,11 @@ class BrokenCartPole(CartPoleEnv):
     def reset(self, *, seed=None, options=None):
         if self.first_seed is None:
             self.first_seed = seed
-        return super().reset(seed=seed, options=options)
+        obs, info = super().reset(seed=seed, options=options)
+        broken = self.steps >= self.broken_at and self.first_seed == self.broken_seed
+        if self.what == "reset" and broken:  # the first reset at or after broken_at steps
+            obs, self.what = np.full_like(obs, np.nan), "done"
+        return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = super().step(action)
@@ -41,12 +45,12 @@ class BrokenCartPole(CartPoleEnv):
             if self.what == "obs":
                 obs = obs.copy()
                 obs[2] = np.nan
-            else:
+            elif self.what == "reward":
                 reward = np.inf
         return obs, reward, terminated, truncated, info
 
 
-for _what in ("obs", "reward"):
+for _what in ("obs", "reward", "reset"):
     if f"DqnTestBroken-{_what}-v0" not in gym.registry:
         gym.register(
             f"DqnTestBroken-{_what}-v0",
@@ -174,3 +178,19 @@ def test_a_population_whose_every_member_stops_at_an_evaluation_step_ends_cleanl
     base = DQNConfig(**TINY_RUN).replace(env_id="DqnTestBroken-obs-v0", learner="numpy")
     [only] = train_population(base, [Member({}, 1)], out_dir=tmp_path / "p", progress=False)
     assert "after env step 299" in only.diverged and only.summary["env_steps"] == 299
+
+
+def test_a_nan_first_observation_of_a_new_episode_stops_its_run_or_member(tmp_path):
+    # The loops check new episodes' first observations where the reset returns them.
+    config = DQNConfig(**TINY_RUN).replace(env_id="DqnTestBroken-reset-v0", seed=1)
+    with pytest.raises(NonFiniteEnvError, match=r"the env returned the observation \[nan, nan"):
+        train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    base = config.replace(learner="numpy", eval_every_env_steps=500)
+    both = train_population(
+        base,
+        [Member({}, 1, "broken"), Member({}, 2, "calm")],
+        out_dir=tmp_path / "p",
+        progress=False,
+    )
+    assert "the env returned the observation [nan, nan" in both[0].diverged
+    assert 300 <= both[0].summary["env_steps"] < 600 and both[1].summary["env_steps"] == 600
