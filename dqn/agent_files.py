@@ -349,18 +349,36 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
     raise CheckpointError(f"no intact checkpoint in {run_dir}: {'; '.join(skipped)}")
 
 
+def folder_kind(folder: Path) -> str | None:
+    """What a folder the package writes is, from the files that mark it: "population",
+    "study run entry" (a study's ``runs/<name>``), "run", "agent" or "study"; else None."""
+    folder = Path(folder)
+    if (folder / "population.json").is_file():
+        return "population"
+    if (folder / STUDY_RUN).is_dir():
+        return "study run entry"
+    if (folder / CHECKPOINTS).is_dir() or (folder / "metrics.csv").is_file():
+        return "run"
+    if (folder / "agent.json").is_file():
+        return "agent"
+    if (folder / "runs").is_dir() and _runs_inside(folder):
+        return "study"
+    return None
+
+
 def _what_it_is(folder: Path) -> str:
     """What a folder without checkpoints is, where it is one of the package's other folders."""
-    if (folder / "population.json").is_file():
+    kind = folder_kind(folder)
+    if kind == "population":
         return ": it is a population folder, which dqn.population.resume_population(folder) resumes"
-    if (folder / STUDY_RUN).is_dir():
+    if kind == "study run entry":
         return (
             f": it is a study's entry for one run ({folder / STUDY_RUN}); the study's own "
             "dqn-compare command resumes every run of the study"
         )
-    if (folder / "runs").is_dir() and _runs_inside(folder):
+    if kind == "study":
         return ": it is a study folder, which its own dqn-compare command resumes"
-    if (folder / "metrics.csv").is_file():
+    if kind == "run":
         return ": the run has written none yet (the first comes after checkpoint_every_env_steps)"
     return ""
 
@@ -409,13 +427,11 @@ def _runs_inside(folder: Path) -> list[Path]:
     """The runs a population folder, a study folder (its ``runs/``) or an ``output_dir`` of
     single runs holds: subfolders that are a run, a study's run entry or an agent folder."""
 
-    def loadable(d: Path) -> bool:
-        return any(
-            (d / name).exists() for name in (CHECKPOINTS, "metrics.csv", STUDY_RUN, "agent.json")
-        )
-
+    loadable = ("run", "study run entry", "agent")
     for where in (folder, folder / "runs"):
         if where.is_dir():
-            if found := sorted(d for d in where.iterdir() if d.is_dir() and loadable(d)):
+            if found := sorted(
+                d for d in where.iterdir() if d.is_dir() and folder_kind(d) in loadable
+            ):
                 return found
     return []

@@ -339,7 +339,7 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
 
         for key in parse_overrides(list(args.set)):
             if key in STUDY_OWNS:
-                raise DQNError(f"--set {key}: {STUDY_OWNS[key]}")
+                raise ConfigError(f"--set {key}: {STUDY_OWNS[key]}")
         base = DQNConfig.from_yaml(args.config, list(args.set))
         if args.variants_file is not None:
             if args.variants is not None:

@@ -176,15 +176,12 @@ def run_comparison(
             raise ConfigError(f"{what} {repeated[0]!r} is given twice: each names its own runs")
     # A study's folder is its own (a rerun adds to it); a run's, population's or agent's files
     # in it would mix with the study's, and dqn-evaluate would no longer know what it holds.
-    taken = [
-        n
-        for n in ("checkpoints", "metrics.csv", "population.json", "agent.json")
-        if (out / n).exists()
-    ]
-    if taken:
+    from dqn.agent_files import folder_kind
+
+    if (kind := folder_kind(out)) not in (None, "study"):
         raise ConfigError(
-            f"{out} holds a run, population or agent ({taken[0]}), not a study: give the study "
-            "its own folder (--out, out_dir)"
+            f"{out} holds a run, population or agent (it is a {kind} folder), not a study: give "
+            "the study its own folder (--out, out_dir)"
         )
     # Every config is validated before anything is written: a bad variant leaves no folder.
     configs = {(v.label, seed): v.config(base, seed) for v in variants for seed in seeds}

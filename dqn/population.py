@@ -63,6 +63,15 @@ from dqn.runtime import configure_runtime
 Progress = Callable[[int], None]  # called with the env steps (summed over members) just done
 
 
+# Config keys a member does not take as overrides, and what sets them instead (an output_dir
+# override would be ignored without a word).
+MEMBER_OWNS = {
+    "seed": "a member's seed is its own field, Member(overrides, seed, label)",
+    "output_dir": "a population writes its members under its own folder (train_population's "
+    "out_dir and run_dirs)",
+}
+
+
 @dataclass(frozen=True)
 class Member:
     """One run of a population: the base config's overrides and the seed, and a label that
@@ -82,15 +91,9 @@ class Member:
             )
         if bad := [k for k in self.overrides if not isinstance(k, str)]:
             raise ConfigError(f"member {self.label!r}: config keys must be strings, got {bad[0]!r}")
-        if "seed" in self.overrides:
+        if owned := [k for k in self.overrides if k in MEMBER_OWNS]:
             raise ConfigError(
-                f"member {self.label!r} sets 'seed' in its overrides: a member's seed is its "
-                "own field, Member(overrides, seed, label)"
-            )
-        if "output_dir" in self.overrides:  # it would be ignored without a word
-            raise ConfigError(
-                f"member {self.label!r} sets 'output_dir' in its overrides: a population writes "
-                "its members under its own folder (train_population's out_dir and run_dirs)"
+                f"member {self.label!r} sets {owned[0]!r} in its overrides: {MEMBER_OWNS[owned[0]]}"
             )
 
     def config(self, base: DQNConfig) -> DQNConfig:
@@ -159,13 +162,16 @@ def train_population(
     # (runs inside the population's folder are its default).
     population = out.resolve()
     for folder in folders:
-        inside = [d for d in (population, *folders) if d != folder and d.is_relative_to(folder)]
-        if folder == population or inside:
-            what = "the population folder" if population in (folder, *inside[:1]) else inside[0]
+        if folder == population:
             raise ConfigError(
-                f"run folder {folder} {'is' if folder == population else 'holds'} {what}: "
-                "give each member its own folder"
+                f"run folder {folder} is the population folder: give each member its own folder"
             )
+        for other in (population, *folders):
+            if other != folder and other.is_relative_to(folder):
+                what = "the population folder" if other == population else other
+                raise ConfigError(
+                    f"run folder {folder} holds {what}: give each member its own folder"
+                )
     # Nothing is written over an earlier population or run (resume_population continues one).
     resume = "dqn.population.resume_population"
     checkpoint.check_new_folder(out, "population folder", resume)

@@ -55,13 +55,13 @@ def summary_markdown(
     label (variants on other envs, or with their own ``solve_return``, have their own)."""
     groups = group(rows)
     bars = threshold if isinstance(threshold, Mapping) else dict.fromkeys(groups, threshold)
-    shared = len({bars[label] for label in groups}) <= 1
-    first = bars[next(iter(groups))] if groups else math.inf
+    distinct = {bars[label] for label in groups}
+    shared, only = len(distinct) <= 1, next(iter(distinct), math.inf)
     # An env without a reward threshold, and no solve_return, solves nothing: say why.
     if not shared:
         solved, final_solved = "solved (eval >= its threshold)", "final eval >= its threshold"
-    elif math.isfinite(first):
-        solved, final_solved = f"solved (eval >= {first:g})", f"final eval >= {first:g}"
+    elif math.isfinite(only):
+        solved, final_solved = f"solved (eval >= {only:g})", f"final eval >= {only:g}"
     else:
         solved, final_solved = "solved (no threshold: set solve_return)", "final eval solved"
     lines = [

@@ -215,7 +215,7 @@ def _train_chunk(
 
     import_tensorflow_quietly(configs[0].num_threads)
     from dqn.errors import CheckpointError
-    from dqn.population import Member, resume_population, train_population
+    from dqn.population import MEMBER_OWNS, Member, resume_population, train_population
 
     queue = progress_queue()  # None in a Ray worker
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
@@ -232,7 +232,7 @@ def _train_chunk(
             _remove_partial(Path(jobs[i].folder))
         members = [
             Member(
-                {k: v for k, v in configs[i].to_dict().items() if k not in ("seed", "output_dir")},
+                {k: v for k, v in configs[i].to_dict().items() if k not in MEMBER_OWNS},
                 configs[i].seed,
                 jobs[i].label,
             )
