@@ -181,7 +181,10 @@ def test_a_population_whose_every_member_stops_at_an_evaluation_step_ends_cleanl
 
 
 def test_a_nan_first_observation_of_a_new_episode_stops_its_run_or_member(tmp_path):
-    # The loops check new episodes' first observations where the reset returns them.
+    # The loops check new episodes' first observations where the reset returns them. The reset
+    # comes at the end of the episode running at step 300, whatever the trajectory (another CPU
+    # takes another): in 600 steps of a 16-unit net no episode lasts the 300 more steps that
+    # would carry it past the end of the run.
     config = DQNConfig(**TINY_RUN).replace(env_id="DqnTestBroken-reset-v0", seed=1)
     with pytest.raises(NonFiniteEnvError, match=r"the env returned the observation \[nan, nan"):
         train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
