@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import warnings
 import zipfile
@@ -419,19 +420,39 @@ def resolve_agent_dir(path: Path) -> Path:
         )
     if runs := _runs_inside(path):
         shown = ", ".join(str(r) for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
+        if len(runs) == 1:
+            raise CheckpointError(f"{path} is not a run but holds one: give it ({shown})")
         raise CheckpointError(f"{path} holds {len(runs)} runs, not one: give one of them ({shown})")
     return path  # what is missing is then said by the file checks
 
 
 def _runs_inside(folder: Path) -> list[Path]:
     """The runs a population folder, a study folder (its ``runs/``) or an ``output_dir`` of
-    single runs holds: subfolders that are a run, a study's run entry or an agent folder."""
+    runs holds: a population's members, else subfolders that are a run, a study's run entry or
+    an agent folder, or the members of subfolders that are populations."""
 
+    if listed := _population_members(folder):
+        return listed
     loadable = ("run", "study run entry", "agent")
     for where in (folder, folder / "runs"):
         if where.is_dir():
-            if found := sorted(
-                d for d in where.iterdir() if d.is_dir() and folder_kind(d) in loadable
-            ):
+            found = []
+            for sub in sorted(d for d in where.iterdir() if d.is_dir()):
+                kind = folder_kind(sub)
+                if kind in loadable:
+                    found.append(sub)
+                elif kind == "population":  # a folder of populations: a study's populations/
+                    found += _population_members(sub)
+            if found:
                 return found
     return []
+
+
+def _population_members(folder: Path) -> list[Path]:
+    """The members' run folders that a population.json lists (a study's populations keep theirs
+    in the study's runs/, not beside population.json); [] where there is none to read."""
+    try:
+        entries = json.loads((folder / "population.json").read_text())["members"]
+        return [Path(os.path.normpath(folder / e["run_dir"])) for e in entries]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []

@@ -367,6 +367,18 @@ def study_folder(tmp):
     return study
 
 
+def study_with_populations(tmp):
+    """dqn-compare's --out folder after the population runner: populations/<id>/population.json
+    lists its members' run folders, which live in the study's runs/<name>/run."""
+    study = study_folder(tmp)
+    for i, names in enumerate([("huber-seed0", "l2-seed0"), ("l2-seed1",)]):
+        pop = study / "populations" / f"chunk{i}"
+        pop.mkdir(parents=True)
+        members = [{"run_dir": f"../../runs/{name}/run"} for name in names]
+        (pop / "population.json").write_text(json.dumps({"members": members}))
+    return study
+
+
 EVALUATE_CASES = {
     "missing folder": (lambda tmp: tmp / "nowhere", ["no run, checkpoint or agent folder"]),
     "empty folder": (empty_folder, ["not a complete checkpoint: missing config.yaml"]),
@@ -391,6 +403,18 @@ EVALUATE_CASES = {
     "study folder": (
         study_folder,
         ["study holds 4 runs", "study/runs/huber-seed0, ", "runs/l2-seed1, ..."],
+    ),
+    "a study's population": (
+        lambda tmp: study_with_populations(tmp) / "populations" / "chunk0",
+        ["chunk0 holds 2 runs, not one", "/runs/huber-seed0/run, ", "/runs/l2-seed0/run)"],
+    ),
+    "a study's population of one": (
+        lambda tmp: study_with_populations(tmp) / "populations" / "chunk1",
+        ["chunk1 is not a run but holds one: give it (", "/study/runs/l2-seed1/run)"],
+    ),
+    "a study's populations": (
+        lambda tmp: study_with_populations(tmp) / "populations",
+        ["populations holds 3 runs", "/huber-seed0/run, ", "/l2-seed0/run, ", "/l2-seed1/run)"],
     ),
 }
 
