@@ -287,7 +287,12 @@ NOT_RUNS = {
     "study run entry": ({"run/metrics.csv": ""}, "it is a study's entry for one run"),
     "study": ({"runs/l2-seed0/run/metrics.csv": ""}, "it is a study folder, which its own dqn-co"),
     "run without checkpoints": ({"metrics.csv": ""}, "the run has written none yet"),
+    "a study's population": (
+        {"runs/l2-seed0/run/metrics.csv": "", "populations/p/population.json": "{}"},
+        "it is the folder of one of a study's populations, which the study's own dqn-compare",
+    ),
 }
+RESUMED = {"a study's population": "f/populations/p"}  # the others resume f itself
 
 
 @pytest.mark.parametrize("case", list(NOT_RUNS))
@@ -297,7 +302,7 @@ def test_resuming_a_folder_that_is_not_a_run_says_what_it_is(case, tmp_path, cap
         (tmp_path / "f" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "f" / name).write_text(text)
     before = tree(tmp_path)
-    assert train_main(["--resume", str(tmp_path / "f")]) == 2
+    assert train_main(["--resume", str(tmp_path / RESUMED.get(case, "f"))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a run folder with checkpoints" in err[0], err
     assert fragment in err[0] and tree(tmp_path) == before
