@@ -241,6 +241,13 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
         lambda c: "config key 'learning_starts_env_steps' must be in [0, total_env_steps = "
                   f"{c.total_env_steps}), got {c.learning_starts_env_steps}: "
                   "the agent would never train"),
+    "a burst comes before the end": (
+        lambda c: total_grad_steps(c) > 0,
+        lambda c: "config: the agent would never train: its bursts come every "
+                  f"train_every_env_steps = {c.train_every_env_steps} env steps once "
+                  f"learning_starts_env_steps = {c.learning_starts_env_steps} have passed, the "
+                  f"first at env step {first_burst_env_step(c)} > total_env_steps = "
+                  f"{c.total_env_steps}"),
     # The first n-step transition is stored after n_step env steps of each env; the loop trains
     # at env steps > learning_starts_env_steps and would sample an empty buffer before it.
     "evaluation seeds stay 32-bit": (
@@ -414,6 +421,12 @@ def _validate(cfg: DQNConfig) -> None:
 def bootstrap_discount(c: DQNConfig) -> float:
     """gamma^n: the discount of the bootstrapped term of an n-step TD target."""
     return c.gamma**c.n_step
+
+
+def first_burst_env_step(c: DQNConfig) -> int:
+    """The env step of a run's first burst: the first multiple of train_every_env_steps past
+    learning_starts_env_steps."""
+    return (c.learning_starts_env_steps // c.train_every_env_steps + 1) * c.train_every_env_steps
 
 
 def total_grad_steps(c: DQNConfig) -> int:

@@ -34,6 +34,7 @@ def test_the_defaults_are_the_config_the_learning_claims_are_about():
         ({"gamma": 0.0}, r"'gamma' must be in \(0, 1\]"),
         ({"batch_size": 200, "buffer_size": 100}, r"'batch_size' \(200\) must be <= buffer_size"),
         ({"learning_starts_env_steps": 50_000}, "would never train"),
+        ({"train_every_env_steps": 50_001}, "would never train: its bursts come every"),
         ({"total_env_steps": 0}, "'total_env_steps' must be > 0"),
         ({"loss": "mse"}, "unknown loss 'mse'; valid losses: " + ", ".join(LOSS_NAMES)),
         ({"activation": "swish"}, "valid activations: " + ", ".join(ACTIVATIONS)),
@@ -221,6 +222,12 @@ def test_the_table_agrees_with_the_field_types():
             {"learning_starts_env_steps": -1},
             "config key 'learning_starts_env_steps' must be in [0, total_env_steps = 50000), "
             "got -1: the agent would never train",
+        ),
+        (  # learning starts in time, but the first burst's env step is past the end
+            {"learning_starts_env_steps": 49_950, "train_every_env_steps": 256},
+            "config: the agent would never train: its bursts come every train_every_env_steps = "
+            "256 env steps once learning_starts_env_steps = 49950 have passed, the first at env "
+            "step 50176 > total_env_steps = 50000",
         ),
     ],
 )
