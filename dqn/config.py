@@ -248,6 +248,12 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
                   f"learning_starts_env_steps = {c.learning_starts_env_steps} have passed, the "
                   f"first at env step {first_burst_env_step(c)} > total_env_steps = "
                   f"{c.total_env_steps}"),
+    "the target network is synced at least once": (
+        lambda c: c.target_update_every_grad_steps <= total_grad_steps(c),
+        lambda c: "config key 'target_update_every_grad_steps' must be <= the run's gradient "
+                  f"steps ({total_grad_steps(c)}), got {c.target_update_every_grad_steps}: the "
+                  "target network would never be synced and every TD target would come from "
+                  "the initial network"),
     # The first n-step transition is stored after n_step env steps of each env; the loop trains
     # at env steps > learning_starts_env_steps and would sample an empty buffer before it.
     "evaluation seeds stay 32-bit": (
@@ -364,6 +370,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     data = load_yaml(path)
     if not isinstance(data, dict | None):
         raise ConfigError(f"config file {path} must hold a mapping of key: value")
+    if data and all(isinstance(v, dict) for v in data.values()) and not set(data) & set(FIELDS):
+        raise ConfigError(  # labels of mappings: a sweep's variants, not a config
+            f"config file {path} maps labels ({', '.join(list(data)[:3])}"
+            f"{', ...' if len(data) > 3 else ''}) to overrides, as a variants file does: give it "
+            "to dqn-compare --variants-file, and a config of key: value to --config"
+        )
     return data or {}
 
 

@@ -77,6 +77,11 @@ def list_yaml(tmp):
     return ["--config", tmp / "bad.yaml"]
 
 
+def variants_yaml(tmp):
+    (tmp / "sweep.yaml").write_text("l2: {loss: l2}\nhuber: {loss: huber}\n")
+    return ["--config", tmp / "sweep.yaml"]
+
+
 def repeated_key_yaml(tmp):
     # Plain YAML keeps the last value: the first would be ignored without a word.
     (tmp / "bad.yaml").write_text("seed: 1\ngamma: 0.9\nseed: 2\n")
@@ -193,6 +198,10 @@ TRAIN_CASES = {
     "config not YAML": (not_yaml, ["not valid YAML (line 2)"]),
     "YAML with an unknown key": (unknown_key_yaml, ["unknown config key 'learning_rat'"]),
     "YAML that is a list": (list_yaml, ["must hold a mapping of key: value"]),
+    "a variants file as the config": (
+        variants_yaml,
+        ["maps labels (l2, huber) to overrides, as a variants file does", "--variants-file"],
+    ),
     "YAML that sets a key twice": (repeated_key_yaml, ["sets key 'seed' twice (again on line 3)"]),
     "YAML with a number for a key": (number_key_yaml, ["config keys must be strings, got 1"]),
     "unwritable output folder": (output_under_a_file, ["cannot write the run", "afile"]),

@@ -35,6 +35,10 @@ def test_the_defaults_are_the_config_the_learning_claims_are_about():
         ({"batch_size": 200, "buffer_size": 100}, r"'batch_size' \(200\) must be <= buffer_size"),
         ({"learning_starts_env_steps": 50_000}, "would never train"),
         ({"train_every_env_steps": 50_001}, "would never train: its bursts come every"),
+        (  # 192 bursts of 128 gradient steps in the default run
+            {"target_update_every_grad_steps": 24_577},
+            r"'target_update_every_grad_steps' must be <= the run's gradient steps \(24576\)",
+        ),
         ({"total_env_steps": 0}, "'total_env_steps' must be > 0"),
         ({"loss": "mse"}, "unknown loss 'mse'; valid losses: " + ", ".join(LOSS_NAMES)),
         ({"activation": "swish"}, "valid activations: " + ", ".join(ACTIVATIONS)),

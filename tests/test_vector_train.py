@@ -114,6 +114,7 @@ def test_learning_may_start_as_soon_as_the_first_n_step_transition_is_stored(tmp
         learning_starts_env_steps=num_envs * 3 - 1,
         train_every_env_steps=1,
         gradient_steps_per_train=1,
+        target_update_every_grad_steps=10,
         total_env_steps=40,
         eval_every_env_steps=40,
         checkpoint_every_env_steps=40,
