@@ -119,7 +119,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:
-        return _fail(prog, f"cannot write the run: {exc.strerror}: {exc.filename}")
+        # A full disk reports no file name (numpy's zip writer closing its file): say none.
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(
+            prog,
+            f"cannot write the run: {exc.strerror or exc}{where}; the checkpoints written before "
+            "are intact",
+        )
     except KeyboardInterrupt:  # a second Ctrl-C while the checkpoint was being written
         return _fail(prog, "interrupted twice; the previous checkpoint is intact", EXIT_INTERRUPTED)
     _print_summary(result)

@@ -620,3 +620,42 @@ def test_compare_refuses(case, tmp_path, capsys, monkeypatch):
         tmp_path,
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_full_disk_ends_the_run_in_one_line_and_it_resumes_from_the_checkpoint_before(
+    tmp_path, capsys, monkeypatch
+):
+    """The disk fills up while the second checkpoint is written (numpy's zip writer raises
+    ENOSPC with no file name): one line saying so, the first checkpoint intact, no half-written
+    one, and --resume finishes the run once there is room."""
+    import errno
+
+    import yaml
+
+    from tests.conftest import TINY_RUN
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RUN, "hidden_sizes": list(TINY_RUN["hidden_sizes"])}))
+    run = tmp_path / "run"
+    savez, calls = np.savez, []
+
+    def full_after_first_checkpoint(*args, **kwargs):
+        calls.append(1)
+        if list_checkpoints(run):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return savez(*args, **kwargs)
+
+    monkeypatch.setattr(np, "savez", full_after_first_checkpoint)
+    args = ["--config", config, "--run-dir", run, "--no-progress"]
+    assert train_main([str(a) for a in args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "dqn-train: error: cannot write the run: No space left on device; the checkpoints "
+        "written before are intact"
+    ]
+    assert calls and [c.name for c in list_checkpoints(run)] == ["step-000000200"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000000200"]
+
+    monkeypatch.setattr(np, "savez", savez)  # room again
+    assert train_main(["--resume", str(run), "--no-progress"]) == 0
+    assert list_checkpoints(run)[0].name == "step-000000600"  # newest first
