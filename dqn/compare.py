@@ -17,7 +17,7 @@ from typing import Any
 
 from dqn.config import DQNConfig, load_yaml, parse_overrides
 from dqn.errors import ConfigError, StudyInterrupted, WorkerError
-from dqn.io import atomic_write_text
+from dqn.io import atomic_write_text, hold_folders
 from dqn.members import check_label
 from dqn.report import run_name
 from dqn.study_runs import (
@@ -224,19 +224,37 @@ def run_comparison(
         # chunk's members: the heaviest that many chunks must fit, before anything is written.
         chunks = [[DQNConfig.from_dict(c) for c in task_configs(t)] for t in tasks]
         check_memory(heaviest_at_once(chunks, workers, spaces), spaces, new_processes=True)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
-    steps = base.total_env_steps
+    # Held while it trains: a second dqn-compare into the same folder is refused, rather than
+    # training the same runs at once into the same files.
+    with hold_folders([out]):
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        _train_tasks(
+            tasks, run_tasks, rows, len(variants) * len(seeds), base.total_env_steps, progress
+        )
+        ordered = [rows[run_name(v.label, s)] for v in variants for s in seeds]
+        write_results(ordered, out)
+        # Each variant's own: a variant may name another env or set its own solve_return.
+        write_report(
+            ordered, out, {v.label: _threshold(configs[v.label, seeds[0]]) for v in variants}
+        )
+        return ordered
+
+
+def _train_tasks(tasks, run_tasks, rows: dict, total: int, steps: int, progress: bool) -> None:
+    """Run the study's tasks, adding each finished run's row to ``rows`` (``total`` runs of
+    ``steps`` env steps in all); WorkerError if a run crashed, StudyInterrupted if a signal
+    stopped the study."""
+    to_train = total - len(rows)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        total = len(variants) * len(seeds)
         bar = tqdm(
             total=total * steps,
-            initial=(total - len(jobs)) * steps,
+            initial=(total - to_train) * steps,
             unit="step",
             unit_scale=True,
-            desc=_bar_label(len(jobs), tasks),
+            desc=_bar_label(to_train, tasks),
             dynamic_ncols=True,
         )
     counted: dict[str, int] = {}  # env steps the bar has counted per task
@@ -273,18 +291,12 @@ def run_comparison(
     if stopped:
         import signal
 
-        total = len(variants) * len(seeds)
         left = total - len(rows)
         raise StudyInterrupted(
             f"interrupted: {len(rows)} of {total} runs finished and are kept; the same command "
             f"trains the other {left}, each from its newest checkpoint",
             stopped[0].signum or signal.SIGINT,
         )
-    ordered = [rows[run_name(v.label, s)] for v in variants for s in seeds]
-    write_results(ordered, out)
-    # Each variant's own: a variant may name another env or set its own solve_return.
-    write_report(ordered, out, {v.label: _threshold(configs[v.label, seeds[0]]) for v in variants})
-    return ordered
 
 
 def _bar_label(runs: int, tasks: list) -> str:

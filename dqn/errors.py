@@ -22,6 +22,12 @@ class CheckpointError(DQNError):
     """A checkpoint or run folder is missing, incomplete or corrupt."""
 
 
+class FolderBusyError(DQNError):
+    """Another process is writing the run, population or study folder (a second dqn-compare
+    into the same --out, a resume of a run that is still training): two writers of the same
+    checkpoints and metrics.csv would corrupt them."""
+
+
 class DivergenceError(DQNError):
     """Training diverged (NaN/inf or |Q| over the bound); the last good checkpoint is intact."""
 

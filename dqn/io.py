@@ -1,12 +1,24 @@
-"""Atomic file and folder writes: a reader sees the old content or the new, never half of it."""
+"""Atomic file and folder writes: a reader sees the old content or the new, never half of it.
+And one writer per folder (``hold_folders``): a run, population or study that is training is
+held, so that a second process does not write the same files at once."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+from dqn.errors import FolderBusyError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: folders are not held
+    fcntl = None
+
+LOCK_FILE = ".lock"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -67,3 +79,71 @@ def commit_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def hold_folders(folders: Iterable[Path]) -> Iterator[None]:
+    """Hold each folder for this process while it writes there, or raise FolderBusyError
+    naming the process that holds one (nothing held then).
+
+    A hold is an flock on ``folder/.lock``: the kernel drops it when the process ends, however
+    it ends, so a killed run leaves no stale hold, only the file, which the next holder takes
+    over. A folder that does not exist is made (and removed again at the end if still empty).
+    On a filesystem that cannot lock (some network filesystems), or off POSIX, a folder is not
+    held: the hold guards against a mistake, and must not stop a study on a cluster.
+    """
+    with contextlib.ExitStack() as held:
+        for folder in folders:
+            held.enter_context(_hold(Path(folder)))
+        yield
+
+
+@contextlib.contextmanager
+def _hold(folder: Path) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    try:
+        fd = _lock(path, folder)
+        try:
+            yield
+        finally:
+            if fd is not None:
+                path.unlink(missing_ok=True)  # before the lock goes: no one takes a dying file
+                os.close(fd)
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if nothing was written
+
+
+def _lock(path: Path, folder: Path) -> int | None:
+    """An fd of ``path`` holding its exclusive flock; None where the filesystem cannot lock."""
+    for _ in range(3):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            pid = f" (pid {holder})" if holder.isdigit() else ""
+            raise FolderBusyError(
+                f"{folder} is being written by another process{pid}: wait until it ends, or "
+                "stop it, then run this again"
+            ) from None
+        except OSError:
+            os.close(fd)
+            return None
+        try:  # the file we locked is still the folder's (a holder ending removes its file)
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+    raise FolderBusyError(f"{folder} is being taken and released by other processes: try again")

@@ -29,6 +29,7 @@ from dqn.envs import check_env_values, check_spaces, make_env, make_stepper, sol
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.evaluation import evaluate
+from dqn.io import hold_folders
 from dqn.members import member_bytes
 from dqn.nstep import NStepWindow
 from dqn.replay import ReplayBuffer, check_replay_fits
@@ -107,16 +108,16 @@ def train(
         config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
     )
     run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config.to_yaml(run_dir / "config.yaml")
-    envs.reset(config.seed)
-    loop = LoopState(
-        columns=[*METRICS_COLUMNS, *agent.diagnostic_names()],
-        obs=envs.obs,
-        open_returns=np.zeros(envs.n),
-        pending_reset=np.zeros(envs.n, bool),
-    )
-    return _run(config, run_dir, envs, agent, replay, loop, progress, log_tensorboard)
+    with hold_folders([run_dir]):  # a resume of this run from another process is refused
+        config.to_yaml(run_dir / "config.yaml")
+        envs.reset(config.seed)
+        loop = LoopState(
+            columns=[*METRICS_COLUMNS, *agent.diagnostic_names()],
+            obs=envs.obs,
+            open_returns=np.zeros(envs.n),
+            pending_reset=np.zeros(envs.n, bool),
+        )
+        return _run(config, run_dir, envs, agent, replay, loop, progress, log_tensorboard)
 
 
 def resume(
@@ -125,15 +126,23 @@ def resume(
     """Continue a run from its newest good checkpoint, exactly as if it had never stopped.
 
     A corrupt or incomplete newer checkpoint is skipped with a CheckpointWarning and renamed
-    ``corrupt-step-...``. The run's metrics.csv is cut back to the checkpoint's rows.
+    ``corrupt-step-...``. The run's metrics.csv is cut back to the checkpoint's rows. A run
+    that another process is training (or resuming) is refused with FolderBusyError.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():  # said by prepare_resume, without making the folder to hold it
+        return _resume(run_dir, progress, log_tensorboard)
+    with hold_folders([run_dir]):
+        return _resume(run_dir, progress, log_tensorboard)
+
+
+def _resume(run_dir: Path, progress: bool, log_tensorboard: bool) -> TrainResult:
     ready = prepare_resume(run_dir)
     for line in ready.skipped:
         warnings.warn(
             f"skipping checkpoint {line}; resuming from {ready.checkpoint.name}",
             CheckpointWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     config, snapshot = ready.config, ready.env_snapshot
     if snapshot.uncaptured:
@@ -141,7 +150,7 @@ def resume(
             f"{config.env_id} keeps state in {', '.join(snapshot.uncaptured)}, which a checkpoint "
             "cannot capture: the resumed run may differ from an uninterrupted one",
             CheckpointWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     envs = make_stepper(config.env_id, config.num_envs)
     try:

@@ -41,7 +41,7 @@ from dqn.divergence import q_bound
 from dqn.envs import check_spaces, checked_obs, make_env, solve_return
 from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError
-from dqn.io import atomic_write_text
+from dqn.io import atomic_write_text, hold_folders
 from dqn.learner import LearnerArrays
 from dqn.members import check_label, check_memory, check_population
 from dqn.nstep import NStepWindow
@@ -177,7 +177,6 @@ def train_population(
     checkpoint.check_new_folder(out, "population folder", resume)
     for folder in run_dirs:
         checkpoint.check_new_folder(folder, "run folder", resume)
-    out.mkdir(parents=True, exist_ok=True)
     entries = [
         {
             "label": m.label,
@@ -187,10 +186,13 @@ def train_population(
         }
         for m, d, c in zip(members, run_dirs, configs)
     ]
-    atomic_write_text(out / POPULATION_FILE, json.dumps({"members": entries}, indent=1))
-    (out / STEP_FILE).unlink(missing_ok=True)
-    loop = _new_loop(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
-    return loop.run(progress)
+    # Held while it trains: a resume of the population, or of a member's run, from another
+    # process is refused rather than writing the same files.
+    with hold_folders([out, *run_dirs]):
+        atomic_write_text(out / POPULATION_FILE, json.dumps({"members": entries}, indent=1))
+        (out / STEP_FILE).unlink(missing_ok=True)
+        loop = _new_loop(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
+        return loop.run(progress)
 
 
 def resume_population(
@@ -203,6 +205,13 @@ def resume_population(
     finished from that checkpoint: the summaries are written, nothing is trained again."""
     out = Path(out_dir)
     configs, run_dirs = read_population(out)
+    # Its own folder and its members' (which a study keeps apart from it): a second resume, or
+    # a member's run resumed alone, from another process is refused.
+    with hold_folders([out, *(d for d in run_dirs if Path(d).is_dir())]):
+        return _resume_population(out, configs, run_dirs, progress, log_tensorboard)
+
+
+def _resume_population(out, configs, run_dirs, progress, log_tensorboard) -> list[MemberResult]:
     marker, stopped = read_step_marker(out)
     total = configs[0].total_env_steps
     if marker >= total and all(ended_summary(d, total) is not None for d in run_dirs):
@@ -247,7 +256,7 @@ def _common_good_step(running: list, marker: int, out: Path) -> int:
                 warnings.warn(
                     f"population {out} resumes from env step {step}, not {marker}: {first_problem}",
                     CheckpointWarning,
-                    stacklevel=3,
+                    stacklevel=4,  # resume_population's caller
                 )
             return step
     raise CheckpointError(

@@ -1,0 +1,152 @@
+"""One writer per folder: a run, a population or a study that is training is held, and a second
+process that would write the same files (a resume, a second dqn-compare) is refused in one line.
+
+The holds are flocks, which the kernel drops when a process ends however it ends; tests here
+take them in another process where the point is two processes, and in this one (a second open
+file is a second holder to flock) where it is the bookkeeping.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dqn.cli import compare_main, train_main
+from dqn.errors import FolderBusyError
+from dqn.io import LOCK_FILE, hold_folders
+from tests.test_bad_input import tree
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def other_process():
+    """Start a process that holds the given folders until the test ends; yield its pid."""
+    started = []
+
+    def hold(*folders: Path) -> int:
+        code = (
+            "import sys, time\n"
+            "from dqn.io import hold_folders\n"
+            "with hold_folders(sys.argv[1:]):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(120)\n"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, *map(str, folders)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        started.append(proc)
+        assert proc.stdout.readline().strip() == "held"
+        return proc.pid
+
+    yield hold
+    for proc in started:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_held_folder_refuses_a_second_holder_and_names_the_first(tmp_path, other_process):
+    folder = tmp_path / "run"
+    pid = other_process(folder)
+    with pytest.raises(
+        FolderBusyError, match=f"run is being written by another process \\(pid {pid}\\)"
+    ):
+        with hold_folders([folder]):
+            pass
+
+
+def test_a_hold_ends_with_its_process_however_it_ends(tmp_path):
+    folder = tmp_path / "run"
+    code = f"from dqn.io import hold_folders\nwith hold_folders([{str(folder)!r}]):\n"
+    code += "    print('held', flush=True)\n    input()\n"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout.readline().strip() == "held"
+    proc.kill()  # SIGKILL: no finally runs, the lock file stays
+    proc.wait()
+    assert (folder / LOCK_FILE).is_file()
+    with hold_folders([folder]):  # the kernel dropped the lock: the stale file is taken over
+        assert (folder / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_holding_several_folders_is_all_or_nothing(tmp_path):
+    free, busy = tmp_path / "free", tmp_path / "busy"
+    free.mkdir()
+    with hold_folders([busy]):
+        with pytest.raises(FolderBusyError, match="busy is being written"):
+            with hold_folders([free, busy]):
+                pass
+        with hold_folders([free]):  # the refused hold let go of the folder it had taken
+            pass
+    assert not busy.exists()  # made by the hold, left empty: removed again
+    assert free.is_dir() and list(free.iterdir()) == []
+
+
+def test_a_run_being_trained_refuses_a_resume_and_is_left_as_it_was(
+    tiny_run_copy, other_process, capsys
+):
+    # The run lost its last checkpoint and summary, as if killed: a resume would train it on.
+    (tiny_run_copy / "summary.json").unlink()
+    shutil.rmtree(tiny_run_copy / "checkpoints" / "step-000000600")
+    pid = other_process(tiny_run_copy)
+    before = tree(tiny_run_copy)
+    assert train_main(["--resume", str(tiny_run_copy), "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"dqn-train: error: {tiny_run_copy} is being written by another process (pid {pid}): "
+        "wait until it ends, or stop it, then run this again"
+    ]
+    assert tree(tiny_run_copy) == before  # metrics.csv not cut back, no checkpoint set aside
+
+
+def test_a_study_being_trained_refuses_the_same_command_from_another_process(
+    tmp_path, other_process, capsys
+):
+    out = tmp_path / "study"
+    config = tmp_path / "tiny.yaml"
+    config.write_text("total_env_steps: 300\nlearning_starts_env_steps: 100\nhidden_sizes: [8]\n")
+    pid = other_process(out)
+    before = tree(tmp_path)
+    args = ["--config", config, "--variants", "l2", "--seeds", "1", "--out", out, "--no-progress"]
+    assert compare_main([str(a) for a in args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"study is being written by another process (pid {pid})" in lines[0]
+    assert tree(tmp_path) == before and not (out / "runs").exists()
+
+
+def test_a_population_whose_member_run_is_being_resumed_alone_refuses_to_resume(
+    tmp_path, other_process
+):
+    """A population's members are runs (dqn-train --resume takes one): while another process
+    holds one, resuming the population is refused before anything is read or written."""
+    from dqn import DQNConfig
+    from dqn.population import resume_population, train_population
+
+    config = DQNConfig(
+        total_env_steps=400,
+        learning_starts_env_steps=100,
+        hidden_sizes=[8],
+        eval_every_env_steps=200,
+        final_eval_episodes=1,
+        target_update_every_grad_steps=32,
+        learner="numpy",
+    )
+    train_population(config, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
+    member = tmp_path / "p" / "member1-seed2"
+    pid = other_process(member)
+    before = tree(tmp_path)
+    with pytest.raises(FolderBusyError, match=f"member1-seed2 is being written .* \\(pid {pid}\\)"):
+        resume_population(tmp_path / "p", progress=False)
+    assert tree(tmp_path) == before
