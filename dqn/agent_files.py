@@ -370,11 +370,8 @@ def folder_kind(folder: Path) -> str | None:
 def _what_it_is(folder: Path) -> str:
     """What a folder without checkpoints is, where it is one of the package's other folders."""
     kind = folder_kind(folder)
-    if (
-        kind == "population"
-        and folder.parent.name == "populations"
-        and (folder_kind(folder.parent.parent) == "study")
-    ):
+    in_study = folder.parent.name == "populations" and folder_kind(folder.parent.parent) == "study"
+    if kind == "population" and in_study:
         return (
             ": it is the folder of one of a study's populations, which the study's own "
             "dqn-compare command resumes"
