@@ -55,7 +55,7 @@ def run_local(
     )
     try:
         with Interrupt() as signals:
-            pending = {pool.submit(worker, *args): name for name, *args in jobs}
+            pending = {pool.submit(_run_task, worker, *args): name for name, *args in jobs}
             while pending:
                 if signals.signum is not None:
                     stop.set()  # the workers' loops stop at their next step
@@ -94,13 +94,53 @@ def _result(fut, on_crash) -> object:
 
 
 def _start_worker(queue, stop) -> None:
-    """A worker process's set-up: the progress queue, and the study's stop event as its loops'
-    stop flag (``dqn.run_log.share_stop``)."""
+    """A worker process's set-up: the progress queue, the study's stop event as its loops'
+    stop flag (``dqn.run_log.share_stop``), and a watch on the study's process."""
+    import os
+    import threading
+
     from dqn.run_log import share_stop
 
     global _PROGRESS_QUEUE
     _PROGRESS_QUEUE = queue
     share_stop(stop)
+    threading.Thread(target=_watch_study, args=(os.getppid(), stop), daemon=True).start()
+
+
+_IDLE = None  # in a worker process: a threading.Event set while no task runs
+
+
+def _run_task(worker, *args):
+    """``worker(*args)``, with the worker marked busy while it runs (see ``_watch_study``)."""
+    global _IDLE
+    if _IDLE is None:
+        import threading
+
+        _IDLE = threading.Event()
+    _IDLE.clear()
+    try:
+        return worker(*args)
+    finally:
+        _IDLE.set()
+
+
+def _watch_study(study_pid: int, stop) -> None:
+    """End this worker once the study's process is gone (SIGKILL, the out-of-memory killer).
+
+    Nobody reads its results then, and a worker left behind waited forever, holding its
+    memory and, for a run still training, its folders. It stops as a signal would stop it: the
+    running task's loop saves a checkpoint and returns (the same command resumes it), and the
+    process leaves.
+    """
+    import os
+    import time
+
+    while os.getppid() == study_pid:
+        time.sleep(1.0)
+    stop.set()
+    if _IDLE is not None:
+        _IDLE.wait()
+    os._exit(1)
 
 
 __all__ = ["progress_queue", "run_local"]

@@ -191,3 +191,54 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
     assert task_runs(tasks[1]) == ["huber-seed3", "huber-seed1"]
     assert tasks[1][2][1] == str(stopped.resolve())
     assert [task_runs(task) for task in tasks[2:]] == [["huber-seed4"]]
+
+
+def children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (Linux's /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended while we looked
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads /proc")
+def test_workers_of_a_killed_study_stop_with_a_checkpoint_and_leave(tmp_path):
+    """SIGKILL (or the out-of-memory killer) ends dqn-compare with no chance to stop its
+    workers: they stop themselves as a signal would stop them (each running run saves a
+    checkpoint) and leave, rather than waiting forever with their memory; the same command
+    then finishes the study."""
+    out = tmp_path / "study"
+    proc = subprocess.Popen(
+        compare_command(out, "population"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 240
+    while not checkpointed(out):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint in 240 s"
+        time.sleep(0.05)
+    workers = children(proc.pid)
+    assert workers, "no worker processes found"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while (alive := [w for w in workers if Path(f"/proc/{w}").exists()]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    for pid in alive:  # do not leave them to the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived the study's process by 60 s"
+    assert not (out / "results.json").exists()
+
+    done = subprocess.run(compare_command(out, "population"), capture_output=True, text=True)
+    assert done.returncode == 0, (done.stderr, [p.read_text() for p in out.rglob("error.txt")])
+    total = int(SETTINGS["total_env_steps"])
+    assert all(last_env_step(out / "runs" / name) == total for name in RUNS)
