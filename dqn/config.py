@@ -360,7 +360,13 @@ def load_yaml(path: Path, what: str = "config file") -> Any:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"{what} {path} is not valid YAML{line}") from None
+        problem = getattr(exc, "problem", None)  # "mapping values are not allowed here", ...
+        if isinstance(exc, UnicodeDecodeError):
+            problem = "it is not UTF-8 text"
+        if isinstance(exc, yaml.constructor.ConstructorError):  # !!python/... and other tags
+            problem = f"{problem}; dqn reads YAML with the safe loader, which builds no objects"
+        said = f": {problem}" if problem else ""
+        raise ConfigError(f"{what} {path} is not valid YAML{line}{said}") from None
     except _RepeatedKey as exc:
         key, line = exc.args
         raise ConfigError(f"{what} {path} sets key {key!r} twice (again on line {line})") from None

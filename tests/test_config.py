@@ -89,7 +89,12 @@ def test_overrides_apply_after_the_file(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("loss: [unclosed\n", "is not valid YAML"),
+        ("loss: [unclosed\n", "is not valid YAML \\(line 2\\): expected ',' or ']'"),
+        (  # the safe loader builds no objects: a tag that would run code is named as such
+            "seed: !!python/object/apply:os.system [ls]\n",
+            "could not determine a constructor for the tag .*python/object/apply:os.system.*; "
+            "dqn reads YAML with the safe loader, which builds no objects",
+        ),
         ("- just\n- a list\n", "must hold a mapping"),
         ("gamma: 0.99\nbogus_key: 1\n", "unknown config key 'bogus_key'"),
     ],
@@ -98,6 +103,13 @@ def test_bad_files_are_refused(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
+        DQNConfig.from_yaml(path)
+
+
+def test_a_file_that_is_not_utf8_text_says_so(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xff\xfeg\x00a\x00")  # UTF-16, as some editors save
+    with pytest.raises(ConfigError, match="c.yaml is not valid YAML: it is not UTF-8 text"):
         DQNConfig.from_yaml(path)
 
 
