@@ -244,6 +244,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         mean, std, returns = evaluate(agent, env, args.episodes, args.seed)
     except DQNError as exc:
         return _fail(prog, exc)
+    except OSError as exc:  # unreadable, or a checkpoint a training run pruned as it was read
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(prog, f"cannot read {args.path}: {exc.strerror or exc}{where}")
     print(
         f"{agent.config.env_id}: greedy return {mean:.1f} +/- {std:.1f} over {args.episodes} "
         f"episodes (min {min(returns):g}, max {max(returns):g})"

@@ -659,3 +659,22 @@ def test_a_full_disk_ends_the_run_in_one_line_and_it_resumes_from_the_checkpoint
     monkeypatch.setattr(np, "savez", savez)  # room again
     assert train_main(["--resume", str(run), "--no-progress"]) == 0
     assert list_checkpoints(run)[0].name == "step-000000600"  # newest first
+
+
+def test_a_checkpoint_that_vanishes_while_it_is_read_is_one_line(
+    tiny_run_copy, capsys, monkeypatch
+):
+    """A run that is training prunes its older checkpoints (keep_checkpoints); one that goes
+    between dqn-evaluate's choice of it and its reading is a file error, said in one line."""
+    import errno
+
+    from dqn.agent import DQNAgent
+
+    def vanished(directory):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", f"{directory}/x.keras")
+
+    monkeypatch.setattr(DQNAgent, "load", staticmethod(vanished))
+    assert evaluate_main([str(tiny_run_copy)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "cannot read" in lines[0], lines
+    assert "No such file or directory: " in lines[0] and lines[0].endswith("agent/x.keras")
