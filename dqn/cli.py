@@ -297,8 +297,8 @@ def compare_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="parallel training processes, one TF thread each (default: the CPUs this process "
-        "may use, after its affinity and a container's CPU quota); "
-        "with --backend ray and no --address, the CPUs of the local Ray",
+        "may use, after its affinity and a container's CPU quota, or fewer where that many "
+        "would not fit in memory); with --backend ray and no --address, the CPUs of the local Ray",
     )
     p.add_argument(
         "--backend",
@@ -360,7 +360,7 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         if len(set(labels)) != len(labels):
             raise DQNError(f"variant labels must be unique, got {', '.join(labels)}")
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-        with _sigterm_as_ctrl_c():
+        with _sigterm_as_ctrl_c(), _one_line_warnings(prog):
             rows = run_comparison(
                 base,
                 variants,

@@ -166,6 +166,7 @@ def run_comparison(
     """
     if runner not in RUNNERS:
         raise ConfigError(f"unknown runner {runner!r}; valid runners: {', '.join(RUNNERS)}")
+    chosen = workers is not None
     if workers is None:
         from dqn.runtime import usable_cores
 
@@ -216,14 +217,20 @@ def run_comparison(
             f"{out / 'runs' / name}{also}: trained with other settings ({difference}); "
             "give another output folder (--out), or the settings it was trained with"
         )
-    tasks = make_tasks(jobs, out, workers, runner)
-    if runner == "population" and address is None:
-        from dqn.members import check_memory, heaviest_at_once
+    if address is None:  # this machine's memory holds the workers' tasks
+        tasks, fitted = _tasks_that_fit(jobs, out, workers, runner, spaces, chosen)
+        if fitted != workers:
+            import warnings
 
-        # On this machine the workers run ``workers`` tasks at a time, each holding its
-        # chunk's members: the heaviest that many chunks must fit, before anything is written.
-        chunks = [[DQNConfig.from_dict(c) for c in task_configs(t)] for t in tasks]
-        check_memory(heaviest_at_once(chunks, workers, spaces), spaces, new_processes=True)
+            warnings.warn(
+                f"{fitted} worker processes, not {workers} (one per CPU): {workers} at once "
+                "would not fit in this machine's available memory",
+                UserWarning,
+                stacklevel=2,
+            )
+            workers, run_tasks = fitted, backend_runner(backend, fitted, address)
+    else:
+        tasks = make_tasks(jobs, out, workers, runner)
     # Held while it trains: a second dqn-compare into the same folder is refused, rather than
     # training the same runs at once into the same files.
     with hold_folders([out]):
@@ -238,6 +245,26 @@ def run_comparison(
             ordered, out, {v.label: _threshold(configs[v.label, seeds[0]]) for v in variants}
         )
         return ordered
+
+
+def _tasks_that_fit(jobs, out: Path, workers: int, runner: str, spaces, chosen: bool):
+    """The study's tasks for ``workers`` worker processes, and that count, checked to fit in
+    this machine's memory before anything is written: the heaviest ``workers`` tasks, each in a
+    process of its own, must fit at once. A count the user chose is refused if they do not
+    (ConfigError); the default, one per CPU, is lowered until they do, since a many-core
+    machine with little memory per core would otherwise refuse the study it was asked for."""
+    from dqn.members import check_memory, heaviest_at_once
+
+    for count in [workers] if chosen else range(workers, 0, -1):
+        tasks = make_tasks(jobs, out, count, runner)
+        chunks = [[DQNConfig.from_dict(c) for c in task_configs(t)] for t in tasks]
+        try:
+            check_memory(heaviest_at_once(chunks, count, spaces), spaces, new_processes=True)
+            return tasks, count
+        except ConfigError:
+            if chosen or count == 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _train_tasks(tasks, run_tasks, rows: dict, total: int, steps: int, progress: bool) -> None:

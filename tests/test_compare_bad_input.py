@@ -576,3 +576,35 @@ def test_a_study_into_a_run_or_population_folder_is_refused_and_changes_nothing(
     with pytest.raises(ConfigError, match=f"{re.escape(str(folder))} holds a run, population"):
         run_comparison(BASE, TWO, [0], folder, workers=1, progress=False)
     assert tree(folder) == before
+
+
+def test_the_default_worker_count_is_lowered_to_what_fits_in_memory(
+    tmp_path, in_process, monkeypatch
+):
+    """One worker per CPU is the default; on a machine with many CPUs and little memory each,
+    the study runs with as many as fit (a warning says how many), not refused. A count given
+    with --workers (workers=) is the user's: refused if it does not fit."""
+    import warnings
+
+    from dqn import members, runtime
+    from dqn.errors import ConfigError
+
+    one_run = members.population_bytes([BASE], 4, 2, runtime=True)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 8)
+    monkeypatch.setattr(members, "available_memory_bytes", lambda: 3 * one_run + one_run // 2)
+    used = []
+    chosen = compare.backend_runner
+    monkeypatch.setattr(
+        compare, "backend_runner", lambda b, w, a: used.append(w) or chosen(b, w, a)
+    )
+    with pytest.raises(ConfigError, match="available"):
+        run_comparison(BASE, TWO, range(4), tmp_path / "s", workers=8, runner="process")
+    assert not (tmp_path / "s").exists()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = run_comparison(BASE, TWO, range(4), tmp_path / "s", progress=False, runner="process")
+    assert len(rows) == 8 and used[-1] == 3
+    assert [str(w.message) for w in caught if "worker processes" in str(w.message)] == [
+        "3 worker processes, not 8 (one per CPU): 8 at once would not fit in this machine's "
+        "available memory"
+    ]
