@@ -191,9 +191,8 @@ def run_comparison(
     from dqn.envs import check_env
 
     spaces = {env: check_env(env) for env in sorted({c.env_id for c in configs.values()})}
-    run_tasks = backend_runner(
-        backend, workers, address
-    )  # Ray missing: refused here, nothing written
+    # The backend is checked here (Ray missing or unreachable: refused, nothing written).
+    run_tasks = backend_runner(backend, workers, address)
     jobs: list[Job] = []
     rows: dict[str, dict] = {}
     changed: list[tuple[str, str]] = []  # (run, what differs) of runs made with other settings
