@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import math
 import os
 import traceback
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -121,8 +123,8 @@ def check_env(env_id: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------- what an env returns
-def env_name(env: gym.Env) -> str:
-    """How an error names the env: its registered id, else its class."""
+def env_name(env: gym.Env | gym.vector.VectorEnv) -> str:
+    """How an error names the env (or vector env): its registered id, else its class."""
     return repr(env.spec.id) if env.spec is not None else type(env.unwrapped).__name__
 
 
@@ -273,24 +275,27 @@ class VectorEnvs:
         self.pending_reset = np.zeros(self.n, bool)  # envs whose next step is an autoreset
 
     def reset(self, seed: int) -> None:
-        try:
+        with self._gathering():
             self.obs = self.envs.reset(seed=seed)[0]
-        except (TypeError, ValueError) as exc:
-            if (error := self._gathering_error(exc)) is None:
-                raise  # the env's own error
-            raise error from exc
 
     def step(self, actions: np.ndarray) -> EnvSteps:
-        try:
+        with self._gathering():
             next_obs, rewards, terminated, truncated, _ = self.envs.step(actions)
-        except (TypeError, ValueError) as exc:
-            if (error := self._gathering_error(exc)) is None:
-                raise  # the env's own error
-            raise error from exc
         real = ~self.pending_reset
         self.pending_reset = (terminated | truncated) & real
         self.obs = next_obs
         return EnvSteps(next_obs, np.asarray(rewards, np.float64), terminated, truncated, real)
+
+    @contextlib.contextmanager
+    def _gathering(self) -> Iterator[None]:
+        """Inside, numpy's error from gymnasium's gathering of the copies' values is raised as
+        the ``_gathering_error`` that names the env; an error the env raises passes unchanged."""
+        try:
+            yield
+        except (TypeError, ValueError) as exc:
+            if (error := self._gathering_error(exc)) is None:
+                raise
+            raise error from exc
 
     def _gathering_error(self, exc: Exception) -> UnsupportedSpaceError | None:
         """Where gymnasium could not gather the copies' values into arrays (an observation of
@@ -300,10 +305,9 @@ class VectorEnvs:
         outside_numpy = [f for f in frames if f"{os.sep}numpy{os.sep}" not in f]
         if not outside_numpy or f"gymnasium{os.sep}vector{os.sep}" not in outside_numpy[-1]:
             return None
-        name = repr(self.envs.spec.id) if self.envs.spec is not None else "?"
         return UnsupportedSpaceError(
-            f"env {name} (a vector of {self.n}) returned values gymnasium cannot gather "
-            f"({exc}): each observation must be numbers of shape "
+            f"env {env_name(self.envs)} (a vector of {self.n}) returned values gymnasium cannot "
+            f"gather ({exc}): each observation must be numbers of shape "
             f"{self.envs.single_observation_space.shape}, each reward one number"
         )
 
