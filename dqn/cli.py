@@ -48,6 +48,12 @@ def _one_line_warnings(prog: str) -> Iterator[None]:
         yield
 
 
+def _os_problem(exc: OSError) -> str:
+    """The reason ("No space left on device"), with the file where the error names one (a full
+    disk's, from numpy's zip writer closing its file, names none)."""
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+
+
 @contextlib.contextmanager
 def _sigterm_as_ctrl_c() -> Iterator[None]:
     """Inside, SIGTERM raises KeyboardInterrupt as SIGINT does, so a study stopped before its
@@ -119,12 +125,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:
-        # A full disk reports no file name (numpy's zip writer closing its file): say none.
-        where = f": {exc.filename}" if exc.filename else ""
         return _fail(
             prog,
-            f"cannot write the run: {exc.strerror or exc}{where}; the checkpoints written before "
-            "are intact",
+            f"cannot write the run: {_os_problem(exc)}; the checkpoints written before are intact",
         )
     except KeyboardInterrupt:  # a second Ctrl-C while the checkpoint was being written
         return _fail(prog, "interrupted twice; the previous checkpoint is intact", EXIT_INTERRUPTED)
@@ -245,8 +248,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:  # unreadable, or a checkpoint a training run pruned as it was read
-        where = f": {exc.filename}" if exc.filename else ""
-        return _fail(prog, f"cannot read {args.path}: {exc.strerror or exc}{where}")
+        return _fail(prog, f"cannot read {args.path}: {_os_problem(exc)}")
     print(
         f"{agent.config.env_id}: greedy return {mean:.1f} +/- {std:.1f} over {args.episodes} "
         f"episodes (min {min(returns):g}, max {max(returns):g})"
@@ -379,7 +381,7 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:
-        return _fail(prog, f"cannot write to {args.out}: {exc.strerror}")
+        return _fail(prog, f"cannot write to {args.out}: {_os_problem(exc)}")
     except KeyboardInterrupt:  # before the runs started, or a second signal (workers killed)
         return _fail(
             prog,
