@@ -101,9 +101,11 @@ def _start_worker(queue, stop) -> None:
 
     from dqn.run_log import share_stop
 
-    global _PROGRESS_QUEUE
+    global _PROGRESS_QUEUE, _IDLE
     _PROGRESS_QUEUE = queue
     share_stop(stop)
+    _IDLE = threading.Event()
+    _IDLE.set()
     threading.Thread(target=_watch_study, args=(os.getppid(), stop), daemon=True).start()
 
 
@@ -112,11 +114,6 @@ _IDLE = None  # in a worker process: a threading.Event set while no task runs
 
 def _run_task(worker, *args):
     """``worker(*args)``, with the worker marked busy while it runs (see ``_watch_study``)."""
-    global _IDLE
-    if _IDLE is None:
-        import threading
-
-        _IDLE = threading.Event()
     _IDLE.clear()
     try:
         return worker(*args)
@@ -138,8 +135,7 @@ def _watch_study(study_pid: int, stop) -> None:
     while os.getppid() == study_pid:
         time.sleep(1.0)
     stop.set()
-    if _IDLE is not None:
-        _IDLE.wait()
+    _IDLE.wait()
     os._exit(1)
 
 
