@@ -18,6 +18,7 @@ from dqn.cli import compare_main, train_main
 from dqn.errors import FolderBusyError
 from dqn.io import LOCK_FILE, hold_folders
 from tests.test_bad_input import tree
+from tests.test_compare_bad_input import BASE, tiny_yaml  # a few-second numpy-learner run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,8 +116,7 @@ def test_a_study_being_trained_refuses_the_same_command_from_another_process(
     tmp_path, other_process, capsys
 ):
     out = tmp_path / "study"
-    config = tmp_path / "tiny.yaml"
-    config.write_text("total_env_steps: 300\nlearning_starts_env_steps: 100\nhidden_sizes: [8]\n")
+    config = tiny_yaml(tmp_path)
     pid = other_process(out)
     before = tree(tmp_path)
     args = ["--config", config, "--variants", "l2", "--seeds", "1", "--out", out, "--no-progress"]
@@ -131,19 +131,9 @@ def test_a_population_whose_member_run_is_being_resumed_alone_refuses_to_resume(
 ):
     """A population's members are runs (dqn-train --resume takes one): while another process
     holds one, resuming the population is refused before anything is read or written."""
-    from dqn import DQNConfig
     from dqn.population import resume_population, train_population
 
-    config = DQNConfig(
-        total_env_steps=400,
-        learning_starts_env_steps=100,
-        hidden_sizes=[8],
-        eval_every_env_steps=200,
-        final_eval_episodes=1,
-        target_update_every_grad_steps=32,
-        learner="numpy",
-    )
-    train_population(config, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
+    train_population(BASE, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
     member = tmp_path / "p" / "member1-seed2"
     pid = other_process(member)
     before = tree(tmp_path)
