@@ -33,6 +33,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import populations, regimes
+from benchmarks.args import positive_int
 from benchmarks.regimes import REGIMES
 from benchmarks.sb3_worker import missing_extra
 from benchmarks.settings import EVERY_4_STEPS, EVERY_STEP
@@ -50,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--regimes", default=",".join(REGIMES), help="comma-separated, of " + ",".join(REGIMES)
     )
-    p.add_argument("--seeds", type=int, help="seeds of (d) (default 5; 2 with --quick)")
+    p.add_argument("--seeds", type=positive_int, help="seeds of (d) (default 5; 2 with --quick)")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="dqn config of (d)")
     p.add_argument("--out", type=Path, help="also write the table to this markdown file")
     args = p.parse_args(argv)
@@ -62,8 +63,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--regimes names none; choose from {','.join(REGIMES)}")
     if args.seeds is None:
         args.seeds = 2 if args.quick else 5
-    if args.seeds < 1:
-        p.error("--seeds must be >= 1")
     # Checked before a run that may take half an hour, not when its table is written.
     from dqn.config import DQNConfig
     from dqn.errors import ConfigError
