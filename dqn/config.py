@@ -241,6 +241,8 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
         lambda c: "config key 'learning_starts_env_steps' must be in [0, total_env_steps = "
                   f"{c.total_env_steps}), got {c.learning_starts_env_steps}: "
                   "the agent would never train"),
+    # The rule above is the common case of this one, kept for its message naming the key (and
+    # a negative value); this one also catches a first burst past the end.
     "a burst comes before the end": (
         lambda c: total_grad_steps(c) > 0,
         lambda c: "config: the agent would never train: its bursts come every "
