@@ -57,17 +57,26 @@ def check_new_folder(
         )
 
 
-def write_checkpoint(run_dir: Path, env_step: int, fill: Callable[[Path], None], keep: int) -> Path:
-    """Call ``fill(tmp_folder)``, add the manifest, rename into place, prune to ``keep``."""
+def write_checkpoint(
+    run_dir: Path, env_step: int, fill: Callable[[Path], None], keep: int | None
+) -> Path:
+    """Call ``fill(tmp_folder)``, add the manifest, rename into place, prune to ``keep`` (None:
+    the caller prunes, with ``prune_checkpoints``, once the step is resumable)."""
 
     def fill_and_sign(folder: Path) -> None:
         fill(folder)
         write_manifest(folder, env_step)  # last: a folder with a manifest is complete
 
     final = write_dir_atomically(checkpoint_dir(run_dir, env_step), fill_and_sign)
+    if keep is not None:
+        prune_checkpoints(run_dir, keep)
+    return final
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest checkpoints of a run."""
     for old in list_checkpoints(run_dir)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def write_manifest(folder: Path, env_step: int) -> None:

@@ -243,8 +243,8 @@ def _common_good_step(running: list, marker: int, out: Path) -> int:
     from dqn.errors import CheckpointWarning
 
     first_problem = None
-    steps = [checkpoint.checkpoint_step(p) for p in list_checkpoints(running[0][1])]
-    for step in [s for s in steps if s <= marker]:
+    held = [[checkpoint.checkpoint_step(p) for p in list_checkpoints(d)] for _, d in running]
+    for step in sorted({s for steps in held for s in steps if s <= marker}, reverse=True):
         for _, run_dir in running:
             try:
                 verify_checkpoint(checkpoint_dir(run_dir, step))
@@ -259,6 +259,19 @@ def _common_good_step(running: list, marker: int, out: Path) -> int:
                     stacklevel=4,  # resume_population's caller
                 )
             return step
+    ahead = [
+        (run_dir, max(steps))
+        for (_, run_dir), steps in zip(running, held)
+        if steps and min(steps) > marker
+    ]
+    if ahead:  # a member's run went on without the others (dqn-train --resume of it, say)
+        run_dir, newest = ahead[0]
+        raise CheckpointError(
+            f"population {out} cannot resume: member {_relative(run_dir, out)} has checkpoints "
+            f"only past the population's env step {marker} (newest: {newest}), as a run trained "
+            "on without the population has; move that run's folder elsewhere to keep it, or "
+            "remove it, and the population's members can be trained afresh"
+        )
     raise CheckpointError(
         f"population {out} cannot resume: no env step up to {marker} at which every running "
         f"member has a good checkpoint ({first_problem or 'none has a checkpoint'})"

@@ -362,11 +362,17 @@ class PopulationLoop:
                 lambda folder, slot=slot, agent=agent: save_run_state(
                     folder, agent, slot.replay, slot.loop, capture_env_state(slot.env)
                 ),
-                slot.config.keep_checkpoints,
+                None,  # pruned below: the marker's step may still be needed until then
             )
         # Last: the step is resumable only once every running member has its checkpoint.
         stopped = [i for i, s in enumerate(self.slots) if s.stopped is not None]
         write_step_marker(self.out, step, stopped)
+        # Only now may a member's older checkpoints go: killed before the marker, the population
+        # resumes from the marker's step, which every member must still hold (with
+        # keep_checkpoints: 1, one that pruned at once would hold only the new step).
+        for slot in self.slots:
+            if slot.stopped is None:
+                checkpoint.prune_checkpoints(slot.run_dir, slot.config.keep_checkpoints)
 
     def _write_timing(self, first: int, last: int, seconds: float) -> None:
         write_timing(

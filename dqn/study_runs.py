@@ -326,8 +326,34 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
             continue
         configs = [DQNConfig.from_dict(job.config) for job in jobs]
         if _can_resume(folder, configs, [Path(job.folder) / STUDY_RUN for job in jobs]):
+            _check_not_trained_alone(folder, jobs, configs)
             chunks.append((jobs, folder))
     return chunks
+
+
+def _check_not_trained_alone(folder: Path, jobs: list[Job], configs: list[DQNConfig]) -> None:
+    """Refuse, before anything is trained, a chunk one of whose unfinished runs was trained on
+    past the chunk's checkpoint by another command (``dqn-train --resume`` of it): the chunk
+    cannot resume without that run's checkpoint of the chunk's step, and training the chunk
+    afresh would delete what that command trained."""
+    from dqn.agent_files import list_checkpoints
+    from dqn.checkpoint import checkpoint_step
+    from dqn.errors import CheckpointError
+    from dqn.population_files import read_step_marker
+
+    marker, stopped = read_step_marker(folder)
+    for i, (job, config) in enumerate(zip(jobs, configs)):
+        run = Path(job.folder) / STUDY_RUN
+        steps = [checkpoint_step(p) for p in list_checkpoints(run)]
+        if i in stopped or not steps or min(steps) <= marker:
+            continue
+        if ended_summary(run, config.total_env_steps) is None:  # a finished one is kept
+            raise CheckpointError(
+                f"run {job.name} was trained on past its population's checkpoint (env step "
+                f"{marker}; the run's newest: {max(steps)}), outside this study, so its "
+                f"population cannot resume: move {job.folder} elsewhere to keep it, or remove "
+                "it, and run this again (its population's runs then train afresh)"
+            )
 
 
 def task_configs(task: Task) -> list[dict]:

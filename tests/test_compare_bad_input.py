@@ -15,6 +15,7 @@ worker processes are what is tested.
 """
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -210,6 +211,34 @@ def test_a_chunk_whose_checkpoints_were_lost_is_trained_afresh(tmp_path, in_proc
     assert [r["curve"] for r in again] == [r["curve"] for r in rows]
 
 
+def test_a_chunk_whose_run_was_trained_on_alone_is_refused_and_the_run_kept(
+    tmp_path, in_process, capsys
+):
+    """A chunk stopped at step 150, one of whose runs was then trained on past it by
+    ``dqn-train --resume`` (its checkpoints: only the newer 300): the chunk cannot resume, and
+    training it afresh would delete that run's work, so the rerun is refused in one line."""
+    from dqn.population_files import STEP_FILE
+
+    out = tmp_path / "study"
+    run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False)
+    (chunk,) = (out / "populations").iterdir()
+    (chunk / STEP_FILE).write_text(json.dumps({"env_step": 150, "stopped": []}))
+    for entry in (out / "runs").iterdir():
+        (entry / "result.json").unlink()
+        (entry / "run" / "summary.json").unlink()
+    shutil.rmtree(out / "runs" / "huber-seed1" / "run" / "checkpoints" / "step-000000150")
+    config = tiny_yaml(tmp_path)
+    args = ["--config", config, "--variants", "l2", "huber", "--seeds", 2, "--out", out]
+    in_process.clear()
+    line = refused_cli(args, capsys, tmp_path)
+    assert line.startswith(
+        "dqn-compare: error: run huber-seed1 was trained on past its population's checkpoint "
+        "(env step 150; the run's newest: 300), outside this study"
+    ), line
+    assert f"move {out / 'runs' / 'huber-seed1'} elsewhere to keep it, or remove it" in line
+    assert in_process == []
+
+
 def test_a_trained_row_takes_its_seconds_from_the_summary_as_a_row_read_back_does(
     tmp_path, monkeypatch
 ):
@@ -217,7 +246,6 @@ def test_a_trained_row_takes_its_seconds_from_the_summary_as_a_row_read_back_doe
     the wall time itself (0.1149 -> 0.11) would differ from the same run's row read back from
     its summary (0.115 -> 0.12)."""
     import dataclasses
-    import json
 
     from dqn import study_runs
 

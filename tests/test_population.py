@@ -277,6 +277,49 @@ def test_a_population_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
         )
 
 
+DIES_BETWEEN_MEMBER_CHECKPOINTS = """
+import os
+from dqn import checkpoint
+write = checkpoint.write_checkpoint
+def write_or_die(run_dir, env_step, fill, keep):
+    if run_dir.name.startswith("b") and env_step == 2_000:
+        os._exit(9)  # as SIGKILL: no finally, no handler; a's checkpoint of step 2,000 is out
+    return write(run_dir, env_step, fill, keep)
+checkpoint.write_checkpoint = write_or_die
+"""
+
+
+def test_a_population_killed_between_two_members_checkpoints_resumes_with_one_kept(tmp_path):
+    """keep_checkpoints: 1, killed after member a wrote step 2,000 and before b did: the step
+    marker still says 1,000, so a's checkpoint of step 1,000 must still be there."""
+    overrides = {**TINY, "keep_checkpoints": 1}
+    members = [Member({"loss": "huber"}, 0, "a"), Member({"loss": "l2"}, 1, "b")]
+    whole = train_population(BASE.replace(**overrides), members, out_dir=tmp_path / "whole")
+    script = DIES_BETWEEN_MEMBER_CHECKPOINTS + RUNNER.format(overrides=overrides)
+    killed = tmp_path / "killed"
+    config = str(ROOT / "configs" / "cartpole.yaml")
+    assert subprocess.run([sys.executable, "-c", script, config, str(killed)]).returncode == 9
+    assert json.loads((killed / "population-step.json").read_text())["env_step"] == 1_000
+    resumed = resume_population(killed, progress=False)
+    for first, second in zip(whole, resumed):
+        assert metrics_text(first.run_dir) == metrics_text(second.run_dir)
+        assert [p.name for p in (second.run_dir / "checkpoints").iterdir()] == ["step-000003000"]
+
+
+def test_a_member_trained_on_without_the_population_is_named(tmp_path):
+    """Its checkpoints are all past the step marker's (as after ``dqn-train --resume`` of it)."""
+    members = [Member({"loss": "huber"}, 0, "a"), Member({"loss": "l2"}, 1, "b")]
+    train_population(BASE, members, out_dir=tmp_path / "p", progress=False)
+    (tmp_path / "p" / "population-step.json").write_text('{"env_step": 1000, "stopped": []}')
+    shutil.rmtree(tmp_path / "p" / "b-seed1" / "checkpoints" / "step-000001000")
+    with pytest.raises(
+        CheckpointError,
+        match="member b-seed1 has checkpoints only past the population's env step 1000 "
+        "\\(newest: 3000\\)",
+    ):
+        resume_population(tmp_path / "p", progress=False)
+
+
 def test_resuming_a_population_whose_member_folder_is_gone_names_it(tmp_path):
     from dqn.errors import CheckpointError
 
