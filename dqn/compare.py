@@ -243,7 +243,26 @@ def run_comparison(
         write_report(
             ordered, out, {v.label: _threshold(configs[v.label, seeds[0]]) for v in variants}
         )
-        return ordered
+    _say_runs_left_out(out, {run_name(v.label, s) for v in variants for s in seeds})
+    return ordered
+
+
+def _say_runs_left_out(out: Path, names: set[str]) -> None:
+    """Warn when ``out`` holds runs of an earlier command that this one's report leaves out
+    (other seeds or variants): the summary is this command's study, and it replaced theirs."""
+    others = sorted(p.name for p in (out / "runs").iterdir() if p.is_dir() and p.name not in names)
+    if others:
+        import warnings
+
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        warnings.warn(
+            f"{out / 'runs'} also holds {len(others)} run{'s' * (len(others) != 1)} that this "
+            f"command did not ask for ({shown}): the summary and figures leave "
+            f"{'them' if len(others) != 1 else 'it'} out; give every variant and seed to report "
+            "them together (finished runs are not trained again)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _tasks_that_fit(jobs, out: Path, workers: int, runner: str, spaces, chosen: bool):

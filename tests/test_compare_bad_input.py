@@ -124,6 +124,23 @@ def test_the_same_study_again_skips_its_finished_runs_and_trains_the_rest(study,
     assert [r["final_eval_mean"] for r in again] == [r["final_eval_mean"] for r in rows]
 
 
+def test_a_narrower_rerun_says_which_runs_its_summary_leaves_out(study, in_process):
+    out, rows = study
+    with pytest.warns(
+        UserWarning,
+        match="holds 2 runs that this command did not ask for "
+        "\\(huber-seed0, l2-seed0\\): the summary and figures leave them out",
+    ):
+        again = run_comparison(BASE, TWO, [1], out, workers=1, progress=False)
+    assert in_process == [] and again == [rows[1], rows[3]]
+    assert "| 1 |" in (out / "summary.md").read_text()  # this command's study: one seed
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the whole study again: nothing left out, no warning
+        assert run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False) == rows
+
+
 @pytest.mark.parametrize("runner", ["process", "population"])
 def test_a_run_that_ended_but_lost_its_result_is_read_back_not_trained_again(
     tmp_path, in_process, runner
