@@ -168,8 +168,15 @@ class Interrupt:
     instead: the study sets it when it is interrupted, and the worker's own signals set it too.
     """
 
+    # A signal this soon after the first is the same request delivered twice, not a second
+    # Ctrl-C: GNU ``timeout`` sends its signal to the process and then to its process group, so
+    # the study's process gets it twice, milliseconds apart (measured: 4.7 ms), and took the
+    # second for "stop now", killing its workers before their checkpoints.
+    REPEAT_SECONDS = 0.25
+
     def __init__(self) -> None:
         self._signum: int | None = None
+        self._first = 0.0  # time.monotonic() of the first signal
         self._previous: dict[int, object] = {}
 
     @property
@@ -189,9 +196,12 @@ class Interrupt:
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self._signum is not None:  # second Ctrl-C: stop now
+        import time
+
+        if self._signum is None:
+            self._signum, self._first = signum, time.monotonic()
+        elif time.monotonic() - self._first >= self.REPEAT_SECONDS:  # second Ctrl-C: stop now
             raise KeyboardInterrupt
-        self._signum = signum
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():

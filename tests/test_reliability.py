@@ -112,6 +112,24 @@ def test_a_failed_checkpoint_write_leaves_nothing_behind(tmp_path):
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-000000100"]
 
 
+def test_a_signal_delivered_twice_at_once_is_one_stop_and_a_later_one_stops_now():
+    """GNU timeout signals the process, then its process group: the same request twice, ms
+    apart. A second signal after Interrupt.REPEAT_SECONDS is a second Ctrl-C."""
+    import os
+
+    from dqn.run_log import Interrupt
+
+    with Interrupt() as signals:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # as timeout's kill(0, sig) right after
+        time.sleep(0.01)  # the handler has run for both
+        assert signals.signum == signal.SIGTERM
+        time.sleep(Interrupt.REPEAT_SECONDS)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+
+
 # ---------------------------------------------------------------------- divergence guard
 def test_the_q_bound_is_ten_times_the_largest_return_where_known():
     cartpole = gym.make("CartPole-v1")
