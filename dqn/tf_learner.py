@@ -201,6 +201,13 @@ def _step_metrics(out: LossGrad, grad_norm: tf.Tensor, config: DQNConfig) -> tf.
     return tf.stack([out.loss, *td_stats, zero, over, *q_stats, grad_norm])
 
 
+def nan_max(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Elementwise max that keeps a NaN, as numpy's ``np.maximum`` (the numpy learners' max)
+    does: XLA's max on this CPU returned the other operand, so a burst's max of a metric that
+    is NaN at every step (the TD-error max with diagnostics off) came out -inf."""
+    return tf.where(tf.math.is_nan(a) | (a >= b), a, b)  # a >= NaN is False: b, the NaN
+
+
 def make_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig):
     """A function (state, obs, actions, rewards, next_obs, terminated) -> (state, sums, maxes).
 
@@ -215,7 +222,7 @@ def make_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig):
         def body(i, state, sums, maxes):
             batch = (obs[i], actions[i], rewards[i], next_obs[i], terminated[i])
             state, metrics = train_step(state, batch, forward, loss_fn, config)
-            return i + 1, state, sums + metrics, tf.maximum(maxes, metrics)
+            return i + 1, state, sums + metrics, nan_max(maxes, metrics)
 
         _, state, sums, maxes = tf.while_loop(
             lambda i, *_: i < k,

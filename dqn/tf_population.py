@@ -36,7 +36,7 @@ from dqn.fastcall import call_compiled
 from dqn.learner import LearnerArrays
 from dqn.members import GROUP_BYTES, check_members, group_size, member_settings
 from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
-from dqn.tf_learner import LearnerState, adam_update, unpack_rows
+from dqn.tf_learner import LearnerState, adam_update, nan_max, unpack_rows
 
 # The TensorFlow ops the Keras activations of a Dense layer run (Keras 3, TensorFlow backend).
 ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
@@ -246,7 +246,7 @@ def make_population_burst(
 
             def body(i, state, sums, maxes, step=step, group_rows=group_rows):
                 state, m = step(state, group_rows[:, i])
-                return i + 1, state, sums + m, tf.maximum(maxes, m)
+                return i + 1, state, sums + m, nan_max(maxes, m)
 
             zeros, lows = tf.zeros([b - a, n]), tf.fill([b - a, n], float("-inf"))
             _, end, total, top = tf.while_loop(

@@ -111,7 +111,7 @@ def run_against_singles(configs, bursts, k, seed=0):
         *({"loss": loss, "loss_bound": 0.5} for loss in LOSS_NAMES),
         {"double_dqn": True, "jit_compile": True},
         {"max_grad_norm": 0.05, "learning_rate_end": 1e-4, "jit_compile": True},
-        {"target_tau": 0.25, "activation": "tanh", "diagnostics": False},
+        {"target_tau": 0.25, "activation": "tanh", "diagnostics": False, "jit_compile": True},
     ],
 )
 def test_a_population_of_one_is_the_single_learner(changes):
@@ -123,6 +123,10 @@ def test_a_population_of_one_is_the_single_learner(changes):
         assert 0.0 < over < 1.0
     if config.max_grad_norm is not None:  # the clip was active
         assert metrics[0][METRIC_NAMES.index("grad_norm")] > config.max_grad_norm
+    if not config.diagnostics:  # off, they are NaN, also the maxima over a burst (not -inf)
+        cheap = ("loss", "q_mean", "q_abs_max", "grad_norm")
+        off = {n: v for n, v in zip(METRIC_NAMES, metrics[0]) if n not in cheap}
+        assert "td_error_abs_max" in off and np.isnan(list(off.values())).all(), off
 
 
 MIXED = [
