@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from dqn.io import atomic_write_text
 from dqn.stats import proportion_ci
 
 THRESHOLD = 475.0
@@ -62,6 +63,20 @@ def _column(rows: list[dict], seeds: list[int], key: str) -> np.ndarray:
     return np.array([by_seed[s] for s in seeds], float)
 
 
+def _shared_seeds(a: list[dict], b: list[dict]) -> list[int]:
+    return sorted({r["seed"] for r in a} & {r["seed"] for r in b})
+
+
+def _runs(study: dict[str, list[dict]]) -> str:
+    """ "huber seeds 0-29, l2 seeds 0-9": what a study holds, for a message."""
+    parts = []
+    for variant, rows in study.items():
+        seeds = sorted(r["seed"] for r in rows)
+        span = f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ""
+        parts.append(f"{variant} seeds {span or ', '.join(map(str, seeds))}")
+    return "; ".join(parts) or "no runs"
+
+
 def solved(x: np.ndarray) -> str:
     """Runs whose final evaluation reached the threshold, with their Clopper-Pearson interval."""
     k, n = int((x >= THRESHOLD).sum()), len(x)
@@ -78,10 +93,15 @@ def table(first: Path, second: Path) -> str:
         "| final eval: MWU p / KS p | median AUC A / B | AUC: MWU p / KS p |",
         "|---|---:|---|---|---|---|---|---|",
     ]
-    for variant in a:
-        if variant not in b:
+    shared = {v: _shared_seeds(a[v], b[v]) for v in a if v in b}
+    if not any(shared.values()):
+        raise ValueError(
+            f"{first} and {second} share no run (variant and seed): A holds {_runs(a)}, "
+            f"B holds {_runs(b)}"
+        )
+    for variant, seeds in shared.items():
+        if not seeds:
             continue
-        seeds = sorted({r["seed"] for r in a[variant]} & {r["seed"] for r in b[variant]})
         fa, fb = (_column(x[variant], seeds, "final_eval_mean") for x in (a, b))
         ua, ub = (_column(x[variant], seeds, "eval_auc") for x in (a, b))
         fa, fb, ua, ub = (np.nan_to_num(x, nan=0.0) for x in (fa, fb, ua, ub))  # diverged: 0
@@ -107,10 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         if not any((folder / name).is_file() for name in ("results.json", "results.csv")):
             print(f"compare_studies: {folder} has no results.json or results.csv", file=sys.stderr)
             return 2
-    text = table(args.first, args.second)
+    try:
+        text = table(args.first, args.second)
+    except ValueError as exc:
+        print(f"compare_studies: {exc}", file=sys.stderr)
+        return 2
     print(text)
     if args.out:
-        args.out.write_text(text)
+        atomic_write_text(args.out, text)
     return 0
 
 

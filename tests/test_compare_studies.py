@@ -80,3 +80,18 @@ def test_a_folder_without_results_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert script.main([str(tmp_path / "a"), str(tmp_path / "empty")]) == 2
     assert "has no results.json or results.csv" in capsys.readouterr().err
+
+
+def test_studies_that_share_no_run_are_one_line_naming_what_each_holds(tmp_path, capsys):
+    script = load_script()
+    write_json(tmp_path / "a", rows([500.0] * 3))
+    other = [{**r, "seed": r["seed"] + 10} for r in rows([500.0] * 2)]
+    write_json(tmp_path / "b", other)
+    assert script.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "share no run (variant and seed): A holds huber seeds 0-2, B holds huber seeds 10-11"
+    )
+    # One shared seed is a comparison of one run each, not an empty row.
+    write_json(tmp_path / "c", [{**r, "seed": r["seed"] + 2} for r in rows([500.0] * 2)])
+    assert "| huber | 1 |" in script.table(tmp_path / "a", tmp_path / "c").splitlines()[-1]
