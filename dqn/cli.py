@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from dqn.errors import ConfigError, DivergenceError, DQNError, StudyInterrupted, WorkerError
+from dqn.terminal import command
 
 EXIT_FAILED = 1  # a run crashed: not the user's input
 EXIT_USAGE = 2
@@ -107,6 +108,7 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def train_main(argv: Sequence[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     prog = "dqn-train"
@@ -220,6 +222,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = evaluate_parser().parse_args(argv)
     prog = "dqn-evaluate"
@@ -324,6 +327,7 @@ def compare_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def compare_main(argv: Sequence[str] | None = None) -> int:
     args = compare_parser().parse_args(argv)
     prog = "dqn-compare"

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from dqn.cli import EXIT_INTERRUPTED, _fail, _one_line_warnings, _Parser
 from dqn.errors import CheckpointError, DQNError
+from dqn.terminal import command
 
 PROG = "dqn-export"
 TFLITE_FILE = "model.tflite"
@@ -57,6 +58,7 @@ def export_parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = export_parser().parse_args(argv)
     out: Path = args.out

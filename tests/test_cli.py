@@ -111,3 +111,26 @@ def test_make_test_other_cpu_is_refused_in_one_line_off_x86(tmp_path):
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "test-other-cpu: x86-64 only" in proc.stderr and "this machine is aarch64" in proc.stderr
     assert "collected" not in proc.stdout
+
+
+@pytest.mark.parametrize("closed", ["stdout", "stdout and stderr"])
+def test_a_command_whose_reader_is_gone_finishes_its_run_and_exits_0(closed, tmp_path):
+    """`dqn-train | head`, or `2>&1 | tee log` that the same Ctrl-C ended: a pipe with no
+    reader. Writing to it raised BrokenPipeError: a traceback, exit 1, no summary.json."""
+    import os
+
+    from tests.test_compare_bad_input import tiny_yaml  # a few-second numpy-learner run
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to write_end now fails with EPIPE
+    code = "import sys; from dqn.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
+    args = ["--config", str(tiny_yaml(tmp_path)), "--run-dir", str(tmp_path / "run")]
+    stderr = write_end if closed == "stdout and stderr" else subprocess.PIPE
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], stdout=write_end, stderr=stderr, timeout=300
+    )
+    os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run" / "summary.json").is_file()
+    if proc.stderr is not None:
+        assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr, proc.stderr

@@ -1,0 +1,76 @@
+"""The commands' output outlives its reader.
+
+``dqn-train 2>&1 | tee train.log`` is how runs get logged, and Ctrl-C reaches ``tee`` too: it
+exits at once, and the command's next write (the progress bar closing, the summary) raised
+BrokenPipeError mid-shutdown. The run's checkpoint was saved, but its summary.json was not,
+the command exited 1 instead of 130, and ``| head`` ended a finished run with a traceback.
+Inside ``outliving_readers`` a write to a pipe whose reader is gone sends that stream to
+/dev/null instead: the command finishes what it was doing and exits with its own code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import TextIO
+
+
+class _Survivor:
+    """A text stream that drops its output, rather than raise, once its reader is gone."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        # The stream's own descriptor now leads nowhere: its buffered text, flushed again now
+        # or at the interpreter's exit, goes there too, without a second error.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        with contextlib.suppress(OSError, ValueError):
+            self._stream.flush()
+
+    def __getattr__(self, name: str):  # fileno, isatty, encoding...: the stream's own
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def outliving_readers() -> Iterator[None]:
+    """Inside, stdout and stderr survive their readers (see the module's docstring)."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Survivor(saved[0]), _Survivor(saved[1])
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def command(main: Callable[..., int]) -> Callable[..., int]:
+    """A command's ``main``, run inside ``outliving_readers``."""
+
+    @functools.wraps(main)
+    def run(*args, **kwargs) -> int:
+        with outliving_readers():
+            return main(*args, **kwargs)
+
+    return run
+
+
+__all__ = ["command", "outliving_readers"]
