@@ -100,8 +100,10 @@ def _start_worker(queue, stop) -> None:
     import threading
 
     from dqn.run_log import share_stop
+    from dqn.terminal import outlive_readers
 
     global _PROGRESS_QUEUE, _IDLE
+    outlive_readers()  # the study's stderr: a `| tee` the same Ctrl-C stopped has no reader
     _PROGRESS_QUEUE = queue
     share_stop(stop)
     _IDLE = threading.Event()

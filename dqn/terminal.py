@@ -62,6 +62,12 @@ def outliving_readers() -> Iterator[None]:
         sys.stdout, sys.stderr = saved
 
 
+def outlive_readers() -> None:
+    """For the rest of this process (a study's worker: its warnings share the study's stderr)."""
+    if not isinstance(sys.stdout, _Survivor):
+        sys.stdout, sys.stderr = _Survivor(sys.stdout), _Survivor(sys.stderr)
+
+
 def command(main: Callable[..., int]) -> Callable[..., int]:
     """A command's ``main``, run inside ``outliving_readers``."""
 
@@ -73,4 +79,4 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
     return run
 
 
-__all__ = ["command", "outliving_readers"]
+__all__ = ["command", "outlive_readers", "outliving_readers"]
