@@ -5,9 +5,25 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from dqn.envs import checked_obs, checked_reward, env_error, non_finite_rows
-from dqn.errors import NonFiniteEnvError
+from dqn.envs import checked_obs, checked_reward, env_error, env_name, non_finite_rows
+from dqn.errors import NonFiniteEnvError, UnsupportedSpaceError
 from dqn.lockstep import lockstep
+
+# A greedy episode this long is one that may never end: an env of the user's own registered
+# without max_episode_steps, whose greedy policy never fails, evaluated forever, silently (the
+# progress bar stopped at the first evaluation). A million steps is far past any time limit
+# gymnasium's envs set (the longest, 27,000 for Atari), and a minute or two of evaluation.
+MAX_EPISODE_STEPS = 1_000_000
+
+
+def _endless(env: gym.Env, reset_seed: int) -> UnsupportedSpaceError:
+    limit = getattr(env.spec, "max_episode_steps", None)
+    why = "it has no time limit" if limit is None else f"its max_episode_steps is {limit:,}"
+    return UnsupportedSpaceError(
+        f"env {env_name(env)}: {_head(reset_seed)} after {MAX_EPISODE_STEPS:,} steps without an "
+        f"end ({why}): register the env with a time limit (gymnasium.register(..., "
+        "max_episode_steps=N)), or wrap it in gymnasium.wrappers.TimeLimit"
+    )
 
 
 def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, float, list[float]]:
@@ -30,11 +46,15 @@ def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, floa
     for i in range(episodes):
         obs, _ = checked(seed + i, env.reset(seed=seed + i)[0])
         total, done = 0.0, False
-        while not done:
+        for _ in range(MAX_EPISODE_STEPS):
+            if done:
+                break
             obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
             obs, reward = checked(seed + i, obs, reward)
             total += reward
             done = terminated or truncated
+        if not done:
+            raise _endless(env, seed + i)
         returns.append(total)
     return float(np.mean(returns)), float(np.std(returns)), returns
 
@@ -89,7 +109,9 @@ def evaluate_members(
         if (keep := kept(running, obs[running])) is not None:
             running = running[keep]
         totals = np.zeros(k * width)
-        while len(running):
+        for _ in range(MAX_EPISODE_STEPS):
+            if not len(running):
+                break
             actions = q_values(obs.reshape(k, width, -1)).argmax(axis=2).reshape(-1)
             next_obs, rewards, terminated, truncated = steps.step(actions[running], running)
             if (keep := kept(running, next_obs, rewards)) is not None:
@@ -101,6 +123,9 @@ def evaluate_members(
             for e in running[ended]:
                 returns[e // width, first + e % width] = totals[e]
             running = running[~ended]
+        if len(running):
+            e = int(running[0])
+            raise _endless(flat[e], seed + first + e % width)
     steps.sync()
     return [errors.get(i, (float(np.mean(r)), float(np.std(r)))) for i, r in enumerate(returns)]
 

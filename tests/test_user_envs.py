@@ -173,6 +173,39 @@ def test_a_vector_env_whose_copies_return_what_their_spaces_do_not_say_is_named(
         train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
 
 
+class EndlessEnv(SloppyEnv):
+    """Never terminates; registered without max_episode_steps, it never truncates either."""
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(4, np.float32), 1.0, False, False, {}
+
+
+@pytest.mark.parametrize("population", [False, True], ids=["run", "population"])
+def test_an_env_whose_greedy_episodes_never_end_is_named_not_evaluated_forever(
+    population, tmp_path, monkeypatch
+):
+    from dqn import evaluation, train_population
+
+    monkeypatch.setattr(evaluation, "MAX_EPISODE_STEPS", 500)  # a million, unpatched
+    if "DqnTestEndless-v0" not in gym.registry:
+        gym.register("DqnTestEndless-v0", entry_point=EndlessEnv, kwargs=SLOPPY_KWARGS)
+    config = DQNConfig(**TINY_RUN).replace(env_id="DqnTestEndless-v0", learner="numpy")
+    fragment = (
+        "env 'DqnTestEndless-v0': the greedy evaluation stopped in its episode reset with seed "
+        "10000 after 500 steps without an end (it has no time limit): register the env with a "
+        "time limit"
+    )
+    with pytest.raises(UnsupportedSpaceError, match=re.escape(fragment)):
+        if population:
+            train_population(config, [({}, 0), ({}, 1)], out_dir=tmp_path / "p", progress=False)
+        else:
+            train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+
+
+SLOPPY_KWARGS = {"after": 10**9, "obs": None, "reward": None}
+
+
 class FailingEnv(SloppyEnv):
     def step(self, action):
         raise ValueError("the simulator lost its licence")
