@@ -29,7 +29,7 @@ import numpy as np
 
 from dqn.config import DQNConfig, read_saved_config
 from dqn.envs import check_env
-from dqn.errors import CheckpointError, CheckpointWarning, ConfigError, DQNError
+from dqn.errors import CheckpointError, CheckpointWarning, ConfigError, DQNError, few
 
 FORMAT_VERSION = 1  # of agent.json
 AGENT_FILES = ("config.yaml", "agent.json", "online.keras", "target.keras", "optimizer.npz")
@@ -217,15 +217,9 @@ def check_save_target(path: Path) -> None:
     others = sorted(p.name for p in path.iterdir() if p.name not in AGENT_FILES or not p.is_file())
     if others:
         raise DQNError(
-            f"cannot save the agent to {path}: it holds {_some(others)}, which an agent save "
+            f"cannot save the agent to {path}: it holds {few(others)}, which an agent save "
             "would replace; save to a new folder, an empty one or an earlier agent save"
         )
-
-
-def _some(names: list[str], most: int = 3) -> str:
-    """A few names for a one-line message."""
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(names[:most]) + more
 
 
 # ---------------------------------------------------------------------- checkpoints of a run
@@ -305,7 +299,7 @@ def _listing_problem(expected: dict[str, str], present: set[str]) -> str | None:
     if missing := sorted((set(expected) | needed) - present):
         return f"missing {', '.join(missing)}"
     if unlisted := sorted(present - set(expected)):
-        return f"{MANIFEST} does not list {_some(unlisted)} (incomplete manifest)"
+        return f"{MANIFEST} does not list {few(unlisted)} (incomplete manifest)"
     if not expected:
         return f"{MANIFEST} lists no files"
     return None

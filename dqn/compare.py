@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dqn.config import DQNConfig, load_yaml, parse_overrides
-from dqn.errors import ConfigError, StudyInterrupted, WorkerError
+from dqn.errors import ConfigError, StudyInterrupted, WorkerError, few
 from dqn.io import atomic_write_text, hold_folders
 from dqn.members import check_label
 from dqn.report import run_name
@@ -254,10 +254,9 @@ def _say_runs_left_out(out: Path, names: set[str]) -> None:
     if others:
         import warnings
 
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         warnings.warn(
             f"{out / 'runs'} also holds {len(others)} run{'s' * (len(others) != 1)} that this "
-            f"command did not ask for ({shown}): the summary and figures leave "
+            f"command did not ask for ({few(others)}): the summary and figures leave "
             f"{'them' if len(others) != 1 else 'it'} out; give every variant and seed to report "
             "them together (finished runs are not trained again)",
             UserWarning,

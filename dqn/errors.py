@@ -1,6 +1,12 @@
 """User-facing errors. The CLI prints any of these as one line: exit code 2, or 3 for divergence."""
 
 
+def few(names: list[str], most: int = 3) -> str:
+    """A few names for a one-line message: "a, b, c and 4 more"."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more
+
+
 class DQNError(Exception):
     """Base of the errors caused by what the user asked for (not by a bug in dqn)."""
 

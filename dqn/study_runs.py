@@ -16,7 +16,7 @@ import numpy as np
 
 from dqn.agent_files import STUDY_RUN
 from dqn.config import DQNConfig, changed_keys, read_saved_config
-from dqn.errors import ConfigError
+from dqn.errors import ConfigError, few
 from dqn.io import atomic_write_text
 from dqn.run_log import read_metrics
 from dqn.run_state import ended_summary
@@ -371,7 +371,7 @@ def task_runs(task: Task) -> list[str]:
 def failure_message(failed: Sequence[tuple[list[str], TaskFailed]]) -> str:
     """One line for the tasks that failed: their runs, the first error, where its traceback is."""
     runs = [run for names, _ in failed for run in names]
-    shown = ", ".join(runs[:4]) + (f" and {len(runs) - 4} more" if len(runs) > 4 else "")
+    shown = few(runs, 4)
     first = failed[0][1]
     where = f"traceback in {first.traceback_file}" if first.traceback_file else "no traceback"
     others = len({f.traceback_file for _, f in failed} - {first.traceback_file})
