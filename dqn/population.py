@@ -53,6 +53,7 @@ from dqn.population_files import (
     Network,
     read_population,
     read_step_marker,
+    trained_past,
 )
 from dqn.population_loop import PopulationLoop, Slot
 from dqn.replay import ReplayBuffer
@@ -243,8 +244,8 @@ def _common_good_step(running: list, marker: int, out: Path) -> int:
     from dqn.errors import CheckpointWarning
 
     first_problem = None
-    held = [[checkpoint.checkpoint_step(p) for p in list_checkpoints(d)] for _, d in running]
-    for step in sorted({s for steps in held for s in steps if s <= marker}, reverse=True):
+    held = {checkpoint.checkpoint_step(p) for _, d in running for p in list_checkpoints(d)}
+    for step in sorted({s for s in held if s <= marker}, reverse=True):
         for _, run_dir in running:
             try:
                 verify_checkpoint(checkpoint_dir(run_dir, step))
@@ -259,11 +260,7 @@ def _common_good_step(running: list, marker: int, out: Path) -> int:
                     stacklevel=4,  # resume_population's caller
                 )
             return step
-    ahead = [
-        (run_dir, max(steps))
-        for (_, run_dir), steps in zip(running, held)
-        if steps and min(steps) > marker
-    ]
+    ahead = [(d, newest) for _, d in running if (newest := trained_past(d, marker)) is not None]
     if ahead:  # a member's run went on without the others (dqn-train --resume of it, say)
         run_dir, newest = ahead[0]
         raise CheckpointError(

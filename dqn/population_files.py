@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dqn.agent_files import checkpoint_step, list_checkpoints
 from dqn.config import DQNConfig, saved_config
 from dqn.diagnostics import unit_columns
 from dqn.errors import CheckpointError, ConfigError
@@ -63,6 +64,14 @@ def read_step_marker(out: Path) -> tuple[int, list[int]]:
         return int(marker["env_step"]), [int(i) for i in marker["stopped"]]
     except (ValueError, KeyError, TypeError):
         raise CheckpointError(f"population {out}: {STEP_FILE} is corrupt") from None
+
+
+def trained_past(run_dir: Path, marker: int) -> int | None:
+    """The newest checkpoint step of a member's run all of whose checkpoints are past the
+    population's step ``marker``, as those of a run trained on without the population
+    (``dqn-train --resume`` of it); None for a run that still holds one at or before it."""
+    steps = [checkpoint_step(p) for p in list_checkpoints(run_dir)]
+    return max(steps) if steps and min(steps) > marker else None
 
 
 def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
@@ -145,5 +154,6 @@ __all__ = [
     "Network",
     "read_population",
     "read_step_marker",
+    "trained_past",
     "write_step_marker",
 ]

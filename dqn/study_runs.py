@@ -336,21 +336,18 @@ def _check_not_trained_alone(folder: Path, jobs: list[Job], configs: list[DQNCon
     past the chunk's checkpoint by another command (``dqn-train --resume`` of it): the chunk
     cannot resume without that run's checkpoint of the chunk's step, and training the chunk
     afresh would delete what that command trained."""
-    from dqn.agent_files import list_checkpoints
-    from dqn.checkpoint import checkpoint_step
     from dqn.errors import CheckpointError
-    from dqn.population_files import read_step_marker
+    from dqn.population_files import read_step_marker, trained_past
 
     marker, stopped = read_step_marker(folder)
     for i, (job, config) in enumerate(zip(jobs, configs)):
         run = Path(job.folder) / STUDY_RUN
-        steps = [checkpoint_step(p) for p in list_checkpoints(run)]
-        if i in stopped or not steps or min(steps) <= marker:
+        if i in stopped or (newest := trained_past(run, marker)) is None:
             continue
         if ended_summary(run, config.total_env_steps) is None:  # a finished one is kept
             raise CheckpointError(
                 f"run {job.name} was trained on past its population's checkpoint (env step "
-                f"{marker}; the run's newest: {max(steps)}), outside this study, so its "
+                f"{marker}; the run's newest: {newest}), outside this study, so its "
                 f"population cannot resume: move {job.folder} elsewhere to keep it, or remove "
                 "it, and run this again (its population's runs then train afresh)"
             )
