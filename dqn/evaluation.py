@@ -46,15 +46,14 @@ def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, floa
 
     for i in range(episodes):
         obs, _ = checked(seed + i, env.reset(seed=seed + i)[0])
-        total, done = 0.0, False
+        total = 0.0
         for _ in range(MAX_EPISODE_STEPS):
-            if done:
-                break
             obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
             obs, reward = checked(seed + i, obs, reward)
             total += reward
-            done = terminated or truncated
-        if not done:
+            if terminated or truncated:
+                break
+        else:
             raise _endless(env, seed + i)
         returns.append(total)
     return float(np.mean(returns)), float(np.std(returns)), returns

@@ -10,6 +10,7 @@ import json
 import math
 import re
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -196,8 +197,6 @@ class Interrupt:
         return self
 
     def _handle(self, signum, frame) -> None:
-        import time
-
         if self._signum is None:
             self._signum, self._first = signum, time.monotonic()
         elif time.monotonic() - self._first >= self.REPEAT_SECONDS:  # second Ctrl-C: stop now

@@ -4,7 +4,7 @@
 exits at once, and the command's next write (the progress bar closing, the summary) raised
 BrokenPipeError mid-shutdown. The run's checkpoint was saved, but its summary.json was not,
 the command exited 1 instead of 130, and ``| head`` ended a finished run with a traceback.
-Inside ``outliving_readers`` a write to a pipe whose reader is gone sends that stream to
+Inside ``command`` a write to a pipe whose reader is gone sends that stream to
 /dev/null instead: the command finishes what it was doing and exits with its own code.
 """
 
@@ -14,7 +14,7 @@ import contextlib
 import functools
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TextIO
 
 
@@ -51,32 +51,28 @@ class _Survivor:
         return getattr(self._stream, name)
 
 
-@contextlib.contextmanager
-def outliving_readers() -> Iterator[None]:
-    """Inside, stdout and stderr survive their readers (see the module's docstring)."""
+def outlive_readers() -> tuple[TextIO, TextIO]:
+    """From now on in this process, stdout and stderr survive their readers (a study's worker
+    keeps this for its life: its warnings share the study's stderr). Returns the streams it
+    replaced."""
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Survivor(saved[0]), _Survivor(saved[1])
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = saved
-
-
-def outlive_readers() -> None:
-    """For the rest of this process (a study's worker: its warnings share the study's stderr)."""
     if not isinstance(sys.stdout, _Survivor):
         sys.stdout, sys.stderr = _Survivor(sys.stdout), _Survivor(sys.stderr)
+    return saved
 
 
 def command(main: Callable[..., int]) -> Callable[..., int]:
-    """A command's ``main``, run inside ``outliving_readers``."""
+    """A command's ``main``, its output outliving its readers while it runs."""
 
     @functools.wraps(main)
     def run(*args, **kwargs) -> int:
-        with outliving_readers():
+        saved = outlive_readers()
+        try:
             return main(*args, **kwargs)
+        finally:
+            sys.stdout, sys.stderr = saved
 
     return run
 
 
-__all__ = ["command", "outlive_readers", "outliving_readers"]
+__all__ = ["command", "outlive_readers"]
