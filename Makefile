@@ -4,13 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# setuptools prints a boxed "Editable installation" notice (the repository's `dqn/` folder takes
+# precedence over other installs during imports) for every editable install: that is what an
+# editable install is for here, so the notice is filtered out, and no other warning with it.
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e
 
 .PHONY: train test test-fast test-other-cpu trust lint backprop bench clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,ray]"
+	$(EDITABLE) ".[dev,ray]"
 	@touch $(STAMP)
 
 train: $(STAMP)
@@ -57,7 +61,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)
 	@$(BIN)/python -c "import torch, stable_baselines3" 2>/dev/null \
-		|| $(BIN)/python -m pip install --quiet -e ".[bench]"
+		|| $(EDITABLE) ".[bench]"
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
