@@ -39,10 +39,9 @@ class _Bar:
             return
         evals = [s.loop.eval_mean for s in self.loop.slots if s.stopped is None]
         solved = sum(s.loop.first_solve is not None for s in self.loop.slots)
-        median = float(np.nanmedian(evals)) if np.isfinite(evals).any() else float("nan")
-        self.bar.set_postfix(
-            running=running, solved=solved, eval_median=f"{median:.0f}", refresh=False
-        )
+        # "-" until a running member has been evaluated (a NaN there read as a broken run)
+        median = f"{np.nanmedian(evals):.0f}" if np.isfinite(evals).any() else "-"
+        self.bar.set_postfix(running=running, solved=solved, eval_median=median, refresh=False)
         self.bar.update(step - self.shown)
         self.shown = step
 

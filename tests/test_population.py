@@ -174,6 +174,24 @@ def test_member_folders_load_as_agents_and_evaluate(tmp_path):
     assert out.returncode == 0, out.stderr
 
 
+def test_the_bar_shows_no_median_before_the_first_evaluation():
+    from types import SimpleNamespace as NS
+
+    from dqn.population_progress import REPORT_EVERY, progress_reporter
+
+    def member(eval_mean):
+        return NS(config=BASE, stopped=None, loop=NS(eval_mean=eval_mean, first_solve=None))
+
+    loop = NS(step=0, slots=[member(float("nan")), member(float("nan"))])
+    bar = progress_reporter(True, loop)
+    bar(REPORT_EVERY, running=2)
+    assert "eval_median=-" in bar.bar.postfix  # not "nan", which read as a broken run
+    loop.slots[0].loop.eval_mean = 120.0
+    bar(2 * REPORT_EVERY, running=2)
+    assert "eval_median=120" in bar.bar.postfix
+    bar.close()
+
+
 def test_a_population_writes_where_its_loop_time_went(tmp_path):
     [member] = train_population(BASE, [({}, 0)], out_dir=tmp_path / "p", progress=False)
     timing = json.loads((tmp_path / "p" / "timing.json").read_text())
