@@ -11,8 +11,24 @@ EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip i
 
 .PHONY: train test test-fast test-other-cpu trust lint backprop bench clean-venv
 
+# pyproject.toml's requires-python, checked here so that the message names the interpreter.
+NEED_PY := import sys; sys.exit(sys.version_info < (3, 10))
+AGAIN := make $(or $(MAKECMDGOALS),train) PYTHON=python3.11
+
+# A .venv that cannot run pip is made again: a `python3 -m venv` that failed half-way (Debian's
+# and Ubuntu's Python without their python3-venv package) leaves a python without pip behind,
+# on which every later run would fail with "No module named pip" until someone removes it.
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
+		rm -rf $(VENV); \
+		command -v $(PYTHON) >/dev/null || { echo "make: no '$(PYTHON)' on PATH;" \
+			"dqn needs Python >= 3.10: give one, as in '$(AGAIN)'" >&2; exit 2; }; \
+		$(PYTHON) -c '$(NEED_PY)' || { echo "make: dqn needs Python >= 3.10 and '$(PYTHON)'" \
+			"is $$($(PYTHON) -V 2>&1): give another, as in '$(AGAIN)'" >&2; exit 2; }; \
+		$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 2; }; \
+	fi
+	@$(BIN)/python -c '$(NEED_PY)' || { echo "make: .venv holds $$($(BIN)/python -V 2>&1)" \
+		"and dqn needs Python >= 3.10: 'make clean-venv', then '$(AGAIN)'" >&2; exit 2; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(EDITABLE) ".[dev,ray]"
 	@touch $(STAMP)

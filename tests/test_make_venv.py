@@ -1,0 +1,111 @@
+"""`make train` and `make test` build .venv from nothing but a python3: what they do when that
+python, or a .venv an earlier try left, cannot be used.
+
+Each test runs the Makefile's own recipe in a folder of its own, with fake interpreters: shell
+scripts that answer the recipe's questions (`-c` the version check, `-V`, `-m venv`, `-m pip`)
+as the case needs, and write what they were asked to a log.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+
+# A venv's python that works: every call is logged and succeeds.
+GOOD_VENV_PYTHON = '#!/bin/sh\necho "venv-python $*" >> "$(dirname "$0")/../../log"\n'
+
+
+def interpreter(path: Path, version: str, venv: str = "good") -> Path:
+    """A fake python of ``version``; ``-m venv DIR`` makes a venv whose python works ("good"),
+    or leaves one that cannot run pip and fails, as Debian's python without python3-venv does
+    ("half")."""
+    ok = 0 if tuple(int(p) for p in version.split(".")[:2]) >= (3, 10) else 1
+    made = GOOD_VENV_PYTHON if venv == "good" else "#!/bin/sh\nexit 1\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "#!/bin/sh\n"
+        'echo "python $*" >> log\n'
+        'case "$1" in\n'
+        f"  -c) exit {ok};;\n"
+        f"  -V) echo 'Python {version}';;\n"
+        '  -m) [ "$2" = venv ] || exit 0\n'
+        '      mkdir -p "$3/bin"\n'
+        f"      cat > \"$3/bin/python\" <<'END'\n{made}END\n"
+        '      chmod +x "$3/bin/python"\n'
+        f"      exit {0 if venv == 'good' else 1};;\n"
+        "esac\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def make(folder: Path, python: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "--no-print-directory", ".venv/.installed", f"PYTHON={python}"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    (tmp_path / "pyproject.toml").write_text("")
+    return tmp_path
+
+
+def log(project: Path) -> list[str]:
+    path = project / "log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_venv_without_pip_left_by_a_failed_try_is_made_again(project):
+    broken = project / ".venv" / "bin" / "python"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("#!/bin/sh\necho 'No module named pip' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    proc = make(project, str(interpreter(project / "py", "3.11.7")))
+    assert proc.returncode == 0, proc.stderr
+    calls = log(project)
+    assert "python -m venv .venv" in calls
+    assert any(c.startswith("venv-python -m pip install --quiet -e") for c in calls)
+    assert (project / ".venv" / ".installed").is_file()
+
+
+def test_a_venv_that_fails_half_way_is_removed_so_the_next_try_starts_clean(project):
+    proc = make(project, str(interpreter(project / "py", "3.11.7", venv="half")))
+    assert proc.returncode != 0
+    assert not (project / ".venv").exists()
+
+
+def test_a_python_older_than_3_10_is_named_in_one_line_before_a_venv_is_made(project):
+    proc = make(project, str(interpreter(project / "py", "3.9.2")))
+    assert proc.returncode == 2
+    [line] = [x for x in proc.stderr.splitlines() if not x.startswith("make: ***")]
+    assert "needs Python >= 3.10" in line and "is Python 3.9.2" in line
+    assert "PYTHON=python3.11" in line
+    assert not (project / ".venv").exists() and "python -m venv .venv" not in log(project)
+
+
+def test_a_python_that_is_not_there_is_named(project):
+    proc = make(project, "python3-that-is-not-installed")
+    assert proc.returncode == 2
+    assert "no 'python3-that-is-not-installed' on PATH" in proc.stderr
+
+
+def test_a_venv_of_an_old_python_is_kept_and_named_with_the_cure(project):
+    old = interpreter(project / ".venv" / "bin" / "python", "3.9.2")
+    proc = make(project, str(interpreter(project / "py", "3.11.7")))
+    assert proc.returncode == 2
+    assert ".venv holds Python 3.9.2" in proc.stderr and "make clean-venv" in proc.stderr
+    assert old.is_file()  # the user's to remove: it may hold more than dqn
+    assert not any("pip install" in c for c in log(project))
