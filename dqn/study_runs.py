@@ -275,7 +275,7 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
     for job in jobs:
         alone = runner == "process" or population_mismatch([DQNConfig.from_dict(job.config)])
         if alone:
-            tasks.append((job.name, _run_worker, (job.config, job.label, job.folder)))
+            tasks.append(_run_task(job))
         else:
             groups.setdefault(tuple(repr(job.config[k]) for k in SHARED_KEYS), []).append(job)
     for group in groups.values():
@@ -285,6 +285,12 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
         for chunk, folder in _resumable_chunks(out, group):
             tasks.append(_population_task(chunk, folder))
             group = [job for job in group if job not in chunk]
+        # A run checkpointed outside such a chunk (by `--runner process`, or in a chunk whose
+        # population cannot resume) continues from its own checkpoint, in a process of its own
+        # as that runner would: a fresh chunk would delete what it trained.
+        checkpointed = [job for job in group if _checkpointed_unended(job)]
+        tasks += [_run_task(job) for job in checkpointed]
+        group = [job for job in group if job not in checkpointed]
         if not group:
             continue
         # At least one chunk per worker, and no chunk above MAX_CHUNK members: more members
@@ -299,6 +305,19 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
             key = hashlib.sha1(names.encode()).hexdigest()[:12]
             tasks.append(_population_task(chunk, out / "populations" / key))
     return tasks
+
+
+def _run_task(job: Job) -> Task:
+    return (job.name, _run_worker, (job.config, job.label, job.folder))
+
+
+def _checkpointed_unended(job: Job) -> bool:
+    """True if the job's run holds a checkpoint and has not ended."""
+    from dqn.agent_files import list_checkpoints
+
+    run = Path(job.folder) / STUDY_RUN
+    total = DQNConfig.from_dict(job.config).total_env_steps
+    return bool(list_checkpoints(run)) and ended_summary(run, total) is None
 
 
 def _population_task(chunk: list[Job], folder: Path) -> Task:

@@ -97,6 +97,22 @@ def stop_mid_study(out: Path, runner: str, sig: int, whole_group: bool):
     return proc.returncode, out_text, err
 
 
+def interrupted_runs(out: Path) -> dict[str, int]:
+    """The runs a signal stopped after a checkpoint, with their config.yaml's mtime as the
+    signal left it: a rerun must resume them, not train them afresh (which would write their
+    config.yaml again)."""
+    finished = [n for n in RUNS if (out / "runs" / n / "result.json").is_file()]
+    written = {
+        name: (out / "runs" / name / "run" / "config.yaml").stat().st_mtime_ns
+        for name in RUNS
+        if name not in finished and (out / "runs" / name / "run" / "checkpoints").is_dir()
+    }
+    assert written, (
+        f"no run was interrupted after a checkpoint (finished: {finished}): resume not tested"
+    )
+    return written
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "runner, sig, whole_group",
@@ -117,16 +133,7 @@ def test_an_interrupted_study_keeps_only_finished_runs_and_resumes_exactly(
     for name in finished:  # a result.json is only ever a finished run's
         assert last_env_step(out / "runs" / name) == total
     assert not (out / "results.json").exists()
-    # The interrupted runs' folders, as the signal left them: a rerun must resume them, not
-    # train them afresh (which would write their config.yaml again).
-    written = {
-        name: (out / "runs" / name / "run" / "config.yaml").stat().st_mtime_ns
-        for name in RUNS
-        if name not in finished and (out / "runs" / name / "run" / "checkpoints").is_dir()
-    }
-    assert written, (
-        f"no run was interrupted after a checkpoint (finished: {finished}): resume not tested"
-    )
+    written = interrupted_runs(out)
 
     done = subprocess.run(compare_command(out, runner), capture_output=True, text=True)
     tracebacks = [p.read_text() for p in out.rglob("error.txt")]
@@ -156,6 +163,31 @@ def test_an_interrupted_study_keeps_only_finished_runs_and_resumes_exactly(
     for name, reference in zip(RUNS, references):
         resumed = (out / "runs" / name / "run" / "metrics.csv").read_text()
         assert resumed == (reference / "metrics.csv").read_text(), name
+
+
+@pytest.mark.slow
+def test_runs_a_per_process_study_left_checkpointed_resume_when_rerun_as_populations(tmp_path):
+    """`--runner process` stopped, then the same study without it (populations, the default):
+    the runs it left checkpointed used to go into a fresh population, which deleted them and
+    trained them from zero. Each continues from its own checkpoint, as a single run."""
+    from dqn.loop import train
+
+    out = tmp_path / "study"
+    code, _, err = stop_mid_study(out, "process", signal.SIGTERM, whole_group=False)
+    assert code == 128 + signal.SIGTERM, err
+    written = interrupted_runs(out)
+    done = subprocess.run(compare_command(out, "population"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    base = DQNConfig.from_yaml(
+        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SETTINGS.items()]
+    )
+    for name, mtime in written.items():
+        run = out / "runs" / name / "run"
+        assert run.joinpath("config.yaml").stat().st_mtime_ns == mtime, name
+        variant, seed = name.split("-seed")
+        reference = tmp_path / "whole" / name
+        train(base.replace(loss=variant, seed=int(seed)), run_dir=reference, progress=False)
+        assert (run / "metrics.csv").read_text() == (reference / "metrics.csv").read_text(), name
 
 
 def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
