@@ -344,32 +344,23 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
         if None in jobs or any(job in chunk for chunk, _ in chunks for job in jobs):
             continue
         configs = [DQNConfig.from_dict(job.config) for job in jobs]
-        if _can_resume(folder, configs, [Path(job.folder) / STUDY_RUN for job in jobs]):
-            _check_not_trained_alone(folder, jobs, configs)
+        runs = [Path(job.folder) / STUDY_RUN for job in jobs]
+        if _can_resume(folder, configs, runs) and not _trained_alone(folder, runs):
             chunks.append((jobs, folder))
     return chunks
 
 
-def _check_not_trained_alone(folder: Path, jobs: list[Job], configs: list[DQNConfig]) -> None:
-    """Refuse, before anything is trained, a chunk one of whose unfinished runs was trained on
-    past the chunk's checkpoint by another command (``dqn-train --resume`` of it): the chunk
-    cannot resume without that run's checkpoint of the chunk's step, and training the chunk
-    afresh would delete what that command trained."""
-    from dqn.errors import CheckpointError
+def _trained_alone(folder: Path, runs: list[Path]) -> bool:
+    """True if a run of the chunk in ``folder`` was trained on past the chunk's checkpoint by
+    another command (``dqn-train --resume`` of it): the chunk then has no step to resume
+    together, and its runs continue alone, each from its own newest checkpoint (as a fresh
+    chunk, which would delete what that command trained, must not)."""
     from dqn.population_files import read_step_marker, trained_past
 
     marker, stopped = read_step_marker(folder)
-    for i, (job, config) in enumerate(zip(jobs, configs)):
-        run = Path(job.folder) / STUDY_RUN
-        if i in stopped or (newest := trained_past(run, marker)) is None:
-            continue
-        if ended_summary(run, config.total_env_steps) is None:  # a finished one is kept
-            raise CheckpointError(
-                f"run {job.name} was trained on past its population's checkpoint (env step "
-                f"{marker}; the run's newest: {newest}), outside this study, so its "
-                f"population cannot resume: move {job.folder} elsewhere to keep it, or remove "
-                "it, and run this again (its population's runs then train afresh)"
-            )
+    return any(
+        trained_past(run, marker) is not None for i, run in enumerate(runs) if i not in stopped
+    )
 
 
 def task_configs(task: Task) -> list[dict]:

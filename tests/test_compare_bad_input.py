@@ -228,12 +228,13 @@ def test_a_chunk_whose_checkpoints_were_lost_is_trained_afresh(tmp_path, in_proc
     assert [r["curve"] for r in again] == [r["curve"] for r in rows]
 
 
-def test_a_chunk_whose_run_was_trained_on_alone_is_refused_and_the_run_kept(
-    tmp_path, in_process, capsys
+def test_a_chunk_whose_run_was_trained_on_alone_continues_each_run_from_its_own_checkpoint(
+    tmp_path, in_process
 ):
     """A chunk stopped at step 150, one of whose runs was then trained on past it by
-    ``dqn-train --resume`` (its checkpoints: only the newer 300): the chunk cannot resume, and
-    training it afresh would delete that run's work, so the rerun is refused in one line."""
+    ``dqn-train --resume`` (its checkpoints: only the newer 300): the chunk cannot resume
+    together, and training it afresh would delete that run's work (the rerun used to be
+    refused for that). Each run continues alone from its own newest checkpoint instead."""
     from dqn.population_files import STEP_FILE
 
     out = tmp_path / "study"
@@ -244,16 +245,22 @@ def test_a_chunk_whose_run_was_trained_on_alone_is_refused_and_the_run_kept(
         (entry / "result.json").unlink()
         (entry / "run" / "summary.json").unlink()
     shutil.rmtree(out / "runs" / "huber-seed1" / "run" / "checkpoints" / "step-000000150")
-    config = tiny_yaml(tmp_path)
-    args = ["--config", config, "--variants", "l2", "huber", "--seeds", 2, "--out", out]
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    mtimes = {n: (out / "runs" / n / "run" / "config.yaml").stat().st_mtime_ns for n in runs}
     in_process.clear()
-    line = refused_cli(args, capsys, tmp_path)
-    assert line.startswith(
-        "dqn-compare: error: run huber-seed1 was trained on past its population's checkpoint "
-        "(env step 150; the run's newest: 300), outside this study"
-    ), line
-    assert f"move {out / 'runs' / 'huber-seed1'} elsewhere to keep it, or remove it" in line
-    assert in_process == []
+    code = compare_main(
+        ["--config", str(tiny_yaml(tmp_path)), "--variants", "l2", "huber"]
+        + ["--seeds", "2", "--out", str(out), "--no-progress", "--workers", "1"]
+    )
+    assert code == 0 and sorted(in_process) == runs
+    for name in runs:  # resumed, not trained afresh (which writes config.yaml again)
+        run = out / "runs" / name / "run"
+        assert run.joinpath("config.yaml").stat().st_mtime_ns == mtimes[name], name
+        summary = json.loads(run.joinpath("summary.json").read_text())
+        assert summary["env_steps"] == 300
+        assert "population_members" not in summary  # ended as a single run, not in the chunk
+    kept = out / "runs" / "huber-seed1" / "run" / "checkpoints"
+    assert [p.name for p in kept.iterdir()] == ["step-000000300"]
 
 
 def test_a_trained_row_takes_its_seconds_from_the_summary_as_a_row_read_back_does(
