@@ -8,6 +8,7 @@ as the case needs, and write what they were asked to a log.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -47,9 +48,14 @@ def interpreter(path: Path, version: str, venv: str = "good") -> Path:
 
 
 def make(folder: Path, python: str) -> subprocess.CompletedProcess:
+    # As a top-level make, also when the suite itself runs under `make test` (whose MAKELEVEL
+    # and MAKEFLAGS would make this one a sub-make, with "make[1]:" on its lines).
+    outer = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    env = {k: v for k, v in os.environ.items() if k not in outer}
     return subprocess.run(
-        ["make", "--no-print-directory", ".venv/.installed", f"PYTHON={python}"],
+        ["make", ".venv/.installed", f"PYTHON={python}"],
         cwd=folder,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
