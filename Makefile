@@ -15,10 +15,25 @@ EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip i
 NEED_PY := import sys; sys.exit(sys.version_info < (3, 10))
 AGAIN := make $(or $(MAKECMDGOALS),train) PYTHON=python3.11
 
+# A venv cannot move: its scripts start the python of the folder it was made in (a clone moved
+# or renamed failed with ".venv/bin/dqn-train: exec: <old folder>/.venv/bin/python: not found").
+# The stamp holds that folder, and a .venv made in another one is made again. (An empty stamp
+# is an older Makefile's, which did not record it.)
+MADE_IN := $(shell cat $(STAMP) 2>/dev/null)
+ifneq ($(MADE_IN),)
+ifneq ($(MADE_IN),$(CURDIR))
+.PHONY: $(STAMP)  # out of date whatever its time: its recipe then makes .venv again
+endif
+endif
+
 # A .venv that cannot run pip is made again: a `python3 -m venv` that failed half-way (Debian's
 # and Ubuntu's Python without their python3-venv package) leaves a python without pip behind,
 # on which every later run would fail with "No module named pip" until someone removes it.
 $(STAMP): pyproject.toml
+	@if [ -s $(STAMP) ] && [ "$$(cat $(STAMP))" != "$(CURDIR)" ]; then \
+		echo "make: .venv was made in $$(cat $(STAMP)), not in $(CURDIR): making it again"; \
+		rm -rf $(VENV); \
+	fi
 	@if ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
 		rm -rf $(VENV); \
 		command -v $(PYTHON) >/dev/null || { echo "make: no '$(PYTHON)' on PATH;" \
@@ -31,7 +46,7 @@ $(STAMP): pyproject.toml
 		"and dqn needs Python >= 3.10: 'make clean-venv', then '$(AGAIN)'" >&2; exit 2; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(EDITABLE) ".[dev,ray]"
-	@touch $(STAMP)
+	@echo "$(CURDIR)" > $(STAMP)
 
 train: $(STAMP)
 	$(BIN)/dqn-train --config configs/cartpole.yaml $(ARGS)

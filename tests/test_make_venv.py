@@ -47,13 +47,13 @@ def interpreter(path: Path, version: str, venv: str = "good") -> Path:
     return path
 
 
-def make(folder: Path, python: str) -> subprocess.CompletedProcess:
+def make(folder: Path, python: str, *options: str) -> subprocess.CompletedProcess:
     # As a top-level make, also when the suite itself runs under `make test` (whose MAKELEVEL
     # and MAKEFLAGS would make this one a sub-make, with "make[1]:" on its lines).
     outer = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
     env = {k: v for k, v in os.environ.items() if k not in outer}
     return subprocess.run(
-        ["make", ".venv/.installed", f"PYTHON={python}"],
+        ["make", *options, ".venv/.installed", f"PYTHON={python}"],
         cwd=folder,
         env=env,
         capture_output=True,
@@ -115,3 +115,30 @@ def test_a_venv_of_an_old_python_is_kept_and_named_with_the_cure(project):
     assert ".venv holds Python 3.9.2" in proc.stderr and "make clean-venv" in proc.stderr
     assert old.is_file()  # the user's to remove: it may hold more than dqn
     assert not any("pip install" in c for c in log(project))
+
+
+def test_a_venv_made_in_another_folder_is_made_again_and_an_older_stamp_is_kept(tmp_path):
+    """A clone moved or renamed: its .venv's scripts still start the old folder's python. The
+    stamp records the folder .venv was made in; an empty one (an older Makefile's) is kept."""
+    first = tmp_path / "first"
+    first.mkdir()
+    shutil.copy(ROOT / "Makefile", first / "Makefile")
+    (first / "pyproject.toml").write_text("")
+    python = str(interpreter(tmp_path / "py", "3.11.7"))
+    assert make(first, python).returncode == 0
+    assert (first / ".venv" / ".installed").read_text().strip() == str(first.resolve())
+
+    moved = shutil.move(first, tmp_path / "moved")
+    proc = make(moved, python, "-n")  # a dry run changes nothing, and says what it would do
+    assert proc.returncode == 0 and "rm -rf .venv" in proc.stdout
+    assert (moved / ".venv" / ".installed").read_text().strip() == str(first.resolve())
+    proc = make(moved, python)
+    assert proc.returncode == 0, proc.stderr
+    assert f"make: .venv was made in {first.resolve()}, not in {moved.resolve()}" in proc.stdout
+    assert log(moved).count("python -m venv .venv") == 2
+    assert (moved / ".venv" / ".installed").read_text().strip() == str(moved.resolve())
+
+    (moved / ".venv" / ".installed").write_text("")  # as `touch` left it
+    proc = make(moved, python)
+    assert proc.returncode == 0 and "made in" not in proc.stdout
+    assert "is up to date" in proc.stdout and log(moved).count("python -m venv .venv") == 2
