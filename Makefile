@@ -26,15 +26,18 @@ ifneq ($(MADE_IN),$(CURDIR))
 endif
 endif
 
-# A .venv that cannot run pip is made again: a `python3 -m venv` that failed half-way (Debian's
-# and Ubuntu's Python without their python3-venv package) leaves a python without pip behind,
-# on which every later run would fail with "No module named pip" until someone removes it.
+# A .venv that is not a venv with pip is made again: a `python3 -m venv` that failed half-way
+# (Debian's and Ubuntu's Python without their python3-venv package) leaves a python without
+# pip, on which every later run failed with "No module named pip"; and a .venv whose pyvenv.cfg
+# is gone (an interrupted `rm -rf .venv`) leaves a python that is the base interpreter itself,
+# into which pip would install everything.
+VENV_OK := import sys, pip; sys.exit(sys.prefix == sys.base_prefix)
 $(STAMP): pyproject.toml
 	@if [ -s $(STAMP) ] && [ "$$(cat $(STAMP))" != "$(CURDIR)" ]; then \
 		echo "make: .venv was made in $$(cat $(STAMP)), not in $(CURDIR): making it again"; \
 		rm -rf $(VENV); \
 	fi
-	@if ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
+	@if ! $(BIN)/python -c '$(VENV_OK)' >/dev/null 2>&1; then \
 		rm -rf $(VENV); \
 		command -v $(PYTHON) >/dev/null || { echo "make: no '$(PYTHON)' on PATH;" \
 			"dqn needs Python >= 3.10: give one, as in '$(AGAIN)'" >&2; exit 2; }; \

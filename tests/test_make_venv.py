@@ -34,7 +34,8 @@ def interpreter(path: Path, version: str, venv: str = "good") -> Path:
         "#!/bin/sh\n"
         'echo "python $*" >> log\n'
         'case "$1" in\n'
-        f"  -c) exit {ok};;\n"
+        # -c: the venv check (a venv's python: yes) or the version check
+        f'  -c) case "$2" in *base_prefix*) exit 0;; *) exit {ok};; esac;;\n'
         f"  -V) echo 'Python {version}';;\n"
         '  -m) [ "$2" = venv ] || exit 0\n'
         '      mkdir -p "$3/bin"\n'
@@ -85,6 +86,21 @@ def test_a_venv_without_pip_left_by_a_failed_try_is_made_again(project):
     assert "python -m venv .venv" in calls
     assert any(c.startswith("venv-python -m pip install --quiet -e") for c in calls)
     assert (project / ".venv" / ".installed").is_file()
+
+
+def test_a_venv_without_its_pyvenv_cfg_is_made_again_not_installed_into(project):
+    """An interrupted `rm -rf .venv` can leave bin/python without pyvenv.cfg: that python is
+    the base interpreter itself (pip runs in it), and everything was installed into it."""
+    base = project / ".venv" / "bin" / "python"
+    base.parent.mkdir(parents=True)
+    # Not a venv (sys.prefix == sys.base_prefix: -c exits 1), but pip works in it.
+    base.write_text('#!/bin/sh\necho "base-python $*" >> log\n[ "$1" = -c ] && exit 1\nexit 0\n')
+    base.chmod(0o755)
+    proc = make(project, str(interpreter(project / "py", "3.11.7")))
+    assert proc.returncode == 0, proc.stderr
+    calls = log(project)
+    assert "python -m venv .venv" in calls
+    assert not any(c.startswith("base-python -m pip") for c in calls), calls
 
 
 def test_a_venv_that_fails_half_way_is_removed_so_the_next_try_starts_clean(project):
