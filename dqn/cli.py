@@ -16,7 +16,14 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from dqn.errors import ConfigError, DivergenceError, DQNError, StudyInterrupted, WorkerError
+from dqn.errors import (
+    ConfigError,
+    DivergenceError,
+    DQNError,
+    SignalInterrupt,
+    StudyInterrupted,
+    WorkerError,
+)
 from dqn.terminal import command
 
 EXIT_FAILED = 1  # a run crashed: not the user's input
@@ -55,12 +62,22 @@ def _os_problem(exc: OSError) -> str:
     return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
 
 
+def _interrupted_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal that stopped the command at once (a plain KeyboardInterrupt: SIGINT)."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+def _raise_signal(signum, frame):
+    raise SignalInterrupt(signum)
+
+
 @contextlib.contextmanager
 def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """Inside, SIGTERM raises KeyboardInterrupt as SIGINT does, so a study stopped before its
-    runs start (or by a second signal) says so in one line instead of dying silently."""
+    """Inside, SIGTERM raises a KeyboardInterrupt (``SignalInterrupt``) as SIGINT does, so a
+    study stopped before its runs start (or by a second signal) says so in one line instead of
+    dying silently, and exits 143."""
     try:
-        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        previous = signal.signal(signal.SIGTERM, _raise_signal)
     except ValueError:  # not the main thread
         yield
         return
@@ -131,8 +148,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             prog,
             f"cannot write the run: {_os_problem(exc)}; the checkpoints written before are intact",
         )
-    except KeyboardInterrupt:  # a second Ctrl-C while the checkpoint was being written
-        return _fail(prog, "interrupted twice; the previous checkpoint is intact", EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:  # a second Ctrl-C while the checkpoint was being written
+        return _fail(
+            prog, "interrupted twice; the previous checkpoint is intact", _interrupted_code(exc)
+        )
     _print_summary(result)
     return 128 + result.stop_signal if result.stop_signal is not None else 0
 
@@ -386,12 +405,12 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         return _fail(prog, exc)
     except OSError as exc:
         return _fail(prog, f"cannot write to {args.out}: {_os_problem(exc)}")
-    except KeyboardInterrupt:  # before the runs started, or a second signal (workers killed)
+    except KeyboardInterrupt as exc:  # before the runs started, or a second signal
         return _fail(
             prog,
             "interrupted at once; finished runs and the checkpoints written so far are kept, "
             "and the same command continues",
-            EXIT_INTERRUPTED,
+            _interrupted_code(exc),
         )
     print(seed_table(rows))
     print()

@@ -60,6 +60,16 @@ class StudyInterrupted(DQNError):
         self.signum = signum
 
 
+class SignalInterrupt(KeyboardInterrupt):
+    """A second SIGINT or SIGTERM, which stops a command at once. A KeyboardInterrupt, so that
+    whatever handles Ctrl-C handles it; it carries the signal, and the command line exits with
+    128 + ``signum`` (130 for SIGINT, 143 for SIGTERM), as for a first one."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class CheckpointWarning(UserWarning):
     """A checkpoint was skipped (corrupt or incomplete) in favour of an older good one."""
 

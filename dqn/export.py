@@ -28,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dqn.cli import EXIT_INTERRUPTED, _fail, _one_line_warnings, _Parser
+from dqn.cli import _fail, _interrupted_code, _one_line_warnings, _Parser, _sigterm_as_ctrl_c
 from dqn.errors import CheckpointError, DQNError
 from dqn.terminal import command
 
@@ -69,30 +69,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return _fail(PROG, exc)
     created = _missing_parents(out)
-    tmp = None
+    tmp, moved = None, False
     try:
         from dqn.io import fresh_tmp_dir
 
-        tmp = fresh_tmp_dir(out)  # an unwritable --out fails here, before TensorFlow
-        _chmod_as_new_folder(tmp)
-        with _one_line_warnings(PROG):
-            _write(agent_dir, tmp, tflite=args.tflite)
-        _move_into_place(tmp, out)
+        # SIGTERM (`timeout`, `kill`) as Ctrl-C: the unfinished folder is removed below, where
+        # the default action left a hidden .<name>.*.tmp folder beside --out.
+        with _sigterm_as_ctrl_c():
+            tmp = fresh_tmp_dir(out)  # an unwritable --out fails here, before TensorFlow
+            _chmod_as_new_folder(tmp)
+            with _one_line_warnings(PROG):
+                _write(agent_dir, tmp, tflite=args.tflite)
+            _move_into_place(tmp, out)
+            moved = True
     except BaseException as exc:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        for folder in created:  # innermost first; only folders this call made, only if empty
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        if isinstance(exc, DQNError):
-            return _fail(PROG, exc)
-        if isinstance(exc, OSError):
-            return _fail(PROG, f"cannot write {out}: {exc.strerror or exc}")
-        if isinstance(exc, KeyboardInterrupt):
-            return _fail(PROG, "interrupted; nothing written", EXIT_INTERRUPTED)
-        raise
+        # A signal once the folder was in place changes nothing: it is written, and complete.
+        if not (moved and isinstance(exc, KeyboardInterrupt)):
+            _remove_unfinished(tmp, created)
+            if isinstance(exc, DQNError):
+                return _fail(PROG, exc)
+            if isinstance(exc, OSError):
+                return _fail(PROG, f"cannot write {out}: {exc.strerror or exc}")
+            if isinstance(exc, KeyboardInterrupt):
+                return _fail(PROG, "interrupted; nothing written", _interrupted_code(exc))
+            raise
     what = f"SavedModel{' and ' + TFLITE_FILE if args.tflite else ''}"
     print(
         f"{PROG}: wrote {what} of {agent_dir} to {out}/ with signatures "
@@ -149,6 +149,17 @@ def _chmod_as_new_folder(folder: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)
+
+
+def _remove_unfinished(tmp: Path | None, created: list[Path]) -> None:
+    """Remove the unfinished folder, and the parents of --out this call made if still empty."""
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for folder in created:  # innermost first
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dqn.errors import SignalInterrupt
 from dqn.io import atomic_write_text
 from dqn.run_state import LoopState, metrics_csv_rows
 from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES
@@ -200,7 +201,7 @@ class Interrupt:
         if self._signum is None:
             self._signum, self._first = signum, time.monotonic()
         elif time.monotonic() - self._first >= self.REPEAT_SECONDS:  # second Ctrl-C: stop now
-            raise KeyboardInterrupt
+            raise SignalInterrupt(signum)
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():

@@ -1,6 +1,7 @@
 """dqn-export: the SavedModel (and TFLite model) of an agent, served by processes without dqn."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -236,6 +237,28 @@ def test_export_refuses_a_corrupt_agent_and_removes_what_it_started(tmp_path, ca
     args = [agent, "--out", tmp_path / "new" / "deeper" / "out"]
     assert_refused(main, args, ["corrupt checkpoint"], capsys, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agent"]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_exporting_writes_nothing_and_exits_128_plus_it(
+    sig, code, tiny_run, tmp_path, monkeypatch, capsys
+):
+    """`timeout 5 dqn-export ...` (SIGTERM) used to kill it at once, leaving a hidden
+    .out.*.tmp folder beside --out; now it is removed, as for Ctrl-C, with one line."""
+    import time
+
+    from dqn import export
+
+    def signalled_while_writing(agent_dir, folder, tflite):
+        (folder / "saved_model.pb").write_bytes(b"half")
+        os.kill(os.getpid(), sig)
+        time.sleep(1)  # the handler raises here
+
+    monkeypatch.setattr(export, "_write", signalled_while_writing)
+    assert main([str(tiny_run), "--out", str(tmp_path / "new" / "out")]) == code
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["dqn-export: error: interrupted; nothing written"], lines
+    assert list(tmp_path.iterdir()) == []  # no temporary folder, and no parent left made
 
 
 def test_export_needs_out(tiny_run, capsys):

@@ -117,6 +117,7 @@ def test_a_signal_delivered_twice_at_once_is_one_stop_and_a_later_one_stops_now(
     apart. A second signal after Interrupt.REPEAT_SECONDS is a second Ctrl-C."""
     import os
 
+    from dqn.cli import _interrupted_code
     from dqn.run_log import Interrupt
 
     with Interrupt() as signals:
@@ -125,9 +126,13 @@ def test_a_signal_delivered_twice_at_once_is_one_stop_and_a_later_one_stops_now(
         time.sleep(0.01)  # the handler has run for both
         assert signals.signum == signal.SIGTERM
         time.sleep(Interrupt.REPEAT_SECONDS)
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
+        # A KeyboardInterrupt that carries its signal: the command exits 143, not 130.
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.1)
+        assert stopped.value.signum == signal.SIGTERM
+        assert _interrupted_code(stopped.value) == 143
+        assert _interrupted_code(KeyboardInterrupt()) == 130  # Python's own, from SIGINT
 
 
 # ---------------------------------------------------------------------- divergence guard
