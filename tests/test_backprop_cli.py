@@ -88,3 +88,28 @@ def test_script_wrapper_exits_2_without_traceback():
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "--out" in capsys.readouterr().out
+
+
+def test_a_figure_interrupted_while_written_keeps_the_previous_one(tmp_path, monkeypatch):
+    """savefig wrote the PNG in place: Ctrl-C half-way left a truncated file under its name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from dqn.backprop.plots import _save
+
+    path = tmp_path / "figure.png"
+    _save(plt.figure(), path)
+    before = path.read_bytes()
+
+    def interrupted(self, fname, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _save(plt.figure(), path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]

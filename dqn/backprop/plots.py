@@ -23,10 +23,17 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:
+    """Write to a temporary file, then rename it: a lab stopped mid-write (Ctrl-C, `timeout`)
+    leaves the figure as it was, never a truncated PNG."""
     path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    try:
+        fig.savefig(tmp, dpi=110)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        _pyplot().close(fig)
     return path
 
 
