@@ -23,6 +23,8 @@ MADE_IN := $(shell cat $(STAMP) 2>/dev/null)
 ifneq ($(MADE_IN),)
 ifneq ($(MADE_IN),$(CURDIR))
 .PHONY: $(STAMP)  # out of date whatever its time: its recipe then makes .venv again
+MOVED := @echo "make: .venv was made in $(MADE_IN), not in $(CURDIR): making it again"; \
+	rm -rf $(VENV)
 endif
 endif
 
@@ -33,10 +35,7 @@ endif
 # into which pip would install everything.
 VENV_OK := import sys, pip; sys.exit(sys.prefix == sys.base_prefix)
 $(STAMP): pyproject.toml
-	@if [ -s $(STAMP) ] && [ "$$(cat $(STAMP))" != "$(CURDIR)" ]; then \
-		echo "make: .venv was made in $$(cat $(STAMP)), not in $(CURDIR): making it again"; \
-		rm -rf $(VENV); \
-	fi
+	$(MOVED)
 	@if ! $(BIN)/python -c '$(VENV_OK)' >/dev/null 2>&1; then \
 		rm -rf $(VENV); \
 		command -v $(PYTHON) >/dev/null || { echo "make: no '$(PYTHON)' on PATH;" \

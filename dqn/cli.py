@@ -29,7 +29,6 @@ from dqn.terminal import command
 EXIT_FAILED = 1  # a run crashed: not the user's input
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130
 
 
 class _Parser(argparse.ArgumentParser):
