@@ -23,14 +23,22 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make on
 GOOD_VENV_PYTHON = '#!/bin/sh\necho "venv-python $*" >> "$(dirname "$0")/../../log"\n'
 
 
+def executable(path: Path, script: str) -> Path:
+    """A shell script at ``path`` (its folders made), ready to run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(script)
+    path.chmod(0o755)
+    return path
+
+
 def interpreter(path: Path, version: str, venv: str = "good") -> Path:
     """A fake python of ``version``; ``-m venv DIR`` makes a venv whose python works ("good"),
     or leaves one that cannot run pip and fails, as Debian's python without python3-venv does
     ("half")."""
     ok = 0 if tuple(int(p) for p in version.split(".")[:2]) >= (3, 10) else 1
     made = GOOD_VENV_PYTHON if venv == "good" else "#!/bin/sh\nexit 1\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
+    return executable(
+        path,
         "#!/bin/sh\n"
         'echo "python $*" >> log\n'
         'case "$1" in\n'
@@ -42,10 +50,8 @@ def interpreter(path: Path, version: str, venv: str = "good") -> Path:
         f"      cat > \"$3/bin/python\" <<'END'\n{made}END\n"
         '      chmod +x "$3/bin/python"\n'
         f"      exit {0 if venv == 'good' else 1};;\n"
-        "esac\n"
+        "esac\n",
     )
-    path.chmod(0o755)
-    return path
 
 
 def make(folder: Path, python: str, *options: str) -> subprocess.CompletedProcess:
@@ -76,10 +82,9 @@ def log(project: Path) -> list[str]:
 
 
 def test_a_venv_without_pip_left_by_a_failed_try_is_made_again(project):
-    broken = project / ".venv" / "bin" / "python"
-    broken.parent.mkdir(parents=True)
-    broken.write_text("#!/bin/sh\necho 'No module named pip' >&2\nexit 1\n")
-    broken.chmod(0o755)
+    executable(
+        project / ".venv" / "bin" / "python", "#!/bin/sh\necho 'No module named pip' >&2\nexit 1\n"
+    )
     proc = make(project, str(interpreter(project / "py", "3.11.7")))
     assert proc.returncode == 0, proc.stderr
     calls = log(project)
@@ -91,11 +96,9 @@ def test_a_venv_without_pip_left_by_a_failed_try_is_made_again(project):
 def test_a_venv_without_its_pyvenv_cfg_is_made_again_not_installed_into(project):
     """An interrupted `rm -rf .venv` can leave bin/python without pyvenv.cfg: that python is
     the base interpreter itself (pip runs in it), and everything was installed into it."""
-    base = project / ".venv" / "bin" / "python"
-    base.parent.mkdir(parents=True)
     # Not a venv (sys.prefix == sys.base_prefix: -c exits 1), but pip works in it.
-    base.write_text('#!/bin/sh\necho "base-python $*" >> log\n[ "$1" = -c ] && exit 1\nexit 0\n')
-    base.chmod(0o755)
+    base = '#!/bin/sh\necho "base-python $*" >> log\n[ "$1" = -c ] && exit 1\nexit 0\n'
+    executable(project / ".venv" / "bin" / "python", base)
     proc = make(project, str(interpreter(project / "py", "3.11.7")))
     assert proc.returncode == 0, proc.stderr
     calls = log(project)
