@@ -33,6 +33,7 @@ from dqn.study_runs import (
     task_configs,
     task_runs,
 )
+from dqn.terminal import progress_bar
 
 DEFAULT_VARIANTS = (
     "l2",
@@ -291,15 +292,11 @@ def _train_tasks(tasks, run_tasks, rows: dict, total: int, steps: int, progress:
     to_train = total - len(rows)
     bar = None
     if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=total * steps,
+        bar = progress_bar(
+            total * steps,
             initial=(total - to_train) * steps,
-            unit="step",
-            unit_scale=True,
             desc=_bar_label(to_train, tasks),
-            dynamic_ncols=True,
+            unit_scale=True,
         )
     counted: dict[str, int] = {}  # env steps the bar has counted per task
 

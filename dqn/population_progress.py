@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dqn.terminal import progress_bar
+
 REPORT_EVERY = 250  # env steps between two updates of the bar or two callbacks
 
 
@@ -20,18 +22,9 @@ class _Bar:
     many have solved; tqdm's ETA is the population's."""
 
     def __init__(self, loop) -> None:
-        from tqdm import tqdm
-
         self.loop = loop
         total = loop.slots[0].config.total_env_steps
-        self.bar = tqdm(
-            total=total,
-            initial=loop.step,
-            unit="step",
-            desc=f"{len(loop.slots)} members",
-            dynamic_ncols=True,
-            mininterval=0.5,
-        )
+        self.bar = progress_bar(total, initial=loop.step, desc=f"{len(loop.slots)} members")
         self.shown = loop.step
 
     def __call__(self, step: int, running: int) -> None:

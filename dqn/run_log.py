@@ -19,6 +19,7 @@ from dqn.errors import SignalInterrupt
 from dqn.io import atomic_write_text
 from dqn.run_state import LoopState, metrics_csv_rows
 from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES
+from dqn.terminal import progress_bar
 
 METRICS_COLUMNS = (
     "env_step",
@@ -254,6 +255,4 @@ def _write_tensorboard(writer, row: dict) -> None:
 def _progress_bar(total: int, initial: int, enabled: bool):
     if not enabled:
         return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
+    return progress_bar(total, initial=initial)

@@ -1,5 +1,6 @@
 """The command line end to end (bad input: tests/test_bad_input.py)."""
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,56 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     proc = run("evaluate_main", str(run_dir), "--episodes", "3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "greedy return" in proc.stdout
+
+
+class Stream(io.StringIO):
+    """stderr as a terminal (``isatty``) or as a log file."""
+
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+def draw(monkeypatch, terminal: bool, updates: int = 4) -> str:
+    """What a progress bar of 1,000 env steps writes to stderr over ``updates`` updates."""
+    from dqn.terminal import progress_bar
+
+    stream = Stream(terminal)
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = progress_bar(1000, desc="run")
+    for _ in range(updates):
+        bar.update(1000 // updates)
+    bar.close()
+    return stream.getvalue()
+
+
+def test_the_progress_bar_redraws_its_line_in_place_on_a_terminal(monkeypatch):
+    out = draw(monkeypatch, terminal=True)
+    assert out.count("\r") >= 2 and "1000/1000" in out
+
+
+def test_in_a_log_the_progress_bar_writes_a_whole_line_at_the_start_and_at_the_end(monkeypatch):
+    # `dqn-train > train.log 2>&1`: tqdm's in-place redraws ('\r' + the bar, every 0.5 s) all
+    # stayed on one line of the file; now a line at most every LOG_EVERY_SECONDS (30 s), so
+    # these four quick updates write the first and the last line only.
+    lines = draw(monkeypatch, terminal=False).split("\n")
+    assert lines[-1] == ""  # every line ends
+    assert "\r" not in "".join(lines)
+    assert lines[0].startswith("run:   0%") and "0/1000" in lines[0]
+    assert lines[1].startswith("run: 100%") and "1000/1000" in lines[1]
+    assert len(lines) == 3
+
+
+def test_in_a_log_every_line_the_bar_writes_is_a_whole_bar(monkeypatch):
+    from dqn import terminal
+
+    monkeypatch.setattr(terminal, "LOG_EVERY_SECONDS", 0.0)  # a line at every update
+    lines = draw(monkeypatch, terminal=False, updates=10).splitlines()
+    assert len(lines) >= 5 and "\r" not in "".join(lines)
+    assert all(line.startswith("run: ") and "/1000 [" in line for line in lines)
 
 
 def make_recipe(target: str) -> list[str]:
