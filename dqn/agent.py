@@ -22,7 +22,7 @@ from dqn.agent_files import (
     corrupt_file,
     read_agent_config,
     read_agent_meta,
-    resolve_agent_dir,
+    read_newest,
 )
 from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
 from dqn.config import DQNConfig, check_is_config
@@ -348,9 +348,13 @@ class DQNAgent:
         manifest) or a run folder (its newest good checkpoint); a folder of runs is refused,
         naming them. The files are checked against each other (``dqn.agent_files``):
         agent.json's sizes against the networks' and, in a checkpoint, config.yaml's env against
-        them; a CheckpointError names the file and the field that is wrong.
+        them; a CheckpointError names the file and the field that is wrong. A run that is still
+        training may delete the checkpoint as it is read: its newest is then read instead.
         """
-        directory = resolve_agent_dir(Path(directory))
+        return read_newest(Path(directory), cls._load_agent_dir)
+
+    @classmethod
+    def _load_agent_dir(cls, directory: Path) -> DQNAgent:
         config = read_agent_config(directory)  # after checking that every file is there
         meta = read_agent_meta(directory)
         models = [load_model_file(directory / name) for name in ("online.keras", "target.keras")]

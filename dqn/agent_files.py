@@ -42,6 +42,9 @@ MANIFEST = "manifest.json"
 # <study>/runs/<variant>-seed<k>/run (``dqn.study_runs``).
 STUDY_RUN = "run"
 _STEP_DIR = re.compile(r"^step-(\d{9})$")
+# How many times a reader goes back to a training run's newest checkpoint when the one it read
+# was deleted under it (``latest_good_checkpoint``, ``read_newest``).
+PRUNED_RETRIES = 10
 # Both are zip archives: a file that is not one is reported as such, not by what the reader
 # guesses from its first bytes (np.load calls any non-zip "pickled data").
 _ARCHIVES = {".keras": "a valid Keras file", ".npz": "a valid npz archive"}
@@ -323,7 +326,12 @@ class Found(NamedTuple):
 
 
 def latest_good_checkpoint(run_dir: Path) -> Found:
-    """The newest checkpoint that passes ``verify_checkpoint``; CheckpointError if none does."""
+    """The newest checkpoint that passes ``verify_checkpoint``; CheckpointError if none does.
+
+    A run that is training may delete a checkpoint while it is verified here, once a newer one
+    is in place (with ``keep_checkpoints: 1``, the only other one): one that is gone, or whose
+    files went, was not corrupt and is not named; if every checkpoint listed failed and newer
+    ones came meanwhile, the run's checkpoints are listed again (``PRUNED_RETRIES`` times)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder not found: {run_dir}")
@@ -333,14 +341,23 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
             f"{run_dir} is not a run folder with checkpoints (no {CHECKPOINTS}/step-* inside)"
             + _what_it_is(run_dir)
         )
-    skipped = []
-    for path in candidates:
-        try:
-            verify_checkpoint(path)
-        except CheckpointError as exc:
-            skipped.append(str(exc))
-            continue
-        return Found(path, skipped)
+    for _ in range(PRUNED_RETRIES):
+        skipped = []
+        for path in candidates:
+            try:
+                verify_checkpoint(path)
+            except CheckpointError as exc:
+                if path.is_dir():
+                    skipped.append(str(exc))
+                continue
+            except OSError as exc:  # a file deleted under the reader, or one it may not read
+                if path.is_dir() and exc.filename and Path(exc.filename).exists():
+                    skipped.append(f"{path.name}: cannot read {exc.filename}: {exc.strerror}")
+                continue
+            return Found(path, skipped)
+        listed, candidates = candidates, list_checkpoints(run_dir)
+        if set(candidates) <= set(listed):  # nothing newer came: they are corrupt, or gone
+            break
     raise CheckpointError(f"no intact checkpoint in {run_dir}: {'; '.join(skipped)}")
 
 
@@ -424,6 +441,45 @@ def resolve_agent_dir(path: Path) -> Path:
             raise CheckpointError(f"{path} is not a run but holds one: give it ({shown})")
         raise CheckpointError(f"{path} holds {len(runs)} runs, not one: give one of them ({shown})")
     return path  # what is missing is then said by the file checks
+
+
+def read_newest(path: Path, read, agent_dir: Path | None = None):
+    """``read(agent_dir)`` for the agent folder ``path`` resolves to (``resolve_agent_dir``).
+
+    A run that is training deletes its older checkpoints as it writes new ones, so the newest
+    checkpoint of a run can go while it is read: ``dqn-evaluate`` on a run training with
+    ``keep_checkpoints: 1`` failed so in 3 of 9 tries, naming a folder that no longer existed.
+    Where ``path`` is a run (not the checkpoint itself) and reading its checkpoint failed while
+    the run moved on to a newer one, the newer one is read, up to ``PRUNED_RETRIES`` tries in
+    all; any other error is raised as is. ``agent_dir``: where ``path`` resolved to before (its
+    skipped checkpoints were named then), to start from.
+    """
+    path = Path(path)
+    agent_dir = resolve_agent_dir(path) if agent_dir is None else agent_dir
+    for attempt in range(1, PRUNED_RETRIES + 1):
+        try:
+            return read(agent_dir)
+        except Exception:
+            newer = attempt < PRUNED_RETRIES and _newer_checkpoint(path, agent_dir)
+            if not newer:
+                raise
+            agent_dir = newer
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _newer_checkpoint(path: Path, agent_dir: Path) -> Path | None:
+    """The agent folder of ``path``'s run resolved anew, where it is another checkpoint than
+    ``agent_dir``'s (in ``path``, a run or a study's run entry); else None."""
+    checkpoint = agent_dir.parent
+    if checkpoint.parent.name != CHECKPOINTS or checkpoint.absolute() == path.absolute():
+        return None
+    try:
+        with warnings.catch_warnings():  # its skipped checkpoints were named the first time
+            warnings.simplefilter("ignore", CheckpointWarning)
+            again = resolve_agent_dir(path)
+    except DQNError:
+        return None
+    return again if again != agent_dir else None
 
 
 def _runs_inside(folder: Path) -> list[Path]:

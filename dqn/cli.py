@@ -251,19 +251,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.seed <= 2**32 - args.episodes:  # episode i's seed, seed + i, is 32-bit
         return _fail(prog, f"--seed must be in [0, 2**32 - episodes], got {args.seed}")
     try:
-        from dqn.agent_files import check_agent_fits, read_agent_config, resolve_agent_dir
-        from dqn.envs import check_env, make_env
+        from dqn.agent_files import read_newest
+        from dqn.envs import make_env
 
         with _one_line_warnings(prog):
-            agent_dir = resolve_agent_dir(args.path)
-        config = read_agent_config(agent_dir)
-        obs_dim, n_actions = check_env(config.env_id)
-        check_agent_fits(agent_dir, config.env_id, obs_dim, n_actions)
-        _quiet_tensorflow()
-        from dqn.agent import DQNAgent
+            agent = read_newest(args.path, _checked_then_loaded)
         from dqn.evaluation import evaluate
 
-        agent = DQNAgent.load(agent_dir)
         env = make_env(agent.config.env_id)
         mean, std, returns = evaluate(agent, env, args.episodes, args.seed)
     except DQNError as exc:
@@ -275,6 +269,20 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         f"episodes (min {min(returns):g}, max {max(returns):g})"
     )
     return 0
+
+
+def _checked_then_loaded(agent_dir: Path):
+    """The agent in ``agent_dir``, its files and env checked before TensorFlow is imported."""
+    from dqn.agent_files import check_agent_fits, read_agent_config
+    from dqn.envs import check_env
+
+    config = read_agent_config(agent_dir)
+    obs_dim, n_actions = check_env(config.env_id)
+    check_agent_fits(agent_dir, config.env_id, obs_dim, n_actions)
+    _quiet_tensorflow()
+    from dqn.agent import DQNAgent
+
+    return DQNAgent.load(agent_dir)
 
 
 # ---------------------------------------------------------------------- dqn-compare

@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tmp = fresh_tmp_dir(out)  # an unwritable --out fails here, before TensorFlow
             _chmod_as_new_folder(tmp)
             with _one_line_warnings(PROG):
-                _write(agent_dir, tmp, tflite=args.tflite)
+                agent_dir = _write(args.path, agent_dir, tmp, tflite=args.tflite)
             _move_into_place(tmp, out)
             moved = True
     except BaseException as exc:
@@ -122,9 +122,14 @@ def _check_out(out: Path) -> None:
 
 def _check_agent(path: Path) -> tuple[Path, int, int]:
     """The agent folder for ``path`` and its network's sizes, read without TensorFlow."""
-    from dqn.agent_files import check_agent_files, resolve_agent_dir
+    from dqn.agent_files import read_newest
 
-    agent_dir = resolve_agent_dir(path)
+    return read_newest(path, _sizes)
+
+
+def _sizes(agent_dir: Path) -> tuple[Path, int, int]:
+    from dqn.agent_files import check_agent_files
+
     check_agent_files(agent_dir)
     try:
         meta = json.loads((agent_dir / "agent.json").read_text())
@@ -176,19 +181,24 @@ def _move_into_place(tmp: Path, out: Path) -> None:
             raise
 
 
-def _write(agent_dir: Path, folder: Path, tflite: bool) -> None:
+def _write(path: Path, agent_dir: Path, folder: Path, tflite: bool) -> Path:
+    """Writes the policy of the agent in ``agent_dir`` (where ``path`` resolved to) into
+    ``folder``; returns the agent folder it read: a run still training may have replaced that
+    checkpoint since, with a newer one."""
     from dqn.runtime import import_tensorflow_quietly
 
     tf = import_tensorflow_quietly()
     from dqn.agent import DQNAgent
+    from dqn.agent_files import read_newest
 
-    agent = DQNAgent.load(agent_dir)
+    agent_dir, agent = read_newest(path, lambda found: (found, DQNAgent.load(found)), agent_dir)
     try:
         save_policy(agent.online, agent.obs_dim, folder)
     except tf.errors.OpError as exc:  # TensorFlow's own file errors (disk full, permissions)
         raise DQNError(f"cannot write the SavedModel: {exc.message}") from None
     if tflite:
         write_tflite(folder, folder / TFLITE_FILE)
+    return agent_dir
 
 
 def policy_module(model, obs_dim: int):

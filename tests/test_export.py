@@ -249,7 +249,7 @@ def test_a_signal_while_exporting_writes_nothing_and_exits_128_plus_it(
 
     from dqn import export
 
-    def signalled_while_writing(agent_dir, folder, tflite):
+    def signalled_while_writing(path, agent_dir, folder, tflite):
         (folder / "saved_model.pb").write_bytes(b"half")
         os.kill(os.getpid(), sig)
         time.sleep(1)  # the handler raises here

@@ -135,6 +135,124 @@ def test_a_signal_delivered_twice_at_once_is_one_stop_and_a_later_one_stops_now(
         assert _interrupted_code(KeyboardInterrupt()) == 130  # Python's own, from SIGINT
 
 
+# ---------------------------------------------------------------------- a run read as it trains
+def run_that_moves_on(tiny_run, tmp_path):
+    """A copy of the tiny run whose newest checkpoint is step 400, and ``move_on()``: what a run
+    with ``keep_checkpoints: 1`` does next, its step 600 renamed into place, then step 400
+    deleted."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    held = tmp_path / "step-000000600"
+    (run / "checkpoints" / "step-000000600").rename(held)
+    shutil.rmtree(run / "checkpoints" / "step-000000200")
+
+    def move_on():
+        held.rename(run / "checkpoints" / held.name)
+        shutil.rmtree(run / "checkpoints" / "step-000000400")
+
+    return run, move_on
+
+
+def pruned_while_read(module, name, move_on, monkeypatch):
+    """Make the first call of ``module.name`` find the run moved on under it."""
+    original = getattr(module, name)
+    calls = []
+
+    def first_finds_it_moved(*args, **kwargs):
+        if not calls:
+            move_on()
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, first_finds_it_moved)
+    return calls
+
+
+def test_an_agent_whose_checkpoint_the_run_deleted_as_it_loaded_is_read_from_the_newer_one(
+    tiny_run, tmp_path, monkeypatch
+):
+    # dqn-evaluate on a run training with keep_checkpoints: 1 failed in 3 of 9 tries ("no run,
+    # checkpoint or agent folder at .../step-N/agent", or "corrupt checkpoint"): the run had
+    # replaced the checkpoint it was reading.
+    import dqn.agent
+    from dqn.agent import DQNAgent
+
+    run, move_on = run_that_moves_on(tiny_run, tmp_path)
+    calls = pruned_while_read(dqn.agent, "load_adam_file", move_on, monkeypatch)
+    agent = DQNAgent.load(run)
+    assert [Path(a[0]).parts[-3] for a in calls] == ["step-000000400", "step-000000600"]
+    expected = DQNAgent.load(run / "checkpoints" / "step-000000600")
+    assert agent.grad_steps == expected.grad_steps
+    assert np.array_equal(agent.state.online, expected.state.online)
+
+
+def test_dqn_evaluate_reads_the_newer_checkpoint_when_the_run_deleted_the_one_it_read(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    import dqn.agent
+    from dqn.cli import evaluate_main
+
+    run, move_on = run_that_moves_on(tiny_run, tmp_path)
+    pruned_while_read(dqn.agent, "load_adam_file", move_on, monkeypatch)
+    assert evaluate_main([str(run), "--episodes", "1"]) == 0
+    out = capsys.readouterr()
+    assert "greedy return" in out.out and out.err == ""
+
+
+def test_dqn_export_writes_the_newer_checkpoint_when_the_run_deleted_the_one_it_read(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    import dqn.agent
+    from dqn.export import main as export_main
+
+    run, move_on = run_that_moves_on(tiny_run, tmp_path)
+    pruned_while_read(dqn.agent, "load_adam_file", move_on, monkeypatch)
+    assert export_main([str(run), "--out", str(tmp_path / "model")]) == 0
+    assert "step-000000600" in capsys.readouterr().out
+    assert (tmp_path / "model" / "saved_model.pb").is_file()
+
+
+def test_a_checkpoint_deleted_while_verified_is_not_named_corrupt_and_the_newer_one_is_found(
+    tiny_run, tmp_path, monkeypatch
+):
+    import dqn.agent_files
+
+    run, move_on = run_that_moves_on(tiny_run, tmp_path)
+    pruned_while_read(dqn.agent_files, "verify_checkpoint", move_on, monkeypatch)
+    found = latest_good_checkpoint(run)
+    assert found.path.name == "step-000000600" and found.skipped == []
+
+
+@pytest.mark.parametrize("command", ["dqn-evaluate", "dqn-export"])
+def test_a_command_names_a_damaged_newest_checkpoint_once_and_reads_the_one_before(
+    command, tiny_run_copy, tmp_path, capsys
+):
+    from dqn.cli import evaluate_main
+    from dqn.export import main as export_main
+
+    weights = tiny_run_copy / "checkpoints" / "step-000000600" / "agent" / "online.keras"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    if command == "dqn-evaluate":
+        code = evaluate_main([str(tiny_run_copy), "--episodes", "1"])
+    else:
+        code = export_main([str(tiny_run_copy), "--out", str(tmp_path / "model")])
+    assert code == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"{command}: warning: skipping checkpoint step-000000600: agent/online.keras does not "
+        "match its checksum (truncated or corrupt); using step-000000400"
+    ]
+
+
+def test_a_checkpoint_given_by_name_is_not_swapped_for_a_newer_one(tiny_run, tmp_path, monkeypatch):
+    import dqn.agent
+    from dqn.agent import DQNAgent
+
+    run, move_on = run_that_moves_on(tiny_run, tmp_path)
+    pruned_while_read(dqn.agent, "load_adam_file", move_on, monkeypatch)
+    with pytest.raises(CheckpointError, match="step-000000400"):
+        DQNAgent.load(run / "checkpoints" / "step-000000400")
+
+
 # ---------------------------------------------------------------------- divergence guard
 def test_the_q_bound_is_ten_times_the_largest_return_where_known():
     cartpole = gym.make("CartPole-v1")
