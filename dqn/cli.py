@@ -322,7 +322,12 @@ def compare_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override config keys for every variant",
     )
-    p.add_argument("--out", type=Path, default=Path("results/compare"), help="output folder")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/compare"),
+        help="output folder (default: results/compare; a rerun into it resumes the study)",
+    )
     p.add_argument(
         "--workers",
         type=int,
