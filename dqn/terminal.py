@@ -113,6 +113,11 @@ def progress_bar(total: int, *, initial: int = 0, desc: str | None = None, unit_
 
 
 def _is_terminal(stream) -> bool:
+    """Whether ``stream`` redraws a '\\r' line in place: a terminal, or a notebook's output (a
+    Jupyter kernel's streams, Colab's and VS Code's too, say they are no terminal, yet their
+    front ends draw tqdm's text bar in place)."""
+    if type(stream).__module__.split(".")[0] == "ipykernel":
+        return True
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed stream

@@ -82,6 +82,20 @@ def test_the_progress_bar_redraws_its_line_in_place_on_a_terminal(monkeypatch):
     assert out.count("\r") >= 2 and "1000/1000" in out
 
 
+def test_in_a_notebook_the_progress_bar_redraws_in_place_too(monkeypatch):
+    # A Jupyter kernel's stderr (ipykernel.iostream.OutStream) says isatty() is False, but the
+    # notebook draws '\r' in place: a line every 30 s there would hide the bar.
+    from dqn.terminal import progress_bar
+
+    kernel_stream = type("OutStream", (Stream,), {"__module__": "ipykernel.iostream"})(False)
+    monkeypatch.setattr(sys, "stderr", kernel_stream)
+    bar = progress_bar(1000)
+    for _ in range(4):
+        bar.update(250)
+    bar.close()
+    assert kernel_stream.getvalue().count("\r") >= 2
+
+
 def test_in_a_log_the_progress_bar_writes_a_whole_line_at_the_start_and_at_the_end(monkeypatch):
     # `dqn-train > train.log 2>&1`: tqdm's in-place redraws ('\r' + the bar, every 0.5 s) all
     # stayed on one line of the file; now a line at most every LOG_EVERY_SECONDS (30 s), so
