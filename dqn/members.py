@@ -31,10 +31,20 @@ LABEL_CHARS = "letters, digits and _ . + - (not starting with .)"
 _LABEL = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
 
 
+# A file name holds at most 255 bytes on Linux's and macOS's filesystems; a label of 260
+# characters failed its run in the worker ("File name too long") after the study had started.
+MAX_LABEL_CHARS = 100
+
+
 def check_label(label: object, what: str) -> None:
     """ConfigError unless ``label`` may name run folders; ``what`` names it in the message."""
     if not isinstance(label, str) or not _LABEL.fullmatch(label):
         raise ConfigError(f"{what} {label!r} may hold only {LABEL_CHARS}")
+    if len(label) > MAX_LABEL_CHARS:
+        raise ConfigError(
+            f"{what} {label[:20]!r}... is {len(label)} characters long; at most "
+            f"{MAX_LABEL_CHARS}, since it names run folders (<label>-seed<k>)"
+        )
 
 
 # Keys every member of one population shares: they fix the shapes, the loop's schedule or
@@ -275,6 +285,8 @@ __all__ = [
     "parameter_shapes",
     "population_bytes",
     "heaviest_at_once",
+    "MAX_LABEL_CHARS",
+    "check_label",
     "check_members",
     "check_memory",
     "member_bytes",

@@ -394,6 +394,25 @@ def test_the_api_refuses_such_labels_for_variants_and_members(label, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_label_too_long_to_name_a_folder_is_refused_before_anything_is_written(tmp_path, capsys):
+    # A 260-character label failed its run in the worker ("File name too long": a file name
+    # holds 255 bytes) after the study had started; 100 characters are allowed.
+    Variant("a" * 100, ())
+    config, out = tiny_yaml(tmp_path), tmp_path / "out"
+    label = "a" * 101
+    line = refused_cli(
+        ["--config", config, "--variants", f"{label}:loss=l2", "--seeds", "1", "--out", out],
+        capsys,
+        tmp_path,
+    )
+    assert line.endswith(
+        "is 101 characters long; at most 100, since it names run folders (<label>-seed<k>)"
+    )
+    with pytest.raises(ConfigError, match="member label 'a{20}'... is 101 characters long"):
+        train_population(BASE, [Member({}, 0, label)], out_dir=tmp_path / "p", progress=False)
+    assert not out.exists() and not (tmp_path / "p").exists()
+
+
 def test_the_labels_in_use_stay_valid():
     # The README's and the docs' commands, and every committed sweep.
     for text in ("l2+gradclip:loss=l2", "numpy-8envs:num_envs=8", "previous-default:n_step=1"):
