@@ -325,6 +325,15 @@ class Found(NamedTuple):
     skipped: list[str]  # "step-...: why", one per skipped checkpoint
 
 
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, or a CheckpointError where the path cannot even be looked at (a name
+    too long for the filesystem, which ``is_dir`` raises rather than answers)."""
+    try:
+        return path.is_dir()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def latest_good_checkpoint(run_dir: Path) -> Found:
     """The newest checkpoint that passes ``verify_checkpoint``; CheckpointError if none does.
 
@@ -333,7 +342,7 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
     files went, was not corrupt and is not named; if every checkpoint listed failed and newer
     ones came meanwhile, the run's checkpoints are listed again (``PRUNED_RETRIES`` times)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if not _is_dir(run_dir):
         raise CheckpointError(f"run folder not found: {run_dir}")
     candidates = list_checkpoints(run_dir)
     if not candidates:
@@ -407,7 +416,7 @@ def resolve_agent_dir(path: Path) -> Path:
     checkpoint folder (verified) or an agent folder.
     """
     path = Path(path)
-    if not path.is_dir():
+    if not _is_dir(path):
         raise CheckpointError(f"no run, checkpoint or agent folder at {path}")
     if (path / CHECKPOINTS).is_dir():
         found = latest_good_checkpoint(path)

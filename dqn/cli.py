@@ -177,11 +177,15 @@ def _train(args: argparse.Namespace):
     network = member_bytes(config, obs_dim, n_actions)
     check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes(), network)
     run_dir = args.run_dir
-    if run_dir is None:
-        run_dir = make_run_dir(config)  # an unwritable output_dir fails here, before TF too
-    else:
-        check_new_folder(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if run_dir is None:
+            run_dir = make_run_dir(config)  # an unwritable output_dir fails here, before TF too
+        else:
+            check_new_folder(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # nothing is written yet: no "checkpoints written before" to speak of
+        where = run_dir if run_dir is not None else config.output_dir
+        raise DQNError(f"cannot create the run folder in {where}: {_os_problem(exc)}") from None
     _quiet_tensorflow(config.num_threads)
     from dqn.loop import train
 

@@ -355,10 +355,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def load_yaml(path: Path, what: str = "config file") -> Any:
     """A YAML file's data (safe loader), or a ConfigError naming ``what`` and ``path``: missing,
     not YAML (with the line), or a mapping that sets a key twice."""
-    if not path.is_file():
-        raise ConfigError(f"{what} not found: {path}")
+    _check_is_file(path, what)
     try:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    except OSError as exc:  # unreadable: permissions, an I/O error
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
@@ -372,6 +373,26 @@ def load_yaml(path: Path, what: str = "config file") -> Any:
     except _RepeatedKey as exc:
         key, line = exc.args
         raise ConfigError(f"{what} {path} sets key {key!r} twice (again on line {line})") from None
+
+
+def _check_is_file(path: Path, what: str) -> None:
+    """ConfigError unless ``path`` is a regular file, saying what it is instead. Only regular
+    files: a study reads its config more than once, and a pipe (``<(...)``, /dev/stdin) would
+    give its text once and then nothing, which reads as an empty config: all defaults."""
+    try:
+        if path.is_file():
+            return
+        folder, there = path.is_dir(), path.exists()
+    except OSError as exc:  # a name too long for the filesystem
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if folder:
+        raise ConfigError(f"{what} {path} is a folder, not a YAML file")
+    if there:
+        raise ConfigError(
+            f"{what} {path} is not a regular file (a pipe or a device): give a YAML file, which "
+            "a study reads more than once"
+        )
+    raise ConfigError(f"{what} not found: {path}")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             agent_dir, obs_dim, n_actions = _check_agent(args.path)
     except DQNError as exc:
         return _fail(PROG, exc)
+    except OSError as exc:  # a name too long for the filesystem, a folder that may not be read
+        return _fail(PROG, f"cannot write --out {out}: {exc.strerror or exc}")
     created = _missing_parents(out)
     tmp, moved = None, False
     try:

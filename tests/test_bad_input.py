@@ -204,7 +204,12 @@ TRAIN_CASES = {
     ),
     "YAML that sets a key twice": (repeated_key_yaml, ["sets key 'seed' twice (again on line 3)"]),
     "YAML with a number for a key": (number_key_yaml, ["config keys must be strings, got 1"]),
-    "unwritable output folder": (output_under_a_file, ["cannot write the run", "afile"]),
+    "unwritable output folder": (output_under_a_file, ["cannot create the run folder", "afile"]),
+    "config file that is a folder": (lambda tmp: ["--config", tmp], ["is a folder, not a YAML"]),
+    "config file that is a device": (
+        ["--config", "/dev/null"],
+        ["config file /dev/null is not a regular file (a pipe or a device)"],
+    ),
     "run folder not empty": (run_dir_not_empty, ["already exists and is not empty"]),
 }
 
@@ -217,6 +222,39 @@ def test_train_refuses(case, tmp_path, capsys, monkeypatch):
     output = ["--set", f"output_dir={tmp_path / 'runs'}"] if "output_dir" not in str(args) else []
     assert_refused(train_main, [*args, *output, "--no-progress"], fragments, capsys, tmp_path)
     assert not (tmp_path / "runs").exists()
+
+
+TOO_LONG = "n" * 300  # a file name holds at most 255 bytes
+
+
+@pytest.mark.parametrize(
+    "command, args, fragment",
+    [
+        ("dqn-train", ["--config", TOO_LONG], f"cannot read config file {TOO_LONG}"),
+        ("dqn-train", ["--run-dir", TOO_LONG], f"cannot create the run folder in {TOO_LONG}"),
+        ("dqn-train", ["--resume", TOO_LONG], f"cannot read {TOO_LONG}"),
+        ("dqn-evaluate", [TOO_LONG], f"cannot read {TOO_LONG}"),
+        ("dqn-export", [TOO_LONG, "--out", "model"], f"cannot read {TOO_LONG}"),
+        ("dqn-export", ["RUN", "--out", TOO_LONG], f"cannot write --out {TOO_LONG}"),
+        ("dqn-compare", ["--config", TOO_LONG], f"cannot read config file {TOO_LONG}"),
+    ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 40 else None,
+)
+def test_a_name_too_long_for_the_filesystem_is_named_as_what_it_is(
+    command, args, fragment, tiny_run, tmp_path, capsys, monkeypatch
+):
+    # Path.exists() and is_dir() raise on such a name rather than answer: dqn-export printed a
+    # traceback, and the others called an input they could not read "cannot write the run".
+    from dqn.cli import compare_main
+    from dqn.export import main as export_main
+
+    monkeypatch.chdir(tmp_path)
+    main = {"dqn-train": train_main, "dqn-evaluate": evaluate_main}.get(command)
+    main = main or {"dqn-export": export_main, "dqn-compare": compare_main}[command]
+    args = [str(tiny_run) if a == "RUN" else a for a in args]
+    assert_refused(
+        main, args, [f"{command}: error: {fragment}", "File name too long"], capsys, tmp_path
+    )
 
 
 # ---------------------------------------------------------------------- dqn-train --resume
