@@ -99,7 +99,9 @@ class _Lines:
         self._stream.flush()
 
 
-def progress_bar(total: int, *, initial: int = 0, desc: str | None = None, unit_scale=False):
+def progress_bar(
+    total: int, *, initial: int = 0, desc: str | None = None, unit_scale: bool = False
+):
     """A tqdm bar over env steps on stderr: redrawn in place at most every 0.5 s on a
     terminal; elsewhere a line at the start, at most one every ``LOG_EVERY_SECONDS`` and one at
     the end."""
