@@ -111,7 +111,10 @@ def progress_bar(
     common = dict(total=total, initial=initial, desc=desc, unit="step", unit_scale=unit_scale)
     if _is_terminal(stream):
         return tqdm(**common, file=stream, dynamic_ncols=True, mininterval=0.5)
-    return tqdm(**common, file=_Lines(stream), ascii=True, mininterval=LOG_EVERY_SECONDS)
+    # maxinterval too: tqdm's monitor thread redraws a bar that has not drawn for maxinterval
+    # (10 s by default), which wrote lines 11 and 19 s apart in a population's log.
+    every = LOG_EVERY_SECONDS
+    return tqdm(**common, file=_Lines(stream), ascii=True, mininterval=every, maxinterval=every)
 
 
 def _is_terminal(stream) -> bool:

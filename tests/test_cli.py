@@ -108,6 +108,17 @@ def test_in_a_log_the_progress_bar_writes_a_whole_line_at_the_start_and_at_the_e
     assert len(lines) == 3
 
 
+def test_in_a_log_tqdms_monitor_thread_does_not_redraw_the_bar_sooner_either(monkeypatch):
+    # tqdm's monitor thread redraws a bar that has not drawn for `maxinterval` (10 s by
+    # default): a population's log got lines 19 and 11 s apart, between the 30 s ones.
+    from dqn.terminal import LOG_EVERY_SECONDS, progress_bar
+
+    monkeypatch.setattr(sys, "stderr", Stream(terminal=False))
+    bar = progress_bar(1000)
+    assert bar.mininterval == bar.maxinterval == LOG_EVERY_SECONDS
+    bar.close()
+
+
 def test_in_a_log_every_line_the_bar_writes_is_a_whole_bar(monkeypatch):
     from dqn import terminal
 
