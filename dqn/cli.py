@@ -268,6 +268,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         return _fail(prog, exc)
     except OSError as exc:  # unreadable, or a checkpoint a training run pruned as it was read
         return _fail(prog, f"cannot read {args.path}: {_os_problem(exc)}")
+    except KeyboardInterrupt as exc:  # Ctrl-C: it writes nothing, so it stops where it is
+        return _fail(prog, "interrupted", _interrupted_code(exc))
     print(
         f"{agent.config.env_id}: greedy return {mean:.1f} +/- {std:.1f} over {args.episodes} "
         f"episodes (min {min(returns):g}, max {max(returns):g})"

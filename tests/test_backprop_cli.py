@@ -113,3 +113,28 @@ def test_a_figure_interrupted_while_written_keeps_the_previous_one(tmp_path, mon
         _save(plt.figure(), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]
+
+
+@pytest.mark.parametrize(
+    "stop, code, line",
+    [
+        (KeyboardInterrupt, 130, "dqn-backprop: error: interrupted"),
+        (OSError(28, "No space left"), 2, "dqn-backprop: error: cannot write to {out}: No space"),
+    ],
+    ids=["Ctrl-C", "full disk"],
+)
+def test_a_demo_stopped_by_ctrl_c_or_a_full_disk_prints_one_line(
+    stop, code, line, tmp_path, monkeypatch, capsys
+):
+    # Ctrl-C printed a KeyboardInterrupt traceback; a figure that could not be written, an
+    # OSError one. The figures already written stay whole (each is written, then renamed).
+    from dqn.backprop import demos
+
+    def stopped(seed):
+        raise stop
+
+    monkeypatch.setattr(demos, "dead_relus", stopped)
+    assert main(["--out", str(tmp_path)]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(line.format(out=tmp_path)), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sigmoid_saturation.png"]

@@ -53,6 +53,19 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     assert "greedy return" in proc.stdout
 
 
+def test_ctrl_c_during_dqn_evaluate_prints_one_line_and_exits_130(tiny_run, monkeypatch, capsys):
+    # It printed a KeyboardInterrupt traceback.
+    from dqn import evaluation
+    from dqn.cli import evaluate_main
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "evaluate", stopped)
+    assert evaluate_main([str(tiny_run), "--episodes", "1"]) == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["dqn-evaluate: error: interrupted"]
+
+
 class Stream(io.StringIO):
     """stderr as a terminal (``isatty``) or as a log file."""
 

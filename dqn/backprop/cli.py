@@ -203,10 +203,17 @@ def main(argv: list[str] | None = None) -> int:
             "clipped_delta_vs_huber.png",
         ),
     ]
-    for title, run, report, plot, filename in steps:
-        result = run(seed=args.seed)
-        print(f"== {title} ==\n{report(result)}")
-        print(f"figure: {plot(result, args.out / filename)}\n")
+    try:
+        for title, run, report, plot, filename in steps:
+            result = run(seed=args.seed)
+            print(f"== {title} ==\n{report(result)}")
+            print(f"figure: {plot(result, args.out / filename)}\n")
+    except OSError as err:  # a full disk while a figure is written (each is written whole)
+        print(f"dqn-backprop: error: cannot write to {args.out}: {err.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: the figures written so far are whole
+        print("dqn-backprop: error: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
