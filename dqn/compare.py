@@ -341,13 +341,16 @@ def _train_tasks(tasks, run_tasks, rows: dict, total: int, steps: int, progress:
 
 
 def _bar_label(runs: int, tasks: list) -> str:
-    """ "150 runs in 6 populations", "4 runs in 4 processes": what the bar is counting."""
+    """What the bar is counting: "150 runs in 6 populations", "4 runs, a process each", "6
+    runs: 4 in 4 populations, 2 in processes of their own" (a task of its own is one run)."""
     populations = sum(name.startswith("population-") for name, _, _ in tasks)
     if populations == 0:
         return f"{runs} runs, a process each"
+    in_populations = f"{populations} population{'s' * (populations != 1)}"
     alone = len(tasks) - populations
-    label = f"{runs} runs in {populations} population{'s' * (populations != 1)}"
-    return label + (f" and {alone} in processes of their own" if alone else "")
+    if not alone:
+        return f"{runs} runs in {in_populations}"
+    return f"{runs} runs: {runs - alone} in {in_populations}, {alone} in processes of their own"
 
 
 def _threshold(config: DQNConfig) -> float:
