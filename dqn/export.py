@@ -64,12 +64,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out
     try:
         _check_out(out)
-        with _one_line_warnings(PROG):
-            agent_dir, obs_dim, n_actions = _check_agent(args.path)
     except DQNError as exc:
         return _fail(PROG, exc)
     except OSError as exc:  # a name too long for the filesystem, a folder that may not be read
         return _fail(PROG, f"cannot write --out {out}: {exc.strerror or exc}")
+    try:
+        with _one_line_warnings(PROG):
+            agent_dir, obs_dim, n_actions = _check_agent(args.path)
+    except DQNError as exc:
+        return _fail(PROG, exc)
+    except OSError as exc:
+        return _fail(PROG, f"cannot read {args.path}: {exc.strerror or exc}")
     created = _missing_parents(out)
     tmp, moved = None, False
     try:
