@@ -140,23 +140,17 @@ def test_a_run_stopped_by_the_divergence_guard_is_recorded_not_fatal(tmp_path):
 @pytest.mark.slow
 def test_a_study_of_runs_that_share_a_program_and_runs_that_cannot_trains_both(tmp_path, capsys):
     # A vectorized run (num_envs > 1) cannot join a population: it trains in a process of its
-    # own beside the study's populations. The bar said "3 runs in 2 populations and 1 in
-    # processes of their own", which reads as four runs.
+    # own beside the study's populations. The bar said "2 runs in 1 population and 1 in
+    # processes of their own", which reads as three runs.
     variants = [Variant.parse("huber"), Variant.parse("vec:num_envs=2")]
     cfg = TINY.replace(learning_starts_env_steps=600)
-    rows = run_comparison(cfg, variants, [0, 1], tmp_path, workers=2, progress=True)
-    assert [(r["variant"], r["seed"]) for r in rows] == [
-        ("huber", 0),
-        ("huber", 1),
-        ("vec", 0),
-        ("vec", 1),
-    ]
+    rows = run_comparison(cfg, variants, [0], tmp_path, workers=1, progress=True)
+    assert [(r["variant"], r["seed"]) for r in rows] == [("huber", 0), ("vec", 0)]
     assert all(np.isfinite(r["final_eval_mean"]) for r in rows)
     first = capsys.readouterr().err.splitlines()[0]
-    assert first.startswith("4 runs: 2 in 2 populations, 2 in processes of their own: "), first
-    assert len(list((tmp_path / "populations").iterdir())) == 2
-    for name in ("vec-seed0", "vec-seed1"):
-        assert (tmp_path / "runs" / name / "run" / "summary.json").is_file()
+    assert first.startswith("2 runs: 1 in 1 population, 1 in processes of their own: "), first
+    assert len(list((tmp_path / "populations").iterdir())) == 1
+    assert (tmp_path / "runs" / "vec-seed0" / "run" / "summary.json").is_file()
 
 
 def test_a_study_worker_does_not_load_the_report_and_its_statistics():
