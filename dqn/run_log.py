@@ -52,7 +52,7 @@ class RunLog:
         )
         self._file = open(run_dir / "metrics.csv", "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=loop.columns)
-        self._bar = _progress_bar(total, loop.env_step, progress)
+        self._bar = progress_bar(total, initial=loop.env_step) if progress else None
         self._shown = loop.env_step
 
     def write(self, row: dict) -> None:
@@ -250,9 +250,3 @@ def _write_tensorboard(writer, row: dict) -> None:
         for key, value in row.items():
             if key != "env_step" and isinstance(value, float) and math.isfinite(value):
                 tf.summary.scalar(key, value)
-
-
-def _progress_bar(total: int, initial: int, enabled: bool):
-    if not enabled:
-        return None
-    return progress_bar(total, initial=initial)
