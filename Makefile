@@ -56,8 +56,10 @@ train: $(STAMP)
 
 # Two pytest workers, a test file each at a time (its module fixtures are built once): the
 # suite's single-process tests then use both cores, and the tests that train in two processes
-# share them with whatever the other worker runs. ARGS="-n 0" runs it in one process.
-PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile
+# share them with whatever the other worker runs. Files go out in the order tests/conftest.py
+# gives them, longest first (xdist would order them by their number of tests, which put the
+# longest file last). ARGS="-n 0" runs it in one process.
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(PYTEST) $(ARGS)
