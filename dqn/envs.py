@@ -26,6 +26,17 @@ def make_env(env_id: str) -> gym.Env:
     """
     name = _import_registering_module(env_id)
     if name not in gym.registry:
+        namespace = _unregistered_namespace(name)
+        if namespace is not None:
+            # Namespaced envs (ALE/..., a package's own) exist once their package registers
+            # them; a "did you mean" over gymnasium's own ids would only mislead.
+            example = (
+                f"; for ALE: pip install ale-py, then ale_py:{name}" if namespace == "ALE" else ""
+            )
+            raise ConfigError(
+                f"unknown env id {env_id!r}: no env of namespace {namespace!r} is registered here;"
+                f" install the package that registers it and name it as module:EnvId{example}"
+            )
         close = difflib.get_close_matches(name, list(gym.registry), n=5, cutoff=0.5)
         hint = f"; did you mean: {', '.join(close)}" if close else "; e.g. CartPole-v1, Acrobot-v1"
         if ":" not in env_id:  # an id the caller's own code registered is unknown in a worker
@@ -39,6 +50,15 @@ def make_env(env_id: str) -> gym.Env:
         # Registered ids whose code is not importable here: gymnasium's JAX envs (phys2d/,
         # tabular/), ids moved to other projects (MuJoCo v2/v3), the gym compatibility shims.
         raise ConfigError(f"env {env_id!r} cannot be made here: {_first_line(exc)}") from None
+
+
+def _unregistered_namespace(name: str) -> str | None:
+    """The namespace of ``namespace/EnvName-vN`` when no registered id has it; else None."""
+    namespace, _, _ = gym.envs.registration.parse_env_id(name)
+    if namespace is None:
+        return None
+    known = {spec.namespace for spec in gym.registry.values()}
+    return None if namespace in known else namespace
 
 
 def _import_registering_module(env_id: str) -> str:

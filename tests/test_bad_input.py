@@ -117,6 +117,10 @@ TRAIN_CASES = {
         ["--set", "env_id=CartPol-v1"],
         ["unknown env id 'CartPol-v1'", "CartPole-v1"],
     ),
+    "env id of a namespace no installed package registers": (
+        ["--set", "env_id=ALE/Pong-v5"],
+        ["unknown env id 'ALE/Pong-v5'", "namespace 'ALE'", "pip install ale-py"],
+    ),
     "continuous action space": (["--set", "env_id=Pendulum-v1"], ["Discrete action space"]),
     "discrete observation space": (
         ["--set", "env_id=FrozenLake-v1"],
