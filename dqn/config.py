@@ -9,6 +9,7 @@ common source of silently different DQN runs: env steps and gradient steps diffe
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import numbers
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -72,7 +73,11 @@ class _KnownKeys(type):
 
     def __call__(cls, *args: Any, **kwargs: Any):
         if unknown := sorted(set(kwargs) - set(FIELDS)):
-            raise ConfigError(f"unknown config key {unknown[0]!r}; valid keys: {', '.join(FIELDS)}")
+            close = difflib.get_close_matches(unknown[0], FIELDS, n=3, cutoff=0.75)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise ConfigError(
+                f"unknown config key {unknown[0]!r}{hint}; valid keys: {', '.join(FIELDS)}"
+            )
         return super().__call__(*args, **kwargs)
 
 

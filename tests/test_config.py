@@ -60,8 +60,25 @@ def test_bad_values_are_refused_with_the_key_and_range(changes, message):
 
 
 def test_unknown_key_lists_the_valid_keys():
-    with pytest.raises(ConfigError, match="unknown config key 'learning_rat'; valid keys: env_id"):
-        DQNConfig.from_dict({"learning_rat": 1e-3})
+    with pytest.raises(ConfigError, match="unknown config key 'bogus'; valid keys: env_id"):
+        DQNConfig.from_dict({"bogus": 1e-3})
+
+
+@pytest.mark.parametrize(
+    "typo, meant",
+    [
+        ("learning_rat", "'learning_rate' or 'learning_rate_end'"),
+        ("hidden_size", "'hidden_sizes'"),
+        ("gama", "'gamma'"),
+        ("seeds", "'seed'"),
+    ],
+)
+def test_a_misspelt_key_names_the_keys_it_is_close_to(typo, meant):
+    with pytest.raises(ConfigError) as refused:
+        DQNConfig(**{typo: 1})
+    assert f"unknown config key '{typo}' (did you mean {meant}?); valid keys: env_id" in str(
+        refused.value
+    )
 
 
 def test_yaml_numbers_written_without_a_dot_are_accepted(tmp_path):
@@ -254,8 +271,8 @@ def test_each_kind_of_row_refuses_with_its_exact_message(changes, message):
 
 
 def test_an_unknown_keyword_names_the_valid_keys():
-    with pytest.raises(ConfigError, match="unknown config key 'gama'; valid keys: env_id, seed"):
-        DQNConfig(gama=0.9)
+    with pytest.raises(ConfigError, match="unknown config key 'zzz'; valid keys: env_id, seed"):
+        DQNConfig(zzz=0.9)
 
 
 def test_numpy_scalars_are_numbers():
