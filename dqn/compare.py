@@ -99,7 +99,10 @@ class Variant:
         return cls(label, tuple(overrides.items()))
 
     def config(self, base: DQNConfig, seed: int) -> DQNConfig:
-        return base.replace(**dict(self.overrides), seed=seed)
+        try:
+            return base.replace(**dict(self.overrides), seed=seed)
+        except ConfigError as exc:  # among several variants, say which one is wrong
+            raise ConfigError(f"variant {self.label!r}: {exc}") from None
 
 
 def _split_top_level(text: str) -> list[str]:

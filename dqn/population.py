@@ -98,7 +98,10 @@ class Member:
             )
 
     def config(self, base: DQNConfig) -> DQNConfig:
-        return base.replace(**dict(self.overrides), seed=self.seed)
+        try:
+            return base.replace(**dict(self.overrides), seed=self.seed)
+        except ConfigError as exc:  # among many members, say which one is wrong
+            raise ConfigError(f"member {self.label!r}: {exc}") from None
 
 
 def as_member(item: Member | tuple, index: int = 0) -> Member:

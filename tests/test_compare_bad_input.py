@@ -433,8 +433,17 @@ def test_the_labels_in_use_stay_valid():
         ("a: {seed: 3}\n", "variant 'a' sets 'seed'"),
         ("a: {1: 2}\n", "variant 'a': config keys must be strings, got 1"),
         ("1: {gamma: 0.9}\n", "variant label 1 may hold only letters"),
+        (["--variants", "a:loss=huber", "b:loss=hubre"], "variant 'b': unknown loss 'hubre'"),
+        ("a: {}\nb: {gama: 0.9}\n", "variant 'b': unknown config key 'gama'"),
     ],
-    ids=["--variants", "variants file", "a number as key", "a number as label"],
+    ids=[
+        "--variants",
+        "variants file",
+        "a number as key",
+        "a number as label",
+        "a bad value",
+        "an unknown key",
+    ],
 )
 def test_a_variant_that_sets_the_seed_or_a_key_that_is_not_text_is_refused(
     args, fragment, tmp_path, capsys
@@ -474,8 +483,9 @@ def test_a_count_out_of_range_is_named_with_its_value(flag, value, fragment, tmp
         (lambda: ({"seed": 3}, 0), "member 'member0' sets 'seed'"),
         (lambda: Member({1: 2}, 0, "a"), "member 'a': config keys must be strings, got 1"),
         (lambda: ({"output_dir": "x"}, 0), "member 'member0' sets 'output_dir'"),
+        (lambda: Member({"loss": "hubre"}, 0, "b"), "member 'b': unknown loss 'hubre'"),
     ],
-    ids=["Member", "pair", "a number as key", "output_dir"],
+    ids=["Member", "pair", "a number as key", "output_dir", "a bad value"],
 )
 def test_a_member_that_sets_the_seed_or_a_key_that_is_not_text_is_refused(
     member, fragment, tmp_path
