@@ -465,15 +465,15 @@ def read_newest(path: Path, read, agent_dir: Path | None = None):
     """
     path = Path(path)
     agent_dir = resolve_agent_dir(path) if agent_dir is None else agent_dir
-    for attempt in range(1, PRUNED_RETRIES + 1):
+    for _ in range(PRUNED_RETRIES - 1):
         try:
             return read(agent_dir)
         except Exception:
-            newer = attempt < PRUNED_RETRIES and _newer_checkpoint(path, agent_dir)
-            if not newer:
+            newer = _newer_checkpoint(path, agent_dir)
+            if newer is None:
                 raise
             agent_dir = newer
-    raise AssertionError("unreachable")  # pragma: no cover
+    return read(agent_dir)  # the last try: whatever it raises is the error
 
 
 def _newer_checkpoint(path: Path, agent_dir: Path) -> Path | None:

@@ -18,7 +18,7 @@ from typing import Any
 from dqn.config import DQNConfig, load_yaml, parse_overrides
 from dqn.errors import ConfigError, StudyInterrupted, WorkerError, few
 from dqn.io import atomic_write_text, hold_folders
-from dqn.members import check_label
+from dqn.members import check_label, configured
 from dqn.report import run_name
 from dqn.study_runs import (
     RUNNERS,
@@ -99,10 +99,7 @@ class Variant:
         return cls(label, tuple(overrides.items()))
 
     def config(self, base: DQNConfig, seed: int) -> DQNConfig:
-        try:
-            return base.replace(**dict(self.overrides), seed=seed)
-        except ConfigError as exc:  # among several variants, say which one is wrong
-            raise ConfigError(f"variant {self.label!r}: {exc}") from None
+        return configured(base, self.overrides, seed, f"variant {self.label!r}")
 
 
 def _split_top_level(text: str) -> list[str]:

@@ -47,6 +47,15 @@ def check_label(label: object, what: str) -> None:
         )
 
 
+def configured(base: DQNConfig, overrides, seed: int, who: str) -> DQNConfig:
+    """``base`` with a variant's or member's ``overrides`` and ``seed``; a ConfigError they
+    raise starts with ``who`` ("variant 'b'"), since a study or population holds many."""
+    try:
+        return base.replace(**dict(overrides), seed=seed)
+    except ConfigError as exc:
+        raise ConfigError(f"{who}: {exc}") from None
+
+
 # Keys every member of one population shares: they fix the shapes, the loop's schedule or
 # the backend of the one compiled program.
 SHARED_KEYS = (
@@ -287,6 +296,7 @@ __all__ = [
     "heaviest_at_once",
     "MAX_LABEL_CHARS",
     "check_label",
+    "configured",
     "check_members",
     "check_memory",
     "member_bytes",

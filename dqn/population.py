@@ -43,7 +43,7 @@ from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text, hold_folders
 from dqn.learner import LearnerArrays
-from dqn.members import check_label, check_memory, check_population
+from dqn.members import check_label, check_memory, check_population, configured
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
 from dqn.population_files import (
@@ -98,10 +98,7 @@ class Member:
             )
 
     def config(self, base: DQNConfig) -> DQNConfig:
-        try:
-            return base.replace(**dict(self.overrides), seed=self.seed)
-        except ConfigError as exc:  # among many members, say which one is wrong
-            raise ConfigError(f"member {self.label!r}: {exc}") from None
+        return configured(base, self.overrides, self.seed, f"member {self.label!r}")
 
 
 def as_member(item: Member | tuple, index: int = 0) -> Member:
