@@ -11,6 +11,7 @@ in stored transitions (``multiples_between``), which for one env is ``step % eve
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
 from dqn.envs import check_env_values, check_spaces, make_env, make_stepper, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
-from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
+from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError, InputError
 from dqn.evaluation import evaluate
 from dqn.io import hold_folders
 from dqn.members import member_bytes
@@ -80,6 +81,29 @@ class TrainResult:
     stop_signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
 
 
+OnEval = Callable[[dict, DQNAgent], "bool | None"]
+
+
+def _check_on_eval(on_eval) -> None:
+    if on_eval is not None and not callable(on_eval):
+        raise InputError(
+            f"on_eval must be a function of (row, agent), got {type(on_eval).__name__}"
+        )
+
+
+def _ask_on_eval(on_eval: OnEval, row: dict, agent: DQNAgent) -> bool:
+    """True if ``on_eval`` stops the run. It gets a copy: the row is also metrics.csv's."""
+    answer = on_eval(dict(row), agent)
+    if answer is None:
+        return False
+    if isinstance(answer, (bool, np.bool_)):  # a comparison's result, numpy's included
+        return not answer
+    # A stop is asked for with False only: 0, "" or "stop" would each be a guess.
+    raise InputError(
+        f"on_eval returned {answer!r}: it returns False to stop the run, None or True to go on"
+    )
+
+
 def train(
     config: DQNConfig,
     *,
@@ -87,13 +111,21 @@ def train(
     run_dir: str | Path | None = None,
     progress: bool = True,
     log_tensorboard: bool = True,
+    on_eval: OnEval | None = None,
 ) -> TrainResult:
     """Train a DQN agent as configured; write the run folder; return what it produced.
+
+    ``on_eval(row, agent)`` is called after each evaluation, the final one included, with that
+    evaluation's metrics.csv row (a dict) and the agent. It may read, save or act greedily with
+    the agent (none of which changes the run), and it returns False to stop the run there: a
+    resumable checkpoint is saved and the run ends interrupted, as after a signal, with
+    ``stopped_by_on_eval`` in its summary. None or True go on; anything else is refused.
 
     Raises DivergenceError if the loss, a gradient or |Q| blows up (see ``dqn.divergence``),
     and its subclass NonFiniteEnvError if the env returns a NaN or inf observation or reward.
     """
     check_is_config(config)
+    _check_on_eval(on_eval)
     if run_dir is not None:
         checkpoint.check_new_folder(run_dir, resume="dqn.loop.resume(run_dir)")
     configure_runtime(config)
@@ -117,26 +149,32 @@ def train(
             open_returns=np.zeros(envs.n),
             pending_reset=np.zeros(envs.n, bool),
         )
-        return _run(config, run_dir, envs, agent, replay, loop, progress, log_tensorboard)
+        return _run(config, run_dir, envs, agent, replay, loop, progress, log_tensorboard, on_eval)
 
 
 def resume(
-    run_dir: str | Path, *, progress: bool = True, log_tensorboard: bool = True
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    log_tensorboard: bool = True,
+    on_eval: OnEval | None = None,
 ) -> TrainResult:
     """Continue a run from its newest good checkpoint, exactly as if it had never stopped.
 
     A corrupt or incomplete newer checkpoint is skipped with a CheckpointWarning and renamed
     ``corrupt-step-...``. The run's metrics.csv is cut back to the checkpoint's rows. A run
     that another process is training (or resuming) is refused with FolderBusyError.
+    ``on_eval`` is ``train``'s: a run it stopped resumes from the checkpoint of that stop.
     """
+    _check_on_eval(on_eval)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():  # said by prepare_resume, without making the folder to hold it
-        return _resume(run_dir, progress, log_tensorboard)
+        return _resume(run_dir, progress, log_tensorboard, on_eval)
     with hold_folders([run_dir]):
-        return _resume(run_dir, progress, log_tensorboard)
+        return _resume(run_dir, progress, log_tensorboard, on_eval)
 
 
-def _resume(run_dir: Path, progress: bool, log_tensorboard: bool) -> TrainResult:
+def _resume(run_dir: Path, progress: bool, log_tensorboard: bool, on_eval) -> TrainResult:
     ready = prepare_resume(run_dir)
     for line in ready.skipped:
         warnings.warn(
@@ -163,7 +201,10 @@ def _resume(run_dir: Path, progress: bool, log_tensorboard: bool) -> TrainResult
     configure_runtime(config)
     agent = DQNAgent.load(ready.checkpoint / "agent")
     checkpoint.set_aside(run_dir, ready.loop.env_step)
-    return _run(config, run_dir, envs, agent, ready.replay, ready.loop, progress, log_tensorboard)
+    loop = ready.loop
+    return _run(
+        config, run_dir, envs, agent, ready.replay, loop, progress, log_tensorboard, on_eval
+    )
 
 
 def _run(
@@ -175,6 +216,7 @@ def _run(
     loop: LoopState,
     progress: bool,
     log_tensorboard: bool,
+    on_eval: OnEval | None = None,
 ) -> TrainResult:
     """The loop, from ``loop.env_step`` to the end (or a signal, or divergence)."""
     eval_env = make_env(config.env_id)  # stateless between evaluations: reset with fixed seeds
@@ -206,7 +248,7 @@ def _run(
             config.keep_checkpoints,
         )
 
-    step, saved_step, stop_signal = loop.env_step, None, None
+    step, saved_step, stop_signal, stopped_by_on_eval = loop.env_step, None, None, False
     try:
         check_env_values(step, envs.obs)  # the first observations (a reset or a checkpoint's)
         with Interrupt() as stop:
@@ -248,19 +290,20 @@ def _run(
 
                 done = step >= config.total_env_steps
                 if multiples_between(before, step, config.eval_every_env_steps) or done:
-                    log.write(
-                        _evaluate_and_log(
-                            config,
-                            agent,
-                            eval_env,
-                            replay,
-                            loop,
-                            step,
-                            epsilon,
-                            metrics.pop(),
-                            threshold,
-                        )
+                    row = _evaluate_and_log(
+                        config,
+                        agent,
+                        eval_env,
+                        replay,
+                        loop,
+                        step,
+                        epsilon,
+                        metrics.pop(),
+                        threshold,
                     )
+                    log.write(row)
+                    if on_eval is not None:
+                        stopped_by_on_eval = _ask_on_eval(on_eval, row, agent) and not done
                 if multiples_between(before, step, config.checkpoint_every_env_steps) or done:
                     save_checkpoint(step)
                     saved_step = step
@@ -270,13 +313,19 @@ def _run(
                 if stop.signum is not None and not done:
                     stop_signal = stop.signum
                     break
-            if stop_signal is not None and saved_step != step:
+                if stopped_by_on_eval:
+                    break
+            if (stop_signal is not None or stopped_by_on_eval) and saved_step != step:
                 save_checkpoint(step)  # a full, resumable checkpoint of where the signal found us
     except DivergenceError as exc:
         write_summary(run_dir, config, loop, step, threshold, stop_signal, str(exc))
         # The traceback keeps the agent alive (an interactive session holds on to it), and
         # with it a learner process: take the state back and end it here.
         agent.learner.stop()
+        raise
+    except Exception:  # the env's error or on_eval's: the same, and the error is what is told
+        with contextlib.suppress(Exception):
+            agent.learner.stop()
         raise
     finally:
         log.advance_to(step)
@@ -285,7 +334,9 @@ def _run(
 
     loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
     agent.learner.stop()  # the returned agent holds its state; no process left behind
-    summary = write_summary(run_dir, config, loop, step, threshold, stop_signal, None)
+    summary = write_summary(
+        run_dir, config, loop, step, threshold, stop_signal, None, on_eval_stop=stopped_by_on_eval
+    )
     return TrainResult(
         agent=agent,
         run_dir=run_dir,
@@ -296,7 +347,7 @@ def _run(
         final_eval_std=loop.eval_std,
         train_seconds=loop.train_seconds,
         eval_seconds=loop.eval_seconds,
-        interrupted=stop_signal is not None,
+        interrupted=stop_signal is not None or stopped_by_on_eval,
         solve_return=threshold,
         summary=summary,
         stop_signal=stop_signal,

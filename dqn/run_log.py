@@ -143,14 +143,19 @@ def write_summary(
     stop_signal: int | None,
     diverged: str | None,
     extra: dict | None = None,
+    *,
+    on_eval_stop: bool = False,
 ) -> dict:
+    """summary.json. A run stopped by a signal or by ``train``'s ``on_eval`` is interrupted:
+    it ends at a resumable checkpoint, and ``resume`` takes it on to its last step."""
     summary = {
         "env_id": config.env_id,
         "loss": config.loss,
         "seed": config.seed,
         "env_steps": step,
-        "interrupted": stop_signal is not None,
+        "interrupted": stop_signal is not None or on_eval_stop,
         "stop_signal": stop_signal,
+        "stopped_by_on_eval": on_eval_stop,
         "diverged": diverged,
         "solve_return": threshold,
         "first_solve_env_step": loop.first_solve,

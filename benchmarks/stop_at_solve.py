@@ -1,0 +1,85 @@
+"""Does an agent stopped at its first solved evaluation stay solved? ``python -m
+benchmarks.stop_at_solve --learner numpy --seeds 30 --out results/stop-at-solve-numpy.csv``.
+
+The usual early stop (``train``'s ``on_eval`` returning False once an evaluation reaches the
+env's bar; Stable-Baselines3's ``StopTrainingOnRewardThreshold``) trusts an evaluation of
+``eval_episodes`` (10 in the default config). This trains each seed of the default config until
+that evaluation, then gives the stopped agent the final evaluation an unstopped run gets
+(``final_eval_episodes``, 100, from ``eval_seed``), and counts how many still reach the bar.
+Each seed's row goes to ``--out`` as it ends; the summary is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.args import positive_int
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stop_at_solve")
+    parser.add_argument("--learner", choices=["tensorflow", "numpy"], default="tensorflow")
+    parser.add_argument("--seeds", type=positive_int, default=30)
+    parser.add_argument("--out", type=Path, required=True, help="a CSV of one row per seed")
+    args = parser.parse_args(argv)
+    if args.out.exists():
+        parser.error(f"{args.out} exists: give another --out")
+
+    from dqn import DQNConfig, train
+    from dqn.envs import make_env, solve_return
+    from dqn.evaluation import evaluate
+    from dqn.stats import median_ci, proportion_ci
+
+    base = DQNConfig(learner=args.learner)  # configs/cartpole.yaml
+    bar = solve_return(base, make_env(base.env_id))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows, start = [], time.perf_counter()
+    with tempfile.TemporaryDirectory() as runs, open(args.out, "x", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["learner", "seed", "stop_env_step", "stop_eval", "final_eval_100"])
+        for seed in range(args.seeds):
+            config = base.replace(seed=seed, output_dir=runs)
+            result = train(
+                config,
+                progress=False,
+                log_tensorboard=False,
+                on_eval=lambda row, agent: row["eval_return_mean"] < bar,
+            )
+            stop = result.history[-1]
+            if result.interrupted:  # stopped at the bar: the evaluation an unstopped run ends on
+                mean, _, _ = evaluate(
+                    result.agent,
+                    make_env(config.env_id),
+                    config.final_eval_episodes,
+                    config.eval_seed,
+                )
+            else:  # never reached it: the run ended with its own final evaluation
+                mean = result.final_eval_mean
+            row = [args.learner, seed, stop["env_step"], stop["eval_return_mean"], mean]
+            out.writerow(row)
+            fh.flush()
+            rows.append(row)
+            print(f"seed {seed}: stopped at {row[2]} (eval {row[3]:.1f}), final {mean:.1f}")
+
+    stopped = [r for r in rows if r[3] >= bar]
+    held = sum(r[4] >= bar for r in stopped)
+    low, high = proportion_ci(held, len(stopped)) if stopped else (float("nan"),) * 2
+    steps = median_ci([r[2] for r in stopped]) if stopped else (float("nan"),) * 3
+    print(
+        f"\n{args.learner}: {len(stopped)} of {len(rows)} seeds stopped at an evaluation "
+        f">= {bar:g} "
+        f"(median step {steps[0]:,.0f} [{steps[1]:,.0f}, {steps[2]:,.0f}]); "
+        f"{held} of them >= {bar:g} over {base.final_eval_episodes} episodes "
+        f"[95% CI {low:.2f}, {high:.2f}]; their median there "
+        f"{statistics.median(r[4] for r in stopped) if stopped else float('nan'):.1f}; "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""train's on_eval: a function called after each evaluation, which may stop the run.
+
+Stopping is an interruption like a signal's: a resumable checkpoint, and ``resume`` then takes
+the run to the same bytes as a run never stopped. Watching (reading rows, saving the agent,
+greedy actions) changes nothing in the run.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from dqn import DQNConfig, train
+from dqn.errors import InputError
+from dqn.loop import resume
+from tests.conftest import TINY_RUN  # 600 env steps, an evaluation every 100
+
+CONFIG = DQNConfig(**TINY_RUN, learner="numpy")
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """The run as it goes with no on_eval."""
+    run_dir = tmp_path_factory.mktemp("plain") / "run"
+    train(CONFIG, run_dir=run_dir, progress=False, log_tensorboard=False)
+    return run_dir
+
+
+def test_watching_every_evaluation_leaves_the_run_as_it_was(plain, tmp_path):
+    seen = []
+
+    def watch(row, agent):
+        seen.append(row)
+        agent.save(tmp_path / "latest")  # a "keep the newest agent" callback
+        agent.act(np.zeros(agent.obs_dim, np.float32))  # greedy: draws nothing
+        row["eval_return_mean"] = -1.0  # the function's copy, not the run's
+
+    result = train(
+        CONFIG, run_dir=tmp_path / "run", progress=False, on_eval=watch, log_tensorboard=False
+    )
+    assert [r["env_step"] for r in seen] == [100, 200, 300, 400, 500, 600]
+    assert (tmp_path / "run" / "metrics.csv").read_bytes() == (plain / "metrics.csv").read_bytes()
+    assert result.history[-1]["eval_return_mean"] != -1.0
+    assert not result.interrupted and result.summary["stopped_by_on_eval"] is False
+    assert (tmp_path / "latest" / "online.keras").is_file()
+
+
+@pytest.mark.parametrize("stop", [False, np.False_])
+def test_false_stops_the_run_at_a_checkpoint_and_resume_ends_it_as_if_never_stopped(
+    plain, tmp_path, stop
+):
+    run_dir = tmp_path / "run"
+    result = train(
+        CONFIG,
+        run_dir=run_dir,
+        progress=False,
+        log_tensorboard=False,
+        on_eval=lambda row, agent: stop if row["env_step"] == 300 else None,
+    )
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert result.interrupted and result.stop_signal is None
+    assert summary["interrupted"] and summary["stopped_by_on_eval"] is True
+    assert summary["env_steps"] == 300 == result.history[-1]["env_step"]
+    assert (run_dir / "checkpoints" / "step-000000300").is_dir()  # not a multiple of 200
+
+    finished = resume(run_dir, progress=False, log_tensorboard=False)
+    assert not finished.interrupted and finished.summary["stopped_by_on_eval"] is False
+    assert (run_dir / "metrics.csv").read_bytes() == (plain / "metrics.csv").read_bytes()
+
+
+def test_false_at_the_final_evaluation_leaves_the_run_finished(tmp_path):
+    result = train(
+        CONFIG,
+        run_dir=tmp_path / "run",
+        progress=False,
+        log_tensorboard=False,
+        on_eval=lambda row, agent: row["env_step"] < 600,
+    )
+    assert not result.interrupted and result.summary["env_steps"] == 600
+
+
+@pytest.mark.parametrize("answer", [0, 1, "stop", [False]])
+def test_an_answer_other_than_a_bool_or_none_is_refused_in_one_line(tmp_path, answer):
+    with pytest.raises(InputError, match=r"on_eval returned .*: it returns False to stop"):
+        train(
+            CONFIG,
+            run_dir=tmp_path / "run",
+            progress=False,
+            log_tensorboard=False,
+            on_eval=lambda row, agent: answer,
+        )
+    # At the first evaluation, before the first checkpoint: metrics.csv holds its row.
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 2
+
+
+def test_an_on_eval_that_is_not_a_function_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(InputError, match="on_eval must be a function of .row, agent., got dict"):
+        train(CONFIG, run_dir=tmp_path / "run", on_eval={"stop": True})
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(InputError, match="on_eval must be a function"):
+        resume(tmp_path / "run", on_eval=1)
