@@ -84,7 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the default action left a hidden .<name>.*.tmp folder beside --out.
         with _sigterm_as_ctrl_c():
             tmp = fresh_tmp_dir(out)  # an unwritable --out fails here, before TensorFlow
-            _chmod_as_new_folder(tmp)
             with _one_line_warnings(PROG):
                 agent_dir = _write(args.path, agent_dir, tmp, tflite=args.tflite)
             _move_into_place(tmp, out)
@@ -153,14 +152,6 @@ def _missing_parents(out: Path) -> list[Path]:
         missing.append(parent)
         parent = parent.parent
     return missing
-
-
-def _chmod_as_new_folder(folder: Path) -> None:
-    """mkdtemp makes a private (0700) folder; a model folder is for others to read (a server
-    running as another user), so give it the permissions ``mkdir`` would: 0777 less umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
 
 
 def _remove_unfinished(tmp: Path | None, created: list[Path]) -> None:

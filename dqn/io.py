@@ -30,6 +30,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp's file is private (0600); open()'s is not
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -60,7 +61,26 @@ def write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> Path:
 def fresh_tmp_dir(final: Path) -> Path:
     """A new empty folder beside ``final``, to fill and then ``commit_dir`` into place."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp's folder is private (0700); mkdir's is not
+    return tmp
+
+
+def umask() -> int:
+    """The process's umask, which files and folders written through a temporary name are given
+    the permissions of, as ``open`` and ``mkdir`` would: a run, checkpoint, agent or model
+    written 0600/0700 could not be read by another user (a colleague, a TensorBoard or model
+    server running as another account). Linux states the umask in /proc/self/status (4.7 and
+    later); elsewhere ``os.umask`` must set it to read it, so it sets the strictest mask for
+    that instant, which is all another thread creating a file then would see."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def commit_dir(tmp: Path, final: Path) -> None:
