@@ -7,6 +7,7 @@ updates (a test checks it), but it costs one call's dispatch instead of K.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -289,8 +290,11 @@ class TFLearner(InProcess):
     ) -> None:
         burst = make_packed_burst(forward, loss_fn, config, obs_dim)
         self._burst = tf.function(burst, jit_compile=config.jit_compile, reduce_retracing=True)
+        # A partial, not a lambda: tf.function counts traces per code object, so the lambdas of
+        # one agent after another (train() in a loop over seeds) were one function that
+        # "triggered tf.function retracing", warned about from the sixth agent on.
         self._grad_fn = tf.function(
-            lambda state, batch: loss_and_grad(state, batch, forward, loss_fn, config)
+            functools.partial(loss_and_grad, forward=forward, loss_fn=loss_fn, config=config)
         )
         self._compiled: dict[tuple, Callable] = {}
         flat = tf.constant(online)

@@ -99,3 +99,29 @@ def test_each_learner_probes_the_gradient_it_steps_with_and_probing_changes_noth
             agent.update(batches[step])
     for a, b in zip(np_agent.state, np_twin.state):  # np_twin was never probed
         np.testing.assert_array_equal(a, b)
+
+
+def test_agent_after_agent_probes_without_a_retracing_warning():
+    """train() in a loop over seeds builds an agent after another, each probed once or twice:
+    tf.function counted their probes as one function's calls (a lambda's code object is shared)
+    and warned of "retracing" from the sixth agent on."""
+    import logging
+
+    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+    cfg = DQNConfig(hidden_sizes=(4,), jit_compile=False)
+    replay = ReplayBuffer(64, 3, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    for _ in range(64):
+        replay.add(rng.uniform(-1, 1, 3), rng.integers(2), 1.0, rng.uniform(-1, 1, 3), False)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        for seed in range(8):
+            agent = DQNAgent(obs_space, gym.spaces.Discrete(2), cfg.replace(seed=seed))
+            agent.diagnose(replay.sample(64))
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records if "retracing" in r.getMessage()] == []
