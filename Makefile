@@ -47,7 +47,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -c '$(NEED_PY)' || { echo "make: .venv holds $$($(BIN)/python -V 2>&1)" \
 		"and dqn needs Python >= 3.10: 'make clean-venv', then '$(AGAIN)'" >&2; exit 2; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(EDITABLE) ".[dev,ray]"
+	$(EDITABLE) ".[dev,ray,render]"
 	@echo "$(CURDIR)" > $(STAMP)
 
 train: $(STAMP)

@@ -241,6 +241,13 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=int, default=10_000, help="episode i is reset with seed + i (default 10000)"
     )
+    p.add_argument(
+        "--gif",
+        type=Path,
+        metavar="FILE",
+        help="also draw the first episode into FILE, a new .gif (needs pygame for gymnasium's "
+        "classic-control envs: pip install 'dqn[render]')",
+    )
     return p
 
 
@@ -257,13 +264,18 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     try:
         from dqn.agent_files import read_newest
         from dqn.envs import make_env
+        from dqn.render import check_gif_path, record_gif
 
+        if args.gif is not None:
+            check_gif_path(args.gif)  # before the agent is loaded and evaluated
         with _one_line_warnings(prog):
             agent = read_newest(args.path, _checked_then_loaded)
         from dqn.evaluation import evaluate
 
         env = make_env(agent.config.env_id)
         mean, std, returns = evaluate(agent, env, args.episodes, args.seed)
+        if args.gif is not None:
+            frames, steps, gif_return = record_gif(agent, agent.config.env_id, args.gif, args.seed)
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:  # unreadable, or a checkpoint a training run pruned as it was read
@@ -274,6 +286,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         f"{agent.config.env_id}: greedy return {mean:.1f} +/- {std:.1f} over {args.episodes} "
         f"episodes (min {min(returns):g}, max {max(returns):g})"
     )
+    if args.gif is not None:
+        cut = f" (its first {frames - 1:,} of {steps:,} steps)" if frames <= steps else ""
+        print(
+            f"wrote {args.gif}: the episode reset with seed {args.seed}, return {gif_return:g}, "
+            f"{frames:,} frames{cut}"
+        )
     return 0
 
 

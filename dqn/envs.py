@@ -18,8 +18,9 @@ from dqn.config import DQNConfig
 from dqn.errors import ConfigError, NonFiniteEnvError, UnsupportedSpaceError
 
 
-def make_env(env_id: str) -> gym.Env:
-    """``gym.make(env_id)``; an unknown id is a ConfigError naming the closest registered ids.
+def make_env(env_id: str, **kwargs) -> gym.Env:
+    """``gym.make(env_id, **kwargs)``; an unknown id is a ConfigError naming the closest
+    registered ids.
 
     ``module:EnvId`` (gymnasium's syntax) imports ``module`` first, for the registrations it
     makes: the id then names the env in every process that makes it, a study's workers too.
@@ -43,7 +44,7 @@ def make_env(env_id: str) -> gym.Env:
             hint += ", or module:EnvId for an env a module of yours registers"
         raise ConfigError(f"unknown env id {env_id!r}{hint}")
     try:
-        return gym.make(env_id)
+        return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise ConfigError(f"env {env_id!r} needs an extra package: {exc}") from None
     except (ImportError, gym.error.Error) as exc:

@@ -20,7 +20,7 @@ LAYERS = {
     | {"fastcall", "backprop"},  # math and replay; the numpy backprop lab
     2: {"learner", "tf_learner", "numpy_learner", "members", "numpy_population", "tf_population"}
     | {"learner_process"},
-    3: {"agent", "agent_files", "agent_io", "evaluation"},
+    3: {"agent", "agent_files", "agent_io", "evaluation", "render"},
     4: {"loop", "run_log", "run_state", "checkpoint", "divergence"}
     | {"population", "population_loop", "population_progress", "population_files"},
     5: {"compare", "study_runs", "local_backend", "ray_backend", "report", "stats"},
@@ -29,7 +29,7 @@ LAYERS = {
 LAYER_NAMES = {0: "helpers", 1: "math", 2: "learners", 3: "agent", 4: "run", 5: "study", 6: "face"}
 TF = {"tensorflow", "keras"}
 # The command line reads and checks a checkpoint with these before it imports TensorFlow.
-TF_FREE = {"dqn.agent_files", "dqn.checkpoint", "dqn.run_state"}
+TF_FREE = {"dqn.agent_files", "dqn.checkpoint", "dqn.run_state", "dqn.render"}
 
 
 def module_name(path: Path) -> str:

@@ -1,0 +1,108 @@
+"""A greedy episode drawn as an animated GIF: ``dqn-evaluate RUN --gif cartpole.gif``.
+
+The episode is the evaluation's own: ``evaluate`` runs it (the same reset seed, the same checks
+of what the env returns), through a wrapper that keeps the env's ``rgb_array`` frame after the
+reset and after every step. Drawing gymnasium's classic-control envs needs pygame (the
+``render`` extra: ``pip install 'dqn[render]'``); Pillow, which matplotlib already needs, writes
+the GIF. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+
+from dqn.errors import DQNError
+from dqn.io import atomic_write_bytes
+
+# 2,000 frames is 40 s at CartPole's 50 frames/s, and about 0.5 GB of 600 x 400 RGB frames
+# before they are cut to a palette (each frame is, as it comes): a longer episode is drawn up
+# to there, and its return is still the whole episode's.
+MAX_FRAMES = 2_000
+
+
+class _Frames(gym.Wrapper):
+    """Keeps ``env.render()`` after the reset and each step, as 8-bit palette images."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.frames: list = []
+        self.steps = 0
+
+    def _keep(self) -> None:
+        if len(self.frames) < MAX_FRAMES:
+            self.frames.append(_palette_image(self.env.render()))
+
+    def reset(self, **kwargs):
+        out = self.env.reset(**kwargs)
+        self._keep()
+        return out
+
+    def step(self, action):
+        out = self.env.step(action)
+        self.steps += 1
+        self._keep()
+        return out
+
+
+def _palette_image(frame: np.ndarray):
+    from PIL import Image
+
+    # Each frame gets its own palette (an env's later frames may hold colours its first does
+    # not); no dithering: flat drawings need none, and it would make the file larger.
+    image = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
+    return image.quantize(method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+
+
+def check_gif_path(path: Path) -> None:
+    """Refused before any episode is run: another suffix, or a file that is already there."""
+    if path.suffix.lower() != ".gif":
+        raise DQNError(f"--gif {path}: give a file name ending in .gif")
+    if path.exists():
+        raise DQNError(f"--gif {path} already exists: give another path, or remove it first")
+
+
+def record_gif(agent, env_id: str, path: str | Path, seed: int) -> tuple[int, int, float]:
+    """Draw one greedy episode (reset with ``seed``) into ``path``; return (frames, steps,
+    return): a frame for the reset and one per step, up to ``MAX_FRAMES``.
+
+    ``path`` is written whole or not at all. An env that cannot draw frames (no ``rgb_array``
+    render mode) or lacks the package that draws them is refused in one line (DQNError).
+    """
+    from dqn.envs import make_env
+    from dqn.evaluation import evaluate
+
+    path = Path(path)
+    check_gif_path(path)
+    modes = make_env(env_id).metadata.get("render_modes", [])
+    if "rgb_array" not in modes:
+        raise DQNError(
+            f"env {env_id!r} cannot draw its frames: --gif needs the rgb_array render mode, "
+            f"and its render modes are {list(modes)}"
+        )
+    # pygame opens no window for rgb_array, but its display start-up looks for one and prints
+    # "XDG_RUNTIME_DIR is invalid" on a machine without a desktop: its dummy drivers need none.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    env = _Frames(make_env(env_id, render_mode="rgb_array"))
+    try:
+        _, _, returns = evaluate(agent, env, 1, seed)
+    except gym.error.DependencyNotInstalled as exc:
+        raise DQNError(
+            f"drawing {env_id} needs a package that is not installed: {exc} "
+            "(for gymnasium's classic-control envs: pip install 'dqn[render]')"
+        ) from None
+    finally:
+        env.close()
+    fps = env.metadata.get("render_fps") or 30
+    buffer = io.BytesIO()
+    first, *rest = env.frames
+    # GIF frame times are whole centiseconds: 50 frames/s is 20 ms, 30 is 30 ms (33 rounded).
+    duration = max(10, round(100 / fps) * 10)
+    first.save(buffer, format="GIF", save_all=True, append_images=rest, duration=duration, loop=0)
+    atomic_write_bytes(path, buffer.getvalue())
+    return len(env.frames), env.steps, float(returns[0])

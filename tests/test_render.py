@@ -1,0 +1,100 @@
+"""``dqn-evaluate RUN --gif FILE``: the evaluation's first episode, drawn frame by frame."""
+
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from PIL import Image
+
+from dqn.cli import evaluate_main
+
+
+def gif_frames_and_ms(path):
+    """(frames, total milliseconds): Pillow merges identical frames and adds up their times."""
+    with Image.open(path) as image:
+        durations = []
+        for i in range(image.n_frames):
+            image.seek(i)
+            durations.append(image.info["duration"])
+        return image.size, sum(durations)
+
+
+def test_the_gif_is_the_first_evaluation_episode_at_the_envs_frame_rate(tiny_run, tmp_path, capsys):
+    out = tmp_path / "cartpole.gif"
+    assert evaluate_main([str(tiny_run), "--episodes", "1", "--gif", str(out)]) == 0
+    evaluated, wrote = capsys.readouterr().out.strip().splitlines()
+    ret = float(evaluated.split("greedy return ")[1].split()[0])
+    frames = int(wrote.split(" frames")[0].split(", ")[-1])
+    assert wrote.startswith(f"wrote {out}: the episode reset with seed 10000, return {ret:g}")
+    assert frames == ret + 1  # CartPole pays 1 a step: the reset's frame and one per step
+    size, ms = gif_frames_and_ms(out)
+    assert size == (600, 400) and ms == 20 * frames  # CartPole's 50 frames/s
+    assert [p.name for p in tmp_path.iterdir()] == ["cartpole.gif"]  # no temporary file left
+
+
+def test_a_long_episode_is_drawn_up_to_max_frames(tiny_run, tmp_path, capsys, monkeypatch):
+    from dqn import render
+
+    monkeypatch.setattr(render, "MAX_FRAMES", 5)
+    out = tmp_path / "cut.gif"
+    assert evaluate_main([str(tiny_run), "--episodes", "1", "--gif", str(out)]) == 0
+    assert "5 frames (its first 4 of " in capsys.readouterr().out
+    assert gif_frames_and_ms(out)[1] == 5 * 20
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("old.gif", "already exists: give another path"), ("movie.mp4", "ending in .gif")],
+)
+def test_a_gif_path_that_is_taken_or_not_a_gif_is_refused_first(
+    tiny_run, tmp_path, capsys, name, message
+):
+    path = tmp_path / name
+    if name == "old.gif":
+        path.write_bytes(b"mine")
+    assert evaluate_main([str(tiny_run), "--gif", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"dqn-evaluate: error: --gif {path}") and message in line
+    assert [p.name for p in tmp_path.iterdir()] == (["old.gif"] if name == "old.gif" else [])
+    assert name != "old.gif" or path.read_bytes() == b"mine"
+
+
+def test_without_pygame_the_error_says_what_to_install(tiny_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pygame", None)  # `import pygame` raises ImportError
+    out = tmp_path / "x.gif"
+    assert evaluate_main([str(tiny_run), "--episodes", "1", "--gif", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "needs a package that is not installed" in line and "pip install 'dqn[render]'" in line
+    assert not out.exists()
+
+
+def test_ctrl_c_while_drawing_writes_nothing(tiny_run, tmp_path, capsys, monkeypatch):
+    from dqn import render
+
+    def interrupted(frame):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render, "_palette_image", interrupted)
+    assert (
+        evaluate_main([str(tiny_run), "--episodes", "1", "--gif", str(tmp_path / "x.gif")]) == 130
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+class Undrawable(gym.Env):
+    metadata = {"render_modes": ["human"]}
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+
+def test_an_env_without_rgb_array_frames_is_refused_before_its_episode(tiny_run, tmp_path):
+    from dqn.agent import DQNAgent
+    from dqn.errors import DQNError
+    from dqn.render import record_gif
+
+    gym.register("UndrawableForTest-v0", entry_point=Undrawable)
+    agent = DQNAgent.load(next((tiny_run / "checkpoints").iterdir()) / "agent")
+    with pytest.raises(DQNError, match=r"needs the rgb_array render mode.*are \['human'\]"):
+        record_gif(agent, "UndrawableForTest-v0", tmp_path / "x.gif", 0)
+    assert list(tmp_path.iterdir()) == []
