@@ -201,9 +201,8 @@ def _resume(run_dir: Path, progress: bool, log_tensorboard: bool, on_eval) -> Tr
     configure_runtime(config)
     agent = DQNAgent.load(ready.checkpoint / "agent")
     checkpoint.set_aside(run_dir, ready.loop.env_step)
-    loop = ready.loop
     return _run(
-        config, run_dir, envs, agent, ready.replay, loop, progress, log_tensorboard, on_eval
+        config, run_dir, envs, agent, ready.replay, ready.loop, progress, log_tensorboard, on_eval
     )
 
 

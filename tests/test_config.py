@@ -25,6 +25,21 @@ def test_the_defaults_are_the_config_the_learning_claims_are_about():
     assert DQNConfig() == DQNConfig.from_yaml(shipped)
 
 
+def test_the_acrobot_config_is_the_default_with_the_changes_its_comment_names():
+    configs = Path(__file__).resolve().parent.parent / "configs"
+    acrobot = DQNConfig.from_yaml(configs / "acrobot.yaml")
+    changed = {
+        f.name: getattr(acrobot, f.name)
+        for f in dataclasses.fields(DQNConfig)
+        if getattr(acrobot, f.name) != getattr(DQNConfig(), f.name)
+    }
+    assert changed == {
+        "env_id": "Acrobot-v1",
+        "total_env_steps": 100_000,
+        "eval_every_env_steps": 5_000,
+    }
+
+
 @pytest.mark.parametrize(
     "changes, message",
     [
