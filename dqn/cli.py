@@ -32,7 +32,14 @@ EXIT_DIVERGED = 3
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the problem and where to look), exit code 2."""
+    """argparse, but a usage error is one line (the problem and where to look), exit code 2;
+    and every command says its version (``--version``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from dqn import __version__
+
+        self.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -93,6 +100,19 @@ def _quiet_tensorflow(num_threads: int = 1) -> None:
 
 
 # ---------------------------------------------------------------------- dqn-train
+class _PrintKeys(argparse.Action):
+    """``--keys``: print the config keys and exit, as ``--help`` does (nothing else is read)."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from dqn.config import describe_keys
+
+        print(describe_keys())
+        parser.exit(0)
+
+
 def train_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="dqn-train",
@@ -111,7 +131,13 @@ def train_parser() -> argparse.ArgumentParser:
         action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="override config keys, values as YAML (--set double_dqn=true 'hidden_sizes=[64,64]')",
+        help="override config keys, values as YAML (--set double_dqn=true 'hidden_sizes=[64,64]'); "
+        "--keys lists them",
+    )
+    p.add_argument(
+        "--keys",
+        action=_PrintKeys,
+        help="list every config key with its default, the values it takes and what it means",
     )
     p.add_argument("--run-dir", type=Path, help="write the run here instead of output_dir/<name>")
     p.add_argument(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import numbers
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -462,6 +463,33 @@ def _validate(cfg: DQNConfig) -> None:
     for holds, message_of in RULES.values():
         if not holds(cfg):
             raise ConfigError(message_of(cfg))
+
+
+def describe_keys(width: int = 94) -> str:
+    """Every config key as ``dqn-train --keys`` prints it: its default (as YAML writes it), what
+    values it takes, and what it means: the FIELDS table, for a reader without the source."""
+    import textwrap
+
+    lines = []
+    for key, field in FIELDS.items():
+        default = dataclasses.asdict(DQNConfig())[key]
+        shown = default if isinstance(default, str) else json.dumps(default)
+        allowed = (
+            field.kind
+            if field.rule is None
+            else (
+                f"one of {', '.join(field.rule)}"
+                if isinstance(field.rule, tuple)
+                else f"{field.kind} {field.rule}"
+            )
+        )
+        if field.nullable and "null" not in allowed:
+            allowed += " or null"
+        lines.append(f"{key}: {shown}  ({allowed})")
+        lines += textwrap.wrap(
+            field.meaning, width, initial_indent="    ", subsequent_indent="    "
+        )
+    return "\n".join(lines)
 
 
 def bootstrap_discount(c: DQNConfig) -> float:

@@ -223,3 +223,51 @@ def test_a_command_whose_reader_is_gone_finishes_its_run_and_exits_0(closed, tmp
     assert (tmp_path / "run" / "summary.json").is_file()
     if proc.stderr is not None:
         assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "main",
+    [
+        "dqn.cli:train_main",
+        "dqn.cli:evaluate_main",
+        "dqn.cli:compare_main",
+        "dqn.export:main",
+        "dqn.backprop.cli:main",
+    ],
+)
+def test_every_command_says_its_version(main, capsys):
+    import importlib
+    from importlib.metadata import version
+
+    import dqn
+
+    module, name = main.split(":")
+    try:  # dqn-backprop returns its exit code; the others exit as argparse's --help does
+        code = getattr(importlib.import_module(module), name)(["--version"])
+    except SystemExit as stop:
+        code = stop.code
+    assert code == 0
+    prog, shown = capsys.readouterr().out.split()
+    assert prog.startswith("dqn-") and shown == dqn.__version__ == version("dqn")
+
+
+def test_keys_lists_every_config_key_with_a_default_that_set_gives_back(capsys):
+    """``dqn-train --keys``: each key once, its default written so that ``--set key=<it>``
+    reads back the default, then what it means."""
+    from dqn.cli import train_main
+    from dqn.config import FIELDS, DQNConfig
+
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--keys"])
+    assert stop.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    heads = [line for line in lines if not line.startswith(" ")]
+    assert [h.split(":")[0] for h in heads] == list(FIELDS)
+    assert all(len(line) <= 94 for line in lines)
+    for head in heads:
+        key, rest = head.split(": ", 1)
+        shown = rest.rsplit("  (", 1)[0]
+        assert DQNConfig.from_yaml(None, [f"{key}={shown}"]) == DQNConfig(), head
+    assert "hidden_sizes: [256, 256]  (a list of integers)" in heads
+    assert "loss: huber  (one of l2, clipped_delta, huber, clipped_grad)" in heads
+    assert "max_grad_norm: null  (a number > 0 or null)" in heads

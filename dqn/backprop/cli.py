@@ -20,12 +20,23 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(message)
 
 
+def _version() -> str:
+    # The installed distribution's: the lab imports nothing from dqn outside itself.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dqn")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="dqn-backprop",
         description="Run the four backprop demos, print their "
         "numbers and write one PNG figure per demo.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument(
         "--out",
         type=Path,
@@ -165,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as err:
         print(f"dqn-backprop: error: {err}", file=sys.stderr)
         return 2
-    except SystemExit as exit_:  # --help
+    except SystemExit as exit_:  # --help, --version
         return int(exit_.code or 0)
     if not 0 <= args.seed < 2**32:  # numpy's seeding range; checked before --out is created
         print(
