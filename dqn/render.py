@@ -64,6 +64,11 @@ def check_gif_path(path: Path) -> None:
         raise DQNError(f"--gif {path}: give a file name ending in .gif")
     if path.exists():
         raise DQNError(f"--gif {path} already exists: give another path, or remove it first")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise DQNError(f"--gif {path}: {folder} is a file, not a folder")
 
 
 def record_gif(agent, env_id: str, path: str | Path, seed: int) -> tuple[int, int, float]:
@@ -104,5 +109,9 @@ def record_gif(agent, env_id: str, path: str | Path, seed: int) -> tuple[int, in
     # GIF frame times are whole centiseconds: 50 frames/s is 20 ms, 30 is 30 ms (33 rounded).
     duration = max(10, round(100 / fps) * 10)
     first.save(buffer, format="GIF", save_all=True, append_images=rest, duration=duration, loop=0)
-    atomic_write_bytes(path, buffer.getvalue())
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:  # a full disk, a folder that cannot be made or written to
+        where = f" ({exc.filename})" if exc.filename and exc.strerror else ""
+        raise DQNError(f"cannot write --gif {path}: {exc.strerror or exc}{where}") from None
     return len(env.frames), env.steps, float(returns[0])

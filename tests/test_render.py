@@ -45,19 +45,24 @@ def test_a_long_episode_is_drawn_up_to_max_frames(tiny_run, tmp_path, capsys, mo
 
 @pytest.mark.parametrize(
     "name, message",
-    [("old.gif", "already exists: give another path"), ("movie.mp4", "ending in .gif")],
+    [
+        ("old.gif", "already exists: give another path"),
+        ("movie.mp4", "ending in .gif"),
+        ("old.gif/sub/x.gif", "old.gif is a file, not a folder"),
+    ],
 )
 def test_a_gif_path_that_is_taken_or_not_a_gif_is_refused_first(
     tiny_run, tmp_path, capsys, name, message
 ):
     path = tmp_path / name
-    if name == "old.gif":
-        path.write_bytes(b"mine")
+    if name.startswith("old.gif"):
+        (tmp_path / "old.gif").write_bytes(b"mine")
     assert evaluate_main([str(tiny_run), "--gif", str(path)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"dqn-evaluate: error: --gif {path}") and message in line
-    assert [p.name for p in tmp_path.iterdir()] == (["old.gif"] if name == "old.gif" else [])
-    assert name != "old.gif" or path.read_bytes() == b"mine"
+    mine = name.startswith("old.gif")
+    assert [p.name for p in tmp_path.iterdir()] == (["old.gif"] if mine else [])
+    assert not mine or (tmp_path / "old.gif").read_bytes() == b"mine"
 
 
 def test_without_pygame_the_error_says_what_to_install(tiny_run, tmp_path, capsys, monkeypatch):
@@ -98,3 +103,19 @@ def test_an_env_without_rgb_array_frames_is_refused_before_its_episode(tiny_run,
     with pytest.raises(DQNError, match=r"needs the rgb_array render mode.*are \['human'\]"):
         record_gif(agent, "UndrawableForTest-v0", tmp_path / "x.gif", 0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_gif_that_cannot_be_written_says_so_not_that_the_run_cannot_be_read(
+    tiny_run, tmp_path, capsys, monkeypatch
+):
+    # It said "cannot read <run>: No such file or directory: /proc/.x.gif.*.tmp".
+    from dqn import render
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(render, "atomic_write_bytes", full_disk)
+    out = tmp_path / "x.gif"
+    assert evaluate_main([str(tiny_run), "--episodes", "1", "--gif", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"dqn-evaluate: error: cannot write --gif {out}: No space left on device ({out})"
