@@ -7,6 +7,9 @@ env's bar; Stable-Baselines3's ``StopTrainingOnRewardThreshold``) trusts an eval
 that evaluation, then gives the stopped agent the final evaluation an unstopped run gets
 (``final_eval_episodes``, 100, from ``eval_seed``), and counts how many still reach the bar.
 Each seed's row goes to ``--out`` as it ends; the summary is printed at the end.
+
+``--confirm N`` stops only when, after such an evaluation, N more greedy episodes of other
+reset seeds (``CONFIRM_SEED`` on, not the final evaluation's) also average >= the bar.
 """
 
 from __future__ import annotations
@@ -20,12 +23,21 @@ from pathlib import Path
 
 from benchmarks.args import positive_int
 
+# The confirmation's episodes are reset from here on: not the final evaluation's (eval_seed on).
+CONFIRM_SEED = 20_000
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stop_at_solve")
     parser.add_argument("--learner", choices=["tensorflow", "numpy"], default="tensorflow")
     parser.add_argument("--seeds", type=positive_int, default=30)
     parser.add_argument("--out", type=Path, required=True, help="a CSV of one row per seed")
+    parser.add_argument(
+        "--confirm",
+        type=positive_int,
+        metavar="N",
+        help="stop only if N more greedy episodes (other reset seeds) also reach the bar",
+    )
     args = parser.parse_args(argv)
     if args.out.exists():
         parser.error(f"{args.out} exists: give another --out")
@@ -37,18 +49,28 @@ def main(argv: list[str] | None = None) -> None:
 
     base = DQNConfig(learner=args.learner)  # configs/cartpole.yaml
     bar = solve_return(base, make_env(base.env_id))
+    confirm_env = make_env(base.env_id)
+
+    def stop_here(row, agent) -> bool:
+        if row["eval_return_mean"] < bar:
+            return False
+        if args.confirm is None:
+            return True
+        mean, _, _ = evaluate(agent, confirm_env, args.confirm, CONFIRM_SEED)
+        return mean >= bar
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows, start = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as runs, open(args.out, "x", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow(["learner", "seed", "stop_env_step", "stop_eval", "final_eval_100"])
+        out.writerow(["learner", "seed", "stop_env_step", "stop_eval", "final_eval_100", "stopped"])
         for seed in range(args.seeds):
             config = base.replace(seed=seed, output_dir=runs)
             result = train(
                 config,
                 progress=False,
                 log_tensorboard=False,
-                on_eval=lambda row, agent: row["eval_return_mean"] < bar,
+                on_eval=lambda row, agent: not stop_here(row, agent),
             )
             stop = result.history[-1]
             if result.interrupted:  # stopped at the bar: the evaluation an unstopped run ends on
@@ -61,18 +83,19 @@ def main(argv: list[str] | None = None) -> None:
             else:  # never reached it: the run ended with its own final evaluation
                 mean = result.final_eval_mean
             row = [args.learner, seed, stop["env_step"], stop["eval_return_mean"], mean]
+            row.append(result.interrupted)
             out.writerow(row)
             fh.flush()
             rows.append(row)
             print(f"seed {seed}: stopped at {row[2]} (eval {row[3]:.1f}), final {mean:.1f}")
 
-    stopped = [r for r in rows if r[3] >= bar]
+    stopped = [r for r in rows if r[5]]
     held = sum(r[4] >= bar for r in stopped)
     low, high = proportion_ci(held, len(stopped)) if stopped else (float("nan"),) * 2
     steps = median_ci([r[2] for r in stopped]) if stopped else (float("nan"),) * 3
     print(
         f"\n{args.learner}: {len(stopped)} of {len(rows)} seeds stopped at an evaluation "
-        f">= {bar:g} "
+        f">= {bar:g}{f' confirmed over {args.confirm} episodes' if args.confirm else ''} "
         f"(median step {steps[0]:,.0f} [{steps[1]:,.0f}, {steps[2]:,.0f}]); "
         f"{held} of them >= {bar:g} over {base.final_eval_episodes} episodes "
         f"[95% CI {low:.2f}, {high:.2f}]; their median there "

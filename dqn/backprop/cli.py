@@ -24,8 +24,8 @@ def _version() -> str:
     # The installed distribution's: the lab imports nothing from dqn outside itself.
     from importlib.metadata import PackageNotFoundError, version
 
-    try:
-        return version("dqn")
+    try:  # the distribution's name is the top package's, spelt out by no import of it
+        return version(__name__.partition(".")[0])
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "(not installed)"
 
