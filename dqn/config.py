@@ -470,26 +470,25 @@ def describe_keys(width: int = 94) -> str:
     values it takes, and what it means: the FIELDS table, for a reader without the source."""
     import textwrap
 
+    defaults = DQNConfig().to_dict()
     lines = []
     for key, field in FIELDS.items():
-        default = dataclasses.asdict(DQNConfig())[key]
+        default = defaults[key]
         shown = default if isinstance(default, str) else json.dumps(default)
-        allowed = (
-            field.kind
-            if field.rule is None
-            else (
-                f"one of {', '.join(field.rule)}"
-                if isinstance(field.rule, tuple)
-                else f"{field.kind} {field.rule}"
-            )
-        )
-        if field.nullable and "null" not in allowed:
-            allowed += " or null"
-        lines.append(f"{key}: {shown}  ({allowed})")
+        lines.append(f"{key}: {shown}  ({_allowed(field)})")
         lines += textwrap.wrap(
             field.meaning, width, initial_indent="    ", subsequent_indent="    "
         )
     return "\n".join(lines)
+
+
+def _allowed(field: Field) -> str:
+    """A row's kind and rule in words: "an integer > 0", "one of l2, huber", "... or null"."""
+    if isinstance(field.rule, tuple):
+        words = f"one of {', '.join(field.rule)}"
+    else:
+        words = field.kind if field.rule is None else f"{field.kind} {field.rule}"
+    return words + (" or null" if field.nullable and "null" not in words else "")
 
 
 def bootstrap_discount(c: DQNConfig) -> float:

@@ -316,13 +316,12 @@ def _run(
                     break
             if (stop_signal is not None or stopped_by_on_eval) and saved_step != step:
                 save_checkpoint(step)  # a full, resumable checkpoint of where the signal found us
-    except DivergenceError as exc:
-        write_summary(run_dir, config, loop, step, threshold, stop_signal, str(exc))
+    except Exception as exc:  # divergence, or an error of the env's or of on_eval's
+        if isinstance(exc, DivergenceError):
+            write_summary(run_dir, config, loop, step, threshold, stop_signal, str(exc))
         # The traceback keeps the agent alive (an interactive session holds on to it), and
-        # with it a learner process: take the state back and end it here.
-        agent.learner.stop()
-        raise
-    except Exception:  # the env's error or on_eval's: the same, and the error is what is told
+        # with it a learner process: take the state back and end it here. The error to tell is
+        # this one, not one the stop may raise.
         with contextlib.suppress(Exception):
             agent.learner.stop()
         raise
@@ -334,7 +333,14 @@ def _run(
     loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
     agent.learner.stop()  # the returned agent holds its state; no process left behind
     summary = write_summary(
-        run_dir, config, loop, step, threshold, stop_signal, None, on_eval_stop=stopped_by_on_eval
+        run_dir,
+        config,
+        loop,
+        step,
+        threshold,
+        stop_signal,
+        None,
+        stopped_by_on_eval=stopped_by_on_eval,
     )
     return TrainResult(
         agent=agent,

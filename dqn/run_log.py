@@ -144,7 +144,7 @@ def write_summary(
     diverged: str | None,
     extra: dict | None = None,
     *,
-    on_eval_stop: bool = False,
+    stopped_by_on_eval: bool = False,
 ) -> dict:
     """summary.json. A run stopped by a signal or by ``train``'s ``on_eval`` is interrupted:
     it ends at a resumable checkpoint, and ``resume`` takes it on to its last step."""
@@ -153,9 +153,9 @@ def write_summary(
         "loss": config.loss,
         "seed": config.seed,
         "env_steps": step,
-        "interrupted": stop_signal is not None or on_eval_stop,
+        "interrupted": stop_signal is not None or stopped_by_on_eval,
         "stop_signal": stop_signal,
-        "stopped_by_on_eval": on_eval_stop,
+        "stopped_by_on_eval": stopped_by_on_eval,
         "diverged": diverged,
         "solve_return": threshold,
         "first_solve_env_step": loop.first_solve,

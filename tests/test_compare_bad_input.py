@@ -415,9 +415,8 @@ def test_a_label_too_long_to_name_a_folder_is_refused_before_anything_is_written
 
 def test_the_labels_in_use_stay_valid():
     # The README's and the docs' commands, and every committed sweep.
-    for text in ("l2+gradclip:loss=l2", "numpy-8envs:num_envs=8", "previous-default:n_step=1"):
-        Variant.parse(text)
-    for text in ("numpy:learner=numpy",):  # the Acrobot study's
+    commands = ("l2+gradclip:loss=l2", "numpy-8envs:num_envs=8", "previous-default:n_step=1")
+    for text in (*commands, "numpy:learner=numpy"):  # the last: the Acrobot study's
         Variant.parse(text)
     for text in ("tensorflow-lr0:learning_rate=1e-12", "polyak0.05:target_tau=0.05", "A_1"):
         Variant.parse(text)
