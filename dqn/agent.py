@@ -77,7 +77,7 @@ def _check_epsilon(epsilon: float) -> None:
         raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
 
 
-def _observations(obs, method: str) -> np.ndarray:
+def checked_observations(obs, method: str) -> np.ndarray:
     """``obs`` as float32, or an InputError if it is not numbers or holds a NaN or inf."""
     try:
         obs = np.asarray(obs, np.float32)
@@ -171,7 +171,7 @@ class DQNAgent:
     # ------------------------------------------------------------------ acting
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q(s, .) for one observation [obs_dim] or a batch [n, obs_dim]."""
-        obs = _observations(obs, "q_values")
+        obs = checked_observations(obs, "q_values")
         return self._q_values(obs)
 
     def _q_values(self, obs: np.ndarray) -> np.ndarray:
@@ -197,7 +197,7 @@ class DQNAgent:
                 f"act takes one observation of shape [{self.obs_dim}], got {list(np.shape(obs))} "
                 "(act_batch takes [n, obs_dim])"
             )
-        obs = _observations(obs, "act")
+        obs = checked_observations(obs, "act")
         if epsilon > 0.0 and self.rng.random() < epsilon:
             return int(self.rng.integers(self.n_actions))
         return int(self._q_values(obs).argmax())
@@ -216,7 +216,7 @@ class DQNAgent:
         n = len(obs)
         if n == 1:
             return np.array([self.act(obs[0], epsilon)])
-        obs = _observations(obs, "act_batch")
+        obs = checked_observations(obs, "act_batch")
         explore = self.rng.random(n) < epsilon if epsilon > 0.0 else np.zeros(n, bool)
         actions = self._q_values(obs).argmax(axis=1)
         if explore.any():

@@ -84,15 +84,13 @@ class TrainResult:
 OnEval = Callable[[dict, DQNAgent], "bool | None"]
 
 
-def _check_on_eval(on_eval) -> None:
+def check_on_eval(on_eval, args: str = "(row, agent)") -> None:
     if on_eval is not None and not callable(on_eval):
-        raise InputError(
-            f"on_eval must be a function of (row, agent), got {type(on_eval).__name__}"
-        )
+        raise InputError(f"on_eval must be a function of {args}, got {type(on_eval).__name__}")
 
 
-def _ask_on_eval(on_eval: OnEval, row: dict, agent: DQNAgent) -> bool:
-    """True if ``on_eval`` stops the run. It gets a copy: the row is also metrics.csv's."""
+def ask_on_eval(on_eval: Callable, row: dict, agent, what: str = "the run") -> bool:
+    """True if ``on_eval`` stops ``what``. It gets a copy: the row is also metrics.csv's."""
     answer = on_eval(dict(row), agent)
     if answer is None:
         return False
@@ -100,7 +98,7 @@ def _ask_on_eval(on_eval: OnEval, row: dict, agent: DQNAgent) -> bool:
         return not answer
     # A stop is asked for with False only: 0, "" or "stop" would each be a guess.
     raise InputError(
-        f"on_eval returned {answer!r}: it returns False to stop the run, None or True to go on"
+        f"on_eval returned {answer!r}: it returns False to stop {what}, None or True to go on"
     )
 
 
@@ -125,7 +123,7 @@ def train(
     and its subclass NonFiniteEnvError if the env returns a NaN or inf observation or reward.
     """
     check_is_config(config)
-    _check_on_eval(on_eval)
+    check_on_eval(on_eval)
     if run_dir is not None:
         checkpoint.check_new_folder(run_dir, resume="dqn.loop.resume(run_dir)")
     configure_runtime(config)
@@ -166,7 +164,7 @@ def resume(
     that another process is training (or resuming) is refused with FolderBusyError.
     ``on_eval`` is ``train``'s: a run it stopped resumes from the checkpoint of that stop.
     """
-    _check_on_eval(on_eval)
+    check_on_eval(on_eval)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():  # said by prepare_resume, without making the folder to hold it
         return _resume(run_dir, progress, log_tensorboard, on_eval)
@@ -302,7 +300,7 @@ def _run(
                     )
                     log.write(row)
                     if on_eval is not None:
-                        stopped_by_on_eval = _ask_on_eval(on_eval, row, agent) and not done
+                        stopped_by_on_eval = ask_on_eval(on_eval, row, agent) and not done
                 if multiples_between(before, step, config.checkpoint_every_env_steps) or done:
                     save_checkpoint(step)
                     saved_step = step

@@ -43,6 +43,8 @@ from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text, hold_folders
 from dqn.learner import LearnerArrays
+from dqn.loop import check_on_eval
+from dqn.member_agent import MemberAgent
 from dqn.members import check_label, check_memory, check_population, configured
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
@@ -62,6 +64,8 @@ from dqn.run_state import LoopState, check_run_config, ended_summary, load_run_s
 from dqn.runtime import configure_runtime
 
 Progress = Callable[[int], None]  # called with the env steps (summed over members) just done
+OnEval = Callable[[dict, MemberAgent], "bool | None"]  # train_population's on_eval(row, member)
+ON_EVAL_ARGS = "(row, member)"
 
 
 # Config keys a member does not take as overrides, and what sets them instead (an output_dir
@@ -125,6 +129,7 @@ def train_population(
     run_dirs: Sequence[str | Path] | None = None,
     progress: bool | Progress = True,
     log_tensorboard: bool = True,
+    on_eval: OnEval | None = None,
 ) -> list[MemberResult]:
     """Train every member of ``members`` on ``config`` in one program; one run folder each.
 
@@ -132,7 +137,14 @@ def train_population(
     ``config.output_dir``); ``run_dirs`` the members' folders (default: ``out_dir/<label>-
     seed<k>``). Every member config is validated, the members checked to share what they must,
     and the memory of all replay rings checked, before anything is written.
+
+    ``on_eval(row, member)`` is ``train``'s, per member: called after each member's evaluation
+    with its metrics.csv row and a ``dqn.member_agent.MemberAgent`` (``index``, ``config``,
+    ``run_dir``, ``q_values``, greedy ``act``, ``save``); False stops that member at a
+    resumable checkpoint of its own (``stopped_by_on_eval`` in its summary), and the others go
+    on. A resumed population keeps it stopped; ``dqn.loop.resume(run_dir)`` continues it alone.
     """
+    check_on_eval(on_eval, ON_EVAL_ARGS)
     if isinstance(members, Member | Mapping | str) or (
         isinstance(members, tuple) and len(members) == 2 and isinstance(members[0], Mapping)
     ):  # one member where a list of them belongs
@@ -193,35 +205,44 @@ def train_population(
         atomic_write_text(out / POPULATION_FILE, json.dumps({"members": entries}, indent=1))
         (out / STEP_FILE).unlink(missing_ok=True)
         loop = _new_loop(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
-        return loop.run(progress)
+        return loop.run(progress, on_eval)
 
 
 def resume_population(
-    out_dir: str | Path, *, progress: bool | Progress = True, log_tensorboard: bool = True
+    out_dir: str | Path,
+    *,
+    progress: bool | Progress = True,
+    log_tensorboard: bool = True,
+    on_eval: OnEval | None = None,
 ) -> list[MemberResult]:
     """Continue a population from the newest step at which every running member checkpointed,
-    exactly as if it had never stopped (members stopped by the guard stay stopped).
+    exactly as if it had never stopped (members stopped by the guard or by ``on_eval`` stay
+    stopped; ``on_eval`` is ``train_population``'s).
 
     A population killed after its final checkpoint but before every member's summary.json is
     finished from that checkpoint: the summaries are written, nothing is trained again."""
+    check_on_eval(on_eval, ON_EVAL_ARGS)
     out = Path(out_dir)
     configs, run_dirs = read_population(out)
     # Its own folder and its members' (which a study keeps apart from it): a second resume, or
     # a member's run resumed alone, from another process is refused.
     with hold_folders([out, *(d for d in run_dirs if Path(d).is_dir())]):
-        return _resume_population(out, configs, run_dirs, progress, log_tensorboard)
+        return _resume_population(out, configs, run_dirs, progress, log_tensorboard, on_eval)
 
 
-def _resume_population(out, configs, run_dirs, progress, log_tensorboard) -> list[MemberResult]:
+def _resume_population(
+    out, configs, run_dirs, progress, log_tensorboard, on_eval
+) -> list[MemberResult]:
     marker, stopped = read_step_marker(out)
     total = configs[0].total_env_steps
-    if marker >= total and all(ended_summary(d, total) is not None for d in run_dirs):
+    ended = [i in stopped or ended_summary(d, total) is not None for i, d in enumerate(run_dirs)]
+    if marker >= total and all(ended):
         raise CheckpointError(f"population {out} is already complete ({marker} env steps)")
     running = [(c, d) for i, (c, d) in enumerate(zip(configs, run_dirs)) if i not in stopped]
     if not running:
         raise CheckpointError(
-            f"population {out}: every member was stopped (by the divergence guard, or a NaN or "
-            "inf from its env); nothing to resume"
+            f"population {out}: every member was stopped (by the divergence guard, a NaN or inf "
+            "from its env, or on_eval); nothing to resume"
         )
     for config, run_dir in running:
         if not Path(run_dir).is_dir():
@@ -231,7 +252,7 @@ def _resume_population(out, configs, run_dirs, progress, log_tensorboard) -> lis
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
     step = _common_good_step(running, marker, out)
     loop = _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard)
-    return loop.run(progress)
+    return loop.run(progress, on_eval)
 
 
 def _common_good_step(running: list, marker: int, out: Path) -> int:

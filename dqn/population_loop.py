@@ -28,11 +28,12 @@ from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError
 from dqn.evaluation import evaluate_members
 from dqn.lockstep import lockstep
-from dqn.loop import linear_epsilon, multiples_between
+from dqn.loop import ask_on_eval, linear_epsilon, multiples_between
+from dqn.member_agent import MemberAgent
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
 from dqn.population_files import (
-    MemberAgent,
+    STEP_FILE,
     MemberResult,
     Network,
     write_step_marker,
@@ -95,6 +96,9 @@ class PopulationLoop:
         # All members' envs step together (one numpy pass for CartPoles, bit-identical to
         # each env's own step); the envs' attributes are synced back before a checkpoint.
         self.envs = lockstep([s.env for s in slots])
+        # The newest step marker's env step (None before the first), and what on_eval asks.
+        self.marker = step if (out / STEP_FILE).is_file() else None
+        self.on_eval, self.asked = None, []
 
     # ------------------------------------------------------------------ building
     def open_logs(self, log_tensorboard: bool) -> None:
@@ -106,8 +110,10 @@ class PopulationLoop:
         return [s for s in self.slots if s.stopped is None]
 
     # ------------------------------------------------------------------ the loop
-    def run(self, progress) -> list[MemberResult]:
+    def run(self, progress, on_eval=None) -> list[MemberResult]:
         from dqn.population_progress import progress_reporter
+
+        self.on_eval = on_eval
 
         shared = self.slots[0].config
         active = np.array([s.stopped is None for s in self.slots])
@@ -140,6 +146,8 @@ class PopulationLoop:
                     if multiples_between(before, step, shared.checkpoint_every_env_steps) or done:
                         self._checkpoint(step)
                         saved = step
+                    if self.asked:
+                        self._stop_asked(active, step, checkpointed=saved == step)
                     report(step, int(active.sum()))
                     if stop.signum is not None and not done:  # after the last step: finished
                         stop_signal = stop.signum
@@ -290,6 +298,44 @@ class PopulationLoop:
                 row[name] = diagnostics.get(i, {}).get(name, float("nan"))
             loop.history.append(row)
             slot.log.write(row)
+            if self.on_eval is not None:
+                stop = ask_on_eval(self.on_eval, row, self.member(i), "the member")
+                if stop and not final:  # at the final evaluation there is nothing to stop
+                    self.asked.append(i)
+
+    def _stop_asked(self, active: np.ndarray, step: int, checkpointed: bool) -> None:
+        """End the members on_eval stopped at this step as ``train``'s on_eval ends a run: at a
+        resumable checkpoint of their own, interrupted, ``stopped_by_on_eval`` in the summary.
+        The others go on; a population resumed later keeps them stopped."""
+        asked, self.asked = self.asked, []
+        if not checkpointed:
+            self.envs.sync()
+        for i in asked:
+            slot = self.slots[i]
+            if not checkpointed:
+                self._checkpoint_member(i, step)
+            slot.stopped = f"stopped by on_eval at env step {step}"
+            active[i] = False
+            self.obs[i] = 0.0  # as _stop: its row still goes through the acting pass
+            write_summary(
+                slot.run_dir,
+                slot.config,
+                slot.loop,
+                step,
+                slot.threshold,
+                None,
+                None,
+                self._summary_extra(),
+                stopped_by_on_eval=True,
+            )
+            slot.log.close()
+            slot.env.close()
+        # The marker's step stays; it now names them stopped, so their checkpoints from before
+        # this step are no longer needed for a resume.
+        if self.marker is not None:
+            self._write_marker(self.marker)
+        for slot in (self.slots[i] for i in asked):
+            checkpoint.prune_checkpoints(slot.run_dir, slot.config.keep_checkpoints)
 
     @staticmethod
     def _eval_envs(slot: Slot, width: int) -> list[gym.Env]:
@@ -342,37 +388,59 @@ class PopulationLoop:
     def _checkpoint(self, step: int) -> None:
         self.envs.sync()
         for i, slot in enumerate(self.slots):
-            if slot.stopped is not None:
-                continue
-            loop = slot.loop
-            loop.env_step, loop.obs = step, self.obs[i][None].copy()
-            loop.open_returns = np.array([self.returns[i]])
-            loop.pending_reset = np.zeros(1, bool)
-            loop.window = slot.metrics.rows
-            loop.pending = [slot.window.arrays(self.net.obs_dim)]
-            state = self.learner.member_state(i)
-            agent = MemberAgent(
-                lambda folder, s=state, c=slot.config, r=slot.rng: self.net.save_agent(
-                    folder, c, s, r
-                )
-            )
-            checkpoint.write_checkpoint(
-                slot.run_dir,
-                step,
-                lambda folder, slot=slot, agent=agent: save_run_state(
-                    folder, agent, slot.replay, slot.loop, capture_env_state(slot.env)
-                ),
-                None,  # pruned below: the marker's step may still be needed until then
-            )
+            if slot.stopped is None:
+                self._checkpoint_member(i, step)
         # Last: the step is resumable only once every running member has its checkpoint.
-        stopped = [i for i, s in enumerate(self.slots) if s.stopped is not None]
-        write_step_marker(self.out, step, stopped)
+        self._write_marker(step)
         # Only now may a member's older checkpoints go: killed before the marker, the population
         # resumes from the marker's step, which every member must still hold (with
         # keep_checkpoints: 1, one that pruned at once would hold only the new step).
         for slot in self.slots:
             if slot.stopped is None:
                 checkpoint.prune_checkpoints(slot.run_dir, slot.config.keep_checkpoints)
+
+    def _checkpoint_member(self, i: int, step: int) -> None:
+        """Member i's checkpoint at ``step``, as a single run writes it (the envs synced)."""
+        slot = self.slots[i]
+        loop = slot.loop
+        loop.env_step, loop.obs = step, self.obs[i][None].copy()
+        loop.open_returns = np.array([self.returns[i]])
+        loop.pending_reset = np.zeros(1, bool)
+        loop.window = slot.metrics.rows
+        loop.pending = [slot.window.arrays(self.net.obs_dim)]
+        agent = self.member(i)
+        checkpoint.write_checkpoint(
+            slot.run_dir,
+            step,
+            lambda folder: save_run_state(
+                folder, agent, slot.replay, slot.loop, capture_env_state(slot.env)
+            ),
+            None,  # pruned by the caller: the marker's step may still be needed until then
+        )
+
+    def _write_marker(self, step: int) -> None:
+        stopped = [i for i, s in enumerate(self.slots) if s.stopped is not None]
+        write_step_marker(self.out, step, stopped)
+        self.marker = step
+
+    def member(self, i: int) -> MemberAgent:
+        """Member i seen as an agent: its current parameters, read when it is used."""
+        slot = self.slots[i]
+
+        def q_values(obs: np.ndarray) -> np.ndarray:
+            own = [(w[i : i + 1], b[i : i + 1]) for w, b in self.acting]
+            return self.lens.forward(own, obs[None])[0]
+
+        return MemberAgent(
+            i,
+            slot.config,
+            slot.run_dir,
+            (self.net.obs_dim, self.net.n_actions),
+            q_values,
+            lambda: self.learner.member_state(i),
+            self.net.save_agent,
+            slot.rng,
+        )
 
     def _write_timing(self, first: int, last: int, seconds: float) -> None:
         write_timing(

@@ -22,7 +22,8 @@ LAYERS = {
     | {"learner_process"},
     3: {"agent", "agent_files", "agent_io", "evaluation", "render"},
     4: {"loop", "run_log", "run_state", "checkpoint", "divergence"}
-    | {"population", "population_loop", "population_progress", "population_files"},
+    | {"population", "population_loop", "population_progress", "population_files"}
+    | {"member_agent"},
     5: {"compare", "study_runs", "local_backend", "ray_backend", "report", "stats"},
     6: {"cli", "export", "__init__"},  # command-line faces; the package's lazy public API
 }

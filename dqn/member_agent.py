@@ -1,0 +1,79 @@
+"""MemberAgent: one member of a running population, seen as an agent.
+
+What ``train_population``'s ``on_eval(row, member)`` gets, and what a member's checkpoint saves
+through. It gives Q-values and greedy actions from the member's parameters as they are at the
+call, and ``save(folder)`` writes the folder ``DQNAgent.save`` writes (``DQNAgent.load`` reads
+it). It draws nothing from the member's exploration RNG and changes no parameter, so nothing
+done with it changes the run: the single run's ``on_eval`` promise, kept for a member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from dqn.agent import checked_observations
+from dqn.agent_files import check_save_target
+from dqn.config import DQNConfig
+from dqn.errors import InputError
+from dqn.learner import LearnerArrays
+
+
+class MemberAgent:
+    """Member ``index`` of a population: ``q_values``, greedy ``act``, ``save``.
+
+    ``q_values_fn(obs [n, obs_dim]) -> [n, n_actions]`` reads the member's current online
+    parameters; ``state_fn()`` gives its learner state (parameters, target, Adam) for a save;
+    ``save_fn(folder, config, state, rng)`` writes an agent folder atomically.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        config: DQNConfig,
+        run_dir: Path,
+        shape: tuple[int, int],
+        q_values_fn: Callable[[np.ndarray], np.ndarray],
+        state_fn: Callable[[], LearnerArrays],
+        save_fn: Callable,
+        rng: np.random.Generator,
+    ) -> None:
+        self.index, self.config, self.run_dir = index, config, Path(run_dir)
+        self.obs_dim, self.n_actions = shape
+        self._q, self._state, self._save, self._rng = q_values_fn, state_fn, save_fn, rng
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        """Q(s, .) for one observation [obs_dim] or a batch [n, obs_dim]."""
+        obs = checked_observations(obs, "q_values")
+        if obs.shape[-1:] != (self.obs_dim,) or obs.ndim > 2:
+            raise InputError(
+                f"observations must have shape [{self.obs_dim}] or [n, {self.obs_dim}], "
+                f"got {list(obs.shape)}"
+            )
+        q = self._q(obs.reshape(-1, self.obs_dim))
+        return q[0] if obs.ndim == 1 else q
+
+    def act(self, obs: np.ndarray) -> int:
+        """The greedy action for one observation. A member explores only inside its run: an
+        exploring act here would draw from its RNG and change the run."""
+        if np.shape(obs) != (self.obs_dim,):
+            raise InputError(
+                f"act takes one observation of shape [{self.obs_dim}], got {list(np.shape(obs))}"
+            )
+        return int(self.q_values(obs).argmax())
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the member as ``DQNAgent.save`` writes an agent (the same rules for
+        ``directory``: a new path, an empty folder or an earlier agent save)."""
+        directory = Path(directory)
+        check_save_target(directory)
+        self._save(directory, self.config, self._state(), self._rng)
+        return directory
+
+    def __repr__(self) -> str:
+        return f"MemberAgent(index={self.index}, run_dir={str(self.run_dir)!r})"
+
+
+__all__ = ["MemberAgent"]

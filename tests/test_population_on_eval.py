@@ -1,0 +1,169 @@
+"""train_population's on_eval: train's callback, per member.
+
+After each member's evaluation it gets that member's metrics.csv row and the member as an agent
+(dqn.member_agent.MemberAgent). Watching changes no byte any member writes; False stops that
+member alone, at a resumable checkpoint of its own, and a resumed population keeps it stopped.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from dqn import DQNAgent
+from dqn.errors import CheckpointError, InputError
+from dqn.loop import resume
+from dqn.population import Member, resume_population, train_population
+from tests.test_population import BASE, metrics_text
+
+# Evaluations every 500 env steps, checkpoints every 1,000: a stop at 1,500 falls between two.
+CONFIG = BASE.replace(eval_every_env_steps=500)
+MEMBERS = [Member({"loss": "huber"}, 1, "a"), Member({"loss": "l2"}, 2, "b")]
+
+
+def population(tmp_path, name="p", on_eval=None, config=CONFIG):
+    return train_population(
+        config,
+        MEMBERS,
+        out_dir=tmp_path / name,
+        progress=False,
+        log_tensorboard=False,
+        on_eval=on_eval,
+    )
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """The population as it goes with no on_eval."""
+    return population(tmp_path_factory.mktemp("plain"))
+
+
+def stop_a_at(step):
+    return lambda row, member: not (member.index == 0 and row["env_step"] == step)
+
+
+def test_watching_every_member_changes_no_byte(plain, tmp_path):
+    seen, saved = [], {}
+    probe = np.array([0.01, -0.02, 0.03, 0.04], np.float32)
+
+    def watch(row, member):
+        seen.append((member.index, row["env_step"]))
+        q = member.q_values(probe)
+        assert member.act(probe) == int(q.argmax())  # greedy: draws nothing from its RNG
+        saved[member.index] = (member.save(tmp_path / f"latest-{member.index}"), q)
+        row["eval_return_mean"] = -1.0  # the function's copy, not the run's
+
+    results = population(tmp_path, on_eval=watch)
+    steps = [500, 1000, 1500, 2000, 2500, 3000]
+    assert seen == [(i, s) for s in steps for i in (0, 1)]
+    for ours, theirs in zip(results, plain):
+        assert metrics_text(ours.run_dir) == metrics_text(theirs.run_dir)
+        assert ours.summary["stopped_by_on_eval"] is False and not ours.summary["interrupted"]
+    # What a member saves is the agent its run folder holds at the end, and acts the same.
+    for i, result in enumerate(results):
+        folder, q = saved[i]
+        final = DQNAgent.load(result.run_dir)
+        assert DQNAgent.load(folder).grad_steps == final.grad_steps
+        np.testing.assert_allclose(final.q_values(probe), q, rtol=1e-5, atol=1e-6)
+
+
+def test_false_stops_that_member_alone_at_a_checkpoint_of_its_own(plain, tmp_path):
+    a, b = population(tmp_path, on_eval=stop_a_at(1500))
+    assert a.summary["interrupted"] and a.summary["stopped_by_on_eval"] is True
+    assert a.summary["env_steps"] == 1500 and a.diverged is None
+    assert (a.run_dir / "checkpoints" / "step-000001500").is_dir()  # not a multiple of 1,000
+    assert metrics_text(plain[0].run_dir).startswith(metrics_text(a.run_dir))
+    assert metrics_text(b.run_dir) == metrics_text(plain[1].run_dir)
+    assert b.summary["env_steps"] == 3000 and not b.summary["interrupted"]
+    marker = json.loads((tmp_path / "p" / "population-step.json").read_text())
+    assert marker == {"env_step": 3000, "stopped": [0]}
+
+    finished = resume(a.run_dir, progress=False, log_tensorboard=False)  # the member, alone
+    assert finished.summary["env_steps"] == 3000 and not finished.interrupted
+
+
+def test_a_population_resumed_keeps_a_member_stopped_between_two_of_its_markers(plain, tmp_path):
+    """Member a stops at 1,500; an error ends the population at 2,000, before the marker of
+    2,000 is written. The marker of 1,000 already names a stopped, so a resume from 1,000 trains
+    b alone, to the bytes of a population never stopped."""
+
+    def stop_then_fail(row, member):
+        if member.index == 1 and row["env_step"] == 2000:
+            raise RuntimeError("the callback failed")
+        return stop_a_at(1500)(row, member)
+
+    with pytest.raises(RuntimeError, match="the callback failed"):
+        population(tmp_path, on_eval=stop_then_fail)
+    out = tmp_path / "p"
+    assert json.loads((out / "population-step.json").read_text()) == {
+        "env_step": 1000,
+        "stopped": [0],
+    }
+    stopped_summary = (out / "a-seed1" / "summary.json").read_text()
+    a, b = resume_population(out, progress=False, log_tensorboard=False)
+    assert (out / "a-seed1" / "summary.json").read_text() == stopped_summary
+    assert a.summary["env_steps"] == 1500 and a.summary["stopped_by_on_eval"] is True
+    assert metrics_text(b.run_dir) == metrics_text(plain[1].run_dir)
+
+
+def test_a_population_every_member_of_which_was_stopped_has_nothing_to_resume(tmp_path):
+    results = population(tmp_path, on_eval=lambda row, member: row["env_step"] < 1500)
+    assert [r.summary["env_steps"] for r in results] == [1500, 1500]
+    with pytest.raises(CheckpointError, match="every member was stopped .* or on_eval"):
+        resume_population(tmp_path / "p", progress=False)
+
+
+def test_false_at_the_final_evaluation_leaves_the_members_finished(tmp_path):
+    results = population(tmp_path, on_eval=lambda row, member: row["env_step"] < 3000)
+    for r in results:
+        assert r.summary["env_steps"] == 3000 and not r.summary["interrupted"]
+
+
+@pytest.mark.parametrize("answer", [0, "stop"])
+def test_an_answer_other_than_a_bool_or_none_is_refused_in_one_line(tmp_path, answer):
+    with pytest.raises(InputError, match=r"on_eval returned .*: it returns False to stop the mem"):
+        population(tmp_path, on_eval=lambda row, member: answer)
+
+
+def test_an_on_eval_that_is_not_a_function_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(InputError, match=r"on_eval must be a function of \(row, member\), got int"):
+        population(tmp_path, on_eval=1)
+    assert not (tmp_path / "p").exists()
+    with pytest.raises(InputError, match="on_eval must be a function"):
+        resume_population(tmp_path / "p", on_eval="stop")
+
+
+def test_a_member_refuses_observations_it_cannot_take(tmp_path):
+    errors = []
+
+    def misuse(row, member):
+        for call in (
+            lambda: member.act(np.zeros(3)),
+            lambda: member.q_values(np.full(4, np.nan)),
+            lambda: member.save(member.run_dir),  # a run folder is not an agent folder
+        ):
+            try:
+                call()
+            except Exception as exc:
+                errors.append(str(exc))
+        return False
+
+    population(tmp_path, on_eval=misuse, config=CONFIG.replace(total_env_steps=1000))
+    assert "act takes one observation of shape [4], got [3]" in errors[0]
+    assert "NaN or inf" in errors[1]
+    assert "cannot save the agent to" in errors[2] and "metrics.csv" in errors[2]
+    assert len(errors) == 6  # both members, three refusals each
+
+
+def test_a_tensorflow_members_view_follows_its_parameters(tmp_path):
+    """With the TF learner the member reads the parameters the latest burst returned."""
+    probe = np.array([0.01, -0.02, 0.03, 0.04], np.float32)
+    seen = []
+    results = population(
+        tmp_path,
+        on_eval=lambda row, member: seen.append(member.q_values(probe)),
+        config=CONFIG.replace(learner="tensorflow", total_env_steps=1000),
+    )
+    assert not np.allclose(seen[0], seen[2])  # bursts ran between the two evaluations
+    final = DQNAgent.load(results[0].run_dir)
+    np.testing.assert_allclose(final.q_values(probe), seen[2], rtol=1e-5, atol=1e-6)
