@@ -230,10 +230,11 @@ class PopulationLoop:
             if active[members[j]]:
                 self._stop(members[j], active, step, training_stop(step, what))
 
-    def _stop(self, i: int, active: np.ndarray, step: int, exc: DivergenceError) -> None:
-        """Member i stops as a single run would: its summary says why; the others go on."""
+    def _stop(self, i: int, active: np.ndarray, step: int, exc: DivergenceError | None) -> None:
+        """Member i stops as a single run would, by the guard (``exc``) or by on_eval (None):
+        its summary says so; the others go on."""
         slot = self.slots[i]
-        slot.stopped = str(exc)
+        slot.stopped = str(exc) if exc else f"stopped by on_eval at env step {step}"
         active[i] = False
         self.obs[i] = 0.0  # its row still goes through the acting pass: zeros, as on a resume
         write_summary(
@@ -243,8 +244,9 @@ class PopulationLoop:
             step,
             slot.threshold,
             None,
-            slot.stopped,
+            str(exc) if exc else None,
             self._summary_extra(),
+            stopped_by_on_eval=exc is None,
         )
         slot.log.close()
         slot.env.close()
@@ -311,25 +313,9 @@ class PopulationLoop:
         if not checkpointed:
             self.envs.sync()
         for i in asked:
-            slot = self.slots[i]
             if not checkpointed:
                 self._checkpoint_member(i, step)
-            slot.stopped = f"stopped by on_eval at env step {step}"
-            active[i] = False
-            self.obs[i] = 0.0  # as _stop: its row still goes through the acting pass
-            write_summary(
-                slot.run_dir,
-                slot.config,
-                slot.loop,
-                step,
-                slot.threshold,
-                None,
-                None,
-                self._summary_extra(),
-                stopped_by_on_eval=True,
-            )
-            slot.log.close()
-            slot.env.close()
+            self._stop(i, active, step, None)
         # The marker's step stays; it now names them stopped, so their checkpoints from before
         # this step are no longer needed for a resume.
         if self.marker is not None:
