@@ -139,17 +139,9 @@ class Network:
         write_dir_atomically(folder, fill)
 
 
-class MemberAgent:
-    """What ``save_run_state`` needs of an agent: ``save(folder)``."""
-
-    def __init__(self, save) -> None:
-        self.save = save
-
-
 __all__ = [
     "POPULATION_FILE",
     "STEP_FILE",
-    "MemberAgent",
     "MemberResult",
     "Network",
     "read_population",
