@@ -10,6 +10,10 @@ Each seed's row goes to ``--out`` as it ends; the summary is printed at the end.
 
 ``--confirm N`` stops only when, after such an evaluation, N more greedy episodes of other
 reset seeds (``CONFIRM_SEED`` on, not the final evaluation's) also average >= the bar.
+
+``--population`` trains the seeds as one population (``train_population``'s ``on_eval`` stops
+each member on its own); a stopped member's agent is loaded from the checkpoint of its stop.
+The rows are written when the population ends.
 """
 
 from __future__ import annotations
@@ -38,56 +42,83 @@ def main(argv: list[str] | None = None) -> None:
         metavar="N",
         help="stop only if N more greedy episodes (other reset seeds) also reach the bar",
     )
+    parser.add_argument(
+        "--population", action="store_true", help="train the seeds as one population"
+    )
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config keys"
+    )
     args = parser.parse_args(argv)
     if args.out.exists():
         parser.error(f"{args.out} exists: give another --out")
 
-    from dqn import DQNConfig, train
+    from dqn import DQNAgent, DQNConfig, train, train_population
     from dqn.envs import make_env, solve_return
+    from dqn.errors import DQNError
     from dqn.evaluation import evaluate
     from dqn.stats import median_ci, proportion_ci
 
-    base = DQNConfig(learner=args.learner)  # configs/cartpole.yaml
+    try:
+        base = DQNConfig.from_yaml(None, [f"learner={args.learner}", *args.set])  # the default
+    except DQNError as exc:
+        parser.error(str(exc))
     bar = solve_return(base, make_env(base.env_id))
     confirm_env = make_env(base.env_id)
 
-    def stop_here(row, agent) -> bool:
+    def go_on(row, agent) -> bool:
         if row["eval_return_mean"] < bar:
-            return False
-        if args.confirm is None:
             return True
+        if args.confirm is None:
+            return False
         mean, _, _ = evaluate(agent, confirm_env, args.confirm, CONFIRM_SEED)
-        return mean >= bar
+        return mean < bar
+
+    def final_eval(agent, stopped: bool, final_mean: float) -> float:
+        """A stopped agent gets the final evaluation an unstopped run ends on; an agent that
+        never reached the bar had its own."""
+        if not stopped:
+            return final_mean
+        env = make_env(base.env_id)
+        return evaluate(agent, env, base.final_eval_episodes, base.eval_seed)[0]
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows, start = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as runs, open(args.out, "x", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["learner", "seed", "stop_env_step", "stop_eval", "final_eval_100", "stopped"])
-        for seed in range(args.seeds):
-            config = base.replace(seed=seed, output_dir=runs)
-            result = train(
-                config,
-                progress=False,
-                log_tensorboard=False,
-                on_eval=lambda row, agent: not stop_here(row, agent),
-            )
-            stop = result.history[-1]
-            if result.interrupted:  # stopped at the bar: the evaluation an unstopped run ends on
-                mean, _, _ = evaluate(
-                    result.agent,
-                    make_env(config.env_id),
-                    config.final_eval_episodes,
-                    config.eval_seed,
-                )
-            else:  # never reached it: the run ended with its own final evaluation
-                mean = result.final_eval_mean
-            row = [args.learner, seed, stop["env_step"], stop["eval_return_mean"], mean]
-            row.append(result.interrupted)
+
+        def record(seed: int, history: list[dict], mean: float, stopped: bool) -> None:
+            stop = history[-1]
+            row = [args.learner, seed, stop["env_step"], stop["eval_return_mean"], mean, stopped]
             out.writerow(row)
             fh.flush()
             rows.append(row)
             print(f"seed {seed}: stopped at {row[2]} (eval {row[3]:.1f}), final {mean:.1f}")
+
+        if args.population:
+            results = train_population(
+                base.replace(output_dir=runs),
+                [({}, seed) for seed in range(args.seeds)],
+                out_dir=Path(runs) / "population",
+                progress=False,
+                log_tensorboard=False,
+                on_eval=go_on,
+            )
+            for seed, result in enumerate(results):
+                stopped = result.summary["stopped_by_on_eval"]
+                agent = DQNAgent.load(result.run_dir) if stopped else None  # its stop's checkpoint
+                record(
+                    seed,
+                    result.history,
+                    final_eval(agent, stopped, result.final_eval_mean),
+                    stopped,
+                )
+        else:
+            for seed in range(args.seeds):
+                config = base.replace(seed=seed, output_dir=runs)
+                result = train(config, progress=False, log_tensorboard=False, on_eval=go_on)
+                mean = final_eval(result.agent, result.interrupted, result.final_eval_mean)
+                record(seed, result.history, mean, result.interrupted)
 
     stopped = [r for r in rows if r[5]]
     held = sum(r[4] >= bar for r in stopped)
@@ -100,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{held} of them >= {bar:g} over {base.final_eval_episodes} episodes "
         f"[95% CI {low:.2f}, {high:.2f}]; their median there "
         f"{statistics.median(r[4] for r in stopped) if stopped else float('nan'):.1f}; "
-        f"{time.perf_counter() - start:.0f} s"
+        f"{time.perf_counter() - start:.0f} s{' as one population' if args.population else ''}"
     )
 
 

@@ -114,7 +114,6 @@ class PopulationLoop:
         from dqn.population_progress import progress_reporter
 
         self.on_eval = on_eval
-
         shared = self.slots[0].config
         active = np.array([s.stopped is None for s in self.slots])
         report = progress_reporter(progress, self)
@@ -234,7 +233,8 @@ class PopulationLoop:
         """Member i stops as a single run would, by the guard (``exc``) or by on_eval (None):
         its summary says so; the others go on."""
         slot = self.slots[i]
-        slot.stopped = str(exc) if exc else f"stopped by on_eval at env step {step}"
+        reason = None if exc is None else str(exc)  # the summary's "diverged"
+        slot.stopped = reason or f"stopped by on_eval at env step {step}"
         active[i] = False
         self.obs[i] = 0.0  # its row still goes through the acting pass: zeros, as on a resume
         write_summary(
@@ -244,7 +244,7 @@ class PopulationLoop:
             step,
             slot.threshold,
             None,
-            str(exc) if exc else None,
+            reason,
             self._summary_extra(),
             stopped_by_on_eval=exc is None,
         )

@@ -637,3 +637,35 @@ def test_the_bench_refuses_bad_arguments_before_it_runs(
         bench.parse_args(argv)
     assert exit_.value.code == 2 and fragment in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+@pytest.mark.parametrize("population", [False, True])
+def test_stop_at_solve_stops_each_seed_and_gives_it_the_final_evaluation(
+    tmp_path, capsys, population
+):
+    from benchmarks import stop_at_solve
+
+    out = tmp_path / "rows.csv"
+    tiny = ["hidden_sizes=[16]", "total_env_steps=1000", "learning_starts_env_steps=200"]
+    tiny += ["eval_every_env_steps=500", "eval_episodes=2", "final_eval_episodes=3"]
+    # A bar of 1 is met by any CartPole episode: every seed stops at its first evaluation.
+    argv = ["--learner", "numpy", "--seeds", "2", "--confirm", "2", "--out", str(out)]
+    stop_at_solve.main(
+        [*argv, *(["--population"] if population else []), "--set", *tiny, "solve_return=1"]
+    )
+    lines = out.read_text().splitlines()
+    assert lines[0] == "learner,seed,stop_env_step,stop_eval,final_eval_100,stopped"
+    assert [line.split(",")[:3] + line.split(",")[5:] for line in lines[1:]] == [
+        ["numpy", "0", "500", "True"],
+        ["numpy", "1", "500", "True"],
+    ]
+    assert "2 of 2 seeds stopped" in capsys.readouterr().out
+
+
+def test_stop_at_solve_refuses_a_bad_override_in_one_line(tmp_path, capsys):
+    from benchmarks import stop_at_solve
+
+    with pytest.raises(SystemExit) as exit_:
+        stop_at_solve.main(["--out", str(tmp_path / "x.csv"), "--set", "loss=l3"])
+    assert exit_.value.code == 2 and "loss" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
