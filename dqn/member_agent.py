@@ -40,7 +40,7 @@ class MemberAgent:
         save_fn: Callable,
         rng: np.random.Generator,
     ) -> None:
-        self.index, self.config, self.run_dir = index, config, Path(run_dir)
+        self.index, self.config, self.run_dir = int(index), config, Path(run_dir)
         self.obs_dim, self.n_actions = shape
         self._q, self._state, self._save, self._rng = q_values_fn, state_fn, save_fn, rng
 

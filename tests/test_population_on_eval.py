@@ -47,6 +47,7 @@ def test_watching_every_member_changes_no_byte(plain, tmp_path):
     probe = np.array([0.01, -0.02, 0.03, 0.04], np.float32)
 
     def watch(row, member):
+        assert type(member.index) is int
         seen.append((member.index, row["env_step"]))
         q = member.q_values(probe)
         assert member.act(probe) == int(q.argmax())  # greedy: draws nothing from its RNG
