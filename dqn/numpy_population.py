@@ -55,6 +55,7 @@ class NumpyPopulationLearner:
         sizes = [int(np.prod(s)) for s in self.shapes]
         offsets = np.cumsum([0, *sizes]).tolist()
         self._slices = list(zip(offsets[:-1], offsets[1:]))
+        self._activations = list(activations)
         self._act = [ACTIVATIONS[a] for a in activations]
         self._act_grad = [ACTIVATION_GRADS[a] for a in activations]
         self._layout = row_layout(self.shapes[0][0])
@@ -78,6 +79,7 @@ class NumpyPopulationLearner:
         ]
         self._double = self.settings.double_dqn.any()
         self._clip = np.isfinite(self.settings.max_grad_norm)
+        self._subset: tuple[bytes, NumpyPopulationLearner] | None = None  # active members' own
 
     @property
     def members(self) -> int:
@@ -217,14 +219,20 @@ class NumpyPopulationLearner:
 
     # ------------------------------------------------------------------ the contract
     def burst(self, rows: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
-        """K gradient steps for every active member on packed rows [M, K, B, W]."""
-        layout = self._layout
+        """K gradient steps for every active member on packed rows [M, K, B, W].
+
+        Inactive members (stopped by the guard or by on_eval) cost nothing: with some of them,
+        the active members' states are run by a learner of their own, then written back. A
+        member's numbers do not depend on how many share the stack (numpy's stacked matmul is
+        one BLAS product per member), so they are the bits a full stack gives."""
         m, k = rows.shape[:2]
         active = np.ones(m, bool) if active is None else np.asarray(active, bool)
-        frozen = {i: self.member_state(i) for i in np.flatnonzero(~active)}
+        if not active.all():
+            return self._burst_of(np.flatnonzero(active), rows)
+        layout = self._layout
         sums = np.zeros((m, len(STEP_METRICS)), np.float64)
         maxes = np.full((m, len(STEP_METRICS)), -np.inf)
-        with np.errstate(all="ignore"):  # a diverged (inactive) member may hold inf or NaN
+        with np.errstate(all="ignore"):  # a diverging member may overflow: the guard reads it
             for j in range(k):
                 batch = rows[:, j]
                 values = self.step(
@@ -236,10 +244,25 @@ class NumpyPopulationLearner:
                 )
                 sums += values
                 np.maximum(maxes, values, out=maxes)
-        for i, state in frozen.items():
-            self.set_member_state(i, state)
-        metrics = np.where(IS_MAX_METRIC, maxes, sums / k).astype(np.float32)
-        metrics[~active] = np.nan
+        return np.where(IS_MAX_METRIC, maxes, sums / k).astype(np.float32)
+
+    def _burst_of(self, idx: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``burst`` for members ``idx`` alone; NaN metrics for the others."""
+        metrics = np.full((len(rows), len(STEP_METRICS)), np.nan, np.float32)
+        if not len(idx):
+            return metrics
+        key = idx.tobytes()
+        if self._subset is None or self._subset[0] != key:  # the set changes only at stops
+            configs = [self.configs[i] for i in idx]
+            sub = NumpyPopulationLearner(self.shapes, self._activations, configs, self.online[idx])
+            self._subset = (key, sub)
+        sub = self._subset[1]
+        arrays = ("online", "target", "adam_m", "adam_v", "adam_step", "grad_steps")
+        for name in arrays:  # in place: the sub-learner's layer views stay on its arrays
+            getattr(sub, name)[...] = getattr(self, name)[idx]
+        metrics[idx] = sub.burst(rows[idx])
+        for name in arrays:
+            getattr(self, name)[idx] = getattr(sub, name)
         return metrics
 
     def member_state(self, m: int) -> LearnerArrays:

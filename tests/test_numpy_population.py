@@ -128,3 +128,24 @@ def test_members_that_must_share_a_key_are_refused():
 
 def test_every_loss_is_covered():
     assert {v["loss"] for v in VARIANTS} == set(LOSS_NAMES)
+
+
+def test_stopped_members_cost_no_arithmetic(monkeypatch):
+    """With members stopped, each step runs on the active members' rows alone, and gives them
+    the bits a full stack gives (the test above); a population with none active runs nothing."""
+    configs = [BASE.replace(**v, seed=i) for i, v in enumerate(VARIANTS)]
+    widths = []
+    step = NumpyPopulationLearner.step
+
+    def counted(self, obs, *args):
+        widths.append(len(obs))
+        return step(self, obs, *args)
+
+    monkeypatch.setattr(NumpyPopulationLearner, "step", counted)
+    pop = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(5))
+    rows = random_rows(5, 3)
+    pop.burst(rows, np.array([True, False, True, False, False]))
+    pop.burst(rows, np.zeros(5, bool))
+    pop.burst(rows)
+    assert widths == [2, 2, 2, 5, 5, 5]
+    assert pop.grad_steps.tolist() == [6, 3, 6, 3, 3]
