@@ -222,6 +222,10 @@ PROCESS_BYTES = 850_000_000
 # peaked 18 MB a member above ``member_bytes`` and its ring, ~72 MB a group of 4; 32 [64, 64]
 # members (one group) 0.6 MB a member above them, ~19 MB for the group.
 PROGRAM_BYTES = 75_000_000
+# Parameter-sized float32 arrays the numpy population learner holds a second time per active
+# member once some members are stopped: the active members' own learner
+# (``NumpyPopulationLearner._burst_of``: online, target, two moments, gradient, scratch).
+SUBSET_COPIES = 6
 
 
 def population_bytes(
@@ -235,15 +239,19 @@ def population_bytes(
 
 def besides_rings(configs: Sequence[DQNConfig], obs_dim: int, n_actions: int, runtime: bool) -> int:
     """What a population holds besides its replay rings: ``member_bytes`` per member,
-    ``PROGRAM_BYTES`` per compiled group (TensorFlow learner), and ``PROCESS_BYTES`` if
-    ``runtime`` (a process that has yet to load it)."""
+    ``PROGRAM_BYTES`` per compiled group (TensorFlow learner) or ``SUBSET_COPIES`` more
+    parameter copies per member (numpy learner), and ``PROCESS_BYTES`` if ``runtime`` (a
+    process that has yet to load it)."""
     if not configs:
         return 0
     members = sum(member_bytes(c, obs_dim, n_actions) for c in configs)
     shapes = parameter_shapes(configs[0], obs_dim, n_actions)
     compiled = configs[0].learner == "tensorflow"
-    groups = -(-len(configs) // group_size(shapes)) if compiled else 0
-    return members + groups * PROGRAM_BYTES + (PROCESS_BYTES if runtime else 0)
+    if compiled:
+        learner = -(-len(configs) // group_size(shapes)) * PROGRAM_BYTES
+    else:
+        learner = len(configs) * 4 * SUBSET_COPIES * sum(math.prod(s) for s in shapes)
+    return members + learner + (PROCESS_BYTES if runtime else 0)
 
 
 def check_memory(

@@ -253,6 +253,9 @@ class NumpyPopulationLearner:
             return metrics
         key = idx.tobytes()
         if self._subset is None or self._subset[0] != key:  # the set changes only at stops
+            # One at a time: the active members' arrays are held twice while members are
+            # stopped (counted in dqn.members' memory estimate: SUBSET_COPIES).
+            self._subset = None
             configs = [self.configs[i] for i in idx]
             sub = NumpyPopulationLearner(self.shapes, self._activations, configs, self.online[idx])
             self._subset = (key, sub)

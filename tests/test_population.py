@@ -230,14 +230,16 @@ def test_a_population_that_does_not_fit_in_memory_is_refused_with_the_bytes():
 def test_a_populations_memory_is_rings_members_compiled_groups_and_a_runtime():
     """The estimate behind the refusal, term by term: 25 default members hold 25 full rings and
     ``member_bytes`` each; the TensorFlow learner compiles them in groups of 4 (7 groups of
-    ``PROGRAM_BYTES``), the numpy learner compiles nothing; a new process adds its runtime."""
+    ``PROGRAM_BYTES``), the numpy learner compiles nothing but holds 6 more copies of each
+    member's 67,586 parameters once some members are stopped; a new process adds its runtime."""
     from dqn.members import PROCESS_BYTES, PROGRAM_BYTES, member_bytes, population_bytes
 
     tf, np_ = DQNConfig(), DQNConfig(learner="numpy")
     ring = tf.buffer_size * (2 * 4 + 3) * 4
     members = 25 * (ring + member_bytes(tf, 4, 2))
     assert population_bytes([tf] * 25, 4, 2, runtime=False) == members + 7 * PROGRAM_BYTES
-    assert population_bytes([np_] * 25, 4, 2, runtime=False) == members
+    params = (4 * 256 + 256) + (256 * 256 + 256) + (256 * 2 + 2)
+    assert population_bytes([np_] * 25, 4, 2, runtime=False) == members + 25 * 4 * 6 * params
     with_runtime = population_bytes([tf] * 25, 4, 2, runtime=True)
     assert with_runtime == members + 7 * PROGRAM_BYTES + PROCESS_BYTES
     small = DQNConfig(hidden_sizes=(64, 64))  # 73 KB of state a member: one group of 61
