@@ -226,7 +226,8 @@ def make_population_burst(
 
     ``rest`` is target | adam_m | adam_v | adam_step per row (``pack``). Inactive members come
     out exactly as they went in, with NaN metrics. Members are stepped in groups of ``group``
-    (default: ``group_size(shapes)``).
+    (default: ``group_size(shapes)``); a group whose members are all inactive runs no step (its
+    loop's trip count is 0, and the program, hence every other member's rounding, is the same).
     """
     n = len(STEP_METRICS)
     group = group_size(shapes) if group is None else group
@@ -249,8 +250,9 @@ def make_population_burst(
                 return i + 1, state, sums + m, nan_max(maxes, m)
 
             zeros, lows = tf.zeros([b - a, n]), tf.fill([b - a, n], float("-inf"))
+            trips = tf.where(tf.reduce_any(active[a:b]), k, 0)
             _, end, total, top = tf.while_loop(
-                lambda i, *_: i < k, body, (tf.constant(0), state, zeros, lows)
+                lambda i, *_, trips=trips: i < trips, body, (tf.constant(0), state, zeros, lows)
             )
             ends.append(end)
             sums.append(total)

@@ -279,6 +279,39 @@ def test_members_stepped_in_groups_give_the_numbers_of_one_group(monkeypatch):
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
+def test_a_group_of_stopped_members_runs_no_step_and_changes_no_other(monkeypatch):
+    """Groups of 2, 2 and 1, the first all stopped: its loop runs no step (a counter in the
+    step counts the member-steps run: 3 members' worth of the 5), and the other members keep
+    the bits of the run with every member active."""
+    import tensorflow as tf
+
+    import dqn.tf_population as tp
+
+    trips = tf.Variable(0)
+    make_step = tp.make_step
+
+    def counted_step(*args):
+        step = make_step(*args)
+
+        def counted(state, rows):
+            trips.assign_add(tf.shape(rows)[0])  # one per member the step runs
+            return step(state, rows)
+
+        return counted
+
+    monkeypatch.setattr(tp, "group_size", lambda shapes: 2)
+    monkeypatch.setattr(tp, "make_step", counted_step)
+    online = initial_params(BASE, len(MIXED))
+    everyone, everyone_metrics = run(MIXED, online)
+    all_trips = int(trips.numpy())
+    trips.assign(0)
+    paused, metrics = run(MIXED, online, active=np.array([False, False, True, True, True]))
+    assert all_trips > 0 and int(trips.numpy()) * 5 == all_trips * 3
+    assert np.isnan(metrics[:, :2]).all()
+    assert_members_identical(everyone, paused, [2, 3, 4])
+    np.testing.assert_array_equal(metrics[:, 2:], everyone_metrics[:, 2:])
+
+
 def test_the_group_size_keeps_one_groups_state_within_the_budget():
     big = [(4, 256), (256,), (256, 256), (256,), (256, 2), (2,)]  # 67,586 parameters
     small = [(4, 64), (64,), (64, 64), (64,), (64, 2), (2,)]  # 4,546
