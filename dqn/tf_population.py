@@ -226,8 +226,8 @@ def make_population_burst(
 
     ``rest`` is target | adam_m | adam_v | adam_step per row (``pack``). Inactive members come
     out exactly as they went in, with NaN metrics. Members are stepped in groups of ``group``
-    (default: ``group_size(shapes)``); a group whose members are all inactive runs no step (its
-    loop's trip count is 0, and the program, hence every other member's rounding, is the same).
+    (default: ``group_size(shapes)``); a group whose members are all inactive runs no step (a
+    conditional around its loop; every other member's computation, and rounding, is the same).
     """
     n = len(STEP_METRICS)
     group = group_size(shapes) if group is None else group
@@ -250,9 +250,16 @@ def make_population_burst(
                 return i + 1, state, sums + m, nan_max(maxes, m)
 
             zeros, lows = tf.zeros([b - a, n]), tf.fill([b - a, n], float("-inf"))
-            trips = tf.where(tf.reduce_any(active[a:b]), k, 0)
-            _, end, total, top = tf.while_loop(
-                lambda i, *_, trips=trips: i < trips, body, (tf.constant(0), state, zeros, lows)
+            first = (state, zeros, lows)
+
+            def steps_of(body=body, first=first):
+                return tf.while_loop(lambda i, *_: i < k, body, (tf.constant(0), *first))[1:]
+
+            # A group whose members have all stopped runs no step. A conditional, not a trip
+            # count of 0: a loop bound read from the mask made every one-step call block once (a
+            # voluntary context switch per call, tests/test_runtime.py).
+            end, total, top = tf.cond(
+                tf.reduce_any(active[a:b]), steps_of, lambda first=first: first
             )
             ends.append(end)
             sums.append(total)
