@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.out.exists():
         parser.error(f"{args.out} exists: give another --out")
+    # What the script sets itself, an override would not change: refused, not ignored.
+    owned = {"seed": "--seeds", "learner": "--learner", "output_dir": "a temporary folder"}
+    if taken := [kv for kv in args.set if kv.partition("=")[0].strip() in owned]:
+        key = taken[0].partition("=")[0].strip()
+        parser.error(f"--set {key} is set by {owned[key]}")
 
     from dqn import DQNAgent, DQNConfig, train, train_population
     from dqn.envs import make_env, solve_return

@@ -665,7 +665,12 @@ def test_stop_at_solve_stops_each_seed_and_gives_it_the_final_evaluation(
 def test_stop_at_solve_refuses_a_bad_override_in_one_line(tmp_path, capsys):
     from benchmarks import stop_at_solve
 
-    with pytest.raises(SystemExit) as exit_:
-        stop_at_solve.main(["--out", str(tmp_path / "x.csv"), "--set", "loss=l3"])
-    assert exit_.value.code == 2 and "loss" in capsys.readouterr().err
+    for override, named in (
+        ("loss=l3", "loss"),
+        ("seed=3", "--seeds"),
+        ("learner=numpy", "--learner"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            stop_at_solve.main(["--out", str(tmp_path / "x.csv"), "--set", override])
+        assert exit_.value.code == 2 and named in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
