@@ -77,6 +77,22 @@ def _check_epsilon(epsilon: float) -> None:
         raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
 
 
+def check_one_observation(obs, obs_dim: int, also: str = "") -> None:
+    """InputError unless ``obs`` is one observation [obs_dim] (``act``'s argument)."""
+    if np.shape(obs) != (obs_dim,):
+        raise InputError(
+            f"act takes one observation of shape [{obs_dim}], got {list(np.shape(obs))}{also}"
+        )
+
+
+def check_observations_shape(obs: np.ndarray, obs_dim: int) -> None:
+    """InputError unless ``obs`` is one observation [obs_dim] or a batch [n, obs_dim]."""
+    if obs.shape[-1:] != (obs_dim,) or obs.ndim > 2:
+        raise InputError(
+            f"observations must have shape [{obs_dim}] or [n, {obs_dim}], got {list(obs.shape)}"
+        )
+
+
 def checked_observations(obs, method: str) -> np.ndarray:
     """``obs`` as float32, or an InputError if it is not numbers or holds a NaN or inf."""
     try:
@@ -177,11 +193,7 @@ class DQNAgent:
     def _q_values(self, obs: np.ndarray) -> np.ndarray:
         if self._mirror is not None and obs.shape == (self.obs_dim,):
             return self._mirror(obs)  # the acting hot path: one observation, no reshapes
-        if obs.shape[-1:] != (self.obs_dim,) or obs.ndim > 2:
-            raise InputError(
-                f"observations must have shape [{self.obs_dim}] or [n, {self.obs_dim}], "
-                f"got {list(obs.shape)}"
-            )
+        check_observations_shape(obs, self.obs_dim)
         batch = obs.reshape(-1, self.obs_dim)
         if self._mirror is not None:
             q = self._mirror(batch)
@@ -192,11 +204,7 @@ class DQNAgent:
     def act(self, obs: np.ndarray, epsilon: float = 0.0) -> int:
         """Epsilon-greedy action for one observation (greedy when epsilon is 0)."""
         _check_epsilon(epsilon)
-        if np.shape(obs) != (self.obs_dim,):
-            raise InputError(
-                f"act takes one observation of shape [{self.obs_dim}], got {list(np.shape(obs))} "
-                "(act_batch takes [n, obs_dim])"
-            )
+        check_one_observation(obs, self.obs_dim, " (act_batch takes [n, obs_dim])")
         obs = checked_observations(obs, "act")
         if epsilon > 0.0 and self.rng.random() < epsilon:
             return int(self.rng.integers(self.n_actions))

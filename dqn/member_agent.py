@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn.agent import checked_observations
+from dqn.agent import check_observations_shape, check_one_observation, checked_observations
 from dqn.agent_files import check_save_target
 from dqn.config import DQNConfig
-from dqn.errors import InputError
 from dqn.learner import LearnerArrays
 
 
@@ -47,21 +46,14 @@ class MemberAgent:
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q(s, .) for one observation [obs_dim] or a batch [n, obs_dim]."""
         obs = checked_observations(obs, "q_values")
-        if obs.shape[-1:] != (self.obs_dim,) or obs.ndim > 2:
-            raise InputError(
-                f"observations must have shape [{self.obs_dim}] or [n, {self.obs_dim}], "
-                f"got {list(obs.shape)}"
-            )
+        check_observations_shape(obs, self.obs_dim)
         q = self._q(obs.reshape(-1, self.obs_dim))
         return q[0] if obs.ndim == 1 else q
 
     def act(self, obs: np.ndarray) -> int:
         """The greedy action for one observation. A member explores only inside its run: an
         exploring act here would draw from its RNG and change the run."""
-        if np.shape(obs) != (self.obs_dim,):
-            raise InputError(
-                f"act takes one observation of shape [{self.obs_dim}], got {list(np.shape(obs))}"
-            )
+        check_one_observation(obs, self.obs_dim)
         return int(self.q_values(obs).argmax())
 
     def save(self, directory: str | Path) -> Path:

@@ -235,8 +235,9 @@ def _resume_population(
 ) -> list[MemberResult]:
     marker, stopped = read_step_marker(out)
     total = configs[0].total_env_steps
-    ended = [i in stopped or ended_summary(d, total) is not None for i, d in enumerate(run_dirs)]
-    if marker >= total and all(ended):
+    if marker >= total and all(
+        i in stopped or ended_summary(d, total) is not None for i, d in enumerate(run_dirs)
+    ):
         raise CheckpointError(f"population {out} is already complete ({marker} env steps)")
     running = [(c, d) for i, (c, d) in enumerate(zip(configs, run_dirs)) if i not in stopped]
     if not running:
