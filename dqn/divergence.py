@@ -61,6 +61,15 @@ def _indices(names: tuple[str, ...]) -> tuple[list[int], int]:
     return [names.index(n) for n in GUARDED_METRICS], names.index("q_abs_max")
 
 
+def updates_pass(metrics: np.ndarray, names: Sequence[str], bounds: np.ndarray) -> np.ndarray:
+    """Row i of ``metrics`` [M, n] passes ``check_update`` with bound ``bounds[i]``: one
+    vectorized test for a population, which calls ``check_update`` (for its message) only on
+    the rows that fail it."""
+    guarded, q_index = _indices(tuple(names))
+    finite = np.isfinite(metrics[:, guarded]).all(axis=1)
+    return finite & (metrics[:, q_index] <= bounds)
+
+
 def check_update(metrics: np.ndarray, names: Sequence[str], bound: float, env_step: int) -> None:
     """Raise DivergenceError naming the step, the metric, the cause and the remedy."""
     guarded, q_index = _indices(tuple(names))

@@ -22,7 +22,7 @@ import numpy as np
 from dqn import checkpoint
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
-from dqn.divergence import check_update
+from dqn.divergence import check_update, updates_pass
 from dqn.envs import make_env, non_finite_rows, training_stop
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError
@@ -39,7 +39,7 @@ from dqn.population_files import (
     write_step_marker,
     write_timing,
 )
-from dqn.replay import ReplayBuffer, row_layout
+from dqn.replay import Batch, ReplayBuffer, pack_batch, row_layout
 from dqn.run_log import Interrupt, MetricWindow, RunLog, metrics_row, write_summary
 from dqn.run_state import LoopState, save_run_state
 from dqn.step_metrics import METRIC_NAMES
@@ -82,6 +82,7 @@ class PopulationLoop:
             )
         )
         self.obs = np.stack([s.loop.obs[0] for s in slots]).astype(np.float32)
+        self.bounds = np.array([s.bound for s in slots])  # each member's divergence guard
         self.returns = np.array([float(s.loop.open_returns[0]) for s in slots])
         self.eval_elapsed = 0.0  # evaluation wall time since this loop started
         # The diagnostics probe's, apart: a single run counts it as training time, not
@@ -167,35 +168,45 @@ class PopulationLoop:
 
     def _act_and_store(self, epsilon: np.ndarray, active: np.ndarray, step: int) -> None:
         q = self.lens.forward(self.acting, self.obs[:, None, :])[:, 0]
-        greedy = q.argmax(axis=1)
+        # Plain Python numbers from here on: this runs once per env step, and a numpy
+        # scalar costs several times a float or an int in each comparison and index.
+        greedy, eps = q.argmax(axis=1).tolist(), epsilon.tolist()
         idx = np.flatnonzero(active)
-        actions = np.empty(len(idx), np.int64)
-        for j, i in enumerate(idx):
-            rng = self.slots[i].rng
+        actions = []
+        for i in idx.tolist():
+            rng, e = self.slots[i].rng, eps[i]
             # DQNAgent.act's draws, in its order, from the member's own generator.
-            if epsilon[i] > 0.0 and rng.random() < epsilon[i]:
-                actions[j] = rng.integers(self.net.n_actions)
+            if e > 0.0 and rng.random() < e:
+                actions.append(int(rng.integers(self.net.n_actions)))
             else:
-                actions[j] = greedy[i]
+                actions.append(greedy[i])
+        actions = np.array(actions, np.int64)
         next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
         self._stop_non_finite(active, step, idx, next_obs, rewards)  # before replay stores them
-        reset = []
-        for j, i in enumerate(idx):
-            if not active[i]:
+        live = active[idx]  # a member stopped just now stores nothing more
+        # Every member's transition as one packed replay row: with n_step = 1 the row is
+        # exactly what the member's window would hand its ring, so it goes straight in.
+        rows = pack_batch(Batch(self.obs[idx], actions, rewards, next_obs, terminated))
+        for j, i in enumerate(idx.tolist()):
+            if not live[j]:
                 continue
-            slot, reward = self.slots[i], float(rewards[j])
+            slot = self.slots[i]
+            if slot.window.n == 1:
+                slot.replay.add_row(rows[j])
+                continue
+            action, reward = int(actions[j]), float(rewards[j])
             term, trunc = bool(terminated[j]), bool(truncated[j])
-            action = int(actions[j])
             for t in slot.window.push(self.obs[i], action, reward, next_obs[j], term, trunc):
                 slot.replay.add(*t)
-            self.returns[i] += reward
-            if term or trunc:
-                slot.loop.episode_returns.append(float(self.returns[i]))
-                self.returns[i] = 0.0
-                self.obs[i] = self.envs.reset(i)
-                reset.append(i)
-            else:
-                self.obs[i] = next_obs[j]
+        members, rewards = idx[live], rewards[live]
+        self.returns[members] += rewards
+        self.obs[members] = next_obs[live]
+        reset = []
+        for i in members[(terminated | truncated)[live]].tolist():
+            self.slots[i].loop.episode_returns.append(float(self.returns[i]))
+            self.returns[i] = 0.0
+            self.obs[i] = self.envs.reset(i)
+            reset.append(i)
         if reset:
             self._stop_non_finite(active, step, reset, self.obs[reset])  # new episodes' first
 
@@ -214,12 +225,14 @@ class PopulationLoop:
             self.first_learner_call = seconds
         if self.learner is not self.lens:
             self.acting = self.lens.layers(self.learner.online)
-        for i in np.flatnonzero(active):
-            try:
-                check_update(values[i], METRIC_NAMES, self.slots[i].bound, step)
-            except DivergenceError as exc:
-                self._stop(i, active, step, exc)
-                continue
+        passed = updates_pass(values, METRIC_NAMES, self.bounds)
+        for i in np.flatnonzero(active).tolist():
+            if not passed[i]:  # check_update raises, with the message a single run gives
+                try:
+                    check_update(values[i], METRIC_NAMES, self.slots[i].bound, step)
+                except DivergenceError as exc:
+                    self._stop(i, active, step, exc)
+                    continue
             self.slots[i].metrics.add(values[i])
 
     def _stop_non_finite(self, active, step, members, obs, rewards=None) -> None:
@@ -483,10 +496,17 @@ class EpsilonSchedule:
     """Every member's epsilon at an env step (each its own linear schedule)."""
 
     def __init__(self, configs: list[DQNConfig]) -> None:
-        self.configs = configs
+        # Computed once per distinct schedule: members of a study mostly share one.
+        keys = [
+            (c.epsilon_start, c.epsilon_end, c.epsilon_decay_fraction, c.total_env_steps)
+            for c in configs
+        ]
+        distinct = list(dict.fromkeys(keys))
+        self.configs = [configs[keys.index(k)] for k in distinct]
+        self.member = np.array([distinct.index(k) for k in keys])
 
     def at(self, env_step: int) -> np.ndarray:
-        return np.array([linear_epsilon(env_step, c) for c in self.configs])
+        return np.array([linear_epsilon(env_step, c) for c in self.configs])[self.member]
 
 
 __all__ = ["EpsilonSchedule", "PopulationLoop", "Slot"]

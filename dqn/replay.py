@@ -81,6 +81,13 @@ class ReplayBuffer:
         self.position = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
+    def add_row(self, row: np.ndarray) -> None:
+        """Add one transition already packed as a row (``pack_batch``)."""
+        i = self.position
+        self.rows[i] = row
+        self.position = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
     def add_batch(self, obs, actions, rewards, next_obs, terminated) -> None:
         """Add n transitions at once (arrays with a leading [n] axis), in order."""
         n = len(actions)

@@ -50,12 +50,15 @@ def columns(text: str) -> dict[str, list[str]]:
     return {name: [row[i] for row in lines[1:]] for i, name in enumerate(lines[0])}
 
 
-# CartPole steps through dqn.lockstep's numpy pass, Acrobot one env at a time through gymnasium.
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Acrobot-v1"])
-def test_a_population_of_one_is_the_single_run(tmp_path, env_id):
+# CartPole steps through dqn.lockstep's numpy pass, Acrobot one env at a time through gymnasium;
+# with n_step = 1 a member's steps go into its ring without its n-step window.
+@pytest.mark.parametrize(
+    "env_id, n_step", [("CartPole-v1", 3), ("Acrobot-v1", 3), ("CartPole-v1", 1)]
+)
+def test_a_population_of_one_is_the_single_run(tmp_path, env_id, n_step):
     from dqn.loop import train
 
-    base = BASE.replace(env_id=env_id)
+    base = BASE.replace(env_id=env_id, n_step=n_step)
     config = base.replace(seed=5)
     single = train(config, run_dir=tmp_path / "single", progress=False, log_tensorboard=False)
     [member] = train_population(
@@ -72,6 +75,11 @@ def test_a_population_of_one_is_the_single_run(tmp_path, env_id):
     np.testing.assert_allclose(
         np.float64(a["eval_return_mean"]), np.float64(b["eval_return_mean"]), rtol=0.05
     )
+    # The same transitions in the same slots of the replay ring, bit for bit.
+    first = Path("checkpoints") / "step-000001000" / "replay.npz"
+    with np.load(single.run_dir / first) as x, np.load(member.run_dir / first) as y:
+        for name in ("obs", "actions", "rewards", "next_obs", "terminated", "position"):
+            assert x[name].tobytes() == y[name].tobytes(), name
 
 
 def test_cartpoles_stepped_in_one_pass_write_what_gymnasium_one_by_one_writes(

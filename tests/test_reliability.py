@@ -285,6 +285,30 @@ def test_the_guard_names_the_step_the_metric_and_the_remedy():
         check_update(metrics, METRIC_NAMES, 10.0, 7)
 
 
+def test_the_populations_vectorized_guard_passes_exactly_the_rows_check_update_passes():
+    from dqn.divergence import updates_pass
+
+    rows = np.ones((6, len(METRIC_NAMES)), np.float32)
+    rows[1, METRIC_NAMES.index("td_error_abs_p99")] = np.nan  # not guarded: passes
+    rows[2, METRIC_NAMES.index("loss")] = np.nan
+    rows[3, METRIC_NAMES.index("grad_norm")] = -np.inf
+    rows[4, METRIC_NAMES.index("q_abs_max")] = 10.0  # at the bound: passes
+    rows[5, METRIC_NAMES.index("q_abs_max")] = 11.0
+    bounds = np.full(6, 10.0)
+    bounds[0] = 0.5  # row 0's q_abs_max of 1 is past its own bound
+
+    def passes(i):
+        try:
+            check_update(rows[i], METRIC_NAMES, bounds[i], 1)
+        except DivergenceError:
+            return False
+        return True
+
+    expected = [passes(i) for i in range(6)]
+    assert expected == [False, True, False, False, True, False]
+    assert updates_pass(rows, METRIC_NAMES, bounds).tolist() == expected
+
+
 # ---------------------------------------------------------------------- resume, in-process
 def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
     from dqn.loop import resume
