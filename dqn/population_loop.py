@@ -83,6 +83,8 @@ class PopulationLoop:
         )
         self.obs = np.stack([s.loop.obs[0] for s in slots]).astype(np.float32)
         self.bounds = np.array([s.bound for s in slots])  # each member's divergence guard
+        # Members with n_step = 1 store each step as it comes, without their n-step window.
+        self.direct = [s.window.n == 1 for s in slots]
         self.returns = np.array([float(s.loop.open_returns[0]) for s in slots])
         self.eval_elapsed = 0.0  # evaluation wall time since this loop started
         # The diagnostics probe's, apart: a single run counts it as training time, not
@@ -184,14 +186,17 @@ class PopulationLoop:
         next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
         self._stop_non_finite(active, step, idx, next_obs, rewards)  # before replay stores them
         live = active[idx]  # a member stopped just now stores nothing more
-        # Every member's transition as one packed replay row: with n_step = 1 the row is
-        # exactly what the member's window would hand its ring, so it goes straight in.
-        rows = pack_batch(Batch(self.obs[idx], actions, rewards, next_obs, terminated))
+        # With n_step = 1 a step's packed row is exactly what the member's window would hand
+        # its ring, so it goes straight in; packed for all members at once, and only if some
+        # member stores that way (the default config's windows do not).
+        rows = None
+        if any(self.direct):
+            rows = pack_batch(Batch(self.obs[idx], actions, rewards, next_obs, terminated))
         for j, i in enumerate(idx.tolist()):
             if not live[j]:
                 continue
             slot = self.slots[i]
-            if slot.window.n == 1:
+            if self.direct[i]:
                 slot.replay.add_row(rows[j])
                 continue
             action, reward = int(actions[j]), float(rewards[j])
@@ -502,11 +507,11 @@ class EpsilonSchedule:
             for c in configs
         ]
         distinct = list(dict.fromkeys(keys))
-        self.configs = [configs[keys.index(k)] for k in distinct]
+        self.schedules = [configs[keys.index(k)] for k in distinct]  # one config per schedule
         self.member = np.array([distinct.index(k) for k in keys])
 
     def at(self, env_step: int) -> np.ndarray:
-        return np.array([linear_epsilon(env_step, c) for c in self.configs])[self.member]
+        return np.array([linear_epsilon(env_step, c) for c in self.schedules])[self.member]
 
 
 __all__ = ["EpsilonSchedule", "PopulationLoop", "Slot"]

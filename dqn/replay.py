@@ -72,21 +72,23 @@ class ReplayBuffer:
         return self.size
 
     def add(self, obs, action: int, reward: float, next_obs, terminated: bool) -> None:
-        i = self.position
+        i = self._take_slot()
         self.obs[i] = obs
         self.actions[i] = action
         self.rewards[i] = reward
         self.next_obs[i] = next_obs
         self.terminated[i] = terminated
-        self.position = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
 
     def add_row(self, row: np.ndarray) -> None:
         """Add one transition already packed as a row (``pack_batch``)."""
+        self.rows[self._take_slot()] = row
+
+    def _take_slot(self) -> int:
+        """The slot the next transition goes to; the ring moves on past it."""
         i = self.position
-        self.rows[i] = row
         self.position = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+        return i
 
     def add_batch(self, obs, actions, rewards, next_obs, terminated) -> None:
         """Add n transitions at once (arrays with a leading [n] axis), in order."""
