@@ -7,6 +7,7 @@ comes out byte for byte as in a study that was never stopped.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -113,16 +114,33 @@ def interrupted_runs(out: Path) -> dict[str, int]:
     return written
 
 
+@pytest.fixture(scope="module")
+def process_study_stopped(tmp_path_factory):
+    """A per-process study stopped by SIGTERM to dqn-compare alone, once for the two tests that
+    rerun it (with its own runner, and as populations): each reruns a copy (mtimes kept)."""
+    out = tmp_path_factory.mktemp("stopped") / "study"
+    return out, stop_mid_study(out, "process", signal.SIGTERM, whole_group=False)
+
+
+def stopped_study(request, out: Path, runner: str, sig: int, whole_group: bool):
+    """(exit code, stdout, stderr) of a study stopped mid-way, its folder at ``out``."""
+    if (runner, sig, whole_group) == ("process", signal.SIGTERM, False):
+        shared, result = request.getfixturevalue("process_study_stopped")
+        shutil.copytree(shared, out)
+        return result
+    return stop_mid_study(out, runner, sig, whole_group)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "runner, sig, whole_group",
     [("population", signal.SIGINT, True), ("process", signal.SIGTERM, False)],
 )
 def test_an_interrupted_study_keeps_only_finished_runs_and_resumes_exactly(
-    tmp_path, runner, sig, whole_group
+    request, tmp_path, runner, sig, whole_group
 ):
     out = tmp_path / "study"
-    code, _, err = stop_mid_study(out, runner, sig, whole_group)
+    code, _, err = stopped_study(request, out, runner, sig, whole_group)
     assert code == 128 + sig, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "interrupted:" in err and "the same command trains the other" in err, err
@@ -166,14 +184,16 @@ def test_an_interrupted_study_keeps_only_finished_runs_and_resumes_exactly(
 
 
 @pytest.mark.slow
-def test_runs_a_per_process_study_left_checkpointed_resume_when_rerun_as_populations(tmp_path):
+def test_runs_a_per_process_study_left_checkpointed_resume_when_rerun_as_populations(
+    request, tmp_path
+):
     """`--runner process` stopped, then the same study without it (populations, the default):
     the runs it left checkpointed used to go into a fresh population, which deleted them and
     trained them from zero. Each continues from its own checkpoint, as a single run."""
     from dqn.loop import train
 
     out = tmp_path / "study"
-    code, _, err = stop_mid_study(out, "process", signal.SIGTERM, whole_group=False)
+    code, _, err = stopped_study(request, out, "process", signal.SIGTERM, whole_group=False)
     assert code == 128 + signal.SIGTERM, err
     written = interrupted_runs(out)
     done = subprocess.run(compare_command(out, "population"), capture_output=True, text=True)
