@@ -221,10 +221,14 @@ def make_population_burst(
     configs: Sequence[DQNConfig],
     group: int | None = None,
 ):
-    """(online [M, P], rest [M, 3P + 1], grad_steps [M], rows [M, K, B, W], active [M]) ->
-    (online, rest, grad_steps, sums | maxes [M, 2 n]), n = len(STEP_METRICS).
+    """(online, target, adam_m, adam_v [M, P], adam_step [M], grad_steps [M], rows [M, K, B, W],
+    active [M]) -> (online, target, adam_m, adam_v, adam_step, grad_steps, sums | maxes [M, 2 n]),
+    n = len(STEP_METRICS).
 
-    ``rest`` is target | adam_m | adam_v | adam_step per row (``pack``). Inactive members come
+    The state goes in and out as its six tensors, not packed into fewer as ``dqn.tf_learner``'s
+    single learner packs its own: M members' state is M times larger, and packing it (slices
+    in, a concatenation out) cost more per call than the extra tensors' dispatch (a third of a
+    one-step call of 16 [64, 64] members; docs/populations.md). Inactive members come
     out exactly as they went in, with NaN metrics. Members are stepped in groups of ``group``
     (default: ``group_size(shapes)``); a group whose members are all inactive runs no step (a
     conditional around its loop; every other member's computation, and rounding, is the same).
@@ -235,8 +239,8 @@ def make_population_burst(
     spans = list(zip(cuts[:-1], cuts[1:]))
     steps = [make_step(shapes, activations, configs[a:b]) for a, b in spans]
 
-    def burst(online, rest, grad_steps, rows, active):
-        start = unpack(online, rest, grad_steps)
+    def burst(online, target, adam_m, adam_v, adam_step, grad_steps, rows, active):
+        start = LearnerState(online, target, adam_m, adam_v, adam_step, grad_steps)
         k = tf.shape(rows)[1]
         ends, sums, maxes = [], [], []
         # Group after group, each through all K steps: members are independent, so the order
@@ -271,22 +275,9 @@ def make_population_burst(
         ]
         metrics = tf.concat([tf.concat(sums, 0), tf.concat(maxes, 0)], 1)
         out = tf.where(active[:, None], metrics, float("nan"))
-        return (*pack(LearnerState(*keep)), out)
+        return (*keep, out)
 
     return burst
-
-
-def pack(state: LearnerState) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(online [M, P], rest [M, 3P + 1] = target | adam_m | adam_v | adam_step, grad_steps)."""
-    rest = [state.target, state.adam_m, state.adam_v, state.adam_step[:, None]]
-    return state.online, tf.concat(rest, axis=1), state.grad_steps
-
-
-def unpack(online: tf.Tensor, rest: tf.Tensor, grad_steps: tf.Tensor) -> LearnerState:
-    p = tf.shape(online)[1]
-    return LearnerState(
-        online, rest[:, :p], rest[:, p : 2 * p], rest[:, 2 * p : 3 * p], rest[:, 3 * p], grad_steps
-    )
 
 
 class TFPopulationLearner:
@@ -295,7 +286,7 @@ class TFPopulationLearner:
     ``shapes`` are one member's parameter shapes in flat order ([W0, b0, W1, b1, ...], a chain
     of Dense layers), ``activations`` each layer's activation, ``configs`` the M members (they
     must share ``dqn.members.SHARED_KEYS``), ``online`` [M, P] their initial parameters. The
-    state lives in three tensors between calls, as in ``dqn.tf_learner.TFLearner``.
+    state lives in its six tensors between calls (``make_population_burst`` says why six).
     """
 
     def __init__(
@@ -309,9 +300,9 @@ class TFPopulationLearner:
         burst = make_population_burst(shapes, activations, configs)
         self._burst = tf.function(burst, jit_compile=configs[0].jit_compile, reduce_retracing=True)
         self._compiled: dict[tuple, Callable] = {}
-        flat, zeros = tf.constant(online), tf.zeros_like(online)
-        steps, members = tf.zeros([len(configs)], tf.int64), len(configs)
-        self._packed = pack(LearnerState(flat, flat, zeros, zeros, tf.zeros([members]), steps))
+        flat, zeros, members = tf.constant(online), tf.zeros_like(online), len(configs)
+        steps = tf.zeros([members], tf.int64)
+        self._state = LearnerState(flat, flat, zeros, zeros, tf.zeros([members]), steps)
         self._active: tuple[bytes, tf.Tensor] = (b"", tf.constant(True))
         self.online = online
 
@@ -322,31 +313,28 @@ class TFPopulationLearner:
             raise ValueError(f"rows {rows.shape} and active {active.shape} must be per member")
         if self._active[0] != active.tobytes():  # the mask rarely changes: reuse its tensor
             self._active = (active.tobytes(), tf.constant(active))
-        args = (*self._packed, tf.constant(rows, tf.float32), self._active[1])
-        *packed, metrics = call_compiled(self._compiled, self._burst, args, rows.shape)
-        self._packed = tuple(packed)
-        self.online = self._packed[0].numpy()
+        args = (*self._state, tf.constant(rows, tf.float32), self._active[1])
+        *state, metrics = call_compiled(self._compiled, self._burst, args, rows.shape)
+        self._state = LearnerState(*state)
+        self.online = self._state.online.numpy()
         metrics, n = metrics.numpy(), len(STEP_METRICS)
         return np.where(IS_MAX_METRIC, metrics[:, n:], metrics[:, :n] / rows.shape[1])
 
     def member_state(self, m: int) -> LearnerArrays:
-        p = self.online.shape[1]
-        rest = self._packed[1][m].numpy()
-        vectors = (rest[i * p : (i + 1) * p].copy() for i in range(3))
-        online = self._packed[0][m].numpy().copy()
-        return LearnerArrays(online, *vectors, np.float32(rest[3 * p]), int(self._packed[2][m]))
+        s = self._state
+        vectors = (t[m].numpy().copy() for t in (s.online, s.target, s.adam_m, s.adam_v))
+        return LearnerArrays(*vectors, np.float32(s.adam_step[m]), int(s.grad_steps[m]))
 
     def set_member_state(self, m: int, state: LearnerArrays) -> None:
-        online, rest, steps = (np.array(t) for t in self._packed)
-        online[m] = state.online
-        rest[m] = np.concatenate([state.target, state.adam_m, state.adam_v, [state.adam_step]])
-        steps[m] = state.grad_steps
-        self._packed = (tf.constant(online), tf.constant(rest), tf.constant(steps))
-        self.online = self._packed[0].numpy()
+        arrays = [np.array(t) for t in self._state]
+        for array, value in zip(arrays, state):
+            array[m] = value
+        self._state = LearnerState(*(tf.constant(a) for a in arrays))
+        self.online = self._state.online.numpy()
 
     @property
     def grad_steps(self) -> np.ndarray:
-        return self._packed[2].numpy().copy()
+        return self._state.grad_steps.numpy().copy()
 
 
 __all__ = [
