@@ -1,9 +1,11 @@
 """How a member's gradient step costs with the population's size: ``python -m
-benchmarks.population_scaling [--members 1 4 13 25 50] [--hidden 256]``.
+benchmarks.population_scaling [--members 1 4 13 25 50] [--hidden 256] [--burst 128]``.
 
 For each size M, in a fresh process (one thread, as dqn's default), a population learner of M
 members of the default network runs bursts of 128 steps on batches of 64; it prints the time of
-one step for all members, per member, and the matmul rate it reaches. The [256, 256] network's
+one step for all members, per member, and the matmul rate it reaches. ``--burst 1`` times calls
+of one step each instead, as a population that trains on every env step makes them: what a
+call costs beyond its step shows there. The [256, 256] network's
 stacked state ([M, P] parameters, Adam moments, activations of M batches) outgrows the CPU's
 caches as M grows, which is why ``dqn-compare`` caps population chunks (``study_runs.MAX_CHUNK``).
 """
@@ -68,16 +70,20 @@ def best_burst_seconds(learner, rows, active, repeats: int = REPEATS) -> float:
     return best
 
 
-def measure(members: int, hidden: int, learner: str) -> dict:
+def measure(members: int, hidden: int, learner: str, k: int = K) -> dict:
+    import numpy as np
+
     from benchmarks.floor import grad_step_flops
     from dqn.runtime import configure_blas, configure_tensorflow
 
     configure_tensorflow(1)
     configure_blas(1)
-    k, batch = K, BATCH
+    batch = BATCH
     pop, rows, active = random_population(members, hidden, learner)
+    rows = np.ascontiguousarray(rows[:, :k])
     pop.burst(rows, active)  # compiles
-    best = best_burst_seconds(pop, rows, active) / k
+    # As many timed steps as in the default bursts: the best of 128 one-step calls, say.
+    best = best_burst_seconds(pop, rows, active, max(REPEATS, REPEATS * K // k)) / k
     flops = grad_step_flops(4, (hidden, hidden), 2, batch) * members
     return {"members": members, "step_ms": best * 1e3, "gflops": flops / best / 1e9}
 
@@ -87,17 +93,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--members", type=positive_int, nargs="+", default=[1, 4, 13, 25, 50])
     p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--learner", choices=("tensorflow", "numpy"), default="tensorflow")
+    p.add_argument(
+        "--burst",
+        type=positive_int,
+        default=K,
+        help=f"gradient steps per call, at most {K} (default {K}, the default config's; 1 is "
+        "a call per env step, as in the bench's regimes (b) and (c))",
+    )
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process's job
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(args.one, args.hidden, args.learner)))
+        print(json.dumps(measure(args.one, args.hidden, args.learner, args.burst)))
         return 0
+    if args.burst > K:
+        p.error(f"--burst {args.burst}: at most {K}")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1"}
-    print(f"| members | step, all members (ms) | per member (us) | GFLOP/s | ({args.learner})")
+    print(
+        f"| members | step, all members (ms) | per member (us) | GFLOP/s | ({args.learner}, "
+        f"[{args.hidden}, {args.hidden}], {args.burst} step{'s' * (args.burst > 1)} a call)"
+    )
     print("|---:|---:|---:|---:|")
     for m in args.members:
         cmd = [sys.executable, "-m", "benchmarks.population_scaling", "--one", str(m)]
         cmd += ["--hidden", str(args.hidden), "--learner", args.learner]
+        cmd += ["--burst", str(args.burst)]
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"| {m} | {r['step_ms']:.2f} | {r['step_ms'] * 1e3 / m:.0f} | {r['gflops']:.1f} |")

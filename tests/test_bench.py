@@ -476,6 +476,25 @@ def test_learner_anatomy_states_the_floor_ratios_of_its_rates():
     assert "at 1.25x its floor runs its matmuls at 64% of that" in out
 
 
+def test_population_scaling_times_calls_of_the_burst_it_is_given(monkeypatch):
+    from benchmarks import population_scaling
+
+    seen = []
+    real = population_scaling.best_burst_seconds
+
+    def spy(learner, rows, active, repeats):
+        seen.append((rows.shape[1], repeats))
+        return real(learner, rows, active, 1)
+
+    monkeypatch.setattr(population_scaling, "best_burst_seconds", spy)
+    one = population_scaling.measure(2, 8, "numpy", k=1)
+    assert seen == [(1, 3 * 128)]  # one-step calls, as many steps timed as in 3 bursts of 128
+    assert one["members"] == 2 and one["step_ms"] > 0
+    with pytest.raises(SystemExit) as refused:
+        population_scaling.main(["--burst", "129"])
+    assert refused.value.code == 2
+
+
 def test_learner_anatomy_runs(capsys):
     from benchmarks import learner_anatomy
 
