@@ -78,13 +78,12 @@ def measure(members: int, hidden: int, learner: str, k: int = K) -> dict:
 
     configure_tensorflow(1)
     configure_blas(1)
-    batch = BATCH
     pop, rows, active = random_population(members, hidden, learner)
     rows = np.ascontiguousarray(rows[:, :k])
     pop.burst(rows, active)  # compiles
     # As many timed steps as in the default bursts: the best of 128 one-step calls, say.
     best = best_burst_seconds(pop, rows, active, max(REPEATS, REPEATS * K // k)) / k
-    flops = grad_step_flops(4, (hidden, hidden), 2, batch) * members
+    flops = grad_step_flops(4, (hidden, hidden), 2, BATCH) * members
     return {"members": members, "step_ms": best * 1e3, "gflops": flops / best / 1e9}
 
 

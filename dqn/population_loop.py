@@ -85,6 +85,7 @@ class PopulationLoop:
         self.bounds = np.array([s.bound for s in slots])  # each member's divergence guard
         # Members with n_step = 1 store each step as it comes, without their n-step window.
         self.direct = [s.window.n == 1 for s in slots]
+        self.any_direct = any(self.direct)
         self.returns = np.array([float(s.loop.open_returns[0]) for s in slots])
         self.eval_elapsed = 0.0  # evaluation wall time since this loop started
         # The diagnostics probe's, apart: a single run counts it as training time, not
@@ -190,7 +191,7 @@ class PopulationLoop:
         # its ring, so it goes straight in; packed for all members at once, and only if some
         # member stores that way (the default config's windows do not).
         rows = None
-        if any(self.direct):
+        if self.any_direct:
             rows = pack_batch(Batch(self.obs[idx], actions, rewards, next_obs, terminated))
         for j, i in enumerate(idx.tolist()):
             if not live[j]:

@@ -327,10 +327,10 @@ class TFPopulationLearner:
         return LearnerArrays(*vectors, np.float32(s.adam_step[m]), int(s.grad_steps[m]))
 
     def set_member_state(self, m: int, state: LearnerArrays) -> None:
-        arrays = [np.array(t) for t in self._state]
-        for array, value in zip(arrays, state):
-            array[m] = value
-        self._state = LearnerState(*(tf.constant(a) for a in arrays))
+        arrays = {name: np.array(t) for name, t in self._state._asdict().items()}
+        for name, array in arrays.items():  # LearnerArrays names the same fields
+            array[m] = getattr(state, name)
+        self._state = LearnerState(**{name: tf.constant(a) for name, a in arrays.items()})
         self.online = self._state.online.numpy()
 
     @property
