@@ -1,12 +1,13 @@
 """Where a population step's time goes, op by op: ``python -m benchmarks.step_profile
-[--members 25] [--hidden 256]``.
+[--members 25] [--hidden 256] [--burst 128]``.
 
 ``benchmarks.learner_anatomy`` times the step's hidden-layer products alone and Adam's share by
 swapping it out. This looks inside the one compiled program instead: XLA's CPU runtime records
 every op it runs when ``--xla_cpu_enable_xprof_traceme`` is on, TensorFlow's profiler collects
 those records, and XLA's dump of the optimized program gives each op's opcode and output shape.
-One burst of the learner (K steps of all members, one thread) is profiled, and its ops' time is
-added up in four kinds:
+One burst of the learner (K steps of all members, one thread) is profiled (with ``--burst k``,
+K / k calls of k steps each, as a population that trains every env step makes them with k = 1),
+and its ops' time is added up in four kinds:
 
 - the step's hidden-layer products: dots with an [H, H] matrix among their operands or as their
   output (H the hidden width): the four products per member and step whose FLOPs the floor
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from benchmarks.args import positive_int
+from benchmarks.population_scaling import BATCH, K
 
 KINDS = (
     "hidden-layer products",
@@ -110,29 +112,31 @@ def op_seconds(xspace_bytes: bytes, names: set[str]) -> dict[str, tuple[float, i
     return {name: (seconds[name], runs[name]) for name in seconds}
 
 
-def measure(members: int, hidden: int, folder: Path) -> dict:
-    """Profile one burst of ``members`` (the XLA flags were set before TensorFlow started)."""
+def measure(members: int, hidden: int, folder: Path, burst: int | None = None) -> dict:
+    """Profile one burst of ``members``, or K / ``burst`` calls of ``burst`` steps (the XLA flags
+    were set before TensorFlow started)."""
     import tensorflow as tf
 
-    from benchmarks.population_scaling import (
-        REPEATS,
-        K,
-        best_burst_seconds,
-        default_shapes,
-        random_population,
-    )
+    from benchmarks.population_scaling import REPEATS, default_shapes, random_population
     from dqn.runtime import configure_blas, configure_tensorflow
     from dqn.tf_population import group_size
 
     configure_tensorflow(1)
     configure_blas(1)
     learner, rows, active = random_population(members, hidden)
+    burst = K if burst is None else burst
+    calls, rows = K // burst, rows[:, :burst].copy()
+
+    def timed_calls() -> float:
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            learner.burst(rows, active)
+        return time.perf_counter() - t0
+
     learner.burst(rows, active)  # compiles (and dumps the optimized program)
-    untraced = best_burst_seconds(learner, rows, active)
+    untraced = min(timed_calls() for _ in range(REPEATS))
     tf.profiler.experimental.start(str(folder / "trace"))
-    t0 = time.perf_counter()
-    learner.burst(rows, active)
-    traced = time.perf_counter() - t0
+    traced = timed_calls()
     tf.profiler.experimental.stop()
 
     dumps = sorted((folder / "hlo").glob("*burst*cpu_after_optimizations.txt"))
@@ -159,19 +163,30 @@ def measure(members: int, hidden: int, folder: Path) -> dict:
         "traced": traced,
         "kinds": by_kind,
         "counts": counts,
-        "steps": K,
+        "steps": calls * burst,
+        "calls": calls,
         "repeats": REPEATS,
         "groups": groups,
         "top": top,
     }
 
 
+def calls_text(r: dict) -> str:
+    """'The burst', or 'The 128 calls of 1 step' for a profile of one-step calls."""
+    calls = r.get("calls", 1)
+    if calls == 1:
+        return "The burst"
+    per = r["steps"] // calls
+    return f"The {calls} calls of {per} step{'s' * (per > 1)}"
+
+
 def report(r: dict, members: int, hidden: int) -> str:
     """The printout of ``measure``'s result."""
     total = sum(r["kinds"].values())
+    what = "one burst" if r.get("calls", 1) == 1 else calls_text(r)[len("The ") :]
     per_step = 1e6 / (r["steps"] * members)  # seconds of a burst -> us per member-step
     lines = [
-        f"| one burst, {members} members of [{hidden}, {hidden}], one thread | us per "
+        f"| {what}, {members} members of [{hidden}, {hidden}], one thread | us per "
         "member-step | share of the ops' sum |",
         "|---|---:|---:|",
     ]
@@ -195,11 +210,18 @@ def report(r: dict, members: int, hidden: int) -> str:
         f"{groups} group{'s' * (groups != 1)} of members over {r['steps']} steps: {expected:,})."
     )
     lines.append(
-        f"\nThe burst took {r['traced'] * per_step:.1f} us per member-step while recorded and "
+        f"\n{calls_text(r)} took {r['traced'] * per_step:.1f} us per member-step while "
+        "recorded and "
         f"{r['untraced'] * per_step:.1f} untraced (best of {r['repeats']}): recording added "
         f"{r['traced'] / r['untraced'] - 1:.0%}. Every recorded op pays for its record, so the "
         "many small ops' share (the rest) is an upper bound."
     )
+    if hidden == BATCH:
+        lines.append(
+            f"\nThe batch and the hidden width are both {BATCH}: a dot's shapes cannot tell the "
+            "hidden-layer products from the others (a [B, H] activation is [H, H] too), so the "
+            "kinds above count every product touching one; read the op rows."
+        )
     return "\n".join(lines)
 
 
@@ -207,10 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--members", type=positive_int, default=25)
     p.add_argument("--hidden", type=positive_int, default=256)
+    p.add_argument(
+        "--burst",
+        type=positive_int,
+        default=K,
+        help=f"steps per call, a divisor of {K} (default {K}: one burst; 1: a call per env step)",
+    )
     p.add_argument("--one", help=argparse.SUPPRESS)  # the child's job: its scratch folder
     args = p.parse_args(argv)
+    if K % args.burst:
+        p.error(f"--burst {args.burst}: give a divisor of {K} (1, 2, 4, ..., {K})")
     if args.one:
-        print(json.dumps(measure(args.members, args.hidden, Path(args.one))))
+        print(json.dumps(measure(args.members, args.hidden, Path(args.one), args.burst)))
         return 0
     with tempfile.TemporaryDirectory() as scratch:
         # The flags must be set before TensorFlow starts: hence a child process.
@@ -220,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags}".strip()
         cmd = [sys.executable, "-m", "benchmarks.step_profile", "--one", scratch]
         cmd += ["--members", str(args.members), "--hidden", str(args.hidden)]
+        cmd += ["--burst", str(args.burst)]
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     print(report(json.loads(out.stdout.strip().splitlines()[-1]), args.members, args.hidden))
     return 0

@@ -227,8 +227,8 @@ def make_population_burst(
 
     The state goes in and out as its six tensors, not packed into fewer as ``dqn.tf_learner``'s
     single learner packs its own: M members' state is M times larger, and packing it (slices
-    in, a concatenation out) cost more per call than the extra tensors' dispatch (~200 us of
-    a ~1.2 ms one-step call of 16 [64, 64] members in XLA's records; docs/populations.md).
+    in, a concatenation out) cost more per call than the extra tensors' dispatch (130-210 us
+    of a one-step call of 16 [64, 64] members in XLA's records; docs/populations.md).
     Inactive members come out exactly as they went in, with NaN metrics. Members are stepped in
     groups of ``group`` (default: ``group_size(shapes)``); a group whose members are all inactive
     runs no step (a conditional around its loop; every other member's computation, and

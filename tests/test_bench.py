@@ -628,12 +628,17 @@ def test_step_profile_runs_and_finds_every_hidden_layer_product(capsys):
     from benchmarks import step_profile
 
     # 5 members of [32, 32] are one group; the table rows are the four kinds and their sum.
-    assert step_profile.main(["--members", "5", "--hidden", "32"]) == 0
+    # Four calls of 32 steps: the 128 steps of one default burst, every call recorded.
+    assert step_profile.main(["--members", "5", "--hidden", "32", "--burst", "32"]) == 0
     out = capsys.readouterr().out
     for kind in (*step_profile.KINDS, "all ops, added up"):
         assert f"| {kind} |" in out
     found, expected = re.search(r"products recorded: ([\d,]+) \(.*: ([\d,]+)\)", out).groups()
     assert found == expected == "512"  # 4 a step x 128 steps x 1 group
+    assert "The 4 calls of 32 steps took" in out
+    with pytest.raises(SystemExit) as refused:  # 128 / 3 steps would not be one burst's
+        step_profile.main(["--burst", "3"])
+    assert refused.value.code == 2
 
 
 @pytest.mark.parametrize(
