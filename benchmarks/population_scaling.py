@@ -8,6 +8,11 @@ of one step each instead, as a population that trains on every env step makes th
 call costs beyond its step shows there. The [256, 256] network's
 stacked state ([M, P] parameters, Adam moments, activations of M batches) outgrows the CPU's
 caches as M grows, which is why ``dqn-compare`` caps population chunks (``study_runs.MAX_CHUNK``).
+
+``--processes N`` asks what sharing the machine costs, as a study's N chunk processes share it:
+each round times the measurement in one process alone and then in N identical processes at
+once (they share the L3 cache and the memory bus), alternating, and prints the medians and their
+ratio.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from benchmarks.args import positive_int
 
 REPEATS = 3  # timed bursts after the compiling one; the best is kept
+ROUNDS = 3  # with --processes: rounds of (one alone, N at once)
 K, BATCH = 128, 64  # the default config's burst and batch
 
 
@@ -70,7 +79,23 @@ def best_burst_seconds(learner, rows, active, repeats: int = REPEATS) -> float:
     return best
 
 
-def measure(members: int, hidden: int, learner: str, k: int = K) -> dict:
+def wait_for_all(barrier: str | None) -> None:
+    """With ``barrier`` "folder:N", wait until N processes have reached this point (each leaves
+    a file in the folder), so that processes measured together time their bursts together."""
+    if barrier is None:
+        return
+    folder, _, n = barrier.rpartition(":")
+    open(os.path.join(folder, str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 600
+    while len(os.listdir(folder)) < int(n):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited 600 s for {n} processes at {folder}")
+        time.sleep(0.01)
+
+
+def measure(
+    members: int, hidden: int, learner: str, k: int = K, barrier: str | None = None
+) -> dict:
     import numpy as np
 
     from benchmarks.floor import grad_step_flops
@@ -81,6 +106,7 @@ def measure(members: int, hidden: int, learner: str, k: int = K) -> dict:
     pop, rows, active = random_population(members, hidden, learner)
     rows = np.ascontiguousarray(rows[:, :k])
     pop.burst(rows, active)  # compiles
+    wait_for_all(barrier)
     # As many timed steps as in the default bursts: the best of 128 one-step calls, say.
     best = best_burst_seconds(pop, rows, active, max(REPEATS, REPEATS * K // k)) / k
     flops = grad_step_flops(4, (hidden, hidden), 2, BATCH) * members
@@ -99,27 +125,75 @@ def main(argv: list[str] | None = None) -> int:
         help=f"gradient steps per call, at most {K} (default {K}, the default config's; 1 is "
         "a call per env step, as in the bench's regimes (b) and (c))",
     )
+    p.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        help="N > 1: time each size alone and in N processes at once, alternating",
+    )
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process's job
+    p.add_argument("--barrier", help=argparse.SUPPRESS)  # a child's: folder:N, see wait_for_all
     args = p.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(args.one, args.hidden, args.learner, args.burst)))
+        print(json.dumps(measure(args.one, args.hidden, args.learner, args.burst, args.barrier)))
         return 0
     if args.burst > K:
         p.error(f"--burst {args.burst}: at most {K}")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1"}
-    print(
-        f"| members | step, all members (ms) | per member (us) | GFLOP/s | ({args.learner}, "
-        f"[{args.hidden}, {args.hidden}], {args.burst} step{'s' * (args.burst > 1)} a call)"
-    )
-    print("|---:|---:|---:|---:|")
-    for m in args.members:
+
+    def child(m: int) -> list[str]:
         cmd = [sys.executable, "-m", "benchmarks.population_scaling", "--one", str(m)]
         cmd += ["--hidden", str(args.hidden), "--learner", args.learner]
-        cmd += ["--burst", str(args.burst)]
-        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        return cmd + ["--burst", str(args.burst)]
+
+    what = (
+        f"({args.learner}, [{args.hidden}, {args.hidden}], {args.burst} step"
+        f"{'s' * (args.burst > 1)} a call)"
+    )
+    if args.processes > 1:
+        n = args.processes
+        print(
+            f"| members | alone: per member (us) | {n} at once: per member (us) | at once / alone "
+            f"| {what}, median of {ROUNDS} rounds, alternating"
+        )
+        print("|---:|---:|---:|---:|")
+        for m in args.members:
+            alone, shared = [], []
+            for _ in range(ROUNDS):
+                alone += [r["step_ms"] for r in run_children([child(m)], env)]
+                shared += [r["step_ms"] for r in run_children([child(m)] * n, env)]
+            a, s = statistics.median(alone) * 1e3 / m, statistics.median(shared) * 1e3 / m
+            print(f"| {m} | {a:.0f} | {s:.0f} | {s / a:.2f}x |")
+        return 0
+    print(f"| members | step, all members (ms) | per member (us) | GFLOP/s | {what}")
+    print("|---:|---:|---:|---:|")
+    for m in args.members:
+        (r,) = run_children([child(m)], env)
         print(f"| {m} | {r['step_ms']:.2f} | {r['step_ms'] * 1e3 / m:.0f} | {r['gflops']:.1f} |")
     return 0
+
+
+def run_children(cmds: list[list[str]], env: dict) -> list[dict]:
+    """Run the measuring children all at once, timing together; each one's result."""
+    barrier = tempfile.mkdtemp(prefix="population-scaling-")
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--barrier", f"{barrier}:{len(cmds)}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for cmd in cmds
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    shutil.rmtree(barrier)
+    return results
 
 
 if __name__ == "__main__":

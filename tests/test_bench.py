@@ -3,6 +3,7 @@
 No timing is asserted, and nothing here needs torch (the one SB3 check skips without it).
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -493,6 +494,44 @@ def test_population_scaling_times_calls_of_the_burst_it_is_given(monkeypatch):
     with pytest.raises(SystemExit) as refused:
         population_scaling.main(["--burst", "129"])
     assert refused.value.code == 2
+
+
+def test_population_scaling_processes_time_their_bursts_together():
+    """The children of --processes wait for each other before timing: one that compiles late
+    does not leave the others timing alone."""
+    import time
+
+    from benchmarks.population_scaling import run_children
+
+    child = (
+        "import json, sys, time\n"
+        "from benchmarks.population_scaling import wait_for_all\n"
+        "time.sleep(float(sys.argv[1]))\n"  # compiling, for as long as it takes
+        "wait_for_all(sys.argv[-1])\n"
+        "print(json.dumps({'passed': time.time()}))\n"
+    )
+    start = time.time()
+    cmds = [[sys.executable, "-c", child, str(s)] for s in (0.0, 0.2, 1.5)]
+    out = run_children(cmds, dict(os.environ))
+    passed = [r["passed"] for r in out]
+    assert min(passed) >= start + 1.5  # none went on before the slowest arrived
+    assert max(passed) - min(passed) < 0.5
+
+
+def test_population_scaling_processes_prints_medians_and_their_ratio(monkeypatch, capsys):
+    from benchmarks import population_scaling
+
+    runs = []
+
+    def fake(cmds, env):
+        runs.append(len(cmds))
+        step_ms = 1.0 if len(cmds) == 1 else 1.5  # a member: 1000 us alone, 1500 at once
+        return [{"step_ms": step_ms * 4} for _ in cmds]
+
+    monkeypatch.setattr(population_scaling, "run_children", fake)
+    assert population_scaling.main(["--members", "4", "--processes", "2"]) == 0
+    assert runs == [1, 2] * population_scaling.ROUNDS  # alternating, alone first
+    assert "| 4 | 1000 | 1500 | 1.50x |" in capsys.readouterr().out
 
 
 def test_learner_anatomy_runs(capsys):
