@@ -117,8 +117,13 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> tuple
             f"unsupported action space {action_space}: DQN needs a Discrete action space"
         )
     if int(action_space.start) != 0:
+        # The agent's actions are indices 0..n-1; shifting them here would hand the env of a user
+        # who steps it with agent.act(obs) the wrong action, silently.
+        n, start = int(action_space.n), int(action_space.start)
         raise UnsupportedSpaceError(
-            f"unsupported action space {action_space}: Discrete actions must start at 0"
+            f"unsupported action space {action_space}: Discrete actions must start at 0; give "
+            f"the env Discrete({n}) and add {start} to the action in its step (the agent acts "
+            f"0..{n - 1})"
         )
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise UnsupportedSpaceError(

@@ -44,7 +44,11 @@ def make_replay(n=64, seed=0):
         (gym.spaces.Dict({"a": OBS}), ACTIONS, "1-D Box"),
         (OBS, gym.spaces.Box(-1, 1, (1,)), "Discrete action space"),
         (OBS, gym.spaces.MultiDiscrete([2, 2]), "Discrete action space"),
-        (OBS, gym.spaces.Discrete(3, start=1), "must start at 0"),
+        (
+            OBS,
+            gym.spaces.Discrete(3, start=1),
+            r"must start at 0; give the env Discrete\(3\) and add 1 ",
+        ),
         (gym.spaces.Box(-1, 1, (0,), np.float32), ACTIONS, "it has no dimensions"),
     ],
 )
