@@ -737,3 +737,26 @@ def test_stop_at_solve_refuses_a_bad_override_in_one_line(tmp_path, capsys):
             stop_at_solve.main(["--out", str(tmp_path / "x.csv"), "--set", override])
         assert exit_.value.code == 2 and named in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_subnormals_counts_and_flushes_what_float32_cannot_hold_as_normal():
+    import numpy as np
+
+    from benchmarks.subnormals import TINY, count, flushed
+
+    values = np.array([0.0, -0.0, TINY, TINY / 2, -TINY / 4, 1e-45, 1.0], np.float32)
+    assert TINY == np.float32(2.0**-126)
+    assert count(values) == (2, 3)  # +-0; TINY/2, -TINY/4, 1e-45 (the smallest subnormal)
+    out = flushed(values)
+    assert out.dtype == np.float32 and count(out) == (5, 0)
+    assert out[2] == TINY and out[-1] == 1.0  # normal values are kept
+
+
+def test_subnormals_reads_the_last_dead_fractions(tmp_path):
+    from benchmarks.subnormals import last_dead_fractions
+
+    csv = tmp_path / "metrics.csv"
+    csv.write_text(
+        "env_step,dead_fraction/hidden_0,dead_fraction/hidden_1\n2500,0.5,0.25\n5000,0.125,0.375\n"
+    )
+    assert last_dead_fractions(csv) == {"hidden_0": 0.125, "hidden_1": 0.375}
