@@ -108,11 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from dqn import DQNAgent, DQNConfig, train
+    from dqn.errors import DQNError
     from dqn.runtime import configure_blas
 
-    base = DQNConfig.from_yaml(args.config).replace(seed=args.seed)
-    if args.steps:
-        base = base.replace(total_env_steps=args.steps)
+    try:
+        base = DQNConfig.from_yaml(args.config).replace(seed=args.seed)
+        if args.steps:
+            base = base.replace(total_env_steps=args.steps)
+    except DQNError as exc:
+        p.error(str(exc))
     agents, dead = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for learner in ("tensorflow", "numpy"):

@@ -760,3 +760,12 @@ def test_subnormals_reads_the_last_dead_fractions(tmp_path):
         "env_step,dead_fraction/hidden_0,dead_fraction/hidden_1\n2500,0.5,0.25\n5000,0.125,0.375\n"
     )
     assert last_dead_fractions(csv) == {"hidden_0": 0.125, "hidden_1": 0.375}
+
+
+def test_subnormals_refuses_a_bad_config_in_one_line(tmp_path, capsys):
+    from benchmarks import subnormals
+
+    with pytest.raises(SystemExit) as refused:
+        subnormals.main(["--config", str(tmp_path / "nope.yaml")])
+    assert refused.value.code == 2
+    assert "config file not found" in capsys.readouterr().err
