@@ -174,26 +174,39 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_children(cmds: list[list[str]], env: dict) -> list[dict]:
-    """Run the measuring children all at once, timing together; each one's result."""
+    """Run the measuring children all at once, timing together; each one's result. A child
+    that fails stops the others (they would wait for it at the barrier) and raises."""
     barrier = tempfile.mkdtemp(prefix="population-scaling-")
-    procs = [
-        subprocess.Popen(
-            [*cmd, "--barrier", f"{barrier}:{len(cmds)}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for cmd in cmds
-    ]
-    results = []
-    for proc in procs:
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise subprocess.CalledProcessError(proc.returncode, proc.args, out, err)
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    shutil.rmtree(barrier)
-    return results
+    logs = [(tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")) for _ in cmds]
+    procs = []
+    try:
+        for cmd, (out, err) in zip(cmds, logs):
+            argv = [*cmd, "--barrier", f"{barrier}:{len(cmds)}"]
+            procs.append(subprocess.Popen(argv, stdout=out, stderr=err, text=True, env=env))
+        while any(proc.poll() is None for proc in procs):
+            for proc, files in zip(procs, logs):
+                if proc.poll():  # failed: raise now, not after the others time out
+                    child_result(proc, *files)
+            time.sleep(0.05)
+        return [child_result(proc, *files) for proc, files in zip(procs, logs)]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for files in logs:
+            for f in files:
+                f.close()
+        shutil.rmtree(barrier, ignore_errors=True)
+
+
+def child_result(proc: subprocess.Popen, out, err) -> dict:
+    """A finished child's result (its last line of output), or its failure, raised."""
+    out.seek(0)
+    err.seek(0)
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, out.read(), err.read())
+    return json.loads(out.read().strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -518,6 +518,29 @@ def test_population_scaling_processes_time_their_bursts_together():
     assert max(passed) - min(passed) < 0.5
 
 
+def test_population_scaling_a_failing_child_stops_the_others():
+    """A child that dies before the barrier does not leave the others waiting there for it, nor
+    the parent waiting for them."""
+    import subprocess
+    import time
+
+    from benchmarks.population_scaling import run_children
+
+    waits = (
+        "import sys\n"
+        "from benchmarks.population_scaling import wait_for_all\n"
+        "wait_for_all(sys.argv[-1])\n"
+    )
+    dies = "import sys\nsys.exit('broken before the barrier')\n"
+    start = time.monotonic()
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        run_children(
+            [[sys.executable, "-c", waits], [sys.executable, "-c", dies]], dict(os.environ)
+        )
+    assert "broken before the barrier" in failed.value.stderr
+    assert time.monotonic() - start < 30  # not the barrier's 600 s
+
+
 def test_population_scaling_processes_prints_medians_and_their_ratio(monkeypatch, capsys):
     from benchmarks import population_scaling
 
