@@ -88,9 +88,26 @@ def learning_rate_at(grad_steps: tf.Tensor, config: DQNConfig) -> tf.Tensor:
     return config.learning_rate + frac * (config.learning_rate_end - config.learning_rate)
 
 
+def sort_nan_last(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
+    """``x`` sorted ascending along ``axis`` with NaNs last, as numpy's sort puts them.
+
+    Why: XLA's sort puts NaN last, but TensorFlow's own (``jit_compile: false``) leaves a NaN
+    where it lands and misorders the finite values around it ([3, nan, 1, inf, 2] came out
+    [1, 3, nan, 2, inf]), so a diverging batch's quantiles would depend on the compiler.
+    """
+    nan = tf.math.is_nan(x)
+    ordered = tf.sort(tf.where(nan, tf.constant(float("inf"), x.dtype), x), axis=axis)
+    n = tf.shape(x)[axis]
+    nans = tf.reduce_sum(tf.cast(nan, tf.int32), axis=axis, keepdims=True)
+    rank_shape = [1] * len(x.shape)
+    rank_shape[axis] = -1
+    rank = tf.reshape(tf.range(n), rank_shape)  # broadcast along every other axis
+    return tf.where(rank >= n - nans, tf.constant(float("nan"), x.dtype), ordered)
+
+
 def _abs_quantiles(x: tf.Tensor) -> list[tf.Tensor]:
-    """Median, 90% and 99% (nearest rank) and max of |x| over a batch."""
-    s = tf.sort(tf.abs(x))
+    """Median, 90% and 99% (nearest rank) and max of |x| over a batch (NaNs count as largest)."""
+    s = sort_nan_last(tf.abs(x))
     n = tf.shape(s)[0]
     nf = tf.cast(n, tf.float32)
 

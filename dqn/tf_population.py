@@ -36,7 +36,7 @@ from dqn.fastcall import call_compiled
 from dqn.learner import LearnerArrays
 from dqn.members import GROUP_BYTES, check_members, group_size, member_settings
 from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
-from dqn.tf_learner import LearnerState, adam_update, nan_max, unpack_rows
+from dqn.tf_learner import LearnerState, adam_update, nan_max, sort_nan_last, unpack_rows
 
 # The TensorFlow ops the Keras activations of a Dense layer run (Keras 3, TensorFlow backend).
 ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
@@ -201,7 +201,7 @@ def make_step(
         """``dqn.tf_learner._step_metrics`` per member: [M, n]."""
         abs_td = tf.abs(td_error)
         if diagnostics:
-            ordered = tf.sort(abs_td, axis=1)
+            ordered = sort_nan_last(abs_td, axis=1)
             quantiles = tf.gather(ordered, _quantile_ranks(tf.shape(abs_td)[1]), axis=1)
             zero = tf.reduce_mean(tf.cast(tf.equal(dq_sa, 0.0), tf.float32), axis=1)
             over = tf.reduce_mean(tf.cast(abs_td > column("bound"), tf.float32), axis=1)

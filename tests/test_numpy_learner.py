@@ -171,3 +171,49 @@ def test_a_numpy_learner_run_resumes_from_a_checkpoint_to_the_same_metrics(tmp_p
     result = resume(run, progress=False, log_tensorboard=False)
     assert result.agent.grad_steps > 0
     assert (run / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("jit", [None, False, True])  # eager, graph, XLA
+def test_sort_nan_last_sorts_as_numpy_does(axis, jit):
+    import tensorflow as tf
+
+    from dqn.tf_learner import sort_nan_last
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 7)).astype(np.float32)
+    x[rng.random(x.shape) < 0.3] = np.nan
+    x[0, 0], x[1, 1], x[4] = np.inf, -np.inf, np.nan  # infinities, and a row of NaN only
+    fn = sort_nan_last if jit is None else tf.function(sort_nan_last, jit_compile=jit)
+    got = fn(tf.constant(x), axis=axis).numpy()
+    np.testing.assert_array_equal(got, np.sort(x, axis=axis))  # NaNs equal NaNs here
+
+
+@pytest.mark.parametrize(
+    "learner, jit", [("tensorflow", False), ("tensorflow", True), ("numpy", False)]
+)
+def test_a_nan_td_error_ranks_last_in_every_learners_quantiles(learner, jit):
+    """One NaN reward makes one TD error NaN: it is the batch's max and its 99% quantile (rank
+    64 of 64), and the median and 90% quantile are those of the other TD errors with the NaN
+    ranked last, whichever learner or compiler computes them."""
+    from dqn.numpy_learner import _ranks
+    from dqn.replay import row_layout
+    from dqn.step_metrics import METRIC_NAMES
+
+    config = SMALL.replace(learner=learner, jit_compile=jit)  # one-step targets, no double DQN
+    agent = DQNAgent(OBS, ACTIONS, config)
+    at, n = row_layout(3), 64
+    rows = make_replay(n).sample_rows(n, 1).copy()[0]  # [64, W]
+    rows[5, at.reward] = np.nan
+    # The TD errors before the step, the target network being the online one at the start.
+    q = agent.q_values(rows[:, at.obs]).astype(np.float64)
+    next_q = agent.q_values(rows[:, at.next_obs]).max(axis=1)
+    actions = rows[:, at.action].astype(int)
+    target = rows[:, at.reward] + config.gamma * (1 - rows[:, at.terminated]) * next_q
+    expected = np.sort(np.abs(target - q[np.arange(n), actions]))  # NaN last
+    metrics = dict(zip(METRIC_NAMES, agent.learner.burst(rows[None])))
+    p50, p90, p99 = expected[_ranks(n)]
+    assert np.isnan(p99) and np.isnan(metrics["td_error_abs_p99"])
+    assert np.isnan(metrics["td_error_abs_max"])
+    np.testing.assert_allclose(metrics["td_error_abs_p50"], p50, rtol=1e-5)
+    np.testing.assert_allclose(metrics["td_error_abs_p90"], p90, rtol=1e-5)
