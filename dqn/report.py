@@ -102,13 +102,24 @@ def summary_markdown(
         "bootstrap over runs (scipy) for IQMs. Zero-grad fraction: share of sampled "
         "transitions whose loss gradient was exactly 0, averaged over training."
     )
-    if "huber" in groups and "clipped_delta" in groups:
+    for a, b in _compared_pairs(list(groups), shared):
         for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):
-            x = [r[metric] for r in groups["huber"]]
-            y = [r[metric] for r in groups["clipped_delta"]]
+            x = [r[metric] for r in groups[a]]
+            y = [r[metric] for r in groups[b]]
             p, lo, hi = probability_of_improvement_ci(x, y, seed=seed)
-            text += f"\n\nP(huber > clipped_delta) on {name}: {p:.2f} [95% CI {lo:.2f}, {hi:.2f}]"
+            text += f"\n\nP({a} > {b}) on {name}: {p:.2f} [95% CI {lo:.2f}, {hi:.2f}]"
     return text + "\n"
+
+
+def _compared_pairs(labels: list[str], shared_threshold: bool) -> list[tuple[str, str]]:
+    """Which variants the summary compares head to head: the fix against the 2016 bug where a
+    study has both, else the two variants of an A/B study (the first against the second), if
+    they are measured against one threshold (returns on two envs do not compare)."""
+    if "huber" in labels and "clipped_delta" in labels:
+        return [("huber", "clipped_delta")]
+    if len(labels) == 2 and shared_threshold:
+        return [(labels[0], labels[1])]
+    return []
 
 
 def _nan_safe(fn, values) -> float:

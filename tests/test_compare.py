@@ -314,3 +314,32 @@ def test_variants_with_their_own_thresholds_are_counted_each_against_its_own():
     assert lines[3].startswith("| acrobot (>= -100) | 1 | 1/1") and lines[3].count("| 1/1 [") == 2
     same = summary_markdown([row], {"cartpole": 475.0}).splitlines()
     assert "solved (eval >= 475)" in same[0] and same[2].startswith("| cartpole | 1 |")
+
+
+def test_an_ab_study_compares_its_two_variants_head_to_head():
+    """Two variants on one threshold: P(first > second) on the final evaluation and on the AUC,
+    as Mann-Whitney's U / nm; with another env's variant, or a third variant, no such line."""
+    from dqn.report import summary_markdown
+
+    row = dict(
+        variant="huber",
+        seed=0,
+        first_solve_env_step=5000,
+        final_eval_mean=1.0,
+        eval_auc=10.0,
+        zero_grad_fraction_mean=0.0,
+        q_abs_max=5.0,
+        diverged_at_env_step=None,
+        train_seconds=1.0,
+    )
+    a = [row, {**row, "seed": 1, "final_eval_mean": 3.0, "eval_auc": 30.0}]  # finals 1, 3
+    b = [{**r, "variant": "elu", "final_eval_mean": 2.0, "eval_auc": 0.0} for r in a]  # 2, 2
+    text = summary_markdown(a + b, 475.0)
+    # Final: of the 4 pairs (1 or 3 against 2 or 2) huber wins 2, so 0.50; AUC: all 4, so 1.00.
+    assert "P(huber > elu) on final evaluation: 0.50 [" in text
+    assert "P(huber > elu) on eval AUC: 1.00 [95% CI 1.00, 1.00]" in text
+    assert "P(elu" not in text
+    three = summary_markdown(a + b + [{**r, "variant": "l2"} for r in a], 475.0)
+    assert "P(" not in three
+    two_envs = summary_markdown(a + b, {"huber": 475.0, "elu": -100.0})
+    assert "P(" not in two_envs
