@@ -272,20 +272,26 @@ def test_a_study_is_refused_only_when_the_chunks_it_holds_at_once_do_not_fit(tmp
     assert trained.value.args == (3,)
 
 
-def test_a_study_on_an_env_without_a_threshold_says_so_rather_than_eval_inf():
-    from dqn.report import summary_markdown
-
+def result_row(**changes) -> dict:
+    """One run's row of results.csv, as the summary reads it."""
     row = dict(
         variant="l2",
         seed=0,
         first_solve_env_step=None,
-        final_eval_mean=-80.0,
-        eval_auc=-90.0,
+        final_eval_mean=0.0,
+        eval_auc=0.0,
         zero_grad_fraction_mean=0.0,
         q_abs_max=5.0,
         diverged_at_env_step=None,
         train_seconds=1.0,
     )
+    return {**row, **changes}
+
+
+def test_a_study_on_an_env_without_a_threshold_says_so_rather_than_eval_inf():
+    from dqn.report import summary_markdown
+
+    row = result_row(variant="l2", final_eval_mean=-80.0, eval_auc=-90.0)
     header = summary_markdown([row, {**row, "seed": 1}], float("inf")).splitlines()[0]
     assert "solved (no threshold: set solve_return)" in header and "inf" not in header
     assert "solved (eval >= -100)" in summary_markdown([row, {**row, "seed": 1}], -100.0)
@@ -295,17 +301,7 @@ def test_variants_with_their_own_thresholds_are_counted_each_against_its_own():
     # A variant on Acrobot (solved at -100) beside CartPole ones (475): each counts its own.
     from dqn.report import summary_markdown
 
-    row = dict(
-        variant="cartpole",
-        seed=0,
-        first_solve_env_step=None,
-        final_eval_mean=470.0,
-        eval_auc=400.0,
-        zero_grad_fraction_mean=0.0,
-        q_abs_max=5.0,
-        diverged_at_env_step=None,
-        train_seconds=1.0,
-    )
+    row = result_row(variant="cartpole", final_eval_mean=470.0, eval_auc=400.0)
     acrobot = {**row, "variant": "acrobot", "final_eval_mean": -90.0, "first_solve_env_step": 9}
     text = summary_markdown([row, acrobot], {"cartpole": 475.0, "acrobot": -100.0})
     lines = text.splitlines()
@@ -321,17 +317,7 @@ def test_an_ab_study_compares_its_two_variants_head_to_head():
     as Mann-Whitney's U / nm; with another env's variant, or a third variant, no such line."""
     from dqn.report import summary_markdown
 
-    row = dict(
-        variant="huber",
-        seed=0,
-        first_solve_env_step=5000,
-        final_eval_mean=1.0,
-        eval_auc=10.0,
-        zero_grad_fraction_mean=0.0,
-        q_abs_max=5.0,
-        diverged_at_env_step=None,
-        train_seconds=1.0,
-    )
+    row = result_row(variant="huber", first_solve_env_step=5000, final_eval_mean=1.0, eval_auc=10.0)
     a = [row, {**row, "seed": 1, "final_eval_mean": 3.0, "eval_auc": 30.0}]  # finals 1, 3
     b = [{**r, "variant": "elu", "final_eval_mean": 2.0, "eval_auc": 0.0} for r in a]  # 2, 2
     text = summary_markdown(a + b, 475.0)
