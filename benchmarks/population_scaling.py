@@ -45,7 +45,6 @@ def random_population(members: int, hidden: int, learner: str = "tensorflow"):
     import numpy as np
 
     from dqn.config import DQNConfig
-    from dqn.replay import row_layout
 
     shapes = default_shapes(hidden)
     # One-step targets: the digests and timings in the docs were taken with them (n_step was 1
@@ -60,13 +59,23 @@ def random_population(members: int, hidden: int, learner: str = "tensorflow"):
     else:
         from dqn.tf_population import TFPopulationLearner as Learner
     pop = Learner(shapes, ["relu", "relu", "linear"], configs, online)
-    at = row_layout(4)
-    rows = np.zeros((members, K, BATCH, at.width), np.float32)
-    rows[..., at.obs] = rng.normal(size=(members, K, BATCH, 4))
-    rows[..., at.next_obs] = rng.normal(size=(members, K, BATCH, 4))
-    rows[..., at.action] = rng.integers(0, 2, (members, K, BATCH))
+    return pop, random_rows(rng, (members, K, BATCH)), np.ones(members, bool)
+
+
+def random_rows(rng, lead: tuple[int, ...], obs_dim: int = 4, n_actions: int = 2):
+    """Random packed replay rows [*lead, W]: normal observations and next observations, uniform
+    actions, reward 1, nothing terminal. Timings only; the arithmetic does not depend on them."""
+    import numpy as np
+
+    from dqn.replay import row_layout
+
+    at = row_layout(obs_dim)
+    rows = np.zeros((*lead, at.width), np.float32)
+    rows[..., at.obs] = rng.normal(size=(*lead, obs_dim))
+    rows[..., at.next_obs] = rng.normal(size=(*lead, obs_dim))
+    rows[..., at.action] = rng.integers(0, n_actions, lead)
     rows[..., at.reward] = 1.0
-    return pop, rows, np.ones(members, bool)
+    return rows
 
 
 def best_burst_seconds(learner, rows, active, repeats: int = REPEATS) -> float:

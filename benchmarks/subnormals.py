@@ -24,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.args import positive_int
+from benchmarks.population_scaling import random_rows
 
 TINY = np.finfo(np.float32).tiny  # the smallest normal float32
 FIELDS = ("online", "adam_m", "adam_v")
-ROUNDS = 5
+ROUNDS = 21  # alternating bursts of each state; the median of each is compared
 
 
 def count(values: np.ndarray) -> tuple[int, int]:
@@ -40,19 +41,6 @@ def count(values: np.ndarray) -> tuple[int, int]:
 def flushed(values: np.ndarray) -> np.ndarray:
     """``values`` with every subnormal entry set to zero, as TensorFlow's ops would leave it."""
     return np.where(np.abs(values) < TINY, np.float32(0), values).astype(np.float32)
-
-
-def random_rows(obs_dim: int, n_actions: int, k: int, batch: int, seed: int = 0) -> np.ndarray:
-    """A burst of K batches of random replay rows [K, B, W] for the learner's ``update_rows``."""
-    from dqn.replay import row_layout
-
-    at, rng = row_layout(obs_dim), np.random.default_rng(seed)
-    rows = np.zeros((k, batch, at.width), np.float32)
-    rows[..., at.obs] = 0.5 * rng.normal(size=(k, batch, obs_dim))
-    rows[..., at.next_obs] = rows[..., at.obs]
-    rows[..., at.action] = rng.integers(0, n_actions, (k, batch))
-    rows[..., at.reward] = 1.0
-    return rows
 
 
 def last_dead_fractions(metrics_csv: Path) -> dict[str, float]:
@@ -146,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     as_trained = agent.state
     clean = as_trained._replace(**{f: flushed(getattr(as_trained, f)) for f in FIELDS})
     k, batch = base.gradient_steps_per_train, base.batch_size
-    rows = random_rows(agent.obs_dim, agent.n_actions, k, batch)
+    rng = np.random.default_rng(0)
+    rows = random_rows(rng, (k, batch), agent.obs_dim, agent.n_actions)
     burst_seconds(agent, as_trained, rows)  # the first call allocates
     kept, gone = [], []
     for _ in range(ROUNDS):
