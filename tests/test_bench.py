@@ -3,6 +3,7 @@
 No timing is asserted, and nothing here needs torch (the one SB3 check skips without it).
 """
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -788,3 +789,47 @@ def test_subnormals_refuses_a_bad_config_in_one_line(tmp_path, capsys):
         subnormals.main(["--config", str(tmp_path / "nope.yaml")])
     assert refused.value.code == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_study_learner_chunks_members_as_the_study_interleaves_its_variants():
+    from benchmarks.populations import STUDY_VARIANTS
+    from benchmarks.study_learner import study_members
+    from dqn.compare import Variant
+
+    members = study_members(7, 25)
+    labels = [Variant.parse(v).label for v in STUDY_VARIANTS]
+    assert [m.label.rpartition("-")[0] for m in members] == labels + labels[:2]
+    assert [m.seed for m in members] == list(range(25, 32))
+    assert members[4].overrides == {"loss": "l2", "max_grad_norm": 10.0}
+
+
+def test_study_learner_times_the_calls_after_the_first_per_member_step(monkeypatch):
+    """The loop's figure is the learner's seconds after its first call over the member-steps of
+    those calls: 2 members, calls at env steps 1,024 and 1,280 (the second one timed)."""
+    import dqn.population
+    from benchmarks import study_learner
+
+    def fake_train(config, members, out_dir, **_):
+        assert config.total_env_steps == 1_300 and len(members) == 2
+        out_dir.mkdir(parents=True)
+        timing = {"learner_calls": 2, "learner_seconds": 3.0, "first_learner_call_seconds": 2.0}
+        (out_dir / "timing.json").write_text(json.dumps(timing))
+
+    monkeypatch.setattr(dqn.population, "train_population", fake_train)
+    # 1.0 s for 128 steps of 2 members.
+    assert study_learner.time_loop(2, 1_300, 0) == pytest.approx(1e6 / 256)
+    with pytest.raises(SystemExit) as refused:
+        study_learner.main(["--env-steps", "1279"])
+    assert refused.value.code == 2
+
+
+def test_study_learner_reports_medians_and_their_ratio_to_the_bursts():
+    from argparse import Namespace
+
+    from benchmarks.study_learner import report
+
+    times = {"bursts": [500.0, 480.0], "loop, alone": [520.0, 510.0], "loop, two at once": [600.0]}
+    text = report(times, Namespace(members=25, env_steps=15_000, rounds=2))
+    assert "| bursts | 490 | 1.00x | 500, 480 |" in text
+    assert "| loop, alone | 515 | 1.05x | 520, 510 |" in text
+    assert "| loop, two at once | 600 | 1.22x | 600 |" in text
