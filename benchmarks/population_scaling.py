@@ -39,18 +39,20 @@ def default_shapes(hidden: int) -> list[tuple[int, ...]]:
     return [(4, hidden), (hidden,), (hidden, hidden), (hidden,), (hidden, 2), (2,)]
 
 
-def random_population(members: int, hidden: int, learner: str = "tensorflow"):
+def random_population(members: int, hidden: int, learner: str = "tensorflow", configs=None):
     """(learner, rows [M, K, B, W], active [M]): a population learner of ``members`` default
-    networks with random parameters, and one burst of random replay rows for it."""
+    networks with random parameters, and one burst of random replay rows for it. ``configs``
+    (one per member) replaces the default members' update settings."""
     import numpy as np
 
     from dqn.config import DQNConfig
 
     shapes = default_shapes(hidden)
-    # One-step targets: the digests and timings in the docs were taken with them (n_step was 1
-    # by default then); the discount changes the numbers, not the cost.
-    config = DQNConfig(hidden_sizes=(hidden, hidden), n_step=1, learner=learner)
-    configs = [config.replace(seed=i) for i in range(members)]
+    if configs is None:
+        # One-step targets: the digests and timings in the docs were taken with them (n_step
+        # was 1 by default then); the discount changes the numbers, not the cost.
+        config = DQNConfig(hidden_sizes=(hidden, hidden), n_step=1, learner=learner)
+        configs = [config.replace(seed=i) for i in range(members)]
     size = sum(int(np.prod(s)) for s in shapes)
     rng = np.random.default_rng(0)
     online = (0.05 * rng.normal(size=(members, size))).astype(np.float32)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -31,12 +30,10 @@ from pathlib import Path
 
 from benchmarks.args import positive_int
 from benchmarks.population_scaling import (
-    BATCH,
     REPEATS,
     K,
     best_burst_seconds,
-    default_shapes,
-    random_rows,
+    random_population,
     run_children,
     wait_for_all,
 )
@@ -65,18 +62,9 @@ def base_config(env_steps: int):
 
 def time_bursts(members: int) -> float:
     """Microseconds per member-step of the chunk's learner on random rows, best of bursts."""
-    import numpy as np
-
-    from dqn.tf_population import TFPopulationLearner
-
     base = base_config(50_000)
     configs = [base.replace(seed=m.seed, **m.overrides) for m in study_members(members, 0)]
-    shapes = default_shapes(base.hidden_sizes[0])
-    rng = np.random.default_rng(0)
-    size = sum(math.prod(s) for s in shapes)
-    online = (0.05 * rng.normal(size=(members, size))).astype(np.float32)
-    learner = TFPopulationLearner(shapes, ["relu", "relu", "linear"], configs, online)
-    rows, active = random_rows(rng, (members, K, BATCH)), np.ones(members, bool)
+    learner, rows, active = random_population(members, base.hidden_sizes[0], configs=configs)
     learner.burst(rows, active)  # compiles
     return best_burst_seconds(learner, rows, active, REPEATS) / K / members * 1e6
 
@@ -132,14 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     from dqn.config import first_burst_env_step
 
     c = base_config(args.env_steps)
-    if args.env_steps < first_burst_env_step(c) + c.train_every_env_steps:
-        need = first_burst_env_step(c) + c.train_every_env_steps
+    need = first_burst_env_step(c) + c.train_every_env_steps  # the second call's env step
+    if args.env_steps < need:
         p.error(f"--env-steps {args.env_steps}: at least {need} make the two learner calls needed")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1"}
 
     def cmd(way: str, first_seed: int = 0) -> list[str]:
-        job = {"way": way, "members": args.members, "env_steps": args.env_steps}
-        job["first_seed"] = first_seed
+        job = dict(way=way, members=args.members, env_steps=args.env_steps, first_seed=first_seed)
         return [sys.executable, "-m", "benchmarks.study_learner", "--one", json.dumps(job)]
 
     times: dict[str, list[float]] = {w: [] for w in WAYS}
