@@ -7,9 +7,13 @@ STAMP := $(VENV)/.installed
 # setuptools prints a boxed "Editable installation" notice (the repository's `dqn/` folder takes
 # precedence over other installs during imports) for every editable install: that is what an
 # editable install is for here, so the notice is filtered out, and no other warning with it.
-EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e
+# `-c constraints.txt`: every package at the version the suite last passed with (`make lock`
+# below), so that a fresh clone installs the same set next month as today; pyproject.toml keeps
+# the ranges the package accepts, for `pip install` into a project of your own.
+EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet \
+	-c constraints.txt -e
 
-.PHONY: train test test-fast test-other-cpu trust lint backprop bench clean-venv
+.PHONY: train test test-fast test-other-cpu trust lint backprop bench lock clean-venv
 
 # pyproject.toml's requires-python, checked here so that the message names the interpreter.
 NEED_PY := import sys; sys.exit(sys.version_info < (3, 10))
@@ -34,7 +38,7 @@ endif
 # is gone (an interrupted `rm -rf .venv`) leaves a python that is the base interpreter itself,
 # into which pip would install everything.
 VENV_OK := import sys, pip; sys.exit(sys.prefix == sys.base_prefix)
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(MOVED)
 	@if ! $(BIN)/python -c '$(VENV_OK)' >/dev/null 2>&1; then \
 		rm -rf $(VENV); \
@@ -112,6 +116,20 @@ trust: $(STAMP)
 
 backprop: $(STAMP)
 	$(BIN)/dqn-backprop --out results/backprop
+
+# `make lock`: constraints.txt resolved again from pyproject.toml (every extra, for Python 3.10
+# on, every platform: one file, its pins split by environment markers where a package's newest
+# release differs between Pythons), keeping each pin that pyproject.toml still allows;
+# `make lock ARGS=--upgrade` moves every pin to the newest release allowed. Then `make test`.
+# uv resolves (pip cannot write a lock for other Pythons than its own); pip still installs. It
+# lives in a venv of its own, so that a lock pyproject.toml no longer fits can still be redone.
+LOCK_VENV := .venv-lock
+lock:
+	@test -x $(LOCK_VENV)/bin/uv || { rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV) \
+		&& $(LOCK_VENV)/bin/python -m pip install --quiet "uv==0.13.9"; }
+	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra dev --extra ray --extra render \
+		--extra bench --universal --python-version 3.10 --quiet --custom-compile-command \
+		"make lock" --output-file constraints.txt $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -73,6 +73,7 @@ def make(folder: Path, python: str, *options: str) -> subprocess.CompletedProces
 def project(tmp_path) -> Path:
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "constraints.txt").write_text("")
     return tmp_path
 
 
@@ -89,8 +90,25 @@ def test_a_venv_without_pip_left_by_a_failed_try_is_made_again(project):
     assert proc.returncode == 0, proc.stderr
     calls = log(project)
     assert "python -m venv .venv" in calls
-    assert any(c.startswith("venv-python -m pip install --quiet -e") for c in calls)
+    assert any(
+        c.startswith("venv-python -m pip install --quiet -c constraints.txt -e") for c in calls
+    )
     assert (project / ".venv" / ".installed").is_file()
+
+
+def test_the_install_takes_the_lock_and_a_new_lock_installs_again(project):
+    python = str(interpreter(project / "py", "3.11.7"))
+    assert make(project, python).returncode == 0
+    installs = [c for c in log(project) if "pip install --quiet -c constraints.txt -e" in c]
+    assert installs == [
+        "venv-python -m pip install --quiet -c constraints.txt -e .[dev,ray,render]"
+    ]
+    assert "is up to date" in make(project, python).stdout
+    lock = project / "constraints.txt"  # `make lock` wrote it again
+    later = (project / ".venv" / ".installed").stat().st_mtime + 10
+    os.utime(lock, (later, later))
+    assert make(project, python).returncode == 0
+    assert sum("-c constraints.txt" in c for c in log(project)) == 2
 
 
 def test_a_venv_without_its_pyvenv_cfg_is_made_again_not_installed_into(project):
@@ -143,6 +161,7 @@ def test_a_venv_made_in_another_folder_is_made_again_and_an_older_stamp_is_kept(
     first.mkdir()
     shutil.copy(ROOT / "Makefile", first / "Makefile")
     (first / "pyproject.toml").write_text("")
+    (first / "constraints.txt").write_text("")
     python = str(interpreter(tmp_path / "py", "3.11.7"))
     assert make(first, python).returncode == 0
     assert (first / ".venv" / ".installed").read_text().strip() == str(first.resolve())

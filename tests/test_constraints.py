@@ -1,0 +1,91 @@
+"""constraints.txt, the lock `make` installs with: one pin for every package pyproject.toml asks
+for, within the range pyproject.toml allows, on each Python and platform the package supports;
+and a .venv that `make` built holds the pinned versions. (Whether each pin has a wheel on each
+of them is asked of PyPI by scripts/lock_wheels.py, which needs the network.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest depends on tomli below 3.11
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("lock_wheels", ROOT / "scripts" / "lock_wheels.py")
+lock_wheels = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lock_wheels)
+
+LOCK = lock_wheels.lock_lines((ROOT / "constraints.txt").read_text())
+# The extras `make` installs (.[dev,ray,render]); `make bench` adds "bench".
+MAKE_EXTRAS = ("dev", "ray", "render")
+
+
+def wanted(extras: tuple[str, ...] | None = None) -> list[Requirement]:
+    """What pyproject.toml asks for: its dependencies and those of ``extras`` (None: all)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    optional = project.get("optional-dependencies", {})
+    lists = [optional[e] for e in (optional if extras is None else extras)]
+    return [Requirement(r) for r in [*project["dependencies"], *(r for x in lists for r in x)]]
+
+
+def applies(req: Requirement, env: dict[str, str]) -> bool:
+    return req.marker is None or req.marker.evaluate(env)
+
+
+def test_a_lock_is_read_as_one_pin_per_package_where_its_markers_hold():
+    lock = lock_wheels.lock_lines(
+        "# made by make lock\nnumpy==2.2.6 ; python_full_version < '3.11'\n    # via dqn\n"
+        "numpy==2.4.6 ; python_full_version >= '3.11'\ntqdm==4.70.1\n"
+        "colorama==0.4.6 ; sys_platform == 'win32'\n"
+    )
+    pins = lock_wheels.pins_for(lock, lock_wheels.environment("3.10", "linux-x86_64"))
+    assert pins == {"numpy": Version("2.2.6"), "tqdm": Version("4.70.1")}
+    pins = lock_wheels.pins_for(lock, lock_wheels.environment("3.12", "windows-amd64"))
+    assert pins["numpy"] == Version("2.4.6") and pins["colorama"] == Version("0.4.6")
+    env = lock_wheels.environment("3.11", "linux-x86_64")
+    with pytest.raises(ValueError, match="pinned twice"):
+        lock_wheels.pins_for(lock_wheels.lock_lines("tqdm==4.70.1\nTQDM==4.70.2\n"), env)
+    with pytest.raises(ValueError, match="not a pin"):
+        lock_wheels.pins_for(lock_wheels.lock_lines("tqdm>=4.70\n"), env)
+
+
+@pytest.mark.parametrize("platform", lock_wheels.PLATFORMS)
+@pytest.mark.parametrize("python", lock_wheels.PYTHONS)
+def test_every_package_pyproject_asks_for_is_pinned_within_its_range(python, platform):
+    env = lock_wheels.environment(python, platform)
+    pins = lock_wheels.pins_for(LOCK, env)
+    for req in filter(lambda r: applies(r, env), wanted()):
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{name} is not in constraints.txt: run `make lock`"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"constraints.txt pins {name}=={pins[name]}, outside pyproject.toml's "
+            f"{req.specifier}: run `make lock`"
+        )
+
+
+def test_a_venv_that_make_built_holds_the_pinned_versions():
+    if not (Path(sys.prefix) / ".installed").is_file():
+        pytest.skip("not the .venv that `make` built (it leaves .venv/.installed)")
+    env = default_environment()
+    checked = set()
+    for name, version in lock_wheels.pins_for(LOCK, env).items():
+        try:
+            installed = Version(metadata.version(name))
+        except metadata.PackageNotFoundError:
+            continue  # the bench extra's, which `make` installs only for `make bench`
+        # A local label is a build of the pinned release (torch 2.13.0+cpu for 2.13.0).
+        assert installed.public == str(version), f"{name} {installed} installed, lock: {version}"
+        checked.add(name)
+    direct = {canonicalize_name(r.name) for r in wanted(MAKE_EXTRAS) if applies(r, env)}
+    assert direct <= checked, f"installed by make but not found: {direct - checked}"
