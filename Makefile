@@ -120,7 +120,8 @@ backprop: $(STAMP)
 # `make lock`: constraints.txt resolved again from pyproject.toml (every extra, for Python 3.10
 # on, every platform: one file, its pins split by environment markers where a package's newest
 # release differs between Pythons), keeping each pin that pyproject.toml still allows;
-# `make lock ARGS=--upgrade` moves every pin to the newest release allowed. Then `make test`.
+# `make lock ARGS=--upgrade` moves every pin to the newest release allowed. Then `make test`
+# and `python scripts/lock_wheels.py` (a wheel of every pin for each Python and platform).
 # uv resolves (pip cannot write a lock for other Pythons than its own); pip still installs. It
 # lives in a venv of its own, so that a lock pyproject.toml no longer fits can still be redone.
 LOCK_VENV := .venv-lock
