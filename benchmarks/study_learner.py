@@ -54,15 +54,17 @@ def study_members(members: int, first_seed: int):
     ]
 
 
-def base_config(env_steps: int):
+def base_config(env_steps: int | None = None):
+    """configs/cartpole.yaml, run for ``env_steps`` (None: its own length)."""
     from dqn.config import DQNConfig
 
-    return DQNConfig.from_yaml(CONFIG).replace(total_env_steps=env_steps)
+    config = DQNConfig.from_yaml(CONFIG)
+    return config if env_steps is None else config.replace(total_env_steps=env_steps)
 
 
 def time_bursts(members: int) -> float:
     """Microseconds per member-step of the chunk's learner on random rows, best of bursts."""
-    base = base_config(50_000)
+    base = base_config()  # random rows: the run's length plays no part
     configs = [base.replace(seed=m.seed, **m.overrides) for m in study_members(members, 0)]
     learner, rows, active = random_population(members, base.hidden_sizes[0], configs=configs)
     learner.burst(rows, active)  # compiles

@@ -8,9 +8,11 @@ a user's Python and platform would make pip build it from source there (or fail)
 (Python, platform) this takes the pins whose environment markers hold there and asks pip, one
 pin at a time, whether PyPI has a wheel of that exact version for it (`pip install --dry-run
 --no-deps --only-binary=:all: --python-version X --platform TAG ...`, pip's own configuration
-ignored). It prints one line per target and exits 1 if any pin has none. It needs the network
-and a recent pip: 26.3 judged each release's Requires-Python by `--python-version`, where 23.2
-judged it by the interpreter running pip and so reported wheels missing that exist.
+ignored). It prints one line per target and exits 1 if any pin has none; a lock it cannot read,
+or a PyPI that answers nothing (offline, pip finds no wheel of anything), is one line, exit 2.
+It needs the network and a recent pip: 26.3 judged each release's Requires-Python by
+`--python-version`, where 23.2 judged it by the interpreter running pip and so reported wheels
+missing that exist.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ PLATFORMS = {
 _SYSTEM = {"linux": ("Linux", "posix"), "darwin": ("Darwin", "posix"), "win32": ("Windows", "nt")}
 
 
+def holds(req: Requirement, env: dict[str, str]) -> bool:
+    """Whether ``req`` applies in ``env``: it has no marker, or its marker is true there."""
+    return req.marker is None or req.marker.evaluate(env)
+
+
 def lock_lines(text: str) -> list[Requirement]:
     """The pins of a requirements file: `name==version ; marker` lines, comments dropped."""
     lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
@@ -75,9 +82,7 @@ def pins_for(lock: list[Requirement], env: dict[str, str]) -> dict[str, Version]
     """The version each package is pinned to where ``env``'s markers hold. ValueError if a
     line is not one `==` pin, or a package is pinned twice there."""
     pins: dict[str, Version] = {}
-    for req in lock:
-        if req.marker is not None and not req.marker.evaluate(env):
-            continue
+    for req in filter(lambda r: holds(r, env), lock):
         specs = list(req.specifier)
         if len(specs) != 1 or specs[0].operator != "==":
             raise ValueError(f"{req} is not a pin (name==version)")
@@ -109,10 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"no platform {unknown[0]!r}; choose from {', '.join(PLATFORMS)}")
     only = {canonicalize_name(n) for n in args.only.split(",") if n}
-    lock = lock_lines(args.lock.read_text())
+    pythons = args.pythons.split(",")
+    first = (pythons[0], platforms[0])
+    try:
+        lock = lock_lines(args.lock.read_text())
+        probe = pins_for(lock, environment(*first)).get("packaging")  # names a bad line
+    except (OSError, ValueError) as e:  # packaging's InvalidRequirement is a ValueError
+        parser.error(f"cannot read the lock {args.lock}: {e}")
+    # Offline, pip finds no wheel of anything: ask first for one that every target has (a pure
+    # Python wheel), so that a missing network is not reported as a hundred missing wheels.
+    if probe and not has_wheel("packaging", probe, first[0], PLATFORMS[first[1]][0]):
+        parser.error(f"pip found no wheel of packaging=={probe} on PyPI: is the network down?")
     missing_anywhere = False
     with ThreadPoolExecutor(8) as pool:  # pip waits on the network, not the CPU
-        for python in args.pythons.split(","):
+        for python in pythons:
             for platform in platforms:
                 pins = pins_for(lock, environment(python, platform))
                 pins = {n: v for n, v in pins.items() if not only or n in only}

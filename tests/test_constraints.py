@@ -39,10 +39,6 @@ def wanted(extras: tuple[str, ...] | None = None) -> list[Requirement]:
     return [Requirement(r) for r in [*project["dependencies"], *(r for x in lists for r in x)]]
 
 
-def applies(req: Requirement, env: dict[str, str]) -> bool:
-    return req.marker is None or req.marker.evaluate(env)
-
-
 def test_a_lock_is_read_as_one_pin_per_package_where_its_markers_hold():
     lock = lock_wheels.lock_lines(
         "# made by make lock\nnumpy==2.2.6 ; python_full_version < '3.11'\n    # via dqn\n"
@@ -60,12 +56,46 @@ def test_a_lock_is_read_as_one_pin_per_package_where_its_markers_hold():
         lock_wheels.pins_for(lock_wheels.lock_lines("tqdm>=4.70\n"), env)
 
 
+def test_the_wheel_check_refuses_a_bad_lock_and_a_silent_network_in_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    def refused(*argv: str) -> str:
+        with pytest.raises(SystemExit) as stop:
+            lock_wheels.main(list(argv))
+        assert stop.value.code == 2
+        return capsys.readouterr().err.splitlines()[-1]
+
+    assert "cannot read the lock" in refused("--lock", str(tmp_path / "nope.txt"))
+    (tmp_path / "ranges.txt").write_text("numpy>=2\n")
+    assert "numpy>=2 is not a pin" in refused("--lock", str(tmp_path / "ranges.txt"))
+    assert "no platform 'amiga'" in refused("--platforms", "amiga")
+    # Offline, pip finds nothing: one line, not every pin reported missing.
+    asked = []
+    monkeypatch.setattr(lock_wheels, "has_wheel", lambda *a: asked.append(a) or False)
+    assert "is the network down?" in refused()
+    assert [a[0] for a in asked] == ["packaging"]
+
+
+def test_the_wheel_check_lists_the_pins_pypi_has_no_wheel_of(tmp_path, monkeypatch, capsys):
+    lock = tmp_path / "lock.txt"
+    lock.write_text("packaging==26.4\nnumpy==2.2.6 ; python_full_version < '3.11'\n")
+    monkeypatch.setattr(lock_wheels, "has_wheel", lambda name, *_: name != "numpy")
+    code = lock_wheels.main(["--lock", str(lock), "--platforms", "windows-amd64"])
+    assert code == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "3.10 windows-amd64: 2 pins, no wheel: numpy==2.2.6",
+        "3.11 windows-amd64: 1 pins, no wheel: none",
+        "3.12 windows-amd64: 1 pins, no wheel: none",
+        "3.13 windows-amd64: 1 pins, no wheel: none",
+    ]
+
+
 @pytest.mark.parametrize("platform", lock_wheels.PLATFORMS)
 @pytest.mark.parametrize("python", lock_wheels.PYTHONS)
 def test_every_package_pyproject_asks_for_is_pinned_within_its_range(python, platform):
     env = lock_wheels.environment(python, platform)
     pins = lock_wheels.pins_for(LOCK, env)
-    for req in filter(lambda r: applies(r, env), wanted()):
+    for req in filter(lambda r: lock_wheels.holds(r, env), wanted()):
         name = canonicalize_name(req.name)
         assert name in pins, f"{name} is not in constraints.txt: run `make lock`"
         assert req.specifier.contains(pins[name], prereleases=True), (
@@ -87,5 +117,5 @@ def test_a_venv_that_make_built_holds_the_pinned_versions():
         # A local label is a build of the pinned release (torch 2.13.0+cpu for 2.13.0).
         assert installed.public == str(version), f"{name} {installed} installed, lock: {version}"
         checked.add(name)
-    direct = {canonicalize_name(r.name) for r in wanted(MAKE_EXTRAS) if applies(r, env)}
+    direct = {canonicalize_name(r.name) for r in wanted(MAKE_EXTRAS) if lock_wheels.holds(r, env)}
     assert direct <= checked, f"installed by make but not found: {direct - checked}"
