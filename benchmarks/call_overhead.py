@@ -47,7 +47,11 @@ def random_replay():
     return replay
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    # No options: the parser gives --help and refuses stray arguments (exit 2) before timing.
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
     from dqn.runtime import configure_blas, import_tensorflow_quietly
 
     tf = import_tensorflow_quietly(1)

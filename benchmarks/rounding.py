@@ -33,7 +33,11 @@ def digests() -> dict[str, str]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    # No options: the parser gives --help and refuses stray arguments (exit 2).
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
     for learner, digest in digests().items():
         print(f"{learner}: {digest}")
 

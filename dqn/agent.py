@@ -149,6 +149,11 @@ class DQNAgent:
         network_fn: Callable[[int, int], keras.Model] | None = None,
     ):
         check_is_config(config)
+        if network_fn is not None and not callable(network_fn):
+            raise ConfigError(
+                "network_fn must be a function (obs_dim, n_actions) -> keras.Model, got "
+                f"{type(network_fn).__name__}"
+            )
         self.config = config
         self.obs_dim, self.n_actions = check_spaces(observation_space, action_space)
         own_pools = configure_tensorflow(config.num_threads)  # before the models' first ops

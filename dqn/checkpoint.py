@@ -51,6 +51,13 @@ def check_new_folder(
     if path.is_file() or (path.exists() and not path.is_dir()):
         raise ConfigError(f"{what} {path} is a file: give a folder that does not exist yet")
     if path.is_dir() and any(path.iterdir()):
+        # A run that failed before its first checkpoint (an on_eval that raised at the first
+        # evaluation) has nothing to resume: naming the resume there sent users to a refusal.
+        if what == "run folder" and not any(path.glob("checkpoints/step-*")):
+            raise ConfigError(
+                f"{what} {path} already exists and is not empty, and holds no checkpoint to "
+                "continue from: delete it or give a new folder"
+            )
         raise ConfigError(
             f"{what} {path} already exists and is not empty: give a new folder (a stopped "
             f"one continues with {resume})"

@@ -22,6 +22,7 @@ from dqn.errors import (
     DQNError,
     SignalInterrupt,
     StudyInterrupted,
+    TrainingInterrupted,
     WorkerError,
 )
 from dqn.terminal import command
@@ -164,6 +165,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     try:
         with _one_line_warnings(prog):
             result = _resume(args) if args.resume is not None else _train(args)
+    except TrainingInterrupted as stop:  # its checkpoint is saved: summed up as any stopped run
+        result = stop.result
     except DivergenceError as exc:
         return _fail(prog, exc, EXIT_DIVERGED)
     except DQNError as exc:

@@ -135,7 +135,8 @@ class DQNConfig(metaclass=_KnownKeys):
     gradient_steps_per_train: int      = row(128,           INT,  False, "> 0",
         "Gradient steps in each burst")
     learning_starts_env_steps: int     = row(1_000,         INT,  False, None,
-        "Env steps of pure data collection before the first gradient step")
+        "Env steps of pure data collection before the first gradient step: below "
+        "total_env_steps, and at least num_envs * n_step - 1 (the first n-step transition)")
     epsilon_start: float               = row(1.0,           NUM,  False, "in [0, 1]",
         "Exploration rate at step 0")
     epsilon_end: float                 = row(0.04,          NUM,  False, "in [0, 1]",
@@ -246,7 +247,8 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
         lambda c: 0 <= c.learning_starts_env_steps < c.total_env_steps,
         lambda c: "config key 'learning_starts_env_steps' must be in [0, total_env_steps = "
                   f"{c.total_env_steps}), got {c.learning_starts_env_steps}: "
-                  "the agent would never train"),
+                  + ("the agent would never train" if c.learning_starts_env_steps > 0
+                     else "a count of env steps is never negative")),
     # The rule above is the common case of this one, kept for its message naming the key (and
     # a negative value); this one also catches a first burst past the end.
     "a burst comes before the end": (
@@ -262,13 +264,13 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
                   f"steps ({total_grad_steps(c)}), got {c.target_update_every_grad_steps}: the "
                   "target network would never be synced and every TD target would come from "
                   "the initial network"),
-    # The first n-step transition is stored after n_step env steps of each env; the loop trains
-    # at env steps > learning_starts_env_steps and would sample an empty buffer before it.
     "evaluation seeds stay 32-bit": (
         lambda c: c.eval_seed + max(c.eval_episodes, c.final_eval_episodes) <= 2**32,
         lambda c: "config key 'eval_seed' must leave room for its episodes' seeds "
                   "(eval_seed + i, each in [0, 2**32 - 1]): eval_seed + "
                   f"{max(c.eval_episodes, c.final_eval_episodes)} episodes > 2**32"),
+    # The first n-step transition is stored after n_step env steps of each env; the loop trains
+    # at env steps > learning_starts_env_steps and would sample an empty buffer before it.
     "the buffer holds a transition when learning starts": (
         lambda c: c.learning_starts_env_steps >= c.num_envs * c.n_step - 1,
         lambda c: "config key 'learning_starts_env_steps' must be >= num_envs * n_step - 1 = "

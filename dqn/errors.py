@@ -70,6 +70,35 @@ class SignalInterrupt(KeyboardInterrupt):
         self.signum = signum
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM stopped ``train``, ``resume``, ``train_population`` or
+    ``resume_population`` after the run, or every running member, saved a resumable checkpoint.
+    A KeyboardInterrupt, so that a script, or its loop over seeds, ends on it as on any Ctrl-C
+    rather than going on to the next run; ``result`` is what the call would have returned
+    (``interrupted``, ``stop_signal`` and the run folders), for a caller that catches it."""
+
+    def __init__(self, message: str, signum: int, result) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.result = result
+
+
+def raise_if_signalled(result, signum: int | None, step: int, resume_call: str):
+    """``result``, or TrainingInterrupted carrying it if a signal (``signum``) stopped the call
+    at env step ``step``; ``resume_call`` names the call that continues from there."""
+    if signum is None:
+        return result
+    import signal
+
+    name = signal.Signals(signum).name
+    raise TrainingInterrupted(
+        f"{name} stopped training at env step {step}, after a resumable checkpoint: "
+        f"{resume_call} continues it",
+        signum,
+        result,
+    )
+
+
 class CheckpointWarning(UserWarning):
     """A checkpoint was skipped (corrupt or incomplete) in favour of an older good one."""
 

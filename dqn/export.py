@@ -16,6 +16,8 @@ float32 output also converts everywhere, unlike int64 (TF.js has no int64).
 ``--tflite`` adds ``model.tflite`` (the ``q_values`` signature) to the same folder. The folder
 is written beside ``--out`` under a temporary name and renamed into place when complete: a
 failure or Ctrl-C leaves nothing behind.
+
+From Python, ``export_policy(agent_or_folder, out, tflite=False)`` writes the same folder.
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the default action left a hidden .<name>.*.tmp folder beside --out.
         with _sigterm_as_ctrl_c():
             tmp = fresh_tmp_dir(out)  # an unwritable --out fails here, before TensorFlow
+            from dqn.runtime import import_tensorflow_quietly
+
+            import_tensorflow_quietly()  # the command's stderr: its one line, not TF's start-up
             with _one_line_warnings(PROG):
                 agent_dir = _write(args.path, agent_dir, tmp, tflite=args.tflite)
             _move_into_place(tmp, out)
@@ -108,22 +113,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _check_out(out: Path) -> None:
+def export_policy(source, out: str | os.PathLike, *, tflite: bool = False) -> Path:
+    """Write the greedy policy of ``source`` into the new folder ``out``, as ``dqn-export``
+    does: a SavedModel with the ``q_values`` (serving_default) and ``action`` signatures, and
+    ``model.tflite`` with ``tflite``. ``source`` is a ``DQNAgent``, or a run, checkpoint or
+    agent folder (its newest good agent). Returns ``out``.
+
+    ``out`` must not exist or be an empty folder; it is written under a temporary name and
+    renamed into place, so an error or Ctrl-C leaves nothing. Raises DQNError (a folder that
+    holds no agent, an ``out`` that cannot be written) and InputError (another ``source``).
+    """
+    from dqn.errors import InputError
+    from dqn.io import fresh_tmp_dir
+
+    out = Path(out)
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        _check_out(out, "out")
+        agent_dir = _check_agent(path)[0]
+
+        def write(folder: Path) -> None:
+            _write(path, agent_dir, folder, tflite)
+
+    else:
+        from dqn.agent import DQNAgent
+
+        if not isinstance(source, DQNAgent):
+            raise InputError(
+                "export_policy takes a DQNAgent or the path of a run, checkpoint or agent "
+                f"folder, got {type(source).__name__}"
+            )
+        _check_out(out, "out")
+
+        def write(folder: Path) -> None:
+            _save(source, folder)
+            if tflite:
+                write_tflite(folder, folder / TFLITE_FILE)
+
+    created, tmp = _missing_parents(out), None
+    try:
+        tmp = fresh_tmp_dir(out)
+        write(tmp)
+        _move_into_place(tmp, out, "out")
+    except BaseException:
+        _remove_unfinished(tmp, created)
+        raise
+    return out
+
+
+def _check_out(out: Path, name: str = "--out") -> None:
     if out.name in ("", ".", ".."):
-        raise DQNError(f"--out must name a new folder, not {out}")
+        raise DQNError(f"{name} must name a new folder, not {out}")
     if out.exists() and not out.is_dir():
-        raise DQNError(f"--out {out} exists and is not a folder")
+        raise DQNError(f"{name} {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
-        raise DQNError(f"--out {out} already exists and is not empty")
+        raise DQNError(f"{name} {out} already exists and is not empty")
     from dqn.agent_files import CHECKPOINTS
 
     if out.absolute().parent.name == CHECKPOINTS:  # resume would take it for a broken checkpoint
-        raise DQNError(f"--out {out} is inside a run's {CHECKPOINTS}/ folder: export elsewhere")
+        raise DQNError(f"{name} {out} is inside a run's {CHECKPOINTS}/ folder: export elsewhere")
     above = out.absolute().parent
     while not above.exists() and above != above.parent:
         above = above.parent
     if not above.is_dir():
-        raise DQNError(f"cannot write --out {out}: {above} is not a folder")
+        raise DQNError(f"cannot write {name} {out}: {above} is not a folder")
 
 
 def _check_agent(path: Path) -> tuple[Path, int, int]:
@@ -165,7 +218,7 @@ def _remove_unfinished(tmp: Path | None, created: list[Path]) -> None:
             break
 
 
-def _move_into_place(tmp: Path, out: Path) -> None:
+def _move_into_place(tmp: Path, out: Path, name: str = "--out") -> None:
     """Rename the finished folder to ``out``; refuse if something was written there since."""
     try:
         os.rename(tmp, out)  # POSIX: replaces an empty folder, refuses a non-empty one
@@ -174,7 +227,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
             out.rmdir()
             os.rename(tmp, out)
         elif out.exists():
-            raise DQNError(f"--out {out} appeared while exporting; not replaced") from None
+            raise DQNError(f"{name} {out} appeared while exporting; not replaced") from None
         else:
             raise
 
@@ -183,20 +236,25 @@ def _write(path: Path, agent_dir: Path, folder: Path, tflite: bool) -> Path:
     """Writes the policy of the agent in ``agent_dir`` (where ``path`` resolved to) into
     ``folder``; returns the agent folder it read: a run still training may have replaced that
     checkpoint since, with a newer one."""
-    from dqn.runtime import import_tensorflow_quietly
-
-    tf = import_tensorflow_quietly()
     from dqn.agent import DQNAgent
     from dqn.agent_files import read_newest
 
     agent_dir, agent = read_newest(path, lambda found: (found, DQNAgent.load(found)), agent_dir)
-    try:
-        save_policy(agent.online, agent.obs_dim, folder)
-    except tf.errors.OpError as exc:  # TensorFlow's own file errors (disk full, permissions)
-        raise DQNError(f"cannot write the SavedModel: {exc.message}") from None
+    _save(agent, folder)
     if tflite:
         write_tflite(folder, folder / TFLITE_FILE)
     return agent_dir
+
+
+def _save(agent, folder: Path) -> None:
+    """The agent's SavedModel in ``folder``; TensorFlow's own file errors (disk full,
+    permissions) as a DQNError."""
+    import tensorflow as tf
+
+    try:
+        save_policy(agent.online, agent.obs_dim, folder)
+    except tf.errors.OpError as exc:
+        raise DQNError(f"cannot write the SavedModel: {exc.message}") from None
 
 
 def policy_module(model, obs_dim: int):

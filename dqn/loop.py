@@ -28,7 +28,13 @@ from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
 from dqn.envs import check_env_values, check_spaces, make_env, make_stepper, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
-from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError, InputError
+from dqn.errors import (
+    CheckpointError,
+    CheckpointWarning,
+    DivergenceError,
+    InputError,
+    raise_if_signalled,
+)
 from dqn.evaluation import evaluate
 from dqn.io import hold_folders
 from dqn.members import member_bytes
@@ -85,8 +91,22 @@ OnEval = Callable[[dict, DQNAgent], "bool | None"]
 
 
 def check_on_eval(on_eval, args: str = "(row, agent)") -> None:
-    if on_eval is not None and not callable(on_eval):
+    """InputError unless ``on_eval`` is None or can be called with two arguments: refused
+    before anything is written, not at the first evaluation with a run folder half made."""
+    if on_eval is None:
+        return
+    if not callable(on_eval):
         raise InputError(f"on_eval must be a function of {args}, got {type(on_eval).__name__}")
+    import inspect
+
+    try:
+        inspect.signature(on_eval).bind(None, None)
+    except TypeError:
+        raise InputError(
+            f"on_eval must be a function of two arguments {args}, got {on_eval!r}"
+        ) from None
+    except ValueError:  # no signature to read (some builtins): left to the call
+        pass
 
 
 def ask_on_eval(on_eval: Callable, row: dict, agent, what: str = "the run") -> bool:
@@ -119,6 +139,10 @@ def train(
     resumable checkpoint is saved and the run ends interrupted, as after a signal, with
     ``stopped_by_on_eval`` in its summary. None or True go on; anything else is refused.
 
+    Ctrl-C (SIGINT) or SIGTERM stops the run at a resumable checkpoint and then raises
+    ``dqn.errors.TrainingInterrupted`` (a KeyboardInterrupt), whose ``result`` is this
+    TrainResult: a script ends there, as on any Ctrl-C, and ``resume(run_dir)`` continues it.
+
     Raises DivergenceError if the loss, a gradient or |Q| blows up (see ``dqn.divergence``),
     and its subclass NonFiniteEnvError if the env returns a NaN or inf observation or reward.
     """
@@ -147,7 +171,10 @@ def train(
             open_returns=np.zeros(envs.n),
             pending_reset=np.zeros(envs.n, bool),
         )
-        return _run(config, run_dir, envs, agent, replay, loop, progress, log_tensorboard, on_eval)
+        result = _run(
+            config, run_dir, envs, agent, replay, loop, progress, log_tensorboard, on_eval
+        )
+    return _signalled(result)
 
 
 def resume(
@@ -162,14 +189,24 @@ def resume(
     A corrupt or incomplete newer checkpoint is skipped with a CheckpointWarning and renamed
     ``corrupt-step-...``. The run's metrics.csv is cut back to the checkpoint's rows. A run
     that another process is training (or resuming) is refused with FolderBusyError.
-    ``on_eval`` is ``train``'s: a run it stopped resumes from the checkpoint of that stop.
+    ``on_eval`` is ``train``'s: a run it stopped resumes from the checkpoint of that stop, and
+    a signal raises TrainingInterrupted as in ``train``.
     """
     check_on_eval(on_eval)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():  # said by prepare_resume, without making the folder to hold it
-        return _resume(run_dir, progress, log_tensorboard, on_eval)
+        return _signalled(_resume(run_dir, progress, log_tensorboard, on_eval))
     with hold_folders([run_dir]):
-        return _resume(run_dir, progress, log_tensorboard, on_eval)
+        result = _resume(run_dir, progress, log_tensorboard, on_eval)
+    return _signalled(result)
+
+
+def _signalled(result: TrainResult) -> TrainResult:
+    """The result, or TrainingInterrupted carrying it when a signal stopped the run."""
+    step = result.summary.get("env_steps", 0)
+    return raise_if_signalled(
+        result, result.stop_signal, step, f"dqn.loop.resume({str(result.run_dir)!r})"
+    )
 
 
 def _resume(run_dir: Path, progress: bool, log_tensorboard: bool, on_eval) -> TrainResult:

@@ -40,7 +40,7 @@ from dqn.config import DQNConfig, check_is_config
 from dqn.divergence import q_bound
 from dqn.envs import check_spaces, checked_obs, make_env, solve_return
 from dqn.envstate import restore_env_state
-from dqn.errors import CheckpointError, ConfigError
+from dqn.errors import CheckpointError, ConfigError, raise_if_signalled
 from dqn.io import atomic_write_text, hold_folders
 from dqn.learner import LearnerArrays
 from dqn.loop import check_on_eval
@@ -143,6 +143,10 @@ def train_population(
     ``run_dir``, ``q_values``, greedy ``act``, ``save``); False stops that member at a
     resumable checkpoint of its own (``stopped_by_on_eval`` in its summary), and the others go
     on. A resumed population keeps it stopped; ``dqn.loop.resume(run_dir)`` continues it alone.
+
+    Ctrl-C (SIGINT) or SIGTERM stops every running member at a resumable checkpoint and then
+    raises ``dqn.errors.TrainingInterrupted`` (a KeyboardInterrupt) carrying the members'
+    results; ``resume_population(out_dir)`` continues them.
     """
     check_on_eval(on_eval, ON_EVAL_ARGS)
     if isinstance(members, Member | Mapping | str) or (
@@ -205,7 +209,7 @@ def train_population(
         atomic_write_text(out / POPULATION_FILE, json.dumps({"members": entries}, indent=1))
         (out / STEP_FILE).unlink(missing_ok=True)
         loop = _new_loop(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
-        return loop.run(progress, on_eval)
+        return _signalled(loop, loop.run(progress, on_eval))
 
 
 def resume_population(
@@ -217,7 +221,8 @@ def resume_population(
 ) -> list[MemberResult]:
     """Continue a population from the newest step at which every running member checkpointed,
     exactly as if it had never stopped (members stopped by the guard or by ``on_eval`` stay
-    stopped; ``on_eval`` is ``train_population``'s).
+    stopped; ``on_eval`` is ``train_population``'s; a signal raises TrainingInterrupted as
+    there).
 
     A population killed after its final checkpoint but before every member's summary.json is
     finished from that checkpoint: the summaries are written, nothing is trained again."""
@@ -253,7 +258,14 @@ def _resume_population(
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
     step = _common_good_step(running, marker, out)
     loop = _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard)
-    return loop.run(progress, on_eval)
+    return _signalled(loop, loop.run(progress, on_eval))
+
+
+def _signalled(loop: PopulationLoop, results: list[MemberResult]) -> list[MemberResult]:
+    """The members' results, or TrainingInterrupted carrying them when a signal stopped the
+    population."""
+    call = f"dqn.population.resume_population({str(loop.out)!r})"
+    return raise_if_signalled(results, loop.stop_signal, loop.step, call)
 
 
 def _common_good_step(running: list, marker: int, out: Path) -> int:

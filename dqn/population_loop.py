@@ -103,6 +103,7 @@ class PopulationLoop:
         # The newest step marker's env step (None before the first), and what on_eval asks.
         self.marker = step if (out / STEP_FILE).is_file() else None
         self.on_eval, self.asked = None, []
+        self.stop_signal: int | None = None  # the signal that stopped the loop, if one did
 
     # ------------------------------------------------------------------ building
     def open_logs(self, log_tensorboard: bool) -> None:
@@ -167,6 +168,7 @@ class PopulationLoop:
             for slot in self.slots:
                 for env in (slot.eval_env, *slot.eval_envs):
                     env.close()
+        self.stop_signal = stop_signal
         return [self._finish(slot, step, stop_signal) for slot in self.slots]
 
     def _act_and_store(self, epsilon: np.ndarray, active: np.ndarray, step: int) -> None:

@@ -191,7 +191,8 @@ def row_width(obs_dim: int) -> int:
 def check_batch(batch: Batch, obs_dim: int, n_actions: int) -> None:
     """InputError naming the first field of a hand-made batch that the learner cannot take:
     observations [..., obs_dim], every other field of their leading shape ([batch] or
-    [k, batch]), numbers only, nothing infinite or NaN, actions integers in [0, n_actions)."""
+    [k, batch]), numbers only, nothing infinite or NaN, actions integers in [0, n_actions),
+    terminated 0 or 1 (a fraction would weigh the bootstrap, which no transition does)."""
     from dqn.errors import InputError
 
     if not isinstance(batch, Batch):
@@ -219,6 +220,10 @@ def check_batch(batch: Batch, obs_dim: int, n_actions: int) -> None:
             f"batch.actions must be integers in [0, {n_actions}), "
             f"got values from {actions.min():g} to {actions.max():g}"
         )
+    terminated = np.asarray(batch.terminated, np.float64)
+    if not np.isin(terminated, (0.0, 1.0)).all():
+        odd = terminated[~np.isin(terminated, (0.0, 1.0))].flat[0]
+        raise InputError(f"batch.terminated must hold 0/1 or booleans, got {odd:g}")
 
 
 def pack_batch(batch: Batch) -> np.ndarray:

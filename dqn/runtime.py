@@ -142,8 +142,8 @@ def configure_blas(num_threads: int) -> None:
     """Cap the BLAS threads numpy uses (the numpy learner, acting, diagnostics).
 
     BLAS libraries start one thread per core, which for the small matrices of a DQN costs
-    more in synchronisation than it gains (README, Performance). The cap changes speed, not
-    results.
+    more in synchronisation than it gains (README, Layout: the dependencies). The cap changes
+    speed, not results.
     """
     from threadpoolctl import threadpool_limits
 
@@ -151,11 +151,13 @@ def configure_blas(num_threads: int) -> None:
 
 
 def import_tensorflow_quietly(num_threads: int = 1):
-    """Import TensorFlow and start its runtime with stderr muted, for command-line tools.
+    """Import TensorFlow and start its runtime with stderr muted, for command-line tools and
+    for users' scripts (call it before anything imports TensorFlow).
 
     TF >= 2.20 prints absl start-up lines ("Could not find cuda drivers", "failed call to
     cuInit") before any Python logging setting can reach them; they are noise on a CPU machine
-    and would bury the one-line errors the CLI promises. Library code never calls this.
+    and would bury the one-line errors the CLI promises. Library code never calls this: muting
+    a process's stderr is its owner's choice.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import sys

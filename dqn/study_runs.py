@@ -120,11 +120,13 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
     # A run that ended but has no result.json (its worker was killed in between) is read back.
     if ended_summary(run, config.total_env_steps) is None:
         import_tensorflow_quietly(config.num_threads)
-        from dqn.errors import DivergenceError
+        from dqn.errors import DivergenceError, TrainingInterrupted
 
         try:
             if _train_or_resume(config, run).interrupted:
                 return TaskInterrupted()
+        except TrainingInterrupted:  # the study's stop: the run's checkpoint is saved
+            return TaskInterrupted()
         except DivergenceError:
             # Divergence is an outcome of the loss under test, not a failure of the comparison:
             # the row keeps the evaluations made before the guard stopped the run, and where.
@@ -214,7 +216,7 @@ def _train_chunk(
     from dqn.runtime import import_tensorflow_quietly
 
     import_tensorflow_quietly(configs[0].num_threads)
-    from dqn.errors import CheckpointError
+    from dqn.errors import CheckpointError, TrainingInterrupted
     from dqn.population import MEMBER_OWNS, Member, resume_population, train_population
 
     queue = progress_queue()  # None in a Ray worker
@@ -225,6 +227,8 @@ def _train_chunk(
             results = resume_population(out, progress=report)
         except CheckpointError:  # no step at which every member has a good checkpoint
             pass  # trained afresh, as a single run with no good checkpoint is
+        except TrainingInterrupted:  # the study's stop: every member's checkpoint is saved
+            return False
     if results is None:
         todo = [i for i, train in enumerate(unended) if train]
         _remove_partial(out)
@@ -238,13 +242,16 @@ def _train_chunk(
             )
             for i in todo
         ]
-        results = train_population(
-            configs[todo[0]],
-            members,
-            out_dir=out,
-            run_dirs=[run_dirs[i] for i in todo],
-            progress=report,
-        )
+        try:
+            results = train_population(
+                configs[todo[0]],
+                members,
+                out_dir=out,
+                run_dirs=[run_dirs[i] for i in todo],
+                progress=report,
+            )
+        except TrainingInterrupted:
+            return False
     # Members the guard stopped keep their final folders; the others stopped with the signal.
     return not any(r.summary.get("interrupted") for r in results)
 
@@ -295,7 +302,7 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
             continue
         # At least one chunk per worker, and no chunk above MAX_CHUNK members: more members
         # share the dispatch of one call, but past a few dozen [256, 256] networks the stacked
-        # state outgrows the caches and each member's step gets slower (README, Populations).
+        # state outgrows the caches and each member's step gets slower (docs/populations.md).
         n = min(len(group), max(workers, -(-len(group) // MAX_CHUNK)))
         for i in range(n):
             # Interleaved: every chunk gets a share of every variant (one that diverges early,

@@ -197,6 +197,8 @@ def test_update_refuses_a_batch_the_learner_cannot_take():
         "next_obs rows": (good._replace(next_obs=np.zeros((7, 3))), "batch.next_obs must"),
         "reward NaN": (good._replace(rewards=np.full(8, np.nan)), "batch.rewards holds NaN"),
         "text": (good._replace(terminated=np.array(["no"] * 8)), "must hold numbers"),
+        # A fraction would scale the bootstrap term: no transition is half terminal.
+        "terminated 0.5": (good._replace(terminated=np.full(8, 0.5)), "0/1 or booleans, got 0.5"),
         "a tuple": (tuple(good), "expected a dqn.replay.Batch, got tuple"),
     }
     for name, (batch, message) in cases.items():
@@ -225,6 +227,8 @@ def test_a_network_fn_is_checked_when_the_agent_is_built():
         with pytest.raises(ConfigError, match=message) as err:
             DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn)
         assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="network_fn must be a function .* got int"):
+        DQNAgent(OBS, ACTIONS, SMALL, network_fn=5)
 
 
 def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(tmp_path):

@@ -50,7 +50,7 @@ def test_grad_step_count_agrees_with_dqn_config_and_sb3(name):
 
 @pytest.mark.parametrize("name", ["ZOO", "EVERY_STEP", "EVERY_4_STEPS", "CLEANRL"])
 def test_the_settings_override_what_the_default_config_changed(name):
-    """The workers start from configs/cartpole.yaml; SB3 has none of its two changes."""
+    """The workers start from configs/cartpole.yaml; SB3 has none of its three changes."""
     s = getattr(settings, name)
     default = DQNConfig.from_yaml(Path(__file__).parent.parent / "configs" / "cartpole.yaml")
     assert default.n_step > 1 and default.learning_rate_end is not None  # what it changed

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dqn.config import ACTIVATIONS, LOSS_NAMES, DQNConfig
+from dqn.config import ACTIVATIONS, FIELDS, LOSS_NAMES, DQNConfig, describe_keys
 from dqn.errors import CheckpointError, ConfigError
 
 
@@ -269,7 +269,12 @@ def test_the_table_agrees_with_the_field_types():
         (
             {"learning_starts_env_steps": -1},
             "config key 'learning_starts_env_steps' must be in [0, total_env_steps = 50000), "
-            "got -1: the agent would never train",
+            "got -1: a count of env steps is never negative",
+        ),
+        (
+            {"learning_starts_env_steps": 50_000},
+            "config key 'learning_starts_env_steps' must be in [0, total_env_steps = 50000), "
+            "got 50000: the agent would never train",
         ),
         (  # learning starts in time, but the first burst's env step is past the end
             {"learning_starts_env_steps": 49_950, "train_every_env_steps": 256},
@@ -340,3 +345,15 @@ def test_a_config_saved_before_n_step_existed_reads_as_one_step_targets(tmp_path
     check_run_config(tmp_path, DQNConfig(n_step=1))  # the run's own config: no difference
     with pytest.raises(CheckpointError, match=r"differs .* \(n_step\)"):
         check_run_config(tmp_path, DQNConfig())
+
+
+def test_the_default_config_file_names_every_key():
+    # A reader of configs/cartpole.yaml sees the whole default, not only what differs from it.
+    shipped = Path(__file__).resolve().parent.parent / "configs" / "cartpole.yaml"
+    assert sorted(yaml.safe_load(shipped.read_text())) == sorted(FIELDS)
+
+
+def test_the_configuration_page_lists_the_keys_as_dqn_train_keys_prints_them():
+    page = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+    block = page.read_text().split("```\n")[1]
+    assert block == describe_keys() + "\n", "renew it from `dqn-train --keys`"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dqn import DQNConfig
-from dqn.export import main
+from dqn.export import export_policy, main
 from tests.test_bad_input import assert_refused, only_latest, tree, truncate, truncated_agent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,8 @@ def untrained_agent(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory):
     """The tiny run exported by a ``python -m dqn.export`` process, an untrained 3-action agent
-    exported in-process into an existing empty folder, 1,000 observations and what
+    exported in-process into an existing empty folder, both again through ``export_policy``
+    (the run by its folder, the agent as a DQNAgent), 1,000 observations and what
     ``DQNAgent.load(...).q_values`` says about them."""
     from dqn.agent import DQNAgent
 
@@ -106,14 +107,17 @@ def exported(tiny_run, tmp_path_factory):
     agent = untrained_agent(tmp / "agent")
     (tmp / "agent_model").mkdir()
     assert main([str(agent), "--out", str(tmp / "agent_model"), *tflite]) == 0
+    api_run = export_policy(str(tiny_run), tmp / "api_run_model", tflite=bool(tflite))
+    api_agent = export_policy(DQNAgent.load(agent), tmp / "api_agent_model", tflite=bool(tflite))
+    assert (api_run, api_agent) == (tmp / "api_run_model", tmp / "api_agent_model")
     obs = np.random.default_rng(0).normal(size=(1000, 4)).astype(np.float32)
     np.save(tmp / "obs.npy", obs)
     expected = [DQNAgent.load(path).q_values(obs) for path in (tiny_run, agent)]
     return {
         "tmp": tmp,
         "process": process,
-        "models": [tmp / "run_model", tmp / "agent_model"],
-        "expected": expected,
+        "models": [tmp / "run_model", tmp / "agent_model", api_run, api_agent],
+        "expected": expected * 2,
     }
 
 
@@ -163,6 +167,7 @@ def test_the_savedmodel_serves_the_agents_q_values_and_actions_without_dqn(expor
         np.testing.assert_array_equal(action, expected.argmax(axis=1))
     # The untrained agent's actions are spread: the action signature is not constant.
     assert len(np.unique(results["action1"])) == 3
+    assert len(np.unique(results["action3"])) == 3
 
 
 @pytest.mark.slow
@@ -215,6 +220,23 @@ def test_export_refuses_an_out_it_cannot_create(case, tiny_run, tmp_path, capsys
     make, fragments = OUT_CASES[case]
     out = tmp_path / make(tmp_path)
     assert_refused(main, [tiny_run, "--out", out], fragments, capsys, tmp_path)
+
+
+def test_export_policy_refuses_what_it_cannot_export_and_writes_nothing(tiny_run, tmp_path):
+    from dqn.errors import DQNError, InputError
+
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine\n")
+    cases = [
+        ((tiny_run, tmp_path / "taken"), DQNError, "out .*taken already exists and is not empty"),
+        ((tmp_path / "nowhere", tmp_path / "out"), DQNError, "no run, checkpoint or agent"),
+        ((42, tmp_path / "out"), InputError, "takes a DQNAgent or the path .* got int"),
+    ]
+    for args, error, message in cases:
+        with pytest.raises(error, match=message) as refused:
+            export_policy(*args)
+        assert "\n" not in str(refused.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
 def test_export_refuses_a_missing_run_folder(tmp_path, capsys):

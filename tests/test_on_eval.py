@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from dqn import DQNConfig, train
-from dqn.errors import InputError
-from dqn.loop import resume
+from dqn.errors import ConfigError, InputError
+from dqn.loop import check_on_eval, resume
 from tests.conftest import TINY_RUN  # 600 env steps, an evaluation every 100
 
 CONFIG = DQNConfig(**TINY_RUN, learner="numpy")
@@ -99,3 +99,22 @@ def test_an_on_eval_that_is_not_a_function_is_refused_before_anything_is_written
     assert not (tmp_path / "run").exists()
     with pytest.raises(InputError, match="on_eval must be a function"):
         resume(tmp_path / "run", on_eval=1)
+    # One argument where two are passed: refused now, not at the first evaluation.
+    with pytest.raises(InputError, match="a function of two arguments .row, agent."):
+        train(CONFIG, run_dir=tmp_path / "run", on_eval=lambda row: None)
+    assert not (tmp_path / "run").exists()
+    train_fine = [lambda row, agent: None, lambda *args: None, lambda row, agent, extra=0: None]
+    for on_eval in train_fine:
+        check_on_eval(on_eval)
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_is_not_sent_to_resume(tmp_path):
+    def broken(row, agent):
+        raise KeyError("nope")
+
+    with pytest.raises(KeyError):
+        train(CONFIG, run_dir=tmp_path / "run", progress=False, on_eval=broken)
+    # Its folder holds config.yaml and metrics.csv but no checkpoint: resume has nothing to
+    # take, so the refusal says to delete it, not to resume it.
+    with pytest.raises(ConfigError, match="holds no checkpoint to continue from: delete it"):
+        train(CONFIG, run_dir=tmp_path / "run", progress=False)

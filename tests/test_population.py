@@ -152,7 +152,9 @@ def test_a_signal_during_the_last_step_finds_the_population_complete(
     tmp_path, monkeypatch, final, interrupted
 ):
     """As a single run (tests/test_train.py): a signal during the final evaluation ends every
-    member as finished; one during an earlier evaluation stops them at a checkpoint."""
+    member as finished; one during an earlier evaluation stops them at a checkpoint, and
+    train_population raises TrainingInterrupted carrying their results."""
+    from dqn.errors import TrainingInterrupted
     from dqn.population_loop import PopulationLoop
 
     evaluate = PopulationLoop._evaluate
@@ -164,7 +166,12 @@ def test_a_signal_during_the_last_step_finds_the_population_complete(
 
     monkeypatch.setattr(PopulationLoop, "_evaluate", signalled)
     members = [Member({}, 1), Member({}, 2)]
-    results = train_population(BASE, members, out_dir=tmp_path / "p", progress=False)
+    if interrupted:
+        with pytest.raises(TrainingInterrupted, match="resume_population") as stopped:
+            train_population(BASE, members, out_dir=tmp_path / "p", progress=False)
+        results = stopped.value.result
+    else:
+        results = train_population(BASE, members, out_dir=tmp_path / "p", progress=False)
     for r in results:
         assert r.summary["interrupted"] is interrupted
         assert r.summary["env_steps"] == (3_000 if final else 1_000)

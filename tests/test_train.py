@@ -103,9 +103,11 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_143(tmp_path):
 def test_a_signal_during_the_last_step_finds_the_run_complete(
     tmp_path, monkeypatch, at_step, interrupted
 ):
-    """SIGTERM during an evaluation: mid-run it stops the run at a checkpoint; during the last
-    step's (before its final checkpoint) the run has taken every step, so it ends finished,
-    which a study then records as a result rather than training it again."""
+    """SIGTERM during an evaluation: mid-run it stops the run at a checkpoint and train raises
+    TrainingInterrupted (a KeyboardInterrupt: a script ends there, as on any Ctrl-C) carrying
+    the result; during the last step's (before its final checkpoint) the run has taken every
+    step, so it ends finished, which a study then records as a result rather than training it
+    again."""
     from dqn import loop
     from tests.conftest import TINY_RUN  # 600 env steps, an evaluation every 100
 
@@ -117,12 +119,27 @@ def test_a_signal_during_the_last_step_finds_the_run_complete(
         return evaluate(config, agent, eval_env, replay, state, step, *rest)
 
     monkeypatch.setattr(loop, "_evaluate_and_log", signalled)
+    from dqn.errors import TrainingInterrupted
+
     config = DQNConfig(**TINY_RUN, learner="numpy", output_dir=str(tmp_path))
-    result = train(config, progress=False)
+    if interrupted:
+        with pytest.raises(TrainingInterrupted) as stopped:
+            train(config, progress=False)
+        assert isinstance(stopped.value, KeyboardInterrupt) and stopped.value.signum == 15
+        result = stopped.value.result
+        assert str(stopped.value) == (
+            f"SIGTERM stopped training at env step {at_step}, after a resumable checkpoint: "
+            f"dqn.loop.resume({str(result.run_dir)!r}) continues it"
+        )
+    else:
+        result = train(config, progress=False)
     summary = json.loads((result.run_dir / "summary.json").read_text())
     assert result.interrupted is interrupted and summary["interrupted"] is interrupted
     assert summary["env_steps"] == at_step
     assert result.stop_signal == (signal.SIGTERM if interrupted else None)
+    if interrupted:  # and the message's call takes it on to the end
+        monkeypatch.setattr(loop, "_evaluate_and_log", evaluate)
+        assert loop.resume(result.run_dir, progress=False).summary["env_steps"] == 600
 
 
 def test_train_is_a_function_and_the_loop_a_module_whatever_the_import_order():
