@@ -343,6 +343,8 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
     ones came meanwhile, the run's checkpoints are listed again (``PRUNED_RETRIES`` times)."""
     run_dir = Path(run_dir)
     if not _is_dir(run_dir):
+        if run_dir.is_file():
+            raise CheckpointError(f"{run_dir} is a file, not a run folder")
         raise CheckpointError(f"run folder not found: {run_dir}")
     candidates = list_checkpoints(run_dir)
     if not candidates:

@@ -417,7 +417,7 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     prog = "dqn-compare"
     # --workers left out: run_comparison's default, the CPUs this process may use.
     for flag, value, rule, ok in (
-        ("--seeds", args.seeds, "> 0", args.seeds > 0),
+        ("--seeds", args.seeds, "in [1, 10_000]", 0 < args.seeds <= 10_000),  # MAX_SEEDS
         ("--workers", args.workers, "> 0", args.workers is None or args.workers > 0),
         ("--first-seed", args.first_seed, ">= 0", args.first_seed >= 0),
     ):

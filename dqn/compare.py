@@ -10,16 +10,17 @@ folder trained with other settings is refused, neither reused nor overwritten.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dqn.config import DQNConfig, load_yaml, parse_overrides
-from dqn.errors import ConfigError, StudyInterrupted, WorkerError, few
+from dqn.errors import ConfigError, DQNError, StudyInterrupted, WorkerError, few
 from dqn.io import atomic_write_text, hold_folders
 from dqn.members import check_label, configured
-from dqn.report import run_name
+from dqn.report import STUDY_FIGURES, run_name
 from dqn.study_runs import (
     RUNNERS,
     Job,
@@ -28,6 +29,7 @@ from dqn.study_runs import (
     backend_runner,
     failure_message,
     make_tasks,
+    read_result,
     settings_difference,
     summarize_run,  # noqa: F401 (results.csv columns, re-exported)
     task_configs,
@@ -55,6 +57,16 @@ RESULT_COLUMNS = (
     "diverged_at_env_step",
     "train_seconds",
 )
+
+
+# What a study writes at the top of its folder (besides dot-files: its lock, temporary files).
+# Anything else there is someone else's, and a study is not written among it.
+STUDY_ENTRIES = frozenset(
+    {"runs", "populations", "results.csv", "results.json", "summary.md", *STUDY_FIGURES}
+)
+# Seeds a study takes: 10,000 x the default 5 variants is 50,000 runs, far past any study this
+# package has run; a larger count is a typo (10**8 once spent minutes before any output).
+MAX_SEEDS = 10_000
 
 
 # Config keys a study sets itself, so that an override of them (a variant's or --set) would be
@@ -173,8 +185,10 @@ def run_comparison(
 
         workers = usable_cores()
     out = Path(out_dir)
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"a study takes at most {MAX_SEEDS:,} seeds, got {len(seeds):,}")
     for what, items in (("variant label", [v.label for v in variants]), ("seed", list(seeds))):
-        if repeated := [x for x in items if items.count(x) > 1]:
+        if repeated := [x for x, n in Counter(items).items() if n > 1]:
             raise ConfigError(f"{what} {repeated[0]!r} is given twice: each names its own runs")
     # A study's folder is its own (a rerun adds to it); a run's, population's or agent's files
     # in it would mix with the study's, and dqn-evaluate would no longer know what it holds.
@@ -185,13 +199,28 @@ def run_comparison(
             f"{out} holds a run, population or agent (it is a {kind} folder), not a study: give "
             "the study its own folder (--out, out_dir)"
         )
+    if out.is_dir():
+        foreign = sorted(
+            p.name for p in out.iterdir() if p.name not in STUDY_ENTRIES and p.name[:1] != "."
+        )
+        if foreign:
+            raise ConfigError(
+                f"{out} holds files a study does not write ({few(foreign)}): give the study its "
+                "own folder (--out, out_dir)"
+            )
     # Every config is validated before anything is written: a bad variant leaves no folder.
     configs = {(v.label, seed): v.config(base, seed) for v in variants for seed in seeds}
     # So is every env the study trains on (a variant may name another): an unknown id or an
     # unsupported space is refused here rather than in a worker after the other runs trained.
     from dqn.envs import check_env
 
-    spaces = {env: check_env(env) for env in sorted({c.env_id for c in configs.values()})}
+    spaces = {}
+    for (label, _), config in configs.items():
+        if config.env_id not in spaces:
+            try:
+                spaces[config.env_id] = check_env(config.env_id)
+            except DQNError as exc:  # which variant asked for it, when there are several
+                raise type(exc)(f"variant {label!r}: {exc}") from None
     # The backend is checked here (Ray missing or unreachable: refused, nothing written).
     run_tasks = backend_runner(backend, workers, address)
     jobs: list[Job] = []
@@ -206,8 +235,8 @@ def run_comparison(
             # neither reported as this one's nor overwritten.
             if (difference := settings_difference(folder, cfg)) is not None:
                 changed.append((name, difference))
-            elif (folder / "result.json").is_file():
-                rows[name] = json.loads((folder / "result.json").read_text())
+            elif (row := read_result(folder, variant.label, seed)) is not None:
+                rows[name] = row
             else:
                 jobs.append(Job(name, cfg, variant.label, str(folder.resolve())))
     if changed:

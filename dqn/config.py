@@ -52,6 +52,11 @@ BOUNDS: dict[str, Callable[[Any], bool]] = {
     # An evaluation keeps every episode's return, and a million CartPole episodes already take
     # hours: a larger count is a typo, refused before it runs out of memory mid-run.
     "in [1, 1_000_000]": lambda v: 1 <= v <= 1_000_000,
+    # A trillion env steps is years of a CPU's time: a larger count (1e30 from a typo) is
+    # refused, where it used to start a run that would never end.
+    "in [1, 10**12]": lambda v: 1 <= v <= 10**12,
+    # TensorFlow starts that many threads at its first op: 100,000 hung the process there.
+    "in [1, 1024]": lambda v: 1 <= v <= 1024,
 }
 MAX_EVAL_EPISODES = 1_000_000
 
@@ -97,7 +102,7 @@ class DQNConfig(metaclass=_KnownKeys):
         "module:EnvId imports the module that registers it first")
     seed: int                          = row(0,             INT,  False, SEED_RANGE,
         "Seeds the env, the network initialisation, exploration and replay sampling")
-    total_env_steps: int               = row(50_000,        INT,  False, "> 0",
+    total_env_steps: int               = row(50_000,        INT,  False, "in [1, 10**12]",
         "Length of training, in environment steps")
     buffer_size: int                   = row(100_000,       INT,  False, "> 0",
         "Replay capacity, in transitions (a ring: the oldest are overwritten)")
@@ -164,7 +169,7 @@ class DQNConfig(metaclass=_KnownKeys):
         "(dqn.divergence), else only NaN/inf stop training")
     output_dir: str                    = row("runs",        STR,  False, None,
         "Parent folder of run folders")
-    num_threads: int                   = row(1,             INT,  False, "> 0",
+    num_threads: int                   = row(1,             INT,  False, "in [1, 1024]",
         "Threads of TensorFlow (intra- and inter-op) and of numpy's BLAS. 1 is fastest for the "
         "small networks of a DQN on few cores; with 1, XLA also runs each compiled update on the "
         "calling thread (dqn.runtime)")
@@ -405,7 +410,9 @@ def _check_is_file(path: Path, what: str) -> None:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     data = load_yaml(path)
-    if not isinstance(data, dict | None):
+    if data is None:  # an empty file, or comments only: not a silent "all defaults"
+        raise ConfigError(f"config file {path} holds no key: value (it is empty or only comments)")
+    if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of key: value")
     if data and all(isinstance(v, dict) for v in data.values()) and not set(data) & set(FIELDS):
         raise ConfigError(  # labels of mappings: a sweep's variants, not a config
@@ -436,7 +443,10 @@ def _coerce(kind: str, value: Any) -> Any:
         if value != "":
             return value
     if kind == INTS and isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        return tuple(_coerce(INT, v) for v in value)
+        try:
+            return tuple(_coerce(INT, v) for v in value)
+        except _NotKind:  # named as the list it is in: "must be an integer" read as the key's
+            raise _NotKind(kind, list(value)) from None
     if kind == INT and number and (isinstance(value, int) or value.is_integer()):
         return int(value)
     if kind == NUM and number and abs(value) <= sys.float_info.max:  # finite (and fits a float)

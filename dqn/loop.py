@@ -12,6 +12,7 @@ in stored transitions (``multiples_between``), which for one env is ``step % eve
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import warnings
 from collections.abc import Callable
@@ -233,12 +234,37 @@ def _resume(run_dir: Path, progress: bool, log_tensorboard: bool, on_eval) -> Tr
             f"checkpoint {ready.checkpoint.name} does not fit {config.env_id}: {exc}"
         ) from None
     envs.obs, envs.pending_reset = ready.loop.obs, ready.loop.pending_reset.copy()
+    _restore_run_files(run_dir, ready)
     configure_runtime(config)
     agent = DQNAgent.load(ready.checkpoint / "agent")
     checkpoint.set_aside(run_dir, ready.loop.env_step)
     return _run(
         config, run_dir, envs, agent, ready.replay, ready.loop, progress, log_tensorboard, on_eval
     )
+
+
+def _restore_run_files(run_dir: Path, ready) -> None:
+    """Say what a resume puts back: a config.yaml that is gone (the checkpoint's config is the
+    run's), and the summary of a run whose summary.json cannot be read (the final checkpoint
+    writes it again). Each is a warning: the run is intact, one of its files was not."""
+    step = ready.checkpoint.name
+    if not (run_dir / "config.yaml").is_file():
+        warnings.warn(
+            f"{run_dir} has no config.yaml: written again from checkpoint {step}",
+            CheckpointWarning,
+            stacklevel=4,
+        )
+        ready.config.to_yaml(run_dir / "config.yaml")
+    summary = run_dir / "summary.json"
+    if ready.loop.env_step >= ready.config.total_env_steps and summary.is_file():
+        try:
+            json.loads(summary.read_text())
+        except (OSError, ValueError):
+            warnings.warn(
+                f"{summary} is unreadable: the run is finished again from checkpoint {step}",
+                CheckpointWarning,
+                stacklevel=4,
+            )
 
 
 def _run(

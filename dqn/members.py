@@ -27,7 +27,7 @@ from dqn.runtime import available_memory_bytes
 
 # A member's or a variant's label names its run folders (``<label>-seed<k>``): no path
 # separators, no leading dot, no spaces, so that a label cannot place a run outside its study.
-LABEL_CHARS = "letters, digits and _ . + - (not starting with .)"
+LABEL_CHARS = "ASCII letters, digits and _ . + - (not starting with .)"
 _LABEL = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*")
 
 

@@ -136,6 +136,50 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
     return row
 
 
+# The keys of a row (``_ended_row``): a result.json without them is not read as a result.
+ROW_KEYS = (
+    "variant",
+    "loss",
+    "seed",
+    "first_solve_env_step",
+    "final_eval_mean",
+    "eval_auc",
+    "zero_grad_fraction_mean",
+    "over_bound_fraction_mean",
+    "q_abs_max",
+    "diverged_at_env_step",
+    "train_seconds",
+    "curve",
+)
+
+
+def read_result(folder: Path, label: str, seed: int) -> dict | None:
+    """The row in a study run entry's result.json; None if there is none. One that cannot be
+    read, or is not this run's row, is named in a warning and the run is read back from its
+    folder (or trained on from its checkpoint) like a run that never wrote one, which writes
+    the file again."""
+    path = Path(folder) / "result.json"
+    if not path.is_file():
+        return None
+    try:
+        row = json.loads(path.read_text())
+        ok = isinstance(row, dict) and all(k in row for k in ROW_KEYS)
+        ok = ok and row["variant"] == label and row["seed"] == seed
+    except (OSError, ValueError):
+        ok = False
+    if ok:
+        return row
+    import warnings
+
+    warnings.warn(
+        f"{path} is not a readable result of run {label}-seed{seed}: the run is read back "
+        "from its folder",
+        UserWarning,
+        stacklevel=3,
+    )
+    return None
+
+
 def _ended_row(config: DQNConfig, label: str, run: Path) -> dict:
     """The row of results.json (and the run's result.json) of a run that has ended, read from
     its folder (summary.json, metrics.csv). Every row is made this way, whether the run was

@@ -145,7 +145,10 @@ TRAIN_CASES = {
         ["--set", "n_step=10", "learning_starts_env_steps=0", "train_every_env_steps=1"],
         ["'learning_starts_env_steps' must be >= num_envs * n_step - 1 = 9, got 0"],
     ),
-    "zero total steps": (["--set", "total_env_steps=0"], ["'total_env_steps' must be > 0"]),
+    "zero total steps": (
+        ["--set", "total_env_steps=0"],
+        ["'total_env_steps' must be in [1, 10**12]"],
+    ),
     "replay larger than memory": (
         ["--set", "buffer_size=100000000000"],
         [
@@ -159,7 +162,10 @@ TRAIN_CASES = {
         ["--set", "hidden_sizes=[100000, 100000]"],
         ["and the network needs", "lower buffer_size or hidden_sizes"],
     ),
-    "negative total steps": (["--set", "total_env_steps=-100"], ["'total_env_steps' must be > 0"]),
+    "negative total steps": (
+        ["--set", "total_env_steps=-100"],
+        ["'total_env_steps' must be in [1, 10**12]"],
+    ),
     "batch larger than buffer": (
         ["--set", "batch_size=200", "buffer_size=100"],
         ["'batch_size' (200) must be <= buffer_size"],
@@ -316,8 +322,14 @@ def not_a_run(run):
     (run / "notes.txt").write_text("just a folder\n")
 
 
+def a_file(run):
+    shutil.rmtree(run)
+    run.write_text("not a folder\n")
+
+
 RESUME_CASES = {
     "missing run folder": (shutil.rmtree, ["run folder not found"]),
+    "a file": (a_file, ["run is a file, not a run folder"]),
     "not a run folder": (not_a_run, ["is not a run folder with checkpoints"]),
     "truncated weights file": (
         truncated_weights,
@@ -348,6 +360,32 @@ def test_resume_refuses(case, tiny_run_copy, capsys):
     damage(tiny_run_copy)
     args = ["--resume", tiny_run_copy, "--no-progress"]
     assert_refused(train_main, args, fragments, capsys, tiny_run_copy.parent)
+
+
+def test_a_resume_puts_back_a_lost_config_and_an_unreadable_summary_and_says_so(
+    tiny_run_copy, capsys
+):
+    # Not refusals: the checkpoint holds the run's config, and the final one its summary's
+    # figures, so the run is intact; but the file that went is named, not replaced in silence.
+    run = tiny_run_copy
+    config = (run / "config.yaml").read_text()
+    shutil.rmtree(latest(run))  # a checkpoint (step 400) to resume from
+    (run / "config.yaml").unlink()
+    assert train_main(["--resume", str(run), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        err == f"dqn-train: warning: {run} has no config.yaml: written again from checkpoint "
+        "step-000000400\n"
+    )
+    assert (run / "config.yaml").read_text() == config
+    (run / "summary.json").write_text("{garbage")
+    assert train_main(["--resume", str(run), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        err == f"dqn-train: warning: {run / 'summary.json'} is unreadable: the run is "
+        "finished again from checkpoint step-000000600\n"
+    )
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 600
 
 
 def test_resume_takes_no_other_options(tiny_run_copy, capsys):

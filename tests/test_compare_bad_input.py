@@ -162,6 +162,44 @@ def test_a_run_that_ended_but_lost_its_result_is_read_back_not_trained_again(
     assert all((run / "result.json").is_file() for run in lost)
 
 
+def test_a_result_that_cannot_be_read_is_named_and_read_back_from_its_run(study, in_process):
+    """A result.json garbled, emptied or of another run is no row: it was a traceback (and a
+    half-written report); the run is read back from its folder, as one that lost its result."""
+    out, rows = study
+    runs = out / "runs"
+    (runs / "l2-seed0" / "result.json").write_text("{bad")
+    (runs / "l2-seed1" / "result.json").write_text("{}")
+    other = next(r for r in rows if (r["variant"], r["seed"]) == ("huber", 1))
+    (runs / "huber-seed0" / "result.json").write_text(json.dumps(other))  # another run's row
+    before = tree(out)
+    with pytest.warns(UserWarning, match="is not a readable result of run") as said:
+        again = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False)
+    named = sorted(str(w.message).split("/")[-2] for w in said)
+    assert named == ["huber-seed0", "l2-seed0", "l2-seed1"] == sorted(in_process)
+    assert again == rows
+    after = tree(out)
+    assert {k for k in after if before.get(k) != after[k] and "/run/" in k} == set()  # read back
+    by_run = {(r["variant"], r["seed"]): r for r in rows}
+    assert json.loads((runs / "l2-seed1" / "result.json").read_text()) == by_run["l2", 1]
+
+
+def test_a_study_is_not_written_among_files_that_are_not_a_studys(tmp_path, in_process):
+    for name, make in (
+        ("notes", lambda p: (p / "notes.txt").write_text("mine\n")),
+        ("checkpoints", lambda p: (p / "step-000000600").mkdir()),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        make(folder)
+        before = tree(folder)
+        with pytest.raises(ConfigError, match="holds files a study does not write") as err:
+            run_comparison(BASE, TWO, [0], folder, workers=1, progress=False)
+        assert "give the study its own folder" in str(err.value)
+        assert tree(folder) == before and in_process == []
+    with pytest.raises(ConfigError, match="at most 10,000 seeds, got 10,001"):
+        run_comparison(BASE, TWO, range(10_001), tmp_path / "new", workers=1, progress=False)
+
+
 @pytest.mark.parametrize("runner", ["process", "population"])
 def test_a_run_killed_before_its_summary_is_finished_from_its_final_checkpoint(
     tmp_path, in_process, runner
@@ -356,7 +394,7 @@ def test_a_variant_label_that_is_not_a_plain_name_is_refused(label, tmp_path, ca
         capsys,
         tmp_path,
     )
-    assert f"variant label {label!r} may hold only letters, digits and _ . + -" in line
+    assert f"variant label {label!r} may hold only ASCII letters, digits and _ . + -" in line
     assert not out.exists()
 
 
@@ -387,7 +425,7 @@ def test_a_variants_file_with_a_bad_label_is_refused(text, fragment, tmp_path, c
 
 @pytest.mark.parametrize("label", ESCAPES)
 def test_the_api_refuses_such_labels_for_variants_and_members(label, tmp_path):
-    with pytest.raises(ConfigError, match="may hold only letters, digits"):
+    with pytest.raises(ConfigError, match="may hold only ASCII letters, digits"):
         Variant(label, ())
     with pytest.raises(ConfigError, match=re.escape(f"member label {label!r} may hold only")):
         train_population(BASE, [Member({}, 0, label)], out_dir=tmp_path / "p", progress=False)
@@ -433,7 +471,7 @@ def test_the_labels_in_use_stay_valid():
         (["--variants", "a:seed=5"], "variant 'a' sets 'seed'"),
         ("a: {seed: 3}\n", "variant 'a' sets 'seed'"),
         ("a: {1: 2}\n", "variant 'a': config keys must be strings, got 1"),
-        ("1: {gamma: 0.9}\n", "variant label 1 may hold only letters"),
+        ("1: {gamma: 0.9}\n", "variant label 1 may hold only ASCII letters"),
         (["--variants", "a:loss=huber", "b:loss=hubre"], "variant 'b': unknown loss 'hubre'"),
         ("a: {}\nb: {gama: 0.9}\n", "variant 'b': unknown config key 'gama'"),
     ],
@@ -461,7 +499,8 @@ def test_a_variant_that_sets_the_seed_or_a_key_that_is_not_text_is_refused(
 @pytest.mark.parametrize(
     "flag, value, fragment",
     [
-        ("--seeds", "0", "--seeds must be > 0, got 0"),
+        ("--seeds", "0", "--seeds must be in [1, 10_000], got 0"),
+        ("--seeds", "100000000", "--seeds must be in [1, 10_000], got 100000000"),
         ("--workers", "0", "--workers must be > 0, got 0"),
         ("--first-seed", "-1", "--first-seed must be >= 0, got -1"),
     ],
@@ -516,6 +555,7 @@ def test_a_variant_on_an_env_dqn_cannot_train_is_refused_before_any_run(
     code = compare_main([str(a) for a in [*args, "--seeds", "1", "--out", tmp_path / "cli"]])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and fragment in lines[0], lines
+    assert "variant 'other': " in lines[0]  # which of the variants named it
     assert in_process == [] and not (tmp_path / "api").exists()
     assert not (tmp_path / "cli").exists()
 

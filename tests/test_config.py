@@ -54,7 +54,7 @@ def test_the_acrobot_config_is_the_default_with_the_changes_its_comment_names():
             {"target_update_every_grad_steps": 24_577},
             r"'target_update_every_grad_steps' must be <= the run's gradient steps \(24576\)",
         ),
-        ({"total_env_steps": 0}, "'total_env_steps' must be > 0"),
+        ({"total_env_steps": 0}, r"'total_env_steps' must be in \[1, 10\*\*12\]"),
         ({"loss": "mse"}, "unknown loss 'mse'; valid losses: " + ", ".join(LOSS_NAMES)),
         ({"activation": "swish"}, "valid activations: " + ", ".join(ACTIVATIONS)),
         ({"target_tau": 1.5}, r"'target_tau' must be in \(0, 1\]"),
@@ -128,6 +128,10 @@ def test_overrides_apply_after_the_file(tmp_path):
             "dqn reads YAML with the safe loader, which builds no objects",
         ),
         ("- just\n- a list\n", "must hold a mapping"),
+        # Empty, or only comments: once read as "every default", a silent stand-in for a file
+        # the user meant to fill.
+        ("", "holds no key: value"),
+        ("# loss: l2\n", "holds no key: value"),
         ("gamma: 0.99\nbogus_key: 1\n", "unknown config key 'bogus_key'"),
     ],
 )
@@ -231,6 +235,11 @@ def test_the_table_agrees_with_the_field_types():
         ),
         ({"eval_episodes": 0}, "config key 'eval_episodes' must be in [1, 1_000_000], got 0"),
         (
+            {"total_env_steps": 1e13},
+            "config key 'total_env_steps' must be in [1, 10**12], got 10000000000000",
+        ),
+        ({"num_threads": 100_000}, "config key 'num_threads' must be in [1, 1024], got 100000"),
+        (
             {"eval_seed": 2**32 - 50},
             "config key 'eval_seed' must leave room for its episodes' seeds (eval_seed + i, "
             "each in [0, 2**32 - 1]): eval_seed + 100 episodes > 2**32",
@@ -260,7 +269,10 @@ def test_the_table_agrees_with_the_field_types():
         ({"env_id": "CartPole-v1 "}, "config key 'env_id' has stray spaces: 'CartPole-v1 '"),
         # list of integers
         ({"hidden_sizes": 64}, "config key 'hidden_sizes' must be a list of integers, got 64"),
-        ({"hidden_sizes": [8, "wide"]}, "config key 'hidden_sizes' must be an integer, got 'wide'"),
+        (
+            {"hidden_sizes": [8, "wide"]},
+            "config key 'hidden_sizes' must be a list of integers, got [8, 'wide']",
+        ),
         (
             {"hidden_sizes": [8, -1]},
             "config key 'hidden_sizes' must hold positive widths, got [8, -1]",
