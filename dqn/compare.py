@@ -22,6 +22,7 @@ from dqn.io import atomic_write_text, hold_folders
 from dqn.members import check_label, configured
 from dqn.report import STUDY_FIGURES, run_name
 from dqn.study_runs import (
+    RESULT_COLUMNS,
     RUNNERS,
     Job,
     TaskFailed,
@@ -43,19 +44,6 @@ DEFAULT_VARIANTS = (
     "huber",
     "clipped_grad",
     "l2+gradclip:loss=l2,max_grad_norm=10",
-)
-RESULT_COLUMNS = (
-    "variant",
-    "loss",
-    "seed",
-    "first_solve_env_step",
-    "final_eval_mean",
-    "eval_auc",
-    "zero_grad_fraction_mean",
-    "over_bound_fraction_mean",
-    "q_abs_max",
-    "diverged_at_env_step",
-    "train_seconds",
 )
 
 

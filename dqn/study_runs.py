@@ -8,6 +8,7 @@ can share one program as population chunks (``dqn.population``); in local worker
 from __future__ import annotations
 
 import json
+import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -136,8 +137,8 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
     return row
 
 
-# The keys of a row (``_ended_row``): a result.json without them is not read as a result.
-ROW_KEYS = (
+# A run's row (``_ended_row``): results.csv's columns, and the evaluation curve (results.json).
+RESULT_COLUMNS = (
     "variant",
     "loss",
     "seed",
@@ -149,8 +150,38 @@ ROW_KEYS = (
     "q_abs_max",
     "diverged_at_env_step",
     "train_seconds",
-    "curve",
 )
+ROW_KEYS = (*RESULT_COLUMNS, "curve")
+
+
+def _number_or_none(value) -> bool:
+    return value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool))
+
+
+# What each key of a row holds (every other: a number or null), for a reader of a file that
+# dqn did not necessarily write: a hand-edited or foreign one is one line, not a KeyError.
+ROW_KINDS = {
+    "variant": ("a name", lambda v: isinstance(v, str)),
+    "loss": ("a name", lambda v: isinstance(v, str)),
+    "seed": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "curve": ("a list", lambda v: isinstance(v, list)),
+}
+
+
+def check_result_rows(path: Path, rows, keys: Sequence[str] = ROW_KEYS) -> None:
+    """ValueError naming ``path`` unless ``rows`` (read from it) is a list of runs, each
+    holding ``keys`` with values of their kinds."""
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"{path} is not a list of runs, as dqn-compare writes")
+    for i, row in enumerate(rows, 1):
+        for key in keys:
+            what, ok = ROW_KINDS.get(key, ("a number or null", _number_or_none))
+            if key not in row:
+                raise ValueError(
+                    f"{path}: run {i} has no {key!r} (each run needs {', '.join(keys)})"
+                )
+            if not ok(row[key]):
+                raise ValueError(f"{path}: run {i}'s {key!r} is {row[key]!r}, not {what}")
 
 
 def read_result(folder: Path, label: str, seed: int) -> dict | None:
@@ -163,8 +194,8 @@ def read_result(folder: Path, label: str, seed: int) -> dict | None:
         return None
     try:
         row = json.loads(path.read_text())
-        ok = isinstance(row, dict) and all(k in row for k in ROW_KEYS)
-        ok = ok and row["variant"] == label and row["seed"] == seed
+        check_result_rows(path, [row])
+        ok = row["variant"] == label and row["seed"] == seed
     except (OSError, ValueError):
         ok = False
     if ok:

@@ -14,7 +14,6 @@ one study on two machines.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -23,22 +22,51 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from dqn.cli import _fail, _Parser
 from dqn.io import atomic_write_text
 from dqn.stats import proportion_ci
+from dqn.study_runs import check_result_rows
 
+PROG = Path(__file__).name
 THRESHOLD = 475.0
+# The table's first line ends so; --out replaces a file only if its first line does too.
+TITLE_END = "; per variant, the runs of the seeds both hold."
+# What the comparison reads of each run.
+NEEDS = ("variant", "seed", "final_eval_mean", "eval_auc")
 
 
 def load(folder: Path) -> dict[str, list[dict]]:
-    if (folder / "results.json").is_file():
-        rows = json.loads((folder / "results.json").read_text())
-    else:  # the same rows as text: an empty cell (a run that never solved) is None
-        with open(folder / "results.csv", newline="") as f:
-            rows = [{k: _cell(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+    """A study's runs by variant. ValueError naming the file if it cannot be read, or is not
+    the runs of a dqn-compare study."""
+    path = folder / "results.json"
+    if not path.is_file():
+        path = folder / "results.csv"
+    try:
+        rows = json.loads(path.read_text()) if path.suffix == ".json" else _csv_rows(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (ValueError, csv.Error) as exc:  # not JSON, not UTF-8, or a cell that is no number
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    check_result_rows(path, rows, NEEDS)
     out: dict[str, list[dict]] = {}
     for row in rows:
         out.setdefault(row["variant"], []).append(row)
     return out
+
+
+def _csv_rows(path: Path) -> list[dict]:
+    """The same rows as results.json: an empty cell (a run that never solved) is None."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = []
+        for row in reader:
+            if None in row or None in row.values():  # more cells, or fewer, than the header
+                raise ValueError(f"line {reader.line_num} has not one cell per column")
+            try:
+                rows.append({k: _cell(k, v) for k, v in row.items()})
+            except ValueError as exc:
+                raise ValueError(f"line {reader.line_num}: {exc}") from None
+    return rows
 
 
 def _cell(key: str, text: str):
@@ -87,7 +115,7 @@ def solved(x: np.ndarray) -> str:
 def table(first: Path, second: Path) -> str:
     a, b = load(first), load(second)
     lines = [
-        f"A = {first}, B = {second}; per variant, the runs of the seeds both hold.",
+        f"A = {first}, B = {second}{TITLE_END}",
         "",
         "| variant | runs | solved at end A | solved at end B | median final A / B "
         "| final eval: MWU p / KS p | median AUC A / B | AUC: MWU p / KS p |",
@@ -117,24 +145,61 @@ def table(first: Path, second: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def out_problem(out: Path) -> str | None:
+    """Why the table may not be written to ``out``, or None.
+
+    A file there is replaced only if it is a table this script wrote (its first line is the
+    table's title): rerunning a comparison refreshes its report, as a user expects, but a file
+    of anything else (a study's summary.md, notes, a mistyped name) is not lost to it.
+    """
+    if out.is_dir():
+        return f"--out {out} is a folder: give it a file name"
+    folder = next(p for p in out.parents if p.exists() or p.is_symlink())
+    if not folder.is_dir():  # the write would make folders under a file
+        return f"cannot write to {out}: {folder} is not a folder"
+    if (out.exists() or out.is_symlink()) and not (out.is_file() and _is_table(out)):
+        return (
+            f"{out} exists and is not a table of {PROG}: not replaced (remove it, or give "
+            "another --out)"
+        )
+    return None
+
+
+def _is_table(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline(1000).rstrip("\n")
+    except OSError:
+        return False  # unreadable: nothing says it is ours
+    return first.startswith("A = ") and first.endswith(TITLE_END)
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("first", type=Path)
     p.add_argument("second", type=Path)
     p.add_argument("--out", type=Path, help="also write the table here")
     args = p.parse_args(argv)
     for folder in (args.first, args.second):
         if not any((folder / name).is_file() for name in ("results.json", "results.csv")):
-            print(f"compare_studies: {folder} has no results.json or results.csv", file=sys.stderr)
-            return 2
+            return _fail(PROG, f"{folder} has no results.json or results.csv")
+    try:
+        problem = args.out and out_problem(args.out)
+    except OSError as exc:  # a folder on the way that this user may not look into
+        problem = f"cannot write to {args.out}: {exc.strerror or exc}"
+    if problem:
+        return _fail(PROG, problem)
     try:
         text = table(args.first, args.second)
     except ValueError as exc:
-        print(f"compare_studies: {exc}", file=sys.stderr)
-        return 2
+        return _fail(PROG, exc)
+    if args.out:  # before printing: a failed write is the one line, not a table and a line
+        try:
+            atomic_write_text(args.out, text)
+        except OSError as exc:  # a read-only folder, a full disk
+            # The reason alone: the file the error names is the temporary one beside --out.
+            return _fail(PROG, f"cannot write to {args.out}: {exc.strerror or exc}")
     print(text)
-    if args.out:
-        atomic_write_text(args.out, text)
     return 0
 
 

@@ -18,6 +18,7 @@ missing that exist.
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,14 @@ PLATFORMS = {
     "windows-amd64": (["win_amd64"], dict(sys_platform="win32", platform_machine="AMD64")),
 }
 _SYSTEM = {"linux": ("Linux", "posix"), "darwin": ("Darwin", "posix"), "win32": ("Windows", "nt")}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit 2, as dqn.cli's ``_Parser`` says it. Not
+    that one: this script runs on any Python with packaging, where dqn need not be installed."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def holds(req: Requirement, env: dict[str, str]) -> bool:
@@ -103,7 +112,7 @@ def has_wheel(name: str, version: Version, python: str, tags: list[str]) -> bool
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--lock", type=Path, default=ROOT / "constraints.txt")
     parser.add_argument("--pythons", default=",".join(PYTHONS))
     parser.add_argument("--platforms", default=",".join(PLATFORMS))
@@ -115,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no platform {unknown[0]!r}; choose from {', '.join(PLATFORMS)}")
     only = {canonicalize_name(n) for n in args.only.split(",") if n}
     pythons = args.pythons.split(",")
+    # A version pip cannot target ("abc", "3") would be asked of PyPI, and its empty answer
+    # reported as a network that is down.
+    odd = [v for v in pythons if not re.fullmatch(r"3\.\d+", v)]
+    if odd:
+        parser.error(
+            f"no Python {odd[0]!r}; give CPython versions as 3.N, e.g. {','.join(PYTHONS)}"
+        )
     first = (pythons[0], platforms[0])
     try:
         lock = lock_lines(args.lock.read_text())

@@ -13,7 +13,6 @@ Per variant it prints
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -22,10 +21,17 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from dqn.config import DQNConfig
+from dqn.cli import _fail, _Parser
+from dqn.config import MAX_EVAL_EPISODES, DQNConfig
 from dqn.run_log import read_metrics
+from dqn.study_runs import check_result_rows
 
+PROG = Path(__file__).name
 X_LIMIT, THETA_LIMIT = 2.4, 12 * 2 * math.pi / 360
+
+
+# What the report reads of each run of results.json.
+NEEDS = ("variant", "seed", "final_eval_mean", "diverged_at_env_step")
 
 
 def episode_ends(agent, episodes: int, seed: int = 10_000) -> dict[str, int]:
@@ -71,42 +77,71 @@ def q_propagation(runs: list[Path]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="+", type=Path)
     parser.add_argument("--episodes", type=int, default=20)
     args = parser.parse_args(argv)
-    # Checked before TensorFlow loads: one line and exit 2, as the package's commands do.
-    problems = [
-        f"{s} has no results.json" for s in args.studies if not (s / "results.json").is_file()
-    ]
-    if args.episodes <= 0:
-        problems.append(f"--episodes must be > 0, got {args.episodes}")
-    if problems:
-        print(f"trust_diagnostics: {problems[0]}", file=sys.stderr)
-        return 2
+    # Checked before TensorFlow loads: one line and exit 2, as the package's commands do. The
+    # cap is dqn-evaluate's: more episodes than that is a typo, and would run for days.
+    if not 1 <= args.episodes <= MAX_EVAL_EPISODES:
+        return _fail(PROG, f"--episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {args.episodes}")
+    try:
+        studies = [(study, read_runs(study)) for study in args.studies]
+    except ValueError as exc:
+        return _fail(PROG, exc)
     from dqn.errors import DQNError
 
     try:
-        report(args.studies, args.episodes)
+        report(studies, args.episodes)
     except DQNError as exc:
-        print(f"trust_diagnostics: {exc}", file=sys.stderr)
-        return 2
+        return _fail(PROG, exc)
+    except OSError as exc:  # a run's files, unreadable or gone since they were checked
+        return _fail(PROG, f"cannot read {exc.filename or 'a run'}: {exc.strerror or exc}")
     return 0
 
 
-def report(studies: list[Path], episodes: int) -> None:
+def read_runs(study: Path) -> list[dict]:
+    """The runs of a study's results.json, whose run folders are there. ValueError naming the
+    file where it cannot be read, or is not what dqn-compare writes."""
+    path = study / "results.json"
+    if not path.is_file():
+        raise ValueError(f"{study} has no results.json")
+    try:
+        rows = json.loads(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    check_result_rows(path, rows, NEEDS)
+    for i, row in enumerate(rows, 1):
+        _check_run(path, i, row)
+    return rows
+
+
+def _check_run(path: Path, i: int, row: dict) -> None:
+    """Run ``i`` of results.json ``path`` has a final evaluation, and its run folder."""
+    if row["final_eval_mean"] is None and row["diverged_at_env_step"] is None:
+        raise ValueError(f"{path}: run {i} has no final evaluation, and the guard did not stop it")
+    run = _run_folder(path.parent, row)
+    if not run.is_dir():  # a study whose run folders were removed (only its results kept)
+        raise ValueError(f"{path}: run {i} has no run folder {run}")
+
+
+def _run_folder(study: Path, row: dict) -> Path:
+    return study / "runs" / f"{row['variant']}-seed{row['seed']}"
+
+
+def report(studies: list[tuple[Path, list[dict]]], episodes: int) -> None:
+    """``studies``: each study folder with its runs, as read_runs reads them."""
     from dqn.runtime import import_tensorflow_quietly
 
     import_tensorflow_quietly(1)
     from dqn import DQNAgent
 
     total = {"cart": 0, "pole": 0, "time limit": 0}
-    for study in studies:
-        rows = json.loads((study / "results.json").read_text())
+    for study, rows in studies:
         for label in dict.fromkeys(r["variant"] for r in rows):
-            runs = [
-                study / "runs" / f"{label}-seed{r['seed']}" for r in rows if r["variant"] == label
-            ]
+            runs = [_run_folder(study, r) for r in rows if r["variant"] == label]
             print(f"{study.name} / {label}: {q_propagation(runs)}")
             for r, run in zip([r for r in rows if r["variant"] == label], runs):
                 if r["diverged_at_env_step"] is not None or r["final_eval_mean"] >= 475:

@@ -1,12 +1,17 @@
 """scripts/compare_studies.py reads a study's results.json or, where only that was kept, its
-results.csv: the same rows give the same comparison."""
+results.csv: the same rows give the same comparison. What it cannot read, or write to --out,
+is one line and exit 2, with no file written or replaced."""
 
 from __future__ import annotations
 
 import csv
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +100,98 @@ def test_studies_that_share_no_run_are_one_line_naming_what_each_holds(tmp_path,
     # One shared seed is a comparison of one run each, not an empty row.
     write_json(tmp_path / "c", [{**r, "seed": r["seed"] + 2} for r in rows([500.0] * 2)])
     assert "| huber | 1 |" in script.table(tmp_path / "a", tmp_path / "c").splitlines()[-1]
+
+
+def refused(script, capsys, *argv) -> str:
+    """main's one stderr line for ``argv``, which it refuses with exit 2, printing no table."""
+    assert script.main([str(a) for a in argv]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err
+    return err
+
+
+def two_studies(tmp_path) -> tuple[Path, Path]:
+    write_json(tmp_path / "a", rows([500.0] * 3))
+    write_json(tmp_path / "b", rows([480.0] * 3))
+    return tmp_path / "a", tmp_path / "b"
+
+
+def test_an_out_under_a_file_or_on_a_folder_is_one_line_and_writes_nothing(tmp_path, capsys):
+    script = load_script()
+    a, b = two_studies(tmp_path)
+    (tmp_path / "afile").write_text("mine\n")
+    err = refused(script, capsys, a, b, "--out", tmp_path / "afile" / "x.md")
+    assert err.endswith(f"{tmp_path / 'afile'} is not a folder\n")
+    assert (tmp_path / "afile").read_text() == "mine\n"
+    (tmp_path / "adir").mkdir()
+    assert "adir is a folder: give it a file name" in refused(
+        script, capsys, a, b, "--out", tmp_path / "adir"
+    )
+    assert list((tmp_path / "adir").iterdir()) == []
+
+
+def test_an_out_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    # A read-only folder, as tests may run as root, where chmod does not stop a write.
+    def read_only(path, text):
+        raise OSError(30, "Read-only file system", str(tmp_path / ".x.md.tmp"))
+
+    script = load_script()
+    monkeypatch.setattr(script, "atomic_write_text", read_only)
+    a, b = two_studies(tmp_path)
+    err = refused(script, capsys, a, b, "--out", tmp_path / "x.md")
+    assert err == f"compare_studies.py: error: cannot write to {tmp_path / 'x.md'}: " + (
+        "Read-only file system\n"
+    )
+
+
+def test_out_replaces_a_table_it_wrote_but_no_other_file(tmp_path, capsys):
+    script = load_script()
+    a, b = two_studies(tmp_path)
+    notes = tmp_path / "notes.md"
+    notes.write_text("my notes\n")
+    assert "notes.md exists and is not a table of compare_studies.py: not replaced" in refused(
+        script, capsys, a, b, "--out", notes
+    )
+    assert notes.read_text() == "my notes\n"
+    # A rerun refreshes the report it wrote before (here that of other studies).
+    report = tmp_path / "report.md"
+    assert script.main([str(a), str(a), "--out", str(report)]) == 0
+    assert script.main([str(a), str(b), "--out", str(report)]) == 0
+    assert report.read_text() == script.table(a, b)
+
+
+@pytest.mark.parametrize(
+    "name, text, fragment",
+    [
+        ("results.json", "{x", "results.json: Expecting property name"),
+        ("results.json", '[{"variant": "huber"}]', "results.json: run 1 has no 'seed'"),
+        ("results.json", '{"variant": "huber"}', "results.json is not a list of runs"),
+        ("results.csv", "variant,seed\nhuber,x\n", "results.csv: line 2: invalid literal"),
+        ("results.csv", "variant,seed\nhuber\n", "results.csv: line 2 has not one cell per"),
+    ],
+)
+def test_a_results_file_it_cannot_read_is_one_line_naming_it(
+    name, text, fragment, tmp_path, capsys
+):
+    script = load_script()
+    a, _ = two_studies(tmp_path)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / name).write_text(text)
+    err = refused(script, capsys, a, tmp_path / "bad", "--out", tmp_path / "x.md")
+    assert str(tmp_path / "bad" / fragment) in err
+    assert not (tmp_path / "x.md").exists()
+
+
+def test_a_missing_argument_is_one_line_from_the_command_line(tmp_path):
+    # Run as a user runs it: argparse's usage line and a traceback would show only here.
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "compare_studies.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "compare_studies.py: error: the following arguments are required: second "
+        "(see compare_studies.py --help)"
+    ]

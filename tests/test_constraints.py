@@ -6,6 +6,7 @@ of them is asked of PyPI by scripts/lock_wheels.py, which needs the network.)"""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -63,7 +64,8 @@ def test_the_wheel_check_refuses_a_bad_lock_and_a_silent_network_in_one_line(
         with pytest.raises(SystemExit) as stop:
             lock_wheels.main(list(argv))
         assert stop.value.code == 2
-        return capsys.readouterr().err.splitlines()[-1]
+        [line] = capsys.readouterr().err.splitlines()  # one line: no usage printed above it
+        return line
 
     assert "cannot read the lock" in refused("--lock", str(tmp_path / "nope.txt"))
     (tmp_path / "ranges.txt").write_text("numpy>=2\n")
@@ -74,6 +76,42 @@ def test_the_wheel_check_refuses_a_bad_lock_and_a_silent_network_in_one_line(
     monkeypatch.setattr(lock_wheels, "has_wheel", lambda *a: asked.append(a) or False)
     assert "is the network down?" in refused()
     assert [a[0] for a in asked] == ["packaging"]
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (
+            ["--platforms", "bogus"],
+            "no platform 'bogus'; choose from linux-x86_64, linux-aarch64, macos-arm64, "
+            "windows-amd64",
+        ),
+        (["--lock", "/nonexistent.txt"], "cannot read the lock /nonexistent.txt: [Errno 2]"),
+        (["--lock", "{ranges}"], "numpy>=1 is not a pin (name==version)"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        # A version pip cannot target finds no wheel on PyPI ("is the network down?"). A lock
+        # with no packaging pin, and no package checked: were it not refused, PyPI is not asked.
+        (
+            ["--pythons", "3.12,abc", "--lock", "{pins}", "--only", "none"],
+            "no Python 'abc'; give CPython versions as 3.N",
+        ),
+    ],
+)
+def test_an_argument_error_of_the_wheel_check_is_one_line_from_the_command_line(
+    argv, fragment, tmp_path
+):
+    # Run as a user runs it: argparse's usage lines would show above the error only here.
+    (tmp_path / "ranges.txt").write_text("numpy>=1\n")
+    (tmp_path / "pins.txt").write_text("tqdm==4.70.1\n")
+    argv = [a.format(ranges=tmp_path / "ranges.txt", pins=tmp_path / "pins.txt") for a in argv]
+    script = ROOT / "scripts" / "lock_wheels.py"
+    done = subprocess.run(
+        [sys.executable, str(script), *argv], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("lock_wheels.py: error: ") and fragment in line, line
+    assert line.endswith("(see lock_wheels.py --help)")
 
 
 def test_the_wheel_check_lists_the_pins_pypi_has_no_wheel_of(tmp_path, monkeypatch, capsys):

@@ -1,32 +1,65 @@
 """scripts/trust_diagnostics.py refuses what it cannot read in one line, before TensorFlow."""
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "trust_diagnostics.py"
+RUN = '{"variant": "huber", "seed": 0, "final_eval_mean": 9.5, "diverged_at_env_step": null}'
 
 
 def load_script():
-    path = ROOT / "scripts" / "trust_diagnostics.py"
-    spec = importlib.util.spec_from_file_location("trust_diagnostics", path)
+    spec = importlib.util.spec_from_file_location("trust_diagnostics", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.mark.parametrize(
-    "args, fragment",
+    "args, results, fragment",
     [
-        (["missing"], "missing has no results.json"),
-        (["study", "--episodes", "0"], "--episodes must be > 0, got 0"),
+        (["missing"], "[]", "missing has no results.json"),
+        (["study", "--episodes", "0"], "[]", "--episodes must be in [1, 1_000_000], got 0"),
+        # dqn-evaluate's cap: a billion episodes ran for days instead of being refused.
+        (
+            ["study", "--episodes", "1000000000"],
+            "[]",
+            "--episodes must be in [1, 1_000_000], got 1000000000",
+        ),
+        (["study"], "{x", "cannot read study/results.json: Expecting property name"),
+        (["study"], '[{"variant": "huber"}]', "study/results.json: run 1 has no 'seed'"),
+        (["study"], '{"variant": "huber"}', "study/results.json is not a list of runs"),
+        (["study"], f"[{RUN}]", "study/results.json: run 1 has no run folder"),
     ],
 )
-def test_what_it_cannot_read_is_one_line_and_exit_2(args, fragment, tmp_path, capsys, monkeypatch):
+def test_what_it_cannot_read_is_one_line_and_exit_2(
+    args, results, fragment, tmp_path, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "study").mkdir()
-    (tmp_path / "study" / "results.json").write_text("[]")
-    assert load_script().main(args) == 2
+    (tmp_path / "study" / "results.json").write_text(results)
+    script = load_script()
+    # Refused before the report (and TensorFlow) starts; were it not, the test fails, not hangs.
+    monkeypatch.setattr(script, "report", lambda *a: pytest.fail("not refused: the report ran"))
+    assert script.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"trust_diagnostics: {fragment}"]
+    assert len(err) == 1 and err[0].startswith(f"trust_diagnostics.py: error: {fragment}"), err
+
+
+def test_an_episode_count_that_is_no_number_is_one_line_from_the_command_line(tmp_path):
+    # Run as a user runs it: argparse's usage line and a traceback would show only here.
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path), "--episodes", "abc"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "trust_diagnostics.py: error: argument --episodes: invalid int value: 'abc' "
+        "(see trust_diagnostics.py --help)"
+    ]
