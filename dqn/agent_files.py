@@ -446,6 +446,11 @@ def resolve_agent_dir(path: Path) -> Path:
             f"{path} is an exported policy (a SavedModel, as dqn-export writes), not a run or "
             "agent folder: load it with tf.saved_model.load, or give the run it came from"
         )
+    if path.name == CHECKPOINTS and (path.parent / "metrics.csv").is_file():
+        raise CheckpointError(  # its step-* folders are checkpoints, not runs
+            f"{path} is the checkpoints folder of run {path.parent}: give the run (its newest "
+            "good checkpoint is read) or one checkpoint in it"
+        )
     if runs := _runs_inside(path):
         shown = ", ".join(str(r) for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
         if len(runs) == 1:

@@ -187,6 +187,8 @@ def run_comparison(
             f"{out} holds a run, population or agent (it is a {kind} folder), not a study: give "
             "the study its own folder (--out, out_dir)"
         )
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file: give the study a folder (--out, out_dir)")
     if out.is_dir():
         foreign = sorted(
             p.name for p in out.iterdir() if p.name not in STUDY_ENTRIES and p.name[:1] != "."

@@ -61,7 +61,11 @@ def _palette_image(frame: np.ndarray):
 def check_gif_path(path: Path) -> None:
     """Refused before any episode is run: another suffix, or a file that is already there."""
     if path.suffix.lower() != ".gif":
-        raise DQNError(f"--gif {path}: give a file name ending in .gif")
+        # ".gif" alone is a hidden file's name with no suffix: say what it lacks.
+        lacks = (
+            "a name before .gif" if path.name.lower() == ".gif" else "a file name ending in .gif"
+        )
+        raise DQNError(f"--gif {path}: give {lacks}")
     if path.exists():
         raise DQNError(f"--gif {path} already exists: give another path, or remove it first")
     folder = path.parent

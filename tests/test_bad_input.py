@@ -416,6 +416,15 @@ def empty_folder(tmp):
     return tmp / "empty"
 
 
+def tiny_run_checkpoints(tmp):
+    """A run's checkpoints/ with two checkpoints: once said to hold "2 runs"."""
+    run = run_without_checkpoint(tmp)
+    for step in (200, 400):
+        (run / "checkpoints" / f"step-{step:09d}" / "agent").mkdir(parents=True)
+        (run / "checkpoints" / f"step-{step:09d}" / "agent" / "agent.json").write_text("{}")
+    return run / "checkpoints"
+
+
 def run_without_checkpoint(tmp, name="run"):
     run = tmp / name
     run.mkdir(parents=True)
@@ -477,6 +486,10 @@ EVALUATE_CASES = {
     ),
     "truncated weights, no manifest": (truncated_agent, ["corrupt checkpoint"]),
     "run before its first checkpoint": (run_without_checkpoint, ["has no checkpoint yet"]),
+    "a run's checkpoints folder": (
+        lambda tmp: tiny_run_checkpoints(tmp),
+        ["checkpoints is the checkpoints folder of run", "give the run"],
+    ),
     "study entry before its run's first checkpoint": (
         study_entry_without_checkpoint,
         ["huber-seed0/run has no checkpoint yet"],

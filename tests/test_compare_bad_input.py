@@ -184,6 +184,9 @@ def test_a_result_that_cannot_be_read_is_named_and_read_back_from_its_run(study,
 
 
 def test_a_study_is_not_written_among_files_that_are_not_a_studys(tmp_path, in_process):
+    (tmp_path / "afile").write_text("mine\n")
+    with pytest.raises(ConfigError, match="afile is a file: give the study a folder"):
+        run_comparison(BASE, TWO, [0], tmp_path / "afile", workers=1, progress=False)
     for name, make in (
         ("notes", lambda p: (p / "notes.txt").write_text("mine\n")),
         ("checkpoints", lambda p: (p / "step-000000600").mkdir()),

@@ -48,6 +48,7 @@ def test_a_long_episode_is_drawn_up_to_max_frames(tiny_run, tmp_path, capsys, mo
     [
         ("old.gif", "already exists: give another path"),
         ("movie.mp4", "ending in .gif"),
+        (".gif", "give a name before .gif"),  # a hidden file's name, with no suffix
         ("old.gif/sub/x.gif", "old.gif is a file, not a folder"),
     ],
 )
