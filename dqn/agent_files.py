@@ -186,7 +186,7 @@ def check_config_env(agent_dir: Path, config: DQNConfig, meta: AgentMeta) -> Non
     if not (agent_dir.parent / MANIFEST).is_file():
         return
     try:
-        sizes = check_env(config.env_id)
+        sizes = check_env(config.env_id, config.env_kwargs)
     except ConfigError:
         return
     except DQNError as exc:  # an env whose spaces DQN cannot handle was never trained here

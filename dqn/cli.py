@@ -200,7 +200,8 @@ def _train(args: argparse.Namespace):
                 raise ConfigError(f"{flag} and --set {key}=... both set {key!r}: give it once")
             overrides.append(f"{key}={value}")
     config = DQNConfig.from_yaml(args.config, overrides)
-    obs_dim, n_actions = check_env(config.env_id)  # an unknown id or space fails here, before TF
+    # An unknown id, keyword or space fails here, before TF.
+    obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     # The network too: its parameters' copies (dqn.members.member_bytes), so that
     # hidden_sizes=[100000, 100000] is refused here rather than running out of memory in TF.
     network = member_bytes(config, obs_dim, n_actions)
@@ -301,10 +302,12 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             agent = read_newest(args.path, _checked_then_loaded)
         from dqn.evaluation import evaluate
 
-        env = make_env(agent.config.env_id)
+        env = make_env(agent.config.env_id, **agent.config.env_kwargs)
         mean, std, returns = evaluate(agent, env, args.episodes, args.seed)
         if args.gif is not None:
-            frames, steps, gif_return = record_gif(agent, agent.config.env_id, args.gif, args.seed)
+            frames, steps, gif_return = record_gif(
+                agent, agent.config.env_id, args.gif, args.seed, agent.config.env_kwargs
+            )
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:  # unreadable, or a checkpoint a training run pruned as it was read
@@ -330,7 +333,7 @@ def _checked_then_loaded(agent_dir: Path):
     from dqn.envs import check_env
 
     config = read_agent_config(agent_dir)
-    obs_dim, n_actions = check_env(config.env_id)
+    obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     check_agent_fits(agent_dir, config.env_id, obs_dim, n_actions)
     _quiet_tensorflow()
     from dqn.agent import DQNAgent

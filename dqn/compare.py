@@ -204,11 +204,12 @@ def run_comparison(
     # unsupported space is refused here rather than in a worker after the other runs trained.
     from dqn.envs import check_env
 
-    spaces = {}
+    spaces, checked = {}, set()
     for (label, _), config in configs.items():
-        if config.env_id not in spaces:
+        if (config.env_id, config.env_kwargs) not in checked:
+            checked.add((config.env_id, config.env_kwargs))
             try:
-                spaces[config.env_id] = check_env(config.env_id)
+                spaces[config.env_id] = check_env(config.env_id, config.env_kwargs)
             except DQNError as exc:  # which variant asked for it, when there are several
                 raise type(exc)(f"variant {label!r}: {exc}") from None
     # The backend is checked here (Ray missing or unreachable: refused, nothing written).
@@ -375,7 +376,7 @@ def _bar_label(runs: int, tasks: list) -> str:
 def _threshold(config: DQNConfig) -> float:
     from dqn.envs import make_env, solve_return
 
-    env = make_env(config.env_id)
+    env = make_env(config.env_id, **config.env_kwargs)
     threshold = solve_return(config, env)
     env.close()
     return float("inf") if threshold is None else threshold

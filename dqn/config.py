@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import numbers
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -30,12 +31,13 @@ LEARNERS = ("tensorflow", "numpy")
 Overrides = Mapping[str, Any] | Sequence[str]  # {"seed": 3}, or ["seed=3"] with values as YAML
 
 # A field's kind, worded as its type error words it.
-INT, NUM, BOOL, STR, INTS = (
+INT, NUM, BOOL, STR, INTS, KWARGS = (
     "an integer",
     "a number",
     "a bool",
     "a non-empty string",
     "a list of integers",
+    "a mapping of name: number, string, bool, null or a list of them",
 )
 # A row's rule, checked on a value of its kind (never on None): a bound, worded as its error
 # words it (a key of BOUNDS), or the tuple of the allowed values, or None (any value of the kind).
@@ -59,6 +61,34 @@ BOUNDS: dict[str, Callable[[Any], bool]] = {
     "in [1, 1024]": lambda v: 1 <= v <= 1024,
 }
 MAX_EVAL_EPISODES = 1_000_000
+
+
+class EnvKwargs(Mapping):
+    """The keyword arguments of ``gym.make`` a config holds: a read-only mapping of names to
+    YAML scalars (number, string, bool, null) or tuples of them, hashable and compared as a
+    dict, so that a frozen config stays a value. ``dict(...)`` gives them back."""
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        self._items = dict(items or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._items.items())))
+
+    def __repr__(self) -> str:  # sorted: equal mappings print alike (population_mismatch)
+        return repr(dict(sorted(self._items.items())))
+
+    def plain(self) -> dict[str, Any]:
+        """As YAML and JSON write it: lists, not tuples."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self._items.items()}
 
 
 class Field(NamedTuple):
@@ -100,6 +130,9 @@ class DQNConfig(metaclass=_KnownKeys):
     env_id: str                        = row("CartPole-v1", STR,  False, None,
         "Gymnasium id of the environment (1-D Box observations, Discrete actions); "
         "module:EnvId imports the module that registers it first")
+    env_kwargs: EnvKwargs              = row(EnvKwargs(),   KWARGS, False, None,
+        "Keyword arguments of gym.make(env_id, ...) for every env a run makes (training, "
+        "evaluation, --gif): {max_episode_steps: 200}, CartPole's {sutton_barto_reward: true}")
     seed: int                          = row(0,             INT,  False, SEED_RANGE,
         "Seeds the env, the network initialisation, exploration and replay sampling")
     total_env_steps: int               = row(50_000,        INT,  False, "in [1, 10**12]",
@@ -221,7 +254,8 @@ class DQNConfig(metaclass=_KnownKeys):
         return self.from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "hidden_sizes": list(self.hidden_sizes)}
+        plain = {"hidden_sizes": list(self.hidden_sizes), "env_kwargs": self.env_kwargs.plain()}
+        return {**dataclasses.asdict(self), **plain}
 
     def to_yaml(self, path: str | Path) -> None:
         """Write atomically (temporary file, then rename)."""
@@ -442,6 +476,8 @@ def _coerce(kind: str, value: Any) -> Any:
     if (kind == BOOL and isinstance(value, bool)) or (kind == STR and isinstance(value, str)):
         if value != "":
             return value
+    if kind == KWARGS and isinstance(value, Mapping):
+        return _env_kwargs(value)
     if kind == INTS and isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
         try:
             return tuple(_coerce(INT, v) for v in value)
@@ -452,6 +488,29 @@ def _coerce(kind: str, value: Any) -> Any:
     if kind == NUM and number and abs(value) <= sys.float_info.max:  # finite (and fits a float)
         return float(value)
     raise _NotKind(kind, value)
+
+
+def _env_kwargs(value: Mapping) -> EnvKwargs:
+    """``value`` as EnvKwargs, or _NotKind: names that are identifiers (gym.make passes them as
+    keywords), values that YAML writes back as they were (a config is saved with its run)."""
+
+    def scalar(v: Any) -> bool:
+        if isinstance(v, float):
+            return math.isfinite(v)
+        return v is None or isinstance(v, (bool, int, str))
+
+    items = {}
+    for key, v in value.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise _NotKind(KWARGS, dict(value))
+        if hasattr(v, "item") and isinstance(v, numbers.Number):  # numpy's scalars
+            v = v.item()
+        if isinstance(v, (list, tuple)) and all(scalar(x) for x in v):
+            v = tuple(x.item() if hasattr(x, "item") else x for x in v)
+        elif not scalar(v):
+            raise _NotKind(KWARGS, dict(value))
+        items[key] = v
+    return EnvKwargs(items)
 
 
 def _validate(cfg: DQNConfig) -> None:

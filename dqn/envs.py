@@ -45,6 +45,14 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
         raise ConfigError(f"unknown env id {env_id!r}{hint}")
     try:
         return gym.make(env_id, **kwargs)
+    except TypeError as exc:
+        if not kwargs:
+            raise
+        # A keyword the env does not take (config key env_kwargs): gymnasium's TypeError names
+        # the keyword; the env's own __init__ is the only list of the ones it takes.
+        raise ConfigError(
+            f"env {env_id!r} does not take env_kwargs {dict(kwargs)}: {_first_line(exc)}"
+        ) from None
     except gym.error.DependencyNotInstalled as exc:
         raise ConfigError(f"env {env_id!r} needs an extra package: {exc}") from None
     except (ImportError, gym.error.Error) as exc:
@@ -87,14 +95,22 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def make_vector_env(env_id: str, num_envs: int) -> gym.vector.VectorEnv:
+def make_vector_env(env_id: str, num_envs: int, kwargs=None) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``env_id`` stepped together, autoresetting on the next step.
 
     ``gym.make_vec`` uses the env's own vectorized implementation where it registers one
     (CartPole does: one numpy step for all copies) and a synchronous loop otherwise.
     """
-    make_env(env_id).close()  # the same one-line errors for an unknown id or a missing extra
-    envs = gym.make_vec(env_id, num_envs=num_envs)
+    kwargs = dict(kwargs or {})
+    make_env(env_id, **kwargs).close()  # the same one-line errors (unknown id, extra, keyword)
+    try:
+        envs = gym.make_vec(env_id, num_envs=num_envs, **kwargs)
+    except TypeError as exc:  # a keyword the env takes but its vectorized version does not
+        if not kwargs:
+            raise
+        raise ConfigError(
+            f"env {env_id!r}'s vector env does not take env_kwargs {kwargs}: {_first_line(exc)}"
+        ) from None
     mode = envs.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
     if mode != gym.vector.AutoresetMode.NEXT_STEP:
         envs.close()
@@ -139,9 +155,10 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> tuple
     return int(observation_space.shape[0]), int(action_space.n)
 
 
-def check_env(env_id: str) -> tuple[int, int]:
-    """Make the env once and check its spaces: (obs_dim, n_actions), or a clear error."""
-    env = make_env(env_id)
+def check_env(env_id: str, kwargs=None) -> tuple[int, int]:
+    """Make the env once (with ``kwargs``, a config's env_kwargs) and check its spaces:
+    (obs_dim, n_actions), or a clear error."""
+    env = make_env(env_id, **(kwargs or {}))
     try:
         return check_spaces(env.observation_space, env.action_space)
     finally:
@@ -349,8 +366,9 @@ class VectorEnvs:
         self.envs.close()
 
 
-def make_stepper(env_id: str, num_envs: int) -> OneEnv | VectorEnvs:
-    """``num_envs`` copies of ``env_id`` behind one interface (not reset yet)."""
+def make_stepper(env_id: str, num_envs: int, kwargs=None) -> OneEnv | VectorEnvs:
+    """``num_envs`` copies of ``env_id`` (made with ``kwargs``) behind one interface (not reset
+    yet)."""
     if num_envs == 1:
-        return OneEnv(make_env(env_id))
-    return VectorEnvs(make_vector_env(env_id, num_envs))
+        return OneEnv(make_env(env_id, **(kwargs or {})))
+    return VectorEnvs(make_vector_env(env_id, num_envs, kwargs))

@@ -152,7 +152,7 @@ def train(
     if run_dir is not None:
         checkpoint.check_new_folder(run_dir, resume="dqn.loop.resume(run_dir)")
     configure_runtime(config)
-    envs = make_stepper(config.env_id, config.num_envs)
+    envs = make_stepper(config.env_id, config.num_envs, config.env_kwargs)
     obs_dim, n_actions = check_spaces(*envs.spaces)
     # Checked before the agent is built, which is where an MLP too large for memory would fail;
     # a network_fn's size is unknown until it is built, so only its replay is counted.
@@ -226,7 +226,7 @@ def _resume(run_dir: Path, progress: bool, log_tensorboard: bool, on_eval) -> Tr
             CheckpointWarning,
             stacklevel=3,
         )
-    envs = make_stepper(config.env_id, config.num_envs)
+    envs = make_stepper(config.env_id, config.num_envs, config.env_kwargs)
     try:
         restore_env_state(envs.state_holder, snapshot)
     except ValueError as exc:
@@ -279,7 +279,8 @@ def _run(
     on_eval: OnEval | None = None,
 ) -> TrainResult:
     """The loop, from ``loop.env_step`` to the end (or a signal, or divergence)."""
-    eval_env = make_env(config.env_id)  # stateless between evaluations: reset with fixed seeds
+    # Stateless between evaluations: reset with fixed seeds.
+    eval_env = make_env(config.env_id, **config.env_kwargs)
     threshold = solve_return(config, eval_env)
     bound = q_bound(config, eval_env)
     log = RunLog(run_dir, loop, config.total_env_steps, progress, log_tensorboard)

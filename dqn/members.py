@@ -60,6 +60,7 @@ def configured(base: DQNConfig, overrides, seed: int, who: str) -> DQNConfig:
 # the backend of the one compiled program.
 SHARED_KEYS = (
     "env_id",
+    "env_kwargs",
     "hidden_sizes",
     "activation",
     "batch_size",

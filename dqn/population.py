@@ -162,7 +162,7 @@ def train_population(
     from dqn.envs import check_env
 
     env_id = configs[0].env_id  # the members' own: an override may name another env than config's
-    check_memory([configs], {env_id: check_env(env_id)})
+    check_memory([configs], {env_id: check_env(env_id, configs[0].env_kwargs)})
     if out_dir is None:  # to the microsecond: two populations started together get two
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         out_dir = Path(config.output_dir) / f"population-{stamp}"
@@ -322,7 +322,7 @@ def _make_learner(configs, net: Network, online: np.ndarray, own_pools: bool):
 
 def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> PopulationLoop:
     own_pools = configure_runtime(configs[0])
-    first_env = make_env(configs[0].env_id)
+    first_env = make_env(configs[0].env_id, **configs[0].env_kwargs)
     obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
     first_env.close()
     net = Network(configs[0], obs_dim, n_actions)
@@ -332,7 +332,7 @@ def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> Population
     for config, run_dir in zip(configs, run_dirs):
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
-        env = make_env(config.env_id)
+        env = make_env(config.env_id, **config.env_kwargs)
         obs = checked_obs(env.reset(seed=config.seed)[0], (obs_dim,), env)[None]
         loop = LoopState(columns=columns, obs=obs)
         replay = ReplayBuffer(config.buffer_size, obs_dim, np.random.default_rng([config.seed, 2]))
@@ -348,7 +348,7 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
     from dqn.agent import DQNAgent
 
     own_pools = configure_runtime(configs[0])
-    first_env = make_env(configs[0].env_id)
+    first_env = make_env(configs[0].env_id, **configs[0].env_kwargs)
     obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
     first_env.close()
     net = Network(configs[0], obs_dim, n_actions)
@@ -358,13 +358,14 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
         if i in stopped:  # its folder is final; it only keeps its place on the member axis
             state = LearnerArrays(*(np.zeros(net.flat.size, np.float32),) * 4, np.float32(0), 0)
             loop = LoopState(columns=[], obs=np.zeros((1, obs_dim), np.float32))
-            slot = _slot(config, run_dir, make_env(config.env_id), None, None, loop, None)
+            env = make_env(config.env_id, **config.env_kwargs)
+            slot = _slot(config, run_dir, env, None, None, loop, None)
             slot.stopped = "stopped before the checkpoint"
         else:
             agent = DQNAgent.load(folder / "agent")  # verified by _common_good_step
             state = agent.state
             loop, replay, snapshot = load_run_state(folder, config, obs_dim)
-            env = make_env(config.env_id)
+            env = make_env(config.env_id, **config.env_kwargs)
             try:
                 restore_env_state(env, snapshot)
             except ValueError as exc:
@@ -386,7 +387,8 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
 
 
 def _slot(config, run_dir, env, replay, rng, loop, metrics) -> Slot:
-    eval_env = make_env(config.env_id)  # stateless between evaluations: reset with fixed seeds
+    # Stateless between evaluations: reset with fixed seeds.
+    eval_env = make_env(config.env_id, **config.env_kwargs)
     return Slot(
         config=config,
         run_dir=run_dir,

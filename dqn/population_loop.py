@@ -349,7 +349,7 @@ class PopulationLoop:
         """The member's evaluation env and as many more copies as episodes run side by side
         (each episode is reset with its own seed, so any fresh copy plays it the same)."""
         while len(slot.eval_envs) < width - 1:
-            slot.eval_envs.append(make_env(slot.config.env_id))
+            slot.eval_envs.append(make_env(slot.config.env_id, **slot.config.env_kwargs))
         return [slot.eval_env, *slot.eval_envs[: width - 1]]
 
     def _diagnose(self, idx: np.ndarray) -> dict[int, dict[str, float]]:

@@ -75,9 +75,12 @@ def check_gif_path(path: Path) -> None:
         raise DQNError(f"--gif {path}: {folder} is a file, not a folder")
 
 
-def record_gif(agent, env_id: str, path: str | Path, seed: int) -> tuple[int, int, float]:
+def record_gif(
+    agent, env_id: str, path: str | Path, seed: int, env_kwargs=None
+) -> tuple[int, int, float]:
     """Draw one greedy episode (reset with ``seed``) into ``path``; return (frames, steps,
-    return): a frame for the reset and one per step, up to ``MAX_FRAMES``.
+    return): a frame for the reset and one per step, up to ``MAX_FRAMES``. ``env_kwargs`` are
+    gym.make's (a config's env_kwargs).
 
     ``path`` is written whole or not at all. An env that cannot draw frames (no ``rgb_array``
     render mode) or lacks the package that draws them is refused in one line (DQNError).
@@ -87,7 +90,8 @@ def record_gif(agent, env_id: str, path: str | Path, seed: int) -> tuple[int, in
 
     path = Path(path)
     check_gif_path(path)
-    modes = make_env(env_id).metadata.get("render_modes", [])
+    kwargs = dict(env_kwargs or {})
+    modes = make_env(env_id, **kwargs).metadata.get("render_modes", [])
     if "rgb_array" not in modes:
         raise DQNError(
             f"env {env_id!r} cannot draw its frames: --gif needs the rgb_array render mode, "
@@ -97,7 +101,7 @@ def record_gif(agent, env_id: str, path: str | Path, seed: int) -> tuple[int, in
     # "XDG_RUNTIME_DIR is invalid" on a machine without a desktop: its dummy drivers need none.
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    env = _Frames(make_env(env_id, render_mode="rgb_array"))
+    env = _Frames(make_env(env_id, render_mode="rgb_array", **kwargs))
     try:
         _, _, returns = evaluate(agent, env, 1, seed)
     except gym.error.DependencyNotInstalled as exc:

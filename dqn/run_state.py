@@ -262,7 +262,7 @@ def prepare_resume(run_dir: Path) -> Resumable:
     """Find, verify and read the checkpoint to resume; CheckpointError naming what is wrong."""
     found = latest_good_checkpoint(run_dir)
     config = read_agent_config(found.path / "agent")
-    obs_dim, n_actions = check_env(config.env_id)
+    obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     check_agent_fits(found.path / "agent", config.env_id, obs_dim, n_actions)
     check_run_config(run_dir, config)
     loop, replay, snapshot = load_run_state(found.path, config, obs_dim)

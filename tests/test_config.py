@@ -209,9 +209,9 @@ def test_the_table_agrees_with_the_field_types():
     import types
     import typing
 
-    from dqn.config import BOOL, FIELDS, INT, INTS, NUM, STR
+    from dqn.config import BOOL, FIELDS, INT, INTS, KWARGS, NUM, STR, EnvKwargs
 
-    kinds = {int: INT, float: NUM, bool: BOOL, str: STR, tuple[int, ...]: INTS}
+    kinds = {int: INT, float: NUM, bool: BOOL, str: STR, tuple[int, ...]: INTS, EnvKwargs: KWARGS}
     for key, hint in typing.get_type_hints(DQNConfig).items():
         nullable = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
         base = [t for t in typing.get_args(hint) if t is not type(None)][0] if nullable else hint
@@ -303,7 +303,9 @@ def test_each_kind_of_row_refuses_with_its_exact_message(changes, message):
 
 
 def test_an_unknown_keyword_names_the_valid_keys():
-    with pytest.raises(ConfigError, match="unknown config key 'zzz'; valid keys: env_id, seed"):
+    with pytest.raises(
+        ConfigError, match="unknown config key 'zzz'; valid keys: env_id, env_kwargs, seed"
+    ):
         DQNConfig(zzz=0.9)
 
 
@@ -357,6 +359,23 @@ def test_a_config_saved_before_n_step_existed_reads_as_one_step_targets(tmp_path
     check_run_config(tmp_path, DQNConfig(n_step=1))  # the run's own config: no difference
     with pytest.raises(CheckpointError, match=r"differs .* \(n_step\)"):
         check_run_config(tmp_path, DQNConfig())
+
+
+def test_env_kwargs_are_a_frozen_mapping_that_yaml_writes_and_reads_back(tmp_path):
+    config = DQNConfig(env_kwargs={"max_episode_steps": 50, "sizes": [1, 2]})
+    assert dict(config.env_kwargs) == {"max_episode_steps": 50, "sizes": (1, 2)}
+    same = DQNConfig(env_kwargs={"sizes": (1, 2), "max_episode_steps": 50})
+    assert config == same and hash(config) == hash(same)  # a config stays a value
+    with pytest.raises(TypeError):
+        config.env_kwargs["sizes"] = 3  # type: ignore[index]
+    config.to_yaml(tmp_path / "c.yaml")
+    assert DQNConfig.from_yaml(tmp_path / "c.yaml") == config
+    over = DQNConfig.from_yaml(None, ["env_kwargs={max_episode_steps: 50}"])
+    assert over.env_kwargs == {"max_episode_steps": 50}
+    kind = "a mapping of name: number, string, bool, null or a list of them"
+    for bad in ({"two words": 1}, {"f": object()}, {"x": float("nan")}, [1], "a=1"):
+        with pytest.raises(ConfigError, match=f"config key 'env_kwargs' must be {kind}, got"):
+            DQNConfig(env_kwargs=bad)
 
 
 def test_the_default_config_file_names_every_key():

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -177,3 +178,44 @@ def test_the_last_evaluation_uses_final_eval_episodes(tmp_path, monkeypatch):
     config = DQNConfig(**TINY_RUN).replace(eval_episodes=2, final_eval_episodes=7)
     train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
     assert calls == [2, 2, 2, 2, 2, 7]  # rows at 100, 200, ..., 600 env steps
+
+
+def test_env_kwargs_reach_every_env_a_run_makes(tmp_path):
+    """gym.make's keywords (config key env_kwargs) for the training env, the evaluation env,
+    a vector env, a population's envs, a resume and dqn-evaluate: episodes cut at 20 steps
+    anywhere show that the keyword got there (CartPole-v1's own limit is 500)."""
+    from dqn.cli import evaluate_main
+    from dqn.loop import resume
+    from dqn.population import train_population
+    from tests.conftest import TINY_RUN
+
+    config = DQNConfig(
+        **TINY_RUN, learner="numpy", output_dir=str(tmp_path), env_kwargs={"max_episode_steps": 20}
+    )
+    cut = {"run": train(config, progress=False)}
+    cut["vector"] = train(config.replace(num_envs=2), progress=False)
+    [member] = train_population(config, [({}, 1)], out_dir=tmp_path / "pop", progress=False)
+    cut["member"] = member
+    for name, result in cut.items():
+        rows = result.history
+        assert np.nanmax([r["train_return_mean"] for r in rows]) <= 20, name  # training episodes
+        assert np.nanmax([r["eval_return_mean"] for r in rows]) <= 20, name  # evaluation episodes
+        assert 0 < result.summary["final_eval_mean"] <= 20, name
+    run_dir = cut["run"].run_dir
+    assert "env_kwargs:\n  max_episode_steps: 20\n" in (run_dir / "config.yaml").read_text()
+    shutil.rmtree(sorted((run_dir / "checkpoints").iterdir())[-1])  # resume from step 400
+    (run_dir / "summary.json").unlink()
+    resumed = resume(run_dir, progress=False)
+    assert np.nanmax([r["train_return_mean"] for r in resumed.history]) <= 20
+    assert evaluate_main([str(run_dir), "--episodes", "5"]) == 0
+
+
+def test_an_env_kwarg_the_env_does_not_take_is_refused_before_anything_is_written(tmp_path):
+    from dqn.errors import ConfigError
+
+    config = DQNConfig(output_dir=str(tmp_path), env_kwargs={"bogus": 1})
+    for bad in (config, config.replace(num_envs=2)):
+        with pytest.raises(ConfigError, match=r"env 'CartPole-v1' does not take env_kwargs") as e:
+            train(bad, progress=False)
+        assert "\n" not in str(e.value) and "bogus" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
