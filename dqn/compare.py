@@ -205,12 +205,15 @@ def run_comparison(
     from dqn.envs import check_env
 
     spaces, checked = {}, set()
+    own_env = {v.label for v in variants if {"env_id", "env_kwargs"} & dict(v.overrides).keys()}
     for (label, _), config in configs.items():
         if (config.env_id, config.env_kwargs) not in checked:
             checked.add((config.env_id, config.env_kwargs))
             try:
                 spaces[config.env_id] = check_env(config.env_id, config.env_kwargs)
-            except DQNError as exc:  # which variant asked for it, when there are several
+            except DQNError as exc:
+                if label not in own_env:  # the base config's env: every variant's
+                    raise
                 raise type(exc)(f"variant {label!r}: {exc}") from None
     # The backend is checked here (Ray missing or unreachable: refused, nothing written).
     run_tasks = backend_runner(backend, workers, address)

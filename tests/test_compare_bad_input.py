@@ -563,6 +563,14 @@ def test_a_variant_on_an_env_dqn_cannot_train_is_refused_before_any_run(
     assert not (tmp_path / "cli").exists()
 
 
+def test_an_env_every_variant_shares_is_refused_without_naming_one(tmp_path, in_process):
+    base = BASE.replace(env_kwargs={"bogus": 1})  # the base config's, not a variant's
+    with pytest.raises(ConfigError) as refused:
+        run_comparison(base, TWO, [0], tmp_path / "out", workers=1, progress=False)
+    assert str(refused.value).startswith("env 'CartPole-v1' does not take env_kwargs")
+    assert in_process == [] and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("env_id, error, fragment", OTHER_ENVS, ids=["continuous", "unknown"])
 def test_members_on_an_env_dqn_cannot_train_are_refused_before_anything_is_written(
     env_id, error, fragment, tmp_path
