@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from dqn.backprop import cli
 from dqn.backprop.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +42,7 @@ def test_cli_prints_the_four_tables_and_writes_four_pngs(tmp_path, capsys):
     for name in FIGURES:
         data = (out_dir / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+    assert sorted(os.listdir(out_dir)) == sorted(cli.FIGURES)  # all that --out may hold
     # A number per demo that the demo tests also assert.
     assert "max sigmoid'(x) on a grid over [-20, 20]: 0.25 at x = 0" in stdout
     assert "dead weights bit-identical = True" in stdout
@@ -63,6 +65,20 @@ def test_a_bad_seed_is_refused_before_out_is_created(tmp_path, capsys):
     assert not (tmp_path / "figs").exists()
 
 
+def test_out_holding_other_files_is_refused_and_left_as_it_was(tmp_path, capsys):
+    # A rerun into the lab's own folder replaces its figures; anything else there is not its.
+    (tmp_path / "notes.txt").write_text("mine\n")
+    (tmp_path / "dead_relus.png").write_bytes(b"old")
+    assert main(["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"dqn-backprop: error: --out {tmp_path} holds files the demos do not write (notes.txt): "
+        "give the figures their own folder\n"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["dead_relus.png", "notes.txt"]
+    assert (tmp_path / "dead_relus.png").read_bytes() == b"old"
+
+
 def test_out_that_is_a_file_is_an_argument_error(tmp_path, capsys):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
@@ -82,7 +98,9 @@ def test_script_wrapper_exits_2_without_traceback():
         env=env,
     )
     assert out.returncode == 2
-    assert out.stderr.strip() == "dqn-backprop: error: unrecognized arguments: --nope"
+    assert out.stderr.strip() == (
+        "dqn-backprop: error: unrecognized arguments: --nope (see dqn-backprop --help)"
+    )
 
 
 def test_help_exits_0(capsys):

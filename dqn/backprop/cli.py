@@ -49,6 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# The figures main writes, one per demo: all that --out may hold before it writes them.
+FIGURES = (
+    "sigmoid_saturation.png",
+    "dead_relus.png",
+    "rnn_gradients.png",
+    "clipped_delta_vs_huber.png",
+)
+
+
 def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     # Text in the first column reads better left-aligned, numbers right-aligned.
@@ -173,8 +182,8 @@ def report_losses(r: demos.LossesResult) -> str:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-    except _UsageError as err:
-        print(f"dqn-backprop: error: {err}", file=sys.stderr)
+    except _UsageError as err:  # worded as the other commands word theirs
+        print(f"dqn-backprop: error: {err} (see dqn-backprop --help)", file=sys.stderr)
         return 2
     except SystemExit as exit_:  # --help, --version
         return int(exit_.code or 0)
@@ -184,6 +193,21 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    # Only the four figures are ever replaced: in a folder holding anything else (a run, a
+    # project's files) they would be written among files that are not the lab's.
+    if args.out.is_dir():
+        foreign = sorted(
+            p.name for p in args.out.iterdir() if p.name not in FIGURES and p.name[:1] != "."
+        )
+        if foreign:
+            more = f" and {len(foreign) - 3} more" if foreign[3:] else ""
+            shown = ", ".join(foreign[:3]) + more
+            print(
+                f"dqn-backprop: error: --out {args.out} holds files the demos do not write "
+                f"({shown}): give the figures their own folder",
+                file=sys.stderr,
+            )
+            return 2
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
