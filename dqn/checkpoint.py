@@ -52,8 +52,9 @@ def check_new_folder(
         raise ConfigError(f"{what} {path} is a file: give a folder that does not exist yet")
     if path.is_dir() and any(path.iterdir()):
         # A run that failed before its first checkpoint (an on_eval that raised at the first
-        # evaluation) has nothing to resume: naming the resume there sent users to a refusal.
-        if what == "run folder" and not any(path.glob("checkpoints/step-*")):
+        # evaluation: a run writes its config.yaml first) has nothing to resume; naming the
+        # resume there sent users to a refusal.
+        if (path / "config.yaml").is_file() and not list_checkpoints(path):
             raise ConfigError(
                 f"{what} {path} already exists and is not empty, and holds no checkpoint to "
                 "continue from: delete it or give a new folder"

@@ -293,7 +293,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         return _fail(prog, f"--seed must be in [0, 2**32 - episodes], got {args.seed}")
     try:
         from dqn.agent_files import read_newest
-        from dqn.envs import make_env
+        from dqn.envs import config_env
         from dqn.render import check_gif_path, record_gif
 
         if args.gif is not None:
@@ -302,7 +302,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
             agent = read_newest(args.path, _checked_then_loaded)
         from dqn.evaluation import evaluate
 
-        env = make_env(agent.config.env_id, **agent.config.env_kwargs)
+        env = config_env(agent.config)
         mean, std, returns = evaluate(agent, env, args.episodes, args.seed)
         if args.gif is not None:
             frames, steps, gif_return = record_gif(
@@ -418,9 +418,11 @@ def compare_parser() -> argparse.ArgumentParser:
 def compare_main(argv: Sequence[str] | None = None) -> int:
     args = compare_parser().parse_args(argv)
     prog = "dqn-compare"
+    from dqn.compare import MAX_SEEDS  # no TensorFlow: checked before the seeds' list is made
+
     # --workers left out: run_comparison's default, the CPUs this process may use.
     for flag, value, rule, ok in (
-        ("--seeds", args.seeds, "in [1, 10_000]", 0 < args.seeds <= 10_000),  # MAX_SEEDS
+        ("--seeds", args.seeds, f"in [1, {MAX_SEEDS:_}]", 0 < args.seeds <= MAX_SEEDS),
         ("--workers", args.workers, "> 0", args.workers is None or args.workers > 0),
         ("--first-seed", args.first_seed, ">= 0", args.first_seed >= 0),
     ):

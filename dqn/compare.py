@@ -377,9 +377,9 @@ def _bar_label(runs: int, tasks: list) -> str:
 
 
 def _threshold(config: DQNConfig) -> float:
-    from dqn.envs import make_env, solve_return
+    from dqn.envs import config_env, solve_return
 
-    env = make_env(config.env_id, **config.env_kwargs)
+    env = config_env(config)
     threshold = solve_return(config, env)
     env.close()
     return float("inf") if threshold is None else threshold

@@ -61,6 +61,11 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
         raise ConfigError(f"env {env_id!r} cannot be made here: {_first_line(exc)}") from None
 
 
+def config_env(config: DQNConfig, **extra) -> gym.Env:
+    """The env a run of ``config`` makes: its env_id, with its env_kwargs (and ``extra``)."""
+    return make_env(config.env_id, **config.env_kwargs, **extra)
+
+
 def _unregistered_namespace(name: str) -> str | None:
     """The namespace of ``namespace/EnvName-vN`` when no registered id has it; else None."""
     namespace, _, _ = gym.envs.registration.parse_env_id(name)

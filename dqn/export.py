@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dqn.cli import _fail, _interrupted_code, _one_line_warnings, _Parser, _sigterm_as_ctrl_c
@@ -77,26 +77,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(PROG, exc)
     except OSError as exc:
         return _fail(PROG, f"cannot read {args.path}: {exc.strerror or exc}")
-    created = _missing_parents(out)
-    tmp, moved = None, False
+
+    def write(folder: Path) -> None:  # called once the temporary folder exists
+        nonlocal agent_dir
+        from dqn.runtime import import_tensorflow_quietly
+
+        import_tensorflow_quietly()  # the command's stderr: its one line, not TF's start-up
+        with _one_line_warnings(PROG):
+            agent_dir = _write(args.path, agent_dir, folder, tflite=args.tflite)
+
+    written = False
     try:
-        from dqn.io import fresh_tmp_dir
-
-        # SIGTERM (`timeout`, `kill`) as Ctrl-C: the unfinished folder is removed below, where
-        # the default action left a hidden .<name>.*.tmp folder beside --out.
+        # SIGTERM (`timeout`, `kill`) as Ctrl-C: the unfinished folder is removed, where the
+        # default action left a hidden .<name>.*.tmp folder beside --out.
         with _sigterm_as_ctrl_c():
-            tmp = fresh_tmp_dir(out)  # an unwritable --out fails here, before TensorFlow
-            from dqn.runtime import import_tensorflow_quietly
-
-            import_tensorflow_quietly()  # the command's stderr: its one line, not TF's start-up
-            with _one_line_warnings(PROG):
-                agent_dir = _write(args.path, agent_dir, tmp, tflite=args.tflite)
-            _move_into_place(tmp, out)
-            moved = True
+            _write_whole(out, write, "--out")  # an unwritable --out fails before TensorFlow
+            written = True
     except BaseException as exc:
         # A signal once the folder was in place changes nothing: it is written, and complete.
-        if not (moved and isinstance(exc, KeyboardInterrupt)):
-            _remove_unfinished(tmp, created)
+        if not (written and isinstance(exc, KeyboardInterrupt)):
             if isinstance(exc, DQNError):
                 return _fail(PROG, exc)
             if isinstance(exc, OSError):
@@ -124,18 +123,9 @@ def export_policy(source, out: str | os.PathLike, *, tflite: bool = False) -> Pa
     holds no agent, an ``out`` that cannot be written) and InputError (another ``source``).
     """
     from dqn.errors import InputError
-    from dqn.io import fresh_tmp_dir
 
-    out = Path(out)
-    if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        _check_out(out, "out")
-        agent_dir = _check_agent(path)[0]
-
-        def write(folder: Path) -> None:
-            _write(path, agent_dir, folder, tflite)
-
-    else:
+    out, path = Path(out), Path(source) if isinstance(source, str | os.PathLike) else None
+    if path is None:
         from dqn.agent import DQNAgent
 
         if not isinstance(source, DQNAgent):
@@ -143,22 +133,29 @@ def export_policy(source, out: str | os.PathLike, *, tflite: bool = False) -> Pa
                 "export_policy takes a DQNAgent or the path of a run, checkpoint or agent "
                 f"folder, got {type(source).__name__}"
             )
-        _check_out(out, "out")
+    _check_out(out, "out")
+    if path is None:
+        _write_whole(out, lambda folder: _write_agent(source, folder, tflite), "out")
+    else:
+        agent_dir = _check_agent(path)[0]
+        _write_whole(out, lambda folder: _write(path, agent_dir, folder, tflite), "out")
+    return out
 
-        def write(folder: Path) -> None:
-            _save(source, folder)
-            if tflite:
-                write_tflite(folder, folder / TFLITE_FILE)
+
+def _write_whole(out: Path, write: Callable[[Path], object], name: str) -> None:
+    """``write(folder)`` into a fresh temporary folder beside ``out``, renamed to ``out`` when
+    complete; an error or a signal before then removes it, and the parents of ``out`` it made.
+    ``name`` is how messages name ``out`` (``--out`` for the command)."""
+    from dqn.io import fresh_tmp_dir
 
     created, tmp = _missing_parents(out), None
     try:
         tmp = fresh_tmp_dir(out)
         write(tmp)
-        _move_into_place(tmp, out, "out")
+        _move_into_place(tmp, out, name)
     except BaseException:
         _remove_unfinished(tmp, created)
         raise
-    return out
 
 
 def _check_out(out: Path, name: str = "--out") -> None:
@@ -240,21 +237,21 @@ def _write(path: Path, agent_dir: Path, folder: Path, tflite: bool) -> Path:
     from dqn.agent_files import read_newest
 
     agent_dir, agent = read_newest(path, lambda found: (found, DQNAgent.load(found)), agent_dir)
-    _save(agent, folder)
-    if tflite:
-        write_tflite(folder, folder / TFLITE_FILE)
+    _write_agent(agent, folder, tflite)
     return agent_dir
 
 
-def _save(agent, folder: Path) -> None:
-    """The agent's SavedModel in ``folder``; TensorFlow's own file errors (disk full,
-    permissions) as a DQNError."""
+def _write_agent(agent, folder: Path, tflite: bool) -> None:
+    """The agent's SavedModel (and TFLite model) in ``folder``; TensorFlow's own file errors
+    (disk full, permissions) as a DQNError."""
     import tensorflow as tf
 
     try:
         save_policy(agent.online, agent.obs_dim, folder)
     except tf.errors.OpError as exc:
         raise DQNError(f"cannot write the SavedModel: {exc.message}") from None
+    if tflite:
+        write_tflite(folder, folder / TFLITE_FILE)
 
 
 def policy_module(model, obs_dim: int):

@@ -27,7 +27,7 @@ from dqn.agent import DQNAgent
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
-from dqn.envs import check_env_values, check_spaces, make_env, make_stepper, solve_return
+from dqn.envs import check_env_values, check_spaces, config_env, make_stepper, solve_return
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import (
     CheckpointError,
@@ -280,7 +280,7 @@ def _run(
 ) -> TrainResult:
     """The loop, from ``loop.env_step`` to the end (or a signal, or divergence)."""
     # Stateless between evaluations: reset with fixed seeds.
-    eval_env = make_env(config.env_id, **config.env_kwargs)
+    eval_env = config_env(config)
     threshold = solve_return(config, eval_env)
     bound = q_bound(config, eval_env)
     log = RunLog(run_dir, loop, config.total_env_steps, progress, log_tensorboard)

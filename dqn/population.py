@@ -38,7 +38,7 @@ from dqn import checkpoint
 from dqn.agent_files import checkpoint_dir, list_checkpoints, verify_checkpoint
 from dqn.config import DQNConfig, check_is_config
 from dqn.divergence import q_bound
-from dqn.envs import check_spaces, checked_obs, make_env, solve_return
+from dqn.envs import check_spaces, checked_obs, config_env, solve_return
 from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError, raise_if_signalled
 from dqn.io import atomic_write_text, hold_folders
@@ -322,7 +322,7 @@ def _make_learner(configs, net: Network, online: np.ndarray, own_pools: bool):
 
 def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> PopulationLoop:
     own_pools = configure_runtime(configs[0])
-    first_env = make_env(configs[0].env_id, **configs[0].env_kwargs)
+    first_env = config_env(configs[0])
     obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
     first_env.close()
     net = Network(configs[0], obs_dim, n_actions)
@@ -332,7 +332,7 @@ def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> Population
     for config, run_dir in zip(configs, run_dirs):
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
-        env = make_env(config.env_id, **config.env_kwargs)
+        env = config_env(config)
         obs = checked_obs(env.reset(seed=config.seed)[0], (obs_dim,), env)[None]
         loop = LoopState(columns=columns, obs=obs)
         replay = ReplayBuffer(config.buffer_size, obs_dim, np.random.default_rng([config.seed, 2]))
@@ -348,7 +348,7 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
     from dqn.agent import DQNAgent
 
     own_pools = configure_runtime(configs[0])
-    first_env = make_env(configs[0].env_id, **configs[0].env_kwargs)
+    first_env = config_env(configs[0])
     obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
     first_env.close()
     net = Network(configs[0], obs_dim, n_actions)
@@ -358,14 +358,14 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
         if i in stopped:  # its folder is final; it only keeps its place on the member axis
             state = LearnerArrays(*(np.zeros(net.flat.size, np.float32),) * 4, np.float32(0), 0)
             loop = LoopState(columns=[], obs=np.zeros((1, obs_dim), np.float32))
-            env = make_env(config.env_id, **config.env_kwargs)
+            env = config_env(config)
             slot = _slot(config, run_dir, env, None, None, loop, None)
             slot.stopped = "stopped before the checkpoint"
         else:
             agent = DQNAgent.load(folder / "agent")  # verified by _common_good_step
             state = agent.state
             loop, replay, snapshot = load_run_state(folder, config, obs_dim)
-            env = make_env(config.env_id, **config.env_kwargs)
+            env = config_env(config)
             try:
                 restore_env_state(env, snapshot)
             except ValueError as exc:
@@ -388,7 +388,7 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
 
 def _slot(config, run_dir, env, replay, rng, loop, metrics) -> Slot:
     # Stateless between evaluations: reset with fixed seeds.
-    eval_env = make_env(config.env_id, **config.env_kwargs)
+    eval_env = config_env(config)
     return Slot(
         config=config,
         run_dir=run_dir,

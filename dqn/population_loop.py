@@ -23,7 +23,7 @@ from dqn import checkpoint
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
 from dqn.divergence import check_update, updates_pass
-from dqn.envs import make_env, non_finite_rows, training_stop
+from dqn.envs import config_env, non_finite_rows, training_stop
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError
 from dqn.evaluation import evaluate_members
@@ -349,7 +349,7 @@ class PopulationLoop:
         """The member's evaluation env and as many more copies as episodes run side by side
         (each episode is reset with its own seed, so any fresh copy plays it the same)."""
         while len(slot.eval_envs) < width - 1:
-            slot.eval_envs.append(make_env(slot.config.env_id, **slot.config.env_kwargs))
+            slot.eval_envs.append(config_env(slot.config))
         return [slot.eval_env, *slot.eval_envs[: width - 1]]
 
     def _diagnose(self, idx: np.ndarray) -> dict[int, dict[str, float]]:

@@ -221,9 +221,9 @@ def check_batch(batch: Batch, obs_dim: int, n_actions: int) -> None:
             f"got values from {actions.min():g} to {actions.max():g}"
         )
     terminated = np.asarray(batch.terminated, np.float64)
-    if not np.isin(terminated, (0.0, 1.0)).all():
-        odd = terminated[~np.isin(terminated, (0.0, 1.0))].flat[0]
-        raise InputError(f"batch.terminated must hold 0/1 or booleans, got {odd:g}")
+    odd = terminated[(terminated != 0.0) & (terminated != 1.0)]
+    if odd.size:
+        raise InputError(f"batch.terminated must hold 0/1 or booleans, got {odd[0]:g}")
 
 
 def pack_batch(batch: Batch) -> np.ndarray:

@@ -124,8 +124,7 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
         from dqn.errors import DivergenceError, TrainingInterrupted
 
         try:
-            if _train_or_resume(config, run).interrupted:
-                return TaskInterrupted()
+            _train_or_resume(config, run)  # a study passes no on_eval: it ends or raises
         except TrainingInterrupted:  # the study's stop: the run's checkpoint is saved
             return TaskInterrupted()
         except DivergenceError:
@@ -195,11 +194,10 @@ def read_result(folder: Path, label: str, seed: int) -> dict | None:
     try:
         row = json.loads(path.read_text())
         check_result_rows(path, [row])
-        ok = row["variant"] == label and row["seed"] == seed
+        if (row["variant"], row["seed"]) == (label, seed):
+            return row
     except (OSError, ValueError):
-        ok = False
-    if ok:
-        return row
+        pass
     import warnings
 
     warnings.warn(
@@ -296,15 +294,13 @@ def _train_chunk(
 
     queue = progress_queue()  # None in a Ray worker
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
-    results = None
-    if _can_resume(out, configs, run_dirs):
-        try:
-            results = resume_population(out, progress=report)
-        except CheckpointError:  # no step at which every member has a good checkpoint
-            pass  # trained afresh, as a single run with no good checkpoint is
-        except TrainingInterrupted:  # the study's stop: every member's checkpoint is saved
-            return False
-    if results is None:
+    try:
+        if _can_resume(out, configs, run_dirs):
+            try:
+                resume_population(out, progress=report)
+                return True
+            except CheckpointError:  # no step at which every member has a good checkpoint
+                pass  # trained afresh, as a single run with no good checkpoint is
         todo = [i for i, train in enumerate(unended) if train]
         _remove_partial(out)
         for i in todo:
@@ -317,18 +313,16 @@ def _train_chunk(
             )
             for i in todo
         ]
-        try:
-            results = train_population(
-                configs[todo[0]],
-                members,
-                out_dir=out,
-                run_dirs=[run_dirs[i] for i in todo],
-                progress=report,
-            )
-        except TrainingInterrupted:
-            return False
-    # Members the guard stopped keep their final folders; the others stopped with the signal.
-    return not any(r.summary.get("interrupted") for r in results)
+        train_population(
+            configs[todo[0]],
+            members,
+            out_dir=out,
+            run_dirs=[run_dirs[i] for i in todo],
+            progress=report,
+        )
+    except TrainingInterrupted:  # the study's stop: every running member's checkpoint is saved
+        return False
+    return True  # ended, the members the guard stopped included: a study passes no on_eval
 
 
 def _can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:

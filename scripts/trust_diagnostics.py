@@ -23,6 +23,7 @@ import numpy as np
 
 from dqn.cli import _fail, _Parser
 from dqn.config import MAX_EVAL_EPISODES, DQNConfig
+from dqn.report import run_name
 from dqn.run_log import read_metrics
 from dqn.study_runs import check_result_rows
 
@@ -128,7 +129,7 @@ def _check_run(path: Path, i: int, row: dict) -> None:
 
 
 def _run_folder(study: Path, row: dict) -> Path:
-    return study / "runs" / f"{row['variant']}-seed{row['seed']}"
+    return study / "runs" / run_name(row["variant"], row["seed"])
 
 
 def report(studies: list[tuple[Path, list[dict]]], episodes: int) -> None:

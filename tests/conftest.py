@@ -1,7 +1,12 @@
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Quiet TensorFlow's C++ start-up logs in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,6 +18,25 @@ def pytest_configure(config):
     from dqn.runtime import configure_tensorflow
 
     configure_tensorflow(1)
+
+
+def run_script(name: str, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``scripts/<name>`` run as a user runs it, in a fresh Python: argparse's usage lines and a
+    traceback would show only there."""
+    script = ROOT / "scripts" / name
+    return subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def refusal(done: subprocess.CompletedProcess) -> str:
+    """The one stderr line of a process that refused its input: exit 2, nothing on stdout."""
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    [line] = done.stderr.splitlines()
+    return line
 
 
 # A run small enough to train in-process in a few seconds, with several checkpoints.

@@ -7,11 +7,11 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import refusal, run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -183,15 +183,7 @@ def test_a_results_file_it_cannot_read_is_one_line_naming_it(
 
 
 def test_a_missing_argument_is_one_line_from_the_command_line(tmp_path):
-    # Run as a user runs it: argparse's usage line and a traceback would show only here.
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "compare_studies.py"), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.splitlines() == [
+    assert refusal(run_script("compare_studies.py", tmp_path)) == (
         "compare_studies.py: error: the following arguments are required: second "
         "(see compare_studies.py --help)"
-    ]
+    )

@@ -6,7 +6,6 @@ of them is asked of PyPI by scripts/lock_wheels.py, which needs the network.)"""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -16,6 +15,8 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from tests.conftest import refusal, run_script
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -100,16 +101,10 @@ def test_the_wheel_check_refuses_a_bad_lock_and_a_silent_network_in_one_line(
 def test_an_argument_error_of_the_wheel_check_is_one_line_from_the_command_line(
     argv, fragment, tmp_path
 ):
-    # Run as a user runs it: argparse's usage lines would show above the error only here.
     (tmp_path / "ranges.txt").write_text("numpy>=1\n")
     (tmp_path / "pins.txt").write_text("tqdm==4.70.1\n")
     argv = [a.format(ranges=tmp_path / "ranges.txt", pins=tmp_path / "pins.txt") for a in argv]
-    script = ROOT / "scripts" / "lock_wheels.py"
-    done = subprocess.run(
-        [sys.executable, str(script), *argv], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 2 and done.stdout == ""
-    [line] = done.stderr.splitlines()
+    line = refusal(run_script("lock_wheels.py", *argv, timeout=60))
     assert line.startswith("lock_wheels.py: error: ") and fragment in line, line
     assert line.endswith("(see lock_wheels.py --help)")
 

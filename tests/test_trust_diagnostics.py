@@ -1,11 +1,11 @@
 """scripts/trust_diagnostics.py refuses what it cannot read in one line, before TensorFlow."""
 
 import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import refusal, run_script
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "trust_diagnostics.py"
@@ -24,7 +24,7 @@ def load_script():
     [
         (["missing"], "[]", "missing has no results.json"),
         (["study", "--episodes", "0"], "[]", "--episodes must be in [1, 1_000_000], got 0"),
-        # dqn-evaluate's cap: a billion episodes ran for days instead of being refused.
+        # dqn-evaluate's cap: a billion episodes was accepted, and its report left running.
         (
             ["study", "--episodes", "1000000000"],
             "[]",
@@ -51,15 +51,7 @@ def test_what_it_cannot_read_is_one_line_and_exit_2(
 
 
 def test_an_episode_count_that_is_no_number_is_one_line_from_the_command_line(tmp_path):
-    # Run as a user runs it: argparse's usage line and a traceback would show only here.
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path), "--episodes", "abc"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.splitlines() == [
+    assert refusal(run_script("trust_diagnostics.py", tmp_path, "--episodes", "abc")) == (
         "trust_diagnostics.py: error: argument --episodes: invalid int value: 'abc' "
         "(see trust_diagnostics.py --help)"
-    ]
+    )

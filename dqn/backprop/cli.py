@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             p.name for p in args.out.iterdir() if p.name not in FIGURES and p.name[:1] != "."
         )
         if foreign:
+            # dqn.errors.few's wording; the lab imports nothing from dqn outside itself.
             more = f" and {len(foreign) - 3} more" if foreign[3:] else ""
             shown = ", ".join(foreign[:3]) + more
             print(
