@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import integrate
 
 from dqn.backprop import demos
 
@@ -42,8 +43,17 @@ def test_plus_minus_400_init_saturates_and_glorot_does_not(sigmoid):
     assert lo < -300 and hi > 300  # the post's regime: pre-activations of several hundred
     assert saturated.frac_below_1e6 >= 0.90
     assert glorot.frac_below_1e6 == 0.0
-    # Glorot keeps sigmoid' near its N(0, 1) average of ~0.2; the +/-400 init kills it.
-    assert 0.15 < glorot.mean_local_grad < 0.25
+    # Glorot, Var(w) = 2 / (n_in + n_out), gives pre-activations of std sqrt(1000 * 2 / 1100)
+    # = 1.348, where sigmoid' averages E[s(z)(1 - s(z))] = 0.185 (the integral below); the
+    # +/-400 init kills it.
+    std = np.sqrt(1000 * 2 / 1100)
+    assert glorot.preact_std == pytest.approx(std, rel=0.05)
+
+    def density(z):
+        return np.exp(-0.5 * (z / std) ** 2) / (std * np.sqrt(2 * np.pi))
+
+    expected = integrate.quad(lambda z: 0.25 / np.cosh(z / 2) ** 2 * density(z), -40, 40)[0]
+    assert glorot.mean_local_grad == pytest.approx(expected, rel=0.05)
     assert saturated.mean_local_grad < 0.01
 
 
@@ -121,7 +131,7 @@ def test_clipping_the_min_char_rnn_example(rnn):
     # [3, 40, -0.5] has norm 40.115; scaled to norm 5: [0.374, 4.986, -0.062].
     assert rnn.example_global == pytest.approx([0.374, 4.986, -0.062], abs=5e-4)
     assert rnn.example_elementwise.tolist() == [3.0, 5.0, -0.5]
-    # cosine = (9 + 200 + 0.25) / (40.115 * 5.855) = 0.891
+    # cosine = (9 + 200 + 0.25) / (40.115 * 5.852) = 0.891
     assert rnn.example_elementwise_cosine == pytest.approx(0.891, abs=5e-4)
 
 

@@ -45,6 +45,9 @@ def test_rel_error_definition():
     assert rel_error(0.0, 0.0) == 0.0  # the 1e-8 floor: no 0/0
     assert rel_error(1.0, 3.0) == 0.5  # |1 - 3| / (1 + 3)
     assert rel_error(np.array([1.0, 1.0]), np.array([1.0, 3.0])) == 0.5  # the max
+    # The floor only keeps 0/0 away: gradients of 1e-9 that differ by 2x still count as wrong.
+    assert rel_error(1e-9, 3e-9) == pytest.approx(0.2)  # 2e-9 / (4e-9 + 1e-8)
+    assert rel_error(0.0, 1e-6) == pytest.approx(1.0, rel=1e-2)  # 1e-6 / (1e-6 + 1e-8)
 
 
 def test_checker_flags_a_wrong_gradient():

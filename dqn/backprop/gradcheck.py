@@ -1,9 +1,11 @@
 """One numerical gradient checker: centred finite differences, and ``rel_error``.
 
 Both return values and never print. Use float64: with h = 1e-5 the centred difference has
-truncation error O(h^2) ~ 1e-10 and rounding error ~ eps / h ~ 1e-11, so a correct backward
-pass agrees to rel_error < 1e-7, while a wrong one is usually off by more than 1e-2. In
-float32 (eps ~ 1e-7) the rounding error alone is ~1e-2, so the check cannot tell the two apart.
+truncation error O(h^2) ~ 1e-10 and rounding error ~ eps / h ~ 1e-11, so a correct backward pass
+agrees to rel_error < 1e-7 where no true gradient entry is tiny (a saturated unit's gradient of
+~1e-6 leaves the difference's error, not the backward pass, in its rel_error), while a wrong one
+is usually off by more than 1e-2. In float32 (eps ~ 1e-7) the rounding error alone is ~1e-2, so
+the check cannot tell the two apart.
 """
 
 from __future__ import annotations
