@@ -6,7 +6,6 @@ agent acts through a numpy mirror of the online weights and keeps it in step aft
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -26,12 +25,12 @@ from dqn.agent_files import (
 )
 from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
 from dqn.config import DQNConfig, check_is_config
-from dqn.diagnostics import hidden_unit_stats, layer_grad_norms, unit_columns
+from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
 from dqn.envs import check_spaces, non_finite_rows
-from dqn.errors import ConfigError, InputError
+from dqn.errors import ConfigError, InputError, first_line
 from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
-from dqn.networks import FlatNetwork, NumpyMLP, build_mlp, is_default_mlp
+from dqn.networks import FlatNetwork, NetworkFn, NumpyMLP, build_mlp, is_default_mlp
 from dqn.numpy_learner import NumpyLearner
 from dqn.replay import Batch, check_batch, pack_batch
 from dqn.runtime import configure_tensorflow, warn_threads_fixed
@@ -123,9 +122,9 @@ def _check_network(online, target, obs_dim: int, n_actions: int) -> None:
     try:
         shape = tuple(online(np.zeros((2, obs_dim), np.float32)).shape)
     except Exception as exc:  # Keras raises many kinds for an input it cannot take
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(
-            f"network_fn's model cannot take observations of shape [n, {obs_dim}]: {first}"
+            f"network_fn's model cannot take observations of shape [n, {obs_dim}]: "
+            f"{first_line(exc)}"
         ) from None
     if shape != (2, n_actions):
         raise ConfigError(
@@ -146,7 +145,7 @@ class DQNAgent:
         observation_space: gym.Space,
         action_space: gym.Space,
         config: DQNConfig,
-        network_fn: Callable[[int, int], keras.Model] | None = None,
+        network_fn: NetworkFn | None = None,
     ):
         check_is_config(config)
         if network_fn is not None and not callable(network_fn):
@@ -300,11 +299,8 @@ class DQNAgent:
 
     def diagnostic_names(self) -> list[str]:
         """The keys ``diagnose`` returns, in order."""
-        names = [f"grad_norm/{k}" for k in self._net.layer_slices()]
-        if self._mirror is not None:
-            for i, kind in unit_columns(self._mirror.activation_names):
-                names.append(f"{kind}_fraction/hidden_{i}")
-        return names
+        activations = None if self._mirror is None else self._mirror.activation_names
+        return diagnostic_names(self._net.layer_slices(), activations)
 
     @property
     def grad_steps(self) -> int:

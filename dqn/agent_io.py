@@ -13,7 +13,7 @@ import numpy as np
 
 from dqn.agent_files import FORMAT_VERSION, archive_problem, corrupt_file
 from dqn.config import DQNConfig
-from dqn.errors import CheckpointError
+from dqn.errors import CheckpointError, first_line
 from dqn.io import atomic_write_text
 from dqn.learner import LearnerArrays
 
@@ -69,10 +69,10 @@ def load_model_file(path: Path) -> keras.Model:
         if "Could not locate class" in text or "register_keras_serializable" in text:
             raise CheckpointError(
                 f"{path}: the network uses a layer class Keras cannot find: "
-                f"{_first_line(exc)} (import the module that defines it, registered with "
+                f"{first_line(exc)} (import the module that defines it, registered with "
                 "@keras.saving.register_keras_serializable(), before loading)"
             ) from None
-        raise corrupt_file(path, _first_line(exc)) from None
+        raise corrupt_file(path, first_line(exc)) from None
 
 
 def load_adam_file(path: Path) -> dict[str, np.ndarray]:
@@ -83,15 +83,10 @@ def load_adam_file(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             adam = {k: npz[k] for k in ("adam_m", "adam_v", "adam_step")}
     except Exception as exc:  # zip, a pickled array (refused), a missing key
-        raise corrupt_file(path, _first_line(exc)) from None
+        raise corrupt_file(path, first_line(exc)) from None
     if adam["adam_step"].shape != ():
         raise corrupt_file(path, f"adam_step has shape {adam['adam_step'].shape}, not a scalar")
     return adam
-
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def network_sizes(model: keras.Model) -> tuple[int | None, int | None]:

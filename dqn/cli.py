@@ -1,4 +1,4 @@
-"""Command-line entry points: ``dqn-train`` and ``dqn-evaluate``.
+"""Command-line entry points: ``dqn-train``, ``dqn-evaluate`` and ``dqn-compare``.
 
 Bad input (a config key, value or file, a loss or env name, a checkpoint) is reported as one
 line on stderr with exit code 2, before TensorFlow is even imported where possible. A run that
@@ -187,7 +187,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 def _train(args: argparse.Namespace):
     from dqn.checkpoint import check_new_folder, make_run_dir
     from dqn.config import DQNConfig, parse_overrides
-    from dqn.envs import check_env
+    from dqn.envs import check_env, check_n_step
     from dqn.members import member_bytes
     from dqn.replay import check_replay_fits
     from dqn.runtime import available_memory_bytes
@@ -202,6 +202,7 @@ def _train(args: argparse.Namespace):
     config = DQNConfig.from_yaml(args.config, overrides)
     # An unknown id, keyword or space fails here, before TF.
     obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
+    check_n_step(config)
     # The network too: its parameters' copies (dqn.members.member_bytes), so that
     # hidden_sizes=[100000, 100000] is refused here rather than running out of memory in TF.
     network = member_bytes(config, obs_dim, n_actions)

@@ -202,10 +202,13 @@ def run_comparison(
     configs = {(v.label, seed): v.config(base, seed) for v in variants for seed in seeds}
     # So is every env the study trains on (a variant may name another): an unknown id or an
     # unsupported space is refused here rather than in a worker after the other runs trained.
-    from dqn.envs import check_env
+    from dqn.envs import check_env, check_n_step
 
     spaces, checked = {}, set()
     own_env = {v.label for v in variants if {"env_id", "env_kwargs"} & dict(v.overrides).keys()}
+    own_n = {
+        v.label for v in variants if {"env_id", "env_kwargs", "n_step"} & dict(v.overrides).keys()
+    }
     for (label, _), config in configs.items():
         if (config.env_id, config.env_kwargs) not in checked:
             checked.add((config.env_id, config.env_kwargs))
@@ -215,6 +218,12 @@ def run_comparison(
                 if label not in own_env:  # the base config's env: every variant's
                     raise
                 raise type(exc)(f"variant {label!r}: {exc}") from None
+        try:
+            check_n_step(config)
+        except DQNError as exc:
+            if label not in own_n:
+                raise
+            raise type(exc)(f"variant {label!r}: {exc}") from None
     # The backend is checked here (Ray missing or unreachable: refused, nothing written).
     run_tasks = backend_runner(backend, workers, address)
     jobs: list[Job] = []

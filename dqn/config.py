@@ -145,7 +145,8 @@ class DQNConfig(metaclass=_KnownKeys):
         "Discount factor")
     n_step: int                        = row(10,            INT,  False, "> 0",
         "Steps of reward summed before bootstrapping: the target is r_{t+1} + ... + gamma^(n-1) "
-        "r_{t+n} + gamma^n max_a Q_target(s_{t+n}, a) (dqn.nstep). 1: plain DQN")
+        "r_{t+n} + gamma^n max_a Q_target(s_{t+n}, a) (dqn.nstep). 1: plain DQN. At most the "
+        "env's time limit: the n - 1 steps before a time-limit cut are not stored")
     learning_rate: float               = row(2.3e-3,        NUM,  False, "> 0",
         "Adam step size")
     learning_rate_end: float | None    = row(0.0,           NUM,  True,  ">= 0 or null",
@@ -308,8 +309,10 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
         lambda c: "config key 'eval_seed' must leave room for its episodes' seeds "
                   "(eval_seed + i, each in [0, 2**32 - 1]): eval_seed + "
                   f"{max(c.eval_episodes, c.final_eval_episodes)} episodes > 2**32"),
-    # The first n-step transition is stored after n_step env steps of each env; the loop trains
-    # at env steps > learning_starts_env_steps and would sample an empty buffer before it.
+    # The first n-step transition is stored after n_step env steps of each env (or sooner, at a
+    # termination), unless a time limit cuts the episode before: dqn.envs.check_n_step refuses
+    # an n_step longer than the env's limit. The loop trains at env steps >
+    # learning_starts_env_steps and would sample an empty buffer before it.
     "the buffer holds a transition when learning starts": (
         lambda c: c.learning_starts_env_steps >= c.num_envs * c.n_step - 1,
         lambda c: "config key 'learning_starts_env_steps' must be >= num_envs * n_step - 1 = "

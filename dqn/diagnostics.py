@@ -52,14 +52,24 @@ def unit_columns(activation_names: list[str]) -> list[tuple[int, str]]:
     return out
 
 
+def unit_column(i: int, kind: str) -> str:
+    """The metrics.csv column of hidden layer i's 'dead' or 'saturated' fraction."""
+    return f"{kind}_fraction/hidden_{i}"
+
+
+def diagnostic_names(layer_names, activation_names: list[str] | None) -> list[str]:
+    """The diagnostics' metrics.csv columns, in order: each layer's gradient norm, then the
+    unit fractions of ``unit_columns`` (none for a network whose activations are not known)."""
+    units = unit_columns(activation_names) if activation_names is not None else []
+    return [f"grad_norm/{k}" for k in layer_names] + [unit_column(i, kind) for i, kind in units]
+
+
 def hidden_unit_stats(hidden: list[np.ndarray], activation_names: list[str]) -> dict[str, float]:
     """``dead_fraction/hidden_i`` (ReLU) or ``saturated_fraction/hidden_i`` (tanh, sigmoid)."""
     stats = {}
     for i, kind in unit_columns(activation_names):
         if kind == "dead":
-            stats[f"dead_fraction/hidden_{i}"] = dead_unit_fraction(hidden[i])
+            stats[unit_column(i, kind)] = dead_unit_fraction(hidden[i])
         else:
-            stats[f"saturated_fraction/hidden_{i}"] = saturated_unit_fraction(
-                hidden[i], activation_names[i]
-            )
+            stats[unit_column(i, kind)] = saturated_unit_fraction(hidden[i], activation_names[i])
     return stats

@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from dqn.config import DQNConfig
-from dqn.errors import ConfigError, NonFiniteEnvError, UnsupportedSpaceError
+from dqn.errors import ConfigError, NonFiniteEnvError, UnsupportedSpaceError, first_line
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
@@ -51,19 +51,47 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
         # A keyword the env does not take (config key env_kwargs): gymnasium's TypeError names
         # the keyword; the env's own __init__ is the only list of the ones it takes.
         raise ConfigError(
-            f"env {env_id!r} does not take env_kwargs {dict(kwargs)}: {_first_line(exc)}"
+            f"env {env_id!r} does not take env_kwargs {dict(kwargs)}: {first_line(exc)}"
         ) from None
     except gym.error.DependencyNotInstalled as exc:
         raise ConfigError(f"env {env_id!r} needs an extra package: {exc}") from None
     except (ImportError, gym.error.Error) as exc:
         # Registered ids whose code is not importable here: gymnasium's JAX envs (phys2d/,
         # tabular/), ids moved to other projects (MuJoCo v2/v3), the gym compatibility shims.
-        raise ConfigError(f"env {env_id!r} cannot be made here: {_first_line(exc)}") from None
+        raise ConfigError(f"env {env_id!r} cannot be made here: {first_line(exc)}") from None
 
 
 def config_env(config: DQNConfig, **extra) -> gym.Env:
     """The env a run of ``config`` makes: its env_id, with its env_kwargs (and ``extra``)."""
     return make_env(config.env_id, **config.env_kwargs, **extra)
+
+
+def check_n_step(config: DQNConfig) -> None:
+    """ConfigError if ``n_step`` is longer than the time limit gym.make puts on the config's env
+    (its registered max_episode_steps, or env_kwargs' own). The n - 1 steps before a time-limit
+    cut are not stored (``dqn.nstep``), so an episode the limit cuts would store none of its
+    steps, and a run whose episodes all end that way would have nothing to learn from. Call it
+    after the env id is known to be good (``check_env``, ``make_env``)."""
+    spec = gym.registry.get(_import_registering_module(config.env_id))
+    limit = config.env_kwargs.get("max_episode_steps")
+    if limit is None and spec is not None:  # gym.make's rule: the keyword, else the spec's
+        limit = spec.max_episode_steps
+    if isinstance(limit, int) and 0 < limit < config.n_step:  # -1: gym.make adds no limit
+        raise ConfigError(
+            f"config key 'n_step' must be <= the env's time limit (max_episode_steps={limit}), "
+            f"got {config.n_step}: the n - 1 steps before a time-limit cut are not stored, so "
+            "an episode the limit cuts would store none of its steps; lower n_step"
+        )
+
+
+def empty_replay_error(env_step: int, n_step: int) -> ConfigError:
+    """The error of a burst due while nothing is stored: every episode so far was cut by its
+    env (truncated, with no time limit ``check_n_step`` could see) before n_step steps."""
+    return ConfigError(
+        f"nothing is stored to learn from at env step {env_step}, when a burst of gradient "
+        f"steps is due: every episode so far was cut (truncated) before n_step={n_step} steps, "
+        "and the n - 1 steps before a cut are not stored; lower n_step"
+    )
 
 
 def _unregistered_namespace(name: str) -> str | None:
@@ -89,15 +117,9 @@ def _import_registering_module(env_id: str) -> str:
         where = "; it must be installed or on PYTHONPATH" if isinstance(exc, ImportError) else ""
         raise ConfigError(
             f"env id {env_id!r}: module {module!r} cannot be imported ({type(exc).__name__}: "
-            f"{_first_line(exc)}){where}"
+            f"{first_line(exc)}){where}"
         ) from None
     return name
-
-
-def _first_line(exc: BaseException) -> str:
-    """An exception's first line of text (its type's name if it has none): a one-line error."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def make_vector_env(env_id: str, num_envs: int, kwargs=None) -> gym.vector.VectorEnv:
@@ -114,7 +136,7 @@ def make_vector_env(env_id: str, num_envs: int, kwargs=None) -> gym.vector.Vecto
         if not kwargs:
             raise
         raise ConfigError(
-            f"env {env_id!r}'s vector env does not take env_kwargs {kwargs}: {_first_line(exc)}"
+            f"env {env_id!r}'s vector env does not take env_kwargs {kwargs}: {first_line(exc)}"
         ) from None
     mode = envs.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
     if mode != gym.vector.AutoresetMode.NEXT_STEP:

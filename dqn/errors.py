@@ -1,4 +1,11 @@
-"""User-facing errors. The CLI prints any of these as one line: exit code 2, or 3 for divergence."""
+"""User-facing errors. The CLI prints any of these as one line and exits 2 (bad input), 3
+(divergence), 1 (a study's worker crashed) or 128 + the signal (a study interrupted)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text (its type's name if it has none): a one-line error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def few(names: list[str], most: int = 3) -> str:

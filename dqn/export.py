@@ -31,13 +31,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dqn.cli import _fail, _interrupted_code, _one_line_warnings, _Parser, _sigterm_as_ctrl_c
-from dqn.errors import CheckpointError, DQNError
+from dqn.errors import CheckpointError, DQNError, first_line
 from dqn.terminal import command
 
 PROG = "dqn-export"
 TFLITE_FILE = "model.tflite"
-SIGNATURES = ("q_values", "action")
-SERVING_DEFAULT = "q_values"
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -308,10 +306,7 @@ def write_tflite(saved_model: Path, path: Path) -> None:
     try:
         flatbuffer = _muted_stderr(converter.convert)
     except Exception as exc:  # the converter's own error types differ between TF versions
-        message = str(exc).strip().splitlines()
-        raise DQNError(
-            f"--tflite: conversion failed: {message[0] if message else type(exc).__name__}"
-        ) from None
+        raise DQNError(f"--tflite: conversion failed: {first_line(exc)}") from None
     path.write_bytes(flatbuffer)
 
 

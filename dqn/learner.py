@@ -85,8 +85,8 @@ class PopulationLearner(Protocol):
 
     - ``burst(rows, active) -> metrics``: K gradient steps for every active member on packed
       rows [M, K, B, W]; returns STEP_METRICS per member [M, n] (mean or max over the burst).
-      An inactive member (``active[m]`` False: stopped by the divergence guard) is left exactly
-      as it was; its metrics row is NaN.
+      An inactive member (``active[m]`` False: stopped by the divergence guard, a NaN from its
+      env or on_eval) is left exactly as it was; its metrics row is NaN.
     - ``online``: [M, P] online parameters (acting reads them).
     - ``member_state(m)`` / ``set_member_state(m, arrays)``: one member's ``LearnerArrays``.
     - ``grad_steps``: [M] gradient steps taken per member.

@@ -3,10 +3,10 @@
 Each loop step: epsilon, act on every env's observation, step the envs, store the transitions
 (n-step windows per env, ``dqn.nstep``), run the gradient steps owed (one burst per
 ``train_every_env_steps`` transitions), check for divergence, evaluate and checkpoint on their
-periods. With one env a loop step is one transition; a vector of n envs stores up to n per
-loop step and runs the bursts those transitions owe in one call, so the ratio of updates to
-transitions is the same and an update can only come between loop steps. Periods are counted
-in stored transitions (``multiples_between``), which for one env is ``step % every == 0``.
+periods. With one env a loop step is one env step; a vector of n envs takes up to n per loop
+step and runs the bursts those env steps owe in one call, so the ratio of updates to env steps
+is the same and an update can only come between loop steps. Periods are counted in env steps
+(``multiples_between``), which for one env is ``step % every == 0``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from dqn import checkpoint
@@ -27,7 +26,15 @@ from dqn.agent import DQNAgent
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
-from dqn.envs import check_env_values, check_spaces, config_env, make_stepper, solve_return
+from dqn.envs import (
+    check_env_values,
+    check_n_step,
+    check_spaces,
+    config_env,
+    empty_replay_error,
+    make_stepper,
+    solve_return,
+)
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import (
     CheckpointError,
@@ -39,6 +46,7 @@ from dqn.errors import (
 from dqn.evaluation import evaluate
 from dqn.io import hold_folders
 from dqn.members import member_bytes
+from dqn.networks import NetworkFn
 from dqn.nstep import NStepWindow
 from dqn.replay import ReplayBuffer, check_replay_fits
 from dqn.run_log import (
@@ -126,7 +134,7 @@ def ask_on_eval(on_eval: Callable, row: dict, agent, what: str = "the run") -> b
 def train(
     config: DQNConfig,
     *,
-    network_fn: Callable[[int, int], keras.Model] | None = None,
+    network_fn: NetworkFn | None = None,
     run_dir: str | Path | None = None,
     progress: bool = True,
     log_tensorboard: bool = True,
@@ -154,6 +162,7 @@ def train(
     configure_runtime(config)
     envs = make_stepper(config.env_id, config.num_envs, config.env_kwargs)
     obs_dim, n_actions = check_spaces(*envs.spaces)
+    check_n_step(config)
     # Checked before the agent is built, which is where an MLP too large for memory would fail;
     # a network_fn's size is unknown until it is built, so only its replay is counted.
     network = member_bytes(config, obs_dim, n_actions) if network_fn is None else 0
@@ -342,6 +351,8 @@ def _run(
                     before, step, config.train_every_env_steps, config.learning_starts_env_steps
                 )
                 if bursts:
+                    if not len(replay):
+                        raise empty_replay_error(step, config.n_step)
                     rows = replay.sample_rows(
                         config.batch_size, bursts * config.gradient_steps_per_train
                     )

@@ -109,7 +109,6 @@ class NumpyMLP:
 
     def __init__(self, network: FlatNetwork, activation_names: list[str]):
         """Use ``NumpyMLP.mirror``, which checks that the model is a chain it can reproduce."""
-        self._network = network
         self.activation_names = activation_names
         self._activations = [NUMPY_ACTIVATIONS[name] for name in activation_names]
         self.params: list[tuple[np.ndarray, np.ndarray]] = []

@@ -159,10 +159,15 @@ def train_population(
     check_is_config(config)
     configs = [m.config(config) for m in members]
     check_population(configs)
-    from dqn.envs import check_env
+    from dqn.envs import check_env, check_n_step
 
     env_id = configs[0].env_id  # the members' own: an override may name another env than config's
     check_memory([configs], {env_id: check_env(env_id, configs[0].env_kwargs)})
+    for member, member_config in zip(members, configs):
+        try:
+            check_n_step(member_config)
+        except ConfigError as exc:
+            raise ConfigError(f"member {member.label!r}: {exc}") from None
     if out_dir is None:  # to the microsecond: two populations started together get two
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         out_dir = Path(config.output_dir) / f"population-{stamp}"

@@ -2,8 +2,9 @@
 
 - ``population.json``: the members (config and run folder each), written before training;
 - ``population-step.json``: the newest env step at which every running member has a good
-  checkpoint, and the members the divergence guard stopped before it; written after the last
-  member's checkpoint of a step, so it only ever names a step that can be resumed;
+  checkpoint, and the members stopped before it (by the divergence guard, a NaN from their env
+  or on_eval); written after the last member's checkpoint of a step, so it only ever names a
+  step that can be resumed;
 - ``Network``: what every member's network shares (shapes, activations, the diagnostics' layer
   names) and one pair of Keras models into which a member's weights are written when it saves,
   in the format of ``DQNAgent.save``: a member's checkpoint is a single run's checkpoint.
@@ -19,7 +20,7 @@ import numpy as np
 
 from dqn.agent_files import checkpoint_step, list_checkpoints
 from dqn.config import DQNConfig, saved_config
-from dqn.diagnostics import unit_columns
+from dqn.diagnostics import diagnostic_names
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text, write_dir_atomically
 from dqn.learner import LearnerArrays
@@ -117,8 +118,7 @@ class Network:
         return FlatNetwork(self.build(config)).read()
 
     def diagnostic_names(self) -> list[str]:
-        names = [f"grad_norm/{k}" for k in self.slices]
-        return names + [f"{kind}_fraction/hidden_{i}" for i, kind in unit_columns(self.activations)]
+        return diagnostic_names(self.slices, self.activations)
 
     def save_agent(self, folder: Path, config: DQNConfig, state: LearnerArrays, rng) -> None:
         from dqn.agent_io import write_agent_folder

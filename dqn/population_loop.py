@@ -23,7 +23,7 @@ from dqn import checkpoint
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
 from dqn.divergence import check_update, updates_pass
-from dqn.envs import config_env, non_finite_rows, training_stop
+from dqn.envs import config_env, empty_replay_error, non_finite_rows, training_stop
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError
 from dqn.evaluation import evaluate_members
@@ -61,7 +61,7 @@ class Slot:
     threshold: float | None
     bound: float
     log: RunLog | None = None
-    stopped: str | None = None  # why the divergence guard (or a NaN from its env) stopped it
+    stopped: str | None = None  # why the guard, a NaN from its env or on_eval stopped it
     eval_envs: list[gym.Env] = field(default_factory=list)  # more copies of eval_env
 
 
@@ -223,7 +223,10 @@ class PopulationLoop:
         width = row_layout(self.net.obs_dim).width
         rows = np.zeros((len(self.slots), k, shared.batch_size, width), np.float32)
         for i in np.flatnonzero(active):
-            rows[i] = self.slots[i].replay.sample_rows(shared.batch_size, k)
+            slot = self.slots[i]
+            if not len(slot.replay):
+                raise empty_replay_error(step, slot.config.n_step)
+            rows[i] = slot.replay.sample_rows(shared.batch_size, k)
         t0 = time.perf_counter()
         values = self.learner.burst(rows, active)
         seconds = time.perf_counter() - t0

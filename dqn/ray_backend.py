@@ -2,10 +2,11 @@
 local Ray or a cluster.
 
 Ray is an optional extra (``pip install -e ".[ray]"``), imported inside the functions only, so
-``dqn.compare`` imports without it. Each task calls the local backend's worker function, in one
-of Ray's worker processes (started fresh, not forked: TensorFlow is imported inside the task),
-and writes its run folder and ``result.json`` itself. So on a cluster the output folder must be
-on a filesystem every node sees at the same path, and dqn must be installed on every node.
+``dqn.compare`` imports without it. Each task calls the worker function that
+``dqn.study_runs`` passes in, in one of Ray's worker processes (started fresh, not forked:
+TensorFlow is imported inside the task), and writes its run folder and ``result.json``
+itself. So on a cluster the output folder must be on a filesystem every node sees at the same
+path, and dqn must be installed on every node.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 
-from dqn.errors import DQNError
+from dqn.errors import DQNError, first_line
 
 RAY_MISSING = '--backend ray needs Ray: pip install -e ".[ray]"'
 
@@ -94,8 +95,7 @@ def run_ray(
                     except ray.exceptions.RayError as exc:
                         if on_crash is None:
                             raise
-                        lines = str(exc).strip().splitlines()
-                        result = on_crash(lines[0] if lines else type(exc).__name__)
+                        result = on_crash(first_line(exc))
                     yield pending.pop(ref), result
     finally:
         if started:

@@ -91,7 +91,9 @@ def record_gif(
     path = Path(path)
     check_gif_path(path)
     kwargs = dict(env_kwargs or {})
-    modes = make_env(env_id, **kwargs).metadata.get("render_modes", [])
+    probe = make_env(env_id, **kwargs)
+    modes = probe.metadata.get("render_modes", [])
+    probe.close()
     if "rgb_array" not in modes:
         raise DQNError(
             f"env {env_id!r} cannot draw its frames: --gif needs the rgb_array render mode, "

@@ -131,7 +131,8 @@ class ReplayBuffer:
         num_batches: int | None = None,
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
-        """Like ``sample``, as packed rows [..., row_width(obs_dim)] (the training fast path)."""
+        """Like ``sample``, as packed rows [..., row_layout(obs_dim).width] (the training fast
+        path)."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         shape = (batch_size,) if num_batches is None else (num_batches, batch_size)
@@ -182,10 +183,6 @@ def check_population_fits(
             "of memory are available; train fewer members at once (dqn-compare: fewer --workers) "
             "or lower buffer_size"
         )
-
-
-def row_width(obs_dim: int) -> int:
-    return row_layout(obs_dim).width
 
 
 def check_batch(batch: Batch, obs_dim: int, n_actions: int) -> None:

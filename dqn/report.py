@@ -19,7 +19,7 @@ CURVE_SERIES = {
         "|TD error| quantile",
     ),
 }
-STUDY_FIGURES = ("learning_curves.png", *CURVE_SERIES, "dead_units.png")  # write_figures' files
+STUDY_FIGURES = ("learning_curves.png", *CURVE_SERIES, "dead_units.png")  # plot_all's files
 
 
 def _fmt_ci(point: float, low: float, high: float, digits: int = 0) -> str:

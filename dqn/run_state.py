@@ -61,10 +61,6 @@ class LoopState:
 
 
 # ---------------------------------------------------------------------- metrics.csv
-def metrics_csv_header(columns: list[str]) -> str:
-    return metrics_csv_rows(columns, [], header=True)
-
-
 def metrics_csv_rows(columns: list[str], rows: list[dict], header: bool = False) -> str:
     """The exact text ``csv.DictWriter`` writes for these rows (floats as repr: round trip)."""
     buf = io.StringIO(newline="")

@@ -17,7 +17,7 @@ import numpy as np
 
 from dqn.agent_files import STUDY_RUN
 from dqn.config import DQNConfig, changed_keys, read_saved_config
-from dqn.errors import ConfigError, few
+from dqn.errors import ConfigError, few, first_line
 from dqn.io import atomic_write_text
 from dqn.run_log import read_metrics
 from dqn.run_state import ended_summary
@@ -94,7 +94,7 @@ def summarize_run(history: Sequence[Mapping[str, float]], first_solve: int | Non
     return {
         "first_solve_env_step": first_solve,
         "final_eval_mean": float(evals[-1]),
-        # Area under the evaluation curve, as the mean evaluation over the run's checkpoints.
+        # Area under the evaluation curve, as the mean of all the run's evaluations.
         "eval_auc": float(evals.mean()),
         "zero_grad_fraction_mean": _nanmean(zero),
         "over_bound_fraction_mean": _nanmean(over),
@@ -506,8 +506,8 @@ def _call(fn: Callable, args: tuple) -> object:
     except Exception as exc:
         import traceback
 
-        lines = str(exc).strip().splitlines()
-        error = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        name = type(exc).__name__
+        error = f"{name}: {first_line(exc)}" if str(exc).strip() else name
         folder = {_population_worker: 1, _run_worker: 2}.get(fn)
         if folder is None:
             return TaskFailed(error, None)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -219,3 +220,75 @@ def test_an_env_kwarg_the_env_does_not_take_is_refused_before_anything_is_writte
             train(bad, progress=False)
         assert "\n" not in str(e.value) and "bogus" in str(e.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_n_step_longer_than_the_envs_time_limit_is_refused_before_anything_is_written(
+    tmp_path,
+):
+    """The n - 1 steps before a time-limit cut are not stored (dqn.nstep), so with
+    max_episode_steps < n_step no CartPole episode the limit cuts stores anything, and the first
+    burst had an empty buffer to sample (a traceback, mid-run). n_step == the limit stores one
+    transition an episode, and trains."""
+    from dqn.compare import Variant, run_comparison
+    from dqn.errors import ConfigError
+    from dqn.population import train_population
+    from tests.conftest import TINY_RUN
+
+    config = DQNConfig(**TINY_RUN, output_dir=str(tmp_path), learner="numpy", n_step=10)
+    short = config.replace(env_kwargs={"max_episode_steps": 5})
+    why = r"'n_step' must be <= the env's time limit \(max_episode_steps=5\), got 10"
+    for call in (
+        lambda: train(short, progress=False),
+        lambda: train(short.replace(num_envs=2), progress=False),
+        lambda: train_population(short, [({}, 0)], out_dir=tmp_path / "p", progress=False),
+    ):
+        with pytest.raises(ConfigError, match=why):
+            call()
+    # A member or a variant of its own n_step is named (members share their env_kwargs).
+    limited = config.replace(n_step=5, env_kwargs={"max_episode_steps": 8})
+    longer = r"config key 'n_step' must be <= the env's time limit \(max_episode_steps=8\), got 10"
+    with pytest.raises(ConfigError, match="^member 'member1': " + longer):
+        train_population(limited, [({}, 0), ({"n_step": 10}, 1)])
+    variants = [Variant.parse("five:n_step=5"), Variant.parse("ten:n_step=10")]
+    with pytest.raises(ConfigError, match="^variant 'ten': " + longer):
+        run_comparison(limited, variants, [0], tmp_path / "study", progress=False)
+    assert list(tmp_path.iterdir()) == []
+    at_limit = config.replace(env_kwargs={"max_episode_steps": 10})
+    assert train(at_limit, progress=False, log_tensorboard=False).agent.grad_steps > 0
+
+
+class CutShort(gym.Env):
+    """An env that cuts its own episodes (truncated, no TimeLimit) after 3 steps."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(2, np.float32), 1.0, False, self.t >= 3, {}
+
+
+def test_a_burst_with_nothing_stored_is_a_one_line_config_error(tmp_path):
+    """An env that truncates its own episodes before n_step steps (no time limit that
+    check_n_step could read) stores nothing: the run and a population stop with one line
+    naming n_step at the first burst, not with numpy's error from sampling an empty buffer."""
+    from dqn.errors import ConfigError
+    from dqn.population import train_population
+    from tests.conftest import TINY_RUN
+
+    if "DqnTestCutShort-v0" not in gym.registry:
+        gym.register("DqnTestCutShort-v0", entry_point=CutShort)
+    config = DQNConfig(
+        **TINY_RUN, env_id="DqnTestCutShort-v0", output_dir=str(tmp_path), n_step=5
+    ).replace(learner="numpy")
+    why = r"^nothing is stored to learn from at env step 104, .* before n_step=5 steps"
+    with pytest.raises(ConfigError, match=why):
+        train(config, progress=False, log_tensorboard=False)
+    with pytest.raises(ConfigError, match=why):
+        train_population(config, [({}, 0)], out_dir=tmp_path / "p", progress=False)
+    assert train(config.replace(n_step=3), progress=False).agent.grad_steps > 0
