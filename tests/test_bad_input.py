@@ -141,6 +141,10 @@ TRAIN_CASES = {
     ),
     "seed past 32 bits": (["--seed", str(2**32)], ["'seed' must be in [0, 2**32 - 1]"]),
     "negative evaluation seed": (["--set", "eval_seed=-1"], ["'eval_seed' must be in [0, 2**32"]),
+    "n_step longer than the env's time limit": (
+        ["--set", "env_kwargs={max_episode_steps: 5}"],
+        ["'n_step' must be <= the env's time limit (max_episode_steps=5), got 10", "lower n_step"],
+    ),
     "learning starts before the first n-step transition": (
         ["--set", "n_step=10", "learning_starts_env_steps=0", "train_every_env_steps=1"],
         ["'learning_starts_env_steps' must be >= num_envs * n_step - 1 = 9, got 0"],
