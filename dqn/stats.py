@@ -76,6 +76,41 @@ def probability_of_improvement_ci(
     return point, float(np.nan_to_num(low, nan=point)), float(np.nan_to_num(high, nan=point))
 
 
+def ks_statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Two-sample Kolmogorov-Smirnov statistic, max_v |F_x(v) - F_y(v)| over the pooled
+    values, along ``axis`` (vectorized over the other axes, as permutation_test calls it)."""
+    x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
+    pooled = np.concatenate([x, y], axis=-1)
+    cdf_x = (x[..., None, :] <= pooled[..., :, None]).mean(axis=-1)
+    cdf_y = (y[..., None, :] <= pooled[..., :, None]).mean(axis=-1)
+    return np.abs(cdf_x - cdf_y).max(axis=-1)
+
+
+def ks_pvalue(x: Sequence[float], y: Sequence[float], n_resamples: int = 9_999) -> float:
+    """Two-sided two-sample Kolmogorov-Smirnov p-value that holds with ties.
+
+    scipy's ``ks_2samp`` assumes continuous data; final evaluations pile up at exactly 500 on
+    CartPole, and with such ties its p-value is too large (0.39 where a permutation test of the
+    same statistic gives 0.10, for 20 and 25 of 30 runs at 500). Without ties this is scipy's
+    p-value; with ties, a permutation test's (seeded, so deterministic; its floor is
+    1 / (n_resamples + 1)). Values may be -inf (a run with no evaluation): only order matters.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    pooled = np.concatenate([x, y])
+    if len(np.unique(pooled)) == len(pooled):
+        return float(stats.ks_2samp(x, y).pvalue)
+    res = stats.permutation_test(
+        (x, y),
+        ks_statistic,
+        permutation_type="independent",
+        vectorized=True,
+        n_resamples=n_resamples,
+        alternative="greater",
+        rng=np.random.default_rng(0),
+    )
+    return float(res.pvalue)
+
+
 def proportion_ci(successes: int, runs: int, confidence: float = 0.95) -> tuple[float, float]:
     """Clopper-Pearson ("exact") interval of a success probability from ``successes``/``runs``."""
     ci = stats.binomtest(successes, runs).proportion_ci(confidence, method="exact")

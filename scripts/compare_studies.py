@@ -6,7 +6,8 @@ Reads each study's results.json (``dqn-compare``), or its results.csv where only
 (docs/compare holds the csv of a study whose run folders are gone), and prints, per variant,
 the runs that ended solved (final evaluation >= 475) in each with Clopper-Pearson intervals,
 the medians of the final evaluation and of the evaluation AUC, and two-sample tests of both:
-Mann-Whitney U and Kolmogorov-Smirnov, with their p-values (scipy). The two ways are
+Mann-Whitney U and Kolmogorov-Smirnov, with their p-values (scipy; the KS p-value by
+permutation where runs tie, as many end at exactly 500: ``dqn.stats.ks_pvalue``). The two ways are
 typically the per-process runner and populations (``--runner process`` / ``population``),
 whose runs of one seed agree to float32 rounding and so are not expected to be identical, or
 one study on two machines.
@@ -24,7 +25,7 @@ from scipy import stats
 
 from dqn.cli import _fail, _Parser
 from dqn.io import atomic_write_text
-from dqn.stats import proportion_ci
+from dqn.stats import ks_pvalue, proportion_ci
 from dqn.study_runs import check_result_rows
 
 PROG = Path(__file__).name
@@ -82,8 +83,7 @@ def p_values(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     if np.array_equal(np.sort(a), np.sort(b)):
         return 1.0, 1.0
     mw = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
-    ks = stats.ks_2samp(a, b).pvalue
-    return float(mw), float(ks)
+    return float(mw), ks_pvalue(a, b)
 
 
 def _column(rows: list[dict], seeds: list[int], key: str) -> np.ndarray:
@@ -132,7 +132,9 @@ def table(first: Path, second: Path) -> str:
             continue
         fa, fb = (_column(x[variant], seeds, "final_eval_mean") for x in (a, b))
         ua, ub = (_column(x[variant], seeds, "eval_auc") for x in (a, b))
-        fa, fb, ua, ub = (np.nan_to_num(x, nan=0.0) for x in (fa, fb, ua, ub))  # diverged: 0
+        # A run stopped before its first evaluation has none: it ranks below every run that has
+        # one (0 would rank it above every run of an env with negative returns, as Acrobot's).
+        fa, fb, ua, ub = (np.nan_to_num(x, nan=-np.inf) for x in (fa, fb, ua, ub))
         n = len(seeds)
 
         mf, kf = p_values(fa, fb)

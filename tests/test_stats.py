@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from dqn.stats import iqm, iqm_ci, probability_of_improvement, probability_of_improvement_ci
 
@@ -63,3 +64,46 @@ def test_median_interval_from_order_statistics():
     assert median_ci(y) == (15.5, 10.0, np.inf)
     z = np.concatenate([np.arange(1.0, 11.0), np.full(20, np.inf)])
     assert median_ci(z)[0] == np.inf
+
+
+def test_ks_statistic_is_scipys_with_ties_and_infinities():
+    from dqn.stats import ks_statistic
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x = np.round(rng.normal(size=rng.integers(1, 30)))
+        y = np.round(rng.normal(0.5, size=rng.integers(1, 30)))
+        x[0] = -np.inf  # a run with no evaluation ranks below every other
+        assert ks_statistic(x, y) == pytest.approx(stats.ks_2samp(x, y).statistic)
+
+
+def test_ks_pvalue_is_the_exact_permutation_p_value_where_values_tie():
+    """With ties the p-value is the share of the C(n + m, n) relabellings whose KS statistic
+    is at least the observed one (enumerated here by brute force; permutation_test enumerates
+    them too when there are fewer than its resamples); without ties it is scipy's."""
+    import itertools
+
+    from dqn.stats import ks_pvalue, ks_statistic
+
+    x, y = np.array([0.0, 0.0, 1.0, 3.0]), np.array([1.0, 1.0, 2.0, 2.0, 3.0])
+    pooled, observed = np.concatenate([x, y]), ks_statistic(x, y)
+    splits = list(itertools.combinations(range(9), 4))
+    hits = 0
+    for idx in splits:
+        rest = [i for i in range(9) if i not in idx]
+        hits += ks_statistic(pooled[list(idx)], pooled[rest]) >= observed - 1e-12
+    assert ks_pvalue(x, y) == pytest.approx(hits / len(splits))
+    untied_x, untied_y = np.arange(10.0), np.arange(10.0) + 3.5
+    assert ks_pvalue(untied_x, untied_y) == stats.ks_2samp(untied_x, untied_y).pvalue
+
+
+def test_ks_pvalue_does_not_inherit_scipys_bias_where_runs_end_at_500():
+    """20 and 25 of 30 runs at exactly 500: scipy's continuous-data p-value is 0.39; the
+    permutation p-value of the same statistic is less than half of it."""
+    from dqn.stats import ks_pvalue
+
+    rng = np.random.default_rng(1)
+    a = np.r_[np.full(20, 500.0), rng.uniform(400, 500, 10)]
+    b = np.r_[np.full(25, 500.0), rng.uniform(400, 500, 5)]
+    assert stats.ks_2samp(a, b).pvalue > 0.3
+    assert ks_pvalue(a, b) < 0.5 * stats.ks_2samp(a, b).pvalue
