@@ -23,6 +23,8 @@ STUDY_FIGURES = ("learning_curves.png", *CURVE_SERIES, "dead_units.png")  # plot
 
 
 def _fmt_ci(point: float, low: float, high: float, digits: int = 0) -> str:
+    if math.isnan(low):  # too few runs for an interval
+        return f"{point:.{digits}f} [n/a]"
     return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
@@ -39,7 +41,24 @@ def _rate(successes: int, runs: int) -> str:
 
 
 def _steps(value: float) -> str:
+    if math.isnan(value):  # a bound of an interval too few runs have
+        return "n/a"
     return "not reached" if not math.isfinite(value) else f"{value:,.0f}"
+
+
+def _evaluated_iqm(values: list[float], seed: int) -> str:
+    """The IQM cell of runs' final evaluations or AUCs: a run the divergence guard stopped
+    before its first evaluation has none and is left out, the cell saying of how many runs."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return "no evaluation"
+    cell = _fmt_ci(*iqm_ci(finite, seed=seed))
+    return cell if len(finite) == len(values) else f"{cell} (of {len(finite)} runs)"
+
+
+def _ranked(values: list[float]) -> list[float]:
+    """Values for P(A > B): a run with no evaluation ranks below every run that has one."""
+    return [v if v is not None and math.isfinite(v) else -math.inf for v in values]
 
 
 def _bar(threshold: float) -> str:
@@ -89,7 +108,7 @@ def summary_markdown(
             f"| {shown} | {len(runs)} | {_rate(solved, len(runs))} "
             f"| {_rate(sum(f >= bar for f in final), len(runs))} "
             f"| {_steps(median)} [{_steps(low)}, {_steps(high)}] "
-            f"| {_fmt_ci(*iqm_ci(final, seed=seed))} | {_fmt_ci(*iqm_ci(auc, seed=seed))} "
+            f"| {_evaluated_iqm(final, seed)} | {_evaluated_iqm(auc, seed)} "
             f"| {_nan_safe(np.nanmean, zero):.3f} | {_nan_safe(np.nanmax, qmax):.1f} "
             f"| {sum(r.get('diverged_at_env_step') is not None for r in runs)} "
             f"| {np.median([r['train_seconds'] for r in runs]):.1f} |"
@@ -97,7 +116,10 @@ def summary_markdown(
     text = "\n".join(lines) + (
         "\n\nFinal eval: the greedy evaluation at the last step, over final_eval_episodes "
         "episodes (for a run the divergence guard stopped, its last evaluation before the "
-        "stop). Eval AUC: the mean of all evaluations. First solve: the first periodic "
+        "stop; a run stopped before its first evaluation has none: it is left out of the IQMs, "
+        "whose cell then says of how many runs, and ranks below every run in a head-to-head "
+        "probability of improvement). Eval "
+        "AUC: the mean of all evaluations. First solve: the first periodic "
         "evaluation >= the threshold; a run that never got there counts as infinitely late. "
         "Intervals: Clopper-Pearson for rates, order statistics for the median, percentile "
         "bootstrap over runs (scipy) for IQMs. Zero-grad fraction: share of sampled "
@@ -105,10 +127,11 @@ def summary_markdown(
     )
     for a, b in _compared_pairs(list(groups), shared):
         for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):
-            x = [r[metric] for r in groups[a]]
-            y = [r[metric] for r in groups[b]]
+            x = _ranked([r[metric] for r in groups[a]])
+            y = _ranked([r[metric] for r in groups[b]])
             p, lo, hi = probability_of_improvement_ci(x, y, seed=seed)
-            text += f"\n\nP({a} > {b}) on {name}: {p:.2f} [95% CI {lo:.2f}, {hi:.2f}]"
+            ci = "no 95% CI with one run" if math.isnan(lo) else f"95% CI {lo:.2f}, {hi:.2f}"
+            text += f"\n\nP({a} > {b}) on {name}: {p:.2f} [{ci}]"
     return text + "\n"
 
 

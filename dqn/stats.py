@@ -23,10 +23,13 @@ def iqm(x: Sequence[float], axis: int = -1) -> np.ndarray | float:
 def iqm_ci(
     x: Sequence[float], confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """(IQM, low, high): percentile-bootstrap interval of the IQM over runs, deterministic."""
+    """(IQM, low, high): percentile-bootstrap interval of the IQM over runs, deterministic. One
+    run has no interval: its bounds are NaN (a bootstrap of one value would claim certainty)."""
     x = np.asarray(x, float)
     point = float(iqm(x))
-    if len(x) < 2 or np.all(x == x[0]):
+    if len(x) < 2:
+        return point, float("nan"), float("nan")
+    if np.all(x == x[0]):  # every resample is the same runs
         return point, point, point
     res = stats.bootstrap(
         (x,),
@@ -54,11 +57,12 @@ def probability_of_improvement_ci(
     n_resamples: int = 2000,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """(P(X > Y), low, high) with a percentile bootstrap over the runs of each."""
+    """(P(X > Y), low, high) with a percentile bootstrap over the runs of each; NaN bounds when
+    either side has one run (no interval)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     point = probability_of_improvement(x, y)
     if len(x) < 2 or len(y) < 2:
-        return point, point, point
+        return point, float("nan"), float("nan")
 
     def statistic(a, b):
         return probability_of_improvement(a, b)
@@ -122,13 +126,17 @@ def median_ci(x: Sequence[float], confidence: float = 0.95) -> tuple[float, floa
 
     The interval [x_(j), x_(k)] (sorted, 1-based) covers the true median with probability
     P(j <= B < k), B ~ Binomial(n, 1/2); j and k are the symmetric pair that reaches
-    ``confidence``. Values may be inf (a run that never got there): only ranks matter.
+    ``confidence``. Values may be inf (a run that never got there): only ranks matter. With too
+    few runs for any pair (n <= 5 at 95%: even [x_(1), x_(n)] covers with 1 - 2 / 2^n) the
+    bounds are NaN.
     """
     x = np.sort(np.asarray(x, float))
     n = len(x)
     point = float(np.median(x)) if np.isfinite(np.median(x)) else float("inf")
     # The smallest j with P(B <= j) >= alpha/2, so that P(B < j) < alpha/2 on each side.
-    j = max(int(stats.binom.ppf((1 - confidence) / 2, n, 0.5)), 1)
+    j = int(stats.binom.ppf((1 - confidence) / 2, n, 0.5))
+    if j < 1:
+        return point, float("nan"), float("nan")
     k = n - j + 1
     if k <= j:
         return point, float(x[0]), float(x[-1])

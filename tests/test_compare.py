@@ -329,3 +329,47 @@ def test_an_ab_study_compares_its_two_variants_head_to_head():
     assert "P(" not in three
     two_envs = summary_markdown(a + b, {"huber": 475.0, "elu": -100.0})
     assert "P(" not in two_envs
+
+
+def test_a_run_stopped_before_its_first_evaluation_is_left_out_of_the_iqm_and_ranked_last():
+    """Its final eval and AUC are NaN: scipy's trim_mean and Mann-Whitney then return NaN for
+    the whole variant. It is left out of the IQMs (the cell says of how many runs) and ranks
+    below every run in P(A > B): 9 huber runs at 500 and one with no evaluation against 10
+    clipped_delta runs of 100-109 win 90 of the 100 pairs."""
+    import math
+
+    from dqn.report import summary_markdown
+
+    huber = [
+        result_row(variant="huber", seed=s, final_eval_mean=500.0, eval_auc=400.0) for s in range(9)
+    ]
+    huber.append(
+        result_row(
+            variant="huber",
+            seed=9,
+            final_eval_mean=math.nan,
+            eval_auc=math.nan,
+            diverged_at_env_step=900,
+        )
+    )
+    cd = [
+        result_row(variant="clipped_delta", seed=s, final_eval_mean=100.0 + s, eval_auc=90.0 + s)
+        for s in range(10)
+    ]
+    text = summary_markdown(huber + cd, 475.0)
+    row = next(line for line in text.splitlines() if line.startswith("| huber |"))
+    assert "| 500 [500, 500] (of 9 runs) | 400 [400, 400] (of 9 runs) |" in row
+    assert "nan" not in text
+    assert "P(huber > clipped_delta) on final evaluation: 0.90 [95% CI" in text
+
+
+def test_too_few_runs_for_an_interval_say_so_rather_than_a_zero_width_one():
+    """One run has no bootstrap interval, and 5 or fewer have no 95% order-statistic interval
+    of the median (even [min, max] covers it with 1 - 2 / 2^5 = 0.94)."""
+    from dqn.report import summary_markdown
+
+    one = result_row(variant="huber", first_solve_env_step=5000, final_eval_mean=500.0)
+    text = summary_markdown([one, result_row(variant="clipped_delta")], 475.0)
+    row = next(line for line in text.splitlines() if line.startswith("| huber |"))
+    assert "| 5,000 [n/a, n/a] | 500 [n/a] |" in row
+    assert "P(huber > clipped_delta) on final evaluation: 1.00 [no 95% CI with one run]" in text

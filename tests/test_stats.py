@@ -107,3 +107,14 @@ def test_ks_pvalue_does_not_inherit_scipys_bias_where_runs_end_at_500():
     b = np.r_[np.full(25, 500.0), rng.uniform(400, 500, 5)]
     assert stats.ks_2samp(a, b).pvalue > 0.3
     assert ks_pvalue(a, b) < 0.5 * stats.ks_2samp(a, b).pvalue
+
+
+def test_intervals_that_too_few_runs_cannot_give_are_nan():
+    from dqn.stats import median_ci
+
+    assert np.isnan(iqm_ci([5.0])[1:]).all() and iqm_ci([5.0])[0] == 5.0
+    assert np.isnan(probability_of_improvement_ci([1.0], [0.0, 2.0])[1:]).all()
+    # n = 5: P(B = 0) = 1/32 > 0.025, so no pair of order statistics reaches 95%; n = 6:
+    # [x_(1), x_(6)] covers the median with 1 - 2 / 64 = 0.969.
+    assert np.isnan(median_ci(np.arange(5.0))[1:]).all()
+    assert median_ci(np.arange(6.0)) == (2.5, 0.0, 5.0)
