@@ -283,8 +283,12 @@ def _train_chunk(
     unended: list[bool],
     task_name: str,
 ) -> bool:
-    """Train (or resume) the chunk's population; False if the study was interrupted. Trained
-    afresh, it holds only the ``unended`` runs: one that ended is kept, not trained again."""
+    """Train (or resume) the chunk's population; False if the study was interrupted. A chunk
+    that ``out`` already holds but that cannot resume (killed before its members' first common
+    checkpoint) starts again whole, the same members in the same order: a member's numbers
+    depend on the population that shares its batched matmuls, so a run trained again in another
+    population would not be the run of a study never stopped. A new chunk holds only the
+    ``unended`` runs: one that ended is kept, not trained again."""
     from dqn.local_backend import progress_queue
     from dqn.runtime import import_tensorflow_quietly
 
@@ -301,7 +305,10 @@ def _train_chunk(
                 return True
             except CheckpointError:  # no step at which every member has a good checkpoint
                 pass  # trained afresh, as a single run with no good checkpoint is
-        todo = [i for i, train in enumerate(unended) if train]
+        if _same_population(out, configs, run_dirs):
+            todo = list(range(len(jobs)))
+        else:
+            todo = [i for i, train in enumerate(unended) if train]
         _remove_partial(out)
         for i in todo:
             _remove_partial(Path(jobs[i].folder))
@@ -325,19 +332,35 @@ def _train_chunk(
     return True  # ended, the members the guard stopped included: a study passes no on_eval
 
 
-def _can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
-    """True if ``out`` holds a checkpointed population of exactly these runs (one that took
-    all its steps is finished from its final checkpoint, not trained again)."""
+def _same_population(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
+    """True if ``out`` holds the population of exactly these runs, in this order."""
     from dqn.errors import CheckpointError
-    from dqn.population_files import read_population, read_step_marker
+    from dqn.population_files import read_population
 
     try:
         saved, dirs = read_population(out)
-        read_step_marker(out)  # it has a checkpoint
     except (CheckpointError, OSError):
         return False
     same_dirs = [d.resolve() for d in dirs] == [d.resolve() for d in run_dirs]
     return saved == configs and same_dirs
+
+
+def _has_marker(out: Path) -> bool:
+    """True if the population in ``out`` has a step marker (a step every member checkpointed)."""
+    from dqn.errors import CheckpointError
+    from dqn.population_files import read_step_marker
+
+    try:
+        read_step_marker(out)
+    except (CheckpointError, OSError):
+        return False
+    return True
+
+
+def _can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
+    """True if ``out`` holds a checkpointed population of exactly these runs (one that took
+    all its steps is finished from its final checkpoint, not trained again)."""
+    return _same_population(out, configs, run_dirs) and _has_marker(out)
 
 
 def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Task]:
@@ -361,8 +384,8 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
         for chunk, folder in _resumable_chunks(out, group):
             tasks.append(_population_task(chunk, folder))
             group = [job for job in group if job not in chunk]
-        # A run checkpointed outside such a chunk (by `--runner process`, or in a chunk whose
-        # population cannot resume) continues from its own checkpoint, in a process of its own
+        # A run checkpointed outside such a chunk (by `--runner process`, or by `dqn-train
+        # --resume` of a chunk's run) continues from its own checkpoint, in a process of its own
         # as that runner would: a fresh chunk would delete what it trained.
         checkpointed = [job for job in group if _checkpointed_unended(job)]
         tasks += [_run_task(job) for job in checkpointed]
@@ -402,9 +425,10 @@ def _population_task(chunk: list[Job], folder: Path) -> Task:
 
 
 def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path]]:
-    """The chunks of ``group`` that ``out/populations`` holds checkpointed (each with its runs
-    in the order it was trained in), with their folders: unfinished ones resume, and those
-    killed after their final checkpoint are finished from it."""
+    """The chunks of ``group`` that ``out/populations`` holds (each with its runs in the order
+    it was trained in), with their folders: unfinished ones resume, those killed after their
+    final checkpoint are finished from it, and those killed before their members' first common
+    checkpoint start again whole (``_train_chunk``), never regrouped."""
     from dqn.errors import CheckpointError
     from dqn.population_files import read_population
 
@@ -421,7 +445,9 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
             continue
         configs = [DQNConfig.from_dict(job.config) for job in jobs]
         runs = [Path(job.folder) / STUDY_RUN for job in jobs]
-        if _can_resume(folder, configs, runs) and not _trained_alone(folder, runs):
+        if not _same_population(folder, configs, runs):
+            continue
+        if not _has_marker(folder) or not _trained_alone(folder, runs):
             chunks.append((jobs, folder))
     return chunks
 

@@ -244,6 +244,17 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
     assert tasks[1][2][1] == str(stopped.resolve())
     assert [task_runs(task) for task in tasks[2:]] == [["huber-seed4"]]
 
+    # Killed before its members' first common checkpoint (no step marker; one member may have
+    # checkpointed alone), a chunk is still kept as it was, to start again whole: regrouped,
+    # or its checkpointed member continued alone, each run would train in another population,
+    # whose batched matmuls round differently, and end elsewhere than in a study never stopped.
+    (ended / STEP_FILE).unlink()
+    checkpoint = Path(jobs[2].folder) / "run" / "checkpoints" / "step-000001000"
+    checkpoint.mkdir(parents=True)
+    tasks = make_tasks(jobs, tmp_path, workers=2, runner="population")
+    assert task_runs(tasks[0]) == ["huber-seed2", "huber-seed0"]
+    assert tasks[0][2][1] == str(ended.resolve())
+
 
 def children(pid: int) -> list[int]:
     """The pids whose parent is ``pid`` (Linux's /proc)."""
