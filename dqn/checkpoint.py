@@ -17,13 +17,21 @@ No TensorFlow here: what goes into a checkpoint is the caller's business (see
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from dqn.agent_files import MANIFEST, checkpoint_dir, checkpoint_step, checksums, list_checkpoints
+from dqn.agent_files import (
+    CHECKPOINTS,
+    MANIFEST,
+    checkpoint_dir,
+    checkpoint_step,
+    checksums,
+    list_checkpoints,
+)
 from dqn.config import DQNConfig
 from dqn.errors import ConfigError
 from dqn.io import atomic_write_text, write_dir_atomically
@@ -81,10 +89,31 @@ def write_checkpoint(
     return final
 
 
+# What a write or a prune killed half-way leaves in checkpoints/: write_dir_atomically's
+# temporary folder (.step-N.<random>.tmp, its files possibly truncated), commit_dir's replaced
+# folder (.step-N.old) and prune_checkpoints' own (.step-N.trash). Hidden, never listed.
+_LEFTOVER = re.compile(r"^\.step-\d{9}\.(.+\.tmp|old|trash)$")
+
+
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest checkpoints of a run."""
+    """Delete all but the ``keep`` newest checkpoints of a run, and the leftovers of writes and
+    prunes that were killed half-way. Each old checkpoint is renamed to a hidden name before it
+    is deleted: killed in between, a prune leaves a hidden folder the next one removes, never a
+    visible half of a checkpoint. Only the process that writes the run may call it."""
     for old in list_checkpoints(run_dir)[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+        trash = old.with_name(f".{old.name}.trash")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(old, trash)
+    remove_leftovers(run_dir)
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Delete the hidden folders killed checkpoint writes and prunes left (``_LEFTOVER``)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if _LEFTOVER.match(path.name) and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def write_manifest(folder: Path, env_step: int) -> None:

@@ -247,6 +247,10 @@ def _resume(run_dir: Path, progress: bool, log_tensorboard: bool, on_eval) -> Tr
     configure_runtime(config)
     agent = DQNAgent.load(ready.checkpoint / "agent")
     checkpoint.set_aside(run_dir, ready.loop.env_step)
+    # A run killed while pruning (its final prune too, after which a resume only writes the
+    # summary) keeps more checkpoints than keep_checkpoints, or half of one, and a killed write
+    # leaves a hidden temporary folder: the resume tidies both, keeping the one it resumes from.
+    checkpoint.prune_checkpoints(run_dir, config.keep_checkpoints)
     return _run(
         config, run_dir, envs, agent, ready.replay, ready.loop, progress, log_tensorboard, on_eval
     )

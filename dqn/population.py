@@ -262,6 +262,11 @@ def _resume_population(
             )
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
     step = _common_good_step(running, marker, out)
+    for config, run_dir in running:
+        if step >= total:  # finished from its final checkpoint, the newest: a killed final
+            checkpoint.prune_checkpoints(run_dir, config.keep_checkpoints)  # prune is redone
+        else:  # a member's checkpoints past the step may be needed yet: leftovers only
+            checkpoint.remove_leftovers(run_dir)
     loop = _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard)
     return _signalled(loop, loop.run(progress, on_eval))
 

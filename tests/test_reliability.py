@@ -112,6 +112,61 @@ def test_a_failed_checkpoint_write_leaves_nothing_behind(tmp_path):
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-000000100"]
 
 
+def test_a_prune_removes_what_killed_writes_and_prunes_left_and_never_shows_half(tmp_path):
+    """A write killed half-way leaves its hidden temporary folder (a truncated file in it), and
+    a prune killed half-way its hidden trash: the next prune removes both. The folder a prune
+    deletes is renamed to a hidden name first, so a kill mid-delete shows no half checkpoint."""
+    from dqn import checkpoint
+
+    for step in (100, 200, 300):
+        write_checkpoint(tmp_path, step, fill_with(f"at {step}"), keep=3)
+    folder = tmp_path / "checkpoints"
+    killed_write = folder / ".step-000000400.k1ll3d.tmp"
+    killed_write.mkdir()
+    (killed_write / "online.keras").write_bytes(b"PK\x03")  # truncated
+    (folder / ".step-000000050.trash").mkdir()
+    deleted = []
+    real_rmtree = shutil.rmtree
+
+    def watch(path, *args, **kwargs):
+        deleted.append(Path(path).name)
+        return real_rmtree(path, *args, **kwargs)
+
+    shutil.rmtree = watch
+    try:
+        checkpoint.prune_checkpoints(tmp_path, keep=2)
+    finally:
+        shutil.rmtree = real_rmtree
+    assert sorted(p.name for p in folder.iterdir()) == ["step-000000200", "step-000000300"]
+    assert "step-000000100" not in deleted and ".step-000000100.trash" in deleted
+
+
+def test_a_resume_tidies_a_run_killed_in_its_final_prune(tmp_path):
+    """Killed in its final prune (the newest checkpoint written, summary.json not yet): the
+    run held one checkpoint more than keep_checkpoints, or half of the oldest, and hidden
+    leftovers of killed writes, which a resume that only writes the summary used to leave for
+    good. It now keeps the newest keep_checkpoints, and its metrics are the same bytes."""
+    from dqn.loop import resume, train
+    from tests.conftest import TINY_RUN
+
+    run = tmp_path / "run"
+    train(DQNConfig(**{**TINY_RUN, "keep_checkpoints": 2}), run_dir=run, progress=False)
+    folder = run / "checkpoints"
+    assert [p.name for p in list_checkpoints(run)] == ["step-000000600", "step-000000400"]
+    half = folder / "step-000000200"  # what a kill in rmtree of the oldest leaves
+    shutil.copytree(folder / "step-000000400", half)
+    (half / "replay.npz").unlink()
+    leftover = folder / ".step-000000600.k1ll3d.tmp"
+    leftover.mkdir()
+    (leftover / "target.keras").write_bytes(b"PK\x03")
+    metrics = (run / "metrics.csv").read_bytes()
+    (run / "summary.json").unlink()
+    resume(run, progress=False, log_tensorboard=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["step-000000400", "step-000000600"]
+    assert (run / "metrics.csv").read_bytes() == metrics
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 600
+
+
 def test_a_signal_delivered_twice_at_once_is_one_stop_and_a_later_one_stops_now():
     """GNU timeout signals the process, then its process group: the same request twice, ms
     apart. A second signal after Interrupt.REPEAT_SECONDS is a second Ctrl-C."""
