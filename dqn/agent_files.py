@@ -408,7 +408,11 @@ def _what_it_is(folder: Path) -> str:
     if kind == "study":
         return ": it is a study folder, which its own dqn-compare command resumes"
     if kind == "run":
-        return ": the run has written none yet (the first comes after checkpoint_every_env_steps)"
+        return (
+            ": the run has written none yet (the first comes after checkpoint_every_env_steps); "
+            "one stopped before it cannot continue: train it again, in a new folder or after "
+            "deleting this one"
+        )
     return ""
 
 
