@@ -450,6 +450,28 @@ def test_a_population_killed_before_its_summaries_is_finished_not_trained_again(
     assert (tmp_path / "p" / "timing.json").read_text() == timing
 
 
+def test_a_population_killed_in_its_final_prune_is_tidied_when_finished(tmp_path):
+    """Killed in the members' final prune, before the summaries: a member held half of its
+    oldest checkpoint and a hidden leftover of a killed write. Finished from the final
+    checkpoint, the population prunes them as a single run's resume does."""
+    import shutil
+
+    config = BASE.replace(keep_checkpoints=2)
+    [member] = train_population(
+        config, [Member({}, 0, "a")], out_dir=tmp_path / "p", progress=False
+    )
+    folder = member.run_dir / "checkpoints"
+    half = folder / "step-000001000"
+    shutil.copytree(folder / "step-000002000", half)
+    (half / "replay.npz").unlink()
+    (folder / ".step-000003000.k1ll3d.tmp").mkdir()
+    metrics = metrics_text(member.run_dir)
+    (member.run_dir / "summary.json").unlink()
+    resume_population(tmp_path / "p", progress=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["step-000002000", "step-000003000"]
+    assert metrics_text(member.run_dir) == metrics
+
+
 def test_a_damaged_member_checkpoint_sends_the_population_back_to_an_older_common_step(
     tmp_path,
 ):
