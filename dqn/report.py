@@ -10,7 +10,13 @@ import numpy as np
 
 from dqn.agent_files import STUDY_RUN
 from dqn.run_log import read_metrics
-from dqn.stats import iqm_ci, median_ci, probability_of_improvement_ci, proportion_ci
+from dqn.stats import (
+    iqm_ci,
+    median_ci,
+    missing_ranked_last,
+    probability_of_improvement_ci,
+    proportion_ci,
+)
 
 CURVE_SERIES = {
     "zero_grad_fraction.png": (["zero_grad_fraction"], "fraction of batch with zero loss gradient"),
@@ -54,11 +60,6 @@ def _evaluated_iqm(values: list[float], seed: int) -> str:
         return "no evaluation"
     cell = _fmt_ci(*iqm_ci(finite, seed=seed))
     return cell if len(finite) == len(values) else f"{cell} (of {len(finite)} runs)"
-
-
-def _ranked(values: list[float]) -> list[float]:
-    """Values for P(A > B): a run with no evaluation ranks below every run that has one."""
-    return [v if v is not None and math.isfinite(v) else -math.inf for v in values]
 
 
 def _bar(threshold: float) -> str:
@@ -127,8 +128,8 @@ def summary_markdown(
     )
     for a, b in _compared_pairs(list(groups), shared):
         for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):
-            x = _ranked([r[metric] for r in groups[a]])
-            y = _ranked([r[metric] for r in groups[b]])
+            x = missing_ranked_last([r[metric] for r in groups[a]])
+            y = missing_ranked_last([r[metric] for r in groups[b]])
             p, lo, hi = probability_of_improvement_ci(x, y, seed=seed)
             ci = "no 95% CI with one run" if math.isnan(lo) else f"95% CI {lo:.2f}, {hi:.2f}"
             text += f"\n\nP({a} > {b}) on {name}: {p:.2f} [{ci}]"

@@ -80,6 +80,13 @@ def probability_of_improvement_ci(
     return point, float(np.nan_to_num(low, nan=point)), float(np.nan_to_num(high, nan=point))
 
 
+def missing_ranked_last(values: Sequence[float | None]) -> np.ndarray:
+    """Runs' values for a rank-based comparison (P(A > B), Mann-Whitney, KS): a run with none
+    (None or NaN: stopped before its first evaluation) ranks below every run that has one."""
+    x = np.array([np.nan if v is None else v for v in values], float)
+    return np.where(np.isnan(x), -np.inf, x)
+
+
 def ks_statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     """Two-sample Kolmogorov-Smirnov statistic, max_v |F_x(v) - F_y(v)| over the pooled
     values, along ``axis`` (vectorized over the other axes, as permutation_test calls it)."""

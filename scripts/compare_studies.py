@@ -25,7 +25,7 @@ from scipy import stats
 
 from dqn.cli import _fail, _Parser
 from dqn.io import atomic_write_text
-from dqn.stats import ks_pvalue, proportion_ci
+from dqn.stats import ks_pvalue, missing_ranked_last, proportion_ci
 from dqn.study_runs import check_result_rows
 
 PROG = Path(__file__).name
@@ -134,7 +134,7 @@ def table(first: Path, second: Path) -> str:
         ua, ub = (_column(x[variant], seeds, "eval_auc") for x in (a, b))
         # A run stopped before its first evaluation has none: it ranks below every run that has
         # one (0 would rank it above every run of an env with negative returns, as Acrobot's).
-        fa, fb, ua, ub = (np.nan_to_num(x, nan=-np.inf) for x in (fa, fb, ua, ub))
+        fa, fb, ua, ub = (missing_ranked_last(x) for x in (fa, fb, ua, ub))
         n = len(seeds)
 
         mf, kf = p_values(fa, fb)
