@@ -447,7 +447,7 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
         runs = [Path(job.folder) / STUDY_RUN for job in jobs]
         if not _same_population(folder, configs, runs):
             continue
-        if not _has_marker(folder) or not _trained_alone(folder, runs):
+        if not _trained_alone(folder, runs):
             chunks.append((jobs, folder))
     return chunks
 
@@ -456,10 +456,15 @@ def _trained_alone(folder: Path, runs: list[Path]) -> bool:
     """True if a run of the chunk in ``folder`` was trained on past the chunk's checkpoint by
     another command (``dqn-train --resume`` of it): the chunk then has no step to resume
     together, and its runs continue alone, each from its own newest checkpoint (as a fresh
-    chunk, which would delete what that command trained, must not)."""
+    chunk, which would delete what that command trained, must not). A chunk killed before its
+    first step marker has no such step: False."""
+    from dqn.errors import CheckpointError
     from dqn.population_files import read_step_marker, trained_past
 
-    marker, stopped = read_step_marker(folder)
+    try:
+        marker, stopped = read_step_marker(folder)
+    except (CheckpointError, OSError):
+        return False
     return any(
         trained_past(run, marker) is not None for i, run in enumerate(runs) if i not in stopped
     )
