@@ -124,7 +124,9 @@ def summary_markdown(
         "infinitely late. "
         "Intervals: Clopper-Pearson for rates, order statistics for the median, percentile "
         "bootstrap over runs (scipy) for IQMs. Zero-grad fraction: share of sampled "
-        "transitions whose loss gradient was exactly 0, averaged over training."
+        "transitions whose loss gradient was exactly 0, averaged over training. Max abs Q: "
+        "the largest |Q| of a batch over the rows metrics.csv logged; the burst that trips "
+        "the divergence guard logs no row, so its |Q| is not in it (diverged counts those runs)."
     )
     for a, b in _compared_pairs(list(groups), shared):
         for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):

@@ -3,6 +3,11 @@
     python scripts/trust_diagnostics.py results/sweep [results/sweep2 ...] [--episodes 20]
 
 Per variant it prints
+- how much of a batch the loss gives no gradient, and what is left unlearned: the median over
+  runs of the zero-gradient fraction at the first evaluation and, over the runs that reached
+  ``total_env_steps``, the medians of their last logged median |TD error| and largest |Q| (a
+  loss whose gradient vanishes for large errors, as clipped_delta's, leaves both where they
+  start);
 - the median mean-Q at 10k, 25k and 50k env steps beside (1 - gamma^k) / (1 - gamma), the value
   after k exact target syncs of a policy that never fails (k = bursts so far, for configs with
   one sync per burst) and the largest return a CartPole policy can have, 1 / (1 - gamma);
@@ -77,6 +82,25 @@ def q_propagation(runs: list[Path]) -> str:
     )
 
 
+def gradient_starvation(runs: list[Path]) -> str:
+    config = DQNConfig.from_yaml(runs[0] / "run" / "config.yaml")
+    metrics = [read_metrics(r / "run" / "metrics.csv") for r in runs]
+    first = [m["zero_grad_fraction"][0] for m in metrics if len(m["env_step"])]
+    ended = [
+        m for m in metrics if len(m["env_step"]) and m["env_step"][-1] == config.total_env_steps
+    ]
+    text = f"median zero-grad fraction at the first evaluation {np.median(first):.3f}"
+    text += f" ({len(first)} runs)"
+    if ended:
+        td = np.median([m["td_error_abs_p50"][-1] for m in ended])
+        q = np.median([m["q_abs_max"][-1] for m in ended])
+        text += (
+            f"; at env step {config.total_env_steps:,} ({len(ended)} runs): median |TD error| "
+            f"{td:.1f}, median max |Q| {q:.1f}"
+        )
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="+", type=Path)
@@ -143,6 +167,7 @@ def report(studies: list[tuple[Path, list[dict]]], episodes: int) -> None:
     for study, rows in studies:
         for label in dict.fromkeys(r["variant"] for r in rows):
             runs = [_run_folder(study, r) for r in rows if r["variant"] == label]
+            print(f"{study.name} / {label}: {gradient_starvation(runs)}")
             print(f"{study.name} / {label}: {q_propagation(runs)}")
             for r, run in zip([r for r in rows if r["variant"] == label], runs):
                 if r["diverged_at_env_step"] is not None or r["final_eval_mean"] >= 475:

@@ -55,3 +55,28 @@ def test_an_episode_count_that_is_no_number_is_one_line_from_the_command_line(tm
         "trust_diagnostics.py: error: argument --episodes: invalid int value: 'abc' "
         "(see trust_diagnostics.py --help)"
     )
+
+
+def test_gradient_starvation_reads_the_first_row_and_the_runs_that_reached_the_end(tmp_path):
+    from dqn.config import DQNConfig
+
+    # Three runs: two reached total_env_steps = 5,000; one was stopped at 2,500 (left out of
+    # the end's medians, counted in the first evaluation's).
+    rows = {
+        "a": [(2500, 0.9, 7.0, 20.0), (5000, 0.8, 8.0, 21.0)],
+        "b": [(2500, 0.5, 1.0, 30.0), (5000, 0.4, 10.0, 25.0)],
+        "c": [(2500, 0.7, 50.0, 900.0)],
+    }
+    runs = []
+    for name, lines in rows.items():
+        run = tmp_path / name / "run"
+        run.mkdir(parents=True)
+        DQNConfig(total_env_steps=5000).to_yaml(run / "config.yaml")
+        text = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max\n"
+        text += "".join(",".join(map(str, line)) + "\n" for line in lines)
+        (run / "metrics.csv").write_text(text)
+        runs.append(tmp_path / name)
+    assert load_script().gradient_starvation(runs) == (
+        "median zero-grad fraction at the first evaluation 0.700 (3 runs); at env step 5,000 "
+        "(2 runs): median |TD error| 9.0, median max |Q| 23.0"
+    )
