@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import signal
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dqn.errors import (
     ConfigError,
@@ -26,6 +28,9 @@ from dqn.errors import (
     WorkerError,
 )
 from dqn.terminal import command
+
+if TYPE_CHECKING:
+    from dqn.config import DQNConfig
 
 EXIT_FAILED = 1  # a run crashed: not the user's input
 EXIT_USAGE = 2
@@ -51,12 +56,18 @@ def _fail(prog: str, exc: BaseException | str, code: int = EXIT_USAGE) -> int:
     return code
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 @contextlib.contextmanager
 def _one_line_warnings(prog: str) -> Iterator[None]:
     """Inside, a warning prints as ``prog: warning: message``: one line, no source excerpt."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"{prog}: warning: {message}", file=sys.stderr)
+        # Gymnasium colours its own warnings ("\x1b[33mWARN: ...\x1b[0m"), which a log file or
+        # a pipe shows as raw escape codes beside our plain prefix.
+        text = _ANSI_ESCAPE.sub("", str(message))
+        print(f"{prog}: warning: {text}", file=sys.stderr)
 
     with warnings.catch_warnings():
         warnings.showwarning = show
@@ -124,6 +135,11 @@ def train_parser() -> argparse.ArgumentParser:
         type=Path,
         help="YAML run config; without it, DQNConfig's defaults (those of configs/cartpole.yaml)",
     )
+    p.add_argument(
+        "--env",
+        metavar="ENV_ID",
+        help="Gymnasium env id, e.g. Acrobot-v1 or my_module:MyEnv-v0 (the config's env_id)",
+    )
     p.add_argument("--loss", help="TD loss: l2, clipped_delta, huber or clipped_grad")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument(
@@ -155,12 +171,12 @@ def train_parser() -> argparse.ArgumentParser:
 def train_main(argv: Sequence[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     prog = "dqn-train"
-    changes = (args.config, args.loss, args.seed, args.run_dir)
+    changes = (args.config, args.env, args.loss, args.seed, args.run_dir)
     if args.resume is not None and (args.set or any(c is not None for c in changes)):
         return _fail(
             prog,
-            "--resume continues a run with its own config: it takes no --config, --loss, "
-            "--seed, --set or --run-dir",
+            "--resume continues a run with its own config: it takes no --config, --env, "
+            "--loss, --seed, --set or --run-dir",
         )
     try:
         with _one_line_warnings(prog):
@@ -184,22 +200,34 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     return 128 + result.stop_signal if result.stop_signal is not None else 0
 
 
+def train_config(args: argparse.Namespace) -> DQNConfig:
+    """dqn-train's config: the --config file (or the defaults) with --set, --env, --loss and
+    --seed applied; a key given by a flag and by --set is refused."""
+    from dqn.config import DQNConfig, parse_overrides
+
+    overrides = list(args.set)
+    given = parse_overrides(overrides)  # a key given twice is refused there
+    flags = (
+        ("--env", "env_id", args.env),
+        ("--loss", "loss", args.loss),
+        ("--seed", "seed", args.seed),
+    )
+    for flag, key, value in flags:
+        if value is not None:
+            if key in given:
+                raise ConfigError(f"{flag} and --set {key}=... both set {key!r}: give it once")
+            overrides.append(f"{key}={value}")
+    return DQNConfig.from_yaml(args.config, overrides)
+
+
 def _train(args: argparse.Namespace):
     from dqn.checkpoint import check_new_folder, make_run_dir
-    from dqn.config import DQNConfig, parse_overrides
     from dqn.envs import check_env, check_n_step
     from dqn.members import member_bytes
     from dqn.replay import check_replay_fits
     from dqn.runtime import available_memory_bytes
 
-    overrides = list(args.set)
-    given = parse_overrides(overrides)  # a key given twice is refused there
-    for flag, key, value in (("--loss", "loss", args.loss), ("--seed", "seed", args.seed)):
-        if value is not None:
-            if key in given:
-                raise ConfigError(f"{flag} and --set {key}=... both set {key!r}: give it once")
-            overrides.append(f"{key}={value}")
-    config = DQNConfig.from_yaml(args.config, overrides)
+    config = train_config(args)
     # An unknown id, keyword or space fails here, before TF.
     obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     check_n_step(config)
@@ -235,18 +263,36 @@ def _resume(args: argparse.Namespace):
     return resume(args.resume, progress=not args.no_progress)
 
 
+def _episodes(n: int) -> str:
+    return f"{n} episode" + ("" if n == 1 else "s")
+
+
+def _returns(mean: float, std: float, *others: float) -> str:
+    """``mean +/- std`` to 0.1 where returns are tens or more (CartPole's), else to 0.001, so
+    that an env of small rewards does not print 0.9 +/- 0.0 for 0.93 in every episode."""
+    digits = 1 if max(abs(v) for v in (mean, *others)) >= 10 else 3
+    return f"{mean:.{digits}f} +/- {std:.{digits}f}"
+
+
 def _print_summary(result) -> None:
     s = result.summary
     solved = s["first_solve_env_step"]
     threshold = s["solve_return"]
     config = result.agent.config
-    episodes = config.eval_episodes if s["interrupted"] else config.final_eval_episodes
+    if not s["interrupted"]:
+        evaluation = f"final greedy evaluation ({_episodes(config.final_eval_episodes)}): "
+    elif result.history:  # a stopped run's figure is its last periodic evaluation's
+        step = int(result.history[-1]["env_step"])
+        evaluation = (
+            f"last greedy evaluation ({_episodes(config.eval_episodes)}, at env step {step}): "
+        )
+    else:
+        evaluation = "no greedy evaluation yet: "
     lines = [
         "",
         f"{s['env_id']} / {s['loss']} / seed {s['seed']}: {s['env_steps']} env steps"
         + (" (interrupted; checkpoint saved, continue with --resume)" if s["interrupted"] else ""),
-        f"  final greedy evaluation ({episodes} episodes): "
-        f"{s['final_eval_mean']:.1f} +/- {s['final_eval_std']:.1f}",
+        f"  {evaluation}{_returns(s['final_eval_mean'], s['final_eval_std'])}",
     ]
     if threshold is not None:
         lines.append(
@@ -316,8 +362,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # Ctrl-C: it writes nothing, so it stops where it is
         return _fail(prog, "interrupted", _interrupted_code(exc))
     print(
-        f"{agent.config.env_id}: greedy return {mean:.1f} +/- {std:.1f} over {args.episodes} "
-        f"episodes (min {min(returns):g}, max {max(returns):g})"
+        f"{agent.config.env_id}: greedy return {_returns(mean, std, *returns)} over "
+        f"{_episodes(args.episodes)} (min {min(returns):g}, max {max(returns):g})"
     )
     if args.gif is not None:
         cut = f" (its first {frames - 1:,} of {steps:,} steps)" if frames <= steps else ""
@@ -353,7 +399,8 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config",
         type=Path,
-        help="YAML run config shared by every variant (default: DQNConfig's defaults)",
+        help="YAML run config shared by every variant (default: DQNConfig's defaults); its "
+        "seed and output_dir are the study's: --seeds/--first-seed and --out set them",
     )
     p.add_argument(
         "--variants",

@@ -150,7 +150,8 @@ class DQNConfig(metaclass=_KnownKeys):
     learning_rate: float               = row(2.3e-3,        NUM,  False, "> 0",
         "Adam step size")
     learning_rate_end: float | None    = row(0.0,           NUM,  True,  ">= 0 or null",
-        "Decay the learning rate linearly to this over the run's gradient steps; null: constant")
+        "Decay the learning rate linearly to this (<= learning_rate) over the run's gradient "
+        "steps; null: constant")
     adam_epsilon: float                = row(1e-7,          NUM,  False, "> 0",
         "Adam's epsilon (Keras default)")
     loss: str                          = row("huber",       STR,  False, LOSS_NAMES,
@@ -179,7 +180,7 @@ class DQNConfig(metaclass=_KnownKeys):
     epsilon_start: float               = row(1.0,           NUM,  False, "in [0, 1]",
         "Exploration rate at step 0")
     epsilon_end: float                 = row(0.04,          NUM,  False, "in [0, 1]",
-        "Exploration rate once the linear decay is over")
+        "Exploration rate once the linear decay is over (<= epsilon_start)")
     epsilon_decay_fraction: float      = row(0.16,          NUM,  False, "in [0, 1]",
         "Fraction of total_env_steps over which epsilon decays linearly")
     eval_every_env_steps: int          = row(2_500,         INT,  False, "> 0",
@@ -298,6 +299,17 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
                   f"learning_starts_env_steps = {c.learning_starts_env_steps} have passed, the "
                   f"first at env step {first_burst_env_step(c)} > total_env_steps = "
                   f"{c.total_env_steps}"),
+    # A schedule named "end" that climbs is a typo (a rate 200x its start, or exploration
+    # that grows to random), not a schedule of this package.
+    "the learning rate decays": (
+        lambda c: c.learning_rate_end is None or c.learning_rate_end <= c.learning_rate,
+        lambda c: f"config key 'learning_rate_end' must be <= learning_rate = "
+                  f"{c.learning_rate:g} (the rate decays linearly to it), got "
+                  f"{c.learning_rate_end:g}; null keeps the rate constant"),
+    "exploration decays": (
+        lambda c: c.epsilon_end <= c.epsilon_start,
+        lambda c: f"config key 'epsilon_end' must be <= epsilon_start = {c.epsilon_start:g} "
+                  f"(exploration decays linearly to it), got {c.epsilon_end:g}"),
     "the target network is synced at least once": (
         lambda c: c.target_update_every_grad_steps <= total_grad_steps(c),
         lambda c: "config key 'target_update_every_grad_steps' must be <= the run's gradient "

@@ -246,6 +246,16 @@ def _resume(run_dir: Path, progress: bool, log_tensorboard: bool, on_eval) -> Tr
     _restore_run_files(run_dir, ready)
     configure_runtime(config)
     agent = DQNAgent.load(ready.checkpoint / "agent")
+    columns = [*METRICS_COLUMNS, *agent.diagnostic_names()]
+    if ready.loop.columns != columns:
+        # Only a run of a custom network_fn written before its layers' columns were named as
+        # they are after a load ("grad_norm/sequential" for all of a Sequential's layers).
+        unknown = [c for c in columns if c not in ready.loop.columns]
+        raise CheckpointError(
+            f"checkpoint {ready.checkpoint.name}: its metrics.csv has no column "
+            f"{', '.join(unknown) or 'in the order'} that the loaded network writes (a run an "
+            "earlier dqn wrote for a custom network_fn): it cannot continue; train it afresh"
+        )
     checkpoint.set_aside(run_dir, ready.loop.env_step)
     # A run killed while pruning (its final prune too, after which a resume only writes the
     # summary) keeps more checkpoints than keep_checkpoints, or half of one, and a killed write
@@ -379,7 +389,18 @@ def _run(
                     )
                     log.write(row)
                     if on_eval is not None:
-                        stopped_by_on_eval = ask_on_eval(on_eval, row, agent) and not done
+                        try:
+                            stopped_by_on_eval = ask_on_eval(on_eval, row, agent) and not done
+                        except Exception as exc:
+                            # The run is whole here, as at a stop: keep it before the caller's
+                            # error goes up, rather than lose the steps since the last checkpoint.
+                            if saved_step != step:
+                                save_checkpoint(step)
+                            exc.add_note(
+                                f"the run was checkpointed at env step {step} before this error: "
+                                f"dqn.loop.resume({str(run_dir)!r}) continues it"
+                            )
+                            raise
                 if multiples_between(before, step, config.checkpoint_every_env_steps) or done:
                     save_checkpoint(step)
                     saved_step = step

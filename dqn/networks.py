@@ -65,7 +65,11 @@ class FlatNetwork:
         self.shapes = [tuple(v.shape) for v in model.trainable_variables]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.size = int(sum(self.sizes))
-        self.paths = [v.path for v in model.trainable_variables]
+        # A fresh Sequential's variable paths start with its own name ("sequential/dense/kernel")
+        # and the same model loaded from a .keras file's do not ("dense/kernel"): without the
+        # prefix, a run and its resume name each layer (its metrics.csv column) alike.
+        prefix = f"{model.name}/"
+        self.paths = [v.path.removeprefix(prefix) for v in model.trainable_variables]
         # Non-trainable state (rare in a DQN head) is frozen at its build-time value.
         self._frozen = [tf.constant(v.numpy()) for v in model.non_trainable_variables]
 

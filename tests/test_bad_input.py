@@ -198,6 +198,14 @@ TRAIN_CASES = {
         ["--loss", "huber", "--set", "loss=l2"],
         ["--loss and --set loss=... both set 'loss': give it once"],
     ),
+    "--env and --set env_id": (
+        ["--env", "Acrobot-v1", "--set", "env_id=CartPole-v1"],
+        ["--env and --set env_id=... both set 'env_id': give it once"],
+    ),
+    "unknown env by --env": (
+        ["--env", "CartPol-v1"],
+        ["unknown env id 'CartPol-v1'; did you mean: CartPole-v1"],
+    ),
     "--seed and --set seed": (
         ["--seed", "1", "--set", "seed=1"],
         ["--seed and --set seed=... both set 'seed'"],
@@ -392,8 +400,9 @@ def test_a_resume_puts_back_a_lost_config_and_an_unreadable_summary_and_says_so(
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 600
 
 
-def test_resume_takes_no_other_options(tiny_run_copy, capsys):
-    args = ["--resume", tiny_run_copy, "--set", "gamma=0.5"]
+@pytest.mark.parametrize("other", [["--set", "gamma=0.5"], ["--env", "Acrobot-v1"]])
+def test_resume_takes_no_other_options(other, tiny_run_copy, capsys):
+    args = ["--resume", tiny_run_copy, *other]
     assert_refused(train_main, args, ["--resume", "takes no"], capsys, tiny_run_copy.parent)
 
 

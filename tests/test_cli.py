@@ -271,3 +271,38 @@ def test_keys_lists_every_config_key_with_a_default_that_set_gives_back(capsys):
     assert "hidden_sizes: [256, 256]  (a list of integers)" in heads
     assert "loss: huber  (one of l2, clipped_delta, huber, clipped_grad)" in heads
     assert "max_grad_norm: null  (a number > 0 or null)" in heads
+
+
+def test_returns_print_to_the_precision_their_size_needs():
+    from dqn.cli import _episodes, _returns
+
+    assert _returns(500.0, 0.0, 500.0, 500.0) == "500.0 +/- 0.0"
+    # An env of small rewards: 0.93 in every episode read "0.9 +/- 0.0 (min 0.93, max 0.93)".
+    assert _returns(0.93, 0.0, 0.93, 0.93) == "0.930 +/- 0.000"
+    assert _returns(-0.5, 0.25, -0.25, -0.75) == "-0.500 +/- 0.250"
+    assert _returns(9.5, 3.0, 12.5, 6.5) == "9.5 +/- 3.0"  # an episode of 12.5: tens
+    assert (_episodes(1), _episodes(10)) == ("1 episode", "10 episodes")
+
+
+def test_a_coloured_warning_prints_as_one_plain_line(capsys):
+    import warnings
+
+    from dqn.cli import _one_line_warnings
+
+    with _one_line_warnings("dqn-train"):
+        # As gymnasium's passive env checker words and colours its warnings.
+        warnings.warn(
+            "\x1b[33mWARN: The obs returned by the `reset()` method is odd\x1b[0m", stacklevel=1
+        )
+    assert capsys.readouterr().err == (
+        "dqn-train: warning: WARN: The obs returned by the `reset()` method is odd\n"
+    )
+
+
+def test_env_names_the_env_as_env_id_does():
+    from dqn.cli import train_config, train_parser
+
+    config = train_config(train_parser().parse_args(["--env", "Acrobot-v1", "--loss", "l2"]))
+    assert (config.env_id, config.loss) == ("Acrobot-v1", "l2")
+    config = train_config(train_parser().parse_args(["--env", "my_envs:Corridor-v0"]))
+    assert config.env_id == "my_envs:Corridor-v0"

@@ -259,6 +259,16 @@ def test_the_table_agrees_with_the_field_types():
             {"learning_rate_end": -0.1},
             "config key 'learning_rate_end' must be >= 0 or null, got -0.1",
         ),
+        (
+            {"learning_rate_end": 0.5},
+            "config key 'learning_rate_end' must be <= learning_rate = 0.0023 (the rate decays "
+            "linearly to it), got 0.5; null keeps the rate constant",
+        ),
+        (
+            {"epsilon_start": 0.0, "epsilon_end": 1.0},
+            "config key 'epsilon_end' must be <= epsilon_start = 0 (exploration decays linearly "
+            "to it), got 1",
+        ),
         # bool
         ({"double_dqn": "yes"}, "config key 'double_dqn' must be a bool, got 'yes'"),
         ({"jit_compile": 1}, "config key 'jit_compile' must be a bool, got 1"),

@@ -68,7 +68,7 @@ def test_worked_example_from_the_2016_bug():
     # td_error = target - Q = [-3, -1, 0.5, 2], mean over a batch of 4; dL/dQ = -dL/dtd / 4.
     td = np.array([-3.0, -1.0, 0.5, 2.0])
     dl_dq = {}
-    for name in ("l2", "clipped_delta", "huber"):
+    for name in ("l2", "clipped_delta", "huber", "clipped_grad"):
         q = tf.Variable(np.zeros(4))
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(losses.get(name)(tf.constant(td) - q, 1.0))
@@ -76,6 +76,8 @@ def test_worked_example_from_the_2016_bug():
         if name == "huber":
             assert loss.numpy() == 1.15625
     np.testing.assert_array_equal(dl_dq["huber"], [0.25, 0.25, -0.125, -0.25])
+    # What the buggy code meant: the L2 forward with its gradient clipped, Huber's gradient.
+    np.testing.assert_array_equal(dl_dq["clipped_grad"], [0.25, 0.25, -0.125, -0.25])
     # The package's 0.5 scaling halves the unscaled mean(clip(d)^2) and mean(d^2) numbers.
     np.testing.assert_array_equal(2 * dl_dq["clipped_delta"], [0, 0.5, -0.25, 0])
     np.testing.assert_array_equal(2 * dl_dq["l2"], [1.5, 0.5, -0.25, -1.0])

@@ -217,3 +217,29 @@ def test_a_nan_td_error_ranks_last_in_every_learners_quantiles(learner, jit):
     assert np.isnan(metrics["td_error_abs_max"])
     np.testing.assert_allclose(metrics["td_error_abs_p50"], p50, rtol=1e-5)
     np.testing.assert_allclose(metrics["td_error_abs_p90"], p90, rtol=1e-5)
+
+
+def test_both_learners_count_the_same_samples_over_the_bound_and_without_gradient():
+    # |TD error| exactly at the bound (1 and -1) is not over it; 2 and -3 are. The gradients
+    # are clipped_delta's: exactly 0 over the bound.
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from dqn.step_metrics import METRIC_NAMES
+    from dqn.tf_learner import LossGrad, _step_metrics
+
+    config = DQNConfig(loss_bound=1.0)
+    td = np.array([-1.0, 1.0, 0.5, 2.0, -3.0], np.float32)
+    dq_sa = np.array([0.2, -0.2, -0.1, 0.0, 0.0], np.float32)
+    q = np.array([[1.0, -4.0]] * 5, np.float32)
+    q_sa = np.ones(5, np.float32)
+    ours = NumpyLearner._metrics(SimpleNamespace(config=config), 0.5, td, dq_sa, q, q_sa, 2.0)
+    out = LossGrad(*(tf.constant(a) for a in (0.5, [0.0], td, dq_sa, q, q_sa)))
+    theirs = _step_metrics(out, tf.constant(2.0), config).numpy()
+    for row in (ours, theirs):
+        metric = dict(zip(METRIC_NAMES, row.tolist()))
+        assert metric["over_bound_fraction"] == pytest.approx(2 / 5)
+        assert metric["zero_grad_fraction"] == pytest.approx(2 / 5)
+        assert metric["td_error_abs_max"] == 3.0 and metric["q_abs_max"] == 4.0
+    np.testing.assert_array_equal(ours, theirs)

@@ -108,13 +108,96 @@ def test_an_on_eval_that_is_not_a_function_is_refused_before_anything_is_written
         check_on_eval(on_eval)
 
 
-def test_a_run_that_failed_before_its_first_checkpoint_is_not_sent_to_resume(tmp_path):
-    def broken(row, agent):
-        raise KeyError("nope")
+def test_a_run_that_failed_before_its_first_checkpoint_is_not_sent_to_resume(tmp_path, monkeypatch):
+    import dqn.checkpoint
 
-    with pytest.raises(KeyError):
-        train(CONFIG, run_dir=tmp_path / "run", progress=False, on_eval=broken)
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dqn.checkpoint, "write_checkpoint", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        train(CONFIG, run_dir=tmp_path / "run", progress=False)
+    monkeypatch.undo()
     # Its folder holds config.yaml and metrics.csv but no checkpoint: resume has nothing to
     # take, so the refusal says to delete it, not to resume it.
     with pytest.raises(ConfigError, match="holds no checkpoint to continue from: delete it"):
         train(CONFIG, run_dir=tmp_path / "run", progress=False)
+
+
+def test_an_error_in_on_eval_keeps_the_run_at_a_checkpoint_that_resumes_it_exactly(plain, tmp_path):
+    # Checkpoints every 200 env steps; the error comes at the evaluation of step 300, whose
+    # 100 steps would otherwise be lost with the caller's bug.
+    def broken(row, agent):
+        if row["env_step"] == 300:
+            raise KeyError("a bug in the caller's function")
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyError) as error:
+        train(CONFIG, run_dir=run_dir, progress=False, log_tensorboard=False, on_eval=broken)
+    assert error.value.__notes__ == [
+        f"the run was checkpointed at env step 300 before this error: "
+        f"dqn.loop.resume({str(run_dir)!r}) continues it"
+    ]
+    assert (run_dir / "checkpoints" / "step-000000300").is_dir()
+    resume(run_dir, progress=False, log_tensorboard=False)
+    assert (run_dir / "metrics.csv").read_bytes() == (plain / "metrics.csv").read_bytes()
+
+
+def sequential_net(obs_dim, n_actions):
+    import keras
+
+    def init(seed):
+        return keras.initializers.GlorotUniform(seed=seed)
+
+    return keras.Sequential(
+        [
+            keras.Input((obs_dim,)),
+            keras.layers.Dense(16, "tanh", kernel_initializer=init(1), name="hidden"),
+            keras.layers.Dense(n_actions, kernel_initializer=init(2), name="q"),
+        ]
+    )
+
+
+def test_a_run_of_a_keras_sequential_network_fn_resumes_as_if_never_stopped(tmp_path):
+    # A fresh Sequential's variables are named "sequential/hidden/...", the one a checkpoint
+    # loads "hidden/...": the resume's metrics.csv rows did not fit the run's columns (a
+    # ValueError traceback) until the columns were named by the layers alone.
+    kwargs = dict(progress=False, log_tensorboard=False, network_fn=sequential_net)
+    train(CONFIG, run_dir=tmp_path / "plain", **kwargs)
+    header = (tmp_path / "plain" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert [c for c in header if c.startswith("grad_norm/")] == ["grad_norm/hidden", "grad_norm/q"]
+    stopped = train(
+        CONFIG,
+        run_dir=tmp_path / "run",
+        on_eval=lambda row, agent: False if row["env_step"] == 300 else None,
+        **kwargs,
+    )
+    assert stopped.interrupted
+    resume(tmp_path / "run", progress=False, log_tensorboard=False)
+    assert (tmp_path / "run" / "metrics.csv").read_bytes() == (
+        tmp_path / "plain" / "metrics.csv"
+    ).read_bytes()
+
+
+def test_a_run_whose_columns_the_loaded_network_does_not_write_is_refused_untouched(
+    tmp_path, monkeypatch
+):
+    # As a run an earlier dqn wrote for a Sequential network_fn ("grad_norm/sequential"):
+    # here the loaded network names one layer more than the run's metrics.csv has.
+    from dqn.agent import DQNAgent
+    from dqn.errors import CheckpointError
+
+    run_dir = tmp_path / "run"
+    train(
+        CONFIG,
+        run_dir=run_dir,
+        progress=False,
+        log_tensorboard=False,
+        on_eval=lambda row, agent: False if row["env_step"] == 300 else None,
+    )
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    names = DQNAgent.diagnostic_names
+    monkeypatch.setattr(DQNAgent, "diagnostic_names", lambda self: [*names(self), "grad_norm/x"])
+    with pytest.raises(CheckpointError, match="has no column grad_norm/x that the loaded"):
+        resume(run_dir, progress=False, log_tensorboard=False)
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before

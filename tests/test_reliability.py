@@ -23,7 +23,7 @@ import pytest
 from dqn import DQNConfig
 from dqn.agent_files import latest_good_checkpoint, list_checkpoints, verify_checkpoint
 from dqn.checkpoint import write_checkpoint
-from dqn.divergence import check_update, q_bound
+from dqn.divergence import check_update, q_bound, reward_max
 from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.replay import ReplayBuffer
@@ -309,6 +309,7 @@ def test_a_checkpoint_given_by_name_is_not_swapped_for_a_newer_one(tiny_run, tmp
 
 
 # ---------------------------------------------------------------------- divergence guard
+@pytest.mark.filterwarnings("ignore:.*CartPole-v0 is out of date:DeprecationWarning")
 def test_the_q_bound_is_ten_times_the_largest_return_where_known():
     cartpole = gym.make("CartPole-v1")
     # r_max = 1 per step, gamma = 0.99: returns <= 1 / (1 - 0.99) = 100, bound 10 x 100.
@@ -318,11 +319,29 @@ def test_the_q_bound_is_ten_times_the_largest_return_where_known():
     # FrozenLake still declares reward_range = (0, 1); an env that declares nothing gets no bound.
     assert q_bound(DQNConfig(gamma=0.9), gym.make("FrozenLake-v1")) == pytest.approx(100.0)
     assert q_bound(DQNConfig(), NoRewardRange()) == math.inf
+    # Gymnasium 1.x declares no reward_range: the table gives the classic-control envs' r_max.
+    for env_id in ("CartPole-v0", "Acrobot-v1", "MountainCar-v0"):
+        assert q_bound(DQNConfig(gamma=0.99), gym.make(env_id)) == pytest.approx(1000.0), env_id
+
+
+def test_the_bound_takes_the_largest_reward_in_absolute_value_from_a_finite_range():
+    # Rewards in [-10, 1]: |r| <= 10, returns within 10 / (1 - 0.9) = 100, bound 1,000 (not
+    # the 100 that max(reward_range) = 1 would give, which would stop healthy runs).
+    assert q_bound(DQNConfig(gamma=0.9), WithRewardRange((-10.0, 1.0))) == pytest.approx(1000.0)
+    # A range that is not finite says nothing of r_max: only NaN and inf stop training.
+    for declared in [(0.0, math.inf), (-math.inf, 1.0), (math.nan, 1.0)]:
+        assert reward_max(WithRewardRange(declared)) is None
+        assert q_bound(DQNConfig(), WithRewardRange(declared)) == math.inf
 
 
 class NoRewardRange(gym.Env):
     observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
     action_space = gym.spaces.Discrete(2)
+
+
+class WithRewardRange(NoRewardRange):
+    def __init__(self, reward_range):
+        self.reward_range = reward_range
 
 
 def test_the_guard_names_the_step_the_metric_and_the_remedy():

@@ -15,6 +15,23 @@ def test_iqm_is_the_mean_of_the_middle_half():
     assert iqm(x) == pytest.approx(np.mean([12, 13, 14, 15, 16, 17]))
 
 
+def test_iqm_trims_a_quarter_from_each_end():
+    # 4 runs: a quarter is one run each end, so the IQM is mean(1, 2); a 20% trim would keep
+    # all four (mean 3.25).
+    assert iqm([0.0, 1.0, 2.0, 10.0]) == 1.5
+
+
+def test_bootstrap_interval_is_the_percentiles_of_the_resampled_iqms():
+    # 3 runs (too few to trim: the IQM is the mean, 11/3). Of the 27 equally likely resamples
+    # one is (0, 0, 0) and one (10, 10, 10), each 3.7% of them, more than the 2.5% in each
+    # tail: the percentile interval is [0, 10]. The "basic" bootstrap would reflect it about
+    # the point, [2 * 11/3 - 10, 2 * 11/3 - 0] = [-2.67, 7.33].
+    point, low, high = iqm_ci([0.0, 1.0, 10.0])
+    assert point == pytest.approx(11 / 3) and (low, high) == (0.0, 10.0)
+    # 2 runs have an interval: 1/4 of resamples are (1, 1) and 1/4 (3, 3).
+    assert iqm_ci([1.0, 3.0]) == (2.0, 1.0, 3.0)
+
+
 def test_bootstrap_interval_is_deterministic_and_covers_the_truth():
     rng = np.random.default_rng(0)
     x = rng.normal(loc=200.0, scale=10.0, size=50)

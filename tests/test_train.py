@@ -98,6 +98,10 @@ def test_sigterm_saves_a_checkpoint_and_exits_with_143(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stop_signal"] == signal.SIGTERM
     step = summary["env_steps"]
+    # Not the final evaluation it never reached: the last periodic one, named with its step.
+    last = int(read_metrics(run_dir)[-1]["env_step"])
+    assert "final greedy evaluation" not in out
+    assert f"last greedy evaluation (10 episodes, at env step {last}): " in out
     assert (run_dir / "checkpoints" / f"step-{step:09d}" / "agent" / "online.keras").is_file()
 
 
