@@ -79,9 +79,9 @@ def _check_epsilon(epsilon: float) -> None:
 def check_one_observation(obs, obs_dim: int, also: str = "") -> None:
     """InputError unless ``obs`` is one observation [obs_dim] (``act``'s argument)."""
     if np.shape(obs) != (obs_dim,):
-        raise InputError(
-            f"act takes one observation of shape [{obs_dim}], got {list(np.shape(obs))}{also}"
-        )
+        # A scalar, a string or None has shape (): "got []" would not say what came instead.
+        got = list(np.shape(obs)) if np.ndim(obs) else f"{obs!r:.40} (a {type(obs).__name__})"
+        raise InputError(f"act takes one observation of shape [{obs_dim}], got {got}{also}")
 
 
 def check_observations_shape(obs: np.ndarray, obs_dim: int) -> None:

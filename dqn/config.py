@@ -103,13 +103,44 @@ def row(default: Any, kind: str, null: bool, rule: Rule, meaning: str) -> Any:
     return dataclasses.field(default=default, metadata={"row": Field(kind, null, rule, meaning)})
 
 
+# Stable-Baselines3's and CleanRL's names for settings this config also has, which spelling
+# alone does not lead to (lr is no typo of learning_rate). Units may differ: a hint, not a map.
+NAMES_ELSEWHERE = {
+    "env": "env_id",
+    "env_name": "env_id",
+    "lr": "learning_rate",
+    "learning_starts": "learning_starts_env_steps",
+    "train_freq": "train_every_env_steps",
+    "train_frequency": "train_every_env_steps",
+    "gradient_steps": "gradient_steps_per_train",
+    "target_update_interval": "target_update_every_grad_steps",
+    "target_network_frequency": "target_update_every_grad_steps",
+    "tau": "target_tau",
+    "exploration_fraction": "epsilon_decay_fraction",
+    "exploration_initial_eps": "epsilon_start",
+    "exploration_final_eps": "epsilon_end",
+    "start_e": "epsilon_start",
+    "end_e": "epsilon_end",
+    "net_arch": "hidden_sizes",
+}
+
+
+def close_keys(name: str) -> list[str]:
+    """Config keys a user who wrote ``name`` may have meant: another library's name for one,
+    then the keys spelt alike."""
+    known = [NAMES_ELSEWHERE[name]] if name in NAMES_ELSEWHERE else []
+    return known + [
+        k for k in difflib.get_close_matches(name, FIELDS, n=3, cutoff=0.75) if k not in known
+    ]
+
+
 class _KnownKeys(type):
     """Makes ``DQNConfig(gama=0.9)`` the ConfigError naming the valid keys that ``from_dict``
     gives, instead of the dataclass's bare TypeError."""
 
     def __call__(cls, *args: Any, **kwargs: Any):
         if unknown := sorted(set(kwargs) - set(FIELDS)):
-            close = difflib.get_close_matches(unknown[0], FIELDS, n=3, cutoff=0.75)
+            close = close_keys(unknown[0])
             hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
             raise ConfigError(
                 f"unknown config key {unknown[0]!r}{hint}; valid keys: {', '.join(FIELDS)}"

@@ -141,6 +141,8 @@ def test_acting_refuses_observations_of_another_shape_and_epsilon_outside_0_1():
     cases = [
         (lambda: agent.act(np.zeros((2, 3))), "act takes one observation of shape \\[3\\]"),
         (lambda: agent.act(np.zeros(4)), "act takes one observation"),
+        (lambda: agent.act("hello"), "shape \\[3\\], got 'hello' \\(a str\\)"),
+        (lambda: agent.act(None), "shape \\[3\\], got None \\(a NoneType\\)"),
         (lambda: agent.act(np.zeros(3), epsilon=1.5), "epsilon must be in \\[0, 1\\]"),
         (lambda: agent.act(np.zeros(3), epsilon=float("nan")), "epsilon must be in"),
         (lambda: agent.act_batch(np.zeros(3)), "act_batch takes observations of shape"),

@@ -86,6 +86,12 @@ def test_unknown_key_lists_the_valid_keys():
         ("hidden_size", "'hidden_sizes'"),
         ("gama", "'gamma'"),
         ("seeds", "'seed'"),
+        # Stable-Baselines3's and CleanRL's names, which spelling alone does not lead to.
+        ("env", "'env_id'"),
+        ("lr", "'learning_rate'"),
+        ("train_freq", "'train_every_env_steps'"),
+        ("exploration_final_eps", "'epsilon_end'"),
+        ("tau", "'target_tau'"),
     ],
 )
 def test_a_misspelt_key_names_the_keys_it_is_close_to(typo, meant):
@@ -94,6 +100,13 @@ def test_a_misspelt_key_names_the_keys_it_is_close_to(typo, meant):
     assert f"unknown config key '{typo}' (did you mean {meant}?); valid keys: env_id" in str(
         refused.value
     )
+
+
+def test_every_name_from_elsewhere_leads_to_a_key_of_this_config():
+    from dqn.config import FIELDS, NAMES_ELSEWHERE
+
+    assert set(NAMES_ELSEWHERE.values()) <= set(FIELDS)
+    assert not set(NAMES_ELSEWHERE) & set(FIELDS)
 
 
 def test_yaml_numbers_written_without_a_dot_are_accepted(tmp_path):
