@@ -103,6 +103,7 @@ class PopulationLoop:
         # The newest step marker's env step (None before the first), and what on_eval asks.
         self.marker = step if (out / STEP_FILE).is_file() else None
         self.on_eval, self.asked = None, []
+        self.on_eval_error: Exception | None = None  # the first error on_eval raised
         self.stop_signal: int | None = None  # the signal that stopped the loop, if one did
 
     # ------------------------------------------------------------------ building
@@ -118,7 +119,7 @@ class PopulationLoop:
     def run(self, progress, on_eval=None) -> list[MemberResult]:
         from dqn.population_progress import progress_reporter
 
-        self.on_eval = on_eval
+        self.on_eval, self.on_eval_error = on_eval, None
         shared = self.slots[0].config
         active = np.array([s.stopped is None for s in self.slots])
         report = progress_reporter(progress, self)
@@ -150,6 +151,8 @@ class PopulationLoop:
                     if multiples_between(before, step, shared.checkpoint_every_env_steps) or done:
                         self._checkpoint(step)
                         saved = step
+                    if self.on_eval_error is not None:
+                        self._raise_on_eval_error(active, step, checkpointed=saved == step)
                     if self.asked:
                         self._stop_asked(active, step, checkpointed=saved == step)
                     report(step, int(active.sum()))
@@ -324,10 +327,31 @@ class PopulationLoop:
                 row[name] = diagnostics.get(i, {}).get(name, float("nan"))
             loop.history.append(row)
             slot.log.write(row)
-            if self.on_eval is not None:
-                stop = ask_on_eval(self.on_eval, row, self.member(i), "the member")
+            if self.on_eval is not None and self.on_eval_error is None:
+                try:
+                    stop = ask_on_eval(self.on_eval, row, self.member(i), "the member")
+                except Exception as exc:
+                    # The other members' rows of this step are logged all the same, and the
+                    # population is checkpointed at it before the error goes up (``run``).
+                    self.on_eval_error = exc
+                    continue
                 if stop and not final:  # at the final evaluation there is nothing to stop
                     self.asked.append(i)
+
+    def _raise_on_eval_error(self, active: np.ndarray, step: int, checkpointed: bool) -> None:
+        """Keep the population at this step, as a signal would, then let on_eval's error go up:
+        ``resume_population`` continues it without losing the steps since the last checkpoint
+        (the members on_eval asked to stop before the error stay stopped)."""
+        exc = self.on_eval_error
+        if not checkpointed:
+            self._checkpoint(step)
+        if self.asked:
+            self._stop_asked(active, step, checkpointed=True)
+        exc.add_note(
+            f"the population was checkpointed at env step {step} before this error: "
+            f"dqn.population.resume_population({str(self.out)!r}) continues it"
+        )
+        raise exc
 
     def _stop_asked(self, active: np.ndarray, step: int, checkpointed: bool) -> None:
         """End the members on_eval stopped at this step as ``train``'s on_eval ends a run: at a

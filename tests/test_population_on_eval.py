@@ -83,18 +83,25 @@ def test_false_stops_that_member_alone_at_a_checkpoint_of_its_own(plain, tmp_pat
     assert finished.summary["env_steps"] == 3000 and not finished.interrupted
 
 
-def test_a_population_resumed_keeps_a_member_stopped_between_two_of_its_markers(plain, tmp_path):
-    """Member a stops at 1,500; an error ends the population at 2,000, before the marker of
+def test_a_population_resumed_keeps_a_member_stopped_between_two_of_its_markers(
+    plain, tmp_path, monkeypatch
+):
+    """Member a stops at 1,500; a full disk ends the population at 2,000, before the marker of
     2,000 is written. The marker of 1,000 already names a stopped, so a resume from 1,000 trains
     b alone, to the bytes of a population never stopped."""
+    from dqn.population_loop import PopulationLoop
 
-    def stop_then_fail(row, member):
-        if member.index == 1 and row["env_step"] == 2000:
-            raise RuntimeError("the callback failed")
-        return stop_a_at(1500)(row, member)
+    write_marker = PopulationLoop._write_marker
 
-    with pytest.raises(RuntimeError, match="the callback failed"):
-        population(tmp_path, on_eval=stop_then_fail)
+    def full_disk_at_2000(self, step):
+        if step == 2000:
+            raise OSError(28, "No space left on device")
+        write_marker(self, step)
+
+    monkeypatch.setattr(PopulationLoop, "_write_marker", full_disk_at_2000)
+    with pytest.raises(OSError, match="No space left"):
+        population(tmp_path, on_eval=stop_a_at(1500))
+    monkeypatch.undo()
     out = tmp_path / "p"
     assert json.loads((out / "population-step.json").read_text()) == {
         "env_step": 1000,
@@ -168,3 +175,53 @@ def test_a_tensorflow_members_view_follows_its_parameters(tmp_path):
     assert not np.allclose(seen[0], seen[2])  # bursts ran between the two evaluations
     final = DQNAgent.load(results[0].run_dir)
     np.testing.assert_allclose(final.q_values(probe), seen[2], rtol=1e-5, atol=1e-6)
+
+
+def test_an_error_in_on_eval_keeps_the_population_at_a_checkpoint_that_resumes_it_exactly(
+    plain, tmp_path
+):
+    """Member b's on_eval fails at 1,500, between two checkpoints (every 1,000): every member's
+    row of that step is logged, the population is checkpointed there, and the error goes up;
+    resume_population then ends it to the bytes of a population never stopped."""
+    calls = []
+
+    def fail_for_b(row, member):
+        calls.append((member.index, row["env_step"]))
+        if member.index == 1 and row["env_step"] == 1500:
+            raise KeyError("a bug in the caller's function")
+
+    with pytest.raises(KeyError) as error:
+        population(tmp_path, on_eval=fail_for_b)
+    out = tmp_path / "p"
+    assert error.value.__notes__ == [
+        "the population was checkpointed at env step 1500 before this error: "
+        f"dqn.population.resume_population({str(out)!r}) continues it"
+    ]
+    assert calls[-2:] == [(0, 1500), (1, 1500)]
+    assert json.loads((out / "population-step.json").read_text()) == {
+        "env_step": 1500,
+        "stopped": [],
+    }
+    results = resume_population(out, progress=False, log_tensorboard=False)
+    for ours, theirs in zip(results, plain):
+        assert metrics_text(ours.run_dir) == metrics_text(theirs.run_dir)
+
+
+def test_a_member_stopped_at_the_step_of_an_on_eval_error_stays_stopped(tmp_path):
+    def stop_a_then_fail_for_b(row, member):
+        if row["env_step"] == 1500:
+            if member.index == 1:
+                raise KeyError("a bug in the caller's function")
+            return False
+
+    with pytest.raises(KeyError):
+        population(tmp_path, on_eval=stop_a_then_fail_for_b)
+    out = tmp_path / "p"
+    assert json.loads((out / "population-step.json").read_text()) == {
+        "env_step": 1500,
+        "stopped": [0],
+    }
+    summary = json.loads((out / "a-seed1" / "summary.json").read_text())
+    assert summary["stopped_by_on_eval"] is True and summary["env_steps"] == 1500
+    a, b = resume_population(out, progress=False, log_tensorboard=False)
+    assert a.summary["env_steps"] == 1500 and b.summary["env_steps"] == 3000
