@@ -172,6 +172,8 @@ class DQNAgent:
         self._target_model = target_model
         flat = self._net.read()
         self.rng = np.random.default_rng([config.seed, 1])  # exploration only
+        # The agent folder ``load`` read (a run's newest good checkpoint's), else None.
+        self.loaded_from: Path | None = None
         loss_fn = losses.get(config.loss)
         self._q_fn = tf.function(self._net.forward)
         self._mirror = NumpyMLP.mirror(self._net, flat)
@@ -395,6 +397,7 @@ class DQNAgent:
             grad_steps=meta.grad_steps,
         )
         agent.rng.bit_generator.state = meta.rng_state
+        agent.loaded_from = directory
         return agent
 
     def __repr__(self) -> str:

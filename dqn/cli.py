@@ -365,6 +365,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         f"{agent.config.env_id}: greedy return {_returns(mean, std, *returns)} over "
         f"{_episodes(args.episodes)} (min {min(returns):g}, max {max(returns):g})"
     )
+    # Which agent: a run's newest good checkpoint is not always its last one.
+    print(f"agent: {agent.loaded_from} ({agent.grad_steps:,} gradient steps)")
     if args.gif is not None:
         cut = f" (its first {frames - 1:,} of {steps:,} steps)" if frames <= steps else ""
         print(

@@ -44,6 +44,15 @@ class MemberResult:
     train_seconds: float
     summary: dict
 
+    # As TrainResult's: a member stopped by a signal or by on_eval can continue.
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.summary.get("interrupted"))
+
+    @property
+    def stop_signal(self) -> int | None:
+        return self.summary.get("stop_signal")
+
 
 def write_step_marker(out: Path, env_step: int, stopped: list[int]) -> None:
     atomic_write_text(out / STEP_FILE, json.dumps({"env_step": env_step, "stopped": stopped}))

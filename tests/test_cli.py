@@ -51,6 +51,10 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     proc = run("evaluate_main", str(run_dir), "--episodes", "3", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "greedy return" in proc.stdout
+    # Which agent it evaluated: the newest checkpoint's, after the run's gradient steps.
+    grad_steps = int(rows[-1].split(",")[1])
+    agent = run_dir / "checkpoints" / "step-000003000" / "agent"
+    assert f"agent: {agent} ({grad_steps:,} gradient steps)" in proc.stdout.splitlines()
 
 
 def test_ctrl_c_during_dqn_evaluate_prints_one_line_and_exits_130(tiny_run, monkeypatch, capsys):

@@ -173,7 +173,8 @@ def test_a_signal_during_the_last_step_finds_the_population_complete(
     else:
         results = train_population(BASE, members, out_dir=tmp_path / "p", progress=False)
     for r in results:
-        assert r.summary["interrupted"] is interrupted
+        assert r.summary["interrupted"] is interrupted is r.interrupted
+        assert r.stop_signal == (signal.SIGTERM if interrupted else None)
         assert r.summary["env_steps"] == (3_000 if final else 1_000)
 
 

@@ -71,6 +71,7 @@ def test_watching_every_member_changes_no_byte(plain, tmp_path):
 def test_false_stops_that_member_alone_at_a_checkpoint_of_its_own(plain, tmp_path):
     a, b = population(tmp_path, on_eval=stop_a_at(1500))
     assert a.summary["interrupted"] and a.summary["stopped_by_on_eval"] is True
+    assert (a.interrupted, a.stop_signal, b.interrupted) == (True, None, False)  # as TrainResult
     assert a.summary["env_steps"] == 1500 and a.diverged is None
     assert (a.run_dir / "checkpoints" / "step-000001500").is_dir()  # not a multiple of 1,000
     assert metrics_text(plain[0].run_dir).startswith(metrics_text(a.run_dir))
