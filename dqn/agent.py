@@ -6,6 +6,7 @@ agent acts through a numpy mirror of the online weights and keeps it in step aft
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -326,6 +327,48 @@ class DQNAgent:
             self._net.write(self.learner.online)
             self._net.write(self.state.target, self._target_model)
             self._models_stale = False
+
+    def start_from(self, other: DQNAgent) -> None:
+        """Take ``other``'s online and target networks as this agent's starting point (a run
+        that continues a trained agent: ``train(config, init_from=...)``). Adam's moments and the
+        gradient-step count stay this agent's own, fresh: the learning-rate schedule and the
+        target syncs count from here. ConfigError where the networks do not fit each other."""
+        where = f"init_from {other.loaded_from}" if other.loaded_from else f"init_from {other!r}"
+        if (other.obs_dim, other.n_actions) != (self.obs_dim, self.n_actions):
+            raise ConfigError(
+                f"{where}: its agent takes {other.obs_dim} observation values and "
+                f"{other.n_actions} actions, this env {self.obs_dim} and {self.n_actions}"
+            )
+        if self._net.shapes != other._net.shapes or self._layer_config() != other._layer_config():
+            raise ConfigError(
+                f"{where}: its Q-network ({other._describe_network()}) is not this config's "
+                f"({self._describe_network()}): give the run the same hidden_sizes and activation"
+            )
+        theirs = other.state
+        self.state = self.state._replace(online=theirs.online.copy(), target=theirs.target.copy())
+
+    def _layer_config(self) -> list:
+        """The online network's layers as their kind and settings, without their names (which
+        Keras numbers per process) and initializers (seeded per run): two networks alike
+        compute alike from the same weights."""
+        layers = []
+        for layer in self._net.model.layers:
+            if isinstance(layer, keras.layers.InputLayer):  # a Sequential lists none
+                continue
+            config = {
+                k: v
+                for k, v in layer.get_config().items()
+                if k != "name" and not k.endswith("initializer")
+            }
+            layers.append((type(layer).__name__, json.dumps(config, sort_keys=True, default=str)))
+        return layers
+
+    def _describe_network(self) -> str:
+        if self._mirror is not None:  # a chain of Dense layers: its sizes and activations
+            sizes = [shape[1] for shape in self._net.shapes[0::2]]
+            hidden = dict.fromkeys(self._mirror.activation_names[:-1])  # the head's is linear
+            return f"hidden_sizes {sizes[:-1]}, activation {', '.join(hidden) or 'none'}"
+        return f"{len(self._net.shapes)} weight arrays of shapes {self._net.shapes}"
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:

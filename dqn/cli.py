@@ -158,6 +158,13 @@ def train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--run-dir", type=Path, help="write the run here instead of output_dir/<name>")
     p.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="RUN_DIR",
+        help="start the networks from a trained run's (or checkpoint's, or saved agent's) and "
+        "train a new run on from there; the config's schedules start afresh (epsilon_start)",
+    )
+    p.add_argument(
         "--resume",
         type=Path,
         metavar="RUN_DIR",
@@ -171,12 +178,12 @@ def train_parser() -> argparse.ArgumentParser:
 def train_main(argv: Sequence[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
     prog = "dqn-train"
-    changes = (args.config, args.env, args.loss, args.seed, args.run_dir)
+    changes = (args.config, args.env, args.loss, args.seed, args.run_dir, args.init_from)
     if args.resume is not None and (args.set or any(c is not None for c in changes)):
         return _fail(
             prog,
             "--resume continues a run with its own config: it takes no --config, --env, "
-            "--loss, --seed, --set or --run-dir",
+            "--loss, --seed, --set, --run-dir or --init-from",
         )
     try:
         with _one_line_warnings(prog):
@@ -221,6 +228,7 @@ def train_config(args: argparse.Namespace) -> DQNConfig:
 
 
 def _train(args: argparse.Namespace):
+    from dqn.agent_files import resolve_agent_dir
     from dqn.checkpoint import check_new_folder, make_run_dir
     from dqn.envs import check_env, check_n_step
     from dqn.members import member_bytes
@@ -235,7 +243,13 @@ def _train(args: argparse.Namespace):
     # hidden_sizes=[100000, 100000] is refused here rather than running out of memory in TF.
     network = member_bytes(config, obs_dim, n_actions)
     check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes(), network)
+    if args.init_from is not None:  # a missing or broken agent: named before anything is written
+        resolve_agent_dir(args.init_from)
+    # The folders this command makes (the run's, and the missing ones above it), which it takes
+    # away again if train refuses before writing anything in them.
     run_dir = args.run_dir
+    wanted = Path(config.output_dir) / "<run>" if run_dir is None else run_dir
+    made = [f for f in [*reversed(wanted.parents), wanted] if _absent(f)]
     try:
         if run_dir is None:
             run_dir = make_run_dir(config)  # an unwritable output_dir fails here, before TF too
@@ -248,7 +262,29 @@ def _train(args: argparse.Namespace):
     _quiet_tensorflow(config.num_threads)
     from dqn.loop import train
 
-    return train(config, run_dir=run_dir, progress=not args.no_progress)
+    try:
+        return train(
+            config, run_dir=run_dir, progress=not args.no_progress, init_from=args.init_from
+        )
+    except DQNError:
+        # Refused before it wrote anything (an --init-from agent whose network does not fit):
+        # the folder made for it goes too, as if the refusal had come before it.
+        new = args.run_dir is None or run_dir in made
+        if new and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+            for folder in reversed(made):  # the deepest first, while they are empty
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+        raise
+
+
+def _absent(path: Path) -> bool:
+    """True if nothing is at ``path``; False also where the question cannot be asked (a name
+    too long for the filesystem: ``exists`` raises, and making it fails with its own message)."""
+    try:
+        return not path.exists()
+    except OSError:
+        return False
 
 
 def _resume(args: argparse.Namespace):

@@ -44,7 +44,7 @@ from dqn.errors import (
     raise_if_signalled,
 )
 from dqn.evaluation import evaluate
-from dqn.io import hold_folders
+from dqn.io import atomic_write_text, hold_folders
 from dqn.members import member_bytes
 from dqn.networks import NetworkFn
 from dqn.nstep import NStepWindow
@@ -60,6 +60,8 @@ from dqn.run_log import (
 from dqn.run_state import LoopState, prepare_resume, save_run_state
 from dqn.runtime import available_memory_bytes, configure_runtime
 from dqn.step_metrics import METRIC_NAMES
+
+INIT_FROM_FILE = "init_from.json"  # the agent a run started from (train's init_from)
 
 
 def linear_epsilon(env_step: int, config: DQNConfig) -> float:
@@ -139,8 +141,15 @@ def train(
     progress: bool = True,
     log_tensorboard: bool = True,
     on_eval: OnEval | None = None,
+    init_from: str | Path | DQNAgent | None = None,
 ) -> TrainResult:
     """Train a DQN agent as configured; write the run folder; return what it produced.
+
+    ``init_from`` (a run folder, a checkpoint, a saved agent, or a DQNAgent) starts the run's
+    online and target networks from that agent's, to train a finished run on: a new run, with
+    its own config's schedules from their start (set epsilon_start low to exploit at once),
+    fresh Adam moments and an empty replay buffer. The networks must be alike (ConfigError
+    otherwise); ``init_from.json`` in the run folder names the agent it started from.
 
     ``on_eval(row, agent)`` is called after each evaluation, the final one included, with that
     evaluation's metrics.csv row (a dict) and the agent. It may read, save or act greedily with
@@ -168,12 +177,20 @@ def train(
     network = member_bytes(config, obs_dim, n_actions) if network_fn is None else 0
     check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes(), network)
     agent = DQNAgent(*envs.spaces, config, network_fn)
+    source = None
+    if init_from is not None:
+        source = init_from if isinstance(init_from, DQNAgent) else DQNAgent.load(init_from)
+        agent.start_from(source)
     replay = ReplayBuffer(
         config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
     )
     run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
     with hold_folders([run_dir]):  # a resume of this run from another process is refused
         config.to_yaml(run_dir / "config.yaml")
+        if source is not None:
+            agent_dir = None if source.loaded_from is None else str(source.loaded_from)
+            started = {"agent": agent_dir, "grad_steps": source.grad_steps}
+            atomic_write_text(run_dir / INIT_FROM_FILE, json.dumps(started, indent=1))
         envs.reset(config.seed)
         loop = LoopState(
             columns=[*METRICS_COLUMNS, *agent.diagnostic_names()],

@@ -400,7 +400,9 @@ def test_a_resume_puts_back_a_lost_config_and_an_unreadable_summary_and_says_so(
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 600
 
 
-@pytest.mark.parametrize("other", [["--set", "gamma=0.5"], ["--env", "Acrobot-v1"]])
+@pytest.mark.parametrize(
+    "other", [["--set", "gamma=0.5"], ["--env", "Acrobot-v1"], ["--init-from", "runs/x"]]
+)
 def test_resume_takes_no_other_options(other, tiny_run_copy, capsys):
     args = ["--resume", tiny_run_copy, *other]
     assert_refused(train_main, args, ["--resume", "takes no"], capsys, tiny_run_copy.parent)

@@ -252,6 +252,8 @@ def test_dqn_evaluate_reads_the_newer_checkpoint_when_the_run_deleted_the_one_it
     assert evaluate_main([str(run), "--episodes", "1"]) == 0
     out = capsys.readouterr()
     assert "greedy return" in out.out and out.err == ""
+    # It names the checkpoint it read in the end, not the one it started to read.
+    assert f"agent: {run / 'checkpoints' / 'step-000000600' / 'agent'} (" in out.out
 
 
 def test_dqn_export_writes_the_newer_checkpoint_when_the_run_deleted_the_one_it_read(

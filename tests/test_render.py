@@ -23,7 +23,8 @@ def gif_frames_and_ms(path):
 def test_the_gif_is_the_first_evaluation_episode_at_the_envs_frame_rate(tiny_run, tmp_path, capsys):
     out = tmp_path / "cartpole.gif"
     assert evaluate_main([str(tiny_run), "--episodes", "1", "--gif", str(out)]) == 0
-    evaluated, wrote = capsys.readouterr().out.strip().splitlines()
+    evaluated, agent, wrote = capsys.readouterr().out.strip().splitlines()
+    assert agent.startswith(f"agent: {tiny_run / 'checkpoints' / 'step-000000600' / 'agent'} (")
     ret = float(evaluated.split("greedy return ")[1].split()[0])
     frames = int(wrote.split(" frames")[0].split(", ")[-1])
     assert wrote.startswith(f"wrote {out}: the episode reset with seed 10000, return {ret:g}")
