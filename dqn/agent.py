@@ -6,7 +6,6 @@ agent acts through a numpy mirror of the online weights and keeps it in step aft
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -173,7 +172,8 @@ class DQNAgent:
         self._target_model = target_model
         flat = self._net.read()
         self.rng = np.random.default_rng([config.seed, 1])  # exploration only
-        # The agent folder ``load`` read (a run's newest good checkpoint's), else None.
+        # The agent folder ``load`` read (a run's newest good checkpoint's), as long as the
+        # agent holds its weights: None once it has learned, or if it was not loaded.
         self.loaded_from: Path | None = None
         loss_fn = losses.get(config.loss)
         self._q_fn = tf.function(self._net.forward)
@@ -267,6 +267,7 @@ class DQNAgent:
         return metrics
 
     def _after_update(self) -> None:
+        self.loaded_from = None  # its weights are no longer that folder's
         if self._mirror is not None:
             self._mirror.load(self.learner.online)  # views: a few microseconds
         self._models_stale = True
@@ -339,36 +340,45 @@ class DQNAgent:
                 f"{where}: its agent takes {other.obs_dim} observation values and "
                 f"{other.n_actions} actions, this env {self.obs_dim} and {self.n_actions}"
             )
-        if self._net.shapes != other._net.shapes or self._layer_config() != other._layer_config():
+        mine, theirs = self._layer_kinds(), other._layer_kinds()
+        if self._net.shapes != other._net.shapes or mine != theirs:
+            if self._mirror is not None and other._mirror is not None:  # both chains of Dense
+                cure = "give the run the same hidden_sizes and activation"
+            else:
+                cure = "give the run a network_fn that builds the same network"
             raise ConfigError(
-                f"{where}: its Q-network ({other._describe_network()}) is not this config's "
-                f"({self._describe_network()}): give the run the same hidden_sizes and activation"
+                f"{where}: its Q-network ({other._describe_network()}) is not this run's "
+                f"({self._describe_network()}): {cure}"
             )
-        theirs = other.state
-        self.state = self.state._replace(online=theirs.online.copy(), target=theirs.target.copy())
+        state = other.state
+        self.state = self.state._replace(online=state.online.copy(), target=state.target.copy())
 
-    def _layer_config(self) -> list:
-        """The online network's layers as their kind and settings, without their names (which
-        Keras numbers per process) and initializers (seeded per run): two networks alike
-        compute alike from the same weights."""
-        layers = []
-        for layer in self._net.model.layers:
-            if isinstance(layer, keras.layers.InputLayer):  # a Sequential lists none
-                continue
-            config = {
-                k: v
-                for k, v in layer.get_config().items()
-                if k != "name" and not k.endswith("initializer")
-            }
-            layers.append((type(layer).__name__, json.dumps(config, sort_keys=True, default=str)))
-        return layers
+    def _layer_kinds(self) -> list[tuple[str, str | None]]:
+        """The online network's layers, nested models' included, as (kind, activation): with
+        its weights' shapes, what must agree for another network to compute alike from the same
+        weights. Not the layers' names, which Keras numbers per process, nor their
+        initializers, seeded per run."""
+
+        def leaves(layer) -> list:
+            inner = getattr(layer, "layers", None)
+            if inner is None:
+                return [] if isinstance(layer, keras.layers.InputLayer) else [layer]
+            return [leaf for sub in inner for leaf in leaves(sub)]
+
+        return [
+            (type(layer).__name__, layer.get_config().get("activation"))
+            for layer in leaves(self._net.model)
+        ]
 
     def _describe_network(self) -> str:
         if self._mirror is not None:  # a chain of Dense layers: its sizes and activations
             sizes = [shape[1] for shape in self._net.shapes[0::2]]
             hidden = dict.fromkeys(self._mirror.activation_names[:-1])  # the head's is linear
             return f"hidden_sizes {sizes[:-1]}, activation {', '.join(hidden) or 'none'}"
-        return f"{len(self._net.shapes)} weight arrays of shapes {self._net.shapes}"
+        kinds = ", ".join(
+            kind if act is None else f"{kind}({act})" for kind, act in self._layer_kinds()
+        )
+        return f"layers {kinds}; weight shapes {[list(s) for s in self._net.shapes]}"
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path) -> Path:
@@ -440,7 +450,7 @@ class DQNAgent:
             grad_steps=meta.grad_steps,
         )
         agent.rng.bit_generator.state = meta.rng_state
-        agent.loaded_from = directory
+        agent.loaded_from = Path(directory).absolute()
         return agent
 
     def __repr__(self) -> str:

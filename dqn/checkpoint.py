@@ -59,9 +59,9 @@ def check_new_folder(
     if path.is_file() or (path.exists() and not path.is_dir()):
         raise ConfigError(f"{what} {path} is a file: give a folder that does not exist yet")
     if path.is_dir() and any(path.iterdir()):
-        # A run that failed before its first checkpoint (an on_eval that raised at the first
-        # evaluation: a run writes its config.yaml first) has nothing to resume; naming the
-        # resume there sent users to a refusal.
+        # A run that failed before its first checkpoint (a full disk there, an env that broke:
+        # a run writes its config.yaml first) has nothing to resume; naming the resume there
+        # sent users to a refusal.
         if (path / "config.yaml").is_file() and not list_checkpoints(path):
             raise ConfigError(
                 f"{what} {path} already exists and is not empty, and holds no checkpoint to "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dqn.errors import (
+    CheckpointWarning,
     ConfigError,
     DivergenceError,
     DQNError,
@@ -244,7 +245,9 @@ def _train(args: argparse.Namespace):
     network = member_bytes(config, obs_dim, n_actions)
     check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes(), network)
     if args.init_from is not None:  # a missing or broken agent: named before anything is written
-        resolve_agent_dir(args.init_from)
+        with warnings.catch_warnings():  # a skipped checkpoint: train's load names it, once
+            warnings.simplefilter("ignore", CheckpointWarning)
+            resolve_agent_dir(args.init_from)
     # The folders this command makes (the run's, and the missing ones above it), which it takes
     # away again if train refuses before writing anything in them.
     run_dir = args.run_dir
@@ -323,12 +326,14 @@ def _print_summary(result) -> None:
             f"last greedy evaluation ({_episodes(config.eval_episodes)}, at env step {step}): "
         )
     else:
-        evaluation = "no greedy evaluation yet: "
+        evaluation = None
     lines = [
         "",
         f"{s['env_id']} / {s['loss']} / seed {s['seed']}: {s['env_steps']} env steps"
         + (" (interrupted; checkpoint saved, continue with --resume)" if s["interrupted"] else ""),
-        f"  {evaluation}{_returns(s['final_eval_mean'], s['final_eval_std'])}",
+        "  no greedy evaluation yet"
+        if evaluation is None
+        else f"  {evaluation}{_returns(s['final_eval_mean'], s['final_eval_std'])}",
     ]
     if threshold is not None:
         lines.append(

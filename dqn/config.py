@@ -340,7 +340,8 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
     "exploration decays": (
         lambda c: c.epsilon_end <= c.epsilon_start,
         lambda c: f"config key 'epsilon_end' must be <= epsilon_start = {c.epsilon_start:g} "
-                  f"(exploration decays linearly to it), got {c.epsilon_end:g}"),
+                  f"(exploration decays linearly to it), got {c.epsilon_end:g}: lower "
+                  "epsilon_end with epsilon_start (equal: a constant epsilon)"),
     "the target network is synced at least once": (
         lambda c: c.target_update_every_grad_steps <= total_grad_steps(c),
         lambda c: "config key 'target_update_every_grad_steps' must be <= the run's gradient "

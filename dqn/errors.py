@@ -8,6 +8,15 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, which Python 3.10 lacks: there the note is kept in
+    ``__notes__`` all the same (3.11's traceback prints it; 3.10's does not)."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+
+
 def few(names: list[str], most: int = 3) -> str:
     """A few names for a one-line message: "a, b, c and 4 more"."""
     more = f" and {len(names) - most} more" if len(names) > most else ""

@@ -41,6 +41,7 @@ from dqn.errors import (
     CheckpointWarning,
     DivergenceError,
     InputError,
+    add_note,
     raise_if_signalled,
 )
 from dqn.evaluation import evaluate
@@ -260,19 +261,19 @@ def _resume(run_dir: Path, progress: bool, log_tensorboard: bool, on_eval) -> Tr
             f"checkpoint {ready.checkpoint.name} does not fit {config.env_id}: {exc}"
         ) from None
     envs.obs, envs.pending_reset = ready.loop.obs, ready.loop.pending_reset.copy()
-    _restore_run_files(run_dir, ready)
     configure_runtime(config)
     agent = DQNAgent.load(ready.checkpoint / "agent")
     columns = [*METRICS_COLUMNS, *agent.diagnostic_names()]
     if ready.loop.columns != columns:
-        # Only a run of a custom network_fn written before its layers' columns were named as
-        # they are after a load ("grad_norm/sequential" for all of a Sequential's layers).
+        # A custom network_fn whose layers an earlier dqn named otherwise than a loaded model
+        # has them ("grad_norm/sequential" for a fresh Sequential's, "grad_norm/dense" loaded).
         unknown = [c for c in columns if c not in ready.loop.columns]
         raise CheckpointError(
             f"checkpoint {ready.checkpoint.name}: its metrics.csv has no column "
-            f"{', '.join(unknown) or 'in the order'} that the loaded network writes (a run an "
-            "earlier dqn wrote for a custom network_fn): it cannot continue; train it afresh"
+            f"{', '.join(unknown) or 'in the order'} that the loaded network writes (a run of a "
+            "custom network_fn that an earlier dqn wrote): it cannot continue; train it afresh"
         )
+    _restore_run_files(run_dir, ready)
     checkpoint.set_aside(run_dir, ready.loop.env_step)
     # A run killed while pruning (its final prune too, after which a resume only writes the
     # summary) keeps more checkpoints than keep_checkpoints, or half of one, and a killed write
@@ -413,9 +414,10 @@ def _run(
                             # error goes up, rather than lose the steps since the last checkpoint.
                             if saved_step != step:
                                 save_checkpoint(step)
-                            exc.add_note(
+                            add_note(
+                                exc,
                                 f"the run was checkpointed at env step {step} before this error: "
-                                f"dqn.loop.resume({str(run_dir)!r}) continues it"
+                                f"dqn.loop.resume({str(run_dir)!r}) continues it",
                             )
                             raise
                 if multiples_between(before, step, config.checkpoint_every_env_steps) or done:

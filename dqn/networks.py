@@ -65,11 +65,14 @@ class FlatNetwork:
         self.shapes = [tuple(v.shape) for v in model.trainable_variables]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.size = int(sum(self.sizes))
-        # A fresh Sequential's variable paths start with its own name ("sequential/dense/kernel")
-        # and the same model loaded from a .keras file's do not ("dense/kernel"): without the
-        # prefix, a run and its resume name each layer (its metrics.csv column) alike.
-        prefix = f"{model.name}/"
-        self.paths = [v.path.removeprefix(prefix) for v in model.trainable_variables]
+        # Each variable's top-level layer, by the name the layer keeps through a .keras save
+        # and load: its variable paths do not (a fresh Sequential's read "sequential/dense/
+        # kernel", a loaded one's "dense/kernel"; a model nested in another alike), and a run
+        # and its resume must name each metrics.csv column alike.
+        owner = {id(v): layer.name for layer in model.layers for v in layer.trainable_variables}
+        self.layer_names = [
+            owner.get(id(v), v.path.split("/")[0]) for v in model.trainable_variables
+        ]
         # Non-trainable state (rare in a DQN head) is frozen at its build-time value.
         self._frozen = [tf.constant(v.numpy()) for v in model.non_trainable_variables]
 
@@ -97,11 +100,10 @@ class FlatNetwork:
             var.assign(np.asarray(flat[start:stop]).reshape(shape))
 
     def layer_slices(self) -> dict[str, slice]:
-        """Slice of the flat vector that belongs to each layer (by the variables' layer name)."""
+        """Slice of the flat vector that belongs to each top-level layer (by its name)."""
         out: dict[str, slice] = {}
         offset = 0
-        for path, size in zip(self.paths, self.sizes):
-            layer = path.split("/")[0]
+        for layer, size in zip(self.layer_names, self.sizes):
             start = out[layer].start if layer in out else offset
             out[layer] = slice(start, offset + size)
             offset += size

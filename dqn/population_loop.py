@@ -25,7 +25,7 @@ from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
 from dqn.divergence import check_update, updates_pass
 from dqn.envs import config_env, empty_replay_error, non_finite_rows, training_stop
 from dqn.envstate import capture_env_state
-from dqn.errors import DivergenceError, NonFiniteEnvError
+from dqn.errors import DivergenceError, NonFiniteEnvError, add_note
 from dqn.evaluation import evaluate_members
 from dqn.lockstep import lockstep
 from dqn.loop import ask_on_eval, linear_epsilon, multiples_between
@@ -327,13 +327,15 @@ class PopulationLoop:
                 row[name] = diagnostics.get(i, {}).get(name, float("nan"))
             loop.history.append(row)
             slot.log.write(row)
-            if self.on_eval is not None and self.on_eval_error is None:
+            if self.on_eval is not None:
                 try:
                     stop = ask_on_eval(self.on_eval, row, self.member(i), "the member")
                 except Exception as exc:
-                    # The other members' rows of this step are logged all the same, and the
-                    # population is checkpointed at it before the error goes up (``run``).
-                    self.on_eval_error = exc
+                    # The other members' rows of this step are still logged and asked about (a
+                    # member asked to stop here stops), and the population is checkpointed at
+                    # it before the first error goes up (``run``).
+                    if self.on_eval_error is None:
+                        self.on_eval_error = exc
                     continue
                 if stop and not final:  # at the final evaluation there is nothing to stop
                     self.asked.append(i)
@@ -341,15 +343,16 @@ class PopulationLoop:
     def _raise_on_eval_error(self, active: np.ndarray, step: int, checkpointed: bool) -> None:
         """Keep the population at this step, as a signal would, then let on_eval's error go up:
         ``resume_population`` continues it without losing the steps since the last checkpoint
-        (the members on_eval asked to stop before the error stay stopped)."""
+        (the members on_eval asked to stop at this step stop)."""
         exc = self.on_eval_error
         if not checkpointed:
             self._checkpoint(step)
         if self.asked:
             self._stop_asked(active, step, checkpointed=True)
-        exc.add_note(
+        add_note(
+            exc,
             f"the population was checkpointed at env step {step} before this error: "
-            f"dqn.population.resume_population({str(self.out)!r}) continues it"
+            f"dqn.population.resume_population({str(self.out)!r}) continues it",
         )
         raise exc
 

@@ -4,10 +4,10 @@
 
 Per variant it prints
 - how much of a batch the loss gives no gradient, and what is left unlearned: the median over
-  runs of the zero-gradient fraction at the first evaluation and, over the runs that reached
-  ``total_env_steps``, the medians of their last logged median |TD error| and largest |Q| (a
-  loss whose gradient vanishes for large errors, as clipped_delta's, leaves both where they
-  start);
+  runs of the zero-gradient fraction at the first evaluation after learning starts and, over
+  the runs that reached ``total_env_steps``, the medians of their last logged median |TD
+  error| and largest |Q| (a loss whose gradient vanishes for large errors, as clipped_delta's,
+  leaves both where they start);
 - the median mean-Q at 10k, 25k and 50k env steps beside (1 - gamma^k) / (1 - gamma), the value
   after k exact target syncs of a policy that never fails (k = bursts so far, for configs with
   one sync per burst) and the largest return a CartPole policy can have, 1 / (1 - gamma);
@@ -85,7 +85,11 @@ def q_propagation(runs: list[Path]) -> str:
 def gradient_starvation(runs: list[Path]) -> str:
     config = DQNConfig.from_yaml(runs[0] / "run" / "config.yaml")
     metrics = [read_metrics(r / "run" / "metrics.csv") for r in runs]
-    first = [m["zero_grad_fraction"][0] for m in metrics if len(m["env_step"])]
+    # The first evaluation with a gradient step before it (before any, the fraction is NaN).
+    first = []
+    for m in metrics:
+        logged = m["zero_grad_fraction"][np.isfinite(m["zero_grad_fraction"])]
+        first += logged[:1].tolist()
     ended = [
         m for m in metrics if len(m["env_step"]) and m["env_step"][-1] == config.total_env_steps
     ]

@@ -280,7 +280,7 @@ def test_the_table_agrees_with_the_field_types():
         (
             {"epsilon_start": 0.0, "epsilon_end": 1.0},
             "config key 'epsilon_end' must be <= epsilon_start = 0 (exploration decays linearly "
-            "to it), got 1",
+            "to it), got 1: lower epsilon_end with epsilon_start (equal: a constant epsilon)",
         ),
         # bool
         ({"double_dqn": "yes"}, "config key 'double_dqn' must be a bool, got 'yes'"),

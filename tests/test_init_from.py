@@ -50,7 +50,7 @@ def test_a_run_started_from_an_agent_first_acts_as_that_agent(tiny_run, tmp_path
 
 def test_a_network_that_does_not_fit_is_refused_before_anything_is_written(tiny_run, tmp_path):
     for changes, fragment in [
-        ({"hidden_sizes": (32,)}, r"hidden_sizes \[16\], activation relu\) is not this config's "),
+        ({"hidden_sizes": (32,)}, r"hidden_sizes \[16\], activation relu\) is not this run's "),
         ({"activation": "tanh"}, "activation relu.* is not .*activation tanh"),
         ({"env_id": "Acrobot-v1"}, "takes 4 observation values and 2 actions, this env 6 and 3"),
     ]:
@@ -63,7 +63,7 @@ def test_dqn_train_init_from_refuses_in_one_line_and_leaves_no_folder(tiny_run, 
     out = tmp_path / "out" / "deeper"
     cases = [
         (tmp_path / "nothing", "no run, checkpoint or agent folder at"),
-        (tiny_run, "its Q-network (hidden_sizes [16], activation relu) is not this config's"),
+        (tiny_run, "its Q-network (hidden_sizes [16], activation relu) is not this run's"),
     ]
     for source, fragment in cases:
         args = ["--init-from", str(source), "--set", f"output_dir={out}", "--no-progress"]
@@ -81,3 +81,46 @@ def test_a_corrupt_source_agent_is_named(tiny_run_copy, tmp_path):
     with pytest.raises(CheckpointError):
         train(CONFIG, run_dir=tmp_path / "new", init_from=agent)
     assert not (tmp_path / "new").exists()
+
+
+def test_networks_of_a_network_fn_are_compared_by_their_layers_not_their_names():
+    # Keras numbers layer names per process (dense, dense_1, ...; a nested model's too): two
+    # builds of one network_fn are alike, and one with another activation is not.
+    import keras
+
+    def nested(activation):
+        def build(obs_dim, n_actions):
+            body = keras.Sequential([keras.layers.Dense(8, activation)])
+            obs = keras.Input((obs_dim,))
+            return keras.Model(obs, keras.layers.Dense(n_actions)(body(obs)))
+
+        return build
+
+    env = config_env(CONFIG)
+    spaces = (env.observation_space, env.action_space)
+    config = CONFIG.replace(learner="tensorflow")
+    source = DQNAgent(*spaces, config, nested("tanh"))
+    agent = DQNAgent(*spaces, config, nested("tanh"))
+    agent.start_from(source)
+    np.testing.assert_array_equal(agent.q_values(OBS), source.q_values(OBS))
+    other = DQNAgent(*spaces, config, nested("relu"))
+    with pytest.raises(ConfigError) as refused:
+        other.start_from(source)
+    assert str(refused.value).endswith(
+        "its Q-network (layers Dense(tanh), Dense(linear); weight shapes [[4, 8], [8], [8, 2], "
+        "[2]]) is not this run's (layers Dense(relu), Dense(linear); weight shapes [[4, 8], [8], "
+        "[8, 2], [2]]): give the run a network_fn that builds the same network"
+    )
+
+
+def test_an_agent_names_the_folder_it_was_loaded_from_until_it_learns(tiny_run, monkeypatch):
+    from dqn.replay import ReplayBuffer
+
+    monkeypatch.chdir(tiny_run.parent)
+    agent = DQNAgent.load(tiny_run.name)  # a relative path, named absolutely
+    assert agent.loaded_from == tiny_run / "checkpoints" / "step-000000600" / "agent"
+    replay = ReplayBuffer(64, 4, np.random.default_rng(0))
+    for i in range(64):
+        replay.add(OBS[i % 8], i % 2, 1.0, OBS[(i + 1) % 8], False)
+    agent.update(replay.sample(16))
+    assert agent.loaded_from is None  # its weights are no longer that folder's

@@ -143,11 +143,14 @@ def test_an_error_in_on_eval_keeps_the_run_at_a_checkpoint_that_resumes_it_exact
     assert (run_dir / "metrics.csv").read_bytes() == (plain / "metrics.csv").read_bytes()
 
 
-def sequential_net(obs_dim, n_actions):
+def init(seed):
     import keras
 
-    def init(seed):
-        return keras.initializers.GlorotUniform(seed=seed)
+    return keras.initializers.GlorotUniform(seed=seed)
+
+
+def sequential_net(obs_dim, n_actions):
+    import keras
 
     return keras.Sequential(
         [
@@ -158,16 +161,35 @@ def sequential_net(obs_dim, n_actions):
     )
 
 
-def test_a_run_of_a_keras_sequential_network_fn_resumes_as_if_never_stopped(tmp_path):
+def nested_net(obs_dim, n_actions):
+    import keras
+
+    body = keras.Sequential(
+        [keras.layers.Dense(16, "tanh", kernel_initializer=init(1), name="hidden")], name="body"
+    )
+    obs = keras.Input((obs_dim,))
+    return keras.Model(
+        obs, keras.layers.Dense(n_actions, kernel_initializer=init(2), name="q")(body(obs))
+    )
+
+
+@pytest.mark.parametrize(
+    "network_fn, layers",
+    [(sequential_net, ["hidden", "q"]), (nested_net, ["body", "q"])],
+    ids=["sequential", "nested"],
+)
+def test_a_run_of_a_keras_network_fn_resumes_as_if_never_stopped(network_fn, layers, tmp_path):
     # A fresh Sequential's variables are named "sequential/hidden/...", the one a checkpoint
-    # loads "hidden/...": the resume's metrics.csv rows did not fit the run's columns (a
-    # ValueError traceback) until the columns were named by the layers alone.
-    kwargs = dict(progress=False, log_tensorboard=False, network_fn=sequential_net)
-    train(CONFIG, run_dir=tmp_path / "plain", **kwargs)
+    # loads "hidden/..." (and a model nested in another alike): the resume's metrics.csv rows
+    # did not fit the run's columns (a ValueError traceback) until the columns were named by
+    # the top-level layers, whose names a save and load keep.
+    kwargs = dict(progress=False, log_tensorboard=False, network_fn=network_fn)
+    config = CONFIG.replace(learner="tensorflow")  # numpy's takes a chain of Dense layers only
+    train(config, run_dir=tmp_path / "plain", **kwargs)
     header = (tmp_path / "plain" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert [c for c in header if c.startswith("grad_norm/")] == ["grad_norm/hidden", "grad_norm/q"]
+    assert [c for c in header if c.startswith("grad_norm/")] == [f"grad_norm/{n}" for n in layers]
     stopped = train(
-        CONFIG,
+        config,
         run_dir=tmp_path / "run",
         on_eval=lambda row, agent: False if row["env_step"] == 300 else None,
         **kwargs,

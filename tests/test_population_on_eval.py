@@ -226,3 +226,20 @@ def test_a_member_stopped_at_the_step_of_an_on_eval_error_stays_stopped(tmp_path
     assert summary["stopped_by_on_eval"] is True and summary["env_steps"] == 1500
     a, b = resume_population(out, progress=False, log_tensorboard=False)
     assert a.summary["env_steps"] == 1500 and b.summary["env_steps"] == 3000
+
+
+def test_the_members_after_one_whose_on_eval_failed_are_still_asked(tmp_path):
+    calls = []
+
+    def fail_for_a_stop_b(row, member):
+        calls.append((member.index, row["env_step"]))
+        if row["env_step"] == 1500:
+            if member.index == 0:
+                raise KeyError("a bug in the caller's function")
+            return False
+
+    with pytest.raises(KeyError):
+        population(tmp_path, on_eval=fail_for_a_stop_b)
+    assert calls[-2:] == [(0, 1500), (1, 1500)]
+    marker = json.loads((tmp_path / "p" / "population-step.json").read_text())
+    assert marker == {"env_step": 1500, "stopped": [1]}

@@ -60,12 +60,14 @@ def test_an_episode_count_that_is_no_number_is_one_line_from_the_command_line(tm
 def test_gradient_starvation_reads_the_first_row_and_the_runs_that_reached_the_end(tmp_path):
     from dqn.config import DQNConfig
 
-    # Three runs: two reached total_env_steps = 5,000; one was stopped at 2,500 (left out of
-    # the end's medians, counted in the first evaluation's).
+    # Four runs: two reached total_env_steps = 5,000; two stopped at 2,500 (left out of the
+    # end's medians, counted in the first evaluation's).
     rows = {
         "a": [(2500, 0.9, 7.0, 20.0), (5000, 0.8, 8.0, 21.0)],
         "b": [(2500, 0.5, 1.0, 30.0), (5000, 0.4, 10.0, 25.0)],
         "c": [(2500, 0.7, 50.0, 900.0)],
+        # Evaluated before its first gradient step: that row has no fraction, the next one counts.
+        "d": [(1000, "", "", ""), (2500, 0.6, 5.0, 10.0)],
     }
     runs = []
     for name, lines in rows.items():
@@ -77,6 +79,6 @@ def test_gradient_starvation_reads_the_first_row_and_the_runs_that_reached_the_e
         (run / "metrics.csv").write_text(text)
         runs.append(tmp_path / name)
     assert load_script().gradient_starvation(runs) == (
-        "median zero-grad fraction at the first evaluation 0.700 (3 runs); at env step 5,000 "
+        "median zero-grad fraction at the first evaluation 0.650 (4 runs); at env step 5,000 "
         "(2 runs): median |TD error| 9.0, median max |Q| 23.0"
     )
