@@ -208,38 +208,31 @@ def test_an_error_in_on_eval_keeps_the_population_at_a_checkpoint_that_resumes_i
         assert metrics_text(ours.run_dir) == metrics_text(theirs.run_dir)
 
 
-def test_a_member_stopped_at_the_step_of_an_on_eval_error_stays_stopped(tmp_path):
-    def stop_a_then_fail_for_b(row, member):
-        if row["env_step"] == 1500:
-            if member.index == 1:
-                raise KeyError("a bug in the caller's function")
-            return False
+@pytest.mark.parametrize("failing", [1, 0], ids=["stop then fail", "fail then stop"])
+def test_a_member_asked_to_stop_at_the_step_of_an_on_eval_error_stops(failing, tmp_path):
+    """At step 1,500 one member's on_eval raises and the other's returns False, in either order:
+    the members after the failing one are still asked, and the one that asked stops there (its
+    own checkpoint and summary), so a resumed population keeps it stopped."""
+    calls, stopping = [], 1 - failing
 
-    with pytest.raises(KeyError):
-        population(tmp_path, on_eval=stop_a_then_fail_for_b)
-    out = tmp_path / "p"
-    assert json.loads((out / "population-step.json").read_text()) == {
-        "env_step": 1500,
-        "stopped": [0],
-    }
-    summary = json.loads((out / "a-seed1" / "summary.json").read_text())
-    assert summary["stopped_by_on_eval"] is True and summary["env_steps"] == 1500
-    a, b = resume_population(out, progress=False, log_tensorboard=False)
-    assert a.summary["env_steps"] == 1500 and b.summary["env_steps"] == 3000
-
-
-def test_the_members_after_one_whose_on_eval_failed_are_still_asked(tmp_path):
-    calls = []
-
-    def fail_for_a_stop_b(row, member):
+    def fail_for_one_stop_the_other(row, member):
         calls.append((member.index, row["env_step"]))
         if row["env_step"] == 1500:
-            if member.index == 0:
+            if member.index == failing:
                 raise KeyError("a bug in the caller's function")
             return False
 
     with pytest.raises(KeyError):
-        population(tmp_path, on_eval=fail_for_a_stop_b)
+        population(tmp_path, on_eval=fail_for_one_stop_the_other)
+    out = tmp_path / "p"
     assert calls[-2:] == [(0, 1500), (1, 1500)]
-    marker = json.loads((tmp_path / "p" / "population-step.json").read_text())
-    assert marker == {"env_step": 1500, "stopped": [1]}
+    assert json.loads((out / "population-step.json").read_text()) == {
+        "env_step": 1500,
+        "stopped": [stopping],
+    }
+    folder = out / f"{MEMBERS[stopping].label}-seed{MEMBERS[stopping].seed}"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["stopped_by_on_eval"] is True and summary["env_steps"] == 1500
+    results = resume_population(out, progress=False, log_tensorboard=False)
+    assert results[stopping].summary["env_steps"] == 1500
+    assert results[failing].summary["env_steps"] == 3000
