@@ -248,11 +248,12 @@ def _train(args: argparse.Namespace):
         with warnings.catch_warnings():  # a skipped checkpoint: train's load names it, once
             warnings.simplefilter("ignore", CheckpointWarning)
             resolve_agent_dir(args.init_from)
-    # The folders this command makes (the run's, and the missing ones above it), which it takes
-    # away again if train refuses before writing anything in them.
+    # The folders missing on the way to the run's, deepest first: this command makes them, and
+    # takes them away again (with a run folder it named itself) if train refuses before
+    # writing anything in them.
     run_dir = args.run_dir
-    wanted = Path(config.output_dir) / "<run>" if run_dir is None else run_dir
-    made = [f for f in [*reversed(wanted.parents), wanted] if _absent(f)]
+    wanted = Path(config.output_dir) if run_dir is None else run_dir
+    made = [folder for folder in (wanted, *wanted.parents) if _absent(folder)]
     try:
         if run_dir is None:
             run_dir = make_run_dir(config)  # an unwritable output_dir fails here, before TF too
@@ -271,13 +272,11 @@ def _train(args: argparse.Namespace):
         )
     except DQNError:
         # Refused before it wrote anything (an --init-from agent whose network does not fit):
-        # the folder made for it goes too, as if the refusal had come before it.
-        new = args.run_dir is None or run_dir in made
-        if new and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()
-            for folder in reversed(made):  # the deepest first, while they are empty
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
+        # the folders made for it go too, as if the refusal had come before them.
+        for folder in ([run_dir] if args.run_dir is None else []) + made:
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
 
 

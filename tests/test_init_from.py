@@ -124,3 +124,12 @@ def test_an_agent_names_the_folder_it_was_loaded_from_until_it_learns(tiny_run, 
         replay.add(OBS[i % 8], i % 2, 1.0, OBS[(i + 1) % 8], False)
     agent.update(replay.sample(16))
     assert agent.loaded_from is None  # its weights are no longer that folder's
+
+
+def test_dqn_train_keeps_an_empty_run_folder_it_was_given(tiny_run, tmp_path, capsys):
+    given = tmp_path / "mine"
+    given.mkdir()
+    args = ["--init-from", str(tiny_run), "--run-dir", str(given), "--set", "hidden_sizes=[32]"]
+    assert train_main([*args, "--no-progress"]) == 2
+    assert "is not this run's" in capsys.readouterr().err
+    assert given.is_dir() and not any(given.iterdir())  # refused, and the user's folder kept
