@@ -57,10 +57,14 @@ def episode_ends(agent, episodes: int, seed: int = 10_000) -> dict[str, int]:
     return ends
 
 
-def q_propagation(runs: list[Path]) -> str:
+def read_variant(runs: list[Path]) -> tuple[DQNConfig, list[dict[str, np.ndarray]]]:
+    """A variant's config (its first run's: a study shares it) and every run's metrics.csv."""
     config = DQNConfig.from_yaml(runs[0] / "run" / "config.yaml")
+    return config, [read_metrics(r / "run" / "metrics.csv") for r in runs]
+
+
+def q_propagation(config: DQNConfig, metrics: list[dict[str, np.ndarray]]) -> str:
     ceiling = 1 / (1 - config.gamma)
-    metrics = [read_metrics(r / "run" / "metrics.csv") for r in runs]
     parts = []
     for step in (10_000, 25_000, 50_000):
         q = [m["q_mean"][m["env_step"] == step] for m in metrics]
@@ -82,9 +86,7 @@ def q_propagation(runs: list[Path]) -> str:
     )
 
 
-def gradient_starvation(runs: list[Path]) -> str:
-    config = DQNConfig.from_yaml(runs[0] / "run" / "config.yaml")
-    metrics = [read_metrics(r / "run" / "metrics.csv") for r in runs]
+def gradient_starvation(config: DQNConfig, metrics: list[dict[str, np.ndarray]]) -> str:
     # The first evaluation with a gradient step before it (before any, the fraction is NaN).
     first = []
     for m in metrics:
@@ -171,8 +173,9 @@ def report(studies: list[tuple[Path, list[dict]]], episodes: int) -> None:
     for study, rows in studies:
         for label in dict.fromkeys(r["variant"] for r in rows):
             runs = [_run_folder(study, r) for r in rows if r["variant"] == label]
-            print(f"{study.name} / {label}: {gradient_starvation(runs)}")
-            print(f"{study.name} / {label}: {q_propagation(runs)}")
+            config, metrics = read_variant(runs)
+            print(f"{study.name} / {label}: {gradient_starvation(config, metrics)}")
+            print(f"{study.name} / {label}: {q_propagation(config, metrics)}")
             for r, run in zip([r for r in rows if r["variant"] == label], runs):
                 if r["diverged_at_env_step"] is not None or r["final_eval_mean"] >= 475:
                     continue

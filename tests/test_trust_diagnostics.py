@@ -78,7 +78,8 @@ def test_gradient_starvation_reads_the_first_row_and_the_runs_that_reached_the_e
         text += "".join(",".join(map(str, line)) + "\n" for line in lines)
         (run / "metrics.csv").write_text(text)
         runs.append(tmp_path / name)
-    assert load_script().gradient_starvation(runs) == (
+    script = load_script()
+    assert script.gradient_starvation(*script.read_variant(runs)) == (
         "median zero-grad fraction at the first evaluation 0.650 (4 runs); at env step 5,000 "
         "(2 runs): median |TD error| 9.0, median max |Q| 23.0"
     )
