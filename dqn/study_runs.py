@@ -299,16 +299,15 @@ def _train_chunk(
     queue = progress_queue()  # None in a Ray worker
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
     try:
-        if _can_resume(out, configs, run_dirs):
+        same = _same_population(out, configs, run_dirs)
+        # Checkpointed (one that took all its steps is finished from its final checkpoint).
+        if same and _has_marker(out):
             try:
                 resume_population(out, progress=report)
                 return True
             except CheckpointError:  # no step at which every member has a good checkpoint
                 pass  # trained afresh, as a single run with no good checkpoint is
-        if _same_population(out, configs, run_dirs):
-            todo = list(range(len(jobs)))
-        else:
-            todo = [i for i, train in enumerate(unended) if train]
+        todo = list(range(len(jobs))) if same else [i for i, train in enumerate(unended) if train]
         _remove_partial(out)
         for i in todo:
             _remove_partial(Path(jobs[i].folder))
@@ -355,12 +354,6 @@ def _has_marker(out: Path) -> bool:
     except (CheckpointError, OSError):
         return False
     return True
-
-
-def _can_resume(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
-    """True if ``out`` holds a checkpointed population of exactly these runs (one that took
-    all its steps is finished from its final checkpoint, not trained again)."""
-    return _same_population(out, configs, run_dirs) and _has_marker(out)
 
 
 def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Task]:
