@@ -204,26 +204,26 @@ def run_comparison(
     # unsupported space is refused here rather than in a worker after the other runs trained.
     from dqn.envs import check_env, check_n_step
 
-    spaces, checked = {}, set()
-    own_env = {v.label for v in variants if {"env_id", "env_kwargs"} & dict(v.overrides).keys()}
-    own_n = {
-        v.label for v in variants if {"env_id", "env_kwargs", "n_step"} & dict(v.overrides).keys()
-    }
-    for (label, _), config in configs.items():
-        if (config.env_id, config.env_kwargs) not in checked:
-            checked.add((config.env_id, config.env_kwargs))
-            try:
-                spaces[config.env_id] = check_env(config.env_id, config.env_kwargs)
-            except DQNError as exc:
-                if label not in own_env:  # the base config's env: every variant's
-                    raise
-                raise type(exc)(f"variant {label!r}: {exc}") from None
+    overrides = {v.label: dict(v.overrides).keys() for v in variants}
+
+    def as_variant(label: str, keys: set[str], check, *args):
+        """``check(*args)``; its error names the variant where the variant sets one of ``keys``
+        (else the value is the base config's, and the error every variant's)."""
         try:
-            check_n_step(config)
+            return check(*args)
         except DQNError as exc:
-            if label not in own_n:
+            if not keys & overrides[label]:
                 raise
             raise type(exc)(f"variant {label!r}: {exc}") from None
+
+    spaces, checked = {}, set()
+    for (label, _), config in configs.items():
+        env = (config.env_id, config.env_kwargs)
+        if env not in checked:
+            spaces[config.env_id] = as_variant(label, {"env_id", "env_kwargs"}, check_env, *env)
+        if (*env, config.n_step) not in checked:  # the seeds share it
+            as_variant(label, {"env_id", "env_kwargs", "n_step"}, check_n_step, config)
+        checked |= {env, (*env, config.n_step)}
     # The backend is checked here (Ray missing or unreachable: refused, nothing written).
     run_tasks = backend_runner(backend, workers, address)
     jobs: list[Job] = []
