@@ -370,6 +370,20 @@ class DQNAgent:
             for layer in leaves(self._net.model)
         ]
 
+    def network_note(self) -> str | None:
+        """None if config's hidden_sizes and activation describe the online network; otherwise
+        what it is, for the comment heading the config.yaml files a run or a save writes (a
+        network_fn's run keeps the default hidden_sizes there, which its network ignores)."""
+        if self._mirror is not None:
+            sizes = [shape[1] for shape in self._net.shapes[0::2]][:-1]
+            names = [self.config.activation] * len(sizes) + ["linear"]
+            if sizes == list(self.config.hidden_sizes) and self._mirror.activation_names == names:
+                return None
+        return (
+            f"The Q-network was built by a network_fn ({self._describe_network()}): "
+            "hidden_sizes and activation below do not describe it."
+        )
+
     def _describe_network(self) -> str:
         if self._mirror is not None:  # a chain of Dense layers: its sizes and activations
             sizes = [shape[1] for shape in self._net.shapes[0::2]]
@@ -402,6 +416,7 @@ class DQNAgent:
             self.state,
             (self.obs_dim, self.n_actions),
             self.rng.bit_generator.state,
+            self.network_note(),
         )
 
     @classmethod

@@ -26,13 +26,14 @@ def write_agent_folder(
     state: LearnerArrays,
     sizes: tuple[int, int],
     rng_state: dict,
+    note: str | None = None,
 ) -> None:
     """The files of a saved agent (``dqn.agent_files``): the models hold the weights to save.
 
     Also how a population member (``dqn.population``) saves itself, so that a member's folder
     loads with ``DQNAgent.load`` like a single run's.
     """
-    config.to_yaml(folder / "config.yaml")
+    config.to_yaml(folder / "config.yaml", note)  # note: DQNAgent.network_note
     online.save(folder / "online.keras")
     target.save(folder / "target.keras")
     np.savez(

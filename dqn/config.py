@@ -14,6 +14,7 @@ import json
 import math
 import numbers
 import sys
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -290,9 +291,10 @@ class DQNConfig(metaclass=_KnownKeys):
         plain = {"hidden_sizes": list(self.hidden_sizes), "env_kwargs": self.env_kwargs.plain()}
         return {**dataclasses.asdict(self), **plain}
 
-    def to_yaml(self, path: str | Path) -> None:
-        """Write atomically (temporary file, then rename)."""
-        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+    def to_yaml(self, path: str | Path, note: str | None = None) -> None:
+        """Write atomically (temporary file, then rename); ``note`` heads it as a comment."""
+        head = "".join(f"# {line}\n" for line in textwrap.wrap(note, 94)) if note else ""
+        atomic_write_text(Path(path), head + yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 # The rows, in field order: the class body above is where they are read and written.

@@ -187,7 +187,7 @@ def train(
     )
     run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
     with hold_folders([run_dir]):  # a resume of this run from another process is refused
-        config.to_yaml(run_dir / "config.yaml")
+        config.to_yaml(run_dir / "config.yaml", agent.network_note())
         if source is not None:
             agent_dir = None if source.loaded_from is None else str(source.loaded_from)
             started = {"agent": agent_dir, "grad_steps": source.grad_steps}
@@ -295,7 +295,9 @@ def _restore_run_files(run_dir: Path, ready) -> None:
             CheckpointWarning,
             stacklevel=4,
         )
-        ready.config.to_yaml(run_dir / "config.yaml")
+        # The checkpoint's copy: the run's config, with its network_note if it has one.
+        saved = (ready.checkpoint / "agent" / "config.yaml").read_text()
+        atomic_write_text(run_dir / "config.yaml", saved)
     summary = run_dir / "summary.json"
     if ready.loop.env_step >= ready.config.total_env_steps and summary.is_file():
         try:

@@ -257,3 +257,40 @@ def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(tmp_
         with pytest.raises(CheckpointError, match=message) as err:
             DQNAgent.load(tmp_path / name)
         assert "corrupt" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_saved_config_says_when_a_network_fn_built_the_network(tmp_path):
+    # config.yaml keeps hidden_sizes and activation, which a network_fn's network ignores: a
+    # comment heads the file then, naming the network, and the file reads back as the config.
+    from dqn.config import read_saved_config
+    from dqn.networks import build_mlp
+
+    def tanh_chain(obs_dim, n_actions):
+        return keras.Sequential(
+            [keras.Input((obs_dim,)), keras.layers.Dense(8, "tanh"), keras.layers.Dense(n_actions)]
+        )
+
+    def with_skip(obs_dim, n_actions):
+        x = keras.Input((obs_dim,))
+        skip = keras.layers.Concatenate()([x, keras.layers.Dense(8, activation="relu")(x)])
+        return keras.Model(x, keras.layers.Dense(n_actions)(skip))
+
+    def as_the_config_says(obs_dim, n_actions):
+        return build_mlp(obs_dim, n_actions, SMALL.hidden_sizes, SMALL.activation, seed=5)
+
+    note = "# The Q-network was built by a network_fn ("
+    for name, network_fn, first_line in [
+        ("default", None, None),
+        ("same", as_the_config_says, None),
+        ("tanh", tanh_chain, note + "hidden_sizes [8], activation tanh): hidden_sizes and"),
+        ("skip", with_skip, note + "layers Dense(relu), Concatenate, Dense(linear); weight"),
+    ]:
+        DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn).save(tmp_path / name)
+        lines = (tmp_path / name / "config.yaml").read_text().splitlines()
+        comment = " ".join(line for line in lines if line.startswith("# "))
+        assert comment.replace(" # ", " ").startswith(first_line or ""), comment
+        assert bool(comment) == (first_line is not None), name
+        assert read_saved_config(tmp_path / name / "config.yaml") == SMALL
+        assert DQNAgent.load(tmp_path / name).network_note() == (
+            None if first_line is None else DQNAgent(OBS, ACTIONS, SMALL, network_fn).network_note()
+        )

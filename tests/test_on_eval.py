@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dqn import DQNConfig, train
-from dqn.errors import ConfigError, InputError
+from dqn.errors import CheckpointWarning, ConfigError, InputError
 from dqn.loop import check_on_eval, resume
 from tests.conftest import TINY_RUN  # 600 env steps, an evaluation every 100
 
@@ -195,7 +195,14 @@ def test_a_run_of_a_keras_network_fn_resumes_as_if_never_stopped(network_fn, lay
         **kwargs,
     )
     assert stopped.interrupted
-    resume(tmp_path / "run", progress=False, log_tensorboard=False)
+    # config.yaml's comment names the network_fn's network, and a resume that writes a lost
+    # config.yaml again from the checkpoint writes that comment too.
+    config_yaml = (tmp_path / "plain" / "config.yaml").read_text()
+    assert config_yaml.startswith("# The Q-network was built by a network_fn (")
+    (tmp_path / "run" / "config.yaml").unlink()
+    with pytest.warns(CheckpointWarning, match="has no config.yaml: written again"):
+        resume(tmp_path / "run", progress=False, log_tensorboard=False)
+    assert (tmp_path / "run" / "config.yaml").read_text() == config_yaml
     assert (tmp_path / "run" / "metrics.csv").read_bytes() == (
         tmp_path / "plain" / "metrics.csv"
     ).read_bytes()
