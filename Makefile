@@ -1,5 +1,6 @@
-# Two commands: `make train` and `make test`. Both build .venv on first use (or when
-# pyproject.toml changes) with nothing but python3, then run.
+# Two commands: `make train` and `make test` (the README's quick start). Both build .venv on
+# first use (or when pyproject.toml changes) with nothing but python3, then run. `make help`
+# lists the other targets.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.installed
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet \
 	-c constraints.txt -e
 
-.PHONY: train test test-fast test-other-cpu trust lint backprop bench lock clean-venv
+.PHONY: help train test test-fast test-other-cpu trust lint backprop bench lock clean-venv
 
 # pyproject.toml's requires-python, checked here so that the message names the interpreter.
 NEED_PY := import sys; sys.exit(sys.version_info < (3, 10))
@@ -53,6 +54,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(EDITABLE) ".[dev,ray,render]"
 	@echo "$(CURDIR)" > $(STAMP)
+
+help:
+	@echo "make train           train CartPole-v1 with configs/cartpole.yaml (ARGS: dqn-train's options)"
+	@echo "make test            the whole test suite, slow training tests included (ARGS: pytest's)"
+	@echo "make test-fast       the suite without the tests marked slow"
+	@echo "make test-other-cpu  the suite rounding as another x86-64 CPU would (docs/trust.md)"
+	@echo "make trust           30 seeds of the default config: how many solve CartPole-v1"
+	@echo "make backprop        the backprop lab's four demos and plots, into results/backprop"
+	@echo "make bench           dqn against Stable-Baselines3 side by side (installs SB3, torch)"
+	@echo "make lint            ruff's checks and formatting"
+	@echo "make lock            constraints.txt resolved again (needs the package index)"
+	@echo "make clean-venv      remove .venv"
 
 train: $(STAMP)
 	$(BIN)/dqn-train --config configs/cartpole.yaml $(ARGS)

@@ -26,7 +26,7 @@ from dqn.agent_files import (
 from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
-from dqn.envs import check_spaces, non_finite_rows
+from dqn.envs import all_finite, check_spaces
 from dqn.errors import ConfigError, InputError, first_line
 from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
@@ -93,21 +93,28 @@ def check_observations_shape(obs: np.ndarray, obs_dim: int) -> None:
 
 
 def checked_observations(obs, method: str) -> np.ndarray:
-    """``obs`` as float32, or an InputError if it is not numbers or holds a NaN or inf."""
+    """``obs`` as float32, or an InputError if it is not numbers or holds a NaN, an inf or a
+    value beyond float32's range (inf once cast)."""
     try:
-        obs = np.asarray(obs, np.float32)
+        if isinstance(obs, np.ndarray) and obs.dtype == np.float32:
+            cast = obs  # the hot path of a float32 env's steps: no cast, so nothing to overflow
+        else:
+            with np.errstate(over="ignore"):  # said below, with the values as given
+                cast = np.asarray(obs, np.float32)
     except (TypeError, ValueError):
         raise InputError(f"{method} takes numbers, got {obs!r:.80}") from None
     # A NaN observation gives NaN Q-values, and argmax of NaNs is action 0: a silent wrong answer.
-    rows = obs if obs.ndim < 2 else obs.reshape(len(obs), -1)
-    if not (bad := non_finite_rows(rows)):
-        return obs
-    if obs.ndim < 2:
-        raise InputError(f"{method} got an observation with NaN or inf: {obs.tolist()}")
-    first = next(iter(bad))
+    if all_finite(cast):
+        return cast
+    rows = np.asarray(obs, np.float64)  # as given: 1e39 would show as the cast's inf
+    rows = rows if rows.ndim < 2 else rows.reshape(len(rows), -1)
+    why = "NaN or inf" if not np.isfinite(rows).all() else "values beyond float32's range"
+    if rows.ndim < 2:
+        raise InputError(f"{method} got an observation with {why}: {rows.tolist()}")
+    bad = np.flatnonzero(~np.isfinite(cast.reshape(len(rows), -1)).all(axis=1))
     raise InputError(
-        f"{method} got NaN or inf in {len(bad)} of {len(obs)} observations; the first, row "
-        f"{first}: {rows[first].tolist()}"
+        f"{method} got {why} in {len(bad)} of {len(rows)} observations; the first, row "
+        f"{bad[0]}: {rows[bad[0]].tolist()}"
     )
 
 

@@ -224,33 +224,53 @@ def checked_reward(reward, env: gym.Env) -> float:
 
 
 # ---------------------------------------------------------------------- NaN and inf
+# The networks compute in float32: a value beyond its range (|x| > 3.4e38) is inf to them.
+F32_MAX = float(np.finfo(np.float32).max)
+
+
 def all_finite(values) -> bool:
-    """True when no value is NaN or inf; costs well under a microsecond for one env's step."""
+    """True when no value is NaN, inf or beyond float32's range; costs well under a microsecond
+    for one env's step."""
     values = np.asarray(values)
-    if values.size <= 64:
+    if 0 < values.size <= 64:
         # A NaN or inf carries through a sum, and a Python sum of a few floats is several times
-        # cheaper than a ufunc call. A sum can also overflow (float64 values near 1e308): then
-        # the exact test below decides.
-        if math.isfinite(sum(values.ravel().tolist())):
+        # cheaper than a ufunc call; values beyond float32's range can cancel in it, so min and
+        # max are held to that range too. Otherwise the exact test below decides.
+        flat = values.ravel().tolist()
+        if math.isfinite(sum(flat)) and -F32_MAX <= min(flat) and max(flat) <= F32_MAX:
             return True
-    return bool(np.isfinite(values).all())
+    return bool(_in_range(values).all())
+
+
+def _in_range(values: np.ndarray) -> np.ndarray:
+    """Elementwise: finite in float32 (False for NaN, inf and |x| > 3.4e38)."""
+    return np.abs(values.astype(np.float64)) <= F32_MAX
+
+
+def _why(values: np.ndarray) -> str:
+    if np.isfinite(values).all():
+        return "beyond float32's range, which the network computes in: inf to it"
+    return "NaN or inf"
 
 
 def non_finite_rows(obs, rewards=None) -> dict[int, str]:
-    """Row j -> ``"the observation [...]"`` or ``"the reward inf"``, for each observation (a row
-    of ``obs``; one observation is one row) or reward (``rewards[j]``) that is NaN or inf, in row
-    order; empty, at the price of ``all_finite``, when every value is finite."""
+    """Row j -> ``"the observation [...] (NaN or inf)"`` or ``"the reward inf (NaN or inf)"``,
+    for each observation (a row of ``obs``; one observation is one row) or reward
+    (``rewards[j]``) that is NaN, inf or beyond float32's range, in row order; empty, at the
+    price of ``all_finite``, when every value is finite in float32."""
     if all_finite(obs) and (rewards is None or all_finite(rewards)):
         return {}
     rows = np.atleast_1d(np.asarray(obs))
     rows = rows.reshape(-1, rows.shape[-1])
-    bad_obs = ~np.isfinite(rows).all(axis=1)
+    bad_obs = ~_in_range(rows).all(axis=1)
     bad = bad_obs.copy()
     if rewards is not None:
         rewards = np.asarray(rewards, np.float64).reshape(-1)
-        bad |= ~np.isfinite(rewards)
+        bad |= ~_in_range(rewards)
     return {
-        int(j): f"the observation {rows[j].tolist()}" if bad_obs[j] else f"the reward {rewards[j]}"
+        int(j): f"the observation {rows[j].tolist()} ({_why(rows[j])})"
+        if bad_obs[j]
+        else f"the reward {rewards[j]} ({_why(rewards[j])})"
         for j in np.flatnonzero(bad)
     }
 
@@ -258,8 +278,8 @@ def non_finite_rows(obs, rewards=None) -> dict[int, str]:
 def env_error(head: str, what: str) -> NonFiniteEnvError:
     """The error for an env that returned ``what`` (a ``non_finite_rows`` value)."""
     return NonFiniteEnvError(
-        f"{head}: the env returned {what} (NaN or inf); the learner did not diverge: fix the "
-        "env, or wrap it (e.g. gymnasium.wrappers.TransformObservation)"
+        f"{head}: the env returned {what}; the learner did not diverge: fix the env, or wrap it "
+        "(e.g. gymnasium.wrappers.TransformObservation)"
     )
 
 

@@ -214,6 +214,7 @@ class Interrupt:
             signal.signal(sig, handler)
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
 _SHARED_STOP = None  # in a study's worker process: the study's stop event (``share_stop``)
 
 
@@ -253,5 +254,7 @@ def _write_tensorboard(writer, row: dict) -> None:
 
     with writer.as_default(step=int(row["env_step"])):
         for key, value in row.items():
-            if key != "env_step" and isinstance(value, float) and math.isfinite(value):
+            # TensorBoard keeps float32: a NaN, an inf or a return beyond float32's range (an
+            # episode's float64 sum of large rewards) is in metrics.csv only.
+            if key != "env_step" and isinstance(value, float) and abs(value) <= _F32_MAX:
                 tf.summary.scalar(key, value)

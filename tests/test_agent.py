@@ -177,12 +177,32 @@ def test_acting_refuses_nan_and_inf_observations_before_any_exploration_draw():
         (lambda: agent.q_values(nan), "q_values got an observation with NaN or inf"),
         (lambda: agent.q_values(rows), "q_values got NaN or inf in 2 of 4"),
         (lambda: agent.act(["a", "b", "c"]), "act takes numbers, got \\['a', 'b', 'c'\\]"),
+        # Finite in float64, inf once cast to the network's float32: named as given.
+        (
+            lambda: agent.act(np.array([0.0, 1e39, 0.0])),
+            r"act got an observation with values beyond float32's range: \[0.0, 1e\+39, 0.0\]",
+        ),
+        (
+            lambda: agent.q_values(np.r_[rows[:2], [[0.0, -1e39, 0.0]]]),
+            r"q_values got values beyond float32's range in 1 of 3 observations; the first, "
+            r"row 2: \[0.0, -1e\+39, 0.0\]",
+        ),
     ]
     for call, message in cases:
         with pytest.raises(InputError, match=message):
             call()
     assert agent.rng.bit_generator.state == draws  # refused before exploring: no draw spent
     assert agent.act(np.full(3, 1e6)) in (0, 1)  # large is not infinite
+    assert agent.act(np.full(3, 3e38)) in (0, 1)  # nor is float32's largest
+
+
+def test_an_empty_batch_of_observations_gets_empty_answers():
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    draws = agent.rng.bit_generator.state
+    assert agent.q_values(np.zeros((0, 3))).shape == (0, 2)
+    actions = agent.act_batch(np.zeros((0, 3)), epsilon=0.5)
+    assert actions.shape == (0,) and actions.dtype.kind == "i"
+    assert agent.rng.bit_generator.state == draws
 
 
 def test_update_refuses_a_batch_the_learner_cannot_take():
@@ -198,6 +218,11 @@ def test_update_refuses_a_batch_the_learner_cannot_take():
         "obs width": (good._replace(obs=np.zeros((8, 4))), "batch.obs must have shape"),
         "next_obs rows": (good._replace(next_obs=np.zeros((7, 3))), "batch.next_obs must"),
         "reward NaN": (good._replace(rewards=np.full(8, np.nan)), "batch.rewards holds NaN"),
+        # Finite in float64, inf once packed as float32: the weights would be NaN for good.
+        "obs 1e39": (
+            good._replace(obs=np.r_[good.obs[:7], [[0.0, 1e39, 0.0]]]),
+            "batch.obs holds float32-overflowing values",
+        ),
         "text": (good._replace(terminated=np.array(["no"] * 8)), "must hold numbers"),
         # A fraction would scale the bootstrap term: no transition is half terminal.
         "terminated 0.5": (good._replace(terminated=np.full(8, 0.5)), "0/1 or booleans, got 0.5"),

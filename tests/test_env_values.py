@@ -47,10 +47,15 @@ class BrokenCartPole(CartPoleEnv):
                 obs[2] = np.nan
             elif self.what == "reward":
                 reward = np.inf
+            elif self.what == "big_obs":  # finite in float64, inf in the network's float32
+                obs = obs.astype(np.float64)
+                obs[2] = 1e39
+            elif self.what == "big_reward":
+                reward = 1e39
         return obs, reward, terminated, truncated, info
 
 
-for _what in ("obs", "reward", "reset"):
+for _what in ("obs", "reward", "reset", "big_obs", "big_reward"):
     if f"DqnTestBroken-{_what}-v0" not in gym.registry:
         gym.register(
             f"DqnTestBroken-{_what}-v0",
@@ -67,12 +72,16 @@ if "DqnTestBrokenEval-v0" not in gym.registry:  # the 5th step of the first eval
     )
 
 
-def test_all_finite_is_exact_where_its_quick_sum_overflows_or_cancels():
+def test_all_finite_is_exact_where_its_quick_sum_cancels():
     from dqn.envs import all_finite
 
-    assert all_finite([1e308, 1e308]) and all_finite(np.full(100, 1e308))  # sums overflow
+    assert not all_finite([1e308, 1e308]) and not all_finite(np.full(100, 1e308))
     assert not all_finite([np.inf, -np.inf]) and not all_finite(np.r_[np.zeros(99), np.nan])
     assert not all_finite(np.float32(np.inf)) and all_finite(np.zeros((0, 4)))
+    # Finite in float64 but inf in float32, which the networks compute in; and two such
+    # values that cancel in the quick sum.
+    assert not all_finite([1e39]) and not all_finite([1e39, -1e39, 0.0])
+    assert all_finite([3.4e38, -3.4e38]) and not all_finite(np.r_[np.zeros(99), 1e39])
 
 
 def test_finite_values_pass_and_the_first_bad_one_is_named():
@@ -90,7 +99,13 @@ def test_finite_values_pass_and_the_first_bad_one_is_named():
 
 
 @pytest.mark.parametrize(
-    "what, shown", [("obs", r"observation \[.*, nan, .*\]"), ("reward", "reward inf")]
+    "what, shown",
+    [
+        ("obs", r"observation \[.*, nan, .*\] \(NaN or inf\)"),
+        ("reward", r"reward inf \(NaN or inf\)"),
+        ("big_obs", r"observation \[.*, 1e\+39, .*\] \(beyond float32's range"),
+        ("big_reward", r"reward 1e\+39 \(beyond float32's range"),
+    ],
 )
 def test_a_nan_from_the_env_stops_the_run_naming_the_env_not_the_learner(tmp_path, what, shown):
     config = DQNConfig(**TINY_RUN).replace(env_id=f"DqnTestBroken-{what}-v0", seed=1)
