@@ -101,19 +101,24 @@ def checked_observations(obs, method: str) -> np.ndarray:
         else:
             with np.errstate(over="ignore"):  # said below, with the values as given
                 cast = np.asarray(obs, np.float32)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a Python int of 10**400
         raise InputError(f"{method} takes numbers, got {obs!r:.80}") from None
     # A NaN observation gives NaN Q-values, and argmax of NaNs is action 0: a silent wrong answer.
     if all_finite(cast):
         return cast
     rows = np.asarray(obs, np.float64)  # as given: 1e39 would show as the cast's inf
-    rows = rows if rows.ndim < 2 else rows.reshape(len(rows), -1)
-    why = "NaN or inf" if not np.isfinite(rows).all() else "values beyond float32's range"
+
+    def why(values: np.ndarray) -> str:
+        return "NaN or inf" if not np.isfinite(values).all() else "values beyond float32's range"
+
     if rows.ndim < 2:
-        raise InputError(f"{method} got an observation with {why}: {rows.tolist()}")
+        raise InputError(f"{method} got an observation with {why(rows)}: {rows.tolist()}")
+    rows = rows.reshape(len(rows), -1)
     bad = np.flatnonzero(~np.isfinite(cast.reshape(len(rows), -1)).all(axis=1))
+    kinds = {why(row) for row in rows[bad]}
+    what = kinds.pop() if len(kinds) == 1 else "NaN, inf or values beyond float32's range"
     raise InputError(
-        f"{method} got {why} in {len(bad)} of {len(rows)} observations; the first, row "
+        f"{method} got {what} in {len(bad)} of {len(rows)} observations; the first, row "
         f"{bad[0]}: {rows[bad[0]].tolist()}"
     )
 
@@ -394,8 +399,10 @@ class DQNAgent:
     def _describe_network(self) -> str:
         if self._mirror is not None:  # a chain of Dense layers: its sizes and activations
             sizes = [shape[1] for shape in self._net.shapes[0::2]]
-            hidden = dict.fromkeys(self._mirror.activation_names[:-1])  # the head's is linear
-            return f"hidden_sizes {sizes[:-1]}, activation {', '.join(hidden) or 'none'}"
+            *inner, head = self._mirror.activation_names
+            named = ", ".join(dict.fromkeys(inner)) or "none"
+            text = f"hidden_sizes {sizes[:-1]}, activation {named}"
+            return text if head == "linear" else f"{text}, output activation {head}"
         kinds = ", ".join(
             kind if act is None else f"{kind}({act})" for kind, act in self._layer_kinds()
         )

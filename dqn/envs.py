@@ -232,14 +232,26 @@ def all_finite(values) -> bool:
     """True when no value is NaN, inf or beyond float32's range; costs well under a microsecond
     for one env's step."""
     values = np.asarray(values)
+    narrow = values.itemsize <= 4  # float32 and narrower: beyond float32's range is inf already
     if 0 < values.size <= 64:
         # A NaN or inf carries through a sum, and a Python sum of a few floats is several times
-        # cheaper than a ufunc call; values beyond float32's range can cancel in it, so min and
-        # max are held to that range too. Otherwise the exact test below decides.
+        # cheaper than a ufunc call; wider values beyond float32's range can cancel in it, so
+        # their min and max are held to that range too. Otherwise the exact test below decides.
         flat = values.ravel().tolist()
-        if math.isfinite(sum(flat)) and -F32_MAX <= min(flat) and max(flat) <= F32_MAX:
+        if math.isfinite(sum(flat)) and (narrow or -F32_MAX <= min(flat) <= max(flat) <= F32_MAX):
             return True
-    return bool(_in_range(values).all())
+    return bool((np.isfinite(values) if narrow else _in_range(values)).all())
+
+
+def as_float32(values) -> np.ndarray:
+    """``values`` in float32, the networks' and the replay rings' type, without numpy's
+    overflow warning: a value beyond float32's range becomes inf, and the checks of the
+    values as given (``non_finite_rows``) have named it already."""
+    values = np.asarray(values)
+    if values.dtype == np.float32:
+        return values
+    with np.errstate(over="ignore"):
+        return values.astype(np.float32)
 
 
 def _in_range(values: np.ndarray) -> np.ndarray:
@@ -290,7 +302,8 @@ def training_stop(env_step: int, what: str) -> NonFiniteEnvError:
 
 
 def check_env_values(env_step: int, obs: np.ndarray, rewards: np.ndarray | None = None) -> None:
-    """Raise NonFiniteEnvError if an observation (a row of ``obs``) or a reward is NaN or inf.
+    """Raise NonFiniteEnvError if an observation (a row of ``obs``) or a reward is NaN or inf
+    (or beyond float32's range).
 
     The loops call it on what every env step returned, before it reaches the replay buffer:
     under a microsecond per step, against a NaN that poisons every batch that samples it.

@@ -104,10 +104,12 @@ def evaluate_members(
             [i * width + j for i in range(k) if i not in errors for j in range(n)], np.intp
         )
         obs = np.zeros((k * width, np.prod(flat[0].observation_space.shape)), np.float32)
-        for e in running:
-            obs[e] = steps.reset(int(e), seed=int(seed + first + e % width))
-        if (keep := kept(running, obs[running])) is not None:
-            running = running[keep]
+        # Checked as the envs gave them, then cast: 1e39 is named so, not as float32's inf.
+        given = [steps.reset(int(e), seed=int(seed + first + e % width)) for e in running]
+        given = np.reshape(given, (len(running), obs.shape[1]))
+        if (keep := kept(running, given)) is not None:
+            running, given = running[keep], given[keep]
+        obs[running] = given
         totals = np.zeros(k * width)
         for _ in range(MAX_EPISODE_STEPS):
             if not len(running):

@@ -61,9 +61,11 @@ class Lockstep:
         out = [self.envs[i].step(int(a)) for i, a in zip(idx, actions)]
         envs = [self.envs[i] for i in idx]
         return (
-            np.array(
-                [checked_obs(o[0], self.shape, e) for o, e in zip(out, envs)], np.float32
-            ).reshape(len(out), -1),
+            # As the envs gave them (float64 stays float64): a value beyond float32's range is
+            # named as it was, then cast (``dqn.envs.as_float32``).
+            np.array([checked_obs(o[0], self.shape, e) for o, e in zip(out, envs)]).reshape(
+                len(out), -1
+            ),
             np.array([checked_reward(o[1], e) for o, e in zip(out, envs)], np.float64),
             np.array([o[2] for o in out], bool),
             np.array([o[3] for o in out], bool),

@@ -23,7 +23,13 @@ from dqn import checkpoint
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
 from dqn.divergence import check_update, updates_pass
-from dqn.envs import config_env, empty_replay_error, non_finite_rows, training_stop
+from dqn.envs import (
+    as_float32,
+    config_env,
+    empty_replay_error,
+    non_finite_rows,
+    training_stop,
+)
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError, add_note
 from dqn.evaluation import evaluate_members
@@ -81,7 +87,9 @@ class PopulationLoop:
                 net.flat.shapes, net.activations, [s.config for s in slots], learner.online
             )
         )
-        self.obs = np.stack([s.loop.obs[0] for s in slots]).astype(np.float32)
+        # The first observations as given, for the first check (run), then in float32.
+        self._first_obs = np.stack([s.loop.obs[0] for s in slots])
+        self.obs = as_float32(self._first_obs)
         self.bounds = np.array([s.bound for s in slots])  # each member's divergence guard
         # Members with n_step = 1 store each step as it comes, without their n-step window.
         self.direct = [s.window.n == 1 for s in slots]
@@ -132,7 +140,7 @@ class PopulationLoop:
             with Interrupt() as stop:
                 # The first observations (a reset's or a checkpoint's); later ones are checked
                 # as the step or reset that returns them.
-                self._stop_non_finite(active, step, range(len(self.slots)), self.obs)
+                self._stop_non_finite(active, step, range(len(self.slots)), self._first_obs)
                 while step < shared.total_env_steps and active.any():
                     epsilon = eps.at(step + 1)
                     self._act_and_store(epsilon, active, step)
@@ -191,6 +199,7 @@ class PopulationLoop:
         actions = np.array(actions, np.int64)
         next_obs, rewards, terminated, truncated = self.envs.step(actions, idx)
         self._stop_non_finite(active, step, idx, next_obs, rewards)  # before replay stores them
+        next_obs = as_float32(next_obs)
         live = active[idx]  # a member stopped just now stores nothing more
         # With n_step = 1 a step's packed row is exactly what the member's window would hand
         # its ring, so it goes straight in; packed for all members at once, and only if some
@@ -212,14 +221,15 @@ class PopulationLoop:
         members, rewards = idx[live], rewards[live]
         self.returns[members] += rewards
         self.obs[members] = next_obs[live]
-        reset = []
+        reset, first = [], []
         for i in members[(terminated | truncated)[live]].tolist():
             self.slots[i].loop.episode_returns.append(float(self.returns[i]))
             self.returns[i] = 0.0
-            self.obs[i] = self.envs.reset(i)
+            first.append(self.envs.reset(i))
+            self.obs[i] = as_float32(first[-1])
             reset.append(i)
         if reset:
-            self._stop_non_finite(active, step, reset, self.obs[reset])  # new episodes' first
+            self._stop_non_finite(active, step, reset, np.stack(first))  # new episodes' first
 
     def _burst(self, k: int, active: np.ndarray, step: int) -> None:
         shared = self.slots[0].config

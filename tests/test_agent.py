@@ -187,6 +187,12 @@ def test_acting_refuses_nan_and_inf_observations_before_any_exploration_draw():
             r"q_values got values beyond float32's range in 1 of 3 observations; the first, "
             r"row 2: \[0.0, -1e\+39, 0.0\]",
         ),
+        (
+            lambda: agent.act_batch(np.r_[[[0.0, 1e39, 0.0]], rows]),
+            r"act_batch got NaN, inf or values beyond float32's range in 3 of 5 observations; "
+            r"the first, row 0: \[0.0, 1e\+39, 0.0\]",
+        ),
+        (lambda: agent.act([10**400, 0, 0]), "act takes numbers, got \\[1000"),
     ]
     for call, message in cases:
         with pytest.raises(InputError, match=message):
@@ -304,10 +310,28 @@ def test_a_saved_config_says_when_a_network_fn_built_the_network(tmp_path):
         return build_mlp(obs_dim, n_actions, SMALL.hidden_sizes, SMALL.activation, seed=5)
 
     note = "# The Q-network was built by a network_fn ("
+
+    def chain(sizes, activation, head=None):
+        def build(obs_dim, n_actions):
+            layers = [keras.layers.Dense(width, activation) for width in sizes]
+            head_layer = keras.layers.Dense(n_actions, head)
+            return keras.Sequential([keras.Input((obs_dim,)), *layers, head_layer])
+
+        return build
+
+    assert SMALL.hidden_sizes == (16, 16) and SMALL.activation == "relu"
     for name, network_fn, first_line in [
         ("default", None, None),
         ("same", as_the_config_says, None),
+        ("same chain", chain([16, 16], "relu"), None),
         ("tanh", tanh_chain, note + "hidden_sizes [8], activation tanh): hidden_sizes and"),
+        ("sizes", chain([8], "relu"), note + "hidden_sizes [8], activation relu): hidden_sizes"),
+        ("act", chain([16, 16], "tanh"), note + "hidden_sizes [16, 16], activation tanh):"),
+        (
+            "head",
+            chain([16, 16], "relu", head="tanh"),
+            note + "hidden_sizes [16, 16], activation relu, output activation tanh):",
+        ),
         ("skip", with_skip, note + "layers Dense(relu), Concatenate, Dense(linear); weight"),
     ]:
         DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn).save(tmp_path / name)

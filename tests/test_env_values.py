@@ -5,6 +5,7 @@ of NaNs is action 0), and the divergence guard stops the run updates later blami
 """
 
 import json
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -36,6 +37,8 @@ class BrokenCartPole(CartPoleEnv):
         broken = self.steps >= self.broken_at and self.first_seed == self.broken_seed
         if self.what == "reset" and broken:  # the first reset at or after broken_at steps
             obs, self.what = np.full_like(obs, np.nan), "done"
+        elif self.what == "big_reset" and broken:
+            obs, self.what = np.array([1e39, 0.0, 0.0, 0.0]), "done"
         return obs, info
 
     def step(self, action):
@@ -63,13 +66,19 @@ for _what in ("obs", "reward", "reset", "big_obs", "big_reward"):
             kwargs={"broken_at": 300, "what": _what},
             max_episode_steps=500,
         )
-if "DqnTestBrokenEval-v0" not in gym.registry:  # the 5th step of the first evaluation
-    gym.register(
-        "DqnTestBrokenEval-v0",
-        entry_point=BrokenCartPole,
-        kwargs={"broken_at": 5, "what": "obs", "broken_seed": 10_000},
-        max_episode_steps=500,
-    )
+# The 5th step of the first evaluation, or its first reset.
+for _id, _what, _at in [
+    ("DqnTestBrokenEval-v0", "obs", 5),
+    ("DqnTestBigEval-v0", "big_obs", 5),
+    ("DqnTestBigEvalReset-v0", "big_reset", 0),
+]:
+    if _id not in gym.registry:
+        gym.register(
+            _id,
+            entry_point=BrokenCartPole,
+            kwargs={"broken_at": _at, "what": _what, "broken_seed": 10_000},
+            max_episode_steps=500,
+        )
 
 
 def test_all_finite_is_exact_where_its_quick_sum_cancels():
@@ -158,6 +167,23 @@ def test_evaluating_policies_side_by_side_stops_only_the_one_whose_env_returns_n
     assert both[1] == alone[0] and np.isfinite(alone[0]).all()
 
 
+@pytest.mark.parametrize("env_id", ["DqnTestBigEval-v0", "DqnTestBigEvalReset-v0"])
+def test_evaluating_side_by_side_names_1e39_as_the_env_returned_it(env_id):
+    import warnings
+
+    def q_values(obs):
+        return np.stack([-obs[..., 2], obs[..., 2]], axis=-1)
+
+    # (gymnasium's env checker would warn of the float64 observation first: not the point)
+    envs = [[gym.make(env_id, disable_env_checker=True)], [gym.make("CartPole-v1")]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow in a cast on the way
+        both = evaluate_members(q_values, envs, 2, 10_000)
+    assert isinstance(both[0], NonFiniteEnvError) and "reset with seed 10000" in str(both[0])
+    assert re.search(r"observation \[.*1e\+39.*\] \(beyond float32's range", str(both[0]))
+    assert np.isfinite(both[1]).all()
+
+
 def test_a_member_whose_evaluation_returns_nan_stops_and_the_others_go_on(tmp_path, monkeypatch):
     # Members share eval_seed, so their eval envs are alike: member 0's evaluation is made to
     # fail at env step 300 to see the population stop it as the training env's NaN does.
@@ -212,3 +238,47 @@ def test_a_nan_first_observation_of_a_new_episode_stops_its_run_or_member(tmp_pa
     )
     assert "the env returned the observation [nan, nan" in both[0].diverged
     assert 300 <= both[0].summary["env_steps"] < 600 and both[1].summary["env_steps"] == 600
+
+
+def test_tensorboard_skips_what_float32_cannot_hold_and_metrics_csv_keeps_it(tmp_path):
+    # An episode's return is a float64 sum: rewards below 3.4e38 each can add up beyond it,
+    # and tf.summary.scalar raised a ValueError there (a traceback mid-run).
+    import tensorflow as tf
+
+    from dqn.run_log import _write_tensorboard
+
+    writer = tf.summary.create_file_writer(str(tmp_path / "tb"))
+    _write_tensorboard(writer, {"env_step": 1, "train_return_mean": 6e38, "loss": 0.5})
+    _write_tensorboard(writer, {"env_step": 2, "train_return_mean": float("nan"), "loss": 0.25})
+    writer.flush()
+    logged = [
+        (event.step, value.tag)
+        for path in (tmp_path / "tb").iterdir()
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    ]
+    assert sorted(logged) == [(1, "loss"), (2, "loss")]
+
+
+@pytest.mark.parametrize("learner", ["numpy", "tensorflow"])
+def test_a_member_whose_env_returns_1e39_is_named_with_the_value_it_returned(tmp_path, learner):
+    # The population's envs are stepped together and their observations cast to float32 after
+    # the check, so the member's error names 1e39 as the env gave it, as a single run's does,
+    # with no numpy overflow warning on the way.
+    import warnings
+
+    base = DQNConfig(**TINY_RUN).replace(env_id="DqnTestBroken-big_obs-v0", learner=learner)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        broken, calm = train_population(
+            base,
+            [Member({}, 1, "broken"), Member({}, 2, "calm")],
+            out_dir=tmp_path / "pop",
+            progress=False,
+            log_tensorboard=False,
+        )
+    assert "after env step 299 (the last good checkpoint is intact): the env returned the " in (
+        broken.diverged
+    )
+    assert re.search(r"observation \[.*, 1e\+39, .*\] \(beyond float32's range", broken.diverged)
+    assert calm.diverged is None and calm.summary["env_steps"] == 600
