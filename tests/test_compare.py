@@ -51,7 +51,7 @@ def test_summarize_run_on_hand_made_rows():
             "q_abs_max": float("nan"),
         },
         {
-            "eval_return_mean": 30.0,
+            "eval_return_mean": 60.0,  # above the last: the final evaluation is the last one
             "zero_grad_fraction": 0.5,
             "over_bound_fraction": 0.5,
             "q_abs_max": 7.0,
@@ -64,9 +64,29 @@ def test_summarize_run_on_hand_made_rows():
         },
     ]
     s = summarize_run(rows, first_solve=None)
-    assert s["final_eval_mean"] == 50.0 and s["eval_auc"] == 30.0
+    assert s["final_eval_mean"] == 50.0 and s["eval_auc"] == 40.0
     assert s["zero_grad_fraction_mean"] == pytest.approx(0.3)
     assert s["q_abs_max"] == 9.0 and s["first_solve_env_step"] is None
+
+
+def test_the_row_of_a_diverged_run_says_where_it_stopped(tmp_path):
+    from dqn.study_runs import _ended_row
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text(
+        "env_step,eval_return_mean,zero_grad_fraction,over_bound_fraction,q_abs_max\n"
+        "1000,20.0,0.5,0.5,30.0\n"
+    )
+    summary = {"env_steps": 1234, "diverged": "diverged at env step 1234: q_abs_max 1e+05"}
+    summary |= {"interrupted": False, "first_solve_env_step": None, "train_seconds": 3.0}
+    (run / "summary.json").write_text(json.dumps(summary))
+    row = _ended_row(TINY, "huber", run)
+    assert row["diverged_at_env_step"] == 1234 and row["final_eval_mean"] == 20.0
+    (run / "summary.json").write_text(json.dumps(summary | {"diverged": None}))
+    assert (
+        _ended_row(TINY.replace(total_env_steps=1234), "huber", run)["diverged_at_env_step"] is None
+    )
 
 
 @pytest.mark.slow

@@ -109,6 +109,23 @@ def test_a_stopped_member_is_frozen_and_a_nan_member_touches_no_other():
     np.testing.assert_array_equal(pop.online[1:], clean.online[1:])
 
 
+def test_members_stopped_one_after_another_leave_the_others_as_a_full_stack_runs_them():
+    # The active set changes twice; each time the learner of the members left is built anew.
+    configs = [BASE.replace(**v, seed=i) for i, v in enumerate(VARIANTS[:3])]
+    params, rows = initial_params(3), random_rows(3, 9)
+    clean, clean_metrics = run_population(configs, params, rows, 9)
+    pop = NumpyPopulationLearner(SHAPES, ACTS, configs, params)
+    masks = [[True, True, True]] * 3 + [[False, True, True]] * 3 + [[False, False, True]] * 3
+    metrics = np.stack(
+        [pop.burst(rows[:, i::9][:, :1], np.array(m)) for i, m in enumerate(masks)], axis=1
+    )
+    np.testing.assert_array_equal(metrics[2], clean_metrics[2])
+    np.testing.assert_array_equal(pop.online[2], clean.online[2])
+    np.testing.assert_array_equal(metrics[1, :6], clean_metrics[1, :6])
+    assert np.isnan(metrics[1, 6:]).all() and np.isnan(metrics[0, 3:]).all()
+    assert pop.grad_steps.tolist() == [3, 6, 9]
+
+
 def test_a_member_state_round_trips():
     configs = [BASE.replace(seed=i) for i in range(3)]
     pop, _ = run_population(configs, initial_params(3), random_rows(3, 5), 5)

@@ -52,13 +52,18 @@ def columns(text: str) -> dict[str, list[str]]:
 
 # CartPole steps through dqn.lockstep's numpy pass, Acrobot one env at a time through gymnasium;
 # with n_step = 1 a member's steps go into its ring without its n-step window.
+# A 30-step limit ends most CartPole episodes by truncation, not termination.
 @pytest.mark.parametrize(
-    "env_id, n_step", [("CartPole-v1", 3), ("Acrobot-v1", 3), ("CartPole-v1", 1)]
+    "env_id, n_step, limit",
+    [("CartPole-v1", 3, None), ("Acrobot-v1", 3, None), ("CartPole-v1", 1, None)]
+    + [("CartPole-v1", 3, 30)],
 )
-def test_a_population_of_one_is_the_single_run(tmp_path, env_id, n_step):
+def test_a_population_of_one_is_the_single_run(tmp_path, env_id, n_step, limit):
     from dqn.loop import train
 
     base = BASE.replace(env_id=env_id, n_step=n_step)
+    if limit is not None:
+        base = base.replace(env_kwargs={"max_episode_steps": limit})
     config = base.replace(seed=5)
     single = train(config, run_dir=tmp_path / "single", progress=False, log_tensorboard=False)
     [member] = train_population(
@@ -114,7 +119,8 @@ def test_cartpoles_stepped_in_one_pass_write_what_gymnasium_one_by_one_writes(
 
 def test_changing_one_member_leaves_the_others_bit_identical(tmp_path):
     members = [Member({"loss": "huber"}, 1, "a"), Member({"loss": "l2"}, 2, "b")]
-    changed = Member({"loss": "huber", "learning_rate": 0.01}, 1, "a")
+    # Its own learning rate and epsilon schedule: each member acts and logs with its own.
+    changed = Member({"loss": "huber", "learning_rate": 0.01, "epsilon_end": 0.3}, 1, "a")
     first = train_population(
         BASE, [*members, Member({}, 3, "c")], out_dir=tmp_path / "x", progress=False
     )
@@ -122,6 +128,7 @@ def test_changing_one_member_leaves_the_others_bit_identical(tmp_path):
         BASE, [changed, members[1], Member({}, 3, "c")], out_dir=tmp_path / "y", progress=False
     )
     assert metrics_text(first[0].run_dir) != metrics_text(second[0].run_dir)
+    assert columns(metrics_text(second[0].run_dir))["epsilon"][-1] == "0.3"
     for i in (1, 2):
         assert metrics_text(first[i].run_dir) == metrics_text(second[i].run_dir)
 
@@ -232,6 +239,66 @@ def test_members_that_cannot_share_a_program_are_refused_before_anything_is_writ
     with pytest.raises(ConfigError, match="unknown loss"):
         train_population(BASE, [({"loss": "hubr"}, 0)], out_dir=tmp_path / "p", progress=False)
     assert not (tmp_path / "p").exists()
+
+
+# Another valid value of each key the members of one program must share (dqn.members).
+OTHER_VALUE = {
+    "env_id": "Acrobot-v1",
+    "env_kwargs": {"max_episode_steps": 100},
+    "hidden_sizes": [8],
+    "activation": "tanh",
+    "batch_size": 16,
+    "total_env_steps": 2_000,
+    "train_every_env_steps": 32,
+    "gradient_steps_per_train": 8,
+    "learning_starts_env_steps": 400,
+    "eval_every_env_steps": 500,
+    "eval_episodes": 2,
+    "final_eval_episodes": 3,
+    "eval_seed": 5,
+    "checkpoint_every_env_steps": 500,
+    "keep_checkpoints": 2,
+    "num_envs": 2,
+    "learner": "tensorflow",
+    "jit_compile": False,
+    "diagnostics": False,
+    "num_threads": 2,
+    "deterministic": False,
+}
+
+
+@pytest.mark.parametrize("key", OTHER_VALUE)
+def test_members_must_share_each_key_of_the_one_program(tmp_path, key):
+    # One member's value would silently hold for all (an eval_seed, a schedule's start).
+    from dqn.members import SHARED_KEYS
+
+    assert set(OTHER_VALUE) == set(SHARED_KEYS)
+    assert getattr(BASE, key) != OTHER_VALUE[key]
+    with pytest.raises(ConfigError, match=f"members differ in '{key}'"):
+        train_population(
+            BASE, [({}, 0), ({key: OTHER_VALUE[key]}, 1)], out_dir=tmp_path / "p", progress=False
+        )
+    assert not (tmp_path / "p").exists()
+
+
+def test_population_members_step_one_env_each(tmp_path):
+    with pytest.raises(ConfigError, match="one env each .*num_envs=2"):
+        train_population(
+            BASE.replace(num_envs=2), [({}, 0), ({}, 1)], out_dir=tmp_path / "p", progress=False
+        )
+    assert not (tmp_path / "p").exists()
+
+
+def test_the_first_solve_is_the_first_evaluation_at_the_bar_and_a_resume_keeps_it(tmp_path):
+    base = BASE.replace(solve_return=1.0)  # every evaluation of CartPole clears it
+    whole = train_population(base, [({}, 0), ({}, 1)], out_dir=tmp_path / "whole", progress=False)
+    assert [m.first_solve_env_step for m in whole] == [1_000, 1_000]
+    shutil.copytree(tmp_path / "whole", tmp_path / "again")
+    (tmp_path / "again" / "population-step.json").write_text(
+        json.dumps({"env_step": 2_000, "stopped": []})
+    )
+    again = resume_population(tmp_path / "again", progress=False)
+    assert [m.first_solve_env_step for m in again] == [1_000, 1_000]
 
 
 def test_a_population_that_does_not_fit_in_memory_is_refused_with_the_bytes():
@@ -415,16 +482,33 @@ def test_a_tensorflow_population_resumes_from_an_older_step_exactly(tmp_path):
     # Resuming from the step-2,000 marker of a finished population recomputes steps 2,001 to
     # 3,000 (the newer checkpoints are dropped): every member's metrics.csv must come out the
     # same, byte for byte. The SIGKILL test above does this with a real kill (numpy learner).
-    base = BASE.replace(learner="tensorflow")
+    # The marker is at step 1,500, between two evaluations and mid-episode, and the target sync
+    # (every 48 grad steps) leaves target and online apart there: the resume must put back the
+    # update metrics gathered since the evaluation at 1,000, each episode's return so far and
+    # the target network, or the rows from 2,000 on differ.
+    base = BASE.replace(
+        learner="tensorflow",
+        checkpoint_every_env_steps=500,
+        keep_checkpoints=6,
+        target_update_every_grad_steps=48,
+    )
     members = [Member({"loss": "huber"}, 0, "a"), Member({"loss": "clipped_delta"}, 1, "b")]
     whole = train_population(base, members, out_dir=tmp_path / "whole", progress=False)
     shutil.copytree(tmp_path / "whole", tmp_path / "again")
     (tmp_path / "again" / "population-step.json").write_text(
-        json.dumps({"env_step": 2_000, "stopped": []})
+        json.dumps({"env_step": 1_500, "stopped": []})
     )
-    again = resume_population(tmp_path / "again", progress=False)
-    for first, second in zip(whole, again):
+    seen = []  # each member's checkpoints when the resumed population first reports progress
+
+    def progress(steps):
+        if not seen:
+            seen.extend(sorted(p.name for p in (r / "checkpoints").iterdir()) for r in run_dirs)
+
+    run_dirs = [tmp_path / "again" / f"{m.label}-seed{m.seed}" for m in members]
+    again = resume_population(tmp_path / "again", progress=progress)
+    for first, second, before in zip(whole, again, seen):
         assert second.run_dir.parent.name == "again"
+        assert before[-1] == "step-000001500"  # the abandoned steps' checkpoints are gone
         assert metrics_text(first.run_dir) == metrics_text(second.run_dir)
         steps = sorted(p.name for p in (second.run_dir / "checkpoints").iterdir())
         assert steps[-1] == "step-000003000"

@@ -112,6 +112,7 @@ def test_a_population_resumed_keeps_a_member_stopped_between_two_of_its_markers(
     a, b = resume_population(out, progress=False, log_tensorboard=False)
     assert (out / "a-seed1" / "summary.json").read_text() == stopped_summary
     assert a.summary["env_steps"] == 1500 and a.summary["stopped_by_on_eval"] is True
+    assert a.history[-1]["env_step"] == 1500  # read back from its metrics.csv
     assert metrics_text(b.run_dir) == metrics_text(plain[1].run_dir)
 
 

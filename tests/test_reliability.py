@@ -411,6 +411,34 @@ def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
     assert len(result.history) == 6 and result.history[-1]["env_step"] == 600
 
 
+def test_a_resume_between_evaluations_puts_back_the_metrics_window_and_the_first_solve(
+    tmp_path,
+):
+    # Checkpoint 300 lies between the evaluations at 200 and 400: the update metrics gathered
+    # since 200 go into the row at 400, and the first solve (200, with a bar every evaluation
+    # clears) must not move to 400.
+    from dqn import DQNConfig, train
+    from dqn.loop import resume
+    from tests.conftest import TINY_RUN
+
+    config = DQNConfig(**TINY_RUN).replace(
+        eval_every_env_steps=200,
+        checkpoint_every_env_steps=100,
+        keep_checkpoints=6,
+        solve_return=1.0,
+    )
+    whole = train(config, run_dir=tmp_path / "whole", progress=False, log_tensorboard=False)
+    assert whole.first_solve_env_step == 200
+    shutil.copytree(tmp_path / "whole", tmp_path / "again")
+    for step in (400, 500, 600):
+        shutil.rmtree(tmp_path / "again" / "checkpoints" / f"step-{step:09d}")
+    again = resume(tmp_path / "again", progress=False, log_tensorboard=False)
+    assert again.first_solve_env_step == 200
+    assert (tmp_path / "again" / "metrics.csv").read_bytes() == (
+        tmp_path / "whole" / "metrics.csv"
+    ).read_bytes()
+
+
 def test_a_run_killed_after_its_final_checkpoint_is_finished_not_trained_again(
     tiny_run, tiny_run_copy, monkeypatch
 ):
