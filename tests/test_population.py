@@ -185,6 +185,33 @@ def test_a_signal_during_the_last_step_finds_the_population_complete(
         assert r.summary["env_steps"] == (3_000 if final else 1_000)
 
 
+def test_a_signal_between_checkpoints_checkpoints_that_step_and_resumes_exactly(
+    tmp_path, monkeypatch
+):
+    from dqn.errors import TrainingInterrupted
+    from dqn.population_loop import PopulationLoop
+
+    evaluate = PopulationLoop._evaluate
+
+    def signalled(self, step, epsilon, active, last):
+        if step == 1_500:  # checkpoints come every 1,000 steps
+            signal.raise_signal(signal.SIGTERM)
+        return evaluate(self, step, epsilon, active, last)
+
+    base = BASE.replace(eval_every_env_steps=500)
+    members = [Member({}, 1), Member({"loss": "l2"}, 2)]
+    with monkeypatch.context() as m:
+        m.setattr(PopulationLoop, "_evaluate", signalled)
+        with pytest.raises(TrainingInterrupted):
+            train_population(base, members, out_dir=tmp_path / "p", progress=False)
+    marker = json.loads((tmp_path / "p" / "population-step.json").read_text())
+    assert marker == {"env_step": 1_500, "stopped": []}
+    resumed = resume_population(tmp_path / "p", progress=False)
+    whole = train_population(base, members, out_dir=tmp_path / "whole", progress=False)
+    for a, b in zip(resumed, whole):
+        assert metrics_text(a.run_dir) == metrics_text(b.run_dir)
+
+
 def test_member_folders_load_as_agents_and_evaluate(tmp_path):
     [member] = train_population(BASE, [({}, 0)], out_dir=tmp_path / "p", progress=False)
     agent = DQNAgent.load(member.run_dir)
@@ -512,6 +539,11 @@ def test_a_tensorflow_population_resumes_from_an_older_step_exactly(tmp_path):
         assert metrics_text(first.run_dir) == metrics_text(second.run_dir)
         steps = sorted(p.name for p in (second.run_dir / "checkpoints").iterdir())
         assert steps[-1] == "step-000003000"
+        # Every episode's return, the one open at 1,500 too (metrics.csv's mean of the last
+        # ten may no longer hold it).
+        last = Path("checkpoints") / "step-000003000" / "loop.npz"
+        with np.load(first.run_dir / last) as x, np.load(second.run_dir / last) as y:
+            assert x["episode_returns"].tobytes() == y["episode_returns"].tobytes()
 
 
 def test_a_population_killed_before_its_summaries_is_finished_not_trained_again(tmp_path):
