@@ -81,6 +81,23 @@ def test_epsilon_greedy_is_greedy_at_zero_and_uniform_at_one():
     assert all(agent.act(obs, 0.0) == greedy for _ in range(20))
     picks = [agent.act(obs, 1.0) for _ in range(2000)]
     assert 0.45 < np.mean(picks) < 0.55
+    # Greedy acting spends no exploration draw: evaluations leave training's draws as they are.
+    draws = agent.rng.bit_generator.state
+    agent.act(obs)
+    agent.act_batch(np.zeros((4, 3), np.float32))
+    assert agent.rng.bit_generator.state == draws
+
+
+def test_act_batch_is_the_argmax_of_q_values_and_explores_an_epsilon_share_of_rows():
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    obs = np.random.default_rng(3).normal(size=(2000, 3)).astype(np.float32)
+    greedy = agent.q_values(obs).argmax(axis=1)
+    assert 0.05 < greedy.mean() < 0.95  # both actions are some rows' argmax: argmin would fail
+    np.testing.assert_array_equal(agent.act_batch(obs), greedy)
+    np.testing.assert_array_equal(agent.act_batch(obs[:5]), [agent.act(o) for o in obs[:5]])
+    # epsilon 0.1: a tenth of the rows draw uniformly, so about 95% stay greedy (+-1.5% at
+    # four standard deviations of the binomial).
+    assert 0.93 < (agent.act_batch(obs, 0.1) == greedy).mean() < 0.97
 
 
 def test_a_custom_network_that_is_not_a_chain_still_works():
@@ -95,6 +112,7 @@ def test_a_custom_network_that_is_not_a_chain_still_works():
     assert np.isfinite(metrics["loss"])
     obs = np.ones((4, 3), np.float32)
     np.testing.assert_allclose(agent.q_values(obs), agent.online(obs).numpy(), rtol=1e-5, atol=1e-6)
+    assert agent.q_values(obs[0]).shape == (2,)  # one observation: one row of Q-values
 
 
 def test_save_load_round_trip_gives_identical_q_values_and_next_update(tmp_path):

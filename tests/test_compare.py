@@ -393,3 +393,19 @@ def test_too_few_runs_for_an_interval_say_so_rather_than_a_zero_width_one():
     row = next(line for line in text.splitlines() if line.startswith("| huber |"))
     assert "| 5,000 [n/a, n/a] | 500 [n/a] |" in row
     assert "P(huber > clipped_delta) on final evaluation: 1.00 [no 95% CI with one run]" in text
+
+
+def test_the_summary_counts_a_final_eval_at_the_bar_and_shows_the_largest_q():
+    from dqn.compare import seed_table
+    from dqn.report import summary_markdown
+
+    rows = [
+        result_row(variant="huber", seed=0, final_eval_mean=475.0, eval_auc=123.0, q_abs_max=10.0),
+        result_row(variant="huber", seed=1, final_eval_mean=474.9, eval_auc=123.0, q_abs_max=30.0),
+    ]
+    row = next(line for line in summary_markdown(rows, 475.0).splitlines() if "| huber |" in line)
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[4].startswith("1/2")  # ended >= 475: the run at exactly 475 counts
+    assert "| 30.0 |" in row  # max abs Q: the largest of the runs', not their mean
+    table = seed_table(rows)
+    assert "| huber | 0 | not reached | 475.0 | 1.0 |" in table and "123.0" not in table

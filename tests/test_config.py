@@ -411,3 +411,38 @@ def test_the_configuration_page_lists_the_keys_as_dqn_train_keys_prints_them():
     page = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
     block = page.read_text().split("```\n")[1]
     assert block == describe_keys() + "\n", "renew it from `dqn-train --keys`"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(batch_size=64, buffer_size=64),
+        dict(learning_rate=1e-3, learning_rate_end=1e-3),  # a constant rate
+        dict(epsilon_start=0.1, epsilon_end=0.1),  # a constant epsilon
+        dict(n_step=3, learning_starts_env_steps=2),  # num_envs * n_step - 1
+    ],
+    ids=["batch = buffer", "rate end = start", "epsilon end = start", "starts = n_step - 1"],
+)
+def test_each_rule_allows_its_bound_itself(changes):
+    DQNConfig(**changes)
+
+
+def test_a_target_sync_as_long_as_the_run_is_allowed_and_one_step_more_is_not():
+    from dqn.config import total_grad_steps
+
+    config = DQNConfig(total_env_steps=5_000)
+    DQNConfig(total_env_steps=5_000, target_update_every_grad_steps=total_grad_steps(config))
+    with pytest.raises(ConfigError, match="target_update_every_grad_steps"):
+        DQNConfig(
+            total_env_steps=5_000, target_update_every_grad_steps=total_grad_steps(config) + 1
+        )
+    with pytest.raises(ConfigError, match="= 2, got 1"):
+        DQNConfig(n_step=3, learning_starts_env_steps=1)
+
+
+def test_a_saved_config_reads_back_its_own_n_step(tmp_path):
+    # Only a config saved without the key reads as one-step targets (the test above).
+    from dqn.config import read_saved_config
+
+    DQNConfig(n_step=5).to_yaml(tmp_path / "c.yaml")
+    assert read_saved_config(tmp_path / "c.yaml").n_step == 5

@@ -9,6 +9,7 @@ from dqn.diagnostics import (
     hidden_unit_stats,
     layer_grad_norms,
     saturated_unit_fraction,
+    unit_columns,
 )
 from dqn.replay import ReplayBuffer
 
@@ -25,6 +26,13 @@ def test_saturated_fraction_for_tanh_and_sigmoid():
     assert saturated_unit_fraction(sig_out, "sigmoid") == 0.5
     stats = hidden_unit_stats([tanh_out], ["tanh", "linear"])
     assert stats == {"saturated_fraction/hidden_0": 2 / 3}
+    # Near the bounds but inside them: |tanh| <= 0.99, a sigmoid in [0.005, 0.995].
+    assert saturated_unit_fraction(np.full((2, 3), 0.95), "tanh") == 0.0
+    assert saturated_unit_fraction(np.full((2, 3), 0.02), "sigmoid") == 0.0
+    # Each layer by its own activation's rule; the Q head (not a hidden layer) has no column.
+    mixed = hidden_unit_stats([tanh_out, sig_out], ["tanh", "sigmoid", "linear"])
+    assert mixed == {"saturated_fraction/hidden_0": 2 / 3, "saturated_fraction/hidden_1": 0.5}
+    assert unit_columns(["relu", "relu"]) == [(0, "dead")]
 
 
 def test_layer_grad_norms():

@@ -312,3 +312,23 @@ def test_a_refusing_export_process_prints_one_line_and_exits_2(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "corrupt checkpoint" in proc.stderr
     assert tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["agent"]
+
+
+def test_the_policy_is_the_online_network_and_acts_by_its_argmax():
+    # In process, without a SavedModel on disk: the module dqn-export saves. The target is
+    # moved away from the online network first (at a sync they are equal).
+    from dqn import DQNAgent
+    from dqn.export import policy_module
+
+    agent = DQNAgent(
+        gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
+        gym.spaces.Discrete(3),
+        DQNConfig(hidden_sizes=(8,), jit_compile=False),
+    )
+    agent.state = agent.state._replace(target=agent.state.target + 0.5)
+    module = policy_module(agent.online, 4)
+    obs = np.random.default_rng(0).normal(size=(500, 4)).astype(np.float32)
+    q = agent.q_values(obs)
+    np.testing.assert_allclose(module.q_values(obs)["q_values"].numpy(), q, rtol=1e-5, atol=1e-6)
+    assert len(set(q.argmax(axis=1))) > 1  # not one action everywhere: argmin would differ
+    np.testing.assert_array_equal(module.action(obs)["action"].numpy(), q.argmax(axis=1))

@@ -166,3 +166,20 @@ def test_stopped_members_cost_no_arithmetic(monkeypatch):
     pop.burst(rows)
     assert widths == [2, 2, 2, 5, 5, 5]
     assert pop.grad_steps.tolist() == [6, 3, 6, 3, 3]
+
+
+def test_a_burst_reports_the_mean_of_its_steps_and_the_max_of_the_max_metrics():
+    from dqn.step_metrics import METRIC_NAMES
+
+    rows = random_rows(1, 6)[0]  # [K, B, W]
+    whole = NumpyLearner(SHAPES, ACTS, BASE, initial_params(1)[0])
+    steps = NumpyLearner(SHAPES, ACTS, BASE, initial_params(1)[0])
+    burst = whole.burst(rows)
+    each = np.stack([steps.burst(rows[i : i + 1]) for i in range(len(rows))])
+    for name in ("loss", "q_mean", "grad_norm", "td_error_abs_mean"):
+        j = METRIC_NAMES.index(name)
+        np.testing.assert_allclose(burst[j], each[:, j].mean(), rtol=1e-5)
+    for name in ("q_abs_max", "td_error_abs_max"):  # the divergence guard reads q_abs_max
+        j = METRIC_NAMES.index(name)
+        assert each[:, j].max() > each[:, j].mean()  # so a mean would differ
+        np.testing.assert_allclose(burst[j], each[:, j].max(), rtol=1e-6)
