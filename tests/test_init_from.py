@@ -20,6 +20,9 @@ OBS = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
 
 def test_start_from_copies_both_networks_and_nothing_else(tiny_run):
     source = DQNAgent.load(tiny_run)
+    # The tiny run ends at a target sync (target = online): its target is moved, so that a
+    # copy of the online network in the target's place is seen.
+    source.state = source.state._replace(target=source.state.target * 0.5)
     env = config_env(CONFIG)
     agent = DQNAgent(env.observation_space, env.action_space, CONFIG.replace(seed=5))
     assert not np.array_equal(agent.q_values(OBS), source.q_values(OBS))
