@@ -314,7 +314,7 @@ def test_a_refusing_export_process_prints_one_line_and_exits_2(tmp_path):
     assert tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["agent"]
 
 
-def test_the_policy_is_the_online_network_and_acts_by_its_argmax():
+def test_the_policy_is_the_online_network_and_acts_by_its_argmax(tmp_path, monkeypatch):
     # In process, without a SavedModel on disk: the module dqn-export saves. The target is
     # moved away from the online network first (at a sync they are equal).
     from dqn import DQNAgent
@@ -332,3 +332,10 @@ def test_the_policy_is_the_online_network_and_acts_by_its_argmax():
     np.testing.assert_allclose(module.q_values(obs)["q_values"].numpy(), q, rtol=1e-5, atol=1e-6)
     assert len(set(q.argmax(axis=1))) > 1  # not one action everywhere: argmin would differ
     np.testing.assert_array_equal(module.action(obs)["action"].numpy(), q.argmax(axis=1))
+    # and what dqn-export and export_policy save is that module of the online network
+    import dqn.export
+
+    saved = []
+    monkeypatch.setattr(dqn.export, "save_policy", lambda model, *_: saved.append(model))
+    dqn.export._write_agent(agent, tmp_path / "model", tflite=False)
+    assert saved == [agent.online]
