@@ -115,6 +115,20 @@ def test_saving_onto_a_folder_with_other_files_is_refused(agent_copy, tmp_path):
     assert listing(tmp_path) == before
 
 
+def test_saving_onto_a_folder_whose_agent_file_name_is_a_folder_of_files_is_refused(
+    agent_copy, tmp_path
+):
+    # Named as an agent file, but a folder: what is in it is not an earlier save's.
+    (agent_copy / "online.keras").unlink()
+    (agent_copy / "online.keras").mkdir()
+    (agent_copy / "online.keras" / "mine.txt").write_text("keep me\n")
+    agent = DQNAgent(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), gym.spaces.Discrete(2), CONFIG)
+    before = listing(tmp_path)
+    with pytest.raises(DQNError, match="it holds online.keras, which an agent save"):
+        agent.save(agent_copy)
+    assert listing(tmp_path) == before
+
+
 def test_saving_onto_the_agent_of_a_checkpoint_is_refused(tiny_run_copy):
     agent_dir = latest(tiny_run_copy) / "agent"
     before = listing(tiny_run_copy)
@@ -183,6 +197,15 @@ BAD_FOLDERS = {
         ),
         ["optimizer.npz: adam_m has shape (3,), the networks have 114 parameters"],
     ),
+    "the second Adam moment alone of another size": (
+        lambda d: np.savez(
+            d / "optimizer.npz",
+            adam_m=np.zeros(114, np.float32),
+            adam_v=np.zeros(3, np.float32),
+            adam_step=np.float32(1),
+        ),
+        ["optimizer.npz: adam_v has shape (3,), the networks have 114 parameters"],
+    ),
 }
 
 
@@ -207,6 +230,44 @@ def test_a_checkpoint_whose_config_names_another_env_is_refused(tiny_run_copy):
     write_manifest(ckpt, 600)  # as a crafted or hand-edited checkpoint would be signed
     fragments = ["config.yaml: env_id Acrobot-v1 has observations of shape (6,) and 3 actions"]
     assert_load_refused(tiny_run_copy, fragments, tiny_run_copy)
+
+
+class FourObservationsThreeActions(gym.Env):
+    """CartPole's observation size with one action more."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(4, np.float32), 0.0, True, False, {}
+
+
+if "DqnTestFourThree-v0" not in gym.registry:
+    gym.register("DqnTestFourThree-v0", entry_point=FourObservationsThreeActions)
+
+
+def test_a_checkpoint_whose_env_has_the_same_observations_but_other_actions_is_refused(
+    tiny_run_copy,
+):
+    ckpt = only_latest(tiny_run_copy)
+    edit_text(ckpt / "agent" / "config.yaml", "CartPole-v1", "DqnTestFourThree-v0")
+    write_manifest(ckpt, 600)
+    fragments = ["env_id DqnTestFourThree-v0 has observations of shape (4,) and 3 actions"]
+    assert_load_refused(tiny_run_copy, fragments, tiny_run_copy)
+
+
+def test_a_checkpoint_folder_loaded_by_its_own_path_is_checked_against_its_manifest(
+    tiny_run_copy,
+):
+    ckpt = latest(tiny_run_copy)
+    with open(ckpt / "agent" / "config.yaml", "a") as fh:
+        fh.write("# an edit that changes no key\n")
+    with pytest.raises(CheckpointError, match="does not match its checksum"):
+        DQNAgent.load(ckpt)
 
 
 # ---------------------------------------------------------------------- 3. the manifest's list

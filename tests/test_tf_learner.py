@@ -73,11 +73,12 @@ def state_for(flat):
 
 
 def test_zero_grad_fraction_is_exact_for_known_td_errors():
-    # W = 0 so Q = 0 and td_error = reward (terminated: no bootstrap): rewards -3, -1, 0.5, 2.
+    # W = 0 so Q = 0 and td_error = reward (terminated: no bootstrap): rewards -3, -1, 1e-4, 2.
+    # A gradient of 1e-4 is small, not zero: the fraction counts exact zeros only.
     batch = (
         tf.constant([[1.0, 0.0]] * 4),
         tf.constant([0, 1, 0, 1]),
-        tf.constant([-3.0, -1.0, 0.5, 2.0]),
+        tf.constant([-3.0, -1.0, 1e-4, 2.0]),
         tf.constant([[0.0, 0.0]] * 4),
         tf.ones(4),
     )
