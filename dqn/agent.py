@@ -26,8 +26,9 @@ from dqn.agent_files import (
 from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
-from dqn.envs import all_finite, check_spaces
+from dqn.envs import check_spaces
 from dqn.errors import ConfigError, InputError, first_line
+from dqn.finite import all_finite
 from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NetworkFn, NumpyMLP, build_mlp, is_default_mlp

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
-import math
 import os
 import traceback
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import numpy as np
 
 from dqn.config import DQNConfig
 from dqn.errors import ConfigError, NonFiniteEnvError, UnsupportedSpaceError, first_line
+from dqn.finite import all_finite, in_float32_range
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
@@ -224,41 +224,6 @@ def checked_reward(reward, env: gym.Env) -> float:
 
 
 # ---------------------------------------------------------------------- NaN and inf
-# The networks compute in float32: a value beyond its range (|x| > 3.4e38) is inf to them.
-F32_MAX = float(np.finfo(np.float32).max)
-
-
-def all_finite(values) -> bool:
-    """True when no value is NaN, inf or beyond float32's range; costs well under a microsecond
-    for one env's step."""
-    values = np.asarray(values)
-    narrow = values.itemsize <= 4  # float32 and narrower: beyond float32's range is inf already
-    if 0 < values.size <= 64:
-        # A NaN or inf carries through a sum, and a Python sum of a few floats is several times
-        # cheaper than a ufunc call; wider values beyond float32's range can cancel in it, so
-        # their min and max are held to that range too. Otherwise the exact test below decides.
-        flat = values.ravel().tolist()
-        if math.isfinite(sum(flat)) and (narrow or -F32_MAX <= min(flat) <= max(flat) <= F32_MAX):
-            return True
-    return bool((np.isfinite(values) if narrow else _in_range(values)).all())
-
-
-def as_float32(values) -> np.ndarray:
-    """``values`` in float32, the networks' and the replay rings' type, without numpy's
-    overflow warning: a value beyond float32's range becomes inf, and the checks of the
-    values as given (``non_finite_rows``) have named it already."""
-    values = np.asarray(values)
-    if values.dtype == np.float32:
-        return values
-    with np.errstate(over="ignore"):
-        return values.astype(np.float32)
-
-
-def _in_range(values: np.ndarray) -> np.ndarray:
-    """Elementwise: finite in float32 (False for NaN, inf and |x| > 3.4e38)."""
-    return np.abs(values.astype(np.float64)) <= F32_MAX
-
-
 def _why(values: np.ndarray) -> str:
     if np.isfinite(values).all():
         return "beyond float32's range, which the network computes in: inf to it"
@@ -274,11 +239,11 @@ def non_finite_rows(obs, rewards=None) -> dict[int, str]:
         return {}
     rows = np.atleast_1d(np.asarray(obs))
     rows = rows.reshape(-1, rows.shape[-1])
-    bad_obs = ~_in_range(rows).all(axis=1)
+    bad_obs = ~in_float32_range(rows).all(axis=1)
     bad = bad_obs.copy()
     if rewards is not None:
         rewards = np.asarray(rewards, np.float64).reshape(-1)
-        bad |= ~_in_range(rewards)
+        bad |= ~in_float32_range(rewards)
     return {
         int(j): f"the observation {rows[j].tolist()} ({_why(rows[j])})"
         if bad_obs[j]

@@ -62,7 +62,7 @@ class Lockstep:
         envs = [self.envs[i] for i in idx]
         return (
             # As the envs gave them (float64 stays float64): a value beyond float32's range is
-            # named as it was, then cast (``dqn.envs.as_float32``).
+            # named as it was, then cast (``dqn.finite.as_float32``).
             np.array([checked_obs(o[0], self.shape, e) for o, e in zip(out, envs)]).reshape(
                 len(out), -1
             ),

@@ -23,16 +23,11 @@ from dqn import checkpoint
 from dqn.config import DQNConfig
 from dqn.diagnostics import PROBE_SIZE, hidden_unit_stats, layer_grad_norms
 from dqn.divergence import check_update, updates_pass
-from dqn.envs import (
-    as_float32,
-    config_env,
-    empty_replay_error,
-    non_finite_rows,
-    training_stop,
-)
+from dqn.envs import config_env, empty_replay_error, non_finite_rows, training_stop
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError, add_note
 from dqn.evaluation import evaluate_members
+from dqn.finite import as_float32
 from dqn.lockstep import lockstep
 from dqn.loop import ask_on_eval, linear_epsilon, multiples_between
 from dqn.member_agent import MemberAgent
@@ -87,9 +82,7 @@ class PopulationLoop:
                 net.flat.shapes, net.activations, [s.config for s in slots], learner.online
             )
         )
-        # The first observations as given, for the first check (run), then in float32.
-        self._first_obs = np.stack([s.loop.obs[0] for s in slots])
-        self.obs = as_float32(self._first_obs)
+        self.obs = as_float32(self._first_obs())
         self.bounds = np.array([s.bound for s in slots])  # each member's divergence guard
         # Members with n_step = 1 store each step as it comes, without their n-step window.
         self.direct = [s.window.n == 1 for s in slots]
@@ -140,7 +133,7 @@ class PopulationLoop:
             with Interrupt() as stop:
                 # The first observations (a reset's or a checkpoint's); later ones are checked
                 # as the step or reset that returns them.
-                self._stop_non_finite(active, step, range(len(self.slots)), self._first_obs)
+                self._stop_non_finite(active, step, range(len(self.slots)), self._first_obs())
                 while step < shared.total_env_steps and active.any():
                     epsilon = eps.at(step + 1)
                     self._act_and_store(epsilon, active, step)
@@ -258,6 +251,11 @@ class PopulationLoop:
                     self._stop(i, active, step, exc)
                     continue
             self.slots[i].metrics.add(values[i])
+
+    def _first_obs(self) -> np.ndarray:
+        """The members' first observations (a reset's or a checkpoint's) as their envs gave
+        them: checked so, then cast to float32 (1e39 is named as 1e39, not as inf)."""
+        return np.stack([s.loop.obs[0] for s in self.slots])
 
     def _stop_non_finite(self, active, step, members, obs, rewards=None) -> None:
         """Stop each active member whose env returned a NaN or inf: member ``members[j]``'s

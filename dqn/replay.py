@@ -8,9 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dqn.errors import ConfigError
-
-# The learners compute in float32: a value beyond its range (|x| > 3.4e38) is inf to them.
-_F32_MAX = float(np.finfo(np.float32).max)
+from dqn.finite import in_float32_range
 
 
 class Batch(NamedTuple):
@@ -212,9 +210,8 @@ def check_batch(batch: Batch, obs_dim: int, n_actions: int) -> None:
             )
         if value.dtype != bool and not np.issubdtype(value.dtype, np.number):
             raise InputError(f"batch.{name} must hold numbers, got dtype {value.dtype}")
-        wide = value.astype(np.float64)
-        if not (np.abs(wide) <= _F32_MAX).all():  # pack_batch casts to float32: 1e39 is inf
-            why = "NaN or infinite" if not np.isfinite(wide).all() else "float32-overflowing"
+        if not in_float32_range(value).all():  # pack_batch casts to float32: 1e39 is inf
+            why = "NaN or infinite" if not np.isfinite(value).all() else "float32-overflowing"
             raise InputError(f"batch.{name} holds {why} values")
     actions = np.asarray(batch.actions, np.float64)
     if (actions != np.round(actions)).any() or actions.min() < 0 or actions.max() >= n_actions:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dqn.errors import SignalInterrupt
+from dqn.finite import F32_MAX
 from dqn.io import atomic_write_text
 from dqn.run_state import LoopState, metrics_csv_rows
 from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES
@@ -214,7 +215,6 @@ class Interrupt:
             signal.signal(sig, handler)
 
 
-_F32_MAX = float(np.finfo(np.float32).max)
 _SHARED_STOP = None  # in a study's worker process: the study's stop event (``share_stop``)
 
 
@@ -256,5 +256,5 @@ def _write_tensorboard(writer, row: dict) -> None:
         for key, value in row.items():
             # TensorBoard keeps float32: a NaN, an inf or a return beyond float32's range (an
             # episode's float64 sum of large rewards) is in metrics.csv only.
-            if key != "env_step" and isinstance(value, float) and abs(value) <= _F32_MAX:
+            if key != "env_step" and isinstance(value, float) and abs(value) <= F32_MAX:
                 tf.summary.scalar(key, value)

@@ -14,7 +14,17 @@ PACKAGE = ROOT / "dqn"
 
 # Helpers are read by all and import only helpers. A module may import its own layer, a lower
 # one or a helper, never a higher layer.
-HELPERS = {"config", "errors", "envs", "envstate", "io", "lockstep", "runtime", "terminal"}
+HELPERS = {
+    "config",
+    "errors",
+    "envs",
+    "envstate",
+    "finite",
+    "io",
+    "lockstep",
+    "runtime",
+    "terminal",
+}
 LAYERS = {
     1: {"losses", "networks", "activations", "diagnostics", "nstep", "step_metrics", "replay"}
     | {"fastcall", "backprop"},  # math and replay; the numpy backprop lab
