@@ -155,6 +155,16 @@ def test_an_atomic_folder_write_never_replaces_a_file(tmp_path):
 
 
 # ---------------------------------------------------------------------- 2. inconsistent folders
+def adam_moments(agent_dir: Path, m_size: int, v_size: int) -> None:
+    """An optimizer.npz whose two moments have these sizes (the networks have 114 parameters)."""
+    np.savez(
+        agent_dir / "optimizer.npz",
+        adam_m=np.zeros(m_size, np.float32),
+        adam_v=np.zeros(v_size, np.float32),
+        adam_step=np.float32(1),
+    )
+
+
 BAD_FOLDERS = {
     "no grad_steps": (
         lambda d: edit_json(d / "agent.json", grad_steps=None),
@@ -189,21 +199,11 @@ BAD_FOLDERS = {
         ["agent.json: not a JSON object"],
     ),
     "Adam moments of another size": (
-        lambda d: np.savez(
-            d / "optimizer.npz",
-            adam_m=np.zeros(3, np.float32),
-            adam_v=np.zeros(3, np.float32),
-            adam_step=np.float32(1),
-        ),
+        lambda d: adam_moments(d, 3, 3),
         ["optimizer.npz: adam_m has shape (3,), the networks have 114 parameters"],
     ),
     "the second Adam moment alone of another size": (
-        lambda d: np.savez(
-            d / "optimizer.npz",
-            adam_m=np.zeros(114, np.float32),
-            adam_v=np.zeros(3, np.float32),
-            adam_step=np.float32(1),
-        ),
+        lambda d: adam_moments(d, 114, 3),
         ["optimizer.npz: adam_v has shape (3,), the networks have 114 parameters"],
     ),
 }
