@@ -256,6 +256,41 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
     assert tasks[0][2][1] == str(ended.resolve())
 
 
+def test_a_chunk_that_cannot_resume_trains_again_whole_its_ended_member_too(tmp_path):
+    # A member the guard stopped before the chunk's first common checkpoint has ended (its
+    # summary says so) while the others have not: the chunk starts again whole, that member
+    # trained again beside them, since a population of the others alone is another program.
+    from dqn.population_files import STEP_FILE
+    from dqn.study_runs import STUDY_RUN, Job, _population_worker
+
+    settings = {**SETTINGS, "total_env_steps": 2000, "checkpoint_every_env_steps": 1000}
+    base = DQNConfig.from_yaml(
+        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in settings.items()]
+    )
+    wild = base.replace(loss="l2", learning_rate=5.0, learning_rate_end=None)
+    jobs = [
+        Job("wild-seed0", wild.to_dict(), "wild", str(tmp_path / "wild")),
+        Job("huber-seed1", base.replace(seed=1).to_dict(), "huber", str(tmp_path / "calm")),
+    ]
+    chunk = tmp_path / "populations" / "chunk"
+    first = _population_worker(jobs, str(chunk))
+    (_, stopped), (_, running) = first
+    assert stopped["diverged_at_env_step"] < 1000 and running["diverged_at_env_step"] is None
+    runs = [Path(job.folder) / STUDY_RUN for job in jobs]
+    before = [(r / "metrics.csv").read_text() for r in runs]
+    written = (runs[0] / "summary.json").stat().st_mtime_ns
+
+    # As if killed before the first step every running member checkpointed.
+    (chunk / STEP_FILE).unlink()
+    shutil.rmtree(runs[1] / "checkpoints")
+    (runs[1] / "summary.json").unlink()
+    time.sleep(0.01)  # a rewritten file's mtime differs from the first one's
+    again = _population_worker(jobs, str(chunk))
+    assert (runs[0] / "summary.json").stat().st_mtime_ns != written
+    assert [(r / "metrics.csv").read_text() for r in runs] == before
+    assert again[1][1]["final_eval_mean"] == running["final_eval_mean"]
+
+
 def children(pid: int) -> list[int]:
     """The pids whose parent is ``pid`` (Linux's /proc)."""
     found = []
