@@ -19,9 +19,6 @@ from benchmarks.learner_anatomy import BEST, P2_TARGET
 from benchmarks.regimes import VECTOR_ENVS
 from dqn.runtime import usable_cores
 
-# A reference in (e)'s note only, never a divisor: CleanRL's dqn.py at its default settings,
-# quoted in issue 5 (gymnasium 0.29), measured on another machine and not run here.
-CLEANRL_STEPS_PER_SECOND = 8_100
 # (e)'s target was first set against CleanRL's dqn.py; it applies to the ratio against SB3.
 TARGETS = {"a": "<= 0.3", "b": ">= 4", "c": ">= 4", "d": "<= 0.3", "e": ">= 3", "f": "<= 1.1"}
 TARGETS.update({"p1": ">= 20", "p2": f"<= {P2_TARGET} floor"})
@@ -238,10 +235,7 @@ def table(results: dict, quick: bool) -> str:
             "transitions (the ratio of updates to transitions is unchanged); it is timed by "
             "dqn's own training clock (first reset to last step, the final evaluation "
             "excluded). The target >= 3 was first set against CleanRL's dqn.py, which is a "
-            "script, not a package, and is not run here; it applies to the ratio against SB3. "
-            f"For reference only (not run here, measured on another machine): CleanRL's dqn.py "
-            f"at these settings, {CLEANRL_STEPS_PER_SECOND:,} env steps/s (issue 5, gymnasium "
-            "0.29); no number in the table is divided by it."
+            "script, not a package, and is not run here; it applies to the ratio against SB3."
         )
     if "f" in results:
         runs_f = {k: [x for x in v if x] for k, v in results["f"].items()}
