@@ -361,3 +361,21 @@ def test_a_saved_config_says_when_a_network_fn_built_the_network(tmp_path):
         assert DQNAgent.load(tmp_path / name).network_note() == (
             None if first_line is None else DQNAgent(OBS, ACTIONS, SMALL, network_fn).network_note()
         )
+
+
+def test_each_layers_slice_of_the_flat_vector_holds_its_kernel_and_its_bias():
+    # Per-layer gradient norms (diagnostics) are taken over these slices.
+    from dqn.networks import FlatNetwork, build_mlp
+
+    net = FlatNetwork(build_mlp(3, 2, [4], "relu", 0))  # 3 * 4 + 4 = 16, then 4 * 2 + 2 = 10
+    assert net.layer_slices() == {"hidden_0": slice(0, 16), "q": slice(16, 26)}
+
+
+def test_dense_layers_wired_other_than_a_chain_get_no_numpy_mirror():
+    # One Dense layer applied twice: a chain of its layers would compute another function.
+    from dqn.networks import FlatNetwork, NumpyMLP
+
+    inputs = keras.Input(shape=(3,))
+    shared = keras.layers.Dense(3, activation="tanh")
+    net = FlatNetwork(keras.Model(inputs, keras.layers.Dense(2)(shared(shared(inputs)))))
+    assert NumpyMLP.mirror(net, net.read()) is None

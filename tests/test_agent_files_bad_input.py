@@ -154,6 +154,34 @@ def test_an_atomic_folder_write_never_replaces_a_file(tmp_path):
     assert listing(tmp_path) == {"out": tree(tmp_path)["out"]}
 
 
+def test_an_atomic_folder_write_never_replaces_a_symlink(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(NotADirectoryError, match="exists and is not a folder"):
+        write_dir_atomically(tmp_path / "out", lambda folder: (folder / "x").write_text("x"))
+    assert (tmp_path / "out").is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "elsewhere",
+        "out",
+    ]
+
+
+def test_a_file_write_that_fails_keeps_the_old_file_and_leaves_no_temporary_one(
+    tmp_path, monkeypatch
+):
+    from dqn import io
+
+    path = tmp_path / "summary.json"
+    io.atomic_write_text(path, "old")
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        io.atomic_write_text(path, "new")
+    assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
+
+
 # ---------------------------------------------------------------------- 2. inconsistent folders
 def adam_moments(agent_dir: Path, m_size: int, v_size: int) -> None:
     """An optimizer.npz whose two moments have these sizes (the networks have 114 parameters)."""
@@ -205,6 +233,12 @@ BAD_FOLDERS = {
     "the second Adam moment alone of another size": (
         lambda d: adam_moments(d, 114, 3),
         ["optimizer.npz: adam_v has shape (3,), the networks have 114 parameters"],
+    ),
+    "adam_step not a scalar": (
+        lambda d: np.savez(
+            d / "optimizer.npz", adam_m=np.zeros(114), adam_v=np.zeros(114), adam_step=np.ones(2)
+        ),
+        ["optimizer.npz: adam_step has shape (2,), not a scalar"],
     ),
 }
 

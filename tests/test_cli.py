@@ -229,6 +229,22 @@ def test_a_command_whose_reader_is_gone_finishes_its_run_and_exits_0(closed, tmp
         assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr, proc.stderr
 
 
+def test_once_a_write_meets_a_closed_pipe_the_streams_later_output_goes_nowhere():
+    """The interpreter flushes the stream itself once more at exit: text written after the
+    first failure (the summary) raised there, 'Exception ignored' and exit code 120."""
+    import os
+
+    from dqn.terminal import _Survivor
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with open(write_end, "w") as stream:
+        survivor = _Survivor(stream)
+        survivor.write("x" * 100_000)  # more than the buffer: written at once, and fails
+        survivor.write("the summary\n")  # buffered
+        stream.flush()  # as the interpreter does at exit: must not raise
+
+
 @pytest.mark.parametrize(
     "main",
     [

@@ -82,6 +82,26 @@ def test_a_hold_ends_with_its_process_however_it_ends(tmp_path):
     assert not (folder / LOCK_FILE).exists()
 
 
+def test_a_lock_file_removed_as_it_is_locked_is_taken_again_not_held_removed(tmp_path, monkeypatch):
+    """The holder before ends (and removes its file) between our open and our flock: a lock on
+    the removed file would hold nothing, and a third process could take the folder too."""
+    import fcntl
+
+    folder, calls = tmp_path / "run", []
+    flock = fcntl.flock
+
+    def holder_ends_first(fd, operation):
+        if not calls:
+            (folder / LOCK_FILE).unlink()
+        calls.append(fd)
+        return flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", holder_ends_first)
+    with hold_folders([folder]):
+        assert (folder / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+    assert len(calls) == 2
+
+
 def test_holding_several_folders_is_all_or_nothing(tmp_path):
     free, busy = tmp_path / "free", tmp_path / "busy"
     free.mkdir()

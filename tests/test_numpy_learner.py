@@ -243,3 +243,16 @@ def test_both_learners_count_the_same_samples_over_the_bound_and_without_gradien
         assert metric["zero_grad_fraction"] == pytest.approx(2 / 5)
         assert metric["td_error_abs_max"] == 3.0 and metric["q_abs_max"] == 4.0
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_the_learning_rate_holds_its_end_value_once_its_schedule_is_over():
+    # An agent updated past the run's planned gradient steps (agent.update, a longer run from
+    # it) keeps learning_rate_end: the decay carried on would turn the rate negative.
+    from dqn.config import total_grad_steps
+
+    config = DQNConfig(learning_rate=1e-3, learning_rate_end=1e-4)
+    at_end, beyond = float64_learner(config), float64_learner(config)
+    at_end.grad_steps, beyond.grad_steps = total_grad_steps(config), 5 * total_grad_steps(config)
+    at_end.step(*batch())
+    beyond.step(*batch())
+    np.testing.assert_array_equal(beyond.online, at_end.online)

@@ -230,3 +230,15 @@ def test_a_run_whose_columns_the_loaded_network_does_not_write_is_refused_untouc
     with pytest.raises(CheckpointError, match="has no column grad_norm/x that the loaded"):
         resume(run_dir, progress=False, log_tensorboard=False)
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_metrics_csv_holds_each_row_by_the_time_on_eval_gets_it(tmp_path):
+    # A user watching a run (tail -f, a notebook reading metrics.csv) sees each row as it comes.
+    rows_on_disk = []
+
+    def count(row, agent):
+        text = (tmp_path / "run" / "metrics.csv").read_text()
+        rows_on_disk.append(len(text.splitlines()) - 1)  # less the header
+
+    train(CONFIG, run_dir=tmp_path / "run", progress=False, on_eval=count, log_tensorboard=False)
+    assert rows_on_disk == list(range(1, len(rows_on_disk) + 1)) and len(rows_on_disk) > 1

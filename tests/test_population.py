@@ -621,3 +621,18 @@ def test_a_population_folder_listing_no_members_is_refused(tmp_path):
     (tmp_path / "population.json").write_text('{"members": []}')
     with pytest.raises(CheckpointError, match="lists no members"):
         resume_population(tmp_path)
+
+
+def test_a_progress_callback_gets_the_env_steps_of_every_running_member():
+    from types import SimpleNamespace
+
+    from dqn.population_progress import REPORT_EVERY, progress_reporter
+
+    slots = [SimpleNamespace(stopped=None), SimpleNamespace(stopped=None)]
+    loop = SimpleNamespace(step=0, slots=slots)
+    got = []
+    report = progress_reporter(got.append, loop)
+    report(REPORT_EVERY, running=2)
+    loop.step = REPORT_EVERY + 10
+    report.close()
+    assert got == [2 * REPORT_EVERY, 2 * 10]

@@ -57,3 +57,22 @@ def test_a_replay_that_cannot_fit_is_refused_with_the_bytes_needed_and_available
     check_replay_fits(1000, 4, available=None)  # unknown: no check
     with pytest.raises(ConfigError, match="needs 44,000 bytes, but 43,999 bytes"):
         check_replay_fits(1000, 4, available=43_999)
+
+
+def test_a_sample_from_another_generator_leaves_the_buffers_own_stream_alone():
+    # A diagnostics probe samples with its own generator: the run's batches must not change.
+    probed, plain = filled(10, capacity=10, seed=1), filled(10, capacity=10, seed=1)
+    first = probed.sample(16, rng=np.random.default_rng(7))
+    again = probed.sample(16, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(first.rewards, again.rewards)  # drawn from the one given
+    np.testing.assert_array_equal(probed.sample(16).rewards, plain.sample(16).rewards)
+
+
+def test_a_hand_made_batch_with_a_negative_action_is_refused():
+    # numpy would read action -1 as the last action: a silent update of the wrong Q-value.
+    from dqn.errors import InputError
+    from dqn.replay import check_batch
+
+    batch = filled(5).sample(4)._replace(actions=np.array([0, 1, -1, 0]))
+    with pytest.raises(InputError, match=r"integers in \[0, 3\), got values from -1 to 1"):
+        check_batch(batch, obs_dim=2, n_actions=3)

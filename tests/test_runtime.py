@@ -155,6 +155,8 @@ def test_the_process_learner_is_the_tf_learner_bit_for_bit_and_starts_only_to_le
         assert there.started and there.grad_steps == here.grad_steps == 24
         for a, b in zip(here.state, there.state):
             assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+        there.state = there.state._replace(grad_steps=100)  # set while the process runs
+        assert there.grad_steps == 100
     finally:
         there.close()
 

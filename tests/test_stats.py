@@ -135,3 +135,14 @@ def test_intervals_that_too_few_runs_cannot_give_are_nan():
     # [x_(1), x_(6)] covers the median with 1 - 2 / 64 = 0.969.
     assert np.isnan(median_ci(np.arange(5.0))[1:]).all()
     assert median_ci(np.arange(6.0)) == (2.5, 0.0, 5.0)
+
+
+def test_ks_pvalue_counts_a_value_both_samples_hold_as_a_tie():
+    """No run ties another of its own sample, only runs of the other: still ties, where
+    scipy's continuous-data p-value does not hold."""
+    from dqn.stats import ks_pvalue
+
+    x, y = np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    # Of the 56 ways to split the 8 runs 3 / 5, 40 give a KS statistic >= the observed 0.4.
+    assert ks_pvalue(x, y) == pytest.approx(40 / 56)
+    assert stats.ks_2samp(x, y).pvalue == pytest.approx(48 / 56)

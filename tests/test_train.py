@@ -296,3 +296,32 @@ def test_a_burst_with_nothing_stored_is_a_one_line_config_error(tmp_path):
     with pytest.raises(ConfigError, match=why):
         train_population(config, [({}, 0)], out_dir=tmp_path / "p", progress=False)
     assert train(config.replace(n_step=3), progress=False).agent.grad_steps > 0
+
+
+def test_a_metrics_row_keeps_the_largest_of_max_metrics_and_the_mean_of_the_others():
+    from dqn.run_log import MetricWindow
+    from dqn.step_metrics import METRIC_NAMES
+
+    window = MetricWindow()
+    for value in (1.0, 5.0, 3.0):  # three bursts between two rows
+        window.add(np.full(len(METRIC_NAMES), value))
+    row = dict(zip(METRIC_NAMES, window.pop()))
+    assert row["q_abs_max"] == row["td_error_abs_max"] == 5.0
+    assert row["loss"] == row["q_mean"] == 3.0
+    assert window.pop() is None  # the window starts again empty
+
+
+def test_a_metrics_rows_train_return_is_the_mean_of_the_last_ten_episodes():
+    from dqn.run_log import metrics_row
+
+    row = metrics_row(1_000, 10, [float(r) for r in range(20)], 0.1, 9.0, 1.0, None)
+    assert row["train_return_mean"] == 14.5 and row["episodes"] == 20
+
+
+def test_read_metrics_reads_an_empty_cell_as_nan_not_zero(tmp_path):
+    from dqn.run_log import read_metrics
+
+    (tmp_path / "metrics.csv").write_text("env_step,eval_return_mean\n100,\n200,9.5\n")
+    columns = read_metrics(tmp_path / "metrics.csv")
+    np.testing.assert_array_equal(columns["env_step"], [100.0, 200.0])
+    np.testing.assert_array_equal(columns["eval_return_mean"], [np.nan, 9.5])

@@ -123,3 +123,23 @@ def test_learning_may_start_as_soon_as_the_first_n_step_transition_is_stored(tmp
     assert result.agent.grad_steps > 0
     with pytest.raises(ConfigError, match="must be >= num_envs \\* n_step - 1"):
         config.replace(learning_starts_env_steps=num_envs * 3 - 2)
+
+
+def test_one_env_starts_a_new_episode_after_its_time_limit_cuts_one():
+    from dqn.envs import make_stepper
+
+    env = make_stepper("CartPole-v1", 1, {"max_episode_steps": 2})
+    env.reset(seed=0)
+    cut = [bool(env.step(np.zeros(1, np.int64)).truncated[0]) for _ in range(4)]
+    assert cut == [False, True, False, True]  # not cut at every step past the limit
+
+
+def test_the_step_after_a_time_limit_cut_is_an_autoreset_not_a_transition():
+    from dqn.envs import make_stepper
+
+    envs = make_stepper("CartPole-v1", 2, {"max_episode_steps": 2})
+    envs.reset(seed=0)
+    steps = [envs.step(np.zeros(2, np.int64)) for _ in range(3)]
+    assert steps[1].truncated.all() and not steps[1].terminated.any()
+    assert steps[2].real.tolist() == [False, False]  # reward 0 into a new episode: not stored
+    envs.close()
