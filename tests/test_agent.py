@@ -376,6 +376,6 @@ def test_dense_layers_wired_other_than_a_chain_get_no_numpy_mirror():
     from dqn.networks import FlatNetwork, NumpyMLP
 
     inputs = keras.Input(shape=(3,))
-    shared = keras.layers.Dense(3, activation="tanh")
+    shared = keras.layers.Dense(3, "tanh", kernel_initializer=keras.initializers.GlorotUniform(0))
     net = FlatNetwork(keras.Model(inputs, keras.layers.Dense(2)(shared(shared(inputs)))))
     assert NumpyMLP.mirror(net, net.read()) is None

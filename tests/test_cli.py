@@ -238,7 +238,7 @@ def test_once_a_write_meets_a_closed_pipe_the_streams_later_output_goes_nowhere(
 
     read_end, write_end = os.pipe()
     os.close(read_end)
-    with open(write_end, "w") as stream:
+    with open(write_end, "w", buffering=4096) as stream:
         survivor = _Survivor(stream)
         survivor.write("x" * 100_000)  # more than the buffer: written at once, and fails
         survivor.write("the summary\n")  # buffered

@@ -145,4 +145,3 @@ def test_ks_pvalue_counts_a_value_both_samples_hold_as_a_tie():
     x, y = np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     # Of the 56 ways to split the 8 runs 3 / 5, 40 give a KS statistic >= the observed 0.4.
     assert ks_pvalue(x, y) == pytest.approx(40 / 56)
-    assert stats.ks_2samp(x, y).pvalue == pytest.approx(48 / 56)
