@@ -79,6 +79,60 @@ def test_out_holding_other_files_is_refused_and_left_as_it_was(tmp_path, capsys)
     assert (tmp_path / "dead_relus.png").read_bytes() == b"old"
 
 
+def test_a_crowded_out_names_three_of_its_files_and_counts_the_rest(tmp_path, capsys):
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt", "e.txt"):
+        (tmp_path / name).write_text("")
+    assert main(["--out", str(tmp_path)]) == 2
+    assert "(a.txt, b.txt, c.txt and 2 more)" in capsys.readouterr().err
+
+
+def test_out_holding_only_hidden_files_or_not_made_yet_is_accepted(tmp_path, monkeypatch):
+    from dqn.backprop import demos
+
+    def stopped(seed):  # stops main once --out is accepted and made, before any demo runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demos, "sigmoid_saturation", stopped)
+    (tmp_path / ".DS_Store").write_bytes(b"")
+    assert main(["--out", str(tmp_path)]) == 130
+    nested = tmp_path / "a" / "b" / "figs"
+    assert main(["--out", str(nested)]) == 130
+    assert nested.is_dir()
+
+
+def test_each_printed_number_is_read_from_its_own_field():
+    from dataclasses import replace
+
+    import numpy as np
+
+    from dqn.backprop import demos
+
+    # Tiny runs, then distinct values in every field a column could be read from by mistake.
+    relu = replace(
+        demos.dead_relus(learning_rates=(1.0,), probe_lr=1.0, n_per_class=5, hidden=4, steps=2),
+        losses={1.0: np.array([0.7, 0.125])},  # the final loss is the last one
+        dead_fraction_curve={1.0: np.array([0.0, 0.25])},  # before each step, not after
+        dead_fraction={1.0: 0.5},
+        accuracy={1.0: 0.75},
+    )
+    assert ["1", "0.1250", "0.750", "0.50"] in [
+        r.split() for r in cli.report_dead_relus(relu).splitlines()
+    ]
+    sig = demos.sigmoid_saturation(n=4, d_in=10, d_out=3, max_depth=1)
+    sig = replace(
+        sig, inits={"glorot": replace(sig.inits["glorot"], weight_grad_norm=2.0, weight_norm=8.0)}
+    )
+    [row] = [r.split() for r in cli.report_sigmoid(sig).splitlines() if r.startswith("glorot")]
+    assert row[-2:] == ["2", "0.25"]  # ||dW|| and ||dW|| / ||W||
+    losses = replace(
+        demos.clipped_delta_vs_huber(heavy_tail_n=100),
+        heavy_tail_zero_frac=0.5,
+        gaussian_zero_frac=0.25,
+    )
+    text = cli.report_losses(losses)
+    assert "Student-t(df=2) 50.0% (exact 42.3%), N(0, 1) 25.0%" in text
+
+
 def test_out_that_is_a_file_is_an_argument_error(tmp_path, capsys):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")

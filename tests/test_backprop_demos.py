@@ -57,6 +57,11 @@ def test_plus_minus_400_init_saturates_and_glorot_does_not(sigmoid):
     assert saturated.mean_local_grad < 0.01
 
 
+def test_the_saturated_fraction_counts_local_gradients_below_1e_minus_6(sigmoid):
+    for init in sigmoid.inits.values():
+        assert init.frac_below_1e6 == np.mean(init.local_grads < 1e-6)
+
+
 def test_weight_gradient_collapses_relative_to_the_weights(sigmoid):
     rel = {k: i.weight_grad_norm / i.weight_norm for k, i in sigmoid.inits.items()}
     assert rel["saturated"] < 1e-2 * rel["glorot"]
@@ -86,9 +91,27 @@ def test_dead_unit_gets_exactly_zero_gradient(relu):
     assert relu.live_grad_max_abs > 1e-4
 
 
+def test_the_probed_dead_units_are_the_probe_runs_dead_fraction_of_its_100(relu):
+    assert relu.n_dead_probed == round(100 * relu.dead_fraction[relu.probe_lr])
+
+
+def test_the_final_dead_fraction_is_counted_after_the_last_step():
+    # The curve is taken before each step; on seed 0 one step at lr 10 already kills a unit.
+    r = demos.dead_relus(learning_rates=(10.0,), probe_lr=10.0, steps=1, extra_steps=1)
+    assert r.dead_fraction_curve[10.0].tolist() == [0.0]
+    assert r.dead_fraction[10.0] > 0.0
+
+
 def test_dead_unit_weights_stay_bit_identical_while_live_ones_move(relu):
     assert relu.dead_weights_unchanged is True
     assert relu.live_weights_changed > 1e-3
+
+
+def test_a_probe_rate_that_kills_every_unit_reports_no_live_unit_moving():
+    # At lr 10 all 100 units die: the max over no live unit is 0, not a numpy error.
+    r = demos.dead_relus(probe_lr=10.0)
+    assert r.n_dead_probed == 100 and r.live_weights_changed == 0.0
+    assert r.dead_weights_unchanged is True
 
 
 def test_dead_fraction_never_decreases_once_units_die(relu):
@@ -111,6 +134,11 @@ def test_zero_input_rnn_gradient_ratio_is_rho_to_the_T(rnn):
     assert t50[1.5] == pytest.approx(6.376e8, rel=1e-3)
 
 
+def test_the_reported_error_is_the_largest_over_every_rho(rnn):
+    errors = [np.max(np.abs(rnn.ratio[r] - r**rnn.horizons) / r**rnn.horizons) for r in rnn.rhos]
+    assert rnn.max_rel_err_vs_rho_T == pytest.approx(max(errors), rel=1e-12)
+
+
 def test_with_real_inputs_tanh_saturation_makes_rho_above_one_vanish(rnn):
     assert rnn.ratio_with_inputs[(1.5, 0.0)] > 1e8  # linear regime: explodes
     assert rnn.ratio_with_inputs[(1.5, 0.1)] > 1.0  # small inputs: still explodes
@@ -125,6 +153,19 @@ def test_global_norm_clipping_bounds_the_update_and_keeps_its_direction(rnn):
     # Element-wise clipping neither bounds the norm nor keeps the direction.
     assert rnn.elementwise_clip_norm > rnn.clip_norm
     assert rnn.elementwise_clip_cosine < 0.9
+
+
+def test_the_clipped_gradient_is_the_exploding_case_asked_for():
+    # Zero inputs at rho 1.5: the linear regime, ||dh0|| = 1.5^50 ||dh_T||, against small
+    # inputs (the default case), where tanh' < 1 keeps the gradient near 1e4.
+    linear = demos.rnn_gradients(exploding_case=(1.5, 0.0))
+    assert linear.raw_grad_norm > 1e6 * demos.rnn_gradients().raw_grad_norm
+
+
+def test_element_wise_clipping_bounds_every_entry_on_both_sides():
+    # Every entry in [-c, c]: the norm is at most c sqrt(P), P = 8*32 + 32*32 + 32 parameters.
+    c = 1e-6
+    assert demos.rnn_gradients(clip_norm=c).elementwise_clip_norm <= c * np.sqrt(1312) * (1 + 1e-12)
 
 
 def test_clipping_the_min_char_rnn_example(rnn):
@@ -150,6 +191,14 @@ def test_heavy_tailed_td_errors_lose_their_gradient_at_the_closed_form_rate(loss
     assert losses.heavy_tail_zero_frac == pytest.approx(losses.heavy_tail_expected, abs=0.007)
     # N(0, 1): P(|Z| > 1) = 0.3173.
     assert losses.gaussian_zero_frac == pytest.approx(0.3173, abs=0.007)
+
+
+def test_another_bound_moves_the_zero_gradient_region_and_its_closed_form_rate():
+    r = demos.clipped_delta_vs_huber(bound=2.0, heavy_tail_n=10_000)
+    assert r.zero_grad_matches_outside is True
+    assert r.zero_grad_min_abs == 2.01
+    # Student-t(2): P(|T| > b) = 1 - b / sqrt(2 + b^2); for b = 2, 1 - 2 / sqrt(6) = 0.1835.
+    assert r.heavy_tail_expected == pytest.approx(1 - 2 / np.sqrt(6), rel=1e-12)
 
 
 def test_worked_example_as_stated_in_the_2016_terms(losses):

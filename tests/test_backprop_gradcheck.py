@@ -21,6 +21,15 @@ def test_array_function_gradient_is_the_vector_jacobian_product():
     assert rel_error(num, np.cos(x) * dout) <= 1e-9
 
 
+def test_the_difference_is_centred_with_the_step_h_asked_for():
+    # For x^3 the centred difference is exactly 3x^2 + h^2 (a one-sided one: 3x^2 + 3xh + h^2).
+    x, dout, h = np.array([0.5, -1.2, 2.0]), np.array([1.0, -2.0, 0.5]), 0.1
+    num = numerical_gradient(lambda v: np.sum(v**3), x, h=h)
+    assert num == pytest.approx(3 * x**2 + h**2, rel=1e-10)
+    num = numerical_gradient_array(lambda v: v**3, x, dout, h=h)
+    assert num == pytest.approx((3 * x**2 + h**2) * dout, rel=1e-10)
+
+
 def test_perturbed_array_is_restored_bit_for_bit_even_if_f_raises():
     x = np.random.default_rng(0).standard_normal((3, 3)) / 3.0
     before = x.copy()

@@ -1,6 +1,7 @@
 """The spirals dataset, SGD, dead-unit detection and global-norm clipping of dqn.backprop.mlp."""
 
 import numpy as np
+import pytest
 
 from dqn.backprop.mlp import (
     MLPParams,
@@ -23,6 +24,22 @@ def test_spirals_are_balanced_deterministic_and_inside_the_unit_disc():
     assert np.allclose(np.hypot(x[:, 0], x[:, 1]), np.tile(np.linspace(0, 1, 50), 2))
     x2, y2 = make_spirals(50, np.random.default_rng(3))
     assert np.array_equal(x, x2) and np.array_equal(y, y2)
+
+
+def test_each_arm_turns_one_and_a_half_times_with_gaussian_angle_noise():
+    n = 2000
+    clean, _ = make_spirals(n, np.random.default_rng(5), noise=0.0)
+    # point = r (sin theta, cos theta); arm 0 ends at r = 1, theta = 3 pi: (0, -1), and arm 1
+    # is arm 0 turned by 2 pi / 2 = pi.
+    assert np.allclose(clean[n - 1], [0.0, -1.0])
+    assert np.allclose(clean[n:], -clean[:n])
+    noisy, _ = make_spirals(n, np.random.default_rng(5), noise=0.2)
+    # The angle each noisy point is turned by, from its noise-free one, is N(0, 0.2^2).
+    off_centre = np.hypot(*clean.T) > 0  # each arm starts at r = 0, where no angle shows
+    noisy_z, clean_z = (p[off_centre, 1] + 1j * p[off_centre, 0] for p in (noisy, clean))
+    jitter = np.angle(noisy_z / clean_z)
+    assert abs(jitter.mean()) < 0.02  # std error 0.2 / sqrt(3998) = 0.003
+    assert jitter.std() == pytest.approx(0.2, rel=0.05)
 
 
 def test_sgd_step_returns_new_arrays_and_leaves_the_old_ones():

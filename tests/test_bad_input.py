@@ -786,3 +786,19 @@ def test_a_checkpoint_that_vanishes_while_it_is_read_is_one_line(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "cannot read" in lines[0], lines
     assert "No such file or directory: " in lines[0] and lines[0].endswith("agent/x.keras")
+
+
+# ---------------------------------------------------------------------- the messages' helpers
+def test_a_message_names_three_names_and_counts_the_rest():
+    from dqn.errors import few
+
+    assert few(["a", "b", "c"]) == "a, b, c"
+    assert few(["a", "b", "c", "d", "e"]) == "a, b, c and 2 more"
+    assert few(["a", "b", "c", "d", "e"], 4) == "a, b, c, d and 1 more"
+
+
+def test_a_one_line_error_is_the_first_line_or_else_the_type():
+    from dqn.errors import first_line
+
+    assert first_line(ValueError("bad value\nTraceback follows")) == "bad value"
+    assert first_line(ValueError("  ")) == "ValueError"

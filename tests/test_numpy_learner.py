@@ -60,6 +60,13 @@ def test_the_gradient_matches_central_differences(loss, activation, double_dqn):
         assert (np.abs(td_error) > 1.0).any()
 
 
+def test_relu_passes_no_gradient_at_exactly_zero_like_tensorflows_relu_grad():
+    from dqn.activations import ACTIVATION_GRADS, ACTIVATIONS
+
+    z = np.array([-1.0, 0.0, 1.0])
+    assert (1.0 * ACTIVATION_GRADS["relu"](z, ACTIVATIONS["relu"](z))).tolist() == [0.0, 0.0, 1.0]
+
+
 def test_an_n_step_target_bootstraps_with_gamma_to_the_n():
     # Stored rewards are already n-step sums (dqn.nstep): the only change in the target is the
     # discount of the bootstrapped term, gamma^n. So n = 3 with gamma 0.9 must give exactly the

@@ -67,6 +67,12 @@ def test_a_gif_path_that_is_taken_or_not_a_gif_is_refused_first(
     assert not mine or (tmp_path / "old.gif").read_bytes() == b"mine"
 
 
+def test_a_gif_suffix_in_capitals_is_a_gif(tmp_path):
+    from dqn.render import check_gif_path
+
+    check_gif_path(tmp_path / "CARTPOLE.GIF")  # not refused
+
+
 def test_without_pygame_the_error_says_what_to_install(tiny_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "pygame", None)  # `import pygame` raises ImportError
     out = tmp_path / "x.gif"

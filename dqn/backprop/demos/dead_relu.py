@@ -80,5 +80,7 @@ def dead_relus(
             and np.array_equal(later.b1[dead], params.b1[dead])
             and np.array_equal(later.w2[dead], params.w2[dead])
         ),
-        live_weights_changed=float(np.max(np.abs(later.w1[:, ~dead] - params.w1[:, ~dead]))),
+        live_weights_changed=float(
+            np.max(np.abs(later.w1[:, ~dead] - params.w1[:, ~dead]), initial=0.0)
+        ),
     )
