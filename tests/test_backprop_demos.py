@@ -74,6 +74,20 @@ def test_gradient_through_L_sigmoid_layers_shrinks_by_at_least_4_to_the_minus_L(
     assert np.all(sigmoid.depth_ratio > 0)
 
 
+def test_the_depth_ratios_gradient_is_the_stacks_input_gradient_by_central_differences():
+    # Three layers of different, non-orthogonal weights: taken in the wrong order, the same
+    # shapes would go through and give another gradient.
+    from dqn.backprop.demos.sigmoid import sigmoid_stack_backward, sigmoid_stack_forward
+    from dqn.backprop.gradcheck import numerical_gradient, rel_error
+
+    rng = np.random.default_rng(3)
+    weights = [rng.standard_normal((5, 5)) * s for s in (0.5, 1.0, 2.0)]
+    x, dtop = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    _, caches = sigmoid_stack_forward(x, weights)
+    num = numerical_gradient(lambda v: np.sum(dtop * sigmoid_stack_forward(v, weights)[0]), x)
+    assert rel_error(sigmoid_stack_backward(dtop, caches), num) <= 1e-8
+
+
 # --------------------------------------------------------------------------- 2. dead ReLUs
 
 

@@ -23,6 +23,25 @@ class InitStats:
     weight_norm: float  # ||W||_F: SGD moves W by lr * ||dL/dW|| relative to this
 
 
+def sigmoid_stack_forward(x: np.ndarray, weights: list[np.ndarray]) -> tuple[np.ndarray, list]:
+    """x_l = sigmoid(x_{l-1} W_l) for each W_l in turn (no biases): the top x_L and the layers'
+    caches, bottom first."""
+    caches = []
+    for w in weights:
+        z, lin = linear_forward(x, w, np.zeros(w.shape[1]))
+        x, act = sigmoid_forward(z)
+        caches.append((lin, act))
+    return x, caches
+
+
+def sigmoid_stack_backward(dtop: np.ndarray, caches: list) -> np.ndarray:
+    """dL/dx_0 from dL/dx_L = ``dtop``, through the layers of ``caches`` from the top down."""
+    g = dtop
+    for lin, act in reversed(caches):
+        g = linear_backward(sigmoid_backward(g, act), lin).dx
+    return g
+
+
 @dataclass(frozen=True)
 class SigmoidResult:
     grid: np.ndarray  # x values where sigmoid' was evaluated
@@ -73,17 +92,11 @@ def sigmoid_saturation(
     width = 100
     depths = np.arange(1, max_depth + 1)
     qs = [np.linalg.qr(rng.standard_normal((width, width)))[0] for _ in depths]
-    a = rng.standard_normal((32, width))
-    caches = []
-    for q in qs:
-        z, lin = linear_forward(a, q, np.zeros(width))
-        a, act = sigmoid_forward(z)
-        caches.append((lin, act))
+    _, caches = sigmoid_stack_forward(rng.standard_normal((32, width)), qs)
     ratios = np.empty(max_depth)
     for top in depths:  # a network of depth `top`: backprop from layer `top` down to x_0
-        g = dtop = rng.standard_normal((32, width))
-        for lin, act in reversed(caches[:top]):
-            g = linear_backward(sigmoid_backward(g, act), lin).dx
+        dtop = rng.standard_normal((32, width))
+        g = sigmoid_stack_backward(dtop, caches[:top])
         ratios[top - 1] = np.linalg.norm(g) / np.linalg.norm(dtop)
 
     i = int(np.argmax(local))
