@@ -13,7 +13,7 @@ F32_MAX = float(np.finfo(np.float32).max)
 
 def in_float32_range(values) -> np.ndarray:
     """Elementwise: finite in float32 (False for NaN, inf and |x| > 3.4e38)."""
-    return np.abs(np.asarray(values).astype(np.float64)) <= F32_MAX
+    return np.abs(np.asarray(values).astype(np.float64, copy=False)) <= F32_MAX
 
 
 def all_finite(values) -> bool:

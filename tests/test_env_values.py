@@ -82,7 +82,7 @@ for _id, _what, _at in [
 
 
 def test_all_finite_is_exact_where_its_quick_sum_cancels():
-    from dqn.envs import all_finite
+    from dqn.finite import all_finite
 
     assert not all_finite([1e308, 1e308]) and not all_finite(np.full(100, 1e308))
     assert not all_finite([np.inf, -np.inf]) and not all_finite(np.r_[np.zeros(99), np.nan])
