@@ -183,13 +183,14 @@ def test_a_file_write_that_fails_keeps_the_old_file_and_leaves_no_temporary_one(
 
 
 # ---------------------------------------------------------------------- 2. inconsistent folders
-def adam_moments(agent_dir: Path, m_size: int, v_size: int) -> None:
-    """An optimizer.npz whose two moments have these sizes (the networks have 114 parameters)."""
+def adam_file(agent_dir: Path, m_size: int = 114, v_size: int = 114, step=1.0) -> None:
+    """An optimizer.npz with moments of these sizes and this step (the networks have 114
+    parameters: the defaults are a good file)."""
     np.savez(
         agent_dir / "optimizer.npz",
         adam_m=np.zeros(m_size, np.float32),
         adam_v=np.zeros(v_size, np.float32),
-        adam_step=np.float32(1),
+        adam_step=np.asarray(step, np.float32),
     )
 
 
@@ -227,17 +228,15 @@ BAD_FOLDERS = {
         ["agent.json: not a JSON object"],
     ),
     "Adam moments of another size": (
-        lambda d: adam_moments(d, 3, 3),
+        lambda d: adam_file(d, 3, 3),
         ["optimizer.npz: adam_m has shape (3,), the networks have 114 parameters"],
     ),
     "the second Adam moment alone of another size": (
-        lambda d: adam_moments(d, 114, 3),
+        lambda d: adam_file(d, v_size=3),
         ["optimizer.npz: adam_v has shape (3,), the networks have 114 parameters"],
     ),
     "adam_step not a scalar": (
-        lambda d: np.savez(
-            d / "optimizer.npz", adam_m=np.zeros(114), adam_v=np.zeros(114), adam_step=np.ones(2)
-        ),
+        lambda d: adam_file(d, step=np.ones(2)),
         ["optimizer.npz: adam_step has shape (2,), not a scalar"],
     ),
 }
