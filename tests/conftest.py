@@ -32,6 +32,16 @@ def run_script(name: str, *args, timeout: float = 120) -> subprocess.CompletedPr
     )
 
 
+def register_once(env_id: str, entry_point, **kwargs) -> str:
+    """``env_id`` registered with gymnasium unless it already is (a test module may be imported
+    twice, and tests share one registry); the id, for use in a config."""
+    import gymnasium as gym
+
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=entry_point, **kwargs)
+    return env_id
+
+
 def refusal(done: subprocess.CompletedProcess) -> str:
     """The one stderr line of a process that refused its input: exit 2, nothing on stdout."""
     assert done.returncode == 2 and done.stdout == "", done.stderr

@@ -22,6 +22,7 @@ from dqn.errors import CheckpointError, DQNError
 from dqn.export import main as export_main
 from dqn.io import write_dir_atomically
 from dqn.run_state import prepare_resume
+from tests.conftest import register_once
 from tests.test_bad_input import latest, only_latest, tree
 
 CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
@@ -279,8 +280,7 @@ class FourObservationsThreeActions(gym.Env):
         return np.zeros(4, np.float32), 0.0, True, False, {}
 
 
-if "DqnTestFourThree-v0" not in gym.registry:
-    gym.register("DqnTestFourThree-v0", entry_point=FourObservationsThreeActions)
+register_once("DqnTestFourThree-v0", FourObservationsThreeActions)
 
 
 def test_a_checkpoint_whose_env_has_the_same_observations_but_other_actions_is_refused(

@@ -23,6 +23,7 @@ from dqn.checkpoint import write_manifest
 from dqn.cli import evaluate_main, train_main
 from dqn.errors import CheckpointError, ConfigError, UnsupportedSpaceError
 from dqn.members import member_bytes
+from tests.conftest import register_once
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE_YAML = str(ROOT / "configs" / "cartpole.yaml")
@@ -95,9 +96,8 @@ def number_key_yaml(tmp):
 
 def unimportable_env(tmp):
     # Registered, but its code cannot be imported here (as gymnasium's JAX envs without jax).
-    if "DqnTestUnimportable-v0" not in gym.registry:
-        gym.register("DqnTestUnimportable-v0", entry_point="no_such_module_for_dqn:Env")
-    return ["--set", "env_id=DqnTestUnimportable-v0"]
+    env_id = register_once("DqnTestUnimportable-v0", "no_such_module_for_dqn:Env")
+    return ["--set", f"env_id={env_id}"]
 
 
 def output_under_a_file(tmp):
@@ -624,8 +624,7 @@ class DictEnv(gym.Env):
 def test_train_refuses_image_and_dict_observations(env_class, tmp_path):
     from dqn import train
 
-    env_id = f"Bad{env_class.__name__}-v0"
-    gym.register(env_id, entry_point=env_class)
+    env_id = register_once(f"Bad{env_class.__name__}-v0", env_class)
     with pytest.raises(UnsupportedSpaceError, match="this DQN needs a 1-D Box"):
         train(DQNConfig(env_id=env_id, output_dir=str(tmp_path / "runs")), progress=False)
     assert not (tmp_path / "runs").exists()

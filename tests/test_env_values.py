@@ -17,7 +17,7 @@ from dqn.envs import check_env_values
 from dqn.errors import NonFiniteEnvError
 from dqn.evaluation import evaluate_members
 from dqn.population import Member, train_population
-from tests.conftest import TINY_RUN
+from tests.conftest import TINY_RUN, register_once
 
 
 class BrokenCartPole(CartPoleEnv):
@@ -59,26 +59,24 @@ class BrokenCartPole(CartPoleEnv):
 
 
 for _what in ("obs", "reward", "reset", "big_obs", "big_reward"):
-    if f"DqnTestBroken-{_what}-v0" not in gym.registry:
-        gym.register(
-            f"DqnTestBroken-{_what}-v0",
-            entry_point=BrokenCartPole,
-            kwargs={"broken_at": 300, "what": _what},
-            max_episode_steps=500,
-        )
+    register_once(
+        f"DqnTestBroken-{_what}-v0",
+        BrokenCartPole,
+        kwargs={"broken_at": 300, "what": _what},
+        max_episode_steps=500,
+    )
 # The 5th step of the first evaluation, or its first reset.
 for _id, _what, _at in [
     ("DqnTestBrokenEval-v0", "obs", 5),
     ("DqnTestBigEval-v0", "big_obs", 5),
     ("DqnTestBigEvalReset-v0", "big_reset", 0),
 ]:
-    if _id not in gym.registry:
-        gym.register(
-            _id,
-            entry_point=BrokenCartPole,
-            kwargs={"broken_at": _at, "what": _what, "broken_seed": 10_000},
-            max_episode_steps=500,
-        )
+    register_once(
+        _id,
+        BrokenCartPole,
+        kwargs={"broken_at": _at, "what": _what, "broken_seed": 10_000},
+        max_episode_steps=500,
+    )
 
 
 def test_all_finite_is_exact_where_its_quick_sum_cancels():

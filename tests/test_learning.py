@@ -22,6 +22,7 @@ from dqn.local_backend import run_local
 from dqn.loop import train
 from dqn.report import run_name
 from dqn.run_log import read_metrics
+from tests.conftest import register_once
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = DQNConfig.from_yaml(ROOT / "configs" / "cartpole.yaml")
@@ -159,10 +160,8 @@ class EchoEnv(gym.Env):
         return obs, float(action == 2), False, self.t >= 20, {}
 
 
-if "EchoEnv-v0" not in gym.registry:  # this module may be imported under two names
-    gym.register("EchoEnv-v0", entry_point=EchoEnv)
 ECHO = DQNConfig(
-    env_id="EchoEnv-v0",
+    env_id=register_once("EchoEnv-v0", EchoEnv),
     total_env_steps=1200,
     learning_starts_env_steps=200,
     train_every_env_steps=4,

@@ -105,11 +105,12 @@ def test_an_env_without_rgb_array_frames_is_refused_before_its_episode(tiny_run,
     from dqn.agent import DQNAgent
     from dqn.errors import DQNError
     from dqn.render import record_gif
+    from tests.conftest import register_once
 
-    gym.register("UndrawableForTest-v0", entry_point=Undrawable)
+    env_id = register_once("UndrawableForTest-v0", Undrawable)
     agent = DQNAgent.load(next((tiny_run / "checkpoints").iterdir()) / "agent")
     with pytest.raises(DQNError, match=r"needs the rgb_array render mode.*are \['human'\]"):
-        record_gif(agent, "UndrawableForTest-v0", tmp_path / "x.gif", 0)
+        record_gif(agent, env_id, tmp_path / "x.gif", 0)
     assert list(tmp_path.iterdir()) == []
 
 

@@ -283,13 +283,11 @@ def test_a_burst_with_nothing_stored_is_a_one_line_config_error(tmp_path):
     naming n_step at the first burst, not with numpy's error from sampling an empty buffer."""
     from dqn.errors import ConfigError
     from dqn.population import train_population
-    from tests.conftest import TINY_RUN
+    from tests.conftest import TINY_RUN, register_once
 
-    if "DqnTestCutShort-v0" not in gym.registry:
-        gym.register("DqnTestCutShort-v0", entry_point=CutShort)
-    config = DQNConfig(
-        **TINY_RUN, env_id="DqnTestCutShort-v0", output_dir=str(tmp_path), n_step=5
-    ).replace(learner="numpy")
+    env_id = register_once("DqnTestCutShort-v0", CutShort)
+    config = DQNConfig(**TINY_RUN, env_id=env_id, output_dir=str(tmp_path), n_step=5)
+    config = config.replace(learner="numpy")
     why = r"^nothing is stored to learn from at env step 104, .* before n_step=5 steps"
     with pytest.raises(ConfigError, match=why):
         train(config, progress=False, log_tensorboard=False)

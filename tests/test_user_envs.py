@@ -12,7 +12,7 @@ import pytest
 from dqn import DQNAgent, DQNConfig, train
 from dqn.envs import check_env
 from dqn.errors import ConfigError, UnsupportedSpaceError
-from tests.conftest import TINY_RUN
+from tests.conftest import TINY_RUN, register_once
 
 # A user's module that registers, on import, two envs dqn refuses as gymnasium ships them
 # (FrozenLake's Discrete(16) and Blackjack's Tuple observations), flattened to vectors.
@@ -129,10 +129,7 @@ def test_an_env_returning_what_its_spaces_do_not_say_is_named(case, population, 
 
     obs, reward, fragment = SLOPPY[case]
     env_id = f"DqnTestSloppy{list(SLOPPY).index(case)}-v0"
-    if env_id not in gym.registry:
-        gym.register(
-            env_id, entry_point=SloppyEnv, kwargs={"after": 150, "obs": obs, "reward": reward}
-        )
+    register_once(env_id, SloppyEnv, kwargs={"after": 150, "obs": obs, "reward": reward})
     config = DQNConfig(**TINY_RUN).replace(env_id=env_id, learner="numpy")
     with pytest.raises(
         UnsupportedSpaceError, match=f"env '{env_id}' returned {re.escape(fragment)}"
@@ -145,10 +142,7 @@ def test_an_env_returning_what_its_spaces_do_not_say_is_named(case, population, 
 
 def test_an_observation_given_as_a_list_of_numbers_is_taken(tmp_path):
     env_id = "DqnTestListObs-v0"
-    if env_id not in gym.registry:
-        gym.register(
-            env_id, entry_point=SloppyEnv, kwargs={"after": 0, "obs": [0.0] * 4, "reward": 1}
-        )
+    register_once(env_id, SloppyEnv, kwargs={"after": 0, "obs": [0.0] * 4, "reward": 1})
     config = DQNConfig(**TINY_RUN).replace(env_id=env_id)
     result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
     assert result.final_eval_mean == 20.0  # every episode lasts its 20 steps
@@ -159,10 +153,7 @@ def test_a_vector_env_whose_copies_return_what_their_spaces_do_not_say_is_named(
     # num_envs > 1: gymnasium's vector env gathers the values (a string reward it converts).
     obs, reward, _ = SLOPPY[case]
     env_id = f"DqnTestSloppyVector{list(SLOPPY).index(case)}-v0"
-    if env_id not in gym.registry:
-        gym.register(
-            env_id, entry_point=SloppyEnv, kwargs={"after": 150, "obs": obs, "reward": reward}
-        )
+    register_once(env_id, SloppyEnv, kwargs={"after": 150, "obs": obs, "reward": reward})
     config = DQNConfig(**TINY_RUN).replace(env_id=env_id, num_envs=2)
     vector = f"env '{env_id}' \\(a vector of 2\\) returned"
     if case == "a reward array" and np.lib.NumpyVersion(np.__version__) < "2.3.0":
@@ -188,9 +179,8 @@ def test_an_env_whose_greedy_episodes_never_end_is_named_not_evaluated_forever(
     from dqn import evaluation, train_population
 
     monkeypatch.setattr(evaluation, "MAX_EPISODE_STEPS", 500)  # a million, unpatched
-    if "DqnTestEndless-v0" not in gym.registry:
-        gym.register("DqnTestEndless-v0", entry_point=EndlessEnv, kwargs=SLOPPY_KWARGS)
-    config = DQNConfig(**TINY_RUN).replace(env_id="DqnTestEndless-v0", learner="numpy")
+    env_id = register_once("DqnTestEndless-v0", EndlessEnv, kwargs=SLOPPY_KWARGS)
+    config = DQNConfig(**TINY_RUN).replace(env_id=env_id, learner="numpy")
     fragment = (
         "env 'DqnTestEndless-v0': the greedy evaluation stopped in its episode reset with seed "
         "10000 after 500 steps without an end (it has no time limit): register the env with a "
@@ -212,12 +202,9 @@ class FailingEnv(SloppyEnv):
 
 
 def test_an_env_s_own_error_in_a_vector_env_is_passed_on_as_it_is(tmp_path):
-    if "DqnTestFailing-v0" not in gym.registry:
-        gym.register(
-            "DqnTestFailing-v0",
-            entry_point=FailingEnv,
-            kwargs={"after": 10**9, "obs": None, "reward": None},
-        )
-    config = DQNConfig(**TINY_RUN).replace(env_id="DqnTestFailing-v0", num_envs=2)
+    env_id = register_once(
+        "DqnTestFailing-v0", FailingEnv, kwargs={"after": 10**9, "obs": None, "reward": None}
+    )
+    config = DQNConfig(**TINY_RUN).replace(env_id=env_id, num_envs=2)
     with pytest.raises(ValueError, match="^the simulator lost its licence$"):
         train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
