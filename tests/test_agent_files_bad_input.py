@@ -224,6 +224,10 @@ BAD_FOLDERS = {
         lambda d: edit_json(d / "agent.json", format_version=None),
         ["agent.json: format_version is missing"],
     ),
+    "a format_version of another release": (
+        lambda d: edit_json(d / "agent.json", format_version=2),
+        ["agent.json: format_version 2 is not 1"],
+    ),
     "agent.json a list": (
         lambda d: (d / "agent.json").write_text("[1, 2]"),
         ["agent.json: not a JSON object"],
@@ -370,6 +374,20 @@ def test_resume_calls_a_garbage_loop_file_not_an_npz_archive(tiny_run_copy, caps
     line = refusal(train_main, args, capsys, tiny_run_copy.parent)
     assert "no intact checkpoint" in line and "loop.npz is not a valid npz archive" in line, line
     assert "pickle" not in line
+
+
+def test_resume_refuses_a_checkpoint_whose_observations_are_of_another_shape(tiny_run_copy):
+    # loop.npz holds [1 env, 5] observations where CartPole gives [1, 4]; signed, as a crafted or
+    # hand-edited checkpoint would be: refused before anything is built from it.
+    ckpt = only_latest(tiny_run_copy)
+    with np.load(ckpt / "loop.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["obs"] = np.zeros((1, 5), np.float32)
+    with open(ckpt / "loop.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    write_manifest(ckpt, 600)
+    with pytest.raises(CheckpointError, match="step-000000600 holds observations of another shape"):
+        prepare_resume(tiny_run_copy)
 
 
 # Folders the package writes that are not a run: resuming one says what it is and what resumes it.

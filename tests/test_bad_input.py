@@ -417,6 +417,14 @@ def agent_for_other_shape(tmp):
     return tmp / "agent"
 
 
+def agent_for_other_actions(tmp):
+    from dqn.agent import DQNAgent
+
+    space = gym.spaces.Box(-1, 1, (4,), np.float32)  # CartPole's observations, but 3 actions
+    DQNAgent(space, gym.spaces.Discrete(3), DQNConfig(hidden_sizes=(8,))).save(tmp / "agent")
+    return tmp / "agent"
+
+
 def truncated_agent(tmp):
     from dqn.agent import DQNAgent
 
@@ -498,6 +506,10 @@ EVALUATE_CASES = {
     "agent for another observation shape": (
         agent_for_other_shape,
         ["saved for observations of shape (6,)", "CartPole-v1 has (4,)"],
+    ),
+    "agent for another number of actions": (
+        agent_for_other_actions,
+        ["saved for observations of shape (4,) and 3 actions", "CartPole-v1 has (4,) and 2"],
     ),
     "truncated weights, no manifest": (truncated_agent, ["corrupt checkpoint"]),
     "run before its first checkpoint": (run_without_checkpoint, ["has no checkpoint yet"]),

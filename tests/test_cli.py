@@ -326,3 +326,44 @@ def test_env_names_the_env_as_env_id_does():
     assert (config.env_id, config.loss) == ("Acrobot-v1", "l2")
     config = train_config(train_parser().parse_args(["--env", "my_envs:Corridor-v0"]))
     assert config.env_id == "my_envs:Corridor-v0"
+
+
+def tiny_run_args(tmp_path, **changes) -> list[str]:
+    """dqn-train's arguments for the tiny run of tests/conftest.py in tmp_path/run."""
+    from tests.conftest import TINY_RUN
+
+    settings = {**TINY_RUN, **changes}
+    sets = [f"{k}={list(v) if isinstance(v, tuple) else v}" for k, v in settings.items()]
+    return ["--set", *sets, "--run-dir", str(tmp_path / "run"), "--no-progress"]
+
+
+def test_a_diverging_run_exits_3_in_one_line(tmp_path, capsys):
+    # In process and fast: tests/test_reliability.py checks the same of a process (slow).
+    from dqn.cli import train_main
+
+    code = train_main(tiny_run_args(tmp_path, max_abs_q=1e-6))  # the first update is over it
+    err = capsys.readouterr().err
+    assert code == 3, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "training diverged at env step" in lines[0], err
+
+
+def test_a_run_stopped_by_sigterm_exits_143_and_says_it_can_continue(tmp_path, capsys, monkeypatch):
+    # In process and fast: tests/test_train.py checks the same of a process (slow).
+    import signal
+
+    from dqn import loop
+    from dqn.cli import train_main
+
+    evaluate = loop._evaluate_and_log
+
+    def signalled(config, agent, eval_env, replay, state, step, *rest):
+        if step == 300:
+            signal.raise_signal(signal.SIGTERM)  # the loop's handler sets its stop flag
+        return evaluate(config, agent, eval_env, replay, state, step, *rest)
+
+    monkeypatch.setattr(loop, "_evaluate_and_log", signalled)
+    code = train_main(tiny_run_args(tmp_path))
+    out = capsys.readouterr().out
+    assert code == 128 + signal.SIGTERM, out
+    assert "300 env steps (interrupted; checkpoint saved, continue with --resume)" in out

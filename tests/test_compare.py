@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -409,3 +410,49 @@ def test_the_summary_counts_a_final_eval_at_the_bar_and_shows_the_largest_q():
     assert "| 30.0 |" in row  # max abs Q: the largest of the runs', not their mean
     table = seed_table(rows)
     assert "| huber | 0 | not reached | 475.0 | 1.0 |" in table and "123.0" not in table
+
+
+def test_the_summary_counts_the_runs_the_guard_stopped():
+    from dqn.report import summary_markdown
+
+    rows = [result_row(variant="huber", seed=s) for s in range(3)]
+    rows[1]["diverged_at_env_step"] = 900
+    header, _, huber = summary_markdown(rows, 475.0).splitlines()[:3]
+    cells = dict(zip(header.split("|"), huber.split("|")))
+    assert cells[" diverged "] == " 1 "  # the one run with a diverged_at_env_step
+
+
+def test_a_figure_that_fails_to_write_leaves_the_previous_one_whole(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dqn.report import _save
+
+    path = tmp_path / "learning_curves.png"
+    path.write_bytes(b"the previous figure")
+    fig, _ = plt.subplots()
+
+    def disk_full(target, **kwargs):
+        Path(target).write_bytes(b"half a png")
+        raise OSError(28, "No space left on device")
+
+    fig.savefig = disk_full
+    with pytest.raises(OSError, match="No space left"):
+        _save(fig, path)
+    assert path.read_bytes() == b"the previous figure"
+
+
+def test_a_run_of_the_study_differs_by_its_settings_but_not_by_output_dir(tmp_path):
+    # A rerun whose --config names another output_dir is the same study: its runs are kept.
+    from dqn.agent_files import STUDY_RUN
+    from dqn.study_runs import settings_difference
+
+    entry = tmp_path / "runs" / "l2-seed0"
+    (entry / STUDY_RUN).mkdir(parents=True)
+    DQNConfig(loss="l2", output_dir="results/a").to_yaml(entry / STUDY_RUN / "config.yaml")
+    same = DQNConfig(loss="l2", output_dir="elsewhere").to_dict()
+    assert settings_difference(entry, same) is None
+    other = DQNConfig(loss="l2", gamma=0.5, output_dir="elsewhere").to_dict()
+    assert settings_difference(entry, other) == "gamma: 0.99 there, 0.5 now"

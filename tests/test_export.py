@@ -339,3 +339,21 @@ def test_the_policy_is_the_online_network_and_acts_by_its_argmax(tmp_path, monke
     monkeypatch.setattr(dqn.export, "save_policy", lambda model, *_: saved.append(model))
     dqn.export._write_agent(agent, tmp_path / "model", tflite=False)
     assert saved == [agent.online]
+
+
+def test_the_default_signature_serves_q_values_and_the_line_names_the_shapes(tmp_path, capsys):
+    # In process and fast: the slow tests above check the same of a process, without the shapes.
+    import tensorflow as tf
+
+    from dqn.agent import DQNAgent
+
+    agent_dir = untrained_agent(tmp_path / "agent")  # 4 observations, 3 actions
+    assert main([str(agent_dir), "--out", str(tmp_path / "model")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "obs float32 [batch, 4] -> q_values float32 [batch, 3]" in line, line
+    obs = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    default = tf.saved_model.load(str(tmp_path / "model")).signatures["serving_default"]
+    served = default(obs=tf.constant(obs))
+    assert list(served) == ["q_values"]
+    expected = DQNAgent.load(agent_dir).q_values(obs)
+    np.testing.assert_allclose(served["q_values"].numpy(), expected, rtol=RTOL, atol=ATOL)

@@ -212,6 +212,45 @@ def test_a_signal_between_checkpoints_checkpoints_that_step_and_resumes_exactly(
         assert metrics_text(a.run_dir) == metrics_text(b.run_dir)
 
 
+def test_a_member_the_guard_stopped_stays_stopped_when_the_population_resumes(
+    tmp_path, monkeypatch
+):
+    from dqn.errors import TrainingInterrupted
+    from dqn.population_loop import PopulationLoop
+
+    evaluate = PopulationLoop._evaluate
+
+    def signalled(self, step, epsilon, active, last):
+        if step == 1_500:  # checkpoints come every 1,000 steps
+            signal.raise_signal(signal.SIGTERM)
+        return evaluate(self, step, epsilon, active, last)
+
+    base = BASE.replace(eval_every_env_steps=500)
+    members = [Member({"max_abs_q": 1e-6}, 1, "wild"), Member({}, 2, "calm")]  # wild: at 512
+    with monkeypatch.context() as m:
+        m.setattr(PopulationLoop, "_evaluate", signalled)
+        with pytest.raises(TrainingInterrupted):
+            train_population(base, members, out_dir=tmp_path / "p", progress=False)
+    marker = json.loads((tmp_path / "p" / "population-step.json").read_text())
+    assert marker == {"env_step": 1_500, "stopped": [0]}
+    resumed = resume_population(tmp_path / "p", progress=False)
+    whole = train_population(base, members, out_dir=tmp_path / "whole", progress=False)
+    assert "diverged at env step 512" in resumed[0].diverged
+    for a, b in zip(resumed, whole):
+        assert metrics_text(a.run_dir) == metrics_text(b.run_dir)
+
+
+def test_a_population_saved_before_n_step_existed_reads_as_one_step_targets(tmp_path):
+    from dqn.population_files import POPULATION_FILE, read_population
+
+    config = DQNConfig(seed=3).to_dict()
+    del config["n_step"]  # as population.json held it before the key was added
+    members = [{"config": config, "run_dir": "member0-seed3"}]
+    (tmp_path / POPULATION_FILE).write_text(json.dumps({"members": members}))
+    [saved], [run_dir] = read_population(tmp_path)
+    assert saved.n_step == 1 and saved.seed == 3 and run_dir == tmp_path / "member0-seed3"
+
+
 def test_member_folders_load_as_agents_and_evaluate(tmp_path):
     [member] = train_population(BASE, [({}, 0)], out_dir=tmp_path / "p", progress=False)
     agent = DQNAgent.load(member.run_dir)

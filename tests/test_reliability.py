@@ -77,6 +77,36 @@ def test_replay_round_trip_continues_the_same_samples(tmp_path):
         load_replay(tmp_path / "replay.npz", 100, 3)
 
 
+def replay_file(path: Path, **changes) -> Path:
+    """The replay.npz of a wrapped 50 x 3 ring (position 20), some of its arrays replaced."""
+    rng = np.random.default_rng(1)
+    replay = ReplayBuffer(50, 3, np.random.default_rng(7))
+    for _ in range(70):
+        replay.add(rng.normal(size=3), rng.integers(2), rng.normal(), rng.normal(size=3), False)
+    save_replay(replay, path)
+    with np.load(path) as npz:
+        arrays = {**{k: npz[k] for k in npz.files}, **changes}
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"position": np.int64(50)},  # one past the ring's end
+        {"capacity": np.int64(40)},  # 50 rows in a ring of 40
+        {"obs": np.zeros((50, 4)), "next_obs": np.zeros((50, 4))},  # 4-D observations
+    ],
+    ids=["position at capacity", "more rows than capacity", "other observation width"],
+)
+def test_a_replay_file_that_does_not_fit_its_ring_is_refused_not_loaded(changes, tmp_path):
+    path = replay_file(tmp_path / "replay.npz", **changes)
+    capacity = int(changes.get("capacity", 50))
+    with pytest.raises(CheckpointError, match=f"does not fit a replay of {capacity} x 3"):
+        load_replay(path, capacity, 3)
+
+
 # ---------------------------------------------------------------------- checkpoints
 def fill_with(text):
     return lambda folder: (folder / "a.txt").write_text(text)
@@ -472,6 +502,20 @@ def test_a_run_killed_after_its_final_checkpoint_is_finished_not_trained_again(
     assert started == []
     with pytest.raises(CheckpointError, match="already complete"):
         resume(run, progress=False, log_tensorboard=False)
+
+
+def test_a_run_interrupted_at_its_last_step_has_not_ended_and_resumes(tiny_run_copy):
+    """ended_summary's contract: a summary that says interrupted has not ended, even at the
+    last env step (this version's loops never write one, a signal there finishes the run; an
+    older or hand-edited summary may): resume is not refused as complete."""
+    from dqn.run_state import ended_summary, prepare_resume
+
+    path = tiny_run_copy / "summary.json"
+    summary = json.loads(path.read_text())
+    assert ended_summary(tiny_run_copy, 600) == summary  # finished: 600 of 600, no signal
+    path.write_text(json.dumps({**summary, "interrupted": True}))
+    assert ended_summary(tiny_run_copy, 600) is None
+    assert prepare_resume(tiny_run_copy).loop.env_step == 600
 
 
 def test_an_n_step_run_resumes_with_its_pending_steps(tmp_path):
