@@ -290,11 +290,16 @@ def _absent(path: Path) -> bool:
 
 
 def _resume(args: argparse.Namespace):
+    from dqn.io import hold_folders
     from dqn.run_state import prepare_resume
 
     # Everything but the agent is read and checked here, before TF is imported: a bad run
-    # folder or a corrupt checkpoint costs a fraction of a second to report.
-    config = prepare_resume(args.resume).config
+    # folder or a corrupt checkpoint costs a fraction of a second to report. Held while it is
+    # read: a run another process is training is named as busy, even before its first
+    # checkpoint (which would otherwise read as a folder without checkpoints, to delete).
+    held = [args.resume] if args.resume.is_dir() else []
+    with hold_folders(held):
+        config = prepare_resume(args.resume).config
     _quiet_tensorflow(config.num_threads)
     from dqn.loop import resume
 

@@ -164,7 +164,8 @@ class DQNConfig(metaclass=_KnownKeys):
         "module:EnvId imports the module that registers it first")
     env_kwargs: EnvKwargs              = row(EnvKwargs(),   KWARGS, False, None,
         "Keyword arguments of gym.make(env_id, ...) for every env a run makes (training, "
-        "evaluation, --gif): {max_episode_steps: 200}, CartPole's {sutton_barto_reward: true}")
+        "evaluation, --gif): {max_episode_steps: 200}, CartPole's {sutton_barto_reward: true}; "
+        "not render_mode, which dqn sets (none to train, rgb_array for --gif)")
     seed: int                          = row(0,             INT,  False, SEED_RANGE,
         "Seeds the env, the network initialisation, exploration and replay sampling")
     total_env_steps: int               = row(50_000,        INT,  False, "in [1, 10**12]",
@@ -306,6 +307,13 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
     "env_id has no stray spaces": (
         lambda c: c.env_id.strip() == c.env_id,
         lambda c: f"config key 'env_id' has stray spaces: {c.env_id!r}"),
+    # A window per env (render_mode "human") needs a display, and crashes the process without
+    # one; "rgb_array" would collide with the render mode --gif passes: dqn chooses it.
+    "render_mode is dqn's": (
+        lambda c: "render_mode" not in c.env_kwargs,
+        lambda c: "config key 'env_kwargs' must not set render_mode, got "
+                  f"{c.env_kwargs['render_mode']!r}: dqn sets it (none to train and evaluate, "
+                  "rgb_array for dqn-evaluate --gif)"),
     "at least one hidden layer": (
         lambda c: len(c.hidden_sizes) >= 1,
         lambda c: "config key 'hidden_sizes' must list at least one layer width"),

@@ -290,6 +290,11 @@ def test_the_table_agrees_with_the_field_types():
         ({"output_dir": ""}, "config key 'output_dir' must be a non-empty string, got ''"),
         ({"learner": "jax"}, "unknown learner 'jax'; valid learners: tensorflow, numpy"),
         ({"env_id": "CartPole-v1 "}, "config key 'env_id' has stray spaces: 'CartPole-v1 '"),
+        (
+            {"env_kwargs": {"render_mode": "human"}},
+            "config key 'env_kwargs' must not set render_mode, got 'human': dqn sets it (none to "
+            "train and evaluate, rgb_array for dqn-evaluate --gif)",
+        ),
         # list of integers
         ({"hidden_sizes": 64}, "config key 'hidden_sizes' must be a list of integers, got 64"),
         (

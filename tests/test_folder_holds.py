@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from dqn.cli import compare_main, train_main
+from dqn.config import DQNConfig
 from dqn.errors import FolderBusyError
 from dqn.io import LOCK_FILE, hold_folders
 from tests.test_bad_input import tree
@@ -130,6 +131,24 @@ def test_a_run_being_trained_refuses_a_resume_and_is_left_as_it_was(
         "wait until it ends, or stop it, then run this again"
     ]
     assert tree(tiny_run_copy) == before  # metrics.csv not cut back, no checkpoint set aside
+
+
+def test_a_run_held_before_its_first_checkpoint_is_named_busy_not_checkpointless(
+    tmp_path, other_process, capsys
+):
+    # A run another process has started and not checkpointed yet: "no checkpoints, delete it"
+    # would be the wrong advice.
+    run = tmp_path / "run"
+    run.mkdir()
+    DQNConfig().to_yaml(run / "config.yaml")
+    pid = other_process(run)
+    before = tree(run)
+    assert train_main(["--resume", str(run), "--no-progress"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(
+        f"dqn-train: error: {run} is being written by another process (pid {pid})"
+    )
+    assert tree(run) == before
 
 
 def test_a_study_being_trained_refuses_the_same_command_from_another_process(
