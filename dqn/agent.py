@@ -27,7 +27,7 @@ from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_a
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
 from dqn.envs import check_spaces
-from dqn.errors import ConfigError, InputError, first_line
+from dqn.errors import ConfigError, InputError, first_line, writing
 from dqn.finite import all_finite
 from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
@@ -419,8 +419,9 @@ class DQNAgent:
         agent inside a checkpoint) is refused with a DQNError before anything is written.
         """
         directory = Path(directory)
-        check_save_target(directory)
-        return write_dir_atomically(directory, self._write)
+        with writing("the agent folder", directory):  # in one line, as the CLI would say it
+            check_save_target(directory)
+            return write_dir_atomically(directory, self._write)
 
     def _write(self, folder: Path) -> None:
         write_agent_folder(

@@ -23,10 +23,12 @@ from dqn.errors import (
     ConfigError,
     DivergenceError,
     DQNError,
+    OutputError,
     SignalInterrupt,
     StudyInterrupted,
     TrainingInterrupted,
     WorkerError,
+    os_problem,
 )
 from dqn.terminal import command
 
@@ -73,12 +75,6 @@ def _one_line_warnings(prog: str) -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
-
-
-def _os_problem(exc: OSError) -> str:
-    """The reason ("No space left on device"), with the file where the error names one (a full
-    disk's, from numpy's zip writer closing its file, names none)."""
-    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
 
 
 def _interrupted_code(exc: KeyboardInterrupt) -> int:
@@ -193,12 +189,16 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         result = stop.result
     except DivergenceError as exc:
         return _fail(prog, exc, EXIT_DIVERGED)
+    except OutputError as exc:  # a checkpoint's agent (the run's folder is made before train)
+        return _fail(
+            prog, f"cannot write the run: {exc.reason}; the checkpoints written before are intact"
+        )
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:
         return _fail(
             prog,
-            f"cannot write the run: {_os_problem(exc)}; the checkpoints written before are intact",
+            f"cannot write the run: {os_problem(exc)}; the checkpoints written before are intact",
         )
     except KeyboardInterrupt as exc:  # a second Ctrl-C while the checkpoint was being written
         return _fail(
@@ -262,7 +262,7 @@ def _train(args: argparse.Namespace):
             run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # nothing is written yet: no "checkpoints written before" to speak of
         where = run_dir if run_dir is not None else config.output_dir
-        raise DQNError(f"cannot create the run folder in {where}: {_os_problem(exc)}") from None
+        raise DQNError(f"cannot create the run folder in {where}: {os_problem(exc)}") from None
     _quiet_tensorflow(config.num_threads)
     from dqn.loop import train
 
@@ -278,6 +278,14 @@ def _train(args: argparse.Namespace):
                 break
             folder.rmdir()
         raise
+
+
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False also where the question cannot be asked (a name too long)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _absent(path: Path) -> bool:
@@ -297,7 +305,7 @@ def _resume(args: argparse.Namespace):
     # folder or a corrupt checkpoint costs a fraction of a second to report. Held while it is
     # read: a run another process is training is named as busy, even before its first
     # checkpoint (which would otherwise read as a folder without checkpoints, to delete).
-    held = [args.resume] if args.resume.is_dir() else []
+    held = [args.resume] if _is_dir(args.resume) else []
     with hold_folders(held):
         config = prepare_resume(args.resume).config
     _quiet_tensorflow(config.num_threads)
@@ -403,7 +411,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:  # unreadable, or a checkpoint a training run pruned as it was read
-        return _fail(prog, f"cannot read {args.path}: {_os_problem(exc)}")
+        return _fail(prog, f"cannot read {args.path}: {os_problem(exc)}")
     except KeyboardInterrupt as exc:  # Ctrl-C: it writes nothing, so it stops where it is
         return _fail(prog, "interrupted", _interrupted_code(exc))
     print(
@@ -569,7 +577,7 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return _fail(prog, exc)
     except OSError as exc:
-        return _fail(prog, f"cannot write to {args.out}: {_os_problem(exc)}")
+        return _fail(prog, f"cannot write to {args.out}: {os_problem(exc)}")
     except KeyboardInterrupt as exc:  # before the runs started, or a second signal
         return _fail(
             prog,

@@ -1,6 +1,10 @@
 """User-facing errors. The CLI prints any of these as one line and exits 2 (bad input), 3
 (divergence), 1 (a study's worker crashed) or 128 + the signal (a study interrupted)."""
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 
 def first_line(exc: BaseException) -> str:
     """An exception's first line of text (its type's name if it has none): a one-line error."""
@@ -38,6 +42,39 @@ class UnsupportedSpaceError(DQNError, ValueError):
 class InputError(DQNError, ValueError):
     """An argument of the agent's Python API (an observation, a batch, epsilon, a network_fn's
     model) has the wrong shape, type or range."""
+
+
+class OutputError(DQNError, OSError):
+    """A folder asked for (a run's, a saved agent's, an exported policy's) cannot be written:
+    its path and the reason, in one line; ``reason`` alone for a message that names the path
+    otherwise. Still an OSError, for code that catches those."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)  # one argument: what a pickle of it (a worker's) rebuilds
+        self.reason = message if reason is None else reason
+
+
+def os_problem(exc: OSError) -> str:
+    """The reason ("No space left on device"), with the file where the error names one (a full
+    disk's, from numpy's zip writer closing its file, names none)."""
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+
+
+@contextlib.contextmanager
+def writing(what: str, path) -> Iterator[None]:
+    """Inside, an OSError (a path under a file, a read-only or full disk) is raised as an
+    OutputError "cannot write {what} {path}: {reason}"; dqn's own errors pass unchanged. The
+    reason names a file on the way to ``path`` where there is one (the system's "File exists"
+    or "Not a directory" would not say which), else the system's words, without the file name
+    (``path`` names it; the system's may be a temporary name beside it)."""
+    try:
+        yield
+    except DQNError:
+        raise
+    except OSError as exc:
+        on_the_way = [p for p in Path(path).absolute().parents if p.is_file()]
+        why = f"{on_the_way[-1]} is a file" if on_the_way else (exc.strerror or str(exc))
+        raise OutputError(f"cannot write {what} {path}: {why}", why) from None
 
 
 class CheckpointError(DQNError):

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dqn.cli import _fail, _interrupted_code, _one_line_warnings, _Parser, _sigterm_as_ctrl_c
-from dqn.errors import CheckpointError, DQNError, first_line
+from dqn.errors import CheckpointError, DQNError, OutputError, first_line, writing
 from dqn.terminal import command
 
 PROG = "dqn-export"
@@ -131,12 +131,18 @@ def export_policy(source, out: str | os.PathLike, *, tflite: bool = False) -> Pa
                 "export_policy takes a DQNAgent or the path of a run, checkpoint or agent "
                 f"folder, got {type(source).__name__}"
             )
-    _check_out(out, "out")
-    if path is None:
-        _write_whole(out, lambda folder: _write_agent(source, folder, tflite), "out")
-    else:
-        agent_dir = _check_agent(path)[0]
-        _write_whole(out, lambda folder: _write(path, agent_dir, folder, tflite), "out")
+    with writing("out", out):  # in one line, as dqn-export would say it
+        _check_out(out, "out")
+    agent_dir = None if path is None else _check_agent(path)[0]
+
+    def fill(folder: Path) -> None:
+        if path is None:
+            _write_agent(source, folder, tflite)
+        else:
+            _write(path, agent_dir, folder, tflite)
+
+    with writing("out", out):
+        _write_whole(out, fill, "out")
     return out
 
 
@@ -171,7 +177,8 @@ def _check_out(out: Path, name: str = "--out") -> None:
     while not above.exists() and above != above.parent:
         above = above.parent
     if not above.is_dir():
-        raise DQNError(f"cannot write {name} {out}: {above} is not a folder")
+        why = f"{above} is not a folder"
+        raise OutputError(f"cannot write {name} {out}: {why}", why)
 
 
 def _check_agent(path: Path) -> tuple[Path, int, int]:

@@ -43,6 +43,7 @@ from dqn.errors import (
     InputError,
     add_note,
     raise_if_signalled,
+    writing,
 )
 from dqn.evaluation import evaluate
 from dqn.io import atomic_write_text, hold_folders
@@ -185,7 +186,9 @@ def train(
     replay = ReplayBuffer(
         config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
     )
-    run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
+    with writing("the run folder in", run_dir or config.output_dir):  # in one line, as the CLI
+        run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
+        run_dir.mkdir(parents=True, exist_ok=True)
     with hold_folders([run_dir]):  # a resume of this run from another process is refused
         config.to_yaml(run_dir / "config.yaml", agent.network_note())
         if source is not None:

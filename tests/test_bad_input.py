@@ -23,7 +23,7 @@ from dqn.checkpoint import write_manifest
 from dqn.cli import evaluate_main, train_main
 from dqn.errors import CheckpointError, ConfigError, UnsupportedSpaceError
 from dqn.members import member_bytes
-from tests.conftest import register_once
+from tests.conftest import TINY_RUN, register_once
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE_YAML = str(ROOT / "configs" / "cartpole.yaml")
@@ -751,8 +751,6 @@ def test_a_full_disk_ends_the_run_in_one_line_and_it_resumes_from_the_checkpoint
 
     import yaml
 
-    from tests.conftest import TINY_RUN
-
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({**TINY_RUN, "hidden_sizes": list(TINY_RUN["hidden_sizes"])}))
     run = tmp_path / "run"
@@ -813,3 +811,31 @@ def test_a_one_line_error_is_the_first_line_or_else_the_type():
 
     assert first_line(ValueError("bad value\nTraceback follows")) == "bad value"
     assert first_line(ValueError("  ")) == "ValueError"
+
+
+@pytest.mark.parametrize("call", ["DQNAgent.save", "export_policy", "train", "train(run_dir=)"])
+def test_a_python_call_asked_to_write_under_a_file_raises_one_line_naming_it(call, tmp_path):
+    # The Python API says what the commands say: the path, and the file in its way, as one
+    # DQNError (still an OSError), not the system's "File exists" with a temporary name.
+    from dqn import DQNAgent, train
+    from dqn.errors import OutputError
+    from dqn.export import export_policy
+
+    (tmp_path / "afile").write_text("mine\n")
+    target = tmp_path / "afile" / "sub"
+    space = gym.spaces.Box(-1, 1, (4,), np.float32)
+    agent = DQNAgent(space, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=(8,)))
+    config = DQNConfig(**TINY_RUN, output_dir=str(target))
+    write = {
+        "DQNAgent.save": lambda: agent.save(target),
+        "export_policy": lambda: export_policy(agent, target),
+        "train": lambda: train(config, progress=False),
+        "train(run_dir=)": lambda: train(config, run_dir=target, progress=False),
+    }[call]
+    before = tree(tmp_path)
+    with pytest.raises(OutputError) as raised:
+        write()
+    assert isinstance(raised.value, OSError)
+    [line] = str(raised.value).splitlines()
+    assert line.startswith("cannot write ") and f"{target}: {tmp_path / 'afile'} is " in line
+    assert tree(tmp_path) == before
