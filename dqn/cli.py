@@ -376,7 +376,8 @@ def evaluate_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="also draw the first episode into FILE, a new .gif (needs pygame for gymnasium's "
-        "classic-control envs: pip install 'dqn[render]')",
+        "classic-control envs: pip install 'gymnasium[classic-control]' pillow, dqn's render "
+        "extra)",
     )
     return p
 

@@ -254,9 +254,10 @@ def non_finite_rows(obs, rewards=None) -> dict[int, str]:
 
 def env_error(head: str, what: str) -> NonFiniteEnvError:
     """The error for an env that returned ``what`` (a ``non_finite_rows`` value)."""
+    wrapper = "TransformReward" if what.startswith("the reward") else "TransformObservation"
     return NonFiniteEnvError(
         f"{head}: the env returned {what}; the learner did not diverge: fix the env, or wrap it "
-        "(e.g. gymnasium.wrappers.TransformObservation)"
+        f"(e.g. gymnasium.wrappers.{wrapper})"
     )
 
 

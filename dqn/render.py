@@ -2,9 +2,9 @@
 
 The episode is the evaluation's own: ``evaluate`` runs it (the same reset seed, the same checks
 of what the env returns), through a wrapper that keeps the env's ``rgb_array`` frame after the
-reset and after every step. Drawing gymnasium's classic-control envs needs pygame (the
-``render`` extra: ``pip install 'dqn[render]'``); Pillow, which matplotlib already needs, writes
-the GIF. Nothing here imports TensorFlow.
+reset and after every step. Drawing gymnasium's classic-control envs needs pygame (dqn's
+``render`` extra, ``pip install -e '.[render]'`` in its folder); Pillow, which matplotlib
+already needs, writes the GIF. Nothing here imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def record_gif(
     except gym.error.DependencyNotInstalled as exc:
         raise DQNError(
             f"drawing {env_id} needs a package that is not installed: {exc} "
-            "(for gymnasium's classic-control envs: pip install 'dqn[render]')"
+            "(for gymnasium's classic-control envs: pip install 'gymnasium[classic-control]' "
+            "pillow, dqn's render extra)"
         ) from None
     finally:
         env.close()

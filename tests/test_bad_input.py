@@ -164,7 +164,11 @@ TRAIN_CASES = {
     ),
     "network larger than memory": (
         ["--set", "hidden_sizes=[100000, 100000]"],
-        ["and the network needs", "lower buffer_size or hidden_sizes"],
+        ["and the network needs", "lower buffer_size, hidden_sizes or a burst's rows"],
+    ),
+    "burst larger than memory": (
+        ["--set", "gradient_steps_per_train=100000000"],
+        ["and the network needs", "(gradient_steps_per_train x batch_size)"],
     ),
     "negative total steps": (
         ["--set", "total_env_steps=-100"],

@@ -101,7 +101,12 @@ def test_finite_values_pass_and_the_first_bad_one_is_named():
         match=r"after env step 7 .*: the env returned the observation \[0.0, -inf\]",
     ):
         check_env_values(7, obs, np.ones(3))
-    with pytest.raises(NonFiniteEnvError, match="the env returned the reward nan"):
+    with pytest.raises(NonFiniteEnvError, match=r"gymnasium.wrappers.TransformObservation\)$"):
+        check_env_values(7, obs, np.ones(3))
+    with pytest.raises(
+        NonFiniteEnvError,
+        match=r"returned the reward nan \(NaN or inf\); .* gymnasium.wrappers.TransformReward\)$",
+    ):
         check_env_values(7, np.zeros((3, 2)), np.array([1.0, np.nan, 1.0]))
 
 

@@ -78,7 +78,10 @@ def test_without_pygame_the_error_says_what_to_install(tiny_run, tmp_path, capsy
     out = tmp_path / "x.gif"
     assert evaluate_main([str(tiny_run), "--episodes", "1", "--gif", str(out)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "needs a package that is not installed" in line and "pip install 'dqn[render]'" in line
+    assert (
+        "needs a package that is not installed" in line
+        and "pip install 'gymnasium[classic-control]'" in line
+    )
     assert not out.exists()
 
 
