@@ -200,12 +200,27 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             prog,
             f"cannot write the run: {os_problem(exc)}; the checkpoints written before are intact",
         )
-    except KeyboardInterrupt as exc:  # a second Ctrl-C while the checkpoint was being written
-        return _fail(
-            prog, "interrupted twice; the previous checkpoint is intact", _interrupted_code(exc)
-        )
+    except KeyboardInterrupt as exc:  # before the loop, or a second Ctrl-C in it
+        return _fail(prog, _interrupted_at_once(exc), _interrupted_code(exc))
     _print_summary(result)
     return 128 + result.stop_signal if result.stop_signal is not None else 0
+
+
+def _interrupted_at_once(exc: KeyboardInterrupt) -> str:
+    """What a run stopped at once keeps (by a signal before its loop, where no handler turns it
+    into a checkpoint, or by a second one in it): its newest checkpoint, or none."""
+    from dqn.agent_files import checkpoint_step, list_checkpoints
+
+    run_dir = getattr(exc, "run_dir", None)  # set by the loop; None: stopped before it
+    if run_dir is None:
+        return "interrupted before training started"
+    newest = list_checkpoints(run_dir)
+    if not newest:
+        return f"interrupted twice, before {run_dir} had a checkpoint: nothing to resume"
+    return (
+        f"interrupted twice; {run_dir}'s checkpoint of env step {checkpoint_step(newest[0])} is "
+        f"intact: dqn-train --resume {run_dir} continues from it"
+    )
 
 
 def train_config(args: argparse.Namespace) -> DQNConfig:

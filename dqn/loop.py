@@ -438,6 +438,9 @@ def _run(
                     break
             if (stop_signal is not None or stopped_by_on_eval) and saved_step != step:
                 save_checkpoint(step)  # a full, resumable checkpoint of where the signal found us
+    except KeyboardInterrupt as exc:  # a second signal, which stops at once: say where
+        exc.run_dir = run_dir
+        raise
     except Exception as exc:  # divergence, or an error of the env's or of on_eval's
         if isinstance(exc, DivergenceError):
             write_summary(run_dir, config, loop, step, threshold, stop_signal, str(exc))

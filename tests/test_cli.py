@@ -3,9 +3,12 @@
 import io
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from dqn.run_log import Interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -367,3 +370,40 @@ def test_a_run_stopped_by_sigterm_exits_143_and_says_it_can_continue(tmp_path, c
     out = capsys.readouterr().out
     assert code == 128 + signal.SIGTERM, out
     assert "300 env steps (interrupted; checkpoint saved, continue with --resume)" in out
+
+
+@pytest.mark.parametrize(
+    "at, said",
+    [
+        (100, "interrupted twice, before {run} had a checkpoint: nothing to resume"),
+        (
+            300,
+            "interrupted twice; {run}'s checkpoint of env step 200 is intact: dqn-train "
+            "--resume {run} continues from it",
+        ),
+    ],
+    ids=["before the first checkpoint", "after one"],
+)
+def test_a_second_signal_stops_at_once_and_says_what_is_kept(
+    at, said, tmp_path, capsys, monkeypatch
+):
+    # The second signal comes during an evaluation (checkpoints every 200 env steps): the run
+    # stops there, without the stop's checkpoint, and the line says what there is to resume.
+    import signal
+
+    from dqn import loop
+    from dqn.cli import train_main
+
+    evaluate = loop._evaluate_and_log
+
+    def signalled_twice(config, agent, eval_env, replay, state, step, *rest):
+        if step == at:
+            signal.raise_signal(signal.SIGINT)  # the loop's handler sets its stop flag
+            time.sleep(Interrupt.REPEAT_SECONDS)  # a second Ctrl-C, not the same one twice
+            signal.raise_signal(signal.SIGINT)
+        return evaluate(config, agent, eval_env, replay, state, step, *rest)
+
+    monkeypatch.setattr(loop, "_evaluate_and_log", signalled_twice)
+    assert train_main(tiny_run_args(tmp_path)) == 128 + signal.SIGINT
+    run = tmp_path / "run"
+    assert capsys.readouterr().err.splitlines() == [f"dqn-train: error: {said.format(run=run)}"]
