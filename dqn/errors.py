@@ -72,9 +72,17 @@ def writing(what: str, path) -> Iterator[None]:
     except DQNError:
         raise
     except OSError as exc:
-        on_the_way = [p for p in Path(path).absolute().parents if p.is_file()]
+        on_the_way = [p for p in Path(path).absolute().parents if _is_file(p)]
         why = f"{on_the_way[-1]} is a file" if on_the_way else (exc.strerror or str(exc))
         raise OutputError(f"cannot write {what} {path}: {why}", why) from None
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False also where the question cannot be asked (a name too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 class CheckpointError(DQNError):
