@@ -70,8 +70,15 @@ def updates_pass(metrics: np.ndarray, names: Sequence[str], bounds: np.ndarray) 
     return finite & (metrics[:, q_index] <= bounds)
 
 
-def check_update(metrics: np.ndarray, names: Sequence[str], bound: float, env_step: int) -> None:
-    """Raise DivergenceError naming the step, the metric, the cause and the remedy."""
+def check_update(
+    metrics: np.ndarray,
+    names: Sequence[str],
+    bound: float,
+    env_step: int,
+    checkpointed: bool = True,
+) -> None:
+    """Raise DivergenceError naming the step, the metric, the cause and the remedy, and what the
+    run keeps (``checkpointed``: has it a checkpoint to resume from?)."""
     guarded, q_index = _indices(tuple(names))
     values = metrics.tolist()  # plain floats: this runs after every update, so keep it cheap
     for name, i in zip(GUARDED_METRICS, guarded):
@@ -85,5 +92,5 @@ def check_update(metrics: np.ndarray, names: Sequence[str], bound: float, env_st
     raise DivergenceError(
         f"training diverged at env step {env_step}: {problem}; likely exploding gradients or "
         "too high a learning rate: set max_grad_norm (e.g. 10) or lower learning_rate. "
-        "The last good checkpoint is intact"
+        + ("The last good checkpoint is intact" if checkpointed else "It had no checkpoint yet")
     )

@@ -261,13 +261,16 @@ def env_error(head: str, what: str) -> NonFiniteEnvError:
     )
 
 
-def training_stop(env_step: int, what: str) -> NonFiniteEnvError:
-    """The error that stops a run (or a population's member) whose env returned ``what``."""
-    head = f"training stopped after env step {env_step} (the last good checkpoint is intact)"
-    return env_error(head, what)
+def training_stop(env_step: int, what: str, checkpointed: bool = True) -> NonFiniteEnvError:
+    """The error that stops a run (or a population's member) whose env returned ``what``;
+    ``checkpointed``: has the run a checkpoint to resume from?"""
+    kept = "the last good checkpoint is intact" if checkpointed else "before its first checkpoint"
+    return env_error(f"training stopped after env step {env_step} ({kept})", what)
 
 
-def check_env_values(env_step: int, obs: np.ndarray, rewards: np.ndarray | None = None) -> None:
+def check_env_values(
+    env_step: int, obs: np.ndarray, rewards: np.ndarray | None = None, checkpointed: bool = True
+) -> None:
     """Raise NonFiniteEnvError if an observation (a row of ``obs``) or a reward is NaN or inf
     (or beyond float32's range).
 
@@ -275,7 +278,7 @@ def check_env_values(env_step: int, obs: np.ndarray, rewards: np.ndarray | None 
     under a microsecond per step, against a NaN that poisons every batch that samples it.
     """
     if found := non_finite_rows(obs, rewards):
-        raise training_stop(env_step, next(iter(found.values())))
+        raise training_stop(env_step, next(iter(found.values())), checkpointed)
 
 
 # ---------------------------------------------------------------------- stepping n envs

@@ -356,17 +356,19 @@ def _run(
         )
 
     step, saved_step, stop_signal, stopped_by_on_eval = loop.env_step, None, None, False
+    resumed = step > 0  # from a checkpoint; a new run has none until its first is saved
     try:
-        check_env_values(step, envs.obs)  # the first observations (a reset or a checkpoint's)
+        check_env_values(step, envs.obs, None, resumed)  # a reset's or a checkpoint's
         with Interrupt() as stop:
             while step < config.total_env_steps:
                 epsilon = linear_epsilon(step + 1, config)
                 obs = envs.obs
                 actions = agent.act_batch(obs, epsilon)
                 out = envs.step(actions)
-                check_env_values(step, out.next_obs, out.rewards)  # before replay stores them
+                kept = resumed or saved_step is not None  # a checkpoint to resume from
+                check_env_values(step, out.next_obs, out.rewards, kept)  # before replay has them
                 if out.terminated.any() or out.truncated.any():
-                    check_env_values(step, envs.obs)  # the first observations of new episodes
+                    check_env_values(step, envs.obs, None, kept)  # new episodes' first
                 for i in np.flatnonzero(out.real):
                     # terminated, not done: a time-limit cut is not terminal and bootstraps.
                     for t in windows[i].push(
@@ -394,7 +396,7 @@ def _run(
                         config.batch_size, bursts * config.gradient_steps_per_train
                     )
                     values = agent.update_rows(rows)
-                    check_update(values, METRIC_NAMES, bound, step)  # before anything is saved
+                    check_update(values, METRIC_NAMES, bound, step, kept)  # before it is saved
                     metrics.add(values)
 
                 done = step >= config.total_env_steps

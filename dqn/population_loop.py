@@ -128,6 +128,7 @@ class PopulationLoop:
         eps = EpsilonSchedule([s.config for s in self.slots])
         step, saved = self.step, None
         first = step
+        self.checkpointed = step > 0  # resumed from a checkpoint; set by the first one saved
         stop_signal = None
         try:
             with Interrupt() as stop:
@@ -246,7 +247,8 @@ class PopulationLoop:
         for i in np.flatnonzero(active).tolist():
             if not passed[i]:  # check_update raises, with the message a single run gives
                 try:
-                    check_update(values[i], METRIC_NAMES, self.slots[i].bound, step)
+                    bound = self.slots[i].bound
+                    check_update(values[i], METRIC_NAMES, bound, step, self.checkpointed)
                 except DivergenceError as exc:
                     self._stop(i, active, step, exc)
                     continue
@@ -262,7 +264,8 @@ class PopulationLoop:
         observation is ``obs[j]`` and its reward ``rewards[j]``. The others go on."""
         for j, what in non_finite_rows(obs, rewards).items():
             if active[members[j]]:
-                self._stop(members[j], active, step, training_stop(step, what))
+                stop = training_stop(step, what, self.checkpointed)
+                self._stop(members[j], active, step, stop)
 
     def _stop(self, i: int, active: np.ndarray, step: int, exc: DivergenceError | None) -> None:
         """Member i stops as a single run would, by the guard (``exc``) or by on_eval (None):
@@ -431,6 +434,7 @@ class PopulationLoop:
                 slot.loop.train_seconds = seconds_before[i] + share
 
     def _checkpoint(self, step: int) -> None:
+        self.checkpointed = True
         self.envs.sync()
         for i, slot in enumerate(self.slots):
             if slot.stopped is None:

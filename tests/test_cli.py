@@ -346,6 +346,7 @@ def test_a_diverging_run_exits_3_in_one_line(tmp_path, capsys):
     assert code == 3, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "training diverged at env step" in lines[0], err
+    assert lines[0].endswith("It had no checkpoint yet"), err  # its first comes at step 200
 
 
 def test_a_run_stopped_by_sigterm_exits_143_and_says_it_can_continue(tmp_path, capsys, monkeypatch):

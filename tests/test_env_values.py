@@ -103,6 +103,8 @@ def test_finite_values_pass_and_the_first_bad_one_is_named():
         check_env_values(7, obs, np.ones(3))
     with pytest.raises(NonFiniteEnvError, match=r"gymnasium.wrappers.TransformObservation\)$"):
         check_env_values(7, obs, np.ones(3))
+    with pytest.raises(NonFiniteEnvError, match=r"step 7 \(before its first checkpoint\): the"):
+        check_env_values(7, obs, np.ones(3), checkpointed=False)
     with pytest.raises(
         NonFiniteEnvError,
         match=r"returned the reward nan \(NaN or inf\); .* gymnasium.wrappers.TransformReward\)$",
@@ -127,6 +129,15 @@ def test_a_nan_from_the_env_stops_the_run_naming_the_env_not_the_learner(tmp_pat
         train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["env_steps"] == 299 and "the learner did not diverge" in summary["diverged"]
+
+
+def test_a_member_whose_env_returns_nan_before_any_checkpoint_says_it_has_none(tmp_path):
+    base = DQNConfig(**TINY_RUN).replace(
+        env_id="DqnTestBroken-obs-v0", learner="numpy", checkpoint_every_env_steps=400
+    )
+    broken = Member({}, 1, "broken")
+    [broken] = train_population(base, [broken], out_dir=tmp_path / "p", progress=False)
+    assert "after env step 299 (before its first checkpoint): the env returned " in broken.diverged
 
 
 def test_a_member_whose_env_returns_nan_stops_and_the_others_go_on(tmp_path):

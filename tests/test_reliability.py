@@ -387,8 +387,10 @@ def test_the_guard_names_the_step_the_metric_and_the_remedy():
     metrics = np.ones(len(METRIC_NAMES), np.float32)
     metrics[METRIC_NAMES.index("q_abs_max")] = 11.0
     message = "q_abs_max reached 11 > max_abs_q = 10.*learning_rate"
-    with pytest.raises(DivergenceError, match=message):
+    with pytest.raises(DivergenceError, match=message + r"\. The last good checkpoint is intact$"):
         check_update(metrics, METRIC_NAMES, 10.0, 7)
+    with pytest.raises(DivergenceError, match=message + r"\. It had no checkpoint yet$"):
+        check_update(metrics, METRIC_NAMES, 10.0, 7, checkpointed=False)
 
 
 def test_the_populations_vectorized_guard_passes_exactly_the_rows_check_update_passes():
