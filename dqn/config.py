@@ -546,6 +546,8 @@ def _coerce(kind: str, value: Any) -> Any:
         return int(value)
     if kind == NUM and number and abs(value) <= sys.float_info.max:  # finite (and fits a float)
         return float(value)
+    if kind == NUM and number:  # inf, nan, 10**400: a number, but not one a run can use
+        raise _NotKind(f"a finite {kind.removeprefix('a ')}", value)
     raise _NotKind(kind, value)
 
 
@@ -581,7 +583,7 @@ def _validate(cfg: DQNConfig) -> None:
         try:
             object.__setattr__(cfg, key, _coerce(field.kind, raw))
         except _NotKind as bad:
-            kind, shown = (f"{field.kind} or null", raw) if field.nullable else bad.args
+            kind, shown = (f"{bad.args[0]} or null", raw) if field.nullable else bad.args
             raise ConfigError(f"config key {key!r} must be {kind}, got {shown!r}") from None
     for key, field in FIELDS.items():
         v, rule = getattr(cfg, key), field.rule

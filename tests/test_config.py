@@ -260,8 +260,15 @@ def test_the_table_agrees_with_the_field_types():
         # number
         ({"learning_rate": "fast"}, "config key 'learning_rate' must be a number, got 'fast'"),
         ({"learning_rate": True}, "config key 'learning_rate' must be a number, got True"),
-        ({"learning_rate": float("inf")}, "config key 'learning_rate' must be a number, got inf"),
-        ({"gamma": "nan"}, "config key 'gamma' must be a number, got nan"),
+        (
+            {"learning_rate": float("inf")},
+            "config key 'learning_rate' must be a finite number, got inf",
+        ),
+        ({"gamma": "nan"}, "config key 'gamma' must be a finite number, got nan"),
+        (
+            {"learning_rate_end": float("-inf")},
+            "config key 'learning_rate_end' must be a finite number or null, got -inf",
+        ),
         ({"gamma": 0}, "config key 'gamma' must be in (0, 1], got 0.0"),
         ({"epsilon_start": 1.5}, "config key 'epsilon_start' must be in [0, 1], got 1.5"),
         # nullable number
