@@ -510,18 +510,16 @@ def _runs_inside(folder: Path) -> list[Path]:
     if listed := _population_members(folder):
         return listed
     loadable = ("run", "study run entry", "agent")
+    found = []  # both levels: a folder with a run of its own beside runs/ holds all of them
     for where in (folder, folder / "runs"):
         if where.is_dir():
-            found = []
             for sub in sorted(d for d in where.iterdir() if d.is_dir()):
                 kind = folder_kind(sub)
                 if kind in loadable:
                     found.append(sub)
                 elif kind == "population":  # a folder of populations: a study's populations/
                     found += _population_members(sub)
-            if found:
-                return found
-    return []
+    return list(dict.fromkeys(found))  # a study's members: in its populations/ and its runs/
 
 
 def _population_members(folder: Path) -> list[Path]:

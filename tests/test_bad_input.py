@@ -549,6 +549,10 @@ EVALUATE_CASES = {
         lambda tmp: study_with_populations(tmp) / "populations",
         ["populations holds 3 runs", "/huber-seed0/run, ", "/l2-seed0/run, ", "/l2-seed1/run)"],
     ),
+    "a run beside a study's runs": (  # both levels are counted, not the first that has one
+        lambda tmp: run_without_checkpoint(study_folder(tmp), "mine").parent,
+        ["study holds 5 runs, not one", "study/mine, ", "study/runs/huber-seed0, "],
+    ),
 }
 
 
