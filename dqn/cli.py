@@ -487,6 +487,11 @@ def compare_parser() -> argparse.ArgumentParser:
         metavar="YAML",
         help="read the variants from a YAML mapping of label to overrides (a committed sweep)",
     )
+    p.add_argument(
+        "--env",
+        metavar="ENV_ID",
+        help="Gymnasium env id for every variant, as dqn-train's --env (the config's env_id)",
+    )
     p.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
     p.add_argument("--first-seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument(
@@ -560,10 +565,16 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         )
         from dqn.config import DQNConfig, parse_overrides
 
-        for key in parse_overrides(list(args.set)):
+        overrides = list(args.set)
+        given = parse_overrides(overrides)
+        for key in given:
             if key in STUDY_OWNS:
                 raise ConfigError(f"--set {key}: {STUDY_OWNS[key]}")
-        base = DQNConfig.from_yaml(args.config, list(args.set))
+        if args.env is not None:
+            if "env_id" in given:
+                raise ConfigError("--env and --set env_id=... both set 'env_id': give it once")
+            overrides.append(f"env_id={args.env}")
+        base = DQNConfig.from_yaml(args.config, overrides)
         if args.variants_file is not None:
             if args.variants is not None:
                 raise DQNError("give either --variants or --variants-file, not both")

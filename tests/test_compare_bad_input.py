@@ -375,6 +375,19 @@ def test_the_command_line_refuses_a_rerun_with_another_set(tmp_path, in_process,
     assert "gamma: 0.99 there, 0.5 now; loss_bound: 1.0 there, 3.0 now" in line
 
 
+def test_env_sets_every_variants_env_id_and_set_env_id_with_it_is_refused(
+    tmp_path, in_process, capsys
+):
+    config, out = tiny_yaml(tmp_path), tmp_path / "out"
+    args = ["--config", config, "--variants", "l2", "--seeds", "1", "--out", out]
+    assert compare_main([*map(str, args), "--env", "Acrobot-v1", "--no-progress"]) == 0
+    assert "env_id: Acrobot-v1" in (out / "runs" / "l2-seed0" / "run" / "config.yaml").read_text()
+    capsys.readouterr()
+    twice = [*args, "--env", "Acrobot-v1", "--set", "env_id=CartPole-v1"]
+    line = refused_cli(twice, capsys, tmp_path)
+    assert line == "dqn-compare: error: --env and --set env_id=... both set 'env_id': give it once"
+
+
 def test_a_label_or_seed_given_twice_is_refused(tmp_path, in_process):
     # Both would train the same run folder, at the same time.
     with pytest.raises(ConfigError, match="variant label 'l2' is given twice"):
