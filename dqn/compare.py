@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dqn.config import DQNConfig, load_yaml, parse_overrides
+from dqn.config import FIELDS, DQNConfig, load_yaml, parse_overrides
 from dqn.errors import ConfigError, DQNError, StudyInterrupted, WorkerError, few
 from dqn.io import atomic_write_text, hold_folders
 from dqn.members import check_label, configured
@@ -128,6 +128,12 @@ def read_variants_file(path: str | Path) -> list[Variant]:
         raise ConfigError(
             f"variants file {path} must map each variant label to its overrides, "
             "e.g. 'double: {double_dqn: true}'"
+        )
+    if set(data) <= set(FIELDS) and not all(isinstance(v, dict | None) for v in data.values()):
+        raise ConfigError(  # config keys with their values: a config, not a sweep's variants
+            f"variants file {path} holds config keys ({', '.join(list(data)[:3])}"
+            f"{', ...' if len(data) > 3 else ''}) with their values, as a config file does: give "
+            "it to --config, and a mapping of label: {overrides} to --variants-file"
         )
     variants = []
     for label, overrides in data.items():

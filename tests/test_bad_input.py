@@ -704,6 +704,10 @@ COMPARE_CASES = {
         variants_file("fast: 3\n"),
         ["variant 'fast' must map config keys to values"],
     ),
+    "config file as the variants file": (
+        ["--variants-file", CARTPOLE_YAML],
+        ["holds config keys (env_id, env_kwargs, seed, ...)", "give it to --config"],
+    ),
     "variant with an unknown key": (
         variants_file("fast: {learning_rat: 0.1}\n"),
         ["unknown config key 'learning_rat'"],
