@@ -185,8 +185,17 @@ def test_a_signal_during_the_last_step_finds_the_population_complete(
         assert r.summary["env_steps"] == (3_000 if final else 1_000)
 
 
+@pytest.mark.parametrize(
+    "members, stopped",
+    [
+        ([Member({}, 1), Member({"loss": "l2"}, 2)], []),
+        # a member the guard stopped (wild: at env step 512) stays stopped when it resumes
+        ([Member({"max_abs_q": 1e-6}, 1, "wild"), Member({}, 2, "calm")], [0]),
+    ],
+    ids=["all running", "one stopped by the guard"],
+)
 def test_a_signal_between_checkpoints_checkpoints_that_step_and_resumes_exactly(
-    tmp_path, monkeypatch
+    members, stopped, tmp_path, monkeypatch
 ):
     from dqn.errors import TrainingInterrupted
     from dqn.population_loop import PopulationLoop
@@ -199,43 +208,16 @@ def test_a_signal_between_checkpoints_checkpoints_that_step_and_resumes_exactly(
         return evaluate(self, step, epsilon, active, last)
 
     base = BASE.replace(eval_every_env_steps=500)
-    members = [Member({}, 1), Member({"loss": "l2"}, 2)]
     with monkeypatch.context() as m:
         m.setattr(PopulationLoop, "_evaluate", signalled)
         with pytest.raises(TrainingInterrupted):
             train_population(base, members, out_dir=tmp_path / "p", progress=False)
     marker = json.loads((tmp_path / "p" / "population-step.json").read_text())
-    assert marker == {"env_step": 1_500, "stopped": []}
+    assert marker == {"env_step": 1_500, "stopped": stopped}
     resumed = resume_population(tmp_path / "p", progress=False)
     whole = train_population(base, members, out_dir=tmp_path / "whole", progress=False)
-    for a, b in zip(resumed, whole):
-        assert metrics_text(a.run_dir) == metrics_text(b.run_dir)
-
-
-def test_a_member_the_guard_stopped_stays_stopped_when_the_population_resumes(
-    tmp_path, monkeypatch
-):
-    from dqn.errors import TrainingInterrupted
-    from dqn.population_loop import PopulationLoop
-
-    evaluate = PopulationLoop._evaluate
-
-    def signalled(self, step, epsilon, active, last):
-        if step == 1_500:  # checkpoints come every 1,000 steps
-            signal.raise_signal(signal.SIGTERM)
-        return evaluate(self, step, epsilon, active, last)
-
-    base = BASE.replace(eval_every_env_steps=500)
-    members = [Member({"max_abs_q": 1e-6}, 1, "wild"), Member({}, 2, "calm")]  # wild: at 512
-    with monkeypatch.context() as m:
-        m.setattr(PopulationLoop, "_evaluate", signalled)
-        with pytest.raises(TrainingInterrupted):
-            train_population(base, members, out_dir=tmp_path / "p", progress=False)
-    marker = json.loads((tmp_path / "p" / "population-step.json").read_text())
-    assert marker == {"env_step": 1_500, "stopped": [0]}
-    resumed = resume_population(tmp_path / "p", progress=False)
-    whole = train_population(base, members, out_dir=tmp_path / "whole", progress=False)
-    assert "diverged at env step 512" in resumed[0].diverged
+    for i in stopped:
+        assert "diverged at env step 512" in resumed[i].diverged
     for a, b in zip(resumed, whole):
         assert metrics_text(a.run_dir) == metrics_text(b.run_dir)
 
