@@ -325,7 +325,7 @@ class Found(NamedTuple):
     skipped: list[str]  # "step-...: why", one per skipped checkpoint
 
 
-def _is_dir(path: Path) -> bool:
+def folder_exists(path: Path) -> bool:
     """``path.is_dir()``, or a CheckpointError where the path cannot even be looked at (a name
     too long for the filesystem, which ``is_dir`` raises rather than answers)."""
     try:
@@ -342,7 +342,7 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
     files went, was not corrupt and is not named; if every checkpoint listed failed and newer
     ones came meanwhile, the run's checkpoints are listed again (``PRUNED_RETRIES`` times)."""
     run_dir = Path(run_dir)
-    if not _is_dir(run_dir):
+    if not folder_exists(run_dir):
         if run_dir.is_file():
             raise CheckpointError(f"{run_dir} is a file, not a run folder")
         raise CheckpointError(f"run folder not found: {run_dir}")
@@ -422,7 +422,7 @@ def resolve_agent_dir(path: Path) -> Path:
     checkpoint folder (verified) or an agent folder.
     """
     path = Path(path)
-    if not _is_dir(path):
+    if not folder_exists(path):
         raise CheckpointError(f"no run, checkpoint or agent folder at {path}")
     if (path / CHECKPOINTS).is_dir():
         found = latest_good_checkpoint(path)

@@ -226,21 +226,29 @@ def _interrupted_at_once(exc: KeyboardInterrupt) -> str:
 def train_config(args: argparse.Namespace) -> DQNConfig:
     """dqn-train's config: the --config file (or the defaults) with --set, --env, --loss and
     --seed applied; a key given by a flag and by --set is refused."""
-    from dqn.config import DQNConfig, parse_overrides
+    from dqn.config import DQNConfig
 
-    overrides = list(args.set)
-    given = parse_overrides(overrides)  # a key given twice is refused there
     flags = (
         ("--env", "env_id", args.env),
         ("--loss", "loss", args.loss),
         ("--seed", "seed", args.seed),
     )
+    return DQNConfig.from_yaml(args.config, _with_flags(args.set, flags))
+
+
+def _with_flags(sets: Sequence[str], flags) -> list[str]:
+    """``--set``'s overrides and each (flag, key, value) given as one more; a key set by a flag
+    and by --set, or by --set twice, is refused."""
+    from dqn.config import parse_overrides
+
+    overrides = list(sets)
+    given = parse_overrides(overrides)  # a key given twice is refused there
     for flag, key, value in flags:
         if value is not None:
             if key in given:
                 raise ConfigError(f"{flag} and --set {key}=... both set {key!r}: give it once")
             overrides.append(f"{key}={value}")
-    return DQNConfig.from_yaml(args.config, overrides)
+    return overrides
 
 
 def _train(args: argparse.Namespace):
@@ -295,14 +303,6 @@ def _train(args: argparse.Namespace):
         raise
 
 
-def _is_dir(path: Path) -> bool:
-    """``path.is_dir()``, False also where the question cannot be asked (a name too long)."""
-    try:
-        return path.is_dir()
-    except OSError:
-        return False
-
-
 def _absent(path: Path) -> bool:
     """True if nothing is at ``path``; False also where the question cannot be asked (a name
     too long for the filesystem: ``exists`` raises, and making it fails with its own message)."""
@@ -313,6 +313,7 @@ def _absent(path: Path) -> bool:
 
 
 def _resume(args: argparse.Namespace):
+    from dqn.agent_files import folder_exists
     from dqn.io import hold_folders
     from dqn.run_state import prepare_resume
 
@@ -320,7 +321,7 @@ def _resume(args: argparse.Namespace):
     # folder or a corrupt checkpoint costs a fraction of a second to report. Held while it is
     # read: a run another process is training is named as busy, even before its first
     # checkpoint (which would otherwise read as a folder without checkpoints, to delete).
-    held = [args.resume] if _is_dir(args.resume) else []
+    held = [args.resume] if folder_exists(args.resume) else []
     with hold_folders(held):
         config = prepare_resume(args.resume).config
     _quiet_tensorflow(config.num_threads)
@@ -565,15 +566,10 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         )
         from dqn.config import DQNConfig, parse_overrides
 
-        overrides = list(args.set)
-        given = parse_overrides(overrides)
-        for key in given:
+        for key in parse_overrides(list(args.set)):
             if key in STUDY_OWNS:
                 raise ConfigError(f"--set {key}: {STUDY_OWNS[key]}")
-        if args.env is not None:
-            if "env_id" in given:
-                raise ConfigError("--env and --set env_id=... both set 'env_id': give it once")
-            overrides.append(f"env_id={args.env}")
+        overrides = _with_flags(args.set, [("--env", "env_id", args.env)])
         base = DQNConfig.from_yaml(args.config, overrides)
         if args.variants_file is not None:
             if args.variants is not None:

@@ -154,14 +154,10 @@ def check_replay_fits(
     need more than ``available`` bytes (None: not known, no check)."""
     needed = ring_bytes(capacity, obs_dim) + network_bytes
     if available is not None and needed > available:
-        network, remedy = (
-            (
-                " and the network",
-                ", hidden_sizes or a burst's rows (gradient_steps_per_train x batch_size)",
-            )
-            if network_bytes
-            else ("", "")
-        )
+        network = remedy = ""
+        if network_bytes:
+            network = " and the network"
+            remedy = ", hidden_sizes or a burst's rows (gradient_steps_per_train x batch_size)"
         raise ConfigError(
             f"a replay of buffer_size={capacity} transitions of {obs_dim}-D observations"
             f"{network} needs {needed:,} bytes, but {available:,} bytes of memory are available; "
