@@ -416,7 +416,7 @@ class DQNAgent:
         ``directory`` is a new path, an empty folder or an earlier agent save, which is
         replaced as a whole (saving the latest agent to the same folder again and again). An
         existing file, or a folder holding anything else (a run folder, files of yours, the
-        agent inside a checkpoint) is refused with a DQNError before anything is written.
+        agent inside a checkpoint) is refused with an OutputError before anything is written.
         """
         directory = Path(directory)
         with writing("the agent folder", directory):  # in one line, as the CLI would say it

@@ -29,7 +29,7 @@ import numpy as np
 
 from dqn.config import DQNConfig, read_saved_config
 from dqn.envs import check_env
-from dqn.errors import CheckpointError, CheckpointWarning, ConfigError, DQNError, few
+from dqn.errors import CheckpointError, CheckpointWarning, ConfigError, DQNError, OutputError, few
 
 FORMAT_VERSION = 1  # of agent.json
 AGENT_FILES = ("config.yaml", "agent.json", "online.keras", "target.keras", "optimizer.npz")
@@ -200,7 +200,7 @@ def check_config_env(agent_dir: Path, config: DQNConfig, meta: AgentMeta) -> Non
 
 
 def check_save_target(path: Path) -> None:
-    """DQNError unless ``DQNAgent.save`` may write ``path``, before anything is written.
+    """OutputError unless ``DQNAgent.save`` may write ``path``, before anything is written.
 
     Allowed: a new path, an empty folder, or an earlier agent save (a folder holding nothing
     but ``AGENT_FILES``), which is replaced as a whole. Anything else would be lost with it: a
@@ -211,18 +211,22 @@ def check_save_target(path: Path) -> None:
     if not path.exists() and not path.is_symlink():
         return
     if path.is_symlink() or not path.is_dir():  # a link would be replaced, not followed
-        raise DQNError(f"cannot save the agent to {path}: it exists and is not a folder")
-    if (path.parent / MANIFEST).is_file():
-        raise DQNError(
-            f"cannot save the agent to {path}: it is inside checkpoint {path.parent}, "
-            "whose checksums it would break; save to a new folder"
+        why = "it exists and is not a folder"
+    elif (path.parent / MANIFEST).is_file():
+        why = (
+            f"it is inside checkpoint {path.parent}, whose checksums it would break; save to a "
+            "new folder"
         )
-    others = sorted(p.name for p in path.iterdir() if p.name not in AGENT_FILES or not p.is_file())
-    if others:
-        raise DQNError(
-            f"cannot save the agent to {path}: it holds {few(others)}, which an agent save "
-            "would replace; save to a new folder, an empty one or an earlier agent save"
+    elif others := sorted(
+        p.name for p in path.iterdir() if p.name not in AGENT_FILES or not p.is_file()
+    ):
+        why = (
+            f"it holds {few(others)}, which an agent save would replace; save to a new folder, "
+            "an empty one or an earlier agent save"
         )
+    else:
+        return
+    raise OutputError(f"cannot save the agent to {path}: {why}", why)
 
 
 # ---------------------------------------------------------------------- checkpoints of a run
@@ -413,6 +417,8 @@ def _what_it_is(folder: Path) -> str:
             "one stopped before it cannot continue: train it again, in a new folder or after "
             "deleting this one"
         )
+    if runs := _runs_inside(folder):  # runs/, a study's or a population's folder
+        return f": it {_holds(runs)}"
     return ""
 
 
@@ -456,11 +462,16 @@ def resolve_agent_dir(path: Path) -> Path:
             "good checkpoint is read) or one checkpoint in it"
         )
     if runs := _runs_inside(path):
-        shown = ", ".join(str(r) for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
-        if len(runs) == 1:
-            raise CheckpointError(f"{path} is not a run but holds one: give it ({shown})")
-        raise CheckpointError(f"{path} holds {len(runs)} runs, not one: give one of them ({shown})")
+        raise CheckpointError(f"{path} {_holds(runs)}")
     return path  # what is missing is then said by the file checks
+
+
+def _holds(runs: list[Path]) -> str:
+    """What a folder of runs says to the user who gave it where one run belongs."""
+    shown = ", ".join(str(r) for r in runs[:3]) + (", ..." if len(runs) > 3 else "")
+    if len(runs) == 1:
+        return f"is not a run but holds one: give it ({shown})"
+    return f"holds {len(runs)} runs, not one: give one of them ({shown})"
 
 
 def read_newest(path: Path, read, agent_dir: Path | None = None):

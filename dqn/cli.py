@@ -165,7 +165,7 @@ def train_parser() -> argparse.ArgumentParser:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue RUN_DIR from its newest good checkpoint, exactly (no other options)",
+        help="continue RUN_DIR from its newest good checkpoint, exactly (with --no-progress only)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

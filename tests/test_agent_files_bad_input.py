@@ -18,7 +18,7 @@ from dqn.agent import DQNAgent
 from dqn.agent_files import CHECKPOINT_FILES, latest_good_checkpoint, verify_checkpoint
 from dqn.checkpoint import write_manifest
 from dqn.cli import evaluate_main, train_main
-from dqn.errors import CheckpointError, DQNError
+from dqn.errors import CheckpointError, DQNError, OutputError
 from dqn.export import main as export_main
 from dqn.io import write_dir_atomically
 from dqn.run_state import prepare_resume
@@ -111,9 +111,20 @@ def test_saving_onto_a_file_is_refused_and_leaves_no_old_copy(saved, tmp_path):
 def test_saving_onto_a_folder_with_other_files_is_refused(agent_copy, tmp_path):
     (agent_copy / "notes.txt").write_text("keep me\n")
     before = listing(tmp_path)
-    with pytest.raises(DQNError, match="it holds notes.txt, which an agent save would replace"):
+    with pytest.raises(OutputError, match="it holds notes.txt, which an agent save would replace"):
         DQNAgent.load(agent_copy).save(agent_copy)
     assert listing(tmp_path) == before
+
+
+def test_a_refused_save_is_an_output_error_with_its_reason(saved, tmp_path):
+    # The Python API's error for "this folder cannot take the agent", as for a folder that
+    # cannot be written: code that catches OutputError (or OSError) catches both.
+    target = tmp_path / "policy.bin"
+    target.write_text("someone's file\n")
+    with pytest.raises(OutputError) as refused:
+        DQNAgent.load(saved).save(target)
+    assert isinstance(refused.value, OSError)
+    assert refused.value.reason == "it exists and is not a folder"
 
 
 def test_saving_onto_a_folder_whose_agent_file_name_is_a_folder_of_files_is_refused(

@@ -412,6 +412,16 @@ def test_resume_takes_no_other_options(other, tiny_run_copy, capsys):
     assert_refused(train_main, args, ["--resume", "takes no"], capsys, tiny_run_copy.parent)
 
 
+def test_resume_of_a_folder_of_runs_names_them_to_pick_from(tiny_run_copy, capsys):
+    runs = tiny_run_copy.parent / "runs"
+    runs.mkdir()
+    shutil.copytree(tiny_run_copy, runs / "a")
+    tiny_run_copy.rename(runs / "b")
+    fragments = ["runs is not a run folder with checkpoints", "it holds 2 runs, not one: give one"]
+    fragments += [f"({runs / 'a'}, {runs / 'b'})"]
+    assert_refused(train_main, ["--resume", runs, "--no-progress"], fragments, capsys, runs.parent)
+
+
 # ---------------------------------------------------------------------- dqn-evaluate
 def agent_for_other_shape(tmp):
     from dqn.agent import DQNAgent
