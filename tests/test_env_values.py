@@ -296,3 +296,15 @@ def test_a_member_whose_env_returns_1e39_is_named_with_the_value_it_returned(tmp
     )
     assert re.search(r"observation \[.*, 1e\+39, .*\] \(beyond float32's range", broken.diverged)
     assert calm.diverged is None and calm.summary["env_steps"] == 600
+
+
+def test_float32s_largest_value_is_finite_in_both_of_all_finites_paths():
+    from dqn.finite import F32_MAX, all_finite, in_float32_range
+
+    largest = float(np.finfo(np.float32).max)  # 3.4028234663852886e38, finite in float32
+    assert F32_MAX == largest and np.isfinite(np.float32(largest))
+    assert in_float32_range([largest, -largest, 0.0]).all()
+    assert all_finite([largest, -largest])  # the quick sum's path (<= 64 values)
+    assert all_finite(np.full(100, largest))  # the exact path (float64, more than 64 values)
+    assert all_finite(np.full(100, -largest))
+    assert not all_finite(np.r_[np.full(99, largest), np.inf])

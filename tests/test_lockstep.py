@@ -119,3 +119,38 @@ def test_an_invalid_action_is_refused_as_gymnasium_refuses_it():
         steps.step(np.array([a]), np.array([0]))
     with pytest.raises(AssertionError, match="invalid"):
         steps.step(np.array([2]), np.array([0]))
+
+
+@pytest.mark.parametrize("at", ["x", "-x", "theta", "-theta"])
+def test_a_state_exactly_on_a_threshold_is_not_terminal_as_in_gymnasium(at):
+    # Euler with zero velocities: x and theta stay exactly where they are for one step, so the
+    # step lands exactly on the threshold, where gymnasium's strict comparisons say "not yet".
+    ref, mine = gym.make("CartPole-v1"), gym.make("CartPole-v1")
+    for env in (ref, mine):
+        env.reset(seed=0)
+        for a in (0, 1):  # past gymnasium's checks of the first steps: the numpy path steps
+            env.step(a)
+    core = ref.unwrapped
+    xt, tt = core.x_threshold, core.theta_threshold_radians
+    state = {
+        "x": [xt, 0, 0, 0],
+        "-x": [-xt, 0, 0, 0],
+        "theta": [0, 0, tt, 0],
+        "-theta": [0, 0, -tt, 0],
+    }[at]
+    for env in (ref, mine):
+        env.unwrapped.state = np.array(state, np.float64)
+    steps = lockstep([mine])
+    assert isinstance(steps, CartPoleLockstep) and steps.ready[0]
+    got = steps.step(np.array([1]), np.array([0]))
+    obs, reward, terminated, truncated, _ = ref.step(1)
+    assert terminated is False  # gymnasium: x > x_threshold, not >=
+    assert np.array_equal(got[0][0], obs)
+    assert (got[1][0], got[2][0], got[3][0]) == (reward, terminated, truncated)
+
+
+def test_a_cartpole_behind_a_second_time_limit_steps_through_gymnasium():
+    # Two TimeLimits: the numpy pass would count steps in one of them only.
+    twice = gym.wrappers.TimeLimit(gym.make("CartPole-v1"), max_episode_steps=50)
+    assert not is_plain_cartpole(twice)
+    assert type(lockstep([twice])) is Lockstep

@@ -75,3 +75,15 @@ def test_a_window_saved_and_loaded_continues_the_same():
 def test_n_must_be_positive():
     with pytest.raises(ValueError):
         NStepWindow(0, 0.99)
+
+
+def test_a_pending_observation_is_a_copy_of_the_callers_buffer():
+    # Vector envs write each step's observation into the same array: the window must keep s_t
+    # as it was when pushed, not the buffer's later contents.
+    window, buffer = NStepWindow(2, 0.5), np.zeros(3, np.float32)
+    buffer[:] = [1.0, 2.0, 3.0]
+    window.push(buffer, 0, 1.0, np.array([4.0, 5.0, 6.0], np.float32), False, False)
+    buffer[:] = [7.0, 8.0, 9.0]  # the env reuses its buffer for the next step
+    [out] = window.push(buffer, 1, 2.0, np.array([0.0, 0.0, 0.0], np.float32), False, False)
+    np.testing.assert_array_equal(out.obs, [1.0, 2.0, 3.0])
+    assert out.reward == 1.0 + 0.5 * 2.0

@@ -9,6 +9,7 @@ from dqn.config import LOSS_NAMES
 from dqn.numpy_learner import NumpyLearner
 from dqn.numpy_population import NumpyPopulationLearner
 from dqn.replay import row_layout
+from dqn.step_metrics import METRIC_NAMES
 
 OBS_DIM, N_ACTIONS, HIDDEN, BATCH = 4, 2, (16, 16), 32
 SHAPES = [(4, 16), (16,), (16, 16), (16,), (16, 2), (2,)]
@@ -183,3 +184,94 @@ def test_a_burst_reports_the_mean_of_its_steps_and_the_max_of_the_max_metrics():
         j = METRIC_NAMES.index(name)
         assert each[:, j].max() > each[:, j].mean()  # so a mean would differ
         np.testing.assert_allclose(burst[j], each[:, j].max(), rtol=1e-6)
+
+
+def test_soft_and_hard_target_syncs_are_their_closed_forms():
+    # Every 3rd gradient step: tau = 0.25 mixes target <- 0.25 online + 0.75 target; tau = 1
+    # copies online. Between syncs the target does not move.
+    configs = [
+        BASE.replace(target_tau=0.25, target_update_every_grad_steps=3),
+        BASE.replace(target_tau=1.0, target_update_every_grad_steps=3, seed=1),
+    ]
+    pop = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(2))
+    rows = random_rows(2, 6)
+    for j in range(6):
+        before = pop.target.astype(np.float64)
+        pop.burst(rows[:, j : j + 1])
+        online = pop.online.astype(np.float64)
+        if (j + 1) % 3:
+            np.testing.assert_array_equal(pop.target, before)
+        else:
+            np.testing.assert_allclose(
+                pop.target[0], 0.25 * online[0] + 0.75 * before[0], rtol=1e-6, atol=1e-7
+            )
+            np.testing.assert_array_equal(pop.target[1], pop.online[1])
+            assert not np.allclose(pop.target[0], online[0])  # a mix, not a copy
+
+
+def test_zero_gradients_and_over_bound_fractions_count_the_bound_as_inside():
+    # All parameters 0: Q = 0, and with every transition terminal td_error = reward exactly.
+    # Two of the six rewards lie beyond the bound 1 and two exactly on it, where the clipped
+    # delta still passes the gradient; over_bound_fraction counts |td_error| > bound only.
+    configs = [BASE.replace(loss=loss) for loss in LOSS_NAMES]
+    online = np.zeros_like(initial_params(len(configs)))
+    at = row_layout(OBS_DIM)
+    rows = np.zeros((len(configs), 1, 6, at.width), np.float32)
+    rows[..., at.reward] = [-3.0, -1.0, -0.5, 0.5, 1.0, 2.0]
+    rows[..., at.terminated] = 1.0
+    metrics = NumpyPopulationLearner(SHAPES, ACTS, configs, online).burst(rows)
+    zero = metrics[:, METRIC_NAMES.index("zero_grad_fraction")]
+    np.testing.assert_allclose(
+        zero, [0.0 if loss != "clipped_delta" else 2 / 6 for loss in LOSS_NAMES]
+    )
+    np.testing.assert_allclose(metrics[:, METRIC_NAMES.index("over_bound_fraction")], 2 / 6)
+
+
+def test_a_population_burst_reports_the_mean_of_its_steps_and_the_max_of_the_max_metrics():
+    # The same members stepped once per burst give each step's metrics: a burst of K must
+    # report their mean, and for the "max" metrics their maximum.
+    configs = [BASE.replace(seed=i) for i in range(2)]
+    rows = random_rows(2, 6)
+    whole = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(2))
+    steps = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(2))
+    burst = whole.burst(rows)
+    each = np.stack([steps.burst(rows[:, i : i + 1]) for i in range(6)], axis=1)  # [M, K, n]
+    for name in ("loss", "q_mean", "grad_norm", "td_error_abs_mean"):
+        j = METRIC_NAMES.index(name)
+        np.testing.assert_allclose(burst[:, j], each[:, :, j].mean(axis=1), rtol=1e-5)
+    for name in ("q_abs_max", "td_error_abs_max"):
+        j = METRIC_NAMES.index(name)
+        assert (each[:, :, j].max(axis=1) > each[:, :, j].mean(axis=1)).all()
+        np.testing.assert_allclose(burst[:, j], each[:, :, j].max(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(whole.online, steps.online)
+
+
+def test_past_the_end_of_its_schedule_a_members_learning_rate_stays_at_its_end():
+    # A 4-step schedule from 1e-3 to 0: the rate is 1e-3 (1 - g/4) before step g, and exactly 0
+    # from the 4th step on, where Adam moves no parameter (a rate past the end would be
+    # negative and move them back).
+    from dqn.members import learning_rates, member_settings
+
+    short = BASE.replace(
+        total_env_steps=104,
+        learning_starts_env_steps=100,
+        train_every_env_steps=1,
+        gradient_steps_per_train=1,
+        learning_rate=1e-3,
+        learning_rate_end=0.0,
+        target_update_every_grad_steps=2,  # <= the 4 gradient steps of the run
+    )
+    settings = member_settings([short])
+    for g, want in [(0, 1e-3), (1, 7.5e-4), (2, 5e-4), (4, 0.0), (5, 0.0), (40, 0.0)]:
+        np.testing.assert_allclose(learning_rates(settings, np.array([g])), [want], atol=1e-18)
+    # The schedule's length is shared (total_env_steps is); a constant rate keeps member 1 moving.
+    configs = [short, short.replace(learning_rate_end=None, seed=1)]
+    pop = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(2))
+    rows = random_rows(2, 9)
+    for j in range(4):
+        pop.burst(rows[:, j : j + 1])
+    frozen, moving = pop.online[0].copy(), pop.online[1].copy()
+    for j in range(4, 9):
+        pop.burst(rows[:, j : j + 1])
+    np.testing.assert_array_equal(pop.online[0], frozen)
+    assert not np.array_equal(pop.online[1], moving)

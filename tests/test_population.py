@@ -657,3 +657,80 @@ def test_a_progress_callback_gets_the_env_steps_of_every_running_member():
     loop.step = REPORT_EVERY + 10
     report.close()
     assert got == [2 * REPORT_EVERY, 2 * 10]
+
+
+def test_member_settings_are_each_members_own_numbers():
+    # The [P] arrays both population learners read, against each config's closed forms:
+    # discount gamma^n, schedule length (total // every - starts // every) * grad steps, a
+    # constant rate's end = its start, no clipping = inf.
+    from dqn.config import LOSS_NAMES
+    from dqn.members import member_settings
+
+    a = DQNConfig(
+        gamma=0.9,
+        n_step=3,
+        learning_rate=1e-3,
+        learning_rate_end=None,
+        total_env_steps=1000,
+        learning_starts_env_steps=100,
+        train_every_env_steps=4,
+        gradient_steps_per_train=2,
+        target_tau=0.25,
+        target_update_every_grad_steps=7,
+        adam_epsilon=1e-5,
+        loss="l2",
+        loss_bound=2.0,
+        max_grad_norm=None,
+        double_dqn=True,
+    )
+    b = DQNConfig(
+        gamma=0.95,
+        n_step=1,
+        learning_rate=2e-3,
+        learning_rate_end=1e-4,
+        total_env_steps=1000,
+        learning_starts_env_steps=100,
+        train_every_env_steps=4,
+        gradient_steps_per_train=2,
+        target_tau=1.0,
+        target_update_every_grad_steps=50,
+        adam_epsilon=1e-7,
+        loss="huber",
+        loss_bound=1.0,
+        max_grad_norm=0.5,
+        double_dqn=False,
+    )
+    s = member_settings([a, b])
+    np.testing.assert_allclose(s.discount, [0.9**3, 0.95], rtol=1e-15)
+    assert s.total_grad_steps.tolist() == [(250 - 25) * 2] * 2
+    np.testing.assert_allclose(s.learning_rate, [1e-3, 2e-3], rtol=1e-15)
+    np.testing.assert_allclose(s.learning_rate_end, [1e-3, 1e-4], rtol=1e-15)
+    np.testing.assert_array_equal(s.target_tau, np.float32([0.25, 1.0]))
+    np.testing.assert_array_equal(s.adam_epsilon, np.float32([1e-5, 1e-7]))
+    np.testing.assert_array_equal(s.max_grad_norm, np.float32([np.inf, 0.5]))
+    np.testing.assert_array_equal(s.loss_bound, np.float32([2.0, 1.0]))
+    assert s.target_every.tolist() == [7, 50] and s.double_dqn.tolist() == [True, False]
+    assert s.loss_id.tolist() == [LOSS_NAMES.index("l2"), LOSS_NAMES.index("huber")]
+
+
+def test_a_members_bytes_are_the_documented_sum():
+    # member_bytes's docstring: 4 bytes x (6 copies of the P parameters + a burst of rows of
+    # 2 obs_dim + 3 floats + 3 activations per hidden or output unit per probe state).
+    from dqn.diagnostics import PROBE_SIZE
+    from dqn.members import member_bytes
+
+    config = DQNConfig(hidden_sizes=(64, 32), batch_size=16, gradient_steps_per_train=3)
+    params = (4 * 64 + 64) + (64 * 32 + 32) + (32 * 2 + 2)
+    rows = 3 * 16 * (2 * 4 + 3)
+    activations = 3 * PROBE_SIZE * (64 + 32 + 2)
+    assert member_bytes(config, 4, 2) == 4 * (6 * params + rows + activations)
+
+
+def test_a_chain_whose_layers_do_not_connect_is_refused():
+    # Layer 1's kernel must take layer 0's output width: [4, 16] then [8, 2] is no chain.
+    from dqn.members import check_members
+
+    base = DQNConfig(hidden_sizes=(16,))
+    shapes = [(4, 16), (16,), (8, 2), (2,)]
+    with pytest.raises(ValueError, match="layer 1"):
+        check_members([base], shapes, ["relu", "linear"], ["relu", "linear"], np.zeros((1, 98)))

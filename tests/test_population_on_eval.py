@@ -237,3 +237,31 @@ def test_a_member_asked_to_stop_at_the_step_of_an_on_eval_error_stops(failing, t
     results = resume_population(out, progress=False, log_tensorboard=False)
     assert results[stopping].summary["env_steps"] == 1500
     assert results[failing].summary["env_steps"] == 3000
+
+
+def test_a_member_agents_q_values_are_its_functions_and_other_shapes_are_refused(tmp_path):
+    # No training: a MemberAgent over a linear Q-function, Q(s) = s W. One observation gives
+    # [n_actions], a batch [n, n_actions]; any other shape is refused, not reshaped (8 numbers
+    # are not two observations of 4, nor is a [2, 2, 4] stack a batch).
+    from dqn import DQNConfig
+    from dqn.member_agent import MemberAgent
+
+    w = np.arange(8, dtype=np.float32).reshape(4, 2) - 3.5
+    member = MemberAgent(
+        0,
+        DQNConfig(),
+        tmp_path,
+        (4, 2),
+        lambda obs: obs @ w,
+        lambda: None,
+        lambda *a: None,
+        np.random.default_rng(0),
+    )
+    s = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
+    np.testing.assert_array_equal(member.q_values(s), s @ w)
+    batch = np.stack([s, -s, 2 * s])
+    np.testing.assert_array_equal(member.q_values(batch), batch @ w)
+    assert member.act(s) == int(np.argmax(s @ w)) and member.act(-s) == int(np.argmax(-s @ w))
+    for bad in (np.zeros(8), np.zeros((2, 2, 4)), np.zeros((3, 5))):
+        with pytest.raises(InputError, match=r"observations must have shape \[4\] or \[n, 4\]"):
+            member.q_values(bad)

@@ -702,3 +702,34 @@ def test_a_diverging_run_stops_with_exit_3_and_keeps_its_last_checkpoint(runs):
     verify_checkpoint(last)
     agent = DQNAgent.load(run_dir)
     assert np.isfinite(agent.q_values(np.zeros(4, np.float32))).all()
+
+
+def test_numpy_scalars_and_tuples_of_an_env_come_back_as_they_were():
+    # A user env's state may hold numpy scalars and tuples: after a checkpoint round trip they
+    # must be the same types (a 0-d array or a list behaves differently: x[0], hashing, ==).
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    env.unwrapped.score = np.float32(2.5)  # (np.float64 is a Python float: stored as one)
+    env.unwrapped.count = np.int64(7)
+    env.unwrapped.last_pair = (1, 2.5)
+    snapshot = capture_env_state(env)
+    snapshot = snapshot._replace(layers=json.loads(json.dumps(snapshot.layers)))  # as on disk
+    restored = gym.make("CartPole-v1")
+    restore_env_state(restored, snapshot)
+    core = restored.unwrapped
+    assert type(core.score) is np.float32 and core.score == 2.5
+    assert type(core.count) is np.int64 and core.count == 7
+    assert type(core.last_pair) is tuple and core.last_pair == (1, 2.5)
+
+
+def test_a_snapshot_of_another_wrapper_chain_is_refused():
+    # zip() over chains of different lengths would set each layer's attributes on another
+    # layer (a TimeLimit's _elapsed_steps on an OrderEnforcing...) without a word.
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    snapshot = capture_env_state(env)
+    longer = gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
+    with pytest.raises(ValueError, match="wrapper layers"):
+        restore_env_state(longer, snapshot)
+    with pytest.raises(ValueError, match="wrapper layers"):
+        restore_env_state(gym.make("CartPole-v1").unwrapped, snapshot)

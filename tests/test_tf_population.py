@@ -349,3 +349,20 @@ def test_a_narrow_layers_gradient_is_the_matmuls_closed_form(jit):
         np.testing.assert_allclose(y, x64 @ w64, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dx, dy64 @ w64.transpose(0, 2, 1), rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(dw, x64.transpose(0, 2, 1) @ dy64, rtol=1e-5, atol=1e-5)
+
+
+def test_past_the_end_of_its_schedule_a_members_learning_rate_stays_at_its_end():
+    # A 4-step schedule from 1e-3 to 0 (learning_rate_at's min(1, g / total)): from the 4th
+    # step on the rate is exactly 0 and Adam moves no parameter; a rate past the end would be
+    # negative and move them back. The second member's constant rate keeps it moving.
+    # 6 - 2 = 4 gradient steps; a target sync within them (the config requires one).
+    short = BASE.replace(total_env_steps=6, learning_rate_end=0.0, target_update_every_grad_steps=2)
+    configs = [short, short.replace(learning_rate_end=None)]  # a constant rate keeps moving
+    pop = population(configs, initial_params(BASE, 2))
+    rng, active = np.random.default_rng(0), np.ones(2, bool)
+    pop.burst(cartpole_rows(rng, 2, 4), active)
+    frozen, moving = pop.online[0].copy(), pop.online[1].copy()
+    pop.burst(cartpole_rows(rng, 2, 5), active)
+    assert pop.grad_steps.tolist() == [9, 9]
+    np.testing.assert_array_equal(pop.online[0], frozen)
+    assert not np.array_equal(pop.online[1], moving)
