@@ -169,23 +169,6 @@ def test_stopped_members_cost_no_arithmetic(monkeypatch):
     assert pop.grad_steps.tolist() == [6, 3, 6, 3, 3]
 
 
-def test_a_burst_reports_the_mean_of_its_steps_and_the_max_of_the_max_metrics():
-    from dqn.step_metrics import METRIC_NAMES
-
-    rows = random_rows(1, 6)[0]  # [K, B, W]
-    whole = NumpyLearner(SHAPES, ACTS, BASE, initial_params(1)[0])
-    steps = NumpyLearner(SHAPES, ACTS, BASE, initial_params(1)[0])
-    burst = whole.burst(rows)
-    each = np.stack([steps.burst(rows[i : i + 1]) for i in range(len(rows))])
-    for name in ("loss", "q_mean", "grad_norm", "td_error_abs_mean"):
-        j = METRIC_NAMES.index(name)
-        np.testing.assert_allclose(burst[j], each[:, j].mean(), rtol=1e-5)
-    for name in ("q_abs_max", "td_error_abs_max"):  # the divergence guard reads q_abs_max
-        j = METRIC_NAMES.index(name)
-        assert each[:, j].max() > each[:, j].mean()  # so a mean would differ
-        np.testing.assert_allclose(burst[j], each[:, j].max(), rtol=1e-6)
-
-
 def test_soft_and_hard_target_syncs_are_their_closed_forms():
     # Every 3rd gradient step: tau = 0.25 mixes target <- 0.25 online + 0.75 target; tau = 1
     # copies online. Between syncs the target does not move.
@@ -227,23 +210,34 @@ def test_zero_gradients_and_over_bound_fractions_count_the_bound_as_inside():
     np.testing.assert_allclose(metrics[:, METRIC_NAMES.index("over_bound_fraction")], 2 / 6)
 
 
-def test_a_population_burst_reports_the_mean_of_its_steps_and_the_max_of_the_max_metrics():
-    # The same members stepped once per burst give each step's metrics: a burst of K must
-    # report their mean, and for the "max" metrics their maximum.
+def burst_of(kind: str):
+    """A fresh learner of ``kind`` (one member, or two) and its burst on [M, K, B, W] rows,
+    giving [M, n] metrics: the single learner's rows and metrics carry a member axis of 1."""
+    if kind == "single":
+        learner = NumpyLearner(SHAPES, ACTS, BASE, initial_params(1)[0])
+        return learner, lambda rows: learner.burst(rows[0])[None]
     configs = [BASE.replace(seed=i) for i in range(2)]
-    rows = random_rows(2, 6)
-    whole = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(2))
-    steps = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(2))
-    burst = whole.burst(rows)
-    each = np.stack([steps.burst(rows[:, i : i + 1]) for i in range(6)], axis=1)  # [M, K, n]
+    learner = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(2))
+    return learner, learner.burst
+
+
+@pytest.mark.parametrize("kind", ["single", "population"])
+def test_a_burst_reports_the_mean_of_its_steps_and_the_max_of_the_max_metrics(kind):
+    # The same learner stepped once per burst gives each step's metrics: a burst of K must
+    # report their mean, and for the "max" metrics their maximum.
+    rows = random_rows(1 if kind == "single" else 2, 6)  # [M, K, B, W]
+    (whole, burst_whole), (steps, burst_step) = burst_of(kind), burst_of(kind)
+    burst = burst_whole(rows)
+    each = np.stack([burst_step(rows[:, i : i + 1]) for i in range(6)], axis=1)  # [M, K, n]
     for name in ("loss", "q_mean", "grad_norm", "td_error_abs_mean"):
         j = METRIC_NAMES.index(name)
         np.testing.assert_allclose(burst[:, j], each[:, :, j].mean(axis=1), rtol=1e-5)
-    for name in ("q_abs_max", "td_error_abs_max"):
+    for name in ("q_abs_max", "td_error_abs_max"):  # the divergence guard reads q_abs_max
         j = METRIC_NAMES.index(name)
-        assert (each[:, :, j].max(axis=1) > each[:, :, j].mean(axis=1)).all()
+        assert (each[:, :, j].max(axis=1) > each[:, :, j].mean(axis=1)).all()  # a mean differs
         np.testing.assert_allclose(burst[:, j], each[:, :, j].max(axis=1), rtol=1e-6)
-    np.testing.assert_array_equal(whole.online, steps.online)
+    if kind == "population":
+        np.testing.assert_array_equal(whole.online, steps.online)
 
 
 def test_past_the_end_of_its_schedule_a_members_learning_rate_stays_at_its_end():

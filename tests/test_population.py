@@ -683,15 +683,11 @@ def test_member_settings_are_each_members_own_numbers():
         max_grad_norm=None,
         double_dqn=True,
     )
-    b = DQNConfig(
+    b = a.replace(  # the schedule's keys are shared (one program); every other one differs
         gamma=0.95,
         n_step=1,
         learning_rate=2e-3,
         learning_rate_end=1e-4,
-        total_env_steps=1000,
-        learning_starts_env_steps=100,
-        train_every_env_steps=4,
-        gradient_steps_per_train=2,
         target_tau=1.0,
         target_update_every_grad_steps=50,
         adam_epsilon=1e-7,
