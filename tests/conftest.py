@@ -85,21 +85,23 @@ def tiny_run_copy(tiny_run, tmp_path):
     return copy
 
 
-# The files that take longest, longest first (from `pytest --durations=0` on a 2-core machine).
-# `make test` runs files whole on two workers, handing out the next file as a worker frees up;
-# a long file handed out last leaves the other worker idle for its length, so these go first
-# (with `--no-loadscope-reorder`: xdist would otherwise order files by their number of tests).
-# Only an order: a file missing from the list runs after these, in collection order.
+# The files that take longest, longest first (from `pytest --durations=0` on a 2-core machine,
+# the fifth of docs/install.md). `make test` runs files whole on two workers, handing out the
+# next file as a worker frees up; a long file handed out last leaves the other worker idle for
+# its length, so these go first (with `--no-loadscope-reorder`: xdist would otherwise order files
+# by their number of tests). Only an order: a file missing from the list runs after these, in
+# collection order.
 LONGEST_FILES_FIRST = (
-    "test_learning.py",  # 231 s summed over its tests
-    "test_compare_interrupt.py",  # 159 s
+    "test_learning.py",  # 234 s summed over its tests
+    "test_compare_interrupt.py",  # 180 s
+    "test_compare_bad_input.py",  # 132 s
     "test_runtime.py",  # 116 s
-    "test_ray_backend.py",  # 79 s
-    "test_reliability.py",  # 60 s
-    "test_population.py",  # 55 s
-    "test_compare.py",  # 53 s
-    "test_tf_population.py",  # 41 s
-    "test_bench.py",  # 33 s
+    "test_population.py",  # 112 s
+    "test_tf_population.py",  # 76 s
+    "test_compare.py",  # 70 s
+    "test_ray_backend.py",  # 66 s
+    "test_reliability.py",  # 65 s
+    "test_bench.py",  # 46 s
 )
 
 
