@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -144,8 +145,23 @@ def test_an_observation_given_as_a_list_of_numbers_is_taken(tmp_path):
     env_id = "DqnTestListObs-v0"
     register_once(env_id, SloppyEnv, kwargs={"after": 0, "obs": [0.0] * 4, "reward": 1})
     config = DQNConfig(**TINY_RUN).replace(env_id=env_id)
-    result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
     assert result.final_eval_mean == 20.0  # every episode lasts its 20 steps
+    # gymnasium's own checks say what they think of a list (a user sees the same), and only they.
+    said = {
+        re.sub(r"\x1b\[\d+m", "", str(w.message))  # their colour codes
+        for w in caught
+        if issubclass(w.category, UserWarning)
+    }
+    assert said == {
+        "WARN: The obs returned by the `reset()` method was expecting a numpy array, actual type: "
+        "<class 'list'>",
+        "WARN: The obs returned by the `step()` method was expecting a numpy array, actual type: "
+        "<class 'list'>",
+        "WARN: Casting input x to numpy array.",
+    }, said
 
 
 @pytest.mark.parametrize("case", [c for c in SLOPPY if c != "a reward string"])
