@@ -92,7 +92,7 @@ def tiny_run_copy(tiny_run, tmp_path):
 # by their number of tests). Only an order: a file missing from the list runs after these, in
 # collection order.
 LONGEST_FILES_FIRST = (
-    "test_learning.py",  # 234 s summed over its tests
+    "test_learning.py",  # 234 s summed over its tests when they trained 8 runs (6 now)
     "test_compare_interrupt.py",  # 180 s
     "test_compare_bad_input.py",  # 132 s
     "test_runtime.py",  # 116 s
