@@ -7,6 +7,7 @@ threshold chosen so that a machine where the default config works fails the test
 probability <= 1e-3 (the binomial tail below), and a config that does not learn fails it.
 """
 
+import csv
 from functools import partial
 from pathlib import Path
 
@@ -50,10 +51,28 @@ RUNS = sum(len(seeds) for seeds in SEEDS.values())
 # 0 of 30 broken runs measured first (p <= 0.0950), 3 of 6 would pass a broken config with
 # probability 1.4e-2 (the test then trained 12 runs and asked for 6); and with the worst regime's
 # first 28 of 30 alone (p >= 0.8047) 3 of 6 would fail a working one with 1.7e-3.
-P_SEED = stats.beta.ppf(0.05, 148, 3)  # 0.9586
-P_TF, P_NUMPY = stats.beta.ppf(0.05, 60, 1), stats.beta.ppf(0.05, 88, 3)  # 0.9513, 0.9317
-P_WORST = stats.beta.ppf(0.05, 58, 3)  # 0.8988
-P_BROKEN = stats.beta.ppf(0.95, 1, 300)  # 1 - 0.05 ** (1/300) = 0.00994
+#
+# (runs >= 475, runs), as the result files in docs/trust/ hold them (a test below counts them).
+TF_COUNT, NUMPY_COUNT, WORST_COUNT, BROKEN_COUNT = (60, 60), (88, 90), (58, 60), (0, 300)
+POOLED_COUNT = (TF_COUNT[0] + NUMPY_COUNT[0], TF_COUNT[1] + NUMPY_COUNT[1])  # 148 of 150
+
+
+def lower_bound(count: tuple[int, int]) -> float:
+    """One-sided 95% Clopper-Pearson lower bound on p from k of n: beta(k, n - k + 1)'s 5%."""
+    k, n = count
+    return float(stats.beta.ppf(0.05, k, n - k + 1))
+
+
+def upper_bound(count: tuple[int, int]) -> float:
+    """One-sided 95% Clopper-Pearson upper bound on p from k of n: beta(k + 1, n - k)'s 95%."""
+    k, n = count
+    return float(stats.beta.ppf(0.95, k + 1, n - k))
+
+
+P_SEED = lower_bound(POOLED_COUNT)  # 0.9586
+P_TF, P_NUMPY = lower_bound(TF_COUNT), lower_bound(NUMPY_COUNT)  # 0.9513, 0.9317
+P_WORST = lower_bound(WORST_COUNT)  # 0.8988
+P_BROKEN = upper_bound(BROKEN_COUNT)  # 1 - 0.05 ** (1/300) = 0.00994
 MIN_SOLVED = 3
 FALSE_FAILURE = stats.binom.cdf(MIN_SOLVED - 1, RUNS, P_SEED)
 FALSE_PASS = stats.binom.sf(MIN_SOLVED - 1, RUNS, P_BROKEN)
@@ -90,6 +109,43 @@ def final_evals(config: DQNConfig, out) -> dict[tuple[str, int], float]:
         for r in runs:
             finals[learner, r["seed"]] = r["final_eval_mean"]
     return finals
+
+
+def recorded(name: str, variant: str) -> tuple[int, int]:
+    """(runs whose final evaluation was >= 475, runs) of one variant in docs/trust/<name>."""
+    with open(ROOT / "docs" / "trust" / name, newline="") as fh:
+        finals = [
+            float(r["final_eval_mean"]) for r in csv.DictReader(fh) if r["variant"] == variant
+        ]
+    return sum(f >= SOLVED for f in finals), len(finals)
+
+
+def add(*counts: tuple[int, int]) -> tuple[int, int]:
+    return sum(k for k, _ in counts), sum(n for _, n in counts)
+
+
+def test_the_planning_counts_are_the_recorded_runs():
+    # TensorFlow: XLA for AVX2/FMA and for SSE4.2. numpy: OpenBLAS Haswell (seeds 0-29 and 30-59;
+    # trust-other-cpu's numpy rows are the same regime, seed for seed, so not counted again) and
+    # Sandybridge. Broken: learning rate 1e-12, seeds 0-299.
+    tf = add(
+        recorded("trust-pop-results.csv", "tensorflow"),
+        recorded("trust-other-cpu-results.csv", "tensorflow"),
+    )
+    haswell = add(
+        recorded("trust-pop-results.csv", "numpy"),
+        recorded("trust-pop-numpy-30-59-results.csv", "numpy"),
+    )
+    numpy_runs = add(haswell, recorded("trust-pop-sandybridge-results.csv", "numpy"))
+    assert (tf, numpy_runs, haswell) == (TF_COUNT, NUMPY_COUNT, WORST_COUNT)
+    assert add(tf, numpy_runs) == POOLED_COUNT
+    assert recorded("trust-broken-300-results.csv", "tensorflow-lr0") == BROKEN_COUNT
+
+
+def test_the_clopper_pearson_bounds_are_the_closed_forms_at_the_edges():
+    # 0 of n: the upper bound solves (1 - p)^n = 0.05; n of n: the lower bound solves p^n = 0.05.
+    assert upper_bound((0, 300)) == pytest.approx(1 - 0.05 ** (1 / 300))
+    assert lower_bound((60, 60)) == pytest.approx(0.05 ** (1 / 60))
 
 
 def test_the_thresholds_have_false_result_probabilities_below_1e_3():
