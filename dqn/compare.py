@@ -261,8 +261,8 @@ def run_comparison(
             import warnings
 
             warnings.warn(
-                f"{fitted} worker processes, not {workers} (one per CPU): {workers} at once "
-                "would not fit in this machine's available memory",
+                f"{fitted} worker process{'es' * (fitted != 1)}, not {workers} (one per CPU): "
+                f"{workers} at once would not fit in this machine's available memory",
                 UserWarning,
                 stacklevel=2,
             )

@@ -456,3 +456,34 @@ def test_a_run_of_the_study_differs_by_its_settings_but_not_by_output_dir(tmp_pa
     assert settings_difference(entry, same) is None
     other = DQNConfig(loss="l2", gamma=0.5, output_dir="elsewhere").to_dict()
     assert settings_difference(entry, other) == "gamma: 0.99 there, 0.5 now"
+
+
+def test_results_csv_writes_a_zero_as_zero_and_only_a_missing_value_as_empty(tmp_path):
+    import csv
+
+    from dqn.compare import write_results
+
+    # A run that never scored and no sample without gradient: 0, not "not recorded".
+    row = result_row(loss="l2", seed=0, over_bound_fraction_mean=0.0)
+    write_results([row], tmp_path)
+    with open(tmp_path / "results.csv", newline="") as fh:
+        (got,) = list(csv.DictReader(fh))
+    assert got["seed"] == "0" and got["final_eval_mean"] == "0.0"
+    assert got["zero_grad_fraction_mean"] == "0.0" and got["over_bound_fraction_mean"] == "0.0"
+    assert got["first_solve_env_step"] == "" and got["diverged_at_env_step"] == ""
+
+
+def test_the_progress_bar_says_how_the_runs_are_split_between_populations_and_processes():
+    from dqn.compare import _bar_label
+
+    def tasks(*names):
+        return [(name, None, None) for name in names]
+
+    assert _bar_label(4, tasks("l2-seed0", "l2-seed1", "huber-seed0", "huber-seed1")) == (
+        "4 runs, a process each"
+    )
+    assert _bar_label(150, tasks("population-0", "population-1")) == "150 runs in 2 populations"
+    assert _bar_label(5, tasks("population-0")) == "5 runs in 1 population"
+    assert _bar_label(6, tasks("population-0", "vec-seed0", "vec-seed1")) == (
+        "6 runs: 4 in 1 population, 2 in processes of their own"
+    )

@@ -141,6 +141,27 @@ def test_a_narrower_rerun_says_which_runs_its_summary_leaves_out(study, in_proce
         assert run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False) == rows
 
 
+def test_exactly_the_most_seeds_a_study_takes_is_accepted(tmp_path, in_process):
+    # MAX_SEEDS seeds pass the count check: the next check (a file, not a folder) is what refuses.
+    (tmp_path / "afile").write_text("mine\n")
+    with pytest.raises(ConfigError, match="afile is a file: give the study a folder"):
+        run_comparison(
+            BASE, TWO, range(compare.MAX_SEEDS), tmp_path / "afile", workers=1, progress=False
+        )
+
+
+def test_a_runs_saved_config_given_as_the_variants_file_is_refused_as_a_config(tmp_path):
+    # A config.yaml of a run holds every config key: still a config, not a sweep.
+    path = tmp_path / "config.yaml"
+    BASE.to_yaml(path)
+    with pytest.raises(ConfigError, match=r"holds config keys \(.*, \.\.\.\) with their values"):
+        read_variants_file(path)
+    # Three keys are all named, with no "..." after them.
+    path.write_text("gamma: 0.9\nloss: l2\nbatch_size: 8\n")
+    with pytest.raises(ConfigError, match=r"holds config keys \(gamma, loss, batch_size\) with"):
+        read_variants_file(path)
+
+
 @pytest.mark.parametrize("runner", ["process", "population"])
 def test_a_run_that_ended_but_lost_its_result_is_read_back_not_trained_again(
     tmp_path, in_process, runner
@@ -602,6 +623,11 @@ def test_a_list_value_in_a_variant_keeps_its_commas():
     assert dict(Variant.parse("x:hidden_sizes=[4, 4]").overrides) == {"hidden_sizes": [4, 4]}
 
 
+def test_a_stray_closing_bracket_does_not_hide_the_commas_after_it():
+    # Depth never goes below 0: "]" without its "[" leaves the next comma a separator.
+    assert compare._split_top_level("a=],b=1,c=[2,3]") == ["a=]", "b=1", "c=[2,3]"]
+
+
 # ---------------------------------------------------------------------- a worker crashes
 def test_a_worker_that_raises_returns_its_error_and_keeps_the_traceback(tmp_path):
     # A config dict no DQNConfig accepts: both worker functions raise before any training.
@@ -752,5 +778,26 @@ def test_the_default_worker_count_is_lowered_to_what_fits_in_memory(
     assert len(rows) == 8 and used[-1] == 3
     assert [str(w.message) for w in caught if "worker processes" in str(w.message)] == [
         "3 worker processes, not 8 (one per CPU): 8 at once would not fit in this machine's "
+        "available memory"
+    ]
+
+
+def test_the_default_worker_count_goes_down_to_a_single_worker_before_refusing(
+    tmp_path, in_process, monkeypatch
+):
+    # Memory for one run at a time, not two: the study still runs, one worker after the other.
+    import warnings
+
+    from dqn import members, runtime
+
+    one_run = members.population_bytes([BASE], 4, 2, runtime=True)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 8)
+    monkeypatch.setattr(members, "available_memory_bytes", lambda: one_run + one_run // 2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = run_comparison(BASE, TWO[:1], range(2), tmp_path / "s", progress=False)
+    assert len(rows) == 2 and sorted(in_process) == ["l2-seed0", "l2-seed1"]
+    assert [str(w.message) for w in caught if "worker process" in str(w.message)] == [
+        "1 worker process, not 8 (one per CPU): 8 at once would not fit in this machine's "
         "available memory"
     ]

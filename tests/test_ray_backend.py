@@ -128,6 +128,25 @@ def test_an_unreachable_cluster_address_is_refused_before_anything_is_written(tm
     assert not out.exists()
 
 
+@pytest.mark.parametrize("address", ["10.0.0.1", "head:ray", "ray://head:", "head:63x9"])
+def test_an_address_that_is_not_host_and_port_is_refused_without_connecting(address):
+    from dqn.errors import DQNError
+    from dqn.ray_backend import check_reachable
+
+    with pytest.raises(DQNError, match="is not HOST:PORT"):
+        check_reachable(address)
+
+
+def test_the_address_auto_is_left_to_ray_to_find(monkeypatch):
+    # No port to try: Ray looks up the cluster this machine belongs to itself.
+    import socket
+
+    from dqn.ray_backend import check_reachable
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("connected"))
+    assert check_reachable("auto") is None
+
+
 def test_a_ray_worker_that_dies_is_handed_to_on_crash(local_ray):
     # os._exit kills the worker process itself: Ray retries the task, then reports the death.
     from dqn.ray_backend import run_ray
@@ -158,3 +177,30 @@ def test_a_local_ray_that_dqn_starts_runs_the_tasks_at_this_process_priority(mon
     expected = os.nice(0) + int(users or 0)
     assert list(run_ray(niceness, [("nice",)], 1)) == [("nice", expected)]
     assert not ray.is_initialized() and os.environ.get("RAY_worker_niceness") == users
+
+
+@pytest.mark.parametrize("ray_address", [None, "10.0.0.1:6379"])
+def test_a_ray_address_in_the_environment_is_a_cluster_not_a_local_ray_of_workers_cpus(
+    monkeypatch, ray_address
+):
+    # Given no address, ray.init connects to RAY_ADDRESS: that cluster's CPUs are its own, and
+    # only a Ray that dqn starts itself is given `workers` CPUs.
+    ray = pytest.importorskip("ray", reason="Ray not installed (the 'ray' extra)")
+    from dqn.ray_backend import run_ray
+
+    if ray_address is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", ray_address)
+    asked = []
+
+    def init(address=None, **options):
+        asked.append((address, options.get("num_cpus")))
+        raise RuntimeError("not started in this test")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    with pytest.raises(RuntimeError, match="not started"):
+        list(run_ray(print, [("job",)], 3))
+    assert asked == [(None, 3 if ray_address is None else None)]

@@ -321,6 +321,24 @@ def test_the_xla_flag_is_offered_only_to_a_tensorflow_that_knows_it(monkeypatch)
     assert runtime.tf_version("nightly") == (0, 0)
 
 
+def test_an_empty_xla_flags_is_put_back_empty_not_removed(monkeypatch):
+    """XLA_FLAGS="" is the caller's setting too: afterwards it is "" again, not unset."""
+    from types import SimpleNamespace
+
+    seen = []
+
+    def function(fn, jit_compile):
+        seen.append(os.environ.get("XLA_FLAGS"))
+        return lambda x: x
+
+    tf = SimpleNamespace(__version__="2.21.0", function=function, constant=lambda x: x)
+    monkeypatch.setattr(runtime, "_XLA_CONFIGURED", False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    runtime.configure_xla(tf)
+    assert seen == [runtime.SEQUENTIAL_XLA_FLAG]
+    assert os.environ.get("XLA_FLAGS") == ""
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
 def test_usable_cores_follows_the_affinity_mask_not_the_machine():
     """A process pinned to one CPU (as ``taskset -c 0`` pins it) may use one, whatever
@@ -365,6 +383,26 @@ def test_cgroup_v2_headroom_is_the_tightest_limit_minus_usage_without_inactive_c
     assert runtime.cgroup_memory_headroom(tmp_path, membership) == 3_300_000_000
     make(app, "max", 1_000_000_000, 0)
     assert runtime.cgroup_memory_headroom(tmp_path, membership) is None
+
+
+def test_a_membership_line_without_a_path_is_skipped_not_an_error(tmp_path):
+    """/proc/self/cgroup lines are "id:controllers:path"; one with a field missing is passed
+    over and the v2 line after it still counts (4 GB - 1 GB)."""
+    membership = tmp_path / "cgroup"
+    membership.write_text("garbage\n3:memory\n0::/app\n")
+    app, v2 = tmp_path / "app", ("memory.max", "memory.current", "inactive_file")
+    _cgroup(app, v2[0], 4_000_000_000, v2[1], 1_000_000_000, v2[2], 0)
+    assert runtime.cgroup_memory_headroom(tmp_path, membership) == 3_000_000_000
+
+
+def test_inactive_cache_above_the_usage_counts_as_no_usage_not_extra_room(tmp_path):
+    """Files read at different moments may say 0.5 GB inactive of 0.3 GB charged: the headroom
+    is then the whole limit, never more than it."""
+    membership = tmp_path / "cgroup"
+    membership.write_text("0::/app\n")
+    app, v2 = tmp_path / "app", ("memory.max", "memory.current", "inactive_file")
+    _cgroup(app, v2[0], 1_000_000_000, v2[1], 300_000_000, v2[2], 500_000_000)
+    assert runtime.cgroup_memory_headroom(tmp_path, membership) == 1_000_000_000
 
 
 def test_cgroup_v1_headroom_and_its_no_limit_value(tmp_path):

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from dqn import losses
@@ -10,7 +11,9 @@ from dqn.tf_learner import (
     METRIC_NAMES,
     LearnerState,
     adam_update,
+    learning_rate_at,
     make_burst,
+    nan_max,
     sync_target,
     td_targets,
     train_step,
@@ -59,6 +62,34 @@ def test_sync_target_hard_and_soft():
     online, target = tf.constant([1.0, 2.0]), tf.constant([3.0, 6.0])
     np.testing.assert_array_equal(sync_target(target, online, 1.0).numpy(), [1.0, 2.0])
     np.testing.assert_allclose(sync_target(target, online, 0.25).numpy(), [2.5, 5.0])
+
+
+def test_a_soft_sync_of_one_half_lands_halfway_between_the_nets():
+    # Only tau == 1 is a copy: 0.5 * [1, 2] + 0.5 * [3, 6].
+    online, target = tf.constant([1.0, 2.0]), tf.constant([3.0, 6.0])
+    np.testing.assert_array_equal(sync_target(target, online, 0.5).numpy(), [2.0, 4.0])
+
+
+def test_the_tf_learning_rate_holds_its_end_value_once_its_schedule_is_over():
+    # As the numpy learner's (test_numpy_learner): past the run's planned gradient steps the
+    # rate stays at learning_rate_end rather than decaying on towards zero and below.
+    from dqn.config import total_grad_steps
+
+    config = DQNConfig(learning_rate=1e-3, learning_rate_end=1e-4)
+    total = total_grad_steps(config)
+    halfway = float(learning_rate_at(tf.constant(total // 2, tf.int64), config))
+    assert halfway == pytest.approx(1e-3 + (total // 2) / total * (1e-4 - 1e-3), rel=1e-5)
+    for steps in (total, 2 * total, 5 * total):
+        lr = float(learning_rate_at(tf.constant(steps, tf.int64), config))
+        assert lr == pytest.approx(1e-4, rel=1e-5), steps
+
+
+def test_nan_max_keeps_a_nan_on_either_side():
+    # As np.maximum: a burst's max of a metric that was NaN at any step is NaN.
+    a = tf.constant([float("nan"), 1.0, 3.0, float("-inf")])
+    b = tf.constant([2.0, float("nan"), 1.0, float("nan")])
+    np.testing.assert_array_equal(nan_max(a, b).numpy(), np.maximum(a.numpy(), b.numpy()))
+    np.testing.assert_array_equal(nan_max(a, b).numpy(), [np.nan, np.nan, 3.0, np.nan])
 
 
 def linear_forward(flat, obs):
