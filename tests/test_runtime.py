@@ -385,24 +385,28 @@ def test_cgroup_v2_headroom_is_the_tightest_limit_minus_usage_without_inactive_c
     assert runtime.cgroup_memory_headroom(tmp_path, membership) is None
 
 
+def _v2_headroom(tmp_path, membership: str, limit: int, usage: int, inactive: int):
+    """cgroup_memory_headroom of a v2 group /app with these files, ``membership`` the process's
+    /proc/self/cgroup text."""
+    (tmp_path / "cgroup").write_text(membership)
+    _cgroup(
+        tmp_path / "app", "memory.max", limit, "memory.current", usage, "inactive_file", inactive
+    )
+    return runtime.cgroup_memory_headroom(tmp_path, tmp_path / "cgroup")
+
+
 def test_a_membership_line_without_a_path_is_skipped_not_an_error(tmp_path):
     """/proc/self/cgroup lines are "id:controllers:path"; one with a field missing is passed
     over and the v2 line after it still counts (4 GB - 1 GB)."""
-    membership = tmp_path / "cgroup"
-    membership.write_text("garbage\n3:memory\n0::/app\n")
-    app, v2 = tmp_path / "app", ("memory.max", "memory.current", "inactive_file")
-    _cgroup(app, v2[0], 4_000_000_000, v2[1], 1_000_000_000, v2[2], 0)
-    assert runtime.cgroup_memory_headroom(tmp_path, membership) == 3_000_000_000
+    membership = "garbage\n3:memory\n0::/app\n"
+    assert _v2_headroom(tmp_path, membership, 4_000_000_000, 1_000_000_000, 0) == 3_000_000_000
 
 
 def test_inactive_cache_above_the_usage_counts_as_no_usage_not_extra_room(tmp_path):
     """Files read at different moments may say 0.5 GB inactive of 0.3 GB charged: the headroom
     is then the whole limit, never more than it."""
-    membership = tmp_path / "cgroup"
-    membership.write_text("0::/app\n")
-    app, v2 = tmp_path / "app", ("memory.max", "memory.current", "inactive_file")
-    _cgroup(app, v2[0], 1_000_000_000, v2[1], 300_000_000, v2[2], 500_000_000)
-    assert runtime.cgroup_memory_headroom(tmp_path, membership) == 1_000_000_000
+    headroom = _v2_headroom(tmp_path, "0::/app\n", 1_000_000_000, 300_000_000, 500_000_000)
+    assert headroom == 1_000_000_000
 
 
 def test_cgroup_v1_headroom_and_its_no_limit_value(tmp_path):
