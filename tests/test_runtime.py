@@ -409,6 +409,26 @@ def test_inactive_cache_above_the_usage_counts_as_no_usage_not_extra_room(tmp_pa
     assert headroom == 1_000_000_000
 
 
+def test_available_memory_is_memavailable_in_kib_lowered_to_the_cgroups_headroom(
+    tmp_path, monkeypatch
+):
+    """/proc/meminfo counts in KiB (1024 bytes, though it writes "kB"); the cgroups' headroom
+    counts when it is lower."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       4000 kB\nMemFree:  100 kB\nMemAvailable:   3000 kB\n")
+    real_open = open
+    monkeypatch.setattr(
+        runtime,
+        "open",
+        lambda path, *a, **k: real_open(meminfo if path == "/proc/meminfo" else path, *a, **k),
+        raising=False,  # the module's own name `open`, looked up before the builtin
+    )
+    monkeypatch.setattr(runtime, "cgroup_memory_headroom", lambda: None)
+    assert runtime.available_memory_bytes() == 3000 * 1024
+    monkeypatch.setattr(runtime, "cgroup_memory_headroom", lambda: 1_000_000)
+    assert runtime.available_memory_bytes() == 1_000_000
+
+
 def test_cgroup_v1_headroom_and_its_no_limit_value(tmp_path):
     """v1 keeps the memory controller in its own tree; 'no limit' is the largest page-aligned
     int64, and a container that sees the host's path finds its limit at the mount's root."""
