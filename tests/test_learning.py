@@ -23,6 +23,7 @@ from dqn.local_backend import run_local
 from dqn.loop import train
 from dqn.report import run_name
 from dqn.run_log import read_metrics
+from dqn.stats import proportion_ci
 from tests.conftest import register_once
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,19 +55,23 @@ RUNS = sum(len(seeds) for seeds in SEEDS.values())
 #
 # (runs >= 475, runs), as the result files in docs/trust/ hold them (a test below counts them).
 TF_COUNT, NUMPY_COUNT, WORST_COUNT, BROKEN_COUNT = (60, 60), (88, 90), (58, 60), (0, 300)
-POOLED_COUNT = (TF_COUNT[0] + NUMPY_COUNT[0], TF_COUNT[1] + NUMPY_COUNT[1])  # 148 of 150
+
+
+def add(*counts: tuple[int, int]) -> tuple[int, int]:
+    return sum(k for k, _ in counts), sum(n for _, n in counts)
+
+
+POOLED_COUNT = add(TF_COUNT, NUMPY_COUNT)  # 148 of 150
 
 
 def lower_bound(count: tuple[int, int]) -> float:
-    """One-sided 95% Clopper-Pearson lower bound on p from k of n: beta(k, n - k + 1)'s 5%."""
-    k, n = count
-    return float(stats.beta.ppf(0.05, k, n - k + 1))
+    """One-sided 95% Clopper-Pearson lower bound on p from k of n: the two-sided 90% one's."""
+    return proportion_ci(*count, confidence=0.90)[0]
 
 
 def upper_bound(count: tuple[int, int]) -> float:
-    """One-sided 95% Clopper-Pearson upper bound on p from k of n: beta(k + 1, n - k)'s 95%."""
-    k, n = count
-    return float(stats.beta.ppf(0.95, k + 1, n - k))
+    """One-sided 95% Clopper-Pearson upper bound on p from k of n: the two-sided 90% one's."""
+    return proportion_ci(*count, confidence=0.90)[1]
 
 
 P_SEED = lower_bound(POOLED_COUNT)  # 0.9586
@@ -118,10 +123,6 @@ def recorded(name: str, variant: str) -> tuple[int, int]:
             float(r["final_eval_mean"]) for r in csv.DictReader(fh) if r["variant"] == variant
         ]
     return sum(f >= SOLVED for f in finals), len(finals)
-
-
-def add(*counts: tuple[int, int]) -> tuple[int, int]:
-    return sum(k for k, _ in counts), sum(n for _, n in counts)
 
 
 def test_the_planning_counts_are_the_recorded_runs():
