@@ -146,6 +146,22 @@ def _check_network(online, target, obs_dim: int, n_actions: int) -> None:
         )
 
 
+def check_saveable(model: keras.Model) -> None:
+    """ConfigError unless Keras can describe ``model`` for a .keras file: a subclassed model
+    whose ``__init__`` takes arguments must override ``get_config``, or every checkpoint fails.
+    Checked before a run writes anything (train) or an agent is saved, not at its first
+    checkpoint, where the run would stop with its folder half-made."""
+    try:
+        model.get_config()
+    except NotImplementedError:
+        raise ConfigError(
+            f"network_fn's model {type(model).__name__} cannot be saved (no checkpoint could be "
+            "written): a subclassed keras.Model whose __init__ takes arguments must override "
+            "get_config(), and be registered with @keras.saving.register_keras_serializable() "
+            "to load again"
+        ) from None
+
+
 class DQNAgent:
     """Deep Q-learning agent for vector observations and discrete actions.
 
@@ -189,8 +205,8 @@ class DQNAgent:
         # agent holds its weights: None once it has learned, or if it was not loaded.
         self.loaded_from: Path | None = None
         loss_fn = losses.get(config.loss)
-        self._q_fn = tf.function(self._net.forward)
-        self._mirror = NumpyMLP.mirror(self._net, flat)
+        self._q_fn = tf.function(self._net.forward, autograph=False)  # see TFLearner
+        self._mirror = NumpyMLP.mirror(self._net, flat, self.obs_dim)
         self.learner = _make_learner(
             config,
             self._net,
@@ -419,6 +435,7 @@ class DQNAgent:
         agent inside a checkpoint) is refused with an OutputError before anything is written.
         """
         directory = Path(directory)
+        check_saveable(self.online)
         with writing("the agent folder", directory):  # in one line, as the CLI would say it
             check_save_target(directory)
             return write_dir_atomically(directory, self._write)
@@ -454,7 +471,7 @@ class DQNAgent:
         meta = read_agent_meta(directory)
         models = [load_model_file(directory / name) for name in ("online.keras", "target.keras")]
         for name, model in zip(("online.keras", "target.keras"), models):
-            check_network_fits(directory, name, network_sizes(model), meta)
+            check_network_fits(directory, name, network_sizes(model, meta.obs_dim), meta)
         check_config_env(directory, config, meta)
         adam = load_adam_file(directory / "optimizer.npz")
         built = iter(models)

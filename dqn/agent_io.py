@@ -90,16 +90,29 @@ def load_adam_file(path: Path) -> dict[str, np.ndarray]:
     return adam
 
 
-def network_sizes(model: keras.Model) -> tuple[int | None, int | None]:
-    """(input, output) widths of a loaded Q-network."""
-    return _width(model, "input_shape"), _width(model, "output_shape")
+def network_sizes(model: keras.Model, obs_dim: int) -> tuple[int | None, int | None]:
+    """(input, output) widths of a loaded Q-network; None where it has not one [batch, k].
 
-
-def _width(model: keras.Model, attr: str) -> int | None:
-    """k of a model's one [batch, k] input or output; None for anything else."""
+    A subclassed keras.Model declares no input: it is asked, by a batch of ``obs_dim`` zeros,
+    which it takes (obs_dim) or refuses (None)."""
     try:
-        shape = getattr(model, attr)
-    except (AttributeError, ValueError):  # a model without a defined input or output
-        return None
+        shapes = model.input_shape, model.output_shape
+    except AttributeError:
+        return _probe(model, obs_dim)
+    except ValueError:  # a model without a defined input or output
+        return None, None
+    return _width(shapes[0]), _width(shapes[1])
+
+
+def _probe(model: keras.Model, obs_dim: int) -> tuple[int | None, int | None]:
+    try:
+        q = model(np.zeros((2, obs_dim), np.float32))
+    except Exception:  # Keras raises many kinds for an input a model cannot take
+        return None, None
+    return obs_dim, _width(tuple(getattr(q, "shape", ())))
+
+
+def _width(shape) -> int | None:
+    """k of a [batch, k] shape; None for anything else."""
     one = isinstance(shape, tuple) and len(shape) == 2 and isinstance(shape[1], int)
     return shape[1] if one else None

@@ -11,6 +11,7 @@ TensorFlow call's dispatch.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import keras
@@ -75,13 +76,19 @@ class FlatNetwork:
         ]
         # Non-trainable state (rare in a DQN head) is frozen at its build-time value.
         self._frozen = [tf.constant(v.numpy()) for v in model.non_trainable_variables]
+        # stateless_call hands its keywords to call() as they are (Layer.__call__ would drop a
+        # `training` that call() does not take): a subclassed model's call(self, x) has none.
+        params = inspect.signature(model.call).parameters.values()
+        takes_training = any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in params)
+        self._call_kwargs = {"training": False} if takes_training else {}
 
     def unflatten(self, flat: tf.Tensor) -> list[tf.Tensor]:
         parts = tf.split(flat, self.sizes)
         return [tf.reshape(p, s) for p, s in zip(parts, self.shapes)]
 
     def forward(self, flat: tf.Tensor, obs: tf.Tensor) -> tf.Tensor:
-        q, _ = self.model.stateless_call(self.unflatten(flat), self._frozen, obs, training=False)
+        weights = self.unflatten(flat)
+        q, _ = self.model.stateless_call(weights, self._frozen, obs, **self._call_kwargs)
         return q
 
     def read(self) -> np.ndarray:
@@ -122,7 +129,7 @@ class NumpyMLP:
         self._slices = list(zip(offsets[:-1], offsets[1:], network.shapes))
 
     @classmethod
-    def mirror(cls, network: FlatNetwork, flat: np.ndarray) -> NumpyMLP | None:
+    def mirror(cls, network: FlatNetwork, flat: np.ndarray, obs_dim: int) -> NumpyMLP | None:
         """A mirror if the model is a plain chain of Dense layers we can reproduce, else None."""
         layers = [
             lyr for lyr in network.model.layers if not isinstance(lyr, keras.layers.InputLayer)
@@ -137,9 +144,9 @@ class NumpyMLP:
         mirror = cls(network, names)
         mirror.load(flat)
         # Dense layers could be wired as something other than a chain (skips, concatenations):
-        # accept the mirror only if it reproduces the model on a probe batch.
-        shape = network.model.input_shape[1:]
-        probe = np.random.default_rng(0).normal(size=(8, *shape)).astype(np.float32)
+        # accept the mirror only if it reproduces the model on a probe batch. (The probe's width
+        # is the agent's obs_dim: a subclassed keras.Model has no input_shape to read it from.)
+        probe = np.random.default_rng(0).normal(size=(8, obs_dim)).astype(np.float32)
         try:
             expected = np.asarray(network.forward(tf.constant(flat), tf.constant(probe)))
             same = np.allclose(mirror(probe), expected, rtol=1e-4, atol=1e-5)

@@ -67,7 +67,7 @@ def configure_xla(tf) -> None:
         return
     os.environ["XLA_FLAGS"] = f"{before} {SEQUENTIAL_XLA_FLAG}" if before else SEQUENTIAL_XLA_FLAG
     try:
-        tf.function(lambda x: x + 1.0, jit_compile=True)(tf.constant(0.0))
+        tf.function(lambda x: x + 1.0, jit_compile=True, autograph=False)(tf.constant(0.0))
     finally:
         if before is None:
             del os.environ["XLA_FLAGS"]

@@ -306,12 +306,18 @@ class TFLearner(InProcess):
         self, forward: Forward, loss_fn: LossFn, config: DQNConfig, obs_dim: int, online: np.ndarray
     ) -> None:
         burst = make_packed_burst(forward, loss_fn, config, obs_dim)
-        self._burst = tf.function(burst, jit_compile=config.jit_compile, reduce_retracing=True)
+        # No AutoGraph: the burst's loop is an explicit tf.while_loop and nothing in it branches
+        # on a tensor in Python (a network_fn's model is reached through Keras, which AutoGraph
+        # never converts), yet converting its source was most of its trace, ~1.4 s of CPU.
+        self._burst = tf.function(
+            burst, jit_compile=config.jit_compile, reduce_retracing=True, autograph=False
+        )
         # A partial, not a lambda: tf.function counts traces per code object, so the lambdas of
         # one agent after another (train() in a loop over seeds) were one function that
         # "triggered tf.function retracing", warned about from the sixth agent on.
         self._grad_fn = tf.function(
-            functools.partial(loss_and_grad, forward=forward, loss_fn=loss_fn, config=config)
+            functools.partial(loss_and_grad, forward=forward, loss_fn=loss_fn, config=config),
+            autograph=False,
         )
         self._compiled: dict[tuple, Callable] = {}
         flat = tf.constant(online)

@@ -299,7 +299,9 @@ class TFPopulationLearner:
     ) -> None:
         shapes, online = check_members(configs, shapes, activations, ACTIVATIONS, online)
         burst = make_population_burst(shapes, activations, configs)
-        self._burst = tf.function(burst, jit_compile=configs[0].jit_compile, reduce_retracing=True)
+        self._burst = tf.function(  # no AutoGraph: see TFLearner
+            burst, jit_compile=configs[0].jit_compile, reduce_retracing=True, autograph=False
+        )
         self._compiled: dict[tuple, Callable] = {}
         flat, zeros, members = tf.constant(online), tf.zeros_like(online), len(configs)
         steps = tf.zeros([members], tf.int64)

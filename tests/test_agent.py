@@ -308,6 +308,77 @@ def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(tmp_
         assert "corrupt" not in str(err.value) and "\n" not in str(err.value)
 
 
+@keras.saving.register_keras_serializable(package="test_agent")
+class Subclassed(keras.Model):
+    """A Q-network written as Keras's guide writes a model: call(self, x), no `training`, no
+    declared input; get_config and the registration let Keras write and rebuild it."""
+
+    def __init__(self, n_actions, **kwargs):
+        super().__init__(**kwargs)
+        self.n_actions = n_actions
+        self.hidden = keras.layers.Dense(8, "tanh", kernel_initializer=glorot(1))
+        self.head = keras.layers.Dense(n_actions, kernel_initializer=glorot(2))
+
+    def call(self, x):
+        return self.head(self.hidden(x))
+
+    def get_config(self):
+        return {**super().get_config(), "n_actions": self.n_actions}
+
+
+def glorot(seed):
+    return keras.initializers.GlorotUniform(seed)
+
+
+def subclassed(obs_dim, n_actions):
+    model = Subclassed(n_actions)
+    model(np.zeros((1, obs_dim), np.float32))  # builds its weights
+    return model
+
+
+@pytest.mark.parametrize("learner", ["tensorflow", "numpy"])
+def test_a_subclassed_keras_model_learns_and_saves_and_loads(learner, tmp_path):
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner=learner), network_fn=subclassed)
+    replay = make_replay()
+    assert np.isfinite(agent.update(replay.sample(8, num_batches=2))["loss"])
+    obs = np.random.default_rng(3).normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_allclose(agent.q_values(obs), agent.online(obs).numpy(), rtol=1e-5, atol=1e-6)
+    agent.save(tmp_path / "agent")
+    loaded = DQNAgent.load(tmp_path / "agent")
+    assert type(loaded.online).__name__ == "Subclassed"  # (this module may be imported twice)
+    np.testing.assert_array_equal(loaded.q_values(obs), agent.q_values(obs))
+    batch = replay.sample(8, num_batches=2)
+    assert loaded.update(batch) == agent.update(batch)
+
+
+def test_a_subclassed_model_keras_cannot_save_is_refused_before_anything_is_written(tmp_path):
+    from dqn import train
+    from dqn.errors import ConfigError
+
+    class NoConfig(keras.Model):  # __init__ takes an argument, and no get_config says it
+        def __init__(self, n_actions):
+            super().__init__()
+            self.head = keras.layers.Dense(n_actions)
+
+        def call(self, x):
+            return self.head(x)
+
+    def no_config(obs_dim, n_actions):
+        model = NoConfig(n_actions)
+        model(np.zeros((1, obs_dim), np.float32))
+        return model
+
+    message = "model NoConfig cannot be saved .* must override get_config()"
+    agent = DQNAgent(OBS, ACTIONS, SMALL, network_fn=no_config)  # it acts and learns
+    with pytest.raises(ConfigError, match=message) as err:
+        agent.save(tmp_path / "agent")
+    assert "\n" not in str(err.value) and not (tmp_path / "agent").exists()
+    config = DQNConfig(total_env_steps=300, learning_starts_env_steps=50)
+    with pytest.raises(ConfigError, match=message):
+        train(config, network_fn=no_config, run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_saved_config_says_when_a_network_fn_built_the_network(tmp_path):
     # config.yaml keeps hidden_sizes and activation, which a network_fn's network ignores: a
     # comment heads the file then, naming the network, and the file reads back as the config.
@@ -378,4 +449,4 @@ def test_dense_layers_wired_other_than_a_chain_get_no_numpy_mirror():
     inputs = keras.Input(shape=(3,))
     shared = keras.layers.Dense(3, "tanh", kernel_initializer=keras.initializers.GlorotUniform(0))
     net = FlatNetwork(keras.Model(inputs, keras.layers.Dense(2)(shared(shared(inputs)))))
-    assert NumpyMLP.mirror(net, net.read()) is None
+    assert NumpyMLP.mirror(net, net.read(), 3) is None

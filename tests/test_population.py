@@ -7,6 +7,7 @@ population learner equal to its single learner update by update.
 """
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -410,8 +411,10 @@ def test_a_population_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
     config = str(ROOT / "configs" / "cartpole.yaml")
     whole = tmp_path / "whole"
     subprocess.run([sys.executable, "-c", script, config, str(whole)], check=True)
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", script, config, str(killed)])
+    killed, tmp = tmp_path / "killed", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([sys.executable, "-c", script, config, str(killed)], env=env)
     marker = killed / "population-step.json"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
@@ -421,6 +424,7 @@ def test_a_population_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert json.loads(marker.read_text())["env_step"] < 6_000, "killed too late to test resume"
+    assert not list(tmp.iterdir())  # nothing a process cleans up only at exit (AutoGraph's files)
     results = resume_population(killed, progress=False)
     for label, result in zip("abc", results):
         assert metrics_text(result.run_dir) == metrics_text(

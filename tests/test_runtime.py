@@ -295,7 +295,7 @@ def test_the_xla_flag_is_offered_only_to_a_tensorflow_that_knows_it(monkeypatch)
     seen = []
 
     def fake_tf(version):
-        def function(fn, jit_compile):
+        def function(fn, jit_compile, autograph):
             seen.append(os.environ.get("XLA_FLAGS"))
             return lambda x: x
 
@@ -327,7 +327,7 @@ def test_an_empty_xla_flags_is_put_back_empty_not_removed(monkeypatch):
 
     seen = []
 
-    def function(fn, jit_compile):
+    def function(fn, jit_compile, autograph):
         seen.append(os.environ.get("XLA_FLAGS"))
         return lambda x: x
 
