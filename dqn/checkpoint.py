@@ -49,12 +49,19 @@ def make_run_dir(config: DQNConfig) -> Path:
     return path
 
 
+def check_named(path: str | Path, what: str) -> None:
+    """ConfigError for an empty name (an unset variable's): Path("") is the current folder."""
+    if isinstance(path, str) and not path.strip():
+        raise ConfigError(f"{what} must be named, got an empty string")
+
+
 def check_new_folder(
     path: str | Path, what: str = "run folder", resume: str = "dqn-train --resume"
 ) -> None:
     """ConfigError unless ``path`` is absent or an empty folder: a run, or a population, never
     writes over another (its config.yaml, metrics and checkpoints would be mixed with the new
     run's). ``resume`` names what continues a stopped one."""
+    check_named(path, what)
     path = Path(path)
     if path.is_file() or (path.exists() and not path.is_dir()):
         raise ConfigError(f"{what} {path} is a file: give a folder that does not exist yet")

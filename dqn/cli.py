@@ -54,6 +54,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _folder(text: str) -> Path:
+    """A folder argument to write: an empty one (an unset shell variable) is not the current
+    folder, which is where Path("") would put a run or a study."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty string")
+    return Path(text)
+
+
 def _fail(prog: str, exc: BaseException | str, code: int = EXIT_USAGE) -> int:
     print(f"{prog}: error: {exc}", file=sys.stderr)
     return code
@@ -153,7 +161,9 @@ def train_parser() -> argparse.ArgumentParser:
         action=_PrintKeys,
         help="list every config key with its default, the values it takes and what it means",
     )
-    p.add_argument("--run-dir", type=Path, help="write the run here instead of output_dir/<name>")
+    p.add_argument(
+        "--run-dir", type=_folder, help="write the run here instead of output_dir/<name>"
+    )
     p.add_argument(
         "--init-from",
         type=Path,
@@ -505,7 +515,7 @@ def compare_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=_folder,
         default=Path("results/compare"),
         help="output folder (default: results/compare; a rerun into it resumes the study)",
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dqn.config import FIELDS, DQNConfig, load_yaml, parse_overrides
+from dqn.config import FIELDS, LOSS_NAMES, DQNConfig, load_yaml, parse_overrides
 from dqn.errors import ConfigError, DQNError, StudyInterrupted, WorkerError, few
 from dqn.io import atomic_write_text, hold_folders
 from dqn.members import check_label, configured
@@ -92,6 +92,11 @@ class Variant:
         if not sep:
             return cls(label, (("loss", label),))
         items = [item for item in _split_top_level(rest) if item.strip()]
+        if not items and label in LOSS_NAMES:  # the base config's loss, under a loss's name
+            raise ConfigError(
+                f"variant {text!r} sets nothing, so it would train the base config under the "
+                f"label {label!r}: write {label!r} for loss {label}, or {label}:key=value"
+            )
         try:
             overrides = parse_overrides(items)
         except ConfigError as exc:

@@ -13,7 +13,6 @@ import difflib
 import json
 import math
 import numbers
-import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -544,11 +543,32 @@ def _coerce(kind: str, value: Any) -> Any:
             raise _NotKind(kind, list(value)) from None
     if kind == INT and number and (isinstance(value, int) or value.is_integer()):
         return int(value)
-    if kind == NUM and number and abs(value) <= sys.float_info.max:  # finite (and fits a float)
+    if kind == NUM and number and _in_float32(value):
         return float(value)
-    if kind == NUM and number:  # inf, nan, 10**400: a number, but not one a run can use
+    if kind == NUM and number and not math.isfinite(_as_float(value)):  # inf, nan, 10**400
         raise _NotKind(f"a finite {kind.removeprefix('a ')}", value)
+    if kind == NUM and number:  # 1e300, 1e-50: finite, but not in the float32 a run uses
+        raise _NotKind(f"{kind} within float32's range ({F32_RANGE})", value)
     raise _NotKind(kind, value)
+
+
+# The networks, Adam and the losses compute in float32: beyond its largest value a setting is
+# inf there (learning_rate=1e300 made every loss NaN), and below its smallest normal one it
+# is 0 or a denormal that CPUs may flush to 0 (learning_rate=1e-50 trained with no step at all).
+F32_MAX, F32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38
+F32_RANGE = "0, or 1.2e-38 to 3.4e38 in size"
+
+
+def _in_float32(value: float) -> bool:
+    size = abs(_as_float(value))  # NaN compares False: refused
+    return size == 0 or F32_TINY <= size <= F32_MAX
+
+
+def _as_float(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int past float64's range (10**400)
+        return math.inf
 
 
 def _env_kwargs(value: Mapping) -> EnvKwargs:

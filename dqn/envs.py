@@ -53,6 +53,15 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
         raise ConfigError(
             f"env {env_id!r} does not take env_kwargs {dict(kwargs)}: {first_line(exc)}"
         ) from None
+    except (ValueError, KeyError, AssertionError) as exc:
+        if not kwargs:
+            raise
+        # A keyword it takes, with a value it refuses (max_episode_steps 0, FrozenLake's
+        # map_name "5x5"): the env's own words, whose type says more than a KeyError's text.
+        raise ConfigError(
+            f"env {env_id!r} refused env_kwargs {dict(kwargs)}: {type(exc).__name__}: "
+            f"{first_line(exc)}"
+        ) from None
     except gym.error.DependencyNotInstalled as exc:
         raise ConfigError(f"env {env_id!r} needs an extra package: {exc}") from None
     except (ImportError, gym.error.Error) as exc:
@@ -96,7 +105,13 @@ def empty_replay_error(env_step: int, n_step: int) -> ConfigError:
 
 def _unregistered_namespace(name: str) -> str | None:
     """The namespace of ``namespace/EnvName-vN`` when no registered id has it; else None."""
-    namespace, _, _ = gym.envs.registration.parse_env_id(name)
+    try:
+        namespace, _, _ = gym.envs.registration.parse_env_id(name)
+    except gym.error.Error:  # not an id at all: a space, a second '/', a trailing '/'
+        raise ConfigError(
+            f"env id {name!r} is malformed: an id is [namespace/]Name[-vN], e.g. CartPole-v1 "
+            "or ALE/Pong-v5"
+        ) from None
     if namespace is None:
         return None
     known = {spec.namespace for spec in gym.registry.values()}

@@ -56,8 +56,10 @@ class OutputError(DQNError, OSError):
 
 def os_problem(exc: OSError) -> str:
     """The reason ("No space left on device"), with the file where the error names one (a full
-    disk's, from numpy's zip writer closing its file, names none)."""
-    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    disk's, from numpy's zip writer closing its file, names none). A failed rename names the
+    file it was to replace, not the temporary one beside it that the user never saw."""
+    name = exc.filename2 or exc.filename
+    return f"{exc.strerror or exc}" + (f": {name}" if name else "")
 
 
 @contextlib.contextmanager

@@ -171,6 +171,7 @@ def train_population(
     if out_dir is None:  # to the microsecond: two populations started together get two
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         out_dir = Path(config.output_dir) / f"population-{stamp}"
+    checkpoint.check_named(out_dir, "population folder")
     out = Path(out_dir)
     if run_dirs is None:
         run_dirs = [out / f"{m.label}-seed{m.seed}" for m in members]

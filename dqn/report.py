@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dqn.agent_files import STUDY_RUN
+from dqn.io import atomic_write_bytes
 from dqn.run_log import read_metrics
 from dqn.stats import (
     iqm_ci,
@@ -253,11 +254,16 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
 
 
 def _save(fig, path: Path) -> Path:
+    """The figure as a PNG at ``path``, written whole or not at all (no temporary file left)."""
+    import io
+
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    png = io.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(png, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, png.getvalue())
     return path

@@ -141,6 +141,14 @@ def test_out_that_is_a_file_is_an_argument_error(tmp_path, capsys):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_out_with_a_name_too_long_for_the_filesystem_is_one_line(tmp_path, capsys):
+    out = tmp_path / ("n" * 300)  # a file name holds at most 255 bytes
+    assert main(["--out", str(out)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == f"dqn-backprop: error: cannot use --out {out}: File name too long"
+    assert not list(tmp_path.iterdir())
+
+
 def test_script_wrapper_exits_2_without_traceback():
     # The script's own directory is sys.path[0]; make sure this checkout's dqn is importable.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -210,6 +210,19 @@ TRAIN_CASES = {
         ["--env", "CartPol-v1"],
         ["unknown env id 'CartPol-v1'; did you mean: CartPole-v1"],
     ),
+    "malformed env id": (
+        ["--env", "ALE/Pong/v5"],
+        ["env id 'ALE/Pong/v5' is malformed: an id is [namespace/]Name[-vN]"],
+    ),
+    "env id with a space": (["--set", "env_id=Cart Pole-v1"], ["'Cart Pole-v1' is malformed"]),
+    "env_kwargs value the env refuses": (
+        ["--set", "env_kwargs={max_episode_steps: 0}"],
+        ["env 'CartPole-v1' refused env_kwargs {'max_episode_steps': 0}: ValueError: Expect"],
+    ),
+    "env_kwargs value the env has no entry for": (
+        ["--set", "env_id=FrozenLake-v1", "env_kwargs={map_name: 5x5}"],
+        ["env 'FrozenLake-v1' refused env_kwargs {'map_name': '5x5'}: KeyError: '5x5'"],
+    ),
     "--seed and --set seed": (
         ["--seed", "1", "--set", "seed=1"],
         ["--seed and --set seed=... both set 'seed'"],
@@ -623,6 +636,9 @@ def run_cli(main, *args, cwd):
     "main, args, fragment",
     [
         ("train_main", ["--bogus"], "unrecognized arguments: --bogus"),
+        # An empty name (an unset shell variable) is refused, not taken for the current folder.
+        ("train_main", ["--run-dir", ""], "argument --run-dir: must name a folder, got an empty"),
+        ("compare_main", ["--out", ""], "argument --out: must name a folder, got an empty"),
         ("train_main", ["--set", "env_id=CartPol-v1"], "unknown env id"),
         ("train_main", ["--resume", "nowhere"], "run folder not found: nowhere"),
         # Fails after TensorFlow is imported: its start-up noise must stay off stderr.
@@ -671,6 +687,17 @@ def test_api_errors_are_the_same_as_the_cli_ones(tmp_path):
     with pytest.raises(CheckpointError, match="not a run folder"):
         resume(tmp_path)
     assert tree(tmp_path) == {"bad.yaml": hashlib.sha256(b"{gamma: \n").hexdigest()}
+
+
+def test_an_empty_folder_name_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    from dqn import train, train_population
+
+    monkeypatch.chdir(tmp_path)  # empty: the current folder would be taken as a new run's
+    with pytest.raises(ConfigError, match="run folder must be named, got an empty string"):
+        train(DQNConfig(), run_dir="")
+    with pytest.raises(ConfigError, match="population folder must be named, got an empty"):
+        train_population(DQNConfig(), [({}, 0)], out_dir=" ")
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_dict_for_a_config_is_named_as_such(tmp_path):
@@ -742,6 +769,11 @@ COMPARE_CASES = {
         ["variant 'a' sets 'output_dir': a study writes every run under its own folder"],
     ),
     "--set seed in a study": (["--set", "seed=3"], ["--set seed: every variant runs on the same"]),
+    "malformed env id in a variant": (["--variants", "a:env_id=a/b/C-v1"], ["is malformed"]),
+    "a loss's name with nothing after the colon": (
+        ["--variants", "l2:"],
+        ["variant 'l2:' sets nothing, so it would train the base config under the label 'l2'"],
+    ),
     "--set output_dir in a study": (["--set", "output_dir=x"], ["--set output_dir: a study"]),
 }
 

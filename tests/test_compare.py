@@ -204,7 +204,6 @@ def test_a_variants_file_keeps_its_order_and_overrides(tmp_path):
 
 
 def test_the_committed_sweep_file_builds_valid_configs():
-    from pathlib import Path
 
     from dqn.compare import read_variants_file
 
@@ -422,26 +421,42 @@ def test_the_summary_counts_the_runs_the_guard_stopped():
     assert cells[" diverged "] == " 1 "  # the one run with a diverged_at_env_step
 
 
-def test_a_figure_that_fails_to_write_leaves_the_previous_one_whole(tmp_path):
+def new_figure():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots()[0]
+
+
+def test_a_figure_that_fails_to_write_leaves_the_previous_one_whole(tmp_path, monkeypatch):
+    from dqn import io
     from dqn.report import _save
 
     path = tmp_path / "learning_curves.png"
     path.write_bytes(b"the previous figure")
-    fig, _ = plt.subplots()
 
-    def disk_full(target, **kwargs):
-        Path(target).write_bytes(b"half a png")
+    def disk_full(src, dst):
         raise OSError(28, "No space left on device")
 
-    fig.savefig = disk_full
+    monkeypatch.setattr(io.os, "replace", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        _save(fig, path)
+        _save(new_figure(), path)
     assert path.read_bytes() == b"the previous figure"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_a_figure_that_cannot_be_written_is_named_and_leaves_nothing(tmp_path):
+    from dqn.errors import os_problem
+    from dqn.report import _save
+
+    path = tmp_path / "learning_curves.png"
+    path.mkdir()  # where the figure should go
+    with pytest.raises(OSError) as err:
+        _save(new_figure(), path)
+    assert os_problem(err.value) == f"Is a directory: {path}"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name] and not any(path.iterdir())
 
 
 def test_a_run_of_the_study_differs_by_its_settings_but_not_by_output_dir(tmp_path):

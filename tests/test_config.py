@@ -269,6 +269,17 @@ def test_the_table_agrees_with_the_field_types():
             {"learning_rate_end": float("-inf")},
             "config key 'learning_rate_end' must be a finite number or null, got -inf",
         ),
+        # Finite, but inf (1e300) or 0 (1e-50) in the float32 the networks and Adam compute in.
+        (
+            {"learning_rate": 1e-50},
+            "config key 'learning_rate' must be a number within float32's range (0, or 1.2e-38 "
+            "to 3.4e38 in size), got 1e-50",
+        ),
+        (
+            {"max_grad_norm": 1e39},
+            "config key 'max_grad_norm' must be a number within float32's range (0, or 1.2e-38 "
+            "to 3.4e38 in size) or null, got 1e+39",
+        ),
         ({"gamma": 0}, "config key 'gamma' must be in (0, 1], got 0.0"),
         ({"epsilon_start": 1.5}, "config key 'epsilon_start' must be in [0, 1], got 1.5"),
         # nullable number

@@ -195,20 +195,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Only the four figures are ever replaced: in a folder holding anything else (a run, a
     # project's files) they would be written among files that are not the lab's.
-    if args.out.is_dir():
+    try:  # also a name too long for the filesystem, which is_dir() would raise for
         foreign = sorted(
             p.name for p in args.out.iterdir() if p.name not in FIGURES and p.name[:1] != "."
         )
-        if foreign:
-            # dqn.errors.few's wording; the lab imports nothing from dqn outside itself.
-            more = f" and {len(foreign) - 3} more" if foreign[3:] else ""
-            shown = ", ".join(foreign[:3]) + more
-            print(
-                f"dqn-backprop: error: --out {args.out} holds files the demos do not write "
-                f"({shown}): give the figures their own folder",
-                file=sys.stderr,
-            )
-            return 2
+    except (FileNotFoundError, NotADirectoryError):
+        foreign = []  # a new folder, or a file there: mkdir below says so
+    except OSError as err:
+        print(f"dqn-backprop: error: cannot use --out {args.out}: {err.strerror}", file=sys.stderr)
+        return 2
+    if foreign:
+        # dqn.errors.few's wording; the lab imports nothing from dqn outside itself.
+        more = f" and {len(foreign) - 3} more" if foreign[3:] else ""
+        shown = ", ".join(foreign[:3]) + more
+        print(
+            f"dqn-backprop: error: --out {args.out} holds files the demos do not write "
+            f"({shown}): give the figures their own folder",
+            file=sys.stderr,
+        )
+        return 2
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
