@@ -376,6 +376,15 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
     raise CheckpointError(f"no intact checkpoint in {run_dir}: {'; '.join(skipped)}")
 
 
+def run_holding_checkpoint(folder: Path) -> Path | None:
+    """The run whose ``checkpoints/`` folder ``folder`` would be in, else None: a run's resume
+    takes any folder there for a checkpoint, and sets one without a manifest aside as corrupt."""
+    parent = Path(folder).absolute().parent
+    run = parent.parent
+    is_run = (run / "config.yaml").is_file() or (run / "metrics.csv").is_file()
+    return run if parent.name == CHECKPOINTS and is_run else None
+
+
 def folder_kind(folder: Path) -> str | None:
     """What a folder the package writes is, from the files that mark it: "population",
     "study run entry" (a study's ``runs/<name>``), "run", "agent" or "study"; else None."""

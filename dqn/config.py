@@ -43,6 +43,7 @@ INT, NUM, BOOL, STR, INTS, KWARGS = (
 # words it (a key of BOUNDS), or the tuple of the allowed values, or None (any value of the kind).
 Rule = str | tuple[str, ...] | None
 SEED_RANGE = "in [0, 2**32 - 1]"
+MAX_HIDDEN_LAYERS = 100
 BOUNDS: dict[str, Callable[[Any], bool]] = {
     "> 0": lambda v: v > 0,
     ">= 0": lambda v: v >= 0,
@@ -318,6 +319,13 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
     "at least one hidden layer": (
         lambda c: len(c.hidden_sizes) >= 1,
         lambda c: "config key 'hidden_sizes' must list at least one layer width"),
+    # A typo guard, like total_env_steps' bound: Keras builds a chain of a few thousand layers
+    # by recursion past Python's stack (a RecursionError mid-build), and a plain chain of Dense
+    # layers hundreds deep rarely trains anyway (its gradients vanish or explode).
+    "at most 100 hidden layers": (
+        lambda c: len(c.hidden_sizes) <= MAX_HIDDEN_LAYERS,
+        lambda c: f"config key 'hidden_sizes' may list at most {MAX_HIDDEN_LAYERS} layers, got "
+                  f"{len(c.hidden_sizes)}"),
     "positive layer widths": (
         lambda c: all(h > 0 for h in c.hidden_sizes),
         lambda c: "config key 'hidden_sizes' must hold positive widths, "

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 
 from dqn.envs import checked_obs, checked_reward, env_error, env_name, non_finite_rows
-from dqn.errors import NonFiniteEnvError, UnsupportedSpaceError
+from dqn.errors import InputError, NonFiniteEnvError, UnsupportedSpaceError
 from dqn.lockstep import lockstep
 
 # A greedy episode this long is one that may never end: an env of the user's own registered
@@ -34,6 +34,15 @@ def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, floa
     library's policy (the benchmarks evaluate Stable-Baselines3 models this way). An env that
     returns a NaN or inf raises NonFiniteEnvError.
     """
+    # dqn-evaluate's own bounds (--episodes, --seed): no episodes gave a NaN mean, and a seed
+    # outside them gymnasium's traceback.
+    if not 1 <= episodes <= 1_000_000:
+        raise InputError(f"episodes must be in [1, 1_000_000], got {episodes!r}")
+    if seed < 0 or seed + episodes > 2**32:
+        raise InputError(
+            f"seed must leave room for its episodes' seeds (seed + i, each in [0, 2**32 - 1]), "
+            f"got seed {seed!r} for {episodes} episodes"
+        )
     returns, shape = [], env.observation_space.shape
 
     def checked(reset_seed: int, obs, reward=None):

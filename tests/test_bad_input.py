@@ -112,6 +112,12 @@ def run_dir_not_empty(tmp):
     return ["--run-dir", tmp / "taken"]
 
 
+def inside_a_runs_checkpoints(tmp):
+    (tmp / "run" / "checkpoints").mkdir(parents=True)
+    (tmp / "run" / "config.yaml").write_text("seed: 0\n")
+    return tmp / "run" / "checkpoints" / "step-000000900"
+
+
 TRAIN_CASES = {
     "unknown env id": (
         ["--set", "env_id=CartPol-v1"],
@@ -250,6 +256,10 @@ TRAIN_CASES = {
         ["config file /dev/null is not a regular file (a pipe or a device)"],
     ),
     "run folder not empty": (run_dir_not_empty, ["already exists and is not empty"]),
+    "run folder inside another run's checkpoints": (
+        lambda tmp: ["--run-dir", inside_a_runs_checkpoints(tmp)],
+        ["step-000000900 is inside the checkpoints/ folder of run", "would set it aside"],
+    ),
 }
 
 
@@ -770,6 +780,10 @@ COMPARE_CASES = {
     ),
     "--set seed in a study": (["--set", "seed=3"], ["--set seed: every variant runs on the same"]),
     "malformed env id in a variant": (["--variants", "a:env_id=a/b/C-v1"], ["is malformed"]),
+    "study inside a run's checkpoints": (
+        lambda tmp: ["--out", inside_a_runs_checkpoints(tmp)],
+        ["is inside the checkpoints/ folder of run", "give the study a folder elsewhere"],
+    ),
     "a loss's name with nothing after the colon": (
         ["--variants", "l2:"],
         ["variant 'l2:' sets nothing, so it would train the base config under the label 'l2'"],
@@ -785,12 +799,9 @@ def test_compare_refuses(case, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args, fragments = COMPARE_CASES[case]
     args = args(tmp_path) if callable(args) else args
+    out = [] if "--out" in args else ["--out", tmp_path / "out"]
     assert_refused(
-        compare_main,
-        [*args, "--out", tmp_path / "out", "--seeds", "1", "--no-progress"],
-        fragments,
-        capsys,
-        tmp_path,
+        compare_main, [*args, *out, "--seeds", "1", "--no-progress"], fragments, capsys, tmp_path
     )
     assert not (tmp_path / "out").exists()
 

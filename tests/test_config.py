@@ -281,6 +281,10 @@ def test_the_table_agrees_with_the_field_types():
             "to 3.4e38 in size) or null, got 1e+39",
         ),
         ({"gamma": 0}, "config key 'gamma' must be in (0, 1], got 0.0"),
+        (
+            {"hidden_sizes": [4] * 101},  # Keras's build of ~1,000 recursed past Python's stack
+            "config key 'hidden_sizes' may list at most 100 layers, got 101",
+        ),
         ({"epsilon_start": 1.5}, "config key 'epsilon_start' must be in [0, 1], got 1.5"),
         # nullable number
         ({"max_grad_norm": "x"}, "config key 'max_grad_norm' must be a number or null, got 'x'"),

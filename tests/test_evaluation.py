@@ -51,3 +51,22 @@ def test_side_by_side_episodes_are_the_one_by_one_episodes(make, width):
     envs = [[make() for _ in range(width)] for _ in qs]
     assert evaluate_members(q_values, envs, 7, seed=100) == expected
     assert len({m for m, _ in expected}) == 3  # three different policies, three different means
+
+
+@pytest.mark.parametrize(
+    "episodes, seed, message",
+    [
+        (0, 0, r"episodes must be in \[1, 1_000_000\], got 0"),  # was a NaN mean of no returns
+        (-1, 0, r"episodes must be in \[1, 1_000_000\], got -1"),
+        (1, -5, "seed must leave room for its episodes' seeds .* got seed -5 for 1 episodes"),
+        (2, 2**32 - 1, r"\(seed \+ i, each in \[0, 2\*\*32 - 1\]\), got seed 4294967295 for 2"),
+    ],
+)
+def test_an_evaluation_of_no_episodes_or_out_of_range_seeds_is_refused(episodes, seed, message):
+    from dqn.errors import InputError
+
+    policy = Greedy(linear_q(np.ones((4, 2))))
+    with pytest.raises(InputError, match=message):
+        evaluate(policy, gym.make("CartPole-v1"), episodes, seed)
+    mean, _, returns = evaluate(policy, gym.make("CartPole-v1"), 1, 2**32 - 1)  # the last seed
+    assert len(returns) == 1 and mean == returns[0]
