@@ -13,6 +13,7 @@ import difflib
 import json
 import math
 import numbers
+import re
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -437,7 +438,7 @@ def parse_overrides(overrides: Overrides) -> dict[str, Any]:
         if key.strip() in out:  # as in a YAML file: the last value must not win without a word
             raise ConfigError(f"override key {key.strip()!r} is given twice")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else raw
+            out[key.strip()] = _load_value(raw) if raw.strip() else raw
         except yaml.YAMLError:
             out[key.strip()] = raw
     return out
@@ -446,7 +447,42 @@ def parse_overrides(overrides: Overrides) -> dict[str, Any]:
 class _RepeatedKey(Exception): ...  # args: (key, line number)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _NumbersAsWritten(yaml.SafeLoader):
+    """The safe loader with YAML 1.2's numbers instead of 1.1's: PyYAML reads ``010`` as octal
+    (seed 8), ``1:30`` as base 60 (90) and ``0b11`` as binary, where a user wrote 10, a typo and
+    a typo. Here a number is decimal (underscores allowed: ``100_000``), or 0x / 0o with the
+    prefix, or a float (``1e-3`` too, a string to YAML 1.1); anything else stays a string, which
+    a number's key refuses by name."""
+
+
+_INT = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_NumbersAsWritten.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith((":int", ":float"))]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_NumbersAsWritten.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_NumbersAsWritten.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node).replace("_", "")
+    base = {"0x": 16, "0o": 8}.get(text[:2].lower(), 10)
+    return int(text[2:] if base != 10 else text, base)
+
+
+_NumbersAsWritten.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def _load_value(text: str) -> Any:
+    """One ``--set`` value, read as the config file's values are."""
+    return yaml.load(text, Loader=_NumbersAsWritten)  # noqa: S506 (a safe loader)
+
+
+class _UniqueKeyLoader(_NumbersAsWritten):
     """The safe loader, refusing a mapping that sets a key twice: plain YAML keeps the last
     value without a word, so ``seed: 1`` further up a file would be silently ignored."""
 

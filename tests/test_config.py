@@ -118,6 +118,19 @@ def test_yaml_numbers_written_without_a_dot_are_accepted(tmp_path):
     assert cfg.hidden_sizes == (32, 32)
 
 
+def test_yaml_numbers_are_read_as_written_not_as_octal_or_base_60(tmp_path):
+    # YAML 1.1 (PyYAML's default) reads 010 as 8 and 1:30 as 90: seed 010 trained seed 8.
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 010\nbuffer_size: 100_000\nhidden_sizes: [064, 0x40]\n")
+    cfg = DQNConfig.from_yaml(path, ["batch_size=032", "total_env_steps=0o175000"])
+    assert (cfg.seed, cfg.buffer_size, cfg.hidden_sizes) == (10, 100_000, (64, 64))
+    assert (cfg.batch_size, cfg.total_env_steps) == (32, 64_000)
+    for text, shown in [("1:30", "'1:30'"), ("0b11", "'0b11'")]:
+        with pytest.raises(ConfigError) as err:
+            DQNConfig.from_yaml(path, [f"batch_size={text}"])
+        assert str(err.value) == f"config key 'batch_size' must be an integer, got {shown}"
+
+
 def test_overrides_apply_after_the_file(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("loss: l2\nseed: 3\n")
