@@ -24,6 +24,7 @@ from dqn.agent_files import (
     read_newest,
 )
 from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
+from dqn.checkpoint import check_named
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
 from dqn.envs import check_spaces
@@ -434,6 +435,7 @@ class DQNAgent:
         existing file, or a folder holding anything else (a run folder, files of yours, the
         agent inside a checkpoint) is refused with an OutputError before anything is written.
         """
+        check_named(directory, "the agent folder")
         directory = Path(directory)
         check_saveable(self.online)
         with writing("the agent folder", directory):  # in one line, as the CLI would say it

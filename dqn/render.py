@@ -66,7 +66,11 @@ def check_gif_path(path: Path) -> None:
             "a name before .gif" if path.name.lower() == ".gif" else "a file name ending in .gif"
         )
         raise DQNError(f"--gif {path}: give {lacks}")
-    if path.exists():
+    try:
+        there = path.exists()
+    except OSError as exc:  # a name too long for the filesystem
+        raise DQNError(f"--gif {path}: {exc.strerror or exc}") from None
+    if there:
         raise DQNError(f"--gif {path} already exists: give another path, or remove it first")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:

@@ -700,13 +700,17 @@ def test_api_errors_are_the_same_as_the_cli_ones(tmp_path):
 
 
 def test_an_empty_folder_name_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
-    from dqn import train, train_population
+    from dqn import DQNAgent, train, train_population
 
     monkeypatch.chdir(tmp_path)  # empty: the current folder would be taken as a new run's
     with pytest.raises(ConfigError, match="run folder must be named, got an empty string"):
         train(DQNConfig(), run_dir="")
     with pytest.raises(ConfigError, match="population folder must be named, got an empty"):
         train_population(DQNConfig(), [({}, 0)], out_dir=" ")
+    space, actions = gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(2)
+    agent = DQNAgent(space, actions, DQNConfig(hidden_sizes=(4,)))
+    with pytest.raises(ConfigError, match="the agent folder must be named, got an empty string"):
+        agent.save("")
     assert not list(tmp_path.iterdir())
 
 

@@ -51,6 +51,7 @@ def test_a_long_episode_is_drawn_up_to_max_frames(tiny_run, tmp_path, capsys, mo
         ("movie.mp4", "ending in .gif"),
         (".gif", "give a name before .gif"),  # a hidden file's name, with no suffix
         ("old.gif/sub/x.gif", "old.gif is a file, not a folder"),
+        ("n" * 300 + ".gif", ".gif: File name too long"),  # was blamed on the run being read
     ],
 )
 def test_a_gif_path_that_is_taken_or_not_a_gif_is_refused_first(
