@@ -26,7 +26,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from dqn.agent_files import check_agent_fits, latest_good_checkpoint, read_agent_config
+from dqn.agent_files import (
+    check_agent_fits,
+    checkpoint_step,
+    latest_good_checkpoint,
+    read_agent_config,
+)
 from dqn.config import DQNConfig, changed_keys, read_saved_config
 from dqn.envs import check_env
 from dqn.envstate import EnvSnapshot
@@ -205,6 +210,13 @@ def load_run_state(
         raise CheckpointError(f"checkpoint {folder.name} cannot be resumed: {exc!r}") from None
     if loop.obs.shape != (config.num_envs, obs_dim):
         raise CheckpointError(f"checkpoint {folder.name} holds observations of another shape")
+    # Before anything acts on it: a resume sets aside every checkpoint past its step, so a
+    # step of -5 there took the run's good checkpoints with it.
+    if loop.env_step != checkpoint_step(folder):
+        raise CheckpointError(
+            f"checkpoint {folder.name} cannot be resumed: its loop.json says env step "
+            f"{loop.env_step}"
+        )
     return loop, replay, env
 
 

@@ -330,6 +330,15 @@ def pickled_replay(run):
     write_manifest(ckpt, 600)
 
 
+def stepped_back(run):
+    # A checkpoint whose loop.json, re-signed, says env step -5: a resume sets aside every
+    # checkpoint past the step it resumes from, so it took all three good ones with it.
+    ckpt = latest(run)
+    meta = json.loads((ckpt / "loop.json").read_text())
+    (ckpt / "loop.json").write_text(json.dumps({**meta, "env_step": -5}))
+    write_manifest(ckpt, 600)
+
+
 def missing_manifest(run):
     (only_latest(run) / "manifest.json").unlink()
 
@@ -377,6 +386,10 @@ RESUME_CASES = {
     "corrupted replay file": (corrupted_replay, ["replay.npz does not match its checksum"]),
     "replay file that needs pickle": (pickled_replay, ["not a readable replay buffer", "pickle"]),
     "checkpoint without manifest": (missing_manifest, ["no manifest.json (incomplete)"]),
+    "checkpoint whose loop.json names another step": (
+        stepped_back,
+        ["checkpoint step-000000600 cannot be resumed: its loop.json says env step -5"],
+    ),
     "checkpoint of another observation shape": (
         other_env,
         ["saved for observations of shape (4,) and 2 actions", "Acrobot-v1 has (6,)"],
