@@ -128,9 +128,9 @@ def _field(meta: dict, key: str, path: Path):
 
 def _count(meta: dict, key: str, path: Path, least: int) -> int:
     value = _field(meta, key, path)
-    # bool is an int to Python: a JSON true must not pass for 1.
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise corrupt_file(path, f"{key} must be an integer >= {least}, got {value!r}")
+    # bool is an int to Python: a JSON true must not pass for 1. The learners count in int64.
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value < 2**63:
+        raise corrupt_file(path, f"{key} must be an integer in [{least}, 2**63), got {value!r}")
     return value
 
 

@@ -217,7 +217,7 @@ BAD_FOLDERS = {
     ),
     "obs_dim 0": (
         lambda d: edit_json(d / "agent.json", obs_dim=0),
-        ["agent.json: obs_dim must be an integer >= 1, got 0"],
+        ["agent.json: obs_dim must be an integer in [1, 2**63), got 0"],
     ),
     "obs_dim of another env": (
         lambda d: edit_json(d / "agent.json", obs_dim=6),
@@ -229,7 +229,11 @@ BAD_FOLDERS = {
     ),
     "grad_steps true": (
         lambda d: edit_json(d / "agent.json", grad_steps=True),
-        ["agent.json: grad_steps must be an integer >= 0, got True"],
+        ["agent.json: grad_steps must be an integer in [0, 2**63), got True"],
+    ),
+    "grad_steps past int64": (  # was TensorFlow's traceback converting it to an int64 tensor
+        lambda d: edit_json(d / "agent.json", grad_steps=10**30),
+        ["agent.json: grad_steps must be an integer in [0, 2**63), got 10000000000000000000000"],
     ),
     "no format_version": (
         lambda d: edit_json(d / "agent.json", format_version=None),
