@@ -24,13 +24,12 @@ from dqn.agent_files import (
     read_newest,
 )
 from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
-from dqn.checkpoint import check_named
 from dqn.config import DQNConfig, check_is_config
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
 from dqn.envs import check_spaces
 from dqn.errors import ConfigError, InputError, first_line, writing
 from dqn.finite import all_finite
-from dqn.io import write_dir_atomically
+from dqn.io import check_named, write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NetworkFn, NumpyMLP, build_mlp, is_default_mlp
 from dqn.numpy_learner import NumpyLearner

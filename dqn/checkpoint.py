@@ -35,7 +35,7 @@ from dqn.agent_files import (
 )
 from dqn.config import DQNConfig
 from dqn.errors import ConfigError
-from dqn.io import atomic_write_text, write_dir_atomically
+from dqn.io import atomic_write_text, check_named, write_dir_atomically
 
 _FORMAT_VERSION = 1
 
@@ -48,12 +48,6 @@ def make_run_dir(config: DQNConfig) -> Path:
     path = Path(config.output_dir) / name
     path.mkdir(parents=True, exist_ok=False)
     return path
-
-
-def check_named(path: str | Path, what: str) -> None:
-    """ConfigError for an empty name (an unset variable's): Path("") is the current folder."""
-    if isinstance(path, str) and not path.strip():
-        raise ConfigError(f"{what} must be named, got an empty string")
 
 
 def check_new_folder(

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from dqn.errors import FolderBusyError
+from dqn.errors import ConfigError, FolderBusyError
 
 try:
     import fcntl
@@ -19,6 +19,12 @@ except ImportError:  # not POSIX: folders are not held
     fcntl = None
 
 LOCK_FILE = ".lock"
+
+
+def check_named(path: str | Path, what: str) -> None:
+    """ConfigError for an empty name (an unset variable's): Path("") is the current folder."""
+    if isinstance(path, str) and not path.strip():
+        raise ConfigError(f"{what} must be named, got an empty string")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

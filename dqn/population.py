@@ -41,7 +41,7 @@ from dqn.divergence import q_bound
 from dqn.envs import check_spaces, checked_obs, config_env, solve_return
 from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError, raise_if_signalled
-from dqn.io import atomic_write_text, hold_folders
+from dqn.io import atomic_write_text, check_named, hold_folders
 from dqn.learner import LearnerArrays
 from dqn.loop import check_on_eval
 from dqn.member_agent import MemberAgent
@@ -171,7 +171,7 @@ def train_population(
     if out_dir is None:  # to the microsecond: two populations started together get two
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         out_dir = Path(config.output_dir) / f"population-{stamp}"
-    checkpoint.check_named(out_dir, "population folder")
+    check_named(out_dir, "population folder")
     out = Path(out_dir)
     if run_dirs is None:
         run_dirs = [out / f"{m.label}-seed{m.seed}" for m in members]

@@ -832,3 +832,26 @@ def test_study_learner_reports_medians_and_their_ratio_to_the_bursts():
     assert "| bursts | 490 | 1.00x | 500, 480 |" in text
     assert "| loop, alone | 515 | 1.05x | 520, 510 |" in text
     assert "| loop, two at once | 600 | 1.22x | 600 |" in text
+
+
+def test_autograph_trace_alternates_fresh_processes_and_reports_medians(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from benchmarks import autograph_trace
+
+    order = []
+
+    def fake_run(command, **kwargs):
+        kind, on = command[command.index("--child") + 1 :][:2]
+        order.append((kind, on))
+        cpu = {"on": 3.0, "off": 1.0}[on] + len(order) / 100  # distinct, so medians are checked
+        return SimpleNamespace(stdout=f"noise\n[{cpu}, {cpu + 0.5}]\n")
+
+    monkeypatch.setattr(autograph_trace.subprocess, "run", fake_run)
+    assert autograph_trace.main(["--rounds", "3", "--members", "4"]) == 0
+    ons = [on for _, on in order]
+    assert ons == ["on", "off", "off", "on", "on", "off"] * 2  # who goes first alternates
+    out = capsys.readouterr().out
+    # single: on at calls 1, 4, 5 (3.01, 3.04, 3.05), off at 2, 3, 6 (1.02, 1.03, 1.06)
+    assert "default config: median first call 3.04 -> 1.03 s CPU, 3.54 -> 1.53 s wall" in out
+    assert "population of 4: median first call 3.10 -> 1.09 s CPU" in out
