@@ -441,6 +441,8 @@ def parse_overrides(overrides: Overrides) -> dict[str, Any]:
             out[key.strip()] = _load_value(raw) if raw.strip() else raw
         except yaml.YAMLError:
             out[key.strip()] = raw
+        except RecursionError:  # brackets thousands deep: PyYAML parses by recursion
+            raise ConfigError(f"override {key.strip()!r}: its value is nested too deeply") from None
     return out
 
 
@@ -509,6 +511,8 @@ def load_yaml(path: Path, what: str = "config file") -> Any:
         return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
     except OSError as exc:  # unreadable: permissions, an I/O error
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except RecursionError:  # brackets or mappings thousands deep: PyYAML parses by recursion
+        raise ConfigError(f"{what} {path} is not valid YAML: it is nested too deeply") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""

@@ -73,6 +73,11 @@ def unknown_key_yaml(tmp):
     return ["--config", tmp / "bad.yaml"]
 
 
+def deep_yaml(tmp):
+    (tmp / "bad.yaml").write_text("hidden_sizes: " + "[" * 5000 + "]" * 5000 + "\n")
+    return ["--config", tmp / "bad.yaml"]
+
+
 def list_yaml(tmp):
     (tmp / "bad.yaml").write_text("- gamma\n- 0.9\n")
     return ["--config", tmp / "bad.yaml"]
@@ -243,6 +248,12 @@ TRAIN_CASES = {
     "config not YAML": (not_yaml, ["not valid YAML (line 2)"]),
     "YAML with an unknown key": (unknown_key_yaml, ["unknown config key 'learning_rat'"]),
     "YAML that is a list": (list_yaml, ["must hold a mapping of key: value"]),
+    # PyYAML parses by recursion: this was a RecursionError's traceback of ~3,000 lines.
+    "YAML nested thousands deep": (deep_yaml, ["bad.yaml is not valid YAML: it is nested too"]),
+    "--set value nested thousands deep": (
+        ["--set", "hidden_sizes=" + "[" * 5000 + "]" * 5000],
+        ["override 'hidden_sizes': its value is nested too deeply"],
+    ),
     "a variants file as the config": (
         variants_yaml,
         ["maps labels (l2, huber) to overrides, as a variants file does", "--variants-file"],
