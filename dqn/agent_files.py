@@ -385,6 +385,15 @@ def run_holding_checkpoint(folder: Path) -> Path | None:
     return run if parent.name == CHECKPOINTS and is_run else None
 
 
+def check_outside_checkpoints(folder: Path, what: str, cure: str) -> None:
+    """ConfigError if a new run or study would be written into another run's checkpoints."""
+    if (run := run_holding_checkpoint(folder)) is not None:
+        raise ConfigError(
+            f"{what} {folder} is inside the {CHECKPOINTS}/ folder of run {run}, whose resume "
+            f"would set it aside as a broken checkpoint: {cure}"
+        )
+
+
 def folder_kind(folder: Path) -> str | None:
     """What a folder the package writes is, from the files that mark it: "population",
     "study run entry" (a study's ``runs/<name>``), "run", "agent" or "study"; else None."""

@@ -27,11 +27,11 @@ from pathlib import Path
 from dqn.agent_files import (
     CHECKPOINTS,
     MANIFEST,
+    check_outside_checkpoints,
     checkpoint_dir,
     checkpoint_step,
     checksums,
     list_checkpoints,
-    run_holding_checkpoint,
 )
 from dqn.config import DQNConfig
 from dqn.errors import ConfigError
@@ -58,11 +58,7 @@ def check_new_folder(
     run's). ``resume`` names what continues a stopped one."""
     check_named(path, what)
     path = Path(path)
-    if (run := run_holding_checkpoint(path)) is not None:
-        raise ConfigError(
-            f"{what} {path} is inside the {CHECKPOINTS}/ folder of run {run}, whose resume would "
-            "set it aside as a broken checkpoint: give a folder elsewhere"
-        )
+    check_outside_checkpoints(path, what, "give a folder elsewhere")
     if path.is_file() or (path.exists() and not path.is_dir()):
         raise ConfigError(f"{what} {path} is a file: give a folder that does not exist yet")
     if path.is_dir() and any(path.iterdir()):

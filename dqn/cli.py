@@ -412,11 +412,11 @@ def evaluate_parser() -> argparse.ArgumentParser:
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     args = evaluate_parser().parse_args(argv)
     prog = "dqn-evaluate"
-    from dqn.config import MAX_EVAL_EPISODES
+    from dqn.config import MAX_EVAL_EPISODES, episode_seeds_fit
 
     if not 1 <= args.episodes <= MAX_EVAL_EPISODES:
         return _fail(prog, f"--episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {args.episodes}")
-    if not 0 <= args.seed <= 2**32 - args.episodes:  # episode i's seed, seed + i, is 32-bit
+    if not episode_seeds_fit(args.seed, args.episodes):
         return _fail(prog, f"--seed must be in [0, 2**32 - episodes], got {args.seed}")
     try:
         from dqn.agent_files import read_newest

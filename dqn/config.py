@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from dqn.errors import ConfigError
+from dqn.finite import F32_MAX, F32_TINY
 from dqn.io import atomic_write_text
 
 # The loss names live here (not only in dqn.losses) so that validating a config needs no
@@ -63,6 +64,11 @@ BOUNDS: dict[str, Callable[[Any], bool]] = {
     "in [1, 1024]": lambda v: 1 <= v <= 1024,
 }
 MAX_EVAL_EPISODES = 1_000_000
+
+
+def episode_seeds_fit(seed: int, episodes: int) -> bool:
+    """Episode i of an evaluation is reset with seed + i, which gymnasium takes in 32 bits."""
+    return 0 <= seed and seed + episodes <= 2**32
 
 
 class EnvKwargs(Mapping):
@@ -369,7 +375,7 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
                   "target network would never be synced and every TD target would come from "
                   "the initial network"),
     "evaluation seeds stay 32-bit": (
-        lambda c: c.eval_seed + max(c.eval_episodes, c.final_eval_episodes) <= 2**32,
+        lambda c: episode_seeds_fit(c.eval_seed, max(c.eval_episodes, c.final_eval_episodes)),
         lambda c: "config key 'eval_seed' must leave room for its episodes' seeds "
                   "(eval_seed + i, each in [0, 2**32 - 1]): eval_seed + "
                   f"{max(c.eval_episodes, c.final_eval_episodes)} episodes > 2**32"),
@@ -591,32 +597,29 @@ def _coerce(kind: str, value: Any) -> Any:
             raise _NotKind(kind, list(value)) from None
     if kind == INT and number and (isinstance(value, int) or value.is_integer()):
         return int(value)
-    if kind == NUM and number and _in_float32(value):
-        return float(value)
-    if kind == NUM and number and not math.isfinite(_as_float(value)):  # inf, nan, 10**400
-        raise _NotKind(f"a finite {kind.removeprefix('a ')}", value)
-    if kind == NUM and number:  # 1e300, 1e-50: finite, but not in the float32 a run uses
-        raise _NotKind(f"{kind} within float32's range ({F32_RANGE})", value)
+    if kind == NUM and number:
+        return _float32_setting(value)
     raise _NotKind(kind, value)
 
 
 # The networks, Adam and the losses compute in float32: beyond its largest value a setting is
 # inf there (learning_rate=1e300 made every loss NaN), and below its smallest normal one it
 # is 0 or a denormal that CPUs may flush to 0 (learning_rate=1e-50 trained with no step at all).
-F32_MAX, F32_TINY = 3.4028234663852886e38, 1.1754943508222875e-38
 F32_RANGE = "0, or 1.2e-38 to 3.4e38 in size"
 
 
-def _in_float32(value: float) -> bool:
-    size = abs(_as_float(value))  # NaN compares False: refused
-    return size == 0 or F32_TINY <= size <= F32_MAX
-
-
-def _as_float(value: float) -> float:
+def _float32_setting(value: float) -> float:
+    """``value`` as a float if float32 holds it as itself (0, or a normal number), else _NotKind
+    naming what it must be: finite (inf, nan, 10**400), or in float32's range (1e300, 1e-50)."""
     try:
+        size = abs(float(value))
+    except OverflowError:  # an int past float64's range
+        size = math.inf
+    if size == 0 or F32_TINY <= size <= F32_MAX:  # NaN compares False: refused
         return float(value)
-    except OverflowError:  # an int past float64's range (10**400)
-        return math.inf
+    if not math.isfinite(size):
+        raise _NotKind("a finite number", value)
+    raise _NotKind(f"a number within float32's range ({F32_RANGE})", value)
 
 
 def _env_kwargs(value: Mapping) -> EnvKwargs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from dqn.config import MAX_EVAL_EPISODES, episode_seeds_fit
 from dqn.envs import checked_obs, checked_reward, env_error, env_name, non_finite_rows
 from dqn.errors import InputError, NonFiniteEnvError, UnsupportedSpaceError
 from dqn.lockstep import lockstep
@@ -36,9 +37,9 @@ def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, floa
     """
     # dqn-evaluate's own bounds (--episodes, --seed): no episodes gave a NaN mean, and a seed
     # outside them gymnasium's traceback.
-    if not 1 <= episodes <= 1_000_000:
-        raise InputError(f"episodes must be in [1, 1_000_000], got {episodes!r}")
-    if seed < 0 or seed + episodes > 2**32:
+    if not 1 <= episodes <= MAX_EVAL_EPISODES:
+        raise InputError(f"episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {episodes!r}")
+    if not episode_seeds_fit(seed, episodes):
         raise InputError(
             f"seed must leave room for its episodes' seeds (seed + i, each in [0, 2**32 - 1]), "
             f"got seed {seed!r} for {episodes} episodes"

@@ -169,9 +169,9 @@ def _check_out(out: Path, name: str = "--out") -> None:
         raise DQNError(f"{name} {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         raise DQNError(f"{name} {out} already exists and is not empty")
-    from dqn.agent_files import CHECKPOINTS
+    from dqn.agent_files import CHECKPOINTS, run_holding_checkpoint
 
-    if out.absolute().parent.name == CHECKPOINTS:  # resume would take it for a broken checkpoint
+    if run_holding_checkpoint(out) is not None:  # resume would take it for a broken checkpoint
         raise DQNError(f"{name} {out} is inside a run's {CHECKPOINTS}/ folder: export elsewhere")
     above = out.absolute().parent
     while not above.exists() and above != above.parent:

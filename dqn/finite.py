@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 F32_MAX = float(np.finfo(np.float32).max)
+F32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32
 
 
 def in_float32_range(values) -> np.ndarray:

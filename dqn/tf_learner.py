@@ -308,7 +308,8 @@ class TFLearner(InProcess):
         burst = make_packed_burst(forward, loss_fn, config, obs_dim)
         # No AutoGraph: the burst's loop is an explicit tf.while_loop and nothing in it branches
         # on a tensor in Python (a network_fn's model is reached through Keras, which AutoGraph
-        # never converts), yet converting its source was most of its trace, ~1.4 s of CPU.
+        # never converts), yet converting its source cost ~1.5 s of CPU in a learner's first
+        # call (python -m benchmarks.autograph_trace).
         self._burst = tf.function(
             burst, jit_compile=config.jit_compile, reduce_retracing=True, autograph=False
         )

@@ -308,6 +308,10 @@ def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(tmp_
         assert "corrupt" not in str(err.value) and "\n" not in str(err.value)
 
 
+def glorot(seed):
+    return keras.initializers.GlorotUniform(seed)
+
+
 @keras.saving.register_keras_serializable(package="test_agent")
 class Subclassed(keras.Model):
     """A Q-network written as Keras's guide writes a model: call(self, x), no `training`, no
@@ -324,10 +328,6 @@ class Subclassed(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "n_actions": self.n_actions}
-
-
-def glorot(seed):
-    return keras.initializers.GlorotUniform(seed)
 
 
 def subclassed(obs_dim, n_actions):

@@ -204,7 +204,6 @@ def test_a_variants_file_keeps_its_order_and_overrides(tmp_path):
 
 
 def test_the_committed_sweep_file_builds_valid_configs():
-
     from dqn.compare import read_variants_file
 
     root = Path(__file__).resolve().parent.parent / "configs" / "sweeps"

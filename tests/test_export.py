@@ -204,6 +204,7 @@ def under_a_file(tmp):
 
 def in_checkpoints(tmp):
     (tmp / "run" / "checkpoints").mkdir(parents=True)
+    (tmp / "run" / "config.yaml").write_text("seed: 0\n")  # a run's: its resume would look there
     return "run/checkpoints/step-000999999"
 
 
