@@ -62,6 +62,10 @@ BOUNDS: dict[str, Callable[[Any], bool]] = {
     "in [1, 10**12]": lambda v: 1 <= v <= 10**12,
     # TensorFlow starts that many threads at its first op: 100,000 hung the process there.
     "in [1, 1024]": lambda v: 1 <= v <= 1024,
+    # Every loop step acts on all envs in one batch, so the batch's activations grow with the
+    # count: 65,536 envs is already past any throughput a CPU gains, and 10**9 from a typo sat
+    # in gymnasium's allocation instead of being refused.
+    "in [1, 65_536]": lambda v: 1 <= v <= 65_536,
 }
 MAX_EVAL_EPISODES = 1_000_000
 
@@ -250,7 +254,7 @@ class DQNConfig(metaclass=_KnownKeys):
         "calling thread (dqn.runtime)")
     jit_compile: bool                  = row(True,          BOOL, False, None,
         "Compile the update with XLA")
-    num_envs: int                      = row(1,             INT,  False, "> 0",
+    num_envs: int                      = row(1,             INT,  False, "in [1, 65_536]",
         "Environments stepped together (a gymnasium vector env; the env's own vectorized version "
         "where it has one, as CartPole does). Above 1, training trades the strict one-env order "
         "of updates for throughput: every loop step collects num_envs transitions, acts on them "

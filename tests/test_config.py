@@ -254,7 +254,8 @@ def test_the_table_agrees_with_the_field_types():
         ({"seed": -1}, "config key 'seed' must be in [0, 2**32 - 1], got -1"),
         ({"seed": 2**32}, "config key 'seed' must be in [0, 2**32 - 1], got 4294967296"),
         ({"eval_seed": -1}, "config key 'eval_seed' must be in [0, 2**32 - 1], got -1"),
-        ({"num_envs": 0}, "config key 'num_envs' must be > 0, got 0"),
+        ({"num_envs": 0}, "config key 'num_envs' must be in [1, 65_536], got 0"),
+        ({"num_envs": 10**9}, "config key 'num_envs' must be in [1, 65_536], got 1000000000"),
         (
             {"final_eval_episodes": 10**11},
             "config key 'final_eval_episodes' must be in [1, 1_000_000], got 100000000000",
