@@ -172,40 +172,43 @@ def train(
         checkpoint.check_new_folder(run_dir, resume="dqn.loop.resume(run_dir)")
     configure_runtime(config)
     envs = make_stepper(config.env_id, config.num_envs, config.env_kwargs)
-    obs_dim, n_actions = check_spaces(*envs.spaces)
-    check_n_step(config)
-    # Checked before the agent is built, which is where an MLP too large for memory would fail;
-    # a network_fn's size is unknown until it is built, so only its replay is counted.
-    network = member_bytes(config, obs_dim, n_actions) if network_fn is None else 0
-    check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes(), network)
-    agent = DQNAgent(*envs.spaces, config, network_fn)
-    check_saveable(agent.online)  # before the run folder: its checkpoints save the model
-    source = None
-    if init_from is not None:
-        source = init_from if isinstance(init_from, DQNAgent) else DQNAgent.load(init_from)
-        agent.start_from(source)
-    replay = ReplayBuffer(
-        config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
-    )
-    with writing("the run folder in", run_dir or config.output_dir):  # in one line, as the CLI
-        run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    with hold_folders([run_dir]):  # a resume of this run from another process is refused
-        config.to_yaml(run_dir / "config.yaml", agent.network_note())
-        if source is not None:
-            agent_dir = None if source.loaded_from is None else str(source.loaded_from)
-            started = {"agent": agent_dir, "grad_steps": source.grad_steps}
-            atomic_write_text(run_dir / INIT_FROM_FILE, json.dumps(started, indent=1))
-        envs.reset(config.seed)
-        loop = LoopState(
-            columns=[*METRICS_COLUMNS, *agent.diagnostic_names()],
-            obs=envs.obs,
-            open_returns=np.zeros(envs.n),
-            pending_reset=np.zeros(envs.n, bool),
+    try:  # the envs are closed by whoever made them, whatever refuses or stops the run
+        obs_dim, n_actions = check_spaces(*envs.spaces)
+        check_n_step(config)
+        # Checked before the agent is built, which is where an MLP too large for memory would fail;
+        # a network_fn's size is unknown until it is built, so only its replay is counted.
+        network = member_bytes(config, obs_dim, n_actions) if network_fn is None else 0
+        check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes(), network)
+        agent = DQNAgent(*envs.spaces, config, network_fn)
+        check_saveable(agent.online)  # before the run folder: its checkpoints save the model
+        source = None
+        if init_from is not None:
+            source = init_from if isinstance(init_from, DQNAgent) else DQNAgent.load(init_from)
+            agent.start_from(source)
+        replay = ReplayBuffer(
+            config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
         )
-        result = _run(
-            config, run_dir, envs, agent, replay, loop, progress, log_tensorboard, on_eval
-        )
+        with writing("the run folder in", run_dir or config.output_dir):  # in one line, as the CLI
+            run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        with hold_folders([run_dir]):  # a resume of this run from another process is refused
+            config.to_yaml(run_dir / "config.yaml", agent.network_note())
+            if source is not None:
+                agent_dir = None if source.loaded_from is None else str(source.loaded_from)
+                started = {"agent": agent_dir, "grad_steps": source.grad_steps}
+                atomic_write_text(run_dir / INIT_FROM_FILE, json.dumps(started, indent=1))
+            envs.reset(config.seed)
+            loop = LoopState(
+                columns=[*METRICS_COLUMNS, *agent.diagnostic_names()],
+                obs=envs.obs,
+                open_returns=np.zeros(envs.n),
+                pending_reset=np.zeros(envs.n, bool),
+            )
+            result = _run(
+                config, run_dir, envs, agent, replay, loop, progress, log_tensorboard, on_eval
+            )
+    finally:
+        envs.close()
     return _signalled(result)
 
 
@@ -258,34 +261,46 @@ def _resume(run_dir: Path, progress: bool, log_tensorboard: bool, on_eval) -> Tr
             stacklevel=3,
         )
     envs = make_stepper(config.env_id, config.num_envs, config.env_kwargs)
-    try:
-        restore_env_state(envs.state_holder, snapshot)
-    except ValueError as exc:
-        raise CheckpointError(
-            f"checkpoint {ready.checkpoint.name} does not fit {config.env_id}: {exc}"
-        ) from None
-    envs.obs, envs.pending_reset = ready.loop.obs, ready.loop.pending_reset.copy()
-    configure_runtime(config)
-    agent = DQNAgent.load(ready.checkpoint / "agent")
-    columns = [*METRICS_COLUMNS, *agent.diagnostic_names()]
-    if ready.loop.columns != columns:
-        # A custom network_fn whose layers an earlier dqn named otherwise than a loaded model
-        # has them ("grad_norm/sequential" for a fresh Sequential's, "grad_norm/dense" loaded).
-        unknown = [c for c in columns if c not in ready.loop.columns]
-        raise CheckpointError(
-            f"checkpoint {ready.checkpoint.name}: its metrics.csv has no column "
-            f"{', '.join(unknown) or 'in the order'} that the loaded network writes (a run of a "
-            "custom network_fn that an earlier dqn wrote): it cannot continue; train it afresh"
+    try:  # closed here, whatever refuses or stops the run
+        try:
+            restore_env_state(envs.state_holder, snapshot)
+        except ValueError as exc:
+            raise CheckpointError(
+                f"checkpoint {ready.checkpoint.name} does not fit {config.env_id}: {exc}"
+            ) from None
+        envs.obs, envs.pending_reset = ready.loop.obs, ready.loop.pending_reset.copy()
+        configure_runtime(config)
+        agent = DQNAgent.load(ready.checkpoint / "agent")
+        columns = [*METRICS_COLUMNS, *agent.diagnostic_names()]
+        if ready.loop.columns != columns:
+            # A custom network_fn whose layers an earlier dqn named otherwise than a loaded model
+            # has them ("grad_norm/sequential" for a fresh Sequential's, "grad_norm/dense" loaded).
+            unknown = [c for c in columns if c not in ready.loop.columns]
+            raise CheckpointError(
+                f"checkpoint {ready.checkpoint.name}: its metrics.csv has no column "
+                f"{', '.join(unknown) or 'in the order'} that the loaded network writes (a run "
+                "of a custom network_fn that an earlier dqn wrote): it cannot continue; train it "
+                "afresh"
+            )
+        _restore_run_files(run_dir, ready)
+        checkpoint.set_aside(run_dir, ready.loop.env_step)
+        # A run killed while pruning (its final prune too, after which a resume only writes the
+        # summary) keeps more checkpoints than keep_checkpoints, or half of one, and a killed write
+        # leaves a hidden temporary folder: the resume tidies both, keeping the one it resumes from.
+        checkpoint.prune_checkpoints(run_dir, config.keep_checkpoints)
+        return _run(
+            config,
+            run_dir,
+            envs,
+            agent,
+            ready.replay,
+            ready.loop,
+            progress,
+            log_tensorboard,
+            on_eval,
         )
-    _restore_run_files(run_dir, ready)
-    checkpoint.set_aside(run_dir, ready.loop.env_step)
-    # A run killed while pruning (its final prune too, after which a resume only writes the
-    # summary) keeps more checkpoints than keep_checkpoints, or half of one, and a killed write
-    # leaves a hidden temporary folder: the resume tidies both, keeping the one it resumes from.
-    checkpoint.prune_checkpoints(run_dir, config.keep_checkpoints)
-    return _run(
-        config, run_dir, envs, agent, ready.replay, ready.loop, progress, log_tensorboard, on_eval
-    )
+    finally:
+        envs.close()
 
 
 def _restore_run_files(run_dir: Path, ready) -> None:
@@ -326,11 +341,34 @@ def _run(
     on_eval: OnEval | None = None,
 ) -> TrainResult:
     """The loop, from ``loop.env_step`` to the end (or a signal, or divergence)."""
-    # Stateless between evaluations: reset with fixed seeds.
-    eval_env = config_env(config)
-    threshold = solve_return(config, eval_env)
-    bound = q_bound(config, eval_env)
-    log = RunLog(run_dir, loop, config.total_env_steps, progress, log_tensorboard)
+    with contextlib.ExitStack() as cleanup:
+        # Stateless between evaluations: reset with fixed seeds.
+        eval_env = cleanup.enter_context(contextlib.closing(config_env(config)))
+        threshold = solve_return(config, eval_env)
+        bound = q_bound(config, eval_env)
+        log = cleanup.enter_context(
+            contextlib.closing(
+                RunLog(run_dir, loop, config.total_env_steps, progress, log_tensorboard)
+            )
+        )
+        return _loop(
+            config, run_dir, envs, agent, replay, loop, eval_env, threshold, bound, log, on_eval
+        )
+
+
+def _loop(
+    config: DQNConfig,
+    run_dir: Path,
+    envs,
+    agent: DQNAgent,
+    replay: ReplayBuffer,
+    loop: LoopState,
+    eval_env,
+    threshold: float,
+    bound: float | None,
+    log: RunLog,
+    on_eval: OnEval | None,
+) -> TrainResult:
     metrics = MetricWindow(loop.window)
     windows = [NStepWindow(config.n_step, config.gamma) for _ in range(envs.n)]
     for window, arrays in zip(windows, loop.pending):
@@ -441,11 +479,11 @@ def _run(
                     break
             if (stop_signal is not None or stopped_by_on_eval) and saved_step != step:
                 save_checkpoint(step)  # a full, resumable checkpoint of where the signal found us
-    except KeyboardInterrupt as exc:  # a second signal, which stops at once: say where
-        exc.run_dir = run_dir
-        raise
-    except Exception as exc:  # divergence, or an error of the env's or of on_eval's
-        if isinstance(exc, DivergenceError):
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):  # a second signal, which stops at once: say where
+            exc.run_dir = run_dir
+        elif isinstance(exc, DivergenceError):
+            loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
             write_summary(run_dir, config, loop, step, threshold, stop_signal, str(exc))
         # The traceback keeps the agent alive (an interactive session holds on to it), and
         # with it a learner process: take the state back and end it here. The error to tell is
@@ -455,8 +493,6 @@ def _run(
         raise
     finally:
         log.advance_to(step)
-        log.close()
-        envs.close()
 
     loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
     agent.learner.stop()  # the returned agent holds its state; no process left behind

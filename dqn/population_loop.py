@@ -167,9 +167,13 @@ class PopulationLoop:
                 self._write_timing(first, step, time.perf_counter() - start)
         finally:
             report.close()
-            for slot in self.running():
-                slot.log.close()
-                slot.env.close()
+            for slot in self.slots:
+                if slot.stopped is None:
+                    slot.log.close()
+                # One stopped in this loop closed its env then; one stopped before it (a
+                # resume's) never opened a log, and its env is closed here.
+                if slot.stopped is None or slot.log is None:
+                    slot.env.close()
             for slot in self.slots:
                 for env in (slot.eval_env, *slot.eval_envs):
                     env.close()

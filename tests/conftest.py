@@ -108,3 +108,25 @@ LONGEST_FILES_FIRST = (
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FILES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def count_closes(monkeypatch, module, name: str) -> tuple[list, list]:
+    """Patch ``module.name``, a maker of envs, so that every env it makes records its
+    ``close()``: (made, closed), the envs in the order each happened."""
+    made, closed = [], []
+    real = getattr(module, name)
+
+    def make(*args, **kwargs):
+        env = real(*args, **kwargs)
+        close = env.close
+
+        def counted():
+            closed.append(env)
+            close()
+
+        env.close = counted
+        made.append(env)
+        return env
+
+    monkeypatch.setattr(module, name, make)
+    return made, closed

@@ -90,7 +90,9 @@ def test_a_population_resumed_keeps_a_member_stopped_between_two_of_its_markers(
     """Member a stops at 1,500; a full disk ends the population at 2,000, before the marker of
     2,000 is written. The marker of 1,000 already names a stopped, so a resume from 1,000 trains
     b alone, to the bytes of a population never stopped."""
+    import dqn.population
     from dqn.population_loop import PopulationLoop
+    from tests.conftest import count_closes
 
     write_marker = PopulationLoop._write_marker
 
@@ -109,7 +111,9 @@ def test_a_population_resumed_keeps_a_member_stopped_between_two_of_its_markers(
         "stopped": [0],
     }
     stopped_summary = (out / "a-seed1" / "summary.json").read_text()
+    made, closed = count_closes(monkeypatch, dqn.population, "config_env")
     a, b = resume_population(out, progress=False, log_tensorboard=False)
+    assert len(closed) == len(made) and set(map(id, closed)) == set(map(id, made))  # a's too
     assert (out / "a-seed1" / "summary.json").read_text() == stopped_summary
     assert a.summary["env_steps"] == 1500 and a.summary["stopped_by_on_eval"] is True
     assert a.history[-1]["env_step"] == 1500  # read back from its metrics.csv

@@ -323,3 +323,55 @@ def test_read_metrics_reads_an_empty_cell_as_nan_not_zero(tmp_path):
     columns = read_metrics(tmp_path / "metrics.csv")
     np.testing.assert_array_equal(columns["env_step"], [100.0, 200.0])
     np.testing.assert_array_equal(columns["eval_return_mean"], [np.nan, 9.5])
+
+
+@pytest.mark.parametrize("ending", ["finished", "refused", "diverged", "second ctrl-c"])
+def test_every_env_a_run_makes_is_closed_once_and_its_learner_stopped(
+    tmp_path, monkeypatch, ending
+):
+    """However a run ends, the envs it made (its training env, its evaluation env) are closed
+    once each, and its learner is stopped: a learner process held by the traceback of a second
+    Ctrl-C would outlive the run in a notebook."""
+    import dqn.loop
+    from dqn.errors import CheckpointError, DivergenceError
+    from dqn.numpy_learner import NumpyLearner
+    from tests.conftest import TINY_RUN, count_closes
+
+    made, closed = count_closes(monkeypatch, dqn.loop, "make_stepper")
+    evals, eval_closed = count_closes(monkeypatch, dqn.loop, "config_env")
+    stops = []
+    monkeypatch.setattr(NumpyLearner, "stop", lambda self: stops.append(self))
+    config = DQNConfig(**TINY_RUN, learner="numpy", output_dir=str(tmp_path))
+
+    def ctrl_c(row, agent):
+        raise KeyboardInterrupt
+
+    run = lambda **kw: train(config, progress=False, log_tensorboard=False, **kw)  # noqa: E731
+    if ending == "finished":
+        run()
+    elif ending == "refused":  # after the env is made, before the run folder
+        with pytest.raises(CheckpointError, match="no run, checkpoint or agent folder"):
+            run(init_from=tmp_path / "no-such-run")
+    elif ending == "diverged":
+        with pytest.raises(DivergenceError):
+            train(config.replace(max_abs_q=1e-6), progress=False, log_tensorboard=False)
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            run(on_eval=ctrl_c)
+    assert len(made) == 1 and closed == made
+    assert len(eval_closed) == len(evals) and set(map(id, eval_closed)) == set(map(id, evals))
+    assert len(stops) == (0 if ending == "refused" else 1)
+
+
+def test_a_diverged_runs_summary_counts_the_seconds_it_trained(tmp_path):
+    from dqn.errors import DivergenceError
+    from tests.conftest import TINY_RUN
+
+    config = DQNConfig(**TINY_RUN, learner="numpy", max_abs_q=1e-6, output_dir=str(tmp_path))
+    t0 = time.perf_counter()
+    with pytest.raises(DivergenceError):
+        train(config, progress=False, log_tensorboard=False)
+    wall = time.perf_counter() - t0
+    [run_dir] = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["diverged"] and 0 < summary["train_seconds"] < wall
