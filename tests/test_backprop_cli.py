@@ -218,3 +218,20 @@ def test_a_demo_stopped_by_ctrl_c_or_a_full_disk_prints_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(line.format(out=tmp_path)), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sigmoid_saturation.png"]
+
+
+def test_a_reader_that_goes_away_ends_the_reading_not_the_figures(tmp_path):
+    """`dqn-backprop | head -1`: the pipe's reader is gone after one line. Its BrokenPipeError,
+    an OSError, was reported as a failure to write --out, and the later figures were not made."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write to write_end now fails with EPIPE
+    code = "import sys; from dqn.backprop.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--out", str(tmp_path / "figs")],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        timeout=300,
+    )
+    os.close(write_end)
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert len(list((tmp_path / "figs").glob("*.png"))) == 4

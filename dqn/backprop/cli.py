@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from dqn.backprop import demos, plots
+from dqn.terminal import command
 
 
 class _UsageError(Exception):
@@ -179,6 +180,7 @@ def report_losses(r: demos.LossesResult) -> str:
     )
 
 
+@command  # `dqn-backprop | head` ends the reading, not the figures
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
