@@ -317,6 +317,12 @@ class DQNAgent:
         Per-layer gradient norms of the loss, and for a mirrored MLP the fraction of dead
         (ReLU) or saturated (tanh, sigmoid) hidden units over the batch's states.
         """
+        check_batch(batch, self.obs_dim, self.n_actions)  # as update does: one line, not numpy's
+        if np.ndim(batch.obs) != 2:
+            raise InputError(
+                f"diagnose takes one batch, obs [batch, {self.obs_dim}], got "
+                f"{list(np.shape(batch.obs))}"
+            )
         # Where the learner computes its updates: its backend, threads and process, so the
         # norms are those of the gradients it steps with (a learner process's pools sum in
         # another order than this process's TensorFlow).

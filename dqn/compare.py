@@ -184,6 +184,11 @@ def run_comparison(
 
         workers = usable_cores()
     out = Path(out_dir)
+    if not variants or not seeds:  # the summary needs a run of each variant to report
+        raise ConfigError(
+            f"a study needs at least one variant and one seed, got {len(variants)} variant"
+            f"{'s' * (len(variants) != 1)} and {len(seeds)} seed{'s' * (len(seeds) != 1)}"
+        )
     if len(seeds) > MAX_SEEDS:
         raise ConfigError(f"a study takes at most {MAX_SEEDS:,} seeds, got {len(seeds):,}")
     for what, items in (("variant label", [v.label for v in variants]), ("seed", list(seeds))):
@@ -233,7 +238,7 @@ def run_comparison(
     for (label, _), config in configs.items():
         env = (config.env_id, config.env_kwargs)
         if env not in checked:
-            spaces[config.env_id] = as_variant(label, {"env_id", "env_kwargs"}, check_env, *env)
+            spaces[env] = as_variant(label, {"env_id", "env_kwargs"}, check_env, *env)
         if (*env, config.n_step) not in checked:  # the seeds share it
             as_variant(label, {"env_id", "env_kwargs", "n_step"}, check_n_step, config)
         checked |= {env, (*env, config.n_step)}

@@ -255,28 +255,34 @@ def besides_rings(configs: Sequence[DQNConfig], obs_dim: int, n_actions: int, ru
     return members + learner + (PROCESS_BYTES if runtime else 0)
 
 
+def env_of(config: DQNConfig) -> tuple:
+    """The env a config trains on: its id and its env_kwargs, which may change its spaces
+    (FrozenLake's map_name, a wrapper's option)."""
+    return config.env_id, config.env_kwargs
+
+
 def check_memory(
     chunks: Sequence[Sequence[DQNConfig]],
-    spaces: Mapping[str, tuple[int, int]],
+    spaces: Mapping[tuple, tuple[int, int]],
     new_processes: bool = False,
 ) -> None:
     """A one-line ConfigError, before anything is written, if these populations cannot all be
     held in the available memory at once (``dqn.runtime.available_memory_bytes``): bytes needed
-    and available. ``spaces`` gives each env id's (obs_dim, n_actions) (``dqn.envs.check_env``):
-    a study's variants may train on other envs. With ``new_processes`` each trains in a process
-    of its own (dqn-compare's workers); without, in this process, which counts TensorFlow's
-    runtime only if it has not loaded it yet."""
+    and available. ``spaces`` gives each env's (``env_of``) (obs_dim, n_actions)
+    (``dqn.envs.check_env``): a study's variants may train on other envs. With
+    ``new_processes`` each trains in a process of its own (dqn-compare's workers); without, in
+    this process, which counts TensorFlow's runtime only if it has not loaded it yet."""
     runtime = new_processes or "tensorflow" not in sys.modules
     check_population_fits(
-        [(c.buffer_size, spaces[c.env_id][0]) for chunk in chunks for c in chunk],
+        [(c.buffer_size, spaces[env_of(c)][0]) for chunk in chunks for c in chunk],
         available_memory_bytes(),
-        sum(besides_rings(chunk, *spaces[chunk[0].env_id], runtime) for chunk in chunks),
+        sum(besides_rings(chunk, *spaces[env_of(chunk[0])], runtime) for chunk in chunks),
         processes=len(chunks) if runtime else 0,
     )
 
 
 def heaviest_at_once(
-    chunks: Sequence[Sequence[DQNConfig]], at_once: int, spaces: Mapping[str, tuple[int, int]]
+    chunks: Sequence[Sequence[DQNConfig]], at_once: int, spaces: Mapping[tuple, tuple[int, int]]
 ) -> list[Sequence[DQNConfig]]:
     """The ``at_once`` chunks that need the most memory (``population_bytes``, with each chunk's
     env's (obs_dim, n_actions) from ``spaces``): the most that a pool running ``at_once`` chunks
@@ -288,7 +294,7 @@ def heaviest_at_once(
     """
 
     def need(chunk: Sequence[DQNConfig]) -> int:
-        return population_bytes(chunk, *spaces[chunk[0].env_id], runtime=True)
+        return population_bytes(chunk, *spaces[env_of(chunk[0])], runtime=True)
 
     return sorted(chunks, key=need, reverse=True)[: max(1, at_once)]
 

@@ -45,7 +45,7 @@ from dqn.io import atomic_write_text, check_named, hold_folders
 from dqn.learner import LearnerArrays
 from dqn.loop import check_on_eval
 from dqn.member_agent import MemberAgent
-from dqn.members import check_label, check_memory, check_population, configured
+from dqn.members import check_label, check_memory, check_population, configured, env_of
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
 from dqn.population_files import (
@@ -161,8 +161,8 @@ def train_population(
     check_population(configs)
     from dqn.envs import check_env, check_n_step
 
-    env_id = configs[0].env_id  # the members' own: an override may name another env than config's
-    check_memory([configs], {env_id: check_env(env_id, configs[0].env_kwargs)})
+    env = env_of(configs[0])  # the members' own: an override may name another env than config's
+    check_memory([configs], {env: check_env(*env)})
     for member, member_config in zip(members, configs):
         try:
             check_n_step(member_config)

@@ -253,9 +253,13 @@ def test_update_refuses_a_batch_the_learner_cannot_take():
         "a tuple": (tuple(good), "expected a dqn.replay.Batch, got tuple"),
     }
     for name, (batch, message) in cases.items():
-        with pytest.raises(InputError, match=message) as err:
-            agent.update(batch)
-        assert "\n" not in str(err.value), name
+        for call in (agent.update, agent.diagnose):  # diagnose ran numpy's error into the user
+            with pytest.raises(InputError, match=message) as err:
+                call(batch)
+            assert "\n" not in str(err.value), name
+    stacked = Batch(*(np.stack([np.asarray(x)] * 2) for x in good))  # [k, batch]: update's only
+    with pytest.raises(InputError, match=r"diagnose takes one batch, obs \[batch, 3\], got"):
+        agent.diagnose(stacked)
     np.testing.assert_array_equal(agent.state.online, before)  # no step was taken
     assert agent.grad_steps == 0
     assert isinstance(good, Batch) and np.isfinite(agent.update(good)["loss"])

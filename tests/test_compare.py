@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -229,11 +230,11 @@ def test_the_figures_skip_a_variant_whose_runs_stopped_before_any_evaluation(tmp
 def test_the_memory_check_counts_the_heaviest_chunks_that_run_at_once():
     """A pool of 2 workers holds 2 chunks at a time: at worst the two that need the most, here
     [big, big] and [small, big], not the three small members nor the lone big one."""
-    from dqn.members import heaviest_at_once
+    from dqn.members import env_of, heaviest_at_once
 
     small, big = DQNConfig(buffer_size=1_000), DQNConfig(buffer_size=200_000)
     chunks = [[small] * 3, [big] * 2, [small, big], [big]]
-    spaces = {"CartPole-v1": (4, 2)}
+    spaces = {env_of(small): (4, 2)}
     held = heaviest_at_once(chunks, 2, spaces)
     assert held == [[big] * 2, [small, big]]
     assert len(heaviest_at_once(chunks, 9, spaces)) == 4  # more workers than chunks: every one
@@ -245,10 +246,10 @@ def test_the_memory_check_counts_each_chunk_with_its_own_envs_observations(monke
     held at once need the sum of their own estimates: exactly that fits, a byte less is
     refused, naming both observation sizes."""
     from dqn import members
-    from dqn.members import check_memory, heaviest_at_once, population_bytes
+    from dqn.members import check_memory, env_of, heaviest_at_once, population_bytes
 
     cart, acro = DQNConfig(), DQNConfig(env_id="Acrobot-v1")
-    spaces = {"CartPole-v1": (4, 2), "Acrobot-v1": (6, 3)}
+    spaces = {env_of(cart): (4, 2), env_of(acro): (6, 3)}
     assert heaviest_at_once([[cart] * 3, [acro] * 3], 1, spaces) == [[acro] * 3]
     need = population_bytes([cart] * 3, 4, 2, True) + population_bytes([acro] * 3, 6, 3, True)
     monkeypatch.setattr(members, "available_memory_bytes", lambda: need)
@@ -289,6 +290,40 @@ def test_a_study_is_refused_only_when_the_chunks_it_holds_at_once_do_not_fit(tmp
     with pytest.raises(Trains) as trained:
         run_comparison(base, variants, range(30), tmp_path / "fits", workers=2, progress=False)
     assert trained.value.args == (3,)
+
+
+class Sized(gym.Env):
+    """An env whose observation width is one of its keyword arguments."""
+
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, width: int = 4):
+        self.observation_space = gym.spaces.Box(-1, 1, (width,), np.float32)
+
+
+def test_the_memory_check_counts_variants_of_one_env_id_with_their_own_env_kwargs(
+    tmp_path, monkeypatch
+):
+    """Two variants of one env id whose env_kwargs change its observations: each chunk is
+    counted with its own width. Keyed by the id alone, the last variant's (2-D) stood for both,
+    and a study whose 64-D chunk did not fit went on to train."""
+    from dqn import compare, runtime
+    from dqn.members import population_bytes
+    from tests.conftest import register_once
+
+    def no_training(*args):
+        return lambda tasks, on_steps: pytest.fail("it trained")
+
+    monkeypatch.setattr(compare, "backend_runner", no_training)
+    base = DQNConfig(env_id=register_once("DqnTestSized-v0", Sized, max_episode_steps=50))
+    wide = Variant("wide", (("env_kwargs", {"width": 64}),))
+    narrow = Variant("narrow", (("env_kwargs", {"width": 2}),))
+    # One worker holds one chunk at a time: the heaviest, wide's two members.
+    need = population_bytes([wide.config(base, 0)] * 2, 64, 2, runtime=True)
+    monkeypatch.setattr(runtime, "cgroup_memory_headroom", lambda *a, **k: need - 1)
+    with pytest.raises(ConfigError, match=r"2 members .* 64-D obs"):
+        run_comparison(base, [wide, narrow], range(2), tmp_path / "s", workers=1, progress=False)
+    assert not (tmp_path / "s").exists()
 
 
 def result_row(**changes) -> dict:

@@ -418,6 +418,16 @@ def test_a_label_or_seed_given_twice_is_refused(tmp_path, in_process):
     assert in_process == [] and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("variants, seeds", [(TWO, []), ([], [0]), ([], [])])
+def test_a_study_of_no_seed_or_no_variant_is_refused_before_anything_is_written(
+    variants, seeds, tmp_path, in_process
+):
+    # With no seed it wrote results.json and results.csv, then failed with an IndexError.
+    with pytest.raises(ConfigError, match="a study needs at least one variant and one seed, got"):
+        run_comparison(BASE, variants, seeds, tmp_path / "out", progress=False)
+    assert in_process == [] and list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------------- labels
 ESCAPES = ["../../escaped", "a/b", ".hidden", "..", "a b", "a\\b", ""]
 
