@@ -131,11 +131,16 @@ def set_aside(run_dir: Path, after_step: int) -> list[Path]:
     Called when a run resumes from an older checkpoint because the newer ones are bad: the
     resumed run recomputes those steps, and the bad folders stay for inspection.
     """
-    moved = []
-    for path in list_checkpoints(run_dir):
-        if checkpoint_step(path) > after_step:
-            target = path.with_name(f"corrupt-{path.name}")
-            shutil.rmtree(target, ignore_errors=True)
-            path.rename(target)
-            moved.append(target)
-    return moved
+    return [
+        set_aside_one(path)
+        for path in list_checkpoints(run_dir)
+        if checkpoint_step(path) > after_step
+    ]
+
+
+def set_aside_one(path: Path) -> Path:
+    """Rename one checkpoint folder to ``corrupt-step-...``, replacing an earlier one so named."""
+    target = path.with_name(f"corrupt-{path.name}")
+    shutil.rmtree(target, ignore_errors=True)
+    path.rename(target)
+    return target

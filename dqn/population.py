@@ -388,7 +388,15 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
     for i, run_dir in enumerate(run_dirs):  # all loaded: the newer ones are recomputed
         for newer in list_checkpoints(run_dir) if i not in stopped else ():
             if checkpoint.checkpoint_step(newer) > step:
-                shutil.rmtree(newer)
+                # A damaged one is kept for inspection, as a run's resume keeps it; a good one
+                # (a member's past the marker, or one the damage sent the others back from)
+                # will be written again, to the same bytes.
+                try:
+                    verify_checkpoint(newer)
+                except CheckpointError:
+                    checkpoint.set_aside_one(newer)
+                else:
+                    shutil.rmtree(newer)
     learner = _make_learner(configs, net, np.stack([s.online for s in states]), own_pools)
     for i, state in enumerate(states):
         learner.set_member_state(i, state)

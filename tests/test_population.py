@@ -640,6 +640,11 @@ def test_a_damaged_member_checkpoint_sends_the_population_back_to_an_older_commo
         resumed = resume_population(again, progress=False)
     for first, second in zip(whole, resumed):
         assert metrics_text(first.run_dir) == metrics_text(second.run_dir)
+    # The damaged checkpoint is kept for inspection, as a run's resume keeps one; a's good one
+    # of 2,000 was written again.
+    set_aside = sorted(p.name for p in again.glob("*/checkpoints/corrupt-*"))
+    assert set_aside == ["corrupt-step-000002000"]
+    assert (damaged.parent.parent / set_aside[0]).is_dir()  # b's
 
 
 def test_a_population_folder_listing_no_members_is_refused(tmp_path):
