@@ -94,17 +94,27 @@ def commit_dir(tmp: Path, final: Path) -> None:
 
     A file at ``final`` is refused (NotADirectoryError), not replaced: no caller means to swap
     a file for a folder, and the file would be lost (it used to be left as ``.<name>.old``).
+    A folder cannot be renamed over another, so the previous one is moved aside first; an
+    error or Ctrl-C between the two renames moves it back (only a kill there leaves it as
+    ``.<name>.old``).
     """
     if final.is_symlink() or (final.exists() and not final.is_dir()):
         raise NotADirectoryError(f"{final} exists and is not a folder; not replaced")
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    moved = False
+    try:
         os.replace(final, old)
+        moved = True
         os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
+    except BaseException:
+        if moved and not final.exists():
+            os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -9,8 +9,10 @@ already needs, writes the GIF. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -79,6 +81,26 @@ def check_gif_path(path: Path) -> None:
         raise DQNError(f"--gif {path}: {folder} is a file, not a folder")
 
 
+@contextlib.contextmanager
+def _sdl_without_a_display() -> Iterator[None]:
+    """pygame opens no window for rgb_array, but its display start-up looks for one and prints
+    "XDG_RUNTIME_DIR is invalid" on a machine without a desktop: its dummy drivers need none.
+    Set while the frames are drawn (pygame reads them when it starts, and the env's close ends
+    it), then put back: a later window of the same process, a notebook's, must still open."""
+    keys = ("SDL_VIDEODRIVER", "SDL_AUDIODRIVER")
+    saved = {key: os.environ.get(key) for key in keys}
+    for key in keys:
+        os.environ.setdefault(key, "dummy")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def record_gif(
     agent, env_id: str, path: str | Path, seed: int, env_kwargs=None
 ) -> tuple[int, int, float]:
@@ -103,21 +125,18 @@ def record_gif(
             f"env {env_id!r} cannot draw its frames: --gif needs the rgb_array render mode, "
             f"and its render modes are {list(modes)}"
         )
-    # pygame opens no window for rgb_array, but its display start-up looks for one and prints
-    # "XDG_RUNTIME_DIR is invalid" on a machine without a desktop: its dummy drivers need none.
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-    env = _Frames(make_env(env_id, render_mode="rgb_array", **kwargs))
-    try:
-        _, _, returns = evaluate(agent, env, 1, seed)
-    except gym.error.DependencyNotInstalled as exc:
-        raise DQNError(
-            f"drawing {env_id} needs a package that is not installed: {exc} "
-            "(for gymnasium's classic-control envs: pip install 'gymnasium[classic-control]' "
-            "pillow, dqn's render extra)"
-        ) from None
-    finally:
-        env.close()
+    with _sdl_without_a_display():
+        env = _Frames(make_env(env_id, render_mode="rgb_array", **kwargs))
+        try:
+            _, _, returns = evaluate(agent, env, 1, seed)
+        except gym.error.DependencyNotInstalled as exc:
+            raise DQNError(
+                f"drawing {env_id} needs a package that is not installed: {exc} "
+                "(for gymnasium's classic-control envs: pip install 'gymnasium[classic-control]' "
+                "pillow, dqn's render extra)"
+            ) from None
+        finally:
+            env.close()
     fps = env.metadata.get("render_fps") or 30
     buffer = io.BytesIO()
     first, *rest = env.frames

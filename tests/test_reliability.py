@@ -746,3 +746,31 @@ def test_a_snapshot_of_another_wrapper_chain_is_refused():
         restore_env_state(longer, snapshot)
     with pytest.raises(ValueError, match="wrapper layers"):
         restore_env_state(gym.make("CartPole-v1").unwrapped, snapshot)
+
+
+@pytest.mark.parametrize("error", [OSError(5, "Input/output error"), KeyboardInterrupt()])
+def test_a_folder_write_stopped_between_its_two_renames_keeps_the_previous_folder(
+    tmp_path, monkeypatch, error
+):
+    """Replacing a folder takes two renames (the old one aside, the new one in): an error or a
+    Ctrl-C between them left no folder at the name, and the next write deleted the old one."""
+    import os
+
+    from dqn import io
+
+    final = tmp_path / "agent"
+    io.write_dir_atomically(final, lambda folder: (folder / "v").write_text("1"))
+    real, calls = os.replace, []
+
+    def second_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the new folder into place
+            raise error
+        real(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", second_fails)
+    with pytest.raises(type(error)):
+        io.write_dir_atomically(final, lambda folder: (folder / "v").write_text("2"))
+    monkeypatch.undo()
+    assert (final / "v").read_text() == "1"
+    assert [p.name for p in tmp_path.iterdir()] == ["agent"]  # no temporary or .old folder
