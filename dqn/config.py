@@ -433,10 +433,6 @@ def check_is_config(config: object) -> None:
         )
 
 
-def field_names() -> list[str]:
-    return list(FIELDS)
-
-
 def parse_overrides(overrides: Overrides) -> dict[str, Any]:
     if isinstance(overrides, Mapping):
         return dict(overrides)

@@ -9,7 +9,8 @@ operation, as the command line does, so the learner there runs exactly as in ``d
 same program, same threads, same bits.
 
 ``ProcessLearner`` keeps the learner contract (``dqn.learner``). It holds the state itself until
-the first burst (loading, saving and evaluating an agent start no process); ``start`` launches
+the first burst (loading, saving and acting start no process; ``diagnose``'s gradient probe
+does, since its norms are the learner's); ``start`` launches
 the process, which ``train`` does before its clock starts, as a fresh command-line process also
 imports TensorFlow before it trains. Each burst sends the packed rows and gets the metrics and
 the online parameters back (a few hundred kB through a socket: well under a millisecond against

@@ -91,27 +91,6 @@ class ReplayBuffer:
         self.size = min(self.size + 1, self.capacity)
         return i
 
-    def add_batch(self, obs, actions, rewards, next_obs, terminated) -> None:
-        """Add n transitions at once (arrays with a leading [n] axis), in order."""
-        n = len(actions)
-        if n == 0:
-            return
-        start = self.position
-        if n > self.capacity:  # only the newest capacity transitions survive, in their slots
-            obs, actions, rewards, next_obs, terminated = (
-                np.asarray(a)[-self.capacity :]
-                for a in (obs, actions, rewards, next_obs, terminated)
-            )
-            start = (start + n - self.capacity) % self.capacity
-        idx = (start + np.arange(min(n, self.capacity))) % self.capacity
-        self.obs[idx] = obs
-        self.actions[idx] = actions
-        self.rewards[idx] = rewards
-        self.next_obs[idx] = next_obs
-        self.terminated[idx] = terminated
-        self.position = int((self.position + n) % self.capacity)
-        self.size = min(self.size + n, self.capacity)
-
     def sample(
         self,
         batch_size: int,

@@ -285,7 +285,7 @@ def make_packed_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig, obs_
     Same arithmetic; on a CPU each tensor crossing the Python/TF boundary costs dispatch time,
     which dominates when the burst is a single gradient step (train every env step).
     (online, rest, grad_steps, rows [K, B, 2 obs_dim + 3]) -> (online, rest, grad_steps,
-    sums | maxes [2 M]).
+    sums | maxes [2 len(STEP_METRICS)]).
     """
     burst = make_burst(forward, loss_fn, config)
 

@@ -13,21 +13,23 @@ Per variant it prints
   one sync per burst) and the largest return a CartPole policy can have, 1 / (1 - gamma);
 - how the greedy episodes of each final policy below the solve threshold end: the cart off the
   track (|x| > 2.4), the pole down (|theta| > 12 degrees) or the 500-step time limit. Episode i
-  is reset with seed 10000 + i, as in the runs' evaluations.
+  is reset with seed eval_seed + i (10000 + i by default), as in the runs' evaluations.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 
 from dqn.cli import _fail, _Parser
-from dqn.config import MAX_EVAL_EPISODES, DQNConfig
+from dqn.config import MAX_EVAL_EPISODES, DQNConfig, read_saved_config
+from dqn.envs import config_env, solve_return
+from dqn.errors import DQNError
 from dqn.report import run_name
 from dqn.run_log import read_metrics
 from dqn.study_runs import check_result_rows
@@ -40,26 +42,30 @@ X_LIMIT, THETA_LIMIT = 2.4, 12 * 2 * math.pi / 360
 NEEDS = ("variant", "seed", "final_eval_mean", "diverged_at_env_step")
 
 
-def episode_ends(agent, episodes: int, seed: int = 10_000) -> dict[str, int]:
-    env = gym.make("CartPole-v1")
+def episode_ends(agent, config: DQNConfig, episodes: int) -> dict[str, int]:
+    """How ``episodes`` greedy episodes of ``agent`` end, on the run's own env (its env_kwargs
+    too), episode i reset with seed eval_seed + i as in the run's evaluations."""
     ends = {"cart": 0, "pole": 0, "time limit": 0}
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        terminated = truncated = False
-        while not (terminated or truncated):
-            obs, _, terminated, truncated, _ = env.step(agent.act(obs))
-        if not terminated:
-            ends["time limit"] += 1
-        elif abs(obs[0]) > X_LIMIT:
-            ends["cart"] += 1
-        elif abs(obs[2]) > THETA_LIMIT:
-            ends["pole"] += 1
+    with contextlib.closing(config_env(config)) as env:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=config.eval_seed + i)
+            terminated = truncated = False
+            while not (terminated or truncated):
+                obs, _, terminated, truncated, _ = env.step(agent.act(obs))
+            if not terminated:
+                ends["time limit"] += 1
+            elif abs(obs[0]) > X_LIMIT:
+                ends["cart"] += 1
+            elif abs(obs[2]) > THETA_LIMIT:
+                ends["pole"] += 1
     return ends
 
 
 def read_variant(runs: list[Path]) -> tuple[DQNConfig, list[dict[str, np.ndarray]]]:
     """A variant's config (its first run's: a study shares it) and every run's metrics.csv."""
-    config = DQNConfig.from_yaml(runs[0] / "run" / "config.yaml")
+    config = read_saved_config(runs[0] / "run" / "config.yaml")  # as dqn reads a run's
+    if config.env_id != "CartPole-v1":  # the episode ends read CartPole's cart and pole
+        raise DQNError(f"{runs[0]} trained on {config.env_id}: this report reads CartPole-v1 runs")
     return config, [read_metrics(r / "run" / "metrics.csv") for r in runs]
 
 
@@ -120,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         studies = [(study, read_runs(study)) for study in args.studies]
     except ValueError as exc:
         return _fail(PROG, exc)
-    from dqn.errors import DQNError
-
     try:
         report(studies, args.episodes)
     except DQNError as exc:
@@ -176,16 +180,21 @@ def report(studies: list[tuple[Path, list[dict]]], episodes: int) -> None:
             config, metrics = read_variant(runs)
             print(f"{study.name} / {label}: {gradient_starvation(config, metrics)}")
             print(f"{study.name} / {label}: {q_propagation(config, metrics)}")
+            with contextlib.closing(config_env(config)) as env:
+                threshold = solve_return(config, env)
             for r, run in zip([r for r in rows if r["variant"] == label], runs):
-                if r["diverged_at_env_step"] is not None or r["final_eval_mean"] >= 475:
+                if r["diverged_at_env_step"] is not None or r["final_eval_mean"] >= threshold:
                     continue
-                ends = episode_ends(DQNAgent.load(run / "run"), episodes)
+                ends = episode_ends(DQNAgent.load(run / "run"), config, episodes)
                 total = {k: total[k] + ends[k] for k in total}
                 print(
                     f"    seed {r['seed']}: final eval {r['final_eval_mean']:.1f}; "
                     + ", ".join(f"{k}: {v}" for k, v in ends.items())
                 )
-    print(f"all final policies below 475 (not stopped by the guard), episode ends: {total}")
+    print(
+        "all final policies below the solve threshold (not stopped by the guard), episode "
+        f"ends: {total}"
+    )
 
 
 if __name__ == "__main__":

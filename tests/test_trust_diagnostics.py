@@ -83,3 +83,32 @@ def test_gradient_starvation_reads_the_first_row_and_the_runs_that_reached_the_e
         "median zero-grad fraction at the first evaluation 0.650 (4 runs); at env step 5,000 "
         "(2 runs): median |TD error| 9.0, median max |Q| 23.0"
     )
+
+
+class AlwaysLeft:
+    def act(self, obs):
+        return 0
+
+
+def test_episode_ends_are_counted_on_the_runs_own_env_and_evaluation_seeds():
+    """Pushing left ends a CartPole episode with the pole down within ~10 steps; a run whose
+    env_kwargs cut episodes at 5 steps sees only time limits. The script made a plain
+    CartPole-v1, whatever the run trained on."""
+    from dqn.config import DQNConfig
+
+    script = load_script()
+    plain = script.episode_ends(AlwaysLeft(), DQNConfig(), 3)
+    assert plain == {"cart": 0, "pole": 3, "time limit": 0}
+    short = DQNConfig(env_kwargs={"max_episode_steps": 5}, n_step=1)
+    assert script.episode_ends(AlwaysLeft(), short, 3) == {"cart": 0, "pole": 0, "time limit": 3}
+
+
+def test_a_study_on_another_env_is_refused_in_one_line(tmp_path):
+    from dqn.config import DQNConfig
+    from dqn.errors import DQNError
+
+    run = tmp_path / "runs" / "huber-seed0"
+    (run / "run").mkdir(parents=True)
+    DQNConfig(env_id="Acrobot-v1").to_yaml(run / "run" / "config.yaml")
+    with pytest.raises(DQNError, match="trained on Acrobot-v1: this report reads CartPole-v1"):
+        load_script().read_variant([run])

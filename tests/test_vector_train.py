@@ -17,20 +17,6 @@ def test_multiples_between_counts_the_periods_a_loop_step_crosses():
     assert multiples_between(990, 1010, 10, after=1000) == 1  # 1010 only: 1000 is not > 1000
 
 
-def test_a_batch_add_equals_adding_one_by_one_across_the_ring_end():
-    rng = np.random.default_rng(0)
-    obs, next_obs = rng.normal(size=(7, 3)), rng.normal(size=(7, 3))
-    actions, rewards, terminated = rng.integers(0, 2, 7), rng.normal(size=7), rng.random(7) < 0.3
-    one, many = (ReplayBuffer(5, 3, np.random.default_rng(1)) for _ in range(2))
-    one.add(obs[0], actions[0], rewards[0], next_obs[0], terminated[0])
-    many.add_batch(obs[:1], actions[:1], rewards[:1], next_obs[:1], terminated[:1])
-    for i in range(1, 7):
-        one.add(obs[i], actions[i], rewards[i], next_obs[i], terminated[i])
-    many.add_batch(obs[1:], actions[1:], rewards[1:], next_obs[1:], terminated[1:])
-    np.testing.assert_array_equal(many.rows, one.rows)
-    assert (many.position, many.size) == (one.position, one.size) == (2, 5)
-
-
 TINY = DQNConfig(
     hidden_sizes=(16,),
     batch_size=16,
