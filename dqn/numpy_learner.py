@@ -34,9 +34,9 @@ from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
 
 
 @functools.lru_cache(maxsize=16)
-def _ranks(n: int) -> list[int]:
+def quantile_ranks(n: int) -> list[int]:
     """Indices of the nearest-rank 50/90/99% quantiles in a sorted batch of n, computed in
-    float32 as ``dqn.tf_learner._abs_quantiles`` does (float64 would differ, e.g. 0.99 * 100)."""
+    float32 as ``dqn.tf_learner.quantile_ranks`` does (float64 would differ, e.g. 0.99 * 100)."""
     return [min(math.ceil(np.float32(p) * np.float32(n)) - 1, n - 1) for p in (0.5, 0.9, 0.99)]
 
 
@@ -192,7 +192,7 @@ class NumpyLearner(InProcess):
         n = len(td_error)
         if self.config.diagnostics:
             s = np.sort(np.abs(td_error))
-            p50, p90, p99 = s[_ranks(n)]
+            p50, p90, p99 = s[quantile_ranks(n)]
             td_stats = [s.sum(dtype=np.float64) / n, p50, p90, p99, s[-1]]
             zero = np.count_nonzero(dq_sa == 0.0) / n
             over = np.count_nonzero(s > self.config.loss_bound) / n

@@ -25,7 +25,7 @@ from dqn.backprop.losses import LOSSES as LOSS_PAIRS
 from dqn.config import LOSS_NAMES, DQNConfig
 from dqn.learner import LearnerArrays
 from dqn.members import check_members, learning_rates, member_settings
-from dqn.numpy_learner import _ranks
+from dqn.numpy_learner import quantile_ranks
 from dqn.replay import row_layout
 from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
 
@@ -208,7 +208,7 @@ class NumpyPopulationLearner:
         if self.diagnostics:
             s = np.sort(np.abs(td_error), axis=1)
             out[:, 1] = s.sum(axis=1, dtype=np.float64) / n
-            out[:, 2:5] = s[:, _ranks(n)]
+            out[:, 2:5] = s[:, quantile_ranks(n)]
             out[:, 5] = s[:, -1]
             out[:, 6] = np.count_nonzero(dq_sa == 0.0, axis=1) / n
             out[:, 7] = np.count_nonzero(s > self.settings.loss_bound[:, None], axis=1) / n

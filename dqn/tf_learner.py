@@ -105,16 +105,18 @@ def sort_nan_last(x: tf.Tensor, axis: int = -1) -> tf.Tensor:
     return tf.where(rank >= n - nans, tf.constant(float("nan"), x.dtype), ordered)
 
 
+def quantile_ranks(n: tf.Tensor) -> tf.Tensor:
+    """Nearest-rank indices of the 50/90/99% quantiles in a sorted batch of n, computed in
+    float32 (the numpy learners' ``dqn.numpy_learner.quantile_ranks`` rounds as this does)."""
+    nf = tf.cast(n, tf.float32)
+    ranks = [tf.cast(tf.math.ceil(q * nf), tf.int32) - 1 for q in (0.5, 0.9, 0.99)]
+    return tf.minimum(tf.stack(ranks), n - 1)
+
+
 def _abs_quantiles(x: tf.Tensor) -> list[tf.Tensor]:
     """Median, 90% and 99% (nearest rank) and max of |x| over a batch (NaNs count as largest)."""
     s = sort_nan_last(tf.abs(x))
-    n = tf.shape(s)[0]
-    nf = tf.cast(n, tf.float32)
-
-    def at(q: float) -> tf.Tensor:
-        return s[tf.minimum(tf.cast(tf.math.ceil(q * nf), tf.int32) - 1, n - 1)]
-
-    return [at(0.5), at(0.9), at(0.99), s[-1]]
+    return [*tf.unstack(tf.gather(s, quantile_ranks(tf.shape(s)[0]))), s[-1]]
 
 
 class LossGrad(NamedTuple):

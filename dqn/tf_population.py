@@ -36,7 +36,14 @@ from dqn.fastcall import call_compiled
 from dqn.learner import LearnerArrays
 from dqn.members import GROUP_BYTES, check_members, group_size, member_settings
 from dqn.step_metrics import IS_MAX_METRIC, STEP_METRICS
-from dqn.tf_learner import LearnerState, adam_update, nan_max, sort_nan_last, unpack_rows
+from dqn.tf_learner import (
+    LearnerState,
+    adam_update,
+    nan_max,
+    quantile_ranks,
+    sort_nan_last,
+    unpack_rows,
+)
 
 # The TensorFlow ops the Keras activations of a Dense layer run (Keras 3, TensorFlow backend).
 ACTIVATIONS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
@@ -91,14 +98,6 @@ def dense_chain(shapes: Sequence[tuple[int, ...]], activations: Sequence[str]):
         return x
 
     return forward
-
-
-def _quantile_ranks(n: tf.Tensor) -> tf.Tensor:
-    """Nearest-rank indices of the 50/90/99% quantiles in a sorted batch of n, computed in
-    float32 as ``dqn.tf_learner._abs_quantiles`` does."""
-    nf = tf.cast(n, tf.float32)
-    ranks = [tf.cast(tf.math.ceil(q * nf), tf.int32) - 1 for q in (0.5, 0.9, 0.99)]
-    return tf.minimum(tf.stack(ranks), n - 1)
 
 
 def make_step(
@@ -202,7 +201,7 @@ def make_step(
         abs_td = tf.abs(td_error)
         if diagnostics:
             ordered = sort_nan_last(abs_td, axis=1)
-            quantiles = tf.gather(ordered, _quantile_ranks(tf.shape(abs_td)[1]), axis=1)
+            quantiles = tf.gather(ordered, quantile_ranks(tf.shape(abs_td)[1]), axis=1)
             zero = tf.reduce_mean(tf.cast(tf.equal(dq_sa, 0.0), tf.float32), axis=1)
             over = tf.reduce_mean(tf.cast(abs_td > column("bound"), tf.float32), axis=1)
             diag = [tf.reduce_mean(abs_td, axis=1)[:, None], quantiles, ordered[:, -1:]]

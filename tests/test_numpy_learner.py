@@ -203,7 +203,7 @@ def test_a_nan_td_error_ranks_last_in_every_learners_quantiles(learner, jit):
     """One NaN reward makes one TD error NaN: it is the batch's max and its 99% quantile (rank
     64 of 64), and the median and 90% quantile are those of the other TD errors with the NaN
     ranked last, whichever learner or compiler computes them."""
-    from dqn.numpy_learner import _ranks
+    from dqn.numpy_learner import quantile_ranks
     from dqn.replay import row_layout
     from dqn.step_metrics import METRIC_NAMES
 
@@ -219,7 +219,7 @@ def test_a_nan_td_error_ranks_last_in_every_learners_quantiles(learner, jit):
     target = rows[:, at.reward] + config.gamma * (1 - rows[:, at.terminated]) * next_q
     expected = np.sort(np.abs(target - q[np.arange(n), actions]))  # NaN last
     metrics = dict(zip(METRIC_NAMES, agent.learner.burst(rows[None])))
-    p50, p90, p99 = expected[_ranks(n)]
+    p50, p90, p99 = expected[quantile_ranks(n)]
     assert np.isnan(p99) and np.isnan(metrics["td_error_abs_p99"])
     assert np.isnan(metrics["td_error_abs_max"])
     np.testing.assert_allclose(metrics["td_error_abs_p50"], p50, rtol=1e-5)
