@@ -9,22 +9,29 @@ diverges exits with code 3; one stopped by a signal with 128 + the signal (130 f
 from __future__ import annotations
 
 import argparse
-import contextlib
-import re
-import signal
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dqn.command_line import (
+    EXIT_DIVERGED,
+    EXIT_FAILED,
+    Parser,
+    fail,
+    folder_arg,
+    interrupted_code,
+    one_line_warnings,
+    quiet_tensorflow,
+    sigterm_as_ctrl_c,
+)
 from dqn.errors import (
     CheckpointWarning,
     ConfigError,
     DivergenceError,
     DQNError,
     OutputError,
-    SignalInterrupt,
     StudyInterrupted,
     TrainingInterrupted,
     WorkerError,
@@ -34,86 +41,6 @@ from dqn.terminal import command
 
 if TYPE_CHECKING:
     from dqn.config import DQNConfig
-
-EXIT_FAILED = 1  # a run crashed: not the user's input
-EXIT_USAGE = 2
-EXIT_DIVERGED = 3
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the problem and where to look), exit code 2;
-    and every command says its version (``--version``)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        from dqn import __version__
-
-        self.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _folder(text: str) -> Path:
-    """A folder argument to write: an empty one (an unset shell variable) is not the current
-    folder, which is where Path("") would put a run or a study."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must name a folder, got an empty string")
-    return Path(text)
-
-
-def _fail(prog: str, exc: BaseException | str, code: int = EXIT_USAGE) -> int:
-    print(f"{prog}: error: {exc}", file=sys.stderr)
-    return code
-
-
-_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@contextlib.contextmanager
-def _one_line_warnings(prog: str) -> Iterator[None]:
-    """Inside, a warning prints as ``prog: warning: message``: one line, no source excerpt."""
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        # Gymnasium colours its own warnings ("\x1b[33mWARN: ...\x1b[0m"), which a log file or
-        # a pipe shows as raw escape codes beside our plain prefix.
-        text = _ANSI_ESCAPE.sub("", str(message))
-        print(f"{prog}: warning: {text}", file=sys.stderr)
-
-    with warnings.catch_warnings():
-        warnings.showwarning = show
-        yield
-
-
-def _interrupted_code(exc: KeyboardInterrupt) -> int:
-    """128 + the signal that stopped the command at once (a plain KeyboardInterrupt: SIGINT)."""
-    return 128 + getattr(exc, "signum", signal.SIGINT)
-
-
-def _raise_signal(signum, frame):
-    raise SignalInterrupt(signum)
-
-
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """Inside, SIGTERM raises a KeyboardInterrupt (``SignalInterrupt``) as SIGINT does, so a
-    study stopped before its runs start (or by a second signal) says so in one line instead of
-    dying silently, and exits 143."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_signal)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _quiet_tensorflow(num_threads: int = 1) -> None:
-    from dqn.runtime import import_tensorflow_quietly
-
-    import_tensorflow_quietly(num_threads)
 
 
 # ---------------------------------------------------------------------- dqn-train
@@ -131,7 +58,7 @@ class _PrintKeys(argparse.Action):
 
 
 def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="dqn-train",
         description="Train a DQN agent on a Gymnasium env (vector observations, discrete actions).",
     )
@@ -162,7 +89,7 @@ def train_parser() -> argparse.ArgumentParser:
         help="list every config key with its default, the values it takes and what it means",
     )
     p.add_argument(
-        "--run-dir", type=_folder, help="write the run here instead of output_dir/<name>"
+        "--run-dir", type=folder_arg, help="write the run here instead of output_dir/<name>"
     )
     p.add_argument(
         "--init-from",
@@ -187,31 +114,31 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     prog = "dqn-train"
     changes = (args.config, args.env, args.loss, args.seed, args.run_dir, args.init_from)
     if args.resume is not None and (args.set or any(c is not None for c in changes)):
-        return _fail(
+        return fail(
             prog,
             "--resume continues a run with its own config: it takes no --config, --env, "
             "--loss, --seed, --set, --run-dir or --init-from",
         )
     try:
-        with _one_line_warnings(prog):
+        with one_line_warnings(prog):
             result = _resume(args) if args.resume is not None else _train(args)
     except TrainingInterrupted as stop:  # its checkpoint is saved: summed up as any stopped run
         result = stop.result
     except DivergenceError as exc:
-        return _fail(prog, exc, EXIT_DIVERGED)
+        return fail(prog, exc, EXIT_DIVERGED)
     except OutputError as exc:  # a checkpoint's agent (the run's folder is made before train)
-        return _fail(
+        return fail(
             prog, f"cannot write the run: {exc.reason}; the checkpoints written before are intact"
         )
     except DQNError as exc:
-        return _fail(prog, exc)
+        return fail(prog, exc)
     except OSError as exc:
-        return _fail(
+        return fail(
             prog,
             f"cannot write the run: {os_problem(exc)}; the checkpoints written before are intact",
         )
     except KeyboardInterrupt as exc:  # before the loop, or a second Ctrl-C in it
-        return _fail(prog, _interrupted_at_once(exc), _interrupted_code(exc))
+        return fail(prog, _interrupted_at_once(exc), interrupted_code(exc))
     _print_summary(result)
     return 128 + result.stop_signal if result.stop_signal is not None else 0
 
@@ -296,7 +223,7 @@ def _train(args: argparse.Namespace):
     except OSError as exc:  # nothing is written yet: no "checkpoints written before" to speak of
         where = run_dir if run_dir is not None else config.output_dir
         raise DQNError(f"cannot create the run folder in {where}: {os_problem(exc)}") from None
-    _quiet_tensorflow(config.num_threads)
+    quiet_tensorflow(config.num_threads)
     from dqn.loop import train
 
     try:
@@ -334,7 +261,7 @@ def _resume(args: argparse.Namespace):
     held = [args.resume] if folder_exists(args.resume) else []
     with hold_folders(held):
         config = prepare_resume(args.resume).config
-    _quiet_tensorflow(config.num_threads)
+    quiet_tensorflow(config.num_threads)
     from dqn.loop import resume
 
     return resume(args.resume, progress=not args.no_progress)
@@ -387,7 +314,7 @@ def _print_summary(result) -> None:
 
 # ---------------------------------------------------------------------- dqn-evaluate
 def evaluate_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dqn-evaluate", description="Greedy evaluation of a saved agent.")
+    p = Parser(prog="dqn-evaluate", description="Greedy evaluation of a saved agent.")
     p.add_argument(
         "path",
         type=Path,
@@ -415,9 +342,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     from dqn.config import MAX_EVAL_EPISODES, episode_seeds_fit
 
     if not 1 <= args.episodes <= MAX_EVAL_EPISODES:
-        return _fail(prog, f"--episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {args.episodes}")
+        return fail(prog, f"--episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {args.episodes}")
     if not episode_seeds_fit(args.seed, args.episodes):
-        return _fail(prog, f"--seed must be in [0, 2**32 - episodes], got {args.seed}")
+        return fail(prog, f"--seed must be in [0, 2**32 - episodes], got {args.seed}")
     try:
         from dqn.agent_files import read_newest
         from dqn.envs import config_env
@@ -425,7 +352,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
         if args.gif is not None:
             check_gif_path(args.gif)  # before the agent is loaded and evaluated
-        with _one_line_warnings(prog):
+        with one_line_warnings(prog):
             agent = read_newest(args.path, _checked_then_loaded)
         from dqn.evaluation import evaluate
 
@@ -436,11 +363,11 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
                 agent, agent.config.env_id, args.gif, args.seed, agent.config.env_kwargs
             )
     except DQNError as exc:
-        return _fail(prog, exc)
+        return fail(prog, exc)
     except OSError as exc:  # unreadable, or a checkpoint a training run pruned as it was read
-        return _fail(prog, f"cannot read {args.path}: {os_problem(exc)}")
+        return fail(prog, f"cannot read {args.path}: {os_problem(exc)}")
     except KeyboardInterrupt as exc:  # Ctrl-C: it writes nothing, so it stops where it is
-        return _fail(prog, "interrupted", _interrupted_code(exc))
+        return fail(prog, "interrupted", interrupted_code(exc))
     print(
         f"{agent.config.env_id}: greedy return {_returns(mean, std, *returns)} over "
         f"{_episodes(args.episodes)} (min {min(returns):g}, max {max(returns):g})"
@@ -464,7 +391,7 @@ def _checked_then_loaded(agent_dir: Path):
     config = read_agent_config(agent_dir)
     obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     check_agent_fits(agent_dir, config.env_id, obs_dim, n_actions)
-    _quiet_tensorflow()
+    quiet_tensorflow()
     from dqn.agent import DQNAgent
 
     return DQNAgent.load(agent_dir)
@@ -474,7 +401,7 @@ def _checked_then_loaded(agent_dir: Path):
 def compare_parser() -> argparse.ArgumentParser:
     from dqn.compare import DEFAULT_VARIANTS
 
-    p = _Parser(
+    p = Parser(
         prog="dqn-compare",
         description="Train loss variants x seeds with one config, in parallel, resumably.",
     )
@@ -515,7 +442,7 @@ def compare_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out",
-        type=_folder,
+        type=folder_arg,
         default=Path("results/compare"),
         help="output folder (default: results/compare; a rerun into it resumes the study)",
     )
@@ -562,9 +489,9 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         ("--first-seed", args.first_seed, ">= 0", args.first_seed >= 0),
     ):
         if not ok:
-            return _fail(prog, f"{flag} must be {rule}, got {value}")
+            return fail(prog, f"{flag} must be {rule}, got {value}")
     if args.address is not None and args.backend != "ray":
-        return _fail(prog, "--address is the Ray cluster to use: give it with --backend ray")
+        return fail(prog, "--address is the Ray cluster to use: give it with --backend ray")
     try:
         from dqn.compare import (
             DEFAULT_VARIANTS,
@@ -591,7 +518,7 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         if len(set(labels)) != len(labels):
             raise DQNError(f"variant labels must be unique, got {', '.join(labels)}")
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-        with _sigterm_as_ctrl_c(), _one_line_warnings(prog):
+        with sigterm_as_ctrl_c(), one_line_warnings(prog):
             rows = run_comparison(
                 base,
                 variants,
@@ -604,19 +531,19 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
                 runner=args.runner,
             )
     except WorkerError as exc:  # a crash, not bad input
-        return _fail(prog, exc, EXIT_FAILED)
+        return fail(prog, exc, EXIT_FAILED)
     except StudyInterrupted as exc:
-        return _fail(prog, exc, 128 + exc.signum)
+        return fail(prog, exc, 128 + exc.signum)
     except DQNError as exc:
-        return _fail(prog, exc)
+        return fail(prog, exc)
     except OSError as exc:
-        return _fail(prog, f"cannot write to {args.out}: {os_problem(exc)}")
+        return fail(prog, f"cannot write to {args.out}: {os_problem(exc)}")
     except KeyboardInterrupt as exc:  # before the runs started, or a second signal
-        return _fail(
+        return fail(
             prog,
             "interrupted at once; finished runs and the checkpoints written so far are kept, "
             "and the same command continues",
-            _interrupted_code(exc),
+            interrupted_code(exc),
         )
     print(seed_table(rows))
     print()

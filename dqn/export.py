@@ -30,7 +30,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dqn.cli import _fail, _interrupted_code, _one_line_warnings, _Parser, _sigterm_as_ctrl_c
+from dqn.command_line import (
+    Parser,
+    fail,
+    interrupted_code,
+    one_line_warnings,
+    sigterm_as_ctrl_c,
+)
 from dqn.errors import CheckpointError, DQNError, OutputError, first_line, writing
 from dqn.terminal import command
 
@@ -39,7 +45,7 @@ TFLITE_FILE = "model.tflite"
 
 
 def export_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog=PROG,
         description="Write a trained agent's Q-network as a TensorFlow SavedModel "
         "(signatures q_values and action), loadable without dqn.",
@@ -65,41 +71,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _check_out(out)
     except DQNError as exc:
-        return _fail(PROG, exc)
+        return fail(PROG, exc)
     except OSError as exc:  # a name too long for the filesystem, a folder that may not be read
-        return _fail(PROG, f"cannot write --out {out}: {exc.strerror or exc}")
+        return fail(PROG, f"cannot write --out {out}: {exc.strerror or exc}")
     try:
-        with _one_line_warnings(PROG):
+        with one_line_warnings(PROG):
             agent_dir, obs_dim, n_actions = _check_agent(args.path)
     except DQNError as exc:
-        return _fail(PROG, exc)
+        return fail(PROG, exc)
     except OSError as exc:
-        return _fail(PROG, f"cannot read {args.path}: {exc.strerror or exc}")
+        return fail(PROG, f"cannot read {args.path}: {exc.strerror or exc}")
 
     def write(folder: Path) -> None:  # called once the temporary folder exists
         nonlocal agent_dir
         from dqn.runtime import import_tensorflow_quietly
 
         import_tensorflow_quietly()  # the command's stderr: its one line, not TF's start-up
-        with _one_line_warnings(PROG):
+        with one_line_warnings(PROG):
             agent_dir = _write(args.path, agent_dir, folder, tflite=args.tflite)
 
     written = False
     try:
         # SIGTERM (`timeout`, `kill`) as Ctrl-C: the unfinished folder is removed, where the
         # default action left a hidden .<name>.*.tmp folder beside --out.
-        with _sigterm_as_ctrl_c():
+        with sigterm_as_ctrl_c():
             _write_whole(out, write, "--out")  # an unwritable --out fails before TensorFlow
             written = True
     except BaseException as exc:
         # A signal once the folder was in place changes nothing: it is written, and complete.
         if not (written and isinstance(exc, KeyboardInterrupt)):
             if isinstance(exc, DQNError):
-                return _fail(PROG, exc)
+                return fail(PROG, exc)
             if isinstance(exc, OSError):
-                return _fail(PROG, f"cannot write {out}: {exc.strerror or exc}")
+                return fail(PROG, f"cannot write {out}: {exc.strerror or exc}")
             if isinstance(exc, KeyboardInterrupt):
-                return _fail(PROG, "interrupted; nothing written", _interrupted_code(exc))
+                return fail(PROG, "interrupted; nothing written", interrupted_code(exc))
             raise
     what = f"SavedModel{' and ' + TFLITE_FILE if args.tflite else ''}"
     print(

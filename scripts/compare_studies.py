@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from dqn.cli import _fail, _Parser
+from dqn.command_line import Parser, fail
 from dqn.io import atomic_write_text
 from dqn.stats import ks_pvalue, missing_ranked_last, proportion_ci
 from dqn.study_runs import check_result_rows
@@ -177,30 +177,30 @@ def _is_table(path: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("first", type=Path)
     p.add_argument("second", type=Path)
     p.add_argument("--out", type=Path, help="also write the table here")
     args = p.parse_args(argv)
     for folder in (args.first, args.second):
         if not any((folder / name).is_file() for name in ("results.json", "results.csv")):
-            return _fail(PROG, f"{folder} has no results.json or results.csv")
+            return fail(PROG, f"{folder} has no results.json or results.csv")
     try:
         problem = args.out and out_problem(args.out)
     except OSError as exc:  # a folder on the way that this user may not look into
         problem = f"cannot write to {args.out}: {exc.strerror or exc}"
     if problem:
-        return _fail(PROG, problem)
+        return fail(PROG, problem)
     try:
         text = table(args.first, args.second)
     except ValueError as exc:
-        return _fail(PROG, exc)
+        return fail(PROG, exc)
     if args.out:  # before printing: a failed write is the one line, not a table and a line
         try:
             atomic_write_text(args.out, text)
         except OSError as exc:  # a read-only folder, a full disk
             # The reason alone: the file the error names is the temporary one beside --out.
-            return _fail(PROG, f"cannot write to {args.out}: {exc.strerror or exc}")
+            return fail(PROG, f"cannot write to {args.out}: {exc.strerror or exc}")
     print(text)
     return 0
 

@@ -59,8 +59,9 @@ _SYSTEM = {"linux": ("Linux", "posix"), "darwin": ("Darwin", "posix"), "win32": 
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit 2, as dqn.cli's ``_Parser`` says it. Not
-    that one: this script runs on any Python with packaging, where dqn need not be installed."""
+    """argparse, but a usage error is one line and exit 2, as dqn.command_line's ``Parser`` says
+    it. Not that one: this script runs on any Python with packaging, where dqn need not be
+    installed."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn.cli import _fail, _Parser
+from dqn.command_line import Parser, fail
 from dqn.config import MAX_EVAL_EPISODES, DQNConfig, read_saved_config
 from dqn.envs import config_env, solve_return
 from dqn.errors import DQNError
@@ -114,24 +114,24 @@ def gradient_starvation(config: DQNConfig, metrics: list[dict[str, np.ndarray]])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("studies", nargs="+", type=Path)
     parser.add_argument("--episodes", type=int, default=20)
     args = parser.parse_args(argv)
     # Checked before TensorFlow loads: one line and exit 2, as the package's commands do. The
     # cap is dqn-evaluate's: more episodes than that is a typo, and would run for days.
     if not 1 <= args.episodes <= MAX_EVAL_EPISODES:
-        return _fail(PROG, f"--episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {args.episodes}")
+        return fail(PROG, f"--episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {args.episodes}")
     try:
         studies = [(study, read_runs(study)) for study in args.studies]
     except ValueError as exc:
-        return _fail(PROG, exc)
+        return fail(PROG, exc)
     try:
         report(studies, args.episodes)
     except DQNError as exc:
-        return _fail(PROG, exc)
+        return fail(PROG, exc)
     except OSError as exc:  # a run's files, unreadable or gone since they were checked
-        return _fail(PROG, f"cannot read {exc.filename or 'a run'}: {exc.strerror or exc}")
+        return fail(PROG, f"cannot read {exc.filename or 'a run'}: {exc.strerror or exc}")
     return 0
 
 

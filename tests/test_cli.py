@@ -307,9 +307,9 @@ def test_returns_print_to_the_precision_their_size_needs():
 def test_a_coloured_warning_prints_as_one_plain_line(capsys):
     import warnings
 
-    from dqn.cli import _one_line_warnings
+    from dqn.command_line import one_line_warnings
 
-    with _one_line_warnings("dqn-train"):
+    with one_line_warnings("dqn-train"):
         # As gymnasium's passive env checker words and colours its warnings.
         warnings.warn(
             "\x1b[33mWARN: The obs returned by the `reset()` method is odd\x1b[0m", stacklevel=1

@@ -203,7 +203,7 @@ def test_a_signal_delivered_twice_at_once_is_one_stop_and_a_later_one_stops_now(
     apart. A second signal after Interrupt.REPEAT_SECONDS is a second Ctrl-C."""
     import os
 
-    from dqn.cli import _interrupted_code
+    from dqn.command_line import interrupted_code
     from dqn.run_log import Interrupt
 
     with Interrupt() as signals:
@@ -217,8 +217,8 @@ def test_a_signal_delivered_twice_at_once_is_one_stop_and_a_later_one_stops_now(
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.1)
         assert stopped.value.signum == signal.SIGTERM
-        assert _interrupted_code(stopped.value) == 143
-        assert _interrupted_code(KeyboardInterrupt()) == 130  # Python's own, from SIGINT
+        assert interrupted_code(stopped.value) == 143
+        assert interrupted_code(KeyboardInterrupt()) == 130  # Python's own, from SIGINT
 
 
 # ---------------------------------------------------------------------- a run read as it trains

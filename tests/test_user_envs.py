@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dqn import DQNAgent, DQNConfig, train
-from dqn.cli import _ANSI_ESCAPE
+from dqn.command_line import ANSI_ESCAPE
 from dqn.envs import check_env
 from dqn.errors import ConfigError, UnsupportedSpaceError
 from tests.conftest import TINY_RUN, register_once
@@ -152,7 +152,7 @@ def test_an_observation_given_as_a_list_of_numbers_is_taken(tmp_path):
     assert result.final_eval_mean == 20.0  # every episode lasts its 20 steps
     # gymnasium's own checks say what they think of a list (a user sees the same), and only they.
     said = {
-        _ANSI_ESCAPE.sub("", str(w.message))  # their colour codes, as dqn's CLI drops them
+        ANSI_ESCAPE.sub("", str(w.message))  # their colour codes, as dqn's CLI drops them
         for w in caught
         if issubclass(w.category, UserWarning)
     }

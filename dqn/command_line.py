@@ -1,0 +1,97 @@
+"""What every dqn command does alike at the shell: its parser (a usage error is one line, exit
+2), one-line errors and warnings, exit codes, and SIGTERM taken as Ctrl-C. Used by
+``dqn.cli``'s commands, ``dqn-export`` and the scripts in ``scripts/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import signal
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from dqn.errors import SignalInterrupt
+
+EXIT_FAILED = 1  # a run crashed: not the user's input
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the problem and where to look), exit code 2;
+    and every command says its version (``--version``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from dqn import __version__
+
+        self.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def folder_arg(text: str) -> Path:
+    """A folder argument to write: an empty one (an unset shell variable) is not the current
+    folder, which is where Path("") would put a run or a study."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty string")
+    return Path(text)
+
+
+def fail(prog: str, exc: BaseException | str, code: int = EXIT_USAGE) -> int:
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return code
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@contextlib.contextmanager
+def one_line_warnings(prog: str) -> Iterator[None]:
+    """Inside, a warning prints as ``prog: warning: message``: one line, no source excerpt."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        # Gymnasium colours its own warnings ("\x1b[33mWARN: ...\x1b[0m"), which a log file or
+        # a pipe shows as raw escape codes beside our plain prefix.
+        text = ANSI_ESCAPE.sub("", str(message))
+        print(f"{prog}: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def interrupted_code(exc: KeyboardInterrupt) -> int:
+    """128 + the signal that stopped the command at once (a plain KeyboardInterrupt: SIGINT)."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+def _raise_signal(signum, frame):
+    raise SignalInterrupt(signum)
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Inside, SIGTERM raises a KeyboardInterrupt (``SignalInterrupt``) as SIGINT does, so a
+    study stopped before its runs start (or by a second signal) says so in one line instead of
+    dying silently, and exits 143."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_signal)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def quiet_tensorflow(num_threads: int = 1) -> None:
+    from dqn.runtime import import_tensorflow_quietly
+
+    import_tensorflow_quietly(num_threads)
