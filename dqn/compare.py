@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dqn.config import FIELDS, LOSS_NAMES, DQNConfig, load_yaml, parse_overrides
+from dqn.config import FIELDS, LOSS_NAMES, DQNConfig, parse_overrides
 from dqn.errors import ConfigError, DQNError, StudyInterrupted, WorkerError, few
 from dqn.io import atomic_write_text, hold_folders
 from dqn.members import check_label, configured
@@ -37,6 +37,7 @@ from dqn.study_runs import (
     task_runs,
 )
 from dqn.terminal import progress_bar
+from dqn.yaml_files import load_yaml
 
 DEFAULT_VARIANTS = (
     "l2",

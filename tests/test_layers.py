@@ -24,6 +24,7 @@ HELPERS = {
     "lockstep",
     "runtime",
     "terminal",
+    "yaml_files",
 }
 LAYERS = {
     1: {"losses", "networks", "activations", "diagnostics", "nstep", "step_metrics", "replay"}

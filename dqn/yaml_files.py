@@ -1,0 +1,115 @@
+"""How dqn reads YAML (config files, variants files, ``--set`` values): the safe loader, with
+numbers as YAML 1.2 writes them, a key set twice refused, and every problem one ConfigError line
+naming the file and, where YAML says it, the line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dqn.errors import ConfigError
+
+
+class _RepeatedKey(Exception): ...  # args: (key, line number)
+
+
+class _NumbersAsWritten(yaml.SafeLoader):
+    """The safe loader with YAML 1.2's numbers instead of 1.1's: PyYAML reads ``010`` as octal
+    (seed 8), ``1:30`` as base 60 (90) and ``0b11`` as binary, where a user wrote 10, a typo and
+    a typo. Here a number is decimal (underscores allowed: ``100_000``), or 0x / 0o with the
+    prefix, or a float (``1e-3`` too, a string to YAML 1.1); anything else stays a string, which
+    a number's key refuses by name."""
+
+
+_INT = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+)$")
+_FLOAT = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+_NumbersAsWritten.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith((":int", ":float"))]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_NumbersAsWritten.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_NumbersAsWritten.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node).replace("_", "")
+    base = {"0x": 16, "0o": 8}.get(text[:2].lower(), 10)
+    return int(text[2:] if base != 10 else text, base)
+
+
+_NumbersAsWritten.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def load_value(text: str) -> Any:
+    """One ``--set`` value, read as the config file's values are."""
+    return yaml.load(text, Loader=_NumbersAsWritten)  # noqa: S506 (a safe loader)
+
+
+class _UniqueKeyLoader(_NumbersAsWritten):
+    """The safe loader, refusing a mapping that sets a key twice: plain YAML keeps the last
+    value without a word, so ``seed: 1`` further up a file would be silently ignored."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` overrides by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise _RepeatedKey(key, key_node.start_mark.line + 1)
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base loader says so
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: Path, what: str = "config file") -> Any:
+    """A YAML file's data (safe loader), or a ConfigError naming ``what`` and ``path``: missing,
+    not YAML (with the line), or a mapping that sets a key twice."""
+    _check_is_file(path, what)
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    except OSError as exc:  # unreadable: permissions, an I/O error
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except RecursionError:  # brackets or mappings thousands deep: PyYAML parses by recursion
+        raise ConfigError(f"{what} {path} is not valid YAML: it is nested too deeply") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(exc, "problem", None)  # "mapping values are not allowed here", ...
+        if isinstance(exc, UnicodeDecodeError):
+            problem = "it is not UTF-8 text"
+        if isinstance(exc, yaml.constructor.ConstructorError):  # !!python/... and other tags
+            problem = f"{problem}; dqn reads YAML with the safe loader, which builds no objects"
+        said = f": {problem}" if problem else ""
+        raise ConfigError(f"{what} {path} is not valid YAML{line}{said}") from None
+    except _RepeatedKey as exc:
+        key, line = exc.args
+        raise ConfigError(f"{what} {path} sets key {key!r} twice (again on line {line})") from None
+
+
+def _check_is_file(path: Path, what: str) -> None:
+    """ConfigError unless ``path`` is a regular file, saying what it is instead. Only regular
+    files: a study reads its config more than once, and a pipe (``<(...)``, /dev/stdin) would
+    give its text once and then nothing, which reads as an empty config: all defaults."""
+    try:
+        if path.is_file():
+            return
+        folder, there = path.is_dir(), path.exists()
+    except OSError as exc:  # a name too long for the filesystem
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if folder:
+        raise ConfigError(f"{what} {path} is a folder, not a YAML file")
+    if there:
+        raise ConfigError(
+            f"{what} {path} is not a regular file (a pipe or a device): give a YAML file, which "
+            "a study reads more than once"
+        )
+    raise ConfigError(f"{what} not found: {path}")
