@@ -130,15 +130,27 @@ def _check_network(online, target, obs_dim: int, n_actions: int) -> None:
     for model in (online, target):
         if not isinstance(model, keras.Model):
             raise ConfigError(f"network_fn must return a keras.Model, got {type(model).__name__}")
+    # Called, both: a model with no declared input (a subclassed one, a Sequential without
+    # keras.Input) makes its weights at its first call, and a target never built was saved
+    # empty and loaded as a fresh random network.
+    shapes = []
+    for model in (online, target):
+        try:
+            shapes.append(tuple(model(np.zeros((2, obs_dim), np.float32)).shape))
+        except Exception as exc:  # Keras raises many kinds for an input it cannot take
+            raise ConfigError(
+                f"network_fn's model cannot take observations of shape [n, {obs_dim}]: "
+                f"{first_line(exc)}"
+            ) from None
     if {id(v) for v in online.weights} & {id(v) for v in target.weights}:
         raise ConfigError("network_fn must build a new model on each call (no shared variables)")
-    try:
-        shape = tuple(online(np.zeros((2, obs_dim), np.float32)).shape)
-    except Exception as exc:  # Keras raises many kinds for an input it cannot take
+    layout = [[tuple(v.shape) for v in m.trainable_variables] for m in (online, target)]
+    if layout[0] != layout[1]:
         raise ConfigError(
-            f"network_fn's model cannot take observations of shape [n, {obs_dim}]: "
-            f"{first_line(exc)}"
-        ) from None
+            "network_fn must build the same network on each call: its two models' weights have "
+            f"shapes {layout[0]} and {layout[1]}"
+        )
+    shape = shapes[0]
     if shape != (2, n_actions):
         raise ConfigError(
             f"network_fn's model maps observations [2, {obs_dim}] to shape {list(shape)}; "

@@ -100,6 +100,8 @@ class FlatNetwork:
     def write(self, flat: np.ndarray, model: keras.Model | None = None) -> None:
         """Assign a flat vector into ``model`` (default: this network's model)."""
         model = self.model if model is None else model
+        if [tuple(v.shape) for v in model.trainable_variables] != self.shapes:  # not silently
+            raise ValueError(f"{model.name} does not have this network's weights to write into")
         offsets = np.cumsum([0, *self.sizes])
         for var, start, stop, shape in zip(
             model.trainable_variables, offsets[:-1], offsets[1:], self.shapes

@@ -271,12 +271,18 @@ def test_a_network_fn_is_checked_when_the_agent_is_built():
     def mlp(obs_dim, outputs):
         return keras.Sequential([keras.Input((obs_dim,)), keras.layers.Dense(outputs)])
 
+    def wider(obs_dim, outputs):
+        dense = keras.layers.Dense
+        return keras.Sequential([keras.Input((obs_dim,)), dense(4), dense(outputs)])
+
+    calls = iter([1, 0])  # the online model, then a target of another shape
     shared = mlp(3, 2)
     cases = [
         (lambda o, n: mlp(o, n + 1), "to shape \\[2, 3\\]; DQN needs Q-values \\[2, 2\\]"),
         (lambda o, n: mlp(o + 1, n), "cannot take observations of shape \\[n, 3\\]"),
         (lambda o, n: "a model", "must return a keras.Model, got str"),
         (lambda o, n: shared, "a new model on each call"),
+        (lambda o, n: mlp(o, n) if next(calls) else wider(o, n), "the same network on each"),
     ]
     for network_fn, message in cases:
         with pytest.raises(ConfigError, match=message) as err:
@@ -340,16 +346,31 @@ def subclassed(obs_dim, n_actions):
     return model
 
 
+def unbuilt_subclassed(obs_dim, n_actions):
+    return Subclassed(n_actions)  # Keras makes its weights at its first call
+
+
+def sequential_without_input(obs_dim, n_actions):
+    dense = keras.layers.Dense
+    return keras.Sequential([dense(8, "tanh", kernel_initializer=glorot(1)), dense(n_actions)])
+
+
 @pytest.mark.parametrize("learner", ["tensorflow", "numpy"])
-def test_a_subclassed_keras_model_learns_and_saves_and_loads(learner, tmp_path):
-    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner=learner), network_fn=subclassed)
+@pytest.mark.parametrize("network_fn", [subclassed, unbuilt_subclassed, sequential_without_input])
+def test_a_subclassed_keras_model_learns_and_saves_and_loads(learner, network_fn, tmp_path):
+    """Also a model Keras builds only at its first call: the agent builds both of its models,
+    where it built the online one only, and saved an empty target network (the loaded agent's
+    target was a fresh random one, and its next update another)."""
+    config = SMALL.replace(learner=learner, target_update_every_grad_steps=1)  # target moves
+    agent = DQNAgent(OBS, ACTIONS, config, network_fn=network_fn)
     replay = make_replay()
     assert np.isfinite(agent.update(replay.sample(8, num_batches=2))["loss"])
     obs = np.random.default_rng(3).normal(size=(5, 3)).astype(np.float32)
     np.testing.assert_allclose(agent.q_values(obs), agent.online(obs).numpy(), rtol=1e-5, atol=1e-6)
     agent.save(tmp_path / "agent")
     loaded = DQNAgent.load(tmp_path / "agent")
-    assert type(loaded.online).__name__ == "Subclassed"  # (this module may be imported twice)
+    assert type(loaded.online).__name__ == type(agent.online).__name__  # Subclassed, Sequential
+    np.testing.assert_array_equal(loaded.state.target, agent.state.target)
     np.testing.assert_array_equal(loaded.q_values(obs), agent.q_values(obs))
     batch = replay.sample(8, num_batches=2)
     assert loaded.update(batch) == agent.update(batch)
