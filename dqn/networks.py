@@ -12,6 +12,7 @@ TensorFlow call's dispatch.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Sequence
 
 import keras
@@ -56,6 +57,32 @@ def is_default_mlp(model: keras.Model, obs_dim: int, n_actions: int, config) -> 
     return text(model) == text(default)
 
 
+def _keras_snake_case(name: str) -> str:
+    """The name Keras gives a layer of class ``name`` by default, before its count (Keras 3's
+    ``to_snake_case``: Dense -> dense, BatchNormalization -> batch_normalization)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def stable_layer_names(layers: Sequence[keras.Layer]) -> dict[int, str]:
+    """Each layer's name (by id) for metrics.csv's columns. A name Keras made up counts the
+    layers of its class made so far in the process ("dense_4" in a second run of one notebook,
+    "dense" in a fresh process): such names are numbered again within the model, as a fresh
+    process numbers them, so every run of one network_fn writes the same columns. A name the
+    user gave is kept."""
+    out, seen = {}, {}
+    for layer in layers:
+        base = _keras_snake_case(type(layer).__name__)
+        if re.fullmatch(rf"{re.escape(base)}(_\d+)?", layer.name):
+            k = seen.get(base, 0)
+            seen[base] = k + 1
+            out[id(layer)] = base if k == 0 else f"{base}_{k}"
+        else:
+            out[id(layer)] = layer.name
+    return out
+
+
 class FlatNetwork:
     """A Keras model seen as a pure function ``forward(flat_params, obs) -> q_values``."""
 
@@ -70,7 +97,10 @@ class FlatNetwork:
         # and load: its variable paths do not (a fresh Sequential's read "sequential/dense/
         # kernel", a loaded one's "dense/kernel"; a model nested in another alike), and a run
         # and its resume must name each metrics.csv column alike.
-        owner = {id(v): layer.name for layer in model.layers for v in layer.trainable_variables}
+        names = stable_layer_names(model.layers)
+        owner = {
+            id(v): names[id(layer)] for layer in model.layers for v in layer.trainable_variables
+        }
         self.layer_names = [
             owner.get(id(v), v.path.split("/")[0]) for v in model.trainable_variables
         ]

@@ -475,3 +475,40 @@ def test_dense_layers_wired_other_than_a_chain_get_no_numpy_mirror():
     shared = keras.layers.Dense(3, "tanh", kernel_initializer=keras.initializers.GlorotUniform(0))
     net = FlatNetwork(keras.Model(inputs, keras.layers.Dense(2)(shared(shared(inputs)))))
     assert NumpyMLP.mirror(net, net.read(), 3) is None
+
+
+def test_a_network_fns_columns_are_the_same_in_every_run_of_a_process():
+    """Keras names a layer by how many of its class the process has made ("dense_4" in a
+    notebook's second run): such names are numbered within the model, as a fresh process would
+    number them, so two runs write the same metrics.csv columns. Names the user gave stay."""
+
+    def net(obs_dim, n_actions):
+        dense = keras.layers.Dense
+        return keras.Sequential([dense(8), dense(8, name="wide"), dense(n_actions)])
+
+    keras.layers.Dense(1)  # the process has made Dense layers before
+    first, second = (DQNAgent(OBS, ACTIONS, SMALL, network_fn=net) for _ in range(2))
+    names = [n for n in first.diagnostic_names() if n.startswith("grad_norm/")]
+    assert names == ["grad_norm/dense", "grad_norm/wide", "grad_norm/dense_1"]
+    assert second.diagnostic_names() == first.diagnostic_names()
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: keras.layers.Dense(1),
+        keras.layers.BatchNormalization,
+        keras.layers.ReLU,
+        keras.layers.PReLU,
+        keras.layers.LayerNormalization,
+    ],
+)
+def test_the_names_keras_makes_up_are_recognised(layer):
+    import re
+
+    from dqn.networks import stable_layer_names
+
+    layer()  # so that the next one is counted: "dense_1", "re_lu_2", ...
+    made = layer()
+    assert re.fullmatch(r".+_\d+", made.name)
+    assert stable_layer_names([made]) == {id(made): re.sub(r"_\d+$", "", made.name)}
