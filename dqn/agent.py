@@ -6,6 +6,7 @@ agent acts through a numpy mirror of the online weights and keeps it in step aft
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -24,7 +25,7 @@ from dqn.agent_files import (
     read_newest,
 )
 from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
-from dqn.config import DQNConfig, check_is_config
+from dqn.config import DQNConfig, check_is_config, total_grad_steps
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
 from dqn.envs import check_spaces
 from dqn.errors import ConfigError, InputError, first_line, writing
@@ -213,6 +214,8 @@ class DQNAgent:
         self._target_model = target_model
         flat = self._net.read()
         self.rng = np.random.default_rng([config.seed, 1])  # exploration only
+        # The gradient step from which the learning rate is 0, until said (_say_schedule_over).
+        self._schedule_end = total_grad_steps(config) if config.learning_rate_end == 0 else None
         # The agent folder ``load`` read (a run's newest good checkpoint's), as long as the
         # agent holds its weights: None once it has learned, or if it was not loaded.
         self.loaded_from: Path | None = None
@@ -303,9 +306,25 @@ class DQNAgent:
         """Gradient steps on packed replay rows [B, W] or [K, B, W] (from ``sample_rows``)."""
         if rows.ndim == 2:
             rows = rows[None]
+        if self._schedule_end is not None and self.grad_steps >= self._schedule_end:
+            self._say_schedule_over()
         metrics = self.learner.burst(rows)
         self._after_update()
         return metrics
+
+    def _say_schedule_over(self) -> None:
+        """Once per agent: its steps past the learning-rate schedule's end, at 0, change
+        nothing, which an agent stepped in a user's own loop (or fine-tuned once loaded) past
+        the run its config describes would otherwise find out from flat curves."""
+        self._schedule_end = None
+        warnings.warn(
+            f"learning rate is 0 from gradient step {total_grad_steps(self.config):,} on (the "
+            "schedule decays to learning_rate_end=0 over the config's total_env_steps): this "
+            "update and later ones change nothing; set learning_rate_end (null: constant) or a "
+            "larger total_env_steps to train on",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _after_update(self) -> None:
         self.loaded_from = None  # its weights are no longer that folder's

@@ -512,3 +512,35 @@ def test_the_names_keras_makes_up_are_recognised(layer):
     made = layer()
     assert re.fullmatch(r".+_\d+", made.name)
     assert stable_layer_names([made]) == {id(made): re.sub(r"_\d+$", "", made.name)}
+
+
+def test_updates_past_the_learning_rate_schedule_say_once_that_they_change_nothing():
+    import warnings
+
+    from dqn.config import total_grad_steps
+
+    config = SMALL.replace(
+        total_env_steps=1_300,
+        learning_starts_env_steps=1_000,
+        train_every_env_steps=100,
+        gradient_steps_per_train=2,
+        learning_rate_end=0.0,
+        target_update_every_grad_steps=2,
+    )
+    end = total_grad_steps(config)
+    batch = make_replay().sample(8, num_batches=end)
+    agent = DQNAgent(OBS, ACTIONS, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none while the schedule runs
+        agent.update(batch)
+    before = agent.state.online.copy()
+    one = make_replay().sample(8)
+    with pytest.warns(UserWarning, match=f"learning rate is 0 from gradient step {end} on"):
+        agent.update(one)
+    np.testing.assert_array_equal(agent.state.online, before)  # what it says
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per agent
+        agent.update(one)
+        constant = DQNAgent(OBS, ACTIONS, config.replace(learning_rate_end=None))
+        constant.update(batch)
+        constant.update(one)  # a constant rate never ends
