@@ -125,7 +125,8 @@ def test_an_agent_names_the_folder_it_was_loaded_from_until_it_learns(tiny_run, 
     replay = ReplayBuffer(64, 4, np.random.default_rng(0))
     for i in range(64):
         replay.add(OBS[i % 8], i % 2, 1.0, OBS[(i + 1) % 8], False)
-    agent.update(replay.sample(16))
+    with pytest.warns(UserWarning, match="learning rate is 0"):  # the run's schedule is over
+        agent.update(replay.sample(16))
     assert agent.loaded_from is None  # its weights are no longer that folder's
 
 
