@@ -169,16 +169,17 @@ def _write_whole(out: Path, write: Callable[[Path], object], name: str) -> None:
 
 
 def _check_out(out: Path, name: str = "--out") -> None:
+    # OutputError, each: a folder export_policy cannot write, as train's and save's are.
     if out.name in ("", ".", ".."):
-        raise DQNError(f"{name} must name a new folder, not {out}")
+        raise OutputError(f"{name} must name a new folder, not {out}")
     if out.exists() and not out.is_dir():
-        raise DQNError(f"{name} {out} exists and is not a folder")
+        raise OutputError(f"{name} {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
-        raise DQNError(f"{name} {out} already exists and is not empty")
+        raise OutputError(f"{name} {out} already exists and is not empty")
     from dqn.agent_files import CHECKPOINTS, run_holding_checkpoint
 
     if run_holding_checkpoint(out) is not None:  # resume would take it for a broken checkpoint
-        raise DQNError(f"{name} {out} is inside a run's {CHECKPOINTS}/ folder: export elsewhere")
+        raise OutputError(f"{name} {out} is inside a run's {CHECKPOINTS}/ folder: export elsewhere")
     above = out.absolute().parent
     while not above.exists() and above != above.parent:
         above = above.parent
