@@ -409,7 +409,12 @@ class DQNAgent:
         mine, theirs = self._layer_kinds(), other._layer_kinds()
         if self._net.shapes != other._net.shapes or mine != theirs:
             if self._mirror is not None and other._mirror is not None:  # both chains of Dense
+                sizes = [shape[1] for shape in other._net.shapes[0::2]][:-1]
+                inner = set(other._mirror.activation_names[:-1])
                 cure = "give the run the same hidden_sizes and activation"
+                if len(inner) == 1 and other._mirror.activation_names[-1] == "linear":
+                    setting = f"hidden_sizes={sizes} activation={inner.pop()}".replace(" ", "")
+                    cure += f" (dqn-train: --set {setting.replace('activation', ' activation')})"
             else:
                 cure = "give the run a network_fn that builds the same network"
             raise ConfigError(

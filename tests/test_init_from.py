@@ -54,6 +54,7 @@ def test_a_run_started_from_an_agent_first_acts_as_that_agent(tiny_run, tmp_path
 def test_a_network_that_does_not_fit_is_refused_before_anything_is_written(tiny_run, tmp_path):
     for changes, fragment in [
         ({"hidden_sizes": (32,)}, r"hidden_sizes \[16\], activation relu\) is not this run's "),
+        ({"hidden_sizes": (32,)}, r"\(dqn-train: --set hidden_sizes=\[16\] activation=relu\)$"),
         ({"activation": "tanh"}, "activation relu.* is not .*activation tanh"),
         ({"env_id": "Acrobot-v1"}, "takes 4 observation values and 2 actions, this env 6 and 3"),
     ]:
