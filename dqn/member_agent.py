@@ -17,6 +17,7 @@ import numpy as np
 from dqn.agent import check_observations_shape, check_one_observation, checked_observations
 from dqn.agent_files import check_save_target
 from dqn.config import DQNConfig
+from dqn.errors import InputError
 from dqn.learner import LearnerArrays
 
 
@@ -50,9 +51,16 @@ class MemberAgent:
         q = self._q(obs.reshape(-1, self.obs_dim))
         return q[0] if obs.ndim == 1 else q
 
-    def act(self, obs: np.ndarray) -> int:
-        """The greedy action for one observation. A member explores only inside its run: an
-        exploring act here would draw from its RNG and change the run."""
+    def act(self, obs: np.ndarray, epsilon: float = 0.0) -> int:
+        """The greedy action for one observation. ``DQNAgent.act``'s signature, so that code
+        written for an agent runs here, but only epsilon 0: a member explores only inside its
+        run, and an exploring act here would draw from its RNG and change the run."""
+        if epsilon != 0:
+            raise InputError(
+                f"a population member acts greedily here (epsilon 0), got epsilon={epsilon!r}: "
+                "its exploration draws belong to its run; save it and DQNAgent.load the copy "
+                "to explore"
+            )
         check_one_observation(obs, self.obs_dim)
         return int(self.q_values(obs).argmax())
 
