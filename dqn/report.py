@@ -106,10 +106,14 @@ def summary_markdown(
         median, low, high = median_ci(first)
         bar = bars[label]
         shown = label if shared else f"{label} ({_bar(bar)})"
+        if math.isfinite(bar):
+            rates = f"{_rate(solved, len(runs))} | {_rate(sum(f >= bar for f in final), len(runs))}"
+            steps = f"{_steps(median)} [{_steps(low)}, {_steps(high)}]"
+        else:  # nothing to solve: not 0 of n, which reads as a result
+            rates, steps = "n/a | n/a", "n/a"
         lines.append(
-            f"| {shown} | {len(runs)} | {_rate(solved, len(runs))} "
-            f"| {_rate(sum(f >= bar for f in final), len(runs))} "
-            f"| {_steps(median)} [{_steps(low)}, {_steps(high)}] "
+            f"| {shown} | {len(runs)} | {rates} "
+            f"| {steps} "
             f"| {_evaluated_iqm(final, seed)} | {_evaluated_iqm(auc, seed)} "
             f"| {_nan_safe(np.nanmean, zero):.3f} | {_nan_safe(np.nanmax, qmax):.1f} "
             f"| {sum(r.get('diverged_at_env_step') is not None for r in runs)} "

@@ -346,8 +346,9 @@ def test_a_study_on_an_env_without_a_threshold_says_so_rather_than_eval_inf():
     from dqn.report import summary_markdown
 
     row = result_row(variant="l2", final_eval_mean=-80.0, eval_auc=-90.0)
-    header = summary_markdown([row, {**row, "seed": 1}], float("inf")).splitlines()[0]
+    header, _, cells = summary_markdown([row, {**row, "seed": 1}], float("inf")).splitlines()[:3]
     assert "solved (no threshold: set solve_return)" in header and "inf" not in header
+    assert cells.startswith("| l2 | 2 | n/a | n/a | n/a | ")  # not "0/2 [0.00, 0.84]"
     assert "solved (eval >= -100)" in summary_markdown([row, {**row, "seed": 1}], -100.0)
 
 
