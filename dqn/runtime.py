@@ -158,6 +158,10 @@ def import_tensorflow_quietly(num_threads: int = 1):
     cuInit") before any Python logging setting can reach them; they are noise on a CPU machine
     and would bury the one-line errors the CLI promises. Library code never calls this: muting
     a process's stderr is its owner's choice.
+
+    Its first op fixes TensorFlow's intra- and inter-op pools for the process at
+    ``num_threads`` (and sets TF_CPP_MIN_LOG_LEVEL=2 unless set): a caller with TensorFlow
+    work of its own in the process passes the count that work wants.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import sys
