@@ -71,7 +71,8 @@ def load_model_file(path: Path) -> keras.Model:
             raise CheckpointError(
                 f"{path}: the network uses a layer class Keras cannot find: "
                 f"{first_line(exc)} (import the module that defines it, registered with "
-                "@keras.saving.register_keras_serializable(), before loading)"
+                "@keras.saving.register_keras_serializable(), before loading; dqn-train, "
+                "dqn-evaluate and dqn-export: --import MODULE)"
             ) from None
         raise corrupt_file(path, first_line(exc)) from None
 

@@ -9,6 +9,7 @@ diverges exits with code 3; one stopped by a signal with 128 + the signal (130 f
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import warnings
 from collections.abc import Sequence
@@ -19,8 +20,10 @@ from dqn.command_line import (
     EXIT_DIVERGED,
     EXIT_FAILED,
     Parser,
+    add_import_option,
     fail,
     folder_arg,
+    import_modules,
     interrupted_code,
     one_line_warnings,
     quiet_tensorflow,
@@ -105,6 +108,7 @@ def train_parser() -> argparse.ArgumentParser:
         help="continue RUN_DIR from its newest good checkpoint, exactly (with --no-progress only)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_import_option(p)  # for --resume and --init-from of a network_fn's run
     return p
 
 
@@ -227,6 +231,7 @@ def _train(args: argparse.Namespace):
     from dqn.loop import train
 
     try:
+        import_modules(args.imports)  # before --init-from's network is loaded
         return train(
             config, run_dir=run_dir, progress=not args.no_progress, init_from=args.init_from
         )
@@ -262,6 +267,7 @@ def _resume(args: argparse.Namespace):
     with hold_folders(held):
         config = prepare_resume(args.resume).config
     quiet_tensorflow(config.num_threads)
+    import_modules(args.imports)
     from dqn.loop import resume
 
     return resume(args.resume, progress=not args.no_progress)
@@ -332,6 +338,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "classic-control envs: pip install 'gymnasium[classic-control]' pillow, dqn's render "
         "extra)",
     )
+    add_import_option(p)
     return p
 
 
@@ -353,7 +360,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         if args.gif is not None:
             check_gif_path(args.gif)  # before the agent is loaded and evaluated
         with one_line_warnings(prog):
-            agent = read_newest(args.path, _checked_then_loaded)
+            agent = read_newest(args.path, functools.partial(_checked_then_loaded, args.imports))
         from dqn.evaluation import evaluate
 
         env = config_env(agent.config)
@@ -383,8 +390,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _checked_then_loaded(agent_dir: Path):
-    """The agent in ``agent_dir``, its files and env checked before TensorFlow is imported."""
+def _checked_then_loaded(imports: Sequence[str], agent_dir: Path):
+    """The agent in ``agent_dir``, its files and env checked before TensorFlow is imported (and
+    then the ``--import`` modules its network's classes need)."""
     from dqn.agent_files import check_agent_fits, read_agent_config
     from dqn.envs import check_env
 
@@ -392,6 +400,7 @@ def _checked_then_loaded(agent_dir: Path):
     obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     check_agent_fits(agent_dir, config.env_id, obs_dim, n_actions)
     quiet_tensorflow()
+    import_modules(imports)
     from dqn.agent import DQNAgent
 
     return DQNAgent.load(agent_dir)

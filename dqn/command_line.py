@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import re
 import signal
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from dqn.errors import SignalInterrupt
+from dqn.errors import ConfigError, SignalInterrupt, first_line
 
 EXIT_FAILED = 1  # a run crashed: not the user's input
 EXIT_USAGE = 2
@@ -95,3 +96,33 @@ def quiet_tensorflow(num_threads: int = 1) -> None:
     from dqn.runtime import import_tensorflow_quietly
 
     import_tensorflow_quietly(num_threads)
+
+
+def add_import_option(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE``, for a network whose Keras classes a module of the user's defines:
+    Keras rebuilds only the classes registered in this process, which the command is not."""
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE before the network is loaded (repeatable): a module that defines "
+        "the custom Keras classes of a network_fn's model, registered with "
+        "@keras.saving.register_keras_serializable(); installed or on PYTHONPATH",
+    )
+
+
+def import_modules(names: Sequence[str]) -> None:
+    """Import each of ``names`` (``--import``); ConfigError naming one that cannot be."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the user's module: whatever it raised, in one line
+            where = (
+                "; it must be installed or on PYTHONPATH" if isinstance(exc, ImportError) else ""
+            )
+            raise ConfigError(
+                f"--import {name}: cannot import it ({type(exc).__name__}: {first_line(exc)})"
+                f"{where}"
+            ) from None

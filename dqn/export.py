@@ -32,7 +32,9 @@ from pathlib import Path
 
 from dqn.command_line import (
     Parser,
+    add_import_option,
     fail,
+    import_modules,
     interrupted_code,
     one_line_warnings,
     sigterm_as_ctrl_c,
@@ -61,6 +63,7 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tflite", action="store_true", help=f"also write {TFLITE_FILE} (the q_values signature)"
     )
+    add_import_option(p)
     return p
 
 
@@ -87,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dqn.runtime import import_tensorflow_quietly
 
         import_tensorflow_quietly()  # the command's stderr: its one line, not TF's start-up
+        import_modules(args.imports)
         with one_line_warnings(PROG):
             agent_dir = _write(args.path, agent_dir, folder, tflite=args.tflite)
 

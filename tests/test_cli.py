@@ -1,6 +1,7 @@
 """The command line end to end (bad input: tests/test_bad_input.py)."""
 
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -406,3 +407,53 @@ def test_a_second_signal_stops_at_once_and_says_what_is_kept(
     assert train_main(tiny_run_args(tmp_path)) == 128 + signal.SIGINT
     run = tmp_path / "run"
     assert capsys.readouterr().err.splitlines() == [f"dqn-train: error: {said.format(run=run)}"]
+
+
+MY_NET = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="mynet")
+class Twice(keras.layers.Layer):
+    def call(self, x):
+        return 2.0 * x
+
+
+def net(obs_dim, n_actions):
+    dense = keras.layers.Dense
+    return keras.Sequential([keras.Input((obs_dim,)), dense(8), Twice(), dense(n_actions)])
+"""
+
+
+def test_import_names_the_module_a_networks_own_classes_need(tmp_path, monkeypatch):
+    """A run of a network_fn with a Keras class of the user's: the commands run in a process
+    where nothing registered it, and could not open the run at all; --import MODULE loads it."""
+    from dqn import DQNConfig, train
+    from tests.conftest import TINY_RUN, refusal
+
+    (tmp_path / "mynet.py").write_text(MY_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mynet
+
+    config = DQNConfig(**TINY_RUN).replace(total_env_steps=200, checkpoint_every_env_steps=200)
+    run = tmp_path / "run"
+    train(config, network_fn=mynet.net, run_dir=run, progress=False, log_tensorboard=False)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def evaluate(*args):
+        code = (
+            "import sys; from dqn.cli import evaluate_main; sys.exit(evaluate_main(sys.argv[1:]))"
+        )
+        cmd = [sys.executable, "-c", code, str(run), "--episodes", "1", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+    line = refusal(evaluate())
+    assert "uses a layer class Keras cannot find" in line and line.endswith("--import MODULE)")
+    done = evaluate("--import", "mynet")
+    assert done.returncode == 0 and "greedy return" in done.stdout, done.stderr
+    line = refusal(evaluate("--import", "no_such_module_of_mine"))
+    assert line == (
+        "dqn-evaluate: error: --import no_such_module_of_mine: cannot import it "
+        "(ModuleNotFoundError: No module named 'no_such_module_of_mine'); it must be installed "
+        "or on PYTHONPATH"
+    )
