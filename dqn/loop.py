@@ -369,6 +369,7 @@ def _loop(
     log: RunLog,
     on_eval: OnEval | None,
 ) -> TrainResult:
+    """``_run``'s loop, given the evaluation env and the run log that ``_run`` closes."""
     metrics = MetricWindow(loop.window)
     windows = [NStepWindow(config.n_step, config.gamma) for _ in range(envs.n)]
     for window, arrays in zip(windows, loop.pending):
