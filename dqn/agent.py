@@ -214,8 +214,11 @@ class DQNAgent:
         self._target_model = target_model
         flat = self._net.read()
         self.rng = np.random.default_rng([config.seed, 1])  # exploration only
-        # The gradient step from which the learning rate is 0, until said (_say_schedule_over).
-        self._schedule_end = total_grad_steps(config) if config.learning_rate_end == 0 else None
+        # Gradient steps left before the learning rate is 0 (None: it never is, or it was said,
+        # _say_schedule_over), counted here: reading the learner's count costs a tensor read.
+        self._steps_to_zero_rate = (
+            total_grad_steps(config) if config.learning_rate_end == 0 else None
+        )
         # The agent folder ``load`` read (a run's newest good checkpoint's), as long as the
         # agent holds its weights: None once it has learned, or if it was not loaded.
         self.loaded_from: Path | None = None
@@ -306,8 +309,11 @@ class DQNAgent:
         """Gradient steps on packed replay rows [B, W] or [K, B, W] (from ``sample_rows``)."""
         if rows.ndim == 2:
             rows = rows[None]
-        if self._schedule_end is not None and self.grad_steps >= self._schedule_end:
-            self._say_schedule_over()
+        if self._steps_to_zero_rate is not None:
+            if self._steps_to_zero_rate <= 0:
+                self._say_schedule_over()
+            else:
+                self._steps_to_zero_rate -= rows.shape[0]
         metrics = self.learner.burst(rows)
         self._after_update()
         return metrics
@@ -316,7 +322,7 @@ class DQNAgent:
         """Once per agent: its steps past the learning-rate schedule's end, at 0, change
         nothing, which an agent stepped in a user's own loop (or fine-tuned once loaded) past
         the run its config describes would otherwise find out from flat curves."""
-        self._schedule_end = None
+        self._steps_to_zero_rate = None
         warnings.warn(
             f"learning rate is 0 from gradient step {total_grad_steps(self.config):,} on (the "
             "schedule decays to learning_rate_end=0 over the config's total_env_steps): this "
@@ -340,6 +346,8 @@ class DQNAgent:
     @state.setter
     def state(self, state: LearnerArrays) -> None:
         self.learner.state = state
+        if self._steps_to_zero_rate is not None:  # a loaded agent's steps count too
+            self._steps_to_zero_rate = total_grad_steps(self.config) - int(state.grad_steps)
         self._after_update()
 
     def diagnose(self, batch: Batch) -> dict[str, float]:
@@ -413,8 +421,8 @@ class DQNAgent:
                 inner = set(other._mirror.activation_names[:-1])
                 cure = "give the run the same hidden_sizes and activation"
                 if len(inner) == 1 and other._mirror.activation_names[-1] == "linear":
-                    setting = f"hidden_sizes={sizes} activation={inner.pop()}".replace(" ", "")
-                    cure += f" (dqn-train: --set {setting.replace('activation', ' activation')})"
+                    widths = ",".join(map(str, sizes))  # one shell word: no spaces
+                    cure += f" (dqn-train: --set hidden_sizes=[{widths}] activation={inner.pop()})"
             else:
                 cure = "give the run a network_fn that builds the same network"
             raise ConfigError(
