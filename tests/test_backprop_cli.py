@@ -110,7 +110,8 @@ def test_each_printed_number_is_read_from_its_own_field():
     # Tiny runs, then distinct values in every field a column could be read from by mistake.
     relu = replace(
         demos.dead_relus(learning_rates=(1.0,), probe_lr=1.0, n_per_class=5, hidden=4, steps=2),
-        losses={1.0: np.array([0.7, 0.125])},  # the final loss is the last one
+        losses={1.0: np.array([0.7, 0.875])},  # before each step: not the trained net's
+        final_loss={1.0: 0.125},  # after the last step, as accuracy and dead fraction
         dead_fraction_curve={1.0: np.array([0.0, 0.25])},  # before each step, not after
         dead_fraction={1.0: 0.5},
         accuracy={1.0: 0.75},

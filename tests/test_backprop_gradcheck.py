@@ -92,3 +92,9 @@ def test_checker_never_prints(capsys):
     numerical_gradient_array(np.square, np.ones(3), np.ones(3))
     rel_error(np.ones(3), np.ones(3))
     assert capsys.readouterr() == ("", "")
+
+
+def test_rel_error_refuses_arrays_of_two_shapes():
+    # Broadcast, a keepdims bias gradient (1, 3) would pass against the (3,) it should equal.
+    with pytest.raises(ValueError, match=r"one shape, got \(1, 3\) and \(3,\)"):
+        rel_error(np.ones((1, 3)), np.ones(3))

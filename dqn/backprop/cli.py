@@ -104,7 +104,7 @@ def report_dead_relus(r: demos.DeadReluResult) -> str:
     rows = [
         [
             f"{lr:g}",
-            f"{r.losses[lr][-1]:.4f}",
+            f"{r.final_loss[lr]:.4f}",  # of the trained weights, as the other columns
             f"{r.accuracy[lr]:.3f}",
             f"{r.dead_fraction[lr]:.2f}",
         ]

@@ -52,7 +52,13 @@ def numerical_gradient_array(
 
 
 def rel_error(a: np.ndarray, b: np.ndarray) -> float:
-    """max |a - b| / max(1e-8, |a| + |b|), element-wise; the floor keeps exact zeros quiet."""
+    """max |a - b| / max(1e-8, |a| + |b|), element-wise; the floor keeps exact zeros quiet.
+
+    The shapes must be equal: broadcast, a bias gradient of shape (1, H) against the (H,) of
+    its parameter would compare equal, and the update it feeds would change the bias's shape.
+    """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"rel_error compares arrays of one shape, got {a.shape} and {b.shape}")
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))

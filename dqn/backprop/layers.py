@@ -68,7 +68,8 @@ def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
 
 def sigmoid_backward(dout: np.ndarray, cache: ActivationCache) -> np.ndarray:
     """dx = dout * y (1 - y).  Computed from y, as TensorFlow does, so once y rounds to 1
-    (x > ~36.7 in float64) the local gradient is exactly 0: saturation, not a bug."""
+    (x > ~36.7 in float64, with numpy's exp) the local gradient is exactly 0: saturation, not a
+    bug."""
     y = cache.value
     return dout * y * (1.0 - y)
 

@@ -26,6 +26,7 @@ class DeadReluResult:
     losses: dict[float, np.ndarray]  # per lr, loss before each SGD step
     dead_fraction_curve: dict[float, np.ndarray]  # per lr, dead fraction before each step
     dead_fraction: dict[float, float]  # per lr, after training
+    final_loss: dict[float, float]  # per lr, after training (losses[lr][-1] is the step before)
     accuracy: dict[float, float]
     probe_lr: float  # the run whose dead units are probed below
     n_dead_probed: int
@@ -69,6 +70,7 @@ def dead_relus(
         losses={lr: log.losses for lr, log in logs.items()},
         dead_fraction_curve={lr: log.dead_fraction for lr, log in logs.items()},
         dead_fraction={lr: float(np.mean(dead_units(log.params, x))) for lr, log in logs.items()},
+        final_loss={lr: float(mlp_forward(log.params, x, y)[0]) for lr, log in logs.items()},
         accuracy={lr: accuracy(log.params, x, y) for lr, log in logs.items()},
         probe_lr=probe_lr,
         n_dead_probed=int(dead.sum()),
