@@ -64,8 +64,9 @@ def check_new_folder(
     if path.is_dir() and any(path.iterdir()):
         # A run that failed before its first checkpoint (a full disk there, an env that broke:
         # a run writes its config.yaml first) has nothing to resume; naming the resume there
-        # sent users to a refusal.
-        if (path / "config.yaml").is_file() and not list_checkpoints(path):
+        # sent users to a refusal. A population alike: its population.json without the step
+        # marker that its first checkpoint writes (killed in its first seconds).
+        if _never_checkpointed(path):
             raise ConfigError(
                 f"{what} {path} already exists and is not empty, and holds no checkpoint to "
                 "continue from: delete it or give a new folder"
@@ -74,6 +75,16 @@ def check_new_folder(
             f"{what} {path} already exists and is not empty: give a new folder (a stopped "
             f"one continues with {resume})"
         )
+
+
+def _never_checkpointed(path: Path) -> bool:
+    """A run folder with its config.yaml and no checkpoint, or a population folder with its
+    population.json and no step marker: started, stopped before its first checkpoint."""
+    from dqn.population_files import POPULATION_FILE, STEP_FILE
+
+    if (path / "config.yaml").is_file():
+        return not list_checkpoints(path)
+    return (path / POPULATION_FILE).is_file() and not (path / STEP_FILE).is_file()
 
 
 def write_checkpoint(

@@ -308,11 +308,14 @@ def _common_good_step(running: list, marker: int, out: Path) -> int:
     ahead = [(d, newest) for _, d in running if (newest := trained_past(d, marker)) is not None]
     if ahead:  # a member's run went on without the others (dqn-train --resume of it, say)
         run_dir, newest = ahead[0]
+        # Each member is a run of its own: the others continue alone from their checkpoints
+        # (what a dqn-compare rerun does with such a chunk). Moving the member away only
+        # made the next resume refuse its missing folder.
         raise CheckpointError(
             f"population {out} cannot resume: member {_relative(run_dir, out)} has checkpoints "
             f"only past the population's env step {marker} (newest: {newest}), as a run trained "
-            "on without the population has; move that run's folder elsewhere to keep it, or "
-            "remove it, and the population's members can be trained afresh"
+            "on without the population has; continue each member alone instead: "
+            "dqn.loop.resume(member_folder), or dqn-train --resume MEMBER_FOLDER"
         )
     raise CheckpointError(
         f"population {out} cannot resume: no env step up to {marker} at which every running "

@@ -68,7 +68,11 @@ def read_step_marker(out: Path) -> tuple[int, list[int]]:
     """(env step, stopped members) of a population's step marker; CheckpointError if none."""
     path = out / STEP_FILE
     if not path.is_file():
-        raise CheckpointError(f"population {out} has no checkpoint yet ({STEP_FILE} is missing)")
+        raise CheckpointError(
+            f"population {out} has no checkpoint yet ({STEP_FILE} is missing): it stopped "
+            "before its first, and there is nothing to continue; delete the folder and train "
+            "it again"
+        )
     try:
         marker = json.loads(path.read_text())
         return int(marker["env_step"]), [int(i) for i in marker["stopped"]]

@@ -163,8 +163,8 @@ def check_population_fits(
         raise ConfigError(
             f"{len(rings)} members (replay rings of {transitions:,} transitions of "
             f"{dims} observations{runtimes}) need {needed:,} bytes, but {available:,} bytes "
-            "of memory are available; train fewer members at once (dqn-compare: fewer --workers) "
-            "or lower buffer_size"
+            "of memory are available; train fewer members at once (dqn-compare: --runner "
+            "process, one run per process, or fewer --workers) or lower buffer_size"
         )
 
 

@@ -470,7 +470,7 @@ def test_a_member_trained_on_without_the_population_is_named(tmp_path):
     with pytest.raises(
         CheckpointError,
         match="member b-seed1 has checkpoints only past the population's env step 1000 "
-        "\\(newest: 3000\\)",
+        "\\(newest: 3000\\).*continue each member alone instead: dqn.loop.resume",
     ):
         resume_population(tmp_path / "p", progress=False)
 
@@ -739,3 +739,22 @@ def test_a_chain_whose_layers_do_not_connect_is_refused():
     shapes = [(4, 16), (16,), (8, 2), (2,)]
     with pytest.raises(ValueError, match="layer 1"):
         check_members([base], shapes, ["relu", "linear"], ["relu", "linear"], np.zeros((1, 98)))
+
+
+def test_a_population_stopped_before_its_first_checkpoint_says_to_train_it_again(tmp_path):
+    """Killed in its first seconds: population.json and the members' config.yaml, no step
+    marker. The resume refused for want of a checkpoint and train_population sent the user
+    back to the resume; both now say there is nothing to continue."""
+    from dqn.errors import CheckpointError, ConfigError
+    from dqn.population_files import STEP_FILE
+
+    members = [Member({"loss": "huber"}, 0, "a"), Member({"loss": "l2"}, 1, "b")]
+    train_population(BASE, members, out_dir=tmp_path / "p", progress=False)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    shutil.copy(tmp_path / "p" / "population.json", killed)  # its member folders: absent
+    assert not (killed / STEP_FILE).exists()
+    with pytest.raises(CheckpointError, match="no checkpoint yet .* delete the folder and train"):
+        resume_population(killed, progress=False)
+    with pytest.raises(ConfigError, match="holds no checkpoint to continue from: delete it"):
+        train_population(BASE, members, out_dir=killed, progress=False)
