@@ -394,6 +394,39 @@ def check_outside_checkpoints(folder: Path, what: str, cure: str) -> None:
         )
 
 
+def enclosing_output(folder: Path) -> tuple[Path, str] | None:
+    """The nearest folder above ``folder`` that the package wrote, where a new run, population
+    or study would mix with its files, with what it is: a run (its config.yaml beside its
+    metrics.csv or checkpoints/), a population, a saved agent, or a study's runs/ folder
+    (whose next rerun counted the folder as one of its runs). None if there is none. Folders
+    that merely hold outputs (runs/, a study's folder, a project) are no such folder."""
+    for above in Path(folder).absolute().parents:
+        if (above / "config.yaml").is_file() and (
+            (above / CHECKPOINTS).is_dir() or (above / "metrics.csv").is_file()
+        ):
+            return above, "run"
+        if (above / "population.json").is_file():
+            return above, "population"
+        if (above / "agent.json").is_file() and (above / "config.yaml").is_file():
+            return above, "saved agent"
+        if above.name == "runs" and folder_kind(above.parent) == "study":
+            return above, "study's runs"
+    return None
+
+
+def check_not_nested(folder: Path, what: str, cure: str) -> None:
+    """ConfigError if a new run, population or study folder would be inside one of the
+    package's own (``enclosing_output``; a run's checkpoints/ named as such), before anything
+    is written."""
+    check_outside_checkpoints(folder, what, cure)
+    if (found := enclosing_output(folder)) is not None:
+        above, kind = found
+        raise ConfigError(
+            f"{what} {folder} is inside the {kind} folder {above}, whose files it would mix "
+            f"with: {cure}"
+        )
+
+
 def folder_kind(folder: Path) -> str | None:
     """What a folder the package writes is, from the files that mark it: "population",
     "study run entry" (a study's ``runs/<name>``), "run", "agent" or "study"; else None."""

@@ -193,7 +193,7 @@ def _with_flags(sets: Sequence[str], flags) -> list[str]:
 
 
 def _train(args: argparse.Namespace):
-    from dqn.agent_files import resolve_agent_dir
+    from dqn.agent_files import check_not_nested, resolve_agent_dir
     from dqn.checkpoint import check_new_folder, make_run_dir
     from dqn.envs import check_env, check_n_step
     from dqn.members import member_bytes
@@ -216,6 +216,8 @@ def _train(args: argparse.Namespace):
     # takes them away again (with a run folder it named itself) if train refuses before
     # writing anything in them.
     run_dir = args.run_dir
+    if run_dir is not None:  # (a study's own runs are inside its folder: not this command's)
+        check_not_nested(run_dir, "--run-dir", "give a folder elsewhere")
     wanted = Path(config.output_dir) if run_dir is None else run_dir
     made = [folder for folder in (wanted, *wanted.parents) if _absent(folder)]
     try:

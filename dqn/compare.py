@@ -197,10 +197,10 @@ def run_comparison(
             raise ConfigError(f"{what} {repeated[0]!r} is given twice: each names its own runs")
     # A study's folder is its own (a rerun adds to it); a run's, population's or agent's files
     # in it would mix with the study's, and dqn-evaluate would no longer know what it holds.
-    from dqn.agent_files import check_outside_checkpoints, folder_kind
+    from dqn.agent_files import check_not_nested, folder_kind
 
     cure = "give the study a folder elsewhere (--out, out_dir)"
-    check_outside_checkpoints(out, "study folder", cure)
+    check_not_nested(out, "study folder", cure)
     if (kind := folder_kind(out)) not in (None, "study"):
         raise ConfigError(
             f"{out} holds a run, population or agent (it is a {kind} folder), not a study: give "

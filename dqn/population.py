@@ -35,7 +35,12 @@ from typing import Any
 import numpy as np
 
 from dqn import checkpoint
-from dqn.agent_files import checkpoint_dir, list_checkpoints, verify_checkpoint
+from dqn.agent_files import (
+    check_not_nested,
+    checkpoint_dir,
+    list_checkpoints,
+    verify_checkpoint,
+)
 from dqn.config import DQNConfig, check_is_config
 from dqn.divergence import q_bound
 from dqn.envs import check_spaces, checked_obs, config_env, solve_return
@@ -198,6 +203,7 @@ def train_population(
     # Nothing is written over an earlier population or run (resume_population continues one).
     resume = "dqn.population.resume_population"
     checkpoint.check_new_folder(out, "population folder", resume)
+    check_not_nested(out, "population folder", "give a folder elsewhere")
     for folder in run_dirs:
         checkpoint.check_new_folder(folder, "run folder", resume)
     entries = [

@@ -123,6 +123,12 @@ def inside_a_runs_checkpoints(tmp):
     return tmp / "run" / "checkpoints" / "step-000000900"
 
 
+def inside_a_population(tmp):
+    (tmp / "p").mkdir()
+    (tmp / "p" / "population.json").write_text('{"members": []}')
+    return tmp / "p" / "a-seed0" / "sub"
+
+
 TRAIN_CASES = {
     "unknown env id": (
         ["--set", "env_id=CartPol-v1"],
@@ -270,6 +276,10 @@ TRAIN_CASES = {
     "run folder inside another run's checkpoints": (
         lambda tmp: ["--run-dir", inside_a_runs_checkpoints(tmp)],
         ["step-000000900 is inside the checkpoints/ folder of run", "would set it aside"],
+    ),
+    "run folder inside a population's": (
+        lambda tmp: ["--run-dir", inside_a_population(tmp)],
+        ["--run-dir", "is inside the population folder", "whose files it would mix with"],
     ),
 }
 

@@ -760,6 +760,27 @@ def test_a_study_into_a_run_or_population_folder_is_refused_and_changes_nothing(
     assert tree(folder) == before
 
 
+@pytest.mark.parametrize("kind", ["run", "population", "study's runs"])
+def test_a_study_or_population_inside_another_ones_folder_is_refused(kind, tmp_path, study):
+    """Inside a run's, a population's or a study's runs/ folder, a new study or population
+    mixed its files with theirs (the study's next rerun counted the new one as a run of its
+    own): refused in one line, nothing written, as a folder that is one already was."""
+    from dqn import train
+
+    holder = {"run": tmp_path / "r", "population": tmp_path / "p"}.get(kind, study[0] / "runs")
+    if kind == "run":
+        train(BASE, run_dir=holder, progress=False, log_tensorboard=False)
+    elif kind == "population":
+        train_population(BASE, [({}, 0)], out_dir=holder, progress=False, log_tensorboard=False)
+    before = tree(tmp_path)
+    message = f"inside the {kind} folder {re.escape(str(holder.absolute()))}, whose files it"
+    with pytest.raises(ConfigError, match=f"study folder .* {message}"):
+        run_comparison(BASE, TWO, [0], holder / "new", workers=1, progress=False)
+    with pytest.raises(ConfigError, match=f"population folder .* {message}"):
+        train_population(BASE, [({}, 0)], out_dir=holder / "deeper" / "new", progress=False)
+    assert tree(tmp_path) == before
+
+
 def test_the_default_worker_count_is_lowered_to_what_fits_in_memory(
     tmp_path, in_process, monkeypatch
 ):
