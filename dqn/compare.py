@@ -10,8 +10,9 @@ folder trained with other settings is refused, neither reused nor overwritten.
 from __future__ import annotations
 
 import json
+import operator
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ def read_variants_file(path: str | Path) -> list[Variant]:
 
 def run_comparison(
     base: DQNConfig,
-    variants: Sequence[Variant],
+    variants: Sequence[Variant | str],
     seeds: Sequence[int],
     out_dir: str | Path,
     workers: int | None = None,
@@ -168,7 +169,9 @@ def run_comparison(
     address: str | None = None,
     runner: str = "population",
 ) -> list[dict]:
-    """Train every (variant, seed) not already finished in ``out_dir``; return all rows.
+    """Train every (variant, seed) not already finished in ``out_dir``; return all rows. A
+    variant is a ``Variant`` or its command-line text (``"huber"``, ``"wide:hidden_sizes=[512,
+    512]"``), parsed as ``--variants`` is.
 
     ``runner="population"`` trains the runs that can share one program as populations
     (``dqn.population``), split into ``workers`` chunks so that every core has one; the rest,
@@ -179,6 +182,7 @@ def run_comparison(
     """
     if runner not in RUNNERS:
         raise ConfigError(f"unknown runner {runner!r}; valid runners: {', '.join(RUNNERS)}")
+    variants, seeds = _as_variants(variants), _as_seeds(seeds)
     chosen = workers is not None
     if workers is None:
         from dqn.runtime import usable_cores
@@ -297,6 +301,32 @@ def run_comparison(
         )
     _say_runs_left_out(out, {run_name(v.label, s) for v in variants for s in seeds})
     return ordered
+
+
+def _as_variants(variants) -> list[Variant]:
+    """Variants, or their command-line text (``"huber"``, ``"wide:hidden_sizes=[512,512]"``),
+    parsed as dqn-compare parses ``--variants``."""
+    if isinstance(variants, str | Variant) or not isinstance(variants, Iterable):
+        raise ConfigError(f"variants is a list of variants, got {variants!r}")
+    out = []
+    for v in variants:
+        if not isinstance(v, Variant | str):
+            raise ConfigError(f"a variant is a Variant or a text such as 'huber', got {v!r}")
+        out.append(v if isinstance(v, Variant) else Variant.parse(v))
+    return out
+
+
+def _as_seeds(seeds) -> list[int]:
+    """The seeds as ints (numpy's too: ``operator.index`` takes any integer, no float)."""
+    try:
+        listed = list(seeds)  # (a generator is read once)
+        if isinstance(seeds, str) or any(isinstance(s, bool) for s in listed):
+            raise TypeError
+        return [operator.index(s) for s in listed]
+    except TypeError:
+        raise ConfigError(
+            f"seeds is a list of integers, such as range(30), got {seeds!r}"
+        ) from None
 
 
 def _say_runs_left_out(out: Path, names: set[str]) -> None:

@@ -26,7 +26,7 @@ import json
 import operator
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -154,9 +154,11 @@ def train_population(
     results; ``resume_population(out_dir)`` continues them.
     """
     check_on_eval(on_eval, ON_EVAL_ARGS)
-    if isinstance(members, Member | Mapping | str) or (
-        isinstance(members, tuple) and len(members) == 2 and isinstance(members[0], Mapping)
-    ):  # one member where a list of them belongs
+    if (
+        not isinstance(members, Iterable)
+        or isinstance(members, Member | Mapping | str)
+        or (isinstance(members, tuple) and len(members) == 2 and isinstance(members[0], Mapping))
+    ):  # one member (or None) where a list of them belongs
         raise ConfigError(
             f"members is a list of members, [Member(...)] or [(overrides, seed)], got {members!r}"
         )

@@ -832,3 +832,38 @@ def test_the_default_worker_count_goes_down_to_a_single_worker_before_refusing(
         "1 worker process, not 8 (one per CPU): 8 at once would not fit in this machine's "
         "available memory"
     ]
+
+
+@pytest.mark.parametrize(
+    "variants, seeds, fragment",
+    [
+        ("huber", [0], "variants is a list of variants, got 'huber'"),
+        ([3], [0], "a variant is a Variant or a text such as 'huber', got 3"),
+        (["huber"], 3, "seeds is a list of integers, such as range(30), got 3"),
+        (["huber"], [0.5], "seeds is a list of integers"),
+        (["huber"], [True], "seeds is a list of integers"),
+    ],
+)
+def test_run_comparison_names_arguments_of_the_wrong_kind(variants, seeds, fragment, tmp_path):
+    # They were an AttributeError or a TypeError from deep inside.
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        run_comparison(BASE, variants, seeds, tmp_path / "out", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_comparison_takes_variants_as_the_command_line_writes_them(tmp_path, in_process):
+    import numpy as np
+
+    rows = run_comparison(
+        BASE, ["huber", "small:loss=l2,gamma=0.9"], np.arange(1), tmp_path / "s", progress=False
+    )
+    assert [(r["variant"], r["loss"], r["seed"]) for r in rows] == [
+        ("huber", "huber", 0),
+        ("small", "l2", 0),
+    ]
+
+
+def test_train_population_names_members_that_are_no_list(tmp_path):
+    with pytest.raises(ConfigError, match="members is a list of members, .* got None"):
+        train_population(BASE, None, out_dir=tmp_path / "p", progress=False)
+    assert list(tmp_path.iterdir()) == []
