@@ -62,6 +62,7 @@ class MemberAgent:
                 "to explore"
             )
         check_one_observation(obs, self.obs_dim)
+        obs = checked_observations(obs, "act")  # its own name in the error, as DQNAgent's
         return int(self.q_values(obs).argmax())
 
     def save(self, directory: str | Path) -> Path:

@@ -187,7 +187,10 @@ def train_population(
     folders = [Path(d).resolve() for d in run_dirs]
     if len(set(folders)) != len(folders):
         twice = next(str(d) for d in folders if folders.count(d) > 1)
-        raise ConfigError(f"two members would write the same run folder {twice}: give them labels")
+        raise ConfigError(
+            f"two members would write the same run folder {twice}: give them different labels "
+            "or seeds"
+        )
     # A run folder that is or holds the population's folder or another run's mixes their files
     # (runs inside the population's folder are its default).
     population = out.resolve()

@@ -91,6 +91,8 @@ def trained_past(run_dir: Path, marker: int) -> int | None:
 def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
     """The members' configs and run folders of a population folder; CheckpointError if not."""
     path = out / POPULATION_FILE
+    if not Path(out).exists():
+        raise CheckpointError(f"no population folder at {out}")
     if not path.is_file():
         raise CheckpointError(f"{out} is not a population folder ({POPULATION_FILE} is missing)")
     try:

@@ -490,6 +490,9 @@ def test_resume_refuses_a_folder_that_is_not_a_population(tmp_path):
 
     with pytest.raises(CheckpointError, match="not a population folder"):
         resume_population(tmp_path)
+    with pytest.raises(CheckpointError, match="^no population folder at .*gone$"):
+        resume_population(tmp_path / "gone")  # not "is not one (population.json is missing)"
+    assert not (tmp_path / "gone").exists()
     shutil.rmtree(tmp_path)
 
 

@@ -156,6 +156,7 @@ def test_a_member_refuses_observations_it_cannot_take(tmp_path):
             lambda: member.q_values(np.full(4, np.nan)),
             lambda: member.save(member.run_dir),  # a run folder is not an agent folder
             lambda: member.act(np.zeros(4), 0.5),  # DQNAgent.act's call: a TypeError it was
+            lambda: member.act(np.full(4, np.nan)),  # named as act's, not q_values'
         ):
             try:
                 call()
@@ -168,7 +169,8 @@ def test_a_member_refuses_observations_it_cannot_take(tmp_path):
     assert "NaN or inf" in errors[1]
     assert "cannot save the agent to" in errors[2] and "metrics.csv" in errors[2]
     assert errors[3].startswith("a population member acts greedily here (epsilon 0), got epsil")
-    assert len(errors) == 8  # both members, four refusals each
+    assert errors[4].startswith("act got an observation with NaN or inf")
+    assert len(errors) == 10  # both members, five refusals each
 
 
 def test_a_tensorflow_members_view_follows_its_parameters(tmp_path):
