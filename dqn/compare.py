@@ -10,6 +10,7 @@ folder trained with other settings is refused, neither reused nor overwritten.
 from __future__ import annotations
 
 import json
+import math
 import operator
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -472,8 +473,11 @@ def seed_table(rows: Sequence[dict]) -> str:
     ]
     for r in rows:
         solved = r["first_solve_env_step"]
+        final = r["final_eval_mean"]
+        # A run the guard stopped before its first evaluation has none (NaN in results.csv).
+        shown = "no evaluation" if final is None or math.isnan(final) else f"{final:.1f}"
         lines.append(
             f"| {r['variant']} | {r['seed']} | {solved if solved is not None else 'not reached'} "
-            f"| {r['final_eval_mean']:.1f} | {r['train_seconds']:.1f} |"
+            f"| {shown} | {r['train_seconds']:.1f} |"
         )
     return "\n".join(lines)

@@ -444,6 +444,8 @@ def test_the_summary_counts_a_final_eval_at_the_bar_and_shows_the_largest_q():
     assert "| 30.0 |" in row  # max abs Q: the largest of the runs', not their mean
     table = seed_table(rows)
     assert "| huber | 0 | not reached | 475.0 | 1.0 |" in table and "123.0" not in table
+    stopped = result_row(variant="l2", seed=2, final_eval_mean=float("nan"))  # before any eval
+    assert "| l2 | 2 | not reached | no evaluation | 1.0 |" in seed_table([stopped])
 
 
 def test_the_summary_counts_the_runs_the_guard_stopped():
