@@ -41,6 +41,10 @@ MANIFEST = "manifest.json"
 # dqn-compare keeps each run's folder inside an entry beside its result.json:
 # <study>/runs/<variant>-seed<k>/run (``dqn.study_runs``).
 STUDY_RUN = "run"
+# A population folder's files (dqn.population_files writes them): the members, and the step
+# marker its first checkpoint writes. Here, where folders are told apart without TensorFlow.
+POPULATION_FILE = "population.json"
+STEP_FILE = "population-step.json"
 _STEP_DIR = re.compile(r"^step-(\d{9})$")
 # How many times a reader goes back to a training run's newest checkpoint when the one it read
 # was deleted under it (``latest_good_checkpoint``, ``read_newest``).
@@ -405,7 +409,7 @@ def enclosing_output(folder: Path) -> tuple[Path, str] | None:
             (above / CHECKPOINTS).is_dir() or (above / "metrics.csv").is_file()
         ):
             return above, "run"
-        if (above / "population.json").is_file():
+        if (above / POPULATION_FILE).is_file():
             return above, "population"
         if (above / "agent.json").is_file() and (above / "config.yaml").is_file():
             return above, "saved agent"
@@ -431,7 +435,7 @@ def folder_kind(folder: Path) -> str | None:
     """What a folder the package writes is, from the files that mark it: "population",
     "study run entry" (a study's ``runs/<name>``), "run", "agent" or "study"; else None."""
     folder = Path(folder)
-    if (folder / "population.json").is_file():
+    if (folder / POPULATION_FILE).is_file():
         return "population"
     if (folder / STUDY_RUN).is_dir():
         return "study run entry"
@@ -588,7 +592,7 @@ def _population_members(folder: Path) -> list[Path]:
     """The members' run folders that a population.json lists (a study's populations keep theirs
     in the study's runs/, not beside population.json); [] where there is none to read."""
     try:
-        entries = json.loads((folder / "population.json").read_text())["members"]
+        entries = json.loads((folder / POPULATION_FILE).read_text())["members"]
         return [Path(os.path.normpath(folder / e["run_dir"])) for e in entries]
     except (OSError, ValueError, KeyError, TypeError):
         return []

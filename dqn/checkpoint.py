@@ -27,6 +27,8 @@ from pathlib import Path
 from dqn.agent_files import (
     CHECKPOINTS,
     MANIFEST,
+    POPULATION_FILE,
+    STEP_FILE,
     check_outside_checkpoints,
     checkpoint_dir,
     checkpoint_step,
@@ -80,8 +82,6 @@ def check_new_folder(
 def _never_checkpointed(path: Path) -> bool:
     """A run folder with its config.yaml and no checkpoint, or a population folder with its
     population.json and no step marker: started, stopped before its first checkpoint."""
-    from dqn.population_files import POPULATION_FILE, STEP_FILE
-
     if (path / "config.yaml").is_file():
         return not list_checkpoints(path)
     return (path / POPULATION_FILE).is_file() and not (path / STEP_FILE).is_file()

@@ -18,15 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn.agent_files import checkpoint_step, list_checkpoints
+from dqn.agent_files import POPULATION_FILE, STEP_FILE, checkpoint_step, list_checkpoints
 from dqn.config import DQNConfig, saved_config
 from dqn.diagnostics import diagnostic_names
 from dqn.errors import CheckpointError, ConfigError
 from dqn.io import atomic_write_text, write_dir_atomically
 from dqn.learner import LearnerArrays
 
-POPULATION_FILE = "population.json"  # the members: their configs and run folders
-STEP_FILE = "population-step.json"  # the newest step every running member checkpointed
+# POPULATION_FILE: the members, their configs and run folders; STEP_FILE: the newest step
+# every running member checkpointed (named in dqn.agent_files, which reads folders without TF).
 TIMING_FILE = "timing.json"  # where the loop's wall time went (``write_timing``)
 
 
