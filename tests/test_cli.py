@@ -451,9 +451,15 @@ def test_import_names_the_module_a_networks_own_classes_need(tmp_path, monkeypat
     assert "uses a layer class Keras cannot find" in line and line.endswith("--import MODULE)")
     done = evaluate("--import", "mynet")
     assert done.returncode == 0 and "greedy return" in done.stdout, done.stderr
-    line = refusal(evaluate("--import", "no_such_module_of_mine"))
-    assert line == (
-        "dqn-evaluate: error: --import no_such_module_of_mine: cannot import it "
-        "(ModuleNotFoundError: No module named 'no_such_module_of_mine'); it must be installed "
-        "or on PYTHONPATH"
+
+
+def test_an_import_that_fails_is_one_line_naming_the_module():
+    from dqn.command_line import import_modules
+    from dqn.errors import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        import_modules(["json", "no_such_module_of_mine"])
+    assert str(refused.value) == (
+        "--import no_such_module_of_mine: cannot import it (ModuleNotFoundError: No module "
+        "named 'no_such_module_of_mine'); it must be installed or on PYTHONPATH"
     )

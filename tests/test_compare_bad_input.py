@@ -761,14 +761,16 @@ def test_a_study_into_a_run_or_population_folder_is_refused_and_changes_nothing(
 
 
 @pytest.mark.parametrize("kind", ["run", "population", "study's runs"])
-def test_a_study_or_population_inside_another_ones_folder_is_refused(kind, tmp_path, study):
+def test_a_study_or_population_inside_another_ones_folder_is_refused(kind, tmp_path):
     """Inside a run's, a population's or a study's runs/ folder, a new study or population
     mixed its files with theirs (the study's next rerun counted the new one as a run of its
     own): refused in one line, nothing written, as a folder that is one already was."""
     from dqn import train
 
-    holder = {"run": tmp_path / "r", "population": tmp_path / "p"}.get(kind, study[0] / "runs")
-    if kind == "run":
+    holder = {"run": tmp_path / "r", "population": tmp_path / "p"}.get(kind, tmp_path / "s/runs")
+    if kind == "study's runs":  # a study's layout: runs/<label>-seed<k>/run/
+        (holder / "huber-seed0" / "run").mkdir(parents=True)
+    elif kind == "run":
         train(BASE, run_dir=holder, progress=False, log_tensorboard=False)
     elif kind == "population":
         train_population(BASE, [({}, 0)], out_dir=holder, progress=False, log_tensorboard=False)
