@@ -333,6 +333,14 @@ def evaluate_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=10_000, help="episode i is reset with seed + i (default 10000)"
     )
     p.add_argument(
+        "--epsilon",
+        type=float,
+        default=0.0,
+        help="take a uniformly random action with this probability at each step, drawn from a "
+        "generator seeded with --seed (default 0: greedy; the Atari DQN papers evaluate at 0.05; "
+        "--gif still draws a greedy episode)",
+    )
+    p.add_argument(
         "--gif",
         type=Path,
         metavar="FILE",
@@ -354,6 +362,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         return fail(prog, f"--episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {args.episodes}")
     if not episode_seeds_fit(args.seed, args.episodes):
         return fail(prog, f"--seed must be in [0, 2**32 - episodes], got {args.seed}")
+    if not 0.0 <= args.epsilon <= 1.0:
+        return fail(prog, f"--epsilon must be in [0, 1], got {args.epsilon}")
     try:
         from dqn.agent_files import read_newest
         from dqn.envs import config_env
@@ -366,7 +376,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         from dqn.evaluation import evaluate
 
         env = config_env(agent.config)
-        mean, std, returns = evaluate(agent, env, args.episodes, args.seed)
+        mean, std, returns = evaluate(agent, env, args.episodes, args.seed, args.epsilon)
         if args.gif is not None:
             frames, steps, gif_return = record_gif(
                 agent, agent.config.env_id, args.gif, args.seed, agent.config.env_kwargs
@@ -377,8 +387,9 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         return fail(prog, f"cannot read {args.path}: {os_problem(exc)}")
     except KeyboardInterrupt as exc:  # Ctrl-C: it writes nothing, so it stops where it is
         return fail(prog, "interrupted", interrupted_code(exc))
+    policy = "greedy" if args.epsilon == 0 else f"epsilon-greedy (epsilon {args.epsilon:g})"
     print(
-        f"{agent.config.env_id}: greedy return {_returns(mean, std, *returns)} over "
+        f"{agent.config.env_id}: {policy} return {_returns(mean, std, *returns)} over "
         f"{_episodes(args.episodes)} (min {min(returns):g}, max {max(returns):g})"
     )
     # Which agent: a run's newest good checkpoint is not always its last one.

@@ -28,13 +28,22 @@ def _endless(env: gym.Env, reset_seed: int) -> UnsupportedSpaceError:
     )
 
 
-def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, float, list[float]]:
+def evaluate(
+    agent, env: gym.Env, episodes: int, seed: int, epsilon: float = 0.0
+) -> tuple[float, float, list[float]]:
     """(mean, std, returns) of ``episodes`` greedy episodes, episode i reset with seed + i.
 
     ``agent`` is anything with ``act(obs) -> int``: a DQNAgent, or an adapter around another
     library's policy (the benchmarks evaluate Stable-Baselines3 models this way). An env that
     returns a NaN or inf raises NonFiniteEnvError.
+
+    ``epsilon`` > 0 takes a uniformly random action with that probability at each step (the
+    Atari DQN papers evaluate at 0.05), drawn from a generator seeded with ``seed``, not the
+    agent's own: the same call gives the same returns, and the agent's RNG is left as it was.
     """
+    if not 0.0 <= epsilon <= 1.0:
+        raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
+    explore = np.random.default_rng([seed, 3]) if epsilon > 0 else None
     # dqn-evaluate's own bounds (--episodes, --seed): no episodes gave a NaN mean, and a seed
     # outside them gymnasium's traceback.
     if not 1 <= episodes <= MAX_EVAL_EPISODES:
@@ -58,7 +67,11 @@ def evaluate(agent, env: gym.Env, episodes: int, seed: int) -> tuple[float, floa
         obs, _ = checked(seed + i, env.reset(seed=seed + i)[0])
         total = 0.0
         for _ in range(MAX_EPISODE_STEPS):
-            obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+            if explore is not None and explore.random() < epsilon:
+                action = int(explore.integers(env.action_space.n))
+            else:
+                action = agent.act(obs)
+            obs, reward, terminated, truncated, _ = env.step(action)
             obs, reward = checked(seed + i, obs, reward)
             total += reward
             if terminated or truncated:

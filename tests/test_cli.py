@@ -463,3 +463,16 @@ def test_an_import_that_fails_is_one_line_naming_the_module():
         "--import no_such_module_of_mine: cannot import it (ModuleNotFoundError: No module "
         "named 'no_such_module_of_mine'); it must be installed or on PYTHONPATH"
     )
+
+
+def test_dqn_evaluate_takes_an_epsilon_and_says_it_used_one(tiny_run, capsys):
+    from dqn.cli import evaluate_main
+
+    assert evaluate_main([str(tiny_run), "--episodes", "2", "--epsilon", "0.05"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("CartPole-v1: epsilon-greedy (epsilon 0.05) return ")
+    assert evaluate_main([str(tiny_run), "--episodes", "2", "--epsilon", "0.05"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == first  # seeded by --seed
+    assert evaluate_main([str(tiny_run), "--epsilon", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert err == "dqn-evaluate: error: --epsilon must be in [0, 1], got 1.5\n"
