@@ -405,14 +405,11 @@ def enclosing_output(folder: Path) -> tuple[Path, str] | None:
     (whose next rerun counted the folder as one of its runs). None if there is none. Folders
     that merely hold outputs (runs/, a study's folder, a project) are no such folder."""
     for above in Path(folder).absolute().parents:
-        if (above / "config.yaml").is_file() and (
-            (above / CHECKPOINTS).is_dir() or (above / "metrics.csv").is_file()
-        ):
-            return above, "run"
-        if (above / POPULATION_FILE).is_file():
-            return above, "population"
-        if (above / "agent.json").is_file() and (above / "config.yaml").is_file():
-            return above, "saved agent"
+        kind = folder_kind(above)
+        # A run's or an agent's also holds the config.yaml dqn writes first: a project folder
+        # with a metrics.csv of its own is not taken for one.
+        if kind == "population" or (kind in ("run", "agent") and (above / "config.yaml").is_file()):
+            return above, {"agent": "saved agent"}.get(kind, kind)
         if above.name == "runs" and folder_kind(above.parent) == "study":
             return above, "study's runs"
     return None
