@@ -63,7 +63,7 @@ class MemberAgent:
             )
         check_one_observation(obs, self.obs_dim)
         obs = checked_observations(obs, "act")  # its own name in the error, as DQNAgent's
-        return int(self.q_values(obs).argmax())
+        return int(self._q(obs[None])[0].argmax())  # checked: not again through q_values
 
     def save(self, directory: str | Path) -> Path:
         """Write the member as ``DQNAgent.save`` writes an agent (the same rules for
