@@ -410,9 +410,18 @@ def enclosing_output(folder: Path) -> tuple[Path, str] | None:
         # with a metrics.csv of its own is not taken for one.
         if kind == "population" or (kind in ("run", "agent") and (above / "config.yaml").is_file()):
             return above, {"agent": "saved agent"}.get(kind, kind)
-        if above.name == "runs" and folder_kind(above.parent) == "study":
+        if above.name == "runs" and _holds_study_run_entry(above):
             return above, "study's runs"
     return None
+
+
+def _holds_study_run_entry(runs: Path) -> bool:
+    """Whether ``runs`` is a study's runs/ folder: one entry ``runs/<name>/run/`` at least,
+    the layout only dqn-compare writes (a project's runs/ of plain runs is not one)."""
+    try:
+        return any(folder_kind(sub) == "study run entry" for sub in runs.iterdir() if sub.is_dir())
+    except OSError:
+        return False
 
 
 def check_not_nested(folder: Path, what: str, cure: str) -> None:

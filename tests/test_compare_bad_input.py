@@ -783,6 +783,25 @@ def test_a_study_or_population_inside_another_ones_folder_is_refused(kind, tmp_p
     assert tree(tmp_path) == before
 
 
+def test_a_projects_runs_folder_of_plain_runs_takes_new_runs_populations_and_studies(
+    tmp_path, monkeypatch
+):
+    """runs/ is where every run goes by default: once `make train` has put a run there, a run,
+    a population or a study given a folder in runs/ is not inside a study's runs/ (only a
+    study writes runs/<name>/run/), and is accepted."""
+    from dqn import train
+    from dqn.agent_files import check_not_nested, enclosing_output
+
+    monkeypatch.chdir(tmp_path)
+    first = train(BASE, progress=False, log_tensorboard=False)  # runs/<env>-<loss>-seed0-<time>
+    assert Path(first.run_dir).absolute().parent == tmp_path / "runs"
+    for folder in ("runs/my-run", "runs/study", "runs/cmp"):
+        assert enclosing_output(Path(folder)) is None
+        check_not_nested(Path(folder), "folder", "elsewhere")
+    train_population(BASE, [({}, 0)], out_dir="runs/study", progress=False, log_tensorboard=False)
+    assert (tmp_path / "runs/study").is_dir()
+
+
 def test_the_default_worker_count_is_lowered_to_what_fits_in_memory(
     tmp_path, in_process, monkeypatch
 ):
