@@ -105,7 +105,8 @@ def train_parser() -> argparse.ArgumentParser:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue RUN_DIR from its newest good checkpoint, exactly (with --no-progress only)",
+        help="continue RUN_DIR from its newest good checkpoint, exactly (takes only --no-progress "
+        "and --import)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_import_option(p)  # for --resume and --init-from of a network_fn's run
@@ -201,7 +202,8 @@ def _train(args: argparse.Namespace):
     from dqn.runtime import available_memory_bytes
 
     config = train_config(args)
-    # An unknown id, keyword or space fails here, before TF.
+    _import_before_env(args.imports, config.num_threads)
+    # An unknown id, keyword or space fails here, before TF (unless --import brought it in).
     obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     check_n_step(config)
     # The network too: its parameters' copies (dqn.members.member_bytes), so that
@@ -233,7 +235,6 @@ def _train(args: argparse.Namespace):
     from dqn.loop import train
 
     try:
-        import_modules(args.imports)  # before --init-from's network is loaded
         return train(
             config, run_dir=run_dir, progress=not args.no_progress, init_from=args.init_from
         )
@@ -245,6 +246,27 @@ def _train(args: argparse.Namespace):
                 break
             folder.rmdir()
         raise
+
+
+def _import_before_env(imports: Sequence[str], num_threads: int) -> None:
+    """Import ``--import``'s modules before the env is looked up: a module's
+    ``gymnasium.register`` calls are what make a user's env id known, in a run trained from a
+    script as much as in a new one. TensorFlow starts first, quiet and with the run's threads,
+    because such a module may import it (its Keras classes are the option's other use)."""
+    if imports:
+        quiet_tensorflow(num_threads)
+        import_modules(imports)
+
+
+def _threads_of(run_dir: Path) -> int:
+    """The thread count a run was trained with, from its config.yaml, for TensorFlow's pools;
+    the default where the file cannot say (the resume then names what is wrong with it)."""
+    from dqn.config import DQNConfig, read_saved_config
+
+    try:
+        return read_saved_config(Path(run_dir) / "config.yaml").num_threads
+    except (DQNError, OSError):
+        return DQNConfig().num_threads
 
 
 def _absent(path: Path) -> bool:
@@ -265,11 +287,12 @@ def _resume(args: argparse.Namespace):
     # folder or a corrupt checkpoint costs a fraction of a second to report. Held while it is
     # read: a run another process is training is named as busy, even before its first
     # checkpoint (which would otherwise read as a folder without checkpoints, to delete).
+    if args.imports:
+        _import_before_env(args.imports, _threads_of(args.resume))
     held = [args.resume] if folder_exists(args.resume) else []
     with hold_folders(held):
         config = prepare_resume(args.resume).config
     quiet_tensorflow(config.num_threads)
-    import_modules(args.imports)
     from dqn.loop import resume
 
     return resume(args.resume, progress=not args.no_progress)
@@ -410,10 +433,10 @@ def _checked_then_loaded(imports: Sequence[str], agent_dir: Path):
     from dqn.envs import check_env
 
     config = read_agent_config(agent_dir)
+    _import_before_env(imports, 1)
     obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     check_agent_fits(agent_dir, config.env_id, obs_dim, n_actions)
     quiet_tensorflow()
-    import_modules(imports)
     from dqn.agent import DQNAgent
 
     return DQNAgent.load(agent_dir)

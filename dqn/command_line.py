@@ -99,17 +99,19 @@ def quiet_tensorflow(num_threads: int = 1) -> None:
 
 
 def add_import_option(parser: argparse.ArgumentParser) -> None:
-    """``--import MODULE``, for a network whose Keras classes a module of the user's defines:
-    Keras rebuilds only the classes registered in this process, which the command is not."""
+    """``--import MODULE``, for an env id or Keras classes a module of the user's registers:
+    gymnasium and Keras know only what was registered in this process, which the command is
+    not (a run trained from a script that registered them)."""
     parser.add_argument(
         "--import",
         dest="imports",
         action="append",
         default=[],
         metavar="MODULE",
-        help="import MODULE before the network is loaded (repeatable): a module that defines "
-        "the custom Keras classes of a network_fn's model, registered with "
-        "@keras.saving.register_keras_serializable(); installed or on PYTHONPATH",
+        help="import MODULE before the env is made and the network is loaded (repeatable): a "
+        "module that registers the run's env with gymnasium.register, or defines the custom "
+        "Keras classes of a network_fn's model (@keras.saving.register_keras_serializable()); "
+        "installed or on PYTHONPATH",
     )
 
 

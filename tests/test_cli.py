@@ -1,6 +1,7 @@
 """The command line end to end (bad input: tests/test_bad_input.py)."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -451,6 +452,54 @@ def test_import_names_the_module_a_networks_own_classes_need(tmp_path, monkeypat
     assert "uses a layer class Keras cannot find" in line and line.endswith("--import MODULE)")
     done = evaluate("--import", "mynet")
     assert done.returncode == 0 and "greedy return" in done.stdout, done.stderr
+
+
+MY_ENVS = """
+import gymnasium
+
+gymnasium.register(
+    "MyPole-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv", max_episode_steps=500
+)
+"""
+
+
+def test_import_registers_the_env_of_a_run_a_script_trained(tmp_path, monkeypatch):
+    """An env id a script registered is unknown to the commands' fresh processes: --import
+    MODULE runs its gymnasium.register calls before the env is made, so the run can be
+    evaluated and resumed (it was refused as an unknown id with or without the option)."""
+    from dqn import DQNConfig, train
+    from tests.conftest import TINY_RUN, refusal
+
+    (tmp_path / "my_envs.py").write_text(MY_ENVS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_envs  # noqa: F401  (registers MyPole-v0 in this process)
+
+    config = DQNConfig(**TINY_RUN).replace(
+        env_id="MyPole-v0", total_env_steps=400, checkpoint_every_env_steps=200
+    )
+    config = config.replace(eval_every_env_steps=200)
+    run = tmp_path / "run"
+    stopped = train(
+        config,
+        run_dir=run,
+        progress=False,
+        log_tensorboard=False,
+        on_eval=lambda record, agent: False,
+    )
+    assert stopped.summary["interrupted"]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def command(main, *args):
+        code = f"import sys; from dqn.cli import {main}; sys.exit({main}(sys.argv[1:]))"
+        cmd = [sys.executable, "-c", code, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+    assert "unknown env id 'MyPole-v0'" in refusal(command("evaluate_main", str(run)))
+    resumed = command("train_main", "--resume", str(run), "--no-progress", "--import", "my_envs")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "summary.json").read_text())["env_steps"] == 400
+    done = command("evaluate_main", str(run), "--episodes", "1", "--import", "my_envs")
+    assert done.returncode == 0 and done.stdout.startswith("MyPole-v0: greedy return"), done.stderr
 
 
 def test_an_import_that_fails_is_one_line_naming_the_module():
