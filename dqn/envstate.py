@@ -8,8 +8,10 @@ CartPole that is the physics ``state`` array, ``steps_beyond_terminated``, the e
 that decides the next observation. Checkpointing only at episode boundaries would be simpler,
 but a run killed at an arbitrary step resumes from whatever step its last checkpoint was at.
 
-Envs that keep state elsewhere (a Box2D world, a MuJoCo model, an emulator) cannot be captured
-this way; ``EnvSnapshot.uncaptured`` names such attributes so the caller can say so.
+An attribute holding an object of plain numbers only (NormalizeObservation's running
+statistics) is recorded field by field. Envs that keep state elsewhere (a Box2D world, a MuJoCo
+model, an emulator, a deque of episode statistics) cannot be captured this way;
+``EnvSnapshot.uncaptured`` names such attributes, in any layer, so the caller can say so.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import numpy as np
 _SCALARS = (bool, int, float, str, type(None))
 # Attributes that describe the env rather than hold its state (and are rebuilt by gym.make).
 _NOT_STATE = (gym.Space, gym.envs.registration.EnvSpec)
+# Gymnasium's wrappers' own records: the keywords a wrapper was made with (rebuilt by gym.make)
+# and PassiveEnvChecker's copy of a step's output, kept only to warn about an env's own code.
+_NOT_STATE_NAMES = frozenset({"_saved_kwargs", "_previous_data"})
 
 
 class EnvSnapshot(NamedTuple):
@@ -29,7 +34,7 @@ class EnvSnapshot(NamedTuple):
 
     layers: list[dict[str, Any]]  # JSON-able: name -> {"value"|"array"|"generator": ...}
     arrays: dict[str, np.ndarray]  # "env{i}.{name}" -> array (numpy scalars as 0-d arrays)
-    uncaptured: list[str]  # attributes of the innermost env that are state we cannot record
+    uncaptured: list[str]  # "Layer.attribute" of state we cannot record, in any layer
 
 
 def wrapper_chain(env: gym.Env) -> list[Any]:
@@ -47,7 +52,7 @@ def capture_env_state(env: gym.Env) -> EnvSnapshot:
     for i, layer in enumerate(chain):
         record: dict[str, Any] = {}
         for name, value in vars(layer).items():
-            if name == "env" or isinstance(value, _NOT_STATE):
+            if name == "env" or name in _NOT_STATE_NAMES or isinstance(value, _NOT_STATE):
                 continue
             if isinstance(value, _SCALARS):
                 record[name] = {"value": value}
@@ -59,10 +64,39 @@ def capture_env_state(env: gym.Env) -> EnvSnapshot:
                 record[name] = {"generator": value.bit_generator.state}
             elif isinstance(value, (tuple, list)) and all(isinstance(v, _SCALARS) for v in value):
                 record[name] = {"value": list(value), "tuple": isinstance(value, tuple)}
-            elif i == len(chain) - 1:
-                uncaptured.append(name)
+            elif (fields := _plain_fields(value)) is not None:
+                # An object of plain numbers (NormalizeObservation's running mean, variance and
+                # count): its fields, set back on the fresh env's own object of that name.
+                record[name] = {"fields": {}}
+                for field, item in fields.items():
+                    key = f"env{i}.{name}.{field}"
+                    record[name]["fields"][field] = _plain_entry(item, key, arrays)
+            elif not (isinstance(value, (type, np.dtype)) or callable(value)):
+                # (A class, a dtype or a function describes the env: it is rebuilt with it.)
+                uncaptured.append(f"{type(layer).__name__}.{name}")
         layers.append(record)
     return EnvSnapshot(layers, arrays, uncaptured)
+
+
+def _plain_entry(value: Any, key: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A number's record: in the JSON if a Python one, else an array under ``key``."""
+    if isinstance(value, _SCALARS):
+        return {"value": value}
+    arrays[key] = np.asarray(value)
+    return {"array": key, "scalar": isinstance(value, np.generic)}
+
+
+def _plain_fields(value: Any) -> dict[str, Any] | None:
+    """The attributes of an object that holds numbers and numeric arrays only, else None."""
+    fields = getattr(value, "__dict__", None)
+    if not isinstance(fields, dict) or not fields or isinstance(value, type):
+        return None
+    plain = all(
+        isinstance(v, (int, float))
+        or (isinstance(v, (np.ndarray, np.generic)) and v.dtype != object)
+        for v in fields.values()
+    )
+    return dict(fields) if plain else None
 
 
 def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> None:
@@ -77,7 +111,13 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> None:
         )
     for layer, record in zip(chain, snapshot.layers):
         for name, entry in record.items():
-            setattr(layer, name, _value(entry, snapshot.arrays))
+            if "fields" not in entry:
+                setattr(layer, name, _value(entry, snapshot.arrays))
+                continue
+            if (target := getattr(layer, name, None)) is None:
+                raise ValueError(f"the env's {type(layer).__name__} has no {name} to restore")
+            for field, item in entry["fields"].items():
+                setattr(target, field, _value(item, snapshot.arrays))
         # Gymnasium's PassiveEnvChecker (1.4) keeps the first step's (obs, info), not plain data
         # and so not captured, to warn on the second step if an env reuses its buffers. Restored
         # between those two steps (a checkpoint at env step 1), it would compare with None and

@@ -735,6 +735,46 @@ def test_numpy_scalars_and_tuples_of_an_env_come_back_as_they_were():
     assert type(core.last_pair) is tuple and core.last_pair == (1, 2.5)
 
 
+def test_a_wrappers_running_statistics_come_back_and_the_episodes_continue_exactly():
+    """NormalizeObservation keeps its running mean, variance and count in an object of its own
+    (RunningMeanStd): recorded field by field, a restored env normalizes as the original did
+    (without them the resumed run differed, and no warning said why)."""
+    from gymnasium.wrappers import NormalizeObservation
+
+    env = NormalizeObservation(gym.make("CartPole-v1"))
+    env.reset(seed=3)
+    for _ in range(40):  # statistics far from their start (mean 0, variance 1)
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    snapshot = capture_env_state(env)
+    snapshot = snapshot._replace(layers=json.loads(json.dumps(snapshot.layers)))  # as on disk
+    restored = NormalizeObservation(gym.make("CartPole-v1"))
+    restore_env_state(restored, snapshot)
+    assert snapshot.uncaptured == []
+    assert restored.obs_rms.count == env.obs_rms.count and type(restored.obs_rms.count) is float
+    for a in [0, 1, 1, 0, 1] * 20:
+        one, two = env.step(a), restored.step(a)
+        assert one[0].tobytes() == two[0].tobytes() and one[1:4] == two[1:4]
+        if one[2] or one[3]:
+            assert env.reset()[0].tobytes() == restored.reset()[0].tobytes()
+
+
+def test_what_a_checkpoint_cannot_capture_is_named_with_its_layer_and_descriptions_are_not():
+    """State in an object that is not plain numbers (RecordEpisodeStatistics' deques) is named
+    in any layer, as Layer.attribute, for the resume's warning; a class, a dtype or a function
+    an env keeps describes it and is no such state (it was named, a false alarm)."""
+    env = gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
+    core = env.unwrapped
+    core.dtype, core.kind, core.scale = np.dtype(np.float32), np.float64, abs
+    env.reset(seed=0)
+    assert capture_env_state(env).uncaptured == [
+        "RecordEpisodeStatistics.time_queue",
+        "RecordEpisodeStatistics.return_queue",
+        "RecordEpisodeStatistics.length_queue",
+    ]
+
+
 def test_a_snapshot_of_another_wrapper_chain_is_refused():
     # zip() over chains of different lengths would set each layer's attributes on another
     # layer (a TimeLimit's _elapsed_steps on an OrderEnforcing...) without a word.
