@@ -26,12 +26,16 @@ _LAZY = {
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    import importlib.util
 
+    if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    # A submodule too (``dqn.loop.resume``, ``dqn.export.export_policy``), imported on first use
+    # as the docs write them, rather than an AttributeError until it is imported by name.
+    if not name.startswith("_") and importlib.util.find_spec(f"dqn.{name}") is not None:
+        return importlib.import_module(f"dqn.{name}")
     raise AttributeError(f"module 'dqn' has no attribute {name!r}")
 
 

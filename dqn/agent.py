@@ -275,10 +275,10 @@ class DQNAgent:
                 f"got {list(np.shape(obs))}"
             )
         _check_epsilon(epsilon)
+        obs = checked_observations(obs, "act_batch")  # (errors name this call, not act)
         n = len(obs)
         if n == 1:
             return np.array([self.act(obs[0], epsilon)])
-        obs = checked_observations(obs, "act_batch")
         explore = self.rng.random(n) < epsilon if epsilon > 0.0 else np.zeros(n, bool)
         actions = self._q_values(obs).argmax(axis=1)
         if explore.any():

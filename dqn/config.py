@@ -427,9 +427,17 @@ def check_is_config(config: object) -> None:
     """ConfigError unless ``config`` is a DQNConfig: a dict or a YAML path would otherwise fail
     later with an AttributeError far from the call that passed it."""
     if not isinstance(config, DQNConfig):
+        # An env (or a function making one) is the likeliest thing passed in its place.
+        env = hasattr(config, "step") and hasattr(config, "reset") or callable(config)
+        hint = (
+            "; an env goes by its id: register it with gymnasium.register, then "
+            "DQNConfig(env_id=...)"
+            if env
+            else ""
+        )
         raise ConfigError(
             f"expected a DQNConfig, got {type(config).__name__}: build one with DQNConfig(...), "
-            "DQNConfig.from_dict(mapping) or DQNConfig.from_yaml(path)"
+            f"DQNConfig.from_dict(mapping) or DQNConfig.from_yaml(path){hint}"
         )
 
 

@@ -83,12 +83,13 @@ def multiples_between(lo: int, hi: int, every: int, after: int = 0) -> int:
 
 @dataclass
 class TrainResult:
-    """What a run produced. ``history`` holds the metrics.csv rows as dicts."""
+    """What a run produced. ``history`` holds the metrics.csv rows as dicts (left out of the
+    repr with the returns and the summary: a notebook showing a result shows its figures)."""
 
     agent: DQNAgent
     run_dir: Path
-    history: list[dict[str, float]]
-    episode_returns: list[float]
+    history: list[dict[str, float]] = field(repr=False)
+    episode_returns: list[float] = field(repr=False)
     first_solve_env_step: int | None
     final_eval_mean: float
     final_eval_std: float
@@ -96,7 +97,7 @@ class TrainResult:
     eval_seconds: float
     interrupted: bool = False
     solve_return: float | None = None
-    summary: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict, repr=False)
     stop_signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
 
 

@@ -191,7 +191,8 @@ def test_acting_refuses_nan_and_inf_observations_before_any_exploration_draw():
             lambda: agent.act_batch(rows, 1.0),
             r"NaN or inf in 2 of 4 observations; the first, row 2",
         ),
-        (lambda: agent.act_batch(nan[None]), "act got an observation with NaN or inf"),
+        # One row is named as act_batch's, though it is acted on as act's one observation.
+        (lambda: agent.act_batch(nan[None]), "act_batch got NaN or inf in 1 of 1 observations"),
         (lambda: agent.q_values(nan), "q_values got an observation with NaN or inf"),
         (lambda: agent.q_values(rows), "q_values got NaN or inf in 2 of 4"),
         (lambda: agent.act(["a", "b", "c"]), "act takes numbers, got \\['a', 'b', 'c'\\]"),

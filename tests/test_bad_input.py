@@ -757,8 +757,24 @@ def test_a_dict_for_a_config_is_named_as_such(tmp_path):
         lambda: train_population({"seed": 0}, [({}, 0)], out_dir=tmp_path / "pop"),
         lambda: DQNAgent(space, actions, {"seed": 0}),
     ):
-        with pytest.raises(ConfigError, match="expected a DQNConfig, got dict"):
+        with pytest.raises(ConfigError, match="expected a DQNConfig, got dict") as refused:
             call()
+        assert "gymnasium.register" not in str(refused.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_env_for_a_config_is_told_that_envs_go_by_their_id(tmp_path, monkeypatch):
+    from dqn import train
+
+    monkeypatch.chdir(tmp_path)
+    for given, name in ((gym.make("CartPole-v1"), "TimeLimit"), (lambda: None, "function")):
+        with pytest.raises(ConfigError) as refused:
+            train(given)
+        assert str(refused.value) == (
+            f"expected a DQNConfig, got {name}: build one with DQNConfig(...), "
+            "DQNConfig.from_dict(mapping) or DQNConfig.from_yaml(path); an env goes by its id: "
+            "register it with gymnasium.register, then DQNConfig(env_id=...)"
+        )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -502,6 +502,22 @@ def test_import_registers_the_env_of_a_run_a_script_trained(tmp_path, monkeypatc
     assert done.returncode == 0 and done.stdout.startswith("MyPole-v0: greedy return"), done.stderr
 
 
+def test_the_packages_submodules_are_reached_as_the_docs_write_them():
+    """`import dqn` then `dqn.loop.resume(...)`, `dqn.export.export_policy(...)`: each
+    submodule is imported on first use (TensorFlow stays out until one needs it)."""
+    code = (
+        "import sys, dqn\n"
+        "assert callable(dqn.backprop.linear_forward) and 'tensorflow' not in sys.modules\n"
+        "assert callable(dqn.loop.resume) and callable(dqn.export.export_policy)\n"
+        "try:\n    dqn.no_such_thing\nexcept AttributeError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "module 'dqn' has no attribute 'no_such_thing'\n"
+
+
 def test_an_import_that_fails_is_one_line_naming_the_module():
     from dqn.command_line import import_modules
     from dqn.errors import ConfigError

@@ -44,6 +44,10 @@ def test_train_accepts_any_registered_env_with_vector_obs_and_discrete_actions(t
     assert result.run_dir.parent == tmp_path
     assert [row["env_step"] for row in result.history] == [600, 1200]
     assert result.agent.grad_steps == 2 * (1200 - 200) // 4
+    # Shown in a notebook, a result is its figures: not every metrics row and episode return.
+    shown = repr(result)
+    assert "final_eval_mean=" in shown and "history" not in shown and "summary" not in shown
+    assert len(shown) < 600
 
 
 def read_metrics(run_dir):
