@@ -6,6 +6,7 @@ hold, and the checks that need no TensorFlow, are in ``dqn.agent_files``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import keras
@@ -70,11 +71,21 @@ def load_model_file(path: Path) -> keras.Model:
         if "Could not locate class" in text or "register_keras_serializable" in text:
             raise CheckpointError(
                 f"{path}: the network uses a layer class Keras cannot find: "
-                f"{first_line(exc)} (import the module that defines it, registered with "
-                "@keras.saving.register_keras_serializable(), before loading; dqn-train, "
-                "dqn-evaluate and dqn-export: --import MODULE)"
+                f"{_missing_class(text) or first_line(exc)} (import the module that defines it, "
+                "registered with @keras.saving.register_keras_serializable(), before loading; "
+                "dqn-train, dqn-evaluate and dqn-export: --import MODULE)"
             ) from None
         raise corrupt_file(path, first_line(exc)) from None
+
+
+def _missing_class(text: str) -> str | None:
+    """``Twice, from module mynet`` for the class Keras's error names (its first line names only
+    the model that holds it, ``Sequential``), with the module its config records; else None."""
+    if (found := re.search(r"Could not locate class '([\w.]+)'", text)) is None:
+        return None
+    name = found.group(1)
+    module = re.search(rf"'module': '([\w.]+)', 'class_name': '{re.escape(name)}'", text)
+    return name if module is None else f"{name}, from module {module.group(1)}"
 
 
 def load_adam_file(path: Path) -> dict[str, np.ndarray]:

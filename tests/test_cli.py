@@ -449,7 +449,8 @@ def test_import_names_the_module_a_networks_own_classes_need(tmp_path, monkeypat
         return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
     line = refusal(evaluate())
-    assert "uses a layer class Keras cannot find" in line and line.endswith("--import MODULE)")
+    assert "uses a layer class Keras cannot find: Twice, from module mynet (import" in line
+    assert line.endswith("--import MODULE)")
     done = evaluate("--import", "mynet")
     assert done.returncode == 0 and "greedy return" in done.stdout, done.stderr
 
