@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dqn.agent_files import STUDY_RUN
+from dqn.agent_files import CHECKPOINTS, POPULATION_FILE, STEP_FILE, STUDY_RUN
 from dqn.config import DQNConfig, changed_keys, read_saved_config
 from dqn.errors import ConfigError, few, first_line
 from dqn.io import atomic_write_text
@@ -234,21 +234,37 @@ def _train_or_resume(config: DQNConfig, run_dir: Path):
     """Resume the run an interrupted or killed attempt left in ``run_dir`` from its newest good
     checkpoint (the study checked that it was made with ``config``); else train it afresh, over
     whatever partial folder there is (a run killed before its first checkpoint, or a Ray task
-    retried after its node died)."""
+    retried after its node died). A run whose checkpoints are all damaged fails in one line, as
+    its ``dqn-train --resume`` does, and keeps them: it is not deleted and trained again."""
     import warnings
 
     from dqn.errors import CheckpointError, CheckpointWarning
     from dqn.loop import resume, train
 
-    if (run_dir / "config.yaml").is_file():
+    if (run_dir / "config.yaml").is_file() or _holds_checkpoints(run_dir):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CheckpointWarning)  # a corrupt newer one: skipped
                 return resume(run_dir, progress=False)
-        except CheckpointError:
-            pass
+        except CheckpointError as exc:
+            if _holds_checkpoints(run_dir):
+                raise CheckpointError(f"{exc}; {_retrain_advice(run_dir)}") from None
     _remove_partial(run_dir)
     return train(config, run_dir=run_dir, progress=False)
+
+
+def _holds_checkpoints(run_dir: Path) -> bool:
+    """Whether a run folder holds a checkpoint, good, damaged or set aside as corrupt (a write
+    killed half-way leaves only hidden leftovers): what a rerun must not delete."""
+    folder = run_dir / CHECKPOINTS
+    return folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir())
+
+
+def _retrain_advice(*folders: Path) -> str:
+    return (
+        "the study keeps its files as they are: to train it again from its start, delete "
+        f"{few([str(f) for f in folders], 3)} and rerun the study"
+    )
 
 
 def _population_worker(
@@ -300,13 +316,16 @@ def _train_chunk(
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
     try:
         same = _same_population(out, configs, run_dirs)
-        # Checkpointed (one that took all its steps is finished from its final checkpoint).
-        if same and _has_marker(out):
+        # Checkpointed (one that took all its steps is finished from its final checkpoint). A
+        # marker that cannot be read, or no step at which every member has a good checkpoint,
+        # fails the chunk in one line, its files kept, as `dqn-train --resume` fails a run.
+        if same and (out / STEP_FILE).exists():
             try:
                 resume_population(out, progress=report)
-                return True
-            except CheckpointError:  # no step at which every member has a good checkpoint
-                pass  # trained afresh, as a single run with no good checkpoint is
+            except CheckpointError as exc:
+                advice = _retrain_advice(out, *(Path(job.folder) for job in jobs))
+                raise CheckpointError(f"{exc}; {advice}") from None
+            return True
         todo = list(range(len(jobs))) if same else [i for i, train in enumerate(unended) if train]
         _remove_partial(out)
         for i in todo:
@@ -342,18 +361,6 @@ def _same_population(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) 
         return False
     same_dirs = [d.resolve() for d in dirs] == [d.resolve() for d in run_dirs]
     return saved == configs and same_dirs
-
-
-def _has_marker(out: Path) -> bool:
-    """True if the population in ``out`` has a step marker (a step every member checkpointed)."""
-    from dqn.errors import CheckpointError
-    from dqn.population_files import read_step_marker
-
-    try:
-        read_step_marker(out)
-    except (CheckpointError, OSError):
-        return False
-    return True
 
 
 def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Task]:
@@ -431,7 +438,16 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
     for folder in sorted(folders):
         try:
             _, dirs = read_population(folder)
-        except (CheckpointError, OSError):
+        except (CheckpointError, OSError) as exc:
+            # Killed before it wrote its members down: nothing trained, the runs start afresh.
+            # A damaged list, or a lost one beside a step marker, says nothing of which runs
+            # trained together, and such a run continued alone would not be the study's run.
+            if (folder / POPULATION_FILE).exists() or (folder / STEP_FILE).exists():
+                raise CheckpointError(
+                    f"cannot rerun the study: {first_line(exc)}, and only that file says which "
+                    f"runs train together: restore it, or delete {folder} and the study's "
+                    "unfinished runs (those in runs/ without a result.json) to train them again"
+                ) from None
             continue
         jobs = [by_dir.get(d.resolve()) for d in dirs]
         if None in jobs or any(job in chunk for chunk, _ in chunks for job in jobs):

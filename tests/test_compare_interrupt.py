@@ -290,6 +290,102 @@ def test_a_chunk_that_cannot_resume_trains_again_whole_its_ended_member_too(tmp_
     assert again[1][1]["final_eval_mean"] == running["final_eval_mean"]
 
 
+def files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+SHORT = {**SETTINGS, "total_env_steps": 2000, "checkpoint_every_env_steps": 1000}
+
+
+def test_a_rerun_keeps_a_run_whose_checkpoints_are_all_damaged_and_says_so(tmp_path):
+    """A study's rerun deleted a run it could not resume and trained it from zero without a
+    word, where `dqn-train --resume` of the same run refuses it: it fails in one line now,
+    naming the damage and the cure, and every file of the run is kept."""
+    from dqn.errors import CheckpointError
+    from dqn.loop import train
+    from dqn.study_runs import _train_or_resume
+
+    config = DQNConfig.from_yaml(
+        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SHORT.items()]
+    )
+    run = tmp_path / "runs" / "huber-seed0" / "run"
+    stopped = train(config, run_dir=run, progress=False, on_eval=lambda record, agent: False)
+    assert stopped.interrupted
+    for replay in run.glob("checkpoints/step-*/replay.npz"):
+        replay.write_bytes(replay.read_bytes()[:-100])  # truncated: its checksum fails
+    (run / "NOTES.txt").write_text("the user's own")
+    before = files(tmp_path)
+    with pytest.raises(CheckpointError) as refused:
+        _train_or_resume(config, run)
+    said = str(refused.value)
+    assert "\n" not in said and "replay.npz does not match its checksum" in said
+    assert said.endswith(f"to train it again from its start, delete {run} and rerun the study")
+    assert files(tmp_path) == before
+
+
+@pytest.mark.parametrize("damage", ["garbled", "emptied"])
+def test_a_rerun_keeps_a_chunk_whose_step_marker_is_damaged_and_says_so(tmp_path, damage):
+    """The same for a population chunk: a step marker that cannot be read was taken for no
+    marker, and the chunk deleted and trained again from zero."""
+    from dqn.errors import CheckpointError
+    from dqn.population_files import STEP_FILE
+    from dqn.study_runs import STUDY_RUN, Job, _population_worker
+
+    base = DQNConfig.from_yaml(
+        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SHORT.items()]
+    )
+    jobs = [
+        Job(f"huber-seed{s}", base.replace(seed=s).to_dict(), "huber", str(tmp_path / f"r{s}"))
+        for s in range(2)
+    ]
+    chunk = tmp_path / "populations" / "chunk"
+    _population_worker(jobs, str(chunk))
+    for job in jobs:  # killed after its final checkpoint: a rerun finishes it from there
+        (Path(job.folder) / STUDY_RUN / "summary.json").unlink()
+        (Path(job.folder) / "result.json").unlink()
+    marker = chunk / STEP_FILE
+    marker.write_text('{"env_step": "abc"' if damage == "garbled" else "")
+    before = files(tmp_path)
+    with pytest.raises(CheckpointError) as refused:
+        _population_worker(jobs, str(chunk))
+    said = str(refused.value)
+    assert "\n" not in said and f"{STEP_FILE} is corrupt" in said and str(chunk) in said
+    assert "to train it again from its start, delete" in said
+    assert files(tmp_path) == before
+
+
+def test_a_rerun_refuses_a_population_whose_member_list_is_lost_and_changes_nothing(tmp_path):
+    """Without its population.json a chunk's runs were taken for runs of no chunk and continued
+    alone, each in a population of its own: not the study's runs, and no word said so."""
+    from dqn.errors import CheckpointError
+    from dqn.population_files import POPULATION_FILE, STEP_FILE
+    from dqn.study_runs import Job, make_tasks
+
+    base = DQNConfig.from_yaml(
+        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SETTINGS.items()]
+    )
+    jobs = [
+        Job(f"huber-seed{s}", base.replace(seed=s).to_dict(), "huber", str(tmp_path / f"r{s}"))
+        for s in range(2)
+    ]
+    chunk = tmp_path / "populations" / "chunk"
+    chunk.mkdir(parents=True)
+    (chunk / STEP_FILE).write_text(json.dumps({"env_step": 1000, "stopped": []}))
+    for listed in ("{garbage", None):  # garbled, then lost beside the step marker
+        if listed is None:
+            (chunk / POPULATION_FILE).unlink()
+        else:
+            (chunk / POPULATION_FILE).write_text(listed)
+        before = files(tmp_path)
+        with pytest.raises(CheckpointError, match="cannot rerun the study: .*only that file"):
+            make_tasks(jobs, tmp_path, workers=2, runner="population")
+        assert files(tmp_path) == before
+    (chunk / STEP_FILE).unlink()  # killed before it wrote either: its runs start afresh
+    assert len(make_tasks(jobs, tmp_path, workers=2, runner="population")) == 2
+
+
 def children(pid: int) -> list[int]:
     """The pids whose parent is ``pid`` (Linux's /proc)."""
     found = []
