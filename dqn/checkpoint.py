@@ -81,7 +81,11 @@ def check_new_folder(
 
 def _never_checkpointed(path: Path) -> bool:
     """A run folder with its config.yaml and no checkpoint, or a population folder with its
-    population.json and no step marker: started, stopped before its first checkpoint."""
+    population.json and no step marker: started, stopped before its first checkpoint. Also a
+    folder of hidden files only (a run killed between taking its .lock and writing its
+    config.yaml, or during that write): nothing there for a resume either."""
+    if all(entry.name.startswith(".") for entry in path.iterdir()):
+        return True
     if (path / "config.yaml").is_file():
         return not list_checkpoints(path)
     return (path / POPULATION_FILE).is_file() and not (path / STEP_FILE).is_file()

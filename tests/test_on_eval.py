@@ -124,6 +124,20 @@ def test_a_run_that_failed_before_its_first_checkpoint_is_not_sent_to_resume(tmp
         train(CONFIG, run_dir=tmp_path / "run", progress=False)
 
 
+def test_a_run_killed_before_its_config_yaml_is_not_sent_to_resume(tmp_path):
+    """Killed between taking its .lock and writing config.yaml (or during that write), a run
+    leaves hidden files only: the refusal sent the user to --resume, which refused it too."""
+    from dqn.checkpoint import check_new_folder
+
+    for leftovers in ([".lock"], [".lock", ".config.yaml.x1y2.tmp"]):
+        folder = tmp_path / f"run{len(leftovers)}"
+        folder.mkdir()
+        for name in leftovers:
+            (folder / name).write_text("")
+        with pytest.raises(ConfigError, match="holds no checkpoint to continue from: delete it"):
+            check_new_folder(folder)
+
+
 def test_an_error_in_on_eval_keeps_the_run_at_a_checkpoint_that_resumes_it_exactly(plain, tmp_path):
     # Checkpoints every 200 env steps; the error comes at the evaluation of step 300, whose
     # 100 steps would otherwise be lost with the caller's bug.
