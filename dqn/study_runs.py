@@ -260,6 +260,35 @@ def _holds_checkpoints(run_dir: Path) -> bool:
     return folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir())
 
 
+def _marker_unreadable(out: Path) -> bool:
+    from dqn.errors import CheckpointError
+    from dqn.population_files import read_step_marker
+
+    try:
+        read_step_marker(out)
+    except CheckpointError:
+        return True
+    return False
+
+
+def _holds_only_damaged_checkpoints(run_dir: Path) -> bool:
+    """Whether a run holds checkpoints and none of them is intact (a deleted one is no such)."""
+    import warnings
+
+    from dqn.agent_files import latest_good_checkpoint
+    from dqn.errors import CheckpointError, CheckpointWarning
+
+    if not _holds_checkpoints(run_dir):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CheckpointWarning)
+            latest_good_checkpoint(run_dir)
+    except CheckpointError:
+        return True
+    return False
+
+
 def _retrain_advice(*folders: Path) -> str:
     return (
         "the study keeps its files as they are: to train it again from its start, delete "
@@ -317,15 +346,18 @@ def _train_chunk(
     try:
         same = _same_population(out, configs, run_dirs)
         # Checkpointed (one that took all its steps is finished from its final checkpoint). A
-        # marker that cannot be read, or no step at which every member has a good checkpoint,
-        # fails the chunk in one line, its files kept, as `dqn-train --resume` fails a run.
+        # marker that cannot be read, or a member whose checkpoints are all damaged, fails the
+        # chunk in one line, its files kept, as `dqn-train --resume` fails such a run; a
+        # member whose checkpoints are gone leaves nothing to keep: the chunk starts again.
         if same and (out / STEP_FILE).exists():
+            advice = _retrain_advice(out, *(Path(job.folder) for job in jobs))
             try:
                 resume_population(out, progress=report)
+                return True
             except CheckpointError as exc:
-                advice = _retrain_advice(out, *(Path(job.folder) for job in jobs))
-                raise CheckpointError(f"{exc}; {advice}") from None
-            return True
+                damaged = (_holds_only_damaged_checkpoints(run) for run in run_dirs)
+                if _marker_unreadable(out) or any(damaged):
+                    raise CheckpointError(f"{exc}; {advice}") from None
         todo = list(range(len(jobs))) if same else [i for i, train in enumerate(unended) if train]
         _remove_partial(out)
         for i in todo:

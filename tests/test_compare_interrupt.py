@@ -325,10 +325,11 @@ def test_a_rerun_keeps_a_run_whose_checkpoints_are_all_damaged_and_says_so(tmp_p
     assert files(tmp_path) == before
 
 
-@pytest.mark.parametrize("damage", ["garbled", "emptied"])
+@pytest.mark.parametrize("damage", ["garbled marker", "emptied marker", "member's checkpoints"])
 def test_a_rerun_keeps_a_chunk_whose_step_marker_is_damaged_and_says_so(tmp_path, damage):
     """The same for a population chunk: a step marker that cannot be read was taken for no
-    marker, and the chunk deleted and trained again from zero."""
+    marker, and a member whose checkpoints are all damaged for one with none, and the chunk
+    deleted and trained again from zero (its other member's good checkpoints too)."""
     from dqn.errors import CheckpointError
     from dqn.population_files import STEP_FILE
     from dqn.study_runs import STUDY_RUN, Job, _population_worker
@@ -346,12 +347,18 @@ def test_a_rerun_keeps_a_chunk_whose_step_marker_is_damaged_and_says_so(tmp_path
         (Path(job.folder) / STUDY_RUN / "summary.json").unlink()
         (Path(job.folder) / "result.json").unlink()
     marker = chunk / STEP_FILE
-    marker.write_text('{"env_step": "abc"' if damage == "garbled" else "")
+    if damage == "member's checkpoints":
+        for replay in (Path(jobs[1].folder) / STUDY_RUN).glob("checkpoints/step-*/replay.npz"):
+            replay.write_bytes(replay.read_bytes()[:-100])
+        named = "replay.npz does not match its checksum"
+    else:
+        marker.write_text('{"env_step": "abc"' if damage == "garbled marker" else "")
+        named = f"{STEP_FILE} is corrupt"
     before = files(tmp_path)
     with pytest.raises(CheckpointError) as refused:
         _population_worker(jobs, str(chunk))
     said = str(refused.value)
-    assert "\n" not in said and f"{STEP_FILE} is corrupt" in said and str(chunk) in said
+    assert "\n" not in said and named in said and str(chunk) in said
     assert "to train it again from its start, delete" in said
     assert files(tmp_path) == before
 
