@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import re
 import signal
 import sys
 import warnings
@@ -16,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from dqn.errors import ConfigError, SignalInterrupt, first_line
+from dqn.terminal import warning_printer
 
 EXIT_FAILED = 1  # a run crashed: not the user's input
 EXIT_USAGE = 2
@@ -49,21 +49,12 @@ def fail(prog: str, exc: BaseException | str, code: int = EXIT_USAGE) -> int:
     return code
 
 
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-
-
 @contextlib.contextmanager
 def one_line_warnings(prog: str) -> Iterator[None]:
-    """Inside, a warning prints as ``prog: warning: message``: one line, no source excerpt."""
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        # Gymnasium colours its own warnings ("\x1b[33mWARN: ...\x1b[0m"), which a log file or
-        # a pipe shows as raw escape codes beside our plain prefix.
-        text = ANSI_ESCAPE.sub("", str(message))
-        print(f"{prog}: warning: {text}", file=sys.stderr)
-
+    """Inside, a warning prints as ``prog: warning: message``: one line, no source excerpt
+    (in the command's worker processes too: ``dqn.local_backend`` passes the printer on)."""
     with warnings.catch_warnings():
-        warnings.showwarning = show
+        warnings.showwarning = warning_printer(prog)
         yield
 
 

@@ -13,6 +13,7 @@ atomically written checkpoints make safe.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -50,8 +51,11 @@ def run_local(
     context = mp.get_context("spawn")
     steps = context.Queue() if on_steps is not None else None
     stop = context.Event()
+    # A command's one-line warnings (dqn.terminal.warning_printer) hold in its workers too: a
+    # fallback to an older checkpoint is said there, where a resume finds the damage.
+    prog = getattr(warnings.showwarning, "prog", None)
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(steps, stop)
+        workers, mp_context=context, initializer=_start_worker, initargs=(steps, stop, prog)
     )
     try:
         with Interrupt() as signals:
@@ -93,14 +97,18 @@ def _result(fut, on_crash) -> object:
         return None
 
 
-def _start_worker(queue, stop) -> None:
+def _start_worker(queue, stop, prog: str | None = None) -> None:
     """A worker process's set-up: the progress queue, the study's stop event as its loops'
-    stop flag (``dqn.run_log.share_stop``), and a watch on the study's process."""
+    stop flag (``dqn.run_log.share_stop``), a watch on the study's process, and the command's
+    one-line warnings (``prog``: the command's name; None from Python, whose own stand)."""
     import os
     import threading
 
     from dqn.run_log import share_stop
-    from dqn.terminal import outlive_readers
+    from dqn.terminal import outlive_readers, warning_printer
+
+    if prog is not None:
+        warnings.showwarning = warning_printer(prog)
 
     global _PROGRESS_QUEUE, _IDLE
     outlive_readers()  # the study's stderr: a `| tee` the same Ctrl-C stopped has no reader

@@ -15,9 +15,26 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import TextIO
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def warning_printer(prog: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints ``prog: warning: message``: one line, no source
+    excerpt. Its ``prog`` attribute lets a command's worker processes install the same one."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        # Gymnasium colours its own warnings ("\x1b[33mWARN: ...\x1b[0m"), which a log file or
+        # a pipe shows as raw escape codes beside our plain prefix.
+        text = ANSI_ESCAPE.sub("", str(message))
+        print(f"{prog}: warning: {text}", file=sys.stderr)
+
+    show.prog = prog
+    return show
 
 
 class _Survivor:

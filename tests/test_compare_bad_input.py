@@ -660,6 +660,19 @@ def test_a_worker_that_raises_returns_its_error_and_keeps_the_traceback(tmp_path
     assert "config key 'gamma'" in (folder / ERROR_FILE).read_text()
 
 
+def test_a_workers_warning_prints_as_the_commands_one_line(capfd):
+    """A warning in a worker process (a study's resume falling back to an older checkpoint)
+    printed in Python's two-line form, source line and all, under the command's own."""
+    import warnings
+
+    from dqn.command_line import one_line_warnings
+
+    with one_line_warnings("dqn-compare"):
+        [(name, result)] = run_local([("warns", warnings.warn, ("a worker's word",))], workers=1)
+    assert (name, result) == ("warns", None)
+    assert capfd.readouterr().err.splitlines()[-1] == "dqn-compare: warning: a worker's word"
+
+
 def test_a_worker_process_that_dies_is_a_failed_task(tmp_path):
     [(name, result)] = run_local([("killed-seed0", os._exit, (9,))], workers=1)
     assert name == "killed-seed0"

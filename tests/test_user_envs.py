@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from dqn import DQNAgent, DQNConfig, train
-from dqn.command_line import ANSI_ESCAPE
 from dqn.envs import check_env
 from dqn.errors import ConfigError, UnsupportedSpaceError
+from dqn.terminal import ANSI_ESCAPE
 from tests.conftest import TINY_RUN, register_once
 
 # A user's module that registers, on import, two envs dqn refuses as gymnasium ships them
