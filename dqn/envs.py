@@ -85,12 +85,30 @@ def check_n_step(config: DQNConfig) -> None:
     limit = config.env_kwargs.get("max_episode_steps")
     if limit is None and spec is not None:  # gym.make's rule: the keyword, else the spec's
         limit = spec.max_episode_steps
+    if limit is None and config.n_step > 1:  # a TimeLimit the env's own factory puts on it
+        limit = _wrapped_time_limit(config)
     if isinstance(limit, int) and 0 < limit < config.n_step:  # -1: gym.make adds no limit
         raise ConfigError(
             f"config key 'n_step' must be <= the env's time limit (max_episode_steps={limit}), "
             f"got {config.n_step}: the n - 1 steps before a time-limit cut are not stored, so "
             "an episode the limit cuts would store none of its steps; lower n_step"
         )
+
+
+def _wrapped_time_limit(config: DQNConfig) -> int | None:
+    """The limit of a TimeLimit inside the env a run makes (an entry point that wraps its env
+    itself, registered without max_episode_steps), else None. (An env that truncates its own
+    episodes has none to read: ``empty_replay_error`` names that at its first burst.)"""
+    from dqn.envstate import wrapper_chain
+
+    env = config_env(config)
+    try:
+        for layer in wrapper_chain(env):
+            if isinstance(layer, gym.wrappers.TimeLimit):
+                return getattr(layer, "_max_episode_steps", None)
+        return None
+    finally:
+        env.close()
 
 
 def empty_replay_error(env_step: int, n_step: int) -> ConfigError:

@@ -281,6 +281,26 @@ class CutShort(gym.Env):
         return np.zeros(2, np.float32), 1.0, False, self.t >= 3, {}
 
 
+def short_factory(**kwargs):
+    # An entry point that puts its own time limit on the env (registered without one).
+    return gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, 5)
+
+
+def test_a_time_limit_an_env_factory_puts_on_is_checked_against_n_step_up_front(tmp_path):
+    """Registered without max_episode_steps, an env whose entry point wraps it in a TimeLimit
+    of 5 steps started, stored nothing with n_step 10 and stopped at its first burst, leaving
+    a run folder behind: it is refused before anything is written, as a registered limit is."""
+    from dqn.errors import ConfigError
+    from tests.conftest import TINY_RUN, register_once
+
+    env_id = register_once("DqnTestShortFactory-v0", short_factory)
+    config = DQNConfig(**TINY_RUN, env_id=env_id, output_dir=str(tmp_path), n_step=10)
+    why = r"'n_step' must be <= the env's time limit \(max_episode_steps=5\), got 10"
+    with pytest.raises(ConfigError, match=why):
+        train(config, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_burst_with_nothing_stored_is_a_one_line_config_error(tmp_path):
     """An env that truncates its own episodes before n_step steps (no time limit that
     check_n_step could read) stores nothing: the run and a population stop with one line
