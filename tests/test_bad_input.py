@@ -576,7 +576,12 @@ EVALUATE_CASES = {
     "empty folder": (empty_folder, ["not a complete checkpoint: missing config.yaml"]),
     "agent for another observation shape": (
         agent_for_other_shape,
-        ["saved for observations of shape (6,)", "CartPole-v1 has (4,)"],
+        [
+            "saved for observations of shape (6,)",
+            "CartPole-v1 has (4,)",
+            "(CartPole-v1 is the env_id of the config it was saved with: build an agent for "
+            "another env with DQNConfig(env_id=...))",
+        ],
     ),
     "agent for another number of actions": (
         agent_for_other_actions,
