@@ -16,6 +16,10 @@ model, an emulator, a deque of episode statistics) cannot be captured this way;
 
 from __future__ import annotations
 
+import enum
+import functools
+import importlib
+import types
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -27,6 +31,21 @@ _NOT_STATE = (gym.Space, gym.envs.registration.EnvSpec)
 # Gymnasium's wrappers' own records: the keywords a wrapper was made with (rebuilt by gym.make)
 # and PassiveEnvChecker's copy of a step's output, kept only to warn about an env's own code.
 _NOT_STATE_NAMES = frozenset({"_saved_kwargs", "_previous_data"})
+# What describes an env rather than holds its state (it is rebuilt with the env): a class, a
+# dtype, a function or method, an enum member. A callable object may hold state: not here.
+_DESCRIPTIONS = (
+    type,
+    np.dtype,
+    types.FunctionType,
+    types.MethodType,
+    types.BuiltinFunctionType,
+    functools.partial,
+    enum.Enum,
+)
+
+
+class _Plain:
+    """The instance layout of a class written in Python over ``object``: only a ``__dict__``."""
 
 
 class EnvSnapshot(NamedTuple):
@@ -66,13 +85,14 @@ def capture_env_state(env: gym.Env) -> EnvSnapshot:
                 record[name] = {"value": list(value), "tuple": isinstance(value, tuple)}
             elif (fields := _plain_fields(value)) is not None:
                 # An object of plain numbers (NormalizeObservation's running mean, variance and
-                # count): its fields, set back on the fresh env's own object of that name.
-                record[name] = {"fields": {}}
+                # count): its class and fields, set back on the fresh env's own object of that
+                # name, or on a new one where the env makes it only on its first reset.
+                kind = type(value)
+                record[name] = {"fields": {}, "class": f"{kind.__module__}:{kind.__qualname__}"}
                 for field, item in fields.items():
                     key = f"env{i}.{name}.{field}"
                     record[name]["fields"][field] = _plain_entry(item, key, arrays)
-            elif not (isinstance(value, (type, np.dtype)) or callable(value)):
-                # (A class, a dtype or a function describes the env: it is rebuilt with it.)
+            elif not isinstance(value, _DESCRIPTIONS):
                 uncaptured.append(f"{type(layer).__name__}.{name}")
         layers.append(record)
     return EnvSnapshot(layers, arrays, uncaptured)
@@ -87,9 +107,13 @@ def _plain_entry(value: Any, key: str, arrays: dict[str, np.ndarray]) -> dict[st
 
 
 def _plain_fields(value: Any) -> dict[str, Any] | None:
-    """The attributes of an object that holds numbers and numeric arrays only, else None."""
+    """The attributes of an object that holds numbers and numeric arrays only, else None. Its
+    state must all be in its ``__dict__``: a C base keeps state there that it does not show
+    (``random.Random``'s generator, beside a ``gauss_next`` float)."""
     fields = getattr(value, "__dict__", None)
     if not isinstance(fields, dict) or not fields or isinstance(value, type):
+        return None
+    if type(value).__basicsize__ != _Plain.__basicsize__:  # a C base's (or slots') own fields
         return None
     plain = all(
         isinstance(v, (int, float))
@@ -114,8 +138,9 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> None:
             if "fields" not in entry:
                 setattr(layer, name, _value(entry, snapshot.arrays))
                 continue
-            if (target := getattr(layer, name, None)) is None:
-                raise ValueError(f"the env's {type(layer).__name__} has no {name} to restore")
+            if (target := getattr(layer, name, None)) is None:  # made on the first reset
+                target = object.__new__(_recorded_class(entry["class"]))
+                setattr(layer, name, target)
             for field, item in entry["fields"].items():
                 setattr(target, field, _value(item, snapshot.arrays))
         # Gymnasium's PassiveEnvChecker (1.4) keeps the first step's (obs, info), not plain data
@@ -125,6 +150,18 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> None:
         if getattr(layer, "checked_data_reuse", True) is False:
             if getattr(layer, "_previous_data", None) is None:
                 layer.checked_data_reuse = True
+
+
+def _recorded_class(path: str) -> type:
+    """The class ``module:qualname`` names; ValueError if it cannot be found."""
+    module, _, qualname = path.partition(":")
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"the class {path} of its recorded state cannot be found: {exc}") from None
+    return found
 
 
 def _value(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:

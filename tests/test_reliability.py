@@ -764,15 +764,58 @@ def test_what_a_checkpoint_cannot_capture_is_named_with_its_layer_and_descriptio
     """State in an object that is not plain numbers (RecordEpisodeStatistics' deques) is named
     in any layer, as Layer.attribute, for the resume's warning; a class, a dtype or a function
     an env keeps describes it and is no such state (it was named, a false alarm)."""
+    import random
+
     env = gym.wrappers.RecordEpisodeStatistics(gym.make("CartPole-v1"))
     core = env.unwrapped
     core.dtype, core.kind, core.scale = np.dtype(np.float32), np.float64, abs
+    # A random.Random shows one float in its __dict__ once gauss() ran; its generator is in C.
+    core.noise = random.Random(0)
+    core.noise.gauss(0.0, 1.0)
     env.reset(seed=0)
     assert capture_env_state(env).uncaptured == [
         "RecordEpisodeStatistics.time_queue",
         "RecordEpisodeStatistics.return_queue",
         "RecordEpisodeStatistics.length_queue",
+        "CartPoleEnv.noise",
     ]
+
+
+class Tally:
+    def __init__(self):
+        self.n, self.total = 0, 0.0
+
+
+class Tallied(gym.Wrapper):
+    """A wrapper that makes its statistics object on its first reset, not in __init__."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.tally = None
+
+    def reset(self, **kwargs):
+        if self.tally is None:
+            self.tally = Tally()
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        out = self.env.step(action)
+        self.tally.n, self.tally.total = self.tally.n + 1, self.tally.total + out[1]
+        return out
+
+
+def test_an_object_a_wrapper_makes_on_its_first_reset_is_made_again_on_restore():
+    """Restored onto a fresh env, which has not been reset, such an object is still None: it is
+    made again from its recorded class (the resume was refused as not fitting the env)."""
+    env = Tallied(gym.make("CartPole-v1"))
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(0)
+    snapshot = capture_env_state(env)
+    snapshot = snapshot._replace(layers=json.loads(json.dumps(snapshot.layers)))  # as on disk
+    restored = Tallied(gym.make("CartPole-v1"))
+    restore_env_state(restored, snapshot)
+    assert type(restored.tally) is Tally and vars(restored.tally) == {"n": 3, "total": 3.0}
 
 
 def test_a_snapshot_of_another_wrapper_chain_is_refused():
