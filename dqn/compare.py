@@ -333,7 +333,11 @@ def _as_seeds(seeds) -> list[int]:
 def _say_runs_left_out(out: Path, names: set[str]) -> None:
     """Warn when ``out`` holds runs of an earlier command that this one's report leaves out
     (other seeds or variants): the summary is this command's study, and it replaced theirs."""
-    others = sorted(p.name for p in (out / "runs").iterdir() if p.is_dir() and p.name not in names)
+    others = sorted(
+        p.name
+        for p in (out / "runs").iterdir()
+        if p.is_dir() and p.name not in names and not p.name.startswith(".")  # (a deletion's)
+    )
     if others:
         import warnings
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -257,7 +258,8 @@ def _holds_checkpoints(run_dir: Path) -> bool:
     """Whether a run folder holds a checkpoint, good, damaged or set aside as corrupt (a write
     killed half-way leaves only hidden leftovers): what a rerun must not delete."""
     folder = run_dir / CHECKPOINTS
-    return folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir())
+    named = re.compile(r"^(corrupt-)?step-\d{9}$")
+    return folder.is_dir() and any(p.is_dir() and named.match(p.name) for p in folder.iterdir())
 
 
 def _marker_unreadable(out: Path) -> bool:
@@ -607,10 +609,18 @@ def run_local(
 
 
 def _remove_partial(path: Path) -> None:
+    """Delete a folder a rerun trains again: renamed to a hidden name first, so that a rerun
+    killed while deleting leaves no half-deleted run (whose damaged checkpoints the next rerun
+    would keep and refuse), and with what such a kill left under that name."""
     import shutil
+    import tempfile
 
+    for left in path.parent.glob(f".{path.name}.*.trash") if path.parent.is_dir() else ():
+        shutil.rmtree(left, ignore_errors=True)
     if path.exists():
-        shutil.rmtree(path)
+        trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".trash", dir=path.parent))
+        path.rename(trash / path.name)  # a rename within its folder: all or nothing
+        shutil.rmtree(trash)
 
 
 __all__ = [

@@ -363,6 +363,39 @@ def test_a_rerun_keeps_a_chunk_whose_step_marker_is_damaged_and_says_so(tmp_path
     assert files(tmp_path) == before
 
 
+def test_a_run_a_rerun_deletes_is_gone_whole_or_kept_whole(tmp_path, monkeypatch):
+    """A rerun deletes a run or a chunk it trains again from its start. Killed part-way through
+    that deletion, it left half a run, whose damaged checkpoints the next rerun now keeps and
+    refuses: the folder goes aside under a hidden name first, which the next deletion sweeps."""
+    import shutil as real
+
+    from dqn.study_runs import _holds_checkpoints, _remove_partial
+
+    run = tmp_path / "runs" / "huber-seed0" / "run"
+    (run / "checkpoints" / "step-000001000" / "agent").mkdir(parents=True)
+    (run / "checkpoints" / "step-000001000" / "agent" / "agent.json").write_text("{}")
+    assert _holds_checkpoints(run)
+    stray = tmp_path / "other" / "checkpoints"
+    stray.mkdir(parents=True)
+    (stray / "notes.txt").write_text("a stray file is no checkpoint")
+    assert not _holds_checkpoints(stray.parent)
+    rmtree = real.rmtree
+
+    def killed(path, *args, **kwargs):
+        raise KeyboardInterrupt  # the kill, before any file of the run went
+
+    monkeypatch.setattr(real, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _remove_partial(run)
+    monkeypatch.setattr(real, "rmtree", rmtree)
+    assert not run.exists() and not _holds_checkpoints(run)  # trained afresh by the next rerun
+    [left] = [p.name for p in run.parent.iterdir()]
+    assert left.startswith(".run.") and left.endswith(".trash")
+    run.mkdir()
+    _remove_partial(run)
+    assert list(run.parent.iterdir()) == []
+
+
 def test_a_rerun_refuses_a_population_whose_member_list_is_lost_and_changes_nothing(tmp_path):
     """Without its population.json a chunk's runs were taken for runs of no chunk and continued
     alone, each in a population of its own: not the study's runs, and no word said so."""
