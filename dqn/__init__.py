@@ -34,7 +34,7 @@ def __getattr__(name: str):
         return value
     # A submodule too (``dqn.loop.resume``, ``dqn.export.export_policy``), imported on first use
     # as the docs write them, rather than an AttributeError until it is imported by name.
-    if not name.startswith("_") and importlib.util.find_spec(f"dqn.{name}") is not None:
+    if name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"dqn.{name}"):
         return importlib.import_module(f"dqn.{name}")
     raise AttributeError(f"module 'dqn' has no attribute {name!r}")
 

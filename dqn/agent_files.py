@@ -81,13 +81,18 @@ def check_agent_fits(agent_dir: Path, env_id: str, obs_dim: int, n_actions: int)
     meta = read_agent_meta(agent_dir)
     saved = (meta.obs_dim, meta.n_actions)
     if saved != (obs_dim, n_actions):
-        # Most often an agent built with DQNAgent(spaces, config) for another env, whose config
-        # kept its env_id (DQNConfig()'s is CartPole-v1): say where the id came from.
+        # With the default env id, most often an agent built with DQNAgent(spaces, DQNConfig())
+        # for another env, whose config kept CartPole-v1: say where the id came from. (With
+        # another id, the env registered under it has changed since the agent was saved.)
+        hint = (
+            f" ({env_id} is DQNConfig()'s default env_id, kept by the config it was saved "
+            "with: build an agent for another env with DQNConfig(env_id=...))"
+            if env_id == DQNConfig().env_id
+            else ""
+        )
         raise CheckpointError(
             f"the agent in {agent_dir} was saved for observations of shape ({saved[0]},) and "
-            f"{saved[1]} actions, but {env_id} has ({obs_dim},) and {n_actions} ({env_id} is "
-            "the env_id of the config it was saved with: build an agent for another env with "
-            "DQNConfig(env_id=...))"
+            f"{saved[1]} actions, but {env_id} has ({obs_dim},) and {n_actions}{hint}"
         )
 
 

@@ -79,12 +79,17 @@ def check_new_folder(
         )
 
 
+# A folder's hold (dqn.io.LOCK_FILE) and what dqn.io's atomic writes leave when killed.
+_OWN_LEFTOVER = re.compile(r"^\.(lock|.+\.tmp)$")
+
+
 def _never_checkpointed(path: Path) -> bool:
     """A run folder with its config.yaml and no checkpoint, or a population folder with its
     population.json and no step marker: started, stopped before its first checkpoint. Also a
-    folder of hidden files only (a run killed between taking its .lock and writing its
-    config.yaml, or during that write): nothing there for a resume either."""
-    if all(entry.name.startswith(".") for entry in path.iterdir()):
+    folder of the package's hidden leftovers only (a run killed between taking its .lock and
+    writing its config.yaml, or during that write): nothing there for a resume either. (A
+    project's own hidden files, .git or .gitkeep, are no such leftovers.)"""
+    if all(_OWN_LEFTOVER.match(entry.name) for entry in path.iterdir()):
         return True
     if (path / "config.yaml").is_file():
         return not list_checkpoints(path)

@@ -426,9 +426,12 @@ def changed_keys(
 def check_is_config(config: object) -> None:
     """ConfigError unless ``config`` is a DQNConfig: a dict or a YAML path would otherwise fail
     later with an AttributeError far from the call that passed it."""
+    if isinstance(config, type) and issubclass(config, DQNConfig):
+        raise ConfigError("expected a DQNConfig, got the class itself: call it, DQNConfig(...)")
     if not isinstance(config, DQNConfig):
-        # An env (or a function making one) is the likeliest thing passed in its place.
-        env = hasattr(config, "step") and hasattr(config, "reset") or callable(config)
+        # An env, an env class or a function making one: the likeliest things in its place.
+        maker = callable(config) and not isinstance(config, type)
+        env = hasattr(config, "step") and hasattr(config, "reset") or maker
         hint = (
             "; an env goes by its id: register it with gymnasium.register, then "
             "DQNConfig(env_id=...)"

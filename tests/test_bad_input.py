@@ -579,8 +579,8 @@ EVALUATE_CASES = {
         [
             "saved for observations of shape (6,)",
             "CartPole-v1 has (4,)",
-            "(CartPole-v1 is the env_id of the config it was saved with: build an agent for "
-            "another env with DQNConfig(env_id=...))",
+            "(CartPole-v1 is DQNConfig()'s default env_id, kept by the config it was saved "
+            "with: build an agent for another env with DQNConfig(env_id=...))",
         ],
     ),
     "agent for another number of actions": (
@@ -772,6 +772,8 @@ def test_an_env_for_a_config_is_told_that_envs_go_by_their_id(tmp_path, monkeypa
     from dqn import train
 
     monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="^expected a DQNConfig, got the class itself: call it"):
+        train(DQNConfig)  # the parentheses forgotten
     for given, name in ((gym.make("CartPole-v1"), "TimeLimit"), (lambda: None, "function")):
         with pytest.raises(ConfigError) as refused:
             train(given)

@@ -511,6 +511,7 @@ def test_the_packages_submodules_are_reached_as_the_docs_write_them():
         "assert callable(dqn.backprop.linear_forward) and 'tensorflow' not in sys.modules\n"
         "assert callable(dqn.loop.resume) and callable(dqn.export.export_policy)\n"
         "try:\n    dqn.no_such_thing\nexcept AttributeError as exc:\n    print(exc)\n"
+        "assert getattr(dqn, 'a.b', None) is None\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300

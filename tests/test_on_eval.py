@@ -136,6 +136,11 @@ def test_a_run_killed_before_its_config_yaml_is_not_sent_to_resume(tmp_path):
             (folder / name).write_text("")
         with pytest.raises(ConfigError, match="holds no checkpoint to continue from: delete it"):
             check_new_folder(folder)
+    project = tmp_path / "project"  # a folder of the user's own: not called one to delete
+    (project / ".git").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="is not empty: give a new folder") as refused:
+        check_new_folder(project)
+    assert "delete it" not in str(refused.value)
 
 
 def test_an_error_in_on_eval_keeps_the_run_at_a_checkpoint_that_resumes_it_exactly(plain, tmp_path):
