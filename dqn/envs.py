@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import numbers
 import os
 import traceback
 from collections.abc import Iterator
@@ -87,7 +88,9 @@ def check_n_step(config: DQNConfig) -> None:
         limit = spec.max_episode_steps
     if limit is None and config.n_step > 1:  # a TimeLimit the env's own factory puts on it
         limit = _wrapped_time_limit(config)
-    if isinstance(limit, int) and 0 < limit < config.n_step:  # -1: gym.make adds no limit
+    if (
+        isinstance(limit, numbers.Integral) and 0 < limit < config.n_step
+    ):  # -1: gym.make adds no limit
         raise ConfigError(
             f"config key 'n_step' must be <= the env's time limit (max_episode_steps={limit}), "
             f"got {config.n_step}: the n - 1 steps before a time-limit cut are not stored, so "
@@ -95,20 +98,30 @@ def check_n_step(config: DQNConfig) -> None:
         )
 
 
+_WRAPPED_LIMITS: dict[str, int | None] = {}  # by env id and keywords: one env made per process
+
+
 def _wrapped_time_limit(config: DQNConfig) -> int | None:
-    """The limit of a TimeLimit inside the env a run makes (an entry point that wraps its env
+    """The shortest TimeLimit inside the env a run makes (an entry point that wraps its env
     itself, registered without max_episode_steps), else None. (An env that truncates its own
-    episodes has none to read: ``empty_replay_error`` names that at its first burst.)"""
+    episodes has none to read: ``empty_replay_error`` names that at its first burst.) Each
+    population member and study variant is checked: the env is made once for them all."""
     from dqn.envstate import wrapper_chain
 
-    env = config_env(config)
-    try:
-        for layer in wrapper_chain(env):
-            if isinstance(layer, gym.wrappers.TimeLimit):
-                return getattr(layer, "_max_episode_steps", None)
-        return None
-    finally:
-        env.close()
+    key = repr((config.env_id, sorted(config.env_kwargs.items())))
+    if key not in _WRAPPED_LIMITS:
+        env = config_env(config)
+        try:
+            limits = [
+                getattr(layer, "_max_episode_steps", None)
+                for layer in wrapper_chain(env)
+                if isinstance(layer, gym.wrappers.TimeLimit)
+            ]
+        finally:
+            env.close()
+        positive = [int(n) for n in limits if isinstance(n, numbers.Integral) and n > 0]
+        _WRAPPED_LIMITS[key] = min(positive, default=None)
+    return _WRAPPED_LIMITS[key]
 
 
 def empty_replay_error(env_step: int, n_step: int) -> ConfigError:

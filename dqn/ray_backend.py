@@ -77,7 +77,8 @@ def run_ray(
             ray.init(address=address, **options)
     try:
         # Application errors are not retried; a task whose worker or node died is (Ray's
-        # default), and the worker starts that run's folder again from scratch.
+        # default), and the worker resumes that run from its newest good checkpoint, or starts
+        # it again where it has none (dqn.study_runs).
         task = ray.remote(num_cpus=1)(worker)
         pending = {task.remote(*args): name for name, *args in jobs}
         with Interrupt() if on_stop is not None else contextlib.nullcontext() as signals:
