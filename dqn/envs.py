@@ -42,7 +42,10 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
         close = difflib.get_close_matches(name, list(gym.registry), n=5, cutoff=0.5)
         hint = f"; did you mean: {', '.join(close)}" if close else "; e.g. CartPole-v1, Acrobot-v1"
         if ":" not in env_id:  # an id the caller's own code registered is unknown in a worker
-            hint += ", or module:EnvId for an env a module of yours registers"
+            hint += (
+                ", or module:EnvId for an env a module of yours registers (a run saved with "
+                "this id: --import MODULE on the commands)"
+            )
         raise ConfigError(f"unknown env id {env_id!r}{hint}")
     try:
         return gym.make(env_id, **kwargs)

@@ -495,7 +495,8 @@ def test_import_registers_the_env_of_a_run_a_script_trained(tmp_path, monkeypatc
         cmd = [sys.executable, "-c", code, *args]
         return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
 
-    assert "unknown env id 'MyPole-v0'" in refusal(command("evaluate_main", str(run)))
+    unknown = refusal(command("evaluate_main", str(run)))
+    assert "unknown env id 'MyPole-v0'" in unknown and "--import MODULE" in unknown
     resumed = command("train_main", "--resume", str(run), "--no-progress", "--import", "my_envs")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 400
