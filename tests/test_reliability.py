@@ -831,6 +831,43 @@ def test_a_snapshot_of_another_wrapper_chain_is_refused():
         restore_env_state(gym.make("CartPole-v1").unwrapped, snapshot)
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names fds through /proc")
+def test_a_folder_written_atomically_is_on_disk_before_it_is_renamed_into_place(
+    tmp_path, monkeypatch
+):
+    """Every file and folder of a checkpoint is flushed before the rename that makes it one,
+    and the rename after: a machine that crashes (not only the process) could otherwise leave
+    a checkpoint in place whose files never reached the disk."""
+    import os
+
+    from dqn.io import write_dir_atomically
+
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recorded_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def recorded_replace(source, target):
+        events.append(("replace", str(source)))
+        replace(source, target)
+
+    def fill(folder):
+        (folder / "replay.npz").write_bytes(b"x")
+        (folder / "agent").mkdir()
+        (folder / "agent" / "agent.json").write_bytes(b"{}")
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    write_dir_atomically(tmp_path / "step-000000100", fill)
+    [renamed] = [i for i, (what, _) in enumerate(events) if what == "replace"]
+    tmp = events[renamed][1]
+    before = {path for what, path in events[:renamed] if what == "fsync"}
+    assert before == {f"{tmp}/replay.npz", f"{tmp}/agent/agent.json", f"{tmp}/agent", tmp}
+    assert events[renamed + 1 :] == [("fsync", str(tmp_path))]
+
+
 @pytest.mark.parametrize("error", [OSError(5, "Input/output error"), KeyboardInterrupt()])
 def test_a_folder_write_stopped_between_its_two_renames_keeps_the_previous_folder(
     tmp_path, monkeypatch, error
