@@ -107,7 +107,8 @@ def summary_markdown(
         bar = bars[label]
         shown = label if shared else f"{label} ({_bar(bar)})"
         if math.isfinite(bar):
-            rates = f"{_rate(solved, len(runs))} | {_rate(sum(f >= bar for f in final), len(runs))}"
+            ended = sum(f is not None and f >= bar for f in final)  # (None: no evaluation)
+            rates = f"{_rate(solved, len(runs))} | {_rate(ended, len(runs))}"
             steps = f"{_steps(median)} [{_steps(low)}, {_steps(high)}]"
         else:  # nothing to solve: not 0 of n, which reads as a result
             rates, steps = "n/a | n/a", "n/a"
@@ -187,6 +188,12 @@ def _stack(runs: list[dict[str, np.ndarray]], key: str) -> tuple[np.ndarray, np.
     return longest["env_step"], values
 
 
+def curve_label(label: str, ending: int, runs: int) -> str:
+    """A variant's legend entry: with how many of its runs its curve ends, where fewer than
+    all (the others were stopped by the divergence guard, or never evaluated)."""
+    return label if ending == runs else f"{label} ({ending} of {runs} runs at the end)"
+
+
 def plot_all(out: Path, rows: Sequence[dict], seed: int = 0) -> list[Path]:
     """Write learning_curves.png, zero_grad_fraction.png, td_error_quantiles.png, dead_units.png."""
     import warnings
@@ -211,10 +218,14 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
     for i, (label, runs) in enumerate(curves.items()):
         steps, evals = _stack(runs, "eval_return_mean")
         cis = np.array([iqm_ci(col[np.isfinite(col)], seed=seed) for col in evals.T])
+        # A run the divergence guard stopped drops out after its last evaluation, where the
+        # table counts it at that evaluation: the legend says how many runs a curve ends with.
+        n = sum(r["variant"] == label for r in rows)
+        shown = curve_label(label, int(np.isfinite(evals[:, -1]).sum()), n)
         # Variants with identical gradients (huber, clipped_grad) draw identical curves:
         # distinct dashes keep both visible.
         (line,) = ax.plot(
-            steps, cis[:, 0], styles[i % len(styles)], lw=2.2 - 0.3 * (i % 4), label=label
+            steps, cis[:, 0], styles[i % len(styles)], lw=2.2 - 0.3 * (i % 4), label=shown
         )
         ax.fill_between(steps, cis[:, 1], cis[:, 2], color=line.get_color(), alpha=0.2)
     ax.set(xlabel="env steps", ylabel="greedy evaluation return (IQM, 95% CI)")

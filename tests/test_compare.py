@@ -446,6 +446,21 @@ def test_the_summary_counts_a_final_eval_at_the_bar_and_shows_the_largest_q():
     assert "| huber | 0 | not reached | 475.0 | 1.0 |" in table and "123.0" not in table
     stopped = result_row(variant="l2", seed=2, final_eval_mean=float("nan"))  # before any eval
     assert "| l2 | 2 | not reached | no evaluation | 1.0 |" in seed_table([stopped])
+    # A null for it (JSON has no NaN) is no evaluation too: it crashed the count.
+    unread = [result_row(variant="l2", seed=3, final_eval_mean=None)]
+    unread.append({**unread[0], "seed": 4, "final_eval_mean": 480.0})
+    row = next(line for line in summary_markdown(unread, 475.0).splitlines() if "| l2 |" in line)
+    assert [c.strip() for c in row.split("|")][4].startswith("1/2")
+
+
+def test_a_curve_that_ends_with_fewer_runs_than_its_variant_has_says_so():
+    """A diverged run leaves the learning curve after its last evaluation, while the table
+    counts it there: clipped_delta's curve ended at 146 over its 25 runs that reached the end,
+    beside a table IQM of 103 over all 30, and nothing on the figure said so."""
+    from dqn.report import curve_label
+
+    assert curve_label("clipped_delta", 25, 30) == "clipped_delta (25 of 30 runs at the end)"
+    assert curve_label("huber", 30, 30) == "huber"
 
 
 def test_the_summary_counts_the_runs_the_guard_stopped():
