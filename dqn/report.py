@@ -140,6 +140,10 @@ def summary_markdown(
             y = missing_ranked_last([r[metric] for r in groups[b]])
             p, lo, hi = probability_of_improvement_ci(x, y, seed=seed)
             ci = "no 95% CI with one run" if math.isnan(lo) else f"95% CI {lo:.2f}, {hi:.2f}"
+            if lo == hi and p in (0.0, 1.0):
+                # Every resample of two groups that do not overlap gives the same P: the
+                # percentile bootstrap's zero width is no certainty, above all with few runs.
+                ci += f"; the runs do not overlap ({len(x)} and {len(y)} runs)"
             text += f"\n\nP({a} > {b}) on {name}: {p:.2f} [{ci}]"
     return text + "\n"
 

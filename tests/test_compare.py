@@ -428,6 +428,13 @@ def test_too_few_runs_for_an_interval_say_so_rather_than_a_zero_width_one():
     row = next(line for line in text.splitlines() if line.startswith("| huber |"))
     assert "| 5,000 [n/a, n/a] | 500 [n/a] |" in row
     assert "P(huber > clipped_delta) on final evaluation: 1.00 [no 95% CI with one run]" in text
+    # Two runs a side that do not overlap: every resample gives 1.00, an interval of no width.
+    two = [{**one, "seed": s} for s in (0, 1)]
+    low = [result_row(variant="clipped_delta", seed=s) for s in (0, 1)]
+    assert (
+        "P(huber > clipped_delta) on final evaluation: 1.00 [95% CI 1.00, 1.00; the runs do not "
+        "overlap (2 and 2 runs)]"
+    ) in summary_markdown(two + low, 475.0)
 
 
 def test_the_summary_counts_a_final_eval_at_the_bar_and_shows_the_largest_q():
