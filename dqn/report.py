@@ -20,7 +20,7 @@ from dqn.stats import (
 )
 
 CURVE_SERIES = {
-    "zero_grad_fraction.png": (["zero_grad_fraction"], "fraction of batch with zero loss gradient"),
+    "zero_grad_fraction.png": (["zero_grad_fraction"], "zero-gradient fraction of batch"),
     "td_error_quantiles.png": (
         ["td_error_abs_p50", "td_error_abs_p90", "td_error_abs_p99"],
         "|TD error| quantile",
@@ -219,17 +219,24 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     styles = ("-", "--", "-.", ":")
+    last = max((r["env_step"][-1] for runs in curves.values() for r in runs), default=0)
     for i, (label, runs) in enumerate(curves.items()):
         steps, evals = _stack(runs, "eval_return_mean")
         cis = np.array([iqm_ci(col[np.isfinite(col)], seed=seed) for col in evals.T])
         # A run the divergence guard stopped drops out after its last evaluation, where the
-        # table counts it at that evaluation: the legend says how many runs a curve ends with.
+        # table counts it at that evaluation: the legend says how many runs reach the study's
+        # last evaluation.
         n = sum(r["variant"] == label for r in rows)
-        shown = curve_label(label, int(np.isfinite(evals[:, -1]).sum()), n)
+        shown = curve_label(label, sum(r["env_step"][-1] == last for r in runs), n)
         # Variants with identical gradients (huber, clipped_grad) draw identical curves:
-        # distinct dashes keep both visible.
+        # distinct dashes keep both visible (and a marker, a curve of one evaluation).
         (line,) = ax.plot(
-            steps, cis[:, 0], styles[i % len(styles)], lw=2.2 - 0.3 * (i % 4), label=shown
+            steps,
+            cis[:, 0],
+            styles[i % len(styles)],
+            lw=2.2 - 0.3 * (i % 4),
+            marker="o" if len(steps) == 1 else None,
+            label=shown,
         )
         ax.fill_between(steps, cis[:, 1], cis[:, 2], color=line.get_color(), alpha=0.2)
     ax.set(xlabel="env steps", ylabel="greedy evaluation return (IQM, 95% CI)")
@@ -238,19 +245,24 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
 
     for filename, (keys, ylabel) in CURVE_SERIES.items():
         fig, ax = plt.subplots(figsize=(7, 4.2))
-        for label, runs in curves.items():
+        for i, (label, runs) in enumerate(curves.items()):
             color = None
-            for key, style in zip(keys, ("-", "--", ":")):
+            # One series a variant: dashes tell apart variants that coincide (0 for huber and
+            # l2), as on the learning curves; several: they tell the series apart.
+            dashes = ("-", "--", ":") if len(keys) > 1 else (("-", "--", "-.", ":")[i % 4],)
+            for key, style in zip(keys, dashes):
                 steps, values = _stack(runs, key)
                 (line,) = ax.plot(
                     steps,
                     np.nanmedian(values, axis=0),
                     style,
+                    lw=2.2 - 0.3 * (i % 4) if len(keys) == 1 else None,
                     color=color,
                     label=f"{label} {key.rsplit('_', 1)[-1]}" if len(keys) > 1 else label,
                 )
                 color = line.get_color()
-        ax.set(xlabel="env steps", ylabel=f"{ylabel} (median over seeds)")
+        # (What is aggregated goes in the title: a long y label was cut at the figure's edge.)
+        ax.set(xlabel="env steps", ylabel=ylabel, title="median over seeds")
         if filename.startswith("td_error"):
             ax.set_yscale("log")
         ax.legend(fontsize=7, ncol=2)
@@ -266,7 +278,7 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
                 steps, np.nanmean(values, axis=0), style, color=color, label=f"{label} {key}"
             )
             color = line.get_color()
-    ax.set(xlabel="env steps", ylabel="dead (ReLU) / saturated units, mean over seeds")
+    ax.set(xlabel="env steps", ylabel="dead (ReLU) / saturated units", title="mean over seeds")
     ax.legend(fontsize=7, ncol=2)
     written.append(_save(fig, out / "dead_units.png"))
     return written
