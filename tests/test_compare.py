@@ -378,7 +378,7 @@ def test_an_ab_study_compares_its_two_variants_head_to_head():
     text = summary_markdown(a + b, 475.0)
     # Final: of the 4 pairs (1 or 3 against 2 or 2) huber wins 2, so 0.50; AUC: all 4, so 1.00.
     assert "P(huber > elu) on final evaluation: 0.50 [" in text
-    assert "P(huber > elu) on eval AUC: 1.00 [95% CI 1.00, 1.00]" in text
+    assert "P(huber > elu) on eval AUC: 1.00 [95% CI 1.00, 1.00; the runs do not overlap" in text
     assert "P(elu" not in text
     three = summary_markdown(a + b + [{**r, "variant": "l2"} for r in a], 475.0)
     assert "P(" not in three
