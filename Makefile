@@ -14,6 +14,7 @@ STAMP := $(VENV)/.installed
 EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet \
 	-c constraints.txt -e
 
+.DEFAULT_GOAL := help  # a bare `make` lists the targets (it ran the install)
 .PHONY: help train test test-fast test-other-cpu trust lint backprop bench lock clean-venv
 
 # pyproject.toml's requires-python, checked here so that the message names the interpreter.
@@ -33,6 +34,16 @@ MOVED := @echo "make: .venv was made in $(MADE_IN), not in $(CURDIR): making it 
 endif
 endif
 
+# A .venv installed once whose python or pyvenv.cfg went since (deleted, an interrupted `rm -rf
+# .venv`) is made again too: its stamp alone said it was up to date, and `make train` failed
+# with ".venv/bin/dqn-train: No such file or directory" or "No module named 'dqn'".
+ifneq ($(wildcard $(STAMP)),)
+ifeq ($(shell test -f $(VENV)/pyvenv.cfg && test -x $(BIN)/python && echo ok),)
+.PHONY: $(STAMP)
+BROKEN := @echo "make: .venv has no bin/python or pyvenv.cfg: making it again"; rm -rf $(VENV)
+endif
+endif
+
 # A .venv that is not a venv with pip is made again: a `python3 -m venv` that failed half-way
 # (Debian's and Ubuntu's Python without their python3-venv package) leaves a python without
 # pip, on which every later run failed with "No module named pip"; and a .venv whose pyvenv.cfg
@@ -41,6 +52,7 @@ endif
 VENV_OK := import sys, pip; sys.exit(sys.prefix == sys.base_prefix)
 $(STAMP): pyproject.toml constraints.txt
 	$(MOVED)
+	$(BROKEN)
 	@if ! $(BIN)/python -c '$(VENV_OK)' >/dev/null 2>&1; then \
 		rm -rf $(VENV); \
 		command -v $(PYTHON) >/dev/null || { echo "make: no '$(PYTHON)' on PATH;" \

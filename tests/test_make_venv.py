@@ -46,7 +46,7 @@ def interpreter(path: Path, version: str, venv: str = "good") -> Path:
         f'  -c) case "$2" in *base_prefix*) exit 0;; *) exit {ok};; esac;;\n'
         f"  -V) echo 'Python {version}';;\n"
         '  -m) [ "$2" = venv ] || exit 0\n'
-        '      mkdir -p "$3/bin"\n'
+        '      mkdir -p "$3/bin"; touch "$3/pyvenv.cfg"\n'
         f"      cat > \"$3/bin/python\" <<'END'\n{made}END\n"
         '      chmod +x "$3/bin/python"\n'
         f"      exit {0 if venv == 'good' else 1};;\n"
@@ -122,6 +122,29 @@ def test_a_venv_without_its_pyvenv_cfg_is_made_again_not_installed_into(project)
     calls = log(project)
     assert "python -m venv .venv" in calls
     assert not any(c.startswith("base-python -m pip") for c in calls), calls
+
+
+@pytest.mark.parametrize("gone", ["bin/python", "pyvenv.cfg"])
+def test_a_venv_installed_once_that_lost_its_python_or_pyvenv_cfg_is_made_again(project, gone):
+    """The stamp said such a .venv was up to date, so `make train` failed on it every time
+    (".venv/bin/dqn-train: No such file or directory", "No module named 'dqn'")."""
+    python = str(interpreter(project / "py", "3.11.7"))
+    assert make(project, python).returncode == 0
+    assert "is up to date" in make(project, python).stdout
+    (project / ".venv" / gone).unlink()
+    proc = make(project, python)
+    assert proc.returncode == 0, proc.stderr
+    assert "make: .venv has no bin/python or pyvenv.cfg: making it again" in proc.stdout
+    assert log(project).count("python -m venv .venv") == 2
+    assert "is up to date" in make(project, python).stdout
+
+
+def test_a_bare_make_lists_the_targets_and_installs_nothing(project):
+    outer = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    env = {k: v for k, v in os.environ.items() if k not in outer}
+    done = subprocess.run(["make"], cwd=project, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("make train ")
+    assert not (project / ".venv").exists()
 
 
 def test_a_venv_that_fails_half_way_is_removed_so_the_next_try_starts_clean(project):
