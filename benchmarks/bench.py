@@ -19,11 +19,11 @@ prints one markdown table with both numbers and their ratio:
 package); its figure from another machine is a reference in (e)'s note, not a divisor.
 Run from the repository root:
 
-    python -m benchmarks.bench               # everything ((a)-(d) and a dqn-only (e): 17 min)
-    python -m benchmarks.bench --quick       # tiny step counts: checks that it all runs
+    python -m benchmarks.bench               # every regime, (a)-(f), (p1)-(p3): 34 min (README)
+    python -m benchmarks.bench --quick       # small step counts: checks that it all runs
     python -m benchmarks.bench --regimes a,d --seeds 3 --out results/bench.md
 
-Needs the "bench" extra (``pip install -e ".[bench]"`` or ``make bench``).
+Needs the "bench" extra (``pip install -c constraints.txt -e ".[bench]"`` or ``make bench``).
 """
 
 from __future__ import annotations
@@ -114,4 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C: one line, as the commands say it (the workers stop too)
+        print("python -m benchmarks.bench: interrupted; no table written", file=sys.stderr)
+        sys.exit(130)

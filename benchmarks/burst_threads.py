@@ -60,7 +60,7 @@ def one(threads: int, bursts: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--processes", type=positive_int, default=5)
     p.add_argument("--bursts", type=positive_int, default=20)
     args = p.parse_args(argv)

@@ -18,7 +18,7 @@ from benchmarks.args import positive_int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/cartpole.yaml")
     parser.add_argument("--seeds", type=positive_int, default=2)
     args = parser.parse_args(argv)

@@ -53,7 +53,7 @@ def _resident_mb(pid: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", nargs="+", default=["64,64:1", "256,256:128"])
     args = p.parse_args(argv)
     import tensorflow as tf

@@ -17,7 +17,7 @@ CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cartpole.yaml"
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("mode", choices=("cold", "warm"))
     p.add_argument("--seed", type=int, default=4)
     args = p.parse_args(argv)

@@ -35,7 +35,7 @@ SETTINGS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--every", type=int, default=500, help="checkpoint_every_env_steps")
     args = p.parse_args(argv)
     from dqn.agent import DQNAgent

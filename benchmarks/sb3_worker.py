@@ -22,7 +22,7 @@ from benchmarks.settings import Settings, sb3_kwargs
 
 INSTALL_HINT = (
     'the benchmark needs the optional "bench" extra (Stable-Baselines3 and torch): '
-    'run `pip install -e ".[bench]"` or `make bench`'
+    'run `pip install -c constraints.txt -e ".[bench]"` or `make bench`'
 )
 EXTRA_MODULES = ("torch", "stable_baselines3")
 

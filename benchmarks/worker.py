@@ -67,6 +67,9 @@ def timed(label: str, job: dict, extra_env: dict | None = None) -> dict | None:
 
 def main(argv: Sequence[str]) -> int:
     """Run the job in ``argv[0]``, print its result as one prefixed JSON line."""
+    if not argv or argv[0].startswith("-"):  # --help, or a person trying it: it takes a job
+        print("usage: python -m benchmarks.worker JOB_JSON (the bench starts it)", file=sys.stderr)
+        return 2
     job = json.loads(argv[0])
     result = WORKERS[job["worker"]](job)
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")

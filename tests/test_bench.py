@@ -176,7 +176,7 @@ def test_missing_extra_prints_how_to_install(monkeypatch, capsys):
     assert sb3_worker.missing_extra() == sb3_worker.INSTALL_HINT
     assert bench.main(["--quick"]) == 2
     err = capsys.readouterr().err
-    assert 'pip install -e ".[bench]"' in err and "make bench" in err
+    assert 'pip install -c constraints.txt -e ".[bench]"' in err and "make bench" in err
 
 
 def test_table_from_worker_results():
