@@ -17,7 +17,6 @@ No TensorFlow here: what goes into a checkpoint is the caller's business (see
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from dqn.agent_files import (
 )
 from dqn.config import DQNConfig
 from dqn.errors import ConfigError
-from dqn.io import atomic_write_text, check_named, write_dir_atomically
+from dqn.io import atomic_write_text, check_named, remove_whole, write_dir_atomically
 
 _FORMAT_VERSION = 1
 
@@ -124,9 +123,7 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
     is deleted: killed in between, a prune leaves a hidden folder the next one removes, never a
     visible half of a checkpoint. Only the process that writes the run may call it."""
     for old in list_checkpoints(run_dir)[keep:]:
-        trash = old.with_name(f".{old.name}.trash")
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(old, trash)
+        remove_whole(old)
     remove_leftovers(run_dir)
 
 
@@ -158,9 +155,12 @@ def set_aside(run_dir: Path, after_step: int) -> list[Path]:
     ]
 
 
+SET_ASIDE = "corrupt-"  # the prefix of a checkpoint set aside as damaged: kept, not listed
+
+
 def set_aside_one(path: Path) -> Path:
     """Rename one checkpoint folder to ``corrupt-step-...``, replacing an earlier one so named."""
-    target = path.with_name(f"corrupt-{path.name}")
+    target = path.with_name(f"{SET_ASIDE}{path.name}")
     shutil.rmtree(target, ignore_errors=True)
     path.rename(target)
     return target

@@ -68,6 +68,18 @@ def write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> Path:
     return final
 
 
+def remove_whole(folder: Path) -> None:
+    """Delete a folder all or nothing: renamed to the hidden ``.<name>.trash`` first, then
+    removed, so that a process killed part-way leaves no visible half of it (a checkpoint or a
+    run that read as damaged), only a hidden folder that the next removal of the name clears."""
+    trash = folder.with_name(f".{folder.name}.trash")
+    if trash.exists():
+        shutil.rmtree(trash, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, trash)
+        shutil.rmtree(trash)
+
+
 def sync_tree(folder: Path) -> None:
     """Flush every file under ``folder``, then its folders, to the disk. The rename that puts
     a folder into place can reach the disk before its files' data: after a crash of the

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import numbers
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -257,9 +256,15 @@ def _train_or_resume(config: DQNConfig, run_dir: Path):
 def _holds_checkpoints(run_dir: Path) -> bool:
     """Whether a run folder holds a checkpoint, good, damaged or set aside as corrupt (a write
     killed half-way leaves only hidden leftovers): what a rerun must not delete."""
-    folder = run_dir / CHECKPOINTS
-    named = re.compile(r"^(corrupt-)?step-\d{9}$")
-    return folder.is_dir() and any(p.is_dir() and named.match(p.name) for p in folder.iterdir())
+    from dqn.agent_files import list_checkpoints
+    from dqn.checkpoint import SET_ASIDE
+
+    if list_checkpoints(run_dir):
+        return True
+    folder = run_dir / CHECKPOINTS  # checkpoints a resume set aside (set_aside_one)
+    return folder.is_dir() and any(
+        p.is_dir() and p.name.startswith(f"{SET_ASIDE}step-") for p in folder.iterdir()
+    )
 
 
 def _marker_unreadable(out: Path) -> bool:
@@ -609,18 +614,12 @@ def run_local(
 
 
 def _remove_partial(path: Path) -> None:
-    """Delete a folder a rerun trains again: renamed to a hidden name first, so that a rerun
-    killed while deleting leaves no half-deleted run (whose damaged checkpoints the next rerun
-    would keep and refuse), and with what such a kill left under that name."""
-    import shutil
-    import tempfile
+    """Delete a folder a rerun trains again, all or nothing (``dqn.io.remove_whole``): a rerun
+    killed while deleting left half a run, whose damaged checkpoints the next rerun would keep
+    and refuse."""
+    from dqn.io import remove_whole
 
-    for left in path.parent.glob(f".{path.name}.*.trash") if path.parent.is_dir() else ():
-        shutil.rmtree(left, ignore_errors=True)
-    if path.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".trash", dir=path.parent))
-        path.rename(trash / path.name)  # a rename within its folder: all or nothing
-        shutil.rmtree(trash)
+    remove_whole(path)
 
 
 __all__ = [
