@@ -73,12 +73,8 @@ def capture_env_state(env: gym.Env) -> EnvSnapshot:
         for name, value in vars(layer).items():
             if name == "env" or name in _NOT_STATE_NAMES or isinstance(value, _NOT_STATE):
                 continue
-            if isinstance(value, _SCALARS):
-                record[name] = {"value": value}
-            elif isinstance(value, (np.ndarray, np.generic)) and value.dtype != object:
-                key = f"env{i}.{name}"
-                arrays[key] = np.asarray(value)
-                record[name] = {"array": key, "scalar": isinstance(value, np.generic)}
+            if isinstance(value, _SCALARS) or _numeric_array(value):
+                record[name] = _plain_entry(value, f"env{i}.{name}", arrays)
             elif isinstance(value, np.random.Generator):
                 record[name] = {"generator": value.bit_generator.state}
             elif isinstance(value, (tuple, list)) and all(isinstance(v, _SCALARS) for v in value):
@@ -98,8 +94,14 @@ def capture_env_state(env: gym.Env) -> EnvSnapshot:
     return EnvSnapshot(layers, arrays, uncaptured)
 
 
+def _numeric_array(value: Any) -> bool:
+    """A numpy array or scalar of numbers (not of Python objects)."""
+    return isinstance(value, (np.ndarray, np.generic)) and value.dtype != object
+
+
 def _plain_entry(value: Any, key: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """A number's record: in the JSON if a Python one, else an array under ``key``."""
+    """A scalar's or array's record: in the JSON if a Python value, else an array under
+    ``key`` (numpy scalars as 0-d arrays, marked to come back as scalars)."""
     if isinstance(value, _SCALARS):
         return {"value": value}
     arrays[key] = np.asarray(value)
@@ -115,11 +117,7 @@ def _plain_fields(value: Any) -> dict[str, Any] | None:
         return None
     if type(value).__basicsize__ != _Plain.__basicsize__:  # a C base's (or slots') own fields
         return None
-    plain = all(
-        isinstance(v, (int, float))
-        or (isinstance(v, (np.ndarray, np.generic)) and v.dtype != object)
-        for v in fields.values()
-    )
+    plain = all(isinstance(v, (int, float)) or _numeric_array(v) for v in fields.values())
     return dict(fields) if plain else None
 
 
