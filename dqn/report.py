@@ -192,6 +192,12 @@ def _stack(runs: list[dict[str, np.ndarray]], key: str) -> tuple[np.ndarray, np.
     return longest["env_step"], values
 
 
+def _variant_line(i: int) -> dict:
+    """The dashes and width of the i-th variant's line: variants whose curves coincide (huber
+    and clipped_grad, same gradients; 0 zero-gradient fraction for huber and l2) stay visible."""
+    return {"ls": ("-", "--", "-.", ":")[i % 4], "lw": 2.2 - 0.3 * (i % 4)}
+
+
 def curve_label(label: str, ending: int, runs: int) -> str:
     """A variant's legend entry: with how many of its runs its curve ends, where fewer than
     all (the others were stopped by the divergence guard, or never evaluated)."""
@@ -218,7 +224,6 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
     written = []
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    styles = ("-", "--", "-.", ":")
     last = max((r["env_step"][-1] for runs in curves.values() for r in runs), default=0)
     for i, (label, runs) in enumerate(curves.items()):
         steps, evals = _stack(runs, "eval_return_mean")
@@ -228,13 +233,11 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
         # last evaluation.
         n = sum(r["variant"] == label for r in rows)
         shown = curve_label(label, sum(r["env_step"][-1] == last for r in runs), n)
-        # Variants with identical gradients (huber, clipped_grad) draw identical curves:
-        # distinct dashes keep both visible (and a marker, a curve of one evaluation).
+        # (A marker: a curve of one evaluation is otherwise a line of no length.)
         (line,) = ax.plot(
             steps,
             cis[:, 0],
-            styles[i % len(styles)],
-            lw=2.2 - 0.3 * (i % 4),
+            **_variant_line(i),
             marker="o" if len(steps) == 1 else None,
             label=shown,
         )
@@ -247,16 +250,14 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for i, (label, runs) in enumerate(curves.items()):
             color = None
-            # One series a variant: dashes tell apart variants that coincide (0 for huber and
-            # l2), as on the learning curves; several: they tell the series apart.
-            dashes = ("-", "--", ":") if len(keys) > 1 else (("-", "--", "-.", ":")[i % 4],)
-            for key, style in zip(keys, dashes):
+            # One series a variant: each variant's own line; several: dashes tell them apart.
+            lines = [{"ls": ls} for ls in ("-", "--", ":")] if len(keys) > 1 else [_variant_line(i)]
+            for key, style in zip(keys, lines):
                 steps, values = _stack(runs, key)
                 (line,) = ax.plot(
                     steps,
                     np.nanmedian(values, axis=0),
-                    style,
-                    lw=2.2 - 0.3 * (i % 4) if len(keys) == 1 else None,
+                    **style,
                     color=color,
                     label=f"{label} {key.rsplit('_', 1)[-1]}" if len(keys) > 1 else label,
                 )
