@@ -37,6 +37,23 @@ SEEDS = 2
 RUNS = [f"{v}-seed{s}" for v in VARIANTS for s in range(SEEDS)]
 
 
+def study_config(settings: dict = SETTINGS) -> DQNConfig:
+    """configs/cartpole.yaml with ``settings``: the study's config, as its command gives it."""
+    return DQNConfig.from_yaml(
+        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in settings.items()]
+    )
+
+
+def huber_jobs(base: DQNConfig, folder: Path, seeds) -> list:
+    """A study's jobs for the huber runs of ``seeds``, each in ``folder/r<seed>``."""
+    from dqn.study_runs import Job
+
+    return [
+        Job(f"huber-seed{s}", base.replace(seed=s).to_dict(), "huber", str(folder / f"r{s}"))
+        for s in seeds
+    ]
+
+
 def compare_command(out: Path, runner: str) -> list[str]:
     return [
         sys.executable,
@@ -166,9 +183,7 @@ def test_an_interrupted_study_keeps_only_finished_runs_and_resumes_exactly(
     from dqn.loop import train
     from dqn.population import Member, train_population
 
-    base = DQNConfig.from_yaml(
-        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SETTINGS.items()]
-    )
+    base = study_config()
     pairs = [(v, s) for v in VARIANTS for s in range(SEEDS)]
     if runner == "population":
         members = [Member({"loss": v}, s, v) for v, s in pairs]
@@ -198,9 +213,7 @@ def test_runs_a_per_process_study_left_checkpointed_resume_when_rerun_as_populat
     written = interrupted_runs(out)
     done = subprocess.run(compare_command(out, "population"), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    base = DQNConfig.from_yaml(
-        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SETTINGS.items()]
-    )
+    base = study_config()
     for name, mtime in written.items():
         run = out / "runs" / name / "run"
         assert run.joinpath("config.yaml").stat().st_mtime_ns == mtime, name
@@ -215,15 +228,10 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
     # steps (killed before their summaries); the fifth is chunked afresh. Regrouped with it, the
     # first two would start again instead of resuming, the next two instead of being finished.
     from dqn.population_files import STEP_FILE
-    from dqn.study_runs import Job, make_tasks, task_runs
+    from dqn.study_runs import make_tasks, task_runs
 
-    base = DQNConfig.from_yaml(
-        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SETTINGS.items()]
-    )
-    jobs = [
-        Job(f"huber-seed{s}", base.replace(seed=s).to_dict(), "huber", str(tmp_path / f"r{s}"))
-        for s in range(5)
-    ]
+    base = study_config()
+    jobs = huber_jobs(base, tmp_path, range(5))
 
     def left_chunk(name: str, chunk: list, env_step: int) -> Path:
         folder = tmp_path / "populations" / name
@@ -264,9 +272,7 @@ def test_a_chunk_that_cannot_resume_trains_again_whole_its_ended_member_too(tmp_
     from dqn.study_runs import STUDY_RUN, Job, _population_worker
 
     settings = {**SETTINGS, "total_env_steps": 2000, "checkpoint_every_env_steps": 1000}
-    base = DQNConfig.from_yaml(
-        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in settings.items()]
-    )
+    base = study_config(settings)
     wild = base.replace(loss="l2", learning_rate=5.0, learning_rate_end=None)
     jobs = [
         Job("wild-seed0", wild.to_dict(), "wild", str(tmp_path / "wild")),
@@ -307,9 +313,7 @@ def test_a_rerun_keeps_a_run_whose_checkpoints_are_all_damaged_and_says_so(tmp_p
     from dqn.loop import train
     from dqn.study_runs import _train_or_resume
 
-    config = DQNConfig.from_yaml(
-        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SHORT.items()]
-    )
+    config = study_config(SHORT)
     run = tmp_path / "runs" / "huber-seed0" / "run"
     stopped = train(config, run_dir=run, progress=False, on_eval=lambda record, agent: False)
     assert stopped.interrupted
@@ -332,15 +336,10 @@ def test_a_rerun_keeps_a_chunk_whose_step_marker_is_damaged_and_says_so(tmp_path
     deleted and trained again from zero (its other member's good checkpoints too)."""
     from dqn.errors import CheckpointError
     from dqn.population_files import STEP_FILE
-    from dqn.study_runs import STUDY_RUN, Job, _population_worker
+    from dqn.study_runs import STUDY_RUN, _population_worker
 
-    base = DQNConfig.from_yaml(
-        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SHORT.items()]
-    )
-    jobs = [
-        Job(f"huber-seed{s}", base.replace(seed=s).to_dict(), "huber", str(tmp_path / f"r{s}"))
-        for s in range(2)
-    ]
+    base = study_config(SHORT)
+    jobs = huber_jobs(base, tmp_path, range(2))
     chunk = tmp_path / "populations" / "chunk"
     _population_worker(jobs, str(chunk))
     for job in jobs:  # killed after its final checkpoint: a rerun finishes it from there
@@ -401,15 +400,10 @@ def test_a_rerun_refuses_a_population_whose_member_list_is_lost_and_changes_noth
     alone, each in a population of its own: not the study's runs, and no word said so."""
     from dqn.errors import CheckpointError
     from dqn.population_files import POPULATION_FILE, STEP_FILE
-    from dqn.study_runs import Job, make_tasks
+    from dqn.study_runs import make_tasks
 
-    base = DQNConfig.from_yaml(
-        ROOT / "configs" / "cartpole.yaml", [f"{k}={v}" for k, v in SETTINGS.items()]
-    )
-    jobs = [
-        Job(f"huber-seed{s}", base.replace(seed=s).to_dict(), "huber", str(tmp_path / f"r{s}"))
-        for s in range(2)
-    ]
+    base = study_config()
+    jobs = huber_jobs(base, tmp_path, range(2))
     chunk = tmp_path / "populations" / "chunk"
     chunk.mkdir(parents=True)
     (chunk / STEP_FILE).write_text(json.dumps({"env_step": 1000, "stopped": []}))
