@@ -91,9 +91,8 @@ def check_n_step(config: DQNConfig) -> None:
         limit = spec.max_episode_steps
     if limit is None and config.n_step > 1:  # a TimeLimit the env's own factory puts on it
         limit = _wrapped_time_limit(config)
-    if (
-        isinstance(limit, numbers.Integral) and 0 < limit < config.n_step
-    ):  # -1: gym.make adds no limit
+    # (-1: gym.make adds no limit.)
+    if isinstance(limit, numbers.Integral) and 0 < limit < config.n_step:
         raise ConfigError(
             f"config key 'n_step' must be <= the env's time limit (max_episode_steps={limit}), "
             f"got {config.n_step}: the n - 1 steps before a time-limit cut are not stored, so "
