@@ -9,7 +9,6 @@ folder trained with other settings is refused, neither reused nor overwritten.
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 from collections import Counter
@@ -33,6 +32,7 @@ from dqn.study_runs import (
     failure_message,
     make_tasks,
     read_result,
+    rows_json,
     settings_difference,
     summarize_run,  # noqa: F401 (results.csv columns, re-exported)
     task_configs,
@@ -459,7 +459,7 @@ def write_results(rows: Sequence[dict], out: Path) -> None:
     import csv
     import io
 
-    atomic_write_text(out / "results.json", json.dumps(list(rows), indent=1))
+    atomic_write_text(out / "results.json", rows_json(list(rows), indent=1))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
     writer.writeheader()

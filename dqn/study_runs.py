@@ -8,6 +8,7 @@ can share one program as population chunks (``dqn.population``); in local worker
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -132,7 +133,7 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
             # the row keeps the evaluations made before the guard stopped the run, and where.
             pass
     row = _ended_row(config, label, run)
-    atomic_write_text(run_path / "result.json", json.dumps(row))
+    atomic_write_text(run_path / "result.json", rows_json(row))
     return row
 
 
@@ -151,6 +152,34 @@ RESULT_COLUMNS = (
     "train_seconds",
 )
 ROW_KEYS = (*RESULT_COLUMNS, "curve")
+
+
+# The columns a run can lack as a number (one stopped before its first evaluation, or before
+# its first gradient step): NaN in a row, null in JSON, which has no NaN (a strict parser, as
+# JavaScript's or jq's, refuses Python's bare NaN). The other nulls mean something else: never
+# solved, not diverged.
+NAN_COLUMNS = (
+    "final_eval_mean",
+    "eval_auc",
+    "zero_grad_fraction_mean",
+    "over_bound_fraction_mean",
+    "q_abs_max",
+)
+
+
+def rows_json(rows, indent: int | None = None) -> str:
+    """A row, or a list of rows, as strict JSON: a NaN (or infinity) is written as null."""
+
+    def strict(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: strict(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(v) for v in value]
+        return value
+
+    return json.dumps(strict(rows), indent=indent, allow_nan=False)
 
 
 def _number_or_none(value) -> bool:
@@ -195,7 +224,7 @@ def read_result(folder: Path, label: str, seed: int) -> dict | None:
         row = json.loads(path.read_text())
         check_result_rows(path, [row])
         if (row["variant"], row["seed"]) == (label, seed):
-            return row
+            return {**row, **{k: math.nan for k in NAN_COLUMNS if row[k] is None}}
     except (OSError, ValueError):
         pass
     import warnings
@@ -323,7 +352,7 @@ def _population_worker(
         return TaskInterrupted()
     rows = [_ended_row(c, job.label, d) for c, job, d in zip(configs, jobs, run_dirs)]
     for job, row in zip(jobs, rows):
-        atomic_write_text(Path(job.folder) / "result.json", json.dumps(row))
+        atomic_write_text(Path(job.folder) / "result.json", rows_json(row))
     return [(job.name, row) for job, row in zip(jobs, rows)]
 
 

@@ -547,6 +547,29 @@ def test_results_csv_writes_a_zero_as_zero_and_only_a_missing_value_as_empty(tmp
     assert got["first_solve_env_step"] == "" and got["diverged_at_env_step"] == ""
 
 
+def test_a_run_stopped_before_its_first_evaluation_is_strict_json_and_reads_back_as_nan(tmp_path):
+    import json
+    import math
+
+    from dqn.compare import write_results
+    from dqn.study_runs import NAN_COLUMNS, read_result, rows_json
+
+    def strict(text):  # as JavaScript's JSON.parse or jq: no NaN, no Infinity
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}"))
+
+    nan = float("nan")
+    row = result_row(loss="l2", seed=3, diverged_at_env_step=1200, curve=[])
+    row.update({k: nan for k in NAN_COLUMNS})
+    write_results([row], tmp_path)
+    (written,) = strict((tmp_path / "results.json").read_text())
+    assert all(written[k] is None for k in NAN_COLUMNS) and written["diverged_at_env_step"] == 1200
+
+    (tmp_path / "result.json").write_text(rows_json(row))
+    back = read_result(tmp_path, "l2", 3)
+    assert all(math.isnan(back[k]) for k in NAN_COLUMNS)
+    assert back["first_solve_env_step"] is None and back["diverged_at_env_step"] == 1200
+
+
 def test_the_progress_bar_says_how_the_runs_are_split_between_populations_and_processes():
     from dqn.compare import _bar_label
 
