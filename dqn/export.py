@@ -160,16 +160,18 @@ def _write_whole(out: Path, write: Callable[[Path], object], name: str) -> None:
     """``write(folder)`` into a fresh temporary folder beside ``out``, renamed to ``out`` when
     complete; an error or a signal before then removes it, and the parents of ``out`` it made.
     ``name`` is how messages name ``out`` (``--out`` for the command)."""
-    from dqn.io import fresh_tmp_dir
+    from dqn.io import fresh_tmp_dir, sync_parent, sync_tree
 
     created, tmp = _missing_parents(out), None
     try:
         tmp = fresh_tmp_dir(out)
         write(tmp)
+        sync_tree(tmp)  # on the disk before the rename, as a checkpoint is
         _move_into_place(tmp, out, name)
     except BaseException:
         _remove_unfinished(tmp, created)
         raise
+    sync_parent(out)
 
 
 def _check_out(out: Path, name: str = "--out") -> None:

@@ -63,9 +63,15 @@ def write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    with contextlib.suppress(OSError):  # the rename itself; the folder is in place already
-        _fsync(final.parent)
+    sync_parent(final)
     return final
+
+
+def sync_parent(path: Path) -> None:
+    """Flush the rename that put ``path`` in place: its folder's entry. It is in place already,
+    so a folder that cannot be synced is no error."""
+    with contextlib.suppress(OSError):
+        _fsync(Path(path).parent)
 
 
 def remove_whole(folder: Path) -> None:

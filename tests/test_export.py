@@ -290,6 +290,49 @@ def test_a_signal_while_exporting_writes_nothing_and_exits_128_plus_it(
     assert list(tmp_path.iterdir()) == []  # no temporary folder, and no parent left made
 
 
+def test_an_export_reaches_the_disk_before_its_rename_and_a_failed_flush_writes_nothing(
+    tiny_run, tmp_path, monkeypatch, capsys
+):
+    # A model server reading --out after a machine crash must not find files of zeros: every
+    # file and folder is flushed before the rename, and the rename after it.
+    from dqn import export, io
+
+    def write_two_files(path, agent_dir, folder, tflite):
+        (folder / "variables").mkdir()
+        (folder / "saved_model.pb").write_bytes(b"model")
+        (folder / "variables" / "variables.index").write_bytes(b"index")
+        return agent_dir
+
+    events, real_fsync, real_rename = [], io.os.fsync, export.os.rename
+
+    def fsync(fd):
+        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        real_fsync(fd)
+
+    def rename(a, b):
+        events.append(("rename", Path(b).name))
+        real_rename(a, b)
+
+    monkeypatch.setattr(export, "_write", write_two_files)
+    monkeypatch.setattr(io.os, "fsync", fsync)
+    monkeypatch.setattr(export.os, "rename", rename)
+    assert main([str(tiny_run), "--out", str(tmp_path / "model")]) == 0
+    renamed = events.index(("rename", "model"))
+    flushed = {name for kind, name in events[:renamed] if kind == "fsync"}
+    assert {"saved_model.pb", "variables.index", "variables"} <= flushed, events
+    assert ("fsync", tmp_path.name) in events[renamed:]  # the folder holding the new name
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", disk_full)
+    capsys.readouterr()
+    code = main([str(tiny_run), "--out", str(tmp_path / "new" / "model2")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert (code, len(lines)) == (2, 1) and lines[0].endswith("No space left on device"), lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
 def test_export_needs_out(tiny_run, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([str(tiny_run)])
