@@ -125,7 +125,8 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 $(BENCH_STAMP): $(STAMP)
 	@$(BIN)/python -c "import torch, stable_baselines3" 2>/dev/null \
-		|| $(EDITABLE) ".[bench]"
+		|| { echo "make: installing the bench extra (Stable-Baselines3, CPU torch) into .venv"; \
+			$(EDITABLE) ".[bench]"; }
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
