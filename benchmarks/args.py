@@ -1,9 +1,24 @@
-"""Argument types of the benchmark scripts: a count or a duration that must be positive is
-refused by argparse in one line (exit 2), not by a traceback from a worker minutes later."""
+"""The benchmark scripts' command lines: a usage error is one line (exit 2), as the dqn
+commands' are, and a count or a duration that must be positive is refused there, not by a
+traceback from a worker minutes later."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse named as the script is run (``python -m benchmarks.bench``, not ``bench.py``),
+    described by its docstring's first paragraph, with a usage error in one line naming the
+    problem and ``--help``: argparse's own prints the whole usage first, 2 to 5 lines."""
+
+    def __init__(self, file: str, doc: str | None, **kwargs) -> None:
+        prog = f"python -m benchmarks.{Path(file).stem}"
+        super().__init__(prog=prog, description=(doc or "").split("\n\n")[0], **kwargs)
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def positive_int(text: str) -> int:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 
 KINDS = ("single", "population")
 
@@ -70,7 +70,7 @@ def _new_learner_call(kind: str, members: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--rounds", type=positive_int, default=3)
     p.add_argument("--members", type=positive_int, default=25)
     p.add_argument("--child", nargs=2, metavar=("KIND", "ON"), help=argparse.SUPPRESS)

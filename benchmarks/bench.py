@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import populations, regimes
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 from benchmarks.regimes import REGIMES
 from benchmarks.sb3_worker import missing_extra
 from benchmarks.settings import EVERY_4_STEPS, EVERY_STEP
@@ -44,9 +44,7 @@ DEFAULT_CONFIG = REPO / "configs" / "cartpole.yaml"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench", description=__doc__.split("\n\n")[0]
-    )
+    p = Parser(__file__, __doc__)
     p.add_argument("--quick", action="store_true", help="tiny step counts, to check it runs")
     p.add_argument(
         "--regimes", default=",".join(REGIMES), help="comma-separated, of " + ",".join(REGIMES)

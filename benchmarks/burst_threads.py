@@ -9,13 +9,12 @@ Prints ms per burst and the CPU seconds per wall second of each process (2 = bot
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cartpole.yaml"
 
@@ -60,7 +59,7 @@ def one(threads: int, bursts: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--processes", type=positive_int, default=5)
     p.add_argument("--bursts", type=positive_int, default=20)
     args = p.parse_args(argv)

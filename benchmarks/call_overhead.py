@@ -16,6 +16,8 @@ import os
 import sys
 import time
 
+from benchmarks.args import Parser
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -48,10 +50,8 @@ def random_replay():
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
     # No options: the parser gives --help and refuses stray arguments (exit 2) before timing.
-    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
+    Parser(__file__, __doc__).parse_args(argv)
     from dqn.runtime import configure_blas, import_tensorflow_quietly
 
     tf = import_tensorflow_quietly(1)

@@ -9,16 +9,15 @@ Prints the training wall time of each (evaluation excluded) and the ratio on/off
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = Parser(__file__, __doc__)
     parser.add_argument("--config", default="configs/cartpole.yaml")
     parser.add_argument("--seeds", type=positive_int, default=2)
     args = parser.parse_args(argv)

@@ -12,13 +12,12 @@ alternating; the ratio is printed.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import gymnasium as gym
 import numpy as np
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 from dqn.evaluation import evaluate_members
 from dqn.runtime import configure_blas
 
@@ -62,7 +61,7 @@ def timed(q_values, members: int, episodes: int, width: int) -> tuple[float, flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--members", type=positive_int, default=25)
     p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--episodes", type=positive_int, nargs="+", default=[10, 100])

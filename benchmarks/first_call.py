@@ -11,10 +11,9 @@ scale.
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 
 
 def third_run_call(cache: dict, function, args, key):
@@ -56,7 +55,7 @@ def measure(members: int, hidden: int, pairs: int) -> list[tuple[str, float, flo
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--members", type=positive_int, default=25)
     p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--pairs", type=positive_int, default=2)

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.args import positive_float, positive_int
+from benchmarks.args import Parser, positive_float, positive_int
 from benchmarks.population_scaling import BATCH, K, default_shapes
 
 # (p2)'s target: the loss study's wall time at most this many times its compute floor.
@@ -242,7 +242,7 @@ def report(r: dict, members: int, hidden: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--members", type=positive_int, default=25)
     p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--seconds", type=positive_float, default=2.0, help="timing of the numpy rate")

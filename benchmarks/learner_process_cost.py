@@ -10,8 +10,9 @@ Each shape is HIDDEN:K (hidden sizes, gradient steps per burst), batch 64, on ra
 
 from __future__ import annotations
 
-import argparse
 import time
+
+from benchmarks.args import Parser
 
 
 def measure(hidden: tuple[int, ...], k: int) -> dict[str, float]:
@@ -53,7 +54,7 @@ def _resident_mb(pid: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--shape", nargs="+", default=["64,64:1", "256,256:128"])
     args = p.parse_args(argv)
     import tensorflow as tf

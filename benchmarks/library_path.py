@@ -8,16 +8,16 @@ with TensorFlow code of its own. One run per invocation, so that each starts fre
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from benchmarks.args import Parser
 from benchmarks.dqn_worker import work_library_path
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "cartpole.yaml"
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("mode", choices=("cold", "warm"))
     p.add_argument("--seed", type=int, default=4)
     args = p.parse_args(argv)

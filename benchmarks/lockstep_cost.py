@@ -7,13 +7,12 @@ alternating, resets included; both ways are timed in this one run and their rati
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import gymnasium as gym
 import numpy as np
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 from dqn.lockstep import Lockstep, lockstep
 
 
@@ -32,7 +31,7 @@ def run(steps: Lockstep, m: int, n: int, seed: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--members", type=positive_int, default=16)
     p.add_argument("--steps", type=positive_int, default=5_000)
     p.add_argument("--repeats", type=positive_int, default=3)

@@ -18,7 +18,7 @@ import json
 import subprocess
 import sys
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 
 
 def one(members: int, steps: int, hidden: int) -> dict:
@@ -57,7 +57,7 @@ def one(members: int, steps: int, hidden: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--members", type=positive_int, nargs="+", default=[1, 25])
     p.add_argument("--steps", type=positive_int, default=3_000)
     p.add_argument(

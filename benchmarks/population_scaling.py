@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 
 REPEATS = 3  # timed bursts after the compiling one; the best is kept
 ROUNDS = 3  # with --processes: rounds of (one alone, N at once)
@@ -125,7 +125,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--members", type=positive_int, nargs="+", default=[1, 4, 13, 25, 50])
     p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument("--learner", choices=("tensorflow", "numpy"), default="tensorflow")

@@ -10,7 +10,6 @@ loads are ``DQNAgent.load(run_dir)`` in this process, from its first checkpoint 
 
 from __future__ import annotations
 
-import argparse
 import collections
 import re
 import subprocess
@@ -18,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.args import Parser
 
 SETTINGS = [
     "total_env_steps=80000",
@@ -35,7 +36,7 @@ SETTINGS = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--every", type=int, default=500, help="checkpoint_every_env_steps")
     args = p.parse_args(argv)
     from dqn.agent import DQNAgent

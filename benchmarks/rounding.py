@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 
+from benchmarks.args import Parser
+
 STEPS = 16
 
 
@@ -34,10 +36,8 @@ def digests() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
     # No options: the parser gives --help and refuses stray arguments (exit 2).
-    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
+    Parser(__file__, __doc__).parse_args(argv)
     for learner, digest in digests().items():
         print(f"{learner}: {digest}")
 

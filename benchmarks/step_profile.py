@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 from benchmarks.population_scaling import BATCH, K
 
 KINDS = (
@@ -226,7 +226,7 @@ def report(r: dict, members: int, hidden: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--members", type=positive_int, default=25)
     p.add_argument("--hidden", type=positive_int, default=256)
     p.add_argument(

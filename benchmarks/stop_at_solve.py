@@ -18,21 +18,20 @@ The rows are written when the population ends.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 
 # The confirmation's episodes are reset from here on: not the final evaluation's (eval_seed on).
 CONFIRM_SEED = 20_000
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.stop_at_solve")
+    parser = Parser(__file__, __doc__)
     parser.add_argument("--learner", choices=["tensorflow", "numpy"], default="tensorflow")
     parser.add_argument("--seeds", type=positive_int, default=30)
     parser.add_argument("--out", type=Path, required=True, help="a CSV of one row per seed")

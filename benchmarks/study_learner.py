@@ -28,7 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 from benchmarks.population_scaling import (
     REPEATS,
     K,
@@ -108,7 +108,7 @@ WAYS = ("bursts", "loop, alone", "loop, two at once")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--members", type=positive_int, default=25)
     p.add_argument("--env-steps", type=positive_int, default=15_000)
     p.add_argument("--rounds", type=positive_int, default=2)

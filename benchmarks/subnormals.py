@@ -13,7 +13,6 @@ flushed to zero, alternating, on random rows.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import statistics
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 from benchmarks.population_scaling import random_rows
 
 TINY = np.finfo(np.float32).tiny  # the smallest normal float32
@@ -89,7 +88,7 @@ def burst_seconds(agent, state, rows: np.ndarray) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--config", default="configs/cartpole.yaml")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=positive_int, help="env steps (default: the config's)")

@@ -26,7 +26,7 @@ import statistics
 import subprocess
 import sys
 
-from benchmarks.args import positive_int
+from benchmarks.args import Parser, positive_int
 from benchmarks.call_overhead import best_of, random_replay
 from dqn.runtime import XLA_SCHEDULER
 
@@ -95,7 +95,7 @@ def table(runs: dict[str, list[dict]]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(__file__, __doc__)
     p.add_argument("--pairs", type=positive_int, default=3)
     p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child's job
     args = p.parse_args(argv)

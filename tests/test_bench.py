@@ -721,6 +721,38 @@ def test_the_bench_refuses_bad_arguments_before_it_runs(
     assert [p.name for p in tmp_path.iterdir()] == ["afile"]
 
 
+BENCHMARK_SCRIPTS = sorted(
+    path.stem
+    for path in (Path(__file__).resolve().parent.parent / "benchmarks").glob("*.py")
+    if "Parser(__file__, __doc__)" in path.read_text()
+)
+
+
+def test_every_benchmark_with_options_parses_them_with_the_one_line_parser():
+    sources = (Path(__file__).resolve().parent.parent / "benchmarks").glob("*.py")
+    assert [p.name for p in sources if "ArgumentParser(" in p.read_text()] == []
+    assert len(BENCHMARK_SCRIPTS) >= 19
+
+
+@pytest.mark.parametrize("name", BENCHMARK_SCRIPTS)
+def test_a_benchmarks_usage_error_is_one_line_naming_how_it_is_run(name, capsys):
+    import importlib
+
+    module = importlib.import_module(f"benchmarks.{name}")
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--bogus"])
+    lines = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"python -m benchmarks.{name}: error: ")
+    assert lines[0].endswith(f"(see python -m benchmarks.{name} --help)")
+    with pytest.raises(SystemExit) as exit_:
+        module.main(["--help"])
+    usage = capsys.readouterr().out
+    assert exit_.value.code == 0 and usage.startswith(f"usage: python -m benchmarks.{name}")
+    first_paragraph = " ".join(module.__doc__.split("\n\n")[0].split())
+    assert first_paragraph[:40] in " ".join(usage.split())
+
+
 @pytest.mark.parametrize("population", [False, True])
 def test_stop_at_solve_stops_each_seed_and_gives_it_the_final_evaluation(
     tmp_path, capsys, population
