@@ -37,6 +37,7 @@ from dqn.study_runs import (
     summarize_run,  # noqa: F401 (results.csv columns, re-exported)
     task_configs,
     task_runs,
+    task_steps_done,
 )
 from dqn.terminal import progress_bar
 from dqn.yaml_files import load_yaml
@@ -377,14 +378,15 @@ def _train_tasks(tasks, run_tasks, rows: dict, total: int, steps: int, progress:
     stopped the study."""
     to_train = total - len(rows)
     bar = None
+    # env steps the bar has counted per task: from the checkpoints a resumed one starts from
+    counted = {task[0]: task_steps_done(task) for task in tasks} if progress else {}
     if progress:
         bar = progress_bar(
             total * steps,
-            initial=(total - to_train) * steps,
+            initial=(total - to_train) * steps + sum(counted.values()),
             desc=_bar_label(to_train, tasks),
             unit_scale=True,
         )
-    counted: dict[str, int] = {}  # env steps the bar has counted per task
 
     def on_steps(task_name: str, n: int) -> None:
         counted[task_name] = counted.get(task_name, 0) + n

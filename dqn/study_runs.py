@@ -553,6 +553,28 @@ def task_configs(task: Task) -> list[dict]:
     return [job.config for job in args[0]] if fn is _population_worker else [args[0]]
 
 
+def task_steps_done(task: Task) -> int:
+    """The env steps a task's runs trained before (a stopped study's chunk resumes from its step
+    marker, a run from its newest checkpoint), read from their files: where a rerun's progress
+    bar starts, so that it does not sit at 0 while the checkpoints load, with an ETA of the
+    whole study. An estimate (a member the guard stopped counts to the marker): a finished
+    task's bar is set to its runs' whole length."""
+    from dqn.agent_files import checkpoint_step, list_checkpoints
+    from dqn.errors import CheckpointError
+    from dqn.population_files import read_step_marker
+
+    _, fn, args = task
+    try:
+        if fn is _population_worker:
+            if not (Path(args[1]) / STEP_FILE).exists():
+                return 0
+            return read_step_marker(Path(args[1]))[0] * len(args[0])
+        newest = list_checkpoints(Path(args[2]) / STUDY_RUN)
+        return checkpoint_step(newest[0]) if newest else 0
+    except (CheckpointError, OSError, ValueError):
+        return 0
+
+
 def task_runs(task: Task) -> list[str]:
     """The names of the runs one task trains."""
     name, fn, args = task

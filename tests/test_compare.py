@@ -570,6 +570,57 @@ def test_a_run_stopped_before_its_first_evaluation_is_strict_json_and_reads_back
     assert back["first_solve_env_step"] is None and back["diverged_at_env_step"] == 1200
 
 
+def test_a_rerun_s_bar_starts_from_the_steps_its_checkpoints_hold_and_ends_at_the_total(
+    tmp_path, monkeypatch
+):
+    # A stopped study's rerun sat at 0 while 30 runs loaded (about 40 s), with an ETA of the
+    # whole study: it starts where the step marker and the checkpoints say now.
+    from dqn import compare
+    from dqn.agent_files import CHECKPOINTS, STUDY_RUN
+    from dqn.population_files import write_step_marker
+    from dqn.study_runs import Job, _population_worker, _run_worker, task_steps_done
+
+    steps, config = 1000, DQNConfig().to_dict()  # the bar counts `steps` a run
+    jobs = [Job(f"l2-seed{k}", config, "l2", str(tmp_path / f"l2-seed{k}")) for k in range(3)]
+    chunk = tmp_path / "populations" / "abc"
+    chunk.mkdir(parents=True)
+    write_step_marker(chunk, 400, stopped=[])
+    (tmp_path / "l2-seed2" / STUDY_RUN / CHECKPOINTS / "step-000000700").mkdir(parents=True)
+    tasks = [
+        ("population-abc", _population_worker, (jobs[:2], str(chunk), "population-abc")),
+        ("l2-seed2", _run_worker, (config, "l2", jobs[2].folder)),
+        ("fresh", _population_worker, (jobs[:1], str(tmp_path / "populations" / "new"), "fresh")),
+    ]
+    assert [task_steps_done(t) for t in tasks] == [2 * 400, 700, 0]
+
+    bars = []
+
+    class Bar:
+        def __init__(self, total, *, initial, **_):
+            self.total, self.initial, self.n = total, initial, initial
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def set_postfix(self, **_): ...
+
+        def close(self): ...
+
+    def run_tasks(tasks, on_steps):
+        on_steps("population-abc", 250)  # the chunk reports only what it trains now
+        yield "population-abc", [("l2-seed0", {}), ("l2-seed1", {})]
+        yield "l2-seed2", {}
+        yield "fresh", [("l2-seed9", {})]
+
+    monkeypatch.setattr(compare, "progress_bar", Bar)
+    rows = {"huber-seed0": {}}  # finished before: its steps are done
+    compare._train_tasks(tasks, run_tasks, rows, total=5, steps=steps, progress=True)
+    (bar,) = bars
+    assert bar.initial == 1 * steps + 2 * 400 + 700  # the finished run, the chunk, the run
+    assert (bar.total, bar.n) == (5 * steps, 5 * steps) and len(rows) == 5
+
+
 def test_the_progress_bar_says_how_the_runs_are_split_between_populations_and_processes():
     from dqn.compare import _bar_label
 
