@@ -13,6 +13,14 @@ They are imported lazily (PEP 562) so that ``import dqn.backprop`` and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # a type checker or an IDE sees each name's own type; at run time, _LAZY
+    from dqn.agent import DQNAgent
+    from dqn.config import DQNConfig
+    from dqn.loop import TrainResult, train
+    from dqn.population import train_population
+
 __version__ = "0.1.0"
 __all__ = ["DQNAgent", "DQNConfig", "TrainResult", "train", "train_population"]
 
