@@ -89,6 +89,12 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
         try:
             return main(*args, **kwargs)
         finally:
+            # A pipe's stdout is block-buffered (unless PYTHONUNBUFFERED is set): what is still
+            # in its buffer is flushed here, through the survivor, not by the interpreter at
+            # exit, where a gone reader gave "Exception ignored ... BrokenPipeError", exit 120.
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
             sys.stdout, sys.stderr = saved
 
     return run

@@ -130,3 +130,10 @@ def count_closes(monkeypatch, module, name: str) -> tuple[list, list]:
 
     monkeypatch.setattr(module, name, make)
     return made, closed
+
+
+def buffered_env() -> dict[str, str]:
+    """The environment of a user's shell: a pipe's stdout is block-buffered there. With
+    PYTHONUNBUFFERED set (CI runners often set it) every write reaches the pipe at once, and a
+    gone reader's error at the interpreter's final flush never showed."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}

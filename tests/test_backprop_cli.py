@@ -224,6 +224,8 @@ def test_a_demo_stopped_by_ctrl_c_or_a_full_disk_prints_one_line(
 def test_a_reader_that_goes_away_ends_the_reading_not_the_figures(tmp_path):
     """`dqn-backprop | head -1`: the pipe's reader is gone after one line. Its BrokenPipeError,
     an OSError, was reported as a failure to write --out, and the later figures were not made."""
+    from tests.conftest import buffered_env
+
     read_end, write_end = os.pipe()
     os.close(read_end)  # every write to write_end now fails with EPIPE
     code = "import sys; from dqn.backprop.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -231,6 +233,7 @@ def test_a_reader_that_goes_away_ends_the_reading_not_the_figures(tmp_path):
         [sys.executable, "-c", code, "--out", str(tmp_path / "figs")],
         stdout=write_end,
         stderr=subprocess.PIPE,
+        env=buffered_env(),  # block-buffered, as in a user's shell
         timeout=300,
     )
     os.close(write_end)

@@ -214,6 +214,7 @@ def test_a_command_whose_reader_is_gone_finishes_its_run_and_exits_0(closed, tmp
     reader. Writing to it raised BrokenPipeError: a traceback, exit 1, no summary.json."""
     import os
 
+    from tests.conftest import buffered_env
     from tests.test_compare_bad_input import tiny_yaml  # a few-second numpy-learner run
 
     read_end, write_end = os.pipe()
@@ -222,7 +223,11 @@ def test_a_command_whose_reader_is_gone_finishes_its_run_and_exits_0(closed, tmp
     args = ["--config", str(tiny_yaml(tmp_path)), "--run-dir", str(tmp_path / "run")]
     stderr = write_end if closed == "stdout and stderr" else subprocess.PIPE
     proc = subprocess.run(
-        [sys.executable, "-c", code, *args], stdout=write_end, stderr=stderr, timeout=300
+        [sys.executable, "-c", code, *args],
+        stdout=write_end,
+        stderr=stderr,
+        env=buffered_env(),
+        timeout=300,
     )
     os.close(write_end)
     assert proc.returncode == 0, proc.stderr
