@@ -122,6 +122,13 @@ def test_the_final_dead_fraction_is_counted_after_the_last_step():
     assert r.dead_fraction[10.0] > 0.0
 
 
+def test_the_final_loss_is_the_loss_after_the_last_step_not_before_it(relu):
+    # losses[lr] is logged before each step; at the sane rate the last step still lowers it.
+    assert relu.final_loss[1.0] < relu.losses[1.0][-1]
+    for lr, losses in relu.losses.items():
+        assert relu.final_loss[lr] != losses[-1], lr
+
+
 def test_dead_unit_weights_stay_bit_identical_while_live_ones_move(relu):
     assert relu.dead_weights_unchanged is True
     assert relu.live_weights_changed > 1e-3
@@ -156,7 +163,8 @@ def test_zero_input_rnn_gradient_ratio_is_rho_to_the_T(rnn):
 
 def test_the_reported_error_is_the_largest_over_every_rho(rnn):
     errors = [np.max(np.abs(rnn.ratio[r] - r**rnn.horizons) / r**rnn.horizons) for r in rnn.rhos]
-    assert rnn.max_rel_err_vs_rho_T == pytest.approx(max(errors), rel=1e-12)
+    # abs=0: approx's default 1e-12 would pass any value of an error itself about 1e-15.
+    assert rnn.max_rel_err_vs_rho_T == pytest.approx(max(errors), rel=1e-12, abs=0)
 
 
 def test_with_real_inputs_tanh_saturation_makes_rho_above_one_vanish(rnn):

@@ -35,6 +35,18 @@ def test_saturated_fraction_for_tanh_and_sigmoid():
     assert unit_columns(["relu", "relu"]) == [(0, "dead")]
 
 
+def test_a_unit_is_saturated_where_its_derivative_is_below_2_percent_of_its_maximum():
+    # tanh' = 1 - y^2 (maximum 1), sigmoid' = y (1 - y) (maximum 1/4): the rule's 0.99 and
+    # 0.005 / 0.995 are those roots rounded; values either side of each, on both tails.
+    def saturated(y, activation):
+        return saturated_unit_fraction(np.full((1, 1), y), activation) == 1.0
+
+    for y in (-0.995, -0.985, 0.0, 0.5, 0.985, 0.995):
+        assert saturated(y, "tanh") == (1 - y * y < 0.02 * 1.0), y
+    for y in (0.004, 0.006, 0.3, 0.5, 0.994, 0.996):
+        assert saturated(y, "sigmoid") == (y * (1 - y) < 0.02 * 0.25), y
+
+
 def test_layer_grad_norms():
     norms = layer_grad_norms(np.array([3.0, 4.0, 0.0, 12.0]), {"a": slice(0, 2), "b": slice(2, 4)})
     assert norms == {"a": 5.0, "b": 12.0}

@@ -109,6 +109,7 @@ def _pair(config, replay, steps=12, k=3):
         {"activation": "tanh", "learning_rate_end": None},
         {"diagnostics": False},
         {"n_step": 3, "gamma": 0.9},
+        {"adam_epsilon": 0.1},  # large enough to change each step: either learner must use it
     ],
 )
 def test_the_numpy_learner_follows_the_tensorflow_learner(changes):
