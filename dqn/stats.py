@@ -144,7 +144,7 @@ def median_ci(x: Sequence[float], confidence: float = 0.95) -> tuple[float, floa
     j = int(stats.binom.ppf((1 - confidence) / 2, n, 0.5))
     if j < 1:
         return point, float("nan"), float("nan")
+    # k >= j: P(B <= (n - 1) / 2) >= 1/2 >= alpha/2 keeps j <= (n + 1) / 2 (equal only where
+    # float rounding meets a confidence of 0, n odd: the interval is then the median itself).
     k = n - j + 1
-    if k <= j:
-        return point, float(x[0]), float(x[-1])
     return point, float(x[j - 1]), float(x[k - 1])

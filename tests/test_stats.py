@@ -156,6 +156,10 @@ def test_intervals_that_too_few_runs_cannot_give_are_nan():
     # [x_(1), x_(6)] covers the median with 1 - 2 / 64 = 0.969.
     assert np.isnan(median_ci(np.arange(5.0))[1:]).all()
     assert median_ci(np.arange(6.0)) == (2.5, 0.0, 5.0)
+    # The narrowest: a confidence of 0 is the median itself, not the widest pair (n = 35 is
+    # one where P(B <= 17) rounds below 1/2); 1% is the two order statistics beside it.
+    assert median_ci(np.arange(35.0), confidence=0.0) == (17.0, 17.0, 17.0)
+    assert median_ci(np.arange(35.0), confidence=0.01) == (17.0, 16.0, 18.0)
 
 
 def test_ks_pvalue_counts_a_value_both_samples_hold_as_a_tie():
