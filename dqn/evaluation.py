@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import gymnasium as gym
 import numpy as np
 
@@ -28,8 +30,14 @@ def _endless(env: gym.Env, reset_seed: int) -> UnsupportedSpaceError:
     )
 
 
+class Policy(Protocol):
+    """What ``evaluate`` plays: a DQNAgent, a population's MemberAgent, or an adapter."""
+
+    def act(self, obs: np.ndarray) -> int: ...
+
+
 def evaluate(
-    agent, env: gym.Env, episodes: int, seed: int, epsilon: float = 0.0
+    agent: Policy, env: gym.Env, episodes: int, seed: int, epsilon: float = 0.0
 ) -> tuple[float, float, list[float]]:
     """(mean, std, returns) of ``episodes`` greedy episodes, episode i reset with seed + i.
 

@@ -29,6 +29,7 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dqn.command_line import (
     Parser,
@@ -41,6 +42,9 @@ from dqn.command_line import (
 )
 from dqn.errors import CheckpointError, DQNError, OutputError, first_line, writing
 from dqn.terminal import command
+
+if TYPE_CHECKING:  # imported when exporting: the command's refusals need no TensorFlow
+    from dqn.agent import DQNAgent
 
 PROG = "dqn-export"
 TFLITE_FILE = "model.tflite"
@@ -120,7 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def export_policy(source, out: str | os.PathLike, *, tflite: bool = False) -> Path:
+def export_policy(
+    source: DQNAgent | str | os.PathLike, out: str | os.PathLike, *, tflite: bool = False
+) -> Path:
     """Write the greedy policy of ``source`` into the new folder ``out``, as ``dqn-export``
     does: a SavedModel with the ``q_values`` (serving_default) and ``action`` signatures, and
     ``model.tflite`` with ``tflite``. ``source`` is a ``DQNAgent``, or a run, checkpoint or

@@ -23,10 +23,13 @@ from dqn.evaluation import evaluate
 result = train(DQNConfig(), progress=False)
 result.final_eval_mean.upper()
 evaluate(result.agent)
+evaluate("CartPole-v1", result.agent, 10, 0)
 """
 CONTROL_ERRORS = (
     '"float" has no attribute "upper"',  # TrainResult's, through dqn's lazy names
     'Missing positional arguments "env", "episodes", "seed" in call to "evaluate"',
+    'Argument 1 to "evaluate" has incompatible type "str"; expected "Policy"',
+    'Argument 2 to "evaluate" has incompatible type "DQNAgent"; expected "Env[Any, Any]"',
 )
 
 
