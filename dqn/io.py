@@ -32,6 +32,25 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def strict_json(value, indent: int | None = None) -> str:
+    """``value`` as strict JSON, a NaN or infinity as null: Python's bare NaN is refused by
+    other readers (JavaScript's JSON.parse, jq, Go), and summary.json and results.json are
+    files for them too. A reader in dqn takes a null back as NaN where a number belongs."""
+    import json
+    import math
+
+    def strict(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: strict(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [strict(x) for x in v]
+        return v
+
+    return json.dumps(strict(value), indent=indent, allow_nan=False)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,6 @@ each member's checkpoint exactly as a single run does, then the population's ste
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -515,7 +514,7 @@ class PopulationLoop:
 
     def _finish(self, slot: Slot, step: int, stop_signal: int | None) -> MemberResult:
 
-        from dqn.run_state import parse_metrics_csv
+        from dqn.run_state import parse_metrics_csv, read_summary
 
         if slot.stopped is None:
             summary = write_summary(
@@ -529,7 +528,7 @@ class PopulationLoop:
                 self._summary_extra(),
             )
         else:
-            summary = json.loads((slot.run_dir / "summary.json").read_text())
+            summary = read_summary(slot.run_dir)
         history = slot.loop.history
         if not slot.loop.columns:  # stopped before a resume: its rows are on disk
             history = parse_metrics_csv((slot.run_dir / "metrics.csv").read_text())

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import json
 import math
 import re
 import signal
@@ -17,7 +16,7 @@ import numpy as np
 
 from dqn.errors import SignalInterrupt
 from dqn.finite import F32_MAX
-from dqn.io import atomic_write_text
+from dqn.io import atomic_write_text, strict_json
 from dqn.run_state import LoopState, metrics_csv_rows
 from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES
 from dqn.terminal import progress_bar
@@ -166,7 +165,7 @@ def write_summary(
         "eval_seconds": round(loop.eval_seconds, 3),
         **(extra or {}),
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    atomic_write_text(run_dir / "summary.json", strict_json(summary, indent=1))
     return summary
 
 

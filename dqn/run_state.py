@@ -250,6 +250,21 @@ def check_run_config(run_dir: Path, config: DQNConfig) -> None:
         )
 
 
+# summary.json's numbers a run may not have (stopped before its first evaluation): null in the
+# file, NaN once read, as the run's own TrainResult holds them.
+_EVAL_NUMBERS = ("final_eval_mean", "final_eval_std")
+
+
+def read_summary(run_dir: Path) -> dict:
+    """The run's summary.json (OSError or ValueError if it cannot be read)."""
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    if isinstance(summary, dict):
+        for key in _EVAL_NUMBERS:
+            if key in summary and summary[key] is None:
+                summary[key] = math.nan
+    return summary
+
+
 def ended_summary(run_dir: Path, total_env_steps: int) -> dict | None:
     """The run's summary.json if it says the run has ended (the divergence guard stopped it, or
     it took all ``total_env_steps`` without a signal); None if not, or if there is none.
@@ -257,7 +272,7 @@ def ended_summary(run_dir: Path, total_env_steps: int) -> dict | None:
     A run killed after its final checkpoint but before its summary has no ended summary: its
     resume writes the summary from that checkpoint, without a step of training."""
     try:
-        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+        summary = read_summary(run_dir)
         ended = summary["diverged"] or (
             not summary["interrupted"] and summary["env_steps"] >= total_env_steps
         )

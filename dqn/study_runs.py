@@ -19,7 +19,7 @@ import numpy as np
 from dqn.agent_files import CHECKPOINTS, POPULATION_FILE, STEP_FILE, STUDY_RUN
 from dqn.config import DQNConfig, changed_keys, read_saved_config
 from dqn.errors import ConfigError, few, first_line
-from dqn.io import atomic_write_text
+from dqn.io import atomic_write_text, strict_json
 from dqn.run_log import read_metrics
 from dqn.run_state import ended_summary
 
@@ -169,17 +169,7 @@ NAN_COLUMNS = (
 
 def rows_json(rows, indent: int | None = None) -> str:
     """A row, or a list of rows, as strict JSON: a NaN (or infinity) is written as null."""
-
-    def strict(value):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {k: strict(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [strict(v) for v in value]
-        return value
-
-    return json.dumps(strict(rows), indent=indent, allow_nan=False)
+    return strict_json(rows, indent)
 
 
 def _number_or_none(value) -> bool:

@@ -399,3 +399,23 @@ def test_a_diverged_runs_summary_counts_the_seconds_it_trained(tmp_path):
     [run_dir] = tmp_path.iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["diverged"] and 0 < summary["train_seconds"] < wall
+
+
+def test_summary_json_is_strict_json_and_a_missing_evaluation_reads_back_as_nan(tmp_path):
+    # A run the guard stopped before its first evaluation has no final one: null in the file
+    # (jq and JavaScript refuse Python's bare NaN), NaN again for dqn's readers.
+    import math
+
+    from dqn.run_log import write_summary
+    from dqn.run_state import LoopState, ended_summary
+
+    config = DQNConfig()
+    loop = LoopState(columns=[], obs=np.zeros((1, 4), np.float32))
+    assert math.isnan(loop.eval_mean) and math.isnan(loop.eval_std)
+    write_summary(tmp_path, config, loop, 1200, 475.0, None, "the loss is NaN")
+    text = (tmp_path / "summary.json").read_text()
+    written = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}"))
+    assert written["final_eval_mean"] is None and written["final_eval_std"] is None
+    assert written["first_solve_env_step"] is None and written["env_steps"] == 1200
+    summary = ended_summary(tmp_path, config.total_env_steps)  # diverged: it has ended
+    assert math.isnan(summary["final_eval_mean"]) and math.isnan(summary["final_eval_std"])
