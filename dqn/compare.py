@@ -19,7 +19,7 @@ from typing import Any
 
 from dqn.config import FIELDS, LOSS_NAMES, DQNConfig, parse_overrides
 from dqn.errors import ConfigError, DQNError, StudyInterrupted, WorkerError, few
-from dqn.io import atomic_write_text, hold_folders
+from dqn.io import atomic_write_text, hold_folders, strict_json
 from dqn.members import check_label, configured
 from dqn.report import STUDY_FIGURES, run_name
 from dqn.study_runs import (
@@ -32,7 +32,6 @@ from dqn.study_runs import (
     failure_message,
     make_tasks,
     read_result,
-    rows_json,
     settings_difference,
     summarize_run,  # noqa: F401 (results.csv columns, re-exported)
     task_configs,
@@ -461,7 +460,7 @@ def write_results(rows: Sequence[dict], out: Path) -> None:
     import csv
     import io
 
-    atomic_write_text(out / "results.json", rows_json(list(rows), indent=1))
+    atomic_write_text(out / "results.json", strict_json(list(rows), indent=1))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
     writer.writeheader()

@@ -133,7 +133,7 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
             # the row keeps the evaluations made before the guard stopped the run, and where.
             pass
     row = _ended_row(config, label, run)
-    atomic_write_text(run_path / "result.json", rows_json(row))
+    atomic_write_text(run_path / "result.json", strict_json(row))
     return row
 
 
@@ -165,11 +165,6 @@ NAN_COLUMNS = (
     "over_bound_fraction_mean",
     "q_abs_max",
 )
-
-
-def rows_json(rows, indent: int | None = None) -> str:
-    """A row, or a list of rows, as strict JSON: a NaN (or infinity) is written as null."""
-    return strict_json(rows, indent)
 
 
 def _number_or_none(value) -> bool:
@@ -342,7 +337,7 @@ def _population_worker(
         return TaskInterrupted()
     rows = [_ended_row(c, job.label, d) for c, job, d in zip(configs, jobs, run_dirs)]
     for job, row in zip(jobs, rows):
-        atomic_write_text(Path(job.folder) / "result.json", rows_json(row))
+        atomic_write_text(Path(job.folder) / "result.json", strict_json(row))
     return [(job.name, row) for job, row in zip(jobs, rows)]
 
 

@@ -552,7 +552,8 @@ def test_a_run_stopped_before_its_first_evaluation_is_strict_json_and_reads_back
     import math
 
     from dqn.compare import write_results
-    from dqn.study_runs import NAN_COLUMNS, read_result, rows_json
+    from dqn.io import strict_json
+    from dqn.study_runs import NAN_COLUMNS, read_result
 
     def strict(text):  # as JavaScript's JSON.parse or jq: no NaN, no Infinity
         return json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}"))
@@ -564,7 +565,7 @@ def test_a_run_stopped_before_its_first_evaluation_is_strict_json_and_reads_back
     (written,) = strict((tmp_path / "results.json").read_text())
     assert all(written[k] is None for k in NAN_COLUMNS) and written["diverged_at_env_step"] == 1200
 
-    (tmp_path / "result.json").write_text(rows_json(row))
+    (tmp_path / "result.json").write_text(strict_json(row))
     back = read_result(tmp_path, "l2", 3)
     assert all(math.isnan(back[k]) for k in NAN_COLUMNS)
     assert back["first_solve_env_step"] is None and back["diverged_at_env_step"] == 1200
