@@ -37,7 +37,7 @@ from dqn.numpy_learner import NumpyLearner
 from dqn.replay import Batch, check_batch, pack_batch
 from dqn.runtime import configure_tensorflow, warn_threads_fixed
 from dqn.step_metrics import METRIC_NAMES
-from dqn.tf_learner import TFLearner
+from dqn.tf_learner import TFLearner, shared_key
 
 
 def _make_learner(
@@ -70,7 +70,8 @@ def _make_learner(
         if default and learner_process.supported():
             return learner_process.ProcessLearner(config, *sizes, flat)
         warn_threads_fixed(config.num_threads, "training this network")
-    return TFLearner(net.forward, loss_fn, config, sizes[0], flat)
+    share = None if custom_network else shared_key(config, net.shapes)
+    return TFLearner(net.forward, loss_fn, config, sizes[0], flat, share)
 
 
 def _check_epsilon(epsilon: float) -> None:

@@ -8,7 +8,7 @@ updates (a test checks it), but it costs one call's dispatch instead of K.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -300,28 +300,43 @@ def make_packed_burst(forward: Forward, loss_fn: LossFn, config: DQNConfig, obs_
     return packed
 
 
+# The compiled functions of the learners of one default network and one learner config, shared
+# by every agent that has them: train() in a loop over seeds traced and XLA-compiled its burst
+# again for each agent (about 2 s of a short run), and XLA never frees a compiled program
+# (about 7 MB a run, so a notebook's sweep grew without end). Keyed by the network's shapes and
+# every config key but those that cannot reach the update: anything else compiles its own.
+_SHARED: dict[tuple, tuple[Callable, Callable]] = {}
+_NOT_IN_THE_UPDATE = ("seed", "eval_seed", "output_dir")
+
+
+def shared_key(config: DQNConfig, shapes: Sequence[tuple[int, ...]]) -> tuple:
+    """What the learner's compiled functions depend on, for a network of ``shapes`` built from
+    ``config`` (the default MLP: a network_fn's model is the user's own, and is not shared)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_THE_UPDATE}
+    return tuple(tuple(s) for s in shapes), repr(sorted(settings.items()))
+
+
 class TFLearner(InProcess):
     """The learner contract (``dqn.learner``) on TensorFlow: the burst above, compiled with XLA
-    and called through ``dqn.fastcall``; the state lives in three tensors between calls."""
+    and called through ``dqn.fastcall``; the state lives in three tensors between calls.
+
+    ``share``: a ``shared_key``, for a network whose forward pass is the same function of its
+    weights as every other learner's with that key: their compiled functions are shared."""
 
     def __init__(
-        self, forward: Forward, loss_fn: LossFn, config: DQNConfig, obs_dim: int, online: np.ndarray
+        self,
+        forward: Forward,
+        loss_fn: LossFn,
+        config: DQNConfig,
+        obs_dim: int,
+        online: np.ndarray,
+        share: tuple | None = None,
     ) -> None:
-        burst = make_packed_burst(forward, loss_fn, config, obs_dim)
-        # No AutoGraph: the burst's loop is an explicit tf.while_loop and nothing in it branches
-        # on a tensor in Python (a network_fn's model is reached through Keras, which AutoGraph
-        # never converts), yet converting its source cost ~1.5 s of CPU in a learner's first
-        # call (python -m benchmarks.autograph_trace).
-        self._burst = tf.function(
-            burst, jit_compile=config.jit_compile, reduce_retracing=True, autograph=False
-        )
-        # A partial, not a lambda: tf.function counts traces per code object, so the lambdas of
-        # one agent after another (train() in a loop over seeds) were one function that
-        # "triggered tf.function retracing", warned about from the sixth agent on.
-        self._grad_fn = tf.function(
-            functools.partial(loss_and_grad, forward=forward, loss_fn=loss_fn, config=config),
-            autograph=False,
-        )
+        if share is None or share not in _SHARED:
+            functions = self._functions(forward, loss_fn, config, obs_dim)
+            if share is not None:
+                _SHARED[share] = functions
+        self._burst, self._grad_fn = _SHARED[share] if share is not None else functions
         self._compiled: dict[tuple, Callable] = {}
         flat = tf.constant(online)
         zeros = tf.zeros_like(flat)
@@ -329,6 +344,27 @@ class TFLearner(InProcess):
             LearnerState(flat, flat, zeros, zeros, tf.constant(0.0), tf.constant(0, tf.int64))
         )
         self.online = np.array(online, np.float32)
+
+    @staticmethod
+    def _functions(
+        forward: Forward, loss_fn: LossFn, config: DQNConfig, obs_dim: int
+    ) -> tuple[Callable, Callable]:
+        burst = make_packed_burst(forward, loss_fn, config, obs_dim)
+        # No AutoGraph: the burst's loop is an explicit tf.while_loop and nothing in it branches
+        # on a tensor in Python (a network_fn's model is reached through Keras, which AutoGraph
+        # never converts), yet converting its source cost ~1.5 s of CPU in a learner's first
+        # call (python -m benchmarks.autograph_trace).
+        compiled = tf.function(
+            burst, jit_compile=config.jit_compile, reduce_retracing=True, autograph=False
+        )
+        # A partial, not a lambda: tf.function counts traces per code object, so the lambdas of
+        # one agent after another (train() in a loop over seeds) were one function that
+        # "triggered tf.function retracing", warned about from the sixth agent on.
+        grad_fn = tf.function(
+            functools.partial(loss_and_grad, forward=forward, loss_fn=loss_fn, config=config),
+            autograph=False,
+        )
+        return compiled, grad_fn
 
     def burst(self, rows: np.ndarray) -> np.ndarray:
         args = (*self._packed, tf.constant(rows, tf.float32))
