@@ -37,13 +37,13 @@ def measure(hidden: tuple[int, ...], k: int) -> dict[str, float]:
             for _ in range(calls):
                 learner.burst(rows)
             out[name] = (time.perf_counter() - t) / calls * 1e3
-        out["mb"] = _resident_mb(there._proc.pid)
+        out["mb"] = resident_mb(there._proc.pid)
     finally:
         there.close()
     return out
 
 
-def _resident_mb(pid: int) -> float:
+def resident_mb(pid: int) -> float:
     """Resident memory of a process (Linux VmRSS), in MB; NaN elsewhere."""
     try:
         with open(f"/proc/{pid}/status") as fh:

@@ -4,33 +4,33 @@ compiled update shared by the agents and without: ``python -m benchmarks.train_l
 
 Agents of the default network and the same settings but their seeds share their learner's
 compiled functions (``dqn.tf_learner.shared_key``). Without that, every agent traced and
-XLA-compiled its update again, and XLA never frees a compiled program. The two ways alternate
-run by run in one process (one thread; the unshared one clears the shared functions first),
-each on its own seeds: the wall time of each call and the process's resident memory after it.
-The first call of all pays TensorFlow's and XLA's own start for both, and is left out.
+XLA-compiled its update again, and XLA never frees a compiled program. Each way runs in a fresh
+process of its own (one thread; the unshared one clears the shared functions before each call),
+the two one after the other in this run: the median wall time of a call, and the process's
+resident memory growth over its calls divided by their number (memory is the process's, so
+the ways cannot share one; a single call's change is noise of the allocator, either sign).
+A first call in each process, not counted, pays TensorFlow's and XLA's own start.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.args import Parser, positive_int
 
-
-def rss_mb() -> float:
-    """The process's resident memory (Linux's /proc), in MB."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise OSError("no VmRSS in /proc/self/status")
+WAYS = ("shared", "compiled per agent")
 
 
-def measure(runs: int, steps: int) -> dict[str, list[tuple[float, float]]]:
-    """(seconds, MB of memory added) of each call, by way, the ways alternating."""
+def measure(way: str, runs: int, steps: int) -> dict:
+    """In this process: each call's seconds, and resident MB after the warm-up and at the end."""
+    from benchmarks.learner_process_cost import resident_mb
     from dqn import DQNConfig, tf_learner, train
     from dqn.runtime import configure_tensorflow
 
@@ -42,17 +42,30 @@ def measure(runs: int, steps: int) -> dict[str, list[tuple[float, float]]]:
         eval_episodes=2,
         final_eval_episodes=3,
     )
-    out: dict[str, list[tuple[float, float]]] = {"shared": [], "compiled per agent": []}
+    seconds = []
     with tempfile.TemporaryDirectory() as tmp:
         train(config, run_dir=Path(tmp) / "warm-up", progress=False)
-        for seed in range(1, 2 * runs + 1):
-            way = "shared" if seed % 2 else "compiled per agent"
+        start = resident_mb(os.getpid())
+        for seed in range(1, runs + 1):
             if way != "shared":
                 tf_learner._SHARED.clear()
-            before, t0 = rss_mb(), time.perf_counter()
+            t0 = time.perf_counter()
             train(config.replace(seed=seed), run_dir=Path(tmp) / f"s{seed}", progress=False)
-            out[way].append((time.perf_counter() - t0, rss_mb() - before))
-    return out
+            seconds.append(time.perf_counter() - t0)
+        end = resident_mb(os.getpid())
+    return {"seconds": seconds, "mb_start": start, "mb_end": end}
+
+
+def in_a_process(way: str, runs: int, steps: int) -> dict:
+    code = "import json, sys; from benchmarks.train_loop import measure; "
+    code += "print(json.dumps(measure(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, way, str(runs), str(steps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,15 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.steps < 600:
         p.error("--steps must be at least 600 (learning starts at a sixth of them)")
-    out = measure(args.runs, args.steps)
-    print(f"train() x {args.runs} each way, {args.steps:,} env steps a run, ways alternating:")
-    print("| way | median s a call | memory added, MB a call (median) |")
+    out = {way: in_a_process(way, args.runs, args.steps) for way in WAYS}
+    print(f"train() x {args.runs} each way, {args.steps:,} env steps a run, a process each way:")
+    print("| way | median s a call | resident MB: after the warm-up -> after the calls (a call) |")
     print("|---|---|---|")
-    for way, rows in out.items():
-        seconds = statistics.median(s for s, _ in rows)
-        added = statistics.median(m for _, m in rows)
-        print(f"| {way} | {seconds:.2f} | {added:.1f} |")
-    shared, alone = (statistics.median(s for s, _ in out[w]) for w in out)
+    for way, got in out.items():
+        grown = (got["mb_end"] - got["mb_start"]) / args.runs
+        print(
+            f"| {way} | {statistics.median(got['seconds']):.2f} | "
+            f"{got['mb_start']:.0f} -> {got['mb_end']:.0f} ({grown:+.1f}) |"
+        )
+    shared, alone = (statistics.median(out[w]["seconds"]) for w in WAYS)
     print(f"compiled per agent / shared: {alone / shared:.2f}x the time a call")
     return 0
 
