@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import shutil
 import tempfile
@@ -35,9 +37,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 def strict_json(value, indent: int | None = None) -> str:
     """``value`` as strict JSON, a NaN or infinity as null: Python's bare NaN is refused by
     other readers (JavaScript's JSON.parse, jq, Go), and summary.json and results.json are
-    files for them too. A reader in dqn takes a null back as NaN where a number belongs."""
-    import json
-    import math
+    files for them too. A reader in dqn takes a null back as NaN where a number belongs
+    (``nulls_as_nan``)."""
 
     def strict(v):
         if isinstance(v, float) and not math.isfinite(v):
@@ -49,6 +50,12 @@ def strict_json(value, indent: int | None = None) -> str:
         return v
 
     return json.dumps(strict(value), indent=indent, allow_nan=False)
+
+
+def nulls_as_nan(read: dict, keys: Iterable[str]) -> dict:
+    """``read`` (from JSON ``strict_json`` wrote) with a null under any of ``keys``, numbers a
+    run may not have had, as the NaN it was written from."""
+    return {**read, **{k: math.nan for k in keys if k in read and read[k] is None}}
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -36,7 +36,7 @@ from dqn.config import DQNConfig, changed_keys, read_saved_config
 from dqn.envs import check_env
 from dqn.envstate import EnvSnapshot
 from dqn.errors import CheckpointError, ConfigError
-from dqn.io import atomic_write_text
+from dqn.io import atomic_write_text, nulls_as_nan
 from dqn.replay import Batch, ReplayBuffer
 
 _FORMAT_VERSION = 1
@@ -258,11 +258,7 @@ _EVAL_NUMBERS = ("final_eval_mean", "final_eval_std")
 def read_summary(run_dir: Path) -> dict:
     """The run's summary.json (OSError or ValueError if it cannot be read)."""
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    if isinstance(summary, dict):
-        for key in _EVAL_NUMBERS:
-            if key in summary and summary[key] is None:
-                summary[key] = math.nan
-    return summary
+    return nulls_as_nan(summary, _EVAL_NUMBERS) if isinstance(summary, dict) else summary
 
 
 def ended_summary(run_dir: Path, total_env_steps: int) -> dict | None:

@@ -8,7 +8,6 @@ can share one program as population chunks (``dqn.population``); in local worker
 from __future__ import annotations
 
 import json
-import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from dqn.agent_files import CHECKPOINTS, POPULATION_FILE, STEP_FILE, STUDY_RUN
 from dqn.config import DQNConfig, changed_keys, read_saved_config
 from dqn.errors import ConfigError, few, first_line
-from dqn.io import atomic_write_text, strict_json
+from dqn.io import atomic_write_text, nulls_as_nan, strict_json
 from dqn.run_log import read_metrics
 from dqn.run_state import ended_summary
 
@@ -209,7 +208,7 @@ def read_result(folder: Path, label: str, seed: int) -> dict | None:
         row = json.loads(path.read_text())
         check_result_rows(path, [row])
         if (row["variant"], row["seed"]) == (label, seed):
-            return {**row, **{k: math.nan for k in NAN_COLUMNS if row[k] is None}}
+            return nulls_as_nan(row, NAN_COLUMNS)
     except (OSError, ValueError):
         pass
     import warnings
@@ -550,9 +549,7 @@ def task_steps_done(task: Task) -> int:
 
     _, fn, args = task
     try:
-        if fn is _population_worker:
-            if not (Path(args[1]) / STEP_FILE).exists():
-                return 0
+        if fn is _population_worker:  # no marker (a chunk not yet checkpointed): 0, below
             return read_step_marker(Path(args[1]))[0] * len(args[0])
         newest = list_checkpoints(Path(args[2]) / STUDY_RUN)
         return checkpoint_step(newest[0]) if newest else 0

@@ -721,15 +721,14 @@ def test_the_bench_refuses_bad_arguments_before_it_runs(
     assert [p.name for p in tmp_path.iterdir()] == ["afile"]
 
 
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 BENCHMARK_SCRIPTS = sorted(
-    path.stem
-    for path in (Path(__file__).resolve().parent.parent / "benchmarks").glob("*.py")
-    if "Parser(__file__, __doc__)" in path.read_text()
+    path.stem for path in BENCHMARKS.glob("*.py") if "Parser(__file__, __doc__)" in path.read_text()
 )
 
 
 def test_every_benchmark_with_options_parses_them_with_the_one_line_parser():
-    sources = (Path(__file__).resolve().parent.parent / "benchmarks").glob("*.py")
+    sources = BENCHMARKS.glob("*.py")
     assert [p.name for p in sources if "ArgumentParser(" in p.read_text()] == []
     assert len(BENCHMARK_SCRIPTS) >= 19
 
