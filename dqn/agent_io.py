@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -17,6 +20,19 @@ from dqn.config import DQNConfig
 from dqn.errors import CheckpointError, first_line
 from dqn.io import atomic_write_text
 from dqn.learner import LearnerArrays
+
+
+@contextmanager
+def quiet_keras_arrays() -> Iterator[None]:
+    """Hide the one DeprecationWarning Keras 3 raises, under numpy 2, each time it converts a
+    TensorFlow variable with ``np.array(x)`` (twelve a save): TensorFlow's ``__array__`` takes no
+    ``copy`` argument. It is theirs and harmless, but a user's ``-W error`` or pytest
+    ``filterwarnings = error`` turned it into a failed save."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", "__array__ implementation doesn't accept a copy keyword", DeprecationWarning
+        )
+        yield
 
 
 def write_agent_folder(
@@ -35,8 +51,9 @@ def write_agent_folder(
     loads with ``DQNAgent.load`` like a single run's.
     """
     config.to_yaml(folder / "config.yaml", note)  # note: DQNAgent.network_note
-    online.save(folder / "online.keras")
-    target.save(folder / "target.keras")
+    with quiet_keras_arrays():
+        online.save(folder / "online.keras")
+        target.save(folder / "target.keras")
     np.savez(
         folder / "optimizer.npz",
         adam_m=state.adam_m,

@@ -1,5 +1,7 @@
 """DQNAgent: spaces, separate networks, acting, and an exact save/load round trip."""
 
+import warnings
+
 import gymnasium as gym
 import keras
 import numpy as np
@@ -132,6 +134,18 @@ def test_save_load_round_trip_gives_identical_q_values_and_next_update(tmp_path)
     assert [loaded.act(obs[0], 0.5) for _ in range(20)] == [
         agent.act(obs[0], 0.5) for _ in range(20)
     ]
+
+
+def test_save_and_load_raise_no_warning_for_a_user_who_makes_warnings_errors(tmp_path):
+    # Keras 3 converts each variable with np.array(x), which numpy 2 answers with a
+    # DeprecationWarning (TensorFlow's __array__ takes no copy argument): a user's -W error or
+    # pytest filterwarnings = error failed every save on it.
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agent.save(tmp_path / "ckpt")
+        loaded = DQNAgent.load(tmp_path / "ckpt")
+    assert loaded.grad_steps == agent.grad_steps
 
 
 def test_loading_a_missing_or_incomplete_checkpoint_names_the_problem(tmp_path):
