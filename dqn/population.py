@@ -141,7 +141,13 @@ def train_population(
     ``out_dir`` holds the population's own files (default: a new folder under
     ``config.output_dir``); ``run_dirs`` the members' folders (default: ``out_dir/<label>-
     seed<k>``). Every member config is validated, the members checked to share what they must,
-    and the memory of all replay rings checked, before anything is written.
+    and the memory of all replay rings checked, before anything is written. ``progress``: a
+    tqdm bar of the members on stderr, or a callable called with the env steps just taken,
+    summed over the running members.
+
+    Returns one ``MemberResult`` per member, in order. A member whose training diverges does
+    not raise, as ``train`` does: it is stopped, its ``diverged`` holds the reason (its
+    ``final_eval_mean`` is NaN, its folder says so too), and the others go on.
 
     ``on_eval(row, member)`` is ``train``'s, per member: called after each member's evaluation
     with its metrics.csv row and a ``dqn.member_agent.MemberAgent`` (``index``, ``config``,
@@ -338,11 +344,13 @@ def _make_learner(configs, net: Network, online: np.ndarray, own_pools: bool):
     if configs[0].learner == "numpy":
         return NumpyPopulationLearner(net.flat.shapes, net.activations, configs, online)
     from dqn.runtime import warn_threads_fixed
-    from dqn.tf_population import TFPopulationLearner
+    from dqn.tf_population import TFPopulationLearner, population_key
 
     if not own_pools:  # TF ran first: its pools are fixed (configure_runtime said so)
         warn_threads_fixed(configs[0].num_threads, "a population's learner")
-    return TFPopulationLearner(net.flat.shapes, net.activations, configs, online)
+    shapes, activations = net.flat.shapes, net.activations
+    share = population_key(shapes, activations, configs)  # the default MLP's chain of layers
+    return TFPopulationLearner(shapes, activations, configs, online, share)
 
 
 def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> PopulationLoop:

@@ -41,6 +41,7 @@ from dqn.tf_learner import (
     adam_update,
     nan_max,
     quantile_ranks,
+    shared_key,
     sort_nan_last,
     unpack_rows,
 )
@@ -280,6 +281,21 @@ def make_population_burst(
     return burst
 
 
+# The compiled bursts of populations of the same members' settings (seeds, output folders
+# aside) and the same network, shared as ``dqn.tf_learner`` shares a single learner's: XLA never
+# frees a compiled program, so train_population in a loop grew by each call's programs and paid
+# their compilation again (python -m benchmarks.train_loop --members: README).
+_SHARED: dict[tuple, Callable] = {}
+
+
+def population_key(
+    shapes: Sequence[tuple[int, ...]], activations: Sequence[str], configs: Sequence[DQNConfig]
+) -> tuple:
+    """What a population's compiled burst depends on: the network and each member's settings,
+    in member order (``dqn.tf_learner.shared_key``)."""
+    return tuple(activations), tuple(shared_key(c, shapes) for c in configs)
+
+
 class TFPopulationLearner:
     """The population learner contract (``dqn.learner.PopulationLearner``) on TensorFlow.
 
@@ -287,6 +303,10 @@ class TFPopulationLearner:
     of Dense layers), ``activations`` each layer's activation, ``configs`` the M members (they
     must share ``dqn.members.SHARED_KEYS``), ``online`` [M, P] their initial parameters. The
     state lives in its six tensors between calls (``make_population_burst`` says why six).
+
+    ``share``: a ``population_key``, to share the compiled burst with every learner built with
+    that key. Only ``dqn.population`` passes one: a learner built directly (a test or benchmark
+    that patches a function of this module to check or time a variant) traces its own.
     """
 
     def __init__(
@@ -295,12 +315,19 @@ class TFPopulationLearner:
         activations: Sequence[str],
         configs: Sequence[DQNConfig],
         online: np.ndarray,
+        share: tuple | None = None,
     ) -> None:
         shapes, online = check_members(configs, shapes, activations, ACTIVATIONS, online)
-        burst = make_population_burst(shapes, activations, configs)
-        self._burst = tf.function(  # no AutoGraph: see TFLearner
-            burst, jit_compile=configs[0].jit_compile, reduce_retracing=True, autograph=False
-        )
+        if share is None or share not in _SHARED:
+            burst = tf.function(  # no AutoGraph: see TFLearner
+                make_population_burst(shapes, activations, configs),
+                jit_compile=configs[0].jit_compile,
+                reduce_retracing=True,
+                autograph=False,
+            )
+            if share is not None:
+                _SHARED[share] = burst
+        self._burst = _SHARED[share] if share is not None else burst
         self._compiled: dict[tuple, Callable] = {}
         flat, zeros, members = tf.constant(online), tf.zeros_like(online), len(configs)
         steps = tf.zeros([members], tf.int64)
@@ -346,4 +373,5 @@ __all__ = [
     "group_size",
     "dense_chain",
     "make_population_burst",
+    "population_key",
 ]

@@ -574,6 +574,35 @@ def test_a_tensorflow_population_resumes_from_an_older_step_exactly(tmp_path):
             assert x["episode_returns"].tobytes() == y["episode_returns"].tobytes()
 
 
+def test_tensorflow_populations_of_the_same_settings_share_one_compiled_burst(
+    tmp_path, monkeypatch
+):
+    # train_population in a loop traced and XLA-compiled its burst again each call, and XLA
+    # never frees a compiled program, so a notebook's loop of studies grew each call. Members
+    # that differ from another call's only in their seeds share its burst; anything else
+    # compiles its own; and the shared burst learns what one of its own would, to the bit.
+    from dqn import tf_population
+
+    monkeypatch.setattr(tf_population, "_SHARED", {})
+    base = BASE.replace(learner="tensorflow", total_env_steps=1_500, eval_every_env_steps=750)
+
+    def study(name, seeds, loss="huber"):
+        members = [Member({"loss": loss}, seed, "m") for seed in seeds]
+        return train_population(base, members, out_dir=tmp_path / name, progress=False)
+
+    study("first", [2, 3])
+    (burst,) = tf_population._SHARED.values()
+    shared = study("shared", [0, 1])
+    assert list(tf_population._SHARED.values()) == [burst]
+    study("other-loss", [0, 1], loss="l2")
+    assert len(tf_population._SHARED) == 2
+    monkeypatch.setattr(tf_population, "_SHARED", {})
+    alone = study("alone", [0, 1])
+    assert tf_population._SHARED[next(iter(tf_population._SHARED))] is not burst
+    for a, b in zip(shared, alone):
+        assert metrics_text(a.run_dir) == metrics_text(b.run_dir)
+
+
 def test_a_population_killed_before_its_summaries_is_finished_not_trained_again(tmp_path):
     """Killed after the final checkpoint, before b's summary.json: resume writes it from that
     checkpoint and trains no step (no checkpoint written again, timing.json as it was)."""
