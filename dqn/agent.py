@@ -293,11 +293,15 @@ class DQNAgent:
         The transitions are ``config.n_step``-step ones, as the training loop stores them
         (``dqn.nstep``): ``rewards`` the discounted sum of n rewards, ``next_obs`` the observation
         n steps on, bootstrapped with gamma^n. The default config has n_step=10: an agent fed
-        one-step transitions of your own needs ``n_step=1``.
+        one-step transitions of your own needs ``n_step=1``. The learning rate follows the
+        config's schedule over its gradient steps: the default decays it to 0 at
+        ``dqn.config.total_grad_steps(config)``, after which updates change nothing (a warning
+        says so); ``learning_rate_end=None`` keeps it constant.
 
         Returns metrics over the steps (see ``dqn.step_metrics.STEP_METRICS``): the loss, |td_error|
         statistics, the fraction of samples whose loss gradient is exactly zero, Q statistics
-        and the gradient's global norm.
+        and the gradient's global norm (the diagnostics among them are NaN when
+        ``config.diagnostics`` is false).
         """
         return dict(zip(METRIC_NAMES, self.update_raw(batch).tolist()))
 

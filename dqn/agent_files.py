@@ -63,7 +63,7 @@ def check_agent_files(agent_dir: Path) -> None:
     missing = [f for f in AGENT_FILES if not (agent_dir / f).is_file()]
     if missing:
         raise CheckpointError(
-            f"{agent_dir} is not a complete checkpoint: missing {', '.join(missing)}"
+            f"{agent_dir} is not a complete checkpoint or saved agent: missing {', '.join(missing)}"
         )
 
 
@@ -463,6 +463,15 @@ def folder_kind(folder: Path) -> str | None:
     return None
 
 
+def _diverged(run_dir: Path) -> str | None:
+    """The divergence guard's reason in a run's summary.json, if it stopped the run."""
+    try:
+        reason = json.loads((run_dir / "summary.json").read_text()).get("diverged")
+    except (OSError, ValueError, AttributeError):  # no summary, or not one of ours
+        return None
+    return reason if isinstance(reason, str) else None
+
+
 def _what_it_is(folder: Path) -> str:
     """What a folder without checkpoints is, where it is one of the package's other folders."""
     kind = folder_kind(folder)
@@ -481,6 +490,11 @@ def _what_it_is(folder: Path) -> str:
         )
     if kind == "study":
         return ": it is a study folder, which its own dqn-compare command resumes"
+    if kind == "run" and (reason := _diverged(folder)):
+        return (
+            f": the run diverged before its first checkpoint ({reason}; its summary.json), and "
+            "a diverged run does not continue: train it again, with other settings"
+        )
     if kind == "run":
         return (
             ": the run has written none yet (the first comes after checkpoint_every_env_steps); "

@@ -495,7 +495,8 @@ def compare_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=None,
-        help="parallel training processes, one TF thread each (default: the CPUs this process "
+        help="parallel training processes, num_threads TF threads each (default: the CPUs this "
+        "process "
         "may use, after its affinity and a container's CPU quota, or fewer where that many "
         "would not fit in memory); with --backend ray and no --address, the CPUs of the local Ray",
     )
@@ -531,7 +532,12 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     for flag, value, rule, ok in (
         ("--seeds", args.seeds, f"in [1, {MAX_SEEDS:_}]", 0 < args.seeds <= MAX_SEEDS),
         ("--workers", args.workers, "> 0", args.workers is None or args.workers > 0),
-        ("--first-seed", args.first_seed, ">= 0", args.first_seed >= 0),
+        (  # the study's seeds are first-seed .. first-seed + seeds - 1, each a 32-bit seed
+            "--first-seed",
+            args.first_seed,
+            f"in [0, 2**32 - --seeds = {2**32 - args.seeds}]",
+            0 <= args.first_seed <= 2**32 - args.seeds,
+        ),
     ):
         if not ok:
             return fail(prog, f"{flag} must be {rule}, got {value}")

@@ -166,7 +166,8 @@ class DQNConfig(metaclass=_KnownKeys):
 
     The body is the table of fields: name: type = default, then the row that validates it (kind,
     null allowed, rule: a bound or the allowed values; RULES adds cross-field checks) and what
-    the field means, with units. ``FIELDS[name]`` is the row, ``FIELDS[name].meaning`` the text."""
+    the field means, with units. ``dqn.config.FIELDS[name]`` is the row, its ``.meaning`` the
+    text."""
 
     # fmt: off
     # field: type                      = row(default,       kind, null?, rule,          meaning)
@@ -235,7 +236,8 @@ class DQNConfig(metaclass=_KnownKeys):
         "Episodes of the greedy evaluation at the last step (the last metrics.csv row: the run's "
         "final evaluation). 100 is CartPole-v1's criterion: a mean of 475 over 100 episodes")
     eval_seed: int                     = row(10_000,        INT,  False, SEED_RANGE,
-        "Seed of the first evaluation episode")
+        "Seed of the first evaluation episode; episode i's is eval_seed + i, so eval_seed + "
+        "max(eval_episodes, final_eval_episodes) must stay <= 2**32")
     solve_return: float | None         = row(None,          NUM,  True,  None,
         "Evaluation mean counted as solved; null: the env's reward_threshold (CartPole-v1: 475)")
     checkpoint_every_env_steps: int    = row(10_000,        INT,  False, "> 0",
@@ -245,7 +247,7 @@ class DQNConfig(metaclass=_KnownKeys):
     max_abs_q: float | None            = row(None,          NUM,  True,  "> 0",
         "Divergence guard: stop when any |Q| in an update exceeds this. null: automatic, 10 x "
         "r_max / (1 - gamma) where the env's per-step reward bound r_max is known "
-        "(dqn.divergence), else only NaN/inf stop training")
+        "(dqn.divergence) and gamma < 1, else only NaN/inf stop training")
     output_dir: str                    = row("runs",        STR,  False, None,
         "Parent folder of run folders")
     num_threads: int                   = row(1,             INT,  False, "in [1, 1024]",
@@ -269,8 +271,9 @@ class DQNConfig(metaclass=_KnownKeys):
         "updates are frequent, because each TensorFlow call costs hundreds of microseconds of "
         "dispatch. Results agree to float32 rounding, not bit for bit")
     diagnostics: bool                  = row(True,          BOOL, False, None,
-        "Compute the backprop diagnostics: TD-error quantiles and zero-gradient fraction in every "
-        "update, per-layer gradient norms and dead units on a probe batch at every metrics row")
+        "Compute the backprop diagnostics: TD-error quantiles, zero-gradient and over-bound "
+        "fractions in every update, per-layer gradient norms and dead units on a probe batch at "
+        "every metrics row; false: those columns are NaN (agent.diagnose() still computes them)")
     deterministic: bool                = row(True,          BOOL, False, None,
         "Enable tf.config.experimental.enable_op_determinism(), so that a seed gives the same "
         "metrics.csv on the same machine. Once on, it stays on in the process (TF has no off "
@@ -347,8 +350,9 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
                   f"({c.buffer_size})"),
     "learning starts before the end": (
         lambda c: 0 <= c.learning_starts_env_steps < c.total_env_steps,
-        lambda c: "config key 'learning_starts_env_steps' must be in [0, total_env_steps = "
-                  f"{c.total_env_steps}), got {c.learning_starts_env_steps}: "
+        lambda c: "config key 'learning_starts_env_steps' must be in [num_envs * n_step - 1 "
+                  f"= {c.num_envs * c.n_step - 1}, total_env_steps = {c.total_env_steps}), got "
+                  f"{c.learning_starts_env_steps}: "
                   + ("the agent would never train" if c.learning_starts_env_steps > 0
                      else "a count of env steps is never negative")),
     # The rule above is the common case of this one, kept for its message naming the key (and
@@ -382,7 +386,8 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
         lambda c: episode_seeds_fit(c.eval_seed, max(c.eval_episodes, c.final_eval_episodes)),
         lambda c: "config key 'eval_seed' must leave room for its episodes' seeds "
                   "(eval_seed + i, each in [0, 2**32 - 1]): eval_seed + "
-                  f"{max(c.eval_episodes, c.final_eval_episodes)} episodes > 2**32"),
+                  f"{max(c.eval_episodes, c.final_eval_episodes)} episodes > 2**32 (the largest "
+                  f"that fits: {2**32 - max(c.eval_episodes, c.final_eval_episodes)})"),
     # The first n-step transition is stored after n_step env steps of each env (or sooner, at a
     # termination), unless a time limit cuts the episode before: dqn.envs.check_n_step refuses
     # an n_step longer than the env's limit. The loop trains at env steps >
@@ -568,7 +573,9 @@ def _validate(cfg: DQNConfig) -> None:
     for key, field in FIELDS.items():
         v, rule = getattr(cfg, key), field.rule
         if v is not None and isinstance(rule, str) and not BOUNDS[rule](v):
-            raise ConfigError(f"config key {key!r} must be {rule}, got {v!r}")
+            # null is the other value such a key takes (no clipping, automatic): name it
+            either = " or null" if field.nullable and "null" not in rule else ""
+            raise ConfigError(f"config key {key!r} must be {rule}{either}, got {v!r}")
         if v is not None and isinstance(rule, tuple) and v not in rule:
             plural = key + ("es" if key.endswith("s") else "s")  # losses, activations, learners
             raise ConfigError(f"unknown {key} {v!r}; valid {plural}: {', '.join(rule)}")

@@ -148,6 +148,13 @@ def train(
 ) -> TrainResult:
     """Train a DQN agent as configured; write the run folder; return what it produced.
 
+    ``network_fn(obs_dim, n_actions) -> keras.Model``: a Q-network of your own in place of the
+    config's MLP (its ``hidden_sizes`` and ``activation`` then go unused); seed its initializers
+    from ``config.seed`` for a seed to reproduce. ``run_dir``: the run folder, which must not
+    exist or be empty (ConfigError otherwise); by default a new
+    ``<output_dir>/<env>-<loss>-seed<seed>-<time>``. ``progress``: a tqdm bar on stderr.
+    ``log_tensorboard``: also write TensorBoard events in ``run_dir/tb``.
+
     ``init_from`` (a run folder, a checkpoint, a saved agent, or a DQNAgent) starts the run's
     online and target networks from that agent's, to train a finished run on: a new run, with
     its own config's schedules from their start (set epsilon_start low to exploit at once),

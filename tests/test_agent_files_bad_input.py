@@ -414,6 +414,14 @@ NOT_RUNS = {
     "study run entry": ({"run/metrics.csv": ""}, "it is a study's entry for one run"),
     "study": ({"runs/l2-seed0/run/metrics.csv": ""}, "it is a study folder, which its own dqn-co"),
     "run without checkpoints": ({"metrics.csv": ""}, "the run has written none yet"),
+    "run the guard stopped before its first checkpoint": (
+        {"metrics.csv": "", "summary.json": '{"diverged": "training diverged at env step 32"}'},
+        "the run diverged before its first checkpoint (training diverged at env step 32; its",
+    ),
+    "run without checkpoints whose summary is not dqn's": (
+        {"metrics.csv": "", "summary.json": "[1]"},
+        "the run has written none yet",
+    ),
     "a study's population": (
         {"runs/l2-seed0/run/metrics.csv": "", "populations/p/population.json": "{}"},
         "it is the folder of one of a study's populations, which the study's own dqn-compare",

@@ -573,7 +573,10 @@ def study_with_populations(tmp):
 
 EVALUATE_CASES = {
     "missing folder": (lambda tmp: tmp / "nowhere", ["no run, checkpoint or agent folder"]),
-    "empty folder": (empty_folder, ["not a complete checkpoint: missing config.yaml"]),
+    "empty folder": (
+        empty_folder,
+        ["not a complete checkpoint or saved agent: missing config.yaml"],
+    ),
     "agent for another observation shape": (
         agent_for_other_shape,
         [

@@ -269,7 +269,8 @@ def test_the_table_agrees_with_the_field_types():
         (
             {"eval_seed": 2**32 - 50},
             "config key 'eval_seed' must leave room for its episodes' seeds (eval_seed + i, "
-            "each in [0, 2**32 - 1]): eval_seed + 100 episodes > 2**32",
+            "each in [0, 2**32 - 1]): eval_seed + 100 episodes > 2**32 (the largest that fits: "
+            "4294967196)",
         ),
         # number
         ({"learning_rate": "fast"}, "config key 'learning_rate' must be a number, got 'fast'"),
@@ -303,7 +304,8 @@ def test_the_table_agrees_with_the_field_types():
         # nullable number
         ({"max_grad_norm": "x"}, "config key 'max_grad_norm' must be a number or null, got 'x'"),
         ({"solve_return": False}, "config key 'solve_return' must be a number or null, got False"),
-        ({"max_abs_q": -1}, "config key 'max_abs_q' must be > 0, got -1.0"),
+        ({"max_abs_q": -1}, "config key 'max_abs_q' must be > 0 or null, got -1.0"),
+        ({"max_grad_norm": 0}, "config key 'max_grad_norm' must be > 0 or null, got 0.0"),
         (
             {"learning_rate_end": -0.1},
             "config key 'learning_rate_end' must be >= 0 or null, got -0.1",
@@ -344,13 +346,13 @@ def test_the_table_agrees_with_the_field_types():
         # across fields
         (
             {"learning_starts_env_steps": -1},
-            "config key 'learning_starts_env_steps' must be in [0, total_env_steps = 50000), "
-            "got -1: a count of env steps is never negative",
+            "config key 'learning_starts_env_steps' must be in [num_envs * n_step - 1 = 9, "
+            "total_env_steps = 50000), got -1: a count of env steps is never negative",
         ),
         (
             {"learning_starts_env_steps": 50_000},
-            "config key 'learning_starts_env_steps' must be in [0, total_env_steps = 50000), "
-            "got 50000: the agent would never train",
+            "config key 'learning_starts_env_steps' must be in [num_envs * n_step - 1 = 9, "
+            "total_env_steps = 50000), got 50000: the agent would never train",
         ),
         (  # learning starts in time, but the first burst's env step is past the end
             {"learning_starts_env_steps": 49_950, "train_every_env_steps": 256},
