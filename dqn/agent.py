@@ -7,6 +7,7 @@ agent acts through a numpy mirror of the online weights and keeps it in step aft
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -490,10 +491,18 @@ class DQNAgent:
         agent inside a checkpoint) is refused with an OutputError before anything is written.
         """
         check_named(directory, "the agent folder")
-        directory = Path(directory)
+        return self._save(Path(directory), check_save_target)
+
+    def save_into_checkpoint(self, directory: Path) -> Path:
+        """``save`` for the agent of a checkpoint being written (``dqn.run_state``): its
+        folder is in the checkpoint's temporary folder among checkpoints/, where ``save``
+        refuses a folder of the user's."""
+        return self._save(Path(directory), lambda _: None)
+
+    def _save(self, directory: Path, check_target: Callable[[Path], None]) -> Path:
         check_saveable(self.online)
         with writing("the agent folder", directory):  # in one line, as the CLI would say it
-            check_save_target(directory)
+            check_target(directory)
             return write_dir_atomically(directory, self._write)
 
     def _write(self, folder: Path) -> None:

@@ -221,15 +221,12 @@ def check_save_target(path: Path) -> None:
     would no longer match and the run would lose that checkpoint).
     """
     path = Path(path)
-    if not path.exists() and not path.is_symlink():
+    if (around := checkpoint_around(path)) is not None:
+        why = f"it is inside {around}, {BREAKS}; save outside it"
+    elif not path.exists() and not path.is_symlink():
         return
-    if path.is_symlink() or not path.is_dir():  # a link would be replaced, not followed
+    elif path.is_symlink() or not path.is_dir():  # a link would be replaced, not followed
         why = "it exists and is not a folder"
-    elif (path.parent / MANIFEST).is_file():
-        why = (
-            f"it is inside checkpoint {path.parent}, whose checksums it would break; save to a "
-            "new folder"
-        )
     elif others := sorted(
         p.name for p in path.iterdir() if p.name not in AGENT_FILES or not p.is_file()
     ):
@@ -396,6 +393,24 @@ def run_holding_checkpoint(folder: Path) -> Path | None:
     run = parent.parent
     is_run = (run / "config.yaml").is_file() or (run / "metrics.csv").is_file()
     return run if parent.name == CHECKPOINTS and is_run else None
+
+
+# What a file written inside a checkpoint does to it (checkpoint_around).
+BREAKS = "which a file written there would break (a resume would set it aside as corrupt)"
+
+
+def checkpoint_around(path: Path) -> Path | None:
+    """The checkpoint, or the run's ``checkpoints/`` folder, that ``path`` would be written
+    into at any depth, else None. A checkpoint's manifest lists its files, so one more file
+    anywhere in it makes resume and evaluation set it aside as corrupt, and a new folder in
+    ``checkpoints/`` is taken for a broken checkpoint (a GIF, an export or a saved agent put
+    there by hand cost the run its newest checkpoint)."""
+    for above in Path(path).absolute().parents:
+        if (above / MANIFEST).is_file():
+            return above
+        if above.name == CHECKPOINTS and run_holding_checkpoint(above / "x") is not None:
+            return above
+    return None
 
 
 def check_outside_checkpoints(folder: Path, what: str, cure: str) -> None:

@@ -188,10 +188,10 @@ def _check_out(out: Path, name: str = "--out") -> None:
         raise OutputError(f"{name} {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         raise OutputError(f"{name} {out} already exists and is not empty")
-    from dqn.agent_files import CHECKPOINTS, run_holding_checkpoint
+    from dqn.agent_files import BREAKS, checkpoint_around
 
-    if run_holding_checkpoint(out) is not None:  # resume would take it for a broken checkpoint
-        raise OutputError(f"{name} {out} is inside a run's {CHECKPOINTS}/ folder: export elsewhere")
+    if (around := checkpoint_around(out)) is not None:
+        raise OutputError(f"{name} {out} is inside {around}, {BREAKS}: export elsewhere")
     above = out.absolute().parent
     while not above.exists() and above != above.parent:
         above = above.parent

@@ -70,8 +70,13 @@ class MemberAgent:
         ``directory``: a new path, an empty folder or an earlier agent save)."""
         directory = Path(directory)
         check_save_target(directory)
-        self._save(directory, self.config, self._state(), self._rng)
-        return directory
+        return self.save_into_checkpoint(directory)
+
+    def save_into_checkpoint(self, directory: Path) -> Path:
+        """``save`` for the agent of the member's checkpoint being written (``dqn.run_state``),
+        where ``save`` refuses a folder of the user's."""
+        self._save(Path(directory), self.config, self._state(), self._rng)
+        return Path(directory)
 
     def __repr__(self) -> str:
         return f"MemberAgent(index={self.index}, run_dir={str(self.run_dir)!r})"

@@ -18,6 +18,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from dqn.agent_files import BREAKS, checkpoint_around
 from dqn.errors import DQNError
 from dqn.io import atomic_write_bytes
 
@@ -74,6 +75,8 @@ def check_gif_path(path: Path) -> None:
         raise DQNError(f"--gif {path}: {exc.strerror or exc}") from None
     if there:
         raise DQNError(f"--gif {path} already exists: give another path, or remove it first")
+    if (around := checkpoint_around(path)) is not None:
+        raise DQNError(f"--gif {path} is inside {around}, {BREAKS}: give a path outside it")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent

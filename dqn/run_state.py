@@ -85,8 +85,8 @@ def parse_metrics_csv(text: str) -> list[dict[str, float]]:
 def save_run_state(
     folder: Path, agent: Any, replay: ReplayBuffer, loop: LoopState, env_snapshot: EnvSnapshot
 ) -> None:
-    """Fill a checkpoint folder (``agent`` is anything with ``save(folder)``: a DQNAgent)."""
-    agent.save(folder / "agent")
+    """Fill a checkpoint folder (``agent``: a DQNAgent or a population's MemberAgent)."""
+    agent.save_into_checkpoint(folder / "agent")
     save_replay(replay, folder / "replay.npz")
     arrays = {
         "obs": np.asarray(loop.obs),

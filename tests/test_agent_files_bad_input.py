@@ -144,8 +144,11 @@ def test_saving_onto_a_folder_whose_agent_file_name_is_a_folder_of_files_is_refu
 def test_saving_onto_the_agent_of_a_checkpoint_is_refused(tiny_run_copy):
     agent_dir = latest(tiny_run_copy) / "agent"
     before = listing(tiny_run_copy)
-    with pytest.raises(DQNError, match="inside checkpoint .*step-000000600"):
-        DQNAgent.load(agent_dir).save(agent_dir)
+    agent = DQNAgent.load(agent_dir)
+    # The checkpoint's own agent, a new folder anywhere inside it, one among the checkpoints.
+    for target in (agent_dir, agent_dir / "mine" / "agent", agent_dir.parent.parent / "mine"):
+        with pytest.raises(DQNError, match="inside .*, which a file written there would break"):
+            agent.save(target)
     assert listing(tiny_run_copy) == before
     verify_checkpoint(latest(tiny_run_copy))  # still good
 

@@ -208,9 +208,16 @@ def in_checkpoints(tmp):
     return "run/checkpoints/step-000999999"
 
 
+def in_a_checkpoint(tmp):
+    (tmp / "step-000000600" / "agent").mkdir(parents=True)
+    (tmp / "step-000000600" / "manifest.json").write_text("{}")  # marks a checkpoint
+    return "step-000000600/agent/savedmodel"
+
+
 OUT_CASES = {
     "non-empty out folder": (not_empty, ["out already exists and is not empty"]),
-    "out among checkpoints": (in_checkpoints, ["inside a run's checkpoints/ folder"]),
+    "out among checkpoints": (in_checkpoints, ["checkpoints, which a file written there would"]),
+    "out inside a checkpoint": (in_a_checkpoint, ["step-000000600, which a file written there"]),
     "out is a file": (a_file, ["out exists and is not a folder"]),
     "out under a file": (under_a_file, ["cannot write --out", "afile is not a folder"]),
 }

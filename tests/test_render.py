@@ -84,6 +84,19 @@ def test_a_gif_path_that_is_taken_or_not_a_gif_is_refused_first(
     assert not mine or (tmp_path / "old.gif").read_bytes() == b"mine"
 
 
+def test_a_gif_inside_a_checkpoint_is_refused_and_the_run_stays_whole(tiny_run_copy, capsys):
+    # A file the checkpoint's manifest does not list made its resume and evaluation set the
+    # newest checkpoint aside as corrupt: dqn-evaluate, which only reads runs, broke one.
+    from dqn.agent_files import verify_checkpoint
+
+    newest = tiny_run_copy / "checkpoints" / "step-000000600"
+    for gif in (newest / "episode.gif", newest / "agent" / "frames" / "episode.gif"):
+        assert evaluate_main([str(newest), "--episodes", "1", "--gif", str(gif)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert f"is inside {newest}, which a file written there would break" in line
+    verify_checkpoint(newest)  # still good
+
+
 def test_a_gif_suffix_in_capitals_is_a_gif(tmp_path):
     from dqn.render import check_gif_path
 
