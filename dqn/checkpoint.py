@@ -34,7 +34,7 @@ from dqn.agent_files import (
     checksums,
     list_checkpoints,
 )
-from dqn.config import DQNConfig
+from dqn.config import DQNConfig, output_folder
 from dqn.errors import ConfigError
 from dqn.io import atomic_write_text, check_named, remove_whole, write_dir_atomically
 
@@ -46,7 +46,7 @@ def make_run_dir(config: DQNConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     env = re.sub(r"[/:]", "_", config.env_id)  # ALE/Pong-v5, module:EnvId: one folder name
     name = f"{env}-{config.loss}-seed{config.seed}-{stamp}"
-    path = Path(config.output_dir) / name
+    path = output_folder(config) / name
     path.mkdir(parents=True, exist_ok=False)
     return path
 

@@ -196,6 +196,7 @@ def _with_flags(sets: Sequence[str], flags) -> list[str]:
 def _train(args: argparse.Namespace):
     from dqn.agent_files import check_not_nested, resolve_agent_dir
     from dqn.checkpoint import check_new_folder, make_run_dir
+    from dqn.config import output_folder
     from dqn.envs import check_env, check_n_step
     from dqn.members import member_bytes
     from dqn.replay import check_replay_fits
@@ -220,7 +221,7 @@ def _train(args: argparse.Namespace):
     run_dir = args.run_dir
     if run_dir is not None:  # (a study's own runs are inside its folder: not this command's)
         check_not_nested(run_dir, "--run-dir", "give a folder elsewhere")
-    wanted = Path(config.output_dir) if run_dir is None else run_dir
+    wanted = output_folder(config) if run_dir is None else run_dir
     made = [folder for folder in (wanted, *wanted.parents) if _absent(folder)]
     try:
         if run_dir is None:
@@ -229,7 +230,7 @@ def _train(args: argparse.Namespace):
             check_new_folder(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # nothing is written yet: no "checkpoints written before" to speak of
-        where = run_dir if run_dir is not None else config.output_dir
+        where = run_dir if run_dir is not None else output_folder(config)
         raise DQNError(f"cannot create the run folder in {where}: {os_problem(exc)}") from None
     quiet_tensorflow(config.num_threads)
     from dqn.loop import train

@@ -249,7 +249,7 @@ class DQNConfig(metaclass=_KnownKeys):
         "r_max / (1 - gamma) where the env's per-step reward bound r_max is known "
         "(dqn.divergence) and gamma < 1, else only NaN/inf stop training")
     output_dir: str                    = row("runs",        STR,  False, None,
-        "Parent folder of run folders")
+        "Parent folder of run folders (a leading ~ is the home folder)")
     num_threads: int                   = row(1,             INT,  False, "in [1, 1024]",
         "Threads of TensorFlow (intra- and inter-op) and of numpy's BLAS. 1 is fastest for the "
         "small networks of a DQN on few cores; with 1, XLA also runs each compiled update on the "
@@ -619,6 +619,13 @@ def first_burst_env_step(c: DQNConfig) -> int:
     """The env step of a run's first burst: the first multiple of train_every_env_steps past
     learning_starts_env_steps."""
     return (c.learning_starts_env_steps // c.train_every_env_steps + 1) * c.train_every_env_steps
+
+
+def output_folder(c: DQNConfig) -> Path:
+    """``output_dir`` as a path, a leading ``~`` taken as the home folder: YAML and ``--set
+    output_dir=~/runs`` pass it on as typed, and a folder named ``~`` made in the working
+    folder is a trap (``rm -rf ~`` to delete it deletes the home folder)."""
+    return Path(c.output_dir).expanduser()
 
 
 def total_grad_steps(c: DQNConfig) -> int:

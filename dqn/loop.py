@@ -23,7 +23,7 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.agent import DQNAgent, check_saveable
-from dqn.config import DQNConfig, check_is_config
+from dqn.config import DQNConfig, check_is_config, output_folder
 from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
 from dqn.envs import (
@@ -196,7 +196,8 @@ def train(
         replay = ReplayBuffer(
             config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
         )
-        with writing("the run folder in", run_dir or config.output_dir):  # in one line, as the CLI
+        # In one line, as the CLI says it.
+        with writing("the run folder in", run_dir or output_folder(config)):
             run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
             run_dir.mkdir(parents=True, exist_ok=True)
         with hold_folders([run_dir]):  # a resume of this run from another process is refused

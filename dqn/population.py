@@ -41,7 +41,7 @@ from dqn.agent_files import (
     list_checkpoints,
     verify_checkpoint,
 )
-from dqn.config import DQNConfig, check_is_config
+from dqn.config import DQNConfig, check_is_config, output_folder
 from dqn.divergence import q_bound
 from dqn.envs import check_spaces, checked_obs, config_env, solve_return
 from dqn.envstate import restore_env_state
@@ -183,7 +183,7 @@ def train_population(
             raise ConfigError(f"member {member.label!r}: {exc}") from None
     if out_dir is None:  # to the microsecond: two populations started together get two
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        out_dir = Path(config.output_dir) / f"population-{stamp}"
+        out_dir = output_folder(config) / f"population-{stamp}"
     check_named(out_dir, "population folder")
     out = Path(out_dir)
     if run_dirs is None:

@@ -344,6 +344,23 @@ def tiny_run_args(tmp_path, **changes) -> list[str]:
     return ["--set", *sets, "--run-dir", str(tmp_path / "run"), "--no-progress"]
 
 
+def test_an_output_dir_under_the_home_folder_is_made_there_not_in_a_folder_named_tilde(
+    tmp_path, capsys, monkeypatch
+):
+    # YAML and --set output_dir=~/runs pass the tilde on as typed: a folder named "~" appeared
+    # in the working folder, where rm -rf ~ to delete it deletes the home folder.
+    from dqn.cli import train_main
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    args = tiny_run_args(tmp_path, output_dir="~/runs", total_env_steps=200)
+    at = args.index("--run-dir")
+    assert train_main(args[:at] + args[at + 2 :]) == 0, capsys.readouterr().err
+    (run,) = (tmp_path / "home" / "runs").iterdir()
+    assert (run / "summary.json").is_file() and list((tmp_path / "work").iterdir()) == []
+
+
 def test_a_diverging_run_exits_3_in_one_line(tmp_path, capsys):
     # In process and fast: tests/test_reliability.py checks the same of a process (slow).
     from dqn.cli import train_main
