@@ -31,7 +31,7 @@ from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norm
 from dqn.envs import check_spaces
 from dqn.errors import ConfigError, InputError, first_line, writing
 from dqn.finite import all_finite
-from dqn.io import check_named, write_dir_atomically
+from dqn.io import check_named, followed, write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NetworkFn, NumpyMLP, build_mlp, is_default_mlp
 from dqn.numpy_learner import NumpyLearner
@@ -491,7 +491,7 @@ class DQNAgent:
         agent inside a checkpoint) is refused with an OutputError before anything is written.
         """
         check_named(directory, "the agent folder")
-        return self._save(Path(directory), check_save_target)
+        return self._save(followed(directory), check_save_target)
 
     def save_into_checkpoint(self, directory: Path) -> Path:
         """``save`` for the agent of a checkpoint being written (``dqn.run_state``): its

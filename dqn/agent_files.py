@@ -30,6 +30,7 @@ import numpy as np
 from dqn.config import DQNConfig, read_saved_config
 from dqn.envs import check_env
 from dqn.errors import CheckpointError, CheckpointWarning, ConfigError, DQNError, OutputError, few
+from dqn.io import mount_point_problem
 
 FORMAT_VERSION = 1  # of agent.json
 AGENT_FILES = ("config.yaml", "agent.json", "online.keras", "target.keras", "optimizer.npz")
@@ -227,6 +228,8 @@ def check_save_target(path: Path) -> None:
         return
     elif path.is_symlink() or not path.is_dir():  # a link would be replaced, not followed
         why = "it exists and is not a folder"
+    elif mount := mount_point_problem(path):
+        why = mount
     elif others := sorted(
         p.name for p in path.iterdir() if p.name not in AGENT_FILES or not p.is_file()
     ):

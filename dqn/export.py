@@ -41,6 +41,7 @@ from dqn.command_line import (
     sigterm_as_ctrl_c,
 )
 from dqn.errors import CheckpointError, DQNError, OutputError, first_line, writing
+from dqn.io import check_named, followed, mount_point_problem
 from dqn.terminal import command
 
 if TYPE_CHECKING:  # imported when exporting: the command's refusals need no TensorFlow
@@ -74,7 +75,7 @@ def export_parser() -> argparse.ArgumentParser:
 @command
 def main(argv: Sequence[str] | None = None) -> int:
     args = export_parser().parse_args(argv)
-    out: Path = args.out
+    out: Path = followed(args.out)  # a link to an empty folder: written through, as mkdir does
     try:
         _check_out(out)
     except DQNError as exc:
@@ -138,7 +139,7 @@ def export_policy(
     """
     from dqn.errors import InputError
 
-    out, path = Path(out), Path(source) if isinstance(source, str | os.PathLike) else None
+    out, path = followed(out), Path(source) if isinstance(source, str | os.PathLike) else None
     if path is None:
         from dqn.agent import DQNAgent
 
@@ -184,10 +185,13 @@ def _check_out(out: Path, name: str = "--out") -> None:
     # OutputError, each: a folder export_policy cannot write, as train's and save's are.
     if out.name in ("", ".", ".."):
         raise OutputError(f"{name} must name a new folder, not {out}")
+    check_named(out, name)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{name} {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         raise OutputError(f"{name} {out} already exists and is not empty")
+    if why := mount_point_problem(out):
+        raise OutputError(f"cannot write {name} {out}: {why}", why)
     from dqn.agent_files import BREAKS, checkpoint_around
 
     if (around := checkpoint_around(out)) is not None:

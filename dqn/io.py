@@ -25,9 +25,18 @@ LOCK_FILE = ".lock"
 
 
 def check_named(path: str | Path, what: str) -> None:
-    """ConfigError for an empty name (an unset variable's): Path("") is the current folder."""
+    """ConfigError for an empty name (an unset variable's): Path("") is the current folder; or
+    for a name that is not UTF-8 (bytes Python keeps as surrogates), which TensorFlow's writers
+    (TensorBoard's, SavedModel's) cannot take: they failed with a traceback midway."""
     if isinstance(path, str) and not path.strip():
         raise ConfigError(f"{what} must be named, got an empty string")
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            f"{what} {os.fspath(path)!r} is not a UTF-8 name, which TensorFlow cannot write to: "
+            "give another"
+        ) from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -58,10 +67,37 @@ def nulls_as_nan(read: dict, keys: Iterable[str]) -> dict:
     return {**read, **{k: math.nan for k in keys if k in read and read[k] is None}}
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def followed(path: str | Path) -> Path:
+    """``path``, or what it points to if it is a symbolic link. A file or folder written under
+    a temporary name and renamed into place would replace the link itself, where ``open`` and
+    ``mkdir`` write through it (a ``current -> v3`` link to an empty folder was refused as
+    "not a folder" only after the whole export)."""
     path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def tmp_prefix(path: Path) -> str:
+    """A temporary name's start beside ``path``: the name cut short, so that a name near the
+    filesystem's 255-byte limit, which ``path`` itself may have, still leaves room."""
+    return f".{path.name[:64]}."
+
+
+def mount_point_problem(path: Path) -> str | None:
+    """Why a folder cannot be written whole at ``path`` if it is a mount point (a container's
+    volume, say), else None: such a folder is renamed into place, and a mount point cannot be
+    replaced, which failed only once everything was written."""
+    if not os.path.ismount(path):
+        return None
+    return (
+        "it is a mount point, which a folder written whole (renamed into place) cannot replace; "
+        f"give a new folder inside it, such as {path / '1'}"
+    )
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = followed(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~umask())  # mkstemp's file is private (0600); open()'s is not
         with os.fdopen(fd, "wb") as fh:
@@ -138,7 +174,7 @@ def _fsync(path: Path) -> None:
 def fresh_tmp_dir(final: Path) -> Path:
     """A new empty folder beside ``final``, to fill and then ``commit_dir`` into place."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix(final), suffix=".tmp", dir=final.parent))
     os.chmod(tmp, 0o777 & ~umask())  # mkdtemp's folder is private (0700); mkdir's is not
     return tmp
 

@@ -18,6 +18,7 @@ from dqn.agent import check_observations_shape, check_one_observation, checked_o
 from dqn.agent_files import check_save_target
 from dqn.config import DQNConfig
 from dqn.errors import InputError
+from dqn.io import followed
 from dqn.learner import LearnerArrays
 
 
@@ -68,7 +69,7 @@ class MemberAgent:
     def save(self, directory: str | Path) -> Path:
         """Write the member as ``DQNAgent.save`` writes an agent (the same rules for
         ``directory``: a new path, an empty folder or an earlier agent save)."""
-        directory = Path(directory)
+        directory = followed(directory)
         check_save_target(directory)
         return self.save_into_checkpoint(directory)
 

@@ -6,6 +6,7 @@ the session's tiny run (``tests/conftest.py``), copied before they are damaged.
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -139,6 +140,25 @@ def test_saving_onto_a_folder_whose_agent_file_name_is_a_folder_of_files_is_refu
     with pytest.raises(DQNError, match="it holds online.keras, which an agent save"):
         agent.save(agent_copy)
     assert listing(tmp_path) == before
+
+
+def test_a_save_through_a_link_to_an_empty_folder_writes_the_folder(tmp_path):
+    agent = DQNAgent(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), gym.spaces.Discrete(2), CONFIG)
+    (tmp_path / "v3").mkdir()
+    (tmp_path / "current").symlink_to(tmp_path / "v3")
+    agent.save(tmp_path / "current")
+    assert (tmp_path / "current").is_symlink() and (tmp_path / "v3" / "agent.json").is_file()
+    assert DQNAgent.load(tmp_path / "current").grad_steps == 0
+
+
+def test_a_save_to_a_mount_point_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    agent = DQNAgent(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), gym.spaces.Discrete(2), CONFIG)
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == volume)
+    with pytest.raises(DQNError, match="it is a mount point, which a folder written whole"):
+        agent.save(volume)
+    assert list(tmp_path.iterdir()) == [volume] and not any(volume.iterdir())
 
 
 def test_saving_onto_the_agent_of_a_checkpoint_is_refused(tiny_run_copy):

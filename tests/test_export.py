@@ -218,6 +218,9 @@ OUT_CASES = {
     "non-empty out folder": (not_empty, ["out already exists and is not empty"]),
     "out among checkpoints": (in_checkpoints, ["checkpoints, which a file written there would"]),
     "out inside a checkpoint": (in_a_checkpoint, ["step-000000600, which a file written there"]),
+    # Bytes that are not UTF-8 (Python keeps them as surrogates): TensorFlow's SavedModel
+    # writer failed on them with a traceback once the export was under way.
+    "out not UTF-8": (lambda tmp: "m\udcff", ["--out", "is not a UTF-8 name"]),
     "out is a file": (a_file, ["out exists and is not a folder"]),
     "out under a file": (under_a_file, ["cannot write --out", "afile is not a folder"]),
 }
@@ -408,3 +411,36 @@ def test_the_default_signature_serves_q_values_and_the_line_names_the_shapes(tmp
     assert list(served) == ["q_values"]
     expected = DQNAgent.load(agent_dir).q_values(obs)
     np.testing.assert_allclose(served["q_values"].numpy(), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_an_out_that_links_to_an_empty_folder_is_written_through_the_link(tmp_path, capsys):
+    # Written under a temporary name and renamed into place, the export replaced the link
+    # itself, and a link to an empty folder was refused as "not a folder" only at the end.
+    agent_dir = untrained_agent(tmp_path / "agent")
+    (tmp_path / "v3").mkdir()
+    (tmp_path / "current").symlink_to(tmp_path / "v3")
+    assert main([str(agent_dir), "--out", str(tmp_path / "current")]) == 0, capsys.readouterr()
+    assert (tmp_path / "current").is_symlink() and (tmp_path / "v3" / "saved_model.pb").is_file()
+
+
+def test_a_mount_point_out_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    # A folder written whole is renamed into place, and a mount point (a container's volume)
+    # cannot be replaced: the export failed with "Device or resource busy" once written.
+    agent_dir = untrained_agent(tmp_path / "agent")
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == volume)
+    before = tree(tmp_path)
+    assert main([str(agent_dir), "--out", str(volume)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "it is a mount point" in line and f"such as {volume / '1'}" in line
+    assert tree(tmp_path) == before
+
+
+def test_a_name_near_the_filesystems_limit_leaves_room_for_the_temporary_name(tmp_path):
+    from dqn.io import atomic_write_text, fresh_tmp_dir
+
+    name = "y" * 250  # the limit is 255 bytes; ".<name>.XXXXXXXX.tmp" did not fit
+    assert fresh_tmp_dir(tmp_path / name).parent == tmp_path
+    atomic_write_text(tmp_path / name, "fits\n")
+    assert (tmp_path / name).read_text() == "fits\n"
