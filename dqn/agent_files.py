@@ -565,6 +565,11 @@ def resolve_agent_dir(path: Path) -> Path:
         )
     if runs := _runs_inside(path):
         raise CheckpointError(f"{path} {_holds(runs)}")
+    if not any(path.iterdir()):  # dqn-train makes a run's folder first, its files come later
+        raise CheckpointError(
+            f"{path} is empty: no run, checkpoint or agent folder (yet, if a run was just started "
+            "there: it writes its first checkpoint after checkpoint_every_env_steps)"
+        )
     return path  # what is missing is then said by the file checks
 
 

@@ -73,7 +73,10 @@ def followed(path: str | Path) -> Path:
     ``mkdir`` write through it (a ``current -> v3`` link to an empty folder was refused as
     "not a folder" only after the whole export)."""
     path = Path(path)
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        return Path(os.path.realpath(path)) if path.is_symlink() else path
+    except OSError:  # a name too long, say: the writer's own checks name it
+        return path
 
 
 def tmp_prefix(path: Path) -> str:

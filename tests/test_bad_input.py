@@ -510,6 +510,12 @@ def empty_folder(tmp):
     return tmp / "empty"
 
 
+def folder_of_notes(tmp):
+    (tmp / "notes").mkdir()
+    (tmp / "notes" / "todo.txt").write_text("mine\n")
+    return tmp / "notes"
+
+
 def tiny_run_checkpoints(tmp):
     """A run's checkpoints/ with two checkpoints: once said to hold "2 runs"."""
     run = run_without_checkpoint(tmp)
@@ -573,8 +579,10 @@ def study_with_populations(tmp):
 
 EVALUATE_CASES = {
     "missing folder": (lambda tmp: tmp / "nowhere", ["no run, checkpoint or agent folder"]),
-    "empty folder": (
-        empty_folder,
+    # A run's folder in the first seconds of dqn-train, which makes it before its files.
+    "empty folder": (empty_folder, ["empty is empty: no run, checkpoint or agent folder (yet, if"]),
+    "folder of other files": (
+        folder_of_notes,
         ["not a complete checkpoint or saved agent: missing config.yaml"],
     ),
     "agent for another observation shape": (
