@@ -497,9 +497,9 @@ def compare_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="parallel training processes, num_threads TF threads each (default: the CPUs this "
-        "process "
-        "may use, after its affinity and a container's CPU quota, or fewer where that many "
-        "would not fit in memory); with --backend ray and no --address, the CPUs of the local Ray",
+        "process may use, after its affinity and a container's CPU quota, divided by "
+        "num_threads, or fewer where that many would not fit in memory); with --backend ray and "
+        "no --address, the CPUs of the local Ray",
     )
     p.add_argument(
         "--backend",

@@ -179,16 +179,13 @@ def run_comparison(
     and every run with ``runner="process"``, train one process per run. ``backend="local"``
     runs the tasks in ``workers`` local processes; ``"ray"`` as Ray tasks, on a local Ray of
     ``workers`` CPUs or on the cluster at ``address`` (see ``dqn.ray_backend``). ``workers``
-    defaults to the CPUs this process may use (``dqn.runtime.usable_cores``).
+    defaults to the CPUs this process may use (``dqn.runtime.usable_cores``) divided by the
+    runs' ``num_threads`` (1 by default), so that every thread has a core.
     """
     if runner not in RUNNERS:
         raise ConfigError(f"unknown runner {runner!r}; valid runners: {', '.join(RUNNERS)}")
     variants, seeds = _as_variants(variants), _as_seeds(seeds)
     chosen = workers is not None
-    if workers is None:
-        from dqn.runtime import usable_cores
-
-        workers = usable_cores()
     out = Path(out_dir)
     if not variants or not seeds:  # the summary needs a run of each variant to report
         raise ConfigError(
@@ -248,6 +245,13 @@ def run_comparison(
         if (*env, config.n_step) not in checked:  # the seeds share it
             as_variant(label, {"env_id", "env_kwargs", "n_step"}, check_n_step, config)
         checked |= {env, (*env, config.n_step)}
+    # By default a core per thread: each worker runs num_threads TensorFlow threads.
+    threads = max(c.num_threads for c in configs.values())
+    per_cpu = "one per CPU" if threads == 1 else f"one per {threads} CPUs: num_threads={threads}"
+    if workers is None:
+        from dqn.runtime import usable_cores
+
+        workers = max(1, usable_cores() // threads)
     # The backend is checked here (Ray missing or unreachable: refused, nothing written).
     run_tasks = backend_runner(backend, workers, address)
     jobs: list[Job] = []
@@ -279,7 +283,7 @@ def run_comparison(
             import warnings
 
             warnings.warn(
-                f"{fitted} worker process{'es' * (fitted != 1)}, not {workers} (one per CPU): "
+                f"{fitted} worker process{'es' * (fitted != 1)}, not {workers} ({per_cpu}): "
                 f"{workers} at once would not fit in this machine's available memory",
                 UserWarning,
                 stacklevel=2,
@@ -355,8 +359,9 @@ def _tasks_that_fit(jobs, out: Path, workers: int, runner: str, spaces, chosen: 
     """The study's tasks for ``workers`` worker processes, and that count, checked to fit in
     this machine's memory before anything is written: the heaviest ``workers`` tasks, each in a
     process of its own, must fit at once. A count the user chose is refused if they do not
-    (ConfigError); the default, one per CPU, is lowered until they do, since a many-core
-    machine with little memory per core would otherwise refuse the study it was asked for."""
+    (ConfigError); the default, one per CPU (per num_threads CPUs), is lowered until they do,
+    since a many-core machine with little memory per core would otherwise refuse the study it
+    was asked for."""
     from dqn.members import check_memory, heaviest_at_once
 
     for count in [workers] if chosen else range(workers, 0, -1):

@@ -636,3 +636,25 @@ def test_the_progress_bar_says_how_the_runs_are_split_between_populations_and_pr
     assert _bar_label(6, tasks("population-0", "vec-seed0", "vec-seed1")) == (
         "6 runs: 4 in 1 population, 2 in processes of their own"
     )
+
+
+def test_the_default_worker_count_gives_each_thread_a_core(tmp_path, monkeypatch):
+    # Each worker runs num_threads TensorFlow threads: one worker per CPU oversubscribed the
+    # cores num_threads times over.
+    from dqn import compare, runtime
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def backend(name, workers, address):
+        seen.append(workers)
+        raise Stop  # before anything is written or trained
+
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 8)
+    monkeypatch.setattr(compare, "backend_runner", backend)
+    for threads in (1, 2, 3, 16):
+        with pytest.raises(Stop):
+            run_comparison(TINY.replace(num_threads=threads), ["huber"], [0], tmp_path / "s")
+    assert seen == [8, 4, 2, 1] and not (tmp_path / "s").exists()
