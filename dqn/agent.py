@@ -7,7 +7,6 @@ agent acts through a numpy mirror of the online weights and keeps it in step aft
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -19,19 +18,19 @@ from dqn import learner_process, losses
 from dqn.agent_files import (
     check_config_env,
     check_network_fits,
-    check_save_target,
     corrupt_file,
     read_agent_config,
     read_agent_meta,
     read_newest,
+    save_agent_to,
 )
 from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
 from dqn.config import DQNConfig, check_is_config, total_grad_steps
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
 from dqn.envs import check_spaces
-from dqn.errors import ConfigError, InputError, first_line, writing
+from dqn.errors import ConfigError, InputError, first_line
 from dqn.finite import all_finite
-from dqn.io import check_named, followed, write_dir_atomically
+from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NetworkFn, NumpyMLP, build_mlp, is_default_mlp
 from dqn.numpy_learner import NumpyLearner
@@ -490,20 +489,18 @@ class DQNAgent:
         existing file, or a folder holding anything else (a run folder, files of yours, the
         agent inside a checkpoint) is refused with an OutputError before anything is written.
         """
-        check_named(directory, "the agent folder")
-        return self._save(followed(directory), check_save_target)
+        check_saveable(self.online)
+        return save_agent_to(directory, self._write_whole)
 
     def save_into_checkpoint(self, directory: Path) -> Path:
         """``save`` for the agent of a checkpoint being written (``dqn.run_state``): its
         folder is in the checkpoint's temporary folder among checkpoints/, where ``save``
         refuses a folder of the user's."""
-        return self._save(Path(directory), lambda _: None)
-
-    def _save(self, directory: Path, check_target: Callable[[Path], None]) -> Path:
         check_saveable(self.online)
-        with writing("the agent folder", directory):  # in one line, as the CLI would say it
-            check_target(directory)
-            return write_dir_atomically(directory, self._write)
+        return save_agent_to(directory, self._write_whole, checked=False)
+
+    def _write_whole(self, folder: Path) -> None:
+        write_dir_atomically(folder, self._write)
 
     def _write(self, folder: Path) -> None:
         write_agent_folder(

@@ -22,6 +22,7 @@ import os
 import re
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,8 +30,16 @@ import numpy as np
 
 from dqn.config import DQNConfig, read_saved_config
 from dqn.envs import check_env
-from dqn.errors import CheckpointError, CheckpointWarning, ConfigError, DQNError, OutputError, few
-from dqn.io import mount_point_problem
+from dqn.errors import (
+    CheckpointError,
+    CheckpointWarning,
+    ConfigError,
+    DQNError,
+    OutputError,
+    few,
+    writing,
+)
+from dqn.io import check_named, followed, mount_point_problem
 
 FORMAT_VERSION = 1  # of agent.json
 AGENT_FILES = ("config.yaml", "agent.json", "online.keras", "target.keras", "optimizer.npz")
@@ -226,7 +235,7 @@ def check_save_target(path: Path) -> None:
         why = f"it is inside {around}, {BREAKS}; save outside it"
     elif not path.exists() and not path.is_symlink():
         return
-    elif path.is_symlink() or not path.is_dir():  # a link would be replaced, not followed
+    elif path.is_symlink() or not path.is_dir():  # a link left is one that loops
         why = "it exists and is not a folder"
     elif mount := mount_point_problem(path):
         why = mount
@@ -240,6 +249,22 @@ def check_save_target(path: Path) -> None:
     else:
         return
     raise OutputError(f"cannot save the agent to {path}: {why}", why)
+
+
+def save_agent_to(
+    directory: str | Path, write: Callable[[Path], object], checked: bool = True
+) -> Path:
+    """What ``DQNAgent.save`` and a population member's ``save`` do around ``write(folder)``,
+    which writes the folder whole: the name checked (``check_named``), a link followed, the
+    folder refused where ``check_save_target`` refuses it (``checked``; a checkpoint's own agent
+    is written inside checkpoints/ by the package itself), errors in one line."""
+    check_named(directory, "the agent folder")
+    directory = followed(directory)
+    with writing("the agent folder", directory):  # in one line, as the CLI would say it
+        if checked:
+            check_save_target(directory)
+        write(directory)
+    return directory
 
 
 # ---------------------------------------------------------------------- checkpoints of a run
@@ -399,6 +424,7 @@ def run_holding_checkpoint(folder: Path) -> Path | None:
 
 
 # What a file written inside a checkpoint does to it (checkpoint_around).
+RUN_MARKS = ("config.yaml", "metrics.csv")  # a run's, once it has written a checkpoint
 BREAKS = "which a file written there would break (a resume would set it aside as corrupt)"
 
 
@@ -407,11 +433,15 @@ def checkpoint_around(path: Path) -> Path | None:
     into at any depth, else None. A checkpoint's manifest lists its files, so one more file
     anywhere in it makes resume and evaluation set it aside as corrupt, and a new folder in
     ``checkpoints/`` is taken for a broken checkpoint (a GIF, an export or a saved agent put
-    there by hand cost the run its newest checkpoint)."""
-    for above in Path(path).absolute().parents:
-        if (above / MANIFEST).is_file():
+    there by hand cost the run its newest checkpoint). Only the package's own count: a
+    ``step-<9 digits>`` folder with its manifest, a ``checkpoints/`` folder beside a run's
+    config.yaml and metrics.csv (a web project's manifest.json is none). The path is resolved
+    first: ``..`` and links lead where the write would land."""
+    for above in Path(os.path.realpath(path)).parents:
+        if _STEP_DIR.match(above.name) and (above / MANIFEST).is_file():
             return above
-        if above.name == CHECKPOINTS and run_holding_checkpoint(above / "x") is not None:
+        run = above.parent
+        if above.name == CHECKPOINTS and all((run / f).is_file() for f in RUN_MARKS):
             return above
     return None
 

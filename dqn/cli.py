@@ -23,6 +23,7 @@ from dqn.command_line import (
     add_import_option,
     fail,
     folder_arg,
+    home_expanded,
     import_modules,
     interrupted_code,
     one_line_warnings,
@@ -366,7 +367,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--gif",
-        type=Path,
+        type=home_expanded,
         metavar="FILE",
         help="also draw the first episode into FILE, a new .gif (needs pygame for gymnasium's "
         "classic-control envs: pip install 'gymnasium[classic-control]' pillow, dqn's render "
@@ -536,7 +537,7 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         (  # the study's seeds are first-seed .. first-seed + seeds - 1, each a 32-bit seed
             "--first-seed",
             args.first_seed,
-            f"in [0, 2**32 - --seeds = {2**32 - args.seeds}]",
+            f"in [0, 2**32 - seeds = {2**32 - args.seeds}]",
             0 <= args.first_seed <= 2**32 - args.seeds,
         ),
     ):

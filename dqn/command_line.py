@@ -41,7 +41,18 @@ def folder_arg(text: str) -> Path:
     folder, which is where Path("") would put a run or a study."""
     if not text.strip():
         raise argparse.ArgumentTypeError("must name a folder, got an empty string")
-    return Path(text)
+    return home_expanded(text)
+
+
+def home_expanded(text: str) -> Path:
+    """A path argument with a leading ``~`` expanded: the shell leaves it in ``--out=~/x``,
+    and a folder named ``~`` made in the working folder is a trap (``rm -rf ~``)."""
+    from dqn.config import expand_home
+
+    try:
+        return expand_home(text, "the path")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def fail(prog: str, exc: BaseException | str, code: int = EXIT_USAGE) -> int:

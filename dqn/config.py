@@ -625,7 +625,19 @@ def output_folder(c: DQNConfig) -> Path:
     """``output_dir`` as a path, a leading ``~`` taken as the home folder: YAML and ``--set
     output_dir=~/runs`` pass it on as typed, and a folder named ``~`` made in the working
     folder is a trap (``rm -rf ~`` to delete it deletes the home folder)."""
-    return Path(c.output_dir).expanduser()
+    return expand_home(c.output_dir, "config key 'output_dir'")
+
+
+def expand_home(path: str | Path, what: str) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded; ConfigError naming ``what`` if
+    there is no such home folder (an unknown user, no HOME)."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory."
+        raise ConfigError(
+            f"{what} {str(path)!r} starts with a home folder that cannot be found: give the "
+            "whole path"
+        ) from None
 
 
 def total_grad_steps(c: DQNConfig) -> int:

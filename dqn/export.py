@@ -35,6 +35,7 @@ from dqn.command_line import (
     Parser,
     add_import_option,
     fail,
+    folder_arg,
     import_modules,
     interrupted_code,
     one_line_warnings,
@@ -63,7 +64,10 @@ def export_parser() -> argparse.ArgumentParser:
         help="a run folder (its newest good checkpoint), a checkpoint folder or an agent folder",
     )
     p.add_argument(
-        "--out", type=Path, required=True, help="the SavedModel folder to create (new or empty)"
+        "--out",
+        type=folder_arg,
+        required=True,
+        help="the SavedModel folder to create (new or empty)",
     )
     p.add_argument(
         "--tflite", action="store_true", help=f"also write {TFLITE_FILE} (the q_values signature)"
@@ -131,7 +135,8 @@ def export_policy(
     """Write the greedy policy of ``source`` into the new folder ``out``, as ``dqn-export``
     does: a SavedModel with the ``q_values`` (serving_default) and ``action`` signatures, and
     ``model.tflite`` with ``tflite``. ``source`` is a ``DQNAgent``, or a run, checkpoint or
-    agent folder (its newest good agent). Returns ``out``.
+    agent folder (its newest good agent). Returns the folder written: ``out``, or where it
+    points if it is a link (to an empty folder, written through).
 
     ``out`` must not exist or be an empty folder; it is written under a temporary name and
     renamed into place, so an error or Ctrl-C leaves nothing. Raises DQNError (a folder that

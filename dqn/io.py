@@ -80,9 +80,11 @@ def followed(path: str | Path) -> Path:
 
 
 def tmp_prefix(path: Path) -> str:
-    """A temporary name's start beside ``path``: the name cut short, so that a name near the
-    filesystem's 255-byte limit, which ``path`` itself may have, still leaves room."""
-    return f".{path.name[:64]}."
+    """A temporary name's start beside ``path``: the name cut to 64 bytes of UTF-8 (a partial
+    character dropped), so that a name near the filesystem's 255-byte limit, which ``path``
+    itself may have, still leaves room."""
+    cut = path.name.encode("utf-8", "surrogateescape")[:64].decode("utf-8", "ignore")
+    return f".{cut}."
 
 
 def mount_point_problem(path: Path) -> str | None:
@@ -98,7 +100,7 @@ def mount_point_problem(path: Path) -> str | None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = followed(path)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent)
     try:

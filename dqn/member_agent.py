@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from dqn.agent import check_observations_shape, check_one_observation, checked_observations
-from dqn.agent_files import check_save_target
+from dqn.agent_files import save_agent_to
 from dqn.config import DQNConfig
 from dqn.errors import InputError
-from dqn.io import followed
 from dqn.learner import LearnerArrays
 
 
@@ -69,15 +68,15 @@ class MemberAgent:
     def save(self, directory: str | Path) -> Path:
         """Write the member as ``DQNAgent.save`` writes an agent (the same rules for
         ``directory``: a new path, an empty folder or an earlier agent save)."""
-        directory = followed(directory)
-        check_save_target(directory)
-        return self.save_into_checkpoint(directory)
+        return save_agent_to(directory, self._write)
 
     def save_into_checkpoint(self, directory: Path) -> Path:
         """``save`` for the agent of the member's checkpoint being written (``dqn.run_state``),
         where ``save`` refuses a folder of the user's."""
-        self._save(Path(directory), self.config, self._state(), self._rng)
-        return Path(directory)
+        return save_agent_to(directory, self._write, checked=False)
+
+    def _write(self, folder: Path) -> None:
+        self._save(folder, self.config, self._state(), self._rng)  # whole, or not at all
 
     def __repr__(self) -> str:
         return f"MemberAgent(index={self.index}, run_dir={str(self.run_dir)!r})"

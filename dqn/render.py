@@ -20,7 +20,7 @@ import numpy as np
 
 from dqn.agent_files import BREAKS, checkpoint_around
 from dqn.errors import DQNError
-from dqn.io import atomic_write_bytes
+from dqn.io import atomic_write_bytes, followed
 
 # 2,000 frames is 40 s at CartPole's 50 frames/s, and about 0.5 GB of 600 x 400 RGB frames
 # before they are cut to a palette (each frame is, as it comes): a longer episode is drawn up
@@ -63,6 +63,7 @@ def _palette_image(frame: np.ndarray):
 
 def check_gif_path(path: Path) -> None:
     """Refused before any episode is run: another suffix, or a file that is already there."""
+    path = followed(path)  # a link is written through, as open() would, not replaced
     if path.suffix.lower() != ".gif":
         # ".gif" alone is a hidden file's name with no suffix: say what it lacks.
         lacks = (
@@ -117,7 +118,7 @@ def record_gif(
     from dqn.envs import make_env
     from dqn.evaluation import evaluate
 
-    path = Path(path)
+    path = followed(path)  # a link is written through, as open() would, not replaced
     check_gif_path(path)
     kwargs = dict(env_kwargs or {})
     probe = make_env(env_id, **kwargs)

@@ -142,6 +142,22 @@ def test_saving_onto_a_folder_whose_agent_file_name_is_a_folder_of_files_is_refu
     assert listing(tmp_path) == before
 
 
+def test_only_the_packages_own_checkpoints_keep_a_save_out(tmp_path, tiny_run_copy):
+    from dqn.agent_files import checkpoint_around
+
+    newest = tiny_run_copy / "checkpoints" / "step-000000600"
+    (tmp_path / "web" / "manifest.json").parent.mkdir()
+    (tmp_path / "web" / "manifest.json").write_text('{"name": "my web app"}')
+    (tmp_path / "ml" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "ml" / "config.yaml").write_text("lr: 0.1\n")  # a project's, not a run's
+    (tmp_path / "ck").symlink_to(tiny_run_copy / "checkpoints")
+    assert checkpoint_around(tmp_path / "web" / "models" / "agent") is None
+    assert checkpoint_around(tmp_path / "ml" / "checkpoints" / "agent") is None
+    assert checkpoint_around(newest / "agent" / ".." / ".." / ".." / "model") is None  # the run's
+    assert checkpoint_around(newest / "agent" / "mine") == newest
+    assert checkpoint_around(tmp_path / "ck" / "mine") == tiny_run_copy / "checkpoints"
+
+
 def test_a_save_through_a_link_to_an_empty_folder_writes_the_folder(tmp_path):
     agent = DQNAgent(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), gym.spaces.Discrete(2), CONFIG)
     (tmp_path / "v3").mkdir()

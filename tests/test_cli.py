@@ -361,6 +361,21 @@ def test_an_output_dir_under_the_home_folder_is_made_there_not_in_a_folder_named
     assert (run / "summary.json").is_file() and list((tmp_path / "work").iterdir()) == []
 
 
+def test_a_tilde_the_shell_left_in_a_path_argument_is_the_home_folder(monkeypatch, capsys):
+    # bash expands ~ in "--out ~/x" but not in "--out=~/x".
+    from dqn.cli import evaluate_parser, train_parser
+    from dqn.export import export_parser
+
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert train_parser().parse_args(["--run-dir=~/r"]).run_dir == Path("/home/someone/r")
+    assert export_parser().parse_args(["run", "--out=~/m"]).out == Path("/home/someone/m")
+    assert evaluate_parser().parse_args(["run", "--gif=~/e.gif"]).gif == Path("/home/someone/e.gif")
+    with pytest.raises(SystemExit) as refused:
+        train_parser().parse_args(["--run-dir=~no_such_user_of_dqn/r"])
+    assert refused.value.code == 2
+    assert "starts with a home folder that cannot be found" in capsys.readouterr().err
+
+
 def test_a_diverging_run_exits_3_in_one_line(tmp_path, capsys):
     # In process and fast: tests/test_reliability.py checks the same of a process (slow).
     from dqn.cli import train_main

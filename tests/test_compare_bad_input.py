@@ -549,11 +549,11 @@ def test_a_variant_that_sets_the_seed_or_a_key_that_is_not_text_is_refused(
         ("--seeds", "0", "--seeds must be in [1, 10_000], got 0"),
         ("--seeds", "100000000", "--seeds must be in [1, 10_000], got 100000000"),
         ("--workers", "0", "--workers must be > 0, got 0"),
-        ("--first-seed", "-1", "--first-seed must be in [0, 2**32 - --seeds = 4294967295], got -1"),
+        ("--first-seed", "-1", "--first-seed must be in [0, 2**32 - seeds = 4294967295], got -1"),
         (  # its last seed would be 2**32, past a 32-bit seed
             "--first-seed",
             "4294967296",
-            "--first-seed must be in [0, 2**32 - --seeds = 4294967295], got 4294967296",
+            "--first-seed must be in [0, 2**32 - seeds = 4294967295], got 4294967296",
         ),
     ],
 )

@@ -489,3 +489,17 @@ def test_a_saved_config_reads_back_its_own_n_step(tmp_path):
 
     DQNConfig(n_step=5).to_yaml(tmp_path / "c.yaml")
     assert read_saved_config(tmp_path / "c.yaml").n_step == 5
+
+
+def test_a_home_folder_in_output_dir_is_expanded_or_named_when_it_cannot_be(monkeypatch):
+    from dqn.config import output_folder
+
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert output_folder(DQNConfig(output_dir="~/runs")) == Path("/home/someone/runs")
+    assert output_folder(DQNConfig(output_dir="runs/~x")) == Path("runs/~x")
+    with pytest.raises(ConfigError) as refused:
+        output_folder(DQNConfig(output_dir="~no_such_user_of_dqn/runs"))
+    assert str(refused.value) == (
+        "config key 'output_dir' '~no_such_user_of_dqn/runs' starts with a home folder that "
+        "cannot be found: give the whole path"
+    )

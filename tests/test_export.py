@@ -205,6 +205,7 @@ def under_a_file(tmp):
 def in_checkpoints(tmp):
     (tmp / "run" / "checkpoints").mkdir(parents=True)
     (tmp / "run" / "config.yaml").write_text("seed: 0\n")  # a run's: its resume would look there
+    (tmp / "run" / "metrics.csv").write_text("env_step\n")
     return "run/checkpoints/step-000999999"
 
 
@@ -440,7 +441,9 @@ def test_a_mount_point_out_is_refused_before_anything_is_written(tmp_path, capsy
 def test_a_name_near_the_filesystems_limit_leaves_room_for_the_temporary_name(tmp_path):
     from dqn.io import atomic_write_text, fresh_tmp_dir
 
-    name = "y" * 250  # the limit is 255 bytes; ".<name>.XXXXXXXX.tmp" did not fit
-    assert fresh_tmp_dir(tmp_path / name).parent == tmp_path
-    atomic_write_text(tmp_path / name, "fits\n")
-    assert (tmp_path / name).read_text() == "fits\n"
+    # The limit is 255 bytes; ".<name>.XXXXXXXX.tmp" did not fit. Four bytes a character in
+    # the second: a cut by characters would not have left room.
+    for name in ("y" * 250, "\U0001f600" * 63):
+        assert fresh_tmp_dir(tmp_path / name).parent == tmp_path
+        atomic_write_text(tmp_path / name, "fits\n")
+        assert (tmp_path / name).read_text() == "fits\n"

@@ -598,7 +598,7 @@ def test_tensorflow_populations_of_the_same_settings_share_one_compiled_burst(
     assert len(tf_population._SHARED) == 2
     monkeypatch.setattr(tf_population, "_SHARED", {})
     alone = study("alone", [0, 1])
-    assert tf_population._SHARED[next(iter(tf_population._SHARED))] is not burst
+    assert len(tf_population._SHARED) == 1  # its own, compiled afresh
     for a, b in zip(shared, alone):
         assert metrics_text(a.run_dir) == metrics_text(b.run_dir)
 
