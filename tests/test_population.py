@@ -584,7 +584,12 @@ def test_tensorflow_populations_of_the_same_settings_share_one_compiled_burst(
     from dqn import tf_population
 
     monkeypatch.setattr(tf_population, "_SHARED", {})
-    base = BASE.replace(learner="tensorflow", total_env_steps=1_500, eval_every_env_steps=750)
+    base = BASE.replace(
+        learner="tensorflow",
+        total_env_steps=1_000,
+        eval_every_env_steps=500,
+        checkpoint_every_env_steps=1_000,
+    )
 
     def study(name, seeds, loss="huber"):
         members = [Member({"loss": loss}, seed, "m") for seed in seeds]
