@@ -775,6 +775,17 @@ def test_stop_at_solve_stops_each_seed_and_gives_it_the_final_evaluation(
     assert "2 of 2 seeds stopped" in capsys.readouterr().out
 
 
+def test_train_loop_refuses_counts_it_cannot_run_before_starting_a_process(capsys, monkeypatch):
+    from benchmarks import train_loop
+
+    monkeypatch.setattr(train_loop, "in_a_process", lambda *a: pytest.fail("a process started"))
+    for argv, named in ((["--steps", "599"], "--steps"), (["--members", "-1"], "--members")):
+        with pytest.raises(SystemExit) as exit_:
+            train_loop.main(argv)
+        (line,) = capsys.readouterr().err.splitlines()
+        assert exit_.value.code == 2 and f"{named} must be" in line
+
+
 def test_stop_at_solve_refuses_a_bad_override_in_one_line(tmp_path, capsys):
     from benchmarks import stop_at_solve
 
