@@ -75,15 +75,35 @@ def _make_learner(
 
 
 def _check_epsilon(epsilon: float) -> None:
-    if not 0.0 <= epsilon <= 1.0:  # NaN too
-        raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
+    try:
+        ok = bool(0.0 <= epsilon <= 1.0)  # NaN too
+    except (TypeError, ValueError):  # None, a string, an array of several
+        ok = False
+    if not ok:
+        raise InputError(f"epsilon must be in [0, 1], got {epsilon!r:.60}")
+
+
+def _shape(obs) -> tuple[int, ...] | None:
+    """``obs``'s array shape, or None where it has none: a ragged list, or the (obs, info) pair
+    ``env.reset()`` returns (numpy raised a ValueError from inside)."""
+    try:
+        return np.shape(obs)
+    except ValueError:
+        return None
+
+
+def _what(obs) -> str:
+    """How an error shows an argument without an array shape of its own."""
+    if isinstance(obs, tuple) and len(obs) == 2 and isinstance(obs[1], dict):
+        return f"{obs!r:.40} (a tuple: env.reset() returns (obs, info), give obs)"
+    return f"{obs!r:.40} (a {type(obs).__name__})"
 
 
 def check_one_observation(obs, obs_dim: int, also: str = "") -> None:
     """InputError unless ``obs`` is one observation [obs_dim] (``act``'s argument)."""
-    if np.shape(obs) != (obs_dim,):
+    if (shape := _shape(obs)) != (obs_dim,):
         # A scalar, a string or None has shape (): "got []" would not say what came instead.
-        got = list(np.shape(obs)) if np.ndim(obs) else f"{obs!r:.40} (a {type(obs).__name__})"
+        got = list(shape) if shape else _what(obs)
         raise InputError(f"act takes one observation of shape [{obs_dim}], got {got}{also}")
 
 
@@ -270,10 +290,10 @@ class DQNAgent:
 
         One observation goes through ``act`` (matrix-vector products, no Q when exploring).
         """
-        if np.ndim(obs) != 2 or np.shape(obs)[1] != self.obs_dim:
+        if (shape := _shape(obs)) is None or len(shape) != 2 or shape[1] != self.obs_dim:
+            got = _what(obs) if shape is None else list(shape)
             raise InputError(
-                f"act_batch takes observations of shape [n, {self.obs_dim}], "
-                f"got {list(np.shape(obs))}"
+                f"act_batch takes observations of shape [n, {self.obs_dim}], got {got}"
             )
         _check_epsilon(epsilon)
         obs = checked_observations(obs, "act_batch")  # (errors name this call, not act)

@@ -182,6 +182,13 @@ def test_acting_refuses_observations_of_another_shape_and_epsilon_outside_0_1():
         (lambda: agent.act_batch(np.zeros((2, 3)), -0.1), "epsilon must be in"),
         (lambda: agent.q_values(np.zeros((2, 2, 3))), "shape \\[3\\] or \\[n, 3\\]"),
         (lambda: agent.q_values(np.zeros(6)), "got \\[6\\]"),
+        # What env.reset() returns, and a ragged list: numpy's ValueError came from inside.
+        (lambda: agent.act((np.zeros(3), {})), "env.reset\\(\\) returns \\(obs, info\\), give obs"),
+        (lambda: agent.act_batch((np.zeros(3), {})), "\\[n, 3\\], got \\(array"),
+        (lambda: agent.act_batch([[0, 0, 0], [0]]), "\\[n, 3\\], got \\[\\[0, 0, 0\\], \\[0\\]\\]"),
+        (lambda: agent.act(np.zeros(3), epsilon=None), "epsilon must be in \\[0, 1\\], got None"),
+        (lambda: agent.act(np.zeros(3), epsilon="0.5"), "epsilon must be in \\[0, 1\\], got '0.5'"),
+        (lambda: agent.act(np.zeros(3), epsilon=np.array([0.2, 0.3])), "epsilon must be in"),
     ]
     for call, message in cases:
         with pytest.raises(InputError, match=message):
