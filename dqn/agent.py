@@ -370,6 +370,15 @@ class DQNAgent:
 
     @state.setter
     def state(self, state: LearnerArrays) -> None:
+        # Checked before anything changes: a TF learner took a wrong-sized vector and was left
+        # unable to update, with TensorFlow's error from inside.
+        for name, want in zip(("online", "target", "adam_m", "adam_v"), self.learner.state):
+            got = np.shape(getattr(state, name, None))
+            if got != want.shape:
+                raise InputError(
+                    f"state.{name} must have shape {list(want.shape)} (this agent's "
+                    f"parameters), got {list(got)}"
+                )
         self.learner.state = state
         if self._steps_to_zero_rate is not None:  # a loaded agent's steps count too
             self._steps_to_zero_rate = total_grad_steps(self.config) - int(state.grad_steps)

@@ -166,13 +166,16 @@ def loss_and_grad(
 
 
 def batch_tensors(batch) -> tuple[tf.Tensor, ...]:
-    """A replay Batch as the tensors ``loss_and_grad`` takes."""
+    """A replay Batch as the tensors ``loss_and_grad`` takes. Each field goes through numpy
+    first: ``tf.constant`` converts a float64 array to float32 but refuses a float64 tensor,
+    which a user's own batch may hold (``update`` takes one, through numpy too)."""
+    obs, actions, rewards, next_obs, terminated = (np.asarray(x) for x in batch)
     return (
-        tf.constant(batch.obs, tf.float32),
-        tf.constant(batch.actions, tf.int32),
-        tf.constant(batch.rewards, tf.float32),
-        tf.constant(batch.next_obs, tf.float32),
-        tf.constant(batch.terminated, tf.float32),
+        tf.constant(obs, tf.float32),
+        tf.constant(actions, tf.int32),
+        tf.constant(rewards, tf.float32),
+        tf.constant(next_obs, tf.float32),
+        tf.constant(terminated, tf.float32),
     )
 
 

@@ -197,6 +197,30 @@ def test_acting_refuses_observations_of_another_shape_and_epsilon_outside_0_1():
     assert agent.act(np.zeros(3), 0.0) in (0, 1)
 
 
+@pytest.mark.parametrize("learner", ["tensorflow", "numpy"])
+def test_a_state_of_another_size_is_refused_and_the_agent_keeps_learning(learner):
+    from dqn.errors import InputError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner=learner))
+    before = agent.state
+    with pytest.raises(InputError, match=r"state.online must have shape \[\d+\] \(this agent"):
+        agent.state = before._replace(online=np.zeros(3, np.float32))
+    np.testing.assert_array_equal(agent.state.online, before.online)
+    agent.update(make_replay().sample(8))  # a TF learner was left unable to update
+    assert agent.grad_steps == 1
+
+
+def test_diagnose_takes_a_batch_of_float64_tensors_as_update_does():
+    import tensorflow as tf
+
+    from dqn.replay import Batch
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    batch = make_replay().sample(8)
+    as_tensors = Batch(*(tf.constant(np.asarray(x, np.float64)) for x in batch))
+    assert agent.diagnose(as_tensors) == agent.diagnose(batch)
+
+
 def test_acting_refuses_nan_and_inf_observations_before_any_exploration_draw():
     # Q-values of a NaN observation are NaN, and argmax of NaNs is 0: a silent wrong action.
     from dqn.errors import InputError
