@@ -291,9 +291,10 @@ _SHARED: dict[tuple, Callable] = {}
 def population_key(
     shapes: Sequence[tuple[int, ...]], activations: Sequence[str], configs: Sequence[DQNConfig]
 ) -> tuple:
-    """What a population's compiled burst depends on: the network and each member's settings,
-    in member order (``dqn.tf_learner.shared_key``)."""
-    return tuple(activations), tuple(shared_key(c, shapes) for c in configs)
+    """What a population's compiled burst depends on: the network (its shapes once) and each
+    member's settings, in member order (``dqn.tf_learner.shared_key``)."""
+    settings = tuple(shared_key(c, shapes)[1] for c in configs)
+    return tuple(tuple(s) for s in shapes), tuple(activations), settings
 
 
 class TFPopulationLearner:
