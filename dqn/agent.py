@@ -257,7 +257,6 @@ class DQNAgent:
             custom_network,
         )
         self._after_update()
-        self._models_stale = False
 
     # ------------------------------------------------------------------ acting
     def q_values(self, obs: np.ndarray) -> np.ndarray:
@@ -361,7 +360,7 @@ class DQNAgent:
         self.loaded_from = None  # its weights are no longer that folder's
         if self._mirror is not None:
             self._mirror.load(self.learner.online)  # views: a few microseconds
-        self._models_stale = True
+        self._target_vector: np.ndarray | None = None  # the target model's, read when needed
 
     @property
     def state(self) -> LearnerArrays:
@@ -419,23 +418,32 @@ class DQNAgent:
         return self.learner.grad_steps
 
     # ------------------------------------------------------------------ Keras views
+    # The learner holds the weights (a flat vector, in a learner process perhaps); these Keras
+    # models are views of them, written at each read: a model edited through Keras was saved
+    # while the agent acted with its own weights, and a view written only after updates kept
+    # the edit until the next one.
     @property
     def online(self) -> keras.Model:
-        """The online Q-network as a Keras model holding the current weights."""
-        self._sync_models()
+        """The online Q-network as a Keras model, written from the agent's weights at each
+        read: a view to call, inspect or export, not a handle on them. A reference kept across
+        ``update`` shows the weights of its read, and a change made through Keras
+        (``set_weights``, ``fit``) is not the agent's: the next read or ``save`` writes the
+        agent's weights over it. ``start_from`` or ``state =`` give an agent other weights."""
+        self._write_models()
         return self._net.model
 
     @property
     def target(self) -> keras.Model:
-        """The target Q-network (a separate Keras model, no shared variables)."""
-        self._sync_models()
+        """The target Q-network (a separate Keras model, no shared variables), a view written
+        at each read as ``online`` is."""
+        self._write_models()
         return self._target_model
 
-    def _sync_models(self) -> None:
-        if self._models_stale:
-            self._net.write(self.learner.online)
-            self._net.write(self.state.target, self._target_model)
-            self._models_stale = False
+    def _write_models(self) -> None:
+        self._net.write(self.learner.online)  # a local vector, for every learner
+        if self._target_vector is None:  # read once per update: the state is a process's, perhaps
+            self._target_vector = self.state.target
+        self._net.write(self._target_vector, self._target_model)
 
     def start_from(self, other: DQNAgent) -> None:
         """Take ``other``'s online and target networks as this agent's starting point (a run
@@ -532,11 +540,12 @@ class DQNAgent:
         write_dir_atomically(folder, self._write)
 
     def _write(self, folder: Path) -> None:
+        self._write_models()  # once: the views' reads would write both models twice more
         write_agent_folder(
             folder,
             self.config,
-            self.online,
-            self.target,
+            self._net.model,
+            self._target_model,
             self.state,
             (self.obs_dim, self.n_actions),
             self.rng.bit_generator.state,

@@ -414,15 +414,6 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
     raise CheckpointError(f"no intact checkpoint in {run_dir}: {'; '.join(skipped)}")
 
 
-def run_holding_checkpoint(folder: Path) -> Path | None:
-    """The run whose ``checkpoints/`` folder ``folder`` would be in, else None: a run's resume
-    takes any folder there for a checkpoint, and sets one without a manifest aside as corrupt."""
-    parent = Path(folder).absolute().parent
-    run = parent.parent
-    is_run = (run / "config.yaml").is_file() or (run / "metrics.csv").is_file()
-    return run if parent.name == CHECKPOINTS and is_run else None
-
-
 # What a file written inside a checkpoint does to it (checkpoint_around).
 RUN_MARKS = ("config.yaml", "metrics.csv")  # a run's, once it has written a checkpoint
 BREAKS = "which a file written there would break (a resume would set it aside as corrupt)"
@@ -447,12 +438,18 @@ def checkpoint_around(path: Path) -> Path | None:
 
 
 def check_outside_checkpoints(folder: Path, what: str, cure: str) -> None:
-    """ConfigError if a new run or study would be written into another run's checkpoints."""
-    if (run := run_holding_checkpoint(folder)) is not None:
+    """ConfigError if a new run or study would be written into a run's checkpoints, at any
+    depth (``checkpoint_around``): its resume takes any folder in ``checkpoints/`` for a
+    checkpoint, and sets one without a manifest, or a checkpoint with a file more, aside as
+    corrupt."""
+    if (around := checkpoint_around(folder)) is None:
+        return
+    if around.name == CHECKPOINTS:
         raise ConfigError(
-            f"{what} {folder} is inside the {CHECKPOINTS}/ folder of run {run}, whose resume "
-            f"would set it aside as a broken checkpoint: {cure}"
+            f"{what} {folder} is inside the {CHECKPOINTS}/ folder of run {around.parent}, whose "
+            f"resume would set it aside as a broken checkpoint: {cure}"
         )
+    raise ConfigError(f"{what} {folder} is inside the checkpoint {around}, {BREAKS}: {cure}")
 
 
 def enclosing_output(folder: Path) -> tuple[Path, str] | None:

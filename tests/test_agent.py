@@ -68,6 +68,24 @@ def test_online_and_target_share_no_variables():
     assert not all(np.array_equal(a, b) for a, b in zip(online_w, target_w))
 
 
+@pytest.mark.parametrize("learner", ["tensorflow", "numpy"])
+def test_the_keras_models_are_views_of_the_weights_the_agent_acts_with(tmp_path, learner):
+    # A model edited through Keras was saved while the agent acted with its own weights.
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner=learner))
+    agent.update(make_replay().sample(8, num_batches=3))
+    state = agent.state
+    obs = np.random.default_rng(1).normal(size=(32, 3)).astype(np.float32)
+    for model in (agent.online, agent.target):
+        model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    np.testing.assert_allclose(agent.online(obs).numpy(), agent.q_values(obs), rtol=1e-5, atol=1e-6)
+    assert any(np.any(w != 0) for w in agent.target.get_weights())  # written again at the read
+    agent.online.set_weights([np.zeros_like(w) for w in agent.online.get_weights()])
+    agent.save(tmp_path / "agent")
+    loaded = DQNAgent.load(tmp_path / "agent")
+    assert loaded.state.online.tobytes() == state.online.tobytes()
+    assert loaded.state.target.tobytes() == state.target.tobytes()
+
+
 def test_numpy_mirror_matches_the_keras_model():
     agent = DQNAgent(OBS, ACTIONS, SMALL.replace(activation="tanh"))
     agent.update(make_replay().sample(8, num_batches=5))

@@ -158,6 +158,23 @@ def test_only_the_packages_own_checkpoints_keep_a_save_out(tmp_path, tiny_run_co
     assert checkpoint_around(tmp_path / "ck" / "mine") == tiny_run_copy / "checkpoints"
 
 
+@pytest.mark.parametrize("where", ["step-000000600/mine", "step-000000600/agent/x", "new/run"])
+def test_a_new_run_anywhere_inside_a_runs_checkpoints_is_refused_and_writes_nothing(
+    tiny_run_copy, where
+):
+    # train(run_dir=...) checked one level only: a run put inside a checkpoint (or two levels
+    # into checkpoints/) was trained there, and cost the run its checkpoint.
+    from dqn import train
+    from dqn.errors import ConfigError
+
+    before = tree(tiny_run_copy)
+    with pytest.raises(ConfigError) as refused:
+        train(CONFIG, run_dir=tiny_run_copy / "checkpoints" / where, progress=False)
+    said = str(refused.value)
+    assert "\n" not in said and "is inside the checkpoint" in said, said
+    assert tree(tiny_run_copy) == before
+
+
 def test_a_save_through_a_link_to_an_empty_folder_writes_the_folder(tmp_path):
     agent = DQNAgent(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), gym.spaces.Discrete(2), CONFIG)
     (tmp_path / "v3").mkdir()

@@ -120,6 +120,7 @@ def run_dir_not_empty(tmp):
 def inside_a_runs_checkpoints(tmp):
     (tmp / "run" / "checkpoints").mkdir(parents=True)
     (tmp / "run" / "config.yaml").write_text("seed: 0\n")
+    (tmp / "run" / "metrics.csv").write_text("env_step\n")  # a run has both once it checkpoints
     return tmp / "run" / "checkpoints" / "step-000000900"
 
 
