@@ -429,21 +429,17 @@ class DQNAgent:
         ``update`` shows the weights of its read, and a change made through Keras
         (``set_weights``, ``fit``) is not the agent's: the next read or ``save`` writes the
         agent's weights over it. ``start_from`` or ``state =`` give an agent other weights."""
-        self._write_models()
+        self._net.write(self.learner.online)  # a local vector, for every learner
         return self._net.model
 
     @property
     def target(self) -> keras.Model:
         """The target Q-network (a separate Keras model, no shared variables), a view written
         at each read as ``online`` is."""
-        self._write_models()
-        return self._target_model
-
-    def _write_models(self) -> None:
-        self._net.write(self.learner.online)  # a local vector, for every learner
         if self._target_vector is None:  # read once per update: the state is a process's, perhaps
             self._target_vector = self.state.target
         self._net.write(self._target_vector, self._target_model)
+        return self._target_model
 
     def start_from(self, other: DQNAgent) -> None:
         """Take ``other``'s online and target networks as this agent's starting point (a run
@@ -540,12 +536,11 @@ class DQNAgent:
         write_dir_atomically(folder, self._write)
 
     def _write(self, folder: Path) -> None:
-        self._write_models()  # once: the views' reads would write both models twice more
         write_agent_folder(
             folder,
             self.config,
-            self._net.model,
-            self._target_model,
+            self.online,
+            self.target,
             self.state,
             (self.obs_dim, self.n_actions),
             self.rng.bit_generator.state,

@@ -56,13 +56,14 @@ def test_a_unit_forced_dead_is_reported_by_the_agent():
     obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
     cfg = DQNConfig(hidden_sizes=(4,), jit_compile=False)
     agent = DQNAgent(obs_space, gym.spaces.Discrete(2), cfg)
-    kernel, bias, *rest = agent.online.get_weights()
+    model = agent.online
+    kernel, bias, *rest = model.get_weights()
     kernel[:, 1] = 0.0
     bias[1] = -1.0  # unit 1: pre-activation -1 on every state -> ReLU output 0 -> dead
     kernel[:, [0, 2, 3]] = np.abs(kernel[:, [0, 2, 3]]) + 0.1
     bias[[0, 2, 3]] = 5.0  # other units positive on every state in [-1, 1]^3
-    agent.online.set_weights([kernel, bias, *rest])
-    agent = _reload_weights(agent)
+    model.set_weights([kernel, bias, *rest])
+    agent = _agent_around(model, agent.target, cfg)
     replay = ReplayBuffer(64, 3, np.random.default_rng(0))
     rng = np.random.default_rng(1)
     for _ in range(64):
@@ -73,16 +74,15 @@ def test_a_unit_forced_dead_is_reported_by_the_agent():
     assert diag["grad_norm/hidden_0"] > 0 and diag["grad_norm/q"] > 0
 
 
-def _reload_weights(agent):
-    """Rebuild the agent around its edited Keras model (weights edited outside training)."""
-    model = agent.online
-    target = agent.target
+def _agent_around(model, target, config):
+    """An agent built around edited Keras models (weights set outside training): an agent's
+    ``online`` is a view of its own weights, which its next read writes over an edit."""
     target.set_weights(model.get_weights())
     built = iter([model, target])
     return DQNAgent(
         gym.spaces.Box(-1, 1, (3,), np.float32),
         gym.spaces.Discrete(2),
-        agent.config,
+        config,
         network_fn=lambda o, n: next(built),
     )
 
