@@ -446,7 +446,7 @@ def _loop(
                     )
                     values = agent.update_rows(rows)
                     check_update(values, METRIC_NAMES, bound, step, kept)  # before it is saved
-                    metrics.add(values)
+                    metrics.add(values, bursts)
 
                 done = step >= config.total_env_steps
                 if multiples_between(before, step, config.eval_every_env_steps) or done:

@@ -142,7 +142,7 @@ class PopulationLoop:
                         before, step, shared.train_every_env_steps, shared.learning_starts_env_steps
                     )
                     if bursts:
-                        self._burst(bursts * shared.gradient_steps_per_train, active, step)
+                        self._burst(bursts, active, step)
                     done = step >= shared.total_env_steps
                     evaluate = multiples_between(before, step, shared.eval_every_env_steps) or done
                     if evaluate and active.any():  # this step's stops may have left none
@@ -228,8 +228,9 @@ class PopulationLoop:
         if reset:
             self._stop_non_finite(active, step, reset, np.stack(first))  # new episodes' first
 
-    def _burst(self, k: int, active: np.ndarray, step: int) -> None:
+    def _burst(self, bursts: int, active: np.ndarray, step: int) -> None:
         shared = self.slots[0].config
+        k = bursts * shared.gradient_steps_per_train
         width = row_layout(self.net.obs_dim).width
         rows = np.zeros((len(self.slots), k, shared.batch_size, width), np.float32)
         for i in np.flatnonzero(active):
@@ -255,7 +256,7 @@ class PopulationLoop:
                 except DivergenceError as exc:
                     self._stop(i, active, step, exc)
                     continue
-            self.slots[i].metrics.add(values[i])
+            self.slots[i].metrics.add(values[i], bursts)
 
     def _first_obs(self) -> np.ndarray:
         """The members' first observations (a reset's or a checkpoint's) as their envs gave

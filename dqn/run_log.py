@@ -94,13 +94,17 @@ def read_metrics(path: Path) -> dict[str, np.ndarray]:
 
 
 class MetricWindow:
-    """Aggregates update metrics between two metrics.csv rows (mean, or max for max-metrics)."""
+    """Aggregates update metrics between two metrics.csv rows (mean, or max for max-metrics):
+    a row's mean is over its gradient steps."""
 
     def __init__(self, rows: list[np.ndarray] | None = None) -> None:
         self.rows: list[np.ndarray] = list(rows or [])  # a checkpoint saves the open window
 
-    def add(self, values: np.ndarray) -> None:
-        self.rows.append(values)
+    def add(self, values: np.ndarray, bursts: int = 1) -> None:
+        """``values``: the means over one call's ``bursts`` bursts, of the same number of steps
+        each. Kept once per burst, so that a call of two bursts (several envs past two multiples
+        of train_every_env_steps in one step) weighs twice a call of one in the row's mean."""
+        self.rows.extend([values] * bursts)
 
     def pop(self) -> np.ndarray | None:
         if not self.rows:

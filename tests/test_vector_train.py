@@ -129,3 +129,37 @@ def test_the_step_after_a_time_limit_cut_is_an_autoreset_not_a_transition():
     assert steps[1].truncated.all() and not steps[1].terminated.any()
     assert steps[2].real.tolist() == [False, False]  # reward 0 into a new episode: not stored
     envs.close()
+
+
+def test_a_rows_update_metrics_are_over_its_gradient_steps_when_a_step_holds_two_bursts(
+    tmp_path, monkeypatch
+):
+    # 3 envs and a burst every 2 env steps: a loop step crosses one multiple of 2 or two, and a
+    # call of two bursts was weighed as one in the row's mean. (A population's members step one
+    # env each: a loop step holds one burst at most.) Each step's metrics are recorded as the
+    # learner computes them, and every row is checked against their mean (or max).
+    from dqn.numpy_learner import NumpyLearner
+    from dqn.run_log import read_metrics
+    from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES
+
+    steps = []
+    real_step = NumpyLearner.step
+
+    def step(self, *batch):
+        values = real_step(self, *batch)
+        steps.append(values.copy())
+        return values
+
+    monkeypatch.setattr(NumpyLearner, "step", step)
+    config = TINY.replace(num_envs=3, train_every_env_steps=2, total_env_steps=600)
+    train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    metrics = read_metrics(tmp_path / "run" / "metrics.csv")
+    per_step = np.stack(steps)
+    ends = metrics["grad_steps"].astype(int)
+    assert ends[-1] == len(per_step)
+    for i, (start, end) in enumerate(zip([0, *ends[:-1]], ends)):
+        if end > start:
+            window = per_step[start:end]
+            want = np.where(IS_MAX_METRIC, window.max(axis=0), window.mean(axis=0))
+            got = np.array([metrics[name][i] for name in METRIC_NAMES])
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=f"row {i}")
