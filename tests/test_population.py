@@ -264,7 +264,17 @@ def test_the_bar_shows_no_median_before_the_first_evaluation():
     bar.close()
 
 
-def test_a_population_writes_where_its_loop_time_went(tmp_path):
+def test_a_population_writes_where_its_loop_time_went(tmp_path, monkeypatch):
+    from dqn.population_loop import PopulationLoop
+
+    checkpoint = PopulationLoop._checkpoint
+
+    def slow_last_checkpoint(self, step):  # 0.3 s more, that train_seconds must count
+        checkpoint(self, step)
+        if step == BASE.total_env_steps:
+            time.sleep(0.3)
+
+    monkeypatch.setattr(PopulationLoop, "_checkpoint", slow_last_checkpoint)
     [member] = train_population(BASE, [({}, 0)], out_dir=tmp_path / "p", progress=False)
     timing = json.loads((tmp_path / "p" / "timing.json").read_text())
     assert timing["env_steps"] == [0, 3_000] and timing["members"] == 1
@@ -275,6 +285,11 @@ def test_a_population_writes_where_its_loop_time_went(tmp_path):
     assert 0 < timing["first_learner_call_seconds"] <= timing["learner_seconds"]
     assert all(timing[p] > 0 for p in parts)  # BASE keeps diagnostics on
     assert sum(timing[p] for p in parts) <= timing["loop_seconds"]
+    # A member's train_seconds: the loop's time less evaluations, its last checkpoint counted
+    # as a single run counts it (it was left out). The gap: the loop's last bookkeeping.
+    train_seconds = json.loads((member.run_dir / "summary.json").read_text())["train_seconds"]
+    loop_less_evaluations = timing["loop_seconds"] - timing["evaluation_seconds"]
+    assert loop_less_evaluations - 0.15 <= train_seconds <= loop_less_evaluations + 0.001
 
 
 def test_members_that_cannot_share_a_program_are_refused_before_anything_is_written(tmp_path):
