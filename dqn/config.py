@@ -223,7 +223,8 @@ class DQNConfig(metaclass=_KnownKeys):
         "Env steps of pure data collection before the first gradient step: below "
         "total_env_steps, and at least num_envs * n_step - 1 (the first n-step transition)")
     epsilon_start: float               = row(1.0,           NUM,  False, "in [0, 1]",
-        "Exploration rate at step 0")
+        "Exploration rate at env step 0, where the linear decay starts (the first action, "
+        "at env step 1, takes the next value)")
     epsilon_end: float                 = row(0.04,          NUM,  False, "in [0, 1]",
         "Exploration rate once the linear decay is over (<= epsilon_start)")
     epsilon_decay_fraction: float      = row(0.16,          NUM,  False, "in [0, 1]",
