@@ -504,7 +504,9 @@ def _loop(
     finally:
         log.advance_to(step)
 
-    loop.train_seconds = seconds_before + time.perf_counter() - start - loop.eval_seconds
+    # train_seconds stays what the last checkpoint holds (every way out of the loop above saves
+    # one): that write not counted, a run finished from its final checkpoint (killed before its
+    # summary) says the same as one never stopped, and as a population's member does.
     agent.learner.stop()  # the returned agent holds its state; no process left behind
     summary = write_summary(
         run_dir,

@@ -152,8 +152,6 @@ class PopulationLoop:
                     if multiples_between(before, step, shared.checkpoint_every_env_steps) or done:
                         self._checkpoint(step)
                         saved = step
-                        if done:  # counted, as a single run's last checkpoint is
-                            self._set_seconds(start, seconds_before)
                     if self.on_eval_error is not None:
                         self._raise_on_eval_error(active, step, checkpointed=saved == step)
                     if self.asked:

@@ -239,9 +239,7 @@ def test_a_run_killed_before_its_summary_is_finished_from_its_final_checkpoint(
     checkpoints = {k: v for k, v in tree(out).items() if "/checkpoints/" in k}
     again = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner=runner)
     assert {k: v for k, v in tree(out).items() if "/checkpoints/" in k} == checkpoints
-    for first, second in zip(rows, again):  # a single run's clock also ran while it finished
-        assert second.pop("train_seconds") == pytest.approx(first.pop("train_seconds"), abs=0.5)
-        assert second == first
+    assert again == rows  # train_seconds too: the final checkpoint's, whichever runner
 
 
 def test_a_run_that_ended_is_not_trained_again_with_runs_that_never_started(tmp_path, in_process):

@@ -269,7 +269,7 @@ def test_a_population_writes_where_its_loop_time_went(tmp_path, monkeypatch):
 
     checkpoint = PopulationLoop._checkpoint
 
-    def slow_last_checkpoint(self, step):  # 0.3 s more, that train_seconds must count
+    def slow_last_checkpoint(self, step):  # 0.3 s more, in the loop's time, not the members'
         checkpoint(self, step)
         if step == BASE.total_env_steps:
             time.sleep(0.3)
@@ -285,11 +285,10 @@ def test_a_population_writes_where_its_loop_time_went(tmp_path, monkeypatch):
     assert 0 < timing["first_learner_call_seconds"] <= timing["learner_seconds"]
     assert all(timing[p] > 0 for p in parts)  # BASE keeps diagnostics on
     assert sum(timing[p] for p in parts) <= timing["loop_seconds"]
-    # A member's train_seconds: the loop's time less evaluations, its last checkpoint counted
-    # as a single run counts it (it was left out). The gap: the loop's last bookkeeping.
+    # A member's train_seconds: the loop's time less evaluations up to its final checkpoint,
+    # whose write is not counted, as a single run's is not (tests/test_train.py).
     train_seconds = json.loads((member.run_dir / "summary.json").read_text())["train_seconds"]
-    loop_less_evaluations = timing["loop_seconds"] - timing["evaluation_seconds"]
-    assert loop_less_evaluations - 0.15 <= train_seconds <= loop_less_evaluations + 0.001
+    assert 0 < train_seconds <= timing["loop_seconds"] - timing["evaluation_seconds"] - 0.3
 
 
 def test_members_that_cannot_share_a_program_are_refused_before_anything_is_written(tmp_path):

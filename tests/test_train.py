@@ -419,3 +419,33 @@ def test_summary_json_is_strict_json_and_a_missing_evaluation_reads_back_as_nan(
     assert written["first_solve_env_step"] is None and written["env_steps"] == 1200
     summary = ended_summary(tmp_path, config.total_env_steps)  # diverged: it has ended
     assert math.isnan(summary["final_eval_mean"]) and math.isnan(summary["final_eval_std"])
+
+
+def test_train_seconds_is_the_final_checkpoints_so_a_run_finished_from_it_says_the_same(
+    tmp_path, monkeypatch
+):
+    # The last checkpoint's write is not training time: a run killed after its final checkpoint
+    # and before its summary, finished by resume, wrote a train_seconds that also counted the
+    # resume's own time; a population's member never counted that write.
+    from dqn import checkpoint
+    from dqn.loop import resume
+    from tests.conftest import TINY_RUN
+
+    config = DQNConfig(**TINY_RUN)
+    write = checkpoint.write_checkpoint
+
+    def slow_final_write(run_dir, env_step, *args, **kwargs):  # 0.3 s that no one may count
+        written = write(run_dir, env_step, *args, **kwargs)
+        if env_step == config.total_env_steps:
+            time.sleep(0.3)
+        return written
+
+    monkeypatch.setattr(checkpoint, "write_checkpoint", slow_final_write)
+    run = tmp_path / "run"
+    train(config, run_dir=run, progress=False, log_tensorboard=False)
+    summary = (run / "summary.json").read_text()
+    (run / "summary.json").unlink()
+    time.sleep(0.3)  # and none of the resume's either
+    finished = resume(run, progress=False).train_seconds
+    assert round(finished, 3) == json.loads(summary)["train_seconds"]
+    assert (run / "summary.json").read_text() == summary
