@@ -107,9 +107,11 @@ def check_agent_fits(agent_dir: Path, env_id: str, obs_dim: int, n_actions: int)
 
 
 def corrupt_file(path: Path, problem: str) -> CheckpointError:
-    """The one-line error for a saved file that is there but wrong: names it and the problem."""
+    """The one-line error for a saved file that is there but wrong: names it, what holds it (a
+    run's checkpoint, or an agent saved with ``save``) and the problem."""
     path = Path(path)
-    return CheckpointError(f"corrupt checkpoint in {path.parent}: {path.name}: {problem}")
+    what = "checkpoint" if checkpoint_around(path) is not None else "saved agent"
+    return CheckpointError(f"corrupt {what} in {path.parent}: {path.name}: {problem}")
 
 
 class AgentMeta(NamedTuple):

@@ -322,7 +322,7 @@ BAD_FOLDERS = {
 def test_loading_an_inconsistent_agent_folder_names_the_file_and_field(case, agent_copy, tmp_path):
     damage, fragments = BAD_FOLDERS[case]
     damage(agent_copy)
-    assert_load_refused(agent_copy, ["corrupt checkpoint in", *fragments], tmp_path)
+    assert_load_refused(agent_copy, ["corrupt saved agent in", *fragments], tmp_path)
 
 
 @pytest.mark.parametrize("main", [evaluate_main, export_main], ids=["evaluate", "export"])
@@ -337,7 +337,10 @@ def test_a_checkpoint_whose_config_names_another_env_is_refused(tiny_run_copy):
     ckpt = only_latest(tiny_run_copy)
     edit_text(ckpt / "agent" / "config.yaml", "CartPole-v1", "Acrobot-v1")
     write_manifest(ckpt, 600)  # as a crafted or hand-edited checkpoint would be signed
-    fragments = ["config.yaml: env_id Acrobot-v1 has observations of shape (6,) and 3 actions"]
+    fragments = [
+        "corrupt checkpoint in",  # a saved agent's file would say "corrupt saved agent in"
+        "config.yaml: env_id Acrobot-v1 has observations of shape (6,) and 3 actions",
+    ]
     assert_load_refused(tiny_run_copy, fragments, tiny_run_copy)
 
 

@@ -599,7 +599,7 @@ EVALUATE_CASES = {
         agent_for_other_actions,
         ["saved for observations of shape (4,) and 3 actions", "CartPole-v1 has (4,) and 2"],
     ),
-    "truncated weights, no manifest": (truncated_agent, ["corrupt checkpoint"]),
+    "truncated weights, no manifest": (truncated_agent, ["corrupt saved agent in"]),
     "run before its first checkpoint": (run_without_checkpoint, ["has no checkpoint yet"]),
     "a run's checkpoints folder": (
         lambda tmp: tiny_run_checkpoints(tmp),
@@ -703,7 +703,7 @@ def run_cli(main, *args, cwd):
         ("train_main", ["--set", "env_id=CartPol-v1"], "unknown env id"),
         ("train_main", ["--resume", "nowhere"], "run folder not found: nowhere"),
         # Fails after TensorFlow is imported: its start-up noise must stay off stderr.
-        ("evaluate_main", ["agent"], "corrupt checkpoint"),
+        ("evaluate_main", ["agent"], "corrupt saved agent"),
     ],
 )
 def test_a_refusing_process_prints_one_line_and_exits_2(main, args, fragment, tmp_path):

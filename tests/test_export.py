@@ -269,7 +269,7 @@ def test_export_refuses_a_corrupt_agent_and_removes_what_it_started(tmp_path, ca
     # parents of --out were made: all of it is removed again.
     agent = truncated_agent(tmp_path)
     args = [agent, "--out", tmp_path / "new" / "deeper" / "out"]
-    assert_refused(main, args, ["corrupt checkpoint"], capsys, tmp_path)
+    assert_refused(main, args, ["corrupt saved agent"], capsys, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agent"]
 
 
@@ -365,7 +365,7 @@ def test_a_refusing_export_process_prints_one_line_and_exits_2(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and "corrupt checkpoint" in proc.stderr
+    assert "Traceback" not in proc.stderr and "corrupt saved agent" in proc.stderr
     assert tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["agent"]
 
 
