@@ -428,15 +428,29 @@ def checkpoint_around(path: Path) -> Path | None:
     ``checkpoints/`` is taken for a broken checkpoint (a GIF, an export or a saved agent put
     there by hand cost the run its newest checkpoint). Only the package's own count: a
     ``step-<9 digits>`` folder with its manifest, a ``checkpoints/`` folder beside a run's
-    config.yaml and metrics.csv (a web project's manifest.json is none). The path is resolved
+    config.yaml and metrics.csv or holding such a folder (a web project's manifest.json is
+    none). The path is resolved
     first: ``..`` and links lead where the write would land."""
     for above in Path(os.path.realpath(path)).parents:
         if _STEP_DIR.match(above.name) and (above / MANIFEST).is_file():
             return above
-        run = above.parent
-        if above.name == CHECKPOINTS and all((run / f).is_file() for f in RUN_MARKS):
+        if above.name == CHECKPOINTS and _runs_checkpoints(above):
             return above
     return None
+
+
+def _runs_checkpoints(folder: Path) -> bool:
+    """Whether ``folder``, named checkpoints/, is a run's: beside its config.yaml and
+    metrics.csv, or holding a checkpoint of the package's (a run that lost one of those files
+    still resumes from it)."""
+    if all((folder.parent / f).is_file() for f in RUN_MARKS):
+        return True
+    try:
+        return any(
+            _STEP_DIR.match(sub.name) and (sub / MANIFEST).is_file() for sub in folder.iterdir()
+        )
+    except OSError:
+        return False
 
 
 def check_outside_checkpoints(folder: Path, what: str, cure: str) -> None:

@@ -158,21 +158,36 @@ def test_only_the_packages_own_checkpoints_keep_a_save_out(tmp_path, tiny_run_co
     assert checkpoint_around(tmp_path / "ck" / "mine") == tiny_run_copy / "checkpoints"
 
 
-@pytest.mark.parametrize("where", ["step-000000600/mine", "step-000000600/agent/x", "new/run"])
+@pytest.mark.parametrize(
+    "where, lost",
+    [
+        ("step-000000600/mine", None),
+        ("step-000000600/agent/x", None),
+        ("new/run", None),
+        ("step-000000400/mine", "metrics.csv"),  # a run that lost a file still resumes
+        ("new/run", "config.yaml"),
+    ],
+)
 def test_a_new_run_anywhere_inside_a_runs_checkpoints_is_refused_and_writes_nothing(
-    tiny_run_copy, where
+    tiny_run_copy, where, lost
 ):
     # train(run_dir=...) checked one level only: a run put inside a checkpoint (or two levels
     # into checkpoints/) was trained there, and cost the run its checkpoint.
     from dqn import train
     from dqn.errors import ConfigError
 
+    if lost is not None:
+        (tiny_run_copy / lost).unlink()
     before = tree(tiny_run_copy)
     with pytest.raises(ConfigError) as refused:
         train(CONFIG, run_dir=tiny_run_copy / "checkpoints" / where, progress=False)
     said = str(refused.value)
-    assert "\n" not in said and "is inside the checkpoint" in said, said
-    assert tree(tiny_run_copy) == before
+    if where.startswith("step-"):
+        step = tiny_run_copy / "checkpoints" / where.split("/")[0]
+        assert f"is inside the checkpoint {step}, which a file written there" in said, said
+    else:
+        assert f"is inside the checkpoints/ folder of run {tiny_run_copy}, whose" in said, said
+    assert "\n" not in said and tree(tiny_run_copy) == before
 
 
 def test_a_save_through_a_link_to_an_empty_folder_writes_the_folder(tmp_path):
