@@ -524,14 +524,14 @@ class DQNAgent:
         existing file, or a folder holding anything else (a run folder, files of yours, the
         agent inside a checkpoint) is refused with an OutputError before anything is written.
         """
-        check_saveable(self.online)
+        check_saveable(self._net.model)  # its structure: the weights are written by _write
         return save_agent_to(directory, self._write_whole)
 
     def save_into_checkpoint(self, directory: Path) -> Path:
         """``save`` for the agent of a checkpoint being written (``dqn.run_state``): its
         folder is in the checkpoint's temporary folder among checkpoints/, where ``save``
         refuses a folder of the user's."""
-        check_saveable(self.online)
+        check_saveable(self._net.model)
         return save_agent_to(directory, self._write_whole, checked=False)
 
     def _write_whole(self, folder: Path) -> None:

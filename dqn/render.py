@@ -61,9 +61,11 @@ def _palette_image(frame: np.ndarray):
     return image.quantize(method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
 
 
-def check_gif_path(path: Path) -> None:
-    """Refused before any episode is run: another suffix, or a file that is already there."""
-    path = followed(path)  # a link is written through, as open() would, not replaced
+def check_gif_path(path: Path) -> Path:
+    """Refused before any episode is run: another suffix, or a file that is already there.
+    Returns where the GIF goes: ``path``, or where it points if it is a link (written through,
+    as open() would, not replaced)."""
+    path = followed(path)
     if path.suffix.lower() != ".gif":
         # ".gif" alone is a hidden file's name with no suffix: say what it lacks.
         lacks = (
@@ -83,6 +85,7 @@ def check_gif_path(path: Path) -> None:
         folder = folder.parent
     if not folder.is_dir():
         raise DQNError(f"--gif {path}: {folder} is a file, not a folder")
+    return path
 
 
 @contextlib.contextmanager
@@ -118,8 +121,7 @@ def record_gif(
     from dqn.envs import make_env
     from dqn.evaluation import evaluate
 
-    path = followed(path)  # a link is written through, as open() would, not replaced
-    check_gif_path(path)
+    path = check_gif_path(path)
     kwargs = dict(env_kwargs or {})
     probe = make_env(env_id, **kwargs)
     modes = probe.metadata.get("render_modes", [])
