@@ -429,8 +429,8 @@ class DQNAgent:
         ``update`` shows the weights of its read, and a change made through Keras
         (``set_weights``, ``fit``) is not the agent's: the next read or ``save`` writes the
         agent's weights over it. ``start_from`` or ``state =`` give an agent other weights.
-        Each read writes the weights (a millisecond or so for the default network): Q-values in
-        a loop come cheaper from ``q_values``."""
+        Each read writes the weights (about 1.5 ms for the default network): Q-values in a
+        loop come cheaper from ``q_values``."""
         self._net.write(self.learner.online)  # a local vector, for every learner
         return self._net.model
 
