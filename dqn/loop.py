@@ -23,6 +23,7 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.agent import DQNAgent, check_saveable
+from dqn.agent_files import check_not_nested
 from dqn.config import DQNConfig, check_is_config, output_folder
 from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
@@ -151,7 +152,8 @@ def train(
     ``network_fn(obs_dim, n_actions) -> keras.Model``: a Q-network of your own in place of the
     config's MLP (its ``hidden_sizes`` and ``activation`` then go unused); seed its initializers
     from ``config.seed`` for a seed to reproduce. ``run_dir``: the run folder, which must not
-    exist or be empty (ConfigError otherwise); by default a new
+    exist or be empty, nor lie inside a run's, a population's, a saved agent's or a study's
+    runs/ folder, whose files it would mix with (ConfigError otherwise); by default a new
     ``<output_dir>/<env>-<loss>-seed<seed>-<time>``. ``progress``: a tqdm bar on stderr.
     ``log_tensorboard``: also write TensorBoard events in ``run_dir/tb``.
 
@@ -176,6 +178,18 @@ def train(
     """
     check_is_config(config)
     check_on_eval(on_eval)
+    if run_dir is not None:  # as dqn-train --run-dir and train_population's out_dir are
+        check_not_nested(Path(run_dir), "run folder", "give a folder elsewhere")
+    return _train(config, network_fn, run_dir, progress, log_tensorboard, on_eval, init_from)
+
+
+def train_study_run(config: DQNConfig, run_dir: Path) -> TrainResult:
+    """``train`` for one run of a study, whose folder lies inside the study's runs/ folder by
+    design (``train`` refuses a run inside another of the package's folders)."""
+    return _train(config, None, run_dir, False, True, None, None)
+
+
+def _train(config, network_fn, run_dir, progress, log_tensorboard, on_eval, init_from):
     if run_dir is not None:
         checkpoint.check_new_folder(run_dir, resume="dqn.loop.resume(run_dir)")
     configure_runtime(config)

@@ -252,7 +252,7 @@ def _train_or_resume(config: DQNConfig, run_dir: Path):
     import warnings
 
     from dqn.errors import CheckpointError, CheckpointWarning
-    from dqn.loop import resume, train
+    from dqn.loop import resume, train_study_run
 
     if (run_dir / "config.yaml").is_file() or _holds_checkpoints(run_dir):
         try:
@@ -263,7 +263,7 @@ def _train_or_resume(config: DQNConfig, run_dir: Path):
             if _holds_checkpoints(run_dir):
                 raise CheckpointError(f"{exc}; {_retrain_advice(run_dir)}") from None
     _remove_partial(run_dir)
-    return train(config, run_dir=run_dir, progress=False)
+    return train_study_run(config, run_dir)
 
 
 def _holds_checkpoints(run_dir: Path) -> bool:

@@ -190,6 +190,30 @@ def test_a_new_run_anywhere_inside_a_runs_checkpoints_is_refused_and_writes_noth
     assert "\n" not in said and tree(tiny_run_copy) == before
 
 
+@pytest.mark.parametrize("kind", ["run", "saved agent", "population", "study's runs"])
+def test_a_new_run_inside_another_of_the_packages_folders_is_refused_from_python_too(
+    kind, tiny_run_copy, agent_copy, tmp_path
+):
+    # dqn-train --run-dir and train_population refused these; train(run_dir=...) wrote the run
+    # there (a study's next rerun then counted it as one of its runs).
+    from dqn import train
+    from dqn.errors import ConfigError
+
+    holder = {"run": tiny_run_copy, "saved agent": agent_copy}.get(kind, tmp_path / "made")
+    if kind == "population":
+        holder.mkdir()
+        (holder / "population.json").write_text("{}")
+    if kind == "study's runs":
+        holder = tmp_path / "study" / "runs"
+        (holder / "huber-seed0" / "run").mkdir(parents=True)
+    before = tree(holder)
+    with pytest.raises(ConfigError) as refused:
+        train(CONFIG, run_dir=holder / "mine" / "run", progress=False)
+    said = str(refused.value)
+    assert f"run folder {holder / 'mine' / 'run'} is inside the {kind} folder {holder}," in said
+    assert "\n" not in said and tree(holder) == before
+
+
 def test_a_save_through_a_link_to_an_empty_folder_writes_the_folder(tmp_path):
     agent = DQNAgent(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), gym.spaces.Discrete(2), CONFIG)
     (tmp_path / "v3").mkdir()
