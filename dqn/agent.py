@@ -122,10 +122,13 @@ def checked_observations(obs, method: str) -> np.ndarray:
         if isinstance(obs, np.ndarray) and obs.dtype == np.float32:
             cast = obs  # the hot path of a float32 env's steps: no cast, so nothing to overflow
         else:
-            with np.errstate(over="ignore"):  # said below, with the values as given
+            with np.errstate(over="ignore"), warnings.catch_warnings():  # said below, as given
+                # A complex array's cast drops its imaginary part with a mere warning.
+                warnings.simplefilter("error", np.exceptions.ComplexWarning)
                 cast = np.asarray(obs, np.float32)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: a Python int of 10**400
-        raise InputError(f"{method} takes numbers, got {obs!r:.80}") from None
+    except (TypeError, ValueError, OverflowError, np.exceptions.ComplexWarning):
+        # OverflowError: a Python int of 10**400
+        raise InputError(f"{method} takes real numbers, got {obs!r:.80}") from None
     # A NaN observation gives NaN Q-values, and argmax of NaNs is action 0: a silent wrong answer.
     if all_finite(cast):
         return cast

@@ -258,7 +258,11 @@ def test_acting_refuses_nan_and_inf_observations_before_any_exploration_draw():
         (lambda: agent.act_batch(nan[None]), "act_batch got NaN or inf in 1 of 1 observations"),
         (lambda: agent.q_values(nan), "q_values got an observation with NaN or inf"),
         (lambda: agent.q_values(rows), "q_values got NaN or inf in 2 of 4"),
-        (lambda: agent.act(["a", "b", "c"]), "act takes numbers, got \\['a', 'b', 'c'\\]"),
+        (lambda: agent.act(["a", "b", "c"]), "act takes real numbers, got \\['a', 'b', 'c'\\]"),
+        # A complex array cast to float32 loses its imaginary part with a warning only.
+        (lambda: agent.act(np.array([0.5j, 0, 0])), "act takes real numbers, got array\\(\\[0"),
+        (lambda: agent.q_values(np.ones((2, 3), np.complex64)), "q_values takes real numbers"),
+        (lambda: agent.act([np.complex64(1), 0, 0]), "act takes real numbers"),
         # Finite in float64, inf once cast to the network's float32: named as given.
         (
             lambda: agent.act(np.array([0.0, 1e39, 0.0])),
@@ -274,7 +278,7 @@ def test_acting_refuses_nan_and_inf_observations_before_any_exploration_draw():
             r"act_batch got NaN, inf or values beyond float32's range in 3 of 5 observations; "
             r"the first, row 0: \[0.0, 1e\+39, 0.0\]",
         ),
-        (lambda: agent.act([10**400, 0, 0]), "act takes numbers, got \\[1000"),
+        (lambda: agent.act([10**400, 0, 0]), "act takes real numbers, got \\[1000"),
     ]
     for call, message in cases:
         with pytest.raises(InputError, match=message):
@@ -311,7 +315,8 @@ def test_update_refuses_a_batch_the_learner_cannot_take():
             good._replace(obs=np.r_[good.obs[:7], [[0.0, 1e39, 0.0]]]),
             "batch.obs holds float32-overflowing values",
         ),
-        "text": (good._replace(terminated=np.array(["no"] * 8)), "must hold numbers"),
+        "text": (good._replace(terminated=np.array(["no"] * 8)), "must hold real numbers"),
+        "complex": (good._replace(rewards=good.rewards + 1j), "rewards must hold real numbers"),
         # A fraction would scale the bootstrap term: no transition is half terminal.
         "terminated 0.5": (good._replace(terminated=np.full(8, 0.5)), "0/1 or booleans, got 0.5"),
         "a tuple": (tuple(good), "expected a dqn.replay.Batch, got tuple"),
