@@ -68,11 +68,30 @@ def test_online_and_target_share_no_variables():
     assert not all(np.array_equal(a, b) for a, b in zip(online_w, target_w))
 
 
-@pytest.mark.parametrize("learner", ["tensorflow", "numpy"])
-def test_the_keras_models_are_views_of_the_weights_the_agent_acts_with(tmp_path, learner):
+@pytest.mark.parametrize("learner", ["tensorflow", "numpy", "process"])
+def test_the_keras_models_are_views_of_the_weights_the_agent_acts_with(
+    tmp_path, learner, monkeypatch
+):
     # A model edited through Keras was saved while the agent acted with its own weights.
-    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner=learner))
-    agent.update(make_replay().sample(8, num_batches=3))
+    from dqn import agent as agent_module
+    from dqn import learner_process
+
+    if learner == "process":  # TF ran before the agent could set its threads; bursts that pay
+        monkeypatch.setattr(agent_module, "configure_tensorflow", lambda threads: False)
+        monkeypatch.setattr(learner_process, "worth_a_process", lambda config, shapes: True)
+    agent = DQNAgent(
+        OBS, ACTIONS, SMALL.replace(learner={"process": "tensorflow"}.get(learner, learner))
+    )
+    assert isinstance(agent.learner, learner_process.ProcessLearner) == (learner == "process")
+    try:
+        agent.update(make_replay().sample(8, num_batches=3))
+        _check_views(agent, tmp_path)
+    finally:
+        if learner == "process":
+            agent.learner.close()
+
+
+def _check_views(agent, tmp_path):
     state = agent.state
     obs = np.random.default_rng(1).normal(size=(32, 3)).astype(np.float32)
     for model in (agent.online, agent.target):
