@@ -140,10 +140,11 @@ def train_population(
 
     ``out_dir`` holds the population's own files (default: a new folder under
     ``config.output_dir``); ``run_dirs`` the members' folders (default: ``out_dir/<label>-
-    seed<k>``). Every member config is validated, the members checked to share what they must,
-    and the memory of all replay rings checked, before anything is written. ``progress``: a
-    tqdm bar of the members on stderr, or a callable called with the env steps just taken,
-    summed over the running members.
+    seed<k>``), which, as ``out_dir``, must not lie inside another run's, population's, saved
+    agent's or study's runs/ folder (ConfigError). Every member config is validated, the
+    members checked to share what they must, and the memory of all replay rings checked, before
+    anything is written. ``progress``: a tqdm bar of the members on stderr, or a callable
+    called with the env steps just taken, summed over the running members.
 
     Returns one ``MemberResult`` per member, in order. A member whose training diverges does
     not raise, as ``train`` does: it is stopped, its ``diverged`` holds the reason (its
@@ -159,6 +160,27 @@ def train_population(
     raises ``dqn.errors.TrainingInterrupted`` (a KeyboardInterrupt) carrying the members'
     results; ``resume_population(out_dir)`` continues them.
     """
+    return _train_population(
+        config, members, out_dir, run_dirs, progress, log_tensorboard, on_eval, in_study=False
+    )
+
+
+def train_study_population(
+    config: DQNConfig,
+    members: Sequence[Member],
+    out_dir: Path,
+    run_dirs: Sequence[Path],
+    progress: bool | Progress,
+) -> list[MemberResult]:
+    """``train_population`` for a chunk of a study, whose members' folders lie in the study's
+    runs/ folder by design (``train_population`` refuses a run folder inside another of the
+    package's folders)."""
+    return _train_population(config, members, out_dir, run_dirs, progress, True, None, True)
+
+
+def _train_population(
+    config, members, out_dir, run_dirs, progress, log_tensorboard, on_eval, in_study: bool
+):
     check_on_eval(on_eval, ON_EVAL_ARGS)
     if (
         not isinstance(members, Iterable)
@@ -215,8 +237,11 @@ def train_population(
     resume = "dqn.population.resume_population"
     checkpoint.check_new_folder(out, "population folder", resume)
     check_not_nested(out, "population folder", "give a folder elsewhere")
-    for folder in run_dirs:
+    for folder, resolved in zip(run_dirs, folders):
         checkpoint.check_new_folder(folder, "run folder", resume)
+        # Inside the population's own folder is their default; elsewhere, as train's run_dir.
+        if not in_study and not resolved.is_relative_to(population):
+            check_not_nested(Path(folder), "run folder", "give a folder elsewhere")
     entries = [
         {
             "label": m.label,

@@ -359,7 +359,7 @@ def _train_chunk(
 
     import_tensorflow_quietly(configs[0].num_threads)
     from dqn.errors import CheckpointError, TrainingInterrupted
-    from dqn.population import MEMBER_OWNS, Member, resume_population, train_population
+    from dqn.population import MEMBER_OWNS, Member, resume_population, train_study_population
 
     queue = progress_queue()  # None in a Ray worker
     report = (lambda n: queue.put((task_name, n))) if queue is not None else False
@@ -390,13 +390,7 @@ def _train_chunk(
             )
             for i in todo
         ]
-        train_population(
-            configs[todo[0]],
-            members,
-            out_dir=out,
-            run_dirs=[run_dirs[i] for i in todo],
-            progress=report,
-        )
+        train_study_population(configs[todo[0]], members, out, [run_dirs[i] for i in todo], report)
     except TrainingInterrupted:  # the study's stop: every running member's checkpoint is saved
         return False
     return True  # ended, the members the guard stopped included: a study passes no on_eval

@@ -547,6 +547,29 @@ def test_members_and_folders_that_would_mix_are_refused(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("kind", ["run", "population", "study's runs"])
+def test_a_member_folder_inside_another_of_the_packages_folders_is_refused(kind, tmp_path):
+    # The population's own folder was checked, its members' folders given elsewhere were not:
+    # a member written into a study's runs/ was counted by the study's next rerun as its own.
+    holder = tmp_path / "made"
+    if kind == "run":
+        holder.mkdir()
+        for name in ("config.yaml", "metrics.csv"):
+            (holder / name).write_text("x\n")
+    if kind == "population":
+        holder.mkdir()
+        (holder / "population.json").write_text("{}")
+    if kind == "study's runs":
+        holder = tmp_path / "study" / "runs"
+        (holder / "huber-seed0" / "run").mkdir(parents=True)
+    before = sorted(tmp_path.rglob("*"))
+    mine = holder / "mine"
+    with pytest.raises(ConfigError) as refused:
+        train_population(BASE, [({}, 1)], out_dir=tmp_path / "p", run_dirs=[mine], progress=False)
+    assert f"run folder {mine} is inside the {kind} folder {holder}, whose" in str(refused.value)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_a_tensorflow_population_resumes_from_an_older_step_exactly(tmp_path):
     # Resuming from the step-2,000 marker of a finished population recomputes steps 2,001 to
     # 3,000 (the newer checkpoints are dropped): every member's metrics.csv must come out the
