@@ -190,7 +190,7 @@ def check_batch(batch: Batch, obs_dim: int, n_actions: int) -> None:
             raise InputError(
                 f"batch.{name} must have shape {list(shapes[name])}, got {list(value.shape)}"
             )
-        if value.dtype.kind not in "biuf":  # complex too: the cast to float32 drops i silently
+        if value.dtype.kind not in "biuf":  # complex too: float32 would drop the imaginary part
             raise InputError(f"batch.{name} must hold real numbers, got dtype {value.dtype}")
         if not in_float32_range(value).all():  # pack_batch casts to float32: 1e39 is inf
             why = "NaN or infinite" if not np.isfinite(value).all() else "float32-overflowing"
