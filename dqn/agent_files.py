@@ -429,8 +429,7 @@ def checkpoint_around(path: Path) -> Path | None:
     there by hand cost the run its newest checkpoint). Only the package's own count: a
     ``step-<9 digits>`` folder with its manifest, a ``checkpoints/`` folder beside a run's
     config.yaml and metrics.csv or holding such a folder (a web project's manifest.json is
-    none). The path is resolved
-    first: ``..`` and links lead where the write would land."""
+    none). The path is resolved first: ``..`` and links lead where the write would land."""
     for above in Path(os.path.realpath(path)).parents:
         if _STEP_DIR.match(above.name) and (above / MANIFEST).is_file():
             return above
@@ -446,9 +445,7 @@ def _runs_checkpoints(folder: Path) -> bool:
     if all((folder.parent / f).is_file() for f in RUN_MARKS):
         return True
     try:
-        return any(
-            _STEP_DIR.match(sub.name) and (sub / MANIFEST).is_file() for sub in folder.iterdir()
-        )
+        return any((step / MANIFEST).is_file() for step in list_checkpoints(folder.parent))
     except OSError:
         return False
 

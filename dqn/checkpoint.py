@@ -28,6 +28,7 @@ from dqn.agent_files import (
     MANIFEST,
     POPULATION_FILE,
     STEP_FILE,
+    check_not_nested,
     check_outside_checkpoints,
     checkpoint_dir,
     checkpoint_step,
@@ -52,14 +53,23 @@ def make_run_dir(config: DQNConfig) -> Path:
 
 
 def check_new_folder(
-    path: str | Path, what: str = "run folder", resume: str = "dqn-train --resume"
+    path: str | Path,
+    what: str = "run folder",
+    resume: str = "dqn-train --resume",
+    *,
+    nested_ok: bool = False,
 ) -> None:
-    """ConfigError unless ``path`` is absent or an empty folder: a run, or a population, never
-    writes over another (its config.yaml, metrics and checkpoints would be mixed with the new
-    run's). ``resume`` names what continues a stopped one."""
+    """ConfigError unless ``path`` is absent or an empty folder outside the package's other
+    folders (``check_not_nested``): a run, or a population, never writes over or into another
+    (its config.yaml, metrics and checkpoints would be mixed with the new run's). ``resume``
+    names what continues a stopped one. ``nested_ok``: a folder that lies inside another by
+    design (a study's runs, a population's members), still never inside a run's checkpoints."""
     check_named(path, what)
     path = Path(path)
-    check_outside_checkpoints(path, what, "give a folder elsewhere")
+    if nested_ok:
+        check_outside_checkpoints(path, what, "give a folder elsewhere")
+    else:
+        check_not_nested(path, what, "give a folder elsewhere")
     if path.is_file() or (path.exists() and not path.is_dir()):
         raise ConfigError(f"{what} {path} is a file: give a folder that does not exist yet")
     if path.is_dir() and any(path.iterdir()):

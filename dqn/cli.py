@@ -195,7 +195,7 @@ def _with_flags(sets: Sequence[str], flags) -> list[str]:
 
 
 def _train(args: argparse.Namespace):
-    from dqn.agent_files import check_not_nested, resolve_agent_dir
+    from dqn.agent_files import resolve_agent_dir
     from dqn.checkpoint import check_new_folder, make_run_dir
     from dqn.config import output_folder
     from dqn.envs import check_env, check_n_step
@@ -220,15 +220,13 @@ def _train(args: argparse.Namespace):
     # takes them away again (with a run folder it named itself) if train refuses before
     # writing anything in them.
     run_dir = args.run_dir
-    if run_dir is not None:  # (a study's own runs are inside its folder: not this command's)
-        check_not_nested(run_dir, "--run-dir", "give a folder elsewhere")
     wanted = output_folder(config) if run_dir is None else run_dir
     made = [folder for folder in (wanted, *wanted.parents) if _absent(folder)]
     try:
         if run_dir is None:
             run_dir = make_run_dir(config)  # an unwritable output_dir fails here, before TF too
         else:
-            check_new_folder(run_dir)
+            check_new_folder(run_dir, "--run-dir")  # nor inside a run, population or study
             run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # nothing is written yet: no "checkpoints written before" to speak of
         where = run_dir if run_dir is not None else output_folder(config)

@@ -23,7 +23,6 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.agent import DQNAgent, check_saveable
-from dqn.agent_files import check_not_nested
 from dqn.config import DQNConfig, check_is_config, output_folder
 from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
@@ -178,20 +177,21 @@ def train(
     """
     check_is_config(config)
     check_on_eval(on_eval)
-    if run_dir is not None:  # as dqn-train --run-dir and train_population's out_dir are
-        check_not_nested(Path(run_dir), "run folder", "give a folder elsewhere")
     return _train(config, network_fn, run_dir, progress, log_tensorboard, on_eval, init_from)
 
 
 def train_study_run(config: DQNConfig, run_dir: Path) -> TrainResult:
     """``train`` for one run of a study, whose folder lies inside the study's runs/ folder by
     design (``train`` refuses a run inside another of the package's folders)."""
-    return _train(config, None, run_dir, False, True, None, None)
+    return _train(config, None, run_dir, False, True, None, None, in_study=True)
 
 
-def _train(config, network_fn, run_dir, progress, log_tensorboard, on_eval, init_from):
+def _train(
+    config, network_fn, run_dir, progress, log_tensorboard, on_eval, init_from, in_study=False
+):
     if run_dir is not None:
-        checkpoint.check_new_folder(run_dir, resume="dqn.loop.resume(run_dir)")
+        resume = "dqn.loop.resume(run_dir)"
+        checkpoint.check_new_folder(run_dir, resume=resume, nested_ok=in_study)
     configure_runtime(config)
     envs = make_stepper(config.env_id, config.num_envs, config.env_kwargs)
     try:  # the envs are closed by whoever made them, whatever refuses or stops the run

@@ -36,7 +36,6 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.agent_files import (
-    check_not_nested,
     checkpoint_dir,
     list_checkpoints,
     verify_checkpoint,
@@ -236,12 +235,10 @@ def _train_population(
     # Nothing is written over an earlier population or run (resume_population continues one).
     resume = "dqn.population.resume_population"
     checkpoint.check_new_folder(out, "population folder", resume)
-    check_not_nested(out, "population folder", "give a folder elsewhere")
     for folder, resolved in zip(run_dirs, folders):
-        checkpoint.check_new_folder(folder, "run folder", resume)
         # Inside the population's own folder is their default; elsewhere, as train's run_dir.
-        if not in_study and not resolved.is_relative_to(population):
-            check_not_nested(Path(folder), "run folder", "give a folder elsewhere")
+        mine = in_study or resolved.is_relative_to(population)
+        checkpoint.check_new_folder(folder, "run folder", resume, nested_ok=mine)
     entries = [
         {
             "label": m.label,
