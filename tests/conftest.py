@@ -110,6 +110,22 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
+def package_folder(kind: str, root: Path) -> Path:
+    """A folder of ``kind`` ("run", "population" or "study's runs") made under ``root`` with
+    only the files that mark it as the package's (``dqn.agent_files.folder_kind``): where a new
+    run must not be written."""
+    if kind == "study's runs":
+        folder = root / "study" / "runs"
+        (folder / "huber-seed0" / "run").mkdir(parents=True)
+        return folder
+    folder = root / "made"
+    folder.mkdir()
+    marks = {"run": ["config.yaml", "metrics.csv"], "population": ["population.json"]}[kind]
+    for name in marks:
+        (folder / name).write_text("{}\n")
+    return folder
+
+
 def count_closes(monkeypatch, module, name: str) -> tuple[list, list]:
     """Patch ``module.name``, a maker of envs, so that every env it makes records its
     ``close()``: (made, closed), the envs in the order each happened."""

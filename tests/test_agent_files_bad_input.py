@@ -23,7 +23,7 @@ from dqn.errors import CheckpointError, DQNError, OutputError
 from dqn.export import main as export_main
 from dqn.io import write_dir_atomically
 from dqn.run_state import prepare_resume
-from tests.conftest import register_once
+from tests.conftest import package_folder, register_once
 from tests.test_bad_input import latest, only_latest, tree
 
 CARTPOLE_OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
@@ -199,13 +199,8 @@ def test_a_new_run_inside_another_of_the_packages_folders_is_refused_from_python
     from dqn import train
     from dqn.errors import ConfigError
 
-    holder = {"run": tiny_run_copy, "saved agent": agent_copy}.get(kind, tmp_path / "made")
-    if kind == "population":
-        holder.mkdir()
-        (holder / "population.json").write_text("{}")
-    if kind == "study's runs":
-        holder = tmp_path / "study" / "runs"
-        (holder / "huber-seed0" / "run").mkdir(parents=True)
+    holder = {"run": tiny_run_copy, "saved agent": agent_copy}.get(kind)
+    holder = holder or package_folder(kind, tmp_path)
     before = tree(holder)
     with pytest.raises(ConfigError) as refused:
         train(CONFIG, run_dir=holder / "mine" / "run", progress=False)

@@ -23,6 +23,7 @@ from dqn import DQNAgent, DQNConfig
 from dqn.errors import CheckpointError, ConfigError
 from dqn.population import Member, resume_population, train_population
 from dqn.replay import check_population_fits
+from tests.conftest import package_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(
@@ -551,17 +552,7 @@ def test_members_and_folders_that_would_mix_are_refused(
 def test_a_member_folder_inside_another_of_the_packages_folders_is_refused(kind, tmp_path):
     # The population's own folder was checked, its members' folders given elsewhere were not:
     # a member written into a study's runs/ was counted by the study's next rerun as its own.
-    holder = tmp_path / "made"
-    if kind == "run":
-        holder.mkdir()
-        for name in ("config.yaml", "metrics.csv"):
-            (holder / name).write_text("x\n")
-    if kind == "population":
-        holder.mkdir()
-        (holder / "population.json").write_text("{}")
-    if kind == "study's runs":
-        holder = tmp_path / "study" / "runs"
-        (holder / "huber-seed0" / "run").mkdir(parents=True)
+    holder = package_folder(kind, tmp_path)
     before = sorted(tmp_path.rglob("*"))
     mine = holder / "mine"
     with pytest.raises(ConfigError) as refused:
