@@ -295,9 +295,9 @@ def run_comparison(
     # training the same runs at once into the same files.
     with hold_folders([out]):
         (out / "runs").mkdir(parents=True, exist_ok=True)
-        _train_tasks(
-            tasks, run_tasks, rows, len(variants) * len(seeds), base.total_env_steps, progress
-        )
+        # Each run's own length: a variant may set its own total_env_steps.
+        steps = {run_name(label, s): c.total_env_steps for (label, s), c in configs.items()}
+        _train_tasks(tasks, run_tasks, rows, steps, progress)
         ordered = [rows[run_name(v.label, s)] for v in variants for s in seeds]
         write_results(ordered, out)
         # Each variant's own: a variant may name another env or set its own solve_return.
@@ -376,18 +376,19 @@ def _tasks_that_fit(jobs, out: Path, workers: int, runner: str, spaces, chosen: 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _train_tasks(tasks, run_tasks, rows: dict, total: int, steps: int, progress: bool) -> None:
-    """Run the study's tasks, adding each finished run's row to ``rows`` (``total`` runs of
-    ``steps`` env steps in all); WorkerError if a run crashed, StudyInterrupted if a signal
-    stopped the study."""
+def _train_tasks(tasks, run_tasks, rows: dict, steps: dict[str, int], progress: bool) -> None:
+    """Run the study's tasks, adding each finished run's row to ``rows`` (``steps``: each of the
+    study's runs and its total_env_steps); WorkerError if a run crashed, StudyInterrupted if a
+    signal stopped the study."""
+    total = len(steps)
     to_train = total - len(rows)
     bar = None
     # env steps the bar has counted per task: from the checkpoints a resumed one starts from
     counted = {task[0]: task_steps_done(task) for task in tasks} if progress else {}
     if progress:
         bar = progress_bar(
-            total * steps,
-            initial=(total - to_train) * steps + sum(counted.values()),
+            sum(steps.values()),
+            initial=sum(steps[name] for name in rows) + sum(counted.values()),
             desc=_bar_label(to_train, tasks),
             unit_scale=True,
         )
@@ -414,7 +415,7 @@ def _train_tasks(tasks, run_tasks, rows: dict, total: int, steps: int, progress:
             for name, row in finished:
                 rows[name] = row
             if bar is not None:  # a task's remaining steps (stopped members never report theirs)
-                bar.update(len(finished) * steps - counted.pop(task_name, 0))
+                bar.update(sum(steps[name] for name, _ in finished) - counted.pop(task_name, 0))
                 bar.set_postfix(runs_done=len(rows), refresh=False)
     finally:
         if bar is not None:

@@ -23,7 +23,7 @@ import yaml
 from dqn.errors import ConfigError
 from dqn.finite import F32_MAX, F32_TINY
 from dqn.io import atomic_write_text
-from dqn.yaml_files import load_value, load_yaml
+from dqn.yaml_files import BadTaggedValue, dump_yaml, is_decimal_number, load_value, load_yaml
 
 # The loss names live here (not only in dqn.losses) so that validating a config needs no
 # TensorFlow import; tests/test_losses.py checks that both lists agree.
@@ -312,7 +312,7 @@ class DQNConfig(metaclass=_KnownKeys):
     def to_yaml(self, path: str | Path, note: str | None = None) -> None:
         """Write atomically (temporary file, then rename); ``note`` heads it as a comment."""
         head = "".join(f"# {line}\n" for line in textwrap.wrap(note, 94)) if note else ""
-        atomic_write_text(Path(path), head + yaml.safe_dump(self.to_dict(), sort_keys=False))
+        atomic_write_text(Path(path), head + dump_yaml(self.to_dict()))
 
 
 # The rows, in field order: the class body above is where they are read and written.
@@ -462,6 +462,8 @@ def parse_overrides(overrides: Overrides) -> dict[str, Any]:
             raise ConfigError(f"override key {key.strip()!r} is given twice")
         try:
             out[key.strip()] = load_value(raw) if raw.strip() else raw
+        except BadTaggedValue as exc:  # a tag written on purpose: not to be read as plain text
+            raise ConfigError(f"override {key.strip()!r}: {exc.problem}") from None
         except yaml.YAMLError:
             out[key.strip()] = raw
         except RecursionError:  # brackets thousands deep: PyYAML parses by recursion
@@ -475,7 +477,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} holds no key: value (it is empty or only comments)")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of key: value")
-    if data and all(isinstance(v, dict) for v in data.values()) and not set(data) & set(FIELDS):
+    # Mappings under labels, none a config key nor a letter or two from one (`env_kwarg: {...}`
+    # is a typo of env_kwargs, for the unknown-key error to name; a label `double` is no typo
+    # of double_dqn).
+    keys_alike = any(
+        isinstance(k, str) and difflib.get_close_matches(k, FIELDS, n=1, cutoff=0.9) for k in data
+    )
+    if data and all(isinstance(v, dict) for v in data.values()) and not keys_alike:
         raise ConfigError(  # labels of mappings: a sweep's variants, not a config
             f"config file {path} maps labels ({', '.join(list(data)[:3])}"
             f"{', ...' if len(data) > 3 else ''}) to overrides, as a variants file does: give it "
@@ -490,11 +498,8 @@ class _NotKind(Exception): ...  # args: (kind, the value as read: a YAML 1.1 num
 def _coerce(kind: str, value: Any) -> Any:
     """value as kind, or raise _NotKind. YAML 1.1 reads ``1e-3`` and ``1e5`` as strings: they
     are numbers here. A bool is never a number (``True == 1``); an integral float is an integer."""
-    if kind in (INT, NUM) and isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
+    if kind in (INT, NUM) and isinstance(value, str) and is_decimal_number(value):
+        value = float(value)
     # numbers.Real, not (int, float): numpy's scalars (np.int64(3), np.float32(0.5)) are numbers
     # too, taken as the Python number they hold.
     if isinstance(value, numbers.Real) and hasattr(value, "item"):

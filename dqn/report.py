@@ -134,7 +134,7 @@ def summary_markdown(
         "the largest |Q| of a batch over the rows metrics.csv logged; the burst that trips "
         "the divergence guard logs no row, so its |Q| is not in it (diverged counts those runs)."
     )
-    for a, b in _compared_pairs(list(groups), shared):
+    for a, b in _compared_pairs({label: bars[label] for label in groups}):
         for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):
             x = missing_ranked_last([r[metric] for r in groups[a]])
             y = missing_ranked_last([r[metric] for r in groups[b]])
@@ -148,15 +148,19 @@ def summary_markdown(
     return text + "\n"
 
 
-def _compared_pairs(labels: list[str], shared_threshold: bool) -> list[tuple[str, str]]:
-    """Which variants the summary compares head to head: the fix against the 2016 bug where a
-    study has both, else the two variants of an A/B study (the first against the second), if
-    they are measured against one threshold (returns on two envs do not compare)."""
+def _compared_pairs(bars: Mapping[str, float]) -> list[tuple[str, str]]:
+    """Which variants the summary compares head to head (``bars``: each variant's threshold, in
+    the study's order): the fix against the 2016 bug where a study has both, else the two
+    variants of an A/B study (the first against the second); either pair only if the two are
+    measured against one threshold (returns on two envs do not compare)."""
+    labels = list(bars)
     if "huber" in labels and "clipped_delta" in labels:
-        return [("huber", "clipped_delta")]
-    if len(labels) == 2 and shared_threshold:
-        return [(labels[0], labels[1])]
-    return []
+        pair = ("huber", "clipped_delta")
+    elif len(labels) == 2:
+        pair = (labels[0], labels[1])
+    else:
+        return []
+    return [pair] if bars[pair[0]] == bars[pair[1]] else []
 
 
 def _nan_safe(fn, values) -> float:

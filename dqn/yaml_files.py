@@ -16,6 +16,11 @@ from dqn.errors import ConfigError
 class _RepeatedKey(Exception): ...  # args: (key, line number)
 
 
+class BadTaggedValue(yaml.constructor.ConstructorError):
+    """A value its explicit tag cannot read (``!!int 1e3``, ``!!bool maybe``): PyYAML's safe
+    constructors raise a bare ValueError, KeyError or AttributeError for those, without a line."""
+
+
 class _NumbersAsWritten(yaml.SafeLoader):
     """The safe loader with YAML 1.2's numbers instead of 1.1's: PyYAML reads ``010`` as octal
     (seed 8), ``1:30`` as base 60 (90) and ``0b11`` as binary, where a user wrote 10, a typo and
@@ -23,12 +28,32 @@ class _NumbersAsWritten(yaml.SafeLoader):
     prefix, or a float (``1e-3`` too, a string to YAML 1.1); anything else stays a string, which
     a number's key refuses by name."""
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError):
+            value = node.value if isinstance(node, yaml.ScalarNode) else "a collection"
+            problem = f"its tag !!{node.tag.rsplit(':', 1)[-1]} cannot read {value!r}"
+            raise BadTaggedValue(None, None, problem, node.start_mark) from None
 
-_INT = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0x[0-9a-fA-F_]+|0o[0-7_]+)$")
+
+# Digits with single underscores between them (``100_000``), as Python writes them: ``9_`` and
+# ``1__0`` are typos, not 9 and 10.
+_DIGITS = r"[0-9]+(?:_[0-9]+)*"
+_INT = re.compile(rf"^(?:[-+]?{_DIGITS}|0x[0-9a-fA-F_]+|0o[0-7_]+)$")
 _FLOAT = re.compile(
-    r"^(?:[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?"
+    rf"^(?:[-+]?(?:{_DIGITS}(?:\.(?:{_DIGITS})?)?|\.{_DIGITS})(?:[eE][-+]?[0-9]+)?"
     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
 )
+
+
+def is_decimal_number(text: str) -> bool:
+    """Whether ``text`` is a decimal number as a config file writes one (``1e-3``, ``100_000``,
+    ``0.5``): what a number's key takes as a string. Python's ``float`` takes more (``1e-3_0``
+    as 1e-30, ``" 7 "``, ``"infinity"``), which in a config are typos."""
+    return _FLOAT.match(text) is not None and text.lstrip("+-")[1:2] not in ("i", "I", "n", "N")
+
+
 _NumbersAsWritten.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith((":int", ":float"))]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
@@ -46,6 +71,21 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 _NumbersAsWritten.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+class _NumbersQuoted(yaml.SafeDumper):
+    """The safe dumper, quoting every string that dqn's loader would read as a number: plain
+    PyYAML writes ``1e5`` or ``0o17`` bare (strings to YAML 1.1), which _NumbersAsWritten reads
+    back as 100000.0 and 15, so a run's own config.yaml would not give back its config."""
+
+
+_NumbersQuoted.add_implicit_resolver("tag:yaml.org,2002:int", _INT, list("-+0123456789"))
+_NumbersQuoted.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def dump_yaml(data: Any) -> str:
+    """``data`` as YAML text that ``load_yaml`` reads back as ``data`` (keys in their order)."""
+    return yaml.dump(data, Dumper=_NumbersQuoted, sort_keys=False)
+
+
 def load_value(text: str) -> Any:
     """One ``--set`` value, read as the config file's values are."""
     return yaml.load(text, Loader=_NumbersAsWritten)  # noqa: S506 (a safe loader)
@@ -58,9 +98,10 @@ class _UniqueKeyLoader(_NumbersAsWritten):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set = set()
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` overrides by design
-                continue
-            key = self.construct_object(key_node, deep=True)
+            # `<<: *base` merges a mapping whose keys this one overrides by design; a second
+            # `<<` in one mapping would replace the first without a word.
+            key = "<<" if key_node.tag == "tag:yaml.org,2002:merge" else None
+            key = key or self.construct_object(key_node, deep=True)
             try:
                 if key in seen:
                     raise _RepeatedKey(key, key_node.start_mark.line + 1)
@@ -86,7 +127,9 @@ def load_yaml(path: Path, what: str = "config file") -> Any:
         problem = getattr(exc, "problem", None)  # "mapping values are not allowed here", ...
         if isinstance(exc, UnicodeDecodeError):
             problem = "it is not UTF-8 text"
-        if isinstance(exc, yaml.constructor.ConstructorError):  # !!python/... and other tags
+        if isinstance(exc, yaml.constructor.ConstructorError) and not isinstance(
+            exc, BadTaggedValue
+        ):  # !!python/... and other tags
             problem = f"{problem}; dqn reads YAML with the safe loader, which builds no objects"
         said = f": {problem}" if problem else ""
         raise ConfigError(f"{what} {path} is not valid YAML{line}{said}") from None

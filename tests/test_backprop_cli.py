@@ -100,6 +100,24 @@ def test_out_holding_only_hidden_files_or_not_made_yet_is_accepted(tmp_path, mon
     assert nested.is_dir()
 
 
+def test_a_tilde_the_shell_left_in_out_is_the_home_folder(tmp_path, monkeypatch, capsys):
+    # bash leaves the ~ of "--out=~/figs" as typed: a folder named "~" appeared in the working
+    # folder, where rm -rf ~ to delete it deletes the home folder.
+    from dqn.backprop import demos
+
+    def stopped(seed):  # stops main once --out is made, before any demo runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demos, "sigmoid_saturation", stopped)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert main(["--out=~/figs"]) == 130
+    assert (tmp_path / "home" / "figs").is_dir() and list((tmp_path / "work").iterdir()) == []
+    assert main(["--out=~no_such_user_of_dqn/figs"]) == 2
+    assert "starts with a home folder that cannot be found" in capsys.readouterr().err
+
+
 def test_each_printed_number_is_read_from_its_own_field():
     from dataclasses import replace
 

@@ -99,6 +99,24 @@ def number_key_yaml(tmp):
     return ["--config", tmp / "bad.yaml"]
 
 
+def tagged_value_yaml(tmp):
+    # PyYAML's safe constructors raise a bare ValueError here: it was a traceback, exit 1.
+    (tmp / "bad.yaml").write_text("gamma: 0.9\nseed: !!int 1e3\n")
+    return ["--config", tmp / "bad.yaml"]
+
+
+def merged_twice_yaml(tmp):
+    # Plain YAML keeps the second `<<` and drops the first's seed without a word.
+    (tmp / "bad.yaml").write_text("a: &a {seed: 1}\nb: &b {seed: 2}\nc:\n  <<: *a\n  <<: *b\n")
+    return ["--config", tmp / "bad.yaml"]
+
+
+def mapping_key_typo_yaml(tmp):
+    # Every value a mapping looks like a variants file; the key is a typo of env_kwargs.
+    (tmp / "bad.yaml").write_text("env_kwarg: {max_episode_steps: 200}\n")
+    return ["--config", tmp / "bad.yaml"]
+
+
 def unimportable_env(tmp):
     # Registered, but its code cannot be imported here (as gymnasium's JAX envs without jax).
     env_id = register_once("DqnTestUnimportable-v0", "no_such_module_for_dqn:Env")
@@ -202,6 +220,12 @@ TRAIN_CASES = {
     ),
     "gamma 1.5": (["--set", "gamma=1.5"], ["'gamma' must be in (0, 1]"]),
     "wrong type": (["--set", "batch_size=many"], ["'batch_size' must be an integer, got 'many'"]),
+    # Python's float() and YAML 1.1 take these as 1e-30 and 9: typos, not numbers.
+    "underscore in an exponent": (
+        ["--set", "learning_rate=1e-3_0"],
+        ["'learning_rate' must be a number, got '1e-3_0'"],
+    ),
+    "trailing underscore": (["--set", "seed=9_"], ["'seed' must be an integer, got '9_'"]),
     "wrong type, list": (
         ["--set", "hidden_sizes=wide"],
         ["'hidden_sizes' must be a list of integers"],
@@ -215,6 +239,19 @@ TRAIN_CASES = {
         ["unknown loss 'mse'", "l2, clipped_delta, huber, clipped_grad"],
     ),
     "override without =": (["--set", "gamma"], ["not of the form key=value"]),
+    # An explicit tag its value does not fit: PyYAML raised ValueError, KeyError, AttributeError.
+    "override with an int tag on a float": (
+        ["--set", "total_env_steps=!!int 1e3"],
+        ["override 'total_env_steps': its tag !!int cannot read '1e3'"],
+    ),
+    "override with a bool tag on a word": (
+        ["--set", "double_dqn=!!bool maybe"],
+        ["override 'double_dqn': its tag !!bool cannot read 'maybe'"],
+    ),
+    "override with a timestamp tag": (
+        ["--set", "env_id=!!timestamp x"],
+        ["override 'env_id': its tag !!timestamp cannot read 'x'"],
+    ),
     "override given twice": (["--set", "seed=1", "seed=2"], ["override key 'seed' is given twice"]),
     "--loss and --set loss": (
         ["--loss", "huber", "--set", "loss=l2"],
@@ -255,6 +292,15 @@ TRAIN_CASES = {
     "config not YAML": (not_yaml, ["not valid YAML (line 2)"]),
     "YAML with an unknown key": (unknown_key_yaml, ["unknown config key 'learning_rat'"]),
     "YAML that is a list": (list_yaml, ["must hold a mapping of key: value"]),
+    "YAML with two merge keys in one mapping": (merged_twice_yaml, ["sets key '<<' twice"]),
+    "YAML of one mapping under a misspelt key": (
+        mapping_key_typo_yaml,
+        ["unknown config key 'env_kwarg' (did you mean 'env_kwargs'?)"],
+    ),
+    "YAML with a tag its value does not fit": (
+        tagged_value_yaml,
+        ["bad.yaml is not valid YAML (line 2): its tag !!int cannot read '1e3'"],
+    ),
     # PyYAML parses by recursion: this was a RecursionError's traceback of ~3,000 lines.
     "YAML nested thousands deep": (deep_yaml, ["bad.yaml is not valid YAML: it is nested too"]),
     "--set value nested thousands deep": (

@@ -384,6 +384,13 @@ def test_an_ab_study_compares_its_two_variants_head_to_head():
     assert "P(" not in three
     two_envs = summary_markdown(a + b, {"huber": 475.0, "elu": -100.0})
     assert "P(" not in two_envs
+    # The fix against the bug is compared in a study of more variants, on one threshold only.
+    bug = [{**r, "variant": "clipped_delta"} for r in b]
+    third = [{**r, "variant": "acrobot"} for r in a]
+    bars = {"huber": 475.0, "clipped_delta": 475.0, "acrobot": -100.0}
+    assert "P(huber > clipped_delta) on final evaluation" in summary_markdown(a + bug + third, bars)
+    other_env = summary_markdown(a + bug, {"huber": 475.0, "clipped_delta": -100.0})
+    assert "P(" not in other_env
 
 
 def test_a_run_stopped_before_its_first_evaluation_is_left_out_of_the_iqm_and_ranked_last():
@@ -616,10 +623,13 @@ def test_a_rerun_s_bar_starts_from_the_steps_its_checkpoints_hold_and_ends_at_th
 
     monkeypatch.setattr(compare, "progress_bar", Bar)
     rows = {"huber-seed0": {}}  # finished before: its steps are done
-    compare._train_tasks(tasks, run_tasks, rows, total=5, steps=steps, progress=True)
+    # Each run's own length: l2-seed9's variant sets a total_env_steps of its own (the bar
+    # counted every run at the base config's).
+    lengths = {f"l2-seed{k}": steps for k in range(3)} | {"huber-seed0": steps, "l2-seed9": 3000}
+    compare._train_tasks(tasks, run_tasks, rows, lengths, progress=True)
     (bar,) = bars
     assert bar.initial == 1 * steps + 2 * 400 + 700  # the finished run, the chunk, the run
-    assert (bar.total, bar.n) == (5 * steps, 5 * steps) and len(rows) == 5
+    assert (bar.total, bar.n) == (4 * steps + 3000, 4 * steps + 3000) and len(rows) == 5
 
 
 def test_the_progress_bar_says_how_the_runs_are_split_between_populations_and_processes():

@@ -519,6 +519,9 @@ def test_the_labels_in_use_stay_valid():
         ("1: {gamma: 0.9}\n", "variant label 1 may hold only ASCII letters"),
         (["--variants", "a:loss=huber", "b:loss=hubre"], "variant 'b': unknown loss 'hubre'"),
         ("a: {}\nb: {gama: 0.9}\n", "variant 'b': unknown config key 'gama'"),
+        # PyYAML raised a bare ValueError for these: a traceback, exit 1.
+        (["--variants", "a:gamma=!!float x"], "variant 'a': override 'gamma': its tag !!float"),
+        ("a: {seed: !!int 1e3}\n", "sweep.yaml is not valid YAML (line 1): its tag !!int"),
     ],
     ids=[
         "--variants",
@@ -527,6 +530,8 @@ def test_the_labels_in_use_stay_valid():
         "a number as label",
         "a bad value",
         "an unknown key",
+        "a value its tag cannot read, --variants",
+        "a value its tag cannot read, variants file",
     ],
 )
 def test_a_variant_that_sets_the_seed_or_a_key_that_is_not_text_is_refused(

@@ -189,6 +189,20 @@ def test_yaml_round_trip(tmp_path):
     assert cfg.replace(seed=5).seed == 5
 
 
+# Strings to YAML 1.1, which plain PyYAML writes bare, but numbers (or bools, or null) to dqn's
+# YAML 1.2 reading: a run's own config.yaml must give back its config, or the run cannot be
+# evaluated or resumed (output_dir "1e5" read back as 100000.0) or resumes with another value.
+LOOK_LIKE_NUMBERS = ["1e5", "1e-3", ".5e3", "0o17", "0x1F", "1_000", "+1", "-2.5", ".inf", ".nan"]
+
+
+@pytest.mark.parametrize("text", [*LOOK_LIKE_NUMBERS, "010", "1:30", "yes", "null", "~"])
+def test_strings_that_read_as_numbers_are_written_quoted(text, tmp_path):
+    config = DQNConfig(output_dir=text, env_kwargs={"mode": text, "modes": [text]})
+    config.to_yaml(tmp_path / "c.yaml")
+    back = DQNConfig.from_yaml(tmp_path / "c.yaml")
+    assert back.output_dir == text and back.env_kwargs == {"mode": text, "modes": (text,)}
+
+
 def test_the_shipped_cartpole_config_loads():
     from pathlib import Path
 
@@ -279,7 +293,10 @@ def test_the_table_agrees_with_the_field_types():
             {"learning_rate": float("inf")},
             "config key 'learning_rate' must be a finite number, got inf",
         ),
-        ({"gamma": "nan"}, "config key 'gamma' must be a finite number, got nan"),
+        ({"gamma": float("nan")}, "config key 'gamma' must be a finite number, got nan"),
+        # A string is a number only as a config file writes one: not Python's float("nan").
+        ({"gamma": "nan"}, "config key 'gamma' must be a number, got 'nan'"),
+        ({"gamma": "1e-1_0"}, "config key 'gamma' must be a number, got '1e-1_0'"),
         (
             {"learning_rate_end": float("-inf")},
             "config key 'learning_rate_end' must be a finite number or null, got -inf",
@@ -366,6 +383,17 @@ def test_each_kind_of_row_refuses_with_its_exact_message(changes, message):
     with pytest.raises(ConfigError) as refused:
         DQNConfig(**changes)
     assert str(refused.value) == message
+
+
+def test_a_number_written_as_a_string_is_taken_as_a_config_file_writes_it():
+    # YAML 1.1 (plain PyYAML) reads 1e-3 as a string; a quoted number is one too.
+    config = DQNConfig(gamma="9e-1", learning_rate="2.3e-3", batch_size="1_024", seed="+7")
+    assert (config.gamma, config.learning_rate, config.batch_size, config.seed) == (
+        0.9,
+        2.3e-3,
+        1024,
+        7,
+    )
 
 
 def test_an_unknown_keyword_names_the_valid_keys():

@@ -31,6 +31,17 @@ def _version() -> str:
         return "(not installed)"
 
 
+def _folder(text: str) -> Path:
+    """--out with a leading ``~`` expanded, as the other commands do: the shell leaves it in
+    ``--out=~/figs``, and a folder named ``~`` in the working folder is a trap (``rm -rf ~``)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory."
+        raise argparse.ArgumentTypeError(
+            f"{text!r} starts with a home folder that cannot be found: give the whole path"
+        ) from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="dqn-backprop",
@@ -40,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument(
         "--out",
-        type=Path,
+        type=_folder,
         default=Path("results/backprop"),
         help="directory for the four PNG figures (default: results/backprop)",
     )
