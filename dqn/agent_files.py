@@ -532,6 +532,13 @@ def _diverged(run_dir: Path) -> str | None:
 
 def _what_it_is(folder: Path) -> str:
     """What a folder without checkpoints is, where it is one of the package's other folders."""
+    if folder.parent.name == CHECKPOINTS and _STEP_DIR.match(folder.name):
+        return (
+            f": it is one of the checkpoints of the run {folder.parent.parent}; give the run, "
+            "which continues from its newest good checkpoint"
+        )
+    if folder.name == CHECKPOINTS and list_checkpoints(folder.parent):
+        return f": it is the checkpoints folder of the run {folder.parent}; give the run"
     kind = folder_kind(folder)
     in_study = folder.parent.name == "populations" and folder_kind(folder.parent.parent) == "study"
     if kind == "population" and in_study:

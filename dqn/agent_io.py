@@ -116,7 +116,10 @@ def load_adam_file(path: Path) -> dict[str, np.ndarray]:
         raise corrupt_file(path, first_line(exc)) from None
     if adam["adam_step"].shape != ():
         raise corrupt_file(path, f"adam_step has shape {adam['adam_step'].shape}, not a scalar")
-    return adam
+    for key, value in adam.items():  # a string's step failed in np.float32 with a traceback
+        if value.dtype.kind != "f":
+            raise corrupt_file(path, f"{key} holds {value.dtype}, not floating-point numbers")
+    return {key: value.astype(np.float32, copy=False) for key, value in adam.items()}
 
 
 def network_sizes(model: keras.Model, obs_dim: int) -> tuple[int | None, int | None]:

@@ -12,6 +12,9 @@ An attribute holding an object of plain numbers only (NormalizeObservation's run
 statistics) is recorded field by field. Envs that keep state elsewhere (a Box2D world, a MuJoCo
 model, an emulator, a deque of episode statistics) cannot be captured this way;
 ``EnvSnapshot.uncaptured`` names such attributes, in any layer, so the caller can say so.
+
+A vector env is captured the same way: its own arrays (autoreset flags, last observations), and
+where it steps copies of an env in a loop (gymnasium's SyncVectorEnv), each copy's layers too.
 """
 
 from __future__ import annotations
@@ -56,12 +59,27 @@ class EnvSnapshot(NamedTuple):
     uncaptured: list[str]  # "Layer.attribute" of state we cannot record, in any layer
 
 
-def wrapper_chain(env: gym.Env) -> list[Any]:
-    """Every layer of a wrapped env, outermost first: [env, its inner env, ..., unwrapped]."""
+def wrapper_chain(env: gym.Env | gym.vector.VectorEnv) -> list[Any]:
+    """Every layer of a wrapped env, outermost first: [env, its inner env, ..., unwrapped]. A
+    vector env that steps copies of an env in a loop (gymnasium's SyncVectorEnv, which
+    ``make_vec`` builds for an env without a vectorized version of its own) is followed by each
+    copy's layers in turn: the copies hold the physics, the generators and the time limits."""
     layers = [env]
     while hasattr(layers[-1], "env") and layers[-1] is not layers[-1].unwrapped:
         layers.append(layers[-1].env)
+    for copy in _copies(layers[-1]):
+        layers += wrapper_chain(copy)
     return layers
+
+
+def _copies(layer: Any) -> list[gym.Env]:
+    """The envs a vector env steps in a loop (its ``envs``), else none."""
+    if not isinstance(layer, gym.vector.VectorEnv):
+        return []
+    envs = vars(layer).get("envs")
+    if isinstance(envs, list) and envs and all(isinstance(e, gym.Env) for e in envs):
+        return envs
+    return []
 
 
 def capture_env_state(env: gym.Env) -> EnvSnapshot:
@@ -70,8 +88,11 @@ def capture_env_state(env: gym.Env) -> EnvSnapshot:
     chain = wrapper_chain(env)
     for i, layer in enumerate(chain):
         record: dict[str, Any] = {}
+        copies = _copies(layer)
         for name, value in vars(layer).items():
             if name == "env" or name in _NOT_STATE_NAMES or isinstance(value, _NOT_STATE):
+                continue
+            if copies and value is copies:  # recorded as layers of their own, after this one
                 continue
             if isinstance(value, _SCALARS) or _numeric_array(value):
                 record[name] = _plain_entry(value, f"env{i}.{name}", arrays)
@@ -79,6 +100,17 @@ def capture_env_state(env: gym.Env) -> EnvSnapshot:
                 record[name] = {"generator": value.bit_generator.state}
             elif isinstance(value, (tuple, list)) and all(isinstance(v, _SCALARS) for v in value):
                 record[name] = {"value": list(value), "tuple": isinstance(value, tuple)}
+            elif isinstance(value, list) and all(_numeric_array(v) for v in value):
+                # SyncVectorEnv's copies' last observations, one array each
+                keys = [f"env{i}.{name}.{k}" for k in range(len(value))]
+                arrays.update(zip(keys, map(np.asarray, value)))
+                record[name] = {"arrays": keys}
+            elif isinstance(value, (tuple, list)) and all(
+                isinstance(v, _DESCRIPTIONS) for v in value
+            ):  # the functions that made a vector env's copies: rebuilt with it
+                continue
+            elif name == "metadata" and isinstance(value, dict):  # render modes, autoreset mode
+                continue
             elif (fields := _plain_fields(value)) is not None:
                 # An object of plain numbers (NormalizeObservation's running mean, variance and
                 # count): its class and fields, set back on the fresh env's own object of that
@@ -163,6 +195,8 @@ def _recorded_class(path: str) -> type:
 
 
 def _value(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+    if "arrays" in entry:
+        return [arrays[key].copy() for key in entry["arrays"]]
     if "array" in entry:
         arr = arrays[entry["array"]]
         return arr[()] if entry.get("scalar") else arr.copy()

@@ -285,14 +285,16 @@ def test_a_file_write_that_fails_keeps_the_old_file_and_leaves_no_temporary_one(
 
 
 # ---------------------------------------------------------------------- 2. inconsistent folders
-def adam_file(agent_dir: Path, m_size: int = 114, v_size: int = 114, step=1.0) -> None:
-    """An optimizer.npz with moments of these sizes and this step (the networks have 114
-    parameters: the defaults are a good file)."""
+def adam_file(
+    agent_dir: Path, m_size: int = 114, v_size: int = 114, step=1.0, kinds=(np.float32,) * 3
+) -> None:
+    """An optimizer.npz with moments of these sizes and this step, of these dtypes (the networks
+    have 114 parameters: the defaults are a good file)."""
     np.savez(
         agent_dir / "optimizer.npz",
-        adam_m=np.zeros(m_size, np.float32),
-        adam_v=np.zeros(v_size, np.float32),
-        adam_step=np.asarray(step, np.float32),
+        adam_m=np.zeros(m_size, kinds[0]),
+        adam_v=np.zeros(v_size, kinds[1]),
+        adam_step=np.asarray(step, kinds[2]),
     )
 
 
@@ -348,6 +350,15 @@ BAD_FOLDERS = {
     "adam_step not a scalar": (
         lambda d: adam_file(d, step=np.ones(2)),
         ["optimizer.npz: adam_step has shape (2,), not a scalar"],
+    ),
+    # np.float32("abc") was a ValueError's traceback; integer moments were taken as they were.
+    "adam_step a string": (
+        lambda d: adam_file(d, step="abc", kinds=(np.float32, np.float32, str)),
+        ["optimizer.npz: adam_step holds <U3, not floating-point numbers"],
+    ),
+    "Adam moments of integers": (
+        lambda d: adam_file(d, kinds=(np.int64, np.float32, np.float32)),
+        ["optimizer.npz: adam_m holds int64, not floating-point numbers"],
     ),
 }
 
@@ -519,8 +530,22 @@ NOT_RUNS = {
         {"runs/l2-seed0/run/metrics.csv": "", "populations/p/population.json": "{}"},
         "it is the folder of one of a study's populations, which the study's own dqn-compare",
     ),
+    # A checkpoint holds a metrics.csv: it was called a run with none yet, "train it again ...
+    # after deleting this one" (a good checkpoint), and checkpoints/ a folder of such runs.
+    "a run's checkpoint": (
+        {"metrics.csv": "", "checkpoints/step-000000600/metrics.csv": ""},
+        "it is one of the checkpoints of the run ",
+    ),
+    "a run's checkpoints folder": (
+        {"metrics.csv": "", "checkpoints/step-000000600/metrics.csv": ""},
+        "it is the checkpoints folder of the run ",
+    ),
 }
-RESUMED = {"a study's population": "f/populations/p"}  # the others resume f itself
+RESUMED = {
+    "a study's population": "f/populations/p",
+    "a run's checkpoint": "f/checkpoints/step-000000600",
+    "a run's checkpoints folder": "f/checkpoints",
+}  # the others resume f itself
 
 
 @pytest.mark.parametrize("case", list(NOT_RUNS))
