@@ -121,6 +121,8 @@ def checked_observations(obs, method: str) -> np.ndarray:
     try:
         if isinstance(obs, np.ndarray) and obs.dtype == np.float32:
             cast = obs  # the hot path of a float32 env's steps: no cast, so nothing to overflow
+        elif obs is None:  # numpy casts None to NaN: named as what it is
+            raise TypeError
         else:
             with np.errstate(over="ignore"), warnings.catch_warnings():  # said below, as given
                 # A complex array's cast drops its imaginary part with a mere warning.
@@ -158,15 +160,30 @@ def _check_network(online, target, obs_dim: int, n_actions: int) -> None:
     # Called, both: a model with no declared input (a subclassed one, a Sequential without
     # keras.Input) makes its weights at its first call, and a target never built was saved
     # empty and loaded as a fresh random network.
-    shapes = []
+    shapes, dtypes = [], []
     for model in (online, target):
         try:
-            shapes.append(tuple(model(np.zeros((2, obs_dim), np.float32)).shape))
+            q = model(np.zeros((2, obs_dim), np.float32))
         except Exception as exc:  # Keras raises many kinds for an input it cannot take
             raise ConfigError(
                 f"network_fn's model cannot take observations of shape [n, {obs_dim}]: "
                 f"{first_line(exc)}"
             ) from None
+        shapes.append(tuple(q.shape))
+        dtypes += [keras.backend.standardize_dtype(q.dtype)]
+        dtypes += [keras.backend.standardize_dtype(v.dtype) for v in model.trainable_variables]
+        if not model.trainable_variables:
+            raise ConfigError(
+                "network_fn's model has no trainable weights: DQN has nothing to learn"
+            )
+    # The learners keep the weights in one float32 vector and compute the loss in float32: a
+    # model in float64 (keras.config.set_floatx) or bfloat16 (a mixed policy) failed at the first
+    # update, mid-run, or acted on other Q-values than it learned.
+    if other := sorted(set(dtypes) - {"float32"}):
+        raise ConfigError(
+            f"network_fn's model computes or keeps weights in {', '.join(other)}; dqn's learners "
+            "work in float32: build its layers with dtype='float32'"
+        )
     if {id(v) for v in online.weights} & {id(v) for v in target.weights}:
         raise ConfigError("network_fn must build a new model on each call (no shared variables)")
     layout = [[tuple(v.shape) for v in m.trainable_variables] for m in (online, target)]

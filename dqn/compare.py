@@ -37,6 +37,7 @@ from dqn.study_runs import (
     task_configs,
     task_runs,
     task_steps_done,
+    write_plans,
 )
 from dqn.terminal import progress_bar
 from dqn.yaml_files import load_yaml
@@ -295,6 +296,7 @@ def run_comparison(
     # training the same runs at once into the same files.
     with hold_folders([out]):
         (out / "runs").mkdir(parents=True, exist_ok=True)
+        write_plans(tasks)
         # Each run's own length: a variant may set its own total_env_steps.
         steps = {run_name(label, s): c.total_env_steps for (label, s), c in configs.items()}
         _train_tasks(tasks, run_tasks, rows, steps, progress)

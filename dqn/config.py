@@ -12,12 +12,12 @@ import dataclasses
 import difflib
 import json
 import math
-import numbers
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import yaml
 
 from dqn.errors import ConfigError
@@ -500,9 +500,10 @@ def _coerce(kind: str, value: Any) -> Any:
     are numbers here. A bool is never a number (``True == 1``); an integral float is an integer."""
     if kind in (INT, NUM) and isinstance(value, str) and is_decimal_number(value):
         value = float(value)
-    # numbers.Real, not (int, float): numpy's scalars (np.int64(3), np.float32(0.5)) are numbers
-    # too, taken as the Python number they hold.
-    if isinstance(value, numbers.Real) and hasattr(value, "item"):
+    # numpy's scalars (np.int64(3), np.float32(0.5), np.str_("l2"), np.bool_) are taken as the
+    # Python value they hold: YAML writes only those (an np.str_ loss stopped train with a
+    # RepresenterError, its run folder made).
+    if isinstance(value, np.generic):
         value = value.item()
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if (kind == BOOL and isinstance(value, bool)) or (kind == STR and isinstance(value, str)):
@@ -555,11 +556,12 @@ def _env_kwargs(value: Mapping) -> EnvKwargs:
     for key, v in value.items():
         if not isinstance(key, str) or not key.isidentifier():
             raise _NotKind(KWARGS, dict(value))
-        if hasattr(v, "item") and isinstance(v, numbers.Number):  # numpy's scalars
+        key = str(key)  # an np.str_ too
+        if isinstance(v, np.generic):  # numpy's scalars, strings and bools
             v = v.item()
-        if isinstance(v, (list, tuple)) and all(scalar(x) for x in v):
-            v = tuple(x.item() if hasattr(x, "item") else x for x in v)
-        elif not scalar(v):
+        if isinstance(v, (list, tuple)):
+            v = tuple(x.item() if isinstance(x, np.generic) else x for x in v)
+        if not all(scalar(x) for x in (v if isinstance(v, tuple) else [v])):
             raise _NotKind(KWARGS, dict(value))
         items[key] = v
     return EnvKwargs(items)

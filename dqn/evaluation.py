@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Protocol
 
 import gymnasium as gym
@@ -36,6 +37,16 @@ class Policy(Protocol):
     def act(self, obs: np.ndarray) -> int: ...
 
 
+def _integer(value, what: str) -> int:
+    """``value`` as a Python int (numpy's integers too); InputError for anything else."""
+    try:
+        if not isinstance(value, bool):
+            return operator.index(value)
+    except TypeError:
+        pass
+    raise InputError(f"{what} must be an integer, got {value!r}")
+
+
 def evaluate(
     agent: Policy, env: gym.Env, episodes: int, seed: int, epsilon: float = 0.0
 ) -> tuple[float, float, list[float]]:
@@ -49,8 +60,14 @@ def evaluate(
     Atari DQN papers evaluate at 0.05), drawn from a generator seeded with ``seed``, not the
     agent's own: the same call gives the same returns, and the agent's RNG is left as it was.
     """
-    if not 0.0 <= epsilon <= 1.0:
+    try:  # None or a string: Python's own TypeError
+        in_range = not isinstance(epsilon, bool) and 0.0 <= epsilon <= 1.0
+    except TypeError:
+        in_range = False
+    if not in_range:
         raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
+    # numpy's integers (a seed from np.arange) as Python's: gymnasium's reset takes only those.
+    seed, episodes = _integer(seed, "seed"), _integer(episodes, "episodes")
     explore = np.random.default_rng([seed, 3]) if epsilon > 0 else None
     # dqn-evaluate's own bounds (--episodes, --seed): no episodes gave a NaN mean, and a seed
     # outside them gymnasium's traceback.

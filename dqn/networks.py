@@ -27,8 +27,10 @@ NetworkFn = Callable[[int, int], keras.Model]
 def build_mlp(
     obs_dim: int, n_actions: int, hidden_sizes: Sequence[int], activation: str, seed: int
 ) -> keras.Model:
-    """Dense layers ``obs_dim -> hidden... -> n_actions`` (linear head), seeded Glorot init."""
-    inputs = keras.Input(shape=(obs_dim,), name="obs")
+    """Dense layers ``obs_dim -> hidden... -> n_actions`` (linear head), seeded Glorot init, in
+    float32 whatever Keras's global float type or dtype policy (a project's float64 made the
+    learner's first update fail)."""
+    inputs = keras.Input(shape=(obs_dim,), name="obs", dtype="float32")
     x = inputs
     for i, width in enumerate(hidden_sizes):
         x = keras.layers.Dense(
@@ -36,9 +38,13 @@ def build_mlp(
             activation=activation,
             kernel_initializer=keras.initializers.GlorotUniform(seed=seed + i),
             name=f"hidden_{i}",
+            dtype="float32",
         )(x)
     q = keras.layers.Dense(
-        n_actions, kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1000), name="q"
+        n_actions,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=seed + 1000),
+        name="q",
+        dtype="float32",
     )(x)
     return keras.Model(inputs, q, name="q_network")
 

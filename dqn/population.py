@@ -22,7 +22,6 @@ Nothing couples members: a member's trajectory depends only on its own config an
 
 from __future__ import annotations
 
-import json
 import operator
 import os
 import shutil
@@ -45,7 +44,7 @@ from dqn.divergence import q_bound
 from dqn.envs import check_spaces, checked_obs, config_env, solve_return
 from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError, raise_if_signalled
-from dqn.io import atomic_write_text, check_named, hold_folders
+from dqn.io import check_named, hold_folders
 from dqn.learner import LearnerArrays
 from dqn.loop import check_on_eval
 from dqn.member_agent import MemberAgent
@@ -53,13 +52,13 @@ from dqn.members import check_label, check_memory, check_population, configured,
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
 from dqn.population_files import (
-    POPULATION_FILE,
     STEP_FILE,
     MemberResult,
     Network,
     read_population,
     read_step_marker,
     trained_past,
+    write_population,
 )
 from dqn.population_loop import PopulationLoop, Slot
 from dqn.replay import ReplayBuffer
@@ -209,7 +208,12 @@ def _train_population(
     out = Path(out_dir)
     if run_dirs is None:
         run_dirs = [out / f"{m.label}-seed{m.seed}" for m in members]
-    if isinstance(run_dirs, str | Path) or len(run_dirs) != len(members):
+    if isinstance(run_dirs, str | Path) or not isinstance(run_dirs, Sequence):
+        raise ConfigError(
+            f"{len(members)} members need a list of {len(members)} run folders, got "
+            f"{type(run_dirs).__name__}"
+        )
+    if len(run_dirs) != len(members):
         raise ConfigError(f"{len(members)} members need a list of {len(members)} run folders")
     folders = [Path(d).resolve() for d in run_dirs]
     if len(set(folders)) != len(folders):
@@ -239,19 +243,10 @@ def _train_population(
         # Inside the population's own folder is their default; elsewhere, as train's run_dir.
         mine = in_study or resolved.is_relative_to(population)
         checkpoint.check_new_folder(folder, "run folder", resume, nested_ok=mine)
-    entries = [
-        {
-            "label": m.label,
-            "seed": m.seed,
-            "run_dir": _relative(Path(d), out),
-            "config": c.to_dict(),
-        }
-        for m, d, c in zip(members, run_dirs, configs)
-    ]
     # Held while it trains: a resume of the population, or of a member's run, from another
     # process is refused rather than writing the same files.
     with hold_folders([out, *run_dirs]):
-        atomic_write_text(out / POPULATION_FILE, json.dumps({"members": entries}, indent=1))
+        write_population(out, [(m.label, m.seed) for m in members], run_dirs, configs)
         (out / STEP_FILE).unlink(missing_ok=True)
         loop = _new_loop(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
         return _signalled(loop, loop.run(progress, on_eval))

@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,13 +90,36 @@ def trained_past(run_dir: Path, marker: int) -> int | None:
     return max(steps) if steps and min(steps) > marker else None
 
 
-def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
-    """The members' configs and run folders of a population folder; CheckpointError if not."""
-    path = out / POPULATION_FILE
+def write_population(
+    out: Path,
+    members: Sequence[tuple[str, int]],
+    run_dirs: Sequence[Path],
+    configs: Sequence,
+    name: str = POPULATION_FILE,
+) -> None:
+    """``population.json`` (or a file of that form, ``name``): each member's (label, seed), run
+    folder (relative to ``out``) and config, in the order the members train in (a member's
+    numbers depend on it)."""
+    entries = [
+        {
+            "label": label,
+            "seed": seed,
+            "run_dir": os.path.relpath(Path(d).resolve(), Path(out).resolve()),
+            "config": c.to_dict(),
+        }
+        for (label, seed), d, c in zip(members, run_dirs, configs, strict=True)
+    ]
+    atomic_write_text(Path(out) / name, json.dumps({"members": entries}, indent=1))
+
+
+def read_population(out: Path, name: str = POPULATION_FILE) -> tuple[list[DQNConfig], list[Path]]:
+    """The members' configs and run folders of a population folder (from its ``name``, which
+    ``write_population`` wrote); CheckpointError if not."""
+    path = out / name
     if not Path(out).exists():
         raise CheckpointError(f"no population folder at {out}")
     if not path.is_file():
-        raise CheckpointError(f"{out} is not a population folder ({POPULATION_FILE} is missing)")
+        raise CheckpointError(f"{out} is not a population folder ({name} is missing)")
     try:
         entries = json.loads(path.read_text())["members"]
         configs = [saved_config(e["config"]) for e in entries]
@@ -102,7 +127,7 @@ def read_population(out: Path) -> tuple[list[DQNConfig], list[Path]]:
         if not configs:
             raise ValueError("it lists no members")
     except (ValueError, KeyError, TypeError, ConfigError) as exc:
-        raise CheckpointError(f"population {out}: {POPULATION_FILE} is corrupt: {exc}") from None
+        raise CheckpointError(f"population {out}: {name} is corrupt: {exc}") from None
     return configs, run_dirs
 
 

@@ -38,7 +38,7 @@ class _Frames(gym.Wrapper):
 
     def _keep(self) -> None:
         if len(self.frames) < MAX_FRAMES:
-            self.frames.append(_palette_image(self.env.render()))
+            self.frames.append(_palette_image(_checked_frame(self.env.render(), self.env)))
 
     def reset(self, **kwargs):
         out = self.env.reset(**kwargs)
@@ -50,6 +50,22 @@ class _Frames(gym.Wrapper):
         self.steps += 1
         self._keep()
         return out
+
+
+def _checked_frame(frame, env: gym.Env) -> np.ndarray:
+    """The frame as an array of numbers, height x width (grey) or x 3 or 4 (RGB, RGBA); else a
+    DQNError naming the env (an env that lists rgb_array but returns None stopped --gif with a
+    traceback)."""
+    array = np.asarray(frame) if isinstance(frame, (np.ndarray, list)) else None
+    fits = array is not None and array.dtype.kind in "biuf"
+    if fits and (array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (3, 4))):
+        return array
+    got = f"an array of shape {array.shape}" if array is not None else type(frame).__name__
+    name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    raise DQNError(
+        f"env {name!r} cannot draw its frames: in the rgb_array render mode its render() "
+        f"returned {got}, not an image (height x width, or x 3 or 4, numbers)"
+    )
 
 
 def _palette_image(frame: np.ndarray):

@@ -138,6 +138,9 @@ def summary_markdown(
         for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):
             x = missing_ranked_last([r[metric] for r in groups[a]])
             y = missing_ranked_last([r[metric] for r in groups[b]])
+            if np.isneginf(x).all() and np.isneginf(y).all():  # a tie of nothing, not 0.50
+                text += f"\n\nP({a} > {b}) on {name}: no run of either has an evaluation"
+                continue
             p, lo, hi = probability_of_improvement_ci(x, y, seed=seed)
             ci = "no 95% CI with one run" if math.isnan(lo) else f"95% CI {lo:.2f}, {hi:.2f}"
             if lo == hi and p in (0.0, 1.0):

@@ -22,6 +22,9 @@ from dqn.io import atomic_write_text, nulls_as_nan, strict_json
 from dqn.run_log import read_metrics
 from dqn.run_state import ended_summary
 
+# A chunk's members, written down when its study starts, before the chunk trains.
+PLAN_FILE = "plan.json"
+
 
 class Job(NamedTuple):
     """One run to do. A tuple, so that it pickles to a worker process or a Ray task as is."""
@@ -396,13 +399,16 @@ def _train_chunk(
     return True  # ended, the members the guard stopped included: a study passes no on_eval
 
 
-def _same_population(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
-    """True if ``out`` holds the population of exactly these runs, in this order."""
+def _same_population(
+    out: Path, configs: list[DQNConfig], run_dirs: list[Path], name: str = POPULATION_FILE
+) -> bool:
+    """True if ``out`` holds the population (or, ``name`` PLAN_FILE, the plan) of exactly these
+    runs, in this order."""
     from dqn.errors import CheckpointError
     from dqn.population_files import read_population
 
     try:
-        saved, dirs = read_population(out)
+        saved, dirs = read_population(out, name)
     except (CheckpointError, OSError):
         return False
     same_dirs = [d.resolve() for d in dirs] == [d.resolve() for d in run_dirs]
@@ -452,6 +458,25 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
     return tasks
 
 
+def write_plans(tasks: list[Task]) -> None:
+    """Write down each new chunk's members (its PLAN_FILE) before any chunk trains: a study
+    stopped before a chunk started (a cancelled task) reruns that chunk with the same members.
+    Its runs were chunked afresh on the rerun, with other runs, and a member's numbers depend on
+    the population that shares its batched matmuls. (A chunk that started has its
+    population.json, which says more: that its members trained together.)"""
+    from dqn.population_files import write_population
+
+    for _, worker, args in tasks:
+        jobs, folder = (args[0], Path(args[1])) if worker is _population_worker else ((), None)
+        if folder is None or (folder / POPULATION_FILE).exists() or (folder / PLAN_FILE).exists():
+            continue
+        configs = [DQNConfig.from_dict(job.config) for job in jobs]
+        folder.mkdir(parents=True, exist_ok=True)
+        members = [(job.label, c.seed) for job, c in zip(jobs, configs)]
+        runs = [Path(job.folder) / STUDY_RUN for job in jobs]
+        write_population(folder, members, runs, configs, PLAN_FILE)
+
+
 def _run_task(job: Job) -> Task:
     return (job.name, _run_worker, (job.config, job.label, job.folder))
 
@@ -482,10 +507,10 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
     chunks: list[tuple[list[Job], Path]] = []
     folders = (out / "populations").glob("*") if (out / "populations").is_dir() else ()
     for folder in sorted(folders):
+        name = POPULATION_FILE
         try:
             _, dirs = read_population(folder)
         except (CheckpointError, OSError) as exc:
-            # Killed before it wrote its members down: nothing trained, the runs start afresh.
             # A damaged list, or a lost one beside a step marker, says nothing of which runs
             # trained together, and such a run continued alone would not be the study's run.
             if (folder / POPULATION_FILE).exists() or (folder / STEP_FILE).exists():
@@ -494,13 +519,18 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
                     f"runs train together: restore it, or delete {folder} and the study's "
                     "unfinished runs (those in runs/ without a result.json) to train them again"
                 ) from None
-            continue
+            # Never started: its plan, if the study wrote it down (else nothing trained there,
+            # and its runs are chunked afresh).
+            try:
+                name, (_, dirs) = PLAN_FILE, read_population(folder, PLAN_FILE)
+            except (CheckpointError, OSError):
+                continue
         jobs = [by_dir.get(d.resolve()) for d in dirs]
         if None in jobs or any(job in chunk for chunk, _ in chunks for job in jobs):
             continue
         configs = [DQNConfig.from_dict(job.config) for job in jobs]
         runs = [Path(job.folder) / STUDY_RUN for job in jobs]
-        if not _same_population(folder, configs, runs):
+        if not _same_population(folder, configs, runs, name):
             continue
         if not _trained_alone(folder, runs):
             chunks.append((jobs, folder))
@@ -663,4 +693,5 @@ __all__ = [
     "summarize_run",
     "task_configs",
     "task_runs",
+    "write_plans",
 ]

@@ -278,6 +278,7 @@ def test_acting_refuses_nan_and_inf_observations_before_any_exploration_draw():
         (lambda: agent.q_values(nan), "q_values got an observation with NaN or inf"),
         (lambda: agent.q_values(rows), "q_values got NaN or inf in 2 of 4"),
         (lambda: agent.act(["a", "b", "c"]), "act takes real numbers, got \\['a', 'b', 'c'\\]"),
+        (lambda: agent.q_values(None), "q_values takes real numbers, got None"),  # was "NaN"
         # A complex array cast to float32 loses its imaginary part with a warning only.
         (lambda: agent.act(np.array([0.5j, 0, 0])), "act takes real numbers, got array\\(\\[0"),
         (lambda: agent.q_values(np.ones((2, 3), np.complex64)), "q_values takes real numbers"),
@@ -363,9 +364,26 @@ def test_a_network_fn_is_checked_when_the_agent_is_built():
         dense = keras.layers.Dense
         return keras.Sequential([keras.Input((obs_dim,)), dense(4), dense(outputs)])
 
+    def frozen(obs_dim, outputs):
+        model = mlp(obs_dim, outputs)
+        model.trainable = False
+        return model
+
+    def in_float64(obs_dim, outputs):  # failed at the first update, mid-run
+        return keras.Sequential(
+            [keras.Input((obs_dim,), dtype="float64"), keras.layers.Dense(outputs, dtype="float64")]
+        )
+
+    def bfloat16_out(obs_dim, outputs):  # acted on other Q-values than it learned
+        dense = keras.layers.Dense(outputs, dtype="mixed_bfloat16")
+        return keras.Sequential([keras.Input((obs_dim,)), dense])
+
     calls = iter([1, 0])  # the online model, then a target of another shape
     shared = mlp(3, 2)
     cases = [
+        (frozen, "has no trainable weights"),
+        (in_float64, "computes or keeps weights in float64; dqn's learners work in float32"),
+        (bfloat16_out, "computes or keeps weights in bfloat16"),
         (lambda o, n: mlp(o, n + 1), "to shape \\[2, 3\\]; DQN needs Q-values \\[2, 2\\]"),
         (lambda o, n: mlp(o + 1, n), "cannot take observations of shape \\[n, 3\\]"),
         (lambda o, n: "a model", "must return a keras.Model, got str"),
@@ -378,6 +396,27 @@ def test_a_network_fn_is_checked_when_the_agent_is_built():
         assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="network_fn must be a function .* got int"):
         DQNAgent(OBS, ACTIONS, SMALL, network_fn=5)
+
+
+@pytest.mark.parametrize("learner", ["tensorflow", "numpy"])
+def test_the_default_network_is_float32_in_a_project_that_sets_keras_to_float64(learner):
+    # keras.config.set_floatx("float64") in the user's process made the default MLP float64,
+    # and the TensorFlow learner's first update mixed it with float32 rewards: a TypeError.
+    # (Keras keeps the dtype policy of its first layer in the process: set both, as a project
+    # that sets float64 before it builds anything has them.)
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    try:
+        agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner=learner))
+        weights = {v.dtype for v in agent.online.weights}
+        before = agent.state.online.copy()
+        metrics = agent.update(make_replay().sample(8))
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+    assert weights == {"float32"}
+    assert np.isfinite(metrics["loss"]) and not np.array_equal(agent.state.online, before)
 
 
 def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(tmp_path):

@@ -423,6 +423,15 @@ def test_a_run_stopped_before_its_first_evaluation_is_left_out_of_the_iqm_and_ra
     assert "| 500 [500, 500] (of 9 runs) | 400 [400, 400] (of 9 runs) |" in row
     assert "nan" not in text
     assert "P(huber > clipped_delta) on final evaluation: 0.90 [95% CI" in text
+    # With no evaluation on either side there is nothing to rank: it read "0.50 [95% CI 0.50,
+    # 0.50]", a certain tie over no data.
+    nan = float("nan")
+    none = [{**r, "final_eval_mean": nan, "eval_auc": nan} for r in huber[:3] + cd[:3]]
+    text = summary_markdown(none, 475.0)
+    assert (
+        "P(huber > clipped_delta) on final evaluation: no run of either has an evaluation" in text
+    )
+    assert "> clipped_delta) on eval AUC: no run of either" in text and "0.50 [" not in text
 
 
 def test_too_few_runs_for_an_interval_say_so_rather_than_a_zero_width_one():

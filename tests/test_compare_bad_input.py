@@ -908,4 +908,10 @@ def test_run_comparison_takes_variants_as_the_command_line_writes_them(tmp_path,
 def test_train_population_names_members_that_are_no_list(tmp_path):
     with pytest.raises(ConfigError, match="members is a list of members, .* got None"):
         train_population(BASE, None, out_dir=tmp_path / "p", progress=False)
+    members = [Member({}, 0), Member({}, 1)]
+    folders = (tmp_path / f"r{k}" for k in range(2))  # was len()'s TypeError
+    with pytest.raises(ConfigError, match="2 members need a list of 2 run folders, got generator"):
+        train_population(BASE, members, out_dir=tmp_path / "p", run_dirs=folders, progress=False)
+    with pytest.raises(ConfigError, match="2 members need a list of 2 run folders$"):
+        train_population(BASE, members, out_dir=tmp_path / "p", run_dirs=["a"], progress=False)
     assert list(tmp_path.iterdir()) == []

@@ -264,6 +264,25 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
     assert tasks[0][2][1] == str(ended.resolve())
 
 
+def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_members(tmp_path):
+    # 8 runs in 4 chunks of 2 (4 workers): the first finished, the others were cancelled
+    # before they started. Their 6 runs were chunked afresh on a rerun (2 chunks of 3 on 2
+    # workers), each trained in another population than in a study never stopped: the chunks'
+    # members are written down when the study starts, and a rerun keeps them.
+    from dqn.study_runs import make_tasks, task_runs, write_plans
+
+    base = study_config()
+    jobs = huber_jobs(base, tmp_path, range(8))
+    planned = make_tasks(jobs, tmp_path, workers=4, runner="population")
+    write_plans(planned)
+    write_plans(planned)  # a rerun's: a chunk written down stays as it was
+    finished = task_runs(planned[0])
+    left = [job for job in jobs if job.name not in finished]
+    again = make_tasks(left, tmp_path, workers=2, runner="population")
+    assert sorted(map(task_runs, again)) == sorted(map(task_runs, planned[1:]))
+    assert {t[2][1] for t in again} == {t[2][1] for t in planned[1:]}  # the same folders
+
+
 def test_a_chunk_that_cannot_resume_trains_again_whole_its_ended_member_too(tmp_path):
     # A member the guard stopped before the chunk's first common checkpoint has ended (its
     # summary says so) while the others have not: the chunk starts again whole, that member

@@ -203,6 +203,24 @@ def test_strings_that_read_as_numbers_are_written_quoted(text, tmp_path):
     assert back.output_dir == text and back.env_kwargs == {"mode": text, "modes": (text,)}
 
 
+def test_numpy_strings_and_bools_are_taken_as_pythons_and_written_back(tmp_path):
+    # Values from a numpy array of choices: an np.str_ loss passed every check, then train
+    # stopped with YAML's RepresenterError after making its run folder.
+    import numpy as np
+
+    config = DQNConfig(
+        loss=np.array(["huber", "l2"])[1],
+        double_dqn=np.bool_(True),
+        output_dir=np.str_("runs"),
+        env_kwargs={np.str_("max_episode_steps"): np.int64(200), "xs": [np.float32(1.5)]},
+    )
+    assert (type(config.loss), type(config.double_dqn), type(config.output_dir)) == (str, bool, str)
+    assert dict(config.env_kwargs) == {"max_episode_steps": 200, "xs": (1.5,)}
+    assert all(type(k) is str for k in config.env_kwargs)
+    config.to_yaml(tmp_path / "c.yaml")
+    assert DQNConfig.from_yaml(tmp_path / "c.yaml") == config
+
+
 def test_the_shipped_cartpole_config_loads():
     from pathlib import Path
 

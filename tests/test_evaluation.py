@@ -60,6 +60,9 @@ def test_side_by_side_episodes_are_the_one_by_one_episodes(make, width):
         (-1, 0, r"episodes must be in \[1, 1_000_000\], got -1"),
         (1, -5, "seed must leave room for its episodes' seeds .* got seed -5 for 1 episodes"),
         (2, 2**32 - 1, r"\(seed \+ i, each in \[0, 2\*\*32 - 1\]\), got seed 4294967295 for 2"),
+        (5.0, 0, r"episodes must be an integer, got 5.0"),  # was range()'s TypeError
+        (True, 0, r"episodes must be an integer, got True"),
+        (1, "7", r"seed must be an integer, got '7'"),
     ],
 )
 def test_an_evaluation_of_no_episodes_or_out_of_range_seeds_is_refused(episodes, seed, message):
@@ -101,7 +104,15 @@ def test_an_epsilon_greedy_evaluation_explores_at_epsilon_from_its_own_seeded_ge
     assert policy.calls == 0  # every action random
 
 
-@pytest.mark.parametrize("epsilon", [-0.1, 1.5, float("nan")])
+def test_numpy_integers_are_taken_as_seeds_and_episode_counts():
+    # A seed from np.arange passed the range checks, then gymnasium's reset refused it.
+    policy = Greedy(linear_q(np.ones((4, 2))))
+    env = gym.make("CartPole-v1")
+    expected = evaluate(policy, env, 3, 20_000)
+    assert evaluate(policy, env, np.int32(3), np.arange(20_000, 20_001)[0]) == expected
+
+
+@pytest.mark.parametrize("epsilon", [-0.1, 1.5, float("nan"), None, "0.1", True])
 def test_an_epsilon_outside_0_1_is_refused(epsilon):
     from dqn.errors import InputError
 

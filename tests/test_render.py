@@ -1,5 +1,6 @@
 """``dqn-evaluate RUN --gif FILE``: the evaluation's first episode, drawn frame by frame."""
 
+import re
 import sys
 
 import gymnasium as gym
@@ -145,6 +146,62 @@ def test_an_env_without_rgb_array_frames_is_refused_before_its_episode(tiny_run,
     with pytest.raises(DQNError, match=r"needs the rgb_array render mode.*are \['human'\]"):
         record_gif(agent, env_id, tmp_path / "x.gif", 0)
     assert list(tmp_path.iterdir()) == []
+
+
+class FrameOf(gym.Env):
+    """An env that lists rgb_array and whose render() returns ``frame``."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+    frame = None
+
+    def __init__(self, render_mode=None):
+        self.render_mode = render_mode
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(4, np.float32), 1.0, True, False, {}
+
+    def render(self):
+        return self.frame
+
+
+class NoFrame(FrameOf):
+    frame = None
+
+
+class FlatFrame(FrameOf):
+    frame = np.zeros(30, np.uint8)
+
+
+class GreyFrame(FrameOf):
+    frame = np.zeros((20, 30), np.uint8)
+
+
+@pytest.mark.filterwarnings("ignore:.*RGB-array rendering should return")  # gymnasium's checker
+@pytest.mark.parametrize(
+    "kind, got", [(NoFrame, "returned NoneType"), (FlatFrame, "an array of shape (30,)")]
+)
+def test_an_env_whose_rgb_array_frames_are_no_image_is_refused_in_one_line(
+    kind, got, tiny_run, tmp_path
+):
+    # It lists rgb_array but returns None: --gif stopped with numpy's TypeError, a traceback.
+    from dqn.agent import DQNAgent
+    from dqn.errors import DQNError
+    from dqn.render import record_gif
+    from tests.conftest import register_once
+
+    env_id = register_once(f"{kind.__name__}ForTest-v0", kind)
+    agent = DQNAgent.load(next((tiny_run / "checkpoints").iterdir()) / "agent")
+    with pytest.raises(DQNError, match=f"{env_id}' cannot draw its frames: .* {re.escape(got)}"):
+        record_gif(agent, env_id, tmp_path / "x.gif", 0)
+    assert list(tmp_path.iterdir()) == []
+    grey = register_once("GreyFrameForTest-v0", GreyFrame)  # a grey image is one
+    assert record_gif(agent, grey, tmp_path / "grey.gif", 0)[:2] == (2, 1)
 
 
 def test_a_gif_that_cannot_be_written_says_so_not_that_the_run_cannot_be_read(
