@@ -229,6 +229,15 @@ def test_another_bound_moves_the_zero_gradient_region_and_its_closed_form_rate()
     assert r.heavy_tail_expected == pytest.approx(1 - 2 / np.sqrt(6), rel=1e-12)
 
 
+@pytest.mark.parametrize("bound", [3.0, 4.5])
+def test_a_bound_past_the_grid_s_3_still_has_its_zero_gradient_region(bound):
+    # The grid was +/-3 whatever the bound: at 3 or more no point had zero gradient, and the
+    # minimum over none raised.
+    r = demos.clipped_delta_vs_huber(bound=bound, heavy_tail_n=1_000)
+    assert r.zero_grad_matches_outside is True
+    assert r.zero_grad_min_abs == pytest.approx(bound + 0.01, abs=1e-9)
+
+
 def test_worked_example_as_stated_in_the_2016_terms(losses):
     assert losses.example_td_error.tolist() == [-3.0, -1.0, 0.5, 2.0]
     # mean(clip(d)^2) and mean(d^2), without the 0.5: dL/dQ = -2 clip(d) 1[|d|<=1] / 4, -2 d / 4

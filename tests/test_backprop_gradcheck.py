@@ -49,6 +49,12 @@ def test_perturbed_array_is_restored_bit_for_bit_even_if_f_raises():
     assert np.array_equal(x, before)
 
 
+def test_an_array_of_no_elements_has_a_gradient_of_no_elements():
+    # np.nditer refused it: "Iteration of zero-sized operands is not enabled".
+    empty = np.zeros((0, 3))
+    assert numerical_gradient(lambda v: float(np.sum(v)), empty).shape == (0, 3)
+
+
 def test_rel_error_definition():
     assert rel_error(1.0, 1.0) == 0.0
     assert rel_error(0.0, 0.0) == 0.0  # the 1e-8 floor: no 0/0

@@ -125,6 +125,22 @@ def test_rnn_sequence_backprop_through_time(rng):
         assert rel_error(getattr(g, name), num) <= TOL, name
 
 
+def test_bptt_gradients_come_in_the_weights_dtype_whatever_dh_is(rng):
+    # A float32 dh gave float32 weight gradients, and an integer dh a casting error, where one
+    # step's backward (rnn_step_backward) promotes both to the float64 of its weights.
+    n, t, d, h = 2, 3, 3, 4
+    x, h0 = rng.standard_normal((n, t, d)), rng.standard_normal((n, h))
+    wx, wh, b = rng.standard_normal((d, h)), rng.standard_normal((h, h)) * 0.5, np.zeros(h)
+    _, cache = rnn_forward(x, h0, wx, wh, b)
+    dh = rng.standard_normal((n, t, h))
+    exact = rnn_backward(dh, cache)
+    for upstream in (dh.astype(np.float32), np.ones((n, t, h), np.int64)):
+        g = rnn_backward(upstream, cache)
+        assert {a.dtype for a in g} == {np.dtype(np.float64)}
+    num = numerical_gradient_array(lambda _: rnn_forward(x, h0, wx, wh, b)[0], wh, dh)
+    assert rel_error(exact.dwh, num) <= TOL
+
+
 def test_softmax_cross_entropy_gradient(rng):
     logits, labels = rng.standard_normal((5, 3)), np.array([0, 2, 1, 1, 0])
     loss, cache = softmax_cross_entropy_forward(logits, labels)

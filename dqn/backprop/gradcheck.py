@@ -24,9 +24,7 @@ def numerical_gradient(
     network) and every element is restored to its exact original value before returning.
     """
     grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
+    for i in np.ndindex(x.shape):  # (np.nditer refuses an array of no elements)
         old = x[i].copy()
         try:
             x[i] = old + h

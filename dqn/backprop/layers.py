@@ -178,10 +178,13 @@ def rnn_backward(dh: np.ndarray, cache: RNNCache) -> RNNGrads:
     Returns dx (N, T, D), dh0 (N, H), dwx (D, H), dwh (H, H), db (H,).
     """
     first = cache.steps[0]
-    dx = np.zeros(dh.shape[:2] + (first.x.shape[1],), dtype=dh.dtype)
-    dwx = np.zeros_like(first.wx, dtype=dh.dtype)
-    dwh = np.zeros_like(first.wh, dtype=dh.dtype)
-    db = np.zeros(first.wh.shape[1], dtype=dh.dtype)
+    # The dtype each step's gradients come in (float64 weights and a float32 or integer dh:
+    # float64), as rnn_step_backward's and linear_backward's do.
+    dt = np.result_type(dh, first.x, first.wx, first.wh, first.h_prev)
+    dx = np.zeros(dh.shape[:2] + (first.x.shape[1],), dtype=dt)
+    dwx = np.zeros_like(first.wx, dtype=dt)
+    dwh = np.zeros_like(first.wh, dtype=dt)
+    db = np.zeros(first.wh.shape[1], dtype=dt)
     dh_future = np.zeros_like(dh[:, 0])
     for t in reversed(range(len(cache.steps))):
         g = rnn_step_backward(dh[:, t] + dh_future, cache.steps[t])

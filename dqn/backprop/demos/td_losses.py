@@ -3,6 +3,7 @@ happens, and the worked example in both scalings."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,10 @@ def clipped_delta_vs_huber(
     seed: int = 0, bound: float = 1.0, heavy_tail_n: int = 100_000
 ) -> LossesResult:
     rng = np.random.default_rng(seed)
-    grid = np.arange(-300, 301) / 100.0
+    # Steps of 0.01 over +/-3, or to 1 past the bound: a bound of 3 or more left no point of
+    # zero gradient on +/-3, and the minimum of none raised.
+    reach = max(300, math.ceil(100 * bound) + 100)
+    grid = np.arange(-reach, reach + 1) / 100.0
     value, grad = {}, {}
     for name, (forward, backward) in LOSSES.items():
         value[name], cache = forward(grid, bound)
