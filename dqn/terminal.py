@@ -130,14 +130,22 @@ def progress_bar(
     the end."""
     from tqdm import tqdm
 
+    class Bar(tqdm):
+        def update(self, n=1):
+            # A vector run's last loop step can pass total_env_steps (by up to num_envs - 1):
+            # past its total, tqdm drops the bar and the percentage from its last line.
+            if self.total is not None and self.n + n > self.total:
+                self.total = self.n + n
+            return super().update(n)
+
     stream = sys.stderr
     common = dict(total=total, initial=initial, desc=desc, unit="step", unit_scale=unit_scale)
     if _is_terminal(stream):
-        return tqdm(**common, file=stream, dynamic_ncols=True, mininterval=0.5)
+        return Bar(**common, file=stream, dynamic_ncols=True, mininterval=0.5)
     # maxinterval too: tqdm's monitor thread redraws a bar that has not drawn for maxinterval
     # (10 s by default), which wrote lines 11 and 19 s apart in a population's log.
     every = LOG_EVERY_SECONDS
-    return tqdm(**common, file=_Lines(stream), ascii=True, mininterval=every, maxinterval=every)
+    return Bar(**common, file=_Lines(stream), ascii=True, mininterval=every, maxinterval=every)
 
 
 def _is_terminal(stream) -> bool:

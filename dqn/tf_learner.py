@@ -48,7 +48,7 @@ def td_targets(
     Only true termination stops the bootstrap; a time-limit truncation is stored as not terminated.
     """
     if next_q_online is None:
-        next_v = tf.reduce_max(next_q_target, axis=1)
+        next_v = nan_reduce_max(next_q_target, axis=1)
     else:
         best = tf.argmax(next_q_online, axis=1, output_type=tf.int32)
         next_v = tf.gather(next_q_target, best, batch_dims=1)
@@ -220,8 +220,16 @@ def _step_metrics(out: LossGrad, grad_norm: tf.Tensor, config: DQNConfig) -> tf.
         over = tf.reduce_mean(tf.cast(abs_td > config.loss_bound, tf.float32))
     else:
         td_stats, zero, over = [nan] * 5, nan, nan
-    q_stats = [tf.reduce_mean(out.q_sa), tf.reduce_max(tf.abs(out.q))]
+    q_stats = [tf.reduce_mean(out.q_sa), nan_reduce_max(tf.abs(out.q))]
     return tf.stack([out.loss, *td_stats, zero, over, *q_stats, grad_norm])
+
+
+def nan_reduce_max(x: tf.Tensor, axis=None) -> tf.Tensor:
+    """``tf.reduce_max`` that is NaN where a value it reduces is NaN, as numpy's max is: XLA's
+    skips NaNs, so a network NaN for an action no sampled transition took showed a finite
+    q_abs_max and a finite target, and the divergence guard let it through."""
+    found = tf.reduce_any(tf.math.is_nan(x), axis=axis)
+    return tf.where(found, tf.constant(float("nan"), x.dtype), tf.reduce_max(x, axis=axis))
 
 
 def nan_max(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:

@@ -40,6 +40,7 @@ from dqn.tf_learner import (
     LearnerState,
     adam_update,
     nan_max,
+    nan_reduce_max,
     quantile_ranks,
     shared_key,
     sort_nan_last,
@@ -147,7 +148,7 @@ def make_step(
     def step(state: LearnerState, rows: tf.Tensor) -> tuple[LearnerState, tf.Tensor]:
         obs, actions, rewards, next_obs, terminated = unpack_rows(rows, obs_dim)
         next_q = forward(state.target, next_obs)
-        next_v = tf.reduce_max(next_q, axis=2)
+        next_v = nan_reduce_max(next_q, axis=2)
         if s.double_dqn.all():
             best = tf.argmax(forward(state.online, next_obs), axis=2, output_type=tf.int32)
             next_v = tf.gather(next_q, best, batch_dims=2)
@@ -209,7 +210,7 @@ def make_step(
             diag += [zero[:, None], over[:, None]]
         else:
             diag = [tf.fill([tf.shape(loss)[0], 7], float("nan"))]
-        q_stats = [tf.reduce_mean(q_sa, axis=1), tf.reduce_max(tf.abs(q), axis=[1, 2])]
+        q_stats = [tf.reduce_mean(q_sa, axis=1), nan_reduce_max(tf.abs(q), axis=[1, 2])]
         return tf.concat([loss[:, None], *diag, tf.stack([*q_stats, grad_norm], axis=1)], 1)
 
     return step

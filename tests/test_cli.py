@@ -147,6 +147,21 @@ def test_in_a_log_every_line_the_bar_writes_is_a_whole_bar(monkeypatch):
     assert all(line.startswith("run: ") and "/1000 [" in line for line in lines)
 
 
+def test_a_bar_updated_past_its_total_ends_at_100_percent(monkeypatch):
+    # A vector run's last loop step can pass total_env_steps: tqdm then drew "1003step [...]"
+    # with no bar and no percentage.
+    from dqn.terminal import progress_bar
+
+    stream = Stream(terminal=False)
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = progress_bar(1000, desc="run")
+    bar.update(998)
+    bar.update(5)
+    bar.close()
+    assert (bar.n, bar.total) == (1003, 1003)
+    assert stream.getvalue().splitlines()[-1].startswith("run: 100%|")
+
+
 def make_recipe(target: str) -> list[str]:
     """The command of a Makefile target's one-command recipe, as arguments ($(ARGS) left out)."""
     import shlex

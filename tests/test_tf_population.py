@@ -215,6 +215,25 @@ def test_nan_and_inf_parameters_of_a_member_change_no_other(mixed_run):
     np.testing.assert_array_equal(bad_metrics[:, [1, 2, 4]], base_metrics[:, [1, 2, 4]])
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_nan_q_value_of_an_action_no_transition_took_is_a_nan_metric(jit):
+    # XLA's max skips NaNs: a network NaN for an action no sampled transition took showed a
+    # finite q_abs_max and bootstrapped from the other actions (a finite loss), and the
+    # divergence guard let it through, where the numpy learners and TensorFlow without XLA
+    # stop the run.
+    config = BASE.replace(jit_compile=jit)
+    flat = initial_params(config, 1)[0]
+    flat[-1] = np.nan  # the Q head's bias of action 1, online and target: every Q(s, 1)
+    rows = cartpole_rows(np.random.default_rng(0), 1, 3)
+    rows[..., row_layout(OBS_DIM).action] = 0  # no transition took action 1
+    for got in (
+        single(config, flat).burst(rows[0]),
+        population([config], flat[None]).burst(rows, np.ones(1, bool))[0],
+    ):
+        metrics = dict(zip(METRIC_NAMES, got))
+        assert np.isnan(metrics["q_abs_max"]) and np.isnan(metrics["loss"]), metrics
+
+
 def test_member_states_round_trip_and_continue_identically():
     online = initial_params(BASE, len(MIXED))
     pop, _ = run(MIXED, online, bursts=2)
