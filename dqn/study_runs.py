@@ -468,7 +468,9 @@ def write_plans(tasks: list[Task]) -> None:
 
     for _, worker, args in tasks:
         jobs, folder = (args[0], Path(args[1])) if worker is _population_worker else ((), None)
-        if folder is None or (folder / POPULATION_FILE).exists() or (folder / PLAN_FILE).exists():
+        # A plan there already is rewritten: the same, or one of a rerun with other settings
+        # before the chunk ever started (its runs hold nothing to refuse the new settings by).
+        if folder is None or (folder / POPULATION_FILE).exists():
             continue
         configs = [DQNConfig.from_dict(job.config) for job in jobs]
         folder.mkdir(parents=True, exist_ok=True)

@@ -281,6 +281,13 @@ def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_me
     again = make_tasks(left, tmp_path, workers=2, runner="population")
     assert sorted(map(task_runs, again)) == sorted(map(task_runs, planned[1:]))
     assert {t[2][1] for t in again} == {t[2][1] for t in planned[1:]}  # the same folders
+    # A rerun with other settings before those chunks started: nothing there refuses them, and
+    # the plans are of the new settings (a stale one was kept and never matched again).
+    other = huber_jobs(base.replace(gamma=0.9), tmp_path, range(8))
+    replanned = make_tasks(other, tmp_path, workers=4, runner="population")
+    write_plans(replanned)
+    left = [job for job in other if job.name not in task_runs(replanned[0])]
+    assert len(make_tasks(left, tmp_path, workers=2, runner="population")) == 3
 
 
 def test_a_chunk_that_cannot_resume_trains_again_whole_its_ended_member_too(tmp_path):
