@@ -524,8 +524,11 @@ def compare_parser() -> argparse.ArgumentParser:
 
 @command
 def compare_main(argv: Sequence[str] | None = None) -> int:
-    args = compare_parser().parse_args(argv)
     prog = "dqn-compare"
+    try:  # the parser imports the study's modules (scipy's statistics): most of a second
+        args = compare_parser().parse_args(argv)
+    except KeyboardInterrupt as exc:
+        return fail(prog, "interrupted before the study started", interrupted_code(exc))
     from dqn.compare import MAX_SEEDS  # no TensorFlow: checked before the seeds' list is made
 
     # --workers left out: run_comparison's default, the CPUs this process may use.

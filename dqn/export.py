@@ -82,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = followed(args.out)  # a link to an empty folder: written through, as mkdir does
     try:
         _check_out(out)
+    except KeyboardInterrupt as exc:  # while it imports what it checks with: nothing written
+        return fail(PROG, "interrupted; nothing written", interrupted_code(exc))
     except DQNError as exc:
         return fail(PROG, exc)
     except OSError as exc:  # a name too long for the filesystem, a folder that may not be read

@@ -13,6 +13,7 @@ atomically written checkpoints make safe.
 from __future__ import annotations
 
 import contextlib
+import signal
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -59,7 +60,8 @@ def run_local(
     )
     try:
         with Interrupt() as signals:
-            pending = {pool.submit(_run_task, worker, *args): name for name, *args in jobs}
+            with _signals_held():  # the workers start on the first submit
+                pending = {pool.submit(_run_task, worker, *args): name for name, *args in jobs}
             while pending:
                 if signals.signum is not None:
                     stop.set()  # the workers' loops stop at their next step
@@ -71,7 +73,9 @@ def run_local(
                     while steps is not None:
                         on_steps(*steps.get_nowait())
                 for fut in finished:
-                    result = _result(fut, on_crash)
+                    # A worker a signal killed as it started (before it took the study's
+                    # handlers) broke the pool: once stopped, that is the stop, not a crash.
+                    result = _result(fut, on_crash, stopping=stop.is_set())
                     if stop.is_set() and on_stop is not None:
                         result = on_stop(signals.signum, result)
                     yield pending.pop(fut), result
@@ -83,13 +87,34 @@ def run_local(
     pool.shutdown(wait=True)
 
 
-def _result(fut, on_crash) -> object:
-    """A finished future's result; None if it was cancelled or a signal ended it early."""
+# The signals that stop a study: held (blocked) in this process while it starts the workers,
+# which inherit the mask through their exec and release it once their handlers are set.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread while the workers are started: a worker starts
+    with them blocked, so a Ctrl-C to the group while it imports waits for its handlers
+    (``_start_worker``) instead of killing it half-started, which reported its runs as crashed.
+    Here they wait too, and reach the study's handlers when released: none is lost."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _result(fut, on_crash, stopping: bool = False) -> object:
+    """A finished future's result; None if it was cancelled or a signal ended it early (a
+    worker that died once the study was ``stopping``)."""
     if fut.cancelled():
         return None
     try:
         return fut.result()
     except BrokenProcessPool:  # killed (out of memory, a signal): no traceback
+        if stopping:
+            return None
         if on_crash is None:
             raise
         return on_crash("its worker process died (killed, or out of memory)")
@@ -114,6 +139,9 @@ def _start_worker(queue, stop, prog: str | None = None) -> None:
     outlive_readers()  # the study's stderr: a `| tee` the same Ctrl-C stopped has no reader
     _PROGRESS_QUEUE = queue
     share_stop(stop)
+    # Started with SIGINT and SIGTERM blocked (``_signals_held``): one that came while this
+    # process started is delivered now, to the study's handlers just set.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     _IDLE = threading.Event()
     _IDLE.set()
     threading.Thread(target=_watch_study, args=(os.getppid(), stop), daemon=True).start()

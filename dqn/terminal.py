@@ -75,9 +75,15 @@ def outlive_readers() -> tuple[TextIO, TextIO]:
     keeps this for its life: its warnings share the study's stderr). Returns the streams it
     replaced."""
     saved = sys.stdout, sys.stderr
-    if not isinstance(sys.stdout, _Survivor):
-        sys.stdout, sys.stderr = _Survivor(sys.stdout), _Survivor(sys.stderr)
+    sys.stdout, sys.stderr = _survivor(sys.stdout), _survivor(sys.stderr)
     return saved
+
+
+def _survivor(stream: TextIO | None) -> TextIO | None:
+    """``stream`` as a _Survivor; None stays None: Python's stream for a descriptor that was
+    closed when it started (``dqn-train >&-``), to which print writes nothing (wrapped, every
+    write raised AttributeError, and a finished run exited 120 with a traceback)."""
+    return stream if stream is None or isinstance(stream, _Survivor) else _Survivor(stream)
 
 
 def command(main: Callable[..., int]) -> Callable[..., int]:
@@ -85,6 +91,7 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
 
     @functools.wraps(main)
     def run(*args, **kwargs) -> int:
+        _closed_streams_to_devnull()
         saved = outlive_readers()
         try:
             return main(*args, **kwargs)
@@ -94,10 +101,29 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
             # exit, where a gone reader gave "Exception ignored ... BrokenPipeError", exit 120.
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(OSError, ValueError):
-                    stream.flush()
+                    if stream is not None:  # a descriptor closed when the process started
+                        stream.flush()
             sys.stdout, sys.stderr = saved
 
     return run
+
+
+def _closed_streams_to_devnull() -> None:
+    """Give a command started with stdout or stderr closed (``dqn-train >&-``) /dev/null in
+    their place. Python makes such a stream None; writes to it raised AttributeError (a finished
+    run exited 1 or 120 with a traceback), and the file the command opened next took the free
+    descriptor, where a library's messages to descriptor 2 would have gone into it."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 (the process's own)
 
 
 # How often a progress bar writes a line where stderr is not a terminal.

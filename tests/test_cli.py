@@ -251,6 +251,53 @@ def test_a_command_whose_reader_is_gone_finishes_its_run_and_exits_0(closed, tmp
         assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("closed", [(1,), (2,), (1, 2)], ids=["stdout", "stderr", "both"])
+def test_a_command_started_with_its_output_closed_finishes_its_run_and_exits_0(closed, tmp_path):
+    """`dqn-train >&-`, `2>&-`: Python makes a closed stream None. Writes to it raised
+    AttributeError (exit 1 or 120, a finished run's summary lost with stderr closed), and the
+    descriptor was free for the next file the run opened."""
+    import os
+
+    from tests.test_compare_bad_input import tiny_yaml  # a few-second numpy-learner run
+
+    code = "import sys; from dqn.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
+    args = ["--config", str(tiny_yaml(tmp_path)), "--run-dir", str(tmp_path / "run")]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        stdout=None if 1 in closed else subprocess.PIPE,
+        stderr=None if 2 in closed else subprocess.PIPE,
+        preexec_fn=lambda: [os.close(fd) for fd in closed],  # noqa: PLW1509 (no threads here)
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "run" / "summary.json").is_file()
+    if proc.stderr is not None:
+        assert b"Traceback" not in proc.stderr, proc.stderr
+    if proc.stdout is not None:
+        assert b"run folder: " in proc.stdout
+
+
+def test_ctrl_c_while_a_command_imports_what_it_parses_with_is_one_line(
+    tmp_path, monkeypatch, capsys
+):
+    # dqn-compare's parser imports the study's modules (scipy's statistics, most of a second)
+    # and dqn-export's first check imports what it checks with: a Ctrl-C then gave a traceback.
+    from dqn import cli, export
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "compare_parser", interrupted)
+    monkeypatch.setattr(export, "_check_out", interrupted)
+    assert cli.compare_main(["--seeds", "1"]) == 130
+    assert export.main([str(tmp_path / "run"), "--out", str(tmp_path / "m")]) == 130
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "dqn-compare: error: interrupted before the study started",
+        "dqn-export: error: interrupted; nothing written",
+    ]
+
+
 def test_once_a_write_meets_a_closed_pipe_the_streams_later_output_goes_nowhere():
     """The interpreter flushes the stream itself once more at exit: text written after the
     first failure (the summary) raised there, 'Exception ignored' and exit code 120."""

@@ -495,3 +495,46 @@ def test_workers_of_a_killed_study_stop_with_a_checkpoint_and_leave(tmp_path):
     assert done.returncode == 0, (done.stderr, [p.read_text() for p in out.rglob("error.txt")])
     total = int(SETTINGS["total_env_steps"])
     assert all(last_env_step(out / "runs" / name) == total for name in RUNS)
+
+
+def _blocked_signals(queue) -> None:
+    queue.put(sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+
+
+def test_workers_start_with_the_stop_signals_held_and_none_is_lost():
+    # A Ctrl-C to the group while a worker was still importing killed it half-started (its
+    # handlers were not set yet): the study said its runs had crashed and exited 1. Workers now
+    # start with SIGINT and SIGTERM blocked, inherited through spawn's exec, and release them
+    # once their handlers are set; in the study's process a signal held meanwhile is delivered
+    # when released.
+    import multiprocessing as mp
+
+    from dqn.local_backend import _signals_held
+
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    got = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: got.append(signum))
+    try:
+        with _signals_held():
+            child = context.Process(target=_blocked_signals, args=(queue,))
+            child.start()
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert got == []  # held
+        assert got == [signal.SIGTERM]  # delivered once released
+        child.join(60)
+        assert {int(signal.SIGINT), int(signal.SIGTERM)} <= set(queue.get(timeout=5))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_worker_that_died_once_the_study_was_stopped_counts_as_stopped():
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from dqn.local_backend import _result
+
+    dead = Future()
+    dead.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+    assert _result(dead, lambda why: f"crashed: {why}", stopping=True) is None
+    assert _result(dead, lambda why: f"crashed: {why}").startswith("crashed: its worker")
