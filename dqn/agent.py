@@ -29,7 +29,7 @@ from dqn.config import DQNConfig, check_is_config, total_grad_steps
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
 from dqn.envs import check_spaces
 from dqn.errors import ConfigError, InputError, first_line
-from dqn.finite import all_finite
+from dqn.finite import all_finite, check_epsilon
 from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NetworkFn, NumpyMLP, build_mlp, is_default_mlp
@@ -72,15 +72,6 @@ def _make_learner(
         warn_threads_fixed(config.num_threads, "training this network")
     share = None if custom_network else shared_key(config, net.shapes)
     return TFLearner(net.forward, loss_fn, config, sizes[0], flat, share)
-
-
-def _check_epsilon(epsilon: float) -> None:
-    try:
-        ok = bool(0.0 <= epsilon <= 1.0)  # NaN too
-    except (TypeError, ValueError):  # None, a string, an array of several
-        ok = False
-    if not ok:
-        raise InputError(f"epsilon must be in [0, 1], got {epsilon!r:.60}")
 
 
 def _shape(obs) -> tuple[int, ...] | None:
@@ -297,7 +288,7 @@ class DQNAgent:
 
     def act(self, obs: np.ndarray, epsilon: float = 0.0) -> int:
         """Epsilon-greedy action for one observation (greedy when epsilon is 0)."""
-        _check_epsilon(epsilon)
+        check_epsilon(epsilon)
         check_one_observation(obs, self.obs_dim, " (act_batch takes [n, obs_dim])")
         obs = checked_observations(obs, "act")
         if epsilon > 0.0 and self.rng.random() < epsilon:
@@ -314,7 +305,7 @@ class DQNAgent:
             raise InputError(
                 f"act_batch takes observations of shape [n, {self.obs_dim}], got {got}"
             )
-        _check_epsilon(epsilon)
+        check_epsilon(epsilon)
         obs = checked_observations(obs, "act_batch")  # (errors name this call, not act)
         n = len(obs)
         if n == 1:

@@ -11,6 +11,7 @@ import numpy as np
 from dqn.config import MAX_EVAL_EPISODES, episode_seeds_fit
 from dqn.envs import checked_obs, checked_reward, env_error, env_name, non_finite_rows
 from dqn.errors import InputError, NonFiniteEnvError, UnsupportedSpaceError
+from dqn.finite import check_epsilon
 from dqn.lockstep import lockstep
 
 # A greedy episode this long is one that may never end: an env of the user's own registered
@@ -60,12 +61,7 @@ def evaluate(
     Atari DQN papers evaluate at 0.05), drawn from a generator seeded with ``seed``, not the
     agent's own: the same call gives the same returns, and the agent's RNG is left as it was.
     """
-    try:  # None or a string: Python's own TypeError
-        in_range = not isinstance(epsilon, bool) and 0.0 <= epsilon <= 1.0
-    except TypeError:
-        in_range = False
-    if not in_range:
-        raise InputError(f"epsilon must be in [0, 1], got {epsilon!r}")
+    epsilon = check_epsilon(epsilon)
     # numpy's integers (a seed from np.arange) as Python's: gymnasium's reset takes only those.
     seed, episodes = _integer(seed, "seed"), _integer(episodes, "episodes")
     explore = np.random.default_rng([seed, 3]) if epsilon > 0 else None

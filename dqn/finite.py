@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from dqn.errors import InputError
+
 F32_MAX = float(np.finfo(np.float32).max)
 F32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32
 
@@ -41,3 +43,15 @@ def as_float32(values) -> np.ndarray:
         return values
     with np.errstate(over="ignore"):
         return values.astype(np.float32)
+
+
+def check_epsilon(epsilon) -> float:
+    """``epsilon`` as a float if it is a probability, else an InputError: NaN, None, a string,
+    a bool (True is no rate) and an array of several are refused with the others."""
+    try:
+        ok = not isinstance(epsilon, bool) and bool(0.0 <= epsilon <= 1.0)  # NaN too
+    except (TypeError, ValueError):  # None, a string, an array of several
+        ok = False
+    if not ok:
+        raise InputError(f"epsilon must be in [0, 1], got {epsilon!r:.60}")
+    return float(epsilon)
