@@ -23,7 +23,6 @@ Nothing couples members: a member's trajectory depends only on its own config an
 from __future__ import annotations
 
 import operator
-import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from dqn.population_files import (
     Network,
     read_population,
     read_step_marker,
+    relative,
     trained_past,
     write_population,
 )
@@ -293,7 +293,7 @@ def _resume_population(
     for config, run_dir in running:
         if not Path(run_dir).is_dir():
             raise CheckpointError(
-                f"population {out}: member {_relative(run_dir, out)}'s run folder is missing"
+                f"population {out}: member {relative(run_dir, out)}'s run folder is missing"
             )
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
     step = _common_good_step(running, marker, out)
@@ -329,7 +329,7 @@ def _common_good_step(running: list, marker: int, out: Path) -> int:
             try:
                 verify_checkpoint(checkpoint_dir(run_dir, step))
             except CheckpointError as exc:
-                first_problem = first_problem or f"member {_relative(run_dir, out)}: {exc}"
+                first_problem = first_problem or f"member {relative(run_dir, out)}: {exc}"
                 break
         else:
             if step != marker:
@@ -346,7 +346,7 @@ def _common_good_step(running: list, marker: int, out: Path) -> int:
         # (what a dqn-compare rerun does with such a chunk). Moving the member away only
         # made the next resume refuse its missing folder.
         raise CheckpointError(
-            f"population {out} cannot resume: member {_relative(run_dir, out)} has checkpoints "
+            f"population {out} cannot resume: member {relative(run_dir, out)} has checkpoints "
             f"only past the population's env step {marker} (newest: {newest}), as a run trained "
             "on without the population has; continue each member alone instead: "
             "dqn.loop.resume(member_folder), or dqn-train --resume MEMBER_FOLDER"
@@ -460,10 +460,6 @@ def _slot(config, run_dir, env, replay, rng, loop, metrics) -> Slot:
         threshold=solve_return(config, eval_env),
         bound=q_bound(config, eval_env),
     )
-
-
-def _relative(path: Path, start: Path) -> str:
-    return os.path.relpath(path.resolve(), start.resolve())
 
 
 __all__ = [

@@ -90,6 +90,12 @@ def trained_past(run_dir: Path, marker: int) -> int | None:
     return max(steps) if steps and min(steps) > marker else None
 
 
+def relative(path: Path, start: Path) -> str:
+    """``path`` relative to ``start``, both resolved: how population.json names a member's run
+    folder, and how messages name it."""
+    return os.path.relpath(path.resolve(), start.resolve())
+
+
 def write_population(
     out: Path,
     members: Sequence[tuple[str, int]],
@@ -104,7 +110,7 @@ def write_population(
         {
             "label": label,
             "seed": seed,
-            "run_dir": os.path.relpath(Path(d).resolve(), Path(out).resolve()),
+            "run_dir": relative(Path(d), Path(out)),
             "config": c.to_dict(),
         }
         for (label, seed), d, c in zip(members, run_dirs, configs, strict=True)
@@ -186,6 +192,8 @@ __all__ = [
     "Network",
     "read_population",
     "read_step_marker",
+    "relative",
     "trained_past",
+    "write_population",
     "write_step_marker",
 ]

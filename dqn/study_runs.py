@@ -467,10 +467,12 @@ def write_plans(tasks: list[Task]) -> None:
     from dqn.population_files import write_population
 
     for _, worker, args in tasks:
-        jobs, folder = (args[0], Path(args[1])) if worker is _population_worker else ((), None)
+        if worker is not _population_worker:
+            continue
+        jobs, folder = args[0], Path(args[1])
         # A plan there already is rewritten: the same, or one of a rerun with other settings
         # before the chunk ever started (its runs hold nothing to refuse the new settings by).
-        if folder is None or (folder / POPULATION_FILE).exists():
+        if (folder / POPULATION_FILE).exists():
             continue
         configs = [DQNConfig.from_dict(job.config) for job in jobs]
         folder.mkdir(parents=True, exist_ok=True)
