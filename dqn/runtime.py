@@ -166,15 +166,8 @@ def import_tensorflow_quietly(num_threads: int = 1):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import sys
 
-    if sys.stderr is not None:  # None: started with stderr closed
-        sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # descriptor 2 closed: nothing to mute
-        configure_tensorflow(num_threads)
-        import tensorflow as tf
-
-        return tf
+    sys.stderr.flush()
+    saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)

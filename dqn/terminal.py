@@ -75,15 +75,9 @@ def outlive_readers() -> tuple[TextIO, TextIO]:
     keeps this for its life: its warnings share the study's stderr). Returns the streams it
     replaced."""
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _survivor(sys.stdout), _survivor(sys.stderr)
+    if not isinstance(sys.stdout, _Survivor):
+        sys.stdout, sys.stderr = _Survivor(sys.stdout), _Survivor(sys.stderr)
     return saved
-
-
-def _survivor(stream: TextIO | None) -> TextIO | None:
-    """``stream`` as a _Survivor; None stays None: Python's stream for a descriptor that was
-    closed when it started (``dqn-train >&-``), to which print writes nothing (wrapped, every
-    write raised AttributeError, and a finished run exited 120 with a traceback)."""
-    return stream if stream is None or isinstance(stream, _Survivor) else _Survivor(stream)
 
 
 def command(main: Callable[..., int]) -> Callable[..., int]:
@@ -101,8 +95,7 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
             # exit, where a gone reader gave "Exception ignored ... BrokenPipeError", exit 120.
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(OSError, ValueError):
-                    if stream is not None:  # a descriptor closed when the process started
-                        stream.flush()
+                    stream.flush()
             sys.stdout, sys.stderr = saved
 
     return run
