@@ -509,6 +509,7 @@ def test_resume_refuses_a_checkpoint_whose_observations_are_of_another_shape(tin
         prepare_resume(tiny_run_copy)
 
 
+A_CHECKPOINTED_RUN = {"metrics.csv": "", "checkpoints/step-000000600/metrics.csv": ""}
 # Folders the package writes that are not a run: resuming one says what it is and what resumes it.
 NOT_RUNS = {
     "population": (
@@ -532,14 +533,8 @@ NOT_RUNS = {
     ),
     # A checkpoint holds a metrics.csv: it was called a run with none yet, "train it again ...
     # after deleting this one" (a good checkpoint), and checkpoints/ a folder of such runs.
-    "a run's checkpoint": (
-        {"metrics.csv": "", "checkpoints/step-000000600/metrics.csv": ""},
-        "it is one of the checkpoints of the run ",
-    ),
-    "a run's checkpoints folder": (
-        {"metrics.csv": "", "checkpoints/step-000000600/metrics.csv": ""},
-        "it is the checkpoints folder of the run ",
-    ),
+    "a run's checkpoint": (A_CHECKPOINTED_RUN, "it is one of the checkpoints of the run "),
+    "a run's checkpoints folder": (A_CHECKPOINTED_RUN, "it is the checkpoints folder of the run "),
 }
 RESUMED = {
     "a study's population": "f/populations/p",

@@ -63,58 +63,30 @@ def only_latest(run_dir: Path) -> Path:
 
 
 # ---------------------------------------------------------------------- dqn-train: config
-def not_yaml(tmp):
-    (tmp / "bad.yaml").write_text("loss: [huber\n")
-    return ["--config", tmp / "bad.yaml"]
+def config_file(text: str, name: str = "bad.yaml"):
+    """A case's arguments: ``--config``, a file of ``text`` written in the case's folder."""
+
+    def args(tmp):
+        (tmp / name).write_text(text)
+        return ["--config", tmp / name]
+
+    return args
 
 
-def unknown_key_yaml(tmp):
-    (tmp / "bad.yaml").write_text("gamma: 0.9\nlearning_rat: 0.1\n")
-    return ["--config", tmp / "bad.yaml"]
-
-
-def deep_yaml(tmp):
-    (tmp / "bad.yaml").write_text("hidden_sizes: " + "[" * 5000 + "]" * 5000 + "\n")
-    return ["--config", tmp / "bad.yaml"]
-
-
-def list_yaml(tmp):
-    (tmp / "bad.yaml").write_text("- gamma\n- 0.9\n")
-    return ["--config", tmp / "bad.yaml"]
-
-
-def variants_yaml(tmp):
-    (tmp / "sweep.yaml").write_text("l2: {loss: l2}\nhuber: {loss: huber}\n")
-    return ["--config", tmp / "sweep.yaml"]
-
-
-def repeated_key_yaml(tmp):
-    # Plain YAML keeps the last value: the first would be ignored without a word.
-    (tmp / "bad.yaml").write_text("seed: 1\ngamma: 0.9\nseed: 2\n")
-    return ["--config", tmp / "bad.yaml"]
-
-
-def number_key_yaml(tmp):
-    (tmp / "bad.yaml").write_text("1: 2\ngamma: 0.9\n")
-    return ["--config", tmp / "bad.yaml"]
-
-
-def tagged_value_yaml(tmp):
-    # PyYAML's safe constructors raise a bare ValueError here: it was a traceback, exit 1.
-    (tmp / "bad.yaml").write_text("gamma: 0.9\nseed: !!int 1e3\n")
-    return ["--config", tmp / "bad.yaml"]
-
-
-def merged_twice_yaml(tmp):
-    # Plain YAML keeps the second `<<` and drops the first's seed without a word.
-    (tmp / "bad.yaml").write_text("a: &a {seed: 1}\nb: &b {seed: 2}\nc:\n  <<: *a\n  <<: *b\n")
-    return ["--config", tmp / "bad.yaml"]
-
-
-def mapping_key_typo_yaml(tmp):
-    # Every value a mapping looks like a variants file; the key is a typo of env_kwargs.
-    (tmp / "bad.yaml").write_text("env_kwarg: {max_episode_steps: 200}\n")
-    return ["--config", tmp / "bad.yaml"]
+not_yaml = config_file("loss: [huber\n")
+unknown_key_yaml = config_file("gamma: 0.9\nlearning_rat: 0.1\n")
+deep_yaml = config_file("hidden_sizes: " + "[" * 5000 + "]" * 5000 + "\n")
+list_yaml = config_file("- gamma\n- 0.9\n")
+variants_yaml = config_file("l2: {loss: l2}\nhuber: {loss: huber}\n", "sweep.yaml")
+# Plain YAML keeps the last value: the first would be ignored without a word.
+repeated_key_yaml = config_file("seed: 1\ngamma: 0.9\nseed: 2\n")
+number_key_yaml = config_file("1: 2\ngamma: 0.9\n")
+# PyYAML's safe constructors raise a bare ValueError here: it was a traceback, exit 1.
+tagged_value_yaml = config_file("gamma: 0.9\nseed: !!int 1e3\n")
+# Plain YAML keeps the second `<<` and drops the first's seed without a word.
+merged_twice_yaml = config_file("a: &a {seed: 1}\nb: &b {seed: 2}\nc:\n  <<: *a\n  <<: *b\n")
+# Every value a mapping looks like a variants file; the key is a typo of env_kwargs.
+mapping_key_typo_yaml = config_file("env_kwarg: {max_episode_steps: 200}\n")
 
 
 def unimportable_env(tmp):
