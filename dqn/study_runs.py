@@ -399,16 +399,13 @@ def _train_chunk(
     return True  # ended, the members the guard stopped included: a study passes no on_eval
 
 
-def _same_population(
-    out: Path, configs: list[DQNConfig], run_dirs: list[Path], name: str = POPULATION_FILE
-) -> bool:
-    """True if ``out`` holds the population (or, ``name`` PLAN_FILE, the plan) of exactly these
-    runs, in this order."""
+def _same_population(out: Path, configs: list[DQNConfig], run_dirs: list[Path]) -> bool:
+    """True if ``out`` holds the population of exactly these runs, in this order."""
     from dqn.errors import CheckpointError
     from dqn.population_files import read_population
 
     try:
-        saved, dirs = read_population(out, name)
+        saved, dirs = read_population(out)
     except (CheckpointError, OSError):
         return False
     same_dirs = [d.resolve() for d in dirs] == [d.resolve() for d in run_dirs]
@@ -511,9 +508,8 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
     chunks: list[tuple[list[Job], Path]] = []
     folders = (out / "populations").glob("*") if (out / "populations").is_dir() else ()
     for folder in sorted(folders):
-        name = POPULATION_FILE
         try:
-            _, dirs = read_population(folder)
+            saved, dirs = read_population(folder)
         except (CheckpointError, OSError) as exc:
             # A damaged list, or a lost one beside a step marker, says nothing of which runs
             # trained together, and such a run continued alone would not be the study's run.
@@ -526,17 +522,17 @@ def _resumable_chunks(out: Path, group: list[Job]) -> list[tuple[list[Job], Path
             # Never started: its plan, if the study wrote it down (else nothing trained there,
             # and its runs are chunked afresh).
             try:
-                name, (_, dirs) = PLAN_FILE, read_population(folder, PLAN_FILE)
+                saved, dirs = read_population(folder, PLAN_FILE)
             except (CheckpointError, OSError):
                 continue
         jobs = [by_dir.get(d.resolve()) for d in dirs]
         if None in jobs or any(job in chunk for chunk, _ in chunks for job in jobs):
             continue
-        configs = [DQNConfig.from_dict(job.config) for job in jobs]
-        runs = [Path(job.folder) / STUDY_RUN for job in jobs]
-        if not _same_population(folder, configs, runs, name):
+        # Its runs are these jobs' by construction; their settings must be these too (the
+        # list read once: _same_population would read it again).
+        if saved != [DQNConfig.from_dict(job.config) for job in jobs]:
             continue
-        if not _trained_alone(folder, runs):
+        if not _trained_alone(folder, [Path(job.folder) / STUDY_RUN for job in jobs]):
             chunks.append((jobs, folder))
     return chunks
 
