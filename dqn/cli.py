@@ -126,7 +126,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             "--loss, --seed, --set, --run-dir or --init-from",
         )
     try:
-        with one_line_warnings(prog):
+        # SIGTERM (`timeout`, `kill`) before the loop takes over the signals says so in one line,
+        # as Ctrl-C does, instead of ending the process silently.
+        with sigterm_as_ctrl_c(), one_line_warnings(prog):
             result = _resume(args) if args.resume is not None else _train(args)
     except TrainingInterrupted as stop:  # its checkpoint is saved: summed up as any stopped run
         result = stop.result
@@ -231,16 +233,19 @@ def _train(args: argparse.Namespace):
     except OSError as exc:  # nothing is written yet: no "checkpoints written before" to speak of
         where = run_dir if run_dir is not None else output_folder(config)
         raise DQNError(f"cannot create the run folder in {where}: {os_problem(exc)}") from None
-    quiet_tensorflow(config.num_threads)
-    from dqn.loop import train
-
     try:
+        quiet_tensorflow(config.num_threads)
+        from dqn.loop import train
+
         return train(
             config, run_dir=run_dir, progress=not args.no_progress, init_from=args.init_from
         )
-    except DQNError:
-        # Refused before it wrote anything (an --init-from agent whose network does not fit):
-        # the folders made for it go too, as if the refusal had come before them.
+    except (DQNError, KeyboardInterrupt) as exc:
+        # Refused before it wrote anything (an --init-from agent whose network does not fit), or
+        # stopped by a signal before the loop: the folders made for it go too, as if the refusal
+        # had come before them (a signal in the loop leaves the run's files: a checkpoint or not).
+        if getattr(exc, "run_dir", None) is not None:
+            raise
         for folder in ([run_dir] if args.run_dir is None else []) + made:
             if not folder.is_dir() or any(folder.iterdir()):
                 break
@@ -388,28 +393,33 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if not 0.0 <= args.epsilon <= 1.0:
         return fail(prog, f"--epsilon must be in [0, 1], got {args.epsilon}")
     try:
-        from dqn.agent_files import read_newest
-        from dqn.envs import config_env
-        from dqn.render import check_gif_path, record_gif
-
-        if args.gif is not None:
-            check_gif_path(args.gif)  # before the agent is loaded and evaluated
-        with one_line_warnings(prog):
-            agent = read_newest(args.path, functools.partial(_checked_then_loaded, args.imports))
-        from dqn.evaluation import evaluate
-
-        env = config_env(agent.config)
-        mean, std, returns = evaluate(agent, env, args.episodes, args.seed, args.epsilon)
-        if args.gif is not None:
-            frames, steps, gif_return = record_gif(
-                agent, agent.config.env_id, args.gif, args.seed, agent.config.env_kwargs
-            )
+        with sigterm_as_ctrl_c():  # `timeout`, `kill`: one line, as for Ctrl-C
+            return _evaluate(args, prog)
     except DQNError as exc:
         return fail(prog, exc)
     except OSError as exc:  # unreadable, or a checkpoint a training run pruned as it was read
         return fail(prog, f"cannot read {args.path}: {os_problem(exc)}")
-    except KeyboardInterrupt as exc:  # Ctrl-C: it writes nothing, so it stops where it is
+    except KeyboardInterrupt as exc:  # it writes nothing but the GIF, and that whole or not
         return fail(prog, "interrupted", interrupted_code(exc))
+
+
+def _evaluate(args: argparse.Namespace, prog: str) -> int:
+    from dqn.agent_files import read_newest
+    from dqn.envs import config_env
+    from dqn.render import check_gif_path, record_gif
+
+    if args.gif is not None:
+        check_gif_path(args.gif)  # before the agent is loaded and evaluated
+    with one_line_warnings(prog):
+        agent = read_newest(args.path, functools.partial(_checked_then_loaded, args.imports))
+    from dqn.evaluation import evaluate
+
+    env = config_env(agent.config)
+    mean, std, returns = evaluate(agent, env, args.episodes, args.seed, args.epsilon)
+    if args.gif is not None:
+        frames, steps, gif_return = record_gif(
+            agent, agent.config.env_id, args.gif, args.seed, agent.config.env_kwargs
+        )
     policy = "greedy" if args.epsilon == 0 else f"epsilon-greedy (epsilon {args.epsilon:g})"
     print(
         f"{agent.config.env_id}: {policy} return {_returns(mean, std, *returns)} over "

@@ -3,8 +3,10 @@
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +72,42 @@ def test_ctrl_c_during_dqn_evaluate_prints_one_line_and_exits_130(tiny_run, monk
     monkeypatch.setattr(evaluation, "evaluate", stopped)
     assert evaluate_main([str(tiny_run), "--episodes", "1"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["dqn-evaluate: error: interrupted"]
+
+
+def test_sigterm_during_dqn_evaluate_prints_one_line_and_exits_143(tiny_run, monkeypatch, capsys):
+    # `timeout 60 dqn-evaluate RUN` ended it silently with 143, no line saying why.
+    from dqn import evaluation
+    from dqn.cli import evaluate_main
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises here
+
+    monkeypatch.setattr(evaluation, "evaluate", signalled)
+    assert evaluate_main([str(tiny_run), "--episodes", "1"]) == 143
+    assert capsys.readouterr().err.strip().splitlines() == ["dqn-evaluate: error: interrupted"]
+
+
+@pytest.mark.parametrize("run_dir", [True, False], ids=["--run-dir", "output_dir"])
+def test_sigterm_before_the_loop_says_so_and_takes_away_the_folders_it_made(
+    run_dir, tmp_path, monkeypatch, capsys
+):
+    # `timeout` or `kill` while TensorFlow imported ended dqn-train silently (143) and left an
+    # empty run folder behind, which a later --run-dir of the same name then refused.
+    from dqn import cli
+
+    def signalled(num_threads=1):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler raises here
+
+    monkeypatch.setattr(cli, "quiet_tensorflow", signalled)
+    where = tmp_path / "new" / "deeper"
+    args = ["--run-dir", str(where / "run")] if run_dir else ["--set", f"output_dir={where}"]
+    assert cli.train_main([*args, "--set", "total_env_steps=2000"]) == 143
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["dqn-train: error: interrupted before training started"], lines
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back
 
 
 class Stream(io.StringIO):
