@@ -22,6 +22,7 @@ Nothing couples members: a member's trajectory depends only on its own config an
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,7 +43,7 @@ from dqn.config import DQNConfig, check_is_config, output_folder
 from dqn.divergence import q_bound
 from dqn.envs import check_spaces, checked_obs, config_env, solve_return
 from dqn.envstate import restore_env_state
-from dqn.errors import CheckpointError, ConfigError, raise_if_signalled
+from dqn.errors import CheckpointError, ConfigError, raise_if_signalled, writing
 from dqn.io import check_named, hold_folders
 from dqn.learner import LearnerArrays
 from dqn.loop import check_on_eval
@@ -97,6 +98,14 @@ class Member:
                 f"member {self.label!r}: overrides must map config keys to values, "
                 f"got {self.overrides!r}"
             )
+        try:  # a numpy integer is an int; 1.0, "1" and True are not seeds (as in a pair)
+            if isinstance(self.seed, bool):
+                raise TypeError
+            object.__setattr__(self, "seed", operator.index(self.seed))
+        except TypeError:
+            raise ConfigError(
+                f"member {self.label!r}: seed must be an integer, got {self.seed!r}"
+            ) from None
         if bad := [k for k in self.overrides if not isinstance(k, str)]:
             raise ConfigError(f"member {self.label!r}: config keys must be strings, got {bad[0]!r}")
         if owned := [k for k in self.overrides if k in MEMBER_OWNS]:
@@ -116,12 +125,17 @@ def as_member(item: Member | tuple, index: int = 0) -> Member:
         overrides, seed = item
         if isinstance(seed, bool):
             raise TypeError
-        overrides, seed = dict(overrides or {}), operator.index(seed)  # 1.7 is not a seed
+        seed = operator.index(seed)  # 1.7 is not a seed
+        # None for no overrides; anything else must be a mapping (a list of pairs, 0 or "" was
+        # taken as one, or as none, without a word)
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise TypeError
     except (TypeError, ValueError):
         raise ConfigError(
-            f"a member is a Member or an (overrides, seed) pair, got {item!r}"
+            f"a member is a Member or an (overrides, seed) pair, overrides a mapping of config "
+            f"keys to values (or None), got {item!r}"
         ) from None
-    return Member(overrides, seed, f"member{index}")
+    return Member(dict(overrides or {}), seed, f"member{index}")
 
 
 def train_population(
@@ -146,7 +160,8 @@ def train_population(
 
     Returns one ``MemberResult`` per member, in order. A member whose training diverges does
     not raise, as ``train`` does: it is stopped, its ``diverged`` holds the reason (its
-    ``final_eval_mean`` is NaN, its folder says so too), and the others go on.
+    ``final_eval_mean`` is its last periodic evaluation's, NaN before its first, as for a run
+    stopped early; its folder's summary.json says so too), and the others go on.
 
     ``on_eval(row, member)`` is ``train``'s, per member: called after each member's evaluation
     with its metrics.csv row and a ``dqn.member_agent.MemberAgent`` (``index``, ``config``,
@@ -245,7 +260,15 @@ def _train_population(
         checkpoint.check_new_folder(folder, "run folder", resume, nested_ok=mine)
     # Held while it trains: a resume of the population, or of a member's run, from another
     # process is refused rather than writing the same files.
-    with hold_folders([out, *run_dirs]):
+    with contextlib.ExitStack() as held:
+        # A folder that cannot be made (under a file, on a read-only disk) is named in one line,
+        # as train names its run folder; the folders held before it are let go (and removed if
+        # this call made them).
+        for what, folder in [("the population folder", out)] + [
+            ("the run folder", d) for d in run_dirs
+        ]:
+            with writing(what, folder):
+                held.enter_context(hold_folders([Path(folder)]))
         write_population(out, [(m.label, m.seed) for m in members], run_dirs, configs)
         (out / STEP_FILE).unlink(missing_ok=True)
         loop = _new_loop(configs, [Path(d) for d in run_dirs], out, log_tensorboard)

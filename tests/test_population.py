@@ -527,6 +527,41 @@ def test_pairs_get_one_folder_each_and_a_clash_is_refused(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.parametrize("overrides", [0, "", False, [("loss", "l2")]])
+def test_overrides_that_are_not_a_mapping_are_refused_not_taken_as_none(overrides, tmp_path):
+    # `dict(overrides or {})` trained the base config for 0, "" or False, and took a list of
+    # pairs as a mapping, without a word.
+    with pytest.raises(ConfigError, match="overrides a mapping of config keys"):
+        train_population(BASE, [(overrides, 0)], out_dir=tmp_path / "p", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_members_seed_is_an_integer_as_in_a_pair(tmp_path):
+    # Member({}, np.int64(1)) got as far as population.json and raised "Object of type int64 is
+    # not JSON serializable"; Member({}, 1.0) and Member({}, "1") trained, folder "...-seed1.0".
+    assert type(Member({}, np.int64(1)).seed) is int
+    for bad in (1.0, "1", True, None):
+        with pytest.raises(ConfigError, match=f"member 'm': seed must be an integer, got {bad!r}"):
+            Member({}, bad, "m")
+
+
+@pytest.mark.parametrize("which", ["out_dir", "run_dirs"])
+def test_a_folder_that_cannot_be_made_is_named_in_one_line(which, tmp_path):
+    # hold_folders made the folders outside train's `writing`: a raw NotADirectoryError.
+    from dqn.errors import OutputError
+
+    (tmp_path / "afile").write_text("")
+    where = tmp_path / "afile" / "x"
+    folders = {"out_dir": where} if which == "out_dir" else {"out_dir": tmp_path / "p"}
+    if which == "run_dirs":
+        folders["run_dirs"] = [where]
+    with pytest.raises(
+        OutputError, match=f"^cannot write the .* folder {where}: .*afile is a file$"
+    ):
+        train_population(BASE, [({}, 0)], progress=False, **folders)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # "p" made, then taken away
+
+
 @pytest.mark.parametrize(
     "members, out, run_dirs, fragment",
     [
