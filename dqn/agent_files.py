@@ -216,6 +216,8 @@ def check_config_env(agent_dir: Path, config: DQNConfig, meta: AgentMeta) -> Non
         return
     except DQNError as exc:  # an env whose spaces DQN cannot handle was never trained here
         raise corrupt_file(agent_dir / "config.yaml", f"env_id: {exc}") from None
+    except Exception:  # noqa: BLE001 (the env's own __init__ failed: a simulator not running)
+        return
     if sizes != (meta.obs_dim, meta.n_actions):
         raise corrupt_file(
             agent_dir / "config.yaml",

@@ -40,6 +40,7 @@ from dqn.errors import (
     TrainingInterrupted,
     WorkerError,
     os_problem,
+    raised_by_env,
 )
 from dqn.terminal import command
 
@@ -141,6 +142,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return fail(prog, exc)
     except OSError as exc:
+        if raised_by_env(exc):
+            raise
         return fail(
             prog,
             f"cannot write the run: {os_problem(exc)}; the checkpoints written before are intact",
@@ -398,6 +401,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return fail(prog, exc)
     except OSError as exc:  # unreadable, or a checkpoint a training run pruned as it was read
+        if raised_by_env(exc):
+            raise
         return fail(prog, f"cannot read {args.path}: {os_problem(exc)}")
     except KeyboardInterrupt as exc:  # it writes nothing but the GIF, and that whole or not
         return fail(prog, "interrupted", interrupted_code(exc))
@@ -601,6 +606,8 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return fail(prog, exc)
     except OSError as exc:
+        if raised_by_env(exc):
+            raise
         return fail(prog, f"cannot write to {args.out}: {os_problem(exc)}")
     except KeyboardInterrupt as exc:  # before the runs started, or a second signal
         return fail(

@@ -50,8 +50,8 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     try:
         return gym.make(env_id, **kwargs)
     except TypeError as exc:
-        if not kwargs:
-            raise
+        if not kwargs or "keyword argument" not in str(exc):
+            raise  # a bug in the env's own __init__, not a keyword it does not take
         # A keyword the env does not take (config key env_kwargs): gymnasium's TypeError names
         # the keyword; the env's own __init__ is the only list of the ones it takes.
         raise ConfigError(
@@ -271,6 +271,18 @@ def checked_reward(reward, env: gym.Env) -> float:
     )
 
 
+def checked_flag(flag, name: str, env: gym.Env) -> bool:
+    """``terminated`` or ``truncated`` as a bool, or an UnsupportedSpaceError if it is not one
+    (a None stopped the loop with a TypeError in dqn's own code)."""
+    if isinstance(flag, (bool, int, np.bool_, np.integer)):
+        return bool(flag)
+    if isinstance(flag, np.ndarray) and flag.ndim == 0 and flag.dtype.kind in "biu":
+        return bool(flag)
+    raise UnsupportedSpaceError(
+        f"env {env_name(env)} returned {name} {flag!r:.60}: terminated and truncated are bools"
+    )
+
+
 # ---------------------------------------------------------------------- NaN and inf
 def _why(values: np.ndarray) -> str:
     if np.isfinite(values).all():
@@ -358,6 +370,8 @@ class OneEnv:
     def step(self, actions: np.ndarray) -> EnvSteps:
         next_obs, reward, terminated, truncated, _ = self.env.step(int(actions[0]))
         next_obs = checked_obs(next_obs, self.shape, self.env)
+        terminated = checked_flag(terminated, "terminated", self.env)
+        truncated = checked_flag(truncated, "truncated", self.env)
         obs = next_obs
         if terminated or truncated:
             obs = checked_obs(self.env.reset()[0], self.shape, self.env)

@@ -2,6 +2,7 @@
 (divergence), 1 (a study's worker crashed) or 128 + the signal (a study interrupted)."""
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,24 @@ def few(names: list[str], most: int = 3) -> str:
     """A few names for a one-line message: "a, b, c and 4 more"."""
     more = f" and {len(names) - most} more" if len(names) > most else ""
     return ", ".join(names[:most]) + more
+
+
+def raised_by_env(exc: BaseException) -> bool:
+    """True if ``exc`` came out of an env's own code: a frame it passed through is a method of a
+    gymnasium env, wrapper or vector env (its ``__init__`` too). An OSError from there is the
+    env's (a level file its reset reads, a simulator it connects to), not a file of the run's:
+    the commands let it through with its traceback, as any other error of the env's, instead of
+    naming it as a folder they could not write or read."""
+    gym = sys.modules.get("gymnasium")
+    if gym is None or isinstance(exc, DQNError):
+        return False
+    kinds = (gym.Env, gym.vector.VectorEnv)
+    tb = exc.__traceback__
+    while tb is not None:
+        if isinstance(tb.tb_frame.f_locals.get("self"), kinds):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class DQNError(Exception):

@@ -41,7 +41,14 @@ from dqn.command_line import (
     one_line_warnings,
     sigterm_as_ctrl_c,
 )
-from dqn.errors import CheckpointError, DQNError, OutputError, first_line, writing
+from dqn.errors import (
+    CheckpointError,
+    DQNError,
+    OutputError,
+    first_line,
+    raised_by_env,
+    writing,
+)
 from dqn.io import check_named, followed, mount_point_problem
 from dqn.terminal import command
 
@@ -94,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DQNError as exc:
         return fail(PROG, exc)
     except OSError as exc:
+        if raised_by_env(exc):
+            raise
         return fail(PROG, f"cannot read {args.path}: {exc.strerror or exc}")
 
     def write(folder: Path) -> None:  # called once the temporary folder exists
@@ -117,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (written and isinstance(exc, KeyboardInterrupt)):
             if isinstance(exc, DQNError):
                 return fail(PROG, exc)
-            if isinstance(exc, OSError):
+            if isinstance(exc, OSError) and not raised_by_env(exc):
                 return fail(PROG, f"cannot write {out}: {exc.strerror or exc}")
             if isinstance(exc, KeyboardInterrupt):
                 return fail(PROG, "interrupted; nothing written", interrupted_code(exc))

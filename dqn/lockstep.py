@@ -26,7 +26,7 @@ import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
-from dqn.envs import checked_obs, checked_reward
+from dqn.envs import checked_flag, checked_obs, checked_reward
 from dqn.envstate import wrapper_chain
 
 _PHYSICS = (
@@ -67,8 +67,8 @@ class Lockstep:
                 len(out), -1
             ),
             np.array([checked_reward(o[1], e) for o, e in zip(out, envs)], np.float64),
-            np.array([o[2] for o in out], bool),
-            np.array([o[3] for o in out], bool),
+            np.array([checked_flag(o[2], "terminated", e) for o, e in zip(out, envs)], bool),
+            np.array([checked_flag(o[3], "truncated", e) for o, e in zip(out, envs)], bool),
         )
 
     def sync(self) -> None:

@@ -225,3 +225,111 @@ def test_an_env_s_own_error_in_a_vector_env_is_passed_on_as_it_is(tmp_path):
     config = DQNConfig(**TINY_RUN).replace(env_id=env_id, num_envs=2)
     with pytest.raises(ValueError, match="^the simulator lost its licence$"):
         train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+
+
+class FlagEnv(SloppyEnv):
+    """Returns ``truncated`` as ``flag`` (None: a flag it forgot to compute)."""
+
+    def __init__(self, flag):
+        super().__init__(10**9, None, None)
+        self.flag = flag
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(4, np.float32), 1.0, self.t >= 20, self.flag, {}
+
+
+@pytest.mark.parametrize("population", [False, True], ids=["run", "population"])
+def test_a_done_flag_that_is_not_a_bool_is_named(population, tmp_path):
+    # truncated=None stopped a run with "TypeError: unsupported operand type(s) for |" raised in
+    # dqn/loop.py, a line of dqn's own.
+    from dqn import train_population
+
+    env_id = register_once("DqnTestFlagNone-v0", FlagEnv, kwargs={"flag": None})
+    config = DQNConfig(**TINY_RUN).replace(env_id=env_id, learner="numpy")
+    fragment = "env 'DqnTestFlagNone-v0' returned truncated None: terminated and truncated are"
+    with pytest.raises(UnsupportedSpaceError, match=re.escape(fragment)):
+        if population:
+            train_population(config, [({}, 0), ({}, 1)], out_dir=tmp_path / "p", progress=False)
+        else:
+            train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    for flag in (np.bool_(False), 0, np.array(False)):  # what envs return besides a bool
+        env_id = register_once(
+            f"DqnTestFlag{type(flag).__name__}-v0", FlagEnv, kwargs={"flag": flag}
+        )
+        run = tmp_path / type(flag).__name__
+        train(config.replace(env_id=env_id), run_dir=run, progress=False, log_tensorboard=False)
+
+
+class SimulatorEnv(SloppyEnv):
+    """An env that reaches outside: a level file its reset reads, a simulator it connects to.
+    ``down`` (a class attribute, for the test to set) makes each of them fail with an OSError."""
+
+    down: str | None = None
+
+    def __init__(self):
+        super().__init__(10**9, None, None)
+        if self.down == "init":
+            raise ConnectionRefusedError("cannot reach the simulator at localhost:9000")
+
+    def reset(self, *, seed=None, options=None):
+        if self.down == "reset":
+            raise FileNotFoundError(2, "No such file or directory", "levels/level3.txt")
+        return super().reset(seed=seed)
+
+
+@pytest.fixture
+def simulator(tmp_path, monkeypatch):
+    """A run of SimulatorEnv, and the env's switch."""
+    env_id = register_once("DqnTestSimulator-v0", SimulatorEnv)
+    run = tmp_path / "run"
+    config = DQNConfig(**TINY_RUN).replace(env_id=env_id, learner="numpy")
+    train(config, run_dir=run, progress=False, log_tensorboard=False)
+    monkeypatch.setattr(SimulatorEnv, "down", None)
+    return env_id, run, lambda what: monkeypatch.setattr(SimulatorEnv, "down", what)
+
+
+def test_an_os_error_of_the_env_s_own_is_passed_on_not_named_a_file_of_the_run(
+    simulator, tmp_path, capsys
+):
+    # dqn-train said "cannot write the run: No such file or directory: levels/level3.txt; the
+    # checkpoints written before are intact" (there were none), dqn-evaluate "cannot read RUN":
+    # the env's own error, without its traceback, given as a file of dqn's.
+    from dqn.cli import evaluate_main, train_main
+
+    env_id, run, down = simulator
+    down("reset")
+    with pytest.raises(FileNotFoundError, match="level3.txt"):
+        train_main(["--env", env_id, "--run-dir", str(tmp_path / "new"), "--no-progress"])
+    with pytest.raises(FileNotFoundError, match="level3.txt"):
+        evaluate_main([str(run), "--episodes", "1"])
+    assert "cannot" not in capsys.readouterr().err
+
+
+def test_an_agent_loads_where_its_env_cannot_be_made(simulator):
+    # The load's check of the env's spaces made the env, and a simulator not running here
+    # stopped the load with its ConnectionRefusedError (the check skips an env it cannot make).
+    env_id, run, down = simulator
+    down("init")
+    with pytest.raises(ConnectionRefusedError):
+        gym.make(env_id)
+    agent = DQNAgent.load(run)
+    assert agent.act(np.zeros(4, np.float32)) in (0, 1)
+
+
+class BuggyInitEnv(SloppyEnv):
+    def __init__(self, level=1):
+        super().__init__(10**9, None, None)
+        self.grid = np.zeros(level, dtype="floot32")  # the user's typo
+
+
+def test_a_type_error_in_the_env_s_own_init_is_not_blamed_on_env_kwargs():
+    # With any env_kwargs (max_episode_steps, which gym.make takes itself, included), the
+    # env's own TypeError was "env ... does not take env_kwargs {...}", its traceback gone.
+    from dqn.envs import make_env
+
+    env_id = register_once("DqnTestBuggyInit-v0", BuggyInitEnv)
+    with pytest.raises(TypeError, match="floot32"):
+        make_env(env_id, max_episode_steps=100)
+    with pytest.raises(ConfigError, match="does not take env_kwargs {'colour': 'red'}"):
+        make_env(env_id, colour="red")  # a keyword it does not take: still named so
