@@ -304,9 +304,16 @@ def policy_module(model, obs_dim: int):
     The module tracks the model's variables, not the model: the SavedModel holds TensorFlow
     variables and graphs, no Keras objects, and nothing of dqn.
     """
+    import numpy as np
     import tensorflow as tf
 
     spec = tf.TensorSpec([None, obs_dim], tf.float32, name="obs")
+    largest = float(np.finfo(np.float32).max)
+
+    def finite_rows(obs):
+        """[batch] bool: every value of the row is finite."""
+        finite = tf.cast(tf.abs(obs) <= largest, tf.float32)
+        return tf.reduce_min(finite, axis=1) > 0.5
 
     class QPolicy(tf.Module):
         def __init__(self):
@@ -317,12 +324,19 @@ def policy_module(model, obs_dim: int):
 
         @tf.function(input_signature=[spec], autograph=False)
         def q_values(self, obs):
-            return {"q_values": tf.cast(model(obs, training=False), tf.float32)}
+            q = tf.cast(model(obs, training=False), tf.float32)
+            # An observation with a NaN or inf gets NaN Q-values, whatever the network: a relu
+            # layer's fused kernel (MatMul + BiasAdd + Relu) turns a NaN into 0, and an inf
+            # saturates a tanh or sigmoid, so the network alone gave plausible values, and the
+            # SavedModel and TFLite disagreed. Ops TFLite has built in: |x| <= max is False for
+            # NaN and inf alike.
+            return {"q_values": tf.where(finite_rows(obs)[:, None], q, float("nan"))}
 
         @tf.function(input_signature=[spec], autograph=False)
         def action(self, obs):
             q = self.q_values(obs)["q_values"]
-            return {"action": tf.argmax(q, axis=1, output_type=tf.int64)}
+            best = tf.argmax(q, axis=1, output_type=tf.int64)
+            return {"action": tf.where(finite_rows(obs), best, tf.zeros_like(best))}
 
     return QPolicy()
 
