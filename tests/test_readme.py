@@ -16,8 +16,7 @@ BAD_INPUT_FILES = [
 def collected(files: list[str]) -> int:
     """How many tests pytest collects from ``files``."""
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
-        + files,
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"] + files,
         cwd=ROOT,
         capture_output=True,
         text=True,
