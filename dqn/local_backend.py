@@ -73,9 +73,11 @@ def run_local(
                     while steps is not None:
                         on_steps(*steps.get_nowait())
                 for fut in finished:
-                    # A worker a signal killed as it started (before it took the study's
-                    # handlers) broke the pool: once stopped, that is the stop, not a crash.
-                    result = _result(fut, on_crash, stopping=stop.is_set())
+                    # A worker a signal to the study killed as it started broke the pool: that
+                    # is the stop, not a crash. A worker killed alone (the out-of-memory killer)
+                    # is a crash, though the stop is set: the pool then SIGTERMs the others,
+                    # whose handlers set it, and the study said "interrupted", exit 130.
+                    result = _result(fut, on_crash, stopping=signals.signum is not None)
                     if stop.is_set() and on_stop is not None:
                         result = on_stop(signals.signum, result)
                     yield pending.pop(fut), result
@@ -117,7 +119,10 @@ def _result(fut, on_crash, stopping: bool = False) -> object:
             return None
         if on_crash is None:
             raise
-        return on_crash("its worker process died (killed, or out of memory)")
+        return on_crash(
+            "its worker process died (killed, or out of memory), or another worker did and the "
+            "pool stopped this one with it"
+        )
     except KeyboardInterrupt:  # a worker's second signal, before its loop had started
         return None
 

@@ -681,10 +681,25 @@ def test_a_workers_warning_prints_as_the_commands_one_line(capfd):
     assert capfd.readouterr().err.splitlines()[-1] == "dqn-compare: warning: a worker's word"
 
 
+DIED = (
+    "its worker process died (killed, or out of memory), or another worker did and the pool "
+    "stopped this one with it"
+)
+
+
 def test_a_worker_process_that_dies_is_a_failed_task(tmp_path):
     [(name, result)] = run_local([("killed-seed0", os._exit, (9,))], workers=1)
     assert name == "killed-seed0"
-    assert result == TaskFailed("its worker process died (killed, or out of memory)", None)
+    assert result == TaskFailed(DIED, None)
+
+
+def test_a_worker_killed_alone_is_a_crash_though_the_pool_then_stops_the_others():
+    # The out-of-memory killer's SIGKILL broke the pool, which then SIGTERMs the other workers;
+    # their handlers set the study's stop, and the study said "interrupted", exit 130 (4 of 6
+    # tries), as for a Ctrl-C. This job sets the stop as those handlers do, then dies.
+    die = "import os, dqn.run_log as r; r._SHARED_STOP.set(); os._exit(9)"
+    [(name, result)] = run_local([("killed-seed0", exec, (die,))], workers=1)
+    assert (name, result) == ("killed-seed0", TaskFailed(DIED, None))
 
 
 def test_a_failed_run_is_one_line_naming_it_and_its_traceback(tmp_path, monkeypatch, capsys):

@@ -528,7 +528,7 @@ def test_workers_start_with_the_stop_signals_held_and_none_is_lost():
         signal.signal(signal.SIGTERM, previous)
 
 
-def test_a_worker_that_died_once_the_study_was_stopped_counts_as_stopped():
+def test_a_worker_that_died_once_a_signal_stopped_the_study_counts_as_stopped():
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
