@@ -72,9 +72,18 @@ def run_ray(
         options = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
         local = address is None and not os.environ.get("RAY_ADDRESS")
         if local:
-            options["num_cpus"] = workers  # a new local Ray (a cluster has its own CPUs)
-        with _ray_warnings_muted(), _workers_at_our_priority(local):
-            ray.init(address=address, **options)
+            # A new local Ray of its own ("local": without it ray.init joins a cluster that
+            # `ray start` left running on this machine, and refused num_cpus there with a
+            # ValueError traceback); a cluster has its own CPUs.
+            address, options["num_cpus"] = "local", workers
+        try:
+            with _ray_warnings_muted(), _workers_at_our_priority(local):
+                ray.init(address=address, **options)
+        except ConnectionError as exc:  # an OSError, which the command read as "cannot write"
+            where = address or os.environ.get("RAY_ADDRESS")
+            raise DQNError(
+                f"cannot connect to the Ray cluster at {where}: {first_line(exc)}"
+            ) from None
     try:
         # Application errors are not retried; a task whose worker or node died is (Ray's
         # default), and the worker resumes that run from its newest good checkpoint, or starts

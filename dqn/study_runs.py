@@ -606,11 +606,14 @@ def backend_runner(backend: str, workers: int, address: str | None) -> Callable[
     if backend == "local":
         return lambda tasks, on_steps: run_local(tasks, workers, on_steps)
     if backend == "ray":
+        import os
+
         from dqn.ray_backend import check_reachable, require_ray, run_ray
 
         require_ray()
-        if address is not None:
-            check_reachable(address)
+        # RAY_ADDRESS too: ray.init retries an address that does not answer for minutes.
+        if (where := address or os.environ.get("RAY_ADDRESS")) is not None:
+            check_reachable(where)
 
         def crashed(why: str) -> TaskFailed:  # _call returns the task's own errors: this is Ray's
             return TaskFailed(f"its Ray worker died: {why}", None)

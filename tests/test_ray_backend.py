@@ -3,6 +3,7 @@ the local backend for the same seeds, and resumable."""
 
 import os
 import sys
+import types
 
 import pytest
 
@@ -184,8 +185,9 @@ def test_a_ray_address_in_the_environment_is_a_cluster_not_a_local_ray_of_worker
     monkeypatch, ray_address
 ):
     # Given no address, ray.init connects to RAY_ADDRESS: that cluster's CPUs are its own, and
-    # only a Ray that dqn starts itself is given `workers` CPUs.
-    ray = pytest.importorskip("ray", reason="Ray not installed (the 'ray' extra)")
+    # only a Ray that dqn starts itself is given `workers` CPUs, as address "local" (without
+    # it, ray.init joined a cluster `ray start` left running and refused num_cpus there).
+    ray = fake_ray(monkeypatch)
     from dqn.ray_backend import run_ray
 
     if ray_address is None:
@@ -198,9 +200,30 @@ def test_a_ray_address_in_the_environment_is_a_cluster_not_a_local_ray_of_worker
         asked.append((address, options.get("num_cpus")))
         raise RuntimeError("not started in this test")
 
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", init)
-    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    ray.init = init
     with pytest.raises(RuntimeError, match="not started"):
         list(run_ray(print, [("job",)], 3))
-    assert asked == [(None, 3 if ray_address is None else None)]
+    assert asked == [("local", 3) if ray_address is None else (None, None)]
+
+
+def fake_ray(monkeypatch) -> types.SimpleNamespace:
+    """A stand-in ``ray`` module, not started: these tests run where Ray is not installed."""
+    ray = types.SimpleNamespace(is_initialized=lambda: False, shutdown=lambda: None)
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    return ray
+
+
+def test_a_ray_that_cannot_be_reached_is_one_line_naming_ray_not_a_folder(monkeypatch):
+    # ray.init's ConnectionError is an OSError, which dqn-compare reported as "cannot write to
+    # OUT: Could not find any running Ray instance".
+    from dqn.errors import DQNError
+    from dqn.ray_backend import run_ray
+
+    def init(address=None, **options):
+        raise ConnectionError("Could not find any running Ray instance.\nPlease specify ...")
+
+    fake_ray(monkeypatch).init = init
+    refused = "^cannot connect to the Ray cluster at auto: Could not find any running Ray instance"
+    with pytest.raises(DQNError, match=refused) as error:
+        list(run_ray(print, [("job",)], 1, address="auto"))
+    assert not isinstance(error.value, OSError)
