@@ -2,8 +2,9 @@
 
     python -m benchmarks.diagnostics_cost [--config configs/cartpole.yaml] [--seeds 2]
 
-After one run that is not counted (the process's start-up costs), runs alternate (on, off,
-off, on, on, off, ...) in this one process so that both see the same machine.
+After two runs that are not counted, one with each setting (the process's start-up costs and
+each setting's compilation), runs alternate (on, off, off, on, on, off, ...) in this one process
+so that both see the same machine.
 Prints the training wall time of each (evaluation excluded) and the ratio on/off.
 """
 
@@ -23,17 +24,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from dqn.config import DQNConfig
+    from dqn.errors import DQNError
     from dqn.runtime import import_tensorflow_quietly
 
-    base = DQNConfig.from_yaml(args.config)
+    try:  # before TensorFlow's import: a bad config is one line, not its start-up and a traceback
+        base = DQNConfig.from_yaml(args.config)
+    except DQNError as exc:
+        parser.error(str(exc))
     import_tensorflow_quietly(base.num_threads)
     from dqn.loop import train
 
     seconds: dict[bool, list[float]] = {True: [], False: []}
     with tempfile.TemporaryDirectory() as tmp:
-        # A first run, not counted, pays the process's one-time start-up costs (TensorFlow's
-        # and XLA's), which would otherwise land on the first side timed.
-        train(base.replace(output_dir=tmp), progress=False, log_tensorboard=False)
+        # Runs not counted, one with each setting, pay the one-time costs that would otherwise
+        # land on the first run timed of a side: the process's start-up (TensorFlow's, XLA's),
+        # and each setting's tracing and XLA compilation, since the learner's compiled
+        # functions are keyed by the whole config, diagnostics included
+        # (``tf_learner.shared_key``). One warm-up with diagnostics on left the first "off"
+        # run to compile (on/off 0.633 for 2 seeds of a 3,000-step config).
+        for on in (True, False):
+            cfg = base.replace(diagnostics=on, output_dir=tmp)
+            train(cfg, progress=False, log_tensorboard=False)
         for seed in range(args.seeds):
             # The order flips each seed, so that neither side is always the first of its pair.
             for on in (True, False) if seed % 2 == 0 else (False, True):

@@ -897,3 +897,36 @@ def test_autograph_trace_alternates_fresh_processes_and_reports_medians(monkeypa
     # single: on at calls 1, 4, 5 (3.01, 3.04, 3.05), off at 2, 3, 6 (1.02, 1.03, 1.06)
     assert "default config: median first call 3.04 -> 1.03 s CPU, 3.54 -> 1.53 s wall" in out
     assert "population of 4: median first call 3.10 -> 1.09 s CPU" in out
+
+
+def test_diagnostics_cost_warms_up_both_settings_before_any_counted_run(monkeypatch, capsys):
+    """The learner's compiled functions are keyed by the whole config, diagnostics included: a
+    warm-up with only one setting left the other side's first counted run to compile."""
+    from types import SimpleNamespace
+
+    import dqn.loop
+    import dqn.runtime
+    from benchmarks import diagnostics_cost
+
+    runs = []
+
+    def fake_train(config, **_):
+        runs.append(config.diagnostics)
+        return SimpleNamespace(train_seconds=1.0 + len(runs))
+
+    monkeypatch.setattr(dqn.runtime, "import_tensorflow_quietly", lambda *a: None)
+    monkeypatch.setattr(dqn.loop, "train", fake_train)
+    assert diagnostics_cost.main(["--seeds", "2"]) == 0
+    assert sorted(runs[:2]) == [False, True]  # uncounted: one of each
+    assert runs[2:] == [True, False, False, True]
+    out = capsys.readouterr().out
+    assert "seed 0 diagnostics on : 4.00 s" in out  # the third run is the first counted
+
+
+def test_diagnostics_cost_refuses_a_bad_config_in_one_line(tmp_path, capsys):
+    from benchmarks import diagnostics_cost
+
+    with pytest.raises(SystemExit) as refused:
+        diagnostics_cost.main(["--config", str(tmp_path / "nope.yaml")])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert refused.value.code == 2 and "config file not found" in line
