@@ -6,7 +6,8 @@ prints one markdown table with both numbers and their ratio:
   (a) rl-baselines3-zoo CartPole-v1 settings: wall seconds for 50k env steps, and the compute floor
   (b) one gradient step per env step, [64, 64] net: env steps/s
   (c) one gradient step per 4 env steps: env steps/s
-  (d) configs/cartpole.yaml over N seeds (SB3 on its zoo settings): time to first solve, final eval
+  (d) configs/cartpole.yaml (or --config) over N seeds (SB3 on its zoo settings): time to first
+      solve, final eval
   (e) CleanRL's dqn.py settings (SB3 with its Huber loss): env steps/s of the whole run
   (f) the library path: dqn's default config from a fresh process and after TensorFlow ran
   (p1) populations of 32 members at (b) and (c)'s settings: aggregate env steps/s against SB3
@@ -41,6 +42,7 @@ from benchmarks.table import table
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO / "configs" / "cartpole.yaml"
+BENCH_ENV, BENCH_BAR = "CartPole-v1", 475.0  # SB3's side (settings.ZOO, CLEANRL) and its bar
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -66,9 +68,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from dqn.errors import ConfigError
 
     try:
-        DQNConfig.from_yaml(args.config)
+        config = DQNConfig.from_yaml(args.config)
     except ConfigError as exc:
         p.error(str(exc))
+    # SB3 runs CartPole-v1 in every regime (the zoo's and CleanRL's settings), and (d), (p2)
+    # and (p3) train the config as it is: one of another env would train dqn on that env
+    # against SB3 on CartPole, under a table that names CartPole's bar of 475.
+    if config.env_id != BENCH_ENV:
+        p.error(
+            f"--config {args.config} trains {config.env_id}; the bench compares dqn with SB3 "
+            f"on {BENCH_ENV} only: give a config of env_id {BENCH_ENV}"
+        )
+    if config.solve_return not in (None, BENCH_BAR):
+        p.error(
+            f"--config {args.config} sets solve_return {config.solve_return:g}; (d) judges "
+            f"both libraries by {BENCH_ENV}'s own bar: leave it unset or {BENCH_BAR:g}"
+        )
     if args.out is not None:
         if args.out.is_dir():
             p.error(f"--out {args.out} is a folder; give the markdown file to write")
@@ -77,6 +92,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         except OSError as exc:
             p.error(f"cannot write --out {args.out}: {exc.strerror}: {exc.filename}")
     return args
+
+
+def shown(config: Path) -> str:
+    """``config`` as the table names it: from the repository root if it is in the repository
+    (the default: configs/cartpole.yaml), else as given."""
+    try:
+        return config.resolve().relative_to(REPO).as_posix()
+    except ValueError:
+        return str(config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             regime = getattr(populations, f"regime_{key}")
             results[key] = regime(args.quick, args.config)
-    text = table(results, args.quick)
+    text = table(results, args.quick, shown(args.config))
     print(text)
     if args.out:
         from dqn.io import atomic_write_text

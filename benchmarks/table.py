@@ -68,8 +68,9 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
-def table(results: dict, quick: bool) -> str:
-    """The markdown table (and its notes) of whatever regimes ran."""
+def table(results: dict, quick: bool, config: str = "configs/cartpole.yaml") -> str:
+    """The markdown table (and its notes) of whatever regimes ran; ``config``: the dqn config
+    of (d), (p2) and (p3), as its rows name it."""
     rows = [
         "| regime | measure | dqn | SB3 | dqn / SB3 | target |",
         "| --- | --- | ---: | ---: | ---: | :---: |",
@@ -147,8 +148,8 @@ def table(results: dict, quick: bool) -> str:
         r = results["d"]
         d, b = solve_summary(r["dqn"]), solve_summary(r["sb3"])
         note_threads(r["dqn"], r["sb3"])
-        config = r["dqn"]["config_summary"] if r["dqn"] else "?"
-        first = f"(d) dqn: cartpole.yaml ({config}); SB3: zoo; {r['seeds']} seeds"
+        summary = r["dqn"]["config_summary"] if r["dqn"] else "?"
+        first = f"(d) dqn: {config} ({summary}); SB3: zoo; {r['seeds']} seeds"
         g = lambda x, k: x[k] if x else None
         add(
             first,
@@ -281,15 +282,17 @@ def table(results: dict, quick: bool) -> str:
             "wait row also counts what dqn does before its clock starts: TensorFlow's import "
             "in a fresh process, the learner process's start when TensorFlow ran first."
         )
-    population_rows(results, add, extra)
+    population_rows(results, add, extra, config)
     if threads["dqn"] or threads["sb3"]:  # the single-run regimes' thread settings
         add("threads", "", threads["dqn"] or "-", threads["sb3"] or "-", "", "")
     lines = ["\n".join(rows), "", *notes(quick, extra)]
     return "\n".join(lines) + "\n"
 
 
-def population_rows(results: dict, add, extra: list[str]) -> None:
-    """The rows of (p1), (p2), (p3) (``benchmarks.populations``)."""
+def population_rows(
+    results: dict, add, extra: list[str], config: str = "configs/cartpole.yaml"
+) -> None:
+    """The rows of (p1), (p2), (p3) (``benchmarks.populations``); ``config`` as ``table``'s."""
     from benchmarks.populations import (
         aggregate_rate,
         floor_rate,
@@ -352,7 +355,7 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
         floor = study_floor(pop, floor_flops)
         wall = lambda x: x["wall_seconds"] if x else None  # noqa: E731
         add(
-            f"(p2) loss study: 5 variants x {r['seeds']} seeds, configs/cartpole.yaml, "
+            f"(p2) loss study: 5 variants x {r['seeds']} seeds, {config}, "
             "populations (dqn-compare's default)",
             "wall s / compute floor",
             fmt(wall(pop)),
@@ -497,7 +500,7 @@ def population_rows(results: dict, add, extra: list[str]) -> None:
         run = r["run"]
         solved = sum(f >= 475.0 for f in run["final_evals"]) if run else None
         add(
-            f"(p3) trust check: configs/cartpole.yaml x {r['seeds']} seeds, populations",
+            f"(p3) trust check: {config} x {r['seeds']} seeds, populations",
             "wall s; runs >= 475 at the end",
             fmt(run["wall_seconds"]) if run else "failed",
             "-",

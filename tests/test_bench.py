@@ -707,6 +707,8 @@ def test_step_profile_runs_and_finds_every_hidden_layer_product(capsys):
         (["--config", "no/such.yaml"], "config file not found"),
         (["--out", "."], "is a folder; give the markdown file to write"),
         (["--out", "afile/table.md"], "cannot write --out afile/table.md"),
+        # SB3 trains CartPole-v1 whatever the config: dqn on another env is no comparison.
+        (["--config", str(bench.REPO / "configs/acrobot.yaml")], "give a config of env_id"),
     ],
 )
 def test_the_bench_refuses_bad_arguments_before_it_runs(
@@ -930,3 +932,25 @@ def test_diagnostics_cost_refuses_a_bad_config_in_one_line(tmp_path, capsys):
         diagnostics_cost.main(["--config", str(tmp_path / "nope.yaml")])
     (line,) = capsys.readouterr().err.splitlines()
     assert refused.value.code == 2 and "config file not found" in line
+
+
+def test_the_bench_refuses_a_cartpole_config_with_another_bar(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("solve_return: 400\n")
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse_args(["--config", str(config)])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and "sets solve_return 400" in line
+    config.write_text("solve_return: 475\n")
+    assert bench.parse_args(["--config", str(config)]).config == config
+
+
+def test_the_table_names_the_config_it_was_given():
+    d = {"seeds": 1, "eval": regimes.EVAL, "sb3": None, "dqn": None}
+    p3 = {"seeds": 2, "run": {"wall_seconds": 50.0, "final_evals": [500.0, 100.0]}}
+    text = table.table({"d": d, "p3": p3}, quick=False, config="configs/mine.yaml")
+    assert "(d) dqn: configs/mine.yaml (?)" in text
+    assert "(p3) trust check: configs/mine.yaml x 2 seeds" in text
+    assert "cartpole.yaml" not in text
+    assert bench.shown(bench.DEFAULT_CONFIG) == "configs/cartpole.yaml"
+    assert bench.shown(Path("/elsewhere/c.yaml")) == "/elsewhere/c.yaml"
