@@ -5,6 +5,7 @@ traceback from a worker minutes later."""
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 
@@ -39,3 +40,25 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
     return value
+
+
+def out_problem(path: Path, option: str = "--out") -> str | None:
+    """Why the file ``path`` could not be written at the end of a run, or None: checked before
+    the run, by making its folder and a file in it (removed again), since a folder that exists
+    can still refuse files (read-only, /proc) and the table or rows would be lost after the
+    whole run."""
+    if path.is_dir():
+        return f"{option} {path} is a folder; give the file to write"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot write {option} {path}: {exc.strerror}: {exc.filename}"
+    try:
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        return (
+            f"cannot write {option} {path}: no file can be made in {path.parent} "
+            f"({exc.strerror}); give {option} in a folder you can write"
+        )
+    return None

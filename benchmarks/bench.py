@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 
 from benchmarks import populations, regimes
-from benchmarks.args import Parser, positive_int
+from benchmarks.args import Parser, out_problem, positive_int
 from benchmarks.regimes import REGIMES
 from benchmarks.sb3_worker import missing_extra
 from benchmarks.settings import EVERY_4_STEPS, EVERY_STEP
@@ -84,13 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             f"--config {args.config} sets solve_return {config.solve_return:g}; (d) judges "
             f"both libraries by {BENCH_ENV}'s own bar: leave it unset or {BENCH_BAR:g}"
         )
-    if args.out is not None:
-        if args.out.is_dir():
-            p.error(f"--out {args.out} is a folder; give the markdown file to write")
-        try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            p.error(f"cannot write --out {args.out}: {exc.strerror}: {exc.filename}")
+    if args.out is not None and (problem := out_problem(args.out)):
+        p.error(problem)
     return args
 
 
@@ -131,7 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         from dqn.io import atomic_write_text
 
-        atomic_write_text(args.out, text)
+        try:
+            atomic_write_text(args.out, text)
+        except OSError as exc:  # the folder changed during the run: the table is printed above
+            print(
+                f"python -m benchmarks.bench: cannot write --out {args.out}: {exc.strerror}; "
+                "the table is printed above",
+                file=sys.stderr,
+            )
+            return 2
     return 0
 
 

@@ -705,7 +705,7 @@ def test_step_profile_runs_and_finds_every_hidden_layer_product(capsys):
         (["--regimes", ""], "--regimes names none"),
         (["--regimes", "a,zz"], "unknown regime 'zz'"),
         (["--config", "no/such.yaml"], "config file not found"),
-        (["--out", "."], "is a folder; give the markdown file to write"),
+        (["--out", "."], "is a folder; give the file to write"),
         (["--out", "afile/table.md"], "cannot write --out afile/table.md"),
         # SB3 trains CartPole-v1 whatever the config: dqn on another env is no comparison.
         (["--config", str(bench.REPO / "configs/acrobot.yaml")], "give a config of env_id"),
@@ -954,3 +954,32 @@ def test_the_table_names_the_config_it_was_given():
     assert "cartpole.yaml" not in text
     assert bench.shown(bench.DEFAULT_CONFIG) == "configs/cartpole.yaml"
     assert bench.shown(Path("/elsewhere/c.yaml")) == "/elsewhere/c.yaml"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_the_bench_refuses_an_out_whose_folder_takes_no_files(capsys):
+    # /proc exists, so making the folder passed, and the table was lost after the whole run.
+    with pytest.raises(SystemExit) as exit_:
+        bench.parse_args(["--out", "/proc/bench-f.md"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and "no file can be made in /proc" in line
+
+
+def test_the_bench_prints_its_table_and_one_line_when_the_final_write_fails(
+    tmp_path, monkeypatch, capsys
+):
+    import dqn.io
+
+    def refuse(path, text):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(bench, "missing_extra", lambda: None)
+    fresh = {"seconds": 10.0, "threads": "1"}
+    monkeypatch.setattr(regimes, "regime_f", lambda *a: {"fresh": [fresh], "warm": [fresh]})
+    monkeypatch.setattr(dqn.io, "atomic_write_text", refuse)
+    assert bench.main(["--regimes", "f", "--out", str(tmp_path / "t.md")]) == 2
+    out, err = capsys.readouterr()
+    assert "| (f) library path" in out
+    (line,) = [x for x in err.splitlines() if x != "(f)"]
+    assert "cannot write --out" in line and "Permission denied" in line
+    assert list(tmp_path.iterdir()) == []
