@@ -6,7 +6,8 @@ env's bar; Stable-Baselines3's ``StopTrainingOnRewardThreshold``) trusts an eval
 ``eval_episodes`` (10 in the default config). This trains each seed of the default config until
 that evaluation, then gives the stopped agent the final evaluation an unstopped run gets
 (``final_eval_episodes``, 100, from ``eval_seed``), and counts how many still reach the bar.
-Each seed's row goes to ``--out`` as it ends; the summary is printed at the end.
+Each seed's row is printed as it ends; ``--out`` is written whole at the end (Ctrl-C leaves no
+file), with the summary.
 
 ``--confirm N`` stops only when, after such an evaluation, N more greedy episodes of other
 reset seeds (``CONFIRM_SEED`` on, not the final evaluation's) also average >= the bar.
@@ -19,18 +20,24 @@ The rows are written when the population ends.
 from __future__ import annotations
 
 import csv
+import io
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.args import Parser, positive_int
+from benchmarks.args import Parser, out_problem, positive_int
 
 # The confirmation's episodes are reset from here on: not the final evaluation's (eval_seed on).
 CONFIRM_SEED = 20_000
 
 
-def main(argv: list[str] | None = None) -> None:
+HEADER = ["learner", "seed", "stop_env_step", "stop_eval", "final_eval_100", "stopped"]
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = Parser(__file__, __doc__)
     parser.add_argument("--learner", choices=["tensorflow", "numpy"], default="tensorflow")
     parser.add_argument("--seeds", type=positive_int, default=30)
@@ -56,16 +63,22 @@ def main(argv: list[str] | None = None) -> None:
         key = taken[0].partition("=")[0].strip()
         parser.error(f"--set {key} is set by {owned[key]}")
 
-    from dqn import DQNAgent, DQNConfig, train, train_population
-    from dqn.envs import make_env, solve_return
+    from dqn.config import DQNConfig
     from dqn.errors import DQNError
-    from dqn.evaluation import evaluate
-    from dqn.stats import median_ci, proportion_ci
 
+    # Checked before TensorFlow's import, whose start-up lines would come before the one line.
     try:
         base = DQNConfig.from_yaml(None, [f"learner={args.learner}", *args.set])  # the default
     except DQNError as exc:
         parser.error(str(exc))
+    if problem := out_problem(args.out):  # before the seeds train, not after
+        parser.error(problem)
+
+    from dqn import DQNAgent, train, train_population
+    from dqn.envs import make_env, solve_return
+    from dqn.evaluation import evaluate
+    from dqn.stats import median_ci, proportion_ci
+
     bar = solve_return(base, make_env(base.env_id))
     confirm_env = make_env(base.env_id)
 
@@ -85,44 +98,56 @@ def main(argv: list[str] | None = None) -> None:
         env = make_env(base.env_id)
         return evaluate(agent, env, base.final_eval_episodes, base.eval_seed)[0]
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     rows, start = [], time.perf_counter()
-    with tempfile.TemporaryDirectory() as runs, open(args.out, "x", newline="") as fh:
-        out = csv.writer(fh)
-        out.writerow(["learner", "seed", "stop_env_step", "stop_eval", "final_eval_100", "stopped"])
 
-        def record(seed: int, history: list[dict], mean: float, stopped: bool) -> None:
-            stop = history[-1]
-            row = [args.learner, seed, stop["env_step"], stop["eval_return_mean"], mean, stopped]
-            out.writerow(row)
-            fh.flush()
-            rows.append(row)
-            print(f"seed {seed}: stopped at {row[2]} (eval {row[3]:.1f}), final {mean:.1f}")
+    def record(seed: int, history: list[dict], mean: float, stopped: bool) -> None:
+        stop = history[-1]
+        row = [args.learner, seed, stop["env_step"], stop["eval_return_mean"], mean, stopped]
+        rows.append(row)
+        print(f"seed {seed}: stopped at {row[2]} (eval {row[3]:.1f}), final {mean:.1f}")
 
-        if args.population:
-            results = train_population(
-                base.replace(output_dir=runs),
-                [({}, seed) for seed in range(args.seeds)],
-                out_dir=Path(runs) / "population",
-                progress=False,
-                log_tensorboard=False,
-                on_eval=go_on,
-            )
-            for seed, result in enumerate(results):
-                stopped = result.summary["stopped_by_on_eval"]
-                agent = DQNAgent.load(result.run_dir) if stopped else None  # its stop's checkpoint
-                record(
-                    seed,
-                    result.history,
-                    final_eval(agent, stopped, result.final_eval_mean),
-                    stopped,
+    try:
+        with tempfile.TemporaryDirectory() as runs:
+            if args.population:
+                results = train_population(
+                    base.replace(output_dir=runs),
+                    [({}, seed) for seed in range(args.seeds)],
+                    out_dir=Path(runs) / "population",
+                    progress=False,
+                    log_tensorboard=False,
+                    on_eval=go_on,
                 )
-        else:
-            for seed in range(args.seeds):
-                config = base.replace(seed=seed, output_dir=runs)
-                result = train(config, progress=False, log_tensorboard=False, on_eval=go_on)
-                mean = final_eval(result.agent, result.interrupted, result.final_eval_mean)
-                record(seed, result.history, mean, result.interrupted)
+                for seed, result in enumerate(results):
+                    stopped = result.summary["stopped_by_on_eval"]
+                    # A stopped member's agent: from the checkpoint of its stop.
+                    agent = DQNAgent.load(result.run_dir) if stopped else None
+                    record(
+                        seed,
+                        result.history,
+                        final_eval(agent, stopped, result.final_eval_mean),
+                        stopped,
+                    )
+            else:
+                for seed in range(args.seeds):
+                    config = base.replace(seed=seed, output_dir=runs)
+                    result = train(config, progress=False, log_tensorboard=False, on_eval=go_on)
+                    mean = final_eval(result.agent, result.interrupted, result.final_eval_mean)
+                    record(seed, result.history, mean, result.interrupted)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM as dqn's loop takes it
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"{parser.prog}: interrupted; no rows written", file=sys.stderr)
+        return 128 + signum
+    # Written whole at the end: a file of some seeds' rows would pass for a finished run, and
+    # its name would stop the rerun (--out must not exist).
+    from dqn.io import atomic_write_text
+
+    text = io.StringIO()
+    csv.writer(text).writerows([HEADER, *rows])
+    try:
+        atomic_write_text(args.out, text.getvalue())
+    except OSError as exc:  # the folder changed during the run: the rows are printed above
+        print(f"{parser.prog}: cannot write --out {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
 
     stopped = [r for r in rows if r[5]]
     held = sum(r[4] >= bar for r in stopped)
@@ -137,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{statistics.median(r[4] for r in stopped) if stopped else float('nan'):.1f}; "
         f"{time.perf_counter() - start:.0f} s{' as one population' if args.population else ''}"
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

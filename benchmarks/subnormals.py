@@ -94,16 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=positive_int, help="env steps (default: the config's)")
     args = p.parse_args(argv)
 
-    from dqn import DQNAgent, DQNConfig, train
+    from dqn.config import DQNConfig
     from dqn.errors import DQNError
-    from dqn.runtime import configure_blas
 
+    # Checked before TensorFlow's import, whose start-up lines would come before the one line.
     try:
         base = DQNConfig.from_yaml(args.config).replace(seed=args.seed)
         if args.steps:
             base = base.replace(total_env_steps=args.steps)
     except DQNError as exc:
         p.error(str(exc))
+    from dqn import DQNAgent, train
+    from dqn.runtime import configure_blas
+
     agents, dead = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for learner in ("tensorflow", "numpy"):

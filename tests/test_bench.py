@@ -983,3 +983,69 @@ def test_the_bench_prints_its_table_and_one_line_when_the_final_write_fails(
     (line,) = [x for x in err.splitlines() if x != "(f)"]
     assert "cannot write --out" in line and "Permission denied" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stop_at_solve_interrupted_writes_no_rows_and_exits_130(tmp_path, monkeypatch, capsys):
+    """Ctrl-C left a header-only CSV (and a traceback), and the rerun refused: --out exists."""
+    from types import SimpleNamespace
+
+    import dqn
+    from benchmarks import stop_at_solve
+
+    calls = []
+
+    def fake_train(config, **_):
+        calls.append(config.seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        history = [{"env_step": 500, "eval_return_mean": 10.0}]
+        return SimpleNamespace(history=history, agent=None, interrupted=False, final_eval_mean=9.0)
+
+    monkeypatch.setattr(dqn, "train", fake_train)
+    out = tmp_path / "rows.csv"
+    try:
+        code = stop_at_solve.main(["--learner", "numpy", "--seeds", "3", "--out", str(out)])
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt ended stop_at_solve with a traceback")
+    assert code == 130
+    assert calls == [0, 1] and list(tmp_path.iterdir()) == []
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == "python -m benchmarks.stop_at_solve: interrupted; no rows written"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_stop_at_solve_refuses_an_unwritable_out_before_training(monkeypatch, capsys):
+    import dqn
+    from benchmarks import stop_at_solve
+
+    monkeypatch.setattr(dqn, "train", lambda *a, **k: pytest.fail("trained"))
+    for out in ("/proc/nope/s.csv", "/proc/s.csv"):
+        with pytest.raises(SystemExit) as exit_:
+            stop_at_solve.main(["--learner", "numpy", "--out", out])
+        (line,) = capsys.readouterr().err.splitlines()
+        assert exit_.value.code == 2 and f"cannot write --out {out}" in line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stop_at_solve", "--out", "x.csv", "--set", "bogus_key=3"],
+        ["subnormals", "--config", "/nonexistent.yaml"],
+        ["diagnostics_cost", "--config", "/nonexistent.yaml"],
+    ],
+)
+def test_a_bad_config_is_one_line_before_tensorflows_start_up(argv, tmp_path):
+    """TensorFlow's import printed its start-up lines (8 of them) before the one-line error."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(BENCHMARKS.parent)}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{argv[0]}", *argv[1:]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert list(tmp_path.iterdir()) == []
