@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.args import Parser
+from benchmarks.args import Parser, positive_int
 
 SETTINGS = [
     "total_env_steps=80000",
@@ -33,21 +33,24 @@ SETTINGS = [
     "eval_episodes=3",
     "keep_checkpoints=1",
 ]
+# The training run: dqn-train in a process of its own.
+TRAIN = "import sys; from dqn.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(__file__, __doc__)
-    p.add_argument("--every", type=int, default=500, help="checkpoint_every_env_steps")
+    p.add_argument("--every", type=positive_int, default=500, help="checkpoint_every_env_steps")
     args = p.parse_args(argv)
     from dqn.agent import DQNAgent
     from dqn.agent_files import list_checkpoints
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        code = "import sys; from dqn.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
+        run, log = Path(tmp) / "run", Path(tmp) / "train.err"
         settings = [*SETTINGS, f"checkpoint_every_env_steps={args.every}"]
-        cmd = [sys.executable, "-c", code, "--no-progress", "--run-dir", str(run), "--set"]
-        train = subprocess.Popen([*cmd, *settings], stdout=subprocess.DEVNULL)
+        cmd = [sys.executable, "-c", TRAIN, "--no-progress", "--run-dir", str(run), "--set"]
+        # Its stderr to a file, not a pipe: unread, a pipe could fill and stall the run.
+        with open(log, "wb") as err:
+            train = subprocess.Popen([*cmd, *settings], stdout=subprocess.DEVNULL, stderr=err)
         while not list_checkpoints(run) and train.poll() is None:
             time.sleep(0.05)
         loads, failures = 0, collections.Counter()
@@ -60,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
                 message = re.sub(r"step-\d+", "step-N", str(exc))
                 failures[f"{type(exc).__name__}: {message}"] += 1
         seconds = time.perf_counter() - start
+        if train.returncode != 0:  # the loads of a run that failed count nothing
+            lines = log.read_text(errors="replace").splitlines()
+            said = next((x for x in reversed(lines) if x.strip()), "no message")
+            print(
+                f"{p.prog}: the training run failed (exit {train.returncode}): {said}",
+                file=sys.stderr,
+            )
+            return train.returncode if train.returncode > 0 else 128 - train.returncode
     failed = sum(failures.values())
     print(f"{loads} loads in {seconds:.1f} s while the run trained; {failed} failed")
     for message, count in failures.most_common():

@@ -1049,3 +1049,22 @@ def test_a_bad_config_is_one_line_before_tensorflows_start_up(argv, tmp_path):
     )
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_while_training_passes_on_its_training_runs_failure(monkeypatch, capsys):
+    """A training child that failed left "0 loads ... 0 failed" and exit 0."""
+    from benchmarks import read_while_training
+
+    for every in ("0", "-5"):
+        with pytest.raises(SystemExit) as exit_:
+            read_while_training.main(["--every", every])
+        (line,) = capsys.readouterr().err.splitlines()
+        assert exit_.value.code == 2 and "--every: must be a positive integer" in line
+    failing = "import sys; print('noise\\ndqn-train: error: bad key', file=sys.stderr); sys.exit(2)"
+    monkeypatch.setattr(read_while_training, "TRAIN", failing)
+    assert read_while_training.main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == [
+        "python -m benchmarks.read_while_training: the training run failed (exit 2): "
+        "dqn-train: error: bad key"
+    ]
