@@ -10,6 +10,7 @@ Each shape is HIDDEN:K (hidden sizes, gradient steps per burst), batch 64, on ra
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from benchmarks.args import Parser
@@ -53,16 +54,31 @@ def resident_mb(pid: int) -> float:
         return float("nan")
 
 
+def shape(text: str) -> tuple[tuple[int, ...], int]:
+    """A ``--shape``, HIDDEN:K (hidden sizes, gradient steps per burst): ((sizes), K)."""
+    hidden, colon, k = text.partition(":")
+    try:
+        sizes, steps = tuple(int(h) for h in hidden.split(",")), int(k)
+    except ValueError:
+        sizes, steps = (), 0
+    if not colon or not sizes or min(*sizes, steps) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be HIDDEN:K, hidden sizes and gradient steps per burst as positive integers "
+            f"(e.g. 64,64:1 or 120,84:128), got {text!r}"
+        )
+    return sizes, steps
+
+
 def main(argv: list[str] | None = None) -> None:
     p = Parser(__file__, __doc__)
-    p.add_argument("--shape", nargs="+", default=["64,64:1", "256,256:128"])
+    p.add_argument("--shape", nargs="+", type=shape, default=[((64, 64), 1), ((256, 256), 128)])
     args = p.parse_args(argv)
     import tensorflow as tf
 
     (tf.constant([[1.0]]) @ tf.constant([[2.0]])).numpy()  # TensorFlow first, as in a notebook
-    for shape in args.shape:
-        hidden, k = shape.split(":")
-        r = measure(tuple(int(h) for h in hidden.split(",")), int(k))
+    for sizes, k in args.shape:
+        r = measure(sizes, k)
+        hidden = ",".join(map(str, sizes))
         print(
             f"[{hidden}] x {k} steps ({r['gflop']:.3f} GFLOP): ms per burst in place "
             f"{r['in place']:.3f}, through the learner process {r['learner process']:.3f}; "

@@ -21,6 +21,15 @@ import sys
 from benchmarks.args import Parser, positive_int
 
 
+def base_config(steps: int, hidden: int):
+    """configs/cartpole.yaml for ``steps`` env steps, with [hidden, hidden] networks."""
+    from dqn.config import DQNConfig
+
+    return DQNConfig.from_yaml("configs/cartpole.yaml").replace(
+        total_env_steps=steps, hidden_sizes=(hidden, hidden)
+    )
+
+
 def one(members: int, steps: int, hidden: int) -> dict:
     """Train a population of ``members`` in this process; its peak RSS and the estimate."""
     import resource
@@ -30,14 +39,11 @@ def one(members: int, steps: int, hidden: int) -> dict:
 
     configure_tensorflow(1)
     configure_blas(1)
-    from dqn.config import DQNConfig
     from dqn.members import member_bytes, population_bytes
     from dqn.population import Member, train_population
     from dqn.replay import ring_bytes
 
-    base = DQNConfig.from_yaml("configs/cartpole.yaml").replace(
-        total_env_steps=steps, hidden_sizes=(hidden, hidden)
-    )
+    base = base_config(steps, hidden)
     with tempfile.TemporaryDirectory() as tmp:
         train_population(
             base,
@@ -68,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.one is not None:
         print(json.dumps(one(args.one, args.steps, args.hidden)))
         return 0
+    from dqn.errors import ConfigError
+
+    # Checked here, not by each child: its ConfigError came back as a CalledProcessError's
+    # traceback that did not say what was wrong (--steps 600: learning would never start).
+    try:
+        base_config(args.steps, args.hidden)
+    except ConfigError as exc:
+        p.error(f"--steps {args.steps}, --hidden {args.hidden}: {exc}")
     rows = []
     for m in args.members:
         cmd = [sys.executable, "-m", "benchmarks.population_memory", "--one", str(m)]
@@ -75,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             [*cmd, "--steps", str(args.steps), "--hidden", str(args.hidden)],
             capture_output=True,
             text=True,
-            check=True,
         )
+        if out.returncode != 0:  # what the child said last: its error, or its traceback's end
+            said = next((x for x in reversed(out.stderr.splitlines()) if x.strip()), "no message")
+            print(f"{p.prog}: the run of {m} members failed: {said}", file=sys.stderr)
+            return out.returncode if out.returncode > 0 else 128 - out.returncode
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     mb = 1e6
     h = args.hidden

@@ -120,11 +120,18 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(json.loads(args.one))))
         return 0
     from dqn.config import first_burst_env_step
+    from dqn.errors import ConfigError
 
-    c = base_config(args.env_steps)
+    # The config at its own length: at --env-steps a short run is a ConfigError (learning
+    # would never start) before this check could name what --env-steps needs.
+    c = base_config()
     need = first_burst_env_step(c) + c.train_every_env_steps  # the second call's env step
     if args.env_steps < need:
         p.error(f"--env-steps {args.env_steps}: at least {need} make the two learner calls needed")
+    try:
+        base_config(args.env_steps)
+    except ConfigError as exc:
+        p.error(f"--env-steps {args.env_steps}: {exc}")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OPENBLAS_NUM_THREADS": "1"}
 
     def cmd(way: str, first_seed: int = 0) -> list[str]:

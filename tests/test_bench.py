@@ -1068,3 +1068,42 @@ def test_read_while_training_passes_on_its_training_runs_failure(monkeypatch, ca
         "python -m benchmarks.read_while_training: the training run failed (exit 2): "
         "dqn-train: error: bad key"
     ]
+
+
+@pytest.mark.parametrize("shape", ["bogus", "64,64", "64,x:1", "64,64:0", ",:1", "64:-1"])
+def test_learner_process_cost_refuses_a_bad_shape_in_one_line(shape, capsys):
+    from benchmarks import learner_process_cost
+
+    with pytest.raises(SystemExit) as exit_:
+        learner_process_cost.main(["--shape", shape, "64,64:1"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and "must be HIDDEN:K" in line and repr(shape) in line
+    assert learner_process_cost.shape("120,84:128") == ((120, 84), 128)
+
+
+def test_study_learner_names_what_env_steps_needs_before_the_configs_own_error(capsys):
+    from benchmarks import study_learner
+
+    with pytest.raises(SystemExit) as exit_:
+        study_learner.main(["--env-steps", "10"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and "--env-steps 10: at least" in line
+
+
+def test_population_memory_refuses_a_run_too_short_before_its_children(monkeypatch, capsys):
+    import subprocess
+
+    from benchmarks import population_memory
+
+    monkeypatch.chdir(BENCHMARKS.parent)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("a child started"))
+    with pytest.raises(SystemExit) as exit_:
+        population_memory.main(["--members", "1", "2", "--steps", "600", "--hidden", "16"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and "--steps 600" in line and "learning_starts" in line
+    # A child that fails anyway: its last line, passed on, and its exit code.
+    failed = subprocess.CompletedProcess([], 1, "", "Traceback (most recent call last):\nboom\n")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: failed)
+    assert population_memory.main(["--members", "1", "--steps", "3000", "--hidden", "16"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == "python -m benchmarks.population_memory: the run of 1 members failed: boom"
