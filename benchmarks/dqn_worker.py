@@ -103,6 +103,11 @@ def work_solve(job: dict[str, Any]) -> dict[str, Any]:
         "env_id": register_clocked_env(base.env_id, made),
         "eval_every_env_steps": job["eval_every_env_steps"],
         "eval_episodes": job["eval_episodes"],
+        # The evaluation at the last step is the final one, of final_eval_episodes (100 in the
+        # default config), where SB3's side evaluates eval_episodes (10) at every mark, the last
+        # included: the final means and "seeds >= 475 at end" would compare a 100-episode
+        # mean with 10-episode ones, which vary more. Both sides evaluate alike.
+        "final_eval_episodes": job["eval_episodes"],
         "eval_seed": job["eval_seed"],
     }
     if job.get("total_env_steps"):

@@ -1107,3 +1107,21 @@ def test_population_memory_refuses_a_run_too_short_before_its_children(monkeypat
     assert population_memory.main(["--members", "1", "--steps", "3000", "--hidden", "16"]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line == "python -m benchmarks.population_memory: the run of 1 members failed: boom"
+
+
+def test_regime_d_gives_dqn_the_final_evaluation_sb3_gets(monkeypatch):
+    """dqn's last evaluation was its final one, 100 episodes, against SB3's 10."""
+    from benchmarks import dqn_worker
+
+    seen = []
+
+    def fake_train(config, made):
+        seen.append(config)
+        raise StopIteration
+
+    monkeypatch.setattr(dqn_worker, "_train", fake_train)
+    job = {"seeds": [0], **regimes.EVAL, "config": str(bench.DEFAULT_CONFIG)}
+    with pytest.raises(StopIteration):
+        dqn_worker.work_solve(job)
+    (config,) = seen
+    assert config.final_eval_episodes == config.eval_episodes == regimes.EVAL["eval_episodes"]
