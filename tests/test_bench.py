@@ -313,16 +313,17 @@ def test_population_rows_from_worker_results():
         "p2": {
             "seeds": 10,
             "cores": 2,
-            "rate": {"flops_per_second": 1e10, "how": "numpy"},
+            "rate": {"flops_per_second": 9e10, "how": "numpy"},  # the floor's: 90 GFLOP/s a core
             "members": 25,
-            "anatomy": {"numpy": 90.0, "best": 100.0, "xla": 72.0, "step": 60.0},
+            # The anatomy's numpy matmul, alone in its process, is not the floor's rate.
+            "anatomy": {"numpy": 85.0, "best": 100.0, "xla": 72.0, "step": 60.0},
             "hidden": 128,
             "runs": {
-                # 2,000 steps x 1 GFLOP at 2 x 10 GFLOP/s: a floor of 100 s.
+                # 2,000 steps x 9 GFLOP at 2 x 90 GFLOP/s: a floor of 100 s.
                 "population": {
                     "wall_seconds": 125.0,
                     "grad_steps": [1_000, 1_000],
-                    "flops_per_step": 1e9,
+                    "flops_per_step": 9e9,
                     "timings": [  # two chunks: means loop 110, learner 75, evaluations 15
                         {
                             "members": 25,
@@ -343,7 +344,7 @@ def test_population_rows_from_worker_results():
                 "process": {
                     "wall_seconds": 375.0,
                     "grad_steps": [1_000, 1_000],
-                    "flops_per_step": 1e9,
+                    "flops_per_step": 9e9,
                 },
             },
         },
@@ -362,9 +363,10 @@ def test_population_rows_from_worker_results():
     assert "25 members of [128, 128]" in find("(p2) a TF learner's matmuls alone")
     best = find("(p2) the core's best float32 matmul rate")
     assert "| 100.0 | 90.0 | the floor's rate is 90% of it |  |" in best
+    assert "matmul (85.0 GFLOP/s, alone;" in text  # the anatomy's own, in its note
     # The core's best rate (100) beats the floor's (90): at it the floor is 90 s, not 100.
     fastest = find("against its floor at the fastest one-thread matmul rate")
-    assert "(numpy [1024, 1024], 1.11x the floor's rate)" in fastest
+    assert "(numpy [1024, 1024], 1.11x the floor's rate per core)" in fastest
     assert "| 125.0 | - | 1.39x of that floor |  |" in fastest
     loop = find("where a population's loop went, mean of its 2 chunks of 25 members")
     assert "| 75.0 (68%) / 15.0 (14%) / 20.0 (18%) | - | loop 110.0 s |" in loop
@@ -380,12 +382,12 @@ def test_population_rows_from_worker_results():
     assert "| 50.0 | - | 1/2 |" in find("(p3) trust check")
     assert "the 2,000 gradient steps" in text
     # XLA's matmuls faster than numpy's (as on an AVX-512 EPYC whose OpenBLAS reports Haswell).
-    results["p2"]["anatomy"] = {"numpy": 90.0, "best": 100.0, "xla": 150.0, "step": 120.0}
+    results["p2"]["anatomy"] = {"numpy": 85.0, "best": 100.0, "xla": 150.0, "step": 120.0}
     fastest = only_line(table.table(results, quick=False))("at the fastest one-thread")
-    assert "(XLA's batched products, 1.67x the floor's rate)" in fastest
+    assert "(XLA's batched products, 1.67x the floor's rate per core)" in fastest
     assert "| 125.0 | - | 2.08x of that floor |  |" in fastest
-    # No rate beats numpy's: the floor is already at the fastest rate, and no row repeats it.
-    results["p2"]["anatomy"] = {"numpy": 90.0, "best": 90.0, "xla": 72.0, "step": 60.0}
+    # No rate beats the floor's: it is already at the fastest rate, and no row repeats it.
+    results["p2"]["anatomy"] = {"numpy": 85.0, "best": 90.0, "xla": 72.0, "step": 60.0}
     assert "at the fastest one-thread" not in table.table(results, quick=False)
     # Adam's share of the step, when the anatomy measured it (older results did not).
     assert "Adam's update" not in text
@@ -414,6 +416,11 @@ def test_p2_floor_adds_the_rates_its_processes_measured_together():
     text = table.table({"p2": p2}, quick=False)
     assert "| 125.0 | - | - |" in text
     assert "the compute floor is" not in text
+    # Nor a floor's rate to hold the anatomy's rates to.
+    p2["anatomy"] = {"numpy": 85.0, "best": 100.0, "xla": 150.0, "step": 60.0}
+    find = only_line(table.table({"p2": p2}, quick=False))
+    assert "| 150.0 | failed | - |" in find("(p2) a TF learner's matmuls alone")
+    assert "| 100.0 | failed | - |" in find("(p2) the core's best float32 matmul rate")
 
 
 def test_p2_prices_its_floor_at_the_configs_own_largest_product():
