@@ -74,6 +74,16 @@ def evaluate(
             f"seed must leave room for its episodes' seeds (seed + i, each in [0, 2**32 - 1]), "
             f"got seed {seed!r} for {episodes} episodes"
         )
+    n_actions, space = getattr(agent, "n_actions", None), env.action_space
+    if n_actions is not None and not (
+        isinstance(space, gym.spaces.Discrete) and int(space.n) == n_actions and space.start == 0
+    ):
+        # Another env's actions: a Discrete(3, start=1) env was sent action 0, and a Discrete(5)
+        # one, with epsilon, actions 3 and 4 the agent never takes (observations are checked).
+        raise InputError(
+            f"env {env_name(env)} has the action space {space}, the agent {n_actions} actions "
+            "(Discrete from 0): evaluate it on the env it was trained on"
+        )
     returns, shape = [], env.observation_space.shape
 
     def checked(reset_seed: int, obs, reward=None):

@@ -23,7 +23,6 @@ From Python, ``export_policy(agent_or_folder, out, tflite=False)`` writes the sa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -42,7 +41,6 @@ from dqn.command_line import (
     sigterm_as_ctrl_c,
 )
 from dqn.errors import (
-    CheckpointError,
     DQNError,
     OutputError,
     first_line,
@@ -228,14 +226,11 @@ def _check_agent(path: Path) -> tuple[Path, int, int]:
 
 
 def _sizes(agent_dir: Path) -> tuple[Path, int, int]:
-    from dqn.agent_files import check_agent_files
+    from dqn.agent_files import check_agent_files, read_agent_meta
 
     check_agent_files(agent_dir)
-    try:
-        meta = json.loads((agent_dir / "agent.json").read_text())
-        return agent_dir, int(meta["obs_dim"]), int(meta["n_actions"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{agent_dir / 'agent.json'} is unreadable") from None
+    meta = read_agent_meta(agent_dir)  # names the field that is wrong ("is unreadable" did not)
+    return agent_dir, meta.obs_dim, meta.n_actions
 
 
 def _missing_parents(out: Path) -> list[Path]:

@@ -118,3 +118,30 @@ def test_an_epsilon_outside_0_1_is_refused(epsilon):
 
     with pytest.raises(InputError, match="epsilon must be in \\[0, 1\\], got"):
         evaluate(Greedy(linear_q(np.ones((4, 2)))), gym.make("CartPole-v1"), 1, 0, epsilon)
+
+
+class ShiftedCartPole(gym.Wrapper):
+    """CartPole with another action space: ``Discrete(n, start=start)``."""
+
+    def __init__(self, n: int, start: int):
+        super().__init__(gym.make("CartPole-v1"))
+        self.action_space = gym.spaces.Discrete(n, start=start)
+
+    def step(self, action):
+        return self.env.step(int(action) % 2)
+
+
+@pytest.mark.parametrize("n, start", [(2, 1), (5, 0), (3, -1)])
+def test_an_env_with_other_actions_than_the_agent_s_is_refused(n, start):
+    # It was run: a Discrete(2, start=1) env got action 0, a Discrete(5) one, with epsilon,
+    # actions 3 and 4 that a 2-action agent never takes. A policy that does not say its
+    # number of actions (another library's) is taken as it is.
+    from dqn.errors import InputError
+
+    policy = Greedy(linear_q(np.ones((4, 2))))
+    policy.n_actions = 2
+    with pytest.raises(InputError, match=f"has the action space Discrete\\({n}.*the agent 2 act"):
+        evaluate(policy, ShiftedCartPole(n, start), 1, 0, epsilon=0.5)
+    assert len(evaluate(policy, ShiftedCartPole(2, 0), 1, 0)[2]) == 1
+    del policy.n_actions
+    assert len(evaluate(policy, ShiftedCartPole(n, start), 1, 0)[2]) == 1

@@ -454,3 +454,15 @@ def test_a_name_near_the_filesystems_limit_leaves_room_for_the_temporary_name(tm
         assert fresh_tmp_dir(tmp_path / name).parent == tmp_path
         atomic_write_text(tmp_path / name, "fits\n")
         assert (tmp_path / name).read_text() == "fits\n"
+
+
+def test_an_agent_json_without_a_field_is_named_by_the_field(tmp_path, capsys):
+    # "agent.json is unreadable": export read it on its own, not as a load does.
+    import json
+
+    agent = untrained_agent(tmp_path / "agent")
+    meta = json.loads((agent / "agent.json").read_text())
+    del meta["n_actions"]
+    (agent / "agent.json").write_text(json.dumps(meta))
+    args = [agent, "--out", tmp_path / "out"]
+    assert_refused(main, args, ["agent.json", "n_actions is missing"], capsys, tmp_path)
