@@ -16,6 +16,7 @@ import contextlib
 import functools
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable
 from typing import TextIO
@@ -89,6 +90,12 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
         saved = outlive_readers()
         try:
             return main(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            # One the command's own handlers did not take: Ctrl-C while it parses its arguments
+            # and imports what it parses with (a fraction of a second after its start), when
+            # nothing is written yet. One line, as later, not a traceback through numpy's import.
+            print(f"{_prog(main)}: error: interrupted", file=sys.stderr)
+            return 128 + getattr(exc, "signum", signal.SIGINT)
         finally:
             # A pipe's stdout is block-buffered (unless PYTHONUNBUFFERED is set): what is still
             # in its buffer is flushed here, through the survivor, not by the interpreter at
@@ -99,6 +106,18 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
             sys.stdout, sys.stderr = saved
 
     return run
+
+
+def _prog(main: Callable) -> str:
+    """The command's name: its console script's (``dqn-export`` for ``dqn.export:main``), else
+    the name it was started by."""
+    from importlib.metadata import entry_points
+
+    target = f"{main.__module__}:{main.__name__}"
+    for script in entry_points(group="console_scripts"):
+        if script.value == target:
+            return script.name
+    return os.path.basename(sys.argv[0]) or "dqn"
 
 
 def _closed_streams_to_devnull() -> None:

@@ -337,6 +337,31 @@ def test_ctrl_c_while_a_command_imports_what_it_parses_with_is_one_line(
     ]
 
 
+@pytest.mark.parametrize(
+    "module, name, prog",
+    [
+        ("dqn.cli", "train_main", "dqn-train"),
+        ("dqn.cli", "evaluate_main", "dqn-evaluate"),
+        ("dqn.export", "main", "dqn-export"),
+        ("dqn.backprop.cli", "main", "dqn-backprop"),
+    ],
+)
+def test_ctrl_c_while_a_command_parses_its_arguments_is_one_line(
+    module, name, prog, monkeypatch, capsys
+):
+    # In its first fraction of a second (`timeout -s INT 0.3 dqn-export ...`) a Ctrl-C gave a
+    # traceback through the parser's imports, exit 130.
+    import argparse
+    import importlib
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", interrupted)
+    assert getattr(importlib.import_module(module), name)(["--help"]) == 130
+    assert capsys.readouterr().err.splitlines() == [f"{prog}: error: interrupted"]
+
+
 def test_once_a_write_meets_a_closed_pipe_the_streams_later_output_goes_nowhere():
     """The interpreter flushes the stream itself once more at exit: text written after the
     first failure (the summary) raised there, 'Exception ignored' and exit code 120."""
