@@ -97,6 +97,13 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
             print(f"{_prog(main)}: error: interrupted", file=sys.stderr)
             return 128 + getattr(exc, "signum", signal.SIGINT)
         finally:
+            if os.path.basename(sys.argv[0]) == _prog(main):  # the process is this command
+                # Its work is done and its exit code decided: a signal during the interpreter's
+                # shutdown (TensorFlow's teardown takes a moment) replaced that code, 130 or
+                # 143 after a complete export's success line (`timeout ... dqn-export && ...`).
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    with contextlib.suppress(ValueError):  # not the main thread
+                        signal.signal(sig, signal.SIG_IGN)
             # A pipe's stdout is block-buffered (unless PYTHONUNBUFFERED is set): what is still
             # in its buffer is flushed here, through the survivor, not by the interpreter at
             # exit, where a gone reader gave "Exception ignored ... BrokenPipeError", exit 120.

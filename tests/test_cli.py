@@ -362,6 +362,24 @@ def test_ctrl_c_while_a_command_parses_its_arguments_is_one_line(
     assert capsys.readouterr().err.splitlines() == [f"{prog}: error: interrupted"]
 
 
+def test_once_a_command_s_work_is_done_a_signal_leaves_its_exit_code(monkeypatch):
+    # `timeout 14 dqn-export ...` that fired after the success line, during the interpreter's
+    # shutdown, made the exit code 130 or 143: the export was whole, and `&& deploy` skipped.
+    from dqn.backprop.cli import main
+
+    stops = (signal.SIGINT, signal.SIGTERM)
+    saved = {sig: signal.getsignal(sig) for sig in stops}
+    try:
+        assert main(["--version"]) == 0  # called from Python (a test): handlers left alone
+        assert {sig: signal.getsignal(sig) for sig in stops} == saved
+        monkeypatch.setattr(sys, "argv", ["/usr/local/bin/dqn-backprop", "--version"])
+        assert main(["--version"]) == 0  # the process is the command
+        assert [signal.getsignal(sig) for sig in stops] == [signal.SIG_IGN] * 2
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def test_once_a_write_meets_a_closed_pipe_the_streams_later_output_goes_nowhere():
     """The interpreter flushes the stream itself once more at exit: text written after the
     first failure (the summary) raised there, 'Exception ignored' and exit code 120."""
