@@ -6,11 +6,11 @@ Reads each study's results.json (``dqn-compare``), or its results.csv where only
 (docs/compare holds the csv of a study whose run folders are gone), and prints, per variant,
 the runs that ended solved (final evaluation >= 475) in each with Clopper-Pearson intervals,
 the medians of the final evaluation and of the evaluation AUC, and two-sample tests of both:
-Mann-Whitney U and Kolmogorov-Smirnov, with their p-values (scipy; the KS p-value by
-permutation where runs tie, as many end at exactly 500: ``dqn.stats.ks_pvalue``). The two ways are
-typically the per-process runner and populations (``--runner process`` / ``population``),
-whose runs of one seed agree to float32 rounding and so are not expected to be identical, or
-one study on two machines.
+Mann-Whitney U and Kolmogorov-Smirnov, with their p-values (scipy; both by permutation where
+runs tie, as many end at exactly 500: ``dqn.stats.mwu_pvalue``, ``dqn.stats.ks_pvalue``). The
+two ways are typically the per-process runner and populations (``--runner process`` /
+``population``), whose runs of one seed agree to float32 rounding and so are not expected to
+be identical, or one study on two machines.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from dqn.command_line import Parser, fail
 from dqn.io import atomic_write_text
-from dqn.stats import ks_pvalue, missing_ranked_last, proportion_ci
+from dqn.stats import ks_pvalue, missing_ranked_last, mwu_pvalue, proportion_ci
 from dqn.study_runs import check_result_rows
 
 PROG = Path(__file__).name
@@ -82,8 +81,7 @@ def p_values(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(Mann-Whitney U, Kolmogorov-Smirnov) two-sided p-values; 1.0 for identical samples."""
     if np.array_equal(np.sort(a), np.sort(b)):
         return 1.0, 1.0
-    mw = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
-    return float(mw), ks_pvalue(a, b)
+    return mwu_pvalue(a, b), ks_pvalue(a, b)
 
 
 def _column(rows: list[dict], seeds: list[int], key: str) -> np.ndarray:
