@@ -205,6 +205,19 @@ def _variant_line(i: int) -> dict:
     return {"ls": ("-", "--", "-.", ":")[i % 4], "lw": 2.2 - 0.3 * (i % 4)}
 
 
+def runs_at_end(rows: Sequence[Mapping], label: str) -> tuple[int, int]:
+    """(runs of variant ``label`` that trained to their end, its runs): the others the
+    divergence guard stopped (a ``diverged_at_env_step``: None, or NaN read back from a CSV,
+    where it did not)."""
+
+    def diverged(row: Mapping) -> bool:
+        step = row.get("diverged_at_env_step")
+        return step is not None and step == step and step != ""
+
+    mine = [r for r in rows if r["variant"] == label]
+    return sum(not diverged(r) for r in mine), len(mine)
+
+
 def curve_label(label: str, ending: int, runs: int) -> str:
     """A variant's legend entry: with how many of its runs its curve ends, where fewer than
     all (the others were stopped by the divergence guard, or never evaluated)."""
@@ -231,15 +244,14 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
     written = []
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    last = max((r["env_step"][-1] for runs in curves.values() for r in runs), default=0)
     for i, (label, runs) in enumerate(curves.items()):
         steps, evals = _stack(runs, "eval_return_mean")
         cis = np.array([iqm_ci(col[np.isfinite(col)], seed=seed) for col in evals.T])
         # A run the divergence guard stopped drops out after its last evaluation, where the
-        # table counts it at that evaluation: the legend says how many runs reach the study's
-        # last evaluation.
-        n = sum(r["variant"] == label for r in rows)
-        shown = curve_label(label, sum(r["env_step"][-1] == last for r in runs), n)
+        # table counts it at that evaluation: the legend says how many runs reach their end.
+        # By the guard's record, not by the study's last step: a variant with a shorter
+        # total_env_steps of its own was labelled "0 of 3 runs at the end".
+        shown = curve_label(label, *runs_at_end(rows, label))
         # (A marker: a curve of one evaluation is otherwise a line of no length.)
         (line,) = ax.plot(
             steps,

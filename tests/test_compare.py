@@ -486,6 +486,19 @@ def test_a_curve_that_ends_with_fewer_runs_than_its_variant_has_says_so():
     assert curve_label("huber", 30, 30) == "huber"
 
 
+def test_a_variant_shorter_than_the_others_is_not_said_to_have_lost_its_runs():
+    # The count compared each run's last step with the study's: a variant with its own, shorter
+    # total_env_steps read "short (0 of 3 runs at the end)" though none diverged.
+    from dqn.report import runs_at_end
+
+    rows = [result_row(variant="long", seed=s) for s in range(3)]
+    rows += [{**result_row(variant="short", seed=s), "total_env_steps": 2_000} for s in range(3)]
+    rows[4]["diverged_at_env_step"] = 900
+    rows[5]["diverged_at_env_step"] = float("nan")  # not stopped, as read back from a CSV
+    assert runs_at_end(rows, "long") == (3, 3)
+    assert runs_at_end(rows, "short") == (2, 3)
+
+
 def test_the_summary_counts_the_runs_the_guard_stopped():
     from dqn.report import summary_markdown
 
