@@ -124,7 +124,7 @@ def _prog(main: Callable) -> str:
     for script in entry_points(group="console_scripts"):
         if script.value == target:
             return script.name
-    return os.path.basename(sys.argv[0]) or "dqn"
+    return os.path.basename(sys.argv[0]) or "the command"
 
 
 def _closed_streams_to_devnull() -> None:
