@@ -117,7 +117,7 @@ def summary_markdown(
             f"| {steps} "
             f"| {_evaluated_iqm(final, seed)} | {_evaluated_iqm(auc, seed)} "
             f"| {_nan_safe(np.nanmean, zero):.3f} | {_nan_safe(np.nanmax, qmax):.1f} "
-            f"| {sum(r.get('diverged_at_env_step') is not None for r in runs)} "
+            f"| {sum(diverged(r) for r in runs)} "
             f"| {np.median([r['train_seconds'] for r in runs]):.1f} |"
         )
     text = "\n".join(lines) + (
@@ -205,15 +205,17 @@ def _variant_line(i: int) -> dict:
     return {"ls": ("-", "--", "-.", ":")[i % 4], "lw": 2.2 - 0.3 * (i % 4)}
 
 
+def diverged(row: Mapping) -> bool:
+    """Whether the divergence guard stopped the run: a ``diverged_at_env_step`` (None where it
+    did not; NaN too, as a CSV reads an empty cell back). The summary's count and the legend's
+    use this one rule."""
+    step = row.get("diverged_at_env_step")
+    return step is not None and step == step
+
+
 def runs_at_end(rows: Sequence[Mapping], label: str) -> tuple[int, int]:
     """(runs of variant ``label`` that trained to their end, its runs): the others the
-    divergence guard stopped (a ``diverged_at_env_step``: None, or NaN read back from a CSV,
-    where it did not)."""
-
-    def diverged(row: Mapping) -> bool:
-        step = row.get("diverged_at_env_step")
-        return step is not None and step == step and step != ""
-
+    divergence guard stopped."""
     mine = [r for r in rows if r["variant"] == label]
     return sum(not diverged(r) for r in mine), len(mine)
 
