@@ -32,6 +32,7 @@ from dqn.study_runs import (
     failure_message,
     make_tasks,
     read_result,
+    run_is_missing,
     settings_difference,
     summarize_run,  # noqa: F401 (results.csv columns, re-exported)
     task_configs,
@@ -258,6 +259,7 @@ def run_comparison(
     jobs: list[Job] = []
     rows: dict[str, dict] = {}
     changed: list[tuple[str, str]] = []  # (run, what differs) of runs made with other settings
+    missing: list[str] = []  # runs whose result.json is there and their run/ folder is not
     for variant in variants:
         for seed in seeds:
             name = run_name(variant.label, seed)
@@ -265,12 +267,21 @@ def run_comparison(
             cfg = configs[variant.label, seed].to_dict()
             # A folder left by another study (other config, --set or variant overrides) is
             # neither reported as this one's nor overwritten.
-            if (difference := settings_difference(folder, cfg)) is not None:
+            if run_is_missing(folder):
+                missing.append(name)
+            elif (difference := settings_difference(folder, cfg)) is not None:
                 changed.append((name, difference))
             elif (row := read_result(folder, variant.label, seed)) is not None:
                 rows[name] = row
             else:
                 jobs.append(Job(name, cfg, variant.label, str(folder.resolve())))
+    if missing:
+        also = f" (and {few(missing[1:])})" if len(missing) > 1 else ""
+        raise ConfigError(
+            f"{out / 'runs' / missing[0]}{also}: its result.json is there but not its run "
+            "(run/config.yaml; the run/ folder was deleted or moved): remove that run's folder "
+            "to train it again, or give another output folder (--out)"
+        )
     if changed:
         (name, difference), others = changed[0], len(changed) - 1
         also = f" (and {others} more run{'s' * (others != 1)})" if others else ""

@@ -264,7 +264,8 @@ class DQNConfig(metaclass=_KnownKeys):
         "in one batch and runs the gradient steps owed for them in one call (still one burst per "
         "train_every_env_steps transitions). Evaluations, checkpoints and the end fall on the "
         "first loop step at or past their env step, so a run may take up to num_envs - 1 steps "
-        "more than total_env_steps. Such runs checkpoint and resume like one-env runs")
+        "more than total_env_steps (stored, but owing no gradient step: a run takes as many as "
+        "a one-env run). Such runs checkpoint and resume like one-env runs")
     learner: str                       = row("tensorflow",  STR,  False, LEARNERS,
         "What runs the gradient steps: tensorflow (dqn.tf_learner, compiled with XLA) or numpy "
         "(dqn.numpy_learner: the same update written out in numpy for a chain of Dense layers, "

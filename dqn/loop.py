@@ -449,8 +449,14 @@ def _loop(
                     returns[i] = 0.0
                 before, step = step, step + int(out.real.sum())
 
+                # Up to total_env_steps only: a vector env's last loop step may pass it, and the
+                # bursts those extra transitions would owe are past the schedules' end (the
+                # run takes config.total_grad_steps gradient steps, as a one-env run does).
                 bursts = multiples_between(
-                    before, step, config.train_every_env_steps, config.learning_starts_env_steps
+                    before,
+                    min(step, config.total_env_steps),
+                    config.train_every_env_steps,
+                    config.learning_starts_env_steps,
                 )
                 if bursts:
                     if not len(replay):

@@ -132,7 +132,11 @@ def summary_markdown(
         "bootstrap over runs (scipy) for IQMs. Zero-grad fraction: share of sampled "
         "transitions whose loss gradient was exactly 0, averaged over training. Max abs Q: "
         "the largest |Q| of a batch over the rows metrics.csv logged; the burst that trips "
-        "the divergence guard logs no row, so its |Q| is not in it (diverged counts those runs)."
+        "the divergence guard logs no row, so its |Q| is not in it (diverged counts those runs). "
+        "Train s: a run's wall time less its evaluations; a run trained in a population has "
+        "its share, the population's time divided by its members, so the column compares "
+        "variants only when their runs trained the same way (the same population sizes, or a "
+        "process each)."
     )
     for a, b in _compared_pairs({label: bars[label] for label in groups}):
         for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):
@@ -182,6 +186,18 @@ def load_curves(out: Path, rows: Sequence[dict]) -> dict[str, list[dict[str, np.
     curves: dict[str, list[dict[str, np.ndarray]]] = {}
     for r in rows:
         path = out / "runs" / run_name(r["variant"], r["seed"]) / STUDY_RUN / "metrics.csv"
+        evaluated = r.get("final_eval_mean") is not None and math.isfinite(r["final_eval_mean"])
+        if evaluated and not path.is_file():
+            # An evaluated run's file is gone (deleted by hand): its curve is missing from the
+            # figures, which would otherwise say nothing of it.
+            import warnings
+
+            warnings.warn(
+                f"{path} is missing: the figures leave that run out (the summary, from its "
+                "result.json, counts it)",
+                UserWarning,
+                stacklevel=3,
+            )
         metrics = read_metrics(path) if path.is_file() else {}
         # A run the divergence guard stopped before its first evaluation has no curve to draw.
         if len(metrics.get("env_step", ())) > 0:
@@ -271,39 +287,75 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for i, (label, runs) in enumerate(curves.items()):
             color = None
+            shown = curve_label(label, *runs_at_end(rows, label))
             # One series a variant: each variant's own line; several: dashes tell them apart.
             lines = [{"ls": ls} for ls in ("-", "--", ":")] if len(keys) > 1 else [_variant_line(i)]
             for key, style in zip(keys, lines):
                 steps, values = _stack(runs, key)
-                (line,) = ax.plot(
+                color = _diagnostic_line(
+                    ax,
                     steps,
                     np.nanmedian(values, axis=0),
-                    **style,
+                    f"{shown} {key.rsplit('_', 1)[-1]}" if len(keys) > 1 else shown,
                     color=color,
-                    label=f"{label} {key.rsplit('_', 1)[-1]}" if len(keys) > 1 else label,
+                    **style,
                 )
-                color = line.get_color()
         # (What is aggregated goes in the title: a long y label was cut at the figure's edge.)
         ax.set(xlabel="env steps", ylabel=ylabel, title="median over seeds")
         if filename.startswith("td_error"):
             ax.set_yscale("log")
-        ax.legend(fontsize=7, ncol=2)
+        else:  # a fraction: an axis of only zeros is not centred on 0
+            ax.set_ylim(bottom=0)
+        _legend(ax)
         written.append(_save(fig, out / filename))
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, runs in curves.items():
         color = None
+        shown = curve_label(label, *runs_at_end(rows, label))
         unit_keys = [k for k in runs[0] if "_fraction/hidden_" in k]
         for key, style in zip(unit_keys, ("-", "--", ":", "-.")):
             steps, values = _stack(runs, key)
-            (line,) = ax.plot(
-                steps, np.nanmean(values, axis=0), style, color=color, label=f"{label} {key}"
+            color = _diagnostic_line(
+                ax, steps, np.nanmean(values, axis=0), f"{shown} {key}", color=color, ls=style
             )
-            color = line.get_color()
     ax.set(xlabel="env steps", ylabel="dead (ReLU) / saturated units", title="mean over seeds")
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_ylim(bottom=0)
+    _legend(ax)
     written.append(_save(fig, out / "dead_units.png"))
     return written
+
+
+def _diagnostic_line(ax, steps: np.ndarray, values: np.ndarray, label: str, color, **style):
+    """One variant's series of a diagnostics figure; its colour (None: the next one). A series
+    with no value (``diagnostics: false``, or stopped before its first update) is left out of
+    the figure and its legend; one of a single value is a marker, not a line of no length."""
+    if not np.isfinite(values).any():
+        return color
+    (line,) = ax.plot(
+        steps,
+        values,
+        color=color,
+        marker="o" if np.isfinite(values).sum() == 1 else None,
+        label=label,
+        **style,
+    )
+    return line.get_color()
+
+
+def _legend(ax) -> None:
+    """The legend of a diagnostics figure, or a line saying why the figure is empty."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        ax.text(
+            0.5,
+            0.5,
+            "no run logged these diagnostics\n(diagnostics: false, or stopped before an update)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
 
 
 def _save(fig, path: Path) -> Path:

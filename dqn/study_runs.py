@@ -67,15 +67,22 @@ def settings_difference(run_folder: Path, config: Mapping) -> str | None:
     dict), as ``"gamma: 0.99 there, 0.5 now"``; None if they are the same or if the folder holds
     no run yet (a run killed before it wrote its config.yaml starts again)."""
     recorded = Path(run_folder) / STUDY_RUN / "config.yaml"
-    if not recorded.is_file():
-        finished = (Path(run_folder) / "result.json").is_file()
-        return "its run/config.yaml is missing, so they cannot be compared" if finished else None
+    if not recorded.is_file():  # (a finished run without it: ``run_is_missing``)
+        return None
     try:
         there = read_saved_config(recorded).to_dict()
     except ConfigError as exc:
         return f"its run/config.yaml cannot be read: {exc}"
     keys = changed_keys(there, config, NOT_SETTINGS)
     return "; ".join(f"{k}: {there.get(k)!r} there, {config[k]!r} now" for k in keys) or None
+
+
+def run_is_missing(run_folder: Path) -> bool:
+    """Whether a study's run entry holds its result.json but not its run (run/config.yaml): a
+    run/ folder deleted or moved. Its result cannot be checked against the study's settings,
+    nor its curves drawn: the study names it rather than reporting or training over it."""
+    entry = Path(run_folder)
+    return (entry / "result.json").is_file() and not (entry / STUDY_RUN / "config.yaml").is_file()
 
 
 def summarize_run(history: Sequence[Mapping[str, float]], first_solve: int | None) -> dict:

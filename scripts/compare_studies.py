@@ -1,10 +1,12 @@
 """Two studies of the same variants and seeds, run two ways: are their outcomes distinguishable?
 
     python scripts/compare_studies.py results/compare results/compare-pop [--out FILE.md]
+        [--threshold 475]
 
 Reads each study's results.json (``dqn-compare``), or its results.csv where only that was kept
 (docs/compare holds the csv of a study whose run folders are gone), and prints, per variant,
-the runs that ended solved (final evaluation >= 475) in each with Clopper-Pearson intervals,
+the runs that ended solved (final evaluation >= --threshold: 475, CartPole-v1's, unless given;
+the table's header names it) in each with Clopper-Pearson intervals,
 the medians of the final evaluation and of the evaluation AUC, and two-sample tests of both:
 Mann-Whitney U and Kolmogorov-Smirnov, with their p-values (scipy; both by permutation where
 runs tie, as many end at exactly 500: ``dqn.stats.mwu_pvalue``, ``dqn.stats.ks_pvalue``). The
@@ -28,7 +30,7 @@ from dqn.stats import ks_pvalue, missing_ranked_last, mwu_pvalue, proportion_ci
 from dqn.study_runs import check_result_rows
 
 PROG = Path(__file__).name
-THRESHOLD = 475.0
+THRESHOLD = 475.0  # CartPole-v1's reward threshold; --threshold for another env's
 # The table's first line ends so; --out replaces a file only if its first line does too.
 TITLE_END = "; per variant, the runs of the seeds both hold."
 # What the comparison reads of each run.
@@ -103,19 +105,20 @@ def _runs(study: dict[str, list[dict]]) -> str:
     return "; ".join(parts) or "no runs"
 
 
-def solved(x: np.ndarray) -> str:
-    """Runs whose final evaluation reached the threshold, with their Clopper-Pearson interval."""
-    k, n = int((x >= THRESHOLD).sum()), len(x)
+def solved(x: np.ndarray, threshold: float = THRESHOLD) -> str:
+    """Runs whose final evaluation reached ``threshold``, with their Clopper-Pearson interval."""
+    k, n = int((x >= threshold).sum()), len(x)
     low, high = proportion_ci(k, n)
     return f"{k}/{n} [{low:.2f}, {high:.2f}]"
 
 
-def table(first: Path, second: Path) -> str:
+def table(first: Path, second: Path, threshold: float = THRESHOLD) -> str:
     a, b = load(first), load(second)
+    bar = f"final eval >= {threshold:g}"
     lines = [
         f"A = {first}, B = {second}{TITLE_END}",
         "",
-        "| variant | runs | solved at end A | solved at end B | median final A / B "
+        f"| variant | runs | solved at end A ({bar}) | solved at end B | median final A / B "
         "| final eval: MWU p / KS p | median AUC A / B | AUC: MWU p / KS p |",
         "|---|---:|---|---|---|---|---|---|",
     ]
@@ -138,7 +141,7 @@ def table(first: Path, second: Path) -> str:
         mf, kf = p_values(fa, fb)
         mu, ku = p_values(ua, ub)
         lines.append(
-            f"| {variant} | {n} | {solved(fa)} | {solved(fb)} | "
+            f"| {variant} | {n} | {solved(fa, threshold)} | {solved(fb, threshold)} | "
             f"{np.median(fa):.1f} / {np.median(fb):.1f} | {mf:.2f} / {kf:.2f} | "
             f"{np.median(ua):.1f} / {np.median(ub):.1f} | {mu:.2f} / {ku:.2f} |"
         )
@@ -179,7 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("first", type=Path)
     p.add_argument("second", type=Path)
     p.add_argument("--out", type=Path, help="also write the table here")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=THRESHOLD,
+        help="the final evaluation that counts as solved (default: %(default)g, CartPole-v1's; "
+        "a study's summary.md names its own)",
+    )
     args = p.parse_args(argv)
+    if not np.isfinite(args.threshold):
+        return fail(PROG, f"--threshold is a finite number, got {args.threshold}")
     for folder in (args.first, args.second):
         if not any((folder / name).is_file() for name in ("results.json", "results.csv")):
             return fail(PROG, f"{folder} has no results.json or results.csv")
@@ -190,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         return fail(PROG, problem)
     try:
-        text = table(args.first, args.second)
+        text = table(args.first, args.second, args.threshold)
     except ValueError as exc:
         return fail(PROG, exc)
     if args.out:  # before printing: a failed write is the one line, not a table and a line

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -225,6 +226,61 @@ def test_the_figures_skip_a_variant_whose_runs_stopped_before_any_evaluation(tmp
     curves = load_curves(tmp_path, rows)
     assert list(curves) == ["ok"]
     np.testing.assert_array_equal(curves["ok"][0]["eval_return_mean"], [20.0, 40.0])
+
+
+def test_an_evaluated_run_without_its_metrics_file_is_named_when_the_figures_leave_it_out(
+    tmp_path,
+):
+    # Deleted by hand: its curve was silently missing (one run's curve drawn as the variant's).
+    from dqn.report import load_curves
+
+    (tmp_path / "runs" / "ok-seed0" / "run").mkdir(parents=True)
+    (tmp_path / "runs" / "ok-seed0" / "run" / "metrics.csv").write_text(
+        "env_step,eval_return_mean\n2500,20.0\n"
+    )
+    rows = [result_row(variant="ok", seed=0), result_row(variant="ok", seed=1)]
+    with pytest.warns(UserWarning, match=r"ok-seed1/run/metrics.csv is missing: the figures"):
+        curves = load_curves(tmp_path, rows)
+    assert len(curves["ok"]) == 1
+    # A run stopped before its first evaluation has no curve to miss: no warning.
+    never = result_row(variant="ok", seed=1, final_eval_mean=float("nan"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_curves(tmp_path, [rows[0], never])
+
+
+def test_a_diagnostics_series_without_values_is_left_out_and_one_value_is_a_marker():
+    # diagnostics: false (all NaN) was a legend entry with no line; one evaluation, a line of
+    # no length.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dqn.report import _diagnostic_line, _legend
+
+    fig, ax = plt.subplots()
+    steps = np.array([500.0, 1000.0])
+    assert _diagnostic_line(ax, steps, np.array([np.nan, np.nan]), "off", None) is None
+    assert ax.get_lines() == []
+    _legend(ax)
+    assert ax.get_legend() is None and "no run logged" in ax.texts[0].get_text()
+    color = _diagnostic_line(ax, steps, np.array([0.5, np.nan]), "one", None, ls="-")
+    (line,) = ax.get_lines()
+    assert line.get_marker() == "o" and line.get_color() == color
+    _diagnostic_line(ax, steps, np.array([0.5, 0.25]), "two", None, ls="-")
+    assert ax.get_lines()[1].get_marker() in ("None", None, "")
+    plt.close(fig)
+
+
+def test_the_summary_says_how_train_seconds_compare_across_population_sizes():
+    # A run's train_seconds in a population is its share of the population's: the same run
+    # retrained alone read 7.9 s against 0.7 s.
+    from dqn.report import summary_markdown
+
+    text = summary_markdown([result_row(variant="huber", seed=0)], 475.0)
+    assert "Train s: a run's wall time less its evaluations" in text
+    assert "the population's time divided by its members" in text
 
 
 def test_the_memory_check_counts_the_heaviest_chunks_that_run_at_once():

@@ -384,6 +384,25 @@ def test_an_unfinished_run_of_other_settings_is_refused_too_and_kept(study, in_p
     assert in_process == [] and tree(out) == before
 
 
+def test_a_finished_run_whose_run_folder_is_gone_is_named_as_such_and_kept(study, in_process):
+    # Its result.json kept, its run/ deleted: it was refused as "trained with other settings",
+    # whose two cures (another --out, the settings it was trained with) do not help.
+    import shutil
+
+    from dqn.agent_files import STUDY_RUN
+
+    out, _ = study
+    shutil.rmtree(out / "runs" / "l2-seed1" / STUDY_RUN)
+    before = tree(out)
+    with pytest.raises(ConfigError) as refused:
+        run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False)
+    message = str(refused.value)
+    assert "\n" not in message and "other settings" not in message
+    assert message.startswith(f"{out / 'runs' / 'l2-seed1'}: its result.json is there but not")
+    assert "remove that run's folder to train it again" in message
+    assert in_process == [] and tree(out) == before
+
+
 def test_the_command_line_refuses_a_rerun_with_another_set(tmp_path, in_process, capsys):
     config, out = tiny_yaml(tmp_path), tmp_path / "out"
     args = ["--config", config, "--variants", "l2", "huber", "--seeds", "1", "--out", out]

@@ -79,6 +79,21 @@ def test_identical_studies_are_indistinguishable_and_different_ones_are_not(tmp_
     assert "| 0.00 / 0.00 |" in line
 
 
+def test_solved_at_end_counts_against_the_threshold_the_header_names(tmp_path, capsys):
+    # A study of another env than CartPole (Acrobot's -100, a solve_return of 40) read 0/n at
+    # a fixed 475, under a header that did not say so.
+    script = load_script()
+    write_json(tmp_path / "a", rows([45.0, 41.0, 39.0]))
+    table = script.table(tmp_path / "a", tmp_path / "a", threshold=40.0)
+    assert "solved at end A (final eval >= 40)" in table
+    assert "| huber | 3 | 2/3 [" in table
+    assert "solved at end A (final eval >= 475)" in script.table(tmp_path / "a", tmp_path / "a")
+    assert script.main([str(tmp_path / "a"), str(tmp_path / "a"), "--threshold", "40"]) == 0
+    assert "| 2/3 [" in capsys.readouterr().out
+    assert script.main([str(tmp_path / "a"), str(tmp_path / "a"), "--threshold", "nan"]) == 2
+    assert "--threshold is a finite number" in capsys.readouterr().err
+
+
 def test_a_folder_without_results_is_one_line_and_exit_2(tmp_path, capsys):
     script = load_script()
     write_json(tmp_path / "a", rows([500.0]))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dqn import DQNAgent, DQNConfig
+from dqn.config import total_grad_steps
 from dqn.errors import ConfigError
 from dqn.loop import multiples_between, train
 from dqn.replay import ReplayBuffer
@@ -40,8 +41,10 @@ def test_a_vectorized_run_keeps_the_configured_ratio_of_updates_to_transitions(t
     steps = int(result.history[-1]["env_step"])
     # Transitions are counted as stored: the total, overshot by less than one loop step.
     assert TINY.total_env_steps <= steps < TINY.total_env_steps + TINY.num_envs
-    # One burst of 2 per 10 transitions past 200, whatever the loop steps' boundaries.
-    assert result.agent.grad_steps == 2 * multiples_between(0, steps, 10, after=200)
+    # One burst of 2 per 10 transitions past 200, whatever the loop steps' boundaries, up to
+    # total_env_steps: the schedules' length, whatever the last loop step's overshoot.
+    assert result.agent.grad_steps == 2 * multiples_between(0, 1_000, 10, after=200)
+    assert result.agent.grad_steps == total_grad_steps(TINY)
     assert [int(r["env_step"]) // 500 for r in result.history] == [1, 2]
     # Every finished episode was counted once: CartPole pays 1 per step, and a random-ish
     # policy ends episodes after at least 8 steps, so the returns account for the steps.
@@ -49,6 +52,29 @@ def test_a_vectorized_run_keeps_the_configured_ratio_of_updates_to_transitions(t
     assert min(result.episode_returns) >= 8
     loaded = DQNAgent.load(tmp_path / "run")  # agent-only checkpoints, readable
     assert loaded.grad_steps == result.agent.grad_steps
+
+
+def test_a_vectorized_run_past_its_total_takes_no_burst_past_the_schedule(tmp_path):
+    # 4 envs end at an env step past 199 (the autoresets shift the loop steps' boundaries): the
+    # bursts its last loop step owed past 199 (at 200) ran past the learning-rate schedule's
+    # end, at a rate of 0, with the warning meant for a user's own loop past the run.
+    import warnings
+
+    config = TINY.replace(
+        total_env_steps=199,
+        learning_starts_env_steps=30,
+        train_every_env_steps=8,
+        gradient_steps_per_train=3,
+        eval_every_env_steps=199,
+        checkpoint_every_env_steps=199,
+        learning_rate_end=0.0,
+        target_update_every_grad_steps=16,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    assert int(result.history[-1]["env_step"]) >= 200  # the overshoot this test is about
+    assert result.agent.grad_steps == total_grad_steps(config) == 63
 
 
 def test_a_vectorized_run_stores_no_autoreset_step(tmp_path, monkeypatch):
