@@ -86,8 +86,10 @@ def q_propagation(config: DQNConfig, metrics: list[dict[str, np.ndarray]]) -> st
         )
     peaks = [np.nanmax(m["q_mean"]) for m in metrics if np.isfinite(m["q_mean"]).any()]
     over = sum(p > ceiling for p in peaks)
+    # (A study shorter than 10k env steps has no row at those steps.)
+    at = "; ".join(parts) or "at 10k, 25k, 50k: no run reached them"
     return (
-        f"median mean Q {'; '.join(parts)}; runs whose mean Q exceeded 1/(1-gamma) = "
+        f"median mean Q {at}; runs whose mean Q exceeded 1/(1-gamma) = "
         f"{ceiling:.0f}: {over} of {len(peaks)}"
     )
 

@@ -85,6 +85,19 @@ def test_gradient_starvation_reads_the_first_row_and_the_runs_that_reached_the_e
     )
 
 
+def test_q_propagation_of_a_study_too_short_for_its_steps_says_so():
+    # Under 10k env steps it printed "median mean Q ; runs whose ...", an empty list.
+    import numpy as np
+
+    from dqn.config import DQNConfig
+
+    metrics = [{"env_step": np.array([2500.0, 5000.0]), "q_mean": np.array([3.0, 120.0])}]
+    assert load_script().q_propagation(DQNConfig(total_env_steps=5000), metrics) == (
+        "median mean Q at 10k, 25k, 50k: no run reached them; runs whose mean Q exceeded "
+        "1/(1-gamma) = 100: 1 of 1"
+    )
+
+
 class AlwaysLeft:
     def act(self, obs):
         return 0
