@@ -150,6 +150,67 @@ def test_each_printed_number_is_read_from_its_own_field():
     )
     text = cli.report_losses(losses)
     assert "Student-t(df=2) 50.0% (exact 42.3%), N(0, 1) 25.0%" in text
+    assert "and only there: True" in text
+    assert "and only there: False" in cli.report_losses(
+        replace(losses, zero_grad_matches_outside=False)
+    )
+    # The depth table: each column from its own field (ratio, bound, their quotient).
+    sig = replace(sig, depths=(3,), depth_ratio=np.array([0.5]), depth_bound=np.array([0.25]))
+    depth = cli.report_sigmoid(sig).splitlines()[-1].split()
+    assert depth == ["3", "5.000e-01", "2.500e-01", "2.000"]
+    # The RNN's clipping lines: a distinct value in every field they read.
+    rnn = replace(
+        demos.rnn_gradients(rhos=(1.5,), max_t=2, hidden=4, d_in=2, n=2, input_scales=(0.1,)),
+        raw_grad_norm=11.0,
+        clip_norm=5.0,
+        global_clip_norm=4.5,
+        global_clip_cosine=0.875,
+        elementwise_clip_norm=3.25,
+        elementwise_clip_cosine=0.625,
+        example_elementwise_cosine=0.375,
+    )
+    text = cli.report_rnn(rnn)
+    assert "(global norm 11) at 5:" in text
+    assert "by global norm: norm 4.5, cosine 0.8750" in text
+    assert "element-wise  : norm 3.25, cosine 0.6250" in text
+    assert "(cosine 0.375)" in text
+
+
+def test_out_where_no_figure_can_be_written_is_refused_before_any_demo_runs(
+    tmp_path, capsys, monkeypatch
+):
+    # A read-only --out (root passes any mode, so the denial is simulated), or a figure's
+    # name held by a folder: refused after demo 1 had run and printed its tables.
+    (tmp_path / "taken" / "dead_relus.png").mkdir(parents=True)
+    assert main(["--out", str(tmp_path / "taken")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == (
+        f"dqn-backprop: error: --out {tmp_path / 'taken'} holds dead_relus.png, which is not a "
+        "file: give the figures their own folder\n"
+    )
+
+    def denied(folder):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cli, "_check_writable", denied)
+    assert main(["--out", str(tmp_path / "ro")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.endswith(
+        "cannot use --out " + str(tmp_path / "ro") + ": Permission denied\n"
+    )
+
+
+def test_an_empty_out_is_refused_not_the_working_folder(tmp_path, capsys, monkeypatch):
+    # dqn-train and dqn-export refuse an empty folder name; this wrote the figures into ".".
+    monkeypatch.chdir(tmp_path)
+    assert main(["--out", ""]) == 2
+    assert "--out is a folder's name, got ''" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_writable_check_leaves_nothing_behind(tmp_path):
+    cli._check_writable(tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_out_that_is_a_file_is_an_argument_error(tmp_path, capsys):

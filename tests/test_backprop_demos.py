@@ -143,8 +143,27 @@ def test_a_probe_rate_that_kills_every_unit_reports_no_live_unit_moving():
 
 def test_dead_fraction_never_decreases_once_units_die(relu):
     # A dead unit's incoming weights get no gradient, so nothing can revive it.
-    for curve in relu.dead_fraction_curve.values():
+    for lr, curve in relu.dead_fraction_curve.items():
         assert np.all(np.diff(curve) >= 0)
+        assert curve[-1] <= relu.dead_fraction[lr]  # the last step only adds to it
+    # At lr 10 every unit is dead from step 5 on (seed 0): a curve logged as 0 stays "never
+    # decreasing", so the value itself is asserted.
+    assert relu.dead_fraction_curve[10.0][5:].tolist() == [1.0] * (len(relu.losses[10.0]) - 5)
+
+
+def test_the_dead_fraction_curve_is_the_dead_units_of_the_weights_before_each_step():
+    from dqn.backprop.mlp import dead_units, init_mlp, make_spirals, train_mlp
+
+    x, y = make_spirals(50, np.random.default_rng(0))
+    params = init_mlp(x.shape[1], 20, 2, np.random.default_rng(1))
+    log = train_mlp(params, x, y, lr=5.0, steps=6)
+    # Replayed one step at a time: the curve's k-th value is the mask of the k-th weights.
+    expected = []
+    for _ in range(6):
+        expected.append(float(np.mean(dead_units(params, x))))
+        params = train_mlp(params, x, y, lr=5.0, steps=1).params
+    assert log.dead_fraction.tolist() == expected
+    assert max(expected) > 0  # the rate kills units: the curve is not all zeros
 
 
 # --------------------------------------------------------------------------- 3. RNN
@@ -211,6 +230,24 @@ def test_clipped_delta_gradient_is_zero_exactly_outside_the_bound(losses):
     assert losses.zero_grad_matches_outside is True
     assert losses.zero_grad_min_abs == 1.01  # grid step 0.01; at |e| = 1 the gradient is e
     assert np.all(losses.grad["huber"][losses.grid != 0] != 0)
+
+
+def test_a_loss_with_zero_gradient_inside_the_bound_too_is_reported_as_not_matching(
+    monkeypatch,
+):
+    # The claim's check, not a constant: a clipped_delta whose gradient also vanished near 0.
+    from dqn.backprop.demos import td_losses
+    from dqn.backprop.losses import LOSSES, LossPair
+
+    forward, backward = LOSSES["clipped_delta"]
+
+    def also_zero_near_0(dout, cache):
+        return np.where(np.abs(cache.td_error) < 0.5, 0.0, backward(dout, cache))
+
+    monkeypatch.setitem(td_losses.LOSSES, "clipped_delta", LossPair(forward, also_zero_near_0))
+    r = demos.clipped_delta_vs_huber(heavy_tail_n=100)
+    assert r.zero_grad_matches_outside is False
+    assert r.zero_grad_min_abs == 0.01
 
 
 def test_heavy_tailed_td_errors_lose_their_gradient_at_the_closed_form_rate(losses):

@@ -65,6 +65,18 @@ def test_rel_error_definition():
     assert rel_error(0.0, 1e-6) == pytest.approx(1.0, rel=1e-2)  # 1e-6 / (1e-6 + 1e-8)
 
 
+def test_the_checker_refuses_an_array_it_cannot_perturb_by_h():
+    # An int array held x + h rounded: [49999, 150000, 249999] for the gradient [2, 4, 6].
+    for x in (np.array([1, 2, 3]), np.array([True, False]), [1.0, 2.0]):
+        with pytest.raises(TypeError, match="perturbs a float array in place"):
+            numerical_gradient(lambda v: float(np.sum(np.asarray(v, float) ** 2)), x)
+
+
+def test_rel_error_of_two_empty_arrays_is_zero():
+    # A check of a batch of 0 (the layers take one) died in np.max's reduction.
+    assert rel_error(np.zeros((0, 3)), np.zeros((0, 3))) == 0.0
+
+
 def test_checker_flags_a_wrong_gradient():
     x = np.array([0.3, -0.8, 1.1])
     # f = sum(tanh(x^2)): the truth is 2x (1 - tanh(x^2)^2); forgetting the tanh' factor

@@ -183,3 +183,13 @@ def test_no_pair_modifies_dout_or_its_inputs(rng):
     rnn_backward(dseq, rnn_forward(seq, h0, w, w, b)[1])
     for before, after in zip(originals, (x, w, b, h0, dout, seq, dseq)):
         assert np.array_equal(before, after)
+
+
+def test_a_sequence_of_no_step_and_a_batch_of_no_example_are_refused_by_name():
+    # T = 0 died in np.stack ("need at least one array to stack"); N = 0 gave a NaN loss.
+    with pytest.raises(ValueError, match=r"rnn_forward runs a sequence x of shape \(N, T >= 1"):
+        rnn_forward(
+            np.zeros((2, 0, 3)), np.zeros((2, 4)), np.zeros((3, 4)), np.zeros((4, 4)), np.zeros(4)
+        )
+    with pytest.raises(ValueError, match="over N >= 1 examples, got 0"):
+        softmax_cross_entropy_forward(np.zeros((0, 2)), np.zeros(0, int))

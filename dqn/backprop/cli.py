@@ -22,7 +22,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _version() -> str:
-    # The installed distribution's: the lab imports nothing from dqn outside itself.
+    # The installed distribution's: the lab imports nothing of dqn's outside itself but
+    # dqn.terminal (which imports no TensorFlow).
     from importlib.metadata import PackageNotFoundError, version
 
     try:  # the distribution's name is the top package's, spelt out by no import of it
@@ -33,7 +34,10 @@ def _version() -> str:
 
 def _folder(text: str) -> Path:
     """--out with a leading ``~`` expanded, as the other commands do: the shell leaves it in
-    ``--out=~/figs``, and a folder named ``~`` in the working folder is a trap (``rm -rf ~``)."""
+    ``--out=~/figs``, and a folder named ``~`` in the working folder is a trap (``rm -rf ~``).
+    An empty name is refused: it wrote the figures into the working folder."""
+    if not text:
+        raise argparse.ArgumentTypeError("--out is a folder's name, got ''")
     try:
         return Path(text).expanduser()
     except RuntimeError:  # pathlib's "Could not determine home directory."
@@ -191,6 +195,21 @@ def report_losses(r: demos.LossesResult) -> str:
     )
 
 
+def _check_writable(folder: Path) -> None:
+    """OSError (PermissionError, a read-only disk) if no file can be made in ``folder``: checked
+    before the first demo runs and prints, not at its figure. A file is made and removed, as
+    os.access says yes to root whatever the folder's mode."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".dqn-backprop-"):
+        pass
+
+
+def _taken(path: Path) -> bool:
+    """Whether a figure's name is held by something that is not a regular file."""
+    return (path.exists() or path.is_symlink()) and not path.is_file()
+
+
 @command  # `dqn-backprop | head` ends the reading, not the figures
 def main(argv: list[str] | None = None) -> int:
     try:
@@ -218,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dqn-backprop: error: cannot use --out {args.out}: {err.strerror}", file=sys.stderr)
         return 2
     if foreign:
-        # dqn.errors.few's wording; the lab imports nothing from dqn outside itself.
+        # dqn.errors.few's wording (the lab imports no dqn module but dqn.terminal).
         more = f" and {len(foreign) - 3} more" if foreign[3:] else ""
         shown = ", ".join(foreign[:3]) + more
         print(
@@ -229,8 +248,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         args.out.mkdir(parents=True, exist_ok=True)
+        _check_writable(args.out)
     except OSError as err:
         print(f"dqn-backprop: error: cannot use --out {args.out}: {err.strerror}", file=sys.stderr)
+        return 2
+    # A figure's name taken by a folder (or another kind of file) failed after the demos before
+    # it had run and printed, with a message that did not name it.
+    taken = [name for name in FIGURES if _taken(args.out / name)]
+    if taken:
+        print(
+            f"dqn-backprop: error: --out {args.out} holds {taken[0]}, which is not a file: "
+            "give the figures their own folder",
+            file=sys.stderr,
+        )
         return 2
 
     steps = [
@@ -263,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {title} ==\n{report(result)}")
             print(f"figure: {plot(result, args.out / filename)}\n")
     except OSError as err:  # a full disk while a figure is written (each is written whole)
-        print(f"dqn-backprop: error: cannot write to {args.out}: {err.strerror}", file=sys.stderr)
+        print(
+            f"dqn-backprop: error: cannot write to {args.out}: {err.strerror} ({filename})",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:  # Ctrl-C: the figures written so far are whole
         print("dqn-backprop: error: interrupted", file=sys.stderr)

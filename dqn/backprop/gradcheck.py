@@ -21,8 +21,17 @@ def numerical_gradient(
     """d f / d x for a scalar-valued f, by (f(x + h e_i) - f(x - h e_i)) / 2h per element.
 
     ``x`` is perturbed in place (so f may close over it, e.g. a weight matrix inside a
-    network) and every element is restored to its exact original value before returning.
+    network) and every element is restored to its exact original value before returning. It
+    must be a floating-point array (TypeError otherwise): an integer one would hold x + h
+    rounded to an integer, and the quotient would be garbage ([49999, 150000, 249999] for the
+    gradient [2, 4, 6] of sum(x^2) at [1, 2, 3]).
     """
+    if not isinstance(x, np.ndarray) or not np.issubdtype(x.dtype, np.floating):
+        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise TypeError(
+            f"numerical_gradient perturbs a float array in place (float64 to certify a "
+            f"gradient), got {got}"
+        )
     grad = np.zeros_like(x)
     for i in np.ndindex(x.shape):  # (np.nditer refuses an array of no elements)
         old = x[i].copy()
@@ -59,4 +68,5 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"rel_error compares arrays of one shape, got {a.shape} and {b.shape}")
-    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+    # (initial=0: two arrays of no elements, a batch of 0, agree.)
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)), initial=0.0))

@@ -157,8 +157,10 @@ def rnn_forward(
     """Run rnn_step over a whole sequence.
 
     x: (N, T, D), h0: (N, H) -> h: (N, T, H), where h[:, t] is the state after step t
-    (so h[:, -1] is h_T).
+    (so h[:, -1] is h_T). A sequence of no step is refused (ValueError): it has no h_T.
     """
+    if x.ndim != 3 or x.shape[1] == 0:
+        raise ValueError(f"rnn_forward runs a sequence x of shape (N, T >= 1, D), got {x.shape}")
     steps = []
     h_prev = h0
     for t in range(x.shape[1]):

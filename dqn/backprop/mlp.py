@@ -57,8 +57,11 @@ def softmax_cross_entropy_forward(
 ) -> tuple[float, SoftmaxCache]:
     """Mean cross-entropy of softmax(logits) against integer labels.
 
-    logits: (N, C), labels: (N,) ints -> scalar loss.
+    logits: (N, C), labels: (N,) ints -> scalar loss. A batch of no example has no mean
+    (ValueError: it was NaN, with numpy's "Mean of empty slice").
     """
+    if logits.shape[0] == 0:
+        raise ValueError("softmax_cross_entropy_forward takes the mean over N >= 1 examples, got 0")
     shifted = logits - logits.max(axis=1, keepdims=True)  # exp never overflows
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     n = logits.shape[0]
