@@ -184,18 +184,19 @@ def train_config(args: argparse.Namespace) -> DQNConfig:
     return DQNConfig.from_yaml(args.config, _with_flags(args.set, flags))
 
 
-def _with_flags(sets: Sequence[str], flags) -> list[str]:
+def _with_flags(sets: Sequence[str], flags) -> dict:
     """``--set``'s overrides and each (flag, key, value) given as one more; a key set by a flag
-    and by --set, or by --set twice, is refused."""
+    and by --set, or by --set twice, is refused. A flag's value is taken as given, not read as
+    YAML as --set's are: ``--loss null`` is the loss named "null" (refused by name, with the
+    losses there are), ``--env 'a:'`` an env id, not a mapping."""
     from dqn.config import parse_overrides
 
-    overrides = list(sets)
-    given = parse_overrides(overrides)  # a key given twice is refused there
+    overrides = parse_overrides(list(sets))  # a key given twice is refused there
     for flag, key, value in flags:
         if value is not None:
-            if key in given:
+            if key in overrides:
                 raise ConfigError(f"{flag} and --set {key}=... both set {key!r}: give it once")
-            overrides.append(f"{key}={value}")
+            overrides[key] = value
     return overrides
 
 

@@ -22,15 +22,40 @@ EXIT_USAGE = 2
 EXIT_DIVERGED = 3
 
 
+_GIVEN = "_options_given"  # the namespace's record of the options given, while it is parsed
+
+
+class _StoreOnce(argparse._StoreAction):
+    """argparse's store, refusing an option given twice: the last value won without a word
+    (``--loss l2 --loss huber`` trained huber), as a key given twice in --set or YAML may not."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault(_GIVEN, set())
+        if option_string is not None:
+            if self.dest in given:
+                shown = "/".join(self.option_strings)
+                parser.error(f"{shown} is given twice: give it once")
+            given.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the problem and where to look), exit code 2;
-    and every command says its version (``--version``)."""
+    an option that takes one value is refused when given twice; and every command says its
+    version (``--version``)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)
+        self.register("action", "store", _StoreOnce)
         from dqn import __version__
 
         self.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        parsed.__dict__.pop(_GIVEN, None)
+        return parsed, extras
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

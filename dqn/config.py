@@ -134,12 +134,24 @@ NAMES_ELSEWHERE = {
     "start_e": "epsilon_start",
     "end_e": "epsilon_end",
     "net_arch": "hidden_sizes",
+    # (epsilon_decay read "did you mean 'epsilon_end'?": spelt alike, and a trap.)
+    "epsilon_decay": "epsilon_decay_fraction",
+    "exploration_decay": "epsilon_decay_fraction",
+    "eval_freq": "eval_every_env_steps",
+    "eval_frequency": "eval_every_env_steps",
+    "target_update_freq": "target_update_every_grad_steps",
+    "target_update_frequency": "target_update_every_grad_steps",
+    "max_episode_steps": "env_kwargs",  # env_kwargs={max_episode_steps: N}
 }
 
 
 def close_keys(name: str) -> list[str]:
     """Config keys a user who wrote ``name`` may have meant: another library's name for one,
-    then the keys spelt alike."""
+    then the keys spelt alike, whatever their case (``SEED``); a dotted name's first part
+    (``env_kwargs.max_episode_steps``: keys do not nest)."""
+    name = str(name).lower()
+    if "." in name and name.partition(".")[0] in FIELDS:
+        return [name.partition(".")[0]]
     known = [NAMES_ELSEWHERE[name]] if name in NAMES_ELSEWHERE else []
     return known + [
         k for k in difflib.get_close_matches(name, FIELDS, n=3, cutoff=0.75) if k not in known
@@ -332,6 +344,29 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
         lambda c: "config key 'env_kwargs' must not set render_mode, got "
                   f"{c.env_kwargs['render_mode']!r}: dqn sets it (none to train and evaluate, "
                   "rgb_array for dqn-evaluate --gif)"),
+    # gym.make's own keywords, which it takes before the env's: id is env_id's;
+    # max_episode_steps a positive integer (1.5 and "abc" failed in gymnasium's TimeLimit with a
+    # traceback, and yes, a bool, ended every episode after one step).
+    "env_kwargs leaves id to env_id": (
+        lambda c: "id" not in c.env_kwargs,
+        lambda c: f"config key 'env_kwargs' must not set id, got {c.env_kwargs['id']!r}: "
+                  "env_id names the env"),
+    "max_episode_steps is a positive integer": (
+        lambda c: c.env_kwargs.get("max_episode_steps") is None or (
+            type(c.env_kwargs["max_episode_steps"]) is int
+            and c.env_kwargs["max_episode_steps"] > 0),
+        lambda c: "config key 'env_kwargs': max_episode_steps must be an integer > 0 or null, "
+                  f"got {c.env_kwargs['max_episode_steps']!r}"),
+    "disable_env_checker is a bool": (
+        lambda c: c.env_kwargs.get("disable_env_checker") is None
+        or isinstance(c.env_kwargs["disable_env_checker"], bool),
+        lambda c: "config key 'env_kwargs': disable_env_checker must be a bool or null, got "
+                  f"{c.env_kwargs['disable_env_checker']!r}"),
+    # A NUL cannot be in a path (os.mkdir's ValueError, a traceback) nor in an env id.
+    "no NUL in a text": (
+        lambda c: "\0" not in c.output_dir + c.env_id,
+        lambda c: f"config key {'output_dir' if chr(0) in c.output_dir else 'env_id'!r} holds a "
+                  "NUL character (\\0)"),
     "at least one hidden layer": (
         lambda c: len(c.hidden_sizes) >= 1,
         lambda c: "config key 'hidden_sizes' must list at least one layer width"),
@@ -454,6 +489,10 @@ def check_is_config(config: object) -> None:
 def parse_overrides(overrides: Overrides) -> dict[str, Any]:
     if isinstance(overrides, Mapping):
         return dict(overrides)
+    if isinstance(overrides, str | bytes):  # its characters were read as overrides: 's', 'e'..
+        raise ConfigError(
+            f"overrides are a mapping or a list of 'key=value' texts, got the text {overrides!r}"
+        )
     out: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = str(item).partition("=")
@@ -578,6 +617,8 @@ def _validate(cfg: DQNConfig) -> None:
             object.__setattr__(cfg, key, _coerce(field.kind, raw))
         except _NotKind as bad:
             kind, shown = (f"{bad.args[0]} or null", raw) if field.nullable else bad.args
+            if isinstance(field.rule, tuple):  # a choice: name the choices (loss: null, true)
+                kind = f"one of {', '.join(field.rule)}"
             raise ConfigError(f"config key {key!r} must be {kind}, got {shown!r}") from None
     for key, field in FIELDS.items():
         v, rule = getattr(cfg, key), field.rule

@@ -160,11 +160,28 @@ def check_population_fits(
         runtimes = ", with TensorFlow's runtime" if processes == 1 else runtimes
         transitions = sum(capacity for capacity, _ in rings)
         dims = " and ".join(f"{d}-D" for d in sorted({obs_dim for _, obs_dim in rings}))
+        # What besides the rings (networks, Adam, a burst's activations, runtimes) is named
+        # with its own remedies: a hidden_sizes of [100000, 100000] was told to lower
+        # buffer_size, or to train fewer members at once when it trained one.
+        besides = (
+            f" ({other_bytes:,} of the bytes needed are for the networks, their optimizer "
+            "state, a burst's activations and the runtimes)"
+            if other_bytes
+            else ""
+        )
+        fewer = (
+            "train fewer members at once (dqn-compare: --runner process, one run per process, "
+            "or fewer --workers), or "
+            if len(rings) > 1
+            else ""
+        )
+        remedy = "buffer_size"
+        if other_bytes:
+            remedy += ", hidden_sizes or a burst's rows (gradient_steps_per_train x batch_size)"
         raise ConfigError(
-            f"{len(rings)} members (replay rings of {transitions:,} transitions of "
-            f"{dims} observations{runtimes}) need {needed:,} bytes, but {available:,} bytes "
-            "of memory are available; train fewer members at once (dqn-compare: --runner "
-            "process, one run per process, or fewer --workers) or lower buffer_size"
+            f"{len(rings)} member{'s' * (len(rings) != 1)} (replay rings of {transitions:,} "
+            f"transitions of {dims} observations{runtimes}) need {needed:,} bytes, but "
+            f"{available:,} bytes of memory are available{besides}; {fewer}lower {remedy}"
         )
 
 

@@ -83,6 +83,8 @@ repeated_key_yaml = config_file("seed: 1\ngamma: 0.9\nseed: 2\n")
 number_key_yaml = config_file("1: 2\ngamma: 0.9\n")
 # PyYAML's safe constructors raise a bare ValueError here: it was a traceback, exit 1.
 tagged_value_yaml = config_file("gamma: 0.9\nseed: !!int 1e3\n")
+# os.mkdir's ValueError (the file's name keeps the case's own output_dir)
+nul_output_dir_yaml = config_file('output_dir: "runs\\0b"\n', name="nul-output_dir.yaml")
 # Plain YAML keeps the second `<<` and drops the first's seed without a word.
 merged_twice_yaml = config_file("a: &a {seed: 1}\nb: &b {seed: 2}\nc:\n  <<: *a\n  <<: *b\n")
 # Every value a mapping looks like a variants file; the key is a typo of env_kwargs.
@@ -242,9 +244,38 @@ TRAIN_CASES = {
         ["env id 'ALE/Pong/v5' is malformed: an id is [namespace/]Name[-vN]"],
     ),
     "env id with a space": (["--set", "env_id=Cart Pole-v1"], ["'Cart Pole-v1' is malformed"]),
-    "env_kwargs value the env refuses": (
+    # gym.make's own keyword: 1.5 and "abc" failed in its TimeLimit with a traceback, and yes
+    # (a bool) ended every episode after one step.
+    "max_episode_steps not a positive integer": (
+        ["--set", "env_kwargs={max_episode_steps: 1.5}"],
+        ["'env_kwargs': max_episode_steps must be an integer > 0 or null, got 1.5"],
+    ),
+    "max_episode_steps a bool": (
+        ["--set", "env_kwargs={max_episode_steps: yes}"],
+        ["max_episode_steps must be an integer > 0 or null, got True"],
+    ),
+    "max_episode_steps 0": (
         ["--set", "env_kwargs={max_episode_steps: 0}"],
-        ["env 'CartPole-v1' refused env_kwargs {'max_episode_steps': 0}: ValueError: Expect"],
+        ["max_episode_steps must be an integer > 0 or null, got 0"],
+    ),
+    "env_kwargs sets id": (
+        ["--set", "env_kwargs={id: x}"],
+        ["'env_kwargs' must not set id, got 'x': env_id names the env"],
+    ),
+    "NUL in output_dir": (nul_output_dir_yaml, ["config key 'output_dir' holds a NUL character"]),
+    # Flags were read as YAML: null a None ("must be a non-empty string"), "a:" a mapping.
+    "--loss null": (
+        ["--loss", "null"],
+        ["unknown loss 'null'; valid losses: l2, clipped_delta, huber, clipped_grad"],
+    ),
+    "--env with a stray space": (["--env", "CartPole-v1 "], ["'env_id' has stray spaces"]),
+    "a choice key of another type": (
+        ["--set", "activation=true"],
+        ["'activation' must be one of relu, tanh, sigmoid, elu, got True"],
+    ),
+    "a key in capitals": (
+        ["--set", "SEED=3"],
+        ["unknown config key 'SEED' (did you mean 'seed'?)"],
     ),
     "env_kwargs value the env has no entry for": (
         ["--set", "env_id=FrozenLake-v1", "env_kwargs={map_name: 5x5}"],
@@ -720,6 +751,9 @@ def run_cli(main, *args, cwd):
         ("compare_main", ["--out", ""], "argument --out: must name a folder, got an empty"),
         ("train_main", ["--set", "env_id=CartPol-v1"], "unknown env id"),
         ("train_main", ["--resume", "nowhere"], "run folder not found: nowhere"),
+        # The last one won without a word: --loss l2 --loss huber trained huber.
+        ("train_main", ["--loss", "l2", "--loss", "huber"], "--loss is given twice: give it"),
+        ("compare_main", ["--seeds", "3", "--seeds", "5"], "--seeds is given twice: give it"),
         # Fails after TensorFlow is imported: its start-up noise must stay off stderr.
         ("evaluate_main", ["agent"], "corrupt saved agent"),
     ],

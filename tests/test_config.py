@@ -92,6 +92,12 @@ def test_unknown_key_lists_the_valid_keys():
         ("train_freq", "'train_every_env_steps'"),
         ("exploration_final_eps", "'epsilon_end'"),
         ("tau", "'target_tau'"),
+        # Spelt like epsilon_end, which sets something else: the decay's key comes first.
+        ("epsilon_decay", "'epsilon_decay_fraction' or 'epsilon_end'"),
+        ("eval_freq", "'eval_every_env_steps'"),
+        ("max_episode_steps", "'env_kwargs'"),
+        ("env_kwargs.max_episode_steps", "'env_kwargs'"),  # keys do not nest
+        ("Gamma", "'gamma'"),
     ],
 )
 def test_a_misspelt_key_names_the_keys_it_is_close_to(typo, meant):
@@ -100,6 +106,11 @@ def test_a_misspelt_key_names_the_keys_it_is_close_to(typo, meant):
     assert f"unknown config key '{typo}' (did you mean {meant}?); valid keys: env_id" in str(
         refused.value
     )
+
+
+def test_overrides_given_as_one_text_are_refused_not_read_letter_by_letter():
+    with pytest.raises(ConfigError, match="a list of 'key=value' texts, got the text 'seed=3'"):
+        DQNConfig.from_yaml(None, "seed=3")
 
 
 def test_every_name_from_elsewhere_leads_to_a_key_of_this_config():
@@ -359,7 +370,10 @@ def test_the_table_agrees_with_the_field_types():
         ({"double_dqn": "yes"}, "config key 'double_dqn' must be a bool, got 'yes'"),
         ({"jit_compile": 1}, "config key 'jit_compile' must be a bool, got 1"),
         # string
-        ({"loss": 3}, "config key 'loss' must be a non-empty string, got 3"),
+        (
+            {"loss": 3},
+            "config key 'loss' must be one of l2, clipped_delta, huber, clipped_grad, got 3",
+        ),
         ({"output_dir": ""}, "config key 'output_dir' must be a non-empty string, got ''"),
         ({"learner": "jax"}, "unknown learner 'jax'; valid learners: tensorflow, numpy"),
         ({"env_id": "CartPole-v1 "}, "config key 'env_id' has stray spaces: 'CartPole-v1 '"),

@@ -372,6 +372,21 @@ def test_a_population_that_does_not_fit_in_memory_is_refused_with_the_bytes():
     # 50 rings x 100,000 transitions x (2 * 4 + 3) float32 = 220,000,000 bytes.
     assert "220,000,000 bytes" in message and "100,000,000 bytes" in message
     check_population_fits([(100_000, 4)] * 50, available=220_000_000)  # exactly fits
+    assert "train fewer members at once" in message and "hidden_sizes" not in message
+
+
+def test_a_member_too_large_for_memory_is_told_what_besides_its_ring_to_lower():
+    # hidden_sizes=[100000, 100000], one member, one process: it was told to lower buffer_size
+    # or train fewer members at once, and hidden_sizes was not named.
+    with pytest.raises(ConfigError) as err:
+        check_population_fits([(1_000, 4)], available=10**9, other_bytes=10**11)
+    message = str(err.value)
+    assert message.startswith("1 member (replay rings of 1,000 transitions")
+    assert "(100,000,000,000 of the bytes needed are for the networks" in message
+    assert "fewer members" not in message
+    assert message.endswith(
+        "lower buffer_size, hidden_sizes or a burst's rows (gradient_steps_per_train x batch_size)"
+    )
 
 
 def test_a_populations_memory_is_rings_members_compiled_groups_and_a_runtime():
