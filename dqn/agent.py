@@ -581,6 +581,14 @@ class DQNAgent:
         for name, model in zip(("online.keras", "target.keras"), models):
             check_network_fits(directory, name, network_sizes(model, meta.obs_dim), meta)
         check_config_env(directory, config, meta)
+        # Two files of other networks (one copied from another run) were reported as a user's
+        # network_fn that "must build the same network on each call": name the file instead.
+        shapes = [[tuple(w.shape) for w in model.weights] for model in models]
+        if shapes[0] != shapes[1]:
+            raise corrupt_file(
+                directory / "target.keras",
+                f"its weights have shapes {shapes[1]}, online.keras's {shapes[0]}",
+            )
         adam = load_adam_file(directory / "optimizer.npz")
         built = iter(models)
         space = gym.spaces.Box(-np.inf, np.inf, (meta.obs_dim,), np.float32)

@@ -408,14 +408,50 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
                     skipped.append(str(exc))
                 continue
             except OSError as exc:  # a file deleted under the reader, or one it may not read
+                if isinstance(exc, PermissionError):
+                    # Intact, perhaps, and unreadable to this user: not to be skipped, which a
+                    # resume follows by setting it aside as damaged and training its steps again.
+                    raise CheckpointError(
+                        f"cannot read {exc.filename or path}: {exc.strerror} (checkpoint "
+                        f"{path.name} of {run_dir}; nothing was changed)"
+                    ) from None
                 if path.is_dir() and exc.filename and Path(exc.filename).exists():
                     skipped.append(f"{path.name}: cannot read {exc.filename}: {exc.strerror}")
+                continue
+            if problem := _foreign_problem(run_dir, path):
+                skipped.append(f"{path.name}: {problem}")
                 continue
             return Found(path, skipped)
         listed, candidates = candidates, list_checkpoints(run_dir)
         if set(candidates) <= set(listed):  # nothing newer came: they are corrupt, or gone
             break
     raise CheckpointError(f"no intact checkpoint in {run_dir}: {'; '.join(skipped)}")
+
+
+def _foreign_problem(run_dir: Path, path: Path) -> str | None:
+    """Why an intact checkpoint is not this run's, or None. A checkpoint copied in from another
+    run (another env, network or step) passes its own manifest's checksums: dqn-evaluate,
+    dqn-export and ``DQNAgent.load`` used it without a word, and a resume blamed the run's
+    config.yaml. Its manifest's step must be its folder's, and its agent's config the run's."""
+    import yaml
+
+    try:
+        step = json.loads((path / MANIFEST).read_text()).get("env_step")
+        if step is not None and step != checkpoint_step(path):
+            return f"its manifest is of env step {step}: a checkpoint copied in from elsewhere?"
+        mine, its = run_dir / "config.yaml", path / "agent" / "config.yaml"
+        if not (mine.is_file() and its.is_file()):
+            return None
+        ours, theirs = yaml.safe_load(mine.read_text()), yaml.safe_load(its.read_text())
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None  # unreadable here: verify_checkpoint's and the loader's to name
+    if not (isinstance(ours, dict) and isinstance(theirs, dict)) or ours == theirs:
+        return None
+    keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    return (
+        f"its agent was trained with another config than this run's config.yaml ({few(keys)}): "
+        "a checkpoint of another run?"
+    )
 
 
 # What a file written inside a checkpoint does to it (checkpoint_around).

@@ -146,11 +146,18 @@ def remove_whole(folder: Path) -> None:
     removed, so that a process killed part-way leaves no visible half of it (a checkpoint or a
     run that read as damaged), only a hidden folder that the next removal of the name clears."""
     trash = folder.with_name(f".{folder.name}.trash")
-    if trash.exists():
+    if trash.is_symlink():
+        trash.unlink()
+    elif trash.exists():
         shutil.rmtree(trash, ignore_errors=True)
-    if folder.exists():
+    if folder.exists() or folder.is_symlink():
         os.replace(folder, trash)
-        shutil.rmtree(trash)
+        # A link (a checkpoint moved to another disk and linked back) goes, not what it leads
+        # to: rmtree refused it, which stopped the run at its next prune.
+        if trash.is_symlink():
+            trash.unlink()
+        else:
+            shutil.rmtree(trash)
 
 
 def sync_tree(folder: Path) -> None:

@@ -267,6 +267,39 @@ def test_an_atomic_folder_write_never_replaces_a_symlink(tmp_path):
     ]
 
 
+def test_an_agent_whose_two_networks_differ_names_the_file_not_a_network_fn(agent_copy, tmp_path):
+    # online.keras copied in from an agent of another width: the message blamed a network_fn
+    # ("must build the same network on each call") that the user never passed.
+    other = tmp_path / "other"
+    DQNAgent(CARTPOLE_OBS, gym.spaces.Discrete(2), CONFIG.replace(hidden_sizes=(8,))).save(other)
+    shutil.copy(other / "online.keras", agent_copy / "online.keras")
+    message = assert_load_refused(agent_copy, ["corrupt saved agent in"], tmp_path)
+    assert "target.keras: its weights have shapes" in message and "(4, 8)" in message
+    assert "network_fn" not in message
+
+
+def test_removing_a_linked_folder_removes_the_link_not_what_it_leads_to(tmp_path):
+    # A checkpoint moved to another disk and linked back: rmtree refused the link ("Cannot
+    # call rmtree on a symbolic link"), which stopped the run at its next prune and left a
+    # .trash link no later prune removed.
+    from dqn.io import remove_whole
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "data").write_text("kept\n")
+    (tmp_path / "checkpoints").mkdir()
+    link = tmp_path / "checkpoints" / "step-000000400"
+    link.symlink_to(tmp_path / "elsewhere")
+    remove_whole(link)
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+    assert (tmp_path / "elsewhere" / "data").read_text() == "kept\n"
+    # A .trash link left by an earlier removal goes with the next one.
+    (tmp_path / "checkpoints" / ".step-000000600.trash").symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "checkpoints" / "step-000000600").mkdir()
+    remove_whole(tmp_path / "checkpoints" / "step-000000600")
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+    assert (tmp_path / "elsewhere" / "data").is_file()
+
+
 def test_a_file_write_that_fails_keeps_the_old_file_and_leaves_no_temporary_one(
     tmp_path, monkeypatch
 ):
@@ -380,6 +413,8 @@ def test_the_command_line_refuses_an_agent_without_grad_steps(main, agent_copy, 
 def test_a_checkpoint_whose_config_names_another_env_is_refused(tiny_run_copy):
     # Acrobot-v1: 6-D observations, 3 actions; the checkpoint's networks take 4 and give 2.
     ckpt = only_latest(tiny_run_copy)
+    # (The run's config.yaml too: else the checkpoint is one of another run, refused as such.)
+    edit_text(tiny_run_copy / "config.yaml", "CartPole-v1", "Acrobot-v1")
     edit_text(ckpt / "agent" / "config.yaml", "CartPole-v1", "Acrobot-v1")
     write_manifest(ckpt, 600)  # as a crafted or hand-edited checkpoint would be signed
     fragments = [
@@ -410,10 +445,62 @@ def test_a_checkpoint_whose_env_has_the_same_observations_but_other_actions_is_r
     tiny_run_copy,
 ):
     ckpt = only_latest(tiny_run_copy)
+    edit_text(tiny_run_copy / "config.yaml", "CartPole-v1", "DqnTestFourThree-v0")
     edit_text(ckpt / "agent" / "config.yaml", "CartPole-v1", "DqnTestFourThree-v0")
     write_manifest(ckpt, 600)
     fragments = ["env_id DqnTestFourThree-v0 has observations of shape (4,) and 3 actions"]
     assert_load_refused(tiny_run_copy, fragments, tiny_run_copy)
+
+
+def test_a_checkpoint_of_another_run_is_skipped_with_a_warning_naming_why(tiny_run_copy):
+    # Copied in from another run, with its own valid manifest: dqn-evaluate, dqn-export and
+    # DQNAgent.load used it (an Acrobot agent for a CartPole run) without a word.
+    import warnings
+
+    from dqn.errors import CheckpointWarning
+
+    newest = latest(tiny_run_copy)
+    edit_text(newest / "agent" / "config.yaml", "seed: 0", "seed: 7")
+    write_manifest(newest, 600)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        agent = DQNAgent.load(tiny_run_copy)
+    assert agent.loaded_from.parent.name == "step-000000400"
+    [warning] = [w for w in caught if issubclass(w.category, CheckpointWarning)]
+    assert "step-000000600: its agent was trained with another config than this run's" in str(
+        warning.message
+    )
+    assert "(seed)" in str(warning.message)
+
+
+def test_a_checkpoint_under_another_step_s_name_is_skipped(tiny_run_copy):
+    # step-000000400 renamed step-000000800: its manifest still says 400.
+    os.rename(latest(tiny_run_copy).parent / "step-000000400", tiny_run_copy / "moved")
+    os.rename(tiny_run_copy / "moved", tiny_run_copy / "checkpoints" / "step-000000800")
+    found = latest_good_checkpoint(tiny_run_copy)
+    assert found.path.name == "step-000000600"
+    assert found.skipped == [
+        "step-000000800: its manifest is of env step 400: a checkpoint copied in from elsewhere?"
+    ]
+
+
+def test_an_unreadable_checkpoint_is_named_not_skipped_as_damaged(tiny_run_copy, monkeypatch):
+    # Root reads any file, so the denial is simulated. It was skipped, and a resume then set
+    # the intact checkpoint aside as corrupt and trained its steps again.
+    from dqn import agent_files
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path / "replay.npz"))
+
+    monkeypatch.setattr(agent_files, "verify_checkpoint", denied)
+    before = listing(tiny_run_copy)
+    with pytest.raises(CheckpointError) as refused:
+        latest_good_checkpoint(tiny_run_copy)
+    assert str(refused.value).startswith(
+        f"cannot read {latest(tiny_run_copy) / 'replay.npz'}: Permission denied (checkpoint "
+        "step-000000600 of "
+    )
+    assert listing(tiny_run_copy) == before
 
 
 def test_a_checkpoint_folder_loaded_by_its_own_path_is_checked_against_its_manifest(
