@@ -418,7 +418,7 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
                 if path.is_dir() and exc.filename and Path(exc.filename).exists():
                     skipped.append(f"{path.name}: cannot read {exc.filename}: {exc.strerror}")
                 continue
-            if problem := _foreign_problem(run_dir, path):
+            if problem := _foreign_problem(run_dir, path, candidates):
                 skipped.append(f"{path.name}: {problem}")
                 continue
             return Found(path, skipped)
@@ -428,30 +428,44 @@ def latest_good_checkpoint(run_dir: Path) -> Found:
     raise CheckpointError(f"no intact checkpoint in {run_dir}: {'; '.join(skipped)}")
 
 
-def _foreign_problem(run_dir: Path, path: Path) -> str | None:
+def _foreign_problem(run_dir: Path, path: Path, checkpoints: list[Path]) -> str | None:
     """Why an intact checkpoint is not this run's, or None. A checkpoint copied in from another
     run (another env, network or step) passes its own manifest's checksums: dqn-evaluate,
-    dqn-export and ``DQNAgent.load`` used it without a word, and a resume blamed the run's
-    config.yaml. Its manifest's step must be its folder's, and its agent's config the run's."""
-    import yaml
-
+    dqn-export and ``DQNAgent.load`` used it without a word. Its manifest's step must be its
+    folder's; and its agent's config must be the run's config.yaml where another of the run's
+    ``checkpoints`` has that config (where none has, it is config.yaml that was edited, or
+    every checkpoint is another run's: the resume's check of config.yaml names it)."""
     try:
         step = json.loads((path / MANIFEST).read_text()).get("env_step")
-        if step is not None and step != checkpoint_step(path):
-            return f"its manifest is of env step {step}: a checkpoint copied in from elsewhere?"
-        mine, its = run_dir / "config.yaml", path / "agent" / "config.yaml"
-        if not (mine.is_file() and its.is_file()):
-            return None
-        ours, theirs = yaml.safe_load(mine.read_text()), yaml.safe_load(its.read_text())
-    except (OSError, ValueError, AttributeError, yaml.YAMLError):
-        return None  # unreadable here: verify_checkpoint's and the loader's to name
-    if not (isinstance(ours, dict) and isinstance(theirs, dict)) or ours == theirs:
+    except (OSError, ValueError, AttributeError):
+        return None  # unreadable here: verify_checkpoint's to name
+    if step is not None and step != checkpoint_step(path):
+        return f"its manifest is of env step {step}: a checkpoint copied in from elsewhere?"
+    ours = _yaml_mapping(run_dir / "config.yaml")
+    theirs = _yaml_mapping(path / "agent" / "config.yaml")
+    if ours is None or theirs is None or ours == theirs:
+        return None
+    if not any(
+        other != path and _yaml_mapping(other / "agent" / "config.yaml") == ours
+        for other in checkpoints
+    ):
         return None
     keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     return (
-        f"its agent was trained with another config than this run's config.yaml ({few(keys)}): "
-        "a checkpoint of another run?"
+        f"its agent was trained with another config than this run's config.yaml and its other "
+        f"checkpoints ({few(keys)}): a checkpoint of another run?"
     )
+
+
+def _yaml_mapping(path: Path) -> dict | None:
+    """The mapping a YAML file holds, or None if it is missing, unreadable or no mapping."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 # What a file written inside a checkpoint does to it (checkpoint_around).

@@ -467,7 +467,11 @@ RESUME_CASES = {
     ),
     "config.yaml edited since training": (
         edited_config,
-        ["config.yaml differs from the config", "was trained with (loss)", "restore config.yaml"],
+        [
+            "config.yaml differs from the config",
+            "was trained with (loss; or its checkpoint is another run's)",
+            "restore config.yaml",
+        ],
     ),
     "tb/ that cannot be written": (
         tensorboard_folder_is_a_file,
