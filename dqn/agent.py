@@ -222,10 +222,20 @@ class DQNAgent:
         network_fn: NetworkFn | None = None,
     ):
         check_is_config(config)
-        if network_fn is not None and not callable(network_fn):
+        # A model, or a model class, is callable too: called with (obs_dim, n_actions), Keras
+        # failed deep inside ("Only input tensors may be passed as positional arguments").
+        if network_fn is not None and (
+            not callable(network_fn) or isinstance(network_fn, type | keras.Model)
+        ):
+            what = type(network_fn).__name__
+            cure = (
+                ": wrap what builds it, e.g. lambda obs_dim, n_actions: build(obs_dim, n_actions)"
+                if callable(network_fn)
+                else ""
+            )
             raise ConfigError(
                 "network_fn must be a function (obs_dim, n_actions) -> keras.Model, got "
-                f"{type(network_fn).__name__}"
+                f"{network_fn.__name__ if isinstance(network_fn, type) else what}{cure}"
             )
         self.config = config
         self.obs_dim, self.n_actions = check_spaces(observation_space, action_space)
@@ -536,7 +546,9 @@ class DQNAgent:
         agent inside a checkpoint) is refused with an OutputError before anything is written.
         """
         check_saveable(self._net.model)  # its structure: the weights are written by _write
-        return save_agent_to(directory, self._write_whole)
+        from dqn.config import user_path
+
+        return save_agent_to(user_path(directory, "the folder"), self._write_whole)
 
     def save_into_checkpoint(self, directory: Path) -> Path:
         """``save`` for the agent of a checkpoint being written (``dqn.run_state``): its
@@ -571,7 +583,9 @@ class DQNAgent:
         them; a CheckpointError names the file and the field that is wrong. A run that is still
         training may delete the checkpoint as it is read: its newest is then read instead.
         """
-        return read_newest(Path(directory), cls._load_agent_dir)
+        from dqn.config import user_path
+
+        return read_newest(Path(user_path(directory, "the folder")), cls._load_agent_dir)
 
     @classmethod
     def _load_agent_dir(cls, directory: Path) -> DQNAgent:

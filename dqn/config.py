@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import json
 import math
+import os
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -186,7 +187,7 @@ class DQNConfig(metaclass=_KnownKeys):
     env_id: str                        = row("CartPole-v1", STR,  False, None,
         "Gymnasium id of the environment (1-D Box observations, Discrete actions); "
         "module:EnvId imports the module that registers it first")
-    env_kwargs: EnvKwargs              = row(EnvKwargs(),   KWARGS, False, None,
+    env_kwargs: Mapping[str, Any]      = row(EnvKwargs(),   KWARGS, False, None,
         "Keyword arguments of gym.make(env_id, ...) for every env a run makes (training, "
         "evaluation, --gif): {max_episode_steps: 200}, CartPole's {sutton_barto_reward: true}; "
         "not render_mode, which dqn sets (none to train, rgb_array for --gif)")
@@ -217,7 +218,7 @@ class DQNConfig(metaclass=_KnownKeys):
         "Clip bound of clipped_delta and clipped_grad, delta of huber (unused by l2)")
     max_grad_norm: float | None        = row(None,          NUM,  True,  "> 0",
         "Clip the gradient by global norm to this (Pascanu et al. 2013); null: no clipping")
-    hidden_sizes: tuple[int, ...]      = row((256, 256),    INTS, False, None,
+    hidden_sizes: Sequence[int]        = row((256, 256),    INTS, False, None,
         "Widths of the hidden Dense layers of the Q-network")
     activation: str                    = row("relu",        STR,  False, ACTIVATIONS,
         "Hidden activation")
@@ -613,6 +614,8 @@ def _validate(cfg: DQNConfig) -> None:
         raw = getattr(cfg, key)
         if raw is None and field.nullable:
             continue
+        if key == "output_dir" and isinstance(raw, os.PathLike):  # a Path, as every path taken
+            raw = os.fspath(raw)
         try:
             object.__setattr__(cfg, key, _coerce(field.kind, raw))
         except _NotKind as bad:
@@ -688,6 +691,16 @@ def expand_home(path: str | Path, what: str) -> Path:
             f"{what} {str(path)!r} starts with a home folder that cannot be found: give the "
             "whole path"
         ) from None
+
+
+def user_path(path, what: str):
+    """A path a Python caller gave (``run_dir="~/runs/a"``) with a leading ``~`` expanded, as
+    the commands expand theirs: a folder named ``~`` made in the working folder is a trap
+    (``rm -rf ~`` to delete it deletes the home folder). Anything but a str or PathLike is
+    returned as it is, for the caller's own check to name."""
+    import os
+
+    return expand_home(path, what) if isinstance(path, str | os.PathLike) else path
 
 
 def total_grad_steps(c: DQNConfig) -> int:

@@ -74,7 +74,26 @@ def evaluate(
             f"seed must leave room for its episodes' seeds (seed + i, each in [0, 2**32 - 1]), "
             f"got seed {seed!r} for {episodes} episodes"
         )
+    # One env, made: an id gave "'str' object has no attribute 'action_space'", and a vector
+    # env was told its actions were another env's.
+    if isinstance(env, gym.vector.VectorEnv):
+        raise InputError(
+            f"evaluate steps one env, got a vector env of {env.num_envs} ({env_name(env)}): "
+            "give one, e.g. gymnasium.make(env_id)"
+        )
+    if not isinstance(env, gym.Env):
+        raise InputError(
+            f"evaluate steps an env, got {type(env).__name__} {env!r:.60}: give "
+            "gymnasium.make(env_id)"
+        )
     n_actions, space = getattr(agent, "n_actions", None), env.action_space
+    obs_dim, obs_shape = getattr(agent, "obs_dim", None), env.observation_space.shape
+    if obs_dim is not None and obs_shape != (obs_dim,):
+        # (MountainCar for an Acrobot agent: both 3 actions; it failed in the first act.)
+        raise InputError(
+            f"env {env_name(env)} has observations of shape {obs_shape}, the agent takes "
+            f"({obs_dim},): evaluate it on the env it was trained on"
+        )
     if n_actions is not None and not (
         isinstance(space, gym.spaces.Discrete) and int(space.n) == n_actions and space.start == 0
     ):

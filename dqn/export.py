@@ -151,8 +151,10 @@ def export_policy(
     renamed into place, so an error or Ctrl-C leaves nothing. Raises DQNError (a folder that
     holds no agent, an ``out`` that cannot be written) and InputError (another ``source``).
     """
+    from dqn.config import user_path
     from dqn.errors import InputError
 
+    source, out = user_path(source, "source"), user_path(out, "out")
     out, path = followed(out), Path(source) if isinstance(source, str | os.PathLike) else None
     if path is None:
         from dqn.agent import DQNAgent

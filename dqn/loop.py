@@ -23,7 +23,7 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.agent import DQNAgent, check_saveable
-from dqn.config import DQNConfig, check_is_config, output_folder
+from dqn.config import DQNConfig, check_is_config, output_folder, user_path
 from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
 from dqn.envs import (
@@ -177,6 +177,7 @@ def train(
     """
     check_is_config(config)
     check_on_eval(on_eval)
+    run_dir, init_from = user_path(run_dir, "run_dir"), user_path(init_from, "init_from")
     return _train(config, network_fn, run_dir, progress, log_tensorboard, on_eval, init_from)
 
 
@@ -251,7 +252,7 @@ def resume(
     a signal raises TrainingInterrupted as in ``train``.
     """
     check_on_eval(on_eval)
-    run_dir = Path(run_dir)
+    run_dir = Path(user_path(run_dir, "run_dir"))
     if not run_dir.is_dir():  # said by prepare_resume, without making the folder to hold it
         return _signalled(_resume(run_dir, progress, log_tensorboard, on_eval))
     with hold_folders([run_dir]):

@@ -173,6 +173,11 @@ def train_population(
     raises ``dqn.errors.TrainingInterrupted`` (a KeyboardInterrupt) carrying the members'
     results; ``resume_population(out_dir)`` continues them.
     """
+    from dqn.config import user_path
+
+    out_dir = user_path(out_dir, "out_dir")
+    if isinstance(run_dirs, list | tuple):
+        run_dirs = [user_path(d, "a run folder") for d in run_dirs]
     return _train_population(
         config, members, out_dir, run_dirs, progress, log_tensorboard, on_eval, in_study=False
     )
@@ -290,7 +295,9 @@ def resume_population(
     A population killed after its final checkpoint but before every member's summary.json is
     finished from that checkpoint: the summaries are written, nothing is trained again."""
     check_on_eval(on_eval, ON_EVAL_ARGS)
-    out = Path(out_dir)
+    from dqn.config import user_path
+
+    out = Path(user_path(out_dir, "out_dir"))
     configs, run_dirs = read_population(out)
     # Its own folder and its members' (which a study keeps apart from it): a second resume, or
     # a member's run resumed alone, from another process is refused.

@@ -134,10 +134,18 @@ def record_gif(
     ``path`` is written whole or not at all. An env that cannot draw frames (no ``rgb_array``
     render mode) or lacks the package that draws them is refused in one line (DQNError).
     """
+    from dqn.config import user_path
     from dqn.envs import make_env
     from dqn.evaluation import evaluate
 
-    path = check_gif_path(path)
+    if not isinstance(env_id, str):  # evaluate takes an env; this makes its own to draw
+        from dqn.errors import InputError
+
+        raise InputError(
+            f"record_gif makes its env from an id such as 'CartPole-v1' (env.spec.id), got "
+            f"{type(env_id).__name__}"
+        )
+    path = check_gif_path(user_path(path, "path"))
     kwargs = dict(env_kwargs or {})
     probe = make_env(env_id, **kwargs)
     modes = probe.metadata.get("render_modes", [])

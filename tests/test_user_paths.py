@@ -1,0 +1,90 @@
+"""What a Python caller gives the API is taken as the commands take it: a path's leading ``~``
+is the home folder, and an object of the wrong kind is named, not a traceback from Keras or
+gymnasium."""
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dqn import DQNAgent, DQNConfig, train
+from dqn.config import user_path
+from dqn.errors import ConfigError, InputError
+from dqn.evaluation import evaluate
+from tests.conftest import TINY_RUN
+
+OBS = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """HOME in one folder, the working folder another: a folder named ``~`` would land there."""
+    (tmp_path / "home").mkdir()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "cwd")
+    return tmp_path / "home"
+
+
+def test_a_tilde_in_a_python_call_s_path_is_the_home_folder(home):
+    # train(run_dir="~/run") and save("~/agent") made a folder named "~" in the working folder,
+    # which `rm -rf ~` would then be asked to delete.
+    config = DQNConfig(**TINY_RUN, learner="numpy")
+    result = train(config, run_dir="~/run", progress=False, log_tensorboard=False)
+    assert (home / "run" / "config.yaml").is_file()
+    saved = result.agent.save("~/agent")
+    assert saved == home / "agent"
+    assert DQNAgent.load("~/agent").grad_steps == result.agent.grad_steps
+    assert list(Path.cwd().iterdir()) == []
+
+
+def test_user_path_leaves_what_is_no_path_to_its_caller():
+    assert user_path(None, "run_dir") is None
+    assert user_path(3, "run_dir") == 3
+    assert user_path("runs/a", "run_dir") == Path("runs/a")
+
+
+def test_an_output_dir_given_as_a_path_is_taken():
+    assert DQNConfig(output_dir=Path("/tmp/x")).output_dir == "/tmp/x"
+
+
+@pytest.mark.parametrize("given", ["model", "model class"])
+def test_a_keras_model_for_network_fn_is_refused_with_the_cure(given):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    network_fn = model if given == "model" else keras.Sequential
+    with pytest.raises(ConfigError, match=r"network_fn must be a function .* got Sequential: wrap"):
+        DQNAgent(OBS, gym.spaces.Discrete(2), DQNConfig(learner="numpy"), network_fn)
+
+
+def test_evaluate_names_an_id_a_vector_env_and_another_env_s_observations():
+    agent = DQNAgent(OBS, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=(8,), learner="numpy"))
+    with pytest.raises(InputError, match=r"evaluate steps an env, got str 'CartPole-v1'"):
+        evaluate(agent, "CartPole-v1", 1, 0)
+    vector = gym.make_vec("CartPole-v1", 2)
+    with pytest.raises(InputError, match="evaluate steps one env, got a vector env of 2"):
+        evaluate(agent, vector, 1, 0)
+    vector.close()
+    # MountainCar: 2 actions too would pass the action check; its 2-D observations failed in act.
+    env = gym.make("Acrobot-v1")
+    three = DQNAgent(
+        gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
+        gym.spaces.Discrete(3),
+        DQNConfig(hidden_sizes=(8,), learner="numpy"),
+    )
+    with pytest.raises(InputError, match=r"observations of shape \(6,\), the agent takes \(2,\)"):
+        evaluate(three, env, 1, 0)
+    env.close()
+
+
+def test_record_gif_names_an_env_given_where_its_id_belongs(tmp_path):
+    from dqn.render import record_gif
+
+    agent = DQNAgent(OBS, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=(8,), learner="numpy"))
+    env = gym.make("CartPole-v1")
+    with pytest.raises(InputError, match=r"an id such as 'CartPole-v1' \(env.spec.id\), got"):
+        record_gif(agent, env, tmp_path / "e.gif", seed=0)
+    env.close()
+    assert list(tmp_path.iterdir()) == []
