@@ -397,7 +397,8 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     if not 0.0 <= args.epsilon <= 1.0:
         return fail(prog, f"--epsilon must be in [0, 1], got {args.epsilon}")
     try:
-        with sigterm_as_ctrl_c():  # `timeout`, `kill`: one line, as for Ctrl-C
+        # The warnings of the envs it makes to evaluate and draw too, not only of the loading.
+        with sigterm_as_ctrl_c(), one_line_warnings(prog):  # `timeout`, `kill`: one line
             return _evaluate(args, prog)
     except DQNError as exc:
         return fail(prog, exc)
@@ -416,8 +417,7 @@ def _evaluate(args: argparse.Namespace, prog: str) -> int:
 
     if args.gif is not None:
         check_gif_path(args.gif)  # before the agent is loaded and evaluated
-    with one_line_warnings(prog):
-        agent = read_newest(args.path, functools.partial(_checked_then_loaded, args.imports))
+    agent = read_newest(args.path, functools.partial(_checked_then_loaded, args.imports))
     from dqn.evaluation import evaluate
 
     env = config_env(agent.config)

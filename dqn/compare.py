@@ -448,15 +448,20 @@ def _train_tasks(tasks, run_tasks, rows: dict, steps: dict[str, int], progress: 
 
 def _bar_label(runs: int, tasks: list) -> str:
     """What the bar is counting: "150 runs in 6 populations", "4 runs, a process each", "6
-    runs: 4 in 4 populations, 2 in processes of their own" (a task of its own is one run)."""
+    runs: 4 in 4 populations, 2 in processes of their own" (a task of its own is one run);
+    "every run finished" when there is nothing left to train (a rerun of a finished study
+    read "0 runs, a process each")."""
+    if not tasks:
+        return "every run finished"
     populations = sum(name.startswith("population-") for name, _, _ in tasks)
+    counted = f"{runs} run{'s' * (runs != 1)}"
     if populations == 0:
-        return f"{runs} runs, a process each"
+        return f"{counted}, a process each"
     in_populations = f"{populations} population{'s' * (populations != 1)}"
     alone = len(tasks) - populations
     if not alone:
-        return f"{runs} runs in {in_populations}"
-    return f"{runs} runs: {runs - alone} in {in_populations}, {alone} in processes of their own"
+        return f"{counted} in {in_populations}"
+    return f"{counted}: {runs - alone} in {in_populations}, {alone} in processes of their own"
 
 
 def _threshold(config: DQNConfig) -> float:

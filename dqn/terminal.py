@@ -24,15 +24,32 @@ from typing import TextIO
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or a closed stream
+        return False
+
+
 def warning_printer(prog: str) -> Callable[..., None]:
     """A ``warnings.showwarning`` that prints ``prog: warning: message``: one line, no source
-    excerpt. Its ``prog`` attribute lets a command's worker processes install the same one."""
+    excerpt, and each warning once (a command makes one printer). Its ``prog`` attribute lets a
+    command's worker processes install the same one."""
+    shown: set[tuple[type, str]] = set()
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         # Gymnasium colours its own warnings ("\x1b[33mWARN: ...\x1b[0m"), which a log file or
         # a pipe shows as raw escape codes beside our plain prefix.
         text = ANSI_ESCAPE.sub("", str(message))
-        print(f"{prog}: warning: {text}", file=sys.stderr)
+        # Once: the env check, the training env and the evaluation env each made CartPole-v0,
+        # and each warned that it is out of date.
+        if (category, text) in shown:
+            return
+        shown.add((category, text))
+        # On a terminal, from the line's start, cleared: a progress bar drawn in place (a study's,
+        # in another process) had the warning glued to its end.
+        start = "\r\x1b[K" if _isatty(sys.stderr) else ""
+        print(f"{start}{prog}: warning: {text}", file=sys.stderr)
 
     show.prog = prog
     return show
@@ -183,10 +200,26 @@ def progress_bar(
                 self.total = self.n + n
             return super().update(n)
 
+        def display(self, *args, **kwargs):
+            # In a log, the line close() draws is a copy of the last one where nothing moved
+            # since (a run whose final evaluation outlasts LOG_EVERY_SECONDS printed its 100%
+            # line twice): it is left out.
+            if getattr(self, "_closing", False) and self._lines and self.n == self._shown_n:
+                return True
+            self._shown_n = self.n
+            return super().display(*args, **kwargs)
+
+        def close(self):
+            self._closing = True
+            return super().close()
+
     stream = sys.stderr
     common = dict(total=total, initial=initial, desc=desc, unit="step", unit_scale=unit_scale)
+    Bar._shown_n = None
     if _is_terminal(stream):
+        Bar._lines = False
         return Bar(**common, file=stream, dynamic_ncols=True, mininterval=0.5)
+    Bar._lines = True
     # maxinterval too: tqdm's monitor thread redraws a bar that has not drawn for maxinterval
     # (10 s by default), which wrote lines 11 and 19 s apart in a population's log.
     every = LOG_EVERY_SECONDS

@@ -186,6 +186,31 @@ def test_in_a_log_every_line_the_bar_writes_is_a_whole_bar(monkeypatch):
     assert all(line.startswith("run: ") and "/1000 [" in line for line in lines)
 
 
+def test_in_a_log_the_bar_s_last_line_is_not_written_again_when_it_closes(monkeypatch):
+    # A run whose final evaluation outlasted LOG_EVERY_SECONDS printed its 100% line, then
+    # close() printed it again.
+    from dqn import terminal
+
+    monkeypatch.setattr(terminal, "LOG_EVERY_SECONDS", 0.0)
+    lines = draw(monkeypatch, terminal=False, updates=4).splitlines()
+    assert sum("1000/1000" in line for line in lines) == 1, lines
+
+
+def test_a_warning_prints_once_a_command_and_from_the_line_s_start_on_a_terminal(monkeypatch):
+    # CartPole-v0's "out of date" came three times from dqn-evaluate; on a terminal a study's
+    # worker glued it to the end of the progress bar's line.
+    from dqn import terminal
+
+    for tty in (False, True):
+        stream = Stream(tty)
+        monkeypatch.setattr(sys, "stderr", stream)
+        show = terminal.warning_printer("dqn-x")
+        show(UserWarning(f"old env {tty}"), UserWarning, "f.py", 1)
+        show(UserWarning(f"old env {tty}"), UserWarning, "g.py", 2)
+        start = "\r\x1b[K" if tty else ""
+        assert stream.getvalue() == f"{start}dqn-x: warning: old env {tty}\n"
+
+
 def test_a_bar_updated_past_its_total_ends_at_100_percent(monkeypatch):
     # A vector run's last loop step can pass total_env_steps: tqdm then drew "1003step [...]"
     # with no bar and no percentage.

@@ -724,6 +724,8 @@ def test_the_progress_bar_says_how_the_runs_are_split_between_populations_and_pr
     assert _bar_label(6, tasks("population-0", "vec-seed0", "vec-seed1")) == (
         "6 runs: 4 in 1 population, 2 in processes of their own"
     )
+    assert _bar_label(1, tasks("population-0")) == "1 run in 1 population"
+    assert _bar_label(0, tasks()) == "every run finished"
 
 
 def test_the_default_worker_count_gives_each_thread_a_core(tmp_path, monkeypatch):
