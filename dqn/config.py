@@ -698,9 +698,9 @@ def user_path(path, what: str):
     the commands expand theirs: a folder named ``~`` made in the working folder is a trap
     (``rm -rf ~`` to delete it deletes the home folder). Anything but a str or PathLike is
     returned as it is, for the caller's own check to name."""
-    import os
-
-    return expand_home(path, what) if isinstance(path, str | os.PathLike) else path
+    if isinstance(path, str | os.PathLike) and os.fspath(path).startswith("~"):
+        return expand_home(path, what)
+    return path  # as given: Path("") would read "" as the current folder, which is refused
 
 
 def total_grad_steps(c: DQNConfig) -> int:

@@ -244,8 +244,8 @@ def check_run_config(run_dir: Path, config: DQNConfig) -> None:
         raise CheckpointError(f"cannot resume {run_dir}: {exc}") from None
     if changed := changed_keys(written, config.to_dict()):
         raise CheckpointError(
-            f"{path} differs from the config {run_dir} was trained with ({', '.join(changed)}; "
-            "or its checkpoint is another run's); "
+            f"{path} differs from the config {run_dir} was trained with ({', '.join(changed)}), "
+            "or its checkpoint is another run's; "
             "a resumed run continues with its own config: restore config.yaml, or start a new "
             "run with the new settings"
         )

@@ -469,7 +469,7 @@ RESUME_CASES = {
         edited_config,
         [
             "config.yaml differs from the config",
-            "was trained with (loss; or its checkpoint is another run's)",
+            "was trained with (loss), or its checkpoint is another run's",
             "restore config.yaml",
         ],
     ),

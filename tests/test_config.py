@@ -277,10 +277,20 @@ def test_the_table_agrees_with_the_field_types():
     # The annotations are only read here, as a cross-check: validation reads the table.
     import types
     import typing
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
-    from dqn.config import BOOL, FIELDS, INT, INTS, KWARGS, NUM, STR, EnvKwargs
+    from dqn.config import BOOL, FIELDS, INT, INTS, KWARGS, NUM, STR
 
-    kinds = {int: INT, float: NUM, bool: BOOL, str: STR, tuple[int, ...]: INTS, EnvKwargs: KWARGS}
+    # (A list and a dict are what a caller writes: stored as a tuple and an EnvKwargs.)
+    kinds = {
+        int: INT,
+        float: NUM,
+        bool: BOOL,
+        str: STR,
+        Sequence[int]: INTS,
+        Mapping[str, Any]: KWARGS,
+    }
     for key, hint in typing.get_type_hints(DQNConfig).items():
         nullable = isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
         base = [t for t in typing.get_args(hint) if t is not type(None)][0] if nullable else hint

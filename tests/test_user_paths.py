@@ -42,7 +42,8 @@ def test_a_tilde_in_a_python_call_s_path_is_the_home_folder(home):
 def test_user_path_leaves_what_is_no_path_to_its_caller():
     assert user_path(None, "run_dir") is None
     assert user_path(3, "run_dir") == 3
-    assert user_path("runs/a", "run_dir") == Path("runs/a")
+    assert user_path("runs/a", "run_dir") == "runs/a"
+    assert user_path("", "run_dir") == ""  # refused by the caller as an empty name
 
 
 def test_an_output_dir_given_as_a_path_is_taken():
