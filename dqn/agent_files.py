@@ -573,6 +573,15 @@ def folder_kind(folder: Path) -> str | None:
     return None
 
 
+def _holds_a_config(folder: Path) -> bool:
+    """Whether ``folder`` holds a run's config.yaml: a config dqn reads."""
+    try:
+        read_saved_config(folder / "config.yaml")
+    except (ConfigError, OSError):
+        return False
+    return True
+
+
 def _diverged(run_dir: Path) -> str | None:
     """The divergence guard's reason in a run's summary.json, if it stopped the run."""
     try:
@@ -612,7 +621,8 @@ def _what_it_is(folder: Path) -> str:
             f": the run diverged before its first checkpoint ({reason}; its summary.json), and "
             "a diverged run does not continue: train it again, with other settings"
         )
-    if kind == "run":
+    if kind == "run" or (kind is None and _holds_a_config(folder)):
+        # (Killed before its first metrics row too, a run's folder holds its config.yaml only.)
         return (
             ": the run has written none yet (the first comes after checkpoint_every_env_steps); "
             "one stopped before it cannot continue: train it again, in a new folder or after "

@@ -157,6 +157,11 @@ def load_replay(path: Path, capacity: int, obs_dim: int) -> ReplayBuffer:
         raise CheckpointError(f"{path} is not a readable replay buffer: {exc}") from None
     if not shapes_ok:
         raise CheckpointError(f"{path} does not fit a replay of {capacity} x {obs_dim}")
+    # Numbers of the kinds written (under a valid manifest, strings for rewards were a
+    # traceback at the copy below).
+    fields = ("obs", "actions", "rewards", "next_obs", "terminated")
+    if wrong := [k for k in fields if data[k].dtype.kind not in "biuf"]:
+        raise CheckpointError(f"{path}: {wrong[0]} holds {data[wrong[0]].dtype}, not numbers")
     replay = ReplayBuffer(capacity, obs_dim, rng)
     for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
         getattr(replay, name)[:n] = data[name]
@@ -210,6 +215,8 @@ def load_run_state(
         raise CheckpointError(f"checkpoint {folder.name} cannot be resumed: {exc!r}") from None
     if loop.obs.shape != (config.num_envs, obs_dim):
         raise CheckpointError(f"checkpoint {folder.name} holds observations of another shape")
+    if problem := _loop_problem(meta, arrays, config.num_envs):
+        raise CheckpointError(f"checkpoint {folder.name} cannot be resumed: {problem}")
     # Before anything acts on it: a resume sets aside every checkpoint past its step, so a
     # step of -5 there took the run's good checkpoints with it.
     if loop.env_step != checkpoint_step(folder):
@@ -218,6 +225,35 @@ def load_run_state(
             f"{loop.env_step}"
         )
     return loop, replay, env
+
+
+def _loop_problem(meta: dict, arrays: dict, num_envs: int) -> str | None:
+    """What in loop.json or loop.npz is not of the kind ``save_run_state`` writes, or None
+    (under a valid manifest a train_seconds of null was a TypeError mid-resume, and a
+    first_solve of "abc" went into summary.json)."""
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > _FORMAT_VERSION:
+        return f"loop.json's format_version is {version!r}; this dqn reads up to {_FORMAT_VERSION}"
+
+    def number(v) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    for key in ("train_seconds", "eval_seconds"):
+        if not number(meta[key]):
+            return f"loop.json's {key} is {meta[key]!r}, not a number"
+    for key in ("eval_mean", "eval_std"):
+        if meta[key] is not None and not number(meta[key]):
+            return f"loop.json's {key} is {meta[key]!r}, not a number or null"
+    solve = meta["first_solve"]
+    if solve is not None and not (isinstance(solve, int) and not isinstance(solve, bool)):
+        return f"loop.json's first_solve is {solve!r}, not an env step or null"
+    if arrays["pending_reset"].shape != (num_envs,):
+        return (
+            f"loop.npz's pending_reset has shape {arrays['pending_reset'].shape}, not ({num_envs},)"
+        )
+    if arrays["window"].ndim != 2:  # rows of the update metrics logged since the last row
+        return f"loop.npz's window has shape {arrays['window'].shape}, not (rows, metrics)"
+    return None
 
 
 class Resumable(NamedTuple):

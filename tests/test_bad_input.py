@@ -410,6 +410,30 @@ def stepped_back(run):
     write_manifest(ckpt, 600)
 
 
+def resigned_loop(**changes):
+    """A case: the newest checkpoint's loop.json with ``changes``, its manifest re-signed (a
+    crafted or hand-edited checkpoint): a train_seconds of null was a TypeError mid-resume, a
+    first_solve of "abc" went into summary.json, a later format_version was read as this one."""
+
+    def change(run):
+        ckpt = only_latest(run)
+        meta = json.loads((ckpt / "loop.json").read_text())
+        (ckpt / "loop.json").write_text(json.dumps({**meta, **changes}))
+        write_manifest(ckpt, 600)
+
+    return change
+
+
+def replay_of_text_rewards(run):
+    # Strings for rewards, re-signed: numpy's "could not convert string to float" traceback.
+    ckpt = only_latest(run)
+    with np.load(ckpt / "replay.npz") as npz:
+        data = {k: npz[k] for k in npz.files}
+    data["rewards"] = data["rewards"].astype(str)
+    np.savez(ckpt / "replay.npz", **data)
+    write_manifest(ckpt, 600)
+
+
 def missing_manifest(run):
     (only_latest(run) / "manifest.json").unlink()
 
@@ -441,6 +465,15 @@ def not_a_run(run):
     (run / "notes.txt").write_text("just a folder\n")
 
 
+def killed_before_its_first_row(run):
+    # A run killed before its first checkpoint and metrics row leaves its config.yaml only:
+    # it was "not a run folder with checkpoints", without the cure the other early deaths get.
+    shutil.rmtree(run / "checkpoints")
+    for name in ("metrics.csv", "summary.json"):
+        (run / name).unlink(missing_ok=True)
+    shutil.rmtree(run / "tb", ignore_errors=True)
+
+
 def a_file(run):
     shutil.rmtree(run)
     run.write_text("not a folder\n")
@@ -450,6 +483,10 @@ RESUME_CASES = {
     "missing run folder": (shutil.rmtree, ["run folder not found"]),
     "a file": (a_file, ["run is a file, not a run folder"]),
     "not a run folder": (not_a_run, ["is not a run folder with checkpoints"]),
+    "a run killed before its first metrics row": (
+        killed_before_its_first_row,
+        ["the run has written none yet", "train it again, in a new folder or after deleting"],
+    ),
     "truncated weights file": (
         truncated_weights,
         ["no intact checkpoint", "agent/online.keras does not match its checksum"],
@@ -461,6 +498,19 @@ RESUME_CASES = {
         stepped_back,
         ["checkpoint step-000000600 cannot be resumed: its loop.json says env step -5"],
     ),
+    "loop.json with a null train_seconds": (
+        resigned_loop(train_seconds=None),
+        ["step-000000600 cannot be resumed: loop.json's train_seconds is None, not a number"],
+    ),
+    "loop.json with a first_solve of text": (
+        resigned_loop(first_solve="abc"),
+        ["loop.json's first_solve is 'abc', not an env step or null"],
+    ),
+    "loop.json of a later format": (
+        resigned_loop(format_version=2),
+        ["loop.json's format_version is 2; this dqn reads up to 1"],
+    ),
+    "replay of text rewards": (replay_of_text_rewards, ["replay.npz: rewards holds <U"]),
     "checkpoint of another observation shape": (
         other_env,
         ["saved for observations of shape (4,) and 2 actions", "Acrobot-v1 has (6,)"],
