@@ -44,28 +44,37 @@ BROKEN := @echo "make: .venv has no bin/python or pyvenv.cfg: making it again"; 
 endif
 endif
 
-# A .venv that is not a venv with pip is made again: a `python3 -m venv` that failed half-way
-# (Debian's and Ubuntu's Python without their python3-venv package) leaves a python without
-# pip, on which every later run failed with "No module named pip"; and a .venv whose pyvenv.cfg
-# is gone (an interrupted `rm -rf .venv`) leaves a python that is the base interpreter itself,
+# A .venv that is not a venv with a pip that runs is made again: a `python3 -m venv` that failed
+# half-way (Debian's and Ubuntu's Python without their python3-venv package) leaves a python
+# without pip, on which every later run failed with "No module named pip"; a Ctrl-C while pip
+# upgraded itself, or while venv installed it, leaves a pip that imports but does not run ("No
+# module named 'pip._internal.utils'", on every later run); and a .venv whose pyvenv.cfg is
+# gone (an interrupted `rm -rf .venv`) leaves a python that is the base interpreter itself,
 # into which pip would install everything.
-VENV_OK := import sys, pip; sys.exit(sys.prefix == sys.base_prefix)
+IS_VENV := import sys; sys.exit(sys.prefix == sys.base_prefix)
+# The folder as it is, quoted for the shell ('...' keeps $, `, \ and " as they are: an echo of
+# "$(CURDIR)" expanded them, and the stamp never matched its folder again).
+QUOTED_CURDIR := '$(subst ','\'',$(CURDIR))'
 $(STAMP): pyproject.toml constraints.txt
 	$(MOVED)
 	$(BROKEN)
-	@if ! $(BIN)/python -c '$(VENV_OK)' >/dev/null 2>&1; then \
+	@if ! { $(BIN)/python -c '$(IS_VENV)' && $(BIN)/python -m pip --version; } >/dev/null 2>&1; \
+	then \
 		rm -rf $(VENV); \
 		command -v $(PYTHON) >/dev/null || { echo "make: no '$(PYTHON)' on PATH;" \
 			"dqn needs Python >= 3.10: give one, as in '$(AGAIN)'" >&2; exit 2; }; \
+		version=$$($(PYTHON) -V 2>&1) || { echo "make: '$(PYTHON)' does not run" \
+			"($$(echo "$$version" | head -n 1)): give another, as in '$(AGAIN)'" >&2; exit 2; }; \
 		$(PYTHON) -c '$(NEED_PY)' || { echo "make: dqn needs Python >= 3.10 and '$(PYTHON)'" \
-			"is $$($(PYTHON) -V 2>&1): give another, as in '$(AGAIN)'" >&2; exit 2; }; \
+			"is $$version: give another, as in '$(AGAIN)'" >&2; exit 2; }; \
 		$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 2; }; \
 	fi
 	@$(BIN)/python -c '$(NEED_PY)' || { echo "make: .venv holds $$($(BIN)/python -V 2>&1)" \
 		"and dqn needs Python >= 3.10: 'make clean-venv', then '$(AGAIN)'" >&2; exit 2; }
+	@echo "make: installing dqn and what it needs into .venv (a few minutes the first time)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(EDITABLE) ".[dev,ray,render]"
-	@echo "$(CURDIR)" > $(STAMP)
+	@printf '%s\n' $(QUOTED_CURDIR) > $(STAMP)
 
 help:
 	@echo "make train           train CartPole-v1 with configs/cartpole.yaml (ARGS: dqn-train's options)"

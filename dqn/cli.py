@@ -520,7 +520,8 @@ def compare_parser() -> argparse.ArgumentParser:
         "--backend",
         choices=("local", "ray"),
         default="local",
-        help="run in local processes (default) or as Ray tasks (the 'ray' extra)",
+        help="run in local processes (default) or as Ray tasks (the 'ray' extra; its progress "
+        "bar moves as each task, a run or a population, ends)",
     )
     p.add_argument(
         "--address",
@@ -587,6 +588,13 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         labels = [v.label for v in variants]
         if len(set(labels)) != len(labels):
             raise DQNError(f"variant labels must be unique, got {', '.join(labels)}")
+        if args.env is not None:  # "for every variant": one that names its own env overrode it
+            for v in variants:
+                if own := [k for k, _ in v.overrides if k in ("env_id", "env_kwargs")]:
+                    raise ConfigError(
+                        f"--env {args.env} is every variant's env, and variant {v.label!r} sets "
+                        f"{own[0]}: give the env in the variants, or --env without them"
+                    )
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         with sigterm_as_ctrl_c(), one_line_warnings(prog):
             rows = run_comparison(

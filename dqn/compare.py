@@ -250,10 +250,22 @@ def run_comparison(
     # By default a core per thread: each worker runs num_threads TensorFlow threads.
     threads = max(c.num_threads for c in configs.values())
     per_cpu = "one per CPU" if threads == 1 else f"one per {threads} CPUs: num_threads={threads}"
-    if workers is None:
-        from dqn.runtime import usable_cores
+    from dqn.runtime import usable_cores
 
-        workers = max(1, usable_cores() // threads)
+    fits = max(1, usable_cores() // threads)
+    if workers is None:
+        workers = fits
+    elif workers > fits and backend == "local" and len(variants) * len(seeds) > fits:
+        import warnings
+
+        # They share the cores: each runs slower, its train seconds are not the machine's,
+        # and under populations the worker count also sets how the runs are chunked.
+        warnings.warn(
+            f"{workers} worker processes on {fits} ({per_cpu}): they share the cores, and "
+            "their runs' train seconds count the sharing",
+            UserWarning,
+            stacklevel=2,
+        )
     # The backend is checked here (Ray missing or unreachable: refused, nothing written).
     run_tasks = backend_runner(backend, workers, address)
     jobs: list[Job] = []

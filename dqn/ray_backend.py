@@ -30,20 +30,29 @@ def require_ray():
     return ray
 
 
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+def check_reachable(address: str, timeout_s: float = 5.0, source: str = "--address") -> None:
     """A one-line DQNError unless something listens at ``address`` (HOST:PORT, optionally
-    ``ray://HOST:PORT``): ``ray.init`` itself retries an unreachable address for minutes."""
+    ``ray://HOST:PORT``): ``ray.init`` itself retries an unreachable address for minutes.
+    ``source`` names where the address came from (--address, or the RAY_ADDRESS variable)."""
     import socket
 
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         if address == "auto":
             return  # Ray finds the cluster this machine belongs to
-        raise DQNError(f"--address {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379) or auto")
+        raise DQNError(f"{source} {address!r} is not HOST:PORT (e.g. 10.0.0.1:6379) or auto")
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as exc:
-        raise DQNError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc}") from None
+        # (From RAY_ADDRESS, a user who gave no --address did not know where it came from.)
+        cure = (
+            "; unset RAY_ADDRESS for a Ray of dqn's own on this machine, or give --address"
+            if source == "RAY_ADDRESS"
+            else ""
+        )
+        raise DQNError(
+            f"cannot reach a Ray cluster at {address} (from {source}): {exc.strerror or exc}{cure}"
+        ) from None
 
 
 def run_ray(

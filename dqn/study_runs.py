@@ -427,6 +427,31 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
 
     tasks: list[Task] = []
     groups: dict[tuple, list[Job]] = {}
+    if runner == "process":
+        # A chunk that started training (its population.json) is kept whole under this runner
+        # too: its members split into processes resumed each from the chunk's checkpoint and
+        # came out as neither runner's runs.
+        poolable = [j for j in jobs if not population_mismatch([DQNConfig.from_dict(j.config)])]
+        started = [
+            (chunk, folder)
+            for chunk, folder in _resumable_chunks(out, poolable)
+            if (folder / POPULATION_FILE).exists()
+        ]
+        if started:
+            import warnings
+
+            kept, chunks = sum(len(chunk) for chunk, _ in started), len(started)
+            warnings.warn(
+                f"{kept} run{'s continue' if kept != 1 else ' continues'} in the "
+                f"population{'s' * (chunks != 1)} "
+                "they started in (a member's numbers depend on its population); --runner "
+                "process applies to the others",
+                UserWarning,
+                stacklevel=3,
+            )
+        for chunk, folder in started:
+            tasks.append(_population_task(chunk, folder))
+        jobs = [job for job in jobs if not any(job in chunk for chunk, _ in started)]
     for job in jobs:
         alone = runner == "process" or population_mismatch([DQNConfig.from_dict(job.config)])
         if alone:
@@ -619,8 +644,10 @@ def backend_runner(backend: str, workers: int, address: str | None) -> Callable[
 
         require_ray()
         # RAY_ADDRESS too: ray.init retries an address that does not answer for minutes.
-        if (where := address or os.environ.get("RAY_ADDRESS")) is not None:
-            check_reachable(where)
+        if address is not None:
+            check_reachable(address)
+        elif (where := os.environ.get("RAY_ADDRESS")) is not None:
+            check_reachable(where, source="RAY_ADDRESS")
 
         def crashed(why: str) -> TaskFailed:  # _call returns the task's own errors: this is Ray's
             return TaskFailed(f"its Ray worker died: {why}", None)

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -424,6 +425,32 @@ def test_env_sets_every_variants_env_id_and_set_env_id_with_it_is_refused(
     twice = [*args, "--env", "Acrobot-v1", "--set", "env_id=CartPole-v1"]
     line = refused_cli(twice, capsys, tmp_path)
     assert line == "dqn-compare: error: --env and --set env_id=... both set 'env_id': give it once"
+
+
+def test_env_with_a_variant_that_names_its_own_env_is_refused(tmp_path, in_process, capsys):
+    # --env is "for every variant": a variant's own env_id overrode it without a word.
+    config = tiny_yaml(tmp_path)
+    args = ["--config", config, "--variants", "cp", "ac:env_id=Acrobot-v1", "--seeds", "1"]
+    line = refused_cli(
+        [*args, "--out", tmp_path / "out", "--env", "MountainCar-v0"], capsys, tmp_path
+    )
+    assert line == (
+        "dqn-compare: error: --env MountainCar-v0 is every variant's env, and variant 'ac' sets "
+        "env_id: give the env in the variants, or --env without them"
+    )
+    assert in_process == []
+
+
+def test_more_workers_than_cores_is_said(tmp_path, in_process, monkeypatch):
+    # --workers 5 on 2 cores ran without a word: slower runs whose train seconds count it.
+    from dqn import runtime
+
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 1)
+    with pytest.warns(UserWarning, match=r"2 worker processes on 1 \(one per CPU\): they share"):
+        run_comparison(BASE, TWO, [0], tmp_path / "out", workers=2, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        run_comparison(BASE, TWO, [0], tmp_path / "out", workers=1, progress=False)
 
 
 def test_a_label_or_seed_given_twice_is_refused(tmp_path, in_process):

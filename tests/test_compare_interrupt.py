@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,31 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
     tasks = make_tasks(jobs, tmp_path, workers=2, runner="population")
     assert task_runs(tasks[0]) == ["huber-seed2", "huber-seed0"]
     assert tasks[0][2][1] == str(ended.resolve())
+
+
+def test_a_rerun_with_the_process_runner_keeps_a_started_chunk_whole_and_says_so(tmp_path):
+    # A population study killed mid-chunk, rerun with --runner process: each member resumed
+    # alone from the chunk's checkpoint, and came out as neither runner's run, without a word.
+    from dqn.population_files import STEP_FILE
+    from dqn.study_runs import make_tasks, task_runs
+
+    jobs = huber_jobs(study_config(), tmp_path, range(3))
+    folder = tmp_path / "populations" / "stopped"
+    folder.mkdir(parents=True)
+    members = [{"config": job.config, "run_dir": str(Path(job.folder) / "run")} for job in jobs[:2]]
+    (folder / "population.json").write_text(json.dumps({"members": members}))
+    (folder / STEP_FILE).write_text(json.dumps({"env_step": 1000, "stopped": []}))
+    with pytest.warns(UserWarning, match="2 runs continue in the population they started in"):
+        tasks = make_tasks(jobs, tmp_path, workers=2, runner="process")
+    assert [task_runs(t) for t in tasks] == [["huber-seed0", "huber-seed1"], ["huber-seed2"]]
+    assert tasks[0][2][1] == str(folder.resolve())
+    # Planned but never started (no population.json): its runs take the runner asked for.
+    (folder / "population.json").rename(folder / "plan.json")
+    (folder / STEP_FILE).unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tasks = make_tasks(jobs, tmp_path, workers=2, runner="process")
+    assert [task_runs(t) for t in tasks] == [["huber-seed0"], ["huber-seed1"], ["huber-seed2"]]
 
 
 def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_members(tmp_path):

@@ -96,6 +96,54 @@ def test_a_venv_without_pip_left_by_a_failed_try_is_made_again(project):
     assert (project / ".venv" / ".installed").is_file()
 
 
+def test_a_venv_whose_pip_imports_but_does_not_run_is_made_again(project):
+    # Ctrl-C while pip upgraded itself left a pip package that imports but cannot run ("No
+    # module named 'pip._internal.utils'"), on which every later `make` failed the same way.
+    broken = (
+        "#!/bin/sh\n"
+        'echo "broken-python $*" >> "$(dirname "$0")/../../log"\n'
+        '[ "$1" = -m ] && { echo "No module named pip._internal.utils" >&2; exit 1; }\n'
+        "exit 0\n"
+    )
+    executable(project / ".venv" / "bin" / "python", broken)
+    (project / ".venv" / "pyvenv.cfg").write_text("")
+    proc = make(project, str(interpreter(project / "py", "3.11.7")))
+    assert proc.returncode == 0, proc.stderr
+    assert "python -m venv .venv" in log(project)
+    assert (project / ".venv" / ".installed").is_file()
+
+
+def test_an_interpreter_that_does_not_run_is_named_as_such_not_as_too_old(project):
+    # A pyenv shim of a version that is not active: "needs Python >= 3.10 and 'python3.12' is
+    # pyenv: python3.12: command not found", with the shim's eight lines of advice after it.
+    executable(
+        project / "shims" / "python3.12",
+        "#!/bin/sh\necho 'pyenv: python3.12: command not found' >&2\necho more >&2\nexit 127\n",
+    )
+    proc = make(project, str(project / "shims" / "python3.12"))
+    assert proc.returncode == 2
+    [line] = [x for x in proc.stderr.splitlines() if not x.startswith("make: ***")]
+    assert line.startswith(f"make: '{project / 'shims' / 'python3.12'}' does not run (pyenv: ")
+    assert "too old" not in line and "needs Python" not in line
+    assert not (project / ".venv").exists()
+
+
+@pytest.mark.parametrize("name", ["a$b", "b`id`", 'q"x', "s'q", "back\\slash"])
+def test_the_stamp_holds_a_folder_whose_name_the_shell_would_read(tmp_path, name):
+    # `echo "$(CURDIR)"` let the shell expand $b and run `id`: the stamp never matched the
+    # folder, and every make made .venv again (a quote broke the recipe after the install).
+    folder = tmp_path / name
+    folder.mkdir()
+    shutil.copy(ROOT / "Makefile", folder / "Makefile")
+    (folder / "pyproject.toml").write_text("")
+    (folder / "constraints.txt").write_text("")
+    python = str(interpreter(tmp_path / "py", "3.11.7"))
+    proc = make(folder, python)
+    assert proc.returncode == 0, proc.stderr
+    assert (folder / ".venv" / ".installed").read_text() == f"{folder.resolve()}\n"
+    assert "is up to date" in make(folder, python).stdout
+
+
 def test_the_install_takes_the_lock_and_a_new_lock_installs_again(project):
     python = str(interpreter(project / "py", "3.11.7"))
     assert make(project, python).returncode == 0

@@ -129,6 +129,21 @@ def test_an_unreachable_cluster_address_is_refused_before_anything_is_written(tm
     assert not out.exists()
 
 
+def test_an_unreachable_ray_address_says_it_came_from_the_environment():
+    # A user who gave no --address read "cannot reach a Ray cluster at 127.0.0.1:1".
+    from dqn.errors import DQNError
+    from dqn.ray_backend import check_reachable
+
+    with pytest.raises(DQNError) as refused:
+        check_reachable("127.0.0.1:1", source="RAY_ADDRESS")
+    assert str(refused.value).startswith(
+        "cannot reach a Ray cluster at 127.0.0.1:1 (from RAY_ADDRESS): "
+    )
+    assert str(refused.value).endswith(
+        "unset RAY_ADDRESS for a Ray of dqn's own on this machine, or give --address"
+    )
+
+
 @pytest.mark.parametrize("address", ["10.0.0.1", "head:ray", "ray://head:", "head:63x9"])
 def test_an_address_that_is_not_host_and_port_is_refused_without_connecting(address):
     from dqn.errors import DQNError
