@@ -427,7 +427,7 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
 
     tasks: list[Task] = []
     groups: dict[tuple, list[Job]] = {}
-    if runner == "process":
+    if runner == "process" and (out / "populations").is_dir():
         # A chunk that started training (its population.json) is kept whole under this runner
         # too: its members split into processes resumed each from the chunk's checkpoint and
         # came out as neither runner's runs.
