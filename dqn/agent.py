@@ -6,6 +6,7 @@ agent acts through a numpy mirror of the online weights and keeps it in step aft
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -368,13 +369,18 @@ class DQNAgent:
         nothing, which an agent stepped in a user's own loop (or fine-tuned once loaded) past
         the run its config describes would otherwise find out from flat curves."""
         self._steps_to_zero_rate = None
+        # At the first frame outside dqn: the user's update() or update_raw() line (a fixed
+        # level pointed into dqn for one of them), or the loop's caller.
+        level, frame = 1, sys._getframe(0)
+        while frame is not None and frame.f_globals.get("__name__", "").startswith("dqn."):
+            level, frame = level + 1, frame.f_back
         warnings.warn(
             f"learning rate is 0 from gradient step {total_grad_steps(self.config):,} on (the "
             "schedule decays to learning_rate_end=0 over the config's total_env_steps): this "
             "update and later ones change nothing; set learning_rate_end (null: constant) or a "
             "larger total_env_steps to train on",
             UserWarning,
-            stacklevel=4,
+            stacklevel=level,
         )
 
     def _after_update(self) -> None:
@@ -548,6 +554,7 @@ class DQNAgent:
         check_saveable(self._net.model)  # its structure: the weights are written by _write
         from dqn.config import user_path
 
+        _check_folder_arg("save", directory)
         return save_agent_to(user_path(directory, "the folder"), self._write_whole)
 
     def save_into_checkpoint(self, directory: Path) -> Path:
@@ -585,6 +592,7 @@ class DQNAgent:
         """
         from dqn.config import user_path
 
+        _check_folder_arg("load", directory)
         return read_newest(Path(user_path(directory, "the folder")), cls._load_agent_dir)
 
     @classmethod
@@ -635,4 +643,18 @@ class DQNAgent:
         return (
             f"DQNAgent(obs_dim={self.obs_dim}, n_actions={self.n_actions}, "
             f"loss={self.config.loss!r}, grad_steps={self.grad_steps})"
+        )
+
+
+def _check_folder_arg(method: str, directory) -> None:
+    """InputError unless ``directory`` is a path (None, bytes or a number gave pathlib's or
+    os's own TypeError from deep inside)."""
+    import os
+
+    from dqn.errors import InputError
+
+    if not isinstance(directory, str | os.PathLike):
+        raise InputError(
+            f"DQNAgent.{method} takes a folder's path (a str or Path), got "
+            f"{type(directory).__name__}"
         )

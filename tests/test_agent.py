@@ -662,8 +662,10 @@ def test_updates_past_the_learning_rate_schedule_say_once_that_they_change_nothi
         agent.update(batch)
     before = agent.state.online.copy()
     one = make_replay().sample(8)
-    with pytest.warns(UserWarning, match=f"learning rate is 0 from gradient step {end} on"):
+    with pytest.warns(UserWarning, match=f"learning rate is 0 from gradient step {end} on") as w:
         agent.update(one)
+    # It names the caller's line, not one inside dqn (update's was agent.py's own).
+    assert [r.filename for r in w] == [__file__]
     np.testing.assert_array_equal(agent.state.online, before)  # what it says
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # once per agent

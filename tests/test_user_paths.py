@@ -89,3 +89,13 @@ def test_record_gif_names_an_env_given_where_its_id_belongs(tmp_path):
         record_gif(agent, env, tmp_path / "e.gif", seed=0)
     env.close()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("given", [None, b"agent", 3])
+def test_save_and_load_name_what_is_no_folder_path(given, tmp_path):
+    # pathlib's and os's own TypeError from deep inside, before.
+    agent = DQNAgent(OBS, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=(8,), learner="numpy"))
+    with pytest.raises(InputError, match=r"DQNAgent.save takes a folder's path \(a str or Path\)"):
+        agent.save(given)
+    with pytest.raises(InputError, match=r"DQNAgent.load takes a folder's path"):
+        DQNAgent.load(given)
