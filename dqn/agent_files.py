@@ -458,12 +458,13 @@ def _foreign_problem(run_dir: Path, path: Path, checkpoints: list[Path]) -> str 
 
 
 def _yaml_mapping(path: Path) -> dict | None:
-    """The mapping a YAML file holds, or None if it is missing, unreadable or no mapping."""
-    import yaml
+    """The mapping a YAML file holds (the package's own loader), or None if it is missing,
+    unreadable or no mapping."""
+    from dqn.yaml_files import load_yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError):
+        data = load_yaml(path)
+    except ConfigError:
         return None
     return data if isinstance(data, dict) else None
 

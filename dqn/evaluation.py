@@ -103,7 +103,7 @@ def evaluate(
             f"env {env_name(env)} has the action space {space}, the agent {n_actions} actions "
             "(Discrete from 0): evaluate it on the env it was trained on"
         )
-    returns, shape = [], env.observation_space.shape
+    returns, shape = [], obs_shape
 
     def checked(reset_seed: int, obs, reward=None):
         """What the env returned, held to its spaces and refused if NaN or inf."""

@@ -146,18 +146,20 @@ def remove_whole(folder: Path) -> None:
     removed, so that a process killed part-way leaves no visible half of it (a checkpoint or a
     run that read as damaged), only a hidden folder that the next removal of the name clears."""
     trash = folder.with_name(f".{folder.name}.trash")
-    if trash.is_symlink():
-        trash.unlink()
-    elif trash.exists():
-        shutil.rmtree(trash, ignore_errors=True)
+    if trash.exists() or trash.is_symlink():
+        _remove_tree_or_link(trash, ignore_errors=True)
     if folder.exists() or folder.is_symlink():
         os.replace(folder, trash)
-        # A link (a checkpoint moved to another disk and linked back) goes, not what it leads
-        # to: rmtree refused it, which stopped the run at its next prune.
-        if trash.is_symlink():
-            trash.unlink()
-        else:
-            shutil.rmtree(trash)
+        _remove_tree_or_link(trash)
+
+
+def _remove_tree_or_link(path: Path, ignore_errors: bool = False) -> None:
+    """A link goes, not what it leads to (a checkpoint moved to another disk and linked back:
+    rmtree refused the link, which stopped the run at its next prune); a folder, whole."""
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=ignore_errors)
 
 
 def sync_tree(folder: Path) -> None:

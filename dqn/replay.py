@@ -125,6 +125,10 @@ def ring_bytes(capacity: int, obs_dim: int) -> int:
     return capacity * row_layout(obs_dim).width * np.dtype(np.float32).itemsize
 
 
+# What besides a replay's rings a run's memory holds that its config sets, named as a remedy.
+NETWORK_REMEDY = "hidden_sizes or a burst's rows (gradient_steps_per_train x batch_size)"
+
+
 def check_replay_fits(
     capacity: int, obs_dim: int, available: int | None, network_bytes: int = 0
 ) -> None:
@@ -136,7 +140,7 @@ def check_replay_fits(
         network = remedy = ""
         if network_bytes:
             network = " and the network"
-            remedy = ", hidden_sizes or a burst's rows (gradient_steps_per_train x batch_size)"
+            remedy = f", {NETWORK_REMEDY}"
         raise ConfigError(
             f"a replay of buffer_size={capacity} transitions of {obs_dim}-D observations"
             f"{network} needs {needed:,} bytes, but {available:,} bytes of memory are available; "
@@ -177,7 +181,7 @@ def check_population_fits(
         )
         remedy = "buffer_size"
         if other_bytes:
-            remedy += ", hidden_sizes or a burst's rows (gradient_steps_per_train x batch_size)"
+            remedy += f", {NETWORK_REMEDY}"
         raise ConfigError(
             f"{len(rings)} member{'s' * (len(rings) != 1)} (replay rings of {transitions:,} "
             f"transitions of {dims} observations{runtimes}) need {needed:,} bytes, but "

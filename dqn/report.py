@@ -259,6 +259,8 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
     import matplotlib.pyplot as plt
 
     curves = load_curves(out, rows)
+    # Each variant's legend entry, in every figure: with how many of its runs reach their end.
+    shown = {label: curve_label(label, *runs_at_end(rows, label)) for label in curves}
     written = []
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -269,14 +271,13 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
         # table counts it at that evaluation: the legend says how many runs reach their end.
         # By the guard's record, not by the study's last step: a variant with a shorter
         # total_env_steps of its own was labelled "0 of 3 runs at the end".
-        shown = curve_label(label, *runs_at_end(rows, label))
         # (A marker: a curve of one evaluation is otherwise a line of no length.)
         (line,) = ax.plot(
             steps,
             cis[:, 0],
             **_variant_line(i),
             marker="o" if len(steps) == 1 else None,
-            label=shown,
+            label=shown[label],
         )
         ax.fill_between(steps, cis[:, 1], cis[:, 2], color=line.get_color(), alpha=0.2)
     ax.set(xlabel="env steps", ylabel="greedy evaluation return (IQM, 95% CI)")
@@ -287,7 +288,6 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for i, (label, runs) in enumerate(curves.items()):
             color = None
-            shown = curve_label(label, *runs_at_end(rows, label))
             # One series a variant: each variant's own line; several: dashes tell them apart.
             lines = [{"ls": ls} for ls in ("-", "--", ":")] if len(keys) > 1 else [_variant_line(i)]
             for key, style in zip(keys, lines):
@@ -296,7 +296,7 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
                     ax,
                     steps,
                     np.nanmedian(values, axis=0),
-                    f"{shown} {key.rsplit('_', 1)[-1]}" if len(keys) > 1 else shown,
+                    f"{shown[label]} {key.rsplit('_', 1)[-1]}" if len(keys) > 1 else shown[label],
                     color=color,
                     **style,
                 )
@@ -312,12 +312,16 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for label, runs in curves.items():
         color = None
-        shown = curve_label(label, *runs_at_end(rows, label))
         unit_keys = [k for k in runs[0] if "_fraction/hidden_" in k]
         for key, style in zip(unit_keys, ("-", "--", ":", "-.")):
             steps, values = _stack(runs, key)
             color = _diagnostic_line(
-                ax, steps, np.nanmean(values, axis=0), f"{shown} {key}", color=color, ls=style
+                ax,
+                steps,
+                np.nanmean(values, axis=0),
+                f"{shown[label]} {key}",
+                color=color,
+                ls=style,
             )
     ax.set(xlabel="env steps", ylabel="dead (ReLU) / saturated units", title="mean over seeds")
     ax.set_ylim(bottom=0)

@@ -24,13 +24,6 @@ from typing import TextIO
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _isatty(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):  # no such method, or a closed stream
-        return False
-
-
 def warning_printer(prog: str) -> Callable[..., None]:
     """A ``warnings.showwarning`` that prints ``prog: warning: message``: one line, no source
     excerpt, and each warning once (a command makes one printer). Its ``prog`` attribute lets a
@@ -48,7 +41,7 @@ def warning_printer(prog: str) -> Callable[..., None]:
         shown.add((category, text))
         # On a terminal, from the line's start, cleared: a progress bar drawn in place (a study's,
         # in another process) had the warning glued to its end.
-        start = "\r\x1b[K" if _isatty(sys.stderr) else ""
+        start = "\r\x1b[K" if _is_terminal(sys.stderr) else ""
         print(f"{start}{prog}: warning: {text}", file=sys.stderr)
 
     show.prog = prog
@@ -200,26 +193,19 @@ def progress_bar(
                 self.total = self.n + n
             return super().update(n)
 
-        def display(self, *args, **kwargs):
-            # In a log, the line close() draws is a copy of the last one where nothing moved
-            # since (a run whose final evaluation outlasts LOG_EVERY_SECONDS printed its 100%
-            # line twice): it is left out.
-            if getattr(self, "_closing", False) and self._lines and self.n == self._shown_n:
-                return True
-            self._shown_n = self.n
-            return super().display(*args, **kwargs)
-
         def close(self):
-            self._closing = True
+            # In a log, the line close() draws is a copy of the last one where nothing moved
+            # since (tqdm's last_print_n: a run whose final evaluation outlasts
+            # LOG_EVERY_SECONDS printed its 100% line twice): it is left out.
+            if in_log and self.n == self.last_print_n:
+                self.display = lambda *args, **kwargs: True
             return super().close()
 
     stream = sys.stderr
+    in_log = not _is_terminal(stream)
     common = dict(total=total, initial=initial, desc=desc, unit="step", unit_scale=unit_scale)
-    Bar._shown_n = None
-    if _is_terminal(stream):
-        Bar._lines = False
+    if not in_log:
         return Bar(**common, file=stream, dynamic_ncols=True, mininterval=0.5)
-    Bar._lines = True
     # maxinterval too: tqdm's monitor thread redraws a bar that has not drawn for maxinterval
     # (10 s by default), which wrote lines 11 and 19 s apart in a population's log.
     every = LOG_EVERY_SECONDS

@@ -55,12 +55,16 @@ def test_a_vectorized_run_keeps_the_configured_ratio_of_updates_to_transitions(t
 
 
 def test_a_vectorized_run_past_its_total_takes_no_burst_past_the_schedule(tmp_path):
-    # 4 envs end at an env step past 199 (the autoresets shift the loop steps' boundaries): the
-    # bursts its last loop step owed past 199 (at 200) ran past the learning-rate schedule's
-    # end, at a rate of 0, with the warning meant for a user's own loop past the run.
+    # 4 envs end at an env step past 199: the bursts its last loop step owed past 199 (at 200)
+    # ran past the learning-rate schedule's end, at a rate of 0, with the warning meant for a
+    # user's own loop past the run. Acrobot's episodes of 5 steps all end by the time limit
+    # (no policy swings it up that fast), so where the run ends does not hang on the
+    # trajectory a CPU's rounding gives: 4 x 50 real env steps, 200.
     import warnings
 
     config = TINY.replace(
+        env_id="Acrobot-v1",
+        env_kwargs={"max_episode_steps": 5},
         total_env_steps=199,
         learning_starts_env_steps=30,
         train_every_env_steps=8,
