@@ -54,7 +54,7 @@ class _Frames(gym.Wrapper):
 
 def _checked_frame(frame, env: gym.Env) -> np.ndarray:
     """The frame as an array of numbers, height x width (grey) or x 3 or 4 (RGB, RGBA); else a
-    DQNError naming the env (an env that lists rgb_array but returns None stopped --gif with a
+    DQNError naming the env (an env that lists rgb_array but returns None stopped a GIF with a
     traceback)."""
     array = np.asarray(frame) if isinstance(frame, (np.ndarray, list)) else None
     fits = array is not None and array.dtype.kind in "biuf"
@@ -87,20 +87,20 @@ def check_gif_path(path: Path) -> Path:
         lacks = (
             "a name before .gif" if path.name.lower() == ".gif" else "a file name ending in .gif"
         )
-        raise DQNError(f"--gif {path}: give {lacks}")
+        raise DQNError(f"the GIF {path}: give {lacks}")
     try:
         there = path.exists()
     except OSError as exc:  # a name too long for the filesystem
-        raise DQNError(f"--gif {path}: {exc.strerror or exc}") from None
+        raise DQNError(f"the GIF {path}: {exc.strerror or exc}") from None
     if there:
-        raise DQNError(f"--gif {path} already exists: give another path, or remove it first")
+        raise DQNError(f"the GIF {path} already exists: give another path, or remove it first")
     if (around := checkpoint_around(path)) is not None:
-        raise DQNError(f"--gif {path} is inside {around}, {BREAKS}: give a path outside it")
+        raise DQNError(f"the GIF {path} is inside {around}, {BREAKS}: give a path outside it")
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
-        raise DQNError(f"--gif {path}: {folder} is a file, not a folder")
+        raise DQNError(f"the GIF {path}: {folder} is a file, not a folder")
     return path
 
 
@@ -152,7 +152,7 @@ def record_gif(
     probe.close()
     if "rgb_array" not in modes:
         raise DQNError(
-            f"env {env_id!r} cannot draw its frames: --gif needs the rgb_array render mode, "
+            f"env {env_id!r} cannot draw its frames: a GIF needs the rgb_array render mode, "
             f"and its render modes are {list(modes)}"
         )
     with _sdl_without_a_display():
@@ -177,5 +177,5 @@ def record_gif(
         atomic_write_bytes(path, buffer.getvalue())
     except OSError as exc:  # a full disk, a folder that cannot be made or written to
         where = f" ({exc.filename})" if exc.filename and exc.strerror else ""
-        raise DQNError(f"cannot write --gif {path}: {exc.strerror or exc}{where}") from None
+        raise DQNError(f"cannot write the GIF {path}: {exc.strerror or exc}{where}") from None
     return len(env.frames), env.steps, float(returns[0])

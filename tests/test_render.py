@@ -79,7 +79,7 @@ def test_a_gif_path_that_is_taken_or_not_a_gif_is_refused_first(
         (tmp_path / "old.gif").write_bytes(b"mine")
     assert evaluate_main([str(tiny_run), "--gif", str(path)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"dqn-evaluate: error: --gif {path}") and message in line
+    assert line.startswith(f"dqn-evaluate: error: the GIF {path}") and message in line
     mine = name.startswith("old.gif")
     assert [p.name for p in tmp_path.iterdir()] == (["old.gif"] if mine else [])
     assert not mine or (tmp_path / "old.gif").read_bytes() == b"mine"
@@ -217,4 +217,5 @@ def test_a_gif_that_cannot_be_written_says_so_not_that_the_run_cannot_be_read(
     out = tmp_path / "x.gif"
     assert evaluate_main([str(tiny_run), "--episodes", "1", "--gif", str(out)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line == f"dqn-evaluate: error: cannot write --gif {out}: No space left on device ({out})"
+    message = f"cannot write the GIF {out}: No space left on device ({out})"
+    assert line == f"dqn-evaluate: error: {message}"
