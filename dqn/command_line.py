@@ -119,6 +119,42 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class HeldSignals:
+    """What ``held_signals`` noted: ``signum``, the first SIGINT or SIGTERM, or None."""
+
+    signum: int | None = None
+
+    def note(self, signum, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def raise_if_noted(self) -> None:
+        if self.signum is not None:
+            raise SignalInterrupt(self.signum)
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[HeldSignals]:
+    """Inside, SIGINT and SIGTERM are noted, not raised: the caller decides where one stops it
+    (``raise_if_noted``). A KeyboardInterrupt raised inside TensorFlow's calls lands in its
+    objects' ``__del__`` (where Python drops it: the command went on and exited 0) or in its
+    C++ bindings (a pybind11 error instead of Ctrl-C); and one raised just after a rename
+    cannot tell whether the rename happened. Outside the main thread, where handlers cannot be
+    set, nothing is held."""
+    held = HeldSignals()
+    stops = (signal.SIGINT, signal.SIGTERM)
+    try:
+        previous = {sig: signal.signal(sig, held.note) for sig in stops}
+    except ValueError:  # not the main thread
+        yield held
+        return
+    try:
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def quiet_tensorflow(num_threads: int = 1) -> None:
     from dqn.runtime import import_tensorflow_quietly
 

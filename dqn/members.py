@@ -214,14 +214,14 @@ def member_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
 
 # What a training process holds before its first member: Python, numpy, TensorFlow's runtime and
 # thread pools. Measured (``python -m benchmarks.population_memory``, TensorFlow 2.21, one thread,
-# by the intercept of peak RSS over member counts): 802 MB with [256, 256] networks, 814 MB with
-# [64, 64]; rounded up.
+# by the intercept of peak RSS over member counts; docs/population-memory-sixth.md): 789 MB with
+# [256, 256] networks, 822 MB with [64, 64]; rounded up.
 PROCESS_BYTES = 850_000_000
 # What one group of members (``group_size``) adds to a TensorFlow population beyond its members'
 # ``member_bytes``: its copy of the step in the compiled program, the compiler's working memory
 # and the program's buffers. Measured by the same benchmark: 25 [256, 256] members (7 groups)
-# peaked 18 MB a member above ``member_bytes`` and its ring, ~72 MB a group of 4; 32 [64, 64]
-# members (one group) 0.6 MB a member above them, ~19 MB for the group.
+# peaked 15 MB a member above ``member_bytes`` and its ring, ~62 MB a group of 4 (18 MB and ~72
+# MB on another machine); 32 [64, 64] members (one group) about as much as their estimate.
 PROGRAM_BYTES = 75_000_000
 # Parameter-sized float32 arrays the numpy population learner holds a second time per active
 # member once some members are stopped: the active members' own learner

@@ -107,13 +107,7 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
             print(f"{_prog(main)}: error: interrupted", file=sys.stderr)
             return 128 + getattr(exc, "signum", signal.SIGINT)
         finally:
-            if os.path.basename(sys.argv[0]) == _prog(main):  # the process is this command
-                # Its work is done and its exit code decided: a signal during the interpreter's
-                # shutdown (TensorFlow's teardown takes a moment) replaced that code, 130 or
-                # 143 after a complete export's success line (`timeout ... dqn-export && ...`).
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    with contextlib.suppress(ValueError):  # not the main thread
-                        signal.signal(sig, signal.SIG_IGN)
+            _ignore_signals_if_command(main)
             # A pipe's stdout is block-buffered (unless PYTHONUNBUFFERED is set): what is still
             # in its buffer is flushed here, through the survivor, not by the interpreter at
             # exit, where a gone reader gave "Exception ignored ... BrokenPipeError", exit 120.
@@ -123,6 +117,27 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
             sys.stdout, sys.stderr = saved
 
     return run
+
+
+def _ignore_signals_if_command(main: Callable) -> None:
+    """Where the process is this command, its work is done and its exit code decided: a signal
+    during the interpreter's shutdown (TensorFlow's teardown takes a moment) replaced that
+    code, 130 or 143 after a complete export's success line (`timeout ... dqn-export && ...`).
+    From Python (a test, a notebook) the handlers stay as they are.
+
+    Signals are blocked while the command's name is looked up (``_prog`` reads the installed
+    entry points, a moment): one that came then raised a KeyboardInterrupt through
+    importlib.metadata, a traceback after the success line. Unblocked, a pending one is
+    dropped by SIG_IGN here, or raised as usual where the handlers stay."""
+    stops = {signal.SIGINT, signal.SIGTERM}
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        if os.path.basename(sys.argv[0]) == _prog(main):  # the process is this command
+            for sig in stops:
+                with contextlib.suppress(ValueError):  # not the main thread
+                    signal.signal(sig, signal.SIG_IGN)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _prog(main: Callable) -> str:

@@ -405,6 +405,55 @@ def test_once_a_command_s_work_is_done_a_signal_leaves_its_exit_code(monkeypatch
             signal.signal(sig, handler)
 
 
+def test_a_signal_while_the_command_s_name_is_looked_up_leaves_its_exit_code(monkeypatch):
+    # The name is read from the installed entry points, a moment: Ctrl-C then raised through
+    # importlib.metadata, a traceback after a complete export's success line.
+    import os
+
+    from dqn import terminal
+    from dqn.backprop.cli import main
+
+    def signalled_while_looking(main):
+        os.kill(os.getpid(), signal.SIGINT)
+        return "dqn-backprop"
+
+    stops = (signal.SIGINT, signal.SIGTERM)
+    saved = {sig: signal.getsignal(sig) for sig in stops}
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal
+    monkeypatch.setattr(terminal, "_prog", signalled_while_looking)
+    try:
+        monkeypatch.setattr(sys, "argv", ["/usr/local/bin/dqn-backprop", "--version"])
+        try:
+            code = main(["--version"])  # the process is the command: the signal is dropped
+        except KeyboardInterrupt:  # (not left to stop the test session)
+            pytest.fail("the signal raised a KeyboardInterrupt after the command's work")
+        assert code == 0
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        monkeypatch.setattr(sys, "argv", ["pytest"])
+        with pytest.raises(KeyboardInterrupt):  # from Python: raised, once the name is known
+            main(["--version"])
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def test_held_signals_are_noted_not_raised_and_the_handlers_come_back():
+    import os
+
+    from dqn.command_line import held_signals
+    from dqn.errors import SignalInterrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with held_signals() as held:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert held.signum == signal.SIGTERM  # the first one, not raised
+        with pytest.raises(SignalInterrupt) as raised:
+            held.raise_if_noted()
+    assert raised.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_once_a_write_meets_a_closed_pipe_the_streams_later_output_goes_nowhere():
     """The interpreter flushes the stream itself once more at exit: text written after the
     first failure (the summary) raised there, 'Exception ignored' and exit code 120."""
