@@ -89,9 +89,14 @@ def population_mismatch(configs: Sequence[DQNConfig]) -> str | None:
         return "a population needs at least one member"
     first = configs[0]
     for key in SHARED_KEYS:
-        values = {repr(getattr(c, key)) for c in configs}
-        if len(values) > 1:
-            return f"members differ in {key!r} ({', '.join(sorted(values))}), which they must share"
+        values = [repr(getattr(c, key)) for c in configs]
+        if len(set(values)) > 1:
+            # Which member: among 30, the values alone left the user to hunt for it.
+            other = next(i for i, v in enumerate(values) if v != values[0])
+            return (
+                f"members differ in {key!r} (member 0: {values[0]}, member {other}: "
+                f"{values[other]}), which they must share"
+            )
     if first.num_envs != 1:
         return f"population members step one env each (num_envs 1), got num_envs={first.num_envs}"
     return None

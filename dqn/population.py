@@ -212,6 +212,7 @@ def _train_population(
     check_is_config(config)
     configs = [m.config(config) for m in members]
     check_population(configs)
+    _check_distinct(members, configs)
     from dqn.envs import check_env, check_n_step
 
     env = env_of(configs[0])  # the members' own: an override may name another env than config's
@@ -274,10 +275,49 @@ def _train_population(
         ]:
             with writing(what, folder):
                 held.enter_context(hold_folders([Path(folder)]))
-        write_population(out, [(m.label, m.seed) for m in members], run_dirs, configs)
-        (out / STEP_FILE).unlink(missing_ok=True)
-        loop = _new_loop(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
+        try:
+            write_population(out, [(m.label, m.seed) for m in members], run_dirs, configs)
+            (out / STEP_FILE).unlink(missing_ok=True)
+            loop = _new_loop(configs, [Path(d) for d in run_dirs], out, log_tensorboard)
+        except BaseException:
+            # Ctrl-C or an error while the members are built (a second for 25 default ones):
+            # population.json without a step marker could be neither resumed nor trained again.
+            # The folders were new or empty (check_new_folder): they are emptied again.
+            _empty_again([out, *(Path(d) for d in run_dirs)])
+            raise
         return _signalled(loop, loop.run(progress, on_eval))
+
+
+def _check_distinct(members: list[Member], configs: list[DQNConfig]) -> None:
+    """ConfigError where two members are one run (the same config and seed): on one machine
+    they write the same bytes, so the second costs a run and counts the first twice in any
+    statistic over members. (A seed repeated in a list of pairs is the usual slip.)"""
+    first: dict[DQNConfig, int] = {}
+    for i, member_config in enumerate(configs):
+        j = first.setdefault(member_config, i)
+        if j != i:
+            raise ConfigError(
+                f"members {members[j].label!r} and {members[i].label!r} are the same run (the "
+                f"same config, seed {member_config.seed}): give each its own seed or overrides"
+            )
+
+
+def _empty_again(folders: list[Path]) -> None:
+    """Remove what a population wrote into its new folders before it trained, but their holds
+    (each folder's lock file, and the member folders inside the population's: ``hold_folders``
+    removes the folders it made once they are empty)."""
+    from dqn.io import LOCK_FILE
+
+    keep = {folder.resolve() for folder in folders}
+    for folder in folders:
+        for entry in list(folder.iterdir()) if folder.is_dir() else []:
+            if entry.name == LOCK_FILE or entry.resolve() in keep:
+                continue
+            with contextlib.suppress(OSError):  # the error that stopped it says more
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
 
 
 def resume_population(

@@ -968,6 +968,15 @@ COMPARE_CASES = {
         ["variant 'l2:' sets nothing, so it would train the base config under the label 'l2'"],
     ),
     "--set output_dir in a study": (["--set", "output_dir=x"], ["--set output_dir: a study"]),
+    # Two labels for one config: each seed's run trained twice, and counted twice.
+    "two variants of one config": (
+        ["--variants", "a:loss=l2", "b:loss=l2"],
+        ["variants 'a' and 'b' are the same config"],
+    ),
+    "a variant that repeats the base": (
+        ["--variants", "huber", "b:loss=huber"],
+        ["variants 'huber' and 'b' are the same config"],
+    ),
 }
 
 

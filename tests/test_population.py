@@ -422,6 +422,49 @@ def test_a_population_beyond_this_machine_leaves_no_folder(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def test_two_members_of_one_config_and_seed_are_refused(tmp_path):
+    # A seed repeated in a list of pairs trained the same run twice, byte for byte.
+    with pytest.raises(ConfigError, match="members 'member0' and 'member2' are the same run"):
+        train_population(BASE, [({}, 0), ({}, 1), ({}, 0)], out_dir=tmp_path / "p", progress=False)
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_key_members_must_share_is_refused_naming_a_member_that_differs(tmp_path):
+    members = [({}, 0), ({}, 1), ({"hidden_sizes": [16]}, 2)]
+    with pytest.raises(
+        ConfigError, match=r"'hidden_sizes' \(member 0: \(32, 32\), member 2: \(16,\)\)"
+    ):
+        train_population(BASE, members, out_dir=tmp_path / "p", progress=False)
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, RuntimeError])
+def test_a_population_stopped_while_its_members_are_built_leaves_nothing(
+    tmp_path, monkeypatch, stop
+):
+    # Ctrl-C in its first second left population.json and the members' config.yaml without a
+    # step marker: neither resume_population nor a new train_population would take the folder.
+    import dqn.population
+
+    real_new_loop = dqn.population._new_loop
+
+    def stopped(configs, run_dirs, out, log_tensorboard):
+        real_new_loop(configs, run_dirs, out, log_tensorboard)  # config.yaml, logs
+        assert (out / "population.json").exists() and (run_dirs[0] / "config.yaml").exists()
+        raise stop
+
+    monkeypatch.setattr(dqn.population, "_new_loop", stopped)
+    (tmp_path / "elsewhere").mkdir()  # a member's own folder, outside the population's, empty
+    run_dirs = [tmp_path / "p" / "a", tmp_path / "elsewhere"]
+    args = (BASE, [({}, 0), ({}, 1)])
+    with pytest.raises(stop):
+        train_population(*args, out_dir=tmp_path / "p", run_dirs=run_dirs, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    monkeypatch.setattr(dqn.population, "_new_loop", real_new_loop)
+    results = train_population(*args, out_dir=tmp_path / "p", run_dirs=run_dirs, progress=False)
+    assert [r.final_eval_mean is not None for r in results] == [True, True]
+
+
 # ---------------------------------------------------------------------- resume
 RUNNER = """
 import sys
