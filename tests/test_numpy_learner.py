@@ -60,6 +60,33 @@ def test_the_gradient_matches_central_differences(loss, activation, double_dqn):
         assert (np.abs(td_error) > 1.0).any()
 
 
+def closed_form(loss, e, b):
+    """(value, d value / d e) of each element-wise loss at bound b, written out."""
+    inside = np.abs(e) <= b
+    if loss == "l2":
+        return 0.5 * e**2, e
+    if loss == "clipped_delta":  # the 2016 bug: clip, then square; zero gradient outside
+        return 0.5 * np.clip(e, -b, b) ** 2, np.where(inside, e, 0.0)
+    if loss == "huber":
+        return np.where(inside, 0.5 * e**2, b * (np.abs(e) - 0.5 * b)), np.clip(e, -b, b)
+    assert loss == "clipped_grad"  # l2's value, Huber's gradient
+    return 0.5 * e**2, np.clip(e, -b, b)
+
+
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("bound", [0.5, 2.0])
+def test_the_loss_and_its_gradient_per_sample_are_the_closed_forms_at_the_bound(loss, bound):
+    # loss = mean over the batch of f(e), e = target - Q(s, a); d loss / d Q(s, a) = -f'(e) / n.
+    # (Every other test of this learner held the bound at 1, where ignoring it changes nothing.)
+    learner = float64_learner(DQNConfig(loss=loss, loss_bound=bound))
+    value, _, td_error, dq_sa, *_ = learner.loss_and_grad(*batch(td_scale=3.0))
+    size = np.abs(td_error)  # some between the bound and 1, where taking 1 for it goes wrong
+    assert ((size > min(bound, 1)) & (size < max(bound, 1))).any() and (size > bound).any()
+    f, df = closed_form(loss, td_error, bound)
+    assert value == pytest.approx(f.mean(), rel=1e-12)
+    np.testing.assert_allclose(dq_sa, -df / len(td_error), rtol=1e-12, atol=1e-15)
+
+
 def test_relu_passes_no_gradient_at_exactly_zero_like_tensorflows_relu_grad():
     from dqn.activations import ACTIVATION_GRADS, ACTIVATIONS
 

@@ -17,7 +17,7 @@ ACTS = ["relu", "relu", "linear"]
 BASE = DQNConfig(hidden_sizes=HIDDEN, batch_size=BATCH, total_env_steps=20_000)
 VARIANTS = [
     {"loss": "huber"},
-    {"loss": "l2", "learning_rate": 1e-3, "max_grad_norm": 10.0},
+    {"loss": "l2", "learning_rate": 1e-3, "max_grad_norm": 0.5},  # a bound the norms reach
     {"loss": "clipped_delta", "gamma": 0.95, "target_update_every_grad_steps": 7},
     {"loss": "clipped_grad", "double_dqn": True, "target_tau": 0.1, "n_step": 3},
     {"loss": "huber", "loss_bound": 2.0, "learning_rate_end": None, "adam_epsilon": 1e-5},

@@ -58,7 +58,7 @@ def columns(text: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize(
     "env_id, n_step, limit",
     [("CartPole-v1", 3, None), ("Acrobot-v1", 3, None), ("CartPole-v1", 1, None)]
-    + [("CartPole-v1", 3, 30)],
+    + [("CartPole-v1", 3, 30), ("CartPole-v1", 1, 30)],  # one-step rows have their own path
 )
 def test_a_population_of_one_is_the_single_run(tmp_path, env_id, n_step, limit):
     from dqn.loop import train

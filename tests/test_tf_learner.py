@@ -12,6 +12,7 @@ from dqn.tf_learner import (
     LearnerState,
     adam_update,
     learning_rate_at,
+    loss_and_grad,
     make_burst,
     nan_max,
     sync_target,
@@ -122,6 +123,27 @@ def test_zero_grad_fraction_is_exact_for_known_td_errors():
         assert m["zero_grad_fraction"] == zero_fraction, loss
         assert m["over_bound_fraction"] == 0.5  # |-3| and |2| exceed the bound, whatever the loss
         assert m["td_error_abs_max"] == 3.0
+
+
+@pytest.mark.parametrize("loss", ["l2", "clipped_delta", "huber", "clipped_grad"])
+def test_the_loss_and_its_gradient_per_sample_are_the_closed_forms_at_the_bound(loss):
+    # W = 0 so Q = 0 and td_error = reward (terminated): errors inside and outside a bound of
+    # 2, and between 1 and 2, where a learner that ignored the bound (took 1) goes wrong.
+    from tests.test_numpy_learner import closed_form
+
+    rewards = np.array([-3.0, -1.5, 0.5, 2.5], np.float32)
+    batch = (
+        tf.constant([[1.0, 0.0]] * 4),
+        tf.constant([0, 1, 0, 1]),
+        tf.constant(rewards),
+        tf.constant([[0.0, 0.0]] * 4),
+        tf.ones(4),
+    )
+    config = DQNConfig(loss=loss, loss_bound=2.0)
+    out = loss_and_grad(state_for(np.zeros(4)), batch, linear_forward, losses.get(loss), config)
+    f, df = closed_form(loss, rewards.astype(np.float64), 2.0)
+    assert float(out.loss) == pytest.approx(f.mean(), rel=1e-6)
+    np.testing.assert_allclose(out.dq_sa.numpy(), -df / 4, rtol=1e-6)
 
 
 def test_a_fused_burst_equals_k_single_steps_on_the_same_batches():

@@ -16,6 +16,26 @@ def test_multiples_between_counts_the_periods_a_loop_step_crosses():
     assert multiples_between(16, 48, 10) == 3  # 20, 30, 40
     assert multiples_between(30, 40, 10) == 1  # 40, not 30: the interval is (lo, hi]
     assert multiples_between(990, 1010, 10, after=1000) == 1  # 1010 only: 1000 is not > 1000
+    assert multiples_between(1000, 1001, 1, after=1000) == 1  # 1001 is
+
+
+@pytest.mark.parametrize("every", [1, 4, 10])
+@pytest.mark.parametrize("starts", [0, 9, 10, 1_000])
+def test_the_bursts_one_step_at_a_time_are_the_runs_schedule(every, starts):
+    # The loop's count, step by step, is the schedule the learning rate and the population
+    # loop plan with: total_grad_steps bursts' worth, the first at first_burst_env_step.
+    from dqn.config import first_burst_env_step
+
+    c = DQNConfig(
+        total_env_steps=2_000,
+        learning_starts_env_steps=starts,
+        train_every_env_steps=every,
+        gradient_steps_per_train=3,
+        n_step=1,
+    )
+    bursts = [multiples_between(s, s + 1, every, after=starts) for s in range(2_000)]
+    assert 3 * sum(bursts) == total_grad_steps(c)
+    assert bursts.index(1) + 1 == first_burst_env_step(c)  # the env step after loop step s
 
 
 TINY = DQNConfig(
