@@ -125,19 +125,26 @@ def _ignore_signals_if_command(main: Callable) -> None:
     code, 130 or 143 after a complete export's success line (`timeout ... dqn-export && ...`).
     From Python (a test, a notebook) the handlers stay as they are.
 
-    Signals are blocked while the command's name is looked up (``_prog`` reads the installed
-    entry points, a moment): one that came then raised a KeyboardInterrupt through
-    importlib.metadata, a traceback after the success line. Unblocked, a pending one is
-    dropped by SIG_IGN here, or raised as usual where the handlers stay."""
-    stops = {signal.SIGINT, signal.SIGTERM}
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    While the command's name is looked up (``_prog`` reads the installed entry points, a
+    moment) a signal is only noted: one raised then came through importlib.metadata, a
+    traceback after the success line. (Blocking it would not do: another thread, TensorFlow's,
+    takes a signal this one blocks.) Noted where the handlers stay, it is raised again."""
+    noted: list[int] = []
+    stops = (signal.SIGINT, signal.SIGTERM)
     try:
-        if os.path.basename(sys.argv[0]) == _prog(main):  # the process is this command
-            for sig in stops:
-                with contextlib.suppress(ValueError):  # not the main thread
-                    signal.signal(sig, signal.SIG_IGN)
+        previous = {
+            sig: signal.signal(sig, lambda signum, _: noted.append(signum)) for sig in stops
+        }
+    except ValueError:  # not the main thread: nothing to set, nothing to keep
+        return
+    is_command = False
+    try:
+        is_command = os.path.basename(sys.argv[0]) == _prog(main)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_IGN if is_command else handler)
+    if noted and not is_command:
+        signal.raise_signal(noted[0])  # to the caller's handler, as it would have come
 
 
 def _prog(main: Callable) -> str:

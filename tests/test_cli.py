@@ -409,6 +409,7 @@ def test_a_signal_while_the_command_s_name_is_looked_up_leaves_its_exit_code(mon
     # The name is read from the installed entry points, a moment: Ctrl-C then raised through
     # importlib.metadata, a traceback after a complete export's success line.
     import os
+    import threading
 
     from dqn import terminal
     from dqn.backprop.cli import main
@@ -421,6 +422,10 @@ def test_a_signal_while_the_command_s_name_is_looked_up_leaves_its_exit_code(mon
     saved = {sig: signal.getsignal(sig) for sig in stops}
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal
     monkeypatch.setattr(terminal, "_prog", signalled_while_looking)
+    # Another thread, as TensorFlow's: one that blocks nothing takes what this one blocks.
+    done = threading.Event()
+    other = threading.Thread(target=done.wait)
+    other.start()
     try:
         monkeypatch.setattr(sys, "argv", ["/usr/local/bin/dqn-backprop", "--version"])
         try:
@@ -433,6 +438,8 @@ def test_a_signal_while_the_command_s_name_is_looked_up_leaves_its_exit_code(mon
         with pytest.raises(KeyboardInterrupt):  # from Python: raised, once the name is known
             main(["--version"])
     finally:
+        done.set()
+        other.join()
         for sig, handler in saved.items():
             signal.signal(sig, handler)
 
