@@ -137,6 +137,11 @@ def test_act_batch_is_the_argmax_of_q_values_and_explores_an_epsilon_share_of_ro
     # epsilon 0.1: a tenth of the rows draw uniformly, so about 95% stay greedy (+-1.5% at
     # four standard deviations of the binomial).
     assert 0.93 < (agent.act_batch(obs, 0.1) == greedy).mean() < 0.97
+    # epsilon 0.5 over 4,000 rows: a quarter leave the argmax, +-2.7% at four standard
+    # deviations (0.68%); exploring at half the rate (12.5%) or at all of it (50%) is outside.
+    many = np.random.default_rng(4).normal(size=(4000, 3)).astype(np.float32)
+    left = (agent.act_batch(many, 0.5) != agent.q_values(many).argmax(axis=1)).mean()
+    assert 0.223 < left < 0.277, left
 
 
 def test_a_custom_network_that_is_not_a_chain_still_works():
@@ -158,6 +163,8 @@ def test_save_load_round_trip_gives_identical_q_values_and_next_update(tmp_path)
     replay = make_replay()
     agent = DQNAgent(OBS, ACTIONS, SMALL.replace(target_update_every_grad_steps=3))
     agent.update(replay.sample(8, num_batches=4))
+    for _ in range(7):  # draws before the save: a load that restarted the stream would differ
+        agent.act(np.zeros(3, np.float32), 0.5)
     agent.save(tmp_path / "ckpt")
     loaded = DQNAgent.load(tmp_path / "ckpt")
     obs = np.random.default_rng(2).normal(size=(16, 3)).astype(np.float32)
@@ -168,6 +175,7 @@ def test_save_load_round_trip_gives_identical_q_values_and_next_update(tmp_path)
     assert loaded.update(batch) == agent.update(batch)
     np.testing.assert_array_equal(loaded.q_values(obs), agent.q_values(obs))
     # Exploration continues the same random stream.
+    assert loaded.rng.bit_generator.state == agent.rng.bit_generator.state
     assert [loaded.act(obs[0], 0.5) for _ in range(20)] == [
         agent.act(obs[0], 0.5) for _ in range(20)
     ]

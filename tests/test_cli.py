@@ -795,6 +795,23 @@ def test_an_import_that_fails_is_one_line_naming_the_module():
     )
 
 
+def test_dqn_evaluate_resets_its_episodes_as_a_runs_evaluations_by_default(tiny_run, monkeypatch):
+    # Episode i from eval_seed + i, greedy: the episodes of the run's own evaluations, so that
+    # its --episodes 100 gives the final evaluation's figure.
+    from dqn import DQNConfig, evaluation
+    from dqn.cli import evaluate_main
+
+    seen = []
+
+    def spy(agent, env, episodes, seed, epsilon=0.0):
+        seen.append((episodes, seed, epsilon))
+        return 0.0, 0.0, [0.0] * episodes
+
+    monkeypatch.setattr(evaluation, "evaluate", spy)
+    assert evaluate_main([str(tiny_run)]) == 0
+    assert seen == [(10, DQNConfig().eval_seed, 0.0)]
+
+
 def test_dqn_evaluate_takes_an_epsilon_and_says_it_used_one(tiny_run, capsys):
     from dqn.cli import evaluate_main
 

@@ -398,6 +398,20 @@ def result_row(**changes) -> dict:
     return {**row, **changes}
 
 
+def test_the_median_first_solve_counts_runs_that_never_solved_as_infinitely_late():
+    # 2 of 7 solved: the median run (the 4th) never did. Over the solvers alone it read 1,500.
+    # The interval [x_(1), x_(7)] of 7 runs covers with 1 - 2/2^7 >= 95%: from 1,000 to never.
+    from dqn.report import summary_markdown
+
+    rows = [result_row(seed=0, first_solve_env_step=1_000)]
+    rows += [result_row(seed=1, first_solve_env_step=2_000)]
+    rows += [result_row(seed=s) for s in range(2, 7)]
+    line = next(r for r in summary_markdown(rows, 475.0).splitlines() if r.startswith("| l2 |"))
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[3].startswith("2/7")
+    assert cells[5] == "not reached [1,000, not reached]", cells[5]
+
+
 def test_a_study_on_an_env_without_a_threshold_says_so_rather_than_eval_inf():
     from dqn.report import summary_markdown
 

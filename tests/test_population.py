@@ -365,6 +365,28 @@ def test_the_first_solve_is_the_first_evaluation_at_the_bar_and_a_resume_keeps_i
     assert [m.first_solve_env_step for m in again] == [1_000, 1_000]
 
 
+def test_a_member_whose_evaluation_equals_the_bar_has_solved(tmp_path):
+    # "solved" is eval >= the bar: a perfect 500 against CartPole's 500 counts.
+    base = BASE.replace(eval_episodes=1)  # one episode: a whole-number return, met exactly
+    [first] = train_population(base, [({}, 0)], out_dir=tmp_path / "a", progress=False)
+    evals = columns(metrics_text(first.run_dir))
+    bar = float(evals["eval_return_mean"][evals["env_step"].index("1000")])
+    [again] = train_population(
+        base.replace(solve_return=bar), [({}, 0)], out_dir=tmp_path / "b", progress=False
+    )
+    assert again.first_solve_env_step == 1_000, (bar, again.first_solve_env_step)
+
+
+def test_a_population_checkpoints_its_last_step_off_the_checkpoint_period(tmp_path):
+    # 2,500 env steps, a checkpoint every 1,000: the last, at 2,500, is the one a reader loads.
+    members = train_population(
+        BASE.replace(total_env_steps=2_500), [({}, 0), ({}, 1)], out_dir=tmp_path, progress=False
+    )
+    for m in members:
+        steps = sorted(p.name for p in (m.run_dir / "checkpoints").iterdir())
+        assert steps[-1] == "step-000002500", steps
+
+
 def test_a_population_that_does_not_fit_in_memory_is_refused_with_the_bytes():
     with pytest.raises(ConfigError) as err:
         check_population_fits([(100_000, 4)] * 50, available=100_000_000)

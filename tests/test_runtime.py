@@ -157,8 +157,19 @@ def test_the_process_learner_is_the_tf_learner_bit_for_bit_and_starts_only_to_le
             assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
         there.state = there.state._replace(grad_steps=100)  # set while the process runs
         assert there.grad_steps == 100
+        moved = flat + np.float32(0.5)  # what acting reads: the weights set, not the last burst's
+        there.state = there.state._replace(online=moved)
+        np.testing.assert_array_equal(there.online, moved)
     finally:
         there.close()
+    # State set before the start is what the started process reports (a loaded agent's count).
+    again = ProcessLearner(config, 4, 2, flat)
+    again.state = again.state._replace(grad_steps=5)
+    try:
+        again.start()
+        assert again.grad_steps == 5
+    finally:
+        again.close()
 
 
 def test_every_learner_offers_the_whole_learner_contract():
