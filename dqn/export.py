@@ -341,6 +341,10 @@ def policy_module(model, obs_dim: int):
 
         @tf.function(input_signature=[spec], autograph=False)
         def q_values(self, obs):
+            # A loaded signature does not check its input's shape: an observation of another
+            # width failed inside the first matmul ("Matrix size-incompatible: In[0]: [3,4],
+            # In[1]: [6,256]"), with a dump of the graph. This names the shape it expects.
+            obs = tf.ensure_shape(obs, [None, obs_dim])
             q = tf.cast(model(obs, training=False), tf.float32)
             # An observation with a NaN or inf gets NaN Q-values, whatever the network: a relu
             # layer's fused kernel (MatMul + BiasAdd + Relu) turns a NaN into 0, and an inf

@@ -46,6 +46,16 @@ for i, folder in enumerate(models):
     results[f"q_values{i}"] = model.signatures["q_values"](obs=x)["q_values"].numpy()
     results[f"default{i}"] = model.signatures["serving_default"](obs=x)["q_values"].numpy()
     results[f"action{i}"] = model.signatures["action"](obs=x)["action"].numpy()
+    # Another width is named with the shape expected (it failed inside the first matmul).
+    w = obs.shape[1]
+    for name in ("q_values", "action"):
+        try:
+            model.signatures[name](obs=tf.zeros([3, w + 1]))
+        except tf.errors.InvalidArgumentError as exc:
+            said = f"obs [3,{w + 1}] is not compatible with expected shape [?,{w}]"
+            assert said in exc.message, exc.message
+        else:
+            raise AssertionError(f"{name} took an observation of another width")
 assert "dqn" not in sys.modules
 np.savez(results_path, **results)
 """
