@@ -762,3 +762,16 @@ def test_the_default_worker_count_gives_each_thread_a_core(tmp_path, monkeypatch
         with pytest.raises(Stop):
             run_comparison(TINY.replace(num_threads=threads), ["huber"], [0], tmp_path / "s")
     assert seen == [8, 4, 2, 1] and not (tmp_path / "s").exists()
+
+
+def test_a_comma_inside_brackets_belongs_to_its_value():
+    from dqn.compare import Variant
+
+    v = Variant.parse("wide:hidden_sizes=[512,512],loss=l2")
+    assert v.label == "wide"
+    assert dict(v.overrides) == {"hidden_sizes": [512, 512], "loss": "l2"}
+    v = Variant.parse("kw:env_kwargs={max_episode_steps: 50, sutton_barto_reward: true},n_step=3")
+    assert dict(v.overrides) == {
+        "env_kwargs": {"max_episode_steps": 50, "sutton_barto_reward": True},
+        "n_step": 3,
+    }

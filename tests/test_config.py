@@ -573,3 +573,13 @@ def test_a_home_folder_in_output_dir_is_expanded_or_named_when_it_cannot_be(monk
         "config key 'output_dir' '~no_such_user_of_dqn/runs' starts with a home folder that "
         "cannot be found: give the whole path"
     )
+
+
+def test_the_largest_episode_counts_and_seeds_are_allowed_and_one_more_is_not():
+    # The bounds are closed: [1, 1_000_000] episodes, eval_seed + episodes <= 2**32.
+    DQNConfig(eval_episodes=1_000_000, final_eval_episodes=1_000_000)
+    with pytest.raises(ConfigError, match="eval_episodes"):
+        DQNConfig(eval_episodes=1_000_001)
+    DQNConfig(eval_seed=2**32 - 100, eval_episodes=10, final_eval_episodes=100)
+    with pytest.raises(ConfigError, match="eval_seed"):
+        DQNConfig(eval_seed=2**32 - 99, eval_episodes=10, final_eval_episodes=100)

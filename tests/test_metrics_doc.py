@@ -53,3 +53,25 @@ def test_a_name_in_another_section_does_not_count():
     assert "loss" in named(section("summary.json"))
     update_rows = section("metrics.csv").split("over one step's batch")[1]
     assert "loss" in named(update_rows) and "td_error_abs_p99" in named(update_rows)
+
+
+def test_results_csv_keeps_the_column_order_of_the_studies_in_docs(tmp_path):
+    # Positional readers (cut -f, usecols by index, spreadsheets) and the committed studies in
+    # docs/ rely on it; the header alone, renamed in place, would not show a swap.
+    from pathlib import Path
+
+    from dqn.run_log import METRICS_COLUMNS
+    from dqn.study_runs import RESULT_COLUMNS
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    header = (docs / "compare-pop" / "results.csv").read_text().splitlines()[0]
+    assert list(RESULT_COLUMNS) == header.split(",")
+    assert METRICS_COLUMNS[:7] == (
+        "env_step",
+        "grad_steps",
+        "episodes",
+        "epsilon",
+        "train_return_mean",
+        "eval_return_mean",
+        "eval_return_std",
+    )

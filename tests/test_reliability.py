@@ -894,3 +894,26 @@ def test_a_folder_write_stopped_between_its_two_renames_keeps_the_previous_folde
     monkeypatch.undo()
     assert (final / "v").read_text() == "1"
     assert [p.name for p in tmp_path.iterdir()] == ["agent"]  # no temporary or .old folder
+
+
+def test_a_resume_refuses_a_config_yaml_whose_seed_was_edited(tmp_path):
+    from dqn.errors import CheckpointError
+    from dqn.run_state import check_run_config
+
+    DQNConfig(seed=1).to_yaml(tmp_path / "config.yaml")
+    check_run_config(tmp_path, DQNConfig(seed=1))
+    with pytest.raises(CheckpointError, match=r"\(seed\)"):
+        check_run_config(tmp_path, DQNConfig(seed=0))
+
+
+def test_a_prune_removes_the_folder_a_killed_replace_left_aside(tmp_path):
+    # commit_dir moves a replaced checkpoint to .step-N.old; killed before it deletes it, the
+    # next prune must (a checkpoint holds the replay buffer: hundreds of MB).
+    from dqn.checkpoint import prune_checkpoints
+
+    folder = tmp_path / "checkpoints"
+    for name in ("step-000000200", ".step-000000200.old", ".step-000000100.trash"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "replay.npz").write_bytes(b"x")
+    prune_checkpoints(tmp_path, keep=3)
+    assert sorted(p.name for p in folder.iterdir()) == ["step-000000200"]

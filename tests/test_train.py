@@ -449,3 +449,36 @@ def test_train_seconds_is_the_final_checkpoints_so_a_run_finished_from_it_says_t
     finished = resume(run, progress=False).train_seconds
     assert round(finished, 3) == json.loads(summary)["train_seconds"]
     assert (run / "summary.json").read_text() == summary
+
+
+def _one_point_env(**kwargs):
+    import gymnasium as gym
+    import numpy as np
+
+    class OnePoint(gym.Env):
+        """Every episode: one step, reward 1, whatever the action (a return of exactly 1)."""
+
+        observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        action_space = gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):
+            return np.zeros(2, np.float32), 1.0, True, False, {}
+
+    return OnePoint()
+
+
+def test_an_evaluation_mean_equal_to_solve_return_counts_as_solved(tmp_path):
+    # "solved" is a mean of at least solve_return (CartPole-v1: 475; 500 is its maximum).
+    from dqn import train
+    from tests.conftest import TINY_RUN, register_once
+
+    env_id = register_once("DqnTestOnePoint-v0", _one_point_env)
+    config = DQNConfig(
+        **{**TINY_RUN, "n_step": 1}, env_id=env_id, solve_return=1.0, output_dir=str(tmp_path)
+    )
+    result = train(config, progress=False, log_tensorboard=False)
+    assert result.first_solve_env_step == config.eval_every_env_steps

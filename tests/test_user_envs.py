@@ -333,3 +333,67 @@ def test_a_type_error_in_the_env_s_own_init_is_not_blamed_on_env_kwargs():
         make_env(env_id, max_episode_steps=100)
     with pytest.raises(ConfigError, match="does not take env_kwargs {'colour': 'red'}"):
         make_env(env_id, colour="red")  # a keyword it does not take: still named so
+
+
+def test_a_scalar_box_observation_is_refused_as_not_1d():
+    # shape (): no axis to count, which must read as "not a 1-D Box", not an IndexError.
+    import gymnasium as gym
+    import numpy as np
+
+    from dqn.envs import check_spaces
+    from dqn.errors import UnsupportedSpaceError
+
+    with pytest.raises(UnsupportedSpaceError, match="1-D Box"):
+        check_spaces(gym.spaces.Box(-1.0, 1.0, (), np.float32), gym.spaces.Discrete(2))
+
+
+def test_the_env_a_config_makes_takes_its_env_kwargs():
+    # config_env makes the evaluation env of every run (and dqn-evaluate's, a study's
+    # threshold env): it must be the env training steps, with env_kwargs.
+    from dqn.envs import config_env
+
+    env = config_env(DQNConfig(env_kwargs={"max_episode_steps": 7}))
+    try:
+        assert env.spec.max_episode_steps == 7
+        env.reset(seed=0)
+        truncated = [env.step(0)[3] for _ in range(7)]
+    finally:
+        env.close()
+    assert truncated[-1] and not any(truncated[:-1])
+
+
+def test_one_env_starts_a_new_episode_after_a_time_limit_cut():
+    # A truncated episode (time limit) is over as a terminated one is: the next step is the
+    # first of a new episode, not a step past the limit.
+    import numpy as np
+
+    from dqn.envs import make_stepper
+
+    stepper = make_stepper("CartPole-v1", 1, {"max_episode_steps": 5})
+    try:
+        stepper.reset(seed=0)
+        cut = [stepper.step(np.array([i % 2])) for i in range(5)][-1]
+        assert cut.truncated[0] and not cut.terminated[0]
+        assert not np.array_equal(stepper.obs, cut.next_obs)  # the reset's observation
+        after = [stepper.step(np.array([i % 2])) for i in range(4)]
+        assert not any(s.truncated[0] or s.terminated[0] for s in after)
+    finally:
+        stepper.close()
+
+
+def _two_limits(**kwargs):
+    # An entry point that wraps its env in two time limits: the inner, shorter one cuts first.
+    import gymnasium as gym
+
+    inner = gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, 4)
+    return gym.wrappers.TimeLimit(inner, 50)
+
+
+def test_n_step_is_checked_against_the_shortest_of_nested_time_limits():
+    from dqn.envs import check_n_step
+    from tests.conftest import register_once
+
+    env_id = register_once("DqnTestTwoLimits-v0", _two_limits)
+    check_n_step(DQNConfig(env_id=env_id, n_step=4))
+    with pytest.raises(ConfigError, match=r"max_episode_steps=4\), got 5"):
+        check_n_step(DQNConfig(env_id=env_id, n_step=5))
