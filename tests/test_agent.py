@@ -712,3 +712,40 @@ def test_agents_of_one_network_and_update_share_its_compiled_functions_and_learn
     batches = make_replay().sample(8, num_batches=3)
     assert b.update(batches) == alone.update(batches)
     np.testing.assert_array_equal(b.learner.state.online, alone.learner.state.online)
+
+
+def test_a_saved_adam_step_past_float16s_range_of_whole_numbers_reads_back_exactly(tmp_path):
+    # Adam's bias correction reads the step: a run of 100k gradient steps must resume with
+    # step 100001 exactly, not the nearest number a narrower float holds.
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    agent.state = agent.state._replace(adam_step=np.float32(100_001), grad_steps=100_001)
+    agent.save(tmp_path / "ckpt")
+    loaded = DQNAgent.load(tmp_path / "ckpt")
+    assert float(loaded.state.adam_step) == 100_001.0
+    assert loaded.state.adam_step.dtype == np.float32
+    assert loaded.grad_steps == 100_001
+
+
+def test_hidden_layers_of_one_shape_start_from_different_weights():
+    # Each layer its own seeded initializer: two equal kernels would start as copies.
+    from dqn.networks import build_mlp
+
+    model = build_mlp(3, 2, [8, 8, 8], "relu", 0)
+    kernels = [layer.get_weights()[0] for layer in model.layers[1:]]
+    assert not np.array_equal(kernels[1], kernels[2])
+    again = build_mlp(3, 2, [8, 8, 8], "relu", 0)  # and the same for the same seed
+    for layer, kernel in zip(again.layers[1:], kernels):
+        np.testing.assert_array_equal(layer.get_weights()[0], kernel)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "elu"])
+def test_the_default_network_computes_the_configured_activation(activation):
+    # By hand from the Keras weights: W1 f(W0 x + b0) + b1, f the config's activation.
+    from dqn.activations import ACTIVATIONS
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(hidden_sizes=(8,), activation=activation))
+    w0, b0, w1, b1 = agent.online.get_weights()
+    obs = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32) * 3
+    expected = ACTIVATIONS[activation](obs @ w0 + b0) @ w1 + b1
+    np.testing.assert_allclose(np.asarray(agent.online(obs)), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(agent.q_values(obs), expected, rtol=1e-5, atol=1e-5)

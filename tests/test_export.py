@@ -511,3 +511,45 @@ def test_an_agent_json_without_a_field_is_named_by_the_field(tmp_path, capsys):
     (agent / "agent.json").write_text(json.dumps(meta))
     args = [agent, "--out", tmp_path / "out"]
     assert_refused(main, args, ["agent.json", "n_actions is missing"], capsys, tmp_path)
+
+
+def test_the_exported_action_breaks_ties_to_the_lowest_index_as_the_agent_does():
+    # The module docstring's promise: a tie goes to the lowest action, as numpy's argmax in
+    # DQNAgent.act. All weights 0 and the Q-head's bias [0, 1, 1]: actions 1 and 2 tie.
+    from dqn import DQNAgent
+    from dqn.export import policy_module
+
+    agent = DQNAgent(
+        gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
+        gym.spaces.Discrete(3),
+        DQNConfig(hidden_sizes=(8,), jit_compile=False),
+    )
+    online = np.zeros_like(agent.state.online)
+    online[-3:] = [0.0, 1.0, 1.0]  # the last parameters: the Q-head's bias
+    agent.state = agent.state._replace(online=online)
+    obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    assert agent.act(obs[0]) == 1
+    module = policy_module(agent.online, 4)
+    np.testing.assert_array_equal(module.action(obs)["action"].numpy(), np.ones(20, np.int64))
+
+
+def test_a_row_with_one_nan_or_inf_gets_nan_q_values_and_action_0_in_process():
+    # The slow SavedModel tests check this on disk; here fast, in process: one bad value in an
+    # otherwise finite row makes the whole row NaN, and its action 0.
+    from dqn import DQNAgent
+    from dqn.export import policy_module
+
+    agent = DQNAgent(
+        gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
+        gym.spaces.Discrete(3),
+        DQNConfig(hidden_sizes=(8,), jit_compile=False),
+    )
+    online = agent.state.online.copy()
+    online[-3:] = [0.0, 0.0, 50.0]  # the Q-head's bias: action 2 is the argmax of finite rows
+    agent.state = agent.state._replace(online=online)
+    obs = np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32)
+    obs[0, 1], obs[1, 3], obs[2, 0] = np.nan, np.inf, -np.inf
+    module = policy_module(agent.online, 4)
+    q = module.q_values(obs)["q_values"].numpy()
+    assert np.isnan(q[:3]).all() and np.isfinite(q[3]).all()
+    assert module.action(obs)["action"].numpy().tolist() == [0, 0, 0, 2]

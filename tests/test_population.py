@@ -938,3 +938,54 @@ def test_a_population_stopped_before_its_first_checkpoint_says_to_train_it_again
         resume_population(killed, progress=False)
     with pytest.raises(ConfigError, match="holds no checkpoint to continue from: delete it"):
         train_population(BASE, members, out_dir=killed, progress=False)
+
+
+def test_a_population_folder_moved_elsewhere_still_names_its_own_member_folders(tmp_path):
+    # population.json names each member's folder relative to the population's: a population
+    # copied or moved to another disk resumes in its new place, not in the old one's folders.
+    from dqn.population_files import read_population, write_population
+
+    old = tmp_path / "old" / "pop"
+    old.mkdir(parents=True)
+    config = DQNConfig(seed=4)
+    write_population(old, [("a", 4)], [old / "a-seed4"], [config])
+    new = tmp_path / "new" / "pop"
+    shutil.move(str(tmp_path / "old"), str(tmp_path / "new"))
+    configs, run_dirs = read_population(new)
+    assert configs == [config]
+    assert [Path(d).resolve() for d in run_dirs] == [(new / "a-seed4").resolve()]
+
+
+@pytest.mark.parametrize("learner", ["numpy", "tensorflow"])
+def test_a_tanh_population_of_one_learns_as_the_single_run_does(tmp_path, learner):
+    # The population learner must run the members' own activation, the one their saved
+    # networks hold (a relu learner under a tanh network trains one net and saves another).
+    from dqn.loop import train
+
+    base = BASE.replace(
+        activation="tanh", total_env_steps=1_000, eval_every_env_steps=1_000, learner=learner
+    )
+    single = train(
+        base.replace(seed=5), run_dir=tmp_path / "single", progress=False, log_tensorboard=False
+    )
+    [member] = train_population(
+        base, [({}, 5)], out_dir=tmp_path / "pop", progress=False, log_tensorboard=False
+    )
+    a, b = columns(metrics_text(single.run_dir)), columns(metrics_text(member.run_dir))
+    for name in ("loss", "q_mean", "grad_norm"):
+        np.testing.assert_allclose(np.float64(a[name]), np.float64(b[name]), rtol=1e-3)
+    obs = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        DQNAgent.load(member.run_dir).q_values(obs),
+        DQNAgent.load(single.run_dir).q_values(obs),
+        rtol=1e-3,
+        atol=1e-5,
+    )
+
+
+def test_a_members_bad_override_is_named_by_its_label(tmp_path):
+    # Among 30 members, the one whose override is wrong: its label starts the one line.
+    good, bad = Member({"loss": "l2"}, 0, "fine"), Member({"learning_rate": -1.0}, 0, "fast")
+    with pytest.raises(ConfigError, match=r"^member 'fast': .*learning_rate"):
+        train_population(BASE, [good, bad], out_dir=tmp_path / "pop", progress=False)
+    assert not (tmp_path / "pop").exists()
