@@ -57,6 +57,8 @@ DEFAULT_VARIANTS = (
 STUDY_ENTRIES = frozenset(
     {"runs", "populations", "results.csv", "results.json", "summary.md", *STUDY_FIGURES}
 )
+# The files that hold a study's results, which its runs/ must back.
+RESULT_FILES = frozenset({"results.csv", "results.json", "summary.md"})
 # Seeds a study takes: 10,000 x the default 5 variants is 50,000 runs, far past any study this
 # package has run; a larger count is a typo (10**8 once spent minutes before any output).
 MAX_SEEDS = 10_000
@@ -220,6 +222,15 @@ def run_comparison(
             raise ConfigError(
                 f"{out} holds files a study does not write ({few(foreign)}): give the study its "
                 "own folder (--out, out_dir)"
+            )
+        # Results without the runs they came from (a study copied without runs/, a user's own
+        # files of those names): nothing to check their settings against, and the new study
+        # replaced them without a word.
+        results = sorted(p.name for p in out.iterdir() if p.name in RESULT_FILES)
+        if results and not (out / "runs").is_dir():
+            raise ConfigError(
+                f"{out} holds a study's results ({few(results)}) but not its runs/: give the "
+                "study another folder (--out, out_dir), or move those files away"
             )
     # Every config is validated before anything is written: a bad variant leaves no folder.
     configs = {(v.label, seed): v.config(base, seed) for v in variants for seed in seeds}

@@ -66,7 +66,24 @@ def read_variant(runs: list[Path]) -> tuple[DQNConfig, list[dict[str, np.ndarray
     config = read_saved_config(runs[0] / "run" / "config.yaml")  # as dqn reads a run's
     if config.env_id != "CartPole-v1":  # the episode ends read CartPole's cart and pole
         raise DQNError(f"{runs[0]} trained on {config.env_id}: this report reads CartPole-v1 runs")
-    return config, [read_metrics(r / "run" / "metrics.csv") for r in runs]
+    return config, [_metrics(r / "run" / "metrics.csv") for r in runs]
+
+
+# The columns this report reads.
+NEEDED = ("env_step", "q_abs_max", "q_mean", "td_error_abs_p50", "zero_grad_fraction")
+
+
+def _metrics(path: Path) -> dict[str, np.ndarray]:
+    """A run's metrics.csv; a DQNError naming the file where it is cut short, holds a cell that
+    is not a number, or lacks a column this report reads (a KeyError or ValueError deep in the
+    report before, a traceback)."""
+    try:
+        metrics = read_metrics(path)
+    except (ValueError, TypeError):  # a cell that is not a number; a row cut short (None)
+        raise DQNError(f"{path} is damaged: a row is cut short or a cell is not a number") from None
+    if missing := [name for name in NEEDED if name not in metrics]:
+        raise DQNError(f"{path} has no column {missing[0]!r}: is it a dqn run's metrics.csv?")
+    return metrics
 
 
 def q_propagation(config: DQNConfig, metrics: list[dict[str, np.ndarray]]) -> str:

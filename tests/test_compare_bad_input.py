@@ -221,6 +221,16 @@ def test_a_study_is_not_written_among_files_that_are_not_a_studys(tmp_path, in_p
             run_comparison(BASE, TWO, [0], folder, workers=1, progress=False)
         assert "give the study its own folder" in str(err.value)
         assert tree(folder) == before and in_process == []
+    # Results without their runs/ (a study copied without them, as docs/compare is; a user's
+    # own files of those names) were replaced by the new study's without a word.
+    folder = tmp_path / "results-only"
+    folder.mkdir()
+    (folder / "results.csv").write_text("variant,seed\nl2,0\n")
+    (folder / "summary.md").write_text("mine\n")
+    before = tree(folder)
+    with pytest.raises(ConfigError, match=r"holds a study's results \(results.csv, summary.md\)"):
+        run_comparison(BASE, TWO, [0], folder, workers=1, progress=False)
+    assert tree(folder) == before and in_process == []
     with pytest.raises(ConfigError, match="at most 10,000 seeds, got 10,001"):
         run_comparison(BASE, TWO, range(10_001), tmp_path / "new", workers=1, progress=False)
 

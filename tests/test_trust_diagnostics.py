@@ -74,8 +74,8 @@ def test_gradient_starvation_reads_the_first_row_and_the_runs_that_reached_the_e
         run = tmp_path / name / "run"
         run.mkdir(parents=True)
         DQNConfig(total_env_steps=5000).to_yaml(run / "config.yaml")
-        text = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max\n"
-        text += "".join(",".join(map(str, line)) + "\n" for line in lines)
+        text = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max,q_mean\n"
+        text += "".join(",".join(map(str, line)) + ",0\n" for line in lines)
         (run / "metrics.csv").write_text(text)
         runs.append(tmp_path / name)
     script = load_script()
@@ -125,3 +125,22 @@ def test_a_study_on_another_env_is_refused_in_one_line(tmp_path):
     DQNConfig(env_id="Acrobot-v1").to_yaml(run / "run" / "config.yaml")
     with pytest.raises(DQNError, match="trained on Acrobot-v1: this report reads CartPole-v1"):
         load_script().read_variant([run])
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "has no column 'env_step'"),  # an empty file
+        ("env_step,q_mean\n2500,1.0\n", "has no column 'q_abs_max'"),
+        ("env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction\nabc,1,1,1,0\n", "damaged"),
+        ("env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction\n2500,1,1,1\n", "damaged"),
+    ],
+)
+def test_a_runs_damaged_metrics_is_named_not_a_traceback(text, fragment, tmp_path):
+    # A KeyError, ValueError or TypeError deep in the report before: exit 1 and a traceback.
+    from dqn.errors import DQNError
+
+    path = tmp_path / "metrics.csv"
+    path.write_text(text)
+    with pytest.raises(DQNError, match=f"^{path} (is|has) .*{fragment}|^{path} {fragment}"):
+        load_script()._metrics(path)
