@@ -51,7 +51,12 @@ def load(folder: Path) -> dict[str, list[dict]]:
         raise ValueError(f"cannot read {path}: {exc}") from None
     check_result_rows(path, rows, NEEDS)
     out: dict[str, list[dict]] = {}
+    seen: set[tuple[str, int]] = set()
     for row in rows:
+        # Two rows of one run (two studies' files joined): the comparison kept the last alone.
+        if (run := (row["variant"], row["seed"])) in seen:
+            raise ValueError(f"{path} holds run {run[0]} seed {run[1]} twice")
+        seen.add(run)
         out.setdefault(row["variant"], []).append(row)
     return out
 

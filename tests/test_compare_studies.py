@@ -202,3 +202,13 @@ def test_a_missing_argument_is_one_line_from_the_command_line(tmp_path):
         "compare_studies.py: error: the following arguments are required: second "
         "(see compare_studies.py --help)"
     )
+
+
+def test_a_study_holding_one_run_twice_is_one_line_naming_it(tmp_path, capsys):
+    # Two studies' results.csv joined: the comparison kept the later row alone, without a word.
+    script = load_script()
+    a, _ = two_studies(tmp_path)
+    runs = rows([500.0, 480.0])
+    write_csv(tmp_path / "joined", [*runs, {**runs[0], "final_eval_mean": 10.0}])
+    err = refused(script, capsys, a, tmp_path / "joined")
+    assert f"{tmp_path / 'joined' / 'results.csv'} holds run huber seed 0 twice" in err
