@@ -120,6 +120,11 @@ def gradient_starvation(config: DQNConfig, metrics: list[dict[str, np.ndarray]])
     ended = [
         m for m in metrics if len(m["env_step"]) and m["env_step"][-1] == config.total_env_steps
     ]
+    if not first:  # "nan (0 runs)" and numpy's warnings about an empty slice, before
+        return (
+            "no gradient diagnostics (runs trained with diagnostics: false, or stopped before a "
+            "gradient step)"
+        )
     text = f"median zero-grad fraction at the first evaluation {np.median(first):.3f}"
     text += f" ({len(first)} runs)"
     if ended:
@@ -167,6 +172,8 @@ def read_runs(study: Path) -> list[dict]:
     except ValueError as exc:  # not JSON, or not UTF-8
         raise ValueError(f"cannot read {path}: {exc}") from None
     check_result_rows(path, rows, NEEDS)
+    if not rows:  # the report read TensorFlow in, then said nothing of nothing, exit 0
+        raise ValueError(f"{path} holds no runs")
     for i, row in enumerate(rows, 1):
         _check_run(path, i, row)
     return rows

@@ -23,6 +23,7 @@ def load_script():
     "args, results, fragment",
     [
         (["missing"], "[]", "missing has no results.json"),
+        (["study"], "[]", "study/results.json holds no runs"),
         (["study", "--episodes", "0"], "[]", "--episodes must be in [1, 1_000_000], got 0"),
         # dqn-evaluate's cap: a billion episodes was accepted, and its report left running.
         (
@@ -144,3 +145,19 @@ def test_a_runs_damaged_metrics_is_named_not_a_traceback(text, fragment, tmp_pat
     path.write_text(text)
     with pytest.raises(DQNError, match=f"^{path} (is|has) .*{fragment}|^{path} {fragment}"):
         load_script()._metrics(path)
+
+
+def test_runs_trained_without_diagnostics_say_so_rather_than_nan(tmp_path):
+    from dqn.config import DQNConfig
+
+    run = tmp_path / "a" / "run"
+    run.mkdir(parents=True)
+    config = DQNConfig(total_env_steps=5000, diagnostics=False)
+    config.to_yaml(run / "config.yaml")
+    text = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max,q_mean\n2500,,,3.0,1.0\n"
+    (run / "metrics.csv").write_text(text)
+    script = load_script()
+    assert script.gradient_starvation(*script.read_variant([tmp_path / "a"])) == (
+        "no gradient diagnostics (runs trained with diagnostics: false, or stopped before a "
+        "gradient step)"
+    )
