@@ -552,9 +552,9 @@ class DQNAgent:
         agent inside a checkpoint) is refused with an OutputError before anything is written.
         """
         check_saveable(self._net.model)  # its structure: the weights are written by _write
-        from dqn.config import user_path
+        from dqn.config import check_path_arg, user_path
 
-        _check_folder_arg("save", directory)
+        check_path_arg(directory, "DQNAgent.save takes a folder's path")
         return save_agent_to(user_path(directory, "the folder"), self._write_whole)
 
     def save_into_checkpoint(self, directory: Path) -> Path:
@@ -590,9 +590,9 @@ class DQNAgent:
         them; a CheckpointError names the file and the field that is wrong. A run that is still
         training may delete the checkpoint as it is read: its newest is then read instead.
         """
-        from dqn.config import user_path
+        from dqn.config import check_path_arg, user_path
 
-        _check_folder_arg("load", directory)
+        check_path_arg(directory, "DQNAgent.load takes a folder's path")
         return read_newest(Path(user_path(directory, "the folder")), cls._load_agent_dir)
 
     @classmethod
@@ -643,18 +643,4 @@ class DQNAgent:
         return (
             f"DQNAgent(obs_dim={self.obs_dim}, n_actions={self.n_actions}, "
             f"loss={self.config.loss!r}, grad_steps={self.grad_steps})"
-        )
-
-
-def _check_folder_arg(method: str, directory) -> None:
-    """InputError unless ``directory`` is a path (None, bytes or a number gave pathlib's or
-    os's own TypeError from deep inside)."""
-    import os
-
-    from dqn.errors import InputError
-
-    if not isinstance(directory, str | os.PathLike):
-        raise InputError(
-            f"DQNAgent.{method} takes a folder's path (a str or Path), got "
-            f"{type(directory).__name__}"
         )

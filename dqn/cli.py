@@ -410,19 +410,6 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         return fail(prog, "interrupted", interrupted_code(exc))
 
 
-def _check_distinct_variants(variants, base, seed: int) -> None:
-    """ConfigError where two variants are one config (``a:loss=l2 b:loss=l2``, or an override
-    that repeats the base's value): their runs of a seed are the same run, trained twice."""
-    first: dict = {}
-    for v in variants:
-        other = first.setdefault(v.config(base, seed), v.label)
-        if other != v.label:
-            raise ConfigError(
-                f"variants {other!r} and {v.label!r} are the same config: their runs would be "
-                "the same runs, trained twice; give one of them other overrides"
-            )
-
-
 def _evaluate(args: argparse.Namespace, prog: str) -> int:
     from dqn.agent_files import read_newest
     from dqn.envs import config_env
@@ -609,7 +596,6 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
                         f"{own[0]}: give the env in the variants, or --env without them"
                     )
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-        _check_distinct_variants(variants, base, seeds[0])
         with sigterm_as_ctrl_c(), one_line_warnings(prog):
             rows = run_comparison(
                 base,

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from dqn.errors import ConfigError, SignalInterrupt, first_line
-from dqn.terminal import warning_printer
+from dqn.terminal import noted_signals, warning_printer
 
 EXIT_FAILED = 1  # a run crashed: not the user's input
 EXIT_USAGE = 2
@@ -124,7 +124,7 @@ class HeldSignals:
 
     signum: int | None = None
 
-    def note(self, signum, frame) -> None:
+    def note(self, signum: int) -> None:
         if self.signum is None:
             self.signum = signum
 
@@ -135,24 +135,11 @@ class HeldSignals:
 
 @contextlib.contextmanager
 def held_signals() -> Iterator[HeldSignals]:
-    """Inside, SIGINT and SIGTERM are noted, not raised: the caller decides where one stops it
-    (``raise_if_noted``). A KeyboardInterrupt raised inside TensorFlow's calls lands in its
-    objects' ``__del__`` (where Python drops it: the command went on and exited 0) or in its
-    C++ bindings (a pybind11 error instead of Ctrl-C); and one raised just after a rename
-    cannot tell whether the rename happened. Outside the main thread, where handlers cannot be
-    set, nothing is held."""
+    """Inside, SIGINT and SIGTERM are noted, not raised (``dqn.terminal.noted_signals``): the
+    caller decides where one stops it (``raise_if_noted``)."""
     held = HeldSignals()
-    stops = (signal.SIGINT, signal.SIGTERM)
-    try:
-        previous = {sig: signal.signal(sig, held.note) for sig in stops}
-    except ValueError:  # not the main thread
+    with noted_signals(held.note):
         yield held
-        return
-    try:
-        yield held
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def quiet_tensorflow(num_threads: int = 1) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from dqn.config import FIELDS, LOSS_NAMES, DQNConfig, parse_overrides
 from dqn.errors import ConfigError, DQNError, StudyInterrupted, WorkerError, few
 from dqn.io import atomic_write_text, hold_folders, strict_json
-from dqn.members import check_label, configured
+from dqn.members import check_label, configured, first_repeat
 from dqn.report import STUDY_FIGURES, run_name
 from dqn.study_runs import (
     RESULT_COLUMNS,
@@ -52,13 +52,11 @@ DEFAULT_VARIANTS = (
 )
 
 
-# What a study writes at the top of its folder (besides dot-files: its lock, temporary files).
-# Anything else there is someone else's, and a study is not written among it.
-STUDY_ENTRIES = frozenset(
-    {"runs", "populations", "results.csv", "results.json", "summary.md", *STUDY_FIGURES}
-)
 # The files that hold a study's results, which its runs/ must back.
 RESULT_FILES = frozenset({"results.csv", "results.json", "summary.md"})
+# What a study writes at the top of its folder (besides dot-files: its lock, temporary files).
+# Anything else there is someone else's, and a study is not written among it.
+STUDY_ENTRIES = frozenset({"runs", "populations", *RESULT_FILES, *STUDY_FIGURES})
 # Seeds a study takes: 10,000 x the default 5 variants is 50,000 runs, far past any study this
 # package has run; a larger count is a typo (10**8 once spent minutes before any output).
 MAX_SEEDS = 10_000
@@ -311,6 +309,15 @@ def run_comparison(
         raise ConfigError(
             f"{out / 'runs' / name}{also}: trained with other settings ({difference}); "
             "give another output folder (--out), or the settings it was trained with"
+        )
+    # Two variants of one config (`a:loss=l2 b:loss=l2`, an override that repeats the base's
+    # value) would train each seed's run twice. (After the rerun check: a label whose runs
+    # were trained otherwise is named as such first.)
+    if (repeat := first_repeat([configs[v.label, seeds[0]] for v in variants])) is not None:
+        i, j = repeat
+        raise ConfigError(
+            f"variants {variants[i].label!r} and {variants[j].label!r} are the same config: "
+            "their runs would be the same runs, trained twice; give one of them other overrides"
         )
     if address is None:  # this machine's memory holds the workers' tasks
         tasks, fitted = _tasks_that_fit(jobs, out, workers, runner, spaces, chosen)

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
-from dqn.errors import ConfigError
+from dqn.errors import ConfigError, InputError
 from dqn.finite import F32_MAX, F32_TINY
 from dqn.io import atomic_write_text
 from dqn.yaml_files import BadTaggedValue, dump_yaml, is_decimal_number, load_value, load_yaml
@@ -701,6 +701,13 @@ def user_path(path, what: str):
     if isinstance(path, str | os.PathLike) and os.fspath(path).startswith("~"):
         return expand_home(path, what)
     return path  # as given: Path("") would read "" as the current folder, which is refused
+
+
+def check_path_arg(path, said: str) -> None:
+    """InputError ``said (a str or Path), got <type>`` unless ``path`` is a path: None, bytes
+    or a number gave pathlib's or os's own TypeError from deep inside a Python call."""
+    if not isinstance(path, str | os.PathLike):
+        raise InputError(f"{said} (a str or Path), got {type(path).__name__}")
 
 
 def total_grad_steps(c: DQNConfig) -> int:

@@ -114,16 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             agent_dir = _write(args.path, agent_dir, folder, tflite=args.tflite)
 
     written = False
-
-    def placed() -> None:  # called as the folder is renamed into place, signals held
-        nonlocal written
-        written = True
-
     try:
         # SIGTERM (`timeout`, `kill`) as Ctrl-C: the unfinished folder is removed, where the
         # default action left a hidden .<name>.*.tmp folder beside --out.
         with sigterm_as_ctrl_c():
-            _write_whole(out, write, "--out", placed)  # an unwritable --out fails before TF
+            _write_whole(out, write, "--out")  # an unwritable --out fails before TensorFlow
+            written = True
     except BaseException as exc:
         # A signal once the folder was in place changes nothing: it is written, and complete.
         if not (written and isinstance(exc, KeyboardInterrupt)):
@@ -157,13 +153,10 @@ def export_policy(
     holds no agent, an ``out`` that cannot be written) and InputError (another ``source``, an
     ``out`` that is no path).
     """
-    from dqn.config import user_path
+    from dqn.config import check_path_arg, user_path
     from dqn.errors import InputError
 
-    if not isinstance(out, str | os.PathLike):  # None or a number: pathlib's TypeError, deep in
-        raise InputError(
-            f"export_policy's out is a folder's path (a str or Path), got {type(out).__name__}"
-        )
+    check_path_arg(out, "export_policy's out is a folder's path")
     source, out = user_path(source, "source"), user_path(out, "out")
     out, path = followed(out), Path(source) if isinstance(source, str | os.PathLike) else None
     if path is None:
@@ -189,13 +182,10 @@ def export_policy(
     return out
 
 
-def _write_whole(
-    out: Path, write: Callable[[Path], object], name: str, placed: Callable[[], None] = lambda: None
-) -> None:
+def _write_whole(out: Path, write: Callable[[Path], object], name: str) -> None:
     """``write(folder)`` into a fresh temporary folder beside ``out``, renamed to ``out`` when
     complete; an error or a signal before then removes it, and the parents of ``out`` it made.
-    ``name`` is how messages name ``out`` (``--out`` for the command); ``placed()`` is called
-    once the rename is done.
+    ``name`` is how messages name ``out`` (``--out`` for the command).
 
     Signals are held while it writes: TensorFlow's calls (a TFLite conversion takes seconds)
     finish, and a SIGINT or SIGTERM that came during them then stops the export, before the
@@ -210,7 +200,6 @@ def _write_whole(
             sync_tree(tmp)  # on the disk before the rename, as a checkpoint is
             held.raise_if_noted()
             _move_into_place(tmp, out, name)
-            placed()
             sync_parent(out)
     except BaseException:
         _remove_unfinished(tmp, created)

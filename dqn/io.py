@@ -147,16 +147,17 @@ def remove_whole(folder: Path) -> None:
     run that read as damaged), only a hidden folder that the next removal of the name clears."""
     trash = folder.with_name(f".{folder.name}.trash")
     if trash.exists() or trash.is_symlink():
-        _remove_tree_or_link(trash, ignore_errors=True)
+        remove_entry(trash, ignore_errors=True)
     if folder.exists() or folder.is_symlink():
         os.replace(folder, trash)
-        _remove_tree_or_link(trash)
+        remove_entry(trash)
 
 
-def _remove_tree_or_link(path: Path, ignore_errors: bool = False) -> None:
-    """A link goes, not what it leads to (a checkpoint moved to another disk and linked back:
-    rmtree refused the link, which stopped the run at its next prune); a folder, whole."""
-    if path.is_symlink():
+def remove_entry(path: Path, ignore_errors: bool = False) -> None:
+    """A link or a file goes, not what a link leads to (a checkpoint moved to another disk and
+    linked back: rmtree refused the link, which stopped the run at its next prune); a folder,
+    whole."""
+    if path.is_symlink() or not path.is_dir():
         path.unlink()
     else:
         shutil.rmtree(path, ignore_errors=ignore_errors)

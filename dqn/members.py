@@ -102,6 +102,17 @@ def population_mismatch(configs: Sequence[DQNConfig]) -> str | None:
     return None
 
 
+def first_repeat(configs: Sequence[DQNConfig]) -> tuple[int, int] | None:
+    """(i, j): the first config, j, equal to an earlier one, i; None if all differ. Two runs of
+    one config and seed write the same bytes on one machine: the second costs a run and counts
+    the first twice in any statistic over runs."""
+    first: dict[DQNConfig, int] = {}
+    for j, config in enumerate(configs):
+        if (i := first.setdefault(config, j)) != j:
+            return i, j
+    return None
+
+
 def check_population(configs: Sequence[DQNConfig]) -> None:
     """ConfigError naming the first key the members must share but do not."""
     why = population_mismatch(configs)

@@ -48,7 +48,14 @@ from dqn.io import check_named, hold_folders
 from dqn.learner import LearnerArrays
 from dqn.loop import check_on_eval
 from dqn.member_agent import MemberAgent
-from dqn.members import check_label, check_memory, check_population, configured, env_of
+from dqn.members import (
+    check_label,
+    check_memory,
+    check_population,
+    configured,
+    env_of,
+    first_repeat,
+)
 from dqn.nstep import NStepWindow
 from dqn.numpy_population import NumpyPopulationLearner
 from dqn.population_files import (
@@ -289,35 +296,28 @@ def _train_population(
 
 
 def _check_distinct(members: list[Member], configs: list[DQNConfig]) -> None:
-    """ConfigError where two members are one run (the same config and seed): on one machine
-    they write the same bytes, so the second costs a run and counts the first twice in any
-    statistic over members. (A seed repeated in a list of pairs is the usual slip.)"""
-    first: dict[DQNConfig, int] = {}
-    for i, member_config in enumerate(configs):
-        j = first.setdefault(member_config, i)
-        if j != i:
-            raise ConfigError(
-                f"members {members[j].label!r} and {members[i].label!r} are the same run (the "
-                f"same config, seed {member_config.seed}): give each its own seed or overrides"
-            )
+    """ConfigError where two members are one run (``first_repeat``; a seed repeated in a list
+    of pairs is the usual slip)."""
+    if (repeat := first_repeat(configs)) is not None:
+        i, j = repeat
+        raise ConfigError(
+            f"members {members[i].label!r} and {members[j].label!r} are the same run (the "
+            f"same config, seed {configs[j].seed}): give each its own seed or overrides"
+        )
 
 
 def _empty_again(folders: list[Path]) -> None:
     """Remove what a population wrote into its new folders before it trained, but their holds
     (each folder's lock file, and the member folders inside the population's: ``hold_folders``
     removes the folders it made once they are empty)."""
-    from dqn.io import LOCK_FILE
+    from dqn.io import LOCK_FILE, remove_entry
 
     keep = {folder.resolve() for folder in folders}
     for folder in folders:
         for entry in list(folder.iterdir()) if folder.is_dir() else []:
-            if entry.name == LOCK_FILE or entry.resolve() in keep:
-                continue
-            with contextlib.suppress(OSError):  # the error that stopped it says more
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
+            if entry.name != LOCK_FILE and entry.resolve() not in keep:
+                with contextlib.suppress(OSError):  # the error that stopped it says more
+                    remove_entry(entry)
 
 
 def resume_population(

@@ -18,7 +18,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -119,6 +119,27 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
     return run
 
 
+@contextlib.contextmanager
+def noted_signals(note: Callable[[int], object]) -> Iterator[None]:
+    """Inside, a SIGINT or SIGTERM calls ``note(signum)`` instead of raising, and the handlers
+    come back after. Raised inside TensorFlow's calls a KeyboardInterrupt lands in an object's
+    ``__del__`` (where Python drops it) or in its C++ bindings (a pybind11 error); raised just
+    after a rename, it cannot tell whether the rename happened. (Blocking would not do: another
+    thread, TensorFlow's, takes a signal this one blocks.) Outside the main thread, where
+    handlers cannot be set, nothing is noted."""
+    stops = (signal.SIGINT, signal.SIGTERM)
+    try:
+        previous = {sig: signal.signal(sig, lambda signum, _: note(signum)) for sig in stops}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _ignore_signals_if_command(main: Callable) -> None:
     """Where the process is this command, its work is done and its exit code decided: a signal
     during the interpreter's shutdown (TensorFlow's teardown takes a moment) replaced that
@@ -127,23 +148,15 @@ def _ignore_signals_if_command(main: Callable) -> None:
 
     While the command's name is looked up (``_prog`` reads the installed entry points, a
     moment) a signal is only noted: one raised then came through importlib.metadata, a
-    traceback after the success line. (Blocking it would not do: another thread, TensorFlow's,
-    takes a signal this one blocks.) Noted where the handlers stay, it is raised again."""
+    traceback after the success line. Noted where the handlers stay, it is raised again."""
     noted: list[int] = []
-    stops = (signal.SIGINT, signal.SIGTERM)
-    try:
-        previous = {
-            sig: signal.signal(sig, lambda signum, _: noted.append(signum)) for sig in stops
-        }
-    except ValueError:  # not the main thread: nothing to set, nothing to keep
-        return
-    is_command = False
-    try:
+    with noted_signals(noted.append):
         is_command = os.path.basename(sys.argv[0]) == _prog(main)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, signal.SIG_IGN if is_command else handler)
-    if noted and not is_command:
+    if is_command:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(sig, signal.SIG_IGN)
+    elif noted:
         signal.raise_signal(noted[0])  # to the caller's handler, as it would have come
 
 
