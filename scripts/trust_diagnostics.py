@@ -193,35 +193,44 @@ def _run_folder(study: Path, row: dict) -> Path:
 
 
 def report(studies: list[tuple[Path, list[dict]]], episodes: int) -> None:
-    """``studies``: each study folder with its runs, as read_runs reads them."""
+    """``studies``: each study folder with its runs, as read_runs reads them. Every run's files
+    are read (its metrics, and the final policy of each run below the solve threshold) before a
+    line is printed: a run without checkpoints, found after half the report was printed, left a
+    partial report above its error."""
     from dqn.runtime import import_tensorflow_quietly
 
     import_tensorflow_quietly(1)
     from dqn import DQNAgent
 
-    total = {"cart": 0, "pole": 0, "time limit": 0}
+    variants = []
     for study, rows in studies:
         for label in dict.fromkeys(r["variant"] for r in rows):
-            runs = [_run_folder(study, r) for r in rows if r["variant"] == label]
+            mine = [r for r in rows if r["variant"] == label]
+            runs = [_run_folder(study, r) for r in mine]
             config, metrics = read_variant(runs)
-            print(f"{study.name} / {label}: {gradient_starvation(config, metrics)}")
-            print(f"{study.name} / {label}: {q_propagation(config, metrics)}")
             with contextlib.closing(config_env(config)) as env:
                 threshold = solve_return(config, env)
-            for r, run in zip([r for r in rows if r["variant"] == label], runs):
-                if r["diverged_at_env_step"] is not None or r["final_eval_mean"] >= threshold:
-                    continue
-                ends = episode_ends(DQNAgent.load(run / "run"), config, episodes)
-                total = {k: total[k] + ends[k] for k in total}
-                print(
-                    f"    seed {r['seed']}: final eval {r['final_eval_mean']:.1f}; "
-                    + ", ".join(f"{k}: {v}" for k, v in ends.items())
-                )
+            failed = [
+                (r, DQNAgent.load(run / "run"))
+                for r, run in zip(mine, runs)
+                if r["diverged_at_env_step"] is None and r["final_eval_mean"] < threshold
+            ]
+            variants.append((f"{study.name} / {label}", config, metrics, failed))
+    total = {"cart": 0, "pole": 0, "time limit": 0}
+    for name, config, metrics, failed in variants:
+        print(f"{name}: {gradient_starvation(config, metrics)}")
+        print(f"{name}: {q_propagation(config, metrics)}")
+        for r, agent in failed:
+            ends = episode_ends(agent, config, episodes)
+            total = {k: total[k] + ends[k] for k in total}
+            print(
+                f"    seed {r['seed']}: final eval {r['final_eval_mean']:.1f}; "
+                + ", ".join(f"{k}: {v}" for k, v in ends.items())
+            )
     print(
         "all final policies below the solve threshold (not stopped by the guard), episode "
         f"ends: {total}"
     )
-
 
 if __name__ == "__main__":
     sys.exit(main())

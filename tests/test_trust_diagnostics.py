@@ -161,3 +161,26 @@ def test_runs_trained_without_diagnostics_say_so_rather_than_nan(tmp_path):
         "no gradient diagnostics (runs trained with diagnostics: false, or stopped before a "
         "gradient step)"
     )
+
+
+def test_a_run_without_checkpoints_is_refused_before_a_line_of_the_report(
+    tmp_path, capsys, monkeypatch
+):
+    """The report printed the variants before it, then the error: a partial report, exit 2."""
+    from dqn.config import DQNConfig
+
+    monkeypatch.chdir(tmp_path)
+    rows = []
+    for variant, final in (("huber", 500.0), ("l2", 9.5)):  # l2's run is below the threshold
+        run = tmp_path / "study" / "runs" / f"{variant}-seed0" / "run"
+        run.mkdir(parents=True)
+        DQNConfig(total_env_steps=5000).to_yaml(run / "config.yaml")
+        header = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max,q_mean\n"
+        (run / "metrics.csv").write_text(header + "5000,0.5,1.0,2.0,1.5\n")
+        rows.append(RUN.replace('"huber"', f'"{variant}"').replace("9.5", str(final)))
+    (tmp_path / "study" / "results.json").write_text(f"[{', '.join(rows)}]")
+    assert load_script().main(["study"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    err = err.strip().splitlines()
+    assert len(err) == 1 and "l2-seed0" in err[0], err
