@@ -344,10 +344,15 @@ def _restore_run_files(run_dir: Path, ready) -> None:
     summary = run_dir / "summary.json"
     if ready.loop.env_step >= ready.config.total_env_steps and summary.is_file():
         try:
-            json.loads(summary.read_text())
+            read = json.loads(summary.read_text())
         except (OSError, ValueError):
+            what = "is unreadable"
+        else:  # JSON, and not what write_summary writes ([] or {} was rewritten in silence)
+            ours = isinstance(read, dict) and {"env_steps", "interrupted", "diverged"} <= set(read)
+            what = None if ours else "is not a run's summary"
+        if what:
             warnings.warn(
-                f"{summary} is unreadable: the run is finished again from checkpoint {step}",
+                f"{summary} {what}: the run is finished again from checkpoint {step}",
                 CheckpointWarning,
                 stacklevel=4,
             )

@@ -563,6 +563,14 @@ def test_a_resume_puts_back_a_lost_config_and_an_unreadable_summary_and_says_so(
         "finished again from checkpoint step-000000600\n"
     )
     assert json.loads((run / "summary.json").read_text())["env_steps"] == 600
+    for other in ("[]", '{"env_steps": 600}'):  # JSON, and not a summary: rewritten in silence
+        (run / "summary.json").write_text(other)
+        assert train_main(["--resume", str(run), "--no-progress"]) == 0
+        assert capsys.readouterr().err == (
+            f"dqn-train: warning: {run / 'summary.json'} is not a run's summary: the run is "
+            "finished again from checkpoint step-000000600\n"
+        )
+        assert json.loads((run / "summary.json").read_text())["env_steps"] == 600
 
 
 @pytest.mark.parametrize(
