@@ -232,5 +232,6 @@ def report(studies: list[tuple[Path, list[dict]]], episodes: int) -> None:
         f"ends: {total}"
     )
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,9 +5,10 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from dqn.envstate import capture_env_state
-from dqn.lockstep import CartPoleLockstep, Lockstep, is_plain_cartpole, lockstep
+from dqn.lockstep import _PHYSICS, CartPoleLockstep, Lockstep, is_plain_cartpole, lockstep
 
 
 def _balancer(obs: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
@@ -154,3 +155,63 @@ def test_a_cartpole_behind_a_second_time_limit_steps_through_gymnasium():
     twice = gym.wrappers.TimeLimit(gym.make("CartPole-v1"), max_episode_steps=50)
     assert not is_plain_cartpole(twice)
     assert type(lockstep([twice])) is Lockstep
+
+
+class ShapedCartPole(CartPoleEnv):
+    """A user's CartPole with its own step: a reward shaped by the cart's distance from 0."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward - abs(float(obs[0])), terminated, truncated, info
+
+
+def test_a_subclass_of_cartpole_with_its_own_step_steps_through_its_own_code():
+    # Only CartPoleEnv itself is stepped by the numpy pass: a subclass's step is the user's code.
+    make = lambda: gym.wrappers.TimeLimit(ShapedCartPole(), 500)  # noqa: E731
+    assert not is_plain_cartpole(make())
+    steps, counts = _run_both(make, 3, 300, 0.3)
+    assert type(steps) is Lockstep and counts["terminated"] > 0
+
+
+def test_a_cartpole_without_a_time_limit_is_never_truncated():
+    # CartPoleEnv made directly (or registered without max_episode_steps) has no TimeLimit: its
+    # episodes run past 500 steps, as gymnasium steps them.
+    steps, counts = _run_both(CartPoleEnv, 3, 1500, 0.0)
+    assert isinstance(steps, CartPoleLockstep)
+    assert counts["truncated"] == 0
+
+
+@pytest.mark.parametrize("name", _PHYSICS)
+def test_members_that_differ_in_any_physics_attribute_do_not_share_a_pass(name):
+    other = gym.make("CartPole-v1", sutton_barto_reward=False)
+    value = getattr(other.unwrapped, name)
+    changed = {bool: lambda v: not v, str: lambda v: "semi-implicit"}.get(
+        type(value), lambda v: 2 * v
+    )
+    setattr(other.unwrapped, name, changed(value))
+    assert type(lockstep([gym.make("CartPole-v1"), other])) is Lockstep
+
+
+def test_rewards_keep_the_float64_the_env_returned():
+    # A reward of 0.1 in float32 is 0.10000000149...: a population's returns would differ from
+    # the single run's, which adds the env's own floats.
+    env = gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 0.1 * r)
+    steps = lockstep([env])
+    steps.reset(0, seed=0)
+    rewards = steps.step(np.array([0]), np.array([0]))[1]
+    assert rewards.dtype == np.float64 and rewards[0] == 0.1
+
+
+class Wide(gym.Wrapper):
+    """Returns its first observation as a [1, d] array, against its [d] space."""
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return obs[None], info
+
+
+def test_a_first_observation_of_the_wrong_shape_is_named_at_the_reset():
+    from dqn.errors import UnsupportedSpaceError
+
+    with pytest.raises(UnsupportedSpaceError, match=r"observation of shape \(1, 4\)"):
+        lockstep([Wide(gym.make("CartPole-v1"))]).reset(0, seed=0)

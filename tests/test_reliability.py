@@ -392,6 +392,10 @@ def test_the_guard_names_the_step_the_metric_and_the_remedy():
         check_update(metrics, METRIC_NAMES, 10.0, 7)
     with pytest.raises(DivergenceError, match=message + r"\. It had no checkpoint yet$"):
         check_update(metrics, METRIC_NAMES, 10.0, 7, checkpointed=False)
+    # The default bound (1000, CartPole's) and a Q past it, as docs/reliability.md shows them.
+    metrics[METRIC_NAMES.index("q_abs_max")] = 5818.25
+    with pytest.raises(DivergenceError, match="q_abs_max reached 5818 > max_abs_q = 1000;"):
+        check_update(metrics, METRIC_NAMES, 1000.0, 7)
 
 
 def test_the_populations_vectorized_guard_passes_exactly_the_rows_check_update_passes():
@@ -779,6 +783,44 @@ def test_what_a_checkpoint_cannot_capture_is_named_with_its_layer_and_descriptio
         "RecordEpisodeStatistics.length_queue",
         "CartPoleEnv.noise",
     ]
+
+
+class Counted:
+    def __init__(self):
+        self.n, self.history = 1, [1.0]
+
+
+def test_state_that_is_only_partly_plain_is_named_and_a_partial_is_a_description():
+    """Objects, tuples and arrays that are plain in part would be written half (a list back as
+    an array), fail to write (an array in the JSON) or fail to read (an object array in the
+    .npz, read without pickle): each is named as state the checkpoint cannot capture."""
+    import functools
+
+    env = gym.make("CartPole-v1")
+    core = env.unwrapped
+    core.counted = Counted()  # a number and a list
+    core.last = (3, np.zeros(2))  # a scalar and an array
+    core.labels = np.array(["a", None], dtype=object)
+    core.shaping = functools.partial(abs)  # describes the env, as a function does
+    env.reset(seed=0)
+    assert capture_env_state(env).uncaptured == [
+        "CartPoleEnv.counted",
+        "CartPoleEnv.last",
+        "CartPoleEnv.labels",
+    ]
+
+
+@pytest.mark.parametrize("path", ["tests.test_reliability:NoSuchTally", "no_such_module:Tally"])
+def test_a_recorded_class_that_is_gone_is_a_value_error_naming_it(path):
+    # A checkpoint of a class since renamed or removed: ValueError, which a resume reports as
+    # a checkpoint that does not fit the env (an AttributeError would be a traceback).
+    env = Tallied(gym.make("CartPole-v1"))
+    env.reset(seed=0)
+    env.step(0)
+    snapshot = capture_env_state(env)
+    snapshot.layers[0]["tally"]["class"] = path
+    with pytest.raises(ValueError, match=f"the class {path} of its recorded state cannot be"):
+        restore_env_state(Tallied(gym.make("CartPole-v1")), snapshot)
 
 
 class Tally:
