@@ -200,6 +200,12 @@ TRAIN_CASES = {
         ["'learning_rate' must be a number, got '1e-3_0'"],
     ),
     "trailing underscore": (["--set", "seed=9_"], ["'seed' must be an integer, got '9_'"]),
+    "double underscore": (["--set", "seed=1__0"], ["'seed' must be an integer, got '1__0'"]),
+    # Quoted, .inf is a string: float() would take it, and a string is no number.
+    "a quoted .inf": (
+        ["--set", "learning_rate='.inf'"],
+        ["'learning_rate' must be a number, got '.inf'"],
+    ),
     "wrong type, list": (
         ["--set", "hidden_sizes=wide"],
         ["'hidden_sizes' must be a list of integers"],
@@ -424,6 +430,20 @@ def resigned_loop(**changes):
     return change
 
 
+def resigned_loop_arrays(**changes):
+    """A case: the newest checkpoint's loop.npz with ``changes``, its manifest re-signed: a
+    pending_reset of another env count, or a window that is no table of rows."""
+
+    def change(run):
+        ckpt = only_latest(run)
+        with np.load(ckpt / "loop.npz") as npz:
+            data = {k: npz[k] for k in npz.files}
+        np.savez(ckpt / "loop.npz", **{**data, **changes})
+        write_manifest(ckpt, 600)
+
+    return change
+
+
 def replay_of_text_rewards(run):
     # Strings for rewards, re-signed: numpy's "could not convert string to float" traceback.
     ckpt = only_latest(run)
@@ -505,6 +525,18 @@ RESUME_CASES = {
     "loop.json with a first_solve of text": (
         resigned_loop(first_solve="abc"),
         ["loop.json's first_solve is 'abc', not an env step or null"],
+    ),
+    "loop.json with an eval_mean of text": (
+        resigned_loop(eval_mean="abc"),
+        ["loop.json's eval_mean is 'abc', not a number or null"],
+    ),
+    "loop.npz with a pending_reset of two envs": (
+        resigned_loop_arrays(pending_reset=np.zeros(2, bool)),
+        ["loop.npz's pending_reset has shape (2,), not (1,)"],
+    ),
+    "loop.npz with a window of one row": (
+        resigned_loop_arrays(window=np.zeros(3, np.float32)),
+        ["loop.npz's window has shape (3,), not (rows, metrics)"],
     ),
     "loop.json of a later format": (
         resigned_loop(format_version=2),
@@ -811,6 +843,7 @@ def run_cli(main, *args, cwd):
         # An empty name (an unset shell variable) is refused, not taken for the current folder.
         ("train_main", ["--run-dir", ""], "argument --run-dir: must name a folder, got an empty"),
         ("compare_main", ["--out", ""], "argument --out: must name a folder, got an empty"),
+        ("train_main", ["--run-dir", "  "], "argument --run-dir: must name a folder, got an empty"),
         ("train_main", ["--set", "env_id=CartPol-v1"], "unknown env id"),
         ("train_main", ["--resume", "nowhere"], "run folder not found: nowhere"),
         # The last one won without a word: --loss l2 --loss huber trained huber.

@@ -444,6 +444,34 @@ def test_a_signal_while_the_command_s_name_is_looked_up_leaves_its_exit_code(mon
             signal.signal(sig, handler)
 
 
+@pytest.mark.parametrize("command", ["dqn-train", "dqn-evaluate", "dqn-compare"])
+def test_a_command_called_from_python_gives_back_the_callers_sigterm_handler(
+    command, capsys, tmp_path
+):
+    # In a notebook or a script, a later `kill` must reach the caller's own handler, not the
+    # command's (which raises a KeyboardInterrupt).
+    from dqn import cli
+
+    main = {"dqn-train": cli.train_main, "dqn-evaluate": cli.evaluate_main}.get(
+        command, cli.compare_main
+    )
+    args = ["--resume", "/no/such/run"] if command == "dqn-train" else ["/no/such/run"]
+    if command == "dqn-compare":  # refused inside the study, once it holds the signals
+        (tmp_path / "a_file").write_text("")
+        args = ["--seeds", "1", "--variants", "l2", "--out", str(tmp_path / "a_file")]
+
+    def mine(signum, frame):
+        pass
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert main(args) == 2
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    capsys.readouterr()
+
+
 def test_held_signals_are_noted_not_raised_and_the_handlers_come_back():
     import os
 
@@ -533,6 +561,7 @@ def test_returns_print_to_the_precision_their_size_needs():
     assert _returns(0.93, 0.0, 0.93, 0.93) == "0.930 +/- 0.000"
     assert _returns(-0.5, 0.25, -0.25, -0.75) == "-0.500 +/- 0.250"
     assert _returns(9.5, 3.0, 12.5, 6.5) == "9.5 +/- 3.0"  # an episode of 12.5: tens
+    assert _returns(10.0, 0.0, 10.0, 10.0) == "10.0 +/- 0.0"  # tens from 10 on
     assert (_episodes(1), _episodes(10)) == ("1 episode", "10 episodes")
 
 
@@ -632,6 +661,8 @@ def test_a_run_stopped_by_sigterm_exits_143_and_says_it_can_continue(tmp_path, c
     out = capsys.readouterr().out
     assert code == 128 + signal.SIGTERM, out
     assert "300 env steps (interrupted; checkpoint saved, continue with --resume)" in out
+    # Its figure is its last periodic evaluation's (of 100, 200 and 300), named with its step.
+    assert "episode, at env step 300): " in out and "at env step 100" not in out
 
 
 @pytest.mark.parametrize(
@@ -643,8 +674,13 @@ def test_a_run_stopped_by_sigterm_exits_143_and_says_it_can_continue(tmp_path, c
             "interrupted twice; {run}'s checkpoint of env step 200 is intact: dqn-train "
             "--resume {run} continues from it",
         ),
+        (  # the newest of its two checkpoints, which --resume continues from
+            500,
+            "interrupted twice; {run}'s checkpoint of env step 400 is intact: dqn-train "
+            "--resume {run} continues from it",
+        ),
     ],
-    ids=["before the first checkpoint", "after one"],
+    ids=["before the first checkpoint", "after one", "after two"],
 )
 def test_a_second_signal_stops_at_once_and_says_what_is_kept(
     at, said, tmp_path, capsys, monkeypatch
@@ -823,3 +859,6 @@ def test_dqn_evaluate_takes_an_epsilon_and_says_it_used_one(tiny_run, capsys):
     assert evaluate_main([str(tiny_run), "--epsilon", "1.5"]) == 2
     err = capsys.readouterr().err
     assert err == "dqn-evaluate: error: --epsilon must be in [0, 1], got 1.5\n"
+    # The ends of [0, 1] are rates: 1 is a uniformly random policy.
+    assert evaluate_main([str(tiny_run), "--episodes", "1", "--epsilon", "1.0"]) == 0
+    assert "(epsilon 1) return " in capsys.readouterr().out

@@ -627,6 +627,14 @@ def test_a_count_out_of_range_is_named_with_its_value(flag, value, fragment, tmp
     assert not (tmp_path / "out").exists()
 
 
+def test_the_ends_of_the_seed_range_are_accepted(tmp_path, capsys):
+    # 2**32 - 1 is the last 32-bit seed: one seed from there fits (the message's own bound).
+    missing = tmp_path / "missing.yaml"  # stops the study just past the range checks
+    args = ["--first-seed", "4294967295", "--seeds", "1", "--config", str(missing)]
+    assert compare_main([*args, "--out", str(tmp_path / "out")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "member, fragment",
     [

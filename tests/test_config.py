@@ -214,6 +214,18 @@ def test_strings_that_read_as_numbers_are_written_quoted(text, tmp_path):
     assert back.output_dir == text and back.env_kwargs == {"mode": text, "modes": (text,)}
 
 
+@pytest.mark.parametrize("text", [".nan", ".NaN", ".NAN", ".inf", "-.Inf", "+.INF"])
+def test_yamls_special_floats_are_read_as_floats(text):
+    # As YAML 1.2 reads them: an env_kwargs value would otherwise reach the env as a string.
+    import math
+
+    from dqn.yaml_files import load_value
+
+    value = load_value(f"{{x: {text}}}")["x"]
+    assert type(value) is float
+    assert math.isnan(value) if "nan" in text.lower() else value == float(text.replace(".", ""))
+
+
 def test_numpy_strings_and_bools_are_taken_as_pythons_and_written_back(tmp_path):
     # Values from a numpy array of choices: an np.str_ loss passed every check, then train
     # stopped with YAML's RepresenterError after making its run folder.

@@ -53,3 +53,10 @@ def test_install_s_count_of_pins_is_the_lock_s():
     said = re.search(r"(\d+) pins, of which (\d+) carry", install)
     assert said is not None
     assert (int(said.group(1)), int(said.group(2))) == (len(pins), sum(";" in p for p in pins))
+
+
+def test_the_readme_s_interval_of_progress_lines_is_the_bars():
+    from dqn.terminal import LOG_EVERY_SECONDS
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"at most one every {LOG_EVERY_SECONDS:g} s" in readme

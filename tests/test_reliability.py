@@ -97,9 +97,15 @@ def replay_file(path: Path, **changes) -> Path:
     [
         {"position": np.int64(50)},  # one past the ring's end
         {"capacity": np.int64(40)},  # 50 rows in a ring of 40
+        {"capacity": np.int64(49), "position": np.int64(0)},  # one row more than its ring
         {"obs": np.zeros((50, 4)), "next_obs": np.zeros((50, 4))},  # 4-D observations
     ],
-    ids=["position at capacity", "more rows than capacity", "other observation width"],
+    ids=[
+        "position at capacity",
+        "more rows than capacity",
+        "one row more than capacity",
+        "other observation width",
+    ],
 )
 def test_a_replay_file_that_does_not_fit_its_ring_is_refused_not_loaded(changes, tmp_path):
     path = replay_file(tmp_path / "replay.npz", **changes)

@@ -340,6 +340,26 @@ def test_a_metrics_rows_train_return_is_the_mean_of_the_last_ten_episodes():
     assert row["train_return_mean"] == 14.5 and row["episodes"] == 20
 
 
+def test_a_metrics_rows_epsilon_is_the_schedules_value_to_a_millionth():
+    from dqn.run_log import metrics_row
+
+    row = metrics_row(1_000, 10, [], 0.98765432, 9.0, 1.0, None)
+    assert row["epsilon"] == pytest.approx(0.98765432, abs=1e-6)
+
+
+def test_the_progress_bar_moves_by_the_steps_taken_and_ends_at_the_total(tmp_path, capsys):
+    from dqn.run_log import METRICS_COLUMNS, RunLog
+    from dqn.run_state import LoopState
+
+    loop = LoopState(columns=list(METRICS_COLUMNS), obs=np.zeros((1, 4)))
+    log = RunLog(tmp_path, loop, total=1000, progress=True, log_tensorboard=False)
+    for step in range(1, 1001):  # the loop's calls: the bar moves every 250 steps
+        log.advance_to(step, every=250)
+        assert log._bar.n == step - step % 250
+    log.close()
+    capsys.readouterr()
+
+
 def test_read_metrics_reads_an_empty_cell_as_nan_not_zero(tmp_path):
     from dqn.run_log import read_metrics
 
