@@ -318,3 +318,136 @@ def test_a_reader_that_goes_away_ends_the_reading_not_the_figures(tmp_path):
     os.close(write_end)
     assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
     assert len(list((tmp_path / "figs").glob("*.png"))) == 4
+
+
+def test_the_seed_asked_for_reaches_every_demo(tmp_path, monkeypatch):
+    from dqn.backprop import demos, plots
+
+    seeds = {}
+
+    def recording(name):
+        def run(seed):
+            seeds[name] = seed  # no demo, report or figure runs: only the seed is looked at
+
+        return run
+
+    for name in ("sigmoid_saturation", "dead_relus", "rnn_gradients", "clipped_delta_vs_huber"):
+        monkeypatch.setattr(demos, name, recording(name))
+    for name in ("report_sigmoid", "report_dead_relus", "report_rnn", "report_losses"):
+        monkeypatch.setattr(cli, name, lambda result: "")
+    for name in ("plot_sigmoid", "plot_dead_relus", "plot_rnn", "plot_losses"):
+        monkeypatch.setattr(plots, name, lambda result, path: path)
+    assert main(["--seed", "7", "--out", str(tmp_path)]) == 0
+    assert seeds == dict.fromkeys(seeds, 7) and len(seeds) == 4
+
+
+def test_a_folder_of_four_foreign_files_names_three_and_one_more(tmp_path, capsys):
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt"):
+        (tmp_path / name).write_text("")
+    assert main(["--out", str(tmp_path)]) == 2
+    assert "(a.txt, b.txt, c.txt and 1 more)" in capsys.readouterr().err
+
+
+def test_a_dangling_symlink_named_like_a_figure_is_refused(tmp_path, capsys, monkeypatch):
+    # exists() is False for it, yet writing the figure would follow it to wherever it points.
+    from dqn.backprop import demos
+
+    def stopped(seed):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demos, "sigmoid_saturation", stopped)
+    (tmp_path / "dead_relus.png").symlink_to(tmp_path / "nowhere")
+    assert main(["--out", str(tmp_path)]) == 2
+    assert "holds dead_relus.png, which is not a file" in capsys.readouterr().err
+
+
+def test_every_cell_of_the_sigmoid_table_is_read_from_its_own_field():
+    from dataclasses import replace
+
+    from dqn.backprop import demos
+
+    sig = demos.sigmoid_saturation(n=4, d_in=10, d_out=3, max_depth=1)
+    glorot = replace(
+        sig.inits["glorot"],
+        preact_std=3.5,
+        preact_range=(-7.0, 9.0),
+        mean_local_grad=0.125,
+        frac_below_1e6=0.375,
+        weight_grad_norm=2.0,
+        weight_norm=8.0,
+    )
+    [row] = [
+        r.split()
+        for r in cli.report_sigmoid(replace(sig, inits={"glorot": glorot})).splitlines()
+        if r.startswith("glorot")
+    ]
+    # z std, z range, mean sigmoid', % below 1e-6, ||dW||, ||dW||/||W||
+    assert row == ["glorot", "3.5", "[-7,", "9]", "0.125", "37.5%", "2", "0.25"]
+
+
+def test_the_dead_relu_lines_read_each_number_from_its_own_field():
+    from dataclasses import replace
+
+    import numpy as np
+
+    from dqn.backprop import demos
+
+    relu = replace(
+        demos.dead_relus(learning_rates=(1.0,), probe_lr=1.0, n_per_class=5, hidden=4, steps=2),
+        losses={1.0: np.array([0.7, 0.875, 0.5])},  # one loss before each of 3 steps
+        probe_lr=3.0,
+        n_dead_probed=7,
+        dead_grad_max_abs=0.0,
+        live_grad_max_abs=0.375,
+        extra_steps=5,
+        dead_weights_unchanged=True,
+        live_weights_changed=0.0625,
+    )
+    text = cli.report_dead_relus(relu)
+    assert text.splitlines()[0].endswith("He init, 3 steps:")
+    assert text.endswith(
+        "\nlr 3 run, 7 dead units: max |grad| of their weights = 0 (live units: 0.375)\n"
+        "after 5 more SGD steps: dead weights bit-identical = True; live weights moved up to "
+        "0.0625\n"
+    )
+
+
+def test_the_rnn_input_table_and_clipping_lines_read_each_number_from_its_own_field():
+    from dataclasses import replace
+
+    import numpy as np
+
+    from dqn.backprop import demos
+
+    rnn = replace(
+        demos.rnn_gradients(rhos=(1.5,), max_t=2, hidden=4, d_in=2, n=2, input_scales=(0.1, 2.0)),
+        ratio_with_inputs={(1.5, 0.1): 3.0, (1.5, 2.0): 0.25},
+        exploding_case=(1.5, 0.1),
+        example=np.array([3.0, 40.0, -0.5]),
+        example_global=np.array([0.25, 4.5, -0.0001]),  # rounds to -0: printed as 0
+        example_elementwise=np.array([3.0, 5.0, -0.5]),
+    )
+    lines = cli.report_rnn(rnn).splitlines()
+    table = lines.index("same ratio at T = 2 with N(0, 1) inputs, by input scale:")
+    assert lines[table + 1].split() == ["rho", "x0.1", "x2"]
+    assert lines[table + 3].split() == ["1.5", "3", "0.25"]  # a column per input scale
+    assert "at rho 1.5, input scale 0.1 (global norm" in lines[table + 5]
+    assert "  [3, 40, -0.5] -> by norm [0.25, 4.5, 0], element-wise [3, 5, -0.5] (cosine" in (
+        "\n".join(lines)
+    )
+
+
+def test_the_losses_lines_name_the_smallest_zero_gradient_error_and_the_sample_count():
+    from dataclasses import replace
+
+    from dqn.backprop import demos
+
+    losses = replace(
+        demos.clipped_delta_vs_huber(heavy_tail_n=100),
+        zero_grad_min_abs=1.25,  # not the bound (1)
+        heavy_tail_zero_frac=0.5,
+        gaussian_zero_frac=0.25,
+    )
+    text = cli.report_losses(losses)
+    assert "(smallest such |e| on the grid: 1.25)\n" in text
+    assert "N(0, 1) 25.0%, n = 100\n" in text

@@ -295,3 +295,66 @@ def test_worked_example_in_the_package_convention(losses):
     assert losses.example_value["clipped_delta"] == 0.40625
     assert losses.example_value["l2"] == losses.example_value["clipped_grad"] == 1.78125
     assert losses.example_value_2016 == {"clipped_delta": 0.8125, "l2": 3.5625}
+
+
+def test_the_extra_steps_run_at_the_sane_rate_of_1_not_at_the_probe_rate():
+    from dqn.backprop.mlp import (
+        dead_units,
+        init_mlp,
+        make_spirals,
+        mlp_backward,
+        mlp_forward,
+        train_mlp,
+    )
+
+    r = demos.dead_relus(
+        learning_rates=(3.0,), probe_lr=3.0, n_per_class=20, hidden=10, steps=20, extra_steps=1
+    )
+    # The probe run's weights, rebuilt; one SGD step at lr 1 moves w1 by exactly its gradient.
+    rng = np.random.default_rng(0)
+    x, y = make_spirals(20, rng)
+    params = train_mlp(init_mlp(2, 10, 2, rng), x, y, 3.0, 20).params
+    live = ~dead_units(params, x)
+    grad_w1 = mlp_backward(mlp_forward(params, x, y)[1]).w1
+    assert live.any() and r.n_dead_probed == int((~live).sum())
+    assert r.live_weights_changed == pytest.approx(np.max(np.abs(grad_w1[:, live])), rel=1e-12)
+
+
+def test_element_wise_clipping_sends_every_entry_past_the_bound_to_plus_or_minus_c():
+    # With c far below every entry, each clipped entry is +c or -c: the norm is c sqrt(P) exactly,
+    # P = 8*32 + 32*32 + 32; a clip to [0, c] would zero the negative half.
+    c = 1e-9
+    r = demos.rnn_gradients(clip_norm=c)
+    assert r.elementwise_clip_norm == pytest.approx(c * np.sqrt(1312), rel=1e-12)
+
+
+def test_the_input_weights_are_scaled_by_one_over_sqrt_d_in():
+    # One step from h0 = 0 at rho 1: h_1 = tanh(s x W), dh_0 = (dh_1 * (1 - h_1^2)) Q^T and Q is
+    # orthogonal, so the ratio is ||dh_1 * (1 - h_1^2)|| / ||dh_1||, with W = randn / sqrt(d_in)
+    # drawn from the demo's generator in its order (Q, the zero-input dh, x, W, this dh).
+    n, hidden, d_in, s = 4, 6, 16, 1.0
+    r = demos.rnn_gradients(
+        rhos=(1.0,),
+        max_t=1,
+        hidden=hidden,
+        d_in=d_in,
+        n=n,
+        input_scales=(s,),
+        exploding_case=(1.0, s),
+    )
+    rng = np.random.default_rng(0)
+    rng.standard_normal((hidden, hidden))
+    rng.standard_normal((n, hidden))
+    x = rng.standard_normal((n, d_in))
+    w = rng.standard_normal((d_in, hidden)) / np.sqrt(d_in)
+    dh1 = rng.standard_normal((n, hidden))
+    h1 = np.tanh(s * x @ w)
+    expected = np.linalg.norm(dh1 * (1 - h1**2)) / np.linalg.norm(dh1)
+    assert r.ratio_with_inputs[(1.0, s)] == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_weight_norm_is_the_frobenius_norm_of_the_weights_drawn(sigmoid):
+    # ||W||_F^2 is a sum of d_in * d_out = 1e5 squares: 16 * 1e5 for the std-4 weights and
+    # 1e5 * 2 / 1100 for Glorot's, each within a fraction of a percent.
+    assert sigmoid.inits["saturated"].weight_norm == pytest.approx(4 * np.sqrt(1e5), rel=1e-2)
+    assert sigmoid.inits["glorot"].weight_norm == pytest.approx(np.sqrt(2e5 / 1100), rel=1e-2)

@@ -116,3 +116,9 @@ def test_rel_error_refuses_arrays_of_two_shapes():
     # Broadcast, a keepdims bias gradient (1, 3) would pass against the (3,) it should equal.
     with pytest.raises(ValueError, match=r"one shape, got \(1, 3\) and \(3,\)"):
         rel_error(np.ones((1, 3)), np.ones(3))
+
+
+def test_rel_error_refuses_arrays_of_one_ndim_but_two_shapes():
+    # (3, 1) against (1, 3) broadcasts to a (3, 3) comparison of different things.
+    with pytest.raises(ValueError, match=r"one shape, got \(3, 1\) and \(1, 3\)"):
+        rel_error(np.ones((3, 1)), np.ones((1, 3)))

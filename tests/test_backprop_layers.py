@@ -193,3 +193,19 @@ def test_a_sequence_of_no_step_and_a_batch_of_no_example_are_refused_by_name():
         )
     with pytest.raises(ValueError, match="over N >= 1 examples, got 0"):
         softmax_cross_entropy_forward(np.zeros((0, 2)), np.zeros(0, int))
+
+
+def test_bptt_gradients_follow_the_weights_dtype_not_the_inputs(rng):
+    # float32 x and dh with float64 weights: float64, as one step's backward gives; all float32
+    # stays float32.
+    n, t, d, h = 2, 3, 3, 4
+    x, h0 = rng.standard_normal((n, t, d)), rng.standard_normal((n, h))
+    wx, wh, b = rng.standard_normal((d, h)), rng.standard_normal((h, h)) * 0.5, np.zeros(h)
+    dh = rng.standard_normal((n, t, h))
+    f32 = np.float32
+    _, cache = rnn_forward(x.astype(f32), h0, wx, wh, b)
+    g = rnn_backward(dh.astype(f32), cache)
+    assert {a.dtype for a in g} == {np.dtype(np.float64)}
+    _, cache = rnn_forward(*(a.astype(f32) for a in (x, h0, wx, wh, b)))
+    g = rnn_backward(dh.astype(f32), cache)
+    assert {a.dtype for a in g} == {np.dtype(f32)}

@@ -92,6 +92,9 @@ def test_solved_at_end_counts_against_the_threshold_the_header_names(tmp_path, c
     assert "| 2/3 [" in capsys.readouterr().out
     assert script.main([str(tmp_path / "a"), str(tmp_path / "a"), "--threshold", "nan"]) == 2
     assert "--threshold is a finite number" in capsys.readouterr().err
+    # inf would count no run solved, under a header saying ">= inf".
+    assert script.main([str(tmp_path / "a"), str(tmp_path / "a"), "--threshold", "inf"]) == 2
+    assert "--threshold is a finite number, got inf" in capsys.readouterr().err
 
 
 def test_a_folder_without_results_is_one_line_and_exit_2(tmp_path, capsys):
@@ -212,3 +215,85 @@ def test_a_study_holding_one_run_twice_is_one_line_naming_it(tmp_path, capsys):
     write_csv(tmp_path / "joined", [*runs, {**runs[0], "final_eval_mean": 10.0}])
     err = refused(script, capsys, a, tmp_path / "joined")
     assert f"{tmp_path / 'joined' / 'results.csv'} holds run huber seed 0 twice" in err
+
+
+def exact_permutation_pvalues(a, b):
+    """Two-sided Mann-Whitney and Kolmogorov-Smirnov p-values of samples without ties, by
+    enumerating every split of the pooled values: the fraction of splits at least as extreme."""
+    from itertools import combinations
+
+    import numpy as np
+
+    pooled = np.array(a + b, float)
+
+    def u_and_d(x, y):
+        u = sum(xi > yj for xi in x for yj in y)
+        d = max(abs(np.mean(x <= v) - np.mean(y <= v)) for v in pooled)
+        return abs(u - len(x) * len(y) / 2), d
+
+    u0, d0 = u_and_d(np.array(a, float), np.array(b, float))
+    splits = list(combinations(range(len(pooled)), len(a)))
+    us, ds = zip(*(u_and_d(pooled[list(i)], np.delete(pooled, list(i))) for i in splits))
+    return np.mean(np.array(us) >= u0 - 1e-9), np.mean(np.array(ds) >= d0 - 1e-9)
+
+
+def test_every_cell_of_a_row_reads_its_own_study_and_column(tmp_path):
+    from scipy import stats
+
+    script = load_script()
+    # No value ties, so the p-values are the exact ones; A's 475 is solved (>= 475), B's 480
+    # alone is; A's run without an evaluation ranks below every other (as 0 does here).
+    fa, fb = [500.0, 475.0, None, 120.25, 300.0], [480.0, 200.0, 100.0, 50.0, 60.0]
+    ua, ub = [400.0, 10.0, None, 300.0, 350.0], [100.0, 150.0, 200.0, 250.0, 5.0]
+    for name, finals, aucs in (("a", fa, ua), ("b", fb, ub)):
+        write_json(tmp_path / name, [{**r, "eval_auc": u} for r, u in zip(rows(finals), aucs)])
+
+    def ci(k, n):  # Clopper-Pearson from the beta quantiles
+        low, high = stats.beta.ppf(0.025, k, n - k + 1), stats.beta.ppf(0.975, k + 1, n - k)
+        return f"{k}/{n} [{low:.2f}, {high:.2f}]"
+
+    def zero_for_none(x):
+        return [0.0 if v is None else v for v in x]
+
+    mf, kf = exact_permutation_pvalues(zero_for_none(fa), fb)
+    mu, ku = exact_permutation_pvalues(zero_for_none(ua), ub)
+    assert (round(mf, 2), round(kf, 2), round(ku, 2)) == (0.55, 0.87, 0.36)  # all told apart
+    # Medians with the missing run last: A (0, 120.25, 300, 475, 500), B (50, 60, 100, 200, 480);
+    # AUC A (0, 10, 300, 350, 400), B (5, 100, 150, 200, 250).
+    assert script.table(tmp_path / "a", tmp_path / "b").splitlines()[-1] == (
+        f"| huber | 5 | {ci(2, 5)} | {ci(1, 5)} | 300.0 / 100.0 | {mf:.2f} / {kf:.2f} | "
+        f"300.0 / 150.0 | {mu:.2f} / {ku:.2f} |"
+    )
+
+
+def test_seeds_that_are_no_span_are_listed_one_by_one(tmp_path, capsys):
+    script = load_script()
+    write_json(tmp_path / "a", [{**r, "seed": s} for r, s in zip(rows([500.0] * 3), (0, 2, 5))])
+    write_json(tmp_path / "b", [{**r, "seed": r["seed"] + 10} for r in rows([500.0] * 2)])
+    assert script.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("A holds huber seeds 0, 2, 5, B holds huber seeds 10-11")
+    )
+
+
+def test_out_on_a_file_that_only_ends_like_the_tables_title_is_not_replaced(tmp_path, capsys):
+    # The title's ending alone ("...; per variant, the runs of the seeds both hold.") could
+    # close a line of someone's notes; the table's first line also starts with "A = ".
+    script = load_script()
+    a, b = two_studies(tmp_path)
+    notes = tmp_path / "notes.md"
+    notes.write_text(f"Notes{script.TITLE_END}\nmine\n")
+    assert "notes.md exists and is not a table of compare_studies.py" in refused(
+        script, capsys, a, b, "--out", notes
+    )
+    assert notes.read_text() == f"Notes{script.TITLE_END}\nmine\n"
+
+
+def test_a_results_json_that_is_a_folder_falls_back_to_the_results_csv(tmp_path):
+    script = load_script()
+    runs = rows([500.0, 480.5])
+    write_csv(tmp_path / "csv", runs)
+    (tmp_path / "csv" / "results.json").mkdir()  # not a results file: main accepts the csv
+    assert script.load(tmp_path / "csv") == {"huber": runs}

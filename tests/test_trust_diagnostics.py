@@ -1,6 +1,7 @@
 """scripts/trust_diagnostics.py refuses what it cannot read in one line, before TensorFlow."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,12 @@ def load_script():
         (["study"], '[{"variant": "huber"}]', "study/results.json: run 1 has no 'seed'"),
         (["study"], '{"variant": "huber"}', "study/results.json is not a list of runs"),
         (["study"], f"[{RUN}]", "study/results.json: run 1 has no run folder"),
+        # Neither evaluated nor stopped by the guard: there is no final policy to read.
+        (
+            ["study"],
+            f"[{RUN.replace('9.5', 'null')}]",
+            "study/results.json: run 1 has no final evaluation",
+        ),
     ],
 )
 def test_what_it_cannot_read_is_one_line_and_exit_2(
@@ -184,3 +191,87 @@ def test_a_run_without_checkpoints_is_refused_before_a_line_of_the_report(
     assert out == ""
     err = err.strip().splitlines()
     assert len(err) == 1 and "l2-seed0" in err[0], err
+
+
+def test_gradient_starvation_takes_the_first_fraction_and_the_finished_runs_ends(tmp_path):
+    from dqn.config import DQNConfig
+
+    # The first fractions (0.9, 0.8, 0.7) and the last (0.1, 0.2, 0.7) have medians 0.8 and
+    # 0.2; the finished runs' TD errors (2, 4) and all runs' (2, 4, 100) have 3 and 4.
+    rows = {
+        "a": [(2500, 0.9, 1.0, 1.0), (5000, 0.1, 2.0, 3.0)],
+        "b": [(2500, 0.8, 1.0, 1.0), (5000, 0.2, 4.0, 5.0)],
+        "c": [(2500, 0.7, 100.0, 200.0)],  # stopped before total_env_steps
+    }
+    runs = []
+    for name, lines in rows.items():
+        run = tmp_path / name / "run"
+        run.mkdir(parents=True)
+        DQNConfig(total_env_steps=5000).to_yaml(run / "config.yaml")
+        text = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max,q_mean\n"
+        text += "".join(",".join(map(str, line)) + ",0\n" for line in lines)
+        (run / "metrics.csv").write_text(text)
+        runs.append(tmp_path / name)
+    script = load_script()
+    assert script.gradient_starvation(*script.read_variant(runs)) == (
+        "median zero-grad fraction at the first evaluation 0.800 (3 runs); at env step 5,000 "
+        "(2 runs): median |TD error| 3.0, median max |Q| 4.0"
+    )
+
+
+def test_q_propagation_gives_the_median_over_runs_the_syncs_so_far_and_the_runs_over_100():
+    import numpy as np
+
+    from dqn.config import DQNConfig
+
+    # One sync per 500 env steps once learning starts at 2,000 (4 bursts' worth): k = 16, 46
+    # and 96 at 10k, 25k and 50k. Only the first run's mean Q passes 1/(1 - 0.99) = 100.
+    config = DQNConfig(train_every_env_steps=500, learning_starts_env_steps=2000)
+    steps = np.array([10_000.0, 25_000.0, 50_000.0])
+    metrics = [
+        {"env_step": steps, "q_mean": np.array(q)}
+        for q in ([10.0, 40.0, 150.0], [20.0, 60.0, 90.0], [30.0, 50.0, 70.0])
+    ]
+    after = {k: 100 * (1 - 0.99**k) for k in (16, 46, 96)}
+    assert load_script().q_propagation(config, metrics) == (
+        f"median mean Q 10k: 20.0 (after 16 syncs {after[16]:.1f}); "
+        f"25k: 50.0 (after 46 syncs {after[46]:.1f}); "
+        f"50k: 90.0 (after 96 syncs {after[96]:.1f}); "
+        "runs whose mean Q exceeded 1/(1-gamma) = 100: 1 of 3"
+    )
+
+
+def test_the_report_replays_each_run_below_the_threshold_and_adds_their_episode_ends(
+    tmp_path, capsys, monkeypatch
+):
+    from dqn import DQNAgent
+    from dqn.config import DQNConfig
+
+    monkeypatch.chdir(tmp_path)
+    # CartPole-v1 is solved at 475: a run at exactly 475 solved it, one stopped by the guard
+    # has no policy worth replaying; the other three are replayed, each ending (1, 2, 3).
+    runs = [("huber", 0, 475.0, None), ("huber", 1, 100.0, None), ("huber", 2, None, 3000)]
+    runs += [("huber", 3, 200.0, None), ("l2", 0, 50.0, None)]
+    rows = []
+    for variant, seed, final, diverged in runs:
+        run = tmp_path / "study" / "runs" / f"{variant}-seed{seed}" / "run"
+        run.mkdir(parents=True)
+        DQNConfig(total_env_steps=5000).to_yaml(run / "config.yaml")
+        header = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max,q_mean\n"
+        (run / "metrics.csv").write_text(header + "5000,0.5,1.0,2.0,1.5\n")
+        keys = ("variant", "seed", "final_eval_mean", "diverged_at_env_step")
+        rows.append(dict(zip(keys, (variant, seed, final, diverged))))
+    (tmp_path / "study" / "results.json").write_text(json.dumps(rows))
+    script = load_script()
+    monkeypatch.setattr(DQNAgent, "load", staticmethod(lambda path: path))
+    monkeypatch.setattr(
+        script, "episode_ends", lambda agent, config, n: {"cart": 1, "pole": 2, "time limit": 3}
+    )
+    assert script.main(["study"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(";")[0] for line in out if line.startswith("    ")] == [
+        "    seed 1: final eval 100.0",
+        "    seed 3: final eval 200.0",
+        "    seed 0: final eval 50.0",
+    ]
+    assert out[-1].endswith("episode ends: {'cart': 3, 'pole': 6, 'time limit': 9}")
