@@ -297,7 +297,7 @@ def test_worked_example_in_the_package_convention(losses):
     assert losses.example_value_2016 == {"clipped_delta": 0.8125, "l2": 3.5625}
 
 
-def test_the_extra_steps_run_at_the_sane_rate_of_1_not_at_the_probe_rate():
+def test_the_extra_steps_run_at_a_rate_of_1_not_at_the_probe_rate():
     from dqn.backprop.mlp import (
         dead_units,
         init_mlp,
