@@ -275,6 +275,26 @@ def test_a_dead_learner_process_is_one_clear_error():
     assert not learner.started and learner._proc.poll() is not None  # nothing left behind
 
 
+def test_a_learner_process_that_fails_to_start_leaves_its_state_here():
+    # A parameter count [16, 16] cannot take for obs_dim -1: the process's init raises.
+    online = np.arange(386, dtype=np.float32)
+    learner = ProcessLearner(config_for_learner(), -1, 2, online)
+    with pytest.raises(LearnerProcessError, match="the learner process failed"):
+        learner.start()
+    assert not learner.started
+    np.testing.assert_array_equal(learner.state.online, online)  # read here, not asked of it
+
+
+def test_any_error_in_the_learner_process_comes_back_as_its_failure_not_a_death():
+    learner = ProcessLearner(config_for_learner(), 4, 2, np.zeros(386, np.float32))
+    try:
+        with pytest.raises(LearnerProcessError, match="the learner process failed: TypeError"):
+            learner.probe_gradient(None)  # not a batch: a TypeError there, not a ValueError
+        assert learner.state.grad_steps == 0  # and it still serves
+    finally:
+        learner.close()
+
+
 # ---------------------------------------------------------------- XLA's schedule (runtime.py)
 SCHEDULE = (
     "import hashlib, json, os, resource\n"
