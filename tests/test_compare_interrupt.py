@@ -568,3 +568,89 @@ def test_a_worker_that_died_once_a_signal_stopped_the_study_counts_as_stopped():
     dead.set_exception(BrokenProcessPool("a child process terminated abruptly"))
     assert _result(dead, lambda why: f"crashed: {why}", stopping=True) is None
     assert _result(dead, lambda why: f"crashed: {why}").startswith("crashed: its worker")
+
+
+# Tasks for dqn.local_backend.run_local's workers (module level: spawn pickles them by name).
+def _signals_itself(n: int) -> str:
+    from dqn.run_log import stop_requested
+
+    if n == 0:
+        os.kill(os.getpid(), signal.SIGTERM)  # `kill WORKER_PID`: this worker alone
+    time.sleep(0.5)
+    return "stopped early" if stop_requested() else "finished"
+
+
+def _stops_the_study(n: int) -> str:
+    if n == 0:
+        os.kill(os.getppid(), signal.SIGTERM)  # `kill STUDY_PID` while this task runs
+    time.sleep(0.5)
+    return f"ran {n}"
+
+
+def _sleeps(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _reports_steps(name: str, times: int, seen: str) -> bool:
+    from dqn.local_backend import progress_queue
+
+    for _ in range(times):
+        progress_queue().put((name, 250))
+    deadline = time.monotonic() + 10
+    while not Path(seen).exists() and time.monotonic() < deadline:  # the study saw them
+        time.sleep(0.05)
+    return Path(seen).exists()
+
+
+def test_a_stop_a_worker_started_still_goes_through_on_stop():
+    from dqn.local_backend import run_local
+
+    jobs = [("a", 0), ("b", 1)]
+    got = dict(run_local(_signals_itself, jobs, workers=1, on_stop=lambda sig, r: (sig, r)))
+    # No signal reached the study's process (None), yet the study is stopped.
+    assert got["a"] == (None, "stopped early")
+    assert got["b"] in ((None, None), (None, "stopped early"))  # cancelled, or already queued
+
+
+def test_a_task_not_started_when_the_study_is_stopped_never_runs():
+    from dqn.local_backend import run_local
+
+    # One worker: "a" runs, "b" may already sit in the pool's call queue, "c" waits its turn.
+    jobs = [("a", 0), ("b", 1), ("c", 2)]
+    got = dict(run_local(_stops_the_study, jobs, workers=1, on_stop=lambda sig, r: (sig, r)))
+    assert got["a"] == (signal.SIGTERM, "ran 0")
+    assert got["c"] == (signal.SIGTERM, None)
+
+
+def test_a_caller_that_gives_up_on_the_results_ends_the_workers_at_once():
+    import multiprocessing as mp
+
+    from dqn.local_backend import run_local
+
+    results = run_local(_sleeps, [("quick", 0.1), ("long", 20)], workers=2)
+    assert next(results)[0] == "quick"
+    results.close()  # an exception or a Ctrl-C in the caller's loop
+    deadline = time.monotonic() + 5
+    while mp.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = mp.active_children()
+    for process in left:  # not left to the rest of the suite
+        process.kill()
+    assert not left, "a worker outlived its study's generator by 5 s"
+
+
+def test_a_running_task_reports_its_steps_and_every_one_arrives(tmp_path):
+    from dqn.local_backend import run_local
+
+    seen = tmp_path / "seen"
+    got = []
+
+    def on_steps(name, steps):
+        got.append((name, steps))
+        seen.touch()
+
+    jobs = [("t", "t", 8, str(seen))]
+    [(name, saw)] = run_local(_reports_steps, jobs, workers=1, on_steps=on_steps)
+    assert saw is True  # the study had its steps while it ran, not only once it ended
+    assert got == [("t", 250)] * 8

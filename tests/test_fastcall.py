@@ -43,6 +43,55 @@ def test_a_fast_path_that_disagrees_with_the_public_call_is_rejected(monkeypatch
     assert flat_caller(concrete, probe_args=args) is not wrong
 
 
+def test_a_fast_path_that_drops_an_output_is_rejected(monkeypatch):
+    concrete, args = _concrete()
+    first_only = lambda *tensors: public_caller(concrete)(*tensors)[:1]  # noqa: E731
+    monkeypatch.setattr(fastcall, "_runtime_caller", lambda c: first_only)
+    caller = flat_caller(concrete, probe_args=args)
+    assert len(caller(*args)) == 2
+
+
+def test_a_fast_path_with_the_right_bytes_in_the_wrong_dtype_or_shape_is_rejected(monkeypatch):
+    # float32 0.0 and int32 0 are the same four bytes, as are zeros of shape [2] and [1, 2].
+    args = (tf.constant([1.0, 2.0]),)
+    concrete = tf.function(lambda x: x * 0.0).get_concrete_function(*args)
+    for wrong in (tf.zeros([2], tf.int32), tf.zeros([1, 2])):
+        monkeypatch.setattr(fastcall, "_runtime_caller", lambda c, w=wrong: lambda *t: [w])
+        [out] = flat_caller(concrete, probe_args=args)(*args)
+        assert out.dtype == tf.float32 and out.shape == (2,)
+
+
+def test_a_fast_path_that_raises_on_the_probe_falls_back_to_the_public_call(monkeypatch):
+    def broken(*tensors):
+        raise TypeError("not this TensorFlow's signature")
+
+    concrete, args = _concrete()
+    monkeypatch.setattr(fastcall, "_runtime_caller", lambda c: broken)
+    np.testing.assert_array_equal(
+        flat_caller(concrete, probe_args=args)(*args)[0].numpy(), [2.75, 4.75, 6.75]
+    )
+
+
+def test_outside_eager_mode_the_public_call_is_used():
+    concrete, _ = _concrete()
+    with tf.Graph().as_default():  # a graph being built takes symbolic tensors the fast call cannot
+        assert not is_fast(flat_caller(concrete))
+
+
+def test_a_rejected_fast_path_returns_the_public_calls_outputs_of_the_check(monkeypatch):
+    executions = tf.Variable(0)
+
+    @tf.function
+    def f(x):
+        executions.assign_add(1)
+        return x * 3.0
+
+    monkeypatch.setattr(fastcall, "_runtime_caller", lambda c: lambda *t: [tf.zeros([2])])
+    out = fastcall.call_compiled({}, f, (tf.constant([1.0, 2.0]),), "k")
+    np.testing.assert_array_equal(out[0].numpy(), [3.0, 6.0])
+    assert int(executions.numpy()) == 1  # the check's public call only (the fake runs nothing)
+
+
 def test_a_first_call_returns_the_checks_own_outputs_without_a_third_run():
     executions = tf.Variable(0)
 

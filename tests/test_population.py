@@ -265,6 +265,47 @@ def test_the_bar_shows_no_median_before_the_first_evaluation():
     bar.close()
 
 
+def test_a_resumed_populations_bar_starts_at_its_step_and_counts_only_running_members():
+    from types import SimpleNamespace as NS
+
+    from dqn.population_progress import REPORT_EVERY, progress_reporter
+
+    def member(eval_mean, stopped=None, first_solve=None):
+        return NS(
+            config=NS(total_env_steps=1000),
+            stopped=stopped,
+            loop=NS(eval_mean=eval_mean, first_solve=first_solve),
+        )
+
+    # Resumed at step 500: a member stopped (its eval 10 no longer counts), one solved.
+    slots = [member(10.0, stopped="non-finite"), member(100.0, first_solve=400), member(200.0)]
+    loop = NS(step=500, slots=slots)
+    bar = progress_reporter(True, loop)
+    assert bar.bar.n == 500 and bar.bar.total == 1000
+    bar(500 + REPORT_EVERY, running=2)
+    assert bar.bar.n == 750
+    assert "solved=1" in bar.bar.postfix
+    assert "eval_median=150" in bar.bar.postfix  # of 100 and 200, not 100 with the stopped 10
+    loop.step = 900  # every member stopped before the end: the bar shows where they got to
+    bar.close()
+    assert bar.bar.n == 900
+
+
+def test_a_progress_callback_counts_the_last_steps_once_when_every_member_stopped():
+    from types import SimpleNamespace
+
+    from dqn.population_progress import progress_reporter
+
+    loop = SimpleNamespace(
+        step=0, slots=[SimpleNamespace(stopped="x"), SimpleNamespace(stopped="x")]
+    )
+    got = []
+    report = progress_reporter(got.append, loop)
+    loop.step = 100
+    report.close()
+    assert got == [100]  # the loop's own steps, not 0 for no member running
+
+
 def test_a_population_writes_where_its_loop_time_went(tmp_path, monkeypatch):
     from dqn.population_loop import PopulationLoop
 

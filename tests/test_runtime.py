@@ -232,6 +232,37 @@ def test_an_interrupt_aimed_at_the_learner_process_leaves_it_serving():
     assert learner._proc.wait(timeout=30) == 0  # ended by the closed socket, cleanly
 
 
+def test_the_learner_process_is_started_with_the_configs_threads(monkeypatch):
+    # Its pools are what it is for: the count reaches it on its command line, before TF runs.
+    import subprocess as sp
+
+    class Started(Exception):
+        pass
+
+    def popen(argv, **kwargs):
+        raise Started(argv)
+
+    monkeypatch.setattr(sp, "Popen", popen)
+    learner = ProcessLearner(config_for_learner().replace(num_threads=3), 4, 2, np.zeros(386))
+    with pytest.raises(Started) as started:
+        learner.start()
+    [argv] = started.value.args
+    assert argv[1:3] == ["-m", "dqn.learner_process"] and argv[-1] == "3"
+
+
+def test_import_tensorflow_quietly_sets_the_pools_it_is_asked_for():
+    # One more than the cores: TF's default (0, one per core) would not pass for it.
+    wanted = len(os.sched_getaffinity(0)) + 1
+    code = (
+        "from dqn.runtime import import_tensorflow_quietly\n"
+        f"tf = import_tensorflow_quietly({wanted})\n"
+        "threading = tf.config.threading\n"
+        "print(threading.get_intra_op_parallelism_threads(),"
+        " threading.get_inter_op_parallelism_threads())\n"
+    )
+    assert run_python(code) == f"{wanted} {wanted}"
+
+
 def test_a_dead_learner_process_is_one_clear_error():
     config = config_for_learner()
     learner = ProcessLearner(config, 4, 2, np.zeros(386, np.float32))  # [16, 16]
@@ -242,6 +273,26 @@ def test_a_dead_learner_process_is_one_clear_error():
         learner.burst(rows_for(np.random.default_rng(1)))
     learner.close()
     assert not learner.started and learner._proc.poll() is not None  # nothing left behind
+
+
+def test_a_learner_process_that_fails_to_start_leaves_its_state_here():
+    # A parameter count [16, 16] cannot take for obs_dim -1: the process's init raises.
+    online = np.arange(386, dtype=np.float32)
+    learner = ProcessLearner(config_for_learner(), -1, 2, online)
+    with pytest.raises(LearnerProcessError, match="the learner process failed"):
+        learner.start()
+    assert not learner.started
+    np.testing.assert_array_equal(learner.state.online, online)  # read here, not asked of it
+
+
+def test_any_error_in_the_learner_process_comes_back_as_its_failure_not_a_death():
+    learner = ProcessLearner(config_for_learner(), 4, 2, np.zeros(386, np.float32))
+    try:
+        with pytest.raises(LearnerProcessError, match="the learner process failed: TypeError"):
+            learner.probe_gradient(None)  # not a batch: a TypeError there, not a ValueError
+        assert learner.state.grad_steps == 0  # and it still serves
+    finally:
+        learner.close()
 
 
 # ---------------------------------------------------------------- XLA's schedule (runtime.py)
@@ -350,6 +401,41 @@ def test_an_empty_xla_flags_is_put_back_empty_not_removed(monkeypatch):
     assert os.environ.get("XLA_FLAGS") == ""
 
 
+def test_a_callers_own_setting_of_the_xla_schedule_stands(monkeypatch):
+    """XLA_FLAGS that already choose the schedule (either way) are left alone: no compilation
+    with the flag added, and the setting as the caller made it."""
+    from types import SimpleNamespace
+
+    seen = []
+
+    def function(fn, jit_compile, autograph):
+        seen.append(os.environ.get("XLA_FLAGS"))
+        return lambda x: x
+
+    tf = SimpleNamespace(__version__="2.21.0", function=function, constant=lambda x: x)
+    theirs = f"--xla_other=1 --{runtime.XLA_SCHEDULER}=true"
+    monkeypatch.setattr(runtime, "_XLA_CONFIGURED", False)
+    monkeypatch.setenv("XLA_FLAGS", theirs)
+    runtime.configure_xla(tf)
+    assert seen == []
+    assert os.environ["XLA_FLAGS"] == theirs
+
+
+@pytest.mark.parametrize("intra, said", [(0, "with one thread per core"), (3, "with 3 threads")])
+def test_the_threads_warning_says_what_tensorflow_runs_with(monkeypatch, intra, said):
+    import tensorflow as tf
+
+    from dqn.errors import ThreadsWarning
+
+    monkeypatch.setattr(runtime, "_WARNED_THREADS", False)
+    monkeypatch.setattr(tf.config.threading, "get_intra_op_parallelism_threads", lambda: intra)
+    with pytest.warns(ThreadsWarning) as caught:
+        runtime.warn_threads_fixed(2, "its learner")
+    assert f"TensorFlow was already running ({said}) when dqn asked for num_threads=2" in str(
+        caught[0].message
+    )
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
 def test_usable_cores_follows_the_affinity_mask_not_the_machine():
     """A process pinned to one CPU (as ``taskset -c 0`` pins it) may use one, whatever
@@ -411,6 +497,15 @@ def test_a_membership_line_without_a_path_is_skipped_not_an_error(tmp_path):
     over and the v2 line after it still counts (4 GB - 1 GB)."""
     membership = "garbage\n3:memory\n0::/app\n"
     assert _v2_headroom(tmp_path, membership, 4_000_000_000, 1_000_000_000, 0) == 3_000_000_000
+
+
+def test_a_cgroup_path_may_hold_a_colon(tmp_path):
+    """Only the first two colons of "id:controllers:path" separate fields: /app:x is one
+    folder (4 GB - 1 GB)."""
+    (tmp_path / "cgroup").write_text("0::/app:x\n")
+    v2 = ("memory.max", 4_000_000_000, "memory.current", 1_000_000_000, "inactive_file", 0)
+    _cgroup(tmp_path / "app:x", *v2)
+    assert runtime.cgroup_memory_headroom(tmp_path, tmp_path / "cgroup") == 3_000_000_000
 
 
 def test_inactive_cache_above_the_usage_counts_as_no_usage_not_extra_room(tmp_path):
