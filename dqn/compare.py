@@ -436,7 +436,13 @@ def _train_tasks(tasks, run_tasks, rows: dict, steps: dict[str, int], progress: 
             unit_scale=True,
         )
 
+    ended: set[str] = set()
+
     def on_steps(task_name: str, n: int) -> None:
+        # A worker's queue may deliver a task's last steps after its result: the result has
+        # counted them, and the bar went past its total.
+        if task_name in ended:
+            return
         counted[task_name] = counted.get(task_name, 0) + n
         bar.update(n)
 
@@ -445,6 +451,7 @@ def _train_tasks(tasks, run_tasks, rows: dict, steps: dict[str, int], progress: 
     stopped: list[TaskInterrupted] = []  # tasks a signal stopped before they finished
     try:
         for task_name, result in run_tasks(tasks, on_steps if bar else None) if tasks else ():
+            ended.add(task_name)
             if isinstance(result, TaskFailed | TaskInterrupted):
                 if isinstance(result, TaskFailed):
                     failed.append((runs_of[task_name], result))

@@ -710,6 +710,7 @@ def test_a_rerun_s_bar_starts_from_the_steps_its_checkpoints_hold_and_ends_at_th
     def run_tasks(tasks, on_steps):
         on_steps("population-abc", 250)  # the chunk reports only what it trains now
         yield "population-abc", [("l2-seed0", {}), ("l2-seed1", {})]
+        on_steps("population-abc", 100)  # its last report, after its result: counted there
         yield "l2-seed2", {}
         yield "fresh", [("l2-seed9", {})]
 
