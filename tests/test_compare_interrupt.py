@@ -583,7 +583,9 @@ def _signals_itself(n: int) -> str:
 def _stops_the_study(n: int) -> str:
     if n == 0:
         os.kill(os.getppid(), signal.SIGTERM)  # `kill STUDY_PID` while this task runs
-    time.sleep(0.5)
+        # Longer than the study's wait of 0.5 s for a result: it cancels the tasks waiting
+        # before this one ends and the pool takes the next (a race at 0.5 s).
+        time.sleep(3)
     return f"ran {n}"
 
 
