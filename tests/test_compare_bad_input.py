@@ -993,4 +993,7 @@ def test_train_population_names_members_that_are_no_list(tmp_path):
         train_population(BASE, members, out_dir=tmp_path / "p", run_dirs=folders, progress=False)
     with pytest.raises(ConfigError, match="2 members need a list of 2 run folders$"):
         train_population(BASE, members, out_dir=tmp_path / "p", run_dirs=["a"], progress=False)
+    # A string is a sequence of 2 characters: not two folders named "x" and "y".
+    with pytest.raises(ConfigError, match="2 members need a list of 2 run folders, got str"):
+        train_population(BASE, members, out_dir=tmp_path / "p", run_dirs="xy", progress=False)
     assert list(tmp_path.iterdir()) == []

@@ -143,6 +143,9 @@ def test_a_diverging_member_is_stopped_and_the_others_go_on(tmp_path):
     assert both[0].diverged and "diverged at env step" in both[0].diverged
     summary = json.loads((both[0].run_dir / "summary.json").read_text())
     assert summary["diverged"] == both[0].diverged and summary["env_steps"] < 3_000
+    # Stopped by the guard: not an interruption to resume, nor on_eval's stop.
+    assert (summary["interrupted"], summary["stopped_by_on_eval"]) == (False, False)
+    assert not both[0].interrupted
     assert both[1].diverged is None and both[1].summary["env_steps"] == 3_000
     assert metrics_text(both[1].run_dir) == metrics_text(alone[0].run_dir)
 
@@ -1030,3 +1033,16 @@ def test_a_members_bad_override_is_named_by_its_label(tmp_path):
     with pytest.raises(ConfigError, match=r"^member 'fast': .*learning_rate"):
         train_population(BASE, [good, bad], out_dir=tmp_path / "pop", progress=False)
     assert not (tmp_path / "pop").exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"env_step": null, "stopped": []}', '{"env_step": 5, "stopped": 5}', "[]", '{"stopped": []}'],
+)
+def test_a_step_marker_that_is_not_one_is_called_corrupt(text, tmp_path):
+    from dqn.errors import CheckpointError
+    from dqn.population_files import STEP_FILE, read_step_marker
+
+    (tmp_path / STEP_FILE).write_text(text)
+    with pytest.raises(CheckpointError, match=f"{STEP_FILE} is corrupt$"):
+        read_step_marker(tmp_path)

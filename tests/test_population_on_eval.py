@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dqn import DQNAgent
+from dqn.agent_files import list_checkpoints
 from dqn.errors import CheckpointError, InputError
 from dqn.loop import resume
 from dqn.population import Member, resume_population, train_population
@@ -118,6 +119,20 @@ def test_a_population_resumed_keeps_a_member_stopped_between_two_of_its_markers(
     assert a.summary["env_steps"] == 1500 and a.summary["stopped_by_on_eval"] is True
     assert a.history[-1]["env_step"] == 1500  # read back from its metrics.csv
     assert metrics_text(b.run_dir) == metrics_text(plain[1].run_dir)
+    # a's stop checkpoint (past the marker the resume started from) is kept: it resumes a alone.
+    assert sorted(c.name for c in list_checkpoints(a.run_dir)) == [
+        "step-000001000",
+        "step-000001500",
+    ]
+
+
+def test_a_population_one_member_of_which_was_stopped_and_the_other_finished_is_complete(
+    tmp_path,
+):
+    a, b = population(tmp_path, on_eval=stop_a_at(1500))
+    assert (a.summary["env_steps"], b.summary["env_steps"]) == (1500, 3000)
+    with pytest.raises(CheckpointError, match=r"is already complete \(3000 env steps\)"):
+        resume_population(tmp_path / "p", progress=False)
 
 
 def test_a_population_every_member_of_which_was_stopped_has_nothing_to_resume(tmp_path):
@@ -156,6 +171,7 @@ def test_a_member_refuses_observations_it_cannot_take(tmp_path):
             lambda: member.q_values(np.full(4, np.nan)),
             lambda: member.save(member.run_dir),  # a run folder is not an agent folder
             lambda: member.act(np.zeros(4), 0.5),  # DQNAgent.act's call: a TypeError it was
+            lambda: member.act(np.zeros(4), -0.5),  # not a rate either
             lambda: member.act(np.full(4, np.nan)),  # named as act's, not q_values'
         ):
             try:
@@ -169,8 +185,9 @@ def test_a_member_refuses_observations_it_cannot_take(tmp_path):
     assert "NaN or inf" in errors[1]
     assert "cannot save the agent to" in errors[2] and "metrics.csv" in errors[2]
     assert errors[3].startswith("a population member acts greedily here (epsilon 0), got epsil")
-    assert errors[4].startswith("act got an observation with NaN or inf")
-    assert len(errors) == 10  # both members, five refusals each
+    assert errors[4].startswith("a population member acts greedily here (epsilon 0), got epsil")
+    assert errors[5].startswith("act got an observation with NaN or inf")
+    assert len(errors) == 12  # both members, six refusals each
 
 
 def test_a_tensorflow_members_view_follows_its_parameters(tmp_path):
