@@ -308,3 +308,36 @@ def test_float32s_largest_value_is_finite_in_both_of_all_finites_paths():
     assert all_finite(np.full(100, largest))  # the exact path (float64, more than 64 values)
     assert all_finite(np.full(100, -largest))
     assert not all_finite(np.r_[np.full(99, largest), np.inf])
+
+
+class NanAtResets(gym.Env):
+    """Episodes of one step; the resets with seeds 10002 and 10003 give a NaN observation."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.full(2, np.nan if seed in (10_002, 10_003) else 0.0, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+class First:
+    def act(self, obs):
+        return 0
+
+
+def test_an_evaluation_names_the_seed_of_the_episode_whose_env_returned_nan():
+    # Episode i is reset with seed + i: the third of four, 10002, is the one to reproduce.
+    from dqn.evaluation import evaluate
+
+    with pytest.raises(NonFiniteEnvError, match="reset with seed 10002: the env returned"):
+        evaluate(First(), NanAtResets(), 4, 10_000)
+    # Side by side, two at a time: the second wave's first episode, named once (its neighbour,
+    # 10003, returned a NaN at the same step: the first is the one evaluate names too).
+    [error] = evaluate_members(
+        lambda obs: np.zeros((*obs.shape[:-1], 2)), [[NanAtResets(), NanAtResets()]], 4, 10_000
+    )
+    assert isinstance(error, NonFiniteEnvError) and "reset with seed 10002:" in str(error)

@@ -104,6 +104,18 @@ def test_an_epsilon_greedy_evaluation_explores_at_epsilon_from_its_own_seeded_ge
     assert policy.calls == 0  # every action random
 
 
+def test_an_epsilon_greedy_evaluation_leaves_the_agents_own_generator_as_it_was():
+    from dqn import DQNAgent, DQNConfig
+
+    env = gym.make("CartPole-v1")
+    config = DQNConfig(hidden_sizes=(8,), learner="numpy")
+    agent = DQNAgent(env.observation_space, env.action_space, config)
+    state = agent.rng.bit_generator.state
+    first = evaluate(agent, env, 3, 5, epsilon=0.5)
+    assert agent.rng.bit_generator.state == state  # training's exploration goes on unchanged
+    assert evaluate(agent, env, 3, 5, epsilon=0.5) == first
+
+
 def test_numpy_integers_are_taken_as_seeds_and_episode_counts():
     # A seed from np.arange passed the range checks, then gymnasium's reset refused it.
     policy = Greedy(linear_q(np.ones((4, 2))))

@@ -474,6 +474,10 @@ def test_an_out_that_links_to_an_empty_folder_is_written_through_the_link(tmp_pa
     (tmp_path / "current").symlink_to(tmp_path / "v3")
     assert main([str(agent_dir), "--out", str(tmp_path / "current")]) == 0, capsys.readouterr()
     assert (tmp_path / "current").is_symlink() and (tmp_path / "v3" / "saved_model.pb").is_file()
+    (tmp_path / "v4").mkdir()  # the same from Python
+    (tmp_path / "latest").symlink_to(tmp_path / "v4")
+    assert export_policy(agent_dir, tmp_path / "latest") == tmp_path / "v4"
+    assert (tmp_path / "v4" / "saved_model.pb").is_file()
 
 
 def test_a_mount_point_out_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):

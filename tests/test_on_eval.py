@@ -141,6 +141,17 @@ def test_a_run_killed_before_its_config_yaml_is_not_sent_to_resume(tmp_path):
     with pytest.raises(ConfigError, match="is not empty: give a new folder") as refused:
         check_new_folder(project)
     assert "delete it" not in str(refused.value)
+    # A population with its step marker has a checkpoint: named to resume, not to delete.
+    from dqn.population_files import POPULATION_FILE, STEP_FILE
+
+    population = tmp_path / "population"
+    population.mkdir()
+    for name in (POPULATION_FILE, STEP_FILE):
+        (population / name).write_text("{}")
+    with pytest.raises(ConfigError, match="is not empty: give a new folder") as refused:
+        check_new_folder(population, resume="dqn.population.resume_population(folder)")
+    assert "delete it" not in str(refused.value)
+    assert "resume_population(folder)" in str(refused.value)
 
 
 def test_an_error_in_on_eval_keeps_the_run_at_a_checkpoint_that_resumes_it_exactly(plain, tmp_path):

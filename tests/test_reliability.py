@@ -965,3 +965,28 @@ def test_a_prune_removes_the_folder_a_killed_replace_left_aside(tmp_path):
         (folder / name / "replay.npz").write_bytes(b"x")
     prune_checkpoints(tmp_path, keep=3)
     assert sorted(p.name for p in folder.iterdir()) == ["step-000000200"]
+
+
+def test_a_checkpoint_set_aside_again_replaces_the_one_set_aside_before(tmp_path):
+    from dqn.checkpoint import set_aside_one
+
+    for content in ("first", "second"):
+        (tmp_path / "step-000000600").mkdir()
+        (tmp_path / "step-000000600" / "loop.json").write_text(content)
+        target = set_aside_one(tmp_path / "step-000000600")
+    assert target.name == "corrupt-step-000000600"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt-step-000000600"]
+    assert (target / "loop.json").read_text() == "second"
+
+
+def test_a_file_and_a_folder_named_near_the_filesystems_limit_are_written_whole(tmp_path):
+    # Their temporary names beside them must fit in 255 bytes too (a name of 250 is allowed).
+    from dqn.io import atomic_write_text, write_dir_atomically
+
+    name = "r" * 250
+    atomic_write_text(tmp_path / name, "text")
+    assert (tmp_path / name).read_text() == "text"
+    folder = tmp_path / "d" / ("é" * 125)  # 250 bytes of UTF-8: cut whole, not mid-character
+    (tmp_path / "d").mkdir()
+    write_dir_atomically(folder, lambda tmp: (tmp / "a.txt").write_text("a"))
+    assert (folder / "a.txt").read_text() == "a"
