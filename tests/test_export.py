@@ -557,3 +557,7 @@ def test_a_row_with_one_nan_or_inf_gets_nan_q_values_and_action_0_in_process():
     q = module.q_values(obs)["q_values"].numpy()
     assert np.isnan(q[:3]).all() and np.isfinite(q[3]).all()
     assert module.action(obs)["action"].numpy().tolist() == [0, 0, 0, 2]
+    # float32's largest value is finite: a row holding it is served as agent.q_values serves it.
+    largest = np.array([[np.finfo(np.float32).max, 0.0, 0.0, 0.0]], np.float32)
+    q = module.q_values(largest)["q_values"].numpy()
+    np.testing.assert_array_equal(q[0], agent.q_values(largest[0]))

@@ -990,3 +990,20 @@ def test_a_file_and_a_folder_named_near_the_filesystems_limit_are_written_whole(
     (tmp_path / "d").mkdir()
     write_dir_atomically(folder, lambda tmp: (tmp / "a.txt").write_text("a"))
     assert (folder / "a.txt").read_text() == "a"
+
+
+def test_a_runs_default_folder_names_its_env_loss_and_seed_in_one_folder_name(tmp_path):
+    # An env id of a module's own (module:EnvId) or a namespace (ALE/Pong-v5) is one folder.
+    import re
+
+    from dqn.checkpoint import make_run_dir
+    from dqn.config import DQNConfig
+
+    for env_id, shown in (
+        ("mypkg.envs:Corridor-v0", "mypkg.envs_Corridor-v0"),
+        ("A/B-v5", "A_B-v5"),
+    ):
+        config = DQNConfig(output_dir=str(tmp_path), loss="l2", seed=7).replace(env_id=env_id)
+        run = make_run_dir(config)
+        assert run.parent == tmp_path and run.is_dir()
+        assert re.fullmatch(rf"{re.escape(shown)}-l2-seed7-\d{{8}}-\d{{6}}-\d{{6}}", run.name)
