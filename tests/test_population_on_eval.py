@@ -131,6 +131,10 @@ def test_a_population_one_member_of_which_was_stopped_and_the_other_finished_is_
 ):
     a, b = population(tmp_path, on_eval=stop_a_at(1500))
     assert (a.summary["env_steps"], b.summary["env_steps"]) == (1500, 3000)
+    # How many members trained together, the stopped one's too; and each member's own seed.
+    assert a.summary["population_members"] == b.summary["population_members"] == 2
+    written = json.loads((tmp_path / "p" / "population.json").read_text())
+    assert [m["seed"] for m in written["members"]] == [m.seed for m in MEMBERS]
     with pytest.raises(CheckpointError, match=r"is already complete \(3000 env steps\)"):
         resume_population(tmp_path / "p", progress=False)
 

@@ -39,6 +39,17 @@ def test_a_tilde_in_a_python_call_s_path_is_the_home_folder(home):
     assert list(Path.cwd().iterdir()) == []
 
 
+@pytest.mark.parametrize("kind", [list, tuple])
+def test_a_populations_run_folders_under_a_tilde_are_in_the_home_folder(home, kind):
+    from dqn.population import train_population
+
+    config = DQNConfig(**TINY_RUN, learner="numpy").replace(total_env_steps=200)
+    run_dirs = kind(["~/ra", "~/rb"])
+    train_population(config, [({}, 0), ({}, 1)], out_dir="~/p", run_dirs=run_dirs, progress=False)
+    assert (home / "ra" / "config.yaml").is_file() and (home / "rb" / "config.yaml").is_file()
+    assert list(Path.cwd().iterdir()) == []
+
+
 def test_user_path_leaves_what_is_no_path_to_its_caller():
     assert user_path(None, "run_dir") is None
     assert user_path(3, "run_dir") == 3
