@@ -139,6 +139,30 @@ def test_a_population_one_member_of_which_was_stopped_and_the_other_finished_is_
         resume_population(tmp_path / "p", progress=False)
 
 
+def test_a_population_stopped_before_its_first_marker_has_no_checkpoint_to_resume(
+    tmp_path, monkeypatch
+):
+    """Member a stops at 500 (its own checkpoint); a full disk ends the population at its first
+    marker (1,000): the population has no step to resume from, and says so, rather than sending
+    the user to continue each member alone from a marker of step 0 it never wrote."""
+    from dqn.population_loop import PopulationLoop
+
+    write_marker = PopulationLoop._write_marker
+
+    def full_disk(self, step):
+        if step == 1000:
+            raise OSError(28, "No space left on device")
+        write_marker(self, step)
+
+    monkeypatch.setattr(PopulationLoop, "_write_marker", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        population(tmp_path, on_eval=stop_a_at(500))
+    monkeypatch.undo()
+    assert not (tmp_path / "p" / "population-step.json").exists()
+    with pytest.raises(CheckpointError, match="has no checkpoint yet"):
+        resume_population(tmp_path / "p", progress=False)
+
+
 def test_a_population_every_member_of_which_was_stopped_has_nothing_to_resume(tmp_path):
     results = population(tmp_path, on_eval=lambda row, member: row["env_step"] < 1500)
     assert [r.summary["env_steps"] for r in results] == [1500, 1500]
