@@ -163,6 +163,11 @@ def test_a_population_stopped_before_its_first_marker_has_no_checkpoint_to_resum
         resume_population(tmp_path / "p", progress=False)
 
 
+def test_a_member_stopped_by_on_eval_keeps_only_its_newest_checkpoints(tmp_path):
+    a, _ = population(tmp_path, on_eval=stop_a_at(1500), config=CONFIG.replace(keep_checkpoints=1))
+    assert [c.name for c in list_checkpoints(a.run_dir)] == ["step-000001500"]
+
+
 def test_a_population_every_member_of_which_was_stopped_has_nothing_to_resume(tmp_path):
     results = population(tmp_path, on_eval=lambda row, member: row["env_step"] < 1500)
     assert [r.summary["env_steps"] for r in results] == [1500, 1500]
