@@ -656,3 +656,18 @@ def test_a_running_task_reports_its_steps_and_every_one_arrives(tmp_path):
     [(name, saw)] = run_local(_reports_steps, jobs, workers=1, on_steps=on_steps)
     assert saw is True  # the study had its steps while it ran, not only once it ended
     assert got == [("t", 250)] * 8
+
+
+def test_a_rerun_trains_again_a_run_killed_before_its_first_checkpoint(tmp_path, monkeypatch):
+    # Only config.yaml is left: nothing to resume and nothing to keep, so it starts afresh.
+    import dqn.loop
+    from dqn.study_runs import _train_or_resume
+
+    config = study_config(SHORT)
+    run = tmp_path / "runs" / "huber-seed0" / "run"
+    run.mkdir(parents=True)
+    config.to_yaml(run / "config.yaml")
+    trained = []
+    monkeypatch.setattr(dqn.loop, "train_study_run", lambda c, d: trained.append(d) or "trained")
+    assert _train_or_resume(config, run) == "trained"
+    assert trained == [run] and not run.exists()  # the partial folder went before training
