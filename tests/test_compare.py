@@ -249,6 +249,114 @@ def test_an_evaluated_run_without_its_metrics_file_is_named_when_the_figures_lea
         load_curves(tmp_path, [rows[0], never])
 
 
+# Three runs of variant "a", one value a run at every evaluation; seed 0 diverged after two of
+# the four. Per run: (eval returns, zero-grad, td p50, p90, p99, dead, saturated fractions).
+FIGURE_RUNS = {
+    0: ([0.0, 0.0], 0.0, 1.0, 2.0, 3.0, 0.0, 0.0),
+    1: ([10.0, 20.0, 30.0, 40.0], 0.1, 2.0, 4.0, 6.0, 0.1, 0.2),
+    2: ([30.0, 40.0, 50.0, 60.0], 0.5, 10.0, 20.0, 30.0, 0.5, 0.7),
+}
+FIGURE_COLUMNS = [
+    "zero_grad_fraction",
+    "td_error_abs_p50",
+    "td_error_abs_p90",
+    "td_error_abs_p99",
+    "dead_fraction/hidden_0",
+    "saturated_fraction/hidden_1",
+]
+
+
+def drawn_figures(tmp_path, monkeypatch) -> dict:
+    """{figure: (y scale, y axis bottom, {line label: (x, y)})} of plot_all over FIGURE_RUNS,
+    the diverged run listed first."""
+    import matplotlib.pyplot as plt
+
+    import dqn.report as report
+
+    rows = []
+    for seed, (returns, *values) in FIGURE_RUNS.items():
+        run = tmp_path / "runs" / f"a-seed{seed}" / "run"
+        run.mkdir(parents=True)
+        lines = ["env_step,eval_return_mean," + ",".join(FIGURE_COLUMNS)]
+        lines += [
+            f"{1000 * (k + 1)},{r}," + ",".join(map(str, values)) for k, r in enumerate(returns)
+        ]
+        (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+        stopped = 2000 if len(returns) < 4 else None
+        rows.append(result_row(variant="a", seed=seed, diverged_at_env_step=stopped))
+    figures = {}
+
+    def record(fig, path):
+        (ax,) = fig.axes
+        lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.lines}
+        figures[path.name] = (ax.get_yscale(), ax.get_ylim()[0], lines)
+        plt.close(fig)
+        return path
+
+    monkeypatch.setattr(report, "_save", record)
+    report.plot_all(tmp_path, rows)
+    return figures
+
+
+STEPS = [1000, 2000, 3000, 4000]
+LABEL = "a (2 of 3 runs at the end)"
+
+
+def test_runs_of_different_lengths_are_drawn_on_the_longest_run_s_steps(tmp_path, monkeypatch):
+    # The run listed first diverged early: its steps were taken for all (a ValueError).
+    figures = drawn_figures(tmp_path, monkeypatch)
+    assert set(figures) == {
+        "learning_curves.png",
+        "zero_grad_fraction.png",
+        "td_error_quantiles.png",
+        "dead_units.png",
+    }
+    x, _ = figures["zero_grad_fraction.png"][2][LABEL]
+    assert x == STEPS
+
+
+def test_the_learning_curve_goes_on_past_the_last_evaluation_of_a_diverged_run(
+    tmp_path, monkeypatch
+):
+    # Past 2000 the IQM is over the two runs left: with two runs, their mean.
+    x, y = drawn_figures(tmp_path, monkeypatch)["learning_curves.png"][2][LABEL]
+    assert x == STEPS
+    assert y[2:] == pytest.approx([(30 + 50) / 2, (40 + 60) / 2])
+    assert y[0] == pytest.approx((0 + 10 + 30) / 3)  # three runs: nothing trimmed
+
+
+def test_the_zero_grad_and_td_error_figures_draw_the_median_over_seeds(tmp_path, monkeypatch):
+    figures = drawn_figures(tmp_path, monkeypatch)
+    # Seeds 0.0, 0.1, 0.5 at the first two evaluations (median 0.1, mean 0.2); then 0.1, 0.5.
+    _, zero = figures["zero_grad_fraction.png"][2][LABEL]
+    assert zero == pytest.approx([0.1, 0.1, 0.3, 0.3])
+    _, p50 = figures["td_error_quantiles.png"][2][f"{LABEL} p50"]
+    assert p50 == pytest.approx([2.0, 2.0, 6.0, 6.0])  # 1, 2, 10: mean 13/3
+    _, p99 = figures["td_error_quantiles.png"][2][f"{LABEL} p99"]
+    assert p99 == pytest.approx([6.0, 6.0, 18.0, 18.0])
+
+
+def test_the_dead_units_figure_draws_the_mean_over_seeds_of_dead_and_saturated_units(
+    tmp_path, monkeypatch
+):
+    lines = drawn_figures(tmp_path, monkeypatch)["dead_units.png"][2]
+    assert set(lines) == {f"{LABEL} dead_fraction/hidden_0", f"{LABEL} saturated_fraction/hidden_1"}
+    # Seeds 0.0, 0.1, 0.5 (mean 0.2, median 0.1); then 0.1, 0.5.
+    assert lines[f"{LABEL} dead_fraction/hidden_0"][1] == pytest.approx([0.2, 0.2, 0.3, 0.3])
+    # Seeds 0.0, 0.2, 0.7 (mean 0.3, median 0.2); then 0.2, 0.7.
+    saturated = lines[f"{LABEL} saturated_fraction/hidden_1"][1]
+    assert saturated == pytest.approx([0.3, 0.3, 0.45, 0.45])
+
+
+def test_td_errors_are_drawn_on_a_log_scale_and_fractions_on_a_linear_one_from_zero(
+    tmp_path, monkeypatch
+):
+    figures = drawn_figures(tmp_path, monkeypatch)
+    assert figures["td_error_quantiles.png"][0] == "log"  # spans orders of magnitude
+    for name in ("zero_grad_fraction.png", "dead_units.png"):
+        assert figures[name][:2] == ("linear", 0.0)
+
+
 def test_a_diagnostics_series_without_values_is_left_out_and_one_value_is_a_marker():
     # diagnostics: false (all NaN) was a legend entry with no line; one evaluation, a line of
     # no length.
@@ -554,6 +662,7 @@ def test_a_curve_that_ends_with_fewer_runs_than_its_variant_has_says_so():
 
     assert curve_label("clipped_delta", 25, 30) == "clipped_delta (25 of 30 runs at the end)"
     assert curve_label("huber", 30, 30) == "huber"
+    assert curve_label("a", 2, 3) == "a (2 of 3 runs at the end)"  # one run short is said too
 
 
 def test_a_variant_shorter_than_the_others_is_not_said_to_have_lost_its_runs():
