@@ -817,6 +817,23 @@ def test_a_population_chunk_that_fails_names_every_run_in_it(tmp_path, monkeypat
     assert not (tmp_path / "results.json").exists()
 
 
+def test_a_run_that_failed_is_reported_even_when_the_study_was_stopped_too():
+    # A Ctrl-C after a crash: "interrupted, rerun" alone hid the crash a rerun would meet again.
+    import signal
+
+    from dqn.study_runs import TaskInterrupted, _run_worker
+
+    tasks = [(n, _run_worker, ({}, "l2", "/x")) for n in ("l2-seed0", "l2-seed1")]
+
+    def run_tasks(tasks, on_steps):
+        yield "l2-seed0", TaskFailed("RuntimeError: boom", "/x/l2-seed0/error.txt")
+        yield "l2-seed1", TaskInterrupted(signal.SIGINT)
+
+    steps = {"l2-seed0": 300, "l2-seed1": 300}
+    with pytest.raises(WorkerError, match=r"^1 run failed \(l2-seed0\): RuntimeError: boom"):
+        compare._train_tasks(tasks, run_tasks, {}, steps, progress=False)
+
+
 def test_the_api_never_trains_over_an_earlier_run_or_population(tmp_path):
     from dqn.loop import train
 
