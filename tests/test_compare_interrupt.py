@@ -671,3 +671,21 @@ def test_a_rerun_trains_again_a_run_killed_before_its_first_checkpoint(tmp_path,
     monkeypatch.setattr(dqn.loop, "train_study_run", lambda c, d: trained.append(d) or "trained")
     assert _train_or_resume(config, run) == "trained"
     assert trained == [run] and not run.exists()  # the partial folder went before training
+
+
+def test_a_study_stopped_by_sigterm_carries_it_when_its_worker_saw_the_stop_itself():
+    # The worker's own TaskInterrupted has no signal: the study's SIGTERM (exit 143) is kept,
+    # where SIGINT (130) is only the default for a stop no one names.
+    from dqn.compare import _train_tasks
+    from dqn.errors import StudyInterrupted
+    from dqn.study_runs import TaskInterrupted, _run_worker, _stopped
+
+    tasks = [("l2-seed0", _run_worker, ({}, "l2", "/nonexistent"))]
+
+    def run_tasks(tasks, on_steps):  # as the local backend does once SIGTERM stopped the study
+        for name, _, _ in tasks:
+            yield name, _stopped(signal.SIGTERM, TaskInterrupted())
+
+    with pytest.raises(StudyInterrupted) as stopped:
+        _train_tasks(tasks, run_tasks, {}, {"l2-seed0": 300}, progress=False)
+    assert stopped.value.signum == signal.SIGTERM
