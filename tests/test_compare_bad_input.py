@@ -142,6 +142,18 @@ def test_a_narrower_rerun_says_which_runs_its_summary_leaves_out(study, in_proce
         assert run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False) == rows
 
 
+def test_a_rerun_ignores_the_hidden_files_of_a_study_folder(study, in_process):
+    # .DS_Store (Finder's) is no foreign file, nor a hidden folder in runs/ (a deletion's
+    # leftover) a run this command left out.
+    out, rows = study
+    (out / ".DS_Store").write_text("")
+    (out / "runs" / ".huber-seed0.deleting").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False) == rows
+    assert in_process == []
+
+
 def test_exactly_the_most_seeds_a_study_takes_is_accepted(tmp_path, in_process):
     # MAX_SEEDS seeds pass the count check: the next check (a file, not a folder) is what refuses.
     (tmp_path / "afile").write_text("mine\n")
