@@ -815,6 +815,19 @@ def test_a_failed_run_is_one_line_naming_it_and_its_traceback(tmp_path, monkeypa
     assert "1 run failed (l2-seed0): RuntimeError: boom (traceback in" in lines[0]
 
 
+def test_a_rerun_that_trains_a_failed_run_to_its_end_removes_its_old_error(tmp_path, in_process):
+    # A traceback left beside a finished run's result.json says it failed. (A process's run:
+    # a population chunk's runs are trained again in folders deleted whole.)
+    entry = tmp_path / "runs" / "l2-seed0"
+    entry.mkdir(parents=True)
+    (entry / ERROR_FILE).write_text("Traceback ... MemoryError (the first attempt's)\n")
+    run_comparison(
+        BASE, [Variant.parse("l2")], [0], tmp_path, workers=1, progress=False, runner="process"
+    )
+    assert in_process == ["l2-seed0"] and (entry / "result.json").is_file()
+    assert not (entry / ERROR_FILE).exists()
+
+
 def test_a_population_chunk_that_fails_names_every_run_in_it(tmp_path, monkeypatch):
     def backend(name, workers, address):
         def run(tasks, on_steps):
