@@ -612,6 +612,45 @@ def test_a_run_stopped_before_its_first_evaluation_is_left_out_of_the_iqm_and_ra
     assert "> clipped_delta) on eval AUC: no run of either" in text and "0.50 [" not in text
 
 
+def test_a_variant_with_no_evaluated_run_ranks_below_one_whose_runs_all_have_one():
+    # Only one side has nothing to rank: not "no run of either", but P 0 (its runs rank last).
+    from dqn.report import summary_markdown
+
+    nan = float("nan")
+    none = [result_row(variant="huber", seed=s, final_eval_mean=nan, eval_auc=nan) for s in (0, 1)]
+    evaluated = [result_row(variant="clipped_delta", seed=s) for s in (0, 1)]
+    text = summary_markdown(none + evaluated, 475.0)
+    assert "P(huber > clipped_delta) on final evaluation: 0.00 [" in text
+    assert "no run of either" not in text
+
+
+def test_a_summary_row_gives_the_mean_zero_grad_fraction_and_the_median_train_seconds():
+    # One run of three far off: its mean and its median differ (0.3 and 0.1; 11 s and 2 s).
+    from dqn.report import summary_markdown
+
+    zero, seconds = [0.0, 0.1, 0.8], [1.0, 2.0, 30.0]
+    rows = [
+        result_row(seed=s, zero_grad_fraction_mean=zero[s], train_seconds=seconds[s])
+        for s in range(3)
+    ]
+    row = summary_markdown(rows, 475.0).splitlines()[2]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[7] == f"{sum(zero) / 3:.3f}" == "0.300"
+    assert cells[-1] == "2.0"
+
+
+def test_runs_that_all_tie_are_not_said_not_to_overlap():
+    # Every run of both at 500: P is 0.50 with a zero-width interval, yet the runs overlap.
+    from dqn.report import summary_markdown
+
+    rows = [
+        result_row(variant=v, seed=s, final_eval_mean=500.0) for v in ("a", "b") for s in (0, 1)
+    ]
+    text = summary_markdown(rows, 475.0)
+    assert "P(a > b) on final evaluation: 0.50 [95% CI 0.50, 0.50]\n" in text
+    assert "do not overlap" not in text
+
+
 def test_too_few_runs_for_an_interval_say_so_rather_than_a_zero_width_one():
     """One run has no bootstrap interval, and 5 or fewer have no 95% order-statistic interval
     of the median (even [min, max] covers it with 1 - 2 / 2^5 = 0.94)."""
