@@ -833,7 +833,8 @@ def test_a_rerun_s_bar_starts_from_the_steps_its_checkpoints_hold_and_ends_at_th
     chunk = tmp_path / "populations" / "abc"
     chunk.mkdir(parents=True)
     write_step_marker(chunk, 400, stopped=[])
-    (tmp_path / "l2-seed2" / STUDY_RUN / CHECKPOINTS / "step-000000700").mkdir(parents=True)
+    for step in ("000000700", "000000350"):  # the newest checkpoint is where it resumes
+        (tmp_path / "l2-seed2" / STUDY_RUN / CHECKPOINTS / f"step-{step}").mkdir(parents=True)
     tasks = [
         ("population-abc", _population_worker, (jobs[:2], str(chunk), "population-abc")),
         ("l2-seed2", _run_worker, (config, "l2", jobs[2].folder)),
