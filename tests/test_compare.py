@@ -818,6 +818,23 @@ def test_a_run_stopped_before_its_first_evaluation_is_strict_json_and_reads_back
     assert back["first_solve_env_step"] is None and back["diverged_at_env_step"] == 1200
 
 
+def test_results_keep_each_run_s_curve_and_csv_writes_no_evaluation_as_nan(tmp_path):
+    # results.json is the study's whole record (its curves, for plots of one's own); in
+    # results.csv an empty cell is "not recorded", where NaN is "stopped before an evaluation".
+    import csv
+
+    from dqn.compare import write_results
+
+    curve = [[150, 9.0], [300, 21.5]]
+    row = result_row(loss="l2", seed=0, final_eval_mean=float("nan"), curve=curve)
+    write_results([row], tmp_path)
+    (written,) = json.loads((tmp_path / "results.json").read_text())
+    assert written["curve"] == curve
+    with open(tmp_path / "results.csv", newline="") as fh:
+        (got,) = list(csv.DictReader(fh))
+    assert got["final_eval_mean"] == "nan" and got["first_solve_env_step"] == ""
+
+
 def test_a_rerun_s_bar_starts_from_the_steps_its_checkpoints_hold_and_ends_at_the_total(
     tmp_path, monkeypatch
 ):
