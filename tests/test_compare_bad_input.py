@@ -473,6 +473,9 @@ def test_more_workers_than_cores_is_said(tmp_path, in_process, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         run_comparison(BASE, TWO, [0], tmp_path / "out", workers=1, progress=False)
+        # Its 2 runs on 2 cores: the extra workers have nothing to run, nothing shares a core.
+        monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+        run_comparison(BASE, TWO, [0], tmp_path / "out", workers=5, progress=False)
 
 
 def test_a_label_or_seed_given_twice_is_refused(tmp_path, in_process):
