@@ -196,6 +196,16 @@ def test_a_run_that_ended_but_lost_its_result_is_read_back_not_trained_again(
     assert all((run / "result.json").is_file() for run in lost)
 
 
+def test_a_seed_written_as_true_is_not_read_as_seed_1():
+    # JSON's true is a Python bool, an int: a hand-edited seed of true passed for run 1's seed.
+    from dqn.study_runs import ROW_KEYS, check_result_rows
+
+    row = {k: None for k in ROW_KEYS} | {"variant": "l2", "loss": "l2", "seed": 1, "curve": []}
+    check_result_rows(Path("results.json"), [row])
+    with pytest.raises(ValueError, match=r"results.json: run 1's 'seed' is True, not an integer"):
+        check_result_rows(Path("results.json"), [{**row, "seed": True}])
+
+
 def test_a_result_that_cannot_be_read_is_named_and_read_back_from_its_run(study, in_process):
     """A result.json garbled, emptied or of another run is no row: it was a traceback (and a
     half-written report); the run is read back from its folder, as one that lost its result."""
