@@ -316,6 +316,24 @@ def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_me
     assert len(make_tasks(left, tmp_path, workers=2, runner="population")) == 3
 
 
+def test_a_chunk_that_started_gets_no_plan_beside_its_member_list(tmp_path):
+    # Its population.json says more than a plan (that its members trained together): a rerun
+    # adds nothing to the chunk's folder.
+    from dqn.population_files import write_population
+    from dqn.study_runs import STUDY_RUN, make_tasks, write_plans
+
+    jobs = huber_jobs(study_config(), tmp_path, range(2))
+    (task,) = make_tasks(jobs, tmp_path, workers=1, runner="population")
+    folder = Path(task[2][1])
+    folder.mkdir(parents=True)
+    configs = [DQNConfig.from_dict(job.config) for job in jobs]
+    members = [(job.label, c.seed) for job, c in zip(jobs, configs)]
+    write_population(folder, members, [Path(job.folder) / STUDY_RUN for job in jobs], configs)
+    before = files(folder)
+    write_plans([task])
+    assert files(folder) == before
+
+
 def test_a_chunk_that_cannot_resume_trains_again_whole_its_ended_member_too(tmp_path):
     # A member the guard stopped before the chunk's first common checkpoint has ended (its
     # summary says so) while the others have not: the chunk starts again whole, that member
