@@ -316,6 +316,23 @@ def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_me
     assert len(make_tasks(left, tmp_path, workers=2, runner="population")) == 3
 
 
+def test_a_chunk_is_the_same_population_only_with_the_same_run_folders(tmp_path):
+    # The same settings for runs in other folders: another population, not this one to resume.
+    from dqn.population_files import write_population
+    from dqn.study_runs import STUDY_RUN, _same_population
+
+    jobs = huber_jobs(study_config(), tmp_path, range(2))
+    configs = [DQNConfig.from_dict(job.config) for job in jobs]
+    members = [(job.label, c.seed) for job, c in zip(jobs, configs)]
+    runs = [Path(job.folder) / STUDY_RUN for job in jobs]
+    folder = tmp_path / "populations" / "chunk"
+    folder.mkdir(parents=True)
+    write_population(folder, members, runs, configs)
+    assert _same_population(folder, configs, runs)
+    moved = [tmp_path / "elsewhere" / f"r{k}" / STUDY_RUN for k in range(2)]
+    assert not _same_population(folder, configs, moved)
+
+
 def test_a_chunk_that_started_gets_no_plan_beside_its_member_list(tmp_path):
     # Its population.json says more than a plan (that its members trained together): a rerun
     # adds nothing to the chunk's folder.
