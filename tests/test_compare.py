@@ -249,6 +249,114 @@ def test_an_evaluated_run_without_its_metrics_file_is_named_when_the_figures_lea
         load_curves(tmp_path, [rows[0], never])
 
 
+# Three runs of variant "a", one value a run at every evaluation; seed 0 diverged after two of
+# the four. Per run: (eval returns, zero-grad, td p50, p90, p99, dead, saturated fractions).
+FIGURE_RUNS = {
+    0: ([0.0, 0.0], 0.0, 1.0, 2.0, 3.0, 0.0, 0.0),
+    1: ([10.0, 20.0, 30.0, 40.0], 0.1, 2.0, 4.0, 6.0, 0.1, 0.2),
+    2: ([30.0, 40.0, 50.0, 60.0], 0.5, 10.0, 20.0, 30.0, 0.5, 0.7),
+}
+FIGURE_COLUMNS = [
+    "zero_grad_fraction",
+    "td_error_abs_p50",
+    "td_error_abs_p90",
+    "td_error_abs_p99",
+    "dead_fraction/hidden_0",
+    "saturated_fraction/hidden_1",
+]
+
+
+def drawn_figures(tmp_path, monkeypatch) -> dict:
+    """{figure: (y scale, y axis bottom, {line label: (x, y)})} of plot_all over FIGURE_RUNS,
+    the diverged run listed first."""
+    import matplotlib.pyplot as plt
+
+    import dqn.report as report
+
+    rows = []
+    for seed, (returns, *values) in FIGURE_RUNS.items():
+        run = tmp_path / "runs" / f"a-seed{seed}" / "run"
+        run.mkdir(parents=True)
+        lines = ["env_step,eval_return_mean," + ",".join(FIGURE_COLUMNS)]
+        lines += [
+            f"{1000 * (k + 1)},{r}," + ",".join(map(str, values)) for k, r in enumerate(returns)
+        ]
+        (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+        stopped = 2000 if len(returns) < 4 else None
+        rows.append(result_row(variant="a", seed=seed, diverged_at_env_step=stopped))
+    figures = {}
+
+    def record(fig, path):
+        (ax,) = fig.axes
+        lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.lines}
+        figures[path.name] = (ax.get_yscale(), ax.get_ylim()[0], lines)
+        plt.close(fig)
+        return path
+
+    monkeypatch.setattr(report, "_save", record)
+    report.plot_all(tmp_path, rows)
+    return figures
+
+
+STEPS = [1000, 2000, 3000, 4000]
+LABEL = "a (2 of 3 runs at the end)"
+
+
+def test_runs_of_different_lengths_are_drawn_on_the_longest_run_s_steps(tmp_path, monkeypatch):
+    # The run listed first diverged early: its steps were taken for all (a ValueError).
+    figures = drawn_figures(tmp_path, monkeypatch)
+    assert set(figures) == {
+        "learning_curves.png",
+        "zero_grad_fraction.png",
+        "td_error_quantiles.png",
+        "dead_units.png",
+    }
+    x, _ = figures["zero_grad_fraction.png"][2][LABEL]
+    assert x == STEPS
+
+
+def test_the_learning_curve_goes_on_past_the_last_evaluation_of_a_diverged_run(
+    tmp_path, monkeypatch
+):
+    # Past 2000 the IQM is over the two runs left: with two runs, their mean.
+    x, y = drawn_figures(tmp_path, monkeypatch)["learning_curves.png"][2][LABEL]
+    assert x == STEPS
+    assert y[2:] == pytest.approx([(30 + 50) / 2, (40 + 60) / 2])
+    assert y[0] == pytest.approx((0 + 10 + 30) / 3)  # three runs: nothing trimmed
+
+
+def test_the_zero_grad_and_td_error_figures_draw_the_median_over_seeds(tmp_path, monkeypatch):
+    figures = drawn_figures(tmp_path, monkeypatch)
+    # Seeds 0.0, 0.1, 0.5 at the first two evaluations (median 0.1, mean 0.2); then 0.1, 0.5.
+    _, zero = figures["zero_grad_fraction.png"][2][LABEL]
+    assert zero == pytest.approx([0.1, 0.1, 0.3, 0.3])
+    _, p50 = figures["td_error_quantiles.png"][2][f"{LABEL} p50"]
+    assert p50 == pytest.approx([2.0, 2.0, 6.0, 6.0])  # 1, 2, 10: mean 13/3
+    _, p99 = figures["td_error_quantiles.png"][2][f"{LABEL} p99"]
+    assert p99 == pytest.approx([6.0, 6.0, 18.0, 18.0])
+
+
+def test_the_dead_units_figure_draws_the_mean_over_seeds_of_dead_and_saturated_units(
+    tmp_path, monkeypatch
+):
+    lines = drawn_figures(tmp_path, monkeypatch)["dead_units.png"][2]
+    assert set(lines) == {f"{LABEL} dead_fraction/hidden_0", f"{LABEL} saturated_fraction/hidden_1"}
+    # Seeds 0.0, 0.1, 0.5 (mean 0.2, median 0.1); then 0.1, 0.5.
+    assert lines[f"{LABEL} dead_fraction/hidden_0"][1] == pytest.approx([0.2, 0.2, 0.3, 0.3])
+    # Seeds 0.0, 0.2, 0.7 (mean 0.3, median 0.2); then 0.2, 0.7.
+    saturated = lines[f"{LABEL} saturated_fraction/hidden_1"][1]
+    assert saturated == pytest.approx([0.3, 0.3, 0.45, 0.45])
+
+
+def test_td_errors_are_drawn_on_a_log_scale_and_fractions_on_a_linear_one_from_zero(
+    tmp_path, monkeypatch
+):
+    figures = drawn_figures(tmp_path, monkeypatch)
+    assert figures["td_error_quantiles.png"][0] == "log"  # spans orders of magnitude
+    for name in ("zero_grad_fraction.png", "dead_units.png"):
+        assert figures[name][:2] == ("linear", 0.0)
+
+
 def test_a_diagnostics_series_without_values_is_left_out_and_one_value_is_a_marker():
     # diagnostics: false (all NaN) was a legend entry with no line; one evaluation, a line of
     # no length.
@@ -504,6 +612,45 @@ def test_a_run_stopped_before_its_first_evaluation_is_left_out_of_the_iqm_and_ra
     assert "> clipped_delta) on eval AUC: no run of either" in text and "0.50 [" not in text
 
 
+def test_a_variant_with_no_evaluated_run_ranks_below_one_whose_runs_all_have_one():
+    # Only one side has nothing to rank: not "no run of either", but P 0 (its runs rank last).
+    from dqn.report import summary_markdown
+
+    nan = float("nan")
+    none = [result_row(variant="huber", seed=s, final_eval_mean=nan, eval_auc=nan) for s in (0, 1)]
+    evaluated = [result_row(variant="clipped_delta", seed=s) for s in (0, 1)]
+    text = summary_markdown(none + evaluated, 475.0)
+    assert "P(huber > clipped_delta) on final evaluation: 0.00 [" in text
+    assert "no run of either" not in text
+
+
+def test_a_summary_row_gives_the_mean_zero_grad_fraction_and_the_median_train_seconds():
+    # One run of three far off: its mean and its median differ (0.3 and 0.1; 11 s and 2 s).
+    from dqn.report import summary_markdown
+
+    zero, seconds = [0.0, 0.1, 0.8], [1.0, 2.0, 30.0]
+    rows = [
+        result_row(seed=s, zero_grad_fraction_mean=zero[s], train_seconds=seconds[s])
+        for s in range(3)
+    ]
+    row = summary_markdown(rows, 475.0).splitlines()[2]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[7] == f"{sum(zero) / 3:.3f}" == "0.300"
+    assert cells[-1] == "2.0"
+
+
+def test_runs_that_all_tie_are_not_said_not_to_overlap():
+    # Every run of both at 500: P is 0.50 with a zero-width interval, yet the runs overlap.
+    from dqn.report import summary_markdown
+
+    rows = [
+        result_row(variant=v, seed=s, final_eval_mean=500.0) for v in ("a", "b") for s in (0, 1)
+    ]
+    text = summary_markdown(rows, 475.0)
+    assert "P(a > b) on final evaluation: 0.50 [95% CI 0.50, 0.50]\n" in text
+    assert "do not overlap" not in text
+
+
 def test_too_few_runs_for_an_interval_say_so_rather_than_a_zero_width_one():
     """One run has no bootstrap interval, and 5 or fewer have no 95% order-statistic interval
     of the median (even [min, max] covers it with 1 - 2 / 2^5 = 0.94)."""
@@ -554,6 +701,7 @@ def test_a_curve_that_ends_with_fewer_runs_than_its_variant_has_says_so():
 
     assert curve_label("clipped_delta", 25, 30) == "clipped_delta (25 of 30 runs at the end)"
     assert curve_label("huber", 30, 30) == "huber"
+    assert curve_label("a", 2, 3) == "a (2 of 3 runs at the end)"  # one run short is said too
 
 
 def test_a_variant_shorter_than_the_others_is_not_said_to_have_lost_its_runs():
@@ -670,6 +818,23 @@ def test_a_run_stopped_before_its_first_evaluation_is_strict_json_and_reads_back
     assert back["first_solve_env_step"] is None and back["diverged_at_env_step"] == 1200
 
 
+def test_results_keep_each_run_s_curve_and_csv_writes_no_evaluation_as_nan(tmp_path):
+    # results.json is the study's whole record (its curves, for plots of one's own); in
+    # results.csv an empty cell is "not recorded", where NaN is "stopped before an evaluation".
+    import csv
+
+    from dqn.compare import write_results
+
+    curve = [[150, 9.0], [300, 21.5]]
+    row = result_row(loss="l2", seed=0, final_eval_mean=float("nan"), curve=curve)
+    write_results([row], tmp_path)
+    (written,) = json.loads((tmp_path / "results.json").read_text())
+    assert written["curve"] == curve
+    with open(tmp_path / "results.csv", newline="") as fh:
+        (got,) = list(csv.DictReader(fh))
+    assert got["final_eval_mean"] == "nan" and got["first_solve_env_step"] == ""
+
+
 def test_a_rerun_s_bar_starts_from_the_steps_its_checkpoints_hold_and_ends_at_the_total(
     tmp_path, monkeypatch
 ):
@@ -685,7 +850,8 @@ def test_a_rerun_s_bar_starts_from_the_steps_its_checkpoints_hold_and_ends_at_th
     chunk = tmp_path / "populations" / "abc"
     chunk.mkdir(parents=True)
     write_step_marker(chunk, 400, stopped=[])
-    (tmp_path / "l2-seed2" / STUDY_RUN / CHECKPOINTS / "step-000000700").mkdir(parents=True)
+    for step in ("000000700", "000000350"):  # the newest checkpoint is where it resumes
+        (tmp_path / "l2-seed2" / STUDY_RUN / CHECKPOINTS / f"step-{step}").mkdir(parents=True)
     tasks = [
         ("population-abc", _population_worker, (jobs[:2], str(chunk), "population-abc")),
         ("l2-seed2", _run_worker, (config, "l2", jobs[2].folder)),

@@ -142,6 +142,18 @@ def test_a_narrower_rerun_says_which_runs_its_summary_leaves_out(study, in_proce
         assert run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False) == rows
 
 
+def test_a_rerun_ignores_the_hidden_files_of_a_study_folder(study, in_process):
+    # .DS_Store (Finder's) is no foreign file, nor a hidden folder in runs/ (a deletion's
+    # leftover) a run this command left out.
+    out, rows = study
+    (out / ".DS_Store").write_text("")
+    (out / "runs" / ".huber-seed0.deleting").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False) == rows
+    assert in_process == []
+
+
 def test_exactly_the_most_seeds_a_study_takes_is_accepted(tmp_path, in_process):
     # MAX_SEEDS seeds pass the count check: the next check (a file, not a folder) is what refuses.
     (tmp_path / "afile").write_text("mine\n")
@@ -182,6 +194,16 @@ def test_a_run_that_ended_but_lost_its_result_is_read_back_not_trained_again(
     trained = {k for k in after if before.get(k) != after[k] and "/run/" in k}
     assert trained == set(), trained  # no run folder was touched (config.yaml, metrics.csv...)
     assert all((run / "result.json").is_file() for run in lost)
+
+
+def test_a_seed_written_as_true_is_not_read_as_seed_1():
+    # JSON's true is a Python bool, an int: a hand-edited seed of true passed for run 1's seed.
+    from dqn.study_runs import ROW_KEYS, check_result_rows
+
+    row = {k: None for k in ROW_KEYS} | {"variant": "l2", "loss": "l2", "seed": 1, "curve": []}
+    check_result_rows(Path("results.json"), [row])
+    with pytest.raises(ValueError, match=r"results.json: run 1's 'seed' is True, not an integer"):
+        check_result_rows(Path("results.json"), [{**row, "seed": True}])
 
 
 def test_a_result_that_cannot_be_read_is_named_and_read_back_from_its_run(study, in_process):
@@ -461,6 +483,9 @@ def test_more_workers_than_cores_is_said(tmp_path, in_process, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         run_comparison(BASE, TWO, [0], tmp_path / "out", workers=1, progress=False)
+        # Its 2 runs on 2 cores: the extra workers have nothing to run, nothing shares a core.
+        monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+        run_comparison(BASE, TWO, [0], tmp_path / "out", workers=5, progress=False)
 
 
 def test_a_label_or_seed_given_twice_is_refused(tmp_path, in_process):
@@ -803,6 +828,19 @@ def test_a_failed_run_is_one_line_naming_it_and_its_traceback(tmp_path, monkeypa
     assert "1 run failed (l2-seed0): RuntimeError: boom (traceback in" in lines[0]
 
 
+def test_a_rerun_that_trains_a_failed_run_to_its_end_removes_its_old_error(tmp_path, in_process):
+    # A traceback left beside a finished run's result.json says it failed. (A process's run:
+    # a population chunk's runs are trained again in folders deleted whole.)
+    entry = tmp_path / "runs" / "l2-seed0"
+    entry.mkdir(parents=True)
+    (entry / ERROR_FILE).write_text("Traceback ... MemoryError (the first attempt's)\n")
+    run_comparison(
+        BASE, [Variant.parse("l2")], [0], tmp_path, workers=1, progress=False, runner="process"
+    )
+    assert in_process == ["l2-seed0"] and (entry / "result.json").is_file()
+    assert not (entry / ERROR_FILE).exists()
+
+
 def test_a_population_chunk_that_fails_names_every_run_in_it(tmp_path, monkeypatch):
     def backend(name, workers, address):
         def run(tasks, on_steps):
@@ -815,6 +853,23 @@ def test_a_population_chunk_that_fails_names_every_run_in_it(tmp_path, monkeypat
     with pytest.raises(WorkerError, match=r"^2 runs failed \(l2-seed0, huber-seed0\): Runtime"):
         run_comparison(BASE, TWO, [0], tmp_path, workers=1, progress=False)
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_run_that_failed_is_reported_even_when_the_study_was_stopped_too():
+    # A Ctrl-C after a crash: "interrupted, rerun" alone hid the crash a rerun would meet again.
+    import signal
+
+    from dqn.study_runs import TaskInterrupted, _run_worker
+
+    tasks = [(n, _run_worker, ({}, "l2", "/x")) for n in ("l2-seed0", "l2-seed1")]
+
+    def run_tasks(tasks, on_steps):
+        yield "l2-seed0", TaskFailed("RuntimeError: boom", "/x/l2-seed0/error.txt")
+        yield "l2-seed1", TaskInterrupted(signal.SIGINT)
+
+    steps = {"l2-seed0": 300, "l2-seed1": 300}
+    with pytest.raises(WorkerError, match=r"^1 run failed \(l2-seed0\): RuntimeError: boom"):
+        compare._train_tasks(tasks, run_tasks, {}, steps, progress=False)
 
 
 def test_the_api_never_trains_over_an_earlier_run_or_population(tmp_path):

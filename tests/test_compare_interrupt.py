@@ -316,6 +316,41 @@ def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_me
     assert len(make_tasks(left, tmp_path, workers=2, runner="population")) == 3
 
 
+def test_a_chunk_is_the_same_population_only_with_the_same_run_folders(tmp_path):
+    # The same settings for runs in other folders: another population, not this one to resume.
+    from dqn.population_files import write_population
+    from dqn.study_runs import STUDY_RUN, _same_population
+
+    jobs = huber_jobs(study_config(), tmp_path, range(2))
+    configs = [DQNConfig.from_dict(job.config) for job in jobs]
+    members = [(job.label, c.seed) for job, c in zip(jobs, configs)]
+    runs = [Path(job.folder) / STUDY_RUN for job in jobs]
+    folder = tmp_path / "populations" / "chunk"
+    folder.mkdir(parents=True)
+    write_population(folder, members, runs, configs)
+    assert _same_population(folder, configs, runs)
+    moved = [tmp_path / "elsewhere" / f"r{k}" / STUDY_RUN for k in range(2)]
+    assert not _same_population(folder, configs, moved)
+
+
+def test_a_chunk_that_started_gets_no_plan_beside_its_member_list(tmp_path):
+    # Its population.json says more than a plan (that its members trained together): a rerun
+    # adds nothing to the chunk's folder.
+    from dqn.population_files import write_population
+    from dqn.study_runs import STUDY_RUN, make_tasks, write_plans
+
+    jobs = huber_jobs(study_config(), tmp_path, range(2))
+    (task,) = make_tasks(jobs, tmp_path, workers=1, runner="population")
+    folder = Path(task[2][1])
+    folder.mkdir(parents=True)
+    configs = [DQNConfig.from_dict(job.config) for job in jobs]
+    members = [(job.label, c.seed) for job, c in zip(jobs, configs)]
+    write_population(folder, members, [Path(job.folder) / STUDY_RUN for job in jobs], configs)
+    before = files(folder)
+    write_plans([task])
+    assert files(folder) == before
+
+
 def test_a_chunk_that_cannot_resume_trains_again_whole_its_ended_member_too(tmp_path):
     # A member the guard stopped before the chunk's first common checkpoint has ended (its
     # summary says so) while the others have not: the chunk starts again whole, that member
@@ -656,3 +691,36 @@ def test_a_running_task_reports_its_steps_and_every_one_arrives(tmp_path):
     [(name, saw)] = run_local(_reports_steps, jobs, workers=1, on_steps=on_steps)
     assert saw is True  # the study had its steps while it ran, not only once it ended
     assert got == [("t", 250)] * 8
+
+
+def test_a_rerun_trains_again_a_run_killed_before_its_first_checkpoint(tmp_path, monkeypatch):
+    # Only config.yaml is left: nothing to resume and nothing to keep, so it starts afresh.
+    import dqn.loop
+    from dqn.study_runs import _train_or_resume
+
+    config = study_config(SHORT)
+    run = tmp_path / "runs" / "huber-seed0" / "run"
+    run.mkdir(parents=True)
+    config.to_yaml(run / "config.yaml")
+    trained = []
+    monkeypatch.setattr(dqn.loop, "train_study_run", lambda c, d: trained.append(d) or "trained")
+    assert _train_or_resume(config, run) == "trained"
+    assert trained == [run] and not run.exists()  # the partial folder went before training
+
+
+def test_a_study_stopped_by_sigterm_carries_it_when_its_worker_saw_the_stop_itself():
+    # The worker's own TaskInterrupted has no signal: the study's SIGTERM (exit 143) is kept,
+    # where SIGINT (130) is only the default for a stop no one names.
+    from dqn.compare import _train_tasks
+    from dqn.errors import StudyInterrupted
+    from dqn.study_runs import TaskInterrupted, _run_worker, _stopped
+
+    tasks = [("l2-seed0", _run_worker, ({}, "l2", "/nonexistent"))]
+
+    def run_tasks(tasks, on_steps):  # as the local backend does once SIGTERM stopped the study
+        for name, _, _ in tasks:
+            yield name, _stopped(signal.SIGTERM, TaskInterrupted())
+
+    with pytest.raises(StudyInterrupted) as stopped:
+        _train_tasks(tasks, run_tasks, {}, {"l2-seed0": 300}, progress=False)
+    assert stopped.value.signum == signal.SIGTERM

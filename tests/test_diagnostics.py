@@ -145,3 +145,18 @@ def test_agent_after_agent_probes_without_a_retracing_warning():
     finally:
         logger.removeHandler(handler)
     assert [r.getMessage() for r in records if "retracing" in r.getMessage()] == []
+
+
+def test_the_diagnostics_columns_are_the_gradient_norms_then_the_unit_fractions():
+    # metrics.csv's header order: every layer's gradient norm, then each hidden layer's units.
+    from dqn.diagnostics import diagnostic_names
+
+    names = diagnostic_names(["dense_0", "dense_1", "q"], ["relu", "tanh", "linear"])
+    assert names == [
+        "grad_norm/dense_0",
+        "grad_norm/dense_1",
+        "grad_norm/q",
+        "dead_fraction/hidden_0",
+        "saturated_fraction/hidden_1",
+    ]
+    assert diagnostic_names(["q"], None) == ["grad_norm/q"]  # activations not known: no units

@@ -199,3 +199,22 @@ def test_ks_pvalue_counts_a_value_both_samples_hold_as_a_tie():
     x, y = np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0, 4.0, 5.0])
     # Of the 56 ways to split the 8 runs 3 / 5, 40 give a KS statistic >= the observed 0.4.
     assert ks_pvalue(x, y) == pytest.approx(40 / 56)
+
+
+def test_mwu_pvalue_of_samples_with_a_single_tie_is_the_exact_p_value():
+    # One value (3) in both samples is a tie too: scipy's normal approximation gives 0.12.
+    from itertools import combinations
+
+    from dqn.stats import mwu_pvalue
+
+    pooled = np.array([1.0, 2.0, 3.0, 3.0, 4.0, 5.0])
+
+    def u_distance(a, b):  # |U - n m / 2|, U counting a pair that ties one half
+        u = sum((i > j) + 0.5 * (i == j) for i in a for j in b)
+        return abs(u - len(a) * len(b) / 2)
+
+    observed = u_distance(pooled[:3], pooled[3:])  # U = 0.5
+    splits = [np.isin(np.arange(6), chosen) for chosen in combinations(range(6), 3)]
+    at_least = sum(u_distance(pooled[s], pooled[~s]) >= observed for s in splits)
+    assert at_least == 4  # the lowest three or the highest, with either 3: 4 splits of 20
+    assert mwu_pvalue(pooled[:3], pooled[3:]) == pytest.approx(at_least / len(splits))
