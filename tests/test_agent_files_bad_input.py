@@ -639,3 +639,15 @@ def test_resuming_a_folder_that_is_not_a_run_says_what_it_is(case, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a run folder with checkpoints" in err[0], err
     assert fragment in err[0] and tree(tmp_path) == before
+
+
+def test_a_missing_agent_folder_and_an_agent_json_that_is_no_json_are_named_for_what_they_are(
+    tmp_path,
+):
+    from dqn.agent_files import check_agent_files, read_agent_meta
+
+    with pytest.raises(CheckpointError, match=f"^checkpoint folder not found: {tmp_path / 'x'}$"):
+        check_agent_files(tmp_path / "x")
+    (tmp_path / "agent.json").write_text("{garbage")
+    with pytest.raises(CheckpointError, match="agent.json: not JSON"):
+        read_agent_meta(tmp_path)

@@ -164,6 +164,8 @@ def test_the_export_process_prints_one_line_and_writes_a_savedmodel(exported):
     assert len(lines) == 1, proc.stdout
     for fragment in ("run_model", "q_values (serving_default)", "action int64", "step-000000600"):
         assert fragment in lines[0], lines[0]
+    what = "SavedModel and model.tflite" if tflite_missing() is None else "SavedModel"
+    assert lines[0].startswith(f"dqn-export: wrote {what} of "), lines[0]  # both, if both
     out = exported["tmp"] / "run_model"
     assert (out / "saved_model.pb").is_file() and (out / "variables").is_dir()
     umask = os.umask(0)
