@@ -340,6 +340,24 @@ BAD_FOLDERS = {
         lambda d: edit_json(d / "agent.json", rng_state=5),
         ["agent.json: rng_state is not a numpy PCG64 generator state"],
     ),
+    # numpy raises KeyError for a state without its "state" and OverflowError for one past 64
+    # bits: each was a traceback, not the one line naming the field.
+    "rng_state without its state": (
+        lambda d: edit_json(d / "agent.json", rng_state={"bit_generator": "PCG64"}),
+        ["agent.json: rng_state is not a numpy PCG64 generator state"],
+    ),
+    "rng_state past 64 bits": (
+        lambda d: edit_json(
+            d / "agent.json",
+            rng_state={
+                "bit_generator": "PCG64",
+                "state": {"state": 1, "inc": 1},
+                "has_uint32": 0,
+                "uinteger": 2**70,
+            },
+        ),
+        ["agent.json: rng_state is not a numpy PCG64 generator state"],
+    ),
     "obs_dim 0": (
         lambda d: edit_json(d / "agent.json", obs_dim=0),
         ["agent.json: obs_dim must be an integer in [1, 2**63), got 0"],
