@@ -440,6 +440,15 @@ def test_a_checkpoint_whose_config_names_another_env_is_refused(tiny_run_copy):
     assert_load_refused(tiny_run_copy, fragments, tiny_run_copy)
 
 
+def test_a_checkpoint_whose_config_names_an_env_dqn_cannot_train_is_refused(tiny_run_copy):
+    # Pendulum-v1's actions are continuous: no run of DQN wrote that checkpoint's config.
+    ckpt = only_latest(tiny_run_copy)
+    edit_text(ckpt / "agent" / "config.yaml", "CartPole-v1", "Pendulum-v1")
+    write_manifest(ckpt, 600)
+    fragments = ["corrupt checkpoint in", "config.yaml: env_id: ", "Discrete action space"]
+    assert_load_refused(tiny_run_copy, fragments, tiny_run_copy)
+
+
 class FourObservationsThreeActions(gym.Env):
     """CartPole's observation size with one action more."""
 
