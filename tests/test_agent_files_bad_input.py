@@ -690,3 +690,20 @@ def test_a_manifest_whose_checksums_are_no_mapping_is_unreadable(listed, tiny_ru
     with pytest.raises(CheckpointError, match="^step-000000600: manifest.json is unreadable$"):
         verify_checkpoint(ckpt)
     assert latest_good_checkpoint(tiny_run_copy).path.name == "step-000000400"
+
+
+def test_an_agent_of_other_sizes_is_told_of_the_default_env_id_only_when_it_has_that_id(
+    agent_copy,
+):
+    # The hint explains a CartPole-v1 kept from DQNConfig(); another id was chosen on purpose.
+    from dqn.agent_files import check_agent_fits
+
+    with pytest.raises(CheckpointError) as other:
+        check_agent_fits(agent_copy, "Acrobot-v1", 6, 3)
+    assert str(other.value).endswith("and 2 actions, but Acrobot-v1 has (6,) and 3")
+    with pytest.raises(CheckpointError) as default:
+        check_agent_fits(agent_copy, "CartPole-v1", 6, 3)
+    assert str(default.value).endswith(
+        "but CartPole-v1 has (6,) and 3 (CartPole-v1 is DQNConfig()'s default env_id, kept by "
+        "the config it was saved with: build an agent for another env with DQNConfig(env_id=...))"
+    )
