@@ -707,3 +707,13 @@ def test_an_agent_of_other_sizes_is_told_of_the_default_env_id_only_when_it_has_
         "but CartPole-v1 has (6,) and 3 (CartPole-v1 is DQNConfig()'s default env_id, kept by "
         "the config it was saved with: build an agent for another env with DQNConfig(env_id=...))"
     )
+
+
+def test_a_saved_agent_for_other_spaces_than_its_config_env_loads(tmp_path):
+    # Only a run's checkpoint was trained on its config's env_id; an agent saved with
+    # DQNConfig() may be for any spaces (here 6 observations, 3 actions, with CartPole-v1 kept).
+    obs = gym.spaces.Box(-np.inf, np.inf, (6,), np.float32)
+    DQNAgent(obs, gym.spaces.Discrete(3), CONFIG).save(tmp_path / "agent")
+    agent = DQNAgent.load(tmp_path / "agent")
+    assert agent.config.env_id == "CartPole-v1"
+    assert agent.online(np.zeros((1, 6), np.float32)).shape == (1, 3)
