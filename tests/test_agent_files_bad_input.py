@@ -717,3 +717,17 @@ def test_a_saved_agent_for_other_spaces_than_its_config_env_loads(tmp_path):
     agent = DQNAgent.load(tmp_path / "agent")
     assert agent.config.env_id == "CartPole-v1"
     assert agent.online(np.zeros((1, 6), np.float32)).shape == (1, 3)
+
+
+def test_a_network_whose_input_is_not_one_batch_of_vectors_is_named_so(agent_copy, tmp_path):
+    # A [batch, 2, 2] input has no width to compare with obs_dim: the file is what is wrong.
+    import keras
+
+    from dqn.agent_io import quiet_keras_arrays
+
+    inputs = keras.Input((2, 2))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
+    with quiet_keras_arrays():
+        model.save(agent_copy / "online.keras")
+    fragments = ["online.keras: not a Q-network with one [batch, obs_dim] input"]
+    assert_load_refused(agent_copy, fragments, tmp_path)
