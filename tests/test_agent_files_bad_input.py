@@ -719,15 +719,23 @@ def test_a_saved_agent_for_other_spaces_than_its_config_env_loads(tmp_path):
     assert agent.online(np.zeros((1, 6), np.float32)).shape == (1, 3)
 
 
-def test_a_network_whose_input_is_not_one_batch_of_vectors_is_named_so(agent_copy, tmp_path):
-    # A [batch, 2, 2] input has no width to compare with obs_dim: the file is what is wrong.
+@pytest.mark.parametrize("shapes", ["input [batch, 2, 2]", "output [batch, 1, 2]"])
+def test_a_network_whose_tensors_are_not_one_batch_of_vectors_is_named_so(
+    shapes, agent_copy, tmp_path
+):
+    # A [batch, 1, k] tensor has no width to compare with agent.json's (not even its last
+    # axis, which a network giving one Q-value vector per batch row would not have).
     import keras
 
     from dqn.agent_io import quiet_keras_arrays
 
-    inputs = keras.Input((2, 2))
-    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
+    if shapes.startswith("input"):
+        inputs = keras.Input((2, 2))
+        outputs = keras.layers.Dense(2)(keras.layers.Flatten()(inputs))
+    else:
+        inputs = keras.Input((4,))
+        outputs = keras.layers.Reshape((1, 2))(keras.layers.Dense(2)(inputs))
     with quiet_keras_arrays():
-        model.save(agent_copy / "online.keras")
+        keras.Model(inputs, outputs).save(agent_copy / "online.keras")
     fragments = ["online.keras: not a Q-network with one [batch, obs_dim] input"]
     assert_load_refused(agent_copy, fragments, tmp_path)
