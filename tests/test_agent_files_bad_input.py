@@ -680,13 +680,21 @@ def test_a_missing_agent_folder_and_an_agent_json_that_is_no_json_are_named_for_
         read_agent_meta(tmp_path)
 
 
-@pytest.mark.parametrize("listed", ["sha256 of the files", "a list of the files"])
+@pytest.mark.parametrize(
+    "listed",
+    ["sha256 of the files", "a list of the files", "no sha256 key", "a list, not an object"],
+)
 def test_a_manifest_whose_checksums_are_no_mapping_is_unreadable(listed, tiny_run_copy):
-    # Its checksums must be {file: sha256}: a list or a string is no manifest to check against.
+    # A manifest is {"sha256": {file: sha256}}: anything else is no manifest to check against.
     ckpt = latest(tiny_run_copy)
     files = sorted(json.loads((ckpt / "manifest.json").read_text())["sha256"])
-    value = files if listed.startswith("a list") else listed
-    (ckpt / "manifest.json").write_text(json.dumps({"sha256": value}))
+    manifest = {
+        "sha256 of the files": {"sha256": listed},
+        "a list of the files": {"sha256": files},
+        "no sha256 key": {"env_step": 600},
+        "a list, not an object": files,
+    }[listed]
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match="^step-000000600: manifest.json is unreadable$"):
         verify_checkpoint(ckpt)
     assert latest_good_checkpoint(tiny_run_copy).path.name == "step-000000400"
