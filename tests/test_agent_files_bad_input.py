@@ -378,6 +378,10 @@ BAD_FOLDERS = {
         lambda d: edit_json(d / "agent.json", grad_steps=10**30),
         ["agent.json: grad_steps must be an integer in [0, 2**63), got 10000000000000000000000"],
     ),
+    "grad_steps of 2**63, one past int64": (
+        lambda d: edit_json(d / "agent.json", grad_steps=2**63),
+        ["agent.json: grad_steps must be an integer in [0, 2**63), got 9223372036854775808"],
+    ),
     "no format_version": (
         lambda d: edit_json(d / "agent.json", format_version=None),
         ["agent.json: format_version is missing"],
