@@ -751,3 +751,20 @@ def test_a_network_whose_tensors_are_not_one_batch_of_vectors_is_named_so(
         keras.Model(inputs, outputs).save(agent_copy / "online.keras")
     fragments = ["online.keras: not a Q-network with one [batch, obs_dim] input"]
     assert_load_refused(agent_copy, fragments, tmp_path)
+
+
+@pytest.mark.parametrize("count", [3, 4])
+def test_a_folder_of_runs_names_three_of_them_and_marks_any_more(count, tmp_path):
+    # Up to three runs are named in full; "..." only where there are more than those shown.
+    from dqn.agent_files import resolve_agent_dir
+
+    for i in range(count):
+        (tmp_path / "runs" / f"r{i}").mkdir(parents=True)
+        (tmp_path / "runs" / f"r{i}" / "metrics.csv").write_text("")
+    shown = ", ".join(str(tmp_path / "runs" / f"r{i}") for i in range(3))
+    more = ", ..." if count > 3 else ""
+    with pytest.raises(CheckpointError) as refused:
+        resolve_agent_dir(tmp_path / "runs")
+    assert str(refused.value) == (
+        f"{tmp_path / 'runs'} holds {count} runs, not one: give one of them ({shown}{more})"
+    )
