@@ -643,6 +643,11 @@ NOT_RUNS = {
         {"metrics.csv": "", "summary.json": "[1]"},
         "the run has written none yet",
     ),
+    # The guard writes its reason, a string; a true there is no reason to quote.
+    "run without checkpoints whose diverged is no reason": (
+        {"metrics.csv": "", "summary.json": '{"diverged": true}'},
+        "the run has written none yet",
+    ),
     "a study's population": (
         {"runs/l2-seed0/run/metrics.csv": "", "populations/p/population.json": "{}"},
         "it is the folder of one of a study's populations, which the study's own dqn-compare",
