@@ -773,3 +773,14 @@ def test_a_folder_of_runs_names_three_of_them_and_marks_any_more(count, tmp_path
     assert str(refused.value) == (
         f"{tmp_path / 'runs'} holds {count} runs, not one: give one of them ({shown}{more})"
     )
+
+
+def test_a_checkpoint_whose_env_cannot_be_made_here_loads_unchecked(tiny_run_copy):
+    # An env of an extra not installed, or one a training script registered, is not checked:
+    # the networks load without it.
+    ckpt = only_latest(tiny_run_copy)
+    edit_text(ckpt / "agent" / "config.yaml", "CartPole-v1", "DqnTestNowhere-v0")
+    write_manifest(ckpt, 600)
+    agent = DQNAgent.load(tiny_run_copy)
+    assert agent.config.env_id == "DqnTestNowhere-v0"
+    assert agent.online(np.zeros((1, 4), np.float32)).shape == (1, 2)
