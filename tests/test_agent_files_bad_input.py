@@ -784,3 +784,21 @@ def test_a_checkpoint_whose_env_cannot_be_made_here_loads_unchecked(tiny_run_cop
     agent = DQNAgent.load(tiny_run_copy)
     assert agent.config.env_id == "DqnTestNowhere-v0"
     assert agent.online(np.zeros((1, 4), np.float32)).shape == (1, 2)
+
+
+class SimulatorNotRunning(gym.Env):
+    """An env whose own __init__ fails, as one needing a simulator that is not running."""
+
+    def __init__(self):
+        raise RuntimeError("cannot connect to the simulator")
+
+
+register_once("DqnTestSimulatorDown-v0", SimulatorNotRunning)
+
+
+def test_a_checkpoint_whose_env_fails_to_start_here_loads_unchecked(tiny_run_copy):
+    # Its networks load without the env: a simulator down here is no damage to the checkpoint.
+    ckpt = only_latest(tiny_run_copy)
+    edit_text(ckpt / "agent" / "config.yaml", "CartPole-v1", "DqnTestSimulatorDown-v0")
+    write_manifest(ckpt, 600)
+    assert DQNAgent.load(tiny_run_copy).config.env_id == "DqnTestSimulatorDown-v0"
