@@ -802,3 +802,29 @@ def test_a_checkpoint_whose_env_fails_to_start_here_loads_unchecked(tiny_run_cop
     edit_text(ckpt / "agent" / "config.yaml", "CartPole-v1", "DqnTestSimulatorDown-v0")
     write_manifest(ckpt, 600)
     assert DQNAgent.load(tiny_run_copy).config.env_id == "DqnTestSimulatorDown-v0"
+
+
+@pytest.mark.parametrize("file_there", [False, True])
+def test_a_checkpoint_file_that_went_while_read_is_not_named_one_that_failed_to_read_is(
+    file_there, tiny_run_copy, monkeypatch
+):
+    # A file the training run deleted under the reader is no damage; an I/O error on a file
+    # still there is, and is named.
+    from dqn import agent_files
+
+    real = agent_files.verify_checkpoint
+    newest = latest(tiny_run_copy)
+    name = newest / ("replay.npz" if file_there else "gone.npz")
+
+    def failing(path):
+        if path == newest:
+            err = OSError(5, "Input/output error") if file_there else FileNotFoundError(2, "gone")
+            err.filename = str(name)
+            raise err
+        return real(path)
+
+    monkeypatch.setattr(agent_files, "verify_checkpoint", failing)
+    found = latest_good_checkpoint(tiny_run_copy)
+    assert found.path.name == "step-000000400"
+    named = [f"step-000000600: cannot read {name}: Input/output error"]
+    assert found.skipped == (named if file_there else [])
