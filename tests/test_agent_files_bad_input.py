@@ -415,6 +415,11 @@ BAD_FOLDERS = {
         lambda d: adam_file(d, kinds=(np.int64, np.float32, np.float32)),
         ["optimizer.npz: adam_m holds int64, not floating-point numbers"],
     ),
+    # An archive without one of the three arrays: named, not a KeyError's traceback.
+    "Adam without its second moment": (
+        lambda d: np.savez(d / "optimizer.npz", adam_m=np.zeros(114), adam_step=np.float32(1)),
+        ["optimizer.npz: ", "adam_v"],
+    ),
 }
 
 
