@@ -833,3 +833,12 @@ def test_a_checkpoint_file_that_went_while_read_is_not_named_one_that_failed_to_
     assert found.path.name == "step-000000400"
     named = [f"step-000000600: cannot read {name}: Input/output error"]
     assert found.skipped == (named if file_there else [])
+
+
+@pytest.mark.parametrize("name", ["agent.json", "optimizer.npz"])
+def test_an_agent_file_that_is_a_folder_counts_as_missing(name, agent_copy, tmp_path):
+    # Each of the agent's files must be a file: a folder of that name is not one of them.
+    (agent_copy / name).unlink()
+    (agent_copy / name).mkdir()
+    fragments = [f"{agent_copy} is not a complete checkpoint or saved agent: missing {name}"]
+    assert_load_refused(agent_copy, fragments, tmp_path)
