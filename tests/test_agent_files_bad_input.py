@@ -842,3 +842,11 @@ def test_an_agent_file_that_is_a_folder_counts_as_missing(name, agent_copy, tmp_
     (agent_copy / name).mkdir()
     fragments = [f"{agent_copy} is not a complete checkpoint or saved agent: missing {name}"]
     assert_load_refused(agent_copy, fragments, tmp_path)
+
+
+def test_a_checkpoint_folder_without_its_manifest_is_named_incomplete(tiny_run_copy, tmp_path):
+    # The manifest is written last: a step-* folder without it is a checkpoint cut short (its
+    # metrics.csv does not make it a run without checkpoints).
+    ckpt = latest(tiny_run_copy)
+    (ckpt / "manifest.json").unlink()
+    assert_load_refused(ckpt, ["step-000000600: no manifest.json (incomplete)"], tmp_path)
