@@ -752,3 +752,17 @@ def test_the_default_network_computes_the_configured_activation(activation):
     expected = ACTIVATIONS[activation](obs @ w0 + b0) @ w1 + b1
     np.testing.assert_allclose(np.asarray(agent.online(obs)), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(agent.q_values(obs), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_save_after_a_target_sync_writes_the_synced_target(tmp_path):
+    # The target view is cached per update: a cache kept across one saved the old target.keras.
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(target_update_every_grad_steps=1))
+    before = agent.target.get_weights()[0].copy()  # a read before the sync fills the cache
+    agent.update(make_replay().sample(8))
+    # tau 1 and a sync every step: the target is a hard copy of the online weights after it.
+    np.testing.assert_array_equal(agent.state.target, agent.state.online)
+    assert not np.array_equal(agent.target.get_weights()[0], before)
+    agent.save(tmp_path / "agent")
+    loaded = DQNAgent.load(tmp_path / "agent")
+    np.testing.assert_array_equal(loaded.state.target, agent.state.online)
+    np.testing.assert_array_equal(loaded.target.get_weights()[0], agent.online.get_weights()[0])
