@@ -766,3 +766,24 @@ def test_a_save_after_a_target_sync_writes_the_synced_target(tmp_path):
     loaded = DQNAgent.load(tmp_path / "agent")
     np.testing.assert_array_equal(loaded.state.target, agent.state.online)
     np.testing.assert_array_equal(loaded.target.get_weights()[0], agent.online.get_weights()[0])
+
+
+def test_a_loaded_agent_past_the_learning_rate_schedule_says_so_at_its_first_update(tmp_path):
+    # The steps a saved agent took count towards the schedule's end once it is loaded.
+    from dqn.config import total_grad_steps
+
+    config = SMALL.replace(
+        total_env_steps=1_300,
+        learning_starts_env_steps=1_000,
+        train_every_env_steps=100,
+        gradient_steps_per_train=2,
+        learning_rate_end=0.0,
+        target_update_every_grad_steps=2,
+    )
+    end = total_grad_steps(config)
+    agent = DQNAgent(OBS, ACTIONS, config)
+    agent.update(make_replay().sample(8, num_batches=end))
+    agent.save(tmp_path / "agent")
+    loaded = DQNAgent.load(tmp_path / "agent")
+    with pytest.warns(UserWarning, match=f"learning rate is 0 from gradient step {end} on"):
+        loaded.update(make_replay().sample(8))
