@@ -787,3 +787,34 @@ def test_a_loaded_agent_past_the_learning_rate_schedule_says_so_at_its_first_upd
     loaded = DQNAgent.load(tmp_path / "agent")
     with pytest.warns(UserWarning, match=f"learning rate is 0 from gradient step {end} on"):
         loaded.update(make_replay().sample(8))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_act_batch_names_itself_for_rows_of_another_width(n):
+    # Its own check, not q_values' ("observations must have shape ...") or act's for one row.
+    from dqn.errors import InputError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    with pytest.raises(
+        InputError, match=rf"^act_batch takes observations of shape \[n, 3\], got \[{n}, 4\]$"
+    ):
+        agent.act_batch(np.zeros((n, 4)), 0.5)
+
+
+def test_a_network_fn_whose_hidden_weights_are_float64_is_refused_though_it_outputs_float32():
+    # The learners keep every weight in one float32 vector: the weights' dtypes count, not
+    # only the output's.
+    from dqn.errors import ConfigError
+
+    def mixed(obs_dim, outputs):
+        return keras.Sequential(
+            [
+                keras.Input((obs_dim,)),
+                keras.layers.Dense(4, dtype="float64"),
+                keras.layers.Dense(outputs, dtype="float32"),
+            ]
+        )
+
+    assert mixed(3, 2)(np.zeros((1, 3), np.float32)).dtype == "float32"  # the case it is
+    with pytest.raises(ConfigError, match="computes or keeps weights in float64"):
+        DQNAgent(OBS, ACTIONS, SMALL, network_fn=mixed)
