@@ -818,3 +818,20 @@ def test_a_network_fn_whose_hidden_weights_are_float64_is_refused_though_it_outp
     assert mixed(3, 2)(np.zeros((1, 3), np.float32)).dtype == "float32"  # the case it is
     with pytest.raises(ConfigError, match="computes or keeps weights in float64"):
         DQNAgent(OBS, ACTIONS, SMALL, network_fn=mixed)
+
+
+@pytest.mark.parametrize("hidden", [("tanh", "relu"), ()])
+def test_start_from_gives_no_dqn_train_setting_for_a_chain_no_one_activation_describes(hidden):
+    # activation= names one activation for every hidden layer: a chain of two, or of none, has
+    # no such setting, so the refusal only says what to match.
+    from dqn.errors import ConfigError
+
+    def chain(obs_dim, n_actions):
+        layers = [keras.layers.Dense(8, activation) for activation in hidden]
+        return keras.Sequential([keras.Input((obs_dim,)), *layers, keras.layers.Dense(n_actions)])
+
+    source = DQNAgent(OBS, ACTIONS, SMALL, network_fn=chain)
+    assert source._mirror is not None  # a chain of Dense layers, as the default network is
+    with pytest.raises(ConfigError) as refused:
+        DQNAgent(OBS, ACTIONS, SMALL).start_from(source)
+    assert str(refused.value).endswith("give the run the same hidden_sizes and activation")
