@@ -1,5 +1,6 @@
 """DQNAgent: spaces, separate networks, acting, and an exact save/load round trip."""
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -835,3 +836,14 @@ def test_start_from_gives_no_dqn_train_setting_for_a_chain_no_one_activation_des
     with pytest.raises(ConfigError) as refused:
         DQNAgent(OBS, ACTIONS, SMALL).start_from(source)
     assert str(refused.value).endswith("give the run the same hidden_sizes and activation")
+
+
+def test_start_from_a_loaded_agent_that_does_not_fit_names_its_folder(tmp_path):
+    # The folder is what a user gave init_from: the refusal says which one, not an agent's repr.
+    from dqn.errors import ConfigError
+
+    DQNAgent(OBS, ACTIONS, SMALL.replace(hidden_sizes=(8,))).save(tmp_path / "agent")
+    source = DQNAgent.load(tmp_path / "agent")
+    folder = re.escape(str(tmp_path / "agent"))
+    with pytest.raises(ConfigError, match=rf"^init_from {folder}: its Q-network"):
+        DQNAgent(OBS, ACTIONS, SMALL).start_from(source)
