@@ -847,3 +847,12 @@ def test_start_from_a_loaded_agent_that_does_not_fit_names_its_folder(tmp_path):
     folder = re.escape(str(tmp_path / "agent"))
     with pytest.raises(ConfigError, match=rf"^init_from {folder}: its Q-network"):
         DQNAgent(OBS, ACTIONS, SMALL).start_from(source)
+
+
+def test_a_keras_model_given_as_network_fn_is_refused_with_how_to_wrap_it():
+    # A model is callable too: called with (obs_dim, n_actions) Keras failed deep inside.
+    from dqn.errors import ConfigError
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ConfigError, match=r"network_fn must be a function .* got Sequential: wrap"):
+        DQNAgent(OBS, ACTIONS, SMALL, network_fn=model)
