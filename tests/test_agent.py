@@ -856,3 +856,24 @@ def test_a_keras_model_given_as_network_fn_is_refused_with_how_to_wrap_it():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     with pytest.raises(ConfigError, match=r"network_fn must be a function .* got Sequential: wrap"):
         DQNAgent(OBS, ACTIONS, SMALL, network_fn=model)
+
+
+def test_a_schedule_that_ends_above_zero_never_says_its_updates_change_nothing():
+    # Only learning_rate_end=0 stops learning: past a schedule to 1e-4 the updates still move.
+    from dqn.config import total_grad_steps
+
+    config = SMALL.replace(
+        total_env_steps=1_300,
+        learning_starts_env_steps=1_000,
+        train_every_env_steps=100,
+        gradient_steps_per_train=2,
+        learning_rate_end=1e-4,
+        target_update_every_grad_steps=2,
+    )
+    agent = DQNAgent(OBS, ACTIONS, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agent.update(make_replay().sample(8, num_batches=total_grad_steps(config)))
+        before = agent.state.online.copy()
+        agent.update(make_replay().sample(8))
+    assert not np.array_equal(agent.state.online, before)
