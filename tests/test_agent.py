@@ -877,3 +877,26 @@ def test_a_schedule_that_ends_above_zero_never_says_its_updates_change_nothing()
         before = agent.state.online.copy()
         agent.update(make_replay().sample(8))
     assert not np.array_equal(agent.state.online, before)
+
+
+def test_a_loaded_agent_of_a_constant_learning_rate_never_says_its_updates_change_nothing(
+    tmp_path,
+):
+    # learning_rate_end=None: no schedule ends, however many steps the saved agent took.
+    from dqn.config import total_grad_steps
+
+    config = SMALL.replace(
+        total_env_steps=1_300,
+        learning_starts_env_steps=1_000,
+        train_every_env_steps=100,
+        gradient_steps_per_train=2,
+        learning_rate_end=None,
+        target_update_every_grad_steps=2,
+    )
+    agent = DQNAgent(OBS, ACTIONS, config)
+    agent.update(make_replay().sample(8, num_batches=total_grad_steps(config)))
+    agent.save(tmp_path / "agent")
+    loaded = DQNAgent.load(tmp_path / "agent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded.update(make_replay().sample(8, num_batches=2))
