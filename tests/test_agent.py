@@ -900,3 +900,18 @@ def test_a_loaded_agent_of_a_constant_learning_rate_never_says_its_updates_chang
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loaded.update(make_replay().sample(8, num_batches=2))
+
+
+@pytest.mark.parametrize("name", ["target", "adam_m", "adam_v"])
+def test_a_state_whose_target_or_adam_moments_are_of_another_size_is_refused(name):
+    # Each of the four vectors is checked, not only the online weights: the learner keeps all.
+    from dqn.errors import InputError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner="tensorflow"))
+    before = agent.state
+    size = before.online.size  # 3*16 + 16 + 16*16 + 16 + 16*2 + 2 = 370 for SMALL
+    assert size == 370
+    with pytest.raises(InputError, match=rf"^state.{name} must have shape \[370\] .* got \[3\]$"):
+        agent.state = before._replace(**{name: np.zeros(3, np.float32)})
+    agent.update(make_replay().sample(8))
+    assert agent.grad_steps == 1
