@@ -915,3 +915,27 @@ def test_a_state_whose_target_or_adam_moments_are_of_another_size_is_refused(nam
         agent.state = before._replace(**{name: np.zeros(3, np.float32)})
     agent.update(make_replay().sample(8))
     assert agent.grad_steps == 1
+
+
+def test_a_network_fns_tensorflow_update_uses_its_own_network_after_a_default_one_of_its_shapes():
+    # Compiled updates are shared by default networks of one shape; a network_fn's (tanh here,
+    # relu by default) must not reuse theirs. The numpy learner computes the same update apart.
+    def tanh_chain(obs_dim, n_actions):
+        dense = keras.layers.Dense
+        return keras.Sequential(
+            [
+                keras.Input((obs_dim,)),
+                dense(16, "tanh", kernel_initializer=glorot(1)),
+                dense(16, "tanh", kernel_initializer=glorot(2)),
+                dense(n_actions, kernel_initializer=glorot(3)),
+            ]
+        )
+
+    batch = make_replay().sample(8)
+    DQNAgent(OBS, ACTIONS, SMALL.replace(learner="tensorflow")).update(batch)  # the same shapes
+    tf_agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner="tensorflow"), tanh_chain)
+    np_agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner="numpy"), tanh_chain)
+    np.testing.assert_array_equal(tf_agent.state.online, np_agent.state.online)
+    tf_loss, np_loss = tf_agent.update(batch)["loss"], np_agent.update(batch)["loss"]
+    np.testing.assert_allclose(tf_loss, np_loss, rtol=1e-4)
+    np.testing.assert_allclose(tf_agent.state.online, np_agent.state.online, rtol=1e-4, atol=1e-6)
