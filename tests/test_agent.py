@@ -939,3 +939,12 @@ def test_a_network_fns_tensorflow_update_uses_its_own_network_after_a_default_on
     tf_loss, np_loss = tf_agent.update(batch)["loss"], np_agent.update(batch)["loss"]
     np.testing.assert_allclose(tf_loss, np_loss, rtol=1e-4)
     np.testing.assert_allclose(tf_agent.state.online, np_agent.state.online, rtol=1e-4, atol=1e-6)
+
+
+def test_only_a_pair_of_obs_and_info_is_called_what_env_reset_returns():
+    # The hint names reset's (obs, info); a longer tuple is shown as a tuple, no more.
+    from dqn.errors import InputError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    with pytest.raises(InputError, match=r", 0\) \(a tuple\) \(act_batch takes"):
+        agent.act((np.zeros(3), {}, 0))
