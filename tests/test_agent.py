@@ -1,5 +1,6 @@
 """DQNAgent: spaces, separate networks, acting, and an exact save/load round trip."""
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -752,3 +753,198 @@ def test_the_default_network_computes_the_configured_activation(activation):
     expected = ACTIVATIONS[activation](obs @ w0 + b0) @ w1 + b1
     np.testing.assert_allclose(np.asarray(agent.online(obs)), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(agent.q_values(obs), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_save_after_a_target_sync_writes_the_synced_target(tmp_path):
+    # The target view is cached per update: a cache kept across one saved the old target.keras.
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(target_update_every_grad_steps=1))
+    before = agent.target.get_weights()[0].copy()  # a read before the sync fills the cache
+    agent.update(make_replay().sample(8))
+    # tau 1 and a sync every step: the target is a hard copy of the online weights after it.
+    np.testing.assert_array_equal(agent.state.target, agent.state.online)
+    assert not np.array_equal(agent.target.get_weights()[0], before)
+    agent.save(tmp_path / "agent")
+    loaded = DQNAgent.load(tmp_path / "agent")
+    np.testing.assert_array_equal(loaded.state.target, agent.state.online)
+    np.testing.assert_array_equal(loaded.target.get_weights()[0], agent.online.get_weights()[0])
+
+
+def test_a_loaded_agent_past_the_learning_rate_schedule_says_so_at_its_first_update(tmp_path):
+    # The steps a saved agent took count towards the schedule's end once it is loaded.
+    from dqn.config import total_grad_steps
+
+    config = SMALL.replace(
+        total_env_steps=1_300,
+        learning_starts_env_steps=1_000,
+        train_every_env_steps=100,
+        gradient_steps_per_train=2,
+        learning_rate_end=0.0,
+        target_update_every_grad_steps=2,
+    )
+    end = total_grad_steps(config)
+    agent = DQNAgent(OBS, ACTIONS, config)
+    agent.update(make_replay().sample(8, num_batches=end))
+    agent.save(tmp_path / "agent")
+    loaded = DQNAgent.load(tmp_path / "agent")
+    with pytest.warns(UserWarning, match=f"learning rate is 0 from gradient step {end} on"):
+        loaded.update(make_replay().sample(8))
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_act_batch_names_itself_for_rows_of_another_width(n):
+    # Its own check, not q_values' ("observations must have shape ...") or act's for one row.
+    from dqn.errors import InputError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    with pytest.raises(
+        InputError, match=rf"^act_batch takes observations of shape \[n, 3\], got \[{n}, 4\]$"
+    ):
+        agent.act_batch(np.zeros((n, 4)), 0.5)
+
+
+def test_a_network_fn_whose_hidden_weights_are_float64_is_refused_though_it_outputs_float32():
+    # The learners keep every weight in one float32 vector: the weights' dtypes count, not
+    # only the output's.
+    from dqn.errors import ConfigError
+
+    def mixed(obs_dim, outputs):
+        return keras.Sequential(
+            [
+                keras.Input((obs_dim,)),
+                keras.layers.Dense(4, dtype="float64"),
+                keras.layers.Dense(outputs, dtype="float32"),
+            ]
+        )
+
+    assert mixed(3, 2)(np.zeros((1, 3), np.float32)).dtype == "float32"  # the case it is
+    with pytest.raises(ConfigError, match="computes or keeps weights in float64"):
+        DQNAgent(OBS, ACTIONS, SMALL, network_fn=mixed)
+
+
+@pytest.mark.parametrize("hidden", [("tanh", "relu"), ()])
+def test_start_from_gives_no_dqn_train_setting_for_a_chain_no_one_activation_describes(hidden):
+    # activation= names one activation for every hidden layer: a chain of two, or of none, has
+    # no such setting, so the refusal only says what to match.
+    from dqn.errors import ConfigError
+
+    def chain(obs_dim, n_actions):
+        layers = [keras.layers.Dense(8, activation) for activation in hidden]
+        return keras.Sequential([keras.Input((obs_dim,)), *layers, keras.layers.Dense(n_actions)])
+
+    source = DQNAgent(OBS, ACTIONS, SMALL, network_fn=chain)
+    assert source._mirror is not None  # a chain of Dense layers, as the default network is
+    with pytest.raises(ConfigError) as refused:
+        DQNAgent(OBS, ACTIONS, SMALL).start_from(source)
+    assert str(refused.value).endswith("give the run the same hidden_sizes and activation")
+
+
+def test_start_from_a_loaded_agent_that_does_not_fit_names_its_folder(tmp_path):
+    # The folder is what a user gave init_from: the refusal says which one, not an agent's repr.
+    from dqn.errors import ConfigError
+
+    DQNAgent(OBS, ACTIONS, SMALL.replace(hidden_sizes=(8,))).save(tmp_path / "agent")
+    source = DQNAgent.load(tmp_path / "agent")
+    folder = re.escape(str(tmp_path / "agent"))
+    with pytest.raises(ConfigError, match=rf"^init_from {folder}: its Q-network"):
+        DQNAgent(OBS, ACTIONS, SMALL).start_from(source)
+
+
+def test_a_keras_model_given_as_network_fn_is_refused_with_how_to_wrap_it():
+    # A model is callable too: called with (obs_dim, n_actions) Keras failed deep inside.
+    from dqn.errors import ConfigError
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ConfigError, match=r"network_fn must be a function .* got Sequential: wrap"):
+        DQNAgent(OBS, ACTIONS, SMALL, network_fn=model)
+
+
+def test_a_schedule_that_ends_above_zero_never_says_its_updates_change_nothing():
+    # Only learning_rate_end=0 stops learning: past a schedule to 1e-4 the updates still move.
+    from dqn.config import total_grad_steps
+
+    config = SMALL.replace(
+        total_env_steps=1_300,
+        learning_starts_env_steps=1_000,
+        train_every_env_steps=100,
+        gradient_steps_per_train=2,
+        learning_rate_end=1e-4,
+        target_update_every_grad_steps=2,
+    )
+    agent = DQNAgent(OBS, ACTIONS, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agent.update(make_replay().sample(8, num_batches=total_grad_steps(config)))
+        before = agent.state.online.copy()
+        agent.update(make_replay().sample(8))
+    assert not np.array_equal(agent.state.online, before)
+
+
+def test_a_loaded_agent_of_a_constant_learning_rate_never_says_its_updates_change_nothing(
+    tmp_path,
+):
+    # learning_rate_end=None: no schedule ends, however many steps the saved agent took.
+    from dqn.config import total_grad_steps
+
+    config = SMALL.replace(
+        total_env_steps=1_300,
+        learning_starts_env_steps=1_000,
+        train_every_env_steps=100,
+        gradient_steps_per_train=2,
+        learning_rate_end=None,
+        target_update_every_grad_steps=2,
+    )
+    agent = DQNAgent(OBS, ACTIONS, config)
+    agent.update(make_replay().sample(8, num_batches=total_grad_steps(config)))
+    agent.save(tmp_path / "agent")
+    loaded = DQNAgent.load(tmp_path / "agent")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded.update(make_replay().sample(8, num_batches=2))
+
+
+@pytest.mark.parametrize("name", ["target", "adam_m", "adam_v"])
+def test_a_state_whose_target_or_adam_moments_are_of_another_size_is_refused(name):
+    # Each of the four vectors is checked, not only the online weights: the learner keeps all.
+    from dqn.errors import InputError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner="tensorflow"))
+    before = agent.state
+    size = before.online.size  # 3*16 + 16 + 16*16 + 16 + 16*2 + 2 = 370 for SMALL
+    assert size == 370
+    with pytest.raises(InputError, match=rf"^state.{name} must have shape \[370\] .* got \[3\]$"):
+        agent.state = before._replace(**{name: np.zeros(3, np.float32)})
+    agent.update(make_replay().sample(8))
+    assert agent.grad_steps == 1
+
+
+def test_a_network_fns_tensorflow_update_uses_its_own_network_after_a_default_one_of_its_shapes():
+    # Compiled updates are shared by default networks of one shape; a network_fn's (tanh here,
+    # relu by default) must not reuse theirs. The numpy learner computes the same update apart.
+    def tanh_chain(obs_dim, n_actions):
+        dense = keras.layers.Dense
+        return keras.Sequential(
+            [
+                keras.Input((obs_dim,)),
+                dense(16, "tanh", kernel_initializer=glorot(1)),
+                dense(16, "tanh", kernel_initializer=glorot(2)),
+                dense(n_actions, kernel_initializer=glorot(3)),
+            ]
+        )
+
+    batch = make_replay().sample(8)
+    DQNAgent(OBS, ACTIONS, SMALL.replace(learner="tensorflow")).update(batch)  # the same shapes
+    tf_agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner="tensorflow"), tanh_chain)
+    np_agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner="numpy"), tanh_chain)
+    np.testing.assert_array_equal(tf_agent.state.online, np_agent.state.online)
+    tf_loss, np_loss = tf_agent.update(batch)["loss"], np_agent.update(batch)["loss"]
+    np.testing.assert_allclose(tf_loss, np_loss, rtol=1e-4)
+    np.testing.assert_allclose(tf_agent.state.online, np_agent.state.online, rtol=1e-4, atol=1e-6)
+
+
+def test_only_a_pair_of_obs_and_info_is_called_what_env_reset_returns():
+    # The hint names reset's (obs, info); a longer tuple is shown as a tuple, no more.
+    from dqn.errors import InputError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL)
+    with pytest.raises(InputError, match=r", 0\) \(a tuple\) \(act_batch takes"):
+        agent.act((np.zeros(3), {}, 0))
