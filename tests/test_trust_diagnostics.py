@@ -20,6 +20,23 @@ def load_script():
     return module
 
 
+def write_runs(tmp_path, rows: dict) -> list:
+    """A run folder per name (config.yaml of 5,000 env steps, metrics.csv of its rows: env_step,
+    zero_grad_fraction, td_error_abs_p50, q_abs_max; q_mean 0), as the report reads them."""
+    from dqn.config import DQNConfig
+
+    runs = []
+    for name, lines in rows.items():
+        run = tmp_path / name / "run"
+        run.mkdir(parents=True)
+        DQNConfig(total_env_steps=5000).to_yaml(run / "config.yaml")
+        text = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max,q_mean\n"
+        text += "".join(",".join(map(str, line)) + ",0\n" for line in lines)
+        (run / "metrics.csv").write_text(text)
+        runs.append(tmp_path / name)
+    return runs
+
+
 @pytest.mark.parametrize(
     "args, results, fragment",
     [
@@ -66,7 +83,6 @@ def test_an_episode_count_that_is_no_number_is_one_line_from_the_command_line(tm
 
 
 def test_gradient_starvation_reads_the_first_row_and_the_runs_that_reached_the_end(tmp_path):
-    from dqn.config import DQNConfig
 
     # Four runs: two reached total_env_steps = 5,000; two stopped at 2,500 (left out of the
     # end's medians, counted in the first evaluation's).
@@ -77,15 +93,7 @@ def test_gradient_starvation_reads_the_first_row_and_the_runs_that_reached_the_e
         # Evaluated before its first gradient step: that row has no fraction, the next one counts.
         "d": [(1000, "", "", ""), (2500, 0.6, 5.0, 10.0)],
     }
-    runs = []
-    for name, lines in rows.items():
-        run = tmp_path / name / "run"
-        run.mkdir(parents=True)
-        DQNConfig(total_env_steps=5000).to_yaml(run / "config.yaml")
-        text = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max,q_mean\n"
-        text += "".join(",".join(map(str, line)) + ",0\n" for line in lines)
-        (run / "metrics.csv").write_text(text)
-        runs.append(tmp_path / name)
+    runs = write_runs(tmp_path, rows)
     script = load_script()
     assert script.gradient_starvation(*script.read_variant(runs)) == (
         "median zero-grad fraction at the first evaluation 0.650 (4 runs); at env step 5,000 "
@@ -174,16 +182,11 @@ def test_a_run_without_checkpoints_is_refused_before_a_line_of_the_report(
     tmp_path, capsys, monkeypatch
 ):
     """The report printed the variants before it, then the error: a partial report, exit 2."""
-    from dqn.config import DQNConfig
 
     monkeypatch.chdir(tmp_path)
     rows = []
     for variant, final in (("huber", 500.0), ("l2", 9.5)):  # l2's run is below the threshold
-        run = tmp_path / "study" / "runs" / f"{variant}-seed0" / "run"
-        run.mkdir(parents=True)
-        DQNConfig(total_env_steps=5000).to_yaml(run / "config.yaml")
-        header = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max,q_mean\n"
-        (run / "metrics.csv").write_text(header + "5000,0.5,1.0,2.0,1.5\n")
+        write_runs(tmp_path / "study" / "runs", {f"{variant}-seed0": [(5000, 0.5, 1.0, 2.0)]})
         rows.append(RUN.replace('"huber"', f'"{variant}"').replace("9.5", str(final)))
     (tmp_path / "study" / "results.json").write_text(f"[{', '.join(rows)}]")
     assert load_script().main(["study"]) == 2
@@ -194,7 +197,6 @@ def test_a_run_without_checkpoints_is_refused_before_a_line_of_the_report(
 
 
 def test_gradient_starvation_takes_the_first_fraction_and_the_finished_runs_ends(tmp_path):
-    from dqn.config import DQNConfig
 
     # The first fractions (0.9, 0.8, 0.7) and the last (0.1, 0.2, 0.7) have medians 0.8 and
     # 0.2; the finished runs' TD errors (2, 4) and all runs' (2, 4, 100) have 3 and 4.
@@ -203,15 +205,7 @@ def test_gradient_starvation_takes_the_first_fraction_and_the_finished_runs_ends
         "b": [(2500, 0.8, 1.0, 1.0), (5000, 0.2, 4.0, 5.0)],
         "c": [(2500, 0.7, 100.0, 200.0)],  # stopped before total_env_steps
     }
-    runs = []
-    for name, lines in rows.items():
-        run = tmp_path / name / "run"
-        run.mkdir(parents=True)
-        DQNConfig(total_env_steps=5000).to_yaml(run / "config.yaml")
-        text = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max,q_mean\n"
-        text += "".join(",".join(map(str, line)) + ",0\n" for line in lines)
-        (run / "metrics.csv").write_text(text)
-        runs.append(tmp_path / name)
+    runs = write_runs(tmp_path, rows)
     script = load_script()
     assert script.gradient_starvation(*script.read_variant(runs)) == (
         "median zero-grad fraction at the first evaluation 0.800 (3 runs); at env step 5,000 "
@@ -245,7 +239,6 @@ def test_the_report_replays_each_run_below_the_threshold_and_adds_their_episode_
     tmp_path, capsys, monkeypatch
 ):
     from dqn import DQNAgent
-    from dqn.config import DQNConfig
 
     monkeypatch.chdir(tmp_path)
     # CartPole-v1 is solved at 475: a run at exactly 475 solved it, one stopped by the guard
@@ -254,11 +247,7 @@ def test_the_report_replays_each_run_below_the_threshold_and_adds_their_episode_
     runs += [("huber", 3, 200.0, None), ("l2", 0, 50.0, None)]
     rows = []
     for variant, seed, final, diverged in runs:
-        run = tmp_path / "study" / "runs" / f"{variant}-seed{seed}" / "run"
-        run.mkdir(parents=True)
-        DQNConfig(total_env_steps=5000).to_yaml(run / "config.yaml")
-        header = "env_step,zero_grad_fraction,td_error_abs_p50,q_abs_max,q_mean\n"
-        (run / "metrics.csv").write_text(header + "5000,0.5,1.0,2.0,1.5\n")
+        write_runs(tmp_path / "study" / "runs", {f"{variant}-seed{seed}": [(5000, 0.5, 1.0, 2.0)]})
         keys = ("variant", "seed", "final_eval_mean", "diverged_at_env_step")
         rows.append(dict(zip(keys, (variant, seed, final, diverged))))
     (tmp_path / "study" / "results.json").write_text(json.dumps(rows))
