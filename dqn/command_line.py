@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from dqn.errors import ConfigError, SignalInterrupt, first_line
-from dqn.terminal import noted_signals, warning_printer
+from dqn.terminal import noted_signals, signal_handlers, warning_printer
 
 EXIT_FAILED = 1  # a run crashed: not the user's input
 EXIT_USAGE = 2
@@ -108,15 +108,8 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
     """Inside, SIGTERM raises a KeyboardInterrupt (``SignalInterrupt``) as SIGINT does, so a
     study stopped before its runs start (or by a second signal) says so in one line instead of
     dying silently, and exits 143."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_signal)
-    except ValueError:  # not the main thread
+    with signal_handlers([signal.SIGTERM], _raise_signal):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class HeldSignals:

@@ -18,7 +18,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -127,17 +127,24 @@ def noted_signals(note: Callable[[int], object]) -> Iterator[None]:
     after a rename, it cannot tell whether the rename happened. (Blocking would not do: another
     thread, TensorFlow's, takes a signal this one blocks.) Outside the main thread, where
     handlers cannot be set, nothing is noted."""
-    stops = (signal.SIGINT, signal.SIGTERM)
+    with signal_handlers((signal.SIGINT, signal.SIGTERM), lambda signum, _: note(signum)):
+        yield
+
+
+@contextlib.contextmanager
+def signal_handlers(signums: Iterable[int], handler: Callable) -> Iterator[None]:
+    """Inside, ``handler`` handles each of ``signums``; the handlers before come back after.
+    Outside the main thread, where handlers cannot be set, the signals are left alone."""
     try:
-        previous = {sig: signal.signal(sig, lambda signum, _: note(signum)) for sig in stops}
+        previous = {sig: signal.signal(sig, handler) for sig in signums}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, before in previous.items():
+            signal.signal(sig, before)
 
 
 def _ignore_signals_if_command(main: Callable) -> None:
