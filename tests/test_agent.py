@@ -25,6 +25,16 @@ SMALL = DQNConfig(
     jit_compile=False,
 )
 
+# A schedule of 300 env steps past learning_starts: 3 bursts of 2 gradient steps, a target sync
+# every 2 (its learning rate's end is each test's).
+SHORT_SCHEDULE = SMALL.replace(
+    total_env_steps=1_300,
+    learning_starts_env_steps=1_000,
+    train_every_env_steps=100,
+    gradient_steps_per_train=2,
+    target_update_every_grad_steps=2,
+)
+
 
 def make_replay(n=64, seed=0):
     rng = np.random.default_rng(seed)
@@ -658,14 +668,7 @@ def test_updates_past_the_learning_rate_schedule_say_once_that_they_change_nothi
 
     from dqn.config import total_grad_steps
 
-    config = SMALL.replace(
-        total_env_steps=1_300,
-        learning_starts_env_steps=1_000,
-        train_every_env_steps=100,
-        gradient_steps_per_train=2,
-        learning_rate_end=0.0,
-        target_update_every_grad_steps=2,
-    )
+    config = SHORT_SCHEDULE.replace(learning_rate_end=0.0)
     end = total_grad_steps(config)
     batch = make_replay().sample(8, num_batches=end)
     agent = DQNAgent(OBS, ACTIONS, config)
@@ -773,14 +776,7 @@ def test_a_loaded_agent_past_the_learning_rate_schedule_says_so_at_its_first_upd
     # The steps a saved agent took count towards the schedule's end once it is loaded.
     from dqn.config import total_grad_steps
 
-    config = SMALL.replace(
-        total_env_steps=1_300,
-        learning_starts_env_steps=1_000,
-        train_every_env_steps=100,
-        gradient_steps_per_train=2,
-        learning_rate_end=0.0,
-        target_update_every_grad_steps=2,
-    )
+    config = SHORT_SCHEDULE.replace(learning_rate_end=0.0)
     end = total_grad_steps(config)
     agent = DQNAgent(OBS, ACTIONS, config)
     agent.update(make_replay().sample(8, num_batches=end))
@@ -862,14 +858,7 @@ def test_a_schedule_that_ends_above_zero_never_says_its_updates_change_nothing()
     # Only learning_rate_end=0 stops learning: past a schedule to 1e-4 the updates still move.
     from dqn.config import total_grad_steps
 
-    config = SMALL.replace(
-        total_env_steps=1_300,
-        learning_starts_env_steps=1_000,
-        train_every_env_steps=100,
-        gradient_steps_per_train=2,
-        learning_rate_end=1e-4,
-        target_update_every_grad_steps=2,
-    )
+    config = SHORT_SCHEDULE.replace(learning_rate_end=1e-4)
     agent = DQNAgent(OBS, ACTIONS, config)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -885,14 +874,7 @@ def test_a_loaded_agent_of_a_constant_learning_rate_never_says_its_updates_chang
     # learning_rate_end=None: no schedule ends, however many steps the saved agent took.
     from dqn.config import total_grad_steps
 
-    config = SMALL.replace(
-        total_env_steps=1_300,
-        learning_starts_env_steps=1_000,
-        train_every_env_steps=100,
-        gradient_steps_per_train=2,
-        learning_rate_end=None,
-        target_update_every_grad_steps=2,
-    )
+    config = SHORT_SCHEDULE.replace(learning_rate_end=None)
     agent = DQNAgent(OBS, ACTIONS, config)
     agent.update(make_replay().sample(8, num_batches=total_grad_steps(config)))
     agent.save(tmp_path / "agent")
