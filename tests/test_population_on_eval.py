@@ -43,6 +43,25 @@ def stop_a_at(step):
     return lambda row, member: not (member.index == 0 and row["env_step"] == step)
 
 
+def out_of_disk_at_marker(step, tmp_path, monkeypatch, on_eval):
+    """The population of ``population`` ended by a full disk as it writes its step marker of
+    ``step`` (earlier markers are written); its folder."""
+    from dqn.population_loop import PopulationLoop
+
+    write_marker = PopulationLoop._write_marker
+
+    def full_disk(self, at):
+        if at == step:
+            raise OSError(28, "No space left on device")
+        write_marker(self, at)
+
+    monkeypatch.setattr(PopulationLoop, "_write_marker", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        population(tmp_path, on_eval=on_eval)
+    monkeypatch.undo()
+    return tmp_path / "p"
+
+
 def test_watching_every_member_changes_no_byte(plain, tmp_path):
     seen, saved = [], {}
     probe = np.array([0.01, -0.02, 0.03, 0.04], np.float32)
@@ -92,21 +111,9 @@ def test_a_population_resumed_keeps_a_member_stopped_between_two_of_its_markers(
     2,000 is written. The marker of 1,000 already names a stopped, so a resume from 1,000 trains
     b alone, to the bytes of a population never stopped."""
     import dqn.population
-    from dqn.population_loop import PopulationLoop
     from tests.conftest import count_closes
 
-    write_marker = PopulationLoop._write_marker
-
-    def full_disk_at_2000(self, step):
-        if step == 2000:
-            raise OSError(28, "No space left on device")
-        write_marker(self, step)
-
-    monkeypatch.setattr(PopulationLoop, "_write_marker", full_disk_at_2000)
-    with pytest.raises(OSError, match="No space left"):
-        population(tmp_path, on_eval=stop_a_at(1500))
-    monkeypatch.undo()
-    out = tmp_path / "p"
+    out = out_of_disk_at_marker(2000, tmp_path, monkeypatch, stop_a_at(1500))
     assert json.loads((out / "population-step.json").read_text()) == {
         "env_step": 1000,
         "stopped": [0],
@@ -145,19 +152,7 @@ def test_a_population_stopped_before_its_first_marker_has_no_checkpoint_to_resum
     """Member a stops at 500 (its own checkpoint); a full disk ends the population at its first
     marker (1,000): the population has no step to resume from, and says so, rather than sending
     the user to continue each member alone from a marker of step 0 it never wrote."""
-    from dqn.population_loop import PopulationLoop
-
-    write_marker = PopulationLoop._write_marker
-
-    def full_disk(self, step):
-        if step == 1000:
-            raise OSError(28, "No space left on device")
-        write_marker(self, step)
-
-    monkeypatch.setattr(PopulationLoop, "_write_marker", full_disk)
-    with pytest.raises(OSError, match="No space left"):
-        population(tmp_path, on_eval=stop_a_at(500))
-    monkeypatch.undo()
+    out_of_disk_at_marker(1000, tmp_path, monkeypatch, stop_a_at(500))
     assert not (tmp_path / "p" / "population-step.json").exists()
     with pytest.raises(CheckpointError, match="has no checkpoint yet"):
         resume_population(tmp_path / "p", progress=False)
