@@ -59,7 +59,7 @@ from dqn.run_log import (
     metrics_row,
     write_summary,
 )
-from dqn.run_state import LoopState, prepare_resume, save_run_state
+from dqn.run_state import LoopState, prepare_resume, save_run_state, summary_problem
 from dqn.runtime import available_memory_bytes, configure_runtime
 from dqn.step_metrics import METRIC_NAMES
 
@@ -343,14 +343,7 @@ def _restore_run_files(run_dir: Path, ready) -> None:
         atomic_write_text(run_dir / "config.yaml", saved)
     summary = run_dir / "summary.json"
     if ready.loop.env_step >= ready.config.total_env_steps and summary.is_file():
-        try:
-            read = json.loads(summary.read_text())
-        except (OSError, ValueError):
-            what = "is unreadable"
-        else:  # JSON, and not what write_summary writes ([] or {} was rewritten in silence)
-            ours = isinstance(read, dict) and {"env_steps", "interrupted", "diverged"} <= set(read)
-            what = None if ours else "is not a run's summary"
-        if what:
+        if what := summary_problem(run_dir):  # [] or {} was rewritten in silence
             warnings.warn(
                 f"{summary} {what}: the run is finished again from checkpoint {step}",
                 CheckpointWarning,

@@ -298,6 +298,18 @@ def read_summary(run_dir: Path) -> dict:
     return nulls_as_nan(summary, _EVAL_NUMBERS) if isinstance(summary, dict) else summary
 
 
+def summary_problem(run_dir: Path) -> str | None:
+    """What is wrong with the run's summary.json as one (``is unreadable``, ``is not a run's
+    summary``: JSON of another shape, as [] or {}), or None."""
+    try:
+        summary = read_summary(run_dir)
+    except (OSError, ValueError):
+        return "is unreadable"
+    if isinstance(summary, dict) and {"env_steps", "interrupted", "diverged"} <= summary.keys():
+        return None
+    return "is not a run's summary"
+
+
 def ended_summary(run_dir: Path, total_env_steps: int) -> dict | None:
     """The run's summary.json if it says the run has ended (the divergence guard stopped it, or
     it took all ``total_env_steps`` without a signal); None if not, or if there is none.
