@@ -186,8 +186,10 @@ def make_vector_env(env_id: str, num_envs: int, kwargs=None) -> gym.vector.Vecto
         raise ConfigError(
             f"env {env_id!r}'s vector env does not take env_kwargs {kwargs}: {first_line(exc)}"
         ) from None
-    mode = envs.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
-    if mode != gym.vector.AutoresetMode.NEXT_STEP:
+    # gymnasium 1.0 has no AutoresetMode: its vector envs all reset on the step after the end.
+    modes = getattr(gym.vector, "AutoresetMode", None)
+    mode = envs.metadata.get("autoreset_mode", modes and modes.NEXT_STEP)
+    if modes is not None and mode != modes.NEXT_STEP:
         envs.close()
         raise ConfigError(f"{env_id}'s vector env autoresets in mode {mode}; need NEXT_STEP")
     return envs

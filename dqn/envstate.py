@@ -105,9 +105,11 @@ def capture_env_state(env: gym.Env) -> EnvSnapshot:
                 keys = [f"env{i}.{name}.{k}" for k in range(len(value))]
                 arrays.update(zip(keys, map(np.asarray, value)))
                 record[name] = {"arrays": keys}
-            elif isinstance(value, (tuple, list)) and all(
-                isinstance(v, _DESCRIPTIONS) for v in value
-            ):  # the functions that made a vector env's copies: rebuilt with it
+            elif (copies and name == "env_fns") or (
+                isinstance(value, (tuple, list))
+                and all(isinstance(v, _DESCRIPTIONS) for v in value)
+            ):  # the functions that made a vector env's copies: rebuilt with it (gymnasium 1.0
+                # keeps them as the generator make_vec passed, spent)
                 continue
             elif name == "metadata" and isinstance(value, dict):  # render modes, autoreset mode
                 continue

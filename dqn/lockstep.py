@@ -97,6 +97,13 @@ def lockstep(envs: list[gym.Env]) -> Lockstep:
     return Lockstep(envs)
 
 
+def _checker_done(checker: PassiveEnvChecker) -> bool:
+    """True once the checker checks no more steps: after its first step, and from gymnasium
+    1.4 on also its second (it compares the two for reused buffers; earlier versions have no
+    ``checked_data_reuse``)."""
+    return checker.checked_step and getattr(checker, "checked_data_reuse", True)
+
+
 class CartPoleLockstep(Lockstep):
     """All members' CartPole physics in one numpy pass; bit-identical to gymnasium's step."""
 
@@ -131,7 +138,7 @@ class CartPoleLockstep(Lockstep):
         self.ready[i] = (
             core.state is not None
             and core.steps_beyond_terminated is None
-            and (checker is None or checker.checked_data_reuse)
+            and (checker is None or _checker_done(checker))
             and (order is None or order._has_reset)
             and (limit is None or limit._elapsed_steps is not None)
         )

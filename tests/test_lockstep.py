@@ -215,3 +215,40 @@ def test_a_first_observation_of_the_wrong_shape_is_named_at_the_reset():
 
     with pytest.raises(UnsupportedSpaceError, match=r"observation of shape \(1, 4\)"):
         lockstep([Wide(gym.make("CartPole-v1"))]).reset(0, seed=0)
+
+
+def test_a_checker_without_the_data_reuse_check_of_gymnasium_1_4_steps_the_same(monkeypatch):
+    # Before 1.4 gymnasium's PassiveEnvChecker checks the reset and the first step only, and has
+    # no checked_data_reuse: the pass takes over after that first step, bit for bit as before.
+    from gymnasium.utils.passive_env_checker import (
+        env_reset_passive_checker,
+        env_step_passive_checker,
+    )
+    from gymnasium.wrappers import PassiveEnvChecker
+
+    def step(self, action):
+        if not self.checked_step:
+            self.checked_step = True
+            return env_step_passive_checker(self.env, action)
+        return self.env.step(action)
+
+    def reset(self, *, seed=None, options=None):
+        if not self.checked_reset:
+            self.checked_reset = True
+            return env_reset_passive_checker(self.env, seed=seed, options=options)
+        return self.env.reset(seed=seed, options=options)
+
+    monkeypatch.setattr(PassiveEnvChecker, "step", step)
+    monkeypatch.setattr(PassiveEnvChecker, "reset", reset)
+
+    def make():
+        env = gym.make("CartPole-v1")
+        checker = env.env.env
+        assert type(checker) is PassiveEnvChecker
+        for name in ("checked_data_reuse", "_previous_data"):  # made by 1.4's checker only
+            vars(checker).pop(name, None)
+        return env
+
+    steps, counts = _run_both(make, 4, 1200, [0.02, 0.5], 97)
+    assert isinstance(steps, CartPoleLockstep) and counts["terminated"] > 3
+    assert steps.ready.any()  # the pass stepped them, not gymnasium

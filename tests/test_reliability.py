@@ -6,6 +6,7 @@ it (SIGKILL, SIGINT) at an arbitrary step, then resume it: metrics.csv must equa
 the one of a run that was never stopped. These runs are short (6000 steps, a [32, 32] net).
 """
 
+import functools
 import json
 import math
 import os
@@ -789,6 +790,17 @@ def test_what_a_checkpoint_cannot_capture_is_named_with_its_layer_and_descriptio
         "RecordEpisodeStatistics.length_queue",
         "CartPoleEnv.noise",
     ]
+
+
+def test_the_makers_of_a_vector_envs_copies_are_no_state_even_as_a_spent_generator():
+    # gymnasium 1.0's make_vec hands SyncVectorEnv a generator of env makers, which it keeps,
+    # spent, as env_fns (1.4 keeps a list): it is rebuilt with the env, so nothing is missing.
+    make = functools.partial(gym.make, "Acrobot-v1")
+    for makers in ([make, make], (m for m in [make, make])):
+        env = gym.vector.SyncVectorEnv(makers)
+        env.reset(seed=0)
+        assert capture_env_state(env).uncaptured == []
+        env.close()
 
 
 class Counted:

@@ -230,3 +230,17 @@ def test_a_rows_update_metrics_are_over_its_gradient_steps_when_a_step_holds_two
             want = np.where(IS_MAX_METRIC, window.max(axis=0), window.mean(axis=0))
             got = np.array([metrics[name][i] for name in METRIC_NAMES])
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7, err_msg=f"row {i}")
+
+
+def test_a_vector_env_is_made_by_a_gymnasium_without_autoreset_modes(monkeypatch):
+    # gymnasium 1.0 has no AutoresetMode: its vector envs all reset on the step after an end.
+    import gymnasium as gym
+
+    from dqn.envs import make_stepper
+
+    monkeypatch.delattr(gym.vector, "AutoresetMode", raising=False)  # present from 1.1
+    envs = make_stepper("CartPole-v1", 2, {"max_episode_steps": 2})
+    envs.reset(seed=0)
+    steps = [envs.step(np.zeros(2, np.int64)) for _ in range(3)]
+    assert steps[1].truncated.all() and steps[2].real.tolist() == [False, False]
+    envs.close()
