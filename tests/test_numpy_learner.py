@@ -291,3 +291,26 @@ def test_the_learning_rate_holds_its_end_value_once_its_schedule_is_over():
     at_end.step(*batch())
     beyond.step(*batch())
     np.testing.assert_array_equal(beyond.online, at_end.online)
+
+
+def test_a_probed_gradient_and_a_read_state_stay_as_they_were_after_more_updates():
+    # probe_gradient returns the gradient at the parameters of the call, and state the arrays
+    # of that moment (a checkpoint writes them): neither may be a view that later steps move.
+    import copy
+
+    from dqn.replay import Batch
+
+    learner = float64_learner(DQNConfig(target_update_every_grad_steps=1))
+    data = batch()
+    expected = learner.loss_and_grad(*data)[1].copy()
+    probe = learner.probe_gradient(Batch(*data))
+    state = learner.state
+    saved = copy.deepcopy(state)
+    for seed in (2, 3):
+        learner.step(*batch(seed=seed))
+    np.testing.assert_array_equal(probe, expected)
+    assert not np.array_equal(learner.loss_and_grad(*data)[1], expected)  # the parameters moved
+    for name in ("online", "target", "adam_m", "adam_v"):
+        np.testing.assert_array_equal(getattr(state, name), getattr(saved, name), err_msg=name)
+        assert not np.array_equal(getattr(learner, name), getattr(saved, name)), name
+    assert (state.adam_step, state.grad_steps) == (0, 0) and learner.grad_steps == 2
