@@ -387,3 +387,46 @@ def test_past_the_end_of_its_schedule_a_members_learning_rate_stays_at_its_end()
     assert pop.grad_steps.tolist() == [9, 9]
     np.testing.assert_array_equal(pop.online[0], frozen)
     assert not np.array_equal(pop.online[1], moving)
+
+
+def test_a_member_stopped_and_restarted_between_bursts_of_one_learner():
+    # The active mask of each call counts, not the first one the learner saw: stopped, member 0
+    # keeps its state bit for bit and reports NaN; active again, it takes its steps again.
+    online = initial_params(BASE, 2)
+    pop = population([BASE, BASE.replace(seed=1)], online)
+    rng = np.random.default_rng(0)
+    pop.burst(cartpole_rows(rng, 2, 1), np.ones(2, bool))
+    before = pop.member_state(0)
+    metrics = pop.burst(cartpole_rows(rng, 2, 2), np.array([False, True]))
+    assert np.isnan(metrics[0]).all() and np.isfinite(metrics[1]).all()
+    for got, want in zip(pop.member_state(0), before):
+        np.testing.assert_array_equal(got, want)
+    assert pop.grad_steps.tolist() == [1, 3]
+    metrics = pop.burst(cartpole_rows(rng, 2, 1), np.ones(2, bool))
+    assert np.isfinite(metrics).all() and pop.grad_steps.tolist() == [2, 4]
+
+
+def test_a_soft_sync_with_tau_above_one_half_mixes_the_target():
+    # target <- tau online + (1 - tau) target for tau = 0.75 (soft, though above one half);
+    # the member with tau = 1 copies.
+    configs = [
+        BASE.replace(target_tau=0.75, target_update_every_grad_steps=1),
+        BASE.replace(target_tau=1.0, target_update_every_grad_steps=1, seed=1),
+    ]
+    online = initial_params(BASE, 2)
+    pop = population(configs, online)
+    pop.burst(cartpole_rows(np.random.default_rng(0), 2, 1), np.ones(2, bool))
+    soft, hard = pop.member_state(0), pop.member_state(1)
+    mixed = 0.75 * soft.online.astype(np.float64) + 0.25 * online[0].astype(np.float64)
+    np.testing.assert_allclose(soft.target, mixed, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(soft.target, soft.online, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(hard.target, hard.online)
+
+
+def test_a_burst_refuses_rows_or_a_mask_that_are_not_one_per_member():
+    pop = population([BASE, BASE.replace(seed=1)], initial_params(BASE, 2))
+    rows = cartpole_rows(np.random.default_rng(0), 2, 1)
+    with pytest.raises(ValueError, match="must be per member"):
+        pop.burst(rows[:1], np.ones(2, bool))
+    with pytest.raises(ValueError, match="must be per member"):
+        pop.burst(rows, np.ones(3, bool))
