@@ -300,3 +300,35 @@ def test_a_member_with_nan_parameters_reports_a_nan_burst_maximum():
     for name in ("q_abs_max", "td_error_abs_max"):
         j = METRIC_NAMES.index(name)
         assert np.isnan(metrics[0, j]) and np.isfinite(metrics[1, j])
+
+
+def test_hidden_outputs_are_those_of_each_members_online_network():
+    # hidden() feeds the dead/saturated-unit diagnostics: each member's hidden layers of its
+    # online network (not its target), written out here in float64.
+    configs = [BASE.replace(seed=i, target_update_every_grad_steps=1000) for i in range(2)]
+    pop = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(2))
+    pop.burst(random_rows(2, 3))
+    assert not np.array_equal(pop.online, pop.target)
+    obs = np.random.default_rng(5).normal(size=(2, 7, OBS_DIM)).astype(np.float32)
+    hidden = pop.hidden(obs)
+    assert len(hidden) == 2
+    offsets = np.cumsum([0, *(int(np.prod(s)) for s in SHAPES)])
+    for m in range(2):
+        flat = pop.online[m].astype(np.float64)
+        params = [flat[a:b].reshape(s) for a, b, s in zip(offsets[:-1], offsets[1:], SHAPES)]
+        x = obs[m].astype(np.float64)
+        for i in range(2):  # the relu layers; the linear Q head is not a hidden layer
+            x = np.maximum(x @ params[2 * i] + params[2 * i + 1], 0.0)
+            np.testing.assert_allclose(hidden[i][m], x, rtol=1e-5, atol=1e-6)
+
+
+def test_a_member_state_is_a_snapshot_that_later_bursts_leave_alone():
+    # member_state() is what a checkpoint writes: views that later bursts move would not do.
+    pop = NumpyPopulationLearner(SHAPES, ACTS, [BASE, BASE.replace(seed=1)], initial_params(2))
+    pop.burst(random_rows(2, 3))
+    state = pop.member_state(0)
+    saved = [np.array(a, copy=True) for a in state]
+    pop.burst(random_rows(2, 2, seed=3))
+    for got, want in zip(state, saved):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(pop.online[0], saved[0])
