@@ -71,6 +71,15 @@ def test_a_soft_sync_of_one_half_lands_halfway_between_the_nets():
     np.testing.assert_array_equal(sync_target(target, online, 0.5).numpy(), [2.0, 4.0])
 
 
+def test_a_soft_sync_nearer_one_still_mixes():
+    # Only tau == 1 is a copy: 0.75 * [1, 2] + 0.25 * [3, 6] = [1.5, 3], and 0.999 moves the
+    # target almost, not exactly, onto the online net.
+    online, target = tf.constant([1.0, 2.0]), tf.constant([3.0, 6.0])
+    np.testing.assert_array_equal(sync_target(target, online, 0.75).numpy(), [1.5, 3.0])
+    nearly = sync_target(target, online, 0.999).numpy()
+    np.testing.assert_allclose(nearly, [1.002, 2.004], rtol=1e-6)
+
+
 def test_the_tf_learning_rate_holds_its_end_value_once_its_schedule_is_over():
     # As the numpy learner's (test_numpy_learner): past the run's planned gradient steps the
     # rate stays at learning_rate_end rather than decaying on towards zero and below.
