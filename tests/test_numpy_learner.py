@@ -314,3 +314,27 @@ def test_a_probed_gradient_and_a_read_state_stay_as_they_were_after_more_updates
         np.testing.assert_array_equal(getattr(state, name), getattr(saved, name), err_msg=name)
         assert not np.array_equal(getattr(learner, name), getattr(saved, name)), name
     assert (state.adam_step, state.grad_steps) == (0, 0) and learner.grad_steps == 2
+
+
+@pytest.mark.parametrize("bound", [0.5, 2.0])
+def test_both_learners_count_samples_over_the_configured_bound(bound):
+    # over_bound_fraction = mean(|td_error| > loss_bound): at bound 0.5 five of these eight
+    # samples (0.5 is on the bound), at bound 2 two (|2| is on the bound, not over it).
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from dqn.step_metrics import METRIC_NAMES
+    from dqn.tf_learner import LossGrad, _step_metrics
+
+    config = DQNConfig(loss_bound=bound)
+    td = np.array([-3.0, -2.0, -1.0, -0.5, 0.25, 0.5, 1.5, 2.5], np.float32)
+    expected = {0.5: 5 / 8, 2.0: 2 / 8}[bound]
+    assert np.mean(np.abs(td) > bound) == expected
+    dq_sa, q_sa = np.full(8, 0.1, np.float32), np.ones(8, np.float32)
+    q = np.ones((8, 2), np.float32)
+    ours = NumpyLearner._metrics(SimpleNamespace(config=config), 0.5, td, dq_sa, q, q_sa, 1.0)
+    out = LossGrad(*(tf.constant(a) for a in (0.5, [0.0], td, dq_sa, q, q_sa)))
+    theirs = _step_metrics(out, tf.constant(1.0), config).numpy()
+    j = METRIC_NAMES.index("over_bound_fraction")
+    assert ours[j] == theirs[j] == np.float32(expected)
