@@ -959,3 +959,17 @@ def test_only_the_configs_own_mlp_counts_as_the_default_network(tmp_path):
         [keras.Input((3,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(2)]
     )
     assert not is_default_mlp(own, 3, 2, config)
+
+
+@pytest.mark.parametrize("learner", ["tensorflow", "numpy"])
+def test_an_agent_given_another_agents_state_acts_with_its_weights(learner):
+    # Assigning state (a resume, a user's own restore) must reach acting and the Keras view,
+    # not only the learner's next update.
+    config = SMALL.replace(learner=learner)
+    agent, other = DQNAgent(OBS, ACTIONS, config), DQNAgent(OBS, ACTIONS, config.replace(seed=1))
+    obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    assert not np.allclose(agent.q_values(obs), other.q_values(obs))
+    agent.state = other.state
+    np.testing.assert_array_equal(agent.q_values(obs), other.q_values(obs))
+    np.testing.assert_array_equal(agent.act(obs[0], 0.0), other.act(obs[0], 0.0))
+    np.testing.assert_allclose(np.asarray(agent.online(obs)), other.q_values(obs), rtol=1e-6)
