@@ -338,3 +338,12 @@ def test_both_learners_count_samples_over_the_configured_bound(bound):
     theirs = _step_metrics(out, tf.constant(1.0), config).numpy()
     j = METRIC_NAMES.index("over_bound_fraction")
     assert ours[j] == theirs[j] == np.float32(expected)
+
+
+def test_a_soft_sync_with_tau_near_one_mixes_the_target():
+    # target <- tau online + (1 - tau) target at every sync; only tau == 1 copies.
+    learner = float64_learner(DQNConfig(target_tau=0.75, target_update_every_grad_steps=1))
+    before = learner.target.copy()
+    learner.step(*batch())
+    np.testing.assert_allclose(learner.target, 0.75 * learner.online + 0.25 * before, rtol=1e-12)
+    assert not np.allclose(learner.target, learner.online)
