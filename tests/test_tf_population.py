@@ -430,3 +430,38 @@ def test_a_burst_refuses_rows_or_a_mask_that_are_not_one_per_member():
         pop.burst(rows[:1], np.ones(2, bool))
     with pytest.raises(ValueError, match="must be per member"):
         pop.burst(rows, np.ones(3, bool))
+
+
+def test_a_nan_td_error_ranks_last_in_a_members_quantiles_without_xla():
+    # TensorFlow's own sort (no XLA) leaves a NaN where it lands: one NaN reward must still be
+    # the largest |TD error| (the max and the 99% quantile of 32), and the median and 90%
+    # quantile those of the sorted others, written out here in float64 from the parameters.
+    from dqn.numpy_learner import quantile_ranks
+
+    config = BASE.replace(jit_compile=False)
+    online = initial_params(config, 1)
+    rows = cartpole_rows(np.random.default_rng(0), 1, 1)
+    at = row_layout(OBS_DIM)
+    rows[0, 0, 5, at.reward] = np.nan
+    shapes, _ = shapes_and_activations(config)
+    offsets = np.cumsum([0, *(int(np.prod(s)) for s in shapes)])
+    flat = online[0].astype(np.float64)
+    params = [flat[a:b].reshape(s) for a, b, s in zip(offsets[:-1], offsets[1:], shapes)]
+
+    def q_of(x):
+        for i in range(0, len(params), 2):
+            x = x @ params[i] + params[i + 1]
+            x = np.maximum(x, 0.0) if i < len(params) - 2 else x
+        return x
+
+    batch = rows[0, 0].astype(np.float64)
+    actions = batch[:, at.action].astype(int)
+    next_v = q_of(batch[:, at.next_obs]).max(axis=1)  # the target network is the online one
+    target = batch[:, at.reward] + config.gamma * (1 - batch[:, at.terminated]) * next_v
+    td = target - q_of(batch[:, at.obs])[np.arange(BATCH), actions]
+    p50, p90, p99 = np.sort(np.abs(td))[quantile_ranks(BATCH)]  # NaN last
+    metrics = dict(zip(METRIC_NAMES, population([config], online).burst(rows, np.ones(1, bool))[0]))
+    assert np.isnan(p99) and np.isnan(metrics["td_error_abs_p99"])
+    assert np.isnan(metrics["td_error_abs_max"])
+    np.testing.assert_allclose(metrics["td_error_abs_p50"], p50, rtol=1e-5)
+    np.testing.assert_allclose(metrics["td_error_abs_p90"], p90, rtol=1e-5)
