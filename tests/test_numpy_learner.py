@@ -347,3 +347,27 @@ def test_a_soft_sync_with_tau_near_one_mixes_the_target():
     learner.step(*batch())
     np.testing.assert_allclose(learner.target, 0.75 * learner.online + 0.25 * before, rtol=1e-12)
     assert not np.allclose(learner.target, learner.online)
+
+
+@pytest.mark.parametrize("double_dqn", [False, True])
+def test_both_learners_probe_the_same_gradient_of_a_batch_with_terminal_transitions(double_dqn):
+    # The per-layer gradient-norm diagnostics read probe_gradient: each learner's must be the
+    # gradient of the loss it steps with, terminal transitions not bootstrapped.
+    from dqn.replay import Batch
+
+    config = SMALL.replace(double_dqn=double_dqn, target_update_every_grad_steps=1)
+    tf_agent, np_agent, *_ = _pair(config, make_replay(64), steps=2, k=1)
+    rng = np.random.default_rng(3)
+    n = 16
+    data = Batch(
+        rng.normal(size=(n, 3)).astype(np.float32),
+        rng.integers(0, 2, n),
+        rng.normal(size=n).astype(np.float32),
+        rng.normal(size=(n, 3)).astype(np.float32),
+        (np.arange(n) % 2).astype(np.float32),  # every other transition terminal
+    )
+    want = np_agent.learner.probe_gradient(data)
+    np.testing.assert_allclose(tf_agent.learner.probe_gradient(data), want, rtol=1e-4, atol=1e-6)
+    # Not bootstrapping any of them would be another gradient.
+    open_ended = np_agent.learner.probe_gradient(data._replace(terminated=np.zeros(n, np.float32)))
+    assert not np.allclose(open_ended, want, rtol=1e-3, atol=1e-5)
