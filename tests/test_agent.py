@@ -930,3 +930,46 @@ def test_only_a_pair_of_obs_and_info_is_called_what_env_reset_returns():
     agent = DQNAgent(OBS, ACTIONS, SMALL)
     with pytest.raises(InputError, match=r", 0\) \(a tuple\) \(act_batch takes"):
         agent.act((np.zeros(3), {}, 0))
+
+
+def test_writing_a_flat_vector_into_a_model_of_other_weights_is_refused():
+    from dqn.networks import FlatNetwork, build_mlp
+
+    net = FlatNetwork(build_mlp(3, 2, [4], "relu", 0))
+    other = build_mlp(3, 2, [5], "relu", 0)
+    before = [w.copy() for w in other.get_weights()]
+    with pytest.raises(ValueError, match="does not have this network's weights"):
+        net.write(net.read(), other)
+    for got, want in zip(other.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_only_the_configs_own_mlp_counts_as_the_default_network(tmp_path):
+    # A default network may be rebuilt from its config elsewhere (a learner process): a model of
+    # the same shapes with another activation, or a user's own, must not count as one.
+    from dqn.networks import build_mlp, is_default_mlp
+
+    config = DQNConfig(hidden_sizes=(8,), activation="tanh", seed=3)
+    default = build_mlp(3, 2, (8,), "tanh", 3)
+    assert is_default_mlp(default, 3, 2, config)
+    default.save(tmp_path / "q.keras")  # read back, its config holds lists for tuples
+    assert is_default_mlp(keras.models.load_model(tmp_path / "q.keras"), 3, 2, config)
+    assert not is_default_mlp(build_mlp(3, 2, (8,), "relu", 3), 3, 2, config)
+    own = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(8, activation="tanh"), keras.layers.Dense(2)]
+    )
+    assert not is_default_mlp(own, 3, 2, config)
+
+
+@pytest.mark.parametrize("learner", ["tensorflow", "numpy"])
+def test_an_agent_given_another_agents_state_acts_with_its_weights(learner):
+    # Assigning state (a resume, a user's own restore) must reach acting and the Keras view,
+    # not only the learner's next update.
+    config = SMALL.replace(learner=learner)
+    agent, other = DQNAgent(OBS, ACTIONS, config), DQNAgent(OBS, ACTIONS, config.replace(seed=1))
+    obs = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    assert not np.allclose(agent.q_values(obs), other.q_values(obs))
+    agent.state = other.state
+    np.testing.assert_array_equal(agent.q_values(obs), other.q_values(obs))
+    np.testing.assert_array_equal(agent.act(obs[0], 0.0), other.act(obs[0], 0.0))
+    np.testing.assert_allclose(np.asarray(agent.online(obs)), other.q_values(obs), rtol=1e-6)

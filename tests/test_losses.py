@@ -92,3 +92,8 @@ def test_unknown_loss_name_lists_the_valid_ones():
         ValueError, match="unknown loss 'mse'.*l2, clipped_delta, huber, clipped_grad"
     ):
         losses.get("mse")
+
+
+def test_a_loss_name_that_is_not_a_string_is_refused_as_an_unknown_loss():
+    with pytest.raises(ValueError, match=r"unknown loss \['huber'\]; valid losses: l2"):
+        losses.get(["huber"])

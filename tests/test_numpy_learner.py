@@ -291,3 +291,83 @@ def test_the_learning_rate_holds_its_end_value_once_its_schedule_is_over():
     at_end.step(*batch())
     beyond.step(*batch())
     np.testing.assert_array_equal(beyond.online, at_end.online)
+
+
+def test_a_probed_gradient_and_a_read_state_stay_as_they_were_after_more_updates():
+    # probe_gradient returns the gradient at the parameters of the call, and state the arrays
+    # of that moment (a checkpoint writes them): neither may be a view that later steps move.
+    import copy
+
+    from dqn.replay import Batch
+
+    learner = float64_learner(DQNConfig(target_update_every_grad_steps=1))
+    data = batch()
+    expected = learner.loss_and_grad(*data)[1].copy()
+    probe = learner.probe_gradient(Batch(*data))
+    state = learner.state
+    saved = copy.deepcopy(state)
+    for seed in (2, 3):
+        learner.step(*batch(seed=seed))
+    np.testing.assert_array_equal(probe, expected)
+    assert not np.array_equal(learner.loss_and_grad(*data)[1], expected)  # the parameters moved
+    for name in ("online", "target", "adam_m", "adam_v"):
+        np.testing.assert_array_equal(getattr(state, name), getattr(saved, name), err_msg=name)
+        assert not np.array_equal(getattr(learner, name), getattr(saved, name)), name
+    assert (state.adam_step, state.grad_steps) == (0, 0) and learner.grad_steps == 2
+
+
+@pytest.mark.parametrize("bound", [0.5, 2.0])
+def test_both_learners_count_samples_over_the_configured_bound(bound):
+    # over_bound_fraction = mean(|td_error| > loss_bound): at bound 0.5 five of these eight
+    # samples (0.5 is on the bound), at bound 2 two (|2| is on the bound, not over it).
+    from types import SimpleNamespace
+
+    import tensorflow as tf
+
+    from dqn.step_metrics import METRIC_NAMES
+    from dqn.tf_learner import LossGrad, _step_metrics
+
+    config = DQNConfig(loss_bound=bound)
+    td = np.array([-3.0, -2.0, -1.0, -0.5, 0.25, 0.5, 1.5, 2.5], np.float32)
+    expected = {0.5: 5 / 8, 2.0: 2 / 8}[bound]
+    assert np.mean(np.abs(td) > bound) == expected
+    dq_sa, q_sa = np.full(8, 0.1, np.float32), np.ones(8, np.float32)
+    q = np.ones((8, 2), np.float32)
+    ours = NumpyLearner._metrics(SimpleNamespace(config=config), 0.5, td, dq_sa, q, q_sa, 1.0)
+    out = LossGrad(*(tf.constant(a) for a in (0.5, [0.0], td, dq_sa, q, q_sa)))
+    theirs = _step_metrics(out, tf.constant(1.0), config).numpy()
+    j = METRIC_NAMES.index("over_bound_fraction")
+    assert ours[j] == theirs[j] == np.float32(expected)
+
+
+def test_a_soft_sync_with_tau_near_one_mixes_the_target():
+    # target <- tau online + (1 - tau) target at every sync; only tau == 1 copies.
+    learner = float64_learner(DQNConfig(target_tau=0.75, target_update_every_grad_steps=1))
+    before = learner.target.copy()
+    learner.step(*batch())
+    np.testing.assert_allclose(learner.target, 0.75 * learner.online + 0.25 * before, rtol=1e-12)
+    assert not np.allclose(learner.target, learner.online)
+
+
+@pytest.mark.parametrize("double_dqn", [False, True])
+def test_both_learners_probe_the_same_gradient_of_a_batch_with_terminal_transitions(double_dqn):
+    # The per-layer gradient-norm diagnostics read probe_gradient: each learner's must be the
+    # gradient of the loss it steps with, terminal transitions not bootstrapped.
+    from dqn.replay import Batch
+
+    config = SMALL.replace(double_dqn=double_dqn, target_update_every_grad_steps=1)
+    tf_agent, np_agent, *_ = _pair(config, make_replay(64), steps=2, k=1)
+    rng = np.random.default_rng(3)
+    n = 16
+    data = Batch(
+        rng.normal(size=(n, 3)).astype(np.float32),
+        rng.integers(0, 2, n),
+        rng.normal(size=n).astype(np.float32),
+        rng.normal(size=(n, 3)).astype(np.float32),
+        (np.arange(n) % 2).astype(np.float32),  # every other transition terminal
+    )
+    want = np_agent.learner.probe_gradient(data)
+    np.testing.assert_allclose(tf_agent.learner.probe_gradient(data), want, rtol=1e-4, atol=1e-6)
+    # Not bootstrapping any of them would be another gradient.
+    open_ended = np_agent.learner.probe_gradient(data._replace(terminated=np.zeros(n, np.float32)))
+    assert not np.allclose(open_ended, want, rtol=1e-3, atol=1e-5)

@@ -169,11 +169,12 @@ def test_stopped_members_cost_no_arithmetic(monkeypatch):
     assert pop.grad_steps.tolist() == [6, 3, 6, 3, 3]
 
 
-def test_soft_and_hard_target_syncs_are_their_closed_forms():
-    # Every 3rd gradient step: tau = 0.25 mixes target <- 0.25 online + 0.75 target; tau = 1
+@pytest.mark.parametrize("tau", [0.25, 0.75])
+def test_soft_and_hard_target_syncs_are_their_closed_forms(tau):
+    # Every 3rd gradient step: tau < 1 mixes target <- tau online + (1 - tau) target; tau = 1
     # copies online. Between syncs the target does not move.
     configs = [
-        BASE.replace(target_tau=0.25, target_update_every_grad_steps=3),
+        BASE.replace(target_tau=tau, target_update_every_grad_steps=3),
         BASE.replace(target_tau=1.0, target_update_every_grad_steps=3, seed=1),
     ]
     pop = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(2))
@@ -186,7 +187,7 @@ def test_soft_and_hard_target_syncs_are_their_closed_forms():
             np.testing.assert_array_equal(pop.target, before)
         else:
             np.testing.assert_allclose(
-                pop.target[0], 0.25 * online[0] + 0.75 * before[0], rtol=1e-6, atol=1e-7
+                pop.target[0], tau * online[0] + (1 - tau) * before[0], rtol=1e-6, atol=1e-7
             )
             np.testing.assert_array_equal(pop.target[1], pop.online[1])
             assert not np.allclose(pop.target[0], online[0])  # a mix, not a copy
@@ -269,3 +270,65 @@ def test_past_the_end_of_its_schedule_a_members_learning_rate_stays_at_its_end()
         pop.burst(rows[:, j : j + 1])
     np.testing.assert_array_equal(pop.online[0], frozen)
     assert not np.array_equal(pop.online[1], moving)
+
+
+def test_with_diagnostics_off_the_td_statistics_are_nan_and_the_rest_unchanged():
+    # Diagnostics off skips the TD-error statistics: their columns are NaN for every step, and
+    # so for the burst too (the max of NaNs is NaN, not the -inf a max starts from), while
+    # loss, Q statistics, gradient norm and the update itself are those of diagnostics on.
+    configs = [BASE.replace(**v, seed=i) for i, v in enumerate(VARIANTS)]
+    params, rows = initial_params(len(configs)), random_rows(len(configs), 3)
+    on, metrics_on = run_population(configs, params, rows, 1)
+    off_configs = [c.replace(diagnostics=False) for c in configs]
+    off, metrics_off = run_population(off_configs, params, rows, 1)
+    skipped = [j for j, name in enumerate(METRIC_NAMES) if name.startswith("td_error")]
+    skipped += [METRIC_NAMES.index(n) for n in ("zero_grad_fraction", "over_bound_fraction")]
+    kept = [j for j in range(len(METRIC_NAMES)) if j not in skipped]
+    assert np.isnan(metrics_off[..., skipped]).all()
+    assert np.isfinite(metrics_on[..., skipped]).all()
+    np.testing.assert_array_equal(metrics_off[..., kept], metrics_on[..., kept])
+    np.testing.assert_array_equal(off.online, on.online)
+
+
+def test_a_member_with_nan_parameters_reports_a_nan_burst_maximum():
+    # The divergence guard reads the burst's q_abs_max and td_error_abs_max: a member whose Q
+    # is NaN at every step must report NaN for both, not the -inf their maximum starts from.
+    configs = [BASE.replace(**v, seed=i) for i, v in enumerate(VARIANTS[:2])]
+    params = initial_params(2)
+    params[0] = np.nan
+    metrics = NumpyPopulationLearner(SHAPES, ACTS, configs, params).burst(random_rows(2, 3))
+    for name in ("q_abs_max", "td_error_abs_max"):
+        j = METRIC_NAMES.index(name)
+        assert np.isnan(metrics[0, j]) and np.isfinite(metrics[1, j])
+
+
+def test_hidden_outputs_are_those_of_each_members_online_network():
+    # hidden() feeds the dead/saturated-unit diagnostics: each member's hidden layers of its
+    # online network (not its target), written out here in float64.
+    configs = [BASE.replace(seed=i, target_update_every_grad_steps=1000) for i in range(2)]
+    pop = NumpyPopulationLearner(SHAPES, ACTS, configs, initial_params(2))
+    pop.burst(random_rows(2, 3))
+    assert not np.array_equal(pop.online, pop.target)
+    obs = np.random.default_rng(5).normal(size=(2, 7, OBS_DIM)).astype(np.float32)
+    hidden = pop.hidden(obs)
+    assert len(hidden) == 2
+    offsets = np.cumsum([0, *(int(np.prod(s)) for s in SHAPES)])
+    for m in range(2):
+        flat = pop.online[m].astype(np.float64)
+        params = [flat[a:b].reshape(s) for a, b, s in zip(offsets[:-1], offsets[1:], SHAPES)]
+        x = obs[m].astype(np.float64)
+        for i in range(2):  # the relu layers; the linear Q head is not a hidden layer
+            x = np.maximum(x @ params[2 * i] + params[2 * i + 1], 0.0)
+            np.testing.assert_allclose(hidden[i][m], x, rtol=1e-5, atol=1e-6)
+
+
+def test_a_member_state_is_a_snapshot_that_later_bursts_leave_alone():
+    # member_state() is what a checkpoint writes: views that later bursts move would not do.
+    pop = NumpyPopulationLearner(SHAPES, ACTS, [BASE, BASE.replace(seed=1)], initial_params(2))
+    pop.burst(random_rows(2, 3))
+    state = pop.member_state(0)
+    saved = [np.array(a, copy=True) for a in state]
+    pop.burst(random_rows(2, 2, seed=3))
+    for got, want in zip(state, saved):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(pop.online[0], saved[0])

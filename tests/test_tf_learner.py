@@ -71,6 +71,15 @@ def test_a_soft_sync_of_one_half_lands_halfway_between_the_nets():
     np.testing.assert_array_equal(sync_target(target, online, 0.5).numpy(), [2.0, 4.0])
 
 
+def test_a_soft_sync_nearer_one_still_mixes():
+    # Only tau == 1 is a copy: 0.75 * [1, 2] + 0.25 * [3, 6] = [1.5, 3], and 0.999 moves the
+    # target almost, not exactly, onto the online net.
+    online, target = tf.constant([1.0, 2.0]), tf.constant([3.0, 6.0])
+    np.testing.assert_array_equal(sync_target(target, online, 0.75).numpy(), [1.5, 3.0])
+    nearly = sync_target(target, online, 0.999).numpy()
+    np.testing.assert_allclose(nearly, [1.002, 2.004], rtol=1e-6)
+
+
 def test_the_tf_learning_rate_holds_its_end_value_once_its_schedule_is_over():
     # As the numpy learner's (test_numpy_learner): past the run's planned gradient steps the
     # rate stays at learning_rate_end rather than decaying on towards zero and below.
@@ -246,3 +255,34 @@ def test_the_packed_burst_computes_exactly_what_the_plain_burst_does():
     for a, b_ in zip(unpack_state(*packed), plain):
         np.testing.assert_array_equal(a.numpy(), b_.numpy())
     np.testing.assert_array_equal(metrics.numpy(), np.concatenate([sums.numpy(), maxes.numpy()]))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"gamma": 0.9},
+        {"n_step": 3},
+        {"double_dqn": True},
+        {"loss": "l2"},
+        {"loss_bound": 2.0},
+        {"max_grad_norm": 10.0},
+        {"learning_rate": 1e-3},
+        {"learning_rate_end": None},
+        {"adam_epsilon": 1e-5},
+        {"target_tau": 0.5},
+        {"target_update_every_grad_steps": 7},
+        {"total_env_steps": 9_000},  # the length of the learning-rate schedule
+        {"diagnostics": False},
+        {"jit_compile": False},
+    ],
+)
+def test_a_setting_that_reaches_the_update_keys_a_compiled_burst_of_its_own(change):
+    # Learners share compiled functions by shared_key: two configs that update differently
+    # must never share one, while the seeds and the output folder cannot change an update.
+    from dqn.tf_learner import shared_key
+
+    shapes = [(4, 8), (8,), (8, 2), (2,)]
+    base = DQNConfig()
+    assert shared_key(base.replace(**change), shapes) != shared_key(base, shapes)
+    same = base.replace(seed=5, eval_seed=7, output_dir="elsewhere")
+    assert shared_key(same, shapes) == shared_key(base, shapes)

@@ -387,3 +387,81 @@ def test_past_the_end_of_its_schedule_a_members_learning_rate_stays_at_its_end()
     assert pop.grad_steps.tolist() == [9, 9]
     np.testing.assert_array_equal(pop.online[0], frozen)
     assert not np.array_equal(pop.online[1], moving)
+
+
+def test_a_member_stopped_and_restarted_between_bursts_of_one_learner():
+    # The active mask of each call counts, not the first one the learner saw: stopped, member 0
+    # keeps its state bit for bit and reports NaN; active again, it takes its steps again.
+    online = initial_params(BASE, 2)
+    pop = population([BASE, BASE.replace(seed=1)], online)
+    rng = np.random.default_rng(0)
+    pop.burst(cartpole_rows(rng, 2, 1), np.ones(2, bool))
+    before = pop.member_state(0)
+    metrics = pop.burst(cartpole_rows(rng, 2, 2), np.array([False, True]))
+    assert np.isnan(metrics[0]).all() and np.isfinite(metrics[1]).all()
+    for got, want in zip(pop.member_state(0), before):
+        np.testing.assert_array_equal(got, want)
+    assert pop.grad_steps.tolist() == [1, 3]
+    metrics = pop.burst(cartpole_rows(rng, 2, 1), np.ones(2, bool))
+    assert np.isfinite(metrics).all() and pop.grad_steps.tolist() == [2, 4]
+
+
+def test_a_soft_sync_with_tau_above_one_half_mixes_the_target():
+    # target <- tau online + (1 - tau) target for tau = 0.75 (soft, though above one half);
+    # the member with tau = 1 copies.
+    configs = [
+        BASE.replace(target_tau=0.75, target_update_every_grad_steps=1),
+        BASE.replace(target_tau=1.0, target_update_every_grad_steps=1, seed=1),
+    ]
+    online = initial_params(BASE, 2)
+    pop = population(configs, online)
+    pop.burst(cartpole_rows(np.random.default_rng(0), 2, 1), np.ones(2, bool))
+    soft, hard = pop.member_state(0), pop.member_state(1)
+    mixed = 0.75 * soft.online.astype(np.float64) + 0.25 * online[0].astype(np.float64)
+    np.testing.assert_allclose(soft.target, mixed, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(soft.target, soft.online, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(hard.target, hard.online)
+
+
+def test_a_burst_refuses_rows_or_a_mask_that_are_not_one_per_member():
+    pop = population([BASE, BASE.replace(seed=1)], initial_params(BASE, 2))
+    rows = cartpole_rows(np.random.default_rng(0), 2, 1)
+    with pytest.raises(ValueError, match="must be per member"):
+        pop.burst(rows[:1], np.ones(2, bool))
+    with pytest.raises(ValueError, match="must be per member"):
+        pop.burst(rows, np.ones(3, bool))
+
+
+def test_a_nan_td_error_ranks_last_in_a_members_quantiles_without_xla():
+    # TensorFlow's own sort (no XLA) leaves a NaN where it lands: one NaN reward must still be
+    # the largest |TD error| (the max and the 99% quantile of 32), and the median and 90%
+    # quantile those of the sorted others, written out here in float64 from the parameters.
+    from dqn.numpy_learner import quantile_ranks
+
+    config = BASE.replace(jit_compile=False)
+    online = initial_params(config, 1)
+    rows = cartpole_rows(np.random.default_rng(0), 1, 1)
+    at = row_layout(OBS_DIM)
+    rows[0, 0, 5, at.reward] = np.nan
+    shapes, _ = shapes_and_activations(config)
+    offsets = np.cumsum([0, *(int(np.prod(s)) for s in shapes)])
+    flat = online[0].astype(np.float64)
+    params = [flat[a:b].reshape(s) for a, b, s in zip(offsets[:-1], offsets[1:], shapes)]
+
+    def q_of(x):
+        for i in range(0, len(params), 2):
+            x = x @ params[i] + params[i + 1]
+            x = np.maximum(x, 0.0) if i < len(params) - 2 else x
+        return x
+
+    batch = rows[0, 0].astype(np.float64)
+    actions = batch[:, at.action].astype(int)
+    next_v = q_of(batch[:, at.next_obs]).max(axis=1)  # the target network is the online one
+    target = batch[:, at.reward] + config.gamma * (1 - batch[:, at.terminated]) * next_v
+    td = target - q_of(batch[:, at.obs])[np.arange(BATCH), actions]
+    p50, p90, p99 = np.sort(np.abs(td))[quantile_ranks(BATCH)]  # NaN last
+    metrics = dict(zip(METRIC_NAMES, population([config], online).burst(rows, np.ones(1, bool))[0]))
+    assert np.isnan(p99) and np.isnan(metrics["td_error_abs_p99"])
+    assert np.isnan(metrics["td_error_abs_max"])
+    np.testing.assert_allclose(metrics["td_error_abs_p50"], p50, rtol=1e-5)
+    np.testing.assert_allclose(metrics["td_error_abs_p90"], p90, rtol=1e-5)
