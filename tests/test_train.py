@@ -502,3 +502,18 @@ def test_an_evaluation_mean_equal_to_solve_return_counts_as_solved(tmp_path):
     )
     result = train(config, progress=False, log_tensorboard=False)
     assert result.first_solve_env_step == config.eval_every_env_steps
+
+
+def test_a_rows_epsilon_is_the_schedules_at_the_env_step_it_reached(tmp_path):
+    # One env: the loop step that reached env step s acted with the schedule's value at s (its
+    # first env step), here 1 - s / 600 over the whole run, not the value at s - 1.
+    from tests.conftest import TINY_RUN
+
+    config = DQNConfig(**TINY_RUN).replace(
+        epsilon_start=1.0, epsilon_end=0.0, epsilon_decay_fraction=1.0
+    )
+    train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    rows = read_metrics(tmp_path / "run")
+    assert [int(r["env_step"]) for r in rows] == [100, 200, 300, 400, 500, 600]
+    for row in rows:
+        assert float(row["epsilon"]) == pytest.approx(1 - int(row["env_step"]) / 600, abs=1e-6)
