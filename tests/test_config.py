@@ -595,3 +595,24 @@ def test_the_largest_episode_counts_and_seeds_are_allowed_and_one_more_is_not():
     DQNConfig(eval_seed=2**32 - 100, eval_episodes=10, final_eval_episodes=100)
     with pytest.raises(ConfigError, match="eval_seed"):
         DQNConfig(eval_seed=2**32 - 99, eval_episodes=10, final_eval_episodes=100)
+
+
+def test_the_ends_of_each_closed_range_are_allowed_and_just_past_them_is_not():
+    # [1, 10**12] env steps, [1, 1024] threads, [1, 65_536] envs; a float32 setting is 0 or
+    # between its smallest normal (2**-126) and largest ((2 - 2**-23) * 2**127) values.
+    tiny, largest = 2.0**-126, (2 - 2.0**-23) * 2.0**127
+    DQNConfig(total_env_steps=10**12)
+    DQNConfig(num_threads=1024)
+    envs = dict(n_step=1, learning_starts_env_steps=65_535, total_env_steps=1_000_000)
+    DQNConfig(num_envs=65_536, **envs)
+    DQNConfig(learning_rate=largest, loss_bound=tiny, max_grad_norm=tiny)
+    past = {
+        "total_env_steps": dict(total_env_steps=10**12 + 1),
+        "num_threads": dict(num_threads=1025),
+        "num_envs": dict(num_envs=65_537, **envs),
+        "learning_rate": dict(learning_rate=largest * (1 + 2.0**-40)),
+        "loss_bound": dict(loss_bound=tiny * (1 - 2.0**-40)),
+    }
+    for key, changes in past.items():
+        with pytest.raises(ConfigError, match=f"config key '{key}' must be"):
+            DQNConfig(**changes)
