@@ -616,3 +616,16 @@ def test_the_ends_of_each_closed_range_are_allowed_and_just_past_them_is_not():
     for key, changes in past.items():
         with pytest.raises(ConfigError, match=f"config key '{key}' must be"):
             DQNConfig(**changes)
+
+
+def test_a_file_of_labels_like_keys_is_told_it_is_a_variants_file(tmp_path):
+    # "double" is spelt like double_dqn (difflib ratio 0.75) but is no typo of it: a file whose
+    # every value is a mapping under such labels is a variants file, not a config with typos.
+    path = tmp_path / "variants.yaml"
+    path.write_text("double: {double_dqn: true}\nhuber: {loss: huber}\n")
+    with pytest.raises(ConfigError, match=r"maps labels \(double, huber\) to overrides"):
+        DQNConfig.from_yaml(path)
+    # One letter off a key (env_kwarg for env_kwargs) is a typo, named as an unknown key.
+    path.write_text("env_kwarg: {max_episode_steps: 50}\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'env_kwarg' \(did you mean"):
+        DQNConfig.from_yaml(path)
