@@ -92,6 +92,8 @@ def test_unknown_key_lists_the_valid_keys():
         ("train_freq", "'train_every_env_steps'"),
         ("exploration_final_eps", "'epsilon_end'"),
         ("tau", "'target_tau'"),
+        # Another library's name also spelt alike: named once, first.
+        ("learning_starts", "'learning_starts_env_steps' or 'learning_rate'"),
         # Spelt like epsilon_end, which sets something else: the decay's key comes first.
         ("epsilon_decay", "'epsilon_decay_fraction' or 'epsilon_end'"),
         ("eval_freq", "'eval_every_env_steps'"),
@@ -629,3 +631,12 @@ def test_a_file_of_labels_like_keys_is_told_it_is_a_variants_file(tmp_path):
     path.write_text("env_kwarg: {max_episode_steps: 50}\n")
     with pytest.raises(ConfigError, match=r"unknown config key 'env_kwarg' \(did you mean"):
         DQNConfig.from_yaml(path)
+
+
+def test_an_override_with_nothing_after_the_equals_sign_is_refused_not_read_as_null():
+    # YAML reads "" as null: "--set max_grad_norm=" would turn clipping off without a word.
+    for raw in ("", " "):
+        with pytest.raises(
+            ConfigError, match=f"'max_grad_norm' must be a number or null, got {raw!r}"
+        ):
+            DQNConfig.from_yaml(None, [f"max_grad_norm={raw}"])
