@@ -89,6 +89,22 @@ def test_a_population_of_one_is_the_single_run(tmp_path, env_id, n_step, limit):
             assert x[name].tobytes() == y[name].tobytes(), name
 
 
+def test_a_member_at_epsilon_0_draws_from_its_generator_as_little_as_a_single_run(tmp_path):
+    # Epsilon reaches 0 halfway: from there a single run's agent draws no exploration number,
+    # and a member must not either, or its saved agent explores with other draws than the run's.
+    from dqn.loop import train
+
+    base = BASE.replace(epsilon_end=0.0, epsilon_decay_fraction=0.5, total_env_steps=2_000)
+    single = train(
+        base.replace(seed=5), run_dir=tmp_path / "single", progress=False, log_tensorboard=False
+    )
+    [member] = train_population(
+        base, [({}, 5)], out_dir=tmp_path / "pop", progress=False, log_tensorboard=False
+    )
+    a, b = DQNAgent.load(single.run_dir), DQNAgent.load(member.run_dir)
+    assert a.rng.bit_generator.state == b.rng.bit_generator.state
+
+
 def test_cartpoles_stepped_in_one_pass_write_what_gymnasium_one_by_one_writes(
     tmp_path, monkeypatch
 ):
