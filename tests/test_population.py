@@ -105,6 +105,19 @@ def test_a_member_at_epsilon_0_draws_from_its_generator_as_little_as_a_single_ru
     assert a.rng.bit_generator.state == b.rng.bit_generator.state
 
 
+def test_a_members_probe_columns_are_nan_at_the_row_where_learning_starts(tmp_path):
+    # Learning starts after env step 1,000, which has a row: no gradient step yet, so no probe
+    # (as in a single run); the probe is drawn at the next row, from 2,000 transitions.
+    base = BASE.replace(learning_starts_env_steps=1_000, total_env_steps=2_000)
+    [member] = train_population(base, [({}, 0)], out_dir=tmp_path / "p", progress=False)
+    rows = columns(metrics_text(member.run_dir))
+    assert rows["env_step"] == ["1000", "2000"]
+    probed = [name for name in rows if name.startswith(("grad_norm/", "dead_fraction/"))]
+    assert probed
+    for name in probed:
+        assert np.isnan(float(rows[name][0])) and np.isfinite(float(rows[name][1])), name
+
+
 def test_cartpoles_stepped_in_one_pass_write_what_gymnasium_one_by_one_writes(
     tmp_path, monkeypatch
 ):
