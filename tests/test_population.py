@@ -921,6 +921,21 @@ def test_a_progress_callback_gets_the_env_steps_of_every_running_member():
     assert got == [2 * REPORT_EVERY, 2 * 10]
 
 
+def test_each_member_explores_by_its_own_epsilon_schedule():
+    # Members sharing a schedule share its computation; each still gets its own schedule's
+    # value: linear from epsilon_start to epsilon_end over epsilon_decay_fraction x 1,000 steps.
+    from dqn.population_loop import EpsilonSchedule
+
+    base = DQNConfig(total_env_steps=1_000, learning_starts_env_steps=100, n_step=1)
+    a = base.replace(epsilon_start=1.0, epsilon_end=0.0, epsilon_decay_fraction=0.5)
+    b = base.replace(epsilon_start=0.5, epsilon_end=0.1, epsilon_decay_fraction=1.0)
+    c = base.replace(epsilon_start=0.2, epsilon_end=0.2)
+    d = a.replace(epsilon_decay_fraction=1.0)  # a's ends, over the whole run
+    schedule = EpsilonSchedule([a, a.replace(seed=1), b, c, b.replace(seed=2), d])
+    np.testing.assert_allclose(schedule.at(250), [0.5, 0.5, 0.4, 0.2, 0.4, 0.75])
+    np.testing.assert_allclose(schedule.at(1_000), [0.0, 0.0, 0.1, 0.2, 0.1, 0.0])
+
+
 def test_member_settings_are_each_members_own_numbers():
     # The [P] arrays both population learners read, against each config's closed forms:
     # discount gamma^n, schedule length (total // every - starts // every) * grad steps, a
