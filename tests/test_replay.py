@@ -48,6 +48,12 @@ def test_empty_buffer_refuses_to_sample():
         ReplayBuffer(4, 1, np.random.default_rng(0)).sample(2)
 
 
+def test_a_buffer_of_no_slot_is_refused_when_made():
+    # A ring of 0 slots would fail at its first add, dividing by its capacity.
+    with pytest.raises(ValueError, match="capacity must be > 0, got 0"):
+        ReplayBuffer(0, 1, np.random.default_rng(0))
+
+
 def test_a_replay_that_cannot_fit_is_refused_with_the_bytes_needed_and_available():
     from dqn.errors import ConfigError
     from dqn.replay import check_replay_fits
