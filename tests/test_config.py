@@ -1,6 +1,7 @@
 """DQNConfig validation: every bad value is refused with a message naming the key and the range."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -370,6 +371,7 @@ def test_the_table_agrees_with_the_field_types():
             {"hidden_sizes": [4] * 101},  # Keras's build of ~1,000 recursed past Python's stack
             "config key 'hidden_sizes' may list at most 100 layers, got 101",
         ),
+        ({"env_id": "CartPole\0-v1"}, "config key 'env_id' holds a NUL character (\\0)"),
         ({"epsilon_start": 1.5}, "config key 'epsilon_start' must be in [0, 1], got 1.5"),
         # nullable number
         ({"max_grad_norm": "x"}, "config key 'max_grad_norm' must be a number or null, got 'x'"),
@@ -523,7 +525,14 @@ def test_env_kwargs_are_a_frozen_mapping_that_yaml_writes_and_reads_back(tmp_pat
     over = DQNConfig.from_yaml(None, ["env_kwargs={max_episode_steps: 50}"])
     assert over.env_kwargs == {"max_episode_steps": 50}
     kind = "a mapping of name: number, string, bool, null or a list of them"
-    for bad in ({"two words": 1}, {"f": object()}, {"x": float("nan")}, [1], "a=1"):
+    for bad in (
+        {"two words": 1},
+        {"f": object()},
+        {"x": float("nan")},
+        {"x": float("inf")},
+        [1],
+        "a=1",
+    ):
         with pytest.raises(ConfigError, match=f"config key 'env_kwargs' must be {kind}, got"):
             DQNConfig(env_kwargs=bad)
 
@@ -547,8 +556,15 @@ def test_the_configuration_page_lists_the_keys_as_dqn_train_keys_prints_them():
         dict(learning_rate=1e-3, learning_rate_end=1e-3),  # a constant rate
         dict(epsilon_start=0.1, epsilon_end=0.1),  # a constant epsilon
         dict(n_step=3, learning_starts_env_steps=2),  # num_envs * n_step - 1
+        dict(hidden_sizes=[4] * 100),
     ],
-    ids=["batch = buffer", "rate end = start", "epsilon end = start", "starts = n_step - 1"],
+    ids=[
+        "batch = buffer",
+        "rate end = start",
+        "epsilon end = start",
+        "starts = n_step - 1",
+        "100 hidden layers",
+    ],
 )
 def test_each_rule_allows_its_bound_itself(changes):
     DQNConfig(**changes)
@@ -640,3 +656,10 @@ def test_an_override_with_nothing_after_the_equals_sign_is_refused_not_read_as_n
             ConfigError, match=f"'max_grad_norm' must be a number or null, got {raw!r}"
         ):
             DQNConfig.from_yaml(None, [f"max_grad_norm={raw}"])
+
+
+def test_a_configs_dict_reads_back_from_json_as_itself():
+    # to_dict is the config as YAML and JSON write it: env_kwargs' lists are lists there, not
+    # the tuples a frozen config holds, which JSON would read back as lists that differ.
+    config = DQNConfig(env_kwargs={"max_episode_steps": 50, "sizes": (1, 2)}, hidden_sizes=(8, 8))
+    assert json.loads(json.dumps(config.to_dict())) == config.to_dict()
