@@ -118,6 +118,20 @@ def test_a_members_probe_columns_are_nan_at_the_row_where_learning_starts(tmp_pa
         assert np.isnan(float(rows[name][0])) and np.isfinite(float(rows[name][1])), name
 
 
+def test_a_members_probe_batch_is_drawn_once_and_kept_in_every_later_checkpoint(tmp_path):
+    # As a single run's (docs/metrics.md): drawn at the first row after learning starts (1,000
+    # here), the same batch at 2,000 and 3,000, not a new draw from the grown replay.
+    [member] = train_population(BASE, [({}, 0)], out_dir=tmp_path / "p", progress=False)
+    probes = []
+    for step in (1_000, 2_000, 3_000):
+        with np.load(member.run_dir / "checkpoints" / f"step-{step:09d}" / "loop.npz") as saved:
+            probes.append({k: saved[k] for k in saved.files if k.startswith("probe.")})
+    assert len(probes[0]) == 5
+    for later in probes[1:]:
+        for name, value in probes[0].items():
+            np.testing.assert_array_equal(later[name], value, err_msg=name)
+
+
 def test_cartpoles_stepped_in_one_pass_write_what_gymnasium_one_by_one_writes(
     tmp_path, monkeypatch
 ):
