@@ -1,6 +1,7 @@
 """DQNConfig validation: every bad value is refused with a message naming the key and the range."""
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,8 @@ def test_unknown_key_lists_the_valid_keys():
         ("train_freq", "'train_every_env_steps'"),
         ("exploration_final_eps", "'epsilon_end'"),
         ("tau", "'target_tau'"),
+        # Another library's name also spelt alike: named once, first.
+        ("learning_starts", "'learning_starts_env_steps' or 'learning_rate'"),
         # Spelt like epsilon_end, which sets something else: the decay's key comes first.
         ("epsilon_decay", "'epsilon_decay_fraction' or 'epsilon_end'"),
         ("eval_freq", "'eval_every_env_steps'"),
@@ -368,6 +371,7 @@ def test_the_table_agrees_with_the_field_types():
             {"hidden_sizes": [4] * 101},  # Keras's build of ~1,000 recursed past Python's stack
             "config key 'hidden_sizes' may list at most 100 layers, got 101",
         ),
+        ({"env_id": "CartPole\0-v1"}, "config key 'env_id' holds a NUL character (\\0)"),
         ({"epsilon_start": 1.5}, "config key 'epsilon_start' must be in [0, 1], got 1.5"),
         # nullable number
         ({"max_grad_norm": "x"}, "config key 'max_grad_norm' must be a number or null, got 'x'"),
@@ -521,7 +525,14 @@ def test_env_kwargs_are_a_frozen_mapping_that_yaml_writes_and_reads_back(tmp_pat
     over = DQNConfig.from_yaml(None, ["env_kwargs={max_episode_steps: 50}"])
     assert over.env_kwargs == {"max_episode_steps": 50}
     kind = "a mapping of name: number, string, bool, null or a list of them"
-    for bad in ({"two words": 1}, {"f": object()}, {"x": float("nan")}, [1], "a=1"):
+    for bad in (
+        {"two words": 1},
+        {"f": object()},
+        {"x": float("nan")},
+        {"x": float("inf")},
+        [1],
+        "a=1",
+    ):
         with pytest.raises(ConfigError, match=f"config key 'env_kwargs' must be {kind}, got"):
             DQNConfig(env_kwargs=bad)
 
@@ -545,8 +556,15 @@ def test_the_configuration_page_lists_the_keys_as_dqn_train_keys_prints_them():
         dict(learning_rate=1e-3, learning_rate_end=1e-3),  # a constant rate
         dict(epsilon_start=0.1, epsilon_end=0.1),  # a constant epsilon
         dict(n_step=3, learning_starts_env_steps=2),  # num_envs * n_step - 1
+        dict(hidden_sizes=[4] * 100),
     ],
-    ids=["batch = buffer", "rate end = start", "epsilon end = start", "starts = n_step - 1"],
+    ids=[
+        "batch = buffer",
+        "rate end = start",
+        "epsilon end = start",
+        "starts = n_step - 1",
+        "100 hidden layers",
+    ],
 )
 def test_each_rule_allows_its_bound_itself(changes):
     DQNConfig(**changes)
@@ -595,3 +613,53 @@ def test_the_largest_episode_counts_and_seeds_are_allowed_and_one_more_is_not():
     DQNConfig(eval_seed=2**32 - 100, eval_episodes=10, final_eval_episodes=100)
     with pytest.raises(ConfigError, match="eval_seed"):
         DQNConfig(eval_seed=2**32 - 99, eval_episodes=10, final_eval_episodes=100)
+
+
+def test_the_ends_of_each_closed_range_are_allowed_and_just_past_them_is_not():
+    # [1, 10**12] env steps, [1, 1024] threads, [1, 65_536] envs; a float32 setting is 0 or
+    # between its smallest normal (2**-126) and largest ((2 - 2**-23) * 2**127) values.
+    tiny, largest = 2.0**-126, (2 - 2.0**-23) * 2.0**127
+    DQNConfig(total_env_steps=10**12)
+    DQNConfig(num_threads=1024)
+    envs = dict(n_step=1, learning_starts_env_steps=65_535, total_env_steps=1_000_000)
+    DQNConfig(num_envs=65_536, **envs)
+    DQNConfig(learning_rate=largest, loss_bound=tiny, max_grad_norm=tiny)
+    past = {
+        "total_env_steps": dict(total_env_steps=10**12 + 1),
+        "num_threads": dict(num_threads=1025),
+        "num_envs": dict(num_envs=65_537, **envs),
+        "learning_rate": dict(learning_rate=largest * (1 + 2.0**-40)),
+        "loss_bound": dict(loss_bound=tiny * (1 - 2.0**-40)),
+    }
+    for key, changes in past.items():
+        with pytest.raises(ConfigError, match=f"config key '{key}' must be"):
+            DQNConfig(**changes)
+
+
+def test_a_file_of_labels_like_keys_is_told_it_is_a_variants_file(tmp_path):
+    # "double" is spelt like double_dqn (difflib ratio 0.75) but is no typo of it: a file whose
+    # every value is a mapping under such labels is a variants file, not a config with typos.
+    path = tmp_path / "variants.yaml"
+    path.write_text("double: {double_dqn: true}\nhuber: {loss: huber}\n")
+    with pytest.raises(ConfigError, match=r"maps labels \(double, huber\) to overrides"):
+        DQNConfig.from_yaml(path)
+    # One letter off a key (env_kwarg for env_kwargs) is a typo, named as an unknown key.
+    path.write_text("env_kwarg: {max_episode_steps: 50}\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'env_kwarg' \(did you mean"):
+        DQNConfig.from_yaml(path)
+
+
+def test_an_override_with_nothing_after_the_equals_sign_is_refused_not_read_as_null():
+    # YAML reads "" as null: "--set max_grad_norm=" would turn clipping off without a word.
+    for raw in ("", " "):
+        with pytest.raises(
+            ConfigError, match=f"'max_grad_norm' must be a number or null, got {raw!r}"
+        ):
+            DQNConfig.from_yaml(None, [f"max_grad_norm={raw}"])
+
+
+def test_a_configs_dict_reads_back_from_json_as_itself():
+    # to_dict is the config as YAML and JSON write it: env_kwargs' lists are lists there, not
+    # the tuples a frozen config holds, which JSON would read back as lists that differ.
+    config = DQNConfig(env_kwargs={"max_episode_steps": 50, "sizes": (1, 2)}, hidden_sizes=(8, 8))
+    assert json.loads(json.dumps(config.to_dict())) == config.to_dict()

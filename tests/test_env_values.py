@@ -131,6 +131,18 @@ def test_a_nan_from_the_env_stops_the_run_naming_the_env_not_the_learner(tmp_pat
     assert summary["env_steps"] == 299 and "the learner did not diverge" in summary["diverged"]
 
 
+def test_a_run_whose_env_returns_nan_before_any_checkpoint_says_it_has_none(tmp_path):
+    # A new run's first checkpoint is at env step 400: at 299 there is none to resume from.
+    config = DQNConfig(**TINY_RUN).replace(
+        env_id="DqnTestBroken-obs-v0", seed=1, checkpoint_every_env_steps=400
+    )
+    with pytest.raises(
+        NonFiniteEnvError, match=r"after env step 299 \(before its first checkpoint\)"
+    ):
+        train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    assert not list((tmp_path / "run").glob("checkpoints/step-*"))
+
+
 def test_a_member_whose_env_returns_nan_before_any_checkpoint_says_it_has_none(tmp_path):
     base = DQNConfig(**TINY_RUN).replace(
         env_id="DqnTestBroken-obs-v0", learner="numpy", checkpoint_every_env_steps=400

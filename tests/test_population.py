@@ -89,6 +89,49 @@ def test_a_population_of_one_is_the_single_run(tmp_path, env_id, n_step, limit):
             assert x[name].tobytes() == y[name].tobytes(), name
 
 
+def test_a_member_at_epsilon_0_draws_from_its_generator_as_little_as_a_single_run(tmp_path):
+    # Epsilon reaches 0 halfway: from there a single run's agent draws no exploration number,
+    # and a member must not either, or its saved agent explores with other draws than the run's.
+    from dqn.loop import train
+
+    base = BASE.replace(epsilon_end=0.0, epsilon_decay_fraction=0.5, total_env_steps=2_000)
+    single = train(
+        base.replace(seed=5), run_dir=tmp_path / "single", progress=False, log_tensorboard=False
+    )
+    [member] = train_population(
+        base, [({}, 5)], out_dir=tmp_path / "pop", progress=False, log_tensorboard=False
+    )
+    a, b = DQNAgent.load(single.run_dir), DQNAgent.load(member.run_dir)
+    assert a.rng.bit_generator.state == b.rng.bit_generator.state
+
+
+def test_a_members_probe_columns_are_nan_at_the_row_where_learning_starts(tmp_path):
+    # Learning starts after env step 1,000, which has a row: no gradient step yet, so no probe
+    # (as in a single run); the probe is drawn at the next row, from 2,000 transitions.
+    base = BASE.replace(learning_starts_env_steps=1_000, total_env_steps=2_000)
+    [member] = train_population(base, [({}, 0)], out_dir=tmp_path / "p", progress=False)
+    rows = columns(metrics_text(member.run_dir))
+    assert rows["env_step"] == ["1000", "2000"]
+    probed = [name for name in rows if name.startswith(("grad_norm/", "dead_fraction/"))]
+    assert probed
+    for name in probed:
+        assert np.isnan(float(rows[name][0])) and np.isfinite(float(rows[name][1])), name
+
+
+def test_a_members_probe_batch_is_drawn_once_and_kept_in_every_later_checkpoint(tmp_path):
+    # As a single run's (docs/metrics.md): drawn at the first row after learning starts (1,000
+    # here), the same batch at 2,000 and 3,000, not a new draw from the grown replay.
+    [member] = train_population(BASE, [({}, 0)], out_dir=tmp_path / "p", progress=False)
+    probes = []
+    for step in (1_000, 2_000, 3_000):
+        with np.load(member.run_dir / "checkpoints" / f"step-{step:09d}" / "loop.npz") as saved:
+            probes.append({k: saved[k] for k in saved.files if k.startswith("probe.")})
+    assert len(probes[0]) == 5
+    for later in probes[1:]:
+        for name, value in probes[0].items():
+            np.testing.assert_array_equal(later[name], value, err_msg=name)
+
+
 def test_cartpoles_stepped_in_one_pass_write_what_gymnasium_one_by_one_writes(
     tmp_path, monkeypatch
 ):
@@ -890,6 +933,21 @@ def test_a_progress_callback_gets_the_env_steps_of_every_running_member():
     loop.step = REPORT_EVERY + 10
     report.close()
     assert got == [2 * REPORT_EVERY, 2 * 10]
+
+
+def test_each_member_explores_by_its_own_epsilon_schedule():
+    # Members sharing a schedule share its computation; each still gets its own schedule's
+    # value: linear from epsilon_start to epsilon_end over epsilon_decay_fraction x 1,000 steps.
+    from dqn.population_loop import EpsilonSchedule
+
+    base = DQNConfig(total_env_steps=1_000, learning_starts_env_steps=100, n_step=1)
+    a = base.replace(epsilon_start=1.0, epsilon_end=0.0, epsilon_decay_fraction=0.5)
+    b = base.replace(epsilon_start=0.5, epsilon_end=0.1, epsilon_decay_fraction=1.0)
+    c = base.replace(epsilon_start=0.2, epsilon_end=0.2)
+    d = a.replace(epsilon_decay_fraction=1.0)  # a's ends, over the whole run
+    schedule = EpsilonSchedule([a, a.replace(seed=1), b, c, b.replace(seed=2), d])
+    np.testing.assert_allclose(schedule.at(250), [0.5, 0.5, 0.4, 0.2, 0.4, 0.75])
+    np.testing.assert_allclose(schedule.at(1_000), [0.0, 0.0, 0.1, 0.2, 0.1, 0.0])
 
 
 def test_member_settings_are_each_members_own_numbers():

@@ -455,6 +455,24 @@ def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
     assert len(result.history) == 6 and result.history[-1]["env_step"] == 600
 
 
+def test_a_resume_mid_episode_keeps_that_episodes_return_so_far(tiny_run, tmp_path):
+    # At the checkpoint of env step 200 an episode is under way: its return counts the rewards
+    # from before the checkpoint too, as the run that never stopped counts them (its row's
+    # train_return_mean is over later episodes: only the list of returns tells).
+    from dqn.loop import resume
+
+    start = tiny_run / "checkpoints" / "step-000000200"
+    with np.load(start / "loop.npz") as saved:
+        assert saved["open_returns"][0] > 0  # mid-episode
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(tiny_run / "config.yaml", run)
+    shutil.copytree(start, run / "checkpoints" / start.name)
+    result = resume(run, progress=False, log_tensorboard=False)
+    with np.load(tiny_run / "checkpoints" / "step-000000600" / "loop.npz") as whole:
+        assert result.episode_returns == whole["episode_returns"].tolist()
+
+
 def test_a_resume_between_evaluations_puts_back_the_metrics_window_and_the_first_solve(
     tmp_path,
 ):

@@ -48,6 +48,12 @@ def test_empty_buffer_refuses_to_sample():
         ReplayBuffer(4, 1, np.random.default_rng(0)).sample(2)
 
 
+def test_a_buffer_of_no_slot_is_refused_when_made():
+    # A ring of 0 slots would fail at its first add, dividing by its capacity.
+    with pytest.raises(ValueError, match="capacity must be > 0, got 0"):
+        ReplayBuffer(0, 1, np.random.default_rng(0))
+
+
 def test_a_replay_that_cannot_fit_is_refused_with_the_bytes_needed_and_available():
     from dqn.errors import ConfigError
     from dqn.replay import check_replay_fits
@@ -76,3 +82,47 @@ def test_a_hand_made_batch_with_a_negative_action_is_refused():
     batch = filled(5).sample(4)._replace(actions=np.array([0, 1, -1, 0]))
     with pytest.raises(InputError, match=r"integers in \[0, 3\), got values from -1 to 1"):
         check_batch(batch, obs_dim=2, n_actions=3)
+
+
+def test_a_hand_made_batch_of_no_rows_or_of_three_leading_axes_is_refused():
+    # No rows would reach numpy's min() of an empty array; [j, k, batch] the network's shape
+    # check: neither is an InputError naming the field.
+    from dqn.errors import InputError
+    from dqn.replay import check_batch
+
+    good = filled(5).sample(4)
+    empty = Batch(*(np.asarray(x)[:0] for x in good))
+    stacked = Batch(*(np.stack([np.stack([np.asarray(x)] * 2)] * 2) for x in good))
+    assert stacked.obs.shape == (2, 2, 4, 2)
+    for batch, shape in ((empty, r"\[0, 2\]"), (stacked, r"\[2, 2, 4, 2\]")):
+        with pytest.raises(InputError, match=r"batch.obs must have shape .* got " + shape):
+            check_batch(batch, obs_dim=2, n_actions=3)
+
+
+def test_a_hand_made_batch_takes_booleans_for_terminated_and_refuses_minus_one():
+    from dqn.errors import InputError
+    from dqn.replay import check_batch
+
+    good = filled(5).sample(4)
+    check_batch(good._replace(terminated=np.array([True, False, False, True])), 2, 3)
+    with pytest.raises(InputError, match="0/1 or booleans, got -1"):
+        check_batch(good._replace(terminated=np.array([0.0, -1.0, 0.0, 1.0])), 2, 3)
+
+
+def test_a_population_that_cannot_fit_is_refused_with_its_rings_dims_and_runtimes():
+    from dqn.errors import ConfigError
+    from dqn.replay import check_population_fits
+
+    # Rows of 2 * 8 + 3 = 19 and 2 * 4 + 3 = 11 float32: 2,000 * 76 + 1,000 * 44 = 196,000 bytes.
+    rings = [(2_000, 8), (1_000, 4)]
+    check_population_fits(rings, available=196_000, processes=2)
+    with pytest.raises(ConfigError) as err:
+        check_population_fits(rings, available=195_999, processes=2)
+    assert str(err.value).startswith(
+        "2 members (replay rings of 3,000 transitions of 4-D and 8-D observations, "
+        "in 2 new processes) need 196,000 bytes, but 195,999 bytes of memory are available"
+    )
+    with pytest.raises(ConfigError, match=r"observations, with TensorFlow's runtime\) need"):
+        check_population_fits(rings, available=195_999, processes=1)
+    with pytest.raises(ConfigError, match=r"8-D observations\) need 196,000 bytes"):
+        check_population_fits(rings, available=195_999)  # in this process: no runtime named

@@ -16,6 +16,7 @@ import pytest
 from dqn import DQNConfig, train
 from dqn.config import LOSS_NAMES
 from dqn.loop import linear_epsilon
+from dqn.replay import Batch
 
 ROOT = Path(__file__).resolve().parent.parent
 CARTPOLE = DQNConfig.from_yaml(ROOT / "configs" / "cartpole.yaml")
@@ -502,3 +503,40 @@ def test_an_evaluation_mean_equal_to_solve_return_counts_as_solved(tmp_path):
     )
     result = train(config, progress=False, log_tensorboard=False)
     assert result.first_solve_env_step == config.eval_every_env_steps
+
+
+def test_a_rows_epsilon_is_the_schedules_at_the_env_step_it_reached(tmp_path):
+    # One env: the loop step that reached env step s acted with the schedule's value at s (its
+    # first env step), here 1 - s / 600 over the whole run, not the value at s - 1.
+    from tests.conftest import TINY_RUN
+
+    config = DQNConfig(**TINY_RUN).replace(
+        epsilon_start=1.0, epsilon_end=0.0, epsilon_decay_fraction=1.0
+    )
+    train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    rows = read_metrics(tmp_path / "run")
+    assert [int(r["env_step"]) for r in rows] == [100, 200, 300, 400, 500, 600]
+    for row in rows:
+        assert float(row["epsilon"]) == pytest.approx(1 - int(row["env_step"]) / 600, abs=1e-6)
+
+
+def test_the_probe_batch_is_drawn_once_and_kept_in_every_later_checkpoint(tmp_path):
+    # docs/metrics.md: the probe is drawn at the first row after learning starts (here 200, of
+    # 200 transitions) and is the same batch in every later row, not a new draw from the
+    # grown replay.
+    from tests.conftest import TINY_RUN
+
+    train(DQNConfig(**TINY_RUN), run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    probes = []
+    for step in (200, 400, 600):
+        folder = tmp_path / "run" / "checkpoints" / f"step-{step:09d}"
+        with np.load(folder / "loop.npz") as saved:
+            probes.append({k: saved[k] for k in saved.files if k.startswith("probe.")})
+    assert sorted(probes[0]) == [f"probe.{k}" for k in sorted(Batch._fields)]
+    for later in probes[1:]:
+        for name, value in probes[0].items():
+            np.testing.assert_array_equal(later[name], value, err_msg=name)
+    # Drawn from the first 200 transitions only: states of the first 200 env steps.
+    with np.load(tmp_path / "run" / "checkpoints" / "step-000000200" / "replay.npz") as replay:
+        stored = {row.tobytes() for row in replay["obs"]}
+    assert all(row.tobytes() in stored for row in probes[2]["probe.obs"])

@@ -57,6 +57,11 @@ def test_user_path_leaves_what_is_no_path_to_its_caller():
     assert user_path("", "run_dir") == ""  # refused by the caller as an empty name
 
 
+def test_user_path_expands_a_tilde_in_a_path_as_in_a_str(home):
+    assert user_path(Path("~/runs/a"), "run_dir") == home / "runs" / "a"
+    assert user_path("~/runs/a", "run_dir") == home / "runs" / "a"
+
+
 def test_an_output_dir_given_as_a_path_is_taken():
     assert DQNConfig(output_dir=Path("/tmp/x")).output_dir == "/tmp/x"
 
