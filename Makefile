@@ -15,7 +15,8 @@ EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip i
 	-c constraints.txt -e
 
 .DEFAULT_GOAL := help  # a bare `make` lists the targets (it ran the install)
-.PHONY: help train test test-fast test-other-cpu trust lint backprop bench lock clean-venv
+.PHONY: help train test test-fast test-other-cpu test-lowest trust lint backprop bench lock \
+	clean-venv
 
 # pyproject.toml's requires-python, checked here so that the message names the interpreter.
 NEED_PY := import sys; sys.exit(sys.version_info < (3, 10))
@@ -81,6 +82,7 @@ help:
 	@echo "make test            the whole test suite, slow training tests included (ARGS: pytest's)"
 	@echo "make test-fast       the suite without the tests marked slow"
 	@echo "make test-other-cpu  the suite rounding as another x86-64 CPU would (docs/trust.md)"
+	@echo "make test-lowest     the suite with the oldest TensorFlow, Keras, gymnasium, numpy dqn takes"
 	@echo "make trust           30 seeds of the default config: how many solve CartPole-v1"
 	@echo "make backprop        the backprop lab's four demos and plots, into results/backprop"
 	@echo "make bench           dqn against Stable-Baselines3 side by side (installs SB3, torch)"
@@ -121,6 +123,33 @@ test-other-cpu: $(STAMP)
 		echo "test-other-cpu: this CPU runs OpenBLAS's Sandybridge kernels already;" \
 			"numpy rounds as it does without this target (XLA does not)" >&2; fi
 	$(OTHER_CPU) $(PYTEST) $(ARGS)
+
+# `make test-lowest`: the suite (ARGS: pytest's) against the oldest releases pyproject.toml
+# accepts of TensorFlow, Keras, gymnasium and numpy (constraints-lowest.txt; the rest at their
+# newest allowed), in a .venv-lowest of its own, so that the ranges a `pip install dqn` into a
+# project of your own may pick are ranges the suite passed in. The benchmarks are left out: they
+# run at the lock's versions (`make bench`). TensorFlow 2.16 has wheels for Python 3.9-3.12.
+LOWEST_VENV := .venv-lowest
+LOWEST_STAMP := $(LOWEST_VENV)/.installed-lowest
+
+LOWEST_PY := import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))
+
+$(LOWEST_STAMP): pyproject.toml constraints-lowest.txt
+	@$(LOWEST_VENV)/bin/python -m pip --version >/dev/null 2>&1 || { \
+		$(PYTHON) -c '$(LOWEST_PY)' 2>/dev/null || { echo "make: test-lowest needs Python 3.10" \
+			"to 3.12 (TensorFlow 2.16 has wheels up to 3.12) and '$(PYTHON)' is" \
+			"$$($(PYTHON) -V 2>&1): give one, as in 'make test-lowest PYTHON=python3.12'" >&2; \
+			exit 2; }; \
+		rm -rf $(LOWEST_VENV) && $(PYTHON) -m venv $(LOWEST_VENV) || exit 2; }
+	@echo "make: installing dqn with the oldest releases it takes into $(LOWEST_VENV)"
+	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	PYTHONWARNINGS="ignore:Editable installation" $(LOWEST_VENV)/bin/python -m pip install \
+		--quiet -c constraints-lowest.txt -e ".[dev,ray,render]"
+	@touch $(LOWEST_STAMP)
+
+test-lowest: $(LOWEST_STAMP)
+	$(LOWEST_VENV)/bin/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder \
+		--ignore tests/test_bench.py $(ARGS)
 
 # ruff (pinned in the dev extra): lint rules and formatting, as configured in pyproject.toml.
 lint: $(STAMP)

@@ -152,3 +152,27 @@ def test_a_venv_that_make_built_holds_the_pinned_versions():
         checked.add(name)
     direct = {canonicalize_name(r.name) for r in wanted(MAKE_EXTRAS) if lock_wheels.holds(r, env)}
     assert direct <= checked, f"installed by make but not found: {direct - checked}"
+
+
+def test_the_lowest_lock_pins_each_package_at_the_lower_bound_pyproject_gives_it():
+    # `make test-lowest` installs constraints-lowest.txt: if a bound in pyproject.toml moves,
+    # the versions the suite is run against must move with it, or the range is untested.
+    lowest = lock_wheels.pins_for(
+        lock_wheels.lock_lines((ROOT / "constraints-lowest.txt").read_text()), default_environment()
+    )
+    floors = {}
+    for req in wanted(()):
+        bounds = [s for s in req.specifier if s.operator == ">="]
+        if canonicalize_name(req.name) in lowest:
+            [bound] = bounds  # a pinned package has one lower bound
+            floors[canonicalize_name(req.name)] = Version(bound.version)
+    assert floors == lowest
+    assert set(lowest) == {"tensorflow", "keras", "gymnasium", "numpy"}
+
+
+def test_a_venv_that_make_test_lowest_built_holds_the_lowest_pins():
+    if not (Path(sys.prefix) / ".installed-lowest").is_file():
+        pytest.skip("not the .venv-lowest that `make test-lowest` built")
+    lowest = lock_wheels.lock_lines((ROOT / "constraints-lowest.txt").read_text())
+    for name, version in lock_wheels.pins_for(lowest, default_environment()).items():
+        assert Version(metadata.version(name)) == version, name

@@ -251,3 +251,48 @@ def test_a_venv_made_in_another_folder_is_made_again_and_an_older_stamp_is_kept(
     proc = make(moved, python)
     assert proc.returncode == 0 and "made in" not in proc.stdout
     assert "is up to date" in proc.stdout and log(moved).count("python -m venv .venv") == 2
+
+
+def make_test_lowest(project: Path, python: Path) -> subprocess.CompletedProcess:
+    (project / "constraints-lowest.txt").write_text("")
+    outer = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+    env = {k: v for k, v in os.environ.items() if k not in outer}
+    return subprocess.run(
+        ["make", "test-lowest", f"PYTHON={python}"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_make_test_lowest_installs_the_lowest_pins_into_a_venv_of_its_own(project):
+    proc = make_test_lowest(project, interpreter(project / "py", "3.11.7"))
+    assert proc.returncode == 0, proc.stderr
+    calls = log(project)
+    assert "python -m venv .venv-lowest" in calls
+    installs = [c for c in calls if c.startswith("venv-python -m pip install --quiet -c")]
+    assert installs == [
+        "venv-python -m pip install --quiet -c constraints-lowest.txt -e .[dev,ray,render]"
+    ]
+    [suite] = [c for c in calls if c.startswith("venv-python -m pytest")]
+    assert "--ignore tests/test_bench.py" in suite  # the benchmarks run at the lock's versions
+    assert (project / ".venv-lowest" / ".installed-lowest").is_file()
+    assert not (project / ".venv").exists()  # make's own .venv is left alone
+
+
+def test_make_test_lowest_names_a_python_tensorflow_2_16_has_no_wheel_for(project):
+    python = executable(
+        project / "py",
+        '#!/bin/sh\necho "python $*" >> log\n'
+        'case "$1" in -c) exit 1;; -V) echo "Python 3.13.1";; esac\n',
+    )
+    proc = make_test_lowest(project, python)
+    assert proc.returncode == 2
+    [line] = [x for x in proc.stderr.splitlines() if not x.startswith("make: ***")]
+    assert "needs Python 3.10 to 3.12" in line and "is Python 3.13.1" in line
+    assert "PYTHON=python3.12" in line
+    assert not (project / ".venv-lowest").exists() and "python -m venv .venv-lowest" not in log(
+        project
+    )
