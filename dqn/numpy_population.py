@@ -227,6 +227,8 @@ class NumpyPopulationLearner:
         one BLAS product per member), so they are the bits a full stack gives."""
         m, k = rows.shape[:2]
         active = np.ones(m, bool) if active is None else np.asarray(active, bool)
+        if active.shape != (self.members,) or m != self.members:  # as the TF learner refuses
+            raise ValueError(f"rows {rows.shape} and active {active.shape} must be per member")
         if not active.all():
             return self._burst_of(np.flatnonzero(active), rows)
         layout = self._layout

@@ -332,3 +332,15 @@ def test_a_member_state_is_a_snapshot_that_later_bursts_leave_alone():
     for got, want in zip(state, saved):
         np.testing.assert_array_equal(got, want)
     assert not np.array_equal(pop.online[0], saved[0])
+
+
+def test_a_burst_refuses_rows_or_a_mask_that_are_not_one_per_member():
+    # [False] for two members trained no one, [True] trained both: a mask is one per member.
+    pop = NumpyPopulationLearner(SHAPES, ACTS, [BASE, BASE.replace(seed=1)], initial_params(2))
+    rows = random_rows(2, 1)
+    for mask in ([False], [True], [True, True, True]):
+        with pytest.raises(ValueError, match="must be per member"):
+            pop.burst(rows, np.array(mask))
+    with pytest.raises(ValueError, match="must be per member"):
+        pop.burst(rows[:1], np.ones(2, bool))
+    assert pop.grad_steps.tolist() == [0, 0]  # nothing trained
