@@ -138,7 +138,8 @@ $(LOWEST_STAMP): pyproject.toml constraints-lowest.txt
 	@$(LOWEST_VENV)/bin/python -m pip --version >/dev/null 2>&1 || { \
 		$(PYTHON) -c '$(LOWEST_PY)' 2>/dev/null || { echo "make: test-lowest needs Python 3.10" \
 			"to 3.12 (TensorFlow 2.16 has wheels up to 3.12) and '$(PYTHON)' is" \
-			"$$($(PYTHON) -V 2>&1): give one, as in 'make test-lowest PYTHON=python3.12'" >&2; \
+			"$$($(PYTHON) -V 2>&1 | head -n 1): give one, as in 'make test-lowest" \
+			"PYTHON=python3.12'" >&2; \
 			exit 2; }; \
 		rm -rf $(LOWEST_VENV) && $(PYTHON) -m venv $(LOWEST_VENV) || exit 2; }
 	@echo "make: installing dqn with the oldest releases it takes into $(LOWEST_VENV)"
