@@ -49,7 +49,9 @@ def check_epsilon(epsilon) -> float:
     """``epsilon`` as a float if it is a probability, else an InputError: NaN, None, a string,
     a bool (True is no rate) and an array of several are refused with the others."""
     try:
-        ok = not isinstance(epsilon, bool) and bool(0.0 <= epsilon <= 1.0)  # NaN too
+        # A bool of numpy's too (np.True_, an array of one): it is not a Python bool.
+        is_bool = isinstance(epsilon, bool) or getattr(epsilon, "dtype", None) == np.bool_
+        ok = not is_bool and bool(0.0 <= epsilon <= 1.0)  # NaN too
     except (TypeError, ValueError):  # None, a string, an array of several
         ok = False
     if not ok:

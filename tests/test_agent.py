@@ -245,6 +245,10 @@ def test_acting_refuses_observations_of_another_shape_and_epsilon_outside_0_1():
         (lambda: agent.act(np.zeros(3), epsilon=None), "epsilon must be in \\[0, 1\\], got None"),
         (lambda: agent.act(np.zeros(3), epsilon="0.5"), "epsilon must be in \\[0, 1\\], got '0.5'"),
         (lambda: agent.act(np.zeros(3), epsilon=np.array([0.2, 0.3])), "epsilon must be in"),
+        # A bool is no rate, numpy's (from a mask) as Python's: np.True_ was taken as 1.0.
+        (lambda: agent.act(np.zeros(3), epsilon=True), "epsilon must be in \\[0, 1\\], got True"),
+        (lambda: agent.act_batch(np.zeros((2, 3)), np.True_), "got np.True_|got True"),
+        (lambda: agent.act(np.zeros(3), epsilon=np.array(False)), "epsilon must be in"),
         # A number in full (repr's 17 digits), a long value cut at 60 characters.
         (lambda: agent.act(np.zeros(3), -1.2345678901234568e-05), "got -1.2345678901234568e-05$"),
         (lambda: agent.act(np.zeros(3), "x" * 100), f"got '{'x' * 59}$"),
