@@ -322,6 +322,26 @@ def test_float32s_largest_value_is_finite_in_both_of_all_finites_paths():
     assert not all_finite(np.r_[np.full(99, largest), np.inf])
 
 
+def test_one_value_beyond_float32s_range_is_caught_on_either_side_of_zero():
+    from dqn.finite import all_finite
+
+    # float64 values whose quick sum is finite: each side of the range is its own check.
+    for big in (1e39, -1e39):
+        assert not all_finite([big, 0.0]) and not all_finite([0.0, 0.0, big])
+    assert all_finite([-3.4e38, 0.0]) and all_finite([0.0, 3.4e38])
+
+
+def test_epsilon_must_be_a_probability_and_a_bool_is_none():
+    from dqn.errors import InputError
+    from dqn.finite import check_epsilon
+
+    assert check_epsilon(0) == 0.0 and check_epsilon(np.float32(0.5)) == 0.5
+    assert check_epsilon(1) == 1.0
+    for bad in (True, False, np.nan, -0.1, 1.1, None, "0.5"):
+        with pytest.raises(InputError, match=r"epsilon must be in \[0, 1\], got"):
+            check_epsilon(bad)
+
+
 class NanAtResets(gym.Env):
     """Episodes of one step; the resets with seeds 10002 and 10003 give a NaN observation."""
 
