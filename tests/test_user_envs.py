@@ -397,3 +397,43 @@ def test_n_step_is_checked_against_the_shortest_of_nested_time_limits():
     check_n_step(DQNConfig(env_id=env_id, n_step=4))
     with pytest.raises(ConfigError, match=r"max_episode_steps=4\), got 5"):
         check_n_step(DQNConfig(env_id=env_id, n_step=5))
+
+
+def _limited(limit=50):
+    # An entry point whose keyword sets the time limit it wraps its env in.
+    import gymnasium as gym
+
+    return gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, limit)
+
+
+def test_n_step_is_checked_against_the_time_limit_the_env_kwargs_give():
+    # The limit read from inside the env is the one of this config's env_kwargs, not of an
+    # env made earlier under the same id with others.
+    from dqn.envs import check_n_step
+
+    env_id = register_once("DqnTestLimitedByKwarg-v0", _limited)
+    check_n_step(DQNConfig(env_id=env_id, n_step=5, env_kwargs={"limit": 10}))
+    with pytest.raises(ConfigError, match=r"max_episode_steps=4\), got 5"):
+        check_n_step(DQNConfig(env_id=env_id, n_step=5, env_kwargs={"limit": 4}))
+
+
+def test_a_solve_return_of_zero_is_the_config_s_not_the_env_s_threshold():
+    from dqn.envs import solve_return
+
+    env = gym.make("CartPole-v1")
+    try:
+        assert solve_return(DQNConfig(solve_return=0.0), env) == 0.0
+        assert solve_return(DQNConfig(solve_return=-100.0), env) == -100.0
+        assert solve_return(DQNConfig(), env) == 475.0  # CartPole-v1's reward_threshold
+    finally:
+        env.close()
+
+
+def test_discrete_actions_must_start_at_0_on_either_side():
+    from dqn.envs import check_spaces
+
+    box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    assert check_spaces(box, gym.spaces.Discrete(4)) == (3, 4)
+    for start in (1, -1):
+        with pytest.raises(UnsupportedSpaceError, match=f"must start at 0.*add {start} to"):
+            check_spaces(box, gym.spaces.Discrete(4, start=start))
