@@ -437,3 +437,20 @@ def test_discrete_actions_must_start_at_0_on_either_side():
     for start in (1, -1):
         with pytest.raises(UnsupportedSpaceError, match=f"must start at 0.*add {start} to"):
             check_spaces(box, gym.spaces.Discrete(4, start=start))
+
+
+def test_a_done_flag_is_a_bool_or_an_integer_of_numpy_s_even_as_a_0d_array():
+    from dqn.envs import checked_flag
+
+    env = gym.make("CartPole-v1")
+    for flag, expected in [
+        (np.array(1), True),
+        (np.array(0, np.uint8), False),
+        (np.array(True), True),
+        (np.int64(1), True),
+        (False, False),
+    ]:
+        assert checked_flag(flag, "terminated", env) is expected, flag
+    for flag in (np.array([True]), np.array(1.0), 1.0, None):
+        with pytest.raises(UnsupportedSpaceError, match="returned terminated"):
+            checked_flag(flag, "terminated", env)
