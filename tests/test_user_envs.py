@@ -454,3 +454,22 @@ def test_a_done_flag_is_a_bool_or_an_integer_of_numpy_s_even_as_a_0d_array():
     for flag in (np.array([True]), np.array(1.0), 1.0, None):
         with pytest.raises(UnsupportedSpaceError, match="returned terminated"):
             checked_flag(flag, "terminated", env)
+
+
+class BadValueEnv(SloppyEnv):
+    def __init__(self, level=1):
+        super().__init__(10**9, None, None)
+        if level < 1:
+            raise ValueError(f"level must be >= 1, got {level}")
+        self.sizes = {"small": 3}["smal"]  # the user's typo
+
+
+def test_a_value_error_of_the_env_s_own_init_without_env_kwargs_is_passed_on():
+    # With no env_kwargs there is no keyword to blame: the env's own error and its traceback.
+    from dqn.envs import make_env
+
+    env_id = register_once("DqnTestBadValueInit-v0", BadValueEnv)
+    with pytest.raises(KeyError, match="smal"):
+        make_env(env_id)
+    with pytest.raises(ConfigError, match=r"refused env_kwargs {'level': 0}: ValueError: level"):
+        make_env(env_id, level=0)
