@@ -1037,3 +1037,60 @@ def test_a_runs_default_folder_names_its_env_loss_and_seed_in_one_folder_name(tm
         run = make_run_dir(config)
         assert run.parent == tmp_path and run.is_dir()
         assert re.fullmatch(rf"{re.escape(shown)}-l2-seed7-\d{{8}}-\d{{6}}-\d{{6}}", run.name)
+
+
+def test_a_folder_with_something_to_resume_is_never_called_one_to_delete(tmp_path):
+    # A checkpointed run killed while holding its folder leaves its .lock beside its files; a
+    # population killed after its first checkpoint has its step marker. Both continue with a
+    # resume: telling the user to delete them would throw the run away.
+    from dqn.agent_files import POPULATION_FILE, STEP_FILE
+    from dqn.checkpoint import check_new_folder
+    from dqn.errors import ConfigError
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-000000100").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / ".lock").write_text("12345\n")
+    population = tmp_path / "population"
+    population.mkdir()
+    (population / POPULATION_FILE).write_text("{}")
+    (population / STEP_FILE).write_text("{}")
+    for folder in (run, population):
+        with pytest.raises(ConfigError, match=r"is not empty: give a new folder \(a stopped one"):
+            check_new_folder(folder, resume="dqn-train --resume")
+    # Without the checkpoint, or the marker, there is nothing to continue from.
+    shutil.rmtree(run / "checkpoints")
+    (population / STEP_FILE).unlink()
+    for folder in (run, population):
+        with pytest.raises(ConfigError, match="holds no checkpoint to continue from: delete it"):
+            check_new_folder(folder)
+
+
+class InPlaceWalker(gym.Env):
+    """An env whose step moves its position array in place."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.position = np.zeros(2)
+        return self.position.copy(), {}
+
+    def step(self, action):
+        self.position += 1.0  # in place
+        return self.position.copy(), 1.0, False, False, {}
+
+
+def test_a_snapshot_restored_twice_gives_each_env_the_state_it_recorded():
+    env = InPlaceWalker()
+    env.reset(seed=0)
+    env.step(0)
+    snapshot = capture_env_state(env)
+    first, second = InPlaceWalker(), InPlaceWalker()
+    restore_env_state(first, snapshot)
+    for _ in range(3):
+        first.step(0)
+    restore_env_state(second, snapshot)
+    np.testing.assert_array_equal(first.position, [4.0, 4.0])
+    np.testing.assert_array_equal(second.position, [1.0, 1.0])
