@@ -1094,3 +1094,20 @@ def test_a_snapshot_restored_twice_gives_each_env_the_state_it_recorded():
     restore_env_state(second, snapshot)
     np.testing.assert_array_equal(first.position, [4.0, 4.0])
     np.testing.assert_array_equal(second.position, [1.0, 1.0])
+
+
+def test_strict_json_writes_every_nan_and_infinity_as_null_inside_tuples_too():
+    from dqn.io import strict_json
+
+    value = {"a": (1.0, math.nan), "b": [{"c": (math.inf, -math.inf)}], "d": 2}
+    assert json.loads(strict_json(value)) == {"a": [1.0, None], "b": [{"c": [None, None]}], "d": 2}
+
+
+def test_a_temporary_name_cut_inside_a_character_stays_utf8():
+    # TensorFlow's writers cannot take a name that is not UTF-8: a folder written whole
+    # (an export) is filled under this name.
+    from dqn.io import tmp_prefix
+
+    prefix = tmp_prefix(Path("a" + "é" * 40))  # byte 64 is the first half of an é
+    assert prefix == "." + "a" + "é" * 31 + "."
+    assert len(prefix.encode("utf-8")) <= 66
