@@ -1111,3 +1111,17 @@ def test_a_temporary_name_cut_inside_a_character_stays_utf8():
     prefix = tmp_prefix(Path("a" + "é" * 40))  # byte 64 is the first half of an é
     assert prefix == "." + "a" + "é" * 31 + "."
     assert len(prefix.encode("utf-8")) <= 66
+
+
+def test_a_dangling_trash_link_left_by_an_earlier_removal_goes_with_the_next_one(tmp_path):
+    # A linked checkpoint removed half-way (renamed to .trash, then killed), whose target was
+    # deleted since: the link leads nowhere, and must not stop the next removal of the name.
+    from dqn.io import remove_whole
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / ".step-000000600.trash").symlink_to(tmp_path / "gone")
+    (folder / "step-000000600").mkdir()
+    (folder / "step-000000600" / "loop.json").write_text("{}")
+    remove_whole(folder / "step-000000600")
+    assert list(folder.iterdir()) == []
