@@ -1125,3 +1125,24 @@ def test_a_dangling_trash_link_left_by_an_earlier_removal_goes_with_the_next_one
     (folder / "step-000000600" / "loop.json").write_text("{}")
     remove_whole(folder / "step-000000600")
     assert list(folder.iterdir()) == []
+
+
+def test_a_folder_is_not_written_over_a_link_in_its_place(tmp_path):
+    from dqn.io import commit_dir
+
+    (tmp_path / "v3").mkdir()
+    (tmp_path / "v3" / "model.keras").write_text("v3")
+    (tmp_path / "current").symlink_to(tmp_path / "v3")
+    (tmp_path / "new").mkdir()
+    with pytest.raises(NotADirectoryError, match="is not a folder; not replaced"):
+        commit_dir(tmp_path / "new", tmp_path / "current")
+    assert (tmp_path / "current").is_symlink()
+    assert (tmp_path / "current" / "model.keras").read_text() == "v3"
+
+
+def test_only_the_nulls_read_back_become_nan_and_no_key_is_added():
+    from dqn.io import nulls_as_nan
+
+    read = nulls_as_nan({"mean": None, "best": 1.5, "note": None}, ["mean", "best", "absent"])
+    assert read.keys() == {"mean", "best", "note"}
+    assert math.isnan(read["mean"]) and read["best"] == 1.5 and read["note"] is None
