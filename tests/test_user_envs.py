@@ -473,3 +473,14 @@ def test_a_value_error_of_the_env_s_own_init_without_env_kwargs_is_passed_on():
         make_env(env_id)
     with pytest.raises(ConfigError, match=r"refused env_kwargs {'level': 0}: ValueError: level"):
         make_env(env_id, level=0)
+
+
+def test_an_observation_of_bools_integers_or_floats_of_the_declared_shape_is_taken():
+    from dqn.envs import checked_obs
+
+    env = gym.make("CartPole-v1")
+    for obs in ([True, False, True], np.array([1, 0, 2], np.uint8), [0.5, 1.0, -2.0]):
+        assert checked_obs(obs, (3,), env).shape == (3,)
+    for obs, got in ((["a", "b", "c"], "<U1 values"), ([[1.0, 2.0, 3.0]], r"shape \(1, 3\)")):
+        with pytest.raises(UnsupportedSpaceError, match=f"returned an observation of {got}"):
+            checked_obs(obs, (3,), env)
