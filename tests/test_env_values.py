@@ -112,6 +112,16 @@ def test_finite_values_pass_and_the_first_bad_one_is_named():
         check_env_values(7, np.zeros((3, 2)), np.array([1.0, np.nan, 1.0]))
 
 
+def test_of_several_bad_rows_the_first_is_named():
+    obs = np.zeros((4, 2))
+    obs[1, 0], obs[3, 1] = np.nan, np.inf
+    with pytest.raises(NonFiniteEnvError, match=r"returned the observation \[nan, 0.0\] "):
+        check_env_values(7, obs, np.ones(4))
+    rewards = np.array([1.0, 1.0, -np.inf, np.nan])
+    with pytest.raises(NonFiniteEnvError, match=r"returned the reward -inf "):
+        check_env_values(7, np.zeros((4, 2)), rewards)
+
+
 @pytest.mark.parametrize(
     "what, shown",
     [
