@@ -112,6 +112,16 @@ def test_finite_values_pass_and_the_first_bad_one_is_named():
         check_env_values(7, np.zeros((3, 2)), np.array([1.0, np.nan, 1.0]))
 
 
+def test_of_several_bad_rows_the_first_is_named():
+    obs = np.zeros((4, 2))
+    obs[1, 0], obs[3, 1] = np.nan, np.inf
+    with pytest.raises(NonFiniteEnvError, match=r"returned the observation \[nan, 0.0\] "):
+        check_env_values(7, obs, np.ones(4))
+    rewards = np.array([1.0, 1.0, -np.inf, np.nan])
+    with pytest.raises(NonFiniteEnvError, match=r"returned the reward -inf "):
+        check_env_values(7, np.zeros((4, 2)), rewards)
+
+
 @pytest.mark.parametrize(
     "what, shown",
     [
@@ -320,6 +330,26 @@ def test_float32s_largest_value_is_finite_in_both_of_all_finites_paths():
     assert all_finite(np.full(100, largest))  # the exact path (float64, more than 64 values)
     assert all_finite(np.full(100, -largest))
     assert not all_finite(np.r_[np.full(99, largest), np.inf])
+
+
+def test_one_value_beyond_float32s_range_is_caught_on_either_side_of_zero():
+    from dqn.finite import all_finite
+
+    # float64 values whose quick sum is finite: each side of the range is its own check.
+    for big in (1e39, -1e39):
+        assert not all_finite([big, 0.0]) and not all_finite([0.0, 0.0, big])
+    assert all_finite([-3.4e38, 0.0]) and all_finite([0.0, 3.4e38])
+
+
+def test_epsilon_must_be_a_probability_and_a_bool_is_none():
+    from dqn.errors import InputError
+    from dqn.finite import check_epsilon
+
+    assert check_epsilon(0) == 0.0 and check_epsilon(np.float32(0.5)) == 0.5
+    assert check_epsilon(1) == 1.0
+    for bad in (True, False, np.nan, -0.1, 1.1, None, "0.5"):
+        with pytest.raises(InputError, match=r"epsilon must be in \[0, 1\], got"):
+            check_epsilon(bad)
 
 
 class NanAtResets(gym.Env):

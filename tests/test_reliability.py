@@ -1037,3 +1037,112 @@ def test_a_runs_default_folder_names_its_env_loss_and_seed_in_one_folder_name(tm
         run = make_run_dir(config)
         assert run.parent == tmp_path and run.is_dir()
         assert re.fullmatch(rf"{re.escape(shown)}-l2-seed7-\d{{8}}-\d{{6}}-\d{{6}}", run.name)
+
+
+def test_a_folder_with_something_to_resume_is_never_called_one_to_delete(tmp_path):
+    # A checkpointed run killed while holding its folder leaves its .lock beside its files; a
+    # population killed after its first checkpoint has its step marker. Both continue with a
+    # resume: telling the user to delete them would throw the run away.
+    from dqn.agent_files import POPULATION_FILE, STEP_FILE
+    from dqn.checkpoint import check_new_folder
+    from dqn.errors import ConfigError
+
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-000000100").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / ".lock").write_text("12345\n")
+    population = tmp_path / "population"
+    population.mkdir()
+    (population / POPULATION_FILE).write_text("{}")
+    (population / STEP_FILE).write_text("{}")
+    for folder in (run, population):
+        with pytest.raises(ConfigError, match=r"is not empty: give a new folder \(a stopped one"):
+            check_new_folder(folder, resume="dqn-train --resume")
+    # Without the checkpoint, or the marker, there is nothing to continue from.
+    shutil.rmtree(run / "checkpoints")
+    (population / STEP_FILE).unlink()
+    for folder in (run, population):
+        with pytest.raises(ConfigError, match="holds no checkpoint to continue from: delete it"):
+            check_new_folder(folder)
+
+
+class InPlaceWalker(gym.Env):
+    """An env whose step moves its position array in place."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float64)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.position = np.zeros(2)
+        return self.position.copy(), {}
+
+    def step(self, action):
+        self.position += 1.0  # in place
+        return self.position.copy(), 1.0, False, False, {}
+
+
+def test_a_snapshot_restored_twice_gives_each_env_the_state_it_recorded():
+    env = InPlaceWalker()
+    env.reset(seed=0)
+    env.step(0)
+    snapshot = capture_env_state(env)
+    first, second = InPlaceWalker(), InPlaceWalker()
+    restore_env_state(first, snapshot)
+    for _ in range(3):
+        first.step(0)
+    restore_env_state(second, snapshot)
+    np.testing.assert_array_equal(first.position, [4.0, 4.0])
+    np.testing.assert_array_equal(second.position, [1.0, 1.0])
+
+
+def test_strict_json_writes_every_nan_and_infinity_as_null_inside_tuples_too():
+    from dqn.io import strict_json
+
+    value = {"a": (1.0, math.nan), "b": [{"c": (math.inf, -math.inf)}], "d": 2}
+    assert json.loads(strict_json(value)) == {"a": [1.0, None], "b": [{"c": [None, None]}], "d": 2}
+
+
+def test_a_temporary_name_cut_inside_a_character_stays_utf8():
+    # TensorFlow's writers cannot take a name that is not UTF-8: a folder written whole
+    # (an export) is filled under this name.
+    from dqn.io import tmp_prefix
+
+    prefix = tmp_prefix(Path("a" + "é" * 40))  # byte 64 is the first half of an é
+    assert prefix == "." + "a" + "é" * 31 + "."
+    assert len(prefix.encode("utf-8")) <= 66
+
+
+def test_a_dangling_trash_link_left_by_an_earlier_removal_goes_with_the_next_one(tmp_path):
+    # A linked checkpoint removed half-way (renamed to .trash, then killed), whose target was
+    # deleted since: the link leads nowhere, and must not stop the next removal of the name.
+    from dqn.io import remove_whole
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / ".step-000000600.trash").symlink_to(tmp_path / "gone")
+    (folder / "step-000000600").mkdir()
+    (folder / "step-000000600" / "loop.json").write_text("{}")
+    remove_whole(folder / "step-000000600")
+    assert list(folder.iterdir()) == []
+
+
+def test_a_folder_is_not_written_over_a_link_in_its_place(tmp_path):
+    from dqn.io import commit_dir
+
+    (tmp_path / "v3").mkdir()
+    (tmp_path / "v3" / "model.keras").write_text("v3")
+    (tmp_path / "current").symlink_to(tmp_path / "v3")
+    (tmp_path / "new").mkdir()
+    with pytest.raises(NotADirectoryError, match="is not a folder; not replaced"):
+        commit_dir(tmp_path / "new", tmp_path / "current")
+    assert (tmp_path / "current").is_symlink()
+    assert (tmp_path / "current" / "model.keras").read_text() == "v3"
+
+
+def test_only_the_nulls_read_back_become_nan_and_no_key_is_added():
+    from dqn.io import nulls_as_nan
+
+    read = nulls_as_nan({"mean": None, "best": 1.5, "note": None}, ["mean", "best", "absent"])
+    assert read.keys() == {"mean", "best", "note"}
+    assert math.isnan(read["mean"]) and read["best"] == 1.5 and read["note"] is None

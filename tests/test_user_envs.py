@@ -397,3 +397,90 @@ def test_n_step_is_checked_against_the_shortest_of_nested_time_limits():
     check_n_step(DQNConfig(env_id=env_id, n_step=4))
     with pytest.raises(ConfigError, match=r"max_episode_steps=4\), got 5"):
         check_n_step(DQNConfig(env_id=env_id, n_step=5))
+
+
+def _limited(limit=50):
+    # An entry point whose keyword sets the time limit it wraps its env in.
+    import gymnasium as gym
+
+    return gym.wrappers.TimeLimit(gym.make("CartPole-v1").unwrapped, limit)
+
+
+def test_n_step_is_checked_against_the_time_limit_the_env_kwargs_give():
+    # The limit read from inside the env is the one of this config's env_kwargs, not of an
+    # env made earlier under the same id with others.
+    from dqn.envs import check_n_step
+
+    env_id = register_once("DqnTestLimitedByKwarg-v0", _limited)
+    check_n_step(DQNConfig(env_id=env_id, n_step=5, env_kwargs={"limit": 10}))
+    with pytest.raises(ConfigError, match=r"max_episode_steps=4\), got 5"):
+        check_n_step(DQNConfig(env_id=env_id, n_step=5, env_kwargs={"limit": 4}))
+
+
+def test_a_solve_return_of_zero_is_the_config_s_not_the_env_s_threshold():
+    from dqn.envs import solve_return
+
+    env = gym.make("CartPole-v1")
+    try:
+        assert solve_return(DQNConfig(solve_return=0.0), env) == 0.0
+        assert solve_return(DQNConfig(solve_return=-100.0), env) == -100.0
+        assert solve_return(DQNConfig(), env) == 475.0  # CartPole-v1's reward_threshold
+    finally:
+        env.close()
+
+
+def test_discrete_actions_must_start_at_0_on_either_side():
+    from dqn.envs import check_spaces
+
+    box = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    assert check_spaces(box, gym.spaces.Discrete(4)) == (3, 4)
+    for start in (1, -1):
+        with pytest.raises(UnsupportedSpaceError, match=f"must start at 0.*add {start} to"):
+            check_spaces(box, gym.spaces.Discrete(4, start=start))
+
+
+def test_a_done_flag_is_a_bool_or_an_integer_of_numpy_s_even_as_a_0d_array():
+    from dqn.envs import checked_flag
+
+    env = gym.make("CartPole-v1")
+    for flag, expected in [
+        (np.array(1), True),
+        (np.array(0, np.uint8), False),
+        (np.array(True), True),
+        (np.int64(1), True),
+        (False, False),
+    ]:
+        assert checked_flag(flag, "terminated", env) is expected, flag
+    for flag in (np.array([True]), np.array(1.0), 1.0, None):
+        with pytest.raises(UnsupportedSpaceError, match="returned terminated"):
+            checked_flag(flag, "terminated", env)
+
+
+class BadValueEnv(SloppyEnv):
+    def __init__(self, level=1):
+        super().__init__(10**9, None, None)
+        if level < 1:
+            raise ValueError(f"level must be >= 1, got {level}")
+        self.sizes = {"small": 3}["smal"]  # the user's typo
+
+
+def test_a_value_error_of_the_env_s_own_init_without_env_kwargs_is_passed_on():
+    # With no env_kwargs there is no keyword to blame: the env's own error and its traceback.
+    from dqn.envs import make_env
+
+    env_id = register_once("DqnTestBadValueInit-v0", BadValueEnv)
+    with pytest.raises(KeyError, match="smal"):
+        make_env(env_id)
+    with pytest.raises(ConfigError, match=r"refused env_kwargs {'level': 0}: ValueError: level"):
+        make_env(env_id, level=0)
+
+
+def test_an_observation_of_bools_integers_or_floats_of_the_declared_shape_is_taken():
+    from dqn.envs import checked_obs
+
+    env = gym.make("CartPole-v1")
+    for obs in ([True, False, True], np.array([1, 0, 2], np.uint8), [0.5, 1.0, -2.0]):
+        assert checked_obs(obs, (3,), env).shape == (3,)
+    for obs, got in ((["a", "b", "c"], "<U1 values"), ([[1.0, 2.0, 3.0]], r"shape \(1, 3\)")):
+        with pytest.raises(UnsupportedSpaceError, match=f"returned an observation of {got}"):
+            checked_obs(obs, (3,), env)
