@@ -72,6 +72,36 @@ def test_summarize_run_on_hand_made_rows():
     assert s["q_abs_max"] == 9.0 and s["first_solve_env_step"] is None
 
 
+def test_summarize_run_means_each_fraction_over_its_own_column_and_takes_the_largest_q():
+    # over_bound_fraction_mean is the NaN-skipping mean of its own column, not of the
+    # zero-gradient one; q_abs_max is the largest |Q| of the whole run, not the last row's.
+    nan = float("nan")
+    rows = [
+        {
+            "eval_return_mean": 1.0,
+            "zero_grad_fraction": 0.0,
+            "over_bound_fraction": 0.9,
+            "q_abs_max": 30.0,
+        },
+        {
+            "eval_return_mean": 2.0,
+            "zero_grad_fraction": 0.2,
+            "over_bound_fraction": nan,
+            "q_abs_max": 4.0,
+        },
+        {
+            "eval_return_mean": 3.0,
+            "zero_grad_fraction": 0.4,
+            "over_bound_fraction": 0.5,
+            "q_abs_max": 5.0,
+        },
+    ]
+    s = summarize_run(rows, first_solve=700)
+    assert s["over_bound_fraction_mean"] == pytest.approx((0.9 + 0.5) / 2)
+    assert s["zero_grad_fraction_mean"] == pytest.approx((0.0 + 0.2 + 0.4) / 3)
+    assert s["q_abs_max"] == 30.0 and s["first_solve_env_step"] == 700
+
+
 def test_the_row_of_a_diverged_run_says_where_it_stopped(tmp_path):
     from dqn.study_runs import _ended_row
 
