@@ -935,6 +935,39 @@ def test_a_progress_callback_gets_the_env_steps_of_every_running_member():
     assert got == [2 * REPORT_EVERY, 2 * 10]
 
 
+def test_a_progress_callback_whose_last_report_was_the_last_step_is_not_called_with_zero():
+    # The calls add up to the env steps taken, and none of them is an empty one.
+    from types import SimpleNamespace
+
+    from dqn.population_progress import REPORT_EVERY, progress_reporter
+
+    loop = SimpleNamespace(step=0, slots=[SimpleNamespace(stopped=None)] * 3)
+    got = []
+    report = progress_reporter(got.append, loop)
+    report(REPORT_EVERY, running=3)
+    report(2 * REPORT_EVERY, running=3)
+    loop.step = 2 * REPORT_EVERY  # the population's last step
+    report.close()
+    assert got == [3 * REPORT_EVERY, 3 * REPORT_EVERY]
+
+
+def test_a_member_with_a_checkpoint_at_the_step_marker_has_not_trained_past_it(tmp_path):
+    # trained_past: the newest step of a run all of whose checkpoints lie past the marker, None
+    # if one lies at or before it (keep_checkpoints 1 leaves only the marker's own).
+    from dqn.agent_files import CHECKPOINTS
+    from dqn.population_files import trained_past
+
+    run = tmp_path / "run"
+    (run / CHECKPOINTS / "step-000001000").mkdir(parents=True)
+    assert trained_past(run, 1000) is None
+    assert trained_past(run, 1500) is None
+    assert trained_past(run, 999) == 1000
+    (run / CHECKPOINTS / "step-000002000").mkdir()
+    assert trained_past(run, 500) == 2000
+    assert trained_past(run, 1000) is None
+    assert trained_past(tmp_path / "empty", 0) is None
+
+
 def test_each_member_explores_by_its_own_epsilon_schedule():
     # Members sharing a schedule share its computation; each still gets its own schedule's
     # value: linear from epsilon_start to epsilon_end over epsilon_decay_fraction x 1,000 steps.
