@@ -265,6 +265,25 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
     assert tasks[0][2][1] == str(ended.resolve())
 
 
+def test_every_new_chunk_gets_a_share_of_every_variant(tmp_path):
+    # Runs are dealt to the chunks in turn: 2 variants x 3 seeds on 3 workers make 3 chunks,
+    # each of one huber and one l2 run (not one chunk of huber runs only).
+    from dqn.study_runs import Job, make_tasks, task_runs
+
+    base = study_config()
+    jobs = [
+        Job(f"{v}-seed{s}", base.replace(loss=v, seed=s).to_dict(), v, str(tmp_path / f"{v}{s}"))
+        for v in VARIANTS
+        for s in range(3)
+    ]
+    tasks = make_tasks(jobs, tmp_path, workers=3, runner="population")
+    assert [task_runs(t) for t in tasks] == [
+        ["huber-seed0", "l2-seed0"],
+        ["huber-seed1", "l2-seed1"],
+        ["huber-seed2", "l2-seed2"],
+    ]
+
+
 def test_a_rerun_with_the_process_runner_keeps_a_started_chunk_whole_and_says_so(tmp_path):
     # A population study killed mid-chunk, rerun with --runner process: each member resumed
     # alone from the chunk's checkpoint, and came out as neither runner's run, without a word.
