@@ -1056,6 +1056,37 @@ def test_a_chain_whose_layers_do_not_connect_is_refused():
         check_members([base], shapes, ["relu", "linear"], ["relu", "linear"], np.zeros((1, 98)))
 
 
+def test_a_bias_that_does_not_match_its_kernel_is_refused():
+    # Layer 0's kernel [4, 16] has 16 outputs: a bias of 8 is no Dense layer.
+    from dqn.members import check_members
+
+    base = DQNConfig(hidden_sizes=(16,))
+    shapes = [(4, 16), (8,), (16, 2), (2,)]
+    with pytest.raises(ValueError, match="layer 0"):
+        check_members([base], shapes, ["relu", "linear"], ["relu", "linear"], np.zeros((1, 122)))
+
+
+def test_a_shared_key_mismatch_names_the_first_member_that_differs():
+    # Members 1 and 2 both differ from member 0: the message names member 1, the first.
+    from dqn.members import population_mismatch
+
+    configs = [BASE, BASE.replace(batch_size=16, seed=1), BASE.replace(batch_size=8, seed=2)]
+    why = population_mismatch(configs)
+    assert f"(member 0: {BASE.batch_size}, member 1: 16)" in why
+
+
+def test_the_memory_check_counts_no_runtime_for_a_process_that_loaded_it(monkeypatch):
+    # TensorFlow loaded already: its runtime is not counted, and the message does not say it is.
+    import dqn.members as members
+
+    monkeypatch.setitem(sys.modules, "tensorflow", sys.modules.get("tensorflow", object()))
+    monkeypatch.setattr(members, "available_memory_bytes", lambda: 1000)
+    need = members.population_bytes([BASE], 4, 2, runtime=False)
+    with pytest.raises(ConfigError, match=f"need {need:,} bytes") as refused:
+        members.check_memory([[BASE]], {members.env_of(BASE): (4, 2)})
+    assert "runtime" not in str(refused.value).split("bytes, but")[0]
+
+
 def test_a_population_stopped_before_its_first_checkpoint_says_to_train_it_again(tmp_path):
     """Killed in its first seconds: population.json and the members' config.yaml, no step
     marker. The resume refused for want of a checkpoint and train_population sent the user
