@@ -337,6 +337,22 @@ def test_a_resumed_populations_bar_starts_at_its_step_and_counts_only_running_me
     assert bar.bar.n == 900
 
 
+def test_the_bar_counts_a_member_stopped_after_it_solved_as_solved():
+    # on_eval's usual stop is "solved, stop": such a member still counts among those solved.
+    from types import SimpleNamespace as NS
+
+    from dqn.population_progress import REPORT_EVERY, progress_reporter
+
+    def member(stopped, first_solve):
+        return NS(config=BASE, stopped=stopped, loop=NS(eval_mean=100.0, first_solve=first_solve))
+
+    slots = [member("stopped_by_on_eval", 250), member(None, None), member(None, 500)]
+    bar = progress_reporter(True, NS(step=0, slots=slots))
+    bar(REPORT_EVERY, running=2)
+    assert "solved=2" in bar.bar.postfix and "running=2" in bar.bar.postfix
+    bar.close()
+
+
 def test_a_progress_callback_counts_the_last_steps_once_when_every_member_stopped():
     from types import SimpleNamespace
 
