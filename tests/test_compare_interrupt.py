@@ -284,6 +284,27 @@ def test_every_new_chunk_gets_a_share_of_every_variant(tmp_path):
     ]
 
 
+def test_runs_that_differ_in_a_key_members_share_are_never_chunked_together(tmp_path):
+    # A CartPole and an Acrobot variant cannot share one program: each env's runs make chunks
+    # of their own (one each per worker), never a chunk mixing the two.
+    from dqn.study_runs import Job, make_tasks, task_configs
+
+    base = study_config()
+    jobs = [
+        Job(
+            f"{v}-seed{s}",
+            base.replace(env_id=env, seed=s).to_dict(),
+            v,
+            str(tmp_path / v / f"{s}"),
+        )
+        for v, env in (("cart", "CartPole-v1"), ("acro", "Acrobot-v1"))
+        for s in range(2)
+    ]
+    tasks = make_tasks(jobs, tmp_path, workers=1, runner="population")
+    envs = [sorted({c["env_id"] for c in task_configs(t)}) for t in tasks]
+    assert envs == [["CartPole-v1"], ["Acrobot-v1"]]
+
+
 def test_a_rerun_with_the_process_runner_keeps_a_started_chunk_whole_and_says_so(tmp_path):
     # A population study killed mid-chunk, rerun with --runner process: each member resumed
     # alone from the chunk's checkpoint, and came out as neither runner's run, without a word.
@@ -484,6 +505,10 @@ def test_a_run_a_rerun_deletes_is_gone_whole_or_kept_whole(tmp_path, monkeypatch
     stray.mkdir(parents=True)
     (stray / "notes.txt").write_text("a stray file is no checkpoint")
     assert not _holds_checkpoints(stray.parent)
+    # Checkpoints a resume set aside as damaged are still the run's: a rerun keeps them.
+    aside = tmp_path / "aside" / "checkpoints" / "corrupt-step-000001000"
+    aside.mkdir(parents=True)
+    assert _holds_checkpoints(aside.parent.parent)
     rmtree = real.rmtree
 
     def killed(path, *args, **kwargs):
