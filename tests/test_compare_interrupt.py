@@ -305,6 +305,18 @@ def test_runs_that_differ_in_a_key_members_share_are_never_chunked_together(tmp_
     assert envs == [["CartPole-v1"], ["Acrobot-v1"]]
 
 
+def test_a_run_checkpointed_outside_any_chunk_continues_in_a_process_of_its_own(tmp_path):
+    # huber-seed1 was checkpointed by `--runner process` (no chunk holds it): a population rerun
+    # resumes it alone; a fresh chunk would delete what it trained. The others are chunked.
+    from dqn.study_runs import _run_worker, make_tasks, task_runs
+
+    jobs = huber_jobs(study_config(), tmp_path, range(3))
+    (Path(jobs[1].folder) / "run" / "checkpoints" / "step-000001000").mkdir(parents=True)
+    tasks = make_tasks(jobs, tmp_path, workers=1, runner="population")
+    assert [task_runs(t) for t in tasks] == [["huber-seed1"], ["huber-seed0", "huber-seed2"]]
+    assert tasks[0][1] is _run_worker
+
+
 def test_a_rerun_with_the_process_runner_keeps_a_started_chunk_whole_and_says_so(tmp_path):
     # A population study killed mid-chunk, rerun with --runner process: each member resumed
     # alone from the chunk's checkpoint, and came out as neither runner's run, without a word.
