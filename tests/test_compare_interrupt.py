@@ -368,6 +368,20 @@ def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_me
     assert len(make_tasks(left, tmp_path, workers=2, runner="population")) == 3
 
 
+def test_a_plan_of_other_settings_does_not_decide_a_reruns_chunks(tmp_path):
+    # Planned as 2 chunks of 2 with gamma 0.99, never started, rerun with gamma 0.9 on one
+    # worker: the stale plans are of other runs, and the 4 runs make one fresh chunk.
+    from dqn.study_runs import make_tasks, task_runs, write_plans
+
+    base = study_config()
+    old = make_tasks(huber_jobs(base, tmp_path, range(4)), tmp_path, 2, "population")
+    write_plans(old)
+    assert len(old) == 2
+    other = huber_jobs(base.replace(gamma=0.9), tmp_path, range(4))
+    tasks = make_tasks(other, tmp_path, workers=1, runner="population")
+    assert [task_runs(t) for t in tasks] == [[f"huber-seed{s}" for s in range(4)]]
+
+
 def test_a_chunk_is_the_same_population_only_with_the_same_run_folders(tmp_path):
     # The same settings for runs in other folders: another population, not this one to resume.
     from dqn.population_files import write_population
