@@ -967,6 +967,22 @@ def test_a_progress_callback_whose_last_report_was_the_last_step_is_not_called_w
     assert got == [3 * REPORT_EVERY, 3 * REPORT_EVERY]
 
 
+def test_a_progress_callback_counts_no_steps_for_a_stopped_member():
+    # One of three members stopped: each report counts the steps of the two still running.
+    from types import SimpleNamespace
+
+    from dqn.population_progress import REPORT_EVERY, progress_reporter
+
+    slots = [SimpleNamespace(stopped="diverged"), *[SimpleNamespace(stopped=None)] * 2]
+    loop = SimpleNamespace(step=0, slots=slots)
+    got = []
+    report = progress_reporter(got.append, loop)
+    report(REPORT_EVERY, running=2)
+    loop.step = REPORT_EVERY + 5
+    report.close()
+    assert got == [2 * REPORT_EVERY, 2 * 5]
+
+
 def test_a_member_with_a_checkpoint_at_the_step_marker_has_not_trained_past_it(tmp_path):
     # trained_past: the newest step of a run all of whose checkpoints lie past the marker, None
     # if one lies at or before it (keep_checkpoints 1 leaves only the marker's own).
