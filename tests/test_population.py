@@ -178,6 +178,36 @@ def test_changing_one_member_leaves_the_others_bit_identical(tmp_path):
         assert metrics_text(first[i].run_dir) == metrics_text(second[i].run_dir)
 
 
+def test_another_seed_for_one_member_leaves_the_others_bit_identical(tmp_path):
+    # Each member's env, exploration and replay sampling come from its own seed alone.
+    base = BASE.replace(total_env_steps=1_500)
+    first = train_population(
+        base, [({}, 1), ({}, 2)], out_dir=tmp_path / "x", progress=False, log_tensorboard=False
+    )
+    second = train_population(
+        base, [({}, 7), ({}, 2)], out_dir=tmp_path / "y", progress=False, log_tensorboard=False
+    )
+    assert metrics_text(first[0].run_dir) != metrics_text(second[0].run_dir)
+    assert metrics_text(first[1].run_dir) == metrics_text(second[1].run_dir)
+
+
+def test_a_members_checkpoint_holds_its_target_network_between_two_syncs(tmp_path):
+    # 8 trains of 16 gradient steps by env step 1000, a sync every 48: the checkpoint's target
+    # is the online network of grad step 96, not of 128, as a single run's checkpoint holds.
+    from dqn.loop import train
+
+    config = BASE.replace(total_env_steps=1_000, target_update_every_grad_steps=48, seed=5)
+    single = train(config, run_dir=tmp_path / "single", progress=False, log_tensorboard=False)
+    [member] = train_population(
+        config, [({}, 5)], out_dir=tmp_path / "pop", progress=False, log_tensorboard=False
+    )
+    agent = Path("checkpoints") / "step-000001000" / "agent"
+    a, b = DQNAgent.load(single.run_dir / agent), DQNAgent.load(member.run_dir / agent)
+    assert a.state.grad_steps == b.state.grad_steps == 128
+    assert not np.allclose(b.state.target, b.state.online, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(b.state.target, a.state.target, rtol=1e-3, atol=1e-6)
+
+
 def test_a_diverging_member_is_stopped_and_the_others_go_on(tmp_path):
     wild = Member({"loss": "l2", "learning_rate": 5.0, "learning_rate_end": None}, 1, "wild")
     calm = Member({}, 2, "calm")
