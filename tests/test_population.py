@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dqn import DQNAgent, DQNConfig
-from dqn.errors import CheckpointError, ConfigError
+from dqn.errors import CheckpointError, CheckpointWarning, ConfigError
 from dqn.population import Member, resume_population, train_population
 from dqn.replay import check_population_fits
 from tests.conftest import package_folder
@@ -292,7 +293,9 @@ def test_a_signal_between_checkpoints_checkpoints_that_step_and_resumes_exactly(
             train_population(base, members, out_dir=tmp_path / "p", progress=False)
     marker = json.loads((tmp_path / "p" / "population-step.json").read_text())
     assert marker == {"env_step": 1_500, "stopped": stopped}
-    resumed = resume_population(tmp_path / "p", progress=False)
+    with warnings.catch_warnings():  # from its marker's step, every checkpoint good: no warning
+        warnings.simplefilter("error", CheckpointWarning)
+        resumed = resume_population(tmp_path / "p", progress=False)
     whole = train_population(base, members, out_dir=tmp_path / "whole", progress=False)
     for i in stopped:
         assert "diverged at env step 512" in resumed[i].diverged
