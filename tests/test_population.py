@@ -716,6 +716,24 @@ def test_resuming_a_population_whose_member_folder_is_gone_names_it(tmp_path):
         resume_population(tmp_path / "p")
 
 
+def test_resuming_a_population_whose_member_config_was_edited_is_refused(tmp_path):
+    # A member resumes with the config it was trained with: an edit of its config.yaml would
+    # take no effect and describe a run that never happened, as for a single run's resume.
+    from dqn.population_files import STEP_FILE, write_step_marker
+
+    base = BASE.replace(total_env_steps=2_000)
+    results = train_population(
+        base, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False, log_tensorboard=False
+    )
+    write_step_marker(tmp_path / "p", 1_000, [])  # as if killed before its last step marker
+    edited = results[1].run_dir / "config.yaml"
+    edited.write_text(edited.read_text().replace("gamma: 0.99", "gamma: 0.5"))
+    assert "gamma: 0.5" in edited.read_text()
+    with pytest.raises(CheckpointError, match=r"config\.yaml differs .* \(gamma\)"):
+        resume_population(tmp_path / "p", progress=False)
+    assert json.loads((tmp_path / "p" / STEP_FILE).read_text())["env_step"] == 1_000
+
+
 def test_resume_refuses_a_folder_that_is_not_a_population(tmp_path):
     from dqn.errors import CheckpointError
 
