@@ -72,6 +72,36 @@ def test_summarize_run_on_hand_made_rows():
     assert s["q_abs_max"] == 9.0 and s["first_solve_env_step"] is None
 
 
+def test_summarize_run_means_each_fraction_over_its_own_column_and_takes_the_largest_q():
+    # over_bound_fraction_mean is the NaN-skipping mean of its own column, not of the
+    # zero-gradient one; q_abs_max is the largest |Q| of the whole run, not the last row's.
+    nan = float("nan")
+    rows = [
+        {
+            "eval_return_mean": 1.0,
+            "zero_grad_fraction": 0.0,
+            "over_bound_fraction": 0.9,
+            "q_abs_max": 30.0,
+        },
+        {
+            "eval_return_mean": 2.0,
+            "zero_grad_fraction": 0.2,
+            "over_bound_fraction": nan,
+            "q_abs_max": 4.0,
+        },
+        {
+            "eval_return_mean": 3.0,
+            "zero_grad_fraction": 0.4,
+            "over_bound_fraction": 0.5,
+            "q_abs_max": 5.0,
+        },
+    ]
+    s = summarize_run(rows, first_solve=700)
+    assert s["over_bound_fraction_mean"] == pytest.approx((0.9 + 0.5) / 2)
+    assert s["zero_grad_fraction_mean"] == pytest.approx((0.0 + 0.2 + 0.4) / 3)
+    assert s["q_abs_max"] == 30.0 and s["first_solve_env_step"] == 700
+
+
 def test_the_row_of_a_diverged_run_says_where_it_stopped(tmp_path):
     from dqn.study_runs import _ended_row
 
@@ -90,6 +120,30 @@ def test_the_row_of_a_diverged_run_says_where_it_stopped(tmp_path):
     assert (
         _ended_row(TINY.replace(total_env_steps=1234), "huber", run)["diverged_at_env_step"] is None
     )
+
+
+def test_a_runs_row_holds_its_whole_evaluation_curve(tmp_path):
+    # The curve of results.json: every evaluation of metrics.csv as [env_step, mean], the
+    # first one too; final_eval_mean is the last, eval_auc the mean of all.
+    from dqn.study_runs import _ended_row
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text(
+        "env_step,eval_return_mean,zero_grad_fraction,over_bound_fraction,q_abs_max\n"
+        "500,10.0,0.1,0.0,3.0\n"
+        "1000,20.0,0.3,0.2,4.0\n"
+        "1500,60.0,0.2,0.1,5.0\n"
+    )
+    summary = {"env_steps": 1500, "diverged": None, "interrupted": False}
+    summary |= {"first_solve_env_step": 1500, "train_seconds": 3.14159}
+    (run / "summary.json").write_text(json.dumps(summary))
+    config = TINY.replace(total_env_steps=1500, loss="l2", seed=4)
+    row = _ended_row(config, "l2-variant", run)
+    assert row["curve"] == [[500, 10.0], [1000, 20.0], [1500, 60.0]]
+    assert (row["variant"], row["loss"], row["seed"]) == ("l2-variant", "l2", 4)
+    assert row["final_eval_mean"] == 60.0 and row["eval_auc"] == 30.0
+    assert row["first_solve_env_step"] == 1500 and row["train_seconds"] == 3.14
 
 
 @pytest.mark.slow

@@ -1048,6 +1048,10 @@ def test_train_population_names_members_that_are_no_list(tmp_path):
         train_population(BASE, members, out_dir=tmp_path / "p", run_dirs=folders, progress=False)
     with pytest.raises(ConfigError, match="2 members need a list of 2 run folders$"):
         train_population(BASE, members, out_dir=tmp_path / "p", run_dirs=["a"], progress=False)
+    with pytest.raises(ConfigError, match="2 members need a list of 2 run folders$"):
+        # one folder too many is no less a slip than one too few (zip dropped it silently)
+        run_dirs = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
+        train_population(BASE, members, out_dir=tmp_path / "p", run_dirs=run_dirs, progress=False)
     # A string is a sequence of 2 characters: not two folders named "x" and "y".
     with pytest.raises(ConfigError, match="2 members need a list of 2 run folders, got str"):
         train_population(BASE, members, out_dir=tmp_path / "p", run_dirs="xy", progress=False)

@@ -265,6 +265,58 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
     assert tasks[0][2][1] == str(ended.resolve())
 
 
+def test_every_new_chunk_gets_a_share_of_every_variant(tmp_path):
+    # Runs are dealt to the chunks in turn: 2 variants x 3 seeds on 3 workers make 3 chunks,
+    # each of one huber and one l2 run (not one chunk of huber runs only).
+    from dqn.study_runs import Job, make_tasks, task_runs
+
+    base = study_config()
+    jobs = [
+        Job(f"{v}-seed{s}", base.replace(loss=v, seed=s).to_dict(), v, str(tmp_path / f"{v}{s}"))
+        for v in VARIANTS
+        for s in range(3)
+    ]
+    tasks = make_tasks(jobs, tmp_path, workers=3, runner="population")
+    assert [task_runs(t) for t in tasks] == [
+        ["huber-seed0", "l2-seed0"],
+        ["huber-seed1", "l2-seed1"],
+        ["huber-seed2", "l2-seed2"],
+    ]
+
+
+def test_runs_that_differ_in_a_key_members_share_are_never_chunked_together(tmp_path):
+    # A CartPole and an Acrobot variant cannot share one program: each env's runs make chunks
+    # of their own (one each per worker), never a chunk mixing the two.
+    from dqn.study_runs import Job, make_tasks, task_configs
+
+    base = study_config()
+    jobs = [
+        Job(
+            f"{v}-seed{s}",
+            base.replace(env_id=env, seed=s).to_dict(),
+            v,
+            str(tmp_path / v / f"{s}"),
+        )
+        for v, env in (("cart", "CartPole-v1"), ("acro", "Acrobot-v1"))
+        for s in range(2)
+    ]
+    tasks = make_tasks(jobs, tmp_path, workers=1, runner="population")
+    envs = [sorted({c["env_id"] for c in task_configs(t)}) for t in tasks]
+    assert envs == [["CartPole-v1"], ["Acrobot-v1"]]
+
+
+def test_a_run_checkpointed_outside_any_chunk_continues_in_a_process_of_its_own(tmp_path):
+    # huber-seed1 was checkpointed by `--runner process` (no chunk holds it): a population rerun
+    # resumes it alone; a fresh chunk would delete what it trained. The others are chunked.
+    from dqn.study_runs import _run_worker, make_tasks, task_runs
+
+    jobs = huber_jobs(study_config(), tmp_path, range(3))
+    (Path(jobs[1].folder) / "run" / "checkpoints" / "step-000001000").mkdir(parents=True)
+    tasks = make_tasks(jobs, tmp_path, workers=1, runner="population")
+    assert [task_runs(t) for t in tasks] == [["huber-seed1"], ["huber-seed0", "huber-seed2"]]
+    assert tasks[0][1] is _run_worker
+
+
 def test_a_rerun_with_the_process_runner_keeps_a_started_chunk_whole_and_says_so(tmp_path):
     # A population study killed mid-chunk, rerun with --runner process: each member resumed
     # alone from the chunk's checkpoint, and came out as neither runner's run, without a word.
@@ -314,6 +366,20 @@ def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_me
     write_plans(replanned)
     left = [job for job in other if job.name not in task_runs(replanned[0])]
     assert len(make_tasks(left, tmp_path, workers=2, runner="population")) == 3
+
+
+def test_a_plan_of_other_settings_does_not_decide_a_reruns_chunks(tmp_path):
+    # Planned as 2 chunks of 2 with gamma 0.99, never started, rerun with gamma 0.9 on one
+    # worker: the stale plans are of other runs, and the 4 runs make one fresh chunk.
+    from dqn.study_runs import make_tasks, task_runs, write_plans
+
+    base = study_config()
+    old = make_tasks(huber_jobs(base, tmp_path, range(4)), tmp_path, 2, "population")
+    write_plans(old)
+    assert len(old) == 2
+    other = huber_jobs(base.replace(gamma=0.9), tmp_path, range(4))
+    tasks = make_tasks(other, tmp_path, workers=1, runner="population")
+    assert [task_runs(t) for t in tasks] == [[f"huber-seed{s}" for s in range(4)]]
 
 
 def test_a_chunk_is_the_same_population_only_with_the_same_run_folders(tmp_path):
@@ -465,6 +531,10 @@ def test_a_run_a_rerun_deletes_is_gone_whole_or_kept_whole(tmp_path, monkeypatch
     stray.mkdir(parents=True)
     (stray / "notes.txt").write_text("a stray file is no checkpoint")
     assert not _holds_checkpoints(stray.parent)
+    # Checkpoints a resume set aside as damaged are still the run's: a rerun keeps them.
+    aside = tmp_path / "aside" / "checkpoints" / "corrupt-step-000001000"
+    aside.mkdir(parents=True)
+    assert _holds_checkpoints(aside.parent.parent)
     rmtree = real.rmtree
 
     def killed(path, *args, **kwargs):

@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dqn import DQNAgent, DQNConfig
-from dqn.errors import CheckpointError, ConfigError
+from dqn.errors import CheckpointError, CheckpointWarning, ConfigError
 from dqn.population import Member, resume_population, train_population
 from dqn.replay import check_population_fits
 from tests.conftest import package_folder
@@ -178,6 +179,36 @@ def test_changing_one_member_leaves_the_others_bit_identical(tmp_path):
         assert metrics_text(first[i].run_dir) == metrics_text(second[i].run_dir)
 
 
+def test_another_seed_for_one_member_leaves_the_others_bit_identical(tmp_path):
+    # Each member's env, exploration and replay sampling come from its own seed alone.
+    base = BASE.replace(total_env_steps=1_500)
+    first = train_population(
+        base, [({}, 1), ({}, 2)], out_dir=tmp_path / "x", progress=False, log_tensorboard=False
+    )
+    second = train_population(
+        base, [({}, 7), ({}, 2)], out_dir=tmp_path / "y", progress=False, log_tensorboard=False
+    )
+    assert metrics_text(first[0].run_dir) != metrics_text(second[0].run_dir)
+    assert metrics_text(first[1].run_dir) == metrics_text(second[1].run_dir)
+
+
+def test_a_members_checkpoint_holds_its_target_network_between_two_syncs(tmp_path):
+    # 8 trains of 16 gradient steps by env step 1000, a sync every 48: the checkpoint's target
+    # is the online network of grad step 96, not of 128, as a single run's checkpoint holds.
+    from dqn.loop import train
+
+    config = BASE.replace(total_env_steps=1_000, target_update_every_grad_steps=48, seed=5)
+    single = train(config, run_dir=tmp_path / "single", progress=False, log_tensorboard=False)
+    [member] = train_population(
+        config, [({}, 5)], out_dir=tmp_path / "pop", progress=False, log_tensorboard=False
+    )
+    agent = Path("checkpoints") / "step-000001000" / "agent"
+    a, b = DQNAgent.load(single.run_dir / agent), DQNAgent.load(member.run_dir / agent)
+    assert a.state.grad_steps == b.state.grad_steps == 128
+    assert not np.allclose(b.state.target, b.state.online, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(b.state.target, a.state.target, rtol=1e-3, atol=1e-6)
+
+
 def test_a_diverging_member_is_stopped_and_the_others_go_on(tmp_path):
     wild = Member({"loss": "l2", "learning_rate": 5.0, "learning_rate_end": None}, 1, "wild")
     calm = Member({}, 2, "calm")
@@ -262,7 +293,9 @@ def test_a_signal_between_checkpoints_checkpoints_that_step_and_resumes_exactly(
             train_population(base, members, out_dir=tmp_path / "p", progress=False)
     marker = json.loads((tmp_path / "p" / "population-step.json").read_text())
     assert marker == {"env_step": 1_500, "stopped": stopped}
-    resumed = resume_population(tmp_path / "p", progress=False)
+    with warnings.catch_warnings():  # from its marker's step, every checkpoint good: no warning
+        warnings.simplefilter("error", CheckpointWarning)
+        resumed = resume_population(tmp_path / "p", progress=False)
     whole = train_population(base, members, out_dir=tmp_path / "whole", progress=False)
     for i in stopped:
         assert "diverged at env step 512" in resumed[i].diverged
@@ -335,6 +368,22 @@ def test_a_resumed_populations_bar_starts_at_its_step_and_counts_only_running_me
     loop.step = 900  # every member stopped before the end: the bar shows where they got to
     bar.close()
     assert bar.bar.n == 900
+
+
+def test_the_bar_counts_a_member_stopped_after_it_solved_as_solved():
+    # on_eval's usual stop is "solved, stop": such a member still counts among those solved.
+    from types import SimpleNamespace as NS
+
+    from dqn.population_progress import REPORT_EVERY, progress_reporter
+
+    def member(stopped, first_solve):
+        return NS(config=BASE, stopped=stopped, loop=NS(eval_mean=100.0, first_solve=first_solve))
+
+    slots = [member("stopped_by_on_eval", 250), member(None, None), member(None, 500)]
+    bar = progress_reporter(True, NS(step=0, slots=slots))
+    bar(REPORT_EVERY, running=2)
+    assert "solved=2" in bar.bar.postfix and "running=2" in bar.bar.postfix
+    bar.close()
 
 
 def test_a_progress_callback_counts_the_last_steps_once_when_every_member_stopped():
@@ -667,6 +716,24 @@ def test_resuming_a_population_whose_member_folder_is_gone_names_it(tmp_path):
         resume_population(tmp_path / "p")
 
 
+def test_resuming_a_population_whose_member_config_was_edited_is_refused(tmp_path):
+    # A member resumes with the config it was trained with: an edit of its config.yaml would
+    # take no effect and describe a run that never happened, as for a single run's resume.
+    from dqn.population_files import STEP_FILE, write_step_marker
+
+    base = BASE.replace(total_env_steps=2_000)
+    results = train_population(
+        base, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False, log_tensorboard=False
+    )
+    write_step_marker(tmp_path / "p", 1_000, [])  # as if killed before its last step marker
+    edited = results[1].run_dir / "config.yaml"
+    edited.write_text(edited.read_text().replace("gamma: 0.99", "gamma: 0.5"))
+    assert "gamma: 0.5" in edited.read_text()
+    with pytest.raises(CheckpointError, match=r"config\.yaml differs .* \(gamma\)"):
+        resume_population(tmp_path / "p", progress=False)
+    assert json.loads((tmp_path / "p" / STEP_FILE).read_text())["env_step"] == 1_000
+
+
 def test_resume_refuses_a_folder_that_is_not_a_population(tmp_path):
     from dqn.errors import CheckpointError
 
@@ -935,6 +1002,55 @@ def test_a_progress_callback_gets_the_env_steps_of_every_running_member():
     assert got == [2 * REPORT_EVERY, 2 * 10]
 
 
+def test_a_progress_callback_whose_last_report_was_the_last_step_is_not_called_with_zero():
+    # The calls add up to the env steps taken, and none of them is an empty one.
+    from types import SimpleNamespace
+
+    from dqn.population_progress import REPORT_EVERY, progress_reporter
+
+    loop = SimpleNamespace(step=0, slots=[SimpleNamespace(stopped=None)] * 3)
+    got = []
+    report = progress_reporter(got.append, loop)
+    report(REPORT_EVERY, running=3)
+    report(2 * REPORT_EVERY, running=3)
+    loop.step = 2 * REPORT_EVERY  # the population's last step
+    report.close()
+    assert got == [3 * REPORT_EVERY, 3 * REPORT_EVERY]
+
+
+def test_a_progress_callback_counts_no_steps_for_a_stopped_member():
+    # One of three members stopped: each report counts the steps of the two still running.
+    from types import SimpleNamespace
+
+    from dqn.population_progress import REPORT_EVERY, progress_reporter
+
+    slots = [SimpleNamespace(stopped="diverged"), *[SimpleNamespace(stopped=None)] * 2]
+    loop = SimpleNamespace(step=0, slots=slots)
+    got = []
+    report = progress_reporter(got.append, loop)
+    report(REPORT_EVERY, running=2)
+    loop.step = REPORT_EVERY + 5
+    report.close()
+    assert got == [2 * REPORT_EVERY, 2 * 5]
+
+
+def test_a_member_with_a_checkpoint_at_the_step_marker_has_not_trained_past_it(tmp_path):
+    # trained_past: the newest step of a run all of whose checkpoints lie past the marker, None
+    # if one lies at or before it (keep_checkpoints 1 leaves only the marker's own).
+    from dqn.agent_files import CHECKPOINTS
+    from dqn.population_files import trained_past
+
+    run = tmp_path / "run"
+    (run / CHECKPOINTS / "step-000001000").mkdir(parents=True)
+    assert trained_past(run, 1000) is None
+    assert trained_past(run, 1500) is None
+    assert trained_past(run, 999) == 1000
+    (run / CHECKPOINTS / "step-000002000").mkdir()
+    assert trained_past(run, 500) == 2000
+    assert trained_past(run, 1000) is None
+    assert trained_past(tmp_path / "empty", 0) is None
+
+
 def test_each_member_explores_by_its_own_epsilon_schedule():
     # Members sharing a schedule share its computation; each still gets its own schedule's
     # value: linear from epsilon_start to epsilon_end over epsilon_decay_fraction x 1,000 steps.
@@ -1021,6 +1137,37 @@ def test_a_chain_whose_layers_do_not_connect_is_refused():
     shapes = [(4, 16), (16,), (8, 2), (2,)]
     with pytest.raises(ValueError, match="layer 1"):
         check_members([base], shapes, ["relu", "linear"], ["relu", "linear"], np.zeros((1, 98)))
+
+
+def test_a_bias_that_does_not_match_its_kernel_is_refused():
+    # Layer 0's kernel [4, 16] has 16 outputs: a bias of 8 is no Dense layer.
+    from dqn.members import check_members
+
+    base = DQNConfig(hidden_sizes=(16,))
+    shapes = [(4, 16), (8,), (16, 2), (2,)]
+    with pytest.raises(ValueError, match="layer 0"):
+        check_members([base], shapes, ["relu", "linear"], ["relu", "linear"], np.zeros((1, 122)))
+
+
+def test_a_shared_key_mismatch_names_the_first_member_that_differs():
+    # Members 1 and 2 both differ from member 0: the message names member 1, the first.
+    from dqn.members import population_mismatch
+
+    configs = [BASE, BASE.replace(batch_size=16, seed=1), BASE.replace(batch_size=8, seed=2)]
+    why = population_mismatch(configs)
+    assert f"(member 0: {BASE.batch_size}, member 1: 16)" in why
+
+
+def test_the_memory_check_counts_no_runtime_for_a_process_that_loaded_it(monkeypatch):
+    # TensorFlow loaded already: its runtime is not counted, and the message does not say it is.
+    import dqn.members as members
+
+    monkeypatch.setitem(sys.modules, "tensorflow", sys.modules.get("tensorflow", object()))
+    monkeypatch.setattr(members, "available_memory_bytes", lambda: 1000)
+    need = members.population_bytes([BASE], 4, 2, runtime=False)
+    with pytest.raises(ConfigError, match=f"need {need:,} bytes") as refused:
+        members.check_memory([[BASE]], {members.env_of(BASE): (4, 2)})
+    assert "runtime" not in str(refused.value).split("bytes, but")[0]
 
 
 def test_a_population_stopped_before_its_first_checkpoint_says_to_train_it_again(tmp_path):
