@@ -102,18 +102,22 @@ def test_summarize_run_means_each_fraction_over_its_own_column_and_takes_the_lar
     assert s["q_abs_max"] == 30.0 and s["first_solve_env_step"] == 700
 
 
+def _ended_run(run: Path, rows: str, summary: dict) -> Path:
+    """A run folder of metrics.csv ``rows`` (env_step, eval_return_mean, zero_grad_fraction,
+    over_bound_fraction, q_abs_max) and ``summary``, as a study's row reads it."""
+    run.mkdir()
+    header = "env_step,eval_return_mean,zero_grad_fraction,over_bound_fraction,q_abs_max\n"
+    (run / "metrics.csv").write_text(header + rows)
+    (run / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
 def test_the_row_of_a_diverged_run_says_where_it_stopped(tmp_path):
     from dqn.study_runs import _ended_row
 
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "metrics.csv").write_text(
-        "env_step,eval_return_mean,zero_grad_fraction,over_bound_fraction,q_abs_max\n"
-        "1000,20.0,0.5,0.5,30.0\n"
-    )
     summary = {"env_steps": 1234, "diverged": "diverged at env step 1234: q_abs_max 1e+05"}
     summary |= {"interrupted": False, "first_solve_env_step": None, "train_seconds": 3.0}
-    (run / "summary.json").write_text(json.dumps(summary))
+    run = _ended_run(tmp_path / "run", "1000,20.0,0.5,0.5,30.0\n", summary)
     row = _ended_row(TINY, "huber", run)
     assert row["diverged_at_env_step"] == 1234 and row["final_eval_mean"] == 20.0
     (run / "summary.json").write_text(json.dumps(summary | {"diverged": None}))
@@ -127,17 +131,10 @@ def test_a_runs_row_holds_its_whole_evaluation_curve(tmp_path):
     # first one too; final_eval_mean is the last, eval_auc the mean of all.
     from dqn.study_runs import _ended_row
 
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "metrics.csv").write_text(
-        "env_step,eval_return_mean,zero_grad_fraction,over_bound_fraction,q_abs_max\n"
-        "500,10.0,0.1,0.0,3.0\n"
-        "1000,20.0,0.3,0.2,4.0\n"
-        "1500,60.0,0.2,0.1,5.0\n"
-    )
     summary = {"env_steps": 1500, "diverged": None, "interrupted": False}
     summary |= {"first_solve_env_step": 1500, "train_seconds": 3.14159}
-    (run / "summary.json").write_text(json.dumps(summary))
+    rows = "500,10.0,0.1,0.0,3.0\n1000,20.0,0.3,0.2,4.0\n1500,60.0,0.2,0.1,5.0\n"
+    run = _ended_run(tmp_path / "run", rows, summary)
     config = TINY.replace(total_env_steps=1500, loss="l2", seed=4)
     row = _ended_row(config, "l2-variant", run)
     assert row["curve"] == [[500, 10.0], [1000, 20.0], [1500, 60.0]]

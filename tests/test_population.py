@@ -987,15 +987,22 @@ def test_a_population_folder_listing_no_members_is_refused(tmp_path):
         resume_population(tmp_path)
 
 
-def test_a_progress_callback_gets_the_env_steps_of_every_running_member():
+def _progress_reporter(stopped: list):
+    """A progress reporter over a loop of members stopped as ``stopped`` says (None: running),
+    at step 0: (loop, the callback's calls, reporter)."""
     from types import SimpleNamespace
 
-    from dqn.population_progress import REPORT_EVERY, progress_reporter
+    from dqn.population_progress import progress_reporter
 
-    slots = [SimpleNamespace(stopped=None), SimpleNamespace(stopped=None)]
-    loop = SimpleNamespace(step=0, slots=slots)
+    loop = SimpleNamespace(step=0, slots=[SimpleNamespace(stopped=s) for s in stopped])
     got = []
-    report = progress_reporter(got.append, loop)
+    return loop, got, progress_reporter(got.append, loop)
+
+
+def test_a_progress_callback_gets_the_env_steps_of_every_running_member():
+    from dqn.population_progress import REPORT_EVERY
+
+    loop, got, report = _progress_reporter([None, None])
     report(REPORT_EVERY, running=2)
     loop.step = REPORT_EVERY + 10
     report.close()
@@ -1004,13 +1011,9 @@ def test_a_progress_callback_gets_the_env_steps_of_every_running_member():
 
 def test_a_progress_callback_whose_last_report_was_the_last_step_is_not_called_with_zero():
     # The calls add up to the env steps taken, and none of them is an empty one.
-    from types import SimpleNamespace
+    from dqn.population_progress import REPORT_EVERY
 
-    from dqn.population_progress import REPORT_EVERY, progress_reporter
-
-    loop = SimpleNamespace(step=0, slots=[SimpleNamespace(stopped=None)] * 3)
-    got = []
-    report = progress_reporter(got.append, loop)
+    loop, got, report = _progress_reporter([None] * 3)
     report(REPORT_EVERY, running=3)
     report(2 * REPORT_EVERY, running=3)
     loop.step = 2 * REPORT_EVERY  # the population's last step
@@ -1020,14 +1023,9 @@ def test_a_progress_callback_whose_last_report_was_the_last_step_is_not_called_w
 
 def test_a_progress_callback_counts_no_steps_for_a_stopped_member():
     # One of three members stopped: each report counts the steps of the two still running.
-    from types import SimpleNamespace
+    from dqn.population_progress import REPORT_EVERY
 
-    from dqn.population_progress import REPORT_EVERY, progress_reporter
-
-    slots = [SimpleNamespace(stopped="diverged"), *[SimpleNamespace(stopped=None)] * 2]
-    loop = SimpleNamespace(step=0, slots=slots)
-    got = []
-    report = progress_reporter(got.append, loop)
+    loop, got, report = _progress_reporter(["diverged", None, None])
     report(REPORT_EVERY, running=2)
     loop.step = REPORT_EVERY + 5
     report.close()
