@@ -11,8 +11,10 @@ STAMP := $(VENV)/.installed
 # `-c constraints.txt`: every package at the version the suite last passed with (`make lock`
 # below), so that a fresh clone installs the same set next month as today; pyproject.toml keeps
 # the ranges the package accepts, for `pip install` into a project of your own.
-EDITABLE := PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet \
-	-c constraints.txt -e
+# $(call editable,VENV,LOCK): that pip install into VENV's python, under LOCK.
+editable = PYTHONWARNINGS="ignore:Editable installation" $(1)/bin/python -m pip install --quiet \
+	-c $(2) -e
+EDITABLE := $(call editable,$(VENV),constraints.txt)
 
 .DEFAULT_GOAL := help  # a bare `make` lists the targets (it ran the install)
 .PHONY: help train test test-fast test-other-cpu test-lowest trust lint backprop bench lock \
@@ -144,8 +146,7 @@ $(LOWEST_STAMP): pyproject.toml constraints-lowest.txt
 		rm -rf $(LOWEST_VENV) && $(PYTHON) -m venv $(LOWEST_VENV) || exit 2; }
 	@echo "make: installing dqn with the oldest releases it takes into $(LOWEST_VENV)"
 	$(LOWEST_VENV)/bin/python -m pip install --quiet --upgrade pip
-	PYTHONWARNINGS="ignore:Editable installation" $(LOWEST_VENV)/bin/python -m pip install \
-		--quiet -c constraints-lowest.txt -e ".[dev,ray,render]"
+	$(call editable,$(LOWEST_VENV),constraints-lowest.txt) ".[dev,ray,render]"
 	@touch $(LOWEST_STAMP)
 
 test-lowest: $(LOWEST_STAMP)
