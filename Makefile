@@ -84,7 +84,7 @@ help:
 	@echo "make test            the whole test suite, slow training tests included (ARGS: pytest's)"
 	@echo "make test-fast       the suite without the tests marked slow"
 	@echo "make test-other-cpu  the suite rounding as another x86-64 CPU would (docs/trust.md)"
-	@echo "make test-lowest     the suite with the oldest TensorFlow, Keras, gymnasium, numpy dqn takes"
+	@echo "make test-lowest     the suite with the oldest release of each package dqn takes"
 	@echo "make trust           30 seeds of the default config: how many solve CartPole-v1"
 	@echo "make backprop        the backprop lab's four demos and plots, into results/backprop"
 	@echo "make bench           dqn against Stable-Baselines3 side by side (installs SB3, torch)"
@@ -127,8 +127,8 @@ test-other-cpu: $(STAMP)
 	$(OTHER_CPU) $(PYTEST) $(ARGS)
 
 # `make test-lowest`: the suite (ARGS: pytest's) against the oldest releases pyproject.toml
-# accepts of TensorFlow, Keras, gymnasium and numpy (constraints-lowest.txt; the rest at their
-# newest allowed), in a .venv-lowest of its own, so that the ranges a `pip install dqn` into a
+# accepts of each package it names (constraints-lowest.txt; what they pull in at its newest
+# allowed), in a .venv-lowest of its own, so that the ranges a `pip install dqn` into a
 # project of your own may pick are ranges the suite passed in. The benchmarks are left out: they
 # run at the lock's versions (`make bench`). TensorFlow 2.16 has wheels for Python 3.9-3.12.
 LOWEST_VENV := .venv-lowest

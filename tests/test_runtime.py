@@ -436,6 +436,24 @@ def test_the_threads_warning_says_what_tensorflow_runs_with(monkeypatch, intra, 
     )
 
 
+def _numpys_blas() -> str:
+    config = np.show_config(mode="dicts")  # numpy >= 1.26
+    return config["Build Dependencies"]["blas"]["name"]
+
+
+@pytest.mark.skipif("openblas" not in _numpys_blas(), reason="numpy is not built on OpenBLAS")
+def test_the_blas_cap_reaches_the_blas_numpy_runs_on():
+    """configure_blas(1) leaves numpy's OpenBLAS at one thread. threadpoolctl before 3.5 did not
+    find the scipy-openblas library numpy 2 ships, and the cap silently did nothing."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):  # puts back the counts it found, on leaving
+        runtime.configure_blas(1)
+        blas = [m for m in threadpool_info() if m["internal_api"] == "openblas"]
+    assert blas, "threadpoolctl found no OpenBLAS in this process"
+    assert {m["num_threads"] for m in blas} == {1}
+
+
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
 def test_usable_cores_follows_the_affinity_mask_not_the_machine():
     """A process pinned to one CPU (as ``taskset -c 0`` pins it) may use one, whatever
