@@ -45,12 +45,19 @@ def study_config(settings: dict = SETTINGS) -> DQNConfig:
     )
 
 
-def huber_jobs(base: DQNConfig, folder: Path, seeds) -> list:
-    """A study's jobs for the huber runs of ``seeds``, each in ``folder/r<seed>``."""
+def variant_jobs(base: DQNConfig, folder: Path, seeds, variant: str = "huber") -> list:
+    """A study's jobs for the runs of ``seeds`` of ``variant`` (a loss: huber unless given),
+    each in ``folder/<variant><seed>``."""
     from dqn.study_runs import Job
 
+    config = base.replace(loss=variant)
     return [
-        Job(f"huber-seed{s}", base.replace(seed=s).to_dict(), "huber", str(folder / f"r{s}"))
+        Job(
+            f"{variant}-seed{s}",
+            config.replace(seed=s).to_dict(),
+            variant,
+            str(folder / f"{variant}{s}"),
+        )
         for s in seeds
     ]
 
@@ -232,7 +239,7 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
     from dqn.study_runs import make_tasks, task_runs
 
     base = study_config()
-    jobs = huber_jobs(base, tmp_path, range(5))
+    jobs = variant_jobs(base, tmp_path, range(5))
 
     def left_chunk(name: str, chunk: list, env_step: int) -> Path:
         folder = tmp_path / "populations" / name
@@ -268,14 +275,9 @@ def test_a_rerun_trains_each_chunk_a_stopped_study_left_as_it_was(tmp_path):
 def test_every_new_chunk_gets_a_share_of_every_variant(tmp_path):
     # Runs are dealt to the chunks in turn: 2 variants x 3 seeds on 3 workers make 3 chunks,
     # each of one huber and one l2 run (not one chunk of huber runs only).
-    from dqn.study_runs import Job, make_tasks, task_runs
+    from dqn.study_runs import make_tasks, task_runs
 
-    base = study_config()
-    jobs = [
-        Job(f"{v}-seed{s}", base.replace(loss=v, seed=s).to_dict(), v, str(tmp_path / f"{v}{s}"))
-        for v in VARIANTS
-        for s in range(3)
-    ]
+    jobs = [job for v in VARIANTS for job in variant_jobs(study_config(), tmp_path, range(3), v)]
     tasks = make_tasks(jobs, tmp_path, workers=3, runner="population")
     assert [task_runs(t) for t in tasks] == [
         ["huber-seed0", "l2-seed0"],
@@ -310,7 +312,7 @@ def test_a_run_checkpointed_outside_any_chunk_continues_in_a_process_of_its_own(
     # resumes it alone; a fresh chunk would delete what it trained. The others are chunked.
     from dqn.study_runs import _run_worker, make_tasks, task_runs
 
-    jobs = huber_jobs(study_config(), tmp_path, range(3))
+    jobs = variant_jobs(study_config(), tmp_path, range(3))
     (Path(jobs[1].folder) / "run" / "checkpoints" / "step-000001000").mkdir(parents=True)
     tasks = make_tasks(jobs, tmp_path, workers=1, runner="population")
     assert [task_runs(t) for t in tasks] == [["huber-seed1"], ["huber-seed0", "huber-seed2"]]
@@ -323,7 +325,7 @@ def test_a_rerun_with_the_process_runner_keeps_a_started_chunk_whole_and_says_so
     from dqn.population_files import STEP_FILE
     from dqn.study_runs import make_tasks, task_runs
 
-    jobs = huber_jobs(study_config(), tmp_path, range(3))
+    jobs = variant_jobs(study_config(), tmp_path, range(3))
     folder = tmp_path / "populations" / "stopped"
     folder.mkdir(parents=True)
     members = [{"config": job.config, "run_dir": str(Path(job.folder) / "run")} for job in jobs[:2]]
@@ -350,7 +352,7 @@ def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_me
     from dqn.study_runs import make_tasks, task_runs, write_plans
 
     base = study_config()
-    jobs = huber_jobs(base, tmp_path, range(8))
+    jobs = variant_jobs(base, tmp_path, range(8))
     planned = make_tasks(jobs, tmp_path, workers=4, runner="population")
     write_plans(planned)
     write_plans(planned)  # a rerun's: a chunk written down stays as it was
@@ -361,7 +363,7 @@ def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_me
     assert {t[2][1] for t in again} == {t[2][1] for t in planned[1:]}  # the same folders
     # A rerun with other settings before those chunks started: nothing there refuses them, and
     # the plans are of the new settings (a stale one was kept and never matched again).
-    other = huber_jobs(base.replace(gamma=0.9), tmp_path, range(8))
+    other = variant_jobs(base.replace(gamma=0.9), tmp_path, range(8))
     replanned = make_tasks(other, tmp_path, workers=4, runner="population")
     write_plans(replanned)
     left = [job for job in other if job.name not in task_runs(replanned[0])]
@@ -374,10 +376,10 @@ def test_a_plan_of_other_settings_does_not_decide_a_reruns_chunks(tmp_path):
     from dqn.study_runs import make_tasks, task_runs, write_plans
 
     base = study_config()
-    old = make_tasks(huber_jobs(base, tmp_path, range(4)), tmp_path, 2, "population")
+    old = make_tasks(variant_jobs(base, tmp_path, range(4)), tmp_path, 2, "population")
     write_plans(old)
     assert len(old) == 2
-    other = huber_jobs(base.replace(gamma=0.9), tmp_path, range(4))
+    other = variant_jobs(base.replace(gamma=0.9), tmp_path, range(4))
     tasks = make_tasks(other, tmp_path, workers=1, runner="population")
     assert [task_runs(t) for t in tasks] == [[f"huber-seed{s}" for s in range(4)]]
 
@@ -387,7 +389,7 @@ def test_a_chunk_is_the_same_population_only_with_the_same_run_folders(tmp_path)
     from dqn.population_files import write_population
     from dqn.study_runs import STUDY_RUN, _same_population
 
-    jobs = huber_jobs(study_config(), tmp_path, range(2))
+    jobs = variant_jobs(study_config(), tmp_path, range(2))
     configs = [DQNConfig.from_dict(job.config) for job in jobs]
     members = [(job.label, c.seed) for job, c in zip(jobs, configs)]
     runs = [Path(job.folder) / STUDY_RUN for job in jobs]
@@ -405,7 +407,7 @@ def test_a_chunk_that_started_gets_no_plan_beside_its_member_list(tmp_path):
     from dqn.population_files import write_population
     from dqn.study_runs import STUDY_RUN, make_tasks, write_plans
 
-    jobs = huber_jobs(study_config(), tmp_path, range(2))
+    jobs = variant_jobs(study_config(), tmp_path, range(2))
     (task,) = make_tasks(jobs, tmp_path, workers=1, runner="population")
     folder = Path(task[2][1])
     folder.mkdir(parents=True)
@@ -492,7 +494,7 @@ def test_a_rerun_keeps_a_chunk_whose_step_marker_is_damaged_and_says_so(tmp_path
     from dqn.study_runs import STUDY_RUN, _population_worker
 
     base = study_config(SHORT)
-    jobs = huber_jobs(base, tmp_path, range(2))
+    jobs = variant_jobs(base, tmp_path, range(2))
     chunk = tmp_path / "populations" / "chunk"
     _population_worker(jobs, str(chunk))
     for job in jobs:  # killed after its final checkpoint: a rerun finishes it from there
@@ -560,7 +562,7 @@ def test_a_rerun_refuses_a_population_whose_member_list_is_lost_and_changes_noth
     from dqn.study_runs import make_tasks
 
     base = study_config()
-    jobs = huber_jobs(base, tmp_path, range(2))
+    jobs = variant_jobs(base, tmp_path, range(2))
     chunk = tmp_path / "populations" / "chunk"
     chunk.mkdir(parents=True)
     (chunk / STEP_FILE).write_text(json.dumps({"env_step": 1000, "stopped": []}))

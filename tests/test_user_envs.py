@@ -417,16 +417,19 @@ def test_n_step_is_checked_against_the_time_limit_the_env_kwargs_give():
         check_n_step(DQNConfig(env_id=env_id, n_step=5, env_kwargs={"limit": 4}))
 
 
-def test_a_solve_return_of_zero_is_the_config_s_not_the_env_s_threshold():
+@pytest.fixture
+def cartpole():
+    env = gym.make("CartPole-v1")
+    yield env
+    env.close()
+
+
+def test_a_solve_return_of_zero_is_the_config_s_not_the_env_s_threshold(cartpole):
     from dqn.envs import solve_return
 
-    env = gym.make("CartPole-v1")
-    try:
-        assert solve_return(DQNConfig(solve_return=0.0), env) == 0.0
-        assert solve_return(DQNConfig(solve_return=-100.0), env) == -100.0
-        assert solve_return(DQNConfig(), env) == 475.0  # CartPole-v1's reward_threshold
-    finally:
-        env.close()
+    assert solve_return(DQNConfig(solve_return=0.0), cartpole) == 0.0
+    assert solve_return(DQNConfig(solve_return=-100.0), cartpole) == -100.0
+    assert solve_return(DQNConfig(), cartpole) == 475.0  # CartPole-v1's reward_threshold
 
 
 def test_discrete_actions_must_start_at_0_on_either_side():
@@ -439,10 +442,9 @@ def test_discrete_actions_must_start_at_0_on_either_side():
             check_spaces(box, gym.spaces.Discrete(4, start=start))
 
 
-def test_a_done_flag_is_a_bool_or_an_integer_of_numpy_s_even_as_a_0d_array():
+def test_a_done_flag_is_a_bool_or_an_integer_of_numpy_s_even_as_a_0d_array(cartpole):
     from dqn.envs import checked_flag
 
-    env = gym.make("CartPole-v1")
     for flag, expected in [
         (np.array(1), True),
         (np.array(0, np.uint8), False),
@@ -450,10 +452,10 @@ def test_a_done_flag_is_a_bool_or_an_integer_of_numpy_s_even_as_a_0d_array():
         (np.int64(1), True),
         (False, False),
     ]:
-        assert checked_flag(flag, "terminated", env) is expected, flag
+        assert checked_flag(flag, "terminated", cartpole) is expected, flag
     for flag in (np.array([True]), np.array(1.0), 1.0, None):
         with pytest.raises(UnsupportedSpaceError, match="returned terminated"):
-            checked_flag(flag, "terminated", env)
+            checked_flag(flag, "terminated", cartpole)
 
 
 class BadValueEnv(SloppyEnv):
@@ -464,7 +466,7 @@ class BadValueEnv(SloppyEnv):
         self.sizes = {"small": 3}["smal"]  # the user's typo
 
 
-def test_a_value_error_of_the_env_s_own_init_without_env_kwargs_is_passed_on():
+def test_the_env_s_own_init_error_is_passed_on_and_a_value_error_with_env_kwargs_names_them():
     # With no env_kwargs there is no keyword to blame: the env's own error and its traceback.
     from dqn.envs import make_env
 
@@ -475,12 +477,11 @@ def test_a_value_error_of_the_env_s_own_init_without_env_kwargs_is_passed_on():
         make_env(env_id, level=0)
 
 
-def test_an_observation_of_bools_integers_or_floats_of_the_declared_shape_is_taken():
+def test_an_observation_of_bools_integers_or_floats_of_the_declared_shape_is_taken(cartpole):
     from dqn.envs import checked_obs
 
-    env = gym.make("CartPole-v1")
     for obs in ([True, False, True], np.array([1, 0, 2], np.uint8), [0.5, 1.0, -2.0]):
-        assert checked_obs(obs, (3,), env).shape == (3,)
+        assert checked_obs(obs, (3,), cartpole).shape == (3,)
     for obs, got in ((["a", "b", "c"], "<U1 values"), ([[1.0, 2.0, 3.0]], r"shape \(1, 3\)")):
         with pytest.raises(UnsupportedSpaceError, match=f"returned an observation of {got}"):
-            checked_obs(obs, (3,), env)
+            checked_obs(obs, (3,), cartpole)
