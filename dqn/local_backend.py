@@ -52,12 +52,22 @@ def run_local(
     context = mp.get_context("spawn")
     steps = context.Queue() if on_steps is not None else None
     stop = context.Event()
-    # A command's one-line warnings (dqn.terminal.warning_printer) hold in its workers too: a
-    # fallback to an older checkpoint is said there, where a resume finds the damage.
+    # A command's one-line warnings (dqn.terminal.warning_printer) hold in its workers too (a
+    # fallback to an older checkpoint is said there, where a resume finds the damage), and come
+    # here to be printed, each once for the whole study.
+    say = getattr(warnings.showwarning, "say", None)
     prog = getattr(warnings.showwarning, "prog", None)
+    said = context.Queue() if say is not None else None
     pool = ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(steps, stop, prog)
+        workers, mp_context=context, initializer=_start_worker, initargs=(steps, stop, prog, said)
     )
+
+    def drain(*queue_and_reader) -> None:
+        for queue, to in queue_and_reader:
+            with contextlib.suppress(queues.Empty):
+                while queue is not None:
+                    to(*queue.get_nowait())
+
     try:
         with Interrupt() as signals:
             with _signals_held():  # the workers start on the first submit
@@ -69,9 +79,7 @@ def run_local(
                     for fut in pending:
                         fut.cancel()  # the tasks not started (a running one cannot be)
                 finished, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                with contextlib.suppress(queues.Empty):
-                    while steps is not None:
-                        on_steps(*steps.get_nowait())
+                drain((steps, on_steps), (said, say))
                 for fut in finished:
                     # A worker a signal to the study killed as it started broke the pool: that
                     # is the stop, not a crash. A worker killed alone (the out-of-memory killer)
@@ -87,6 +95,7 @@ def run_local(
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+    drain((said, say))  # what a worker said as its last task ended
 
 
 # The signals that stop a study: held (blocked) in this process while it starts the workers,
@@ -127,10 +136,11 @@ def _result(fut, on_crash, stopping: bool = False) -> object:
         return None
 
 
-def _start_worker(queue, stop, prog: str | None = None) -> None:
+def _start_worker(queue, stop, prog: str | None = None, said=None) -> None:
     """A worker process's set-up: the progress queue, the study's stop event as its loops'
     stop flag (``dqn.run_log.share_stop``), a watch on the study's process, and the command's
-    one-line warnings (``prog``: the command's name; None from Python, whose own stand)."""
+    one-line warnings (``prog``: the command's name; None from Python, whose own stand), each
+    put on ``said`` for the study's process to print."""
     import os
     import threading
 
@@ -138,7 +148,7 @@ def _start_worker(queue, stop, prog: str | None = None) -> None:
     from dqn.terminal import outlive_readers, warning_printer
 
     if prog is not None:
-        warnings.showwarning = warning_printer(prog)
+        warnings.showwarning = warning_printer(prog, said.put if said is not None else None)
 
     global _PROGRESS_QUEUE, _IDLE
     outlive_readers()  # the study's stderr: a `| tee` the same Ctrl-C stopped has no reader

@@ -24,27 +24,37 @@ from typing import TextIO
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def warning_printer(prog: str) -> Callable[..., None]:
+def warning_printer(prog: str, forward: Callable[[tuple[str, str]], object] | None = None):
     """A ``warnings.showwarning`` that prints ``prog: warning: message``: one line, no source
     excerpt, and each warning once (a command makes one printer). Its ``prog`` attribute lets a
-    command's worker processes install the same one."""
-    shown: set[tuple[type, str]] = set()
+    command's worker processes install one too, with ``forward``: a worker's printer passes each
+    of its warnings, once, as ``(category name, text)`` to ``forward`` (a queue to the study's
+    process), and there the command's printer's ``say`` prints it, once for the whole command:
+    every worker of a study warned that CartPole-v0 is out of date, after the study had."""
+    shown: set[tuple[str, str]] = set()
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
+    def say(category: str, text: str) -> None:
         # Gymnasium colours its own warnings ("\x1b[33mWARN: ...\x1b[0m"), which a log file or
         # a pipe shows as raw escape codes beside our plain prefix.
-        text = ANSI_ESCAPE.sub("", str(message))
+        text = ANSI_ESCAPE.sub("", text)
         # Once: the env check, the training env and the evaluation env each made CartPole-v0,
         # and each warned that it is out of date.
         if (category, text) in shown:
             return
         shown.add((category, text))
-        # On a terminal, from the line's start, cleared: a progress bar drawn in place (a study's,
-        # in another process) had the warning glued to its end.
+        if forward is not None:
+            forward((category, text))
+            return
+        # On a terminal, from the line's start, cleared: a progress bar drawn in place had the
+        # warning glued to its end.
         start = "\r\x1b[K" if _is_terminal(sys.stderr) else ""
         print(f"{start}{prog}: warning: {text}", file=sys.stderr)
 
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        say(category.__name__, str(message))
+
     show.prog = prog
+    show.say = say
     return show
 
 
@@ -219,6 +229,10 @@ class _Lines:
         self._stream.flush()
 
 
+# tqdm's own format without its "<{remaining}" estimate.
+STOPPED_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]"
+
+
 def progress_bar(
     total: int, *, initial: int = 0, desc: str | None = None, unit_scale: bool = False
 ):
@@ -236,10 +250,15 @@ def progress_bar(
             return super().update(n)
 
         def close(self):
+            if self.total is not None and self.n < self.total and not self.disable:
+                # Closed short of its total (a signal, a failure, the divergence guard): its
+                # last line keeps no estimate of a time left, since nothing is left to run. A
+                # study stopped while its workers started had a rate near 0, and an ETA of hours.
+                self.bar_format = STOPPED_BAR
             # In a log, the line close() draws is a copy of the last one where nothing moved
             # since (tqdm's last_print_n: a run whose final evaluation outlasts
             # LOG_EVERY_SECONDS printed its 100% line twice): it is left out.
-            if in_log and self.n == self.last_print_n:
+            elif in_log and self.n == self.last_print_n:
                 self.display = lambda *args, **kwargs: True
             return super().close()
 

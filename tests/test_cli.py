@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -224,6 +225,22 @@ def test_a_bar_updated_past_its_total_ends_at_100_percent(monkeypatch):
     bar.close()
     assert (bar.n, bar.total) == (1003, 1003)
     assert stream.getvalue().splitlines()[-1].startswith("run: 100%|")
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_a_bar_closed_short_of_its_total_gives_no_time_left(monkeypatch, terminal):
+    # A study stopped by Ctrl-C while its workers started ended on "[00:09<3:41:10, 1.2step/s]":
+    # an estimate of hours for work that had just been stopped. A finished bar keeps its own.
+    from dqn.terminal import progress_bar
+
+    stream = Stream(terminal)
+    monkeypatch.setattr(sys, "stderr", stream)
+    bar = progress_bar(1000, desc="run")
+    bar.update(10)
+    bar.close()
+    last = stream.getvalue().replace("\r", "\n").splitlines()[-1]
+    assert re.search(r"10/1000 \[\d\d:\d\d, ", last) and "<" not in last, last
+    assert draw(monkeypatch, terminal).replace("\r", "\n").splitlines()[-1].count("<") == 1
 
 
 def make_recipe(target: str) -> list[str]:

@@ -796,3 +796,28 @@ def test_a_study_stopped_by_sigterm_carries_it_when_its_worker_saw_the_stop_itse
     with pytest.raises(StudyInterrupted) as stopped:
         _train_tasks(tasks, run_tasks, {}, {"l2-seed0": 300}, progress=False)
     assert stopped.value.signum == signal.SIGTERM
+
+
+def _warns(text: str) -> str:
+    warnings.warn(text, UserWarning, stacklevel=1)
+    warnings.warn(f"\x1b[33m{text}\x1b[0m", UserWarning, stacklevel=1)  # gymnasium's colours
+    return text
+
+
+def test_a_warning_every_worker_gives_is_printed_once_by_the_study(capfd):
+    # Every worker of a CartPole-v0 study warned that the env is out of date, after the study
+    # itself had: three copies of the line. The workers now pass their warnings to the study's
+    # process, whose printer prints each once.
+    from dqn.local_backend import run_local
+    from dqn.terminal import warning_printer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # not Python's once per place: the printer's once
+        warnings.showwarning = warning_printer("dqn-x")
+        _warns("old env")
+        jobs = [("a", "old env"), ("b", "old env"), ("c", "new env"), ("d", "new env")]
+        got = dict(run_local(_warns, jobs, workers=2))
+    assert got == {"a": "old env", "b": "old env", "c": "new env", "d": "new env"}
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert err.splitlines() == ["dqn-x: warning: old env", "dqn-x: warning: new env"]
