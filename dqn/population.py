@@ -484,7 +484,7 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
         else:
             agent = DQNAgent.load(folder / "agent")  # verified by _common_good_step
             state = agent.state
-            loop, replay, snapshot = load_run_state(folder, config, obs_dim)
+            loop, replay, snapshot = load_run_state(folder, config, obs_dim, n_actions)
             env = config_env(config)
             try:
                 restore_env_state(env, snapshot)

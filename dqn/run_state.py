@@ -36,6 +36,7 @@ from dqn.config import DQNConfig, changed_keys, read_saved_config
 from dqn.envs import check_env
 from dqn.envstate import EnvSnapshot
 from dqn.errors import CheckpointError, ConfigError
+from dqn.finite import all_finite
 from dqn.io import atomic_write_text, nulls_as_nan
 from dqn.replay import Batch, ReplayBuffer
 
@@ -137,7 +138,7 @@ def save_replay(replay: ReplayBuffer, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- reading
-def load_replay(path: Path, capacity: int, obs_dim: int) -> ReplayBuffer:
+def load_replay(path: Path, capacity: int, obs_dim: int, n_actions: int) -> ReplayBuffer:
     """Rebuild a replay buffer saved by ``save_replay``; CheckpointError if anything is off."""
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -150,6 +151,8 @@ def load_replay(path: Path, capacity: int, obs_dim: int) -> ReplayBuffer:
             int(data["capacity"]) == capacity
             and 0 <= int(data["position"]) < capacity
             and n <= capacity
+            # the ring fills from slot 0: until it is full, it writes next where it ends
+            and (n == capacity or int(data["position"]) == n)
             and data["obs"].shape == data["next_obs"].shape == (n, obs_dim)
             and data["rewards"].shape == data["terminated"].shape == (n,)
         )
@@ -162,6 +165,11 @@ def load_replay(path: Path, capacity: int, obs_dim: int) -> ReplayBuffer:
     fields = ("obs", "actions", "rewards", "next_obs", "terminated")
     if wrong := [k for k in fields if data[k].dtype.kind not in "biuf"]:
         raise CheckpointError(f"{path}: {wrong[0]} holds {data[wrong[0]].dtype}, not numbers")
+    # And of the values written: what the loop stores is checked as it comes from the env. An
+    # action out of range, under a valid manifest, trained on: XLA's gather clamps an index
+    # past the Q-head's end to its last action instead of failing.
+    if problem := _transitions_problem(data, n_actions):
+        raise CheckpointError(f"{path}: {problem}")
     replay = ReplayBuffer(capacity, obs_dim, rng)
     for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
         getattr(replay, name)[:n] = data[name]
@@ -169,12 +177,30 @@ def load_replay(path: Path, capacity: int, obs_dim: int) -> ReplayBuffer:
     return replay
 
 
+def _transitions_problem(data: dict, n_actions: int) -> str | None:
+    """What in a replay file's transitions no run could have stored, or None."""
+    for name in ("obs", "rewards", "next_obs"):
+        if not all_finite(data[name]):
+            return f"{name} holds NaN or infinite values"
+    actions = data["actions"].astype(np.float64)
+    if actions.size and (
+        (actions != np.round(actions)).any() or actions.min() < 0 or actions.max() >= n_actions
+    ):
+        return (
+            f"actions must be integers in [0, {n_actions}), got values from {actions.min():g} "
+            f"to {actions.max():g}"
+        )
+    if not np.isin(data["terminated"], (0, 1)).all():
+        return "terminated holds values other than 0 and 1"
+    return None
+
+
 def load_run_state(
-    folder: Path, config: DQNConfig, obs_dim: int
+    folder: Path, config: DQNConfig, obs_dim: int, n_actions: int
 ) -> tuple[LoopState, ReplayBuffer, EnvSnapshot]:
     """The loop state, replay buffer and env snapshot of a verified checkpoint folder."""
     folder = Path(folder)
-    replay = load_replay(folder / "replay.npz", config.buffer_size, obs_dim)
+    replay = load_replay(folder / "replay.npz", config.buffer_size, obs_dim, n_actions)
     try:
         meta = json.loads((folder / "loop.json").read_text())
         with np.load(folder / "loop.npz", allow_pickle=False) as npz:
@@ -333,7 +359,7 @@ def prepare_resume(run_dir: Path) -> Resumable:
     obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     check_agent_fits(found.path / "agent", config.env_id, obs_dim, n_actions)
     check_run_config(run_dir, config)
-    loop, replay, snapshot = load_run_state(found.path, config, obs_dim)
+    loop, replay, snapshot = load_run_state(found.path, config, obs_dim, n_actions)
     complete = loop.env_step >= config.total_env_steps
     if complete and ended_summary(run_dir, config.total_env_steps) is not None:
         raise CheckpointError(

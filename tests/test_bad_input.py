@@ -444,14 +444,31 @@ def resigned_loop_arrays(**changes):
     return change
 
 
-def replay_of_text_rewards(run):
-    # Strings for rewards, re-signed: numpy's "could not convert string to float" traceback.
-    ckpt = only_latest(run)
-    with np.load(ckpt / "replay.npz") as npz:
-        data = {k: npz[k] for k in npz.files}
-    data["rewards"] = data["rewards"].astype(str)
-    np.savez(ckpt / "replay.npz", **data)
-    write_manifest(ckpt, 600)
+def resigned_replay(name: str, change):
+    """A case: the newest checkpoint's replay.npz with ``change`` made to its array ``name``,
+    its manifest re-signed. Strings for rewards were numpy's "could not convert string to
+    float" traceback; an action past the Q-head's end trained on (XLA's gather clamps it)."""
+
+    def damage(run):
+        ckpt = only_latest(run)
+        with np.load(ckpt / "replay.npz") as npz:
+            data = {k: npz[k] for k in npz.files}
+        data[name] = change(data[name])
+        np.savez(ckpt / "replay.npz", **data)
+        write_manifest(ckpt, 600)
+
+    return damage
+
+
+def with_first(value):
+    """``change`` for ``resigned_replay``: the array with its first value set to ``value``."""
+
+    def change(array):
+        array = array.copy()
+        array[0] = value
+        return array
+
+    return change
 
 
 def missing_manifest(run):
@@ -542,7 +559,14 @@ RESUME_CASES = {
         resigned_loop(format_version=2),
         ["loop.json's format_version is 2; this dqn reads up to 1"],
     ),
-    "replay of text rewards": (replay_of_text_rewards, ["replay.npz: rewards holds <U"]),
+    "replay of text rewards": (
+        resigned_replay("rewards", lambda rewards: rewards.astype(str)),
+        ["replay.npz: rewards holds <U"],
+    ),
+    "replay with an action past the env's": (
+        resigned_replay("actions", with_first(2)),
+        ["replay.npz: actions must be integers in [0, 2), got values from 0 to 2"],
+    ),
     "checkpoint of another observation shape": (
         other_env,
         ["saved for observations of shape (4,) and 2 actions", "Acrobot-v1 has (6,)"],

@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -71,19 +72,20 @@ def test_replay_round_trip_continues_the_same_samples(tmp_path):
         replay.add(rng.normal(size=3), rng.integers(2), rng.normal(), rng.normal(size=3), False)
     replay.sample(8, 2)
     save_replay(replay, tmp_path / "replay.npz")
-    loaded = load_replay(tmp_path / "replay.npz", 50, 3)
+    loaded = load_replay(tmp_path / "replay.npz", 50, 3, 2)
     assert (loaded.position, loaded.size) == (replay.position, replay.size) == (20, 50)
     for a, b in zip(loaded.sample(8, 3), replay.sample(8, 3)):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(CheckpointError, match="does not fit a replay of 100 x 3"):
-        load_replay(tmp_path / "replay.npz", 100, 3)
+        load_replay(tmp_path / "replay.npz", 100, 3, 2)
 
 
-def replay_file(path: Path, **changes) -> Path:
-    """The replay.npz of a wrapped 50 x 3 ring (position 20), some of its arrays replaced."""
+def replay_file(path: Path, transitions: int = 70, **changes) -> Path:
+    """The replay.npz of a 50 x 3 ring with two actions, wrapped by default (position 20), some
+    of its arrays replaced."""
     rng = np.random.default_rng(1)
     replay = ReplayBuffer(50, 3, np.random.default_rng(7))
-    for _ in range(70):
+    for _ in range(transitions):
         replay.add(rng.normal(size=3), rng.integers(2), rng.normal(), rng.normal(size=3), False)
     save_replay(replay, path)
     with np.load(path) as npz:
@@ -100,19 +102,44 @@ def replay_file(path: Path, **changes) -> Path:
         {"capacity": np.int64(40)},  # 50 rows in a ring of 40
         {"capacity": np.int64(49), "position": np.int64(0)},  # one row more than its ring
         {"obs": np.zeros((50, 4)), "next_obs": np.zeros((50, 4))},  # 4-D observations
+        {"transitions": 30, "position": np.int64(20)},  # a ring not yet full writes at its end
     ],
     ids=[
         "position at capacity",
         "more rows than capacity",
         "one row more than capacity",
         "other observation width",
+        "position inside a ring not yet full",
     ],
 )
 def test_a_replay_file_that_does_not_fit_its_ring_is_refused_not_loaded(changes, tmp_path):
     path = replay_file(tmp_path / "replay.npz", **changes)
     capacity = int(changes.get("capacity", 50))
     with pytest.raises(CheckpointError, match=f"does not fit a replay of {capacity} x 3"):
-        load_replay(path, capacity, 3)
+        load_replay(path, capacity, 3, 2)
+
+
+@pytest.mark.parametrize(
+    "name, value, problem",
+    [
+        ("actions", 2, "actions must be integers in [0, 2), got values from 0 to 2"),
+        ("actions", -1, "actions must be integers in [0, 2), got values from -1 to 1"),
+        ("actions", 0.5, "actions must be integers in [0, 2), got values from 0 to 1"),
+        ("rewards", np.nan, "rewards holds NaN or infinite values"),
+        ("obs", np.inf, "obs holds NaN or infinite values"),
+        ("next_obs", 1e39, "next_obs holds NaN or infinite values"),  # inf in float32
+        ("terminated", 0.5, "terminated holds values other than 0 and 1"),
+    ],
+)
+def test_a_replay_no_run_could_have_stored_is_refused_not_loaded(name, value, problem, tmp_path):
+    # Under a valid manifest (re-signed by hand) such a replay trained on: an action past the
+    # Q-head's end is no error in XLA's gather, which clamps it to the last action.
+    with np.load(replay_file(tmp_path / "plain.npz")) as npz:
+        array = npz[name].astype(np.float64)  # float32 would make 1e39 inf already
+    array[3] = value
+    path = replay_file(tmp_path / "replay.npz", **{name: array})
+    with pytest.raises(CheckpointError, match=re.escape(f"{path}: {problem}")):
+        load_replay(path, 50, 3, 2)
 
 
 # ---------------------------------------------------------------------- checkpoints
