@@ -87,8 +87,8 @@ def fail(prog: str, exc: BaseException | str, code: int = EXIT_USAGE) -> int:
 
 @contextlib.contextmanager
 def one_line_warnings(prog: str) -> Iterator[None]:
-    """Inside, a warning prints as ``prog: warning: message``: one line, no source excerpt
-    (in the command's worker processes too: ``dqn.local_backend`` passes the printer on)."""
+    """Inside, a warning prints as ``prog: warning: message``: one line, no source excerpt,
+    once (a study's workers' warnings too: ``dqn.local_backend`` sends them here to print)."""
     with warnings.catch_warnings():
         warnings.showwarning = warning_printer(prog)
         yield
