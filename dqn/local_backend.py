@@ -65,7 +65,7 @@ def run_local(
     def drain(*queue_and_reader) -> None:
         for queue, to in queue_and_reader:
             with contextlib.suppress(queues.Empty):
-                while queue is not None:
+                while queue is not None:  # None: nobody reads this kind
                     to(*queue.get_nowait())
 
     try:

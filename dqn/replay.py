@@ -216,16 +216,26 @@ def check_batch(batch: Batch, obs_dim: int, n_actions: int) -> None:
         if not in_float32_range(value).all():  # pack_batch casts to float32: 1e39 is inf
             why = "NaN or infinite" if not np.isfinite(value).all() else "float32-overflowing"
             raise InputError(f"batch.{name} holds {why} values")
-    actions = np.asarray(batch.actions, np.float64)
-    if (actions != np.round(actions)).any() or actions.min() < 0 or actions.max() >= n_actions:
-        raise InputError(
-            f"batch.actions must be integers in [0, {n_actions}), "
-            f"got values from {actions.min():g} to {actions.max():g}"
-        )
+    if problem := actions_problem(batch.actions, n_actions):
+        raise InputError(f"batch.actions {problem}")
     terminated = np.asarray(batch.terminated, np.float64)
     odd = terminated[(terminated != 0.0) & (terminated != 1.0)]
     if odd.size:
         raise InputError(f"batch.terminated must hold 0/1 or booleans, got {odd[0]:g}")
+
+
+def actions_problem(actions, n_actions: int) -> str | None:
+    """What makes ``actions`` no indices of an env's ``n_actions`` actions (a hand-made batch, a
+    saved replay), or None."""
+    actions = np.asarray(actions, np.float64)
+    if actions.size and (
+        (actions != np.round(actions)).any() or actions.min() < 0 or actions.max() >= n_actions
+    ):
+        return (
+            f"must be integers in [0, {n_actions}), "
+            f"got values from {actions.min():g} to {actions.max():g}"
+        )
+    return None
 
 
 def pack_batch(batch: Batch) -> np.ndarray:

@@ -38,7 +38,7 @@ from dqn.envstate import EnvSnapshot
 from dqn.errors import CheckpointError, ConfigError
 from dqn.finite import all_finite
 from dqn.io import atomic_write_text, nulls_as_nan
-from dqn.replay import Batch, ReplayBuffer
+from dqn.replay import Batch, ReplayBuffer, actions_problem
 
 _FORMAT_VERSION = 1
 _INT_COLUMNS = ("env_step", "grad_steps", "episodes")
@@ -182,14 +182,8 @@ def _transitions_problem(data: dict, n_actions: int) -> str | None:
     for name in ("obs", "rewards", "next_obs"):
         if not all_finite(data[name]):
             return f"{name} holds NaN or infinite values"
-    actions = data["actions"].astype(np.float64)
-    if actions.size and (
-        (actions != np.round(actions)).any() or actions.min() < 0 or actions.max() >= n_actions
-    ):
-        return (
-            f"actions must be integers in [0, {n_actions}), got values from {actions.min():g} "
-            f"to {actions.max():g}"
-        )
+    if problem := actions_problem(data["actions"], n_actions):
+        return f"actions {problem}"
     if not np.isin(data["terminated"], (0, 1)).all():
         return "terminated holds values other than 0 and 1"
     return None
