@@ -44,11 +44,29 @@ def iqm_ci(
     return point, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+# Pairs of runs one bootstrap batch compares at most: 64 MB for each of its boolean arrays.
+MAX_PAIRS = 2**26
+
+
 def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
     """P(X > Y) + 0.5 P(X = Y) for a random run of X against one of Y (Mann-Whitney U / nm)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    u = stats.mannwhitneyu(x, y, alternative="two-sided").statistic
-    return float(u / (len(x) * len(y)))
+    return float(pairwise_improvement(np.asarray(x, float), np.asarray(y, float)))
+
+
+def pairwise_improvement(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """P(X > Y) + 0.5 P(X = Y) counted over every pair of a run of ``x`` and one of ``y``, along
+    ``axis`` (vectorized over the other axes, as ``stats.bootstrap`` calls it); NaN where a
+    side holds a NaN, as ``stats.mannwhitneyu`` gives.
+
+    The count is Mann-Whitney's U (ties half, as average ranks give them), an exact
+    half-integer, so U / nm is the same float either way. Counted here, a bootstrap's resamples
+    are one array operation; through ``mannwhitneyu`` they were a call each, about 2 s for
+    2,000 resamples, most of a small study's report."""
+    x, y = np.moveaxis(x, axis, -1), np.moveaxis(y, axis, -1)
+    above = (x[..., :, None] > y[..., None, :]).sum(axis=(-2, -1))
+    tied = (x[..., :, None] == y[..., None, :]).sum(axis=(-2, -1))
+    p = (above + 0.5 * tied) / (x.shape[-1] * y.shape[-1])
+    return np.where(np.isnan(x).any(axis=-1) | np.isnan(y).any(axis=-1), np.nan, p)
 
 
 def probability_of_improvement_ci(
@@ -65,16 +83,17 @@ def probability_of_improvement_ci(
     if len(x) < 2 or len(y) < 2:
         return point, float("nan"), float("nan")
 
-    def statistic(a, b):
-        return probability_of_improvement(a, b)
-
+    # All resamples in one batch (the draws, and so the interval, are those of one call per
+    # resample), unless their pairs pass MAX_PAIRS: then batches of at most that many.
+    pairs = len(x) * len(y)
     res = stats.bootstrap(
         (x, y),
-        statistic,
+        pairwise_improvement,
         n_resamples=n_resamples,
+        batch=None if n_resamples * pairs <= MAX_PAIRS else max(1, MAX_PAIRS // pairs),
         confidence_level=confidence,
         method="percentile",
-        vectorized=False,
+        vectorized=True,
         rng=np.random.default_rng(seed),
     )
     low, high = res.confidence_interval

@@ -77,6 +77,65 @@ def test_the_p_of_improvement_interval_is_the_percentiles_of_resampled_runs():
     assert low < low_50 < point < high_50 < high
 
 
+def test_p_of_improvement_is_mann_whitneys_u_over_nm_for_each_row():
+    # Ties (few distinct values), runs with no evaluation (-inf ties with -inf) and a NaN (which
+    # scipy propagates): each row of a stack is the U / nm of scipy's mannwhitneyu, to the bit.
+    from dqn.stats import pairwise_improvement
+
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 4, (6, 9)).astype(float)
+    y = rng.integers(0, 4, (6, 5)).astype(float)
+    x[1, :3], y[1, :2], x[2, 0], y[3, 4] = -np.inf, -np.inf, np.nan, np.nan
+    for row, p in zip(range(6), pairwise_improvement(x, y)):
+        u = stats.mannwhitneyu(x[row], y[row], alternative="two-sided").statistic
+        assert p == u / 45 or (np.isnan(p) and np.isnan(u)), row
+    assert np.isnan(pairwise_improvement(x, y)[[2, 3]]).all()
+    assert pairwise_improvement(x.T, y.T, axis=0).tolist() == pytest.approx(
+        pairwise_improvement(x, y).tolist(), nan_ok=True
+    )
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_p_of_improvement_interval_is_scipys_bootstrap_of_mann_whitney(batched, monkeypatch):
+    # The same resamples as scipy's bootstrap calling mannwhitneyu once per resample (same
+    # seed), so the same interval to the bit; in batches of at most MAX_PAIRS pairs (set low
+    # here) the draws come in another order, and the interval moves by about a resample's step.
+    from dqn import stats as dqn_stats
+
+    rng = np.random.default_rng(11)
+    x, y = rng.integers(0, 6, 14).astype(float), rng.integers(1, 7, 10).astype(float)
+    if batched:
+        monkeypatch.setattr(dqn_stats, "MAX_PAIRS", 300 * 140)  # batches of 300 resamples
+    batches = []
+    counted = dqn_stats.pairwise_improvement
+
+    def counting(a, b, axis=-1):
+        if a.ndim == 2:  # a batch of resamples (the point estimate is the 1-D call)
+            batches.append(a.shape[0])
+        return counted(a, b, axis)
+
+    monkeypatch.setattr(dqn_stats, "pairwise_improvement", counting)
+    point, low, high = probability_of_improvement_ci(x, y, n_resamples=999, seed=3)
+    assert batches == ([300, 300, 300, 99] if batched else [999])
+
+    def mann_whitney(a, b):
+        return stats.mannwhitneyu(a, b, alternative="two-sided").statistic / (len(a) * len(b))
+
+    scipys = stats.bootstrap(
+        (x, y),
+        mann_whitney,
+        n_resamples=999,
+        vectorized=False,
+        method="percentile",
+        rng=np.random.default_rng(3),
+    ).confidence_interval
+    assert point == mann_whitney(x, y)
+    if batched:
+        assert (low, high) == pytest.approx((scipys.low, scipys.high), abs=0.03)
+    else:
+        assert (low, high) == (scipys.low, scipys.high)
+
+
 def test_proportion_interval_is_clopper_pearson():
     from dqn.stats import proportion_ci
 
