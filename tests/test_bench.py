@@ -466,6 +466,18 @@ def test_eval_width_plays_the_same_episodes_both_ways(capsys):
     assert "side by side" in capsys.readouterr().out
 
 
+def test_report_stats_gets_the_same_interval_both_ways(capsys):
+    from benchmarks import report_stats
+
+    # main asserts that the two intervals are equal before it prints the ratio.
+    assert report_stats.main(["--runs", "6", "--resamples", "50"]) == 0
+    assert "mannwhitneyu per resample" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        report_stats.main(["--runs", "1"])
+    assert stop.value.code == 2
+    assert "at least 2 runs, got 1" in capsys.readouterr().err
+
+
 def test_learner_anatomy_states_the_floor_ratios_of_its_rates():
     from benchmarks.learner_anatomy import report
 
