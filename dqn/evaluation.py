@@ -136,6 +136,12 @@ def _head(reset_seed: int) -> str:
     return f"the greedy evaluation stopped in its episode reset with seed {reset_seed}"
 
 
+# Evaluation episodes a run (or a population member) plays side by side, in waves of this many:
+# each step is then one matrix product per layer for all of them. 100 covers the default final
+# evaluation in one wave.
+PARALLEL_EPISODES = 100
+
+
 def evaluate_members(
     q_values, envs: list[list[gym.Env]], episodes: int, seed: int
 ) -> list[tuple[float, float] | NonFiniteEnvError]:
@@ -205,4 +211,4 @@ def evaluate_members(
     return [errors.get(i, (float(np.mean(r)), float(np.std(r)))) for i, r in enumerate(returns)]
 
 
-__all__ = ["evaluate", "evaluate_members"]
+__all__ = ["PARALLEL_EPISODES", "evaluate", "evaluate_members"]

@@ -25,7 +25,7 @@ from dqn.divergence import check_update, updates_pass
 from dqn.envs import config_env, empty_replay_error, non_finite_rows, training_stop
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError, add_note
-from dqn.evaluation import evaluate_members
+from dqn.evaluation import PARALLEL_EPISODES, evaluate_members
 from dqn.finite import as_float32
 from dqn.lockstep import lockstep
 from dqn.loop import ask_on_eval, linear_epsilon, multiples_between
@@ -63,11 +63,6 @@ class Slot:
     log: RunLog | None = None
     stopped: str | None = None  # why the guard, a NaN from its env or on_eval stopped it
     eval_envs: list[gym.Env] = field(default_factory=list)  # more copies of eval_env
-
-
-# Evaluation episodes a member plays side by side (in waves of this many): each step is then one
-# matrix product per layer for all of them. 100 covers the default final evaluation in one wave.
-PARALLEL_EPISODES = 100
 
 
 class PopulationLoop:

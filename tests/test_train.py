@@ -178,16 +178,37 @@ def test_the_last_evaluation_uses_final_eval_episodes(tmp_path, monkeypatch):
     loop = importlib.import_module("dqn.loop")
 
     calls = []
-    real = loop.evaluate
+    real = loop.evaluate_members
 
-    def counting(agent, env, episodes, seed):
-        calls.append(episodes)
-        return real(agent, env, episodes, seed)
+    def counting(q_values, envs, episodes, seed):
+        calls.append((episodes, len(envs[0])))  # (episodes, how many side by side)
+        return real(q_values, envs, episodes, seed)
 
-    monkeypatch.setattr(loop, "evaluate", counting)
+    monkeypatch.setattr(loop, "evaluate_members", counting)
     config = DQNConfig(**TINY_RUN).replace(eval_episodes=2, final_eval_episodes=7)
     train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
-    assert calls == [2, 2, 2, 2, 2, 7]  # rows at 100, 200, ..., 600 env steps
+    assert calls == [(2, 2)] * 5 + [(7, 7)]  # rows at 100, 200, ..., 600 env steps
+
+
+def test_a_runs_evaluation_plays_the_episodes_evaluate_plays_one_after_another(tmp_path):
+    # Side by side, one forward pass a step for all of them; the same episodes (episode i reset
+    # with eval_seed + i) as dqn.evaluation.evaluate plays with the agent, one at a time.
+    import gymnasium as gym
+
+    from dqn.agent import DQNAgent
+    from dqn.evaluation import evaluate
+    from dqn.run_log import read_metrics
+    from tests.conftest import TINY_RUN
+
+    config = DQNConfig(**TINY_RUN).replace(final_eval_episodes=7, eval_episodes=3)
+    result = train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    agent = DQNAgent.load(tmp_path / "run")  # the final checkpoint: the agent at env step 600
+    mean, std, returns = evaluate(agent, gym.make(config.env_id), 7, config.eval_seed)
+    assert len(set(returns)) > 1  # episodes of different lengths: not all cut at one step
+    assert (
+        result.final_eval_mean,
+        read_metrics(tmp_path / "run" / "metrics.csv")["eval_return_std"][-1],
+    ) == (mean, std)
 
 
 def test_env_kwargs_reach_every_env_a_run_makes(tmp_path):
