@@ -211,4 +211,20 @@ def evaluate_members(
     return [errors.get(i, (float(np.mean(r)), float(np.std(r)))) for i, r in enumerate(returns)]
 
 
-__all__ = ["PARALLEL_EPISODES", "evaluate", "evaluate_members"]
+def evaluate_side_by_side(
+    agent, envs: list[gym.Env], episodes: int, seed: int
+) -> tuple[float, float]:
+    """(mean, std) of the ``episodes`` greedy episodes ``evaluate(agent, envs[0], episodes,
+    seed)`` plays one after another, played len(envs) at a time (``evaluate_members`` with one
+    policy): a training run's evaluation. ``agent.q_values`` takes [W, obs_dim]. Raises
+    NonFiniteEnvError if an env returns a NaN or inf.
+
+    One forward pass a step for all of them: a [W, d] matrix product per layer where one
+    episode at a time made W matrix-vector products, and CartPoles stepped as one array."""
+    [result] = evaluate_members(lambda obs: agent.q_values(obs[0])[None], [envs], episodes, seed)
+    if isinstance(result, NonFiniteEnvError):
+        raise result
+    return result
+
+
+__all__ = ["PARALLEL_EPISODES", "evaluate", "evaluate_members", "evaluate_side_by_side"]

@@ -41,12 +41,11 @@ from dqn.errors import (
     CheckpointWarning,
     DivergenceError,
     InputError,
-    NonFiniteEnvError,
     add_note,
     raise_if_signalled,
     writing,
 )
-from dqn.evaluation import PARALLEL_EPISODES, evaluate_members
+from dqn.evaluation import PARALLEL_EPISODES, evaluate_side_by_side
 from dqn.io import atomic_write_text, hold_folders
 from dqn.members import member_bytes
 from dqn.networks import NetworkFn
@@ -568,18 +567,12 @@ def _evaluate_and_log(config, agent, eval_envs_of, replay, loop, step, epsilon, 
     """Evaluate greedily, update ``loop`` (history, first solve, probe) and return the row.
 
     The episodes ``evaluate`` would play one after another (episode i reset with eval_seed +
-    i), played side by side as a population member plays them: one forward pass a step for all
-    of them, where one a step for each had made evaluation a fifth of the default run's time."""
+    i), played side by side as a population member plays them (``evaluate_side_by_side``)."""
     t0 = time.perf_counter()
     final = step >= config.total_env_steps
     episodes = config.final_eval_episodes if final else config.eval_episodes
     envs = eval_envs_of(min(episodes, PARALLEL_EPISODES))
-    [result] = evaluate_members(
-        lambda obs: agent.q_values(obs[0])[None], [envs], episodes, config.eval_seed
-    )
-    if isinstance(result, NonFiniteEnvError):
-        raise result
-    loop.eval_mean, loop.eval_std = result
+    loop.eval_mean, loop.eval_std = evaluate_side_by_side(agent, envs, episodes, config.eval_seed)
     loop.eval_seconds += time.perf_counter() - t0
     if loop.first_solve is None and threshold is not None and loop.eval_mean >= threshold:
         loop.first_solve = step

@@ -178,13 +178,13 @@ def test_the_last_evaluation_uses_final_eval_episodes(tmp_path, monkeypatch):
     loop = importlib.import_module("dqn.loop")
 
     calls = []
-    real = loop.evaluate_members
+    real = loop.evaluate_side_by_side
 
-    def counting(q_values, envs, episodes, seed):
-        calls.append((episodes, len(envs[0])))  # (episodes, how many side by side)
-        return real(q_values, envs, episodes, seed)
+    def counting(agent, envs, episodes, seed):
+        calls.append((episodes, len(envs)))  # (episodes, how many side by side)
+        return real(agent, envs, episodes, seed)
 
-    monkeypatch.setattr(loop, "evaluate_members", counting)
+    monkeypatch.setattr(loop, "evaluate_side_by_side", counting)
     config = DQNConfig(**TINY_RUN).replace(eval_episodes=2, final_eval_episodes=7)
     train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
     assert calls == [(2, 2)] * 5 + [(7, 7)]  # rows at 100, 200, ..., 600 env steps
