@@ -142,6 +142,15 @@ def _head(reset_seed: int) -> str:
 PARALLEL_EPISODES = 100
 
 
+def side_by_side_envs(first: gym.Env, copies: list[gym.Env], width: int, make) -> list[gym.Env]:
+    """``first`` and width - 1 more envs for episodes played side by side: ``copies``, made with
+    ``make()`` the first time an evaluation needs them and kept there for the next (their owner
+    closes them). Each episode is reset with its own seed, so any fresh copy plays it the same."""
+    while len(copies) < width - 1:
+        copies.append(make())
+    return [first, *copies[: width - 1]]
+
+
 def evaluate_members(
     q_values, envs: list[list[gym.Env]], episodes: int, seed: int
 ) -> list[tuple[float, float] | NonFiniteEnvError]:
@@ -227,4 +236,10 @@ def evaluate_side_by_side(
     return result
 
 
-__all__ = ["PARALLEL_EPISODES", "evaluate", "evaluate_members", "evaluate_side_by_side"]
+__all__ = [
+    "PARALLEL_EPISODES",
+    "evaluate",
+    "evaluate_members",
+    "evaluate_side_by_side",
+    "side_by_side_envs",
+]

@@ -17,6 +17,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,7 @@ from dqn.errors import (
     raise_if_signalled,
     writing,
 )
-from dqn.evaluation import PARALLEL_EPISODES, evaluate_side_by_side
+from dqn.evaluation import PARALLEL_EPISODES, evaluate_side_by_side, side_by_side_envs
 from dqn.io import atomic_write_text, hold_folders
 from dqn.members import member_bytes
 from dqn.networks import NetworkFn
@@ -368,14 +369,11 @@ def _run(
         eval_env = cleanup.enter_context(contextlib.closing(config_env(config)))
         threshold = solve_return(config, eval_env)
         bound = q_bound(config, eval_env)
-        eval_envs = [eval_env]
+        copies: list = []  # more evaluation envs, for episodes played side by side
+        cleanup.callback(_close_all, copies)
 
         def eval_envs_of(width: int) -> list:
-            """The evaluation env and as many copies as episodes run side by side (each
-            episode is reset with its own seed, so any fresh copy plays it the same)."""
-            while len(eval_envs) < width:
-                eval_envs.append(cleanup.enter_context(contextlib.closing(config_env(config))))
-            return eval_envs[:width]
+            return side_by_side_envs(eval_env, copies, width, partial(config_env, config))
 
         log = cleanup.enter_context(
             contextlib.closing(
@@ -561,6 +559,11 @@ def _loop(
         summary=summary,
         stop_signal=stop_signal,
     )
+
+
+def _close_all(envs: list) -> None:
+    for env in envs:
+        env.close()
 
 
 def _evaluate_and_log(config, agent, eval_envs_of, replay, loop, step, epsilon, window, threshold):

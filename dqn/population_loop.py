@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import gymnasium as gym
@@ -25,7 +26,7 @@ from dqn.divergence import check_update, updates_pass
 from dqn.envs import config_env, empty_replay_error, non_finite_rows, training_stop
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError, add_note
-from dqn.evaluation import PARALLEL_EPISODES, evaluate_members
+from dqn.evaluation import PARALLEL_EPISODES, evaluate_members, side_by_side_envs
 from dqn.finite import as_float32
 from dqn.lockstep import lockstep
 from dqn.loop import ask_on_eval, linear_epsilon, multiples_between
@@ -301,7 +302,10 @@ class PopulationLoop:
             full[idx] = obs
             return self.lens.forward(layers, full)[idx]
 
-        envs = [self._eval_envs(self.slots[i], width) for i in idx]
+        envs = [
+            side_by_side_envs(s.eval_env, s.eval_envs, width, partial(config_env, s.config))
+            for s in (self.slots[i] for i in idx)
+        ]
         results = evaluate_members(q_values, envs, episodes, shared.eval_seed)
         share = (time.perf_counter() - t0) / len(idx)
         self.eval_elapsed += time.perf_counter() - t0
@@ -383,14 +387,6 @@ class PopulationLoop:
             self._write_marker(self.marker)
         for slot in (self.slots[i] for i in asked):
             checkpoint.prune_checkpoints(slot.run_dir, slot.config.keep_checkpoints)
-
-    @staticmethod
-    def _eval_envs(slot: Slot, width: int) -> list[gym.Env]:
-        """The member's evaluation env and as many more copies as episodes run side by side
-        (each episode is reset with its own seed, so any fresh copy plays it the same)."""
-        while len(slot.eval_envs) < width - 1:
-            slot.eval_envs.append(config_env(slot.config))
-        return [slot.eval_env, *slot.eval_envs[: width - 1]]
 
     def _diagnose(self, idx: np.ndarray) -> dict[int, dict[str, float]]:
         """Per-layer gradient norms and dead/saturated units on each member's probe batch."""
