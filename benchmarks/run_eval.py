@@ -31,13 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     for episodes in args.episodes:
         envs = [config_env(config) for _ in range(min(episodes, PARALLEL_EPISODES))]
         t0 = time.perf_counter()
-        mean_one, std_one, _ = evaluate(agent, envs[0], episodes, config.eval_seed)
+        one = evaluate(agent, envs[0], episodes, config.eval_seed)
         t1 = time.perf_counter()
-        mean_side, std_side = evaluate_side_by_side(agent, envs, episodes, config.eval_seed)
+        side = evaluate_side_by_side(agent, envs, episodes, config.eval_seed)
         t2 = time.perf_counter()
-        assert (mean_one, std_one) == (mean_side, std_side), (mean_one, mean_side)
+        assert one == side, (one[:2], side[:2])  # mean, std and every return
         print(
-            f"  {episodes:3d} episodes (mean return {mean_one:.1f}): one at a time "
+            f"  {episodes:3d} episodes (mean return {one[0]:.1f}): one at a time "
             f"{t1 - t0:6.2f} s, side by side {t2 - t1:6.2f} s, {(t1 - t0) / (t2 - t1):.1f}x"
         )
         for env in envs:

@@ -168,6 +168,15 @@ def evaluate_members(
     whose envs returned a NaN or inf, the NonFiniteEnvError saying so (its episodes stop there;
     the other policies' go on).
     """
+    returns, errors = _play_side_by_side(q_values, envs, episodes, seed)
+    return [errors.get(i, (float(np.mean(r)), float(np.std(r)))) for i, r in enumerate(returns)]
+
+
+def _play_side_by_side(
+    q_values, envs: list[list[gym.Env]], episodes: int, seed: int
+) -> tuple[np.ndarray, dict[int, NonFiniteEnvError]]:
+    """``evaluate_members``'s episodes: the returns [policies, episodes] (a stopped policy's
+    rows hold 0 from where it stopped) and, by policy, the errors that stopped some."""
     k, width = len(envs), len(envs[0])
     if any(len(e) != width for e in envs):
         raise ValueError("every policy needs the same number of evaluation envs")
@@ -217,23 +226,25 @@ def evaluate_members(
             e = int(running[0])
             raise _endless(flat[e], seed + first + e % width)
     steps.sync()
-    return [errors.get(i, (float(np.mean(r)), float(np.std(r)))) for i, r in enumerate(returns)]
+    return returns, errors
 
 
 def evaluate_side_by_side(
     agent, envs: list[gym.Env], episodes: int, seed: int
-) -> tuple[float, float]:
-    """(mean, std) of the ``episodes`` greedy episodes ``evaluate(agent, envs[0], episodes,
-    seed)`` plays one after another, played len(envs) at a time (``evaluate_members`` with one
-    policy): a training run's evaluation. ``agent.q_values`` takes [W, obs_dim]. Raises
-    NonFiniteEnvError if an env returns a NaN or inf.
+) -> tuple[float, float, list[float]]:
+    """(mean, std, returns) of the ``episodes`` greedy episodes ``evaluate(agent, envs[0],
+    episodes, seed)`` plays one after another, played len(envs) at a time (``evaluate_members``
+    with one policy): a training run's evaluation, and dqn-evaluate's. ``agent.q_values`` takes
+    [W, obs_dim]. Raises NonFiniteEnvError if an env returns a NaN or inf.
 
     One forward pass a step for all of them: a [W, d] matrix product per layer where one
     episode at a time made W matrix-vector products, and CartPoles stepped as one array."""
-    [result] = evaluate_members(lambda obs: agent.q_values(obs[0])[None], [envs], episodes, seed)
-    if isinstance(result, NonFiniteEnvError):
-        raise result
-    return result
+    [returns], errors = _play_side_by_side(
+        lambda obs: agent.q_values(obs[0])[None], [envs], episodes, seed
+    )
+    if errors:
+        raise errors[0]
+    return float(np.mean(returns)), float(np.std(returns)), returns.tolist()
 
 
 __all__ = [

@@ -575,7 +575,9 @@ def _evaluate_and_log(config, agent, eval_envs_of, replay, loop, step, epsilon, 
     final = step >= config.total_env_steps
     episodes = config.final_eval_episodes if final else config.eval_episodes
     envs = eval_envs_of(min(episodes, PARALLEL_EPISODES))
-    loop.eval_mean, loop.eval_std = evaluate_side_by_side(agent, envs, episodes, config.eval_seed)
+    loop.eval_mean, loop.eval_std, _ = evaluate_side_by_side(
+        agent, envs, episodes, config.eval_seed
+    )
     loop.eval_seconds += time.perf_counter() - t0
     if loop.first_solve is None and threshold is not None and loop.eval_mean >= threshold:
         loop.first_solve = step

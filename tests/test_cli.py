@@ -70,7 +70,7 @@ def test_ctrl_c_during_dqn_evaluate_prints_one_line_and_exits_130(tiny_run, monk
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evaluation, "evaluate", stopped)
+    monkeypatch.setattr(evaluation, "evaluate_side_by_side", stopped)
     assert evaluate_main([str(tiny_run), "--episodes", "1"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["dqn-evaluate: error: interrupted"]
 
@@ -84,7 +84,7 @@ def test_sigterm_during_dqn_evaluate_prints_one_line_and_exits_143(tiny_run, mon
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)  # the handler raises here
 
-    monkeypatch.setattr(evaluation, "evaluate", signalled)
+    monkeypatch.setattr(evaluation, "evaluate_side_by_side", signalled)
     assert evaluate_main([str(tiny_run), "--episodes", "1"]) == 143
     assert capsys.readouterr().err.strip().splitlines() == ["dqn-evaluate: error: interrupted"]
 
@@ -849,20 +849,42 @@ def test_an_import_that_fails_is_one_line_naming_the_module():
 
 
 def test_dqn_evaluate_resets_its_episodes_as_a_runs_evaluations_by_default(tiny_run, monkeypatch):
-    # Episode i from eval_seed + i, greedy: the episodes of the run's own evaluations, so that
-    # its --episodes 100 gives the final evaluation's figure.
+    # Episode i from eval_seed + i, greedy, side by side: the episodes of the run's own
+    # evaluations, played as it plays them, so that its --episodes 100 gives the final
+    # evaluation's figure.
     from dqn import DQNConfig, evaluation
     from dqn.cli import evaluate_main
 
     seen = []
 
-    def spy(agent, env, episodes, seed, epsilon=0.0):
-        seen.append((episodes, seed, epsilon))
+    def spy(agent, envs, episodes, seed):
+        seen.append((episodes, len(envs), seed))
         return 0.0, 0.0, [0.0] * episodes
 
-    monkeypatch.setattr(evaluation, "evaluate", spy)
+    monkeypatch.setattr(evaluation, "evaluate_side_by_side", spy)
     assert evaluate_main([str(tiny_run)]) == 0
-    assert seen == [(10, DQNConfig().eval_seed, 0.0)]
+    assert evaluate_main([str(tiny_run), "--episodes", "250"]) == 0
+    assert seen == [(10, 10, DQNConfig().eval_seed), (250, 100, DQNConfig().eval_seed)]
+
+
+def test_dqn_evaluate_prints_the_returns_of_the_episodes_played_one_after_another(tiny_run, capsys):
+    # Side by side (one forward pass a step for all), the same episodes as
+    # dqn.evaluation.evaluate plays one at a time: the same mean, std, min and max.
+    from dqn.agent import DQNAgent
+    from dqn.cli import _returns, evaluate_main
+    from dqn.envs import config_env
+    from dqn.evaluation import evaluate
+
+    agent = DQNAgent.load(tiny_run)
+    with config_env(agent.config) as env:
+        mean, std, returns = evaluate(agent, env, 12, seed=500)
+    assert len(set(returns)) > 1, returns  # episodes that differ: which is which matters
+    assert evaluate_main([str(tiny_run), "--episodes", "12", "--seed", "500"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (
+        f"CartPole-v1: greedy return {_returns(mean, std, *returns)} over 12 episodes "
+        f"(min {min(returns):g}, max {max(returns):g})"
+    )
 
 
 def test_dqn_evaluate_takes_an_epsilon_and_says_it_used_one(tiny_run, capsys):
