@@ -196,7 +196,7 @@ lock:
 		&& $(LOCK_VENV)/bin/python -m pip install --quiet "uv==0.13.9"; }
 	$(LOCK_VENV)/bin/uv pip compile pyproject.toml --extra dev --extra ray --extra render \
 		--extra bench --universal --python-version 3.10 --quiet --custom-compile-command \
-		"make lock" --output-file constraints.txt $(ARGS)
+		"make lock" --constraint constraints-holds.txt --output-file constraints.txt $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
