@@ -137,6 +137,28 @@ def test_every_package_pyproject_asks_for_is_pinned_within_its_range(python, pla
         )
 
 
+def holds() -> list[Requirement]:
+    """constraints-holds.txt: the releases `make lock` keeps out of the lock, a range a line."""
+    text = (ROOT / "constraints-holds.txt").read_text()
+    lines = [line.split("#")[0].strip() for line in text.splitlines()]
+    return [Requirement(line) for line in lines if line]
+
+
+@pytest.mark.parametrize("platform", lock_wheels.PLATFORMS)
+@pytest.mark.parametrize("python", lock_wheels.PYTHONS)
+def test_every_pin_a_hold_names_is_inside_it(python, platform):
+    # make lock gives uv the holds; a pin moved by hand, or a lock written without them, is out.
+    env = lock_wheels.environment(python, platform)
+    pins = lock_wheels.pins_for(LOCK, env)
+    assert [str(r) for r in holds()] == ["ml-dtypes<0.7"]
+    for hold in holds():
+        name = canonicalize_name(hold.name)
+        assert name in pins and hold.specifier.contains(pins[name]), (
+            f"constraints.txt pins {name}=={pins.get(name)}, outside constraints-holds.txt's "
+            f"{hold.specifier}: run `make lock`"
+        )
+
+
 def test_a_venv_that_make_built_holds_the_pinned_versions():
     if not (Path(sys.prefix) / ".installed").is_file():
         pytest.skip("not the .venv that `make` built (it leaves .venv/.installed)")
