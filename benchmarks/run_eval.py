@@ -5,9 +5,9 @@ RUN_DIR is a run folder (``make train`` writes one under runs/). Its agent plays
 episode i reset with eval_seed + i: once with ``dqn.evaluation.evaluate`` (one episode after
 another, a forward pass of one observation a step: how a training run evaluated before), once
 with ``dqn.evaluation.evaluate_side_by_side`` (the E episodes at once, up to 100, one forward
-pass a step for all: how a run evaluates now). Both in this one process, alternating; the
-script checks that the returns agree and prints the ratio. An agent that balances the pole
-plays 500 steps an episode, so a trained run is what to time.
+pass a step for all: how a run, and dqn-evaluate, evaluate now). Both in this one process,
+alternating; the script checks that the returns agree and prints the ratio. An agent that
+balances the pole plays 500 steps an episode, so a trained run is what to time.
 """
 
 from __future__ import annotations
