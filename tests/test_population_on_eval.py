@@ -88,6 +88,28 @@ def test_watching_every_member_changes_no_byte(plain, tmp_path):
         np.testing.assert_allclose(final.q_values(probe), q, rtol=1e-5, atol=1e-6)
 
 
+def test_a_member_evaluated_side_by_side_plays_the_episodes_evaluate_plays(plain, tmp_path):
+    # README: evaluate_side_by_side takes a member as it takes an agent, the same returns as
+    # evaluate's episodes one after another (they differ in length: which is which matters).
+    import gymnasium as gym
+
+    from dqn.evaluation import evaluate, evaluate_side_by_side
+
+    one, copies = gym.make("CartPole-v1"), [gym.make("CartPole-v1") for _ in range(4)]
+    pairs = []
+
+    def both(row, member):
+        pairs.append(
+            (evaluate(member, one, 9, 20_000), evaluate_side_by_side(member, copies, 9, 20_000))
+        )
+
+    results = population(tmp_path, on_eval=both)
+    assert len(pairs) == 12 and any(len(set(a[2])) > 1 for a, _ in pairs)
+    assert all(a == b for a, b in pairs), pairs
+    for ours, theirs in zip(results, plain):  # and watching so changes no byte
+        assert metrics_text(ours.run_dir) == metrics_text(theirs.run_dir)
+
+
 def test_false_stops_that_member_alone_at_a_checkpoint_of_its_own(plain, tmp_path):
     a, b = population(tmp_path, on_eval=stop_a_at(1500))
     assert a.summary["interrupted"] and a.summary["stopped_by_on_eval"] is True
