@@ -17,7 +17,7 @@ import time
 from benchmarks.args import Parser, positive_int
 from dqn.agent import DQNAgent
 from dqn.envs import config_env
-from dqn.evaluation import PARALLEL_EPISODES, evaluate, evaluate_side_by_side
+from dqn.evaluation import evaluate, evaluate_side_by_side, side_by_side_envs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     config = agent.config
     print(f"{args.run_dir}: {config.env_id}, {list(config.hidden_sizes)} network")
     for episodes in args.episodes:
-        envs = [config_env(config) for _ in range(min(episodes, PARALLEL_EPISODES))]
+        envs = side_by_side_envs(config_env(config), [], episodes, lambda: config_env(config))
         t0 = time.perf_counter()
         one = evaluate(agent, envs[0], episodes, config.eval_seed)
         t1 = time.perf_counter()

@@ -419,16 +419,18 @@ def _evaluate(args: argparse.Namespace, prog: str) -> int:
     if args.gif is not None:
         check_gif_path(args.gif)  # before the agent is loaded and evaluated
     agent = read_newest(args.path, functools.partial(_checked_then_loaded, args.imports))
-    from dqn.evaluation import PARALLEL_EPISODES, evaluate, evaluate_side_by_side
+    from dqn.evaluation import evaluate, evaluate_side_by_side, side_by_side_envs
 
     with contextlib.ExitStack() as envs_open:
+
+        def make():
+            return envs_open.enter_context(config_env(agent.config))
+
         if args.epsilon == 0:  # the episodes side by side, as a run's evaluations play them
-            width = min(args.episodes, PARALLEL_EPISODES)
-            envs = [envs_open.enter_context(config_env(agent.config)) for _ in range(width)]
+            envs = side_by_side_envs(make(), [], args.episodes, make)
             mean, std, returns = evaluate_side_by_side(agent, envs, args.episodes, args.seed)
         else:  # one after another: the exploring draws come from one generator, in this order
-            env = envs_open.enter_context(config_env(agent.config))
-            mean, std, returns = evaluate(agent, env, args.episodes, args.seed, args.epsilon)
+            mean, std, returns = evaluate(agent, make(), args.episodes, args.seed, args.epsilon)
     if args.gif is not None:
         frames, steps, gif_return = record_gif(
             agent, agent.config.env_id, args.gif, args.seed, agent.config.env_kwargs

@@ -142,10 +142,12 @@ def _head(reset_seed: int) -> str:
 PARALLEL_EPISODES = 100
 
 
-def side_by_side_envs(first: gym.Env, copies: list[gym.Env], width: int, make) -> list[gym.Env]:
-    """``first`` and width - 1 more envs for episodes played side by side: ``copies``, made with
-    ``make()`` the first time an evaluation needs them and kept there for the next (their owner
-    closes them). Each episode is reset with its own seed, so any fresh copy plays it the same."""
+def side_by_side_envs(first: gym.Env, copies: list[gym.Env], episodes: int, make) -> list[gym.Env]:
+    """The envs to play ``episodes`` side by side on, min(episodes, PARALLEL_EPISODES) of them:
+    ``first`` and the ``copies`` after it, made with ``make()`` the first time an evaluation
+    needs them and kept there for the next (their owner closes them). Each episode is reset
+    with its own seed, so any fresh copy plays it the same."""
+    width = min(episodes, PARALLEL_EPISODES)
     while len(copies) < width - 1:
         copies.append(make())
     return [first, *copies[: width - 1]]

@@ -17,7 +17,6 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,7 @@ from dqn.errors import (
     raise_if_signalled,
     writing,
 )
-from dqn.evaluation import PARALLEL_EPISODES, evaluate_side_by_side, side_by_side_envs
+from dqn.evaluation import evaluate_side_by_side, side_by_side_envs
 from dqn.io import atomic_write_text, hold_folders
 from dqn.members import member_bytes
 from dqn.networks import NetworkFn
@@ -370,10 +369,12 @@ def _run(
         threshold = solve_return(config, eval_env)
         bound = q_bound(config, eval_env)
         copies: list = []  # more evaluation envs, for episodes played side by side
-        cleanup.callback(_close_all, copies)
 
-        def eval_envs_of(width: int) -> list:
-            return side_by_side_envs(eval_env, copies, width, partial(config_env, config))
+        def eval_envs_of(episodes: int) -> list:
+            def make():  # closed with the run, as eval_env is
+                return cleanup.enter_context(contextlib.closing(config_env(config)))
+
+            return side_by_side_envs(eval_env, copies, episodes, make)
 
         log = cleanup.enter_context(
             contextlib.closing(
@@ -561,11 +562,6 @@ def _loop(
     )
 
 
-def _close_all(envs: list) -> None:
-    for env in envs:
-        env.close()
-
-
 def _evaluate_and_log(config, agent, eval_envs_of, replay, loop, step, epsilon, window, threshold):
     """Evaluate greedily, update ``loop`` (history, first solve, probe) and return the row.
 
@@ -574,7 +570,7 @@ def _evaluate_and_log(config, agent, eval_envs_of, replay, loop, step, epsilon, 
     t0 = time.perf_counter()
     final = step >= config.total_env_steps
     episodes = config.final_eval_episodes if final else config.eval_episodes
-    envs = eval_envs_of(min(episodes, PARALLEL_EPISODES))
+    envs = eval_envs_of(episodes)
     loop.eval_mean, loop.eval_std, _ = evaluate_side_by_side(
         agent, envs, episodes, config.eval_seed
     )

@@ -26,7 +26,7 @@ from dqn.divergence import check_update, updates_pass
 from dqn.envs import config_env, empty_replay_error, non_finite_rows, training_stop
 from dqn.envstate import capture_env_state
 from dqn.errors import DivergenceError, NonFiniteEnvError, add_note
-from dqn.evaluation import PARALLEL_EPISODES, evaluate_members, side_by_side_envs
+from dqn.evaluation import evaluate_members, side_by_side_envs
 from dqn.finite import as_float32
 from dqn.lockstep import lockstep
 from dqn.loop import ask_on_eval, linear_epsilon, multiples_between
@@ -295,17 +295,16 @@ class PopulationLoop:
         idx = np.flatnonzero(active)
         layers = self.acting
         episodes = shared.final_eval_episodes if final else shared.eval_episodes
-        width = min(episodes, PARALLEL_EPISODES)
-        full = np.zeros((len(self.slots), width, self.net.obs_dim), np.float32)
+        envs = [
+            side_by_side_envs(s.eval_env, s.eval_envs, episodes, partial(config_env, s.config))
+            for s in (self.slots[i] for i in idx)
+        ]
+        full = np.zeros((len(self.slots), len(envs[0]), self.net.obs_dim), np.float32)
 
         def q_values(obs: np.ndarray) -> np.ndarray:
             full[idx] = obs
             return self.lens.forward(layers, full)[idx]
 
-        envs = [
-            side_by_side_envs(s.eval_env, s.eval_envs, width, partial(config_env, s.config))
-            for s in (self.slots[i] for i in idx)
-        ]
         results = evaluate_members(q_values, envs, episodes, shared.eval_seed)
         share = (time.perf_counter() - t0) / len(idx)
         self.eval_elapsed += time.perf_counter() - t0

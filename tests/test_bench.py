@@ -469,7 +469,8 @@ def test_eval_width_plays_the_same_episodes_both_ways(capsys):
 def test_run_eval_plays_the_same_episodes_one_at_a_time_and_side_by_side(tiny_run, capsys):
     from benchmarks import run_eval
 
-    # main asserts that both ways give the same mean and std before it prints the ratio.
+    # main asserts that both ways give the same mean, std and returns before it prints the
+    # ratio.
     assert run_eval.main([str(tiny_run), "--episodes", "3", "7"]) == 0
     out = capsys.readouterr().out
     assert out.count("side by side") == 2 and "  7 episodes" in out
