@@ -209,3 +209,29 @@ def test_bptt_gradients_follow_the_weights_dtype_not_the_inputs(rng):
     _, cache = rnn_forward(*(a.astype(f32) for a in (x, h0, wx, wh, b)))
     g = rnn_backward(dh.astype(f32), cache)
     assert {a.dtype for a in g} == {np.dtype(f32)}
+    # float32 everywhere but b: the states are float64, and so is every step's gradient.
+    _, cache = rnn_forward(*(a.astype(f32) for a in (x, h0, wx, wh)), b)
+    g = rnn_backward(dh.astype(f32), cache)
+    step = rnn_step_backward(dh[:, -1].astype(f32), cache.steps[-1])
+    assert step.dwh.dtype == np.float64
+    assert {a.dtype for a in g} == {np.dtype(np.float64)}
+
+
+@pytest.mark.parametrize("steps", [2, 4])
+def test_bptt_refuses_an_upstream_gradient_of_another_length(steps, rng):
+    # Four steps' dh on a three-step pass: the fourth step's gradient was dropped without a word
+    # and dx came back with four steps (two: an IndexError).
+    x, h0 = rng.standard_normal((2, 3, 3)), rng.standard_normal((2, 4))
+    _, cache = rnn_forward(x, h0, rng.standard_normal((3, 4)), np.eye(4), np.zeros(4))
+    with pytest.raises(ValueError, match=r"dh of shape \(N, T, H\) = \(2, 3, 4\), got \(2, "):
+        rnn_backward(rng.standard_normal((2, steps, 4)), cache)
+
+
+@pytest.mark.parametrize(
+    "labels, fragment",
+    [([-1, 0], r"labels in 0\.\.2 \(C = 3\), got -1\.\.0"), ([0, 3], r"got 0\.\.3")],
+)
+def test_a_label_outside_the_classes_is_refused(labels, fragment):
+    # -1 read as the last class by numpy's indexing: the loss of label 2, with no error.
+    with pytest.raises(ValueError, match=fragment):
+        softmax_cross_entropy_forward(np.zeros((2, 3)), np.array(labels))

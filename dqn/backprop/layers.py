@@ -180,9 +180,14 @@ def rnn_backward(dh: np.ndarray, cache: RNNCache) -> RNNGrads:
     Returns dx (N, T, D), dh0 (N, H), dwx (D, H), dwh (H, H), db (H,).
     """
     first = cache.steps[0]
+    want = (first.x.shape[0], len(cache.steps), first.wh.shape[1])
+    if dh.shape != want:
+        # A longer dh was read only as far as the forward pass ran: its extra steps' gradient
+        # was dropped without a word, and dx came back with the wrong number of steps.
+        raise ValueError(f"rnn_backward needs dh of shape (N, T, H) = {want}, got {dh.shape}")
     # The dtype each step's gradients come in (float64 weights and a float32 or integer dh:
-    # float64), as rnn_step_backward's and linear_backward's do.
-    dt = np.result_type(dh, first.x, first.wx, first.wh, first.h_prev)
+    # float64), as rnn_step_backward's and linear_backward's do; the states carry b's dtype.
+    dt = np.result_type(dh, first.x, first.wx, first.wh, first.h_prev, first.h_next)
     dx = np.zeros(dh.shape[:2] + (first.x.shape[1],), dtype=dt)
     dwx = np.zeros_like(first.wx, dtype=dt)
     dwh = np.zeros_like(first.wh, dtype=dt)

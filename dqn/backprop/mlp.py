@@ -62,6 +62,19 @@ def softmax_cross_entropy_forward(
     """
     if logits.shape[0] == 0:
         raise ValueError("softmax_cross_entropy_forward takes the mean over N >= 1 examples, got 0")
+    labels = np.asarray(labels)
+    classes = logits.shape[1]
+    if labels.shape != (logits.shape[0],) or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"softmax_cross_entropy_forward takes one integer label per row of logits "
+            f"(shape ({logits.shape[0]},)), got {labels.dtype} labels of shape {labels.shape}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        # numpy would read -1 as the last class: a wrong loss, not an error.
+        raise ValueError(
+            f"softmax_cross_entropy_forward takes labels in 0..{classes - 1} (C = {classes}), "
+            f"got {int(labels.min())}..{int(labels.max())}"
+        )
     shifted = logits - logits.max(axis=1, keepdims=True)  # exp never overflows
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     n = logits.shape[0]
