@@ -70,7 +70,7 @@ def train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--config",
-        type=Path,
+        type=home_expanded,
         help="YAML run config; without it, DQNConfig's defaults (those of configs/cartpole.yaml)",
     )
     p.add_argument(
@@ -99,14 +99,14 @@ def train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--init-from",
-        type=Path,
+        type=home_expanded,
         metavar="RUN_DIR",
         help="start the networks from a trained run's (or checkpoint's, or saved agent's) and "
         "train a new run on from there; the config's schedules start afresh (epsilon_start)",
     )
     p.add_argument(
         "--resume",
-        type=Path,
+        type=home_expanded,
         metavar="RUN_DIR",
         help="continue RUN_DIR from its newest good checkpoint, exactly (takes only --no-progress "
         "and --import)",
@@ -358,7 +358,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p = Parser(prog="dqn-evaluate", description="Greedy evaluation of a saved agent.")
     p.add_argument(
         "path",
-        type=Path,
+        type=home_expanded,
         help="a run folder (its newest good checkpoint), a checkpoint folder or an agent folder",
     )
     p.add_argument("--episodes", type=int, default=10, help="episodes to run (default 10)")
@@ -477,7 +477,7 @@ def compare_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--config",
-        type=Path,
+        type=home_expanded,
         help="YAML run config shared by every variant (default: DQNConfig's defaults); its "
         "seed and output_dir are the study's: --seeds/--first-seed and --out set them",
     )
@@ -491,7 +491,7 @@ def compare_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--variants-file",
-        type=Path,
+        type=home_expanded,
         metavar="YAML",
         help="read the variants from a YAML mapping of label to overrides (a committed sweep)",
     )
@@ -603,6 +603,16 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
                     raise ConfigError(
                         f"--env {args.env} is every variant's env, and variant {v.label!r} sets "
                         f"{own[0]}: give the env in the variants, or --env without them"
+                    )
+        # --set is "for every variant" too: a variant's own value won without a word (--set
+        # loss=l2 under the loss variants trained each variant's loss).
+        for key in parse_overrides(list(args.set)):
+            for v in variants:
+                if key in dict(v.overrides):
+                    raise ConfigError(
+                        f"--set {key}=... is every variant's {key}, and variant {v.label!r} sets "
+                        f"its own: give {key} in the variants (or in --config's file), or --set "
+                        "it without them"
                     )
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         with sigterm_as_ctrl_c(), one_line_warnings(prog):

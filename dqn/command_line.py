@@ -42,9 +42,11 @@ class _StoreOnce(argparse._StoreAction):
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the problem and where to look), exit code 2;
     an option that takes one value is refused when given twice; and every command says its
-    version (``--version``)."""
+    version (``--version``). A long option must be written whole: argparse's abbreviations read
+    dqn-compare's ``--seed 3`` as ``--seeds 3`` and trained three seeds."""
 
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.register("action", None, _StoreOnce)
         self.register("action", "store", _StoreOnce)

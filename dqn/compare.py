@@ -109,7 +109,14 @@ class Variant:
         return cls(label, tuple(overrides.items()))
 
     def config(self, base: DQNConfig, seed: int) -> DQNConfig:
-        return configured(base, self.overrides, seed, f"variant {self.label!r}")
+        config = configured(base, self.overrides, seed, f"variant {self.label!r}")
+        if self.label in LOSS_NAMES and config.loss != self.label:
+            # The report names a variant by its label: "l2" that trained huber reads as l2's.
+            raise ConfigError(
+                f"variant {self.label!r} trains loss {config.loss}: a variant named after a loss "
+                f"trains that loss; set loss: {self.label} in it, or give it another label"
+            )
+        return config
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -147,6 +154,13 @@ def read_variants_file(path: str | Path) -> list[Variant]:
         )
     variants = []
     for label, overrides in data.items():
+        if isinstance(label, bool | int | float) or label is None:
+            # YAML reads 1e-3, on, off, ~ as a number, a bool or null.
+            kind = "null" if label is None else "a bool" if isinstance(label, bool) else "a number"
+            raise ConfigError(
+                f"variants file {path}: the label {label!r} was read as {kind}, not a name: "
+                "quote it ('1e-3': ...) or start it with a letter"
+            )
         if overrides is None:
             overrides = {}
         if not isinstance(overrides, dict):

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import textwrap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -312,7 +312,11 @@ class DQNConfig(metaclass=_KnownKeys):
     def from_yaml(cls, path: str | Path | None = None, overrides: Overrides = ()) -> DQNConfig:
         """Load ``configs/*.yaml`` (safe loader), then apply ``overrides``: a mapping or a list
         of ``"key=value"`` strings, values parsed as YAML (``--set hidden_sizes=[64,64]``)."""
-        data = _read_yaml(Path(path)) if path is not None else {}
+        if path is None:
+            data = {}
+        else:
+            check_path_arg(path, "DQNConfig.from_yaml takes the config file's path")
+            data = _read_yaml(Path(user_path(path, "the config file")))
         return cls.from_dict({**data, **parse_overrides(overrides)})
 
     def replace(self, **changes: Any) -> DQNConfig:
@@ -494,6 +498,11 @@ def parse_overrides(overrides: Overrides) -> dict[str, Any]:
         raise ConfigError(
             f"overrides are a mapping or a list of 'key=value' texts, got the text {overrides!r}"
         )
+    if not isinstance(overrides, Iterable):  # None: "'NoneType' object is not iterable"
+        raise ConfigError(
+            "overrides are a mapping or a list of 'key=value' texts, got "
+            f"{type(overrides).__name__}"
+        )
     out: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = str(item).partition("=")
@@ -622,7 +631,12 @@ def _validate(cfg: DQNConfig) -> None:
             kind, shown = (f"{bad.args[0]} or null", raw) if field.nullable else bad.args
             if isinstance(field.rule, tuple):  # a choice: name the choices (loss: null, true)
                 kind = f"one of {', '.join(field.rule)}"
-            raise ConfigError(f"config key {key!r} must be {kind}, got {shown!r}") from None
+            hint = ""
+            read_as = raw is None or isinstance(raw, bool | int | float)
+            if field.kind == STR and not isinstance(field.rule, tuple) and read_as:
+                # YAML (a file, --set) reads a bare ~ as null and 2024 as a number.
+                hint = " (in YAML or --set, quote a text that reads as null, a number or a bool)"
+            raise ConfigError(f"config key {key!r} must be {kind}, got {shown!r}{hint}") from None
     for key, field in FIELDS.items():
         v, rule = getattr(cfg, key), field.rule
         if v is not None and isinstance(rule, str) and not BOUNDS[rule](v):

@@ -36,6 +36,7 @@ from dqn.command_line import (
     fail,
     folder_arg,
     held_signals,
+    home_expanded,
     import_modules,
     interrupted_code,
     one_line_warnings,
@@ -66,7 +67,7 @@ def export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "path",
-        type=Path,
+        type=home_expanded,
         help="a run folder (its newest good checkpoint), a checkpoint folder or an agent folder",
     )
     p.add_argument(

@@ -127,8 +127,10 @@ def load_yaml(path: Path, what: str = "config file") -> Any:
         problem = getattr(exc, "problem", None)  # "mapping values are not allowed here", ...
         if isinstance(exc, UnicodeDecodeError):
             problem = "it is not UTF-8 text"
-        if isinstance(exc, yaml.constructor.ConstructorError) and not isinstance(
-            exc, BadTaggedValue
+        if (
+            isinstance(exc, yaml.constructor.ConstructorError)
+            and not isinstance(exc, BadTaggedValue)
+            and "unhashable key" not in str(problem)  # a [list] or {map} as a key: not a tag
         ):  # !!python/... and other tags
             problem = f"{problem}; dqn reads YAML with the safe loader, which builds no objects"
         said = f": {problem}" if problem else ""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn.command_line import Parser, fail
+from dqn.command_line import Parser, fail, home_expanded
 from dqn.io import atomic_write_text
 from dqn.stats import ks_pvalue, missing_ranked_last, mwu_pvalue, proportion_ci
 from dqn.study_runs import check_result_rows
@@ -184,9 +184,9 @@ def _is_table(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("first", type=Path)
-    p.add_argument("second", type=Path)
-    p.add_argument("--out", type=Path, help="also write the table here")
+    p.add_argument("first", type=home_expanded)
+    p.add_argument("second", type=home_expanded)
+    p.add_argument("--out", type=home_expanded, help="also write the table here")
     p.add_argument(
         "--threshold",
         type=float,

@@ -135,9 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     first = (pythons[0], platforms[0])
     try:
         lock = lock_lines(args.lock.read_text())
-        probe = pins_for(lock, environment(*first)).get("packaging")  # names a bad line
+        # Every target's pins read up front: a bad line that only a later target's markers
+        # select was a traceback half-way through the listing.
+        targets = {
+            (python, platform): pins_for(lock, environment(python, platform))
+            for python in pythons
+            for platform in platforms
+        }
     except (OSError, ValueError) as e:  # packaging's InvalidRequirement is a ValueError
         parser.error(f"cannot read the lock {args.lock}: {e}")
+    probe = targets[first].get("packaging")
     # Offline, pip finds no wheel of anything: ask first for one that every target has (a pure
     # Python wheel), so that a missing network is not reported as a hundred missing wheels.
     if probe and not has_wheel("packaging", probe, first[0], PLATFORMS[first[1]][0]):
@@ -146,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(8) as pool:  # pip waits on the network, not the CPU
         for python in pythons:
             for platform in platforms:
-                pins = pins_for(lock, environment(python, platform))
+                pins = targets[python, platform]
                 pins = {n: v for n, v in pins.items() if not only or n in only}
                 tags = PLATFORMS[platform][0]
                 names, versions = list(pins), list(pins.values())

@@ -1042,7 +1042,54 @@ COMPARE_CASES = {
         ["--variants", "huber", "b:loss=huber"],
         ["variants 'huber' and 'b' are the same config"],
     ),
+    # --set is for every variant: each loss variant's own loss won without a word.
+    "--set of a key the variants set": (
+        ["--variants", "l2", "huber", "--set", "loss=l2"],
+        ["--set loss=... is every variant's loss, and variant 'l2' sets its own"],
+    ),
+    # The report names a variant by its label: "l2" that trained huber read as l2's results.
+    "a loss's name labelling another loss": (
+        ["--variants", "l2:learning_rate=0.5"],
+        ["variant 'l2' trains loss huber: a variant named after a loss trains that loss"],
+    ),
+    "a loss's name labelling the base in a variants file": (
+        variants_file("l2:\nclipped_delta: {loss: clipped_delta}\n"),
+        ["variant 'l2' trains loss huber", "set loss: l2 in it"],
+    ),
+    "a variants file's label that YAML reads as a number": (
+        variants_file("0.5: {gamma: 0.5}\n"),
+        ["the label 0.5 was read as a number, not a name: quote it"],
+    ),
+    "a variants file's label that YAML reads as a bool": (
+        variants_file("on: {double_dqn: true}\n"),
+        ["the label True was read as a bool, not a name: quote it"],
+    ),
 }
+
+
+@pytest.mark.parametrize(
+    "command, args, short",
+    [
+        ("dqn-compare", ["--seed", "3"], "--seed 3"),  # read as --seeds 3: not seed 3
+        ("dqn-train", ["--los", "l2"], "--los l2"),
+        ("dqn-evaluate", ["run", "--episode", "5"], "--episode 5"),
+        ("dqn-export", ["run", "--out", "x", "--tfl"], "--tfl"),
+    ],
+)
+def test_a_long_option_written_short_is_refused_not_read_as_another(
+    command, args, short, tmp_path, capsys, monkeypatch
+):
+    from dqn.cli import compare_main, evaluate_main, train_main
+    from dqn.export import main as export_main
+
+    main = {"dqn-compare": compare_main, "dqn-train": train_main, "dqn-evaluate": evaluate_main}
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main.get(command, export_main)(args)
+    [line] = capsys.readouterr().err.splitlines()
+    assert exited.value.code == 2
+    assert line == f"{command}: error: unrecognized arguments: {short} (see {command} --help)"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("case", list(COMPARE_CASES))

@@ -634,13 +634,24 @@ def test_an_output_dir_under_the_home_folder_is_made_there_not_in_a_folder_named
 
 def test_a_tilde_the_shell_left_in_a_path_argument_is_the_home_folder(monkeypatch, capsys):
     # bash expands ~ in "--out ~/x" but not in "--out=~/x".
-    from dqn.cli import evaluate_parser, train_parser
+    from dqn.cli import compare_parser, evaluate_parser, train_parser
     from dqn.export import export_parser
 
     monkeypatch.setenv("HOME", "/home/someone")
     assert train_parser().parse_args(["--run-dir=~/r"]).run_dir == Path("/home/someone/r")
     assert export_parser().parse_args(["run", "--out=~/m"]).out == Path("/home/someone/m")
     assert evaluate_parser().parse_args(["run", "--gif=~/e.gif"]).gif == Path("/home/someone/e.gif")
+    # The paths read, too: --config=~/c.yaml was "config file not found: ~/c.yaml".
+    home = Path("/home/someone")
+    assert train_parser().parse_args(["--config=~/c.yaml"]).config == home / "c.yaml"
+    assert train_parser().parse_args(["--resume=~/r"]).resume == home / "r"
+    assert train_parser().parse_args(["--init-from=~/r"]).init_from == home / "r"
+    assert evaluate_parser().parse_args(["~/r"]).path == home / "r"
+    assert export_parser().parse_args(["~/r", "--out", "m"]).path == home / "r"
+    assert compare_parser().parse_args(["--config=~/c.yaml"]).config == home / "c.yaml"
+    assert compare_parser().parse_args(["--variants-file=~/v.yaml"]).variants_file == (
+        home / "v.yaml"
+    )
     with pytest.raises(SystemExit) as refused:
         train_parser().parse_args(["--run-dir=~no_such_user_of_dqn/r"])
     assert refused.value.code == 2

@@ -388,7 +388,10 @@ def test_a_trained_row_takes_its_seconds_from_the_summary_as_a_row_read_back_doe
     [
         (dict(base=BASE.replace(gamma=0.5, loss_bound=3.0)), ["gamma", "loss_bound"]),
         (dict(base=BASE.replace(total_env_steps=400)), ["total_env_steps"]),
-        (dict(variants=[Variant("l2", (("loss", "huber"),)), TWO[1]]), ["loss"]),
+        (
+            dict(variants=[Variant("l2", (("loss", "l2"), ("double_dqn", True))), TWO[1]]),
+            ["double_dqn"],
+        ),
     ],
     ids=["--set", "another config", "another variant under the same label"],
 )
@@ -597,7 +600,7 @@ def test_the_labels_in_use_stay_valid():
         (["--variants", "a:seed=5"], "variant 'a' sets 'seed'"),
         ("a: {seed: 3}\n", "variant 'a' sets 'seed'"),
         ("a: {1: 2}\n", "variant 'a': config keys must be strings, got 1"),
-        ("1: {gamma: 0.9}\n", "variant label 1 may hold only ASCII letters"),
+        ("1: {gamma: 0.9}\n", "the label 1 was read as a number, not a name: quote it"),
         (["--variants", "a:loss=huber", "b:loss=hubre"], "variant 'b': unknown loss 'hubre'"),
         ("a: {}\nb: {gama: 0.9}\n", "variant 'b': unknown config key 'gama'"),
         # PyYAML raised a bare ValueError for these: a traceback, exit 1.

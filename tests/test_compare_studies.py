@@ -162,6 +162,18 @@ def test_an_out_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch
     )
 
 
+def test_a_tilde_the_shell_left_in_out_is_the_home_folder(tmp_path, capsys, monkeypatch):
+    # --out=~/t.md made a folder named "~" in the working folder (rm -rf ~ deletes home).
+    script = load_script()
+    a, b = two_studies(tmp_path)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert script.main([str(a), str(b), "--out=~/t.md"]) == 0
+    assert (tmp_path / "home" / "t.md").is_file() and list(Path.cwd().iterdir()) == []
+
+
 def test_out_replaces_a_table_it_wrote_but_no_other_file(tmp_path, capsys):
     script = load_script()
     a, b = two_studies(tmp_path)

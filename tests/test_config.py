@@ -168,6 +168,8 @@ def test_overrides_apply_after_the_file(tmp_path):
             "dqn reads YAML with the safe loader, which builds no objects",
         ),
         ("- just\n- a list\n", "must hold a mapping"),
+        # A list as a key is no tag: the safe loader's words would have misled.
+        ("[a]: 1\n", "is not valid YAML \\(line 1\\): found unhashable key$"),
         # Empty, or only comments: once read as "every default", a silent stand-in for a file
         # the user meant to fill.
         ("", "holds no key: value"),
@@ -663,3 +665,15 @@ def test_a_configs_dict_reads_back_from_json_as_itself():
     # the tuples a frozen config holds, which JSON would read back as lists that differ.
     config = DQNConfig(env_kwargs={"max_episode_steps": 50, "sizes": (1, 2)}, hidden_sizes=(8, 8))
     assert json.loads(json.dumps(config.to_dict())) == config.to_dict()
+
+
+@pytest.mark.parametrize("text, shown", [("~", "None"), ("2024", "2024"), ("yes", "True")])
+def test_a_text_that_yaml_reads_as_another_kind_is_told_to_be_quoted(text, shown):
+    # output_dir=~ said "must be a non-empty string, got None", with no word of why.
+    with pytest.raises(ConfigError) as err:
+        DQNConfig.from_yaml(None, [f"output_dir={text}"])
+    assert str(err.value) == (
+        f"config key 'output_dir' must be a non-empty string, got {shown} (in YAML or --set, "
+        "quote a text that reads as null, a number or a bool)"
+    )
+    assert DQNConfig.from_yaml(None, [f"output_dir='{text}'"]).output_dir.endswith(text)

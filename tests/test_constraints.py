@@ -72,6 +72,13 @@ def test_the_wheel_check_refuses_a_bad_lock_and_a_silent_network_in_one_line(
     (tmp_path / "ranges.txt").write_text("numpy>=2\n")
     assert "numpy>=2 is not a pin" in refused("--lock", str(tmp_path / "ranges.txt"))
     assert "no platform 'amiga'" in refused("--platforms", "amiga")
+    # A bad line only a later target's markers select: a traceback half-way through the list.
+    (tmp_path / "later.txt").write_text(
+        'foo==1.0 ; python_version == "3.11"\nfoo>=1.1 ; python_version == "3.11"\n'
+    )
+    assert 'foo>=1.1; python_version == "3.11" is not a pin' in refused(
+        "--lock", str(tmp_path / "later.txt"), "--pythons", "3.10,3.11", "--only", "none"
+    )
     # Offline, pip finds nothing: one line, not every pin reported missing.
     asked = []
     monkeypatch.setattr(lock_wheels, "has_wheel", lambda *a: asked.append(a) or False)

@@ -39,6 +39,16 @@ def test_a_tilde_in_a_python_call_s_path_is_the_home_folder(home):
     assert list(Path.cwd().iterdir()) == []
 
 
+def test_a_config_file_under_a_tilde_is_read_from_the_home_folder(home):
+    # DQNConfig.from_yaml("~/c.yaml") was "config file not found: ~/c.yaml".
+    (home / "c.yaml").write_text("seed: 3\n")
+    assert DQNConfig.from_yaml("~/c.yaml").seed == 3
+    with pytest.raises(InputError, match=r"from_yaml takes the config file's path \(a str or"):
+        DQNConfig.from_yaml(123)
+    with pytest.raises(ConfigError, match="overrides are a mapping or a list .* got NoneType"):
+        DQNConfig.from_yaml("~/c.yaml", None)
+
+
 @pytest.mark.parametrize("kind", [list, tuple])
 def test_a_populations_run_folders_under_a_tilde_are_in_the_home_folder(home, kind):
     from dqn.population import train_population
