@@ -16,6 +16,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, file: str, doc: str | None, **kwargs) -> None:
         prog = f"python -m benchmarks.{Path(file).stem}"
+        kwargs.setdefault("allow_abbrev", False)  # --seed is not --seeds, as in the commands
         super().__init__(prog=prog, description=(doc or "").split("\n\n")[0], **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]

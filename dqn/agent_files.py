@@ -16,6 +16,7 @@ layer writes checkpoints (``dqn.checkpoint``) and what they hold besides the age
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -55,7 +56,8 @@ STUDY_RUN = "run"
 # marker its first checkpoint writes. Here, where folders are told apart without TensorFlow.
 POPULATION_FILE = "population.json"
 STEP_FILE = "population-step.json"
-_STEP_DIR = re.compile(r"^step-(\d{9})$")
+# Nine digits, more past 999,999,999 env steps (total_env_steps goes to 10**12).
+_STEP_DIR = re.compile(r"^step-(\d{9}|[1-9]\d{9,})$")
 # How many times a reader goes back to a training run's newest checkpoint when the one it read
 # was deleted under it (``latest_good_checkpoint``, ``read_newest``).
 PRUNED_RETRIES = 10
@@ -174,6 +176,8 @@ def archive_problem(path: Path) -> str | None:
     kind = _ARCHIVES.get(Path(path).suffix)
     if kind is None or zipfile.is_zipfile(path):
         return None
+    if not os.path.lexists(path):  # deleted under its reader: not a damaged file
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     return f"not {kind} (not a zip archive)"
 
 
@@ -704,15 +708,25 @@ def read_newest(path: Path, read, agent_dir: Path | None = None):
     """
     path = Path(path)
     agent_dir = resolve_agent_dir(path) if agent_dir is None else agent_dir
-    for _ in range(PRUNED_RETRIES - 1):
+    for tries in range(1, PRUNED_RETRIES + 1):
         try:
             return read(agent_dir)
-        except Exception:
-            newer = _newer_checkpoint(path, agent_dir)
+        except Exception as exc:
+            newer = None if tries == PRUNED_RETRIES else _newer_checkpoint(path, agent_dir)
             if newer is None:
+                checkpoint = agent_dir.parent
+                # Found when resolved, gone now: said as what happened ("not found", a raw
+                # FileNotFoundError or, before, "corrupt" were what the reader met).
+                if isinstance(exc, OSError | DQNError) and checkpoint.parent.name == CHECKPOINTS:
+                    if not checkpoint.exists():
+                        raise CheckpointError(
+                            f"checkpoint {checkpoint.name} of {checkpoint.parent.parent} was "
+                            "deleted while it was read: a run that is training deletes its "
+                            "older checkpoints (keep_checkpoints); read it again"
+                        ) from None
                 raise
             agent_dir = newer
-    return read(agent_dir)  # the last try: whatever it raises is the error
+    raise AssertionError("unreachable")  # the last try returns or raises
 
 
 def _newer_checkpoint(path: Path, agent_dir: Path) -> Path | None:

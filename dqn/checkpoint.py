@@ -124,7 +124,7 @@ def write_checkpoint(
 # What a write or a prune killed half-way leaves in checkpoints/: write_dir_atomically's
 # temporary folder (.step-N.<random>.tmp, its files possibly truncated), commit_dir's replaced
 # folder (.step-N.old) and prune_checkpoints' own (.step-N.trash). Hidden, never listed.
-_LEFTOVER = re.compile(r"^\.step-\d{9}\.(.+\.tmp|old|trash)$")
+_LEFTOVER = re.compile(r"^\.step-(\d{9}|[1-9]\d{9,})\.(.+\.tmp|old|trash)$")
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:

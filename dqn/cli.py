@@ -204,7 +204,7 @@ def _with_flags(sets: Sequence[str], flags) -> dict:
 def _train(args: argparse.Namespace):
     from dqn.agent_files import resolve_agent_dir
     from dqn.checkpoint import check_new_folder, make_run_dir
-    from dqn.config import output_folder
+    from dqn.config import output_folder, replay_capacity
     from dqn.envs import check_env, check_n_step
     from dqn.members import member_bytes
     from dqn.replay import check_replay_fits
@@ -218,7 +218,7 @@ def _train(args: argparse.Namespace):
     # The network too: its parameters' copies (dqn.members.member_bytes), so that
     # hidden_sizes=[100000, 100000] is refused here rather than running out of memory in TF.
     network = member_bytes(config, obs_dim, n_actions)
-    check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes(), network)
+    check_replay_fits(replay_capacity(config), obs_dim, available_memory_bytes(), network)
     if args.init_from is not None:  # a missing or broken agent: named before anything is written
         with warnings.catch_warnings():  # a skipped checkpoint: train's load names it, once
             warnings.simplefilter("ignore", CheckpointWarning)

@@ -724,6 +724,15 @@ def check_path_arg(path, said: str) -> None:
         raise InputError(f"{said} (a str or Path), got {type(path).__name__}")
 
 
+def replay_capacity(c: DQNConfig) -> int:
+    """The slots a run's replay ring is given: buffer_size, or fewer where the run cannot store
+    that many. A run stores at most one transition per env step (an n-step window completes one
+    per step, and an episode's end only completes those of steps already taken), and a vector
+    env's last loop step may pass total_env_steps by num_envs - 1. A ring of buffer_size
+    1,000,000 for a run of 50,000 steps was counted, and refused, as 20 times what it holds."""
+    return min(c.buffer_size, c.total_env_steps + c.num_envs - 1)
+
+
 def total_grad_steps(c: DQNConfig) -> int:
     """Gradient steps a full run takes: a burst every train_every_env_steps once learning starts."""
     every = c.train_every_env_steps

@@ -211,6 +211,16 @@ def umask() -> int:
     return mask
 
 
+def folder_mark(folder: Path) -> tuple[int, int] | None:
+    """Which save of ``folder`` is in place: its inode and modification time (``commit_dir``
+    puts a new folder in place of the old, so a save changes both), None if it is not there."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def commit_dir(tmp: Path, final: Path) -> None:
     """Move a fully written folder into place, replacing any previous folder at ``final``.
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.agent import DQNAgent, check_saveable
-from dqn.config import DQNConfig, check_is_config, output_folder, user_path
+from dqn.config import DQNConfig, check_is_config, output_folder, replay_capacity, user_path
 from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
 from dqn.envs import (
@@ -55,6 +55,7 @@ from dqn.run_log import (
     METRICS_COLUMNS,
     Interrupt,
     MetricWindow,
+    Progress,
     RunLog,
     metrics_row,
     write_summary,
@@ -141,7 +142,7 @@ def train(
     *,
     network_fn: NetworkFn | None = None,
     run_dir: str | Path | None = None,
-    progress: bool = True,
+    progress: bool | Progress = True,
     log_tensorboard: bool = True,
     on_eval: OnEval | None = None,
     init_from: str | Path | DQNAgent | None = None,
@@ -153,7 +154,8 @@ def train(
     from ``config.seed`` for a seed to reproduce. ``run_dir``: the run folder, which must not
     exist or be empty, nor lie inside a run's, a population's, a saved agent's or a study's
     runs/ folder, whose files it would mix with (ConfigError otherwise); by default a new
-    ``<output_dir>/<env>-<loss>-seed<seed>-<time>``. ``progress``: a tqdm bar on stderr.
+    ``<output_dir>/<env>-<loss>-seed<seed>-<time>``. ``progress``: a tqdm bar on stderr, or a
+    callable called with the env steps just taken (as ``train_population``'s).
     ``log_tensorboard``: also write TensorBoard events in ``run_dir/tb``.
 
     ``init_from`` (a run folder, a checkpoint, a saved agent, or a DQNAgent) starts the run's
@@ -181,10 +183,12 @@ def train(
     return _train(config, network_fn, run_dir, progress, log_tensorboard, on_eval, init_from)
 
 
-def train_study_run(config: DQNConfig, run_dir: Path) -> TrainResult:
+def train_study_run(
+    config: DQNConfig, run_dir: Path, progress: bool | Progress = False
+) -> TrainResult:
     """``train`` for one run of a study, whose folder lies inside the study's runs/ folder by
     design (``train`` refuses a run inside another of the package's folders)."""
-    return _train(config, None, run_dir, False, True, None, None, in_study=True)
+    return _train(config, None, run_dir, progress, True, None, None, in_study=True)
 
 
 def _train(
@@ -201,7 +205,7 @@ def _train(
         # Checked before the agent is built, which is where an MLP too large for memory would fail;
         # a network_fn's size is unknown until it is built, so only its replay is counted.
         network = member_bytes(config, obs_dim, n_actions) if network_fn is None else 0
-        check_replay_fits(config.buffer_size, obs_dim, available_memory_bytes(), network)
+        check_replay_fits(replay_capacity(config), obs_dim, available_memory_bytes(), network)
         agent = DQNAgent(*envs.spaces, config, network_fn)
         check_saveable(agent.online)  # before the run folder: its checkpoints save the model
         source = None
@@ -209,7 +213,7 @@ def _train(
             source = init_from if isinstance(init_from, DQNAgent) else DQNAgent.load(init_from)
             agent.start_from(source)
         replay = ReplayBuffer(
-            config.buffer_size, agent.obs_dim, np.random.default_rng([config.seed, 2])
+            replay_capacity(config), agent.obs_dim, np.random.default_rng([config.seed, 2])
         )
         # In one line, as the CLI says it.
         with writing("the run folder in", run_dir or output_folder(config)):
@@ -239,7 +243,7 @@ def _train(
 def resume(
     run_dir: str | Path,
     *,
-    progress: bool = True,
+    progress: bool | Progress = True,
     log_tensorboard: bool = True,
     on_eval: OnEval | None = None,
 ) -> TrainResult:
@@ -268,7 +272,9 @@ def _signalled(result: TrainResult) -> TrainResult:
     )
 
 
-def _resume(run_dir: Path, progress: bool, log_tensorboard: bool, on_eval) -> TrainResult:
+def _resume(
+    run_dir: Path, progress: bool | Progress, log_tensorboard: bool, on_eval
+) -> TrainResult:
     ready = prepare_resume(run_dir)
     for line in ready.skipped:
         warnings.warn(
@@ -358,7 +364,7 @@ def _run(
     agent: DQNAgent,
     replay: ReplayBuffer,
     loop: LoopState,
-    progress: bool,
+    progress: bool | Progress,
     log_tensorboard: bool,
     on_eval: OnEval | None = None,
 ) -> TrainResult:

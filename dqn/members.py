@@ -19,7 +19,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dqn.config import LOSS_NAMES, DQNConfig, bootstrap_discount, total_grad_steps
+from dqn.config import (
+    LOSS_NAMES,
+    DQNConfig,
+    bootstrap_discount,
+    replay_capacity,
+    total_grad_steps,
+)
 from dqn.diagnostics import PROBE_SIZE
 from dqn.errors import ConfigError
 from dqn.replay import check_population_fits, ring_bytes, row_layout
@@ -217,13 +223,24 @@ def parameter_shapes(config: DQNConfig, obs_dim: int, n_actions: int) -> list[tu
     return [s for a, b in zip(widths[:-1], widths[1:]) for s in ((a, b), (b,))]
 
 
+# Copies of a burst's sampled rows the TensorFlow learner holds at once: the sampled numpy
+# array, the tensor made of it, and the compiled program's own copy. Measured (``python -m
+# benchmarks.population_memory --pad-obs 1000 --members 8 16``, 66 MB of rows a member;
+# docs/population-memory-seventh.md): 16 members peaked at 4,349 MB where one copy counted gave
+# 2,369 MB; the numpy learner holds one (8 members: 1,448 MB, 1,575 MB estimated).
+TF_ROWS_COPIES = 3
+
+
 def member_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
     """Memory one member holds besides its replay ring, in bytes (float32): its replay ring is
     (2 obs_dim + 3) x 4 bytes per transition; then 6 copies of its P parameters (online, target,
-    Adam's two moments, the gradient, the acting view), a burst of sampled rows, and the
-    activations of its diagnostics probe batch (3 arrays per hidden unit per probe state)."""
+    Adam's two moments, the gradient, the acting view), a burst of sampled rows (TF_ROWS_COPIES
+    of them with the TensorFlow learner), and the activations of its diagnostics probe batch (3
+    arrays per hidden unit per probe state)."""
     params = sum(math.prod(s) for s in parameter_shapes(config, obs_dim, n_actions))
     rows = config.gradient_steps_per_train * config.batch_size * row_layout(obs_dim).width
+    if config.learner == "tensorflow":
+        rows *= TF_ROWS_COPIES
     activations = 3 * PROBE_SIZE * (sum(config.hidden_sizes) + n_actions)
     return 4 * (6 * params + rows + activations)
 
@@ -250,7 +267,7 @@ def population_bytes(
 ) -> int:
     """Memory one population of these members needs at its peak, in bytes: every replay ring
     full, and ``besides_rings``."""
-    rings = sum(ring_bytes(c.buffer_size, obs_dim) for c in configs)
+    rings = sum(ring_bytes(replay_capacity(c), obs_dim) for c in configs)
     return rings + besides_rings(configs, obs_dim, n_actions, runtime)
 
 
@@ -290,7 +307,7 @@ def check_memory(
     this process, which counts TensorFlow's runtime only if it has not loaded it yet."""
     runtime = new_processes or "tensorflow" not in sys.modules
     check_population_fits(
-        [(c.buffer_size, spaces[env_of(c)][0]) for chunk in chunks for c in chunk],
+        [(replay_capacity(c), spaces[env_of(c)][0]) for chunk in chunks for c in chunk],
         available_memory_bytes(),
         sum(besides_rings(chunk, *spaces[env_of(chunk[0])], runtime) for chunk in chunks),
         processes=len(chunks) if runtime else 0,

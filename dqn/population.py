@@ -39,7 +39,7 @@ from dqn.agent_files import (
     list_checkpoints,
     verify_checkpoint,
 )
-from dqn.config import DQNConfig, check_is_config, output_folder
+from dqn.config import DQNConfig, check_is_config, output_folder, replay_capacity
 from dqn.divergence import q_bound
 from dqn.envs import check_spaces, checked_obs, config_env, solve_return
 from dqn.envstate import restore_env_state
@@ -70,11 +70,10 @@ from dqn.population_files import (
 )
 from dqn.population_loop import PopulationLoop, Slot
 from dqn.replay import ReplayBuffer
-from dqn.run_log import METRICS_COLUMNS, MetricWindow
+from dqn.run_log import METRICS_COLUMNS, MetricWindow, Progress
 from dqn.run_state import LoopState, check_run_config, ended_summary, load_run_state
 from dqn.runtime import configure_runtime
 
-Progress = Callable[[int], None]  # called with the env steps (summed over members) just done
 OnEval = Callable[[dict, MemberAgent], "bool | None"]  # train_population's on_eval(row, member)
 ON_EVAL_ARGS = "(row, member)"
 
@@ -455,7 +454,9 @@ def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> Population
         env = config_env(config)
         obs = checked_obs(env.reset(seed=config.seed)[0], (obs_dim,), env)[None]
         loop = LoopState(columns=columns, obs=obs)
-        replay = ReplayBuffer(config.buffer_size, obs_dim, np.random.default_rng([config.seed, 2]))
+        replay = ReplayBuffer(
+            replay_capacity(config), obs_dim, np.random.default_rng([config.seed, 2])
+        )
         rng = np.random.default_rng([config.seed, 1])
         slots.append(_slot(config, run_dir, env, replay, rng, loop, MetricWindow()))
     learner = _make_learner(configs, net, online, own_pools)

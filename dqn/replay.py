@@ -142,7 +142,8 @@ def check_replay_fits(
             network = " and the network"
             remedy = f", {NETWORK_REMEDY}"
         raise ConfigError(
-            f"a replay of buffer_size={capacity} transitions of {obs_dim}-D observations"
+            f"a replay of {capacity:,} transitions (buffer_size, or the run's env steps if "
+            f"fewer) of {obs_dim}-D observations"
             f"{network} needs {needed:,} bytes, but {available:,} bytes of memory are available; "
             f"lower buffer_size{remedy}"
         )

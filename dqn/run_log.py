@@ -10,6 +10,7 @@ import math
 import re
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,10 @@ from dqn.io import atomic_write_text, strict_json
 from dqn.run_state import LoopState, metrics_csv_rows
 from dqn.step_metrics import IS_MAX_METRIC, METRIC_NAMES
 from dqn.terminal import progress_bar
+
+# ``progress`` as a callable: called with the env steps (summed over a population's members)
+# just taken, where a bar would have moved by as many.
+Progress = Callable[[int], None]
 
 METRICS_COLUMNS = (
     "env_step",
@@ -37,7 +42,12 @@ class RunLog:
     """Where a run's metrics rows go: metrics.csv (flushed per row), TensorBoard, the bar."""
 
     def __init__(
-        self, run_dir: Path, loop: LoopState, total: int, progress: bool, log_tensorboard: bool
+        self,
+        run_dir: Path,
+        loop: LoopState,
+        total: int,
+        progress: bool | Progress,
+        log_tensorboard: bool,
     ) -> None:
         import tensorflow as tf
 
@@ -52,8 +62,13 @@ class RunLog:
         )
         self._file = open(run_dir / "metrics.csv", "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=loop.columns)
-        self._bar = progress_bar(total, initial=loop.env_step) if progress else None
-        self._shown = loop.env_step
+        self._report = progress if callable(progress) else None
+        shown = self._report is None and progress
+        self._bar = progress_bar(total, initial=loop.env_step) if shown else None
+        # A vector env's last loop step may pass the total: neither the bar nor a study's count
+        # of its runs' steps goes past it.
+        self._total = total
+        self._shown = min(loop.env_step, total)
 
     def write(self, row: dict) -> None:
         self._csv.writerow(row)
@@ -69,11 +84,15 @@ class RunLog:
             )
 
     def advance_to(self, step: int, every: int = 0) -> None:
-        """Move the bar to ``step`` if it lags by at least ``every`` steps."""
-        if step - self._shown < every:
+        """Move the bar to ``step`` (or report the steps up to it) if it lags by at least
+        ``every`` steps."""
+        step = min(step, self._total)
+        if step - self._shown < every or step == self._shown:
             return
         if self._bar is not None:
             self._bar.update(step - self._shown)
+        if self._report is not None:
+            self._report(step - self._shown)
         self._shown = step
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ from dqn.agent_files import (
     latest_good_checkpoint,
     read_agent_config,
 )
-from dqn.config import DQNConfig, changed_keys, read_saved_config
+from dqn.config import DQNConfig, changed_keys, read_saved_config, replay_capacity
 from dqn.envs import check_env
 from dqn.envstate import EnvSnapshot
 from dqn.errors import CheckpointError, ConfigError
@@ -138,8 +138,13 @@ def save_replay(replay: ReplayBuffer, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- reading
-def load_replay(path: Path, capacity: int, obs_dim: int, n_actions: int) -> ReplayBuffer:
-    """Rebuild a replay buffer saved by ``save_replay``; CheckpointError if anything is off."""
+def load_replay(
+    path: Path, capacity: int, obs_dim: int, n_actions: int, buffer_size: int | None = None
+) -> ReplayBuffer:
+    """Rebuild a replay buffer saved by ``save_replay`` into a ring of ``capacity`` slots;
+    CheckpointError if anything is off. A checkpoint written when every ring had its config's
+    ``buffer_size`` slots (``dqn.config.replay_capacity`` now gives fewer to a run that cannot
+    fill them) is read too: it never wrapped, so its rows fill the smaller ring the same way."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
@@ -147,12 +152,13 @@ def load_replay(path: Path, capacity: int, obs_dim: int, n_actions: int) -> Repl
         rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
         rng.bit_generator.state = state
         n = len(data["actions"])
+        saved = int(data["capacity"])
         shapes_ok = (
-            int(data["capacity"]) == capacity
-            and 0 <= int(data["position"]) < capacity
+            saved in (capacity, buffer_size)
+            and 0 <= int(data["position"]) < saved
             and n <= capacity
             # the ring fills from slot 0: until it is full, it writes next where it ends
-            and (n == capacity or int(data["position"]) == n)
+            and (n == saved or int(data["position"]) == n)
             and data["obs"].shape == data["next_obs"].shape == (n, obs_dim)
             and data["rewards"].shape == data["terminated"].shape == (n,)
         )
@@ -173,7 +179,7 @@ def load_replay(path: Path, capacity: int, obs_dim: int, n_actions: int) -> Repl
     replay = ReplayBuffer(capacity, obs_dim, rng)
     for name in ("obs", "actions", "rewards", "next_obs", "terminated"):
         getattr(replay, name)[:n] = data[name]
-    replay.size, replay.position = n, int(data["position"])
+    replay.size, replay.position = n, int(data["position"]) % capacity
     return replay
 
 
@@ -194,7 +200,9 @@ def load_run_state(
 ) -> tuple[LoopState, ReplayBuffer, EnvSnapshot]:
     """The loop state, replay buffer and env snapshot of a verified checkpoint folder."""
     folder = Path(folder)
-    replay = load_replay(folder / "replay.npz", config.buffer_size, obs_dim, n_actions)
+    replay = load_replay(
+        folder / "replay.npz", replay_capacity(config), obs_dim, n_actions, config.buffer_size
+    )
     try:
         meta = json.loads((folder / "loop.json").read_text())
         with np.load(folder / "loop.npz", allow_pickle=False) as npz:

@@ -116,9 +116,13 @@ def _nanmean(x: np.ndarray) -> float:
     return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
 
 
-def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInterrupted:
+def _run_worker(
+    config_dict: dict, label: str, run_dir: str, task_name: str = ""
+) -> dict | TaskInterrupted:
     """Train one run in a worker process of either backend (one TF thread); write result.json,
-    unless the study was interrupted (the run's checkpoint is kept for the rerun)."""
+    unless the study was interrupted (the run's checkpoint is kept for the rerun). In a local
+    worker its env steps go to the study's bar as it takes them, under ``task_name``."""
+    from dqn.local_backend import progress_queue
     from dqn.run_log import stop_requested
     from dqn.runtime import import_tensorflow_quietly
 
@@ -133,8 +137,10 @@ def _run_worker(config_dict: dict, label: str, run_dir: str) -> dict | TaskInter
         import_tensorflow_quietly(config.num_threads)
         from dqn.errors import DivergenceError, TrainingInterrupted
 
+        queue = progress_queue()  # None in a Ray worker
+        report = (lambda n: queue.put((task_name, n))) if queue is not None else False
         try:
-            _train_or_resume(config, run)  # a study passes no on_eval: it ends or raises
+            _train_or_resume(config, run, report)  # a study passes no on_eval: it ends or raises
         except TrainingInterrupted:  # the study's stop: the run's checkpoint is saved
             return TaskInterrupted()
         except DivergenceError:
@@ -253,7 +259,7 @@ def _ended_row(config: DQNConfig, label: str, run: Path) -> dict:
     }
 
 
-def _train_or_resume(config: DQNConfig, run_dir: Path):
+def _train_or_resume(config: DQNConfig, run_dir: Path, progress=False):
     """Resume the run an interrupted or killed attempt left in ``run_dir`` from its newest good
     checkpoint (the study checked that it was made with ``config``); else train it afresh, over
     whatever partial folder there is (a run killed before its first checkpoint, or a Ray task
@@ -268,12 +274,12 @@ def _train_or_resume(config: DQNConfig, run_dir: Path):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", CheckpointWarning)  # a corrupt newer one: skipped
-                return resume(run_dir, progress=False)
+                return resume(run_dir, progress=progress)
         except CheckpointError as exc:
             if _holds_checkpoints(run_dir):
                 raise CheckpointError(f"{exc}; {_retrain_advice(run_dir)}") from None
     _remove_partial(run_dir)
-    return train_study_run(config, run_dir)
+    return train_study_run(config, run_dir, progress)
 
 
 def _holds_checkpoints(run_dir: Path) -> bool:
@@ -511,7 +517,7 @@ def write_plans(tasks: list[Task]) -> None:
 
 
 def _run_task(job: Job) -> Task:
-    return (job.name, _run_worker, (job.config, job.label, job.folder))
+    return (job.name, _run_worker, (job.config, job.label, job.folder, job.name))
 
 
 def _checkpointed_unended(job: Job) -> bool:

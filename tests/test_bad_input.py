@@ -164,9 +164,9 @@ TRAIN_CASES = {
         ["'total_env_steps' must be in [1, 10**12]"],
     ),
     "replay larger than memory": (
-        ["--set", "buffer_size=100000000000"],
+        ["--set", "buffer_size=100000000000", "total_env_steps=100000000000"],
         [
-            "buffer_size=100000000000",
+            "a replay of 100,000,000,000 transitions (buffer_size, or the run's env steps if",
             # 4.4e12 bytes of replay rows (11 float32s each), and the default network's copies
             f"needs {4_400_000_000_000 + member_bytes(DQNConfig(), 4, 2):,} bytes",
             "bytes of memory are available",

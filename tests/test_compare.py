@@ -447,7 +447,8 @@ def test_the_memory_check_counts_the_heaviest_chunks_that_run_at_once():
     [big, big] and [small, big], not the three small members nor the lone big one."""
     from dqn.members import env_of, heaviest_at_once
 
-    small, big = DQNConfig(buffer_size=1_000), DQNConfig(buffer_size=200_000)
+    small = DQNConfig(buffer_size=1_000)
+    big = DQNConfig(buffer_size=400_000, total_env_steps=400_000)
     chunks = [[small] * 3, [big] * 2, [small, big], [big]]
     spaces = {env_of(small): (4, 2)}
     held = heaviest_at_once(chunks, 2, spaces)

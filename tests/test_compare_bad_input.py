@@ -21,10 +21,11 @@ import re
 import shutil
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from dqn import compare
+from dqn import compare, study_runs
 from dqn.cli import compare_main
 from dqn.compare import Variant, read_variants_file, run_comparison
 from dqn.config import DQNConfig
@@ -368,8 +369,8 @@ def test_a_trained_row_takes_its_seconds_from_the_summary_as_a_row_read_back_doe
 
     train = study_runs._train_or_resume
 
-    def near_a_boundary(config, run_dir):
-        result = train(config, run_dir)
+    def near_a_boundary(config, run_dir, progress=False):
+        result = train(config, run_dir, progress)
         summary = {**result.summary, "train_seconds": 0.115}
         (run_dir / "summary.json").write_text(json.dumps(summary))
         return dataclasses.replace(result, train_seconds=0.1149, summary=summary)
@@ -381,6 +382,21 @@ def test_a_trained_row_takes_its_seconds_from_the_summary_as_a_row_read_back_doe
     read_back = study_runs._run_worker(BASE.replace(loss="l2").to_dict(), "l2", str(entry))
     assert trained["train_seconds"] == read_back["train_seconds"] == 0.12
     assert trained == read_back
+
+
+def test_a_run_in_its_own_process_reports_its_steps_as_it_takes_them(tmp_path, monkeypatch):
+    # With --runner process the study's bar sat at 0, with no ETA, until a run ended: a run
+    # reported nothing on the worker's queue, where a population reports as it goes.
+    from dqn import local_backend
+
+    put = []
+    monkeypatch.setattr(local_backend, "progress_queue", lambda: SimpleNamespace(put=put.append))
+    entry = tmp_path / "l2-seed0"
+    study_runs._run_worker(BASE.replace(loss="l2").to_dict(), "l2", str(entry), "l2-seed0")
+    assert {name for name, _ in put} == {"l2-seed0"}
+    steps = [n for _, n in put]
+    assert len(steps) >= 2 and min(steps) > 0 and sum(steps) == BASE.total_env_steps, steps
+    assert (entry / "result.json").is_file()
 
 
 @pytest.mark.parametrize(

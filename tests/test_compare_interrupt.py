@@ -775,7 +775,7 @@ def test_a_rerun_trains_again_a_run_killed_before_its_first_checkpoint(tmp_path,
     run.mkdir(parents=True)
     config.to_yaml(run / "config.yaml")
     trained = []
-    monkeypatch.setattr(dqn.loop, "train_study_run", lambda c, d: trained.append(d) or "trained")
+    monkeypatch.setattr(dqn.loop, "train_study_run", lambda c, d, p: trained.append(d) or "trained")
     assert _train_or_resume(config, run) == "trained"
     assert trained == [run] and not run.exists()  # the partial folder went before training
 

@@ -548,18 +548,20 @@ def test_a_member_too_large_for_memory_is_told_what_besides_its_ring_to_lower():
 
 
 def test_a_populations_memory_is_rings_members_compiled_groups_and_a_runtime():
-    """The estimate behind the refusal, term by term: 25 default members hold 25 full rings and
-    ``member_bytes`` each; the TensorFlow learner compiles them in groups of 4 (7 groups of
-    ``PROGRAM_BYTES``), the numpy learner compiles nothing but holds 6 more copies of each
+    """The estimate behind the refusal, term by term: 25 default members hold 25 full rings (of
+    50,000 transitions: a run of 50,000 env steps stores no more, whatever its buffer_size of
+    100,000) and ``member_bytes`` each; the TensorFlow learner compiles them in groups of 4 (7
+    groups of ``PROGRAM_BYTES``), the numpy learner compiles nothing but holds 6 more copies of each
     member's 67,586 parameters once some members are stopped; a new process adds its runtime."""
     from dqn.members import PROCESS_BYTES, PROGRAM_BYTES, member_bytes, population_bytes
 
     tf, np_ = DQNConfig(), DQNConfig(learner="numpy")
-    ring = tf.buffer_size * (2 * 4 + 3) * 4
+    ring = 50_000 * (2 * 4 + 3) * 4
     members = 25 * (ring + member_bytes(tf, 4, 2))
     assert population_bytes([tf] * 25, 4, 2, runtime=False) == members + 7 * PROGRAM_BYTES
     params = (4 * 256 + 256) + (256 * 256 + 256) + (256 * 2 + 2)
-    assert population_bytes([np_] * 25, 4, 2, runtime=False) == members + 25 * 4 * 6 * params
+    members_np = 25 * (ring + member_bytes(np_, 4, 2))
+    assert population_bytes([np_] * 25, 4, 2, runtime=False) == members_np + 25 * 4 * 6 * params
     with_runtime = population_bytes([tf] * 25, 4, 2, runtime=True)
     assert with_runtime == members + 7 * PROGRAM_BYTES + PROCESS_BYTES
     small = DQNConfig(hidden_sizes=(64, 64))  # 73 KB of state a member: one group of 61
@@ -572,7 +574,7 @@ def test_a_populations_memory_is_rings_members_compiled_groups_and_a_runtime():
 def test_a_population_beyond_this_machine_leaves_no_folder(tmp_path):
     with pytest.raises(ConfigError, match="bytes of memory are available"):
         train_population(
-            BASE.replace(buffer_size=10**9),
+            BASE.replace(buffer_size=10**9, total_env_steps=10**9),
             [({}, s) for s in range(200)],
             out_dir=tmp_path / "p",
             progress=False,
@@ -1116,7 +1118,8 @@ def test_member_settings_are_each_members_own_numbers():
 
 def test_a_members_bytes_are_the_documented_sum():
     # member_bytes's docstring: 4 bytes x (6 copies of the P parameters + a burst of rows of
-    # 2 obs_dim + 3 floats + 3 activations per hidden or output unit per probe state).
+    # 2 obs_dim + 3 floats, three copies of it with the TensorFlow learner, + 3 activations per
+    # hidden or output unit per probe state).
     from dqn.diagnostics import PROBE_SIZE
     from dqn.members import member_bytes
 
@@ -1124,7 +1127,9 @@ def test_a_members_bytes_are_the_documented_sum():
     params = (4 * 64 + 64) + (64 * 32 + 32) + (32 * 2 + 2)
     rows = 3 * 16 * (2 * 4 + 3)
     activations = 3 * PROBE_SIZE * (64 + 32 + 2)
-    assert member_bytes(config, 4, 2) == 4 * (6 * params + rows + activations)
+    assert member_bytes(config, 4, 2) == 4 * (6 * params + 3 * rows + activations)
+    numpy = config.replace(learner="numpy")
+    assert member_bytes(numpy, 4, 2) == 4 * (6 * params + rows + activations)
 
 
 def test_a_chain_whose_layers_do_not_connect_is_refused():

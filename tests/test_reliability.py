@@ -345,6 +345,70 @@ def test_a_checkpoint_deleted_while_verified_is_not_named_corrupt_and_the_newer_
     assert found.path.name == "step-000000600" and found.skipped == []
 
 
+def test_a_file_deleted_under_its_reader_is_missing_not_corrupt(tmp_path):
+    # zipfile.is_zipfile is False for a file that is not there: a checkpoint deleted while it
+    # was read was reported as "optimizer.npz: not a valid npz archive (not a zip archive)".
+    from dqn.agent_files import archive_problem
+    from dqn.agent_io import load_adam_file
+
+    with pytest.raises(FileNotFoundError):
+        archive_problem(tmp_path / "optimizer.npz")
+    with pytest.raises(FileNotFoundError):
+        load_adam_file(tmp_path / "optimizer.npz")
+    (tmp_path / "optimizer.npz").write_bytes(b"not a zip")
+    assert (
+        archive_problem(tmp_path / "optimizer.npz") == "not a valid npz archive (not a zip archive)"
+    )
+
+
+def test_a_run_whose_every_checkpoint_goes_while_read_says_so_not_corrupt(
+    tiny_run, tmp_path, monkeypatch
+):
+    # Each checkpoint deleted as it is read, and nothing newer: the last error is what happened.
+    import dqn.agent
+    from dqn.agent import DQNAgent
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    original = dqn.agent.load_adam_file
+
+    def deleted_first(path):
+        shutil.rmtree(Path(path).parent.parent)
+        return original(path)
+
+    monkeypatch.setattr(dqn.agent, "load_adam_file", deleted_first)
+    with pytest.raises(CheckpointError) as err:
+        DQNAgent.load(run)
+    assert str(err.value).startswith("checkpoint step-000000200 of ")
+    assert "was deleted while it was read: a run that is training deletes" in str(err.value)
+
+
+def test_an_agent_saved_again_while_it_is_read_is_read_from_one_save(
+    tiny_run, tmp_path, monkeypatch
+):
+    # A folder saved by an on_eval while another process read it: online.keras came from one
+    # save, target.keras, optimizer.npz and the step count from the next.
+    import dqn.agent
+    from dqn.agent import DQNAgent
+
+    first = DQNAgent.load(tiny_run / "checkpoints" / "step-000000200")
+    second = DQNAgent.load(tiny_run / "checkpoints" / "step-000000600")
+    folder = first.save(tmp_path / "best")
+    original, calls = dqn.agent.load_adam_file, []
+
+    def saved_again_first(path):
+        if not calls:
+            second.save(folder)
+        calls.append(path)
+        return original(path)
+
+    monkeypatch.setattr(dqn.agent, "load_adam_file", saved_again_first)
+    agent = DQNAgent.load(folder)
+    assert len(calls) == 2 and agent.grad_steps == second.grad_steps != first.grad_steps
+    for got, want in zip(agent.state, second.state):
+        assert np.array_equal(got, want)
+
+
 @pytest.mark.parametrize("command", ["dqn-evaluate", "dqn-export"])
 def test_a_command_names_a_damaged_newest_checkpoint_once_and_reads_the_one_before(
     command, tiny_run_copy, tmp_path, capsys
@@ -480,6 +544,47 @@ def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
     assert (run / "checkpoints" / "corrupt-step-000000400").is_dir()
     assert (run / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
     assert len(result.history) == 6 and result.history[-1]["env_step"] == 600
+
+
+def test_a_checkpoint_whose_ring_had_all_of_buffer_size_resumes_exactly(tiny_run, tmp_path):
+    # A run of 600 steps stores at most 600 transitions: its ring has 600 slots, not its
+    # buffer_size of 1000 (dqn.config.replay_capacity). A checkpoint written when rings had all
+    # of buffer_size (capacity 1000 in replay.npz) still resumes to the same bytes.
+    from dqn.checkpoint import write_manifest
+    from dqn.loop import resume
+
+    ckpt = tiny_run / "checkpoints" / "step-000000200"
+    with np.load(ckpt / "replay.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    assert int(arrays["capacity"]) == 600 and int(arrays["position"]) == len(arrays["actions"])
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(tiny_run / "config.yaml", run)
+    older = run / "checkpoints" / "step-000000200"
+    shutil.copytree(ckpt, older)
+    with open(older / "replay.npz", "wb") as fh:
+        np.savez(fh, **{**arrays, "capacity": np.int64(1000)})
+    write_manifest(older, 200)
+    resume(run, progress=False, log_tensorboard=False)
+    assert (run / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
+
+
+def test_a_ring_written_to_buffer_size_loads_into_the_runs_smaller_ring(tmp_path):
+    # 40 of a 100-slot ring written (position 40): read into the 40 slots a run of 40 steps
+    # gives its ring, it is full and writes next at slot 0, with the same samples.
+    rng = np.random.default_rng(1)
+    replay = ReplayBuffer(100, 3, np.random.default_rng(7))
+    for _ in range(40):
+        replay.add(rng.normal(size=3), rng.integers(2), rng.normal(), rng.normal(size=3), False)
+    save_replay(replay, tmp_path / "replay.npz")
+    loaded = load_replay(tmp_path / "replay.npz", 40, 3, 2, buffer_size=100)
+    assert (loaded.capacity, loaded.size, loaded.position) == (40, 40, 0)
+    for a, b in zip(loaded.sample(8, 3), replay.sample(8, 3)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(CheckpointError, match="does not fit a replay of 40 x 3"):
+        load_replay(tmp_path / "replay.npz", 40, 3, 2, buffer_size=90)  # another buffer_size
+    with pytest.raises(CheckpointError, match="does not fit a replay of 39 x 3"):
+        load_replay(tmp_path / "replay.npz", 39, 3, 2, buffer_size=100)  # a row more than fits
 
 
 def test_a_resume_mid_episode_keeps_that_episodes_return_so_far(tiny_run, tmp_path):
@@ -1173,3 +1278,20 @@ def test_only_the_nulls_read_back_become_nan_and_no_key_is_added():
     read = nulls_as_nan({"mean": None, "best": 1.5, "note": None}, ["mean", "best", "absent"])
     assert read.keys() == {"mean", "best", "note"}
     assert math.isnan(read["mean"]) and read["best"] == 1.5 and read["note"] is None
+
+
+def test_checkpoints_past_a_billion_env_steps_are_listed_in_step_order(tmp_path):
+    # total_env_steps goes to 10**12, and step 1,000,000,000's folder has ten digits: the
+    # reader took nine only, so such checkpoints were never listed, pruned or resumed from.
+    from dqn.agent_files import checkpoint_dir, checkpoint_step
+    from dqn.checkpoint import remove_leftovers
+
+    steps = [999_999_900, 1_000_000_200, 10**12, 1_000_000_000]
+    for step in steps:
+        checkpoint_dir(tmp_path, step).mkdir(parents=True)
+    assert [checkpoint_step(p) for p in list_checkpoints(tmp_path)] == sorted(steps, reverse=True)
+    assert checkpoint_dir(tmp_path, 10**12).name == "step-1000000000000"
+    leftover = tmp_path / "checkpoints" / ".step-1000000400.old"
+    leftover.mkdir()
+    remove_leftovers(tmp_path)
+    assert not leftover.exists()

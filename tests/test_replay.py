@@ -126,3 +126,41 @@ def test_a_population_that_cannot_fit_is_refused_with_its_rings_dims_and_runtime
         check_population_fits(rings, available=195_999, processes=1)
     with pytest.raises(ConfigError, match=r"8-D observations\) need 196,000 bytes"):
         check_population_fits(rings, available=195_999)  # in this process: no runtime named
+
+
+def test_a_ring_has_no_more_slots_than_its_run_can_store():
+    # One transition per env step at most, and a vector env's last loop step may pass
+    # total_env_steps by num_envs - 1: a buffer_size of 1,000,000 for 50,000 steps was
+    # counted, and refused where memory was short, as twenty times what the run holds.
+    from dqn.config import DQNConfig, replay_capacity
+
+    assert replay_capacity(DQNConfig(buffer_size=10**6, total_env_steps=50_000)) == 50_000
+    assert replay_capacity(DQNConfig(buffer_size=1_000, total_env_steps=50_000)) == 1_000
+    vector = DQNConfig(
+        buffer_size=10**6, total_env_steps=1_000, num_envs=4, learning_starts_env_steps=100
+    )
+    assert replay_capacity(vector) == 1_003
+
+
+@pytest.mark.parametrize("num_envs, n_step", [(1, 1), (3, 3), (4, 1)])
+def test_a_run_never_stores_more_transitions_than_its_ring_has_slots(num_envs, n_step, tmp_path):
+    # Had the ring been too small for the run, it would wrap: its final replay would be full
+    # with its next write elsewhere than slot 0. 601 steps: not a multiple of num_envs, so the
+    # last loop step passes the total.
+    from dqn import DQNConfig, train
+    from dqn.config import replay_capacity
+    from dqn.run_state import load_replay
+    from tests.conftest import TINY_RUN
+
+    config = DQNConfig(
+        **{**TINY_RUN, "buffer_size": 10**6, "total_env_steps": 601, "learner": "numpy"},
+        num_envs=num_envs,
+        n_step=n_step,
+    )
+    run = tmp_path / "run"
+    train(config, run_dir=run, progress=False, log_tensorboard=False)
+    [final] = sorted((run / "checkpoints").glob("step-*"))[-1:]
+    replay = load_replay(final / "replay.npz", replay_capacity(config), 4, 2)
+    assert replay.capacity == 601 + num_envs - 1
+    assert replay.position == replay.size % replay.capacity
+    assert replay.size >= 601 - num_envs * n_step
