@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,7 +48,13 @@ from dqn.errors import (
     raised_by_env,
     writing,
 )
-from dqn.io import check_named, followed, mount_point_problem
+from dqn.io import (
+    check_named,
+    followed,
+    missing_parents,
+    mount_point_problem,
+    remove_unfinished,
+)
 from dqn.terminal import command
 
 if TYPE_CHECKING:  # imported when exporting: the command's refusals need no TensorFlow
@@ -193,7 +198,7 @@ def _write_whole(out: Path, write: Callable[[Path], object], name: str) -> None:
     rename. One that comes after the rename is dropped: the export is written, and whole."""
     from dqn.io import fresh_tmp_dir, sync_parent, sync_tree
 
-    created, tmp = _missing_parents(out), None
+    created, tmp = missing_parents(out), None
     try:
         with held_signals() as held:
             tmp = fresh_tmp_dir(out)
@@ -203,7 +208,7 @@ def _write_whole(out: Path, write: Callable[[Path], object], name: str) -> None:
             _move_into_place(tmp, out, name)
             sync_parent(out)
     except BaseException:
-        _remove_unfinished(tmp, created)
+        remove_unfinished(tmp, created)
         raise
 
 
@@ -243,27 +248,6 @@ def _sizes(agent_dir: Path) -> tuple[Path, int, int]:
     check_agent_files(agent_dir)
     meta = read_agent_meta(agent_dir)  # names the field that is wrong ("is unreadable" did not)
     return agent_dir, meta.obs_dim, meta.n_actions
-
-
-def _missing_parents(out: Path) -> list[Path]:
-    """The folders above ``out`` that writing it would create, innermost first."""
-    missing = []
-    parent = out.absolute().parent
-    while not parent.exists() and parent != parent.parent:
-        missing.append(parent)
-        parent = parent.parent
-    return missing
-
-
-def _remove_unfinished(tmp: Path | None, created: list[Path]) -> None:
-    """Remove the unfinished folder, and the parents of --out this call made if still empty."""
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-    for folder in created:  # innermost first
-        try:
-            folder.rmdir()
-        except OSError:
-            break
 
 
 def _move_into_place(tmp: Path, out: Path, name: str = "--out") -> None:

@@ -122,16 +122,39 @@ def write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> Path:
     ``final`` untouched: a reader never sees half a folder.
     """
     final = Path(final)
-    tmp = fresh_tmp_dir(final)
+    created, tmp = missing_parents(final), None
     try:
+        tmp = fresh_tmp_dir(final)
         fill(tmp)
         sync_tree(tmp)
         commit_dir(tmp, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_unfinished(tmp, created)
         raise
     sync_parent(final)
     return final
+
+
+def missing_parents(final: Path) -> list[Path]:
+    """The folders above ``final`` that writing it would create, innermost first."""
+    missing = []
+    parent = Path(final).absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    return missing
+
+
+def remove_unfinished(tmp: Path | None, created: list[Path]) -> None:
+    """Remove an unfinished folder, and the parents made for it (``missing_parents``) that are
+    still empty: a failed save (a full disk) had left them behind."""
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for folder in created:  # innermost first
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def sync_parent(path: Path) -> None:

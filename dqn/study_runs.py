@@ -433,6 +433,7 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
 
     tasks: list[Task] = []
     groups: dict[tuple, list[Job]] = {}
+    asked = jobs
     if runner == "process" and (out / "populations").is_dir():
         # A chunk that started training (its population.json) is kept whole under this runner
         # too: its members split into processes resumed each from the chunk's checkpoint and
@@ -458,6 +459,7 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
         for chunk, folder in started:
             tasks.append(_population_task(chunk, folder))
         jobs = [job for job in jobs if not any(job in chunk for chunk, _ in started)]
+        _warn_if_split(out, [job for job in jobs if _checkpointed_unended(job)], asked)
     for job in jobs:
         alone = runner == "process" or population_mismatch([DQNConfig.from_dict(job.config)])
         if alone:
@@ -475,6 +477,7 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
         # --resume` of a chunk's run) continues from its own checkpoint, in a process of its own
         # as that runner would: a fresh chunk would delete what it trained.
         checkpointed = [job for job in group if _checkpointed_unended(job)]
+        _warn_if_split(out, checkpointed, asked)
         tasks += [_run_task(job) for job in checkpointed]
         group = [job for job in group if job not in checkpointed]
         if not group:
@@ -491,6 +494,40 @@ def make_tasks(jobs: list[Job], out: Path, workers: int, runner: str) -> list[Ta
             key = hashlib.sha1(names.encode()).hexdigest()[:12]
             tasks.append(_population_task(chunk, out / "populations" / key))
     return tasks
+
+
+def _warn_if_split(out: Path, checkpointed: list[Job], jobs: list[Job]) -> None:
+    """One warning if some of ``checkpointed`` started in a population that also holds runs
+    this study does not ask for (a rerun with fewer seeds or variants): those continue each in
+    a process of its own, not as the study that was stopped would have trained them."""
+    from dqn.errors import CheckpointError
+    from dqn.population_files import read_population
+
+    if not checkpointed or not (out / "populations").is_dir():
+        return
+    asked = {(Path(job.folder) / STUDY_RUN).resolve() for job in jobs}
+    mine = {(Path(job.folder) / STUDY_RUN).resolve() for job in checkpointed}
+    split = set()
+    for folder in (out / "populations").glob("*"):
+        try:
+            _, dirs = read_population(folder)
+        except (CheckpointError, OSError):
+            continue
+        members = {d.resolve() for d in dirs}
+        if members & mine and not members <= asked:
+            split |= members & mine
+    if split:
+        import warnings
+
+        k = len(split)
+        warnings.warn(
+            f"{k} run{'s' * (k != 1)} of a stopped population continue{'s' * (k == 1)} each in "
+            "a process of its own, from its own checkpoint: the population also holds runs this "
+            "command does not ask for (a member's numbers depend on its population; rerun with "
+            "the seeds and variants it started with to continue them together)",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def write_plans(tasks: list[Task]) -> None:

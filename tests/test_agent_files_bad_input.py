@@ -317,6 +317,24 @@ def test_a_file_write_that_fails_keeps_the_old_file_and_leaves_no_temporary_one(
     assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
 
 
+def test_a_folder_write_that_fails_leaves_no_folder_it_made_for_it(tmp_path):
+    # A save on a full disk left the parents it had made (a/b/ of a/b/agent) behind, empty;
+    # dqn-export removed its own.
+    from dqn import io
+
+    (tmp_path / "mine").mkdir()
+
+    def disk_full(folder):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        io.write_dir_atomically(tmp_path / "a" / "b" / "agent", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        io.write_dir_atomically(tmp_path / "mine" / "agent", disk_full)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+    assert list((tmp_path / "mine").iterdir()) == []
+
+
 # ---------------------------------------------------------------------- 2. inconsistent folders
 def adam_file(
     agent_dir: Path, m_size: int = 114, v_size: int = 114, step=1.0, kinds=(np.float32,) * 3

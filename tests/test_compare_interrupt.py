@@ -344,6 +344,33 @@ def test_a_rerun_with_the_process_runner_keeps_a_started_chunk_whole_and_says_so
     assert [task_runs(t) for t in tasks] == [["huber-seed0"], ["huber-seed1"], ["huber-seed2"]]
 
 
+def test_a_narrower_rerun_says_that_a_stopped_chunks_runs_continue_alone(tmp_path):
+    # The chunk held huber-seed0 and huber-seed1, and a rerun asks for seed 0 alone: that run
+    # continues from its own checkpoint in a process of its own (it cannot resume with the
+    # chunk without training the run not asked for), which a rerun had done without a word.
+    from dqn.population_files import STEP_FILE
+    from dqn.study_runs import _run_worker, make_tasks, task_runs
+
+    jobs = variant_jobs(study_config(), tmp_path, range(2))
+    folder = tmp_path / "populations" / "stopped"
+    folder.mkdir(parents=True)
+    members = [{"config": job.config, "run_dir": str(Path(job.folder) / "run")} for job in jobs]
+    (folder / "population.json").write_text(json.dumps({"members": members}))
+    (folder / STEP_FILE).write_text(json.dumps({"env_step": 1000, "stopped": []}))
+    for job in jobs:
+        (Path(job.folder) / "run" / "checkpoints" / "step-000001000").mkdir(parents=True)
+    with pytest.warns(UserWarning, match="1 run of a stopped population continues each in a"):
+        tasks = make_tasks(jobs[:1], tmp_path, workers=1, runner="population")
+    assert [task_runs(t) for t in tasks] == [["huber-seed0"]] and tasks[0][1] is _run_worker
+    with pytest.warns(UserWarning, match="1 run of a stopped population continues each in a"):
+        tasks = make_tasks(jobs[:1], tmp_path, workers=1, runner="process")
+    assert [task_runs(t) for t in tasks] == [["huber-seed0"]]
+    with warnings.catch_warnings():  # the whole chunk asked for: it resumes together, silently
+        warnings.simplefilter("error")
+        tasks = make_tasks(jobs, tmp_path, workers=1, runner="population")
+    assert [task_runs(t) for t in tasks] == [["huber-seed0", "huber-seed1"]]
+
+
 def test_a_chunk_stopped_before_it_started_is_trained_on_a_rerun_with_its_own_members(tmp_path):
     # 8 runs in 4 chunks of 2 (4 workers): the first finished, the others were cancelled
     # before they started. Their 6 runs were chunked afresh on a rerun (2 chunks of 3 on 2
