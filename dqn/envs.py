@@ -7,6 +7,7 @@ import difflib
 import importlib
 import numbers
 import os
+import re
 import traceback
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -248,6 +249,36 @@ def env_name(env: gym.Env | gym.vector.VectorEnv) -> str:
     return repr(env.spec.id) if env.spec is not None else type(env.unwrapped).__name__
 
 
+# gym before 0.26 (and code written for it): step returned (obs, reward, done, info), reset obs.
+OLD_API = (
+    "gymnasium's step returns 5 values (obs, reward, terminated, truncated, info) and its reset "
+    "2 (obs, info), where an env written for gym < 0.26 returns 4 and 1: port it, or wrap it in "
+    "shimmy's GymV21CompatibilityV0"
+)
+
+
+def old_step_error(exc: BaseException, env) -> UnsupportedSpaceError | None:
+    """The one-line error for a step that did not return 5 values, or (in a vector env) a
+    reset that did not return 2, unpacked by gymnasium's own code, whose ValueError named no
+    env; else None."""
+    found = re.search(r"values to unpack \(expected ([25])(?:, got (\d+))?\)", str(exc))
+    if not isinstance(exc, ValueError) or found is None:
+        return None
+    call = "step" if found.group(1) == "5" else "reset"
+    got = f"{found.group(2)} values" if found.group(2) else "another number of values"
+    return UnsupportedSpaceError(f"env {env_name(env)}: its {call} returned {got}; {OLD_API}")
+
+
+def checked_reset(out, env) -> object:
+    """The observation of what ``env.reset`` returned, if that was (obs, info)."""
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise UnsupportedSpaceError(
+            f"env {env_name(env)}: its reset returned {type(out).__name__}, not (obs, info); "
+            f"{OLD_API}"
+        )
+    return out[0]
+
+
 def checked_obs(obs, shape: tuple[int, ...], env: gym.Env) -> np.ndarray:
     """``obs`` as an array, or an UnsupportedSpaceError if it is not numbers of the shape the
     env's observation space declares (``shape``): an env of the user's own that returns a
@@ -367,16 +398,22 @@ class OneEnv:
         self.pending_reset = np.zeros(1, bool)  # never: kept for the shape of a checkpoint
 
     def reset(self, seed: int) -> None:
-        self.obs = checked_obs(self.env.reset(seed=seed)[0], self.shape, self.env)[None]
+        first = checked_reset(self.env.reset(seed=seed), self.env)
+        self.obs = checked_obs(first, self.shape, self.env)[None]
 
     def step(self, actions: np.ndarray) -> EnvSteps:
-        next_obs, reward, terminated, truncated, _ = self.env.step(int(actions[0]))
+        try:
+            next_obs, reward, terminated, truncated, _ = self.env.step(int(actions[0]))
+        except ValueError as exc:
+            if (error := old_step_error(exc, self.env)) is None:
+                raise
+            raise error from None
         next_obs = checked_obs(next_obs, self.shape, self.env)
         terminated = checked_flag(terminated, "terminated", self.env)
         truncated = checked_flag(truncated, "truncated", self.env)
         obs = next_obs
         if terminated or truncated:
-            obs = checked_obs(self.env.reset()[0], self.shape, self.env)
+            obs = checked_obs(checked_reset(self.env.reset(), self.env), self.shape, self.env)
         self.obs = obs[None]
         return EnvSteps(
             next_obs[None],
@@ -429,7 +466,7 @@ class VectorEnvs:
         try:
             yield
         except (TypeError, ValueError) as exc:
-            if (error := self._gathering_error(exc)) is None:
+            if (error := old_step_error(exc, self.envs) or self._gathering_error(exc)) is None:
                 raise
             raise error from exc
 

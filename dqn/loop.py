@@ -215,6 +215,8 @@ def _train(
         replay = ReplayBuffer(
             replay_capacity(config), agent.obs_dim, np.random.default_rng([config.seed, 2])
         )
+        # Before the run folder: an env whose reset is refused (one of gym < 0.26) leaves none.
+        envs.reset(config.seed)
         # In one line, as the CLI says it.
         with writing("the run folder in", run_dir or output_folder(config)):
             run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
@@ -225,7 +227,6 @@ def _train(
                 agent_dir = None if source.loaded_from is None else str(source.loaded_from)
                 started = {"agent": agent_dir, "grad_steps": source.grad_steps}
                 atomic_write_text(run_dir / INIT_FROM_FILE, json.dumps(started, indent=1))
-            envs.reset(config.seed)
             loop = LoopState(
                 columns=[*METRICS_COLUMNS, *agent.diagnostic_names()],
                 obs=envs.obs,

@@ -41,7 +41,7 @@ from dqn.agent_files import (
 )
 from dqn.config import DQNConfig, check_is_config, output_folder, replay_capacity
 from dqn.divergence import q_bound
-from dqn.envs import check_spaces, checked_obs, config_env, solve_return
+from dqn.envs import check_spaces, checked_obs, checked_reset, config_env, solve_return
 from dqn.envstate import restore_env_state
 from dqn.errors import CheckpointError, ConfigError, raise_if_signalled, writing
 from dqn.io import check_named, hold_folders
@@ -452,7 +452,7 @@ def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> Population
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
         env = config_env(config)
-        obs = checked_obs(env.reset(seed=config.seed)[0], (obs_dim,), env)[None]
+        obs = checked_obs(checked_reset(env.reset(seed=config.seed), env), (obs_dim,), env)[None]
         loop = LoopState(columns=columns, obs=obs)
         replay = ReplayBuffer(
             replay_capacity(config), obs_dim, np.random.default_rng([config.seed, 2])

@@ -241,7 +241,14 @@ def progress_bar(
     the end."""
     from tqdm import tqdm
 
+    stream = sys.stderr
+    in_log = not _is_terminal(stream)
+
     class Bar(tqdm):
+        # In a log, no monitor thread: its redraw of a bar that had not drawn for maxinterval,
+        # then the next update's line, put two lines in one second of a study's log.
+        monitor_interval = 0 if in_log else tqdm.monitor_interval
+
         def update(self, n=1):
             # A vector run's last loop step can pass total_env_steps (by up to num_envs - 1):
             # past its total, tqdm drops the bar and the percentage from its last line.
@@ -262,13 +269,11 @@ def progress_bar(
                 self.display = lambda *args, **kwargs: True
             return super().close()
 
-    stream = sys.stderr
-    in_log = not _is_terminal(stream)
     common = dict(total=total, initial=initial, desc=desc, unit="step", unit_scale=unit_scale)
     if not in_log:
         return Bar(**common, file=stream, dynamic_ncols=True, mininterval=0.5)
-    # maxinterval too: tqdm's monitor thread redraws a bar that has not drawn for maxinterval
-    # (10 s by default), which wrote lines 11 and 19 s apart in a population's log.
+    # maxinterval too (were a monitor thread running for another bar): it redraws a bar that
+    # has not drawn for maxinterval (10 s by default), which wrote lines 11 and 19 s apart.
     every = LOG_EVERY_SECONDS
     return Bar(**common, file=_Lines(stream), ascii=True, mininterval=every, maxinterval=every)
 

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -170,11 +171,24 @@ def test_in_a_log_the_progress_bar_writes_a_whole_line_at_the_start_and_at_the_e
 def test_in_a_log_tqdms_monitor_thread_does_not_redraw_the_bar_sooner_either(monkeypatch):
     # tqdm's monitor thread redraws a bar that has not drawn for `maxinterval` (10 s by
     # default): a population's log got lines 19 and 11 s apart, between the 30 s ones.
+    from tqdm._monitor import TMonitor
+
     from dqn.terminal import LOG_EVERY_SECONDS, progress_bar
 
+    def monitors() -> set:
+        return {t for t in threading.enumerate() if isinstance(t, TMonitor)}
+
+    before = monitors()
     monkeypatch.setattr(sys, "stderr", Stream(terminal=False))
     bar = progress_bar(1000)
     assert bar.mininterval == bar.maxinterval == LOG_EVERY_SECONDS
+    # Nor at all: its redraw at the 30 s mark, then the next update's line, put two lines in
+    # the same second of a study's log. A bar in a log starts no monitor thread.
+    assert type(bar).monitor_interval == 0 and monitors() <= before
+    bar.close()
+    monkeypatch.setattr(sys, "stderr", Stream(terminal=True))
+    bar = progress_bar(1000)  # on a terminal, the bar is redrawn in place: tqdm's own
+    assert type(bar).monitor_interval == 10
     bar.close()
 
 

@@ -142,6 +142,47 @@ def test_an_env_returning_what_its_spaces_do_not_say_is_named(case, population, 
             train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
 
 
+class OldStepEnv(gym.Env):
+    """An env written for gym < 0.26: step returns (obs, reward, done, info)."""
+
+    observation_space = gym.spaces.Box(-10, 10, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(4, np.float32), 1.0, False, {}
+
+
+class OldResetEnv(OldStepEnv):
+    """... whose reset returns the observation alone."""
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(4, np.float32)
+
+
+@pytest.mark.parametrize("num_envs", [1, 2])
+@pytest.mark.parametrize(
+    "env_class, said",
+    [(OldStepEnv, "its step returned 4 values"), (OldResetEnv, "its reset returned ")],
+)
+def test_an_env_of_the_old_gym_api_is_named_as_such(env_class, said, num_envs, tmp_path):
+    # Its step was a raw "not enough values to unpack (expected 5, got 4)" from gymnasium's
+    # own wrapper, and its reset was told it returned an observation of shape ().
+    env_id = register_once(f"DqnTest{env_class.__name__}-v0", env_class, max_episode_steps=50)
+    config = DQNConfig(**TINY_RUN).replace(env_id=env_id, learner="numpy", num_envs=num_envs)
+    with warnings.catch_warnings():  # gymnasium's own checker warns of the old API first
+        warnings.simplefilter("ignore")
+        with pytest.raises(UnsupportedSpaceError) as err:
+            train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    assert str(err.value).startswith(f"env '{env_id}': {said}")
+    assert "gymnasium's step returns 5 values" in str(err.value)
+    if env_class is OldResetEnv:  # refused before the run folder is made
+        assert not (tmp_path / "run").exists()
+
+
 def test_an_observation_given_as_a_list_of_numbers_is_taken(tmp_path):
     env_id = "DqnTestListObs-v0"
     register_once(env_id, SloppyEnv, kwargs={"after": 0, "obs": [0.0] * 4, "reward": 1})
