@@ -188,8 +188,14 @@ def _watch_study(study_pid: int, stop) -> None:
     while os.getppid() == study_pid:
         time.sleep(1.0)
     stop.set()
-    _IDLE.wait()
+    # A task that never reaches its next step (an env that hangs) is not waited for forever:
+    # such a worker stayed, holding its run's folder lock, and a rerun said the runs were busy.
+    _IDLE.wait(ORPHAN_GRACE_SECONDS)
     os._exit(1)
+
+
+# How long a worker whose study is gone waits for its task to checkpoint and return.
+ORPHAN_GRACE_SECONDS = 120.0
 
 
 __all__ = ["progress_queue", "run_local"]

@@ -95,6 +95,7 @@ def outlive_readers() -> tuple[TextIO, TextIO]:
     """From now on in this process, stdout and stderr survive their readers (a study's worker
     keeps this for its life: its warnings share the study's stderr). Returns the streams it
     replaced."""
+    _closed_streams_to_devnull()  # a process started without them has None there
     saved = sys.stdout, sys.stderr
     if not isinstance(sys.stdout, _Survivor):
         sys.stdout, sys.stderr = _Survivor(sys.stdout), _Survivor(sys.stderr)
@@ -204,6 +205,10 @@ def _closed_streams_to_devnull() -> None:
             if devnull != fd:
                 os.dup2(devnull, fd)
                 os.close(devnull)
+            else:  # os.open's descriptor is closed in a child: a study's workers started
+                # with no stderr (their stream None, every run failed), and a pool's pipe took
+                # the free descriptor 1 or 2 there. dup2's copy is inherited; this one is now.
+                os.set_inheritable(fd, True)
         setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 (the process's own)
 
 

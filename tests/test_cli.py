@@ -346,6 +346,25 @@ def test_a_command_whose_reader_is_gone_finishes_its_run_and_exits_0(closed, tmp
         assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("fd", [1, 2])
+def test_a_closed_stream_given_dev_null_is_passed_on_to_child_processes(fd):
+    # os.open's /dev/null took the free descriptor itself, closed on exec: dqn-compare's
+    # workers, spawned processes, started with no stderr, and every run failed on
+    # sys.stderr.flush() (with stdout closed, each printed "Exception ignored").
+    code = (
+        "import os, subprocess, sys\n"
+        "from dqn.terminal import outlive_readers\n"
+        "outlive_readers()\n"
+        f"assert os.get_inheritable({fd})\n"
+        "child = 'import sys; sys.exit(sys.stdout is None or sys.stderr is None)'\n"
+        "sys.exit(subprocess.run([sys.executable, '-c', child]).returncode)\n"
+    )
+    done = subprocess.run(
+        ["bash", "-c", f'"$0" -c "$1" {fd}>&-', sys.executable, code], cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0
+
+
 @pytest.mark.parametrize("closed", [(1,), (2,), (1, 2)], ids=["stdout", "stderr", "both"])
 def test_a_command_started_with_its_output_closed_finishes_its_run_and_exits_0(closed, tmp_path):
     """`dqn-train >&-`, `2>&-`: Python makes a closed stream None. Writes to it raised

@@ -848,3 +848,18 @@ def test_a_warning_every_worker_gives_is_printed_once_by_the_study(capfd):
     out, err = capfd.readouterr()
     assert out == ""
     assert err.splitlines() == ["dqn-x: warning: old env", "dqn-x: warning: new env"]
+
+
+def test_a_worker_whose_study_is_gone_leaves_though_its_task_hangs():
+    # A task stuck in its env (never reaching the step where it would stop) kept its worker
+    # alive forever after the study was killed, holding its run's folder lock.
+    code = (
+        "import threading\n"
+        "from dqn import local_backend\n"
+        "local_backend.ORPHAN_GRACE_SECONDS = 0.5\n"
+        "local_backend._IDLE = threading.Event()  # a task runs, and never returns\n"
+        "local_backend._watch_study(-1, threading.Event())  # its study: not its parent\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, timeout=60)
+    assert done.returncode == 1
