@@ -29,9 +29,9 @@ from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_a
 from dqn.config import DQNConfig, check_is_config, total_grad_steps
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
 from dqn.envs import check_spaces
-from dqn.errors import CheckpointError, ConfigError, InputError, first_line
+from dqn.errors import ConfigError, InputError, first_line
 from dqn.finite import all_finite, check_epsilon
-from dqn.io import folder_mark, write_dir_atomically
+from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
 from dqn.networks import FlatNetwork, NetworkFn, NumpyMLP, build_mlp, is_default_mlp
 from dqn.numpy_learner import NumpyLearner
@@ -39,9 +39,6 @@ from dqn.replay import Batch, check_batch, pack_batch
 from dqn.runtime import configure_tensorflow, warn_threads_fixed
 from dqn.step_metrics import METRIC_NAMES
 from dqn.tf_learner import TFLearner, shared_key
-
-# How many times a load reads a saved agent folder again when it was saved anew meanwhile.
-RESAVED_RETRIES = 10
 
 
 def _make_learner(
@@ -600,27 +597,6 @@ class DQNAgent:
 
     @classmethod
     def _load_agent_dir(cls, directory: Path) -> DQNAgent:
-        """The agent saved in ``directory``, read from one save: a folder saved again while it
-        was read (an ``on_eval`` that saves the best agent so far, read by another process) is
-        read again, where the online network of one save came with the target network, Adam
-        state and step count of the next."""
-        for _ in range(RESAVED_RETRIES):
-            before = folder_mark(directory)
-            try:
-                agent = cls._read_agent_dir(directory)
-            except (CheckpointError, OSError):
-                if folder_mark(directory) == before:
-                    raise
-                continue
-            if folder_mark(directory) == before:
-                return agent
-        raise CheckpointError(
-            f"{directory} was saved again each of the {RESAVED_RETRIES} times it was read: read "
-            "it once its saves pause"
-        )
-
-    @classmethod
-    def _read_agent_dir(cls, directory: Path) -> DQNAgent:
         config = read_agent_config(directory)  # after checking that every file is there
         meta = read_agent_meta(directory)
         models = [load_model_file(directory / name) for name in ("online.keras", "target.keras")]

@@ -40,7 +40,7 @@ from dqn.errors import (
     few,
     writing,
 )
-from dqn.io import check_named, followed, mount_point_problem
+from dqn.io import check_named, folder_mark, followed, mount_point_problem
 
 FORMAT_VERSION = 1  # of agent.json
 AGENT_FILES = ("config.yaml", "agent.json", "online.keras", "target.keras", "optimizer.npz")
@@ -696,37 +696,65 @@ def _holds(runs: list[Path]) -> str:
 
 
 def read_newest(path: Path, read, agent_dir: Path | None = None):
-    """``read(agent_dir)`` for the agent folder ``path`` resolves to (``resolve_agent_dir``).
+    """``read(agent_dir)`` for the agent folder ``path`` resolves to (``resolve_agent_dir``),
+    read from one version of that folder.
 
     A run that is training deletes its older checkpoints as it writes new ones, so the newest
     checkpoint of a run can go while it is read: ``dqn-evaluate`` on a run training with
     ``keep_checkpoints: 1`` failed so in 3 of 9 tries, naming a folder that no longer existed.
     Where ``path`` is a run (not the checkpoint itself) and reading its checkpoint failed while
-    the run moved on to a newer one, the newer one is read, up to ``PRUNED_RETRIES`` tries in
-    all; any other error is raised as is. ``agent_dir``: where ``path`` resolved to before (its
-    skipped checkpoints were named then), to start from.
+    the run moved on to a newer one, the newer one is read. And an agent folder that ``save``
+    put anew in place while it was read (an ``on_eval`` that keeps the best agent, read by
+    another process) is read again: the online network of one save had come with the target
+    network, Adam state and step count of the next. ``PRUNED_RETRIES`` tries in all; any other
+    error is raised as is. ``agent_dir``: where ``path`` resolved to before (its skipped
+    checkpoints were named then), to start from.
     """
     path = Path(path)
     agent_dir = resolve_agent_dir(path) if agent_dir is None else agent_dir
     for tries in range(1, PRUNED_RETRIES + 1):
+        before = folder_mark(agent_dir)
         try:
-            return read(agent_dir)
+            result = read(agent_dir)
         except Exception as exc:
-            newer = None if tries == PRUNED_RETRIES else _newer_checkpoint(path, agent_dir)
+            last = tries == PRUNED_RETRIES
+            if not last and _saved_again(agent_dir, before):
+                continue
+            newer = None if last else _newer_checkpoint(path, agent_dir)
             if newer is None:
-                checkpoint = agent_dir.parent
-                # Found when resolved, gone now: said as what happened ("not found", a raw
-                # FileNotFoundError or, before, "corrupt" were what the reader met).
-                if isinstance(exc, OSError | DQNError) and checkpoint.parent.name == CHECKPOINTS:
-                    if not checkpoint.exists():
-                        raise CheckpointError(
-                            f"checkpoint {checkpoint.name} of {checkpoint.parent.parent} was "
-                            "deleted while it was read: a run that is training deletes its "
-                            "older checkpoints (keep_checkpoints); read it again"
-                        ) from None
+                if (gone := _deleted_while_read(exc, agent_dir)) is not None:
+                    raise gone from None
                 raise
             agent_dir = newer
-    raise AssertionError("unreachable")  # the last try returns or raises
+            continue
+        if not _saved_again(agent_dir, before):
+            return result
+    raise CheckpointError(  # each try's folder was replaced while it was read
+        f"{agent_dir} was saved again each of the {PRUNED_RETRIES} times it was read: read it "
+        "once its saves pause"
+    )
+
+
+def _saved_again(agent_dir: Path, before: tuple[int, int] | None) -> bool:
+    """Whether another folder was put at ``agent_dir`` since ``before`` (``folder_mark``): not
+    one that went (a pruned checkpoint), which a newer checkpoint replaces."""
+    now = folder_mark(agent_dir)
+    return now is not None and now != before
+
+
+def _deleted_while_read(exc: Exception, agent_dir: Path) -> CheckpointError | None:
+    """The error for a checkpoint found when resolved and gone now, as what happened ("not
+    found", a raw FileNotFoundError or, before, "corrupt" were what the reader met); else None."""
+    checkpoint = agent_dir.parent
+    if not isinstance(exc, OSError | DQNError) or checkpoint.parent.name != CHECKPOINTS:
+        return None
+    if checkpoint.exists():
+        return None
+    return CheckpointError(
+        f"checkpoint {checkpoint.name} of {checkpoint.parent.parent} was deleted while it was "
+        "read: a run that is training deletes its older checkpoints (keep_checkpoints); read "
+        "it again"
+    )
 
 
 def _newer_checkpoint(path: Path, agent_dir: Path) -> Path | None:

@@ -107,8 +107,7 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
 
     @functools.wraps(main)
     def run(*args, **kwargs) -> int:
-        _closed_streams_to_devnull()
-        saved = outlive_readers()
+        saved = outlive_readers()  # a closed stdout or stderr given /dev/null first
         try:
             return main(*args, **kwargs)
         except KeyboardInterrupt as exc:
