@@ -36,7 +36,10 @@ def configure_tensorflow(num_threads: int) -> bool:
 
     threading = tf.config.threading
     own = True
-    if _pools(threading) != (num_threads, num_threads):
+    # The settings as set, not as read (``_pools`` reads 0 as the core count): an unset pool is
+    # sized at TF's start from TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS when those are
+    # in the environment, so num_threads equal to the core count must still be set.
+    if _settings(threading) != (num_threads, num_threads):
         try:
             threading.set_intra_op_parallelism_threads(num_threads)
             threading.set_inter_op_parallelism_threads(num_threads)
@@ -95,11 +98,16 @@ def usable_cores() -> int:
     return max(1, int(cpu_count()))
 
 
+def _settings(threading) -> tuple[int, int]:
+    """(intra, inter) threads as set in TF's config; 0 where unset."""
+    intra = threading.get_intra_op_parallelism_threads()
+    return intra, threading.get_inter_op_parallelism_threads()
+
+
 def _pools(threading) -> tuple[int, int]:
     """(intra, inter) threads TF uses; 0 ("one per core") read as the core count."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    got = threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
-    return tuple(n or cores or 1 for n in got)
+    return tuple(n or cores or 1 for n in _settings(threading))
 
 
 def warn_threads_fixed(wanted: int, what: str) -> None:

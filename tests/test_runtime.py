@@ -44,8 +44,9 @@ AGENTS = (
 )
 
 
-def run_python(code: str) -> str:
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+def run_python(code: str, env: dict | None = None) -> str:
+    env = {**os.environ, **env} if env else None
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout.strip().splitlines()[-1]
 
@@ -250,9 +251,12 @@ def test_the_learner_process_is_started_with_the_configs_threads(monkeypatch):
     assert argv[1:3] == ["-m", "dqn.learner_process"] and argv[-1] == "3"
 
 
-def test_import_tensorflow_quietly_sets_the_pools_it_is_asked_for():
-    # One more than the cores: TF's default (0, one per core) would not pass for it.
-    wanted = len(os.sched_getaffinity(0)) + 1
+@pytest.mark.parametrize("extra", [1, 0])
+def test_import_tensorflow_quietly_sets_the_pools_it_is_asked_for(extra):
+    # One more than the cores: TF's default (0, one per core) would not pass for it. As many as
+    # the cores, with TF_NUM_*_THREADS=1 in the environment: left unset, TF would start its
+    # pools from those (and the 0 it reports would read as "one per core").
+    wanted = len(os.sched_getaffinity(0)) + extra
     code = (
         "from dqn.runtime import import_tensorflow_quietly\n"
         f"tf = import_tensorflow_quietly({wanted})\n"
@@ -260,7 +264,8 @@ def test_import_tensorflow_quietly_sets_the_pools_it_is_asked_for():
         "print(threading.get_intra_op_parallelism_threads(),"
         " threading.get_inter_op_parallelism_threads())\n"
     )
-    assert run_python(code) == f"{wanted} {wanted}"
+    env = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"} if extra == 0 else {}
+    assert run_python(code, env) == f"{wanted} {wanted}"
 
 
 def test_a_dead_learner_process_is_one_clear_error():
