@@ -269,6 +269,18 @@ def old_step_error(exc: BaseException, env) -> UnsupportedSpaceError | None:
     return UnsupportedSpaceError(f"env {env_name(env)}: its {call} returned {got}; {OLD_API}")
 
 
+def stepped(env, action: int) -> tuple:
+    """``env.step(action)``'s five values, or the old-API error (``old_step_error``) for a step
+    that returned another number, whether gymnasium's wrappers or this unpacking found it."""
+    try:
+        next_obs, reward, terminated, truncated, info = env.step(action)
+    except ValueError as exc:
+        if (error := old_step_error(exc, env)) is None:
+            raise
+        raise error from None
+    return next_obs, reward, terminated, truncated, info
+
+
 def checked_reset(out, env) -> object:
     """The observation of what ``env.reset`` returned, if that was (obs, info)."""
     if not (isinstance(out, tuple) and len(out) == 2):
@@ -402,12 +414,7 @@ class OneEnv:
         self.obs = checked_obs(first, self.shape, self.env)[None]
 
     def step(self, actions: np.ndarray) -> EnvSteps:
-        try:
-            next_obs, reward, terminated, truncated, _ = self.env.step(int(actions[0]))
-        except ValueError as exc:
-            if (error := old_step_error(exc, self.env)) is None:
-                raise
-            raise error from None
+        next_obs, reward, terminated, truncated, _ = stepped(self.env, int(actions[0]))
         next_obs = checked_obs(next_obs, self.shape, self.env)
         terminated = checked_flag(terminated, "terminated", self.env)
         truncated = checked_flag(truncated, "truncated", self.env)

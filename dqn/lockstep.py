@@ -26,7 +26,7 @@ import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
-from dqn.envs import checked_flag, checked_obs, checked_reward
+from dqn.envs import checked_flag, checked_obs, checked_reset, checked_reward, stepped
 from dqn.envstate import wrapper_chain
 
 _PHYSICS = (
@@ -54,11 +54,12 @@ class Lockstep:
 
     def reset(self, i: int, seed: int | None = None) -> np.ndarray:
         """Env i's first observation of a new episode (``reset(seed=seed)``)."""
-        return checked_obs(self.envs[i].reset(seed=seed)[0], self.shape, self.envs[i])
+        env = self.envs[i]
+        return checked_obs(checked_reset(env.reset(seed=seed), env), self.shape, env)
 
     def step(self, actions: np.ndarray, idx: np.ndarray):
         """Step env idx[j] with actions[j]: (next_obs [k, d], rewards, terminated, truncated)."""
-        out = [self.envs[i].step(int(a)) for i, a in zip(idx, actions)]
+        out = [stepped(self.envs[i], int(a)) for i, a in zip(idx, actions)]
         envs = [self.envs[i] for i in idx]
         return (
             # As the envs gave them (float64 stays float64): a value beyond float32's range is

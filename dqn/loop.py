@@ -39,14 +39,22 @@ from dqn.envstate import capture_env_state, restore_env_state
 from dqn.errors import (
     CheckpointError,
     CheckpointWarning,
+    ConfigError,
     DivergenceError,
     InputError,
+    UnsupportedSpaceError,
     add_note,
     raise_if_signalled,
     writing,
 )
 from dqn.evaluation import evaluate_side_by_side, side_by_side_envs
-from dqn.io import atomic_write_text, hold_folders
+from dqn.io import (
+    atomic_write_text,
+    hold_folders,
+    missing_parents,
+    remove_entry,
+    remove_unfinished,
+)
 from dqn.members import member_bytes
 from dqn.networks import NetworkFn
 from dqn.nstep import NStepWindow
@@ -217,28 +225,56 @@ def _train(
         )
         # Before the run folder: an env whose reset is refused (one of gym < 0.26) leaves none.
         envs.reset(config.seed)
+        loop = LoopState(
+            columns=[*METRICS_COLUMNS, *agent.diagnostic_names()],
+            obs=envs.obs,
+            open_returns=np.zeros(envs.n),
+            pending_reset=np.zeros(envs.n, bool),
+        )
         # In one line, as the CLI says it.
         with writing("the run folder in", run_dir or output_folder(config)):
+            parents = missing_parents(Path(run_dir or output_folder(config) / "run"))
+            new = run_dir is None or not Path(run_dir).exists()
             run_dir = Path(run_dir) if run_dir is not None else checkpoint.make_run_dir(config)
             run_dir.mkdir(parents=True, exist_ok=True)
-        with hold_folders([run_dir]):  # a resume of this run from another process is refused
+        # A resume of this run from another process is refused while it is held.
+        with _discarded_if_refused(run_dir, new, parents, loop, in_study), hold_folders([run_dir]):
             config.to_yaml(run_dir / "config.yaml", agent.network_note())
             if source is not None:
                 agent_dir = None if source.loaded_from is None else str(source.loaded_from)
                 started = {"agent": agent_dir, "grad_steps": source.grad_steps}
                 atomic_write_text(run_dir / INIT_FROM_FILE, json.dumps(started, indent=1))
-            loop = LoopState(
-                columns=[*METRICS_COLUMNS, *agent.diagnostic_names()],
-                obs=envs.obs,
-                open_returns=np.zeros(envs.n),
-                pending_reset=np.zeros(envs.n, bool),
-            )
             result = _run(
                 config, run_dir, envs, agent, replay, loop, progress, log_tensorboard, on_eval
             )
     finally:
         envs.close()
     return _signalled(result)
+
+
+@contextlib.contextmanager
+def _discarded_if_refused(run_dir: Path, new: bool, parents: list[Path], loop, in_study: bool):
+    """Take a new run's folder back if the run is refused (the CLI's exit 2) before it kept
+    anything: no metrics row, no checkpoint.
+
+    A run's env can be refused only once it steps, after the folder is made (an env of
+    gym < 0.26, an observation of another shape; and a config whose n_step no episode reaches,
+    at the first update): a refusal writes nothing (README, Errors), so the config.yaml and the
+    empty metrics.csv it had left go, with the folders made for them (``parents``, innermost
+    first; a user's empty folder stays, empty). A run that kept a row stays whatever stops it;
+    a study's run is left to the study, which records its failure there. Entered outside the
+    run's hold, so the hold's lock file is gone when the folder is removed.
+    """
+    try:
+        yield
+    except (UnsupportedSpaceError, ConfigError):
+        if not in_study and not loop.history and not checkpoint.list_checkpoints(run_dir):
+            if new:
+                remove_unfinished(run_dir, parents)
+            else:
+                for entry in run_dir.iterdir():
+                    remove_entry(entry, ignore_errors=True)
+        raise
 
 
 def resume(

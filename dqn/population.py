@@ -43,8 +43,14 @@ from dqn.config import DQNConfig, check_is_config, output_folder, replay_capacit
 from dqn.divergence import q_bound
 from dqn.envs import check_spaces, checked_obs, checked_reset, config_env, solve_return
 from dqn.envstate import restore_env_state
-from dqn.errors import CheckpointError, ConfigError, raise_if_signalled, writing
-from dqn.io import check_named, hold_folders
+from dqn.errors import (
+    CheckpointError,
+    ConfigError,
+    UnsupportedSpaceError,
+    raise_if_signalled,
+    writing,
+)
+from dqn.io import check_named, hold_folders, missing_parents, remove_unfinished
 from dqn.learner import LearnerArrays
 from dqn.loop import check_on_eval
 from dqn.member_agent import MemberAgent
@@ -270,6 +276,19 @@ def _train_population(
         # Inside the population's own folder is their default; elsewhere, as train's run_dir.
         mine = in_study or resolved.is_relative_to(population)
         checkpoint.check_new_folder(folder, "run folder", resume, nested_ok=mine)
+    parents = [] if in_study else missing_parents(out)  # the folders made for it, if refused
+    try:
+        return _train_new_population(
+            members, configs, out, run_dirs, progress, log_tensorboard, on_eval, in_study
+        )
+    except (UnsupportedSpaceError, ConfigError):
+        remove_unfinished(None, parents)  # those still empty: it was refused before it kept any
+        raise
+
+
+def _train_new_population(
+    members, configs, out: Path, run_dirs, progress, log_tensorboard, on_eval, in_study: bool
+):
     # Held while it trains: a resume of the population, or of a member's run, from another
     # process is refused rather than writing the same files.
     with contextlib.ExitStack() as held:
@@ -291,7 +310,19 @@ def _train_population(
             # The folders were new or empty (check_new_folder): they are emptied again.
             _empty_again([out, *(Path(d) for d in run_dirs)])
             raise
-        return _signalled(loop, loop.run(progress, on_eval))
+        try:
+            results = loop.run(progress, on_eval)
+        except (UnsupportedSpaceError, ConfigError):
+            # A member's env refused at its first steps (an env of gym < 0.26, an observation
+            # of another shape; a config whose n_step no episode reaches, at the first update):
+            # a refusal writes nothing (README, Errors), so a population that kept no metrics
+            # row and no checkpoint is emptied as above. A study's chunk is left to the study,
+            # which records its failure there.
+            kept = loop.checkpointed or any(slot.loop.history for slot in loop.slots)
+            if not (kept or in_study):
+                _empty_again([out, *(Path(d) for d in run_dirs)])
+            raise
+        return _signalled(loop, results)
 
 
 def _check_distinct(members: list[Member], configs: list[DQNConfig]) -> None:

@@ -323,19 +323,21 @@ def test_a_time_limit_an_env_factory_puts_on_is_checked_against_n_step_up_front(
 def test_a_burst_with_nothing_stored_is_a_one_line_config_error(tmp_path):
     """An env that truncates its own episodes before n_step steps (no time limit that
     check_n_step could read) stores nothing: the run and a population stop with one line
-    naming n_step at the first burst, not with numpy's error from sampling an empty buffer."""
+    naming n_step at the first burst, not with numpy's error from sampling an empty buffer.
+    Before their first evaluation there, they keep nothing: their folders go too."""
     from dqn.errors import ConfigError
     from dqn.population import train_population
     from tests.conftest import TINY_RUN, register_once
 
     env_id = register_once("DqnTestCutShort-v0", CutShort)
     config = DQNConfig(**TINY_RUN, env_id=env_id, output_dir=str(tmp_path), n_step=5)
-    config = config.replace(learner="numpy")
+    config = config.replace(learner="numpy", eval_every_env_steps=200)
     why = r"^nothing is stored to learn from at env step 104, .* before n_step=5 steps"
     with pytest.raises(ConfigError, match=why):
         train(config, progress=False, log_tensorboard=False)
     with pytest.raises(ConfigError, match=why):
         train_population(config, [({}, 0)], out_dir=tmp_path / "p", progress=False)
+    assert list(tmp_path.iterdir()) == []
     assert train(config.replace(n_step=3), progress=False).agent.grad_steps > 0
 
 

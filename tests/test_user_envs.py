@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from dqn import DQNAgent, DQNConfig, train
+from dqn import DQNAgent, DQNConfig, train, train_population
 from dqn.envs import check_env
 from dqn.errors import ConfigError, UnsupportedSpaceError
 from dqn.terminal import ANSI_ESCAPE
@@ -140,6 +140,9 @@ def test_an_env_returning_what_its_spaces_do_not_say_is_named(case, population, 
             train_population(config, [({}, 0), ({}, 1)], out_dir=tmp_path / "p", progress=False)
         else:
             train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+    # Refused at env step 150, after the evaluation of step 100 wrote its row: the run stays.
+    kept = tmp_path / "p" / "member0-seed0" if population else tmp_path / "run"
+    assert len((kept / "metrics.csv").read_text().splitlines()) == 2
 
 
 class OldStepEnv(gym.Env):
@@ -163,24 +166,42 @@ class OldResetEnv(OldStepEnv):
         return np.zeros(4, np.float32)
 
 
-@pytest.mark.parametrize("num_envs", [1, 2])
+@pytest.mark.parametrize("how", ["one env", "two envs", "population", "no wrappers"])
 @pytest.mark.parametrize(
     "env_class, said",
     [(OldStepEnv, "its step returned 4 values"), (OldResetEnv, "its reset returned ")],
 )
-def test_an_env_of_the_old_gym_api_is_named_as_such(env_class, said, num_envs, tmp_path):
+def test_an_env_of_the_old_gym_api_is_named_as_such_and_leaves_nothing(
+    env_class, said, how, tmp_path
+):
     # Its step was a raw "not enough values to unpack (expected 5, got 4)" from gymnasium's
-    # own wrapper, and its reset was told it returned an observation of shape ().
-    env_id = register_once(f"DqnTest{env_class.__name__}-v0", env_class, max_episode_steps=50)
-    config = DQNConfig(**TINY_RUN).replace(env_id=env_id, learner="numpy", num_envs=num_envs)
+    # own wrapper (without wrappers, a population read its 4 values as a truncated of {}), and
+    # its reset was told it returned an observation of shape (). Refused at its first step,
+    # the run or population had left its folder (config.yaml, an empty metrics.csv), and the
+    # folders made for it; a folder of the user's own stays, empty.
+    bare = how == "no wrappers"
+    name = f"DqnTest{env_class.__name__}{'Bare' if bare else ''}-v0"
+    kwargs = {"disable_env_checker": True} if bare else {"max_episode_steps": 50}
+    env_id = register_once(name, env_class, **kwargs)
+    config = DQNConfig(**TINY_RUN).replace(
+        env_id=env_id, learner="numpy", num_envs=2 if how == "two envs" else 1
+    )
+    (tmp_path / "own").mkdir()
     with warnings.catch_warnings():  # gymnasium's own checker warns of the old API first
         warnings.simplefilter("ignore")
         with pytest.raises(UnsupportedSpaceError) as err:
-            train(config, run_dir=tmp_path / "run", progress=False, log_tensorboard=False)
+            if how in ("population", "no wrappers"):
+                out = tmp_path / "made" / "p"
+                train_population(config, [({}, 0), ({}, 1)], out_dir=out, progress=False)
+            elif how == "one env":
+                run = tmp_path / "made" / "run"
+                train(config, run_dir=run, progress=False, log_tensorboard=False)
+            else:
+                train(config, run_dir=tmp_path / "own", progress=False, log_tensorboard=False)
     assert str(err.value).startswith(f"env '{env_id}': {said}")
     assert "gymnasium's step returns 5 values" in str(err.value)
-    if env_class is OldResetEnv:  # refused before the run folder is made
-        assert not (tmp_path / "run").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["own"]
+    assert list((tmp_path / "own").iterdir()) == []
 
 
 def test_an_observation_given_as_a_list_of_numbers_is_taken(tmp_path):
