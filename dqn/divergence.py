@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -70,15 +70,23 @@ def updates_pass(metrics: np.ndarray, names: Sequence[str], bounds: np.ndarray) 
     return finite & (metrics[:, q_index] <= bounds)
 
 
+# Observations larger than this in magnitude are named as the likely cause of a divergence: a
+# network's inputs are made for a scale near 1, and its initial weights are sized for it.
+LARGE_OBS = 1e4
+
+
 def check_update(
     metrics: np.ndarray,
     names: Sequence[str],
     bound: float,
     env_step: int,
     checkpointed: bool = True,
+    largest_obs: Callable[[], float] | None = None,
 ) -> None:
     """Raise DivergenceError naming the step, the metric, the cause and the remedy, and what the
-    run keeps (``checkpointed``: has it a checkpoint to resume from?)."""
+    run keeps (``checkpointed``: has it a checkpoint to resume from?). ``largest_obs``: the
+    largest |observation| stored so far, asked only when the update failed; above LARGE_OBS
+    it is named as the cause (an env's observations of 1e30 had the gradients blamed)."""
     guarded, q_index = _indices(tuple(names))
     values = metrics.tolist()  # plain floats: this runs after every update, so keep it cheap
     for name, i in zip(GUARDED_METRICS, guarded):
@@ -89,8 +97,18 @@ def check_update(
         if values[q_index] <= bound:
             return
         problem = f"q_abs_max reached {values[q_index]:.4g} > max_abs_q = {bound:.4g}"
+    cause = (
+        "likely exploding gradients or too high a learning rate: set max_grad_norm (e.g. 10) or "
+        "lower learning_rate"
+    )
+    scale = largest_obs() if largest_obs is not None else 0.0
+    if scale > LARGE_OBS:
+        cause = (
+            f"the observations reach |x| = {scale:.3g}, far from the scale near 1 a network's "
+            "inputs are made for, likely the cause: scale them (gymnasium's NormalizeObservation "
+            "or TransformObservation); else set max_grad_norm (e.g. 10) or lower learning_rate"
+        )
     raise DivergenceError(
-        f"training diverged at env step {env_step}: {problem}; likely exploding gradients or "
-        "too high a learning rate: set max_grad_norm (e.g. 10) or lower learning_rate. "
+        f"training diverged at env step {env_step}: {problem}; {cause}. "
         + ("The last good checkpoint is intact" if checkpointed else "It had no checkpoint yet")
     )

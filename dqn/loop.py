@@ -515,7 +515,8 @@ def _loop(
                         config.batch_size, bursts * config.gradient_steps_per_train
                     )
                     values = agent.update_rows(rows)
-                    check_update(values, METRIC_NAMES, bound, step, kept)  # before it is saved
+                    # Before it is saved.
+                    check_update(values, METRIC_NAMES, bound, step, kept, replay.largest_abs_obs)
                     metrics.add(values, bursts)
 
                 done = step >= config.total_env_steps

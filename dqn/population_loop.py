@@ -247,8 +247,15 @@ class PopulationLoop:
         for i in np.flatnonzero(active).tolist():
             if not passed[i]:  # check_update raises, with the message a single run gives
                 try:
-                    bound = self.slots[i].bound
-                    check_update(values[i], METRIC_NAMES, bound, step, self.checkpointed)
+                    slot = self.slots[i]
+                    check_update(
+                        values[i],
+                        METRIC_NAMES,
+                        slot.bound,
+                        step,
+                        self.checkpointed,
+                        slot.replay.largest_abs_obs,
+                    )
                 except DivergenceError as exc:
                     self._stop(i, active, step, exc)
                     continue

@@ -72,6 +72,12 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
+    def largest_abs_obs(self) -> float:
+        """The largest |value| of the stored observations (0 while empty): asked when an update
+        diverges, to name observations too large for a network (``dqn.divergence``)."""
+        stored = self.rows[: self.size, : 2 * self.obs_dim]
+        return float(np.abs(stored).max()) if stored.size else 0.0
+
     def add(self, obs, action: int, reward: float, next_obs, terminated: bool) -> None:
         i = self._take_slot()
         self.obs[i] = obs

@@ -496,6 +496,31 @@ def test_the_guard_names_the_step_the_metric_and_the_remedy():
         check_update(metrics, METRIC_NAMES, 1000.0, 7)
 
 
+@pytest.mark.parametrize("scale, named", [(1e4, False), (2e4, True), (3.9e30, True)])
+def test_the_guard_names_observations_far_too_large_for_a_network_as_the_cause(scale, named):
+    # An env of observations near 1e30 stopped with its gradients blamed: grad_norm became inf.
+    metrics = np.ones(len(METRIC_NAMES), np.float32)
+    metrics[METRIC_NAMES.index("grad_norm")] = np.inf
+    replay = ReplayBuffer(8, 3, np.random.default_rng(0))
+    replay.add(np.array([0.0, -scale, 1.0]), 0, 1.0, np.zeros(3), False)
+    replay.add(np.zeros(3), 1, 1.0, np.ones(3), False)
+    with pytest.raises(DivergenceError) as stop:
+        check_update(metrics, METRIC_NAMES, 10.0, 7, True, replay.largest_abs_obs)
+    said = f"grad_norm became inf; the observations reach |x| = {scale:.3g}, far from the scale"
+    assert (said in str(stop.value)) == named
+    assert ("likely exploding gradients" in str(stop.value)) != named
+
+
+def test_the_largest_observation_is_over_the_stored_rows_only():
+    replay = ReplayBuffer(2, 2, np.random.default_rng(0))
+    assert replay.largest_abs_obs() == 0.0
+    replay.add(np.array([0.5, -7.0]), 0, 100.0, np.array([3.0, 0.0]), True)  # a reward is no obs
+    assert replay.largest_abs_obs() == 7.0
+    for _ in range(2):  # the ring turns: the row of 7 is overwritten
+        replay.add(np.ones(2), 0, 0.0, np.array([0.0, -2.0]), False)
+    assert replay.largest_abs_obs() == 2.0
+
+
 def test_the_populations_vectorized_guard_passes_exactly_the_rows_check_update_passes():
     from dqn.divergence import updates_pass
 
