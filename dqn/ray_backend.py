@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 
 from dqn.errors import DQNError, first_line
@@ -97,7 +98,12 @@ def run_ray(
         # Application errors are not retried; a task whose worker or node died is (Ray's
         # default), and the worker resumes that run from its newest good checkpoint, or starts
         # it again where it has none (dqn.study_runs).
-        task = ray.remote(num_cpus=1)(worker)
+        # A command's one-line warnings hold in its tasks too, as in the local backend's
+        # workers: said there once, and printed here once for the whole study (Ray's own
+        # forwarding of a worker's stderr is off, and printed the two-line form, source too).
+        say = getattr(warnings.showwarning, "say", None)
+        prog = getattr(warnings.showwarning, "prog", None)
+        task = ray.remote(num_cpus=1)(_saying(worker, prog) if say is not None else worker)
         pending = {task.remote(*args): name for name, *args in jobs}
         with Interrupt() if on_stop is not None else contextlib.nullcontext() as signals:
             while pending:
@@ -115,10 +121,34 @@ def run_ray(
                         if on_crash is None:
                             raise
                         result = on_crash(first_line(exc))
+                    else:
+                        if say is not None:
+                            result, said = result
+                            for category, text in said:
+                                say(category, text)
                     yield pending.pop(ref), result
     finally:
         if started:
             ray.shutdown()
+
+
+def _saying(worker: Callable[..., object], prog: str) -> Callable[..., tuple]:
+    """``worker`` as a task that returns ``(result, said)``: its warnings, each once, as
+    ``(category name, text)`` (``dqn.terminal.warning_printer``'s forward), for the caller's
+    printer to say."""
+
+    def task(*args) -> tuple:
+        from dqn.terminal import warning_printer
+
+        said: list[tuple[str, str]] = []
+        shown = warnings.showwarning
+        warnings.showwarning = warning_printer(prog, said.append)
+        try:
+            return worker(*args), said
+        finally:
+            warnings.showwarning = shown
+
+    return task
 
 
 @contextlib.contextmanager

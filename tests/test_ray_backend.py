@@ -174,6 +174,26 @@ def test_a_ray_worker_that_dies_is_handed_to_on_crash(local_ray):
     assert name == "dies" and result[0] == "died" and result[1]
 
 
+def test_a_ray_tasks_warning_prints_as_the_commands_one_line(local_ray, capfd):
+    """A task's warning (a study's resume falling back to an older checkpoint) was lost: Ray's
+    forwarding of its workers' output is off. It prints as the local backend's workers' do."""
+    import warnings
+
+    from dqn.command_line import one_line_warnings
+    from dqn.ray_backend import run_ray
+
+    def warns(text):
+        warnings.warn(text, stacklevel=1)
+        warnings.warn(text, stacklevel=1)  # said once
+        return "done"
+
+    with one_line_warnings("dqn-compare"):
+        got = list(run_ray(warns, [("a", "a task's word"), ("b", "a task's word")], 1))
+    assert sorted(got) == [("a", "done"), ("b", "done")]
+    said = capfd.readouterr().err.splitlines()
+    assert said.count("dqn-compare: warning: a task's word") == 1, said
+
+
 @pytest.mark.parametrize("users", [None, "5"])
 def test_a_local_ray_that_dqn_starts_runs_the_tasks_at_this_process_priority(monkeypatch, users):
     """Unless the user set RAY_worker_niceness: then Ray adds their value (an increment, as
