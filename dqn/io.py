@@ -99,7 +99,10 @@ def mount_point_problem(path: Path) -> str | None:
     )
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, new: bool = False) -> None:
+    """Write ``data`` to ``path`` whole: a reader sees the old file or the new one, never half.
+    ``new``: FileExistsError rather than replace a file there, even one written by another
+    process since the caller checked (two ``dqn-evaluate --gif`` to one name at once)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent)
@@ -109,10 +112,30 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if new:
+            _place_new(tmp, path)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _place_new(tmp: str, path: Path) -> None:
+    """Give the file ``tmp`` the name ``path`` unless a file has it (FileExistsError): a hard
+    link is made only where the name is free. A filesystem without hard links (FAT, some
+    network ones) gets a rename after a check, which a writer between the two can still lose
+    to."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> Path:

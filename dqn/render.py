@@ -174,7 +174,12 @@ def record_gif(
     duration = max(10, round(100 / fps) * 10)
     first.save(buffer, format="GIF", save_all=True, append_images=rest, duration=duration, loop=0)
     try:
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue(), new=True)
+    except FileExistsError:  # written by another process while this one drew its episode
+        raise DQNError(
+            f"the GIF {path} already exists (written while this episode was drawn): give another "
+            "path, or remove it first"
+        ) from None
     except OSError as exc:  # a full disk, a folder that cannot be made or written to
         where = f" ({exc.filename})" if exc.filename and exc.strerror else ""
         raise DQNError(f"cannot write the GIF {path}: {exc.strerror or exc}{where}") from None

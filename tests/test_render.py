@@ -210,7 +210,7 @@ def test_a_gif_that_cannot_be_written_says_so_not_that_the_run_cannot_be_read(
     # It said "cannot read <run>: No such file or directory: /proc/.x.gif.*.tmp".
     from dqn import render
 
-    def full_disk(path, data):
+    def full_disk(path, data, new=False):
         raise OSError(28, "No space left on device", str(path))
 
     monkeypatch.setattr(render, "atomic_write_bytes", full_disk)
@@ -219,3 +219,47 @@ def test_a_gif_that_cannot_be_written_says_so_not_that_the_run_cannot_be_read(
     (line,) = capsys.readouterr().err.strip().splitlines()
     message = f"cannot write the GIF {out}: No space left on device ({out})"
     assert line == f"dqn-evaluate: error: {message}"
+
+
+def test_a_gif_written_by_another_process_while_this_one_drew_is_kept(
+    tiny_run, tmp_path, capsys, monkeypatch
+):
+    # Two `dqn-evaluate --gif` to one new name at once: both passed the check before drawing,
+    # and the second to finish replaced the first's file.
+    from dqn import evaluation
+
+    out = tmp_path / "x.gif"
+    real = evaluation.evaluate
+
+    def drawn_meanwhile(*args, **kwargs):
+        out.write_bytes(b"the other's")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate", drawn_meanwhile)
+    assert evaluate_main([str(tiny_run), "--episodes", "1", "--gif", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"dqn-evaluate: error: the GIF {out} already exists (written while this episode was "
+        "drawn): give another path, or remove it first"
+    )
+    assert out.read_bytes() == b"the other's" and [p.name for p in tmp_path.iterdir()] == ["x.gif"]
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard links", "no hard links"])
+def test_a_new_files_write_never_replaces_one_there(links, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from dqn import io
+
+    if not links:  # FAT, some network filesystems: a check, then a rename
+
+        def no_link(src, dst):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    io.atomic_write_bytes(tmp_path / "a.gif", b"first", new=True)
+    with pytest.raises(FileExistsError):
+        io.atomic_write_bytes(tmp_path / "a.gif", b"second", new=True)
+    assert (tmp_path / "a.gif").read_bytes() == b"first"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.gif"]  # no temporary file left
