@@ -9,6 +9,7 @@ runs: strata are tasks, and there is one.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Sequence
 
@@ -167,6 +168,8 @@ def _tie_safe_pvalue(x, y, statistic, scipys, n_resamples: int) -> float:
             # can have) and it says so on stderr, then gives its asymptotic one: 1 as well.
             warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful")
             return float(scipys(x, y).pvalue)
+    if min(len(x), len(y)) < 2:  # which permutation_test refuses: every split, counted
+        return _exact_pvalue(x, y, statistic)
     res = stats.permutation_test(
         (x, y),
         statistic,
@@ -177,6 +180,21 @@ def _tie_safe_pvalue(x, y, statistic, scipys, n_resamples: int) -> float:
         rng=np.random.default_rng(0),
     )
     return float(res.pvalue)
+
+
+def _exact_pvalue(x: np.ndarray, y: np.ndarray, statistic) -> float:
+    """The share of the splits of the pooled values into groups of len(x) and len(y) whose
+    ``statistic`` is at least the observed one (up to rounding): the exact permutation
+    p-value, for a group of a single run, which ``permutation_test`` refuses (a group of one
+    among n runs in all has n splits)."""
+    pooled = np.concatenate([x, y])
+    splits = np.array(list(itertools.combinations(range(len(pooled)), len(x))), np.intp)
+    mask = np.zeros((len(splits), len(pooled)), bool)
+    mask[np.arange(len(splits))[:, None], splits] = True
+    xs = pooled[np.nonzero(mask)[1].reshape(mask.shape[0], -1)]
+    ys = pooled[np.nonzero(~mask)[1].reshape(mask.shape[0], -1)]
+    observed = float(statistic(x, y))
+    return float(np.mean(statistic(xs, ys) >= observed - 1e-12 * abs(observed)))
 
 
 def proportion_ci(successes: int, runs: int, confidence: float = 0.95) -> tuple[float, float]:

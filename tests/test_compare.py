@@ -558,6 +558,31 @@ def result_row(**changes) -> dict:
     return {**row, **changes}
 
 
+def test_the_head_to_head_line_gives_the_mann_whitney_p_value_of_the_runs():
+    # scipy's where no two runs tie; with the ties of runs that all end at 500, the permutation
+    # test's (dqn.stats.mwu_pvalue), here at its floor: every permutation is less extreme.
+    from scipy import stats
+
+    from dqn.report import summary_markdown
+
+    a, b = [300.0, 410.0, 500.0, 480.0], [100.0, 150.0, 90.0, 305.0]
+    rows = [result_row(variant="huber", seed=i, final_eval_mean=v) for i, v in enumerate(a)]
+    rows += [
+        result_row(variant="clipped_delta", seed=i, final_eval_mean=v) for i, v in enumerate(b)
+    ]
+    p = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue  # exact for 4 and 4: 2 x 2/70
+    [line] = [t for t in summary_markdown(rows, 475.0).split("\n\n") if "on final" in t]
+    assert line.startswith("P(huber > clipped_delta) on final evaluation: 0.94 [")
+    assert line.endswith(f"; Mann-Whitney p = {p:.2g}, two-sided") and f"{p:.2g}" == "0.057"
+    tied = [
+        result_row(variant=r["variant"], seed=r["seed"], final_eval_mean=500.0) for r in rows[:4]
+    ]
+    tied += [result_row(variant="clipped_delta", seed=i, final_eval_mean=9.0) for i in range(30)]
+    tied += [result_row(variant="huber", seed=i, final_eval_mean=500.0) for i in range(4, 30)]
+    [line] = [t for t in summary_markdown(tied, 475.0).split("\n\n") if "on final" in t]
+    assert line.endswith("; Mann-Whitney p = 0.0001, two-sided"), line
+
+
 def test_the_median_first_solve_counts_runs_that_never_solved_as_infinitely_late():
     # 2 of 7 solved: the median run (the 4th) never did. Over the solvers alone it read 1,500.
     # The interval [x_(1), x_(7)] of 7 runs covers with 1 - 2/2^7 >= 95%: from 1,000 to never.
@@ -699,7 +724,7 @@ def test_runs_that_all_tie_are_not_said_not_to_overlap():
         result_row(variant=v, seed=s, final_eval_mean=500.0) for v in ("a", "b") for s in (0, 1)
     ]
     text = summary_markdown(rows, 475.0)
-    assert "P(a > b) on final evaluation: 0.50 [95% CI 0.50, 0.50]\n" in text
+    assert "P(a > b) on final evaluation: 0.50 [95% CI 0.50, 0.50]; Mann-Whitney p = 1," in text
     assert "do not overlap" not in text
 
 

@@ -270,3 +270,18 @@ def test_mwu_pvalue_of_samples_with_a_single_tie_is_the_exact_p_value():
     at_least = sum(u_distance(pooled[s], pooled[~s]) >= observed for s in splits)
     assert at_least == 4  # the lowest three or the highest, with either 3: 4 splits of 20
     assert mwu_pvalue(pooled[:3], pooled[3:]) == pytest.approx(at_least / len(splits))
+
+
+def test_a_group_of_one_run_has_the_exact_p_value_of_its_splits():
+    # scipy's permutation_test refuses a group of one: the 4 ways to put the one run among
+    # the 4, counted. The run at 500 ties the highest of 3: U distance 1 of at most 1.5.
+    from dqn.stats import ks_pvalue, mwu_pvalue
+
+    one, three = np.array([500.0]), np.array([9.0, 100.0, 500.0])
+    # Splits: {9} U=0 -> 1.5; {100} U=1 -> 0.5; {500} U=2.5 -> 1; {500'} the same -> 1.
+    assert mwu_pvalue(one, three) == pytest.approx(3 / 4)
+    assert mwu_pvalue(three, one) == pytest.approx(3 / 4)
+    # KS: one run at 500 against [9, 100, 500]: D = 2/3, and every split gives at least as
+    # much ({9} alone: D = 1; {100} or a 500 alone: 2/3).
+    assert ks_pvalue(one, three) == pytest.approx(1.0)
+    assert mwu_pvalue([500.0], [500.0]) == 1.0
