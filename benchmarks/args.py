@@ -5,6 +5,7 @@ traceback from a worker minutes later."""
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -45,21 +46,23 @@ def positive_float(text: str) -> float:
 
 def out_problem(path: Path, option: str = "--out") -> str | None:
     """Why the file ``path`` could not be written at the end of a run, or None: checked before
-    the run, by making its folder and a file in it (removed again), since a folder that exists
-    can still refuse files (read-only, /proc) and the table or rows would be lost after the
-    whole run."""
+    the run, by making a file (removed again) in the nearest folder of ``path`` that exists,
+    since a folder that exists can still refuse files (read-only, /proc) and the table or rows
+    would be lost after the whole run. No folder is made: a refused or failed run leaves none
+    behind; the write at the end makes the missing ones."""
     if path.is_dir():
         return f"{option} {path} is a folder; give the file to write"
+    # lexists, not exists: a folder that cannot be looked into raises no traceback here; the
+    # file made in its parent then names the problem.
+    folder = next(p for p in path.parents if os.path.lexists(p))
+    if not folder.is_dir():  # the write would make folders under a file
+        return f"cannot write {option} {path}: {folder} is not a folder"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        return f"cannot write {option} {path}: {exc.strerror}: {exc.filename}"
-    try:
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".tmp"):
             pass
     except OSError as exc:
         return (
-            f"cannot write {option} {path}: no file can be made in {path.parent} "
+            f"cannot write {option} {path}: no file can be made in {folder} "
             f"({exc.strerror}); give {option} in a folder you can write"
         )
     return None

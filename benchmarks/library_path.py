@@ -21,6 +21,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("mode", choices=("cold", "warm"))
     p.add_argument("--seed", type=int, default=4)
     args = p.parse_args(argv)
+    from dqn.config import DQNConfig
+    from dqn.errors import DQNError
+
+    # Checked here, before TensorFlow runs (warm) or the run starts: the worker's ConfigError
+    # came out as a traceback.
+    try:
+        DQNConfig.from_yaml(CONFIG).replace(seed=args.seed)
+    except DQNError as exc:
+        p.error(str(exc))
     # The same job as the benchmark's regime (f), run in this fresh process.
     job = {"warm": args.mode == "warm", "config": str(CONFIG), "seed": args.seed, "overrides": []}
     print(f"{args.mode}: {work_library_path(job)['seconds']:.1f} s training")

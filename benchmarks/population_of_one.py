@@ -33,11 +33,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=positive_int, default=5_000, help="env steps of each run")
     args = p.parse_args(argv)
 
-    from dqn import DQNConfig, train, train_population
+    from dqn.config import DQNConfig
+    from dqn.errors import DQNError
 
-    base = DQNConfig.from_yaml("configs/cartpole.yaml").replace(
-        total_env_steps=args.steps, learner=args.learner
-    )
+    # Checked before TensorFlow's import, whose start-up lines would come before the one line.
+    try:
+        base = DQNConfig.from_yaml("configs/cartpole.yaml").replace(
+            total_env_steps=args.steps, learner=args.learner
+        )
+        base.replace(seed=args.seed)
+    except DQNError as exc:
+        p.error(str(exc))
+    from dqn import train, train_population
+
     with tempfile.TemporaryDirectory() as tmp:
         single = train(base.replace(seed=args.seed), run_dir=Path(tmp) / "single", progress=False)
         [member] = train_population(

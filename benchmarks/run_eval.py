@@ -13,10 +13,12 @@ balances the pole plays 500 steps an episode, so a trained run is what to time.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from benchmarks.args import Parser, positive_int
-from dqn.agent import DQNAgent
+from dqn.agent_files import read_agent_config, read_newest
 from dqn.envs import config_env
+from dqn.errors import DQNError, first_line
 from dqn.evaluation import evaluate, evaluate_side_by_side, side_by_side_envs
 
 
@@ -25,7 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", help="a trained run's folder")
     p.add_argument("--episodes", type=positive_int, nargs="+", default=[10, 100])
     args = p.parse_args(argv)
-    agent = DQNAgent.load(args.run_dir)
+    # No agent there (a file, a typo) is one line, as dqn-evaluate's: checked before
+    # TensorFlow's import, whose start-up lines would come before it.
+    try:
+        read_newest(Path(args.run_dir), read_agent_config)
+        from dqn.agent import DQNAgent
+
+        agent = DQNAgent.load(args.run_dir)
+    except DQNError as exc:
+        p.error(first_line(exc))
     config = agent.config
     print(f"{args.run_dir}: {config.env_id}, {list(config.hidden_sizes)} network")
     for episodes in args.episodes:

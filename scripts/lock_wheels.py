@@ -18,6 +18,7 @@ missing that exist.
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown:
         parser.error(f"no platform {unknown[0]!r}; choose from {', '.join(PLATFORMS)}")
-    only = {canonicalize_name(n) for n in args.only.split(",") if n}
+    only = {canonicalize_name(n): n for n in args.only.split(",") if n}  # as pip compares
     pythons = args.pythons.split(",")
     # A version pip cannot target ("abc", "3") would be asked of PyPI, and its empty answer
     # reported as a network that is down.
@@ -144,6 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         }
     except (OSError, ValueError) as e:  # packaging's InvalidRequirement is a ValueError
         parser.error(f"cannot read the lock {args.lock}: {e}")
+    # A name the lock does not pin (a typo) was checked nowhere, and the run passed on 0 pins.
+    pinned = sorted({canonicalize_name(r.name) for r in lock})
+    if unpinned := [n for n in only if n not in pinned]:
+        near = difflib.get_close_matches(unpinned[0], pinned, 3) or pinned[:3]
+        choices = f"choose from its {len(pinned)} pins, e.g. {', '.join(near)}"
+        parser.error(
+            f"--only {only[unpinned[0]]!r} is not pinned in {args.lock}; "
+            f"{choices if pinned else 'it pins nothing'}"
+        )
     probe = targets[first].get("packaging")
     # Offline, pip finds no wheel of anything: ask first for one that every target has (a pure
     # Python wheel), so that a missing network is not reported as a hundred missing wheels.

@@ -77,6 +77,11 @@ def _metrics(path: Path) -> dict[str, np.ndarray]:
     """A run's metrics.csv; a DQNError naming the file where it is cut short, holds a cell that
     is not a number, or lacks a column this report reads (a KeyError or ValueError deep in the
     report before, a traceback)."""
+    # dqn writes whole lines: a last line without its end was cut (a copy or disk that stopped),
+    # and a header cut there read as a run of no rows, reported as one without diagnostics.
+    text = path.read_bytes()
+    if text and not text.endswith(b"\n"):
+        raise DQNError(f"{path} is cut short: its last line (the header or a row) has no end")
     try:
         metrics = read_metrics(path)
     except (ValueError, TypeError):  # a cell that is not a number; a row cut short (None)

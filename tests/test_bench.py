@@ -456,7 +456,17 @@ def test_lockstep_cost_runs_both_ways(capsys):
 
     assert lockstep_cost.main(["--members", "3", "--steps", "200", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
-    assert "gymnasium, one by one" in out and "dqn.lockstep" in out and "x faster" in out
+    assert "gymnasium, one by one" in out and "dqn.lockstep" in out
+    assert "x faster" in out or "x slower" in out  # a few members can make lockstep slower
+
+
+def test_lockstep_cost_says_slower_when_lockstep_took_longer():
+    """A ratio of 0.6 (lockstep took longer) was printed "lockstep is 0.6x faster"."""
+    from benchmarks.lockstep_cost import verdict
+
+    assert verdict(2.0) == "lockstep is 2.0x faster"
+    assert verdict(1.0) == "lockstep is 1.0x faster"
+    assert verdict(0.6) == "lockstep is 1.7x slower"
 
 
 def test_eval_width_plays_the_same_episodes_both_ways(capsys):
@@ -474,6 +484,51 @@ def test_run_eval_plays_the_same_episodes_one_at_a_time_and_side_by_side(tiny_ru
     assert run_eval.main([str(tiny_run), "--episodes", "3", "7"]) == 0
     out = capsys.readouterr().out
     assert out.count("side by side") == 2 and "  7 episodes" in out
+
+
+@pytest.mark.parametrize("name", ["nonexistent", "metrics.csv"])
+def test_run_eval_of_a_path_with_no_run_is_one_line(name, tmp_path, capsys):
+    """A CheckpointError traceback and exit 1 before; dqn-evaluate says it in one line."""
+    from benchmarks import run_eval
+
+    path = tmp_path / name
+    if name == "metrics.csv":  # a run's file given for its folder
+        path.write_text("env_step\n")
+    with pytest.raises(SystemExit) as exit_:
+        run_eval.main([str(path), "--episodes", "2"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and f"no run, checkpoint or agent folder at {path}" in line
+
+
+def test_library_path_refuses_a_bad_seed_before_it_trains(monkeypatch, capsys):
+    """The worker's ConfigError came out as a traceback, exit 1."""
+    from benchmarks import library_path
+
+    monkeypatch.setattr(library_path, "work_library_path", lambda job: pytest.fail("trained"))
+    with pytest.raises(SystemExit) as exit_:
+        library_path.main(["cold", "--seed", "-1"])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and "config key 'seed' must be in" in line
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--seed", "-1", "--steps", "1500"], "config key 'seed'"),
+        (["--steps", "100"], "'learning_starts_env_steps' must be in"),  # starts at 1,000
+    ],
+)
+def test_population_of_one_refuses_a_bad_config_before_it_trains(argv, named, monkeypatch, capsys):
+    import dqn
+    from benchmarks import population_of_one
+
+    monkeypatch.chdir(BENCHMARKS.parent)  # it reads configs/cartpole.yaml
+    monkeypatch.setattr(dqn, "train", lambda *a, **k: pytest.fail("trained"))
+    monkeypatch.setattr(dqn, "train_population", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(SystemExit) as exit_:
+        population_of_one.main(["--learner", "numpy", *argv])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and named in line
 
 
 def test_report_stats_gets_the_same_interval_both_ways(capsys):
@@ -736,6 +791,7 @@ def test_step_profile_runs_and_finds_every_hidden_layer_product(capsys):
         (["--config", "no/such.yaml"], "config file not found"),
         (["--out", "."], "is a folder; give the file to write"),
         (["--out", "afile/table.md"], "cannot write --out afile/table.md"),
+        (["--out", "afile/sub/table.md"], "afile is not a folder"),
         # SB3 trains CartPole-v1 whatever the config: dqn on another env is no comparison.
         (["--config", str(bench.REPO / "configs/acrobot.yaml")], "give a config of env_id"),
     ],
@@ -1012,6 +1068,21 @@ def test_the_bench_prints_its_table_and_one_line_when_the_final_write_fails(
     (line,) = [x for x in err.splitlines() if x != "(f)"]
     assert "cannot write --out" in line and "Permission denied" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_out_in_new_folders_is_checked_without_making_them(tmp_path, monkeypatch, capsys):
+    """Checking --out made its folders: a bench refused after (the bench extra missing) left
+    them behind. They are made when the table is written."""
+    out = tmp_path / "nd4" / "sub" / "b.md"
+    argv = ["--quick", "--regimes", "f", "--out", str(out), "--seeds", "1"]
+    monkeypatch.setattr(bench, "missing_extra", lambda: "install the bench extra")
+    assert bench.main(argv) == 2
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(bench, "missing_extra", lambda: None)
+    fresh = {"seconds": 10.0, "threads": "1"}
+    monkeypatch.setattr(regimes, "regime_f", lambda *a: {"fresh": [fresh], "warm": [fresh]})
+    assert bench.main(argv) == 0
+    assert "| (f) library path" in out.read_text()
 
 
 def test_stop_at_solve_interrupted_writes_no_rows_and_exits_130(tmp_path, monkeypatch, capsys):

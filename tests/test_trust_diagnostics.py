@@ -150,6 +150,9 @@ def test_a_study_on_another_env_is_refused_in_one_line(tmp_path):
         ("env_step,q_mean\n2500,1.0\n", "has no column 'q_abs_max'"),
         ("env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction\nabc,1,1,1,0\n", "damaged"),
         ("env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction\n2500,1,1,1\n", "damaged"),
+        # Cut inside the header, or inside the last row's last number (0.55 read as 0.5).
+        ("env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction,lo", "cut short"),
+        ("env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction\n2500,1,1,1,0.5", "cut"),
     ],
 )
 def test_a_runs_damaged_metrics_is_named_not_a_traceback(text, fragment, tmp_path):
@@ -160,6 +163,22 @@ def test_a_runs_damaged_metrics_is_named_not_a_traceback(text, fragment, tmp_pat
     path.write_text(text)
     with pytest.raises(DQNError, match=f"^{path} (is|has) .*{fragment}|^{path} {fragment}"):
         load_script()._metrics(path)
+
+
+def test_a_metrics_csv_cut_inside_its_header_is_refused_naming_it(tmp_path, capsys, monkeypatch):
+    """It read as a run of no rows: "no gradient diagnostics", exit 0."""
+    monkeypatch.chdir(tmp_path)
+    write_runs(tmp_path / "study" / "runs", {"huber-seed0": [(5000, 0.5, 1.0, 2.0)]})
+    (tmp_path / "study" / "results.json").write_text(f"[{RUN.replace('9.5', '500.0')}]")
+    metrics = Path("study/runs/huber-seed0/run/metrics.csv")
+    metrics.write_text(metrics.read_text().splitlines()[0][:-3])  # as `head -c` cuts it
+    assert load_script().main(["study"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"trust_diagnostics.py: error: {metrics} is cut short: its last "
+        "line (the header or a row) has no end"
+    ]
 
 
 def test_runs_trained_without_diagnostics_say_so_rather_than_nan(tmp_path):
