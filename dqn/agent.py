@@ -143,6 +143,21 @@ def checked_observations(obs, method: str) -> np.ndarray:
     )
 
 
+def _check_arity(network_fn) -> None:
+    """ConfigError unless ``network_fn`` can be called with (obs_dim, n_actions)."""
+    import inspect
+
+    try:
+        inspect.signature(network_fn).bind(0, 0)
+    except TypeError:
+        raise ConfigError(
+            f"network_fn must be a function of two arguments (obs_dim, n_actions), got "
+            f"{network_fn!r:.80}"
+        ) from None
+    except ValueError:  # no signature to read (some builtins): left to the call
+        pass
+
+
 def _check_network(online, target, obs_dim: int, n_actions: int) -> None:
     """ConfigError unless a network_fn built two separate Keras models that map observations
     [n, obs_dim] to Q-values [n, n_actions]: found when the agent is built, not mid-run."""
@@ -161,6 +176,11 @@ def _check_network(online, target, obs_dim: int, n_actions: int) -> None:
                 f"network_fn's model cannot take observations of shape [n, {obs_dim}]: "
                 f"{first_line(exc)}"
             ) from None
+        if not hasattr(q, "shape"):  # a list or dict of outputs: several heads, not Q-values
+            raise ConfigError(
+                f"network_fn's model returns a {type(q).__name__} of outputs; it must return one "
+                f"tensor of Q-values, of shape [n, {n_actions}]"
+            )
         shapes.append(tuple(q.shape))
         dtypes += [keras.backend.standardize_dtype(q.dtype)]
         dtypes += [keras.backend.standardize_dtype(v.dtype) for v in model.trainable_variables]
@@ -238,6 +258,8 @@ class DQNAgent:
                 "network_fn must be a function (obs_dim, n_actions) -> keras.Model, got "
                 f"{network_fn.__name__ if isinstance(network_fn, type) else what}{cure}"
             )
+        if network_fn is not None:
+            _check_arity(network_fn)
         self.config = config
         self.obs_dim, self.n_actions = check_spaces(observation_space, action_space)
         own_pools = configure_tensorflow(config.num_threads)  # before the models' first ops
@@ -253,6 +275,14 @@ class DQNAgent:
         target_model = network_fn(self.obs_dim, self.n_actions)
         if custom_network:
             _check_network(online_model, target_model, self.obs_dim, self.n_actions)
+            # The learners train the trainable weights and compute both networks with the
+            # online model's others (a frozen layer's): the target model takes them too, or its
+            # view (agent.target, target.keras) held a frozen layer of another draw for good.
+            # (Only those: a loaded agent's target keeps its own trainable weights.)
+            for mine, online_one in zip(
+                target_model.non_trainable_variables, online_model.non_trainable_variables
+            ):
+                mine.assign(online_one)
         self._net = FlatNetwork(online_model)
         self._target_model = target_model
         flat = self._net.read()

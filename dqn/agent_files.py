@@ -241,6 +241,13 @@ def check_save_target(path: Path) -> None:
     path = Path(path)
     if (around := checkpoint_around(path)) is not None:
         why = f"it is inside {around}, {BREAKS}; save outside it"
+    elif (found := enclosing_output(path)) is not None and found[1] == "saved agent":
+        # Accepted, it made the earlier save a folder of more than an agent's files, which the
+        # next save of the latest agent there then refused to replace.
+        why = (
+            f"it is inside the saved agent {found[0]}, which a save there replaces whole; save "
+            "outside it"
+        )
     elif not path.exists() and not path.is_symlink():
         return
     elif path.is_symlink() or not path.is_dir():  # a link left is one that loops

@@ -724,6 +724,19 @@ def check_path_arg(path, said: str) -> None:
         raise InputError(f"{said} (a str or Path), got {type(path).__name__}")
 
 
+def check_flag(value, name: str) -> None:
+    """InputError unless ``value`` is a bool: a flag given as a string (``"no"``) was true, and
+    turned on what it was meant to turn off."""
+    if not isinstance(value, bool) and type(value).__name__ != "bool_":  # numpy's bool too
+        raise InputError(f"{name} is True or False, got {value!r:.60}")
+
+
+def check_progress(progress) -> None:
+    """InputError unless ``progress`` is a bool or a callable of the env steps just taken."""
+    if not callable(progress):
+        check_flag(progress, "progress (or a function of the env steps just taken)")
+
+
 def replay_capacity(c: DQNConfig) -> int:
     """The slots a run's replay ring is given: buffer_size, or fewer where the run cannot store
     that many. A run stores at most one transition per env step (an n-step window completes one

@@ -159,10 +159,11 @@ def export_policy(
     holds no agent, an ``out`` that cannot be written) and InputError (another ``source``, an
     ``out`` that is no path).
     """
-    from dqn.config import check_path_arg, user_path
+    from dqn.config import check_flag, check_path_arg, user_path
     from dqn.errors import InputError
 
     check_path_arg(out, "export_policy's out is a folder's path")
+    check_flag(tflite, "tflite")
     source, out = user_path(source, "source"), user_path(out, "out")
     out, path = followed(out), Path(source) if isinstance(source, str | os.PathLike) else None
     if path is None:

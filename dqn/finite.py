@@ -47,11 +47,13 @@ def as_float32(values) -> np.ndarray:
 
 def check_epsilon(epsilon) -> float:
     """``epsilon`` as a float if it is a probability, else an InputError: NaN, None, a string,
-    a bool (True is no rate) and an array of several are refused with the others."""
+    a bool (True is no rate) and an array, of several numbers or one, are refused with the
+    others (NaN too)."""
     try:
         # A bool of numpy's too (np.True_, an array of one): it is not a Python bool.
         is_bool = isinstance(epsilon, bool) or getattr(epsilon, "dtype", None) == np.bool_
-        ok = not is_bool and bool(0.0 <= epsilon <= 1.0)  # NaN too
+        # An array of one compares as its number, and float() of it then raised numpy's error.
+        ok = not is_bool and getattr(epsilon, "ndim", 0) == 0 and bool(0.0 <= epsilon <= 1.0)
     except (TypeError, ValueError):  # None, a string, an array of several
         ok = False
     if not ok:

@@ -23,7 +23,16 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.agent import DQNAgent, check_saveable
-from dqn.config import DQNConfig, check_is_config, output_folder, replay_capacity, user_path
+from dqn.config import (
+    DQNConfig,
+    check_flag,
+    check_is_config,
+    check_path_arg,
+    check_progress,
+    output_folder,
+    replay_capacity,
+    user_path,
+)
 from dqn.diagnostics import PROBE_SIZE
 from dqn.divergence import check_update, q_bound
 from dqn.envs import (
@@ -187,6 +196,14 @@ def train(
     """
     check_is_config(config)
     check_on_eval(on_eval)
+    check_progress(progress)
+    check_flag(log_tensorboard, "log_tensorboard")
+    if run_dir is not None:
+        check_path_arg(run_dir, "run_dir is a folder's path")
+    if init_from is not None and not isinstance(init_from, DQNAgent):
+        check_path_arg(
+            init_from, "init_from is a DQNAgent or the path of a run, checkpoint or agent"
+        )
     run_dir, init_from = user_path(run_dir, "run_dir"), user_path(init_from, "init_from")
     return _train(config, network_fn, run_dir, progress, log_tensorboard, on_eval, init_from)
 
@@ -293,6 +310,9 @@ def resume(
     a signal raises TrainingInterrupted as in ``train``.
     """
     check_on_eval(on_eval)
+    check_progress(progress)
+    check_flag(log_tensorboard, "log_tensorboard")
+    check_path_arg(run_dir, "resume takes a run folder's path")
     run_dir = Path(user_path(run_dir, "run_dir"))
     if not run_dir.is_dir():  # said by prepare_resume, without making the folder to hold it
         return _signalled(_resume(run_dir, progress, log_tensorboard, on_eval))

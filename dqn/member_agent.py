@@ -68,7 +68,10 @@ class MemberAgent:
     def save(self, directory: str | Path) -> Path:
         """Write the member as ``DQNAgent.save`` writes an agent (the same rules for
         ``directory``: a new path, an empty folder or an earlier agent save)."""
-        return save_agent_to(directory, self._write)
+        from dqn.config import check_path_arg, user_path
+
+        check_path_arg(directory, "a member's save takes a folder's path")
+        return save_agent_to(user_path(directory, "the folder"), self._write)
 
     def save_into_checkpoint(self, directory: Path) -> Path:
         """``save`` for the agent of the member's checkpoint being written (``dqn.run_state``),

@@ -8,6 +8,7 @@ show the same holds for the exit code and stderr of a process.
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -1204,3 +1205,109 @@ def test_a_python_call_asked_to_write_under_a_file_raises_one_line_naming_it(cal
     [line] = str(raised.value).splitlines()
     assert line.startswith("cannot write ") and f"{target}: {tmp_path / 'afile'} is " in line
     assert tree(tmp_path) == before
+
+
+# ---------------------------------------------------------------- the Python API's arguments
+@pytest.mark.parametrize(
+    "call, said",
+    [
+        (lambda c, t: __import__("dqn").train(c, run_dir=5), "run_dir is a folder's path"),
+        (lambda c, t: __import__("dqn").train(c, init_from=5), "init_from is a DQNAgent or"),
+        (lambda c, t: __import__("dqn.loop").loop.resume(None), "resume takes a run folder's path"),
+        (
+            lambda c, t: __import__("dqn").train_population(c, [({}, 0)], out_dir=5),
+            "out_dir is a folder's path",
+        ),
+        (
+            lambda c, t: __import__("dqn").train_population(c, [({}, 0)], run_dirs=[None]),
+            "run_dirs is a list of folders' paths, each",
+        ),
+        (
+            lambda c, t: __import__("dqn.population").population.resume_population(b"p"),
+            "resume_population takes a population folder's path",
+        ),
+        # A flag given as a string was true: "no" turned TensorBoard on.
+        (lambda c, t: __import__("dqn").train(c, run_dir=t, log_tensorboard="no"), "log_tens"),
+        (lambda c, t: __import__("dqn").train(c, run_dir=t, progress="yes"), "progress (or a"),
+        (
+            lambda c, t: __import__("dqn").train_population(c, [({}, 0)], progress="no"),
+            "progress (or a",
+        ),
+    ],
+)
+def test_a_python_call_given_the_wrong_kind_of_argument_names_it(call, said, tmp_path):
+    # pathlib's own TypeError ("expected str, bytes or os.PathLike object, not int") before.
+    from dqn.errors import InputError
+
+    config = DQNConfig(**TINY_RUN, output_dir=str(tmp_path / "out"), learner="numpy")
+    with pytest.raises(InputError, match=re.escape(said)):
+        call(config, tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_network_fn_of_several_outputs_or_one_argument_is_refused_by_name():
+    import keras
+
+    from dqn import DQNAgent
+
+    env = gym.make("CartPole-v1")
+    config = DQNConfig(**TINY_RUN)
+
+    def heads(kind):
+        def build(obs_dim, n_actions):
+            x = keras.Input((obs_dim,))
+            q = [keras.layers.Dense(n_actions)(x), keras.layers.Dense(n_actions)(x)]
+            return keras.Model(x, q if kind == "list" else {"q": q[0]})
+
+        return build
+
+    for kind in ("list", "dict"):  # AttributeError: 'list' object has no attribute 'shape'
+        with pytest.raises(ConfigError, match=f"returns a {kind} of outputs; it must return one"):
+            DQNAgent(env.observation_space, env.action_space, config, heads(kind))
+    with pytest.raises(ConfigError, match=r"a function of two arguments \(obs_dim, n_actions\)"):
+        DQNAgent(env.observation_space, env.action_space, config, lambda obs_dim: None)
+
+
+def test_the_target_of_a_network_with_a_frozen_layer_is_the_network_the_learner_targets():
+    # Two calls of network_fn drew two frozen layers; the learners compute both networks with
+    # the online model's, and agent.target (and target.keras) held the other draw for good.
+    import keras
+
+    from dqn import DQNAgent
+
+    def frozen_first(obs_dim, n_actions):
+        x = keras.Input((obs_dim,))
+        frozen = keras.layers.Dense(8, activation="tanh")
+        frozen.trainable = False
+        return keras.Model(x, keras.layers.Dense(n_actions)(frozen(x)))
+
+    env = gym.make("CartPole-v1")
+    agent = DQNAgent(env.observation_space, env.action_space, DQNConfig(**TINY_RUN), frozen_first)
+    obs = np.array([[0.1, -0.2, 0.3, 0.4]], np.float32)
+    np.testing.assert_array_equal(agent.target(obs), agent.online(obs))
+
+
+def test_a_save_inside_an_earlier_agent_save_is_refused(tmp_path):
+    # Accepted, it left the earlier save holding a folder, and the next save of the latest
+    # agent there was refused ("it holds old, which an agent save would replace").
+    from dqn import DQNAgent
+    from dqn.errors import OutputError
+
+    env = gym.make("CartPole-v1")
+    agent = DQNAgent(env.observation_space, env.action_space, DQNConfig(**TINY_RUN))
+    agent.save(tmp_path / "latest")
+    before = tree(tmp_path)
+    with pytest.raises(OutputError, match="it is inside the saved agent .*latest, which a save"):
+        agent.save(tmp_path / "latest" / "old")
+    assert tree(tmp_path) == before
+    agent.save(tmp_path / "latest")  # and it is saved again there
+
+
+def test_an_epsilon_given_as_an_array_of_one_is_refused_by_name():
+    from dqn import DQNAgent
+    from dqn.errors import InputError
+
+    env = gym.make("CartPole-v1")
+    agent = DQNAgent(env.observation_space, env.action_space, DQNConfig(**TINY_RUN))
+    with pytest.raises(InputError, match=r"epsilon must be in \[0, 1\], got array\(\[0.5\]\)"):
+        agent.act(np.zeros(4, np.float32), np.array([0.5]))  # numpy's TypeError from float()

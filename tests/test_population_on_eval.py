@@ -223,6 +223,7 @@ def test_a_member_refuses_observations_it_cannot_take(tmp_path):
             lambda: member.act(np.zeros(4), 0.5),  # DQNAgent.act's call: a TypeError it was
             lambda: member.act(np.zeros(4), -0.5),  # not a rate either
             lambda: member.act(np.full(4, np.nan)),  # named as act's, not q_values'
+            lambda: member.save(5),  # pathlib's TypeError, as for DQNAgent.save it is not
         ):
             try:
                 call()
@@ -237,7 +238,22 @@ def test_a_member_refuses_observations_it_cannot_take(tmp_path):
     assert errors[3].startswith("a population member acts greedily here (epsilon 0), got epsil")
     assert errors[4].startswith("a population member acts greedily here (epsilon 0), got epsil")
     assert errors[5].startswith("act got an observation with NaN or inf")
-    assert len(errors) == 12  # both members, six refusals each
+    assert errors[6] == "a member's save takes a folder's path (a str or Path), got int"
+    assert len(errors) == 14  # both members, seven refusals each
+
+
+def test_a_members_save_reads_a_leading_tilde_as_the_home_folder(tmp_path, monkeypatch):
+    # It made a folder named ~ in the working folder, as DQNAgent.save no longer did.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    saved = []
+
+    def keep(row, member):
+        saved.append(member.save(f"~/best{member.index}"))
+
+    population(tmp_path, on_eval=keep, config=CONFIG.replace(total_env_steps=1000))
+    assert not (tmp_path / "~").exists()
+    assert saved[0] == tmp_path / "home" / "best0" and (saved[0] / "agent.json").is_file()
 
 
 def test_a_tensorflow_members_view_follows_its_parameters(tmp_path):
