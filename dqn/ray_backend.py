@@ -19,7 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 from dqn.errors import DQNError, first_line
 
-RAY_MISSING = '--backend ray needs Ray: pip install -e ".[ray]"'
+# The extra's own pin, so that the line works from any folder (an editable install's
+# `pip install -e ".[ray]"` works only from dqn's checkout).
+RAY_MISSING = (
+    '--backend ray needs Ray: pip install "ray==2.60.0" (dqn\'s "ray" extra; from dqn\'s '
+    'checkout, pip install -e ".[ray]")'
+)
 
 
 def require_ray():

@@ -30,7 +30,7 @@ def test_without_ray_the_ray_backend_is_refused_in_one_line(tmp_path, capsys, mo
     assert_refused(
         compare_main,
         args,
-        ["--backend ray needs Ray", 'pip install -e ".[ray]"'],
+        ["--backend ray needs Ray", 'pip install "ray==2.60.0"', 'pip install -e ".[ray]"'],
         capsys,
         tmp_path,
     )
@@ -262,3 +262,15 @@ def test_a_ray_that_cannot_be_reached_is_one_line_naming_ray_not_a_folder(monkey
     with pytest.raises(DQNError, match=refused) as error:
         list(run_ray(print, [("job",)], 1, address="auto"))
     assert not isinstance(error.value, OSError)
+
+
+def test_the_missing_ray_line_names_the_extras_own_pin():
+    # From outside dqn's checkout, pip install -e ".[ray]" fails: the line gives the pin too.
+    import re
+    from pathlib import Path
+
+    from dqn.ray_backend import RAY_MISSING
+
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    [pin] = re.findall(r'^ray = \["([^"]+)"\]$', pyproject, re.M)  # (tomllib: Python 3.11+)
+    assert f'pip install "{pin}"' in RAY_MISSING
