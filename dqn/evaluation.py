@@ -62,47 +62,9 @@ def evaluate(
     agent's own: the same call gives the same returns, and the agent's RNG is left as it was.
     """
     epsilon = check_epsilon(epsilon)
-    # numpy's integers (a seed from np.arange) as Python's: gymnasium's reset takes only those.
-    seed, episodes = _integer(seed, "seed"), _integer(episodes, "episodes")
+    seed, episodes = _checked_args(agent, env, episodes, seed, "evaluate")
     explore = np.random.default_rng([seed, 3]) if epsilon > 0 else None
-    # dqn-evaluate's own bounds (--episodes, --seed): no episodes gave a NaN mean, and a seed
-    # outside them gymnasium's traceback.
-    if not 1 <= episodes <= MAX_EVAL_EPISODES:
-        raise InputError(f"episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {episodes!r}")
-    if not episode_seeds_fit(seed, episodes):
-        raise InputError(
-            f"seed must leave room for its episodes' seeds (seed + i, each in [0, 2**32 - 1]), "
-            f"got seed {seed!r} for {episodes} episodes"
-        )
-    # One env, made: an id gave "'str' object has no attribute 'action_space'", and a vector
-    # env was told its actions were another env's.
-    if isinstance(env, gym.vector.VectorEnv):
-        raise InputError(
-            f"evaluate steps one env, got a vector env of {env.num_envs} ({env_name(env)}): "
-            "give one, e.g. gymnasium.make(env_id)"
-        )
-    if not isinstance(env, gym.Env):
-        raise InputError(
-            f"evaluate steps an env, got {type(env).__name__} {env!r:.60}: give "
-            "gymnasium.make(env_id)"
-        )
-    n_actions, space = getattr(agent, "n_actions", None), env.action_space
-    obs_dim, obs_shape = getattr(agent, "obs_dim", None), env.observation_space.shape
-    if obs_dim is not None and obs_shape != (obs_dim,):
-        # (MountainCar for an Acrobot agent: both 3 actions; it failed in the first act.)
-        raise InputError(
-            f"env {env_name(env)} has observations of shape {obs_shape}, the agent takes "
-            f"({obs_dim},): evaluate it on the env it was trained on"
-        )
-    if n_actions is not None and not (
-        isinstance(space, gym.spaces.Discrete) and int(space.n) == n_actions and space.start == 0
-    ):
-        # Another env's actions: a Discrete(3, start=1) env was sent action 0, and a Discrete(5)
-        # one, with epsilon, actions 3 and 4 the agent never takes (observations are checked).
-        raise InputError(
-            f"env {env_name(env)} has the action space {space}, the agent {n_actions} actions "
-            "(Discrete from 0): evaluate it on the env it was trained on"
-        )
+    obs_shape = env.observation_space.shape
     returns, shape = [], obs_shape
 
     def checked(reset_seed: int, obs, reward=None):
@@ -231,6 +193,53 @@ def _play_side_by_side(
     return returns, errors
 
 
+def _checked_args(agent, env, episodes: int, seed: int, what: str) -> tuple[int, int]:
+    """(seed, episodes) as Python ints, or an InputError for what ``evaluate`` (``what``, as
+    the error names it) cannot take: a count or seed out of range, an env that is not one
+    env, or one whose spaces are not the agent's."""
+    # numpy's integers (a seed from np.arange) as Python's: gymnasium's reset takes only those.
+    seed, episodes = _integer(seed, "seed"), _integer(episodes, "episodes")
+    # dqn-evaluate's own bounds (--episodes, --seed): no episodes gave a NaN mean, and a seed
+    # outside them gymnasium's traceback.
+    if not 1 <= episodes <= MAX_EVAL_EPISODES:
+        raise InputError(f"episodes must be in [1, {MAX_EVAL_EPISODES:_}], got {episodes!r}")
+    if not episode_seeds_fit(seed, episodes):
+        raise InputError(
+            f"seed must leave room for its episodes' seeds (seed + i, each in [0, 2**32 - 1]), "
+            f"got seed {seed!r} for {episodes} episodes"
+        )
+    # One env, made: an id gave "'str' object has no attribute 'action_space'", and a vector
+    # env was told its actions were another env's.
+    if isinstance(env, gym.vector.VectorEnv):
+        raise InputError(
+            f"{what} steps one env, got a vector env of {env.num_envs} ({env_name(env)}): "
+            "give one, e.g. gymnasium.make(env_id)"
+        )
+    if not isinstance(env, gym.Env):
+        raise InputError(
+            f"{what} steps an env, got {type(env).__name__} {env!r:.60}: give "
+            "gymnasium.make(env_id)"
+        )
+    n_actions, space = getattr(agent, "n_actions", None), env.action_space
+    obs_dim, obs_shape = getattr(agent, "obs_dim", None), env.observation_space.shape
+    if obs_dim is not None and obs_shape != (obs_dim,):
+        # (MountainCar for an Acrobot agent: both 3 actions; it failed in the first act.)
+        raise InputError(
+            f"env {env_name(env)} has observations of shape {obs_shape}, the agent takes "
+            f"({obs_dim},): evaluate it on the env it was trained on"
+        )
+    if n_actions is not None and not (
+        isinstance(space, gym.spaces.Discrete) and int(space.n) == n_actions and space.start == 0
+    ):
+        # Another env's actions: a Discrete(3, start=1) env was sent action 0, and a Discrete(5)
+        # one, with epsilon, actions 3 and 4 the agent never takes (observations are checked).
+        raise InputError(
+            f"env {env_name(env)} has the action space {space}, the agent {n_actions} actions "
+            "(Discrete from 0): evaluate it on the env it was trained on"
+        )
+    return seed, episodes
+
+
 def evaluate_side_by_side(
     agent, envs: list[gym.Env], episodes: int, seed: int
 ) -> tuple[float, float, list[float]]:
@@ -241,6 +250,22 @@ def evaluate_side_by_side(
 
     One forward pass a step for all of them: a [W, d] matrix product per layer where one
     episode at a time made W matrix-vector products, and CartPoles stepped as one array."""
+    what = "evaluate_side_by_side"
+    # Unchecked, an env given twice played two episodes at once in one env ([7, 7, 7] for
+    # [11, 10, 9]), and an id, a single env or no envs failed deep inside.
+    if not isinstance(envs, list | tuple) or not envs:
+        raise InputError(
+            f"{what} takes a list of envs, one per episode played at once, got {envs!r:.60}"
+        )
+    if len({id(e) for e in envs}) != len(envs):
+        raise InputError(f"{what}'s envs are each a separate env: one is given more than once")
+    if not callable(getattr(agent, "q_values", None)):
+        raise InputError(
+            f"{what} plays with an agent's q_values (a DQNAgent's), got {type(agent).__name__}: "
+            "evaluate takes any agent with act"
+        )
+    for env in envs:
+        seed, episodes = _checked_args(agent, env, episodes, seed, what)
     [returns], errors = _play_side_by_side(
         lambda obs: agent.q_values(obs[0])[None], [envs], episodes, seed
     )

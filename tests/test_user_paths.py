@@ -106,6 +106,32 @@ def test_evaluate_names_an_id_a_vector_env_and_another_env_s_observations():
     env.close()
 
 
+def test_evaluate_side_by_side_checks_what_evaluate_checks_and_its_list_of_envs():
+    # Unchecked: one env given three times played [7, 7, 7] where evaluate played
+    # [11, 10, 9]; an id, a single env, no envs or 0 episodes failed deep inside or gave NaN.
+    from dqn.evaluation import evaluate_side_by_side
+
+    agent = DQNAgent(OBS, gym.spaces.Discrete(2), DQNConfig(hidden_sizes=(8,), learner="numpy"))
+    envs = [gym.make("CartPole-v1") for _ in range(3)]
+    assert evaluate_side_by_side(agent, envs, 3, 0)[2] == evaluate(agent, envs[0], 3, 0)[2]
+    cases = [
+        ((agent, [envs[0]] * 3, 3, 0), "each a separate env: one is given more than once"),
+        ((agent, envs[0], 3, 0), "takes a list of envs, one per episode played at once, got"),
+        ((agent, [], 3, 0), "takes a list of envs"),
+        ((agent, ["CartPole-v1"], 1, 0), "evaluate_side_by_side steps an env, got str"),
+        ((agent, envs, 0, 0), r"episodes must be in \[1, "),
+        ((agent, envs, 2, -1), "seed must leave room"),
+        ((agent, envs, 2, 1.5), "seed"),
+        ((object(), envs, 1, 0), "plays with an agent's q_values \\(a DQNAgent's\\), got object"),
+        ((agent, [gym.make("Acrobot-v1")], 1, 0), r"observations of shape \(6,\)"),
+    ]
+    for args, said in cases:
+        with pytest.raises(InputError, match=said):
+            evaluate_side_by_side(*args)
+    for env in envs:
+        env.close()
+
+
 def test_record_gif_names_an_env_given_where_its_id_belongs(tmp_path):
     from dqn.render import record_gif
 
