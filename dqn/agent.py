@@ -115,6 +115,10 @@ def checked_observations(obs, method: str) -> np.ndarray:
             cast = obs  # the hot path of a float32 env's steps: no cast, so nothing to overflow
         elif obs is None:  # numpy casts None to NaN: named as what it is
             raise TypeError
+        elif isinstance(obs, np.ma.MaskedArray) or np.asarray(obs).dtype.kind in "US":
+            # Text ("1", "2") cast to numbers, and a masked array's mask was dropped: neither is
+            # an observation of numbers as given.
+            raise TypeError
         else:
             with np.errstate(over="ignore"), warnings.catch_warnings():  # said below, as given
                 # A complex array's cast drops its imaginary part with a mere warning.
@@ -435,6 +439,10 @@ class DQNAgent:
                     f"state.{name} must have shape {list(want.shape)} (this agent's "
                     f"parameters), got {list(got)}"
                 )
+            # NaN weights made NaN Q-values, whose argmax is a silent action 0 (the act that
+            # refuses a NaN observation for that reason took them).
+            if not np.isfinite(getattr(state, name)).all():
+                raise InputError(f"state.{name} holds NaN or inf: no agent computes with them")
         self.learner.state = state
         if self._steps_to_zero_rate is not None:  # a loaded agent's steps count too
             self._steps_to_zero_rate = total_grad_steps(self.config) - int(state.grad_steps)

@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
-from dqn.errors import ConfigError, InputError
+from dqn.errors import ConfigError, InputError, writing
 from dqn.finite import F32_MAX, F32_TINY
-from dqn.io import atomic_write_text
+from dqn.io import atomic_write_text, check_named
 from dqn.yaml_files import BadTaggedValue, dump_yaml, is_decimal_number, load_value, load_yaml
 
 # The loss names live here (not only in dqn.losses) so that validating a config needs no
@@ -328,9 +328,18 @@ class DQNConfig(metaclass=_KnownKeys):
         return {**dataclasses.asdict(self), **plain}
 
     def to_yaml(self, path: str | Path, note: str | None = None) -> None:
-        """Write atomically (temporary file, then rename); ``note`` heads it as a comment."""
+        """Write atomically (temporary file, then rename); ``note`` heads it as a comment.
+        A path that is not a file's (a folder; not a path) is an InputError, one that cannot be
+        written an OutputError, each in one line (a folder raised IsADirectoryError naming the
+        temporary file beside it)."""
+        check_path_arg(path, "to_yaml takes a file's path")
+        check_named(path, "the config file")
+        path = Path(user_path(path, "path"))
+        if path.is_dir():
+            raise InputError(f"to_yaml writes a file, and {path} is a folder: give a file's path")
         head = "".join(f"# {line}\n" for line in textwrap.wrap(note, 94)) if note else ""
-        atomic_write_text(Path(path), head + dump_yaml(self.to_dict()))
+        with writing("the config file", path):
+            atomic_write_text(path, head + dump_yaml(self.to_dict()))
 
 
 # The rows, in field order: the class body above is where they are read and written.

@@ -82,7 +82,7 @@ def evaluate(
             if explore is not None and explore.random() < epsilon:
                 action = int(explore.integers(env.action_space.n))
             else:
-                action = agent.act(obs)
+                action = _checked_action(agent.act(obs), agent, env)
             obs, reward, terminated, truncated, _ = env.step(action)
             obs, reward = checked(seed + i, obs, reward)
             total += reward
@@ -92,6 +92,21 @@ def evaluate(
             raise _endless(env, seed + i)
         returns.append(total)
     return float(np.mean(returns)), float(np.std(returns)), returns
+
+
+def _checked_action(action, agent, env):
+    """``action`` if it is an integer, else an InputError naming what the agent's act returned
+    (1.0, None or [1] failed in gymnasium's assertion "... invalid"). Its range is the env's to
+    judge: a policy that does not say its number of actions is taken as it is (a wrapper of
+    the user's may map it), and a DQNAgent's actions were checked against the env's."""
+    if isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu":
+        return action  # what Stable-Baselines3's predict returns for one observation
+    if not isinstance(action, int | np.integer) or isinstance(action, bool | np.bool_):
+        raise InputError(
+            f"{type(agent).__name__}.act returned {action!r:.60}, where evaluate needs an action "
+            f"of {env_name(env)}'s {env.action_space} (an int)"
+        )
+    return action
 
 
 def _head(reset_seed: int) -> str:

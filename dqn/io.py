@@ -25,11 +25,15 @@ LOCK_FILE = ".lock"
 
 
 def check_named(path: str | Path, what: str) -> None:
-    """ConfigError for an empty name (an unset variable's): Path("") is the current folder; or
-    for a name that is not UTF-8 (bytes Python keeps as surrogates), which TensorFlow's writers
-    (TensorBoard's, SavedModel's) cannot take: they failed with a traceback midway."""
+    """ConfigError for an empty name (an unset variable's): Path("") is the current folder; for
+    a name with a NUL character, which no filesystem takes (os's ValueError "embedded null
+    byte"); or for a name that is not UTF-8 (bytes Python keeps as surrogates), which
+    TensorFlow's writers (TensorBoard's, SavedModel's) cannot take: they failed with a
+    traceback midway."""
     if isinstance(path, str) and not path.strip():
         raise ConfigError(f"{what} must be named, got an empty string")
+    if "\0" in os.fspath(path):
+        raise ConfigError(f"{what} {os.fspath(path)!r} holds a NUL character, which no name can")
     try:
         os.fspath(path).encode("utf-8")
     except UnicodeEncodeError:

@@ -309,6 +309,10 @@ def test_acting_refuses_nan_and_inf_observations_before_any_exploration_draw():
         (lambda: agent.act(np.array([0.5j, 0, 0])), "act takes real numbers, got array\\(\\[0"),
         (lambda: agent.q_values(np.ones((2, 3), np.complex64)), "q_values takes real numbers"),
         (lambda: agent.act([np.complex64(1), 0, 0]), "act takes real numbers"),
+        # Numbers written as text were cast, and a masked array's mask dropped, in silence.
+        (lambda: agent.act(np.array(["1", "2", "3"])), "act takes real numbers, got array"),
+        (lambda: agent.act(["1", "2", "3"]), "act takes real numbers, got \\['1'"),
+        (lambda: agent.q_values(np.ma.masked_array(np.zeros(3), [1, 0, 0])), "q_values takes"),
         # Finite in float64, inf once cast to the network's float32: named as given.
         (
             lambda: agent.act(np.array([0.0, 1e39, 0.0])),
@@ -901,6 +905,20 @@ def test_a_state_whose_target_or_adam_moments_are_of_another_size_is_refused(nam
         agent.state = before._replace(**{name: np.zeros(3, np.float32)})
     agent.update(make_replay().sample(8))
     assert agent.grad_steps == 1
+
+
+@pytest.mark.parametrize("name", ["online", "target", "adam_m", "adam_v"])
+def test_a_state_of_nan_or_inf_weights_is_refused(name):
+    # NaN online weights were taken, and act then answered a silent 0 (argmax of NaN Q-values).
+    from dqn.errors import InputError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner="numpy"))
+    before = agent.state
+    bad = getattr(before, name).copy()
+    bad[7] = np.nan if name != "adam_v" else np.inf
+    with pytest.raises(InputError, match=rf"^state.{name} holds NaN or inf: no agent computes"):
+        agent.state = before._replace(**{name: bad})
+    assert agent.state.online.tobytes() == before.online.tobytes()
 
 
 def test_a_network_fns_tensorflow_update_uses_its_own_network_after_a_default_one_of_its_shapes():

@@ -1311,3 +1311,23 @@ def test_an_epsilon_given_as_an_array_of_one_is_refused_by_name():
     agent = DQNAgent(env.observation_space, env.action_space, DQNConfig(**TINY_RUN))
     with pytest.raises(InputError, match=r"epsilon must be in \[0, 1\], got array\(\[0.5\]\)"):
         agent.act(np.zeros(4, np.float32), np.array([0.5]))  # numpy's TypeError from float()
+
+
+def test_a_config_written_to_a_folder_or_a_name_no_file_can_have_is_one_line(tmp_path):
+    # IsADirectoryError naming the temporary file beside the folder; os's "embedded null byte".
+    from dqn.errors import InputError, OutputError
+
+    config = DQNConfig(**TINY_RUN)
+    with pytest.raises(InputError, match=f"^to_yaml writes a file, and {tmp_path} is a folder"):
+        config.to_yaml(tmp_path)
+    with pytest.raises(ConfigError, match="holds a NUL character, which no name can$"):
+        config.to_yaml(tmp_path / "a\0.yaml")
+    (tmp_path / "f").write_text("")
+    with pytest.raises(OutputError, match=f"^cannot write the config file .*: {tmp_path / 'f'} is"):
+        config.to_yaml(tmp_path / "f" / "c.yaml")
+    with pytest.raises(ConfigError, match="holds a NUL character"):
+        from dqn import DQNAgent
+
+        env = gym.make("CartPole-v1")
+        DQNAgent(env.observation_space, env.action_space, config).save(tmp_path / "a\0b")
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]

@@ -151,3 +151,30 @@ def test_save_and_load_name_what_is_no_folder_path(given, tmp_path):
         agent.save(given)
     with pytest.raises(InputError, match=r"DQNAgent.load takes a folder's path"):
         DQNAgent.load(given)
+
+
+@pytest.mark.parametrize("returned", [1.0, None, np.array([1]), True])
+def test_evaluate_names_an_act_that_returns_no_action_of_the_env(returned):
+    # An adapter around another library's policy: gymnasium's AssertionError "... invalid".
+    class Policy:
+        def act(self, obs):
+            return returned
+
+    env = gym.make("CartPole-v1")
+    with pytest.raises(InputError, match=r"^Policy.act returned .*, where evaluate needs an act"):
+        evaluate(Policy(), env, 1, 0)
+    env.close()
+
+
+@pytest.mark.parametrize("action", [np.int64(1), np.array(1)], ids=["np.int64", "0-d"])
+def test_evaluate_takes_an_integer_action_as_numpy_and_stable_baselines3_give_it(action):
+    class Policy:
+        def __init__(self, action):
+            self.action = action
+
+        def act(self, obs):
+            return self.action
+
+    env = gym.make("CartPole-v1")
+    assert evaluate(Policy(action), env, 2, 0)[2] == evaluate(Policy(1), env, 2, 0)[2]
+    env.close()
