@@ -359,7 +359,10 @@ def run_comparison(
         write_results(ordered, out)
         # Each variant's own: a variant may name another env or set its own solve_return.
         write_report(
-            ordered, out, {v.label: _threshold(configs[v.label, seeds[0]]) for v in variants}
+            ordered,
+            out,
+            {v.label: _threshold(configs[v.label, seeds[0]]) for v in variants},
+            {v.label: configs[v.label, seeds[0]].env_id for v in variants},
         )
     _say_runs_left_out(out, {run_name(v.label, s) for v in variants for s in seeds})
     return ordered
@@ -524,10 +527,15 @@ def _threshold(config: DQNConfig) -> float:
     return float("inf") if threshold is None else threshold
 
 
-def write_report(rows: Sequence[dict], out: Path, threshold: float | Mapping[str, float]) -> None:
+def write_report(
+    rows: Sequence[dict],
+    out: Path,
+    threshold: float | Mapping[str, float],
+    envs: Mapping[str, str] | None = None,
+) -> None:
     from dqn.report import plot_all, summary_markdown  # matplotlib: imported when used
 
-    atomic_write_text(out / "summary.md", summary_markdown(rows, threshold))
+    atomic_write_text(out / "summary.md", summary_markdown(rows, threshold, envs=envs))
     plot_all(out, rows)
 
 

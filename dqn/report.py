@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from dqn.agent_files import STUDY_RUN
+from dqn.errors import CheckpointError
 from dqn.io import atomic_write_bytes
 from dqn.run_log import read_metrics
 from dqn.stats import (
@@ -36,6 +38,13 @@ def _fmt_ci(point: float, low: float, high: float, digits: int = 0) -> str:
     return f"{point:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def md(label: str) -> str:
+    """A label as markdown shows it: an underscore at a word's edge escaped, where it would
+    open or close emphasis (``_base_`` rendered as an emphasised "base"); one inside a word,
+    as in clipped_delta, is left as it is, which markdown leaves alone."""
+    return re.sub(r"(?<![A-Za-z0-9])_+|_+(?![A-Za-z0-9])", lambda m: "\\_" * len(m[0]), label)
+
+
 def group(rows: Sequence[dict]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for r in rows:
@@ -60,8 +69,16 @@ def _evaluated_iqm(values: list[float], seed: int) -> str:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if not finite:
         return "no evaluation"
-    cell = _fmt_ci(*iqm_ci(finite, seed=seed))
+    cell = _fmt_ci(*iqm_ci(finite, seed=seed), digits=_digits(finite))
     return cell if len(finite) == len(values) else f"{cell} (of {len(finite)} runs)"
+
+
+def _digits(values: list[float]) -> int:
+    """Decimals that show three significant figures of the largest |value| (none from 100 up):
+    CartPole's returns print as 463, a FrozenLake run's 0.65 no longer as 1 (beside 0 of 4
+    runs solved at 0.7), a short run's 9.35 no longer as 9 [9, 10] over runs of 9.2 to 9.5."""
+    largest = max(abs(v) for v in values)
+    return 0 if largest == 0 else int(min(4, max(0, 2 - math.floor(math.log10(largest)))))
 
 
 def _bar(threshold: float) -> str:
@@ -69,15 +86,22 @@ def _bar(threshold: float) -> str:
 
 
 def summary_markdown(
-    rows: Sequence[dict], threshold: float | Mapping[str, float], seed: int = 0
+    rows: Sequence[dict],
+    threshold: float | Mapping[str, float],
+    seed: int = 0,
+    envs: Mapping[str, str] | None = None,
 ) -> str:
     """Per variant: solve rates, median steps to solve, IQM of final eval and AUC, each with a
     95% interval (Clopper-Pearson, order statistics, percentile bootstrap).
 
     ``threshold``: the final evaluation that counts as solved, for every variant or per variant
-    label (variants on other envs, or with their own ``solve_return``, have their own)."""
+    label (variants on other envs, or with their own ``solve_return``, have their own).
+    ``envs``: each variant's env id, where the study knows them: a variant's row names its env
+    where they differ, and variants on two envs are not compared head to head."""
     groups = group(rows)
     bars = threshold if isinstance(threshold, Mapping) else dict.fromkeys(groups, threshold)
+    envs = dict(envs or {})
+    several_envs = len({envs.get(label) for label in groups}) > 1
     distinct = {bars[label] for label in groups}
     shared, only = len(distinct) <= 1, next(iter(distinct), math.inf)
     # An env without a reward threshold, and no solve_return, solves nothing: say why.
@@ -106,7 +130,9 @@ def summary_markdown(
         qmax = [r["q_abs_max"] for r in runs]
         median, low, high = median_ci(first)
         bar = bars[label]
-        shown = label if shared else f"{label} ({_bar(bar)})"
+        said = [envs[label]] if several_envs and label in envs else []
+        said += [] if shared else [_bar(bar)]
+        shown = f"{md(label)} ({', '.join(said)})" if said else md(label)
         if math.isfinite(bar):
             ended = sum(f is not None and f >= bar for f in final)  # (None: no evaluation)
             rates = f"{_rate(solved, len(runs))} | {_rate(ended, len(runs))}"
@@ -139,15 +165,16 @@ def summary_markdown(
         "its share, the population's time divided by its members, so the column compares "
         "variants only when their runs trained the same way (the same population sizes, or a "
         "process each). Mann-Whitney p: scipy's where no two runs tie, else a "
-        "permutation test's of the same U (9,999 resamples, seeded; its floor 1e-4), as runs "
-        "that end at the same return tie."
+        "permutation test's of the same U, as runs that end at the same return tie: exact, "
+        "over every split of the runs, where there are at most 9,999 splits (up to 7 runs a "
+        "variant), else 9,999 seeded resamples (its floor 1e-4)."
     )
-    for a, b in _compared_pairs({label: bars[label] for label in groups}):
+    for a, b in _compared_pairs({label: bars[label] for label in groups}, envs):
         for metric, name in (("final_eval_mean", "final evaluation"), ("eval_auc", "eval AUC")):
             x = missing_ranked_last([r[metric] for r in groups[a]])
             y = missing_ranked_last([r[metric] for r in groups[b]])
             if np.isneginf(x).all() and np.isneginf(y).all():  # a tie of nothing, not 0.50
-                text += f"\n\nP({a} > {b}) on {name}: no run of either has an evaluation"
+                text += f"\n\nP({md(a)} > {md(b)}) on {name}: no run of either has an evaluation"
                 continue
             p, lo, hi = probability_of_improvement_ci(x, y, seed=seed)
             ci = "no 95% CI with one run" if math.isnan(lo) else f"95% CI {lo:.2f}, {hi:.2f}"
@@ -155,18 +182,27 @@ def summary_markdown(
                 # Every resample of two groups that do not overlap gives the same P: the
                 # percentile bootstrap's zero width is no certainty, above all with few runs.
                 ci += f"; the runs do not overlap ({len(x)} and {len(y)} runs)"
+            elif lo == hi and len(np.unique(np.concatenate([x, y]))) == 1:
+                # So too where every run of both ends at one value (all at 500): P is 0.5
+                # in every resample.
+                ci += f"; every run of both ends at {x[0]:g} ({len(x)} and {len(y)} runs)"
             # With a p-value, a reader of a P near 0.5 sees whether the runs tell the two
             # apart at all (Mann-Whitney's U is P(A > B) times the pairs).
             test = f"Mann-Whitney p = {mwu_pvalue(x, y):.2g}, two-sided"
-            text += f"\n\nP({a} > {b}) on {name}: {p:.2f} [{ci}]; {test}"
+            text += f"\n\nP({md(a)} > {md(b)}) on {name}: {p:.2f} [{ci}]; {test}"
     return text + "\n"
 
 
-def _compared_pairs(bars: Mapping[str, float]) -> list[tuple[str, str]]:
+def _compared_pairs(
+    bars: Mapping[str, float], envs: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
     """Which variants the summary compares head to head (``bars``: each variant's threshold, in
-    the study's order): the fix against the 2016 bug where a study has both, else the two
-    variants of an A/B study (the first against the second); either pair only if the two are
-    measured against one threshold (returns on two envs do not compare)."""
+    the study's order; ``envs``: each one's env id, where known): the fix against the 2016 bug
+    where a study has both, else the two variants of an A/B study (the first against the
+    second); either pair only if the two are measured against one threshold on one env
+    (returns on two envs do not compare: CartPole's against Acrobot's were, where both had
+    the same solve_return)."""
+    envs = envs or {}
     labels = list(bars)
     if "huber" in labels and "clipped_delta" in labels:
         pair = ("huber", "clipped_delta")
@@ -174,7 +210,8 @@ def _compared_pairs(bars: Mapping[str, float]) -> list[tuple[str, str]]:
         pair = (labels[0], labels[1])
     else:
         return []
-    return [pair] if bars[pair[0]] == bars[pair[1]] else []
+    same_env = envs.get(pair[0]) == envs.get(pair[1])
+    return [pair] if bars[pair[0]] == bars[pair[1]] and same_env else []
 
 
 def _nan_safe(fn, values) -> float:
@@ -205,7 +242,18 @@ def load_curves(out: Path, rows: Sequence[dict]) -> dict[str, list[dict[str, np.
                 UserWarning,
                 stacklevel=3,
             )
-        metrics = read_metrics(path) if path.is_file() else {}
+        try:
+            metrics = read_metrics(path) if path.is_file() else {}
+        except CheckpointError as exc:  # damaged by hand since the run ended: said, left out
+            import warnings
+
+            warnings.warn(
+                f"{exc}: the figures leave that run out (the summary, from its result.json, "
+                "counts it)",
+                UserWarning,
+                stacklevel=3,
+            )
+            metrics = {}
         # A run the divergence guard stopped before its first evaluation has no curve to draw.
         if len(metrics.get("env_step", ())) > 0:
             curves.setdefault(r["variant"], []).append(metrics)
@@ -223,9 +271,12 @@ def _stack(runs: list[dict[str, np.ndarray]], key: str) -> tuple[np.ndarray, np.
 
 
 def _variant_line(i: int) -> dict:
-    """The dashes and width of the i-th variant's line: variants whose curves coincide (huber
-    and clipped_grad, same gradients; 0 zero-gradient fraction for huber and l2) stay visible."""
-    return {"ls": ("-", "--", "-.", ":")[i % 4], "lw": 2.2 - 0.3 * (i % 4)}
+    """The colour, dashes and width of the i-th variant's line: variants whose curves coincide
+    (huber and clipped_grad, same gradients; 0 zero-gradient fraction for huber and l2) stay
+    visible. Colours and dashes change together for ten variants, then the dashes take the
+    next step, so that 40 variants get 40 lines (colour i % 10 and dashes i % 4 repeat at 20)."""
+    dash = (i + i // 10) % 4
+    return {"color": f"C{i % 10}", "ls": ("-", "--", "-.", ":")[dash], "lw": 2.2 - 0.3 * dash}
 
 
 def diverged(row: Mapping) -> bool:
@@ -287,6 +338,11 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
             label=shown[label],
         )
         ax.fill_between(steps, cis[:, 1], cis[:, 2], color=line.get_color(), alpha=0.2)
+    # A variant none of whose runs reached an evaluation (all stopped by the guard first) has
+    # no curve: named in the legend, where it had vanished from every figure without a word.
+    for label in dict.fromkeys(r["variant"] for r in rows):
+        if label not in curves:
+            ax.plot([], [], ls="none", label=f"{label}: no run reached an evaluation")
     ax.set(xlabel="env steps", ylabel="greedy evaluation return (IQM, 95% CI)")
     ax.legend(fontsize=8)
     written.append(_save(fig, out / "learning_curves.png"))
@@ -294,9 +350,11 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
     for filename, (keys, ylabel) in CURVE_SERIES.items():
         fig, ax = plt.subplots(figsize=(7, 4.2))
         for i, (label, runs) in enumerate(curves.items()):
-            color = None
-            # One series a variant: each variant's own line; several: dashes tell them apart.
-            lines = [{"ls": ls} for ls in ("-", "--", ":")] if len(keys) > 1 else [_variant_line(i)]
+            # Each variant in its colour of the learning curves. One series a variant: its own
+            # line too; several: dashes tell them apart.
+            own = _variant_line(i)
+            color = own.pop("color")
+            lines = [{"ls": ls} for ls in ("-", "--", ":")] if len(keys) > 1 else [own]
             for key, style in zip(keys, lines):
                 steps, values = _stack(runs, key)
                 color = _diagnostic_line(
@@ -317,8 +375,8 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
         written.append(_save(fig, out / filename))
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, runs in curves.items():
-        color = None
+    for i, (label, runs) in enumerate(curves.items()):
+        color = _variant_line(i)["color"]
         unit_keys = [k for k in runs[0] if "_fraction/hidden_" in k]
         for key, style in zip(unit_keys, ("-", "--", ":", "-.")):
             steps, values = _stack(runs, key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io
 import math
 import re
 import signal
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn.errors import SignalInterrupt
+from dqn.errors import CheckpointError, SignalInterrupt
 from dqn.finite import F32_MAX
 from dqn.io import atomic_write_text, strict_json
 from dqn.run_state import LoopState, metrics_csv_rows
@@ -104,11 +105,25 @@ class RunLog:
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
-    """A metrics.csv as columns (NaN where a row has no value)."""
+    """A metrics.csv as columns (NaN where a row has no value); a CheckpointError naming the
+    file and line where a row is cut short or longer than the header, or holds a cell that is
+    not a number (float(None)'s TypeError, deep in a study's report, before)."""
     with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
-        columns = reader.fieldnames or []
+        text = fh.read()
+    if text and not text.endswith("\n"):  # dqn writes whole lines: a header cut there too
+        raise CheckpointError(f"{path} is cut short: its last line has no end")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = list(reader)
+    columns = reader.fieldnames or []
+    for line, row in enumerate(rows, 2):
+        try:
+            if None in row or None in row.values():  # csv's marks of too many or too few cells
+                raise ValueError("it does not have the header's cells")
+            [float(v) for v in row.values() if v != ""]
+        except ValueError as exc:
+            raise CheckpointError(
+                f"{path}, line {line}, cannot be read: {exc} (cut short, or not written by dqn)"
+            ) from None
     return {k: np.array([float(r[k]) if r[k] != "" else math.nan for r in rows]) for k in columns}
 
 

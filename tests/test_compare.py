@@ -12,7 +12,7 @@ import pytest
 
 from dqn.compare import RESULT_COLUMNS, Variant, run_comparison, summarize_run
 from dqn.config import DQNConfig
-from dqn.errors import ConfigError
+from dqn.errors import CheckpointError, ConfigError
 from dqn.population_files import read_population
 
 TINY = DQNConfig(
@@ -724,7 +724,8 @@ def test_runs_that_all_tie_are_not_said_not_to_overlap():
         result_row(variant=v, seed=s, final_eval_mean=500.0) for v in ("a", "b") for s in (0, 1)
     ]
     text = summary_markdown(rows, 475.0)
-    assert "P(a > b) on final evaluation: 0.50 [95% CI 0.50, 0.50]; Mann-Whitney p = 1," in text
+    said = "P(a > b) on final evaluation: 0.50 [95% CI 0.50, 0.50; every run of both ends at 500 "
+    assert said + "(2 and 2 runs)]; Mann-Whitney p = 1," in text
     assert "do not overlap" not in text
 
 
@@ -1019,3 +1020,105 @@ def test_a_comma_inside_brackets_belongs_to_its_value():
         "env_kwargs": {"max_episode_steps": 50, "sutton_barto_reward": True},
         "n_step": 3,
     }
+
+
+def test_variants_on_two_envs_are_named_and_not_compared_head_to_head():
+    # CartPole's returns against Acrobot's, under one solve_return, read "P(cp > ac) = 1.00".
+    from dqn.report import summary_markdown
+
+    rows = [
+        result_row(variant=v, seed=s, final_eval_mean=9.0) for v in ("cp", "ac") for s in (0, 1)
+    ]
+    envs = {"cp": "CartPole-v1", "ac": "Acrobot-v1"}
+    text = summary_markdown(rows, 100.0, envs=envs)
+    assert "P(" not in text
+    assert "| cp (CartPole-v1) | 2 |" in text and "| ac (Acrobot-v1) | 2 |" in text
+    text = summary_markdown(rows, 100.0, envs={"cp": "CartPole-v1", "ac": "CartPole-v1"})
+    assert "P(cp > ac) on final evaluation" in text and "(CartPole-v1)" not in text
+
+
+@pytest.mark.parametrize(
+    "values, cell",
+    [
+        ([0.6, 0.65, 0.68, 0.6], "0.625 ["),
+        ([9.2, 9.35, 9.35, 9.5], "9.35 ["),
+        ([463.0] * 4, "463 ["),
+    ],
+)
+def test_an_iqm_cell_keeps_three_significant_figures(values, cell):
+    # FrozenLake's 0.6-0.68 read "1 [1, 1]" beside "0/4" runs solved at 0.7.
+    from dqn.report import summary_markdown
+
+    rows = [result_row(variant="huber", seed=i, final_eval_mean=v) for i, v in enumerate(values)]
+    [line] = [t for t in summary_markdown(rows, 0.7).splitlines() if t.startswith("| huber |")]
+    assert f"| {cell}" in line, line
+
+
+def test_a_damaged_metrics_csv_is_said_and_left_out_of_the_figures(tmp_path):
+    # A row cut short gave float(None)'s TypeError after results and summary were written.
+    from dqn.report import load_curves
+    from dqn.run_log import read_metrics
+
+    rows = [result_row(variant="huber", seed=s, final_eval_mean=9.0) for s in (0, 1)]
+    for s, text in (
+        (0, "env_step,eval_return_mean\n100,9.0\n"),
+        (1, "env_step,eval_return_mean\n100,9."),
+    ):
+        folder = tmp_path / "runs" / f"huber-seed{s}" / "run"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(text)
+    with pytest.warns(UserWarning, match=r"huber-seed1.*cut short: .* leave that run out"):
+        curves = load_curves(tmp_path, rows)
+    assert len(curves["huber"]) == 1
+    bad = tmp_path / "bad.csv"
+    for text, said in (
+        ("env_step,eval_return_mean\n100\n", "line 2, cannot be read: it does not have"),
+        ("env_step,eval_return_mean\n100,abc\n", "line 2, cannot be read: could not convert"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(CheckpointError, match=said):
+            read_metrics(bad)
+
+
+def test_a_variant_no_run_of_which_was_evaluated_is_named_in_the_figure(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from dqn.report import plot_all
+
+    rows = [result_row(variant="huber", seed=0, final_eval_mean=9.0)]
+    rows += [result_row(variant="clipped_delta", seed=0, final_eval_mean=None)]
+    folder = tmp_path / "runs" / "huber-seed0" / "run"
+    folder.mkdir(parents=True)
+    from dqn.run_log import METRICS_COLUMNS
+
+    row = {"env_step": "100", "eval_return_mean": "9.0"}
+    cells = [row.get(c, "") for c in METRICS_COLUMNS]
+    (folder / "metrics.csv").write_text(",".join(METRICS_COLUMNS) + "\n" + ",".join(cells) + "\n")
+    labels = []
+    real = matplotlib.axes.Axes.legend
+
+    def legend(ax, *args, **kwargs):
+        labels.extend(ax.get_legend_handles_labels()[1])
+        return real(ax, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", legend)
+    plot_all(tmp_path, rows)
+    assert "clipped_delta: no run reached an evaluation" in labels
+
+
+def test_forty_variants_get_forty_lines():
+    from dqn.report import _variant_line
+
+    lines = [_variant_line(i) for i in range(40)]
+    assert len({(line["color"], line["ls"]) for line in lines}) == 40
+
+
+def test_a_label_with_underscores_at_its_edges_shows_as_itself_in_markdown():
+    # "_base_" rendered as an emphasised "base", "__init__" as a strong "init".
+    from dqn.report import md, summary_markdown
+
+    assert md("_base_") == r"\_base\_" and md("__init__") == r"\_\_init\_\_"
+    assert md("clipped_delta") == "clipped_delta"  # inside a word: markdown leaves it alone
+    rows = [result_row(variant=v, seed=0) for v in ("_base_", "b")]
+    text = summary_markdown(rows, 475.0)
+    assert "| \\_base\\_ | 1 |" in text and "P(\\_base\\_ > b)" in text
