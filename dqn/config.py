@@ -9,6 +9,7 @@ common source of silently different DQN runs: env steps and gradient steps diffe
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import json
 import math
@@ -143,6 +144,15 @@ NAMES_ELSEWHERE = {
     "target_update_freq": "target_update_every_grad_steps",
     "target_update_frequency": "target_update_every_grad_steps",
     "max_episode_steps": "env_kwargs",  # env_kwargs={max_episode_steps: N}
+    "n_timesteps": "total_env_steps",  # rl-baselines3-zoo's, whose CartPole config is ours
+    "total_timesteps": "total_env_steps",
+    "policy_kwargs": "hidden_sizes",  # SB3's, which holds net_arch
+    "huber_delta": "loss_bound",
+    "delta": "loss_bound",
+    "target_update": "target_update_every_grad_steps",
+    "gym_kwargs": "env_kwargs",
+    "env_args": "env_kwargs",
+    "make_kwargs": "env_kwargs",
 }
 
 
@@ -190,7 +200,8 @@ class DQNConfig(metaclass=_KnownKeys):
     env_kwargs: Mapping[str, Any]      = row(EnvKwargs(),   KWARGS, False, None,
         "Keyword arguments of gym.make(env_id, ...) for every env a run makes (training, "
         "evaluation, --gif): {max_episode_steps: 200}, CartPole's {sutton_barto_reward: true}; "
-        "not render_mode, which dqn sets (none to train, rgb_array for --gif)")
+        "not render_mode, which dqn sets (none to train, rgb_array for --gif); names are "
+        "Python keywords (identifiers), numbers finite")
     seed: int                          = row(0,             INT,  False, SEED_RANGE,
         "Seeds the env, the network initialisation, exploration and replay sampling")
     total_env_steps: int               = row(50_000,        INT,  False, "in [1, 10**12]",
@@ -342,6 +353,13 @@ class DQNConfig(metaclass=_KnownKeys):
             atomic_write_text(path, head + dump_yaml(self.to_dict()))
 
 
+def _exact(x: float) -> str:
+    """A number as the shortest text that reads back as it (":g" printed 1.0000001e-3 as
+    0.001, the bound it was refused for passing), without a whole number's ".0"."""
+    text = repr(float(x))
+    return text.removesuffix(".0")
+
+
 # The rows, in field order: the class body above is where they are read and written.
 FIELDS: dict[str, Field] = {f.name: f.metadata["row"] for f in dataclasses.fields(DQNConfig)}
 
@@ -399,6 +417,14 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
         lambda c: c.batch_size <= c.buffer_size,
         lambda c: f"config key 'batch_size' ({c.batch_size}) must be <= buffer_size "
                   f"({c.buffer_size})"),
+    # Said first: with its bound at or past the run's end, the next rule's range is empty, and
+    # learning_starts_env_steps, which it names, is not what can give way.
+    "n-step windows fit in the run": (
+        lambda c: c.num_envs * c.n_step - 1 < c.total_env_steps,
+        lambda c: f"config: num_envs * n_step - 1 = {c.num_envs * c.n_step - 1} env steps pass "
+                  "before the first n-step transition is stored, and the run has only "
+                  f"total_env_steps = {c.total_env_steps}: lower num_envs ({c.num_envs}) or "
+                  f"n_step ({c.n_step}), or raise total_env_steps"),
     "learning starts before the end": (
         lambda c: 0 <= c.learning_starts_env_steps < c.total_env_steps,
         lambda c: "config key 'learning_starts_env_steps' must be in [num_envs * n_step - 1 "
@@ -420,12 +446,12 @@ RULES: dict[str, tuple[Callable[[DQNConfig], bool], Callable[[DQNConfig], str]]]
     "the learning rate decays": (
         lambda c: c.learning_rate_end is None or c.learning_rate_end <= c.learning_rate,
         lambda c: f"config key 'learning_rate_end' must be <= learning_rate = "
-                  f"{c.learning_rate:g} (the rate decays linearly to it), got "
-                  f"{c.learning_rate_end:g}; null keeps the rate constant"),
+                  f"{_exact(c.learning_rate)} (the rate decays linearly to it), got "
+                  f"{_exact(c.learning_rate_end)}; null keeps the rate constant"),
     "exploration decays": (
         lambda c: c.epsilon_end <= c.epsilon_start,
-        lambda c: f"config key 'epsilon_end' must be <= epsilon_start = {c.epsilon_start:g} "
-                  f"(exploration decays linearly to it), got {c.epsilon_end:g}: lower "
+        lambda c: f"config key 'epsilon_end' must be <= epsilon_start = {_exact(c.epsilon_start)} "
+                  f"(exploration decays linearly to it), got {_exact(c.epsilon_end)}: lower "
                   "epsilon_end with epsilon_start (equal: a constant epsilon)"),
     "the target network is synced at least once": (
         lambda c: c.target_update_every_grad_steps <= total_grad_steps(c),
@@ -539,8 +565,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     # Mappings under labels, none a config key nor a letter or two from one (`env_kwarg: {...}`
     # is a typo of env_kwargs, for the unknown-key error to name; a label `double` is no typo
     # of double_dqn).
+    # A mapping is env_kwargs' value only: a key near env_kwargs (close_keys' own cutoff, or
+    # another library's name for it) holding one is that typo too, as is another library's
+    # keywords (SB3's policy_kwargs): `env_args: {...}` alone in a file was read as a variants
+    # file of one label.
     keys_alike = any(
-        isinstance(k, str) and difflib.get_close_matches(k, FIELDS, n=1, cutoff=0.9) for k in data
+        isinstance(k, str)
+        and (
+            difflib.get_close_matches(k, FIELDS, n=1, cutoff=0.9)
+            or (isinstance(v, dict) and ("env_kwargs" in close_keys(k) or k.endswith("kwargs")))
+        )
+        for k, v in data.items()
     )
     if data and all(isinstance(v, dict) for v in data.values()) and not keys_alike:
         raise ConfigError(  # labels of mappings: a sweep's variants, not a config
@@ -611,17 +646,22 @@ def _env_kwargs(value: Mapping) -> EnvKwargs:
             return math.isfinite(v)
         return v is None or isinstance(v, (bool, int, str))
 
+    # Which rule failed, in the message: "must be a mapping of ..." alone left a user to guess
+    # that a name must be a Python identifier or a float finite.
     items = {}
     for key, v in value.items():
         if not isinstance(key, str) or not key.isidentifier():
-            raise _NotKind(KWARGS, dict(value))
+            raise _NotKind(f"{KWARGS} ({key!r} is no keyword name of Python's)", dict(value))
         key = str(key)  # an np.str_ too
         if isinstance(v, np.generic):  # numpy's scalars, strings and bools
             v = v.item()
         if isinstance(v, (list, tuple)):
             v = tuple(x.item() if isinstance(x, np.generic) else x for x in v)
         if not all(scalar(x) for x in (v if isinstance(v, tuple) else [v])):
-            raise _NotKind(KWARGS, dict(value))
+            bad = next(x for x in (v if isinstance(v, tuple) else [v]) if not scalar(x))
+            why = f"{bad!r}, not finite" if isinstance(bad, float) else f"a {type(bad).__name__}"
+            why = f"a list holding {why}" if isinstance(v, tuple) else why
+            raise _NotKind(f"{KWARGS} ({key}'s value is {why})", dict(value))
         items[key] = v
     return EnvKwargs(items)
 
@@ -641,10 +681,14 @@ def _validate(cfg: DQNConfig) -> None:
             if isinstance(field.rule, tuple):  # a choice: name the choices (loss: null, true)
                 kind = f"one of {', '.join(field.rule)}"
             hint = ""
-            read_as = raw is None or isinstance(raw, bool | int | float)
+            read_as = raw is None or isinstance(raw, bool | int | float | datetime.date)
             if field.kind == STR and not isinstance(field.rule, tuple) and read_as:
-                # YAML (a file, --set) reads a bare ~ as null and 2024 as a number.
-                hint = " (in YAML or --set, quote a text that reads as null, a number or a bool)"
+                # YAML (a file, --set) reads a bare ~ as null, 2024 as a number and 2024-01-01
+                # as a date.
+                hint = (
+                    " (in YAML or --set, quote a text that reads as null, a number, a bool or "
+                    "a date)"
+                )
             raise ConfigError(f"config key {key!r} must be {kind}, got {shown!r}{hint}") from None
     for key, field in FIELDS.items():
         v, rule = getattr(cfg, key), field.rule

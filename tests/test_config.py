@@ -101,6 +101,11 @@ def test_unknown_key_lists_the_valid_keys():
         ("max_episode_steps", "'env_kwargs'"),
         ("env_kwargs.max_episode_steps", "'env_kwargs'"),  # keys do not nest
         ("Gamma", "'gamma'"),
+        # rl-baselines3-zoo's and SB3's names, and the Huber delta by its name in the docs.
+        ("n_timesteps", "'total_env_steps'"),
+        ("policy_kwargs", "'hidden_sizes'"),
+        ("huber_delta", "'loss_bound'"),
+        ("target_update", "'target_update_every_grad_steps'"),
     ],
 )
 def test_a_misspelt_key_names_the_keys_it_is_close_to(typo, meant):
@@ -394,6 +399,19 @@ def test_the_table_agrees_with_the_field_types():
             "config key 'epsilon_end' must be <= epsilon_start = 0 (exploration decays linearly "
             "to it), got 1: lower epsilon_end with epsilon_start (equal: a constant epsilon)",
         ),
+        # ":g" printed the bound as the value refused: "must be <= 0.001, got 0.001".
+        (
+            {"learning_rate": 1e-3, "learning_rate_end": 1.0000001e-3},
+            "config key 'learning_rate_end' must be <= learning_rate = 0.001 (the rate decays "
+            "linearly to it), got 0.0010000001; null keeps the rate constant",
+        ),
+        # The learning-starts rule named an empty range: [639, 500).
+        (
+            {"total_env_steps": 500, "n_step": 10, "num_envs": 64},
+            "config: num_envs * n_step - 1 = 639 env steps pass before the first n-step "
+            "transition is stored, and the run has only total_env_steps = 500: lower num_envs "
+            "(64) or n_step (10), or raise total_env_steps",
+        ),
         # bool
         ({"double_dqn": "yes"}, "config key 'double_dqn' must be a bool, got 'yes'"),
         ({"jit_compile": 1}, "config key 'jit_compile' must be a bool, got 1"),
@@ -527,15 +545,16 @@ def test_env_kwargs_are_a_frozen_mapping_that_yaml_writes_and_reads_back(tmp_pat
     over = DQNConfig.from_yaml(None, ["env_kwargs={max_episode_steps: 50}"])
     assert over.env_kwargs == {"max_episode_steps": 50}
     kind = "a mapping of name: number, string, bool, null or a list of them"
-    for bad in (
-        {"two words": 1},
-        {"f": object()},
-        {"x": float("nan")},
-        {"x": float("inf")},
-        [1],
-        "a=1",
+    # The rule a mapping breaks is named: the kind alone left a user to guess.
+    for bad, why in (
+        ({"two words": 1}, " \\('two words' is no keyword name of Python's\\)"),
+        ({"f": object()}, " \\(f's value is a object\\)"),
+        ({"x": float("nan")}, " \\(x's value is nan, not finite\\)"),
+        ({"x": [1.0, float("inf")]}, " \\(x's value is a list holding inf, not finite\\)"),
+        ([1], ""),
+        ("a=1", ""),
     ):
-        with pytest.raises(ConfigError, match=f"config key 'env_kwargs' must be {kind}, got"):
+        with pytest.raises(ConfigError, match=f"config key 'env_kwargs' must be {kind}{why}, got"):
             DQNConfig(env_kwargs=bad)
 
 
@@ -649,6 +668,12 @@ def test_a_file_of_labels_like_keys_is_told_it_is_a_variants_file(tmp_path):
     path.write_text("env_kwarg: {max_episode_steps: 50}\n")
     with pytest.raises(ConfigError, match=r"unknown config key 'env_kwarg' \(did you mean"):
         DQNConfig.from_yaml(path)
+    # Further off, but env_kwargs' value or another library's keywords: typos as well (they
+    # were told the file was a variants file of one label).
+    for key, meant in (("env_args", "env_kwargs"), ("policy_kwargs", "hidden_sizes")):
+        path.write_text(f"{key}: {{max_episode_steps: 50}}\n")
+        with pytest.raises(ConfigError, match=rf"key '{key}' \(did you mean '{meant}'\?\)"):
+            DQNConfig.from_yaml(path)
 
 
 def test_an_override_with_nothing_after_the_equals_sign_is_refused_not_read_as_null():
@@ -667,13 +692,21 @@ def test_a_configs_dict_reads_back_from_json_as_itself():
     assert json.loads(json.dumps(config.to_dict())) == config.to_dict()
 
 
-@pytest.mark.parametrize("text, shown", [("~", "None"), ("2024", "2024"), ("yes", "True")])
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("~", "None"),
+        ("2024", "2024"),
+        ("yes", "True"),
+        ("2024-01-01", "datetime.date(2024, 1, 1)"),  # YAML 1.1's timestamps
+    ],
+)
 def test_a_text_that_yaml_reads_as_another_kind_is_told_to_be_quoted(text, shown):
     # output_dir=~ said "must be a non-empty string, got None", with no word of why.
     with pytest.raises(ConfigError) as err:
         DQNConfig.from_yaml(None, [f"output_dir={text}"])
     assert str(err.value) == (
         f"config key 'output_dir' must be a non-empty string, got {shown} (in YAML or --set, "
-        "quote a text that reads as null, a number or a bool)"
+        "quote a text that reads as null, a number, a bool or a date)"
     )
     assert DQNConfig.from_yaml(None, [f"output_dir='{text}'"]).output_dir.endswith(text)
