@@ -6,7 +6,7 @@ only (``tf.saved_model.load`` works in a process that has neither dqn nor Keras 
 - ``q_values`` (also ``serving_default``): ``obs`` float32 [batch, obs_dim] -> ``q_values``
   float32 [batch, n_actions];
 - ``action``: ``obs`` -> ``action`` int64 [batch], the greedy action (argmax; ties go to the
-  lowest index, as numpy's argmax in ``DQNAgent.act``).
+  lowest index and a NaN Q-value wins, as numpy's argmax in ``DQNAgent.act``).
 
 ``serving_default`` is ``q_values``: it loses nothing (the action is its argmax, while
 exploration, action masks or a confidence check need the values), it is what the Keras model
@@ -213,6 +213,19 @@ def _write_whole(out: Path, write: Callable[[Path], object], name: str) -> None:
         raise
 
 
+def _writer_around(out: Path) -> tuple[Path, str] | None:
+    """The saved agent or study folder ``out`` lies inside, if any, with its kind: the export
+    was written, and then the agent's next save there (an on_eval keeping the best agent) or
+    the study's rerun was refused for the folder it found. A run's or a population's folder
+    takes an export beside its files."""
+    from dqn.agent_files import folder_kind
+
+    for above in out.absolute().parents:
+        if (kind := folder_kind(above)) in ("agent", "study"):
+            return above, {"agent": "saved agent"}.get(kind, kind)
+    return None
+
+
 def _check_out(out: Path, name: str = "--out") -> None:
     # OutputError, each: a folder export_policy cannot write, as train's and save's are.
     if out.name in ("", ".", ".."):
@@ -228,6 +241,12 @@ def _check_out(out: Path, name: str = "--out") -> None:
 
     if (around := checkpoint_around(out)) is not None:
         raise OutputError(f"{name} {out} is inside {around}, {BREAKS}: export elsewhere")
+    if (owner := _writer_around(out)) is not None:
+        raise OutputError(
+            f"{name} {out} is inside the {owner[1]} folder {owner[0]}, whose next write it would "
+            "stop (a save there replaces the folder whole; a study rerun refuses files it does "
+            "not write): export elsewhere"
+        )
     above = out.absolute().parent
     while not above.exists() and above != above.parent:
         above = above.parent
@@ -331,7 +350,13 @@ def policy_module(model, obs_dim: int):
         @tf.function(input_signature=[spec], autograph=False)
         def action(self, obs):
             q = self.q_values(obs)["q_values"]
-            best = tf.argmax(q, axis=1, output_type=tf.int64)
+            # numpy's argmax, as DQNAgent.act takes it, where a finite observation so large that
+            # the network overflows (inf - inf) gives some NaN Q-values: the first NaN wins, and
+            # +inf is below NaN. tf.argmax passes NaN by, and answered 0 where act answered 1.
+            # (NotEqual, Equal and Select are TFLite builtins; a NaN is the value != itself.)
+            ranked = tf.where(tf.equal(q, float("inf")), largest, q)
+            ranked = tf.where(tf.not_equal(q, q), float("inf"), ranked)
+            best = tf.argmax(ranked, axis=1, output_type=tf.int64)
             return {"action": tf.where(finite_rows(obs), best, tf.zeros_like(best))}
 
     return QPolicy()

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from dqn import DQNConfig
+from dqn import DQNAgent, DQNConfig
 from dqn.export import export_policy, main
 from tests.test_bad_input import assert_refused, only_latest, tree, truncate, truncated_agent
 
@@ -563,3 +563,44 @@ def test_a_row_with_one_nan_or_inf_gets_nan_q_values_and_action_0_in_process():
     largest = np.array([[np.finfo(np.float32).max, 0.0, 0.0, 0.0]], np.float32)
     q = module.q_values(largest)["q_values"].numpy()
     np.testing.assert_array_equal(q[0], agent.q_values(largest[0]))
+
+
+def test_a_finite_row_whose_q_values_overflow_to_nan_gets_the_agents_action():
+    # inf - inf inside the network: numpy's argmax in DQNAgent.act takes the first NaN, and
+    # tf.argmax passed it by: act said 1 where the export said 0. Weights: h = relu(o0 + o1)
+    # twice, q = [h0 + h1, h0 - h1]; o = [3e38, 3e38, ...] makes h = [inf, inf], q = [inf, nan].
+    from dqn.export import policy_module
+
+    agent = DQNAgent(
+        gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
+        gym.spaces.Discrete(2),
+        DQNConfig(hidden_sizes=(2,), jit_compile=False, learner="numpy"),
+    )
+    w1 = np.zeros((4, 2), np.float32)
+    w1[:2] = 1.0
+    w2 = np.array([[1.0, 1.0], [1.0, -1.0]], np.float32)
+    online = np.concatenate([w1.ravel(), np.zeros(2), w2.ravel(), np.zeros(2)]).astype(np.float32)
+    agent.state = agent.state._replace(online=online)
+    rows = np.array(
+        [[3e38, 3e38, 0, 0], [1, 2, 0, 0], [-3e38, -3e38, 0, 0]], np.float32
+    )  # [inf, nan]; finite; [0, 0] (relu)
+    assert np.isnan(agent.q_values(rows[0])[1]) and np.isinf(agent.q_values(rows[0])[0])
+    module = policy_module(agent.online, 4)
+    served = module.action(rows)["action"].numpy().tolist()
+    assert served == [agent.act(row) for row in rows] == [1, 0, 0]
+    # +inf ranks below NaN, above every number, as numpy ranks them.
+    q = np.array([[np.inf, np.nan], [np.inf, 5.0], [np.inf, np.inf], [-np.inf, np.nan]])
+    assert q.argmax(axis=1).tolist() == [1, 0, 0, 1]
+
+
+@pytest.mark.parametrize("owner", ["saved agent", "study"])
+def test_an_export_inside_a_saved_agent_or_a_study_is_refused(owner, tiny_run, tmp_path, capsys):
+    # Accepted, it stopped the agent's next save there (on_eval keeping the best agent) and the
+    # study's rerun ("holds files a study does not write").
+    folder = tmp_path / "made"
+    if owner == "saved agent":
+        DQNAgent.load(tiny_run).save(folder)
+    else:
+        (folder / "runs" / "huber-seed0" / "run").mkdir(parents=True)
+    fragments = [f"is inside the {owner} folder {folder}", "export elsewhere"]
+    assert_refused(main, [tiny_run, "--out", folder / "exp"], fragments, capsys, tmp_path)
