@@ -79,7 +79,8 @@ def train_parser() -> argparse.ArgumentParser:
         help="Gymnasium env id, e.g. Acrobot-v1 or my_module:MyEnv-v0 (the config's env_id)",
     )
     p.add_argument("--loss", help="TD loss: l2, clipped_delta, huber or clipped_grad")
-    p.add_argument("--seed", type=int, help="override the config's seed")
+    # Read as --set seed= reads it (1e3, 0x10, 1_000): argparse's int refused what --set took.
+    p.add_argument("--seed", help="override the config's seed (read as --set seed=SEED reads it)")
     p.add_argument(
         "--set",
         nargs="+",
@@ -175,12 +176,13 @@ def _interrupted_at_once(exc: KeyboardInterrupt) -> str:
 def train_config(args: argparse.Namespace) -> DQNConfig:
     """dqn-train's config: the --config file (or the defaults) with --set, --env, --loss and
     --seed applied; a key given by a flag and by --set is refused."""
-    from dqn.config import DQNConfig
+    from dqn.config import DQNConfig, parse_overrides
 
+    seed = None if args.seed is None else parse_overrides([f"seed={args.seed}"])["seed"]
     flags = (
         ("--env", "env_id", args.env),
         ("--loss", "loss", args.loss),
-        ("--seed", "seed", args.seed),
+        ("--seed", "seed", seed),
     )
     return DQNConfig.from_yaml(args.config, _with_flags(args.set, flags))
 

@@ -202,6 +202,9 @@ TRAIN_CASES = {
     ),
     "trailing underscore": (["--set", "seed=9_"], ["'seed' must be an integer, got '9_'"]),
     "double underscore": (["--set", "seed=1__0"], ["'seed' must be an integer, got '1__0'"]),
+    # So too in hex (0x1_ was read as 1, 0x_ named a tag !!int the user never wrote).
+    "hex underscore": (["--set", "seed=0x1_"], ["'seed' must be an integer, got '0x1_'"]),
+    "hex of no digit": (["--set", "seed=0x_"], ["'seed' must be an integer, got '0x_'"]),
     # Quoted, .inf is a string: float() would take it, and a string is no number.
     "a quoted .inf": (
         ["--set", "learning_rate='.inf'"],

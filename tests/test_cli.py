@@ -639,6 +639,16 @@ def test_env_names_the_env_as_env_id_does():
     assert config.env_id == "my_envs:Corridor-v0"
 
 
+@pytest.mark.parametrize("text, seed", [("3", 3), ("1e3", 1000), ("0x10", 16), ("1_000", 1000)])
+def test_seed_is_read_as_set_seed_reads_it(text, seed):
+    # argparse's int refused "1e3" and "0x10", which --set seed= takes.
+    from dqn.cli import train_config, train_parser
+
+    parse = train_parser().parse_args
+    assert train_config(parse(["--seed", text])).seed == seed
+    assert train_config(parse(["--set", f"seed={text}"])).seed == seed
+
+
 def tiny_run_args(tmp_path, **changes) -> list[str]:
     """dqn-train's arguments for the tiny run of tests/conftest.py in tmp_path/run."""
     from tests.conftest import TINY_RUN
