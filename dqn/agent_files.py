@@ -546,6 +546,15 @@ def enclosing_output(folder: Path) -> tuple[Path, str] | None:
     return None
 
 
+def study_around(path: Path) -> Path | None:
+    """The nearest folder above ``path`` laid out as a study (its runs/ holds dqn-compare's
+    runs/<name>/run/), else None: a project whose runs/ holds plain runs is none."""
+    for above in Path(path).absolute().parents:
+        if _holds_study_run_entry(above / "runs"):
+            return above
+    return None
+
+
 def _holds_study_run_entry(runs: Path) -> bool:
     """Whether ``runs`` is a study's runs/ folder: one entry ``runs/<name>/run/`` at least,
     the layout only dqn-compare writes (a project's runs/ of plain runs is not one)."""

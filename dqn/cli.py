@@ -179,6 +179,8 @@ def train_config(args: argparse.Namespace) -> DQNConfig:
     from dqn.config import DQNConfig, parse_overrides
 
     seed = None if args.seed is None else parse_overrides([f"seed={args.seed}"])["seed"]
+    if args.seed is not None and seed is None:  # --seed null: not "no --seed", as a None reads
+        raise ConfigError(f"config key 'seed' must be an integer, got --seed {args.seed}")
     flags = (
         ("--env", "env_id", args.env),
         ("--loss", "loss", args.loss),

@@ -780,7 +780,7 @@ def check_path_arg(path, said: str) -> None:
 def check_flag(value, name: str) -> None:
     """InputError unless ``value`` is a bool: a flag given as a string (``"no"``) was true, and
     turned on what it was meant to turn off."""
-    if not isinstance(value, bool) and type(value).__name__ != "bool_":  # numpy's bool too
+    if not isinstance(value, bool | np.bool_):  # numpy's bool too
         raise InputError(f"{name} is True or False, got {value!r:.60}")
 
 

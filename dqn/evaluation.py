@@ -101,7 +101,11 @@ def _checked_action(action, agent, env):
     the user's may map it), and a DQNAgent's actions were checked against the env's."""
     if isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu":
         return action  # what Stable-Baselines3's predict returns for one observation
-    if not isinstance(action, int | np.integer) or isinstance(action, bool | np.bool_):
+    if isinstance(action, bool | np.bool_) or (
+        isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind == "b"
+    ):
+        return int(action)  # a policy of obs[2] > 0: gymnasium takes True, not numpy's True_
+    if not isinstance(action, int | np.integer):
         raise InputError(
             f"{type(agent).__name__}.act returned {action!r:.60}, where evaluate needs an action "
             f"of {env_name(env)}'s {env.action_space} (an int)"

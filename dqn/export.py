@@ -216,14 +216,16 @@ def _write_whole(out: Path, write: Callable[[Path], object], name: str) -> None:
 def _writer_around(out: Path) -> tuple[Path, str] | None:
     """The saved agent or study folder ``out`` lies inside, if any, with its kind: the export
     was written, and then the agent's next save there (an on_eval keeping the best agent) or
-    the study's rerun was refused for the folder it found. A run's or a population's folder
-    takes an export beside its files."""
-    from dqn.agent_files import folder_kind
+    the study's rerun was refused for the folder it found. A study is a folder of dqn-compare's
+    layout (runs/<name>/run/), not a project whose runs/ holds plain runs (dqn-train's default
+    output), and a run's or a population's folder takes an export beside its files."""
+    from dqn.agent_files import enclosing_output, study_around
 
-    for above in out.absolute().parents:
-        if (kind := folder_kind(above)) in ("agent", "study"):
-            return above, {"agent": "saved agent"}.get(kind, kind)
-    return None
+    found = enclosing_output(out)
+    if found is not None and found[1] == "saved agent":
+        return found
+    study = study_around(out)
+    return None if study is None else (study, "study")
 
 
 def _check_out(out: Path, name: str = "--out") -> None:
@@ -309,6 +311,20 @@ def _write_agent(agent, folder: Path, tflite: bool) -> None:
         write_tflite(folder, folder / TFLITE_FILE)
 
 
+def greedy_actions(q):
+    """[batch] int64 argmax of Q-values [batch, n_actions] as numpy's argmax in DQNAgent.act
+    takes it: ties to the lowest index, and where a finite observation so large that the
+    network overflows (inf - inf) gives some NaN Q-values, the first NaN wins. tf.argmax
+    passes NaN by, and answered 0 where act answered 1. (NotEqual, ReduceAny, Cast, ArgMax and
+    Select are TFLite builtins; a NaN is the value != itself.)"""
+    import tensorflow as tf
+
+    nan = tf.not_equal(q, q)
+    first_nan = tf.argmax(tf.cast(nan, tf.float32), axis=1, output_type=tf.int64)
+    best = tf.argmax(q, axis=1, output_type=tf.int64)
+    return tf.where(tf.reduce_any(nan, axis=1), first_nan, best)
+
+
 def policy_module(model, obs_dim: int):
     """A ``tf.Module`` with the ``q_values`` and ``action`` functions of a Keras Q-network.
 
@@ -349,14 +365,7 @@ def policy_module(model, obs_dim: int):
 
         @tf.function(input_signature=[spec], autograph=False)
         def action(self, obs):
-            q = self.q_values(obs)["q_values"]
-            # numpy's argmax, as DQNAgent.act takes it, where a finite observation so large that
-            # the network overflows (inf - inf) gives some NaN Q-values: the first NaN wins, and
-            # +inf is below NaN. tf.argmax passes NaN by, and answered 0 where act answered 1.
-            # (NotEqual, Equal and Select are TFLite builtins; a NaN is the value != itself.)
-            ranked = tf.where(tf.equal(q, float("inf")), largest, q)
-            ranked = tf.where(tf.not_equal(q, q), float("inf"), ranked)
-            best = tf.argmax(ranked, axis=1, output_type=tf.int64)
+            best = greedy_actions(self.q_values(obs)["q_values"])
             return {"action": tf.where(finite_rows(obs), best, tf.zeros_like(best))}
 
     return QPolicy()

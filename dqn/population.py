@@ -50,7 +50,7 @@ from dqn.errors import (
     raise_if_signalled,
     writing,
 )
-from dqn.io import check_named, hold_folders, missing_parents, remove_unfinished
+from dqn.io import check_named, hold_folders, missing_parents
 from dqn.learner import LearnerArrays
 from dqn.loop import check_on_eval
 from dqn.member_agent import MemberAgent
@@ -283,13 +283,19 @@ def _train_population(
         # Inside the population's own folder is their default; elsewhere, as train's run_dir.
         mine = in_study or resolved.is_relative_to(population)
         checkpoint.check_new_folder(folder, "run folder", resume, nested_ok=mine)
-    parents = [] if in_study else missing_parents(out)  # the folders made for it, if refused
+    # The folders made for it and its members' (outside it, where given), if refused.
+    parents = (
+        [] if in_study else [p for d in (out, *map(Path, run_dirs)) for p in missing_parents(d)]
+    )
     try:
         return _train_new_population(
             members, configs, out, run_dirs, progress, log_tensorboard, on_eval, in_study
         )
     except (UnsupportedSpaceError, ConfigError):
-        remove_unfinished(None, parents)  # those still empty: it was refused before it kept any
+        # Those still empty (it was refused before it kept any), innermost first.
+        for folder in sorted(set(parents), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
 
 

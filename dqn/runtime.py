@@ -105,9 +105,21 @@ def _settings(threading) -> tuple[int, int]:
 
 
 def _pools(threading) -> tuple[int, int]:
-    """(intra, inter) threads TF uses; 0 ("one per core") read as the core count."""
+    """(intra, inter) threads TF uses: an unset (0) pool is sized at TF's start from
+    TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS where those are set, else one per core."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return tuple(n or cores or 1 for n in _settings(threading))
+    names = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+    return tuple(
+        n or _env_count(name) or cores or 1 for n, name in zip(_settings(threading), names)
+    )
+
+
+def _env_count(name: str) -> int:
+    """A positive thread count from the environment variable ``name``, else 0."""
+    try:
+        return max(0, int(os.environ.get(name, "0")))
+    except ValueError:  # TF ignores what it cannot read as a number too
+        return 0
 
 
 def warn_threads_fixed(wanted: int, what: str) -> None:

@@ -649,6 +649,15 @@ def test_seed_is_read_as_set_seed_reads_it(text, seed):
     assert train_config(parse(["--set", f"seed={text}"])).seed == seed
 
 
+@pytest.mark.parametrize("text", ["null", "~"])
+def test_seed_null_is_refused_not_read_as_no_seed_given(text):
+    from dqn.cli import train_config, train_parser
+    from dqn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"'seed' must be an integer, got --seed {text}"):
+        train_config(train_parser().parse_args(["--seed", text, "--set", "seed=7"]))
+
+
 def tiny_run_args(tmp_path, **changes) -> list[str]:
     """dqn-train's arguments for the tiny run of tests/conftest.py in tmp_path/run."""
     from tests.conftest import TINY_RUN

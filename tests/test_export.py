@@ -1,6 +1,7 @@
 """dqn-export: the SavedModel (and TFLite model) of an agent, served by processes without dqn."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -588,9 +589,17 @@ def test_a_finite_row_whose_q_values_overflow_to_nan_gets_the_agents_action():
     module = policy_module(agent.online, 4)
     served = module.action(rows)["action"].numpy().tolist()
     assert served == [agent.act(row) for row in rows] == [1, 0, 0]
-    # +inf ranks below NaN, above every number, as numpy ranks them.
-    q = np.array([[np.inf, np.nan], [np.inf, 5.0], [np.inf, np.inf], [-np.inf, np.nan]])
-    assert q.argmax(axis=1).tolist() == [1, 0, 0, 1]
+    # +inf ranks below NaN, above every number (float32's largest too), as numpy ranks them.
+    largest = np.finfo(np.float32).max
+    q = np.array(
+        [[np.inf, np.nan], [np.inf, 5.0], [np.inf, np.inf], [-np.inf, np.nan], [largest, np.inf]],
+        np.float32,
+    )
+    want = q.argmax(axis=1).tolist()
+    assert want == [1, 0, 0, 1, 1]
+    from dqn.export import greedy_actions
+
+    assert greedy_actions(q).numpy().tolist() == want
 
 
 @pytest.mark.parametrize("owner", ["saved agent", "study"])
@@ -604,3 +613,14 @@ def test_an_export_inside_a_saved_agent_or_a_study_is_refused(owner, tiny_run, t
         (folder / "runs" / "huber-seed0" / "run").mkdir(parents=True)
     fragments = [f"is inside the {owner} folder {folder}", "export elsewhere"]
     assert_refused(main, [tiny_run, "--out", folder / "exp"], fragments, capsys, tmp_path)
+
+
+def test_an_export_beside_dqn_trains_runs_or_inside_a_run_is_written(tiny_run, tmp_path):
+    # A project whose runs/ holds plain runs (dqn-train's default output_dir) is no study: the
+    # README's `dqn-export runs/<run> --out models/cartpole` was refused as inside one.
+    project = tmp_path / "project"
+    shutil.copytree(tiny_run, project / "runs" / "CartPole-v1-huber-seed0")
+    run = project / "runs" / "CartPole-v1-huber-seed0"
+    for out in (project / "models" / "cartpole", run / "policy"):
+        export_policy(run, out)
+        assert (out / "saved_model.pb").is_file()

@@ -268,6 +268,20 @@ def test_import_tensorflow_quietly_sets_the_pools_it_is_asked_for(extra):
     assert run_python(code, env) == f"{wanted} {wanted}"
 
 
+def test_pools_tensorflow_started_from_the_environment_are_read_as_theirs():
+    # TF ran first, its pools unset (0) and so sized from TF_NUM_*_THREADS=1: asking for as
+    # many threads as cores was answered "yours" and for one thread "fixed otherwise".
+    cores = len(os.sched_getaffinity(0))
+    code = (
+        "import tensorflow as tf\n"
+        "tf.constant(1.0) + 1.0\n"
+        "from dqn.runtime import configure_tensorflow\n"
+        f"print(configure_tensorflow(1), configure_tensorflow({cores}))\n"
+    )
+    env = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    assert run_python(code, env) == ("True False" if cores > 1 else "True True")
+
+
 def test_a_dead_learner_process_is_one_clear_error():
     config = config_for_learner()
     learner = ProcessLearner(config, 4, 2, np.zeros(386, np.float32))  # [16, 16]

@@ -192,7 +192,11 @@ def test_an_env_of_the_old_gym_api_is_named_as_such_and_leaves_nothing(
         with pytest.raises(UnsupportedSpaceError) as err:
             if how in ("population", "no wrappers"):
                 out = tmp_path / "made" / "p"
-                train_population(config, [({}, 0), ({}, 1)], out_dir=out, progress=False)
+                # Members' folders outside the population's too: their parents go as well.
+                runs = [tmp_path / "y" / "r0", tmp_path / "z" / "r1"] if bare else None
+                train_population(
+                    config, [({}, 0), ({}, 1)], out_dir=out, run_dirs=runs, progress=False
+                )
             elif how == "one env":
                 run = tmp_path / "made" / "run"
                 train(config, run_dir=run, progress=False, log_tensorboard=False)

@@ -153,7 +153,7 @@ def test_save_and_load_name_what_is_no_folder_path(given, tmp_path):
         DQNAgent.load(given)
 
 
-@pytest.mark.parametrize("returned", [1.0, None, np.array([1]), True])
+@pytest.mark.parametrize("returned", [1.0, None, np.array([1]), "1"])
 def test_evaluate_names_an_act_that_returns_no_action_of_the_env(returned):
     # An adapter around another library's policy: gymnasium's AssertionError "... invalid".
     class Policy:
@@ -166,7 +166,9 @@ def test_evaluate_names_an_act_that_returns_no_action_of_the_env(returned):
     env.close()
 
 
-@pytest.mark.parametrize("action", [np.int64(1), np.array(1)], ids=["np.int64", "0-d"])
+@pytest.mark.parametrize(
+    "action", [np.int64(1), np.array(1), True, np.True_], ids=["np.int64", "0-d", "bool", "np.bool"]
+)
 def test_evaluate_takes_an_integer_action_as_numpy_and_stable_baselines3_give_it(action):
     class Policy:
         def __init__(self, action):
