@@ -579,7 +579,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     )
     if data and all(isinstance(v, dict) for v in data.values()) and not keys_alike:
         raise ConfigError(  # labels of mappings: a sweep's variants, not a config
-            f"config file {path} maps labels ({', '.join(list(data)[:3])}"
+            f"config file {path} maps labels ({', '.join(map(str, list(data)[:3]))}"
             f"{', ...' if len(data) > 3 else ''}) to overrides, as a variants file does: give it "
             "to dqn-compare --variants-file, and a config of key: value to --config"
         )

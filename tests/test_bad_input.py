@@ -324,6 +324,11 @@ TRAIN_CASES = {
         variants_yaml,
         ["maps labels (l2, huber) to overrides, as a variants file does", "--variants-file"],
     ),
+    # Its label read as a number: a TypeError's traceback from the message's own join.
+    "a variants file of a number label as the config": (
+        config_file("0.5: {loss: l2}\n", "sweep.yaml"),
+        ["maps labels (0.5) to overrides, as a variants file does"],
+    ),
     "YAML that sets a key twice": (repeated_key_yaml, ["sets key 'seed' twice (again on line 3)"]),
     "YAML with a number for a key": (number_key_yaml, ["config keys must be strings, got 1"]),
     "unwritable output folder": (output_under_a_file, ["cannot create the run folder", "afile"]),
@@ -1078,20 +1083,25 @@ COMPARE_CASES = {
         ("dqn-train", ["--los", "l2"], "--los l2"),
         ("dqn-evaluate", ["run", "--episode", "5"], "--episode 5"),
         ("dqn-export", ["run", "--out", "x", "--tfl"], "--tfl"),
+        ("dqn-backprop", ["--se", "1"], "--se 1"),  # its own parser took --se as --seed
     ],
 )
 def test_a_long_option_written_short_is_refused_not_read_as_another(
     command, args, short, tmp_path, capsys, monkeypatch
 ):
+    from dqn.backprop.cli import main as backprop_main
     from dqn.cli import compare_main, evaluate_main, train_main
     from dqn.export import main as export_main
 
     main = {"dqn-compare": compare_main, "dqn-train": train_main, "dqn-evaluate": evaluate_main}
+    main |= {"dqn-backprop": backprop_main, "dqn-export": export_main}
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exited:
-        main.get(command, export_main)(args)
+    try:
+        code = main[command](args)
+    except SystemExit as exited:
+        code = exited.code
     [line] = capsys.readouterr().err.splitlines()
-    assert exited.value.code == 2
+    assert code == 2
     assert line == f"{command}: error: unrecognized arguments: {short} (see {command} --help)"
     assert list(tmp_path.iterdir()) == []
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -148,8 +149,14 @@ def test_a_study_on_another_env_is_refused_in_one_line(tmp_path):
     [
         ("", "has no column 'env_step'"),  # an empty file
         ("env_step,q_mean\n2500,1.0\n", "has no column 'q_abs_max'"),
-        ("env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction\nabc,1,1,1,0\n", "damaged"),
-        ("env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction\n2500,1,1,1\n", "damaged"),
+        (
+            "env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction\nabc,1,1,1,0\n",
+            ", line 2, cannot be read: could not convert",
+        ),
+        (
+            "env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction\n2500,1,1,1\n",
+            ", line 2, cannot be read: it does not have the header's cells",
+        ),
         # Cut inside the header, or inside the last row's last number (0.55 read as 0.5).
         ("env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction,lo", "cut short"),
         ("env_step,q_abs_max,q_mean,td_error_abs_p50,zero_grad_fraction\n2500,1,1,1,0.5", "cut"),
@@ -161,7 +168,7 @@ def test_a_runs_damaged_metrics_is_named_not_a_traceback(text, fragment, tmp_pat
 
     path = tmp_path / "metrics.csv"
     path.write_text(text)
-    with pytest.raises(DQNError, match=f"^{path} (is|has) .*{fragment}|^{path} {fragment}"):
+    with pytest.raises(DQNError, match=f"^{re.escape(str(path))}.*{fragment}"):
         load_script()._metrics(path)
 
 
@@ -176,8 +183,7 @@ def test_a_metrics_csv_cut_inside_its_header_is_refused_naming_it(tmp_path, caps
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines() == [
-        f"trust_diagnostics.py: error: {metrics} is cut short: its last "
-        "line (the header or a row) has no end"
+        f"trust_diagnostics.py: error: {metrics} is cut short: its last line has no end"
     ]
 
 

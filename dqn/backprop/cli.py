@@ -17,6 +17,10 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        # Options written whole, as in every command of dqn's (--se read as --seed).
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
     def error(self, message: str):  # one line and exit code 2, instead of usage + message
         raise _UsageError(message)
 
