@@ -178,7 +178,10 @@ def train_config(args: argparse.Namespace) -> DQNConfig:
     --seed applied; a key given by a flag and by --set is refused."""
     from dqn.config import DQNConfig, parse_overrides
 
-    seed = None if args.seed is None else parse_overrides([f"seed={args.seed}"])["seed"]
+    try:
+        seed = None if args.seed is None else parse_overrides([f"seed={args.seed}"])["seed"]
+    except ConfigError as exc:  # a tag it cannot read: named as --seed's, not an override's
+        raise ConfigError(str(exc).replace("override 'seed'", "--seed", 1)) from None
     if args.seed is not None and seed is None:  # --seed null: not "no --seed", as a None reads
         raise ConfigError(f"config key 'seed' must be an integer, got --seed {args.seed}")
     flags = (

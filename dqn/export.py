@@ -221,6 +221,7 @@ def _writer_around(out: Path) -> tuple[Path, str] | None:
     output), and a run's or a population's folder takes an export beside its files."""
     from dqn.agent_files import enclosing_output, study_around
 
+    out = Path(os.path.realpath(out))  # ../models/x from inside a study is not inside it
     found = enclosing_output(out)
     if found is not None and found[1] == "saved agent":
         return found

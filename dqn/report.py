@@ -342,7 +342,15 @@ def _plot_all(out: Path, rows: Sequence[dict], seed: int) -> list[Path]:
     # no curve: named in the legend, where it had vanished from every figure without a word.
     for label in dict.fromkeys(r["variant"] for r in rows):
         if label not in curves:
-            ax.plot([], [], ls="none", label=f"{label}: no run reached an evaluation")
+            finals = [r.get("final_eval_mean") for r in rows if r["variant"] == label]
+            evaluated = any(v is not None and math.isfinite(v) for v in finals)
+            # (Evaluated runs whose files are gone or damaged: load_curves warned of each.)
+            said = (
+                "its runs' metrics.csv missing or damaged"
+                if evaluated
+                else "no run reached an evaluation"
+            )
+            ax.plot([], [], ls="none", label=f"{label}: {said}")
     ax.set(xlabel="env steps", ylabel="greedy evaluation return (IQM, 95% CI)")
     ax.legend(fontsize=8)
     written.append(_save(fig, out / "learning_curves.png"))

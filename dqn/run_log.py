@@ -108,13 +108,19 @@ def read_metrics(path: Path) -> dict[str, np.ndarray]:
     """A metrics.csv as columns (NaN where a row has no value); a CheckpointError naming the
     file and line where a row is cut short or longer than the header, or holds a cell that is
     not a number (float(None)'s TypeError, deep in a study's report, before)."""
-    with open(path, newline="") as fh:
-        text = fh.read()
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:  # damaged bytes: dqn writes ASCII
+        raise CheckpointError(f"{path} cannot be read: {exc.reason} at byte {exc.start}") from None
     if text and not text.endswith("\n"):  # dqn writes whole lines: a header cut there too
         raise CheckpointError(f"{path} is cut short: its last line has no end")
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    rows = list(reader)
-    columns = reader.fieldnames or []
+    try:
+        rows = list(reader)
+        columns = reader.fieldnames or []
+    except csv.Error as exc:  # a NUL byte, a quote left open
+        raise CheckpointError(f"{path} cannot be read: {exc} (not written by dqn)") from None
     for line, row in enumerate(rows, 2):
         try:
             if None in row or None in row.values():  # csv's marks of too many or too few cells

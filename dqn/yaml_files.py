@@ -39,9 +39,11 @@ class _NumbersAsWritten(yaml.SafeLoader):
 
 # Digits with single underscores between them (``100_000``), as Python writes them: ``9_`` and
 # ``1__0`` are typos, not 9 and 10; in hex and octal too (``0x1_`` was read as 1, ``0x_`` as a
-# tag !!int that could not read it).
+# tag !!int that could not read it), where Python also takes one after the prefix (``0x_ff``).
 _DIGITS = r"[0-9]+(?:_[0-9]+)*"
-_INT = re.compile(rf"^(?:[-+]?{_DIGITS}|0x[0-9a-fA-F]+(?:_[0-9a-fA-F]+)*|0o[0-7]+(?:_[0-7]+)*)$")
+_INT = re.compile(
+    rf"^(?:[-+]?{_DIGITS}|0x_?[0-9a-fA-F]+(?:_[0-9a-fA-F]+)*|0o_?[0-7]+(?:_[0-7]+)*)$"
+)
 _FLOAT = re.compile(
     rf"^(?:[-+]?(?:{_DIGITS}(?:\.(?:{_DIGITS})?)?|\.{_DIGITS})(?:[eE][-+]?[0-9]+)?"
     r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"

@@ -205,6 +205,7 @@ TRAIN_CASES = {
     # So too in hex (0x1_ was read as 1, 0x_ named a tag !!int the user never wrote).
     "hex underscore": (["--set", "seed=0x1_"], ["'seed' must be an integer, got '0x1_'"]),
     "hex of no digit": (["--set", "seed=0x_"], ["'seed' must be an integer, got '0x_'"]),
+    "--seed of a tag it cannot read": (["--seed", "!!int abc"], ["--seed: its tag !!int cannot"]),
     # Quoted, .inf is a string: float() would take it, and a string is no number.
     "a quoted .inf": (
         ["--set", "learning_rate='.inf'"],

@@ -639,7 +639,10 @@ def test_env_names_the_env_as_env_id_does():
     assert config.env_id == "my_envs:Corridor-v0"
 
 
-@pytest.mark.parametrize("text, seed", [("3", 3), ("1e3", 1000), ("0x10", 16), ("1_000", 1000)])
+@pytest.mark.parametrize(
+    "text, seed",
+    [("3", 3), ("1e3", 1000), ("0x10", 16), ("1_000", 1000), ("0x_ff", 255), ("0o_17", 15)],
+)
 def test_seed_is_read_as_set_seed_reads_it(text, seed):
     # argparse's int refused "1e3" and "0x10", which --set seed= takes.
     from dqn.cli import train_config, train_parser

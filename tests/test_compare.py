@@ -1072,10 +1072,13 @@ def test_a_damaged_metrics_csv_is_said_and_left_out_of_the_figures(tmp_path):
     assert len(curves["huber"]) == 1
     bad = tmp_path / "bad.csv"
     for text, said in (
-        ("env_step,eval_return_mean\n100\n", "line 2, cannot be read: it does not have"),
-        ("env_step,eval_return_mean\n100,abc\n", "line 2, cannot be read: could not convert"),
+        (b"env_step,eval_return_mean\n100\n", "line 2, cannot be read: it does not have"),
+        (b"env_step,eval_return_mean\n100,abc\n", "line 2, cannot be read: could not convert"),
+        (b"env_step,eval_return_mean\n100,9.\xff\n", "cannot be read: invalid start byte"),
+        # csv's own error: a cell past its field size limit (131,072 characters).
+        (b"env_step\n" + b"1" * 140_000 + b"\n", "cannot be read: field larger than field"),
     ):
-        bad.write_text(text)
+        bad.write_bytes(text)
         with pytest.raises(CheckpointError, match=said):
             read_metrics(bad)
 
@@ -1104,6 +1107,12 @@ def test_a_variant_no_run_of_which_was_evaluated_is_named_in_the_figure(tmp_path
     monkeypatch.setattr(matplotlib.axes.Axes, "legend", legend)
     plot_all(tmp_path, rows)
     assert "clipped_delta: no run reached an evaluation" in labels
+    # Evaluated, but its metrics.csv gone: not "no run reached an evaluation".
+    labels.clear()
+    rows[1]["final_eval_mean"] = 9.0
+    with pytest.warns(UserWarning, match="clipped_delta-seed0.*is missing"):
+        plot_all(tmp_path, rows)
+    assert "clipped_delta: its runs' metrics.csv missing or damaged" in labels
 
 
 def test_forty_variants_get_forty_lines():

@@ -624,3 +624,13 @@ def test_an_export_beside_dqn_trains_runs_or_inside_a_run_is_written(tiny_run, t
     for out in (project / "models" / "cartpole", run / "policy"):
         export_policy(run, out)
         assert (out / "saved_model.pb").is_file()
+
+
+def test_an_export_out_of_a_study_through_dotdot_is_written(tiny_run, tmp_path, monkeypatch):
+    # Working in a study's folder, ../models/x was taken for a folder inside the study: the
+    # path's parents were read as written, "study" among them.
+    study = tmp_path / "study"
+    (study / "runs" / "huber-seed0" / "run").mkdir(parents=True)
+    monkeypatch.chdir(study)
+    export_policy(tiny_run, "../models/x")
+    assert (tmp_path / "models" / "x" / "saved_model.pb").is_file()

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -551,3 +552,20 @@ def test_an_observation_of_bools_integers_or_floats_of_the_declared_shape_is_tak
     for obs, got in ((["a", "b", "c"], "<U1 values"), ([[1.0, 2.0, 3.0]], r"shape \(1, 3\)")):
         with pytest.raises(UnsupportedSpaceError, match=f"returned an observation of {got}"):
             checked_obs(obs, (3,), cartpole)
+
+
+def test_a_refused_population_keeps_a_folder_of_yours_named_through_dotdot(tmp_path, monkeypatch):
+    # made/../yours/r0: "yours" was counted among the folders made for the population (its
+    # path was not resolved), and removed with them on the refusal, though it was the user's.
+    from dqn.io import missing_parents
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "yours").mkdir()
+    assert missing_parents(Path("made/../yours/r0")) == []
+    env_id = register_once("DqnTestOldStepEnvBare-v0", OldStepEnv, disable_env_checker=True)
+    config = DQNConfig(**TINY_RUN).replace(env_id=env_id, learner="numpy")
+    runs = ["made/../yours/r0", "other/r1"]
+    with pytest.raises(UnsupportedSpaceError, match="its step returned 4 values"):
+        train_population(config, [({}, 0), ({}, 1)], out_dir="p", run_dirs=runs, progress=False)
+    assert (tmp_path / "yours").is_dir()
+    assert not (tmp_path / "other").exists() and not (tmp_path / "p").exists()
