@@ -163,11 +163,12 @@ def write_dir_atomically(final: Path, fill: Callable[[Path], None]) -> Path:
 
 
 def missing_parents(final: Path) -> list[Path]:
-    """The folders above ``final`` that writing it would create, innermost first. Its ``..``
-    are resolved first: ``made/../yours/r0`` has ``yours`` as its parent, which exists, and
-    which a cleanup of "the folders made for it" would otherwise have taken for new."""
+    """The folders above ``final`` that writing it would create, innermost first. Its links
+    and ``..`` are resolved first: ``made/../yours/r0`` has ``yours`` as its parent, which
+    exists, and which a cleanup of "the folders made for it" would otherwise have taken for
+    new."""
     missing = []
-    parent = Path(os.path.abspath(final)).parent
+    parent = Path(os.path.realpath(final)).parent
     while not parent.exists() and parent != parent.parent:
         missing.append(parent)
         parent = parent.parent
