@@ -575,6 +575,13 @@ def check_not_nested(folder: Path, what: str, cure: str) -> None:
             f"{what} {folder} is inside the {kind} folder {above}, whose files it would mix "
             f"with: {cure}"
         )
+    # Beside a study's runs/ (study/new): accepted, it made the study's own rerun refuse the
+    # folder ("holds files a study does not write").
+    if (study := study_around(Path(os.path.realpath(folder)))) is not None:
+        raise ConfigError(
+            f"{what} {folder} is inside the study folder {study}, whose rerun would refuse "
+            f"it: {cure}"
+        )
 
 
 def folder_kind(folder: Path) -> str | None:

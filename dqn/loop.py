@@ -281,11 +281,17 @@ def _discarded_if_refused(run_dir: Path, new: bool, parents: list[Path], loop, i
     first; a user's empty folder stays, empty). A run that kept a row stays whatever stops it;
     a study's run is left to the study, which records its failure there. Entered outside the
     run's hold, so the hold's lock file is gone when the folder is removed.
+
+    So too a signal in the few milliseconds between config.yaml and the loop (one in the loop
+    carries ``run_dir`` and keeps the run's files): its folder, neither new nor resumable, was
+    refused by the same --run-dir and by --resume alike.
     """
     try:
         yield
-    except (UnsupportedSpaceError, ConfigError):
-        if not in_study and not loop.history and not checkpoint.list_checkpoints(run_dir):
+    except (UnsupportedSpaceError, ConfigError, KeyboardInterrupt) as exc:
+        in_loop = isinstance(exc, KeyboardInterrupt) and getattr(exc, "run_dir", None) is not None
+        kept = in_loop or loop.history or checkpoint.list_checkpoints(run_dir)
+        if not (in_study or kept):
             if new:
                 remove_unfinished(run_dir, parents)
             else:

@@ -278,7 +278,8 @@ def _train_population(
                 )
     # Nothing is written over an earlier population or run (resume_population continues one).
     resume = "dqn.population.resume_population"
-    checkpoint.check_new_folder(out, "population folder", resume)
+    # A study's chunk lies in its study's populations/ by design.
+    checkpoint.check_new_folder(out, "population folder", resume, nested_ok=in_study)
     for folder, resolved in zip(run_dirs, folders):
         # Inside the population's own folder is their default; elsewhere, as train's run_dir.
         mine = in_study or resolved.is_relative_to(population)

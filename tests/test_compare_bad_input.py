@@ -1075,3 +1075,15 @@ def test_train_population_names_members_that_are_no_list(tmp_path):
     with pytest.raises(ConfigError, match="2 members need a list of 2 run folders, got str"):
         train_population(BASE, members, out_dir=tmp_path / "p", run_dirs="xy", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_beside_a_studys_runs_is_refused_as_its_rerun_would_refuse_it(tmp_path, capsys):
+    # dqn-train --run-dir study/new trained, and the study's rerun then refused the folder
+    # ("holds files a study does not write"). A plain project's runs/ is no study.
+    from dqn.cli import train_main
+
+    (tmp_path / "study" / "runs" / "huber-seed0" / "run").mkdir(parents=True)
+    assert train_main(["--run-dir", str(tmp_path / "study" / "new"), "--no-progress"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert f"is inside the study folder {tmp_path / 'study'}, whose rerun would refuse" in line
+    assert not (tmp_path / "study" / "new").exists()

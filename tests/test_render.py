@@ -263,3 +263,18 @@ def test_a_new_files_write_never_replaces_one_there(links, tmp_path, monkeypatch
         io.atomic_write_bytes(tmp_path / "a.gif", b"second", new=True)
     assert (tmp_path / "a.gif").read_bytes() == b"first"
     assert [p.name for p in tmp_path.iterdir()] == ["a.gif"]  # no temporary file left
+
+
+def test_a_gif_inside_a_saved_agent_is_refused_and_the_agent_saves_there_again(
+    tiny_run, tmp_path, capsys
+):
+    # Written beside agent.json, it made the next save of an agent there refuse the folder.
+    from dqn import DQNAgent
+
+    agent = DQNAgent.load(tiny_run)
+    agent.save(tmp_path / "best")
+    gif = tmp_path / "best" / "a.gif"
+    assert evaluate_main([str(tmp_path / "best"), "--episodes", "1", "--gif", str(gif)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"the GIF {gif} is inside the saved agent {tmp_path / 'best'}" in line
+    agent.save(tmp_path / "best")

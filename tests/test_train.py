@@ -560,3 +560,30 @@ def test_the_probe_batch_is_drawn_once_and_kept_in_every_later_checkpoint(tmp_pa
     with np.load(tmp_path / "run" / "checkpoints" / "step-000000200" / "replay.npz") as replay:
         stored = {row.tobytes() for row in replay["obs"]}
     assert all(row.tobytes() in stored for row in probes[2]["probe.obs"])
+
+
+def test_a_signal_between_the_config_and_the_loop_takes_the_run_folder_back(tmp_path, monkeypatch):
+    # Its folder (config.yaml, tb/) was neither new nor resumable: the same --run-dir and
+    # --resume both refused it. A signal in the loop carries run_dir and keeps the run's files.
+    from dqn import loop
+    from tests.conftest import TINY_RUN
+
+    def stopped(config, run_dir, *args):
+        (run_dir / "tb").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_run", stopped)
+    config = DQNConfig(**TINY_RUN, learner="numpy")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run_dir=tmp_path / "made" / "run", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+    def in_the_loop(config, run_dir, *args):
+        exc = KeyboardInterrupt()
+        exc.run_dir = run_dir
+        raise exc
+
+    monkeypatch.setattr(loop, "_run", in_the_loop)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run_dir=tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "config.yaml").is_file()
