@@ -121,16 +121,17 @@ def read_metrics(path: Path) -> dict[str, np.ndarray]:
         columns = reader.fieldnames or []
     except csv.Error as exc:  # a NUL byte, a quote left open
         raise CheckpointError(f"{path} cannot be read: {exc} (not written by dqn)") from None
+    values = []  # each cell read once: checked and converted in one pass
     for line, row in enumerate(rows, 2):
         try:
             if None in row or None in row.values():  # csv's marks of too many or too few cells
                 raise ValueError("it does not have the header's cells")
-            [float(v) for v in row.values() if v != ""]
+            values.append([float(row[k]) if row[k] != "" else math.nan for k in columns])
         except ValueError as exc:
             raise CheckpointError(
                 f"{path}, line {line}, cannot be read: {exc} (cut short, or not written by dqn)"
             ) from None
-    return {k: np.array([float(r[k]) if r[k] != "" else math.nan for r in rows]) for k in columns}
+    return {k: np.array([v[i] for v in values]) for i, k in enumerate(columns)}
 
 
 class MetricWindow:
