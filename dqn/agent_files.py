@@ -241,12 +241,15 @@ def check_save_target(path: Path) -> None:
     path = Path(path)
     if (around := checkpoint_around(path)) is not None:
         why = f"it is inside {around}, {BREAKS}; save outside it"
-    elif (found := enclosing_output(path)) is not None and found[1] == "saved agent":
+    elif (found := keeper_around(path)) is not None:
         # Accepted, it made the earlier save a folder of more than an agent's files, which the
-        # next save of the latest agent there then refused to replace.
+        # next save of the latest agent there then refused to replace (a study's rerun alike).
         why = (
-            f"it is inside the saved agent {found[0]}, which a save there replaces whole; save "
+            f"it is inside the {found[1]} {found[0]}, whose next write would refuse it; save "
             "outside it"
+            if found[1] == "study"
+            else f"it is inside the saved agent {found[0]}, which a save there replaces whole; "
+            "save outside it"
         )
     elif not path.exists() and not path.is_symlink():
         return
@@ -546,6 +549,20 @@ def enclosing_output(folder: Path) -> tuple[Path, str] | None:
     return None
 
 
+def keeper_around(path: Path) -> tuple[Path, str] | None:
+    """The saved agent or study folder ``path`` lies inside (its links and ``..`` resolved),
+    with its kind, else None: the folders whose next write refuses a file of someone else's.
+    A save there replaces the agent's folder whole (and refused one holding more); a study's
+    rerun refuses files it does not write. An export, a GIF, an agent save or a run placed
+    there was accepted, and stopped that next write."""
+    path = Path(os.path.realpath(path))
+    found = enclosing_output(path)
+    if found is not None and found[1] == "saved agent":
+        return found
+    study = study_around(path)
+    return None if study is None else (study, "study")
+
+
 def study_around(path: Path) -> Path | None:
     """The nearest folder above ``path`` laid out as a study (its runs/ holds dqn-compare's
     runs/<name>/run/), else None: a project whose runs/ holds plain runs is none."""
@@ -576,10 +593,10 @@ def check_not_nested(folder: Path, what: str, cure: str) -> None:
             f"with: {cure}"
         )
     # Beside a study's runs/ (study/new): accepted, it made the study's own rerun refuse the
-    # folder ("holds files a study does not write").
-    if (study := study_around(Path(os.path.realpath(folder)))) is not None:
+    # folder ("holds files a study does not write"). (A saved agent was named just above.)
+    if (found := keeper_around(folder)) is not None:
         raise ConfigError(
-            f"{what} {folder} is inside the study folder {study}, whose rerun would refuse "
+            f"{what} {folder} is inside the study folder {found[0]}, whose rerun would refuse "
             f"it: {cure}"
         )
 

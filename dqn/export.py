@@ -213,22 +213,6 @@ def _write_whole(out: Path, write: Callable[[Path], object], name: str) -> None:
         raise
 
 
-def _writer_around(out: Path) -> tuple[Path, str] | None:
-    """The saved agent or study folder ``out`` lies inside, if any, with its kind: the export
-    was written, and then the agent's next save there (an on_eval keeping the best agent) or
-    the study's rerun was refused for the folder it found. A study is a folder of dqn-compare's
-    layout (runs/<name>/run/), not a project whose runs/ holds plain runs (dqn-train's default
-    output), and a run's or a population's folder takes an export beside its files."""
-    from dqn.agent_files import enclosing_output, study_around
-
-    out = Path(os.path.realpath(out))  # ../models/x from inside a study is not inside it
-    found = enclosing_output(out)
-    if found is not None and found[1] == "saved agent":
-        return found
-    study = study_around(out)
-    return None if study is None else (study, "study")
-
-
 def _check_out(out: Path, name: str = "--out") -> None:
     # OutputError, each: a folder export_policy cannot write, as train's and save's are.
     if out.name in ("", ".", ".."):
@@ -240,11 +224,11 @@ def _check_out(out: Path, name: str = "--out") -> None:
         raise OutputError(f"{name} {out} already exists and is not empty")
     if why := mount_point_problem(out):
         raise OutputError(f"cannot write {name} {out}: {why}", why)
-    from dqn.agent_files import BREAKS, checkpoint_around
+    from dqn.agent_files import BREAKS, checkpoint_around, keeper_around
 
     if (around := checkpoint_around(out)) is not None:
         raise OutputError(f"{name} {out} is inside {around}, {BREAKS}: export elsewhere")
-    if (owner := _writer_around(out)) is not None:
+    if (owner := keeper_around(out)) is not None:
         raise OutputError(
             f"{name} {out} is inside the {owner[1]} folder {owner[0]}, whose next write it would "
             "stop (a save there replaces the folder whole; a study rerun refuses files it does "

@@ -18,7 +18,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-from dqn.agent_files import BREAKS, checkpoint_around, enclosing_output
+from dqn.agent_files import BREAKS, checkpoint_around, keeper_around
 from dqn.errors import DQNError
 from dqn.io import atomic_write_bytes, followed
 
@@ -96,11 +96,10 @@ def check_gif_path(path: Path) -> Path:
         raise DQNError(f"the GIF {path} already exists: give another path, or remove it first")
     if (around := checkpoint_around(path)) is not None:
         raise DQNError(f"the GIF {path} is inside {around}, {BREAKS}: give a path outside it")
-    found = enclosing_output(Path(os.path.realpath(path)))
-    if found is not None and found[1] == "saved agent":  # its next save there refused the GIF
+    if (found := keeper_around(path)) is not None:  # its next save or rerun refused the GIF
         raise DQNError(
-            f"the GIF {path} is inside the saved agent {found[0]}, which a save there replaces "
-            "whole: give a path outside it"
+            f"the GIF {path} is inside the {found[1]} {found[0]}, whose next write would refuse "
+            "it: give a path outside it"
         )
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
