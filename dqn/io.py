@@ -176,15 +176,13 @@ def missing_parents(final: Path) -> list[Path]:
 
 
 def remove_unfinished(tmp: Path | None, created: list[Path]) -> None:
-    """Remove an unfinished folder, and the parents made for it (``missing_parents``) that are
-    still empty: a failed save (a full disk) had left them behind."""
+    """Remove an unfinished folder, and the folders made for it (``missing_parents``, of one
+    path or several) that are still empty: a failed save (a full disk) had left them behind."""
     if tmp is not None:
         shutil.rmtree(tmp, ignore_errors=True)
-    for folder in created:  # innermost first
-        try:
+    for folder in sorted(set(created), key=lambda p: len(p.parts), reverse=True):  # inner first
+        with contextlib.suppress(OSError):  # not empty (nor then the folders above it), or gone
             folder.rmdir()
-        except OSError:
-            break
 
 
 def sync_parent(path: Path) -> None:

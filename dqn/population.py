@@ -50,7 +50,7 @@ from dqn.errors import (
     raise_if_signalled,
     writing,
 )
-from dqn.io import check_named, hold_folders, missing_parents
+from dqn.io import check_named, hold_folders, missing_parents, remove_unfinished
 from dqn.learner import LearnerArrays
 from dqn.loop import check_on_eval
 from dqn.member_agent import MemberAgent
@@ -293,10 +293,7 @@ def _train_population(
             members, configs, out, run_dirs, progress, log_tensorboard, on_eval, in_study
         )
     except (UnsupportedSpaceError, ConfigError):
-        # Those still empty (it was refused before it kept any), innermost first.
-        for folder in sorted(set(parents), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        remove_unfinished(None, parents)  # those still empty: it was refused before it kept any
         raise
 
 
