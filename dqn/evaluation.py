@@ -62,10 +62,10 @@ def evaluate(
     agent's own: the same call gives the same returns, and the agent's RNG is left as it was.
     """
     epsilon = check_epsilon(epsilon)
-    seed, episodes = _checked_args(agent, env, episodes, seed, "evaluate")
+    seed, episodes = _checked_counts(episodes, seed)
+    _check_env(agent, env, "evaluate")
     explore = np.random.default_rng([seed, 3]) if epsilon > 0 else None
-    obs_shape = env.observation_space.shape
-    returns, shape = [], obs_shape
+    returns, shape = [], env.observation_space.shape
 
     def checked(reset_seed: int, obs, reward=None):
         """What the env returned, held to its spaces and refused if NaN or inf."""
@@ -212,10 +212,8 @@ def _play_side_by_side(
     return returns, errors
 
 
-def _checked_args(agent, env, episodes: int, seed: int, what: str) -> tuple[int, int]:
-    """(seed, episodes) as Python ints, or an InputError for what ``evaluate`` (``what``, as
-    the error names it) cannot take: a count or seed out of range, an env that is not one
-    env, or one whose spaces are not the agent's."""
+def _checked_counts(episodes: int, seed: int) -> tuple[int, int]:
+    """(seed, episodes) as Python ints, or an InputError for a count or seed out of range."""
     # numpy's integers (a seed from np.arange) as Python's: gymnasium's reset takes only those.
     seed, episodes = _integer(seed, "seed"), _integer(episodes, "episodes")
     # dqn-evaluate's own bounds (--episodes, --seed): no episodes gave a NaN mean, and a seed
@@ -227,6 +225,12 @@ def _checked_args(agent, env, episodes: int, seed: int, what: str) -> tuple[int,
             f"seed must leave room for its episodes' seeds (seed + i, each in [0, 2**32 - 1]), "
             f"got seed {seed!r} for {episodes} episodes"
         )
+    return seed, episodes
+
+
+def _check_env(agent, env, what: str) -> None:
+    """An InputError for an env that ``what`` (``evaluate``, as the error names it) cannot
+    play the agent on: not one env, or one whose spaces are not the agent's."""
     # One env, made: an id gave "'str' object has no attribute 'action_space'", and a vector
     # env was told its actions were another env's.
     if isinstance(env, gym.vector.VectorEnv):
@@ -256,7 +260,6 @@ def _checked_args(agent, env, episodes: int, seed: int, what: str) -> tuple[int,
             f"env {env_name(env)} has the action space {space}, the agent {n_actions} actions "
             "(Discrete from 0): evaluate it on the env it was trained on"
         )
-    return seed, episodes
 
 
 def evaluate_side_by_side(
@@ -283,8 +286,9 @@ def evaluate_side_by_side(
             f"{what} plays with an agent's q_values (a DQNAgent's), got {type(agent).__name__}: "
             "evaluate takes any agent with act"
         )
+    seed, episodes = _checked_counts(episodes, seed)
     for env in envs:
-        seed, episodes = _checked_args(agent, env, episodes, seed, what)
+        _check_env(agent, env, what)
     [returns], errors = _play_side_by_side(
         lambda obs: agent.q_values(obs[0])[None], [envs], episodes, seed
     )
