@@ -784,10 +784,12 @@ def check_flag(value, name: str) -> None:
         raise InputError(f"{name} is True or False, got {value!r:.60}")
 
 
-def check_progress(progress) -> None:
-    """InputError unless ``progress`` is a bool or a callable of the env steps just taken."""
+def check_reporting(progress, log_tensorboard) -> None:
+    """InputError unless ``progress`` is a bool or a callable of the env steps just taken, and
+    ``log_tensorboard`` a bool: the arguments every training call takes for what it shows."""
     if not callable(progress):
         check_flag(progress, "progress (or a function of the env steps just taken)")
+    check_flag(log_tensorboard, "log_tensorboard")
 
 
 def replay_capacity(c: DQNConfig) -> int:

@@ -25,10 +25,9 @@ from dqn import checkpoint
 from dqn.agent import DQNAgent, check_saveable
 from dqn.config import (
     DQNConfig,
-    check_flag,
     check_is_config,
     check_path_arg,
-    check_progress,
+    check_reporting,
     output_folder,
     replay_capacity,
     user_path,
@@ -196,8 +195,7 @@ def train(
     """
     check_is_config(config)
     check_on_eval(on_eval)
-    check_progress(progress)
-    check_flag(log_tensorboard, "log_tensorboard")
+    check_reporting(progress, log_tensorboard)
     if run_dir is not None:
         check_path_arg(run_dir, "run_dir is a folder's path")
     if init_from is not None and not isinstance(init_from, DQNAgent):
@@ -316,8 +314,7 @@ def resume(
     a signal raises TrainingInterrupted as in ``train``.
     """
     check_on_eval(on_eval)
-    check_progress(progress)
-    check_flag(log_tensorboard, "log_tensorboard")
+    check_reporting(progress, log_tensorboard)
     check_path_arg(run_dir, "resume takes a run folder's path")
     run_dir = Path(user_path(run_dir, "run_dir"))
     if not run_dir.is_dir():  # said by prepare_resume, without making the folder to hold it

@@ -185,10 +185,9 @@ def train_population(
     raises ``dqn.errors.TrainingInterrupted`` (a KeyboardInterrupt) carrying the members'
     results; ``resume_population(out_dir)`` continues them.
     """
-    from dqn.config import check_flag, check_path_arg, check_progress, user_path
+    from dqn.config import check_path_arg, check_reporting, user_path
 
-    check_progress(progress)
-    check_flag(log_tensorboard, "log_tensorboard")
+    check_reporting(progress, log_tensorboard)
     if out_dir is not None:
         check_path_arg(out_dir, "out_dir is a folder's path")
     if isinstance(run_dirs, list | tuple):
@@ -376,10 +375,9 @@ def resume_population(
     A population killed after its final checkpoint but before every member's summary.json is
     finished from that checkpoint: the summaries are written, nothing is trained again."""
     check_on_eval(on_eval, ON_EVAL_ARGS)
-    from dqn.config import check_flag, check_path_arg, check_progress, user_path
+    from dqn.config import check_path_arg, check_reporting, user_path
 
-    check_progress(progress)
-    check_flag(log_tensorboard, "log_tensorboard")
+    check_reporting(progress, log_tensorboard)
     check_path_arg(out_dir, "resume_population takes a population folder's path")
     out = Path(user_path(out_dir, "out_dir"))
     configs, run_dirs = read_population(out)
