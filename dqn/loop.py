@@ -43,7 +43,7 @@ from dqn.envs import (
     make_stepper,
     solve_return,
 )
-from dqn.envstate import capture_env_state, restore_env_state
+from dqn.envstate import capture_env_state, restore_env_state, unrestored_warning
 from dqn.errors import (
     CheckpointError,
     CheckpointWarning,
@@ -342,22 +342,21 @@ def _resume(
             CheckpointWarning,
             stacklevel=3,
         )
-    config, snapshot = ready.config, ready.env_snapshot
-    if snapshot.uncaptured:
-        warnings.warn(
-            f"{config.env_id} keeps state in {', '.join(snapshot.uncaptured)}, which a checkpoint "
-            "cannot capture: the resumed run may differ from an uninterrupted one",
-            CheckpointWarning,
-            stacklevel=3,
-        )
+    config = ready.config
     envs = make_stepper(config.env_id, config.num_envs, config.env_kwargs)
     try:  # closed here, whatever refuses or stops the run
         try:
-            restore_env_state(envs.state_holder, snapshot)
+            unrestored = restore_env_state(envs.state_holder, ready.env_snapshot)
         except ValueError as exc:
             raise CheckpointError(
                 f"checkpoint {ready.checkpoint.name} does not fit {config.env_id}: {exc}"
             ) from None
+        if unrestored:
+            warnings.warn(
+                unrestored_warning(config.env_id, unrestored, "the resumed run"),
+                CheckpointWarning,
+                stacklevel=3,
+            )
         envs.obs, envs.pending_reset = ready.loop.obs, ready.loop.pending_reset.copy()
         configure_runtime(config)
         agent = DQNAgent.load(ready.checkpoint / "agent")

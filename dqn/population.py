@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import shutil
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,9 +43,10 @@ from dqn.agent_files import (
 from dqn.config import DQNConfig, check_is_config, output_folder, replay_capacity
 from dqn.divergence import q_bound
 from dqn.envs import check_spaces, checked_obs, checked_reset, config_env, solve_return
-from dqn.envstate import restore_env_state
+from dqn.envstate import restore_env_state, unrestored_warning
 from dqn.errors import (
     CheckpointError,
+    CheckpointWarning,
     ConfigError,
     UnsupportedSpaceError,
     raise_if_signalled,
@@ -430,10 +432,6 @@ def _common_good_step(running: list, marker: int, out: Path) -> int:
     good checkpoint: the marker's step, unless a member's checkpoint there was damaged since
     (then an older common one, with a CheckpointWarning; members are independent, so going
     back only recomputes steps). CheckpointError naming the member if there is none."""
-    import warnings
-
-    from dqn.errors import CheckpointWarning
-
     first_problem = None
     held = {checkpoint.checkpoint_step(p) for _, d in running for p in list_checkpoints(d)}
     for step in sorted({s for s in held if s <= marker}, reverse=True):
@@ -516,7 +514,7 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
     obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
     first_env.close()
     net = Network(configs[0], obs_dim, n_actions)
-    slots, states = [], []
+    slots, states, unrestored = [], [], []
     for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
         folder = checkpoint_dir(run_dir, step)
         if i in stopped:  # its folder is final; it only keeps its place on the member axis
@@ -531,13 +529,19 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
             loop, replay, snapshot = load_run_state(folder, config, obs_dim, n_actions)
             env = config_env(config)
             try:
-                restore_env_state(env, snapshot)
+                unrestored += restore_env_state(env, snapshot)
             except ValueError as exc:
                 raise CheckpointError(f"checkpoint {folder} does not fit: {exc}") from None
             slot = _slot(config, run_dir, env, replay, agent.rng, loop, MetricWindow(loop.window))
             slot.window.load(**loop.pending[0])
         slots.append(slot)
         states.append(state)
+    if unrestored:  # once for the population: its members' envs share an id
+        warnings.warn(
+            unrestored_warning(configs[0].env_id, unrestored, "each resumed member"),
+            CheckpointWarning,
+            stacklevel=4,  # resume_population's caller
+        )
     for i, run_dir in enumerate(run_dirs):  # all loaded: the newer ones are recomputed
         for newer in list_checkpoints(run_dir) if i not in stopped else ():
             if checkpoint.checkpoint_step(newer) > step:

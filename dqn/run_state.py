@@ -40,7 +40,9 @@ from dqn.finite import all_finite
 from dqn.io import atomic_write_text, nulls_as_nan
 from dqn.replay import Batch, ReplayBuffer, actions_problem
 
-_FORMAT_VERSION = 1
+# 2: an env's checked tables (envstate's "digest" entries), which dqn 1's loop.json reader would
+# take for values. A checkpoint without them is still written as 1, which either reads.
+_FORMAT_VERSION = 2
 _INT_COLUMNS = ("env_step", "grad_steps", "episodes")
 
 
@@ -105,7 +107,7 @@ def save_run_state(
     with open(folder / "loop.npz", "wb") as fh:
         np.savez(fh, **arrays)
     meta = {
-        "format_version": _FORMAT_VERSION,
+        "format_version": 2 if _has_tables(env_snapshot) else 1,
         "env_step": loop.env_step,
         "first_solve": loop.first_solve,
         "eval_mean": loop.eval_mean,
@@ -119,6 +121,10 @@ def save_run_state(
     atomic_write_text(folder / "loop.json", json.dumps(meta, indent=1))
     text = metrics_csv_rows(loop.columns, loop.history, header=True)
     atomic_write_text(folder / "metrics.csv", text)
+
+
+def _has_tables(snapshot: EnvSnapshot) -> bool:
+    return any("digest" in entry for layer in snapshot.layers for entry in layer.values())
 
 
 def save_replay(replay: ReplayBuffer, path: Path) -> None:

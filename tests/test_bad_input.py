@@ -566,8 +566,8 @@ RESUME_CASES = {
         ["loop.npz's window has shape (3,), not (rows, metrics)"],
     ),
     "loop.json of a later format": (
-        resigned_loop(format_version=2),
-        ["loop.json's format_version is 2; this dqn reads up to 1"],
+        resigned_loop(format_version=3),
+        ["loop.json's format_version is 3; this dqn reads up to 2"],
     ),
     "replay of text rewards": (
         resigned_replay("rewards", lambda rewards: rewards.astype(str)),

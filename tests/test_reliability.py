@@ -986,7 +986,8 @@ class Counted:
 def test_state_that_is_only_partly_plain_is_named_and_a_partial_is_a_description():
     """Objects, tuples and arrays that are plain in part would be written half (a list back as
     an array), fail to write (an array in the JSON) or fail to read (an object array in the
-    .npz, read without pickle): each is named as state the checkpoint cannot capture."""
+    .npz, read without pickle): each is named as state the checkpoint cannot capture; a tuple
+    of plain data is checked as a table is, and named by the restore where it differs."""
     import functools
 
     env = gym.make("CartPole-v1")
@@ -996,11 +997,121 @@ def test_state_that_is_only_partly_plain_is_named_and_a_partial_is_a_description
     core.labels = np.array(["a", None], dtype=object)
     core.shaping = functools.partial(abs)  # describes the env, as a function does
     env.reset(seed=0)
-    assert capture_env_state(env).uncaptured == [
+    snapshot = capture_env_state(env)
+    assert snapshot.uncaptured == ["CartPoleEnv.counted", "CartPoleEnv.labels"]
+    assert restore_env_state(gym.make("CartPole-v1"), snapshot) == [
         "CartPoleEnv.counted",
-        "CartPoleEnv.last",
         "CartPoleEnv.labels",
+        "CartPoleEnv.last",
     ]
+
+
+def test_a_toy_text_env_s_transition_table_is_checked_on_restore_not_named_uncaptured():
+    """FrozenLake's P (state -> action -> [(probability, next state, reward, done)]) is built
+    when the env is made: a checkpoint keeps its digest and a restore names it only where the
+    fresh env's differs (every resume of a FrozenLake run warned that it "may differ")."""
+    env = gym.make("FrozenLake-v1", map_name="8x8")
+    env.reset(seed=0)
+    env.step(1)
+    snapshot = capture_env_state(env)
+    snapshot = snapshot._replace(layers=json.loads(json.dumps(snapshot.layers)))  # as on disk
+    assert snapshot.uncaptured == []
+    same = gym.make("FrozenLake-v1", map_name="8x8")
+    assert restore_env_state(same, snapshot) == []
+    assert same.unwrapped.s == env.unwrapped.s
+    assert [same.step(a) for a in (2, 2, 1)] == [env.step(a) for a in (2, 2, 1)]
+    sure_footed = gym.make("FrozenLake-v1", map_name="8x8", is_slippery=False)
+    assert restore_env_state(sure_footed, snapshot) == ["FrozenLakeEnv.P"]
+    edited = gym.make("FrozenLake-v1", map_name="8x8")
+    probability, state, reward, done = edited.unwrapped.P[0][0][0]
+    edited.unwrapped.P[0][0][0] = (probability, state, reward + 1.0, done)
+    assert restore_env_state(edited, snapshot) == ["FrozenLakeEnv.P"]
+
+
+def test_a_table_s_digest_tells_its_containers_and_scalars_apart(monkeypatch):
+    from dqn import envstate
+
+    digest = envstate._table_digest
+    tables = [
+        {0: [(1.0, 1, 0.0, False)]},
+        {0: [[1.0, 1, 0.0, False]]},  # a list where a tuple was
+        {0: [(1.0, 1, 0, False)]},  # an int where a float was
+        {0: [(1.0, 1, 0.0, 0)]},  # an int where a bool was
+        {"0": [(1.0, 1, 0.0, False)]},  # a string key
+        {0: [(1.0, 1, 0.0, False)], 1: []},
+        {0: [(np.float32(1.0), 1, 0.0, False)]},
+        {0: [(np.float64(1.0), 1, 0.0, False)]},
+        {0: [np.zeros(2, np.float32)]},
+        {0: [np.zeros((2, 1), np.float32)]},
+        {0: [[0.0], [0.0]]},
+        {0: [[0.0, 0.0]]},
+    ]
+    digests = [digest(t) for t in tables]
+    assert None not in digests and len(set(digests)) == len(tables)
+    assert digest({0: [(1.0, 1, 0.0, False)]}) == digests[0]  # the same table built again
+    assert digest({0: [object()]}) is None and digest(np.zeros(2)) is None
+    monkeypatch.setattr(envstate, "TABLE_ITEMS", 5)
+    assert digest([1, 2, 3, 4]) is not None and digest([1, 2, 3, 4, 5]) is None  # 5 and a list
+
+
+def flat_frozen_lake(**kwargs):
+    return gym.wrappers.FlattenObservation(gym.make("FrozenLake-v1", **kwargs))
+
+
+def counted_frozen_lake(**kwargs):
+    return gym.wrappers.RecordEpisodeStatistics(flat_frozen_lake(**kwargs))
+
+
+@pytest.mark.parametrize("population", [False, True])
+def test_a_resume_warns_of_state_it_cannot_capture_once_and_of_a_checked_table_not_at_all(
+    population, tmp_path
+):
+    from dqn import train_population
+    from dqn.loop import resume, train
+    from dqn.population import resume_population
+    from tests.conftest import TINY_RUN, register_once
+
+    lake = register_once("DqnTestReliabilityLake-v1", flat_frozen_lake)
+    counted = register_once("DqnTestReliabilityCountedLake-v1", counted_frozen_lake)
+    for env_id, expected in [
+        (lake, []),
+        (
+            counted,
+            [
+                f"{counted} keeps state in RecordEpisodeStatistics.time_queue, "
+                "RecordEpisodeStatistics.return_queue, RecordEpisodeStatistics.length_queue, "
+                "which a checkpoint cannot capture: "
+                f"{'each resumed member' if population else 'the resumed run'} may differ from "
+                "an uninterrupted one"
+            ],
+        ),
+    ]:
+        config = DQNConfig(**{**TINY_RUN, "env_id": env_id, "learner": "numpy"})
+        whole, again = tmp_path / env_id / "whole", tmp_path / env_id / "again"
+        if population:
+            firsts = train_population(config, [({}, 0), ({}, 1)], out_dir=whole, progress=False)
+            shutil.copytree(whole, again)
+            (again / "population-step.json").write_text(
+                json.dumps({"env_step": 200, "stopped": []})
+            )
+        else:
+            firsts = [train(config, run_dir=whole, progress=False, log_tensorboard=False)]
+            (again / "checkpoints").mkdir(parents=True)
+            shutil.copy(whole / "config.yaml", again)
+            shutil.copytree(
+                whole / "checkpoints" / "step-000000200", again / "checkpoints" / "step-000000200"
+            )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if population:
+                seconds = resume_population(again, progress=False)
+            else:
+                seconds = [resume(again, progress=False, log_tensorboard=False)]
+        assert [str(w.message) for w in caught if w.category is CheckpointWarning] == expected
+        for first, second in zip(firsts, seconds):  # FrozenLake's own state is all restored
+            assert (second.run_dir / "metrics.csv").read_bytes() == (
+                first.run_dir / "metrics.csv"
+            ).read_bytes()
 
 
 @pytest.mark.parametrize("path", ["tests.test_reliability:NoSuchTally", "no_such_module:Tally"])
