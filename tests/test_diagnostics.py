@@ -122,9 +122,10 @@ def test_each_learner_probes_the_gradient_it_steps_with_and_probing_changes_noth
 
 
 def test_agent_after_agent_probes_without_a_retracing_warning():
-    """train() in a loop over seeds builds an agent after another, each probed once or twice:
-    tf.function counted their probes as one function's calls (a lambda's code object is shared)
-    and warned of "retracing" from the sixth agent on."""
+    """train() in a loop over learning rates builds an agent after another, each with compiled
+    functions of its own (agents that differ only in their seed share them: tf_learner.shared_key)
+    and each probed once or twice: tf.function counted their probes as one function's calls (a
+    lambda's code object is shared) and warned of "retracing" from the sixth agent on."""
     import logging
 
     obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
@@ -140,7 +141,8 @@ def test_agent_after_agent_probes_without_a_retracing_warning():
     logger.addHandler(handler)
     try:
         for seed in range(8):
-            agent = DQNAgent(obs_space, gym.spaces.Discrete(2), cfg.replace(seed=seed))
+            settings = cfg.replace(seed=seed, learning_rate=1e-3 * (seed + 1))
+            agent = DQNAgent(obs_space, gym.spaces.Discrete(2), settings)
             agent.diagnose(replay.sample(64))
     finally:
         logger.removeHandler(handler)
