@@ -9,6 +9,7 @@ import errno
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -307,7 +308,10 @@ def hold_folders(folders: Iterable[Path]) -> Iterator[None]:
 
     A hold is an flock on ``folder/.lock``: the kernel drops it when the process ends, however
     it ends, so a killed run leaves no stale hold, only the file, which the next holder takes
-    over. A folder that does not exist is made (and removed again at the end if still empty).
+    over. A process killed inside ``atomic_write_bytes`` leaves its temporary file beside the
+    one it wrote (``.summary.json.<random>.tmp``, perhaps half written): the next holder, the
+    folder's only writer, removes those too. A folder that does not exist is made (and removed
+    again at the end if still empty).
     On a filesystem that cannot lock (some network filesystems), or off POSIX, a folder is not
     held: the hold guards against a mistake, and must not stop a study on a cluster.
     """
@@ -327,6 +331,8 @@ def _hold(folder: Path) -> Iterator[None]:
     path = folder / LOCK_FILE
     try:
         fd = _lock(path, folder)
+        if fd is not None:  # held: no other writer's temporary is in the middle of its write
+            _remove_temporaries(folder)
         try:
             yield
         finally:
@@ -337,6 +343,19 @@ def _hold(folder: Path) -> Iterator[None]:
         if made:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if nothing was written
+
+
+# The name of atomic_write_bytes' temporary file: tmp_prefix, mkstemp's 8 random characters.
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def _remove_temporaries(folder: Path) -> None:
+    """Delete the files killed atomic writes left in ``folder`` itself (not below it)."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 def _lock(path: Path, folder: Path) -> int | None:

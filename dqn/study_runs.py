@@ -18,7 +18,7 @@ import numpy as np
 from dqn.agent_files import CHECKPOINTS, POPULATION_FILE, STEP_FILE, STUDY_RUN
 from dqn.config import DQNConfig, changed_keys, read_saved_config
 from dqn.errors import ConfigError, few, first_line
-from dqn.io import atomic_write_text, nulls_as_nan, strict_json
+from dqn.io import atomic_write_text, hold_folders, nulls_as_nan, strict_json
 from dqn.run_log import read_metrics
 from dqn.run_state import ended_summary
 
@@ -147,7 +147,8 @@ def _run_worker(
             # Divergence is an outcome of the loss under test, not a failure of the comparison:
             # the row keeps the evaluations made before the guard stopped the run, and where.
             pass
-    row = _ended_row(config, label, run)
+    with hold_folders([run]):  # read as a resume would: what a killed writer left goes
+        row = _ended_row(config, label, run)
     atomic_write_text(run_path / "result.json", strict_json(row))
     return row
 
@@ -350,7 +351,8 @@ def _population_worker(
     unended = [ended_summary(d, c.total_env_steps) is None for c, d in zip(configs, run_dirs)]
     if any(unended) and not _train_chunk(jobs, configs, out, run_dirs, unended, task_name):
         return TaskInterrupted()
-    rows = [_ended_row(c, job.label, d) for c, job, d in zip(configs, jobs, run_dirs)]
+    with hold_folders([out, *run_dirs]):  # read as a resume would: what a killed writer left goes
+        rows = [_ended_row(c, job.label, d) for c, job, d in zip(configs, jobs, run_dirs)]
     for job, row in zip(jobs, rows):
         atomic_write_text(Path(job.folder) / "result.json", strict_json(row))
     return [(job.name, row) for job, row in zip(jobs, rows)]

@@ -182,12 +182,17 @@ def test_a_run_that_ended_but_lost_its_result_is_read_back_not_trained_again(
 ):
     """A worker killed between a run's end and its result.json: the run's folder says it ended
     (summary.json, metrics.csv), and its final checkpoint has nothing left to resume, so the
-    rerun reads its row back instead of training it from scratch."""
+    rerun reads its row back instead of training it from scratch, under the run folder's hold:
+    the killed worker's hold file and half-written temporary go (they stayed)."""
     out = tmp_path / "study"
     rows = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner=runner)
     lost = [out / "runs" / name for name in ("l2-seed1", "huber-seed0")]
+    leftovers = []
     for run in lost:
         (run / "result.json").unlink()
+        leftovers += [run / "run" / ".lock", run / "run" / ".summary.json.k1ll3d_x.tmp"]
+    for path in leftovers:
+        path.write_text("")
     before = tree(out)
     again = run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner=runner)
     assert again == rows  # wall times too: read from the runs' summaries
@@ -195,6 +200,7 @@ def test_a_run_that_ended_but_lost_its_result_is_read_back_not_trained_again(
     trained = {k for k in after if before.get(k) != after[k] and "/run/" in k}
     assert trained == set(), trained  # no run folder was touched (config.yaml, metrics.csv...)
     assert all((run / "result.json").is_file() for run in lost)
+    assert [path for path in leftovers if path.exists()] == []
 
 
 def test_a_seed_written_as_true_is_not_read_as_seed_1():

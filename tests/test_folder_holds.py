@@ -8,8 +8,10 @@ file is a second holder to flock) where it is the bookkeeping.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,6 +103,54 @@ def test_a_lock_file_removed_as_it_is_locked_is_taken_again_not_held_removed(tmp
     with hold_folders([folder]):
         assert (folder / LOCK_FILE).read_text() == f"{os.getpid()}\n"
     assert len(calls) == 2
+
+
+def test_the_next_holder_removes_what_killed_atomic_writes_left_and_nothing_else(
+    tmp_path, other_process
+):
+    """A process killed inside atomic_write_bytes leaves its temporary file (a run's
+    .summary.json.<random>.tmp, a study's .results.csv.<random>.tmp), which no resume or rerun
+    removed. The folder's next holder, its only writer, does; a refused one touches nothing."""
+    import tempfile
+
+    from dqn.io import tmp_prefix
+
+    folder = tmp_path / "run"
+    (folder / "sub").mkdir(parents=True)
+    pid = other_process(folder)  # a writer, which the test kills later
+
+    def temporary(name: str, where: Path = folder) -> Path:
+        fd, path = tempfile.mkstemp(prefix=tmp_prefix(where / name), suffix=".tmp", dir=where)
+        os.close(fd)
+        return Path(path)
+
+    left = [temporary("summary.json"), temporary("metrics.csv"), temporary("results.csv")]
+    kept = [
+        temporary("summary.json", folder / "sub"),  # not the held folder's own
+        folder / ".notes.tmp",  # no mkstemp name
+        folder / "summary.json.abcdefgh.tmp",  # not hidden
+        folder / ".summary.json.abcdefgh.tmp.bak",
+    ]
+    for path in kept[1:]:
+        path.write_text("yours")
+    (folder / ".model.abcdefgh.tmp").mkdir()  # a folder: write_dir_atomically's are tidied apart
+    (folder / ".link.abcdefgh.tmp").symlink_to(kept[1])
+    kept += [folder / ".model.abcdefgh.tmp", folder / ".link.abcdefgh.tmp"]
+    with pytest.raises(FolderBusyError):  # the holder's temporaries may be mid-write
+        with hold_folders([folder]):
+            pass
+    assert all(path.exists() for path in left + kept)
+    os.kill(pid, signal.SIGKILL)  # as a writer is killed: its flock goes with it
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with hold_folders([folder]):
+                break
+        except FolderBusyError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert [path for path in left if path.exists()] == []
+    assert all(path.exists() for path in kept)
 
 
 def test_holding_several_folders_is_all_or_nothing(tmp_path):
