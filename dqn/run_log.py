@@ -4,6 +4,7 @@ between two rows, summary.json, and SIGINT/SIGTERM as a flag."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
@@ -61,8 +62,11 @@ class RunLog:
         atomic_write_text(
             run_dir / "metrics.csv", metrics_csv_rows(loop.columns, loop.history, header=True)
         )
-        self._file = open(run_dir / "metrics.csv", "a", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=loop.columns)
+        # Unbuffered, a row a write: a row the disk cannot take whole is cut back off the file
+        # (write), never left half there, as a buffered file would leave it (a full disk).
+        self._file = open(run_dir / "metrics.csv", "ab", buffering=0)
+        self._row = io.StringIO(newline="")
+        self._csv = csv.DictWriter(self._row, fieldnames=loop.columns)
         self._report = progress if callable(progress) else None
         shown = self._report is None and progress
         self._bar = progress_bar(total, initial=loop.env_step) if shown else None
@@ -72,8 +76,18 @@ class RunLog:
         self._shown = min(loop.env_step, total)
 
     def write(self, row: dict) -> None:
+        self._row.seek(0)
+        self._row.truncate()
         self._csv.writerow(row)
-        self._file.flush()
+        data = memoryview(self._row.getvalue().encode("utf-8"))
+        start = self._file.seek(0, io.SEEK_END)
+        try:
+            while data:
+                data = data[self._file.write(data) :]
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._file.truncate(start)  # the rows before, whole
+            raise
         if self._tb is not None:
             _tensorboard(self._tb_dir, _write_tensorboard, self._tb, row)
         if self._bar is not None:

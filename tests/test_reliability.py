@@ -545,6 +545,54 @@ def test_the_populations_vectorized_guard_passes_exactly_the_rows_check_update_p
     assert updates_pass(rows, METRIC_NAMES, bounds).tolist() == expected
 
 
+def test_a_row_the_disk_cannot_take_whole_is_cut_back_off_metrics_csv(tmp_path):
+    """A full disk cut a row short: metrics.csv kept 15 of its 23 fields, no newline, until a
+    resume rewrote it. The row is written at once and cut back off: the rows before stay whole,
+    and the error goes on to the caller (the command's one line)."""
+    import errno
+
+    from dqn.run_log import RunLog
+    from dqn.run_state import LoopState, metrics_csv_rows
+
+    columns = ["env_step", "loss", "eval_return_mean"]
+    loop = LoopState(columns=columns, obs=np.zeros((1, 4), np.float32))
+    log = RunLog(tmp_path, loop, 100, False, False)
+    rows = [{"env_step": 10, "loss": 0.5, "eval_return_mean": 9.0}]
+    log.write(rows[0])
+    whole = (tmp_path / "metrics.csv").read_bytes()
+    assert whole.decode() == metrics_csv_rows(columns, rows, header=True)
+
+    class FullAfter:
+        """The file, on a disk that takes ``room`` more bytes, then is full."""
+
+        def __init__(self, file, room):
+            self.file, self.room = file, room
+
+        def write(self, data):
+            if not self.room:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            taken = self.file.write(data[: self.room])
+            self.room -= taken
+            return taken
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    file = log._file
+    for room in (0, 7):
+        log._file = FullAfter(file, room)
+        with pytest.raises(OSError, match="No space left on device"):
+            log.write({"env_step": 20, "loss": 0.25, "eval_return_mean": 11.0})
+        assert (tmp_path / "metrics.csv").read_bytes() == whole
+    log._file = file
+    rows.append({"env_step": 30, "loss": 0.125, "eval_return_mean": 12.0})
+    log.write(rows[1])  # room again: the next row follows the whole ones
+    log.close()
+    assert (tmp_path / "metrics.csv").read_bytes().decode() == metrics_csv_rows(
+        columns, rows, header=True
+    )
+
+
 # ---------------------------------------------------------------------- resume, in-process
 def test_resume_from_a_copied_checkpoint_reproduces_the_run(tiny_run, tmp_path):
     from dqn.loop import resume
