@@ -138,22 +138,33 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     except DivergenceError as exc:
         return fail(prog, exc, EXIT_DIVERGED)
     except OutputError as exc:  # a checkpoint's agent (the run's folder is made before train)
-        return fail(
-            prog, f"cannot write the run: {exc.reason}; the checkpoints written before are intact"
-        )
+        return fail(prog, _cannot_write(exc, exc.reason, args.resume))
     except DQNError as exc:
         return fail(prog, exc)
     except OSError as exc:
         if raised_by_env(exc):
             raise
-        return fail(
-            prog,
-            f"cannot write the run: {os_problem(exc)}; the checkpoints written before are intact",
-        )
+        return fail(prog, _cannot_write(exc, os_problem(exc), args.resume))
     except KeyboardInterrupt as exc:  # before the loop, or a second Ctrl-C in it
         return fail(prog, _interrupted_at_once(exc), interrupted_code(exc))
     _print_summary(result)
     return 128 + result.stop_signal if result.stop_signal is not None else 0
+
+
+def _cannot_write(exc: OSError, reason: str, resumed: str | None) -> str:
+    """A run the disk stopped, and what it keeps: its newest checkpoint, or none (a new run's
+    folder that kept nothing was taken back: ``dqn.loop._discarded_if_refused``)."""
+    from dqn.agent_files import checkpoint_step, list_checkpoints
+
+    run_dir = getattr(exc, "run_dir", None) or resumed
+    newest = list_checkpoints(Path(run_dir)) if run_dir is not None else []
+    if not newest:
+        kept = f"{run_dir} has no checkpoint" if run_dir is not None else "no checkpoint was kept"
+        return f"cannot write the run: {reason}; {kept}"
+    return (
+        f"cannot write the run: {reason}; {run_dir}'s checkpoint of env step "
+        f"{checkpoint_step(newest[0])} is intact: dqn-train --resume {run_dir} continues from it"
+    )
 
 
 def _interrupted_at_once(exc: KeyboardInterrupt) -> str:
@@ -252,10 +263,11 @@ def _train(args: argparse.Namespace):
         return train(
             config, run_dir=run_dir, progress=not args.no_progress, init_from=args.init_from
         )
-    except (DQNError, KeyboardInterrupt) as exc:
+    except (DQNError, KeyboardInterrupt, OSError) as exc:
         # Refused before it wrote anything (an --init-from agent whose network does not fit), or
-        # stopped by a signal before the loop: the folders made for it go too, as if the refusal
-        # had come before them (a signal in the loop leaves the run's files: a checkpoint or not).
+        # stopped by a signal or a full disk before it kept a row: the folders made for it go
+        # too, as if the refusal had come before them (a signal in the loop, or a disk that
+        # fills up after a row, leaves the run's files: a checkpoint or not).
         if getattr(exc, "run_dir", None) is not None:
             raise
         for folder in ([run_dir] if args.run_dir is None else []) + made:

@@ -282,11 +282,14 @@ def _discarded_if_refused(run_dir: Path, new: bool, parents: list[Path], loop, i
 
     So too a signal in the few milliseconds between config.yaml and the loop (one in the loop
     carries ``run_dir`` and keeps the run's files): its folder, neither new nor resumable, was
-    refused by the same --run-dir and by --resume alike.
+    refused by the same --run-dir and by --resume alike. And a disk that cannot take the run (a
+    full one) before its first row: the folder had config.yaml and an empty metrics.csv, and
+    the CLI said "the checkpoints written before are intact" of none. An OSError that leaves
+    the folder carries it as ``run_dir``, for the CLI to say what it holds.
     """
     try:
         yield
-    except (UnsupportedSpaceError, ConfigError, KeyboardInterrupt) as exc:
+    except (UnsupportedSpaceError, ConfigError, KeyboardInterrupt, OSError) as exc:
         in_loop = isinstance(exc, KeyboardInterrupt) and getattr(exc, "run_dir", None) is not None
         kept = in_loop or loop.history or checkpoint.list_checkpoints(run_dir)
         if not (in_study or kept):
@@ -295,6 +298,8 @@ def _discarded_if_refused(run_dir: Path, new: bool, parents: list[Path], loop, i
             else:
                 for entry in run_dir.iterdir():
                     remove_entry(entry, ignore_errors=True)
+        elif isinstance(exc, OSError):
+            exc.run_dir = run_dir
         raise
 
 

@@ -1147,8 +1147,8 @@ def test_a_full_disk_ends_the_run_in_one_line_and_it_resumes_from_the_checkpoint
     assert train_main([str(a) for a in args]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [
-        "dqn-train: error: cannot write the run: No space left on device; the checkpoints "
-        "written before are intact"
+        f"dqn-train: error: cannot write the run: No space left on device; {run}'s checkpoint "
+        f"of env step 200 is intact: dqn-train --resume {run} continues from it"
     ]
     assert calls and [c.name for c in list_checkpoints(run)] == ["step-000000200"]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000000200"]
@@ -1156,6 +1156,46 @@ def test_a_full_disk_ends_the_run_in_one_line_and_it_resumes_from_the_checkpoint
     monkeypatch.setattr(np, "savez", savez)  # room again
     assert train_main(["--resume", str(run), "--no-progress"]) == 0
     assert list_checkpoints(run)[0].name == "step-000000600"  # newest first
+
+
+@pytest.mark.parametrize("full_at", ["metrics.csv", "the first checkpoint"])
+def test_a_run_the_disk_stops_before_its_first_checkpoint_says_it_has_none(
+    full_at, tmp_path, capsys, monkeypatch
+):
+    """It said "the checkpoints written before are intact" of none, and the folder it left
+    (config.yaml, an empty metrics.csv) was refused by --resume and by the same --run-dir
+    alike: one that kept nothing is taken back, one that kept a row is named as holding no
+    checkpoint."""
+    import errno
+
+    import yaml
+
+    from dqn import run_log
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RUN, "hidden_sizes": list(TINY_RUN["hidden_sizes"])}))
+    run = tmp_path / "made" / "run"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(
+        run_log if full_at == "metrics.csv" else np,
+        ("atomic_write_text" if full_at == "metrics.csv" else "savez"),
+        full,
+    )
+    args = [str(a) for a in ["--config", config, "--run-dir", run, "--no-progress"]]
+    assert train_main(args) == 2
+    kept = "no checkpoint was kept" if full_at == "metrics.csv" else f"{run} has no checkpoint"
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"dqn-train: error: cannot write the run: No space left on device; {kept}"
+    ]
+    if full_at == "metrics.csv":
+        assert not (tmp_path / "made").exists()  # nor the parent made for it
+        monkeypatch.undo()  # room again: the same command trains the run
+        assert train_main(args) == 0
+    else:
+        assert len((run / "metrics.csv").read_text().splitlines()) == 3  # rows of 100 and 200
 
 
 def test_a_checkpoint_that_vanishes_while_it_is_read_is_one_line(
