@@ -600,6 +600,10 @@ def test_a_finite_row_whose_q_values_overflow_to_nan_gets_the_agents_action():
     from dqn.export import greedy_actions
 
     assert greedy_actions(q).numpy().tolist() == want
+    # Several NaNs in a row: numpy's argmax, and so agent.act, takes the first of them.
+    nans = np.array([[1, np.nan, 3, np.nan], [np.nan, 0, np.nan, 9], [0, 2, np.nan, np.nan]])
+    nans = nans.astype(np.float32)
+    assert greedy_actions(nans).numpy().tolist() == nans.argmax(axis=1).tolist() == [1, 0, 2]
 
 
 @pytest.mark.parametrize("owner", ["saved agent", "study"])

@@ -1,5 +1,7 @@
 """IQM, bootstrap intervals and probability of improvement on synthetic results."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -233,6 +235,11 @@ def test_intervals_that_too_few_runs_cannot_give_are_nan():
 
     assert np.isnan(iqm_ci([5.0])[1:]).all() and iqm_ci([5.0])[0] == 5.0
     assert np.isnan(probability_of_improvement_ci([1.0], [0.0, 2.0])[1:]).all()
+    # A run without a number on either side: no point, and no interval around it.
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for x, y in [([np.nan, 1.0, 2.0], [0.0, 1.0, 3.0]), ([0.0, 1.0, 3.0], [1.0, np.nan])]:
+            assert np.isnan(probability_of_improvement_ci(x, y)).all()
     # n = 5: P(B = 0) = 1/32 > 0.025, so no pair of order statistics reaches 95%; n = 6:
     # [x_(1), x_(6)] covers the median with 1 - 2 / 64 = 0.969.
     assert np.isnan(median_ci(np.arange(5.0))[1:]).all()

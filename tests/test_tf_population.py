@@ -192,6 +192,30 @@ def test_perturbing_one_member_changes_no_other_member(mixed_run):
     assert not np.array_equal(changed.member_state(2).online, base.member_state(2).online)
 
 
+def test_each_member_corrects_adam_s_bias_with_its_own_step_count():
+    """Members stepped apart (one restored from a later checkpoint, one stopped for a while)
+    hold other Adam step counts t: each bias correction, 1 - beta^t, is its own member's. A
+    member's update is the same whatever step count its neighbour holds, and the later member's
+    is the one it takes beside a neighbour of its own count."""
+    online = initial_params(BASE, 2)
+
+    def stepped(counts):
+        pop = population([BASE, BASE.replace(seed=1)], online)
+        for m, count in enumerate(counts):
+            pop.set_member_state(m, pop.member_state(m)._replace(adam_step=np.float32(count)))
+        pop.burst(cartpole_rows(np.random.default_rng(4), 2, 1), np.ones(2, bool))
+        return pop
+
+    apart, early, late = stepped([0, 50]), stepped([0, 0]), stepped([50, 50])
+    assert_members_identical(apart, early, [0])
+    for x, y in zip(apart.member_state(1), late.member_state(1)):
+        np.testing.assert_array_equal(x, y)
+    # and the count matters: one step from m = v = 0 moves by lr (1 - b1) g / (1 - b1^(t+1))
+    # over sqrt((1 - b2) g^2 / (1 - b2^(t+1))): t = 50 moves less than t = 0.
+    moved = [np.abs(p.member_state(1).online - online[1]).max() for p in (early, late)]
+    assert moved[1] < moved[0]
+
+
 def test_an_inactive_member_is_left_alone_and_changes_no_other(mixed_run):
     online, base, base_metrics = mixed_run
     start = population(MIXED, online).member_state(1)
