@@ -224,7 +224,7 @@ def _train(args: argparse.Namespace):
     from dqn.checkpoint import check_new_folder, make_run_dir
     from dqn.config import output_folder, replay_capacity
     from dqn.envs import check_env, check_n_step
-    from dqn.members import member_bytes
+    from dqn.members import PROCESS_BYTES, member_bytes
     from dqn.replay import check_replay_fits
     from dqn.runtime import available_memory_bytes
 
@@ -235,8 +235,11 @@ def _train(args: argparse.Namespace):
     check_n_step(config)
     # The network too: its parameters' copies (dqn.members.member_bytes), so that
     # hidden_sizes=[100000, 100000] is refused here rather than running out of memory in TF.
+    # TensorFlow loads after this check (unless --import brought it in): its runtime is not yet
+    # in this process, as a population's new process counts it (dqn.members.PROCESS_BYTES).
     network = member_bytes(config, obs_dim, n_actions)
-    check_replay_fits(replay_capacity(config), obs_dim, available_memory_bytes(), network)
+    runtime = PROCESS_BYTES if "tensorflow" not in sys.modules else 0
+    check_replay_fits(replay_capacity(config), obs_dim, available_memory_bytes(), network, runtime)
     if args.init_from is not None:  # a missing or broken agent: named before anything is written
         with warnings.catch_warnings():  # a skipped checkpoint: train's load names it, once
             warnings.simplefilter("ignore", CheckpointWarning)

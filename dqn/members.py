@@ -223,24 +223,27 @@ def parameter_shapes(config: DQNConfig, obs_dim: int, n_actions: int) -> list[tu
     return [s for a, b in zip(widths[:-1], widths[1:]) for s in ((a, b), (b,))]
 
 
-# Copies of a burst's sampled rows the TensorFlow learner holds at once: the sampled numpy
-# array, the tensor made of it, and the compiled program's own copy. Measured (``python -m
-# benchmarks.population_memory --pad-obs 1000 --members 8 16``, 66 MB of rows a member;
-# docs/population-memory-seventh.md): 16 members peaked at 4,349 MB where one copy counted gave
-# 2,369 MB; the numpy learner holds one (8 members: 1,448 MB, 1,575 MB estimated).
-TF_ROWS_COPIES = 3
+# Bytes the TensorFlow learner holds at its peak per byte of a burst's sampled rows: the sampled
+# numpy array, the tensor made of it and the compiled program's own copy, and on some CPUs about
+# one more. Measured (``python -m benchmarks.population_memory --pad-obs D --members ...``, the
+# slope of peak RSS per member, less its ring and the rest of ``member_bytes``): 3.0 copies on
+# the seventh machine (D = 1000); on the sixth's CPU, two runs each, 4.06-4.09 (D = 1000),
+# 4.07-4.08 (D = 2000) and 2.99-3.07 (D = 3000) (docs/population-memory-sixth-rows.md), where 3
+# had counted 16 1000-D members 972 MB short. 4.25 covers each with a margin; the numpy learner
+# holds one copy (8 members: 1,448 MB, 1,575 MB estimated).
+TF_ROWS_COPIES = 4.25
 
 
 def member_bytes(config: DQNConfig, obs_dim: int, n_actions: int) -> int:
     """Memory one member holds besides its replay ring, in bytes (float32): its replay ring is
     (2 obs_dim + 3) x 4 bytes per transition; then 6 copies of its P parameters (online, target,
     Adam's two moments, the gradient, the acting view), a burst of sampled rows (TF_ROWS_COPIES
-    of them with the TensorFlow learner), and the activations of its diagnostics probe batch (3
-    arrays per hidden unit per probe state)."""
+    times its size with the TensorFlow learner), and the activations of its diagnostics probe
+    batch (3 arrays per hidden unit per probe state)."""
     params = sum(math.prod(s) for s in parameter_shapes(config, obs_dim, n_actions))
     rows = config.gradient_steps_per_train * config.batch_size * row_layout(obs_dim).width
     if config.learner == "tensorflow":
-        rows *= TF_ROWS_COPIES
+        rows = math.ceil(rows * TF_ROWS_COPIES)
     activations = 3 * PROBE_SIZE * (sum(config.hidden_sizes) + n_actions)
     return 4 * (6 * params + rows + activations)
 

@@ -136,22 +136,29 @@ NETWORK_REMEDY = "hidden_sizes or a burst's rows (gradient_steps_per_train x bat
 
 
 def check_replay_fits(
-    capacity: int, obs_dim: int, available: int | None, network_bytes: int = 0
+    capacity: int,
+    obs_dim: int,
+    available: int | None,
+    network_bytes: int = 0,
+    runtime_bytes: int = 0,
 ) -> None:
     """ConfigError, before anything is allocated or written, if a replay of ``capacity``
-    transitions, and ``network_bytes`` for the network's parameters and what goes with them,
-    need more than ``available`` bytes (None: not known, no check)."""
-    needed = ring_bytes(capacity, obs_dim) + network_bytes
+    transitions, ``network_bytes`` for the network's parameters and what goes with them, and
+    ``runtime_bytes`` for a TensorFlow runtime this process has yet to load, need more than
+    ``available`` bytes (None: not known, no check)."""
+    needed = ring_bytes(capacity, obs_dim) + network_bytes + runtime_bytes
     if available is not None and needed > available:
-        network = remedy = ""
+        network = remedy = runtime = ""
         if network_bytes:
             network = " and the network"
             remedy = f", {NETWORK_REMEDY}"
+        if runtime_bytes:
+            runtime = f", with TensorFlow's runtime ({runtime_bytes:,} bytes),"
         raise ConfigError(
             f"a replay of {capacity:,} transitions (buffer_size, or the run's env steps if "
             f"fewer) of {obs_dim}-D observations"
-            f"{network} needs {needed:,} bytes, but {available:,} bytes of memory are available; "
-            f"lower buffer_size{remedy}"
+            f"{network}{runtime} needs {needed:,} bytes, but {available:,} bytes of memory are "
+            f"available; lower buffer_size{remedy}"
         )
 
 

@@ -1158,6 +1158,30 @@ def test_a_full_disk_ends_the_run_in_one_line_and_it_resumes_from_the_checkpoint
     assert list_checkpoints(run)[0].name == "step-000000600"  # newest first
 
 
+def test_a_run_counts_the_tensorflow_runtime_it_has_yet_to_load(tmp_path, capsys, monkeypatch):
+    """dqn-train checks memory before TensorFlow loads, as dqn-compare does for each new
+    process: its runtime (dqn.members.PROCESS_BYTES) is counted, where a run within that much
+    of the memory available had been let through."""
+    from dqn import runtime
+    from dqn.config import replay_capacity
+    from dqn.members import PROCESS_BYTES
+    from dqn.replay import ring_bytes
+
+    config = DQNConfig()
+    needed = ring_bytes(replay_capacity(config), 4) + member_bytes(config, 4, 2) + PROCESS_BYTES
+    monkeypatch.setattr(runtime, "available_memory_bytes", lambda: needed - 1)
+    monkeypatch.delitem(sys.modules, "tensorflow")  # as in a new dqn-train process
+    assert train_main(["--run-dir", str(tmp_path / "run"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "dqn-train: error: a replay of 50,000 transitions (buffer_size, or the run's env steps "
+        f"if fewer) of 4-D observations and the network, with TensorFlow's runtime "
+        f"({PROCESS_BYTES:,} bytes), needs {needed:,} bytes, but {needed - 1:,} bytes of memory "
+        "are available; lower buffer_size, hidden_sizes or a burst's rows "
+        "(gradient_steps_per_train x batch_size)"
+    ]
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("full_at", ["metrics.csv", "the first checkpoint"])
 def test_a_run_the_disk_stops_before_its_first_checkpoint_says_it_has_none(
     full_at, tmp_path, capsys, monkeypatch
