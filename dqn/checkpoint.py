@@ -37,7 +37,13 @@ from dqn.agent_files import (
 )
 from dqn.config import DQNConfig, output_folder
 from dqn.errors import ConfigError
-from dqn.io import atomic_write_text, check_named, remove_whole, write_dir_atomically
+from dqn.io import (
+    atomic_write_text,
+    check_named,
+    check_not_held,
+    remove_whole,
+    write_dir_atomically,
+)
 
 _FORMAT_VERSION = 1
 
@@ -73,6 +79,7 @@ def check_new_folder(
     if path.is_file() or (path.exists() and not path.is_dir()):
         raise ConfigError(f"{what} {path} is a file: give a folder that does not exist yet")
     if path.is_dir() and any(path.iterdir()):
+        check_not_held(path)  # a run another process is training: not one to delete
         # A run that failed before its first checkpoint (a full disk there, an env that broke:
         # a run writes its config.yaml first) has nothing to resume; naming the resume there
         # sent users to a refusal. A population alike: its population.json without the step

@@ -358,6 +358,35 @@ def _remove_temporaries(folder: Path) -> None:
                     os.unlink(entry.path)
 
 
+def _busy(folder: Path, fd: int) -> FolderBusyError:
+    """The error for ``folder`` held by another process, whose pid its lock file ``fd`` holds."""
+    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    pid = f" (pid {holder})" if holder.isdigit() else ""
+    return FolderBusyError(
+        f"{folder} is being written by another process{pid}: wait until it ends, or stop it, "
+        "then run this again"
+    )
+
+
+def check_not_held(folder: Path) -> None:
+    """FolderBusyError if another process holds ``folder`` (``hold_folders``), else nothing:
+    it is only looked at, neither held nor changed (a folder that is not dqn's stays as it is)."""
+    if fcntl is None:
+        return
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY)
+    except OSError:  # no lock file: not held (or not a folder to look into)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(Path(folder), fd) from None
+    except OSError:  # a filesystem that cannot lock: folders there are not held
+        pass
+    finally:
+        os.close(fd)  # a shared lock taken goes with it
+
+
 def _lock(path: Path, folder: Path) -> int | None:
     """An fd of ``path`` holding its exclusive flock; None where the filesystem cannot lock."""
     for _ in range(3):
@@ -365,13 +394,9 @@ def _lock(path: Path, folder: Path) -> int | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            busy = _busy(folder, fd)
             os.close(fd)
-            pid = f" (pid {holder})" if holder.isdigit() else ""
-            raise FolderBusyError(
-                f"{folder} is being written by another process{pid}: wait until it ends, or "
-                "stop it, then run this again"
-            ) from None
+            raise busy from None
         except OSError:
             os.close(fd)
             return None
