@@ -187,12 +187,14 @@ def check_population_fits(
             if other_bytes
             else ""
         )
-        fewer = (
-            "train fewer members at once (dqn-compare: --runner process, one run per process, "
-            "or fewer --workers), or "
-            if len(rings) > 1
-            else ""
-        )
+        fewer = ""
+        if len(rings) > 1 and processes == len(rings):  # one run a process already
+            fewer = "train fewer runs at once (dqn-compare: fewer --workers), or "
+        elif len(rings) > 1:
+            fewer = (
+                "train fewer members at once (dqn-compare: --runner process, one run per "
+                "process, or fewer --workers), or "
+            )
         remedy = "buffer_size"
         if other_bytes:
             remedy += f", {NETWORK_REMEDY}"

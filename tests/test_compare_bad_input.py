@@ -1001,9 +1001,11 @@ def test_the_default_worker_count_is_lowered_to_what_fits_in_memory(
     monkeypatch.setattr(
         compare, "backend_runner", lambda b, w, a: used.append(w) or chosen(b, w, a)
     )
-    with pytest.raises(ConfigError, match="available"):
+    with pytest.raises(ConfigError, match="available") as refused:
         run_comparison(BASE, TWO, range(4), tmp_path / "s", workers=8, runner="process")
     assert not (tmp_path / "s").exists()
+    # one run a process already: --runner process is no advice to give it
+    assert "train fewer runs at once (dqn-compare: fewer --workers)" in str(refused.value)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rows = run_comparison(BASE, TWO, range(4), tmp_path / "s", progress=False, runner="process")
