@@ -2,6 +2,7 @@
 (divergence), 1 (a study's worker crashed) or 128 + the signal (a study interrupted)."""
 
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +80,16 @@ def os_problem(exc: OSError) -> str:
     file it was to replace, not the temporary one beside it that the user never saw."""
     name = exc.filename2 or exc.filename
     return f"{exc.strerror or exc}" + (f": {name}" if name else "")
+
+
+def op_error_reason(exc) -> str:
+    """TensorFlow's words for a file error (a ``tf.errors.OpError``), without its op's name and
+    the file it was writing: "{{function_node ...}} out/.model.x1y2.tmp/variables/...; No space
+    left on device [Op:SaveV2]" is "No space left on device". The caller names the path the
+    user gave, not TensorFlow's temporary file beside it."""
+    text = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", exc.message, flags=re.S).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first.rsplit("; ", 1)[-1].strip()
 
 
 @contextlib.contextmanager

@@ -45,6 +45,7 @@ from dqn.errors import (
     DQNError,
     OutputError,
     first_line,
+    op_error_reason,
     raised_by_env,
     writing,
 )
@@ -291,7 +292,7 @@ def _write_agent(agent, folder: Path, tflite: bool) -> None:
     try:
         save_policy(agent.online, agent.obs_dim, folder)
     except tf.errors.OpError as exc:
-        raise DQNError(f"cannot write the SavedModel: {exc.message}") from None
+        raise DQNError(f"cannot write the SavedModel: {op_error_reason(exc)}") from None
     if tflite:
         write_tflite(folder, folder / TFLITE_FILE)
 

@@ -9,7 +9,6 @@ import csv
 import errno
 import io
 import math
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn.errors import CheckpointError, SignalInterrupt
+from dqn.errors import CheckpointError, SignalInterrupt, op_error_reason
 from dqn.finite import F32_MAX
 from dqn.io import atomic_write_text, strict_json
 from dqn.run_state import LoopState, metrics_csv_rows
@@ -302,9 +301,7 @@ def _tensorboard(tb_dir: Path, fn, *args):
     except tf.errors.OpError as exc:
         # "{{function_node ...}} Not a directory [Op:CreateSummaryFileWriter] name: ...": the
         # middle is the message.
-        text = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", exc.message, flags=re.S).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise OSError(errno.EIO, first, str(tb_dir)) from None
+        raise OSError(errno.EIO, op_error_reason(exc), str(tb_dir)) from None
 
 
 def _write_tensorboard(writer, row: dict) -> None:

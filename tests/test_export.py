@@ -638,3 +638,26 @@ def test_an_export_out_of_a_study_through_dotdot_is_written(tiny_run, tmp_path, 
     monkeypatch.chdir(study)
     export_policy(tiny_run, "../models/x")
     assert (tmp_path / "models" / "x" / "saved_model.pb").is_file()
+
+
+def test_a_tensorflow_file_error_is_told_by_its_reason_not_its_op_or_temporary_file():
+    # A full disk under dqn-export printed TensorFlow's op and the hidden temporary folder:
+    # "cannot write the SavedModel: {{function_node __wrapped__SaveV2...}} out/.E.p56rppkz.tmp/
+    # variables/...; No space left on device [Op:SaveV2]".
+    import tensorflow as tf
+
+    from dqn.errors import op_error_reason
+
+    saved = (
+        "{{function_node __wrapped__SaveV2_dtypes_2_device_/job:localhost/replica:0/task:0/"
+        "device:CPU:0}} out/.E.p56rppkz.tmp/variables/variables_temp/part-00000-of-00001.data-"
+        "00000-of-00001.tempstate2817; No space left on device [Op:SaveV2]"
+    )
+    writer = (
+        "{{function_node __wrapped__CreateSummaryFileWriter_device_/job:localhost/replica:0/"
+        "task:0/device:CPU:0}} Not a directory [Op:CreateSummaryFileWriter] name: "
+    )
+    assert op_error_reason(tf.errors.UnknownError(None, None, saved)) == "No space left on device"
+    assert op_error_reason(tf.errors.FailedPreconditionError(None, None, writer)) == (
+        "Not a directory"
+    )
