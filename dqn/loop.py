@@ -560,6 +560,9 @@ def _loop(
                         threshold,
                     )
                     log.write(row)
+                    # Kept once it is in metrics.csv: a row the disk refused is no row the run
+                    # kept (_discarded_if_refused), nor one its checkpoints hold.
+                    loop.history.append(row)
                     if on_eval is not None:
                         try:
                             stopped_by_on_eval = ask_on_eval(on_eval, row, agent) and not done
@@ -634,7 +637,7 @@ def _loop(
 
 
 def _evaluate_and_log(config, agent, eval_envs_of, replay, loop, step, epsilon, window, threshold):
-    """Evaluate greedily, update ``loop`` (history, first solve, probe) and return the row.
+    """Evaluate greedily, update ``loop`` (first solve, probe) and return the row.
 
     The episodes ``evaluate`` would play one after another (episode i reset with eval_seed +
     i), played side by side as a population member plays them (``evaluate_side_by_side``)."""
@@ -656,7 +659,6 @@ def _evaluate_and_log(config, agent, eval_envs_of, replay, loop, step, epsilon, 
     diagnostics = agent.diagnose(loop.probe) if loop.probe is not None else {}
     for name in agent.diagnostic_names():
         row[name] = diagnostics.get(name, float("nan"))
-    loop.history.append(row)
     return row
 
 

@@ -1182,13 +1182,13 @@ def test_a_run_counts_the_tensorflow_runtime_it_has_yet_to_load(tmp_path, capsys
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("full_at", ["metrics.csv", "the first checkpoint"])
+@pytest.mark.parametrize("full_at", ["metrics.csv", "the first row", "the first checkpoint"])
 def test_a_run_the_disk_stops_before_its_first_checkpoint_says_it_has_none(
     full_at, tmp_path, capsys, monkeypatch
 ):
     """It said "the checkpoints written before are intact" of none, and the folder it left
     (config.yaml, an empty metrics.csv) was refused by --resume and by the same --run-dir
-    alike: one that kept nothing is taken back, one that kept a row is named as holding no
+    alike: one that kept no row is taken back, one that kept a row is named as holding no
     checkpoint."""
     import errno
 
@@ -1203,18 +1203,23 @@ def test_a_run_the_disk_stops_before_its_first_checkpoint_says_it_has_none(
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(
-        run_log if full_at == "metrics.csv" else np,
-        ("atomic_write_text" if full_at == "metrics.csv" else "savez"),
-        full,
-    )
+    where = {
+        "metrics.csv": (run_log, "atomic_write_text"),  # its header
+        "the first row": (run_log.RunLog, "write"),
+        "the first checkpoint": (np, "savez"),
+    }
+    monkeypatch.setattr(*where[full_at], full)
     args = [str(a) for a in ["--config", config, "--run-dir", run, "--no-progress"]]
     assert train_main(args) == 2
-    kept = "no checkpoint was kept" if full_at == "metrics.csv" else f"{run} has no checkpoint"
+    kept = (
+        f"{run} has no checkpoint"
+        if full_at == "the first checkpoint"
+        else "no checkpoint was kept"
+    )
     assert capsys.readouterr().err.strip().splitlines() == [
         f"dqn-train: error: cannot write the run: No space left on device; {kept}"
     ]
-    if full_at == "metrics.csv":
+    if full_at != "the first checkpoint":
         assert not (tmp_path / "made").exists()  # nor the parent made for it
         monkeypatch.undo()  # room again: the same command trains the run
         assert train_main(args) == 0
