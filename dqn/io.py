@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -331,9 +332,9 @@ def _hold(folder: Path) -> Iterator[None]:
     path = folder / LOCK_FILE
     try:
         fd = _lock(path, folder)
-        if fd is not None:  # held: no other writer's temporary is in the middle of its write
-            _remove_temporaries(folder)
         try:
+            if fd is not None:  # held: no other writer of these files is in the middle of one
+                _remove_temporaries(folder)
             yield
         finally:
             if fd is not None:
@@ -346,16 +347,43 @@ def _hold(folder: Path) -> Iterator[None]:
 
 
 # The name of atomic_write_bytes' temporary file: tmp_prefix, mkstemp's 8 random characters.
-_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+# The files dqn writes at the top of the folders it holds (a run's, a population's, a study's):
+# only their temporaries are removed. A user's own hidden file of that shape (a study's --out
+# may be a project folder), and another command's temporary written there without a hold (a
+# dqn-evaluate --gif into a run folder, mid-write), are not dqn's to remove.
+HELD_FOLDER_FILES = frozenset(
+    {
+        "config.yaml",
+        "metrics.csv",
+        "summary.json",
+        "init_from.json",
+        "population.json",
+        "population-step.json",
+        "timing.json",
+        "plan.json",
+        "error.txt",
+        "summary.md",
+        "results.json",
+        "results.csv",
+        "learning_curves.png",
+        "zero_grad_fraction.png",
+        "td_error_quantiles.png",
+        "dead_units.png",
+    }
+)
 
 
 def _remove_temporaries(folder: Path) -> None:
-    """Delete the files killed atomic writes left in ``folder`` itself (not below it)."""
+    """Delete the temporary files of ``HELD_FOLDER_FILES`` that killed atomic writes left in
+    ``folder`` itself (not below it); one that cannot be removed is left."""
     with os.scandir(folder) as entries:
         for entry in entries:
-            if _TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
+            found = _TEMPORARY.match(entry.name)
+            if found and found["name"] in HELD_FOLDER_FILES:
+                if entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
 
 
 def _busy(folder: Path, fd: int) -> FolderBusyError:
@@ -373,11 +401,13 @@ def check_not_held(folder: Path) -> None:
     it is only looked at, neither held nor changed (a folder that is not dqn's stays as it is)."""
     if fcntl is None:
         return
-    try:
-        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY)
+    try:  # without blocking: a .lock that is a pipe would wait for a writer
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:  # no lock file: not held (or not a folder to look into)
         return
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # not dqn's lock file
+            return
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         raise _busy(Path(folder), fd) from None

@@ -130,8 +130,10 @@ def test_the_next_holder_removes_what_killed_atomic_writes_left_and_nothing_else
         folder / ".notes.tmp",  # no mkstemp name
         folder / "summary.json.abcdefgh.tmp",  # not hidden
         folder / ".summary.json.abcdefgh.tmp.bak",
+        folder / ".backup.20240101.tmp",  # a user's, of that shape, for no file of dqn's
+        temporary("seed0.gif"),  # a dqn-evaluate --gif there, which holds no folder
     ]
-    for path in kept[1:]:
+    for path in kept[1:5]:
         path.write_text("yours")
     (folder / ".model.abcdefgh.tmp").mkdir()  # a folder: write_dir_atomically's are tidied apart
     (folder / ".link.abcdefgh.tmp").symlink_to(kept[1])
@@ -151,6 +153,56 @@ def test_the_next_holder_removes_what_killed_atomic_writes_left_and_nothing_else
             time.sleep(0.05)
     assert [path for path in left if path.exists()] == []
     assert all(path.exists() for path in kept)
+
+
+def test_the_names_of_dqn_s_files_in_held_folders_are_the_modules(tmp_path, monkeypatch):
+    """HELD_FOLDER_FILES is written out in dqn.io (which imports no other module of dqn): it
+    holds each name the modules that write those folders name. And a temporary that cannot be
+    removed is left, the folder held all the same and let go after."""
+    from dqn.agent_files import POPULATION_FILE, STEP_FILE
+    from dqn.io import HELD_FOLDER_FILES, tmp_prefix
+    from dqn.loop import INIT_FROM_FILE
+    from dqn.population_files import TIMING_FILE
+    from dqn.report import STUDY_FIGURES
+    from dqn.study_runs import ERROR_FILE, PLAN_FILE
+
+    named = {POPULATION_FILE, STEP_FILE, INIT_FROM_FILE, TIMING_FILE, ERROR_FILE, PLAN_FILE}
+    named |= {"config.yaml", "metrics.csv", "summary.json"}  # a run's
+    named |= {"summary.md", "results.json", "results.csv", *STUDY_FIGURES}  # a study's
+    assert HELD_FOLDER_FILES == named
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    stuck = folder / f"{tmp_prefix(folder / 'summary.json')}abcd1234.tmp"
+    stuck.write_text("")
+    unlink = os.unlink
+
+    def refused(path, *args, **kwargs):
+        if str(path).endswith(".tmp"):
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", refused)
+    with hold_folders([folder]):
+        assert stuck.exists()
+    with hold_folders([folder]):  # the first hold was let go
+        pass
+
+
+def test_a_lock_file_that_is_no_file_is_looked_at_without_waiting(tmp_path):
+    # A .lock that is a named pipe: opened to read, it waited for a writer, and dqn-train
+    # --run-dir there hung where it had said at once that the folder is not empty.
+    import threading
+
+    from dqn.io import check_not_held
+
+    folder = tmp_path / "fifo"
+    folder.mkdir()
+    os.mkfifo(folder / LOCK_FILE)
+    looked = threading.Thread(target=check_not_held, args=(folder,), daemon=True)
+    looked.start()
+    looked.join(timeout=30)
+    assert not looked.is_alive()
 
 
 def test_holding_several_folders_is_all_or_nothing(tmp_path):
