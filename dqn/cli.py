@@ -153,34 +153,36 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 def _cannot_write(exc: OSError, reason: str, resumed: str | None) -> str:
     """A run the disk stopped, and what it keeps: its newest checkpoint, or none (a new run's
-    folder that kept nothing was taken back: ``dqn.loop._discarded_if_refused``)."""
-    from dqn.agent_files import checkpoint_step, list_checkpoints
-
+    folder that kept no row was taken back: ``dqn.loop._discarded_if_refused``)."""
     run_dir = getattr(exc, "run_dir", None) or resumed
-    newest = list_checkpoints(Path(run_dir)) if run_dir is not None else []
-    if not newest:
-        kept = f"{run_dir} has no checkpoint" if run_dir is not None else "no checkpoint was kept"
-        return f"cannot write the run: {reason}; {kept}"
-    return (
-        f"cannot write the run: {reason}; {run_dir}'s checkpoint of env step "
-        f"{checkpoint_step(newest[0])} is intact: dqn-train --resume {run_dir} continues from it"
-    )
+    if run_dir is None:
+        return f"cannot write the run: {reason}; no checkpoint was kept"
+    kept = _newest_kept(Path(run_dir)) or f"{run_dir} has no checkpoint"
+    return f"cannot write the run: {reason}; {kept}"
 
 
 def _interrupted_at_once(exc: KeyboardInterrupt) -> str:
     """What a run stopped at once keeps (by a signal before its loop, where no handler turns it
     into a checkpoint, or by a second one in it): its newest checkpoint, or none."""
-    from dqn.agent_files import checkpoint_step, list_checkpoints
-
     run_dir = getattr(exc, "run_dir", None)  # set by the loop; None: stopped before it
     if run_dir is None:
         return "interrupted before training started"
+    kept = _newest_kept(run_dir)
+    if kept is None:
+        return f"interrupted twice, before {run_dir} had a checkpoint: nothing to resume"
+    return f"interrupted twice; {kept}"
+
+
+def _newest_kept(run_dir: Path) -> str | None:
+    """What a stopped run keeps to resume from, in words; None if it holds no checkpoint."""
+    from dqn.agent_files import checkpoint_step, list_checkpoints
+
     newest = list_checkpoints(run_dir)
     if not newest:
-        return f"interrupted twice, before {run_dir} had a checkpoint: nothing to resume"
+        return None
     return (
-        f"interrupted twice; {run_dir}'s checkpoint of env step {checkpoint_step(newest[0])} is "
-        f"intact: dqn-train --resume {run_dir} continues from it"
+        f"{run_dir}'s checkpoint of env step {checkpoint_step(newest[0])} is intact: "
+        f"dqn-train --resume {run_dir} continues from it"
     )
 
 
