@@ -311,8 +311,8 @@ def hold_folders(folders: Iterable[Path]) -> Iterator[None]:
     it ends, so a killed run leaves no stale hold, only the file, which the next holder takes
     over. A process killed inside ``atomic_write_bytes`` leaves its temporary file beside the
     one it wrote (``.summary.json.<random>.tmp``, perhaps half written): the next holder, the
-    only writer of those files (``HELD_FOLDER_FILES``), removes their temporaries too. A folder that does not exist is made (and removed
-    again at the end if still empty).
+    only writer of those files (``HELD_FOLDER_FILES``), removes their temporaries too. A
+    folder that does not exist is made (and removed again at the end if still empty).
     On a filesystem that cannot lock (some network filesystems), or off POSIX, a folder is not
     held: the hold guards against a mistake, and must not stop a study on a cluster.
     """
