@@ -293,7 +293,7 @@ def _train_population(
         return _train_new_population(
             members, configs, out, run_dirs, progress, log_tensorboard, on_eval, in_study
         )
-    except (UnsupportedSpaceError, ConfigError):
+    except (UnsupportedSpaceError, ConfigError, OSError):
         remove_unfinished(None, parents)  # those still empty: it was refused before it kept any
         raise
 
@@ -324,12 +324,12 @@ def _train_new_population(
             raise
         try:
             results = loop.run(progress, on_eval)
-        except (UnsupportedSpaceError, ConfigError):
+        except (UnsupportedSpaceError, ConfigError, OSError):
             # A member's env refused at its first steps (an env of gym < 0.26, an observation
-            # of another shape; a config whose n_step no episode reaches, at the first update):
-            # a refusal writes nothing (README, Errors), so a population that kept no metrics
-            # row and no checkpoint is emptied as above. A study's chunk is left to the study,
-            # which records its failure there.
+            # of another shape; a config whose n_step no episode reaches, at the first update),
+            # or a disk that cannot take its first row: a refusal writes nothing (README,
+            # Errors), so a population that kept no metrics row and no checkpoint is emptied as
+            # above. A study's chunk is left to the study, which records its failure there.
             kept = loop.checkpointed or any(slot.loop.history for slot in loop.slots)
             if not (kept or in_study):
                 _empty_again([out, *(Path(d) for d in run_dirs)])

@@ -345,8 +345,8 @@ class PopulationLoop:
             )
             for name in self.net.diagnostic_names():
                 row[name] = diagnostics.get(i, {}).get(name, float("nan"))
-            loop.history.append(row)
             slot.log.write(row)
+            loop.history.append(row)  # kept once metrics.csv took it, as a single run's
             if self.on_eval is not None:
                 try:
                     stop = ask_on_eval(self.on_eval, row, self.member(i), "the member")

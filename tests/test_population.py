@@ -481,6 +481,27 @@ def test_members_must_share_each_key_of_the_one_program(tmp_path, key):
     assert not (tmp_path / "p").exists()
 
 
+def test_a_population_whose_first_rows_meet_a_full_disk_keeps_no_folder(tmp_path, monkeypatch):
+    """As a single run: population.json, member folders and empty metrics.csv files with no row
+    and no step marker were neither resumable nor new; the same call now trains once there is
+    room."""
+    import errno
+
+    from dqn import run_log
+
+    def full(self, row):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_log.RunLog, "write", full)
+    out = tmp_path / "made" / "p"
+    with pytest.raises(OSError, match="No space left on device"):
+        train_population(BASE, [({}, 0), ({}, 1)], out_dir=out, progress=False)
+    assert not (tmp_path / "made").exists()
+    monkeypatch.undo()
+    results = train_population(BASE, [({}, 0), ({}, 1)], out_dir=out, progress=False)
+    assert [len(r.history) for r in results] == [3, 3]
+
+
 def test_population_members_step_one_env_each(tmp_path):
     with pytest.raises(ConfigError, match="one env each .*num_envs=2"):
         train_population(
