@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from dqn.errors import ConfigError, FolderBusyError
+from dqn.errors import ConfigError, FolderBusyError, OutputError
 
 try:
     import fcntl
@@ -406,8 +406,6 @@ def check_not_held(folder: Path) -> None:
     except OSError:  # no lock file: not held (or not a folder to look into)
         return
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # not dqn's lock file
-            return
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         raise _busy(Path(folder), fd) from None
@@ -420,7 +418,10 @@ def check_not_held(folder: Path) -> None:
 def _lock(path: Path, folder: Path) -> int | None:
     """An fd of ``path`` holding its exclusive flock; None where the filesystem cannot lock."""
     for _ in range(3):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a pipe there took no pid, and kept its fd
+            os.close(fd)
+            raise OutputError(f"{path} is not a file: remove it, then run this again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -559,10 +559,7 @@ def _loop(
                         metrics.pop(),
                         threshold,
                     )
-                    log.write(row)
-                    # Kept once it is in metrics.csv: a row the disk refused is no row the run
-                    # kept (_discarded_if_refused), nor one its checkpoints hold.
-                    loop.history.append(row)
+                    log.write(row)  # and into loop.history, once metrics.csv took it
                     if on_eval is not None:
                         try:
                             stopped_by_on_eval = ask_on_eval(on_eval, row, agent) and not done

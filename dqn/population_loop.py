@@ -345,8 +345,7 @@ class PopulationLoop:
             )
             for name in self.net.diagnostic_names():
                 row[name] = diagnostics.get(i, {}).get(name, float("nan"))
-            slot.log.write(row)
-            loop.history.append(row)  # kept once metrics.csv took it, as a single run's
+            slot.log.write(row)  # and into loop.history, once metrics.csv took it
             if self.on_eval is not None:
                 try:
                     stop = ask_on_eval(self.on_eval, row, self.member(i), "the member")

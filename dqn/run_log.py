@@ -40,7 +40,9 @@ METRICS_COLUMNS = (
 
 
 class RunLog:
-    """Where a run's metrics rows go: metrics.csv (flushed per row), TensorBoard, the bar."""
+    """Where a run's metrics rows go: metrics.csv (a row a write), the run's history (a row is
+    kept once metrics.csv took it: a row the disk refused is no row the run kept), TensorBoard,
+    the bar."""
 
     def __init__(
         self,
@@ -64,6 +66,7 @@ class RunLog:
         # Unbuffered, a row a write: a row the disk cannot take whole is cut back off the file
         # (write), never left half there, as a buffered file would leave it (a full disk).
         self._file = open(run_dir / "metrics.csv", "ab", buffering=0)
+        self._loop = loop
         self._row = io.StringIO(newline="")
         self._csv = csv.DictWriter(self._row, fieldnames=loop.columns)
         self._report = progress if callable(progress) else None
@@ -87,6 +90,7 @@ class RunLog:
             with contextlib.suppress(OSError):
                 self._file.truncate(start)  # the rows before, whole
             raise
+        self._loop.history.append(row)
         if self._tb is not None:
             _tensorboard(self._tb_dir, _write_tensorboard, self._tb, row)
         if self._bar is not None:

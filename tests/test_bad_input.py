@@ -1182,7 +1182,10 @@ def test_a_run_counts_the_tensorflow_runtime_it_has_yet_to_load(tmp_path, capsys
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("full_at", ["metrics.csv", "the first row", "the first checkpoint"])
+@pytest.mark.parametrize(
+    "full_at",
+    ["metrics.csv", "the first row", "the first row's TensorBoard event", "the first checkpoint"],
+)
 def test_a_run_the_disk_stops_before_its_first_checkpoint_says_it_has_none(
     full_at, tmp_path, capsys, monkeypatch
 ):
@@ -1206,25 +1209,24 @@ def test_a_run_the_disk_stops_before_its_first_checkpoint_says_it_has_none(
     where = {
         "metrics.csv": (run_log, "atomic_write_text"),  # its header
         "the first row": (run_log.RunLog, "write"),
+        "the first row's TensorBoard event": (run_log, "_write_tensorboard"),
         "the first checkpoint": (np, "savez"),
     }
     monkeypatch.setattr(*where[full_at], full)
     args = [str(a) for a in ["--config", config, "--run-dir", run, "--no-progress"]]
     assert train_main(args) == 2
-    kept = (
-        f"{run} has no checkpoint"
-        if full_at == "the first checkpoint"
-        else "no checkpoint was kept"
-    )
+    # The rows metrics.csv took: a row in it is kept, whatever failed after it.
+    rows = {"the first row's TensorBoard event": 1, "the first checkpoint": 2}.get(full_at, 0)
+    kept = f"{run} has no checkpoint" if rows else "no checkpoint was kept"
     assert capsys.readouterr().err.strip().splitlines() == [
         f"dqn-train: error: cannot write the run: No space left on device; {kept}"
     ]
-    if full_at != "the first checkpoint":
+    if not rows:
         assert not (tmp_path / "made").exists()  # nor the parent made for it
         monkeypatch.undo()  # room again: the same command trains the run
         assert train_main(args) == 0
     else:
-        assert len((run / "metrics.csv").read_text().splitlines()) == 3  # rows of 100 and 200
+        assert len((run / "metrics.csv").read_text().splitlines()) == 1 + rows
 
 
 def test_a_checkpoint_that_vanishes_while_it_is_read_is_one_line(

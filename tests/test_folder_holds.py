@@ -18,7 +18,7 @@ import pytest
 
 from dqn.cli import compare_main, train_main
 from dqn.config import DQNConfig
-from dqn.errors import FolderBusyError
+from dqn.errors import FolderBusyError, OutputError
 from dqn.io import LOCK_FILE, hold_folders
 from tests.test_bad_input import tree
 from tests.test_compare_bad_input import BASE, tiny_yaml  # a few-second numpy-learner run
@@ -135,9 +135,10 @@ def test_the_next_holder_removes_what_killed_atomic_writes_left_and_nothing_else
     ]
     for path in kept[1:5]:
         path.write_text("yours")
-    (folder / ".model.abcdefgh.tmp").mkdir()  # a folder: write_dir_atomically's are tidied apart
-    (folder / ".link.abcdefgh.tmp").symlink_to(kept[1])
-    kept += [folder / ".model.abcdefgh.tmp", folder / ".link.abcdefgh.tmp"]
+    # of dqn's names, but a folder (write_dir_atomically's are tidied apart) and a link
+    (folder / ".metrics.csv.abcdefgh.tmp").mkdir()
+    (folder / ".config.yaml.abcdefgh.tmp").symlink_to(kept[1])
+    kept += [folder / ".metrics.csv.abcdefgh.tmp", folder / ".config.yaml.abcdefgh.tmp"]
     with pytest.raises(FolderBusyError):  # the holder's temporaries may be mid-write
         with hold_folders([folder]):
             pass
@@ -187,6 +188,19 @@ def test_the_names_of_dqn_s_files_in_held_folders_are_the_modules(tmp_path, monk
         assert stuck.exists()
     with hold_folders([folder]):  # the first hold was let go
         pass
+    monkeypatch.undo()
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "scandir", unreadable)
+    with pytest.raises(PermissionError):
+        with hold_folders([folder]):
+            pass
+    monkeypatch.undo()
+    with hold_folders([folder]):  # let go again: not "being written by" this very process
+        pass
+    assert not (folder / LOCK_FILE).exists()
 
 
 def test_a_lock_file_that_is_no_file_is_looked_at_without_waiting(tmp_path):
@@ -203,6 +217,13 @@ def test_a_lock_file_that_is_no_file_is_looked_at_without_waiting(tmp_path):
     looked.start()
     looked.join(timeout=30)
     assert not looked.is_alive()
+    # To hold the folder, a pipe there is named: it took no pid ("cannot write the run:
+    # Invalid argument"), and its descriptor was left open.
+    fds = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(OutputError, match=f"{folder / LOCK_FILE} is not a file: remove it"):
+        with hold_folders([folder]):
+            pass
+    assert len(os.listdir("/proc/self/fd")) == fds
 
 
 def test_holding_several_folders_is_all_or_nothing(tmp_path):
