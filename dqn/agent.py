@@ -65,13 +65,16 @@ def _make_learner(
                 "use learner 'tensorflow' for this network"
             )
         return NumpyLearner(net.shapes, mirror.activation_names, config, flat)
+    # A loaded agent's network (a resume's) is the default MLP too where its Keras config is:
+    # it shares the compiled functions, which a resume compiled again each time, and XLA frees
+    # none (6.5 MB and a second more a resume in one process).
+    default = not custom_network or is_default_mlp(net.model, *sizes, config)
     # Short bursts of a small network stay: the round trip would cost more than the threads.
     if not own_pools and learner_process.worth_a_process(config, net.shapes):
-        default = not custom_network or is_default_mlp(net.model, *sizes, config)
         if default and learner_process.supported():
             return learner_process.ProcessLearner(config, *sizes, flat)
         warn_threads_fixed(config.num_threads, "training this network")
-    share = None if custom_network else shared_key(config, net.shapes)
+    share = shared_key(config, net.shapes) if default else None
     return TFLearner(net.forward, loss_fn, config, sizes[0], flat, share)
 
 

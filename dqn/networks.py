@@ -55,12 +55,20 @@ def is_default_mlp(model: keras.Model, obs_dim: int, n_actions: int, config) -> 
     back from a file holds lists where a fresh one holds tuples."""
     import json
 
-    default = build_mlp(obs_dim, n_actions, config.hidden_sizes, config.activation, config.seed)
+    widths = [obs_dim, *config.hidden_sizes, n_actions]
+    shapes = [s for a, b in zip(widths[:-1], widths[1:]) for s in ((a, b), (b,))]
+    if [tuple(v.shape) for v in model.trainable_variables] != shapes:  # no MLP built to tell
+        return False
 
     def text(m: keras.Model) -> str:
         return json.dumps(m.get_config(), sort_keys=True, default=str)
 
-    return text(model) == text(default)
+    try:
+        mine = text(model)
+    except (NotImplementedError, TypeError, ValueError):  # a subclassed model's, unreadable
+        return False
+    default = build_mlp(obs_dim, n_actions, config.hidden_sizes, config.activation, config.seed)
+    return mine == text(default)
 
 
 def _keras_snake_case(name: str) -> str:

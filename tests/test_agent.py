@@ -729,6 +729,37 @@ def test_agents_of_one_network_and_update_share_its_compiled_functions_and_learn
     np.testing.assert_array_equal(b.learner.state.online, alone.learner.state.online)
 
 
+def test_a_loaded_agent_of_the_default_network_shares_the_compiled_functions(tmp_path):
+    """A resume loads its agent from the checkpoint: its network, read from online.keras, was
+    taken for a network_fn of the user's, and each resume in one process traced and compiled the
+    update again (6.5 MB more a resume, never freed, and 1.25 s against 0.2 s)."""
+    import keras
+
+    jit = SMALL.replace(jit_compile=True)
+    fresh = DQNAgent(OBS, ACTIONS, jit)
+    fresh.save(tmp_path / "agent")
+    loaded = [DQNAgent.load(tmp_path / "agent") for _ in range(2)]
+    assert all(a.learner._burst is fresh.learner._burst for a in loaded)
+    # A network of the user's compiles its own, a subclassed one (whose get_config Keras
+    # cannot give) too.
+
+    class Head(keras.Model):
+        def __init__(self, n):
+            super().__init__()
+            self.q = keras.layers.Dense(n)
+
+        def call(self, x):
+            return self.q(x)
+
+    def subclassed(obs_dim, n_actions):
+        model = Head(n_actions)
+        model(np.zeros((1, obs_dim), np.float32))
+        return model
+
+    own = DQNAgent(OBS, ACTIONS, jit, network_fn=subclassed)
+    assert own.learner._burst is not fresh.learner._burst
+
+
 def test_a_saved_adam_step_past_float16s_range_of_whole_numbers_reads_back_exactly(tmp_path):
     # Adam's bias correction reads the step: a run of 100k gradient steps must resume with
     # step 100001 exactly, not the nearest number a narrower float holds.
