@@ -866,11 +866,15 @@ def test_train_loop_refuses_counts_it_cannot_run_before_starting_a_process(capsy
     from benchmarks import train_loop
 
     monkeypatch.setattr(train_loop, "in_a_process", lambda *a: pytest.fail("a process started"))
-    for argv, named in ((["--steps", "599"], "--steps"), (["--members", "-1"], "--members")):
+    for argv, said in (
+        (["--steps", "599"], "--steps must be"),
+        (["--members", "-1"], "--members must be"),
+        (["--members", "2", "--resume"], "--resume times dqn.loop.resume of single runs"),
+    ):
         with pytest.raises(SystemExit) as exit_:
             train_loop.main(argv)
         (line,) = capsys.readouterr().err.splitlines()
-        assert exit_.value.code == 2 and f"{named} must be" in line
+        assert exit_.value.code == 2 and said in line
 
 
 def test_stop_at_solve_refuses_a_bad_override_in_one_line(tmp_path, capsys):
