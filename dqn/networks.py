@@ -68,7 +68,16 @@ def is_default_mlp(model: keras.Model, obs_dim: int, n_actions: int, config) -> 
     except (NotImplementedError, TypeError, ValueError):  # a subclassed model's, unreadable
         return False
     default = build_mlp(obs_dim, n_actions, config.hidden_sizes, config.activation, config.seed)
-    return mine == text(default)
+    # A config names a function by its __name__: a user's own `def relu(x)` reads as Keras's
+    # relu there, and would have shared the default's compiled update, which computes another.
+    # Keras's own activations are one function object each, a loaded model's too.
+    functions = [
+        [getattr(layer, "activation", None) for layer in m.layers] for m in (model, default)
+    ]
+    same_functions = len(functions[0]) == len(functions[1]) and all(
+        a is b for a, b in zip(*functions)
+    )
+    return same_functions and mine == text(default)
 
 
 def _keras_snake_case(name: str) -> str:

@@ -758,6 +758,20 @@ def test_a_loaded_agent_of_the_default_network_shares_the_compiled_functions(tmp
 
     own = DQNAgent(OBS, ACTIONS, jit, network_fn=subclassed)
     assert own.learner._burst is not fresh.learner._burst
+    # The default MLP's layers with a function of the user's that Keras's config names "relu"
+    # (by its __name__): it learned with Keras's relu, through the shared update, and acted
+    # with its own.
+    from dqn.networks import build_mlp
+
+    def relu(x):
+        return keras.ops.leaky_relu(x, 0.3)
+
+    def leaky(obs_dim, n_actions):
+        return build_mlp(obs_dim, n_actions, jit.hidden_sizes, relu, jit.seed)
+
+    assert keras.activations.serialize(relu) == "relu"
+    mine = DQNAgent(OBS, ACTIONS, jit, network_fn=leaky)
+    assert mine.learner._burst is not fresh.learner._burst
 
 
 def test_a_saved_adam_step_past_float16s_range_of_whole_numbers_reads_back_exactly(tmp_path):
