@@ -740,23 +740,26 @@ def test_a_loaded_agent_of_the_default_network_shares_the_compiled_functions(tmp
     fresh.save(tmp_path / "agent")
     loaded = [DQNAgent.load(tmp_path / "agent") for _ in range(2)]
     assert all(a.learner._burst is fresh.learner._burst for a in loaded)
-    # A network of the user's compiles its own, a subclassed one (whose get_config Keras
-    # cannot give) too.
+    # A network of the user's compiles its own, a subclassed one of the default's shapes whose
+    # get_config Keras cannot give too (asked for it, is_default_mlp raised).
 
-    class Head(keras.Model):
-        def __init__(self, n):
+    class Chain(keras.Model):
+        def __init__(self, hidden, n_actions):
             super().__init__()
-            self.q = keras.layers.Dense(n)
+            self.chain = [keras.layers.Dense(h, activation="relu") for h in hidden]
+            self.chain.append(keras.layers.Dense(n_actions))
 
         def call(self, x):
-            return self.q(x)
+            for layer in self.chain:
+                x = layer(x)
+            return x
 
-    def subclassed(obs_dim, n_actions):
-        model = Head(n_actions)
+    def chain(obs_dim, n_actions):
+        model = Chain(jit.hidden_sizes, n_actions)
         model(np.zeros((1, obs_dim), np.float32))
         return model
 
-    own = DQNAgent(OBS, ACTIONS, jit, network_fn=subclassed)
+    own = DQNAgent(OBS, ACTIONS, jit, network_fn=chain)
     assert own.learner._burst is not fresh.learner._burst
     # The default MLP's layers with a function of the user's that Keras's config names "relu"
     # (by its __name__): it learned with Keras's relu, through the shared update, and acted

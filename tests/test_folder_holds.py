@@ -256,43 +256,28 @@ def test_a_run_being_trained_refuses_a_resume_and_is_left_as_it_was(
     assert tree(tiny_run_copy) == before  # metrics.csv not cut back, no checkpoint set aside
 
 
+@pytest.mark.parametrize("flag", ["--resume", "--run-dir"])
 def test_a_run_held_before_its_first_checkpoint_is_named_busy_not_checkpointless(
-    tmp_path, other_process, capsys
+    flag, tmp_path, other_process, capsys
 ):
     # A run another process has started and not checkpointed yet: "no checkpoints, delete it"
-    # would be the wrong advice.
+    # would be the wrong advice, to its resume and to the same --run-dir started again a
+    # second later ("holds no checkpoint to continue from: delete it", of a run that trained).
     run = tmp_path / "run"
     run.mkdir()
     DQNConfig().to_yaml(run / "config.yaml")
     pid = other_process(run)
     before = tree(run)
-    assert train_main(["--resume", str(run), "--no-progress"]) == 2
+    assert train_main([flag, str(run), "--no-progress"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(
         f"dqn-train: error: {run} is being written by another process (pid {pid})"
     )
     assert tree(run) == before
-
-
-def test_a_new_run_into_a_folder_another_process_is_training_names_that_process(
-    tmp_path, other_process, capsys
-):
-    # The same --run-dir started again a second later was told the folder "holds no
-    # checkpoint to continue from: delete it", of a run that was training.
-    run = tmp_path / "run"
-    run.mkdir()
-    DQNConfig().to_yaml(run / "config.yaml")
-    pid = other_process(run)
-    before = tree(run)
-    assert train_main(["--run-dir", str(run), "--no-progress"]) == 2
-    [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(
-        f"dqn-train: error: {run} is being written by another process (pid {pid})"
-    )
-    assert tree(run) == before
-    (run / ".lock").unlink()  # no hold to find: the folder is only named as not new
-    assert train_main(["--run-dir", str(run), "--no-progress"]) == 2
-    assert "holds no checkpoint to continue from" in capsys.readouterr().err
+    if flag == "--run-dir":
+        (run / ".lock").unlink()  # no hold to find: the folder is only named as not new
+        assert train_main([flag, str(run), "--no-progress"]) == 2
+        assert "holds no checkpoint to continue from" in capsys.readouterr().err
 
 
 def test_a_study_being_trained_refuses_the_same_command_from_another_process(
