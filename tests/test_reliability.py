@@ -177,6 +177,28 @@ def test_a_failed_checkpoint_write_leaves_nothing_behind(tmp_path):
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-000000100"]
 
 
+def test_a_checkpoint_the_disk_cannot_take_is_named_not_its_hidden_temporary_folder(tmp_path):
+    # A study's failure line read ".../checkpoints/.step-000001000.x1y2.tmp/agent: No space
+    # left on device": the agent's folder inside the temporary one, which the user never sees.
+    import errno
+
+    from dqn.errors import OutputError
+
+    def full(folder):
+        raise OutputError(f"cannot write the agent folder {folder / 'agent'}: No space", "No space")
+
+    def full_file(folder):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "replay.npz"))
+
+    final = tmp_path / "checkpoints" / "step-000000200"
+    for fill, reason in ((full, "No space"), (full_file, "No space left on device")):
+        with pytest.raises(OutputError) as refused:
+            write_checkpoint(tmp_path, 200, fill, keep=3)
+        assert str(refused.value) == f"cannot write checkpoint {final}: {reason}"
+        assert refused.value.reason == reason and ".tmp" not in str(refused.value)
+    assert not final.exists() and list(tmp_path.rglob("*")) == []  # nor the folders made for it
+
+
 def test_a_prune_removes_what_killed_writes_and_prunes_left_and_never_shows_half(tmp_path):
     """A write killed half-way leaves its hidden temporary folder (a truncated file in it), and
     a prune killed half-way its hidden trash: the next prune removes both. The folder a prune
