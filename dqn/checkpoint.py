@@ -36,7 +36,7 @@ from dqn.agent_files import (
     list_checkpoints,
 )
 from dqn.config import DQNConfig, output_folder
-from dqn.errors import ConfigError, OutputError
+from dqn.errors import ConfigError, OutputError, writing
 from dqn.io import (
     atomic_write_text,
     check_named,
@@ -123,14 +123,15 @@ def write_checkpoint(
         write_manifest(folder, env_step)  # last: a folder with a manifest is complete
 
     final = checkpoint_dir(run_dir, env_step)
-    try:
-        write_dir_atomically(final, fill_and_sign)
-    except OSError as exc:
-        # Named as the checkpoint, with the system's reason: a file error names the hidden
-        # temporary folder it was written in (a study's failure line showed ".../checkpoints/
-        # .step-000001000.x1y2.tmp/agent: No space left on device"), which the user never sees.
-        reason = exc.reason if isinstance(exc, OutputError) else (exc.strerror or str(exc))
-        raise OutputError(f"cannot write checkpoint {final}: {reason}", reason) from None
+    # Named as the checkpoint, with the system's reason (``writing``): a file error names the
+    # hidden temporary folder it was written in, and the agent's own error its folder inside
+    # that one (a study's failure line showed ".../checkpoints/.step-000001000.x1y2.tmp/agent:
+    # No space left on device"), which the user never sees.
+    with writing("checkpoint", final):
+        try:
+            write_dir_atomically(final, fill_and_sign)
+        except OutputError as exc:
+            raise OSError(exc.reason) from None
     if keep is not None:
         prune_checkpoints(run_dir, keep)
     return final
