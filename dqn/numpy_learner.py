@@ -222,16 +222,20 @@ class NumpyLearner(InProcess):
         layout = self._layout
         sums = np.zeros(len(STEP_METRICS), np.float64)
         maxes = np.full(len(STEP_METRICS), -np.inf)
-        for batch in rows:
-            m = self.step(
-                batch[:, layout.obs],
-                batch[:, layout.action].astype(np.intp),
-                batch[:, layout.reward],
-                batch[:, layout.next_obs],
-                batch[:, layout.terminated],
-            )
-            sums += m
-            np.maximum(maxes, m, out=maxes)
+        # A diverging network overflows (float32 matmuls, Adam's moments): the divergence guard
+        # reads it from the metrics and stops the run in one line, as with the TensorFlow
+        # learner, which warns of nothing; numpy's warnings would come first, and once a run.
+        with np.errstate(all="ignore"):
+            for batch in rows:
+                m = self.step(
+                    batch[:, layout.obs],
+                    batch[:, layout.action].astype(np.intp),
+                    batch[:, layout.reward],
+                    batch[:, layout.next_obs],
+                    batch[:, layout.terminated],
+                )
+                sums += m
+                np.maximum(maxes, m, out=maxes)
         return np.where(IS_MAX_METRIC, maxes, sums / len(rows)).astype(np.float32)
 
     def probe_gradient(self, batch) -> np.ndarray:

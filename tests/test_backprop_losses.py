@@ -92,6 +92,23 @@ def test_huber_is_continuous_with_continuous_slope_at_the_bound():
     assert LOSSES["huber"].backward(np.ones(3), cache).tolist() == pytest.approx([b, b, b])
 
 
+def test_huber_with_a_bound_past_every_error_is_l2_in_float32_without_overflow():
+    # The linear tail b (|e| - b/2) is not computed where it is not the loss: at b = 1e30 it
+    # is past float32's range, and np.where of both pieces warned of an overflow.
+    e = np.array([-3.0, 0.25, 7.5], np.float32)
+    with np.errstate(all="raise"):
+        value = LOSSES["huber"].forward(e, np.float32(1e30))[0]
+    assert np.array_equal(value, 0.5 * e**2)
+
+
+def test_huber_is_the_two_pieces_of_its_definition_to_the_bit():
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        e, b = rng.normal(0.0, 3.0, 1_000).astype(dtype), dtype(1.3)
+        pieces = np.where(np.abs(e) <= b, 0.5 * e**2, b * (np.abs(e) - 0.5 * b))
+        assert np.array_equal(LOSSES["huber"].forward(e, b)[0], pieces)
+
+
 def test_l2_ignores_the_bound():
     e = np.array([-5.0, 0.3, 9.0])
     assert np.array_equal(LOSSES["l2"].forward(e, 0.1)[0], LOSSES["l2"].forward(e, 10.0)[0])

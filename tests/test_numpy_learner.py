@@ -151,6 +151,17 @@ def test_the_numpy_learner_follows_the_tensorflow_learner(changes):
     np.testing.assert_allclose(np_agent.q_values(obs), tf_agent.q_values(obs), rtol=1e-4, atol=1e-6)
 
 
+def test_a_diverging_numpy_learner_warns_of_nothing_and_its_metrics_say_it():
+    # The divergence guard reads non-finite metrics and stops the run in one line, as with the
+    # TensorFlow learner; numpy's overflow warnings came first ("overflow encountered in matmul").
+    config = SMALL.replace(learner="numpy", learning_rate=1e30, learning_rate_end=None)
+    agent = DQNAgent(OBS, ACTIONS, config)
+    replay = make_replay()
+    with np.errstate(all="raise"):
+        metrics = [agent.update_rows(replay.sample_rows(SMALL.batch_size, 4)) for _ in range(5)]
+    assert not np.isfinite(metrics[-1]).all()
+
+
 def test_the_keras_views_and_acting_see_the_numpy_learners_weights():
     agent = DQNAgent(OBS, ACTIONS, SMALL.replace(learner="numpy"))
     replay = make_replay()
