@@ -392,8 +392,8 @@ def resume_population(
 def _resume_population(
     out, configs, run_dirs, progress, log_tensorboard, on_eval
 ) -> list[MemberResult]:
-    marker, stopped = read_step_marker(out)
     total = configs[0].total_env_steps
+    marker, stopped = _step_marker(out, total, run_dirs)
     if marker >= total and all(
         i in stopped or ended_summary(d, total) is not None for i, d in enumerate(run_dirs)
     ):
@@ -418,6 +418,21 @@ def _resume_population(
             checkpoint.remove_leftovers(run_dir)
     loop = _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard)
     return _signalled(loop, loop.run(progress, on_eval))
+
+
+def _step_marker(out: Path, total: int, run_dirs: list) -> tuple[int, list[int]]:
+    """``read_step_marker``'s, or, where there is none because every member diverged before
+    the first checkpoint, the line that says so: "train it again" alone would repeat them."""
+    if not (out / STEP_FILE).is_file():
+        ended = [ended_summary(d, total) for d in run_dirs]
+        reasons = [s and s.get("diverged") for s in ended]
+        if reasons and all(isinstance(r, str) for r in reasons):
+            raise CheckpointError(
+                f"population {out}: every member diverged before its first checkpoint "
+                f"({relative(run_dirs[0], out)}: {reasons[0]}), and a diverged member does not "
+                "continue: train it again, with other settings"
+            )
+    return read_step_marker(out)
 
 
 def _signalled(loop: PopulationLoop, results: list[MemberResult]) -> list[MemberResult]:

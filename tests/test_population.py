@@ -231,6 +231,13 @@ def test_a_population_the_guard_stops_whole_at_an_evaluation_step_ends_cleanly(t
     results = train_population(config, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
     for r in results:
         assert "diverged at env step 512" in r.diverged and r.summary["env_steps"] == 512
+    # Before its first checkpoint (1,000): its resume says why, not "train it again" alone,
+    # which would diverge again.
+    from dqn.errors import CheckpointError
+
+    said = r"every member diverged before its first checkpoint \(member0-seed1: training div"
+    with pytest.raises(CheckpointError, match=said + ".* train it again, with other settings$"):
+        resume_population(tmp_path / "p", progress=False)
 
 
 @pytest.mark.parametrize("final, interrupted", [(False, True), (True, False)])
