@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 
@@ -83,6 +84,9 @@ def run_ray(
 
     ray = require_ray()
     started = not ray.is_initialized()
+    # What ray.init leaves in this process after ray.shutdown, put back then (a program that
+    # ran a study from Python quit on SIGTERM by SystemExit, and its breakpoint() went to Ray).
+    before = None
     if started:
         options = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
         local = address is None and not os.environ.get("RAY_ADDRESS")
@@ -91,14 +95,20 @@ def run_ray(
             # `ray start` left running on this machine, and refused num_cpus there with a
             # ValueError traceback); a cluster has its own CPUs.
             address, options["num_cpus"] = "local", workers
+        state = _process_state()
         try:
             with _ray_warnings_muted(), _workers_at_our_priority(local):
                 ray.init(address=address, **options)
-        except ConnectionError as exc:  # an OSError, which the command read as "cannot write"
+        except BaseException as exc:
+            _restore_process_state(_changed_by_ray(state))
+            if not isinstance(exc, ConnectionError):
+                raise
+            # An OSError, which the command read as "cannot write".
             where = address or os.environ.get("RAY_ADDRESS")
             raise DQNError(
                 f"cannot connect to the Ray cluster at {where}: {first_line(exc)}"
             ) from None
+        before = _changed_by_ray(state)  # what ray.init changed; the rest is the process's
     try:
         # Application errors are not retried; a task whose worker or node died is (Ray's
         # default), and the worker resumes that run from its newest good checkpoint, or starts
@@ -135,6 +145,7 @@ def run_ray(
     finally:
         if started:
             ray.shutdown()
+            _restore_process_state(before)
 
 
 def _saying(worker: Callable[..., object], prog: str) -> Callable[..., tuple]:
@@ -174,6 +185,43 @@ def _workers_at_our_priority(local: bool) -> Iterator[None]:
         yield
     finally:
         del os.environ[name]
+
+
+# ray.init sets a SIGTERM handler of its own (it raises SystemExit) and PYTHONBREAKPOINT (its
+# debugger), RAY_AUTH_MODE and RAY_USAGE_STATS_ENABLED, and ray.shutdown undoes none of them.
+_RAY_SIGNALS = ("SIGTERM", "SIGINT")
+
+
+def _process_state() -> tuple[dict, dict]:
+    """This process's environment and the handlers of the signals Ray takes."""
+    handlers = {name: signal.getsignal(getattr(signal, name)) for name in _RAY_SIGNALS}
+    return dict(os.environ), handlers
+
+
+def _changed_by_ray(state: tuple[dict, dict]) -> tuple[dict, dict]:
+    """``state`` with only the environment variables that ray.init changed since it was taken:
+    what the process sets itself while the study runs is its own."""
+    environ, handlers = state
+    changed = set(environ) ^ set(os.environ)
+    changed |= {name for name in environ if environ[name] != os.environ.get(name, environ[name])}
+    return {name: environ.get(name) for name in changed}, handlers
+
+
+def _restore_process_state(state: tuple[dict, dict] | None) -> None:
+    """Put back what ``_process_state`` took (an environment variable None: absent before)."""
+    if state is None:
+        return
+    environ, handlers = state
+    for name, value in environ.items():
+        if value is None:
+            os.environ.pop(name, None)
+        elif os.environ.get(name) != value:
+            os.environ[name] = value
+    for name, handler in handlers.items():
+        number = getattr(signal, name)
+        if handler is not None and signal.getsignal(number) is not handler:
+            with contextlib.suppress(ValueError):  # not the main thread: Ray set none there
+                signal.signal(number, handler)
 
 
 @contextlib.contextmanager

@@ -46,16 +46,24 @@ def test_an_address_without_the_ray_backend_is_refused(tmp_path, capsys, monkeyp
 @pytest.fixture
 def local_ray():
     ray = pytest.importorskip("ray", reason="Ray not installed (the 'ray' extra)")
-    from dqn.ray_backend import _workers_at_our_priority
+    from dqn.ray_backend import (
+        _changed_by_ray,
+        _process_state,
+        _restore_process_state,
+        _workers_at_our_priority,
+    )
 
     # Started as dqn starts a local Ray (below): workers not reniced by +15, which on cores
     # shared with other tests made this file's study ~10x slower.
+    before = _process_state()  # and the worker's process left as it was for later tests
     with _workers_at_our_priority(local=True):
         ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False, configure_logging=False)
+    before = _changed_by_ray(before)
     try:
         yield ray
     finally:
         ray.shutdown()
+        _restore_process_state(before)
 
 
 def result_rows(out):
@@ -213,6 +221,25 @@ def test_a_local_ray_that_dqn_starts_runs_the_tasks_at_this_process_priority(mon
     expected = os.nice(0) + int(users or 0)
     assert list(run_ray(niceness, [("nice",)], 1)) == [("nice", expected)]
     assert not ray.is_initialized() and os.environ.get("RAY_worker_niceness") == users
+
+
+def test_a_ray_that_dqn_starts_leaves_this_processs_signals_and_environment_as_they_were():
+    """ray.init sets its own SIGTERM handler (SystemExit) and PYTHONBREAKPOINT (Ray's debugger)
+    and ray.shutdown leaves them: a program that ran a study from Python kept them."""
+    import signal
+
+    ray = pytest.importorskip("ray", reason="Ray not installed (the 'ray' extra)")
+    from dqn.ray_backend import run_ray
+
+    assert not ray.is_initialized()  # so run_ray starts its own, and shuts it down after
+    environ, handler = dict(os.environ), signal.getsignal(signal.SIGTERM)
+
+    def pid():
+        return os.getpid()
+
+    assert list(run_ray(pid, [("pid",)], 1))[0][1] != os.getpid()  # a Ray worker ran it
+    assert signal.getsignal(signal.SIGTERM) is handler
+    assert dict(os.environ) == environ
 
 
 @pytest.mark.parametrize("ray_address", [None, "10.0.0.1:6379"])

@@ -35,20 +35,19 @@ def test_the_gif_is_the_first_evaluation_episode_at_the_envs_frame_rate(tiny_run
     assert [p.name for p in tmp_path.iterdir()] == ["cartpole.gif"]  # no temporary file left
 
 
-def test_drawing_leaves_the_processs_display_settings_as_they_were(tiny_run, tmp_path, capsys):
+def test_drawing_leaves_the_processs_display_settings_as_they_were(
+    tiny_run, tmp_path, capsys, monkeypatch
+):
     """pygame draws to its dummy drivers while the GIF is made; they used to stay set, and a
     later render_mode="human" window of the same process (a notebook's) never opened."""
     import os
 
-    os.environ.pop("SDL_VIDEODRIVER", None)
-    os.environ["SDL_AUDIODRIVER"] = "pulseaudio"
-    try:
-        gif = str(tmp_path / "a.gif")
-        assert evaluate_main([str(tiny_run), "--episodes", "1", "--gif", gif]) == 0
-        assert "SDL_VIDEODRIVER" not in os.environ
-        assert os.environ["SDL_AUDIODRIVER"] == "pulseaudio"
-    finally:
-        os.environ.pop("SDL_AUDIODRIVER", None)
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    monkeypatch.setenv("SDL_AUDIODRIVER", "pulseaudio")
+    gif = str(tmp_path / "a.gif")
+    assert evaluate_main([str(tiny_run), "--episodes", "1", "--gif", gif]) == 0
+    assert "SDL_VIDEODRIVER" not in os.environ
+    assert os.environ["SDL_AUDIODRIVER"] == "pulseaudio"
 
 
 def test_a_long_episode_is_drawn_up_to_max_frames(tiny_run, tmp_path, capsys, monkeypatch):
