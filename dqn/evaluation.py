@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from typing import Protocol
 
 import gymnasium as gym
@@ -65,6 +66,8 @@ def evaluate(
     seed, episodes = _checked_counts(episodes, seed)
     _check_env(agent, env, "evaluate")
     explore = np.random.default_rng([seed, 3]) if epsilon > 0 else None
+    if explore is not None:
+        random_action = _random_action_of(env)
     returns, shape = [], env.observation_space.shape
 
     def checked(reset_seed: int, obs, reward=None):
@@ -80,7 +83,7 @@ def evaluate(
         total = 0.0
         for _ in range(MAX_EPISODE_STEPS):
             if explore is not None and explore.random() < epsilon:
-                action = int(explore.integers(env.action_space.n))
+                action = random_action(explore)
             else:
                 action = _checked_action(agent.act(obs), agent, env)
             obs, reward, terminated, truncated, _ = env.step(action)
@@ -92,6 +95,21 @@ def evaluate(
             raise _endless(env, seed + i)
         returns.append(total)
     return float(np.mean(returns)), float(np.std(returns)), returns
+
+
+def _random_action_of(env: gym.Env) -> Callable[[np.random.Generator], int]:
+    """An epsilon step's uniform draw from the env's actions, start to start + n - 1, or an
+    InputError for a space that is not Discrete (a policy adapter's env is not checked as a
+    DQNAgent's is: a Discrete(2, start=1) env was sent action 0, and a Box failed with
+    AttributeError)."""
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Discrete):
+        raise UnsupportedSpaceError(
+            f"evaluate's epsilon draws random actions from a Discrete action space; env "
+            f"{env_name(env)} has {space}: evaluate it with epsilon=0"
+        )
+    start, n = int(space.start), int(space.n)
+    return lambda rng: start + int(rng.integers(n))
 
 
 def _checked_action(action, agent, env):

@@ -157,3 +157,37 @@ def test_an_env_with_other_actions_than_the_agent_s_is_refused(n, start):
     assert len(evaluate(policy, ShiftedCartPole(2, 0), 1, 0)[2]) == 1
     del policy.n_actions
     assert len(evaluate(policy, ShiftedCartPole(n, start), 1, 0)[2]) == 1
+
+
+class SeenActions(gym.Wrapper):
+    """Records the actions it is sent, and refuses those outside its action space."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.seen = set()
+
+    def step(self, action):
+        assert self.action_space.contains(action), f"invalid action {action!r}"
+        self.seen.add(int(action))
+        return super().step(action)
+
+
+def test_epsilon_draws_an_adapters_random_actions_from_the_envs_own_actions():
+    # An adapter (no n_actions) on a Discrete(3, start=-1) env: epsilon drew from 0..n-1 and
+    # sent action 2, which the env does not have.
+    env = SeenActions(ShiftedCartPole(3, -1))
+    evaluate(Greedy(lambda obs: np.array([0.0, 1.0])), env, 3, 0, epsilon=1.0)  # every step drawn
+    assert env.seen == {-1, 0, 1}
+
+
+def test_epsilon_on_an_env_without_discrete_actions_is_refused_in_one_line():
+    from dqn.errors import UnsupportedSpaceError
+
+    class Adapter:  # another library's policy: its action is the env's to judge
+        def act(self, obs):
+            return np.zeros(1, np.float32)
+
+    env = gym.make("Pendulum-v1")
+    said = r"epsilon draws random actions from a Discrete action space; env .Pendulum-v1. has Box"
+    with pytest.raises(UnsupportedSpaceError, match=said):
+        evaluate(Adapter(), env, 1, 0, epsilon=0.5)
