@@ -23,6 +23,21 @@ def run(module_main, *args, cwd):
     )
 
 
+def test_a_run_folder_that_is_a_file_is_refused_before_anything_is_built(tmp_path, capsys):
+    # It was refused later, by mkdir ("cannot create the run folder ...: File exists"), after
+    # the envs and the agent were built.
+    from dqn.cli import train_main
+
+    afile = tmp_path / "afile"
+    afile.write_text("yours")
+    assert train_main(["--run-dir", str(afile), "--no-progress"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == [
+        f"dqn-train: error: --run-dir {afile} is a file: give a folder that does not exist yet"
+    ], said
+    assert afile.read_text() == "yours"
+
+
 @pytest.mark.slow
 def test_train_then_evaluate_end_to_end(tmp_path):
     run_dir = tmp_path / "run"

@@ -131,9 +131,10 @@ def test_the_next_holder_removes_what_killed_atomic_writes_left_and_nothing_else
         folder / "summary.json.abcdefgh.tmp",  # not hidden
         folder / ".summary.json.abcdefgh.tmp.bak",
         folder / ".backup.20240101.tmp",  # a user's, of that shape, for no file of dqn's
+        folder / ".metrics.csv.backup.tmp",  # of a dqn name, but not mkstemp's 8 characters
         temporary("seed0.gif"),  # a dqn-evaluate --gif there, which holds no folder
     ]
-    for path in kept[1:5]:
+    for path in kept[1:6]:
         path.write_text("yours")
     # of dqn's names, but a folder (write_dir_atomically's are tidied apart) and a link
     (folder / ".metrics.csv.abcdefgh.tmp").mkdir()
@@ -201,6 +202,79 @@ def test_the_names_of_dqn_s_files_in_held_folders_are_the_modules(tmp_path, monk
     with hold_folders([folder]):  # let go again: not "being written by" this very process
         pass
     assert not (folder / LOCK_FILE).exists()
+
+
+def test_a_stale_lock_file_longer_than_the_new_holders_pid_is_rewritten_whole(tmp_path):
+    # A killed holder's pid of more digits than ours: written over its start, the file read
+    # "<ours>9\n" and the refusal of a second holder named no pid.
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / LOCK_FILE).write_text("9" * 12 + "\n")  # flocked by no one: its process died
+    with hold_folders([folder]):
+        assert (folder / LOCK_FILE).read_text() == f"{os.getpid()}\n"
+
+
+def test_a_holder_that_has_not_written_its_pid_yet_is_named_without_one(tmp_path):
+    import fcntl
+
+    from dqn.io import check_not_held
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT)  # locked, still empty
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(FolderBusyError) as busy:
+            check_not_held(folder)
+    finally:
+        os.close(fd)
+    assert str(busy.value).startswith(f"{folder} is being written by another process: wait")
+
+
+def test_a_filesystem_that_cannot_lock_leaves_its_folders_unheld_not_refused(tmp_path, monkeypatch):
+    # NFS without a lock daemon refuses flock with ENOLCK: such folders are written unheld.
+    import errno
+    import fcntl
+
+    from dqn.io import check_not_held
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    folder = tmp_path / "run"
+    with hold_folders([folder]):
+        (folder / "summary.json").write_text("{}")
+        check_not_held(folder)  # nothing said: not held
+    assert (folder / "summary.json").is_file()
+
+
+def test_a_folder_that_cannot_be_synced_is_still_written(tmp_path, monkeypatch):
+    # Some filesystems refuse fsync on a folder's descriptor (EINVAL, EBADF): its files were
+    # synced one by one, and a checkpoint there was refused as "cannot write".
+    import errno
+    import stat
+
+    from dqn.io import write_dir_atomically
+
+    fsync = os.fsync
+
+    def files_only(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", files_only)
+    final = write_dir_atomically(tmp_path / "step", lambda f: (f / "v").write_text("1"))
+    assert (final / "v").read_text() == "1"
+
+    def none(fd):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "fsync", none)  # a file that cannot be synced is a failed write
+    with pytest.raises(OSError, match="Invalid argument"):
+        write_dir_atomically(tmp_path / "other", lambda f: (f / "v").write_text("1"))
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_lock_file_that_is_no_file_is_looked_at_without_waiting(tmp_path):

@@ -1377,6 +1377,26 @@ def test_a_runs_default_folder_names_its_env_loss_and_seed_in_one_folder_name(tm
         assert re.fullmatch(rf"{re.escape(shown)}-l2-seed7-\d{{8}}-\d{{6}}-\d{{6}}", run.name)
 
 
+def test_two_runs_named_at_the_same_instant_never_share_a_folder(tmp_path, monkeypatch):
+    # Same config, same microsecond (or a clock set back): the second is refused, not handed
+    # the first one's folder to mix its metrics and checkpoints into.
+    import datetime
+
+    from dqn import checkpoint
+    from dqn.config import DQNConfig
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return cls(2026, 1, 2, 3, 4, 5, 6)
+
+    monkeypatch.setattr(checkpoint, "datetime", Frozen)
+    config = DQNConfig(output_dir=str(tmp_path))
+    checkpoint.make_run_dir(config)
+    with pytest.raises(FileExistsError):
+        checkpoint.make_run_dir(config)
+
+
 def test_a_folder_with_something_to_resume_is_never_called_one_to_delete(tmp_path):
     # A checkpointed run killed while holding its folder leaves its .lock beside its files; a
     # population killed after its first checkpoint has its step marker. Both continue with a
