@@ -624,6 +624,25 @@ def test_a_garbage_file_is_called_what_it_is_not(name, fragment, wrong, agent_co
     assert wrong not in assert_load_refused(agent_copy, [fragment], tmp_path)
 
 
+def test_a_network_whose_activation_is_a_plain_function_is_named_not_called_corrupt(tmp_path):
+    # Keras saves a function it has no name for by its name alone ("Could not locate function"
+    # on load): the file is fine, the function must be registered and imported to load it.
+    import keras
+
+    def doubled(x):
+        return 2.0 * x
+
+    def network(obs_dim, n_actions):
+        dense = keras.layers.Dense
+        return keras.Sequential([keras.Input((obs_dim,)), dense(8, doubled), dense(n_actions)])
+
+    agent = DQNAgent(CARTPOLE_OBS, gym.spaces.Discrete(2), CONFIG, network_fn=network)
+    agent.save(tmp_path / "agent")
+    fragments = ["online.keras: the network uses a layer class Keras cannot find", "--import"]
+    message = assert_load_refused(tmp_path / "agent", fragments, tmp_path)
+    assert "corrupt" not in message
+
+
 def test_resume_calls_a_garbage_loop_file_not_an_npz_archive(tiny_run_copy, capsys):
     ckpt = only_latest(tiny_run_copy)
     (ckpt / "loop.npz").write_bytes(np.random.default_rng(0).bytes(4096))

@@ -657,6 +657,28 @@ def test_resume_of_a_folder_of_runs_names_them_to_pick_from(tiny_run_copy, capsy
     assert_refused(train_main, ["--resume", runs, "--no-progress"], fragments, capsys, runs.parent)
 
 
+def test_a_loop_json_whose_format_version_is_true_is_refused_not_read_as_version_1(
+    tiny_run_copy, capsys
+):
+    # JSON's true is a Python int equal to 1: it must not pass for a format this dqn reads.
+    resigned_loop(format_version=True)(tiny_run_copy)
+    fragments = [
+        "step-000000600 cannot be resumed: loop.json's format_version is True; this "
+        "dqn reads up to 2"
+    ]
+    args = ["--resume", tiny_run_copy, "--no-progress"]
+    assert_refused(train_main, args, fragments, capsys, tiny_run_copy.parent)
+
+
+def test_a_resume_of_a_run_whose_config_yaml_is_not_yaml_names_the_run(tiny_run_copy, capsys):
+    # The run's own config.yaml, not the checkpoint's: the refusal says which resume it stops.
+    shutil.rmtree(latest(tiny_run_copy))  # a checkpoint (step 400) to resume from
+    (tiny_run_copy / "config.yaml").write_text("seed: [\n")
+    fragments = [f"cannot resume {tiny_run_copy}: config file", "is not valid YAML"]
+    args = ["--resume", tiny_run_copy, "--no-progress"]
+    assert_refused(train_main, args, fragments, capsys, tiny_run_copy.parent)
+
+
 # ---------------------------------------------------------------------- dqn-evaluate
 def agent_for_other_shape(tmp):
     from dqn.agent import DQNAgent

@@ -128,6 +128,27 @@ def test_sigterm_before_the_loop_says_so_and_takes_away_the_folders_it_made(
     assert signal.getsignal(signal.SIGTERM) is before  # given back
 
 
+def test_a_refusal_leaves_the_output_dir_it_made_once_another_run_has_written_there(
+    tmp_path, monkeypatch, capsys
+):
+    # Another dqn-train may start writing to the same new output_dir meanwhile: its run stays,
+    # and the refusal is still the one line said, not the cleanup's "Directory not empty".
+    from dqn import cli, loop
+    from dqn.errors import ConfigError
+
+    out = tmp_path / "new"
+
+    def refused(config, run_dir, progress, init_from):
+        (out / "other-run").mkdir()
+        raise ConfigError("refused before anything was written")
+
+    monkeypatch.setattr(loop, "train", refused)
+    assert cli.train_main(["--set", f"output_dir={out}", "--set", "total_env_steps=2000"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["dqn-train: error: refused before anything was written"], lines
+    assert [p.name for p in out.iterdir()] == ["other-run"]  # this run's own folder is gone
+
+
 class Stream(io.StringIO):
     """stderr as a terminal (``isatty``) or as a log file."""
 

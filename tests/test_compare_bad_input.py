@@ -498,6 +498,19 @@ def test_env_with_a_variant_that_names_its_own_env_is_refused(tmp_path, in_proce
     assert in_process == []
 
 
+def test_env_with_a_variant_that_sets_its_own_env_kwargs_is_refused(tmp_path, in_process, capsys):
+    # A variant's env_kwargs are keywords of the env it was written for, not of --env's.
+    variants = tmp_path / "variants.yaml"
+    variants.write_text("short: {env_kwargs: {max_episode_steps: 50}}\n")
+    args = ["--config", tiny_yaml(tmp_path), "--variants-file", variants, "--seeds", "1"]
+    line = refused_cli([*args, "--out", tmp_path / "out", "--env", "Acrobot-v1"], capsys, tmp_path)
+    assert line == (
+        "dqn-compare: error: --env Acrobot-v1 is every variant's env, and variant 'short' sets "
+        "env_kwargs: give the env in the variants, or --env without them"
+    )
+    assert in_process == []
+
+
 def test_more_workers_than_cores_is_said(tmp_path, in_process, monkeypatch):
     # --workers 5 on 2 cores ran without a word: slower runs whose train seconds count it.
     from dqn import runtime

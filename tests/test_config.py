@@ -710,3 +710,61 @@ def test_a_text_that_yaml_reads_as_another_kind_is_told_to_be_quoted(text, shown
         "quote a text that reads as null, a number, a bool or a date)"
     )
     assert DQNConfig.from_yaml(None, [f"output_dir='{text}'"]).output_dir.endswith(text)
+
+
+def test_a_labels_like_file_whose_one_key_is_a_letter_off_a_config_key_is_a_typo(tmp_path):
+    # hidden_size is hidden_sizes less a letter (difflib ratio 0.96): a mapping under it is a
+    # typo of the key, not a variants file of one label called hidden_size.
+    path = tmp_path / "c.yaml"
+    path.write_text("hidden_size: {a: 1}\n")
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'hidden_size' \(did you mean 'hidden_sizes'\?\)"
+    ):
+        DQNConfig.from_yaml(path)
+
+
+def test_disable_env_checker_is_a_bool_or_null_not_a_word():
+    # "no" is a true value to gymnasium: it would turn the checker off.
+    DQNConfig(env_kwargs={"disable_env_checker": True})
+    DQNConfig(env_kwargs={"disable_env_checker": None})
+    with pytest.raises(ConfigError) as refused:
+        DQNConfig(env_kwargs={"disable_env_checker": "no"})
+    assert str(refused.value) == (
+        "config key 'env_kwargs': disable_env_checker must be a bool or null, got 'no'"
+    )
+
+
+def test_n_step_windows_that_end_on_the_runs_last_step_are_refused_and_one_step_more_is_not():
+    # The first 10-step transition is stored after env step num_envs * n_step - 1 = 9: a run of
+    # 9 steps never stores one, and the rule to name is n_step's, not learning_starts'.
+    few = dict(
+        n_step=10,
+        train_every_env_steps=1,
+        gradient_steps_per_train=1,
+        target_update_every_grad_steps=1,
+    )
+    with pytest.raises(ConfigError) as refused:
+        DQNConfig(total_env_steps=9, learning_starts_env_steps=8, **few)
+    assert str(refused.value).startswith(
+        "config: num_envs * n_step - 1 = 9 env steps pass before the first n-step transition is "
+        "stored, and the run has only total_env_steps = 9: lower num_envs (1) or n_step (10)"
+    )
+    DQNConfig(total_env_steps=10, learning_starts_env_steps=9, **few)
+
+
+def test_an_override_without_a_key_before_the_equals_sign_is_refused():
+    for item in ("=3", " =3"):
+        with pytest.raises(ConfigError) as refused:
+            DQNConfig.from_yaml(None, [item])
+        assert str(refused.value) == f"override {item!r} is not of the form key=value"
+
+
+def test_a_numpy_bool_is_a_flag():
+    # np.bool_ is not a subclass of bool: a flag read from an array was refused as no flag.
+    from dqn.config import check_flag
+    from dqn.errors import InputError
+
+    check_flag(np.bool_(False), "log_tensorboard")
+    check_flag(True, "log_tensorboard")
+    with pytest.raises(InputError, match="log_tensorboard is True or False, got 'no'"):
+        check_flag("no", "log_tensorboard")
