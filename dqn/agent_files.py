@@ -663,8 +663,8 @@ def _what_it_is(folder: Path) -> str:
         return ": it is a study folder, which its own dqn-compare command resumes"
     if kind == "run" and (reason := _diverged(folder)):
         return (
-            f": the run diverged before its first checkpoint ({reason}; its summary.json), and "
-            "a diverged run does not continue: train it again, with other settings"
+            f": the run was stopped before its first checkpoint ({reason}; its summary.json), "
+            "and a run stopped so does not continue: train it again"
         )
     if kind == "run" or (kind is None and _holds_a_config(folder)):
         # (Killed before its first metrics row too, a run's folder holds its config.yaml only.)

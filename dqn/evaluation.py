@@ -99,9 +99,9 @@ def evaluate(
 
 def _random_action_of(env: gym.Env) -> Callable[[np.random.Generator], int]:
     """An epsilon step's uniform draw from the env's actions, start to start + n - 1, or an
-    InputError for a space that is not Discrete (a policy adapter's env is not checked as a
-    DQNAgent's is: a Discrete(2, start=1) env was sent action 0, and a Box failed with
-    AttributeError)."""
+    UnsupportedSpaceError for a space that is not Discrete (a policy adapter's env is not
+    checked as a DQNAgent's is: a Discrete(2, start=1) env was sent action 0, and a Box failed
+    with AttributeError)."""
     space = env.action_space
     if not isinstance(space, gym.spaces.Discrete):
         raise UnsupportedSpaceError(

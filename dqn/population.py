@@ -421,16 +421,17 @@ def _resume_population(
 
 
 def _step_marker(out: Path, total: int, run_dirs: list) -> tuple[int, list[int]]:
-    """``read_step_marker``'s, or, where there is none because every member diverged before
-    the first checkpoint, the line that says so: "train it again" alone would repeat them."""
+    """``read_step_marker``'s, or, where there is none because the divergence guard (or a NaN
+    from the env) stopped every member before the first checkpoint, the line that says so with
+    the first one's reason, which says what to change: "train it again" alone repeats it."""
     if not (out / STEP_FILE).is_file():
         ended = [ended_summary(d, total) for d in run_dirs]
         reasons = [s and s.get("diverged") for s in ended]
         if reasons and all(isinstance(r, str) for r in reasons):
             raise CheckpointError(
-                f"population {out}: every member diverged before its first checkpoint "
-                f"({relative(run_dirs[0], out)}: {reasons[0]}), and a diverged member does not "
-                "continue: train it again, with other settings"
+                f"population {out}: every member was stopped before its first checkpoint "
+                f"({relative(run_dirs[0], out)}: {reasons[0]}), and a member stopped so does "
+                "not continue: train it again"
             )
     return read_step_marker(out)
 

@@ -679,7 +679,7 @@ NOT_RUNS = {
     "run without checkpoints": ({"metrics.csv": ""}, "the run has written none yet"),
     "run the guard stopped before its first checkpoint": (
         {"metrics.csv": "", "summary.json": '{"diverged": "training diverged at env step 32"}'},
-        "the run diverged before its first checkpoint (training diverged at env step 32; its",
+        "the run was stopped before its first checkpoint (training diverged at env step 32; its",
     ),
     "run without checkpoints whose summary is not dqn's": (
         {"metrics.csv": "", "summary.json": "[1]"},

@@ -102,9 +102,11 @@ def test_huber_with_a_bound_past_every_error_is_l2_in_float32_without_overflow()
 
 
 def test_huber_is_the_two_pieces_of_its_definition_to_the_bit():
+    # Errors whose square is subnormal too (float32 |e| < 1.1e-19), where 0.5 e^2 rounds twice.
     rng = np.random.default_rng(3)
     for dtype in (np.float32, np.float64):
-        e, b = rng.normal(0.0, 3.0, 1_000).astype(dtype), dtype(1.3)
+        scale = rng.choice([3.0, 1e-20, 1e-160 if dtype is np.float64 else 1e-22], 3_000)
+        e, b = (rng.normal(0.0, 1.0, 3_000) * scale).astype(dtype), dtype(1.3)
         pieces = np.where(np.abs(e) <= b, 0.5 * e**2, b * (np.abs(e) - 0.5 * b))
         assert np.array_equal(LOSSES["huber"].forward(e, b)[0], pieces)
 

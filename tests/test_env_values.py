@@ -160,6 +160,15 @@ def test_a_member_whose_env_returns_nan_before_any_checkpoint_says_it_has_none(t
     broken = Member({}, 1, "broken")
     [broken] = train_population(base, [broken], out_dir=tmp_path / "p", progress=False)
     assert "after env step 299 (before its first checkpoint): the env returned " in broken.diverged
+    # Its resume says it was stopped, and why: the env, not the learner, which did not diverge.
+    from dqn.errors import CheckpointError
+    from dqn.population import resume_population
+
+    with pytest.raises(CheckpointError) as refused:
+        resume_population(tmp_path / "p", progress=False)
+    said = str(refused.value)
+    assert "every member was stopped before its first checkpoint (broken-seed1: " in said
+    assert "the learner did not diverge: fix the env" in said and "diverged member" not in said
 
 
 def test_a_member_whose_env_returns_nan_stops_and_the_others_go_on(tmp_path):

@@ -60,14 +60,15 @@ def clipped_delta_backward(dout: np.ndarray, cache: LossCache) -> np.ndarray:
 
 
 def huber_forward(td_error: np.ndarray, bound: float = 1.0) -> tuple[np.ndarray, LossCache]:
-    """0.5 e^2 for |e| <= b, b (|e| - 0.5 b) outside: quadratic core, linear tails.
-
-    Both pieces are c (|e| - 0.5 c) with c = min(|e|, b), to the same bits (0.5 |e| and
-    |e| - 0.5 |e| are exact). One formula, not np.where of both: the unused linear tail
-    overflowed float32 for a bound past ~2.6e19 (a bound that large makes Huber L2)."""
-    abs_e = np.abs(td_error)
-    c = np.minimum(abs_e, bound)
-    return c * (abs_e - 0.5 * c), LossCache(td_error, bound)
+    """0.5 e^2 for |e| <= b, b (|e| - 0.5 b) outside: quadratic core, linear tails."""
+    e, b = td_error, bound
+    abs_e = np.abs(e)
+    # Both pieces are computed everywhere; the tail where it is not the loss overflowed float32
+    # for a bound past ~2.6e19 (a bound that large makes Huber L2), and warned of it. Where the
+    # tail is the loss an overflow is its value, inf, as L2's.
+    with np.errstate(over="ignore"):
+        tail = b * (abs_e - 0.5 * b)
+    return np.where(abs_e <= b, 0.5 * e**2, tail), LossCache(td_error, bound)
 
 
 def huber_backward(dout: np.ndarray, cache: LossCache) -> np.ndarray:
