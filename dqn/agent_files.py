@@ -627,8 +627,9 @@ def _holds_a_config(folder: Path) -> bool:
     return True
 
 
-def _diverged(run_dir: Path) -> str | None:
-    """The divergence guard's reason in a run's summary.json, if it stopped the run."""
+def stop_reason(run_dir: Path) -> str | None:
+    """The guard's reason in a run's summary.json, if it stopped the run (a divergence, or a
+    NaN or inf from the env: both are its ``diverged``)."""
     try:
         reason = json.loads((run_dir / "summary.json").read_text()).get("diverged")
     except (OSError, ValueError, AttributeError):  # no summary, or not one of ours
@@ -661,7 +662,7 @@ def _what_it_is(folder: Path) -> str:
         )
     if kind == "study":
         return ": it is a study folder, which its own dqn-compare command resumes"
-    if kind == "run" and (reason := _diverged(folder)):
+    if kind == "run" and (reason := stop_reason(folder)):
         return (
             f": the run was stopped before its first checkpoint ({reason}; its summary.json), "
             "and a run stopped so does not continue: train it again"

@@ -38,6 +38,7 @@ from dqn import checkpoint
 from dqn.agent_files import (
     checkpoint_dir,
     list_checkpoints,
+    stop_reason,
     verify_checkpoint,
 )
 from dqn.config import DQNConfig, check_is_config, output_folder, replay_capacity
@@ -392,8 +393,8 @@ def resume_population(
 def _resume_population(
     out, configs, run_dirs, progress, log_tensorboard, on_eval
 ) -> list[MemberResult]:
+    marker, stopped = _step_marker(out, run_dirs)
     total = configs[0].total_env_steps
-    marker, stopped = _step_marker(out, total, run_dirs)
     if marker >= total and all(
         i in stopped or ended_summary(d, total) is not None for i, d in enumerate(run_dirs)
     ):
@@ -420,14 +421,13 @@ def _resume_population(
     return _signalled(loop, loop.run(progress, on_eval))
 
 
-def _step_marker(out: Path, total: int, run_dirs: list) -> tuple[int, list[int]]:
+def _step_marker(out: Path, run_dirs: list) -> tuple[int, list[int]]:
     """``read_step_marker``'s, or, where there is none because the divergence guard (or a NaN
     from the env) stopped every member before the first checkpoint, the line that says so with
     the first one's reason, which says what to change: "train it again" alone repeats it."""
     if not (out / STEP_FILE).is_file():
-        ended = [ended_summary(d, total) for d in run_dirs]
-        reasons = [s and s.get("diverged") for s in ended]
-        if reasons and all(isinstance(r, str) for r in reasons):
+        reasons = [stop_reason(Path(d)) for d in run_dirs]
+        if reasons and all(reasons):
             raise CheckpointError(
                 f"population {out}: every member was stopped before its first checkpoint "
                 f"({relative(run_dirs[0], out)}: {reasons[0]}), and a member stopped so does "
