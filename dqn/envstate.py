@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
-import importlib
+import sys
 import types
 from typing import Any, NamedTuple
 
@@ -210,6 +210,7 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
             f"the env has {len(chain)} wrapper layers, the snapshot {len(snapshot.layers)}"
         )
     unrestored = list(snapshot.uncaptured)
+    packages = {_package(type(layer)) for layer in chain}
     for layer, record in zip(chain, snapshot.layers):
         for name, entry in record.items():
             if "digest" in entry:
@@ -220,7 +221,7 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
                 setattr(layer, name, _value(entry, snapshot.arrays))
                 continue
             if (target := getattr(layer, name, None)) is None:  # made on the first reset
-                target = object.__new__(_recorded_class(entry["class"]))
+                target = object.__new__(_recorded_class(entry["class"], packages))
                 setattr(layer, name, target)
             for field, item in entry["fields"].items():
                 setattr(target, field, _value(item, snapshot.arrays))
@@ -242,15 +243,38 @@ def unrestored_warning(env_id: str, unrestored: list[str], resumed: str) -> str:
     )
 
 
-def _recorded_class(path: str) -> type:
-    """The class ``module:qualname`` names; ValueError if it cannot be found."""
+def _package(kind: type) -> str:
+    """The top-level package a class is defined in (``gymnasium`` for its wrappers)."""
+    return kind.__module__.partition(".")[0]
+
+
+def _recorded_class(path: str, packages: set[str]) -> type:
+    """The class ``module:qualname`` names, if it may be made again; ValueError if not.
+
+    A checkpoint is data, and restoring it must run no code it names: the class has to be in a
+    module the env's code has imported already (nothing is imported here), in the package of one
+    of the env's own layers (the env's, a wrapper's: gymnasium's own ``RunningMeanStd``), with
+    the plain layout ``capture_env_state`` records and no ``__del__``. Any class anywhere would
+    let a checkpoint pick one that acts on its fields when collected (tempfile's closer of a
+    temporary file deletes the file its ``name`` holds)."""
     module, _, qualname = path.partition(":")
-    try:
-        found: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"the class {path} of its recorded state cannot be found: {exc}") from None
+    found: Any = sys.modules.get(module)
+    for part in qualname.split(".") if found is not None else ():
+        found = getattr(found, part, None)
+    if not isinstance(found, type):
+        raise ValueError(
+            f"the class {path} of its recorded state cannot be found in the modules the env "
+            "has loaded"
+        )
+    if _package(found) not in packages:
+        raise ValueError(
+            f"the class {path} of its recorded state is not of the env's own packages "
+            f"({', '.join(sorted(packages))})"
+        )
+    if found.__basicsize__ != _Plain.__basicsize__ or any(
+        "__del__" in vars(base) for base in found.__mro__[:-1]
+    ):
+        raise ValueError(f"the class {path} of its recorded state is not a plain object of numbers")
     return found
 
 
@@ -262,7 +286,11 @@ def _value(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
         return arr[()] if entry.get("scalar") else arr.copy()
     if "generator" in entry:
         state = entry["generator"]
-        generator = np.random.Generator(getattr(np.random, state["bit_generator"])())
+        name = state.get("bit_generator") if isinstance(state, dict) else None
+        kind = getattr(np.random, name, None) if isinstance(name, str) else None
+        if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
+            raise ValueError(f"its generator's bit_generator {name!r} is not numpy's")
+        generator = np.random.Generator(kind())
         generator.bit_generator.state = state
         return generator
     value = entry["value"]

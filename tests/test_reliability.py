@@ -1197,6 +1197,70 @@ def test_a_recorded_class_that_is_gone_is_a_value_error_naming_it(path):
         restore_env_state(Tallied(gym.make("CartPole-v1")), snapshot)
 
 
+def _tally_snapshot(**class_entry):
+    """A snapshot of a Tallied CartPole as written to disk, its tally's record changed."""
+    env = Tallied(gym.make("CartPole-v1"))
+    env.reset(seed=0)
+    env.step(0)
+    snapshot = capture_env_state(env)
+    snapshot = snapshot._replace(layers=json.loads(json.dumps(snapshot.layers)))
+    snapshot.layers[0]["tally"].update(class_entry)
+    return snapshot
+
+
+def test_a_checkpoint_cannot_make_a_class_that_deletes_a_file_when_collected(tmp_path):
+    """Restoring is reading data: a recorded class outside the env's own packages is refused.
+    tempfile's closer is a plain Python object whose __del__ unlinks its ``name``: made from a
+    checkpoint and collected with the env, it deleted whatever file the checkpoint named."""
+    import gc
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("kept")
+    fields = {"file": {"value": 1}, "name": {"value": str(victim)}, "delete": {"value": True}}
+    snapshot = _tally_snapshot(**{"class": "tempfile:_TemporaryFileCloser", "fields": fields})
+    env = Tallied(gym.make("CartPole-v1"))
+    with pytest.raises(ValueError, match="tempfile:_TemporaryFileCloser .* not of the env's own"):
+        restore_env_state(env, snapshot)
+    del env
+    gc.collect()
+    assert victim.read_text() == "kept"
+
+
+def test_a_checkpoint_imports_no_module(tmp_path, monkeypatch):
+    # A module the env has not loaded is not imported for a checkpoint (importing runs it).
+    (tmp_path / "dqn_checkpoint_named_me.py").write_text(
+        f"open({str(tmp_path / 'ran')!r}, 'w').close()\nclass Tally:\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    snapshot = _tally_snapshot(**{"class": "dqn_checkpoint_named_me:Tally"})
+    with pytest.raises(ValueError, match="cannot be found in the modules the env has loaded"):
+        restore_env_state(Tallied(gym.make("CartPole-v1")), snapshot)
+    assert not (tmp_path / "ran").exists()
+
+
+class CollectedTally:
+    def __del__(self):  # acts when collected: not made from a checkpoint, even in the env's package
+        pass
+
+
+def test_a_checkpoint_cannot_make_a_class_with_a_finalizer():
+    snapshot = _tally_snapshot(**{"class": f"{CollectedTally.__module__}:CollectedTally"})
+    with pytest.raises(ValueError, match="CollectedTally of its recorded state is not a plain"):
+        restore_env_state(Tallied(gym.make("CartPole-v1")), snapshot)
+
+
+@pytest.mark.parametrize("name", ["test", "default_rng", "Generator", 7])
+def test_a_recorded_generator_must_name_one_of_numpys_bit_generators(name):
+    # np.random.test() runs numpy's own test suite: a checkpoint names data, never a function.
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    snapshot = capture_env_state(env)
+    snapshot = snapshot._replace(layers=json.loads(json.dumps(snapshot.layers)))
+    snapshot.layers[-1]["_np_random"]["generator"]["bit_generator"] = name
+    with pytest.raises(ValueError, match=f"bit_generator {name!r} is not numpy's"):
+        restore_env_state(gym.make("CartPole-v1"), snapshot)
+
+
 class Tally:
     def __init__(self):
         self.n, self.total = 0, 0.0
