@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,6 +75,11 @@ def load_model_file(path: Path) -> keras.Model:
     # Keras reports a file that is not a zip as "File not found"; say what it is.
     if why := archive_problem(path):
         raise corrupt_file(path, why)
+    if _names_a_saved_model(path):
+        raise CheckpointError(
+            f"{path}: the network holds a TFSMLayer, an external TensorFlow SavedModel whose "
+            "graph would run; dqn does not load it"
+        )
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # zip, HDF5, JSON and Keras each raise their own types
@@ -93,6 +99,29 @@ def load_model_file(path: Path) -> keras.Model:
                 "dqn-train, dqn-evaluate and dqn-export: --import MODULE)"
             ) from None
         raise corrupt_file(path, first_line(exc)) from None
+
+
+def _names_a_saved_model(path: Path) -> bool:
+    """Whether the model's config names Keras's TFSMLayer anywhere (as a layer, or as a function
+    a config calls). It loads a SavedModel from a path the file gives, and its graph runs when
+    the network does: Keras's safe_mode let it through before 3.12.1 and in 3.13.0-3.13.1, and
+    a Q-network has no use for it, so it is refused here whatever the Keras. A config that cannot
+    be read is left to Keras, which reports the file as corrupt."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str) and item.rpartition(".")[2] == "TFSMLayer":
+            return True
+    return False
 
 
 def _missing_class(text: str) -> str | None:

@@ -475,6 +475,32 @@ def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(tmp_
         assert "corrupt" not in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_network_that_would_load_an_external_saved_model_is_refused(tmp_path):
+    """Keras's TFSMLayer loads a SavedModel from a path its config gives, and that graph runs
+    with the network: a checkpoint's .keras that holds one is refused before Keras reads it
+    (Keras's safe_mode let it through in 3.12.0 and 3.13.0-3.13.1)."""
+    import json
+    import zipfile
+
+    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "agent")
+    model = tmp_path / "agent" / "online.keras"
+    with zipfile.ZipFile(model) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+    dense.update(
+        module="keras.layers",
+        class_name="TFSMLayer",
+        config={"filepath": str(tmp_path / "elsewhere"), "call_endpoint": "serve", "name": "q"},
+    )
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(model, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    with pytest.raises(CheckpointError, match="holds a TFSMLayer, an external TensorFlow Saved"):
+        DQNAgent.load(tmp_path / "agent")
+
+
 def glorot(seed):
     return keras.initializers.GlorotUniform(seed)
 
