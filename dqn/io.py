@@ -402,7 +402,7 @@ def check_not_held(folder: Path) -> None:
     if fcntl is None:
         return
     try:  # without blocking: a .lock that is a pipe would wait for a writer
-        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:  # no lock file: not held (or not a folder to look into)
         return
     try:
@@ -418,7 +418,13 @@ def check_not_held(folder: Path) -> None:
 def _lock(path: Path, folder: Path) -> int | None:
     """An fd of ``path`` holding its exclusive flock; None where the filesystem cannot lock."""
     for _ in range(3):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        try:  # not through a link: the pid would overwrite the file it leads to, anywhere
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            link = f"{path} is a link, not a file: remove it, then run this again"
+            raise OutputError(link) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # a pipe there took no pid, and kept its fd
             os.close(fd)
             raise OutputError(f"{path} is not a file: remove it, then run this again")

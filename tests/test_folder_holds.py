@@ -300,6 +300,22 @@ def test_a_lock_file_that_is_no_file_is_looked_at_without_waiting(tmp_path):
     assert len(os.listdir("/proc/self/fd")) == fds
 
 
+def test_a_lock_file_that_is_a_link_is_refused_and_what_it_leads_to_is_left_alone(tmp_path):
+    # Opened through the link, the pid overwrote the file it leads to, wherever that was (and a
+    # dangling link made a file there), and the release then removed the link.
+    outside = tmp_path / "outside.txt"
+    outside.write_text("kept")
+    for target in (outside, tmp_path / "not-there"):
+        folder = tmp_path / f"to-{target.name}"
+        folder.mkdir()
+        (folder / LOCK_FILE).symlink_to(target)
+        with pytest.raises(OutputError, match=f"{folder / LOCK_FILE} is a link, not a file"):
+            with hold_folders([folder]):
+                pass
+        assert (folder / LOCK_FILE).is_symlink()
+    assert outside.read_text() == "kept" and not (tmp_path / "not-there").exists()
+
+
 def test_holding_several_folders_is_all_or_nothing(tmp_path):
     free, busy = tmp_path / "free", tmp_path / "busy"
     free.mkdir()
