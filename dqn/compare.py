@@ -302,6 +302,11 @@ def run_comparison(
             cfg = configs[variant.label, seed].to_dict()
             # A folder left by another study (other config, --set or variant overrides) is
             # neither reported as this one's nor overwritten.
+            if folder.is_symlink():  # a rerun deleted and trained again what it leads to
+                raise ConfigError(
+                    f"{folder} is a link: a study's runs are folders of its own; remove the "
+                    "link, or give another output folder (--out)"
+                )
             if run_is_missing(folder):
                 missing.append(name)
             elif (difference := settings_difference(folder, cfg)) is not None:

@@ -461,6 +461,26 @@ def test_a_finished_run_whose_run_folder_is_gone_is_named_as_such_and_kept(study
     assert in_process == [] and tree(out) == before
 
 
+@pytest.mark.parametrize("runner", ["population", "process"])
+def test_a_run_folder_that_is_a_link_is_refused_and_what_it_leads_to_kept(
+    study, in_process, runner
+):
+    # Its target was taken as the run's folder: a rerun deleted what was there and trained a
+    # run into it, wherever the link led.
+    out, _ = study
+    elsewhere = out.parent / "elsewhere"
+    (elsewhere / "sub").mkdir(parents=True)
+    (elsewhere / "sub" / "kept.txt").write_text("kept")
+    shutil.rmtree(out / "runs" / "huber-seed1")
+    (out / "runs" / "huber-seed1").symlink_to(elsewhere, target_is_directory=True)
+    before = tree(out.parent)
+    with pytest.raises(ConfigError) as refused:
+        run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner=runner)
+    message = str(refused.value)
+    assert message.startswith(f"{out / 'runs' / 'huber-seed1'} is a link: a study's runs are")
+    assert "\n" not in message and in_process == [] and tree(out.parent) == before
+
+
 def test_the_command_line_refuses_a_rerun_with_another_set(tmp_path, in_process, capsys):
     config, out = tiny_yaml(tmp_path), tmp_path / "out"
     args = ["--config", config, "--variants", "l2", "huber", "--seeds", "1", "--out", out]
