@@ -278,6 +278,19 @@ def _recorded_class(path: str, packages: set[str]) -> type:
     return found
 
 
+def generator_from_state(state: Any) -> np.random.Generator:
+    """A numpy Generator set to a recorded ``bit_generator.state``; ValueError unless the state
+    names one of numpy's bit generators (a name is looked up in ``np.random``, where ``test``
+    runs numpy's test suite and ``seed`` reseeds its global generator)."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    kind = getattr(np.random, name, None) if isinstance(name, str) else None
+    if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
+        raise ValueError(f"its generator's bit_generator {name!r} is not numpy's")
+    generator = np.random.Generator(kind())
+    generator.bit_generator.state = state
+    return generator
+
+
 def _value(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
     if "arrays" in entry:
         return [arrays[key].copy() for key in entry["arrays"]]
@@ -285,13 +298,6 @@ def _value(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
         arr = arrays[entry["array"]]
         return arr[()] if entry.get("scalar") else arr.copy()
     if "generator" in entry:
-        state = entry["generator"]
-        name = state.get("bit_generator") if isinstance(state, dict) else None
-        kind = getattr(np.random, name, None) if isinstance(name, str) else None
-        if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
-            raise ValueError(f"its generator's bit_generator {name!r} is not numpy's")
-        generator = np.random.Generator(kind())
-        generator.bit_generator.state = state
-        return generator
+        return generator_from_state(entry["generator"])
     value = entry["value"]
     return tuple(value) if entry.get("tuple") else value

@@ -34,7 +34,7 @@ from dqn.agent_files import (
 )
 from dqn.config import DQNConfig, changed_keys, read_saved_config, replay_capacity
 from dqn.envs import check_env
-from dqn.envstate import EnvSnapshot
+from dqn.envstate import EnvSnapshot, generator_from_state
 from dqn.errors import CheckpointError, ConfigError
 from dqn.finite import all_finite
 from dqn.io import atomic_write_text, nulls_as_nan
@@ -155,8 +155,7 @@ def load_replay(
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
         state = json.loads(str(data["rng_state"]))
-        rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
-        rng.bit_generator.state = state
+        rng = generator_from_state(state)
         n = len(data["actions"])
         saved = int(data["capacity"])
         shapes_ok = (

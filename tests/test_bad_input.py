@@ -417,6 +417,23 @@ def pickled_replay(run):
     write_manifest(ckpt, 600)
 
 
+def replay_rng_naming(name):
+    """A case: the replay's rng_state names ``name`` for its bit generator, re-signed. It was
+    looked up in np.random and called: ``test`` ran numpy's test suite, ``seed`` reseeded
+    numpy's global generator."""
+
+    def change(run):
+        ckpt = only_latest(run)
+        with np.load(ckpt / "replay.npz") as npz:
+            data = {k: npz[k] for k in npz.files}
+        state = json.loads(str(data["rng_state"]))
+        data["rng_state"] = np.array(json.dumps({**state, "bit_generator": name}))
+        np.savez(ckpt / "replay.npz", **data)
+        write_manifest(ckpt, 600)
+
+    return change
+
+
 def stepped_back(run):
     # A checkpoint whose loop.json, re-signed, says env step -5: a resume sets aside every
     # checkpoint past the step it resumes from, so it took all three good ones with it.
@@ -540,6 +557,10 @@ RESUME_CASES = {
     ),
     "corrupted replay file": (corrupted_replay, ["replay.npz does not match its checksum"]),
     "replay file that needs pickle": (pickled_replay, ["not a readable replay buffer", "pickle"]),
+    "replay file whose generator names np.random.seed": (
+        replay_rng_naming("seed"),
+        ["not a readable replay buffer", "bit_generator 'seed' is not numpy's"],
+    ),
     "checkpoint without manifest": (missing_manifest, ["no manifest.json (incomplete)"]),
     "checkpoint whose loop.json names another step": (
         stepped_back,
