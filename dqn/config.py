@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
-from dqn.errors import ConfigError, InputError, writing
+from dqn.errors import ConfigError, InputError, brief, writing
 from dqn.finite import F32_MAX, F32_TINY
 from dqn.io import atomic_write_text, check_named
 from dqn.yaml_files import BadTaggedValue, dump_yaml, is_decimal_number, load_value, load_yaml
@@ -689,16 +689,17 @@ def _validate(cfg: DQNConfig) -> None:
                     " (in YAML or --set, quote a text that reads as null, a number, a bool or "
                     "a date)"
                 )
-            raise ConfigError(f"config key {key!r} must be {kind}, got {shown!r}{hint}") from None
+            got = f"got {brief(shown)}{hint}"
+            raise ConfigError(f"config key {key!r} must be {kind}, {got}") from None
     for key, field in FIELDS.items():
         v, rule = getattr(cfg, key), field.rule
         if v is not None and isinstance(rule, str) and not BOUNDS[rule](v):
             # null is the other value such a key takes (no clipping, automatic): name it
             either = " or null" if field.nullable and "null" not in rule else ""
-            raise ConfigError(f"config key {key!r} must be {rule}{either}, got {v!r}")
+            raise ConfigError(f"config key {key!r} must be {rule}{either}, got {brief(v)}")
         if v is not None and isinstance(rule, tuple) and v not in rule:
             plural = key + ("es" if key.endswith("s") else "s")  # losses, activations, learners
-            raise ConfigError(f"unknown {key} {v!r}; valid {plural}: {', '.join(rule)}")
+            raise ConfigError(f"unknown {key} {brief(v)}; valid {plural}: {', '.join(rule)}")
     for holds, message_of in RULES.values():
         if not holds(cfg):
             raise ConfigError(message_of(cfg))

@@ -3,6 +3,7 @@
 
 import contextlib
 import re
+import reprlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,18 @@ def first_line(exc: BaseException) -> str:
     """An exception's first line of text (its type's name if it has none): a one-line error."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 3, 200, 200, 200
+_BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = _BRIEF.maxset = 12
+
+
+def brief(value: object) -> str:
+    """``repr(value)`` for a one-line error, cut short (``...``) where it is long or deep: a 1 KB
+    YAML file of nested aliases is a value whose whole repr is hundreds of MB."""
+    text = _BRIEF.repr(value)
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def add_note(exc: BaseException, note: str) -> None:

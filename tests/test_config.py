@@ -75,6 +75,22 @@ def test_bad_values_are_refused_with_the_key_and_range(changes, message):
         DQNConfig(**changes)
 
 
+def test_a_bad_value_built_of_yaml_aliases_is_shown_cut_short(tmp_path):
+    # 1 KB of nested aliases is a list of 10**8 zeros: its whole repr in the one-line error was
+    # hundreds of MB (and 11 s, 1.5 GB to make).
+    value = "&b0 [0]"
+    for i in range(1, 9):
+        value = f"&b{i} [{value}, {', '.join([f'*b{i - 1}'] * 9)}]"
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"seed: {value}\n")
+    assert path.stat().st_size < 1000
+    with pytest.raises(ConfigError) as refused:
+        DQNConfig.from_yaml(path)
+    message = str(refused.value)
+    assert message.startswith("config key 'seed' must be an integer")
+    assert len(message) < 1000 and "\n" not in message and message.endswith("...")
+
+
 def test_unknown_key_lists_the_valid_keys():
     with pytest.raises(ConfigError, match="unknown config key 'bogus'; valid keys: env_id"):
         DQNConfig.from_dict({"bogus": 1e-3})
