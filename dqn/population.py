@@ -529,6 +529,11 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
     first_env = config_env(configs[0])
     obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
     first_env.close()
+    try:  # as a new population is checked, before the replays are read back
+        running = [c for i, c in enumerate(configs) if i not in stopped]  # replays read back
+        check_memory([running], {env_of(c): (obs_dim, n_actions) for c in running})
+    except ConfigError as exc:
+        raise CheckpointError(f"population {out} cannot be resumed in this memory: {exc}") from None
     net = Network(configs[0], obs_dim, n_actions)
     slots, states, unrestored = [], [], []
     for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):

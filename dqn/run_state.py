@@ -38,7 +38,8 @@ from dqn.envstate import EnvSnapshot, generator_from_state
 from dqn.errors import CheckpointError, ConfigError
 from dqn.finite import all_finite
 from dqn.io import atomic_write_text, nulls_as_nan
-from dqn.replay import Batch, ReplayBuffer, actions_problem
+from dqn.replay import Batch, ReplayBuffer, actions_problem, check_replay_fits
+from dqn.runtime import available_memory_bytes
 
 # 2: an env's checked tables (envstate's "digest" entries), which dqn 1's loop.json reader would
 # take for values. A checkpoint without them is still written as 1, which either reads.
@@ -366,6 +367,10 @@ def prepare_resume(run_dir: Path) -> Resumable:
     obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     check_agent_fits(found.path / "agent", config.env_id, obs_dim, n_actions)
     check_run_config(run_dir, config)
+    try:  # as a new run is checked, before its replay is read back (on a machine with less)
+        check_replay_fits(replay_capacity(config), obs_dim, available_memory_bytes())
+    except ConfigError as exc:
+        raise CheckpointError(f"run {run_dir} cannot be resumed in this memory: {exc}") from None
     loop, replay, snapshot = load_run_state(found.path, config, obs_dim, n_actions)
     complete = loop.env_step >= config.total_env_steps
     if complete and ended_summary(run_dir, config.total_env_steps) is not None:

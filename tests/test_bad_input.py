@@ -1201,6 +1201,25 @@ def test_a_full_disk_ends_the_run_in_one_line_and_it_resumes_from_the_checkpoint
     assert list_checkpoints(run)[0].name == "step-000000600"  # newest first
 
 
+def test_a_resume_whose_replay_does_not_fit_this_memory_is_refused_first(
+    tiny_run_copy, capsys, monkeypatch
+):
+    # A run resumed on a machine with less memory (or with a config whose buffer_size was
+    # re-signed larger) was checked by no one: numpy's MemoryError was a traceback, or the
+    # ring was allocated and the machine swapped.
+    from dqn import run_state
+    from dqn.replay import ring_bytes
+
+    run = tiny_run_copy
+    shutil.rmtree(latest(run))  # a checkpoint (step 400) to resume from
+    needed = ring_bytes(600, 4)  # TINY_RUN's ring: its 600 env steps, fewer than buffer_size
+    monkeypatch.setattr(run_state, "available_memory_bytes", lambda: needed - 1)
+    fragments = [f"run {run} cannot be resumed in this memory: a replay of 600 transitions"]
+    assert_refused(train_main, ["--resume", run, "--no-progress"], fragments, capsys, run.parent)
+    monkeypatch.setattr(run_state, "available_memory_bytes", lambda: needed)
+    assert train_main(["--resume", str(run), "--no-progress"]) == 0
+
+
 def test_a_run_counts_the_tensorflow_runtime_it_has_yet_to_load(tmp_path, capsys, monkeypatch):
     """dqn-train checks memory before TensorFlow loads, as dqn-compare does for each new
     process: its runtime (dqn.members.PROCESS_BYTES) is counted, where a run within that much

@@ -529,6 +529,27 @@ def test_the_first_solve_is_the_first_evaluation_at_the_bar_and_a_resume_keeps_i
     assert [m.first_solve_env_step for m in again] == [1_000, 1_000]
 
 
+def test_a_population_whose_replays_do_not_fit_this_memory_is_not_resumed(tmp_path, monkeypatch):
+    # Checked before the rings are allocated and read back, as a new population is: a resume on
+    # a machine with less memory was a MemoryError traceback, or swapped.
+    from dqn import members
+    from dqn.errors import CheckpointError
+
+    train_population(BASE, [({}, 0), ({}, 1)], out_dir=tmp_path / "whole", progress=False)
+    shutil.copytree(tmp_path / "whole", tmp_path / "again")
+    (tmp_path / "again" / "population-step.json").write_text(
+        json.dumps({"env_step": 2_000, "stopped": []})
+    )
+    files = {p: p.read_bytes() for p in (tmp_path / "again").rglob("*") if p.is_file()}
+    monkeypatch.setattr(members, "available_memory_bytes", lambda: 1_000)
+    with pytest.raises(CheckpointError) as refused:
+        resume_population(tmp_path / "again", progress=False)
+    message = str(refused.value)
+    assert message.startswith(f"population {tmp_path / 'again'} cannot be resumed in this memory")
+    assert "\n" not in message
+    assert {p: p.read_bytes() for p in (tmp_path / "again").rglob("*") if p.is_file()} == files
+
+
 def test_a_member_whose_evaluation_equals_the_bar_has_solved(tmp_path):
     # "solved" is eval >= the bar: a perfect 500 against CartPole's 500 counts.
     base = BASE.replace(eval_episodes=1)  # one episode: a whole-number return, met exactly
