@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dqn.agent_files import FORMAT_VERSION, archive_problem, corrupt_file
+from dqn.agent_files import FORMAT_VERSION, archive_problem, corrupt_file, read_npz
 from dqn.config import DQNConfig
 from dqn.errors import CheckpointError, first_line
 from dqn.io import atomic_write_text
@@ -139,8 +139,8 @@ def load_adam_file(path: Path) -> dict[str, np.ndarray]:
     if why := archive_problem(path):
         raise corrupt_file(path, why)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            adam = {k: npz[k] for k in ("adam_m", "adam_v", "adam_step")}
+        arrays = read_npz(path)
+        adam = {k: arrays[k] for k in ("adam_m", "adam_v", "adam_step")}
     except Exception as exc:  # zip, a pickled array (refused), a missing key
         raise corrupt_file(path, first_line(exc)) from None
     if adam["adam_step"].shape != ():

@@ -31,6 +31,7 @@ from dqn.agent_files import (
     checkpoint_step,
     latest_good_checkpoint,
     read_agent_config,
+    read_npz,
 )
 from dqn.config import DQNConfig, changed_keys, read_saved_config, replay_capacity
 from dqn.envs import check_env
@@ -153,8 +154,7 @@ def load_replay(
     ``buffer_size`` slots (``dqn.config.replay_capacity`` now gives fewer to a run that cannot
     fill them) is read too: it never wrapped, so its rows fill the smaller ring the same way."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
+        data = read_npz(path)
         state = json.loads(str(data["rng_state"]))
         rng = generator_from_state(state)
         n = len(data["actions"])
@@ -211,8 +211,7 @@ def load_run_state(
     )
     try:
         meta = json.loads((folder / "loop.json").read_text())
-        with np.load(folder / "loop.npz", allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        arrays = read_npz(folder / "loop.npz")
         text = (folder / "metrics.csv").read_text()
         history = parse_metrics_csv(text)
         columns = text.splitlines()[0].split(",")

@@ -501,6 +501,36 @@ def test_a_network_that_would_load_an_external_saved_model_is_refused(tmp_path):
         DQNAgent.load(tmp_path / "agent")
 
 
+def test_an_npz_whose_header_claims_more_than_the_file_holds_is_refused_before_allocating(
+    tmp_path,
+):
+    """A deflated entry of a few KB can claim gigabytes of zeros, and np.load allocates the
+    array its header claims before it reads a byte: a 1 MB optimizer.npz took 1 GB."""
+    import io
+    import tracemalloc
+    import zipfile
+
+    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "agent")
+    path = tmp_path / "agent" / "optimizer.npz"
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    claim = io.BytesIO()
+    header = {"descr": "<f4", "fortran_order": False, "shape": (50_000_000,)}  # 200 MB
+    np.lib.format.write_array_header_1_0(claim, header)
+    files["adam_m.npy"] = claim.getvalue() + bytes(4096)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"adam_m.npy claims 200,000,000 bytes of data"):
+            DQNAgent.load(tmp_path / "agent")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000
+
+
 def glorot(seed):
     return keras.initializers.GlorotUniform(seed)
 
