@@ -405,11 +405,12 @@ def _resume_population(
             f"population {out}: every member was stopped (by the divergence guard, a NaN or inf "
             "from its env, or on_eval); nothing to resume"
         )
-    for config, run_dir in running:
+    for run_dir in run_dirs:  # a stopped member's too: its summary is read at the end
         if not Path(run_dir).is_dir():
             raise CheckpointError(
                 f"population {out}: member {relative(run_dir, out)}'s run folder is missing"
             )
+    for config, run_dir in running:
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
     step = _common_good_step(running, marker, out)
     for config, run_dir in running:

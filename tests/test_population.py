@@ -760,11 +760,18 @@ def test_a_member_trained_on_without_the_population_is_named(tmp_path):
 def test_resuming_a_population_whose_member_folder_is_gone_names_it(tmp_path):
     from dqn.errors import CheckpointError
 
-    config = BASE.replace(total_env_steps=1_000, eval_every_env_steps=500)
+    config = BASE.replace(
+        total_env_steps=1_000, eval_every_env_steps=500, checkpoint_every_env_steps=500
+    )
     train_population(config, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
     shutil.rmtree(tmp_path / "p" / "member1-seed2")
     with pytest.raises(CheckpointError, match="member member1-seed2's run folder is missing"):
         resume_population(tmp_path / "p")
+    # A stopped member's too: the others trained to the end, then reading its summary was a
+    # FileNotFoundError traceback.
+    (tmp_path / "p" / "population-step.json").write_text('{"env_step": 500, "stopped": [1]}')
+    with pytest.raises(CheckpointError, match="member member1-seed2's run folder is missing"):
+        resume_population(tmp_path / "p", progress=False)
 
 
 def test_resuming_a_population_whose_member_config_was_edited_is_refused(tmp_path):
