@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -75,11 +76,22 @@ def load_model_file(path: Path) -> keras.Model:
     # Keras reports a file that is not a zip as "File not found"; say what it is.
     if why := archive_problem(path):
         raise corrupt_file(path, why)
-    if _names_a_saved_model(path):
-        raise CheckpointError(
-            f"{path}: the network holds a TFSMLayer, an external TensorFlow SavedModel whose "
-            "graph would run; dqn does not load it"
-        )
+    if (read := _model_config(path)) is not None:
+        config, weights_bytes = read
+        if _names_a_saved_model(config):
+            raise CheckpointError(
+                f"{path}: the network holds a TFSMLayer, an external TensorFlow SavedModel "
+                "whose graph would run; dqn does not load it"
+            )
+        # Keras builds each layer's weights before it reads them: a 2 KB config that declared
+        # a Dense layer of 50,000,000 units took 23 GB and was killed. Each unit has at least
+        # one float32 weight in the file (its kernel's column), which Keras writes uncompressed.
+        if 4 * (units := _dense_units(config)) > weights_bytes:
+            raise corrupt_file(
+                path,
+                f"its Dense layers declare {units:,} units, more than its weights file holds "
+                f"({weights_bytes:,} bytes)",
+            )
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # zip, HDF5, JSON and Keras each raise their own types
@@ -101,27 +113,47 @@ def load_model_file(path: Path) -> keras.Model:
         raise corrupt_file(path, first_line(exc)) from None
 
 
-def _names_a_saved_model(path: Path) -> bool:
-    """Whether the model's config names Keras's TFSMLayer anywhere (as a layer, or as a function
-    a config calls). It loads a SavedModel from a path the file gives, and its graph runs when
-    the network does: Keras's safe_mode let it through before 3.12.1 and in 3.13.0-3.13.1, and
-    a Q-network has no use for it, so it is refused here whatever the Keras. A config that cannot
-    be read is left to Keras, which reports the file as corrupt."""
+def _model_config(path: Path) -> tuple[Any, int] | None:
+    """A .keras file's config.json and the size of its weights file as stored, or None if they
+    cannot be read (left to Keras, which reports the file as corrupt)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
+            return (
+                json.loads(archive.read("config.json")),
+                archive.getinfo("model.weights.h5").compress_size,
+            )
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return False
+        return None
+
+
+def _nested(config: Any) -> Iterator[Any]:
+    """Every dict, list, key and value of a JSON document, at any depth."""
     stack = [config]
     while stack:
         item = stack.pop()
+        yield item
         if isinstance(item, dict):
             stack += [*item.keys(), *item.values()]
         elif isinstance(item, list):
             stack += item
-        elif isinstance(item, str) and item.rpartition(".")[2] == "TFSMLayer":
-            return True
-    return False
+
+
+def _names_a_saved_model(config: Any) -> bool:
+    """Whether a model's config names Keras's TFSMLayer anywhere (as a layer, or as a function a
+    config calls). It loads a SavedModel from a path the file gives, and its graph runs when the
+    network does: Keras's safe_mode let it through before 3.12.1 and in 3.13.0-3.13.1, and a
+    Q-network has no use for it, so it is refused here whatever the Keras."""
+    return any(isinstance(v, str) and v.rpartition(".")[2] == "TFSMLayer" for v in _nested(config))
+
+
+def _dense_units(config: Any) -> int:
+    """The units of every Dense layer a model's config declares."""
+    units = 0
+    for item in _nested(config):
+        if isinstance(item, dict) and item.get("class_name") == "Dense":
+            count = item["config"].get("units") if isinstance(item.get("config"), dict) else None
+            units += count if isinstance(count, int) and count > 0 else 0
+    return units
 
 
 def _missing_class(text: str) -> str | None:

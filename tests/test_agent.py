@@ -501,6 +501,27 @@ def test_a_network_that_would_load_an_external_saved_model_is_refused(tmp_path):
         DQNAgent.load(tmp_path / "agent")
 
 
+def test_a_network_file_that_declares_more_units_than_its_weights_hold_is_refused(tmp_path):
+    """Keras builds a layer's weights before it reads them: a Dense layer's units raised to
+    50,000,000 in a 2 KB config.json took 23 GB before the process was killed."""
+    import json
+    import zipfile
+
+    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "agent")
+    model = tmp_path / "agent" / "online.keras"
+    with zipfile.ZipFile(model) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+    dense["config"]["units"] = 50_000_000
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(model, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    with pytest.raises(CheckpointError, match=r"online.keras: its Dense layers declare 50,0"):
+        DQNAgent.load(tmp_path / "agent")
+
+
 def test_an_npz_whose_header_claims_more_than_the_file_holds_is_refused_before_allocating(
     tmp_path,
 ):
