@@ -316,6 +316,7 @@ def _resume(args: argparse.Namespace):
     from dqn.agent_files import folder_exists
     from dqn.io import hold_folders
     from dqn.run_state import prepare_resume
+    from dqn.runtime import available_memory_bytes
 
     # Everything but the agent is read and checked here, before TF is imported: a bad run
     # folder or a corrupt checkpoint costs a fraction of a second to report. Held while it is
@@ -325,7 +326,7 @@ def _resume(args: argparse.Namespace):
         _import_before_env(args.imports, _threads_of(args.resume))
     held = [args.resume] if folder_exists(args.resume) else []
     with hold_folders(held):
-        config = prepare_resume(args.resume).config
+        config = prepare_resume(args.resume, available_memory_bytes()).config
     quiet_tensorflow(config.num_threads)
     from dqn.loop import resume
 

@@ -340,7 +340,7 @@ def _signalled(result: TrainResult) -> TrainResult:
 def _resume(
     run_dir: Path, progress: bool | Progress, log_tensorboard: bool, on_eval
 ) -> TrainResult:
-    ready = prepare_resume(run_dir)
+    ready = prepare_resume(run_dir, available_memory_bytes())
     for line in ready.skipped:
         warnings.warn(
             f"skipping checkpoint {line}; resuming from {ready.checkpoint.name}",

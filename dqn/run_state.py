@@ -40,7 +40,6 @@ from dqn.errors import CheckpointError, ConfigError
 from dqn.finite import all_finite
 from dqn.io import atomic_write_text, nulls_as_nan
 from dqn.replay import Batch, ReplayBuffer, actions_problem, check_replay_fits
-from dqn.runtime import available_memory_bytes
 
 # 2: an env's checked tables (envstate's "digest" entries), which dqn 1's loop.json reader would
 # take for values. A checkpoint without them is still written as 1, which either reads.
@@ -359,15 +358,18 @@ def ended_summary(run_dir: Path, total_env_steps: int) -> dict | None:
     return summary if ended else None
 
 
-def prepare_resume(run_dir: Path) -> Resumable:
-    """Find, verify and read the checkpoint to resume; CheckpointError naming what is wrong."""
+def prepare_resume(run_dir: Path, available_memory: int | None = None) -> Resumable:
+    """Find, verify and read the checkpoint to resume; CheckpointError naming what is wrong,
+    among it a replay that does not fit ``available_memory`` bytes (None: not checked; the
+    callers pass ``dqn.runtime.available_memory_bytes()``, which this TF-free module does not
+    import)."""
     found = latest_good_checkpoint(run_dir)
     config = read_agent_config(found.path / "agent")
     obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
     check_agent_fits(found.path / "agent", config.env_id, obs_dim, n_actions)
     check_run_config(run_dir, config)
     try:  # as a new run is checked, before its replay is read back (on a machine with less)
-        check_replay_fits(replay_capacity(config), obs_dim, available_memory_bytes())
+        check_replay_fits(replay_capacity(config), obs_dim, available_memory)
     except ConfigError as exc:
         raise CheckpointError(f"run {run_dir} cannot be resumed in this memory: {exc}") from None
     loop, replay, snapshot = load_run_state(found.path, config, obs_dim, n_actions)

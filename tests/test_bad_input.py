@@ -1207,16 +1207,21 @@ def test_a_resume_whose_replay_does_not_fit_this_memory_is_refused_first(
     # A run resumed on a machine with less memory (or with a config whose buffer_size was
     # re-signed larger) was checked by no one: numpy's MemoryError was a traceback, or the
     # ring was allocated and the machine swapped.
-    from dqn import run_state
+    from dqn import loop, runtime
+    from dqn.loop import resume
     from dqn.replay import ring_bytes
 
     run = tiny_run_copy
     shutil.rmtree(latest(run))  # a checkpoint (step 400) to resume from
     needed = ring_bytes(600, 4)  # TINY_RUN's ring: its 600 env steps, fewer than buffer_size
-    monkeypatch.setattr(run_state, "available_memory_bytes", lambda: needed - 1)
+    for module in (runtime, loop):  # dqn-train's check before TensorFlow, and resume()'s
+        monkeypatch.setattr(module, "available_memory_bytes", lambda: needed - 1)
     fragments = [f"run {run} cannot be resumed in this memory: a replay of 600 transitions"]
     assert_refused(train_main, ["--resume", run, "--no-progress"], fragments, capsys, run.parent)
-    monkeypatch.setattr(run_state, "available_memory_bytes", lambda: needed)
+    with pytest.raises(CheckpointError, match="cannot be resumed in this memory"):
+        resume(run, progress=False)
+    for module in (runtime, loop):
+        monkeypatch.setattr(module, "available_memory_bytes", lambda: needed)
     assert train_main(["--resume", str(run), "--no-progress"]) == 0
 
 
