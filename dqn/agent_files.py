@@ -182,7 +182,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
                 version = np.lib.format.read_magic(member)
                 if version == (1, 0):
                     shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-                elif version == (2, 0):
+                elif version in ((2, 0), (3, 0)):
+                    # 3.0 is 2.0 with a UTF-8 header (field names beyond latin-1), read here as
+                    # latin-1: those names come out garbled, the shape and item size do not.
                     shape, _, dtype = np.lib.format.read_array_header_2_0(member)
                 else:
                     raise ValueError(f"{info.filename} is a .npy of format {version}")

@@ -51,6 +51,10 @@ _DESCRIPTIONS = (
 )
 
 
+# Python's own modules (3.10+ lists them): a class of theirs is never an env's state.
+_STANDARD_LIBRARY = frozenset(sys.stdlib_module_names)
+
+
 class _Plain:
     """The instance layout of a class written in Python over ``object``: only a ``__dict__``."""
 
@@ -210,7 +214,6 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
             f"the env has {len(chain)} wrapper layers, the snapshot {len(snapshot.layers)}"
         )
     unrestored = list(snapshot.uncaptured)
-    packages = {_package(type(layer)) for layer in chain}
     for layer, record in zip(chain, snapshot.layers):
         for name, entry in record.items():
             if "digest" in entry:
@@ -221,7 +224,7 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
                 setattr(layer, name, _value(entry, snapshot.arrays))
                 continue
             if (target := getattr(layer, name, None)) is None:  # made on the first reset
-                target = object.__new__(_recorded_class(entry["class"], packages))
+                target = object.__new__(_recorded_class(entry["class"]))
                 setattr(layer, name, target)
             for field, item in entry["fields"].items():
                 setattr(target, field, _value(item, snapshot.arrays))
@@ -243,20 +246,15 @@ def unrestored_warning(env_id: str, unrestored: list[str], resumed: str) -> str:
     )
 
 
-def _package(kind: type) -> str:
-    """The top-level package a class is defined in (``gymnasium`` for its wrappers)."""
-    return kind.__module__.partition(".")[0]
-
-
-def _recorded_class(path: str, packages: set[str]) -> type:
+def _recorded_class(path: str) -> type:
     """The class ``module:qualname`` names, if it may be made again; ValueError if not.
 
     A checkpoint is data, and restoring it must run no code it names: the class has to be in a
-    module the env's code has imported already (nothing is imported here), in the package of one
-    of the env's own layers (the env's, a wrapper's: gymnasium's own ``RunningMeanStd``), with
-    the plain layout ``capture_env_state`` records and no ``__del__``. Any class anywhere would
-    let a checkpoint pick one that acts on its fields when collected (tempfile's closer of a
-    temporary file deletes the file its ``name`` holds)."""
+    module loaded already (nothing is imported here), not of Python's standard library, with the
+    plain layout ``capture_env_state`` records and no ``__del__``. Any class would let a
+    checkpoint pick one that acts on its fields when collected (tempfile's closer of a temporary
+    file deletes the file its ``name`` holds). An env's own helpers (gymnasium's
+    ``RunningMeanStd``, a class of the user's) pass."""
     module, _, qualname = path.partition(":")
     found: Any = sys.modules.get(module)
     for part in qualname.split(".") if found is not None else ():
@@ -266,11 +264,8 @@ def _recorded_class(path: str, packages: set[str]) -> type:
             f"the class {path} of its recorded state cannot be found in the modules the env "
             "has loaded"
         )
-    if _package(found) not in packages:
-        raise ValueError(
-            f"the class {path} of its recorded state is not of the env's own packages "
-            f"({', '.join(sorted(packages))})"
-        )
+    if found.__module__.partition(".")[0] in _STANDARD_LIBRARY:
+        raise ValueError(f"the class {path} of its recorded state is of Python's own library")
     if found.__basicsize__ != _Plain.__basicsize__ or any(
         "__del__" in vars(base) for base in found.__mro__[:-1]
     ):

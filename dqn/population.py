@@ -393,6 +393,8 @@ def resume_population(
 def _resume_population(
     out, configs, run_dirs, progress, log_tensorboard, on_eval
 ) -> list[MemberResult]:
+    from dqn.envs import check_env
+
     marker, stopped = _step_marker(out, run_dirs)
     total = configs[0].total_env_steps
     if marker >= total and all(
@@ -413,6 +415,11 @@ def _resume_population(
     for config, run_dir in running:
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
     step = _common_good_step(running, marker, out)
+    spaces = check_env(*env_of(configs[0]))  # the members share them
+    try:  # as a new population is checked: before its replays are read back, or a file goes
+        check_memory([[c for c, _ in running]], {env_of(c): spaces for c, _ in running})
+    except ConfigError as exc:
+        raise CheckpointError(f"population {out} cannot be resumed in this memory: {exc}") from None
     for config, run_dir in running:
         if step >= total:  # finished from its final checkpoint, the newest: a killed final
             checkpoint.prune_checkpoints(run_dir, config.keep_checkpoints)  # prune is redone
@@ -530,11 +537,6 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> Pop
     first_env = config_env(configs[0])
     obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
     first_env.close()
-    try:  # as a new population is checked, before the replays are read back
-        running = [c for i, c in enumerate(configs) if i not in stopped]  # replays read back
-        check_memory([running], {env_of(c): (obs_dim, n_actions) for c in running})
-    except ConfigError as exc:
-        raise CheckpointError(f"population {out} cannot be resumed in this memory: {exc}") from None
     net = Network(configs[0], obs_dim, n_actions)
     slots, states, unrestored = [], [], []
     for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):

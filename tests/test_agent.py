@@ -501,6 +501,25 @@ def test_a_network_that_would_load_an_external_saved_model_is_refused(tmp_path):
         DQNAgent.load(tmp_path / "agent")
 
 
+def test_a_network_file_whose_config_json_nests_too_deep_is_a_corrupt_file_not_a_traceback(
+    tmp_path,
+):
+    # Read by dqn's checks before Keras: their RecursionError escaped as a traceback.
+    import zipfile
+
+    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "agent")
+    model = tmp_path / "agent" / "online.keras"
+    with zipfile.ZipFile(model) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    files["config.json"] = b"[" * 100_000 + b"]" * 100_000
+    with zipfile.ZipFile(model, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    with pytest.raises(CheckpointError, match="corrupt saved agent") as refused:
+        DQNAgent.load(tmp_path / "agent")
+    assert "\n" not in str(refused.value)
+
+
 def test_a_network_file_that_declares_more_units_than_its_weights_hold_is_refused(tmp_path):
     """Keras builds a layer's weights before it reads them: a Dense layer's units raised to
     50,000,000 in a 2 KB config.json took 23 GB before the process was killed."""

@@ -434,6 +434,26 @@ def replay_rng_naming(name):
     return change
 
 
+def replay_claiming_a_gigabyte(run):
+    # A replay whose obs header claims 67,108,864 x 4 float32s (1 GiB) over a few KB of
+    # deflated data, re-signed: np.load allocated the whole array before its shape was refused.
+    import io
+    import zipfile
+
+    ckpt = only_latest(run)
+    path = ckpt / "replay.npz"
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    claim = io.BytesIO()
+    header = {"descr": "<f4", "fortran_order": False, "shape": (67_108_864, 4)}
+    np.lib.format.write_array_header_1_0(claim, header)
+    files["obs.npy"] = claim.getvalue() + bytes(4096)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    write_manifest(ckpt, 600)
+
+
 def stepped_back(run):
     # A checkpoint whose loop.json, re-signed, says env step -5: a resume sets aside every
     # checkpoint past the step it resumes from, so it took all three good ones with it.
@@ -557,6 +577,10 @@ RESUME_CASES = {
     ),
     "corrupted replay file": (corrupted_replay, ["replay.npz does not match its checksum"]),
     "replay file that needs pickle": (pickled_replay, ["not a readable replay buffer", "pickle"]),
+    "replay file whose header claims a gigabyte": (
+        replay_claiming_a_gigabyte,
+        ["not a readable replay buffer", "obs.npy claims 1,073,741,824 bytes of data"],
+    ),
     "replay file whose generator names np.random.seed": (
         replay_rng_naming("seed"),
         ["not a readable replay buffer", "bit_generator 'seed' is not numpy's"],

@@ -540,6 +540,8 @@ def test_a_population_whose_replays_do_not_fit_this_memory_is_not_resumed(tmp_pa
     (tmp_path / "again" / "population-step.json").write_text(
         json.dumps({"env_step": 2_000, "stopped": []})
     )
+    leftover = tmp_path / "again" / "member0-seed0" / "checkpoints" / ".step-000000500.x1y2.tmp"
+    leftover.mkdir()  # a killed write's: a resume removes it, a refusal must not
     files = {p: p.read_bytes() for p in (tmp_path / "again").rglob("*") if p.is_file()}
     monkeypatch.setattr(members, "available_memory_bytes", lambda: 1_000)
     with pytest.raises(CheckpointError) as refused:
@@ -548,6 +550,7 @@ def test_a_population_whose_replays_do_not_fit_this_memory_is_not_resumed(tmp_pa
     assert message.startswith(f"population {tmp_path / 'again'} cannot be resumed in this memory")
     assert "\n" not in message
     assert {p: p.read_bytes() for p in (tmp_path / "again").rglob("*") if p.is_file()} == files
+    assert leftover.is_dir()
 
 
 def test_a_member_whose_evaluation_equals_the_bar_has_solved(tmp_path):

@@ -1209,9 +1209,10 @@ def _tally_snapshot(**class_entry):
 
 
 def test_a_checkpoint_cannot_make_a_class_that_deletes_a_file_when_collected(tmp_path):
-    """Restoring is reading data: a recorded class outside the env's own packages is refused.
-    tempfile's closer is a plain Python object whose __del__ unlinks its ``name``: made from a
-    checkpoint and collected with the env, it deleted whatever file the checkpoint named."""
+    """Restoring is reading data: a recorded class of Python's own library is refused (and one
+    with a __del__). tempfile's closer is a plain Python object whose __del__ unlinks its
+    ``name``: made from a checkpoint and collected with the env, it deleted whatever file the
+    checkpoint named."""
     import gc
 
     victim = tmp_path / "victim.txt"
@@ -1219,7 +1220,7 @@ def test_a_checkpoint_cannot_make_a_class_that_deletes_a_file_when_collected(tmp
     fields = {"file": {"value": 1}, "name": {"value": str(victim)}, "delete": {"value": True}}
     snapshot = _tally_snapshot(**{"class": "tempfile:_TemporaryFileCloser", "fields": fields})
     env = Tallied(gym.make("CartPole-v1"))
-    with pytest.raises(ValueError, match="tempfile:_TemporaryFileCloser .* not of the env's own"):
+    with pytest.raises(ValueError, match="tempfile:_TemporaryFileCloser .* of Python's own"):
         restore_env_state(env, snapshot)
     del env
     gc.collect()
@@ -1236,6 +1237,53 @@ def test_a_checkpoint_imports_no_module(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cannot be found in the modules the env has loaded"):
         restore_env_state(Tallied(gym.make("CartPole-v1")), snapshot)
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_helper_class_of_another_module_the_env_loaded_is_made_again(tmp_path, monkeypatch):
+    # A wrapper's statistics object of a class from a module of the user's own (or another
+    # library's, as Stable-Baselines3's RunningMeanStd), loaded with the env: restored as before.
+    import importlib
+
+    (tmp_path / "dqn_test_helper_stats.py").write_text(
+        "class RunningStat:\n    def __init__(self):\n        self.n, self.total = 0, 0.0\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    helper = importlib.import_module("dqn_test_helper_stats")
+    try:
+        snapshot = _tally_snapshot(**{"class": "dqn_test_helper_stats:RunningStat"})
+        restored = Tallied(gym.make("CartPole-v1"))
+        restore_env_state(restored, snapshot)
+        assert type(restored.tally) is helper.RunningStat
+        assert vars(restored.tally) == {"n": 1, "total": 1.0}
+    finally:
+        sys.modules.pop("dqn_test_helper_stats")
+
+
+def test_every_npz_header_format_is_read_back_through_the_size_check(tmp_path):
+    # read_npz checks each header before np.load: formats 1.0 (what np.savez writes), 2.0 (a
+    # header past 64 KB, which np.load then refuses as unsafe; written here at a small size) and
+    # 3.0 (field names beyond latin-1) are read.
+    import io
+    import zipfile
+
+    from dqn.agent_files import read_npz
+
+    arrays = {
+        "empty": (np.zeros((0, 4), np.float32), (1, 0)),
+        "scalar": (np.float32(3.5), (1, 0)),
+        "text": (np.array('{"bit_generator": "PCG64"}'), (1, 0)),
+        "v2": (np.arange(6, dtype=np.float64).reshape(2, 3), (2, 0)),
+        "named": (np.zeros(3, dtype=[("\u03b8", "<f4"), ("x", "<i8")]), (3, 0)),
+    }
+    with zipfile.ZipFile(tmp_path / "all.npz", "w") as archive:
+        for key, (value, version) in arrays.items():
+            data = io.BytesIO()
+            np.lib.format.write_array(data, np.asarray(value), version=version)
+            archive.writestr(f"{key}.npy", data.getvalue())
+    back = read_npz(tmp_path / "all.npz")
+    assert back.keys() == arrays.keys()
+    for key, (value, _) in arrays.items():
+        assert back[key].dtype == np.asarray(value).dtype and np.array_equal(back[key], value)
 
 
 class CollectedTally:
