@@ -171,6 +171,18 @@ def _rng_state(meta: dict, path: Path) -> dict:
     return state
 
 
+def check_checkpoints_folder(run_dir: Path) -> None:
+    """CheckpointError if ``run_dir/checkpoints`` is a link. A resume sets aside, prunes and
+    writes there: through a link, a crafted or copied run folder had the checkpoints of the run
+    it led to deleted. A run that needs another disk lives there whole (its ``run_dir``)."""
+    folder = Path(run_dir) / "checkpoints"
+    if folder.is_symlink():
+        raise CheckpointError(
+            f"{folder} is a link: a resume deletes and writes checkpoints there, so they must be "
+            "the run's own folder (a run on another disk: move the whole run folder there)"
+        )
+
+
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file, read without pickle. ValueError (or zipfile's and
     numpy's own errors) for one whose header claims more data than the file holds for it: a

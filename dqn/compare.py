@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dqn.agent_files import STUDY_RUN
 from dqn.config import FIELDS, LOSS_NAMES, DQNConfig, parse_overrides
 from dqn.errors import ConfigError, DQNError, StudyInterrupted, WorkerError, few
 from dqn.io import atomic_write_text, hold_folders, strict_json
@@ -302,9 +303,10 @@ def run_comparison(
             cfg = configs[variant.label, seed].to_dict()
             # A folder left by another study (other config, --set or variant overrides) is
             # neither reported as this one's nor overwritten.
-            if folder.is_symlink():  # a rerun deleted and trained again what it leads to
+            # A rerun deleted and trained again what such a link leads to, or resumed it.
+            if link := next((f for f in (folder, folder / STUDY_RUN) if f.is_symlink()), None):
                 raise ConfigError(
-                    f"{folder} is a link: a study's runs are folders of its own; remove the "
+                    f"{link} is a link: a study's runs are folders of its own; remove the "
                     "link, or give another output folder (--out)"
                 )
             if run_is_missing(folder):

@@ -36,6 +36,7 @@ import numpy as np
 
 from dqn import checkpoint
 from dqn.agent_files import (
+    check_checkpoints_folder,
     checkpoint_dir,
     list_checkpoints,
     stop_reason,
@@ -412,6 +413,7 @@ def _resume_population(
             raise CheckpointError(
                 f"population {out}: member {relative(run_dir, out)}'s run folder is missing"
             )
+        check_checkpoints_folder(run_dir)
     for config, run_dir in running:
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
     step = _common_good_step(running, marker, out)

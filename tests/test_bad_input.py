@@ -454,6 +454,14 @@ def replay_claiming_a_gigabyte(run):
     write_manifest(ckpt, 600)
 
 
+def checkpoints_linked_elsewhere(run):
+    # Its checkpoints/ a link to another run's: a resume set aside, pruned and wrote there.
+    elsewhere = run.parent / "elsewhere-checkpoints"
+    (run / "checkpoints").rename(elsewhere)
+    (run / "checkpoints").symlink_to(elsewhere, target_is_directory=True)
+    shutil.rmtree(latest(run))  # a checkpoint (step 400) to resume from
+
+
 def stepped_back(run):
     # A checkpoint whose loop.json, re-signed, says env step -5: a resume sets aside every
     # checkpoint past the step it resumes from, so it took all three good ones with it.
@@ -577,6 +585,10 @@ RESUME_CASES = {
     ),
     "corrupted replay file": (corrupted_replay, ["replay.npz does not match its checksum"]),
     "replay file that needs pickle": (pickled_replay, ["not a readable replay buffer", "pickle"]),
+    "checkpoints folder that is a link": (
+        checkpoints_linked_elsewhere,
+        ["checkpoints is a link: a resume deletes and writes checkpoints there"],
+    ),
     "replay file whose header claims a gigabyte": (
         replay_claiming_a_gigabyte,
         ["not a readable replay buffer", "obs.npy claims 1,073,741,824 bytes of data"],

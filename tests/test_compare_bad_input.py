@@ -461,23 +461,24 @@ def test_a_finished_run_whose_run_folder_is_gone_is_named_as_such_and_kept(study
     assert in_process == [] and tree(out) == before
 
 
+@pytest.mark.parametrize("linked", ["huber-seed1", "huber-seed1/run"])
 @pytest.mark.parametrize("runner", ["population", "process"])
 def test_a_run_folder_that_is_a_link_is_refused_and_what_it_leads_to_kept(
-    study, in_process, runner
+    study, in_process, runner, linked
 ):
     # Its target was taken as the run's folder: a rerun deleted what was there and trained a
-    # run into it, wherever the link led.
+    # run into it, wherever the link led (or resumed the run it led to).
     out, _ = study
     elsewhere = out.parent / "elsewhere"
     (elsewhere / "sub").mkdir(parents=True)
     (elsewhere / "sub" / "kept.txt").write_text("kept")
-    shutil.rmtree(out / "runs" / "huber-seed1")
-    (out / "runs" / "huber-seed1").symlink_to(elsewhere, target_is_directory=True)
+    shutil.rmtree(out / "runs" / linked)
+    (out / "runs" / linked).symlink_to(elsewhere, target_is_directory=True)
     before = tree(out.parent)
     with pytest.raises(ConfigError) as refused:
         run_comparison(BASE, TWO, [0, 1], out, workers=1, progress=False, runner=runner)
     message = str(refused.value)
-    assert message.startswith(f"{out / 'runs' / 'huber-seed1'} is a link: a study's runs are")
+    assert message.startswith(f"{out / 'runs' / linked} is a link: a study's runs are")
     assert "\n" not in message and in_process == [] and tree(out.parent) == before
 
 

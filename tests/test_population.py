@@ -777,6 +777,23 @@ def test_resuming_a_population_whose_member_folder_is_gone_names_it(tmp_path):
         resume_population(tmp_path / "p", progress=False)
 
 
+def test_a_member_whose_checkpoints_folder_is_a_link_is_not_resumed(tmp_path):
+    # Through the link, a resume deleted checkpoints newer than its step, pruned old ones and
+    # wrote new ones in the folder it led to: another run's checkpoints.
+    from dqn.errors import CheckpointError
+
+    config = BASE.replace(total_env_steps=1_000, checkpoint_every_env_steps=500)
+    train_population(config, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
+    (tmp_path / "p" / "population-step.json").write_text('{"env_step": 500, "stopped": []}')
+    checkpoints = tmp_path / "p" / "member1-seed2" / "checkpoints"
+    checkpoints.rename(tmp_path / "elsewhere")
+    checkpoints.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    kept = sorted(p.name for p in (tmp_path / "elsewhere").iterdir())
+    with pytest.raises(CheckpointError, match=f"{checkpoints} is a link: a resume deletes"):
+        resume_population(tmp_path / "p", progress=False)
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == kept
+
+
 def test_resuming_a_population_whose_member_config_was_edited_is_refused(tmp_path):
     # A member resumes with the config it was trained with: an edit of its config.yaml would
     # take no effect and describe a run that never happened, as for a single run's resume.
