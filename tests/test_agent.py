@@ -1,7 +1,10 @@
 """DQNAgent: spaces, separate networks, acting, and an exact save/load round trip."""
 
+import json
 import re
 import warnings
+import zipfile
+from pathlib import Path
 
 import gymnasium as gym
 import keras
@@ -475,70 +478,62 @@ def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(tmp_
         assert "corrupt" not in str(err.value) and "\n" not in str(err.value)
 
 
+def saved_agent_with(tmp_path, name: str, change, compression=zipfile.ZIP_STORED) -> Path:
+    """A saved agent whose archive ``name`` has its members' bytes changed by ``change`` (a
+    dict of member name -> bytes, edited in place), re-zipped: a crafted file."""
+    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "agent")
+    path = tmp_path / "agent" / name
+    with zipfile.ZipFile(path) as archive:
+        files = {member: archive.read(member) for member in archive.namelist()}
+    change(files)
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        for member, data in files.items():
+            archive.writestr(member, data)
+    return tmp_path / "agent"
+
+
+def first_dense_edited(edit):
+    """A ``change`` for online.keras: ``edit`` applied to its first Dense layer's record."""
+
+    def change(files):
+        config = json.loads(files["config.json"])
+        edit(next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense"))
+        files["config.json"] = json.dumps(config).encode()
+
+    return change
+
+
 def test_a_network_that_would_load_an_external_saved_model_is_refused(tmp_path):
     """Keras's TFSMLayer loads a SavedModel from a path its config gives, and that graph runs
     with the network: a checkpoint's .keras that holds one is refused before Keras reads it
     (Keras's safe_mode let it through in 3.12.0 and 3.13.0-3.13.1)."""
-    import json
-    import zipfile
-
-    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "agent")
-    model = tmp_path / "agent" / "online.keras"
-    with zipfile.ZipFile(model) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    config = json.loads(files["config.json"])
-    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
-    dense.update(
-        module="keras.layers",
-        class_name="TFSMLayer",
-        config={"filepath": str(tmp_path / "elsewhere"), "call_endpoint": "serve", "name": "q"},
-    )
-    files["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(model, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
+    saved = {"filepath": str(tmp_path / "elsewhere"), "call_endpoint": "serve", "name": "q"}
+    tfsm = {"module": "keras.layers", "class_name": "TFSMLayer", "config": saved}
+    agent = saved_agent_with(tmp_path, "online.keras", first_dense_edited(lambda d: d.update(tfsm)))
     with pytest.raises(CheckpointError, match="holds a TFSMLayer, an external TensorFlow Saved"):
-        DQNAgent.load(tmp_path / "agent")
+        DQNAgent.load(agent)
 
 
 def test_a_network_file_whose_config_json_nests_too_deep_is_a_corrupt_file_not_a_traceback(
     tmp_path,
 ):
     # Read by dqn's checks before Keras: their RecursionError escaped as a traceback.
-    import zipfile
+    def nested(files):
+        files["config.json"] = b"[" * 100_000 + b"]" * 100_000
 
-    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "agent")
-    model = tmp_path / "agent" / "online.keras"
-    with zipfile.ZipFile(model) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    files["config.json"] = b"[" * 100_000 + b"]" * 100_000
-    with zipfile.ZipFile(model, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
+    agent = saved_agent_with(tmp_path, "online.keras", nested)
     with pytest.raises(CheckpointError, match="corrupt saved agent") as refused:
-        DQNAgent.load(tmp_path / "agent")
+        DQNAgent.load(agent)
     assert "\n" not in str(refused.value)
 
 
 def test_a_network_file_that_declares_more_units_than_its_weights_hold_is_refused(tmp_path):
     """Keras builds a layer's weights before it reads them: a Dense layer's units raised to
     50,000,000 in a 2 KB config.json took 23 GB before the process was killed."""
-    import json
-    import zipfile
-
-    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "agent")
-    model = tmp_path / "agent" / "online.keras"
-    with zipfile.ZipFile(model) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    config = json.loads(files["config.json"])
-    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
-    dense["config"]["units"] = 50_000_000
-    files["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(model, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
+    more_units = first_dense_edited(lambda dense: dense["config"].update(units=50_000_000))
+    agent = saved_agent_with(tmp_path, "online.keras", more_units)
     with pytest.raises(CheckpointError, match=r"online.keras: its Dense layers declare 50,0"):
-        DQNAgent.load(tmp_path / "agent")
+        DQNAgent.load(agent)
 
 
 def test_an_npz_whose_header_claims_more_than_the_file_holds_is_refused_before_allocating(
@@ -548,23 +543,18 @@ def test_an_npz_whose_header_claims_more_than_the_file_holds_is_refused_before_a
     array its header claims before it reads a byte: a 1 MB optimizer.npz took 1 GB."""
     import io
     import tracemalloc
-    import zipfile
 
-    DQNAgent(OBS, ACTIONS, SMALL).save(tmp_path / "agent")
-    path = tmp_path / "agent" / "optimizer.npz"
-    with zipfile.ZipFile(path) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    claim = io.BytesIO()
-    header = {"descr": "<f4", "fortran_order": False, "shape": (50_000_000,)}  # 200 MB
-    np.lib.format.write_array_header_1_0(claim, header)
-    files["adam_m.npy"] = claim.getvalue() + bytes(4096)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
+    def claim(files):
+        data = io.BytesIO()
+        header = {"descr": "<f4", "fortran_order": False, "shape": (50_000_000,)}  # 200 MB
+        np.lib.format.write_array_header_1_0(data, header)
+        files["adam_m.npy"] = data.getvalue() + bytes(4096)
+
+    agent = saved_agent_with(tmp_path, "optimizer.npz", claim, zipfile.ZIP_DEFLATED)
     tracemalloc.start()
     try:
         with pytest.raises(CheckpointError, match=r"adam_m.npy claims 200,000,000 bytes of data"):
-            DQNAgent.load(tmp_path / "agent")
+            DQNAgent.load(agent)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
