@@ -301,14 +301,14 @@ def run_comparison(
             name = run_name(variant.label, seed)
             folder = out / "runs" / name
             cfg = configs[variant.label, seed].to_dict()
-            # A folder left by another study (other config, --set or variant overrides) is
-            # neither reported as this one's nor overwritten.
-            # A rerun deleted and trained again what such a link leads to, or resumed it.
+            # A rerun deleted and trained again what a link here leads to, or resumed it.
             if link := next((f for f in (folder, folder / STUDY_RUN) if f.is_symlink()), None):
                 raise ConfigError(
                     f"{link} is a link: a study's runs are folders of its own; remove the "
                     "link, or give another output folder (--out)"
                 )
+            # A folder left by another study (other config, --set or variant overrides) is
+            # neither reported as this one's nor overwritten.
             if run_is_missing(folder):
                 missing.append(name)
             elif (difference := settings_difference(folder, cfg)) is not None:

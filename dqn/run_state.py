@@ -364,7 +364,7 @@ def prepare_resume(run_dir: Path, available_memory: int | None = None) -> Resuma
     among it a replay that does not fit ``available_memory`` bytes (None: not checked; the
     callers pass ``dqn.runtime.available_memory_bytes()``, which this TF-free module does not
     import)."""
-    check_checkpoints_folder(run_dir)  # before a damaged checkpoint is set aside in it
+    check_checkpoints_folder(run_dir)  # a resume sets aside, prunes and writes in it
     found = latest_good_checkpoint(run_dir)
     config = read_agent_config(found.path / "agent")
     obs_dim, n_actions = check_env(config.env_id, config.env_kwargs)
