@@ -417,7 +417,7 @@ def _resume_population(
     for config, run_dir in running:
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
     step = _common_good_step(running, marker, out)
-    spaces = check_env(*env_of(configs[0]))  # the members share them
+    spaces = check_env(*env_of(configs[0]))  # the members share them; checked once, here
     try:  # as a new population is checked: before its replays are read back, or a file goes
         check_memory([[c for c, _ in running]], {env_of(c): spaces for c, _ in running})
     except ConfigError as exc:
@@ -427,7 +427,7 @@ def _resume_population(
             checkpoint.prune_checkpoints(run_dir, config.keep_checkpoints)  # prune is redone
         else:  # a member's checkpoints past the step may be needed yet: leftovers only
             checkpoint.remove_leftovers(run_dir)
-    loop = _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard)
+    loop = _resumed_loop(configs, run_dirs, out, step, stopped, spaces, log_tensorboard)
     return _signalled(loop, loop.run(progress, on_eval))
 
 
@@ -532,13 +532,12 @@ def _new_loop(configs, run_dirs, out: Path, log_tensorboard: bool) -> Population
     return loop
 
 
-def _resumed_loop(configs, run_dirs, out, step, stopped, log_tensorboard) -> PopulationLoop:
+def _resumed_loop(configs, run_dirs, out, step, stopped, spaces, log_tensorboard) -> PopulationLoop:
+    """``spaces``: the members' (obs_dim, n_actions), checked by the caller."""
     from dqn.agent import DQNAgent
 
     own_pools = configure_runtime(configs[0])
-    first_env = config_env(configs[0])
-    obs_dim, n_actions = check_spaces(first_env.observation_space, first_env.action_space)
-    first_env.close()
+    obs_dim, n_actions = spaces
     net = Network(configs[0], obs_dim, n_actions)
     slots, states, unrestored = [], [], []
     for i, (config, run_dir) in enumerate(zip(configs, run_dirs)):
