@@ -6,6 +6,7 @@ hold, and the checks that need no TensorFlow, are in ``dqn.agent_files``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 import zipfile
@@ -180,6 +181,15 @@ def load_adam_file(path: Path) -> dict[str, np.ndarray]:
     for key, value in adam.items():  # a string's step failed in np.float32 with a traceback
         if value.dtype.kind != "f":
             raise corrupt_file(path, f"{key} holds {value.dtype}, not floating-point numbers")
+    # Adam's step count and its second moment are never negative, nor the count a fraction: a
+    # step of -1e9 overflowed beta ** step in the next update (a traceback), and a negative
+    # moment's square root made every weight NaN. (NaN moments are kept: an agent saved after
+    # it diverged holds them, and loads for inspection.)
+    step = float(adam["adam_step"])
+    if not math.isfinite(step) or step < 0 or not step.is_integer():
+        raise corrupt_file(path, f"adam_step is {step:g}, not a count of steps")
+    if (adam["adam_v"] < 0).any():
+        raise corrupt_file(path, "adam_v holds negative values (a mean of squares)")
     return {key: value.astype(np.float32, copy=False) for key, value in adam.items()}
 
 

@@ -25,12 +25,15 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
+import inspect
 import sys
 import types
 from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
+
+from dqn.errors import brief
 
 _SCALARS = (bool, int, float, str, type(None))
 # Attributes that describe the env rather than hold its state (and are rebuilt by gym.make).
@@ -204,45 +207,116 @@ def _plain_fields(value: Any) -> dict[str, Any] | None:
 def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
     """Set the recorded attributes on a freshly made env of the same id (no reset needed).
 
-    Returns the snapshot's uncaptured state and, as "Layer.attribute", each checked table of the
-    fresh env that differs from the one captured: what the resumed env may not hold as it was.
-    Raises ValueError if the wrapper chain differs (another env id or other wrappers).
+    Returns the snapshot's uncaptured state, as "Layer.attribute" each checked table of the
+    fresh env that differs from the one captured, and each attribute the fresh env records that
+    the snapshot does not hold (an env edited since, a wrapper of a newer gymnasium): what the
+    resumed env may not hold as it was.
+
+    Raises ValueError, before anything is set, if the wrapper chain differs (another env id or
+    other wrappers) or a record is not one ``capture_env_state`` writes: an entry of another
+    layout, a name that is a method or the env's own wiring (``env``, a space), a plain value
+    where the fresh env holds a generator, an object or a table. A checkpoint is read as data;
+    under a valid manifest such records set an env's attributes to anything, and the resumed
+    run failed steps later with a traceback.
     """
     chain = wrapper_chain(env)
-    if len(chain) != len(snapshot.layers):
-        raise ValueError(
-            f"the env has {len(chain)} wrapper layers, the snapshot {len(snapshot.layers)}"
-        )
-    unrestored = list(snapshot.uncaptured)
-    for layer, record in zip(chain, snapshot.layers):
+    layers, uncaptured = snapshot.layers, snapshot.uncaptured
+    if not isinstance(layers, list) or not all(isinstance(r, dict) for r in layers):
+        raise ValueError("its recorded env state is not a list of layers of attributes")
+    if not isinstance(uncaptured, list) or not all(isinstance(n, str) for n in uncaptured):
+        raise ValueError("its list of uncaptured env state is not a list of names")
+    if len(chain) != len(layers):
+        raise ValueError(f"the env has {len(chain)} wrapper layers, the snapshot {len(layers)}")
+    fresh = capture_env_state(env)
+    unrestored = list(uncaptured)
+    settings: list[tuple[Any, str, Any]] = []  # set once every record has been read
+    for layer, record, had in zip(chain, layers, fresh.layers):
+        where = type(layer).__name__
         for name, entry in record.items():
+            _check_name(layer, name, where)
+            what = f"{where}.{name}"
+            if not isinstance(entry, dict):
+                raise ValueError(f"its recorded {what} is not an entry dqn writes")
+            if name not in had and vars(layer).get(name) is not None:
+                raise ValueError(f"its recorded {what} is not state dqn restores")
+            recorded, current = _kind(entry, what), _kind(had.get(name, {"value": None}), what)
+            if recorded and current and recorded != current and _STRONG & {recorded, current}:
+                raise ValueError(f"its recorded {what} is {recorded}, the env's is {current}")
             if "digest" in entry:
                 if _table_digest(getattr(layer, name, None)) != entry["digest"]:
-                    unrestored.append(f"{type(layer).__name__}.{name}")
+                    unrestored.append(what)
                 continue
             if "fields" not in entry:
-                setattr(layer, name, _value(entry, snapshot.arrays))
+                settings.append((layer, name, _value(entry, snapshot.arrays, what)))
                 continue
+            if not isinstance(entry.get("class"), str):
+                raise ValueError(f"its recorded {what} names no class")
+            kind = _recorded_class(entry["class"])
             if (target := getattr(layer, name, None)) is None:  # made on the first reset
-                target = object.__new__(_recorded_class(entry["class"]))
-                setattr(layer, name, target)
+                target = object.__new__(kind)
+                settings.append((layer, name, target))
+            if not isinstance(entry["fields"], dict):
+                raise ValueError(f"its recorded {what} has no mapping of fields")
             for field, item in entry["fields"].items():
-                setattr(target, field, _value(item, snapshot.arrays))
-        # Gymnasium's PassiveEnvChecker (1.4) keeps the first step's (obs, info), not plain data
-        # and so not captured, to warn on the second step if an env reuses its buffers. Restored
-        # between those two steps (a checkpoint at env step 1), it would compare with None and
-        # crash: the warning is about the env's code, and an env of this id was checked already.
+                _check_name(target, field, f"{what}")
+                if not isinstance(item, dict) or not ({"value", "array"} & item.keys()):
+                    raise ValueError(f"its recorded {what}.{field} is not a number or an array")
+                settings.append((target, field, _value(item, snapshot.arrays, f"{what}.{field}")))
+        unrestored += [f"{where}.{name}" for name in had if name not in record]
+    for target, name, value in settings:
+        setattr(target, name, value)
+    for layer in chain:
+        # Gymnasium's PassiveEnvChecker (1.4) keeps the first step's (obs, info), not plain
+        # data and so not captured, to warn on the second step if an env reuses its buffers.
+        # Restored between those two steps (a checkpoint at env step 1), it would compare with
+        # None and crash: the warning is about the env's code, and an env of this id was checked.
         if getattr(layer, "checked_data_reuse", True) is False:
             if getattr(layer, "_previous_data", None) is None:
                 layer.checked_data_reuse = True
     return unrestored
 
 
+def _check_name(owner: Any, name: Any, where: str) -> None:
+    """ValueError unless ``name`` may be set on ``owner`` as data: not a dunder, not a method,
+    property or other descriptor of its class (a recorded ``step`` hid the env's method)."""
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("__"):
+        raise ValueError(f"its recorded state of {where} names {brief(name)}, no attribute")
+    found = inspect.getattr_static(type(owner), name, None)
+    if callable(found) or hasattr(type(found), "__get__") and not isinstance(found, _SCALARS):
+        raise ValueError(f"its recorded state of {where} names {name}, a method of the env's")
+
+
+# What an env holds that a record of another kind must not replace (its generator, its
+# statistics object, its transition table), nor be made of a plain value. Plain values may
+# change kind as an env runs (a list of None becomes a list of arrays, 0 an array), and are
+# set as recorded.
+_STRONG = frozenset({"a generator", "an object", "a table"})
+
+
+def _kind(entry: dict[str, Any], what: str) -> str | None:
+    """What a record holds, in words (None for None or a list of None, which an env fills on
+    its first reset): a generator, an object, a table, or a plain value's kind."""
+    if "digest" in entry:
+        return "a table"
+    if "generator" in entry:
+        return "a generator"
+    if "fields" in entry:
+        return "an object"
+    if "arrays" in entry or "array" in entry:
+        return "numbers"
+    if "value" not in entry:
+        raise ValueError(f"its recorded {what} is not an entry dqn writes")
+    value = entry["value"]
+    if value is None or isinstance(value, list) and all(v is None for v in value):
+        return None
+    return "a plain value"
+
+
 def unrestored_warning(env_id: str, unrestored: list[str], resumed: str) -> str:
     """The resume's warning for what ``restore_env_state`` could not set back."""
     return (
-        f"{env_id} keeps state in {', '.join(dict.fromkeys(unrestored))}, which a checkpoint "
-        f"cannot capture: {resumed} may differ from an uninterrupted one"
+        f"{env_id} keeps state in {', '.join(dict.fromkeys(unrestored))}, which the checkpoint "
+        f"does not hold: {resumed} may differ from an uninterrupted one"
     )
 
 
@@ -282,17 +356,38 @@ def generator_from_state(state: Any) -> np.random.Generator:
     if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
         raise ValueError(f"its generator's bit_generator {name!r} is not numpy's")
     generator = np.random.Generator(kind())
-    generator.bit_generator.state = state
+    try:  # numpy's own checks of the state: its keys, their types, their ranges
+        generator.bit_generator.state = state
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"its generator's state is not one of {name}'s: {brief(exc)}") from None
     return generator
 
 
-def _value(entry: dict[str, Any], arrays: dict[str, np.ndarray]) -> Any:
+def _value(entry: dict[str, Any], arrays: dict[str, np.ndarray], what: str) -> Any:
+    """The value of a record (``_plain_entry``'s and the lists'); ValueError naming ``what``
+    where the record is not one of those, or names an array the checkpoint does not hold."""
+
+    def array(key: Any) -> np.ndarray:
+        if not isinstance(key, str) or key not in arrays:
+            raise ValueError(f"its recorded {what} names an array loop.npz does not hold")
+        return arrays[key]
+
     if "arrays" in entry:
-        return [arrays[key].copy() for key in entry["arrays"]]
+        if not isinstance(entry["arrays"], list):
+            raise ValueError(f"its recorded {what} is not a list of arrays")
+        return [array(key).copy() for key in entry["arrays"]]
     if "array" in entry:
-        arr = arrays[entry["array"]]
+        arr = array(entry["array"])
+        if entry.get("scalar") and arr.ndim:
+            raise ValueError(f"its recorded {what} is a scalar held as an array of {arr.shape}")
         return arr[()] if entry.get("scalar") else arr.copy()
     if "generator" in entry:
-        return generator_from_state(entry["generator"])
-    value = entry["value"]
+        try:
+            return generator_from_state(entry["generator"])
+        except ValueError as exc:
+            raise ValueError(f"its recorded {what}: {exc}") from None
+    value, listed = entry["value"], "tuple" in entry  # a list or tuple is written with its kind
+    items = value if listed and isinstance(value, list) else [value]
+    if listed != isinstance(value, list) or not all(isinstance(v, _SCALARS) for v in items):
+        raise ValueError(f"its recorded {what} is not a number, a text or a list of them")
     return tuple(value) if entry.get("tuple") else value

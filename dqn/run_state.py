@@ -41,6 +41,7 @@ from dqn.errors import CheckpointError, ConfigError
 from dqn.finite import all_finite
 from dqn.io import atomic_write_text, nulls_as_nan
 from dqn.replay import Batch, ReplayBuffer, actions_problem, check_replay_fits
+from dqn.step_metrics import METRIC_NAMES
 
 # 2: an env's checked tables (envstate's "digest" entries), which dqn 1's loop.json reader would
 # take for values. A checkpoint without them is still written as 1, which either reads.
@@ -166,7 +167,7 @@ def load_replay(
             # the ring fills from slot 0: until it is full, it writes next where it ends
             and (n == saved or int(data["position"]) == n)
             and data["obs"].shape == data["next_obs"].shape == (n, obs_dim)
-            and data["rewards"].shape == data["terminated"].shape == (n,)
+            and data["actions"].shape == data["rewards"].shape == data["terminated"].shape == (n,)
         )
     except Exception as exc:  # zip, JSON, a pickled array (refused), a missing key
         raise CheckpointError(f"{path} is not a readable replay buffer: {exc}") from None
@@ -240,7 +241,7 @@ def load_run_state(
             train_seconds=meta["train_seconds"],
             eval_seconds=meta["eval_seconds"],
             pending=[
-                {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith(f"pending{i}.")}
+                {k: arrays[f"pending{i}.{k}"] for k in ("obs", "actions", "rewards")}
                 for i in range(n)
             ],
         )
@@ -248,7 +249,11 @@ def load_run_state(
         raise CheckpointError(f"checkpoint {folder.name} cannot be resumed: {exc!r}") from None
     if loop.obs.shape != (config.num_envs, obs_dim):
         raise CheckpointError(f"checkpoint {folder.name} holds observations of another shape")
-    if problem := _loop_problem(meta, arrays, config.num_envs):
+    try:
+        problem = _loop_problem(meta, arrays, config, obs_dim, n_actions)
+    except KeyError as exc:  # an array or key save_run_state writes
+        problem = f"loop.npz or loop.json holds no {exc}"
+    if problem:
         raise CheckpointError(f"checkpoint {folder.name} cannot be resumed: {problem}")
     # Before anything acts on it: a resume sets aside every checkpoint past its step, so a
     # step of -5 there took the run's good checkpoints with it.
@@ -260,10 +265,13 @@ def load_run_state(
     return loop, replay, env
 
 
-def _loop_problem(meta: dict, arrays: dict, num_envs: int) -> str | None:
-    """What in loop.json or loop.npz is not of the kind ``save_run_state`` writes, or None
-    (under a valid manifest a train_seconds of null was a TypeError mid-resume, and a
-    first_solve of "abc" went into summary.json)."""
+def _loop_problem(
+    meta: dict, arrays: dict, config: DQNConfig, obs_dim: int, n_actions: int
+) -> str | None:
+    """What in loop.json or loop.npz is not of the kind ``save_run_state`` writes, or None.
+    Under a valid manifest, a train_seconds of null was a TypeError mid-resume, a first_solve
+    of "abc" went into summary.json, and a pending step's action of 7, a window row of another
+    width or a probe of text were tracebacks steps or rows later."""
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version > _FORMAT_VERSION:
         return f"loop.json's format_version is {version!r}; this dqn reads up to {_FORMAT_VERSION}"
@@ -280,13 +288,63 @@ def _loop_problem(meta: dict, arrays: dict, num_envs: int) -> str | None:
     solve = meta["first_solve"]
     if solve is not None and not (isinstance(solve, int) and not isinstance(solve, bool)):
         return f"loop.json's first_solve is {solve!r}, not an env step or null"
+    if not isinstance(meta["has_probe"], bool):
+        return f"loop.json's has_probe is {meta['has_probe']!r}, not true or false"
+    num_envs = config.num_envs
     if arrays["pending_reset"].shape != (num_envs,):
         return (
             f"loop.npz's pending_reset has shape {arrays['pending_reset'].shape}, not ({num_envs},)"
         )
-    if arrays["window"].ndim != 2:  # rows of the update metrics logged since the last row
-        return f"loop.npz's window has shape {arrays['window'].shape}, not (rows, metrics)"
+    window = arrays["window"]  # rows of the update metrics logged since the last row
+    if window.ndim != 2 or len(window) and window.shape[1] != len(METRIC_NAMES):
+        return f"loop.npz's window has shape {window.shape}, not (rows, {len(METRIC_NAMES)})"
+    # Each array as the loop keeps it: its shape, numbers, finite where the env's values are.
+    shapes = {
+        "obs": ((num_envs, obs_dim), True),
+        "open_returns": ((num_envs,), True),
+        "episode_returns": ((arrays["episode_returns"].size,), True),
+        "window": (window.shape, False),  # NaN where diagnostics are off
+    }
+    if meta["has_probe"]:
+        size = _rows(arrays["probe.obs"])
+        shapes.update(_steps_shapes("probe.", size, obs_dim, next_obs=True))
+        if size == 0:
+            return "loop.npz's probe batch is empty"
+    for i in range(num_envs):  # each env's steps waiting for their n-th successor
+        size = _rows(arrays[f"pending{i}.actions"])
+        if size >= config.n_step:
+            return f"loop.npz's pending{i} holds {size} steps, more than n_step - 1"
+        shapes.update(_steps_shapes(f"pending{i}.", size, obs_dim, next_obs=False))
+    for key, (shape, finite) in shapes.items():
+        value = arrays[key]
+        if value.shape != shape or value.dtype.kind not in "biuf":
+            return f"loop.npz's {key} is {value.dtype} of shape {value.shape}, not numbers {shape}"
+        if finite and not all_finite(value):
+            return f"loop.npz's {key} holds NaN or infinite values"
+    for key in ["probe.actions"] * meta["has_probe"] + [
+        f"pending{i}.actions" for i in range(num_envs)
+    ]:
+        if problem := actions_problem(arrays[key], n_actions):
+            return f"loop.npz's {key} {problem}"
+    if meta["has_probe"] and not np.isin(arrays["probe.terminated"], (0, 1)).all():
+        return "loop.npz's probe.terminated holds values other than 0 and 1"
     return None
+
+
+def _rows(array: np.ndarray) -> int:
+    """The rows of an array of steps; -1, which no shape has, for a 0-d one."""
+    return array.shape[0] if array.ndim else -1
+
+
+def _steps_shapes(prefix: str, size: int, obs_dim: int, next_obs: bool) -> dict:
+    """key -> (shape, finite) of a batch of ``size`` steps in loop.npz (a probe, n-step steps)."""
+    shapes = {f"{prefix}obs": ((size, obs_dim), True)}
+    if next_obs:
+        shapes |= {
+            f"{prefix}next_obs": ((size, obs_dim), True),
+            f"{prefix}terminated": ((size,), False),
+        }
+    return shapes | {f"{prefix}actions": ((size,), False), f"{prefix}rewards": ((size,), True)}
 
 
 class Resumable(NamedTuple):

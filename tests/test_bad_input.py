@@ -24,6 +24,7 @@ from dqn.checkpoint import write_manifest
 from dqn.cli import evaluate_main, train_main
 from dqn.errors import CheckpointError, ConfigError, UnsupportedSpaceError
 from dqn.members import member_bytes
+from dqn.step_metrics import METRIC_NAMES
 from tests.conftest import TINY_RUN, register_once
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -499,6 +500,52 @@ def resigned_loop_arrays(**changes):
     return change
 
 
+def resigned_env_state(layer: int, name: str, change):
+    """A case: the newest checkpoint's recorded env state with attribute ``name`` of wrapper
+    ``layer`` (0: TimeLimit, -1: CartPoleEnv) set to ``change(entry)``, its manifest re-signed
+    and the summary gone (so that the resume restores it). Such records set an env's
+    attributes to anything: a recorded ``step`` hid the env's method, an ``env`` replaced the
+    wrapper's inner env, a generator state of another layout was numpy's KeyError."""
+
+    def damage(run):
+        ckpt = only_latest(run)
+        (run / "summary.json").unlink()
+        meta = json.loads((ckpt / "loop.json").read_text())
+        meta["env_layers"][layer][name] = change(meta["env_layers"][layer].get(name))
+        (ckpt / "loop.json").write_text(json.dumps(meta))
+        write_manifest(ckpt, 600)
+
+    return damage
+
+
+def with_generator_state(state):
+    """``change`` for ``resigned_env_state``: a generator entry whose ``state`` is ``state``."""
+    return lambda entry: {"generator": {**entry["generator"], "state": state}}
+
+
+def resigned_optimizer(**changes):
+    """A case: the newest checkpoint's agent/optimizer.npz with ``changes``, re-signed."""
+
+    def damage(run):
+        ckpt = only_latest(run)
+        (run / "summary.json").unlink()
+        path = ckpt / "agent" / "optimizer.npz"
+        with np.load(path) as npz:
+            data = {k: npz[k] for k in npz.files}
+        np.savez(path, **{**data, **changes})
+        write_manifest(ckpt, 600)
+
+    return damage
+
+
+def drop_loop_array(run, key: str):
+    ckpt = only_latest(run)
+    with np.load(ckpt / "loop.npz") as npz:
+        data = {k: npz[k] for k in npz.files if k != key}
+    np.savez(ckpt / "loop.npz", **data)
+    write_manifest(ckpt, 600)
+
+
 def resigned_replay(name: str, change):
     """A case: the newest checkpoint's replay.npz with ``change`` made to its array ``name``,
     its manifest re-signed. Strings for rewards were numpy's "could not convert string to
@@ -620,7 +667,62 @@ RESUME_CASES = {
     ),
     "loop.npz with a window of one row": (
         resigned_loop_arrays(window=np.zeros(3, np.float32)),
-        ["loop.npz's window has shape (3,), not (rows, metrics)"],
+        [f"loop.npz's window has shape (3,), not (rows, {len(METRIC_NAMES)})"],
+    ),
+    "loop.npz with a window of another width": (
+        resigned_loop_arrays(window=np.zeros((2, 3), np.float32)),
+        [f"loop.npz's window has shape (2, 3), not (rows, {len(METRIC_NAMES)})"],
+    ),
+    "loop.npz with a pending step's action past the env's": (
+        resigned_loop_arrays(
+            **{
+                "pending0.obs": np.zeros((1, 4), np.float32),
+                "pending0.actions": np.array([5]),
+                "pending0.rewards": np.array([1.0]),
+            }
+        ),
+        ["loop.npz's pending0.actions must be integers in [0, 2), got values from 5 to 5"],
+    ),
+    "loop.npz with more pending steps than n_step - 1": (
+        resigned_loop_arrays(
+            **{
+                "pending0.obs": np.zeros((10, 4), np.float32),
+                "pending0.actions": np.zeros(10, np.int64),
+                "pending0.rewards": np.ones(10),
+            }
+        ),
+        ["loop.npz's pending0 holds 10 steps, more than n_step - 1"],
+    ),
+    "loop.npz with a probe of text rewards": (
+        resigned_loop_arrays(**{"probe.rewards": np.full(1024, "x")}),
+        ["loop.npz's probe.rewards is <U1 of shape (1024,), not numbers (1024,)"],
+    ),
+    "loop.npz without a pending step's rewards": (
+        lambda run: drop_loop_array(run, "pending0.rewards"),
+        ["step-000000600 cannot be resumed: KeyError('pending0.rewards')"],
+    ),
+    "loop.json whose env state hides the env's step method": (
+        resigned_env_state(-1, "step", lambda entry: {"value": 3}),
+        ["does not fit CartPole-v1: its recorded state of CartPoleEnv names step, a method of"],
+    ),
+    "loop.json whose env state replaces a wrapper's inner env": (
+        resigned_env_state(0, "env", lambda entry: {"value": 3}),
+        ["does not fit CartPole-v1: its recorded TimeLimit.env is not state dqn restores"],
+    ),
+    "loop.json whose env state names an array loop.npz lacks": (
+        resigned_env_state(-1, "state", lambda entry: {"array": "env9.state", "scalar": False}),
+        ["its recorded CartPoleEnv.state names an array loop.npz does not hold"],
+    ),
+    "loop.json whose env generator state is of another layout": (
+        resigned_env_state(-1, "_np_random", with_generator_state({})),
+        [
+            "its recorded CartPoleEnv._np_random: its generator's state is not one of PCG64's: "
+            "KeyError('state')"
+        ],
+    ),
+    "optimizer.npz with a negative step count": (
+        resigned_optimizer(adam_step=np.float32(-1e9)),
+        ["optimizer.npz", "adam_step is -1e+09, not a count of steps"],
     ),
     "loop.json of a later format": (
         resigned_loop(format_version=3),
@@ -633,6 +735,10 @@ RESUME_CASES = {
     "replay with an action past the env's": (
         resigned_replay("actions", with_first(2)),
         ["replay.npz: actions must be integers in [0, 2), got values from 0 to 2"],
+    ),
+    "replay with a column of actions": (
+        resigned_replay("actions", lambda actions: actions[:, None]),
+        ["replay.npz does not fit a replay of"],
     ),
     "checkpoint of another observation shape": (
         other_env,

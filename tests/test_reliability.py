@@ -27,7 +27,7 @@ from dqn import DQNConfig
 from dqn.agent_files import latest_good_checkpoint, list_checkpoints, verify_checkpoint
 from dqn.checkpoint import write_checkpoint
 from dqn.divergence import check_update, q_bound, reward_max
-from dqn.envstate import capture_env_state, restore_env_state
+from dqn.envstate import EnvSnapshot, capture_env_state, restore_env_state, wrapper_chain
 from dqn.errors import CheckpointError, CheckpointWarning, DivergenceError
 from dqn.replay import ReplayBuffer
 from dqn.run_state import load_replay, save_replay
@@ -1150,7 +1150,7 @@ def test_a_resume_warns_of_state_it_cannot_capture_once_and_of_a_checked_table_n
             [
                 f"{counted} keeps state in RecordEpisodeStatistics.time_queue, "
                 "RecordEpisodeStatistics.return_queue, RecordEpisodeStatistics.length_queue, "
-                "which a checkpoint cannot capture: "
+                "which the checkpoint does not hold: "
                 f"{'each resumed member' if population else 'the resumed run'} may differ from "
                 "an uninterrupted one"
             ],
@@ -1295,6 +1295,83 @@ def test_a_checkpoint_cannot_make_a_class_with_a_finalizer():
     snapshot = _tally_snapshot(**{"class": f"{CollectedTally.__module__}:CollectedTally"})
     with pytest.raises(ValueError, match="CollectedTally of its recorded state is not a plain"):
         restore_env_state(Tallied(gym.make("CartPole-v1")), snapshot)
+
+
+def _on_disk(env) -> EnvSnapshot:
+    """A snapshot of ``env`` as a checkpoint's loop.json holds it."""
+    snapshot = capture_env_state(env)
+    return snapshot._replace(layers=json.loads(json.dumps(snapshot.layers)))
+
+
+def test_state_a_fresh_env_holds_and_the_checkpoint_lacks_is_named_not_refused():
+    # An env edited since the checkpoint (an attribute added), or a wrapper of a newer
+    # gymnasium: the fresh env's value stays, and the resume's warning names it.
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    env.step(0)
+    snapshot = _on_disk(env)
+    del snapshot.layers[0]["_elapsed_steps"]
+    restored = gym.make("CartPole-v1")
+    assert restore_env_state(restored, snapshot) == ["TimeLimit._elapsed_steps"]
+    assert restored.unwrapped.state.tolist() == env.unwrapped.state.tolist()
+
+
+@pytest.mark.parametrize(
+    "env_id, name, entry, problem",
+    [
+        (
+            "FrozenLake-v1",
+            "P",
+            {"value": 3},
+            "FrozenLakeEnv.P is a plain value, the env's is a table",
+        ),
+        ("CartPole-v1", "gravity", {"value": [1, 2]}, "CartPoleEnv.gravity is not a number, a"),
+        ("CartPole-v1", "gravity", {"value": 3, "tuple": True}, "CartPoleEnv.gravity is not a"),
+        ("CartPole-v1", "gravity", {"size": 3}, "CartPoleEnv.gravity is not an entry dqn writes"),
+        ("CartPole-v1", "gravity", 3, "CartPoleEnv.gravity is not an entry dqn writes"),
+    ],
+)
+def test_a_record_of_another_kind_or_layout_is_refused_before_anything_is_set(
+    env_id, name, entry, problem
+):
+    # FrozenLake's transition table is checked, never set: a record that would set it to a
+    # number is refused, as a record of no layout capture_env_state writes is; the fresh env
+    # is left as it was made.
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    env.step(1)
+    snapshot = _on_disk(env)
+    snapshot.layers[-1][name] = entry
+    fresh = gym.make(env_id)
+    before = [dict(vars(layer)) for layer in wrapper_chain(fresh)]
+    with pytest.raises(ValueError, match=re.escape(f"its recorded {problem}")):
+        restore_env_state(fresh, snapshot)
+    assert [vars(layer) for layer in wrapper_chain(fresh)] == before  # nothing set
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"class": 7}, "its recorded Tallied.tally names no class"),
+        ({"fields": [1]}, "its recorded Tallied.tally has no mapping of fields"),
+        ({"fields": {"n": {"generator": {}}}}, "Tallied.tally.n is not a number or an array"),
+        ({"fields": {"__class__": {"value": 1}}}, "state of Tallied.tally names '__class__'"),
+    ],
+)
+def test_an_objects_record_must_name_its_class_and_its_numbers(change, problem):
+    snapshot = _tally_snapshot(**change)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        restore_env_state(Tallied(gym.make("CartPole-v1")), snapshot)
+
+
+@pytest.mark.parametrize("name", ["__class__", "reset", "np_random", "unwrapped", "9lives"])
+def test_a_record_cannot_name_a_method_a_property_or_a_dunder(name):
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    snapshot = _on_disk(env)
+    snapshot.layers[-1][name] = {"value": 3}
+    with pytest.raises(ValueError, match="its recorded state of CartPoleEnv names"):
+        restore_env_state(gym.make("CartPole-v1"), snapshot)
 
 
 @pytest.mark.parametrize("name", ["test", "default_rng", "Generator", 7])
@@ -1633,3 +1710,13 @@ def test_checkpoints_past_a_billion_env_steps_are_listed_in_step_order(tmp_path)
     leftover.mkdir()
     remove_leftovers(tmp_path)
     assert not leftover.exists()
+
+
+@pytest.mark.slow
+def test_the_checkpoint_fuzzer_runs_and_finds_nothing_in_a_few_cases(capsys):
+    # tests/fuzz_checkpoint.py is run by hand (hundreds of cases); a few here keep it working.
+    from tests.fuzz_checkpoint import main
+
+    assert main(["--cases", "12", "--seed", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"resumed: \d+, refused: \d+, env's: \d+, other: 0 \(12 cases\)", out[-1])
