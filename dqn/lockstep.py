@@ -86,9 +86,40 @@ def is_plain_cartpole(env: gym.Env) -> bool:
     return all(t in _WRAPPERS for t in wrappers) and len(set(wrappers)) == len(wrappers)
 
 
+def _holds_cartpole_state(env: gym.Env) -> bool:
+    """True if a CartPole's attributes are of the kinds its own code writes: the physics state
+    4 floats or None, the step counts integers or None, its constants numbers (a text and a
+    flag). A resumed env holds what a checkpoint recorded, and a state of another shape stopped
+    ``CartPoleLockstep`` with numpy's traceback; stepped through gymnasium instead, such an env
+    fails in its own code, as in a single run."""
+
+    def count(value) -> bool:
+        return value is None or isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+    def constant(name: str, value) -> bool:
+        kinds = {"kinematics_integrator": str, "_sutton_barto_reward": bool}
+        if name in kinds:
+            return isinstance(value, kinds[name])
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    core, limit = env.unwrapped, _find(env, TimeLimit)
+    if not all(constant(name, getattr(core, name, None)) for name in _PHYSICS):
+        return False
+    state = core.state
+    shaped = state is None or (
+        isinstance(state, np.ndarray) and state.shape == (4,) and state.dtype.kind == "f"
+    )
+    limits = limit is None or (
+        count(limit._elapsed_steps)
+        and limit._max_episode_steps is not None
+        and count(limit._max_episode_steps)
+    )
+    return shaped and count(core.steps_beyond_terminated) and limits
+
+
 def lockstep(envs: list[gym.Env]) -> Lockstep:
     """The fastest exact way to step these envs together."""
-    if envs and all(is_plain_cartpole(e) for e in envs):
+    if envs and all(is_plain_cartpole(e) and _holds_cartpole_state(e) for e in envs):
         first = envs[0].unwrapped
         same = all(
             getattr(e.unwrapped, name) == getattr(first, name) for e in envs for name in _PHYSICS

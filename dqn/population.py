@@ -51,6 +51,7 @@ from dqn.errors import (
     CheckpointWarning,
     ConfigError,
     UnsupportedSpaceError,
+    few,
     raise_if_signalled,
     writing,
 )
@@ -81,7 +82,13 @@ from dqn.population_files import (
 from dqn.population_loop import PopulationLoop, Slot
 from dqn.replay import ReplayBuffer
 from dqn.run_log import METRICS_COLUMNS, MetricWindow, Progress
-from dqn.run_state import LoopState, check_run_config, ended_summary, load_run_state
+from dqn.run_state import (
+    LoopState,
+    check_run_config,
+    ended_summary,
+    load_run_state,
+    summary_problem,
+)
 from dqn.runtime import configure_runtime
 
 OnEval = Callable[[dict, MemberAgent], "bool | None"]  # train_population's on_eval(row, member)
@@ -397,6 +404,8 @@ def _resume_population(
     from dqn.envs import check_env
 
     marker, stopped = _step_marker(out, run_dirs)
+    if any(not 0 <= i < len(run_dirs) for i in stopped):
+        raise CheckpointError(f"population {out}: {STEP_FILE} stops members it does not have")
     total = configs[0].total_env_steps
     if marker >= total and all(
         i in stopped or ended_summary(d, total) is not None for i, d in enumerate(run_dirs)
@@ -414,6 +423,12 @@ def _resume_population(
                 f"population {out}: member {relative(run_dir, out)}'s run folder is missing"
             )
         check_checkpoints_folder(run_dir)
+    for i in stopped:  # its results are read from its summary at the end
+        if problem := summary_problem(run_dirs[i]):
+            raise CheckpointError(
+                f"population {out}: member {relative(run_dirs[i], out)} is recorded as stopped, "
+                f"and its summary.json {problem}"
+            )
     for config, run_dir in running:
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
     step = _common_good_step(running, marker, out)
@@ -552,6 +567,15 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, spaces, log_tensorboard
             agent = DQNAgent.load(folder / "agent")  # verified by _common_good_step
             state = agent.state
             loop, replay, snapshot = load_run_state(folder, config, obs_dim, n_actions)
+            if loop.columns != (columns := [*METRICS_COLUMNS, *net.diagnostic_names()]):
+                # As a run's resume checks (an edited header was csv's ValueError mid-run).
+                odd = [c for c in loop.columns if c not in columns]
+                lacks = [c for c in columns if c not in loop.columns]
+                what = f"has {few(odd)}" if odd else f"lacks {few(lacks)}" if lacks else "order"
+                raise CheckpointError(
+                    f"checkpoint {folder}: its metrics.csv's header {what}: not the columns of "
+                    "the population's metrics"
+                )
             env = config_env(config)
             try:
                 unrestored += restore_env_state(env, snapshot)

@@ -77,7 +77,10 @@ def read_step_marker(out: Path) -> tuple[int, list[int]]:
         )
     try:
         marker = json.loads(path.read_text())
-        return int(marker["env_step"]), [int(i) for i in marker["stopped"]]
+        step, stopped = marker["env_step"], marker["stopped"]
+        if not all(type(n) is int for n in (step, *stopped)):  # as written: ints, in a list
+            raise TypeError
+        return step, list(stopped)
     except (ValueError, KeyError, TypeError):
         raise CheckpointError(f"population {out}: {STEP_FILE} is corrupt") from None
 

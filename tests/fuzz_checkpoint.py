@@ -1,12 +1,15 @@
 """Mutate a checkpoint's files at random, re-sign its manifest, and resume from it.
 
-    python -m tests.fuzz_checkpoint [--cases 500] [--seed 0]
+    python -m tests.fuzz_checkpoint [--cases 500] [--seed 0] [--population]
 
-Trains a tiny CartPole run (numpy learner) into a temporary folder, then, case by case, copies
-it, changes one file of its newest checkpoint (a JSON or YAML value or key, an ``.npz`` array's
-dtype, shape, values or presence, a network file's config or weights, a CSV cell, or its raw
-bytes), re-signs the checkpoint's manifest as a crafted folder would, and calls
-``DQNAgent.load`` (where the agent's files changed) and ``dqn.loop.resume``.
+Trains a tiny CartPole run (numpy learner; with ``--population``, a population of two members)
+into a temporary folder, then, case by case, copies it, changes one file of its newest
+checkpoint or its run's ``config.yaml`` or ``metrics.csv`` (and a population's own
+``population.json`` and ``population-step.json``): a JSON or YAML value or key, an ``.npz``
+array's dtype, shape, values or presence, a network file's config or weights, a CSV cell, or
+its raw bytes. It re-signs the checkpoints' manifests, as a crafted folder would, and calls
+``DQNAgent.load`` (where an agent's files changed) and ``dqn.loop.resume`` (or
+``dqn.population.resume_population``).
 
 Every outcome must be a resumed run or one of dqn's one-line errors (a ``DQNError``). An
 exception raised in an env's own code (``dqn.errors.raised_by_env``: a CartPole ``state`` of
@@ -159,64 +162,99 @@ BY_SUFFIX = {
 }
 
 
-def tiny_run(folder: Path) -> Path:
-    """A CartPole run stopped after its first checkpoint (step 300 of 600), to resume."""
-    from dqn import DQNConfig, train
+TINY = dict(
+    total_env_steps=600,
+    learning_starts_env_steps=100,
+    train_every_env_steps=50,
+    gradient_steps_per_train=4,
+    target_update_every_grad_steps=4,
+    eval_every_env_steps=300,
+    eval_episodes=2,
+    final_eval_episodes=2,
+    checkpoint_every_env_steps=300,
+    hidden_sizes=[8],
+    buffer_size=1000,
+    batch_size=8,
+    n_step=3,
+    learner="numpy",
+)
 
-    config = DQNConfig(
-        total_env_steps=600,
-        learning_starts_env_steps=100,
-        train_every_env_steps=50,
-        gradient_steps_per_train=4,
-        target_update_every_grad_steps=4,
-        eval_every_env_steps=300,
-        eval_episodes=2,
-        final_eval_episodes=2,
-        checkpoint_every_env_steps=300,
-        hidden_sizes=[8],
-        buffer_size=1000,
-        batch_size=8,
-        n_step=3,
-        learner="numpy",
-    )
-    run = train(config, run_dir=folder / "run", progress=False, log_tensorboard=False).run_dir
+
+def as_if_killed_at_300(run: Path) -> None:
+    """A finished run as if killed after its checkpoint at step 300 of 600."""
     shutil.rmtree(run / "checkpoints" / "step-000000600")
     (run / "summary.json").unlink()
-    return run
+
+
+def tiny_run(folder: Path) -> tuple[Path, list[Path]]:
+    """A CartPole run stopped after its first checkpoint, and its files to mutate."""
+    from dqn import DQNConfig, train
+
+    run = train(DQNConfig(**TINY), run_dir=folder / "run", progress=False, log_tensorboard=False)
+    as_if_killed_at_300(run.run_dir)
+    return run.run_dir, [run.run_dir]
+
+
+def tiny_population(folder: Path) -> tuple[Path, list[Path]]:
+    """A population of two members (huber and l2) stopped after its first checkpoint."""
+    from dqn import DQNConfig, train_population
+    from dqn.population_files import write_step_marker
+
+    out = folder / "population"
+    members = [({"loss": "huber"}, 0), ({"loss": "l2"}, 1)]
+    results = train_population(
+        DQNConfig(**TINY), members, out_dir=out, progress=False, log_tensorboard=False
+    )
+    for member in results:
+        as_if_killed_at_300(member.run_dir)
+    write_step_marker(out, 300, [])
+    return out, [m.run_dir for m in results]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--population", action="store_true", help="a population's, not a run's")
     args = parser.parse_args(argv)
 
     from dqn import DQNAgent
     from dqn.checkpoint import write_manifest
     from dqn.errors import DQNError, raised_by_env
     from dqn.loop import resume
+    from dqn.population import resume_population
 
     rng = random.Random(args.seed)
     counts = {"resumed": 0, "refused": 0, "env's": 0, "other": 0}
     seen: set[tuple[str, str, str]] = set()
     with tempfile.TemporaryDirectory() as scratch:
-        base = tiny_run(Path(scratch))
+        base, base_runs = (tiny_population if args.population else tiny_run)(Path(scratch))
         for case in range(args.cases):
-            run = Path(scratch) / "case"
-            shutil.rmtree(run, ignore_errors=True)
-            shutil.copytree(base, run)
-            checkpoint = run / "checkpoints" / "step-000000300"
-            files = [p for p in checkpoint.rglob("*") if p.is_file() and p.name != "manifest.json"]
-            target = rng.choice([*files, run / "config.yaml", run / "metrics.csv"])
+            folder = Path(scratch) / "case"
+            shutil.rmtree(folder, ignore_errors=True)
+            shutil.copytree(base, folder)
+            runs = [folder / r.relative_to(base) for r in base_runs]
+            checkpoints = [r / "checkpoints" / "step-000000300" for r in runs]
+            files = [
+                p
+                for path in (*checkpoints, *(r / n for r in runs for n in RUN_FILES))
+                for p in ([path] if path.is_file() else path.rglob("*"))
+                if p.is_file() and p.name != "manifest.json"
+            ]
+            if args.population:  # the population's own files, as often as a member's
+                files += [folder / "population.json", folder / "population-step.json"] * 4
+            target = rng.choice(files)
             mutate = mutate_bytes if rng.random() < 0.15 else BY_SUFFIX[target.suffix]
             mutate(target, rng)
-            write_manifest(checkpoint, 300)
-            what = f"case {case}: {mutate.__name__} of {target.relative_to(run)}"
+            for checkpoint in checkpoints:
+                write_manifest(checkpoint, 300)
+            what = f"case {case}: {mutate.__name__} of {target.relative_to(folder)}"
+            go_on = resume_population if args.population else resume
             calls = [
-                ("resume", functools.partial(resume, run, progress=False, log_tensorboard=False))
+                ("resume", functools.partial(go_on, folder, progress=False, log_tensorboard=False))
             ]
             if "agent" in target.parts:
-                calls.insert(0, ("load", functools.partial(DQNAgent.load, checkpoint / "agent")))
+                calls.insert(0, ("load", functools.partial(DQNAgent.load, target.parent)))
             for name, call in calls:
                 try:
                     with warnings.catch_warnings():
@@ -237,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"    at {where.filename}:{where.lineno} ({where.name})")
     print(", ".join(f"{k}: {v}" for k, v in counts.items()), f"({args.cases} cases)")
     return 1 if counts["other"] else 0
+
+
+# A run's own files beside its checkpoints that a resume reads.
+RUN_FILES = ("config.yaml", "metrics.csv")
 
 
 if __name__ == "__main__":

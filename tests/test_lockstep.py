@@ -192,6 +192,32 @@ def test_members_that_differ_in_any_physics_attribute_do_not_share_a_pass(name):
     assert type(lockstep([gym.make("CartPole-v1"), other])) is Lockstep
 
 
+@pytest.mark.parametrize(
+    "layer, name, value",
+    [
+        ("core", "state", np.zeros(2)),  # a checkpoint's state of 2 numbers
+        ("core", "state", np.zeros(4, np.int64)),
+        ("core", "state", [0.0] * 4),
+        ("core", "steps_beyond_terminated", "x"),
+        ("core", "gravity", np.array([9.8])),  # an array: == gave an array, its truth an error
+        ("core", "gravity", "9.8"),
+        ("limit", "_elapsed_steps", 1.5),
+        ("limit", "_max_episode_steps", None),
+    ],
+)
+def test_a_cartpole_holding_what_its_own_code_never_writes_steps_through_gymnasium(
+    layer, name, value
+):
+    # A resumed member's CartPole holds what its checkpoint recorded: a state of another shape
+    # stopped the numpy pass with its traceback; stepped through gymnasium, such an env fails in
+    # its own code, as a single run's does.
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    env.step(0)
+    setattr(env.unwrapped if layer == "core" else env, name, value)  # env: the TimeLimit
+    assert type(lockstep([gym.make("CartPole-v1"), env])) is Lockstep
+
+
 def test_rewards_keep_the_float64_the_env_returned():
     # A reward of 0.1 in float32 is 0.10000000149...: a population's returns would differ from
     # the single run's, which adds the env's own floats.

@@ -794,6 +794,46 @@ def test_a_member_whose_checkpoints_folder_is_a_link_is_not_resumed(tmp_path):
     assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == kept
 
 
+def test_a_member_whose_checkpoint_has_other_metrics_columns_is_not_resumed(tmp_path):
+    # As a run's resume refuses it: with a column renamed (the manifest re-signed), the
+    # population trained on to its next row and stopped there with csv's ValueError.
+    from dqn.checkpoint import write_manifest
+    from dqn.errors import CheckpointError
+
+    config = BASE.replace(total_env_steps=1_000, checkpoint_every_env_steps=500)
+    train_population(config, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
+    (tmp_path / "p" / "population-step.json").write_text('{"env_step": 500, "stopped": []}')
+    checkpoint = tmp_path / "p" / "member1-seed2" / "checkpoints" / "step-000000500"
+    metrics = checkpoint / "metrics.csv"
+    metrics.write_text(metrics.read_text().replace("q_abs_max", "q_max", 1))
+    write_manifest(checkpoint, 500)
+    with pytest.raises(CheckpointError, match="its metrics.csv's header has q_max: not the"):
+        resume_population(tmp_path / "p", progress=False)
+
+
+@pytest.mark.parametrize(
+    "stopped, problem",
+    [
+        ([1], "member member1-seed2 is recorded as stopped, and its summary.json is unreadable"),
+        ([7], "population-step.json stops members it does not have"),
+    ],
+)
+def test_a_step_marker_that_stops_a_member_without_a_summary_is_refused(tmp_path, stopped, problem):
+    # A stopped member's results are read from its summary.json at the end: with none (a marker
+    # edited, or a member's summary deleted), the others trained to the end, then a
+    # FileNotFoundError traceback.
+    from dqn.errors import CheckpointError
+
+    config = BASE.replace(total_env_steps=1_000, checkpoint_every_env_steps=500)
+    train_population(config, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
+    for member in ("member0-seed1", "member1-seed2"):
+        (tmp_path / "p" / member / "summary.json").unlink()
+    marker = {"env_step": 500, "stopped": stopped}
+    (tmp_path / "p" / "population-step.json").write_text(json.dumps(marker))
+    with pytest.raises(CheckpointError, match=re.escape(problem)):
+        resume_population(tmp_path / "p", progress=False)
+
+
 def test_resuming_a_population_whose_member_config_was_edited_is_refused(tmp_path):
     # A member resumes with the config it was trained with: an edit of its config.yaml would
     # take no effect and describe a run that never happened, as for a single run's resume.
@@ -1321,7 +1361,15 @@ def test_a_members_bad_override_is_named_by_its_label(tmp_path):
 
 @pytest.mark.parametrize(
     "text",
-    ['{"env_step": null, "stopped": []}', '{"env_step": 5, "stopped": 5}', "[]", '{"stopped": []}'],
+    [
+        '{"env_step": null, "stopped": []}',
+        '{"env_step": 5, "stopped": 5}',
+        "[]",
+        '{"stopped": []}',
+        '{"env_step": Infinity, "stopped": []}',  # int() of it was an OverflowError
+        '{"env_step": 5, "stopped": "12"}',  # read as members 1 and 2
+        '{"env_step": 5.5, "stopped": [true]}',
+    ],
 )
 def test_a_step_marker_that_is_not_one_is_called_corrupt(text, tmp_path):
     from dqn.errors import CheckpointError
