@@ -38,6 +38,11 @@ from dqn.errors import brief
 _SCALARS = (bool, int, float, str, type(None))
 # Attributes that describe the env rather than hold its state (and are rebuilt by gym.make).
 _NOT_STATE = (gym.Space, gym.envs.registration.EnvSpec)
+# A gymnasium wrapper's spaces, metadata and spec where it overrides its env's (None where it
+# does not): what a wrapper is, set when it is made. A Space is never recorded (_NOT_STATE), and
+# a dict only checked (its digest), so any other record there is none a capture wrote (a number
+# there broke the wrapper's observation_space).
+_WIRING = frozenset({"_action_space", "_observation_space", "_metadata", "_cached_spec"})
 # Gymnasium's wrappers' own records: the keywords a wrapper was made with (rebuilt by gym.make)
 # and PassiveEnvChecker's copy of a step's output, kept only to warn about an env's own code.
 _NOT_STATE_NAMES = frozenset({"_saved_kwargs", "_previous_data"})
@@ -237,7 +242,9 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
             what = f"{where}.{name}"
             if not isinstance(entry, dict):
                 raise ValueError(f"its recorded {what} is not an entry dqn writes")
-            if name not in had and vars(layer).get(name) is not None:
+            kept = "digest" in entry or "value" in entry and entry["value"] is None
+            wiring = name in _WIRING and not kept
+            if wiring or name not in had and vars(layer).get(name) is not None:
                 raise ValueError(f"its recorded {what} is not state dqn restores")
             recorded, current = _kind(entry, what), _kind(had.get(name, {"value": None}), what)
             if recorded and current and recorded != current and _STRONG & {recorded, current}:

@@ -1364,6 +1364,19 @@ def test_an_objects_record_must_name_its_class_and_its_numbers(change, problem):
         restore_env_state(Tallied(gym.make("CartPole-v1")), snapshot)
 
 
+@pytest.mark.parametrize("entry", [{"value": 3}, {"array": "env0.x", "scalar": True}])
+def test_a_record_cannot_set_a_wrappers_spaces(entry):
+    # A wrapper's _observation_space is None unless it overrides its env's space, and a Space is
+    # never recorded: a number there made the wrapper's observation_space a number.
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    snapshot = _on_disk(env)
+    snapshot.layers[0]["_observation_space"] = entry
+    snapshot.arrays["env0.x"] = np.array(3.0)
+    with pytest.raises(ValueError, match="its recorded TimeLimit._observation_space is not state"):
+        restore_env_state(gym.make("CartPole-v1"), snapshot)
+
+
 @pytest.mark.parametrize("name", ["__class__", "reset", "np_random", "unwrapped", "9lives"])
 def test_a_record_cannot_name_a_method_a_property_or_a_dunder(name):
     env = gym.make("CartPole-v1")
