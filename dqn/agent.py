@@ -29,7 +29,7 @@ from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_a
 from dqn.config import DQNConfig, check_is_config, total_grad_steps
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
 from dqn.envs import check_spaces
-from dqn.errors import ConfigError, InputError, first_line
+from dqn.errors import ConfigError, InputError, first_line, shown
 from dqn.finite import all_finite, check_epsilon
 from dqn.io import write_dir_atomically
 from dqn.learner import Learner, LearnerArrays
@@ -90,8 +90,8 @@ def _shape(obs) -> tuple[int, ...] | None:
 def _what(obs) -> str:
     """How an error shows an argument without an array shape of its own."""
     if isinstance(obs, tuple) and len(obs) == 2 and isinstance(obs[1], dict):
-        return f"{obs!r:.40} (a tuple: env.reset() returns (obs, info), give obs)"
-    return f"{obs!r:.40} (a {type(obs).__name__})"
+        return f"{shown(obs, 40)} (a tuple: env.reset() returns (obs, info), give obs)"
+    return f"{shown(obs, 40)} (a {type(obs).__name__})"
 
 
 def check_one_observation(obs, obs_dim: int, also: str = "") -> None:
@@ -129,7 +129,7 @@ def checked_observations(obs, method: str) -> np.ndarray:
                 cast = np.asarray(obs, np.float32)
     except (TypeError, ValueError, OverflowError, np.exceptions.ComplexWarning):
         # OverflowError: a Python int of 10**400
-        raise InputError(f"{method} takes real numbers, got {obs!r:.80}") from None
+        raise InputError(f"{method} takes real numbers, got {shown(obs, 80)}") from None
     # A NaN observation gives NaN Q-values, and argmax of NaNs is action 0: a silent wrong answer.
     if all_finite(cast):
         return cast
@@ -159,7 +159,7 @@ def _check_arity(network_fn) -> None:
     except TypeError:
         raise ConfigError(
             f"network_fn must be a function of two arguments (obs_dim, n_actions), got "
-            f"{network_fn!r:.80}"
+            f"{shown(network_fn, 80)}"
         ) from None
     except ValueError:  # no signature to read (some builtins): left to the call
         pass

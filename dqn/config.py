@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import yaml
 
-from dqn.errors import ConfigError, InputError, brief, writing
+from dqn.errors import ConfigError, InputError, brief, shown, writing
 from dqn.finite import F32_MAX, F32_TINY
 from dqn.io import atomic_write_text, check_named
 from dqn.yaml_files import BadTaggedValue, dump_yaml, is_decimal_number, load_value, load_yaml
@@ -782,7 +782,7 @@ def check_flag(value, name: str) -> None:
     """InputError unless ``value`` is a bool: a flag given as a string (``"no"``) was true, and
     turned on what it was meant to turn off."""
     if not isinstance(value, bool | np.bool_):  # numpy's bool too
-        raise InputError(f"{name} is True or False, got {value!r:.60}")
+        raise InputError(f"{name} is True or False, got {shown(value, 60)}")
 
 
 def check_reporting(progress, log_tensorboard) -> None:

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from dqn.config import DQNConfig
-from dqn.errors import ConfigError, NonFiniteEnvError, UnsupportedSpaceError, first_line
+from dqn.errors import ConfigError, NonFiniteEnvError, UnsupportedSpaceError, first_line, shown
 from dqn.finite import all_finite, in_float32_range
 
 
@@ -312,7 +312,7 @@ def checked_reward(reward, env: gym.Env) -> float:
     if isinstance(reward, np.ndarray) and reward.ndim == 0 and reward.dtype.kind in "biuf":
         return float(reward)
     raise UnsupportedSpaceError(
-        f"env {env_name(env)} returned the reward {reward!r:.60}: a reward is one number"
+        f"env {env_name(env)} returned the reward {shown(reward, 60)}: a reward is one number"
     )
 
 
@@ -324,7 +324,7 @@ def checked_flag(flag, name: str, env: gym.Env) -> bool:
     if isinstance(flag, np.ndarray) and flag.ndim == 0 and flag.dtype.kind in "biu":
         return bool(flag)
     raise UnsupportedSpaceError(
-        f"env {env_name(env)} returned {name} {flag!r:.60}: terminated and truncated are bools"
+        f"env {env_name(env)} returned {name} {shown(flag, 60)}: terminated and truncated are bools"
     )
 
 

@@ -23,8 +23,20 @@ _BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxdict = _BRIEF.maxset = 12
 def brief(value: object) -> str:
     """``repr(value)`` for a one-line error, cut short (``...``) where it is long or deep: a 1 KB
     YAML file of nested aliases is a value whose whole repr is hundreds of MB."""
-    text = _BRIEF.repr(value)
+    text = _one_line(_BRIEF.repr(value))
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def shown(value: object, width: int) -> str:
+    """``repr(value)`` on one line, cut to ``width`` characters: numpy writes an array of
+    several rows (a 2-D array, a long row) over several lines."""
+    return _one_line(repr(value))[:width]
+
+
+def _one_line(text: str) -> str:
+    """``text`` with each line break and the indent around it as one space (a repr holds a
+    break only where it wraps: a string's own are written as \\n)."""
+    return re.sub(r"\s*\n\s*", " ", text)
 
 
 def add_note(exc: BaseException, note: str) -> None:

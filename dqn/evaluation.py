@@ -11,7 +11,7 @@ import numpy as np
 
 from dqn.config import MAX_EVAL_EPISODES, episode_seeds_fit
 from dqn.envs import checked_obs, checked_reward, env_error, env_name, non_finite_rows
-from dqn.errors import InputError, NonFiniteEnvError, UnsupportedSpaceError
+from dqn.errors import InputError, NonFiniteEnvError, UnsupportedSpaceError, shown
 from dqn.finite import check_epsilon
 from dqn.lockstep import lockstep
 
@@ -125,8 +125,8 @@ def _checked_action(action, agent, env):
         return int(action)  # a policy of obs[2] > 0: gymnasium takes True, not numpy's True_
     if not isinstance(action, int | np.integer):
         raise InputError(
-            f"{type(agent).__name__}.act returned {action!r:.60}, where evaluate needs an action "
-            f"of {env_name(env)}'s {env.action_space} (an int)"
+            f"{type(agent).__name__}.act returned {shown(action, 60)}, where evaluate needs an "
+            f"action of {env_name(env)}'s {env.action_space} (an int)"
         )
     return action
 
@@ -258,7 +258,7 @@ def _check_env(agent, env, what: str) -> None:
         )
     if not isinstance(env, gym.Env):
         raise InputError(
-            f"{what} steps an env, got {type(env).__name__} {env!r:.60}: give "
+            f"{what} steps an env, got {type(env).__name__} {shown(env, 60)}: give "
             "gymnasium.make(env_id)"
         )
     n_actions, space = getattr(agent, "n_actions", None), env.action_space
@@ -295,7 +295,7 @@ def evaluate_side_by_side(
     # [11, 10, 9]), and an id, a single env or no envs failed deep inside.
     if not isinstance(envs, list | tuple) or not envs:
         raise InputError(
-            f"{what} takes a list of envs, one per episode played at once, got {envs!r:.60}"
+            f"{what} takes a list of envs, one per episode played at once, got {shown(envs, 60)}"
         )
     if len({id(e) for e in envs}) != len(envs):
         raise InputError(f"{what}'s envs are each a separate env: one is given more than once")

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from dqn.errors import InputError
+from dqn.errors import InputError, shown
 
 F32_MAX = float(np.finfo(np.float32).max)
 F32_TINY = float(np.finfo(np.float32).tiny)  # the smallest normal float32
@@ -57,5 +57,5 @@ def check_epsilon(epsilon) -> float:
     except (TypeError, ValueError):  # None, a string, an array of several
         ok = False
     if not ok:
-        raise InputError(f"epsilon must be in [0, 1], got {epsilon!r:.60}")
+        raise InputError(f"epsilon must be in [0, 1], got {shown(epsilon, 60)}")
     return float(epsilon)

@@ -332,10 +332,16 @@ def test_acting_refuses_nan_and_inf_observations_before_any_exploration_draw():
             r"the first, row 0: \[0.0, 1e\+39, 0.0\]",
         ),
         (lambda: agent.act([10**400, 0, 0]), "act takes real numbers, got \\[1000"),
+        # Rows of text: numpy writes the array over two lines, and the error was two lines.
+        (
+            lambda: agent.q_values(np.full((2, 3), "0")),
+            r"^q_values takes real numbers, got array\(\[\['0', '0', '0'\], \['0', '0', '0'\]\]",
+        ),
     ]
     for call, message in cases:
-        with pytest.raises(InputError, match=message):
+        with pytest.raises(InputError, match=message) as refused:
             call()
+        assert "\n" not in str(refused.value)
     assert agent.rng.bit_generator.state == draws  # refused before exploring: no draw spent
     assert agent.act(np.full(3, 1e6)) in (0, 1)  # large is not infinite
     assert agent.act(np.full(3, 3e38)) in (0, 1)  # nor is float32's largest

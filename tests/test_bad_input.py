@@ -1473,6 +1473,16 @@ def test_a_one_line_error_is_the_first_line_or_else_the_type():
     assert first_line(ValueError("  ")) == "ValueError"
 
 
+def test_a_value_shown_in_a_message_is_on_one_line():
+    # numpy writes an array of rows over several lines: a message showing one was several.
+    from dqn.errors import brief, shown
+
+    rows = np.zeros((2, 3))
+    assert shown(rows, 80) == brief(rows) == "array([[0., 0., 0.], [0., 0., 0.]])"
+    assert shown(rows, 10) == "array([[0."
+    assert shown("a\nb", 80) == "'a\\nb'"  # a text's own break is written as \n already
+
+
 @pytest.mark.parametrize("call", ["DQNAgent.save", "export_policy", "train", "train(run_dir=)"])
 def test_a_python_call_asked_to_write_under_a_file_raises_one_line_naming_it(call, tmp_path):
     # The Python API says what the commands say: the path, and the file in its way, as one
