@@ -16,7 +16,14 @@ import gymnasium as gym
 import numpy as np
 
 from dqn.config import DQNConfig
-from dqn.errors import ConfigError, NonFiniteEnvError, UnsupportedSpaceError, first_line, shown
+from dqn.errors import (
+    ConfigError,
+    NonFiniteEnvError,
+    UnsupportedSpaceError,
+    brief,
+    first_line,
+    shown,
+)
 from dqn.finite import all_finite, in_float32_range
 
 
@@ -208,26 +215,26 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space) -> tuple
     """(obs_dim, n_actions) for a 1-D Box observation and a Discrete action space, else an error."""
     if not isinstance(action_space, gym.spaces.Discrete):
         raise UnsupportedSpaceError(
-            f"unsupported action space {action_space}: DQN needs a Discrete action space"
+            f"unsupported action space {brief(action_space)}: DQN needs a Discrete action space"
         )
     if int(action_space.start) != 0:
         # The agent's actions are indices 0..n-1; shifting them here would hand the env of a user
         # who steps it with agent.act(obs) the wrong action, silently.
         n, start = int(action_space.n), int(action_space.start)
         raise UnsupportedSpaceError(
-            f"unsupported action space {action_space}: Discrete actions must start at 0; give "
-            f"the env Discrete({n}) and add {start} to the action in its step (the agent acts "
+            f"unsupported action space {brief(action_space)}: Discrete actions must start at 0; "
+            f"give the env Discrete({n}) and add {start} to the action in its step (the agent acts "
             f"0..{n - 1})"
         )
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise UnsupportedSpaceError(
-            f"unsupported observation space {observation_space}: this DQN needs a 1-D Box "
+            f"unsupported observation space {brief(observation_space)}: this DQN needs a 1-D Box "
             "(vector observations); wrap the env in gymnasium.wrappers.FlattenObservation "
             "(Discrete becomes one-hot; Tuple, Dict and image spaces one vector)"
         )
     if observation_space.shape[0] == 0:
         raise UnsupportedSpaceError(
-            f"unsupported observation space {observation_space}: it has no dimensions, so "
+            f"unsupported observation space {brief(observation_space)}: it has no dimensions, so "
             "there is nothing for a Q-network to see"
         )
     return int(observation_space.shape[0]), int(action_space.n)
@@ -300,7 +307,7 @@ def checked_obs(obs, shape: tuple[int, ...], env: gym.Env) -> np.ndarray:
         got = f"shape {obs.shape}" if obs.shape != shape else f"{obs.dtype} values"
         raise UnsupportedSpaceError(
             f"env {env_name(env)} returned an observation of {got}, where its observation "
-            f"space is {env.observation_space}"
+            f"space is {brief(env.observation_space)}"
         )
     return obs
 

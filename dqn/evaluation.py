@@ -11,7 +11,7 @@ import numpy as np
 
 from dqn.config import MAX_EVAL_EPISODES, episode_seeds_fit
 from dqn.envs import checked_obs, checked_reward, env_error, env_name, non_finite_rows
-from dqn.errors import InputError, NonFiniteEnvError, UnsupportedSpaceError, shown
+from dqn.errors import InputError, NonFiniteEnvError, UnsupportedSpaceError, brief, shown
 from dqn.finite import check_epsilon
 from dqn.lockstep import lockstep
 
@@ -106,7 +106,7 @@ def _random_action_of(env: gym.Env) -> Callable[[np.random.Generator], int]:
     if not isinstance(space, gym.spaces.Discrete):
         raise UnsupportedSpaceError(
             f"evaluate's epsilon draws random actions from a Discrete action space; env "
-            f"{env_name(env)} has {space}: evaluate it with epsilon=0"
+            f"{env_name(env)} has {brief(space)}: evaluate it with epsilon=0"
         )
     start, n = int(space.start), int(space.n)
     return lambda rng: start + int(rng.integers(n))
@@ -126,7 +126,7 @@ def _checked_action(action, agent, env):
     if not isinstance(action, int | np.integer):
         raise InputError(
             f"{type(agent).__name__}.act returned {shown(action, 60)}, where evaluate needs an "
-            f"action of {env_name(env)}'s {env.action_space} (an int)"
+            f"action of {env_name(env)}'s {brief(env.action_space)} (an int)"
         )
     return action
 
@@ -275,8 +275,8 @@ def _check_env(agent, env, what: str) -> None:
         # Another env's actions: a Discrete(3, start=1) env was sent action 0, and a Discrete(5)
         # one, with epsilon, actions 3 and 4 the agent never takes (observations are checked).
         raise InputError(
-            f"env {env_name(env)} has the action space {space}, the agent {n_actions} actions "
-            "(Discrete from 0): evaluate it on the env it was trained on"
+            f"env {env_name(env)} has the action space {brief(space)}, the agent {n_actions} "
+            "actions (Discrete from 0): evaluate it on the env it was trained on"
         )
 
 

@@ -1483,6 +1483,18 @@ def test_a_value_shown_in_a_message_is_on_one_line():
     assert shown("a\nb", 80) == "'a\\nb'"  # a text's own break is written as \n already
 
 
+def test_a_space_of_many_bounds_is_named_on_one_line():
+    # gymnasium writes a Box of distinct bounds with numpy's str of its arrays, over lines.
+    from dqn.envs import check_spaces
+
+    grid = gym.spaces.Box(
+        np.zeros((6, 6), np.float32), np.arange(1, 37, dtype=np.float32).reshape(6, 6)
+    )
+    with pytest.raises(UnsupportedSpaceError, match=r"^unsupported observation space Box\(") as e:
+        check_spaces(grid, gym.spaces.Discrete(2))
+    assert "\n" not in str(e.value) and len(str(e.value)) < 600
+
+
 @pytest.mark.parametrize("call", ["DQNAgent.save", "export_policy", "train", "train(run_dir=)"])
 def test_a_python_call_asked_to_write_under_a_file_raises_one_line_naming_it(call, tmp_path):
     # The Python API says what the commands say: the path, and the file in its way, as one
