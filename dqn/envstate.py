@@ -113,7 +113,7 @@ def capture_env_state(env: gym.Env) -> EnvSnapshot:
             if isinstance(value, _SCALARS) or _numeric_array(value):
                 record[name] = _plain_entry(value, f"env{i}.{name}", arrays)
             elif isinstance(value, np.random.Generator):
-                record[name] = {"generator": value.bit_generator.state}
+                record[name] = {"generator": _listed(value.bit_generator.state)}
             elif isinstance(value, (tuple, list)) and all(isinstance(v, _SCALARS) for v in value):
                 record[name] = {"value": list(value), "tuple": isinstance(value, tuple)}
             elif isinstance(value, list) and all(_numeric_array(v) for v in value):
@@ -144,6 +144,15 @@ def capture_env_state(env: gym.Env) -> EnvSnapshot:
                 uncaptured.append(f"{type(layer).__name__}.{name}")
         layers.append(record)
     return EnvSnapshot(layers, arrays, uncaptured)
+
+
+def _listed(state: Any) -> Any:
+    """A bit generator's state with its arrays as lists, for JSON: MT19937's key, Philox's
+    counter and SFC64's state are arrays (a run of an env holding such a generator stopped at
+    its first checkpoint with "Object of type ndarray is not JSON serializable")."""
+    if isinstance(state, dict):
+        return {key: _listed(value) for key, value in state.items()}
+    return state.tolist() if isinstance(state, np.ndarray) else state
 
 
 def _numeric_array(value: Any) -> bool:
@@ -219,10 +228,11 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
 
     Raises ValueError, before anything is set, if the wrapper chain differs (another env id or
     other wrappers) or a record is not one ``capture_env_state`` writes: an entry of another
-    layout, a name that is a method or the env's own wiring (``env``, a space), a plain value
-    where the fresh env holds a generator, an object or a table. A checkpoint is read as data;
-    under a valid manifest such records set an env's attributes to anything, and the resumed
-    run failed steps later with a traceback.
+    layout, a name that is a method, a property or the env's own wiring (a wrapper's ``env``,
+    its spaces, the metadata), fields for what holds none. A checkpoint is read as data; under
+    a valid manifest such records set an env's attributes to anything, and the resumed run
+    failed steps later with a traceback. A value's kind is not compared with the fresh env's:
+    an env's attribute may hold 0 when it is made and an array, a generator or an object later.
     """
     chain = wrapper_chain(env)
     layers, uncaptured = snapshot.layers, snapshot.uncaptured
@@ -240,15 +250,10 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
         for name, entry in record.items():
             _check_name(layer, name, where)
             what = f"{where}.{name}"
-            if not isinstance(entry, dict):
+            if not isinstance(entry, dict) or not _ENTRY_KINDS & entry.keys():
                 raise ValueError(f"its recorded {what} is not an entry dqn writes")
-            kept = "digest" in entry or "value" in entry and entry["value"] is None
-            wiring = name in _WIRING and not kept
-            if wiring or name not in had and vars(layer).get(name) is not None:
+            if _wiring(layer, name, entry):
                 raise ValueError(f"its recorded {what} is not state dqn restores")
-            recorded, current = _kind(entry, what), _kind(had.get(name, {"value": None}), what)
-            if recorded and current and recorded != current and _STRONG & {recorded, current}:
-                raise ValueError(f"its recorded {what} is {recorded}, the env's is {current}")
             if "digest" in entry:
                 if _table_digest(getattr(layer, name, None)) != entry["digest"]:
                     unrestored.append(what)
@@ -256,16 +261,19 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
             if "fields" not in entry:
                 settings.append((layer, name, _value(entry, snapshot.arrays, what)))
                 continue
-            if not isinstance(entry.get("class"), str):
-                raise ValueError(f"its recorded {what} names no class")
-            kind = _recorded_class(entry["class"])
-            if (target := getattr(layer, name, None)) is None:  # made on the first reset
-                target = object.__new__(kind)
-                settings.append((layer, name, target))
             if not isinstance(entry["fields"], dict):
                 raise ValueError(f"its recorded {what} has no mapping of fields")
+            if (target := vars(layer).get(name)) is None:  # made on the first reset
+                if not isinstance(entry.get("class"), str):
+                    raise ValueError(f"its recorded {what} names no class")
+                target = object.__new__(_recorded_class(entry["class"]))
+                settings.append((layer, name, target))
+            elif not _plain_layout(target):  # a dict, a number: no fields to set
+                raise ValueError(
+                    f"its recorded {what} holds fields, and the env's is {type(target).__name__}"
+                )
             for field, item in entry["fields"].items():
-                _check_name(target, field, f"{what}")
+                _check_name(target, field, what)
                 if not isinstance(item, dict) or not ({"value", "array"} & item.keys()):
                     raise ValueError(f"its recorded {what}.{field} is not a number or an array")
                 settings.append((target, field, _value(item, snapshot.arrays, f"{what}.{field}")))
@@ -283,47 +291,52 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
     return unrestored
 
 
+# The keys that say what a record is (``_plain_entry``'s, the lists', a generator, an object,
+# a table's digest).
+_ENTRY_KINDS = frozenset({"value", "array", "arrays", "generator", "fields", "digest"})
+
+
 def _check_name(owner: Any, name: Any, where: str) -> None:
     """ValueError unless ``name`` may be set on ``owner`` as data: not a dunder, not a method,
-    property or other descriptor of its class (a recorded ``step`` hid the env's method)."""
+    a property or another descriptor of its class (a recorded ``step`` hid the env's method),
+    but for a ``functools.cached_property``, whose value lives in the instance as state does."""
     if not isinstance(name, str) or not name.isidentifier() or name.startswith("__"):
         raise ValueError(f"its recorded state of {where} names {brief(name)}, no attribute")
     found = inspect.getattr_static(type(owner), name, None)
+    if isinstance(found, functools.cached_property):
+        return
     if callable(found) or hasattr(type(found), "__get__") and not isinstance(found, _SCALARS):
         raise ValueError(f"its recorded state of {where} names {name}, a method of the env's")
 
 
-# What an env holds that a record of another kind must not replace (its generator, its
-# statistics object, its transition table), nor be made of a plain value. Plain values may
-# change kind as an env runs (a list of None becomes a list of arrays, 0 an array), and are
-# set as recorded.
-_STRONG = frozenset({"a generator", "an object", "a table"})
+def _wiring(layer: Any, name: str, entry: dict[str, Any]) -> bool:
+    """True if ``name`` is what ``capture_env_state`` never records by design, so that no
+    record of it is one it wrote: a wrapper's inner env, a vector env's copies and their
+    makers, the metadata, a space, a spec, a function; and a wrapper's own spaces, metadata or
+    spec (None unless it overrides its env's) as anything but None or a checked dict."""
+    current = inspect.getattr_static(layer, name, None)  # runs no property of the env's
+    if name in ("env", "env_fns", *_NOT_STATE_NAMES) or name == "envs" and _copies(layer):
+        return True
+    if name == "metadata" and isinstance(current, dict) or isinstance(current, _NOT_STATE):
+        return True
+    if isinstance(current, _DESCRIPTIONS):
+        return True
+    kept = "digest" in entry or "value" in entry and entry["value"] is None
+    return name in _WIRING and not kept
 
 
-def _kind(entry: dict[str, Any], what: str) -> str | None:
-    """What a record holds, in words (None for None or a list of None, which an env fills on
-    its first reset): a generator, an object, a table, or a plain value's kind."""
-    if "digest" in entry:
-        return "a table"
-    if "generator" in entry:
-        return "a generator"
-    if "fields" in entry:
-        return "an object"
-    if "arrays" in entry or "array" in entry:
-        return "numbers"
-    if "value" not in entry:
-        raise ValueError(f"its recorded {what} is not an entry dqn writes")
-    value = entry["value"]
-    if value is None or isinstance(value, list) and all(v is None for v in value):
-        return None
-    return "a plain value"
+def _plain_layout(value: Any) -> bool:
+    """An object whose fields live in its ``__dict__`` alone (a class written in Python)."""
+    return isinstance(getattr(value, "__dict__", None), dict) and (
+        type(value).__basicsize__ == _Plain.__basicsize__
+    )
 
 
 def unrestored_warning(env_id: str, unrestored: list[str], resumed: str) -> str:
     """The resume's warning for what ``restore_env_state`` could not set back."""
     return (
         f"{env_id} keeps state in {', '.join(dict.fromkeys(unrestored))}, which the checkpoint "
-        f"does not hold: {resumed} may differ from an uninterrupted one"
+        f"does not restore: {resumed} may differ from an uninterrupted one"
     )
 
 
@@ -363,10 +376,19 @@ def generator_from_state(state: Any) -> np.random.Generator:
     if not (isinstance(kind, type) and issubclass(kind, np.random.BitGenerator)):
         raise ValueError(f"its generator's bit_generator {name!r} is not numpy's")
     generator = np.random.Generator(kind())
-    try:  # numpy's own checks of the state: its keys, their types, their ranges
+    try:  # numpy's own checks of the state: its keys and their types
         generator.bit_generator.state = state
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+    except Exception as exc:
         raise ValueError(f"its generator's state is not one of {name}'s: {brief(exc)}") from None
+    # And the positions numpy does not check, which index the generator's own buffers: an
+    # MT19937 state at position 10**6 crashed the process at its first draw.
+    position = {"MT19937": ("state", "pos", 624), "Philox": (None, "buffer_pos", 4)}.get(name)
+    if position is not None:
+        inner, key, most = position
+        held = generator.bit_generator.state
+        at = (held[inner] if inner else held)[key]
+        if not 0 <= at <= most:
+            raise ValueError(f"its generator's {key} is {at}, not in [0, {most}]")
     return generator
 
 

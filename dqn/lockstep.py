@@ -93,8 +93,9 @@ def _holds_cartpole_state(env: gym.Env) -> bool:
     ``CartPoleLockstep`` with numpy's traceback; stepped through gymnasium instead, such an env
     fails in its own code, as in a single run."""
 
-    def count(value) -> bool:
-        return value is None or isinstance(value, int | np.integer) and not isinstance(value, bool)
+    def count(value) -> bool:  # None, or an integer the pass's int64 counts hold
+        whole = isinstance(value, int | np.integer) and not isinstance(value, bool)
+        return value is None or whole and abs(int(value)) < 2**62
 
     def constant(name: str, value) -> bool:
         kinds = {"kinematics_integrator": str, "_sutton_barto_reward": bool}

@@ -87,6 +87,8 @@ from dqn.run_state import (
     check_run_config,
     ended_summary,
     load_run_state,
+    parse_metrics_csv,
+    read_summary,
     summary_problem,
 )
 from dqn.runtime import configure_runtime
@@ -423,11 +425,11 @@ def _resume_population(
                 f"population {out}: member {relative(run_dir, out)}'s run folder is missing"
             )
         check_checkpoints_folder(run_dir)
-    for i in stopped:  # its results are read from its summary at the end
-        if problem := summary_problem(run_dirs[i]):
+    for i in stopped:  # its results are read from its summary and metrics at the end
+        if problem := _stopped_member_problem(run_dirs[i]):
             raise CheckpointError(
                 f"population {out}: member {relative(run_dirs[i], out)} is recorded as stopped, "
-                f"and its summary.json {problem}"
+                f"and its {problem}"
             )
     for config, run_dir in running:
         check_run_config(run_dir, config)  # an edited config.yaml would take no effect
@@ -459,6 +461,26 @@ def _step_marker(out: Path, run_dirs: list) -> tuple[int, list[int]]:
                 "not continue: train it again"
             )
     return read_step_marker(out)
+
+
+def _stopped_member_problem(run_dir: Path) -> str | None:
+    """What keeps a stopped member's results from being read at the end, or None: its
+    summary.json (with the figures a MemberResult holds) and its metrics.csv. The others
+    trained to the end, and then a KeyError or FileNotFoundError came instead of results."""
+    if problem := summary_problem(run_dir):
+        return f"summary.json {problem}"
+    missing = [k for k in _RESULT_KEYS if k not in read_summary(run_dir)]
+    if missing:
+        return f"summary.json has no {', '.join(missing)}"
+    try:
+        parse_metrics_csv((Path(run_dir) / "metrics.csv").read_text())
+    except (OSError, ValueError, TypeError) as exc:
+        return f"metrics.csv is unreadable ({type(exc).__name__})"
+    return None
+
+
+# What a stopped member's MemberResult takes from its summary.json.
+_RESULT_KEYS = ("first_solve_env_step", "final_eval_mean", "final_eval_std", "train_seconds")
 
 
 def _signalled(loop: PopulationLoop, results: list[MemberResult]) -> list[MemberResult]:
@@ -571,10 +593,16 @@ def _resumed_loop(configs, run_dirs, out, step, stopped, spaces, log_tensorboard
                 # As a run's resume checks (an edited header was csv's ValueError mid-run).
                 odd = [c for c in loop.columns if c not in columns]
                 lacks = [c for c in columns if c not in loop.columns]
-                what = f"has {few(odd)}" if odd else f"lacks {few(lacks)}" if lacks else "order"
+                what = (
+                    f"{few(odd)} not among them"
+                    if odd
+                    else f"no {few(lacks)}"
+                    if lacks
+                    else "in another order"
+                )
                 raise CheckpointError(
-                    f"checkpoint {folder}: its metrics.csv's header {what}: not the columns of "
-                    "the population's metrics"
+                    f"checkpoint {folder}: its metrics.csv's columns are not the ones the "
+                    f"population writes ({what}): it cannot continue"
                 )
             env = config_env(config)
             try:

@@ -37,7 +37,7 @@ from dqn.agent_files import (
 from dqn.config import DQNConfig, changed_keys, read_saved_config, replay_capacity
 from dqn.envs import check_env
 from dqn.envstate import EnvSnapshot, generator_from_state
-from dqn.errors import CheckpointError, ConfigError
+from dqn.errors import CheckpointError, ConfigError, brief
 from dqn.finite import all_finite
 from dqn.io import atomic_write_text, nulls_as_nan
 from dqn.replay import Batch, ReplayBuffer, actions_problem, check_replay_fits
@@ -158,6 +158,9 @@ def load_replay(
         data = read_npz(path)
         state = json.loads(str(data["rng_state"]))
         rng = generator_from_state(state)
+        # A run's replay samples with PCG64 (default_rng), whose state JSON holds as it is.
+        if state["bit_generator"] != "PCG64":
+            raise ValueError(f"its generator is {state['bit_generator']}, not PCG64")
         n = len(data["actions"])
         saved = int(data["capacity"])
         shapes_ok = (
@@ -273,8 +276,10 @@ def _loop_problem(
     of "abc" went into summary.json, and a pending step's action of 7, a window row of another
     width or a probe of text were tracebacks steps or rows later."""
     version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version > _FORMAT_VERSION:
-        return f"loop.json's format_version is {version!r}; this dqn reads up to {_FORMAT_VERSION}"
+    if type(version) is not int or not 1 <= version <= _FORMAT_VERSION:
+        return (
+            f"loop.json's format_version is {brief(version)}; this dqn reads 1 to {_FORMAT_VERSION}"
+        )
 
     def number(v) -> bool:
         return isinstance(v, int | float) and not isinstance(v, bool)
@@ -285,15 +290,19 @@ def _loop_problem(
     for key in ("eval_mean", "eval_std"):
         if meta[key] is not None and not number(meta[key]):
             return f"loop.json's {key} is {meta[key]!r}, not a number or null"
+    if type(meta["env_step"]) is not int:  # int() read "300" and 300.5 as the step
+        return f"loop.json's env_step is {brief(meta['env_step'])}, not an env step"
     solve = meta["first_solve"]
     if solve is not None and not (isinstance(solve, int) and not isinstance(solve, bool)):
         return f"loop.json's first_solve is {solve!r}, not an env step or null"
     if not isinstance(meta["has_probe"], bool):
         return f"loop.json's has_probe is {meta['has_probe']!r}, not true or false"
     num_envs = config.num_envs
-    if arrays["pending_reset"].shape != (num_envs,):
+    held = arrays["pending_reset"]  # ~ of int8 zeros is -1: every env was read as stepped
+    if held.shape != (num_envs,) or held.dtype != bool:
         return (
-            f"loop.npz's pending_reset has shape {arrays['pending_reset'].shape}, not ({num_envs},)"
+            f"loop.npz's pending_reset is {held.dtype} of shape {held.shape}, not a bool per env "
+            f"({num_envs})"
         )
     window = arrays["window"]  # rows of the update metrics logged since the last row
     if window.ndim != 2 or len(window) and window.shape[1] != len(METRIC_NAMES):
@@ -305,16 +314,25 @@ def _loop_problem(
         "episode_returns": ((arrays["episode_returns"].size,), True),
         "window": (window.shape, False),  # NaN where diagnostics are off
     }
+    # Batches of steps: the probe's and each env's steps waiting for their n-th successor.
+    batches = {f"pending{i}": False for i in range(num_envs)}
     if meta["has_probe"]:
-        size = _rows(arrays["probe.obs"])
-        shapes.update(_steps_shapes("probe.", size, obs_dim, next_obs=True))
-        if size == 0:
+        batches = {"probe": True, **batches}
+    for batch, next_obs in batches.items():
+        keys = [
+            f"{batch}.{k}" for k in (Batch._fields if next_obs else ("obs", "actions", "rewards"))
+        ]
+        rows = [_rows(arrays[key]) for key in keys]
+        if min(rows) < 0 or len(set(rows)) > 1:  # named as a batch: which one is short is moot
+            held = ", ".join(
+                f"{k.split('.')[1]} {r if r >= 0 else 'none'}" for k, r in zip(keys, rows)
+            )
+            return f"loop.npz's {batch} arrays hold rows of steps {held}: one row per step each"
+        if batch == "probe" and rows[0] == 0:
             return "loop.npz's probe batch is empty"
-    for i in range(num_envs):  # each env's steps waiting for their n-th successor
-        size = _rows(arrays[f"pending{i}.actions"])
-        if size >= config.n_step:
-            return f"loop.npz's pending{i} holds {size} steps, more than n_step - 1"
-        shapes.update(_steps_shapes(f"pending{i}.", size, obs_dim, next_obs=False))
+        if batch != "probe" and rows[0] >= config.n_step:
+            return f"loop.npz's {batch} holds {rows[0]} steps, more than n_step - 1"
+        shapes.update(_steps_shapes(f"{batch}.", rows[0], obs_dim, next_obs))
     for key, (shape, finite) in shapes.items():
         value = arrays[key]
         if value.shape != shape or value.dtype.kind not in "biuf":

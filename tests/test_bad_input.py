@@ -435,6 +435,21 @@ def replay_rng_naming(name):
     return change
 
 
+def replay_rng_state(state):
+    """A case: the replay's rng_state replaced by ``state``, re-signed. An MT19937's was read,
+    and the next checkpoint stopped the run: its state holds an array, which JSON does not."""
+
+    def change(run):
+        ckpt = only_latest(run)
+        with np.load(ckpt / "replay.npz") as npz:
+            data = {k: npz[k] for k in npz.files}
+        data["rng_state"] = np.array(json.dumps(state))
+        np.savez(ckpt / "replay.npz", **data)
+        write_manifest(ckpt, 600)
+
+    return change
+
+
 def replay_claiming_a_gigabyte(run):
     # A replay whose obs header claims 67,108,864 x 4 float32s (1 GiB) over a few KB of
     # deflated data, re-signed: np.load allocated the whole array before its shape was refused.
@@ -663,7 +678,23 @@ RESUME_CASES = {
     ),
     "loop.npz with a pending_reset of two envs": (
         resigned_loop_arrays(pending_reset=np.zeros(2, bool)),
-        ["loop.npz's pending_reset has shape (2,), not (1,)"],
+        ["loop.npz's pending_reset is bool of shape (2,), not a bool per env (1)"],
+    ),
+    "loop.npz with a pending_reset of numbers": (
+        resigned_loop_arrays(pending_reset=np.zeros(1, np.int8)),
+        ["loop.npz's pending_reset is int8 of shape (1,), not a bool per env (1)"],
+    ),
+    "loop.json of a format before the first": (
+        resigned_loop(format_version=-3),
+        ["loop.json's format_version is -3; this dqn reads 1 to 2"],
+    ),
+    "loop.json whose env step is text": (
+        resigned_loop(env_step="600"),
+        ["loop.json's env_step is '600', not an env step"],
+    ),
+    "replay whose generator is not PCG64": (
+        replay_rng_state({"bit_generator": "MT19937", "state": {"key": [0] * 624, "pos": 0}}),
+        ["not a readable replay buffer", "its generator is MT19937, not PCG64"],
     ),
     "loop.npz with a window of one row": (
         resigned_loop_arrays(window=np.zeros(3, np.float32)),
@@ -692,6 +723,16 @@ RESUME_CASES = {
             }
         ),
         ["loop.npz's pending0 holds 10 steps, more than n_step - 1"],
+    ),
+    "loop.npz with a pending step's action missing": (
+        resigned_loop_arrays(
+            **{
+                "pending0.obs": np.zeros((2, 4), np.float32),
+                "pending0.actions": np.array([1]),
+                "pending0.rewards": np.ones(2),
+            }
+        ),
+        ["loop.npz's pending0 arrays hold rows of steps obs 2, actions 1, rewards 2: one row"],
     ),
     "loop.npz with a probe of text rewards": (
         resigned_loop_arrays(**{"probe.rewards": np.full(1024, "x")}),
@@ -726,7 +767,7 @@ RESUME_CASES = {
     ),
     "loop.json of a later format": (
         resigned_loop(format_version=3),
-        ["loop.json's format_version is 3; this dqn reads up to 2"],
+        ["loop.json's format_version is 3; this dqn reads 1 to 2"],
     ),
     "replay of text rewards": (
         resigned_replay("rewards", lambda rewards: rewards.astype(str)),
@@ -827,7 +868,7 @@ def test_a_loop_json_whose_format_version_is_true_is_refused_not_read_as_version
     resigned_loop(format_version=True)(tiny_run_copy)
     fragments = [
         "step-000000600 cannot be resumed: loop.json's format_version is True; this "
-        "dqn reads up to 2"
+        "dqn reads 1 to 2"
     ]
     args = ["--resume", tiny_run_copy, "--no-progress"]
     assert_refused(train_main, args, fragments, capsys, tiny_run_copy.parent)

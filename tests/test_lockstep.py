@@ -202,6 +202,7 @@ def test_members_that_differ_in_any_physics_attribute_do_not_share_a_pass(name):
         ("core", "gravity", np.array([9.8])),  # an array: == gave an array, its truth an error
         ("core", "gravity", "9.8"),
         ("limit", "_elapsed_steps", 1.5),
+        ("limit", "_elapsed_steps", 2**70),  # past int64: an OverflowError in the pass
         ("limit", "_max_episode_steps", None),
     ],
 )

@@ -807,27 +807,52 @@ def test_a_member_whose_checkpoint_has_other_metrics_columns_is_not_resumed(tmp_
     metrics = checkpoint / "metrics.csv"
     metrics.write_text(metrics.read_text().replace("q_abs_max", "q_max", 1))
     write_manifest(checkpoint, 500)
-    with pytest.raises(CheckpointError, match="its metrics.csv's header has q_max: not the"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"columns are not the ones the population writes \(q_max not among them\)",
+    ):
         resume_population(tmp_path / "p", progress=False)
 
 
+def _without(key):
+    def damage(member):
+        summary = json.loads((member / "summary.json").read_text())
+        (member / "summary.json").write_text(
+            json.dumps({k: v for k, v in summary.items() if k != key})
+        )
+
+    return damage
+
+
 @pytest.mark.parametrize(
-    "stopped, problem",
+    "stopped, damage, problem",
     [
-        ([1], "member member1-seed2 is recorded as stopped, and its summary.json is unreadable"),
-        ([7], "population-step.json stops members it does not have"),
+        (
+            [1],
+            lambda member: (member / "summary.json").unlink(),
+            "member member1-seed2 is recorded as stopped, and its summary.json is unreadable",
+        ),
+        ([1], _without("train_seconds"), "and its summary.json has no train_seconds"),
+        (
+            [1],
+            lambda member: (member / "metrics.csv").unlink(),
+            "and its metrics.csv is unreadable (FileNotFoundError)",
+        ),
+        ([7], lambda member: None, "population-step.json stops members it does not have"),
     ],
 )
-def test_a_step_marker_that_stops_a_member_without_a_summary_is_refused(tmp_path, stopped, problem):
-    # A stopped member's results are read from its summary.json at the end: with none (a marker
-    # edited, or a member's summary deleted), the others trained to the end, then a
-    # FileNotFoundError traceback.
+def test_a_step_marker_that_stops_a_member_whose_results_cannot_be_read_is_refused(
+    tmp_path, stopped, damage, problem
+):
+    # A stopped member's results are read from its summary.json and metrics.csv at the end:
+    # without them (a marker edited, or a member's file deleted), the others trained to the
+    # end, then a FileNotFoundError or KeyError traceback.
     from dqn.errors import CheckpointError
 
     config = BASE.replace(total_env_steps=1_000, checkpoint_every_env_steps=500)
     train_population(config, [({}, 1), ({}, 2)], out_dir=tmp_path / "p", progress=False)
-    for member in ("member0-seed1", "member1-seed2"):
-        (tmp_path / "p" / member / "summary.json").unlink()
+    (tmp_path / "p" / "member0-seed1" / "summary.json").unlink()  # member 0 resumes
+    damage(tmp_path / "p" / "member1-seed2")
     marker = {"env_step": 500, "stopped": stopped}
     (tmp_path / "p" / "population-step.json").write_text(json.dumps(marker))
     with pytest.raises(CheckpointError, match=re.escape(problem)):

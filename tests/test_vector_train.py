@@ -152,7 +152,7 @@ def test_a_vectorized_run_resumes_from_a_checkpoint_to_the_same_metrics(env, tmp
     shutil.copy(full / "config.yaml", run)
     shutil.copytree(first, run / "checkpoints" / first.name)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", CheckpointWarning)  # "does not hold": not exact
+        warnings.simplefilter("error", CheckpointWarning)  # "does not restore": not exact
         resume(run, progress=False, log_tensorboard=False)
     assert (run / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
 
