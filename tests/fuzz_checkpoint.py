@@ -1,6 +1,6 @@
 """Mutate a checkpoint's files at random, re-sign its manifest, and resume from it.
 
-    python -m tests.fuzz_checkpoint [--cases 500] [--seed 0] [--population]
+    python -m tests.fuzz_checkpoint [--cases 500] [--seed 0] [--population | --envs 2]
 
 Trains a tiny CartPole run (numpy learner; with ``--population``, a population of two members)
 into a temporary folder, then, case by case, copies it, changes one file of its newest
@@ -180,18 +180,23 @@ TINY = dict(
 )
 
 
-def as_if_killed_at_300(run: Path) -> None:
-    """A finished run as if killed after its checkpoint at step 300 of 600."""
-    shutil.rmtree(run / "checkpoints" / "step-000000600")
+def as_if_killed_after_its_first_checkpoint(run: Path) -> None:
+    """A finished run as if killed after its first checkpoint (step 300 of 600, or the first
+    loop step past it where several envs step at once)."""
+    from dqn.agent_files import list_checkpoints
+
+    for newer in list_checkpoints(run)[:-1]:  # newest first
+        shutil.rmtree(newer)
     (run / "summary.json").unlink()
 
 
-def tiny_run(folder: Path) -> tuple[Path, list[Path]]:
-    """A CartPole run stopped after its first checkpoint, and its files to mutate."""
+def tiny_run(folder: Path, envs: int = 1) -> tuple[Path, list[Path]]:
+    """A CartPole run (of ``envs`` envs) stopped after its first checkpoint, and its folder."""
     from dqn import DQNConfig, train
 
-    run = train(DQNConfig(**TINY), run_dir=folder / "run", progress=False, log_tensorboard=False)
-    as_if_killed_at_300(run.run_dir)
+    config = DQNConfig(**{**TINY, "num_envs": envs})
+    run = train(config, run_dir=folder / "run", progress=False, log_tensorboard=False)
+    as_if_killed_after_its_first_checkpoint(run.run_dir)
     return run.run_dir, [run.run_dir]
 
 
@@ -206,7 +211,7 @@ def tiny_population(folder: Path) -> tuple[Path, list[Path]]:
         DQNConfig(**TINY), members, out_dir=out, progress=False, log_tensorboard=False
     )
     for member in results:
-        as_if_killed_at_300(member.run_dir)
+        as_if_killed_after_its_first_checkpoint(member.run_dir)
     write_step_marker(out, 300, [])
     return out, [m.run_dir for m in results]
 
@@ -216,9 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--population", action="store_true", help="a population's, not a run's")
+    parser.add_argument("--envs", type=int, default=1, help="a run's num_envs (default 1)")
     args = parser.parse_args(argv)
 
     from dqn import DQNAgent
+    from dqn.agent_files import checkpoint_step, list_checkpoints
     from dqn.checkpoint import write_manifest
     from dqn.errors import DQNError, raised_by_env
     from dqn.loop import resume
@@ -228,13 +235,16 @@ def main(argv: list[str] | None = None) -> int:
     counts = {"resumed": 0, "refused": 0, "env's": 0, "other": 0}
     seen: set[tuple[str, str, str]] = set()
     with tempfile.TemporaryDirectory() as scratch:
-        base, base_runs = (tiny_population if args.population else tiny_run)(Path(scratch))
+        if args.population:
+            base, base_runs = tiny_population(Path(scratch))
+        else:
+            base, base_runs = tiny_run(Path(scratch), args.envs)
         for case in range(args.cases):
             folder = Path(scratch) / "case"
             shutil.rmtree(folder, ignore_errors=True)
             shutil.copytree(base, folder)
             runs = [folder / r.relative_to(base) for r in base_runs]
-            checkpoints = [r / "checkpoints" / "step-000000300" for r in runs]
+            checkpoints = [list_checkpoints(r)[0] for r in runs]
             files = [
                 p
                 for path in (*checkpoints, *(r / n for r in runs for n in RUN_FILES))
@@ -247,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             mutate = mutate_bytes if rng.random() < 0.15 else BY_SUFFIX[target.suffix]
             mutate(target, rng)
             for checkpoint in checkpoints:
-                write_manifest(checkpoint, 300)
+                write_manifest(checkpoint, checkpoint_step(checkpoint))
             what = f"case {case}: {mutate.__name__} of {target.relative_to(folder)}"
             go_on = resume_population if args.population else resume
             calls = [
