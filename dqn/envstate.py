@@ -352,7 +352,8 @@ def _recorded_class(path: str) -> type:
     module, _, qualname = path.partition(":")
     found: Any = sys.modules.get(module)
     for part in qualname.split(".") if found is not None else ():
-        found = getattr(found, part, None)
+        # As stored: no module's __getattr__ nor a metaclass's property runs for a checkpoint.
+        found = inspect.getattr_static(found, part, None)
     if not isinstance(found, type):
         raise ValueError(
             f"the class {path} of its recorded state cannot be found in the modules the env "

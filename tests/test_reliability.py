@@ -1228,6 +1228,20 @@ def test_a_checkpoint_cannot_make_a_class_that_deletes_a_file_when_collected(tmp
     assert victim.read_text() == "kept"
 
 
+def test_a_recorded_class_is_looked_up_without_running_a_modules_getattr(monkeypatch):
+    # A module's __getattr__ is code: a checkpoint naming a name it would answer runs nothing.
+    import types
+
+    calls = []
+    lazy = types.ModuleType("dqn_test_lazy_module")
+    lazy.__getattr__ = lambda name: calls.append(name) or (_ for _ in ()).throw(RuntimeError())
+    monkeypatch.setitem(sys.modules, "dqn_test_lazy_module", lazy)
+    snapshot = _tally_snapshot(**{"class": "dqn_test_lazy_module:Tally"})
+    with pytest.raises(ValueError, match="cannot be found in the modules the env has loaded"):
+        restore_env_state(Tallied(gym.make("CartPole-v1")), snapshot)
+    assert calls == []
+
+
 def test_a_checkpoint_imports_no_module(tmp_path, monkeypatch):
     # A module the env has not loaded is not imported for a checkpoint (importing runs it).
     (tmp_path / "dqn_checkpoint_named_me.py").write_text(
