@@ -254,8 +254,8 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
                 raise ValueError(f"its recorded {what} is not an entry dqn writes")
             if _wiring(layer, name, entry):
                 raise ValueError(f"its recorded {what} is not state dqn restores")
-            if "digest" in entry:
-                if _table_digest(getattr(layer, name, None)) != entry["digest"]:
+            if "digest" in entry:  # the fresh env's table, hashed by its capture above
+                if had.get(name, {}).get("digest") != entry["digest"]:
                     unrestored.append(what)
                 continue
             if "fields" not in entry:

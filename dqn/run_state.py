@@ -194,13 +194,14 @@ def load_replay(
 
 
 def _transitions_problem(data: dict, n_actions: int) -> str | None:
-    """What in a replay file's transitions no run could have stored, or None."""
+    """What in stored steps no run could have stored, or None: a replay file's transitions, a
+    checkpoint's probe batch, an env's n-step steps (which hold no next_obs nor terminated)."""
     for name in ("obs", "rewards", "next_obs"):
-        if not all_finite(data[name]):
+        if name in data and not all_finite(data[name]):
             return f"{name} holds NaN or infinite values"
     if problem := actions_problem(data["actions"], n_actions):
         return f"actions {problem}"
-    if not np.isin(data["terminated"], (0, 1)).all():
+    if "terminated" in data and not np.isin(data["terminated"], (0, 1)).all():
         return "terminated holds values other than 0 and 1"
     return None
 
@@ -314,38 +315,31 @@ def _loop_problem(
         "episode_returns": ((arrays["episode_returns"].size,), True),
         "window": (window.shape, False),  # NaN where diagnostics are off
     }
-    # Batches of steps: the probe's and each env's steps waiting for their n-th successor.
-    batches = {f"pending{i}": False for i in range(num_envs)}
+    # Batches of steps, their values checked as a replay's are: the probe's, and each env's
+    # steps waiting for their n-th successor.
+    batches = {f"pending{i}": ("obs", "actions", "rewards") for i in range(num_envs)}
     if meta["has_probe"]:
-        batches = {"probe": True, **batches}
-    for batch, next_obs in batches.items():
-        keys = [
-            f"{batch}.{k}" for k in (Batch._fields if next_obs else ("obs", "actions", "rewards"))
-        ]
-        rows = [_rows(arrays[key]) for key in keys]
+        batches = {"probe": Batch._fields, **batches}
+    for batch, fields in batches.items():
+        rows = [_rows(arrays[f"{batch}.{k}"]) for k in fields]
         if min(rows) < 0 or len(set(rows)) > 1:  # named as a batch: which one is short is moot
-            held = ", ".join(
-                f"{k.split('.')[1]} {r if r >= 0 else 'none'}" for k, r in zip(keys, rows)
-            )
-            return f"loop.npz's {batch} arrays hold rows of steps {held}: one row per step each"
+            counts = ", ".join(f"{k} {r if r >= 0 else 'none'}" for k, r in zip(fields, rows))
+            return f"loop.npz's {batch} arrays hold rows of steps {counts}: one row per step each"
         if batch == "probe" and rows[0] == 0:
             return "loop.npz's probe batch is empty"
         if batch != "probe" and rows[0] >= config.n_step:
             return f"loop.npz's {batch} holds {rows[0]} steps, more than n_step - 1"
-        shapes.update(_steps_shapes(f"{batch}.", rows[0], obs_dim, next_obs))
+        shapes.update({f"{batch}.{k}": (_steps_shape(k, rows[0], obs_dim), False) for k in fields})
     for key, (shape, finite) in shapes.items():
         value = arrays[key]
         if value.shape != shape or value.dtype.kind not in "biuf":
             return f"loop.npz's {key} is {value.dtype} of shape {value.shape}, not numbers {shape}"
         if finite and not all_finite(value):
             return f"loop.npz's {key} holds NaN or infinite values"
-    for key in ["probe.actions"] * meta["has_probe"] + [
-        f"pending{i}.actions" for i in range(num_envs)
-    ]:
-        if problem := actions_problem(arrays[key], n_actions):
-            return f"loop.npz's {key} {problem}"
-    if meta["has_probe"] and not np.isin(arrays["probe.terminated"], (0, 1)).all():
-        return "loop.npz's probe.terminated holds values other than 0 and 1"
+    for batch, fields in batches.items():
+        steps = {k: arrays[f"{batch}.{k}"] for k in fields}
+        if problem := _transitions_problem(steps, n_actions):
+            return f"loop.npz's {batch}.{problem}"
     return None
 
 
@@ -354,15 +348,9 @@ def _rows(array: np.ndarray) -> int:
     return array.shape[0] if array.ndim else -1
 
 
-def _steps_shapes(prefix: str, size: int, obs_dim: int, next_obs: bool) -> dict:
-    """key -> (shape, finite) of a batch of ``size`` steps in loop.npz (a probe, n-step steps)."""
-    shapes = {f"{prefix}obs": ((size, obs_dim), True)}
-    if next_obs:
-        shapes |= {
-            f"{prefix}next_obs": ((size, obs_dim), True),
-            f"{prefix}terminated": ((size,), False),
-        }
-    return shapes | {f"{prefix}actions": ((size,), False), f"{prefix}rewards": ((size,), True)}
+def _steps_shape(field: str, size: int, obs_dim: int) -> tuple[int, ...]:
+    """The shape of one field of a batch of ``size`` steps in loop.npz."""
+    return (size, obs_dim) if field in ("obs", "next_obs") else (size,)
 
 
 class Resumable(NamedTuple):
