@@ -6,6 +6,7 @@ agent acts through a numpy mirror of the online weights and keeps it in step aft
 
 from __future__ import annotations
 
+import inspect
 import sys
 import warnings
 from pathlib import Path
@@ -152,8 +153,6 @@ def checked_observations(obs, method: str) -> np.ndarray:
 
 def _check_arity(network_fn) -> None:
     """ConfigError unless ``network_fn`` can be called with (obs_dim, n_actions)."""
-    import inspect
-
     try:
         inspect.signature(network_fn).bind(0, 0)
     except TypeError:
@@ -219,6 +218,74 @@ def _check_network(online, target, obs_dim: int, n_actions: int) -> None:
         )
 
 
+class _SavedModels:
+    """The network_fn of a loaded agent: hands out the online then the target model read from
+    its files. Their weights are what an earlier run learned, in inference mode as dqn runs
+    them, so a part of Keras training they carry (``_check_nothing_left_out``) does not stop
+    them from loading: it changed nothing in how they act."""
+
+    def __init__(self, models: list[keras.Model]):
+        self._models = iter(models)
+
+    def __call__(self, obs_dim: int, n_actions: int) -> keras.Model:
+        return next(self._models)
+
+
+def _check_nothing_left_out(model: keras.Model, obs_dim: int) -> None:
+    """ConfigError if a network_fn's model carries a part of Keras training that dqn's learners
+    leave out, found when the agent is built rather than never.
+
+    The learners run the model as a pure function of its trainable weights (FlatNetwork) with
+    ``training=False``, minimise the TD loss alone and step with their own Adam. So a weight's
+    regularizer or constraint, an activity regularizer or ``add_loss``, and what dropout, noise
+    or batch normalization do in training mode would all be accepted and then never happen.
+    """
+    for v in model.trainable_variables:
+        for attribute, what, cure in (
+            ("regularizer", "a regularizer", "minimise the TD loss alone"),
+            ("constraint", "a constraint", "step with their own Adam, which applies none"),
+        ):
+            if getattr(v, attribute, None) is not None:
+                raise ConfigError(
+                    f"network_fn's model gives its weight {v.path} {what}, which dqn would "
+                    f"leave out (its learners {cure}): build the layer without it"
+                )
+    probe = np.random.default_rng(0).normal(size=(8, obs_dim)).astype(np.float32)
+    # Calling in training mode may change non-trainable state (batch normalization's moving
+    # statistics, a dropout layer's seed): kept as it was, since the learners freeze it.
+    kept = [v.numpy() for v in model.non_trainable_variables]
+    try:
+        trained = np.asarray(model(probe, training=True))
+        added = len(model.losses)
+        inferred = np.asarray(model(probe, training=False))
+    except Exception:  # a model that cannot run in training mode is never run so by dqn
+        return
+    finally:
+        for v, value in zip(model.non_trainable_variables, kept):
+            v.assign(value)
+    if added:
+        raise ConfigError(
+            f"network_fn's model adds {added} loss(es) of its own (an activity regularizer or "
+            "add_loss), which dqn would leave out (its learners minimise the TD loss alone): "
+            "build it without them"
+        )
+    if not np.allclose(trained, inferred, rtol=1e-5, atol=1e-6, equal_nan=True):
+        flatten = getattr(model, "_flatten_layers", None)  # Keras 3's walk over nested layers
+        leaves = [] if flatten is None else flatten(include_self=False)
+        named = [  # layers whose call takes `training` (Dense takes it, for quantized kernels)
+            f"'{layer.name}' ({type(layer).__name__})"
+            for layer in leaves
+            if not isinstance(layer, keras.Model | keras.layers.Dense | keras.layers.EinsumDense)
+            and "training" in inspect.signature(layer.call).parameters
+        ]
+        which = f" ({', '.join(named)})" if named else ""
+        raise ConfigError(
+            f"network_fn's model computes other Q-values in training mode than in inference "
+            f"mode{which}, which dqn would leave out (it learns and acts with training=False: "
+            "no dropout, noise or batch statistics): build it without those layers"
+        )
+
+
 def check_saveable(model: keras.Model) -> None:
     """ConfigError unless Keras can describe ``model`` for a .keras file: a subclassed model
     whose ``__init__`` takes arguments must override ``get_config``, or every checkpoint fails.
@@ -239,7 +306,9 @@ class DQNAgent:
     """Deep Q-learning agent for vector observations and discrete actions.
 
     ``network_fn(obs_dim, n_actions) -> keras.Model`` replaces the default MLP. It is called
-    twice (online and target network); the two must be separate models.
+    twice (online and target network); the two must be separate models, and they are trained
+    as dqn trains: the TD loss alone, its own Adam, ``training=False`` (a regularizer, a
+    constraint, an added loss or a layer that computes otherwise in training mode is refused).
     """
 
     def __init__(
@@ -282,6 +351,8 @@ class DQNAgent:
         target_model = network_fn(self.obs_dim, self.n_actions)
         if custom_network:
             _check_network(online_model, target_model, self.obs_dim, self.n_actions)
+            if not isinstance(network_fn, _SavedModels):
+                _check_nothing_left_out(online_model, self.obs_dim)
             # The learners train the trainable weights and compute both networks with the
             # online model's others (a frozen layer's): the target model takes them too, or its
             # view (agent.target, target.keras) held a frozen layer of another draw for good.
@@ -653,9 +724,8 @@ class DQNAgent:
                 f"its weights have shapes {shapes[1]}, online.keras's {shapes[0]}",
             )
         adam = load_adam_file(directory / "optimizer.npz")
-        built = iter(models)
         space = gym.spaces.Box(-np.inf, np.inf, (meta.obs_dim,), np.float32)
-        agent = cls(space, gym.spaces.Discrete(meta.n_actions), config, lambda o, n: next(built))
+        agent = cls(space, gym.spaces.Discrete(meta.n_actions), config, _SavedModels(models))
         target_flat = FlatNetwork(models[1]).read()
         size = (agent._net.size,)
         if target_flat.shape != size:

@@ -437,6 +437,107 @@ def test_a_network_fn_is_checked_when_the_agent_is_built():
         DQNAgent(OBS, ACTIONS, SMALL, network_fn=5)
 
 
+def through(*layers):
+    """A network_fn: Dense(8, relu), then ``layers`` (factories), then the Q-head."""
+
+    def network_fn(obs_dim, n_actions):
+        x = keras.Input((obs_dim,))
+        h = keras.layers.Dense(8, activation="relu")(x)
+        for layer in layers:
+            h = layer()(h)
+        return keras.Model(x, keras.layers.Dense(n_actions)(h))
+
+    return network_fn
+
+
+class AddsALoss(keras.layers.Layer):
+    def call(self, x):
+        self.add_loss(keras.ops.sum(x**2))
+        return x
+
+
+class DropsInItsCall(keras.Model):  # call() takes no `training`: Keras hands it down anyway
+    def __init__(self, n_actions=2):
+        super().__init__()
+        self.hidden, self.drop = keras.layers.Dense(8), keras.layers.Dropout(0.5, name="drop")
+        self.head = keras.layers.Dense(n_actions)
+
+    def call(self, x):
+        return self.head(self.drop(self.hidden(x)))
+
+
+@pytest.mark.parametrize(
+    "network_fn, message",
+    [
+        (through(lambda: keras.layers.Dense(8, kernel_regularizer="l2")), "kernel a regularizer"),
+        (through(lambda: keras.layers.Dense(8, bias_constraint="non_neg")), "bias a constraint"),
+        (through(lambda: keras.layers.Dense(8, activity_regularizer="l1")), "adds 1 loss"),
+        (through(AddsALoss), "adds 1 loss"),
+        (through(lambda: keras.layers.Dropout(0.2, name="drop")), r"mode \('drop' \(Dropout\)\)"),
+        (through(lambda: keras.layers.GaussianNoise(0.1, name="noise")), r"'noise' \(Gaussian"),
+        (through(lambda: keras.layers.BatchNormalization(name="bn")), r"'bn' \(BatchNorm"),
+        (lambda obs_dim, n_actions: DropsInItsCall(n_actions), r"'drop' \(Dropout\)"),
+    ],
+    ids=["regularizer", "constraint", "activity", "add_loss", "dropout", "noise", "bn", "nested"],
+)
+def test_a_network_fn_with_what_dqn_s_learners_leave_out_is_refused(tmp_path, network_fn, message):
+    # The learners minimise the TD loss alone with their own Adam, and run the model with
+    # training=False: each of these was accepted, then never applied.
+    from dqn import train
+    from dqn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as err:
+        DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn)
+    assert "\n" not in str(err.value) and "which dqn would leave out" in str(err.value)
+    config = SHORT_SCHEDULE  # CartPole, 1,300 env steps
+    with pytest.raises(ConfigError, match=message):
+        train(config, network_fn=network_fn, run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+class CountsTrainingCalls(keras.layers.Layer):
+    """The identity, which counts its calls in training mode in a non-trainable variable."""
+
+    def build(self, shape):
+        self.calls = self.add_weight(shape=(), initializer="zeros", trainable=False, name="calls")
+
+    def call(self, x, training=False):
+        if training:
+            self.calls.assign_add(1.0)
+        return x
+
+
+def test_layers_that_act_alike_in_training_mode_are_accepted_and_left_as_they_were():
+    frozen = lambda: keras.layers.Dense(8, trainable=False)  # noqa: E731
+    network_fn = through(
+        keras.layers.LayerNormalization,
+        lambda: keras.layers.Dropout(0.0),
+        frozen,
+        CountsTrainingCalls,
+    )
+    agent = DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn)
+    counter = [v for v in agent.online.non_trainable_variables if v.path.endswith("calls")]
+    assert [float(v.numpy()) for v in counter] == [0.0]  # the check's own calls undone
+    before = agent.state.online.copy()
+    agent.update(make_replay().sample(8))
+    assert not np.array_equal(agent.state.online, before)
+
+
+def test_a_saved_agent_whose_network_has_dropout_still_loads(tmp_path, monkeypatch):
+    # Saved before the check existed: its weights are what it learned in inference mode, as it
+    # acts now, so it loads (and resumes) as it did.
+    import dqn.agent
+
+    network_fn = through(lambda: keras.layers.Dropout(0.5))
+    with monkeypatch.context() as patch:
+        patch.setattr(dqn.agent, "_check_nothing_left_out", lambda model, obs_dim: None)
+        agent = DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn)
+        agent.save(tmp_path / "agent")
+    loaded = DQNAgent.load(tmp_path / "agent")
+    obs = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.q_values(obs), agent.q_values(obs))
+
+
 @pytest.mark.parametrize("learner", ["tensorflow", "numpy"])
 def test_the_default_network_is_float32_in_a_project_that_sets_keras_to_float64(learner):
     # keras.config.set_floatx("float64") in the user's process made the default MLP float64,
