@@ -231,15 +231,53 @@ class _SavedModels:
         return next(self._models)
 
 
+def _left_out_layers(model: keras.Model) -> str:
+    """' (names)' of the layers in ``model`` that compute otherwise in training mode or on each
+    call: Keras's own (a dropout with a rate, noise, batch normalization that trains, spectral
+    normalization) and layers of the user's own whose call takes ``training``. Other Keras
+    layers whose call takes it (attention, recurrent, Dense) compute alike at their defaults,
+    and naming them would tell a user to remove a layer that is not the cause."""
+    flatten = getattr(model, "_flatten_layers", None)  # Keras 3's walk over nested layers
+    named = []
+    for layer in [] if flatten is None else flatten(include_self=False):
+        if isinstance(layer, keras.Model):
+            continue
+        if isinstance(layer, keras.layers.Dropout | keras.layers.AlphaDropout):
+            suspect = layer.rate > 0
+        elif isinstance(layer, keras.layers.GaussianDropout):
+            suspect = layer.rate > 0
+        elif isinstance(layer, keras.layers.GaussianNoise):
+            suspect = layer.stddev > 0
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            suspect = layer.trainable  # a frozen one runs in inference mode in training too
+        elif isinstance(layer, keras.layers.SpectralNormalization):
+            suspect = True
+        else:
+            suspect = not type(layer).__module__.startswith("keras.") and (
+                "training" in inspect.signature(layer.call).parameters
+            )
+        if suspect:
+            named.append(f"'{layer.name}' ({type(layer).__name__})")
+    return f" ({', '.join(named)})" if named else ""
+
+
 def _check_nothing_left_out(model: keras.Model, obs_dim: int) -> None:
     """ConfigError if a network_fn's model carries a part of Keras training that dqn's learners
     leave out, found when the agent is built rather than never.
 
     The learners run the model as a pure function of its trainable weights (FlatNetwork) with
-    ``training=False``, minimise the TD loss alone and step with their own Adam. So a weight's
-    regularizer or constraint, an activity regularizer or ``add_loss``, and what dropout, noise
-    or batch normalization do in training mode would all be accepted and then never happen.
+    ``training=False`` and its other state frozen, minimise the TD loss alone, and step with
+    their own Adam. So a compiled optimizer or loss, a weight's regularizer or constraint, an
+    activity regularizer or ``add_loss``, what dropout, noise or batch normalization do in
+    training mode, and a layer that draws new noise on each call would all be accepted and then
+    never happen.
     """
+    if getattr(model, "compiled", False):
+        raise ConfigError(
+            "network_fn's model is compiled (an optimizer, a loss), which dqn would leave out "
+            "(it trains with its own Adam on the config's loss and learning_rate): return it "
+            "uncompiled"
+        )
     for v in model.trainable_variables:
         for attribute, what, cure in (
             ("regularizer", "a regularizer", "minimise the TD loss alone"),
@@ -250,40 +288,62 @@ def _check_nothing_left_out(model: keras.Model, obs_dim: int) -> None:
                     f"network_fn's model gives its weight {v.path} {what}, which dqn would "
                     f"leave out (its learners {cure}): build the layer without it"
                 )
-    probe = np.random.default_rng(0).normal(size=(8, obs_dim)).astype(np.float32)
-    # Calling in training mode may change non-trainable state (batch normalization's moving
-    # statistics, a dropout layer's seed): kept as it was, since the learners freeze it.
-    kept = [v.numpy() for v in model.non_trainable_variables]
+    rng = np.random.default_rng(0)
+    probe = rng.normal(size=(8, obs_dim)).astype(np.float32)
+    # Every variable is put back as it was after the probe: a call in training mode may change
+    # state (batch normalization's moving statistics, a seed, spectral normalization's kernel),
+    # a layer first built by that call adds variables, and the probe runs on stirred weights.
+    kept = [(v, v.numpy()) for v in model.variables]
     try:
+        # Weights plus a little noise: a layer initialised at zero (a Q-head, often) would
+        # give the same Q-values in both modes whatever came before it.
+        for v in model.trainable_variables:
+            v.assign(v.numpy() + rng.normal(scale=0.1, size=v.shape).astype(np.float32))
+        stirred = [(v, v.numpy()) for v in model.trainable_variables]
+        inferred = np.asarray(model(probe, training=False))
+        again = np.asarray(model(probe, training=False))
         trained = np.asarray(model(probe, training=True))
         added = len(model.losses)
-        inferred = np.asarray(model(probe, training=False))
+        rewritten = [v.path for v, value in stirred if not np.array_equal(v.numpy(), value)]
     except Exception:  # a model that cannot run in training mode is never run so by dqn
         return
     finally:
-        for v, value in zip(model.non_trainable_variables, kept):
+        for v, value in kept:
             v.assign(value)
+    if rewritten:
+        raise ConfigError(
+            f"network_fn's model rewrites its weights {', '.join(rewritten)} when called in "
+            f"training mode{_left_out_layers(model)}, which dqn would leave out (it learns and "
+            "acts with training=False): build it without that layer"
+        )
     if added:
         raise ConfigError(
             f"network_fn's model adds {added} loss(es) of its own (an activity regularizer or "
             "add_loss), which dqn would leave out (its learners minimise the TD loss alone): "
             "build it without them"
         )
-    if not np.allclose(trained, inferred, rtol=1e-5, atol=1e-6, equal_nan=True):
-        flatten = getattr(model, "_flatten_layers", None)  # Keras 3's walk over nested layers
-        leaves = [] if flatten is None else flatten(include_self=False)
-        named = [  # layers whose call takes `training` (Dense takes it, for quantized kernels)
-            f"'{layer.name}' ({type(layer).__name__})"
-            for layer in leaves
-            if not isinstance(layer, keras.Model | keras.layers.Dense | keras.layers.EinsumDense)
-            and "training" in inspect.signature(layer.call).parameters
-        ]
-        which = f" ({', '.join(named)})" if named else ""
+    if not _alike(inferred, again):
+        raise ConfigError(
+            f"network_fn's model computes other Q-values on each call with the same weights"
+            f"{_left_out_layers(model)}, which dqn would leave out (its learners hold a layer's "
+            "random state fixed): build it without those layers"
+        )
+    if not _alike(trained, inferred):
         raise ConfigError(
             f"network_fn's model computes other Q-values in training mode than in inference "
-            f"mode{which}, which dqn would leave out (it learns and acts with training=False: "
-            "no dropout, noise or batch statistics): build it without those layers"
+            f"mode{_left_out_layers(model)}, which dqn would leave out (it learns and acts with "
+            "training=False: no dropout, noise or batch statistics): build it without those "
+            "layers"
         )
+
+
+def _alike(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two outputs of one model on one probe are the same, to float32 rounding (a model that
+    returns another shape or structure in training mode is not)."""
+    try:
+        return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True))
+    except TypeError:  # object arrays: a dict of outputs
+        return False
 
 
 def check_saveable(model: keras.Model) -> None:

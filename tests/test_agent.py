@@ -456,6 +456,46 @@ class AddsALoss(keras.layers.Layer):
         return x
 
 
+def compiled(obs_dim, n_actions):  # as Keras DQN tutorials build it: optimizer and loss unused
+    model = through()(obs_dim, n_actions)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4, weight_decay=1e-2), loss="mse")
+    return model
+
+
+def with_zero_head(*layers):
+    """through(*layers) with a Q-head initialised at zero: Q is 0 in both modes at first."""
+
+    def network_fn(obs_dim, n_actions):
+        x = keras.Input((obs_dim,))
+        h = keras.layers.Dense(8, activation="relu")(x)
+        for layer in layers:
+            h = layer()(h)
+        return keras.Model(x, keras.layers.Dense(n_actions, kernel_initializer="zeros")(h))
+
+    return network_fn
+
+
+class NoisyOnEachCall(keras.layers.Layer):  # NoisyNet-like: new noise on every call
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = keras.random.SeedGenerator(0)
+
+    def call(self, x):
+        return x + keras.random.normal(keras.ops.shape(x), seed=self.seed)
+
+
+class WiderInTraining(keras.Model):  # an auxiliary output in training mode only
+    def __init__(self, n_actions=2):
+        super().__init__()
+        self.hidden, self.q = keras.layers.Dense(8), keras.layers.Dense(n_actions)
+        self.aux = keras.layers.Dense(3)
+
+    def call(self, x, training=False):
+        h = self.hidden(x)
+        q, aux = self.q(h), self.aux(h)
+        return keras.ops.concatenate([q, aux], 1) if training else q
+
+
 class DropsInItsCall(keras.Model):  # call() takes no `training`: Keras hands it down anyway
     def __init__(self, n_actions=2):
         super().__init__()
@@ -477,8 +517,27 @@ class DropsInItsCall(keras.Model):  # call() takes no `training`: Keras hands it
         (through(lambda: keras.layers.GaussianNoise(0.1, name="noise")), r"'noise' \(Gaussian"),
         (through(lambda: keras.layers.BatchNormalization(name="bn")), r"'bn' \(BatchNorm"),
         (lambda obs_dim, n_actions: DropsInItsCall(n_actions), r"'drop' \(Dropout\)"),
+        (compiled, "is compiled .* return it uncompiled"),
+        (with_zero_head(lambda: keras.layers.Dropout(0.5, name="drop")), r"mode \('drop' "),
+        (
+            through(lambda: keras.layers.SpectralNormalization(keras.layers.Dense(8), name="sn")),
+            r"rewrites its weights sn/.*kernel when called in training mode \('sn' \(Spectral",
+        ),
+        (through(NoisyOnEachCall), "other Q-values on each call with the same weights"),
+        (lambda obs_dim, n_actions: WiderInTraining(n_actions), "in training mode than in"),
+        (
+            through(
+                lambda: keras.layers.Lambda(lambda t: t - keras.ops.mean(t, 1, keepdims=True)),
+                lambda: keras.layers.GaussianNoise(0.1, name="noise"),
+                lambda: keras.layers.Dropout(0.0, name="no_drop"),
+            ),
+            r"mode \('noise' \(GaussianNoise\)\), which",  # the only layer named
+        ),
     ],
-    ids=["regularizer", "constraint", "activity", "add_loss", "dropout", "noise", "bn", "nested"],
+    ids=[
+        *("regularizer", "constraint", "activity", "add_loss", "dropout", "noise", "bn"),
+        *("nested", "compiled", "zero_head", "spectral", "each_call", "wider", "named"),
+    ],
 )
 def test_a_network_fn_with_what_dqn_s_learners_leave_out_is_refused(tmp_path, network_fn, message):
     # The learners minimise the TD loss alone with their own Adam, and run the model with
