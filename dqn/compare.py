@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from dqn.agent_files import STUDY_RUN
-from dqn.config import FIELDS, LOSS_NAMES, DQNConfig, parse_overrides
-from dqn.errors import ConfigError, DQNError, StudyInterrupted, WorkerError, few
+from dqn.config import FIELDS, LOSS_NAMES, DQNConfig, check_flag, parse_overrides
+from dqn.errors import ConfigError, DQNError, StudyInterrupted, WorkerError, few, shown
 from dqn.io import atomic_write_text, hold_folders, strict_json
 from dqn.members import check_label, configured, first_repeat
 from dqn.report import STUDY_FIGURES, run_name
 from dqn.study_runs import (
+    BACKENDS,
     RESULT_COLUMNS,
     RUNNERS,
     Job,
@@ -199,8 +200,10 @@ def run_comparison(
     defaults to the CPUs this process may use (``dqn.runtime.usable_cores``) divided by the
     runs' ``num_threads`` (1 by default), so that every thread has a core.
     """
+    _check_not_in_a_workers_start()
     if runner not in RUNNERS:
         raise ConfigError(f"unknown runner {runner!r}; valid runners: {', '.join(RUNNERS)}")
+    _check_call(workers, progress, backend, address)
     variants, seeds = _as_variants(variants), _as_seeds(seeds)
     chosen = workers is not None
     out = Path(out_dir)
@@ -386,6 +389,41 @@ def _as_variants(variants) -> list[Variant]:
             raise ConfigError(f"a variant is a Variant or a text such as 'huber', got {v!r}")
         out.append(v if isinstance(v, Variant) else Variant.parse(v))
     return out
+
+
+def _check_not_in_a_workers_start() -> None:
+    """ConfigError if this process is a study's worker importing the script that started the
+    study (``spawn`` imports the main script in each worker): a call at the script's top level
+    ran again there, and the worker died of it, which the study could only call a death."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # as spawn marks it
+        raise ConfigError(
+            "run_comparison ran again in a worker process of the study, which imports the "
+            'script that started it: start a study under `if __name__ == "__main__":`'
+        )
+
+
+def _check_call(workers, progress, backend, address) -> None:
+    """The arguments dqn-compare's own parser checks, checked for a caller in Python too: a
+    ``progress="no"`` turned the bar on, an ``address`` with the local backend was dropped
+    (and with it the memory check, kept for a cluster's machines), and ``workers=0`` ended in
+    concurrent.futures' traceback."""
+    check_flag(progress, "progress")
+    if workers is not None:
+        try:
+            if isinstance(workers, bool) or operator.index(workers) < 1:
+                raise TypeError
+        except TypeError:
+            raise ConfigError(
+                f"workers is a whole number > 0 (None: one per CPU), got {shown(workers, 40)}"
+            ) from None
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"unknown backend {shown(backend, 40)}; valid backends: {', '.join(BACKENDS)}"
+        )
+    if address is not None and backend != "ray":
+        raise ConfigError("address is the Ray cluster to use: give it with backend='ray'")
 
 
 def _as_seeds(seeds) -> list[int]:

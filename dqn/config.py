@@ -280,7 +280,8 @@ class DQNConfig(metaclass=_KnownKeys):
         "small networks of a DQN on few cores; with 1, XLA also runs each compiled update on the "
         "calling thread (dqn.runtime)")
     jit_compile: bool                  = row(True,          BOOL, False, None,
-        "Compile the update with XLA")
+        "Compile the update with XLA (the tensorflow learner's; the numpy learner compiles "
+        "nothing, and ignores it)")
     num_envs: int                      = row(1,             INT,  False, "in [1, 65_536]",
         "Environments stepped together (a gymnasium vector env; the env's own vectorized version "
         "where it has one, as CartPole does). Above 1, training trades the strict one-env order "

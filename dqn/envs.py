@@ -186,6 +186,10 @@ def make_vector_env(env_id: str, num_envs: int, kwargs=None) -> gym.vector.Vecto
     """
     kwargs = dict(kwargs or {})
     make_env(env_id, **kwargs).close()  # the same one-line errors (unknown id, extra, keyword)
+    # max_episode_steps=None is gym.make's "the registered limit"; CartPole's vector env took
+    # it as the limit itself and failed at its first step.
+    if "max_episode_steps" in kwargs and kwargs["max_episode_steps"] is None:
+        del kwargs["max_episode_steps"]
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, **kwargs)
     except TypeError as exc:  # a keyword the env takes but its vectorized version does not

@@ -129,8 +129,8 @@ def _result(fut, on_crash, stopping: bool = False) -> object:
         if on_crash is None:
             raise
         return on_crash(
-            "its worker process died (killed, or out of memory), or another worker did and the "
-            "pool stopped this one with it"
+            "its worker process died (killed, out of memory, or failing as it started: its own "
+            "lines above say why), or another worker did and the pool stopped this one with it"
         )
     except KeyboardInterrupt:  # a worker's second signal, before its loop had started
         return None

@@ -134,7 +134,9 @@ def record_gif(
 ) -> tuple[int, int, float]:
     """Draw one greedy episode (reset with ``seed``) into ``path``; return (frames, steps,
     return): a frame for the reset and one per step, up to ``MAX_FRAMES``. ``env_kwargs`` are
-    gym.make's (a config's env_kwargs).
+    gym.make's; left out, they are the agent's config's when ``env_id`` is its env (a run's
+    env_kwargs reach every env it makes: the episode drawn is one of the env it learned), and
+    none for another env.
 
     ``path`` is written whole or not at all. An env that cannot draw frames (no ``rgb_array``
     render mode) or lacks the package that draws them is refused in one line (DQNError).
@@ -151,6 +153,9 @@ def record_gif(
             f"{type(env_id).__name__}"
         )
     path = check_gif_path(user_path(path, "path"))
+    config = getattr(agent, "config", None)
+    if env_kwargs is None and env_id == getattr(config, "env_id", None):
+        env_kwargs = config.env_kwargs
     kwargs = dict(env_kwargs or {})
     probe = make_env(env_id, **kwargs)
     modes = probe.metadata.get("render_modes", [])

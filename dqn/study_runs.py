@@ -17,7 +17,7 @@ import numpy as np
 
 from dqn.agent_files import CHECKPOINTS, POPULATION_FILE, STEP_FILE, STUDY_RUN
 from dqn.config import DQNConfig, changed_keys, read_saved_config
-from dqn.errors import ConfigError, few, first_line
+from dqn.errors import ConfigError, few, first_line, shown
 from dqn.io import atomic_write_text, hold_folders, nulls_as_nan, strict_json
 from dqn.run_log import read_metrics
 from dqn.run_state import ended_summary
@@ -678,6 +678,9 @@ def failure_message(failed: Sequence[tuple[list[str], TaskFailed]]) -> str:
     )
 
 
+BACKENDS = ("local", "ray")  # where a study's tasks run
+
+
 def backend_runner(backend: str, workers: int, address: str | None) -> Callable[..., Iterator]:
     """The one part a backend owns: run these tasks, yield (task name, result) as each ends."""
     if backend == "local":
@@ -705,7 +708,9 @@ def backend_runner(backend: str, workers: int, address: str | None) -> Callable[
             crashed,
             _stopped,
         )
-    raise ConfigError(f"unknown backend {backend!r}: local or ray")
+    raise ConfigError(
+        f"unknown backend {shown(backend, 40)}; valid backends: {', '.join(BACKENDS)}"
+    )
 
 
 def _stopped(signum: int | None, result: object) -> object:

@@ -556,6 +556,29 @@ def test_a_label_or_seed_given_twice_is_refused(tmp_path, in_process):
     assert in_process == [] and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        # The bar showed: any true value turned it on.
+        ({"progress": "no"}, "progress is True or False, got 'no'"),
+        # Trained here, without a word, and without the check that the study fits in memory.
+        ({"address": "203.0.113.7:6379"}, "address is the Ray cluster to use: give it with"),
+        ({"workers": 0}, r"workers is a whole number > 0 \(None: one per CPU\), got 0"),
+        ({"workers": 1.5}, "workers is a whole number > 0 .* got 1.5"),
+        ({"workers": True}, "workers is a whole number > 0 .* got True"),
+        ({"backend": "dask"}, "unknown backend 'dask'; valid backends: local, ray"),
+    ],
+    ids=["progress", "address", "workers 0", "workers 1.5", "workers True", "backend"],
+)
+def test_run_comparisons_own_arguments_are_checked_as_the_command_checks_them(
+    arguments, message, tmp_path, in_process
+):
+    with pytest.raises(DQNError, match=message) as err:  # an InputError, as train's, for progress
+        run_comparison(BASE, TWO, [0], tmp_path / "out", **{"progress": False, **arguments})
+    assert "\n" not in str(err.value)
+    assert in_process == [] and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("variants, seeds", [(TWO, []), ([], [0]), ([], [])])
 def test_a_study_of_no_seed_or_no_variant_is_refused_before_anything_is_written(
     variants, seeds, tmp_path, in_process
@@ -830,8 +853,8 @@ def test_a_workers_warning_prints_as_the_commands_one_line(capfd):
 
 
 DIED = (
-    "its worker process died (killed, or out of memory), or another worker did and the pool "
-    "stopped this one with it"
+    "its worker process died (killed, out of memory, or failing as it started: its own lines "
+    "above say why), or another worker did and the pool stopped this one with it"
 )
 
 
@@ -1129,3 +1152,28 @@ def test_a_run_beside_a_studys_runs_is_refused_as_its_rerun_would_refuse_it(tmp_
     [line] = capsys.readouterr().err.splitlines()
     assert f"is inside the study folder {tmp_path / 'study'}, whose rerun would refuse" in line
     assert not (tmp_path / "study" / "new").exists()
+
+
+def test_a_study_started_at_a_scripts_top_level_says_so_from_its_workers(tmp_path):
+    # spawn imports the main script in each worker: the unguarded call ran again there, and the
+    # worker died of a FolderBusyError, which the study called "killed, or out of memory".
+    import subprocess
+    import sys
+
+    script = tmp_path / "study.py"
+    script.write_text(
+        "from dqn import DQNConfig\n"
+        "from dqn.compare import run_comparison\n"
+        "config = DQNConfig(learner='numpy', hidden_sizes=(8,), total_env_steps=600,\n"
+        "    learning_starts_env_steps=100, train_every_env_steps=50,\n"
+        "    gradient_steps_per_train=1, target_update_every_grad_steps=5)\n"
+        "run_comparison(config, ['huber'], [0], 'out', workers=1, progress=False)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    said = "ConfigError: run_comparison ran again in a worker process of the study, which imports"
+    assert said in done.stderr and 'under `if __name__ == "__main__":`' in done.stderr
+    assert "failing as it started: its own lines above say why" in done.stderr.splitlines()[-1]
+    assert not (tmp_path / "out" / "results.json").exists()

@@ -277,3 +277,21 @@ def test_a_gif_inside_a_saved_agent_is_refused_and_the_agent_saves_there_again(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"the GIF {gif} is inside the saved agent {tmp_path / 'best'}" in line
     agent.save(tmp_path / "best")
+
+
+def test_record_gif_draws_the_env_the_agent_learned_with_its_env_kwargs(tmp_path):
+    # As the README calls it, record_gif(agent, config.env_id, path, seed) drew a plain
+    # CartPole for an agent whose run gave the env kwargs: the episode of another env.
+    from dqn import DQNAgent, DQNConfig
+    from dqn.render import record_gif
+
+    config = DQNConfig(hidden_sizes=(8,), env_kwargs={"max_episode_steps": 3})
+    env = gym.make("CartPole-v1")
+    agent = DQNAgent(env.observation_space, env.action_space, config)
+    # 3 steps is the limit given (the same episode runs on past it without: the second call).
+    assert record_gif(agent, "CartPole-v1", tmp_path / "its.gif", seed=0)[1] == 3
+    _, steps, _ = record_gif(agent, "CartPole-v1", tmp_path / "plain.gif", seed=0, env_kwargs={})
+    assert steps > 3  # given, they are what is drawn: none here
+    with pytest.warns(DeprecationWarning, match="CartPole-v0 is out of date"):  # gymnasium's
+        other = record_gif(agent, "CartPole-v0", tmp_path / "other.gif", seed=0)
+    assert other[1] > 3  # another env than its own: none of its kwargs

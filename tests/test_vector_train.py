@@ -1,5 +1,6 @@
 """Training with num_envs > 1: the bookkeeping of a vector env (learning: test_learning)."""
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -185,6 +186,18 @@ def test_one_env_starts_a_new_episode_after_its_time_limit_cuts_one():
     env.reset(seed=0)
     cut = [bool(env.step(np.zeros(1, np.int64)).truncated[0]) for _ in range(4)]
     assert cut == [False, True, False, True]  # not cut at every step past the limit
+
+
+def test_a_time_limit_of_null_is_the_registered_one_in_a_vector_env_as_in_one():
+    # gym.make reads max_episode_steps=None as the registered limit; CartPole's own vector env
+    # took None as its limit, and a run of num_envs > 1 failed at its first step (TypeError).
+    from dqn.envs import make_vector_env
+
+    envs = make_vector_env("CartPole-v1", 2, {"max_episode_steps": None})
+    assert envs.unwrapped.max_episode_steps == gym.spec("CartPole-v1").max_episode_steps == 500
+    envs.reset(seed=0)
+    envs.step(np.zeros(2, np.int64))
+    envs.close()
 
 
 def test_the_step_after_a_time_limit_cut_is_an_autoreset_not_a_transition():
