@@ -323,17 +323,20 @@ def _check_nothing_left_out(model: keras.Model, obs_dim: int) -> None:
             "build it without them"
         )
     if not _alike(inferred, again):
+        named = _left_out_layers(model)
+        which = "those layers" if named else "the layer that draws it"
         raise ConfigError(
             f"network_fn's model computes other Q-values on each call with the same weights"
-            f"{_left_out_layers(model)}, which dqn would leave out (its learners hold a layer's "
-            "random state fixed): build it without those layers"
+            f"{named}, which dqn would leave out (its learners hold a layer's random state "
+            f"fixed): build it without {which}"
         )
     if not _alike(trained, inferred):
+        named = _left_out_layers(model)
+        which = "those layers" if named else "the layer that does (a dropout inside another)"
         raise ConfigError(
             f"network_fn's model computes other Q-values in training mode than in inference "
-            f"mode{_left_out_layers(model)}, which dqn would leave out (it learns and acts with "
-            "training=False: no dropout, noise or batch statistics): build it without those "
-            "layers"
+            f"mode{named}, which dqn would leave out (it learns and acts with training=False: "
+            f"no dropout, noise or batch statistics): build it without {which}"
         )
 
 

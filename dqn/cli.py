@@ -567,7 +567,8 @@ def compare_parser() -> argparse.ArgumentParser:
         choices=("population", "process"),
         default="population",
         help="population (default): the runs that can share one program train as populations, "
-        "one chunk per worker; process: one process per run",
+        "one chunk per worker; process: one process per run (a population a stopped study "
+        "started continues whole)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p

@@ -416,7 +416,8 @@ def _check_call(workers, progress, backend, address) -> None:
                 raise TypeError
         except TypeError:
             raise ConfigError(
-                f"workers is a whole number > 0 (None: one per CPU), got {shown(workers, 40)}"
+                "workers is a whole number > 0 (None: a core per num_threads), got "
+                f"{shown(workers, 40)}"
             ) from None
     if backend not in BACKENDS:
         raise ConfigError(

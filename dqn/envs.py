@@ -186,9 +186,12 @@ def make_vector_env(env_id: str, num_envs: int, kwargs=None) -> gym.vector.Vecto
     """
     kwargs = dict(kwargs or {})
     make_env(env_id, **kwargs).close()  # the same one-line errors (unknown id, extra, keyword)
-    # max_episode_steps=None is gym.make's "the registered limit"; CartPole's vector env took
-    # it as the limit itself and failed at its first step.
-    if "max_episode_steps" in kwargs and kwargs["max_episode_steps"] is None:
+    # max_episode_steps=None is gym.make's "the registered limit": left out where there is
+    # one, make_vec passes that limit itself (CartPole's vector env took None as the limit and
+    # failed at its first step); with none registered, None stays what it says.
+    spec = gym.registry.get(_import_registering_module(env_id))
+    registered = None if spec is None else spec.max_episode_steps
+    if kwargs.get("max_episode_steps", 0) is None and registered is not None:
         del kwargs["max_episode_steps"]
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, **kwargs)

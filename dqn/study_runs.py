@@ -669,7 +669,7 @@ def failure_message(failed: Sequence[tuple[list[str], TaskFailed]]) -> str:
     runs = [run for names, _ in failed for run in names]
     shown = few(runs, 4)
     first = failed[0][1]
-    where = f"traceback in {first.traceback_file}" if first.traceback_file else "no traceback"
+    where = f"traceback in {first.traceback_file}" if first.traceback_file else "no traceback file"
     others = len({f.traceback_file for _, f in failed} - {first.traceback_file})
     also = f"; {others} other task(s) too, each with its {ERROR_FILE}" if others else ""
     return (

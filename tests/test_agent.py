@@ -523,7 +523,7 @@ class DropsInItsCall(keras.Model):  # call() takes no `training`: Keras hands it
             through(lambda: keras.layers.SpectralNormalization(keras.layers.Dense(8), name="sn")),
             r"rewrites its weights sn/.*kernel when called in training mode \('sn' \(Spectral",
         ),
-        (through(NoisyOnEachCall), "other Q-values on each call with the same weights"),
+        (through(NoisyOnEachCall), "on each call with the same .* without the layer that draws it"),
         (lambda obs_dim, n_actions: WiderInTraining(n_actions), "in training mode than in"),
         (
             through(

@@ -563,7 +563,7 @@ def test_a_label_or_seed_given_twice_is_refused(tmp_path, in_process):
         ({"progress": "no"}, "progress is True or False, got 'no'"),
         # Trained here, without a word, and without the check that the study fits in memory.
         ({"address": "203.0.113.7:6379"}, "address is the Ray cluster to use: give it with"),
-        ({"workers": 0}, r"workers is a whole number > 0 \(None: one per CPU\), got 0"),
+        ({"workers": 0}, r"workers is a whole number > 0 \(None: a core per num_threads\), got 0"),
         ({"workers": 1.5}, "workers is a whole number > 0 .* got 1.5"),
         ({"workers": True}, "workers is a whole number > 0 .* got True"),
         ({"backend": "dask"}, "unknown backend 'dask'; valid backends: local, ray"),

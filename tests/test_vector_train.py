@@ -200,6 +200,30 @@ def test_a_time_limit_of_null_is_the_registered_one_in_a_vector_env_as_in_one():
     envs.close()
 
 
+def test_a_time_limit_of_null_is_passed_on_for_an_env_registered_without_one(monkeypatch):
+    # With no registered limit, None is what it says (no limit), not the vector class's default.
+    from dqn import envs
+    from tests.conftest import register_once
+
+    def entry(**kwargs):  # CartPole, with no TimeLimit around it
+        return gym.make("CartPole-v1").unwrapped
+
+    given = []
+
+    class Made(Exception):  # only the keywords are wanted, not the vector env
+        pass
+
+    def make_vec(env_id, num_envs, **kwargs):
+        given.append(kwargs)
+        raise Made
+
+    monkeypatch.setattr(gym, "make_vec", make_vec)
+    for env_id in (register_once("NoLimitCartPole-v0", entry), "CartPole-v1"):
+        with pytest.raises(Made):
+            envs.make_vector_env(env_id, 2, {"max_episode_steps": None})
+    assert given == [{"max_episode_steps": None}, {}]
+
+
 def test_the_step_after_a_time_limit_cut_is_an_autoreset_not_a_transition():
     from dqn.envs import make_stepper
 
