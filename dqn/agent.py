@@ -322,22 +322,26 @@ def _check_nothing_left_out(model: keras.Model, obs_dim: int) -> None:
             "add_loss), which dqn would leave out (its learners minimise the TD loss alone): "
             "build it without them"
         )
-    if not _alike(inferred, again):
-        named = _left_out_layers(model)
-        which = "those layers" if named else "the layer that draws it"
-        raise ConfigError(
-            f"network_fn's model computes other Q-values on each call with the same weights"
-            f"{named}, which dqn would leave out (its learners hold a layer's random state "
-            f"fixed): build it without {which}"
-        )
-    if not _alike(trained, inferred):
-        named = _left_out_layers(model)
-        which = "those layers" if named else "the layer that does (a dropout inside another)"
-        raise ConfigError(
-            f"network_fn's model computes other Q-values in training mode than in inference "
-            f"mode{named}, which dqn would leave out (it learns and acts with training=False: "
-            f"no dropout, noise or batch statistics): build it without {which}"
-        )
+    for same, other, why, cure in (
+        (
+            _alike(inferred, again),
+            "on each call with the same weights",
+            "its learners hold a layer's random state fixed",
+            "the layer that draws it",
+        ),
+        (
+            _alike(trained, inferred),
+            "in training mode than in inference mode",
+            "it learns and acts with training=False: no dropout, noise or batch statistics",
+            "the layer that does (a dropout inside another)",
+        ),
+    ):
+        if not same:
+            named = _left_out_layers(model)
+            raise ConfigError(
+                f"network_fn's model computes other Q-values {other}{named}, which dqn would "
+                f"leave out ({why}): build it without {'those layers' if named else cure}"
+            )
 
 
 def _alike(a: np.ndarray, b: np.ndarray) -> bool:

@@ -437,7 +437,7 @@ def test_a_network_fn_is_checked_when_the_agent_is_built():
         DQNAgent(OBS, ACTIONS, SMALL, network_fn=5)
 
 
-def through(*layers):
+def through(*layers, head_initializer="glorot_uniform"):
     """A network_fn: Dense(8, relu), then ``layers`` (factories), then the Q-head."""
 
     def network_fn(obs_dim, n_actions):
@@ -445,7 +445,8 @@ def through(*layers):
         h = keras.layers.Dense(8, activation="relu")(x)
         for layer in layers:
             h = layer()(h)
-        return keras.Model(x, keras.layers.Dense(n_actions)(h))
+        head = keras.layers.Dense(n_actions, kernel_initializer=head_initializer)
+        return keras.Model(x, head(h))
 
     return network_fn
 
@@ -460,19 +461,6 @@ def compiled(obs_dim, n_actions):  # as Keras DQN tutorials build it: optimizer 
     model = through()(obs_dim, n_actions)
     model.compile(optimizer=keras.optimizers.AdamW(1e-4, weight_decay=1e-2), loss="mse")
     return model
-
-
-def with_zero_head(*layers):
-    """through(*layers) with a Q-head initialised at zero: Q is 0 in both modes at first."""
-
-    def network_fn(obs_dim, n_actions):
-        x = keras.Input((obs_dim,))
-        h = keras.layers.Dense(8, activation="relu")(x)
-        for layer in layers:
-            h = layer()(h)
-        return keras.Model(x, keras.layers.Dense(n_actions, kernel_initializer="zeros")(h))
-
-    return network_fn
 
 
 class NoisyOnEachCall(keras.layers.Layer):  # NoisyNet-like: new noise on every call
@@ -518,7 +506,10 @@ class DropsInItsCall(keras.Model):  # call() takes no `training`: Keras hands it
         (through(lambda: keras.layers.BatchNormalization(name="bn")), r"'bn' \(BatchNorm"),
         (lambda obs_dim, n_actions: DropsInItsCall(n_actions), r"'drop' \(Dropout\)"),
         (compiled, "is compiled .* return it uncompiled"),
-        (with_zero_head(lambda: keras.layers.Dropout(0.5, name="drop")), r"mode \('drop' "),
+        (  # Q is 0 in both modes at first: the probe stirs the weights
+            through(lambda: keras.layers.Dropout(0.5, name="drop"), head_initializer="zeros"),
+            r"mode \('drop' ",
+        ),
         (
             through(lambda: keras.layers.SpectralNormalization(keras.layers.Dense(8), name="sn")),
             r"rewrites its weights sn/.*kernel when called in training mode \('sn' \(Spectral",
