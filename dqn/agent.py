@@ -242,9 +242,8 @@ def _left_out_layers(model: keras.Model) -> str:
     for layer in [] if flatten is None else flatten(include_self=False):
         if isinstance(layer, keras.Model):
             continue
-        if isinstance(layer, keras.layers.Dropout | keras.layers.AlphaDropout):
-            suspect = layer.rate > 0
-        elif isinstance(layer, keras.layers.GaussianDropout):
+        dropouts = keras.layers.Dropout | keras.layers.AlphaDropout | keras.layers.GaussianDropout
+        if isinstance(layer, dropouts):
             suspect = layer.rate > 0
         elif isinstance(layer, keras.layers.GaussianNoise):
             suspect = layer.stddev > 0

@@ -667,13 +667,13 @@ def task_runs(task: Task) -> list[str]:
 def failure_message(failed: Sequence[tuple[list[str], TaskFailed]]) -> str:
     """One line for the tasks that failed: their runs, the first error, where its traceback is."""
     runs = [run for names, _ in failed for run in names]
-    shown = few(runs, 4)
+    listed = few(runs, 4)
     first = failed[0][1]
     where = f"traceback in {first.traceback_file}" if first.traceback_file else "no traceback file"
     others = len({f.traceback_file for _, f in failed} - {first.traceback_file})
     also = f"; {others} other task(s) too, each with its {ERROR_FILE}" if others else ""
     return (
-        f"{len(runs)} run{'s' * (len(runs) != 1)} failed ({shown}): {first.error} "
+        f"{len(runs)} run{'s' * (len(runs) != 1)} failed ({listed}): {first.error} "
         f"({where}{also}); the finished runs are kept: a rerun trains only the others"
     )
 
