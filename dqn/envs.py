@@ -87,16 +87,21 @@ def config_env(config: DQNConfig, **extra) -> gym.Env:
     return make_env(config.env_id, **config.env_kwargs, **extra)
 
 
+def registered_time_limit(env_id: str) -> int | None:
+    """The max_episode_steps ``env_id`` is registered with (None: none, or an unknown id)."""
+    spec = gym.registry.get(_import_registering_module(env_id))
+    return None if spec is None else spec.max_episode_steps
+
+
 def check_n_step(config: DQNConfig) -> None:
     """ConfigError if ``n_step`` is longer than the time limit gym.make puts on the config's env
     (its registered max_episode_steps, or env_kwargs' own). The n - 1 steps before a time-limit
     cut are not stored (``dqn.nstep``), so an episode the limit cuts would store none of its
     steps, and a run whose episodes all end that way would have nothing to learn from. Call it
     after the env id is known to be good (``check_env``, ``make_env``)."""
-    spec = gym.registry.get(_import_registering_module(config.env_id))
     limit = config.env_kwargs.get("max_episode_steps")
-    if limit is None and spec is not None:  # gym.make's rule: the keyword, else the spec's
-        limit = spec.max_episode_steps
+    if limit is None:  # gym.make's rule: the keyword, else the spec's
+        limit = registered_time_limit(config.env_id)
     if limit is None and config.n_step > 1:  # a TimeLimit the env's own factory puts on it
         limit = _wrapped_time_limit(config)
     # (-1: gym.make adds no limit.)
@@ -189,9 +194,7 @@ def make_vector_env(env_id: str, num_envs: int, kwargs=None) -> gym.vector.Vecto
     # max_episode_steps=None is gym.make's "the registered limit": left out where there is
     # one, make_vec passes that limit itself (CartPole's vector env took None as the limit and
     # failed at its first step); with none registered, None stays what it says.
-    spec = gym.registry.get(_import_registering_module(env_id))
-    registered = None if spec is None else spec.max_episode_steps
-    if kwargs.get("max_episode_steps", 0) is None and registered is not None:
+    if kwargs.get("max_episode_steps", 0) is None and registered_time_limit(env_id) is not None:
         del kwargs["max_episode_steps"]
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, **kwargs)

@@ -539,9 +539,8 @@ def test_a_network_fn_with_what_dqn_s_learners_leave_out_is_refused(tmp_path, ne
     with pytest.raises(ConfigError, match=message) as err:
         DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn)
     assert "\n" not in str(err.value) and "which dqn would leave out" in str(err.value)
-    config = SHORT_SCHEDULE  # CartPole, 1,300 env steps
-    with pytest.raises(ConfigError, match=message):
-        train(config, network_fn=network_fn, run_dir=tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match=message):  # CartPole, 1,300 env steps
+        train(SHORT_SCHEDULE, network_fn=network_fn, run_dir=tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
 
 
