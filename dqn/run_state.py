@@ -249,7 +249,12 @@ def load_run_state(
                 for i in range(n)
             ],
         )
-    except Exception as exc:  # JSON, zip, CSV, a missing key
+    except KeyError as exc:  # what save_run_state writes (an older dqn's loop had no open_returns)
+        raise CheckpointError(
+            f"checkpoint {folder.name} cannot be resumed: loop.json or loop.npz holds no {exc} "
+            "(an older dqn's checkpoint, or not one dqn wrote)"
+        ) from None
+    except Exception as exc:  # JSON, zip, CSV
         raise CheckpointError(f"checkpoint {folder.name} cannot be resumed: {exc!r}") from None
     if loop.obs.shape != (config.num_envs, obs_dim):
         raise CheckpointError(f"checkpoint {folder.name} holds observations of another shape")

@@ -740,7 +740,10 @@ RESUME_CASES = {
     ),
     "loop.npz without a pending step's rewards": (
         lambda run: drop_loop_array(run, "pending0.rewards"),
-        ["step-000000600 cannot be resumed: KeyError('pending0.rewards')"],
+        [
+            "step-000000600 cannot be resumed: loop.json or loop.npz holds no 'pending0.rewards' "
+            "(an older dqn's checkpoint, or not one dqn wrote)"
+        ],
     ),
     "loop.json whose env state hides the env's step method": (
         resigned_env_state(-1, "step", lambda entry: {"value": 3}),

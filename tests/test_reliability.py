@@ -1331,6 +1331,28 @@ def test_state_a_fresh_env_holds_and_the_checkpoint_lacks_is_named_not_refused()
     assert restored.unwrapped.state.tolist() == env.unwrapped.state.tolist()
 
 
+@pytest.mark.parametrize("entry, restores", [({"value": None}, True), ({"value": 3}, False)])
+def test_an_older_dqns_null_record_of_the_checkers_copy_is_passed_over_and_no_other(
+    entry, restores
+):
+    # dqn recorded PassiveEnvChecker's _previous_data, None after the env's second step, until
+    # it learned that it is no state: its checkpoints resume; a value there is no record of its.
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    env.step(0), env.step(1)
+    snapshot = _on_disk(env)
+    checker = [type(layer).__name__ for layer in wrapper_chain(env)].index("PassiveEnvChecker")
+    snapshot.layers[checker]["_previous_data"] = entry
+    restored = gym.make("CartPole-v1")
+    if not restores:
+        with pytest.raises(ValueError, match="PassiveEnvChecker._previous_data is not state dqn"):
+            restore_env_state(restored, snapshot)
+        return
+    assert restore_env_state(restored, snapshot) == []
+    assert restored.unwrapped.state.tolist() == env.unwrapped.state.tolist()
+    assert restored.step(1)[0].tolist() == env.step(1)[0].tolist()
+
+
 @pytest.mark.parametrize(
     "env_id, name, entry, problem",
     [
