@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import inspect
 import sys
+import tempfile
 import warnings
+import weakref
 from pathlib import Path
 
 import gymnasium as gym
@@ -26,7 +28,15 @@ from dqn.agent_files import (
     read_newest,
     save_agent_to,
 )
-from dqn.agent_io import load_adam_file, load_model_file, network_sizes, write_agent_folder
+from dqn.agent_io import (
+    load_adam_file,
+    load_model_file,
+    network_sizes,
+    quiet_keras_arrays,
+    read_model,
+    unsafe_or_unknown,
+    write_agent_folder,
+)
 from dqn.config import DQNConfig, check_is_config, total_grad_steps
 from dqn.diagnostics import diagnostic_names, hidden_unit_stats, layer_grad_norms
 from dqn.envs import check_spaces
@@ -368,13 +378,49 @@ def check_saveable(model: keras.Model) -> None:
         ) from None
 
 
+# The network_fn models check_loads_again saved and read back: each is checked once.
+_LOADS_AGAIN: weakref.WeakSet[keras.Model] = weakref.WeakSet()
+
+
+def check_loads_again(model: keras.Model) -> None:
+    """ConfigError unless Keras reads back the .keras file it writes of a network_fn's
+    ``model``. A Lambda layer (which Keras does not read in safe mode), a layer class that is
+    not registered, or a get_config that its from_config does not take: each was saved in
+    every checkpoint of a run, and then no checkpoint could be resumed, evaluated or exported.
+    Checked by a save into a temporary folder and a read of it, once per model."""
+    if model in _LOADS_AGAIN:
+        return
+    with tempfile.TemporaryDirectory(prefix="dqn-") as tmp:
+        path = Path(tmp) / "model.keras"
+        try:
+            with quiet_keras_arrays():
+                model.save(path)
+        except OSError:
+            return  # the temporary folder's disk, not the model: a checkpoint names its own
+        except Exception as exc:  # a config JSON cannot hold
+            raise ConfigError(
+                f"network_fn's model {type(model).__name__} cannot be saved (no checkpoint "
+                f"could be written): {first_line(exc)}"
+            ) from None
+        try:
+            read_model(path)
+        except Exception as exc:  # Keras raises its own types, and the user's classes theirs
+            raise ConfigError(
+                f"network_fn's model {type(model).__name__} is saved in a file Keras cannot "
+                "read back, so no checkpoint of it could be resumed, evaluated or exported: "
+                f"{unsafe_or_unknown(exc) or first_line(exc)}"
+            ) from None
+    _LOADS_AGAIN.add(model)
+
+
 class DQNAgent:
     """Deep Q-learning agent for vector observations and discrete actions.
 
     ``network_fn(obs_dim, n_actions) -> keras.Model`` replaces the default MLP. It is called
     twice (online and target network); the two must be separate models, and they are trained
     as dqn trains: the TD loss alone, its own Adam, ``training=False`` (a regularizer, a
-    constraint, an added loss or a layer that computes otherwise in training mode is refused).
+    constraint, an added loss or a layer that computes otherwise in training mode is refused;
+    one that Keras cannot save, or read back from its save, is refused by ``save`` and ``train``).
     """
 
     def __init__(
@@ -406,6 +452,9 @@ class DQNAgent:
         self.obs_dim, self.n_actions = check_spaces(observation_space, action_space)
         own_pools = configure_tensorflow(config.num_threads)  # before the models' first ops
         custom_network = network_fn is not None
+        # A network_fn's model, not one read from an agent's files: check_network_saves reads
+        # a save of it back.
+        self._users_network = custom_network and not isinstance(network_fn, _SavedModels)
         if network_fn is None:
 
             def network_fn(obs_dim: int, n_actions: int) -> keras.Model:
@@ -729,11 +778,19 @@ class DQNAgent:
         existing file, or a folder holding anything else (a run folder, files of yours, the
         agent inside a checkpoint) is refused with an OutputError before anything is written.
         """
-        check_saveable(self._net.model)  # its structure: the weights are written by _write
+        self.check_network_saves()
         from dqn.config import check_path_arg, user_path
 
         check_path_arg(directory, "DQNAgent.save takes a folder's path")
         return save_agent_to(user_path(directory, "the folder"), self._write_whole)
+
+    def check_network_saves(self) -> None:
+        """ConfigError unless the networks can be saved (``check_saveable``) and, for a
+        network_fn's, read back (``check_loads_again``): checked before a run writes anything
+        and when an agent is saved, rather than at a checkpoint or a load."""
+        check_saveable(self._net.model)  # its structure: the weights are written by _write
+        if self._users_network:
+            check_loads_again(self._net.model)
 
     def save_into_checkpoint(self, directory: Path) -> Path:
         """``save`` for the agent of a checkpoint being written (``dqn.run_state``): its

@@ -94,24 +94,36 @@ def load_model_file(path: Path) -> keras.Model:
                 f"({weights_bytes:,} bytes)",
             )
     try:
-        return keras.models.load_model(path, compile=False, safe_mode=True)
+        return read_model(path)
     except Exception as exc:  # zip, HDF5, JSON and Keras each raise their own types
-        text = str(exc)
-        # A network_fn's own layers: the file is fine, but Keras will not rebuild them safely.
-        if "Lambda" in text and "unsafe" in text:
-            raise CheckpointError(
-                f"{path}: the network has a Lambda layer, which Keras does not load in safe "
-                "mode (its code would run); write the layer as a class registered with "
-                "@keras.saving.register_keras_serializable()"
-            ) from None
-        if "Could not locate class" in text or "register_keras_serializable" in text:
-            raise CheckpointError(
-                f"{path}: the network uses a layer class Keras cannot find: "
-                f"{_missing_class(text) or first_line(exc)} (import the module that defines it, "
-                "registered with @keras.saving.register_keras_serializable(), before loading; "
-                "dqn-train, dqn-evaluate and dqn-export: --import MODULE)"
-            ) from None
+        if why := unsafe_or_unknown(exc):
+            raise CheckpointError(f"{path}: {why}") from None
         raise corrupt_file(path, first_line(exc)) from None
+
+
+def read_model(path: Path) -> keras.Model:
+    """The one way dqn reads a network's .keras file: uncompiled, in Keras's safe mode."""
+    return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+def unsafe_or_unknown(exc: Exception) -> str | None:
+    """Why Keras did not rebuild a network from a file that is fine, where the cause is the
+    network_fn's own layers (a Lambda layer, a class Keras cannot find), or None."""
+    text = str(exc)
+    if "Lambda" in text and "unsafe" in text:
+        return (
+            "the network has a Lambda layer, which Keras does not load in safe mode (its code "
+            "would run); write the layer as a class registered with "
+            "@keras.saving.register_keras_serializable()"
+        )
+    if "Could not locate" in text or "register_keras_serializable" in text:
+        kind, name = _missing(text) or ("layer class", first_line(exc))
+        return (
+            f"the network uses a {kind} Keras cannot find: {name} (import the module that "
+            "defines it, registered with @keras.saving.register_keras_serializable(), before "
+            "loading; dqn-train, dqn-evaluate and dqn-export: --import MODULE)"
+        )
+    return None
 
 
 def _model_config(path: Path) -> tuple[Any, int] | None:
@@ -157,14 +169,17 @@ def _dense_units(config: Any) -> int:
     return units
 
 
-def _missing_class(text: str) -> str | None:
-    """``Twice, from module mynet`` for the class Keras's error names (its first line names only
-    the model that holds it, ``Sequential``), with the module its config records; else None."""
-    if (found := re.search(r"Could not locate class '([\w.]+)'", text)) is None:
+def _missing(text: str) -> tuple[str, str] | None:
+    """``("layer class", "Twice, from module mynet")`` for the class Keras's error names (its
+    first line names only the model that holds it, ``Sequential``), with the module its config
+    records, or ``("function", "doubled")`` for a function (an activation) it names; else None."""
+    if (found := re.search(r"Could not locate (class|function) '([\w.]+)'", text)) is None:
         return None
-    name = found.group(1)
+    kind, name = found.groups()
+    if kind == "function":
+        return "function", name
     module = re.search(rf"'module': '([\w.]+)', 'class_name': '{re.escape(name)}'", text)
-    return name if module is None else f"{name}, from module {module.group(1)}"
+    return "layer class", name if module is None else f"{name}, from module {module.group(1)}"
 
 
 def load_adam_file(path: Path) -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dqn import checkpoint
-from dqn.agent import DQNAgent, check_saveable
+from dqn.agent import DQNAgent
 from dqn.config import (
     DQNConfig,
     check_is_config,
@@ -230,7 +230,7 @@ def _train(
         network = member_bytes(config, obs_dim, n_actions) if network_fn is None else 0
         check_replay_fits(replay_capacity(config), obs_dim, available_memory_bytes(), network)
         agent = DQNAgent(*envs.spaces, config, network_fn)
-        check_saveable(agent.online)  # before the run folder: its checkpoints save the model
+        agent.check_network_saves()  # before the run folder: its checkpoints save the model
         source = None
         if init_from is not None:
             source = init_from if isinstance(init_from, DQNAgent) else DQNAgent.load(init_from)

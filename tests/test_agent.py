@@ -608,30 +608,66 @@ def test_the_default_network_is_float32_in_a_project_that_sets_keras_to_float64(
     assert np.isfinite(metrics["loss"]) and not np.array_equal(agent.state.online, before)
 
 
-def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(tmp_path):
-    from dqn.errors import CheckpointError
+def with_lambda(obs_dim, n_actions):
+    x = keras.Input((obs_dim,))
+    h = keras.layers.Lambda(lambda t: t * 2.0)(x)
+    return keras.Model(x, keras.layers.Dense(n_actions)(h))
 
-    def with_lambda(obs_dim, n_actions):
-        x = keras.Input((obs_dim,))
-        h = keras.layers.Lambda(lambda t: t * 2.0)(x)
-        return keras.Model(x, keras.layers.Dense(n_actions)(h))
 
-    class Doubling(keras.layers.Layer):  # not registered: Keras cannot find it by name
-        def call(self, x):
-            return x * 2.0
+class Doubling(keras.layers.Layer):  # not registered: Keras cannot find it by name
+    def call(self, x):
+        return x * 2.0
 
-    def with_own_layer(obs_dim, n_actions):
-        x = keras.Input((obs_dim,))
-        return keras.Model(x, keras.layers.Dense(n_actions)(Doubling()(x)))
 
-    for name, network_fn, message in [
-        ("lambda", with_lambda, "has a Lambda layer, which Keras does not load in safe mode"),
-        ("own", with_own_layer, "uses a layer class Keras cannot find"),
-    ]:
-        DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn).save(tmp_path / name)
-        with pytest.raises(CheckpointError, match=message) as err:
-            DQNAgent.load(tmp_path / name)
-        assert "corrupt" not in str(err.value) and "\n" not in str(err.value)
+def with_own_layer(obs_dim, n_actions):
+    x = keras.Input((obs_dim,))
+    return keras.Model(x, keras.layers.Dense(n_actions)(Doubling()(x)))
+
+
+def doubled(x):  # not registered: saved by its name alone
+    return 2.0 * x
+
+
+def with_own_activation(obs_dim, n_actions):
+    dense = keras.layers.Dense
+    return keras.Sequential([keras.Input((obs_dim,)), dense(8, doubled), dense(n_actions)])
+
+
+UNREADABLE = [
+    (with_lambda, "has a Lambda layer, which Keras does not load in safe mode"),
+    (with_own_layer, "uses a layer class Keras cannot find: Doubling"),
+    (with_own_activation, "Keras cannot find: doubled"),
+]
+
+
+@pytest.mark.parametrize("network_fn, message", UNREADABLE, ids=["lambda", "own", "function"])
+def test_a_network_keras_saves_but_cannot_read_back_is_refused_before_anything_is_written(
+    tmp_path, network_fn, message
+):
+    # Each trained a whole run whose every checkpoint then failed to load: no resume, no
+    # dqn-evaluate, no dqn-export.
+    from dqn import train
+    from dqn.errors import ConfigError
+
+    agent = DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn)  # it trains in memory
+    with pytest.raises(ConfigError, match=f"Keras cannot read back, .*: .*{message}") as err:
+        agent.save(tmp_path / "agent")
+    assert "\n" not in str(err.value) and not (tmp_path / "agent").exists()
+    with pytest.raises(ConfigError, match=message):
+        train(SHORT_SCHEDULE, network_fn=network_fn, run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("network_fn, message", UNREADABLE, ids=["lambda", "own", "function"])
+def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(
+    tmp_path, monkeypatch, network_fn, message
+):
+    # Such an agent's files as a dqn that did not check wrote them.
+    monkeypatch.setattr("dqn.agent.check_loads_again", lambda model: None)
+    DQNAgent(OBS, ACTIONS, SMALL, network_fn=network_fn).save(tmp_path / "agent")
+    with pytest.raises(CheckpointError, match=message) as err:
+        DQNAgent.load(tmp_path / "agent")
+    assert "corrupt" not in str(err.value) and "\n" not in str(err.value)
 
 
 def saved_agent_with(tmp_path, name: str, change, compression=zipfile.ZIP_STORED) -> Path:
