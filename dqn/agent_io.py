@@ -98,6 +98,13 @@ def load_model_file(path: Path) -> keras.Model:
     except Exception as exc:  # zip, HDF5, JSON and Keras each raise their own types
         if why := unsafe_or_unknown(exc):
             raise CheckpointError(f"{path}: {why}") from None
+        if newer := _saved_by_newer_keras(path):
+            # Keras reads older files, not newer ones: a Dense layer's config gained keys that
+            # an older from_config refuses. The file is fine: "corrupt" sent users to delete it.
+            raise CheckpointError(
+                f"{path}: saved by Keras {newer}, which this Keras {keras.__version__} fails to "
+                f"read; install keras>={newer} to load it"
+            ) from None
         raise corrupt_file(path, first_line(exc)) from None
 
 
@@ -124,6 +131,23 @@ def unsafe_or_unknown(exc: Exception) -> str | None:
             "loading; dqn-train, dqn-evaluate and dqn-export: --import MODULE)"
         )
     return None
+
+
+def _saved_by_newer_keras(path: Path) -> str | None:
+    """The Keras version a .keras file's metadata.json names if it is newer than this Keras's,
+    else None (older, unreadable or absent)."""
+
+    def release(text: Any) -> tuple[int, ...]:
+        found = re.match(r"(\d+)\.(\d+)\.(\d+)", text) if isinstance(text, str) else None
+        return tuple(int(n) for n in found.groups()) if found else ()
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("metadata.json")).get("keras_version")
+    except Exception:  # zip, JSON, a list for a dict: no version to name
+        return None
+    mine = release(keras.__version__)
+    return saved if mine and release(saved) > mine else None
 
 
 def _model_config(path: Path) -> tuple[Any, int] | None:

@@ -297,33 +297,18 @@ def _holds_checkpoints(run_dir: Path) -> bool:
     )
 
 
-def _marker_unreadable(out: Path) -> bool:
+def _lost_a_running_member(out: Path, run_dirs: list[Path]) -> bool:
+    """Whether a member the step marker does not record as stopped holds no checkpoint, good,
+    damaged or set aside (its folder or its checkpoints deleted). False for a marker that
+    cannot be read: what it says is unknown."""
     from dqn.errors import CheckpointError
     from dqn.population_files import read_step_marker
 
     try:
-        read_step_marker(out)
+        _, stopped = read_step_marker(out)
     except CheckpointError:
-        return True
-    return False
-
-
-def _holds_only_damaged_checkpoints(run_dir: Path) -> bool:
-    """Whether a run holds checkpoints and none of them is intact (a deleted one is no such)."""
-    import warnings
-
-    from dqn.agent_files import latest_good_checkpoint
-    from dqn.errors import CheckpointError, CheckpointWarning
-
-    if not _holds_checkpoints(run_dir):
         return False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", CheckpointWarning)
-            latest_good_checkpoint(run_dir)
-    except CheckpointError:
-        return True
-    return False
+    return any(not _holds_checkpoints(run) for i, run in enumerate(run_dirs) if i not in stopped)
 
 
 def _retrain_advice(*folders: Path) -> str:
@@ -384,17 +369,18 @@ def _train_chunk(
     try:
         same = _same_population(out, configs, run_dirs)
         # Checkpointed (one that took all its steps is finished from its final checkpoint). A
-        # marker that cannot be read, or a member whose checkpoints are all damaged, fails the
-        # chunk in one line, its files kept, as `dqn-train --resume` fails such a run; a
-        # member whose checkpoints are gone leaves nothing to keep: the chunk starts again.
+        # running member whose checkpoints are gone (or its folder) leaves nothing to keep: the
+        # chunk starts again. Any other refusal fails the chunk in one line, its files kept, as
+        # `dqn-train --resume` fails such a run: a marker that cannot be read, damaged
+        # checkpoints, and as much those this process cannot read (a newer Keras's files, a
+        # machine with less memory), which a rerun had deleted to train the chunk from zero.
         if same and (out / STEP_FILE).exists():
             advice = _retrain_advice(out, *(Path(job.folder) for job in jobs))
             try:
                 resume_population(out, progress=report)
                 return True
             except CheckpointError as exc:
-                damaged = (_holds_only_damaged_checkpoints(run) for run in run_dirs)
-                if _marker_unreadable(out) or any(damaged):
+                if not _lost_a_running_member(out, run_dirs):
                     raise CheckpointError(f"{exc}; {advice}") from None
         todo = list(range(len(jobs))) if same else [i for i, train in enumerate(unended) if train]
         _remove_partial(out)

@@ -670,6 +670,25 @@ def test_a_network_keras_cannot_load_safely_is_named_as_such_not_as_corrupt(
     assert "corrupt" not in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "version, named",
+    [
+        ("99.1.0", "online.keras: saved by Keras 99.1.0, which this Keras {} fails to read; "),
+        (keras.__version__, "corrupt saved agent in"),  # the same file of this Keras's: corrupt
+    ],
+    ids=["newer", "this"],
+)
+def test_a_network_a_newer_keras_saved_is_named_as_such_not_as_corrupt(tmp_path, version, named):
+    # An agent saved under keras 3.15 failed to load under 3.12 (its Dense configs hold keys
+    # 3.12 does not take), and was called corrupt, so a study's rerun said to delete it.
+    def change(files):
+        first_dense_edited(lambda layer: layer["config"].update(key_of_a_later_keras=None))(files)
+        files["metadata.json"] = json.dumps({"keras_version": version}).encode()
+
+    with pytest.raises(CheckpointError, match=re.escape(named.format(keras.__version__))):
+        DQNAgent.load(saved_agent_with(tmp_path, "online.keras", change))
+
+
 def saved_agent_with(tmp_path, name: str, change, compression=zipfile.ZIP_STORED) -> Path:
     """A saved agent whose archive ``name`` has its members' bytes changed by ``change`` (a
     dict of member name -> bytes, edited in place), re-zipped: a crafted file."""

@@ -544,6 +544,43 @@ def test_a_rerun_keeps_a_chunk_whose_step_marker_is_damaged_and_says_so(tmp_path
     assert files(tmp_path) == before
 
 
+@pytest.mark.parametrize("lost", [False, True], ids=["kept", "a member's checkpoints gone"])
+def test_a_rerun_trains_a_chunk_again_only_where_a_member_kept_no_checkpoint(
+    tmp_path, monkeypatch, lost
+):
+    """A chunk whose checkpoints are all there but which this process cannot resume (files a
+    newer Keras wrote, less memory than where it ran): a rerun deleted every member's
+    checkpoints and trained it from zero without a word. It keeps them now and says why; only
+    a running member with no checkpoint left (deleted) has the chunk start again."""
+    from dqn.errors import CheckpointError
+    from dqn.study_runs import STUDY_RUN, _population_worker
+
+    jobs = variant_jobs(study_config(SHORT), tmp_path, range(2))
+    chunk = tmp_path / "populations" / "chunk"
+    _population_worker(jobs, str(chunk))
+    runs = [Path(job.folder) / STUDY_RUN for job in jobs]
+    for job, run in zip(jobs, runs):  # killed after its final checkpoint
+        (run / "summary.json").unlink()
+        (Path(job.folder) / "result.json").unlink()
+    if lost:
+        shutil.rmtree(runs[1] / "checkpoints")
+    said = "population cannot be resumed in this memory: it needs 9 GB"
+
+    def refused(out, **kwargs):
+        raise CheckpointError(said)
+
+    monkeypatch.setattr("dqn.population.resume_population", refused)
+    before = files(tmp_path)
+    if lost:
+        rows = _population_worker(jobs, str(chunk))  # trained again, both members
+        assert all((run / "summary.json").is_file() for run in runs) and len(rows) == 2
+        return
+    with pytest.raises(CheckpointError) as refusal:
+        _population_worker(jobs, str(chunk))
+    assert str(refusal.value).startswith(f"{said}; the study keeps its files as they are")
+    assert files(tmp_path) == before
+
+
 def test_a_run_a_rerun_deletes_is_gone_whole_or_kept_whole(tmp_path, monkeypatch):
     """A rerun deletes a run or a chunk it trains again from its start. Killed part-way through
     that deletion, it left half a run, whose damaged checkpoints the next rerun now keeps and
