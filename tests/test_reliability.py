@@ -1331,6 +1331,20 @@ def test_state_a_fresh_env_holds_and_the_checkpoint_lacks_is_named_not_refused()
     assert restored.unwrapped.state.tolist() == env.unwrapped.state.tolist()
 
 
+def test_a_checkpoint_of_a_gymnasium_whose_checker_had_fewer_flags_resumes_without_a_warning():
+    # Gymnasium 1.0's PassiveEnvChecker has no checked_data_reuse: a resume under 1.4 warned
+    # that the run may differ, for a flag that only says whether the checker warns again.
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    env.step(0), env.step(1)
+    snapshot = _on_disk(env)
+    checker = [type(layer).__name__ for layer in wrapper_chain(env)].index("PassiveEnvChecker")
+    del snapshot.layers[checker]["checked_data_reuse"]
+    restored = gym.make("CartPole-v1")
+    assert restore_env_state(restored, snapshot) == []
+    assert restored.step(1)[0].tolist() == env.step(1)[0].tolist()
+
+
 @pytest.mark.parametrize("entry, restores", [({"value": None}, True), ({"value": 3}, False)])
 def test_an_older_dqns_null_record_of_the_checkers_copy_is_passed_over_and_no_other(
     entry, restores
