@@ -13,7 +13,18 @@ They are imported lazily (PEP 562) so that ``import dqn.backprop`` and
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
+
+# dqn runs Keras on TensorFlow. Keras takes its backend once, when it is first imported, from
+# KERAS_BACKEND, else ~/.keras/keras.json: set to jax or torch for a user's other projects, it
+# made every dqn command fail with Keras's own traceback ("No module named 'jax'"). Imported
+# before Keras, dqn sets the variable for its process (and the processes it starts); a Keras
+# imported earlier on another backend is refused where dqn first needs TensorFlow
+# (``dqn.runtime.check_keras_backend``).
+if "keras" not in sys.modules:
+    os.environ["KERAS_BACKEND"] = "tensorflow"
 
 if TYPE_CHECKING:  # a type checker or an IDE sees each name's own type; at run time, _LAZY
     from dqn.agent import DQNAgent

@@ -32,6 +32,7 @@ def configure_tensorflow(num_threads: int) -> bool:
     With one thread of its own it also sets XLA's schedule (``configure_xla``), which compiles
     a trivial function and so starts TF's runtime: the pools are fixed from then on.
     """
+    check_keras_backend()
     import tensorflow as tf
 
     threading = tf.config.threading
@@ -48,6 +49,24 @@ def configure_tensorflow(num_threads: int) -> bool:
     if num_threads == 1 and own:  # pools of more threads than asked: XLA's concurrency may use them
         configure_xla(tf)
     return own
+
+
+def check_keras_backend() -> None:
+    """ConfigError if this process imported Keras on another backend than TensorFlow before it
+    imported dqn (which otherwise sets KERAS_BACKEND: ``dqn/__init__.py``): dqn's learners and
+    networks are TensorFlow's, and Keras cannot change its backend in a running process."""
+    import sys
+
+    keras = sys.modules.get("keras")
+    backend = getattr(getattr(keras, "backend", None), "backend", None)
+    if callable(backend) and (name := backend()) != "tensorflow":
+        from dqn.errors import ConfigError
+
+        raise ConfigError(
+            f"dqn runs Keras on TensorFlow, and this process imported Keras on {name!r} first "
+            "(KERAS_BACKEND or ~/.keras/keras.json): import dqn before keras, or set "
+            "KERAS_BACKEND=tensorflow"
+        )
 
 
 def configure_xla(tf) -> None:

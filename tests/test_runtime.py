@@ -606,3 +606,34 @@ def test_a_population_over_its_containers_memory_limit_is_refused_before_anythin
     with pytest.raises(ConfigError, match=r"need [\d,]+ bytes, but 5,000,000 bytes of memory"):
         train_population(DQNConfig(), [({}, 0), ({}, 1)], out_dir=out, progress=False)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["KERAS_BACKEND", "keras.json"])
+def test_a_keras_set_to_another_backend_runs_dqn_on_tensorflow(tmp_path, where):
+    # Set for a user's other projects, jax (not installed here) made every dqn command fail in
+    # Keras's import with "No module named 'jax'".
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    env = {"KERAS_BACKEND": "jax"} if where == "KERAS_BACKEND" else {"KERAS_HOME": str(tmp_path)}
+    env = {**{k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}, **env}
+    code = (
+        "import gymnasium as gym\n"
+        "from dqn import DQNAgent, DQNConfig\n"
+        "box, two = gym.spaces.Box(-1.0, 1.0, (3,)), gym.spaces.Discrete(2)\n"
+        "agent = DQNAgent(box, two, DQNConfig(hidden_sizes=(8,)))\n"
+        "import keras\n"
+        "print(keras.backend.backend(), agent.act(box.sample(), 0.0) in (0, 1))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["tensorflow", "True"]
+
+
+def test_a_keras_imported_first_on_another_backend_is_refused_in_one_line(monkeypatch):
+    import types
+
+    from dqn.errors import ConfigError
+
+    on_jax = types.SimpleNamespace(backend=types.SimpleNamespace(backend=lambda: "jax"))
+    monkeypatch.setitem(sys.modules, "keras", on_jax)
+    with pytest.raises(ConfigError, match="imported Keras on 'jax' first .* import dqn before"):
+        runtime.configure_tensorflow(1)
