@@ -390,8 +390,12 @@ def check_loads_again(model: keras.Model) -> None:
     Checked by a save into a temporary folder and a read of it, once per model."""
     if model in _LOADS_AGAIN:
         return
-    with tempfile.TemporaryDirectory(prefix="dqn-") as tmp:
-        path = Path(tmp) / "model.keras"
+    try:
+        tmp = tempfile.TemporaryDirectory(prefix="dqn-")
+    except OSError:  # no temporary folder to write in: not the model's doing
+        return
+    with tmp:
+        path = Path(tmp.name) / "model.keras"
         try:
             with quiet_keras_arrays():
                 model.save(path)
