@@ -115,13 +115,7 @@ class ProcessLearner:
         )
         with theirs:
             proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "dqn.learner_process",
-                    str(theirs.fileno()),
-                    str(self._config.num_threads),
-                ],
+                [sys.executable, "-c", _CHILD, str(theirs.fileno()), str(self._config.num_threads)],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 env=env,
@@ -247,6 +241,19 @@ def _serve(conn: Connection) -> None:
             conn.send(reply)
         except OSError:  # the training process is gone: nothing left to serve
             return
+
+
+# The learner process's program. ``-m`` and ``-c`` put the current folder first on its
+# sys.path, so a numpy.py or yaml.py of the user's there was imported in place of the package
+# (the training process, started from a script, never looked there) and the process died. It
+# drops that entry (PYTHONSAFEPATH, where set, keeps it out already).
+_CHILD = (
+    "import sys\n"
+    "if sys.path and sys.path[0] == '':\n"
+    "    del sys.path[0]\n"
+    "from dqn.learner_process import main\n"
+    "main()\n"
+)
 
 
 def main(argv: list[str] | None = None) -> None:

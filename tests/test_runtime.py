@@ -282,6 +282,20 @@ def test_pools_tensorflow_started_from_the_environment_are_read_as_theirs():
     assert run_python(code, env) == ("True False" if cores > 1 else "True True")
 
 
+def test_the_learner_process_imports_no_module_of_the_users_current_folder(tmp_path, monkeypatch):
+    # Started with -m, it put the current folder first on its sys.path: a numpy.py there was
+    # imported for numpy, and the process died ("the learner process ended unexpectedly").
+    (tmp_path / "numpy.py").write_text("raise ImportError('the current folder holds numpy.py')\n")
+    monkeypatch.chdir(tmp_path)
+    learner = ProcessLearner(config_for_learner(), 4, 2, np.zeros(386, np.float32))
+    try:
+        learner.start()
+        learner.burst(rows_for(np.random.default_rng(1)))
+        assert learner.grad_steps > 0
+    finally:
+        learner.close()
+
+
 def test_a_dead_learner_process_is_one_clear_error():
     config = config_for_learner()
     learner = ProcessLearner(config, 4, 2, np.zeros(386, np.float32))  # [16, 16]
