@@ -59,23 +59,32 @@ def warning_printer(prog: str, forward: Callable[[tuple[str, str]], object] | No
 
 
 class _Survivor:
-    """A text stream that drops its output, rather than raise, once its reader is gone."""
+    """A text stream that drops its output, rather than raise, once its reader is gone, or
+    once it cannot be written (a full disk, ``> /dev/full``): then ``failed`` holds the error,
+    which the command names when it has finished its work (a traceback had come after the run
+    was saved, or an error that blamed the run folder it was reading)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
+        self.failed: OSError | None = None
 
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except BrokenPipeError:
-            self._to_devnull()
+        except OSError as exc:
+            self._drop(exc)
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except BrokenPipeError:
-            self._to_devnull()
+        except OSError as exc:
+            self._drop(exc)
+
+    def _drop(self, exc: OSError) -> None:
+        if not isinstance(exc, BrokenPipeError) and self.failed is None:
+            self.failed = exc
+        self._to_devnull()
 
     def _to_devnull(self) -> None:
         # The stream's own descriptor now leads nowhere: its buffered text, flushed again now
@@ -109,7 +118,13 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
     def run(*args, **kwargs) -> int:
         saved = outlive_readers()  # a closed stdout or stderr given /dev/null first
         try:
-            return main(*args, **kwargs)
+            try:
+                code = main(*args, **kwargs)
+            except SystemExit as exc:  # argparse's --help, --version, --keys: printed, exit 0
+                if exc.code not in (0, None):
+                    raise
+                code = 0
+            return _unwritten_stdout(main, code)
         except KeyboardInterrupt as exc:
             # One the command's own handlers did not take: Ctrl-C while it parses its arguments
             # and imports what it parses with (a fraction of a second after its start), when
@@ -127,6 +142,18 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
             sys.stdout, sys.stderr = saved
 
     return run
+
+
+def _unwritten_stdout(main: Callable, code: int) -> int:
+    """``code``, or 2 with one line naming the error if stdout could not be written (all the
+    command's work is done by now: the run saved, the files written)."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # through the survivor: a failure is noted, not raised
+    if (failed := getattr(sys.stdout, "failed", None)) is None:
+        return code
+    why = f"cannot write to standard output: {failed.strerror or failed}"
+    print(f"{_prog(main)}: error: {why}", file=sys.stderr)
+    return code or 2
 
 
 @contextlib.contextmanager

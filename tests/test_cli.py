@@ -382,6 +382,32 @@ def test_a_command_whose_reader_is_gone_finishes_its_run_and_exits_0(closed, tmp
         assert b"Traceback" not in proc.stderr and b"BrokenPipe" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize("keys", [False, True], ids=["run", "--keys"])
+def test_a_command_whose_stdout_cannot_be_written_finishes_and_says_so_in_one_line(keys, tmp_path):
+    """`> /dev/full`, or a log on a full disk: the run was saved, then a traceback came from
+    its summary's print, exit 1 (dqn-evaluate's named the run folder it had read)."""
+    from tests.conftest import buffered_env
+    from tests.test_compare_bad_input import tiny_yaml
+
+    code = "import sys; from dqn.cli import train_main; sys.exit(train_main(sys.argv[1:]))"
+    args = ["--keys"] if keys else ["--config", str(tiny_yaml(tmp_path)), "--run-dir"]
+    args += [] if keys else [str(tmp_path / "run")]
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=buffered_env(),
+            timeout=300,
+        )
+    assert proc.returncode == 2, proc.stderr
+    said = "dqn-train: error: cannot write to standard output: No space left on device\n"
+    assert proc.stderr.endswith(said) and "Traceback" not in proc.stderr, proc.stderr
+    assert keys or (tmp_path / "run" / "summary.json").is_file()
+
+
 @pytest.mark.parametrize("fd", [1, 2])
 def test_a_closed_stream_given_dev_null_is_passed_on_to_child_processes(fd):
     # os.open's /dev/null took the free descriptor itself, closed on exec: dqn-compare's
