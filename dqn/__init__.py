@@ -26,6 +26,28 @@ from typing import TYPE_CHECKING
 if "keras" not in sys.modules:
     os.environ["KERAS_BACKEND"] = "tensorflow"
 
+
+def _drop_an_unusable_matplotlib_backend() -> None:
+    """Keras imports matplotlib.pyplot as TensorFlow loads it, and matplotlib refuses at its
+    import an MPLBACKEND it does not know: a Jupyter kernel's terminals and ``!`` commands have
+    ``module://matplotlib_inline.backend_inline``, which dqn's environment may lack, and every
+    command failed in TensorFlow's import. dqn draws to files only, so such a value is dropped
+    for its process; one matplotlib takes is kept."""
+    wanted = os.environ.get("MPLBACKEND")
+    if not wanted or "matplotlib" in sys.modules:
+        return
+    del os.environ["MPLBACKEND"]
+    try:
+        import matplotlib
+
+        matplotlib.rcParams["backend"] = wanted  # the check matplotlib's import makes of it
+    except Exception:  # ValueError, or an ImportError from the backend's module
+        return
+    os.environ["MPLBACKEND"] = wanted
+
+
+_drop_an_unusable_matplotlib_backend()
+
 if TYPE_CHECKING:  # a type checker or an IDE sees each name's own type; at run time, _LAZY
     from dqn.agent import DQNAgent
     from dqn.config import DQNConfig

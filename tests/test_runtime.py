@@ -651,3 +651,23 @@ def test_a_keras_imported_first_on_another_backend_is_refused_in_one_line(monkey
     monkeypatch.setitem(sys.modules, "keras", on_jax)
     with pytest.raises(ConfigError, match="imported Keras on 'jax' first .* import dqn before"):
         runtime.configure_tensorflow(1)
+
+
+@pytest.mark.parametrize(
+    "backend, kept",
+    [("nonsense", False), ("module://matplotlib_inline.backend_inline", False), ("agg", True)],
+)
+def test_an_mplbackend_matplotlib_refuses_is_dropped_and_one_it_takes_is_kept(backend, kept):
+    # Keras imports matplotlib.pyplot as TensorFlow loads it, and matplotlib refused these at
+    # its import: every command failed (a Jupyter kernel's `!dqn-train` has the second).
+    code = (
+        "import os\n"
+        "from dqn.agent import DQNAgent\n"
+        "import matplotlib\n"
+        "print(os.environ.get('MPLBACKEND'), matplotlib.get_backend())\n"
+    )
+    env = {**os.environ, "MPLBACKEND": backend}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    said, chosen = proc.stdout.split()  # dropped: matplotlib chooses (agg without a display)
+    assert (said, chosen) == (backend, backend) if kept else said == "None"
