@@ -55,6 +55,7 @@ from dqn.io import (
     missing_parents,
     mount_point_problem,
     remove_unfinished,
+    umask,
 )
 from dqn.terminal import command
 
@@ -369,6 +370,10 @@ def save_policy(model, obs_dim: int, folder: Path) -> None:
         "action": module.action.get_concrete_function(),
     }
     tf.saved_model.save(module, str(folder), signatures=signatures)
+    # TensorFlow makes its folders (assets/, variables/) 0755 whatever the umask: given the
+    # umask's, as the files it writes and every other folder dqn writes are.
+    for sub in [p for p in Path(folder).rglob("*") if p.is_dir() and not p.is_symlink()]:
+        os.chmod(sub, 0o777 & ~umask())
 
 
 def write_tflite(saved_model: Path, path: Path) -> None:
