@@ -13,40 +13,13 @@ They are imported lazily (PEP 562) so that ``import dqn.backprop`` and
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING
 
-# dqn runs Keras on TensorFlow. Keras takes its backend once, when it is first imported, from
-# KERAS_BACKEND, else ~/.keras/keras.json: set to jax or torch for a user's other projects, it
-# made every dqn command fail with Keras's own traceback ("No module named 'jax'"). Imported
-# before Keras, dqn sets the variable for its process (and the processes it starts); a Keras
-# imported earlier on another backend is refused where dqn first needs TensorFlow
-# (``dqn.runtime.check_keras_backend``).
-if "keras" not in sys.modules:
-    os.environ["KERAS_BACKEND"] = "tensorflow"
+from dqn.runtime import settle_process_environment
 
-
-def _drop_an_unusable_matplotlib_backend() -> None:
-    """Keras imports matplotlib.pyplot as TensorFlow loads it, and matplotlib refuses at its
-    import an MPLBACKEND it does not know: a Jupyter kernel's terminals and ``!`` commands have
-    ``module://matplotlib_inline.backend_inline``, which dqn's environment may lack, and every
-    command failed in TensorFlow's import. dqn draws to files only, so such a value is dropped
-    for its process; one matplotlib takes is kept."""
-    wanted = os.environ.get("MPLBACKEND")
-    if not wanted or "matplotlib" in sys.modules:
-        return
-    del os.environ["MPLBACKEND"]
-    try:
-        import matplotlib
-
-        matplotlib.rcParams["backend"] = wanted  # the check matplotlib's import makes of it
-    except Exception:  # ValueError, or an ImportError from the backend's module
-        return
-    os.environ["MPLBACKEND"] = wanted
-
-
-_drop_an_unusable_matplotlib_backend()
+# Before anything imports Keras or TensorFlow: dqn runs Keras on TensorFlow, whatever a
+# user's Keras or matplotlib settings for other projects say (``dqn.runtime``).
+settle_process_environment()
 
 if TYPE_CHECKING:  # a type checker or an IDE sees each name's own type; at run time, _LAZY
     from dqn.agent import DQNAgent

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import inspect
 import sys
-import tempfile
 import warnings
-import weakref
 from pathlib import Path
 
 import gymnasium as gym
@@ -29,12 +27,10 @@ from dqn.agent_files import (
     save_agent_to,
 )
 from dqn.agent_io import (
+    check_loads_again,
     load_adam_file,
     load_model_file,
     network_sizes,
-    quiet_keras_arrays,
-    read_model,
-    unsafe_or_unknown,
     write_agent_folder,
 )
 from dqn.config import DQNConfig, check_is_config, total_grad_steps
@@ -376,45 +372,6 @@ def check_saveable(model: keras.Model) -> None:
             "get_config(), and be registered with @keras.saving.register_keras_serializable() "
             "to load again"
         ) from None
-
-
-# The network_fn models check_loads_again saved and read back: each is checked once.
-_LOADS_AGAIN: weakref.WeakSet[keras.Model] = weakref.WeakSet()
-
-
-def check_loads_again(model: keras.Model) -> None:
-    """ConfigError unless Keras reads back the .keras file it writes of a network_fn's
-    ``model``. A Lambda layer (which Keras does not read in safe mode), a layer class that is
-    not registered, or a get_config that its from_config does not take: each was saved in
-    every checkpoint of a run, and then no checkpoint could be resumed, evaluated or exported.
-    Checked by a save into a temporary folder and a read of it, once per model."""
-    if model in _LOADS_AGAIN:
-        return
-    try:
-        tmp = tempfile.TemporaryDirectory(prefix="dqn-")
-    except OSError:  # no temporary folder to write in: not the model's doing
-        return
-    with tmp:
-        path = Path(tmp.name) / "model.keras"
-        try:
-            with quiet_keras_arrays():
-                model.save(path)
-        except OSError:
-            return  # the temporary folder's disk, not the model: a checkpoint names its own
-        except Exception as exc:  # a config JSON cannot hold
-            raise ConfigError(
-                f"network_fn's model {type(model).__name__} cannot be saved (no checkpoint "
-                f"could be written): {first_line(exc)}"
-            ) from None
-        try:
-            read_model(path)
-        except Exception as exc:  # Keras raises its own types, and the user's classes theirs
-            raise ConfigError(
-                f"network_fn's model {type(model).__name__} is saved in a file Keras cannot "
-                "read back, so no checkpoint of it could be resumed, evaluated or exported: "
-                f"{unsafe_or_unknown(exc) or first_line(exc)}"
-            ) from None
-    _LOADS_AGAIN.add(model)
 
 
 class DQNAgent:

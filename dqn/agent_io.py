@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import tempfile
 import warnings
+import weakref
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +22,7 @@ import numpy as np
 
 from dqn.agent_files import FORMAT_VERSION, archive_problem, corrupt_file, read_npz
 from dqn.config import DQNConfig
-from dqn.errors import CheckpointError, first_line
+from dqn.errors import CheckpointError, ConfigError, first_line
 from dqn.io import atomic_write_text
 from dqn.learner import LearnerArrays
 
@@ -108,14 +110,54 @@ def load_model_file(path: Path) -> keras.Model:
         raise corrupt_file(path, first_line(exc)) from None
 
 
+# The network_fn models check_loads_again saved and read back: each is checked once.
+_LOADS_AGAIN: weakref.WeakSet[keras.Model] = weakref.WeakSet()
+
+
+def check_loads_again(model: keras.Model) -> None:
+    """ConfigError unless Keras reads back the .keras file it writes of a network_fn's
+    ``model``. A Lambda layer (which Keras does not read in safe mode), a layer class that is
+    not registered, or a get_config that its from_config does not take: each was saved in
+    every checkpoint of a run, and then no checkpoint could be resumed, evaluated or exported.
+    Checked by a save into a temporary folder and a read of it, once per model."""
+    if model in _LOADS_AGAIN:
+        return
+    try:
+        tmp = tempfile.TemporaryDirectory(prefix="dqn-")
+    except OSError:  # no temporary folder to write in: not the model's doing
+        return
+    with tmp:
+        path = Path(tmp.name) / "model.keras"
+        try:
+            with quiet_keras_arrays():
+                model.save(path)
+        except OSError:
+            return  # the temporary folder's disk, not the model: a checkpoint names its own
+        except Exception as exc:  # a config JSON cannot hold
+            raise ConfigError(
+                f"network_fn's model {type(model).__name__} cannot be saved (no checkpoint "
+                f"could be written): {first_line(exc)}"
+            ) from None
+        try:
+            read_model(path)
+        except Exception as exc:  # Keras raises its own types, and the user's classes theirs
+            raise ConfigError(
+                f"network_fn's model {type(model).__name__} is saved in a file Keras cannot "
+                "read back, so no checkpoint of it could be resumed, evaluated or exported: "
+                f"{unsafe_or_unknown(exc, saving=True) or first_line(exc)}"
+            ) from None
+    _LOADS_AGAIN.add(model)
+
+
 def read_model(path: Path) -> keras.Model:
     """The one way dqn reads a network's .keras file: uncompiled, in Keras's safe mode."""
     return keras.models.load_model(path, compile=False, safe_mode=True)
 
 
-def unsafe_or_unknown(exc: Exception) -> str | None:
+def unsafe_or_unknown(exc: Exception, saving: bool = False) -> str | None:
     """Why Keras did not rebuild a network from a file that is fine, where the cause is the
-    network_fn's own layers (a Lambda layer, a class Keras cannot find), or None."""
+    network_fn's own layers (a Lambda layer, a class Keras cannot find), or None. ``saving``:
+    said of a model being saved, whose classes are imported already: they need registering."""
     text = str(exc)
     if "Lambda" in text and "unsafe" in text:
         return (
@@ -125,6 +167,11 @@ def unsafe_or_unknown(exc: Exception) -> str | None:
         )
     if "Could not locate" in text or "register_keras_serializable" in text:
         kind, name = _missing(text) or ("layer class", first_line(exc))
+        if saving:
+            return (
+                f"the network uses a {kind} Keras cannot find by its name: {name} (register "
+                "it with @keras.saving.register_keras_serializable())"
+            )
         return (
             f"the network uses a {kind} Keras cannot find: {name} (import the module that "
             "defines it, registered with @keras.saving.register_keras_serializable(), before "

@@ -256,8 +256,8 @@ def restore_env_state(env: gym.Env, snapshot: EnvSnapshot) -> list[str]:
         for name, entry in record.items():
             _check_name(layer, name, where)
             what = f"{where}.{name}"
-            if name in _NOT_STATE_NAMES and entry == {"value": None}:
-                continue  # an older dqn's record of PassiveEnvChecker's copy, None by then
+            if (where, name, entry) == ("PassiveEnvChecker", "_previous_data", {"value": None}):
+                continue  # an older dqn's record of the checker's copy, None by then: no state
             if not isinstance(entry, dict) or not _ENTRY_KINDS & entry.keys():
                 raise ValueError(f"its recorded {what} is not an entry dqn writes")
             if _wiring(layer, name, entry):

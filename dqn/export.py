@@ -51,11 +51,11 @@ from dqn.errors import (
 )
 from dqn.io import (
     check_named,
+    folders_to_umask,
     followed,
     missing_parents,
     mount_point_problem,
     remove_unfinished,
-    umask,
 )
 from dqn.terminal import command
 
@@ -370,10 +370,7 @@ def save_policy(model, obs_dim: int, folder: Path) -> None:
         "action": module.action.get_concrete_function(),
     }
     tf.saved_model.save(module, str(folder), signatures=signatures)
-    # TensorFlow makes its folders (assets/, variables/) 0755 whatever the umask: given the
-    # umask's, as the files it writes and every other folder dqn writes are.
-    for sub in [p for p in Path(folder).rglob("*") if p.is_dir() and not p.is_symlink()]:
-        os.chmod(sub, 0o777 & ~umask())
+    folders_to_umask(folder)
 
 
 def write_tflite(saved_model: Path, path: Path) -> None:

@@ -247,6 +247,14 @@ def fresh_tmp_dir(final: Path) -> Path:
     return tmp
 
 
+def folders_to_umask(root: Path) -> None:
+    """Give the folders under ``root`` the umask's permissions, as mkdir does: TensorFlow makes
+    its own (a SavedModel's variables/ and assets/) 0755 whatever the umask, so a group that
+    shares runs (umask 002) could not delete them."""
+    for folder in [p for p in Path(root).rglob("*") if p.is_dir() and not p.is_symlink()]:
+        os.chmod(folder, 0o777 & ~umask())
+
+
 def umask() -> int:
     """The process's umask, which files and folders written through a temporary name are given
     the permissions of, as ``open`` and ``mkdir`` would: a run, checkpoint, agent or model

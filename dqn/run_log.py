@@ -60,7 +60,8 @@ class RunLog:
         if log_tensorboard:
             # Made here, as files open() makes are: TensorFlow makes a folder 0755 whatever the
             # umask, so a group sharing runs (umask 002) could not delete one.
-            self._tb_dir.mkdir(exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # a file there: TF's writer names it
+                self._tb_dir.mkdir()
             self._tb = _tensorboard(self._tb_dir, tf.summary.create_file_writer, str(self._tb_dir))
         # Rows after the checkpoint (if any) are recomputed: metrics.csv restarts from its rows.
         atomic_write_text(

@@ -1,9 +1,12 @@
-"""Thread settings of TensorFlow and of numpy's BLAS. Called by ``train`` before it starts."""
+"""The process dqn runs in: Keras on TensorFlow and a usable MPLBACKEND (set by ``import
+dqn``), TensorFlow's and numpy's BLAS threads (set by ``train`` before it starts)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
 from pathlib import Path
 
 _WARNED_THREADS = False  # the ThreadsWarning is said once per process
@@ -51,12 +54,73 @@ def configure_tensorflow(num_threads: int) -> bool:
     return own
 
 
+def settle_process_environment() -> None:
+    """What ``import dqn`` sets, before anything imports Keras or TensorFlow: Keras on
+    TensorFlow (``keras_on_tensorflow``), and no MPLBACKEND that matplotlib refuses
+    (``drop_an_unusable_matplotlib_backend``). Each changes nothing where nothing is wrong."""
+    keras_on_tensorflow()
+    drop_an_unusable_matplotlib_backend()
+
+
+def keras_on_tensorflow() -> None:
+    """dqn runs Keras on TensorFlow. Keras takes its backend once, when it is first imported,
+    from KERAS_BACKEND, else ~/.keras/keras.json: set to jax or torch for a user's other
+    projects, every dqn command failed in Keras's import ("No module named 'jax'"). Where this
+    process's Keras would start on another backend, KERAS_BACKEND is set to tensorflow (the
+    processes it starts inherit it: dqn's workers need it too); where it would start on
+    TensorFlow, nothing is changed. A Keras imported before dqn is ``check_keras_backend``'s."""
+    if "keras" not in sys.modules and _configured_keras_backend() != "tensorflow":
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+
+
+def _configured_keras_backend() -> str:
+    """The backend Keras would start on, read as Keras 3 reads it: a non-empty KERAS_BACKEND,
+    else the "backend" of keras.json in KERAS_HOME or ~/.keras (/tmp/.keras where the home
+    folder cannot be written), else tensorflow."""
+    if chosen := os.environ.get("KERAS_BACKEND"):
+        return chosen
+    folder = os.environ.get("KERAS_HOME")
+    if folder is None:
+        home = os.path.expanduser("~")
+        folder = os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
+    try:
+        backend = json.loads(Path(folder, "keras.json").read_text()).get("backend")
+    except (OSError, ValueError, AttributeError):  # none, unreadable, not a mapping
+        return "tensorflow"
+    return backend if isinstance(backend, str) and backend else "tensorflow"
+
+
+# matplotlib's own backends (3.10's ``backend_registry.list_builtin()``): a name among them is
+# taken without importing matplotlib to check it (MPLBACKEND=agg is common in CI).
+_MATPLOTLIB_BACKENDS = frozenset(
+    "agg cairo gtk3agg gtk3cairo gtk4agg gtk4cairo macosx nbagg notebook pdf pgf ps qt5agg "
+    "qt5cairo qtagg qtcairo svg template tkagg tkcairo webagg wx wxagg wxcairo".split()
+)
+
+
+def drop_an_unusable_matplotlib_backend() -> None:
+    """Keras imports matplotlib.pyplot as TensorFlow loads it, and matplotlib refuses at its
+    import an MPLBACKEND it cannot use: a Jupyter kernel's terminals and ``!`` commands have
+    ``module://matplotlib_inline.backend_inline``, which dqn's environment may lack, and every
+    command failed in TensorFlow's import. dqn draws to files only, so such a value is dropped
+    for its process; one matplotlib takes is kept."""
+    wanted = os.environ.get("MPLBACKEND")
+    if not wanted or wanted.lower() in _MATPLOTLIB_BACKENDS or "matplotlib" in sys.modules:
+        return
+    del os.environ["MPLBACKEND"]
+    try:
+        import matplotlib
+
+        matplotlib.rcParams["backend"] = wanted  # the check matplotlib's import makes of it
+    except Exception:  # ValueError, or an ImportError from the backend's module
+        return
+    os.environ["MPLBACKEND"] = wanted
+
+
 def check_keras_backend() -> None:
     """ConfigError if this process imported Keras on another backend than TensorFlow before it
-    imported dqn (which otherwise sets KERAS_BACKEND: ``dqn/__init__.py``): dqn's learners and
-    networks are TensorFlow's, and Keras cannot change its backend in a running process."""
-    import sys
-
+    imported dqn (which otherwise sets KERAS_BACKEND: ``keras_on_tensorflow``): dqn's learners
+    and networks are TensorFlow's, and Keras cannot change its backend in a running process."""
     keras = sys.modules.get("keras")
     backend = getattr(getattr(keras, "backend", None), "backend", None)
     if callable(backend) and (name := backend()) != "tensorflow":

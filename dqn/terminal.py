@@ -121,10 +121,10 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
             try:
                 code = main(*args, **kwargs)
             except SystemExit as exc:  # argparse's --help, --version, --keys: printed, exit 0
-                if exc.code not in (0, None):
+                if exc.code not in (0, None) or not _stdout_failed():
                     raise
-                code = 0
-            return _unwritten_stdout(main, code)
+                return _say_stdout_failed(main, 0)
+            return _say_stdout_failed(main, code) if _stdout_failed() else code
         except KeyboardInterrupt as exc:
             # One the command's own handlers did not take: Ctrl-C while it parses its arguments
             # and imports what it parses with (a fraction of a second after its start), when
@@ -144,13 +144,18 @@ def command(main: Callable[..., int]) -> Callable[..., int]:
     return run
 
 
-def _unwritten_stdout(main: Callable, code: int) -> int:
-    """``code``, or 2 with one line naming the error if stdout could not be written (all the
-    command's work is done by now: the run saved, the files written)."""
+def _stdout_failed() -> bool:
+    """Whether stdout could not be written (its survivor noted the error), once what is still
+    in its buffer has been flushed."""
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # through the survivor: a failure is noted, not raised
-    if (failed := getattr(sys.stdout, "failed", None)) is None:
-        return code
+    return getattr(sys.stdout, "failed", None) is not None
+
+
+def _say_stdout_failed(main: Callable, code: int) -> int:
+    """One line naming stdout's error, and ``code`` or 2: all the command's work is done by now
+    (the run saved, the files written), and only its report was lost."""
+    failed = sys.stdout.failed
     why = f"cannot write to standard output: {failed.strerror or failed}"
     print(f"{_prog(main)}: error: {why}", file=sys.stderr)
     return code or 2

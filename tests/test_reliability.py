@@ -1331,16 +1331,23 @@ def test_state_a_fresh_env_holds_and_the_checkpoint_lacks_is_named_not_refused()
     assert restored.unwrapped.state.tolist() == env.unwrapped.state.tolist()
 
 
-def test_a_checkpoint_of_a_gymnasium_whose_checker_had_fewer_flags_resumes_without_a_warning():
-    # Gymnasium 1.0's PassiveEnvChecker has no checked_data_reuse: a resume under 1.4 warned
-    # that the run may differ, for a flag that only says whether the checker warns again.
+def _stepped_cartpole() -> tuple[gym.Env, EnvSnapshot, dict]:
+    """A CartPole two steps in, its snapshot as read from disk, and the snapshot's record of
+    its PassiveEnvChecker (to edit as another version of dqn or gymnasium wrote it)."""
     env = gym.make("CartPole-v1")
     env.reset(seed=0)
     env.step(0), env.step(1)
     snapshot = _on_disk(env)
     checker = [type(layer).__name__ for layer in wrapper_chain(env)].index("PassiveEnvChecker")
+    return env, snapshot, snapshot.layers[checker]
+
+
+def test_a_checkpoint_of_a_gymnasium_whose_checker_had_fewer_flags_resumes_without_a_warning():
+    # Gymnasium 1.0's PassiveEnvChecker has no checked_data_reuse: a resume under 1.4 warned
+    # that the run may differ, for a flag that only says whether the checker warns again.
+    env, snapshot, checker = _stepped_cartpole()
     for flag in ("checked_data_reuse", "checked_render"):  # 1.0's checker has the second only
-        snapshot.layers[checker].pop(flag, None)
+        checker.pop(flag, None)
     restored = gym.make("CartPole-v1")
     assert restore_env_state(restored, snapshot) == []
     assert restored.step(1)[0].tolist() == env.step(1)[0].tolist()
@@ -1352,12 +1359,8 @@ def test_an_older_dqns_null_record_of_the_checkers_copy_is_passed_over_and_no_ot
 ):
     # dqn recorded PassiveEnvChecker's _previous_data, None after the env's second step, until
     # it learned that it is no state: its checkpoints resume; a value there is no record of its.
-    env = gym.make("CartPole-v1")
-    env.reset(seed=0)
-    env.step(0), env.step(1)
-    snapshot = _on_disk(env)
-    checker = [type(layer).__name__ for layer in wrapper_chain(env)].index("PassiveEnvChecker")
-    snapshot.layers[checker]["_previous_data"] = entry
+    env, snapshot, checker = _stepped_cartpole()
+    checker["_previous_data"] = entry
     restored = gym.make("CartPole-v1")
     if not restores:
         with pytest.raises(ValueError, match="PassiveEnvChecker._previous_data is not state dqn"):

@@ -2,6 +2,7 @@
 the default network's learner moves to a fresh process and trains exactly as the CLI does; a
 network dqn cannot rebuild there stays in place, and dqn says so, once."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -248,7 +249,8 @@ def test_the_learner_process_is_started_with_the_configs_threads(monkeypatch):
     with pytest.raises(Started) as started:
         learner.start()
     [argv] = started.value.args
-    assert argv[1:3] == ["-m", "dqn.learner_process"] and argv[-1] == "3"
+    assert argv[1] == "-c" and "from dqn.learner_process import main" in argv[2]
+    assert argv[-1] == "3"
 
 
 @pytest.mark.parametrize("extra", [1, 0])
@@ -642,6 +644,20 @@ def test_a_keras_set_to_another_backend_runs_dqn_on_tensorflow(tmp_path, where):
     assert proc.stdout.split() == ["tensorflow", "True"]
 
 
+def test_a_keras_set_to_tensorflow_or_not_set_leaves_the_environment_as_it_was(tmp_path):
+    # KERAS_BACKEND is set only where Keras would start on another backend: a user's child
+    # processes otherwise see the environment they had.
+    code = "import os, dqn\nprint(os.environ.get('KERAS_BACKEND'))\n"
+    for folder in ("unset", "tensorflow"):
+        (tmp_path / folder).mkdir()
+        if folder == "tensorflow":
+            (tmp_path / folder / "keras.json").write_text(json.dumps({"backend": "tensorflow"}))
+        env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+        env["KERAS_HOME"] = str(tmp_path / folder)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert proc.stdout.split() == ["None"], (folder, proc.stderr[-2000:])
+
+
 def test_a_keras_imported_first_on_another_backend_is_refused_in_one_line(monkeypatch):
     import types
 
@@ -655,19 +671,34 @@ def test_a_keras_imported_first_on_another_backend_is_refused_in_one_line(monkey
 
 @pytest.mark.parametrize(
     "backend, kept",
-    [("nonsense", False), ("module://matplotlib_inline.backend_inline", False), ("agg", True)],
+    [
+        ("nonsense", False),
+        pytest.param(
+            "module://matplotlib_inline.backend_inline",  # refused unless that package is here
+            False,
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("matplotlib_inline") is not None,
+                reason="matplotlib-inline is installed: matplotlib takes its backend",
+            ),
+        ),
+        ("agg", True),
+    ],
 )
 def test_an_mplbackend_matplotlib_refuses_is_dropped_and_one_it_takes_is_kept(backend, kept):
     # Keras imports matplotlib.pyplot as TensorFlow loads it, and matplotlib refused these at
-    # its import: every command failed (a Jupyter kernel's `!dqn-train` has the second).
+    # its import: every command failed (a Jupyter kernel's `!dqn-train` has a module:// one,
+    # matplotlib_inline's, which dqn's environment may lack). One of matplotlib's own names
+    # is taken without importing matplotlib at `import dqn`.
     code = (
-        "import os\n"
+        "import os, sys\n"
+        "import dqn\n"
+        "early = 'matplotlib' in sys.modules\n"
         "from dqn.agent import DQNAgent\n"
         "import matplotlib\n"
-        "print(os.environ.get('MPLBACKEND'), matplotlib.get_backend())\n"
+        "print(os.environ.get('MPLBACKEND'), matplotlib.get_backend(), early)\n"
     )
     env = {**os.environ, "MPLBACKEND": backend}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    said, chosen = proc.stdout.split()  # dropped: matplotlib chooses (agg without a display)
-    assert (said, chosen) == (backend, backend) if kept else said == "None"
+    said, chosen, early = proc.stdout.split()  # dropped: matplotlib chooses (agg, no display)
+    assert (said, chosen, early) == (backend, backend, "False") if kept else said == "None"
