@@ -413,8 +413,9 @@ class DQNAgent:
         self.obs_dim, self.n_actions = check_spaces(observation_space, action_space)
         own_pools = configure_tensorflow(config.num_threads)  # before the models' first ops
         custom_network = network_fn is not None
-        # A network_fn's model, not one read from an agent's files: check_network_saves reads
-        # a save of it back.
+        # A network_fn's model, not one read from an agent's files (what a run learned with
+        # loads whatever it carries): it is probed for what the learners leave out, and
+        # check_network_saves reads a save of it back.
         self._users_network = custom_network and not isinstance(network_fn, _SavedModels)
         if network_fn is None:
 
@@ -427,7 +428,7 @@ class DQNAgent:
         target_model = network_fn(self.obs_dim, self.n_actions)
         if custom_network:
             _check_network(online_model, target_model, self.obs_dim, self.n_actions)
-            if not isinstance(network_fn, _SavedModels):
+            if self._users_network:
                 _check_nothing_left_out(online_model, self.obs_dim)
             # The learners train the trainable weights and compute both networks with the
             # online model's others (a frozen layer's): the target model takes them too, or its

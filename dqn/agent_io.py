@@ -183,18 +183,15 @@ def unsafe_or_unknown(exc: Exception, saving: bool = False) -> str | None:
 def _saved_by_newer_keras(path: Path) -> str | None:
     """The Keras version a .keras file's metadata.json names if it is newer than this Keras's,
     else None (older, unreadable or absent)."""
-
-    def release(text: Any) -> tuple[int, ...]:
-        found = re.match(r"(\d+)\.(\d+)\.(\d+)", text) if isinstance(text, str) else None
-        return tuple(int(n) for n in found.groups()) if found else ()
+    from dqn.runtime import release
 
     try:
         with zipfile.ZipFile(path) as archive:
             saved = json.loads(archive.read("metadata.json")).get("keras_version")
     except Exception:  # zip, JSON, a list for a dict: no version to name
         return None
-    mine = release(keras.__version__)
-    return saved if mine and release(saved) > mine else None
+    mine = release(keras.__version__, 3)
+    return saved if any(mine) and release(saved, 3) > mine else None
 
 
 def _model_config(path: Path) -> tuple[Any, int] | None:

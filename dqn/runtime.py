@@ -161,10 +161,17 @@ def configure_xla(tf) -> None:
             os.environ["XLA_FLAGS"] = before
 
 
-def tf_version(text: str) -> tuple[int, int]:
+def tf_version(text: str) -> tuple[int, ...]:
     """(major, minor) of a TensorFlow version string such as "2.21.0" or "2.19.0-rc1"."""
-    found = re.match(r"(\d+)\.(\d+)", text)
-    return (int(found[1]), int(found[2])) if found else (0, 0)
+    return release(text, 2)
+
+
+def release(text: object, parts: int) -> tuple[int, ...]:
+    """The first ``parts`` numbers of a version string ("3.15.1", "2.19.0-rc1"), zeros for one
+    that names none ("nightly", not a string)."""
+    pattern = r"\.".join([r"(\d+)"] * parts)
+    found = re.match(pattern, text) if isinstance(text, str) else None
+    return tuple(int(n) for n in found.groups()) if found else (0,) * parts
 
 
 def usable_cores() -> int:
